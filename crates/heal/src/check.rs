@@ -1,0 +1,113 @@
+//! Health checks in three tiers, and the health state derived from their results.
+//!
+//! The engine has no threads, so it cannot pre-empt a check: a check receives its deadline in [`CheckContext`] and
+//! should stop by it; the scheduler measures each run on the [`Clock`](crate::clock::Clock) and reports a run that
+//! overran its timeout as failed, whatever it returned.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, Timestamp, US_PER_MS, US_PER_S};
+use crate::issue::Issue;
+
+/// How expensive a check is, and so how often it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// Under 100 ms, every few seconds (headers, liveness, a sample of blocks).
+    Shallow,
+    /// Under 5 s (blocks written since the last check, index agreement).
+    Deep,
+    /// Under 30 s (full scrub).
+    Comprehensive,
+}
+
+impl Tier {
+    /// The default time limit of a check of this tier, µs.
+    pub fn default_timeout_us(self) -> u64 {
+        match self {
+            Tier::Shallow => 100 * US_PER_MS,
+            Tier::Deep => 5 * US_PER_S,
+            Tier::Comprehensive => 30 * US_PER_S,
+        }
+    }
+
+    /// The default interval between runs of a check of this tier, µs.
+    pub fn default_interval_us(self) -> u64 {
+        match self {
+            Tier::Shallow => 5 * US_PER_S,
+            Tier::Deep => 60 * US_PER_S,
+            Tier::Comprehensive => 3_600 * US_PER_S,
+        }
+    }
+}
+
+/// The health of a subject, from its latest check results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthState {
+    /// Every check passes.
+    Healthy,
+    /// One or two shallow checks fail.
+    Degraded,
+    /// Three or more shallow checks, or any deep check, fail.
+    Unhealthy,
+    /// A comprehensive check fails.
+    Critical,
+}
+
+/// What a check gets when it runs.
+pub struct CheckContext<'a> {
+    /// The engine's clock.
+    pub clock: &'a dyn Clock,
+    /// When the check must have returned.
+    pub deadline: Timestamp,
+}
+
+/// What a check run found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckOutcome {
+    /// Whether the check passed.
+    pub passed: bool,
+    /// One line for a human.
+    pub message: String,
+    /// The problems found, precisely located. A failed check with no issue gets a generic `check_failed` issue.
+    pub issues: Vec<Issue>,
+}
+
+impl CheckOutcome {
+    /// A passing outcome.
+    pub fn pass(message: impl Into<String>) -> Self {
+        Self {
+            passed: true,
+            message: message.into(),
+            issues: Vec::new(),
+        }
+    }
+
+    /// A failing outcome with the issues found.
+    pub fn fail(message: impl Into<String>, issues: Vec<Issue>) -> Self {
+        Self {
+            passed: false,
+            message: message.into(),
+            issues,
+        }
+    }
+}
+
+/// A health check of a subject.
+pub trait HealthCheck: Send + Sync {
+    /// A stable name, unique within a subject.
+    fn name(&self) -> &str;
+    /// Its tier.
+    fn tier(&self) -> Tier;
+    /// Its time limit, µs.
+    fn timeout_us(&self) -> u64 {
+        self.tier().default_timeout_us()
+    }
+    /// How often it runs, µs.
+    fn interval_us(&self) -> u64 {
+        self.tier().default_interval_us()
+    }
+    /// Runs the check once.
+    fn run(&self, ctx: &CheckContext<'_>) -> CheckOutcome;
+}

@@ -1,0 +1,26 @@
+//! # heal — medic's self-healing engine
+//!
+//! Pure logic behind traits: the engine observes a [`Subject`](subject::Subject), detects anomalies and failed
+//! checks, diagnoses them into incidents, decides (repair or escalate, behind safety gates), repairs through
+//! [`RepairStrategy`](repair::RepairStrategy) implementations (backup → repair → validate → roll back), escalates
+//! to a human with a report, and learns from every incident through a
+//! [`KnowledgeBase`](learn::KnowledgeBase).
+//!
+//! Architecture invariant: this crate opens no file or socket, spawns no thread and never sleeps. Time comes only
+//! from a [`Clock`](clock::Clock), so every behaviour runs deterministically under [`SimClock`](clock::SimClock).
+
+pub mod check;
+pub mod clock;
+pub mod detect;
+pub mod issue;
+pub mod learn;
+pub mod repair;
+pub mod subject;
+
+pub use check::{CheckOutcome, HealthCheck, HealthState, Tier};
+pub use clock::{Clock, SimClock, SystemClock, Timestamp};
+pub use detect::Detector;
+pub use issue::{CrisisLevel, Issue, IssueKind, Location, Severity};
+pub use learn::{IncidentRecord, KnowledgeBase};
+pub use repair::{DataLoss, Estimate, RepairCost, RepairError, RepairStrategy};
+pub use subject::{Sample, Subject};

@@ -1,0 +1,1 @@
+//! `medic bench`: reproducible evaluation suites.

@@ -1,0 +1,7 @@
+//! # medic — the program
+//!
+//! Wires the engine (`heal`) and the store (`store`) into the `medic` binary: configuration, the daemon (HTTP API,
+//! metrics), the command line, the SQLite knowledge base, notifiers, and the chaos and bench commands. It holds no
+//! healing logic of its own.
+
+pub mod bench;

@@ -1,0 +1,5 @@
+//! The `medic` binary.
+
+fn main() {
+    println!("medic: not wired yet");
+}
