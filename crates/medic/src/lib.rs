@@ -5,3 +5,8 @@
 //! healing logic of its own.
 
 pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod kb;

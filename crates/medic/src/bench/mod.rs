@@ -1,1 +1,3 @@
 //! `medic bench`: reproducible evaluation suites.
+
+pub mod nab;

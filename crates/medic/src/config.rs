@@ -1,0 +1,1 @@
+//! Configuration: one TOML file, every option documented and validated with bounds.

@@ -1,0 +1,1 @@
+//! The daemon: HTTP API, metrics, and the healing loop on its schedule.

@@ -1,0 +1,1 @@
+//! The SQLite knowledge base: incidents, repair attempts, strategy statistics, metric history.

@@ -1,0 +1,1 @@
+//! The chaos harness behind `medic chaos`: fill a store, inject faults, run the engine, verify every acknowledged document.

@@ -1,0 +1,1 @@
+//! Seeded, reproducible fault injection over a data directory.
