@@ -4,6 +4,7 @@
 //! metrics), the command line, the SQLite knowledge base, notifiers, and the chaos and bench commands. It holds no
 //! healing logic of its own.
 
+pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod client;
