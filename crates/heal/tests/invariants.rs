@@ -53,13 +53,18 @@ fn engine_sources_do_no_io_threads_or_sleeps() {
             }
         }
     }
-    assert!(found.is_empty(), "the engine must stay pure; found:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "the engine must stay pure; found:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
 fn engine_dependencies_point_one_way() {
-    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .expect("read heal's Cargo.toml");
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .expect("read heal's Cargo.toml");
     let deps = manifest
         .split("[dependencies]")
         .nth(1)
@@ -70,8 +75,16 @@ fn engine_dependencies_point_one_way() {
         .filter_map(|l| l.split(['.', '=', ' ']).next())
         .filter(|n| !n.is_empty() && !n.starts_with('#'))
         .collect();
-    assert!(names.contains(&"hdrhistogram"), "parsed the table: {names:?}");
-    for banned in ["store", "medic", "tokio", "axum", "rusqlite", "reqwest", "ureq", "libc", "rustix"] {
-        assert!(!names.contains(&banned), "heal must not depend on {banned}: {names:?}");
+    assert!(
+        names.contains(&"hdrhistogram"),
+        "parsed the table: {names:?}"
+    );
+    for banned in [
+        "store", "medic", "tokio", "axum", "rusqlite", "reqwest", "ureq", "libc", "rustix",
+    ] {
+        assert!(
+            !names.contains(&banned),
+            "heal must not depend on {banned}: {names:?}"
+        );
     }
 }
