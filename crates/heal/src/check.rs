@@ -111,3 +111,90 @@ pub trait HealthCheck: Send + Sync {
     /// Runs the check once.
     fn run(&self, ctx: &CheckContext<'_>) -> CheckOutcome;
 }
+
+/// One run of one check, as the scheduler saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The check's name.
+    pub name: String,
+    /// Its tier.
+    pub tier: Tier,
+    /// Whether it passed (false when it overran its timeout, whatever it returned).
+    pub passed: bool,
+    /// Whether it overran its timeout.
+    pub timed_out: bool,
+    /// The check's message, or why the scheduler failed it.
+    pub message: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// How long it ran, µs, measured on the engine's clock.
+    pub duration_us: u64,
+    /// The issues it reported (a failed check with none gets a generic `check_failed` one; an overrun gets
+    /// `check_timeout`).
+    pub issues: Vec<Issue>,
+}
+
+/// The health state from the latest result of each check: all pass = HEALTHY; 1–2 shallow failures = DEGRADED;
+/// 3+ shallow or any deep failure = UNHEALTHY; any comprehensive failure = CRITICAL.
+pub fn health_from_results<'a>(results: impl IntoIterator<Item = &'a CheckResult>) -> HealthState {
+    let (mut shallow, mut deep, mut comprehensive) = (0u32, 0u32, 0u32);
+    for r in results.into_iter().filter(|r| !r.passed) {
+        match r.tier {
+            Tier::Shallow => shallow += 1,
+            Tier::Deep => deep += 1,
+            Tier::Comprehensive => comprehensive += 1,
+        }
+    }
+    if comprehensive > 0 {
+        HealthState::Critical
+    } else if deep > 0 || shallow >= 3 {
+        HealthState::Unhealthy
+    } else if shallow > 0 {
+        HealthState::Degraded
+    } else {
+        HealthState::Healthy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(tier: Tier, passed: bool) -> CheckResult {
+        CheckResult {
+            name: format!("{tier:?}"),
+            tier,
+            passed,
+            timed_out: false,
+            message: String::new(),
+            started_at: 0,
+            duration_us: 0,
+            issues: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn health_state_follows_failures_by_tier() {
+        use HealthState::*;
+        use Tier::*;
+        let cases: &[(&[(Tier, bool)], HealthState)] = &[
+            (&[], Healthy),
+            (
+                &[(Shallow, true), (Deep, true), (Comprehensive, true)],
+                Healthy,
+            ),
+            (&[(Shallow, false), (Shallow, true)], Degraded),
+            (&[(Shallow, false), (Shallow, false)], Degraded),
+            (
+                &[(Shallow, false), (Shallow, false), (Shallow, false)],
+                Unhealthy,
+            ),
+            (&[(Deep, false)], Unhealthy),
+            (&[(Shallow, false), (Comprehensive, false)], Critical),
+        ];
+        for (input, expected) in cases {
+            let results: Vec<CheckResult> = input.iter().map(|&(t, p)| result(t, p)).collect();
+            assert_eq!(health_from_results(&results), *expected, "{input:?}");
+        }
+    }
+}

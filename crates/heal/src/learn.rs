@@ -131,3 +131,153 @@ pub trait KnowledgeBase: Send + Sync {
     /// Adds one outcome to the statistics.
     fn record_outcome(&self, strategy: &str, code: &str, success: bool) -> Result<(), KbError>;
 }
+
+/// A knowledge base in memory, for tests and for running without persistence. Lost on restart.
+#[derive(Debug, Default)]
+pub struct MemoryKnowledgeBase {
+    records: std::sync::Mutex<std::collections::BTreeMap<u64, IncidentRecord>>,
+    stats: std::sync::Mutex<std::collections::HashMap<(String, String), StrategyStats>>,
+}
+
+impl MemoryKnowledgeBase {
+    /// An empty knowledge base.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn poisoned() -> KbError {
+        KbError("memory knowledge base lock poisoned by a panic elsewhere".to_string())
+    }
+}
+
+impl KnowledgeBase for MemoryKnowledgeBase {
+    fn save(&self, record: &IncidentRecord) -> Result<(), KbError> {
+        self.records
+            .lock()
+            .map_err(|_| Self::poisoned())?
+            .insert(record.id, record.clone());
+        Ok(())
+    }
+
+    fn get(&self, id: u64) -> Result<Option<IncidentRecord>, KbError> {
+        Ok(self
+            .records
+            .lock()
+            .map_err(|_| Self::poisoned())?
+            .get(&id)
+            .cloned())
+    }
+
+    fn recent(&self, limit: usize) -> Result<Vec<IncidentRecord>, KbError> {
+        Ok(self
+            .records
+            .lock()
+            .map_err(|_| Self::poisoned())?
+            .values()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn max_id(&self) -> Result<u64, KbError> {
+        Ok(self
+            .records
+            .lock()
+            .map_err(|_| Self::poisoned())?
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0))
+    }
+
+    fn strategy_stats(&self, strategy: &str, code: &str) -> Result<StrategyStats, KbError> {
+        Ok(self
+            .stats
+            .lock()
+            .map_err(|_| Self::poisoned())?
+            .get(&(strategy.to_string(), code.to_string()))
+            .copied()
+            .unwrap_or_default())
+    }
+
+    fn record_outcome(&self, strategy: &str, code: &str, success: bool) -> Result<(), KbError> {
+        let mut stats = self.stats.lock().map_err(|_| Self::poisoned())?;
+        let entry = stats
+            .entry((strategy.to_string(), code.to_string()))
+            .or_default();
+        if success {
+            entry.successes += 1;
+        } else {
+            entry.failures += 1;
+        }
+        Ok(())
+    }
+}
+
+impl StrategyStats {
+    /// The mean of the Beta posterior of the success rate, with a Beta(`prior_successes`, `prior_failures`) prior:
+    /// `(s + a) / (s + f + a + b)`. With no history it is the prior mean.
+    pub fn posterior_success_rate(&self, prior_successes: f64, prior_failures: f64) -> f64 {
+        let a = self.successes as f64 + prior_successes.max(0.0);
+        let b = self.failures as f64 + prior_failures.max(0.0);
+        if a + b <= 0.0 { 0.5 } else { a / (a + b) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issue::{CrisisLevel, Severity};
+
+    fn record(id: u64) -> IncidentRecord {
+        IncidentRecord {
+            id,
+            started_at: 10,
+            detected_at: 15,
+            resolved_at: Some(40),
+            issues: Vec::new(),
+            crisis: CrisisLevel::Obstacle,
+            severity: Severity::Sev2,
+            root_cause: String::new(),
+            blast_radius: Vec::new(),
+            decision: String::new(),
+            attempts: Vec::new(),
+            resolution: Resolution::AutoRepaired,
+            report_markdown: None,
+        }
+    }
+
+    #[test]
+    fn memory_kb_keeps_records_newest_first_and_max_id() {
+        let kb = MemoryKnowledgeBase::new();
+        assert_eq!(kb.max_id().unwrap(), 0);
+        for id in [3, 1, 7] {
+            kb.save(&record(id)).unwrap();
+        }
+        let mut r = record(3);
+        r.root_cause = "replaced".into();
+        kb.save(&r).unwrap();
+        assert_eq!(kb.max_id().unwrap(), 7);
+        let ids: Vec<u64> = kb.recent(2).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(ids, [7, 3]);
+        assert_eq!(kb.get(3).unwrap().unwrap().root_cause, "replaced");
+        assert!(kb.get(4).unwrap().is_none());
+        assert_eq!(record(1).time_to_detect_us(), 5);
+        assert_eq!(record(1).time_to_repair_us(), Some(25));
+    }
+
+    #[test]
+    fn strategy_stats_count_and_posterior() {
+        let kb = MemoryKnowledgeBase::new();
+        kb.record_outcome("a", "x", true).unwrap();
+        kb.record_outcome("a", "x", true).unwrap();
+        kb.record_outcome("a", "x", false).unwrap();
+        kb.record_outcome("a", "y", false).unwrap();
+        let s = kb.strategy_stats("a", "x").unwrap();
+        assert_eq!((s.successes, s.failures), (2, 1));
+        assert!((s.posterior_success_rate(1.0, 1.0) - 0.6).abs() < 1e-12);
+        let none = kb.strategy_stats("b", "x").unwrap();
+        assert!((none.posterior_success_rate(1.0, 1.0) - 0.5).abs() < 1e-12);
+    }
+}

@@ -15,6 +15,7 @@ pub mod detect;
 pub mod issue;
 pub mod learn;
 pub mod repair;
+pub mod schedule;
 pub mod subject;
 
 pub use check::{CheckOutcome, HealthCheck, HealthState, Tier};
