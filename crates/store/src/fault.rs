@@ -1,1 +1,755 @@
 //! Seeded, reproducible fault injection over a data directory.
+//!
+//! Owns [`FaultKind`] (the faults medic is tested against, with their stable snake_case names), [`Injector`] (one
+//! `StdRng` seeded with `seed_from_u64`, so a seed replays the same faults on the same directory) and
+//! [`InjectedFault`] (exactly what was done: file, offset, length), so a test can check that detection names the
+//! same place.
+//!
+//! The injector lives in `store` because `store` owns every file of a data directory (an architecture invariant);
+//! it picks its targets among the store's files by the layout in `FORMAT.md`. Faults on bytes (bit flip, zeroed
+//! range, misdirected write, deleted file) are written straight to the files; torn writes and stale locks imitate
+//! what a crash leaves behind; out-of-space and slow I/O go through the store's own I/O hooks
+//! ([`crate::io::IoFaults`]). Written by hand: fault crates (`fail`) use a global registry and cannot aim at one
+//! byte of one file.
+
+use std::fmt;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// Largest range a zeroed-range fault writes, bytes.
+pub const ZERO_RANGE_BYTES_MAX: u64 = 4096;
+/// Largest block a misdirected write copies, bytes.
+pub const MISDIRECTED_BYTES_MAX: u64 = 4096;
+/// Largest file the injector reads whole (to find a range worth damaging), bytes.
+pub const TARGET_FILE_BYTES_MAX: u64 = 1 << 30;
+/// How many random picks the injector tries before it gives up on finding a range that would actually change.
+const PICK_ATTEMPTS_MAX: usize = 64;
+
+/// A kind of fault the injector can cause. Names are snake_case in serde and in [`FromStr`] (`--faults k,k`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// One bit flipped in a stored file (media bit rot).
+    BitFlip,
+    /// A range of bytes overwritten with zeros (a lost sector, a firmware bug).
+    ZeroRange,
+    /// The log tail ends mid-record: a write torn by a crash before it was acknowledged.
+    TornWrite,
+    /// A stored file removed (operator error, a clean-up script).
+    DeleteFile,
+    /// A block written over another block of the same file (a misdirected write).
+    MisdirectedWrite,
+    /// A lock file left behind by a process that died.
+    StaleLock,
+    /// The disk fills up: writes fail for lack of space.
+    OutOfSpace,
+    /// Every I/O takes much longer than usual.
+    SlowIo,
+}
+
+impl FaultKind {
+    /// Every fault kind, in a fixed order.
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::BitFlip,
+        FaultKind::ZeroRange,
+        FaultKind::TornWrite,
+        FaultKind::DeleteFile,
+        FaultKind::MisdirectedWrite,
+        FaultKind::StaleLock,
+        FaultKind::OutOfSpace,
+        FaultKind::SlowIo,
+    ];
+
+    /// The stable snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::BitFlip => "bit_flip",
+            FaultKind::ZeroRange => "zero_range",
+            FaultKind::TornWrite => "torn_write",
+            FaultKind::DeleteFile => "delete_file",
+            FaultKind::MisdirectedWrite => "misdirected_write",
+            FaultKind::StaleLock => "stale_lock",
+            FaultKind::OutOfSpace => "out_of_space",
+            FaultKind::SlowIo => "slow_io",
+        }
+    }
+
+    /// Whether the fault changes stored bytes (as opposed to the environment: lock, space, latency).
+    pub fn damages_bytes(self) -> bool {
+        matches!(
+            self,
+            FaultKind::BitFlip
+                | FaultKind::ZeroRange
+                | FaultKind::TornWrite
+                | FaultKind::DeleteFile
+                | FaultKind::MisdirectedWrite
+        )
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FaultKind {
+    type Err = FaultError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim();
+        FaultKind::ALL
+            .into_iter()
+            .find(|k| k.name() == wanted || k.name().replace('_', "-") == wanted)
+            .ok_or_else(|| FaultError::UnknownKind(wanted.to_string()))
+    }
+}
+
+/// Parses a comma-separated list of fault kinds (`bit_flip,torn_write`). An empty string gives an empty list
+/// (meaning "all" to the chaos harness); duplicates are dropped, order kept.
+pub fn parse_fault_list(s: &str) -> Result<Vec<FaultKind>, FaultError> {
+    let mut kinds = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let kind: FaultKind = part.parse()?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(kinds)
+}
+
+/// Why an injection failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FaultError {
+    /// A fault name that is not one of [`FaultKind::ALL`].
+    #[error(
+        "unknown fault kind {0:?}; known: bit_flip, zero_range, torn_write, delete_file, misdirected_write, \
+         stale_lock, out_of_space, slow_io"
+    )]
+    UnknownKind(String),
+    /// The directory holds no file this fault can be aimed at.
+    #[error("no target for {kind} in {dir}: {why}")]
+    NoTarget {
+        /// The fault.
+        kind: FaultKind,
+        /// The data directory.
+        dir: PathBuf,
+        /// What was missing.
+        why: String,
+    },
+    /// The fault needs the store's I/O hooks, and the injector was made without them.
+    #[error("{0} needs the store's I/O hooks: make the injector with Injector::with_io")]
+    NoIoHooks(FaultKind),
+    /// A file the injector wanted to read is larger than [`TARGET_FILE_BYTES_MAX`].
+    #[error("{file}: {actual} bytes is over target_file_bytes_max = {limit}")]
+    TooLarge {
+        /// The file.
+        file: PathBuf,
+        /// The limit.
+        limit: u64,
+        /// Its size.
+        actual: u64,
+    },
+    /// An I/O error on a file of the data directory.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, to which file.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FaultError {
+    let context = context.into();
+    move |source| FaultError::Io { context, source }
+}
+
+/// Exactly what one injection did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectedFault {
+    /// The fault.
+    pub kind: FaultKind,
+    /// The file changed, relative to the data directory with `/` separators (`None` for environment faults).
+    pub file: Option<String>,
+    /// The first byte changed.
+    pub offset: Option<u64>,
+    /// How many bytes changed (for a deleted file: its size; for a torn write: the bytes appended).
+    pub len: Option<u64>,
+    /// One line for a human, e.g. `flipped bit 3 of byte 8121`.
+    pub detail: String,
+}
+
+impl InjectedFault {
+    /// Where the fault is, as the engine's [`heal::Location`].
+    pub fn location(&self) -> heal::Location {
+        heal::Location {
+            file: self.file.clone(),
+            offset: self.offset,
+            len: self.len,
+            lsn_range: None,
+        }
+    }
+
+    /// Whether `location` names the file this fault changed (environment faults match any location).
+    pub fn names_file(&self, location: &heal::Location) -> bool {
+        match (&self.file, &location.file) {
+            (None, _) => true,
+            (Some(ours), Some(theirs)) => same_file(ours, theirs),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Whether `location` covers at least one byte this fault changed (same file, overlapping ranges; a location
+    /// without a range covers the whole file).
+    pub fn overlaps(&self, location: &heal::Location) -> bool {
+        if !self.names_file(location) {
+            return false;
+        }
+        match (self.offset, self.len, location.offset, location.len) {
+            (Some(a), Some(alen), Some(b), Some(blen)) => {
+                a < b.saturating_add(blen.max(1)) && b < a.saturating_add(alen.max(1))
+            }
+            (Some(a), _, Some(b), None) => a >= b,
+            _ => true,
+        }
+    }
+}
+
+fn same_file(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.trim_start_matches("./").replace('\\', "/");
+    let (a, b) = (norm(a), norm(b));
+    a == b || a.ends_with(&format!("/{b}")) || b.ends_with(&format!("/{a}"))
+}
+
+/// What role a file plays in a data directory, by the layout in `FORMAT.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileRole {
+    /// A write-ahead log segment.
+    Wal,
+    /// A snapshot.
+    Snapshot,
+    /// Parity over other files.
+    Parity,
+    /// The manifest (or one of its copies).
+    Manifest,
+    /// The lock file.
+    Lock,
+    /// Anything else (derived indexes, temporary files).
+    Other,
+}
+
+/// One file of a data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFile {
+    /// Path relative to the data directory, `/` separators.
+    pub rel: String,
+    /// Its role.
+    pub role: FileRole,
+    /// Size in bytes.
+    pub len: u64,
+}
+
+/// Classifies a path relative to the data directory by the layout in `FORMAT.md`.
+pub fn classify(rel: &str) -> FileRole {
+    let lower = rel.to_ascii_lowercase();
+    let name = lower.rsplit('/').next().unwrap_or(&lower);
+    if name.contains("lock") {
+        FileRole::Lock
+    } else if name.contains("manifest") {
+        FileRole::Manifest
+    } else if lower.starts_with("parity/") || name.ends_with(".par") || name.contains("parity") {
+        FileRole::Parity
+    } else if lower.starts_with("wal/") || name.ends_with(".wal") || name.ends_with(".seg") {
+        FileRole::Wal
+    } else if lower.starts_with("snap") || name.ends_with(".snap") {
+        FileRole::Snapshot
+    } else {
+        FileRole::Other
+    }
+}
+
+/// Lists the files of a data directory (recursively, sorted by path so picks are reproducible), skipping
+/// temporary files (`*.tmp`).
+pub fn list_files(dir: &Path) -> Result<Vec<DataFile>, FaultError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = fs::read_dir(&d).map_err(io_err(format!("list {}", d.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err(format!("list {}", d.display())))?;
+            let path = entry.path();
+            let meta = entry
+                .metadata()
+                .map_err(io_err(format!("stat {}", path.display())))?;
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let Ok(rel) = path.strip_prefix(dir) else {
+                continue;
+            };
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            if rel.ends_with(".tmp") {
+                continue;
+            }
+            out.push(DataFile {
+                role: classify(&rel),
+                rel,
+                len: meta.len(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(out)
+}
+
+/// A seeded, reproducible fault injector. The same seed, directory contents and sequence of calls give the same
+/// faults.
+#[derive(Debug)]
+pub struct Injector {
+    seed: u64,
+    rng: StdRng,
+}
+
+impl Injector {
+    /// An injector whose every choice derives from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// The seed it was made with.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The injector's random source, for callers that want further choices on the same seed.
+    pub fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
+    /// Injects one fault of `kind` into the data directory `dir` and says exactly what was done.
+    pub fn inject(&mut self, dir: &Path, kind: FaultKind) -> Result<InjectedFault, FaultError> {
+        match kind {
+            FaultKind::BitFlip => self.bit_flip(dir),
+            FaultKind::ZeroRange => self.zero_range(dir),
+            FaultKind::TornWrite => self.torn_write(dir),
+            FaultKind::DeleteFile => self.delete_file(dir),
+            FaultKind::MisdirectedWrite => self.misdirected_write(dir),
+            FaultKind::StaleLock => self.stale_lock(dir),
+            FaultKind::OutOfSpace | FaultKind::SlowIo => Err(FaultError::NoIoHooks(kind)),
+        }
+    }
+
+    /// Files a byte-damaging fault may hit: the log, snapshots, parity and the manifest, non-empty.
+    fn byte_targets(&self, dir: &Path, kind: FaultKind) -> Result<Vec<DataFile>, FaultError> {
+        let files: Vec<DataFile> = list_files(dir)?
+            .into_iter()
+            .filter(|f| {
+                f.len > 0
+                    && matches!(
+                        f.role,
+                        FileRole::Wal | FileRole::Snapshot | FileRole::Parity | FileRole::Manifest
+                    )
+            })
+            .collect();
+        if files.is_empty() {
+            return Err(FaultError::NoTarget {
+                kind,
+                dir: dir.to_path_buf(),
+                why: "no non-empty log, snapshot, parity or manifest file".into(),
+            });
+        }
+        Ok(files)
+    }
+
+    fn pick<'a>(&mut self, files: &'a [DataFile]) -> &'a DataFile {
+        &files[self.rng.random_range(0..files.len())]
+    }
+
+    fn bit_flip(&mut self, dir: &Path) -> Result<InjectedFault, FaultError> {
+        let files = self.byte_targets(dir, FaultKind::BitFlip)?;
+        let target = self.pick(&files).clone();
+        let offset = self.rng.random_range(0..target.len);
+        let bit: u8 = self.rng.random_range(0..8);
+        let path = dir.join(&target.rel);
+        let mut byte = read_at(&path, offset, 1)?;
+        byte[0] ^= 1 << bit;
+        write_at(&path, offset, &byte)?;
+        Ok(InjectedFault {
+            kind: FaultKind::BitFlip,
+            file: Some(target.rel),
+            offset: Some(offset),
+            len: Some(1),
+            detail: format!("flipped bit {bit} of byte {offset}"),
+        })
+    }
+
+    fn zero_range(&mut self, dir: &Path) -> Result<InjectedFault, FaultError> {
+        let files = self.byte_targets(dir, FaultKind::ZeroRange)?;
+        for _ in 0..PICK_ATTEMPTS_MAX {
+            let target = self.pick(&files).clone();
+            let offset = self.rng.random_range(0..target.len);
+            let len_max = (target.len - offset).min(ZERO_RANGE_BYTES_MAX);
+            let len = self.rng.random_range(1..=len_max);
+            let path = dir.join(&target.rel);
+            let old = read_at(&path, offset, len)?;
+            // Narrow the range to the bytes that actually change, so the reported range is exact.
+            let (Some(first), Some(last)) = (
+                old.iter().position(|&b| b != 0),
+                old.iter().rposition(|&b| b != 0),
+            ) else {
+                continue;
+            };
+            let start = offset + first as u64;
+            let n = (last - first + 1) as u64;
+            write_at(&path, start, &vec![0u8; n as usize])?;
+            return Ok(InjectedFault {
+                kind: FaultKind::ZeroRange,
+                file: Some(target.rel),
+                offset: Some(start),
+                len: Some(n),
+                detail: format!("zeroed {n} bytes at {start}"),
+            });
+        }
+        Err(FaultError::NoTarget {
+            kind: FaultKind::ZeroRange,
+            dir: dir.to_path_buf(),
+            why: format!("{PICK_ATTEMPTS_MAX} random ranges were all zero already"),
+        })
+    }
+
+    fn misdirected_write(&mut self, dir: &Path) -> Result<InjectedFault, FaultError> {
+        let files = self.byte_targets(dir, FaultKind::MisdirectedWrite)?;
+        for _ in 0..PICK_ATTEMPTS_MAX {
+            let target = self.pick(&files).clone();
+            if target.len < 2 {
+                continue;
+            }
+            let block = (target.len / 2).clamp(1, MISDIRECTED_BYTES_MAX);
+            let from = self.rng.random_range(0..=target.len - block);
+            let to = self.rng.random_range(0..=target.len - block);
+            if from == to {
+                continue;
+            }
+            let path = dir.join(&target.rel);
+            let src = read_at(&path, from, block)?;
+            let old = read_at(&path, to, block)?;
+            let (Some(first), Some(last)) = (
+                (0..src.len()).position(|i| src[i] != old[i]),
+                (0..src.len()).rposition(|i| src[i] != old[i]),
+            ) else {
+                continue;
+            };
+            let start = to + first as u64;
+            let n = (last - first + 1) as u64;
+            write_at(&path, start, &src[first..=last])?;
+            return Ok(InjectedFault {
+                kind: FaultKind::MisdirectedWrite,
+                file: Some(target.rel),
+                offset: Some(start),
+                len: Some(n),
+                detail: format!(
+                    "copied the {block}-byte block at {from} over {to} ({n} bytes changed from {start})"
+                ),
+            });
+        }
+        Err(FaultError::NoTarget {
+            kind: FaultKind::MisdirectedWrite,
+            dir: dir.to_path_buf(),
+            why: format!("{PICK_ATTEMPTS_MAX} random block pairs were identical"),
+        })
+    }
+
+    fn delete_file(&mut self, dir: &Path) -> Result<InjectedFault, FaultError> {
+        let files = self.byte_targets(dir, FaultKind::DeleteFile)?;
+        let target = self.pick(&files).clone();
+        let path = dir.join(&target.rel);
+        fs::remove_file(&path).map_err(io_err(format!("delete {}", path.display())))?;
+        Ok(InjectedFault {
+            kind: FaultKind::DeleteFile,
+            file: Some(target.rel),
+            offset: Some(0),
+            len: Some(target.len),
+            detail: format!("deleted the file ({} bytes)", target.len),
+        })
+    }
+
+    fn torn_write(&mut self, dir: &Path) -> Result<InjectedFault, FaultError> {
+        let wal: Vec<DataFile> = list_files(dir)?
+            .into_iter()
+            .filter(|f| f.role == FileRole::Wal)
+            .collect();
+        let Some(tail) = wal.last().cloned() else {
+            return Err(FaultError::NoTarget {
+                kind: FaultKind::TornWrite,
+                dir: dir.to_path_buf(),
+                why: "no log segment".into(),
+            });
+        };
+        // A record that was being appended when the power went: a header announcing more payload than made it
+        // to disk. Never acknowledged, so recovery may drop it.
+        let payload_len: u32 = self.rng.random_range(64..4096);
+        let written: u32 = self.rng.random_range(1..payload_len);
+        let mut bytes = Vec::with_capacity(8 + written as usize);
+        bytes.extend_from_slice(&payload_len.to_le_bytes());
+        bytes.extend_from_slice(&self.rng.random::<u32>().to_le_bytes());
+        bytes.extend((0..written).map(|_| self.rng.random::<u8>()));
+        let path = dir.join(&tail.rel);
+        write_at(&path, tail.len, &bytes)?;
+        Ok(InjectedFault {
+            kind: FaultKind::TornWrite,
+            file: Some(tail.rel),
+            offset: Some(tail.len),
+            len: Some(bytes.len() as u64),
+            detail: format!(
+                "appended a record torn after {} of {} bytes",
+                bytes.len(),
+                payload_len as usize + 8
+            ),
+        })
+    }
+
+    fn stale_lock(&mut self, dir: &Path) -> Result<InjectedFault, FaultError> {
+        let pid = dead_pid()?;
+        let rel = "LOCK".to_string();
+        let path = dir.join(&rel);
+        // The holder line as `lock.rs` writes it: same host (so the store can prove the pid dead), never closed.
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        let started_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0)
+            .saturating_sub(60_000_000);
+        let body = format!(
+            "pid={pid} host={host} started_us={started_us} heartbeat_us={started_us} closed=false\n"
+        );
+        fs::write(&path, body.as_bytes()).map_err(io_err(format!("write {}", path.display())))?;
+        Ok(InjectedFault {
+            kind: FaultKind::StaleLock,
+            file: Some(rel),
+            offset: Some(0),
+            len: Some(body.len() as u64),
+            detail: format!("left a lock file naming dead pid {pid}"),
+        })
+    }
+}
+
+/// A pid that certainly belonged to a process that has exited: start `true`, wait for it.
+pub fn dead_pid() -> Result<u32, FaultError> {
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .map_err(io_err("spawn a short-lived process for a dead pid"))?;
+    let pid = child.id();
+    child
+        .wait()
+        .map_err(io_err("wait for the short-lived process"))?;
+    Ok(pid)
+}
+
+fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, FaultError> {
+    if len > TARGET_FILE_BYTES_MAX {
+        return Err(FaultError::TooLarge {
+            file: path.to_path_buf(),
+            limit: TARGET_FILE_BYTES_MAX,
+            actual: len,
+        });
+    }
+    let mut f = fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+    f.seek(SeekFrom::Start(offset))
+        .map_err(io_err(format!("seek {} to {offset}", path.display())))?;
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact(&mut buf).map_err(io_err(format!(
+        "read {len} bytes of {} at {offset}",
+        path.display()
+    )))?;
+    Ok(buf)
+}
+
+fn write_at(path: &Path, offset: u64, bytes: &[u8]) -> Result<(), FaultError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(format!("open {} for writing", path.display())))?;
+    f.seek(SeekFrom::Start(offset))
+        .map_err(io_err(format!("seek {} to {offset}", path.display())))?;
+    f.write_all(bytes).map_err(io_err(format!(
+        "write {} bytes to {} at {offset}",
+        bytes.len(),
+        path.display()
+    )))?;
+    f.sync_all()
+        .map_err(io_err(format!("fsync {}", path.display())))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("wal")).unwrap();
+        let bytes: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8 + 1).collect();
+        fs::write(dir.path().join("wal/00000001.wal"), &bytes).unwrap();
+        fs::write(dir.path().join("wal/00000002.wal"), &bytes[..5000]).unwrap();
+        fs::write(dir.path().join("MANIFEST-A"), &bytes[..300]).unwrap();
+        dir
+    }
+
+    fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        list_files(dir)
+            .unwrap()
+            .into_iter()
+            .map(|f| {
+                let b = fs::read(dir.join(&f.rel)).unwrap();
+                (f.rel, b)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_round_trip_through_serde_and_from_str() {
+        for kind in FaultKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.name()));
+            assert_eq!(kind.name().parse::<FaultKind>().unwrap(), kind);
+        }
+        assert_eq!(
+            parse_fault_list("bit_flip, torn-write,bit_flip").unwrap(),
+            vec![FaultKind::BitFlip, FaultKind::TornWrite]
+        );
+        assert!(parse_fault_list("").unwrap().is_empty());
+        let err = parse_fault_list("bit_flip,cosmic_ray").unwrap_err();
+        assert!(err.to_string().contains("cosmic_ray"), "{err}");
+    }
+
+    #[test]
+    fn bit_flip_changes_exactly_one_bit_where_it_says() {
+        let dir = fixture();
+        let before = snapshot(dir.path());
+        let f = Injector::new(7)
+            .inject(dir.path(), FaultKind::BitFlip)
+            .unwrap();
+        let after = snapshot(dir.path());
+        let mut diffs = 0;
+        for ((name, a), (_, b)) in before.iter().zip(&after) {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                if x != y {
+                    diffs += 1;
+                    assert_eq!(Some(name.as_str()), f.file.as_deref());
+                    assert_eq!(Some(i as u64), f.offset);
+                    assert_eq!((x ^ y).count_ones(), 1);
+                }
+            }
+        }
+        assert_eq!(diffs, 1);
+    }
+
+    #[test]
+    fn same_seed_same_fault() {
+        let (a, b) = (fixture(), fixture());
+        for kind in [
+            FaultKind::BitFlip,
+            FaultKind::ZeroRange,
+            FaultKind::MisdirectedWrite,
+            FaultKind::TornWrite,
+        ] {
+            let fa = Injector::new(42).inject(a.path(), kind).unwrap();
+            let fb = Injector::new(42).inject(b.path(), kind).unwrap();
+            assert_eq!(fa, fb);
+        }
+        assert_eq!(snapshot(a.path()), snapshot(b.path()));
+    }
+
+    #[test]
+    fn zero_and_misdirected_report_exactly_the_changed_range() {
+        for seed in 0..20 {
+            for kind in [FaultKind::ZeroRange, FaultKind::MisdirectedWrite] {
+                let dir = fixture();
+                let before = snapshot(dir.path());
+                let f = Injector::new(seed).inject(dir.path(), kind).unwrap();
+                let after = snapshot(dir.path());
+                let (off, len) = (f.offset.unwrap() as usize, f.len.unwrap() as usize);
+                for ((name, a), (_, b)) in before.iter().zip(&after) {
+                    let changed: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+                    if Some(name.as_str()) != f.file.as_deref() {
+                        assert!(changed.is_empty());
+                        continue;
+                    }
+                    assert_eq!(changed.first(), Some(&off), "{kind} seed {seed}");
+                    assert_eq!(changed.last(), Some(&(off + len - 1)), "{kind} seed {seed}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn torn_write_appends_to_the_newest_segment_and_delete_removes() {
+        let dir = fixture();
+        let f = Injector::new(1)
+            .inject(dir.path(), FaultKind::TornWrite)
+            .unwrap();
+        assert_eq!(f.file.as_deref(), Some("wal/00000002.wal"));
+        assert_eq!(f.offset, Some(5000));
+        let len = fs::metadata(dir.path().join("wal/00000002.wal"))
+            .unwrap()
+            .len();
+        assert_eq!(len, 5000 + f.len.unwrap());
+
+        let d = Injector::new(3)
+            .inject(dir.path(), FaultKind::DeleteFile)
+            .unwrap();
+        assert!(!dir.path().join(d.file.unwrap()).exists());
+    }
+
+    #[test]
+    fn empty_directory_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Injector::new(1)
+            .inject(dir.path(), FaultKind::BitFlip)
+            .unwrap_err();
+        assert!(matches!(err, FaultError::NoTarget { .. }), "{err}");
+        assert!(err.to_string().contains("bit_flip"));
+    }
+
+    #[test]
+    fn location_matching() {
+        let f = InjectedFault {
+            kind: FaultKind::BitFlip,
+            file: Some("wal/00000001.wal".into()),
+            offset: Some(100),
+            len: Some(1),
+            detail: String::new(),
+        };
+        let at = |file: &str, offset, len| heal::Location {
+            file: Some(file.into()),
+            offset,
+            len,
+            lsn_range: None,
+        };
+        assert!(f.overlaps(&at("wal/00000001.wal", Some(0), Some(4096))));
+        assert!(f.overlaps(&at("wal/00000001.wal", None, None)));
+        assert!(!f.overlaps(&at("wal/00000001.wal", Some(101), Some(10))));
+        assert!(!f.overlaps(&at("wal/00000002.wal", Some(0), Some(4096))));
+        assert!(!f.names_file(&heal::Location::default()));
+    }
+}
