@@ -1,0 +1,529 @@
+//! The daemon's Prometheus metrics: one explicit [`Registry`] per daemon (no global state, so tests stay
+//! deterministic), encoded as OpenMetrics text on `GET /metrics`.
+//!
+//! Request counts and operation latencies are recorded as they happen; the engine's and the store's state (health,
+//! incidents, repairs, documents, KPIs) is mirrored into gauges and counters after every healing cycle and at each
+//! scrape, from the incident records themselves, so the figures agree with `GET /v1/incidents`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use heal::HealthState;
+use heal::learn::{AttemptOutcome, IncidentRecord};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::encode`]'s output.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Incident ids remembered to count repairs once; older ones are forgotten beyond this.
+const INCIDENTS_TRACKED_MAX: usize = 10_000;
+
+/// A timed operation, the `operation` label of `medic_operation_duration_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// `PUT /v1/docs/{id}`, until durable.
+    Put,
+    /// `GET /v1/docs/{id}`.
+    Get,
+    /// `DELETE /v1/docs/{id}`, until durable.
+    Delete,
+    /// `POST /v1/search`.
+    Search,
+    /// One healing cycle (scheduled or `POST /v1/heal`).
+    HealCycle,
+    /// An on-demand check tier (`GET /v1/health?tier=`).
+    HealthTier,
+}
+
+impl Operation {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Put => "put",
+            Operation::Get => "get",
+            Operation::Delete => "delete",
+            Operation::Search => "search",
+            Operation::HealCycle => "heal_cycle",
+            Operation::HealthTier => "health_tier",
+        }
+    }
+}
+
+impl EncodeLabelValue for Operation {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: Operation,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabels {
+    severity: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RepairLabels {
+    strategy: String,
+    outcome: &'static str,
+}
+
+/// What the store and engine report, mirrored into gauges.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Documents stored.
+    pub documents: u64,
+    /// Health state, if known.
+    pub health: Option<HealthState>,
+    /// Open incidents.
+    pub active_incidents: u64,
+    /// Repairs running now.
+    pub repairs_in_flight: u64,
+    /// Whether the store refuses writes.
+    pub read_only: bool,
+    /// Mean time to detect, seconds.
+    pub mttd_seconds: Option<f64>,
+    /// Mean time to repair, seconds.
+    pub mttr_seconds: Option<f64>,
+    /// Share of incidents repaired without a human, [0, 1].
+    pub auto_remediation_ratio: Option<f64>,
+    /// Share of repair attempts that succeeded, [0, 1].
+    pub repair_success_ratio: Option<f64>,
+    /// Share of repair attempts rolled back, [0, 1].
+    pub rollback_ratio: Option<f64>,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Incident id → repair attempts already counted.
+    attempts: BTreeMap<u64, usize>,
+}
+
+/// The daemon's metrics.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    operation_duration: Family<OperationLabels, Histogram>,
+    health_state: Family<StateLabels, Gauge>,
+    incidents: Family<SeverityLabels, Counter>,
+    repairs: Family<RepairLabels, Counter>,
+    active_incidents: Gauge,
+    repairs_in_flight: Gauge,
+    documents: Gauge,
+    read_only: Gauge,
+    heal_cycles: Counter,
+    heal_cycle_failures: Counter,
+    mttd: Gauge<f64, AtomicU64>,
+    mttr: Gauge<f64, AtomicU64>,
+    auto_remediation: Gauge<f64, AtomicU64>,
+    repair_success: Gauge<f64, AtomicU64>,
+    rollback: Gauge<f64, AtomicU64>,
+    seen: Mutex<Seen>,
+    /// Incidents detected before this (µs since the epoch) belong to an earlier process and are not counted.
+    counted_since_us: u64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn severity_label(s: heal::Severity) -> &'static str {
+    match s {
+        heal::Severity::Sev0 => "sev0",
+        heal::Severity::Sev1 => "sev1",
+        heal::Severity::Sev2 => "sev2",
+        heal::Severity::Sev3 => "sev3",
+    }
+}
+
+fn outcome_label(o: AttemptOutcome) -> &'static str {
+    match o {
+        AttemptOutcome::Succeeded => "succeeded",
+        AttemptOutcome::Failed => "failed",
+        AttemptOutcome::RolledBack => "rolled_back",
+        AttemptOutcome::DryRun => "dry_run",
+    }
+}
+
+/// The label value of a health state.
+pub fn state_label(s: HealthState) -> &'static str {
+    match s {
+        HealthState::Healthy => "HEALTHY",
+        HealthState::Degraded => "DEGRADED",
+        HealthState::Unhealthy => "UNHEALTHY",
+        HealthState::Critical => "CRITICAL",
+    }
+}
+
+const STATES: [HealthState; 4] = [
+    HealthState::Healthy,
+    HealthState::Degraded,
+    HealthState::Unhealthy,
+    HealthState::Critical,
+];
+
+impl Metrics {
+    /// A fresh registry. Incidents detected before `counted_since_us` are not counted in `medic_incidents_total`
+    /// or `medic_repairs_total` (they were counted by the process that saw them).
+    pub fn new(counted_since_us: u64) -> Self {
+        let mut registry = Registry::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "medic_http_requests",
+            "HTTP requests answered, by route, method and status",
+            http_requests.clone(),
+        );
+        // 50 µs .. ~52 s in 21 doubling buckets.
+        let operation_duration = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 21))
+        });
+        registry.register(
+            "medic_operation_duration_seconds",
+            "Duration of operations: put and delete until durable, get, search, healing cycles, check tiers",
+            operation_duration.clone(),
+        );
+        let health_state = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "medic_health_state",
+            "1 for the current health state (HEALTHY, DEGRADED, UNHEALTHY, CRITICAL), 0 for the others",
+            health_state.clone(),
+        );
+        let incidents = Family::<SeverityLabels, Counter>::default();
+        registry.register(
+            "medic_incidents",
+            "Incidents opened, by severity",
+            incidents.clone(),
+        );
+        let repairs = Family::<RepairLabels, Counter>::default();
+        registry.register(
+            "medic_repairs",
+            "Repair attempts, by strategy and outcome (succeeded, failed, rolled_back, dry_run)",
+            repairs.clone(),
+        );
+        let active_incidents = Gauge::default();
+        registry.register(
+            "medic_active_incidents",
+            "Incidents open now",
+            active_incidents.clone(),
+        );
+        let repairs_in_flight = Gauge::default();
+        registry.register(
+            "medic_repairs_in_flight",
+            "Repairs running now",
+            repairs_in_flight.clone(),
+        );
+        let documents = Gauge::default();
+        registry.register("medic_documents", "Documents stored", documents.clone());
+        let read_only = Gauge::default();
+        registry.register(
+            "medic_store_read_only",
+            "1 when the store refuses writes",
+            read_only.clone(),
+        );
+        let heal_cycles = Counter::default();
+        registry.register(
+            "medic_heal_cycles",
+            "Healing cycles run",
+            heal_cycles.clone(),
+        );
+        let heal_cycle_failures = Counter::default();
+        registry.register(
+            "medic_heal_cycle_failures",
+            "Healing cycles that returned an error",
+            heal_cycle_failures.clone(),
+        );
+        let mttd = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "medic_mttd_seconds",
+            "Mean time to detect an incident",
+            mttd.clone(),
+        );
+        let mttr = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "medic_mttr_seconds",
+            "Mean time to repair an auto-repaired incident",
+            mttr.clone(),
+        );
+        let auto_remediation = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "medic_auto_remediation_ratio",
+            "Share of resolved incidents repaired without a human",
+            auto_remediation.clone(),
+        );
+        let repair_success = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "medic_repair_success_ratio",
+            "Share of repair attempts that succeeded",
+            repair_success.clone(),
+        );
+        let rollback = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "medic_rollback_ratio",
+            "Share of repair attempts rolled back",
+            rollback.clone(),
+        );
+        let m = Self {
+            registry,
+            http_requests,
+            operation_duration,
+            health_state,
+            incidents,
+            repairs,
+            active_incidents,
+            repairs_in_flight,
+            documents,
+            read_only,
+            heal_cycles,
+            heal_cycle_failures,
+            mttd,
+            mttr,
+            auto_remediation,
+            repair_success,
+            rollback,
+            seen: Mutex::new(Seen::default()),
+            counted_since_us,
+        };
+        for s in STATES {
+            m.health_state
+                .get_or_create(&StateLabels {
+                    state: state_label(s),
+                })
+                .set(0);
+        }
+        m
+    }
+
+    /// Records one answered HTTP request. `route` is the matched route template (bounded cardinality).
+    pub fn record_request(&self, route: &str, method: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Records how long an operation took.
+    pub fn observe(&self, operation: Operation, seconds: f64) {
+        self.operation_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(seconds);
+    }
+
+    /// Counts one healing cycle and whether it failed.
+    pub fn record_cycle(&self, ok: bool) {
+        self.heal_cycles.inc();
+        if !ok {
+            self.heal_cycle_failures.inc();
+        }
+    }
+
+    /// Mirrors the store's and the engine's state into gauges.
+    pub fn set_snapshot(&self, s: &Snapshot) {
+        self.documents.set(s.documents.min(i64::MAX as u64) as i64);
+        self.active_incidents
+            .set(s.active_incidents.min(i64::MAX as u64) as i64);
+        self.repairs_in_flight
+            .set(s.repairs_in_flight.min(i64::MAX as u64) as i64);
+        self.read_only.set(i64::from(s.read_only));
+        if let Some(h) = s.health {
+            for state in STATES {
+                self.health_state
+                    .get_or_create(&StateLabels {
+                        state: state_label(state),
+                    })
+                    .set(i64::from(state == h));
+            }
+        }
+        let set = |g: &Gauge<f64, AtomicU64>, v: Option<f64>| {
+            g.set(v.filter(|v| v.is_finite()).unwrap_or(0.0));
+        };
+        set(&self.mttd, s.mttd_seconds);
+        set(&self.mttr, s.mttr_seconds);
+        set(&self.auto_remediation, s.auto_remediation_ratio);
+        set(&self.repair_success, s.repair_success_ratio);
+        set(&self.rollback, s.rollback_ratio);
+    }
+
+    /// Counts incidents and repair attempts not counted yet (each once, however often it is called).
+    pub fn observe_incidents<'a>(&self, records: impl IntoIterator<Item = &'a IncidentRecord>) {
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        for r in records {
+            if r.detected_at < self.counted_since_us {
+                continue;
+            }
+            let counted = match seen.attempts.get(&r.id) {
+                Some(&n) => n,
+                None => {
+                    self.incidents
+                        .get_or_create(&SeverityLabels {
+                            severity: severity_label(r.severity),
+                        })
+                        .inc();
+                    0
+                }
+            };
+            for a in r.attempts.iter().skip(counted) {
+                self.repairs
+                    .get_or_create(&RepairLabels {
+                        strategy: a.strategy.clone(),
+                        outcome: outcome_label(a.outcome),
+                    })
+                    .inc();
+            }
+            seen.attempts.insert(r.id, r.attempts.len().max(counted));
+        }
+        while seen.attempts.len() > INCIDENTS_TRACKED_MAX {
+            seen.attempts.pop_first();
+        }
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            // Encoding into a String cannot fail; keep the output well-formed if it ever does.
+            out.clear();
+            let _ = writeln!(out, "# EOF");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heal::learn::{AttemptRecord, Resolution};
+    use heal::{CrisisLevel, DataLoss, Severity};
+
+    fn record(id: u64, detected_at: u64, attempts: &[(&str, AttemptOutcome)]) -> IncidentRecord {
+        IncidentRecord {
+            id,
+            started_at: detected_at,
+            detected_at,
+            resolved_at: None,
+            issues: vec![],
+            crisis: CrisisLevel::Obstacle,
+            severity: Severity::Sev2,
+            root_cause: "test".into(),
+            blast_radius: vec![],
+            decision: "repair".into(),
+            attempts: attempts
+                .iter()
+                .map(|(s, o)| AttemptRecord {
+                    strategy: s.to_string(),
+                    started_at: detected_at,
+                    duration_us: 10,
+                    outcome: *o,
+                    notes: vec![],
+                    data_loss: DataLoss::None,
+                })
+                .collect(),
+            resolution: Resolution::Open,
+            report_markdown: None,
+        }
+    }
+
+    #[test]
+    fn incidents_and_repairs_are_counted_once_and_old_ones_skipped() {
+        let m = Metrics::new(100);
+        let mut r = record(1, 150, &[("rebuild_from_parity", AttemptOutcome::Failed)]);
+        m.observe_incidents([&r, &record(2, 50, &[("x", AttemptOutcome::Succeeded)])]);
+        m.observe_incidents([&r]);
+        r.attempts.push(
+            record(
+                1,
+                150,
+                &[("rebuild_from_parity", AttemptOutcome::Succeeded)],
+            )
+            .attempts[0]
+                .clone(),
+        );
+        m.observe_incidents([&r]);
+        let text = m.encode();
+        assert!(
+            text.contains("medic_incidents_total{severity=\"sev2\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "medic_repairs_total{strategy=\"rebuild_from_parity\",outcome=\"failed\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "medic_repairs_total{strategy=\"rebuild_from_parity\",outcome=\"succeeded\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("strategy=\"x\""),
+            "incident 2 predates the process: {text}"
+        );
+    }
+
+    #[test]
+    fn snapshot_sets_one_health_state_and_gauges() {
+        let m = Metrics::new(0);
+        m.set_snapshot(&Snapshot {
+            documents: 7,
+            health: Some(HealthState::Degraded),
+            mttr_seconds: Some(f64::NAN),
+            ..Snapshot::default()
+        });
+        m.observe(Operation::Put, 0.001);
+        m.record_request("/v1/docs/{id}", "PUT", 200);
+        let text = m.encode();
+        assert!(text.contains("medic_documents 7\n"), "{text}");
+        assert!(
+            text.contains("medic_health_state{state=\"DEGRADED\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("medic_health_state{state=\"HEALTHY\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("medic_mttr_seconds 0.0\n"),
+            "NaN is exported as 0: {text}"
+        );
+        assert!(
+            text.contains("medic_operation_duration_seconds_count{operation=\"put\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("medic_http_requests_total{route=\"/v1/docs/{id}\",method=\"PUT\",status=\"200\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
