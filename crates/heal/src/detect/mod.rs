@@ -12,3 +12,133 @@ pub trait Detector: Send {
     /// Why the last point scored what it did, for a human.
     fn explain(&self) -> String;
 }
+
+mod explain;
+
+pub mod composite;
+pub mod ewma;
+pub mod iqr;
+pub mod mad;
+pub mod roc;
+pub mod seasonal;
+pub mod stats;
+pub mod variance;
+pub mod zscore;
+
+use serde::{Deserialize, Serialize};
+
+pub use composite::{Composite, CompositeConfig, Weights};
+pub use ewma::{Ewma, EwmaConfig};
+pub use iqr::{Iqr, IqrConfig};
+pub use mad::{Mad, MadConfig};
+pub use roc::{RateOfChange, RocConfig};
+pub use seasonal::{Season, Seasonal, SeasonalConfig};
+pub use variance::{VarianceConfig, VarianceShift};
+pub use zscore::{ZScore, ZScoreConfig};
+
+/// The names [`by_name`] knows.
+pub const DETECTOR_NAMES: [&str; 8] = [
+    "zscore",
+    "mad",
+    "ewma",
+    "iqr",
+    "roc",
+    "seasonal",
+    "variance",
+    "composite",
+];
+
+/// A detector with its default settings, by name (see [`DETECTOR_NAMES`]); `None` for an unknown name.
+pub fn by_name(name: &str) -> Option<Box<dyn Detector>> {
+    Some(match name {
+        "zscore" => Box::new(ZScore::default()),
+        "mad" => Box::new(Mad::default()),
+        "ewma" => Box::new(Ewma::default()),
+        "iqr" => Box::new(Iqr::default()),
+        "roc" => Box::new(RateOfChange::default()),
+        "seasonal" => Box::new(Seasonal::default()),
+        "variance" => Box::new(VarianceShift::default()),
+        "composite" => Box::new(Composite::new(CompositeConfig::default())),
+        _ => return None,
+    })
+}
+
+/// How alarming an anomaly score is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyLevel {
+    /// Below every cut-off.
+    None,
+    /// Worth a note.
+    Info,
+    /// Unusual.
+    Low,
+    /// Clearly unusual.
+    Medium,
+    /// Very unusual.
+    High,
+    /// Extreme.
+    Critical,
+}
+
+impl AnomalyLevel {
+    /// The incident severity an anomaly of this level suggests (`None` and `Info` raise no incident).
+    pub fn severity(self) -> Option<crate::issue::Severity> {
+        use crate::issue::Severity;
+        match self {
+            AnomalyLevel::None | AnomalyLevel::Info => None,
+            AnomalyLevel::Low | AnomalyLevel::Medium => Some(Severity::Sev3),
+            AnomalyLevel::High => Some(Severity::Sev2),
+            AnomalyLevel::Critical => Some(Severity::Sev1),
+        }
+    }
+}
+
+/// Score cut-offs of the levels: a score at or above a cut-off has at least that level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeverityCutoffs {
+    /// Lowest score of `Info`.
+    pub info: f64,
+    /// Lowest score of `Low`.
+    pub low: f64,
+    /// Lowest score of `Medium`.
+    pub medium: f64,
+    /// Lowest score of `High`.
+    pub high: f64,
+    /// Lowest score of `Critical`.
+    pub critical: f64,
+}
+
+impl Default for SeverityCutoffs {
+    fn default() -> Self {
+        Self {
+            info: 0.1,
+            low: 0.3,
+            medium: 0.5,
+            high: 0.75,
+            critical: 0.9,
+        }
+    }
+}
+
+impl SeverityCutoffs {
+    /// The level of a score (NaN is `None`).
+    pub fn level(&self, score: f64) -> AnomalyLevel {
+        if score.is_nan() {
+            AnomalyLevel::None
+        } else if score >= self.critical {
+            AnomalyLevel::Critical
+        } else if score >= self.high {
+            AnomalyLevel::High
+        } else if score >= self.medium {
+            AnomalyLevel::Medium
+        } else if score >= self.low {
+            AnomalyLevel::Low
+        } else if score >= self.info {
+            AnomalyLevel::Info
+        } else {
+            AnomalyLevel::None
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The composite detector: runs every detector on the same stream and combines their scores into one, with
+//! configurable weights, a weighted power mean (1 = mean, large = max), and a refractory period that damps
+//! repeated alerts right after one (an anomaly is reported at its start, not for as long as the baselines take to
+//! adapt). Its score maps to an [`AnomalyLevel`] through [`SeverityCutoffs`].
+//!
+//! The defaults are one parameter set for every series (the NAB rule: streaming, each point once, no per-series
+//! tuning).
+
+use serde::{Deserialize, Serialize};
+
+use super::ewma::{Ewma, EwmaConfig};
+use super::iqr::{Iqr, IqrConfig};
+use super::mad::{Mad, MadConfig};
+use super::roc::{RateOfChange, RocConfig};
+use super::seasonal::{Seasonal, SeasonalConfig};
+use super::stats::clean_score;
+use super::variance::{VarianceConfig, VarianceShift};
+use super::zscore::{ZScore, ZScoreConfig};
+use super::{AnomalyLevel, Detector, SeverityCutoffs};
+use crate::clock::Timestamp;
+
+/// The weight of each detector in the composite; 0 leaves a detector out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Weights {
+    /// Rolling z-score.
+    pub zscore: f64,
+    /// Rolling median/MAD.
+    pub mad: f64,
+    /// EWMA deviation.
+    pub ewma: f64,
+    /// IQR fences.
+    pub iqr: f64,
+    /// Rate of change.
+    pub roc: f64,
+    /// Seasonal profile.
+    pub seasonal: f64,
+    /// Variance change (includes flatlines).
+    pub variance: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Self {
+            zscore: 1.0,
+            mad: 1.0,
+            ewma: 1.0,
+            iqr: 1.0,
+            roc: 1.0,
+            seasonal: 1.0,
+            variance: 1.0,
+        }
+    }
+}
+
+/// Settings of the [`Composite`] detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompositeConfig {
+    /// Weight of each detector.
+    pub weights: Weights,
+    /// Exponent of the weighted power mean of the scores: 1 is the weighted mean (all must agree), larger values
+    /// move towards the maximum (one confident detector is enough). At least 1.
+    pub combine_power: f64,
+    /// A combined score at or above this starts a refractory period.
+    pub refractory_trigger: f64,
+    /// Points after a trigger during which scores are damped.
+    pub refractory_points: usize,
+    /// What damped scores are multiplied by, in [0, 1].
+    pub refractory_factor: f64,
+    /// Score cut-offs of the severity levels.
+    pub cutoffs: SeverityCutoffs,
+    /// Settings of the z-score detector.
+    pub zscore: ZScoreConfig,
+    /// Settings of the MAD detector.
+    pub mad: MadConfig,
+    /// Settings of the EWMA detector.
+    pub ewma: EwmaConfig,
+    /// Settings of the IQR detector.
+    pub iqr: IqrConfig,
+    /// Settings of the rate-of-change detector.
+    pub roc: RocConfig,
+    /// Settings of the seasonal detector.
+    pub seasonal: SeasonalConfig,
+    /// Settings of the variance-change detector.
+    pub variance: VarianceConfig,
+}
+
+impl Default for CompositeConfig {
+    fn default() -> Self {
+        Self {
+            weights: Weights::default(),
+            combine_power: 2.0,
+            refractory_trigger: 0.5,
+            refractory_points: 100,
+            refractory_factor: 0.5,
+            cutoffs: SeverityCutoffs::default(),
+            zscore: ZScoreConfig::default(),
+            mad: MadConfig::default(),
+            ewma: EwmaConfig::default(),
+            iqr: IqrConfig::default(),
+            roc: RocConfig::default(),
+            seasonal: SeasonalConfig::default(),
+            variance: VarianceConfig::default(),
+        }
+    }
+}
+
+struct Part {
+    detector: Box<dyn Detector>,
+    weight: f64,
+    score: f64,
+}
+
+/// Weighted combination of the streaming detectors.
+pub struct Composite {
+    config: CompositeConfig,
+    parts: Vec<Part>,
+    weight_sum: f64,
+    power: f64,
+    refractory_left: usize,
+    last_raw: f64,
+    last_score: f64,
+    last_damped: bool,
+}
+
+impl std::fmt::Debug for Composite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Composite")
+            .field("config", &self.config)
+            .field("last_score", &self.last_score)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Composite {
+    /// A composite with these settings. Detectors with a weight ≤ 0 (or not finite) are left out.
+    pub fn new(config: CompositeConfig) -> Self {
+        let w = &config.weights;
+        let candidates: [(f64, Box<dyn Detector>); 7] = [
+            (w.zscore, Box::new(ZScore::new(config.zscore.clone()))),
+            (w.mad, Box::new(Mad::new(config.mad.clone()))),
+            (w.ewma, Box::new(Ewma::new(config.ewma.clone()))),
+            (w.iqr, Box::new(Iqr::new(config.iqr.clone()))),
+            (w.roc, Box::new(RateOfChange::new(config.roc.clone()))),
+            (w.seasonal, Box::new(Seasonal::new(config.seasonal.clone()))),
+            (
+                w.variance,
+                Box::new(VarianceShift::new(config.variance.clone())),
+            ),
+        ];
+        let parts: Vec<Part> = candidates
+            .into_iter()
+            .filter(|(weight, _)| weight.is_finite() && *weight > 0.0)
+            .map(|(weight, detector)| Part {
+                detector,
+                weight,
+                score: 0.0,
+            })
+            .collect();
+        let weight_sum = parts.iter().map(|p| p.weight).sum();
+        let power = if config.combine_power.is_finite() {
+            config.combine_power.clamp(1.0, 64.0)
+        } else {
+            1.0
+        };
+        Self {
+            config,
+            parts,
+            weight_sum,
+            power,
+            refractory_left: 0,
+            last_raw: 0.0,
+            last_score: 0.0,
+            last_damped: false,
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &CompositeConfig {
+        &self.config
+    }
+
+    /// The severity level of the last score.
+    pub fn level(&self) -> AnomalyLevel {
+        self.config.cutoffs.level(self.last_score)
+    }
+
+    /// Each detector's name and its score for the last point.
+    pub fn part_scores(&self) -> Vec<(&str, f64)> {
+        self.parts
+            .iter()
+            .map(|p| (p.detector.name(), p.score))
+            .collect()
+    }
+}
+
+impl Default for Composite {
+    fn default() -> Self {
+        Self::new(CompositeConfig::default())
+    }
+}
+
+impl Detector for Composite {
+    fn name(&self) -> &str {
+        "composite"
+    }
+
+    fn update(&mut self, at: Timestamp, value: f64) -> f64 {
+        if !value.is_finite() {
+            for p in &mut self.parts {
+                p.score = 0.0;
+                p.detector.update(at, value);
+            }
+            self.last_raw = 0.0;
+            self.last_score = 0.0;
+            self.last_damped = false;
+            return 0.0;
+        }
+        let mut acc = 0.0;
+        for p in &mut self.parts {
+            p.score = clean_score(p.detector.update(at, value));
+            acc += p.weight * p.score.powf(self.power);
+        }
+        let raw = if self.weight_sum > 0.0 {
+            clean_score((acc / self.weight_sum).powf(1.0 / self.power))
+        } else {
+            0.0
+        };
+        self.last_raw = raw;
+        let score = if self.refractory_left > 0 {
+            self.refractory_left -= 1;
+            self.last_damped = true;
+            raw * self.config.refractory_factor.clamp(0.0, 1.0)
+        } else {
+            self.last_damped = false;
+            if raw >= self.config.refractory_trigger {
+                self.refractory_left = self.config.refractory_points;
+            }
+            raw
+        };
+        self.last_score = clean_score(score);
+        self.last_score
+    }
+
+    fn explain(&self) -> String {
+        let mut parts: Vec<&Part> = self.parts.iter().collect();
+        parts.sort_by(|a, b| (b.weight * b.score).total_cmp(&(a.weight * a.score)));
+        let mut s = format!(
+            "composite: score {:.3} ({:?})",
+            self.last_score,
+            self.config.cutoffs.level(self.last_score)
+        );
+        if self.last_damped {
+            s.push_str(&format!(
+                ", damped from {:.3} (refractory after an alert)",
+                self.last_raw
+            ));
+        }
+        for p in parts {
+            s.push_str(&format!(
+                "\n  {} (weight {}): {}",
+                p.detector.name(),
+                p.weight,
+                p.detector.explain()
+            ));
+        }
+        s
+    }
+}
