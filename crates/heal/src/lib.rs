@@ -9,10 +9,16 @@
 //! Architecture invariant: this crate opens no file or socket, spawns no thread and never sleeps. Time comes only
 //! from a [`Clock`](clock::Clock), so every behaviour runs deterministically under [`SimClock`](clock::SimClock).
 
+pub mod cascade;
 pub mod check;
 pub mod clock;
+pub mod config;
+pub mod decide;
 pub mod detect;
+pub mod diagnose;
+pub mod escalate;
 pub mod issue;
+pub mod kpi;
 pub mod learn;
 pub mod repair;
 pub mod schedule;

@@ -1,0 +1,274 @@
+//! The recovery cascade: runs strategies cheapest first, each as backup → repair → validate, rolling back and moving
+//! to the next strategy when the repair errs or validation fails, and records every attempt as an
+//! [`AttemptRecord`]. It stops at the first validated repair, or when a rollback itself fails (the state is then
+//! unknown and only a human should touch it).
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::issue::Issue;
+use crate::learn::{AttemptOutcome, AttemptRecord};
+use crate::repair::{DataLoss, RepairError, RepairStrategy};
+
+/// How a cascade ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CascadeOutcome {
+    /// Every attempt, in order.
+    pub attempts: Vec<AttemptRecord>,
+    /// The strategy whose repair validated, if any.
+    pub repaired_by: Option<String>,
+    /// Strategies that called the problem unrecoverable, with their reasons.
+    pub unrecoverable: Vec<String>,
+    /// Set when a rollback failed: the cascade stopped there.
+    pub rollback_failed: Option<String>,
+}
+
+/// Runs `strategies` in the given order on `issue` until one repairs and validates. `on_attempt(strategy, success)`
+/// is called after each attempt so gates and statistics see it at once.
+pub fn run_cascade(
+    strategies: &[Arc<dyn RepairStrategy>],
+    issue: &Issue,
+    clock: &dyn Clock,
+    mut on_attempt: impl FnMut(&str, bool),
+) -> CascadeOutcome {
+    let mut out = CascadeOutcome {
+        attempts: Vec::new(),
+        repaired_by: None,
+        unrecoverable: Vec::new(),
+        rollback_failed: None,
+    };
+    for strategy in strategies {
+        let name = strategy.name().to_string();
+        let started_at = clock.now();
+        let mut notes = Vec::new();
+        let (outcome, data_loss) = attempt(strategy.as_ref(), issue, &mut notes, &mut out);
+        let record = AttemptRecord {
+            strategy: name.clone(),
+            started_at,
+            duration_us: clock.now().saturating_sub(started_at),
+            outcome,
+            notes,
+            data_loss,
+        };
+        let success = outcome == AttemptOutcome::Succeeded;
+        on_attempt(&name, success);
+        out.attempts.push(record);
+        if success {
+            out.repaired_by = Some(name);
+            break;
+        }
+        if out.rollback_failed.is_some() {
+            break;
+        }
+    }
+    out
+}
+
+fn attempt(
+    strategy: &dyn RepairStrategy,
+    issue: &Issue,
+    notes: &mut Vec<String>,
+    out: &mut CascadeOutcome,
+) -> (AttemptOutcome, DataLoss) {
+    let name = strategy.name();
+    let backup = match strategy.backup(issue) {
+        Ok(b) => {
+            notes.push(format!("backup at {} ({} bytes)", b.location, b.bytes));
+            b
+        }
+        Err(e) => {
+            notes.push(format!("backup failed, nothing changed: {e}"));
+            return (AttemptOutcome::Failed, DataLoss::None);
+        }
+    };
+    let (failed_outcome, error) = match strategy.repair(issue) {
+        Ok(report) => {
+            notes.extend(report.actions.iter().cloned());
+            match strategy.validate(issue) {
+                Ok(()) => {
+                    notes.push("validated".to_string());
+                    return (AttemptOutcome::Succeeded, report.data_loss);
+                }
+                Err(e) => (AttemptOutcome::RolledBack, e),
+            }
+        }
+        Err(e) => (AttemptOutcome::Failed, e),
+    };
+    notes.push(match failed_outcome {
+        AttemptOutcome::RolledBack => format!("validation failed: {error}"),
+        _ => format!("repair failed: {error}"),
+    });
+    if let RepairError::Unrecoverable(why) = &error {
+        out.unrecoverable.push(format!("{name}: {why}"));
+    }
+    match strategy.rollback(issue, &backup) {
+        Ok(()) => notes.push(format!("rolled back from {}", backup.location)),
+        Err(e) => {
+            let msg = format!("{name}: rollback from {} failed: {e}", backup.location);
+            notes.push(msg.clone());
+            out.rollback_failed = Some(msg);
+        }
+    }
+    (failed_outcome, DataLoss::None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SimClock;
+    use crate::issue::IssueKind;
+    use crate::repair::{Backup, Estimate, RepairCost, RepairReport};
+    use std::sync::Mutex;
+
+    #[derive(Clone, Copy)]
+    enum Mode {
+        Works,
+        RepairErr,
+        ValidateErr,
+        RollbackErr,
+    }
+
+    struct S {
+        name: &'static str,
+        mode: Mode,
+        log: Arc<Mutex<Vec<String>>>,
+        clock: SimClock,
+    }
+
+    impl RepairStrategy for S {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn cost(&self) -> RepairCost {
+            RepairCost::InPlace
+        }
+        fn can_repair(&self, _: &Issue) -> bool {
+            true
+        }
+        fn estimate(&self, _: &Issue) -> Estimate {
+            Estimate {
+                duration_us: 1,
+                data_loss: DataLoss::None,
+                risk: 0.0,
+            }
+        }
+        fn backup(&self, _: &Issue) -> Result<Backup, RepairError> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{}:backup", self.name));
+            Ok(Backup {
+                location: format!("mem:{}", self.name),
+                bytes: 8,
+            })
+        }
+        fn repair(&self, _: &Issue) -> Result<RepairReport, RepairError> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{}:repair", self.name));
+            self.clock.advance(5);
+            match self.mode {
+                Mode::RepairErr | Mode::RollbackErr => {
+                    Err(RepairError::Unrecoverable("parity gone".into()))
+                }
+                _ => Ok(RepairReport {
+                    actions: vec!["rewrote block".into()],
+                    data_loss: DataLoss::None,
+                }),
+            }
+        }
+        fn validate(&self, _: &Issue) -> Result<(), RepairError> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{}:validate", self.name));
+            match self.mode {
+                Mode::ValidateErr => Err(RepairError::Validation("still bad".into())),
+                _ => Ok(()),
+            }
+        }
+        fn rollback(&self, _: &Issue, _: &Backup) -> Result<(), RepairError> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{}:rollback", self.name));
+            match self.mode {
+                Mode::RollbackErr => Err(RepairError::Io("disk gone".into())),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    fn run(modes: &[(&'static str, Mode)]) -> (CascadeOutcome, Vec<String>, Vec<(String, bool)>) {
+        let clock = SimClock::new(100);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let strategies: Vec<Arc<dyn RepairStrategy>> = modes
+            .iter()
+            .map(|&(name, mode)| {
+                Arc::new(S {
+                    name,
+                    mode,
+                    log: log.clone(),
+                    clock: clock.clone(),
+                }) as Arc<dyn RepairStrategy>
+            })
+            .collect();
+        let issue = Issue::new(IssueKind::Integrity, "block_checksum", "wal", "bad", "t", 0);
+        let mut seen = Vec::new();
+        let out = run_cascade(&strategies, &issue, &clock, |n, ok| {
+            seen.push((n.to_string(), ok))
+        });
+        let log = log.lock().unwrap().clone();
+        (out, log, seen)
+    }
+
+    #[test]
+    fn validation_failure_rolls_back_and_the_next_strategy_repairs() {
+        let (out, log, seen) = run(&[
+            ("a", Mode::ValidateErr),
+            ("b", Mode::Works),
+            ("c", Mode::Works),
+        ]);
+        assert_eq!(
+            log,
+            [
+                "a:backup",
+                "a:repair",
+                "a:validate",
+                "a:rollback",
+                "b:backup",
+                "b:repair",
+                "b:validate"
+            ]
+        );
+        assert_eq!(out.repaired_by.as_deref(), Some("b"));
+        assert_eq!(out.attempts[0].outcome, AttemptOutcome::RolledBack);
+        assert_eq!(out.attempts[0].duration_us, 5);
+        assert!(
+            out.attempts[0]
+                .notes
+                .iter()
+                .any(|n| n.contains("still bad"))
+        );
+        assert_eq!(out.attempts[1].outcome, AttemptOutcome::Succeeded);
+        assert_eq!(seen, [("a".to_string(), false), ("b".to_string(), true)]);
+    }
+
+    #[test]
+    fn repair_error_is_rolled_back_and_unrecoverable_is_reported() {
+        let (out, log, _) = run(&[("a", Mode::RepairErr)]);
+        assert_eq!(log, ["a:backup", "a:repair", "a:rollback"]);
+        assert_eq!(out.repaired_by, None);
+        assert_eq!(out.attempts[0].outcome, AttemptOutcome::Failed);
+        assert_eq!(out.unrecoverable, ["a: parity gone"]);
+    }
+
+    #[test]
+    fn failed_rollback_stops_the_cascade() {
+        let (out, log, _) = run(&[("a", Mode::RollbackErr), ("b", Mode::Works)]);
+        assert_eq!(log, ["a:backup", "a:repair", "a:rollback"]);
+        assert!(out.rollback_failed.unwrap().contains("disk gone"));
+        assert_eq!(out.attempts.len(), 1);
+    }
+}

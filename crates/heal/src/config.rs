@@ -1,0 +1,462 @@
+//! The engine's configuration: every knob (cut-offs, gates, windows, limits) in one serde struct that the program's
+//! TOML config embeds, with [`EngineConfig::validate`] naming the key, the value and the accepted range of anything
+//! out of bounds. Also the metric bounds ([`ConstraintRule`]) that turn samples into `ConstraintBreach` issues.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Timestamp, US_PER_S};
+use crate::detect::{CompositeConfig, DETECTOR_NAMES};
+use crate::diagnose::CausePair;
+use crate::escalate::AlertRule;
+use crate::issue::{Issue, IssueKind};
+
+/// Which side of a bound is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoundDirection {
+    /// Values above the bounds are bad (latency, WAL size).
+    Above,
+    /// Values below the bounds are bad (free disk).
+    Below,
+}
+
+/// A bound on one metric: past `warning` it raises a `ConstraintBreach` issue scored in [0.5, 1), past `critical`
+/// one scored 1.0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstraintRule {
+    /// The metric it applies to, e.g. `disk_free_bytes`.
+    pub metric: String,
+    /// The issue code it raises, e.g. `disk_space_low`.
+    pub code: String,
+    /// Which side is bad.
+    pub direction: BoundDirection,
+    /// The warning bound.
+    pub warning: f64,
+    /// The critical bound (past the warning bound).
+    pub critical: f64,
+}
+
+impl ConstraintRule {
+    /// The issue a value raises, if it is past the warning bound. Non-finite values raise nothing.
+    pub fn evaluate(&self, value: f64, at: Timestamp) -> Option<Issue> {
+        if !value.is_finite() {
+            return None;
+        }
+        let past = |bound: f64| match self.direction {
+            BoundDirection::Above => value >= bound,
+            BoundDirection::Below => value <= bound,
+        };
+        if !past(self.warning) {
+            return None;
+        }
+        let (level, score) = if past(self.critical) {
+            ("critical", 1.0)
+        } else {
+            let span = self.critical - self.warning;
+            let progress = if span == 0.0 {
+                1.0
+            } else {
+                ((value - self.warning) / span).clamp(0.0, 1.0)
+            };
+            ("warning", (0.5 + 0.49 * progress).min(0.99))
+        };
+        Some(
+            Issue::new(
+                IssueKind::ConstraintBreach,
+                &self.code,
+                &self.metric,
+                format!(
+                    "{} = {value} is past its {level} bound ({:?} warning {}, critical {})",
+                    self.metric, self.direction, self.warning, self.critical
+                ),
+                "constraint",
+                at,
+            )
+            .with_score(score)
+            .evidence("value", value.to_string())
+            .evidence("warning", self.warning.to_string())
+            .evidence("critical", self.critical.to_string()),
+        )
+    }
+}
+
+/// Every engine setting. Times are µs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Decide and record, but change nothing.
+    pub dry_run: bool,
+    /// The detector per metric: one of `heal::detect::DETECTOR_NAMES`.
+    pub detector: String,
+    /// Settings of the composite detector (used when `detector = "composite"`).
+    pub composite: CompositeConfig,
+    /// A detector score at or above this raises an anomaly issue. (0, 1].
+    pub anomaly_cutoff: f64,
+    /// A false positive multiplies that metric's cut-off by this. [1, 2].
+    pub false_positive_factor: f64,
+    /// The most a metric's cut-off can be raised to by false positives. [anomaly_cutoff, 1].
+    pub anomaly_cutoff_max: f64,
+    /// Bounds on metrics.
+    pub constraints: Vec<ConstraintRule>,
+    /// Known cause pairs for correlation.
+    pub known_causes: Vec<CausePair>,
+    /// Issues this close to an incident's latest issue may join it. [1 s, 1 day].
+    pub correlation_window_us: u64,
+    /// An incident with no new issue for this long is closed (self-resolved when nothing was done). [1 s, 7 days].
+    pub quiet_period_us: u64,
+    /// A strategy above this risk needs an operator's approval. [0, 1].
+    pub approval_risk_max: f64,
+    /// Repairs started in one cycle at most. [1, 64].
+    pub max_concurrent_repairs: u32,
+    /// Attempts of one strategy per window at most. [1, 10000].
+    pub strategy_rate_max: u32,
+    /// The rate-limit window. [1 s, 7 days].
+    pub strategy_rate_window_us: u64,
+    /// After a failed attempt a strategy rests this long. [0, 1 day].
+    pub strategy_cooldown_us: u64,
+    /// Consecutive failures that open a strategy's circuit breaker. [1, 100].
+    pub breaker_failures_max: u32,
+    /// How long an open breaker stays open before a half-open trial. [1 s, 7 days].
+    pub breaker_cooldown_us: u64,
+    /// Failed repairs of the same problem (resource and code) before escalating instead. [1, 100].
+    pub same_problem_failures_max: u32,
+    /// Strategies whose posterior success rate is below this are skipped. [0, 1).
+    pub success_rate_min: f64,
+    /// Beta prior successes of every strategy. (0, 1000].
+    pub prior_successes: f64,
+    /// Beta prior failures of every strategy. (0, 1000].
+    pub prior_failures: f64,
+    /// Escalation rises to WARN with this many open incidents. [1, 1000].
+    pub warn_incidents_min: u32,
+    /// Escalation steps down one level after this long without a new issue. [1 s, 7 days].
+    pub deescalate_quiet_us: u64,
+    /// Alert rules over issues.
+    pub alert_rules: Vec<AlertRule>,
+    /// An incident's escalation alert is not repeated for the same problem within this. [0, 7 days].
+    pub escalation_alert_cooldown_us: u64,
+    /// Open incidents kept at most; issues that would open more are counted and dropped. [1, 100000].
+    pub incidents_active_max: usize,
+    /// Issues kept per incident at most; later ones are counted only. [1, 10000].
+    pub issues_per_incident_max: usize,
+    /// Issues taken per cycle at most (checks, detectors, constraints and the subject together). [1, 1000000].
+    pub cycle_issues_max: usize,
+    /// Metrics with a detector at most; samples of further metrics are ignored. [1, 100000].
+    pub metrics_max: usize,
+    /// Recent anomalies kept for reports. [1, 10000].
+    pub recent_anomalies_max: usize,
+    /// Records read from the knowledge base for KPIs and at start-up. [1, 10000000].
+    pub kb_records_max: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            detector: "composite".to_string(),
+            composite: CompositeConfig::default(),
+            anomaly_cutoff: 0.75,
+            false_positive_factor: 1.1,
+            anomaly_cutoff_max: 0.99,
+            constraints: Vec::new(),
+            known_causes: CausePair::defaults(),
+            correlation_window_us: 60 * US_PER_S,
+            quiet_period_us: 300 * US_PER_S,
+            approval_risk_max: 0.5,
+            max_concurrent_repairs: 2,
+            strategy_rate_max: 6,
+            strategy_rate_window_us: 3_600 * US_PER_S,
+            strategy_cooldown_us: 60 * US_PER_S,
+            breaker_failures_max: 3,
+            breaker_cooldown_us: 1_800 * US_PER_S,
+            same_problem_failures_max: 3,
+            success_rate_min: 0.1,
+            prior_successes: 1.0,
+            prior_failures: 1.0,
+            warn_incidents_min: 3,
+            deescalate_quiet_us: 600 * US_PER_S,
+            alert_rules: AlertRule::defaults(),
+            escalation_alert_cooldown_us: 900 * US_PER_S,
+            incidents_active_max: 1_000,
+            issues_per_incident_max: 100,
+            cycle_issues_max: 10_000,
+            metrics_max: 1_000,
+            recent_anomalies_max: 50,
+            kb_records_max: 10_000,
+        }
+    }
+}
+
+const DAY_US: u64 = 86_400 * US_PER_S;
+
+fn range_f(key: &str, v: f64, lo: f64, hi: f64, lo_open: bool) -> Result<(), String> {
+    let ok = v.is_finite() && (if lo_open { v > lo } else { v >= lo }) && v <= hi;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "engine.{key} = {v} is out of range: accepted {}{lo}, {hi}]",
+            if lo_open { "(" } else { "[" }
+        ))
+    }
+}
+
+fn range_u(key: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!(
+            "engine.{key} = {v} is out of range: accepted [{lo}, {hi}]"
+        ))
+    }
+}
+
+impl EngineConfig {
+    /// Checks every bound; the error names the key, the value and the accepted range.
+    pub fn validate(&self) -> Result<(), String> {
+        if !DETECTOR_NAMES.contains(&self.detector.as_str()) {
+            return Err(format!(
+                "engine.detector = {:?} is unknown: accepted one of {DETECTOR_NAMES:?}",
+                self.detector
+            ));
+        }
+        range_f("anomaly_cutoff", self.anomaly_cutoff, 0.0, 1.0, true)?;
+        range_f(
+            "false_positive_factor",
+            self.false_positive_factor,
+            1.0,
+            2.0,
+            false,
+        )?;
+        range_f(
+            "anomaly_cutoff_max",
+            self.anomaly_cutoff_max,
+            self.anomaly_cutoff,
+            1.0,
+            false,
+        )?;
+        range_u(
+            "correlation_window_us",
+            self.correlation_window_us,
+            US_PER_S,
+            DAY_US,
+        )?;
+        range_u(
+            "quiet_period_us",
+            self.quiet_period_us,
+            US_PER_S,
+            7 * DAY_US,
+        )?;
+        range_f("approval_risk_max", self.approval_risk_max, 0.0, 1.0, false)?;
+        range_u(
+            "max_concurrent_repairs",
+            self.max_concurrent_repairs.into(),
+            1,
+            64,
+        )?;
+        range_u(
+            "strategy_rate_max",
+            self.strategy_rate_max.into(),
+            1,
+            10_000,
+        )?;
+        range_u(
+            "strategy_rate_window_us",
+            self.strategy_rate_window_us,
+            US_PER_S,
+            7 * DAY_US,
+        )?;
+        range_u("strategy_cooldown_us", self.strategy_cooldown_us, 0, DAY_US)?;
+        range_u(
+            "breaker_failures_max",
+            self.breaker_failures_max.into(),
+            1,
+            100,
+        )?;
+        range_u(
+            "breaker_cooldown_us",
+            self.breaker_cooldown_us,
+            US_PER_S,
+            7 * DAY_US,
+        )?;
+        range_u(
+            "same_problem_failures_max",
+            self.same_problem_failures_max.into(),
+            1,
+            100,
+        )?;
+        if !(self.success_rate_min.is_finite() && (0.0..1.0).contains(&self.success_rate_min)) {
+            return Err(format!(
+                "engine.success_rate_min = {} is out of range: accepted [0, 1)",
+                self.success_rate_min
+            ));
+        }
+        range_f("prior_successes", self.prior_successes, 0.0, 1000.0, true)?;
+        range_f("prior_failures", self.prior_failures, 0.0, 1000.0, true)?;
+        range_u(
+            "warn_incidents_min",
+            self.warn_incidents_min.into(),
+            1,
+            1000,
+        )?;
+        range_u(
+            "deescalate_quiet_us",
+            self.deescalate_quiet_us,
+            US_PER_S,
+            7 * DAY_US,
+        )?;
+        range_u(
+            "escalation_alert_cooldown_us",
+            self.escalation_alert_cooldown_us,
+            0,
+            7 * DAY_US,
+        )?;
+        range_u(
+            "incidents_active_max",
+            self.incidents_active_max as u64,
+            1,
+            100_000,
+        )?;
+        range_u(
+            "issues_per_incident_max",
+            self.issues_per_incident_max as u64,
+            1,
+            10_000,
+        )?;
+        range_u(
+            "cycle_issues_max",
+            self.cycle_issues_max as u64,
+            1,
+            1_000_000,
+        )?;
+        range_u("metrics_max", self.metrics_max as u64, 1, 100_000)?;
+        range_u(
+            "recent_anomalies_max",
+            self.recent_anomalies_max as u64,
+            1,
+            10_000,
+        )?;
+        range_u("kb_records_max", self.kb_records_max as u64, 1, 10_000_000)?;
+        for (i, c) in self.constraints.iter().enumerate() {
+            if c.metric.is_empty() || c.code.is_empty() {
+                return Err(format!(
+                    "engine.constraints[{i}]: metric and code must not be empty"
+                ));
+            }
+            let ordered = match c.direction {
+                BoundDirection::Above => c.critical >= c.warning,
+                BoundDirection::Below => c.critical <= c.warning,
+            };
+            if !c.warning.is_finite() || !c.critical.is_finite() || !ordered {
+                return Err(format!(
+                    "engine.constraints[{i}] ({}): warning = {} and critical = {} must be finite with critical past \
+                     warning in direction {:?}",
+                    c.metric, c.warning, c.critical, c.direction
+                ));
+            }
+        }
+        for (i, r) in self.alert_rules.iter().enumerate() {
+            if r.name.is_empty() {
+                return Err(format!("engine.alert_rules[{i}].name must not be empty"));
+            }
+            range_u(
+                &format!("alert_rules[{i}].count"),
+                r.count.into(),
+                1,
+                1_000_000,
+            )?;
+            range_u(
+                &format!("alert_rules[{i}].window_us"),
+                r.window_us,
+                1,
+                7 * DAY_US,
+            )?;
+            range_u(
+                &format!("alert_rules[{i}].cooldown_us"),
+                r.cooldown_us,
+                0,
+                7 * DAY_US,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_round_trips_through_json() {
+        let c = EngineConfig::default();
+        c.validate().unwrap();
+        let text = serde_json::to_string(&c).unwrap();
+        let back: EngineConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        let partial: EngineConfig = serde_json::from_str(r#"{"dry_run": true}"#).unwrap();
+        assert!(partial.dry_run);
+        assert!(serde_json::from_str::<EngineConfig>(r#"{"dry_runn": true}"#).is_err());
+    }
+
+    #[test]
+    fn validate_names_key_value_and_range() {
+        let c = EngineConfig {
+            anomaly_cutoff: 1.5,
+            ..EngineConfig::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "engine.anomaly_cutoff = 1.5 is out of range: accepted (0, 1]"
+        );
+        let c = EngineConfig {
+            max_concurrent_repairs: 0,
+            ..EngineConfig::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "engine.max_concurrent_repairs = 0 is out of range: accepted [1, 64]"
+        );
+        let c = EngineConfig {
+            detector: "nope".into(),
+            ..EngineConfig::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .contains("engine.detector = \"nope\"")
+        );
+        let c = EngineConfig {
+            constraints: vec![ConstraintRule {
+                metric: "disk_free_bytes".into(),
+                code: "disk_space_low".into(),
+                direction: BoundDirection::Below,
+                warning: 10.0,
+                critical: 20.0,
+            }],
+            ..EngineConfig::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .contains("engine.constraints[0] (disk_free_bytes)")
+        );
+    }
+
+    #[test]
+    fn constraint_scores_warning_and_critical() {
+        let rule = ConstraintRule {
+            metric: "disk_free_bytes".into(),
+            code: "disk_space_low".into(),
+            direction: BoundDirection::Below,
+            warning: 100.0,
+            critical: 10.0,
+        };
+        assert!(rule.evaluate(150.0, 0).is_none());
+        assert!(rule.evaluate(f64::NAN, 0).is_none());
+        let w = rule.evaluate(55.0, 7).unwrap();
+        assert_eq!(w.kind, IssueKind::ConstraintBreach);
+        assert_eq!(w.code, "disk_space_low");
+        assert!((w.score - 0.745).abs() < 1e-9, "{}", w.score);
+        assert_eq!(rule.evaluate(10.0, 7).unwrap().score, 1.0);
+    }
+}
