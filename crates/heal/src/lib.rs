@@ -12,6 +12,7 @@
 pub mod cascade;
 pub mod check;
 pub mod clock;
+pub mod constraint;
 pub mod config;
 pub mod decide;
 pub mod detect;
@@ -20,6 +21,7 @@ pub mod escalate;
 pub mod issue;
 pub mod kpi;
 pub mod learn;
+pub mod observe;
 pub mod repair;
 pub mod schedule;
 pub mod subject;

@@ -1,5 +1,5 @@
-//! Variance change: the spread of the last few points against the long-run spread, scored on the log of their
-//! ratio. Catches what value-based detectors miss: noise that suddenly grows, and a series that goes flat (a stuck
+//! Variance change: the spread of the last few points against the long-run spread (a weighted geometric mean of
+//! past short-window spreads), scored on the log of their ratio. Catches what value-based detectors miss: noise that suddenly grows, and a series that goes flat (a stuck
 //! sensor, a stalled counter).
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ pub struct VarianceConfig {
     pub alpha: f64,
     /// Points needed before judging (score 0 until then).
     pub min_samples: usize,
-    /// `|ln(short std / long std)|` at or below this scores 0 (ln 4 ≈ 1.39: four times wider or narrower).
+    /// `|ln(short std / long std)|` at or below this scores 0 (1.3 ≈ ln 3.7: 3.7 times wider or narrower).
     pub threshold: f64,
     /// How fast the score rises past the threshold.
     pub scale: f64,
@@ -31,8 +31,8 @@ impl Default for VarianceConfig {
             short_window: 12,
             alpha: 0.01,
             min_samples: 60,
-            threshold: 1.6,
-            scale: 1.5,
+            threshold: 1.3,
+            scale: 0.7,
         }
     }
 }
@@ -43,7 +43,8 @@ pub struct VarianceShift {
     config: VarianceConfig,
     alpha: f64,
     short: RollingWindow,
-    long_var: f64,
+    /// Weighted mean of ln(short-window std).
+    long_ln_std: f64,
     long_mean: f64,
     seen: usize,
     last: Last,
@@ -61,7 +62,7 @@ impl VarianceShift {
             short: RollingWindow::new(config.short_window.max(3)),
             config,
             alpha,
-            long_var: 0.0,
+            long_ln_std: 0.0,
             long_mean: 0.0,
             seen: 0,
             last: Last::Nothing,
@@ -104,10 +105,10 @@ impl Detector for VarianceShift {
             };
             0.0
         } else {
-            let long_std = floored_spread(self.long_var.sqrt(), self.long_mean);
-            let short_floored = floored_spread(short_std, self.long_mean);
-            let ratio = short_floored / long_std;
-            let d = ratio.ln().abs();
+            let long_std = self.long_ln_std.exp();
+            let short_ln = floored_spread(short_std, self.long_mean).ln();
+            let ratio = (short_ln - self.long_ln_std).exp();
+            let d = (short_ln - self.long_ln_std).abs();
             let d = if d.is_nan() { 0.0 } else { d };
             let score = deviation_score(d, self.config.threshold, self.config.scale);
             self.last = Last::Scored {
@@ -119,17 +120,13 @@ impl Detector for VarianceShift {
             };
             score
         };
-        // The long-run spread learns the short-window variance slowly (equal weights until 1/alpha windows).
-        let short_var = short_std * short_std;
-        let short_var = if short_var.is_finite() {
-            short_var
-        } else {
-            f64::MAX
-        };
+        // The long-run spread learns the log of the short-window spread slowly (a geometric mean, so one burst
+        // does not inflate it; equal weights until 1/alpha windows).
         let filled = self.seen - self.short.len() + 1;
         let a = self.alpha.max(1.0 / filled as f64);
-        self.long_var = (1.0 - a) * self.long_var + a * short_var;
         self.long_mean = (1.0 - a) * self.long_mean + a * mean;
+        let short_ln = floored_spread(short_std, self.long_mean).ln();
+        self.long_ln_std = (1.0 - a) * self.long_ln_std + a * short_ln;
         score
     }
 

@@ -1,0 +1,347 @@
+//! Behaviour of the streaming detectors and the latency recorder on any input: scores stay in [0, 1] and never NaN,
+//! warm-up, flat data, jumps, non-finite values and huge values; histogram quantiles stay ordered; recording from
+//! many threads loses nothing.
+
+use std::sync::Arc;
+
+use heal::detect::{
+    AnomalyLevel, Composite, CompositeConfig, DETECTOR_NAMES, Detector, SeverityCutoffs, by_name,
+};
+use heal::observe::{Metrics, OpStats};
+use proptest::prelude::*;
+
+const MINUTE_US: u64 = 60_000_000;
+
+fn all_detectors() -> Vec<Box<dyn Detector>> {
+    DETECTOR_NAMES
+        .iter()
+        .map(|n| by_name(n).unwrap_or_else(|| panic!("by_name({n})")))
+        .collect()
+}
+
+/// Feeds `values` at one point per 5 minutes and returns the scores, checking each is in [0, 1].
+fn run(d: &mut dyn Detector, values: &[f64]) -> Vec<f64> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let s = d.update(1_600_000_000_000_000 + i as u64 * 5 * MINUTE_US, v);
+            assert!(
+                (0.0..=1.0).contains(&s),
+                "{} scored {s} on {v} at {i}",
+                d.name()
+            );
+            s
+        })
+        .collect()
+}
+
+/// Deterministic pseudo-noise in [-1, 1] (no RNG needed for fixed fixtures).
+fn noise(i: usize) -> f64 {
+    let x = (i as f64 * 12.9898).sin() * 43_758.545_3;
+    2.0 * (x - x.floor()) - 1.0
+}
+
+#[test]
+fn by_name_knows_every_listed_detector_and_rejects_others() {
+    for name in DETECTOR_NAMES {
+        let d = by_name(name).expect("known name");
+        assert_eq!(d.name(), name);
+    }
+    assert!(by_name("nope").is_none());
+    let boxed: Box<dyn Detector> = Box::new(Composite::new(CompositeConfig::default()));
+    assert_eq!(boxed.name(), "composite");
+}
+
+#[test]
+fn flat_series_scores_zero_and_a_jump_after_it_scores_high() {
+    for mut d in all_detectors() {
+        let mut values = vec![42.0; 400];
+        let flat = run(d.as_mut(), &values);
+        assert!(
+            flat.iter().all(|&s| s == 0.0),
+            "{} scored a flat series",
+            d.name()
+        );
+        if d.name() == "seasonal" || d.name() == "variance" {
+            continue; // judged separately: they need hours of data / react to spread, not level
+        }
+        values.clear();
+        values.push(50.0);
+        let jump = run(d.as_mut(), &values)[0];
+        assert!(
+            jump > 0.9,
+            "{} scored a jump off a flat series {jump}: {}",
+            d.name(),
+            d.explain()
+        );
+    }
+}
+
+#[test]
+fn scores_are_zero_during_warm_up() {
+    for mut d in all_detectors() {
+        let values: Vec<f64> = (0..10)
+            .map(|i| if i % 2 == 0 { 0.0 } else { 1e6 })
+            .collect();
+        let scores = run(d.as_mut(), &values);
+        assert!(
+            scores.iter().all(|&s| s == 0.0),
+            "{} judged before warm-up: {scores:?}",
+            d.name()
+        );
+        assert!(d.explain().contains("warming"), "{}", d.explain());
+    }
+}
+
+#[test]
+fn non_finite_values_score_zero_and_leave_the_baseline_alone() {
+    for name in DETECTOR_NAMES {
+        let base: Vec<f64> = (0..300).map(|i| 10.0 + noise(i)).collect();
+        let mut clean = by_name(name).unwrap();
+        let mut dirty = by_name(name).unwrap();
+        let a = run(clean.as_mut(), &base);
+        let mut with_junk = Vec::new();
+        for (i, &v) in base.iter().enumerate() {
+            with_junk.push(v);
+            if i % 7 == 0 {
+                with_junk.push([f64::NAN, f64::INFINITY, f64::NEG_INFINITY][i % 3]);
+            }
+        }
+        // Feed the same finite points at the same times, with junk in between.
+        let mut b = Vec::new();
+        let mut k = 0;
+        for (i, &v) in with_junk.iter().enumerate() {
+            let at = 1_600_000_000_000_000 + k as u64 * 5 * MINUTE_US;
+            let s = dirty.update(at, v);
+            if v.is_finite() {
+                b.push(s);
+                k += 1;
+            } else {
+                assert_eq!(s, 0.0, "{name} scored junk at {i}");
+                assert!(
+                    dirty.explain().contains("not finite"),
+                    "{}",
+                    dirty.explain()
+                );
+            }
+        }
+        // The composite's refractory state depends only on finite points too, so the scores agree exactly.
+        assert_eq!(a, b, "{name}: junk moved the baseline");
+    }
+}
+
+#[test]
+fn a_spike_in_noise_scores_high_and_the_noise_low() {
+    for name in ["zscore", "mad", "ewma", "iqr", "roc", "composite"] {
+        let mut d = by_name(name).unwrap();
+        let mut values: Vec<f64> = (0..500).map(|i| 100.0 + noise(i)).collect();
+        values[450] = 130.0;
+        let scores = run(d.as_mut(), &values);
+        let normal_max = scores[..450].iter().copied().fold(0.0, f64::max);
+        assert!(
+            scores[450] > 0.8,
+            "{name}: spike scored {}: {}",
+            scores[450],
+            d.explain()
+        );
+        assert!(normal_max < 0.3, "{name}: noise scored up to {normal_max}");
+    }
+}
+
+#[test]
+fn seasonal_learns_the_daily_shape_and_flags_an_off_hour_peak() {
+    let mut d = by_name("seasonal").unwrap();
+    let hour = 60 * MINUTE_US;
+    let start = 1_600_041_600_000_000u64; // a midnight, UTC
+    let shape = |h: u64| {
+        if (9..17).contains(&(h % 24)) {
+            100.0
+        } else {
+            10.0
+        }
+    };
+    let mut max_normal: f64 = 0.0;
+    // Ten days, one point per 5 minutes.
+    for i in 0..(10 * 24 * 12) {
+        let at = start + i * 5 * MINUTE_US;
+        let v = shape(at / hour) + noise(i as usize);
+        let s = d.update(at, v);
+        max_normal = max_normal.max(s);
+    }
+    assert!(max_normal < 0.3, "usual daily shape scored {max_normal}");
+    // 03:00 on day 11 with a working-hours value.
+    let at = start + 10 * 24 * hour + 3 * hour;
+    let s = d.update(at, 100.0);
+    assert!(s > 0.9, "off-hour peak scored {s}: {}", d.explain());
+}
+
+#[test]
+fn variance_detector_flags_a_flatline_and_a_noise_burst() {
+    let mut d = by_name("variance").unwrap();
+    let mut values: Vec<f64> = (0..400).map(|i| 50.0 + 5.0 * noise(i)).collect();
+    values.extend(std::iter::repeat_n(50.0, 40));
+    let scores = run(d.as_mut(), &values);
+    let normal_max = scores[..400].iter().copied().fold(0.0, f64::max);
+    let flat_max = scores[400..].iter().copied().fold(0.0, f64::max);
+    assert!(normal_max < 0.3, "noise scored {normal_max}");
+    assert!(flat_max > 0.9, "flatline scored {flat_max}");
+
+    let mut d = by_name("variance").unwrap();
+    let mut values: Vec<f64> = (0..400).map(|i| 50.0 + noise(i)).collect();
+    values.extend((400..440).map(|i| 50.0 + 20.0 * noise(i)));
+    let scores = run(d.as_mut(), &values);
+    let burst_max = scores[400..].iter().copied().fold(0.0, f64::max);
+    assert!(burst_max > 0.75, "variance burst scored {burst_max}");
+}
+
+#[test]
+fn composite_reports_a_level_shift_at_its_start_then_damps_repeats() {
+    let mut d = Composite::new(CompositeConfig::default());
+    let mut values: Vec<f64> = (0..600).map(|i| 20.0 + noise(i)).collect();
+    values.extend((600..900).map(|i| 40.0 + noise(i)));
+    let scores = run(&mut d, &values);
+    let normal_max = scores[..600].iter().copied().fold(0.0, f64::max);
+    assert!(normal_max < 0.3, "noise scored {normal_max}");
+    assert!(scores[600] > 0.75, "shift start scored {}", scores[600]);
+    let after = scores[601..650].iter().copied().fold(0.0, f64::max);
+    assert!(
+        after < scores[600],
+        "repeats right after the alert are damped: {after}"
+    );
+    let why = {
+        let mut d = Composite::new(CompositeConfig::default());
+        run(&mut d, &values[..601]);
+        d.explain()
+    };
+    assert!(why.contains("zscore") && why.contains("roc"), "{why}");
+}
+
+#[test]
+fn composite_config_is_serde_with_defaults_and_weights_select_detectors() {
+    let cfg: CompositeConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(cfg, CompositeConfig::default());
+    let cfg: CompositeConfig = serde_json::from_str(
+        r#"{"weights":{"zscore":1,"mad":0,"ewma":0,"iqr":0,"roc":0,"seasonal":0,"variance":0}}"#,
+    )
+    .unwrap();
+    let d = Composite::new(cfg);
+    assert_eq!(d.part_scores().len(), 1);
+    assert!(serde_json::from_str::<CompositeConfig>(r#"{"bogus":1}"#).is_err());
+}
+
+#[test]
+fn severity_cutoffs_map_scores_to_levels_at_their_edges() {
+    let c = SeverityCutoffs::default();
+    let cases = [
+        (0.0, AnomalyLevel::None),
+        (0.099, AnomalyLevel::None),
+        (0.1, AnomalyLevel::Info),
+        (0.3, AnomalyLevel::Low),
+        (0.5, AnomalyLevel::Medium),
+        (0.75, AnomalyLevel::High),
+        (0.9, AnomalyLevel::Critical),
+        (1.0, AnomalyLevel::Critical),
+        (f64::NAN, AnomalyLevel::None),
+    ];
+    for (score, level) in cases {
+        assert_eq!(c.level(score), level, "score {score}");
+    }
+    assert!(AnomalyLevel::Critical.severity().is_some());
+    assert!(AnomalyLevel::Info.severity().is_none());
+}
+
+#[test]
+fn recording_from_many_threads_loses_nothing() {
+    let m = Arc::new(Metrics::new(0));
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let m = Arc::clone(&m);
+            s.spawn(move || {
+                let op = m.op("put").unwrap();
+                for i in 0..10_000u64 {
+                    op.record_us(i % 500 + t, i % 1000 != 0);
+                }
+                m.record_us("get", 7, true).unwrap();
+            });
+        }
+    });
+    let snap = m.snapshot(1);
+    assert_eq!(snap.ops["put"].count, 40_000);
+    assert_eq!(snap.ops["put"].errors, 40);
+    assert_eq!(snap.ops["get"].count, 4);
+}
+
+fn value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        4 => -1e3..1e3f64,
+        1 => Just(f64::NAN),
+        1 => Just(f64::INFINITY),
+        1 => Just(f64::NEG_INFINITY),
+        1 => Just(1e300),
+        1 => Just(-1e300),
+        1 => Just(f64::MAX),
+        1 => Just(f64::MIN),
+        1 => Just(0.0),
+        1 => Just(f64::MIN_POSITIVE),
+    ]
+}
+
+fn series() -> impl Strategy<Value = Vec<f64>> {
+    prop_oneof![
+        Just(Vec::new()),
+        (value(), 0..200usize).prop_map(|(v, n)| vec![v; n]),
+        (value(), value(), 0..200usize)
+            .prop_map(|(a, b, n)| (0..n).map(|i| if i % 2 == 0 { a } else { b }).collect()),
+        prop::collection::vec(value(), 0..300),
+        // A long flat or noisy stretch, then arbitrary values: exercises judged (post-warm-up) points.
+        (
+            prop::collection::vec(-1.0..1.0f64, 60..120),
+            prop::collection::vec(value(), 0..60)
+        )
+            .prop_map(|(a, b)| a.into_iter().chain(b).collect()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_detector_scores_in_unit_interval_on_any_input(
+        values in series(),
+        step_us in prop_oneof![Just(0u64), Just(1u64), Just(300_000_000u64), 0..u64::MAX / 1_000_000],
+    ) {
+        for mut d in all_detectors() {
+            let mut at = 0u64;
+            for &v in &values {
+                let s = d.update(at, v);
+                prop_assert!(!s.is_nan(), "{} gave NaN on {}", d.name(), v);
+                prop_assert!((0.0..=1.0).contains(&s), "{} gave {} on {}", d.name(), s, v);
+                if !v.is_finite() {
+                    prop_assert_eq!(s, 0.0);
+                }
+                at = at.saturating_add(step_us);
+            }
+            let _ = d.explain();
+        }
+    }
+
+    #[test]
+    fn histogram_quantiles_are_ordered_and_never_panic(
+        latencies in prop::collection::vec(prop_oneof![0..2_000u64, any::<u64>()], 0..300),
+        oks in prop::collection::vec(any::<bool>(), 300),
+    ) {
+        let op = OpStats::new(0);
+        for (i, &l) in latencies.iter().enumerate() {
+            op.record_us(l, oks[i]);
+        }
+        for s in [op.summary(1_000_000), op.take_window(2_000_000), op.summary(3_000_000)] {
+            prop_assert_eq!(s.count, latencies.len() as u64);
+            prop_assert!(s.min_us <= s.p50_us && s.p50_us <= s.p95_us);
+            prop_assert!(s.p95_us <= s.p99_us && s.p99_us <= s.max_us);
+            prop_assert!(s.mean_us.is_finite() && s.ops_per_s.is_finite());
+            let errors = oks[..latencies.len()].iter().filter(|ok| !**ok).count() as u64;
+            prop_assert_eq!(s.errors, errors);
+        }
+    }
+}
