@@ -345,3 +345,80 @@ proptest! {
         }
     }
 }
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD HH:MM:SS` to µs since the epoch.
+fn parse_timestamp(s: &str) -> Option<u64> {
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let days = days_from_civil(n(0..4)?, n(5..7)?, n(8..10)?);
+    let secs = days * 86_400 + n(11..13)? * 3_600 + n(14..16)? * 60 + n(17..19)?;
+    u64::try_from(secs).ok().map(|s| s * 1_000_000)
+}
+
+#[test]
+fn timestamps_parse_to_epoch_microseconds() {
+    assert_eq!(parse_timestamp("1970-01-01 00:00:00"), Some(0));
+    assert_eq!(
+        parse_timestamp("2014-04-10 07:15:00"),
+        Some(1_397_114_100_000_000)
+    );
+    assert_eq!(parse_timestamp("garbage"), None);
+}
+
+/// Writes per-point scores of a detector over a NAB data directory in NAB's results layout, for scoring with NAB
+/// (or `medic bench nab`'s scorer). Ignored by default: it needs the data. Environment: `NAB_DIR` (NAB's layout),
+/// `NAB_OUT` (results directory), `NAB_DETECTOR` (a `by_name` name, default `composite`), `NAB_CONFIG` (optional
+/// `CompositeConfig` JSON for the composite).
+#[test]
+#[ignore = "needs NAB data: NAB_DIR=... NAB_OUT=... cargo nextest run -p heal --run-ignored only nab"]
+fn nab_scores_dump() {
+    let dir = std::path::PathBuf::from(std::env::var("NAB_DIR").expect("NAB_DIR"));
+    let out = std::path::PathBuf::from(std::env::var("NAB_OUT").expect("NAB_OUT"));
+    let name = std::env::var("NAB_DETECTOR").unwrap_or_else(|_| "composite".into());
+    let make = || -> Box<dyn Detector> {
+        match std::env::var("NAB_CONFIG") {
+            Ok(json) if name == "composite" => Box::new(Composite::new(
+                serde_json::from_str(&json).expect("NAB_CONFIG is a CompositeConfig"),
+            )),
+            _ => by_name(&name).expect("known detector"),
+        }
+    };
+    let mut n_series = 0;
+    for cat in std::fs::read_dir(dir.join("data")).expect("data dir") {
+        let cat = cat.expect("entry").path();
+        for file in std::fs::read_dir(&cat).expect("category dir") {
+            let file = file.expect("entry").path();
+            let text = std::fs::read_to_string(&file).expect("read series");
+            let mut d = make();
+            let mut csv = String::from("timestamp,value,anomaly_score\n");
+            for line in text.lines().skip(1) {
+                let (ts, v) = line.split_once(',').expect("timestamp,value");
+                let at = parse_timestamp(ts).expect("timestamp");
+                let v: f64 = v.trim().parse().expect("value");
+                let s = d.update(at, v);
+                assert!((0.0..=1.0).contains(&s));
+                csv.push_str(&format!("{ts},{v},{s}\n"));
+            }
+            let cat_name = cat.file_name().expect("name");
+            let target = out.join(cat_name);
+            std::fs::create_dir_all(&target).expect("mkdir");
+            let fname = format!(
+                "{name}_{}",
+                file.file_name().expect("name").to_string_lossy()
+            );
+            std::fs::write(target.join(fname), csv).expect("write");
+            n_series += 1;
+        }
+    }
+    assert!(n_series > 0, "no series under {}", dir.display());
+}
