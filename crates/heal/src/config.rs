@@ -1,85 +1,14 @@
 //! The engine's configuration: every knob (cut-offs, gates, windows, limits) in one serde struct that the program's
 //! TOML config embeds, with [`EngineConfig::validate`] naming the key, the value and the accepted range of anything
-//! out of bounds. Also the metric bounds ([`ConstraintRule`]) that turn samples into `ConstraintBreach` issues.
+//! out of bounds. Metric bounds are [`Constraint`]s (see [`crate::constraint`]).
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{Timestamp, US_PER_S};
+use crate::clock::US_PER_S;
+use crate::constraint::Constraint;
 use crate::detect::{CompositeConfig, DETECTOR_NAMES};
 use crate::diagnose::CausePair;
 use crate::escalate::AlertRule;
-use crate::issue::{Issue, IssueKind};
-
-/// Which side of a bound is bad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BoundDirection {
-    /// Values above the bounds are bad (latency, WAL size).
-    Above,
-    /// Values below the bounds are bad (free disk).
-    Below,
-}
-
-/// A bound on one metric: past `warning` it raises a `ConstraintBreach` issue scored in [0.5, 1), past `critical`
-/// one scored 1.0.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConstraintRule {
-    /// The metric it applies to, e.g. `disk_free_bytes`.
-    pub metric: String,
-    /// The issue code it raises, e.g. `disk_space_low`.
-    pub code: String,
-    /// Which side is bad.
-    pub direction: BoundDirection,
-    /// The warning bound.
-    pub warning: f64,
-    /// The critical bound (past the warning bound).
-    pub critical: f64,
-}
-
-impl ConstraintRule {
-    /// The issue a value raises, if it is past the warning bound. Non-finite values raise nothing.
-    pub fn evaluate(&self, value: f64, at: Timestamp) -> Option<Issue> {
-        if !value.is_finite() {
-            return None;
-        }
-        let past = |bound: f64| match self.direction {
-            BoundDirection::Above => value >= bound,
-            BoundDirection::Below => value <= bound,
-        };
-        if !past(self.warning) {
-            return None;
-        }
-        let (level, score) = if past(self.critical) {
-            ("critical", 1.0)
-        } else {
-            let span = self.critical - self.warning;
-            let progress = if span == 0.0 {
-                1.0
-            } else {
-                ((value - self.warning) / span).clamp(0.0, 1.0)
-            };
-            ("warning", (0.5 + 0.49 * progress).min(0.99))
-        };
-        Some(
-            Issue::new(
-                IssueKind::ConstraintBreach,
-                &self.code,
-                &self.metric,
-                format!(
-                    "{} = {value} is past its {level} bound ({:?} warning {}, critical {})",
-                    self.metric, self.direction, self.warning, self.critical
-                ),
-                "constraint",
-                at,
-            )
-            .with_score(score)
-            .evidence("value", value.to_string())
-            .evidence("warning", self.warning.to_string())
-            .evidence("critical", self.critical.to_string()),
-        )
-    }
-}
 
 /// Every engine setting. Times are µs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,8 +26,8 @@ pub struct EngineConfig {
     pub false_positive_factor: f64,
     /// The most a metric's cut-off can be raised to by false positives. [anomaly_cutoff, 1].
     pub anomaly_cutoff_max: f64,
-    /// Bounds on metrics.
-    pub constraints: Vec<ConstraintRule>,
+    /// Bounds on metrics; a value at `Warning` or `Critical` raises a `ConstraintBreach` issue.
+    pub constraints: Vec<Constraint>,
     /// Known cause pairs for correlation.
     pub known_causes: Vec<CausePair>,
     /// Issues this close to an incident's latest issue may join it. [1 s, 1 day].
@@ -338,22 +267,8 @@ impl EngineConfig {
         )?;
         range_u("kb_records_max", self.kb_records_max as u64, 1, 10_000_000)?;
         for (i, c) in self.constraints.iter().enumerate() {
-            if c.metric.is_empty() || c.code.is_empty() {
-                return Err(format!(
-                    "engine.constraints[{i}]: metric and code must not be empty"
-                ));
-            }
-            let ordered = match c.direction {
-                BoundDirection::Above => c.critical >= c.warning,
-                BoundDirection::Below => c.critical <= c.warning,
-            };
-            if !c.warning.is_finite() || !c.critical.is_finite() || !ordered {
-                return Err(format!(
-                    "engine.constraints[{i}] ({}): warning = {} and critical = {} must be finite with critical past \
-                     warning in direction {:?}",
-                    c.metric, c.warning, c.critical, c.direction
-                ));
-            }
+            c.validate()
+                .map_err(|e| format!("engine.constraints[{i}]: {e}"))?;
         }
         for (i, r) in self.alert_rules.iter().enumerate() {
             if r.name.is_empty() {
@@ -426,37 +341,16 @@ mod tests {
                 .contains("engine.detector = \"nope\"")
         );
         let c = EngineConfig {
-            constraints: vec![ConstraintRule {
-                metric: "disk_free_bytes".into(),
-                code: "disk_space_low".into(),
-                direction: BoundDirection::Below,
-                warning: 10.0,
-                critical: 20.0,
-            }],
+            constraints: vec![Constraint::new(
+                "disk_free_floor",
+                "disk_free_bytes",
+                None,
+                None,
+            )],
             ..EngineConfig::default()
         };
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .contains("engine.constraints[0] (disk_free_bytes)")
-        );
-    }
-
-    #[test]
-    fn constraint_scores_warning_and_critical() {
-        let rule = ConstraintRule {
-            metric: "disk_free_bytes".into(),
-            code: "disk_space_low".into(),
-            direction: BoundDirection::Below,
-            warning: 100.0,
-            critical: 10.0,
-        };
-        assert!(rule.evaluate(150.0, 0).is_none());
-        assert!(rule.evaluate(f64::NAN, 0).is_none());
-        let w = rule.evaluate(55.0, 7).unwrap();
-        assert_eq!(w.kind, IssueKind::ConstraintBreach);
-        assert_eq!(w.code, "disk_space_low");
-        assert!((w.score - 0.745).abs() < 1e-9, "{}", w.score);
-        assert_eq!(rule.evaluate(10.0, 7).unwrap().score, 1.0);
+        let err = c.validate().unwrap_err();
+        assert!(err.starts_with("engine.constraints[0]: "), "{err}");
+        assert!(err.contains("neither a lower nor an upper bound"), "{err}");
     }
 }

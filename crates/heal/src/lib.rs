@@ -17,6 +17,7 @@ pub mod config;
 pub mod decide;
 pub mod detect;
 pub mod diagnose;
+pub mod engine;
 pub mod escalate;
 pub mod issue;
 pub mod kpi;

@@ -1,0 +1,1116 @@
+//! The healing loop. [`Engine::run_cycle`] runs the due health checks, samples metrics into one detector per metric
+//! (created lazily), evaluates constraints, drains the subject's own issues, correlates everything into incidents,
+//! diagnoses and prioritises them, decides behind the safety gates, runs the recovery cascade (backup → repair →
+//! validate → roll back), escalates what it cannot fix with a report, records every incident in the
+//! [`KnowledgeBase`], notifies, and returns a serde [`CycleSummary`]. The engine is a synchronous state machine: no
+//! files, sockets, threads or sleeps; time only through the [`Clock`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cascade::run_cascade;
+use crate::check::{CheckResult, HealthState, Tier};
+use crate::clock::{Clock, Timestamp};
+use crate::config::EngineConfig;
+use crate::decide::{
+    Action, Candidate, CircuitBreaker, DecideInput, Gates, RepairDecision, decide,
+};
+use crate::detect::{Composite, Detector, by_name};
+use crate::diagnose::{classify, correlates, diagnose};
+use crate::escalate::{
+    Alert, AlertManager, EscalationLevel, EscalationReport, Escalator, Notifier,
+};
+use crate::issue::{CrisisLevel, Issue, IssueKind, Severity};
+use crate::kpi::Kpis;
+use crate::learn::{
+    AttemptOutcome, AttemptRecord, IncidentRecord, KbError, KnowledgeBase, Resolution,
+};
+use crate::repair::{DataLoss, RepairStrategy};
+use crate::schedule::Scheduler;
+use crate::subject::Subject;
+
+/// Makes the detector for one metric (given its name).
+pub type DetectorFactory = Arc<dyn Fn(&str) -> Box<dyn Detector> + Send + Sync>;
+
+/// Why an engine call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The configuration is out of bounds.
+    #[error("engine configuration: {0}")]
+    Config(String),
+    /// The knowledge base failed.
+    #[error(transparent)]
+    Kb(#[from] KbError),
+    /// No incident has this id.
+    #[error("no incident with id {0}")]
+    UnknownIncident(u64),
+    /// The incident is not waiting for what was asked (e.g. approval).
+    #[error("incident {id} is {status:?}: {why}")]
+    WrongState {
+        /// The incident.
+        id: u64,
+        /// Its status.
+        status: IncidentStatus,
+        /// What was expected.
+        why: String,
+    },
+}
+
+/// Where an open incident stands in the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    /// New or changed: decided this cycle.
+    Open,
+    /// Transient with nothing to do: closes as self-resolved after a quiet period.
+    Watching,
+    /// A temporary gate blocked it: decided again next cycle.
+    Deferred,
+    /// A repair needs an operator's approval ([`Engine::approve`]).
+    AwaitingApproval,
+    /// Decided in dry-run mode; nothing was changed.
+    DryRun,
+    /// Handed to a human; leaves the active set after a quiet period.
+    Escalated,
+}
+
+/// An open incident: its record plus what the engine needs to handle it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Incident {
+    /// The record saved to the knowledge base.
+    pub record: IncidentRecord,
+    /// Where it stands.
+    pub status: IncidentStatus,
+    /// Handling order, higher first.
+    pub priority: f64,
+    /// Index in `record.issues` of the root-cause issue.
+    pub root_issue: usize,
+    /// The evidence for the diagnosis.
+    pub evidence: Vec<String>,
+    /// When its latest issue was seen.
+    pub last_issue_at: Timestamp,
+    /// The latest decision.
+    pub last_decision: Option<RepairDecision>,
+    /// Whether an operator approved risky repairs.
+    pub approved: bool,
+    /// Issues not kept because of `issues_per_incident_max`.
+    pub issues_dropped: u64,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+/// Counters of what the engine did since it started, exportable as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealingMetrics {
+    /// Cycles run.
+    pub cycles: u64,
+    /// Health checks run.
+    pub checks_run: u64,
+    /// Health checks failed (including overruns).
+    pub checks_failed: u64,
+    /// Issues taken in.
+    pub issues: u64,
+    /// Issues dropped by a limit (`cycle_issues_max`, `incidents_active_max`, `issues_per_incident_max`).
+    pub issues_dropped: u64,
+    /// Anomalies detected on metrics.
+    pub anomalies: u64,
+    /// Incidents opened.
+    pub incidents: u64,
+    /// Cascades started.
+    pub repairs_initiated: u64,
+    /// Attempts that repaired and validated.
+    pub repairs_succeeded: u64,
+    /// Attempts whose repair step failed.
+    pub repairs_failed: u64,
+    /// Attempts rolled back after failed validation.
+    pub repairs_rolled_back: u64,
+    /// Incidents escalated to a human.
+    pub escalations: u64,
+    /// Alerts delivered to the notifiers.
+    pub alerts_sent: u64,
+    /// Alerts suppressed by dedup or cooldown.
+    pub alerts_suppressed: u64,
+    /// Notifier calls that failed.
+    pub notify_failures: u64,
+    /// Knowledge-base calls that failed.
+    pub kb_errors: u64,
+    /// Time spent in repair attempts, µs.
+    pub repair_time_us_total: u64,
+}
+
+impl HealingMetrics {
+    /// The counters as one JSON object.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"error\":\"metrics not serialisable: {e}\"}}"))
+    }
+}
+
+/// One decision in a cycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionEntry {
+    /// The incident.
+    pub incident_id: u64,
+    /// The decision.
+    pub decision: RepairDecision,
+}
+
+/// One repair attempt in a cycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptEntry {
+    /// The incident.
+    pub incident_id: u64,
+    /// The attempt.
+    pub attempt: AttemptRecord,
+}
+
+/// What one cycle did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleSummary {
+    /// When the cycle started.
+    pub at: Timestamp,
+    /// Health after the cycle.
+    pub health: HealthState,
+    /// Escalation level after the cycle.
+    pub escalation_level: EscalationLevel,
+    /// Whether the engine is in dry-run mode.
+    pub dry_run: bool,
+    /// Whether an open incident is a CRISIS: writes should stop and state be preserved.
+    pub stop_writes: bool,
+    /// Checks run.
+    pub checks_run: u32,
+    /// Checks failed.
+    pub checks_failed: u32,
+    /// Metric samples taken.
+    pub samples: u32,
+    /// Anomaly issues raised by detectors.
+    pub anomalies: u32,
+    /// Issues taken in (checks, detectors, constraints, subject).
+    pub issues: u32,
+    /// Incidents opened.
+    pub incidents_opened: Vec<u64>,
+    /// Incidents closed, with how.
+    pub incidents_closed: Vec<(u64, Resolution)>,
+    /// Decisions made.
+    pub decisions: Vec<DecisionEntry>,
+    /// Repair attempts made (dry-run attempts included).
+    pub attempts: Vec<AttemptEntry>,
+    /// Incidents escalated.
+    pub escalations: Vec<u64>,
+    /// Alerts delivered.
+    pub alerts: Vec<Alert>,
+    /// Errors met (knowledge base, notifiers); the cycle carried on.
+    pub errors: Vec<String>,
+}
+
+/// The healing engine for one subject.
+pub struct Engine {
+    subject: Arc<dyn Subject>,
+    kb: Arc<dyn KnowledgeBase>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    factory: DetectorFactory,
+    detectors: BTreeMap<String, Box<dyn Detector>>,
+    cutoffs: HashMap<String, f64>,
+    scheduler: Scheduler,
+    gates: Gates,
+    alerts: AlertManager,
+    escalator: Escalator,
+    notifiers: Vec<Box<dyn Notifier>>,
+    active: BTreeMap<u64, Incident>,
+    next_id: u64,
+    metrics: HealingMetrics,
+    recent_anomalies: VecDeque<String>,
+    pending_issues: Vec<Issue>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("subject", &self.subject.name())
+            .field("active", &self.active.len())
+            .field("next_id", &self.next_id)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The detector factory for a configuration: `config.detector` by name, the composite with `config.composite`.
+pub fn default_detector_factory(config: &EngineConfig) -> DetectorFactory {
+    let name = config.detector.clone();
+    let composite = config.composite.clone();
+    Arc::new(move |_metric: &str| -> Box<dyn Detector> {
+        if name == "composite" {
+            return Box::new(Composite::new(composite.clone()));
+        }
+        by_name(&name).unwrap_or_else(|| Box::new(Composite::new(composite.clone())))
+    })
+}
+
+fn anomaly_code(metric: &str) -> &'static str {
+    if metric.contains("latency") {
+        "latency_anomaly"
+    } else {
+        "metric_anomaly"
+    }
+}
+
+impl Engine {
+    /// An engine for `subject`. Validates `config`, continues incident ids after `kb.max_id()`, and re-applies the
+    /// cut-off raises of false positives recorded in the knowledge base.
+    pub fn new(
+        subject: Arc<dyn Subject>,
+        kb: Arc<dyn KnowledgeBase>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        config.validate().map_err(EngineError::Config)?;
+        let next_id = kb.max_id()?.saturating_add(1);
+        let factory = default_detector_factory(&config);
+        let mut engine = Self {
+            subject,
+            kb,
+            clock,
+            config,
+            factory,
+            detectors: BTreeMap::new(),
+            cutoffs: HashMap::new(),
+            scheduler: Scheduler::new(),
+            gates: Gates::new(),
+            alerts: AlertManager::default(),
+            escalator: Escalator::default(),
+            notifiers: Vec::new(),
+            active: BTreeMap::new(),
+            next_id,
+            metrics: HealingMetrics::default(),
+            recent_anomalies: VecDeque::new(),
+            pending_issues: Vec::new(),
+        };
+        let mut records = engine.kb.recent(engine.config.kb_records_max)?;
+        records.reverse();
+        for r in records
+            .iter()
+            .filter(|r| r.resolution == Resolution::FalsePositive)
+        {
+            engine.raise_cutoffs(r);
+        }
+        Ok(engine)
+    }
+
+    /// Replaces the detector factory (used for metrics that have no detector yet).
+    pub fn set_detector_factory(&mut self, factory: DetectorFactory) {
+        self.factory = factory;
+    }
+
+    /// Switches dry-run mode. Leaving it reopens incidents decided in dry run so they are decided for real.
+    pub fn set_dry_run(&mut self, dry_run: bool) {
+        self.config.dry_run = dry_run;
+        if !dry_run {
+            for inc in self
+                .active
+                .values_mut()
+                .filter(|i| i.status == IncidentStatus::DryRun)
+            {
+                inc.status = IncidentStatus::Open;
+                inc.dirty = true;
+            }
+        }
+    }
+
+    /// Adds a notifier; every alert goes to every notifier.
+    pub fn add_notifier(&mut self, notifier: Box<dyn Notifier>) {
+        self.notifiers.push(notifier);
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The health state from the latest check results.
+    pub fn health_state(&self) -> HealthState {
+        self.scheduler.health()
+    }
+
+    /// The latest result of every check.
+    pub fn last_check_results(&self) -> Vec<CheckResult> {
+        self.scheduler.latest()
+    }
+
+    /// Runs every check of `tier` and the cheaper tiers now; the issues found are handled in the next cycle.
+    pub fn run_tier(&mut self, tier: Tier) -> Vec<CheckResult> {
+        let results = self
+            .scheduler
+            .run_tier(&self.subject.checks(), tier, self.clock.as_ref());
+        self.count_checks(&results);
+        for r in &results {
+            for issue in &r.issues {
+                if self.pending_issues.len() < self.config.cycle_issues_max {
+                    self.pending_issues.push(issue.clone());
+                } else {
+                    self.metrics.issues_dropped += 1;
+                }
+            }
+        }
+        results
+    }
+
+    /// Open incidents, highest priority first.
+    pub fn active_incidents(&self) -> Vec<Incident> {
+        let mut v: Vec<Incident> = self.active.values().cloned().collect();
+        v.sort_by(|a, b| {
+            b.priority
+                .total_cmp(&a.priority)
+                .then(a.record.id.cmp(&b.record.id))
+        });
+        v
+    }
+
+    /// One incident: the open one, or else the knowledge base's record.
+    pub fn incident(&self, id: u64) -> Result<Option<IncidentRecord>, EngineError> {
+        if let Some(inc) = self.active.get(&id) {
+            return Ok(Some(inc.record.clone()));
+        }
+        Ok(self.kb.get(id)?)
+    }
+
+    /// KPIs over the newest `kb_records_max` records.
+    pub fn kpis(&self) -> Result<Kpis, EngineError> {
+        Ok(Kpis::from_records(
+            &self.kb.recent(self.config.kb_records_max)?,
+        ))
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &HealingMetrics {
+        &self.metrics
+    }
+
+    /// The escalation level.
+    pub fn escalation_level(&self) -> EscalationLevel {
+        self.escalator.level()
+    }
+
+    /// Every circuit breaker that has seen a failure.
+    pub fn breakers(&self) -> Vec<(String, CircuitBreaker)> {
+        self.gates.breakers()
+    }
+
+    /// Closes a strategy's circuit breaker (an operator fixed the cause).
+    pub fn reset_breaker(&mut self, strategy: &str) {
+        self.gates.reset_breaker(strategy);
+    }
+
+    /// The anomaly cut-off in force for `metric` (raised by false positives).
+    pub fn anomaly_cutoff(&self, metric: &str) -> f64 {
+        self.cutoffs
+            .get(metric)
+            .copied()
+            .unwrap_or(self.config.anomaly_cutoff)
+    }
+
+    /// Approves risky repairs of an incident waiting for approval; it is decided again in the next cycle.
+    pub fn approve(&mut self, id: u64) -> Result<(), EngineError> {
+        let inc = self
+            .active
+            .get_mut(&id)
+            .ok_or(EngineError::UnknownIncident(id))?;
+        if inc.status != IncidentStatus::AwaitingApproval {
+            return Err(EngineError::WrongState {
+                id,
+                status: inc.status,
+                why: "only an incident awaiting approval can be approved".into(),
+            });
+        }
+        inc.approved = true;
+        inc.status = IncidentStatus::Open;
+        inc.dirty = true;
+        Ok(())
+    }
+
+    /// Marks an incident a false positive: closes it as such (persisted in the record's resolution) and raises the
+    /// anomaly cut-off of every metric whose anomaly it contained by `false_positive_factor`, up to
+    /// `anomaly_cutoff_max`. Returns the metrics and their new cut-offs.
+    pub fn mark_false_positive(&mut self, id: u64) -> Result<Vec<(String, f64)>, EngineError> {
+        let mut record = match self.active.get(&id) {
+            Some(inc) => inc.record.clone(),
+            None => self.kb.get(id)?.ok_or(EngineError::UnknownIncident(id))?,
+        };
+        if record.resolution == Resolution::FalsePositive {
+            return Ok(Vec::new());
+        }
+        record.resolution = Resolution::FalsePositive;
+        record.resolved_at = Some(self.clock.now());
+        self.kb.save(&record)?;
+        self.active.remove(&id);
+        Ok(self.raise_cutoffs(&record))
+    }
+
+    fn raise_cutoffs(&mut self, record: &IncidentRecord) -> Vec<(String, f64)> {
+        let metrics: BTreeSet<&str> = record
+            .issues
+            .iter()
+            .filter(|i| i.kind == IssueKind::Anomaly)
+            .map(|i| i.resource.as_str())
+            .collect();
+        let mut out = Vec::new();
+        for metric in metrics {
+            let raised = (self.anomaly_cutoff(metric) * self.config.false_positive_factor)
+                .min(self.config.anomaly_cutoff_max);
+            self.cutoffs.insert(metric.to_string(), raised);
+            out.push((metric.to_string(), raised));
+        }
+        out
+    }
+
+    fn count_checks(&mut self, results: &[CheckResult]) {
+        self.metrics.checks_run += results.len() as u64;
+        self.metrics.checks_failed += results.iter().filter(|r| !r.passed).count() as u64;
+    }
+
+    fn save(&mut self, record: &IncidentRecord, errors: &mut Vec<String>) {
+        if let Err(e) = self.kb.save(record) {
+            self.metrics.kb_errors += 1;
+            errors.push(format!("saving incident {}: {e}", record.id));
+        }
+    }
+
+    /// Runs one cycle of the loop.
+    pub fn run_cycle(&mut self) -> CycleSummary {
+        let now = self.clock.now();
+        self.metrics.cycles += 1;
+        let mut s = CycleSummary {
+            at: now,
+            health: HealthState::Healthy,
+            escalation_level: self.escalator.level(),
+            dry_run: self.config.dry_run,
+            stop_writes: false,
+            checks_run: 0,
+            checks_failed: 0,
+            samples: 0,
+            anomalies: 0,
+            issues: 0,
+            incidents_opened: Vec::new(),
+            incidents_closed: Vec::new(),
+            decisions: Vec::new(),
+            attempts: Vec::new(),
+            escalations: Vec::new(),
+            alerts: Vec::new(),
+            errors: Vec::new(),
+        };
+
+        // Observe: due checks, metric samples (detectors and constraints), the subject's own issues.
+        let mut issues = std::mem::take(&mut self.pending_issues);
+        let results = self
+            .scheduler
+            .run_due(&self.subject.checks(), self.clock.as_ref());
+        self.count_checks(&results);
+        s.checks_run = results.len() as u32;
+        s.checks_failed = results.iter().filter(|r| !r.passed).count() as u32;
+        issues.extend(results.into_iter().flat_map(|r| r.issues));
+        for sample in self.subject.sample(now) {
+            s.samples += 1;
+            if let Some(issue) = self.detect(&sample.metric, sample.at, sample.value) {
+                s.anomalies += 1;
+                issues.push(issue);
+            }
+            for c in self
+                .config
+                .constraints
+                .iter()
+                .filter(|c| c.metric == sample.metric)
+            {
+                issues.extend(c.issue(sample.value, sample.at));
+            }
+        }
+        issues.extend(self.subject.drain_issues());
+        if issues.len() > self.config.cycle_issues_max {
+            self.metrics.issues_dropped += (issues.len() - self.config.cycle_issues_max) as u64;
+            s.errors.push(format!(
+                "{} issues this cycle, kept the first {} (cycle_issues_max)",
+                issues.len(),
+                self.config.cycle_issues_max
+            ));
+            issues.truncate(self.config.cycle_issues_max);
+        }
+        s.issues = issues.len() as u32;
+        self.metrics.issues += issues.len() as u64;
+
+        // Diagnose: alert rules, correlation into incidents.
+        let mut alerts = Vec::new();
+        let activity = !issues.is_empty();
+        for issue in issues {
+            let (_, severity) = classify(&issue);
+            alerts.extend(self.alerts.observe(
+                &self.config.alert_rules,
+                &issue,
+                severity,
+                self.escalator.level(),
+                now,
+            ));
+            self.correlate(issue, now, &mut s);
+        }
+        for inc in self.active.values_mut().filter(|i| i.dirty) {
+            let d = diagnose(&inc.record.issues, &self.config.known_causes);
+            inc.record.crisis = d.crisis;
+            inc.record.severity = d.severity;
+            inc.record.root_cause = d.root_cause;
+            inc.record.blast_radius = d.blast_radius;
+            inc.priority = d.priority;
+            inc.root_issue = d.root_issue;
+            inc.evidence = d.evidence;
+        }
+
+        // Decide and act, highest priority first.
+        let mut order: Vec<(f64, u64)> = self
+            .active
+            .values()
+            .filter(|i| match i.status {
+                IncidentStatus::Open | IncidentStatus::Deferred => true,
+                IncidentStatus::Watching => i.dirty,
+                _ => false,
+            })
+            .map(|i| (i.priority, i.record.id))
+            .collect();
+        order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let strategies = self.subject.strategies();
+        let mut busy: BTreeSet<String> = BTreeSet::new();
+        let mut repairs_started = 0u32;
+        let mut escalated_now = false;
+        for (_, id) in order {
+            let Some(mut inc) = self.active.remove(&id) else {
+                continue;
+            };
+            let closed = self.handle(
+                &mut inc,
+                &strategies,
+                &mut busy,
+                &mut repairs_started,
+                &mut s,
+                &mut alerts,
+            );
+            escalated_now |= inc.status == IncidentStatus::Escalated
+                || inc.status == IncidentStatus::AwaitingApproval;
+            let record = inc.record.clone();
+            self.save(&record, &mut s.errors);
+            if let Some(resolution) = closed {
+                s.incidents_closed.push((id, resolution));
+            } else {
+                self.active.insert(id, inc);
+            }
+        }
+
+        // Close quiet incidents.
+        let now_end = self.clock.now();
+        let quiet: Vec<u64> = self
+            .active
+            .values()
+            .filter(|i| now_end.saturating_sub(i.last_issue_at) >= self.config.quiet_period_us)
+            .filter(|i| {
+                matches!(
+                    i.status,
+                    IncidentStatus::Watching | IncidentStatus::Escalated | IncidentStatus::DryRun
+                )
+            })
+            .map(|i| i.record.id)
+            .collect();
+        for id in quiet {
+            let Some(mut inc) = self.active.remove(&id) else {
+                continue;
+            };
+            if inc.status != IncidentStatus::Escalated {
+                inc.record.resolution = Resolution::SelfResolved;
+                inc.record.resolved_at = Some(now_end);
+                let record = inc.record.clone();
+                self.save(&record, &mut s.errors);
+            }
+            s.incidents_closed.push((id, inc.record.resolution));
+        }
+        for inc in self.active.values_mut() {
+            inc.dirty = false;
+        }
+
+        // Escalation level.
+        let any = |f: &dyn Fn(&Incident) -> bool| self.active.values().any(f);
+        let target = if any(&|i| {
+            matches!(
+                i.status,
+                IncidentStatus::Escalated | IncidentStatus::AwaitingApproval
+            )
+        }) {
+            EscalationLevel::Escalate
+        } else if self.active.len() >= self.config.warn_incidents_min as usize
+            || any(&|i| i.record.severity <= Severity::Sev1)
+        {
+            EscalationLevel::Warn
+        } else if !self.active.is_empty() {
+            EscalationLevel::Watch
+        } else {
+            EscalationLevel::Normal
+        };
+        s.stop_writes = any(&|i| i.record.crisis == CrisisLevel::Crisis);
+        self.escalator.update(
+            now_end,
+            target,
+            activity,
+            escalated_now || s.stop_writes,
+            self.config.deescalate_quiet_us,
+        );
+
+        // Notify.
+        for alert in alerts {
+            self.metrics.alerts_sent += 1;
+            for n in &self.notifiers {
+                if let Err(e) = n.notify(&alert) {
+                    self.metrics.notify_failures += 1;
+                    s.errors.push(format!("notifier {}: {e}", n.name()));
+                }
+            }
+            s.alerts.push(alert);
+        }
+        self.metrics.alerts_suppressed = self.alerts.suppressed();
+        s.health = self.scheduler.health();
+        s.escalation_level = self.escalator.level();
+        s
+    }
+
+    fn detect(&mut self, metric: &str, at: Timestamp, value: f64) -> Option<Issue> {
+        if !self.detectors.contains_key(metric) {
+            if self.detectors.len() >= self.config.metrics_max {
+                return None;
+            }
+            self.detectors
+                .insert(metric.to_string(), (self.factory)(metric));
+        }
+        let detector = self.detectors.get_mut(metric)?;
+        let score = detector.update(at, value);
+        let cutoff = self
+            .cutoffs
+            .get(metric)
+            .copied()
+            .unwrap_or(self.config.anomaly_cutoff);
+        if score.is_nan() || score < cutoff {
+            return None;
+        }
+        self.metrics.anomalies += 1;
+        let why = detector.explain();
+        let line =
+            format!("{metric} = {value} at {at} µs scored {score:.3} (cut-off {cutoff:.3}): {why}");
+        if self.recent_anomalies.len() >= self.config.recent_anomalies_max {
+            self.recent_anomalies.pop_front();
+        }
+        self.recent_anomalies.push_back(line);
+        Some(
+            Issue::new(
+                IssueKind::Anomaly,
+                anomaly_code(metric),
+                metric,
+                format!("{metric} = {value} is anomalous (score {score:.3} ≥ cut-off {cutoff:.3})"),
+                format!("detector:{}", detector.name()),
+                at,
+            )
+            .with_score(score)
+            .evidence("value", value.to_string())
+            .evidence("score", format!("{score:.3}"))
+            .evidence("cutoff", format!("{cutoff:.3}"))
+            .evidence("why", why),
+        )
+    }
+
+    fn correlate(&mut self, issue: Issue, now: Timestamp, s: &mut CycleSummary) {
+        let window = self.config.correlation_window_us;
+        let known = &self.config.known_causes;
+        let found = self
+            .active
+            .values()
+            .find(|i| correlates(&i.record.issues, i.last_issue_at, &issue, window, known))
+            .map(|i| i.record.id);
+        if let Some(id) = found
+            && let Some(inc) = self.active.get_mut(&id)
+        {
+            inc.last_issue_at = inc.last_issue_at.max(issue.detected_at);
+            inc.record.started_at = inc.record.started_at.min(issue.detected_at);
+            if inc.record.issues.len() < self.config.issues_per_incident_max {
+                inc.record.issues.push(issue);
+                inc.dirty = true;
+            } else {
+                inc.issues_dropped += 1;
+                self.metrics.issues_dropped += 1;
+            }
+            return;
+        }
+        if self.active.len() >= self.config.incidents_active_max {
+            self.metrics.issues_dropped += 1;
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.metrics.incidents += 1;
+        s.incidents_opened.push(id);
+        let (crisis, severity) = classify(&issue);
+        let record = IncidentRecord {
+            id,
+            started_at: issue.detected_at.min(now),
+            detected_at: now,
+            resolved_at: None,
+            crisis,
+            severity,
+            root_cause: String::new(),
+            blast_radius: Vec::new(),
+            decision: String::new(),
+            attempts: Vec::new(),
+            resolution: Resolution::Open,
+            report_markdown: None,
+            issues: Vec::new(),
+        };
+        let last_issue_at = issue.detected_at;
+        let mut inc = Incident {
+            record,
+            status: IncidentStatus::Open,
+            priority: 0.0,
+            root_issue: 0,
+            evidence: Vec::new(),
+            last_issue_at,
+            last_decision: None,
+            approved: false,
+            issues_dropped: 0,
+            dirty: true,
+        };
+        inc.record.issues.push(issue);
+        self.active.insert(id, inc);
+    }
+
+    /// Decides and acts on one incident; returns its resolution when it closed.
+    fn handle(
+        &mut self,
+        inc: &mut Incident,
+        strategies: &[Arc<dyn RepairStrategy>],
+        busy: &mut BTreeSet<String>,
+        repairs_started: &mut u32,
+        s: &mut CycleSummary,
+        alerts: &mut Vec<Alert>,
+    ) -> Option<Resolution> {
+        let now = self.clock.now();
+        let root = inc.record.issues.get(inc.root_issue).cloned()?;
+        let mut candidates = Vec::new();
+        for st in strategies.iter().filter(|st| st.can_repair(&root)) {
+            let stats = match self.kb.strategy_stats(st.name(), &root.code) {
+                Ok(stats) => stats,
+                Err(e) => {
+                    self.metrics.kb_errors += 1;
+                    s.errors
+                        .push(format!("strategy stats of {}: {e}", st.name()));
+                    Default::default()
+                }
+            };
+            candidates.push(Candidate {
+                name: st.name().to_string(),
+                cost: st.cost(),
+                estimate: st.estimate(&root),
+                success_rate: stats.posterior_success_rate(
+                    self.config.prior_successes,
+                    self.config.prior_failures,
+                ),
+            });
+        }
+        let decision = decide(
+            DecideInput {
+                crisis: inc.record.crisis,
+                resource: &root.resource,
+                code: &root.code,
+                candidates,
+                approved: inc.approved,
+                repairs_started: *repairs_started,
+                resource_busy: busy.contains(&root.resource),
+                now,
+            },
+            &self.gates,
+            &self.config,
+        );
+        inc.record.decision = decision.one_line();
+        inc.last_decision = Some(decision.clone());
+        s.decisions.push(DecisionEntry {
+            incident_id: inc.record.id,
+            decision: decision.clone(),
+        });
+        match decision.action {
+            Action::Watch => {
+                inc.status = IncidentStatus::Watching;
+                None
+            }
+            Action::Defer => {
+                inc.status = IncidentStatus::Deferred;
+                None
+            }
+            Action::Escalate => {
+                let reasons = decision.reasons.clone();
+                self.escalate(inc, reasons, decision.needs_approval, Vec::new(), s, alerts);
+                None
+            }
+            Action::Repair if decision.dry_run => {
+                let attempt = AttemptRecord {
+                    strategy: decision.strategy.clone().unwrap_or_default(),
+                    started_at: now,
+                    duration_us: 0,
+                    outcome: AttemptOutcome::DryRun,
+                    notes: vec![format!(
+                        "dry run: would run backup → repair → validate with, in order: {}",
+                        decision.cascade.join(", ")
+                    )],
+                    data_loss: decision.estimated_data_loss.clone(),
+                };
+                s.attempts.push(AttemptEntry {
+                    incident_id: inc.record.id,
+                    attempt: attempt.clone(),
+                });
+                inc.record.attempts.push(attempt);
+                inc.status = IncidentStatus::DryRun;
+                None
+            }
+            Action::Repair => {
+                busy.insert(root.resource.clone());
+                *repairs_started += 1;
+                self.metrics.repairs_initiated += 1;
+                let by_name: HashMap<&str, &Arc<dyn RepairStrategy>> =
+                    strategies.iter().map(|st| (st.name(), st)).collect();
+                let ordered: Vec<Arc<dyn RepairStrategy>> = decision
+                    .cascade
+                    .iter()
+                    .filter_map(|n| by_name.get(n.as_str()).map(|st| Arc::clone(st)))
+                    .collect();
+                let (gates, kb, cfg, metrics) =
+                    (&mut self.gates, &self.kb, &self.config, &mut self.metrics);
+                let clock = self.clock.as_ref();
+                let mut kb_errors = Vec::new();
+                let out = run_cascade(&ordered, &root, clock, |name, ok| {
+                    gates.record_attempt(name, &root.resource, &root.code, clock.now(), ok, cfg);
+                    if let Err(e) = kb.record_outcome(name, &root.code, ok) {
+                        metrics.kb_errors += 1;
+                        kb_errors.push(format!("recording outcome of {name}: {e}"));
+                    }
+                });
+                s.errors.extend(kb_errors);
+                for a in &out.attempts {
+                    self.metrics.repair_time_us_total += a.duration_us;
+                    match a.outcome {
+                        AttemptOutcome::Succeeded => self.metrics.repairs_succeeded += 1,
+                        AttemptOutcome::Failed => self.metrics.repairs_failed += 1,
+                        AttemptOutcome::RolledBack => self.metrics.repairs_rolled_back += 1,
+                        AttemptOutcome::DryRun => {}
+                    }
+                    s.attempts.push(AttemptEntry {
+                        incident_id: inc.record.id,
+                        attempt: a.clone(),
+                    });
+                }
+                inc.record.attempts.extend(out.attempts.iter().cloned());
+                if let Some(by) = &out.repaired_by {
+                    inc.record.resolution = Resolution::AutoRepaired;
+                    inc.record.resolved_at = Some(self.clock.now());
+                    inc.record.decision = format!("{}; repaired by {by}", inc.record.decision);
+                    return Some(Resolution::AutoRepaired);
+                }
+                let mut reasons = decision.reasons.clone();
+                let mut lost = Vec::new();
+                for u in &out.unrecoverable {
+                    reasons.push(format!("unrecoverable: {u}"));
+                    lost.push(format!("{u} (at {})", describe_location(&root)));
+                }
+                if let Some(rf) = &out.rollback_failed {
+                    reasons.push(format!("rollback failed, state unknown: {rf}"));
+                }
+                reasons.push(format!(
+                    "every strategy in the cascade failed: {}",
+                    decision.cascade.join(", ")
+                ));
+                self.escalate(inc, reasons, false, lost, s, alerts);
+                None
+            }
+        }
+    }
+
+    fn escalate(
+        &mut self,
+        inc: &mut Incident,
+        reasons: Vec<String>,
+        needs_approval: bool,
+        lost: Vec<String>,
+        s: &mut CycleSummary,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let now = self.clock.now();
+        let level = if needs_approval {
+            EscalationLevel::Warn
+        } else {
+            EscalationLevel::Escalate
+        };
+        let report = self.report(inc, reasons, needs_approval, lost, level, now);
+        inc.record.report_markdown = Some(report.to_markdown());
+        if needs_approval {
+            inc.status = IncidentStatus::AwaitingApproval;
+        } else {
+            inc.status = IncidentStatus::Escalated;
+            inc.record.resolution = Resolution::Escalated;
+            self.metrics.escalations += 1;
+            s.escalations.push(inc.record.id);
+        }
+        let root = &report.current_issue;
+        let alert = Alert {
+            key: format!(
+                "{}:{}:{}",
+                if needs_approval {
+                    "approval"
+                } else {
+                    "incident"
+                },
+                root.resource,
+                root.code
+            ),
+            rule: if needs_approval {
+                "approval_required"
+            } else {
+                "escalation"
+            }
+            .to_string(),
+            level,
+            severity: inc.record.severity,
+            title: report.title.clone(),
+            resource: root.resource.clone(),
+            incident_id: Some(inc.record.id),
+            at: now,
+            report: Some(report),
+        };
+        if let Some(a) = self
+            .alerts
+            .fire(alert, self.config.escalation_alert_cooldown_us)
+        {
+            alerts.push(a);
+        }
+    }
+
+    fn report(
+        &self,
+        inc: &Incident,
+        reasons: Vec<String>,
+        needs_approval: bool,
+        mut lost: Vec<String>,
+        level: EscalationLevel,
+        now: Timestamp,
+    ) -> EscalationReport {
+        let r = &inc.record;
+        let root = r.issues.get(inc.root_issue).cloned().unwrap_or_else(|| {
+            Issue::new(
+                IssueKind::OperationError,
+                "unknown",
+                "unknown",
+                "no issue",
+                "engine",
+                now,
+            )
+        });
+        for i in r
+            .issues
+            .iter()
+            .filter(|i| i.data_at_risk || i.location.lsn_range.is_some())
+        {
+            lost.push(format!("{} at risk: {}", i.code, describe_location(i)));
+        }
+        for a in r
+            .attempts
+            .iter()
+            .filter(|a| !matches!(a.data_loss, DataLoss::None))
+        {
+            lost.push(format!("{} lost {:?}", a.strategy, a.data_loss));
+        }
+        let mut suggestions = Vec::new();
+        if needs_approval {
+            suggestions.push(format!(
+                "if the risk is acceptable, approve incident {} (Engine::approve) and it is repaired next cycle",
+                r.id
+            ));
+        }
+        if r.issues.iter().any(|i| i.data_at_risk) {
+            suggestions.push(
+                "stop writes and copy the data directory before any manual repair".to_string(),
+            );
+        }
+        for (name, b) in self.gates.breakers() {
+            if b.opened_at.is_some() {
+                suggestions.push(format!(
+                    "the circuit breaker of {name} is open after {} failures in a row: fix the cause, then reset it",
+                    b.consecutive_failures
+                ));
+            }
+        }
+        if r.attempts
+            .iter()
+            .any(|a| a.outcome == AttemptOutcome::RolledBack)
+        {
+            suggestions.push(format!(
+                "repairs ran but validation kept failing: inspect {} by hand",
+                describe_location(&root)
+            ));
+        }
+        if !lost.is_empty() && !needs_approval {
+            suggestions.push("restore the affected range from a backup or a replica".to_string());
+        }
+        suggestions.push(format!(
+            "inspect {} ({})",
+            root.resource,
+            describe_location(&root)
+        ));
+        suggestions.push(format!(
+            "if this is not a real problem, mark incident {} a false positive",
+            r.id
+        ));
+        EscalationReport {
+            incident_id: r.id,
+            subject: self.subject.name().to_string(),
+            generated_at: now,
+            title: format!("{} on {}: {}", root.code, root.resource, root.summary),
+            health: self.scheduler.health(),
+            level,
+            crisis: r.crisis,
+            severity: r.severity,
+            root_cause: r.root_cause.clone(),
+            issues: r
+                .issues
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{:?} {} on {} at {} µs: {}",
+                        i.kind, i.code, i.resource, i.detected_at, i.summary
+                    )
+                })
+                .collect(),
+            current_issue: root,
+            evidence: inc.evidence.clone(),
+            blast_radius: r.blast_radius.clone(),
+            recent_anomalies: self.recent_anomalies.iter().cloned().collect(),
+            attempts: r.attempts.clone(),
+            data_at_risk: lost,
+            reasons,
+            suggestions,
+        }
+    }
+}
+
+fn describe_location(issue: &Issue) -> String {
+    let l = &issue.location;
+    let mut parts = vec![format!("resource {}", issue.resource)];
+    if let Some(f) = &l.file {
+        parts.push(format!("file {f}"));
+    }
+    if let (Some(o), Some(n)) = (l.offset, l.len) {
+        parts.push(format!("bytes {o}..{}", o.saturating_add(n)));
+    } else if let Some(o) = l.offset {
+        parts.push(format!("offset {o}"));
+    }
+    if let Some((a, b)) = l.lsn_range {
+        parts.push(format!("LSN {a}..={b}"));
+    }
+    parts.join(", ")
+}
