@@ -7,7 +7,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use heal::config::EngineConfig;
 use serde::{Deserialize, Serialize};
+
+/// The store's WAL segment size: the WAL bound cannot be below one segment.
+const STORE_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 /// The largest configuration file accepted.
 pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
@@ -22,14 +26,13 @@ pub struct Config {
     pub http: HttpConfig,
     /// How often each tier of health checks runs.
     pub checks: ChecksConfig,
-    /// Anomaly detection.
-    pub detector: DetectorConfig,
     /// Bounds the store is kept within.
     pub constraints: ConstraintsConfig,
-    /// Gates every repair passes.
-    pub safety: SafetyConfig,
     /// Metric history kept for reports.
     pub metrics: MetricsConfig,
+    /// The healing engine: detectors, diagnosis, safety gates (dry-run, approval risk, concurrency, rate limits,
+    /// circuit breakers), escalation. Validated by `heal::config::EngineConfig::validate`.
+    pub engine: EngineConfig,
 }
 
 /// `[server]`: where to listen and where the data lives.
@@ -70,42 +73,16 @@ pub struct ChecksConfig {
     pub comprehensive_interval_ms: u64,
 }
 
-/// `[detector]`: anomaly detection over the store's metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectorConfig {
-    /// Score in (0, 1] above which a point is an anomaly; lower is more sensitive.
-    pub score_threshold: f64,
-    /// Points a detector sees before it scores anything.
-    pub warmup_points: u64,
-}
-
 /// `[constraints]`: bounds the store is kept within.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConstraintsConfig {
-    /// Free disk below this is a constraint breach; the store turns read-only before it runs out.
+    /// Free space (disk or quota) below this: the store reports `disk_space_low` and compaction is due.
     pub disk_free_bytes_min: u64,
-    /// A write-ahead log larger than this is a constraint breach (a snapshot and compaction are due).
+    /// Free space below this: the store turns read-only until space returns. At most `disk_free_bytes_min`.
+    pub disk_free_critical_bytes_min: u64,
+    /// A write-ahead log larger than this gets a snapshot, and the segments it covers are dropped.
     pub wal_bytes_max: u64,
-}
-
-/// `[safety]`: gates every repair passes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SafetyConfig {
-    /// Plan repairs but change nothing.
-    pub dry_run: bool,
-    /// Repairs whose estimated risk is above this wait for a human's approval.
-    pub approval_risk_max: f64,
-    /// Repairs running at once.
-    pub repairs_concurrent_max: u64,
-    /// Repairs started per hour; beyond it, issues are escalated.
-    pub repairs_per_hour_max: u64,
-    /// Consecutive failed repairs of one strategy that open its circuit breaker.
-    pub breaker_failures_max: u64,
-    /// How long an open circuit breaker stays open.
-    pub breaker_cooldown_ms: u64,
 }
 
 /// `[metrics]`: metric history kept for reports.
@@ -147,33 +124,12 @@ impl Default for ChecksConfig {
     }
 }
 
-impl Default for DetectorConfig {
-    fn default() -> Self {
-        Self {
-            score_threshold: 0.9,
-            warmup_points: 30,
-        }
-    }
-}
-
 impl Default for ConstraintsConfig {
     fn default() -> Self {
         Self {
             disk_free_bytes_min: 256 * 1024 * 1024,
-            wal_bytes_max: 1024 * 1024 * 1024,
-        }
-    }
-}
-
-impl Default for SafetyConfig {
-    fn default() -> Self {
-        Self {
-            dry_run: false,
-            approval_risk_max: 0.5,
-            repairs_concurrent_max: 1,
-            repairs_per_hour_max: 60,
-            breaker_failures_max: 3,
-            breaker_cooldown_ms: 600_000,
+            disk_free_critical_bytes_min: 64 * 1024 * 1024,
+            wal_bytes_max: 512 * 1024 * 1024,
         }
     }
 }
@@ -216,6 +172,9 @@ pub enum ConfigError {
         /// What the parser said, with the location.
         message: String,
     },
+    /// An `[engine]` value is outside its accepted range (the message names key, value and range).
+    #[error("config: {0}")]
+    Engine(String),
     /// A value is outside its accepted range.
     #[error("config: {key} = {value} is invalid: accepted {accepted}")]
     Invalid {
@@ -417,31 +376,6 @@ impl Config {
             });
         }
 
-        let d = &self.detector;
-        if !(d.score_threshold > 0.0 && d.score_threshold <= 1.0) {
-            return Err(ConfigError::Invalid {
-                key: "detector.score_threshold",
-                value: d.score_threshold.to_string(),
-                accepted: "a number in (0, 1]".into(),
-            });
-        }
-        if d.score_threshold < 0.5 {
-            warnings.push(ConfigWarning {
-                key: "detector.score_threshold",
-                message: format!(
-                    "{} is very sensitive; expect many false positives",
-                    d.score_threshold
-                ),
-            });
-        }
-        check_range(
-            "detector.warmup_points",
-            d.warmup_points,
-            2,
-            100_000,
-            " points",
-        )?;
-
         let k = &self.constraints;
         check_range(
             "constraints.disk_free_bytes_min",
@@ -451,11 +385,18 @@ impl Config {
             " bytes",
         )?;
         check_range(
+            "constraints.disk_free_critical_bytes_min",
+            k.disk_free_critical_bytes_min,
+            0,
+            k.disk_free_bytes_min,
+            " bytes (at most constraints.disk_free_bytes_min)",
+        )?;
+        check_range(
             "constraints.wal_bytes_max",
             k.wal_bytes_max,
-            1024 * 1024,
+            STORE_SEGMENT_BYTES_MAX,
             1 << 50,
-            " bytes",
+            " bytes (at least one WAL segment)",
         )?;
         if k.disk_free_bytes_min < 16 * 1024 * 1024 {
             warnings.push(ConfigWarning {
@@ -467,52 +408,27 @@ impl Config {
             });
         }
 
-        let s = &self.safety;
-        check_range(
-            "safety.approval_risk_max",
-            s.approval_risk_max,
-            0.0,
-            1.0,
-            "",
-        )?;
-        check_range(
-            "safety.repairs_concurrent_max",
-            s.repairs_concurrent_max,
-            1,
-            64,
-            "",
-        )?;
-        check_range(
-            "safety.repairs_per_hour_max",
-            s.repairs_per_hour_max,
-            1,
-            100_000,
-            "",
-        )?;
-        check_range(
-            "safety.breaker_failures_max",
-            s.breaker_failures_max,
-            1,
-            1_000,
-            "",
-        )?;
-        check_range(
-            "safety.breaker_cooldown_ms",
-            s.breaker_cooldown_ms,
-            1_000,
-            7 * 86_400_000,
-            " ms",
-        )?;
-        if s.dry_run {
+        let e = &self.engine;
+        e.validate().map_err(ConfigError::Engine)?;
+        if e.dry_run {
             warnings.push(ConfigWarning {
-                key: "safety.dry_run",
+                key: "engine.dry_run",
                 message: "true: repairs are planned and reported but nothing is changed".into(),
             });
         }
-        if s.approval_risk_max >= 1.0 {
+        if e.approval_risk_max >= 1.0 {
             warnings.push(ConfigWarning {
-                key: "safety.approval_risk_max",
+                key: "engine.approval_risk_max",
                 message: "1.0: every repair runs without approval, however risky".into(),
+            });
+        }
+        if e.anomaly_cutoff < 0.5 {
+            warnings.push(ConfigWarning {
+                key: "engine.anomaly_cutoff",
+                message: format!(
+                    "{} is very sensitive; expect many false positives",
+                    e.anomaly_cutoff
+                ),
             });
         }
 
@@ -529,8 +445,159 @@ impl Config {
 
 /// The documented default configuration: every option, its meaning and its default. Parses back to
 /// [`Config::default()`].
-pub fn default_toml() -> &'static str {
-    DEFAULT_TOML
+pub fn default_toml() -> String {
+    let mut out = String::from(DEFAULT_TOML);
+    out.push_str(&engine_toml());
+    out
+}
+
+/// One line of documentation per `[engine]` key, from `heal::config::EngineConfig`.
+const ENGINE_DOCS: &[(&str, &str)] = &[
+    ("dry_run", "Decide and record repairs, but change nothing."),
+    (
+        "detector",
+        "The anomaly detector per metric: zscore, mad, ewma, iqr, roc, seasonal, variance or composite.",
+    ),
+    (
+        "anomaly_cutoff",
+        "A detector score at or above this raises an anomaly issue, (0, 1]. Lower is more sensitive.",
+    ),
+    (
+        "false_positive_factor",
+        "A false positive multiplies that metric's cut-off by this, [1, 2].",
+    ),
+    (
+        "anomaly_cutoff_max",
+        "The most a metric's cut-off can be raised to by false positives, [anomaly_cutoff, 1].",
+    ),
+    (
+        "constraints",
+        "Bounds on metrics that raise constraint-breach issues.",
+    ),
+    (
+        "correlation_window_us",
+        "Issues this close (µs) to an incident's latest issue may join it, [1 s, 1 day].",
+    ),
+    (
+        "quiet_period_us",
+        "An incident with no new issue for this long (µs) is closed, [1 s, 7 days].",
+    ),
+    (
+        "approval_risk_max",
+        "A repair strategy above this risk needs an operator's approval, [0, 1].",
+    ),
+    (
+        "max_concurrent_repairs",
+        "Repairs started in one cycle at most, [1, 64].",
+    ),
+    (
+        "strategy_rate_max",
+        "Attempts of one strategy per rate window at most, [1, 10000].",
+    ),
+    (
+        "strategy_rate_window_us",
+        "The rate-limit window, µs, [1 s, 7 days].",
+    ),
+    (
+        "strategy_cooldown_us",
+        "After a failed attempt a strategy rests this long, µs, [0, 1 day].",
+    ),
+    (
+        "breaker_failures_max",
+        "Consecutive failures that open a strategy's circuit breaker, [1, 100].",
+    ),
+    (
+        "breaker_cooldown_us",
+        "How long an open circuit breaker stays open before a trial, µs, [1 s, 7 days].",
+    ),
+    (
+        "same_problem_failures_max",
+        "Failed repairs of one problem before escalating instead, [1, 100].",
+    ),
+    (
+        "success_rate_min",
+        "Strategies whose estimated success rate is below this are skipped, [0, 1).",
+    ),
+    (
+        "prior_successes",
+        "Prior successes of every strategy (Beta prior), (0, 1000].",
+    ),
+    (
+        "prior_failures",
+        "Prior failures of every strategy (Beta prior), (0, 1000].",
+    ),
+    (
+        "warn_incidents_min",
+        "Escalation rises to WARN with this many open incidents, [1, 1000].",
+    ),
+    (
+        "deescalate_quiet_us",
+        "Escalation steps down one level after this long without a new issue, µs.",
+    ),
+    (
+        "escalation_alert_cooldown_us",
+        "An escalation alert is not repeated for one problem within this, µs.",
+    ),
+    (
+        "incidents_active_max",
+        "Open incidents kept at most; further ones are counted and dropped.",
+    ),
+    (
+        "issues_per_incident_max",
+        "Issues kept per incident at most.",
+    ),
+    (
+        "cycle_issues_max",
+        "Issues taken per healing cycle at most.",
+    ),
+    ("metrics_max", "Metrics with a detector at most."),
+    (
+        "recent_anomalies_max",
+        "Recent anomalies kept for escalation reports.",
+    ),
+    (
+        "kb_records_max",
+        "Incident records read from the knowledge base for KPIs and at start-up.",
+    ),
+];
+
+/// The `[engine]` section: `heal::config::EngineConfig::default()` serialized, each top-level key preceded by its
+/// documentation line. Generated, so it always matches the engine's defaults.
+fn engine_toml() -> String {
+    #[derive(Serialize)]
+    struct Wrapper<'a> {
+        engine: &'a EngineConfig,
+    }
+    let text = match toml::to_string(&Wrapper {
+        engine: &EngineConfig::default(),
+    }) {
+        Ok(t) => t,
+        Err(e) => return format!("\n# [engine] defaults could not be shown: {e}\n"),
+    };
+    let mut out = String::from(
+        "\n# The healing engine: detectors, diagnosis, safety gates, escalation. Times are microseconds (µs).\n",
+    );
+    let mut in_engine = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            in_engine = line == "[engine]";
+            if !in_engine {
+                out.push('\n');
+            }
+        } else if in_engine && let Some((key, _)) = line.split_once(" = ") {
+            let doc = ENGINE_DOCS
+                .iter()
+                .find(|(k, _)| *k == key.trim())
+                .map(|(_, d)| *d)
+                .unwrap_or("See heal::config::EngineConfig.");
+            out.push_str("# ");
+            out.push_str(doc);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 const DEFAULT_TOML: &str = r#"# medic configuration. Every option is shown with its default value.
@@ -563,31 +630,13 @@ deep_interval_ms = 60000
 # The comprehensive tier (full scrub); at least deep_interval_ms, at most a week.
 comprehensive_interval_ms = 3600000
 
-[detector]
-# Anomaly score in (0, 1] above which a metric point is an anomaly. Lower is more sensitive.
-score_threshold = 0.9
-# Points a detector sees before it scores anything (2..=100000).
-warmup_points = 30
-
 [constraints]
-# Free disk below this many bytes is a constraint breach; writes stop before the disk is full.
+# Free space (disk or quota) below this many bytes: the store reports `disk_space_low` and compaction is due.
 disk_free_bytes_min = 268435456
-# A write-ahead log larger than this many bytes is a constraint breach (1048576..); a snapshot is due.
-wal_bytes_max = 1073741824
-
-[safety]
-# Plan and report repairs but change nothing.
-dry_run = false
-# Repairs whose estimated risk (0..=1) is above this wait for a human's approval.
-approval_risk_max = 0.5
-# Repairs running at the same time (1..=64). Two repairs never touch one resource at once.
-repairs_concurrent_max = 1
-# Repairs started per hour (1..=100000); beyond this, issues are escalated instead.
-repairs_per_hour_max = 60
-# Consecutive failures of one strategy that open its circuit breaker (1..=1000).
-breaker_failures_max = 3
-# How long an open circuit breaker stays open, ms (1000..=604800000).
-breaker_cooldown_ms = 600000
+# Free space below this many bytes: the store turns read-only until space returns (at most disk_free_bytes_min).
+disk_free_critical_bytes_min = 67108864
+# A write-ahead log larger than this many bytes gets a snapshot; covered segments are dropped (at least 67108864).
+wal_bytes_max = 536870912
 
 [metrics]
 # Hours of metric history kept in the knowledge base (1..=8784).
@@ -600,7 +649,7 @@ mod tests {
 
     #[test]
     fn default_toml_parses_back_to_default_and_is_valid() {
-        let parsed = Config::parse(default_toml()).expect("default_toml parses");
+        let parsed = Config::parse(&default_toml()).expect("default_toml parses");
         assert_eq!(parsed, Config::default());
         assert_eq!(parsed.validate().expect("default is valid"), vec![]);
     }
@@ -614,15 +663,26 @@ mod tests {
                 default_toml().contains(&format!("[{section}]")),
                 "section [{section}] missing"
             );
-            for key in inner.as_table().expect("sections are tables").keys() {
-                assert!(
-                    default_toml().contains(&format!("\n{key} = ")),
-                    "{section}.{key} is not documented in default_toml"
-                );
+            for (key, v) in inner.as_table().expect("sections are tables") {
+                let text = default_toml();
+                let shown = text.contains(&format!("\n{key} = "))
+                    || (v.is_table() && text.contains(&format!("\n[{section}.{key}]")))
+                    || (v.is_array() && text.contains(&format!("\n[[{section}.{key}]]")));
+                assert!(shown, "{section}.{key} is not documented in default_toml");
             }
         }
         // token has no default value, so it is shown commented out.
         assert!(default_toml().contains("# token = "));
+        // Every engine key has its own line of documentation, not the fallback.
+        let engine = table["engine"].as_table().unwrap();
+        for key in engine.keys() {
+            if !engine[key].is_table() && !engine[key].is_array() || key == "constraints" {
+                assert!(
+                    ENGINE_DOCS.iter().any(|(k, _)| k == key),
+                    "engine.{key} has no line in ENGINE_DOCS"
+                );
+            }
+        }
     }
 
     #[test]
@@ -649,14 +709,9 @@ mod tests {
         assert!(msg.contains("1024..=1073741824"), "{msg}");
 
         let mut c = Config::default();
-        c.detector.score_threshold = f64::NAN;
-        assert!(matches!(
-            c.validate(),
-            Err(ConfigError::Invalid {
-                key: "detector.score_threshold",
-                ..
-            })
-        ));
+        c.engine.anomaly_cutoff = f64::NAN;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("engine.anomaly_cutoff = NaN"), "{msg}");
 
         let mut c = Config::default();
         c.checks.deep_interval_ms = 1_000; // below the shallow interval
@@ -711,12 +766,12 @@ mod tests {
     #[test]
     fn unusual_values_give_warnings() {
         let mut c = Config::default();
-        c.safety.dry_run = true;
+        c.engine.dry_run = true;
         c.checks.shallow_interval_ms = 100;
         c.server.token = Some("short".into());
         let w = c.validate().unwrap();
         let keys: Vec<_> = w.iter().map(|w| w.key).collect();
-        assert!(keys.contains(&"safety.dry_run"), "{keys:?}");
+        assert!(keys.contains(&"engine.dry_run"), "{keys:?}");
         assert!(keys.contains(&"checks.shallow_interval_ms"), "{keys:?}");
         assert!(keys.contains(&"server.token"), "{keys:?}");
     }
@@ -725,9 +780,9 @@ mod tests {
     fn load_reads_a_file_and_reports_missing_and_oversize_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("medic.toml");
-        std::fs::write(&path, "[safety]\ndry_run = true\n").unwrap();
+        std::fs::write(&path, "[engine]\ndry_run = true\n").unwrap();
         let (c, w) = Config::load(&path).unwrap();
-        assert!(c.safety.dry_run);
+        assert!(c.engine.dry_run);
         assert_eq!(c.http, HttpConfig::default(), "missing sections default");
         assert_eq!(w.len(), 1);
 
