@@ -1,1 +1,843 @@
-//! The command line: parses arguments and runs the commands.
+//! The command line: parses arguments (clap 4 derive) and runs the commands.
+//!
+//! A command that touches data runs against a daemon when `--server` (or `MEDIC_SERVER`) is given, or when the data
+//! directory is locked by a live process (then the listen address from the configuration is tried); otherwise it
+//! opens the data directory itself. When neither works the error says what was tried and why each failed.
+//!
+//! Exit codes scripts rely on: 0 healthy / done, 1 degraded, unhealthy or failed, 2 usage error (clap's and ours),
+//! 3 escalation needed. `--json` prints exactly one JSON object as the last line of stdout.
+
+pub mod backend;
+pub mod load;
+pub mod render;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::config::Config;
+use backend::{Backend, Daemon, TierArg};
+use render::Out;
+
+/// Exit code: healthy, or the command did what was asked.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: degraded or unhealthy, or the command failed.
+pub const EXIT_UNHEALTHY: u8 = 1;
+/// Exit code: usage error (bad arguments or input).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: an incident needs a human.
+pub const EXIT_ESCALATION: u8 = 3;
+
+/// The largest file `put --file` reads.
+pub const PUT_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+/// The largest `k` a search asks for.
+pub const SEARCH_K_MAX: usize = 10_000;
+
+/// A usage error found after parsing (bad JSON in `--vector`, a bad load line, a daemon's 4xx): exits 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// medic: an embedded search database that heals itself.
+#[derive(Debug, Parser)]
+#[command(name = "medic", version, about, long_about = None)]
+pub struct Cli {
+    /// The data directory [default: ./medic-data, or server.data_dir from --config].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Configuration file (TOML; see `medic config --print-default`).
+    #[arg(long, global = true, value_name = "FILE", env = "MEDIC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Talk to the daemon at this URL (http://HOST:PORT) instead of opening the data directory.
+    #[arg(long, global = true, value_name = "URL", env = "MEDIC_SERVER")]
+    pub server: Option<String>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Bearer token for the daemon [default: server.token from --config].
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "MEDIC_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Seconds one request to the daemon may take.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+    /// What to do [default: serve].
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// `--data` on a subcommand (also accepted before it).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DataArg {
+    /// The data directory [default: ./medic-data, or server.data_dir from --config].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: HTTP API, metrics and the healing loop (the default).
+    Serve {
+        #[command(flatten)]
+        data: DataArg,
+        /// IP:PORT to listen on [default: 127.0.0.1:7878, or server.listen from --config]; port 0 picks one.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Show health, store statistics and engine KPIs. Exit 0 healthy, 1 otherwise.
+    Status {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Run health checks now. Exit 0 healthy, 1 otherwise, 3 when an incident was escalated.
+    Check {
+        #[command(flatten)]
+        data: DataArg,
+        /// How deep: quick (shallow tier), deep, or full (every tier, including a full scrub).
+        #[arg(long, value_enum, default_value = "quick")]
+        tier: TierArg,
+    },
+    /// Run one healing cycle now. Exit 0 healthy, 1 otherwise, 3 when an incident was escalated.
+    Heal {
+        #[command(flatten)]
+        data: DataArg,
+        /// Plan repairs but change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List recent incidents, newest first.
+    Incidents {
+        #[command(flatten)]
+        data: DataArg,
+        /// How many.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        limit: u64,
+    },
+    /// Show one incident's report.
+    Report {
+        #[command(flatten)]
+        data: DataArg,
+        /// The incident id.
+        id: u64,
+    },
+    /// Store a document.
+    #[command(group(ArgGroup::new("body").args(["text", "file", "vector"]).multiple(true).required(true)))]
+    Put {
+        #[command(flatten)]
+        data: DataArg,
+        /// The document id.
+        id: String,
+        /// The text.
+        #[arg(long, conflicts_with = "file")]
+        text: Option<String>,
+        /// Read the text from this file (UTF-8).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The vector, as a JSON array of numbers.
+        #[arg(long, value_name = "JSON")]
+        vector: Option<String>,
+        /// Metadata, as a JSON object.
+        #[arg(long, value_name = "JSON")]
+        meta: Option<String>,
+    },
+    /// Print a document.
+    Get {
+        #[command(flatten)]
+        data: DataArg,
+        /// The document id.
+        id: String,
+    },
+    /// Delete a document.
+    Delete {
+        #[command(flatten)]
+        data: DataArg,
+        /// The document id.
+        id: String,
+    },
+    /// Search by text or by vector.
+    #[command(group(ArgGroup::new("query").args(["text", "vector"]).required(true)))]
+    Search {
+        #[command(flatten)]
+        data: DataArg,
+        /// Full-text query.
+        #[arg(long)]
+        text: Option<String>,
+        /// Nearest neighbours of this vector (a JSON array of numbers).
+        #[arg(long, value_name = "JSON")]
+        vector: Option<String>,
+        /// How many hits.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+    },
+    /// Load documents from a JSON Lines file: one {"id", "text", "vector"?, "meta"?} per line.
+    Load {
+        #[command(flatten)]
+        data: DataArg,
+        /// The file.
+        file: PathBuf,
+    },
+    /// Inject faults into a scratch store and measure detection and repair.
+    Chaos {
+        #[command(flatten)]
+        data: DataArg,
+        /// The seed every choice derives from (replays a run).
+        #[arg(long)]
+        seed: u64,
+        /// Faults to inject, one per round.
+        #[arg(long)]
+        rounds: u32,
+        /// Fault kinds to draw from, comma-separated (default: all).
+        #[arg(long, value_name = "KIND,KIND")]
+        faults: Option<String>,
+        /// Documents in the store before the first round.
+        #[arg(long)]
+        docs: Option<u32>,
+    },
+    /// Reproducible evaluation suites.
+    Bench {
+        #[command(subcommand)]
+        suite: BenchCommand,
+    },
+    /// Show the configuration.
+    Config {
+        /// Print the documented default configuration.
+        #[arg(long)]
+        print_default: bool,
+    },
+}
+
+/// `medic bench` suites.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The Numenta Anomaly Benchmark through medic's detectors.
+    Nab {
+        /// NAB's directory (data/, labels/combined_windows.json, config/profiles.json).
+        #[arg(long, value_name = "NAB_DIR")]
+        data: PathBuf,
+        /// Where NAB's results layout is written.
+        #[arg(long, value_name = "RESULTS_DIR")]
+        out: PathBuf,
+        /// Which detector (default: the composite).
+        #[arg(long)]
+        detector: Option<String>,
+    },
+}
+
+/// Parses the process arguments, runs the command and returns its exit code. Errors go to stderr.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    let out = Out::new(cli.json);
+    match run(&cli, &out) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let usage = e.chain().any(|c| c.downcast_ref::<UsageError>().is_some());
+            ExitCode::from(if usage { EXIT_USAGE } else { EXIT_UNHEALTHY })
+        }
+    }
+}
+
+/// The configuration from `--config`, or the defaults.
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    match &cli.config {
+        Some(path) => {
+            let (config, warnings) = Config::load(path).map_err(|e| UsageError(e.to_string()))?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            Ok(config)
+        }
+        None => Ok(Config::default()),
+    }
+}
+
+/// The configuration with `--data` applied (a subcommand's `--data` wins over one before it).
+fn effective_config(cli: &Cli, data: Option<&DataArg>) -> anyhow::Result<Config> {
+    let mut config = load_config(cli)?;
+    if let Some(dir) = data
+        .and_then(|d| d.data.clone())
+        .or_else(|| cli.data.clone())
+    {
+        config.server.data_dir = dir;
+    }
+    if cli.token.is_some() {
+        config.server.token = cli.token.clone();
+    }
+    Ok(config)
+}
+
+/// Runs the parsed command; returns the exit code.
+pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
+    let default = Command::Serve {
+        data: DataArg::default(),
+        listen: None,
+    };
+    let command = cli.command.as_ref().unwrap_or(&default);
+    match command {
+        Command::Serve { data, listen } => {
+            let mut config = effective_config(cli, Some(data))?;
+            if let Some(l) = listen {
+                config.server.listen = l.clone();
+            }
+            config.validate().map_err(|e| UsageError(e.to_string()))?;
+            serve(config)?;
+            Ok(EXIT_OK)
+        }
+        Command::Config { print_default } => {
+            if *print_default {
+                print!("{}", crate::config::default_toml());
+            } else {
+                let config = effective_config(cli, None)?;
+                config.validate().map_err(|e| UsageError(e.to_string()))?;
+                if out.json {
+                    out.json_line(&serde_json::to_value(&config)?);
+                } else {
+                    print!(
+                        "{}",
+                        toml::to_string(&config).context("printing the configuration")?
+                    );
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Chaos {
+            data,
+            seed,
+            rounds,
+            faults,
+            docs,
+        } => {
+            let config = effective_config(cli, Some(data))?;
+            chaos(out, &config, *seed, *rounds, faults.as_deref(), *docs)
+        }
+        Command::Bench {
+            suite:
+                BenchCommand::Nab {
+                    data,
+                    out: results,
+                    detector,
+                },
+        } => {
+            let args = crate::bench::nab::NabArgs {
+                data: data.clone(),
+                out: results.clone(),
+                detector: detector.clone(),
+            };
+            let summary = crate::bench::nab::run(&args)?;
+            let v = serde_json::to_value(&summary)?;
+            if out.json {
+                out.json_line(&v);
+            } else {
+                render::print_fields(out, &v, 0);
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Status { data } => with_backend(cli, data, |b| status(out, b)),
+        Command::Check { data, tier } => with_backend(cli, data, |b| check(out, b, *tier)),
+        Command::Heal { data, dry_run } => with_backend(cli, data, |b| heal(out, b, *dry_run)),
+        Command::Incidents { data, limit } => {
+            with_backend(cli, data, |b| incidents(out, b, *limit as usize))
+        }
+        Command::Report { data, id } => with_backend(cli, data, |b| report(out, b, *id)),
+        Command::Put {
+            data,
+            id,
+            text,
+            file,
+            vector,
+            meta,
+        } => {
+            let doc = document_body(
+                text.as_deref(),
+                file.as_deref(),
+                vector.as_deref(),
+                meta.as_deref(),
+            )?;
+            with_backend(cli, data, |b| {
+                let answer = b.put(id, &doc)?;
+                if out.json {
+                    out.json_line(&answer);
+                } else {
+                    let lsn = answer.get("lsn").map(render::scalar).unwrap_or_default();
+                    println!("put {id} (lsn {lsn})");
+                }
+                Ok(EXIT_OK)
+            })
+        }
+        Command::Get { data, id } => with_backend(cli, data, |b| match b.get(id)? {
+            Some(doc) => {
+                if out.json {
+                    out.json_line(&doc);
+                } else {
+                    print_doc(out, &doc);
+                }
+                Ok(EXIT_OK)
+            }
+            None => not_found(out, "document", id),
+        }),
+        Command::Delete { data, id } => with_backend(cli, data, |b| match b.delete(id)? {
+            Some(answer) => {
+                if out.json {
+                    let mut v = json!({"id": id, "deleted": true});
+                    if let (Some(m), Some(lsn)) = (v.as_object_mut(), answer.get("lsn")) {
+                        m.insert("lsn".into(), lsn.clone());
+                    }
+                    out.json_line(&v);
+                } else {
+                    println!("deleted {id}");
+                }
+                Ok(EXIT_OK)
+            }
+            None => not_found(out, "document", id),
+        }),
+        Command::Search {
+            data,
+            text,
+            vector,
+            k,
+        } => {
+            if *k == 0 || *k > SEARCH_K_MAX {
+                return Err(UsageError(format!(
+                    "--k {k} is out of range: accepted 1..={SEARCH_K_MAX} (search_k_max)"
+                ))
+                .into());
+            }
+            let query = match (text, vector) {
+                (Some(t), _) => json!({"text": t, "k": k}),
+                (None, Some(v)) => json!({"vector": parse_vector(v)?, "k": k}),
+                (None, None) => return Err(UsageError("give --text or --vector".into()).into()),
+            };
+            with_backend(cli, data, |b| search(out, b, &query))
+        }
+        Command::Load { data, file } => {
+            let total = load::validate(file)?;
+            with_backend(cli, data, |b| {
+                let summary = load::write(b, file, total)?;
+                if out.json {
+                    out.json_line(&serde_json::to_value(summary)?);
+                } else {
+                    println!(
+                        "loaded {} documents from {}",
+                        summary.written,
+                        file.display()
+                    );
+                }
+                Ok(EXIT_OK)
+            })
+        }
+    }
+}
+
+fn not_found(out: &Out, what: &str, id: &str) -> anyhow::Result<u8> {
+    if out.json {
+        out.json_line(&json!({"id": id, "found": false}));
+    }
+    eprintln!("{what} {id:?} not found");
+    Ok(EXIT_UNHEALTHY)
+}
+
+/// Chooses where the command runs and runs it.
+fn with_backend(
+    cli: &Cli,
+    data: &DataArg,
+    f: impl FnOnce(&dyn Backend) -> anyhow::Result<u8>,
+) -> anyhow::Result<u8> {
+    let config = effective_config(cli, Some(data))?;
+    let timeout = Duration::from_secs(cli.timeout);
+    if let Some(url) = &cli.server {
+        let daemon = Daemon::new(url, config.server.token.clone(), timeout)?;
+        return f(&daemon);
+    }
+    let offline = offline::open(&config);
+    match offline {
+        Ok(app) => f(&app),
+        Err(offline::OpenError::Locked { holder }) => {
+            let url = format!("http://{}", config.server.listen);
+            let daemon = Daemon::new(&url, config.server.token.clone(), timeout);
+            let tried = daemon.and_then(|d| d.probe().map(|_| d).map_err(anyhow::Error::from));
+            match tried {
+                Ok(d) => f(&d),
+                Err(e) => anyhow::bail!(
+                    "no way to reach the data: (1) opening data directory {} failed: it is locked by {holder}; \
+                     (2) the daemon at {url} (server.listen from the configuration) did not answer: {e:#}. \
+                     Pass --server URL (or MEDIC_SERVER) to name the daemon holding it",
+                    config.server.data_dir.display()
+                ),
+            }
+        }
+        Err(offline::OpenError::Other(e)) => Err(e.context(format!(
+            "cannot open data directory {}",
+            config.server.data_dir.display()
+        ))),
+    }
+}
+
+/// Parses `--vector` JSON.
+fn parse_vector(text: &str) -> anyhow::Result<Vec<f32>> {
+    let v: Vec<f32> = serde_json::from_str(text).map_err(|e| {
+        UsageError(format!(
+            "--vector must be a JSON array of numbers, such as [0.1, 0.2]: {e}"
+        ))
+    })?;
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(UsageError("--vector has a non-finite value".into()).into());
+    }
+    Ok(v)
+}
+
+/// The `{"text", "vector"?, "meta"?}` body of a `put`.
+fn document_body(
+    text: Option<&str>,
+    file: Option<&Path>,
+    vector: Option<&str>,
+    meta: Option<&str>,
+) -> anyhow::Result<Value> {
+    let text = match (text, file) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(path)) => {
+            let len = std::fs::metadata(path)
+                .map_err(|e| UsageError(format!("--file {}: {e}", path.display())))?
+                .len();
+            if len > PUT_FILE_BYTES_MAX {
+                return Err(UsageError(format!(
+                    "--file {}: {len} bytes is over put_file_bytes_max = {PUT_FILE_BYTES_MAX}",
+                    path.display()
+                ))
+                .into());
+            }
+            let bytes = std::fs::read(path)
+                .map_err(|e| UsageError(format!("--file {}: {e}", path.display())))?;
+            String::from_utf8(bytes).map_err(|e| {
+                UsageError(format!(
+                    "--file {}: not UTF-8 (at byte {})",
+                    path.display(),
+                    e.utf8_error().valid_up_to()
+                ))
+            })?
+        }
+        (None, None) => String::new(),
+    };
+    let mut doc = Map::new();
+    doc.insert("text".into(), Value::String(text));
+    if let Some(v) = vector {
+        doc.insert("vector".into(), json!(parse_vector(v)?));
+    }
+    if let Some(m) = meta {
+        let parsed: Value = serde_json::from_str(m)
+            .map_err(|e| UsageError(format!("--meta must be a JSON object: {e}")))?;
+        if !parsed.is_object() {
+            return Err(UsageError(format!(
+                "--meta must be a JSON object such as {{\"lang\": \"en\"}}, got {parsed}"
+            ))
+            .into());
+        }
+        doc.insert("meta".into(), parsed);
+    }
+    Ok(Value::Object(doc))
+}
+
+fn print_doc(out: &Out, doc: &Value) {
+    if let Some(t) = doc.get("text").and_then(Value::as_str) {
+        println!("{t}");
+    }
+    if let Some(v) = doc.get("vector").filter(|v| !v.is_null()) {
+        println!("{} {v}", out.dim("vector:"));
+    }
+    if let Some(m) = doc.get("meta").filter(|v| !v.is_null()) {
+        println!("{} {m}", out.dim("meta:"));
+    }
+}
+
+/// Exit code from an answer's health state: 0 healthy (or no state named), 1 otherwise.
+fn state_code(v: &Value) -> u8 {
+    match render::state_of(v).as_deref() {
+        None | Some("HEALTHY") => EXIT_OK,
+        Some(_) => EXIT_UNHEALTHY,
+    }
+}
+
+fn status(out: &Out, b: &dyn Backend) -> anyhow::Result<u8> {
+    let v = b.status()?;
+    if out.json {
+        out.json_line(&v);
+    } else {
+        println!("{}", out.dim(&b.describe()));
+        render::print_fields(out, &v, 0);
+    }
+    Ok(state_code(&v))
+}
+
+fn check(out: &Out, b: &dyn Backend, tier: TierArg) -> anyhow::Result<u8> {
+    let v = b.check(tier)?;
+    if out.json {
+        out.json_line(&v);
+    } else {
+        println!(
+            "{}",
+            out.dim(&format!("{} checks on {}", tier.name(), b.describe()))
+        );
+        render::print_fields(out, &v, 0);
+    }
+    Ok(if render::has_escalation(&v) {
+        EXIT_ESCALATION
+    } else {
+        state_code(&v)
+    })
+}
+
+fn heal(out: &Out, b: &dyn Backend, dry_run: bool) -> anyhow::Result<u8> {
+    let v = b.heal(dry_run)?;
+    if out.json {
+        out.json_line(&v);
+    } else {
+        println!(
+            "{}",
+            out.dim(&format!(
+                "healing cycle on {}{}",
+                b.describe(),
+                if dry_run {
+                    " (dry run: nothing changed)"
+                } else {
+                    ""
+                }
+            ))
+        );
+        render::print_fields(out, &v, 0);
+    }
+    Ok(if render::has_escalation(&v) {
+        EXIT_ESCALATION
+    } else {
+        state_code(&v)
+    })
+}
+
+fn incidents(out: &Out, b: &dyn Backend, limit: usize) -> anyhow::Result<u8> {
+    let v = b.incidents(limit)?;
+    if out.json {
+        out.json_line(&v);
+        return Ok(EXIT_OK);
+    }
+    let list = v
+        .get("incidents")
+        .and_then(Value::as_array)
+        .or_else(|| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    if list.is_empty() {
+        println!("no incidents");
+        return Ok(EXIT_OK);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|i| {
+            ["id", "severity", "resolution", "detected_at", "root_cause"]
+                .iter()
+                .map(|k| i.get(*k).map(render::scalar).unwrap_or_else(|| "-".into()))
+                .collect()
+        })
+        .collect();
+    render::print_table(
+        out,
+        &[
+            "ID",
+            "SEVERITY",
+            "RESOLUTION",
+            "DETECTED (µs)",
+            "ROOT CAUSE",
+        ],
+        &rows,
+    );
+    Ok(EXIT_OK)
+}
+
+fn report(out: &Out, b: &dyn Backend, id: u64) -> anyhow::Result<u8> {
+    let Some(v) = b.incident(id)? else {
+        return not_found(out, "incident", &id.to_string());
+    };
+    if out.json {
+        out.json_line(&v);
+    } else if let Some(md) = v
+        .get("report_markdown")
+        .or_else(|| v.get("report"))
+        .and_then(Value::as_str)
+    {
+        println!("{md}");
+    } else {
+        render::print_fields(out, &v, 0);
+    }
+    let escalated = v.get("resolution").and_then(Value::as_str) == Some("escalated");
+    Ok(if escalated { EXIT_ESCALATION } else { EXIT_OK })
+}
+
+fn search(out: &Out, b: &dyn Backend, query: &Value) -> anyhow::Result<u8> {
+    let v = b.search(query)?;
+    if out.json {
+        out.json_line(&v);
+        return Ok(EXIT_OK);
+    }
+    let hits = v
+        .get("hits")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if hits.is_empty() {
+        println!("no hits");
+        return Ok(EXIT_OK);
+    }
+    let rows: Vec<Vec<String>> = hits
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let score = h
+                .get("score")
+                .and_then(Value::as_f64)
+                .map(|s| format!("{s:.4}"))
+                .unwrap_or_else(|| "-".into());
+            vec![
+                (i + 1).to_string(),
+                h.get("id").map(render::scalar).unwrap_or_default(),
+                score,
+            ]
+        })
+        .collect();
+    render::print_table(out, &["#", "ID", "SCORE"], &rows);
+    Ok(EXIT_OK)
+}
+
+fn chaos(
+    out: &Out,
+    config: &Config,
+    seed: u64,
+    rounds: u32,
+    faults: Option<&str>,
+    docs: Option<u32>,
+) -> anyhow::Result<u8> {
+    let faults = match faults {
+        Some(list) => store::fault::parse_fault_list(list)
+            .map_err(|e| UsageError(format!("--faults: {e}")))?,
+        None => Vec::new(),
+    };
+    let mut chaos_config = store::chaos::ChaosConfig {
+        data_dir: config.server.data_dir.clone(),
+        seed,
+        rounds,
+        faults,
+        ..store::chaos::ChaosConfig::default()
+    };
+    if let Some(d) = docs {
+        chaos_config.docs = d;
+    }
+    let report = chaos_run(&chaos_config)?;
+    if out.json {
+        out.json_line(&report);
+    } else {
+        render::print_fields(out, &report, 0);
+    }
+    let lost = report
+        .get("acked_writes_lost")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let silent = report
+        .get("silent_corruptions")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Ok(if lost + silent > 0 {
+        EXIT_UNHEALTHY
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+fn serve(config: Config) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "medic serve: the daemon (medic::daemon::serve) is not available in this build (data {})",
+        config.server.data_dir.display()
+    )
+}
+
+/// Runs the chaos harness; its report as JSON.
+fn chaos_run(config: &store::chaos::ChaosConfig) -> anyhow::Result<Value> {
+    anyhow::bail!(
+        "medic chaos: the store's chaos harness (store::chaos::run) is not available in this build (data {})",
+        config.data_dir.display()
+    )
+}
+
+/// Opening the data directory in this process.
+mod offline {
+    use super::*;
+
+    /// Why the data directory could not be opened here.
+    #[allow(dead_code)] // `Locked` is built once opening goes through `App::open`.
+    pub enum OpenError {
+        /// A live process holds its lock.
+        Locked {
+            /// Who: pid, host, start time.
+            holder: String,
+        },
+        /// Anything else.
+        Other(anyhow::Error),
+    }
+
+    /// The data directory opened in this process.
+    pub struct Offline;
+
+    /// Opens the data directory.
+    pub fn open(config: &Config) -> Result<Offline, OpenError> {
+        Err(OpenError::Other(anyhow::anyhow!(
+            "offline access needs the wired application (medic::app::App), not available in this build (data {})",
+            config.server.data_dir.display()
+        )))
+    }
+
+    impl Backend for Offline {
+        fn describe(&self) -> String {
+            String::new()
+        }
+        fn put(&self, _: &str, _: &Value) -> anyhow::Result<Value> {
+            anyhow::bail!("offline access is not available in this build")
+        }
+        fn get(&self, _: &str) -> anyhow::Result<Option<Value>> {
+            anyhow::bail!("offline access is not available in this build")
+        }
+        fn delete(&self, _: &str) -> anyhow::Result<Option<Value>> {
+            anyhow::bail!("offline access is not available in this build")
+        }
+        fn search(&self, _: &Value) -> anyhow::Result<Value> {
+            anyhow::bail!("offline access is not available in this build")
+        }
+        fn status(&self) -> anyhow::Result<Value> {
+            anyhow::bail!("offline access is not available in this build")
+        }
+        fn check(&self, _: TierArg) -> anyhow::Result<Value> {
+            anyhow::bail!("offline access is not available in this build")
+        }
+        fn heal(&self, _: bool) -> anyhow::Result<Value> {
+            anyhow::bail!("offline access is not available in this build")
+        }
+        fn incidents(&self, _: usize) -> anyhow::Result<Value> {
+            anyhow::bail!("offline access is not available in this build")
+        }
+        fn incident(&self, _: u64) -> anyhow::Result<Option<Value>> {
+            anyhow::bail!("offline access is not available in this build")
+        }
+    }
+}

@@ -1,5 +1,5 @@
-//! The `medic` binary.
+//! The `medic` binary: everything is in [`medic::cli`]; this only turns its answer into the process exit code.
 
-fn main() {
-    println!("medic: not wired yet");
+fn main() -> std::process::ExitCode {
+    medic::cli::main()
 }

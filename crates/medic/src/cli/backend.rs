@@ -1,0 +1,162 @@
+//! Where a CLI command runs: against a daemon over HTTP ([`Daemon`]) or on the data directory opened in this process
+//! ([`Offline`], through `medic::app::App`). Both answer in the daemon's JSON shapes, so output and exit codes do not
+//! depend on which one was used.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::client::{Client, ClientError};
+
+use super::UsageError;
+
+/// The checks a `check` runs, by cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TierArg {
+    /// The shallow tier: headers, liveness, a sample of blocks.
+    Quick,
+    /// Shallow and deep: blocks written since the last check, index agreement.
+    Deep,
+    /// Every tier, including a full scrub.
+    Full,
+}
+
+impl TierArg {
+    /// The name used on the wire (`/v1/health?tier=`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TierArg::Quick => "quick",
+            TierArg::Deep => "deep",
+            TierArg::Full => "full",
+        }
+    }
+
+    /// The engine's tier.
+    pub fn tier(self) -> heal::Tier {
+        match self {
+            TierArg::Quick => heal::Tier::Shallow,
+            TierArg::Deep => heal::Tier::Deep,
+            TierArg::Full => heal::Tier::Comprehensive,
+        }
+    }
+}
+
+/// What every command needs from where it runs. Answers are JSON in the daemon's HTTP shapes.
+pub trait Backend {
+    /// Where commands run, for messages (`daemon at http://…`, `data directory ./medic-data`).
+    fn describe(&self) -> String;
+    /// Stores a document `{"text", "vector"?, "meta"?}`; answers `{"id", "lsn"}` once durable.
+    fn put(&self, id: &str, doc: &Value) -> anyhow::Result<Value>;
+    /// A document `{"id", "text", "vector"?, "meta"?}`, or `None`.
+    fn get(&self, id: &str) -> anyhow::Result<Option<Value>>;
+    /// Deletes a document; `None` if it did not exist.
+    fn delete(&self, id: &str) -> anyhow::Result<Option<Value>>;
+    /// `{"text", "k"}` or `{"vector", "k"}` → `{"hits": [{"id", "score"}]}`.
+    fn search(&self, query: &Value) -> anyhow::Result<Value>;
+    /// State, store statistics, engine KPIs.
+    fn status(&self) -> anyhow::Result<Value>;
+    /// Runs the checks up to `tier` now; the answer names the state.
+    fn check(&self, tier: TierArg) -> anyhow::Result<Value>;
+    /// Runs one healing cycle now.
+    fn heal(&self, dry_run: bool) -> anyhow::Result<Value>;
+    /// Recent incidents, newest first.
+    fn incidents(&self, limit: usize) -> anyhow::Result<Value>;
+    /// One incident.
+    fn incident(&self, id: u64) -> anyhow::Result<Option<Value>>;
+}
+
+/// A daemon reached over HTTP.
+pub struct Daemon {
+    client: Client,
+}
+
+impl Daemon {
+    /// A backend talking to the daemon at `url`.
+    pub fn new(url: &str, token: Option<String>, timeout: Duration) -> anyhow::Result<Daemon> {
+        let client = Client::new(url, token, timeout).map_err(|e| UsageError(e.to_string()))?;
+        Ok(Daemon { client })
+    }
+
+    /// Checks the daemon answers at all (`GET /health`, any status with JSON).
+    pub fn probe(&self) -> Result<(), ClientError> {
+        self.client.health().map(|_| ())
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// A daemon's 4xx is the user's input: exit 2 like any usage error; the rest is the daemon's trouble.
+fn lift(e: ClientError) -> anyhow::Error {
+    match e.status() {
+        Some(s) if (400..500).contains(&s) && s != 404 && s != 401 && s != 403 => {
+            UsageError(e.to_string()).into()
+        }
+        _ => e.into(),
+    }
+}
+
+impl Backend for Daemon {
+    fn describe(&self) -> String {
+        format!("daemon at {}", self.client.base())
+    }
+
+    fn put(&self, id: &str, doc: &Value) -> anyhow::Result<Value> {
+        self.client.put_doc(id, doc).map_err(lift)
+    }
+
+    fn get(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        self.client.get_doc(id).map_err(lift)
+    }
+
+    fn delete(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        self.client.delete_doc(id).map_err(lift)
+    }
+
+    fn search(&self, query: &Value) -> anyhow::Result<Value> {
+        self.client.search(query).map_err(lift)
+    }
+
+    fn status(&self) -> anyhow::Result<Value> {
+        self.client.status().map_err(lift)
+    }
+
+    fn check(&self, tier: TierArg) -> anyhow::Result<Value> {
+        let a = self.client.check(tier.name()).map_err(lift)?;
+        if a.status >= 400 && super::render::state_of(&a.body).is_none() {
+            anyhow::bail!(
+                "GET {}/v1/health?tier={}: the daemon answered {}: {}",
+                self.client.base(),
+                tier.name(),
+                a.status,
+                a.body
+            );
+        }
+        Ok(a.body)
+    }
+
+    fn heal(&self, dry_run: bool) -> anyhow::Result<Value> {
+        self.client.heal(dry_run).map_err(lift)
+    }
+
+    fn incidents(&self, limit: usize) -> anyhow::Result<Value> {
+        let mut v = self.client.incidents().map_err(lift)?;
+        // The daemon lists up to its own limit; cut to what was asked.
+        if let Some(list) = v.get_mut("incidents").and_then(Value::as_array_mut) {
+            list.truncate(limit);
+        } else if let Some(list) = v.as_array_mut() {
+            list.truncate(limit);
+        }
+        Ok(v)
+    }
+
+    fn incident(&self, id: u64) -> anyhow::Result<Option<Value>> {
+        self.client
+            .incident(id)
+            .map_err(lift)
+            .with_context(|| format!("reading incident {id}"))
+    }
+}

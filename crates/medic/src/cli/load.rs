@@ -1,0 +1,197 @@
+//! `medic load FILE.jsonl`: bulk loading, one `{"id", "text", "vector"?, "meta"?}` per line.
+//!
+//! Two passes. The first reads every line and checks it (JSON, fields, types, finite vectors of one dimension, sizes)
+//! without writing anything, so a malformed line anywhere stops the load before the first write and names its line
+//! number. The second writes line by line, each document durable before the next; if the store refuses one (e.g. a
+//! dimension that disagrees with documents already stored), the load stops there, names the line, and says how many
+//! lines before it were written: nothing from that line on is written, nothing is half-written.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::UsageError;
+use super::backend::Backend;
+
+/// The longest line accepted (one document as JSON).
+pub const LOAD_LINE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The longest document id accepted (the store's own limit is the same).
+pub const LOAD_ID_BYTES_MAX: usize = 256;
+
+/// One line of a load file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    id: String,
+    text: String,
+    #[serde(default)]
+    vector: Option<Vec<f32>>,
+    #[serde(default)]
+    meta: Option<Map<String, Value>>,
+}
+
+impl Line {
+    fn body(self) -> (String, Value) {
+        let mut doc = Map::new();
+        doc.insert("text".into(), Value::String(self.text));
+        if let Some(v) = self.vector {
+            doc.insert(
+                "vector".into(),
+                Value::Array(v.into_iter().map(Value::from).collect()),
+            );
+        }
+        if let Some(m) = self.meta {
+            doc.insert("meta".into(), Value::Object(m));
+        }
+        (self.id, Value::Object(doc))
+    }
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LoadSummary {
+    /// Documents written.
+    pub written: u64,
+    /// Blank lines skipped.
+    pub blank: u64,
+}
+
+/// Reads the file line by line, calling `f(line_no, id, body)` for every non-blank line (1-based line numbers).
+fn each_line(
+    path: &Path,
+    mut f: impl FnMut(u64, String, Value) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    let mut blank = 0u64;
+    loop {
+        buf.clear();
+        let n = (&mut reader)
+            .take(LOAD_LINE_BYTES_MAX as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("{}: reading line {}", path.display(), line_no + 1))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if buf.len() > LOAD_LINE_BYTES_MAX && buf.last() != Some(&b'\n') {
+            return Err(UsageError(format!(
+                "{}:{line_no}: line is over load_line_bytes_max = {LOAD_LINE_BYTES_MAX} bytes; nothing was written",
+                path.display()
+            ))
+            .into());
+        }
+        let text = std::str::from_utf8(&buf).map_err(|e| {
+            UsageError(format!(
+                "{}:{line_no}: not UTF-8 (at byte {}); nothing was written",
+                path.display(),
+                e.valid_up_to()
+            ))
+        })?;
+        let text = text.trim();
+        if text.is_empty() {
+            blank += 1;
+            continue;
+        }
+        let line: Line = serde_json::from_str(text).map_err(|e| {
+            UsageError(format!(
+                "{}:{line_no}: not a document line ({e}); expected {{\"id\", \"text\", \"vector\"?, \"meta\"?}}; \
+                 nothing was written",
+                path.display()
+            ))
+        })?;
+        let (id, body) = line.body();
+        f(line_no, id, body)?;
+    }
+    Ok(blank)
+}
+
+/// Checks every line without writing anything; returns the number of documents.
+pub fn validate(path: &Path) -> anyhow::Result<u64> {
+    let mut docs = 0u64;
+    let mut dim: Option<(usize, u64)> = None;
+    each_line(path, |line_no, id, body| {
+        let bad = |what: String| -> anyhow::Error {
+            UsageError(format!(
+                "{}:{line_no}: {what}; nothing was written",
+                path.display()
+            ))
+            .into()
+        };
+        if id.is_empty() {
+            return Err(bad("empty id".into()));
+        }
+        if id.len() > LOAD_ID_BYTES_MAX {
+            return Err(bad(format!(
+                "id is {} bytes, over id_bytes_max = {LOAD_ID_BYTES_MAX}",
+                id.len()
+            )));
+        }
+        if let Some(v) = body.get("vector").and_then(Value::as_array) {
+            // serde_json turns a non-finite f32 into null, so a finite check is on the parsed floats: an overflowing
+            // literal such as 1e999 does not parse as f32 and is refused above.
+            if v.iter().any(|x| x.as_f64().is_none_or(|f| !f.is_finite())) {
+                return Err(bad("vector has a non-finite value".into()));
+            }
+            match dim {
+                None => dim = Some((v.len(), line_no)),
+                Some((d, first)) if d != v.len() => {
+                    return Err(bad(format!(
+                        "vector has {} dimensions, line {first} has {d}",
+                        v.len()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        docs += 1;
+        Ok(())
+    })?;
+    Ok(docs)
+}
+
+/// Writes the file, already checked by [`validate`] (`total` documents), into `backend`.
+pub fn write(backend: &dyn Backend, path: &Path, total: u64) -> anyhow::Result<LoadSummary> {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} docs  {per_sec}  eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    let mut written = 0u64;
+    let blank = each_line(path, |line_no, id, body| {
+        backend.put(&id, &body).map_err(|e| {
+            let kept = if written == 0 {
+                "nothing was written".to_string()
+            } else {
+                format!(
+                    "the {written} documents before it were written, nothing from line {line_no} on"
+                )
+            };
+            let msg = format!(
+                "{}:{line_no}: document {id:?} refused: {e:#}; {kept}",
+                path.display()
+            );
+            if e.downcast_ref::<UsageError>().is_some() {
+                anyhow::Error::from(UsageError(msg))
+            } else {
+                anyhow::anyhow!(msg)
+            }
+        })?;
+        written += 1;
+        bar.inc(1);
+        Ok(())
+    });
+    bar.finish_and_clear();
+    Ok(LoadSummary {
+        written,
+        blank: blank?,
+    })
+}

@@ -1,0 +1,247 @@
+//! Human and JSON output of the CLI: one JSON object as the last line of stdout with `--json`, short text without.
+//! Colour only when stdout is a terminal and `NO_COLOR` is unset or empty (<https://no-color.org>). ANSI codes are
+//! written by hand: four colours do not need a dependency.
+
+use std::io::IsTerminal;
+
+use serde_json::Value;
+
+/// How the CLI prints.
+#[derive(Debug, Clone, Copy)]
+pub struct Out {
+    /// Print one JSON object instead of text.
+    pub json: bool,
+    /// ANSI colours allowed.
+    pub color: bool,
+}
+
+impl Out {
+    /// Decides from `--json`, `NO_COLOR` and whether stdout is a terminal.
+    pub fn new(json: bool) -> Out {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Out {
+            json,
+            color: !no_color && std::io::stdout().is_terminal(),
+        }
+    }
+
+    /// Prints `value` as one JSON line.
+    pub fn json_line(&self, value: &Value) {
+        println!(
+            "{}",
+            serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
+        );
+    }
+
+    /// `text` in the colour of a health state (green healthy, yellow degraded, red worse).
+    pub fn state(&self, state: &str) -> String {
+        let code = match state.to_ascii_uppercase().as_str() {
+            "HEALTHY" | "OK" | "PASS" | "PASSED" => "32",
+            "DEGRADED" => "33",
+            _ => "31",
+        };
+        self.paint(code, state)
+    }
+
+    /// Bold text.
+    pub fn bold(&self, text: &str) -> String {
+        self.paint("1", text)
+    }
+
+    /// Dim text.
+    pub fn dim(&self, text: &str) -> String {
+        self.paint("2", text)
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// A scalar as short text; objects and arrays as compact JSON.
+pub fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints an object's fields as aligned `key: value` lines, nested objects indented; arrays of scalars inline, other
+/// arrays as one indented entry per element (at most `ARRAY_ITEMS_SHOWN`).
+pub fn print_fields(out: &Out, value: &Value, indent: usize) {
+    const ARRAY_ITEMS_SHOWN: usize = 20;
+    let pad = " ".repeat(indent);
+    match value {
+        Value::Object(map) => {
+            let width = map.keys().map(|k| k.len()).max().unwrap_or(0);
+            for (k, v) in map {
+                match v {
+                    Value::Object(inner) if !inner.is_empty() => {
+                        println!("{pad}{}:", out.bold(k));
+                        print_fields(out, v, indent + 2);
+                    }
+                    Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+                        println!("{pad}{}: ({} items)", out.bold(k), items.len());
+                        for item in items.iter().take(ARRAY_ITEMS_SHOWN) {
+                            println!("{pad}  - {}", one_line(item));
+                        }
+                        if items.len() > ARRAY_ITEMS_SHOWN {
+                            println!("{pad}  … {} more", items.len() - ARRAY_ITEMS_SHOWN);
+                        }
+                    }
+                    _ => {
+                        let text = if k == "state" {
+                            out.state(&scalar(v))
+                        } else {
+                            scalar(v)
+                        };
+                        println!("{pad}{:width$}  {text}", format!("{k}:"), width = width + 1);
+                    }
+                }
+            }
+        }
+        other => println!("{pad}{}", scalar(other)),
+    }
+}
+
+/// An object as `k=v k=v` on one line (nested values as compact JSON).
+pub fn one_line(v: &Value) -> String {
+    match v {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k}={}", scalar(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => scalar(other),
+    }
+}
+
+/// Prints rows as a left-aligned table with a header; cells are cut at `CELL_CHARS_MAX` characters.
+pub fn print_table(out: &Out, header: &[&str], rows: &[Vec<String>]) {
+    const CELL_CHARS_MAX: usize = 60;
+    let cut = |s: &str| -> String {
+        if s.chars().count() > CELL_CHARS_MAX {
+            let mut t: String = s.chars().take(CELL_CHARS_MAX - 1).collect();
+            t.push('…');
+            t
+        } else {
+            s.to_string()
+        }
+    };
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cut(c)).collect())
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        let n = cells.len();
+        cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i + 1 == n {
+                    c
+                } else {
+                    let fill = widths[i].saturating_sub(c.chars().count());
+                    format!("{c}{}", " ".repeat(fill))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    println!(
+        "{}",
+        out.bold(&line(header.iter().map(|h| h.to_string()).collect()))
+    );
+    for r in rows {
+        println!("{}", line(r));
+    }
+}
+
+/// The health state named in an answer (`state`, or `health.state`), upper-case.
+pub fn state_of(v: &Value) -> Option<String> {
+    let s = v
+        .get("state")
+        .or_else(|| v.get("health").and_then(|h| h.get("state")))
+        .or_else(|| v.get("health"))?;
+    s.as_str().map(|s| s.to_ascii_uppercase())
+}
+
+/// Whether an answer reports an escalation: an incident resolved `escalated`, or a positive/true/non-empty
+/// `escalated` / `escalations` field anywhere in it.
+pub fn has_escalation(v: &Value) -> bool {
+    match v {
+        Value::Object(map) => map.iter().any(|(k, val)| {
+            let flagged = match k.as_str() {
+                "resolution" => val.as_str() == Some("escalated"),
+                "escalated" | "escalations" => match val {
+                    Value::Bool(b) => *b,
+                    Value::Number(n) => n.as_f64().is_some_and(|x| x > 0.0),
+                    Value::Array(a) => !a.is_empty(),
+                    _ => false,
+                },
+                _ => false,
+            };
+            flagged || has_escalation(val)
+        }),
+        Value::Array(items) => items.iter().any(has_escalation),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn escalation_is_found_in_nested_incidents_and_counters() {
+        assert!(has_escalation(
+            &json!({"incidents": [{"id": 1, "resolution": "escalated"}]})
+        ));
+        assert!(has_escalation(&json!({"summary": {"escalated": 2}})));
+        assert!(!has_escalation(
+            &json!({"incidents": [{"resolution": "auto_repaired"}], "escalated": 0})
+        ));
+        assert!(!has_escalation(&json!({"escalated": []})));
+    }
+
+    #[test]
+    fn state_is_read_from_top_or_health() {
+        assert_eq!(
+            state_of(&json!({"state": "Healthy"})).as_deref(),
+            Some("HEALTHY")
+        );
+        assert_eq!(
+            state_of(&json!({"health": {"state": "DEGRADED"}})).as_deref(),
+            Some("DEGRADED")
+        );
+        assert_eq!(state_of(&json!({"x": 1})), None);
+    }
+
+    #[test]
+    fn no_colour_without_a_terminal_flag() {
+        let out = Out {
+            json: false,
+            color: false,
+        };
+        assert_eq!(out.state("HEALTHY"), "HEALTHY");
+        let out = Out {
+            json: false,
+            color: true,
+        };
+        assert!(out.state("CRITICAL").contains("\x1b[31m"));
+    }
+}
