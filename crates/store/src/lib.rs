@@ -1,7 +1,38 @@
 //! # store — medic's embedded document database
 //!
 //! Owns every file of a data directory: write-ahead log, snapshots, parity, manifest, lock. Implements the engine's
-//! traits (`heal::Subject`, `heal::HealthCheck`, `heal::RepairStrategy`) for itself.
+//! traits (`heal::Subject`, `heal::HealthCheck`, `heal::RepairStrategy`) for itself. The on-disk format, the commit
+//! steps and why a crash at any point is safe are in `crates/store/FORMAT.md`.
 
 pub mod chaos;
+pub mod codec;
+pub mod config;
+pub mod error;
 pub mod fault;
+pub mod io;
+pub mod lock;
+pub mod manifest;
+pub mod parity;
+pub mod snapshot;
+pub mod store;
+pub mod subject;
+pub mod wal;
+
+pub use codec::Document;
+pub use config::{Limits, StoreConfig};
+pub use error::StoreError;
+pub use io::IoFaults;
+pub use store::{
+    DataFile, FileVerdict, ImmutableFile, RecoveryReport, Store, StoreStats, TornTail,
+};
+pub use subject::StoreSubject;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn store_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Store>();
+        check::<super::StoreSubject>();
+    }
+}

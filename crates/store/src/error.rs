@@ -1,0 +1,84 @@
+//! The store's one error enum, [`StoreError`]. Every variant says what was wrong and where; user errors
+//! (bad input, too large) are told apart from storage errors so the HTTP layer can answer 4xx vs 5xx.
+
+/// Everything that can go wrong in the store.
+#[non_exhaustive]
+#[derive(thiserror::Error, Debug)]
+pub enum StoreError {
+    /// Bad input from the caller: a bad id, a non-finite vector, a wrong dimension, meta not an object.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// An input exceeds a named limit.
+    #[error("{what} is {actual} bytes, over the limit {what}_bytes_max = {limit}")]
+    TooLarge {
+        /// What was too large (`id`, `text`, `meta`, `vector`, `record`).
+        what: &'static str,
+        /// The limit.
+        limit: u64,
+        /// The actual size.
+        actual: u64,
+    },
+    /// The store refuses writes for now (e.g. `read-only: disk space ...`); reads continue.
+    #[error("{0}")]
+    ReadOnly(String),
+    /// Another live process holds the data directory's lock.
+    #[error("data directory is locked by {holder}")]
+    Locked {
+        /// Who holds it: pid, host, start time.
+        holder: String,
+    },
+    /// Damage that redundancy could not undo, precisely located.
+    #[error("corrupt: {what} at {location:?}")]
+    Corrupt {
+        /// What is damaged.
+        what: String,
+        /// Where.
+        location: heal::Location,
+    },
+    /// A failed fsync: the store stopped writing, because the kernel may have dropped dirty pages it now calls clean.
+    #[error("poisoned: {0}; the store stopped writing, reopen to recover")]
+    Poisoned(String),
+    /// An I/O error, with what the store was doing.
+    #[error("i/o error while {context}: {source}")]
+    Io {
+        /// What the store was doing.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// True for errors caused by the caller's input (answer 4xx), false for the store's own trouble.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            StoreError::InvalidInput(_) | StoreError::TooLarge { .. }
+        )
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>, location: heal::Location) -> Self {
+        StoreError::Corrupt {
+            what: what.into(),
+            location,
+        }
+    }
+}
+
+/// A `Location` naming a file and byte range.
+pub(crate) fn loc(file: impl Into<String>, offset: u64, len: u64) -> heal::Location {
+    heal::Location {
+        file: Some(file.into()),
+        offset: Some(offset),
+        len: Some(len),
+        lsn_range: None,
+    }
+}

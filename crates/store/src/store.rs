@@ -1,0 +1,2036 @@
+//! [`Store`]: the document table in memory, made durable by the WAL, snapshots and the manifest; opening, recovery,
+//! group commit, rotation, compaction, and the verify/repair operations the health checks and repair strategies use.
+//!
+//! Group commit is leader/follower: a writer encodes its record into a shared pending buffer under the state lock;
+//! the first writer that finds no leader becomes one, writes and fsyncs everything pending in one go (main copy and
+//! mirror), applies the batch to the table, and wakes everyone whose record it carried. A put returns only after its
+//! record is durable. Rotation and compaction run inside the leader role, so no batch is in flight while they do.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use heal::{Issue, IssueKind, Location};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, Document, KIND_DELETE, KIND_PUT};
+use crate::config::StoreConfig;
+use crate::error::{StoreError, loc};
+use crate::io;
+use crate::lock::{DirLock, now_us};
+use crate::manifest::{self, Manifest, SegmentEntry};
+use crate::parity::{self, ParityParams};
+use crate::snapshot;
+use crate::wal::{self, AppendError, OpenSegment};
+
+/// `snap/` under the data directory.
+pub(crate) const SNAP_DIR: &str = "snap";
+/// Snapshot file ids have the top bit set so a snapshot block can never pass as a segment block.
+const SNAP_ID_BIT: u64 = 1 << 63;
+
+/// A snapshot's relative path.
+pub fn snap_name(lsn: u64) -> String {
+    format!("snap/{lsn:016}.snap")
+}
+/// A snapshot sidecar's relative path.
+pub fn snap_par_name(lsn: u64) -> String {
+    format!("snap/{lsn:016}.snap.par")
+}
+
+/// One document in memory: its encoding and a checksum verified on every read.
+#[derive(Clone, Debug)]
+struct Entry {
+    lsn: u64,
+    bytes: Arc<[u8]>,
+    crc: u32,
+}
+
+impl Entry {
+    fn new(lsn: u64, bytes: Vec<u8>) -> Entry {
+        let crc = crc32c::crc32c(&bytes);
+        Entry {
+            lsn,
+            bytes: bytes.into(),
+            crc,
+        }
+    }
+    fn verified(&self) -> bool {
+        crc32c::crc32c(&self.bytes) == self.crc
+    }
+}
+
+/// Why a commit failed, kept cloneable for every waiter of a batch.
+#[derive(Clone, Debug)]
+enum Fail {
+    ReadOnly(String),
+    Poisoned(String),
+    Io(String),
+}
+
+impl Fail {
+    fn into_error(self) -> StoreError {
+        match self {
+            Fail::ReadOnly(m) => StoreError::ReadOnly(m),
+            Fail::Poisoned(m) => StoreError::Poisoned(m),
+            Fail::Io(m) => StoreError::io("committing to the WAL", std::io::Error::other(m)),
+        }
+    }
+}
+
+struct Op {
+    lsn: u64,
+    id: String,
+    entry: Option<Entry>,
+}
+
+struct State {
+    docs: BTreeMap<String, Entry>,
+    next_lsn: u64,
+    durable_lsn: u64,
+    pending: Vec<u8>,
+    pending_ops: Vec<Op>,
+    leader: bool,
+    results: HashMap<u64, Result<(), Fail>>,
+    poisoned: Option<String>,
+    /// Set when writes are refused for lack of space; cleared automatically when space returns.
+    read_only: Option<String>,
+    vector_dim: Option<u32>,
+    space_checked_us: u64,
+    disk_free_bytes: Option<u64>,
+}
+
+struct WalState {
+    seg: OpenSegment,
+    manifest: Manifest,
+    sealed_bytes: u64,
+}
+
+/// Counters for stats and samples.
+#[derive(Default, Debug)]
+struct Counters {
+    puts: AtomicU64,
+    deletes: AtomicU64,
+    commits: AtomicU64,
+    records_committed: AtomicU64,
+    compactions: AtomicU64,
+    rotations: AtomicU64,
+    issues_dropped: AtomicU64,
+    read_repairs: AtomicU64,
+    put_latency_us_last: AtomicU64,
+}
+
+/// What a store looks like now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// Documents stored.
+    pub docs: usize,
+    /// The latest durable LSN.
+    pub last_lsn: u64,
+    /// Bytes in all WAL segments.
+    pub wal_bytes: u64,
+    /// WAL segments (sealed and open).
+    pub segments: usize,
+    /// The snapshot's LSN, if any.
+    pub snapshot_lsn: Option<u64>,
+    /// Manifest generation.
+    pub manifest_generation: u64,
+    /// Why writes are refused, if they are.
+    pub read_only: Option<String>,
+    /// Why the store stopped writing for good, if it did.
+    pub poisoned: Option<String>,
+    /// The vector dimension, once fixed.
+    pub vector_dim: Option<u32>,
+    /// Free bytes for the store: the smaller of the disk's and the fault quota's.
+    pub disk_free_bytes: Option<u64>,
+    /// Puts acknowledged since open.
+    pub puts: u64,
+    /// Deletes acknowledged since open.
+    pub deletes: u64,
+    /// Group commits (one fsync round each) since open.
+    pub commits: u64,
+    /// Records written by those commits.
+    pub records_committed: u64,
+    /// Compactions since open.
+    pub compactions: u64,
+    /// Segment rotations since open.
+    pub rotations: u64,
+    /// Issues waiting for the engine.
+    pub issues_queued: usize,
+    /// Issues dropped because the queue was full.
+    pub issues_dropped: u64,
+}
+
+/// A torn tail cut off on open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TornTail {
+    /// The segment file.
+    pub file: String,
+    /// Where the valid bytes ended.
+    pub offset: u64,
+    /// Bytes cut.
+    pub bytes: u64,
+    /// What was wrong at `offset`.
+    pub reason: String,
+}
+
+/// What open found and did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryReport {
+    /// A new, empty store was created.
+    pub created: bool,
+    /// The manifest generation opened.
+    pub manifest_generation: u64,
+    /// Manifest copies that were damaged, missing or behind, and rewritten from the twin.
+    pub manifest_copies_restored: Vec<String>,
+    /// The snapshot loaded, if any.
+    pub snapshot_lsn: Option<u64>,
+    /// Documents loaded from it.
+    pub snapshot_docs: u64,
+    /// Segments replayed.
+    pub segments_replayed: u64,
+    /// Records replayed from them.
+    pub records_replayed: u64,
+    /// The last LSN after recovery.
+    pub last_lsn: u64,
+    /// Torn tail cut off (never acknowledged).
+    pub torn_tail: Option<TornTail>,
+    /// Blocks rebuilt in memory from parity: `(file, block index)`; the on-disk copy is repaired by the engine.
+    pub blocks_rebuilt: Vec<(String, u64)>,
+    /// Records the open segment had damaged and its mirror supplied (repaired on disk during open).
+    pub records_from_mirror: u64,
+    /// The open segment's mirror was rewritten.
+    pub mirror_rewritten: bool,
+    /// Files no manifest referenced (leftovers of an interrupted rotation or compaction), removed.
+    pub orphans_removed: Vec<String>,
+    /// The previous holder of the lock did not close cleanly (it crashed or was killed).
+    pub previous_holder_crashed: bool,
+    /// What the lock file said of the previous holder.
+    pub previous_holder: Option<String>,
+    /// How long open took, µs.
+    pub duration_us: u64,
+    /// Issues found (also queued for the engine).
+    pub issues: Vec<Issue>,
+}
+
+/// A file the store wrote once and never changes: a sealed segment or a snapshot, with its parity sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImmutableFile {
+    /// Path relative to the data directory.
+    pub rel: String,
+    /// The sidecar's relative path.
+    pub par_rel: String,
+    /// Id mixed into block checksums.
+    pub file_id: u64,
+    /// Expected length.
+    pub len: u64,
+    /// LSNs it covers.
+    pub lsn_range: (u64, u64),
+}
+
+/// What verifying an immutable file found.
+#[derive(Debug, Clone, Default)]
+pub struct FileVerdict {
+    /// Data blocks failing their checksum.
+    pub bad_blocks: Vec<usize>,
+    /// The sidecar is unusable, and why.
+    pub sidecar_error: Option<String>,
+    /// Recovery blocks damaged or disagreeing with the data (only checked when asked).
+    pub parity_mismatches: Vec<(usize, usize)>,
+    /// Whether the damage can be rebuilt from parity.
+    pub rebuildable: bool,
+    /// The file could not be read at all.
+    pub read_error: Option<String>,
+    /// The file's length on disk.
+    pub disk_len: u64,
+    /// Block size used.
+    pub block_bytes: u64,
+}
+
+impl FileVerdict {
+    /// Whether everything checked is intact.
+    pub fn clean(&self) -> bool {
+        self.bad_blocks.is_empty()
+            && self.sidecar_error.is_none()
+            && self.parity_mismatches.is_empty()
+            && self.read_error.is_none()
+    }
+}
+
+/// A live data file and what protects it, for fault injection and reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Path relative to the data directory.
+    pub rel: String,
+    /// `segment`, `open_segment`, `mirror`, `parity`, `snapshot`, `manifest`, `lock`.
+    pub kind: String,
+}
+
+/// medic's embedded document store. `Send + Sync`; share it as `Arc<Store>`.
+pub struct Store {
+    dir: PathBuf,
+    cfg: StoreConfig,
+    record_bytes_max: u64,
+    state: Mutex<State>,
+    cond: Condvar,
+    wal: Mutex<WalState>,
+    issues: Mutex<VecDeque<Issue>>,
+    report: RecoveryReport,
+    lock: Mutex<Option<DirLock>>,
+    counters: Counters,
+    /// Blocks the incremental check has verified up to: (segment id, offset) of the open segment.
+    pub(crate) incremental_mark: Mutex<(u64, u64, u64)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn ioe(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+    let c = context.into();
+    move |e| StoreError::io(c, e)
+}
+
+fn issue(kind: IssueKind, code: &str, resource: &str, summary: String, source: &str) -> Issue {
+    Issue::new(kind, code, resource, summary, source, now_us())
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir` (creating it if absent), takes its lock and recovers: loads the latest snapshot,
+    /// replays the log, cuts a torn tail, rebuilds damaged blocks from parity, restores a damaged manifest copy.
+    pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
+        let t0 = std::time::Instant::now();
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(ioe(format!("creating {}", dir.display())))?;
+        let faults = config.io.clone();
+        let dir_lock = DirLock::acquire(&dir, &faults)?;
+        for sub in ["wal", SNAP_DIR] {
+            std::fs::create_dir_all(dir.join(sub))
+                .map_err(ioe(format!("creating {}", dir.join(sub).display())))?;
+        }
+        let limits = &config.limits;
+        let record_bytes_max = (codec::RECORD_FIXED_BYTES as u64 + 64)
+            + limits.id_bytes_max
+            + limits.text_bytes_max
+            + limits.meta_bytes_max
+            + limits.vector_dim_max as u64 * 4;
+        let mut report = RecoveryReport::default();
+        if let Some(prev) = &dir_lock.previous {
+            report.previous_holder = Some(prev.describe());
+            report.previous_holder_crashed = !prev.closed;
+        }
+        let params = ParityParams {
+            block_bytes: config.block_bytes,
+            data_blocks: config.parity_data_blocks,
+            parity_blocks: config.parity_blocks,
+        };
+
+        let loaded = manifest::load(&dir);
+        let mut issues = Vec::new();
+        let (manifest, created) = match loaded.manifest.clone() {
+            Some(m) => {
+                for i in loaded.stale_copies() {
+                    let what = match &loaded.copies[i] {
+                        None => "missing".to_string(),
+                        Some(Ok(g)) => format!("at generation {g}, behind {}", m.generation),
+                        Some(Err(e)) => e.clone(),
+                    };
+                    manifest::write_copy(&faults, &dir, i, &m).map_err(ioe(format!(
+                        "restoring {} from its twin",
+                        manifest::COPIES[i]
+                    )))?;
+                    report
+                        .manifest_copies_restored
+                        .push(manifest::COPIES[i].to_string());
+                    issues.push(
+                        issue(
+                            IssueKind::Integrity,
+                            "manifest_copy_damaged",
+                            manifest::COPIES[i],
+                            format!(
+                                "{} was {what}; restored from its twin on open",
+                                manifest::COPIES[i]
+                            ),
+                            "store.open",
+                        )
+                        .at(Location {
+                            file: Some(manifest::COPIES[i].into()),
+                            ..Location::default()
+                        })
+                        .evidence("state", what),
+                    );
+                }
+                (m, false)
+            }
+            None => {
+                let any_copy = loaded.copies.iter().any(Option::is_some);
+                let any_wal = std::fs::read_dir(wal::wal_dir(&dir))
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false);
+                if any_copy || any_wal {
+                    let why = loaded
+                        .copies
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| format!("{}: {:?}", manifest::COPIES[i], c))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    return Err(StoreError::corrupt(
+                        format!("no valid manifest copy, but the directory holds data ({why})"),
+                        Location {
+                            file: Some("MANIFEST-A".into()),
+                            ..Location::default()
+                        },
+                    ));
+                }
+                let seg = OpenSegment::create(&faults, &dir, 1, 1, config.mirror_open_segment)
+                    .map_err(ioe("creating the first WAL segment"))?;
+                drop(seg);
+                let m = Manifest {
+                    generation: 1,
+                    vector_dim: config.vector_dim,
+                    snapshot_lsn: None,
+                    segments: vec![SegmentEntry {
+                        id: 1,
+                        first_lsn: 1,
+                        sealed: false,
+                        sealed_len: 0,
+                    }],
+                };
+                manifest::write_both(&faults, &dir, &m)
+                    .map_err(ioe("writing the first manifest"))?;
+                report.created = true;
+                (m, true)
+            }
+        };
+        report.manifest_generation = manifest.generation;
+        let mut vector_dim = manifest.vector_dim;
+        if let (Some(want), Some(have)) = (config.vector_dim, vector_dim)
+            && want != have
+        {
+            return Err(StoreError::InvalidInput(format!(
+                "config vector_dim = {want}, but the store in {} holds vectors of dimension {have}",
+                dir.display()
+            )));
+        }
+        if vector_dim.is_none() {
+            vector_dim = config.vector_dim;
+        }
+
+        // The snapshot.
+        let mut docs: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut last_lsn = 0;
+        if let Some(snap_lsn) = manifest.snapshot_lsn {
+            let f = ImmutableFile {
+                rel: snap_name(snap_lsn),
+                par_rel: snap_par_name(snap_lsn),
+                file_id: snap_lsn | SNAP_ID_BIT,
+                len: 0,
+                lsn_range: (0, snap_lsn),
+            };
+            let bytes = load_immutable(&dir, &f, None, &mut report, &mut issues)?;
+            let (lsn, entries) = snapshot::decode(&bytes).map_err(|(off, e)| {
+                StoreError::corrupt(
+                    format!("snapshot {}: {e}", f.rel),
+                    Location {
+                        lsn_range: Some((0, snap_lsn)),
+                        ..loc(&f.rel, off, 0)
+                    },
+                )
+            })?;
+            if lsn != snap_lsn {
+                return Err(StoreError::corrupt(
+                    format!(
+                        "snapshot {} says LSN {lsn}, manifest says {snap_lsn}",
+                        f.rel
+                    ),
+                    loc(&f.rel, 0, 32),
+                ));
+            }
+            report.snapshot_lsn = Some(lsn);
+            report.snapshot_docs = entries.len() as u64;
+            for (id, lsn, doc) in entries {
+                if vector_dim.is_none()
+                    && let Ok(d) = codec::decode_doc(&doc)
+                    && let Some(v) = d.vector
+                {
+                    vector_dim = Some(v.len() as u32);
+                }
+                docs.insert(id, Entry::new(lsn, doc));
+            }
+            last_lsn = snap_lsn;
+        }
+
+        // The segments.
+        let n_segs = manifest.segments.len();
+        let mut open_seg = None;
+        let mut sealed_bytes = 0;
+        for (i, se) in manifest.segments.iter().enumerate() {
+            let rel = wal::seg_name(se.id);
+            let is_open = i + 1 == n_segs && !se.sealed;
+            let scan = if is_open {
+                let main = std::fs::read(dir.join(&rel)).map_err(ioe(format!("reading {rel}")))?;
+                let mirror = if config.mirror_open_segment {
+                    std::fs::read(dir.join(wal::mirror_name(se.id))).ok()
+                } else {
+                    None
+                };
+                let main_ok = wal::check_header(&main, se.id);
+                let mir_ok = mirror.as_deref().map(|m| wal::check_header(m, se.id));
+                let main = match (&main_ok, &mir_ok, &mirror) {
+                    (Err(_), Some(Ok(())), Some(m)) => {
+                        // Main header damaged, mirror intact: take the header from the mirror.
+                        let mut fixed = main.clone();
+                        let h = wal::HEADER_BYTES as usize;
+                        if fixed.len() < h {
+                            fixed.resize(h, 0);
+                        }
+                        fixed[..h].copy_from_slice(&m[..h]);
+                        report.records_from_mirror += 1;
+                        fixed
+                    }
+                    (Err(e), _, _) => {
+                        return Err(StoreError::corrupt(
+                            format!("open segment {rel}: {e}, and no intact mirror"),
+                            loc(&rel, 0, wal::HEADER_BYTES),
+                        ));
+                    }
+                    _ => main,
+                };
+                let header_from_mirror = main_ok.is_err();
+                let s = wal::scan(&main, mirror.as_deref(), record_bytes_max);
+                if let Some((off, why)) = &s.damaged {
+                    return Err(StoreError::corrupt(
+                        format!(
+                            "open segment {rel}: acknowledged records damaged in every copy: {why}"
+                        ),
+                        Location {
+                            lsn_range: Some((last_lsn + 1, u64::MAX)),
+                            ..loc(&rel, *off, 0)
+                        },
+                    ));
+                }
+                if let Some((off, len, why)) = &s.torn {
+                    report.torn_tail = Some(TornTail {
+                        file: rel.clone(),
+                        offset: *off,
+                        bytes: *len,
+                        reason: why.clone(),
+                    });
+                    issues.push(
+                        issue(
+                            IssueKind::Integrity,
+                            "torn_tail",
+                            &rel,
+                            format!("torn tail of {len} bytes at offset {off} of {rel} cut on open ({why}); never acknowledged"),
+                            "store.open",
+                        )
+                        .at(loc(&rel, *off, *len))
+                        .with_score(0.3)
+                        .evidence("reason", why.clone()),
+                    );
+                }
+                let mut rewrite_main = s.from_mirror.clone();
+                if header_from_mirror {
+                    rewrite_main.push((0, wal::HEADER_BYTES));
+                }
+                report.records_from_mirror += s.from_mirror.len() as u64;
+                report.mirror_rewritten = s.mirror_damaged;
+                for (off, len) in &s.from_mirror {
+                    issues.push(
+                        issue(
+                            IssueKind::Integrity,
+                            "wal_record_damaged",
+                            &rel,
+                            format!("record at offset {off} of {rel} was damaged; restored from the mirror on open"),
+                            "store.open",
+                        )
+                        .at(loc(&rel, *off, *len)),
+                    );
+                }
+                let seg = OpenSegment::reopen(
+                    &faults,
+                    &dir,
+                    se.id,
+                    se.first_lsn,
+                    &s.good,
+                    &rewrite_main,
+                    s.mirror_damaged,
+                    config.mirror_open_segment,
+                )
+                .map_err(ioe(format!("reopening {rel}")))?;
+                open_seg = Some(seg);
+                s
+            } else {
+                let f = ImmutableFile {
+                    rel: rel.clone(),
+                    par_rel: wal::par_name(se.id),
+                    file_id: se.id,
+                    len: se.sealed_len,
+                    lsn_range: (se.first_lsn, u64::MAX),
+                };
+                let bytes =
+                    load_immutable(&dir, &f, Some(se.sealed_len), &mut report, &mut issues)?;
+                wal::check_header(&bytes, se.id).map_err(|e| {
+                    StoreError::corrupt(format!("{rel}: {e}"), loc(&rel, 0, wal::HEADER_BYTES))
+                })?;
+                let s = wal::scan(&bytes, None, record_bytes_max);
+                if s.valid_end != se.sealed_len {
+                    return Err(StoreError::corrupt(
+                        format!(
+                            "sealed segment {rel} has valid records up to {} of {} bytes",
+                            s.valid_end, se.sealed_len
+                        ),
+                        loc(
+                            &rel,
+                            s.valid_end,
+                            se.sealed_len - s.valid_end.min(se.sealed_len),
+                        ),
+                    ));
+                }
+                sealed_bytes += se.sealed_len;
+                s
+            };
+            report.segments_replayed += 1;
+            for rec in scan.records {
+                if rec.lsn <= last_lsn {
+                    if rec.lsn <= manifest.snapshot_lsn.unwrap_or(0) {
+                        continue; // covered by the snapshot
+                    }
+                    return Err(StoreError::corrupt(
+                        format!(
+                            "LSN {} follows LSN {last_lsn}: records out of order",
+                            rec.lsn
+                        ),
+                        Location {
+                            file: Some(rel.clone()),
+                            lsn_range: Some((rec.lsn, rec.lsn)),
+                            ..Location::default()
+                        },
+                    ));
+                }
+                last_lsn = rec.lsn;
+                report.records_replayed += 1;
+                if rec.kind == KIND_PUT {
+                    if vector_dim.is_none()
+                        && let Ok(d) = codec::decode_doc(&rec.doc)
+                        && let Some(v) = d.vector
+                    {
+                        vector_dim = Some(v.len() as u32);
+                    }
+                    docs.insert(rec.id, Entry::new(rec.lsn, rec.doc));
+                } else {
+                    docs.remove(&rec.id);
+                }
+            }
+        }
+        let seg = match open_seg {
+            Some(s) => s,
+            None => {
+                return Err(StoreError::corrupt(
+                    "manifest lists no open segment".to_string(),
+                    Location {
+                        file: Some("MANIFEST-A".into()),
+                        ..Location::default()
+                    },
+                ));
+            }
+        };
+
+        // Leftovers of an interrupted rotation or compaction.
+        let mut live: Vec<String> = Vec::new();
+        for se in &manifest.segments {
+            live.push(wal::seg_name(se.id));
+            if se.sealed {
+                live.push(wal::par_name(se.id));
+            } else if config.mirror_open_segment {
+                live.push(wal::mirror_name(se.id));
+            }
+        }
+        if let Some(l) = manifest.snapshot_lsn {
+            live.push(snap_name(l));
+            live.push(snap_par_name(l));
+        }
+        for sub in ["wal", SNAP_DIR] {
+            if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
+                for e in rd.flatten() {
+                    let rel = format!("{sub}/{}", e.file_name().to_string_lossy());
+                    if !live.contains(&rel) {
+                        let _ = std::fs::remove_file(e.path());
+                        report.orphans_removed.push(rel);
+                    }
+                }
+            }
+        }
+        if !report.orphans_removed.is_empty() {
+            let _ = io::sync_dir(&faults, &wal::wal_dir(&dir));
+            let _ = io::sync_dir(&faults, &dir.join(SNAP_DIR));
+        }
+        if !created && report.previous_holder_crashed {
+            issues.push(
+                issue(
+                    IssueKind::Resource,
+                    "stale_lock",
+                    crate::lock::LOCK_FILE,
+                    format!(
+                        "previous holder ({}) did not close cleanly; its kernel lock died with it and was taken over",
+                        report.previous_holder.clone().unwrap_or_default()
+                    ),
+                    "store.open",
+                )
+                .with_score(0.2),
+            );
+        }
+
+        report.last_lsn = last_lsn;
+        report.duration_us = t0.elapsed().as_micros() as u64;
+        report.issues = issues.clone();
+        let mark = (seg.id, seg.len, sealed_bytes);
+        let store = Store {
+            dir,
+            record_bytes_max,
+            state: Mutex::new(State {
+                docs,
+                next_lsn: last_lsn + 1,
+                durable_lsn: last_lsn,
+                pending: Vec::new(),
+                pending_ops: Vec::new(),
+                leader: false,
+                results: HashMap::new(),
+                poisoned: None,
+                read_only: None,
+                vector_dim,
+                space_checked_us: 0,
+                disk_free_bytes: None,
+            }),
+            cond: Condvar::new(),
+            wal: Mutex::new(WalState {
+                seg,
+                manifest,
+                sealed_bytes,
+            }),
+            issues: Mutex::new(VecDeque::new()),
+            report,
+            lock: Mutex::new(Some(dir_lock)),
+            counters: Counters::default(),
+            incremental_mark: Mutex::new(mark),
+            cfg: config,
+        };
+        let _ = params;
+        for i in issues {
+            store.queue_issue(i);
+        }
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    /// What open found and did.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.report.clone()
+    }
+
+    /// Stores `doc` under `id`; returns its LSN once the record is durable.
+    pub fn put(&self, id: &str, doc: Document) -> Result<u64, StoreError> {
+        let t0 = std::time::Instant::now();
+        codec::validate_id(id, &self.cfg.limits)?;
+        let mut st = lock(&self.state);
+        let meta = codec::validate_doc(&doc, &self.cfg.limits, st.vector_dim)?;
+        self.writable(&mut st)?;
+        let mut bytes = Vec::new();
+        codec::encode_doc(&doc, meta.as_deref(), &mut bytes);
+        if let Some(v) = &doc.vector
+            && st.vector_dim.is_none()
+        {
+            st.vector_dim = Some(v.len() as u32);
+        }
+        let lsn = st.next_lsn;
+        st.next_lsn += 1;
+        codec::encode_record(lsn, KIND_PUT, id, &bytes, &mut st.pending);
+        st.pending_ops.push(Op {
+            lsn,
+            id: id.to_owned(),
+            entry: Some(Entry::new(lsn, bytes)),
+        });
+        let r = self.commit(st, lsn);
+        if r.is_ok() {
+            self.counters.puts.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .put_latency_us_last
+                .store(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Deletes `id`; `Some(lsn)` once durable if it existed, `None` (nothing written) if not.
+    pub fn delete(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        codec::validate_id(id, &self.cfg.limits)?;
+        let mut st = lock(&self.state);
+        let pending = st
+            .pending_ops
+            .iter()
+            .rev()
+            .find(|o| o.id == id)
+            .map(|o| o.entry.is_some());
+        let exists = pending.unwrap_or_else(|| st.docs.contains_key(id));
+        if !exists {
+            return Ok(None);
+        }
+        self.writable(&mut st)?;
+        let lsn = st.next_lsn;
+        st.next_lsn += 1;
+        codec::encode_record(lsn, KIND_DELETE, id, &[], &mut st.pending);
+        st.pending_ops.push(Op {
+            lsn,
+            id: id.to_owned(),
+            entry: None,
+        });
+        let r = self.commit(st, lsn).map(Some);
+        if r.is_ok() {
+            self.counters.deletes.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// The document stored under `id`, verified against its checksum.
+    pub fn get(&self, id: &str) -> Result<Option<Document>, StoreError> {
+        codec::validate_id(id, &self.cfg.limits)?;
+        let entry = lock(&self.state).docs.get(id).cloned();
+        entry.map(|e| self.decode_entry(id, &e)).transpose()
+    }
+
+    /// Up to `limit` documents in id order, starting after `after`.
+    pub fn scan(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>, StoreError> {
+        use std::ops::Bound;
+        let entries: Vec<(String, Entry)> = {
+            let st = lock(&self.state);
+            let lo = match after {
+                Some(a) => Bound::Excluded(a.to_owned()),
+                None => Bound::Unbounded,
+            };
+            st.docs
+                .range((lo, Bound::Unbounded))
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        entries
+            .into_iter()
+            .map(|(id, e)| self.decode_entry(&id, &e).map(|d| (id, d)))
+            .collect()
+    }
+
+    /// Documents stored.
+    pub fn count(&self) -> usize {
+        lock(&self.state).docs.len()
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> StoreStats {
+        let (docs, last_lsn, read_only, poisoned, vector_dim, disk) = {
+            let st = lock(&self.state);
+            (
+                st.docs.len(),
+                st.durable_lsn,
+                st.read_only.clone(),
+                st.poisoned.clone(),
+                st.vector_dim,
+                st.disk_free_bytes,
+            )
+        };
+        let (wal_bytes, segments, snapshot_lsn, generation) = {
+            let w = lock(&self.wal);
+            (
+                w.sealed_bytes + w.seg.len,
+                w.manifest.segments.len(),
+                w.manifest.snapshot_lsn,
+                w.manifest.generation,
+            )
+        };
+        let c = &self.counters;
+        StoreStats {
+            docs,
+            last_lsn,
+            wal_bytes,
+            segments,
+            snapshot_lsn,
+            manifest_generation: generation,
+            read_only,
+            poisoned,
+            vector_dim,
+            disk_free_bytes: disk,
+            puts: c.puts.load(Ordering::Relaxed),
+            deletes: c.deletes.load(Ordering::Relaxed),
+            commits: c.commits.load(Ordering::Relaxed),
+            records_committed: c.records_committed.load(Ordering::Relaxed),
+            compactions: c.compactions.load(Ordering::Relaxed),
+            rotations: c.rotations.load(Ordering::Relaxed),
+            issues_queued: lock(&self.issues).len(),
+            issues_dropped: c.issues_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes the store: waits for in-flight commits, marks the lock file closed and releases the lock.
+    pub fn close(self) -> Result<(), StoreError> {
+        {
+            let mut st = lock(&self.state);
+            while st.leader || !st.pending_ops.is_empty() {
+                st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        if let Some(mut l) = lock(&self.lock).take() {
+            l.mark_closed(&self.cfg.io)?;
+        }
+        Ok(())
+    }
+
+    fn decode_entry(&self, id: &str, e: &Entry) -> Result<Document, StoreError> {
+        let location = Location {
+            lsn_range: Some((e.lsn, e.lsn)),
+            ..Location::default()
+        };
+        if !e.verified() {
+            self.queue_issue(
+                issue(
+                    IssueKind::Integrity,
+                    "memory_table_mismatch",
+                    "table",
+                    format!(
+                        "in-memory copy of document {id:?} (LSN {}) fails its checksum",
+                        e.lsn
+                    ),
+                    "store.get",
+                )
+                .at(location.clone())
+                .data_at_risk(),
+            );
+            return Err(StoreError::corrupt(
+                format!(
+                    "in-memory copy of document {id:?} fails its checksum; reload from the log"
+                ),
+                location,
+            ));
+        }
+        codec::decode_doc(&e.bytes)
+            .map_err(|m| StoreError::corrupt(format!("document {id:?}: {m}"), location))
+    }
+
+    /// Refuses writes when poisoned or short of space; resumes automatically once space returns.
+    fn writable(&self, st: &mut State) -> Result<(), StoreError> {
+        if let Some(p) = &st.poisoned {
+            return Err(StoreError::Poisoned(p.clone()));
+        }
+        let now = now_us();
+        let quota = self.cfg.io.quota_bytes_remaining();
+        let stale = now.saturating_sub(st.space_checked_us) > 200_000;
+        if stale || quota.is_some() || st.read_only.is_some() {
+            st.space_checked_us = now;
+            let disk = disk_free_bytes(&self.dir);
+            let free = match (disk, quota) {
+                (Some(d), Some(q)) => Some(d.min(q)),
+                (d, q) => d.or(q),
+            };
+            st.disk_free_bytes = free;
+            match free {
+                Some(f) if f < self.cfg.disk_critical_bytes_floor => {
+                    st.read_only = Some(format!(
+                        "read-only: disk space: {f} bytes free, below disk_critical_bytes_floor = {}",
+                        self.cfg.disk_critical_bytes_floor
+                    ));
+                }
+                _ => st.read_only = None,
+            }
+        }
+        match &st.read_only {
+            Some(m) => Err(StoreError::ReadOnly(m.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until record `lsn` is durable, leading a group commit when no one else is.
+    fn commit<'a>(&'a self, mut st: MutexGuard<'a, State>, lsn: u64) -> Result<u64, StoreError> {
+        loop {
+            if let Some(r) = st.results.remove(&lsn) {
+                return r.map(|()| lsn).map_err(Fail::into_error);
+            }
+            if !st.leader && !st.pending_ops.is_empty() {
+                st.leader = true;
+                let buf = std::mem::take(&mut st.pending);
+                let ops = std::mem::take(&mut st.pending_ops);
+                drop(st);
+                let first = ops.first().map_or(0, |o| o.lsn);
+                let res = self.write_batch(&buf, first);
+                st = lock(&self.state);
+                match res {
+                    Ok(()) => {
+                        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                        self.counters
+                            .records_committed
+                            .fetch_add(ops.len() as u64, Ordering::Relaxed);
+                        for op in ops {
+                            st.durable_lsn = op.lsn;
+                            st.results.insert(op.lsn, Ok(()));
+                            match op.entry {
+                                Some(e) => st.docs.insert(op.id, e),
+                                None => st.docs.remove(&op.id),
+                            };
+                        }
+                    }
+                    Err(f) => {
+                        match &f {
+                            Fail::Poisoned(m) => st.poisoned = Some(m.clone()),
+                            Fail::ReadOnly(m) => st.read_only = Some(m.clone()),
+                            Fail::Io(_) => {}
+                        }
+                        for op in ops {
+                            st.results.insert(op.lsn, Err(f.clone()));
+                        }
+                    }
+                }
+                if self.needs_compaction() && st.poisoned.is_none() {
+                    drop(st);
+                    if let Err(e) = self.compact_as_leader() {
+                        self.queue_issue(issue(
+                            IssueKind::OperationError,
+                            "compaction_failed",
+                            "wal",
+                            format!("compaction failed: {e}"),
+                            "store.commit",
+                        ));
+                    }
+                    st = lock(&self.state);
+                }
+                st.leader = false;
+                self.cond.notify_all();
+                continue;
+            }
+            st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn needs_compaction(&self) -> bool {
+        let w = lock(&self.wal);
+        w.sealed_bytes + w.seg.len > self.cfg.wal_bytes_max
+    }
+
+    fn write_batch(&self, buf: &[u8], first_lsn: u64) -> Result<(), Fail> {
+        let faults = &*self.cfg.io;
+        let mut w = lock(&self.wal);
+        if w.seg.len > wal::HEADER_BYTES
+            && w.seg.len + buf.len() as u64 > self.cfg.segment_bytes_max
+        {
+            self.rotate(&mut w, first_lsn).map_err(|e| match e {
+                StoreError::Io { source, context } if io::is_no_space(&source) => {
+                    Fail::ReadOnly(format!("read-only: disk space: {context}: {source}"))
+                }
+                StoreError::Poisoned(m) => Fail::Poisoned(m),
+                other => Fail::Io(other.to_string()),
+            })?;
+        }
+        match w.seg.append(faults, buf) {
+            Ok(()) => Ok(()),
+            Err(AppendError::Write(e)) => {
+                if let Err(u) = w.seg.undo(faults) {
+                    return Err(Fail::Poisoned(format!(
+                        "write failed ({e}) and cutting the tail back failed ({u})"
+                    )));
+                }
+                if io::is_no_space(&e) {
+                    Err(Fail::ReadOnly(format!(
+                        "read-only: disk space: writing the WAL failed: {e}"
+                    )))
+                } else {
+                    Err(Fail::Io(format!(
+                        "writing {}: {e}",
+                        wal::seg_name(w.seg.id)
+                    )))
+                }
+            }
+            Err(AppendError::Sync(e)) => Err(Fail::Poisoned(format!(
+                "fsync of {} failed: {e}",
+                wal::seg_name(w.seg.id)
+            ))),
+        }
+    }
+
+    fn params(&self) -> ParityParams {
+        ParityParams {
+            block_bytes: self.cfg.block_bytes,
+            data_blocks: self.cfg.parity_data_blocks,
+            parity_blocks: self.cfg.parity_blocks,
+        }
+    }
+
+    /// Seals the open segment (parity sidecar, manifest) and starts a new one at `next_lsn`.
+    fn rotate(&self, w: &mut WalState, next_lsn: u64) -> Result<(), StoreError> {
+        let faults = &*self.cfg.io;
+        let id = w.seg.id;
+        let rel = wal::seg_name(id);
+        let mut bytes =
+            std::fs::read(self.dir.join(&rel)).map_err(ioe(format!("reading {rel} to seal it")))?;
+        bytes.truncate(w.seg.len as usize);
+        if let Some(m) = &w.seg.mirror {
+            let _ = m;
+            let mir = std::fs::read(self.dir.join(wal::mirror_name(id))).unwrap_or_default();
+            if mir.get(..bytes.len()) != Some(&bytes[..]) {
+                let s = wal::scan(&bytes, Some(&mir), self.record_bytes_max);
+                if s.valid_end != w.seg.len {
+                    return Err(StoreError::corrupt(
+                        format!("{rel} is damaged in both copies; refusing to seal it"),
+                        loc(&rel, s.valid_end, w.seg.len - s.valid_end),
+                    ));
+                }
+                for (off, len) in &s.from_mirror {
+                    io::write_all_at(
+                        faults,
+                        &w.seg.file,
+                        &s.good[*off as usize..(*off + *len) as usize],
+                        *off,
+                    )
+                    .map_err(ioe(format!("repairing {rel} from its mirror")))?;
+                }
+                bytes = s.good;
+            }
+        }
+        let sidecar = parity::build(id, &bytes, &self.params())
+            .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
+        io::write_file_atomic(faults, &self.dir.join(wal::par_name(id)), &sidecar)
+            .map_err(ioe(format!("writing {}", wal::par_name(id))))?;
+        let new = OpenSegment::create(
+            faults,
+            &self.dir,
+            id + 1,
+            next_lsn,
+            self.cfg.mirror_open_segment,
+        )
+        .map_err(ioe(format!("creating {}", wal::seg_name(id + 1))))?;
+        let mut m = w.manifest.clone();
+        m.generation += 1;
+        m.vector_dim = lock(&self.state).vector_dim;
+        if let Some(last) = m.segments.last_mut() {
+            last.sealed = true;
+            last.sealed_len = w.seg.len;
+        }
+        m.segments.push(SegmentEntry {
+            id: id + 1,
+            first_lsn: next_lsn,
+            sealed: false,
+            sealed_len: 0,
+        });
+        manifest::write_both(faults, &self.dir, &m).map_err(ioe("writing the manifest"))?;
+        let _ = std::fs::remove_file(self.dir.join(wal::mirror_name(id)));
+        let _ = io::sync_dir(faults, &wal::wal_dir(&self.dir));
+        w.sealed_bytes += w.seg.len;
+        w.seg = new;
+        w.manifest = m;
+        self.counters.rotations.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Takes a snapshot of the table at the latest durable LSN and drops every segment it covers. Waits for the
+    /// leader role, so no commit is in flight.
+    pub fn compact(&self) -> Result<(), StoreError> {
+        {
+            let mut st = lock(&self.state);
+            while st.leader {
+                st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            if let Some(p) = &st.poisoned {
+                return Err(StoreError::Poisoned(p.clone()));
+            }
+            st.leader = true;
+        }
+        let r = self.compact_as_leader();
+        let mut st = lock(&self.state);
+        st.leader = false;
+        self.cond.notify_all();
+        drop(st);
+        r
+    }
+
+    fn compact_as_leader(&self) -> Result<(), StoreError> {
+        let faults = &*self.cfg.io;
+        let mut w = lock(&self.wal);
+        let (lsn, entries, dim) = {
+            let st = lock(&self.state);
+            let entries: Vec<(String, Entry)> = st
+                .docs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (st.durable_lsn, entries, st.vector_dim)
+        };
+        if lsn == 0 || w.manifest.snapshot_lsn == Some(lsn) {
+            return Ok(());
+        }
+        if let Some((id, e)) = entries.iter().find(|(_, e)| !e.verified()) {
+            return Err(StoreError::corrupt(
+                format!("in-memory copy of {id:?} fails its checksum; refusing to snapshot it"),
+                Location {
+                    lsn_range: Some((e.lsn, e.lsn)),
+                    ..Location::default()
+                },
+            ));
+        }
+        let bytes = snapshot::encode(
+            lsn,
+            entries.iter().map(|(id, e)| snapshot::SnapEntry {
+                id,
+                lsn: e.lsn,
+                doc: &e.bytes,
+            }),
+        );
+        let sidecar = parity::build(lsn | SNAP_ID_BIT, &bytes, &self.params())
+            .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
+        io::write_file_atomic(faults, &self.dir.join(snap_name(lsn)), &bytes)
+            .map_err(ioe(format!("writing {}", snap_name(lsn))))?;
+        io::write_file_atomic(faults, &self.dir.join(snap_par_name(lsn)), &sidecar)
+            .map_err(ioe(format!("writing {}", snap_par_name(lsn))))?;
+        let new_id = w.seg.id + 1;
+        let new = OpenSegment::create(
+            faults,
+            &self.dir,
+            new_id,
+            lsn + 1,
+            self.cfg.mirror_open_segment,
+        )
+        .map_err(ioe(format!("creating {}", wal::seg_name(new_id))))?;
+        let old = w.manifest.clone();
+        let m = Manifest {
+            generation: old.generation + 1,
+            vector_dim: dim,
+            snapshot_lsn: Some(lsn),
+            segments: vec![SegmentEntry {
+                id: new_id,
+                first_lsn: lsn + 1,
+                sealed: false,
+                sealed_len: 0,
+            }],
+        };
+        manifest::write_both(faults, &self.dir, &m).map_err(ioe("writing the manifest"))?;
+        for s in &old.segments {
+            for rel in [
+                wal::seg_name(s.id),
+                wal::mirror_name(s.id),
+                wal::par_name(s.id),
+            ] {
+                let _ = std::fs::remove_file(self.dir.join(rel));
+            }
+        }
+        if let Some(l) = old.snapshot_lsn {
+            let _ = std::fs::remove_file(self.dir.join(snap_name(l)));
+            let _ = std::fs::remove_file(self.dir.join(snap_par_name(l)));
+        }
+        let _ = io::sync_dir(faults, &wal::wal_dir(&self.dir));
+        let _ = io::sync_dir(faults, &self.dir.join(SNAP_DIR));
+        w.seg = new;
+        w.manifest = m;
+        w.sealed_bytes = 0;
+        *lock(&self.incremental_mark) = (new_id, wal::HEADER_BYTES, 0);
+        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Queues an issue for the engine (bounded by `issues_queued_max`; the oldest is dropped beyond it).
+    pub(crate) fn queue_issue(&self, i: Issue) {
+        let mut q = lock(&self.issues);
+        if q.len() >= self.cfg.issues_queued_max {
+            q.pop_front();
+            self.counters.issues_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        q.push_back(i);
+    }
+
+    /// Takes every queued issue.
+    pub(crate) fn drain_issues(&self) -> Vec<Issue> {
+        lock(&self.issues).drain(..).collect()
+    }
+
+    /// The current manifest.
+    pub fn manifest(&self) -> Manifest {
+        lock(&self.wal).manifest.clone()
+    }
+
+    /// The immutable (parity-protected) files: sealed segments and the snapshot.
+    pub fn immutable_files(&self) -> Vec<ImmutableFile> {
+        let m = self.manifest();
+        let mut out = Vec::new();
+        if let Some(l) = m.snapshot_lsn {
+            let len = std::fs::metadata(self.dir.join(snap_name(l)))
+                .map(|md| md.len())
+                .unwrap_or(0);
+            let len = parity_len(&self.dir, &snap_par_name(l)).unwrap_or(len);
+            out.push(ImmutableFile {
+                rel: snap_name(l),
+                par_rel: snap_par_name(l),
+                file_id: l | SNAP_ID_BIT,
+                len,
+                lsn_range: (0, l),
+            });
+        }
+        let segs = &m.segments;
+        for (i, s) in segs.iter().enumerate().filter(|(_, s)| s.sealed) {
+            let end = segs
+                .get(i + 1)
+                .map_or(u64::MAX, |n| n.first_lsn.saturating_sub(1));
+            out.push(ImmutableFile {
+                rel: wal::seg_name(s.id),
+                par_rel: wal::par_name(s.id),
+                file_id: s.id,
+                len: s.sealed_len,
+                lsn_range: (s.first_lsn, end),
+            });
+        }
+        out
+    }
+
+    /// Every live file and what it is.
+    pub fn data_files(&self) -> Vec<DataFile> {
+        let m = self.manifest();
+        let f = |rel: String, kind: &str| DataFile {
+            rel,
+            kind: kind.into(),
+        };
+        let mut out = vec![
+            f(manifest::COPIES[0].into(), "manifest"),
+            f(manifest::COPIES[1].into(), "manifest"),
+            f(crate::lock::LOCK_FILE.into(), "lock"),
+        ];
+        if let Some(l) = m.snapshot_lsn {
+            out.push(f(snap_name(l), "snapshot"));
+            out.push(f(snap_par_name(l), "parity"));
+        }
+        for s in &m.segments {
+            if s.sealed {
+                out.push(f(wal::seg_name(s.id), "segment"));
+                out.push(f(wal::par_name(s.id), "parity"));
+            } else {
+                out.push(f(wal::seg_name(s.id), "open_segment"));
+                if self.cfg.mirror_open_segment {
+                    out.push(f(wal::mirror_name(s.id), "mirror"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Verifies an immutable file against its sidecar: every block, or only `blocks`; recovery blocks too if
+    /// `check_parity`.
+    pub fn verify_file(
+        &self,
+        f: &ImmutableFile,
+        blocks: Option<&[usize]>,
+        check_parity: bool,
+    ) -> FileVerdict {
+        let mut v = FileVerdict {
+            block_bytes: self.cfg.block_bytes as u64,
+            ..FileVerdict::default()
+        };
+        let data = match std::fs::read(self.dir.join(&f.rel)) {
+            Ok(d) => d,
+            Err(e) => {
+                v.read_error = Some(format!("{}: {e}", f.rel));
+                return v;
+            }
+        };
+        v.disk_len = data.len() as u64;
+        let sc = match std::fs::read(self.dir.join(&f.par_rel))
+            .map_err(|e| e.to_string())
+            .and_then(|b| parity::parse(&b))
+        {
+            Ok(sc) if sc.file_id == f.file_id => sc,
+            Ok(sc) => {
+                v.sidecar_error = Some(format!(
+                    "sidecar names file id {}, expected {}",
+                    sc.file_id, f.file_id
+                ));
+                return v;
+            }
+            Err(e) => {
+                v.sidecar_error = Some(e);
+                return v;
+            }
+        };
+        v.block_bytes = sc.params.block_bytes as u64;
+        v.bad_blocks = match blocks {
+            Some(b) => parity::bad_blocks_in(&data, &sc, b.iter().copied()),
+            None => parity::bad_blocks(&data, &sc),
+        };
+        if data.len() as u64 > sc.data_len {
+            v.bad_blocks.push(sc.block_crcs.len()); // bytes past the sealed end
+        }
+        if !v.bad_blocks.is_empty() {
+            let mut copy = data.clone();
+            let real: Vec<usize> = if blocks.is_some() {
+                parity::bad_blocks(&data, &sc)
+            } else {
+                v.bad_blocks
+                    .iter()
+                    .copied()
+                    .filter(|&b| b < sc.block_crcs.len())
+                    .collect()
+            };
+            v.rebuildable = parity::rebuild(&mut copy, &sc, &real).is_ok();
+        } else if check_parity {
+            match parity::parity_mismatches(&data, &sc) {
+                Ok(m) => v.parity_mismatches = m,
+                Err(e) => v.sidecar_error = Some(e),
+            }
+        }
+        v
+    }
+
+    /// Number of blocks of an immutable file.
+    pub fn n_blocks(&self, f: &ImmutableFile) -> u64 {
+        f.len.div_ceil(self.cfg.block_bytes as u64)
+    }
+
+    /// Rebuilds an immutable file's damaged blocks from parity and writes the repaired file back (temp file,
+    /// fsync, rename). Rewrites a damaged sidecar from the data when the data itself verifies. Returns what it did.
+    pub fn repair_file(&self, f: &ImmutableFile) -> Result<Vec<String>, StoreError> {
+        let faults = &*self.cfg.io;
+        let mut actions = Vec::new();
+        let path = self.dir.join(&f.rel);
+        let mut data = std::fs::read(&path).map_err(ioe(format!("reading {}", f.rel)))?;
+        let sc = std::fs::read(self.dir.join(&f.par_rel))
+            .map_err(|e| e.to_string())
+            .and_then(|b| parity::parse(&b))
+            .and_then(|sc| {
+                if sc.file_id == f.file_id {
+                    Ok(sc)
+                } else {
+                    Err("sidecar belongs to another file".into())
+                }
+            });
+        match sc {
+            Ok(sc) => {
+                let bad = parity::bad_blocks(&data, &sc);
+                let too_long = data.len() as u64 > sc.data_len;
+                if !bad.is_empty() || too_long {
+                    parity::rebuild(&mut data, &sc, &bad)
+                        .map_err(|e| StoreError::corrupt(e, loc(&f.rel, 0, f.len)))?;
+                    data.truncate(sc.data_len as usize);
+                    io::write_file_atomic(faults, &path, &data)
+                        .map_err(ioe(format!("rewriting {}", f.rel)))?;
+                    actions.push(format!(
+                        "rebuilt blocks {bad:?} of {} from parity and rewrote it",
+                        f.rel
+                    ));
+                }
+                let mism = parity::parity_mismatches(&data, &sc)
+                    .map_err(|e| StoreError::io("checking parity", std::io::Error::other(e)))?;
+                if !mism.is_empty() {
+                    let side = parity::build(f.file_id, &data, &self.params())
+                        .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
+                    io::write_file_atomic(faults, &self.dir.join(&f.par_rel), &side)
+                        .map_err(ioe(format!("rewriting {}", f.par_rel)))?;
+                    actions.push(format!(
+                        "recomputed {} recovery blocks of {}",
+                        mism.len(),
+                        f.par_rel
+                    ));
+                }
+            }
+            Err(e) => {
+                // The sidecar is unusable: rebuild it, but only from data that verifies on its own.
+                self.validate_content(f, &data)?;
+                let side = parity::build(f.file_id, &data, &self.params())
+                    .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
+                io::write_file_atomic(faults, &self.dir.join(&f.par_rel), &side)
+                    .map_err(ioe(format!("rewriting {}", f.par_rel)))?;
+                actions.push(format!(
+                    "sidecar {} was unusable ({e}); rebuilt it from verified data",
+                    f.par_rel
+                ));
+            }
+        }
+        Ok(actions)
+    }
+
+    /// Checks a file's own structure (record or entry checksums) without the sidecar.
+    fn validate_content(&self, f: &ImmutableFile, data: &[u8]) -> Result<(), StoreError> {
+        if f.file_id & SNAP_ID_BIT != 0 {
+            snapshot::decode(data).map(|_| ()).map_err(|(off, e)| {
+                StoreError::corrupt(format!("{}: {e}", f.rel), loc(&f.rel, off, 0))
+            })
+        } else {
+            wal::check_header(data, f.file_id).map_err(|e| {
+                StoreError::corrupt(format!("{}: {e}", f.rel), loc(&f.rel, 0, wal::HEADER_BYTES))
+            })?;
+            let s = wal::scan(data, None, self.record_bytes_max);
+            if s.valid_end != f.len || data.len() as u64 != f.len {
+                return Err(StoreError::corrupt(
+                    format!(
+                        "{}: valid records end at {} of {} bytes",
+                        f.rel, s.valid_end, f.len
+                    ),
+                    loc(&f.rel, s.valid_end, f.len.saturating_sub(s.valid_end)),
+                ));
+            }
+            Ok(())
+        }
+    }
+
+    /// Compares the open segment with its mirror from `from` to the end. Returns the first differing record's
+    /// `(offset, len)` and whether the main copy (true) or the mirror (false) holds the damage.
+    pub fn verify_open_segment(&self, from: u64) -> Result<Vec<(u64, u64, bool)>, StoreError> {
+        let w = lock(&self.wal);
+        let id = w.seg.id;
+        let len = w.seg.len;
+        let rel = wal::seg_name(id);
+        let main = std::fs::read(self.dir.join(&rel)).map_err(ioe(format!("reading {rel}")))?;
+        let mut out = Vec::new();
+        if let Err(e) = wal::check_header(&main, id) {
+            let _ = e;
+            out.push((0, wal::HEADER_BYTES, true));
+        }
+        let mirror = if self.cfg.mirror_open_segment {
+            Some(std::fs::read(self.dir.join(wal::mirror_name(id))).unwrap_or_default())
+        } else {
+            None
+        };
+        drop(w);
+        let mut pos = wal::HEADER_BYTES as usize;
+        let main_v = &main[..(len as usize).min(main.len())];
+        while (pos as u64) < len {
+            let m = codec::decode_record(main_v.get(pos..).unwrap_or(&[]), self.record_bytes_max);
+            let (n, main_ok) = match m {
+                codec::Decoded::Ok(_, n) => (n, true),
+                _ => (0, false),
+            };
+            let mir_rec = mirror.as_deref().map(|mi| {
+                codec::decode_record(
+                    mi.get(pos..len as usize).unwrap_or(&[]),
+                    self.record_bytes_max,
+                )
+            });
+            let (mn, mir_ok) = match mir_rec {
+                Some(codec::Decoded::Ok(_, n)) => (n, true),
+                Some(_) => (0, false),
+                None => (0, true),
+            };
+            if !main_ok && !mir_ok {
+                out.push((pos as u64, len - pos as u64, true));
+                out.push((pos as u64, len - pos as u64, false));
+                break;
+            }
+            let step = if main_ok { n } else { mn };
+            if pos as u64 + step as u64 >= from {
+                if !main_ok {
+                    out.push((pos as u64, step as u64, true));
+                }
+                if !mir_ok || (mirror.is_some() && main_ok && mn != n) {
+                    out.push((pos as u64, step as u64, false));
+                }
+            }
+            pos += step;
+        }
+        Ok(out)
+    }
+
+    /// Repairs the open segment: damaged records in either copy are rewritten from the other, and both are fsynced.
+    /// Holds the leader role so no commit runs meanwhile.
+    pub fn repair_open_segment(&self) -> Result<Vec<String>, StoreError> {
+        self.as_leader(|| {
+            let faults = &*self.cfg.io;
+            let w = lock(&self.wal);
+            let id = w.seg.id;
+            let rel = wal::seg_name(id);
+            let mut main =
+                std::fs::read(self.dir.join(&rel)).map_err(ioe(format!("reading {rel}")))?;
+            main.truncate(w.seg.len as usize);
+            let mirror = if w.seg.mirror.is_some() {
+                let mut m = std::fs::read(self.dir.join(wal::mirror_name(id))).unwrap_or_default();
+                m.truncate(w.seg.len as usize);
+                Some(m)
+            } else {
+                None
+            };
+            let main_for_scan = match (wal::check_header(&main, id), &mirror) {
+                (Err(_), Some(m)) if m.len() >= wal::HEADER_BYTES as usize => {
+                    let mut f = main.clone();
+                    f.resize(f.len().max(wal::HEADER_BYTES as usize), 0);
+                    f[..wal::HEADER_BYTES as usize]
+                        .copy_from_slice(&m[..wal::HEADER_BYTES as usize]);
+                    f
+                }
+                _ => main.clone(),
+            };
+            let s = wal::scan(&main_for_scan, mirror.as_deref(), self.record_bytes_max);
+            if s.valid_end != w.seg.len {
+                return Err(StoreError::corrupt(
+                    format!("{rel}: acknowledged records damaged in both copies"),
+                    loc(&rel, s.valid_end, w.seg.len - s.valid_end),
+                ));
+            }
+            let mut actions = Vec::new();
+            if main != s.good {
+                io::write_all_at(faults, &w.seg.file, &s.good, 0)
+                    .map_err(ioe(format!("rewriting {rel}")))?;
+                io::sync(faults, &w.seg.file)
+                    .map_err(|e| StoreError::Poisoned(format!("fsync of {rel}: {e}")))?;
+                actions.push(format!("rewrote damaged records of {rel} from its mirror"));
+            }
+            if let (Some(m), Some(f)) = (&mirror, &w.seg.mirror)
+                && *m != s.good
+            {
+                f.set_len(0).map_err(ioe("truncating the mirror"))?;
+                io::write_all_at(faults, f, &s.good, 0).map_err(ioe("rewriting the mirror"))?;
+                io::sync(faults, f)
+                    .map_err(|e| StoreError::Poisoned(format!("fsync of the mirror: {e}")))?;
+                actions.push(format!("rewrote the mirror of {rel}"));
+            }
+            Ok(actions)
+        })
+    }
+
+    fn as_leader<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        {
+            let mut st = lock(&self.state);
+            while st.leader {
+                st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            st.leader = true;
+        }
+        let r = f();
+        let mut st = lock(&self.state);
+        st.leader = false;
+        self.cond.notify_all();
+        r
+    }
+
+    /// Restores a damaged or stale manifest copy from its twin. Returns the copies rewritten.
+    pub fn repair_manifest(&self) -> Result<Vec<String>, StoreError> {
+        let w = lock(&self.wal);
+        let loaded = manifest::load(&self.dir);
+        let mut out = Vec::new();
+        for i in 0..2 {
+            let ok = matches!(&loaded.copies[i], Some(Ok(g)) if *g == w.manifest.generation);
+            let same =
+                std::fs::read(self.dir.join(manifest::COPIES[i])).ok() == Some(w.manifest.encode());
+            if !ok || !same {
+                manifest::write_copy(&self.cfg.io, &self.dir, i, &w.manifest)
+                    .map_err(ioe(format!("restoring {}", manifest::COPIES[i])))?;
+                out.push(manifest::COPIES[i].to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether both manifest copies hold the current manifest.
+    pub fn manifest_copies_ok(&self) -> Vec<(String, Result<(), String>)> {
+        let cur = lock(&self.wal).manifest.encode();
+        manifest::COPIES
+            .iter()
+            .map(|name| {
+                let r = match std::fs::read(self.dir.join(name)) {
+                    Err(e) => Err(format!("unreadable: {e}")),
+                    Ok(b) if b == cur => Ok(()),
+                    Ok(b) => match Manifest::decode(&b) {
+                        Err(e) => Err(e),
+                        Ok(m) => Err(format!(
+                            "at generation {}, not the current one",
+                            m.generation
+                        )),
+                    },
+                };
+                (name.to_string(), r)
+            })
+            .collect()
+    }
+
+    /// Replays the store's files into a fresh table (snapshot + every segment, repairing nothing) and compares it
+    /// with the live table. Returns the ids that differ.
+    pub fn replay_agrees(&self) -> Result<Vec<String>, StoreError> {
+        // Hold the leader role so the files and the table stand still.
+        self.as_leader(|| {
+            let m = self.manifest();
+            let mut table: BTreeMap<String, (u64, u32)> = BTreeMap::new();
+            if let Some(l) = m.snapshot_lsn {
+                let f = ImmutableFile {
+                    rel: snap_name(l),
+                    par_rel: snap_par_name(l),
+                    file_id: l | SNAP_ID_BIT,
+                    len: 0,
+                    lsn_range: (0, l),
+                };
+                let mut rep = RecoveryReport::default();
+                let mut iss = Vec::new();
+                let b = load_immutable(&self.dir, &f, None, &mut rep, &mut iss)?;
+                let (_, entries) = snapshot::decode(&b)
+                    .map_err(|(o, e)| StoreError::corrupt(e, loc(&f.rel, o, 0)))?;
+                for (id, lsn, doc) in entries {
+                    table.insert(id, (lsn, crc32c::crc32c(&doc)));
+                }
+            }
+            let w = lock(&self.wal);
+            let open_len = w.seg.len;
+            drop(w);
+            for s in &m.segments {
+                let rel = wal::seg_name(s.id);
+                let bytes = if s.sealed {
+                    let f = ImmutableFile {
+                        rel: rel.clone(),
+                        par_rel: wal::par_name(s.id),
+                        file_id: s.id,
+                        len: s.sealed_len,
+                        lsn_range: (s.first_lsn, u64::MAX),
+                    };
+                    let mut rep = RecoveryReport::default();
+                    let mut iss = Vec::new();
+                    load_immutable(&self.dir, &f, Some(s.sealed_len), &mut rep, &mut iss)?
+                } else {
+                    let mut b = std::fs::read(self.dir.join(&rel))
+                        .map_err(ioe(format!("reading {rel}")))?;
+                    b.truncate(open_len as usize);
+                    b
+                };
+                let mirror = if s.sealed || !self.cfg.mirror_open_segment {
+                    None
+                } else {
+                    std::fs::read(self.dir.join(wal::mirror_name(s.id))).ok()
+                };
+                let sc = wal::scan(&bytes, mirror.as_deref(), self.record_bytes_max);
+                for r in sc.records {
+                    if r.lsn <= m.snapshot_lsn.unwrap_or(0) {
+                        continue;
+                    }
+                    if r.kind == KIND_PUT {
+                        table.insert(r.id, (r.lsn, crc32c::crc32c(&r.doc)));
+                    } else {
+                        table.remove(&r.id);
+                    }
+                }
+            }
+            let st = lock(&self.state);
+            let mut diff = Vec::new();
+            for (id, e) in &st.docs {
+                if table.get(id) != Some(&(e.lsn, e.crc)) || !e.verified() {
+                    diff.push(id.clone());
+                }
+            }
+            for id in table.keys() {
+                if !st.docs.contains_key(id) {
+                    diff.push(id.clone());
+                }
+            }
+            Ok(diff)
+        })
+    }
+
+    /// Reloads the in-memory table from the files (latest snapshot + log), replacing what is in memory.
+    pub fn reload_table(&self) -> Result<usize, StoreError> {
+        let diff = self.replay_agrees()?;
+        if diff.is_empty() {
+            return Ok(0);
+        }
+        // Rebuild the differing entries from a full replay of the files.
+        self.as_leader(|| {
+            let fresh = self.replay_docs()?;
+            let mut st = lock(&self.state);
+            for id in &diff {
+                match fresh.get(id) {
+                    Some(e) => st.docs.insert(id.clone(), e.clone()),
+                    None => st.docs.remove(id),
+                };
+            }
+            Ok(diff.len())
+        })
+    }
+
+    fn replay_docs(&self) -> Result<BTreeMap<String, Entry>, StoreError> {
+        let m = self.manifest();
+        let mut docs = BTreeMap::new();
+        let mut rep = RecoveryReport::default();
+        let mut iss = Vec::new();
+        if let Some(l) = m.snapshot_lsn {
+            let f = ImmutableFile {
+                rel: snap_name(l),
+                par_rel: snap_par_name(l),
+                file_id: l | SNAP_ID_BIT,
+                len: 0,
+                lsn_range: (0, l),
+            };
+            let b = load_immutable(&self.dir, &f, None, &mut rep, &mut iss)?;
+            let (_, entries) =
+                snapshot::decode(&b).map_err(|(o, e)| StoreError::corrupt(e, loc(&f.rel, o, 0)))?;
+            for (id, lsn, doc) in entries {
+                docs.insert(id, Entry::new(lsn, doc));
+            }
+        }
+        let open_len = lock(&self.wal).seg.len;
+        for s in &m.segments {
+            let rel = wal::seg_name(s.id);
+            let bytes = if s.sealed {
+                let f = ImmutableFile {
+                    rel: rel.clone(),
+                    par_rel: wal::par_name(s.id),
+                    file_id: s.id,
+                    len: s.sealed_len,
+                    lsn_range: (s.first_lsn, u64::MAX),
+                };
+                load_immutable(&self.dir, &f, Some(s.sealed_len), &mut rep, &mut iss)?
+            } else {
+                let mut b =
+                    std::fs::read(self.dir.join(&rel)).map_err(ioe(format!("reading {rel}")))?;
+                b.truncate(open_len as usize);
+                b
+            };
+            let mirror = if s.sealed || !self.cfg.mirror_open_segment {
+                None
+            } else {
+                std::fs::read(self.dir.join(wal::mirror_name(s.id))).ok()
+            };
+            for r in wal::scan(&bytes, mirror.as_deref(), self.record_bytes_max).records {
+                if r.lsn <= m.snapshot_lsn.unwrap_or(0) {
+                    continue;
+                }
+                if r.kind == KIND_PUT {
+                    docs.insert(r.id, Entry::new(r.lsn, r.doc));
+                } else {
+                    docs.remove(&r.id);
+                }
+            }
+        }
+        Ok(docs)
+    }
+
+    /// Cuts bytes past the last durable record off the open segment and its mirror (a torn tail left by a failed
+    /// write). Returns the bytes cut.
+    pub fn truncate_tail(&self) -> Result<u64, StoreError> {
+        self.as_leader(|| {
+            let w = lock(&self.wal);
+            let mut cut = 0;
+            let files = std::iter::once(&w.seg.file).chain(w.seg.mirror.as_ref());
+            for f in files {
+                let l = f
+                    .metadata()
+                    .map_err(ioe("reading the open segment's length"))?
+                    .len();
+                if l > w.seg.len {
+                    cut += l - w.seg.len;
+                    f.set_len(w.seg.len)
+                        .map_err(ioe("truncating the open segment"))?;
+                    io::sync(&self.cfg.io, f).map_err(|e| {
+                        StoreError::Poisoned(format!("fsync after truncation: {e}"))
+                    })?;
+                }
+            }
+            Ok(cut)
+        })
+    }
+
+    /// Bytes past the durable end of the open segment or its mirror (0 when clean).
+    pub fn tail_excess_bytes(&self) -> u64 {
+        let w = lock(&self.wal);
+        std::iter::once(&w.seg.file)
+            .chain(w.seg.mirror.as_ref())
+            .map(|f| {
+                f.metadata()
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+                    .saturating_sub(w.seg.len)
+            })
+            .sum()
+    }
+
+    /// The open segment's id and durable length.
+    pub fn open_segment(&self) -> (u64, u64) {
+        let w = lock(&self.wal);
+        (w.seg.id, w.seg.len)
+    }
+
+    /// Whether the lock file still names this process; rewrites it if not and `fix`.
+    pub fn lock_file_ok(&self, fix: bool) -> Result<bool, StoreError> {
+        let mut l = lock(&self.lock);
+        let Some(dl) = l.as_mut() else {
+            return Ok(false);
+        };
+        if dl.names_me(&self.dir) {
+            if fix {
+                dl.heartbeat(&self.cfg.io)?;
+            }
+            return Ok(true);
+        }
+        if fix {
+            dl.rewrite(&self.cfg.io)?;
+        }
+        Ok(false)
+    }
+
+    /// Free space for the store now: the smaller of the disk's and the fault quota's.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let disk = disk_free_bytes(&self.dir);
+        let q = self.cfg.io.quota_bytes_remaining();
+        let free = match (disk, q) {
+            (Some(d), Some(q)) => Some(d.min(q)),
+            (d, q) => d.or(q),
+        };
+        let mut st = lock(&self.state);
+        st.disk_free_bytes = free;
+        // Leave read-only mode as soon as space is back (and enter it when space is gone), even with no writes.
+        match free {
+            Some(f) if f < self.cfg.disk_critical_bytes_floor => {
+                st.read_only = Some(format!(
+                    "read-only: disk space: {f} bytes free, below disk_critical_bytes_floor = {}",
+                    self.cfg.disk_critical_bytes_floor
+                ))
+            }
+            _ if st
+                .read_only
+                .as_deref()
+                .is_some_and(|m| m.contains("disk space")) =>
+            {
+                st.read_only = None
+            }
+            _ => {}
+        }
+        free
+    }
+
+    /// WAL bytes now (sealed + open).
+    pub fn wal_bytes(&self) -> u64 {
+        let w = lock(&self.wal);
+        w.sealed_bytes + w.seg.len
+    }
+
+    /// Latency of the latest acknowledged put, µs.
+    pub fn last_put_latency_us(&self) -> u64 {
+        self.counters.put_latency_us_last.load(Ordering::Relaxed)
+    }
+
+    /// Records rebuilt on reads or scrubs since open.
+    pub(crate) fn note_read_repair(&self) {
+        self.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // The kernel lock goes with the file; the holder text stays "not closed" unless `close` ran.
+        lock(&self.lock).take();
+    }
+}
+
+fn parity_len(dir: &Path, par_rel: &str) -> Option<u64> {
+    let b = std::fs::read(dir.join(par_rel)).ok()?;
+    parity::parse(&b).ok().map(|s| s.data_len)
+}
+
+/// Free bytes on the file system holding `dir` (`f_bavail * f_frsize`).
+pub fn disk_free_bytes(dir: &Path) -> Option<u64> {
+    rustix::fs::statvfs(dir)
+        .ok()
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Reads an immutable file and verifies it against its sidecar, rebuilding damaged blocks in memory. Each rebuilt
+/// block is recorded and becomes a queued `block_checksum` issue (the on-disk copy is repaired by the engine). A
+/// missing or damaged sidecar is an issue too, if the data verifies on its own structure.
+fn load_immutable(
+    dir: &Path,
+    f: &ImmutableFile,
+    expected_len: Option<u64>,
+    report: &mut RecoveryReport,
+    issues: &mut Vec<Issue>,
+) -> Result<Vec<u8>, StoreError> {
+    let mut data = std::fs::read(dir.join(&f.rel)).map_err(ioe(format!("reading {}", f.rel)))?;
+    let sc = std::fs::read(dir.join(&f.par_rel))
+        .map_err(|e| e.to_string())
+        .and_then(|b| parity::parse(&b));
+    match sc {
+        Ok(sc) if sc.file_id == f.file_id && expected_len.is_none_or(|l| l == sc.data_len) => {
+            let bad = parity::bad_blocks(&data, &sc);
+            if !bad.is_empty() || data.len() as u64 > sc.data_len {
+                parity::rebuild(&mut data, &sc, &bad).map_err(|e| {
+                    let bs = sc.params.block_bytes as u64;
+                    let first = bad.first().copied().unwrap_or(0) as u64;
+                    StoreError::corrupt(
+                        format!("{}: {e}", f.rel),
+                        Location {
+                            lsn_range: Some(f.lsn_range),
+                            ..loc(&f.rel, first * bs, bs * bad.len() as u64)
+                        },
+                    )
+                })?;
+                data.truncate(sc.data_len as usize);
+                let bs = sc.params.block_bytes as u64;
+                for b in &bad {
+                    report.blocks_rebuilt.push((f.rel.clone(), *b as u64));
+                }
+                let first = bad.first().copied().unwrap_or(0) as u64;
+                issues.push(
+                    issue(
+                        IssueKind::Integrity,
+                        "block_checksum",
+                        &f.rel,
+                        format!(
+                            "{} damaged block(s) {bad:?} in {}; rebuilt in memory from parity, disk copy needs repair",
+                            bad.len(),
+                            f.rel
+                        ),
+                        "store.read",
+                    )
+                    .at(Location {
+                        lsn_range: Some(f.lsn_range),
+                        ..loc(&f.rel, first * bs, bs)
+                    })
+                    .data_at_risk()
+                    .evidence("blocks", format!("{bad:?}"))
+                    .evidence("block_bytes", bs.to_string()),
+                );
+            }
+            Ok(data)
+        }
+        other => {
+            let why = match other {
+                Ok(sc) => format!(
+                    "sidecar describes file id {} / {} bytes",
+                    sc.file_id, sc.data_len
+                ),
+                Err(e) => e,
+            };
+            issues.push(
+                issue(
+                    IssueKind::Integrity,
+                    "parity_damaged",
+                    &f.par_rel,
+                    format!(
+                        "parity sidecar {} is unusable ({why}); {} is unprotected",
+                        f.par_rel, f.rel
+                    ),
+                    "store.read",
+                )
+                .at(Location {
+                    file: Some(f.par_rel.clone()),
+                    ..Location::default()
+                })
+                .data_at_risk()
+                .evidence("reason", why),
+            );
+            // Without parity the file must verify on its own (record / entry checksums); callers parse it next.
+            Ok(data)
+        }
+    }
+}

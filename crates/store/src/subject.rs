@@ -1,0 +1,1118 @@
+//! [`StoreSubject`]: the store as the engine sees it — health checks in three tiers (quick, incremental, full
+//! scrub), repair strategies (parity rebuild, manifest twin, mirror, torn tail, table reload, compaction, lock,
+//! disk space), metric samples, and the issues the store found on its own.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use heal::check::CheckContext;
+use heal::repair::{Backup, RepairReport};
+use heal::{
+    CheckOutcome, DataLoss, Estimate, HealthCheck, Issue, IssueKind, Location, RepairCost,
+    RepairError, RepairStrategy, Sample, Subject, Tier, Timestamp,
+};
+use rand::{Rng, SeedableRng};
+
+use crate::error::loc;
+use crate::lock::now_us;
+use crate::parity;
+use crate::store::{ImmutableFile, Store};
+use crate::wal;
+
+/// Repair backups kept at most under `backup/`; older ones are removed.
+pub const BACKUPS_KEPT_MAX: usize = 16;
+
+/// The store as a subject of the engine.
+pub struct StoreSubject {
+    store: Arc<Store>,
+    verified: Arc<Mutex<HashSet<String>>>,
+}
+
+impl StoreSubject {
+    /// Wraps a store.
+    pub fn new(store: Arc<Store>) -> StoreSubject {
+        StoreSubject {
+            store,
+            verified: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}
+
+fn integrity(code: &str, resource: &str, summary: String, source: &str) -> Issue {
+    Issue::new(
+        IssueKind::Integrity,
+        code,
+        resource,
+        summary,
+        source,
+        now_us(),
+    )
+}
+
+fn outcome(name: &str, issues: Vec<Issue>, what: String) -> CheckOutcome {
+    if issues.is_empty() {
+        CheckOutcome::pass(format!("{name}: {what}"))
+    } else {
+        CheckOutcome::fail(
+            format!("{name}: {} problem(s) in {what}", issues.len()),
+            issues,
+        )
+    }
+}
+
+/// Issues for one verified immutable file.
+fn file_issues(
+    store: &Store,
+    f: &ImmutableFile,
+    v: &crate::store::FileVerdict,
+    source: &str,
+) -> Vec<Issue> {
+    let mut out = Vec::new();
+    if let Some(e) = &v.read_error {
+        out.push(
+            integrity(
+                "file_unreadable",
+                &f.rel,
+                format!("{} cannot be read: {e}", f.rel),
+                source,
+            )
+            .at(Location {
+                file: Some(f.rel.clone()),
+                lsn_range: Some(f.lsn_range),
+                ..Location::default()
+            })
+            .data_at_risk(),
+        );
+    }
+    if let Some(e) = &v.sidecar_error {
+        out.push(
+            integrity(
+                "parity_damaged",
+                &f.par_rel,
+                format!("sidecar {} is unusable: {e}", f.par_rel),
+                source,
+            )
+            .at(Location {
+                file: Some(f.par_rel.clone()),
+                ..Location::default()
+            })
+            .data_at_risk()
+            .evidence("protects", f.rel.clone()),
+        );
+    }
+    if !v.bad_blocks.is_empty() {
+        let bs = v.block_bytes;
+        let first = v.bad_blocks[0] as u64;
+        let mut i = integrity(
+            "block_checksum",
+            &f.rel,
+            format!(
+                "{} block(s) of {} fail their checksum ({}rebuildable from parity)",
+                v.bad_blocks.len(),
+                f.rel,
+                if v.rebuildable { "" } else { "NOT " }
+            ),
+            source,
+        )
+        .at(Location {
+            lsn_range: Some(f.lsn_range),
+            ..loc(&f.rel, first * bs, bs)
+        })
+        .data_at_risk()
+        .evidence("blocks", format!("{:?}", v.bad_blocks))
+        .evidence("block_bytes", bs.to_string())
+        .evidence("disk_len", v.disk_len.to_string())
+        .evidence("expected_len", f.len.to_string());
+        if !v.rebuildable {
+            i.kind = IssueKind::Integrity;
+            i = i.evidence("rebuildable", "false");
+        }
+        out.push(i);
+        store.note_read_repair();
+    }
+    if !v.parity_mismatches.is_empty() {
+        out.push(
+            integrity(
+                "parity_mismatch",
+                &f.par_rel,
+                format!(
+                    "{} recovery block(s) of {} disagree with the data",
+                    v.parity_mismatches.len(),
+                    f.par_rel
+                ),
+                source,
+            )
+            .at(Location {
+                file: Some(f.par_rel.clone()),
+                ..Location::default()
+            })
+            .evidence("groups", format!("{:?}", v.parity_mismatches)),
+        );
+    }
+    out
+}
+
+fn open_segment_issues(store: &Store, from: u64, source: &str) -> Vec<Issue> {
+    let (id, len) = store.open_segment();
+    let rel = wal::seg_name(id);
+    let mut out = Vec::new();
+    match store.verify_open_segment(from) {
+        Err(e) => out
+            .push(integrity("file_unreadable", &rel, format!("{rel}: {e}"), source).data_at_risk()),
+        Ok(bad) => {
+            let both = bad
+                .iter()
+                .any(|(o, _, m)| *m && bad.iter().any(|(o2, _, m2)| o2 == o && !m2));
+            for (off, n, main) in bad {
+                let file = if main {
+                    rel.clone()
+                } else {
+                    wal::mirror_name(id)
+                };
+                let mut i = integrity(
+                    if main {
+                        "wal_record_damaged"
+                    } else {
+                        "mirror_damaged"
+                    },
+                    &rel,
+                    format!("record at offset {off} of {file} fails its checksum"),
+                    source,
+                )
+                .at(loc(&file, off, n))
+                .evidence("segment_len", len.to_string());
+                if both {
+                    i = i.data_at_risk().evidence("both_copies", "true");
+                }
+                out.push(i);
+            }
+        }
+    }
+    let excess = store.tail_excess_bytes();
+    if excess > 0 {
+        out.push(
+            integrity(
+                "torn_tail",
+                &rel,
+                format!("{excess} bytes past the last durable record of {rel} (a failed, unacknowledged write)"),
+                source,
+            )
+            .at(loc(&rel, len, excess))
+            .with_score(0.3),
+        );
+    }
+    out
+}
+
+fn space_issues(store: &Store, source: &str) -> Vec<Issue> {
+    let cfg = store.config();
+    let mut out = Vec::new();
+    if let Some(free) = store.free_bytes() {
+        let (code, floor, name) = if free < cfg.disk_critical_bytes_floor {
+            (
+                "disk_space_critical",
+                cfg.disk_critical_bytes_floor,
+                "disk_critical_bytes_floor",
+            )
+        } else if free < cfg.disk_low_bytes_floor {
+            (
+                "disk_space_low",
+                cfg.disk_low_bytes_floor,
+                "disk_low_bytes_floor",
+            )
+        } else {
+            return out;
+        };
+        out.push(
+            Issue::new(
+                IssueKind::Resource,
+                code,
+                "disk",
+                format!("{free} bytes free, below {name} = {floor}"),
+                source,
+                now_us(),
+            )
+            .with_score(1.0 - free as f64 / floor.max(1) as f64)
+            .evidence("free_bytes", free.to_string())
+            .evidence("wal_bytes", store.wal_bytes().to_string()),
+        );
+    }
+    if store.wal_bytes() > cfg.wal_bytes_max {
+        out.push(
+            Issue::new(
+                IssueKind::ConstraintBreach,
+                "wal_over_bound",
+                "wal",
+                format!(
+                    "WAL is {} bytes, over wal_bytes_max = {}",
+                    store.wal_bytes(),
+                    cfg.wal_bytes_max
+                ),
+                source,
+                now_us(),
+            )
+            .with_score(0.5),
+        );
+    }
+    if let Some(p) = store.stats().poisoned {
+        out.push(
+            Issue::new(
+                IssueKind::OperationError,
+                "store_poisoned",
+                "wal",
+                p,
+                source,
+                now_us(),
+            )
+            .data_at_risk(),
+        );
+    }
+    out
+}
+
+/// Quick check: headers, manifest copies, lock, space, and a random sample of blocks. Reads only the sampled blocks
+/// and each sidecar's block table, so it stays fast on large stores.
+struct QuickCheck {
+    store: Arc<Store>,
+}
+
+impl QuickCheck {
+    fn sample_blocks(&self, out: &mut Vec<Issue>) -> u64 {
+        let files = self.store.immutable_files();
+        let total: u64 = files.iter().map(|f| self.store.n_blocks(f)).sum();
+        if total == 0 {
+            return 0;
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(now_us());
+        let n = (self.store.config().quick_check_sample_blocks as u64).min(total);
+        let mut picks: Vec<u64> = if n == total {
+            (0..total).collect()
+        } else {
+            (0..n).map(|_| rng.random_range(0..total)).collect()
+        };
+        picks.sort_unstable();
+        picks.dedup();
+        let dir: PathBuf = self.store.dir().to_path_buf();
+        let mut base = 0;
+        let mut checked = 0;
+        for f in &files {
+            let nb = self.store.n_blocks(f);
+            let mine: Vec<usize> = picks
+                .iter()
+                .filter(|&&p| p >= base && p < base + nb)
+                .map(|&p| (p - base) as usize)
+                .collect();
+            base += nb;
+            if mine.is_empty() {
+                continue;
+            }
+            let table = (|| -> Result<parity::Sidecar, String> {
+                let par = File::open(dir.join(&f.par_rel)).map_err(|e| e.to_string())?;
+                let mut head = vec![0u8; parity::HEADER_BYTES];
+                par.read_exact_at(&mut head, 0).map_err(|e| e.to_string())?;
+                let end = parity::table_end(&head)?;
+                if end > 64 << 20 {
+                    return Err("sidecar block table over 64 MiB".into());
+                }
+                let mut t = vec![0u8; end];
+                par.read_exact_at(&mut t, 0).map_err(|e| e.to_string())?;
+                parity::parse_table(&t)
+            })();
+            let sc = match table {
+                Ok(sc) if sc.file_id == f.file_id => sc,
+                Ok(_) | Err(_) => {
+                    // Let the full verification describe it precisely.
+                    let v = self.store.verify_file(f, Some(&mine), false);
+                    out.extend(file_issues(&self.store, f, &v, "store.quick"));
+                    continue;
+                }
+            };
+            let Ok(data) = File::open(dir.join(&f.rel)) else {
+                let v = self.store.verify_file(f, Some(&mine), false);
+                out.extend(file_issues(&self.store, f, &v, "store.quick"));
+                continue;
+            };
+            let bs = sc.params.block_bytes as u64;
+            let mut bad = Vec::new();
+            for &b in &mine {
+                let start = b as u64 * bs;
+                let len = (sc.data_len - start).min(bs) as usize;
+                let mut buf = vec![0u8; len];
+                let ok = data.read_exact_at(&mut buf, start).is_ok()
+                    && parity::block_crc(sc.file_id, b as u64, &buf, bs as usize)
+                        == sc.block_crcs[b];
+                checked += 1;
+                if !ok {
+                    bad.push(b);
+                }
+            }
+            if !bad.is_empty() {
+                let v = self.store.verify_file(f, None, false);
+                out.extend(file_issues(&self.store, f, &v, "store.quick"));
+            }
+        }
+        checked
+    }
+}
+
+impl HealthCheck for QuickCheck {
+    fn name(&self) -> &str {
+        "store.quick"
+    }
+    fn tier(&self) -> Tier {
+        Tier::Shallow
+    }
+    fn run(&self, _ctx: &CheckContext<'_>) -> CheckOutcome {
+        let s = &self.store;
+        let mut out = Vec::new();
+        for (name, r) in s.manifest_copies_ok() {
+            if let Err(e) = r {
+                out.push(
+                    integrity(
+                        "manifest_copy_damaged",
+                        &name,
+                        format!("{name}: {e}"),
+                        "store.quick",
+                    )
+                    .at(Location {
+                        file: Some(name.clone()),
+                        ..Location::default()
+                    })
+                    .evidence("state", e),
+                );
+            }
+        }
+        // Open segment headers (main and mirror) and its tail.
+        let (id, len) = s.open_segment();
+        for (rel, code) in [
+            (wal::seg_name(id), "wal_record_damaged"),
+            (wal::mirror_name(id), "mirror_damaged"),
+        ] {
+            if rel.ends_with(".mir") && !s.config().mirror_open_segment {
+                continue;
+            }
+            let mut h = vec![0u8; wal::HEADER_BYTES as usize];
+            let r = File::open(s.dir().join(&rel))
+                .and_then(|f| f.read_exact_at(&mut h, 0))
+                .map_err(|e| e.to_string())
+                .and_then(|()| wal::check_header(&h, id));
+            if let Err(e) = r {
+                out.push(
+                    integrity(
+                        code,
+                        &wal::seg_name(id),
+                        format!("{rel} header: {e}"),
+                        "store.quick",
+                    )
+                    .at(loc(&rel, 0, wal::HEADER_BYTES)),
+                );
+            }
+        }
+        let excess = s.tail_excess_bytes();
+        if excess > 0 {
+            let rel = wal::seg_name(id);
+            out.push(
+                integrity(
+                    "torn_tail",
+                    &rel,
+                    format!("{excess} bytes past the durable end of {rel}"),
+                    "store.quick",
+                )
+                .at(loc(&rel, len, excess))
+                .with_score(0.3),
+            );
+        }
+        match s.lock_file_ok(false) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => out.push(
+                Issue::new(
+                    IssueKind::Resource,
+                    "lock_file_damaged",
+                    crate::lock::LOCK_FILE,
+                    "the LOCK file no longer names this process".to_string(),
+                    "store.quick",
+                    now_us(),
+                )
+                .with_score(0.3),
+            ),
+        }
+        out.extend(space_issues(s, "store.quick"));
+        let checked = self.sample_blocks(&mut out);
+        outcome(
+            "store.quick",
+            out,
+            format!("headers, manifest, lock, space, {checked} sampled blocks"),
+        )
+    }
+}
+
+/// Incremental check: files sealed since the last run, and the open segment's records written since the last run.
+struct IncrementalCheck {
+    store: Arc<Store>,
+    verified: Arc<Mutex<HashSet<String>>>,
+}
+
+impl HealthCheck for IncrementalCheck {
+    fn name(&self) -> &str {
+        "store.incremental"
+    }
+    fn tier(&self) -> Tier {
+        Tier::Deep
+    }
+    fn run(&self, ctx: &CheckContext<'_>) -> CheckOutcome {
+        let s = &self.store;
+        let mut out = Vec::new();
+        let files = s.immutable_files();
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        verified.retain(|r| files.iter().any(|f| &f.rel == r));
+        let mut n = 0;
+        for f in &files {
+            if verified.contains(&f.rel) {
+                continue;
+            }
+            if ctx.clock.now() > ctx.deadline {
+                break;
+            }
+            let v = s.verify_file(f, None, false);
+            if v.clean() {
+                verified.insert(f.rel.clone());
+            }
+            out.extend(file_issues(s, f, &v, "store.incremental"));
+            n += 1;
+        }
+        drop(verified);
+        let (id, len) = s.open_segment();
+        let from = {
+            let mut mark = s.incremental_mark.lock().unwrap_or_else(|p| p.into_inner());
+            let from = if mark.0 == id {
+                mark.1
+            } else {
+                wal::HEADER_BYTES
+            };
+            *mark = (id, len, mark.2);
+            from
+        };
+        out.extend(open_segment_issues(s, from, "store.incremental"));
+        outcome(
+            "store.incremental",
+            out,
+            format!(
+                "{n} newly sealed file(s) and {} new WAL bytes",
+                len - from.min(len)
+            ),
+        )
+    }
+}
+
+/// Full scrub: every block and recovery block, both manifest copies, the whole open segment and its mirror, and
+/// agreement of a fresh replay of the files with the live table.
+struct ScrubCheck {
+    store: Arc<Store>,
+}
+
+impl HealthCheck for ScrubCheck {
+    fn name(&self) -> &str {
+        "store.scrub"
+    }
+    fn tier(&self) -> Tier {
+        Tier::Comprehensive
+    }
+    fn run(&self, _ctx: &CheckContext<'_>) -> CheckOutcome {
+        let s = &self.store;
+        let mut out = Vec::new();
+        let files = s.immutable_files();
+        for f in &files {
+            let v = s.verify_file(f, None, true);
+            out.extend(file_issues(s, f, &v, "store.scrub"));
+        }
+        for (name, r) in s.manifest_copies_ok() {
+            if let Err(e) = r {
+                out.push(
+                    integrity(
+                        "manifest_copy_damaged",
+                        &name,
+                        format!("{name}: {e}"),
+                        "store.scrub",
+                    )
+                    .at(Location {
+                        file: Some(name.clone()),
+                        ..Location::default()
+                    }),
+                );
+            }
+        }
+        out.extend(open_segment_issues(s, 0, "store.scrub"));
+        // Only compare with a replay when the files themselves are sound (otherwise the above says why).
+        if out.is_empty() {
+            match s.replay_agrees() {
+                Ok(diff) if diff.is_empty() => {}
+                Ok(diff) => out.push(
+                    integrity(
+                        "memory_table_mismatch",
+                        "table",
+                        format!(
+                            "{} document(s) in memory disagree with a replay of the log",
+                            diff.len()
+                        ),
+                        "store.scrub",
+                    )
+                    .data_at_risk()
+                    .evidence("ids", format!("{:?}", &diff[..diff.len().min(10)])),
+                ),
+                Err(e) => out.push(
+                    integrity(
+                        "snapshot_log_disagree",
+                        "table",
+                        format!("replaying the files failed: {e}"),
+                        "store.scrub",
+                    )
+                    .data_at_risk(),
+                ),
+            }
+        }
+        out.extend(space_issues(s, "store.scrub"));
+        outcome(
+            "store.scrub",
+            out,
+            format!(
+                "{} immutable file(s), manifest, open segment, replay",
+                files.len()
+            ),
+        )
+    }
+}
+
+/// Saves files under `backup/<tag>-<time>/` for rollback.
+fn backup_files(store: &Store, tag: &str, rels: &[String]) -> Result<Backup, RepairError> {
+    let root = store.dir().join("backup");
+    let name = format!("{tag}-{}", now_us());
+    let dir = root.join(&name);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| RepairError::Io(format!("creating {}: {e}", dir.display())))?;
+    let mut bytes = 0;
+    for rel in rels {
+        let src = store.dir().join(rel);
+        if !src.exists() {
+            continue;
+        }
+        let dst = dir.join(rel.replace('/', "__"));
+        bytes += std::fs::copy(&src, &dst)
+            .map_err(|e| RepairError::Io(format!("backing up {rel}: {e}")))?;
+    }
+    // Bound the number of backups kept.
+    if let Ok(rd) = std::fs::read_dir(&root) {
+        let mut all: Vec<(std::time::SystemTime, PathBuf)> = rd
+            .flatten()
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        all.sort();
+        while all.len() > BACKUPS_KEPT_MAX {
+            let (_, p) = all.remove(0);
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+    Ok(Backup {
+        location: format!("backup/{name}"),
+        bytes,
+    })
+}
+
+fn restore_backup(store: &Store, b: &Backup) -> Result<(), RepairError> {
+    let dir = store.dir().join(&b.location);
+    let rd = std::fs::read_dir(&dir)
+        .map_err(|e| RepairError::Io(format!("reading {}: {e}", dir.display())))?;
+    for e in rd.flatten() {
+        let rel = e.file_name().to_string_lossy().replace("__", "/");
+        std::fs::copy(e.path(), store.dir().join(&rel))
+            .map_err(|e| RepairError::Io(format!("restoring {rel}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn est(duration_us: u64, data_loss: DataLoss, risk: f64) -> Estimate {
+    Estimate {
+        duration_us,
+        data_loss,
+        risk,
+    }
+}
+
+fn to_repair_err(e: crate::StoreError) -> RepairError {
+    match e {
+        crate::StoreError::Corrupt { .. } => RepairError::Unrecoverable(e.to_string()),
+        crate::StoreError::Io { .. } | crate::StoreError::Poisoned(_) => {
+            RepairError::Io(e.to_string())
+        }
+        other => RepairError::Other(other.to_string()),
+    }
+}
+
+fn find_file(store: &Store, issue: &Issue) -> Option<ImmutableFile> {
+    let file = issue
+        .location
+        .file
+        .clone()
+        .unwrap_or_else(|| issue.resource.clone());
+    store.immutable_files().into_iter().find(|f| {
+        f.rel == file || f.par_rel == file || f.rel == issue.resource || f.par_rel == issue.resource
+    })
+}
+
+/// Rebuilds damaged blocks of a sealed segment or snapshot from parity, or a damaged sidecar from verified data.
+struct RebuildFromParity {
+    store: Arc<Store>,
+}
+
+impl RepairStrategy for RebuildFromParity {
+    fn name(&self) -> &str {
+        "rebuild_from_parity"
+    }
+    fn cost(&self) -> RepairCost {
+        RepairCost::Redundancy
+    }
+    fn can_repair(&self, issue: &Issue) -> bool {
+        matches!(
+            issue.code.as_str(),
+            "block_checksum" | "parity_damaged" | "parity_mismatch"
+        ) && find_file(&self.store, issue).is_some()
+    }
+    fn estimate(&self, issue: &Issue) -> Estimate {
+        let len = find_file(&self.store, issue).map_or(0, |f| f.len);
+        // Reading, decoding and rewriting runs at a few hundred MB/s; 10 ms floor for the fsyncs.
+        est(10_000 + len / 200, DataLoss::None, 0.05)
+    }
+    fn backup(&self, issue: &Issue) -> Result<Backup, RepairError> {
+        let f = find_file(&self.store, issue)
+            .ok_or_else(|| RepairError::NotApplicable("file no longer live".into()))?;
+        backup_files(&self.store, self.name(), &[f.rel, f.par_rel])
+    }
+    fn repair(&self, issue: &Issue) -> Result<RepairReport, RepairError> {
+        let f = find_file(&self.store, issue)
+            .ok_or_else(|| RepairError::NotApplicable("file no longer live".into()))?;
+        let mut actions = self.store.repair_file(&f).map_err(to_repair_err)?;
+        if actions.is_empty() {
+            actions.push(format!(
+                "{} and {} already verify; nothing to rewrite",
+                f.rel, f.par_rel
+            ));
+        }
+        Ok(RepairReport {
+            actions,
+            data_loss: DataLoss::None,
+        })
+    }
+    fn validate(&self, issue: &Issue) -> Result<(), RepairError> {
+        let Some(f) = find_file(&self.store, issue) else {
+            return Ok(()); // compacted away meanwhile
+        };
+        let v = self.store.verify_file(&f, None, true);
+        if v.clean() {
+            Ok(())
+        } else {
+            Err(RepairError::Validation(format!(
+                "{} still fails: {v:?}",
+                f.rel
+            )))
+        }
+    }
+    fn rollback(&self, _issue: &Issue, backup: &Backup) -> Result<(), RepairError> {
+        restore_backup(&self.store, backup)
+    }
+}
+
+/// Restores a damaged or stale manifest copy from its twin.
+struct RestoreManifestTwin {
+    store: Arc<Store>,
+}
+
+impl RepairStrategy for RestoreManifestTwin {
+    fn name(&self) -> &str {
+        "restore_manifest_from_twin"
+    }
+    fn cost(&self) -> RepairCost {
+        RepairCost::Redundancy
+    }
+    fn can_repair(&self, issue: &Issue) -> bool {
+        issue.code == "manifest_copy_damaged"
+    }
+    fn estimate(&self, _issue: &Issue) -> Estimate {
+        est(5_000, DataLoss::None, 0.02)
+    }
+    fn backup(&self, _issue: &Issue) -> Result<Backup, RepairError> {
+        backup_files(
+            &self.store,
+            self.name(),
+            &crate::manifest::COPIES.map(String::from),
+        )
+    }
+    fn repair(&self, _issue: &Issue) -> Result<RepairReport, RepairError> {
+        let fixed = self.store.repair_manifest().map_err(to_repair_err)?;
+        Ok(RepairReport {
+            actions: if fixed.is_empty() {
+                vec!["both manifest copies already current".into()]
+            } else {
+                fixed
+                    .iter()
+                    .map(|c| format!("rewrote {c} from the live manifest (its twin)"))
+                    .collect()
+            },
+            data_loss: DataLoss::None,
+        })
+    }
+    fn validate(&self, _issue: &Issue) -> Result<(), RepairError> {
+        for (name, r) in self.store.manifest_copies_ok() {
+            r.map_err(|e| RepairError::Validation(format!("{name}: {e}")))?;
+        }
+        Ok(())
+    }
+    fn rollback(&self, _issue: &Issue, backup: &Backup) -> Result<(), RepairError> {
+        restore_backup(&self.store, backup)
+    }
+}
+
+/// Rewrites damaged records of the open segment (or its mirror) from the other copy.
+struct RepairFromMirror {
+    store: Arc<Store>,
+}
+
+impl RepairStrategy for RepairFromMirror {
+    fn name(&self) -> &str {
+        "repair_from_mirror"
+    }
+    fn cost(&self) -> RepairCost {
+        RepairCost::Redundancy
+    }
+    fn can_repair(&self, issue: &Issue) -> bool {
+        matches!(issue.code.as_str(), "wal_record_damaged" | "mirror_damaged")
+    }
+    fn estimate(&self, _issue: &Issue) -> Estimate {
+        est(
+            10_000 + self.store.open_segment().1 / 500,
+            DataLoss::None,
+            0.05,
+        )
+    }
+    fn backup(&self, _issue: &Issue) -> Result<Backup, RepairError> {
+        let (id, _) = self.store.open_segment();
+        backup_files(
+            &self.store,
+            self.name(),
+            &[wal::seg_name(id), wal::mirror_name(id)],
+        )
+    }
+    fn repair(&self, _issue: &Issue) -> Result<RepairReport, RepairError> {
+        let mut actions = self.store.repair_open_segment().map_err(to_repair_err)?;
+        if actions.is_empty() {
+            actions.push("open segment and mirror already agree".into());
+        }
+        Ok(RepairReport {
+            actions,
+            data_loss: DataLoss::None,
+        })
+    }
+    fn validate(&self, _issue: &Issue) -> Result<(), RepairError> {
+        let bad = self.store.verify_open_segment(0).map_err(to_repair_err)?;
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(RepairError::Validation(format!(
+                "open segment still damaged at {bad:?}"
+            )))
+        }
+    }
+    fn rollback(&self, _issue: &Issue, backup: &Backup) -> Result<(), RepairError> {
+        restore_backup(&self.store, backup)
+    }
+}
+
+/// Cuts bytes past the last durable record (never acknowledged) off the open segment and its mirror.
+struct TruncateTornTail {
+    store: Arc<Store>,
+}
+
+impl RepairStrategy for TruncateTornTail {
+    fn name(&self) -> &str {
+        "truncate_torn_tail"
+    }
+    fn cost(&self) -> RepairCost {
+        RepairCost::InPlace
+    }
+    fn can_repair(&self, issue: &Issue) -> bool {
+        issue.code == "torn_tail"
+    }
+    fn estimate(&self, _issue: &Issue) -> Estimate {
+        est(2_000, DataLoss::UnacknowledgedOnly, 0.01)
+    }
+    fn backup(&self, _issue: &Issue) -> Result<Backup, RepairError> {
+        let (id, _) = self.store.open_segment();
+        backup_files(
+            &self.store,
+            self.name(),
+            &[wal::seg_name(id), wal::mirror_name(id)],
+        )
+    }
+    fn repair(&self, _issue: &Issue) -> Result<RepairReport, RepairError> {
+        let cut = self.store.truncate_tail().map_err(to_repair_err)?;
+        Ok(RepairReport {
+            actions: vec![if cut > 0 {
+                format!("cut {cut} unacknowledged bytes off the open segment")
+            } else {
+                "no torn tail left (it was cut on open)".into()
+            }],
+            data_loss: DataLoss::UnacknowledgedOnly,
+        })
+    }
+    fn validate(&self, _issue: &Issue) -> Result<(), RepairError> {
+        match self.store.tail_excess_bytes() {
+            0 => Ok(()),
+            n => Err(RepairError::Validation(format!(
+                "{n} bytes still past the durable end"
+            ))),
+        }
+    }
+    fn rollback(&self, _issue: &Issue, _backup: &Backup) -> Result<(), RepairError> {
+        // Putting unacknowledged garbage back would only re-create the problem; the backup stays for inspection.
+        Ok(())
+    }
+}
+
+/// Reloads the in-memory table from the latest snapshot and the log.
+struct ReloadTable {
+    store: Arc<Store>,
+}
+
+impl RepairStrategy for ReloadTable {
+    fn name(&self) -> &str {
+        "restore_snapshot_and_replay"
+    }
+    fn cost(&self) -> RepairCost {
+        RepairCost::ReplayLog
+    }
+    fn can_repair(&self, issue: &Issue) -> bool {
+        issue.code == "memory_table_mismatch"
+    }
+    fn estimate(&self, _issue: &Issue) -> Estimate {
+        est(50_000 + self.store.wal_bytes() / 200, DataLoss::None, 0.1)
+    }
+    fn backup(&self, _issue: &Issue) -> Result<Backup, RepairError> {
+        Ok(Backup {
+            location: "memory (the files are not changed)".into(),
+            bytes: 0,
+        })
+    }
+    fn repair(&self, _issue: &Issue) -> Result<RepairReport, RepairError> {
+        let n = self.store.reload_table().map_err(to_repair_err)?;
+        Ok(RepairReport {
+            actions: vec![format!(
+                "reloaded {n} document(s) from the snapshot and the log"
+            )],
+            data_loss: DataLoss::None,
+        })
+    }
+    fn validate(&self, _issue: &Issue) -> Result<(), RepairError> {
+        let diff = self.store.replay_agrees().map_err(to_repair_err)?;
+        if diff.is_empty() {
+            Ok(())
+        } else {
+            Err(RepairError::Validation(format!(
+                "{} document(s) still disagree",
+                diff.len()
+            )))
+        }
+    }
+    fn rollback(&self, _issue: &Issue, _backup: &Backup) -> Result<(), RepairError> {
+        Ok(())
+    }
+}
+
+/// Takes a snapshot and drops the segments it covers: bounds the log, frees space, and replaces a snapshot that
+/// parity could not save with one written from the verified table.
+struct Compact {
+    store: Arc<Store>,
+}
+
+impl RepairStrategy for Compact {
+    fn name(&self) -> &str {
+        "compact"
+    }
+    fn cost(&self) -> RepairCost {
+        RepairCost::InPlace
+    }
+    fn can_repair(&self, issue: &Issue) -> bool {
+        matches!(
+            issue.code.as_str(),
+            "wal_over_bound" | "disk_space_low" | "disk_space_critical" | "compaction_failed"
+        )
+    }
+    fn estimate(&self, _issue: &Issue) -> Estimate {
+        let s = self.store.stats();
+        est(
+            20_000 + (s.wal_bytes + s.docs as u64 * 1024) / 200,
+            DataLoss::None,
+            0.1,
+        )
+    }
+    fn backup(&self, _issue: &Issue) -> Result<Backup, RepairError> {
+        // Compaction writes new files and only then switches the manifest; the old state is its own backup until
+        // the switch, and the switch is atomic.
+        let m = self.store.manifest();
+        Ok(Backup {
+            location: format!("manifest generation {}", m.generation),
+            bytes: 0,
+        })
+    }
+    fn repair(&self, _issue: &Issue) -> Result<RepairReport, RepairError> {
+        let before = self.store.wal_bytes();
+        self.store.compact().map_err(to_repair_err)?;
+        let free = self.store.free_bytes();
+        Ok(RepairReport {
+            actions: vec![format!(
+                "compacted: WAL {before} -> {} bytes; free space now {free:?}",
+                self.store.wal_bytes()
+            )],
+            data_loss: DataLoss::None,
+        })
+    }
+    fn validate(&self, issue: &Issue) -> Result<(), RepairError> {
+        let cfg = self.store.config();
+        match issue.code.as_str() {
+            "wal_over_bound" if self.store.wal_bytes() > cfg.wal_bytes_max => Err(
+                RepairError::Validation(format!("WAL still {} bytes", self.store.wal_bytes())),
+            ),
+            "disk_space_critical" => match self.store.free_bytes() {
+                Some(f) if f < cfg.disk_critical_bytes_floor => {
+                    Err(RepairError::Validation(format!(
+                        "still only {f} bytes free, below disk_critical_bytes_floor = {}",
+                        cfg.disk_critical_bytes_floor
+                    )))
+                }
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+    fn rollback(&self, _issue: &Issue, _backup: &Backup) -> Result<(), RepairError> {
+        Ok(())
+    }
+}
+
+/// Rewrites the lock file's holder text. The kernel lock itself is held by this process (a kernel lock cannot
+/// outlive its holder), so the text is the only thing that can go stale or be damaged.
+struct RefreshLock {
+    store: Arc<Store>,
+}
+
+impl RepairStrategy for RefreshLock {
+    fn name(&self) -> &str {
+        "break_stale_lock"
+    }
+    fn cost(&self) -> RepairCost {
+        RepairCost::InPlace
+    }
+    fn can_repair(&self, issue: &Issue) -> bool {
+        matches!(issue.code.as_str(), "stale_lock" | "lock_file_damaged")
+    }
+    fn estimate(&self, _issue: &Issue) -> Estimate {
+        est(1_000, DataLoss::None, 0.01)
+    }
+    fn backup(&self, _issue: &Issue) -> Result<Backup, RepairError> {
+        backup_files(
+            &self.store,
+            self.name(),
+            &[crate::lock::LOCK_FILE.to_string()],
+        )
+    }
+    fn repair(&self, issue: &Issue) -> Result<RepairReport, RepairError> {
+        self.store.lock_file_ok(true).map_err(to_repair_err)?;
+        Ok(RepairReport {
+            actions: vec![format!(
+                "LOCK rewritten to name this process (kernel lock held by us; {})",
+                issue.summary
+            )],
+            data_loss: DataLoss::None,
+        })
+    }
+    fn validate(&self, _issue: &Issue) -> Result<(), RepairError> {
+        match self.store.lock_file_ok(false) {
+            Ok(true) => Ok(()),
+            _ => Err(RepairError::Validation(
+                "LOCK still does not name this process".into(),
+            )),
+        }
+    }
+    fn rollback(&self, _issue: &Issue, _backup: &Backup) -> Result<(), RepairError> {
+        Ok(())
+    }
+}
+
+impl Subject for StoreSubject {
+    fn name(&self) -> &str {
+        "store"
+    }
+    fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        let s = self.store.clone();
+        vec![
+            Arc::new(QuickCheck { store: s.clone() }),
+            Arc::new(IncrementalCheck {
+                store: s.clone(),
+                verified: self.verified.clone(),
+            }),
+            Arc::new(ScrubCheck { store: s }),
+        ]
+    }
+    fn strategies(&self) -> Vec<Arc<dyn RepairStrategy>> {
+        let s = self.store.clone();
+        vec![
+            Arc::new(TruncateTornTail { store: s.clone() }),
+            Arc::new(RefreshLock { store: s.clone() }),
+            Arc::new(RebuildFromParity { store: s.clone() }),
+            Arc::new(RestoreManifestTwin { store: s.clone() }),
+            Arc::new(RepairFromMirror { store: s.clone() }),
+            Arc::new(ReloadTable { store: s.clone() }),
+            Arc::new(Compact { store: s }),
+        ]
+    }
+    fn sample(&self, now: Timestamp) -> Vec<Sample> {
+        let st = self.store.stats();
+        let free = self.store.free_bytes();
+        let mut out = vec![
+            ("docs", st.docs as f64),
+            ("last_lsn", st.last_lsn as f64),
+            ("wal_bytes", st.wal_bytes as f64),
+            ("segments", st.segments as f64),
+            ("commits_total", st.commits as f64),
+            ("records_committed_total", st.records_committed as f64),
+            (
+                "put_latency_last_us",
+                self.store.last_put_latency_us() as f64,
+            ),
+            ("read_only", st.read_only.is_some() as u8 as f64),
+            ("poisoned", st.poisoned.is_some() as u8 as f64),
+            ("issues_queued", st.issues_queued as f64),
+        ];
+        if let Some(f) = free {
+            out.push(("disk_free_bytes", f as f64));
+        }
+        if let Some(q) = self.store.config().io.quota_bytes_remaining() {
+            out.push(("quota_bytes_remaining", q as f64));
+        }
+        out.into_iter()
+            .map(|(m, v)| Sample {
+                metric: m.to_string(),
+                value: v,
+                at: now,
+            })
+            .collect()
+    }
+    fn drain_issues(&self) -> Vec<Issue> {
+        self.store.drain_issues()
+    }
+}

@@ -1,0 +1,589 @@
+//! The store's behaviour through its public API: durability across reopen, limits, the lock, recovery from torn
+//! tails and damaged files, group commit, disk space, fsync failure, the health checks and repair strategies, and a
+//! model check against a `BTreeMap`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use heal::check::CheckContext;
+use heal::{Subject, SystemClock, Tier};
+use proptest::prelude::*;
+use store::{Document, Store, StoreConfig, StoreError, StoreSubject};
+
+fn small() -> StoreConfig {
+    StoreConfig {
+        segment_bytes_max: 8 << 10,
+        wal_bytes_max: 64 << 10,
+        block_bytes: 512,
+        parity_data_blocks: 4,
+        parity_blocks: 2,
+        disk_low_bytes_floor: 0,
+        disk_critical_bytes_floor: 0,
+        ..StoreConfig::default()
+    }
+}
+
+fn doc(i: usize) -> Document {
+    let mut meta = serde_json::Map::new();
+    meta.insert("i".into(), serde_json::json!(i));
+    Document {
+        text: format!("document number {i} {}", "x".repeat(i % 50)),
+        vector: Some(vec![i as f32, 0.5, -1.0]),
+        meta: Some(meta),
+    }
+}
+
+fn run_check(subject: &StoreSubject, tier: Tier) -> heal::CheckOutcome {
+    let clock = SystemClock::new();
+    let check = subject
+        .checks()
+        .into_iter()
+        .find(|c| c.tier() == tier)
+        .expect("a check of each tier");
+    use heal::Clock;
+    let ctx = CheckContext {
+        clock: &clock,
+        deadline: clock.now() + 60_000_000,
+    };
+    check.run(&ctx)
+}
+
+fn repair(subject: &StoreSubject, issue: &heal::Issue) -> Result<(), heal::RepairError> {
+    let s = subject
+        .strategies()
+        .into_iter()
+        .find(|s| s.can_repair(issue))
+        .unwrap_or_else(|| panic!("no strategy for {}", issue.code));
+    let b = s.backup(issue)?;
+    s.repair(issue)?;
+    s.validate(issue).inspect_err(|_| {
+        let _ = s.rollback(issue, &b);
+    })
+}
+
+fn flip(path: &Path, offset: u64, len: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    for x in &mut b[offset as usize..offset as usize + len] {
+        *x ^= 0x5a;
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn documents_survive_reopen_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(s.recovery_report().created);
+    for i in 0..300 {
+        assert_eq!(s.put(&format!("d{i:03}"), doc(i)).unwrap(), i as u64 + 1);
+    }
+    assert_eq!(s.delete("d007").unwrap(), Some(301));
+    assert_eq!(s.delete("nope").unwrap(), None);
+    assert!(s.stats().rotations > 0, "segments rotated: {:?}", s.stats());
+    s.close().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let r = s.recovery_report();
+    assert!(!r.created && !r.previous_holder_crashed, "{r:?}");
+    assert_eq!(s.count(), 299);
+    assert_eq!(s.get("d042").unwrap(), Some(doc(42)));
+    assert_eq!(s.get("d007").unwrap(), None);
+    let page = s.scan(Some("d005"), 3).unwrap();
+    let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["d006", "d008", "d009"]);
+    assert_eq!(s.put("z", Document::text("t")).unwrap(), 302);
+}
+
+#[test]
+fn compaction_bounds_the_log_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    for i in 0..1500 {
+        s.put(&format!("k{}", i % 200), doc(i)).unwrap();
+    }
+    let st = s.stats();
+    assert!(st.compactions > 0 && st.snapshot_lsn.is_some(), "{st:?}");
+    assert!(
+        st.wal_bytes <= small().wal_bytes_max + small().segment_bytes_max,
+        "{st:?}"
+    );
+    drop(s);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(s.recovery_report().previous_holder_crashed);
+    assert_eq!(s.count(), 200);
+    for k in 0..200 {
+        let last = (0..1500).filter(|i| i % 200 == k).max().unwrap();
+        assert_eq!(s.get(&format!("k{k}")).unwrap(), Some(doc(last)));
+    }
+}
+
+#[test]
+fn bad_input_gets_clear_user_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let e = s.put(&"a".repeat(257), Document::text("x")).unwrap_err();
+    assert!(
+        e.is_user_error() && e.to_string().contains("id_bytes_max = 256"),
+        "{e}"
+    );
+    let e = s.put("", Document::text("x")).unwrap_err();
+    assert!(matches!(e, StoreError::InvalidInput(_)), "{e}");
+    let e = s
+        .put(
+            "a",
+            Document {
+                vector: Some(vec![f32::INFINITY]),
+                ..Document::text("x")
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::InvalidInput(ref m) if m.contains("finite")),
+        "{e}"
+    );
+    s.put(
+        "a",
+        Document {
+            vector: Some(vec![1.0, 2.0]),
+            ..Document::text("x")
+        },
+    )
+    .unwrap();
+    let e = s
+        .put(
+            "b",
+            Document {
+                vector: Some(vec![1.0]),
+                ..Document::text("x")
+            },
+        )
+        .unwrap_err();
+    assert!(
+        e.is_user_error() && e.to_string().contains("dimension"),
+        "{e}"
+    );
+    let big = "y".repeat(StoreConfig::default().limits.text_bytes_max as usize + 1);
+    let e = s.put("c", Document::text(big)).unwrap_err();
+    assert!(
+        matches!(e, StoreError::TooLarge { what: "text", .. }),
+        "{e}"
+    );
+    assert_eq!(s.count(), 1);
+}
+
+#[test]
+fn a_second_opener_is_told_who_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    match Store::open(dir.path(), small()) {
+        Err(StoreError::Locked { holder }) => {
+            assert!(
+                holder.contains(&format!("pid {}", std::process::id())),
+                "{holder}"
+            )
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(s);
+    Store::open(dir.path(), small()).unwrap();
+}
+
+#[test]
+fn torn_tail_is_cut_and_reported_and_acknowledged_data_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    for i in 0..5 {
+        s.put(&format!("a{i}"), doc(i)).unwrap();
+    }
+    let (id, len) = s.open_segment();
+    drop(s);
+    let seg = dir.path().join(format!("wal/{id:016}.seg"));
+    let mir = dir.path().join(format!("wal/{id:016}.mir"));
+    // A half-written record in both copies, as a crash mid-commit leaves.
+    for p in [&seg, &mir] {
+        let mut b = std::fs::read(p).unwrap();
+        b.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 5]);
+        std::fs::write(p, b).unwrap();
+    }
+    let s = Store::open(dir.path(), small()).unwrap();
+    let r = s.recovery_report();
+    let t = r.torn_tail.clone().expect("torn tail reported");
+    assert_eq!((t.offset, t.bytes), (len, 9));
+    assert_eq!(s.count(), 5);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), len);
+    let subject = StoreSubject::new(Arc::new(s));
+    let issues = subject.drain_issues();
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.code == "torn_tail" && i.location.offset == Some(len)),
+        "{issues:?}"
+    );
+}
+
+#[test]
+fn damage_to_the_open_segment_is_repaired_from_its_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    for i in 0..5 {
+        s.put(&format!("a{i}"), doc(i)).unwrap();
+    }
+    let (id, _) = s.open_segment();
+    let seg = dir.path().join(format!("wal/{id:016}.seg"));
+    flip(&seg, 60, 4);
+    let subject = StoreSubject::new(s.clone());
+    let out = run_check(&subject, Tier::Deep);
+    assert!(!out.passed);
+    let i = out
+        .issues
+        .iter()
+        .find(|i| i.code == "wal_record_damaged")
+        .expect("damage found");
+    assert_eq!(
+        i.location.file.as_deref(),
+        Some(format!("wal/{id:016}.seg").as_str())
+    );
+    repair(&subject, i).unwrap();
+    assert!(run_check(&subject, Tier::Comprehensive).passed);
+    drop(subject);
+    let s = Arc::into_inner(s).unwrap();
+    drop(s);
+    // Damage met on open is undone on open too.
+    flip(&seg, 60, 4);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(s.recovery_report().records_from_mirror, 1);
+    assert_eq!(s.get("a0").unwrap(), Some(doc(0)));
+}
+
+#[test]
+fn a_zeroed_block_of_a_sealed_segment_is_rebuilt_from_parity() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    for i in 0..100 {
+        s.put(&format!("b{i:03}"), doc(i)).unwrap();
+    }
+    let files = s.immutable_files();
+    let f = files
+        .iter()
+        .find(|f| f.rel.ends_with(".seg"))
+        .expect("a sealed segment")
+        .clone();
+    drop(s);
+    let path = dir.path().join(&f.rel);
+    let mut b = std::fs::read(&path).unwrap();
+    b[512..1024].fill(0);
+    std::fs::write(&path, &b).unwrap();
+    // Open rebuilds it in memory and queues the issue; every document reads back exactly.
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let r = s.recovery_report();
+    assert_eq!(r.blocks_rebuilt, vec![(f.rel.clone(), 1)]);
+    for i in 0..100 {
+        assert_eq!(s.get(&format!("b{i:03}")).unwrap(), Some(doc(i)));
+    }
+    let subject = StoreSubject::new(s.clone());
+    let issues = subject.drain_issues();
+    let i = issues
+        .iter()
+        .find(|i| i.code == "block_checksum")
+        .expect("queued");
+    assert_eq!(i.location.file.as_deref(), Some(f.rel.as_str()));
+    assert_eq!(i.location.offset, Some(512));
+    // The scrub sees it too, and the strategy repairs the disk copy.
+    assert!(!run_check(&subject, Tier::Comprehensive).passed);
+    repair(&subject, i).unwrap();
+    assert!(run_check(&subject, Tier::Comprehensive).passed);
+    assert_ne!(std::fs::read(&path).unwrap()[512..1024], [0u8; 512]);
+}
+
+#[test]
+fn too_much_damage_fails_with_corrupt_naming_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    for i in 0..100 {
+        s.put(&format!("b{i:03}"), doc(i)).unwrap();
+    }
+    let f = s
+        .immutable_files()
+        .into_iter()
+        .find(|f| f.rel.ends_with(".seg"))
+        .unwrap();
+    drop(s);
+    flip(&dir.path().join(&f.rel), 0, 512 * 3 + 10);
+    match Store::open(dir.path(), small()) {
+        Err(StoreError::Corrupt { location, .. }) => {
+            assert_eq!(location.file.as_deref(), Some(f.rel.as_str()))
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_damaged_manifest_copy_is_restored_from_its_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    for i in 0..50 {
+        s.put(&format!("m{i}"), doc(i)).unwrap();
+    }
+    flip(&dir.path().join("MANIFEST-B"), 10, 3);
+    let subject = StoreSubject::new(s.clone());
+    let out = run_check(&subject, Tier::Shallow);
+    let i = out
+        .issues
+        .iter()
+        .find(|i| i.code == "manifest_copy_damaged")
+        .expect("found");
+    assert_eq!(i.resource, "MANIFEST-B");
+    repair(&subject, i).unwrap();
+    assert!(
+        run_check(&subject, Tier::Shallow).passed,
+        "{:?}",
+        run_check(&subject, Tier::Shallow)
+    );
+    drop(subject);
+    drop(Arc::into_inner(s).unwrap());
+    // On open, a damaged copy is restored from the other.
+    std::fs::write(dir.path().join("MANIFEST-A"), b"garbage").unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(
+        s.recovery_report().manifest_copies_restored,
+        vec!["MANIFEST-A".to_string()]
+    );
+    assert_eq!(s.count(), 50);
+}
+
+#[test]
+fn concurrent_writers_share_fsyncs_and_all_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        disk_low_bytes_floor: 0,
+        disk_critical_bytes_floor: 0,
+        ..StoreConfig::default()
+    };
+    cfg.io.set_latency_us(500);
+    let s = Arc::new(Store::open(dir.path(), cfg).unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    s.put(&format!("t{t}-{i}"), doc(i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let st = s.stats();
+    assert_eq!(st.records_committed, 320);
+    assert!(st.commits < 320, "group commit shares fsyncs: {st:?}");
+    drop(Arc::into_inner(s).unwrap());
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(s.count(), 320);
+}
+
+#[test]
+fn out_of_space_turns_read_only_and_resumes_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        disk_low_bytes_floor: 0,
+        disk_critical_bytes_floor: 0,
+        ..small()
+    };
+    let io = cfg.io.clone();
+    let s = Store::open(dir.path(), cfg).unwrap();
+    s.put("a", doc(1)).unwrap();
+    io.set_quota_bytes(Some(20));
+    let e = s.put("b", doc(2)).unwrap_err();
+    assert!(
+        matches!(e, StoreError::ReadOnly(ref m) if m.starts_with("read-only: disk space")),
+        "{e}"
+    );
+    assert!(s.stats().read_only.is_some());
+    assert_eq!(s.get("a").unwrap(), Some(doc(1)), "reads continue");
+    io.set_quota_bytes(None);
+    s.free_bytes();
+    s.put("c", doc(3)).unwrap();
+    drop(s);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!((s.count(), s.get("b").unwrap()), (2, None));
+}
+
+#[test]
+fn below_the_critical_floor_writes_are_refused_until_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        disk_low_bytes_floor: 1 << 20,
+        disk_critical_bytes_floor: 1 << 19,
+        ..small()
+    };
+    let io = cfg.io.clone();
+    let s = Arc::new(Store::open(dir.path(), cfg).unwrap());
+    io.set_quota_bytes(Some(1000));
+    let e = s.put("a", doc(1)).unwrap_err();
+    assert!(e.to_string().contains("disk_critical_bytes_floor"), "{e}");
+    let subject = StoreSubject::new(s.clone());
+    let out = run_check(&subject, Tier::Shallow);
+    assert!(
+        out.issues.iter().any(|i| i.code == "disk_space_critical"),
+        "{out:?}"
+    );
+    io.set_quota_bytes(Some(800 << 10));
+    let out = run_check(&subject, Tier::Shallow);
+    assert!(
+        out.issues.iter().any(|i| i.code == "disk_space_low"),
+        "{out:?}"
+    );
+    s.put("a", doc(1)).unwrap();
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small();
+    let io = cfg.io.clone();
+    let s = Store::open(dir.path(), cfg).unwrap();
+    s.put("a", doc(1)).unwrap();
+    io.set_fail_fsync(true);
+    assert!(matches!(s.put("b", doc(2)), Err(StoreError::Poisoned(_))));
+    io.set_fail_fsync(false);
+    assert!(
+        matches!(s.put("c", doc(3)), Err(StoreError::Poisoned(_))),
+        "stays stopped"
+    );
+    assert_eq!(s.get("a").unwrap(), Some(doc(1)));
+    drop(s);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(s.get("a").unwrap(), Some(doc(1)));
+    s.put("c", doc(3)).unwrap();
+}
+
+#[test]
+fn a_damaged_snapshot_block_is_rebuilt_and_a_damaged_sidecar_regenerated() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    for i in 0..800 {
+        s.put(&format!("s{}", i % 150), doc(i)).unwrap();
+    }
+    s.compact().unwrap();
+    let snap = s
+        .immutable_files()
+        .into_iter()
+        .find(|f| f.rel.ends_with(".snap"))
+        .expect("snapshot");
+    drop(s);
+    flip(&dir.path().join(&snap.rel), 700, 20);
+    flip(&dir.path().join(&snap.par_rel), 5, 1);
+    // Sidecar header damaged too: the snapshot's own entry checksums catch the damaged entry.
+    assert!(matches!(
+        Store::open(dir.path(), small()),
+        Err(StoreError::Corrupt { .. })
+    ));
+    flip(&dir.path().join(&snap.par_rel), 5, 1);
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    assert_eq!(s.recovery_report().blocks_rebuilt.len(), 1);
+    let subject = StoreSubject::new(s.clone());
+    let i = subject
+        .drain_issues()
+        .into_iter()
+        .find(|i| i.code == "block_checksum")
+        .unwrap();
+    repair(&subject, &i).unwrap();
+    flip(&dir.path().join(&snap.par_rel), 5, 1);
+    let out = run_check(&subject, Tier::Comprehensive);
+    let i = out
+        .issues
+        .iter()
+        .find(|i| i.code == "parity_damaged")
+        .expect("found");
+    repair(&subject, i).unwrap();
+    assert!(run_check(&subject, Tier::Comprehensive).passed);
+}
+
+#[test]
+fn quick_check_samples_blocks_and_finds_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        quick_check_sample_blocks: 10_000,
+        ..small()
+    };
+    let s = Arc::new(Store::open(dir.path(), cfg).unwrap());
+    for i in 0..200 {
+        s.put(&format!("q{i:03}"), doc(i)).unwrap();
+    }
+    let subject = StoreSubject::new(s.clone());
+    let first = run_check(&subject, Tier::Shallow);
+    assert!(
+        first.passed && !first.message.contains(" 0 sampled"),
+        "{first:?} {:?}",
+        s.stats()
+    );
+    let f = s
+        .immutable_files()
+        .into_iter()
+        .find(|f| f.rel.ends_with(".seg"))
+        .unwrap();
+    assert!(
+        run_check(&subject, Tier::Shallow)
+            .message
+            .contains("sampled")
+    );
+    flip(&dir.path().join(&f.rel), 1030, 1);
+    let out = run_check(&subject, Tier::Shallow);
+    let i = out
+        .issues
+        .iter()
+        .find(|i| i.code == "block_checksum")
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert_eq!(i.location.offset, Some(1024));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, u16),
+    Delete(u8),
+    Reopen,
+    Compact,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..20, any::<u16>()).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => (0u8..20).prop_map(Op::Delete),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::Compact),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn behaves_like_a_btreemap_across_reopen(ops in proptest::collection::vec(op(), 1..80)) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = || StoreConfig { segment_bytes_max: 4096, wal_bytes_max: 16 << 10, ..small() };
+        let mut s = Store::open(dir.path(), cfg()).unwrap();
+        let mut model: BTreeMap<String, Document> = BTreeMap::new();
+        for o in ops {
+            match o {
+                Op::Put(k, v) => {
+                    let d = Document { text: format!("{v}").repeat(v as usize % 40), vector: None, meta: None };
+                    s.put(&format!("k{k:02}"), d.clone()).unwrap();
+                    model.insert(format!("k{k:02}"), d);
+                }
+                Op::Delete(k) => {
+                    let had = s.delete(&format!("k{k:02}")).unwrap().is_some();
+                    prop_assert_eq!(had, model.remove(&format!("k{k:02}")).is_some());
+                }
+                Op::Reopen => {
+                    drop(s);
+                    s = Store::open(dir.path(), cfg()).unwrap();
+                }
+                Op::Compact => s.compact().unwrap(),
+            }
+            prop_assert_eq!(s.count(), model.len());
+        }
+        let all = s.scan(None, usize::MAX).unwrap();
+        let want: Vec<(String, Document)> = model.into_iter().collect();
+        prop_assert_eq!(all, want);
+    }
+}
