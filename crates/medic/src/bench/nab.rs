@@ -65,16 +65,29 @@ pub struct NabReport {
 /// The engine's default detector's name in the results layout.
 pub const DEFAULT_DETECTOR: &str = "composite";
 
-/// A factory for the named detector (`None`: the engine's default, the composite).
+/// A factory for the named detector (`None`: the engine's default, the composite with its default settings). The
+/// name must be one [`heal::detect::by_name`] knows; it is also the detector's name in the results layout.
 pub fn detector_factory(
     name: Option<&str>,
 ) -> anyhow::Result<(String, Box<DetectorFactory<'static>>)> {
-    match name {
-        None => anyhow::bail!(
-            "the default detector (composite) is not available in this build; name one with --detector"
-        ),
-        Some(name) => anyhow::bail!("unknown detector {name:?}"),
+    let Some(name) = name else {
+        let factory = || -> Box<dyn heal::Detector> {
+            Box::new(heal::detect::Composite::new(
+                heal::detect::CompositeConfig::default(),
+            ))
+        };
+        return Ok((DEFAULT_DETECTOR.to_string(), Box::new(factory)));
+    };
+    if heal::detect::by_name(name).is_none() {
+        anyhow::bail!(
+            "unknown detector {name:?}; known: {}",
+            heal::detect::DETECTOR_NAMES.join(", ")
+        );
     }
+    corpus::check_detector_name(name)?;
+    let owned = name.to_string();
+    let factory = move || heal::detect::by_name(&owned).expect("checked above");
+    Ok((name.to_string(), Box::new(factory)))
 }
 
 /// Runs the benchmark with the named detector (or the default) and returns the summary.
