@@ -352,3 +352,49 @@ fn null_detector_published_scores_equal_the_normalisation_baseline() {
         );
     }
 }
+
+#[test]
+fn published_board_on_the_slice() {
+    let Some(nab) = slice() else {
+        println!("NOTICE: NAB slice not found (set NAB_DIR or put it at shared/nab); skipping");
+        return;
+    };
+    let board = medic::bench::nab::board::published_board(&nab).unwrap();
+    println!("detector thresholds series standard reward_low_FP_rate reward_low_FN_rate");
+    for row in &board {
+        println!(
+            "{} {} {} {:.2} {:.2} {:.2}",
+            row.detector,
+            row.thresholds,
+            row.series,
+            row.normalized[0],
+            row.normalized[1],
+            row.normalized[2]
+        );
+    }
+    let find = |d: &str, t: &str| {
+        board
+            .iter()
+            .find(|r| r.detector == d && r.thresholds == t)
+            .unwrap_or_else(|| panic!("{d} {t} missing"))
+    };
+    // The null detector is the baseline: exactly 0 on every profile.
+    assert_eq!(find("null", "published").normalized, [0.0; 3]);
+    // Re-optimising on the slice can only do at least as well as NAB's thresholds from the whole corpus.
+    for d in ["windowedGaussian", "numenta"] {
+        let (p, o) = (find(d, "published"), find(d, "optimized"));
+        assert_eq!((p.series, o.series), (35, 35));
+        for i in 0..3 {
+            assert!(o.normalized[i] >= p.normalized[i] - 1e-9, "{d} profile {i}");
+        }
+    }
+    // NAB's ranking holds on the slice: ARTime and numenta above windowedGaussian above random.
+    assert!(
+        find("numenta", "published").normalized[0]
+            > find("windowedGaussian", "published").normalized[0]
+    );
+    assert!(
+        find("windowedGaussian", "published").normalized[0]
+            > find("random", "published").normalized[0]
+    );
+}

@@ -5,8 +5,10 @@
 //! through a fresh detector (each point once, in order, no look-ahead, one set of parameters for every series),
 //! writes NAB's results layout (`<out>/<detector>/<category>/<detector>_<file>.csv`), optimises the threshold over
 //! the whole corpus per profile as NAB does, and normalises the scores. Submodules: [`corpus`] (NAB's files),
-//! [`scoring`] (NAB's scoring), [`harness`] (streaming and per-profile scoring).
+//! [`scoring`] (NAB's scoring), [`harness`] (streaming and per-profile scoring), [`board`] (published scores,
+//! recomputed).
 
+pub mod board;
 pub mod corpus;
 pub mod harness;
 pub mod scoring;
