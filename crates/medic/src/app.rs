@@ -1,1 +1,495 @@
-//! The wired application: the store, the engine and the knowledge base, opened together from a `Config`. Used by the daemon and by offline CLI commands.
+//! The wired application: the store, the engine and the knowledge base, opened together from a [`Config`]. Used by
+//! the daemon and by offline CLI commands.
+//!
+//! [`App::open`] opens the store in the data directory (the store recovers at open: torn tails cut, manifest copies
+//! restored, blocks rebuilt from parity, issues queued for the engine), the SQLite knowledge base
+//! `<data>/medic.sqlite3`, and builds the engine over a [`StoreSubject`]. The engine sits behind a mutex; every
+//! method here is blocking and meant for `spawn_blocking` in async code. Views for the API are JSON values built
+//! from the engine's and the store's own serde types.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context as _;
+use heal::clock::{Clock, SystemClock, Timestamp, US_PER_MS, US_PER_S};
+use heal::engine::{Engine, IncidentStatus};
+use heal::learn::{IncidentRecord, KnowledgeBase};
+use heal::{HealthState, Subject, Tier};
+use serde::Serialize;
+use serde_json::{Value, json};
+use store::{Store, StoreConfig, StoreSubject};
+
+use crate::config::Config;
+use crate::daemon::metrics::Snapshot;
+use crate::kb::SqliteKb;
+
+/// The knowledge base's file name inside the data directory.
+pub const KB_FILE: &str = "medic.sqlite3";
+
+/// Metric history is pruned at most this often.
+const PRUNE_INTERVAL_US: u64 = 60 * US_PER_S;
+
+/// What `GET /health` reports: cheap, never waits on a running healing cycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShallowHealth {
+    /// Whether the daemon serves requests (false when the store stopped writing or the state is CRITICAL).
+    pub serving: bool,
+    /// The health state from the latest checks, or `UNKNOWN` while a healing cycle holds the engine.
+    pub state: String,
+    /// Why the store refuses writes, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<String>,
+    /// Why the store stopped writing for good, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poisoned: Option<String>,
+    /// Documents stored.
+    pub documents: usize,
+}
+
+#[derive(Debug, Default)]
+struct Schedule {
+    last_deep_us: Option<Timestamp>,
+    last_comprehensive_us: Option<Timestamp>,
+    last_prune_us: Option<Timestamp>,
+}
+
+/// The store, the engine and the knowledge base, opened together.
+pub struct App {
+    config: Config,
+    store: Arc<Store>,
+    subject: Arc<StoreSubject>,
+    kb: Arc<SqliteKb>,
+    engine: Mutex<Engine>,
+    clock: Arc<dyn Clock>,
+    started_at_us: Timestamp,
+    schedule: Mutex<Schedule>,
+    last_health: Mutex<Option<HealthState>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("data_dir", &self.config.server.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn state_name(s: HealthState) -> &'static str {
+    crate::daemon::metrics::state_label(s)
+}
+
+/// The store's configuration for `config`: its constraint bounds mapped onto the store's.
+pub fn store_config(config: &Config) -> StoreConfig {
+    let c = &config.constraints;
+    let mut sc = StoreConfig {
+        wal_bytes_max: c.wal_bytes_max,
+        disk_low_bytes_floor: c.disk_free_bytes_min,
+        disk_critical_bytes_floor: c.disk_free_critical_bytes_min,
+        ..StoreConfig::default()
+    };
+    sc.segment_bytes_max = sc.segment_bytes_max.min(sc.wal_bytes_max);
+    sc
+}
+
+impl App {
+    /// Opens the store (recovering it), the knowledge base and the engine.
+    pub fn open(config: &Config) -> anyhow::Result<App> {
+        let dir: PathBuf = config.server.data_dir.clone();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        let started_at_us = clock.now();
+        let store = Store::open(&dir, store_config(config))
+            .with_context(|| format!("opening the store in {}", dir.display()))?;
+        let store = Arc::new(store);
+        let report = store.recovery_report();
+        if !report.created {
+            tracing::info!(
+                last_lsn = report.last_lsn,
+                records_replayed = report.records_replayed,
+                issues = report.issues.len(),
+                "store recovered in {} µs",
+                report.duration_us
+            );
+        }
+        for issue in &report.issues {
+            tracing::warn!(code = %issue.code, resource = %issue.resource, "found at open: {}", issue.summary);
+        }
+        let kb_path = dir.join(KB_FILE);
+        let kb = Arc::new(
+            SqliteKb::open(&kb_path).with_context(|| "opening the knowledge base".to_string())?,
+        );
+        let subject = Arc::new(StoreSubject::new(store.clone()));
+        let engine = Engine::new(
+            subject.clone() as Arc<dyn Subject>,
+            kb.clone() as Arc<dyn KnowledgeBase>,
+            clock.clone(),
+            config.engine.clone(),
+        )
+        .context("building the healing engine")?;
+        Ok(App {
+            config: config.clone(),
+            store,
+            subject,
+            kb,
+            engine: Mutex::new(engine),
+            clock,
+            started_at_us,
+            schedule: Mutex::new(Schedule::default()),
+            last_health: Mutex::new(None),
+        })
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The knowledge base.
+    pub fn kb(&self) -> &Arc<SqliteKb> {
+        &self.kb
+    }
+
+    /// When this app was opened, µs since the epoch.
+    pub fn started_at_us(&self) -> Timestamp {
+        self.started_at_us
+    }
+
+    /// The engine, locked. A panic inside a previous holder does not make it unusable: the engine's state is
+    /// recomputed from checks every cycle.
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember_health(&self, h: HealthState) {
+        *self.last_health.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+
+    /// Cheap health for `GET /health`: reads the store's flags and the engine's state without waiting for a cycle.
+    pub fn shallow_health(&self) -> ShallowHealth {
+        let st = self.store.stats();
+        let state = match self.engine.try_lock() {
+            Ok(e) => Some(e.health_state()),
+            Err(_) => *self.last_health.lock().unwrap_or_else(|p| p.into_inner()),
+        };
+        if let Some(s) = state {
+            self.remember_health(s);
+        }
+        let serving = st.poisoned.is_none() && state != Some(HealthState::Critical);
+        ShallowHealth {
+            serving,
+            state: state.map(state_name).unwrap_or("UNKNOWN").to_string(),
+            read_only: st.read_only,
+            poisoned: st.poisoned,
+            documents: st.docs,
+        }
+    }
+
+    /// One healing cycle now; `dry_run` overrides the configured mode for this cycle only. Before it, the deep and
+    /// comprehensive tiers run if their `[checks]` interval has passed, so what they find is handled in this cycle.
+    /// After it, the subject's metrics go to the knowledge base's history (pruned to
+    /// `metrics.history_retention_hours`).
+    pub fn run_cycle(&self, dry_run: Option<bool>) -> anyhow::Result<Value> {
+        let now = self.clock.now();
+        let tiers = self.due_tiers(now);
+        let mut engine = self.engine();
+        let mut tier_results = Vec::new();
+        for tier in tiers {
+            let results = engine.run_tier(tier);
+            tier_results.push(json!({ "tier": tier, "checks": results }));
+        }
+        let configured = engine.config().dry_run;
+        if let Some(d) = dry_run {
+            engine.set_dry_run(d);
+        }
+        let summary = engine.run_cycle();
+        if dry_run.is_some() {
+            engine.set_dry_run(configured);
+        }
+        self.remember_health(summary.health);
+        drop(engine);
+        for e in &summary.errors {
+            tracing::warn!("healing cycle: {e}");
+        }
+        for id in &summary.incidents_opened {
+            tracing::warn!(incident = id, "incident opened");
+        }
+        for a in &summary.attempts {
+            tracing::info!(
+                incident = a.incident_id,
+                strategy = %a.attempt.strategy,
+                outcome = ?a.attempt.outcome,
+                "repair attempt"
+            );
+        }
+        for id in &summary.escalations {
+            tracing::error!(incident = id, "incident escalated to a human");
+        }
+        self.record_history(now);
+        let mut v = serde_json::to_value(&summary).context("encoding the cycle summary")?;
+        if let Value::Object(m) = &mut v {
+            m.insert("tiers_run".into(), Value::Array(tier_results));
+        }
+        Ok(v)
+    }
+
+    fn due_tiers(&self, now: Timestamp) -> Vec<Tier> {
+        let c = &self.config.checks;
+        let mut s = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
+        let mut due = Vec::new();
+        let is_due = |last: Option<Timestamp>, interval_ms: u64| match last {
+            None => true,
+            Some(l) => now.saturating_sub(l) >= interval_ms.saturating_mul(US_PER_MS),
+        };
+        // The comprehensive tier includes the cheaper ones.
+        if is_due(s.last_comprehensive_us, c.comprehensive_interval_ms) {
+            due.push(Tier::Comprehensive);
+            s.last_comprehensive_us = Some(now);
+            s.last_deep_us = Some(now);
+        } else if is_due(s.last_deep_us, c.deep_interval_ms) {
+            due.push(Tier::Deep);
+            s.last_deep_us = Some(now);
+        }
+        due
+    }
+
+    fn record_history(&self, now: Timestamp) {
+        let samples = self.subject.sample(now);
+        if let Err(e) = self.kb.record_metrics(now, &samples) {
+            tracing::warn!("recording metric history: {e}");
+        }
+        let mut s = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
+        if s.last_prune_us
+            .is_none_or(|l| now.saturating_sub(l) >= PRUNE_INTERVAL_US)
+        {
+            s.last_prune_us = Some(now);
+            let keep_us = self
+                .config
+                .metrics
+                .history_retention_hours
+                .saturating_mul(3_600 * US_PER_S);
+            if let Err(e) = self.kb.prune(now.saturating_sub(keep_us)) {
+                tracing::warn!("pruning metric history: {e}");
+            }
+        }
+    }
+
+    /// Runs the checks of `tier` (and the cheaper tiers) now. What they find is handled in the next cycle.
+    pub fn run_tier(&self, tier: Tier) -> anyhow::Result<Value> {
+        let mut engine = self.engine();
+        let results = engine.run_tier(tier);
+        let state = engine.health_state();
+        drop(engine);
+        self.remember_health(state);
+        let passed = results.iter().all(|r| r.passed);
+        Ok(json!({
+            "tier": tier,
+            "state": state_name(state),
+            "passed": passed,
+            "checks": results,
+        }))
+    }
+
+    /// `GET /v1/status`: health, active incidents, repairs in flight, KPIs, the engine's counters, the store's
+    /// figures and what recovery at open did.
+    pub fn status(&self) -> anyhow::Result<Value> {
+        let engine = self.engine();
+        let state = engine.health_state();
+        let active = engine.active_incidents();
+        let kpis = engine.kpis().context("computing KPIs")?;
+        let counters = engine.metrics().clone();
+        let escalation = engine.escalation_level();
+        let breakers: Vec<Value> = engine
+            .breakers()
+            .into_iter()
+            .map(|(name, b)| json!({ "strategy": name, "breaker": format!("{b:?}") }))
+            .collect();
+        let dry_run = engine.config().dry_run;
+        drop(engine);
+        // The engine runs repairs inside its cycle, under the engine lock: between cycles none is in flight.
+        let repairs_in_flight = 0;
+        Ok(json!({
+            "state": state_name(state),
+            "escalation_level": escalation,
+            "dry_run": dry_run,
+            "active_incidents": active,
+            "repairs_in_flight": repairs_in_flight,
+            "kpis": {
+                "mttd_ms": kpis.mttd_us.map(|v| v / 1_000.0),
+                "mttr_ms": kpis.mttr_us.map(|v| v / 1_000.0),
+                "auto_remediation_rate": kpis.auto_remediation_rate,
+                "repair_success_rate": kpis.repair_success_rate,
+                "rollback_rate": kpis.rollback_rate,
+                "false_positive_rate": kpis.false_positive_rate,
+                "detail": kpis,
+            },
+            "engine": counters,
+            "breakers": breakers,
+            "store": self.store.stats(),
+            "recovery": self.store.recovery_report(),
+            "started_at_us": self.started_at_us,
+        }))
+    }
+
+    /// The newest `limit` incidents, newest first (open ones from the engine, the rest from the knowledge base).
+    pub fn incidents(&self, limit: usize) -> anyhow::Result<Vec<IncidentRecord>> {
+        let mut records = self.kb.recent(limit).context("reading incidents")?;
+        let active = self.engine().active_incidents();
+        for inc in active {
+            match records.iter_mut().find(|r| r.id == inc.record.id) {
+                Some(r) => *r = inc.record,
+                None => records.push(inc.record),
+            }
+        }
+        records.sort_by_key(|r| std::cmp::Reverse(r.id));
+        records.truncate(limit);
+        Ok(records)
+    }
+
+    /// One incident with its timeline and its escalation report (Markdown and JSON); `None` if unknown.
+    pub fn incident_detail(&self, id: u64) -> anyhow::Result<Option<Value>> {
+        let engine = self.engine();
+        let Some(record) = engine.incident(id).context("reading the incident")? else {
+            return Ok(None);
+        };
+        let active = engine
+            .active_incidents()
+            .into_iter()
+            .find(|i| i.record.id == id);
+        drop(engine);
+        let status = match &active {
+            Some(a) => serde_json::to_value(a.status)?,
+            None => Value::String("closed".into()),
+        };
+        let evidence = active
+            .as_ref()
+            .map(|a| a.evidence.clone())
+            .unwrap_or_default();
+        let report_json = json!({
+            "incident_id": record.id,
+            "title": record.issues.first().map(|i| i.summary.clone()).unwrap_or_default(),
+            "crisis": record.crisis,
+            "severity": record.severity,
+            "root_cause": record.root_cause,
+            "decision": record.decision,
+            "blast_radius": record.blast_radius,
+            "issues": record.issues.iter().map(|i| format!("[{}] {}: {}", i.code, i.resource, i.summary)).collect::<Vec<_>>(),
+            "evidence": evidence,
+            "attempts": record.attempts,
+            "data_at_risk": record.issues.iter().filter(|i| i.data_at_risk).map(|i| format!("{}: {:?}", i.resource, i.location)).collect::<Vec<_>>(),
+            "resolution": record.resolution,
+        });
+        Ok(Some(json!({
+            "incident": record,
+            "status": status,
+            "timeline": timeline(&record),
+            "report": {
+                "markdown": record.report_markdown,
+                "json": report_json,
+            },
+        })))
+    }
+
+    /// Marks an incident a false positive; returns the updated incident and the raised anomaly cut-offs, or `None`
+    /// if no incident has this id.
+    pub fn mark_false_positive(&self, id: u64) -> anyhow::Result<Option<Value>> {
+        let mut engine = self.engine();
+        match engine.mark_false_positive(id) {
+            Ok(raised) => {
+                let record = engine.incident(id).context("reading the incident")?;
+                Ok(Some(json!({
+                    "incident": record,
+                    "cutoffs_raised": raised.into_iter().map(|(m, c)| json!({"metric": m, "cutoff": c})).collect::<Vec<_>>(),
+                })))
+            }
+            Err(heal::engine::EngineError::UnknownIncident(_)) => Ok(None),
+            Err(e) => {
+                Err(anyhow::Error::new(e)
+                    .context(format!("marking incident {id} a false positive")))
+            }
+        }
+    }
+
+    /// What the metrics mirror: documents, health, incidents, KPIs.
+    pub fn snapshot(&self) -> Snapshot {
+        let st = self.store.stats();
+        let mut s = Snapshot {
+            documents: st.docs as u64,
+            read_only: st.read_only.is_some() || st.poisoned.is_some(),
+            ..Snapshot::default()
+        };
+        let engine = self.engine();
+        s.health = Some(engine.health_state());
+        let active = engine.active_incidents();
+        s.active_incidents = active
+            .iter()
+            .filter(|i| i.status != IncidentStatus::Watching)
+            .count() as u64;
+        if let Ok(k) = engine.kpis() {
+            s.mttd_seconds = k.mttd_us.map(|v| v / US_PER_S as f64);
+            s.mttr_seconds = k.mttr_us.map(|v| v / US_PER_S as f64);
+            s.auto_remediation_ratio = k.auto_remediation_rate;
+            s.repair_success_ratio = k.repair_success_rate;
+            s.rollback_ratio = k.rollback_rate;
+        }
+        s
+    }
+
+    /// Closes the store cleanly (waits for in-flight commits, releases the lock).
+    pub fn close(self) -> anyhow::Result<()> {
+        let App {
+            store,
+            subject,
+            engine,
+            ..
+        } = self;
+        drop(engine);
+        drop(subject);
+        match Arc::try_unwrap(store) {
+            Ok(store) => store.close().context("closing the store"),
+            Err(_) => {
+                tracing::warn!(
+                    "the store is still shared; it is released when the last handle drops"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The incident's events in time order: first observation, each issue, detection, each attempt, resolution.
+fn timeline(r: &IncidentRecord) -> Vec<Value> {
+    let mut events: Vec<(Timestamp, Value)> = Vec::new();
+    events.push((
+        r.started_at,
+        json!({"at": r.started_at, "event": "first_observed"}),
+    ));
+    for i in &r.issues {
+        events.push((
+            i.detected_at,
+            json!({"at": i.detected_at, "event": "issue", "code": i.code, "resource": i.resource, "summary": i.summary}),
+        ));
+    }
+    events.push((
+        r.detected_at,
+        json!({"at": r.detected_at, "event": "detected", "decision": r.decision}),
+    ));
+    for a in &r.attempts {
+        events.push((
+            a.started_at,
+            json!({"at": a.started_at, "event": "repair_attempt", "strategy": a.strategy, "outcome": a.outcome,
+                   "duration_us": a.duration_us, "notes": a.notes}),
+        ));
+    }
+    if let Some(at) = r.resolved_at {
+        events.push((
+            at,
+            json!({"at": at, "event": "resolved", "resolution": r.resolution}),
+        ));
+    }
+    events.sort_by_key(|(t, _)| *t);
+    events.into_iter().map(|(_, v)| v).collect()
+}

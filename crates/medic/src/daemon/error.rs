@@ -115,3 +115,29 @@ impl From<tokio::task::JoinError> for ApiError {
         Self::internal(format!("request task failed: {e}"))
     }
 }
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> Self {
+        use store::StoreError as E;
+        let status = match &e {
+            E::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            E::TooLarge { what: "id", .. } => StatusCode::BAD_REQUEST,
+            E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            E::ReadOnly(_) | E::Poisoned(_) | E::Locked { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        // A user error must never surface as a 5xx, whatever variant the store adds later.
+        let status = if e.is_user_error() && status.is_server_error() {
+            StatusCode::BAD_REQUEST
+        } else {
+            status
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::internal(format!("{e:#}"))
+    }
+}

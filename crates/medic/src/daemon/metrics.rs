@@ -260,13 +260,13 @@ impl Metrics {
         let mttd = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "medic_mttd_seconds",
-            "Mean time to detect an incident",
+            "Mean time to detect an incident (0 until one is recorded)",
             mttd.clone(),
         );
         let mttr = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "medic_mttr_seconds",
-            "Mean time to repair an auto-repaired incident",
+            "Mean time to repair an auto-repaired incident (0 until one is recorded)",
             mttr.clone(),
         );
         let auto_remediation = Gauge::<f64, AtomicU64>::default();
@@ -308,6 +308,17 @@ impl Metrics {
             seen: Mutex::new(Seen::default()),
             counted_since_us,
         };
+        for sev in [
+            heal::Severity::Sev0,
+            heal::Severity::Sev1,
+            heal::Severity::Sev2,
+            heal::Severity::Sev3,
+        ] {
+            // Present at 0 from the start, so rates and alerts work before the first incident.
+            let _ = m.incidents.get_or_create(&SeverityLabels {
+                severity: severity_label(sev),
+            });
+        }
         for s in STATES {
             m.health_state
                 .get_or_create(&StateLabels {

@@ -1,6 +1,238 @@
-//! The daemon: HTTP API, metrics, and the healing loop on its schedule.
+//! The daemon: the HTTP API ([`router`]), its metrics, and the healing loop on its schedule ([`serve`]).
+//!
+//! `serve` opens the [`App`] (the store recovers at open), binds, prints `http://HOST:PORT` on stdout, runs a tokio
+//! task that calls one healing cycle every `checks.shallow_interval_ms` (the engine behind a mutex, the cycle on a
+//! blocking thread), and stops cleanly on SIGTERM or SIGINT: the listener closes, in-flight requests finish (a put
+//! either returns its LSN or an error), the loop stops, and the store is closed.
 
+pub mod api;
+pub mod auth;
 pub mod error;
 pub mod metrics;
 
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+
 pub use error::ApiError;
+pub use metrics::Metrics;
+
+use crate::app::App;
+use crate::config::{Config, is_loopback};
+use api::ApiState;
+
+/// The router for `app`, with a fresh metrics registry. Used by tests with `tower::ServiceExt::oneshot`.
+pub fn router(app: Arc<App>) -> Router {
+    let metrics = Arc::new(Metrics::new(app.started_at_us()));
+    router_with_metrics(app, metrics)
+}
+
+/// The router for `app`, recording into `metrics`.
+pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
+    let http = app.config().http.clone();
+    let token = app.config().server.token.clone();
+    let state = ApiState { app, metrics };
+    let timeout = Duration::from_millis(http.request_timeout_ms);
+    Router::new()
+        .route(
+            "/v1/docs/{id}",
+            put(api::put_doc).get(api::get_doc).delete(api::delete_doc),
+        )
+        .route("/v1/search", post(api::search))
+        .route("/health", get(api::health_shallow))
+        .route("/v1/health", get(api::health_tier))
+        .route("/v1/status", get(api::status))
+        .route("/v1/incidents", get(api::incidents))
+        .route("/v1/incidents/{id}", get(api::incident))
+        .route(
+            "/v1/incidents/{id}/false-positive",
+            post(api::false_positive),
+        )
+        .route("/v1/heal", post(api::heal_now))
+        .route("/metrics", get(api::metrics))
+        .fallback(|| async {
+            ApiError::not_found("no such route; see README.md's HTTP API section")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(http.request_body_bytes_max).unwrap_or(usize::MAX),
+        ))
+        .layer(middleware::from_fn_with_state(
+            auth::Auth::new(token),
+            auth::require_token,
+        ))
+        .layer(middleware::from_fn_with_state(timeout, time_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), count_request))
+        .with_state(state)
+}
+
+/// Answers 503 `{"error"}` when a request takes longer than `http.request_timeout_ms`. Blocking work already
+/// started (a put waiting on fsync) still completes; the client was not told it succeeded.
+async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::unavailable(format!(
+            "request took longer than http.request_timeout_ms = {} ms",
+            limit.as_millis()
+        ))
+        .into_response(),
+    }
+}
+
+/// Counts every answered request by matched route (bounded label values), method and status.
+async fn count_request(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().as_str().to_string();
+    let resp = next.run(req).await;
+    s.metrics
+        .record_request(&route, &method, resp.status().as_u16());
+    resp
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Another subscriber (set by the CLI or a test) wins; that is fine.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Runs the daemon until SIGTERM or SIGINT: validates `config` (refusing a non-loopback listener without a token),
+/// opens the app, listens, prints `http://HOST:PORT` on stdout, runs the healing loop.
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging();
+    let warnings = config.validate()?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let addr = config.listen_addr()?;
+    if !is_loopback(&addr) && config.server.token.is_none() {
+        anyhow::bail!(
+            "refusing to listen on {addr}: it is not a loopback address and server.token is not set"
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve_async(config, addr))
+}
+
+async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let open_config = config.clone();
+    let app = tokio::task::spawn_blocking(move || App::open(&open_config))
+        .await
+        .context("opening the data directory")??;
+    let app = Arc::new(app);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    let metrics = Arc::new(Metrics::new(app.started_at_us()));
+    let router = router_with_metrics(app.clone(), metrics.clone());
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "http://{local}").context("writing the address to stdout")?;
+        out.flush().context("flushing stdout")?;
+    }
+    tracing::info!(%local, data = %config.server.data_dir.display(), "medic serving");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state = ApiState {
+        app: app.clone(),
+        metrics,
+    };
+    let healing = tokio::spawn(healing_loop(
+        state,
+        Duration::from_millis(config.checks.shallow_interval_ms),
+        stop_rx,
+    ));
+
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    tracing::info!("stopping: listener closed, in-flight requests finished");
+    let _ = stop_tx.send(true);
+    if let Err(e) = healing.await {
+        tracing::warn!("healing loop ended abnormally: {e}");
+    }
+    served.context("serving HTTP")?;
+    match Arc::try_unwrap(app) {
+        Ok(app) => tokio::task::spawn_blocking(move || app.close())
+            .await
+            .context("closing the store")??,
+        Err(_) => {
+            tracing::warn!("store still shared at exit; it closes when the last handle drops")
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// One healing cycle every `interval` until told to stop. A cycle never overlaps the next: the next tick waits.
+async fn healing_loop(
+    state: ApiState,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = api::run_cycle(&state, None).await {
+            tracing::warn!("{}", e.message);
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

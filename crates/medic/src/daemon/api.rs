@@ -1,0 +1,474 @@
+//! The HTTP API's handlers: documents, search, health, status, incidents, healing, metrics. Each handler validates
+//! its input, runs blocking store and engine work on `spawn_blocking` (a put blocks on fsync), and answers JSON; every
+//! failure goes through [`ApiError`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::metrics::{Metrics, Operation};
+use crate::app::App;
+
+/// Documents read per page while a vector search scans the store.
+const SEARCH_SCAN_PAGE_DOCS: usize = 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The wired application.
+    pub app: Arc<App>,
+    /// The daemon's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl ApiState {
+    fn body_limit(&self) -> u64 {
+        self.app.config().http.request_body_bytes_max
+    }
+
+    /// Maps a JSON body rejection, naming the body limit on 413.
+    fn json<T>(&self, body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+        match body {
+            Ok(Json(v)) => Ok(v),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::body_too_large(self.body_limit()))
+            }
+            Err(r) => Err(r.into()),
+        }
+    }
+}
+
+/// Runs blocking work off the async runtime and records its duration.
+async fn blocking<T: Send + 'static>(
+    metrics: &Metrics,
+    op: Operation,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let start = Instant::now();
+    let out = tokio::task::spawn_blocking(f).await?;
+    metrics.observe(op, start.elapsed().as_secs_f64());
+    out
+}
+
+fn doc_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(id) = path?;
+    if id.is_empty() {
+        return Err(ApiError::bad_request("document id is empty"));
+    }
+    Ok(id)
+}
+
+/// `PUT /v1/docs/{id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutBody {
+    text: String,
+    #[serde(default)]
+    vector: Option<Vec<f32>>,
+    #[serde(default)]
+    meta: Option<Map<String, Value>>,
+}
+
+/// A document as the API shows it.
+#[derive(Debug, Serialize)]
+struct DocOut {
+    id: String,
+    text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vector: Option<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<Map<String, Value>>,
+}
+
+/// `PUT /v1/docs/{id}`: 200 `{"id","lsn"}` once durable.
+pub async fn put_doc(
+    State(s): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<PutBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = doc_id(path)?;
+    let body = s.json(body)?;
+    if let Some(v) = &body.vector
+        && let Some(i) = v.iter().position(|x| !x.is_finite())
+    {
+        return Err(ApiError::bad_request(format!(
+            "vector[{i}] is not a finite number (out of f32 range)"
+        )));
+    }
+    let doc = store::Document {
+        text: body.text,
+        vector: body.vector,
+        meta: body.meta,
+    };
+    let store = s.app.store().clone();
+    let id2 = id.clone();
+    let lsn = blocking(&s.metrics, Operation::Put, move || {
+        store.put(&id2, doc).map_err(ApiError::from)
+    })
+    .await?;
+    Ok(Json(json!({ "id": id, "lsn": lsn })))
+}
+
+/// `GET /v1/docs/{id}`: exactly what was put, or 404.
+pub async fn get_doc(
+    State(s): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = doc_id(path)?;
+    let store = s.app.store().clone();
+    let id2 = id.clone();
+    let doc = blocking(&s.metrics, Operation::Get, move || {
+        store.get(&id2).map_err(ApiError::from)
+    })
+    .await?;
+    match doc {
+        Some(d) => Ok(Json(json!(DocOut {
+            id,
+            text: d.text,
+            vector: d.vector,
+            meta: d.meta,
+        }))),
+        None => Err(ApiError::not_found(format!("no document with id {id:?}"))),
+    }
+}
+
+/// `DELETE /v1/docs/{id}`: 200 `{"id","lsn"}` once durable, or 404.
+pub async fn delete_doc(
+    State(s): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = doc_id(path)?;
+    let store = s.app.store().clone();
+    let id2 = id.clone();
+    let lsn = blocking(&s.metrics, Operation::Delete, move || {
+        store.delete(&id2).map_err(ApiError::from)
+    })
+    .await?;
+    match lsn {
+        Some(lsn) => Ok(Json(json!({ "id": id, "lsn": lsn }))),
+        None => Err(ApiError::not_found(format!("no document with id {id:?}"))),
+    }
+}
+
+/// `POST /v1/search` body: exactly one of `text` and `vector`, and `k`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    vector: Option<Vec<f32>>,
+    k: u64,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// The document id.
+    pub id: String,
+    /// Cosine similarity in [-1, 1], higher is closer.
+    pub score: f32,
+}
+
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
+/// The `k` stored vectors most similar (cosine) to `query`, by a full scan. Brute force until the vector index
+/// lands; the scan reads pages of [`SEARCH_SCAN_PAGE_DOCS`] so memory stays bounded by `k` and one page.
+pub fn brute_force_search(
+    store: &store::Store,
+    query: &[f32],
+    k: usize,
+) -> Result<Vec<Hit>, ApiError> {
+    let qn = norm(query);
+    let mut hits: Vec<Hit> = Vec::with_capacity(2 * k + 1);
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.scan(after.as_deref(), SEARCH_SCAN_PAGE_DOCS)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        let page_len = page.len();
+        for (id, doc) in page {
+            let Some(v) = doc.vector else { continue };
+            if v.len() != query.len() {
+                return Err(ApiError::bad_request(format!(
+                    "query vector has dimension {}, stored vectors have dimension {}",
+                    query.len(),
+                    v.len()
+                )));
+            }
+            let vn = norm(&v);
+            if vn == 0.0 {
+                continue;
+            }
+            let dot: f32 = v.iter().zip(query).map(|(a, b)| a * b).sum();
+            hits.push(Hit {
+                id,
+                score: dot / (vn * qn),
+            });
+            if hits.len() > 2 * k {
+                hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+                hits.truncate(k);
+            }
+        }
+        if page_len < SEARCH_SCAN_PAGE_DOCS {
+            break;
+        }
+    }
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+    hits.truncate(k);
+    Ok(hits)
+}
+
+/// `POST /v1/search`: `{"hits":[{"id","score"}]}`.
+pub async fn search(
+    State(s): State<ApiState>,
+    body: Result<Json<SearchBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = s.json(body)?;
+    let k_max = s.app.config().http.search_k_max;
+    if body.k == 0 || body.k > k_max {
+        return Err(ApiError::bad_request(format!(
+            "k = {} is out of range: accepted 1..={k_max} (http.search_k_max)",
+            body.k
+        )));
+    }
+    let k = body.k as usize;
+    match (body.text, body.vector) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give either \"text\" or \"vector\", not both",
+        )),
+        (None, None) => Err(ApiError::bad_request(
+            "give \"text\" or \"vector\" to search by",
+        )),
+        (Some(_), None) => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "full-text search is not available yet (the text index has not landed); search by \"vector\"",
+        )),
+        (None, Some(query)) => {
+            if query.is_empty() {
+                return Err(ApiError::bad_request("vector is empty"));
+            }
+            if let Some(i) = query.iter().position(|x| !x.is_finite()) {
+                return Err(ApiError::bad_request(format!(
+                    "vector[{i}] is not a finite number (out of f32 range)"
+                )));
+            }
+            if norm(&query) == 0.0 {
+                return Err(ApiError::bad_request(
+                    "vector has zero length: cosine similarity is undefined",
+                ));
+            }
+            let store = s.app.store().clone();
+            let hits = blocking(&s.metrics, Operation::Search, move || {
+                brute_force_search(&store, &query, k)
+            })
+            .await?;
+            Ok(Json(json!({ "hits": hits })))
+        }
+    }
+}
+
+/// `GET /health`: 200 when serving, 503 otherwise; JSON with the state. Never waits on a running healing cycle.
+pub async fn health_shallow(State(s): State<ApiState>) -> Response {
+    let app = s.app.clone();
+    let out = tokio::task::spawn_blocking(move || app.shallow_health()).await;
+    match out {
+        Ok(h) => {
+            let status = if h.serving {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, Json(json!(h))).into_response()
+        }
+        Err(e) => ApiError::unavailable(format!("health probe failed: {e}")).into_response(),
+    }
+}
+
+/// `?tier=` of `GET /v1/health`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierQuery {
+    #[serde(default)]
+    tier: Option<String>,
+}
+
+/// `GET /v1/health?tier=shallow|deep|full`: runs that tier's checks now.
+pub async fn health_tier(
+    State(s): State<ApiState>,
+    q: Result<Query<TierQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
+    let tier = match q.tier.as_deref().unwrap_or("deep") {
+        "shallow" | "quick" => heal::Tier::Shallow,
+        "deep" => heal::Tier::Deep,
+        "full" | "comprehensive" => heal::Tier::Comprehensive,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "tier = {other:?} is not one of shallow, deep, full"
+            )));
+        }
+    };
+    let app = s.app.clone();
+    let report = blocking(&s.metrics, Operation::HealthTier, move || {
+        app.run_tier(tier)
+            .map_err(|e| ApiError::internal(format!("{e:#}")))
+    })
+    .await?;
+    Ok(Json(report))
+}
+
+/// `GET /v1/status`.
+pub async fn status(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let app = s.app.clone();
+    let metrics = s.metrics.clone();
+    let v = tokio::task::spawn_blocking(move || {
+        let st = app
+            .status()
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        metrics.set_snapshot(&app.snapshot());
+        Ok::<_, ApiError>(st)
+    })
+    .await??;
+    Ok(Json(v))
+}
+
+/// `?limit=` of `GET /v1/incidents`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+/// `GET /v1/incidents`: newest first.
+pub async fn incidents(
+    State(s): State<ApiState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
+    let max = s.app.config().http.incidents_listed_max;
+    let limit = match q.limit {
+        Some(0) => {
+            return Err(ApiError::bad_request(format!(
+                "limit = 0 is out of range: accepted 1..={max}"
+            )));
+        }
+        Some(l) if l > max => {
+            return Err(ApiError::bad_request(format!(
+                "limit = {l} is out of range: accepted 1..={max} (http.incidents_listed_max)"
+            )));
+        }
+        Some(l) => l,
+        None => max,
+    };
+    let app = s.app.clone();
+    let v = tokio::task::spawn_blocking(move || app.incidents(limit as usize)).await??;
+    Ok(Json(json!({ "incidents": v })))
+}
+
+fn incident_id(path: Result<Path<String>, PathRejection>) -> Result<u64, ApiError> {
+    let Path(raw) = path?;
+    raw.parse::<u64>()
+        .map_err(|_| ApiError::bad_request(format!("incident id {raw:?} is not a number")))
+}
+
+/// `GET /v1/incidents/{id}`: the record, its timeline and the escalation report (Markdown and JSON).
+pub async fn incident(
+    State(s): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = incident_id(path)?;
+    let app = s.app.clone();
+    match tokio::task::spawn_blocking(move || app.incident_detail(id)).await?? {
+        Some(v) => Ok(Json(v)),
+        None => Err(ApiError::not_found(format!("no incident with id {id}"))),
+    }
+}
+
+/// `POST /v1/incidents/{id}/false-positive`.
+pub async fn false_positive(
+    State(s): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = incident_id(path)?;
+    let app = s.app.clone();
+    match tokio::task::spawn_blocking(move || app.mark_false_positive(id)).await?? {
+        Some(v) => Ok(Json(v)),
+        None => Err(ApiError::not_found(format!("no incident with id {id}"))),
+    }
+}
+
+/// `?dry_run=` of `POST /v1/heal`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealQuery {
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+/// `POST /v1/heal?dry_run=true|false`: one healing cycle now.
+pub async fn heal_now(
+    State(s): State<ApiState>,
+    q: Result<Query<HealQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
+    let v = run_cycle(&s, q.dry_run).await?;
+    Ok(Json(v))
+}
+
+/// Runs one cycle on a blocking thread and mirrors the outcome into the metrics. Shared by `POST /v1/heal` and the
+/// scheduled loop.
+pub async fn run_cycle(s: &ApiState, dry_run: Option<bool>) -> Result<Value, ApiError> {
+    let app = s.app.clone();
+    let metrics = s.metrics.clone();
+    let start = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        let r = app.run_cycle(dry_run);
+        metrics.record_cycle(r.is_ok());
+        if let Ok(recent) = app.incidents(1_000) {
+            metrics.observe_incidents(recent.iter());
+        }
+        metrics.set_snapshot(&app.snapshot());
+        r
+    })
+    .await?;
+    s.metrics
+        .observe(Operation::HealCycle, start.elapsed().as_secs_f64());
+    out.map_err(|e| ApiError::internal(format!("healing cycle failed: {e:#}")))
+}
+
+/// `GET /metrics`: OpenMetrics text.
+pub async fn metrics(State(s): State<ApiState>) -> Response {
+    let app = s.app.clone();
+    let m = s.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        m.set_snapshot(&app.snapshot());
+        if let Ok(recent) = app.incidents(1_000) {
+            m.observe_incidents(recent.iter());
+        }
+        m.encode()
+    })
+    .await;
+    match text {
+        Ok(t) => (
+            [(
+                header::CONTENT_TYPE,
+                super::metrics::OPENMETRICS_CONTENT_TYPE,
+            )],
+            t,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(format!("metrics failed: {e}")).into_response(),
+    }
+}

@@ -1,0 +1,466 @@
+//! The HTTP API through `tower::ServiceExt::oneshot`: every route, every bad input (4xx `{"error"}`, never a 5xx),
+//! and bearer-token authentication of mutating requests.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use medic::app::App;
+use medic::config::Config;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Fixture {
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.data_dir = dir.path().join("data");
+    config.http.request_body_bytes_max = 4096;
+    config.http.search_k_max = 50;
+    edit(&mut config);
+    config.validate().unwrap();
+    let app = App::open(&config).unwrap();
+    Fixture {
+        router: medic::daemon::router(Arc::new(app)),
+        _dir: dir,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(|_| {})
+}
+
+async fn send(router: &Router, req: Request<Body>) -> (StatusCode, Value, String) {
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let json = if ct.starts_with("application/json") {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON {text:?}: {e}"))
+    } else {
+        Value::Null
+    };
+    (status, json, text)
+}
+
+fn json_req(method: &str, uri: &str, body: &Value) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn raw_req(method: &str, uri: &str, ct: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(ct) = ct {
+        b = b.header(header::CONTENT_TYPE, ct);
+    }
+    b.body(body.into()).unwrap()
+}
+
+fn empty(method: &str, uri: &str) -> Request<Body> {
+    raw_req(method, uri, None, Body::empty())
+}
+
+/// A 4xx with a JSON `{"error"}` that mentions `needle`.
+fn assert_client_error(got: &(StatusCode, Value, String), status: StatusCode, needle: &str) {
+    assert_eq!(got.0, status, "{}", got.2);
+    let msg = got.1["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error field: {}", got.2));
+    assert!(
+        msg.to_lowercase().contains(&needle.to_lowercase()),
+        "error {msg:?} should mention {needle:?}"
+    );
+}
+
+#[tokio::test]
+async fn put_get_delete_round_trip_exactly() {
+    let f = fixture();
+    let doc = json!({"text": "hello world", "vector": [0.5, -1.25, 3.0], "meta": {"lang": "en", "n": 3, "tags": ["a"]}});
+    let (s, v, t) = send(&f.router, json_req("PUT", "/v1/docs/a%20b", &doc)).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(v["id"], "a b");
+    let lsn1 = v["lsn"].as_u64().expect("lsn is a number");
+
+    let (s, v, t) = send(&f.router, empty("GET", "/v1/docs/a%20b")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let mut expected = doc.clone();
+    expected["id"] = json!("a b");
+    assert_eq!(v, expected);
+
+    // Text only: no vector or meta keys come back.
+    let (s, v, _) = send(
+        &f.router,
+        json_req("PUT", "/v1/docs/plain", &json!({"text": ""})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["lsn"].as_u64().unwrap() > lsn1);
+    let (_, v, _) = send(&f.router, empty("GET", "/v1/docs/plain")).await;
+    assert_eq!(v, json!({"id": "plain", "text": ""}));
+
+    let (s, v, _) = send(&f.router, empty("DELETE", "/v1/docs/a%20b")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["id"], "a b");
+    let got = send(&f.router, empty("GET", "/v1/docs/a%20b")).await;
+    assert_client_error(&got, StatusCode::NOT_FOUND, "no document");
+    let got = send(&f.router, empty("DELETE", "/v1/docs/a%20b")).await;
+    assert_client_error(&got, StatusCode::NOT_FOUND, "no document");
+}
+
+#[tokio::test]
+async fn malformed_and_wrong_typed_json_get_4xx_json_errors() {
+    let f = fixture();
+    let got = send(
+        &f.router,
+        raw_req("PUT", "/v1/docs/x", Some("application/json"), "{not json"),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "json");
+    let got = send(
+        &f.router,
+        json_req("PUT", "/v1/docs/x", &json!({"text": 5})),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "text");
+    let got = send(
+        &f.router,
+        json_req("PUT", "/v1/docs/x", &json!({"vector": [1.0]})),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "text");
+    let got = send(
+        &f.router,
+        json_req("PUT", "/v1/docs/x", &json!({"text": "t", "meta": [1]})),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "meta");
+    let got = send(
+        &f.router,
+        json_req("PUT", "/v1/docs/x", &json!({"text": "t", "extra": 1})),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "extra");
+    let got = send(
+        &f.router,
+        raw_req("PUT", "/v1/docs/x", None, "{\"text\":\"t\"}"),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::UNSUPPORTED_MEDIA_TYPE, "content-type");
+    // Nothing of the rejected writes was stored.
+    let got = send(&f.router, empty("GET", "/v1/docs/x")).await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn oversize_body_names_the_limit() {
+    let f = fixture();
+    let big = json!({"text": "x".repeat(10_000)});
+    let got = send(&f.router, json_req("PUT", "/v1/docs/big", &big)).await;
+    assert_client_error(
+        &got,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request_body_bytes_max = 4096",
+    );
+}
+
+#[tokio::test]
+async fn bad_ids_and_vectors_are_refused() {
+    let f = fixture();
+    let long = "i".repeat(257);
+    let got = send(
+        &f.router,
+        json_req("PUT", &format!("/v1/docs/{long}"), &json!({"text": "t"})),
+    )
+    .await;
+    assert!(got.0.is_client_error(), "{}", got.2);
+    assert!(
+        got.1["error"].as_str().unwrap().contains("256"),
+        "{}",
+        got.2
+    );
+    let ok = "i".repeat(256);
+    let got = send(
+        &f.router,
+        json_req("PUT", &format!("/v1/docs/{ok}"), &json!({"text": "t"})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+
+    // 1e39 overflows f32: not finite.
+    let got = send(
+        &f.router,
+        raw_req(
+            "PUT",
+            "/v1/docs/v",
+            Some("application/json"),
+            r#"{"text":"t","vector":[1e39, 0]}"#,
+        ),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "vector[0]");
+
+    let got = send(
+        &f.router,
+        json_req(
+            "PUT",
+            "/v1/docs/v",
+            &json!({"text": "t", "vector": [1.0, 2.0]}),
+        ),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+    let got = send(
+        &f.router,
+        json_req(
+            "PUT",
+            "/v1/docs/w",
+            &json!({"text": "t", "vector": [1.0, 2.0, 3.0]}),
+        ),
+    )
+    .await;
+    assert!(got.0.is_client_error(), "wrong dimension: {}", got.2);
+    assert!(
+        got.1["error"].as_str().unwrap().contains("dimension"),
+        "{}",
+        got.2
+    );
+    let got = send(&f.router, empty("GET", "/v1/docs/w")).await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND, "no partial write");
+}
+
+#[tokio::test]
+async fn vector_search_ranks_by_cosine_and_validates_input() {
+    let f = fixture();
+    for (id, v) in [
+        ("east", [1.0, 0.0]),
+        ("north", [0.0, 1.0]),
+        ("northeast", [1.0, 1.0]),
+        ("west", [-1.0, 0.0]),
+    ] {
+        let got = send(
+            &f.router,
+            json_req(
+                "PUT",
+                &format!("/v1/docs/{id}"),
+                &json!({"text": id, "vector": v}),
+            ),
+        )
+        .await;
+        assert_eq!(got.0, StatusCode::OK);
+    }
+    send(
+        &f.router,
+        json_req("PUT", "/v1/docs/novec", &json!({"text": "no vector"})),
+    )
+    .await;
+    let (s, v, t) = send(
+        &f.router,
+        json_req("POST", "/v1/search", &json!({"vector": [2.0, 0.1], "k": 3})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let ids: Vec<&str> = v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["east", "northeast", "north"]);
+    let top = v["hits"][0]["score"].as_f64().unwrap();
+    assert!(top > 0.99 && top <= 1.0 + 1e-6, "{top}");
+
+    let got = send(
+        &f.router,
+        json_req("POST", "/v1/search", &json!({"vector": [1.0, 0.0], "k": 0})),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "k = 0");
+    let got = send(
+        &f.router,
+        json_req(
+            "POST",
+            "/v1/search",
+            &json!({"vector": [1.0, 0.0], "k": 51}),
+        ),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "search_k_max");
+    let got = send(
+        &f.router,
+        json_req(
+            "POST",
+            "/v1/search",
+            &json!({"vector": [1.0, 0.0], "k": -1}),
+        ),
+    )
+    .await;
+    assert!(got.0.is_client_error(), "{}", got.2);
+    let got = send(
+        &f.router,
+        json_req(
+            "POST",
+            "/v1/search",
+            &json!({"vector": [1.0, 0.0, 0.0], "k": 1}),
+        ),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "dimension");
+    let got = send(
+        &f.router,
+        json_req("POST", "/v1/search", &json!({"vector": [0.0, 0.0], "k": 1})),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "zero length");
+    let got = send(&f.router, json_req("POST", "/v1/search", &json!({"k": 1}))).await;
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "vector");
+    let got = send(
+        &f.router,
+        json_req("POST", "/v1/search", &json!({"text": "hello", "k": 1})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::NOT_IMPLEMENTED, "{}", got.2);
+    assert!(got.1["error"].as_str().unwrap().contains("full-text"));
+}
+
+#[tokio::test]
+async fn health_status_incidents_heal_and_metrics_answer() {
+    let f = fixture();
+    send(
+        &f.router,
+        json_req("PUT", "/v1/docs/a", &json!({"text": "a"})),
+    )
+    .await;
+
+    let (s, v, t) = send(&f.router, empty("GET", "/health")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(v["serving"], true, "{t}");
+    assert!(v["state"].is_string(), "{t}");
+
+    for tier in ["deep", "full", "shallow"] {
+        let (s, v, t) = send(&f.router, empty("GET", &format!("/v1/health?tier={tier}"))).await;
+        assert_eq!(s, StatusCode::OK, "{t}");
+        assert!(v["state"].is_string(), "{t}");
+        assert!(v["checks"].is_array(), "{t}");
+    }
+    let got = send(&f.router, empty("GET", "/v1/health?tier=bogus")).await;
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "bogus");
+
+    let (s, v, _) = send(
+        &f.router,
+        json_req("POST", "/v1/heal?dry_run=true", &json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let got = send(&f.router, empty("POST", "/v1/heal?dry_run=maybe")).await;
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "query");
+
+    let (s, v, t) = send(&f.router, empty("GET", "/v1/status")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    for key in [
+        "state",
+        "active_incidents",
+        "repairs_in_flight",
+        "kpis",
+        "store",
+    ] {
+        assert!(v.get(key).is_some(), "status lacks {key}: {t}");
+    }
+    assert_eq!(v["store"]["docs"], 1, "{t}");
+
+    let (s, v, t) = send(&f.router, empty("GET", "/v1/incidents")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert!(v["incidents"].is_array());
+    let got = send(&f.router, empty("GET", "/v1/incidents/999999")).await;
+    assert_client_error(&got, StatusCode::NOT_FOUND, "999999");
+    let got = send(&f.router, empty("GET", "/v1/incidents/abc")).await;
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "abc");
+    let got = send(
+        &f.router,
+        empty("POST", "/v1/incidents/999999/false-positive"),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::NOT_FOUND, "999999");
+    let got = send(&f.router, empty("GET", "/v1/incidents?limit=0")).await;
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "limit");
+
+    let (s, _, text) = send(&f.router, empty("GET", "/metrics")).await;
+    assert_eq!(s, StatusCode::OK);
+    for name in [
+        "# TYPE medic_operation_duration_seconds histogram",
+        "medic_documents 1",
+        "medic_health_state{state=\"HEALTHY\"}",
+        "# TYPE medic_incidents counter",
+        "medic_incidents_total{severity=\"sev0\"} 0",
+        "medic_http_requests_total{route=\"/v1/docs/{id}\",method=\"PUT\",status=\"200\"} 1",
+        "medic_heal_cycles_total 1",
+    ] {
+        assert!(text.contains(name), "metrics lack {name:?}:\n{text}");
+    }
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let f = fixture();
+    let got = send(&f.router, empty("GET", "/nope")).await;
+    assert_client_error(&got, StatusCode::NOT_FOUND, "route");
+    let got = send(&f.router, empty("PATCH", "/v1/docs/a")).await;
+    assert_client_error(&got, StatusCode::METHOD_NOT_ALLOWED, "method");
+}
+
+#[tokio::test]
+async fn a_token_guards_every_mutating_request() {
+    let token = "a-token-long-enough-1234";
+    let f = fixture_with(|c| {
+        c.server.listen = "0.0.0.0:0".into();
+        c.server.token = Some(token.into());
+    });
+    let doc = json!({"text": "t"});
+    let got = send(&f.router, json_req("PUT", "/v1/docs/a", &doc)).await;
+    assert_client_error(&got, StatusCode::UNAUTHORIZED, "bearer");
+    let mut req = json_req("PUT", "/v1/docs/a", &doc);
+    req.headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer wrong".parse().unwrap());
+    let got = send(&f.router, req).await;
+    assert_client_error(&got, StatusCode::UNAUTHORIZED, "wrong");
+    for (method, uri) in [
+        ("DELETE", "/v1/docs/a"),
+        ("POST", "/v1/heal"),
+        ("POST", "/v1/incidents/1/false-positive"),
+    ] {
+        let got = send(&f.router, empty(method, uri)).await;
+        assert_eq!(got.0, StatusCode::UNAUTHORIZED, "{method} {uri}");
+    }
+    let got = send(&f.router, empty("GET", "/v1/docs/a")).await;
+    assert_eq!(
+        got.0,
+        StatusCode::NOT_FOUND,
+        "reads need no token; nothing was written"
+    );
+
+    let mut req = json_req("PUT", "/v1/docs/a", &doc);
+    req.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    let got = send(&f.router, req).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+    let got = send(&f.router, empty("GET", "/v1/docs/a")).await;
+    assert_eq!(got.0, StatusCode::OK);
+}
