@@ -1,0 +1,902 @@
+//! Simulation of the whole healing loop: a fake subject whose problems the test injects over simulated hours
+//! (SimClock), driving detection, diagnosis, decisions, the recovery cascade with rollback, the circuit breaker,
+//! escalation with a report, dry-run, the approval gate, rate limit and cooldown, false positives, and KPIs computed
+//! from the records.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use heal::check::{CheckContext, CheckOutcome, HealthCheck, HealthState, Tier};
+use heal::clock::{SimClock, US_PER_S};
+use heal::config::EngineConfig;
+use heal::decide::{Action, BreakerState};
+use heal::engine::{CycleSummary, Engine, IncidentStatus};
+use heal::escalate::{Alert, EscalationLevel, Notifier};
+use heal::issue::{Issue, IssueKind, Location};
+use heal::learn::{AttemptOutcome, KnowledgeBase, MemoryKnowledgeBase, Resolution};
+use heal::repair::{
+    Backup, DataLoss, Estimate, RepairCost, RepairError, RepairReport, RepairStrategy,
+};
+use heal::subject::{Sample, Subject};
+
+const START: u64 = 1_800_000_000 * US_PER_S;
+const CYCLE_US: u64 = 5 * US_PER_S;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Works,
+    ValidateFails,
+    RepairFails,
+    Unrecoverable,
+}
+
+#[derive(Default)]
+struct World {
+    metrics: BTreeMap<String, f64>,
+    faults: BTreeMap<String, Issue>,
+    pending: Vec<Issue>,
+    modes: HashMap<String, Mode>,
+    calls: Vec<String>,
+    liveness_fails: bool,
+    slow_check_us: u64,
+}
+
+struct Liveness {
+    world: Arc<Mutex<World>>,
+    clock: SimClock,
+}
+
+impl HealthCheck for Liveness {
+    fn name(&self) -> &str {
+        "liveness"
+    }
+    fn tier(&self) -> Tier {
+        Tier::Shallow
+    }
+    fn run(&self, _ctx: &CheckContext<'_>) -> CheckOutcome {
+        let w = self.world.lock().unwrap();
+        self.clock.advance(w.slow_check_us);
+        if w.liveness_fails {
+            CheckOutcome::fail("not answering", Vec::new())
+        } else {
+            CheckOutcome::pass("answering")
+        }
+    }
+}
+
+struct FakeStrategy {
+    name: &'static str,
+    cost: RepairCost,
+    codes: &'static [&'static str],
+    risk: f64,
+    duration_us: u64,
+    world: Arc<Mutex<World>>,
+    clock: SimClock,
+}
+
+impl FakeStrategy {
+    fn call(&self, what: &str, issue: &Issue) {
+        self.world
+            .lock()
+            .unwrap()
+            .calls
+            .push(format!("{}:{what}:{}", self.name, issue.resource));
+    }
+    fn mode(&self) -> Mode {
+        *self
+            .world
+            .lock()
+            .unwrap()
+            .modes
+            .get(self.name)
+            .unwrap_or(&Mode::Works)
+    }
+}
+
+impl RepairStrategy for FakeStrategy {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn cost(&self) -> RepairCost {
+        self.cost
+    }
+    fn can_repair(&self, issue: &Issue) -> bool {
+        self.codes.contains(&issue.code.as_str())
+    }
+    fn estimate(&self, _issue: &Issue) -> Estimate {
+        Estimate {
+            duration_us: self.duration_us,
+            data_loss: DataLoss::None,
+            risk: self.risk,
+        }
+    }
+    fn backup(&self, issue: &Issue) -> Result<Backup, RepairError> {
+        self.call("backup", issue);
+        Ok(Backup {
+            location: format!("mem:{}", issue.resource),
+            bytes: 4096,
+        })
+    }
+    fn repair(&self, issue: &Issue) -> Result<RepairReport, RepairError> {
+        self.call("repair", issue);
+        self.clock.advance(self.duration_us);
+        match self.mode() {
+            Mode::Works => {
+                self.world.lock().unwrap().faults.remove(&issue.resource);
+                Ok(RepairReport {
+                    actions: vec![format!("{} fixed {}", self.name, issue.resource)],
+                    data_loss: DataLoss::None,
+                })
+            }
+            Mode::ValidateFails => Ok(RepairReport {
+                actions: vec![format!("{} rewrote {}", self.name, issue.resource)],
+                data_loss: DataLoss::None,
+            }),
+            Mode::RepairFails => Err(RepairError::Io("write refused".into())),
+            Mode::Unrecoverable => Err(RepairError::Unrecoverable(
+                "parity shards damaged too".into(),
+            )),
+        }
+    }
+    fn validate(&self, issue: &Issue) -> Result<(), RepairError> {
+        self.call("validate", issue);
+        if self
+            .world
+            .lock()
+            .unwrap()
+            .faults
+            .contains_key(&issue.resource)
+        {
+            Err(RepairError::Validation(format!(
+                "{} still damaged",
+                issue.resource
+            )))
+        } else {
+            Ok(())
+        }
+    }
+    fn rollback(&self, issue: &Issue, _backup: &Backup) -> Result<(), RepairError> {
+        self.call("rollback", issue);
+        Ok(())
+    }
+}
+
+struct FakeSubject {
+    world: Arc<Mutex<World>>,
+    checks: Vec<Arc<dyn HealthCheck>>,
+    strategies: Vec<Arc<dyn RepairStrategy>>,
+}
+
+impl Subject for FakeSubject {
+    fn name(&self) -> &str {
+        "fake-store"
+    }
+    fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        self.checks.clone()
+    }
+    fn strategies(&self) -> Vec<Arc<dyn RepairStrategy>> {
+        self.strategies.clone()
+    }
+    fn sample(&self, now: u64) -> Vec<Sample> {
+        let w = self.world.lock().unwrap();
+        w.metrics
+            .iter()
+            .map(|(m, &v)| Sample {
+                metric: m.clone(),
+                value: v,
+                at: now,
+            })
+            .collect()
+    }
+    fn drain_issues(&self) -> Vec<Issue> {
+        std::mem::take(&mut self.world.lock().unwrap().pending)
+    }
+}
+
+#[derive(Clone, Default)]
+struct Collect(Arc<Mutex<Vec<Alert>>>);
+
+impl Notifier for Collect {
+    fn notify(&self, alert: &Alert) -> Result<(), String> {
+        self.0.lock().unwrap().push(alert.clone());
+        Ok(())
+    }
+}
+
+struct Sim {
+    clock: SimClock,
+    world: Arc<Mutex<World>>,
+    kb: Arc<MemoryKnowledgeBase>,
+    engine: Engine,
+    alerts: Collect,
+    rng: u64,
+}
+
+fn strategy(
+    name: &'static str,
+    cost: RepairCost,
+    codes: &'static [&'static str],
+    risk: f64,
+    duration_s: u64,
+    world: &Arc<Mutex<World>>,
+    clock: &SimClock,
+) -> Arc<dyn RepairStrategy> {
+    Arc::new(FakeStrategy {
+        name,
+        cost,
+        codes,
+        risk,
+        duration_us: duration_s * US_PER_S,
+        world: world.clone(),
+        clock: clock.clone(),
+    })
+}
+
+impl Sim {
+    fn new(config: EngineConfig) -> Self {
+        Self::with_kb(config, Arc::new(MemoryKnowledgeBase::new()))
+    }
+
+    fn with_kb(config: EngineConfig, kb: Arc<MemoryKnowledgeBase>) -> Self {
+        let clock = SimClock::new(START);
+        let world = Arc::new(Mutex::new(World::default()));
+        let strategies = vec![
+            strategy(
+                "compact_index",
+                RepairCost::InPlace,
+                &["index_fragmentation"],
+                0.1,
+                2,
+                &world,
+                &clock,
+            ),
+            strategy(
+                "retry_block",
+                RepairCost::InPlace,
+                &["block_checksum"],
+                0.05,
+                1,
+                &world,
+                &clock,
+            ),
+            strategy(
+                "rebuild_from_parity",
+                RepairCost::Redundancy,
+                &["block_checksum"],
+                0.2,
+                4,
+                &world,
+                &clock,
+            ),
+            strategy(
+                "rebuild_manifest",
+                RepairCost::Rebuild,
+                &["manifest_damaged"],
+                0.8,
+                3,
+                &world,
+                &clock,
+            ),
+        ];
+        let checks: Vec<Arc<dyn HealthCheck>> = vec![Arc::new(Liveness {
+            world: world.clone(),
+            clock: clock.clone(),
+        })];
+        let subject = Arc::new(FakeSubject {
+            world: world.clone(),
+            checks,
+            strategies,
+        });
+        let mut engine = Engine::new(subject, kb.clone(), Arc::new(clock.clone()), config)
+            .expect("valid engine");
+        let alerts = Collect::default();
+        engine.add_notifier(Box::new(alerts.clone()));
+        Self {
+            clock,
+            world,
+            kb,
+            engine,
+            alerts,
+            rng: 42,
+        }
+    }
+
+    fn noise(&mut self) -> f64 {
+        self.rng = self
+            .rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.rng >> 33) as f64 / (1u64 << 31) as f64) - 0.5
+    }
+
+    /// Advances one cycle with normal metrics (plus overrides) and runs the engine.
+    fn cycle_with(&mut self, overrides: &[(&str, f64)]) -> CycleSummary {
+        self.clock.advance(CYCLE_US);
+        let search = 1_000.0 + 40.0 * self.noise();
+        let put = 500.0 + 20.0 * self.noise();
+        {
+            let mut w = self.world.lock().unwrap();
+            w.metrics.insert("search_latency_p99_us".into(), search);
+            w.metrics.insert("put_latency_p99_us".into(), put);
+            for &(m, v) in overrides {
+                w.metrics.insert(m.into(), v);
+            }
+        }
+        self.engine.run_cycle()
+    }
+
+    fn cycle(&mut self) -> CycleSummary {
+        self.cycle_with(&[])
+    }
+
+    /// Runs quiet cycles for `seconds`, asserting nothing happens.
+    fn quiet(&mut self, seconds: u64) {
+        for _ in 0..seconds * US_PER_S / CYCLE_US {
+            let s = self.cycle();
+            assert!(
+                s.incidents_opened.is_empty(),
+                "no incident while quiet: {s:#?}"
+            );
+        }
+    }
+
+    fn inject(&mut self, issue: Issue) {
+        let mut w = self.world.lock().unwrap();
+        w.faults.insert(issue.resource.clone(), issue.clone());
+        w.pending.push(issue);
+    }
+
+    fn block_fault(&self, file: &str) -> Issue {
+        Issue::new(
+            IssueKind::Integrity,
+            "block_checksum",
+            file,
+            format!("block at 4096 in {file} fails its checksum"),
+            "read_path",
+            self.now(),
+        )
+        .at(Location {
+            file: Some(file.to_string()),
+            offset: Some(4096),
+            len: Some(4096),
+            lsn_range: Some((100, 131)),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        heal::clock::Clock::now(&self.clock)
+    }
+
+    fn set_mode(&self, strategy: &str, mode: Mode) {
+        self.world
+            .lock()
+            .unwrap()
+            .modes
+            .insert(strategy.into(), mode);
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::mem::take(&mut self.world.lock().unwrap().calls)
+    }
+}
+
+fn warm_up(sim: &mut Sim) {
+    // Ten simulated minutes of normal traffic: the detectors learn the baseline and nothing fires.
+    sim.quiet(600);
+    assert_eq!(sim.engine.health_state(), HealthState::Healthy);
+    assert_eq!(sim.engine.metrics().incidents, 0);
+}
+
+#[test]
+fn whole_path_over_simulated_hours() {
+    let mut sim = Sim::new(EngineConfig::default());
+    warm_up(&mut sim);
+
+    // 1. A latency spike and index fragmentation: one incident, root cause the fragmentation, compacted.
+    let frag = Issue::new(
+        IssueKind::StaleDerived,
+        "index_fragmentation",
+        "text_index",
+        "text index 62% fragmented",
+        "index_stats",
+        sim.now() + CYCLE_US - 3 * US_PER_S,
+    )
+    .evidence("fragmentation", "0.62");
+    sim.inject(frag);
+    let s = sim.cycle_with(&[("search_latency_p99_us", 25_000.0)]);
+    assert_eq!(s.anomalies, 1, "the injected spike is detected: {s:#?}");
+    assert_eq!(
+        s.incidents_opened.len(),
+        1,
+        "symptom and cause correlate into one incident"
+    );
+    let first = s.incidents_opened[0];
+    assert_eq!(s.decisions.len(), 1);
+    let d = &s.decisions[0].decision;
+    assert_eq!(d.action, Action::Repair);
+    assert_eq!(d.strategy.as_deref(), Some("compact_index"));
+    assert!(
+        (d.confidence - 0.5).abs() < 1e-12,
+        "prior mean with no history"
+    );
+    assert_eq!(d.estimated_duration_us, 2 * US_PER_S);
+    assert_eq!(s.incidents_closed, [(first, Resolution::AutoRepaired)]);
+    let rec = sim.engine.incident(first).unwrap().unwrap();
+    assert!(
+        rec.root_cause.contains("a fragmented index slows queries"),
+        "{}",
+        rec.root_cause
+    );
+    assert!(
+        rec.issues
+            .iter()
+            .any(|i| i.kind == IssueKind::Anomaly && i.resource == "search_latency_p99_us")
+    );
+    assert_eq!(rec.attempts.len(), 1);
+    assert_eq!(rec.attempts[0].outcome, AttemptOutcome::Succeeded);
+    assert_eq!(
+        sim.calls(),
+        [
+            "compact_index:backup:text_index",
+            "compact_index:repair:text_index",
+            "compact_index:validate:text_index"
+        ]
+    );
+    sim.quiet(120);
+
+    // 2. A damaged block: the in-place retry fails validation and is rolled back, parity repairs it.
+    sim.set_mode("retry_block", Mode::ValidateFails);
+    let f = sim.block_fault("wal/00000003.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    let id = s.incidents_opened[0];
+    assert_eq!(
+        s.decisions[0].decision.cascade,
+        ["retry_block", "rebuild_from_parity"]
+    );
+    let outcomes: Vec<_> = s
+        .attempts
+        .iter()
+        .map(|a| (a.attempt.strategy.as_str(), a.attempt.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("retry_block", AttemptOutcome::RolledBack),
+            ("rebuild_from_parity", AttemptOutcome::Succeeded)
+        ]
+    );
+    assert_eq!(
+        sim.calls(),
+        [
+            "retry_block:backup:wal/00000003.seg",
+            "retry_block:repair:wal/00000003.seg",
+            "retry_block:validate:wal/00000003.seg",
+            "retry_block:rollback:wal/00000003.seg",
+            "rebuild_from_parity:backup:wal/00000003.seg",
+            "rebuild_from_parity:repair:wal/00000003.seg",
+            "rebuild_from_parity:validate:wal/00000003.seg",
+        ]
+    );
+    assert_eq!(s.incidents_closed, [(id, Resolution::AutoRepaired)]);
+    sim.quiet(120);
+
+    // 3. Two more damaged blocks where the retry's repair step fails: with the rollback above that is three
+    //    consecutive failures of the retry, and its circuit breaker opens.
+    sim.set_mode("retry_block", Mode::RepairFails);
+    let cooldown = EngineConfig::default().breaker_cooldown_us;
+    for n in 4..=5 {
+        let f = sim.block_fault(&format!("wal/0000000{n}.seg"));
+        sim.inject(f);
+        let s = sim.cycle();
+        let outcomes: Vec<_> = s.attempts.iter().map(|a| a.attempt.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [AttemptOutcome::Failed, AttemptOutcome::Succeeded],
+            "block {n}"
+        );
+        let breakers = sim.engine.breakers();
+        let (_, retry) = breakers.iter().find(|(n, _)| n == "retry_block").unwrap();
+        assert_eq!(retry.consecutive_failures, n - 2);
+        assert_eq!(
+            matches!(retry.state(sim.now(), cooldown), BreakerState::Open { .. }),
+            n == 5,
+            "open only after the third failure in a row"
+        );
+        sim.quiet(120);
+    }
+    sim.calls();
+    let f = sim.block_fault("wal/00000006.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    let d = &s.decisions[0].decision;
+    assert_eq!(
+        d.cascade,
+        ["rebuild_from_parity"],
+        "the open breaker keeps the retry out"
+    );
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| r.contains("retry_block: circuit breaker open")),
+        "{:?}",
+        d.reasons
+    );
+    assert!(sim.calls().iter().all(|c| !c.starts_with("retry_block")));
+    assert_eq!(s.incidents_closed.len(), 1);
+    sim.quiet(120);
+
+    // 4. Damage beyond redundancy: parity cannot undo it; escalated with a report.
+    sim.set_mode("rebuild_from_parity", Mode::Unrecoverable);
+    let f = sim.block_fault("wal/00000009.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    let id = s.incidents_opened[0];
+    assert_eq!(s.escalations, [id]);
+    assert_eq!(sim.engine.escalation_level(), EscalationLevel::Escalate);
+    let alerts = sim.alerts.0.lock().unwrap().clone();
+    let alert = alerts
+        .iter()
+        .find(|a| a.incident_id == Some(id))
+        .expect("escalation alert sent");
+    let report = alert.report.as_ref().expect("alert carries the report");
+    assert!(
+        report
+            .data_at_risk
+            .iter()
+            .any(|l| l.contains("parity shards damaged too")),
+        "{:?}",
+        report.data_at_risk
+    );
+    let rec = sim.engine.incident(id).unwrap().unwrap();
+    assert_eq!(rec.resolution, Resolution::Escalated);
+    let md = rec.report_markdown.expect("report saved in the record");
+    for needle in [
+        "`block_checksum` on `wal/00000009.seg`",
+        "| rebuild_from_parity | Failed |",
+        "unrecoverable: rebuild_from_parity: parity shards damaged too",
+        "LSN 100..=131",
+        "circuit breaker of retry_block is open",
+    ] {
+        assert!(md.contains(needle), "missing {needle:?} in\n{md}");
+    }
+    let active = sim.engine.active_incidents();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].status, IncidentStatus::Escalated);
+    sim.set_mode("rebuild_from_parity", Mode::Works);
+
+    // Quiet for the quiet period: the escalated incident leaves the active set, the level steps down.
+    sim.quiet(1_300);
+    assert!(sim.engine.active_incidents().is_empty());
+    assert!(sim.engine.escalation_level() < EscalationLevel::Escalate);
+
+    // 5. A lone spike on put latency: watched, then marked a false positive, which raises that metric's cut-off.
+    let s = sim.cycle_with(&[("put_latency_p99_us", 9_000.0)]);
+    assert_eq!(s.anomalies, 1);
+    let fp = s.incidents_opened[0];
+    assert_eq!(s.decisions[0].decision.action, Action::Watch);
+    let before = sim.engine.anomaly_cutoff("put_latency_p99_us");
+    let raised = sim.engine.mark_false_positive(fp).unwrap();
+    assert_eq!(raised.len(), 1);
+    assert!((raised[0].1 - before * 1.1).abs() < 1e-12);
+    assert_eq!(
+        sim.kb.get(fp).unwrap().unwrap().resolution,
+        Resolution::FalsePositive
+    );
+    assert_eq!(
+        sim.engine.anomaly_cutoff("search_latency_p99_us"),
+        before,
+        "other metrics keep theirs"
+    );
+    sim.quiet(60);
+
+    // KPIs from the records: exact values from the scenario.
+    let k = sim.engine.kpis().unwrap();
+    assert_eq!(k.incidents, 7);
+    assert_eq!(
+        (k.auto_repaired, k.escalated, k.false_positives, k.open),
+        (5, 1, 1, 0)
+    );
+    assert_eq!(
+        (k.attempts, k.attempts_succeeded, k.attempts_rolled_back),
+        (9, 5, 1)
+    );
+    assert_eq!(k.repair_success_rate, Some(5.0 / 9.0));
+    assert_eq!(k.rollback_rate, Some(1.0 / 9.0));
+    assert_eq!(k.auto_remediation_rate, Some(5.0 / 6.0));
+    assert_eq!(k.false_positive_rate, Some(1.0 / 7.0));
+    // Detection: the fragmentation was first seen 3 s before the cycle that took it in; each damaged block was met on
+    // the read path one cycle (5 s) before the engine's next cycle took it in (five of them).
+    assert_eq!(k.mttd_us, Some((3.0 + 5.0 * 5.0) * US_PER_S as f64 / 6.0));
+    // Repair: compact 2 s; retry 1 s + parity 4 s (three times); parity alone 4 s.
+    assert_eq!(
+        k.mttr_us,
+        Some((2.0 + 3.0 * 5.0 + 4.0) / 5.0 * US_PER_S as f64)
+    );
+    let m = sim.engine.metrics();
+    assert_eq!(
+        (
+            m.repairs_initiated,
+            m.repairs_succeeded,
+            m.repairs_failed,
+            m.repairs_rolled_back
+        ),
+        (6, 5, 3, 1)
+    );
+    assert_eq!(m.escalations, 1);
+    assert_eq!(m.repair_time_us_total, (2 + 3 * 5 + 4 + 4) * US_PER_S);
+    let json: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+    assert_eq!(json["escalations"], 1);
+}
+
+#[test]
+fn dry_run_decides_but_changes_nothing_until_switched_off() {
+    let mut sim = Sim::new(EngineConfig {
+        dry_run: true,
+        ..EngineConfig::default()
+    });
+    let f = sim.block_fault("wal/00000003.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    assert!(s.dry_run);
+    let id = s.incidents_opened[0];
+    let d = &s.decisions[0].decision;
+    assert_eq!((d.action, d.dry_run), (Action::Repair, true));
+    assert_eq!(s.attempts.len(), 1);
+    assert_eq!(s.attempts[0].attempt.outcome, AttemptOutcome::DryRun);
+    assert!(sim.calls().is_empty(), "no strategy step ran");
+    assert!(
+        sim.world
+            .lock()
+            .unwrap()
+            .faults
+            .contains_key("wal/00000003.seg"),
+        "the damage is still there"
+    );
+    assert_eq!(sim.engine.metrics().repairs_initiated, 0);
+    assert_eq!(
+        sim.engine.active_incidents()[0].status,
+        IncidentStatus::DryRun
+    );
+    let s = sim.cycle();
+    assert!(
+        s.decisions.is_empty(),
+        "a dry-run decision is not repeated every cycle"
+    );
+
+    sim.engine.set_dry_run(false);
+    let s = sim.cycle();
+    assert_eq!(s.incidents_closed, [(id, Resolution::AutoRepaired)]);
+    assert!(
+        !sim.world
+            .lock()
+            .unwrap()
+            .faults
+            .contains_key("wal/00000003.seg")
+    );
+    let rec = sim.kb.get(id).unwrap().unwrap();
+    let outcomes: Vec<_> = rec.attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [AttemptOutcome::DryRun, AttemptOutcome::Succeeded]
+    );
+}
+
+#[test]
+fn risky_repair_waits_for_approval() {
+    let mut sim = Sim::new(EngineConfig::default());
+    let manifest = Issue::new(
+        IssueKind::Integrity,
+        "manifest_damaged",
+        "MANIFEST",
+        "both copies",
+        "open",
+        sim.now(),
+    );
+    sim.inject(manifest);
+    let s = sim.cycle();
+    let id = s.incidents_opened[0];
+    let d = &s.decisions[0].decision;
+    assert_eq!(d.action, Action::Escalate);
+    assert!(d.needs_approval);
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| r.contains("risk 0.80 above approval_risk_max 0.50")),
+        "{:?}",
+        d.reasons
+    );
+    assert!(sim.calls().is_empty());
+    assert_eq!(
+        sim.engine.active_incidents()[0].status,
+        IncidentStatus::AwaitingApproval
+    );
+    assert_eq!(s.alerts.len(), 1);
+    assert_eq!(s.alerts[0].rule, "approval_required");
+    assert!(s.alerts[0].report.as_ref().unwrap().suggestions[0].contains("approve incident"));
+    let s = sim.cycle();
+    assert!(s.decisions.is_empty(), "still waiting");
+    assert!(sim.engine.approve(id + 100).is_err());
+
+    sim.engine.approve(id).unwrap();
+    let s = sim.cycle();
+    assert_eq!(
+        s.decisions[0].decision.strategy.as_deref(),
+        Some("rebuild_manifest")
+    );
+    assert_eq!(s.incidents_closed, [(id, Resolution::AutoRepaired)]);
+    assert!(
+        sim.engine.approve(id).is_err(),
+        "closed incidents need no approval"
+    );
+}
+
+#[test]
+fn rate_limit_defers_and_cooldown_skips_a_failed_strategy() {
+    let mut sim = Sim::new(EngineConfig {
+        strategy_rate_max: 2,
+        strategy_rate_window_us: 600 * US_PER_S,
+        strategy_cooldown_us: 60 * US_PER_S,
+        ..EngineConfig::default()
+    });
+    // Cooldown: the retry fails once; a block damaged 20 s later goes straight to parity.
+    sim.set_mode("retry_block", Mode::RepairFails);
+    let f = sim.block_fault("wal/1.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    assert_eq!(s.attempts.len(), 2);
+    sim.set_mode("retry_block", Mode::Works);
+    for _ in 0..3 {
+        sim.cycle();
+    }
+    let f = sim.block_fault("wal/2.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    let d = &s.decisions[0].decision;
+    assert_eq!(d.cascade, ["rebuild_from_parity"]);
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| r.starts_with("retry_block: cooling down")),
+        "{:?}",
+        d.reasons
+    );
+
+    // Rate limit: parity ran twice in its 10-minute window, retry once; after the cooldown the retry runs once
+    // more (its second), then both are at their limit and the next block waits.
+    sim.quiet(60);
+    let f = sim.block_fault("wal/3.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    assert_eq!(s.attempts.len(), 1);
+    assert_eq!(s.attempts[0].attempt.strategy, "retry_block");
+    let f = sim.block_fault("wal/4.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    let id = s.incidents_opened[0];
+    let d = &s.decisions[0].decision;
+    assert_eq!(d.action, Action::Defer, "{:?}", d.reasons);
+    assert!(d.reasons.iter().any(|r| r.contains("rate limit")));
+    assert!(s.attempts.is_empty());
+    assert_eq!(
+        sim.engine.active_incidents()[0].status,
+        IncidentStatus::Deferred
+    );
+    // Deferred incidents are decided again each cycle and repaired once the window frees a slot.
+    let mut closed = None;
+    for _ in 0..(600 * US_PER_S / CYCLE_US) {
+        let s = sim.cycle();
+        if let Some(&(cid, r)) = s.incidents_closed.first() {
+            closed = Some((cid, r, sim.now()));
+            break;
+        }
+    }
+    let (cid, r, _) = closed.expect("repaired once the rate window moved on");
+    assert_eq!((cid, r), (id, Resolution::AutoRepaired));
+}
+
+#[test]
+fn same_problem_failing_three_repairs_escalates_without_trying_again() {
+    let mut sim = Sim::new(EngineConfig {
+        breaker_failures_max: 10,
+        quiet_period_us: 60 * US_PER_S,
+        ..EngineConfig::default()
+    });
+    sim.set_mode("retry_block", Mode::RepairFails);
+    sim.set_mode("rebuild_from_parity", Mode::RepairFails);
+    let f = sim.block_fault("wal/7.seg");
+    sim.inject(f.clone());
+    let s = sim.cycle();
+    assert_eq!(s.attempts.len(), 2);
+    assert_eq!(s.escalations.len(), 1);
+    sim.quiet(120);
+    sim.inject(f.clone());
+    let s = sim.cycle();
+    assert_eq!(
+        s.attempts.len(),
+        2,
+        "2 failures so far, below the limit of 3: tried again"
+    );
+    sim.quiet(120);
+    sim.calls();
+    sim.inject(f);
+    let s = sim.cycle();
+    let d = &s.decisions[0].decision;
+    assert_eq!(d.action, Action::Escalate);
+    assert_eq!(
+        d.reasons[0],
+        "block_checksum on wal/7.seg failed 4 repairs (same_problem_failures_max = 3)"
+    );
+    assert!(s.attempts.is_empty() && sim.calls().is_empty());
+}
+
+#[test]
+fn ids_and_false_positive_cutoffs_survive_a_restart() {
+    let kb = Arc::new(MemoryKnowledgeBase::new());
+    let mut sim = Sim::with_kb(EngineConfig::default(), kb.clone());
+    warm_up(&mut sim);
+    let s = sim.cycle_with(&[("put_latency_p99_us", 9_000.0)]);
+    let fp = s.incidents_opened[0];
+    sim.engine.mark_false_positive(fp).unwrap();
+    let raised = sim.engine.anomaly_cutoff("put_latency_p99_us");
+    assert!(raised > EngineConfig::default().anomaly_cutoff);
+    let f = sim.block_fault("wal/1.seg");
+    sim.inject(f);
+    let last = sim.cycle().incidents_opened[0];
+    drop(sim);
+
+    let mut sim = Sim::with_kb(EngineConfig::default(), kb.clone());
+    assert_eq!(
+        sim.engine.anomaly_cutoff("put_latency_p99_us"),
+        raised,
+        "restored from the record's resolution"
+    );
+    let f = sim.block_fault("wal/2.seg");
+    sim.inject(f);
+    assert_eq!(sim.cycle().incidents_opened, [last + 1]);
+    assert_eq!(kb.max_id().unwrap(), last + 1);
+}
+
+#[test]
+fn failing_and_overrunning_checks_set_health_and_open_incidents() {
+    let mut sim = Sim::new(EngineConfig::default());
+    sim.cycle();
+    assert_eq!(sim.engine.health_state(), HealthState::Healthy);
+    sim.world.lock().unwrap().slow_check_us = 200_000;
+    let s = sim.cycle();
+    assert_eq!((s.checks_run, s.checks_failed), (1, 1));
+    assert_eq!(s.health, HealthState::Degraded);
+    let rec = sim.engine.incident(s.incidents_opened[0]).unwrap().unwrap();
+    assert_eq!(rec.issues[0].code, "check_timeout");
+    assert_eq!(
+        s.decisions[0].decision.action,
+        Action::Watch,
+        "a timeout is a hiccup with no strategy"
+    );
+
+    sim.world.lock().unwrap().slow_check_us = 0;
+    sim.world.lock().unwrap().liveness_fails = true;
+    let results = sim.engine.run_tier(Tier::Deep);
+    assert_eq!(results.len(), 1);
+    assert!(!results[0].passed);
+    assert_eq!(sim.engine.last_check_results()[0].message, "not answering");
+    let s = sim.cycle();
+    assert!(
+        s.issues >= 1,
+        "issues of the on-demand run are handled in the next cycle"
+    );
+    let active = sim.engine.active_incidents();
+    assert!(
+        active
+            .iter()
+            .any(|i| i.record.issues.iter().any(|x| x.code == "check_failed"))
+    );
+    // A failed check with no strategy is an obstacle nobody can fix: escalated.
+    assert_eq!(sim.engine.escalation_level(), EscalationLevel::Escalate);
+}
+
+#[test]
+fn engine_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Engine>();
+}
