@@ -258,22 +258,19 @@ pub struct DataFile {
     pub len: u64,
 }
 
-/// Classifies a path relative to the data directory by the layout in `FORMAT.md`.
+/// Classifies a path relative to the data directory by the layout in `FORMAT.md`: `LOCK`, `MANIFEST-A`/`-B`,
+/// `wal/<id>.seg` (segments), `wal/<id>.mir` (the open segment's mirror), `wal/<id>.seg.par` and
+/// `snap/<lsn>.snap.par` (parity sidecars), `snap/<lsn>.snap`. Anything else (repair backups under `backup/`,
+/// temporary files) is [`FileRole::Other`] and never a target.
 pub fn classify(rel: &str) -> FileRole {
-    let lower = rel.to_ascii_lowercase();
-    let name = lower.rsplit('/').next().unwrap_or(&lower);
-    if name.contains("lock") {
-        FileRole::Lock
-    } else if name.contains("manifest") {
-        FileRole::Manifest
-    } else if lower.starts_with("parity/") || name.ends_with(".par") || name.contains("parity") {
-        FileRole::Parity
-    } else if lower.starts_with("wal/") || name.ends_with(".wal") || name.ends_with(".seg") {
-        FileRole::Wal
-    } else if lower.starts_with("snap") || name.ends_with(".snap") {
-        FileRole::Snapshot
-    } else {
-        FileRole::Other
+    match rel.split('/').collect::<Vec<_>>().as_slice() {
+        ["LOCK"] => FileRole::Lock,
+        [name] if name.starts_with("MANIFEST-") && !name.ends_with(".tmp") => FileRole::Manifest,
+        ["wal", name] if name.ends_with(".seg.par") => FileRole::Parity,
+        ["wal", name] if name.ends_with(".seg") || name.ends_with(".mir") => FileRole::Wal,
+        ["snap", name] if name.ends_with(".snap.par") => FileRole::Parity,
+        ["snap", name] if name.ends_with(".snap") => FileRole::Snapshot,
+        _ => FileRole::Other,
     }
 }
 
@@ -354,6 +351,41 @@ impl Injector {
             FaultKind::StaleLock => self.stale_lock(dir),
             FaultKind::OutOfSpace | FaultKind::SlowIo => Err(FaultError::NoIoHooks(kind)),
         }
+    }
+
+    /// Flips one random bit of one random byte in `[start, end)` of the file `rel` (relative to `dir`): for aiming
+    /// several faults at one parity group, beyond what its recovery blocks can rebuild.
+    pub fn flip_bit_in(
+        &mut self,
+        dir: &Path,
+        rel: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<InjectedFault, FaultError> {
+        let path = dir.join(rel);
+        let len = fs::metadata(&path)
+            .map_err(io_err(format!("stat {}", path.display())))?
+            .len();
+        let end = end.min(len);
+        if start >= end {
+            return Err(FaultError::NoTarget {
+                kind: FaultKind::BitFlip,
+                dir: dir.to_path_buf(),
+                why: format!("{rel} has no byte in [{start}, {end}) (it is {len} bytes)"),
+            });
+        }
+        let offset = self.rng.random_range(start..end);
+        let bit: u8 = self.rng.random_range(0..8);
+        let mut byte = read_at(&path, offset, 1)?;
+        byte[0] ^= 1 << bit;
+        write_at(&path, offset, &byte)?;
+        Ok(InjectedFault {
+            kind: FaultKind::BitFlip,
+            file: Some(rel.to_string()),
+            offset: Some(offset),
+            len: Some(1),
+            detail: format!("flipped bit {bit} of byte {offset}"),
+        })
     }
 
     /// Files a byte-damaging fault may hit: the log, snapshots, parity and the manifest, non-empty.
@@ -493,8 +525,9 @@ impl Injector {
     fn torn_write(&mut self, dir: &Path) -> Result<InjectedFault, FaultError> {
         let wal: Vec<DataFile> = list_files(dir)?
             .into_iter()
-            .filter(|f| f.role == FileRole::Wal)
+            .filter(|f| f.role == FileRole::Wal && f.rel.ends_with(".seg"))
             .collect();
+        // Segment names are zero-padded ids, so the last in path order is the open segment.
         let Some(tail) = wal.last().cloned() else {
             return Err(FaultError::NoTarget {
                 kind: FaultKind::TornWrite,
@@ -608,9 +641,15 @@ mod tests {
     fn fixture() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("wal")).unwrap();
+        fs::create_dir_all(dir.path().join("backup/x")).unwrap();
+        fs::write(
+            dir.path().join("backup/x/wal__0000000000000009.seg"),
+            b"backup",
+        )
+        .unwrap();
         let bytes: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8 + 1).collect();
-        fs::write(dir.path().join("wal/00000001.wal"), &bytes).unwrap();
-        fs::write(dir.path().join("wal/00000002.wal"), &bytes[..5000]).unwrap();
+        fs::write(dir.path().join("wal/0000000000000001.seg"), &bytes).unwrap();
+        fs::write(dir.path().join("wal/0000000000000002.seg"), &bytes[..5000]).unwrap();
         fs::write(dir.path().join("MANIFEST-A"), &bytes[..300]).unwrap();
         dir
     }
@@ -708,9 +747,9 @@ mod tests {
         let f = Injector::new(1)
             .inject(dir.path(), FaultKind::TornWrite)
             .unwrap();
-        assert_eq!(f.file.as_deref(), Some("wal/00000002.wal"));
+        assert_eq!(f.file.as_deref(), Some("wal/0000000000000002.seg"));
         assert_eq!(f.offset, Some(5000));
-        let len = fs::metadata(dir.path().join("wal/00000002.wal"))
+        let len = fs::metadata(dir.path().join("wal/0000000000000002.seg"))
             .unwrap()
             .len();
         assert_eq!(len, 5000 + f.len.unwrap());
@@ -732,10 +771,49 @@ mod tests {
     }
 
     #[test]
+    fn only_live_store_files_are_targets() {
+        assert_eq!(classify("wal/0000000000000001.seg"), FileRole::Wal);
+        assert_eq!(classify("wal/0000000000000001.mir"), FileRole::Wal);
+        assert_eq!(classify("wal/0000000000000001.seg.par"), FileRole::Parity);
+        assert_eq!(classify("snap/0000000000000100.snap"), FileRole::Snapshot);
+        assert_eq!(classify("snap/0000000000000100.snap.par"), FileRole::Parity);
+        assert_eq!(classify("MANIFEST-B"), FileRole::Manifest);
+        assert_eq!(classify("LOCK"), FileRole::Lock);
+        assert_eq!(
+            classify("backup/x/wal__0000000000000001.seg"),
+            FileRole::Other
+        );
+        assert_eq!(classify("MANIFEST-A.tmp"), FileRole::Other);
+        let dir = fixture();
+        for seed in 0..30 {
+            let f = Injector::new(seed)
+                .inject(dir.path(), FaultKind::BitFlip)
+                .unwrap();
+            assert!(!f.file.unwrap().starts_with("backup/"));
+        }
+    }
+
+    #[test]
+    fn flip_bit_in_stays_in_range() {
+        let dir = fixture();
+        let mut inj = Injector::new(5);
+        for _ in 0..20 {
+            let f = inj
+                .flip_bit_in(dir.path(), "wal/0000000000000001.seg", 4096, 8192)
+                .unwrap();
+            assert!((4096..8192).contains(&f.offset.unwrap()));
+        }
+        assert!(
+            inj.flip_bit_in(dir.path(), "wal/0000000000000002.seg", 6000, 7000)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn location_matching() {
         let f = InjectedFault {
             kind: FaultKind::BitFlip,
-            file: Some("wal/00000001.wal".into()),
+            file: Some("wal/0000000000000001.seg".into()),
             offset: Some(100),
             len: Some(1),
             detail: String::new(),
@@ -746,10 +824,10 @@ mod tests {
             len,
             lsn_range: None,
         };
-        assert!(f.overlaps(&at("wal/00000001.wal", Some(0), Some(4096))));
-        assert!(f.overlaps(&at("wal/00000001.wal", None, None)));
-        assert!(!f.overlaps(&at("wal/00000001.wal", Some(101), Some(10))));
-        assert!(!f.overlaps(&at("wal/00000002.wal", Some(0), Some(4096))));
+        assert!(f.overlaps(&at("wal/0000000000000001.seg", Some(0), Some(4096))));
+        assert!(f.overlaps(&at("wal/0000000000000001.seg", None, None)));
+        assert!(!f.overlaps(&at("wal/0000000000000001.seg", Some(101), Some(10))));
+        assert!(!f.overlaps(&at("wal/0000000000000002.seg", Some(0), Some(4096))));
         assert!(!f.names_file(&heal::Location::default()));
     }
 }
