@@ -731,7 +731,7 @@ impl Engine {
         if let Some(id) = found
             && let Some(inc) = self.active.get_mut(&id)
         {
-            inc.last_issue_at = inc.last_issue_at.max(issue.detected_at);
+            inc.last_issue_at = inc.last_issue_at.max(issue.detected_at).max(now);
             inc.record.started_at = inc.record.started_at.min(issue.detected_at);
             if inc.record.issues.len() < self.config.issues_per_incident_max {
                 inc.record.issues.push(issue);
@@ -766,7 +766,8 @@ impl Engine {
             report_markdown: None,
             issues: Vec::new(),
         };
-        let last_issue_at = issue.detected_at;
+        // When the engine took it in: an issue found long ago must not count as quiet already.
+        let last_issue_at = issue.detected_at.max(now);
         let mut inc = Incident {
             record,
             status: IncidentStatus::Open,
@@ -815,6 +816,10 @@ impl Engine {
                     self.config.prior_failures,
                 ),
             });
+        }
+        if candidates.is_empty() && inc.record.crisis == CrisisLevel::Obstacle {
+            // An obstacle no strategy can adapt to is a wall: only a human can move it.
+            inc.record.crisis = CrisisLevel::Wall;
         }
         let decision = decide(
             DecideInput {
@@ -1113,4 +1118,235 @@ fn describe_location(issue: &Issue) -> String {
         parts.push(format!("LSN {a}..={b}"));
     }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{CheckContext, CheckOutcome, HealthCheck};
+    use crate::clock::{SimClock, US_PER_S};
+    use crate::learn::{MemoryKnowledgeBase, StrategyStats};
+    use crate::subject::Sample;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Bare {
+        issues: Mutex<Vec<Issue>>,
+        metrics: Mutex<Vec<(String, f64)>>,
+    }
+
+    impl Subject for Bare {
+        fn name(&self) -> &str {
+            "bare"
+        }
+        fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+            vec![Arc::new(Failing)]
+        }
+        fn strategies(&self) -> Vec<Arc<dyn RepairStrategy>> {
+            Vec::new()
+        }
+        fn sample(&self, now: Timestamp) -> Vec<Sample> {
+            let m = self.metrics.lock().unwrap();
+            m.iter()
+                .map(|(metric, value)| Sample {
+                    metric: metric.clone(),
+                    value: *value,
+                    at: now,
+                })
+                .collect()
+        }
+        fn drain_issues(&self) -> Vec<Issue> {
+            std::mem::take(&mut self.issues.lock().unwrap())
+        }
+    }
+
+    struct Failing;
+
+    impl HealthCheck for Failing {
+        fn name(&self) -> &str {
+            "disk_writable"
+        }
+        fn tier(&self) -> Tier {
+            Tier::Deep
+        }
+        fn run(&self, _ctx: &CheckContext<'_>) -> CheckOutcome {
+            CheckOutcome::fail("read-only file system", Vec::new())
+        }
+    }
+
+    struct BrokenKb;
+
+    impl KnowledgeBase for BrokenKb {
+        fn save(&self, _: &IncidentRecord) -> Result<(), KbError> {
+            Err(KbError("disk full".into()))
+        }
+        fn get(&self, _: u64) -> Result<Option<IncidentRecord>, KbError> {
+            Err(KbError("disk full".into()))
+        }
+        fn recent(&self, _: usize) -> Result<Vec<IncidentRecord>, KbError> {
+            Ok(Vec::new())
+        }
+        fn max_id(&self) -> Result<u64, KbError> {
+            Ok(41)
+        }
+        fn strategy_stats(&self, _: &str, _: &str) -> Result<StrategyStats, KbError> {
+            Err(KbError("disk full".into()))
+        }
+        fn record_outcome(&self, _: &str, _: &str, _: bool) -> Result<(), KbError> {
+            Err(KbError("disk full".into()))
+        }
+    }
+
+    struct Refusing;
+
+    impl Notifier for Refusing {
+        fn name(&self) -> &str {
+            "webhook"
+        }
+        fn notify(&self, _: &Alert) -> Result<(), String> {
+            Err("connection refused".into())
+        }
+    }
+
+    fn engine(kb: Arc<dyn KnowledgeBase>, config: EngineConfig) -> (Engine, Arc<Bare>, SimClock) {
+        let clock = SimClock::new(1_000 * US_PER_S);
+        let subject = Arc::new(Bare::default());
+        let e = Engine::new(subject.clone(), kb, Arc::new(clock.clone()), config).unwrap();
+        (e, subject, clock)
+    }
+
+    #[test]
+    fn new_rejects_a_bad_config_by_key() {
+        let clock = SimClock::new(0);
+        let err = Engine::new(
+            Arc::new(Bare::default()),
+            Arc::new(MemoryKnowledgeBase::new()),
+            Arc::new(clock),
+            EngineConfig {
+                quiet_period_us: 0,
+                ..EngineConfig::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("engine.quiet_period_us = 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unfixable_failed_check_is_a_wall_and_escalates_even_when_kb_and_notifier_fail() {
+        let (mut e, _, _) = engine(Arc::new(BrokenKb), EngineConfig::default());
+        e.add_notifier(Box::new(Refusing));
+        let s = e.run_cycle();
+        assert_eq!(
+            s.incidents_opened,
+            [42],
+            "ids continue after the knowledge base's max id"
+        );
+        assert_eq!(s.health, HealthState::Unhealthy);
+        assert_eq!(s.escalations, [42]);
+        let d = &s.decisions[0].decision;
+        assert_eq!(d.reasons[0], "crisis level WALL: needs a human");
+        assert_eq!(e.active_incidents()[0].record.crisis, CrisisLevel::Wall);
+        assert!(
+            s.errors
+                .iter()
+                .any(|x| x == "saving incident 42: knowledge base: disk full"),
+            "{:?}",
+            s.errors
+        );
+        assert!(
+            s.errors
+                .iter()
+                .any(|x| x == "notifier webhook: connection refused"),
+            "{:?}",
+            s.errors
+        );
+        assert_eq!(e.metrics().notify_failures, 1);
+        assert!(e.metrics().kb_errors >= 1);
+        assert_eq!(
+            e.incident(42).unwrap().unwrap().id,
+            42,
+            "open incidents answer from memory"
+        );
+        assert!(
+            e.incident(7).is_err(),
+            "the knowledge base's error is passed on"
+        );
+    }
+
+    #[test]
+    fn limits_drop_and_count_instead_of_growing() {
+        let config = EngineConfig {
+            incidents_active_max: 2,
+            cycle_issues_max: 4,
+            metrics_max: 1,
+            ..EngineConfig::default()
+        };
+        let (mut e, subject, _) = engine(Arc::new(MemoryKnowledgeBase::new()), config);
+        {
+            let mut issues = subject.issues.lock().unwrap();
+            for n in 0..5 {
+                issues.push(Issue::new(
+                    IssueKind::OperationError,
+                    "put_failed",
+                    format!("r{n}"),
+                    "x",
+                    "t",
+                    0,
+                ));
+            }
+            let mut m = subject.metrics.lock().unwrap();
+            m.push(("a".into(), 1.0));
+            m.push(("b".into(), 1.0));
+        }
+        let s = e.run_cycle();
+        assert_eq!(s.issues, 4, "1 check issue + 3 of 5 subject issues");
+        assert!(s.errors[0].contains("cycle_issues_max"), "{:?}", s.errors);
+        assert_eq!(e.active_incidents().len(), 2);
+        assert_eq!(e.metrics().issues_dropped, 2 + 2);
+        assert_eq!(e.detectors.len(), 1, "metrics_max");
+    }
+
+    #[test]
+    fn false_positive_raises_the_cutoff_bounded() {
+        let config = EngineConfig {
+            anomaly_cutoff: 0.9,
+            false_positive_factor: 1.1,
+            anomaly_cutoff_max: 0.95,
+            ..EngineConfig::default()
+        };
+        let (mut e, subject, _) = engine(Arc::new(MemoryKnowledgeBase::new()), config);
+        for _ in 0..2 {
+            subject.issues.lock().unwrap().push(Issue::new(
+                IssueKind::Anomaly,
+                "latency_anomaly",
+                "get_latency_p99_us",
+                "slow",
+                "detector",
+                0,
+            ));
+            let s = e.run_cycle();
+            let id = *s
+                .incidents_opened
+                .iter()
+                .find(|&&id| {
+                    e.active
+                        .get(&id)
+                        .is_some_and(|i| i.record.issues[0].kind == IssueKind::Anomaly)
+                })
+                .unwrap();
+            e.mark_false_positive(id).unwrap();
+        }
+        assert_eq!(
+            e.anomaly_cutoff("get_latency_p99_us"),
+            0.95,
+            "0.9 × 1.1 capped at anomaly_cutoff_max"
+        );
+        assert!(matches!(
+            e.mark_false_positive(999),
+            Err(EngineError::UnknownIncident(999))
+        ));
+    }
 }
