@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod load;
+pub mod offline;
 pub mod render;
 
 use std::path::{Path, PathBuf};
@@ -247,10 +248,36 @@ pub fn main() -> ExitCode {
     match run(&cli, &out) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            let usage = e.chain().any(|c| c.downcast_ref::<UsageError>().is_some());
-            ExitCode::from(if usage { EXIT_USAGE } else { EXIT_UNHEALTHY })
+            let code = error_code(&e);
+            let msg = format!("{e:#}");
+            eprintln!("error: {msg}");
+            if code == EXIT_ESCALATION {
+                eprintln!(
+                    "the store found damage it could not undo: a human is needed (see the location above)"
+                );
+            }
+            if out.json {
+                out.json_line(&json!({"error": msg, "exit_code": code}));
+            }
+            ExitCode::from(code)
         }
+    }
+}
+
+/// The exit code for a failed command: 2 for usage errors, 3 for damage the store could not undo (a human is
+/// needed), 1 for the rest.
+fn error_code(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
+        EXIT_USAGE
+    } else if e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<store::StoreError>(),
+            Some(store::StoreError::Corrupt { .. })
+        )
+    }) {
+        EXIT_ESCALATION
+    } else {
+        EXIT_UNHEALTHY
     }
 }
 
@@ -297,7 +324,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 config.server.listen = l.clone();
             }
             config.validate().map_err(|e| UsageError(e.to_string()))?;
-            serve(config)?;
+            crate::daemon::serve(config)?;
             Ok(EXIT_OK)
         }
         Command::Config { print_default } => {
@@ -467,7 +494,13 @@ fn with_backend(
     }
     let offline = offline::open(&config);
     match offline {
-        Ok(app) => f(&app),
+        Ok(app) => {
+            let result = f(&app);
+            let closed = app.close();
+            let code = result?;
+            closed?;
+            Ok(code)
+        }
         Err(offline::OpenError::Locked { holder }) => {
             let url = format!("http://{}", config.server.listen);
             let daemon = Daemon::new(&url, config.server.token.clone(), timeout);
@@ -579,7 +612,7 @@ fn status(out: &Out, b: &dyn Backend) -> anyhow::Result<u8> {
         out.json_line(&v);
     } else {
         println!("{}", out.dim(&b.describe()));
-        render::print_fields(out, &v, 0);
+        render::print_status(out, &v);
     }
     Ok(state_code(&v))
 }
@@ -593,7 +626,7 @@ fn check(out: &Out, b: &dyn Backend, tier: TierArg) -> anyhow::Result<u8> {
             "{}",
             out.dim(&format!("{} checks on {}", tier.name(), b.describe()))
         );
-        render::print_fields(out, &v, 0);
+        render::print_check(out, &v);
     }
     Ok(if render::has_escalation(&v) {
         EXIT_ESCALATION
@@ -619,7 +652,7 @@ fn heal(out: &Out, b: &dyn Backend, dry_run: bool) -> anyhow::Result<u8> {
                 }
             ))
         );
-        render::print_fields(out, &v, 0);
+        render::print_heal(out, &v);
     }
     Ok(if render::has_escalation(&v) {
         EXIT_ESCALATION
@@ -674,15 +707,21 @@ fn report(out: &Out, b: &dyn Backend, id: u64) -> anyhow::Result<u8> {
     if out.json {
         out.json_line(&v);
     } else if let Some(md) = v
-        .get("report_markdown")
-        .or_else(|| v.get("report"))
+        .pointer("/report/markdown")
+        .or_else(|| v.pointer("/incident/report_markdown"))
         .and_then(Value::as_str)
     {
         println!("{md}");
+    } else if let Some(r) = v.pointer("/report/json").filter(|r| r.is_object()) {
+        render::print_fields(out, r, 0);
     } else {
         render::print_fields(out, &v, 0);
     }
-    let escalated = v.get("resolution").and_then(Value::as_str) == Some("escalated");
+    let resolution = v
+        .pointer("/incident/resolution")
+        .or_else(|| v.get("resolution"))
+        .and_then(Value::as_str);
+    let escalated = resolution == Some("escalated");
     Ok(if escalated { EXIT_ESCALATION } else { EXIT_OK })
 }
 
@@ -765,79 +804,10 @@ fn chaos(
     })
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-fn serve(config: Config) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "medic serve: the daemon (medic::daemon::serve) is not available in this build (data {})",
-        config.server.data_dir.display()
-    )
-}
-
 /// Runs the chaos harness; its report as JSON.
 fn chaos_run(config: &store::chaos::ChaosConfig) -> anyhow::Result<Value> {
     anyhow::bail!(
         "medic chaos: the store's chaos harness (store::chaos::run) is not available in this build (data {})",
         config.data_dir.display()
     )
-}
-
-/// Opening the data directory in this process.
-mod offline {
-    use super::*;
-
-    /// Why the data directory could not be opened here.
-    #[allow(dead_code)] // `Locked` is built once opening goes through `App::open`.
-    pub enum OpenError {
-        /// A live process holds its lock.
-        Locked {
-            /// Who: pid, host, start time.
-            holder: String,
-        },
-        /// Anything else.
-        Other(anyhow::Error),
-    }
-
-    /// The data directory opened in this process.
-    pub struct Offline;
-
-    /// Opens the data directory.
-    pub fn open(config: &Config) -> Result<Offline, OpenError> {
-        Err(OpenError::Other(anyhow::anyhow!(
-            "offline access needs the wired application (medic::app::App), not available in this build (data {})",
-            config.server.data_dir.display()
-        )))
-    }
-
-    impl Backend for Offline {
-        fn describe(&self) -> String {
-            String::new()
-        }
-        fn put(&self, _: &str, _: &Value) -> anyhow::Result<Value> {
-            anyhow::bail!("offline access is not available in this build")
-        }
-        fn get(&self, _: &str) -> anyhow::Result<Option<Value>> {
-            anyhow::bail!("offline access is not available in this build")
-        }
-        fn delete(&self, _: &str) -> anyhow::Result<Option<Value>> {
-            anyhow::bail!("offline access is not available in this build")
-        }
-        fn search(&self, _: &Value) -> anyhow::Result<Value> {
-            anyhow::bail!("offline access is not available in this build")
-        }
-        fn status(&self) -> anyhow::Result<Value> {
-            anyhow::bail!("offline access is not available in this build")
-        }
-        fn check(&self, _: TierArg) -> anyhow::Result<Value> {
-            anyhow::bail!("offline access is not available in this build")
-        }
-        fn heal(&self, _: bool) -> anyhow::Result<Value> {
-            anyhow::bail!("offline access is not available in this build")
-        }
-        fn incidents(&self, _: usize) -> anyhow::Result<Value> {
-            anyhow::bail!("offline access is not available in this build")
-        }
-        fn incident(&self, _: u64) -> anyhow::Result<Option<Value>> {
-            anyhow::bail!("offline access is not available in this build")
-        }
-    }
 }

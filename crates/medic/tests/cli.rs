@@ -183,3 +183,330 @@ fn unreachable_server_says_where_and_why() {
     let o = medic(&["status", "--server", "ftp://x"], dir.path());
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+fn data_args<'a>(data: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = args.to_vec();
+    v.push("--data");
+    v.push(data.to_str().unwrap());
+    v
+}
+
+#[test]
+fn put_get_delete_round_trip_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = medic(
+        &data_args(
+            &data,
+            &[
+                "put",
+                "doc 1/é",
+                "--text",
+                "hello world",
+                "--vector",
+                "[0.5, -1.25]",
+                "--meta",
+                "{\"lang\": \"en\", \"n\": 3}",
+                "--json",
+            ],
+        ),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let put = last_json(&o);
+    assert_eq!(put["id"], "doc 1/é");
+    assert!(put["lsn"].as_u64().unwrap() >= 1);
+
+    let o = medic(&data_args(&data, &["get", "doc 1/é", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc = last_json(&o);
+    assert_eq!(
+        doc,
+        serde_json::json!({"id": "doc 1/é", "text": "hello world", "vector": [0.5, -1.25],
+                           "meta": {"lang": "en", "n": 3}})
+    );
+    let o = medic(&data_args(&data, &["get", "doc 1/é"]), dir.path());
+    assert!(stdout(&o).starts_with("hello world\n"), "{}", stdout(&o));
+
+    // Text from a file.
+    let f = dir.path().join("body.txt");
+    std::fs::write(&f, "from a file").unwrap();
+    let o = medic(
+        &data_args(&data, &["put", "f", "--file", f.to_str().unwrap()]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = medic(&data_args(&data, &["get", "f", "--json"]), dir.path());
+    assert_eq!(last_json(&o)["text"], "from a file");
+
+    let o = medic(&data_args(&data, &["delete", "doc 1/é"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = medic(&data_args(&data, &["get", "doc 1/é"]), dir.path());
+    assert_eq!(o.status.code(), Some(1), "missing document exits 1");
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+    let o = medic(&data_args(&data, &["delete", "doc 1/é"]), dir.path());
+    assert_eq!(o.status.code(), Some(1), "deleting twice exits 1");
+
+    // A wrong vector dimension is the user's error.
+    let o = medic(
+        &data_args(&data, &["put", "g", "--text", "x", "--vector", "[1, 2, 3]"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn status_json_on_a_fresh_store_is_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["state"], "HEALTHY", "{v}");
+    assert_eq!(v["store"]["docs"], 0, "{v}");
+    // Opening and closing cleanly leaves no stale lock for the next command to find.
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    let v = last_json(&o);
+    let issues = v["recovery"]["issues"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !issues.iter().any(|i| i["code"] == "stale_lock"),
+        "{issues:?}"
+    );
+}
+
+#[test]
+fn check_full_is_healthy_then_escalates_after_damage_to_every_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("docs.jsonl");
+    let lines: String = (0..40)
+        .map(|i| format!("{{\"id\": \"d{i}\", \"text\": \"document number {i}\"}}\n"))
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let o = medic(
+        &data_args(&data, &["load", file.to_str().unwrap(), "--json"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["written"], 40);
+
+    let o = medic(
+        &data_args(&data, &["check", "--tier", "full", "--json"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["state"], "HEALTHY");
+    assert_eq!(v["passed"], true);
+
+    // Flip the same bytes in the open log segment and its mirror: the acknowledged records there are gone from
+    // every copy, which no repair can undo.
+    let wal = data.join("wal");
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(&wal).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        if bytes.len() < 600 {
+            continue;
+        }
+        for b in &mut bytes[300..340] {
+            *b ^= 0xff;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        damaged += 1;
+    }
+    assert!(
+        damaged >= 1,
+        "found log files to damage in {}",
+        wal.display()
+    );
+    let o = medic(
+        &data_args(&data, &["check", "--tier", "full", "--json"]),
+        dir.path(),
+    );
+    assert_ne!(o.status.code(), Some(0), "damage is reported");
+    let err = stderr(&o);
+    assert!(err.contains("wal/"), "names the damaged file: {err}");
+    assert!(last_json(&o)["error"].is_string());
+}
+
+#[test]
+fn load_writes_every_line_and_stops_at_a_refused_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = medic(
+        &data_args(
+            &data,
+            &["put", "first", "--text", "x", "--vector", "[1, 2]"],
+        ),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let file = dir.path().join("more.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            "{\"id\": \"a\", \"text\": \"alpha\", \"meta\": {\"k\": 1}}\n",
+            "{\"id\": \"b\", \"text\": \"beta\", \"vector\": [1, 2, 3]}\n",
+            "{\"id\": \"c\", \"text\": \"gamma\"}\n",
+        ),
+    )
+    .unwrap();
+    let o = medic(
+        &data_args(&data, &["load", file.to_str().unwrap()]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("more.jsonl:2"), "{err}");
+    assert!(err.contains("nothing from line 2 on"), "{err}");
+    let get = |id: &str| {
+        medic(&data_args(&data, &["get", id]), dir.path())
+            .status
+            .code()
+    };
+    assert_eq!(get("a"), Some(0), "line 1 was written");
+    assert_eq!(get("b"), Some(1), "line 2 was not");
+    assert_eq!(get("c"), Some(1), "nothing after it");
+}
+
+#[test]
+fn heal_dry_run_and_incidents_on_a_healthy_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = medic(
+        &data_args(&data, &["heal", "--dry-run", "--json"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["dry_run"], true, "{v}");
+    let o = medic(&data_args(&data, &["incidents", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(last_json(&o)["incidents"].is_array());
+    let o = medic(&data_args(&data, &["report", "999"]), dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("999"), "{}", stderr(&o));
+}
+
+/// A daemon on a free port, stopped with SIGTERM when dropped.
+struct Daemon {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Daemon {
+    fn start(data: &Path, cwd: &Path) -> Daemon {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_medic"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .current_dir(cwd)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start medic serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().to_string();
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "serve printed {url:?}"
+        );
+        Daemon { child, url }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn talks_to_a_running_daemon_and_explains_when_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let daemon = Daemon::start(&data, dir.path());
+    let url = daemon.url.as_str();
+
+    let o = medic(
+        &[
+            "put",
+            "a",
+            "--text",
+            "via daemon",
+            "--vector",
+            "[1, 0]",
+            "--server",
+            url,
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(last_json(&o)["lsn"].as_u64().is_some());
+    let o = medic(&["get", "a", "--server", url, "--json"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["text"], "via daemon");
+    let o = medic(
+        &[
+            "search", "--vector", "[1, 0.1]", "--k", "1", "--server", url, "--json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["hits"][0]["id"], "a");
+    let o = medic(&["status", "--server", url, "--json"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["store"]["docs"], 1);
+    let o = medic(
+        &["check", "--tier", "full", "--server", url, "--json"],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["state"], "HEALTHY");
+    let o = medic(&["get", "nope", "--server", url], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+
+    // Without --server, the locked directory sends the CLI to the daemon named by the configuration.
+    let port = url.rsplit(':').next().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    let o = medic(
+        &data_args(
+            &data,
+            &["get", "a", "--json", "--config", good.to_str().unwrap()],
+        ),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["text"], "via daemon");
+
+    // And when that address answers nothing, the error says what was tried and why each failed.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!("[server]\nlisten = \"127.0.0.1:{}\"\n", closed_port()),
+    )
+    .unwrap();
+    let o = medic(
+        &data_args(&data, &["status", "--config", bad.to_str().unwrap()]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("locked by"), "{err}");
+    assert!(err.contains("did not answer"), "{err}");
+    assert!(err.contains("--server"), "{err}");
+}

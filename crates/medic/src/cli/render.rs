@@ -201,6 +201,168 @@ pub fn has_escalation(v: &Value) -> bool {
     }
 }
 
+fn at<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
+    v.pointer(pointer).filter(|x| !x.is_null())
+}
+
+fn show(v: &Value, pointer: &str) -> String {
+    at(v, pointer).map(scalar).unwrap_or_else(|| "-".into())
+}
+
+fn ms(v: &Value, pointer: &str) -> String {
+    at(v, pointer)
+        .and_then(Value::as_f64)
+        .map(|x| format!("{x:.1} ms"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn ratio(v: &Value, pointer: &str) -> String {
+    at(v, pointer)
+        .and_then(Value::as_f64)
+        .map(|x| format!("{:.0}%", x * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `status`: the state and the few figures worth a glance (`--json` has everything).
+pub fn print_status(out: &Out, v: &Value) {
+    let state = state_of(v).unwrap_or_else(|| "UNKNOWN".into());
+    println!("state:        {}", out.state(&state));
+    println!("documents:    {}", show(v, "/store/docs"));
+    println!("last lsn:     {}", show(v, "/store/last_lsn"));
+    println!("wal bytes:    {}", show(v, "/store/wal_bytes"));
+    if let Some(r) = at(v, "/store/read_only") {
+        println!("read-only:    {}", out.state(&scalar(r)));
+    }
+    if let Some(p) = at(v, "/store/poisoned") {
+        println!("poisoned:     {}", out.state(&scalar(p)));
+    }
+    let active = at(v, "/active_incidents")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    println!(
+        "incidents:    {active} active, escalation level {}",
+        show(v, "/escalation_level")
+    );
+    println!(
+        "kpis:         MTTD {}, MTTR {}, auto-remediation {}, repair success {}",
+        ms(v, "/kpis/mttd_ms"),
+        ms(v, "/kpis/mttr_ms"),
+        ratio(v, "/kpis/auto_remediation_rate"),
+        ratio(v, "/kpis/repair_success_rate"),
+    );
+    if let Some(issues) = at(v, "/recovery/issues").and_then(Value::as_array)
+        && !issues.is_empty()
+    {
+        println!("found at open:");
+        for i in issues {
+            println!("  [{}] {}", show(i, "/code"), show(i, "/summary"));
+        }
+    }
+}
+
+fn print_checks(out: &Out, checks: &[Value]) {
+    for c in checks {
+        let passed = c.get("passed").and_then(Value::as_bool).unwrap_or(false);
+        let mark = if passed {
+            out.state("ok")
+        } else {
+            out.state("FAIL")
+        };
+        println!(
+            "  {mark:4}  {:20}  {}",
+            show(c, "/name"),
+            show(c, "/message")
+        );
+        for i in c
+            .get("issues")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            println!(
+                "          [{}] {}: {}",
+                show(i, "/code"),
+                show(i, "/resource"),
+                show(i, "/summary")
+            );
+        }
+    }
+}
+
+/// `check`: the state, then one line per check and one per issue found.
+pub fn print_check(out: &Out, v: &Value) {
+    let state = state_of(v).unwrap_or_else(|| "UNKNOWN".into());
+    println!("state: {}", out.state(&state));
+    if let Some(checks) = v.get("checks").and_then(Value::as_array) {
+        print_checks(out, checks);
+    }
+}
+
+/// `heal`: the state after the cycle, what was opened and closed, each attempt, escalations and errors.
+pub fn print_heal(out: &Out, v: &Value) {
+    let state = state_of(v).unwrap_or_else(|| "UNKNOWN".into());
+    println!("state: {}", out.state(&state));
+    for t in v
+        .get("tiers_run")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!("{} checks:", show(t, "/tier"));
+        if let Some(checks) = t.get("checks").and_then(Value::as_array) {
+            print_checks(out, checks);
+        }
+    }
+    println!(
+        "issues: {}, incidents opened: {}, closed: {}",
+        show(v, "/issues"),
+        show(v, "/incidents_opened"),
+        show(v, "/incidents_closed")
+    );
+    for d in v
+        .get("decisions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "  incident {}: {} {} ({})",
+            show(d, "/incident_id"),
+            show(d, "/decision/action"),
+            show(d, "/decision/strategy"),
+            at(d, "/decision/reasons")
+                .and_then(Value::as_array)
+                .and_then(|r| r.first())
+                .map(scalar)
+                .unwrap_or_default()
+        );
+    }
+    for a in v
+        .get("attempts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "  incident {}: {} -> {}",
+            show(a, "/incident_id"),
+            show(a, "/attempt/strategy"),
+            out.state(&show(a, "/attempt/outcome").replace("succeeded", "ok"))
+        );
+    }
+    if has_escalation(v) {
+        println!("{} {}", out.state("escalated:"), show(v, "/escalations"));
+    }
+    for e in v
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!("{} {}", out.state("error:"), scalar(e));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

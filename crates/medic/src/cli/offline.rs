@@ -1,0 +1,163 @@
+//! The data directory opened in this process through [`App::open`]: the offline side of [`Backend`]. Answers are
+//! built by the same `App` methods and search function the daemon's handlers use, so offline and daemon output agree.
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use super::UsageError;
+use super::backend::{Backend, TierArg};
+use crate::app::App;
+use crate::config::Config;
+
+/// Why the data directory could not be opened here.
+pub enum OpenError {
+    /// A live process holds its lock.
+    Locked {
+        /// Who: pid, host, start time.
+        holder: String,
+    },
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
+/// The data directory opened in this process.
+pub struct Offline {
+    app: App,
+    dir: String,
+}
+
+/// Opens the data directory named by `config.server.data_dir`.
+pub fn open(config: &Config) -> Result<Offline, OpenError> {
+    match App::open(config) {
+        Ok(app) => Ok(Offline {
+            app,
+            dir: config.server.data_dir.display().to_string(),
+        }),
+        Err(e) => {
+            let locked = e
+                .chain()
+                .find_map(|c| match c.downcast_ref::<store::StoreError>() {
+                    Some(store::StoreError::Locked { holder }) => Some(holder.clone()),
+                    _ => None,
+                });
+            match locked {
+                Some(holder) => Err(OpenError::Locked { holder }),
+                None => Err(OpenError::Other(e)),
+            }
+        }
+    }
+}
+
+impl Offline {
+    /// Closes the data directory cleanly (in-flight commits finished, lock released), so the next process finds no
+    /// stale lock.
+    pub fn close(self) -> anyhow::Result<()> {
+        let dir = self.dir;
+        self.app
+            .close()
+            .with_context(|| format!("closing data directory {dir}"))
+    }
+}
+
+/// A store error caused by the input (bad id, wrong dimension, too large) is a usage error: exit 2.
+fn lift(e: store::StoreError) -> anyhow::Error {
+    if e.is_user_error() {
+        UsageError(e.to_string()).into()
+    } else {
+        e.into()
+    }
+}
+
+fn doc_from(body: &Value) -> anyhow::Result<store::Document> {
+    serde_json::from_value(body.clone()).map_err(|e| {
+        UsageError(format!(
+            "not a document {{\"text\", \"vector\"?, \"meta\"?}}: {e}"
+        ))
+        .into()
+    })
+}
+
+impl Backend for Offline {
+    fn describe(&self) -> String {
+        format!("data directory {}", self.dir)
+    }
+
+    fn put(&self, id: &str, doc: &Value) -> anyhow::Result<Value> {
+        let lsn = self.app.store().put(id, doc_from(doc)?).map_err(lift)?;
+        Ok(json!({"id": id, "lsn": lsn}))
+    }
+
+    fn get(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        let doc = self.app.store().get(id).map_err(lift)?;
+        Ok(doc.map(|d| {
+            let mut v = json!({"id": id, "text": d.text});
+            if let Some(m) = v.as_object_mut() {
+                if let Some(vec) = d.vector {
+                    m.insert("vector".into(), json!(vec));
+                }
+                if let Some(meta) = d.meta {
+                    m.insert("meta".into(), Value::Object(meta));
+                }
+            }
+            v
+        }))
+    }
+
+    fn delete(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        let lsn = self.app.store().delete(id).map_err(lift)?;
+        Ok(lsn.map(|lsn| json!({"id": id, "lsn": lsn})))
+    }
+
+    fn search(&self, query: &Value) -> anyhow::Result<Value> {
+        let k = query.get("k").and_then(Value::as_u64).unwrap_or(10) as usize;
+        if query.get("text").is_some() {
+            return Err(UsageError(
+                "full-text search is not available yet (the text index has not landed); search with --vector".into(),
+            )
+            .into());
+        }
+        let vector: Vec<f32> =
+            serde_json::from_value(query.get("vector").cloned().unwrap_or(Value::Null))
+                .map_err(|e| UsageError(format!("--vector: {e}")))?;
+        if vector.is_empty() || vector.iter().all(|x| *x == 0.0) {
+            return Err(UsageError(
+                "--vector is empty or all zeros: cosine similarity is undefined".into(),
+            )
+            .into());
+        }
+        let hits =
+            crate::daemon::api::brute_force_search(self.app.store(), &vector, k).map_err(|e| {
+                if e.status.is_client_error() {
+                    anyhow::Error::from(UsageError(e.message))
+                } else {
+                    anyhow::anyhow!(e.message)
+                }
+            })?;
+        Ok(json!({"hits": hits}))
+    }
+
+    fn status(&self) -> anyhow::Result<Value> {
+        self.app.status()
+    }
+
+    fn check(&self, tier: TierArg) -> anyhow::Result<Value> {
+        self.app
+            .run_tier(tier.tier())
+            .with_context(|| format!("running the {} checks", tier.name()))
+    }
+
+    fn heal(&self, dry_run: bool) -> anyhow::Result<Value> {
+        self.app
+            .run_cycle(Some(dry_run))
+            .context("running a healing cycle")
+    }
+
+    fn incidents(&self, limit: usize) -> anyhow::Result<Value> {
+        let list = self.app.incidents(limit)?;
+        Ok(json!({"incidents": list}))
+    }
+
+    fn incident(&self, id: u64) -> anyhow::Result<Option<Value>> {
+        self.app.incident_detail(id)
+    }
+}
