@@ -179,13 +179,50 @@ impl DirLock {
 
     /// Whether the lock file still names this process (someone may have edited or removed it).
     pub fn names_me(&self, dir: &Path) -> bool {
-        read_holder(dir)
-            .is_some_and(|h| h.pid == self.holder.pid && h.started_us == self.holder.started_us)
+        self.path_is_mine(dir)
+            && read_holder(dir)
+                .is_some_and(|h| h.pid == self.holder.pid && h.started_us == self.holder.started_us)
     }
 
-    /// Rewrites the lock file's holder text (after it was found damaged or naming someone else).
-    pub fn rewrite(&mut self, faults: &IoFaults) -> Result<(), StoreError> {
+    /// Rewrites the lock file's holder text (after it was found damaged or naming someone else). If `LOCK` was
+    /// deleted or replaced, the kernel lock we hold is on a file no one else can find: lock the file now at the path
+    /// instead, or fail with `Locked` if another process already has (then two processes think they own the
+    /// directory, and the caller must stop writing).
+    pub fn rewrite(&mut self, dir: &Path, faults: &IoFaults) -> Result<(), StoreError> {
+        if !self.path_is_mine(dir) {
+            let path = dir.join(LOCK_FILE);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+            match file.try_lock() {
+                Ok(()) => self.file = file,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let holder = read_holder(dir)
+                        .map(|h| h.describe())
+                        .unwrap_or_else(|| "an unknown process".into());
+                    return Err(StoreError::Locked { holder });
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(StoreError::io(format!("locking {}", path.display()), e));
+                }
+            }
+            io::sync_dir(faults, dir)
+                .map_err(|e| StoreError::io("syncing the data directory", e))?;
+        }
         self.write(faults)
+    }
+
+    /// Whether `LOCK` at the path is the very file this process holds locked.
+    pub fn path_is_mine(&self, dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(dir.join(LOCK_FILE)), self.file.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
     }
 
     /// The holder record of this process.

@@ -248,6 +248,12 @@ pub struct FileVerdict {
 }
 
 impl FileVerdict {
+    /// Whether parity can undo every problem found (or there is none). A damaged sidecar over intact data counts as
+    /// rebuildable: the sidecar is regenerated from the data.
+    pub fn rebuildable_or_clean(&self) -> bool {
+        self.read_error.is_none() && (self.bad_blocks.is_empty() || self.rebuildable)
+    }
+
     /// Whether everything checked is intact.
     pub fn clean(&self) -> bool {
         self.bad_blocks.is_empty()
@@ -373,10 +379,53 @@ impl Store {
             }
             None => {
                 let any_copy = loaded.copies.iter().any(Option::is_some);
-                let any_wal = std::fs::read_dir(wal::wal_dir(&dir))
-                    .map(|mut d| d.next().is_some())
-                    .unwrap_or(false);
-                if any_copy || any_wal {
+                let names = |sub: &str| -> Vec<(String, u64)> {
+                    std::fs::read_dir(dir.join(sub))
+                        .map(|rd| {
+                            rd.flatten()
+                                .map(|e| {
+                                    let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                                    (e.file_name().to_string_lossy().into_owned(), len)
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let wal_files = names("wal");
+                let snap_files = names(SNAP_DIR);
+                // A crash while creating a new store leaves at most an empty first segment and no manifest.
+                let interrupted_create = snap_files.is_empty()
+                    && wal_files.iter().all(|(n, len)| {
+                        (n.starts_with(&format!("{:016}.", 1)) || n.ends_with(".tmp"))
+                            && *len <= wal::HEADER_BYTES
+                    });
+                let rebuilt = if any_copy || !interrupted_create {
+                    reconstruct_manifest(&dir)
+                } else {
+                    None
+                };
+                if let Some(m) = rebuilt {
+                    manifest::write_both(&faults, &dir, &m)
+                        .map_err(ioe("writing the rebuilt manifest"))?;
+                    report.manifest_copies_restored =
+                        manifest::COPIES.iter().map(|c| c.to_string()).collect();
+                    issues.push(
+                        issue(
+                            IssueKind::Integrity,
+                            "manifest_rebuilt",
+                            "MANIFEST-A",
+                            format!(
+                                "no valid manifest copy; rebuilt from the files present: snapshot {:?}, {} segment(s)",
+                                m.snapshot_lsn,
+                                m.segments.len()
+                            ),
+                            "store.open",
+                        )
+                        .data_at_risk()
+                        .evidence("copies", format!("{:?}", loaded.copies)),
+                    );
+                    (m, false)
+                } else if any_copy || !interrupted_create {
                     let why = loaded
                         .copies
                         .iter()
@@ -391,25 +440,29 @@ impl Store {
                             ..Location::default()
                         },
                     ));
+                } else {
+                    for (n, _) in &wal_files {
+                        let _ = std::fs::remove_file(wal::wal_dir(&dir).join(n));
+                    }
+                    let seg = OpenSegment::create(&faults, &dir, 1, 1, config.mirror_open_segment)
+                        .map_err(ioe("creating the first WAL segment"))?;
+                    drop(seg);
+                    let m = Manifest {
+                        generation: 1,
+                        vector_dim: config.vector_dim,
+                        snapshot_lsn: None,
+                        segments: vec![SegmentEntry {
+                            id: 1,
+                            first_lsn: 1,
+                            sealed: false,
+                            sealed_len: 0,
+                        }],
+                    };
+                    manifest::write_both(&faults, &dir, &m)
+                        .map_err(ioe("writing the first manifest"))?;
+                    report.created = true;
+                    (m, true)
                 }
-                let seg = OpenSegment::create(&faults, &dir, 1, 1, config.mirror_open_segment)
-                    .map_err(ioe("creating the first WAL segment"))?;
-                drop(seg);
-                let m = Manifest {
-                    generation: 1,
-                    vector_dim: config.vector_dim,
-                    snapshot_lsn: None,
-                    segments: vec![SegmentEntry {
-                        id: 1,
-                        first_lsn: 1,
-                        sealed: false,
-                        sealed_len: 0,
-                    }],
-                };
-                manifest::write_both(&faults, &dir, &m)
-                    .map_err(ioe("writing the first manifest"))?;
-                report.created = true;
-                (m, true)
             }
         };
         report.manifest_generation = manifest.generation;
@@ -478,12 +531,55 @@ impl Store {
             let rel = wal::seg_name(se.id);
             let is_open = i + 1 == n_segs && !se.sealed;
             let scan = if is_open {
-                let main = std::fs::read(dir.join(&rel)).map_err(ioe(format!("reading {rel}")))?;
                 let mirror = if config.mirror_open_segment {
                     std::fs::read(dir.join(wal::mirror_name(se.id))).ok()
                 } else {
                     None
                 };
+                let mirror_missing = config.mirror_open_segment && mirror.is_none();
+                let main = match std::fs::read(dir.join(&rel)) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && mirror.is_some() => {
+                        issues.push(
+                            issue(
+                                IssueKind::Integrity,
+                                "wal_record_damaged",
+                                &rel,
+                                format!("{rel} was missing; rebuilt from its mirror on open"),
+                                "store.open",
+                            )
+                            .at(Location {
+                                file: Some(rel.clone()),
+                                ..Location::default()
+                            }),
+                        );
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        return Err(StoreError::corrupt(
+                            format!("open segment {rel} cannot be read ({e}) and has no mirror"),
+                            Location {
+                                file: Some(rel.clone()),
+                                ..Location::default()
+                            },
+                        ));
+                    }
+                };
+                if mirror_missing {
+                    issues.push(
+                        issue(
+                            IssueKind::Integrity,
+                            "mirror_damaged",
+                            &rel,
+                            format!("mirror of {rel} was missing; rewritten on open"),
+                            "store.open",
+                        )
+                        .at(Location {
+                            file: Some(wal::mirror_name(se.id)),
+                            ..Location::default()
+                        }),
+                    );
+                }
                 let main_ok = wal::check_header(&main, se.id);
                 let mir_ok = mirror.as_deref().map(|m| wal::check_header(m, se.id));
                 let main = match (&main_ok, &mir_ok, &mirror) {
@@ -544,7 +640,7 @@ impl Store {
                     rewrite_main.push((0, wal::HEADER_BYTES));
                 }
                 report.records_from_mirror += s.from_mirror.len() as u64;
-                report.mirror_rewritten = s.mirror_damaged;
+                report.mirror_rewritten = s.mirror_damaged || mirror_missing;
                 for (off, len) in &s.from_mirror {
                     issues.push(
                         issue(
@@ -564,7 +660,7 @@ impl Store {
                     se.first_lsn,
                     &s.good,
                     &rewrite_main,
-                    s.mirror_damaged,
+                    s.mirror_damaged || mirror_missing,
                     config.mirror_open_segment,
                 )
                 .map_err(ioe(format!("reopening {rel}")))?;
@@ -1010,7 +1106,7 @@ impl Store {
                 }
                 if self.needs_compaction() && st.poisoned.is_none() {
                     drop(st);
-                    if let Err(e) = self.compact_as_leader() {
+                    if let Err(e) = self.compact_as_leader(false) {
                         self.queue_issue(issue(
                             IssueKind::OperationError,
                             "compaction_failed",
@@ -1161,7 +1257,7 @@ impl Store {
             }
             st.leader = true;
         }
-        let r = self.compact_as_leader();
+        let r = self.compact_as_leader(true);
         let mut st = lock(&self.state);
         st.leader = false;
         self.cond.notify_all();
@@ -1169,7 +1265,8 @@ impl Store {
         r
     }
 
-    fn compact_as_leader(&self) -> Result<(), StoreError> {
+    /// `force`: write a new snapshot even when one exists at the current LSN (it may be the damaged file).
+    fn compact_as_leader(&self, force: bool) -> Result<(), StoreError> {
         let faults = &*self.cfg.io;
         let mut w = lock(&self.wal);
         let (lsn, entries, dim) = {
@@ -1181,7 +1278,7 @@ impl Store {
                 .collect();
             (st.durable_lsn, entries, st.vector_dim)
         };
-        if lsn == 0 || w.manifest.snapshot_lsn == Some(lsn) {
+        if lsn == 0 || (!force && w.manifest.snapshot_lsn == Some(lsn)) {
             return Ok(());
         }
         if let Some((id, e)) = entries.iter().find(|(_, e)| !e.verified()) {
@@ -1238,7 +1335,7 @@ impl Store {
                 let _ = std::fs::remove_file(self.dir.join(rel));
             }
         }
-        if let Some(l) = old.snapshot_lsn {
+        if let Some(l) = old.snapshot_lsn.filter(|l| *l != lsn) {
             let _ = std::fs::remove_file(self.dir.join(snap_name(l)));
             let _ = std::fs::remove_file(self.dir.join(snap_par_name(l)));
         }
@@ -1499,17 +1596,25 @@ impl Store {
         let id = w.seg.id;
         let len = w.seg.len;
         let rel = wal::seg_name(id);
-        let main = std::fs::read(self.dir.join(&rel)).map_err(ioe(format!("reading {rel}")))?;
+        // A path that no longer leads to the file we append to (deleted, replaced) reads as empty: all damaged.
+        let read = |rel: &str, f: &std::fs::File| {
+            let p = self.dir.join(rel);
+            if same_file(&p, f) {
+                std::fs::read(&p).unwrap_or_default()
+            } else {
+                Vec::new()
+            }
+        };
+        let main = read(&rel, &w.seg.file);
         let mut out = Vec::new();
-        if let Err(e) = wal::check_header(&main, id) {
-            let _ = e;
+        if wal::check_header(&main, id).is_err() {
             out.push((0, wal::HEADER_BYTES, true));
         }
-        let mirror = if self.cfg.mirror_open_segment {
-            Some(std::fs::read(self.dir.join(wal::mirror_name(id))).unwrap_or_default())
-        } else {
-            None
-        };
+        let mirror = w
+            .seg
+            .mirror
+            .as_ref()
+            .map(|f| read(&wal::mirror_name(id), f));
         drop(w);
         let mut pos = wal::HEADER_BYTES as usize;
         let main_v = &main[..(len as usize).min(main.len())];
@@ -1554,18 +1659,30 @@ impl Store {
     pub fn repair_open_segment(&self) -> Result<Vec<String>, StoreError> {
         self.as_leader(|| {
             let faults = &*self.cfg.io;
-            let w = lock(&self.wal);
+            let mut w = lock(&self.wal);
             let id = w.seg.id;
+            let len = w.seg.len as usize;
             let rel = wal::seg_name(id);
-            let mut main =
-                std::fs::read(self.dir.join(&rel)).map_err(ioe(format!("reading {rel}")))?;
-            main.truncate(w.seg.len as usize);
-            let mirror = if w.seg.mirror.is_some() {
-                let mut m = std::fs::read(self.dir.join(wal::mirror_name(id))).unwrap_or_default();
-                m.truncate(w.seg.len as usize);
-                Some(m)
-            } else {
-                None
+            let mir_rel = wal::mirror_name(id);
+            // A copy whose path no longer leads to the file we hold (deleted or replaced) is read through our
+            // descriptor, which still holds what we wrote, and recreated at its path.
+            let read_copy = |rel: &str, f: &std::fs::File| -> (Vec<u8>, bool) {
+                let p = self.dir.join(rel);
+                if same_file(&p, f) {
+                    let mut b = std::fs::read(&p).unwrap_or_default();
+                    b.truncate(len);
+                    (b, false)
+                } else {
+                    (read_fd(f, len), true)
+                }
+            };
+            let (main, main_lost) = read_copy(&rel, &w.seg.file);
+            let (mirror, mirror_lost) = match &w.seg.mirror {
+                Some(f) => {
+                    let (b, lost) = read_copy(&mir_rel, f);
+                    (Some(b), lost)
+                }
+                None => (None, false),
             };
             let main_for_scan = match (wal::check_header(&main, id), &mirror) {
                 (Err(_), Some(m)) if m.len() >= wal::HEADER_BYTES as usize => {
@@ -1578,27 +1695,37 @@ impl Store {
                 _ => main.clone(),
             };
             let s = wal::scan(&main_for_scan, mirror.as_deref(), self.record_bytes_max);
-            if s.valid_end != w.seg.len {
+            if s.valid_end != len as u64 {
                 return Err(StoreError::corrupt(
                     format!("{rel}: acknowledged records damaged in both copies"),
-                    loc(&rel, s.valid_end, w.seg.len - s.valid_end),
+                    loc(&rel, s.valid_end, len as u64 - s.valid_end),
                 ));
             }
             let mut actions = Vec::new();
-            if main != s.good {
+            let poison = |what: &str| {
+                let what = what.to_owned();
+                move |e: std::io::Error| StoreError::Poisoned(format!("fsync of {what}: {e}"))
+            };
+            if main_lost {
+                w.seg.file = recreate(faults, &self.dir, &rel, &s.good)?;
+                actions.push(format!(
+                    "{rel} was deleted or replaced; recreated it from the data we hold"
+                ));
+            } else if main != s.good {
                 io::write_all_at(faults, &w.seg.file, &s.good, 0)
                     .map_err(ioe(format!("rewriting {rel}")))?;
-                io::sync(faults, &w.seg.file)
-                    .map_err(|e| StoreError::Poisoned(format!("fsync of {rel}: {e}")))?;
+                io::sync(faults, &w.seg.file).map_err(poison(&rel))?;
                 actions.push(format!("rewrote damaged records of {rel} from its mirror"));
             }
-            if let (Some(m), Some(f)) = (&mirror, &w.seg.mirror)
+            if mirror_lost {
+                w.seg.mirror = Some(recreate(faults, &self.dir, &mir_rel, &s.good)?);
+                actions.push(format!("{mir_rel} was deleted or replaced; recreated it"));
+            } else if let (Some(m), Some(f)) = (&mirror, &w.seg.mirror)
                 && *m != s.good
             {
                 f.set_len(0).map_err(ioe("truncating the mirror"))?;
                 io::write_all_at(faults, f, &s.good, 0).map_err(ioe("rewriting the mirror"))?;
-                io::sync(faults, f)
-                    .map_err(|e| StoreError::Poisoned(format!("fsync of the mirror: {e}")))?;
+                io::sync(faults, f).map_err(poison(&mir_rel))?;
                 actions.push(format!("rewrote the mirror of {rel}"));
             }
             Ok(actions)
@@ -1873,8 +2000,14 @@ impl Store {
             }
             return Ok(true);
         }
-        if fix {
-            dl.rewrite(&self.cfg.io)?;
+        if fix && let Err(e) = dl.rewrite(&self.dir, &self.cfg.io) {
+            if let StoreError::Locked { holder } = &e {
+                lock(&self.state).poisoned = Some(format!(
+                    "LOCK was replaced and is now held by {holder}; stopped writing so two processes never \
+                     write one directory"
+                ));
+            }
+            return Err(e);
         }
         Ok(false)
     }
@@ -1933,6 +2066,114 @@ impl Drop for Store {
     }
 }
 
+/// Rebuilds a manifest from the files present when both copies are lost: the newest snapshot that verifies, every
+/// segment whose header verifies (sealed if it has a matching sidecar; the last one open).
+fn reconstruct_manifest(dir: &Path) -> Option<Manifest> {
+    let mut snaps: Vec<u64> = std::fs::read_dir(dir.join(SNAP_DIR))
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".snap")?.parse().ok())
+        .collect();
+    snaps.sort_unstable();
+    let snapshot_lsn = snaps.into_iter().rev().find(|l| {
+        std::fs::read(dir.join(snap_name(*l)))
+            .ok()
+            .is_some_and(|b| snapshot::decode(&b).is_ok_and(|(lsn, _)| lsn == *l))
+    });
+    let mut ids: Vec<u64> = std::fs::read_dir(wal::wal_dir(dir))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.to_owned();
+            n.strip_suffix(".seg")
+                .or_else(|| n.strip_suffix(".mir"))?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut segments = Vec::new();
+    for id in ids {
+        let head = [wal::seg_name(id), wal::mirror_name(id)]
+            .into_iter()
+            .find_map(|rel| {
+                let b = std::fs::read(dir.join(rel)).ok()?;
+                wal::check_header(&b, id).ok()?;
+                Some(u64::from_le_bytes(b[20..28].try_into().ok()?))
+            });
+        let Some(first_lsn) = head else { continue };
+        let par = std::fs::read(dir.join(wal::par_name(id)))
+            .ok()
+            .and_then(|b| parity::parse(&b).ok())
+            .filter(|sc| sc.file_id == id);
+        let len = std::fs::metadata(dir.join(wal::seg_name(id)))
+            .map(|m| m.len())
+            .ok();
+        segments.push(SegmentEntry {
+            id,
+            first_lsn,
+            sealed: true,
+            sealed_len: par.map(|p| p.data_len).or(len).unwrap_or(0),
+        });
+    }
+    if let Some(last) = segments.last_mut() {
+        last.sealed = false;
+        last.sealed_len = 0;
+    } else {
+        return None;
+    }
+    Some(Manifest {
+        generation: 1,
+        vector_dim: None,
+        snapshot_lsn,
+        segments,
+    })
+}
+
+/// Whether `path` names the same file as the open `file` (not deleted, not replaced).
+fn same_file(path: &Path, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// The first `len` bytes of an open file, read through its descriptor.
+fn read_fd(file: &std::fs::File, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut b = vec![0u8; len];
+    match file.read_exact_at(&mut b, 0) {
+        Ok(()) => b,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Writes `bytes` as a new file at `rel` (fsynced, directory fsynced) and returns it open for appending.
+fn recreate(
+    faults: &io::IoFaults,
+    dir: &Path,
+    rel: &str,
+    bytes: &[u8],
+) -> Result<std::fs::File, StoreError> {
+    let path = dir.join(rel);
+    let _ = std::fs::remove_file(&path);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(ioe(format!("recreating {rel}")))?;
+    io::write_all_at(faults, &f, bytes, 0).map_err(ioe(format!("writing {rel}")))?;
+    io::sync(faults, &f).map_err(|e| StoreError::Poisoned(format!("fsync of {rel}: {e}")))?;
+    if let Some(parent) = path.parent() {
+        io::sync_dir(faults, parent).map_err(ioe("syncing the WAL directory"))?;
+    }
+    Ok(f)
+}
+
 fn parity_len(dir: &Path, par_rel: &str) -> Option<u64> {
     let b = std::fs::read(dir.join(par_rel)).ok()?;
     parity::parse(&b).ok().map(|s| s.data_len)
@@ -1955,7 +2196,23 @@ fn load_immutable(
     report: &mut RecoveryReport,
     issues: &mut Vec<Issue>,
 ) -> Result<Vec<u8>, StoreError> {
-    let mut data = std::fs::read(dir.join(&f.rel)).map_err(ioe(format!("reading {}", f.rel)))?;
+    let mut data = match std::fs::read(dir.join(&f.rel)) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::corrupt(
+                format!(
+                    "{} is missing: the records it held (LSN {}..={}) are lost",
+                    f.rel, f.lsn_range.0, f.lsn_range.1
+                ),
+                Location {
+                    file: Some(f.rel.clone()),
+                    lsn_range: Some(f.lsn_range),
+                    ..Location::default()
+                },
+            ));
+        }
+        Err(e) => return Err(StoreError::io(format!("reading {}", f.rel), e)),
+    };
     let sc = std::fs::read(dir.join(&f.par_rel))
         .map_err(|e| e.to_string())
         .and_then(|b| parity::parse(&b));

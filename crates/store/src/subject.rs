@@ -947,10 +947,21 @@ impl RepairStrategy for Compact {
         RepairCost::InPlace
     }
     fn can_repair(&self, issue: &Issue) -> bool {
-        matches!(
-            issue.code.as_str(),
-            "wal_over_bound" | "disk_space_low" | "disk_space_critical" | "compaction_failed"
-        )
+        match issue.code.as_str() {
+            "wal_over_bound" | "disk_space_low" | "disk_space_critical" | "compaction_failed" => {
+                true
+            }
+            // A sealed segment or snapshot lost beyond what parity can rebuild: the verified table in memory still
+            // holds every document, so a new snapshot written from it replaces the lost file.
+            "file_unreadable" | "snapshot_log_disagree" => true,
+            "block_checksum" | "parity_damaged" => find_file(&self.store, issue).is_some_and(|f| {
+                !self
+                    .store
+                    .verify_file(&f, None, false)
+                    .rebuildable_or_clean()
+            }),
+            _ => false,
+        }
     }
     fn estimate(&self, _issue: &Issue) -> Estimate {
         let s = self.store.stats();
@@ -987,6 +998,18 @@ impl RepairStrategy for Compact {
             "wal_over_bound" if self.store.wal_bytes() > cfg.wal_bytes_max => Err(
                 RepairError::Validation(format!("WAL still {} bytes", self.store.wal_bytes())),
             ),
+            "file_unreadable" | "block_checksum" | "parity_damaged" | "snapshot_log_disagree" => {
+                for f in self.store.immutable_files() {
+                    let v = self.store.verify_file(&f, None, false);
+                    if !v.clean() {
+                        return Err(RepairError::Validation(format!(
+                            "{} still fails: {v:?}",
+                            f.rel
+                        )));
+                    }
+                }
+                Ok(())
+            }
             "disk_space_critical" => match self.store.free_bytes() {
                 Some(f) if f < cfg.disk_critical_bytes_floor => {
                     Err(RepairError::Validation(format!(

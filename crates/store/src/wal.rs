@@ -222,7 +222,7 @@ impl OpenSegment {
         rewrite_mirror: bool,
         mirror: bool,
     ) -> std::io::Result<OpenSegment> {
-        let file = open_rw(&dir.join(seg_name(id)), false)?;
+        let file = open_rw(&dir.join(seg_name(id)), true)?;
         for &(off, len) in rewrite_main {
             io::write_all_at(
                 faults,
@@ -234,6 +234,7 @@ impl OpenSegment {
         if file.metadata()?.len() != good.len() as u64 || !rewrite_main.is_empty() {
             file.set_len(good.len() as u64)?;
             io::sync(faults, &file)?;
+            io::sync_dir(faults, &wal_dir(dir))?;
         }
         let mirror = if mirror {
             let m = open_rw(&dir.join(mirror_name(id)), true)?;

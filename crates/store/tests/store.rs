@@ -587,3 +587,153 @@ proptest! {
         prop_assert_eq!(all, want);
     }
 }
+
+fn fill(s: &Store, n: usize) {
+    for i in 0..n {
+        s.put(&format!("f{i:04}"), doc(i)).unwrap();
+    }
+}
+
+fn all_there(s: &Store, n: usize) {
+    for i in 0..n {
+        assert_eq!(s.get(&format!("f{i:04}")).unwrap(), Some(doc(i)), "f{i:04}");
+    }
+}
+
+#[test]
+fn a_deleted_open_segment_or_mirror_is_rebuilt_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 30);
+    let (id, _) = s.open_segment();
+    drop(s);
+    std::fs::remove_file(dir.path().join(format!("wal/{id:016}.seg"))).unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(s.count(), 30);
+    all_there(&s, 30);
+    drop(s);
+    std::fs::remove_file(dir.path().join(format!("wal/{id:016}.mir"))).unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(s.recovery_report().mirror_rewritten);
+    s.put("more", doc(1)).unwrap();
+    drop(s);
+    // The mirror rewritten on open is complete: losing the main copy again loses nothing.
+    std::fs::remove_file(dir.path().join(format!("wal/{id:016}.seg"))).unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(s.count(), 31);
+}
+
+#[test]
+fn files_deleted_while_running_are_found_and_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    fill(&s, 120);
+    let subject = StoreSubject::new(s.clone());
+    let (id, _) = s.open_segment();
+    let sealed = s
+        .immutable_files()
+        .into_iter()
+        .find(|f| f.rel.ends_with(".seg"))
+        .unwrap();
+    std::fs::remove_file(dir.path().join(format!("wal/{id:016}.seg"))).unwrap();
+    std::fs::remove_file(dir.path().join(&sealed.rel)).unwrap();
+    std::fs::remove_file(dir.path().join("LOCK")).unwrap();
+    let out = run_check(&subject, Tier::Comprehensive);
+    assert!(!out.passed);
+    for i in &out.issues {
+        repair(&subject, i).unwrap_or_else(|e| panic!("{}: {e}", i.code));
+    }
+    let out = run_check(&subject, Tier::Comprehensive);
+    assert!(out.passed, "{out:?}");
+    let out = run_check(&subject, Tier::Shallow);
+    let i = out
+        .issues
+        .iter()
+        .find(|i| i.code == "lock_file_damaged")
+        .expect("LOCK loss found");
+    repair(&subject, i).unwrap();
+    assert!(run_check(&subject, Tier::Shallow).passed);
+    // The LOCK at the path is held again: a second opener is refused.
+    assert!(matches!(
+        Store::open(dir.path(), small()),
+        Err(StoreError::Locked { .. })
+    ));
+    s.put("after", doc(0)).unwrap();
+    drop(subject);
+    drop(Arc::into_inner(s).unwrap());
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(s.count(), 121);
+    all_there(&s, 120);
+}
+
+#[test]
+fn a_lost_sealed_segment_fails_open_with_corrupt_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 120);
+    let sealed = s
+        .immutable_files()
+        .into_iter()
+        .find(|f| f.rel.ends_with(".seg"))
+        .unwrap();
+    drop(s);
+    std::fs::remove_file(dir.path().join(&sealed.rel)).unwrap();
+    match Store::open(dir.path(), small()) {
+        Err(StoreError::Corrupt { location, what }) => {
+            assert_eq!(
+                location.file.as_deref(),
+                Some(sealed.rel.as_str()),
+                "{what}"
+            );
+            assert!(location.lsn_range.is_some());
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn both_manifest_copies_lost_are_rebuilt_from_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 150);
+    s.compact().unwrap();
+    for i in 150..200 {
+        s.put(&format!("f{i:04}"), doc(i)).unwrap();
+    }
+    drop(s);
+    std::fs::remove_file(dir.path().join("MANIFEST-A")).unwrap();
+    std::fs::write(dir.path().join("MANIFEST-B"), b"junk").unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(s.recovery_report().manifest_copies_restored.len(), 2);
+    assert_eq!(s.count(), 200);
+    all_there(&s, 200);
+}
+
+#[test]
+fn a_crash_while_creating_a_store_leaves_it_creatable() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("wal")).unwrap();
+    std::fs::write(dir.path().join("wal/0000000000000001.seg"), [0u8; 10]).unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(s.recovery_report().created);
+    s.put("a", doc(0)).unwrap();
+}
+
+#[test]
+fn leftovers_of_an_interrupted_compaction_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 40);
+    drop(s);
+    std::fs::write(
+        dir.path().join("snap/0000000000000040.snap"),
+        b"half a snapshot",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("wal/0000000000000099.seg"), b"x").unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let r = s.recovery_report();
+    assert_eq!(r.orphans_removed.len(), 2, "{r:?}");
+    assert_eq!(s.count(), 40);
+    all_there(&s, 40);
+}
