@@ -305,7 +305,7 @@ impl App {
         let breakers: Vec<Value> = engine
             .breakers()
             .into_iter()
-            .map(|(name, b)| json!({ "strategy": name, "breaker": format!("{b:?}") }))
+            .map(|(name, b)| json!({ "strategy": name, "breaker": b }))
             .collect();
         let dry_run = engine.config().dry_run;
         drop(engine);

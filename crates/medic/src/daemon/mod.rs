@@ -28,6 +28,9 @@ use crate::app::App;
 use crate::config::{Config, is_loopback};
 use api::ApiState;
 
+/// How long `serve` waits at exit for connection tasks to drop their handles on the app.
+const APP_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The router for `app`, with a fresh metrics registry. Used by tests with `tower::ServiceExt::oneshot`.
 pub fn router(app: Arc<App>) -> Router {
     let metrics = Arc::new(Metrics::new(app.started_at_us()));
@@ -176,12 +179,30 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
         tracing::warn!("healing loop ended abnormally: {e}");
     }
     served.context("serving HTTP")?;
-    match Arc::try_unwrap(app) {
-        Ok(app) => tokio::task::spawn_blocking(move || app.close())
-            .await
-            .context("closing the store")??,
-        Err(_) => {
-            tracing::warn!("store still shared at exit; it closes when the last handle drops")
+    // A connection task drops its copy of the router a moment after `serve` returns; wait (bounded) for the last
+    // one so the store is closed cleanly rather than dropped.
+    let deadline = tokio::time::Instant::now() + APP_RELEASE_TIMEOUT;
+    let mut app = app;
+    loop {
+        match Arc::try_unwrap(app) {
+            Ok(owned) => {
+                tokio::task::spawn_blocking(move || owned.close())
+                    .await
+                    .context("closing the store")??;
+                break;
+            }
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                app = shared;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the store is still shared {} ms after the listener closed; it is released when the last \
+                     handle drops",
+                    APP_RELEASE_TIMEOUT.as_millis()
+                );
+                break;
+            }
         }
     }
     tracing::info!("stopped");
