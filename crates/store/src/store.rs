@@ -875,6 +875,52 @@ impl Store {
         r
     }
 
+    /// Stores several documents in one group commit (one fsync round); returns their LSNs once all are durable.
+    /// Either every document is validated and written, or (on bad input) none is.
+    pub fn put_batch(&self, docs: Vec<(String, Document)>) -> Result<Vec<u64>, StoreError> {
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut encoded = Vec::with_capacity(docs.len());
+        let mut st = lock(&self.state);
+        let mut dim = st.vector_dim;
+        for (id, doc) in &docs {
+            codec::validate_id(id, &self.cfg.limits)?;
+            let meta = codec::validate_doc(doc, &self.cfg.limits, dim)?;
+            if let Some(v) = &doc.vector {
+                dim.get_or_insert(v.len() as u32);
+            }
+            let mut bytes = Vec::new();
+            codec::encode_doc(doc, meta.as_deref(), &mut bytes);
+            encoded.push(bytes);
+        }
+        self.writable(&mut st)?;
+        st.vector_dim = dim;
+        let mut lsns = Vec::with_capacity(docs.len());
+        for ((id, _), bytes) in docs.into_iter().zip(encoded) {
+            let lsn = st.next_lsn;
+            st.next_lsn += 1;
+            codec::encode_record(lsn, KIND_PUT, &id, &bytes, &mut st.pending);
+            st.pending_ops.push(Op {
+                lsn,
+                id,
+                entry: Some(Entry::new(lsn, bytes)),
+            });
+            lsns.push(lsn);
+        }
+        let last = *lsns.last().unwrap_or(&0);
+        let r = self.commit(st, last);
+        // Every record of the batch went out in the same commit as the last one; collect their results.
+        let mut st = lock(&self.state);
+        for l in &lsns[..lsns.len() - 1] {
+            st.results.remove(l);
+        }
+        drop(st);
+        r?;
+        self.counters.puts.fetch_add(lsns.len() as u64, Ordering::Relaxed);
+        Ok(lsns)
+    }
+
     /// Deletes `id`; `Some(lsn)` once durable if it existed, `None` (nothing written) if not.
     pub fn delete(&self, id: &str) -> Result<Option<u64>, StoreError> {
         codec::validate_id(id, &self.cfg.limits)?;
