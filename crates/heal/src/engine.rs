@@ -31,6 +31,46 @@ use crate::repair::{DataLoss, RepairStrategy};
 use crate::schedule::Scheduler;
 use crate::subject::Subject;
 
+/// Longest issue summary, resource, code or evidence value kept, in bytes; longer text is cut at a character
+/// boundary and marked as cut.
+pub const ISSUE_TEXT_BYTES_MAX: usize = 4_096;
+/// Most evidence entries kept per issue; further ones are dropped and counted in one last entry.
+pub const ISSUE_EVIDENCE_MAX: usize = 32;
+
+fn cut(text: &mut String) -> bool {
+    if text.len() <= ISSUE_TEXT_BYTES_MAX {
+        return false;
+    }
+    let mut at = ISSUE_TEXT_BYTES_MAX;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    text.truncate(at);
+    text.push_str(" … (cut at issue_text_bytes_max = 4096)");
+    true
+}
+
+/// Bounds the text an issue carries (it may come from anywhere); returns whether anything was cut.
+pub fn bound_issue(issue: &mut Issue) -> bool {
+    let mut any = cut(&mut issue.summary)
+        | cut(&mut issue.resource)
+        | cut(&mut issue.code)
+        | cut(&mut issue.source);
+    if issue.evidence.len() > ISSUE_EVIDENCE_MAX {
+        let dropped = issue.evidence.len() - (ISSUE_EVIDENCE_MAX - 1);
+        issue.evidence.truncate(ISSUE_EVIDENCE_MAX - 1);
+        issue.evidence.push((
+            "evidence_dropped".to_string(),
+            format!("{dropped} entries (issue_evidence_max = {ISSUE_EVIDENCE_MAX})"),
+        ));
+        any = true;
+    }
+    for (k, v) in &mut issue.evidence {
+        any |= cut(k) | cut(v);
+    }
+    any
+}
+
 /// Makes the detector for one metric (given its name).
 pub type DetectorFactory = Arc<dyn Fn(&str) -> Box<dyn Detector> + Send + Sync>;
 
@@ -535,6 +575,9 @@ impl Engine {
                 self.config.cycle_issues_max
             ));
             issues.truncate(self.config.cycle_issues_max);
+        }
+        for issue in &mut issues {
+            bound_issue(issue);
         }
         s.issues = issues.len() as u32;
         self.metrics.issues += issues.len() as u64;
@@ -1307,6 +1350,31 @@ mod tests {
         assert_eq!(e.active_incidents().len(), 2);
         assert_eq!(e.metrics().issues_dropped, 2 + 2);
         assert_eq!(e.detectors.len(), 1, "metrics_max");
+    }
+
+    #[test]
+    fn oversized_issue_text_is_cut_at_its_limit() {
+        let mut i = Issue::new(
+            IssueKind::OperationError,
+            "c",
+            "r",
+            "é".repeat(3_000),
+            "t",
+            0,
+        );
+        for n in 0..40 {
+            i = i.evidence(format!("k{n}"), "v");
+        }
+        assert!(bound_issue(&mut i));
+        assert!(i.summary.len() <= ISSUE_TEXT_BYTES_MAX + 64);
+        assert!(i.summary.ends_with("(cut at issue_text_bytes_max = 4096)"));
+        assert_eq!(i.evidence.len(), ISSUE_EVIDENCE_MAX);
+        assert_eq!(
+            i.evidence.last().unwrap().1,
+            "9 entries (issue_evidence_max = 32)"
+        );
+        let mut small = Issue::new(IssueKind::OperationError, "c", "r", "short", "t", 0);
+        assert!(!bound_issue(&mut small));
     }
 
     #[test]
