@@ -413,18 +413,36 @@ impl App {
         }
     }
 
-    /// What the metrics mirror: documents, health, incidents, KPIs.
+    /// What the metrics mirror: documents, health, incidents, KPIs. Waits for a running cycle.
     pub fn snapshot(&self) -> Snapshot {
+        let engine = self.engine();
+        self.snapshot_with(Some(&engine))
+    }
+
+    /// Like [`App::snapshot`] but never waits: while a cycle holds the engine, only the store's figures are read
+    /// (`engine_known` is false) so a metrics scrape is never stuck behind a scrub.
+    pub fn try_snapshot(&self) -> Snapshot {
+        match self.engine.try_lock() {
+            Ok(engine) => self.snapshot_with(Some(&engine)),
+            Err(std::sync::TryLockError::Poisoned(p)) => self.snapshot_with(Some(&p.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => self.snapshot_with(None),
+        }
+    }
+
+    fn snapshot_with(&self, engine: Option<&Engine>) -> Snapshot {
         let st = self.store.stats();
         let mut s = Snapshot {
             documents: st.docs as u64,
             read_only: st.read_only.is_some() || st.poisoned.is_some(),
             ..Snapshot::default()
         };
-        let engine = self.engine();
+        let Some(engine) = engine else {
+            return s;
+        };
+        s.engine_known = true;
         s.health = Some(engine.health_state());
-        let active = engine.active_incidents();
-        s.active_incidents = active
+        s.active_incidents = engine
+            .active_incidents()
             .iter()
             .filter(|i| i.status != IncidentStatus::Watching)
             .count() as u64;

@@ -403,3 +403,40 @@ fn every_acknowledged_write_survives_sigkill() {
     assert_eq!(v["recovery"]["previous_holder_crashed"], true, "{v}");
     d.stop();
 }
+
+#[test]
+fn refuses_a_non_loopback_listener_without_a_token_and_a_second_daemon_on_one_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.token"), "{stderr}");
+    assert!(out.stdout.is_empty(), "never listened");
+
+    let d = Daemon::start(&data, tmp.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a second daemon on one directory must not start"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("locked"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", d.child.id())),
+        "names the holder: {stderr}"
+    );
+    let (s, _) = d.json("GET", "/health", None);
+    assert_eq!(s, 200, "the first daemon keeps serving");
+    d.stop();
+}

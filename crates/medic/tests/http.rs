@@ -464,3 +464,14 @@ async fn a_token_guards_every_mutating_request() {
     let got = send(&f.router, empty("GET", "/v1/docs/a")).await;
     assert_eq!(got.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn store_limits_are_named_in_4xx_errors() {
+    let f = fixture_with(|c| c.http.request_body_bytes_max = 4 << 20);
+    // Over the store's text_bytes_max (1 MiB) but under the body limit: the store's limit is named.
+    let big = json!({"text": "x".repeat((1 << 20) + 1)});
+    let got = send(&f.router, json_req("PUT", "/v1/docs/big", &big)).await;
+    assert_client_error(&got, StatusCode::PAYLOAD_TOO_LARGE, "text_bytes_max");
+    let got = send(&f.router, empty("GET", "/v1/docs/big")).await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND, "nothing written");
+}

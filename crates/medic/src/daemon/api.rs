@@ -17,6 +17,9 @@ use super::error::ApiError;
 use super::metrics::{Metrics, Operation};
 use crate::app::App;
 
+/// The newest incidents looked at to count new incidents and repair attempts in the metrics.
+const INCIDENTS_OBSERVED_MAX: usize = 1_000;
+
 /// Documents read per page while a vector search scans the store.
 const SEARCH_SCAN_PAGE_DOCS: usize = 1024;
 
@@ -436,7 +439,7 @@ pub async fn run_cycle(s: &ApiState, dry_run: Option<bool>) -> Result<Value, Api
     let out = tokio::task::spawn_blocking(move || {
         let r = app.run_cycle(dry_run);
         metrics.record_cycle(r.is_ok());
-        if let Ok(recent) = app.incidents(1_000) {
+        if let Ok(recent) = app.incidents(INCIDENTS_OBSERVED_MAX) {
             metrics.observe_incidents(recent.iter());
         }
         metrics.set_snapshot(&app.snapshot());
@@ -453,8 +456,12 @@ pub async fn metrics(State(s): State<ApiState>) -> Response {
     let app = s.app.clone();
     let m = s.metrics.clone();
     let text = tokio::task::spawn_blocking(move || {
-        m.set_snapshot(&app.snapshot());
-        if let Ok(recent) = app.incidents(1_000) {
+        let snapshot = app.try_snapshot();
+        m.set_snapshot(&snapshot);
+        // Incidents are counted after every cycle; a scrape catches up only when no cycle holds the engine.
+        if snapshot.engine_known
+            && let Ok(recent) = app.incidents(INCIDENTS_OBSERVED_MAX)
+        {
             m.observe_incidents(recent.iter());
         }
         m.encode()

@@ -94,6 +94,9 @@ struct RepairLabels {
 /// What the store and engine report, mirrored into gauges.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
+    /// Whether the engine's fields were read (false while a healing cycle held the engine); when false only
+    /// `documents` and `read_only` are applied.
+    pub engine_known: bool,
     /// Documents stored.
     pub documents: u64,
     /// Health state, if known.
@@ -363,6 +366,9 @@ impl Metrics {
         self.repairs_in_flight
             .set(s.repairs_in_flight.min(i64::MAX as u64) as i64);
         self.read_only.set(i64::from(s.read_only));
+        if !s.engine_known {
+            return;
+        }
         if let Some(h) = s.health {
             for state in STATES {
                 self.health_state
@@ -506,6 +512,7 @@ mod tests {
     fn snapshot_sets_one_health_state_and_gauges() {
         let m = Metrics::new(0);
         m.set_snapshot(&Snapshot {
+            engine_known: true,
             documents: 7,
             health: Some(HealthState::Degraded),
             mttr_seconds: Some(f64::NAN),
