@@ -312,9 +312,9 @@ impl Client {
         self.expect_ok("GET", "/v1/status", None)
     }
 
-    /// `GET /v1/incidents`.
-    pub fn incidents(&self) -> Result<Value, ClientError> {
-        self.expect_ok("GET", "/v1/incidents", None)
+    /// `GET /v1/incidents?limit=`: the newest `limit` incidents, newest first.
+    pub fn incidents(&self, limit: usize) -> Result<Value, ClientError> {
+        self.expect_ok("GET", &format!("/v1/incidents?limit={limit}"), None)
     }
 
     /// `GET /v1/incidents/{id}`, `None` on 404.

@@ -4,6 +4,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn medic(args: &[&str], cwd: &Path) -> Output {
+    medic_env(args, cwd, &[])
+}
+
+fn medic_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_medic"))
         .args(args)
         .current_dir(cwd)
@@ -11,6 +15,7 @@ fn medic(args: &[&str], cwd: &Path) -> Output {
         .env_remove("MEDIC_TOKEN")
         .env_remove("MEDIC_CONFIG")
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .output()
         .expect("run medic")
 }
@@ -400,10 +405,15 @@ struct Daemon {
 
 impl Daemon {
     fn start(data: &Path, cwd: &Path) -> Daemon {
+        Self::start_with(data, cwd, &[])
+    }
+
+    fn start_with(data: &Path, cwd: &Path, extra: &[&str]) -> Daemon {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_medic"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(extra)
             .current_dir(cwd)
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::piped())
@@ -509,4 +519,35 @@ fn talks_to_a_running_daemon_and_explains_when_it_cannot() {
     assert!(err.contains("locked by"), "{err}");
     assert!(err.contains("did not answer"), "{err}");
     assert!(err.contains("--server"), "{err}");
+}
+
+#[test]
+fn bearer_token_is_sent_from_the_flag_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("token.toml");
+    std::fs::write(&config, "[server]\ntoken = \"s3cret-token\"\n").unwrap();
+    let daemon = Daemon::start_with(&data, dir.path(), &["--config", config.to_str().unwrap()]);
+    let url = daemon.url.as_str();
+    let put = ["put", "a", "--text", "t", "--server", url];
+
+    let o = medic(&put, dir.path());
+    assert_eq!(o.status.code(), Some(1), "refused without a token");
+    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+
+    let mut with_flag = put.to_vec();
+    with_flag.extend(["--token", "s3cret-token"]);
+    let o = medic(&with_flag, dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let o = medic_env(&put, dir.path(), &[("MEDIC_TOKEN", "s3cret-token")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let o = medic_env(&["get", "a"], dir.path(), &[("MEDIC_SERVER", url)]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "MEDIC_SERVER names the daemon: {}",
+        stderr(&o)
+    );
 }

@@ -143,8 +143,8 @@ impl Backend for Daemon {
     }
 
     fn incidents(&self, limit: usize) -> anyhow::Result<Value> {
-        let mut v = self.client.incidents().map_err(lift)?;
-        // The daemon lists up to its own limit; cut to what was asked.
+        let mut v = self.client.incidents(limit).map_err(lift)?;
+        // Cut to what was asked, whatever the daemon sent.
         if let Some(list) = v.get_mut("incidents").and_then(Value::as_array_mut) {
             list.truncate(limit);
         } else if let Some(list) = v.as_array_mut() {
