@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::Detector;
 use super::explain::{Last, describe};
-use super::stats::{RollingWindow, deviation_score, floored_spread};
+use super::stats::{MEAN_ABS_DEV_TO_STD, RollingWindow, deviation_score, floored_spread};
+
+/// The IQR of a Gaussian in standard deviations.
+const IQR_TO_STD: f64 = 1.349;
 use crate::clock::Timestamp;
 
 /// Settings of an [`Iqr`] detector.
@@ -80,7 +83,14 @@ impl Detector for Iqr {
             let q1 = self.window.quantile(0.25);
             let q3 = self.window.quantile(0.75);
             let centre = q1 / 2.0 + q3 / 2.0;
-            let iqr = floored_spread(q3 - q1, centre);
+            // On quantised data the quartiles can coincide; fall back to the IQR a Gaussian of the same mean absolute
+            // deviation would have, so rare values off the centre are not infinitely surprising.
+            let iqr = if q3 > q1 {
+                q3 - q1
+            } else {
+                self.window.mean_abs_dev(centre) * MEAN_ABS_DEV_TO_STD * IQR_TO_STD
+            };
+            let iqr = floored_spread(iqr, centre);
             // Distance from the nearer quartile in IQRs; the fence is the threshold.
             let beyond = if value > q3 {
                 (value - q3) / iqr

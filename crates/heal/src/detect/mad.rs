@@ -1,5 +1,6 @@
 //! Robust z-score: distance from the rolling median in units of the median absolute deviation (MAD, scaled by
-//! 1.4826 so it estimates a standard deviation on Gaussian data). Outliers in the baseline barely move it, so it
+//! 1.4826 so it estimates a standard deviation on Gaussian data; on quantised data where the MAD is 0, the scaled mean
+//! absolute deviation). Outliers in the baseline barely move it, so it
 //! keeps scoring a burst of spikes where the plain z-score would be inflated by the first ones.
 
 use serde::{Deserialize, Serialize};
@@ -9,8 +10,7 @@ use super::explain::{Last, describe};
 use super::stats::{RollingWindow, deviation, deviation_score, floored_spread};
 use crate::clock::Timestamp;
 
-/// MAD × this estimates the standard deviation of Gaussian data.
-pub const MAD_TO_STD: f64 = 1.4826;
+pub use super::stats::MAD_TO_STD;
 
 /// Settings of a [`Mad`] detector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ impl Detector for Mad {
             0.0
         } else {
             let median = self.window.median();
-            let mad = self.window.mad(median, &mut self.scratch) * MAD_TO_STD;
+            let mad = self.window.robust_std(median, &mut self.scratch);
             let spread = floored_spread(mad, median);
             let d = deviation(value, median, spread);
             let score = deviation_score(d, self.config.threshold, self.config.scale);

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use super::Detector;
 use super::explain::{Last, describe};
-use super::mad::MAD_TO_STD;
 use super::stats::{RollingWindow, deviation, deviation_score, floored_spread};
 use crate::clock::Timestamp;
 
@@ -93,7 +92,7 @@ impl Detector for RateOfChange {
             0.0
         } else {
             let median = self.steps.median();
-            let mad = self.steps.mad(median, &mut self.scratch) * MAD_TO_STD;
+            let mad = self.steps.robust_std(median, &mut self.scratch);
             let spread = floored_spread(mad, prev);
             let d = deviation(step, median, spread);
             let score = deviation_score(d, self.config.threshold, self.config.scale);

@@ -29,15 +29,26 @@ pub fn deviation(value: f64, centre: f64, spread: f64) -> f64 {
     if d.is_nan() { 0.0 } else { d }
 }
 
-/// Maps a deviation (in units of spread) to a score: 0 up to `threshold`, then rising as
-/// `1 - exp(-(d - threshold) / scale)` towards 1. NaN maps to 0, +inf to 1.
+/// Maps a deviation (in units of spread) to a score: 0 up to `threshold`, then `e / (e + scale)` where
+/// `e = d - threshold` — 0.5 at `scale` past the threshold, 0.9 at 9 × `scale`, 0.99 at 99 × `scale`. It stays graded
+/// far out (an exponential would pin every large deviation at 1.0, leaving no room to rank them). NaN maps to 0,
+/// +inf to 1.
 pub fn deviation_score(d: f64, threshold: f64, scale: f64) -> f64 {
     if d.is_nan() || d <= threshold {
         return 0.0;
     }
+    if d == f64::INFINITY {
+        return 1.0;
+    }
     let scale = if scale > 0.0 { scale } else { 1.0 };
-    clean_score(1.0 - (-(d - threshold) / scale).exp())
+    let e = d - threshold;
+    clean_score(e / (e + scale))
 }
+
+/// MAD × this estimates the standard deviation of Gaussian data.
+pub const MAD_TO_STD: f64 = 1.4826;
+/// Mean absolute deviation × this estimates the standard deviation of Gaussian data (√(π/2)).
+pub const MEAN_ABS_DEV_TO_STD: f64 = 1.2533;
 
 /// A score forced into [0, 1]; NaN becomes 0.
 pub fn clean_score(s: f64) -> f64 {
@@ -141,6 +152,28 @@ impl RollingWindow {
         } else {
             let lower = scratch[..mid].iter().copied().fold(f64::MIN, f64::max);
             lower / 2.0 + upper / 2.0
+        }
+    }
+
+    /// The mean absolute deviation from `centre`; 0 when empty.
+    pub fn mean_abs_dev(&self, centre: f64) -> f64 {
+        let n = self.ring.len();
+        if n == 0 {
+            return 0.0;
+        }
+        let inv = 1.0 / n as f64;
+        self.ring.iter().map(|v| (v - centre).abs() * inv).sum()
+    }
+
+    /// A robust estimate of the standard deviation around `centre`: the scaled MAD, or, when more than half of
+    /// the values sit exactly at the centre (quantised or mostly flat data, where the MAD is 0), the scaled mean
+    /// absolute deviation, so that the rare values off the centre are not infinitely surprising.
+    pub fn robust_std(&self, centre: f64, scratch: &mut Vec<f64>) -> f64 {
+        let mad = self.mad(centre, scratch) * MAD_TO_STD;
+        if mad > 0.0 {
+            mad
+        } else {
+            self.mean_abs_dev(centre) * MEAN_ABS_DEV_TO_STD
         }
     }
 

@@ -32,7 +32,7 @@ impl Default for VarianceConfig {
             alpha: 0.01,
             min_samples: 60,
             threshold: 1.3,
-            scale: 0.7,
+            scale: 0.4,
         }
     }
 }

@@ -18,7 +18,7 @@ pub struct ZScoreConfig {
     pub min_samples: usize,
     /// Deviations (in standard deviations) at or below this score 0.
     pub threshold: f64,
-    /// How fast the score rises past the threshold: `1 - exp(-(z - threshold) / scale)`.
+    /// Deviations past the threshold at which the score is 0.5 (see [`deviation_score`](super::stats::deviation_score)).
     pub scale: f64,
 }
 
