@@ -440,3 +440,88 @@ fn refuses_a_non_loopback_listener_without_a_token_and_a_second_daemon_on_one_di
     assert_eq!(s, 200, "the first daemon keeps serving");
     d.stop();
 }
+
+/// Sum of every sample of a metric family in an OpenMetrics text.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn the_healing_loop_runs_on_its_schedule_and_heals_damage_while_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        "[checks]\nshallow_interval_ms = 100\ndeep_interval_ms = 200\ncomprehensive_interval_ms = 400\n",
+    )
+    .unwrap();
+    let stderr_path = tmp.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let d = Daemon {
+        child,
+        url: first.trim().to_string(),
+        stderr_path,
+        agent: agent(),
+    };
+    for i in 0..10 {
+        let (s, _) = d.json("PUT", &format!("/v1/docs/doc-{i}"), Some(&doc(i)));
+        assert_eq!(s, 200);
+    }
+    wait_for("three scheduled cycles", Duration::from_secs(30), || {
+        let (_, _, text) = d.request("GET", "/metrics", None);
+        (metric_sum(&text, "medic_heal_cycles_total") >= 3.0).then_some(())
+    });
+
+    // Damage one manifest copy under the running daemon: the scheduled checks find it, the engine restores it.
+    let copy = data.join("MANIFEST-B");
+    let good = std::fs::read(&copy).unwrap();
+    let mut bad = good.clone();
+    bad[12] ^= 0xFF;
+    std::fs::write(&copy, &bad).unwrap();
+    let incident = wait_for(
+        "the damaged manifest copy repaired",
+        Duration::from_secs(30),
+        || {
+            let (_, v) = d.json("GET", "/v1/incidents", None);
+            v["incidents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| {
+                    i["resolution"] == "auto_repaired" && i["issues"][0]["resource"] == "MANIFEST-B"
+                })
+                .cloned()
+        },
+    );
+    assert_eq!(
+        incident["issues"][0]["code"], "manifest_copy_damaged",
+        "{incident}"
+    );
+    assert_ne!(std::fs::read(&copy).unwrap(), bad, "rewritten on disk");
+    let (_, v) = d.json("GET", "/v1/health?tier=full", None);
+    assert_eq!(v["passed"], true, "{v}");
+    for i in 0..10 {
+        let (s, _) = d.json("GET", &format!("/v1/docs/doc-{i}"), None);
+        assert_eq!(s, 200);
+    }
+    let (_, _, text) = d.request("GET", "/metrics", None);
+    assert!(metric_sum(&text, "medic_incidents_total") >= 1.0, "{text}");
+    d.stop();
+}
