@@ -551,3 +551,66 @@ fn bearer_token_is_sent_from_the_flag_or_the_environment() {
         stderr(&o)
     );
 }
+
+#[test]
+fn load_in_batches_keeps_every_line_before_a_refused_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("big.jsonl");
+    // An id over the limit is found before anything is written.
+    let lines: String = (1..=600)
+        .map(|n| {
+            let id = if n == 550 {
+                "x".repeat(300)
+            } else {
+                format!("d{n}")
+            };
+            format!("{{\"id\": \"{id}\", \"text\": \"t{n}\"}}\n")
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let o = medic(
+        &data_args(&data, &["load", file.to_str().unwrap()]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("big.jsonl:550"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("id_bytes_max"), "{}", stderr(&o));
+    assert!(!data.exists(), "nothing written");
+
+    // A line only the store refuses (meta over its meta_bytes_max), in the third batch of 256.
+    let big = "m".repeat(70 * 1024);
+    let lines: String = (1..=600)
+        .map(|n| {
+            let meta = if n == 550 {
+                format!(", \"meta\": {{\"blob\": \"{big}\"}}")
+            } else {
+                String::new()
+            };
+            format!("{{\"id\": \"d{n}\", \"text\": \"t{n}\"{meta}}}\n")
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let o = medic(
+        &data_args(&data, &["load", file.to_str().unwrap()]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("big.jsonl:550"), "{err}");
+    assert!(err.contains("meta"), "{err}");
+    assert!(
+        err.contains("the 549 documents before it were written"),
+        "{err}"
+    );
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    assert_eq!(last_json(&o)["store"]["docs"], 549, "lines 1..=549");
+    let get = |id: &str| {
+        medic(&data_args(&data, &["get", id]), dir.path())
+            .status
+            .code()
+    };
+    assert_eq!(get("d549"), Some(0));
+    assert_eq!(get("d550"), Some(1));
+    assert_eq!(get("d551"), Some(1));
+}

@@ -48,6 +48,12 @@ pub trait Backend {
     fn describe(&self) -> String;
     /// Stores a document `{"text", "vector"?, "meta"?}`; answers `{"id", "lsn"}` once durable.
     fn put(&self, id: &str, doc: &Value) -> anyhow::Result<Value>;
+    /// Stores several documents `(line_no, id, body)` in one commit: all, or (on bad input, a [`UsageError`])
+    /// none. `None` when this backend has no batches (then callers put one by one).
+    fn put_batch(&self, docs: &[(u64, String, Value)]) -> Option<anyhow::Result<()>> {
+        let _ = docs;
+        None
+    }
     /// A document `{"id", "text", "vector"?, "meta"?}`, or `None`.
     fn get(&self, id: &str) -> anyhow::Result<Option<Value>>;
     /// Deletes a document; `None` if it did not exist.

@@ -157,7 +157,17 @@ pub fn validate(path: &Path) -> anyhow::Result<u64> {
     Ok(docs)
 }
 
-/// Writes the file, already checked by [`validate`] (`total` documents), into `backend`.
+/// Documents written in one batch (one commit) when the backend supports batches.
+pub const LOAD_BATCH_DOCS_MAX: usize = 256;
+/// Bytes of JSON bodies gathered into one batch at most.
+pub const LOAD_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Lines gathered for one batch: `(line_no, id, body)`.
+type Pending = Vec<(u64, String, Value)>;
+
+/// Writes the file, already checked by [`validate`] (`total` documents), into `backend`, in batches of up to
+/// [`LOAD_BATCH_DOCS_MAX`] documents. A batch the backend refuses as bad input wrote nothing, so it is retried one
+/// document at a time to name the exact line and keep every line before it.
 pub fn write(backend: &dyn Backend, path: &Path, total: u64) -> anyhow::Result<LoadSummary> {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     if let Ok(style) =
@@ -166,9 +176,60 @@ pub fn write(backend: &dyn Backend, path: &Path, total: u64) -> anyhow::Result<L
         bar.set_style(style);
     }
     let mut written = 0u64;
+    let mut pending: Pending = Vec::new();
+    let mut pending_bytes = 0usize;
     let blank = each_line(path, |line_no, id, body| {
+        pending_bytes += body.get("text").and_then(Value::as_str).map_or(0, str::len) + id.len();
+        pending.push((line_no, id, body));
+        if pending.len() >= LOAD_BATCH_DOCS_MAX || pending_bytes >= LOAD_BATCH_BYTES_MAX {
+            flush(backend, path, &mut pending, &mut written, &bar)?;
+            pending_bytes = 0;
+        }
+        Ok(())
+    })
+    .and_then(|blank| {
+        flush(backend, path, &mut pending, &mut written, &bar)?;
+        Ok(blank)
+    });
+    bar.finish_and_clear();
+    Ok(LoadSummary {
+        written,
+        blank: blank?,
+    })
+}
+
+fn flush(
+    backend: &dyn Backend,
+    path: &Path,
+    pending: &mut Pending,
+    written: &mut u64,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let batch = std::mem::take(pending);
+    let first_line = batch[0].0;
+    match backend.put_batch(&batch) {
+        None => {} // No batches here: one by one.
+        Some(Ok(())) => {
+            *written += batch.len() as u64;
+            bar.inc(batch.len() as u64);
+            return Ok(());
+        }
+        Some(Err(e)) if e.downcast_ref::<UsageError>().is_none() => {
+            return Err(anyhow::anyhow!(
+                "{}:{first_line}: writing the batch of lines {first_line}..={} failed: {e:#}; the {written} \
+                 documents before line {first_line} were written, the batch was not acknowledged",
+                path.display(),
+                batch[batch.len() - 1].0
+            ));
+        }
+        Some(Err(_)) => {} // Bad input somewhere in the batch, nothing of it written: find the line.
+    }
+    for (line_no, id, body) in batch {
         backend.put(&id, &body).map_err(|e| {
-            let kept = if written == 0 {
+            let kept = if *written == 0 {
                 "nothing was written".to_string()
             } else {
                 format!(
@@ -185,13 +246,8 @@ pub fn write(backend: &dyn Backend, path: &Path, total: u64) -> anyhow::Result<L
                 anyhow::anyhow!(msg)
             }
         })?;
-        written += 1;
+        *written += 1;
         bar.inc(1);
-        Ok(())
-    });
-    bar.finish_and_clear();
-    Ok(LoadSummary {
-        written,
-        blank: blank?,
-    })
+    }
+    Ok(())
 }

@@ -87,6 +87,17 @@ impl Backend for Offline {
         Ok(json!({"id": id, "lsn": lsn}))
     }
 
+    fn put_batch(&self, docs: &[(u64, String, Value)]) -> Option<anyhow::Result<()>> {
+        let docs = docs
+            .iter()
+            .map(|(_, id, body)| Ok((id.clone(), doc_from(body)?)))
+            .collect::<anyhow::Result<Vec<_>>>();
+        Some(docs.and_then(|docs| {
+            self.app.store().put_batch(docs).map_err(lift)?;
+            Ok(())
+        }))
+    }
+
     fn get(&self, id: &str) -> anyhow::Result<Option<Value>> {
         let doc = self.app.store().get(id).map_err(lift)?;
         Ok(doc.map(|d| {
