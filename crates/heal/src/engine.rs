@@ -1353,6 +1353,36 @@ mod tests {
     }
 
     #[test]
+    fn constraint_breach_on_a_sample_opens_an_incident() {
+        let config = EngineConfig {
+            constraints: vec![crate::constraint::Constraint::new(
+                "disk_free_floor",
+                "disk_free_bytes",
+                Some(1_000.0),
+                None,
+            )],
+            ..EngineConfig::default()
+        };
+        let (mut e, subject, _) = engine(Arc::new(MemoryKnowledgeBase::new()), config);
+        subject
+            .metrics
+            .lock()
+            .unwrap()
+            .push(("disk_free_bytes".into(), 500.0));
+        let s = e.run_cycle();
+        assert_eq!(s.samples, 1);
+        let breach = e
+            .active_incidents()
+            .into_iter()
+            .flat_map(|i| i.record.issues)
+            .find(|i| i.kind == IssueKind::ConstraintBreach)
+            .expect("a constraint-breach issue");
+        assert_eq!(breach.resource, "disk_free_bytes");
+        assert_eq!(breach.code, "constraint_disk_free_floor");
+        assert_eq!(breach.score, 1.0);
+    }
+
+    #[test]
     fn oversized_issue_text_is_cut_at_its_limit() {
         let mut i = Issue::new(
             IssueKind::OperationError,

@@ -900,3 +900,123 @@ fn engine_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<Engine>();
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Block(u8, Mode, Mode),
+        Spike(bool),
+        Frag,
+        Manifest,
+        Approve,
+        FalsePositive,
+        Quiet(u16),
+        DryRun(bool),
+    }
+
+    fn mode() -> impl Strategy<Value = Mode> {
+        prop_oneof![
+            Just(Mode::Works),
+            Just(Mode::ValidateFails),
+            Just(Mode::RepairFails),
+            Just(Mode::Unrecoverable)
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0u8..4, mode(), mode()).prop_map(|(r, a, b)| Step::Block(r, a, b)),
+            2 => any::<bool>().prop_map(Step::Spike),
+            1 => Just(Step::Frag),
+            1 => Just(Step::Manifest),
+            1 => Just(Step::Approve),
+            1 => Just(Step::FalsePositive),
+            3 => (1u16..400).prop_map(Step::Quiet),
+            1 => any::<bool>().prop_map(Step::DryRun),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Whatever happens, in any order: ids only grow, the active set stays bounded, every incident reaches the
+        /// knowledge base, closed incidents are really closed there, attempts add up in the counters, and an
+        /// escalated record carries its report.
+        #[test]
+        fn engine_invariants_hold_under_random_faults(steps in proptest::collection::vec(step(), 1..40)) {
+            let mut sim = Sim::new(EngineConfig { incidents_active_max: 8, ..EngineConfig::default() });
+            let mut last_id = 0;
+            let mut attempts = 0u64;
+            for step in steps {
+                let mut overrides = Vec::new();
+                match step {
+                    Step::Block(r, a, b) => {
+                        sim.set_mode("retry_block", a);
+                        sim.set_mode("rebuild_from_parity", b);
+                        let f = sim.block_fault(&format!("wal/{r}.seg"));
+                        sim.inject(f);
+                    }
+                    Step::Spike(search) => overrides.push((
+                        if search { "search_latency_p99_us" } else { "put_latency_p99_us" },
+                        50_000.0,
+                    )),
+                    Step::Frag => sim.inject(Issue::new(
+                        IssueKind::StaleDerived, "index_fragmentation", "text_index", "fragmented", "t", sim.now(),
+                    )),
+                    Step::Manifest => sim.inject(Issue::new(
+                        IssueKind::Integrity, "manifest_damaged", "MANIFEST", "damaged", "t", sim.now(),
+                    )),
+                    Step::Approve => {
+                        let waiting: Vec<u64> = sim.engine.active_incidents().iter()
+                            .filter(|i| i.status == IncidentStatus::AwaitingApproval)
+                            .map(|i| i.record.id).collect();
+                        for id in waiting {
+                            sim.engine.approve(id).unwrap();
+                        }
+                    }
+                    Step::FalsePositive => {
+                        if let Some(i) = sim.engine.active_incidents().first() {
+                            sim.engine.mark_false_positive(i.record.id).unwrap();
+                        }
+                    }
+                    Step::Quiet(seconds) => {
+                        for _ in 0..(u64::from(seconds) * US_PER_S / CYCLE_US) {
+                            let s = sim.cycle();
+                            attempts += s.attempts.iter().filter(|a| a.attempt.outcome != AttemptOutcome::DryRun).count() as u64;
+                        }
+                    }
+                    Step::DryRun(on) => sim.engine.set_dry_run(on),
+                }
+                let s = sim.cycle_with(&overrides);
+                attempts += s.attempts.iter().filter(|a| a.attempt.outcome != AttemptOutcome::DryRun).count() as u64;
+                for &id in &s.incidents_opened {
+                    prop_assert!(id > last_id, "ids grow: {id} after {last_id}");
+                    last_id = id;
+                }
+                prop_assert!(sim.engine.active_incidents().len() <= 8);
+                for &(id, resolution) in &s.incidents_closed {
+                    let rec = sim.kb.get(id).unwrap().expect("closed incident saved");
+                    prop_assert_eq!(rec.resolution, resolution);
+                    prop_assert!(resolution != Resolution::Open);
+                }
+                for inc in sim.engine.active_incidents() {
+                    prop_assert!(sim.kb.get(inc.record.id).unwrap().is_some(), "open incident saved");
+                }
+            }
+            let m = sim.engine.metrics();
+            prop_assert_eq!(m.repairs_succeeded + m.repairs_failed + m.repairs_rolled_back, attempts);
+            prop_assert_eq!(sim.kb.max_id().unwrap(), last_id);
+            for rec in sim.kb.recent(1_000).unwrap() {
+                if rec.resolution == Resolution::Escalated {
+                    prop_assert!(rec.report_markdown.as_deref().is_some_and(|m| m.contains("## Repairs tried")));
+                }
+                if rec.resolution == Resolution::AutoRepaired {
+                    prop_assert_eq!(rec.attempts.last().map(|a| a.outcome), Some(AttemptOutcome::Succeeded));
+                }
+            }
+        }
+    }
+}
