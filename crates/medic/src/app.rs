@@ -387,7 +387,8 @@ impl App {
             "status": status,
             "timeline": timeline(&record),
             "report": {
-                "markdown": record.report_markdown,
+                "escalated": record.report_markdown.is_some(),
+                "markdown": record.report_markdown.clone().unwrap_or_else(|| incident_markdown(&record)),
                 "json": report_json,
             },
         })))
@@ -476,6 +477,53 @@ impl App {
             }
         }
     }
+}
+
+/// A Markdown summary of an incident that was not escalated (an escalated one carries the engine's own report).
+fn incident_markdown(r: &IncidentRecord) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let title = r
+        .issues
+        .first()
+        .map(|i| i.summary.as_str())
+        .unwrap_or("incident");
+    let _ = writeln!(s, "# Incident {}: {title}\n", r.id);
+    let _ = writeln!(
+        s,
+        "- severity: {:?}, crisis level: {:?}\n- resolution: {:?}\n- root cause: {}\n- decision: {}",
+        r.severity, r.crisis, r.resolution, r.root_cause, r.decision
+    );
+    let _ = writeln!(s, "\n## Issues\n");
+    for i in &r.issues {
+        let _ = writeln!(s, "- `{}` on `{}`: {}", i.code, i.resource, i.summary);
+    }
+    if !r.blast_radius.is_empty() {
+        let _ = writeln!(s, "\n## Blast radius\n");
+        for b in &r.blast_radius {
+            let _ = writeln!(s, "- {b}");
+        }
+    }
+    let _ = writeln!(s, "\n## Repair attempts\n");
+    if r.attempts.is_empty() {
+        let _ = writeln!(s, "- none");
+    }
+    for a in &r.attempts {
+        let _ = writeln!(
+            s,
+            "- `{}`: {:?} in {} µs, data loss {:?}{}",
+            a.strategy,
+            a.outcome,
+            a.duration_us,
+            a.data_loss,
+            if a.notes.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", a.notes.join("; "))
+            }
+        );
+    }
+    s
 }
 
 /// The incident's events in time order: first observation, each issue, detection, each attempt, resolution.

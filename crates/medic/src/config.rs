@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use heal::config::EngineConfig;
 use serde::{Deserialize, Serialize};
 
-/// The store's WAL segment size: the WAL bound cannot be below one segment.
-const STORE_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// The smallest WAL bound accepted; below the store's segment size, segments shrink to the bound.
+const WAL_BYTES_MAX_MIN: u64 = 1024 * 1024;
 
 /// The largest configuration file accepted.
 pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
@@ -394,9 +394,9 @@ impl Config {
         check_range(
             "constraints.wal_bytes_max",
             k.wal_bytes_max,
-            STORE_SEGMENT_BYTES_MAX,
+            WAL_BYTES_MAX_MIN,
             1 << 50,
-            " bytes (at least one WAL segment)",
+            " bytes",
         )?;
         if k.disk_free_bytes_min < 16 * 1024 * 1024 {
             warnings.push(ConfigWarning {
@@ -635,7 +635,8 @@ comprehensive_interval_ms = 3600000
 disk_free_bytes_min = 268435456
 # Free space below this many bytes: the store turns read-only until space returns (at most disk_free_bytes_min).
 disk_free_critical_bytes_min = 67108864
-# A write-ahead log larger than this many bytes gets a snapshot; covered segments are dropped (at least 67108864).
+# A write-ahead log larger than this many bytes gets a snapshot; covered segments are dropped (at least 1048576;
+# WAL segments are 64 MiB, or this bound if it is smaller).
 wal_bytes_max = 536870912
 
 [metrics]

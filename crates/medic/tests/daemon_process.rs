@@ -125,9 +125,14 @@ impl Daemon {
     }
 
     /// SIGTERM, then waits for a clean exit.
-    fn stop(mut self) {
+    fn stop(self) {
+        self.stop_with("-TERM");
+    }
+
+    /// Sends `signal` (`-TERM`, `-INT`), then waits for a clean exit.
+    fn stop_with(mut self, signal: &str) {
         let pid = self.child.id().to_string();
-        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let st = Command::new("kill").args([signal, &pid]).status().unwrap();
         assert!(st.success());
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
@@ -327,6 +332,11 @@ fn damage_while_stopped_is_healed_after_restart_and_reported() {
         detail["report"]["json"]["root_cause"].is_string(),
         "{detail}"
     );
+    let md = detail["report"]["markdown"].as_str().unwrap();
+    assert!(
+        md.starts_with(&format!("# Incident {id}")) && md.contains("AutoRepaired"),
+        "{md}"
+    );
 
     for i in 0..n {
         let (s, mut v) = d.json("GET", &format!("/v1/docs/doc-{i}"), None);
@@ -349,6 +359,18 @@ fn damage_while_stopped_is_healed_after_restart_and_reported() {
         text.lines()
             .any(|l| l.starts_with("medic_repairs_total{") && l.contains("outcome=\"succeeded\"")),
         "{text}"
+    );
+
+    // An operator disagrees: the incident is closed as a false positive, persisted in the knowledge base.
+    let (s, v) = d.json("POST", &format!("/v1/incidents/{id}/false-positive"), None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["incident"]["resolution"], "false_positive", "{v}");
+    d.stop_with("-INT");
+    let d = Daemon::start(&data, tmp.path());
+    let (_, v) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    assert_eq!(
+        v["incident"]["resolution"], "false_positive",
+        "kept across restarts: {v}"
     );
     d.stop();
 }
