@@ -1,6 +1,6 @@
 //! The SQLite knowledge base: incidents, repair attempts, strategy statistics, metric history.
 //!
-//! One file (`<data>/kb.sqlite` by default) in WAL journal mode, opened through `rusqlite` (bundled SQLite, the one
+//! One file (`<data>/medic.sqlite3` when opened by `App`) in WAL journal mode, opened through `rusqlite` (bundled SQLite, the one
 //! SQL driver of the workspace). The schema is versioned with SQLite's `user_version` and a list of migrations
 //! applied in order inside one transaction each, so an older file is upgraded on open and a file written by a newer
 //! medic is refused rather than misread. Written by hand rather than with `rusqlite_migration`: the list is a few

@@ -614,3 +614,33 @@ fn load_in_batches_keeps_every_line_before_a_refused_one() {
     assert_eq!(get("d550"), Some(1));
     assert_eq!(get("d551"), Some(1));
 }
+
+#[test]
+fn no_subcommand_serves() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["--config", config.to_str().unwrap()])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let daemon = Daemon {
+        child,
+        url: line.trim().to_string(),
+    };
+    assert!(daemon.url.starts_with("http://127.0.0.1:"), "{line:?}");
+    assert!(
+        dir.path().join("medic-data").is_dir(),
+        "serves ./medic-data by default"
+    );
+    let o = medic(&["status", "--server", &daemon.url, "--json"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
