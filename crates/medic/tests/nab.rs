@@ -398,3 +398,33 @@ fn published_board_on_the_slice() {
             > find("random", "published").normalized[0]
     );
 }
+
+/// Scores a composite configuration given as JSON in `NAB_COMPOSITE` (fields of `heal::detect::CompositeConfig`,
+/// missing ones default) on the slice, for comparing parameter sets:
+/// `NAB_COMPOSITE='{"refractory_points":200}' cargo nextest run -p medic --test nab --run-ignored only composite_config_on_the_slice --no-capture`.
+#[test]
+#[ignore = "an experiment tool: needs NAB_COMPOSITE and the slice"]
+fn composite_config_on_the_slice() {
+    let (Some(nab), Ok(json)) = (slice(), std::env::var("NAB_COMPOSITE")) else {
+        println!("NOTICE: needs the NAB slice and NAB_COMPOSITE; skipping");
+        return;
+    };
+    let config: heal::detect::CompositeConfig = serde_json::from_str(&json).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let args = NabArgs {
+        data: nab,
+        out: out.path().to_path_buf(),
+        detector: None,
+    };
+    let report = run_with(&args, "composite", &|| {
+        Box::new(heal::detect::Composite::new(config.clone()))
+    })
+    .unwrap();
+    println!("{}", serde_json::to_string(&report.summary).unwrap());
+    for p in &report.profiles {
+        println!(
+            "{} threshold {:.4} raw {:.3} normalized {:.2}",
+            p.profile, p.threshold, p.raw, p.normalized
+        );
+    }
+}
