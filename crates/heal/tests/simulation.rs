@@ -896,6 +896,42 @@ fn failing_and_overrunning_checks_set_health_and_open_incidents() {
 }
 
 #[test]
+fn past_outcomes_in_the_knowledge_base_steer_the_choice() {
+    let kb = Arc::new(MemoryKnowledgeBase::new());
+    // The in-place retry has a bad record on damaged blocks: 1 success in 21 → posterior 2/23 ≈ 0.087, below the
+    // 0.1 floor, so parity goes first although it is deeper. On another code its record does not count.
+    kb.record_outcome("retry_block", "block_checksum", true)
+        .unwrap();
+    for _ in 0..20 {
+        kb.record_outcome("retry_block", "block_checksum", false)
+            .unwrap();
+    }
+    let mut sim = Sim::with_kb(EngineConfig::default(), kb.clone());
+    let f = sim.block_fault("wal/1.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    let d = &s.decisions[0].decision;
+    assert_eq!(d.cascade, ["rebuild_from_parity"]);
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| r == "retry_block: success rate 0.09 below success_rate_min 0.10"),
+        "{:?}",
+        d.reasons
+    );
+    assert!((d.confidence - 0.5).abs() < 1e-12);
+    // The outcome is learnt: parity now has one success on this code.
+    let stats = kb
+        .strategy_stats("rebuild_from_parity", "block_checksum")
+        .unwrap();
+    assert_eq!((stats.successes, stats.failures), (1, 0));
+    let f = sim.block_fault("wal/2.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    assert!((s.decisions[0].decision.confidence - 2.0 / 3.0).abs() < 1e-12);
+}
+
+#[test]
 fn engine_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<Engine>();
