@@ -1,7 +1,7 @@
 //! Health checks in three tiers, and the health state derived from their results.
 //!
 //! The engine has no threads, so it cannot pre-empt a check: a check receives its deadline in [`CheckContext`] and
-//! should stop by it; the scheduler measures each run on the [`Clock`](crate::clock::Clock) and reports a run that
+//! should stop by it; the scheduler measures each run on the [`Clock`] and reports a run that
 //! overran its timeout as failed, whatever it returned.
 
 use serde::{Deserialize, Serialize};
