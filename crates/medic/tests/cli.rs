@@ -644,3 +644,43 @@ fn no_subcommand_serves() {
     let o = medic(&["status", "--server", &daemon.url, "--json"], dir.path());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+#[test]
+fn chaos_refuses_unknown_fault_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("chaos");
+    let o = medic(
+        &data_args(
+            &data,
+            &[
+                "chaos",
+                "--seed",
+                "1",
+                "--rounds",
+                "2",
+                "--faults",
+                "bit_flip,gremlins",
+            ],
+        ),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("gremlins"), "{}", stderr(&o));
+}
+
+#[test]
+fn no_ansi_when_stdout_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // NO_COLOR unset: colour still stays off because stdout is a pipe here.
+    let o = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["status", "--data", data.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env_remove("NO_COLOR")
+        .env_remove("MEDIC_SERVER")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("HEALTHY"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains('\u{1b}'), "{:?}", stdout(&o));
+}

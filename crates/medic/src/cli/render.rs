@@ -363,6 +363,102 @@ pub fn print_heal(out: &Out, v: &Value) {
     }
 }
 
+/// `chaos`: the totals, then one row per fault kind, then the rounds worth a look.
+pub fn print_chaos(out: &Out, v: &Value) {
+    println!(
+        "seed {}: {} rounds on {} documents in {} s ({} engine cycles)",
+        show(v, "/seed"),
+        show(v, "/rounds"),
+        show(v, "/docs"),
+        at(v, "/seconds")
+            .and_then(Value::as_f64)
+            .map(|x| format!("{x:.1}"))
+            .unwrap_or_else(|| "-".into()),
+        show(v, "/cycles")
+    );
+    let lost = at(v, "/acked_writes_lost")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let silent = at(v, "/silent_corruptions")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let mark = |n: u64| {
+        if n == 0 {
+            out.state("HEALTHY").replace("HEALTHY", "0")
+        } else {
+            out.state(&format!("{n} (CRITICAL)"))
+        }
+    };
+    println!(
+        "injected {}, detected {}, repaired {}, escalated {}",
+        show(v, "/injected"),
+        show(v, "/detected"),
+        show(v, "/repaired"),
+        show(v, "/escalated")
+    );
+    println!(
+        "acknowledged writes lost: {}, silent corruptions: {}",
+        mark(lost),
+        mark(silent)
+    );
+    println!(
+        "MTTD p50 {}, MTTR p50 {}, MTTR p99 {}",
+        ms(v, "/mttd_ms_p50"),
+        ms(v, "/mttr_ms_p50"),
+        ms(v, "/mttr_ms_p99")
+    );
+    if let Some(by) = v.get("by_fault").and_then(Value::as_object)
+        && !by.is_empty()
+    {
+        let rows: Vec<Vec<String>> = by
+            .iter()
+            .map(|(kind, f)| {
+                let mut row = vec![kind.clone()];
+                for k in [
+                    "injected",
+                    "detected",
+                    "repaired",
+                    "escalated",
+                    "acked_writes_lost",
+                    "silent_corruptions",
+                ] {
+                    row.push(show(f, &format!("/{k}")));
+                }
+                row.push(ms(f, "/mttr_ms_p50"));
+                row
+            })
+            .collect();
+        print_table(
+            out,
+            &[
+                "FAULT",
+                "INJECTED",
+                "DETECTED",
+                "REPAIRED",
+                "ESCALATED",
+                "LOST",
+                "SILENT",
+                "MTTR P50",
+            ],
+            &rows,
+        );
+    }
+    for n in v
+        .get("notes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "  round {} {}: {} -> {}",
+            show(n, "/round"),
+            show(n, "/fault"),
+            show(n, "/injected"),
+            show(n, "/outcome")
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
