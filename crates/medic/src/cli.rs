@@ -682,7 +682,13 @@ fn incidents(out: &Out, b: &dyn Backend, limit: usize) -> anyhow::Result<u8> {
         .map(|i| {
             ["id", "severity", "resolution", "detected_at", "root_cause"]
                 .iter()
-                .map(|k| i.get(*k).map(render::scalar).unwrap_or_else(|| "-".into()))
+                .map(|k| match (*k, i.get(*k)) {
+                    ("detected_at", Some(Value::Number(n))) => {
+                        n.as_u64().map(render::utc).unwrap_or_else(|| n.to_string())
+                    }
+                    (_, Some(v)) => render::scalar(v),
+                    (_, None) => "-".into(),
+                })
                 .collect()
         })
         .collect();
@@ -692,7 +698,7 @@ fn incidents(out: &Out, b: &dyn Backend, limit: usize) -> anyhow::Result<u8> {
             "ID",
             "SEVERITY",
             "RESOLUTION",
-            "DETECTED (µs)",
+            "DETECTED (UTC)",
             "ROOT CAUSE",
         ],
         &rows,
@@ -787,7 +793,7 @@ fn chaos(
     if out.json {
         out.json_line(&report);
     } else {
-        render::print_fields(out, &report, 0);
+        render::print_chaos(out, &report);
     }
     let lost = report
         .get("acked_writes_lost")

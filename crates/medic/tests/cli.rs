@@ -684,3 +684,54 @@ fn no_ansi_when_stdout_is_not_a_terminal() {
     assert!(stdout(&o).contains("HEALTHY"), "{}", stdout(&o));
     assert!(!stdout(&o).contains('\u{1b}'), "{:?}", stdout(&o));
 }
+
+#[test]
+fn heal_repairs_a_deleted_mirror_and_the_record_survives_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("docs.jsonl");
+    let lines: String = (0..30)
+        .map(|i| format!("{{\"id\": \"d{i}\", \"text\": \"doc {i}\"}}\n"))
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let o = medic(
+        &data_args(&data, &["load", file.to_str().unwrap()]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut removed = 0;
+    for entry in std::fs::read_dir(data.join("wal")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "mir") {
+            std::fs::remove_file(&path).unwrap();
+            removed += 1;
+        }
+    }
+    assert_eq!(removed, 1, "the open segment has one mirror");
+
+    let o = medic(&data_args(&data, &["heal", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert_eq!(v["health"], "HEALTHY", "{v}");
+    assert_eq!(v["escalations"], serde_json::json!([]), "{v}");
+
+    // Each command is a new process: the incident and the KPIs come back from the knowledge base.
+    let o = medic(&data_args(&data, &["incidents", "--json"]), dir.path());
+    let list = last_json(&o)["incidents"].as_array().cloned().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["resolution"], "auto_repaired");
+    let id = list[0]["id"].as_u64().unwrap().to_string();
+    let o = medic(&data_args(&data, &["report", &id]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("wal/"),
+        "the report names the file: {}",
+        stdout(&o)
+    );
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    let v = last_json(&o);
+    assert_eq!(v["kpis"]["auto_remediation_rate"], 1.0, "{v}");
+    assert_eq!(v["store"]["docs"], 30);
+    let o = medic(&data_args(&data, &["get", "d29"]), dir.path());
+    assert_eq!(stdout(&o), "doc 29\n");
+}

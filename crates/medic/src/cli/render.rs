@@ -459,6 +459,29 @@ pub fn print_chaos(out: &Out, v: &Value) {
     }
 }
 
+/// Microseconds since the UNIX epoch as `YYYY-MM-DD HH:MM:SS` UTC (Howard Hinnant's civil-from-days; a date crate
+/// for one format is not worth it).
+pub fn utc(us: u64) -> String {
+    let secs = us / 1_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,6 +497,13 @@ mod tests {
             &json!({"incidents": [{"resolution": "auto_repaired"}], "escalated": 0})
         ));
         assert!(!has_escalation(&json!({"escalated": []})));
+    }
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400_000_000), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_700_000_000_123_456), "2023-11-14 22:13:20");
     }
 
     #[test]
