@@ -17,7 +17,7 @@ use heal::learn::{IncidentRecord, KnowledgeBase};
 use heal::{HealthState, Subject, Tier};
 use serde::Serialize;
 use serde_json::{Value, json};
-use store::{Store, StoreConfig, StoreSubject};
+use store::{IoFaults, Store, StoreConfig, StoreSubject};
 
 use crate::config::Config;
 use crate::daemon::metrics::Snapshot;
@@ -94,11 +94,23 @@ pub fn store_config(config: &Config) -> StoreConfig {
 impl App {
     /// Opens the store (recovering it), the knowledge base and the engine.
     pub fn open(config: &Config) -> anyhow::Result<App> {
+        Self::open_with_faults(config, Arc::new(IoFaults::default()))
+    }
+
+    /// Like [`App::open`], with the store's I/O going through `faults` (out-of-space quota, latency, failing
+    /// fsync) so tests and the chaos harness can drive the whole program into those conditions.
+    pub fn open_with_faults(config: &Config, faults: Arc<IoFaults>) -> anyhow::Result<App> {
         let dir: PathBuf = config.server.data_dir.clone();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
         let started_at_us = clock.now();
-        let store = Store::open(&dir, store_config(config))
-            .with_context(|| format!("opening the store in {}", dir.display()))?;
+        let store = Store::open(
+            &dir,
+            StoreConfig {
+                io: faults,
+                ..store_config(config)
+            },
+        )
+        .with_context(|| format!("opening the store in {}", dir.display()))?;
         let store = Arc::new(store);
         let report = store.recovery_report();
         if !report.created {

@@ -475,3 +475,98 @@ async fn store_limits_are_named_in_4xx_errors() {
     let got = send(&f.router, empty("GET", "/v1/docs/big")).await;
     assert_eq!(got.0, StatusCode::NOT_FOUND, "nothing written");
 }
+
+/// A router over an app whose store I/O goes through `faults`.
+fn faulty_fixture(faults: Arc<store::IoFaults>, edit: impl FnOnce(&mut Config)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.data_dir = dir.path().join("data");
+    edit(&mut config);
+    let app = App::open_with_faults(&config, faults).unwrap();
+    Fixture {
+        router: medic::daemon::router(Arc::new(app)),
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_disk_gets_503_naming_the_request_timeout() {
+    let faults = Arc::new(store::IoFaults::default());
+    let f = faulty_fixture(faults.clone(), |c| c.http.request_timeout_ms = 1_000);
+    faults.set_latency_us(2_000_000);
+    let got = send(
+        &f.router,
+        json_req("PUT", "/v1/docs/slow", &json!({"text": "t"})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::SERVICE_UNAVAILABLE, "{}", got.2);
+    assert!(
+        got.1["error"]
+            .as_str()
+            .unwrap()
+            .contains("request_timeout_ms = 1000"),
+        "{}",
+        got.2
+    );
+    faults.set_latency_us(0);
+    // The write that timed out still finishes in the background (it was not acknowledged); then all is well.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let got = send(&f.router, empty("GET", "/health")).await;
+    assert_eq!(got.0, StatusCode::OK, "still serving: {}", got.2);
+    let got = send(
+        &f.router,
+        json_req("PUT", "/v1/docs/fast", &json!({"text": "t"})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+}
+
+#[tokio::test]
+async fn a_failed_fsync_stops_writes_with_503_and_reads_go_on() {
+    let faults = Arc::new(store::IoFaults::default());
+    let f = faulty_fixture(faults.clone(), |_| {});
+    let got = send(
+        &f.router,
+        json_req("PUT", "/v1/docs/before", &json!({"text": "kept"})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::OK);
+    faults.set_fail_fsync(true);
+    let got = send(
+        &f.router,
+        json_req("PUT", "/v1/docs/after", &json!({"text": "lost?"})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::SERVICE_UNAVAILABLE, "{}", got.2);
+    assert!(got.1["error"].is_string());
+    faults.set_fail_fsync(false);
+    // The store stopped writing for good (a failed fsync may have dropped pages): writes keep failing, reads work.
+    let got = send(
+        &f.router,
+        json_req("PUT", "/v1/docs/later", &json!({"text": "t"})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::SERVICE_UNAVAILABLE, "{}", got.2);
+    let got = send(&f.router, empty("GET", "/v1/docs/before")).await;
+    assert_eq!(got.0, StatusCode::OK);
+    let (s, v, t) = send(&f.router, empty("GET", "/health")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{t}");
+    assert_eq!(v["serving"], false, "{t}");
+    assert!(v["poisoned"].is_string(), "{t}");
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_with_503_and_never_a_partial_write() {
+    let faults = Arc::new(store::IoFaults::default());
+    let f = faulty_fixture(faults.clone(), |_| {});
+    faults.set_quota_bytes(Some(0));
+    let got = send(
+        &f.router,
+        json_req("PUT", "/v1/docs/full", &json!({"text": "t".repeat(1000)})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::SERVICE_UNAVAILABLE, "{}", got.2);
+    assert!(got.1["error"].is_string());
+    let got = send(&f.router, empty("GET", "/v1/docs/full")).await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND, "{}", got.2);
+}
