@@ -639,6 +639,9 @@ fn dry_run_decides_but_changes_nothing_until_switched_off() {
     sim.inject(f);
     let s = sim.cycle();
     assert!(s.dry_run);
+    let json = serde_json::to_value(&s).expect("the summary is JSON");
+    assert_eq!(json["decisions"][0]["decision"]["action"], "repair");
+    assert_eq!(json["attempts"][0]["attempt"]["outcome"], "dry_run");
     let id = s.incidents_opened[0];
     let d = &s.decisions[0].decision;
     assert_eq!((d.action, d.dry_run), (Action::Repair, true));
