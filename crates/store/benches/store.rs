@@ -85,7 +85,9 @@ fn sqlite_puts(path: &std::path::Path, writers: u64, iters: u64, base: u64) -> D
 
 fn durable_puts(c: &mut Criterion) {
     let mut g = c.benchmark_group("store/durable_put_1KiB");
-    g.sample_size(10).measurement_time(Duration::from_secs(5)).throughput(Throughput::Elements(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(1));
     for writers in [1u64, 4] {
         let dir = tempfile::tempdir().expect("tmp");
         let s = Arc::new(Store::open(dir.path(), cfg()).expect("open"));
@@ -98,7 +100,14 @@ fn durable_puts(c: &mut Criterion) {
         });
         let dir = tempfile::tempdir().expect("tmp");
         let nomirror = Arc::new(
-            Store::open(dir.path(), StoreConfig { mirror_open_segment: false, ..cfg() }).expect("open"),
+            Store::open(
+                dir.path(),
+                StoreConfig {
+                    mirror_open_segment: false,
+                    ..cfg()
+                },
+            )
+            .expect("open"),
         );
         let mut base = 0;
         g.bench_function(format!("medic_no_mirror/{writers}_writers"), |b| {
@@ -122,13 +131,25 @@ fn durable_puts(c: &mut Criterion) {
 }
 
 fn parity_encode(c: &mut Criterion) {
-    let data: Vec<u8> = (0..(16u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    let p = store::parity::ParityParams { block_bytes: 4096, data_blocks: 16, parity_blocks: 4 };
+    let data: Vec<u8> = (0..(16u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let p = store::parity::ParityParams {
+        block_bytes: 4096,
+        data_blocks: 16,
+        parity_blocks: 4,
+    };
     let mut g = c.benchmark_group("store/redundancy");
-    g.sample_size(10).throughput(Throughput::Bytes(data.len() as u64));
-    g.bench_function("parity_build_16MiB", |b| b.iter(|| store::parity::build(1, &data, &p).expect("build")));
-    let side = store::parity::parse(&store::parity::build(1, &data, &p).expect("build")).expect("parse");
-    g.bench_function("verify_blocks_16MiB", |b| b.iter(|| store::parity::bad_blocks(&data, &side)));
+    g.sample_size(10)
+        .throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("parity_build_16MiB", |b| {
+        b.iter(|| store::parity::build(1, &data, &p).expect("build"))
+    });
+    let side =
+        store::parity::parse(&store::parity::build(1, &data, &p).expect("build")).expect("parse");
+    g.bench_function("verify_blocks_16MiB", |b| {
+        b.iter(|| store::parity::bad_blocks(&data, &side))
+    });
     g.finish();
 }
 
@@ -137,7 +158,9 @@ fn filled(n: u64, cfg: StoreConfig) -> (tempfile::TempDir, Store) {
     let s = Store::open(dir.path(), cfg).expect("open");
     let mut i = 0;
     while i < n {
-        let batch: Vec<(String, Document)> = (i..(i + 1000).min(n)).map(|j| (format!("d{j:08}"), doc(j))).collect();
+        let batch: Vec<(String, Document)> = (i..(i + 1000).min(n))
+            .map(|j| (format!("d{j:08}"), doc(j)))
+            .collect();
         i += batch.len() as u64;
         s.put_batch(batch).expect("batch");
     }
@@ -146,24 +169,44 @@ fn filled(n: u64, cfg: StoreConfig) -> (tempfile::TempDir, Store) {
 
 fn scrub(c: &mut Criterion) {
     // 32k documents ≈ 34 MiB of log in 4 MiB segments, all sealed but the last.
-    let (_dir, s) = filled(32_000, StoreConfig { segment_bytes_max: 4 << 20, ..cfg() });
+    let (_dir, s) = filled(
+        32_000,
+        StoreConfig {
+            segment_bytes_max: 4 << 20,
+            ..cfg()
+        },
+    );
     let bytes = s.stats().wal_bytes;
     let subject = StoreSubject::new(Arc::new(s));
-    let check = subject.checks().into_iter().find(|c| c.tier() == Tier::Comprehensive).expect("scrub");
-    let quick = subject.checks().into_iter().find(|c| c.tier() == Tier::Shallow).expect("quick");
+    let check = subject
+        .checks()
+        .into_iter()
+        .find(|c| c.tier() == Tier::Comprehensive)
+        .expect("scrub");
+    let quick = subject
+        .checks()
+        .into_iter()
+        .find(|c| c.tier() == Tier::Shallow)
+        .expect("quick");
     let clock = SystemClock::new();
     let mut g = c.benchmark_group("store/scrub");
     g.sample_size(10).throughput(Throughput::Bytes(bytes));
     g.bench_function("full_scrub", |b| {
         b.iter(|| {
-            let ctx = CheckContext { clock: &clock, deadline: clock.now() + 60_000_000 };
+            let ctx = CheckContext {
+                clock: &clock,
+                deadline: clock.now() + 60_000_000,
+            };
             assert!(check.run(&ctx).passed);
         })
     });
     g.throughput(Throughput::Elements(1));
     g.bench_function("quick_check", |b| {
         b.iter(|| {
-            let ctx = CheckContext { clock: &clock, deadline: clock.now() + 60_000_000 };
+            let ctx = CheckContext {
+                clock: &clock,
+                deadline: clock.now() + 60_000_000,
+            };
             assert!(quick.run(&ctx).passed);
         })
     });
@@ -174,7 +217,9 @@ fn recovery(c: &mut Criterion) {
     let (dir, s) = filled(100_000, cfg());
     drop(s); // no close: the lock text says "crashed"
     let mut g = c.benchmark_group("store/recovery");
-    g.sample_size(10).measurement_time(Duration::from_secs(20)).throughput(Throughput::Elements(100_000));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Elements(100_000));
     g.bench_function("open_after_crash_100k_docs", |b| {
         b.iter(|| {
             let s = Store::open(dir.path(), cfg()).expect("open");

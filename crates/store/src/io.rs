@@ -137,6 +137,16 @@ pub fn sync(faults: &IoFaults, file: &File) -> io::Result<()> {
     file.sync_all()
 }
 
+/// Flushes a file's data and the metadata needed to read it back (its size): `fdatasync`. Enough for appends.
+pub fn sync_data(faults: &IoFaults, file: &File) -> io::Result<()> {
+    faults.delay();
+    faults.fsyncs.fetch_add(1, Ordering::Relaxed);
+    if faults.fail_fsync() {
+        return Err(io::Error::other("fdatasync failed (injected EIO)"));
+    }
+    file.sync_data()
+}
+
 /// Flushes a directory, so created, renamed and removed names in it are durable.
 pub fn sync_dir(faults: &IoFaults, dir: &Path) -> io::Result<()> {
     let f = File::open(dir)?;

@@ -284,6 +284,11 @@ pub struct Store {
     report: RecoveryReport,
     lock: Mutex<Option<DirLock>>,
     counters: Counters,
+    /// Per-operation latency histograms (`put`, `get`, `delete`, `scan`); the subject samples a window per cycle.
+    metrics: heal::observe::Metrics,
+    put_op: Arc<heal::observe::OpStats>,
+    get_op: Arc<heal::observe::OpStats>,
+    delete_op: Arc<heal::observe::OpStats>,
     /// Blocks the incremental check has verified up to: (segment id, offset) of the open segment.
     pub(crate) incremental_mark: Mutex<(u64, u64, u64)>,
 }
@@ -791,7 +796,18 @@ impl Store {
         report.duration_us = t0.elapsed().as_micros() as u64;
         report.issues = issues.clone();
         let mark = (seg.id, seg.len, sealed_bytes);
+        let metrics = heal::observe::Metrics::new(now_us());
+        let op = |n: &str| {
+            metrics
+                .op(n)
+                .map_err(|e| StoreError::InvalidInput(format!("metric {n}: {e}")))
+        };
+        let (put_op, get_op, delete_op) = (op("put")?, op("get")?, op("delete")?);
         let store = Store {
+            metrics,
+            put_op,
+            get_op,
+            delete_op,
             dir,
             record_bytes_max,
             state: Mutex::new(State {
@@ -866,13 +882,20 @@ impl Store {
             entry: Some(Entry::new(lsn, bytes)),
         });
         let r = self.commit(st, lsn);
+        let us = t0.elapsed().as_micros() as u64;
+        self.put_op.record_us(us, r.is_ok());
         if r.is_ok() {
             self.counters.puts.fetch_add(1, Ordering::Relaxed);
             self.counters
                 .put_latency_us_last
-                .store(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+                .store(us, Ordering::Relaxed);
         }
         r
+    }
+
+    /// The store's operation metrics (latency histograms of `put`, `get`, `delete`, `scan`).
+    pub fn metrics(&self) -> &heal::observe::Metrics {
+        &self.metrics
     }
 
     /// Stores several documents in one group commit (one fsync round); returns their LSNs once all are durable.
@@ -917,12 +940,24 @@ impl Store {
         }
         drop(st);
         r?;
-        self.counters.puts.fetch_add(lsns.len() as u64, Ordering::Relaxed);
+        self.counters
+            .puts
+            .fetch_add(lsns.len() as u64, Ordering::Relaxed);
         Ok(lsns)
     }
 
     /// Deletes `id`; `Some(lsn)` once durable if it existed, `None` (nothing written) if not.
     pub fn delete(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let t0 = std::time::Instant::now();
+        let r = self.delete_inner(id);
+        self.delete_op.record_us(
+            t0.elapsed().as_micros() as u64,
+            r.is_ok() || r.as_ref().is_err_and(|e| e.is_user_error()),
+        );
+        r
+    }
+
+    fn delete_inner(&self, id: &str) -> Result<Option<u64>, StoreError> {
         codec::validate_id(id, &self.cfg.limits)?;
         let mut st = lock(&self.state);
         let pending = st
@@ -953,9 +988,13 @@ impl Store {
 
     /// The document stored under `id`, verified against its checksum.
     pub fn get(&self, id: &str) -> Result<Option<Document>, StoreError> {
+        let t0 = std::time::Instant::now();
         codec::validate_id(id, &self.cfg.limits)?;
         let entry = lock(&self.state).docs.get(id).cloned();
-        entry.map(|e| self.decode_entry(id, &e)).transpose()
+        let r = entry.map(|e| self.decode_entry(id, &e)).transpose();
+        self.get_op
+            .record_us(t0.elapsed().as_micros() as u64, r.is_ok());
+        r
     }
 
     /// Up to `limit` documents in id order, starting after `after`.
@@ -1123,6 +1162,9 @@ impl Store {
                 drop(st);
                 let first = ops.first().map_or(0, |o| o.lsn);
                 let res = self.write_batch(&buf, first);
+                // Before the state lock: the wal lock is never taken while holding it (wal → state is the order).
+                let seg_id = lock(&self.wal).seg.id;
+                let compact = res.is_ok() && self.needs_compaction();
                 st = lock(&self.state);
                 match res {
                     Ok(()) => {
@@ -1140,17 +1182,59 @@ impl Store {
                         }
                     }
                     Err(f) => {
+                        let first = ops.first().map_or(0, |o| o.lsn);
+                        let last = ops.last().map_or(0, |o| o.lsn);
+                        let at = Location {
+                            file: Some(wal::seg_name(seg_id)),
+                            lsn_range: Some((first, last)),
+                            ..Location::default()
+                        };
                         match &f {
-                            Fail::Poisoned(m) => st.poisoned = Some(m.clone()),
-                            Fail::ReadOnly(m) => st.read_only = Some(m.clone()),
-                            Fail::Io(_) => {}
+                            Fail::Poisoned(m) => {
+                                st.poisoned = Some(m.clone());
+                                self.queue_issue(
+                                    issue(
+                                        IssueKind::OperationError,
+                                        "store_poisoned",
+                                        "wal",
+                                        m.clone(),
+                                        "store.commit",
+                                    )
+                                    .at(at)
+                                    .evidence("records_refused", ops.len().to_string()),
+                                );
+                            }
+                            Fail::ReadOnly(m) => {
+                                st.read_only = Some(m.clone());
+                                self.queue_issue(
+                                    issue(
+                                        IssueKind::Resource,
+                                        "disk_space_critical",
+                                        "disk",
+                                        m.clone(),
+                                        "store.commit",
+                                    )
+                                    .at(at)
+                                    .evidence("records_refused", ops.len().to_string()),
+                                );
+                            }
+                            Fail::Io(m) => self.queue_issue(
+                                issue(
+                                    IssueKind::OperationError,
+                                    "wal_write_failed",
+                                    "wal",
+                                    m.clone(),
+                                    "store.commit",
+                                )
+                                .at(at),
+                            ),
                         }
                         for op in ops {
                             st.results.insert(op.lsn, Err(f.clone()));
                         }
                     }
                 }
-                if self.needs_compaction() && st.poisoned.is_none() {
+                if compact && st.poisoned.is_none() {
                     drop(st);
                     if let Err(e) = self.compact_as_leader(false) {
                         self.queue_issue(issue(

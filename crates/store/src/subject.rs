@@ -1127,13 +1127,17 @@ impl Subject for StoreSubject {
         if let Some(q) = self.store.config().io.quota_bytes_remaining() {
             out.push(("quota_bytes_remaining", q as f64));
         }
-        out.into_iter()
+        let mut samples: Vec<Sample> = out
+            .into_iter()
             .map(|(m, v)| Sample {
                 metric: m.to_string(),
                 value: v,
                 at: now,
             })
-            .collect()
+            .collect();
+        // Latency quantiles of the operations since the previous cycle (`put_latency_p99_us`, ...).
+        samples.extend(self.store.metrics().window_snapshot(now).to_samples());
+        samples
     }
     fn drain_issues(&self) -> Vec<Issue> {
         self.store.drain_issues()

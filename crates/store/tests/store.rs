@@ -737,3 +737,32 @@ fn leftovers_of_an_interrupted_compaction_are_removed() {
     assert_eq!(s.count(), 40);
     all_there(&s, 40);
 }
+
+#[test]
+fn samples_carry_latency_quantiles_and_write_failures_become_issues() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small();
+    let io = cfg.io.clone();
+    let s = Arc::new(Store::open(dir.path(), cfg).unwrap());
+    let subject = StoreSubject::new(s.clone());
+    s.put("a", doc(1)).unwrap();
+    let samples = subject.sample(heal::Clock::now(&SystemClock::new()));
+    let p99 = samples
+        .iter()
+        .find(|x| x.metric == "put_latency_p99_us")
+        .expect("put p99 sampled");
+    assert!(p99.value >= 1.0, "{p99:?}");
+    assert!(
+        samples
+            .iter()
+            .any(|x| x.metric == "wal_bytes" && x.value > 0.0)
+    );
+    io.set_fail_fsync(true);
+    assert!(s.put("b", doc(2)).is_err());
+    let issues = subject.drain_issues();
+    let i = issues
+        .iter()
+        .find(|i| i.code == "store_poisoned")
+        .expect("queued");
+    assert_eq!(i.location.lsn_range, Some((2, 2)));
+}
