@@ -57,6 +57,14 @@ pub enum ScoringError {
         /// The edge, µs since the epoch.
         at: i64,
     },
+    /// A window's end row comes before its start row (the series' timestamps go backwards across it).
+    #[error("{series}: window {window} ends on a row before the one it starts on")]
+    WindowBackwards {
+        /// The series key.
+        series: String,
+        /// The window's index.
+        window: usize,
+    },
     /// Scores and timestamps differ in length.
     #[error("{series}: {scores} anomaly scores for {rows} rows")]
     LengthMismatch {
@@ -163,6 +171,12 @@ pub fn sweep_series(
             .get(&start)
             .ok_or_else(|| missing("start", start))?;
         let right = *first_row.get(&end).ok_or_else(|| missing("end", end))?;
+        if right < left {
+            return Err(ScoringError::WindowBackwards {
+                series: key.into(),
+                window: w,
+            });
+        }
         edges.push((left, right));
     }
 
@@ -364,7 +378,8 @@ pub fn null_score(corpus: &[SweptSeries], cost: &CostMatrix) -> f64 {
     -cost.fn_ * f64::from(corpus.iter().map(|s| s.scored_windows).sum::<u32>())
 }
 
-/// The perfect detector's raw score over a corpus: `tpWeight` per window (NAB counts every labelled window).
+/// The perfect detector's raw score over a corpus: `tpWeight` per window of the series scored. (NAB's runner counts
+/// every window of its labels file; the two agree when the labels cover exactly the series scored, as in NAB.)
 pub fn perfect_score(corpus: &[SweptSeries], cost: &CostMatrix) -> f64 {
     cost.tp * f64::from(corpus.iter().map(|s| s.windows).sum::<u32>())
 }
@@ -520,6 +535,12 @@ mod tests {
         assert!(err.to_string().contains("window 0 end"), "{err}");
         let err = sweep_series("c/s.csv", &ts, &[0.0, 2.0, 0.0, 0.0, 0.0], &[]).unwrap_err();
         assert!(err.to_string().contains("row 2"), "{err}");
+        let backwards = [0, 1, 5, 3, 4];
+        let err = sweep_series("c/s.csv", &backwards, &[0.0; 5], &[(3, 5)]).unwrap_err();
+        assert!(
+            err.to_string().contains("window 0 ends on a row before"),
+            "{err}"
+        );
         let err = sweep_series("c/s.csv", &ts, &[0.0; 4], &[]).unwrap_err();
         assert!(
             err.to_string().contains("4 anomaly scores for 5 rows"),
