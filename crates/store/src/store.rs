@@ -2118,6 +2118,16 @@ impl Store {
         (w.seg.id, w.seg.len)
     }
 
+    /// Refreshes the heartbeat in `LOCK` (the quick check does this every run), if the file still names this
+    /// process. Returns whether it did.
+    pub fn heartbeat(&self) -> Result<bool, StoreError> {
+        let mut l = lock(&self.lock);
+        match l.as_mut() {
+            Some(dl) if dl.names_me(&self.dir) => dl.heartbeat(&self.cfg.io).map(|()| true),
+            _ => Ok(false),
+        }
+    }
+
     /// Whether the lock file still names this process; rewrites it if not and `fix`.
     pub fn lock_file_ok(&self, fix: bool) -> Result<bool, StoreError> {
         let mut l = lock(&self.lock);

@@ -766,3 +766,21 @@ fn samples_carry_latency_quantiles_and_write_failures_become_issues() {
         .expect("queued");
     assert_eq!(i.location.lsn_range, Some((2, 2)));
 }
+
+#[test]
+fn put_batch_is_one_commit_and_all_or_nothing_on_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let lsns = s
+        .put_batch((0..50).map(|i| (format!("p{i}"), doc(i))).collect())
+        .unwrap();
+    assert_eq!(lsns, (1..=50).collect::<Vec<u64>>());
+    assert_eq!(s.stats().commits, 1);
+    let bad = vec![("ok".to_string(), doc(1)), (String::new(), doc(2))];
+    assert!(s.put_batch(bad).unwrap_err().is_user_error());
+    assert_eq!(s.get("ok").unwrap(), None);
+    assert!(s.heartbeat().unwrap());
+    drop(s);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(s.count(), 50);
+}
