@@ -23,7 +23,7 @@ use crate::store::{ImmutableFile, Store};
 use crate::wal;
 
 /// Repair backups kept at most under `backup/`; older ones are removed.
-pub const BACKUPS_KEPT_MAX: usize = 16;
+pub const BACKUPS_KEPT_MAX: usize = 4;
 
 /// The store as a subject of the engine.
 pub struct StoreSubject {
@@ -655,6 +655,14 @@ fn to_repair_err(e: crate::StoreError) -> RepairError {
     }
 }
 
+/// Whether the check that found this damage saw more of it than parity can rebuild.
+fn not_rebuildable(issue: &Issue) -> bool {
+    issue
+        .evidence
+        .iter()
+        .any(|(k, v)| k == "rebuildable" && v == "false")
+}
+
 fn find_file(store: &Store, issue: &Issue) -> Option<ImmutableFile> {
     let file = issue
         .location
@@ -682,7 +690,8 @@ impl RepairStrategy for RebuildFromParity {
         matches!(
             issue.code.as_str(),
             "block_checksum" | "parity_damaged" | "parity_mismatch"
-        ) && find_file(&self.store, issue).is_some()
+        ) && !not_rebuildable(issue)
+            && find_file(&self.store, issue).is_some()
     }
     fn estimate(&self, issue: &Issue) -> Estimate {
         let len = find_file(&self.store, issue).map_or(0, |f| f.len);
@@ -954,12 +963,7 @@ impl RepairStrategy for Compact {
             // A sealed segment or snapshot lost beyond what parity can rebuild: the verified table in memory still
             // holds every document, so a new snapshot written from it replaces the lost file.
             "file_unreadable" | "snapshot_log_disagree" => true,
-            "block_checksum" | "parity_damaged" => find_file(&self.store, issue).is_some_and(|f| {
-                !self
-                    .store
-                    .verify_file(&f, None, false)
-                    .rebuildable_or_clean()
-            }),
+            "block_checksum" => not_rebuildable(issue),
             _ => false,
         }
     }

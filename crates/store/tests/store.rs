@@ -784,3 +784,42 @@ fn put_batch_is_one_commit_and_all_or_nothing_on_bad_input() {
     let s = Store::open(dir.path(), small()).unwrap();
     assert_eq!(s.count(), 50);
 }
+
+#[test]
+fn damage_beyond_parity_while_running_is_repaired_from_the_verified_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    fill(&s, 120);
+    let f = s
+        .immutable_files()
+        .into_iter()
+        .find(|f| f.rel.ends_with(".seg"))
+        .unwrap();
+    flip(&dir.path().join(&f.rel), 0, 512 * 3 + 10); // 4 blocks of one group: 2 recovery blocks cannot undo it
+    let subject = StoreSubject::new(s.clone());
+    let out = run_check(&subject, Tier::Comprehensive);
+    let i = out
+        .issues
+        .iter()
+        .find(|i| i.code == "block_checksum")
+        .expect("found");
+    assert!(
+        i.evidence
+            .contains(&("rebuildable".to_string(), "false".to_string())),
+        "{i:?}"
+    );
+    let chosen: Vec<String> = subject
+        .strategies()
+        .iter()
+        .filter(|st| st.can_repair(i))
+        .map(|st| st.name().to_string())
+        .collect();
+    assert_eq!(chosen, ["compact"]);
+    repair(&subject, i).unwrap();
+    assert!(run_check(&subject, Tier::Comprehensive).passed);
+    drop(subject);
+    drop(Arc::into_inner(s).unwrap());
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(s.count(), 120);
+    all_there(&s, 120);
+}
