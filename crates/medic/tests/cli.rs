@@ -488,6 +488,26 @@ fn talks_to_a_running_daemon_and_explains_when_it_cannot() {
     assert_eq!(last_json(&o)["state"], "HEALTHY");
     let o = medic(&["get", "nope", "--server", url], dir.path());
     assert_eq!(o.status.code(), Some(1));
+    let o = medic(
+        &["heal", "--dry-run", "--server", url, "--json"],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["dry_run"], true);
+    let o = medic(&["incidents", "--server", url, "--json"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(last_json(&o)["incidents"].is_array());
+    let o = medic(&["report", "4242", "--server", url], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = medic(&["delete", "a", "--server", url], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = medic(&["get", "a", "--server", url], dir.path());
+    assert_eq!(o.status.code(), Some(1), "deleted through the daemon");
+    let o = medic(
+        &["put", "a", "--text", "via daemon", "--server", url],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
     // Without --server, the locked directory sends the CLI to the daemon named by the configuration.
     let port = url.rsplit(':').next().unwrap();
