@@ -1237,6 +1237,9 @@ impl Store {
                 if compact && st.poisoned.is_none() {
                     drop(st);
                     if let Err(e) = self.compact_as_leader(false) {
+                        if let StoreError::Poisoned(m) = &e {
+                            lock(&self.state).poisoned = Some(m.clone());
+                        }
                         self.queue_issue(issue(
                             IssueKind::OperationError,
                             "compaction_failed",
@@ -1364,13 +1367,51 @@ impl Store {
             sealed: false,
             sealed_len: 0,
         });
-        manifest::write_both(faults, &self.dir, &m).map_err(ioe("writing the manifest"))?;
+        self.switch_manifest(&m)?;
         let _ = std::fs::remove_file(self.dir.join(wal::mirror_name(id)));
         let _ = io::sync_dir(faults, &wal::wal_dir(&self.dir));
         w.sealed_bytes += w.seg.len;
         w.seg = new;
         w.manifest = m;
         self.counters.rotations.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes `m` the layout on disk: copy A, then copy B. If A fails and still holds the old generation, nothing
+    /// changed (an ordinary error; the caller keeps the old layout). If A may hold the new generation but its flush
+    /// failed, which layout survives a crash is unknown: the store stops writing (`Poisoned`). If only B fails, A
+    /// holds the new layout durably; B is left to be restored from its twin (an issue is queued).
+    fn switch_manifest(&self, m: &Manifest) -> Result<(), StoreError> {
+        let faults = &*self.cfg.io;
+        if let Err(e) = manifest::write_copy(faults, &self.dir, 0, m) {
+            let a_is_new =
+                std::fs::read(self.dir.join(manifest::COPIES[0])).ok() == Some(m.encode());
+            if a_is_new {
+                return Err(StoreError::Poisoned(format!(
+                    "MANIFEST-A (generation {}) was renamed into place but not flushed: {e}",
+                    m.generation
+                )));
+            }
+            return Err(StoreError::io("writing MANIFEST-A", e));
+        }
+        if let Err(e) = manifest::write_copy(faults, &self.dir, 1, m) {
+            self.queue_issue(
+                issue(
+                    IssueKind::Integrity,
+                    "manifest_copy_damaged",
+                    manifest::COPIES[1],
+                    format!(
+                        "writing MANIFEST-B (generation {}) failed: {e}",
+                        m.generation
+                    ),
+                    "store.manifest",
+                )
+                .at(Location {
+                    file: Some(manifest::COPIES[1].into()),
+                    ..Location::default()
+                }),
+            );
+        }
         Ok(())
     }
 
@@ -1389,6 +1430,9 @@ impl Store {
         }
         let r = self.compact_as_leader(true);
         let mut st = lock(&self.state);
+        if let Err(StoreError::Poisoned(m)) = &r {
+            st.poisoned = Some(m.clone());
+        }
         st.leader = false;
         self.cond.notify_all();
         drop(st);
@@ -1455,7 +1499,7 @@ impl Store {
                 sealed_len: 0,
             }],
         };
-        manifest::write_both(faults, &self.dir, &m).map_err(ioe("writing the manifest"))?;
+        self.switch_manifest(&m)?;
         for s in &old.segments {
             for rel in [
                 wal::seg_name(s.id),

@@ -823,3 +823,62 @@ fn damage_beyond_parity_while_running_is_repaired_from_the_verified_table() {
     assert_eq!(s.count(), 120);
     all_there(&s, 120);
 }
+
+#[test]
+fn running_out_of_space_at_any_byte_loses_no_acknowledged_write() {
+    for quota in (0..6000u64).step_by(233) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            segment_bytes_max: 4096,
+            wal_bytes_max: 12 << 10,
+            ..small()
+        };
+        let io = cfg.io.clone();
+        let s = Store::open(dir.path(), cfg.clone()).unwrap();
+        let mut acked = BTreeMap::new();
+        for i in 0..20 {
+            acked.insert(
+                format!("a{i}"),
+                s.put(&format!("a{i}"), doc(i)).map(|_| doc(i)).unwrap(),
+            );
+        }
+        io.set_quota_bytes(Some(quota));
+        for i in 20..80 {
+            match s.put(&format!("a{i}"), doc(i)) {
+                Ok(_) => {
+                    acked.insert(format!("a{i}"), doc(i));
+                }
+                Err(StoreError::ReadOnly(_)) | Err(StoreError::Io { .. }) => {}
+                Err(StoreError::Poisoned(_)) => break,
+                Err(e) => panic!("quota {quota}: unexpected {e}"),
+            }
+        }
+        io.set_quota_bytes(None);
+        s.free_bytes();
+        let resumed = s.put("after", doc(0)).is_ok();
+        if resumed {
+            acked.insert("after".into(), doc(0));
+        }
+        drop(s);
+        let s = Store::open(
+            dir.path(),
+            StoreConfig {
+                io: Arc::new(store::IoFaults::new()),
+                ..cfg
+            },
+        )
+        .unwrap();
+        for (id, d) in &acked {
+            assert_eq!(
+                s.get(id).unwrap().as_ref(),
+                Some(d),
+                "quota {quota}: {id} lost"
+            );
+        }
+        assert_eq!(
+            s.count(),
+            acked.len(),
+            "quota {quota}: unacknowledged documents appeared"
+        );
+    }
+}
