@@ -544,6 +544,8 @@ enum Op {
     Delete(u8),
     Reopen,
     Compact,
+    /// Flip one byte of one live file (chosen by the two numbers), then reopen and let the strategies repair.
+    DamageAndReopen(u16, u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -552,11 +554,12 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..20).prop_map(Op::Delete),
         1 => Just(Op::Reopen),
         1 => Just(Op::Compact),
+        1 => (any::<u16>(), any::<u32>()).prop_map(|(f, o)| Op::DamageAndReopen(f, o)),
     ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
     #[test]
     fn behaves_like_a_btreemap_across_reopen(ops in proptest::collection::vec(op(), 1..80)) {
         let dir = tempfile::tempdir().unwrap();
@@ -579,6 +582,30 @@ proptest! {
                     s = Store::open(dir.path(), cfg()).unwrap();
                 }
                 Op::Compact => s.compact().unwrap(),
+                Op::DamageAndReopen(f, o) => {
+                    let files: Vec<_> = s.data_files().into_iter().filter(|d| d.kind != "lock").collect();
+                    let target = &files[f as usize % files.len()];
+                    let path = dir.path().join(&target.rel);
+                    let len = std::fs::metadata(&path).unwrap().len();
+                    if len > 0 {
+                        flip(&path, o as u64 % len, 1);
+                    }
+                    drop(s);
+                    let reopened = Arc::new(Store::open(dir.path(), cfg()).unwrap_or_else(|e| panic!("{} damaged: {e}", target.rel)));
+                    let subject = StoreSubject::new(reopened.clone());
+                    let mut issues = subject.drain_issues();
+                    issues.extend(run_check(&subject, Tier::Comprehensive).issues);
+                    for i in &issues {
+                        if i.code == "stale_lock" {
+                            continue;
+                        }
+                        repair(&subject, i).unwrap_or_else(|e| panic!("{} after damage to {}: {e}", i.code, target.rel));
+                    }
+                    let after = run_check(&subject, Tier::Comprehensive);
+                    prop_assert!(after.passed, "{} still damaged: {:?}", target.rel, after);
+                    drop(subject);
+                    s = Arc::into_inner(reopened).unwrap();
+                }
             }
             prop_assert_eq!(s.count(), model.len());
         }
