@@ -129,9 +129,15 @@ impl DirLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = read_holder(dir)
-                    .map(|h| h.describe())
-                    .unwrap_or_else(|| "an unknown process (LOCK names no holder)".into());
+                let holder = match read_holder(dir) {
+                    Some(h) if h.is_dead() => format!(
+                        "{} — that process is gone, yet the kernel lock is held (a process that inherited its \
+                         descriptor?); not breaking it",
+                        h.describe()
+                    ),
+                    Some(h) => h.describe(),
+                    None => "an unknown process (LOCK names no holder)".into(),
+                };
                 return Err(StoreError::Locked { holder });
             }
             Err(std::fs::TryLockError::Error(e)) => {

@@ -335,8 +335,18 @@ impl Store {
             + limits.meta_bytes_max
             + limits.vector_dim_max as u64 * 4;
         let mut report = RecoveryReport::default();
+        // The kernel lock is ours, so no live process holds the directory: a holder text that is not marked closed
+        // is left by a process that died (or, on another host, that lost the directory) — a stale lock, taken over.
         if let Some(prev) = &dir_lock.previous {
-            report.previous_holder = Some(prev.describe());
+            report.previous_holder = Some(format!(
+                "{}{}",
+                prev.describe(),
+                if prev.is_dead() {
+                    " (process gone)"
+                } else {
+                    ""
+                }
+            ));
             report.previous_holder_crashed = !prev.closed;
         }
         let params = ParityParams {

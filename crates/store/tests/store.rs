@@ -909,3 +909,38 @@ fn running_out_of_space_at_any_byte_loses_no_acknowledged_write() {
         );
     }
 }
+
+#[test]
+fn a_lock_left_by_a_dead_process_is_taken_over_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), small()).unwrap());
+    let host = std::fs::read_to_string(dir.path().join("LOCK")).unwrap();
+    let host = host
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("host="))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        dir.path().join("LOCK"),
+        format!("pid=4194303 host={host} started_us=1 heartbeat_us=2 closed=false\n"),
+    )
+    .unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let r = s.recovery_report();
+    assert!(r.previous_holder_crashed);
+    assert!(
+        r.previous_holder
+            .as_deref()
+            .unwrap()
+            .contains("pid 4194303")
+            && r.previous_holder.unwrap().contains("gone")
+    );
+    let subject = StoreSubject::new(s.clone());
+    let i = subject
+        .drain_issues()
+        .into_iter()
+        .find(|i| i.code == "stale_lock")
+        .expect("reported");
+    repair(&subject, &i).unwrap();
+    assert!(s.lock_file_ok(false).unwrap());
+}
