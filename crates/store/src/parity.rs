@@ -135,6 +135,17 @@ pub fn parse_table(bytes: &[u8]) -> Result<Sidecar, String> {
     parse_inner(bytes, false)
 }
 
+/// The protected file's length, from a sidecar's first [`HEADER_BYTES`] bytes (`None` if the header fails its
+/// checksum).
+pub fn header_data_len(header: &[u8]) -> Option<u64> {
+    let h = header.get(..HEADER_BYTES)?;
+    let crc = u32::from_le_bytes(h[44..48].try_into().ok()?);
+    if &h[..8] != MAGIC || crc_of(&[&h[..44]]) != crc {
+        return None;
+    }
+    Some(u64::from_le_bytes(h[28..36].try_into().ok()?))
+}
+
 /// Where the block table ends, from a sidecar's first [`HEADER_BYTES`] bytes.
 pub fn table_end(header: &[u8]) -> Result<usize, String> {
     let mut r = Reader::new(header);
@@ -338,7 +349,9 @@ mod tests {
     #[test]
     fn truncation_is_found_and_undone() {
         let d = data();
-        let sc = parse(&build(9, &d, &P).unwrap()).unwrap();
+        let side = build(9, &d, &P).unwrap();
+        assert_eq!(header_data_len(&side), Some(1000));
+        let sc = parse(&side).unwrap();
         let mut cut = d[..900].to_vec();
         let found = bad_blocks(&cut, &sc);
         assert_eq!(found, vec![14, 15]);

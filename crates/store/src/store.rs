@@ -2368,9 +2368,13 @@ fn recreate(
     Ok(f)
 }
 
+/// The protected file's length as its sidecar's header records it (reads only the header).
 fn parity_len(dir: &Path, par_rel: &str) -> Option<u64> {
-    let b = std::fs::read(dir.join(par_rel)).ok()?;
-    parity::parse(&b).ok().map(|s| s.data_len)
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(dir.join(par_rel)).ok()?;
+    let mut h = [0u8; parity::HEADER_BYTES];
+    f.read_exact_at(&mut h, 0).ok()?;
+    parity::header_data_len(&h)
 }
 
 /// Free bytes on the file system holding `dir` (`f_bavail * f_frsize`).
