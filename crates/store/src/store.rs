@@ -1776,31 +1776,46 @@ impl Store {
     /// Compares the open segment with its mirror from `from` to the end. Returns the first differing record's
     /// `(offset, len)` and whether the main copy (true) or the mirror (false) holds the damage.
     pub fn verify_open_segment(&self, from: u64) -> Result<Vec<(u64, u64, bool)>, StoreError> {
-        let w = lock(&self.wal);
-        let id = w.seg.id;
-        let len = w.seg.len;
-        let rel = wal::seg_name(id);
-        // A path that no longer leads to the file we append to (deleted, replaced) reads as empty: all damaged.
-        let read = |rel: &str, f: &std::fs::File| {
-            let p = self.dir.join(rel);
-            if same_file(&p, f) {
-                std::fs::read(&p).unwrap_or_default()
-            } else {
-                Vec::new()
-            }
+        // Take the descriptors under the lock, read without it: the files only grow, and commits must not wait for
+        // a check. `from` is a record boundary (an earlier durable end); only the header and `from..len` are read.
+        let (id, len, main_f, mirror_f) = {
+            let w = lock(&self.wal);
+            let clone =
+                |f: &std::fs::File| f.try_clone().map_err(ioe("duplicating a WAL descriptor"));
+            let mirror = match &w.seg.mirror {
+                Some(m) => Some(clone(m)?),
+                None => None,
+            };
+            (w.seg.id, w.seg.len, clone(&w.seg.file)?, mirror)
         };
-        let main = read(&rel, &w.seg.file);
+        let start = if from >= wal::HEADER_BYTES && from <= len {
+            from
+        } else {
+            wal::HEADER_BYTES
+        };
+        // A path that no longer leads to the file we append to (deleted, replaced) reads as empty: all damaged.
+        let read = |rel: &str, f: &std::fs::File| -> Vec<u8> {
+            use std::os::unix::fs::FileExt;
+            let p = self.dir.join(rel);
+            let mut b = vec![0u8; len as usize];
+            if !same_file(&p, f) {
+                return Vec::new();
+            }
+            let Ok(file) = std::fs::File::open(&p) else {
+                return Vec::new();
+            };
+            let h = wal::HEADER_BYTES as usize;
+            let ok = file.read_exact_at(&mut b[..h], 0).is_ok()
+                && file.read_exact_at(&mut b[start as usize..], start).is_ok();
+            if ok { b } else { Vec::new() }
+        };
+        let main = read(&wal::seg_name(id), &main_f);
         let mut out = Vec::new();
         if wal::check_header(&main, id).is_err() {
             out.push((0, wal::HEADER_BYTES, true));
         }
-        let mirror = w
-            .seg
-            .mirror
-            .as_ref()
-            .map(|f| read(&wal::mirror_name(id), f));
-        drop(w);
-        let mut pos = wal::HEADER_BYTES as usize;
+        let mirror = mirror_f.as_ref().map(|f| read(&wal::mirror_name(id), f));
+        let mut pos = start as usize;
         let main_v = &main[..(len as usize).min(main.len())];
         while (pos as u64) < len {
             let m = codec::decode_record(main_v.get(pos..).unwrap_or(&[]), self.record_bytes_max);
