@@ -1987,106 +1987,76 @@ impl Store {
     }
 
     /// Replays the store's files into a fresh table (snapshot + every segment, repairing nothing) and compares it
-    /// with the live table. Returns the ids that differ.
+    /// with the live table. Returns the ids that differ. Writes wait only while the layout, the open segment's
+    /// length and the table are captured, not during the replay; if a compaction changes the layout meanwhile the
+    /// comparison is skipped (empty result) and the next run makes it.
     pub fn replay_agrees(&self) -> Result<Vec<String>, StoreError> {
-        // Hold the leader role so the files and the table stand still.
-        self.as_leader(|| {
-            let m = self.manifest();
-            let mut table: BTreeMap<String, (u64, u32)> = BTreeMap::new();
-            if let Some(l) = m.snapshot_lsn {
-                let f = ImmutableFile {
-                    rel: snap_name(l),
-                    par_rel: snap_par_name(l),
-                    file_id: l | SNAP_ID_BIT,
-                    len: 0,
-                    lsn_range: (0, l),
-                };
-                let mut rep = RecoveryReport::default();
-                let mut iss = Vec::new();
-                let b = load_immutable(&self.dir, &f, None, &mut rep, &mut iss)?;
-                let (_, entries) = snapshot::decode(&b)
-                    .map_err(|(o, e)| StoreError::corrupt(e, loc(&f.rel, o, 0)))?;
-                for (id, lsn, doc) in entries {
-                    table.insert(id, (lsn, crc32c::crc32c(&doc)));
-                }
+        let (m, open_len, table) = self.as_leader(|| {
+            let (m, open_len) = {
+                let w = lock(&self.wal);
+                (w.manifest.clone(), w.seg.len)
+            };
+            let table: Vec<(String, u64, u32, bool)> = lock(&self.state)
+                .docs
+                .iter()
+                .map(|(k, e)| (k.clone(), e.lsn, e.crc, e.verified()))
+                .collect();
+            Ok((m, open_len, table))
+        })?;
+        let fresh = match self.replay_docs(&m, open_len) {
+            Ok(f) => f,
+            Err(_) if self.manifest().generation != m.generation => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut diff = Vec::new();
+        for (id, lsn, crc, ok) in &table {
+            let same = fresh
+                .get(id)
+                .is_some_and(|e| e.lsn == *lsn && e.crc == *crc);
+            if !same || !ok {
+                diff.push(id.clone());
             }
-            let w = lock(&self.wal);
-            let open_len = w.seg.len;
-            drop(w);
-            for s in &m.segments {
-                let rel = wal::seg_name(s.id);
-                let bytes = if s.sealed {
-                    let f = ImmutableFile {
-                        rel: rel.clone(),
-                        par_rel: wal::par_name(s.id),
-                        file_id: s.id,
-                        len: s.sealed_len,
-                        lsn_range: (s.first_lsn, u64::MAX),
-                    };
-                    let mut rep = RecoveryReport::default();
-                    let mut iss = Vec::new();
-                    load_immutable(&self.dir, &f, Some(s.sealed_len), &mut rep, &mut iss)?
-                } else {
-                    let mut b = std::fs::read(self.dir.join(&rel))
-                        .map_err(ioe(format!("reading {rel}")))?;
-                    b.truncate(open_len as usize);
-                    b
-                };
-                let mirror = if s.sealed || !self.cfg.mirror_open_segment {
-                    None
-                } else {
-                    std::fs::read(self.dir.join(wal::mirror_name(s.id))).ok()
-                };
-                let sc = wal::scan(&bytes, mirror.as_deref(), self.record_bytes_max);
-                for r in sc.records {
-                    if r.lsn <= m.snapshot_lsn.unwrap_or(0) {
-                        continue;
-                    }
-                    if r.kind == KIND_PUT {
-                        table.insert(r.id, (r.lsn, crc32c::crc32c(&r.doc)));
-                    } else {
-                        table.remove(&r.id);
-                    }
-                }
-            }
-            let st = lock(&self.state);
-            let mut diff = Vec::new();
-            for (id, e) in &st.docs {
-                if table.get(id) != Some(&(e.lsn, e.crc)) || !e.verified() {
-                    diff.push(id.clone());
-                }
-            }
-            for id in table.keys() {
-                if !st.docs.contains_key(id) {
-                    diff.push(id.clone());
-                }
-            }
-            Ok(diff)
-        })
+        }
+        let live: std::collections::HashSet<&str> =
+            table.iter().map(|(k, ..)| k.as_str()).collect();
+        diff.extend(fresh.keys().filter(|k| !live.contains(k.as_str())).cloned());
+        Ok(diff)
     }
 
     /// Reloads the in-memory table from the files (latest snapshot + log), replacing what is in memory.
     pub fn reload_table(&self) -> Result<usize, StoreError> {
-        let diff = self.replay_agrees()?;
-        if diff.is_empty() {
-            return Ok(0);
-        }
-        // Rebuild the differing entries from a full replay of the files.
         self.as_leader(|| {
-            let fresh = self.replay_docs()?;
+            let (m, open_len) = {
+                let w = lock(&self.wal);
+                (w.manifest.clone(), w.seg.len)
+            };
+            let fresh = self.replay_docs(&m, open_len)?;
             let mut st = lock(&self.state);
-            for id in &diff {
-                match fresh.get(id) {
-                    Some(e) => st.docs.insert(id.clone(), e.clone()),
-                    None => st.docs.remove(id),
+            let mut changed = 0;
+            let ids: Vec<String> = st.docs.keys().chain(fresh.keys()).cloned().collect();
+            for id in ids {
+                let same = match (st.docs.get(&id), fresh.get(&id)) {
+                    (Some(a), Some(b)) => a.lsn == b.lsn && a.crc == b.crc && a.verified(),
+                    (None, None) => true,
+                    _ => false,
                 };
+                if !same {
+                    changed += 1;
+                    match fresh.get(&id) {
+                        Some(e) => st.docs.insert(id, e.clone()),
+                        None => st.docs.remove(&id),
+                    };
+                }
             }
-            Ok(diff.len())
+            Ok(changed)
         })
     }
 
-    fn replay_docs(&self) -> Result<BTreeMap<String, Entry>, StoreError> {
-        let m = self.manifest();
+    fn replay_docs(
+        &self,
+        m: &Manifest,
+        open_len: u64,
+    ) -> Result<BTreeMap<String, Entry>, StoreError> {
         let mut docs = BTreeMap::new();
         let mut rep = RecoveryReport::default();
         let mut iss = Vec::new();
@@ -2105,7 +2075,6 @@ impl Store {
                 docs.insert(id, Entry::new(lsn, doc));
             }
         }
-        let open_len = lock(&self.wal).seg.len;
         for s in &m.segments {
             let rel = wal::seg_name(s.id);
             let bytes = if s.sealed {
@@ -2123,10 +2092,16 @@ impl Store {
                 b.truncate(open_len as usize);
                 b
             };
+            // Both copies cut at the captured end: records appended since are not part of this replay.
             let mirror = if s.sealed || !self.cfg.mirror_open_segment {
                 None
             } else {
-                std::fs::read(self.dir.join(wal::mirror_name(s.id))).ok()
+                std::fs::read(self.dir.join(wal::mirror_name(s.id)))
+                    .ok()
+                    .map(|mut b| {
+                        b.truncate(open_len as usize);
+                        b
+                    })
             };
             for r in wal::scan(&bytes, mirror.as_deref(), self.record_bytes_max).records {
                 if r.lsn <= m.snapshot_lsn.unwrap_or(0) {

@@ -944,3 +944,40 @@ fn a_lock_left_by_a_dead_process_is_taken_over_and_reported() {
     repair(&subject, &i).unwrap();
     assert!(s.lock_file_ok(false).unwrap());
 }
+
+#[test]
+fn checks_pass_while_writers_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let subject = StoreSubject::new(s.clone());
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    s.put(&format!("c{t}-{}", i % 40), doc(i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut runs = 0;
+    while !writers.iter().all(|w| w.is_finished()) || runs < 3 {
+        for tier in [Tier::Shallow, Tier::Deep, Tier::Comprehensive] {
+            let out = run_check(&subject, tier);
+            assert!(
+                out.passed,
+                "{tier:?} failed under concurrent writes: {out:?}"
+            );
+        }
+        runs += 1;
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(
+        s.stats().rotations > 0 && s.stats().compactions > 0,
+        "{:?}",
+        s.stats()
+    );
+    assert_eq!(s.count(), 160);
+}
