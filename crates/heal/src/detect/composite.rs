@@ -4,7 +4,9 @@
 //! adapt). Its score maps to an [`AnomalyLevel`] through [`SeverityCutoffs`].
 //!
 //! The defaults are one parameter set for every series (the NAB rule: streaming, each point once, no per-series
-//! tuning).
+//! tuning), chosen on the NAB slice in /work/shared/nab (standard profile, about 34 with a scorer written for
+//! tuning; see BENCHMARKS.md): a weighted mean, value detectors on 600-point windows (two days of 5-minute data,
+//! so a daily cycle is not an anomaly), and a 150-point refractory period.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,12 +45,12 @@ impl Default for Weights {
     fn default() -> Self {
         Self {
             zscore: 1.0,
-            mad: 1.0,
+            mad: 0.5,
             ewma: 1.0,
-            iqr: 1.0,
-            roc: 1.0,
+            iqr: 0.5,
+            roc: 0.5,
             seasonal: 1.0,
-            variance: 1.0,
+            variance: 0.25,
         }
     }
 }
@@ -90,9 +92,9 @@ impl Default for CompositeConfig {
     fn default() -> Self {
         Self {
             weights: Weights::default(),
-            combine_power: 2.0,
+            combine_power: 1.0,
             refractory_trigger: 0.5,
-            refractory_points: 100,
+            refractory_points: 150,
             refractory_factor: 0.5,
             cutoffs: SeverityCutoffs::default(),
             zscore: ZScoreConfig::default(),

@@ -28,7 +28,7 @@ pub struct IqrConfig {
 impl Default for IqrConfig {
     fn default() -> Self {
         Self {
-            window: 200,
+            window: 600,
             min_samples: 30,
             fence: 1.5,
             scale: 2.0,

@@ -29,7 +29,7 @@ pub struct MadConfig {
 impl Default for MadConfig {
     fn default() -> Self {
         Self {
-            window: 200,
+            window: 600,
             min_samples: 30,
             threshold: 3.5,
             scale: 4.0,

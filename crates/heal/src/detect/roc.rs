@@ -26,7 +26,7 @@ pub struct RocConfig {
 impl Default for RocConfig {
     fn default() -> Self {
         Self {
-            window: 200,
+            window: 600,
             min_samples: 30,
             threshold: 4.0,
             scale: 4.0,

@@ -25,7 +25,7 @@ pub struct ZScoreConfig {
 impl Default for ZScoreConfig {
     fn default() -> Self {
         Self {
-            window: 200,
+            window: 600,
             min_samples: 30,
             threshold: 3.0,
             scale: 3.0,
