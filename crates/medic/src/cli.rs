@@ -812,8 +812,11 @@ fn chaos(
 
 /// Runs the chaos harness; its report as JSON.
 fn chaos_run(config: &store::chaos::ChaosConfig) -> anyhow::Result<Value> {
-    anyhow::bail!(
-        "medic chaos: the store's chaos harness (store::chaos::run) is not available in this build (data {})",
-        config.data_dir.display()
-    )
+    let report = store::chaos::run(config).map_err(|e| match e {
+        store::chaos::ChaosError::Config(m) => {
+            anyhow::Error::from(UsageError(format!("chaos: {m}")))
+        }
+        other => anyhow::Error::from(other),
+    })?;
+    serde_json::to_value(&report).context("encoding the chaos report")
 }

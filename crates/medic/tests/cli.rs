@@ -755,3 +755,57 @@ fn heal_repairs_a_deleted_mirror_and_the_record_survives_restarts() {
     let o = medic(&data_args(&data, &["get", "d29"]), dir.path());
     assert_eq!(stdout(&o), "doc 29\n");
 }
+
+#[test]
+fn chaos_json_reports_the_agreed_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("chaos");
+    let o = medic(
+        &data_args(
+            &data,
+            &[
+                "chaos",
+                "--seed",
+                "7",
+                "--rounds",
+                "3",
+                "--docs",
+                "50",
+                "--faults",
+                "bit_flip,torn_write",
+                "--json",
+            ],
+        ),
+        dir.path(),
+    );
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        stderr(&o)
+    );
+    let v = last_json(&o);
+    for key in [
+        "rounds",
+        "injected",
+        "detected",
+        "repaired",
+        "escalated",
+        "acked_writes_lost",
+        "silent_corruptions",
+        "mttd_ms_p50",
+        "mttr_ms_p50",
+        "mttr_ms_p99",
+        "by_fault",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    assert_eq!(v["rounds"], 3);
+    assert_eq!(v["injected"], 3);
+    let kinds: Vec<&String> = v["by_fault"].as_object().unwrap().keys().collect();
+    assert!(
+        kinds.iter().all(|k| *k == "bit_flip" || *k == "torn_write"),
+        "{kinds:?}"
+    );
+    let lost = v["acked_writes_lost"].as_u64().unwrap() + v["silent_corruptions"].as_u64().unwrap();
+    assert_eq!(o.status.code(), Some(if lost == 0 { 0 } else { 1 }));
+}
