@@ -34,6 +34,9 @@ pub struct EngineConfig {
     pub correlation_window_us: u64,
     /// An incident with no new issue for this long is closed (self-resolved when nothing was done). [1 s, 7 days].
     pub quiet_period_us: u64,
+    /// A resource problem no strategy can fix (a full disk, a slow device) is watched this long after it was
+    /// detected, for the environment to recover by itself, before it escalates. [0, 1 day].
+    pub environment_grace_us: u64,
     /// A strategy above this risk needs an operator's approval. [0, 1].
     pub approval_risk_max: f64,
     /// Repairs started in one cycle at most. [1, 64].
@@ -91,6 +94,7 @@ impl Default for EngineConfig {
             known_causes: CausePair::defaults(),
             correlation_window_us: 60 * US_PER_S,
             quiet_period_us: 300 * US_PER_S,
+            environment_grace_us: 600 * US_PER_S,
             approval_risk_max: 0.5,
             max_concurrent_repairs: 2,
             strategy_rate_max: 6,
@@ -176,6 +180,7 @@ impl EngineConfig {
             US_PER_S,
             7 * DAY_US,
         )?;
+        range_u("environment_grace_us", self.environment_grace_us, 0, DAY_US)?;
         range_f("approval_risk_max", self.approval_risk_max, 0.0, 1.0, false)?;
         range_u(
             "max_concurrent_repairs",

@@ -251,6 +251,10 @@ pub struct DecideInput<'a> {
     pub repairs_started: u32,
     /// Whether another repair already holds the resource.
     pub resource_busy: bool,
+    /// Whether the root issue is a problem of the environment (disk space, device speed) that can go away by itself.
+    pub environmental: bool,
+    /// How long ago the incident was detected (µs).
+    pub age_us: u64,
     /// Now.
     pub now: Timestamp,
 }
@@ -275,6 +279,16 @@ pub fn decide(input: DecideInput<'_>, gates: &Gates, cfg: &EngineConfig) -> Repa
         return RepairDecision::new(Action::Escalate, reasons, dry);
     }
     if input.candidates.is_empty() {
+        if input.environmental && input.age_us < cfg.environment_grace_us {
+            reasons.push(format!(
+                "no strategy repairs {} on {}; waiting for the environment to recover ({} s of environment_grace_us = {} s left)",
+                input.code,
+                input.resource,
+                (cfg.environment_grace_us - input.age_us) / 1_000_000,
+                cfg.environment_grace_us / 1_000_000
+            ));
+            return RepairDecision::new(Action::Watch, reasons, dry);
+        }
         if input.crisis == CrisisLevel::Hiccup {
             reasons.push(format!(
                 "no strategy repairs {}; transient, watching",
@@ -420,6 +434,8 @@ mod tests {
             approved: false,
             repairs_started: 0,
             resource_busy: false,
+            environmental: false,
+            age_us: 0,
             now: 1_000_000,
         }
     }
@@ -537,5 +553,22 @@ mod tests {
         let mut i = input(vec![cand("s", RepairCost::InPlace, 0.0, 0.9)]);
         i.resource_busy = true;
         assert_eq!(decide(i, &Gates::new(), &cfg).action, Action::Defer);
+    }
+
+    #[test]
+    fn environment_problem_is_watched_for_its_grace_then_escalates() {
+        let cfg = EngineConfig::default();
+        let mut i = input(Vec::new());
+        i.environmental = true;
+        i.age_us = cfg.environment_grace_us - 1;
+        let d = decide(i.clone(), &Gates::new(), &cfg);
+        assert_eq!(d.action, Action::Watch, "{:?}", d.reasons);
+        assert!(
+            d.reasons[0].contains("environment_grace_us"),
+            "{:?}",
+            d.reasons
+        );
+        i.age_us = cfg.environment_grace_us;
+        assert_eq!(decide(i, &Gates::new(), &cfg).action, Action::Escalate);
     }
 }

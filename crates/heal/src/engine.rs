@@ -860,8 +860,12 @@ impl Engine {
                 ),
             });
         }
-        if candidates.is_empty() && inc.record.crisis == CrisisLevel::Obstacle {
-            // An obstacle no strategy can adapt to is a wall: only a human can move it.
+        let environmental = root.kind == IssueKind::Resource;
+        let age_us = now.saturating_sub(inc.record.detected_at);
+        let waiting = environmental && age_us < self.config.environment_grace_us;
+        if candidates.is_empty() && inc.record.crisis == CrisisLevel::Obstacle && !waiting {
+            // An obstacle no strategy can adapt to is a wall: only a human can move it (a problem of the
+            // environment gets `environment_grace_us` to go away by itself first).
             inc.record.crisis = CrisisLevel::Wall;
         }
         let decision = decide(
@@ -873,6 +877,8 @@ impl Engine {
                 approved: inc.approved,
                 repairs_started: *repairs_started,
                 resource_busy: busy.contains(&root.resource),
+                environmental,
+                age_us,
                 now,
             },
             &self.gates,

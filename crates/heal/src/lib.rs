@@ -12,8 +12,8 @@
 pub mod cascade;
 pub mod check;
 pub mod clock;
-pub mod constraint;
 pub mod config;
+pub mod constraint;
 pub mod decide;
 pub mod detect;
 pub mod diagnose;

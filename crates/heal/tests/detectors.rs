@@ -222,6 +222,57 @@ fn composite_reports_a_level_shift_at_its_start_then_damps_repeats() {
 }
 
 #[test]
+fn composite_detectors_still_warming_up_abstain() {
+    // 45 calm points: the value detectors judge, seasonal and variance are still warming up. A jump of two orders
+    // of magnitude must reach "critical" on the judges' votes alone, not be averaged down by the silent ones.
+    let mut d = Composite::new(CompositeConfig::default());
+    let mut values: Vec<f64> = (0..45).map(|i| 100.0 + 10.0 * noise(i)).collect();
+    values.push(10_000.0);
+    let scores = run(&mut d, &values);
+    assert!(
+        scores[45] >= 0.9,
+        "jump scored {}: {}",
+        scores[45],
+        d.explain()
+    );
+    assert!(d.explain().contains("warming up"), "{}", d.explain());
+}
+
+#[test]
+fn composite_refractory_damps_echoes_but_not_a_much_larger_excursion() {
+    let calm: Vec<f64> = (0..200).map(|i| 100.0 + 10.0 * noise(i)).collect();
+    // A blip to 300 starts the refractory period; a second blip of the same size is an echo and is damped.
+    let mut echo = calm.clone();
+    echo.extend([300.0, 100.0, 300.0]);
+    let mut d = Composite::new(CompositeConfig::default());
+    let scores = run(&mut d, &echo);
+    assert!(scores[200] >= 0.75, "blip scored {}", scores[200]);
+    assert!(scores[202] < 0.75, "echo scored {}", scores[202]);
+    // A stall 400× the calm level right after the blip is news: it is reported at full strength.
+    let mut stall = calm.clone();
+    stall.extend([300.0, 40_000.0]);
+    let mut d = Composite::new(CompositeConfig::default());
+    let scores = run(&mut d, &stall);
+    assert!(
+        scores[201] >= 0.75,
+        "stall after a blip scored {}: {}",
+        scores[201],
+        d.explain()
+    );
+    // With the breakout turned off the stall is damped like any echo.
+    let mut d = Composite::new(CompositeConfig {
+        refractory_breakout: 0.0,
+        ..CompositeConfig::default()
+    });
+    let scores = run(&mut d, &stall);
+    assert!(
+        scores[201] < 0.75,
+        "breakout off, stall scored {}",
+        scores[201]
+    );
+}
+
+#[test]
 fn composite_config_is_serde_with_defaults_and_weights_select_detectors() {
     let cfg: CompositeConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(cfg, CompositeConfig::default());

@@ -483,6 +483,10 @@ const ENGINE_DOCS: &[(&str, &str)] = &[
         "An incident with no new issue for this long (µs) is closed, [1 s, 7 days].",
     ),
     (
+        "environment_grace_us",
+        "A full disk or slow device no strategy can fix is watched this long (µs) for the environment to recover before it escalates, [0, 1 day].",
+    ),
+    (
         "approval_risk_max",
         "A repair strategy above this risk needs an operator's approval, [0, 1].",
     ),

@@ -1,5 +1,6 @@
 //! The composite detector: runs every detector on the same stream and combines their scores into one, with
-//! configurable weights, a weighted power mean (1 = mean, large = max), and a refractory period that damps
+//! configurable weights, a weighted power mean (1 = mean, large = max) over the detectors that have judged the
+//! point (one still warming up abstains rather than voting "normal"), and a refractory period that damps
 //! repeated alerts right after one (an anomaly is reported at its start, not for as long as the baselines take to
 //! adapt). Its score maps to an [`AnomalyLevel`] through [`SeverityCutoffs`].
 //!
@@ -70,6 +71,10 @@ pub struct CompositeConfig {
     pub refractory_points: usize,
     /// What damped scores are multiplied by, in [0, 1].
     pub refractory_factor: f64,
+    /// During a refractory period, a point at or above the trigger that lies at least this many times further from
+    /// the last calm value than the triggering point did is not damped: a much larger excursion is news, not an echo
+    /// (a latency blip followed by a disk stalling). 0 turns this off.
+    pub refractory_breakout: f64,
     /// Score cut-offs of the severity levels.
     pub cutoffs: SeverityCutoffs,
     /// Settings of the z-score detector.
@@ -96,6 +101,7 @@ impl Default for CompositeConfig {
             refractory_trigger: 0.5,
             refractory_points: 150,
             refractory_factor: 0.5,
+            refractory_breakout: 4.0,
             cutoffs: SeverityCutoffs::default(),
             zscore: ZScoreConfig::default(),
             mad: MadConfig::default(),
@@ -118,9 +124,12 @@ struct Part {
 pub struct Composite {
     config: CompositeConfig,
     parts: Vec<Part>,
-    weight_sum: f64,
     power: f64,
     refractory_left: usize,
+    /// The last value that scored below the refractory trigger outside a refractory period.
+    calm_value: Option<f64>,
+    /// How far from `calm_value` the point that started the refractory period was.
+    trigger_distance: f64,
     last_raw: f64,
     last_score: f64,
     last_damped: bool,
@@ -160,7 +169,6 @@ impl Composite {
                 score: 0.0,
             })
             .collect();
-        let weight_sum = parts.iter().map(|p| p.weight).sum();
         let power = if config.combine_power.is_finite() {
             config.combine_power.clamp(1.0, 64.0)
         } else {
@@ -169,9 +177,10 @@ impl Composite {
         Self {
             config,
             parts,
-            weight_sum,
             power,
             refractory_left: 0,
+            calm_value: None,
+            trigger_distance: 0.0,
             last_raw: 0.0,
             last_score: 0.0,
             last_damped: false,
@@ -219,30 +228,48 @@ impl Detector for Composite {
             self.last_damped = false;
             return 0.0;
         }
-        let mut acc = 0.0;
+        // Detectors still warming up abstain: a missing opinion is not a vote for "normal".
+        let (mut acc, mut weights) = (0.0, 0.0);
         for p in &mut self.parts {
             p.score = clean_score(p.detector.update(at, value));
-            acc += p.weight * p.score.powf(self.power);
+            if p.detector.judged() {
+                acc += p.weight * p.score.powf(self.power);
+                weights += p.weight;
+            }
         }
-        let raw = if self.weight_sum > 0.0 {
-            clean_score((acc / self.weight_sum).powf(1.0 / self.power))
+        let raw = if weights > 0.0 {
+            clean_score((acc / weights).powf(1.0 / self.power))
         } else {
             0.0
         };
         self.last_raw = raw;
-        let score = if self.refractory_left > 0 {
+        let distance = self.calm_value.map(|c| (value - c).abs());
+        let triggered = raw >= self.config.refractory_trigger;
+        let breakout = self.config.refractory_breakout;
+        let breaks_out = triggered
+            && breakout.is_finite()
+            && breakout > 0.0
+            && distance.is_some_and(|d| d > 0.0 && d >= breakout * self.trigger_distance);
+        let score = if self.refractory_left > 0 && !breaks_out {
             self.refractory_left -= 1;
             self.last_damped = true;
             raw * self.config.refractory_factor.clamp(0.0, 1.0)
         } else {
             self.last_damped = false;
-            if raw >= self.config.refractory_trigger {
+            if triggered {
                 self.refractory_left = self.config.refractory_points;
+                self.trigger_distance = distance.unwrap_or(0.0);
+            } else {
+                self.calm_value = Some(value);
             }
             raw
         };
         self.last_score = clean_score(score);
         self.last_score
+    }
+
+    fn judged(&self) -> bool {
+        self.parts.iter().any(|p| p.detector.judged())
     }
 
     fn explain(&self) -> String {

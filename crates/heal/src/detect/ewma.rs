@@ -120,6 +120,10 @@ impl Detector for Ewma {
         score
     }
 
+    fn judged(&self) -> bool {
+        matches!(self.last, Last::Scored { .. })
+    }
+
     fn explain(&self) -> String {
         describe("ewma", "weighted mean", "weighted std", &self.last)
     }

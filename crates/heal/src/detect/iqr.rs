@@ -114,6 +114,10 @@ impl Detector for Iqr {
         score
     }
 
+    fn judged(&self) -> bool {
+        matches!(self.last, Last::Scored { .. })
+    }
+
     fn explain(&self) -> String {
         describe("iqr", "mid-quartile", "IQR", &self.last)
     }

@@ -101,6 +101,10 @@ impl Detector for Mad {
         score
     }
 
+    fn judged(&self) -> bool {
+        matches!(self.last, Last::Scored { .. })
+    }
+
     fn explain(&self) -> String {
         describe("mad", "median", "scaled MAD", &self.last)
     }

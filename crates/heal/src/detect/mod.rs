@@ -9,6 +9,11 @@ pub trait Detector: Send {
     /// Feeds one point and returns its anomaly score in [0, 1]. Non-finite values score 0 and do not move the
     /// baseline. Before the minimum number of samples the score is 0.
     fn update(&mut self, at: crate::clock::Timestamp, value: f64) -> f64;
+    /// Whether the last point was judged against a baseline: false while warming up or for a non-finite value.
+    /// A combination of detectors counts only the votes of those that judged.
+    fn judged(&self) -> bool {
+        true
+    }
     /// Why the last point scored what it did, for a human.
     fn explain(&self) -> String;
 }

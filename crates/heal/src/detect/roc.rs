@@ -109,6 +109,10 @@ impl Detector for RateOfChange {
         score
     }
 
+    fn judged(&self) -> bool {
+        matches!(self.last, Last::Scored { .. })
+    }
+
     fn explain(&self) -> String {
         describe(
             "roc (step from previous point)",

@@ -158,6 +158,10 @@ impl Detector for Seasonal {
         score
     }
 
+    fn judged(&self) -> bool {
+        matches!(self.last, Last::Scored { .. })
+    }
+
     fn explain(&self) -> String {
         describe(
             "seasonal",

@@ -130,6 +130,10 @@ impl Detector for VarianceShift {
         score
     }
 
+    fn judged(&self) -> bool {
+        matches!(self.last, Last::Scored { .. })
+    }
+
     fn explain(&self) -> String {
         match self.last {
             Last::Scored {

@@ -94,6 +94,10 @@ impl Detector for ZScore {
         score
     }
 
+    fn judged(&self) -> bool {
+        matches!(self.last, Last::Scored { .. })
+    }
+
     fn explain(&self) -> String {
         describe("zscore", "mean", "std", &self.last)
     }
