@@ -2226,6 +2226,23 @@ impl Store {
         free
     }
 
+    /// Bytes a compaction would write (the new snapshot, its parity sidecar, a fresh segment and a manifest), an
+    /// upper bound: free space below this means compaction cannot help and would only fail.
+    pub fn compaction_bytes_needed(&self) -> u64 {
+        let table: u64 = {
+            let st = lock(&self.state);
+            st.docs
+                .iter()
+                .map(|(id, e)| id.len() as u64 + e.bytes.len() as u64 + 32)
+                .sum()
+        };
+        let p = self.params();
+        let parity = table * u64::from(p.parity_blocks) / u64::from(p.data_blocks.max(1))
+            + 2 * u64::from(p.block_bytes) * u64::from(p.parity_blocks);
+        // Headers, a new segment's first block and two manifest copies.
+        table + parity + 64 * 1024
+    }
+
     /// WAL bytes now (sealed + open).
     pub fn wal_bytes(&self) -> u64 {
         let w = lock(&self.wal);

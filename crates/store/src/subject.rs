@@ -957,9 +957,12 @@ impl RepairStrategy for Compact {
     }
     fn can_repair(&self, issue: &Issue) -> bool {
         match issue.code.as_str() {
-            "wal_over_bound" | "disk_space_low" | "disk_space_critical" | "compaction_failed" => {
-                true
-            }
+            // Compaction frees space only if it has room to write the new snapshot first.
+            "disk_space_low" | "disk_space_critical" => self
+                .store
+                .free_bytes()
+                .is_none_or(|free| free >= self.store.compaction_bytes_needed()),
+            "wal_over_bound" | "compaction_failed" => true,
             // A sealed segment or snapshot lost beyond what parity can rebuild: the verified table in memory still
             // holds every document, so a new snapshot written from it replaces the lost file.
             "file_unreadable" | "snapshot_log_disagree" => true,

@@ -39,8 +39,10 @@ fn config() -> StoreConfig {
 /// The document written under id `n`: a pure function of `n`, so the parent knows what to expect.
 fn doc(n: u64) -> Document {
     let text = format!("document {n} ") + &"lorem ipsum ".repeat((n % 17) as usize);
-    let vector = (n % 3 == 0).then(|| (0..4).map(|i| (n as f32) * 0.5 + i as f32).collect());
-    let meta = (n % 5 == 0).then(|| {
+    let vector = n
+        .is_multiple_of(3)
+        .then(|| (0..4).map(|i| (n as f32) * 0.5 + i as f32).collect());
+    let meta = n.is_multiple_of(5).then(|| {
         let mut m = serde_json::Map::new();
         m.insert("n".into(), serde_json::json!(n));
         m.insert("tag".into(), serde_json::json!(format!("t{}", n % 7)));
