@@ -97,52 +97,73 @@ pub fn scan(main: &[u8], mirror: Option<&[u8]>, record_bytes_max: u64) -> Scan {
     good.extend_from_slice(&main[..h.min(main.len())]);
     let mut pos = h;
     loop {
-        let m = if pos <= main.len() {
-            decode_record(&main[pos..], record_bytes_max)
-        } else {
-            Decoded::Short
-        };
-        match m {
-            Decoded::Ok(rec, n) => {
-                good.extend_from_slice(&main[pos..pos + n]);
-                s.records.push(rec);
-                pos += n;
-                continue;
+        // A record counts only if it decodes and continues the log: its LSN above the last one taken. A misdirected
+        // write can put a valid record from elsewhere in the file at this offset; where the two copies hold
+        // different valid records, the one that continues the sequence most closely (the lowest later LSN) is the
+        // record that was written here.
+        let last = s.records.last().map(|r| r.lsn);
+        let decode = |copy: &[u8]| -> Decoded {
+            if pos > copy.len() {
+                return Decoded::Short;
             }
-            Decoded::Short | Decoded::Bad(_) => {}
-        }
-        let reason = match &m {
-            Decoded::Bad(r) => r.clone(),
-            _ => "incomplete record".to_string(),
+            match decode_record(&copy[pos..], record_bytes_max) {
+                Decoded::Ok(rec, _) if last.is_some_and(|l| rec.lsn <= l) => Decoded::Bad(format!(
+                    "record LSN {} out of order after LSN {}",
+                    rec.lsn,
+                    last.unwrap_or(0)
+                )),
+                d => d,
+            }
         };
-        if let Some(mir) = mirror
-            && pos <= mir.len()
-            && let Decoded::Ok(rec, n) = decode_record(&mir[pos..], record_bytes_max)
-        {
-            good.extend_from_slice(&mir[pos..pos + n]);
-            s.from_mirror.push((pos as u64, n as u64));
-            s.records.push(rec);
-            pos += n;
-            continue;
-        }
-        let longest = main.len().max(mirror.map_or(0, |m| m.len()));
-        if pos < longest {
-            // Is there a valid record anywhere after this point? Then this is mid-log damage, not a torn tail.
-            let later = (pos + 1..main.len()).find(|&p| {
-                matches!(decode_record(&main[p..], record_bytes_max), Decoded::Ok(ref r, _)
-                    if s.records.last().is_none_or(|l| r.lsn > l.lsn))
-            });
-            match later {
-                Some(p) => {
-                    s.damaged = Some((
-                        pos as u64,
-                        format!("{reason}; valid records resume at offset {p}"),
-                    ))
+        let m = decode(main);
+        let same_in_mirror = |n: usize| {
+            mirror.is_none_or(|mir| mir.len() >= pos + n && mir[pos..pos + n] == main[pos..pos + n])
+        };
+        let r = match (&m, mirror) {
+            (Decoded::Ok(_, n), _) if same_in_mirror(*n) => Decoded::Short,
+            (_, Some(mir)) => decode(mir),
+            (_, None) => Decoded::Short,
+        };
+        let (from_mirror, rec, n) = match (m, r) {
+            (Decoded::Ok(a, _), Decoded::Ok(b, k)) if b.lsn < a.lsn => (true, b, k),
+            (Decoded::Ok(a, n), _) => (false, a, n),
+            (_, Decoded::Ok(b, k)) => (true, b, k),
+            (m, _) => {
+                let reason = match m {
+                    Decoded::Bad(r) => r,
+                    _ => "incomplete record".to_string(),
+                };
+                let longest = main.len().max(mirror.map_or(0, |m| m.len()));
+                if pos < longest {
+                    // Is there a valid record anywhere after this point? Then this is mid-log damage, not a torn
+                    // tail.
+                    let later = (pos + 1..main.len()).find(|&p| {
+                        matches!(decode_record(&main[p..], record_bytes_max), Decoded::Ok(ref r, _)
+                            if last.is_none_or(|l| r.lsn > l))
+                    });
+                    match later {
+                        Some(p) => {
+                            s.damaged = Some((
+                                pos as u64,
+                                format!("{reason}; valid records resume at offset {p}"),
+                            ))
+                        }
+                        None => s.torn = Some((pos as u64, (longest - pos) as u64, reason)),
+                    }
                 }
-                None => s.torn = Some((pos as u64, (longest - pos) as u64, reason)),
+                break;
             }
-        }
-        break;
+        };
+        let copy = match mirror {
+            Some(mir) if from_mirror => {
+                s.from_mirror.push((pos as u64, n as u64));
+                mir
+            }
+            _ => main,
+        };
+        good.extend_from_slice(&copy[pos..pos + n]);
+        s.records.push(rec);
+        pos += n;
     }
     s.valid_end = pos as u64;
     if let Some(mir) = mirror {
@@ -326,5 +347,53 @@ mod tests {
         assert_eq!(s.from_mirror.len(), 1);
         assert_eq!(s.good, full);
         assert!(s.torn.is_none() && s.damaged.is_none());
+    }
+
+    /// Offsets of each record of `seg(n)`.
+    fn offsets(b: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut pos = HEADER_BYTES as usize;
+        while let Decoded::Ok(_, n) = decode_record(&b[pos..], 1 << 20) {
+            out.push(pos);
+            pos += n;
+        }
+        out
+    }
+
+    #[test]
+    fn a_misdirected_copy_of_valid_records_is_not_taken_for_the_log() {
+        // Records of different lengths, so the copied ones straddle the true boundaries.
+        let mut full = header(1, 1).to_vec();
+        for lsn in 1..=12u64 {
+            let doc = vec![b'x'; 10 + (lsn as usize * 7) % 23];
+            encode_record(lsn, KIND_PUT, &format!("id{lsn}"), &doc, &mut full);
+        }
+        let at = offsets(&full);
+        // Records 8.. copied over records 2.. in the main copy: valid records with later LSNs at record 2's offset.
+        let mut main = full.clone();
+        let len = at[5] - at[1];
+        let src = at[7];
+        let copy = main[src..src + len].to_vec();
+        main[at[1]..at[1] + len].copy_from_slice(&copy);
+        assert!(
+            matches!(decode_record(&main[at[1]..], 1 << 20), Decoded::Ok(ref r, _) if r.lsn == 8)
+        );
+
+        let s = scan(&main, Some(&full), 1 << 20);
+        let lsns: Vec<u64> = s.records.iter().map(|r| r.lsn).collect();
+        assert_eq!(lsns, (1..=12).collect::<Vec<_>>(), "{s:?}");
+        assert_eq!(s.good, full);
+        assert!(!s.from_mirror.is_empty());
+        assert!(!s.mirror_damaged && s.damaged.is_none() && s.torn.is_none());
+
+        // The same damage in the mirror, the main copy intact: the main copy's records are taken.
+        let s = scan(&full, Some(&main), 1 << 20);
+        assert_eq!(s.good, full);
+        assert!(s.mirror_damaged && s.from_mirror.is_empty());
+
+        // With no mirror the loss of records 2 to 7 cannot be undone, but it is reported as damage (the true
+        // record after the copy is out of order), never passed off as the log's end.
+        let s = scan(&main, None, 1 << 20);
+        assert!(s.damaged.is_some(), "{s:?}");
     }
 }
