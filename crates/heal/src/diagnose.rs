@@ -121,9 +121,26 @@ pub fn correlates(
     if new.detected_at.saturating_sub(last_at) > window_us {
         return false;
     }
-    issues
-        .iter()
-        .any(|i| i.resource == new.resource || known.iter().any(|p| p.links(&i.code, &new.code)))
+    issues.iter().any(|i| {
+        i.resource == new.resource
+            || known.iter().any(|p| p.links(&i.code, &new.code))
+            || same_operation_latency(i, new)
+    })
+}
+
+/// Latency anomalies of one operation (`put_latency_p50_us`, `put_latency_p99_us`, `put_latency_last_us`): its
+/// quantiles move together, so they are one problem, not one incident per quantile.
+fn same_operation_latency(a: &Issue, b: &Issue) -> bool {
+    let op = |i: &Issue| {
+        (i.kind == IssueKind::Anomaly)
+            .then(|| {
+                i.resource
+                    .split_once("_latency")
+                    .map(|(op, _)| op.to_owned())
+            })
+            .flatten()
+    };
+    op(a).is_some_and(|x| Some(x) == op(b))
 }
 
 /// What diagnosis concluded about a group of correlated issues.
@@ -317,6 +334,43 @@ mod tests {
         let b = priority(Severity::Sev2, CrisisLevel::Crisis, 1.0, 9);
         let c = priority(Severity::Sev2, CrisisLevel::Obstacle, 1.0, 9);
         assert!(a > b && b > c);
+    }
+
+    #[test]
+    fn latency_anomalies_of_one_operation_are_one_incident() {
+        let existing = vec![issue(
+            IssueKind::Anomaly,
+            "latency_anomaly",
+            "put_latency_p99_us",
+            100,
+        )];
+        let p50 = issue(
+            IssueKind::Anomaly,
+            "latency_anomaly",
+            "put_latency_p50_us",
+            120,
+        );
+        assert!(correlates(&existing, 100, &p50, 60, &[]));
+        let get = issue(
+            IssueKind::Anomaly,
+            "latency_anomaly",
+            "get_latency_p99_us",
+            120,
+        );
+        assert!(
+            !correlates(&existing, 100, &get, 60, &[]),
+            "another operation"
+        );
+        let breach = issue(
+            IssueKind::ConstraintBreach,
+            "bound",
+            "put_latency_p50_us_bound",
+            120,
+        );
+        assert!(
+            !correlates(&existing, 100, &breach, 60, &[]),
+            "not an anomaly"
+        );
     }
 
     #[test]
