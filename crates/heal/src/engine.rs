@@ -265,6 +265,61 @@ pub struct Engine {
     metrics: HealingMetrics,
     recent_anomalies: VecDeque<String>,
     pending_issues: Vec<Issue>,
+    in_flight: RepairsInFlight,
+}
+
+/// The repairs running now, readable from another thread while a cycle holds the engine (a status page must answer
+/// during a long repair, not wait for it). Cloning shares the same counter.
+#[derive(Debug, Clone, Default)]
+pub struct RepairsInFlight(Arc<std::sync::Mutex<Vec<RepairInFlight>>>);
+
+/// One repair running now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepairInFlight {
+    /// The incident it repairs.
+    pub incident_id: u64,
+    /// The resource it holds.
+    pub resource: String,
+    /// The strategies it will try, in order.
+    pub cascade: Vec<String>,
+    /// When it started.
+    pub started_at: Timestamp,
+}
+
+impl RepairsInFlight {
+    /// The repairs running now.
+    pub fn list(&self) -> Vec<RepairInFlight> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// How many repairs are running now.
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn start(&self, r: RepairInFlight) -> InFlightGuard {
+        let id = r.incident_id;
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+        InFlightGuard {
+            set: self.clone(),
+            id,
+        }
+    }
+}
+
+/// Removes its repair from the set when dropped, even if the repair panicked.
+struct InFlightGuard {
+    set: RepairsInFlight,
+    id: u64,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut v = self.set.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = v.iter().position(|r| r.incident_id == self.id) {
+            v.remove(i);
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -328,6 +383,7 @@ impl Engine {
             metrics: HealingMetrics::default(),
             recent_anomalies: VecDeque::new(),
             pending_issues: Vec::new(),
+            in_flight: RepairsInFlight::default(),
         };
         let mut records = engine.kb.recent(engine.config.kb_records_max)?;
         records.reverse();
@@ -427,6 +483,11 @@ impl Engine {
     /// The counters.
     pub fn metrics(&self) -> &HealingMetrics {
         &self.metrics
+    }
+
+    /// A handle on the repairs running now, to read from another thread while a cycle runs.
+    pub fn repairs_in_flight(&self) -> RepairsInFlight {
+        self.in_flight.clone()
     }
 
     /// The escalation level.
@@ -935,6 +996,12 @@ impl Engine {
                     .iter()
                     .filter_map(|n| by_name.get(n.as_str()).map(|st| Arc::clone(st)))
                     .collect();
+                let running = self.in_flight.start(RepairInFlight {
+                    incident_id: inc.record.id,
+                    resource: root.resource.clone(),
+                    cascade: decision.cascade.clone(),
+                    started_at: now,
+                });
                 let (gates, kb, cfg, metrics) =
                     (&mut self.gates, &self.kb, &self.config, &mut self.metrics);
                 let clock = self.clock.as_ref();
@@ -946,6 +1013,7 @@ impl Engine {
                         kb_errors.push(format!("recording outcome of {name}: {e}"));
                     }
                 });
+                drop(running);
                 s.errors.extend(kb_errors);
                 for a in &out.attempts {
                     self.metrics.repair_time_us_total += a.duration_us;

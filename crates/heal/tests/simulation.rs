@@ -10,7 +10,7 @@ use heal::check::{CheckContext, CheckOutcome, HealthCheck, HealthState, Tier};
 use heal::clock::{SimClock, US_PER_S};
 use heal::config::EngineConfig;
 use heal::decide::{Action, BreakerState};
-use heal::engine::{CycleSummary, Engine, IncidentStatus};
+use heal::engine::{CycleSummary, Engine, IncidentStatus, RepairInFlight, RepairsInFlight};
 use heal::escalate::{Alert, EscalationLevel, Notifier};
 use heal::issue::{Issue, IssueKind, Location};
 use heal::learn::{AttemptOutcome, KnowledgeBase, MemoryKnowledgeBase, Resolution};
@@ -39,6 +39,9 @@ struct World {
     calls: Vec<String>,
     liveness_fails: bool,
     slow_check_us: u64,
+    /// The engine's repairs-in-flight handle, and what it showed while each repair ran.
+    in_flight: Option<RepairsInFlight>,
+    in_flight_seen: Vec<Vec<RepairInFlight>>,
 }
 
 struct Liveness {
@@ -119,6 +122,12 @@ impl RepairStrategy for FakeStrategy {
     }
     fn repair(&self, issue: &Issue) -> Result<RepairReport, RepairError> {
         self.call("repair", issue);
+        {
+            let mut w = self.world.lock().unwrap();
+            if let Some(h) = w.in_flight.clone() {
+                w.in_flight_seen.push(h.list());
+            }
+        }
         self.clock.advance(self.duration_us);
         match self.mode() {
             Mode::Works => {
@@ -683,6 +692,24 @@ fn dry_run_decides_but_changes_nothing_until_switched_off() {
         outcomes,
         [AttemptOutcome::DryRun, AttemptOutcome::Succeeded]
     );
+}
+
+#[test]
+fn a_running_repair_is_visible_in_flight_and_gone_after() {
+    let mut sim = Sim::new(EngineConfig::default());
+    let handle = sim.engine.repairs_in_flight();
+    sim.world.lock().unwrap().in_flight = Some(handle.clone());
+    let f = sim.block_fault("wal/00000003.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    let id = s.incidents_opened[0];
+    let seen = std::mem::take(&mut sim.world.lock().unwrap().in_flight_seen);
+    assert!(!seen.is_empty(), "a repair ran");
+    assert_eq!(seen[0].len(), 1, "{seen:?}");
+    assert_eq!(seen[0][0].incident_id, id);
+    assert_eq!(seen[0][0].resource, "wal/00000003.seg");
+    assert!(!seen[0][0].cascade.is_empty());
+    assert_eq!(handle.count(), 0, "nothing in flight after the cycle");
 }
 
 #[test]

@@ -64,6 +64,10 @@ pub struct App {
     started_at_us: Timestamp,
     schedule: Mutex<Schedule>,
     last_health: Mutex<Option<HealthState>>,
+    /// Repairs running now, readable while a cycle holds the engine.
+    in_flight: heal::engine::RepairsInFlight,
+    /// The last status computed with the engine free: answered (with live repairs in flight) while a cycle runs.
+    last_status: Mutex<Option<Value>>,
 }
 
 impl std::fmt::Debug for App {
@@ -142,6 +146,8 @@ impl App {
             store,
             subject,
             kb,
+            in_flight: engine.repairs_in_flight(),
+            last_status: Mutex::new(None),
             engine: Mutex::new(engine),
             clock,
             started_at_us,
@@ -307,8 +313,30 @@ impl App {
 
     /// `GET /v1/status`: health, active incidents, repairs in flight, KPIs, the engine's counters, the store's
     /// figures and what recovery at open did.
+    /// Health, incidents, repairs in flight and KPIs. While a cycle holds the engine (a long repair), answers at
+    /// once with the status of the last free moment, the repairs running now, and `"cycle_running": true`.
     pub fn status(&self) -> anyhow::Result<Value> {
-        let engine = self.engine();
+        let engine = match self.engine.try_lock() {
+            Ok(e) => e,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let cached = self
+                    .last_status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                match cached {
+                    Some(mut v) => {
+                        let running = self.in_flight.list();
+                        v["repairs_in_flight"] = json!(running.len());
+                        v["repairs_running"] = json!(running);
+                        v["cycle_running"] = json!(true);
+                        return Ok(v);
+                    }
+                    None => self.engine(),
+                }
+            }
+        };
         let state = engine.health_state();
         let active = engine.active_incidents();
         let kpis = engine.kpis().context("computing KPIs")?;
@@ -321,14 +349,15 @@ impl App {
             .collect();
         let dry_run = engine.config().dry_run;
         drop(engine);
-        // The engine runs repairs inside its cycle, under the engine lock: between cycles none is in flight.
-        let repairs_in_flight = 0;
-        Ok(json!({
+        let running = self.in_flight.list();
+        let v = json!({
             "state": state_name(state),
             "escalation_level": escalation,
             "dry_run": dry_run,
             "active_incidents": active,
-            "repairs_in_flight": repairs_in_flight,
+            "repairs_in_flight": running.len(),
+            "repairs_running": running,
+            "cycle_running": false,
             "kpis": {
                 "mttd_ms": kpis.mttd_us.map(|v| v / 1_000.0),
                 "mttr_ms": kpis.mttr_us.map(|v| v / 1_000.0),
@@ -343,7 +372,9 @@ impl App {
             "store": self.store.stats(),
             "recovery": self.store.recovery_report(),
             "started_at_us": self.started_at_us,
-        }))
+        });
+        *self.last_status.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.clone());
+        Ok(v)
     }
 
     /// The newest `limit` incidents, newest first (open ones from the engine, the rest from the knowledge base).
@@ -442,11 +473,23 @@ impl App {
         }
     }
 
+    /// [`App::snapshot`] if no cycle holds the engine now, else `None` (nothing waits).
+    pub fn snapshot_if_free(&self) -> Option<Snapshot> {
+        match self.engine.try_lock() {
+            Ok(engine) => Some(self.snapshot_with(Some(&engine))),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                Some(self.snapshot_with(Some(&p.into_inner())))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     fn snapshot_with(&self, engine: Option<&Engine>) -> Snapshot {
         let st = self.store.stats();
         let mut s = Snapshot {
             documents: st.docs as u64,
             read_only: st.read_only.is_some() || st.poisoned.is_some(),
+            repairs_in_flight: self.in_flight.count() as u64,
             ..Snapshot::default()
         };
         let Some(engine) = engine else {

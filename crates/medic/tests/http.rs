@@ -570,3 +570,61 @@ async fn a_full_disk_refuses_writes_with_503_and_never_a_partial_write() {
     let got = send(&f.router, empty("GET", "/v1/docs/full")).await;
     assert_eq!(got.0, StatusCode::NOT_FOUND, "{}", got.2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_answers_during_a_repair_and_shows_it_in_flight() {
+    let faults = Arc::new(store::IoFaults::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.data_dir = dir.path().join("data");
+    let app = Arc::new(App::open_with_faults(&config, faults.clone()).unwrap());
+    let router = medic::daemon::router(app.clone());
+    for i in 0..20 {
+        let got = send(
+            &router,
+            json_req("PUT", &format!("/v1/docs/d{i}"), &json!({"text": "t"})),
+        )
+        .await;
+        assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+    }
+    let got = send(&router, empty("GET", "/v1/status")).await;
+    assert_eq!(got.1["repairs_in_flight"], 0, "{}", got.2);
+    // The open segment's mirror is lost, and every write is slow: the repair that rebuilds it takes a while.
+    let wal = config.server.data_dir.join("wal");
+    let mirror = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "mir"))
+        .expect("the open segment has a mirror");
+    std::fs::remove_file(&mirror).unwrap();
+    faults.set_latency_us(150_000);
+    let cycle = {
+        let app = app.clone();
+        std::thread::spawn(move || app.run_cycle(Some(false)).unwrap())
+    };
+    let mut seen = None;
+    while !cycle.is_finished() {
+        let got = send(&router, empty("GET", "/v1/status")).await;
+        assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+        if got.1["repairs_in_flight"].as_u64() == Some(1) {
+            seen = Some(got.1);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let cycle = cycle.join().unwrap();
+    faults.set_latency_us(0);
+    let seen =
+        seen.unwrap_or_else(|| panic!("no status showed the repair in flight; cycle: {cycle}"));
+    assert_eq!(seen["cycle_running"], true, "{seen}");
+    let running = &seen["repairs_running"][0];
+    assert!(
+        running["resource"]
+            .as_str()
+            .is_some_and(|r| r.contains("wal")),
+        "{seen}"
+    );
+    let got = send(&router, empty("GET", "/v1/status")).await;
+    assert_eq!(got.1["repairs_in_flight"], 0, "{}", got.2);
+    assert_eq!(got.1["cycle_running"], false, "{}", got.2);
+}

@@ -339,7 +339,10 @@ pub async fn status(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> 
         let st = app
             .status()
             .map_err(|e| ApiError::internal(format!("{e:#}")))?;
-        metrics.set_snapshot(&app.snapshot());
+        // While a cycle runs, the status is answered from the last free moment and the metrics wait for the next.
+        if let Some(snapshot) = app.snapshot_if_free() {
+            metrics.set_snapshot(&snapshot);
+        }
         Ok::<_, ApiError>(st)
     })
     .await??;
