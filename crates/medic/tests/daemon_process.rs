@@ -423,6 +423,22 @@ fn every_acknowledged_write_survives_sigkill() {
     }
     let (_, v) = d.json("GET", "/v1/status", None);
     assert_eq!(v["recovery"]["previous_holder_crashed"], true, "{v}");
+    // Not on a terminal: start-up work is told in plain log lines, the recovery summarised.
+    let log = d.stderr();
+    assert!(
+        log.contains("opening: verifying and replaying the log"),
+        "{log}"
+    );
+    let replayed = v["recovery"]["records_replayed"].as_u64().unwrap();
+    assert!(replayed >= acked.len() as u64, "{v}");
+    assert!(
+        log.contains(&format!("records_replayed={replayed}")),
+        "{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "no terminal escapes on a pipe: {log}"
+    );
     d.stop();
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod metrics;
 
+use std::io::IsTerminal as _;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,9 +143,41 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let open_config = config.clone();
+    let data = config.server.data_dir.display().to_string();
+    // Recovery verifies every block and replays the log: on a terminal a spinner shows it is working.
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_message(format!("opening {data}: verifying and replaying the log"));
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    });
+    if spinner.is_none() {
+        tracing::info!(data = %data, "opening: verifying and replaying the log");
+    }
     let app = tokio::task::spawn_blocking(move || App::open(&open_config))
         .await
-        .context("opening the data directory")??;
+        .context("opening the data directory");
+    if let Some(bar) = &spinner {
+        bar.finish_and_clear();
+    }
+    let app = app??;
+    {
+        let r = app.store().recovery_report();
+        tracing::info!(
+            data = %data,
+            created = r.created,
+            snapshot_docs = r.snapshot_docs,
+            records_replayed = r.records_replayed,
+            last_lsn = r.last_lsn,
+            issues = r.issues.len(),
+            ms = r.duration_us / 1_000,
+            "opened"
+        );
+    }
     let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
