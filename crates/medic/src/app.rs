@@ -141,6 +141,16 @@ impl App {
             config.engine.clone(),
         )
         .context("building the healing engine")?;
+        let mut engine = engine;
+        if config.notify.log {
+            engine.add_notifier(Box::new(crate::notify::LogNotifier));
+        }
+        if let Some(url) = &config.notify.webhook_url {
+            let timeout = std::time::Duration::from_millis(config.notify.webhook_timeout_ms);
+            let webhook = crate::notify::WebhookNotifier::new(url, timeout)
+                .with_context(|| format!("starting the webhook notifier for {url}"))?;
+            engine.add_notifier(Box::new(webhook));
+        }
         Ok(App {
             config: config.clone(),
             store,

@@ -30,6 +30,8 @@ pub struct Config {
     pub constraints: ConstraintsConfig,
     /// Metric history kept for reports.
     pub metrics: MetricsConfig,
+    /// Where alerts go: the log, a webhook.
+    pub notify: NotifyConfig,
     /// The healing engine: detectors, diagnosis, safety gates (dry-run, approval risk, concurrency, rate limits,
     /// circuit breakers), escalation. Validated by `heal::config::EngineConfig::validate`.
     pub engine: EngineConfig,
@@ -83,6 +85,28 @@ pub struct ConstraintsConfig {
     pub disk_free_critical_bytes_min: u64,
     /// A write-ahead log larger than this gets a snapshot, and the segments it covers are dropped.
     pub wal_bytes_max: u64,
+}
+
+/// `[notify]`: where the engine's alerts go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Write every alert to the log (stderr) as a warning.
+    pub log: bool,
+    /// POST every alert as JSON to this `http://` URL.
+    pub webhook_url: Option<String>,
+    /// One webhook POST may take this long.
+    pub webhook_timeout_ms: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            log: true,
+            webhook_url: None,
+            webhook_timeout_ms: 5_000,
+        }
+    }
 }
 
 /// `[metrics]`: metric history kept for reports.
@@ -439,6 +463,38 @@ impl Config {
             24 * 366,
             " hours",
         )?;
+
+        let n = &self.notify;
+        check_range(
+            "notify.webhook_timeout_ms",
+            n.webhook_timeout_ms,
+            100,
+            60_000,
+            " ms",
+        )?;
+        if let Some(url) = &n.webhook_url {
+            let rest = url.strip_prefix("http://").unwrap_or_default();
+            let host = rest.split('/').next().unwrap_or_default();
+            if url.len() > 2048
+                || host.is_empty()
+                || url.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(ConfigError::Invalid {
+                    key: "notify.webhook_url",
+                    value: url.clone(),
+                    accepted: "an http://HOST[:PORT]/PATH URL of at most 2048 bytes without spaces (for https, \
+                               post through a local TLS-terminating relay)"
+                        .into(),
+                });
+            }
+        }
+        if !n.log && n.webhook_url.is_none() {
+            warnings.push(ConfigWarning {
+                key: "notify.log",
+                message: "false with no notify.webhook_url: alerts reach no one (they stay in /v1/incidents)"
+                    .into(),
+            });
+        }
         Ok(warnings)
     }
 }
@@ -646,6 +702,14 @@ wal_bytes_max = 536870912
 [metrics]
 # Hours of metric history kept in the knowledge base (1..=8784).
 history_retention_hours = 168
+
+[notify]
+# Write every alert (data at risk, repeated serious issues, escalations) to the log on stderr as a warning.
+log = true
+# POST every alert as one JSON object to this http:// URL (delivered from a queue; the healing cycle never waits).
+# webhook_url = "http://127.0.0.1:9000/medic-alerts"
+# One webhook POST may take this long (100..=60000 ms).
+webhook_timeout_ms = 5000
 "#;
 
 #[cfg(test)]

@@ -11,3 +11,4 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod kb;
+pub mod notify;
