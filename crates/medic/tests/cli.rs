@@ -333,9 +333,25 @@ fn check_full_is_healthy_then_escalates_after_damage_to_every_copy() {
         dir.path(),
     );
     assert_ne!(o.status.code(), Some(0), "damage is reported");
-    let err = stderr(&o);
-    assert!(err.contains("wal/"), "names the damaged file: {err}");
-    assert!(last_json(&o)["error"].is_string());
+    // The store opens degraded and the checks report the loss precisely: file and LSN range, data at risk.
+    let v = last_json(&o);
+    assert_eq!(v["passed"], false, "{v}");
+    let lost = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["issues"].as_array().unwrap().iter())
+        .find(|i| i["code"] == "acknowledged_data_lost")
+        .unwrap_or_else(|| panic!("loss reported: {v}"));
+    assert!(
+        lost["location"]["file"]
+            .as_str()
+            .unwrap()
+            .starts_with("wal/"),
+        "names the damaged file: {lost}"
+    );
+    assert!(lost["location"]["lsn_range"].is_array(), "{lost}");
+    assert_eq!(lost["data_at_risk"], true);
 }
 
 #[test]

@@ -35,6 +35,28 @@ pub enum StoreError {
         /// Where.
         location: heal::Location,
     },
+    /// The answer could be wrong: acknowledged records that may have changed it (updated, deleted or created the
+    /// document) were lost beyond every redundancy, as found on open. The store's own trouble, not the caller's;
+    /// it lasts until the lost file is restored and the store reopened, or an operator accepts the loss
+    /// (`Store::accept_loss`).
+    #[error(
+        "{what} may be stale: records LSN {}..={} of {file} were lost ({reason}); restore {file} from a backup and \
+         reopen, or accept the loss (Store::accept_loss) to serve what survives",
+        .lsn_range.0,
+        .lsn_range.1
+    )]
+    MayBeStale {
+        /// What was asked for (`document "a1"`, `the scan`).
+        what: String,
+        /// The file whose records were lost.
+        file: String,
+        /// Where in it the loss starts, if known (`None`: the whole file is gone).
+        offset: Option<u64>,
+        /// The LSNs lost, inclusive.
+        lsn_range: (u64, u64),
+        /// Why they are lost.
+        reason: String,
+    },
     /// A failed fsync: the store stopped writing, because the kernel may have dropped dirty pages it now calls clean.
     #[error("poisoned: {0}; the store stopped writing, reopen to recover")]
     Poisoned(String),

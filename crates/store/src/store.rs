@@ -98,6 +98,14 @@ struct State {
     vector_dim: Option<u32>,
     space_checked_us: u64,
     disk_free_bytes: Option<u64>,
+    /// Acknowledged records lost beyond redundancy, found on open and not yet accepted. Kept apart from
+    /// `read_only`, which free space lifts.
+    lost: Vec<LostRange>,
+    /// While `lost` is not empty: ids whose surviving last record is a delete, with its LSN (a delete after every
+    /// lost range is certainly current).
+    tombstones: HashMap<String, u64>,
+    /// Losses accepted since open.
+    losses_accepted: Vec<LostRange>,
 }
 
 struct WalState {
@@ -159,6 +167,13 @@ pub struct StoreStats {
     pub issues_queued: usize,
     /// Issues dropped because the queue was full.
     pub issues_dropped: u64,
+    /// Acknowledged records lost beyond every redundancy and not yet accepted: while any is listed, writes are
+    /// refused (`read_only` says why) and reads answer only what is certainly current.
+    #[serde(default)]
+    pub lost: Vec<LostRange>,
+    /// Losses an operator accepted since open ([`Store::accept_loss`]).
+    #[serde(default)]
+    pub losses_accepted: Vec<LostRange>,
 }
 
 /// A torn tail cut off on open.
@@ -172,6 +187,103 @@ pub struct TornTail {
     pub bytes: u64,
     /// What was wrong at `offset`.
     pub reason: String,
+}
+
+/// Acknowledged records lost beyond every redundancy, found on open: a sealed segment missing or damaged beyond what
+/// its parity rebuilds, a snapshot beyond parity (no log covers its documents), or open-segment records damaged in
+/// both the main copy and the mirror. While any is unacknowledged the store is degraded: writes are refused and reads
+/// answer only what is certainly current (see [`Store::accept_loss`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostRange {
+    /// The file whose records were lost (relative to the data directory).
+    pub file: String,
+    /// Where in it the lost records start; `None` when the whole file is gone.
+    pub offset: Option<u64>,
+    /// The LSNs lost, inclusive. For a snapshot: every LSN it covered (`1..=snapshot LSN`).
+    pub lsn_range: (u64, u64),
+    /// Why they are lost.
+    pub reason: String,
+}
+
+impl LostRange {
+    /// One line: `records LSN a..=b of FILE (from offset N): reason`.
+    pub fn describe(&self) -> String {
+        format!(
+            "records LSN {}..={} of {}{}: {}",
+            self.lsn_range.0,
+            self.lsn_range.1,
+            self.file,
+            self.offset
+                .map_or(String::new(), |o| format!(" (from offset {o})")),
+            self.reason
+        )
+    }
+
+    /// The issue the engine sees for it: `acknowledged_data_lost`, data at risk, located by file, offset and LSNs.
+    /// No strategy repairs it; it escalates until an operator restores the file or accepts the loss.
+    pub fn issue(&self, source: &str) -> Issue {
+        issue(
+            IssueKind::Integrity,
+            "acknowledged_data_lost",
+            &self.file,
+            format!(
+                "acknowledged {} lost beyond every redundancy; writes refused and possibly stale reads refused until \
+                 the file is restored or the loss accepted",
+                self.describe()
+            ),
+            source,
+        )
+        .at(Location {
+            file: Some(self.file.clone()),
+            offset: self.offset,
+            len: None,
+            lsn_range: Some(self.lsn_range),
+        })
+        .data_at_risk()
+        .evidence("lsn_range", format!("{}..={}", self.lsn_range.0, self.lsn_range.1))
+        .evidence("reason", self.reason.clone())
+        .evidence(
+            "action",
+            "restore the file from a backup and reopen, or accept the loss (Store::accept_loss)",
+        )
+    }
+
+    fn stale(&self, what: String) -> StoreError {
+        StoreError::MayBeStale {
+            what,
+            file: self.file.clone(),
+            offset: self.offset,
+            lsn_range: self.lsn_range,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// What [`Store::accept_loss`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LossAcceptance {
+    /// The lost ranges accepted (now dropped for good).
+    pub ranges: Vec<LostRange>,
+    /// The snapshot written of what survived (`None` if there was nothing to accept).
+    pub snapshot_lsn: Option<u64>,
+    /// Documents in it.
+    pub docs: usize,
+    /// When, µs since the UNIX epoch.
+    pub accepted_at_us: u64,
+}
+
+/// The message of a write refused while losses are unacknowledged.
+fn loss_message(lost: &[LostRange]) -> String {
+    let list = lost
+        .iter()
+        .map(LostRange::describe)
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!(
+        "read-only: acknowledged data lost beyond every redundancy: {list}. Reads serve only documents certainly \
+         current. To resume writes, restore the lost file(s) from a backup and reopen, or accept the loss \
+         (Store::accept_loss) to snapshot what survives"
+    )
 }
 
 /// What open found and did.
@@ -211,6 +323,9 @@ pub struct RecoveryReport {
     pub duration_us: u64,
     /// Issues found (also queued for the engine).
     pub issues: Vec<Issue>,
+    /// Acknowledged records lost beyond every redundancy: the store opened degraded (see [`LostRange`]).
+    #[serde(default)]
+    pub lost: Vec<LostRange>,
 }
 
 /// A file the store wrote once and never changes: a sealed segment or a snapshot, with its parity sidecar.
@@ -494,9 +609,12 @@ impl Store {
             vector_dim = config.vector_dim;
         }
 
-        // The snapshot.
+        // The snapshot. One that redundancy cannot save is lost whole (no log covers its documents any more): the
+        // store opens degraded with what the log holds after it.
         let mut docs: BTreeMap<String, Entry> = BTreeMap::new();
         let mut last_lsn = 0;
+        let mut lost: Vec<LostRange> = Vec::new();
+        let mut tombstones: HashMap<String, u64> = HashMap::new();
         if let Some(snap_lsn) = manifest.snapshot_lsn {
             let f = ImmutableFile {
                 rel: snap_name(snap_lsn),
@@ -505,25 +623,31 @@ impl Store {
                 len: 0,
                 lsn_range: (0, snap_lsn),
             };
-            let bytes = load_immutable(&dir, &f, None, &mut report, &mut issues)?;
-            let (lsn, entries) = snapshot::decode(&bytes).map_err(|(off, e)| {
-                StoreError::corrupt(
-                    format!("snapshot {}: {e}", f.rel),
-                    Location {
-                        lsn_range: Some((0, snap_lsn)),
-                        ..loc(&f.rel, off, 0)
-                    },
-                )
-            })?;
-            if lsn != snap_lsn {
-                return Err(StoreError::corrupt(
-                    format!(
-                        "snapshot {} says LSN {lsn}, manifest says {snap_lsn}",
-                        f.rel
-                    ),
-                    loc(&f.rel, 0, 32),
-                ));
-            }
+            let decoded = match load_immutable_salvage(&dir, &f, None, &mut report, &mut issues) {
+                Loaded::Ok(bytes) => match snapshot::decode(&bytes) {
+                    Ok((lsn, entries)) if lsn == snap_lsn => Ok(entries),
+                    Ok((lsn, _)) => Err((
+                        Some(0),
+                        format!("it says LSN {lsn}, the manifest says {snap_lsn}"),
+                    )),
+                    Err((off, e)) => Err((Some(off), e)),
+                },
+                Loaded::Missing(why) => Err((None, why)),
+                Loaded::Beyond { valid_to, why, .. } => Err((Some(valid_to), why)),
+            };
+            let entries = match decoded {
+                Ok(entries) => entries,
+                Err((offset, why)) => {
+                    lost.push(LostRange {
+                        file: f.rel.clone(),
+                        offset,
+                        lsn_range: (1, snap_lsn),
+                        reason: format!("snapshot {} {why}", f.rel),
+                    });
+                    Vec::new()
+                }
+            };
+            let lsn = snap_lsn;
             report.snapshot_lsn = Some(lsn);
             report.snapshot_docs = entries.len() as u64;
             for (id, lsn, doc) in entries {
@@ -545,7 +669,7 @@ impl Store {
         for (i, se) in manifest.segments.iter().enumerate() {
             let rel = wal::seg_name(se.id);
             let is_open = i + 1 == n_segs && !se.sealed;
-            let scan = if is_open {
+            let records = if is_open {
                 let mirror = if config.mirror_open_segment {
                     std::fs::read(dir.join(wal::mirror_name(se.id))).ok()
                 } else {
@@ -618,26 +742,70 @@ impl Store {
                     _ => main,
                 };
                 let header_from_mirror = main_ok.is_err();
-                let s = wal::scan(&main, mirror.as_deref(), record_bytes_max);
-                if let Some((off, why)) = &s.damaged {
-                    return Err(StoreError::corrupt(
-                        format!(
-                            "open segment {rel}: acknowledged records damaged in every copy: {why}"
-                        ),
-                        Location {
-                            lsn_range: Some((last_lsn + 1, u64::MAX)),
-                            ..loc(&rel, *off, 0)
-                        },
-                    ));
-                }
-                if let Some((off, len, why)) = &s.torn {
-                    report.torn_tail = Some(TornTail {
-                        file: rel.clone(),
-                        offset: *off,
-                        bytes: *len,
-                        reason: why.clone(),
+                let mut s = wal::scan(&main, mirror.as_deref(), record_bytes_max);
+                if let Some(damaged) = s.damaged.take() {
+                    // Acknowledged records damaged in both copies: keep every record that verifies on either side of
+                    // the damage, record what is lost, and leave both files exactly as they are (evidence, and what
+                    // an operator restores from). Writes are refused until the loss is accepted, which compacts
+                    // into a new segment.
+                    let before = s
+                        .records
+                        .last()
+                        .map_or(last_lsn.max(se.first_lsn.saturating_sub(1)), |r| r.lsn);
+                    let SalvagedOpen {
+                        records: more,
+                        lost: lost_here,
+                        torn,
+                    } = salvage_open(
+                        &main,
+                        mirror.as_deref(),
+                        &rel,
+                        damaged,
+                        before,
+                        record_bytes_max,
+                    );
+                    s.records.extend(more);
+                    lost.extend(lost_here);
+                    if let Some((off, len, why)) = torn {
+                        report.torn_tail = Some(TornTail {
+                            file: rel.clone(),
+                            offset: off,
+                            bytes: len,
+                            reason: format!("{why} (left in place: the store opened degraded)"),
+                        });
+                    }
+                    let open = |rel: &str, create: bool| {
+                        std::fs::OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .create(create)
+                            .truncate(false)
+                            .open(dir.join(rel))
+                    };
+                    let file = open(&rel, true).map_err(ioe(format!("opening {rel}")))?;
+                    let mirror_f = if config.mirror_open_segment {
+                        open(&wal::mirror_name(se.id), false).ok()
+                    } else {
+                        None
+                    };
+                    let len = main.len().max(mirror.as_ref().map_or(0, Vec::len)) as u64;
+                    open_seg = Some(OpenSegment {
+                        id: se.id,
+                        first_lsn: se.first_lsn,
+                        file,
+                        mirror: mirror_f,
+                        len,
                     });
-                    issues.push(
+                    s.records
+                } else {
+                    if let Some((off, len, why)) = &s.torn {
+                        report.torn_tail = Some(TornTail {
+                            file: rel.clone(),
+                            offset: *off,
+                            bytes: *len,
+                            reason: why.clone(),
+                        });
+                        issues.push(
                         issue(
                             IssueKind::Integrity,
                             "torn_tail",
@@ -649,15 +817,15 @@ impl Store {
                         .with_score(0.3)
                         .evidence("reason", why.clone()),
                     );
-                }
-                let mut rewrite_main = s.from_mirror.clone();
-                if header_from_mirror {
-                    rewrite_main.push((0, wal::HEADER_BYTES));
-                }
-                report.records_from_mirror += s.from_mirror.len() as u64;
-                report.mirror_rewritten = s.mirror_damaged || mirror_missing;
-                for (off, len) in &s.from_mirror {
-                    issues.push(
+                    }
+                    let mut rewrite_main = s.from_mirror.clone();
+                    if header_from_mirror {
+                        rewrite_main.push((0, wal::HEADER_BYTES));
+                    }
+                    report.records_from_mirror += s.from_mirror.len() as u64;
+                    report.mirror_rewritten = s.mirror_damaged || mirror_missing;
+                    for (off, len) in &s.from_mirror {
+                        issues.push(
                         issue(
                             IssueKind::Integrity,
                             "wal_record_damaged",
@@ -667,52 +835,41 @@ impl Store {
                         )
                         .at(loc(&rel, *off, *len)),
                     );
+                    }
+                    let seg = OpenSegment::reopen(
+                        &faults,
+                        &dir,
+                        se.id,
+                        se.first_lsn,
+                        &s.good,
+                        &rewrite_main,
+                        s.mirror_damaged || mirror_missing,
+                        config.mirror_open_segment,
+                    )
+                    .map_err(ioe(format!("reopening {rel}")))?;
+                    open_seg = Some(seg);
+                    s.records
                 }
-                let seg = OpenSegment::reopen(
-                    &faults,
-                    &dir,
-                    se.id,
-                    se.first_lsn,
-                    &s.good,
-                    &rewrite_main,
-                    s.mirror_damaged || mirror_missing,
-                    config.mirror_open_segment,
-                )
-                .map_err(ioe(format!("reopening {rel}")))?;
-                open_seg = Some(seg);
-                s
             } else {
-                let f = ImmutableFile {
-                    rel: rel.clone(),
-                    par_rel: wal::par_name(se.id),
-                    file_id: se.id,
-                    len: se.sealed_len,
-                    lsn_range: (se.first_lsn, u64::MAX),
-                };
-                let bytes =
-                    load_immutable(&dir, &f, Some(se.sealed_len), &mut report, &mut issues)?;
-                wal::check_header(&bytes, se.id).map_err(|e| {
-                    StoreError::corrupt(format!("{rel}: {e}"), loc(&rel, 0, wal::HEADER_BYTES))
-                })?;
-                let s = wal::scan(&bytes, None, record_bytes_max);
-                if s.valid_end != se.sealed_len {
-                    return Err(StoreError::corrupt(
-                        format!(
-                            "sealed segment {rel} has valid records up to {} of {} bytes",
-                            s.valid_end, se.sealed_len
-                        ),
-                        loc(
-                            &rel,
-                            s.valid_end,
-                            se.sealed_len - s.valid_end.min(se.sealed_len),
-                        ),
-                    ));
-                }
+                // A sealed segment ends where the next one starts.
+                let end_lsn = manifest
+                    .segments
+                    .get(i + 1)
+                    .map_or(u64::MAX, |n| n.first_lsn.saturating_sub(1));
+                let (records, lost_here) = salvage_sealed(
+                    &dir,
+                    se,
+                    end_lsn,
+                    record_bytes_max,
+                    &mut report,
+                    &mut issues,
+                );
+                lost.extend(lost_here);
                 sealed_bytes += se.sealed_len;
-                s
+                records
             };
             report.segments_replayed += 1;
-            for rec in scan.records {
+            for rec in records {
                 if rec.lsn <= last_lsn {
                     if rec.lsn <= manifest.snapshot_lsn.unwrap_or(0) {
                         continue; // covered by the snapshot
@@ -738,12 +895,25 @@ impl Store {
                     {
                         vector_dim = Some(v.len() as u32);
                     }
+                    tombstones.remove(&rec.id);
                     docs.insert(rec.id, Entry::new(rec.lsn, rec.doc));
                 } else {
                     docs.remove(&rec.id);
+                    tombstones.insert(rec.id, rec.lsn);
                 }
             }
         }
+        if lost.is_empty() {
+            tombstones = HashMap::new();
+        }
+        // New LSNs (after the loss is accepted) continue above every lost one, so an LSN never names two records.
+        if let Some(end) = lost.iter().map(|l| l.lsn_range.1).max() {
+            last_lsn = last_lsn.max(end);
+        }
+        for l in &lost {
+            issues.push(l.issue("store.open"));
+        }
+        report.lost = lost.clone();
         let seg = match open_seg {
             Some(s) => s,
             None => {
@@ -833,6 +1003,9 @@ impl Store {
                 vector_dim,
                 space_checked_us: 0,
                 disk_free_bytes: None,
+                lost,
+                tombstones,
+                losses_accepted: Vec::new(),
             }),
             cond: Condvar::new(),
             wal: Mutex::new(WalState {
@@ -970,6 +1143,10 @@ impl Store {
     fn delete_inner(&self, id: &str) -> Result<Option<u64>, StoreError> {
         codec::validate_id(id, &self.cfg.limits)?;
         let mut st = lock(&self.state);
+        if !st.lost.is_empty() {
+            // Whether `id` exists is itself uncertain: refuse like every write.
+            return Err(StoreError::ReadOnly(loss_message(&st.lost)));
+        }
         let pending = st
             .pending_ops
             .iter()
@@ -997,10 +1174,33 @@ impl Store {
     }
 
     /// The document stored under `id`, verified against its checksum.
+    ///
+    /// While the store is degraded (acknowledged records lost beyond redundancy, see [`LostRange`]), only what is
+    /// certainly current is answered: a document whose surviving version is newer than every lost record, or an id
+    /// whose surviving last record is a delete newer than every lost record (`None`). Anything a lost record may have
+    /// updated, deleted or created fails with [`StoreError::MayBeStale`] naming the lost range.
     pub fn get(&self, id: &str) -> Result<Option<Document>, StoreError> {
         let t0 = std::time::Instant::now();
         codec::validate_id(id, &self.cfg.limits)?;
-        let entry = lock(&self.state).docs.get(id).cloned();
+        let entry = {
+            let st = lock(&self.state);
+            let entry = st.docs.get(id).cloned();
+            if !st.lost.is_empty() {
+                let version = match &entry {
+                    Some(e) => e.lsn,
+                    None => st.tombstones.get(id).copied().unwrap_or(0),
+                };
+                // A lost record with an LSN above the surviving version may have changed the answer.
+                if let Some(l) = st.lost.iter().find(|l| l.lsn_range.1 > version) {
+                    let e = l.stale(format!("document {id:?}"));
+                    drop(st);
+                    self.get_op
+                        .record_us(t0.elapsed().as_micros() as u64, false);
+                    return Err(e);
+                }
+            }
+            entry
+        };
         let r = entry.map(|e| self.decode_entry(id, &e)).transpose();
         self.get_op
             .record_us(t0.elapsed().as_micros() as u64, r.is_ok());
@@ -1008,6 +1208,10 @@ impl Store {
     }
 
     /// Up to `limit` documents in id order, starting after `after`.
+    ///
+    /// While the store is degraded the scan is refused with [`StoreError::MayBeStale`]: a listing could miss
+    /// documents a lost record created and show ones it deleted or updated, and a partial page would pass for a
+    /// complete one. `get` still answers every document that is certainly current.
     pub fn scan(
         &self,
         after: Option<&str>,
@@ -1016,6 +1220,9 @@ impl Store {
         use std::ops::Bound;
         let entries: Vec<(String, Entry)> = {
             let st = lock(&self.state);
+            if let Some(l) = st.lost.first() {
+                return Err(l.stale("the scan".into()));
+            }
             let lo = match after {
                 Some(a) => Bound::Excluded(a.to_owned()),
                 None => Bound::Unbounded,
@@ -1032,22 +1239,30 @@ impl Store {
             .collect()
     }
 
-    /// Documents stored.
+    /// Documents stored. While the store is degraded this counts what survived, which may differ from what was
+    /// acknowledged ([`StoreStats::lost`] says so).
     pub fn count(&self) -> usize {
         lock(&self.state).docs.len()
     }
 
     /// Current figures.
     pub fn stats(&self) -> StoreStats {
-        let (docs, last_lsn, read_only, poisoned, vector_dim, disk) = {
+        let (docs, last_lsn, read_only, poisoned, vector_dim, disk, lost, accepted) = {
             let st = lock(&self.state);
+            let read_only = if st.lost.is_empty() {
+                st.read_only.clone()
+            } else {
+                Some(loss_message(&st.lost))
+            };
             (
                 st.docs.len(),
                 st.durable_lsn,
-                st.read_only.clone(),
+                read_only,
                 st.poisoned.clone(),
                 st.vector_dim,
                 st.disk_free_bytes,
+                st.lost.clone(),
+                st.losses_accepted.clone(),
             )
         };
         let (wal_bytes, segments, snapshot_lsn, generation) = {
@@ -1079,6 +1294,8 @@ impl Store {
             rotations: c.rotations.load(Ordering::Relaxed),
             issues_queued: lock(&self.issues).len(),
             issues_dropped: c.issues_dropped.load(Ordering::Relaxed),
+            lost,
+            losses_accepted: accepted,
         }
     }
 
@@ -1127,10 +1344,14 @@ impl Store {
             .map_err(|m| StoreError::corrupt(format!("document {id:?}: {m}"), location))
     }
 
-    /// Refuses writes when poisoned or short of space; resumes automatically once space returns.
+    /// Refuses writes when poisoned, degraded (acknowledged data lost, until the loss is accepted) or short of
+    /// space; resumes automatically once space returns.
     fn writable(&self, st: &mut State) -> Result<(), StoreError> {
         if let Some(p) = &st.poisoned {
             return Err(StoreError::Poisoned(p.clone()));
+        }
+        if !st.lost.is_empty() {
+            return Err(StoreError::ReadOnly(loss_message(&st.lost)));
         }
         let now = now_us();
         let quota = self.cfg.io.quota_bytes_remaining();
@@ -1426,7 +1647,8 @@ impl Store {
     }
 
     /// Takes a snapshot of the table at the latest durable LSN and drops every segment it covers. Waits for the
-    /// leader role, so no commit is in flight.
+    /// leader role, so no commit is in flight. Refused while the store is degraded: dropping the segments would
+    /// drop the record of what was lost (only [`Store::accept_loss`] may do that).
     pub fn compact(&self) -> Result<(), StoreError> {
         {
             let mut st = lock(&self.state);
@@ -1435,6 +1657,9 @@ impl Store {
             }
             if let Some(p) = &st.poisoned {
                 return Err(StoreError::Poisoned(p.clone()));
+            }
+            if !st.lost.is_empty() {
+                return Err(StoreError::ReadOnly(loss_message(&st.lost)));
             }
             st.leader = true;
         }
@@ -1447,6 +1672,62 @@ impl Store {
         self.cond.notify_all();
         drop(st);
         r
+    }
+
+    /// Acknowledged records lost beyond redundancy, found on open and not yet accepted (empty when healthy).
+    pub fn lost(&self) -> Vec<LostRange> {
+        lock(&self.state).lost.clone()
+    }
+
+    /// An operator accepts the loss of every [`LostRange`] found on open: writes a snapshot of what survived
+    /// (a compaction: new snapshot and segment, the damaged files dropped), forgets the lost ranges, and the store
+    /// serves and writes normally again; a reopen afterwards is clean. Returns what was accepted (also kept in
+    /// [`StoreStats::losses_accepted`]). With nothing lost it does nothing. Damaged files are deleted by the
+    /// compaction: copy them first if they are wanted for forensics.
+    pub fn accept_loss(&self) -> Result<LossAcceptance, StoreError> {
+        let ranges = {
+            let mut st = lock(&self.state);
+            while st.leader {
+                st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            if let Some(p) = &st.poisoned {
+                return Err(StoreError::Poisoned(p.clone()));
+            }
+            if st.lost.is_empty() {
+                return Ok(LossAcceptance {
+                    ranges: Vec::new(),
+                    snapshot_lsn: None,
+                    docs: st.docs.len(),
+                    accepted_at_us: now_us(),
+                });
+            }
+            st.leader = true;
+            st.lost.clone()
+        };
+        let r = self.compact_as_leader(true);
+        let snapshot_lsn = lock(&self.wal).manifest.snapshot_lsn;
+        let mut st = lock(&self.state);
+        match &r {
+            Ok(()) => {
+                st.lost.clear();
+                st.tombstones = HashMap::new();
+                st.losses_accepted.extend(ranges.iter().cloned());
+            }
+            Err(StoreError::Poisoned(m)) => st.poisoned = Some(m.clone()),
+            Err(_) => {}
+        }
+        let docs = st.docs.len();
+        st.leader = false;
+        self.cond.notify_all();
+        drop(st);
+        r?;
+        lock(&self.issues).retain(|i| i.code != "acknowledged_data_lost");
+        Ok(LossAcceptance {
+            ranges,
+            snapshot_lsn,
+            docs,
+            accepted_at_us: now_us(),
+        })
     }
 
     /// `force`: write a new snapshot even when one exists at the current LSN (it may be the damaged file).
@@ -2391,9 +2672,22 @@ pub fn disk_free_bytes(dir: &Path) -> Option<u64> {
         .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
 }
 
-/// Reads an immutable file and verifies it against its sidecar, rebuilding damaged blocks in memory. Each rebuilt
-/// block is recorded and becomes a queued `block_checksum` issue (the on-disk copy is repaired by the engine). A
-/// missing or damaged sidecar is an issue too, if the data verifies on its own structure.
+/// An immutable file as read: its verified bytes, or what is left when redundancy cannot undo the damage.
+enum Loaded {
+    /// Verified (blocks rebuilt from parity where needed), or without a usable sidecar to be checked by structure.
+    Ok(Vec<u8>),
+    /// The file cannot be read at all.
+    Missing(String),
+    /// More blocks damaged than parity rebuilds: the bytes before `valid_to` (the first damaged block) verify.
+    Beyond {
+        data: Vec<u8>,
+        valid_to: u64,
+        why: String,
+    },
+}
+
+/// Reads an immutable file and verifies it against its sidecar, rebuilding damaged blocks in memory; the caller
+/// decides what damage beyond parity means.
 fn load_immutable(
     dir: &Path,
     f: &ImmutableFile,
@@ -2401,22 +2695,45 @@ fn load_immutable(
     report: &mut RecoveryReport,
     issues: &mut Vec<Issue>,
 ) -> Result<Vec<u8>, StoreError> {
+    match load_immutable_salvage(dir, f, expected_len, report, issues) {
+        Loaded::Ok(d) => Ok(d),
+        Loaded::Missing(why) => Err(StoreError::corrupt(
+            format!(
+                "{} {why}: the records it held (LSN {}..={}) are lost",
+                f.rel, f.lsn_range.0, f.lsn_range.1
+            ),
+            Location {
+                file: Some(f.rel.clone()),
+                lsn_range: Some(f.lsn_range),
+                ..Location::default()
+            },
+        )),
+        Loaded::Beyond { valid_to, why, .. } => Err(StoreError::corrupt(
+            format!("{}: {why}", f.rel),
+            Location {
+                lsn_range: Some(f.lsn_range),
+                ..loc(&f.rel, valid_to, f.len.saturating_sub(valid_to))
+            },
+        )),
+    }
+}
+
+/// Reads an immutable file and verifies it against its sidecar, rebuilding damaged blocks in memory. Each rebuilt
+/// block is recorded and becomes a queued `block_checksum` issue (the on-disk copy is repaired by the engine). A
+/// missing or damaged sidecar is an issue too, if the data verifies on its own structure.
+fn load_immutable_salvage(
+    dir: &Path,
+    f: &ImmutableFile,
+    expected_len: Option<u64>,
+    report: &mut RecoveryReport,
+    issues: &mut Vec<Issue>,
+) -> Loaded {
     let mut data = match std::fs::read(dir.join(&f.rel)) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StoreError::corrupt(
-                format!(
-                    "{} is missing: the records it held (LSN {}..={}) are lost",
-                    f.rel, f.lsn_range.0, f.lsn_range.1
-                ),
-                Location {
-                    file: Some(f.rel.clone()),
-                    lsn_range: Some(f.lsn_range),
-                    ..Location::default()
-                },
-            ));
+            return Loaded::Missing("is missing".into());
         }
-        Err(e) => return Err(StoreError::io(format!("reading {}", f.rel), e)),
+        Err(e) => return Loaded::Missing(format!("cannot be read ({e})")),
     };
     let sc = std::fs::read(dir.join(&f.par_rel))
         .map_err(|e| e.to_string())
@@ -2425,19 +2742,16 @@ fn load_immutable(
         Ok(sc) if sc.file_id == f.file_id && expected_len.is_none_or(|l| l == sc.data_len) => {
             let bad = parity::bad_blocks(&data, &sc);
             if !bad.is_empty() || data.len() as u64 > sc.data_len {
-                parity::rebuild(&mut data, &sc, &bad).map_err(|e| {
-                    let bs = sc.params.block_bytes as u64;
-                    let first = bad.first().copied().unwrap_or(0) as u64;
-                    StoreError::corrupt(
-                        format!("{}: {e}", f.rel),
-                        Location {
-                            lsn_range: Some(f.lsn_range),
-                            ..loc(&f.rel, first * bs, bs * bad.len() as u64)
-                        },
-                    )
-                })?;
-                data.truncate(sc.data_len as usize);
                 let bs = sc.params.block_bytes as u64;
+                if let Err(e) = parity::rebuild(&mut data, &sc, &bad) {
+                    let valid_to = bad.first().map_or(sc.data_len, |b| *b as u64 * bs);
+                    return Loaded::Beyond {
+                        data,
+                        valid_to: valid_to.min(sc.data_len),
+                        why: format!("{} damaged block(s) {bad:?} of {bs} bytes: {e}", bad.len()),
+                    };
+                }
+                data.truncate(sc.data_len as usize);
                 for b in &bad {
                     report.blocks_rebuilt.push((f.rel.clone(), *b as u64));
                 }
@@ -2463,7 +2777,7 @@ fn load_immutable(
                     .evidence("block_bytes", bs.to_string()),
                 );
             }
-            Ok(data)
+            Loaded::Ok(data)
         }
         other => {
             let why = match other {
@@ -2492,7 +2806,155 @@ fn load_immutable(
                 .evidence("reason", why),
             );
             // Without parity the file must verify on its own (record / entry checksums); callers parse it next.
-            Ok(data)
+            Loaded::Ok(data)
+        }
+    }
+}
+
+/// Replays a sealed segment whose LSNs end at `end_lsn`: every record that verifies, and, if redundancy cannot undo
+/// its damage, the [`LostRange`] from the first record that does not verify to the segment's end.
+fn salvage_sealed(
+    dir: &Path,
+    se: &SegmentEntry,
+    end_lsn: u64,
+    record_bytes_max: u64,
+    report: &mut RecoveryReport,
+    issues: &mut Vec<Issue>,
+) -> (Vec<codec::Record>, Option<LostRange>) {
+    let rel = wal::seg_name(se.id);
+    let f = ImmutableFile {
+        rel: rel.clone(),
+        par_rel: wal::par_name(se.id),
+        file_id: se.id,
+        len: se.sealed_len,
+        lsn_range: (se.first_lsn, end_lsn),
+    };
+    let lost = |offset: Option<u64>, from: u64, reason: String| LostRange {
+        file: rel.clone(),
+        offset,
+        lsn_range: (from, end_lsn.max(from)),
+        reason,
+    };
+    let (data, valid_to, why) =
+        match load_immutable_salvage(dir, &f, Some(se.sealed_len), report, issues) {
+            Loaded::Ok(d) => (d, se.sealed_len, None),
+            Loaded::Missing(why) => {
+                return (
+                    Vec::new(),
+                    Some(lost(None, se.first_lsn, format!("{rel} {why}"))),
+                );
+            }
+            Loaded::Beyond {
+                data,
+                valid_to,
+                why,
+            } => (data, valid_to, Some(why)),
+        };
+    let data = &data[..(valid_to as usize).min(data.len())];
+    if let Err(e) = wal::check_header(data, se.id) {
+        let reason = why.unwrap_or(e);
+        return (Vec::new(), Some(lost(Some(0), se.first_lsn, reason)));
+    }
+    let s = wal::scan(data, None, record_bytes_max);
+    if s.valid_end == se.sealed_len {
+        return (s.records, None);
+    }
+    let from = s.records.last().map_or(se.first_lsn, |r| r.lsn + 1);
+    let reason = why.unwrap_or_else(|| {
+        format!(
+            "valid records end at offset {} of {} bytes",
+            s.valid_end, se.sealed_len
+        )
+    });
+    (s.records, Some(lost(Some(s.valid_end), from, reason)))
+}
+
+/// What [`salvage_open`] recovered after mid-log damage in both copies of the open segment.
+struct SalvagedOpen {
+    /// Records that verify after the damage, in order.
+    records: Vec<codec::Record>,
+    /// One per damaged stretch.
+    lost: Vec<LostRange>,
+    /// A torn tail at the very end: `(offset, len, reason)`.
+    torn: Option<(u64, u64, String)>,
+}
+
+/// The open segment after mid-log damage in both copies at `damaged_at`: finds where valid records resume (in
+/// either copy), replays them, and repeats past any further damage. Returns the records after the damage, a
+/// [`LostRange`] per damaged stretch, and a torn tail at the very end if any. `last` is the last LSN before the
+/// damage.
+fn salvage_open(
+    main: &[u8],
+    mirror: Option<&[u8]>,
+    rel: &str,
+    (mut damaged_at, mut why): (u64, String),
+    mut last: u64,
+    record_bytes_max: u64,
+) -> SalvagedOpen {
+    let h = wal::HEADER_BYTES as usize;
+    let mut records = Vec::new();
+    let mut lost = Vec::new();
+    loop {
+        let start = damaged_at as usize;
+        let resume = |copy: &[u8]| {
+            (start + 1..copy.len()).find_map(|p| {
+                match codec::decode_record(&copy[p..], record_bytes_max) {
+                    codec::Decoded::Ok(r, _) if r.lsn > last => Some((p, r.lsn)),
+                    _ => None,
+                }
+            })
+        };
+        let found = std::iter::once(main)
+            .chain(mirror)
+            .filter_map(resume)
+            .min_by_key(|(p, _)| *p);
+        let reason = format!("records damaged in both {rel} and its mirror: {why}");
+        let Some((p, lsn)) = found else {
+            lost.push(LostRange {
+                file: rel.to_string(),
+                offset: Some(damaged_at),
+                lsn_range: (last + 1, last + 1),
+                reason,
+            });
+            return SalvagedOpen {
+                records,
+                lost,
+                torn: None,
+            };
+        };
+        lost.push(LostRange {
+            file: rel.to_string(),
+            offset: Some(damaged_at),
+            lsn_range: (last + 1, (lsn - 1).max(last + 1)),
+            reason,
+        });
+        // Rescan both copies from `p` as if it followed the header, so the mirror still stands in for the main copy.
+        let from = |c: &[u8]| {
+            let mut v = c[..h.min(c.len())].to_vec();
+            if c.len() > p {
+                v.extend_from_slice(&c[p..]);
+            }
+            v
+        };
+        let shift = (p - h) as u64;
+        let m2 = from(main);
+        let mi2 = mirror.map(from);
+        let s = wal::scan(&m2, mi2.as_deref(), record_bytes_max);
+        records.extend(s.records);
+        last = records.last().map_or(last, |r| r.lsn);
+        match s.damaged {
+            Some((o, w)) => {
+                damaged_at = o + shift;
+                why = w;
+            }
+            None => {
+                let torn = s.torn.map(|(o, l, w)| (o + shift, l, w));
+                return SalvagedOpen {
+                    records,
+                    lost,
+                    torn,
+                };
+            }
         }
     }
 }

@@ -1,6 +1,11 @@
 //! [`StoreSubject`]: the store as the engine sees it — health checks in three tiers (quick, incremental, full
 //! scrub), repair strategies (parity rebuild, manifest twin, mirror, torn tail, table reload, compaction, lock,
 //! disk space), metric samples, and the issues the store found on its own.
+//!
+//! A store opened degraded (acknowledged records lost beyond every redundancy) is reported by the quick check and
+//! the scrub on every run as `acknowledged_data_lost` (data at risk, file, offset and LSN range) until an operator
+//! accepts the loss; no strategy repairs it, so it escalates, and compaction is not offered meanwhile (it would
+//! drop the record of the loss).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -445,6 +450,7 @@ impl HealthCheck for QuickCheck {
             ),
         }
         out.extend(space_issues(s, "store.quick"));
+        out.extend(s.lost().iter().map(|l| l.issue("store.quick")));
         let checked = self.sample_blocks(&mut out);
         outcome(
             "store.quick",
@@ -550,6 +556,7 @@ impl HealthCheck for ScrubCheck {
             }
         }
         out.extend(open_segment_issues(s, 0, "store.scrub"));
+        out.extend(s.lost().iter().map(|l| l.issue("store.scrub")));
         // Only compare with a replay when the files themselves are sound (otherwise the above says why).
         if out.is_empty() {
             match s.replay_agrees() {
@@ -956,6 +963,10 @@ impl RepairStrategy for Compact {
         RepairCost::InPlace
     }
     fn can_repair(&self, issue: &Issue) -> bool {
+        if !self.store.lost().is_empty() {
+            // Degraded: the table lacks what was lost, and a snapshot of it would silently drop that.
+            return false;
+        }
         match issue.code.as_str() {
             // Compaction frees space only if it has room to write the new snapshot first.
             "disk_space_low" | "disk_space_critical" => self
@@ -1126,6 +1137,7 @@ impl Subject for StoreSubject {
             ),
             ("read_only", st.read_only.is_some() as u8 as f64),
             ("poisoned", st.poisoned.is_some() as u8 as f64),
+            ("lost_ranges", st.lost.len() as f64),
             ("issues_queued", st.issues_queued as f64),
         ];
         if let Some(f) = free {

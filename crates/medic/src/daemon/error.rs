@@ -123,7 +123,9 @@ impl From<store::StoreError> for ApiError {
             E::InvalidInput(_) => StatusCode::BAD_REQUEST,
             E::TooLarge { what: "id", .. } => StatusCode::BAD_REQUEST,
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            E::ReadOnly(_) | E::Poisoned(_) | E::Locked { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            E::ReadOnly(_) | E::Poisoned(_) | E::Locked { .. } | E::MayBeStale { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         // A user error must never surface as a 5xx, whatever variant the store adds later.
