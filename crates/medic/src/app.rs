@@ -387,6 +387,22 @@ impl App {
         Ok(v)
     }
 
+    /// An operator accepts acknowledged data lost beyond every redundancy: the store keeps what survived (a new
+    /// snapshot), forgets the lost ranges and takes writes again. The acceptance is kept in the knowledge base.
+    pub fn accept_loss(&self) -> anyhow::Result<Value> {
+        let acceptance = self.store.accept_loss().context("accepting the loss")?;
+        if !acceptance.ranges.is_empty() {
+            let text = serde_json::to_string(&acceptance)?;
+            self.kb
+                .record_loss_acceptance(acceptance.accepted_at_us, &text)
+                .context("recording the acceptance in the knowledge base")?;
+            for r in &acceptance.ranges {
+                tracing::warn!(file = %r.file, lsn_range = ?r.lsn_range, "loss accepted by an operator: {}", r.reason);
+            }
+        }
+        Ok(json!({ "accepted": acceptance }))
+    }
+
     /// The newest `limit` incidents, newest first (open ones from the engine, the rest from the knowledge base).
     pub fn incidents(&self, limit: usize) -> anyhow::Result<Vec<IncidentRecord>> {
         let mut records = self.kb.recent(limit).context("reading incidents")?;

@@ -116,6 +116,15 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Accept acknowledged data lost beyond every redundancy (listed by `medic status` under store.lost): keep what
+    /// survived, drop the lost records for good, take writes again. Needs --yes.
+    AcceptLoss {
+        #[command(flatten)]
+        data: DataArg,
+        /// Confirm: the lost records are gone for good.
+        #[arg(long)]
+        yes: bool,
+    },
     /// List recent incidents, newest first.
     Incidents {
         #[command(flatten)]
@@ -379,6 +388,16 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
         Command::Status { data } => with_backend(cli, data, |b| status(out, b)),
         Command::Check { data, tier } => with_backend(cli, data, |b| check(out, b, *tier)),
         Command::Heal { data, dry_run } => with_backend(cli, data, |b| heal(out, b, *dry_run)),
+        Command::AcceptLoss { data, yes } => {
+            if !*yes {
+                return Err(UsageError(
+                    "accept-loss drops the lost records (medic status: store.lost) for good; run it again with --yes"
+                        .into(),
+                )
+                .into());
+            }
+            with_backend(cli, data, |b| accept_loss(out, b))
+        }
         Command::Incidents { data, limit } => {
             with_backend(cli, data, |b| incidents(out, b, *limit as usize))
         }
@@ -614,7 +633,15 @@ fn status(out: &Out, b: &dyn Backend) -> anyhow::Result<u8> {
         println!("{}", out.dim(&b.describe()));
         render::print_status(out, &v);
     }
-    Ok(state_code(&v))
+    let lost = v
+        .pointer("/store/lost")
+        .and_then(Value::as_array)
+        .is_some_and(|l| !l.is_empty());
+    Ok(if lost {
+        EXIT_ESCALATION
+    } else {
+        state_code(&v)
+    })
 }
 
 fn check(out: &Out, b: &dyn Backend, tier: TierArg) -> anyhow::Result<u8> {
@@ -659,6 +686,42 @@ fn heal(out: &Out, b: &dyn Backend, dry_run: bool) -> anyhow::Result<u8> {
     } else {
         state_code(&v)
     })
+}
+
+fn accept_loss(out: &Out, b: &dyn Backend) -> anyhow::Result<u8> {
+    let v = b.accept_loss()?;
+    if out.json {
+        out.json_line(&v);
+        return Ok(EXIT_OK);
+    }
+    let ranges = v
+        .pointer("/accepted/ranges")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if ranges.is_empty() {
+        println!(
+            "nothing to accept: no acknowledged data is lost on {}",
+            b.describe()
+        );
+        return Ok(EXIT_OK);
+    }
+    for r in &ranges {
+        println!(
+            "accepted loss: {} LSN {}..={} ({})",
+            r["file"].as_str().unwrap_or("-"),
+            r["lsn_range"][0],
+            r["lsn_range"][1],
+            r["reason"].as_str().unwrap_or("-")
+        );
+    }
+    println!(
+        "kept {} documents in a new snapshot; writes resume",
+        v.pointer("/accepted/docs")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    );
+    Ok(EXIT_OK)
 }
 
 fn incidents(out: &Out, b: &dyn Backend, limit: usize) -> anyhow::Result<u8> {

@@ -328,6 +328,15 @@ impl Client {
         }
     }
 
+    /// `POST /v1/accept-loss` `{"confirm": true}`: accept acknowledged data lost beyond every redundancy.
+    pub fn accept_loss(&self) -> Result<Value, ClientError> {
+        self.expect_ok(
+            "POST",
+            "/v1/accept-loss",
+            Some(&serde_json::json!({"confirm": true})),
+        )
+    }
+
     /// `POST /v1/heal?dry_run=`: one healing cycle now.
     pub fn heal(&self, dry_run: bool) -> Result<Value, ClientError> {
         self.expect_ok("POST", &format!("/v1/heal?dry_run={dry_run}"), None)

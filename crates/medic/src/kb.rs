@@ -72,6 +72,11 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX metric_history_metric_at ON metric_history (metric, at);
      CREATE INDEX metric_history_at ON metric_history (at);",
+    // 2: an operator's acceptance of acknowledged data lost beyond every redundancy (the audit trail).
+    "CREATE TABLE loss_acceptances (
+         accepted_at INTEGER NOT NULL,
+         acceptance  TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.
@@ -298,6 +303,30 @@ impl SqliteKb {
         })
         .map(from_i64)
         .map_err(|e| self.err("counting metric history", e))
+    }
+
+    /// Records an operator's acceptance of lost data (`acceptance` is its JSON), kept for good.
+    pub fn record_loss_acceptance(&self, at: Timestamp, acceptance: &str) -> Result<(), KbError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO loss_acceptances (accepted_at, acceptance) VALUES (?1, ?2)",
+            rusqlite::params![to_i64(at), acceptance],
+        )
+        .map(|_| ())
+        .map_err(|e| self.err("recording a loss acceptance", e))
+    }
+
+    /// Every recorded loss acceptance (JSON), oldest first.
+    pub fn loss_acceptances(&self) -> Result<Vec<String>, KbError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare("SELECT acceptance FROM loss_acceptances ORDER BY rowid")
+            .map_err(|e| self.err("reading loss acceptances", e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err("reading loss acceptances", e))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err("reading loss acceptances", e))
     }
 
     /// How many incidents are stored.

@@ -332,7 +332,12 @@ fn check_full_is_healthy_then_escalates_after_damage_to_every_copy() {
         &data_args(&data, &["check", "--tier", "full", "--json"]),
         dir.path(),
     );
-    assert_ne!(o.status.code(), Some(0), "damage is reported");
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "a loss needs a human: exit 3; {}",
+        stderr(&o)
+    );
     // The store opens degraded and the checks report the loss precisely: file and LSN range, data at risk.
     let v = last_json(&o);
     assert_eq!(v["passed"], false, "{v}");
@@ -352,6 +357,51 @@ fn check_full_is_healthy_then_escalates_after_damage_to_every_copy() {
     );
     assert!(lost["location"]["lsn_range"].is_array(), "{lost}");
     assert_eq!(lost["data_at_risk"], true);
+
+    // Status says so too, with exit 3; writes are refused naming the loss.
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let listed = last_json(&o)["store"]["lost"].clone();
+    assert!(listed.as_array().is_some_and(|l| !l.is_empty()), "{listed}");
+    let o = medic(
+        &data_args(&data, &["put", "new", "--text", "after the loss"]),
+        dir.path(),
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("acknowledged data lost"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Accepting the loss needs --yes; then writes resume and the store is healthy again.
+    let o = medic(&data_args(&data, &["accept-loss"]), dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
+    let o = medic(
+        &data_args(&data, &["accept-loss", "--yes", "--json"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let accepted = last_json(&o);
+    assert_eq!(accepted["accepted"]["ranges"], listed, "{accepted}");
+    let o = medic(
+        &data_args(&data, &["put", "new", "--text", "after the loss"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = medic(
+        &data_args(&data, &["check", "--tier", "full", "--json"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The acceptance is on record in the knowledge base.
+    let kb = medic::kb::SqliteKb::open(&data.join("medic.sqlite3")).unwrap();
+    let records = kb.loss_acceptances().unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].contains("wal/"), "{}", records[0]);
 }
 
 #[test]

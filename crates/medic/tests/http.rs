@@ -628,3 +628,23 @@ async fn status_answers_during_a_repair_and_shows_it_in_flight() {
     assert_eq!(got.1["repairs_in_flight"], 0, "{}", got.2);
     assert_eq!(got.1["cycle_running"], false, "{}", got.2);
 }
+
+#[tokio::test]
+async fn accept_loss_needs_confirmation_and_with_nothing_lost_accepts_nothing() {
+    let f = fixture();
+    let got = send(
+        &f.router,
+        json_req("POST", "/v1/accept-loss", &json!({"confirm": false})),
+    )
+    .await;
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "confirm must be true");
+    let got = send(&f.router, json_req("POST", "/v1/accept-loss", &json!({}))).await;
+    assert_client_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "confirm");
+    let got = send(
+        &f.router,
+        json_req("POST", "/v1/accept-loss", &json!({"confirm": true})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+    assert_eq!(got.1["accepted"]["ranges"], json!([]), "{}", got.2);
+}

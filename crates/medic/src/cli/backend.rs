@@ -70,6 +70,8 @@ pub trait Backend {
     fn incidents(&self, limit: usize) -> anyhow::Result<Value>;
     /// One incident.
     fn incident(&self, id: u64) -> anyhow::Result<Option<Value>>;
+    /// Accepts acknowledged data lost beyond every redundancy; `{"accepted": {...}}`.
+    fn accept_loss(&self) -> anyhow::Result<Value>;
 }
 
 /// A daemon reached over HTTP.
@@ -146,6 +148,10 @@ impl Backend for Daemon {
 
     fn heal(&self, dry_run: bool) -> anyhow::Result<Value> {
         self.client.heal(dry_run).map_err(lift)
+    }
+
+    fn accept_loss(&self) -> anyhow::Result<Value> {
+        self.client.accept_loss().map_err(lift)
     }
 
     fn incidents(&self, limit: usize) -> anyhow::Result<Value> {

@@ -163,6 +163,10 @@ impl Backend for Offline {
             .context("running a healing cycle")
     }
 
+    fn accept_loss(&self) -> anyhow::Result<Value> {
+        self.app.accept_loss()
+    }
+
     fn incidents(&self, limit: usize) -> anyhow::Result<Value> {
         let list = self.app.incidents(limit)?;
         Ok(json!({"incidents": list}))

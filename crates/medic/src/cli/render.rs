@@ -186,6 +186,8 @@ pub fn has_escalation(v: &Value) -> bool {
         Value::Object(map) => map.iter().any(|(k, val)| {
             let flagged = match k.as_str() {
                 "resolution" => val.as_str() == Some("escalated"),
+                // Acknowledged data lost beyond every redundancy: only an operator can end it.
+                "code" => val.as_str() == Some("acknowledged_data_lost"),
                 "escalated" | "escalations" => match val {
                     Value::Bool(b) => *b,
                     Value::Number(n) => n.as_f64().is_some_and(|x| x > 0.0),

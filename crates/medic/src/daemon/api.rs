@@ -415,6 +415,32 @@ pub async fn false_positive(
     }
 }
 
+/// The body of `POST /v1/accept-loss`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptLossBody {
+    confirm: bool,
+}
+
+/// `POST /v1/accept-loss` `{"confirm": true}`: an operator accepts acknowledged data lost beyond every redundancy
+/// (listed in `GET /v1/status` under `store.lost`); the store keeps what survived and takes writes again.
+pub async fn accept_loss(
+    State(s): State<ApiState>,
+    body: Result<Json<AcceptLossBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = s.json(body)?;
+    if !body.confirm {
+        return Err(ApiError::bad_request(
+            "confirm must be true: accepting drops the lost records (store.lost in /v1/status) for good",
+        ));
+    }
+    let app = s.app.clone();
+    let v = tokio::task::spawn_blocking(move || app.accept_loss())
+        .await?
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    Ok(Json(v))
+}
+
 /// `?dry_run=` of `POST /v1/heal`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

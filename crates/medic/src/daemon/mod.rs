@@ -60,6 +60,7 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
             post(api::false_positive),
         )
         .route("/v1/heal", post(api::heal_now))
+        .route("/v1/accept-loss", post(api::accept_loss))
         .route("/metrics", get(api::metrics))
         .fallback(|| async {
             ApiError::not_found("no such route; see README.md's HTTP API section")
