@@ -399,6 +399,17 @@ impl App {
             for r in &acceptance.ranges {
                 tracing::warn!(file = %r.file, lsn_range = ?r.lsn_range, "loss accepted by an operator: {}", r.reason);
             }
+            // Every tier again now, so health reflects the store as it is, not the loss.
+            let results = self.engine().run_tier(Tier::Comprehensive);
+            self.schedule
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_comprehensive_us = Some(self.clock.now());
+            let state = heal::check::health_from_results(&results);
+            self.remember_health(state);
+            return Ok(
+                json!({ "accepted": acceptance, "state": state_name(state), "checks": results }),
+            );
         }
         Ok(json!({ "accepted": acceptance }))
     }
