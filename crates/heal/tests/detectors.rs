@@ -21,11 +21,16 @@ fn all_detectors() -> Vec<Box<dyn Detector>> {
 
 /// Feeds `values` at one point per 5 minutes and returns the scores, checking each is in [0, 1].
 fn run(d: &mut dyn Detector, values: &[f64]) -> Vec<f64> {
+    run_every(d, values, 5 * MINUTE_US)
+}
+
+/// Feeds `values` at one point per `step_us` and returns the scores, checking each is in [0, 1].
+fn run_every(d: &mut dyn Detector, values: &[f64], step_us: u64) -> Vec<f64> {
     values
         .iter()
         .enumerate()
         .map(|(i, &v)| {
-            let s = d.update(1_600_000_000_000_000 + i as u64 * 5 * MINUTE_US, v);
+            let s = d.update(1_600_000_000_000_000 + i as u64 * step_us, v);
             assert!(
                 (0.0..=1.0).contains(&s),
                 "{} scored {s} on {v} at {i}",
@@ -35,6 +40,9 @@ fn run(d: &mut dyn Detector, values: &[f64]) -> Vec<f64> {
         })
         .collect()
 }
+
+/// The engine's default cycle.
+const CYCLE_US: u64 = 5_000_000;
 
 /// Deterministic pseudo-noise in [-1, 1] (no RNG needed for fixed fixtures).
 fn noise(i: usize) -> f64 {
@@ -218,17 +226,18 @@ fn composite_reports_a_level_shift_at_its_start_then_damps_repeats() {
         run(&mut d, &values[..601]);
         d.explain()
     };
-    assert!(why.contains("zscore") && why.contains("roc"), "{why}");
+    assert!(why.contains("seasonal") && why.contains("range"), "{why}");
 }
 
 #[test]
 fn composite_detectors_still_warming_up_abstain() {
-    // 45 calm points: the value detectors judge, seasonal and variance are still warming up. A jump of two orders
-    // of magnitude must reach "critical" on the judges' votes alone, not be averaged down by the silent ones.
+    // 45 calm points, 5 seconds apart (the engine's cycle): the seasonal profile judges (its bucket for this hour
+    // has seen 45 points), range novelty is still warming up. A jump of two orders of magnitude must reach
+    // "critical" on the judge's vote alone, not be averaged down by the silent one.
     let mut d = Composite::new(CompositeConfig::default());
     let mut values: Vec<f64> = (0..45).map(|i| 100.0 + 10.0 * noise(i)).collect();
     values.push(10_000.0);
-    let scores = run(&mut d, &values);
+    let scores = run_every(&mut d, &values, CYCLE_US);
     assert!(
         scores[45] >= 0.9,
         "jump scored {}: {}",
@@ -240,19 +249,20 @@ fn composite_detectors_still_warming_up_abstain() {
 
 #[test]
 fn composite_refractory_damps_echoes_but_not_a_much_larger_excursion() {
+    // Points 5 seconds apart, as the engine samples: the seasonal profile judges after 12.
     let calm: Vec<f64> = (0..200).map(|i| 100.0 + 10.0 * noise(i)).collect();
     // A blip to 300 starts the refractory period; a second blip of the same size is an echo and is damped.
     let mut echo = calm.clone();
     echo.extend([300.0, 100.0, 300.0]);
     let mut d = Composite::new(CompositeConfig::default());
-    let scores = run(&mut d, &echo);
+    let scores = run_every(&mut d, &echo, CYCLE_US);
     assert!(scores[200] >= 0.75, "blip scored {}", scores[200]);
     assert!(scores[202] < 0.75, "echo scored {}", scores[202]);
     // A stall 400× the calm level right after the blip is news: it is reported at full strength.
     let mut stall = calm.clone();
     stall.extend([300.0, 40_000.0]);
     let mut d = Composite::new(CompositeConfig::default());
-    let scores = run(&mut d, &stall);
+    let scores = run_every(&mut d, &stall, CYCLE_US);
     assert!(
         scores[201] >= 0.75,
         "stall after a blip scored {}: {}",
@@ -264,7 +274,7 @@ fn composite_refractory_damps_echoes_but_not_a_much_larger_excursion() {
         refractory_breakout: 0.0,
         ..CompositeConfig::default()
     });
-    let scores = run(&mut d, &stall);
+    let scores = run_every(&mut d, &stall, CYCLE_US);
     assert!(
         scores[201] < 0.75,
         "breakout off, stall scored {}",
@@ -277,7 +287,7 @@ fn composite_config_is_serde_with_defaults_and_weights_select_detectors() {
     let cfg: CompositeConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(cfg, CompositeConfig::default());
     let cfg: CompositeConfig = serde_json::from_str(
-        r#"{"weights":{"zscore":1,"mad":0,"ewma":0,"iqr":0,"roc":0,"seasonal":0,"variance":0}}"#,
+        r#"{"weights":{"zscore":1,"mad":0,"ewma":0,"iqr":0,"roc":0,"seasonal":0,"variance":0,"range":0}}"#,
     )
     .unwrap();
     let d = Composite::new(cfg);

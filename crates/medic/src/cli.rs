@@ -237,7 +237,7 @@ pub enum BenchCommand {
         /// Where NAB's results layout is written.
         #[arg(long, value_name = "RESULTS_DIR")]
         out: PathBuf,
-        /// Which detector (default: the composite).
+        /// Which detector (default: the composite, with `[engine.composite]` of `--config` when given).
         #[arg(long)]
         detector: Option<String>,
     },
@@ -375,6 +375,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 data: data.clone(),
                 out: results.clone(),
                 detector: detector.clone(),
+                composite: load_config(cli)?.engine.composite,
             };
             let summary = crate::bench::nab::run(&args)?;
             let v = serde_json::to_value(&summary)?;

@@ -139,6 +139,7 @@ fn results_layout_follows_the_contract_and_reads_back() {
         data: fixture(),
         out: out.path().to_path_buf(),
         detector: None,
+        composite: Default::default(),
     };
     let report = run_with(&args, "jump", &|| Box::new(Jump { last: None })).unwrap();
     assert_eq!(report.summary.points, 40);
@@ -215,6 +216,7 @@ fn bad_detector_name_and_missing_labels_are_clear_errors() {
         data: fixture(),
         out: out.path().to_path_buf(),
         detector: None,
+        composite: Default::default(),
     };
     let err = run_with(&args, "my_detector", &|| Box::new(Jump { last: None })).unwrap_err();
     assert!(err.to_string().contains("letters and digits"), "{err}");
@@ -238,6 +240,7 @@ fn bad_detector_name_and_missing_labels_are_clear_errors() {
         data: nab.path().to_path_buf(),
         out: out.path().to_path_buf(),
         detector: None,
+        composite: Default::default(),
     };
     let err = run_with(&args, "jump", &|| Box::new(Jump { last: None })).unwrap_err();
     assert!(err.to_string().contains("c/x.csv"), "{err}");
@@ -415,6 +418,7 @@ fn composite_config_on_the_slice() {
         data: nab,
         out: out.path().to_path_buf(),
         detector: None,
+        composite: Default::default(),
     };
     let report = run_with(&args, "composite", &|| {
         Box::new(heal::detect::Composite::new(config.clone()))

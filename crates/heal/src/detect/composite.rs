@@ -1,19 +1,24 @@
-//! The composite detector: runs every detector on the same stream and combines their scores into one, with
-//! configurable weights, a weighted power mean (1 = mean, large = max) over the detectors that have judged the
-//! point (one still warming up abstains rather than voting "normal"), and a refractory period that damps
-//! repeated alerts right after one (an anomaly is reported at its start, not for as long as the baselines take to
-//! adapt). Its score maps to an [`AnomalyLevel`] through [`SeverityCutoffs`].
+//! The composite detector: runs the streaming detectors on the same stream and combines their scores into one.
+//! Detectors named in `lead` lead: once any of them has judged a point, the composite scores the largest of their
+//! scores. While every lead is still warming up, the other detectors with a weight stand in, combined by a weighted
+//! power mean (1 = mean, large = max) over those that have judged the point (one still warming up abstains rather
+//! than voting "normal"). A refractory period then damps repeated alerts right after one (an anomaly is reported at
+//! its start, not for as long as the baselines take to adapt), unless a much larger excursion breaks through. Its
+//! score maps to an [`AnomalyLevel`] through [`SeverityCutoffs`].
 //!
 //! The defaults are one parameter set for every series (the NAB rule: streaming, each point once, no per-series
-//! tuning), chosen on the NAB slice in /work/shared/nab (standard profile, about 34 with a scorer written for
-//! tuning; see BENCHMARKS.md): a weighted mean, value detectors on 600-point windows (two days of 5-minute data,
-//! so a daily cycle is not an anomaly), and a 150-point refractory period.
+//! tuning), chosen on the NAB slice in `shared/nab` (see BENCHMARKS.md, standard profile 72.4): the seasonal profile
+//! (hour of day) and range novelty lead; the window detectors (z-score, MAD, EWMA, IQR, rate of change, variance)
+//! watch while those warm up — the first minutes of a metric, or an hour of the day the profile has not seen yet —
+//! and keep their baselines current for that; a score of 0.2 starts a 200-point refractory period that only an
+//! excursion ten times further from the last calm value breaks.
 
 use serde::{Deserialize, Serialize};
 
 use super::ewma::{Ewma, EwmaConfig};
 use super::iqr::{Iqr, IqrConfig};
 use super::mad::{Mad, MadConfig};
+use super::range::{RangeConfig, RangeNovelty};
 use super::roc::{RateOfChange, RocConfig};
 use super::seasonal::{Seasonal, SeasonalConfig};
 use super::stats::clean_score;
@@ -40,6 +45,8 @@ pub struct Weights {
     pub seasonal: f64,
     /// Variance change (includes flatlines).
     pub variance: f64,
+    /// Range novelty (a value beyond every value seen).
+    pub range: f64,
 }
 
 impl Default for Weights {
@@ -52,6 +59,7 @@ impl Default for Weights {
             roc: 0.5,
             seasonal: 1.0,
             variance: 0.25,
+            range: 1.0,
         }
     }
 }
@@ -65,6 +73,9 @@ pub struct CompositeConfig {
     /// Exponent of the weighted power mean of the scores: 1 is the weighted mean (all must agree), larger values
     /// move towards the maximum (one confident detector is enough). At least 1.
     pub combine_power: f64,
+    /// Detectors (by name) that lead: once any of them has judged a point, the composite's score is the largest of
+    /// their scores; while none has (all still warming up), the weighted combination of the others stands in.
+    pub lead: Vec<String>,
     /// A combined score at or above this starts a refractory period.
     pub refractory_trigger: f64,
     /// Points after a trigger during which scores are damped.
@@ -91,6 +102,8 @@ pub struct CompositeConfig {
     pub seasonal: SeasonalConfig,
     /// Settings of the variance-change detector.
     pub variance: VarianceConfig,
+    /// Settings of the range-novelty detector.
+    pub range: RangeConfig,
 }
 
 impl Default for CompositeConfig {
@@ -98,18 +111,23 @@ impl Default for CompositeConfig {
         Self {
             weights: Weights::default(),
             combine_power: 1.0,
-            refractory_trigger: 0.5,
-            refractory_points: 150,
-            refractory_factor: 0.5,
-            refractory_breakout: 4.0,
+            lead: vec!["seasonal".to_string(), "range".to_string()],
+            refractory_trigger: 0.2,
+            refractory_points: 200,
+            refractory_factor: 0.0,
+            refractory_breakout: 10.0,
             cutoffs: SeverityCutoffs::default(),
             zscore: ZScoreConfig::default(),
             mad: MadConfig::default(),
             ewma: EwmaConfig::default(),
             iqr: IqrConfig::default(),
             roc: RocConfig::default(),
-            seasonal: SeasonalConfig::default(),
+            seasonal: SeasonalConfig {
+                min_samples: 12,
+                ..SeasonalConfig::default()
+            },
             variance: VarianceConfig::default(),
+            range: RangeConfig::default(),
         }
     }
 }
@@ -117,6 +135,8 @@ impl Default for CompositeConfig {
 struct Part {
     detector: Box<dyn Detector>,
     weight: f64,
+    /// Named in `lead`.
+    lead: bool,
     score: f64,
 }
 
@@ -148,7 +168,7 @@ impl Composite {
     /// A composite with these settings. Detectors with a weight ≤ 0 (or not finite) are left out.
     pub fn new(config: CompositeConfig) -> Self {
         let w = &config.weights;
-        let candidates: [(f64, Box<dyn Detector>); 7] = [
+        let candidates: [(f64, Box<dyn Detector>); 8] = [
             (w.zscore, Box::new(ZScore::new(config.zscore.clone()))),
             (w.mad, Box::new(Mad::new(config.mad.clone()))),
             (w.ewma, Box::new(Ewma::new(config.ewma.clone()))),
@@ -159,11 +179,13 @@ impl Composite {
                 w.variance,
                 Box::new(VarianceShift::new(config.variance.clone())),
             ),
+            (w.range, Box::new(RangeNovelty::new(config.range.clone()))),
         ];
         let parts: Vec<Part> = candidates
             .into_iter()
             .filter(|(weight, _)| weight.is_finite() && *weight > 0.0)
             .map(|(weight, detector)| Part {
+                lead: config.lead.iter().any(|n| n == detector.name()),
                 detector,
                 weight,
                 score: 0.0,
@@ -229,18 +251,23 @@ impl Detector for Composite {
             return 0.0;
         }
         // Detectors still warming up abstain: a missing opinion is not a vote for "normal".
-        let (mut acc, mut weights) = (0.0, 0.0);
+        let (mut acc, mut weights, mut lead) = (0.0, 0.0, None::<f64>);
         for p in &mut self.parts {
             p.score = clean_score(p.detector.update(at, value));
-            if p.detector.judged() {
+            if !p.detector.judged() {
+                continue;
+            }
+            if p.lead {
+                lead = Some(lead.map_or(p.score, |l| l.max(p.score)));
+            } else {
                 acc += p.weight * p.score.powf(self.power);
                 weights += p.weight;
             }
         }
-        let raw = if weights > 0.0 {
-            clean_score((acc / weights).powf(1.0 / self.power))
-        } else {
-            0.0
+        let raw = match lead {
+            Some(lead) => lead,
+            None if weights > 0.0 => clean_score((acc / weights).powf(1.0 / self.power)),
+            None => 0.0,
         };
         self.last_raw = raw;
         let distance = self.calm_value.map(|c| (value - c).abs());

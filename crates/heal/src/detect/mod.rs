@@ -24,6 +24,7 @@ pub mod composite;
 pub mod ewma;
 pub mod iqr;
 pub mod mad;
+pub mod range;
 pub mod roc;
 pub mod seasonal;
 pub mod stats;
@@ -36,13 +37,14 @@ pub use composite::{Composite, CompositeConfig, Weights};
 pub use ewma::{Ewma, EwmaConfig};
 pub use iqr::{Iqr, IqrConfig};
 pub use mad::{Mad, MadConfig};
+pub use range::{RangeConfig, RangeNovelty};
 pub use roc::{RateOfChange, RocConfig};
 pub use seasonal::{Season, Seasonal, SeasonalConfig};
 pub use variance::{VarianceConfig, VarianceShift};
 pub use zscore::{ZScore, ZScoreConfig};
 
 /// The names [`by_name`] knows.
-pub const DETECTOR_NAMES: [&str; 8] = [
+pub const DETECTOR_NAMES: [&str; 9] = [
     "zscore",
     "mad",
     "ewma",
@@ -50,6 +52,7 @@ pub const DETECTOR_NAMES: [&str; 8] = [
     "roc",
     "seasonal",
     "variance",
+    "range",
     "composite",
 ];
 
@@ -63,6 +66,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Detector>> {
         "roc" => Box::new(RateOfChange::default()),
         "seasonal" => Box::new(Seasonal::default()),
         "variance" => Box::new(VarianceShift::default()),
+        "range" => Box::new(RangeNovelty::default()),
         "composite" => Box::new(Composite::new(CompositeConfig::default())),
         _ => return None,
     })

@@ -30,6 +30,8 @@ pub struct NabArgs {
     pub out: PathBuf,
     /// Which detector; `None` for the engine's default (the composite).
     pub detector: Option<String>,
+    /// The composite's settings (`[engine.composite]` of the configuration) when the composite is scored.
+    pub composite: heal::detect::CompositeConfig,
 }
 
 /// The one JSON object `medic bench nab --json` prints.
@@ -67,19 +69,21 @@ pub struct NabReport {
 /// The engine's default detector's name in the results layout.
 pub const DEFAULT_DETECTOR: &str = "composite";
 
-/// A factory for the named detector (`None`: the engine's default, the composite with its default settings). The
-/// name must be one [`heal::detect::by_name`] knows; it is also the detector's name in the results layout.
+/// A factory for the named detector (`None` or `composite`: the engine's default, the composite with `composite`'s
+/// settings). The name must be one [`heal::detect::by_name`] knows; it is also the detector's name in the results
+/// layout.
 pub fn detector_factory(
     name: Option<&str>,
+    composite: &heal::detect::CompositeConfig,
 ) -> anyhow::Result<(String, Box<DetectorFactory<'static>>)> {
-    let Some(name) = name else {
-        let factory = || -> Box<dyn heal::Detector> {
-            Box::new(heal::detect::Composite::new(
-                heal::detect::CompositeConfig::default(),
-            ))
+    if name.is_none_or(|n| n == DEFAULT_DETECTOR) {
+        let composite = composite.clone();
+        let factory = move || -> Box<dyn heal::Detector> {
+            Box::new(heal::detect::Composite::new(composite.clone()))
         };
         return Ok((DEFAULT_DETECTOR.to_string(), Box::new(factory)));
-    };
+    }
+    let name = name.unwrap_or(DEFAULT_DETECTOR);
     if heal::detect::by_name(name).is_none() {
         anyhow::bail!(
             "unknown detector {name:?}; known: {}",
@@ -94,7 +98,7 @@ pub fn detector_factory(
 
 /// Runs the benchmark with the named detector (or the default) and returns the summary.
 pub fn run(args: &NabArgs) -> anyhow::Result<NabSummary> {
-    let (name, factory) = detector_factory(args.detector.as_deref())?;
+    let (name, factory) = detector_factory(args.detector.as_deref(), &args.composite)?;
     Ok(run_with(args, &name, &*factory)?.summary)
 }
 
