@@ -122,7 +122,8 @@ impl Default for EngineConfig {
 
 const DAY_US: u64 = 86_400 * US_PER_S;
 
-fn range_f(key: &str, v: f64, lo: f64, hi: f64, lo_open: bool) -> Result<(), String> {
+/// `engine.<key> = v` within `lo..=hi` (`(lo, hi]` when `lo_open`), or an error naming key, value and range.
+pub(crate) fn range_f(key: &str, v: f64, lo: f64, hi: f64, lo_open: bool) -> Result<(), String> {
     let ok = v.is_finite() && (if lo_open { v > lo } else { v >= lo }) && v <= hi;
     if ok {
         Ok(())
@@ -134,7 +135,8 @@ fn range_f(key: &str, v: f64, lo: f64, hi: f64, lo_open: bool) -> Result<(), Str
     }
 }
 
-fn range_u(key: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
+/// `engine.<key> = v` within `lo..=hi`, or an error naming key, value and range.
+pub(crate) fn range_u(key: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
     if (lo..=hi).contains(&v) {
         Ok(())
     } else {
@@ -153,6 +155,7 @@ impl EngineConfig {
                 self.detector
             ));
         }
+        self.composite.validate()?;
         range_f("anomaly_cutoff", self.anomaly_cutoff, 0.0, 1.0, true)?;
         range_f(
             "false_positive_factor",
@@ -357,5 +360,50 @@ mod tests {
         let err = c.validate().unwrap_err();
         assert!(err.starts_with("engine.constraints[0]: "), "{err}");
         assert!(err.contains("neither a lower nor an upper bound"), "{err}");
+    }
+
+    /// Settings of the composite and its detectors are checked too: each bad value is refused naming its key.
+    #[test]
+    fn validate_checks_every_composite_setting() {
+        let bad = |json: &str| -> String {
+            let composite: CompositeConfig = serde_json::from_str(json).unwrap();
+            EngineConfig {
+                composite,
+                ..EngineConfig::default()
+            }
+            .validate()
+            .unwrap_err()
+        };
+        assert_eq!(
+            bad(r#"{"weights": {"zscore": -5.0}}"#),
+            "engine.composite.weights.zscore = -5 is out of range: accepted [0, 1000000]"
+        );
+        let zero = r#"{"weights": {"zscore": 0, "mad": 0, "ewma": 0, "iqr": 0, "roc": 0, "seasonal": 0,
+            "variance": 0, "range": 0}}"#;
+        assert!(bad(zero).contains("every weight is 0"), "{}", bad(zero));
+        assert!(bad(r#"{"lead": ["seasonl"]}"#).contains("\"seasonl\""));
+        assert_eq!(
+            bad(r#"{"ewma": {"alpha": 7.0}}"#),
+            "engine.composite.ewma.alpha = 7 is out of range: accepted (0, 1]"
+        );
+        assert!(
+            bad(r#"{"combine_power": -50}"#).starts_with("engine.composite.combine_power = -50")
+        );
+        assert!(
+            bad(r#"{"zscore": {"window": 0}}"#).starts_with("engine.composite.zscore.window = 0")
+        );
+        assert!(
+            bad(r#"{"variance": {"short_window": 0}}"#)
+                .starts_with("engine.composite.variance.short_window = 0")
+        );
+        assert!(bad(r#"{"iqr": {"fence": -1}}"#).starts_with("engine.composite.iqr.fence = -1"));
+        assert!(bad(r#"{"range": {"scale": 0}}"#).starts_with("engine.composite.range.scale = 0"));
+        // Cut-offs must not decrease from info to critical.
+        assert_eq!(
+            bad(r#"{"cutoffs": {"high": 0.4}}"#),
+            "engine.composite.cutoffs.high = 0.4 is out of range: accepted [0.5, 1]"
+        );
+        // The composite's default and the other detectors' own defaults pass.
+        CompositeConfig::default().validate().unwrap();
     }
 }

@@ -26,6 +26,7 @@ use super::variance::{VarianceConfig, VarianceShift};
 use super::zscore::{ZScore, ZScoreConfig};
 use super::{AnomalyLevel, Detector, SeverityCutoffs};
 use crate::clock::Timestamp;
+use crate::config::{range_f, range_u};
 
 /// The weight of each detector in the composite; 0 leaves a detector out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +130,195 @@ impl Default for CompositeConfig {
             variance: VarianceConfig::default(),
             range: RangeConfig::default(),
         }
+    }
+}
+
+/// Largest accepted window, in points, of a window detector.
+const WINDOW_MAX: u64 = 100_000;
+/// Largest accepted `min_samples` of any detector.
+const MIN_SAMPLES_MAX: u64 = 1_000_000;
+/// Largest accepted weight, threshold, scale or breakout factor.
+const FACTOR_MAX: f64 = 1e6;
+
+impl CompositeConfig {
+    /// Checks every setting of the composite and of its detectors; the error names the key (under
+    /// `engine.composite.`), the value and the accepted range. A composite whose every weight is 0 would never score,
+    /// and a lead that names no detector would never lead: both are refused.
+    pub fn validate(&self) -> Result<(), String> {
+        let f = |key: &str, v: f64, lo: f64, hi: f64, lo_open: bool| {
+            range_f(&format!("composite.{key}"), v, lo, hi, lo_open)
+        };
+        let u = |key: &str, v: usize, lo: u64, hi: u64| {
+            range_u(&format!("composite.{key}"), v as u64, lo, hi)
+        };
+        let w = &self.weights;
+        let weights = [
+            ("zscore", w.zscore),
+            ("mad", w.mad),
+            ("ewma", w.ewma),
+            ("iqr", w.iqr),
+            ("roc", w.roc),
+            ("seasonal", w.seasonal),
+            ("variance", w.variance),
+            ("range", w.range),
+        ];
+        for (name, weight) in weights {
+            f(&format!("weights.{name}"), weight, 0.0, FACTOR_MAX, false)?;
+        }
+        if weights.iter().all(|(_, weight)| *weight == 0.0) {
+            return Err(
+                "engine.composite.weights: every weight is 0, so the composite would never score: give at least one \
+                 detector a weight above 0"
+                    .to_string(),
+            );
+        }
+        for name in &self.lead {
+            if !weights.iter().any(|(n, _)| n == name) {
+                return Err(format!(
+                    "engine.composite.lead names {name:?}, which is not one of the composite's detectors {:?}",
+                    weights.map(|(n, _)| n)
+                ));
+            }
+        }
+        f("combine_power", self.combine_power, 1.0, 64.0, false)?;
+        f(
+            "refractory_trigger",
+            self.refractory_trigger,
+            0.0,
+            1.0,
+            true,
+        )?;
+        u("refractory_points", self.refractory_points, 0, WINDOW_MAX)?;
+        f("refractory_factor", self.refractory_factor, 0.0, 1.0, false)?;
+        f(
+            "refractory_breakout",
+            self.refractory_breakout,
+            0.0,
+            FACTOR_MAX,
+            false,
+        )?;
+        let c = &self.cutoffs;
+        let cutoffs = [
+            ("info", c.info),
+            ("low", c.low),
+            ("medium", c.medium),
+            ("high", c.high),
+            ("critical", c.critical),
+        ];
+        let mut below = 0.0;
+        for (name, v) in cutoffs {
+            f(&format!("cutoffs.{name}"), v, below, 1.0, false)?;
+            below = v;
+        }
+        let windowed = [
+            (
+                "zscore",
+                self.zscore.window,
+                self.zscore.min_samples,
+                self.zscore.threshold,
+                self.zscore.scale,
+            ),
+            (
+                "mad",
+                self.mad.window,
+                self.mad.min_samples,
+                self.mad.threshold,
+                self.mad.scale,
+            ),
+            (
+                "iqr",
+                self.iqr.window,
+                self.iqr.min_samples,
+                self.iqr.fence,
+                self.iqr.scale,
+            ),
+            (
+                "roc",
+                self.roc.window,
+                self.roc.min_samples,
+                self.roc.threshold,
+                self.roc.scale,
+            ),
+            (
+                "variance",
+                self.variance.short_window,
+                self.variance.min_samples,
+                self.variance.threshold,
+                self.variance.scale,
+            ),
+        ];
+        for (name, window, min_samples, threshold, scale) in windowed {
+            let window_key = if name == "variance" {
+                "short_window"
+            } else {
+                "window"
+            };
+            u(&format!("{name}.{window_key}"), window, 2, WINDOW_MAX)?;
+            u(
+                &format!("{name}.min_samples"),
+                min_samples,
+                0,
+                MIN_SAMPLES_MAX,
+            )?;
+            let threshold_key = if name == "iqr" { "fence" } else { "threshold" };
+            f(
+                &format!("{name}.{threshold_key}"),
+                threshold,
+                0.0,
+                FACTOR_MAX,
+                false,
+            )?;
+            f(&format!("{name}.scale"), scale, 0.0, FACTOR_MAX, true)?;
+        }
+        let smoothed = [
+            (
+                "ewma",
+                self.ewma.alpha,
+                self.ewma.min_samples,
+                self.ewma.threshold,
+                self.ewma.scale,
+            ),
+            (
+                "seasonal",
+                self.seasonal.alpha,
+                self.seasonal.min_samples,
+                self.seasonal.threshold,
+                self.seasonal.scale,
+            ),
+        ];
+        for (name, alpha, min_samples, threshold, scale) in smoothed {
+            f(&format!("{name}.alpha"), alpha, 0.0, 1.0, true)?;
+            u(
+                &format!("{name}.min_samples"),
+                min_samples,
+                0,
+                MIN_SAMPLES_MAX,
+            )?;
+            f(
+                &format!("{name}.threshold"),
+                threshold,
+                0.0,
+                FACTOR_MAX,
+                false,
+            )?;
+            f(&format!("{name}.scale"), scale, 0.0, FACTOR_MAX, true)?;
+        }
+        f("variance.alpha", self.variance.alpha, 0.0, 1.0, true)?;
+        u(
+            "range.min_samples",
+            self.range.min_samples,
+            0,
+            MIN_SAMPLES_MAX,
+        )?;
+        f(
+            "range.tolerance",
+            self.range.tolerance,
+            0.0,
+            FACTOR_MAX,
+            false,
+        )?;
+        f("range.scale", self.range.scale, 0.0, FACTOR_MAX, true)?;
+        Ok(())
     }
 }
 
