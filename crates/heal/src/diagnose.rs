@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::detect::SeverityCutoffs;
 use crate::issue::{CrisisLevel, Issue, IssueKind, Severity};
 
 /// A known causal link between two issue codes: when both are seen within the correlation window they form one
@@ -68,8 +69,9 @@ impl CausePair {
     }
 }
 
-/// How one issue should be handled and how bad it is, before correlation.
-pub fn classify(issue: &Issue) -> (CrisisLevel, Severity) {
+/// How one issue should be handled and how bad it is, before correlation. An anomaly's severity comes from its score
+/// through the configured cut-offs ([`AnomalyLevel::severity`]).
+pub fn classify(issue: &Issue, cutoffs: &SeverityCutoffs) -> (CrisisLevel, Severity) {
     if issue.data_at_risk {
         return (CrisisLevel::Crisis, Severity::Sev0);
     }
@@ -86,8 +88,13 @@ pub fn classify(issue: &Issue) -> (CrisisLevel, Severity) {
         }
         IssueKind::CheckFailed => (CrisisLevel::Obstacle, Severity::Sev2),
         IssueKind::OperationError => (CrisisLevel::Hiccup, Severity::Sev3),
-        IssueKind::Anomaly if issue.score >= 0.99 => (CrisisLevel::Hiccup, Severity::Sev2),
-        IssueKind::Anomaly => (CrisisLevel::Hiccup, Severity::Sev3),
+        IssueKind::Anomaly => (
+            CrisisLevel::Hiccup,
+            cutoffs
+                .level(issue.score)
+                .severity()
+                .unwrap_or(Severity::Sev3),
+        ),
     }
 }
 
@@ -171,14 +178,14 @@ fn worse_severity(s: Severity) -> Severity {
 }
 
 /// Diagnoses a non-empty group of correlated issues. An empty group diagnoses as a SEV3 hiccup with no cause.
-pub fn diagnose(issues: &[Issue], known: &[CausePair]) -> Diagnosis {
+pub fn diagnose(issues: &[Issue], known: &[CausePair], cutoffs: &SeverityCutoffs) -> Diagnosis {
     let mut crisis = CrisisLevel::Hiccup;
     let mut severity = Severity::Sev3;
     let mut score_max: f64 = 0.0;
     let mut worst = 0usize;
     let mut worst_key = (Severity::Sev3, CrisisLevel::Hiccup, 0.0f64);
     for (idx, issue) in issues.iter().enumerate() {
-        let (c, s) = classify(issue);
+        let (c, s) = classify(issue, cutoffs);
         crisis = crisis.max(c);
         severity = severity.min(s);
         score_max = score_max.max(issue.score);
@@ -313,19 +320,30 @@ mod tests {
                 Severity::Sev3,
             ),
             (
-                issue(IssueKind::Anomaly, "latency_anomaly", "m", 0).with_score(0.95),
+                issue(IssueKind::Anomaly, "latency_anomaly", "m", 0).with_score(0.85),
                 CrisisLevel::Hiccup,
                 Severity::Sev3,
             ),
             (
-                issue(IssueKind::Anomaly, "latency_anomaly", "m", 0).with_score(0.995),
+                issue(IssueKind::Anomaly, "latency_anomaly", "m", 0).with_score(0.9),
                 CrisisLevel::Hiccup,
                 Severity::Sev2,
             ),
         ];
         for (i, c, s) in cases {
-            assert_eq!(classify(&i), (c, s), "{i:?}");
+            assert_eq!(classify(&i, &SeverityCutoffs::default()), (c, s), "{i:?}");
         }
+        // The anomaly's severity follows the configured cut-offs.
+        let strict = SeverityCutoffs {
+            critical: 0.99,
+            ..SeverityCutoffs::default()
+        };
+        let anomaly = issue(IssueKind::Anomaly, "latency_anomaly", "m", 0).with_score(0.95);
+        assert_eq!(classify(&anomaly, &strict).1, Severity::Sev3);
+        assert_eq!(
+            classify(&anomaly, &SeverityCutoffs::default()).1,
+            Severity::Sev2
+        );
     }
 
     #[test]
@@ -422,7 +440,7 @@ mod tests {
             )
             .evidence("fragmentation", "0.62"),
         ];
-        let d = diagnose(&issues, &CausePair::defaults());
+        let d = diagnose(&issues, &CausePair::defaults(), &SeverityCutoffs::default());
         assert_eq!(d.root_issue, 1);
         assert!(
             d.root_cause.contains("a fragmented index slows queries"),
@@ -455,7 +473,7 @@ mod tests {
             issue(IssueKind::StaleDerived, "index_stale", "text_index", 2),
             issue(IssueKind::StaleDerived, "index_stale", "vector_index", 3),
         ];
-        let d = diagnose(&issues, &[]);
+        let d = diagnose(&issues, &[], &SeverityCutoffs::default());
         assert_eq!(
             d.root_issue, 0,
             "the worst issue is the root without a known pair"

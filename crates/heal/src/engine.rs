@@ -647,7 +647,7 @@ impl Engine {
         let mut alerts = Vec::new();
         let activity = !issues.is_empty();
         for issue in issues {
-            let (_, severity) = classify(&issue);
+            let (_, severity) = classify(&issue, &self.config.composite.cutoffs);
             alerts.extend(self.alerts.observe(
                 &self.config.alert_rules,
                 &issue,
@@ -658,7 +658,11 @@ impl Engine {
             self.correlate(issue, now, &mut s);
         }
         for inc in self.active.values_mut().filter(|i| i.dirty) {
-            let d = diagnose(&inc.record.issues, &self.config.known_causes);
+            let d = diagnose(
+                &inc.record.issues,
+                &self.config.known_causes,
+                &self.config.composite.cutoffs,
+            );
             inc.record.crisis = d.crisis;
             inc.record.severity = d.severity;
             inc.record.root_cause = d.root_cause;
@@ -854,7 +858,7 @@ impl Engine {
         self.next_id += 1;
         self.metrics.incidents += 1;
         s.incidents_opened.push(id);
-        let (crisis, severity) = classify(&issue);
+        let (crisis, severity) = classify(&issue, &self.config.composite.cutoffs);
         let record = IncidentRecord {
             id,
             started_at: issue.detected_at.min(now),

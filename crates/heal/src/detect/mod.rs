@@ -91,14 +91,14 @@ pub enum AnomalyLevel {
 }
 
 impl AnomalyLevel {
-    /// The incident severity an anomaly of this level suggests (`None` and `Info` raise no incident).
+    /// The incident severity an anomaly of this level suggests: `None` and `Info` raise no incident; an anomaly is a
+    /// symptom, not damage, so even a critical one is SEV2 (`Low` to `High` are SEV3).
     pub fn severity(self) -> Option<crate::issue::Severity> {
         use crate::issue::Severity;
         match self {
             AnomalyLevel::None | AnomalyLevel::Info => None,
-            AnomalyLevel::Low | AnomalyLevel::Medium => Some(Severity::Sev3),
-            AnomalyLevel::High => Some(Severity::Sev2),
-            AnomalyLevel::Critical => Some(Severity::Sev1),
+            AnomalyLevel::Low | AnomalyLevel::Medium | AnomalyLevel::High => Some(Severity::Sev3),
+            AnomalyLevel::Critical => Some(Severity::Sev2),
         }
     }
 }
