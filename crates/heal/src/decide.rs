@@ -197,8 +197,6 @@ impl Gates {
     pub fn record_attempt(
         &mut self,
         strategy: &str,
-        resource: &str,
-        code: &str,
         now: Timestamp,
         success: bool,
         cfg: &EngineConfig,
@@ -212,12 +210,20 @@ impl Gates {
         while q.len() > cfg.strategy_rate_max as usize + 1 {
             q.pop_front();
         }
-        let key = (resource.to_string(), code.to_string());
         if success {
             self.last_failure.remove(strategy);
-            self.problem_failures.remove(&key);
         } else {
             self.last_failure.insert(strategy.to_string(), now);
+        }
+    }
+
+    /// Records how one repair of a problem (a whole cascade, however many strategies it tried) ended: a failure
+    /// counts towards `same_problem_failures_max`, a success clears the count.
+    pub fn record_repair(&mut self, resource: &str, code: &str, repaired: bool) {
+        let key = (resource.to_string(), code.to_string());
+        if repaired {
+            self.problem_failures.remove(&key);
+        } else {
             *self.problem_failures.entry(key).or_default() += 1;
         }
     }
@@ -461,8 +467,8 @@ mod tests {
     fn breaker_opens_after_three_failures_then_half_opens() {
         let cfg = EngineConfig::default();
         let mut g = Gates::new();
-        for i in 0..3 {
-            g.record_attempt("s", &format!("r{i}"), "c", 10, false, &cfg);
+        for _ in 0..3 {
+            g.record_attempt("s", 10, false, &cfg);
         }
         assert_eq!(
             g.breaker("s").state(10, cfg.breaker_cooldown_us),
@@ -473,18 +479,18 @@ mod tests {
             g.breaker("s").state(far, cfg.breaker_cooldown_us),
             BreakerState::HalfOpen
         );
-        g.record_attempt("s", "r", "c", far, false, &cfg);
+        g.record_attempt("s", far, false, &cfg);
         assert_eq!(
             g.breaker("s").state(far, cfg.breaker_cooldown_us),
             BreakerState::Open { since: far }
         );
-        g.record_attempt("s", "r", "c", far + cfg.breaker_cooldown_us, true, &cfg);
+        g.record_attempt("s", far + cfg.breaker_cooldown_us, true, &cfg);
         assert_eq!(
             g.breaker("s")
                 .state(far + cfg.breaker_cooldown_us, cfg.breaker_cooldown_us),
             BreakerState::Closed
         );
-        g.record_attempt("s", "r", "c", 0, false, &cfg);
+        g.record_attempt("s", 0, false, &cfg);
         g.reset_breaker("s");
         assert_eq!(g.breaker("s").consecutive_failures, 0);
     }
@@ -505,8 +511,18 @@ mod tests {
     fn same_problem_failing_escalates_and_rate_limit_defers() {
         let cfg = EngineConfig::default();
         let mut g = Gates::new();
+        // Failed attempts of one cascade are not failed repairs; failed cascades are.
         for _ in 0..cfg.same_problem_failures_max {
-            g.record_attempt("other", "r", "c", 0, false, &cfg);
+            g.record_attempt("other", 0, false, &cfg);
+        }
+        let d = decide(
+            input(vec![cand("s", RepairCost::InPlace, 0.0, 0.9)]),
+            &g,
+            &cfg,
+        );
+        assert_eq!(d.action, Action::Repair, "{:?}", d.reasons);
+        for _ in 0..cfg.same_problem_failures_max {
+            g.record_repair("r", "c", false);
         }
         let d = decide(
             input(vec![cand("s", RepairCost::InPlace, 0.0, 0.9)]),
@@ -518,7 +534,7 @@ mod tests {
 
         let mut g = Gates::new();
         for _ in 0..cfg.strategy_rate_max {
-            g.record_attempt("s", "x", "y", 999_999, true, &cfg);
+            g.record_attempt("s", 999_999, true, &cfg);
         }
         let d = decide(
             input(vec![cand("s", RepairCost::InPlace, 0.0, 0.9)]),

@@ -1011,7 +1011,7 @@ impl Engine {
                 let clock = self.clock.as_ref();
                 let mut kb_errors = Vec::new();
                 let out = run_cascade(&ordered, &root, clock, |name, ok| {
-                    gates.record_attempt(name, &root.resource, &root.code, clock.now(), ok, cfg);
+                    gates.record_attempt(name, clock.now(), ok, cfg);
                     if let Err(e) = kb.record_outcome(name, &root.code, ok) {
                         metrics.kb_errors += 1;
                         kb_errors.push(format!("recording outcome of {name}: {e}"));
@@ -1019,6 +1019,14 @@ impl Engine {
                 });
                 drop(running);
                 s.errors.extend(kb_errors);
+                if out
+                    .attempts
+                    .iter()
+                    .any(|a| a.outcome != AttemptOutcome::DryRun)
+                {
+                    self.gates
+                        .record_repair(&root.resource, &root.code, out.repaired_by.is_some());
+                }
                 for a in &out.attempts {
                     self.metrics.repair_time_us_total += a.duration_us;
                     match a.outcome {

@@ -845,8 +845,12 @@ fn same_problem_failing_three_repairs_escalates_without_trying_again() {
     assert_eq!(
         s.attempts.len(),
         2,
-        "2 failures so far, below the limit of 3: tried again"
+        "1 failed repair so far (of 2 attempts), below the limit of 3: tried again"
     );
+    sim.quiet(120);
+    sim.inject(f.clone());
+    let s = sim.cycle();
+    assert_eq!(s.attempts.len(), 2, "2 failed repairs so far: tried again");
     sim.quiet(120);
     sim.calls();
     sim.inject(f);
@@ -855,7 +859,7 @@ fn same_problem_failing_three_repairs_escalates_without_trying_again() {
     assert_eq!(d.action, Action::Escalate);
     assert_eq!(
         d.reasons[0],
-        "block_checksum on wal/7.seg failed 4 repairs (same_problem_failures_max = 3)"
+        "block_checksum on wal/7.seg failed 3 repairs (same_problem_failures_max = 3)"
     );
     assert!(s.attempts.is_empty() && sim.calls().is_empty());
 }
