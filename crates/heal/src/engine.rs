@@ -218,7 +218,8 @@ pub struct CycleSummary {
     pub escalation_level: EscalationLevel,
     /// Whether the engine is in dry-run mode.
     pub dry_run: bool,
-    /// Whether an open incident is a CRISIS: writes should stop and state be preserved.
+    /// Whether an open incident is a CRISIS: writes stop (through `Subject::stop_writes`, except in dry run) and the
+    /// state is preserved until no such incident is open.
     pub stop_writes: bool,
     /// Checks run.
     pub checks_run: u32,
@@ -259,6 +260,8 @@ pub struct Engine {
     gates: Gates,
     alerts: AlertManager,
     escalator: Escalator,
+    /// Whether the subject was told to stop writes for a CRISIS (and has not been told to resume).
+    writes_stopped: bool,
     notifiers: Vec<Box<dyn Notifier>>,
     active: BTreeMap<u64, Incident>,
     next_id: u64,
@@ -377,6 +380,7 @@ impl Engine {
             gates: Gates::new(),
             alerts: AlertManager::default(),
             escalator: Escalator::default(),
+            writes_stopped: false,
             notifiers: Vec::new(),
             active: BTreeMap::new(),
             next_id,
@@ -760,6 +764,29 @@ impl Engine {
             EscalationLevel::Normal
         };
         s.stop_writes = any(&|i| i.record.crisis == CrisisLevel::Crisis);
+        // In dry run nothing changes, writes included.
+        if s.stop_writes != self.writes_stopped && !(s.stop_writes && self.config.dry_run) {
+            let reason = s.stop_writes.then(|| {
+                let crises: Vec<String> = self
+                    .active
+                    .values()
+                    .filter(|i| i.record.crisis == CrisisLevel::Crisis)
+                    .map(|i| format!("incident {}: {}", i.record.id, i.record.root_cause))
+                    .collect();
+                format!("CRISIS, acknowledged data at risk: {}", crises.join("; "))
+            });
+            match self.subject.stop_writes(reason.as_deref()) {
+                Ok(()) => self.writes_stopped = s.stop_writes,
+                Err(e) => s.errors.push(format!(
+                    "{} writes: {e}",
+                    if s.stop_writes {
+                        "stopping"
+                    } else {
+                        "resuming"
+                    }
+                )),
+            }
+        }
         self.escalator.update(
             now_end,
             target,

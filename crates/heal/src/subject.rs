@@ -33,4 +33,12 @@ pub trait Subject: Send + Sync {
     fn sample(&self, now: Timestamp) -> Vec<Sample>;
     /// Problems found since the last call outside any check (read-path damage, operation errors). Drains them.
     fn drain_issues(&self) -> Vec<Issue>;
+    /// CRISIS handling. `Some(reason)`: an incident that puts acknowledged data at risk is open and was not repaired,
+    /// so stop taking writes (reads go on) and preserve the state for a human; `None`: no such incident is open any
+    /// more, writes may resume. The engine calls it when the state changes, and again next cycle if it failed. The
+    /// default does nothing (a subject that takes no writes).
+    fn stop_writes(&self, reason: Option<&str>) -> Result<(), String> {
+        let _ = reason;
+        Ok(())
+    }
 }

@@ -200,6 +200,14 @@ impl Subject for FakeSubject {
     fn drain_issues(&self) -> Vec<Issue> {
         std::mem::take(&mut self.world.lock().unwrap().pending)
     }
+    fn stop_writes(&self, reason: Option<&str>) -> Result<(), String> {
+        let mut w = self.world.lock().unwrap();
+        w.calls.push(match reason {
+            Some(r) => format!("stop_writes: {r}"),
+            None => "resume_writes".to_string(),
+        });
+        Ok(())
+    }
 }
 
 #[derive(Clone, Default)]
@@ -963,6 +971,64 @@ fn past_outcomes_in_the_knowledge_base_steer_the_choice() {
     sim.inject(f);
     let s = sim.cycle();
     assert!((s.decisions[0].decision.confidence - 2.0 / 3.0).abs() < 1e-12);
+}
+
+#[test]
+fn a_crisis_no_strategy_repairs_stops_writes_until_it_closes() {
+    let mut sim = Sim::new(EngineConfig {
+        quiet_period_us: 60 * US_PER_S,
+        ..EngineConfig::default()
+    });
+    warm_up(&mut sim);
+    sim.calls();
+    sim.set_mode("retry_block", Mode::RepairFails);
+    sim.set_mode("rebuild_from_parity", Mode::Unrecoverable);
+    // Acknowledged data at risk (both copies of a record damaged): a CRISIS.
+    let crisis = sim.block_fault("wal/00000012.seg").data_at_risk();
+    sim.inject(crisis.clone());
+    let s = sim.cycle();
+    let id = s.incidents_opened[0];
+    assert_eq!(s.escalations, [id], "{s:#?}");
+    assert!(s.stop_writes);
+    let stops: Vec<String> = sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.contains("writes"))
+        .collect();
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert!(
+        stops[0].starts_with(&format!("stop_writes: CRISIS, acknowledged data at risk: incident {id}: block_checksum on wal/00000012.seg")),
+        "{stops:?}"
+    );
+    // Told once, not every cycle.
+    let s = sim.cycle();
+    assert!(s.stop_writes);
+    assert!(!sim.calls().iter().any(|c| c.contains("writes")));
+    // An operator restores the file: the issue stops recurring, the incident closes after the quiet period, and
+    // writes resume.
+    sim.world.lock().unwrap().faults.clear();
+    let mut resumed = false;
+    for _ in 0..(120 * US_PER_S / CYCLE_US) {
+        let s = sim.cycle();
+        if sim.calls().iter().any(|c| c == "resume_writes") {
+            assert!(!s.stop_writes);
+            resumed = true;
+            break;
+        }
+    }
+    assert!(resumed, "writes resumed once the crisis closed");
+
+    // In dry run the engine records the crisis but does not stop writes.
+    let mut sim = Sim::new(EngineConfig {
+        dry_run: true,
+        ..EngineConfig::default()
+    });
+    warm_up(&mut sim);
+    sim.calls();
+    sim.inject(crisis);
+    let s = sim.cycle();
+    assert!(s.stop_writes);
+    assert!(!sim.calls().iter().any(|c| c.contains("writes")));
 }
 
 #[test]
