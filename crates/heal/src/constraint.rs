@@ -56,7 +56,8 @@ pub struct Constraint {
     /// Distance from a one-sided bound at which utilisation is 0; `None` means `|bound|` (1 for a bound of 0).
     #[serde(default)]
     pub headroom: Option<f64>,
-    /// Whether a repair strategy can fix a breach without a human.
+    /// Whether a repair strategy may fix a breach without a human. When false (the default) the engine tries no
+    /// strategy on a breach of this constraint and escalates it.
     #[serde(default)]
     pub auto_fix_available: bool,
 }

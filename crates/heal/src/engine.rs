@@ -932,7 +932,16 @@ impl Engine {
         let now = self.clock.now();
         let root = inc.record.issues.get(inc.root_issue).cloned()?;
         let mut candidates = Vec::new();
-        for st in strategies.iter().filter(|st| st.can_repair(&root)) {
+        // A breached constraint declared without an automatic fix is a human's call: no strategy is tried.
+        let no_auto_fix = root.kind == IssueKind::ConstraintBreach
+            && root
+                .evidence
+                .iter()
+                .any(|(k, v)| k == "auto_fix_available" && v == "false");
+        for st in strategies
+            .iter()
+            .filter(|st| !no_auto_fix && st.can_repair(&root))
+        {
             let stats = match self.kb.strategy_stats(st.name(), &root.code) {
                 Ok(stats) => stats,
                 Err(e) => {
@@ -960,7 +969,7 @@ impl Engine {
             // environment gets `environment_grace_us` to go away by itself first).
             inc.record.crisis = CrisisLevel::Wall;
         }
-        let decision = decide(
+        let mut decision = decide(
             DecideInput {
                 crisis: inc.record.crisis,
                 resource: &root.resource,
@@ -976,6 +985,15 @@ impl Engine {
             &self.gates,
             &self.config,
         );
+        if no_auto_fix {
+            decision.reasons.insert(
+                0,
+                format!(
+                    "{}: the constraint is declared with auto_fix_available = false, so no repair is tried",
+                    root.code
+                ),
+            );
+        }
         inc.record.decision = decision.one_line();
         inc.last_decision = Some(decision.clone());
         s.decisions.push(DecisionEntry {
@@ -1289,6 +1307,54 @@ mod tests {
     struct Bare {
         issues: Mutex<Vec<Issue>>,
         metrics: Mutex<Vec<(String, f64)>>,
+        strategies: Mutex<Vec<Arc<dyn RepairStrategy>>>,
+    }
+
+    /// A strategy that claims every issue and whose every step succeeds.
+    struct FixesAnything;
+
+    impl RepairStrategy for FixesAnything {
+        fn name(&self) -> &str {
+            "fixes_anything"
+        }
+        fn cost(&self) -> crate::repair::RepairCost {
+            crate::repair::RepairCost::InPlace
+        }
+        fn can_repair(&self, _: &Issue) -> bool {
+            true
+        }
+        fn estimate(&self, _: &Issue) -> crate::repair::Estimate {
+            crate::repair::Estimate {
+                duration_us: 1,
+                data_loss: crate::repair::DataLoss::None,
+                risk: 0.0,
+            }
+        }
+        fn backup(&self, _: &Issue) -> Result<crate::repair::Backup, crate::repair::RepairError> {
+            Ok(crate::repair::Backup {
+                location: "memory".into(),
+                bytes: 0,
+            })
+        }
+        fn repair(
+            &self,
+            _: &Issue,
+        ) -> Result<crate::repair::RepairReport, crate::repair::RepairError> {
+            Ok(crate::repair::RepairReport {
+                actions: vec!["fixed".into()],
+                data_loss: crate::repair::DataLoss::None,
+            })
+        }
+        fn validate(&self, _: &Issue) -> Result<(), crate::repair::RepairError> {
+            Ok(())
+        }
+        fn rollback(
+            &self,
+            _: &Issue,
+            _: &crate::repair::Backup,
+        ) -> Result<(), crate::repair::RepairError> {
+            Ok(())
+        }
     }
 
     impl Subject for Bare {
@@ -1299,7 +1365,7 @@ mod tests {
             vec![Arc::new(Failing)]
         }
         fn strategies(&self) -> Vec<Arc<dyn RepairStrategy>> {
-            Vec::new()
+            self.strategies.lock().unwrap().clone()
         }
         fn sample(&self, now: Timestamp) -> Vec<Sample> {
             let m = self.metrics.lock().unwrap();
@@ -1493,6 +1559,69 @@ mod tests {
         assert_eq!(breach.resource, "disk_free_bytes");
         assert_eq!(breach.code, "constraint_disk_free_floor");
         assert_eq!(breach.score, 1.0);
+    }
+
+    #[test]
+    fn a_constraint_without_auto_fix_is_never_repaired_one_with_it_is() {
+        for auto_fix in [false, true] {
+            let mut constraint = crate::constraint::Constraint::new(
+                "queue_depth_ceiling",
+                "queue_depth",
+                None,
+                Some(100.0),
+            );
+            constraint.auto_fix_available = auto_fix;
+            let config = EngineConfig {
+                constraints: vec![constraint],
+                ..EngineConfig::default()
+            };
+            let (mut e, subject, _) = engine(Arc::new(MemoryKnowledgeBase::new()), config);
+            subject
+                .strategies
+                .lock()
+                .unwrap()
+                .push(Arc::new(FixesAnything));
+            subject
+                .metrics
+                .lock()
+                .unwrap()
+                .push(("queue_depth".into(), 500.0));
+            let s = e.run_cycle();
+            let breach_incident = s
+                .incidents_opened
+                .iter()
+                .copied()
+                .find(|id| {
+                    e.incident(*id)
+                        .unwrap()
+                        .unwrap()
+                        .issues
+                        .iter()
+                        .any(|i| i.resource == "queue_depth")
+                })
+                .expect("an incident about the breach");
+            let d = &s
+                .decisions
+                .iter()
+                .find(|d| d.incident_id == breach_incident)
+                .expect("a decision about the breach")
+                .decision;
+            if auto_fix {
+                assert_eq!(d.action, Action::Repair, "{:?}", d.reasons);
+            } else {
+                assert_eq!(d.action, Action::Escalate, "{:?}", d.reasons);
+                assert!(
+                    d.reasons[0].contains("auto_fix_available = false"),
+                    "{:?}",
+                    d.reasons
+                );
+                assert!(
+                    !s.attempts.iter().any(|a| a.incident_id == breach_incident),
+                    "{:?}",
+                    s.attempts
+                );
+            }
+        }
     }
 
     #[test]
