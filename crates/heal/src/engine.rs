@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::cascade::run_cascade;
-use crate::check::{CheckResult, HealthState, Tier};
+use crate::check::{CheckResult, HealthCheck, HealthState, Tier};
 use crate::clock::{Clock, Timestamp};
 use crate::config::EngineConfig;
 use crate::decide::{
@@ -167,6 +167,8 @@ pub struct HealingMetrics {
     pub repairs_failed: u64,
     /// Attempts rolled back after failed validation.
     pub repairs_rolled_back: u64,
+    /// Repairs whose strategy reported success but whose incident's checks, run again, still found the problem.
+    pub repairs_unverified: u64,
     /// Incidents escalated to a human.
     pub escalations: u64,
     /// Alerts delivered to the notifiers.
@@ -812,6 +814,36 @@ impl Engine {
         s
     }
 
+    /// Re-runs the subject's checks that reported any of `issues` (by the issue's source) and returns what still
+    /// reports `root`'s problem (same code on the same resource), if anything. The results update health.
+    fn recheck(&mut self, issues: &[Issue], root: &Issue) -> Option<String> {
+        let sources: BTreeSet<&str> = issues.iter().map(|i| i.source.as_str()).collect();
+        let checks: Vec<Arc<dyn HealthCheck>> = self
+            .subject
+            .checks()
+            .into_iter()
+            .filter(|c| sources.contains(c.name()))
+            .collect();
+        let mut still = None;
+        for check in &checks {
+            let result = self.scheduler.run_one(check.as_ref(), self.clock.as_ref());
+            if still.is_none()
+                && result
+                    .issues
+                    .iter()
+                    .any(|i| i.code == root.code && i.resource == root.resource)
+            {
+                still = Some(format!(
+                    "check {} still finds {} on {}",
+                    check.name(),
+                    root.code,
+                    root.resource
+                ));
+            }
+        }
+        still
+    }
+
     fn detect(&mut self, metric: &str, at: Timestamp, value: f64) -> Option<Issue> {
         if !self.detectors.contains_key(metric) {
             if self.detectors.len() >= self.config.metrics_max {
@@ -1064,13 +1096,22 @@ impl Engine {
                 });
                 drop(running);
                 s.errors.extend(kb_errors);
+                // Verify: the strategy validated its own work; the engine also re-runs the checks that reported this
+                // incident, and the repair holds only if none of them finds the root problem again.
+                let still_failing = match out.repaired_by {
+                    Some(_) => self.recheck(&inc.record.issues, &root),
+                    None => None,
+                };
                 if out
                     .attempts
                     .iter()
                     .any(|a| a.outcome != AttemptOutcome::DryRun)
                 {
-                    self.gates
-                        .record_repair(&root.resource, &root.code, out.repaired_by.is_some());
+                    self.gates.record_repair(
+                        &root.resource,
+                        &root.code,
+                        out.repaired_by.is_some() && still_failing.is_none(),
+                    );
                 }
                 for a in &out.attempts {
                     self.metrics.repair_time_us_total += a.duration_us;
@@ -1086,6 +1127,19 @@ impl Engine {
                     });
                 }
                 inc.record.attempts.extend(out.attempts.iter().cloned());
+                if let (Some(by), Some(why)) = (&out.repaired_by, &still_failing) {
+                    // Not repaired after all: decided again next cycle (and counted as a failed repair).
+                    inc.record.decision =
+                        format!("{}; {by} reported success but {why}", inc.record.decision);
+                    inc.status = IncidentStatus::Open;
+                    inc.dirty = true;
+                    self.metrics.repairs_unverified += 1;
+                    s.errors.push(format!(
+                        "incident {}: {by} reported success but {why}",
+                        inc.record.id
+                    ));
+                    return None;
+                }
                 if let Some(by) = &out.repaired_by {
                     inc.record.resolution = Resolution::AutoRepaired;
                     inc.record.resolved_at = Some(self.clock.now());

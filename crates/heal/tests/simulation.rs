@@ -25,6 +25,8 @@ const CYCLE_US: u64 = 5 * US_PER_S;
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mode {
     Works,
+    /// Repair and validation say it worked; the fault is still there.
+    Lies,
     ValidateFails,
     RepairFails,
     Unrecoverable,
@@ -38,6 +40,8 @@ struct World {
     modes: HashMap<String, Mode>,
     calls: Vec<String>,
     liveness_fails: bool,
+    /// Whether the `scrub` check reports the faults it finds (off: it always passes).
+    scrub_reports: bool,
     slow_check_us: u64,
     /// The engine's repairs-in-flight handle, and what it showed while each repair ran.
     in_flight: Option<RepairsInFlight>,
@@ -63,6 +67,44 @@ impl HealthCheck for Liveness {
             CheckOutcome::fail("not answering", Vec::new())
         } else {
             CheckOutcome::pass("answering")
+        }
+    }
+}
+
+/// A deep integrity check that, when `scrub_reports` is on, reports every fault still present (source `scrub`). It is
+/// due once a day, so it runs in the first cycle and whenever the engine re-checks after a repair.
+struct Scrub {
+    world: Arc<Mutex<World>>,
+}
+
+impl HealthCheck for Scrub {
+    fn name(&self) -> &str {
+        "scrub"
+    }
+    fn tier(&self) -> Tier {
+        Tier::Deep
+    }
+    fn interval_us(&self) -> u64 {
+        86_400 * US_PER_S
+    }
+    fn run(&self, _ctx: &CheckContext<'_>) -> CheckOutcome {
+        let w = self.world.lock().unwrap();
+        let found: Vec<Issue> = if w.scrub_reports {
+            w.faults
+                .values()
+                .cloned()
+                .map(|mut i| {
+                    i.source = "scrub".into();
+                    i
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if found.is_empty() {
+            CheckOutcome::pass("every block verifies")
+        } else {
+            CheckOutcome::fail(format!("{} damaged", found.len()), found)
         }
     }
 }
@@ -137,6 +179,10 @@ impl RepairStrategy for FakeStrategy {
                     data_loss: DataLoss::None,
                 })
             }
+            Mode::Lies => Ok(RepairReport {
+                actions: vec![format!("{} claims it fixed {}", self.name, issue.resource)],
+                data_loss: DataLoss::None,
+            }),
             Mode::ValidateFails => Ok(RepairReport {
                 actions: vec![format!("{} rewrote {}", self.name, issue.resource)],
                 data_loss: DataLoss::None,
@@ -149,6 +195,9 @@ impl RepairStrategy for FakeStrategy {
     }
     fn validate(&self, issue: &Issue) -> Result<(), RepairError> {
         self.call("validate", issue);
+        if self.mode() == Mode::Lies {
+            return Ok(());
+        }
         if self
             .world
             .lock()
@@ -295,10 +344,15 @@ impl Sim {
                 &clock,
             ),
         ];
-        let checks: Vec<Arc<dyn HealthCheck>> = vec![Arc::new(Liveness {
-            world: world.clone(),
-            clock: clock.clone(),
-        })];
+        let checks: Vec<Arc<dyn HealthCheck>> = vec![
+            Arc::new(Liveness {
+                world: world.clone(),
+                clock: clock.clone(),
+            }),
+            Arc::new(Scrub {
+                world: world.clone(),
+            }),
+        ];
         let subject = Arc::new(FakeSubject {
             world: world.clone(),
             checks,
@@ -919,9 +973,18 @@ fn failing_and_overrunning_checks_set_health_and_open_incidents() {
     sim.world.lock().unwrap().slow_check_us = 0;
     sim.world.lock().unwrap().liveness_fails = true;
     let results = sim.engine.run_tier(Tier::Deep);
-    assert_eq!(results.len(), 1);
-    assert!(!results[0].passed);
-    assert_eq!(sim.engine.last_check_results()[0].message, "not answering");
+    assert_eq!(results.len(), 2, "the shallow and the deep check");
+    let liveness = |r: &Vec<heal::check::CheckResult>| {
+        r.iter()
+            .find(|r| r.name == "liveness")
+            .cloned()
+            .expect("liveness ran")
+    };
+    assert!(!liveness(&results).passed);
+    assert_eq!(
+        liveness(&sim.engine.last_check_results()).message,
+        "not answering"
+    );
     let s = sim.cycle();
     assert!(
         s.issues >= 1,
@@ -1029,6 +1092,48 @@ fn a_crisis_no_strategy_repairs_stops_writes_until_it_closes() {
     let s = sim.cycle();
     assert!(s.stop_writes);
     assert!(!sim.calls().iter().any(|c| c.contains("writes")));
+}
+
+#[test]
+fn a_repair_the_checks_do_not_confirm_is_not_closed_and_is_tried_again() {
+    let mut sim = Sim::new(EngineConfig::default());
+    warm_up(&mut sim);
+    sim.world.lock().unwrap().scrub_reports = true;
+    sim.set_mode("retry_block", Mode::Lies);
+    let mut f = sim.block_fault("wal/00000021.seg");
+    f.source = "scrub".into();
+    sim.inject(f);
+    let s = sim.cycle();
+    let id = s.incidents_opened[0];
+    assert_eq!(s.attempts.len(), 1, "{s:#?}");
+    assert!(s.incidents_closed.is_empty(), "{s:#?}");
+    assert!(
+        s.errors.iter().any(|e| e
+            == &format!("incident {id}: retry_block reported success but check scrub still finds block_checksum on wal/00000021.seg")),
+        "{:?}",
+        s.errors
+    );
+    assert_eq!(sim.engine.metrics().repairs_unverified, 1);
+    assert_eq!(
+        sim.engine.health_state(),
+        HealthState::Unhealthy,
+        "the re-check's failure counts"
+    );
+    // The strategy works now: the next cycle decides again, repairs, and the re-check confirms it.
+    sim.set_mode("retry_block", Mode::Works);
+    let s = sim.cycle();
+    assert_eq!(
+        s.incidents_closed,
+        [(id, Resolution::AutoRepaired)],
+        "{s:#?}"
+    );
+    assert_eq!(sim.engine.health_state(), HealthState::Healthy);
+    let rec = sim.engine.incident(id).unwrap().unwrap();
+    assert!(
+        rec.decision.contains("repaired by retry_block"),
+        "{}",
+        rec.decision
+    );
 }
 
 #[test]
