@@ -1,8 +1,15 @@
 //! Crash test: a child process (this test binary, re-executed with `MEDIC_CRASH_CHILD` set) opens a store, writes
-//! and deletes documents and prints each acknowledgement (`ACK PUT id lsn`, `ACK DEL id lsn`) the moment the call
-//! returns; the parent SIGKILLs it at a seeded random moment, reopens the store and checks that every acknowledged
-//! write is there and intact, every acknowledged delete is gone, and nothing appeared that was never attempted.
-//! The same directory carries over from one kill to the next, so recovery runs on what earlier crashes left.
+//! and deletes documents from several threads (so commits are grouped) and prints each acknowledgement
+//! (`ACK PUT id lsn`, `ACK DEL id lsn`) the moment the call returns; the parent SIGKILLs it, reopens the store and
+//! checks that every acknowledged write is there and intact, every acknowledged delete is gone, nothing appeared that
+//! was never attempted, and acknowledged LSNs only rise. The same directory carries over from one kill to the next,
+//! so recovery runs on what earlier crashes left.
+//!
+//! When to kill is seeded, but counted in acknowledgements rather than milliseconds: most kills wait until the child
+//! has acknowledged a seeded number of records (read from its stdout), then a seeded few µs more; one in ten lands a
+//! seeded few ms after spawn, during open and recovery. So how much is written, and therefore that the log is
+//! compacted into snapshots many times over, does not depend on how fast the machine is; only where exactly within a
+//! commit, rotation or compaction each kill lands does.
 //!
 //! Replay a failure with `MEDIC_CRASH_SEED=<seed> cargo nextest run -p store --test crash`.
 
@@ -22,16 +29,26 @@ const KILLS: u32 = 200;
 const CHILD_ENV: &str = "MEDIC_CRASH_CHILD";
 const SEED_ENV: &str = "MEDIC_CRASH_SEED";
 const DEFAULT_SEED: u64 = 0x5EED_C2A5;
-/// Longest a child writes before it is killed, ms.
+/// Concurrent writers in the child, so commits are grouped (several records per fsync round).
+const WRITERS: u64 = 3;
+/// A kill that waits for writes lands after this many acknowledgements since spawn, at least ...
+const ACKS_MIN: u32 = 2;
+/// ... and at most.
+const ACKS_MAX: u32 = 12;
+/// After those acknowledgements, the kill waits up to this long more (µs), so it lands anywhere in the next
+/// commit, rotation or compaction.
+const JITTER_US_MAX: u64 = 3_000;
+/// Longest a child writes before it is killed, ms, for the kills timed from spawn (they hit open and recovery).
 const KILL_AFTER_MS_MAX: u64 = 30;
-/// Longest a child may take to open the store.
-const CHILD_READY_MAX: Duration = Duration::from_secs(20);
+/// Longest a child may take to open the store and acknowledge the writes a kill waits for.
+const CHILD_PROGRESS_MAX: Duration = Duration::from_secs(20);
 
-/// A small store so segments seal, parity gets written and snapshots are taken between kills.
+/// A small store so segments seal, parity gets written and snapshots are taken between kills: the log is bounded
+/// to two minimal segments, so a compaction runs every few dozen writes.
 fn config() -> StoreConfig {
     StoreConfig {
-        segment_bytes_max: 16 << 10,
-        wal_bytes_max: 64 << 10,
+        segment_bytes_max: 4 << 10,
+        wal_bytes_max: 8 << 10,
         ..StoreConfig::default()
     }
 }
@@ -55,38 +72,76 @@ fn id(n: u64) -> String {
     format!("doc-{n:08}")
 }
 
-/// The child: writes ids from `MEDIC_CRASH_CHILD=<dir>,<first>,<seed>` on, deleting an earlier one now and then,
-/// until killed.
+/// Bytes of the WAL record of a put of `doc(n)`.
+fn put_record_bytes(n: u64) -> usize {
+    let d = doc(n);
+    let meta = store::codec::validate_doc(&d, &store::Limits::default(), None).unwrap();
+    let mut body = Vec::new();
+    store::codec::encode_doc(&d, meta.as_deref(), &mut body);
+    let mut rec = Vec::new();
+    store::codec::encode_record(n, store::codec::KIND_PUT, &id(n), &body, &mut rec);
+    rec.len()
+}
+
+/// The smallest and the largest WAL record the child can write (a delete; a put of the longest document).
+fn record_bytes_bounds() -> (usize, usize) {
+    let mut del = Vec::new();
+    store::codec::encode_record(1, store::codec::KIND_DELETE, &id(0), &[], &mut del);
+    // Every shape of document (n mod 17, 3, 5) at the widest id the test reaches.
+    let widest = (99_999_999 - 255..=99_999_999)
+        .map(put_record_bytes)
+        .max()
+        .unwrap();
+    (del.len(), widest)
+}
+
+/// Prints one line and flushes it, in one write so a kill cannot cut it, under the lock so writers cannot mix it.
+fn say(line: std::fmt::Arguments) {
+    let line = format!("{line}\n");
+    let mut out = std::io::stdout().lock();
+    out.write_all(line.as_bytes()).unwrap();
+    out.flush().unwrap();
+}
+
+/// The child: `WRITERS` threads write ids from `MEDIC_CRASH_CHILD=<dir>,<first>,<seed>` on, each deleting one of
+/// its own earlier ids now and then, until killed. Writer `t` owns the ids `n` with `n % WRITERS == t`, so no two
+/// writers ever touch the same document and the parent can tell whose line it reads.
 fn child_main(spec: &str) {
     let mut parts = spec.split(',');
     let dir = parts.next().expect("dir");
     let first: u64 = parts.next().and_then(|s| s.parse().ok()).expect("first id");
     let seed: u64 = parts.next().and_then(|s| s.parse().ok()).expect("seed");
-    let mut rng = StdRng::seed_from_u64(seed);
     let store = Store::open(dir, config()).expect("child opens the store");
-    let mut out = std::io::stdout().lock();
     // libtest has printed `test crash_child ... ` without a newline: start a fresh line.
-    writeln!(out, "\nREADY").unwrap();
-    out.flush().unwrap();
-    let mut n = first;
+    say(format_args!("\nREADY"));
+    std::thread::scope(|s| {
+        for t in 0..WRITERS {
+            let store = &store;
+            s.spawn(move || writer(store, first, t, seed));
+        }
+    });
+}
+
+fn writer(store: &Store, first: u64, t: u64, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed ^ t.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    // This writer's first id at or above `first`.
+    let mut n = first + (t + WRITERS - first % WRITERS) % WRITERS;
     loop {
-        if n > first && rng.random_bool(0.1) {
-            let victim = rng.random_range(first.saturating_sub(50)..n);
-            writeln!(out, "TRY DEL {}", id(victim)).unwrap();
-            out.flush().unwrap();
+        let earlier = (n / WRITERS).min(50);
+        if earlier > 0 && rng.random_bool(0.1) {
+            let victim = n - WRITERS * rng.random_range(1..=earlier);
+            say(format_args!("TRY DEL {}", id(victim)));
             match store.delete(&id(victim)) {
-                Ok(Some(lsn)) => writeln!(out, "ACK DEL {} {lsn}", id(victim)).unwrap(),
-                Ok(None) => writeln!(out, "NONE DEL {}", id(victim)).unwrap(),
+                Ok(Some(lsn)) => say(format_args!("ACK DEL {} {lsn}", id(victim))),
+                Ok(None) => say(format_args!("NONE DEL {}", id(victim))),
                 Err(e) => panic!("delete failed: {e}"),
             }
         } else {
-            writeln!(out, "TRY PUT {}", id(n)).unwrap();
-            out.flush().unwrap();
+            say(format_args!("TRY PUT {}", id(n)));
             let lsn = store.put(&id(n), doc(n)).expect("put");
-            writeln!(out, "ACK PUT {} {lsn}", id(n)).unwrap();
-            n += 1;
+            say(format_args!("ACK PUT {} {lsn}", id(n)));
+            n += WRITERS;
         }
-        out.flush().unwrap();
     }
 }
 
@@ -105,13 +160,28 @@ struct Run {
     seed: u64,
     expect: BTreeMap<String, Expect>,
     next_id: u64,
+    /// Every LSN a child acknowledges must be above this: the highest acknowledged or recovered so far.
     last_lsn: u64,
+    /// Records (puts and deletes) acknowledged, over all kills.
+    acked: u64,
+    /// Acknowledgements the kills waited for: `acked` is at least this, whatever the timing.
+    acked_guaranteed: u64,
+    /// Distinct snapshots found on reopen.
+    snapshots_seen: BTreeSet<u64>,
+    /// Reopens that loaded a snapshot and replayed log records on top of it.
+    snapshot_and_log_recoveries: u32,
 }
 
 impl Run {
     fn kill_one(&mut self, dir: &Path, rng: &mut StdRng, kill_idx: u32) {
-        let exe = std::env::current_exe().unwrap();
+        // Every draw is made on every kill, so the schedule is a pure function of the seed.
         let child_seed: u64 = rng.random();
+        let from_spawn = rng.random_bool(0.1);
+        let spawn_ms = rng.random_range(0..=KILL_AFTER_MS_MAX);
+        let acks_wanted = rng.random_range(ACKS_MIN..=ACKS_MAX);
+        let jitter_us = rng.random_range(0..=JITTER_US_MAX);
+
+        let exe = std::env::current_exe().unwrap();
         let mut child = Command::new(exe)
             .args([
                 "--exact",
@@ -138,42 +208,45 @@ impl Run {
                 }
             }
         });
-        // Most kills land while documents are being written; one in ten lands at a random moment from spawn, so
-        // some hit open and recovery.
+        // One kill in ten lands at a random moment from spawn, so some hit open and recovery. The others wait until
+        // the child has acknowledged `acks_wanted` records (read from its stdout), then a little more, so every
+        // such kill interrupts a store that has written, whatever the machine's speed.
         let mut lines = Vec::new();
-        if rng.random_bool(0.1) {
-            std::thread::sleep(Duration::from_millis(
-                rng.random_range(0..=KILL_AFTER_MS_MAX),
-            ));
+        let mut stalled = None;
+        if from_spawn {
+            std::thread::sleep(Duration::from_millis(spawn_ms));
         } else {
-            let deadline = Instant::now() + CHILD_READY_MAX;
-            loop {
+            let deadline = Instant::now() + CHILD_PROGRESS_MAX;
+            let (mut ready, mut acks) = (false, 0);
+            while !ready || acks < acks_wanted {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(left) {
-                    Ok(line) if line == "READY" => break,
-                    Ok(line) => lines.push(line),
-                    Err(_) => {
-                        child.kill().ok();
-                        panic!(
-                            "seed={} kill {kill_idx}: child not ready within {CHILD_READY_MAX:?}",
-                            self.seed
-                        );
+                    Ok(line) => {
+                        ready |= line == "READY";
+                        acks += u32::from(ready && line.starts_with("ACK "));
+                        lines.push(line);
+                    }
+                    Err(e) => {
+                        stalled = Some(format!(
+                            "{e:?} after ready={ready}, {acks} of {acks_wanted} acknowledgements"
+                        ));
+                        break;
                     }
                 }
             }
-            std::thread::sleep(Duration::from_millis(
-                rng.random_range(0..=KILL_AFTER_MS_MAX),
-            ));
+            self.acked_guaranteed += u64::from(acks_wanted);
+            std::thread::sleep(Duration::from_micros(jitter_us));
         }
         let exited_early = child.try_wait().unwrap();
         child.kill().ok();
         let status = child.wait().unwrap();
         reader.join().unwrap();
-        if let Some(st) = exited_early {
+        if exited_early.is_some() || stalled.is_some() {
             let mut err = String::new();
             std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).ok();
             panic!(
-                "seed={} kill {kill_idx}: child exited by itself ({st}) before the kill:\n{err}",
+                "seed={} kill {kill_idx}: child exited by itself ({exited_early:?}) or stalled ({stalled:?}) \
+                 before the kill:\n{err}",
                 self.seed
             );
         }
@@ -183,6 +256,10 @@ impl Run {
             self.seed
         );
         lines.extend(rx.try_iter());
+        // LSNs: above everything acknowledged or recovered before this child, rising per writer, never repeated.
+        let floor = self.last_lsn;
+        let mut per_writer: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut lsns = BTreeSet::new();
         for line in lines {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
@@ -191,12 +268,12 @@ impl Run {
                 }
                 ["ACK", "PUT", id, lsn] => {
                     self.expect.insert(id.to_string(), Expect::Present);
-                    self.note_lsn(lsn, &line);
+                    self.note_lsn(floor, (&mut per_writer, &mut lsns), id, lsn, &line);
                     self.next_id = self.next_id.max(parse_n(id) + 1);
                 }
                 ["ACK", "DEL", id, lsn] => {
                     self.expect.insert(id.to_string(), Expect::Gone);
-                    self.note_lsn(lsn, &line);
+                    self.note_lsn(floor, (&mut per_writer, &mut lsns), id, lsn, &line);
                 }
                 ["NONE", "DEL", id] => {
                     // The delete found nothing: it was already gone, which it must have been.
@@ -210,28 +287,53 @@ impl Run {
                 }
                 _ => {}
             }
-            // An attempted put whose id is the next one to use moves next_id past it, so it is never reused.
+            // An attempted put moves next_id past its id, so it is never reused.
             if let ["TRY", "PUT", id] = words.as_slice() {
                 self.next_id = self.next_id.max(parse_n(id) + 1);
             }
         }
     }
 
-    fn note_lsn(&mut self, lsn: &str, line: &str) {
+    /// Checks an acknowledged LSN: above `floor`, above the same writer's previous one, and not acknowledged twice.
+    fn note_lsn(
+        &mut self,
+        floor: u64,
+        (per_writer, lsns): (&mut BTreeMap<u64, u64>, &mut BTreeSet<u64>),
+        id: &str,
+        lsn: &str,
+        line: &str,
+    ) {
         let lsn: u64 = lsn.parse().unwrap_or_else(|_| panic!("bad line {line:?}"));
+        let prev = per_writer.entry(parse_n(id) % WRITERS).or_insert(floor);
         assert!(
-            lsn > self.last_lsn,
-            "seed={}: LSN {lsn} not above {} ({line})",
+            lsn > *prev,
+            "seed={}: LSN {lsn} not above {} (the writer's previous, or the last before this child) ({line})",
             self.seed,
-            self.last_lsn
+            *prev
         );
-        self.last_lsn = lsn;
+        *prev = lsn;
+        assert!(
+            lsns.insert(lsn),
+            "seed={}: LSN {lsn} acknowledged twice ({line})",
+            self.seed
+        );
+        self.last_lsn = self.last_lsn.max(lsn);
+        self.acked += 1;
     }
 
     /// Reopens the store and checks every expectation. Settles `Either` to what was found.
     fn verify(&mut self, dir: &Path, kill_idx: u32) {
         let store = Store::open(dir, config())
             .unwrap_or_else(|e| panic!("seed={} kill {kill_idx}: reopen failed: {e}", self.seed));
+        let report = store.recovery_report();
+        if let Some(snap) = report.snapshot_lsn {
+            self.snapshots_seen.insert(snap);
+            if report.records_replayed > 0 {
+                self.snapshot_and_log_recoveries += 1;
+            }
+        }
+        // Records in flight at the kill may have survived: the next child must number above them too.
+        self.last_lsn = self.last_lsn.max(report.last_lsn);
         let mut present = BTreeSet::new();
         let mut after: Option<String> = None;
         loop {
@@ -324,6 +426,7 @@ fn acknowledged_writes_survive_sigkill() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(KILLS);
     eprintln!("crash test seed={seed} kills={kills} (replay: {SEED_ENV}={seed})");
+    let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut run = Run {
@@ -331,12 +434,16 @@ fn acknowledged_writes_survive_sigkill() {
         expect: BTreeMap::new(),
         next_id: 0,
         last_lsn: 0,
+        acked: 0,
+        acked_guaranteed: 0,
+        snapshots_seen: BTreeSet::new(),
+        snapshot_and_log_recoveries: 0,
     };
     for k in 0..kills {
         run.kill_one(dir.path(), &mut rng, k);
         run.verify(dir.path(), k);
     }
-    let acked = run
+    let present = run
         .expect
         .values()
         .filter(|e| **e == Expect::Present)
@@ -344,15 +451,47 @@ fn acknowledged_writes_survive_sigkill() {
     let store = Store::open(dir.path(), config()).unwrap();
     let stats = store.stats();
     eprintln!(
-        "crash test seed={seed}: {kills} kills, {acked} documents present, last LSN {}, snapshot {:?}, {} segments",
-        stats.last_lsn, stats.snapshot_lsn, stats.segments
+        "crash test seed={seed}: {kills} kills in {:.1?}, {} records acknowledged ({} waited for), {present} documents \
+         present, last LSN {}, {} snapshots seen on reopen ({} reopens replayed a log on top of one), latest {:?}, \
+         {} segments",
+        t0.elapsed(),
+        run.acked,
+        run.acked_guaranteed,
+        stats.last_lsn,
+        run.snapshots_seen.len(),
+        run.snapshot_and_log_recoveries,
+        stats.snapshot_lsn,
+        stats.segments
     );
     assert!(
-        acked > kills as usize,
-        "seed={seed}: only {acked} documents acknowledged over {kills} kills"
+        run.acked >= run.acked_guaranteed,
+        "seed={seed}: {} acknowledgements counted, but the kills waited for {}",
+        run.acked,
+        run.acked_guaranteed
     );
-    assert!(
-        stats.snapshot_lsn.is_some(),
-        "seed={seed}: no snapshot was taken, so no kill landed near compaction; write more per kill"
-    );
+    // Compaction is certain, not a matter of timing: every acknowledged record stays in the log until a snapshot
+    // covers it, the log is compacted once it outgrows `wal_bytes_max`, and a record whose commit triggers a
+    // compaction is acknowledged only after it. So each snapshot covers at most `wal_bytes_max` plus a group commit
+    // (one record per writer) of acknowledged bytes; two, to leave room for a follower woken early by its condvar.
+    // The records the kills waited for fill that many times over.
+    let (record_min, record_max) = record_bytes_bounds();
+    let per_snapshot = config().wal_bytes_max + 2 * WRITERS * record_max as u64;
+    let snapshots_certain = run.acked_guaranteed * record_min as u64 / per_snapshot;
+    if kills >= KILLS {
+        assert!(
+            snapshots_certain >= 2,
+            "seed={seed}: test parameters too weak: {} acknowledgements of >= {record_min} bytes certainly cause only \
+             {snapshots_certain} compactions",
+            run.acked_guaranteed
+        );
+    }
+    if snapshots_certain >= 1 {
+        assert!(
+            stats.snapshot_lsn.is_some(),
+            "seed={seed}: no snapshot was taken, though {} acknowledged records of >= {record_min} bytes exceed the \
+             log bound of {} bytes",
+            run.acked_guaranteed,
+            config().wal_bytes_max
+        );
+    }
 }
