@@ -283,6 +283,25 @@ fn composite_refractory_damps_echoes_but_not_a_much_larger_excursion() {
 }
 
 #[test]
+fn composite_stand_ins_are_not_damped_while_the_leads_warm_up() {
+    // 5 minutes apart: after 60 points the seasonal buckets have 5 points each and range novelty has seen 60 of
+    // its 150, so only the stand-ins judge. A blip and then a second excursion of the same size: both are reported,
+    // because a warm-up alert must not hide what follows before the leads can judge.
+    let mut values: Vec<f64> = (0..60).map(|i| 100.0 + 10.0 * noise(i)).collect();
+    values.extend([400.0, 100.0, 100.0, 400.0]);
+    let mut d = Composite::new(CompositeConfig::default());
+    let scores = run(&mut d, &values);
+    assert!(scores[60] >= 0.75, "blip scored {}", scores[60]);
+    assert!(
+        scores[63] >= 0.5,
+        "second excursion scored {}: {}",
+        scores[63],
+        d.explain()
+    );
+    assert!(!d.explain().contains("damped"), "{}", d.explain());
+}
+
+#[test]
 fn composite_config_is_serde_with_defaults_and_weights_select_detectors() {
     let cfg: CompositeConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(cfg, CompositeConfig::default());

@@ -3,7 +3,8 @@
 //! scores. While every lead is still warming up, the other detectors with a weight stand in, combined by a weighted
 //! power mean (1 = mean, large = max) over those that have judged the point (one still warming up abstains rather
 //! than voting "normal"). A refractory period then damps repeated alerts right after one (an anomaly is reported at
-//! its start, not for as long as the baselines take to adapt), unless a much larger excursion breaks through. Its
+//! its start, not for as long as the baselines take to adapt), unless a much larger excursion breaks through; it
+//! applies to what the leads say, never to the stand-ins, so a blip during warm-up cannot hide what follows. Its
 //! score maps to an [`AnomalyLevel`] through [`SeverityCutoffs`].
 //!
 //! The defaults are one parameter set for every series (the NAB rule: streaming, each point once, no per-series
@@ -399,6 +400,12 @@ impl Composite {
         }
     }
 
+    /// Whether no detector with a weight is named in `lead` (then the refractory period applies to the weighted
+    /// combination as a whole).
+    fn lead_parts_absent(&self) -> bool {
+        !self.parts.iter().any(|p| p.lead)
+    }
+
     /// Its settings.
     pub fn config(&self) -> &CompositeConfig {
         &self.config
@@ -467,7 +474,15 @@ impl Detector for Composite {
             && breakout.is_finite()
             && breakout > 0.0
             && distance.is_some_and(|d| d > 0.0 && d >= breakout * self.trigger_distance);
-        let score = if self.refractory_left > 0 && !breaks_out {
+        let score = if lead.is_none() && !self.lead_parts_absent() {
+            // Only stand-ins judged (every lead is warming up): their alerts are neither damped nor start a
+            // refractory period, so a warm-up blip cannot hide what follows before the leads can judge.
+            self.last_damped = false;
+            if !triggered {
+                self.calm_value = Some(value);
+            }
+            raw
+        } else if self.refractory_left > 0 && !breaks_out {
             self.refractory_left -= 1;
             self.last_damped = true;
             raw * self.config.refractory_factor.clamp(0.0, 1.0)
