@@ -112,9 +112,13 @@ pub enum Command {
     Heal {
         #[command(flatten)]
         data: DataArg,
-        /// Plan repairs but change nothing.
-        #[arg(long)]
+        /// Plan repairs but change nothing (whatever `engine.dry_run` says).
+        #[arg(long, conflicts_with = "no_dry_run")]
         dry_run: bool,
+        /// Repair for real this once even when `engine.dry_run = true` is configured. Without either flag the
+        /// configured mode holds.
+        #[arg(long)]
+        no_dry_run: bool,
     },
     /// Accept acknowledged data lost beyond every redundancy (listed by `medic status` under store.lost): keep what
     /// survived, drop the lost records for good, take writes again. Needs --yes.
@@ -388,7 +392,19 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
         }
         Command::Status { data } => with_backend(cli, data, |b| status(out, b)),
         Command::Check { data, tier } => with_backend(cli, data, |b| check(out, b, *tier)),
-        Command::Heal { data, dry_run } => with_backend(cli, data, |b| heal(out, b, *dry_run)),
+        Command::Heal {
+            data,
+            dry_run,
+            no_dry_run,
+        } => {
+            // Neither flag: the configured `engine.dry_run` holds (the daemon's or this process's).
+            let mode = match (*dry_run, *no_dry_run) {
+                (true, _) => Some(true),
+                (false, true) => Some(false),
+                (false, false) => None,
+            };
+            with_backend(cli, data, |b| heal(out, b, mode))
+        }
         Command::AcceptLoss { data, yes } => {
             if !*yes {
                 return Err(UsageError(
@@ -663,8 +679,13 @@ fn check(out: &Out, b: &dyn Backend, tier: TierArg) -> anyhow::Result<u8> {
     })
 }
 
-fn heal(out: &Out, b: &dyn Backend, dry_run: bool) -> anyhow::Result<u8> {
+fn heal(out: &Out, b: &dyn Backend, dry_run: Option<bool>) -> anyhow::Result<u8> {
     let v = b.heal(dry_run)?;
+    // What the cycle actually did (the configured mode when no flag was given).
+    let dry_run = v
+        .get("dry_run")
+        .and_then(Value::as_bool)
+        .unwrap_or(dry_run == Some(true));
     if out.json {
         out.json_line(&v);
     } else {

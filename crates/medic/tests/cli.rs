@@ -875,3 +875,127 @@ fn chaos_json_reports_the_agreed_keys() {
     let lost = v["acked_writes_lost"].as_u64().unwrap() + v["silent_corruptions"].as_u64().unwrap();
     assert_eq!(o.status.code(), Some(if lost == 0 { 0 } else { 1 }));
 }
+
+/// Loads `n` documents, then deletes the open segment's mirror: damage a repair undoes.
+fn store_missing_its_mirror(dir: &Path, data: &Path, n: usize) {
+    let file = dir.join("docs.jsonl");
+    let lines: String = (0..n)
+        .map(|i| format!("{{\"id\": \"d{i}\", \"text\": \"doc {i}\"}}\n"))
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let o = medic(&data_args(data, &["load", file.to_str().unwrap()]), dir);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    delete_mirror(data);
+}
+
+/// Deletes the open segment's mirror.
+fn delete_mirror(data: &Path) {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(data.join("wal")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "mir") {
+            std::fs::remove_file(&path).unwrap();
+            removed += 1;
+        }
+    }
+    assert_eq!(removed, 1, "the open segment has one mirror");
+}
+
+/// The outcomes of the repair attempts in a cycle summary.
+fn attempt_outcomes(v: &serde_json::Value) -> Vec<String> {
+    v["attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| a["attempt"]["outcome"].as_str().unwrap_or("-").to_string())
+        .collect()
+}
+
+/// The resolutions of every recorded incident.
+fn resolutions(data: &Path, cwd: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["incidents", "--json"];
+    args.extend_from_slice(extra);
+    let o = medic(&data_args(data, &args), cwd);
+    last_json(&o)["incidents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|i| i["resolution"].as_str().unwrap_or("-").to_string())
+        .collect()
+}
+
+#[test]
+fn heal_keeps_a_configured_dry_run_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("dry.toml");
+    std::fs::write(&config, "[engine]\ndry_run = true\n").unwrap();
+    let config = config.to_str().unwrap();
+    store_missing_its_mirror(dir.path(), &data, 10);
+
+    // Offline: plain `heal` honours engine.dry_run = true and changes nothing.
+    let o = medic(
+        &data_args(&data, &["heal", "--json", "--config", config]),
+        dir.path(),
+    );
+    let v = last_json(&o);
+    assert_eq!(v["dry_run"], true, "configured dry run holds: {v}");
+    assert_eq!(attempt_outcomes(&v), ["dry_run"], "{v}");
+    let o = medic(&data_args(&data, &["heal", "--config", config]), dir.path());
+    assert!(stdout(&o).contains("dry run"), "{}", stdout(&o));
+    assert!(
+        !resolutions(&data, dir.path(), &[]).contains(&"auto_repaired".to_string()),
+        "nothing repaired in a dry run"
+    );
+
+    // The same through a daemon: the CLI sends no dry_run, so the daemon's configuration holds.
+    {
+        let daemon = Daemon::start_with(&data, dir.path(), &["--config", config]);
+        let o = medic(
+            &[
+                "heal",
+                "--json",
+                "--server",
+                &daemon.url,
+                "--config",
+                config,
+            ],
+            dir.path(),
+        );
+        let v = last_json(&o);
+        assert_eq!(v["dry_run"], true, "the daemon's dry run holds: {v}");
+        assert!(attempt_outcomes(&v).iter().all(|o| o == "dry_run"), "{v}");
+        let o = medic(
+            &["incidents", "--json", "--server", &daemon.url],
+            dir.path(),
+        );
+        let list = last_json(&o);
+        assert!(
+            !list.to_string().contains("auto_repaired"),
+            "nothing repaired through the daemon: {list}"
+        );
+    }
+
+    // `--dry-run` and `--no-dry-run` together are a usage error.
+    let o = medic(
+        &data_args(&data, &["heal", "--dry-run", "--no-dry-run"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // `--no-dry-run` repairs for real this once.
+    delete_mirror(&data);
+    let o = medic(
+        &data_args(
+            &data,
+            &["heal", "--no-dry-run", "--json", "--config", config],
+        ),
+        dir.path(),
+    );
+    let v = last_json(&o);
+    assert_eq!(v["dry_run"], false, "{v}");
+    assert_eq!(o.status.code(), Some(0), "{}: {v}", stderr(&o));
+    assert_eq!(attempt_outcomes(&v), ["succeeded"], "{v}");
+}

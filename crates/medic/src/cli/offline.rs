@@ -157,9 +157,9 @@ impl Backend for Offline {
             .with_context(|| format!("running the {} checks", tier.name()))
     }
 
-    fn heal(&self, dry_run: bool) -> anyhow::Result<Value> {
+    fn heal(&self, dry_run: Option<bool>) -> anyhow::Result<Value> {
         self.app
-            .run_cycle(Some(dry_run))
+            .run_cycle(dry_run)
             .context("running a healing cycle")
     }
 
