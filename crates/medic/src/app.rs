@@ -359,10 +359,16 @@ impl App {
             .collect();
         let dry_run = engine.config().dry_run;
         drop(engine);
+        let escalated: Vec<u64> = active
+            .iter()
+            .filter(|i| i.status == IncidentStatus::Escalated)
+            .map(|i| i.record.id)
+            .collect();
         let running = self.in_flight.list();
         let v = json!({
             "state": state_name(state),
             "escalation_level": escalation,
+            "escalated_incidents": escalated,
             "dry_run": dry_run,
             "active_incidents": active,
             "repairs_in_flight": running.len(),
@@ -384,6 +390,49 @@ impl App {
             "started_at_us": self.started_at_us,
         });
         *self.last_status.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.clone());
+        Ok(v)
+    }
+
+    /// [`App::status`] for a process that has just opened the data directory (offline commands): the shallow tier
+    /// runs first, as the daemon's loop would have, so the state reflects the store rather than a fresh engine's
+    /// HEALTHY. An incident an earlier process escalated (resolution `escalated`, never resolved) still counts in
+    /// `escalated_incidents` while these checks report one of its problems (same code and resource).
+    pub fn status_checked(&self) -> anyhow::Result<Value> {
+        let mut engine = self.engine();
+        let results = engine.run_tier(Tier::Shallow);
+        let state = engine.health_state();
+        drop(engine);
+        self.remember_health(state);
+        let mut v = self.status()?;
+        let current: std::collections::BTreeSet<(&str, &str)> = results
+            .iter()
+            .flat_map(|r| r.issues.iter())
+            .map(|i| (i.code.as_str(), i.resource.as_str()))
+            .collect();
+        if current.is_empty() {
+            return Ok(v);
+        }
+        let records = self
+            .kb
+            .recent(self.config.engine.kb_records_max)
+            .context("reading incidents")?;
+        let mut escalated: Vec<u64> = v["escalated_incidents"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        for r in records.iter().filter(|r| {
+            r.resolution == heal::learn::Resolution::Escalated
+                && r.resolved_at.is_none()
+                && r.issues
+                    .iter()
+                    .any(|i| current.contains(&(i.code.as_str(), i.resource.as_str())))
+        }) {
+            if !escalated.contains(&r.id) {
+                escalated.push(r.id);
+            }
+        }
+        escalated.sort_unstable();
+        v["escalated_incidents"] = json!(escalated);
         Ok(v)
     }
 

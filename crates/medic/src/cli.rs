@@ -650,15 +650,26 @@ fn status(out: &Out, b: &dyn Backend) -> anyhow::Result<u8> {
         println!("{}", out.dim(&b.describe()));
         render::print_status(out, &v);
     }
-    let lost = v
-        .pointer("/store/lost")
+    Ok(status_code(&v))
+}
+
+/// The exit code of `status`: 3 when acknowledged data is lost (`store.lost`) or an incident is escalated (listed in
+/// `escalated_incidents`, or an active incident with status `escalated`), else 0 healthy / 1 otherwise.
+fn status_code(v: &Value) -> u8 {
+    let non_empty = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_array)
+            .is_some_and(|l| !l.is_empty())
+    };
+    let escalated_active = v
+        .get("active_incidents")
         .and_then(Value::as_array)
-        .is_some_and(|l| !l.is_empty());
-    Ok(if lost {
+        .is_some_and(|l| l.iter().any(|i| i["status"] == "escalated"));
+    if non_empty("/store/lost") || non_empty("/escalated_incidents") || escalated_active {
         EXIT_ESCALATION
     } else {
-        state_code(&v)
-    })
+        state_code(v)
+    }
 }
 
 fn check(out: &Out, b: &dyn Backend, tier: TierArg) -> anyhow::Result<u8> {
@@ -904,4 +915,34 @@ fn chaos_run(config: &store::chaos::ChaosConfig) -> anyhow::Result<Value> {
         other => anyhow::Error::from(other),
     })?;
     serde_json::to_value(&report).context("encoding the chaos report")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_exits_3_for_a_loss_or_an_escalated_incident() {
+        assert_eq!(status_code(&json!({"state": "HEALTHY"})), EXIT_OK);
+        assert_eq!(status_code(&json!({"state": "DEGRADED"})), EXIT_UNHEALTHY);
+        assert_eq!(
+            status_code(&json!({"state": "HEALTHY", "store": {"lost": [{"file": "wal/x"}]}})),
+            EXIT_ESCALATION
+        );
+        assert_eq!(
+            status_code(&json!({"state": "DEGRADED", "escalated_incidents": [4]})),
+            EXIT_ESCALATION
+        );
+        // An older daemon without `escalated_incidents`: the active incident's own status.
+        assert_eq!(
+            status_code(&json!({"state": "DEGRADED",
+                "active_incidents": [{"status": "watching"}, {"status": "escalated"}]})),
+            EXIT_ESCALATION
+        );
+        assert_eq!(
+            status_code(&json!({"state": "DEGRADED", "escalated_incidents": [],
+                "active_incidents": [{"status": "open"}]})),
+            EXIT_UNHEALTHY
+        );
+    }
 }

@@ -999,3 +999,69 @@ fn heal_keeps_a_configured_dry_run_unless_told_otherwise() {
     assert_eq!(o.status.code(), Some(0), "{}: {v}", stderr(&o));
     assert_eq!(attempt_outcomes(&v), ["succeeded"], "{v}");
 }
+
+#[test]
+fn offline_status_runs_the_quick_checks_and_exits_3_for_an_escalated_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Any real disk is below this floor: the quick check's space probe fails.
+    let low = dir.path().join("low.toml");
+    std::fs::write(
+        &low,
+        "[constraints]\ndisk_free_bytes_min = 1000000000000000\n",
+    )
+    .unwrap();
+    let low = low.to_str().unwrap();
+    let o = medic(&data_args(&data, &["put", "a", "--text", "x"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let o = medic(
+        &data_args(&data, &["check", "--json", "--config", low]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["state"], "DEGRADED");
+    // status agrees with check: it runs the quick checks first.
+    let o = medic(
+        &data_args(&data, &["status", "--json", "--config", low]),
+        dir.path(),
+    );
+    let v = last_json(&o);
+    assert_eq!(v["state"], "DEGRADED", "{v}");
+    assert_eq!(o.status.code(), Some(1), "{v}");
+    // Without the low floor the store is healthy.
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // An incident an earlier process escalated about this very problem: status needs a human, exit 3.
+    let o = medic(&data_args(&data, &["heal", "--config", low]), dir.path());
+    assert_ne!(o.status.code(), Some(2), "{}", stderr(&o));
+    {
+        use heal::learn::KnowledgeBase as _;
+        let kb = medic::kb::SqliteKb::open(&data.join("medic.sqlite3")).unwrap();
+        let mut r = kb
+            .recent(10)
+            .unwrap()
+            .into_iter()
+            .next()
+            .expect("an incident");
+        assert!(r.issues.iter().any(|i| i.code == "disk_space_low"), "{r:?}");
+        r.resolution = heal::learn::Resolution::Escalated;
+        r.resolved_at = None;
+        kb.save(&r).unwrap();
+    }
+    let o = medic(
+        &data_args(&data, &["status", "--json", "--config", low]),
+        dir.path(),
+    );
+    let v = last_json(&o);
+    assert_eq!(o.status.code(), Some(3), "{v}");
+    assert_eq!(
+        v["escalated_incidents"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+    // Once the checks no longer see that problem, the old escalation is history: exit 0.
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", last_json(&o));
+}

@@ -148,7 +148,8 @@ impl Backend for Offline {
     }
 
     fn status(&self) -> anyhow::Result<Value> {
-        self.app.status()
+        // A fresh process has run no check yet: the shallow tier first, as the daemon's loop would have.
+        self.app.status_checked()
     }
 
     fn check(&self, tier: TierArg) -> anyhow::Result<Value> {
