@@ -209,7 +209,7 @@ fn put_get_delete_round_trip_offline() {
                 "--text",
                 "hello world",
                 "--vector",
-                "[0.5, -1.25]",
+                "[0.1, -1.25, 0.7]",
                 "--meta",
                 "{\"lang\": \"en\", \"n\": 3}",
                 "--json",
@@ -227,11 +227,12 @@ fn put_get_delete_round_trip_offline() {
     let doc = last_json(&o);
     assert_eq!(
         doc,
-        serde_json::json!({"id": "doc 1/é", "text": "hello world", "vector": [0.5, -1.25],
+        serde_json::json!({"id": "doc 1/é", "text": "hello world", "vector": [0.1, -1.25, 0.7],
                            "meta": {"lang": "en", "n": 3}})
     );
     let o = medic(&data_args(&data, &["get", "doc 1/é"]), dir.path());
     assert!(stdout(&o).starts_with("hello world\n"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("[0.1,-1.25,0.7]"), "{}", stdout(&o));
 
     // Text from a file.
     let f = dir.path().join("body.txt");
@@ -254,7 +255,7 @@ fn put_get_delete_round_trip_offline() {
 
     // A wrong vector dimension is the user's error.
     let o = medic(
-        &data_args(&data, &["put", "g", "--text", "x", "--vector", "[1, 2, 3]"]),
+        &data_args(&data, &["put", "g", "--text", "x", "--vector", "[1, 2]"]),
         dir.path(),
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

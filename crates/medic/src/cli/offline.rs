@@ -104,7 +104,7 @@ impl Backend for Offline {
             let mut v = json!({"id": id, "text": d.text});
             if let Some(m) = v.as_object_mut() {
                 if let Some(vec) = d.vector {
-                    m.insert("vector".into(), json!(vec));
+                    m.insert("vector".into(), crate::daemon::api::vector_json(&vec));
                 }
                 if let Some(meta) = d.meta {
                     m.insert("meta".into(), Value::Object(meta));

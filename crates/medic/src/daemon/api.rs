@@ -82,13 +82,28 @@ pub struct PutBody {
 
 /// A document as the API shows it.
 #[derive(Debug, Serialize)]
-struct DocOut {
+pub struct DocOut {
     id: String,
     text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     vector: Option<Vec<f32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     meta: Option<Map<String, Value>>,
+}
+
+/// A vector as JSON numbers, each in the shortest form that reads back as the same `f32` (`0.1`, not the `f64`
+/// widening `0.10000000149011612` that `json!` would give).
+pub fn vector_json(v: &[f32]) -> Value {
+    Value::Array(v.iter().map(|x| f32_json(*x)).collect())
+}
+
+fn f32_json(x: f32) -> Value {
+    // `f32`'s Display is the shortest decimal that parses back to `x`; read as `f64` it prints the same digits.
+    x.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
 }
 
 /// `PUT /v1/docs/{id}`: 200 `{"id","lsn"}` once durable.
@@ -120,11 +135,12 @@ pub async fn put_doc(
     Ok(Json(json!({ "id": id, "lsn": lsn })))
 }
 
-/// `GET /v1/docs/{id}`: exactly what was put, or 404.
+/// `GET /v1/docs/{id}`: exactly what was put, or 404. The vector is serialized as `f32` (shortest form: `0.1`
+/// comes back as `0.1`, not widened to `0.10000000149011612`).
 pub async fn get_doc(
     State(s): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DocOut>, ApiError> {
     let id = doc_id(path)?;
     let store = s.app.store().clone();
     let id2 = id.clone();
@@ -133,12 +149,12 @@ pub async fn get_doc(
     })
     .await?;
     match doc {
-        Some(d) => Ok(Json(json!(DocOut {
+        Some(d) => Ok(Json(DocOut {
             id,
             text: d.text,
             vector: d.vector,
             meta: d.meta,
-        }))),
+        })),
         None => Err(ApiError::not_found(format!("no document with id {id:?}"))),
     }
 }
