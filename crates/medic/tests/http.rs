@@ -651,3 +651,50 @@ async fn accept_loss_needs_confirmation_and_with_nothing_lost_accepts_nothing() 
     assert_eq!(got.0, StatusCode::OK, "{}", got.2);
     assert_eq!(got.1["accepted"]["ranges"], json!([]), "{}", got.2);
 }
+
+#[tokio::test]
+async fn vector_search_scores_huge_and_tiny_magnitudes() {
+    let f = fixture();
+    for (id, v) in [
+        ("huge", json!([1e30, 1e30])),
+        ("huge_x", json!([3e38, -3e38])),
+        ("tiny", json!([1e-30, 2e-30])),
+        ("subnormal", json!([1e-44, 0.0])),
+    ] {
+        let got = send(
+            &f.router,
+            json_req(
+                "PUT",
+                &format!("/v1/docs/{id}"),
+                &json!({"text": id, "vector": v}),
+            ),
+        )
+        .await;
+        assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+    }
+    for (query, top) in [
+        (json!([1e30, 1e30]), "huge"),
+        (json!([1e-30, 1e-30]), "huge"),
+        (json!([1e-30, 2e-30]), "tiny"),
+        (json!([3e38, -3e38]), "huge_x"),
+        (json!([1e-44, 0.0]), "subnormal"),
+    ] {
+        let (s, v, t) = send(
+            &f.router,
+            json_req("POST", "/v1/search", &json!({"vector": query, "k": 5})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{query}: {t}");
+        let hits = v["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 4, "{query}: {t}");
+        for h in hits {
+            let score = h["score"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{query}: a finite score: {t}"));
+            assert!((-1.0..=1.0).contains(&score), "{query}: {t}");
+        }
+        assert_eq!(hits[0]["id"], top, "{query}: {t}");
+        let best = hits[0]["score"].as_f64().unwrap();
+        assert!(best > 0.999_999, "{query}: {t}");
+    }
+}

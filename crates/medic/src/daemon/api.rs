@@ -193,12 +193,25 @@ pub struct SearchBody {
 pub struct Hit {
     /// The document id.
     pub id: String,
-    /// Cosine similarity in [-1, 1], higher is closer.
-    pub score: f32,
+    /// Cosine similarity in [-1, 1], higher is closer; always a finite number.
+    pub score: f64,
 }
 
-fn norm(v: &[f32]) -> f32 {
-    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+/// The Euclidean length, accumulated in `f64`: the squares of `f32` values neither overflow (`1e30² = 1e60`) nor
+/// underflow to zero (`1e-30² = 1e-60`) there.
+fn norm(v: &[f32]) -> f64 {
+    v.iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// The dot product, accumulated in `f64` like [`norm`].
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum()
 }
 
 /// The `k` stored vectors most similar (cosine) to `query`, by a full scan. Brute force until the vector index
@@ -209,6 +222,11 @@ pub fn brute_force_search(
     k: usize,
 ) -> Result<Vec<Hit>, ApiError> {
     let qn = norm(query);
+    if qn == 0.0 || !qn.is_finite() {
+        return Err(ApiError::bad_request(
+            "vector has zero length: cosine similarity is undefined",
+        ));
+    }
     let mut hits: Vec<Hit> = Vec::with_capacity(2 * k + 1);
     let mut after: Option<String> = None;
     loop {
@@ -226,14 +244,15 @@ pub fn brute_force_search(
                 )));
             }
             let vn = norm(&v);
-            if vn == 0.0 {
+            if vn == 0.0 || !vn.is_finite() {
                 continue;
             }
-            let dot: f32 = v.iter().zip(query).map(|(a, b)| a * b).sum();
-            hits.push(Hit {
-                id,
-                score: dot / (vn * qn),
-            });
+            // Divided one norm at a time: the product of two norms of 1e154 would overflow even an f64.
+            let score = (dot(&v, query) / vn / qn).clamp(-1.0, 1.0);
+            if !score.is_finite() {
+                continue;
+            }
+            hits.push(Hit { id, score });
             if hits.len() > 2 * k {
                 hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
                 hits.truncate(k);
