@@ -1066,3 +1066,45 @@ fn offline_status_runs_the_quick_checks_and_exits_3_for_an_escalated_incident() 
     let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
     assert_eq!(o.status.code(), Some(0), "{}", last_json(&o));
 }
+
+#[test]
+fn a_damaged_knowledge_base_does_not_keep_documents_from_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = medic(
+        &data_args(&data, &["put", "a", "--text", "kept"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let kb = data.join("medic.sqlite3");
+    let mut bytes = std::fs::read(&kb).unwrap();
+    for b in &mut bytes[100..4000] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&kb, &bytes).unwrap();
+
+    let o = medic(&data_args(&data, &["get", "a"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "kept\n");
+    let err = stderr(&o);
+    assert!(
+        err.contains("was damaged") && err.contains(".corrupt-"),
+        "{err}"
+    );
+    // Later commands find a healthy knowledge base and list the copy kept aside.
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    let copies = v["knowledge_base"]["damaged_copies"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(copies.len(), 1, "{v}");
+    assert_eq!(
+        std::fs::read(copies[0].as_str().unwrap()).unwrap(),
+        bytes,
+        "the damaged file is kept as it was"
+    );
+    let o = medic(&data_args(&data, &["status"]), dir.path());
+    assert!(stdout(&o).contains("kept aside"), "{}", stdout(&o));
+}

@@ -698,3 +698,55 @@ async fn vector_search_scores_huge_and_tiny_magnitudes() {
         assert!(best > 0.999_999, "{query}: {t}");
     }
 }
+
+#[tokio::test]
+async fn a_damaged_knowledge_base_is_moved_aside_and_documents_are_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.data_dir = dir.path().join("data");
+    {
+        let app = App::open(&config).unwrap();
+        app.store()
+            .put(
+                "a",
+                store::Document {
+                    text: "still here".into(),
+                    vector: None,
+                    meta: None,
+                },
+            )
+            .unwrap();
+        app.run_cycle(None).unwrap();
+        app.close().unwrap();
+    }
+    let kb = config.server.data_dir.join("medic.sqlite3");
+    let mut bytes = std::fs::read(&kb).unwrap();
+    for b in &mut bytes[100..4000] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&kb, &bytes).unwrap();
+
+    let app = App::open(&config).expect("a damaged knowledge base does not stop the app");
+    let moved_to = app.kb_recreated().expect("recreated").moved_to.clone();
+    assert_eq!(
+        std::fs::read(&moved_to).unwrap(),
+        bytes,
+        "the old file is kept aside"
+    );
+    let router = medic::daemon::router(Arc::new(app));
+    let (s, v, t) = send(&router, empty("GET", "/v1/docs/a")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(v["text"], "still here");
+    let (s, v, t) = send(&router, empty("GET", "/v1/status")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let moved = moved_to.display().to_string();
+    assert_eq!(v["knowledge_base"]["recreated"]["moved_to"], moved, "{v}");
+    assert_eq!(
+        v["recovery"]["knowledge_base_recreated"]["moved_to"], moved,
+        "{v}"
+    );
+    assert_eq!(v["knowledge_base"]["damaged_copies"], json!([moved]), "{v}");
+    // The engine works on the fresh file.
+    let (s, _, t) = send(&router, empty("POST", "/v1/heal")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+}

@@ -29,10 +29,22 @@ pub struct Offline {
 /// Opens the data directory named by `config.server.data_dir`.
 pub fn open(config: &Config) -> Result<Offline, OpenError> {
     match App::open(config) {
-        Ok(app) => Ok(Offline {
-            app,
-            dir: config.server.data_dir.display().to_string(),
-        }),
+        Ok(app) => {
+            if let Some(r) = app.kb_recreated() {
+                // No log subscriber in a CLI command: say it on stderr.
+                eprintln!(
+                    "warning: the knowledge base {} was damaged ({}); it was moved to {} and a fresh one started \
+                     (incident history starts over; documents are unaffected)",
+                    r.damaged_file.display(),
+                    r.reason,
+                    r.moved_to.display()
+                );
+            }
+            Ok(Offline {
+                app,
+                dir: config.server.data_dir.display().to_string(),
+            })
+        }
         Err(e) => {
             let locked = e
                 .chain()
