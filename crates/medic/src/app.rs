@@ -195,6 +195,15 @@ impl App {
         &self.kb
     }
 
+    /// The names of the repair strategies the engine can use on this store.
+    pub fn strategy_names(&self) -> Vec<String> {
+        self.subject
+            .strategies()
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect()
+    }
+
     /// The damaged knowledge base moved aside (and replaced by a fresh one) at open, if it was.
     pub fn kb_recreated(&self) -> Option<&crate::kb::KbRecreated> {
         self.kb_recreated.as_ref()

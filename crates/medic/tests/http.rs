@@ -750,3 +750,22 @@ async fn a_damaged_knowledge_base_is_moved_aside_and_documents_are_still_served(
     let (s, _, t) = send(&router, empty("POST", "/v1/heal")).await;
     assert_eq!(s, StatusCode::OK, "{t}");
 }
+
+#[tokio::test]
+async fn metrics_expose_the_repairs_family_from_the_start_and_no_fake_zero_kpis() {
+    let f = fixture();
+    let (s, _, text) = send(&f.router, empty("GET", "/metrics")).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(text.contains("# TYPE medic_repairs counter\n"), "{text}");
+    assert!(text.contains("# HELP medic_repairs "), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("medic_repairs_total{strategy=")
+                && l.contains("outcome=\"succeeded\"")
+                && l.ends_with(" 0")),
+        "{text}"
+    );
+    // No incident yet: MTTD and MTTR are unknown, not 0.
+    assert!(text.contains("medic_mttd_seconds NaN\n"), "{text}");
+    assert!(text.contains("medic_mttr_seconds NaN\n"), "{text}");
+}
