@@ -466,6 +466,35 @@ async fn a_token_guards_every_mutating_request() {
     assert_eq!(got.0, StatusCode::OK, "{}", got.2);
     let got = send(&f.router, empty("GET", "/v1/docs/a")).await;
     assert_eq!(got.0, StatusCode::OK);
+
+    // A search is a read: no token needed.
+    let got = send(
+        &f.router,
+        json_req("POST", "/v1/search", &json!({"vector": [1.0], "k": 1})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+    // The shallow tier is cheap and open; deep and full scrub the store and need the token.
+    let got = send(&f.router, empty("GET", "/v1/health?tier=shallow")).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+    for uri in ["/v1/health", "/v1/health?tier=deep", "/v1/health?tier=full"] {
+        let got = send(&f.router, empty("GET", uri)).await;
+        assert_client_error(&got, StatusCode::UNAUTHORIZED, "Bearer");
+        let mut req = empty("GET", uri);
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        let got = send(&f.router, req).await;
+        assert_eq!(got.0, StatusCode::OK, "{uri}: {}", got.2);
+    }
+    // The accept-loss and heal routes stay guarded (checked above for heal; accept-loss here).
+    let got = send(
+        &f.router,
+        json_req("POST", "/v1/accept-loss", &json!({"confirm": true})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::UNAUTHORIZED, "{}", got.2);
 }
 
 #[tokio::test]
