@@ -59,6 +59,8 @@ pub struct App {
     store: Arc<Store>,
     subject: Arc<StoreSubject>,
     kb: Arc<SqliteKb>,
+    /// The damaged knowledge base moved aside at open, if it was.
+    kb_recreated: Option<crate::kb::KbRecreated>,
     engine: Mutex<Engine>,
     clock: Arc<dyn Clock>,
     started_at_us: Timestamp,
@@ -130,9 +132,20 @@ impl App {
             tracing::warn!(code = %issue.code, resource = %issue.resource, "found at open: {}", issue.summary);
         }
         let kb_path = dir.join(KB_FILE);
-        let kb = Arc::new(
-            SqliteKb::open(&kb_path).with_context(|| "opening the knowledge base".to_string())?,
-        );
+        let (kb, kb_recreated) = SqliteKb::open_or_recreate(&kb_path, started_at_us)
+            .with_context(|| "opening the knowledge base".to_string())?;
+        if let Some(r) = &kb_recreated {
+            tracing::warn!(
+                damaged = %r.damaged_file.display(),
+                moved_to = %r.moved_to.display(),
+                "the knowledge base was damaged ({}); it was moved to {} and a fresh one started at {}: \
+                 incident history and strategy statistics start over, documents are unaffected",
+                r.reason,
+                r.moved_to.display(),
+                r.damaged_file.display()
+            );
+        }
+        let kb = Arc::new(kb);
         let subject = Arc::new(StoreSubject::new(store.clone()));
         let engine = Engine::new(
             subject.clone() as Arc<dyn Subject>,
@@ -156,6 +169,7 @@ impl App {
             store,
             subject,
             kb,
+            kb_recreated,
             in_flight: engine.repairs_in_flight(),
             last_status: Mutex::new(None),
             engine: Mutex::new(engine),
@@ -179,6 +193,20 @@ impl App {
     /// The knowledge base.
     pub fn kb(&self) -> &Arc<SqliteKb> {
         &self.kb
+    }
+
+    /// The names of the repair strategies the engine can use on this store.
+    pub fn strategy_names(&self) -> Vec<String> {
+        self.subject
+            .strategies()
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect()
+    }
+
+    /// The damaged knowledge base moved aside (and replaced by a fresh one) at open, if it was.
+    pub fn kb_recreated(&self) -> Option<&crate::kb::KbRecreated> {
+        self.kb_recreated.as_ref()
     }
 
     /// When this app was opened, µs since the epoch.
@@ -359,10 +387,21 @@ impl App {
             .collect();
         let dry_run = engine.config().dry_run;
         drop(engine);
+        let escalated: Vec<u64> = active
+            .iter()
+            .filter(|i| i.status == IncidentStatus::Escalated)
+            .map(|i| i.record.id)
+            .collect();
         let running = self.in_flight.list();
+        let mut recovery = serde_json::to_value(self.store.recovery_report())
+            .context("encoding the recovery report")?;
+        if let (Some(r), Value::Object(m)) = (&self.kb_recreated, &mut recovery) {
+            m.insert("knowledge_base_recreated".into(), json!(r));
+        }
         let v = json!({
             "state": state_name(state),
             "escalation_level": escalation,
+            "escalated_incidents": escalated,
             "dry_run": dry_run,
             "active_incidents": active,
             "repairs_in_flight": running.len(),
@@ -380,10 +419,58 @@ impl App {
             "engine": counters,
             "breakers": breakers,
             "store": self.store.stats(),
-            "recovery": self.store.recovery_report(),
+            "recovery": recovery,
+            "knowledge_base": {
+                "path": self.kb.path(),
+                "recreated": self.kb_recreated,
+                "damaged_copies": crate::kb::damaged_copies(self.kb.path()),
+            },
             "started_at_us": self.started_at_us,
         });
         *self.last_status.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.clone());
+        Ok(v)
+    }
+
+    /// [`App::status`] for a process that has just opened the data directory (offline commands): the shallow tier
+    /// runs first, as the daemon's loop would have, so the state reflects the store rather than a fresh engine's
+    /// HEALTHY. An incident an earlier process escalated (resolution `escalated`, never resolved) still counts in
+    /// `escalated_incidents` while these checks report one of its problems (same code and resource).
+    pub fn status_checked(&self) -> anyhow::Result<Value> {
+        let mut engine = self.engine();
+        let results = engine.run_tier(Tier::Shallow);
+        let state = engine.health_state();
+        drop(engine);
+        self.remember_health(state);
+        let mut v = self.status()?;
+        let current: std::collections::BTreeSet<(&str, &str)> = results
+            .iter()
+            .flat_map(|r| r.issues.iter())
+            .map(|i| (i.code.as_str(), i.resource.as_str()))
+            .collect();
+        if current.is_empty() {
+            return Ok(v);
+        }
+        let records = self
+            .kb
+            .recent(self.config.engine.kb_records_max)
+            .context("reading incidents")?;
+        let mut escalated: Vec<u64> = v["escalated_incidents"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        for r in records.iter().filter(|r| {
+            r.resolution == heal::learn::Resolution::Escalated
+                && r.resolved_at.is_none()
+                && r.issues
+                    .iter()
+                    .any(|i| current.contains(&(i.code.as_str(), i.resource.as_str())))
+        }) {
+            if !escalated.contains(&r.id) {
+                escalated.push(r.id);
+            }
+        }
+        escalated.sort_unstable();
+        v["escalated_incidents"] = json!(escalated);
         Ok(v)
     }
 

@@ -112,9 +112,13 @@ pub enum Command {
     Heal {
         #[command(flatten)]
         data: DataArg,
-        /// Plan repairs but change nothing.
-        #[arg(long)]
+        /// Plan repairs but change nothing (whatever `engine.dry_run` says).
+        #[arg(long, conflicts_with = "no_dry_run")]
         dry_run: bool,
+        /// Repair for real this once even when `engine.dry_run = true` is configured. Without either flag the
+        /// configured mode holds.
+        #[arg(long)]
+        no_dry_run: bool,
     },
     /// Accept acknowledged data lost beyond every redundancy (listed by `medic status` under store.lost): keep what
     /// survived, drop the lost records for good, take writes again. Needs --yes.
@@ -388,7 +392,19 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
         }
         Command::Status { data } => with_backend(cli, data, |b| status(out, b)),
         Command::Check { data, tier } => with_backend(cli, data, |b| check(out, b, *tier)),
-        Command::Heal { data, dry_run } => with_backend(cli, data, |b| heal(out, b, *dry_run)),
+        Command::Heal {
+            data,
+            dry_run,
+            no_dry_run,
+        } => {
+            // Neither flag: the configured `engine.dry_run` holds (the daemon's or this process's).
+            let mode = match (*dry_run, *no_dry_run) {
+                (true, _) => Some(true),
+                (false, true) => Some(false),
+                (false, false) => None,
+            };
+            with_backend(cli, data, |b| heal(out, b, mode))
+        }
         Command::AcceptLoss { data, yes } => {
             if !*yes {
                 return Err(UsageError(
@@ -634,15 +650,26 @@ fn status(out: &Out, b: &dyn Backend) -> anyhow::Result<u8> {
         println!("{}", out.dim(&b.describe()));
         render::print_status(out, &v);
     }
-    let lost = v
-        .pointer("/store/lost")
+    Ok(status_code(&v))
+}
+
+/// The exit code of `status`: 3 when acknowledged data is lost (`store.lost`) or an incident is escalated (listed in
+/// `escalated_incidents`, or an active incident with status `escalated`), else 0 healthy / 1 otherwise.
+fn status_code(v: &Value) -> u8 {
+    let non_empty = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_array)
+            .is_some_and(|l| !l.is_empty())
+    };
+    let escalated_active = v
+        .get("active_incidents")
         .and_then(Value::as_array)
-        .is_some_and(|l| !l.is_empty());
-    Ok(if lost {
+        .is_some_and(|l| l.iter().any(|i| i["status"] == "escalated"));
+    if non_empty("/store/lost") || non_empty("/escalated_incidents") || escalated_active {
         EXIT_ESCALATION
     } else {
-        state_code(&v)
-    })
+        state_code(v)
+    }
 }
 
 fn check(out: &Out, b: &dyn Backend, tier: TierArg) -> anyhow::Result<u8> {
@@ -663,8 +690,13 @@ fn check(out: &Out, b: &dyn Backend, tier: TierArg) -> anyhow::Result<u8> {
     })
 }
 
-fn heal(out: &Out, b: &dyn Backend, dry_run: bool) -> anyhow::Result<u8> {
+fn heal(out: &Out, b: &dyn Backend, dry_run: Option<bool>) -> anyhow::Result<u8> {
     let v = b.heal(dry_run)?;
+    // What the cycle actually did (the configured mode when no flag was given).
+    let dry_run = v
+        .get("dry_run")
+        .and_then(Value::as_bool)
+        .unwrap_or(dry_run == Some(true));
     if out.json {
         out.json_line(&v);
     } else {
@@ -883,4 +915,34 @@ fn chaos_run(config: &store::chaos::ChaosConfig) -> anyhow::Result<Value> {
         other => anyhow::Error::from(other),
     })?;
     serde_json::to_value(&report).context("encoding the chaos report")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_exits_3_for_a_loss_or_an_escalated_incident() {
+        assert_eq!(status_code(&json!({"state": "HEALTHY"})), EXIT_OK);
+        assert_eq!(status_code(&json!({"state": "DEGRADED"})), EXIT_UNHEALTHY);
+        assert_eq!(
+            status_code(&json!({"state": "HEALTHY", "store": {"lost": [{"file": "wal/x"}]}})),
+            EXIT_ESCALATION
+        );
+        assert_eq!(
+            status_code(&json!({"state": "DEGRADED", "escalated_incidents": [4]})),
+            EXIT_ESCALATION
+        );
+        // An older daemon without `escalated_incidents`: the active incident's own status.
+        assert_eq!(
+            status_code(&json!({"state": "DEGRADED",
+                "active_incidents": [{"status": "watching"}, {"status": "escalated"}]})),
+            EXIT_ESCALATION
+        );
+        assert_eq!(
+            status_code(&json!({"state": "DEGRADED", "escalated_incidents": [],
+                "active_incidents": [{"status": "open"}]})),
+            EXIT_UNHEALTHY
+        );
+    }
 }

@@ -337,9 +337,14 @@ impl Client {
         )
     }
 
-    /// `POST /v1/heal?dry_run=`: one healing cycle now.
-    pub fn heal(&self, dry_run: bool) -> Result<Value, ClientError> {
-        self.expect_ok("POST", &format!("/v1/heal?dry_run={dry_run}"), None)
+    /// `POST /v1/heal[?dry_run=]`: one healing cycle now. `None` leaves the parameter out, so the daemon's
+    /// configured `engine.dry_run` holds; `Some(d)` overrides it for this cycle.
+    pub fn heal(&self, dry_run: Option<bool>) -> Result<Value, ClientError> {
+        let path = match dry_run {
+            Some(d) => format!("/v1/heal?dry_run={d}"),
+            None => "/v1/heal".to_string(),
+        };
+        self.expect_ok("POST", &path, None)
     }
 }
 

@@ -93,6 +93,74 @@ pub struct StrategyStatsRow {
     pub stats: StrategyStats,
 }
 
+/// A damaged knowledge base moved aside and replaced by a fresh one ([`SqliteKb::open_or_recreate`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KbRecreated {
+    /// The knowledge base's path (now a fresh file).
+    pub damaged_file: PathBuf,
+    /// Where the damaged file went: `<path>.corrupt-<µs since the epoch>`.
+    pub moved_to: PathBuf,
+    /// Every file moved (the database and its `-wal` and `-shm`, those that existed).
+    pub moved: Vec<PathBuf>,
+    /// What SQLite said.
+    pub reason: String,
+    /// When, µs since the epoch.
+    pub at_us: Timestamp,
+}
+
+/// Why [`SqliteKb::open_checked`] failed, and whether the file itself is damaged.
+struct OpenFailure {
+    error: KbError,
+    damaged: bool,
+}
+
+/// Whether SQLite's error means the file is damaged (or not a database at all).
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// `<path>.corrupt-<now_us>`, with `-<n>` appended if that name is taken.
+fn aside_path(path: &Path, now_us: Timestamp) -> PathBuf {
+    let base = format!("{}.corrupt-{now_us}", path.display());
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 1u32;
+    while candidate.exists() && n < 1_000 {
+        candidate = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// The damaged knowledge bases kept aside next to `path` (`<file name>.corrupt-*`, not their `-wal`/`-shm`),
+/// sorted by name.
+pub fn damaged_copies(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{name}.corrupt-");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&prefix) && !n.ends_with("-wal") && !n.ends_with("-shm")
+            })
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// The SQLite knowledge base.
 pub struct SqliteKb {
     path: PathBuf,
@@ -111,15 +179,76 @@ impl SqliteKb {
     /// Opens (creating if absent) the knowledge base at `path`, checks it is a readable SQLite database, and brings
     /// its schema up to date. Every error names the file.
     pub fn open(path: &Path) -> Result<SqliteKb, KbError> {
-        let err =
-            |what: &str, e: rusqlite::Error| KbError(format!("{}: {what}: {e}", path.display()));
+        Self::open_checked(path).map_err(|f| f.error)
+    }
+
+    /// Like [`SqliteKb::open`], but a file SQLite finds damaged (corrupt, not a database, or failing
+    /// `PRAGMA quick_check`) is moved aside — to `<path>.corrupt-<µs since the epoch>`, with its `-wal` and `-shm`
+    /// — and a fresh knowledge base is started in its place. The knowledge base is derived (incident history,
+    /// statistics), never the truth, so a damaged one must not keep the documents from being served. Any other
+    /// failure (permissions, a newer schema) is still an error.
+    pub fn open_or_recreate(
+        path: &Path,
+        now_us: Timestamp,
+    ) -> Result<(SqliteKb, Option<KbRecreated>), KbError> {
+        let failure = match Self::open_checked(path) {
+            Ok(kb) => return Ok((kb, None)),
+            Err(f) if f.damaged => f,
+            Err(f) => return Err(f.error),
+        };
+        let aside = aside_path(path, now_us);
+        let mut moved = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            let from = PathBuf::from(format!("{}{suffix}", path.display()));
+            let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+            if !from.exists() {
+                continue;
+            }
+            std::fs::rename(&from, &to).map_err(|e| {
+                KbError(format!(
+                    "{}: damaged ({}), and moving it aside to {} failed: {e}",
+                    path.display(),
+                    failure.error,
+                    to.display()
+                ))
+            })?;
+            moved.push(to);
+        }
+        let kb = Self::open(path).map_err(|e| {
+            KbError(format!(
+                "{e} (a fresh knowledge base, after the damaged one was moved to {})",
+                aside.display()
+            ))
+        })?;
+        Ok((
+            kb,
+            Some(KbRecreated {
+                damaged_file: path.to_path_buf(),
+                moved_to: aside,
+                moved,
+                reason: failure.error.0,
+                at_us: now_us,
+            }),
+        ))
+    }
+
+    /// [`SqliteKb::open`], telling damage to the file apart from other failures.
+    fn open_checked(path: &Path) -> Result<SqliteKb, OpenFailure> {
+        let err = |what: &str, e: rusqlite::Error| OpenFailure {
+            damaged: is_damage(&e),
+            error: KbError(format!("{}: {what}: {e}", path.display())),
+        };
+        let other = |error: KbError| OpenFailure {
+            error,
+            damaged: false,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
-                KbError(format!(
+                other(KbError(format!(
                     "{}: cannot create directory {}: {e}",
                     path.display(),
                     parent.display()
-                ))
+                )))
             })?;
         }
         let conn = Connection::open(path).map_err(|e| err("cannot open", e))?;
@@ -130,10 +259,10 @@ impl SqliteKb {
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .map_err(|e| err("not a readable SQLite database", e))?;
         if !journal.eq_ignore_ascii_case("wal") {
-            return Err(KbError(format!(
+            return Err(other(KbError(format!(
                 "{}: cannot switch to WAL journal mode (got {journal})",
                 path.display()
-            )));
+            ))));
         }
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(|e| err("cannot enable foreign keys", e))?;
@@ -143,16 +272,19 @@ impl SqliteKb {
             .pragma_query_value(None, "quick_check", |r| r.get(0))
             .map_err(|e| err("integrity check failed", e))?;
         if check != "ok" {
-            return Err(KbError(format!(
-                "{}: database is damaged (quick_check: {check})",
-                path.display()
-            )));
+            return Err(OpenFailure {
+                error: KbError(format!(
+                    "{}: database is damaged (quick_check: {check})",
+                    path.display()
+                )),
+                damaged: true,
+            });
         }
         let mut kb = SqliteKb {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
         };
-        kb.migrate()?;
+        kb.migrate().map_err(other)?;
         Ok(kb)
     }
 

@@ -209,7 +209,7 @@ fn put_get_delete_round_trip_offline() {
                 "--text",
                 "hello world",
                 "--vector",
-                "[0.5, -1.25]",
+                "[0.1, -1.25, 0.7]",
                 "--meta",
                 "{\"lang\": \"en\", \"n\": 3}",
                 "--json",
@@ -227,11 +227,12 @@ fn put_get_delete_round_trip_offline() {
     let doc = last_json(&o);
     assert_eq!(
         doc,
-        serde_json::json!({"id": "doc 1/é", "text": "hello world", "vector": [0.5, -1.25],
+        serde_json::json!({"id": "doc 1/é", "text": "hello world", "vector": [0.1, -1.25, 0.7],
                            "meta": {"lang": "en", "n": 3}})
     );
     let o = medic(&data_args(&data, &["get", "doc 1/é"]), dir.path());
     assert!(stdout(&o).starts_with("hello world\n"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("[0.1,-1.25,0.7]"), "{}", stdout(&o));
 
     // Text from a file.
     let f = dir.path().join("body.txt");
@@ -254,7 +255,7 @@ fn put_get_delete_round_trip_offline() {
 
     // A wrong vector dimension is the user's error.
     let o = medic(
-        &data_args(&data, &["put", "g", "--text", "x", "--vector", "[1, 2, 3]"]),
+        &data_args(&data, &["put", "g", "--text", "x", "--vector", "[1, 2]"]),
         dir.path(),
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -874,4 +875,236 @@ fn chaos_json_reports_the_agreed_keys() {
     );
     let lost = v["acked_writes_lost"].as_u64().unwrap() + v["silent_corruptions"].as_u64().unwrap();
     assert_eq!(o.status.code(), Some(if lost == 0 { 0 } else { 1 }));
+}
+
+/// Loads `n` documents, then deletes the open segment's mirror: damage a repair undoes.
+fn store_missing_its_mirror(dir: &Path, data: &Path, n: usize) {
+    let file = dir.join("docs.jsonl");
+    let lines: String = (0..n)
+        .map(|i| format!("{{\"id\": \"d{i}\", \"text\": \"doc {i}\"}}\n"))
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let o = medic(&data_args(data, &["load", file.to_str().unwrap()]), dir);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    delete_mirror(data);
+}
+
+/// Deletes the open segment's mirror.
+fn delete_mirror(data: &Path) {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(data.join("wal")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "mir") {
+            std::fs::remove_file(&path).unwrap();
+            removed += 1;
+        }
+    }
+    assert_eq!(removed, 1, "the open segment has one mirror");
+}
+
+/// The outcomes of the repair attempts in a cycle summary.
+fn attempt_outcomes(v: &serde_json::Value) -> Vec<String> {
+    v["attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| a["attempt"]["outcome"].as_str().unwrap_or("-").to_string())
+        .collect()
+}
+
+/// The resolutions of every recorded incident.
+fn resolutions(data: &Path, cwd: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["incidents", "--json"];
+    args.extend_from_slice(extra);
+    let o = medic(&data_args(data, &args), cwd);
+    last_json(&o)["incidents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|i| i["resolution"].as_str().unwrap_or("-").to_string())
+        .collect()
+}
+
+#[test]
+fn heal_keeps_a_configured_dry_run_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("dry.toml");
+    std::fs::write(&config, "[engine]\ndry_run = true\n").unwrap();
+    let config = config.to_str().unwrap();
+    store_missing_its_mirror(dir.path(), &data, 10);
+
+    // Offline: plain `heal` honours engine.dry_run = true and changes nothing.
+    let o = medic(
+        &data_args(&data, &["heal", "--json", "--config", config]),
+        dir.path(),
+    );
+    let v = last_json(&o);
+    assert_eq!(v["dry_run"], true, "configured dry run holds: {v}");
+    assert_eq!(attempt_outcomes(&v), ["dry_run"], "{v}");
+    let o = medic(&data_args(&data, &["heal", "--config", config]), dir.path());
+    assert!(stdout(&o).contains("dry run"), "{}", stdout(&o));
+    assert!(
+        !resolutions(&data, dir.path(), &[]).contains(&"auto_repaired".to_string()),
+        "nothing repaired in a dry run"
+    );
+
+    // The same through a daemon: the CLI sends no dry_run, so the daemon's configuration holds.
+    {
+        let daemon = Daemon::start_with(&data, dir.path(), &["--config", config]);
+        let o = medic(
+            &[
+                "heal",
+                "--json",
+                "--server",
+                &daemon.url,
+                "--config",
+                config,
+            ],
+            dir.path(),
+        );
+        let v = last_json(&o);
+        assert_eq!(v["dry_run"], true, "the daemon's dry run holds: {v}");
+        assert!(attempt_outcomes(&v).iter().all(|o| o == "dry_run"), "{v}");
+        let o = medic(
+            &["incidents", "--json", "--server", &daemon.url],
+            dir.path(),
+        );
+        let list = last_json(&o);
+        assert!(
+            !list.to_string().contains("auto_repaired"),
+            "nothing repaired through the daemon: {list}"
+        );
+    }
+
+    // `--dry-run` and `--no-dry-run` together are a usage error.
+    let o = medic(
+        &data_args(&data, &["heal", "--dry-run", "--no-dry-run"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // `--no-dry-run` repairs for real this once.
+    delete_mirror(&data);
+    let o = medic(
+        &data_args(
+            &data,
+            &["heal", "--no-dry-run", "--json", "--config", config],
+        ),
+        dir.path(),
+    );
+    let v = last_json(&o);
+    assert_eq!(v["dry_run"], false, "{v}");
+    assert_eq!(o.status.code(), Some(0), "{}: {v}", stderr(&o));
+    assert_eq!(attempt_outcomes(&v), ["succeeded"], "{v}");
+}
+
+#[test]
+fn offline_status_runs_the_quick_checks_and_exits_3_for_an_escalated_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Any real disk is below this floor: the quick check's space probe fails.
+    let low = dir.path().join("low.toml");
+    std::fs::write(
+        &low,
+        "[constraints]\ndisk_free_bytes_min = 1000000000000000\n",
+    )
+    .unwrap();
+    let low = low.to_str().unwrap();
+    let o = medic(&data_args(&data, &["put", "a", "--text", "x"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let o = medic(
+        &data_args(&data, &["check", "--json", "--config", low]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["state"], "DEGRADED");
+    // status agrees with check: it runs the quick checks first.
+    let o = medic(
+        &data_args(&data, &["status", "--json", "--config", low]),
+        dir.path(),
+    );
+    let v = last_json(&o);
+    assert_eq!(v["state"], "DEGRADED", "{v}");
+    assert_eq!(o.status.code(), Some(1), "{v}");
+    // Without the low floor the store is healthy.
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // An incident an earlier process escalated about this very problem: status needs a human, exit 3.
+    let o = medic(&data_args(&data, &["heal", "--config", low]), dir.path());
+    assert_ne!(o.status.code(), Some(2), "{}", stderr(&o));
+    {
+        use heal::learn::KnowledgeBase as _;
+        let kb = medic::kb::SqliteKb::open(&data.join("medic.sqlite3")).unwrap();
+        let mut r = kb
+            .recent(10)
+            .unwrap()
+            .into_iter()
+            .next()
+            .expect("an incident");
+        assert!(r.issues.iter().any(|i| i.code == "disk_space_low"), "{r:?}");
+        r.resolution = heal::learn::Resolution::Escalated;
+        r.resolved_at = None;
+        kb.save(&r).unwrap();
+    }
+    let o = medic(
+        &data_args(&data, &["status", "--json", "--config", low]),
+        dir.path(),
+    );
+    let v = last_json(&o);
+    assert_eq!(o.status.code(), Some(3), "{v}");
+    assert_eq!(
+        v["escalated_incidents"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+    // Once the checks no longer see that problem, the old escalation is history: exit 0.
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", last_json(&o));
+}
+
+#[test]
+fn a_damaged_knowledge_base_does_not_keep_documents_from_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = medic(
+        &data_args(&data, &["put", "a", "--text", "kept"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let kb = data.join("medic.sqlite3");
+    let mut bytes = std::fs::read(&kb).unwrap();
+    for b in &mut bytes[100..4000] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&kb, &bytes).unwrap();
+
+    let o = medic(&data_args(&data, &["get", "a"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "kept\n");
+    let err = stderr(&o);
+    assert!(
+        err.contains("was damaged") && err.contains(".corrupt-"),
+        "{err}"
+    );
+    // Later commands find a healthy knowledge base and list the copy kept aside.
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    let copies = v["knowledge_base"]["damaged_copies"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(copies.len(), 1, "{v}");
+    assert_eq!(
+        std::fs::read(copies[0].as_str().unwrap()).unwrap(),
+        bytes,
+        "the damaged file is kept as it was"
+    );
+    let o = medic(&data_args(&data, &["status"]), dir.path());
+    assert!(stdout(&o).contains("kept aside"), "{}", stdout(&o));
 }

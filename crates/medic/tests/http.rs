@@ -91,7 +91,9 @@ fn assert_client_error(got: &(StatusCode, Value, String), status: StatusCode, ne
 #[tokio::test]
 async fn put_get_delete_round_trip_exactly() {
     let f = fixture();
-    let doc = json!({"text": "hello world", "vector": [0.5, -1.25, 3.0], "meta": {"lang": "en", "n": 3, "tags": ["a"]}});
+    // Non-dyadic values (0.1 is not exact in binary): they come back as written, not widened to f64.
+    let doc = json!({"text": "hello world", "vector": [0.1, 0.2, -0.3, 1e-7, 3.3333333, 0.5, 1e30],
+                     "meta": {"lang": "en", "n": 3, "tags": ["a"]}});
     let (s, v, t) = send(&f.router, json_req("PUT", "/v1/docs/a%20b", &doc)).await;
     assert_eq!(s, StatusCode::OK, "{t}");
     assert_eq!(v["id"], "a b");
@@ -101,7 +103,8 @@ async fn put_get_delete_round_trip_exactly() {
     assert_eq!(s, StatusCode::OK, "{t}");
     let mut expected = doc.clone();
     expected["id"] = json!("a b");
-    assert_eq!(v, expected);
+    assert_eq!(v, expected, "{t}");
+    assert!(t.contains("[0.1,0.2,-0.3,"), "{t}");
 
     // Text only: no vector or meta keys come back.
     let (s, v, _) = send(
@@ -463,6 +466,35 @@ async fn a_token_guards_every_mutating_request() {
     assert_eq!(got.0, StatusCode::OK, "{}", got.2);
     let got = send(&f.router, empty("GET", "/v1/docs/a")).await;
     assert_eq!(got.0, StatusCode::OK);
+
+    // A search is a read: no token needed.
+    let got = send(
+        &f.router,
+        json_req("POST", "/v1/search", &json!({"vector": [1.0], "k": 1})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+    // The shallow tier is cheap and open; deep and full scrub the store and need the token.
+    let got = send(&f.router, empty("GET", "/v1/health?tier=shallow")).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+    for uri in ["/v1/health", "/v1/health?tier=deep", "/v1/health?tier=full"] {
+        let got = send(&f.router, empty("GET", uri)).await;
+        assert_client_error(&got, StatusCode::UNAUTHORIZED, "Bearer");
+        let mut req = empty("GET", uri);
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        let got = send(&f.router, req).await;
+        assert_eq!(got.0, StatusCode::OK, "{uri}: {}", got.2);
+    }
+    // The accept-loss and heal routes stay guarded (checked above for heal; accept-loss here).
+    let got = send(
+        &f.router,
+        json_req("POST", "/v1/accept-loss", &json!({"confirm": true})),
+    )
+    .await;
+    assert_eq!(got.0, StatusCode::UNAUTHORIZED, "{}", got.2);
 }
 
 #[tokio::test]
@@ -647,4 +679,122 @@ async fn accept_loss_needs_confirmation_and_with_nothing_lost_accepts_nothing() 
     .await;
     assert_eq!(got.0, StatusCode::OK, "{}", got.2);
     assert_eq!(got.1["accepted"]["ranges"], json!([]), "{}", got.2);
+}
+
+#[tokio::test]
+async fn vector_search_scores_huge_and_tiny_magnitudes() {
+    let f = fixture();
+    for (id, v) in [
+        ("huge", json!([1e30, 1e30])),
+        ("huge_x", json!([3e38, -3e38])),
+        ("tiny", json!([1e-30, 2e-30])),
+        ("subnormal", json!([1e-44, 0.0])),
+    ] {
+        let got = send(
+            &f.router,
+            json_req(
+                "PUT",
+                &format!("/v1/docs/{id}"),
+                &json!({"text": id, "vector": v}),
+            ),
+        )
+        .await;
+        assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+    }
+    for (query, top) in [
+        (json!([1e30, 1e30]), "huge"),
+        (json!([1e-30, 1e-30]), "huge"),
+        (json!([1e-30, 2e-30]), "tiny"),
+        (json!([3e38, -3e38]), "huge_x"),
+        (json!([1e-44, 0.0]), "subnormal"),
+    ] {
+        let (s, v, t) = send(
+            &f.router,
+            json_req("POST", "/v1/search", &json!({"vector": query, "k": 5})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{query}: {t}");
+        let hits = v["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 4, "{query}: {t}");
+        for h in hits {
+            let score = h["score"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{query}: a finite score: {t}"));
+            assert!((-1.0..=1.0).contains(&score), "{query}: {t}");
+        }
+        assert_eq!(hits[0]["id"], top, "{query}: {t}");
+        let best = hits[0]["score"].as_f64().unwrap();
+        assert!(best > 0.999_999, "{query}: {t}");
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_knowledge_base_is_moved_aside_and_documents_are_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.data_dir = dir.path().join("data");
+    {
+        let app = App::open(&config).unwrap();
+        app.store()
+            .put(
+                "a",
+                store::Document {
+                    text: "still here".into(),
+                    vector: None,
+                    meta: None,
+                },
+            )
+            .unwrap();
+        app.run_cycle(None).unwrap();
+        app.close().unwrap();
+    }
+    let kb = config.server.data_dir.join("medic.sqlite3");
+    let mut bytes = std::fs::read(&kb).unwrap();
+    for b in &mut bytes[100..4000] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&kb, &bytes).unwrap();
+
+    let app = App::open(&config).expect("a damaged knowledge base does not stop the app");
+    let moved_to = app.kb_recreated().expect("recreated").moved_to.clone();
+    assert_eq!(
+        std::fs::read(&moved_to).unwrap(),
+        bytes,
+        "the old file is kept aside"
+    );
+    let router = medic::daemon::router(Arc::new(app));
+    let (s, v, t) = send(&router, empty("GET", "/v1/docs/a")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(v["text"], "still here");
+    let (s, v, t) = send(&router, empty("GET", "/v1/status")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let moved = moved_to.display().to_string();
+    assert_eq!(v["knowledge_base"]["recreated"]["moved_to"], moved, "{v}");
+    assert_eq!(
+        v["recovery"]["knowledge_base_recreated"]["moved_to"], moved,
+        "{v}"
+    );
+    assert_eq!(v["knowledge_base"]["damaged_copies"], json!([moved]), "{v}");
+    // The engine works on the fresh file.
+    let (s, _, t) = send(&router, empty("POST", "/v1/heal")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+}
+
+#[tokio::test]
+async fn metrics_expose_the_repairs_family_from_the_start_and_no_fake_zero_kpis() {
+    let f = fixture();
+    let (s, _, text) = send(&f.router, empty("GET", "/metrics")).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(text.contains("# TYPE medic_repairs counter\n"), "{text}");
+    assert!(text.contains("# HELP medic_repairs "), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("medic_repairs_total{strategy=")
+                && l.contains("outcome=\"succeeded\"")
+                && l.ends_with(" 0")),
+        "{text}"
+    );
+    // No incident yet: MTTD and MTTR are unknown, not 0.
+    assert!(text.contains("medic_mttd_seconds NaN\n"), "{text}");
+    assert!(text.contains("medic_mttr_seconds NaN\n"), "{text}");
 }

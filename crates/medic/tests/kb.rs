@@ -260,3 +260,79 @@ fn missing_parent_directory_is_created() {
     kb.record_outcome("s", "c", true).unwrap();
     assert!(path.exists());
 }
+
+/// XORs bytes 100..4000 of `path`: the first page past the header, where the schema lives.
+fn damage_first_page(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    assert!(bytes.len() >= 4000, "{} bytes", bytes.len());
+    for b in &mut bytes[100..4000] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(path, &bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_file_is_moved_aside_and_a_fresh_one_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kb.sqlite");
+    {
+        let kb = SqliteKb::open(&path).unwrap();
+        for id in 1..=20 {
+            kb.save(&record(id, 1_000 + id, Resolution::AutoRepaired))
+                .unwrap();
+        }
+    }
+    damage_first_page(&path);
+    let damaged = std::fs::read(&path).unwrap();
+    assert!(
+        SqliteKb::open(&path).is_err(),
+        "plain open still refuses it"
+    );
+
+    let (kb, recreated) = SqliteKb::open_or_recreate(&path, 42).unwrap();
+    let r = recreated.expect("recreated");
+    assert_eq!(r.damaged_file, path);
+    assert_eq!(r.moved_to, dir.path().join("kb.sqlite.corrupt-42"));
+    assert!(r.moved.contains(&r.moved_to), "{r:?}");
+    assert!(!r.reason.is_empty());
+    // The damaged bytes are kept as they were; the fresh file works.
+    assert_eq!(std::fs::read(&r.moved_to).unwrap(), damaged);
+    assert_eq!(kb.recent(10).unwrap(), vec![]);
+    kb.save(&record(1, 5, Resolution::Open)).unwrap();
+    drop(kb);
+    assert_eq!(
+        medic::kb::damaged_copies(&path),
+        vec![dir.path().join("kb.sqlite.corrupt-42")]
+    );
+
+    // A healthy file is left alone; a second damage at the same instant gets another name.
+    let (_kb, again) = SqliteKb::open_or_recreate(&path, 42).unwrap();
+    assert_eq!(again, None);
+    drop(_kb);
+    damage_first_page(&path);
+    let (_kb, again) = SqliteKb::open_or_recreate(&path, 42).unwrap();
+    assert_eq!(
+        again.unwrap().moved_to,
+        dir.path().join("kb.sqlite.corrupt-42-1")
+    );
+}
+
+#[test]
+fn garbage_is_recreated_but_a_newer_schema_is_not_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kb.sqlite");
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let (_kb, r) = SqliteKb::open_or_recreate(&path, 7).unwrap();
+    assert!(r.is_some(), "not a database: moved aside");
+
+    let path = dir.path().join("newer.sqlite");
+    drop(SqliteKb::open(&path).unwrap());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 5)
+            .unwrap();
+    }
+    let e = SqliteKb::open_or_recreate(&path, 7).unwrap_err();
+    assert!(e.0.contains("newer than this medic supports"), "{e}");
+    assert!(medic::kb::damaged_copies(&path).is_empty());
+}

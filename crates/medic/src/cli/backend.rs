@@ -64,8 +64,8 @@ pub trait Backend {
     fn status(&self) -> anyhow::Result<Value>;
     /// Runs the checks up to `tier` now; the answer names the state.
     fn check(&self, tier: TierArg) -> anyhow::Result<Value>;
-    /// Runs one healing cycle now.
-    fn heal(&self, dry_run: bool) -> anyhow::Result<Value>;
+    /// Runs one healing cycle now: `Some(d)` overrides the configured dry-run mode for this cycle, `None` keeps it.
+    fn heal(&self, dry_run: Option<bool>) -> anyhow::Result<Value>;
     /// Recent incidents, newest first.
     fn incidents(&self, limit: usize) -> anyhow::Result<Value>;
     /// One incident.
@@ -146,7 +146,7 @@ impl Backend for Daemon {
         Ok(a.body)
     }
 
-    fn heal(&self, dry_run: bool) -> anyhow::Result<Value> {
+    fn heal(&self, dry_run: Option<bool>) -> anyhow::Result<Value> {
         self.client.heal(dry_run).map_err(lift)
     }
 

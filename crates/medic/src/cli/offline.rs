@@ -29,10 +29,22 @@ pub struct Offline {
 /// Opens the data directory named by `config.server.data_dir`.
 pub fn open(config: &Config) -> Result<Offline, OpenError> {
     match App::open(config) {
-        Ok(app) => Ok(Offline {
-            app,
-            dir: config.server.data_dir.display().to_string(),
-        }),
+        Ok(app) => {
+            if let Some(r) = app.kb_recreated() {
+                // No log subscriber in a CLI command: say it on stderr.
+                eprintln!(
+                    "warning: the knowledge base {} was damaged ({}); it was moved to {} and a fresh one started \
+                     (incident history starts over; documents are unaffected)",
+                    r.damaged_file.display(),
+                    r.reason,
+                    r.moved_to.display()
+                );
+            }
+            Ok(Offline {
+                app,
+                dir: config.server.data_dir.display().to_string(),
+            })
+        }
         Err(e) => {
             let locked = e
                 .chain()
@@ -104,7 +116,7 @@ impl Backend for Offline {
             let mut v = json!({"id": id, "text": d.text});
             if let Some(m) = v.as_object_mut() {
                 if let Some(vec) = d.vector {
-                    m.insert("vector".into(), json!(vec));
+                    m.insert("vector".into(), crate::daemon::api::vector_json(&vec));
                 }
                 if let Some(meta) = d.meta {
                     m.insert("meta".into(), Value::Object(meta));
@@ -148,7 +160,8 @@ impl Backend for Offline {
     }
 
     fn status(&self) -> anyhow::Result<Value> {
-        self.app.status()
+        // A fresh process has run no check yet: the shallow tier first, as the daemon's loop would have.
+        self.app.status_checked()
     }
 
     fn check(&self, tier: TierArg) -> anyhow::Result<Value> {
@@ -157,9 +170,9 @@ impl Backend for Offline {
             .with_context(|| format!("running the {} checks", tier.name()))
     }
 
-    fn heal(&self, dry_run: bool) -> anyhow::Result<Value> {
+    fn heal(&self, dry_run: Option<bool>) -> anyhow::Result<Value> {
         self.app
-            .run_cycle(Some(dry_run))
+            .run_cycle(dry_run)
             .context("running a healing cycle")
     }
 

@@ -252,6 +252,22 @@ pub fn print_status(out: &Out, v: &Value) {
         ratio(v, "/kpis/auto_remediation_rate"),
         ratio(v, "/kpis/repair_success_rate"),
     );
+    if let Some(r) = at(v, "/knowledge_base/recreated") {
+        println!(
+            "knowledge base: {} was damaged and moved to {}; a fresh one was started",
+            show(r, "/damaged_file"),
+            show(r, "/moved_to")
+        );
+    } else if let Some(copies) = at(v, "/knowledge_base/damaged_copies").and_then(Value::as_array)
+        && !copies.is_empty()
+    {
+        println!(
+            "knowledge base: {} damaged cop{} kept aside ({})",
+            copies.len(),
+            if copies.len() == 1 { "y" } else { "ies" },
+            copies.iter().map(scalar).collect::<Vec<_>>().join(", ")
+        );
+    }
     if let Some(issues) = at(v, "/recovery/issues").and_then(Value::as_array)
         && !issues.is_empty()
     {

@@ -82,13 +82,28 @@ pub struct PutBody {
 
 /// A document as the API shows it.
 #[derive(Debug, Serialize)]
-struct DocOut {
+pub struct DocOut {
     id: String,
     text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     vector: Option<Vec<f32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     meta: Option<Map<String, Value>>,
+}
+
+/// A vector as JSON numbers, each in the shortest form that reads back as the same `f32` (`0.1`, not the `f64`
+/// widening `0.10000000149011612` that `json!` would give).
+pub fn vector_json(v: &[f32]) -> Value {
+    Value::Array(v.iter().map(|x| f32_json(*x)).collect())
+}
+
+fn f32_json(x: f32) -> Value {
+    // `f32`'s Display is the shortest decimal that parses back to `x`; read as `f64` it prints the same digits.
+    x.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
 }
 
 /// `PUT /v1/docs/{id}`: 200 `{"id","lsn"}` once durable.
@@ -120,11 +135,12 @@ pub async fn put_doc(
     Ok(Json(json!({ "id": id, "lsn": lsn })))
 }
 
-/// `GET /v1/docs/{id}`: exactly what was put, or 404.
+/// `GET /v1/docs/{id}`: exactly what was put, or 404. The vector is serialized as `f32` (shortest form: `0.1`
+/// comes back as `0.1`, not widened to `0.10000000149011612`).
 pub async fn get_doc(
     State(s): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DocOut>, ApiError> {
     let id = doc_id(path)?;
     let store = s.app.store().clone();
     let id2 = id.clone();
@@ -133,12 +149,12 @@ pub async fn get_doc(
     })
     .await?;
     match doc {
-        Some(d) => Ok(Json(json!(DocOut {
+        Some(d) => Ok(Json(DocOut {
             id,
             text: d.text,
             vector: d.vector,
             meta: d.meta,
-        }))),
+        })),
         None => Err(ApiError::not_found(format!("no document with id {id:?}"))),
     }
 }
@@ -177,12 +193,25 @@ pub struct SearchBody {
 pub struct Hit {
     /// The document id.
     pub id: String,
-    /// Cosine similarity in [-1, 1], higher is closer.
-    pub score: f32,
+    /// Cosine similarity in [-1, 1], higher is closer; always a finite number.
+    pub score: f64,
 }
 
-fn norm(v: &[f32]) -> f32 {
-    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+/// The Euclidean length, accumulated in `f64`: the squares of `f32` values neither overflow (`1e30² = 1e60`) nor
+/// underflow to zero (`1e-30² = 1e-60`) there.
+fn norm(v: &[f32]) -> f64 {
+    v.iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// The dot product, accumulated in `f64` like [`norm`].
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum()
 }
 
 /// The `k` stored vectors most similar (cosine) to `query`, by a full scan. Brute force until the vector index
@@ -193,6 +222,11 @@ pub fn brute_force_search(
     k: usize,
 ) -> Result<Vec<Hit>, ApiError> {
     let qn = norm(query);
+    if qn == 0.0 || !qn.is_finite() {
+        return Err(ApiError::bad_request(
+            "vector has zero length: cosine similarity is undefined",
+        ));
+    }
     let mut hits: Vec<Hit> = Vec::with_capacity(2 * k + 1);
     let mut after: Option<String> = None;
     loop {
@@ -210,14 +244,15 @@ pub fn brute_force_search(
                 )));
             }
             let vn = norm(&v);
-            if vn == 0.0 {
+            if vn == 0.0 || !vn.is_finite() {
                 continue;
             }
-            let dot: f32 = v.iter().zip(query).map(|(a, b)| a * b).sum();
-            hits.push(Hit {
-                id,
-                score: dot / (vn * qn),
-            });
+            // Divided one norm at a time: the product of two norms of 1e154 would overflow even an f64.
+            let score = (dot(&v, query) / vn / qn).clamp(-1.0, 1.0);
+            if !score.is_finite() {
+                continue;
+            }
+            hits.push(Hit { id, score });
             if hits.len() > 2 * k {
                 hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
                 hits.truncate(k);

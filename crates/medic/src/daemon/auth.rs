@@ -1,6 +1,8 @@
-//! Bearer-token authentication of mutating requests (`PUT`, `POST`, `DELETE`, `PATCH`). When a token is configured
-//! every mutating request must carry `Authorization: Bearer <token>`; reads stay open. `serve` refuses to listen on
-//! a non-loopback address without a token, so only loopback listeners ever run without this gate.
+//! Bearer-token authentication. When a token is configured, every request that changes data (`PUT`, `POST`,
+//! `DELETE`, `PATCH`) must carry `Authorization: Bearer <token>` — except `POST /v1/search`, a read with a body —
+//! and so must the expensive reads: `GET /v1/health` at the deep or full tier (the default tier is deep; only
+//! `tier=shallow`/`quick` is open), which scrub the store. Other reads stay open. `serve` refuses to listen on a
+//! non-loopback address without a token, so only loopback listeners ever run without this gate.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -26,6 +28,36 @@ fn is_mutating(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Why a request needs the token, or `None` when it is open to anyone.
+fn needs_token(method: &Method, path: &str, query: Option<&str>) -> Option<&'static str> {
+    if *method == Method::POST && path == "/v1/search" {
+        // A search reads; it only carries its query in a body.
+        return None;
+    }
+    if is_mutating(method) {
+        return Some(
+            "this request changes data: send `Authorization: Bearer <token>` (server.token in the config)",
+        );
+    }
+    if path == "/v1/health" && !is_cheap_tier(query) {
+        return Some(
+            "deep and full checks scrub the store: send `Authorization: Bearer <token>` (server.token in the config)",
+        );
+    }
+    None
+}
+
+/// Whether `/v1/health`'s query asks for the shallow tier only (exactly one `tier=shallow` or `tier=quick`); any
+/// other query — the default (deep), `deep`, `full`, or something unreadable — counts as expensive.
+fn is_cheap_tier(query: Option<&str>) -> bool {
+    let tiers: Vec<&str> = query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("tier="))
+        .collect();
+    matches!(tiers.as_slice(), ["shallow" | "quick"])
+}
+
 /// Compares in time independent of where the first difference is, so the token cannot be guessed byte by byte.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -39,9 +71,9 @@ pub async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -
     let Some(token) = auth.token.as_deref() else {
         return next.run(req).await;
     };
-    if !is_mutating(req.method()) {
+    let Some(why) = needs_token(req.method(), req.uri().path(), req.uri().query()) else {
         return next.run(req).await;
-    }
+    };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -52,9 +84,7 @@ pub async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -
             return next.run(req).await;
         }
         Some(_) => "the bearer token is wrong",
-        None => {
-            "this request changes data: send `Authorization: Bearer <token>` (server.token in the config)"
-        }
+        None => why,
     };
     let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
     resp.headers_mut()
@@ -72,6 +102,44 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn search_and_cheap_reads_are_open_deep_checks_are_not() {
+        assert_eq!(needs_token(&Method::POST, "/v1/search", None), None);
+        assert_eq!(needs_token(&Method::GET, "/v1/docs/a", None), None);
+        assert_eq!(needs_token(&Method::GET, "/v1/status", None), None);
+        assert_eq!(needs_token(&Method::GET, "/health", None), None);
+        assert_eq!(
+            needs_token(&Method::GET, "/v1/health", Some("tier=shallow")),
+            None
+        );
+        assert_eq!(
+            needs_token(&Method::GET, "/v1/health", Some("tier=quick")),
+            None
+        );
+        for q in [
+            None,
+            Some("tier=deep"),
+            Some("tier=full"),
+            Some("tier=comprehensive"),
+            Some("tier=f%75ll"),
+            Some("tier=quick&tier=full"),
+        ] {
+            assert!(
+                needs_token(&Method::GET, "/v1/health", q).is_some(),
+                "{q:?}"
+            );
+        }
+        for (m, p) in [
+            (Method::POST, "/v1/heal"),
+            (Method::POST, "/v1/accept-loss"),
+            (Method::POST, "/v1/incidents/1/false-positive"),
+            (Method::PUT, "/v1/docs/a"),
+            (Method::DELETE, "/v1/docs/a"),
+        ] {
+            assert!(needs_token(&m, p, None).is_some(), "{m} {p}");
+        }
     }
 
     #[test]

@@ -183,6 +183,13 @@ pub fn state_label(s: HealthState) -> &'static str {
     }
 }
 
+const OUTCOMES: [AttemptOutcome; 4] = [
+    AttemptOutcome::Succeeded,
+    AttemptOutcome::Failed,
+    AttemptOutcome::RolledBack,
+    AttemptOutcome::DryRun,
+];
+
 const STATES: [HealthState; 4] = [
     HealthState::Healthy,
     HealthState::Degraded,
@@ -260,34 +267,35 @@ impl Metrics {
             "Healing cycles that returned an error",
             heal_cycle_failures.clone(),
         );
+        // The KPI gauges start unknown: NaN until the engine reports a value.
         let mttd = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "medic_mttd_seconds",
-            "Mean time to detect an incident (0 until one is recorded)",
+            "Mean time to detect an incident (NaN until one is recorded)",
             mttd.clone(),
         );
         let mttr = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "medic_mttr_seconds",
-            "Mean time to repair an auto-repaired incident (0 until one is recorded)",
+            "Mean time to repair an auto-repaired incident (NaN until one is recorded)",
             mttr.clone(),
         );
         let auto_remediation = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "medic_auto_remediation_ratio",
-            "Share of resolved incidents repaired without a human",
+            "Share of resolved incidents repaired without a human (NaN until one is resolved)",
             auto_remediation.clone(),
         );
         let repair_success = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "medic_repair_success_ratio",
-            "Share of repair attempts that succeeded",
+            "Share of repair attempts that succeeded (NaN until the first attempt)",
             repair_success.clone(),
         );
         let rollback = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "medic_rollback_ratio",
-            "Share of repair attempts rolled back",
+            "Share of repair attempts rolled back (NaN until the first attempt)",
             rollback.clone(),
         );
         let m = Self {
@@ -311,6 +319,15 @@ impl Metrics {
             seen: Mutex::new(Seen::default()),
             counted_since_us,
         };
+        for g in [
+            &m.mttd,
+            &m.mttr,
+            &m.auto_remediation,
+            &m.repair_success,
+            &m.rollback,
+        ] {
+            g.set(f64::NAN);
+        }
         for sev in [
             heal::Severity::Sev0,
             heal::Severity::Sev1,
@@ -330,6 +347,19 @@ impl Metrics {
                 .set(0);
         }
         m
+    }
+
+    /// Creates `medic_repairs_total{strategy, outcome}` at 0 for every outcome of each of `strategies`, so the
+    /// family is exposed (and rates work) before the first repair. Counts already made are kept.
+    pub fn preregister_repairs(&self, strategies: &[String]) {
+        for strategy in strategies {
+            for outcome in OUTCOMES {
+                let _ = self.repairs.get_or_create(&RepairLabels {
+                    strategy: strategy.clone(),
+                    outcome: outcome_label(outcome),
+                });
+            }
+        }
     }
 
     /// Records one answered HTTP request. `route` is the matched route template (bounded cardinality).
@@ -378,8 +408,9 @@ impl Metrics {
                     .set(i64::from(state == h));
             }
         }
+        // Unknown (no incident recorded yet) is NaN, as OpenMetrics has it, not a misleading 0.
         let set = |g: &Gauge<f64, AtomicU64>, v: Option<f64>| {
-            g.set(v.filter(|v| v.is_finite()).unwrap_or(0.0));
+            g.set(v.filter(|v| v.is_finite()).unwrap_or(f64::NAN));
         };
         set(&self.mttd, s.mttd_seconds);
         set(&self.mttr, s.mttr_seconds);
@@ -516,6 +547,7 @@ mod tests {
             documents: 7,
             health: Some(HealthState::Degraded),
             mttr_seconds: Some(f64::NAN),
+            mttd_seconds: Some(1.5),
             ..Snapshot::default()
         });
         m.observe(Operation::Put, 0.001);
@@ -531,8 +563,8 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("medic_mttr_seconds 0.0\n"),
-            "NaN is exported as 0: {text}"
+            text.contains("medic_mttr_seconds NaN\n"),
+            "unknown is NaN, not 0: {text}"
         );
         assert!(
             text.contains("medic_operation_duration_seconds_count{operation=\"put\"} 1\n"),
@@ -542,6 +574,38 @@ mod tests {
             text.contains("medic_http_requests_total{route=\"/v1/docs/{id}\",method=\"PUT\",status=\"200\"} 1\n"),
             "{text}"
         );
+        assert!(text.contains("medic_mttd_seconds 1.5\n"), "{text}");
+        assert!(
+            text.contains("medic_repair_success_ratio NaN\n"),
+            "no attempt yet: {text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn repairs_family_is_exposed_before_the_first_repair_and_kpis_start_unknown() {
+        let m = Metrics::new(0);
+        let text = m.encode();
+        assert!(text.contains("medic_mttd_seconds NaN\n"), "{text}");
+        assert!(text.contains("medic_mttr_seconds NaN\n"), "{text}");
+        assert!(!text.contains("medic_mttr_seconds 0"), "{text}");
+        m.preregister_repairs(&["compact".to_string()]);
+        let text = m.encode();
+        assert!(text.contains("# TYPE medic_repairs counter\n"), "{text}");
+        for outcome in ["succeeded", "failed", "rolled_back", "dry_run"] {
+            assert!(
+                text.contains(&format!(
+                    "medic_repairs_total{{strategy=\"compact\",outcome=\"{outcome}\"}} 0\n"
+                )),
+                "{outcome}: {text}"
+            );
+        }
+        // Counting afterwards is unaffected, and pre-registering again keeps the count.
+        m.observe_incidents([&record(1, 5, &[("compact", AttemptOutcome::Succeeded)])]);
+        m.preregister_repairs(&["compact".to_string()]);
+        assert!(
+            m.encode()
+                .contains("medic_repairs_total{strategy=\"compact\",outcome=\"succeeded\"} 1\n")
+        );
     }
 }

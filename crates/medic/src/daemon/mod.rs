@@ -42,6 +42,8 @@ pub fn router(app: Arc<App>) -> Router {
 pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
     let http = app.config().http.clone();
     let token = app.config().server.token.clone();
+    // Every strategy × outcome at 0 from the start, so scrapers see the family before the first repair.
+    metrics.preregister_repairs(&app.strategy_names());
     let state = ApiState { app, metrics };
     let timeout = Duration::from_millis(http.request_timeout_ms);
     Router::new()
