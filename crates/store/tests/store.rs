@@ -1307,3 +1307,99 @@ fn the_engine_escalates_a_loss_found_on_open_naming_file_and_lsns() {
     // Nothing was touched: the store is still degraded and says so.
     assert_eq!(s.lost().len(), 1);
 }
+
+/// Offsets of the records of an open segment's bytes (walking the length fields of an intact copy).
+fn record_offsets(b: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut pos = 32;
+    while pos + 8 <= b.len() {
+        out.push(pos);
+        pos += 8 + u32::from_le_bytes(b[pos..pos + 4].try_into().unwrap()) as usize;
+    }
+    out
+}
+
+/// 20 documents in the open segment; copy `torn` is cut in the middle of record 10 and copy `flipped` has a byte of
+/// record 10 flipped. Records 11..=20 are intact in `flipped`: they were acknowledged and must survive; record 10 is
+/// damaged in both copies with valid records after it, so it is acknowledged data lost and must be reported as such.
+fn torn_copy_and_damaged_twin_keep_the_later_records(torn: &str, flipped: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 20);
+    let (id, _) = s.open_segment();
+    assert!(s.immutable_files().is_empty(), "all in the open segment");
+    s.close().unwrap();
+    let path = |e: &str| dir.path().join(format!("wal/{id:016}.{e}"));
+    let at = record_offsets(&std::fs::read(path("seg")).unwrap());
+    assert_eq!(at.len(), 20);
+    let r10 = at[9] as u64;
+    let mut b = std::fs::read(path(torn)).unwrap();
+    b.truncate(r10 as usize + 5);
+    std::fs::write(path(torn), b).unwrap();
+    flip(&path(flipped), r10 + 12, 1);
+    let before: Vec<Vec<u8>> = ["seg", "mir"]
+        .iter()
+        .map(|e| std::fs::read(path(e)).unwrap())
+        .collect();
+
+    let s = Store::open(dir.path(), small()).unwrap();
+    let r = s.recovery_report();
+    assert!(
+        r.torn_tail.is_none(),
+        "acknowledged records passed off as a torn tail: {r:?}"
+    );
+    assert_eq!(r.lost.len(), 1, "{r:?}");
+    let l = &r.lost[0];
+    assert_eq!(l.file, format!("wal/{id:016}.seg"));
+    assert_eq!(l.offset, Some(r10));
+    assert_eq!(l.lsn_range, (10, 10));
+    assert_eq!(s.lost().len(), 1);
+    assert_eq!(s.count(), 19);
+    for i in 10..20 {
+        assert_eq!(
+            s.get(&format!("f{i:04}")).unwrap(),
+            Some(doc(i)),
+            "f{i:04} is intact in one copy"
+        );
+    }
+    for i in 0..10 {
+        let g = s.get(&format!("f{i:04}"));
+        assert!(
+            matches!(g, Err(StoreError::MayBeStale { .. })),
+            "{i}: {g:?}"
+        );
+    }
+    assert!(matches!(s.put("new", doc(1)), Err(StoreError::ReadOnly(_))));
+    let issues = StoreSubject::new(Arc::new(s)).drain_issues();
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.code == "acknowledged_data_lost" && i.location.lsn_range == Some((10, 10))),
+        "{issues:?}"
+    );
+    assert!(!issues.iter().any(|i| i.code == "torn_tail"), "{issues:?}");
+    // Neither copy was cut or rewritten: both stay as evidence.
+    for (e, b) in ["seg", "mir"].iter().zip(&before) {
+        assert_eq!(&std::fs::read(path(e)).unwrap(), b, "{e} changed");
+    }
+    // Accepting the loss keeps the 19 survivors, byte-identical, across a reopen.
+    let s = Store::open(dir.path(), small()).unwrap();
+    s.accept_loss().unwrap();
+    drop(s);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(s.recovery_report().lost.is_empty());
+    assert_eq!(s.count(), 19);
+    for i in (0..20).filter(|&i| i != 9) {
+        assert_eq!(s.get(&format!("f{i:04}")).unwrap(), Some(doc(i)));
+    }
+}
+
+#[test]
+fn recovery_does_not_cut_records_intact_in_the_mirror_as_a_torn_tail_of_the_main_copy() {
+    torn_copy_and_damaged_twin_keep_the_later_records("seg", "mir");
+}
+
+#[test]
+fn recovery_does_not_cut_records_intact_in_the_main_copy_as_a_torn_tail_of_the_mirror() {
+    torn_copy_and_damaged_twin_keep_the_later_records("mir", "seg");
+}
