@@ -1542,7 +1542,10 @@ impl Store {
         }
     }
 
-    /// Seals the open segment (parity sidecar, manifest) and starts a new one at `next_lsn`.
+    /// Seals the open segment (parity sidecar, manifest) and starts a new one at `next_lsn`. Every record is
+    /// verified first (parity over damaged bytes would vouch for them); a record damaged in the main copy is taken
+    /// from the mirror. If a record is damaged in every copy, the segment is not sealed: a compaction from the
+    /// verified table (which holds every acknowledged document) replaces it, so writes go on.
     fn rotate(&self, w: &mut WalState, next_lsn: u64) -> Result<(), StoreError> {
         let faults = &*self.cfg.io;
         let id = w.seg.id;
@@ -1550,28 +1553,28 @@ impl Store {
         let mut bytes =
             std::fs::read(self.dir.join(&rel)).map_err(ioe(format!("reading {rel} to seal it")))?;
         bytes.truncate(w.seg.len as usize);
-        if let Some(m) = &w.seg.mirror {
-            let _ = m;
-            let mir = std::fs::read(self.dir.join(wal::mirror_name(id))).unwrap_or_default();
-            if mir.get(..bytes.len()) != Some(&bytes[..]) {
-                let s = wal::scan(&bytes, Some(&mir), self.record_bytes_max);
-                if s.valid_end != w.seg.len {
-                    return Err(StoreError::corrupt(
-                        format!("{rel} is damaged in both copies; refusing to seal it"),
-                        loc(&rel, s.valid_end, w.seg.len - s.valid_end),
-                    ));
-                }
-                for (off, len) in &s.from_mirror {
-                    io::write_all_at(
-                        faults,
-                        &w.seg.file,
-                        &s.good[*off as usize..(*off + *len) as usize],
-                        *off,
-                    )
-                    .map_err(ioe(format!("repairing {rel} from its mirror")))?;
-                }
-                bytes = s.good;
+        let mir = w.seg.mirror.as_ref().map(|_| {
+            let mut m = std::fs::read(self.dir.join(wal::mirror_name(id))).unwrap_or_default();
+            m.truncate(w.seg.len as usize);
+            m
+        });
+        let header_ok = wal::check_header(&bytes, id).is_ok();
+        let s = wal::scan(&bytes, mir.as_deref(), self.record_bytes_max);
+        if !header_ok || s.valid_end != w.seg.len {
+            // Damaged beyond what the mirror undoes (or the main header is damaged): rebuild from the table.
+            return self.compact_locked(w, true);
+        }
+        if !s.from_mirror.is_empty() {
+            for (off, len) in &s.from_mirror {
+                io::write_all_at(
+                    faults,
+                    &w.seg.file,
+                    &s.good[*off as usize..(*off + *len) as usize],
+                    *off,
+                )
+                .map_err(ioe(format!("repairing {rel} from its mirror")))?;
             }
+            bytes = s.good;
         }
         let sidecar = parity::build(id, &bytes, &self.params())
             .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
@@ -1732,8 +1735,13 @@ impl Store {
 
     /// `force`: write a new snapshot even when one exists at the current LSN (it may be the damaged file).
     fn compact_as_leader(&self, force: bool) -> Result<(), StoreError> {
-        let faults = &*self.cfg.io;
         let mut w = lock(&self.wal);
+        self.compact_locked(&mut w, force)
+    }
+
+    /// [`Store::compact_as_leader`] with the WAL lock already held (the caller holds the leader role).
+    fn compact_locked(&self, w: &mut WalState, force: bool) -> Result<(), StoreError> {
+        let faults = &*self.cfg.io;
         let (lsn, entries, dim) = {
             let st = lock(&self.state);
             let entries: Vec<(String, Entry)> = st

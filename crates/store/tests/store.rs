@@ -1403,3 +1403,127 @@ fn recovery_does_not_cut_records_intact_in_the_mirror_as_a_torn_tail_of_the_main
 fn recovery_does_not_cut_records_intact_in_the_main_copy_as_a_torn_tail_of_the_mirror() {
     torn_copy_and_damaged_twin_keep_the_later_records("mir", "seg");
 }
+
+/// Flips a byte inside record `k` (0-based) of the open segment, in both the main copy and the mirror (the same
+/// byte if `same`, so both copies still agree; else different bytes). Returns the record's offset.
+fn damage_record_in_both_copies(dir: &Path, id: u64, k: usize, same: bool) -> u64 {
+    let seg = dir.join(format!("wal/{id:016}.seg"));
+    let at = record_offsets(&std::fs::read(&seg).unwrap());
+    for (e, d) in [("seg", 12), ("mir", if same { 12 } else { 14 })] {
+        flip(&dir.join(format!("wal/{id:016}.{e}")), at[k] as u64 + d, 1);
+    }
+    at[k] as u64
+}
+
+#[test]
+fn a_record_damaged_in_both_open_segment_copies_while_running_is_repaired_from_the_verified_table()
+{
+    use heal::Clock;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    fill(&s, 12);
+    let (id, _) = s.open_segment();
+    assert!(s.immutable_files().is_empty(), "all in the open segment");
+    let off = damage_record_in_both_copies(dir.path(), id, 5, false);
+
+    let subject = StoreSubject::new(s.clone());
+    // The scrub finds it and says no copy holds it.
+    let out = run_check(&subject, Tier::Comprehensive);
+    let found = out
+        .issues
+        .iter()
+        .find(|i| i.code == "wal_record_damaged")
+        .unwrap_or_else(|| panic!("{:?}", out.issues));
+    assert_eq!(found.location.offset, Some(off));
+    assert!(found.data_at_risk);
+    let chosen: Vec<String> = subject
+        .strategies()
+        .iter()
+        .filter(|st| st.can_repair(found))
+        .map(|st| st.name().to_string())
+        .collect();
+    assert_eq!(chosen, ["compact"]);
+
+    let subject: Arc<dyn Subject> = Arc::new(subject);
+    let clock = heal::SimClock::new(SystemClock::new().now());
+    let mut engine = heal::engine::Engine::new(
+        subject.clone(),
+        Arc::new(heal::learn::MemoryKnowledgeBase::new()),
+        Arc::new(clock.clone()),
+        heal::config::EngineConfig::default(),
+    )
+    .unwrap();
+    engine.run_tier(Tier::Comprehensive);
+    let mut attempts = Vec::new();
+    let mut escalated = Vec::new();
+    for _ in 0..3 {
+        clock.advance(60_000_000);
+        let sum = engine.run_cycle();
+        attempts.extend(sum.attempts);
+        escalated.extend(sum.escalations);
+    }
+    assert!(escalated.is_empty(), "escalated: {escalated:?}");
+    assert!(
+        attempts.iter().any(|a| a.attempt.strategy == "compact"
+            && a.attempt.outcome == heal::learn::AttemptOutcome::Succeeded),
+        "{attempts:?}"
+    );
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.attempt.outcome == heal::learn::AttemptOutcome::Succeeded),
+        "{attempts:?}"
+    );
+    assert!(engine.active_incidents().is_empty());
+    let scrub = run_check(&StoreSubject::new(s.clone()), Tier::Comprehensive);
+    assert!(scrub.passed, "{:?}", scrub.issues);
+    assert_eq!(s.count(), 12);
+    all_there(&s, 12);
+    s.put("after", doc(99)).unwrap();
+    drop(engine);
+    drop(subject);
+    drop(Arc::into_inner(s).unwrap());
+
+    let s = Store::open(dir.path(), small()).unwrap();
+    let r = s.recovery_report();
+    assert!(r.lost.is_empty() && r.torn_tail.is_none(), "{r:?}");
+    assert_eq!(s.count(), 13);
+    all_there(&s, 12);
+    assert_eq!(s.get("after").unwrap(), Some(doc(99)));
+}
+
+#[test]
+fn a_full_open_segment_damaged_in_both_copies_does_not_wedge_writes() {
+    for same in [false, true] {
+        a_full_open_segment_damaged_in_both_copies_does_not_wedge_writes_(same);
+    }
+}
+
+fn a_full_open_segment_damaged_in_both_copies_does_not_wedge_writes_(same: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 10);
+    let (id, _) = s.open_segment();
+    damage_record_in_both_copies(dir.path(), id, 3, same);
+    // Keep writing well past segment_bytes_max: the damaged segment must not be sealed, and no write may fail.
+    for i in 10..120 {
+        s.put(&format!("f{i:04}"), doc(i))
+            .unwrap_or_else(|e| panic!("put {i}: {e}"));
+    }
+    assert_ne!(s.open_segment().0, id, "the damaged segment was replaced");
+    assert!(
+        !dir.path().join(format!("wal/{id:016}.seg")).exists(),
+        "the damaged segment is gone, not sealed with parity over its damage"
+    );
+    all_there(&s, 120);
+    let scrub = run_check(&StoreSubject::new(Arc::new(s)), Tier::Comprehensive);
+    assert!(scrub.passed, "{:?}", scrub.issues);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(
+        s.recovery_report().lost.is_empty(),
+        "{:?}",
+        s.recovery_report()
+    );
+    assert_eq!(s.count(), 120);
+    all_there(&s, 120);
+}
