@@ -450,8 +450,9 @@ impl Store {
             + limits.meta_bytes_max
             + limits.vector_dim_max as u64 * 4;
         let mut report = RecoveryReport::default();
-        // The kernel lock is ours, so no live process holds the directory: a holder text that is not marked closed
-        // is left by a process that died (or, on another host, that lost the directory) — a stale lock, taken over.
+        // The kernel lock is ours and `DirLock::acquire` refused a holder that may still be alive (another host, a
+        // live pid): a holder text not marked closed is left by a process that provably died — a stale lock, taken
+        // over (or by an earlier open in this very process that was dropped without `close`).
         if let Some(prev) = &dir_lock.previous {
             report.previous_holder = Some(format!(
                 "{}{}",
@@ -2451,8 +2452,8 @@ impl Store {
         (w.seg.id, w.seg.len)
     }
 
-    /// Refreshes the heartbeat in `LOCK` (the quick check does this every run), if the file still names this
-    /// process. Returns whether it did.
+    /// Refreshes the heartbeat in `LOCK` (the `store.quick` check does this every run), if the file still names
+    /// this process. Returns whether it did.
     pub fn heartbeat(&self) -> Result<bool, StoreError> {
         let mut l = lock(&self.lock);
         match l.as_mut() {

@@ -435,7 +435,13 @@ impl HealthCheck for QuickCheck {
                 .with_score(0.3),
             );
         }
-        match s.lock_file_ok(false) {
+        // Refresh the heartbeat in LOCK (this check runs every few seconds). A failed write (no space, failed
+        // fsync) is reported by the space and write checks; LOCK is damaged only if it no longer names us.
+        let names_us = match s.heartbeat() {
+            Ok(named) => Ok(named),
+            Err(_) => s.lock_file_ok(false),
+        };
+        match names_us {
             Ok(true) => {}
             Ok(false) | Err(_) => out.push(
                 Issue::new(

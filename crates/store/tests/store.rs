@@ -1527,3 +1527,130 @@ fn a_full_open_segment_damaged_in_both_copies_does_not_wedge_writes_(same: bool)
     assert_eq!(s.count(), 120);
     all_there(&s, 120);
 }
+
+#[test]
+fn the_quick_check_refreshes_the_lock_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let before = store::lock::read_holder(dir.path()).unwrap();
+    assert_eq!(before.pid, std::process::id());
+    let subject = StoreSubject::new(s.clone());
+    let mut last = before.heartbeat_us;
+    for _ in 0..2 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let out = run_check(&subject, Tier::Shallow);
+        assert!(out.passed, "{:?}", out.issues);
+        let now = store::lock::read_holder(dir.path()).unwrap();
+        assert!(
+            now.heartbeat_us > last,
+            "heartbeat did not move: {last} -> {}",
+            now.heartbeat_us
+        );
+        assert_eq!(
+            (now.pid, &now.host, now.started_us, now.closed),
+            (before.pid, &before.host, before.started_us, false)
+        );
+        last = now.heartbeat_us;
+    }
+}
+
+/// Writes a LOCK naming `pid` on `host`, not closed, taken at `started_us`; returns its text.
+fn fake_lock(dir: &Path, pid: u32, host: &str, started_us: u64, closed: bool) -> String {
+    let text = format!(
+        "pid={pid} host={host} started_us={started_us} heartbeat_us={started_us} closed={closed}\n"
+    );
+    std::fs::write(dir.join("LOCK"), &text).unwrap();
+    text
+}
+
+fn now_us() -> u64 {
+    store::lock::now_us()
+}
+
+#[test]
+fn a_lock_whose_holder_is_alive_or_on_another_host_is_not_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), small()).unwrap());
+    let host = store::lock::host_name();
+
+    // A live process on this host, which took the lock after it started: its claim stands.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let text = fake_lock(dir.path(), child.id(), &host, now_us(), false);
+    match Store::open(dir.path(), small()) {
+        Err(StoreError::Locked { holder }) => {
+            assert!(holder.contains(&format!("pid {}", child.id())), "{holder}");
+            assert!(holder.contains("alive"), "{holder}");
+        }
+        other => panic!("a live holder's lock was taken over: {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("LOCK")).unwrap(),
+        text
+    );
+
+    // Another host: nothing here can prove it gone.
+    let text = fake_lock(dir.path(), 1, "some-other-host", now_us(), false);
+    match Store::open(dir.path(), small()) {
+        Err(StoreError::Locked { holder }) => {
+            assert!(holder.contains("some-other-host"), "{holder}");
+            assert!(holder.contains("across hosts"), "{holder}");
+        }
+        other => panic!("another host's lock was taken over: {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("LOCK")).unwrap(),
+        text
+    );
+    // ... unless it closed cleanly.
+    fake_lock(dir.path(), 1, "some-other-host", now_us(), true);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(!s.recovery_report().previous_holder_crashed);
+    drop(s);
+
+    // The live holder dies: now it is provably gone and the lock is taken over, reported as a crash.
+    fake_lock(dir.path(), child.id(), &host, now_us(), false);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let r = s.recovery_report();
+    assert!(r.previous_holder_crashed);
+    assert!(r.previous_holder.unwrap().contains("gone"));
+    assert_eq!(
+        store::lock::read_holder(dir.path()).unwrap().pid,
+        std::process::id()
+    );
+}
+
+#[test]
+fn a_lock_whose_pid_was_reused_or_is_a_zombie_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), small()).unwrap());
+    let host = store::lock::host_name();
+    // The pid is alive, but that process started long after the holder took the lock: another process.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    fake_lock(dir.path(), child.id(), &host, 1_000_000, false);
+    let s = Store::open(dir.path(), small());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let s = s.expect("a reused pid is not the holder");
+    assert!(s.recovery_report().previous_holder_crashed);
+    drop(s);
+    // A zombie (exited, not yet reaped) holds no files.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    fake_lock(dir.path(), child.id(), &host, now_us(), false);
+    let s = Store::open(dir.path(), small());
+    child.wait().unwrap();
+    assert!(
+        s.expect("a zombie holds nothing")
+            .recovery_report()
+            .previous_holder_crashed
+    );
+}
