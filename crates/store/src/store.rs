@@ -1083,7 +1083,8 @@ impl Store {
     }
 
     /// Stores several documents in one group commit (one fsync round); returns their LSNs once all are durable.
-    /// Either every document is validated and written, or (on bad input) none is.
+    /// Either every document is validated and written, or (on bad input) none is. A batch whose records exceed
+    /// `commit_batch_bytes_max` is refused whole with `TooLarge` (`commit_batch`, the limit and its size).
     pub fn put_batch(&self, docs: Vec<(String, Document)>) -> Result<Vec<u64>, StoreError> {
         if docs.is_empty() {
             return Ok(Vec::new());
@@ -1100,6 +1101,19 @@ impl Store {
             let mut bytes = Vec::new();
             codec::encode_doc(doc, meta.as_deref(), &mut bytes);
             encoded.push(bytes);
+        }
+        // The batch is one commit: its records on disk (len + crc + fixed fields + id + document) are bounded.
+        let batch_bytes: u64 = docs
+            .iter()
+            .zip(&encoded)
+            .map(|((id, _), b)| (8 + codec::RECORD_FIXED_BYTES + id.len() + b.len()) as u64)
+            .sum();
+        if batch_bytes > self.cfg.commit_batch_bytes_max {
+            return Err(StoreError::TooLarge {
+                what: "commit_batch",
+                limit: self.cfg.commit_batch_bytes_max,
+                actual: batch_bytes,
+            });
         }
         self.writable(&mut st)?;
         st.vector_dim = dim;

@@ -1654,3 +1654,55 @@ fn a_lock_whose_pid_was_reused_or_is_a_zombie_is_taken_over() {
             .previous_holder_crashed
     );
 }
+
+#[test]
+fn put_batch_over_commit_batch_bytes_max_is_refused_whole_naming_the_limit_and_size() {
+    let batch =
+        || -> Vec<(String, Document)> { (0..10).map(|i| (format!("b{i}"), doc(i))).collect() };
+    // The batch's size as written to the WAL.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let before = s.open_segment().1;
+    s.put_batch(batch()).unwrap();
+    let size = s.open_segment().1 - before;
+    drop(s);
+
+    // A limit of exactly that size admits it.
+    let cfg = |limit| StoreConfig {
+        commit_batch_bytes_max: limit,
+        ..small()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), cfg(size)).unwrap();
+    assert_eq!(s.put_batch(batch()).unwrap().len(), 10);
+    drop(s);
+
+    // One byte less: refused, clearly, and nothing written (no record, no LSN used).
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), cfg(size - 1)).unwrap();
+    let len = s.open_segment().1;
+    let e = s.put_batch(batch()).unwrap_err();
+    assert!(e.is_user_error(), "{e:?}");
+    assert!(
+        matches!(e, StoreError::TooLarge { what: "commit_batch", limit, actual } if limit == size - 1 && actual == size),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("commit_batch_bytes_max") && msg.contains(&size.to_string()),
+        "{msg}"
+    );
+    assert_eq!(s.count(), 0);
+    assert_eq!(s.open_segment().1, len);
+    assert_eq!(s.get("b0").unwrap(), None);
+    // Smaller batches and single puts still go through.
+    assert_eq!(s.put("single", doc(3)).unwrap(), 1);
+    assert_eq!(
+        s.put_batch(batch()[..5].to_vec()).unwrap(),
+        vec![2, 3, 4, 5, 6]
+    );
+    drop(s);
+    let s = Store::open(dir.path(), cfg(size - 1)).unwrap();
+    assert_eq!(s.count(), 6);
+    assert_eq!(s.get("b9").unwrap(), None);
+}
