@@ -57,7 +57,9 @@ pub struct StoreConfig {
     pub quick_check_sample_blocks: u32,
     /// Issues queued for the engine at most; older ones are dropped (and counted) beyond this.
     pub issues_queued_max: usize,
-    /// Largest batch of records one group commit writes, bytes.
+    /// Largest `put_batch`, bytes of its records as written to the WAL (length, checksum, fixed fields, id and
+    /// document of each); a larger batch is refused whole (`TooLarge`, nothing written). A batch shares its group
+    /// commit with concurrent single writes, which are not counted against it.
     pub commit_batch_bytes_max: u64,
 }
 

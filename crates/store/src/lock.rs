@@ -57,18 +57,48 @@ impl Holder {
         (h.pid != 0).then_some(h)
     }
 
-    /// Whether the process named is provably gone: same host, and `kill(pid, 0)` says no such process.
+    /// Whether the process named is provably gone: same host, and either `kill(pid, 0)` says no such process, or
+    /// the process with that pid is a zombie (it holds no files any more), or it started after this holder took the
+    /// lock (the pid was reused by another process). Never true for this very process.
     pub fn is_dead(&self) -> bool {
-        if self.host != host_name() {
+        if self.host != host_name() || self.pid == std::process::id() {
             return false;
         }
         let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) else {
             return true;
         };
-        matches!(
-            rustix::process::test_kill_process(pid),
-            Err(e) if e == rustix::io::Errno::SRCH
-        )
+        match rustix::process::test_kill_process(pid) {
+            Err(e) if e == rustix::io::Errno::SRCH => true,
+            _ => match proc_stat(self.pid) {
+                Some((state, _)) if state == 'Z' || state == 'X' => true,
+                // Start times are read at 1 s granularity (boot time) and clocks drift: 2 s of slack.
+                Some((_, Some(start_us))) => start_us > self.started_us.saturating_add(2_000_000),
+                _ => false,
+            },
+        }
+    }
+
+    /// Why this holder's claim on the directory still stands although the kernel lock is free, if it does: it did
+    /// not close cleanly and it is not provably gone — it runs on another host (a kernel lock does not reach across
+    /// hosts, e.g. on a network file system, so it may still be writing), or its pid is alive here (it may hold a
+    /// lock on a `LOCK` that was since replaced). An earlier holder in this very process released its kernel lock
+    /// (else the lock would not be free), so it never stands.
+    pub fn claim_stands(&self) -> Option<String> {
+        if self.closed || self.pid == std::process::id() && self.host == host_name() {
+            return None;
+        }
+        if self.host != host_name() {
+            return Some(format!(
+                "it runs on host {} and this is host {}: a kernel lock does not reach across hosts, so it may still \
+                 be writing",
+                self.host,
+                host_name()
+            ));
+        }
+        if self.is_dead() {
+            return None;
+        }
+        Some(format!("process {} is alive on this host", self.pid))
     }
 
     /// One line for errors and reports.
@@ -78,6 +108,32 @@ impl Holder {
             self.pid, self.host, self.started_us, self.heartbeat_us
         )
     }
+}
+
+/// `/proc/<pid>/stat` of a process: its state letter and, if it can be worked out, when it started (µs since the
+/// epoch). `None` without `/proc` (then nothing more can be proven than `kill(pid, 0)` says).
+fn proc_stat(pid: u32) -> Option<(char, Option<u64>)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ... starttime(22nd field) ...`; comm may hold spaces and parentheses: split at the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // `rest` starts at field 3 (state), so field 22 is the 20th.
+    let ticks: Option<u64> = fields.nth(18).and_then(|t| t.parse().ok());
+    let boot_s: Option<u64> = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse().ok())
+    });
+    let hz = rustix::param::clock_ticks_per_second();
+    let start = match (ticks, boot_s) {
+        (Some(t), Some(b)) if hz > 0 => Some(
+            b.saturating_mul(1_000_000)
+                .saturating_add(t.saturating_mul(1_000_000) / hz),
+        ),
+        _ => None,
+    };
+    Some((state, start))
 }
 
 /// This machine's host name.
@@ -144,7 +200,20 @@ impl DirLock {
                 return Err(StoreError::io(format!("locking {}", path.display()), e));
             }
         }
+        // The kernel lock is free, so no process on this host holds this `LOCK` file. A holder that did not close
+        // cleanly is taken over only if it is provably gone (same host, pid gone); one on another host, or whose
+        // pid is alive, is not (it may still be writing).
         let previous = read_holder(dir);
+        if let Some(why) = previous.as_ref().and_then(Holder::claim_stands) {
+            let h = previous.as_ref().map(Holder::describe).unwrap_or_default();
+            return Err(StoreError::Locked {
+                holder: format!(
+                    "{h}, which did not close cleanly — the kernel lock is free, but {why}; not taking it over. If \
+                     that process is certainly gone, remove {} and open again",
+                    path.display()
+                ),
+            });
+        }
         let now = now_us();
         let mut lock = DirLock {
             file,
@@ -161,13 +230,15 @@ impl DirLock {
         Ok(lock)
     }
 
+    /// Writes the holder line over the old one, then cuts what is left of a longer old line: a failed write leaves
+    /// the old line (or a mix of two lines naming this same pid and start), never an empty file.
     fn write(&mut self, faults: &IoFaults) -> Result<(), StoreError> {
         let text = self.holder.render();
-        self.file
-            .set_len(0)
-            .map_err(|e| StoreError::io("truncating LOCK", e))?;
         io::write_all_at(faults, &self.file, text.as_bytes(), 0)
             .map_err(|e| StoreError::io("writing LOCK", e))?;
+        self.file
+            .set_len(text.len() as u64)
+            .map_err(|e| StoreError::io("truncating LOCK", e))?;
         io::sync(faults, &self.file).map_err(|e| StoreError::io("syncing LOCK", e))
     }
 

@@ -450,8 +450,9 @@ impl Store {
             + limits.meta_bytes_max
             + limits.vector_dim_max as u64 * 4;
         let mut report = RecoveryReport::default();
-        // The kernel lock is ours, so no live process holds the directory: a holder text that is not marked closed
-        // is left by a process that died (or, on another host, that lost the directory) — a stale lock, taken over.
+        // The kernel lock is ours and `DirLock::acquire` refused a holder that may still be alive (another host, a
+        // live pid): a holder text not marked closed is left by a process that provably died — a stale lock, taken
+        // over (or by an earlier open in this very process that was dropped without `close`).
         if let Some(prev) = &dir_lock.previous {
             report.previous_holder = Some(format!(
                 "{}{}",
@@ -1082,7 +1083,8 @@ impl Store {
     }
 
     /// Stores several documents in one group commit (one fsync round); returns their LSNs once all are durable.
-    /// Either every document is validated and written, or (on bad input) none is.
+    /// Either every document is validated and written, or (on bad input) none is. A batch whose records exceed
+    /// `commit_batch_bytes_max` is refused whole with `TooLarge` (`commit_batch`, the limit and its size).
     pub fn put_batch(&self, docs: Vec<(String, Document)>) -> Result<Vec<u64>, StoreError> {
         if docs.is_empty() {
             return Ok(Vec::new());
@@ -1099,6 +1101,19 @@ impl Store {
             let mut bytes = Vec::new();
             codec::encode_doc(doc, meta.as_deref(), &mut bytes);
             encoded.push(bytes);
+        }
+        // The batch is one commit: its records on disk (len + crc + fixed fields + id + document) are bounded.
+        let batch_bytes: u64 = docs
+            .iter()
+            .zip(&encoded)
+            .map(|((id, _), b)| (8 + codec::RECORD_FIXED_BYTES + id.len() + b.len()) as u64)
+            .sum();
+        if batch_bytes > self.cfg.commit_batch_bytes_max {
+            return Err(StoreError::TooLarge {
+                what: "commit_batch",
+                limit: self.cfg.commit_batch_bytes_max,
+                actual: batch_bytes,
+            });
         }
         self.writable(&mut st)?;
         st.vector_dim = dim;
@@ -1542,7 +1557,10 @@ impl Store {
         }
     }
 
-    /// Seals the open segment (parity sidecar, manifest) and starts a new one at `next_lsn`.
+    /// Seals the open segment (parity sidecar, manifest) and starts a new one at `next_lsn`. Every record is
+    /// verified first (parity over damaged bytes would vouch for them); a record damaged in the main copy is taken
+    /// from the mirror. If a record is damaged in every copy, the segment is not sealed: a compaction from the
+    /// verified table (which holds every acknowledged document) replaces it, so writes go on.
     fn rotate(&self, w: &mut WalState, next_lsn: u64) -> Result<(), StoreError> {
         let faults = &*self.cfg.io;
         let id = w.seg.id;
@@ -1550,28 +1568,28 @@ impl Store {
         let mut bytes =
             std::fs::read(self.dir.join(&rel)).map_err(ioe(format!("reading {rel} to seal it")))?;
         bytes.truncate(w.seg.len as usize);
-        if let Some(m) = &w.seg.mirror {
-            let _ = m;
-            let mir = std::fs::read(self.dir.join(wal::mirror_name(id))).unwrap_or_default();
-            if mir.get(..bytes.len()) != Some(&bytes[..]) {
-                let s = wal::scan(&bytes, Some(&mir), self.record_bytes_max);
-                if s.valid_end != w.seg.len {
-                    return Err(StoreError::corrupt(
-                        format!("{rel} is damaged in both copies; refusing to seal it"),
-                        loc(&rel, s.valid_end, w.seg.len - s.valid_end),
-                    ));
-                }
-                for (off, len) in &s.from_mirror {
-                    io::write_all_at(
-                        faults,
-                        &w.seg.file,
-                        &s.good[*off as usize..(*off + *len) as usize],
-                        *off,
-                    )
-                    .map_err(ioe(format!("repairing {rel} from its mirror")))?;
-                }
-                bytes = s.good;
+        let mir = w.seg.mirror.as_ref().map(|_| {
+            let mut m = std::fs::read(self.dir.join(wal::mirror_name(id))).unwrap_or_default();
+            m.truncate(w.seg.len as usize);
+            m
+        });
+        let header_ok = wal::check_header(&bytes, id).is_ok();
+        let s = wal::scan(&bytes, mir.as_deref(), self.record_bytes_max);
+        if !header_ok || s.valid_end != w.seg.len {
+            // Damaged beyond what the mirror undoes (or the main header is damaged): rebuild from the table.
+            return self.compact_locked(w, true);
+        }
+        if !s.from_mirror.is_empty() {
+            for (off, len) in &s.from_mirror {
+                io::write_all_at(
+                    faults,
+                    &w.seg.file,
+                    &s.good[*off as usize..(*off + *len) as usize],
+                    *off,
+                )
+                .map_err(ioe(format!("repairing {rel} from its mirror")))?;
             }
+            bytes = s.good;
         }
         let sidecar = parity::build(id, &bytes, &self.params())
             .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
@@ -1732,8 +1750,13 @@ impl Store {
 
     /// `force`: write a new snapshot even when one exists at the current LSN (it may be the damaged file).
     fn compact_as_leader(&self, force: bool) -> Result<(), StoreError> {
-        let faults = &*self.cfg.io;
         let mut w = lock(&self.wal);
+        self.compact_locked(&mut w, force)
+    }
+
+    /// [`Store::compact_as_leader`] with the WAL lock already held (the caller holds the leader role).
+    fn compact_locked(&self, w: &mut WalState, force: bool) -> Result<(), StoreError> {
+        let faults = &*self.cfg.io;
         let (lsn, entries, dim) = {
             let st = lock(&self.state);
             let entries: Vec<(String, Entry)> = st
@@ -2443,8 +2466,8 @@ impl Store {
         (w.seg.id, w.seg.len)
     }
 
-    /// Refreshes the heartbeat in `LOCK` (the quick check does this every run), if the file still names this
-    /// process. Returns whether it did.
+    /// Refreshes the heartbeat in `LOCK` (the `store.quick` check does this every run), if the file still names
+    /// this process. Returns whether it did.
     pub fn heartbeat(&self) -> Result<bool, StoreError> {
         let mut l = lock(&self.lock);
         match l.as_mut() {

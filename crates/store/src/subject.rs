@@ -435,7 +435,13 @@ impl HealthCheck for QuickCheck {
                 .with_score(0.3),
             );
         }
-        match s.lock_file_ok(false) {
+        // Refresh the heartbeat in LOCK (this check runs every few seconds). A failed write (no space, failed
+        // fsync) is reported by the space and write checks; LOCK is damaged only if it no longer names us.
+        let names_us = match s.heartbeat() {
+            Ok(named) => Ok(named),
+            Err(_) => s.lock_file_ok(false),
+        };
+        match names_us {
             Ok(true) => {}
             Ok(false) | Err(_) => out.push(
                 Issue::new(
@@ -663,6 +669,15 @@ fn to_repair_err(e: crate::StoreError) -> RepairError {
 }
 
 /// Whether the check that found this damage saw more of it than parity can rebuild.
+/// An open-segment issue whose record is damaged in both the main copy and the mirror: no copy can undo it, but the
+/// verified in-memory table still holds every document.
+fn both_copies(issue: &Issue) -> bool {
+    issue
+        .evidence
+        .iter()
+        .any(|(k, v)| k == "both_copies" && v == "true")
+}
+
 fn not_rebuildable(issue: &Issue) -> bool {
     issue
         .evidence
@@ -807,7 +822,9 @@ impl RepairStrategy for RepairFromMirror {
         RepairCost::Redundancy
     }
     fn can_repair(&self, issue: &Issue) -> bool {
+        // Damaged in both copies: neither can rebuild the other (compaction from the table repairs it).
         matches!(issue.code.as_str(), "wal_record_damaged" | "mirror_damaged")
+            && !both_copies(issue)
     }
     fn estimate(&self, _issue: &Issue) -> Estimate {
         est(
@@ -978,6 +995,9 @@ impl RepairStrategy for Compact {
             // holds every document, so a new snapshot written from it replaces the lost file.
             "file_unreadable" | "snapshot_log_disagree" => true,
             "block_checksum" => not_rebuildable(issue),
+            // A record of the open segment damaged in both copies while running: the table verified every
+            // document when it was written, so a snapshot of it replaces the segment (and its mirror) whole.
+            "wal_record_damaged" | "mirror_damaged" => both_copies(issue),
             _ => false,
         }
     }
@@ -1027,6 +1047,16 @@ impl RepairStrategy for Compact {
                     }
                 }
                 Ok(())
+            }
+            "wal_record_damaged" | "mirror_damaged" => {
+                let bad = self.store.verify_open_segment(0).map_err(to_repair_err)?;
+                if bad.is_empty() {
+                    Ok(())
+                } else {
+                    Err(RepairError::Validation(format!(
+                        "open segment still damaged at {bad:?}"
+                    )))
+                }
             }
             "disk_space_critical" => match self.store.free_bytes() {
                 Some(f) if f < cfg.disk_critical_bytes_floor => {

@@ -87,8 +87,9 @@ pub struct Scan {
     pub damaged: Option<(u64, String)>,
 }
 
-/// Scans a segment. `mirror` is the open segment's mirror, if any. A record that fails in both copies ends the log:
-/// if any valid record follows it, that is acknowledged data lost (`damaged`); otherwise a torn tail.
+/// Scans a segment. `mirror` is the open segment's mirror, if any. Record by record, whichever copy verifies is
+/// taken. A record that fails in both copies ends the scan: if a valid record continuing the LSN order follows it in
+/// either copy, that is acknowledged data lost (`damaged`); otherwise a torn tail.
 pub fn scan(main: &[u8], mirror: Option<&[u8]>, record_bytes_max: u64) -> Scan {
     let mut s = Scan::default();
     let h = HEADER_BYTES as usize;
@@ -135,17 +136,28 @@ pub fn scan(main: &[u8], mirror: Option<&[u8]>, record_bytes_max: u64) -> Scan {
                 };
                 let longest = main.len().max(mirror.map_or(0, |m| m.len()));
                 if pos < longest {
-                    // Is there a valid record anywhere after this point? Then this is mid-log damage, not a torn
-                    // tail.
-                    let later = (pos + 1..main.len()).find(|&p| {
-                        matches!(decode_record(&main[p..], record_bytes_max), Decoded::Ok(ref r, _)
-                            if last.is_none_or(|l| r.lsn > l))
-                    });
+                    // Is there a valid record continuing the LSN order anywhere after this point, in either copy?
+                    // Then this is mid-log damage (acknowledged records lost), not a torn tail: one copy may be
+                    // cut short while the other still holds every later record.
+                    let later_in = |copy: &[u8]| {
+                        (pos + 1..copy.len()).find(|&p| {
+                            matches!(decode_record(&copy[p..], record_bytes_max), Decoded::Ok(ref r, _)
+                                if last.is_none_or(|l| r.lsn > l))
+                        })
+                    };
+                    let later = [Some(main), mirror]
+                        .into_iter()
+                        .flatten()
+                        .zip(["main copy", "mirror"])
+                        .filter_map(|(c, name)| later_in(c).map(|p| (p, name)))
+                        .min();
                     match later {
-                        Some(p) => {
+                        Some((p, name)) => {
                             s.damaged = Some((
                                 pos as u64,
-                                format!("{reason}; valid records resume at offset {p}"),
+                                format!(
+                                    "{reason}; valid records resume at offset {p} of the {name}"
+                                ),
                             ))
                         }
                         None => s.torn = Some((pos as u64, (longest - pos) as u64, reason)),
@@ -347,6 +359,29 @@ mod tests {
         assert_eq!(s.from_mirror.len(), 1);
         assert_eq!(s.good, full);
         assert!(s.torn.is_none() && s.damaged.is_none());
+    }
+
+    #[test]
+    fn a_torn_copy_does_not_hide_later_records_of_its_twin() {
+        let full = seg(8);
+        let at = offsets(&full);
+        let mut torn = full[..at[4] + 5].to_vec();
+        let mut flipped = full.clone();
+        flipped[at[4] + 12] ^= 1;
+        for (main, mirror) in [(&torn, &flipped), (&flipped, &torn)] {
+            let s = scan(main, Some(mirror), 1 << 20);
+            assert_eq!(s.records.len(), 4, "{s:?}");
+            assert!(s.torn.is_none(), "{s:?}");
+            let (off, why) = s.damaged.expect("mid-log damage");
+            assert_eq!(off, at[4] as u64);
+            assert!(why.contains(&format!("offset {}", at[5])), "{why}");
+        }
+        // Both copies cut inside record 5 with nothing after it: a torn tail.
+        torn.truncate(at[4] + 3);
+        let s = scan(&full[..at[4] + 7], Some(&torn), 1 << 20);
+        assert!(s.damaged.is_none() && s.torn.is_some(), "{s:?}");
+        flipped.truncate(at[4] + 20);
+        assert!(scan(&flipped, Some(&torn), 1 << 20).torn.is_some());
     }
 
     /// Offsets of each record of `seg(n)`.

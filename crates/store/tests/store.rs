@@ -1307,3 +1307,402 @@ fn the_engine_escalates_a_loss_found_on_open_naming_file_and_lsns() {
     // Nothing was touched: the store is still degraded and says so.
     assert_eq!(s.lost().len(), 1);
 }
+
+/// Offsets of the records of an open segment's bytes (walking the length fields of an intact copy).
+fn record_offsets(b: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut pos = 32;
+    while pos + 8 <= b.len() {
+        out.push(pos);
+        pos += 8 + u32::from_le_bytes(b[pos..pos + 4].try_into().unwrap()) as usize;
+    }
+    out
+}
+
+/// 20 documents in the open segment; copy `torn` is cut in the middle of record 10 and copy `flipped` has a byte of
+/// record 10 flipped. Records 11..=20 are intact in `flipped`: they were acknowledged and must survive; record 10 is
+/// damaged in both copies with valid records after it, so it is acknowledged data lost and must be reported as such.
+fn torn_copy_and_damaged_twin_keep_the_later_records(torn: &str, flipped: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 20);
+    let (id, _) = s.open_segment();
+    assert!(s.immutable_files().is_empty(), "all in the open segment");
+    s.close().unwrap();
+    let path = |e: &str| dir.path().join(format!("wal/{id:016}.{e}"));
+    let at = record_offsets(&std::fs::read(path("seg")).unwrap());
+    assert_eq!(at.len(), 20);
+    let r10 = at[9] as u64;
+    let mut b = std::fs::read(path(torn)).unwrap();
+    b.truncate(r10 as usize + 5);
+    std::fs::write(path(torn), b).unwrap();
+    flip(&path(flipped), r10 + 12, 1);
+    let before: Vec<Vec<u8>> = ["seg", "mir"]
+        .iter()
+        .map(|e| std::fs::read(path(e)).unwrap())
+        .collect();
+
+    let s = Store::open(dir.path(), small()).unwrap();
+    let r = s.recovery_report();
+    assert!(
+        r.torn_tail.is_none(),
+        "acknowledged records passed off as a torn tail: {r:?}"
+    );
+    assert_eq!(r.lost.len(), 1, "{r:?}");
+    let l = &r.lost[0];
+    assert_eq!(l.file, format!("wal/{id:016}.seg"));
+    assert_eq!(l.offset, Some(r10));
+    assert_eq!(l.lsn_range, (10, 10));
+    assert_eq!(s.lost().len(), 1);
+    assert_eq!(s.count(), 19);
+    for i in 10..20 {
+        assert_eq!(
+            s.get(&format!("f{i:04}")).unwrap(),
+            Some(doc(i)),
+            "f{i:04} is intact in one copy"
+        );
+    }
+    for i in 0..10 {
+        let g = s.get(&format!("f{i:04}"));
+        assert!(
+            matches!(g, Err(StoreError::MayBeStale { .. })),
+            "{i}: {g:?}"
+        );
+    }
+    assert!(matches!(s.put("new", doc(1)), Err(StoreError::ReadOnly(_))));
+    let issues = StoreSubject::new(Arc::new(s)).drain_issues();
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.code == "acknowledged_data_lost" && i.location.lsn_range == Some((10, 10))),
+        "{issues:?}"
+    );
+    assert!(!issues.iter().any(|i| i.code == "torn_tail"), "{issues:?}");
+    // Neither copy was cut or rewritten: both stay as evidence.
+    for (e, b) in ["seg", "mir"].iter().zip(&before) {
+        assert_eq!(&std::fs::read(path(e)).unwrap(), b, "{e} changed");
+    }
+    // Accepting the loss keeps the 19 survivors, byte-identical, across a reopen.
+    let s = Store::open(dir.path(), small()).unwrap();
+    s.accept_loss().unwrap();
+    drop(s);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(s.recovery_report().lost.is_empty());
+    assert_eq!(s.count(), 19);
+    for i in (0..20).filter(|&i| i != 9) {
+        assert_eq!(s.get(&format!("f{i:04}")).unwrap(), Some(doc(i)));
+    }
+}
+
+#[test]
+fn recovery_does_not_cut_records_intact_in_the_mirror_as_a_torn_tail_of_the_main_copy() {
+    torn_copy_and_damaged_twin_keep_the_later_records("seg", "mir");
+}
+
+#[test]
+fn recovery_does_not_cut_records_intact_in_the_main_copy_as_a_torn_tail_of_the_mirror() {
+    torn_copy_and_damaged_twin_keep_the_later_records("mir", "seg");
+}
+
+/// Flips a byte inside record `k` (0-based) of the open segment, in both the main copy and the mirror (the same
+/// byte if `same`, so both copies still agree; else different bytes). Returns the record's offset.
+fn damage_record_in_both_copies(dir: &Path, id: u64, k: usize, same: bool) -> u64 {
+    let seg = dir.join(format!("wal/{id:016}.seg"));
+    let at = record_offsets(&std::fs::read(&seg).unwrap());
+    for (e, d) in [("seg", 12), ("mir", if same { 12 } else { 14 })] {
+        flip(&dir.join(format!("wal/{id:016}.{e}")), at[k] as u64 + d, 1);
+    }
+    at[k] as u64
+}
+
+#[test]
+fn a_record_damaged_in_both_open_segment_copies_while_running_is_repaired_from_the_verified_table()
+{
+    use heal::Clock;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    fill(&s, 12);
+    let (id, _) = s.open_segment();
+    assert!(s.immutable_files().is_empty(), "all in the open segment");
+    let off = damage_record_in_both_copies(dir.path(), id, 5, false);
+
+    let subject = StoreSubject::new(s.clone());
+    // The scrub finds it and says no copy holds it.
+    let out = run_check(&subject, Tier::Comprehensive);
+    let found = out
+        .issues
+        .iter()
+        .find(|i| i.code == "wal_record_damaged")
+        .unwrap_or_else(|| panic!("{:?}", out.issues));
+    assert_eq!(found.location.offset, Some(off));
+    assert!(found.data_at_risk);
+    let chosen: Vec<String> = subject
+        .strategies()
+        .iter()
+        .filter(|st| st.can_repair(found))
+        .map(|st| st.name().to_string())
+        .collect();
+    assert_eq!(chosen, ["compact"]);
+
+    let subject: Arc<dyn Subject> = Arc::new(subject);
+    let clock = heal::SimClock::new(SystemClock::new().now());
+    let mut engine = heal::engine::Engine::new(
+        subject.clone(),
+        Arc::new(heal::learn::MemoryKnowledgeBase::new()),
+        Arc::new(clock.clone()),
+        heal::config::EngineConfig::default(),
+    )
+    .unwrap();
+    engine.run_tier(Tier::Comprehensive);
+    let mut attempts = Vec::new();
+    let mut escalated = Vec::new();
+    for _ in 0..3 {
+        clock.advance(60_000_000);
+        let sum = engine.run_cycle();
+        attempts.extend(sum.attempts);
+        escalated.extend(sum.escalations);
+    }
+    assert!(escalated.is_empty(), "escalated: {escalated:?}");
+    assert!(
+        attempts.iter().any(|a| a.attempt.strategy == "compact"
+            && a.attempt.outcome == heal::learn::AttemptOutcome::Succeeded),
+        "{attempts:?}"
+    );
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.attempt.outcome == heal::learn::AttemptOutcome::Succeeded),
+        "{attempts:?}"
+    );
+    assert!(engine.active_incidents().is_empty());
+    let scrub = run_check(&StoreSubject::new(s.clone()), Tier::Comprehensive);
+    assert!(scrub.passed, "{:?}", scrub.issues);
+    assert_eq!(s.count(), 12);
+    all_there(&s, 12);
+    s.put("after", doc(99)).unwrap();
+    drop(engine);
+    drop(subject);
+    drop(Arc::into_inner(s).unwrap());
+
+    let s = Store::open(dir.path(), small()).unwrap();
+    let r = s.recovery_report();
+    assert!(r.lost.is_empty() && r.torn_tail.is_none(), "{r:?}");
+    assert_eq!(s.count(), 13);
+    all_there(&s, 12);
+    assert_eq!(s.get("after").unwrap(), Some(doc(99)));
+}
+
+#[test]
+fn a_full_open_segment_damaged_in_both_copies_does_not_wedge_writes() {
+    for same in [false, true] {
+        a_full_open_segment_damaged_in_both_copies_does_not_wedge_writes_(same);
+    }
+}
+
+fn a_full_open_segment_damaged_in_both_copies_does_not_wedge_writes_(same: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 10);
+    let (id, _) = s.open_segment();
+    damage_record_in_both_copies(dir.path(), id, 3, same);
+    // Keep writing well past segment_bytes_max: the damaged segment must not be sealed, and no write may fail.
+    for i in 10..120 {
+        s.put(&format!("f{i:04}"), doc(i))
+            .unwrap_or_else(|e| panic!("put {i}: {e}"));
+    }
+    assert_ne!(s.open_segment().0, id, "the damaged segment was replaced");
+    assert!(
+        !dir.path().join(format!("wal/{id:016}.seg")).exists(),
+        "the damaged segment is gone, not sealed with parity over its damage"
+    );
+    all_there(&s, 120);
+    let scrub = run_check(&StoreSubject::new(Arc::new(s)), Tier::Comprehensive);
+    assert!(scrub.passed, "{:?}", scrub.issues);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(
+        s.recovery_report().lost.is_empty(),
+        "{:?}",
+        s.recovery_report()
+    );
+    assert_eq!(s.count(), 120);
+    all_there(&s, 120);
+}
+
+#[test]
+fn the_quick_check_refreshes_the_lock_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let before = store::lock::read_holder(dir.path()).unwrap();
+    assert_eq!(before.pid, std::process::id());
+    let subject = StoreSubject::new(s.clone());
+    let mut last = before.heartbeat_us;
+    for _ in 0..2 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let out = run_check(&subject, Tier::Shallow);
+        assert!(out.passed, "{:?}", out.issues);
+        let now = store::lock::read_holder(dir.path()).unwrap();
+        assert!(
+            now.heartbeat_us > last,
+            "heartbeat did not move: {last} -> {}",
+            now.heartbeat_us
+        );
+        assert_eq!(
+            (now.pid, &now.host, now.started_us, now.closed),
+            (before.pid, &before.host, before.started_us, false)
+        );
+        last = now.heartbeat_us;
+    }
+}
+
+/// Writes a LOCK naming `pid` on `host`, not closed, taken at `started_us`; returns its text.
+fn fake_lock(dir: &Path, pid: u32, host: &str, started_us: u64, closed: bool) -> String {
+    let text = format!(
+        "pid={pid} host={host} started_us={started_us} heartbeat_us={started_us} closed={closed}\n"
+    );
+    std::fs::write(dir.join("LOCK"), &text).unwrap();
+    text
+}
+
+fn now_us() -> u64 {
+    store::lock::now_us()
+}
+
+#[test]
+fn a_lock_whose_holder_is_alive_or_on_another_host_is_not_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), small()).unwrap());
+    let host = store::lock::host_name();
+
+    // A live process on this host, which took the lock after it started: its claim stands.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let text = fake_lock(dir.path(), child.id(), &host, now_us(), false);
+    match Store::open(dir.path(), small()) {
+        Err(StoreError::Locked { holder }) => {
+            assert!(holder.contains(&format!("pid {}", child.id())), "{holder}");
+            assert!(holder.contains("alive"), "{holder}");
+        }
+        other => panic!("a live holder's lock was taken over: {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("LOCK")).unwrap(),
+        text
+    );
+
+    // Another host: nothing here can prove it gone.
+    let text = fake_lock(dir.path(), 1, "some-other-host", now_us(), false);
+    match Store::open(dir.path(), small()) {
+        Err(StoreError::Locked { holder }) => {
+            assert!(holder.contains("some-other-host"), "{holder}");
+            assert!(holder.contains("across hosts"), "{holder}");
+        }
+        other => panic!("another host's lock was taken over: {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("LOCK")).unwrap(),
+        text
+    );
+    // ... unless it closed cleanly.
+    fake_lock(dir.path(), 1, "some-other-host", now_us(), true);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(!s.recovery_report().previous_holder_crashed);
+    drop(s);
+
+    // The live holder dies: now it is provably gone and the lock is taken over, reported as a crash.
+    fake_lock(dir.path(), child.id(), &host, now_us(), false);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let r = s.recovery_report();
+    assert!(r.previous_holder_crashed);
+    assert!(r.previous_holder.unwrap().contains("gone"));
+    assert_eq!(
+        store::lock::read_holder(dir.path()).unwrap().pid,
+        std::process::id()
+    );
+}
+
+#[test]
+fn a_lock_whose_pid_was_reused_or_is_a_zombie_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), small()).unwrap());
+    let host = store::lock::host_name();
+    // The pid is alive, but that process started long after the holder took the lock: another process.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    fake_lock(dir.path(), child.id(), &host, 1_000_000, false);
+    let s = Store::open(dir.path(), small());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let s = s.expect("a reused pid is not the holder");
+    assert!(s.recovery_report().previous_holder_crashed);
+    drop(s);
+    // A zombie (exited, not yet reaped) holds no files.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    fake_lock(dir.path(), child.id(), &host, now_us(), false);
+    let s = Store::open(dir.path(), small());
+    child.wait().unwrap();
+    assert!(
+        s.expect("a zombie holds nothing")
+            .recovery_report()
+            .previous_holder_crashed
+    );
+}
+
+#[test]
+fn put_batch_over_commit_batch_bytes_max_is_refused_whole_naming_the_limit_and_size() {
+    let batch =
+        || -> Vec<(String, Document)> { (0..10).map(|i| (format!("b{i}"), doc(i))).collect() };
+    // The batch's size as written to the WAL.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let before = s.open_segment().1;
+    s.put_batch(batch()).unwrap();
+    let size = s.open_segment().1 - before;
+    drop(s);
+
+    // A limit of exactly that size admits it.
+    let cfg = |limit| StoreConfig {
+        commit_batch_bytes_max: limit,
+        ..small()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), cfg(size)).unwrap();
+    assert_eq!(s.put_batch(batch()).unwrap().len(), 10);
+    drop(s);
+
+    // One byte less: refused, clearly, and nothing written (no record, no LSN used).
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), cfg(size - 1)).unwrap();
+    let len = s.open_segment().1;
+    let e = s.put_batch(batch()).unwrap_err();
+    assert!(e.is_user_error(), "{e:?}");
+    assert!(
+        matches!(e, StoreError::TooLarge { what: "commit_batch", limit, actual } if limit == size - 1 && actual == size),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("commit_batch_bytes_max") && msg.contains(&size.to_string()),
+        "{msg}"
+    );
+    assert_eq!(s.count(), 0);
+    assert_eq!(s.open_segment().1, len);
+    assert_eq!(s.get("b0").unwrap(), None);
+    // Smaller batches and single puts still go through.
+    assert_eq!(s.put("single", doc(3)).unwrap(), 1);
+    assert_eq!(
+        s.put_batch(batch()[..5].to_vec()).unwrap(),
+        vec![2, 3, 4, 5, 6]
+    );
+    drop(s);
+    let s = Store::open(dir.path(), cfg(size - 1)).unwrap();
+    assert_eq!(s.count(), 6);
+    assert_eq!(s.get("b9").unwrap(), None);
+}
