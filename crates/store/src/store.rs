@@ -106,6 +106,8 @@ struct State {
     tombstones: HashMap<String, u64>,
     /// Losses accepted since open.
     losses_accepted: Vec<LostRange>,
+    /// Set while the engine holds writes for a CRISIS ([`Store::set_crisis`]); only the engine lifts it.
+    crisis: Option<String>,
 }
 
 struct WalState {
@@ -1007,6 +1009,7 @@ impl Store {
                 lost,
                 tombstones,
                 losses_accepted: Vec::new(),
+                crisis: None,
             }),
             cond: Condvar::new(),
             wal: Mutex::new(WalState {
@@ -1260,14 +1263,24 @@ impl Store {
         lock(&self.state).docs.len()
     }
 
+    /// Holds writes for a CRISIS (`Some(reason)`: every put, delete and batch is refused as read-only naming the
+    /// reason, reads go on) or lifts that hold (`None`). The healing engine calls it (through
+    /// `heal::Subject::stop_writes`) when an incident that puts acknowledged data at risk is left unrepaired, and
+    /// again when none is open. Repairs (compaction) are not held.
+    pub fn set_crisis(&self, reason: Option<String>) {
+        lock(&self.state).crisis = reason;
+    }
+
     /// Current figures.
     pub fn stats(&self) -> StoreStats {
         let (docs, last_lsn, read_only, poisoned, vector_dim, disk, lost, accepted) = {
             let st = lock(&self.state);
-            let read_only = if st.lost.is_empty() {
-                st.read_only.clone()
-            } else {
+            let read_only = if !st.lost.is_empty() {
                 Some(loss_message(&st.lost))
+            } else if let Some(c) = &st.crisis {
+                Some(format!("read-only: {c}"))
+            } else {
+                st.read_only.clone()
             };
             (
                 st.docs.len(),
@@ -1367,6 +1380,9 @@ impl Store {
         }
         if !st.lost.is_empty() {
             return Err(StoreError::ReadOnly(loss_message(&st.lost)));
+        }
+        if let Some(c) = &st.crisis {
+            return Err(StoreError::ReadOnly(format!("read-only: {c}")));
         }
         let now = now_us();
         let quota = self.cfg.io.quota_bytes_remaining();
@@ -1730,6 +1746,8 @@ impl Store {
                 st.lost.clear();
                 st.tombstones = HashMap::new();
                 st.losses_accepted.extend(ranges.iter().cloned());
+                // The operator's acceptance ends the crisis the loss was.
+                st.crisis = None;
             }
             Err(StoreError::Poisoned(m)) => st.poisoned = Some(m.clone()),
             Err(_) => {}

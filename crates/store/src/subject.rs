@@ -1191,4 +1191,8 @@ impl Subject for StoreSubject {
     fn drain_issues(&self) -> Vec<Issue> {
         self.store.drain_issues()
     }
+    fn stop_writes(&self, reason: Option<&str>) -> Result<(), String> {
+        self.store.set_crisis(reason.map(str::to_string));
+        Ok(())
+    }
 }

@@ -1706,3 +1706,35 @@ fn put_batch_over_commit_batch_bytes_max_is_refused_whole_naming_the_limit_and_s
     assert_eq!(s.count(), 6);
     assert_eq!(s.get("b9").unwrap(), None);
 }
+
+#[test]
+fn a_crisis_hold_from_the_engine_refuses_writes_naming_it_and_reads_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    for i in 0..20 {
+        s.put(&format!("d{i:02}"), doc(i)).unwrap();
+    }
+    let subject = StoreSubject::new(s.clone());
+    subject
+        .stop_writes(Some(
+            "CRISIS, acknowledged data at risk: incident 4: file_unreadable on wal/x.seg",
+        ))
+        .unwrap();
+    let err = s.put("new", doc(99)).unwrap_err();
+    assert!(matches!(err, StoreError::ReadOnly(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("incident 4: file_unreadable"),
+        "{err}"
+    );
+    assert!(s.delete("d01").is_err());
+    assert!(s.put_batch(vec![("b".to_string(), doc(1))]).is_err());
+    assert_eq!(s.get("d03").unwrap(), Some(doc(3)), "reads go on");
+    assert!(
+        s.stats().read_only.is_some_and(|r| r.contains("CRISIS")),
+        "{:?}",
+        s.stats().read_only
+    );
+    subject.stop_writes(None).unwrap();
+    assert_eq!(s.put("new", doc(99)).unwrap(), 21);
+    assert_eq!(s.stats().read_only, None);
+}
