@@ -512,7 +512,7 @@ const ENGINE_DOCS: &[(&str, &str)] = &[
     ("dry_run", "Decide and record repairs, but change nothing."),
     (
         "detector",
-        "The anomaly detector per metric: zscore, mad, ewma, iqr, roc, seasonal, variance or composite.",
+        "The anomaly detector per metric: zscore, mad, ewma, iqr, roc, seasonal, variance, range or composite.",
     ),
     (
         "anomaly_cutoff",
@@ -621,8 +621,144 @@ const ENGINE_DOCS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The `[engine]` section: `heal::config::EngineConfig::default()` serialized, each top-level key preceded by its
-/// documentation line. Generated, so it always matches the engine's defaults.
+/// A comment before each `[engine.composite...]` table: what it configures.
+const COMPOSITE_SECTION_DOCS: &[(&str, &str)] = &[
+    (
+        "engine.composite",
+        "The composite anomaly detector (engine.detector = \"composite\"), one per metric. Once a `lead` detector has \
+         judged a point, the composite scores the largest lead score; while every lead warms up, the other \
+         weighted detectors stand in (weighted power mean). Defaults chosen on the NAB slice (BENCHMARKS.md).",
+    ),
+    (
+        "engine.composite.weights",
+        "Weight of each detector, [0, 1000000]; 0 leaves it out. At least one must be above 0.",
+    ),
+    (
+        "engine.composite.cutoffs",
+        "Score cut-offs of the anomaly levels info <= low <= medium <= high <= critical, each in [0, 1]. A critical \
+         anomaly is a SEV2 incident, below it SEV3.",
+    ),
+    (
+        "engine.composite.zscore",
+        "Rolling z-score: distance from the window's mean in standard deviations.",
+    ),
+    (
+        "engine.composite.mad",
+        "Rolling median/MAD: distance from the window's median in robust standard deviations.",
+    ),
+    (
+        "engine.composite.ewma",
+        "EWMA: distance from an exponentially weighted mean in weighted standard deviations.",
+    ),
+    (
+        "engine.composite.iqr",
+        "IQR fences: distance beyond the window's quartiles in interquartile ranges.",
+    ),
+    (
+        "engine.composite.roc",
+        "Rate of change: a step between points far outside the window's usual steps.",
+    ),
+    (
+        "engine.composite.seasonal",
+        "Seasonal profile: distance from what is usual for this hour of the day (or week).",
+    ),
+    (
+        "engine.composite.variance",
+        "Variance change: a short window's spread against the long-run spread (noise bursts, flatlines).",
+    ),
+    (
+        "engine.composite.range",
+        "Range novelty: a value beyond everything the metric has shown, past a tolerance.",
+    ),
+];
+
+/// One line per key of the `[engine.composite...]` tables: `section.key` first, then the key alone (shared by the
+/// detectors' tables).
+const COMPOSITE_KEY_DOCS: &[(&str, &str)] = &[
+    (
+        "engine.composite.combine_power",
+        "Exponent of the stand-ins' weighted power mean, [1, 64]: 1 is the mean, larger moves towards the maximum.",
+    ),
+    (
+        "engine.composite.lead",
+        "Detectors (by name) that lead once any of them has judged a point; [] averages every weighted detector.",
+    ),
+    (
+        "engine.composite.refractory_trigger",
+        "A score at or above this starts a refractory period, (0, 1].",
+    ),
+    (
+        "engine.composite.refractory_points",
+        "Points after a trigger during which the leads' scores are damped, [0, 100000].",
+    ),
+    (
+        "engine.composite.refractory_factor",
+        "What damped scores are multiplied by, [0, 1].",
+    ),
+    (
+        "engine.composite.refractory_breakout",
+        "A point this many times further from the last calm value than the trigger was is not damped; 0 turns it off.",
+    ),
+    ("info", "Lowest score of an informational anomaly."),
+    ("low", "Lowest score of a low anomaly."),
+    ("medium", "Lowest score of a medium anomaly."),
+    ("high", "Lowest score of a high anomaly."),
+    ("critical", "Lowest score of a critical anomaly."),
+    ("window", "Points in the rolling window, [2, 100000]."),
+    (
+        "short_window",
+        "Points in the short window compared with the long run, [2, 100000].",
+    ),
+    (
+        "min_samples",
+        "Points (for seasonal: per bucket) seen before the detector judges; it abstains until then.",
+    ),
+    (
+        "threshold",
+        "Deviations at or below this score 0, [0, 1000000].",
+    ),
+    (
+        "fence",
+        "Interquartile ranges beyond the quartiles at or below which a point scores 0.",
+    ),
+    (
+        "scale",
+        "How fast the score rises past the threshold: 0.5 at threshold + scale, (0, 1000000].",
+    ),
+    (
+        "alpha",
+        "Weight of the newest point in the baseline, (0, 1].",
+    ),
+    ("season", "hour_of_day (24 buckets) or hour_of_week (168)."),
+    (
+        "tolerance",
+        "How far beyond the range seen, as a fraction of its width, a value may lie and still score 0.",
+    ),
+];
+
+/// The documentation line of `key` in the table `section`, if it has one.
+fn key_doc(section: &str, key: &str) -> Option<&'static str> {
+    if section == "engine" {
+        return ENGINE_DOCS.iter().find(|(k, _)| *k == key).map(|(_, d)| *d);
+    }
+    if section == "engine.composite.weights" {
+        let detector = format!("engine.composite.{key}");
+        return COMPOSITE_SECTION_DOCS
+            .iter()
+            .find(|(k, _)| *k == detector)
+            .map(|(_, d)| *d);
+    }
+    let full = format!("{section}.{key}");
+    COMPOSITE_KEY_DOCS
+        .iter()
+        .find(|(k, _)| *k == full)
+        .or_else(|| COMPOSITE_KEY_DOCS.iter().find(|(k, _)| *k == key))
+        .map(|(_, d)| *d)
+}
+
+/// The `[engine]` section: `heal::config::EngineConfig::default()` serialized, each key preceded by its
+/// documentation line and each composite table by what it configures. Generated, so it always matches the engine's
+/// defaults.
 fn engine_toml() -> String {
     #[derive(Serialize)]
     struct Wrapper<'a> {
@@ -637,26 +773,49 @@ fn engine_toml() -> String {
     let mut out = String::from(
         "\n# The healing engine: detectors, diagnosis, safety gates, escalation. Times are microseconds (µs).\n",
     );
-    let mut in_engine = false;
+    let mut section = String::new();
     for line in text.lines() {
-        if line.starts_with('[') {
-            in_engine = line == "[engine]";
-            if !in_engine {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Some(name) = line
+            .strip_prefix('[')
+            .and_then(|l| l.strip_suffix(']'))
+            .filter(|l| !l.starts_with('['))
+        {
+            section = name.to_string();
+            if section != "engine" {
                 out.push('\n');
             }
-        } else if in_engine && let Some((key, _)) = line.split_once(" = ") {
-            let doc = ENGINE_DOCS
-                .iter()
-                .find(|(k, _)| *k == key.trim())
-                .map(|(_, d)| *d)
-                .unwrap_or("See heal::config::EngineConfig.");
-            out.push_str("# ");
-            out.push_str(doc);
-            out.push('\n');
+            if let Some((_, doc)) = COMPOSITE_SECTION_DOCS.iter().find(|(k, _)| *k == section) {
+                out.push_str(&comment(doc));
+            }
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            out.push_str(&comment(
+                key_doc(&section, key.trim()).unwrap_or("See heal::config::EngineConfig."),
+            ));
         }
         out.push_str(line);
         out.push('\n');
     }
+    out
+}
+
+/// `text` as TOML comment lines of at most about 116 characters.
+fn comment(text: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::from("#");
+    for word in text.split_whitespace() {
+        if line.len() + 1 + word.len() > 116 && line.len() > 1 {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from("#");
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
     out
 }
 
@@ -752,6 +911,26 @@ mod tests {
                 );
             }
         }
+        // So has every key of the composite and of each of its detectors, and each of their tables.
+        let composite = engine["composite"].as_table().unwrap();
+        for (key, v) in composite {
+            let Some(inner) = v.as_table() else {
+                assert!(
+                    key_doc("engine.composite", key).is_some(),
+                    "engine.composite.{key} undocumented"
+                );
+                continue;
+            };
+            let section = format!("engine.composite.{key}");
+            assert!(
+                COMPOSITE_SECTION_DOCS.iter().any(|(k, _)| *k == section),
+                "[{section}] has no comment"
+            );
+            for k in inner.keys() {
+                assert!(key_doc(&section, k).is_some(), "{section}.{k} undocumented");
+            }
+        }
+        assert!(default_toml().contains("# Range novelty: a value beyond everything"));
     }
 
     #[test]
