@@ -169,6 +169,10 @@ pub struct HealingMetrics {
     pub repairs_rolled_back: u64,
     /// Repairs whose strategy reported success but whose incident's checks, run again, still found the problem.
     pub repairs_unverified: u64,
+    /// Failed checks retried at once because every issue they raised was a hiccup.
+    pub hiccups_retried: u64,
+    /// Of those, the retries that passed (nothing raised).
+    pub hiccups_cleared: u64,
     /// Incidents escalated to a human.
     pub escalations: u64,
     /// Alerts delivered to the notifiers.
@@ -611,9 +615,24 @@ impl Engine {
 
         // Observe: due checks, metric samples (detectors and constraints), the subject's own issues.
         let mut issues = std::mem::take(&mut self.pending_issues);
-        let results = self
-            .scheduler
-            .run_due(&self.subject.checks(), self.clock.as_ref());
+        let checks = self.subject.checks();
+        let mut results = self.scheduler.run_due(&checks, self.clock.as_ref());
+        // HICCUP: retry. A failed check whose every issue is a hiccup (an overrun, a transient error) runs once more
+        // at once; only what the retry still finds goes on.
+        for r in results.iter_mut().filter(|r| {
+            !r.passed
+                && r.issues
+                    .iter()
+                    .all(|i| classify(i, &self.config.composite.cutoffs).0 == CrisisLevel::Hiccup)
+        }) {
+            if let Some(check) = checks.iter().find(|c| c.name() == r.name) {
+                self.metrics.hiccups_retried += 1;
+                *r = self.scheduler.run_one(check.as_ref(), self.clock.as_ref());
+                if r.passed {
+                    self.metrics.hiccups_cleared += 1;
+                }
+            }
+        }
         self.count_checks(&results);
         s.checks_run = results.len() as u32;
         s.checks_failed = results.iter().filter(|r| !r.passed).count() as u32;

@@ -40,6 +40,8 @@ struct World {
     modes: HashMap<String, Mode>,
     calls: Vec<String>,
     liveness_fails: bool,
+    /// The liveness check's next run overruns its timeout (once).
+    slow_once: bool,
     /// Whether the `scrub` check reports the faults it finds (off: it always passes).
     scrub_reports: bool,
     slow_check_us: u64,
@@ -61,8 +63,11 @@ impl HealthCheck for Liveness {
         Tier::Shallow
     }
     fn run(&self, _ctx: &CheckContext<'_>) -> CheckOutcome {
-        let w = self.world.lock().unwrap();
+        let mut w = self.world.lock().unwrap();
         self.clock.advance(w.slow_check_us);
+        if std::mem::take(&mut w.slow_once) {
+            self.clock.advance(200_000);
+        }
         if w.liveness_fails {
             CheckOutcome::fail("not answering", Vec::new())
         } else {
@@ -1134,6 +1139,42 @@ fn a_repair_the_checks_do_not_confirm_is_not_closed_and_is_tried_again() {
         "{}",
         rec.decision
     );
+}
+
+#[test]
+fn a_hiccup_is_retried_at_once_and_raises_nothing_when_the_retry_passes() {
+    let mut sim = Sim::new(EngineConfig::default());
+    warm_up(&mut sim);
+    // One overrun: the retry passes, nothing is opened, health stays green.
+    sim.world.lock().unwrap().slow_once = true;
+    let s = sim.cycle();
+    assert!(s.incidents_opened.is_empty(), "{s:#?}");
+    assert_eq!(s.checks_failed, 0);
+    assert_eq!(sim.engine.health_state(), HealthState::Healthy);
+    assert_eq!(
+        (
+            sim.engine.metrics().hiccups_retried,
+            sim.engine.metrics().hiccups_cleared
+        ),
+        (1, 1)
+    );
+    // A check that keeps overrunning is retried once per cycle and then reported.
+    sim.world.lock().unwrap().slow_check_us = 200_000;
+    let s = sim.cycle();
+    assert_eq!(s.checks_failed, 1);
+    assert_eq!(s.incidents_opened.len(), 1);
+    assert_eq!(
+        (
+            sim.engine.metrics().hiccups_retried,
+            sim.engine.metrics().hiccups_cleared
+        ),
+        (2, 1)
+    );
+    // A failure that is not a hiccup (the check says the service is down) is not retried.
+    sim.world.lock().unwrap().slow_check_us = 0;
+    sim.world.lock().unwrap().liveness_fails = true;
+    sim.cycle();
+    assert_eq!(sim.engine.metrics().hiccups_retried, 2);
 }
 
 #[test]
