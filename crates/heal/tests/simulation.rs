@@ -703,6 +703,11 @@ fn whole_path_over_simulated_hours() {
     assert_eq!(m.repair_time_us_total, (2 + 3 * 5 + 4 + 4) * US_PER_S);
     let json: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
     assert_eq!(json["escalations"], 1);
+
+    // Then six quiet hours (every hour of the day's seasonal bucket meets its first points, range novelty judges
+    // on every point): noise alone opens nothing.
+    sim.quiet(6 * 3600);
+    assert_eq!(sim.engine.kpis().unwrap().incidents, 7);
 }
 
 #[test]
