@@ -203,6 +203,28 @@ fn canary_without_repair_the_harness_reports_the_damage_unrepaired() {
 
 /// Damages `parity_blocks + 1` distinct data blocks of one parity group of the first sealed segment (one bit flip
 /// each): more than its recovery blocks can rebuild. Returns the file and what was done.
+/// A harness of 1,000 documents over `dir` with [`damage_beyond_parity`] done to it.
+fn damaged_beyond_parity(
+    dir: &std::path::Path,
+    seed: u64,
+) -> (
+    Harness,
+    store::ImmutableFile,
+    Vec<store::fault::InjectedFault>,
+) {
+    let mut h = Harness::new(
+        dir,
+        seed,
+        HarnessConfig {
+            docs: 1_000,
+            ..HarnessConfig::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("seed={seed}: {e}"));
+    let (target, faults) = damage_beyond_parity(&mut h);
+    (h, target, faults)
+}
+
 fn damage_beyond_parity(
     h: &mut Harness,
 ) -> (store::ImmutableFile, Vec<store::fault::InjectedFault>) {
@@ -247,16 +269,7 @@ fn double_fault_beyond_parity_while_running_serves_no_wrong_data_and_is_rewritte
     let seed = seed_or(0xFA17_D0B1);
     eprintln!("double fault (running): seed={seed} (replay: MEDIC_FAULT_SEED={seed})");
     let dir = tempfile::tempdir().unwrap();
-    let mut h = Harness::new(
-        dir.path(),
-        seed,
-        HarnessConfig {
-            docs: 1_000,
-            ..HarnessConfig::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("seed={seed}: {e}"));
-    let (target, faults) = damage_beyond_parity(&mut h);
+    let (mut h, target, faults) = damaged_beyond_parity(dir.path(), seed);
     let file = target.rel;
     let ctx = format!("seed={seed} {file}: {faults:?}");
     // Before the engine runs: the damage is on disk only.
@@ -298,16 +311,7 @@ fn double_fault_beyond_parity_found_on_restart_escalates_naming_the_file_and_ser
     let seed = seed_or(0xFA17_D0B2);
     eprintln!("double fault (restart): seed={seed} (replay: MEDIC_FAULT_SEED={seed})");
     let dir = tempfile::tempdir().unwrap();
-    let mut h = Harness::new(
-        dir.path(),
-        seed,
-        HarnessConfig {
-            docs: 1_000,
-            ..HarnessConfig::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("seed={seed}: {e}"));
-    let (target, faults) = damage_beyond_parity(&mut h);
+    let (mut h, target, faults) = damaged_beyond_parity(dir.path(), seed);
     let file = target.rel.clone();
     let ctx = format!("seed={seed} {file}: {faults:?}");
 
