@@ -754,12 +754,13 @@ impl Engine {
             let Some(mut inc) = self.active.remove(&id) else {
                 continue;
             };
+            // An escalated incident keeps its resolution (a human's); it is closed when its problem went quiet.
             if inc.status != IncidentStatus::Escalated {
                 inc.record.resolution = Resolution::SelfResolved;
-                inc.record.resolved_at = Some(now_end);
-                let record = inc.record.clone();
-                self.save(&record, &mut s.errors);
             }
+            inc.record.resolved_at = Some(now_end);
+            let record = inc.record.clone();
+            self.save(&record, &mut s.errors);
             s.incidents_closed.push((id, inc.record.resolution));
         }
         for inc in self.active.values_mut() {

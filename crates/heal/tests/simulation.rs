@@ -1090,6 +1090,16 @@ fn a_crisis_no_strategy_repairs_stops_writes_until_it_closes() {
         }
     }
     assert!(resumed, "writes resumed once the crisis closed");
+    let rec = sim.engine.incident(id).unwrap().unwrap();
+    assert_eq!(
+        rec.resolution,
+        Resolution::Escalated,
+        "a human's to resolve"
+    );
+    assert!(
+        rec.resolved_at.is_some_and(|t| t > rec.detected_at),
+        "closed when it went quiet: {rec:?}"
+    );
 
     // In dry run the engine records the crisis but does not stop writes.
     let mut sim = Sim::new(EngineConfig {
