@@ -845,11 +845,9 @@ fn chaos_json_reports_the_agreed_keys() {
         ),
         dir.path(),
     );
-    assert!(
-        matches!(o.status.code(), Some(0) | Some(1)),
-        "{}",
-        stderr(&o)
-    );
+    // A small seeded run of faults redundancy can undo: nothing acknowledged may be lost or silently corrupted, and
+    // the exit code says so (1 would mean a lost or corrupted write).
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = last_json(&o);
     for key in [
         "rounds",
@@ -873,8 +871,9 @@ fn chaos_json_reports_the_agreed_keys() {
         kinds.iter().all(|k| *k == "bit_flip" || *k == "torn_write"),
         "{kinds:?}"
     );
-    let lost = v["acked_writes_lost"].as_u64().unwrap() + v["silent_corruptions"].as_u64().unwrap();
-    assert_eq!(o.status.code(), Some(if lost == 0 { 0 } else { 1 }));
+    assert_eq!(v["acked_writes_lost"], 0, "{v}");
+    assert_eq!(v["silent_corruptions"], 0, "{v}");
+    assert_eq!(v["detected"], 3, "every injected fault detected: {v}");
 }
 
 /// Loads `n` documents, then deletes the open segment's mirror: damage a repair undoes.
