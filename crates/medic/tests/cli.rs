@@ -1107,3 +1107,57 @@ fn a_damaged_knowledge_base_does_not_keep_documents_from_commands() {
     let o = medic(&data_args(&data, &["status"]), dir.path());
     assert!(stdout(&o).contains("kept aside"), "{}", stdout(&o));
 }
+
+#[test]
+fn check_and_status_through_a_daemon_exit_1_when_not_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The quick check's space probe fails on any real disk; nothing is lost. One cycle at start, then none for an
+    // hour, so no repeated failed repair turns the incident into an escalation during the test.
+    let low = dir.path().join("low.toml");
+    std::fs::write(
+        &low,
+        "[constraints]\ndisk_free_bytes_min = 1000000000000000\n\
+         [checks]\nshallow_interval_ms = 3600000\ndeep_interval_ms = 3600000\n\
+         comprehensive_interval_ms = 3600000\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(&data, dir.path(), &["--config", low.to_str().unwrap()]);
+    let o = medic(
+        &["put", "a", "--text", "x", "--server", &daemon.url],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for tier in ["quick", "deep"] {
+        let o = medic(
+            &["check", "--tier", tier, "--json", "--server", &daemon.url],
+            dir.path(),
+        );
+        let v = last_json(&o);
+        // DEGRADED, or CRITICAL once the daemon's first cycle opened an incident about it: not healthy either way.
+        assert!(
+            matches!(v["state"].as_str(), Some("DEGRADED" | "CRITICAL")),
+            "{tier}: {v}"
+        );
+        assert_eq!(v["passed"], false, "{tier}: {v}");
+        assert_eq!(o.status.code(), Some(1), "{tier}: {v}");
+    }
+    let o = medic(&["status", "--json", "--server", &daemon.url], dir.path());
+    let v = last_json(&o);
+    assert!(
+        matches!(v["state"].as_str(), Some("DEGRADED" | "CRITICAL")),
+        "{v}"
+    );
+    assert_eq!(o.status.code(), Some(1), "{v}");
+    // Human output, same exit code.
+    let o = medic(&["status", "--server", &daemon.url], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("DEGRADED") || text.contains("CRITICAL"),
+        "{text}"
+    );
+    // The documents are untouched.
+    let o = medic(&["get", "a", "--server", &daemon.url], dir.path());
+    assert_eq!(stdout(&o), "x\n");
+}
