@@ -1161,3 +1161,139 @@ fn check_and_status_through_a_daemon_exit_1_when_not_healthy() {
     let o = medic(&["get", "a", "--server", &daemon.url], dir.path());
     assert_eq!(stdout(&o), "x\n");
 }
+
+#[test]
+fn usage_errors_under_json_end_with_one_json_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["status", "--bogus", "--json"][..],
+        &["--json", "frobnicate"],
+        &["check", "--tier", "bogus", "--json"],
+        &["search", "--json", "--k", "3"],
+        &["incidents", "--limit", "many", "--json"],
+    ] {
+        let o = medic(args, dir.path());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("error:"), "{args:?}: {}", stderr(&o));
+        assert_eq!(stdout(&o).lines().count(), 1, "{args:?}: {}", stdout(&o));
+        let v = last_json(&o);
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{args:?}: {v}"
+        );
+        assert_eq!(v["exit_code"], 2, "{args:?}: {v}");
+    }
+    // Without --json (or with it only after `--`, as a value) stdout stays empty.
+    for args in [&["status", "--bogus"][..], &["put", "x", "--", "--json"]] {
+        let o = medic(args, dir.path());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{args:?}: {}", stdout(&o));
+    }
+    // Help under --json is still help, exit 0.
+    let o = medic(&["status", "--help", "--json"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn load_of_a_missing_file_or_a_directory_is_a_usage_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let missing = dir.path().join("nonexistent.jsonl");
+    let missing = missing.to_str().unwrap();
+    let o = medic(&data_args(&data, &["load", missing]), dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(missing), "{}", stderr(&o));
+    let o = medic(&data_args(&data, &["load", missing, "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let v = last_json(&o);
+    assert!(v["error"].as_str().unwrap().contains(missing), "{v}");
+    let d = dir.path().to_str().unwrap();
+    let o = medic(&data_args(&data, &["load", d]), dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("directory"), "{}", stderr(&o));
+}
+
+#[test]
+fn text_search_and_search_limits_agree_offline_and_through_a_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wide = dir.path().join("wide.toml");
+    std::fs::write(
+        &wide,
+        "[http]\nsearch_k_max = 5000\nincidents_listed_max = 5000\n",
+    )
+    .unwrap();
+    let wide = wide.to_str().unwrap();
+    let o = medic(
+        &data_args(&data, &["put", "a", "--text", "x", "--vector", "[1, 0]"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // Offline: the limits are http.search_k_max / http.incidents_listed_max of the configuration (default 1000).
+    let o = medic(
+        &data_args(&data, &["search", "--text", "hello", "--json"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("full-text"), "{}", stderr(&o));
+    assert!(last_json(&o)["error"].is_string());
+    for (args, key) in [
+        (
+            &["search", "--vector", "[1, 0]", "--k", "1001"][..],
+            "http.search_k_max",
+        ),
+        (
+            &["search", "--vector", "[1, 0]", "--k", "0"],
+            "http.search_k_max",
+        ),
+        (
+            &["incidents", "--limit", "1001"],
+            "http.incidents_listed_max",
+        ),
+        (&["incidents", "--limit", "0"], "http.incidents_listed_max"),
+    ] {
+        let o = medic(&data_args(&data, args), dir.path());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(key), "{args:?}: {}", stderr(&o));
+    }
+    for args in [
+        &["search", "--vector", "[1, 0]", "--k", "1000"][..],
+        &["incidents", "--limit", "1000"],
+    ] {
+        let o = medic(&data_args(&data, args), dir.path());
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+    for args in [
+        &[
+            "search", "--vector", "[1, 0]", "--k", "5000", "--config", wide,
+        ][..],
+        &["incidents", "--limit", "5000", "--config", wide],
+    ] {
+        let o = medic(&data_args(&data, args), dir.path());
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+
+    // Through a daemon: the same exit codes, and the daemon's configured limits (not a cap of the CLI's own).
+    for (config, k_ok, k_bad) in [(None, "1000", "1001"), (Some(wide), "5000", "5001")] {
+        let extra: Vec<&str> = config.map(|c| vec!["--config", c]).unwrap_or_default();
+        let daemon = Daemon::start_with(&data, dir.path(), &extra);
+        let url = daemon.url.as_str();
+        let o = medic(
+            &["search", "--text", "hello", "--json", "--server", url],
+            dir.path(),
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("full-text"), "{}", stderr(&o));
+        assert!(last_json(&o)["error"].is_string());
+        for (k, code) in [(k_ok, 0), (k_bad, 2), ("0", 2)] {
+            let o = medic(
+                &["search", "--vector", "[1, 0]", "--k", k, "--server", url],
+                dir.path(),
+            );
+            assert_eq!(o.status.code(), Some(code), "k {k}: {}", stderr(&o));
+            let o = medic(&["incidents", "--limit", k, "--server", url], dir.path());
+            assert_eq!(o.status.code(), Some(code), "limit {k}: {}", stderr(&o));
+        }
+    }
+}
