@@ -1,8 +1,8 @@
 //! The command line: parses arguments (clap 4 derive) and runs the commands.
 //!
 //! A command that touches data runs against a daemon when `--server` (or `MEDIC_SERVER`) is given, or when the data
-//! directory is locked by a live process (then the listen address from the configuration is tried); otherwise it
-//! opens the data directory itself. When neither works the error says what was tried and why each failed.
+//! directory is locked by a live process (then the URL the daemon wrote to `<data>/medic.url` and the listen address
+//! from the configuration are tried); otherwise it opens the data directory itself. When neither works the error says what was tried and why each failed.
 //!
 //! Exit codes scripts rely on: 0 healthy / done, 1 degraded, unhealthy or failed, 2 usage error (clap's and ours),
 //! 3 escalation needed. `--json` prints exactly one JSON object as the last line of stdout.
@@ -560,24 +560,60 @@ fn with_backend(
             Ok(code)
         }
         Err(offline::OpenError::Locked { holder }) => {
-            let url = format!("http://{}", config.server.listen);
-            let daemon = Daemon::new(&url, config.server.token.clone(), timeout);
-            let tried = daemon.and_then(|d| d.probe().map(|_| d).map_err(anyhow::Error::from));
-            match tried {
-                Ok(d) => f(&d),
-                Err(e) => anyhow::bail!(
-                    "no way to reach the data: (1) opening data directory {} failed: it is locked by {holder}; \
-                     (2) the daemon at {url} (server.listen from the configuration) did not answer: {e:#}. \
-                     Pass --server URL (or MEDIC_SERVER) to name the daemon holding it",
-                    config.server.data_dir.display()
-                ),
+            let dir = &config.server.data_dir;
+            let mut tried = vec![format!(
+                "opening data directory {} failed: it is locked by {holder}",
+                dir.display()
+            )];
+            for (url, from) in daemon_candidates(&config, &mut tried) {
+                let daemon = Daemon::new(&url, config.server.token.clone(), timeout);
+                match daemon.and_then(|d| d.probe().map(|_| d).map_err(anyhow::Error::from)) {
+                    Ok(d) => return f(&d),
+                    Err(e) => tried.push(format!(
+                        "the daemon at {url} ({from}) did not answer: {e:#}"
+                    )),
+                }
             }
+            let tried: Vec<String> = tried
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("({}) {t}", i + 1))
+                .collect();
+            anyhow::bail!(
+                "no way to reach the data: {}. Pass --server URL (or MEDIC_SERVER) to name the daemon holding it",
+                tried.join("; ")
+            )
         }
         Err(offline::OpenError::Other(e)) => Err(e.context(format!(
             "cannot open data directory {}",
             config.server.data_dir.display()
         ))),
     }
+}
+
+/// Where the daemon holding `config.server.data_dir` may answer, in order: the URL it wrote to `<data>/medic.url`
+/// (unless that file names another pid than the `LOCK` holder: stale, noted in `tried`), then `server.listen`.
+fn daemon_candidates(config: &Config, tried: &mut Vec<String>) -> Vec<(String, String)> {
+    use crate::daemon::url_file;
+    let dir = &config.server.data_dir;
+    let mut candidates = Vec::new();
+    if let Some(a) = url_file::read(dir) {
+        let path = dir.join(url_file::URL_FILE);
+        let holder_pid = store::lock::read_holder(dir).map(|h| h.pid);
+        match (a.pid, holder_pid) {
+            (Some(written), Some(holder)) if written != holder => tried.push(format!(
+                "{} names {} for pid {written}, but pid {holder} holds the lock: stale, not tried",
+                path.display(),
+                a.url
+            )),
+            _ => candidates.push((a.url, format!("from {}", path.display()))),
+        }
+    }
+    let listen = format!("http://{}", config.server.listen);
+    if !candidates.iter().any(|(u, _)| *u == listen) {
+        candidates.push((listen, "server.listen from the configuration".to_string()));
+    }
+    candidates
 }
 
 /// Parses `--vector` JSON.

@@ -590,7 +590,17 @@ fn talks_to_a_running_daemon_and_explains_when_it_cannot() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(last_json(&o)["text"], "via daemon");
 
-    // And when that address answers nothing, the error says what was tried and why each failed.
+    // And when neither the address the daemon wrote to <data>/medic.url nor the configured one answers, the error
+    // says what was tried and why each failed.
+    std::fs::write(
+        data.join("medic.url"),
+        format!(
+            "http://127.0.0.1:{}\npid={}\n",
+            closed_port(),
+            daemon.child.id()
+        ),
+    )
+    .unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
@@ -604,7 +614,9 @@ fn talks_to_a_running_daemon_and_explains_when_it_cannot() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("locked by"), "{err}");
-    assert!(err.contains("did not answer"), "{err}");
+    assert_eq!(err.matches("did not answer").count(), 2, "{err}");
+    assert!(err.contains("medic.url"), "{err}");
+    assert!(err.contains("server.listen"), "{err}");
     assert!(err.contains("--server"), "{err}");
 }
 
@@ -1296,4 +1308,73 @@ fn text_search_and_search_limits_agree_offline_and_through_a_daemon() {
             assert_eq!(o.status.code(), Some(code), "limit {k}: {}", stderr(&o));
         }
     }
+}
+
+#[test]
+fn commands_given_only_data_find_a_daemon_on_any_port_through_its_url_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url_file = data.join("medic.url");
+    // The configured server.listen answers nothing: only <data>/medic.url can lead to the daemon.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!("[server]\nlisten = \"127.0.0.1:{}\"\n", closed_port()),
+    )
+    .unwrap();
+    let bad = bad.to_str().unwrap();
+    {
+        let daemon = Daemon::start(&data, dir.path());
+        let written = std::fs::read_to_string(&url_file).expect("serve writes <data>/medic.url");
+        assert_eq!(
+            written,
+            format!("{}\npid={}\n", daemon.url, daemon.child.id()),
+            "the URL it printed and its pid"
+        );
+        let o = medic(
+            &data_args(&data, &["put", "a", "--text", "found", "--config", bad]),
+            dir.path(),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = medic(&data_args(&data, &["get", "a", "--json"]), dir.path());
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(last_json(&o)["text"], "found");
+        let o = medic(&data_args(&data, &["status"]), dir.path());
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains(&format!("daemon at {}", daemon.url)),
+            "says it used the daemon: {}",
+            stdout(&o)
+        );
+
+        // A file naming another pid than the LOCK holder is stale: not tried, and the error says so.
+        std::fs::write(&url_file, format!("{}\npid=1\n", daemon.url)).unwrap();
+        let o = medic(
+            &data_args(&data, &["get", "a", "--config", bad]),
+            dir.path(),
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("stale"), "{err}");
+        assert!(err.contains("server.listen"), "{err}");
+        // Garbage in the file is ignored, not a crash.
+        std::fs::write(&url_file, "\u{0}not a url\n").unwrap();
+        let o = medic(
+            &data_args(&data, &["get", "a", "--config", bad]),
+            dir.path(),
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("did not answer"), "{}", stderr(&o));
+        // Put back, then stop the daemon (SIGTERM on drop).
+        std::fs::write(
+            &url_file,
+            format!("{}\npid={}\n", daemon.url, daemon.child.id()),
+        )
+        .unwrap();
+    }
+    assert!(!url_file.exists(), "a clean stop removes <data>/medic.url");
+    // With the daemon gone the directory opens offline.
+    let o = medic(&data_args(&data, &["get", "a"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "found\n");
 }

@@ -818,6 +818,13 @@ fn a_non_loopback_daemon_needs_its_token_for_writes() {
         let body: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
         (status, body)
     };
+    // The URL it leaves for commands given only --data is the loopback one.
+    let advertised = std::fs::read_to_string(data.join("medic.url")).unwrap();
+    assert_eq!(
+        advertised.lines().next(),
+        Some(d.url.as_str()),
+        "{advertised}"
+    );
     let (s, v) = put(None, "no-token");
     assert_eq!(s, 401, "{v}");
     assert!(v["error"].is_string(), "{v}");
