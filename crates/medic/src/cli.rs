@@ -1,8 +1,8 @@
 //! The command line: parses arguments (clap 4 derive) and runs the commands.
 //!
 //! A command that touches data runs against a daemon when `--server` (or `MEDIC_SERVER`) is given, or when the data
-//! directory is locked by a live process (then the listen address from the configuration is tried); otherwise it
-//! opens the data directory itself. When neither works the error says what was tried and why each failed.
+//! directory is locked by a live process (then the URL the daemon wrote to `<data>/medic.url` and the listen address
+//! from the configuration are tried); otherwise it opens the data directory itself. When neither works the error says what was tried and why each failed.
 //!
 //! Exit codes scripts rely on: 0 healthy / done, 1 degraded, unhealthy or failed, 2 usage error (clap's and ours),
 //! 3 escalation needed. `--json` prints exactly one JSON object as the last line of stdout.
@@ -35,8 +35,6 @@ pub const EXIT_ESCALATION: u8 = 3;
 
 /// The largest file `put --file` reads.
 pub const PUT_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
-/// The largest `k` a search asks for.
-pub const SEARCH_K_MAX: usize = 10_000;
 
 /// A usage error found after parsing (bad JSON in `--vector`, a bad load line, a daemon's 4xx): exits 2.
 #[derive(Debug, thiserror::Error)]
@@ -133,8 +131,8 @@ pub enum Command {
     Incidents {
         #[command(flatten)]
         data: DataArg,
-        /// How many.
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        /// How many, up to http.incidents_listed_max (of the daemon's configuration, or --config offline).
+        #[arg(long, default_value_t = 20)]
         limit: u64,
     },
     /// Show one incident's report.
@@ -189,9 +187,9 @@ pub enum Command {
         /// Nearest neighbours of this vector (a JSON array of numbers).
         #[arg(long, value_name = "JSON")]
         vector: Option<String>,
-        /// How many hits.
+        /// How many hits, up to http.search_k_max (of the daemon's configuration, or --config offline).
         #[arg(long, default_value_t = 10)]
-        k: usize,
+        k: u64,
     },
     /// Load documents from a JSON Lines file: one {"id", "text", "vector"?, "meta"?} per line.
     Load {
@@ -252,9 +250,17 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            // Help and version go to stdout with 0; usage errors to stderr with 2 — and, under `--json`, also as the
+            // one JSON line on stdout every `--json` command ends with.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+            if !e.use_stderr() {
+                return ExitCode::from(EXIT_OK);
+            }
+            if json_requested(std::env::args_os().skip(1)) {
+                Out::new(true)
+                    .json_line(&json!({"error": clap_message(&e), "exit_code": EXIT_USAGE}));
+            }
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let out = Out::new(cli.json);
@@ -275,6 +281,25 @@ pub fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Whether `--json` is among arguments clap refused (before a `--` that ends the options).
+fn json_requested(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.take_while(|a| a != "--").any(|a| a == "--json")
+}
+
+/// The first line of a clap error, without its `error: ` prefix (the usage hint stays on stderr).
+fn clap_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("usage error");
+    first
+        .strip_prefix("error: ")
+        .unwrap_or(first)
+        .trim()
+        .to_string()
 }
 
 /// The exit code for a failed command: 2 for usage errors, 3 for damage the store could not undo (a human is
@@ -416,7 +441,8 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             with_backend(cli, data, |b| accept_loss(out, b))
         }
         Command::Incidents { data, limit } => {
-            with_backend(cli, data, |b| incidents(out, b, *limit as usize))
+            let limit = usize::try_from(*limit).unwrap_or(usize::MAX);
+            with_backend(cli, data, |b| incidents(out, b, limit))
         }
         Command::Report { data, id } => with_backend(cli, data, |b| report(out, b, *id)),
         Command::Put {
@@ -476,12 +502,8 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             vector,
             k,
         } => {
-            if *k == 0 || *k > SEARCH_K_MAX {
-                return Err(UsageError(format!(
-                    "--k {k} is out of range: accepted 1..={SEARCH_K_MAX} (search_k_max)"
-                ))
-                .into());
-            }
+            // `k`'s upper bound is http.search_k_max, checked where the search runs (the daemon, or offline with the
+            // same key of --config), so one limit holds both ways.
             let query = match (text, vector) {
                 (Some(t), _) => json!({"text": t, "k": k}),
                 (None, Some(v)) => json!({"vector": parse_vector(v)?, "k": k}),
@@ -538,24 +560,60 @@ fn with_backend(
             Ok(code)
         }
         Err(offline::OpenError::Locked { holder }) => {
-            let url = format!("http://{}", config.server.listen);
-            let daemon = Daemon::new(&url, config.server.token.clone(), timeout);
-            let tried = daemon.and_then(|d| d.probe().map(|_| d).map_err(anyhow::Error::from));
-            match tried {
-                Ok(d) => f(&d),
-                Err(e) => anyhow::bail!(
-                    "no way to reach the data: (1) opening data directory {} failed: it is locked by {holder}; \
-                     (2) the daemon at {url} (server.listen from the configuration) did not answer: {e:#}. \
-                     Pass --server URL (or MEDIC_SERVER) to name the daemon holding it",
-                    config.server.data_dir.display()
-                ),
+            let dir = &config.server.data_dir;
+            let mut tried = vec![format!(
+                "opening data directory {} failed: it is locked by {holder}",
+                dir.display()
+            )];
+            for (url, from) in daemon_candidates(&config, &mut tried) {
+                let daemon = Daemon::new(&url, config.server.token.clone(), timeout);
+                match daemon.and_then(|d| d.probe().map(|_| d).map_err(anyhow::Error::from)) {
+                    Ok(d) => return f(&d),
+                    Err(e) => tried.push(format!(
+                        "the daemon at {url} ({from}) did not answer: {e:#}"
+                    )),
+                }
             }
+            let tried: Vec<String> = tried
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("({}) {t}", i + 1))
+                .collect();
+            anyhow::bail!(
+                "no way to reach the data: {}. Pass --server URL (or MEDIC_SERVER) to name the daemon holding it",
+                tried.join("; ")
+            )
         }
         Err(offline::OpenError::Other(e)) => Err(e.context(format!(
             "cannot open data directory {}",
             config.server.data_dir.display()
         ))),
     }
+}
+
+/// Where the daemon holding `config.server.data_dir` may answer, in order: the URL it wrote to `<data>/medic.url`
+/// (unless that file names another pid than the `LOCK` holder: stale, noted in `tried`), then `server.listen`.
+fn daemon_candidates(config: &Config, tried: &mut Vec<String>) -> Vec<(String, String)> {
+    use crate::daemon::url_file;
+    let dir = &config.server.data_dir;
+    let mut candidates = Vec::new();
+    if let Some(a) = url_file::read(dir) {
+        let path = dir.join(url_file::URL_FILE);
+        let holder_pid = store::lock::read_holder(dir).map(|h| h.pid);
+        match (a.pid, holder_pid) {
+            (Some(written), Some(holder)) if written != holder => tried.push(format!(
+                "{} names {} for pid {written}, but pid {holder} holds the lock: stale, not tried",
+                path.display(),
+                a.url
+            )),
+            _ => candidates.push((a.url, format!("from {}", path.display()))),
+        }
+    }
+    let listen = format!("http://{}", config.server.listen);
+    if !candidates.iter().any(|(u, _)| *u == listen) {
+        candidates.push((listen, "server.listen from the configuration".to_string()));
+    }
+    candidates
 }
 
 /// Parses `--vector` JSON.
@@ -920,6 +978,21 @@ fn chaos_run(config: &store::chaos::ChaosConfig) -> anyhow::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_is_seen_among_refused_arguments_only_before_a_double_dash() {
+        let args = |l: &[&str]| {
+            l.iter()
+                .map(std::ffi::OsString::from)
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        assert!(json_requested(args(&["status", "--bogus", "--json"])));
+        assert!(json_requested(args(&["--json", "frob"])));
+        assert!(!json_requested(args(&["status", "--bogus"])));
+        assert!(!json_requested(args(&["put", "x", "--", "--json"])));
+        assert!(!json_requested(args(&["put", "x", "--text", "--jsonl"])));
+    }
 
     #[test]
     fn status_exits_3_for_a_loss_or_an_escalated_incident() {

@@ -127,6 +127,31 @@ impl Default for ServerConfig {
     }
 }
 
+impl HttpConfig {
+    /// Checks a search's `k` against `search_k_max`; the daemon and offline commands both use it, so one limit
+    /// holds wherever a search runs.
+    pub fn check_search_k(&self, k: u64) -> Result<usize, String> {
+        if k == 0 || k > self.search_k_max {
+            return Err(format!(
+                "k = {k} is out of range: accepted 1..={} (http.search_k_max)",
+                self.search_k_max
+            ));
+        }
+        Ok(usize::try_from(k).unwrap_or(usize::MAX))
+    }
+
+    /// Checks how many incidents a listing asks for against `incidents_listed_max` (daemon and offline alike).
+    pub fn check_incidents_limit(&self, limit: u64) -> Result<usize, String> {
+        if limit == 0 || limit > self.incidents_listed_max {
+            return Err(format!(
+                "limit = {limit} is out of range: accepted 1..={} (http.incidents_listed_max)",
+                self.incidents_listed_max
+            ));
+        }
+        Ok(usize::try_from(limit).unwrap_or(usize::MAX))
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {

@@ -32,6 +32,12 @@ fn agent() -> ureq::Agent {
 
 impl Daemon {
     fn start(data: &Path, logs: &Path) -> Daemon {
+        Self::start_with(data, logs, &["--listen", "127.0.0.1:0"])
+    }
+
+    /// Starts `medic serve --data DATA EXTRA...`; a URL printed for `0.0.0.0` is reached through 127.0.0.1, so
+    /// the test's traffic stays on loopback.
+    fn start_with(data: &Path, logs: &Path, extra: &[&str]) -> Daemon {
         let stderr_path = logs.join(format!(
             "stderr-{}.log",
             std::time::SystemTime::now()
@@ -43,7 +49,7 @@ impl Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_medic"))
             .args(["serve", "--data"])
             .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -67,6 +73,7 @@ impl Daemon {
                 );
             }
         };
+        let url = url.replacen("http://0.0.0.0:", "http://127.0.0.1:", 1);
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
         assert!(
             !url.ends_with(":0"),
@@ -452,7 +459,7 @@ fn refuses_a_non_loopback_listener_without_a_token_and_a_second_daemon_on_one_di
         .args(["--listen", "0.0.0.0:0"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server.token"), "{stderr}");
     assert!(out.stdout.is_empty(), "never listened");
@@ -677,5 +684,163 @@ fn a_loss_beyond_every_copy_is_reported_precisely_while_the_rest_keeps_serving()
     assert_eq!(s, 200, "{cycle}");
     let (s, v) = d.json("GET", "/health", None);
     assert_eq!(s, 200, "{v}; last cycle: {cycle}");
+    d.stop();
+}
+
+/// One writer's view of a PUT: acknowledged (200), answered otherwise (status and body), or no answer at all.
+#[derive(Debug)]
+enum Outcome {
+    Acked,
+    Refused(u16, String),
+    NoAnswer,
+}
+
+#[test]
+fn sigterm_while_writers_put_exits_cleanly_and_keeps_every_acknowledged_write() {
+    const WRITERS: usize = 4;
+    const PUTS_PER_WRITER_MAX: usize = 20_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = Daemon::start(&data, tmp.path());
+    let url = d.url.clone();
+    let outcomes: Arc<Mutex<Vec<(usize, Outcome)>>> = Arc::default();
+    let acked_count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (url, outcomes, acked_count) = (url.clone(), outcomes.clone(), acked_count.clone());
+            std::thread::spawn(move || {
+                let agent = agent();
+                // Until the daemon stops answering (bounded: it is stopped long before this many puts).
+                for n in 0..PUTS_PER_WRITER_MAX {
+                    let i = n * WRITERS + w;
+                    let r = agent
+                        .put(&format!("{url}/v1/docs/t-{i}"))
+                        .header("Content-Type", "application/json")
+                        .send(doc(i).to_string());
+                    let outcome = match r {
+                        Ok(mut resp) if resp.status() == 200 => {
+                            acked_count.fetch_add(1, Ordering::Relaxed);
+                            let _ = resp.body_mut().read_to_string();
+                            Outcome::Acked
+                        }
+                        Ok(mut resp) => Outcome::Refused(
+                            resp.status().as_u16(),
+                            resp.body_mut().read_to_string().unwrap_or_default(),
+                        ),
+                        Err(_) => Outcome::NoAnswer,
+                    };
+                    let done = matches!(outcome, Outcome::NoAnswer);
+                    outcomes.lock().unwrap().push((i, outcome));
+                    if done {
+                        return; // the listener is closed: nothing more will be answered
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for("some acknowledged writes", Duration::from_secs(60), || {
+        (acked_count.load(Ordering::Relaxed) >= 100).then_some(())
+    });
+    // SIGTERM with every writer mid-stream; the daemon must exit 0 (asserted by `stop`).
+    d.stop();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    let acked: Vec<usize> = outcomes
+        .iter()
+        .filter_map(|(i, o)| matches!(o, Outcome::Acked).then_some(*i))
+        .collect();
+    let no_answer = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::NoAnswer))
+        .count();
+    assert_eq!(
+        no_answer, WRITERS,
+        "each writer ends on a refused connection once the daemon is gone"
+    );
+    eprintln!(
+        "{} puts: {} acknowledged, {} refused, {no_answer} unanswered",
+        outcomes.len(),
+        acked.len(),
+        outcomes.len() - acked.len() - no_answer
+    );
+    for (i, o) in &outcomes {
+        if let Outcome::Refused(status, body) = o {
+            // An answer that is not a 200 must be an error the client can see, never a success.
+            assert!(*status >= 400, "t-{i}: {status} {body}");
+            let v: Value = serde_json::from_str(body)
+                .unwrap_or_else(|e| panic!("t-{i}: {status} body not JSON ({e}): {body}"));
+            assert!(v["error"].is_string(), "t-{i}: {status} {v}");
+        }
+    }
+
+    let d = Daemon::start(&data, tmp.path());
+    let (_, v) = d.json("GET", "/v1/status", None);
+    assert_eq!(
+        v["recovery"]["previous_holder_crashed"], false,
+        "SIGTERM closed the store cleanly: {v}"
+    );
+    for &i in &acked {
+        let (s, mut v) = d.json("GET", &format!("/v1/docs/t-{i}"), None);
+        assert_eq!(
+            s, 200,
+            "acknowledged t-{i} missing after SIGTERM and restart"
+        );
+        v.as_object_mut().unwrap().remove("id");
+        assert_eq!(v, doc(i), "t-{i} identical after SIGTERM and restart");
+    }
+    d.stop();
+}
+
+#[test]
+fn a_non_loopback_daemon_needs_its_token_for_writes() {
+    const TOKEN: &str = "a-test-token-0123456789";
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = \"0.0.0.0:0\"\ntoken = \"{TOKEN}\"\n"),
+    )
+    .unwrap();
+    let d = Daemon::start_with(&data, tmp.path(), &["--config", config.to_str().unwrap()]);
+    let put = |token: Option<&str>, id: &str| {
+        let mut req = d
+            .agent
+            .put(&format!("{}/v1/docs/{id}", d.url))
+            .header("Content-Type", "application/json");
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut resp = req.send(doc(1).to_string()).unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        (status, body)
+    };
+    // The URL it leaves for commands given only --data is the loopback one.
+    let advertised = std::fs::read_to_string(data.join("medic.url")).unwrap();
+    assert_eq!(
+        advertised.lines().next(),
+        Some(d.url.as_str()),
+        "{advertised}"
+    );
+    let (s, v) = put(None, "no-token");
+    assert_eq!(s, 401, "{v}");
+    assert!(v["error"].is_string(), "{v}");
+    let (s, v) = put(Some("wrong-token-0123456789"), "wrong-token");
+    assert_eq!(s, 401, "{v}");
+    let (s, v) = put(Some(TOKEN), "with-token");
+    assert_eq!(s, 200, "{v}");
+    assert!(v["lsn"].as_u64().is_some(), "{v}");
+    // Refused writes wrote nothing; reads need no token.
+    let (s, _) = d.json("GET", "/v1/docs/no-token", None);
+    assert_eq!(s, 404);
+    let (s, _) = d.json("GET", "/v1/docs/wrong-token", None);
+    assert_eq!(s, 404);
+    let (s, _) = d.json("GET", "/v1/docs/with-token", None);
+    assert_eq!(s, 200);
+    let (s, v) = d.json("DELETE", "/v1/docs/with-token", None);
+    assert_eq!(s, 401, "a delete needs the token too: {v}");
     d.stop();
 }

@@ -97,12 +97,15 @@ impl Daemon {
     }
 }
 
-/// A daemon's 4xx is the user's input: exit 2 like any usage error; the rest is the daemon's trouble.
+/// A daemon's 4xx is the user's input: exit 2 like any usage error. So is a 501: the daemon does not do what was
+/// asked (full-text search before the text index lands), which no retry or repair changes — the same exit 2 the
+/// offline command gives. The rest is the daemon's trouble.
 fn lift(e: ClientError) -> anyhow::Error {
     match e.status() {
         Some(s) if (400..500).contains(&s) && s != 404 && s != 401 && s != 403 => {
             UsageError(e.to_string()).into()
         }
+        Some(501) => UsageError(e.to_string()).into(),
         _ => e.into(),
     }
 }

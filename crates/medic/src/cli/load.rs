@@ -66,7 +66,12 @@ fn each_line(
     path: &Path,
     mut f: impl FnMut(u64, String, Value) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    // A file that is not there, not readable or not a file is the caller's mistake: exit 2, naming the path.
+    let not_loadable = |why: String| UsageError(format!("cannot load {}: {why}", path.display()));
+    let file = File::open(path).map_err(|e| not_loadable(e.to_string()))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(not_loadable("it is a directory, not a JSON Lines file".into()).into());
+    }
     let mut reader = BufReader::new(file);
     let mut buf = Vec::new();
     let mut line_no = 0u64;

@@ -132,7 +132,14 @@ impl Backend for Offline {
     }
 
     fn search(&self, query: &Value) -> anyhow::Result<Value> {
-        let k = query.get("k").and_then(Value::as_u64).unwrap_or(10) as usize;
+        let k = query.get("k").and_then(Value::as_u64).unwrap_or(10);
+        // The daemon's limit, from the same configuration key.
+        let k = self
+            .app
+            .config()
+            .http
+            .check_search_k(k)
+            .map_err(UsageError)?;
         if query.get("text").is_some() {
             return Err(UsageError(
                 "full-text search is not available yet (the text index has not landed); search with --vector".into(),
@@ -181,6 +188,13 @@ impl Backend for Offline {
     }
 
     fn incidents(&self, limit: usize) -> anyhow::Result<Value> {
+        // The daemon's limit, from the same configuration key.
+        let limit = self
+            .app
+            .config()
+            .http
+            .check_incidents_limit(u64::try_from(limit).unwrap_or(u64::MAX))
+            .map_err(UsageError)?;
         let list = self.app.incidents(limit)?;
         Ok(json!({"incidents": list}))
     }

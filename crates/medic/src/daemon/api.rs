@@ -273,14 +273,12 @@ pub async fn search(
     body: Result<Json<SearchBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = s.json(body)?;
-    let k_max = s.app.config().http.search_k_max;
-    if body.k == 0 || body.k > k_max {
-        return Err(ApiError::bad_request(format!(
-            "k = {} is out of range: accepted 1..={k_max} (http.search_k_max)",
-            body.k
-        )));
-    }
-    let k = body.k as usize;
+    let k = s
+        .app
+        .config()
+        .http
+        .check_search_k(body.k)
+        .map_err(ApiError::bad_request)?;
     match (body.text, body.vector) {
         (Some(_), Some(_)) => Err(ApiError::bad_request(
             "give either \"text\" or \"vector\", not both",
@@ -398,23 +396,12 @@ pub async fn incidents(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q?;
-    let max = s.app.config().http.incidents_listed_max;
-    let limit = match q.limit {
-        Some(0) => {
-            return Err(ApiError::bad_request(format!(
-                "limit = 0 is out of range: accepted 1..={max}"
-            )));
-        }
-        Some(l) if l > max => {
-            return Err(ApiError::bad_request(format!(
-                "limit = {l} is out of range: accepted 1..={max} (http.incidents_listed_max)"
-            )));
-        }
-        Some(l) => l,
-        None => max,
-    };
+    let http = &s.app.config().http;
+    let limit = http
+        .check_incidents_limit(q.limit.unwrap_or(http.incidents_listed_max))
+        .map_err(ApiError::bad_request)?;
     let app = s.app.clone();
-    let v = tokio::task::spawn_blocking(move || app.incidents(limit as usize)).await??;
+    let v = tokio::task::spawn_blocking(move || app.incidents(limit)).await??;
     Ok(Json(json!({ "incidents": v })))
 }
 

@@ -2,13 +2,15 @@
 //!
 //! `serve` opens the [`App`] (the store recovers at open), binds, prints `http://HOST:PORT` on stdout, runs a tokio
 //! task that calls one healing cycle every `checks.shallow_interval_ms` (the engine behind a mutex, the cycle on a
-//! blocking thread), and stops cleanly on SIGTERM or SIGINT: the listener closes, in-flight requests finish (a put
+//! blocking thread), writes `<data>/medic.url` ([`url_file`]) so commands given only `--data` find it, and stops
+//! cleanly on SIGTERM or SIGINT (removing that file): the listener closes, in-flight requests finish (a put
 //! either returns its LSN or an error), the loop stops, and the store is closed.
 
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod metrics;
+pub mod url_file;
 
 use std::io::IsTerminal as _;
 use std::io::Write as _;
@@ -188,6 +190,21 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
     let local = listener.local_addr().context("reading the bound address")?;
     let metrics = Arc::new(Metrics::new(app.started_at_us()));
     let router = router_with_metrics(app.clone(), metrics.clone());
+    // Commands given only `--data` find this daemon through `<data>/medic.url` (removed when it stops); written before
+    // the URL is printed, so whoever saw the URL finds the file.
+    let url_file = match url_file::UrlFile::write(
+        &config.server.data_dir,
+        &url_file::local_url(local),
+    ) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(
+                "cannot write {}: {e}; commands given only --data find this daemon through server.listen only",
+                config.server.data_dir.join(url_file::URL_FILE).display()
+            );
+            None
+        }
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "http://{local}").context("writing the address to stdout")?;
@@ -210,6 +227,7 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
         .with_graceful_shutdown(shutdown_signal())
         .await;
     tracing::info!("stopping: listener closed, in-flight requests finished");
+    drop(url_file);
     let _ = stop_tx.send(true);
     if let Err(e) = healing.await {
         tracing::warn!("healing loop ended abnormally: {e}");
