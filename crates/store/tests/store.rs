@@ -1738,3 +1738,220 @@ fn a_crisis_hold_from_the_engine_refuses_writes_naming_it_and_reads_go_on() {
     assert_eq!(s.put("new", doc(99)).unwrap(), 21);
     assert_eq!(s.stats().read_only, None);
 }
+
+fn issue_of<'a>(issues: &'a [heal::Issue], code: &str, file: &str) -> &'a heal::Issue {
+    issues
+        .iter()
+        .find(|i| i.code == code && i.location.file.as_deref() == Some(file))
+        .unwrap_or_else(|| panic!("no {code} in {file}: {issues:?}"))
+}
+
+#[test]
+fn open_segment_damage_is_located_by_file_offset_record_length_and_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    fill(&s, 12);
+    let (id, len) = s.open_segment();
+    assert!(s.immutable_files().is_empty(), "all in the open segment");
+    let (seg_rel, mir_rel) = (format!("wal/{id:016}.seg"), format!("wal/{id:016}.mir"));
+    let seg = dir.path().join(&seg_rel);
+    let mir = dir.path().join(&mir_rel);
+    let at: Vec<u64> = record_offsets(&std::fs::read(&seg).unwrap())
+        .into_iter()
+        .map(|o| o as u64)
+        .chain([len])
+        .collect();
+    assert_eq!(at.len(), 13);
+    let subject = StoreSubject::new(s.clone());
+    let deep = |subject: &StoreSubject| run_check(subject, Tier::Comprehensive).issues;
+
+    // One copy damaged: the record's LSN comes from its intact twin, the length is that record's alone.
+    flip(&seg, at[3] + 12, 1);
+    flip(&mir, at[7] + 20, 1);
+    let issues = deep(&subject);
+    let i = issue_of(&issues, "wal_record_damaged", &seg_rel);
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (Some(at[3]), Some(at[4] - at[3]), Some((4, 4))),
+        "{i:?}"
+    );
+    assert!(!i.data_at_risk, "the mirror holds it: {i:?}");
+    let m = issue_of(&issues, "mirror_damaged", &mir_rel);
+    assert_eq!(
+        (m.location.offset, m.location.len, m.location.lsn_range),
+        (Some(at[7]), Some(at[8] - at[7]), Some((8, 8))),
+        "{m:?}"
+    );
+    repair(&subject, i).unwrap();
+    assert!(run_check(&subject, Tier::Comprehensive).passed);
+
+    // Both copies of one record damaged: the LSN lies between its intact neighbours, the length ends at the next
+    // record that verifies, not at the segment's end.
+    let off = damage_record_in_both_copies(dir.path(), id, 5, false);
+    let issues = deep(&subject);
+    for f in [&seg_rel, &mir_rel] {
+        let code = if f == &seg_rel {
+            "wal_record_damaged"
+        } else {
+            "mirror_damaged"
+        };
+        let i = issue_of(&issues, code, f);
+        assert_eq!(
+            (i.location.offset, i.location.len, i.location.lsn_range),
+            (Some(off), Some(at[6] - at[5]), Some((6, 6))),
+            "{i:?}"
+        );
+        assert!(i.data_at_risk && i.summary.contains("LSN 6"), "{i:?}");
+    }
+    let i = issue_of(&issues, "wal_record_damaged", &seg_rel).clone();
+    repair(&subject, &i).unwrap(); // compaction from the verified table
+    assert!(run_check(&subject, Tier::Comprehensive).passed);
+    all_there(&s, 12);
+
+    // The last record damaged in both copies: the run reaches the durable end, whose LSN the store knows.
+    s.put("x1", doc(1)).unwrap();
+    let lsn = s.put("x2", doc(2)).unwrap();
+    let (id, len) = s.open_segment();
+    let seg_rel = format!("wal/{id:016}.seg");
+    let at = record_offsets(&std::fs::read(dir.path().join(&seg_rel)).unwrap());
+    let last = *at.last().unwrap() as u64;
+    for e in ["seg", "mir"] {
+        flip(&dir.path().join(format!("wal/{id:016}.{e}")), last + 12, 1);
+    }
+    let issues = deep(&subject);
+    let i = issue_of(&issues, "wal_record_damaged", &seg_rel);
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (Some(last), Some(len - last), Some((lsn, lsn))),
+        "{i:?}"
+    );
+}
+
+#[test]
+fn the_incremental_check_locates_damage_in_both_copies_from_its_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    fill(&s, 4);
+    let subject = StoreSubject::new(s.clone());
+    assert!(run_check(&subject, Tier::Deep).passed);
+    // New records after the incremental mark; the first of them damaged in both copies.
+    for i in 4..8 {
+        s.put(&format!("f{i:04}"), doc(i)).unwrap();
+    }
+    let (id, _) = s.open_segment();
+    let at = record_offsets(&std::fs::read(dir.path().join(format!("wal/{id:016}.seg"))).unwrap());
+    let off = damage_record_in_both_copies(dir.path(), id, 4, false);
+    let out = run_check(&subject, Tier::Deep);
+    let i = issue_of(
+        &out.issues,
+        "wal_record_damaged",
+        &format!("wal/{id:016}.seg"),
+    );
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (Some(off), Some((at[5] - at[4]) as u64), Some((5, 5))),
+        "{i:?}"
+    );
+}
+
+#[test]
+fn torn_tails_are_located_with_the_lsns_they_may_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 5);
+    let (id, len) = s.open_segment();
+    let seg_rel = format!("wal/{id:016}.seg");
+    let seg = dir.path().join(&seg_rel);
+    let mir = dir.path().join(format!("wal/{id:016}.mir"));
+    // The first 30 bytes of a record LSN 6 (as a write cut by a crash leaves it), in the main copy only, while
+    // running: the checks report it, with the LSN its header names.
+    let b = std::fs::read(&seg).unwrap();
+    let mut partial = b[32..62].to_vec();
+    partial[8..16].copy_from_slice(&6u64.to_le_bytes());
+    let mut with = b.clone();
+    with.extend_from_slice(&partial);
+    std::fs::write(&seg, &with).unwrap();
+    let s = Arc::new(s);
+    let subject = StoreSubject::new(s.clone());
+    for tier in [Tier::Shallow, Tier::Deep] {
+        let out = run_check(&subject, tier);
+        let t = issue_of(&out.issues, "torn_tail", &seg_rel);
+        assert_eq!(
+            (t.location.offset, t.location.len, t.location.lsn_range),
+            (Some(len), Some(30), Some((6, 6))),
+            "{tier:?}: {t:?}"
+        );
+    }
+    drop(subject);
+    drop(Arc::into_inner(s).unwrap());
+
+    // On open: a header too short to name an LSN still lies above the last durable one.
+    let mut m = std::fs::read(&mir).unwrap();
+    m.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 5]);
+    std::fs::write(&mir, m).unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let t = s.recovery_report().torn_tail.expect("torn tail");
+    assert_eq!((t.offset, t.bytes, t.lsn_range), (len, 30, (6, 6)), "{t:?}");
+    let issues = StoreSubject::new(Arc::new(s)).drain_issues();
+    let i = issue_of(&issues, "torn_tail", &seg_rel);
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (Some(len), Some(30), Some((6, 6))),
+        "{i:?}"
+    );
+}
+
+#[test]
+fn a_record_restored_from_the_mirror_on_open_is_reported_with_its_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 6);
+    let (id, _) = s.open_segment();
+    drop(s);
+    let seg_rel = format!("wal/{id:016}.seg");
+    let seg = dir.path().join(&seg_rel);
+    let at = record_offsets(&std::fs::read(&seg).unwrap());
+    flip(&seg, at[2] as u64 + 12, 1);
+    let s = Store::open(dir.path(), small()).unwrap();
+    let issues = StoreSubject::new(Arc::new(s)).drain_issues();
+    let i = issue_of(&issues, "wal_record_damaged", &seg_rel);
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (
+            Some(at[2] as u64),
+            Some((at[3] - at[2]) as u64),
+            Some((3, 3))
+        ),
+        "{i:?}"
+    );
+}
+
+#[test]
+fn without_a_mirror_a_damaged_record_is_located_and_the_check_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        mirror_open_segment: false,
+        ..small()
+    };
+    let s = Arc::new(Store::open(dir.path(), cfg).unwrap());
+    fill(&s, 6);
+    let (id, _) = s.open_segment();
+    let seg_rel = format!("wal/{id:016}.seg");
+    let seg = dir.path().join(&seg_rel);
+    let at = record_offsets(&std::fs::read(&seg).unwrap());
+    flip(&seg, at[2] as u64 + 12, 1);
+    // Before the fix this check never returned (a damaged record with no mirror advanced the scan by 0 bytes).
+    let out = run_check(&StoreSubject::new(s.clone()), Tier::Comprehensive);
+    let i = issue_of(&out.issues, "wal_record_damaged", &seg_rel);
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (
+            Some(at[2] as u64),
+            Some((at[3] - at[2]) as u64),
+            Some((3, 3))
+        ),
+        "{i:?}"
+    );
+    assert!(i.data_at_risk, "no other copy: {i:?}");
+    assert!(!out.issues.iter().any(|i| i.code == "mirror_damaged"));
+}
