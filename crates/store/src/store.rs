@@ -1698,7 +1698,7 @@ impl Store {
             sealed_len: 0,
         });
         self.switch_manifest(&m)?;
-        let _ = std::fs::remove_file(self.dir.join(wal::mirror_name(id)));
+        let _ = io::remove_file(faults, &self.dir.join(wal::mirror_name(id)));
         let _ = io::sync_dir(faults, &wal::wal_dir(&self.dir));
         w.sealed_bytes += w.seg.len;
         w.seg = new;
@@ -1903,12 +1903,12 @@ impl Store {
                 wal::mirror_name(s.id),
                 wal::par_name(s.id),
             ] {
-                let _ = std::fs::remove_file(self.dir.join(rel));
+                let _ = io::remove_file(faults, &self.dir.join(rel));
             }
         }
         if let Some(l) = old.snapshot_lsn.filter(|l| *l != lsn) {
-            let _ = std::fs::remove_file(self.dir.join(snap_name(l)));
-            let _ = std::fs::remove_file(self.dir.join(snap_par_name(l)));
+            let _ = io::remove_file(faults, &self.dir.join(snap_name(l)));
+            let _ = io::remove_file(faults, &self.dir.join(snap_par_name(l)));
         }
         let _ = io::sync_dir(faults, &wal::wal_dir(&self.dir));
         let _ = io::sync_dir(faults, &self.dir.join(SNAP_DIR));

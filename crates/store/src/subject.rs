@@ -1010,11 +1010,15 @@ impl RepairStrategy for Compact {
             return false;
         }
         match issue.code.as_str() {
-            // Compaction frees space only if it has room to write the new snapshot first.
-            "disk_space_low" | "disk_space_critical" => self
-                .store
-                .free_bytes()
-                .is_none_or(|free| free >= self.store.compaction_bytes_needed()),
+            // Compaction frees space only if there is log to drop (beyond an empty segment) and room to write the
+            // new snapshot first.
+            "disk_space_low" | "disk_space_critical" => {
+                self.store.wal_bytes() > wal::HEADER_BYTES
+                    && self
+                        .store
+                        .free_bytes()
+                        .is_none_or(|free| free >= self.store.compaction_bytes_needed())
+            }
             "wal_over_bound" | "compaction_failed" => true,
             // A sealed segment or snapshot lost beyond what parity can rebuild: the verified table in memory still
             // holds every document, so a new snapshot written from it replaces the lost file.

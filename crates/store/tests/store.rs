@@ -1955,3 +1955,174 @@ fn without_a_mirror_a_damaged_record_is_located_and_the_check_ends() {
     assert!(i.data_at_risk, "no other copy: {i:?}");
     assert!(!out.issues.iter().any(|i| i.code == "mirror_damaged"));
 }
+
+fn engine_over(subject: Arc<dyn Subject>) -> (heal::engine::Engine, heal::SimClock) {
+    use heal::Clock;
+    let clock = heal::SimClock::new(SystemClock::new().now());
+    let engine = heal::engine::Engine::new(
+        subject,
+        Arc::new(heal::learn::MemoryKnowledgeBase::new()),
+        Arc::new(clock.clone()),
+        heal::config::EngineConfig::default(),
+    )
+    .unwrap();
+    (engine, clock)
+}
+
+fn wal_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Free space (the I/O quota) between `disk_critical_bytes_floor` and `disk_low_bytes_floor`: the quick check
+/// reports `disk_space_low`, the engine compacts (there is room for the snapshot), the covered segments are removed
+/// and their space given back, and every document reads back identical, live and after reopen.
+#[test]
+fn low_disk_space_is_healed_by_compaction_which_frees_the_covered_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        wal_bytes_max: 4 << 20, // no compaction of its own accord
+        disk_low_bytes_floor: 2 << 20,
+        disk_critical_bytes_floor: 256 << 10,
+        ..small()
+    };
+    let io = cfg.io.clone();
+    let s = Arc::new(Store::open(dir.path(), cfg.clone()).unwrap());
+    // 100 documents, each overwritten 6 times: the log is far bigger than the table.
+    let mut model = BTreeMap::new();
+    for i in 0..600 {
+        let id = format!("k{:03}", i % 100);
+        s.put(&id, doc(i)).unwrap();
+        model.insert(id, doc(i));
+    }
+    let before = s.stats();
+    assert!(before.segments > 5 && before.compactions == 0, "{before:?}");
+    let files_before = wal_files(dir.path());
+    io.set_quota_bytes(Some(1 << 20));
+    let free_before = s.free_bytes().unwrap();
+    assert!(
+        free_before >= s.compaction_bytes_needed(),
+        "room for the snapshot"
+    );
+
+    let subject = StoreSubject::new(s.clone());
+    let quick = run_check(&subject, Tier::Shallow);
+    let low = quick
+        .issues
+        .iter()
+        .find(|i| i.code == "disk_space_low")
+        .unwrap_or_else(|| panic!("{:?}", quick.issues));
+    assert!(low.summary.contains("disk_low_bytes_floor"), "{low:?}");
+    s.put("still", doc(1)).unwrap(); // above the critical floor: writes go on
+    model.insert("still".into(), doc(1));
+
+    let (mut engine, clock) = engine_over(Arc::new(subject));
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        clock.advance(60_000_000);
+        attempts.extend(engine.run_cycle().attempts);
+        if s.stats().compactions > 0 {
+            break;
+        }
+    }
+    let compacted = attempts
+        .iter()
+        .find(|a| {
+            a.attempt.strategy == "compact"
+                && a.attempt.outcome == heal::learn::AttemptOutcome::Succeeded
+        })
+        .unwrap_or_else(|| panic!("{attempts:?}"));
+    let rec = engine.incident(compacted.incident_id).unwrap().unwrap();
+    assert!(
+        rec.issues.iter().any(|i| i.code == "disk_space_low"),
+        "compaction ran for the low-space incident: {rec:?}"
+    );
+    let after = s.stats();
+    assert!(
+        after.compactions >= 1 && after.snapshot_lsn.is_some(),
+        "{after:?}"
+    );
+    assert!(
+        after.wal_bytes < before.wal_bytes / 10 && after.segments == 1,
+        "log shrank: {before:?} -> {after:?}"
+    );
+    let files_after = wal_files(dir.path());
+    assert!(
+        files_before.iter().all(|f| !files_after.contains(f)),
+        "covered segments removed: {files_before:?} -> {files_after:?}"
+    );
+    let free_after = s.free_bytes().unwrap();
+    assert!(free_after > free_before, "{free_before} -> {free_after}");
+    let check = |s: &Store| {
+        assert_eq!(s.count(), model.len());
+        for (id, d) in &model {
+            assert_eq!(s.get(id).unwrap().as_ref(), Some(d), "{id}");
+        }
+    };
+    check(&s);
+    drop(engine);
+    io.set_quota_bytes(None);
+    drop(Arc::into_inner(s).unwrap());
+    let s = Store::open(dir.path(), cfg).unwrap();
+    assert!(s.recovery_report().lost.is_empty());
+    check(&s);
+}
+
+/// Free space below `disk_critical_bytes_floor`: writes are refused as read-only naming the floor, reads go on,
+/// compaction is not offered (no room for its snapshot), and writes resume by themselves once space returns.
+#[test]
+fn below_the_critical_floor_reads_go_on_and_writes_resume_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        wal_bytes_max: 4 << 20,
+        disk_low_bytes_floor: 2 << 20,
+        disk_critical_bytes_floor: 256 << 10,
+        ..small()
+    };
+    let io = cfg.io.clone();
+    let s = Arc::new(Store::open(dir.path(), cfg).unwrap());
+    fill(&s, 50);
+    io.set_quota_bytes(Some(10 << 10));
+    let e = s.put("new", doc(1)).unwrap_err();
+    match &e {
+        StoreError::ReadOnly(m) => assert!(
+            m.starts_with("read-only: disk space")
+                && m.contains(&format!("disk_critical_bytes_floor = {}", 256 << 10)),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.delete("f0001").is_err() && s.put_batch(vec![("b".into(), doc(2))]).is_err());
+    all_there(&s, 50);
+    assert_eq!(s.scan(None, 100).unwrap().len(), 50);
+    let subject = StoreSubject::new(s.clone());
+    let quick = run_check(&subject, Tier::Shallow);
+    let crit = quick
+        .issues
+        .iter()
+        .find(|i| i.code == "disk_space_critical")
+        .unwrap_or_else(|| panic!("{:?}", quick.issues));
+    assert!(
+        subject
+            .strategies()
+            .iter()
+            .all(|st| !st.can_repair(crit) || st.name() != "compact"),
+        "no room for a snapshot: compaction must not be offered"
+    );
+    let (mut engine, clock) = engine_over(Arc::new(subject));
+    clock.advance(60_000_000);
+    engine.run_cycle();
+    assert!(s.put("new", doc(1)).is_err(), "still read-only");
+    all_there(&s, 50);
+    // Space returns: the next write goes through without anyone lifting anything.
+    io.set_quota_bytes(None);
+    s.put("new", doc(1)).unwrap();
+    assert!(s.stats().read_only.is_none());
+    assert_eq!(s.get("new").unwrap(), Some(doc(1)));
+    all_there(&s, 50);
+}
