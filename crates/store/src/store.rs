@@ -2489,6 +2489,28 @@ impl Store {
         Ok(diff)
     }
 
+    /// Fault hook, like [`io::IoFaults`] (for tests and fault drills, not for applications): flips the byte at
+    /// `at` (modulo its length) of the in-memory copy of document `id` without updating its checksum, as a memory
+    /// error or a stray write would. Nothing on disk changes. Returns whether `id` was in the table.
+    ///
+    /// The next read of `id` fails naming the damage (and queues `memory_table_mismatch`), a scrub reports it, and
+    /// `restore_snapshot_and_replay` ([`Store::reload_table`]) rebuilds the entry from the snapshot and the log.
+    #[doc(hidden)]
+    pub fn fault_flip_table_byte(&self, id: &str, at: usize) -> bool {
+        let mut st = lock(&self.state);
+        let Some(e) = st.docs.get_mut(id) else {
+            return false;
+        };
+        let mut b = e.bytes.to_vec();
+        if b.is_empty() {
+            return false;
+        }
+        let i = at % b.len();
+        b[i] ^= 0x5a;
+        e.bytes = b.into();
+        true
+    }
+
     /// Reloads the in-memory table from the files (latest snapshot + log), replacing what is in memory.
     pub fn reload_table(&self) -> Result<usize, StoreError> {
         self.as_leader(|| {
