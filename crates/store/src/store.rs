@@ -874,6 +874,14 @@ impl Store {
                     }
                     report.records_from_mirror += s.from_mirror.len() as u64;
                     report.mirror_rewritten = s.mirror_damaged || mirror_missing;
+                    if let (Some(m), false) = (&mirror, mirror_missing) {
+                        issues.extend(mirror_differences(
+                            &s.good,
+                            m,
+                            &wal::mirror_name(se.id),
+                            record_bytes_max,
+                        ));
+                    }
                     for (off, len) in &s.from_mirror {
                         // The good bytes hold the mirror's verified copy of the record: its LSN.
                         let lsn = match codec::decode_record(
@@ -3122,6 +3130,42 @@ struct SalvagedOpen {
     lost: Vec<LostRange>,
     /// A torn tail at the very end: `(offset, len, reason)`.
     torn: Option<(u64, u64, String)>,
+}
+
+/// Issues for the records (and header) of the open segment's mirror that differ from the good bytes found on open,
+/// each located by offset, record length and LSN. (Bytes past the good end are a torn tail, reported as such.)
+fn mirror_differences(good: &[u8], mirror: &[u8], rel: &str, record_bytes_max: u64) -> Vec<Issue> {
+    let mut out = Vec::new();
+    let h = wal::HEADER_BYTES as usize;
+    let damaged = |what: String, at: Location| {
+        issue(
+            IssueKind::Integrity,
+            "mirror_damaged",
+            rel,
+            format!("{what} of {rel} was damaged; rewritten from the main copy on open"),
+            "store.open",
+        )
+        .at(at)
+    };
+    if mirror.get(..h) != good.get(..h) {
+        out.push(damaged("the header".into(), loc(rel, 0, wal::HEADER_BYTES)));
+    }
+    let mut pos = h;
+    while let codec::Decoded::Ok(r, n) =
+        codec::decode_record(good.get(pos..).unwrap_or(&[]), record_bytes_max)
+    {
+        if mirror.get(pos..pos + n) != good.get(pos..pos + n) {
+            out.push(damaged(
+                format!("record at offset {pos} (LSN {})", r.lsn),
+                Location {
+                    lsn_range: Some((r.lsn, r.lsn)),
+                    ..loc(rel, pos as u64, n as u64)
+                },
+            ));
+        }
+        pos += n;
+    }
+    out
 }
 
 /// The LSNs a torn tail at `off` may carry (see [`wal::torn_lsns`]), read from the longer copy (the one that holds

@@ -2221,3 +2221,34 @@ fn a_damaged_in_memory_entry_is_never_served_and_is_rebuilt_from_the_snapshot_an
     s.put("after", doc(1)).unwrap();
     s.compact().unwrap();
 }
+
+#[test]
+fn a_mirror_record_damaged_while_closed_is_reported_with_its_location_when_open_rewrites_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 6);
+    let (id, _) = s.open_segment();
+    drop(s);
+    let mir_rel = format!("wal/{id:016}.mir");
+    let mir = dir.path().join(&mir_rel);
+    let at = record_offsets(&std::fs::read(&mir).unwrap());
+    flip(&mir, at[4] as u64 + 20, 1);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(s.recovery_report().mirror_rewritten);
+    let issues = StoreSubject::new(Arc::new(s)).drain_issues();
+    let i = issue_of(&issues, "mirror_damaged", &mir_rel);
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (
+            Some(at[4] as u64),
+            Some((at[5] - at[4]) as u64),
+            Some((5, 5))
+        ),
+        "{i:?}"
+    );
+    assert_eq!(
+        issues.iter().filter(|i| i.code == "mirror_damaged").count(),
+        1,
+        "{issues:?}"
+    );
+}
