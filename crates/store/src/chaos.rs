@@ -373,6 +373,9 @@ pub struct Harness {
     next_n: u64,
     round: u32,
     engine_cycles: u64,
+    /// Torn writes injected so far: they alternate between a partial record appended under the live store and a
+    /// crash mid-commit that leaves the last record cut in both copies ([`Injector::cut_last_record`]).
+    torn_writes: u64,
 }
 
 impl std::fmt::Debug for Harness {
@@ -422,6 +425,7 @@ impl Harness {
             next_n: 0,
             round: 0,
             engine_cycles: 0,
+            torn_writes: 0,
         };
         for _ in 0..h.config.docs {
             h.put_new()?;
@@ -579,6 +583,14 @@ impl Harness {
                     ),
                 })
             }
+            FaultKind::TornWrite if self.torn_write_is_a_crash() => {
+                self.torn_writes += 1;
+                self.crash_mid_commit()
+            }
+            FaultKind::TornWrite => {
+                self.torn_writes += 1;
+                Ok(self.injector.inject(&self.dir, kind)?)
+            }
             FaultKind::SlowIo => {
                 self.io.set_latency_us(SLOW_IO_LATENCY_US);
                 Ok(InjectedFault {
@@ -593,6 +605,56 @@ impl Harness {
         }
     }
 
+    /// Whether the next torn write is a crash mid-commit (every second one) rather than a partial record appended
+    /// under the live store.
+    fn torn_write_is_a_crash(&self) -> bool {
+        self.torn_writes % 2 == 1
+    }
+
+    /// A crash part-way through a commit: a new document is written, the store crashes, and the open segment and
+    /// its mirror are cut inside that last record, as if the crash came before the record was whole on disk. The
+    /// write is counted as unacknowledged (it may be absent afterwards, never different); every other write keeps
+    /// its acknowledged state, so nothing acknowledged becomes unverifiable.
+    fn crash_mid_commit(&mut self) -> Result<InjectedFault, ChaosError> {
+        let mut tries = 0;
+        let (id, lsn) = loop {
+            tries += 1;
+            if tries > 8 {
+                return Err(ChaosError::Store(
+                    "torn write: no put stayed in the open segment in 8 tries".into(),
+                ));
+            }
+            let n = self.next_n;
+            self.next_n += 1;
+            let id = chaos_id(n);
+            match self.store().put(&id, chaos_doc(n, 0)) {
+                // A compaction right after the commit moved it into a snapshot: an ordinary acknowledged write.
+                Ok(lsn) if self.store().stats().snapshot_lsn.is_some_and(|l| l >= lsn) => {
+                    self.known.insert(id, Known::Doc(0));
+                }
+                Ok(lsn) => break (id, lsn),
+                Err(e) if e.is_user_error() => {
+                    return Err(ChaosError::Store(format!("put {id}: {e}")));
+                }
+                Err(_) => {
+                    self.known.insert(id, Known::Maybe(None, 0));
+                }
+            }
+        };
+        self.known.insert(id.clone(), Known::Maybe(None, 0));
+        self.crash_store()?;
+        let f = self.injector.cut_last_record(&self.dir)?;
+        if !f.detail.contains(&format!("(LSN {lsn},")) {
+            return Err(ChaosError::Store(format!(
+                "torn write: meant to cut the record of {id} (LSN {lsn}), but {}",
+                f.detail
+            )));
+        }
+        self.open_store()
+            .map_err(store_err("reopening after a crash mid-commit"))?;
+        Ok(f)
+    }
+
     fn lift_environment_faults(&self) {
         self.io.set_quota_bytes(None);
         self.io.set_latency_us(0);
@@ -601,8 +663,11 @@ impl Harness {
     /// One round: background writes, one fault of `kind`, then [`Harness::heal`].
     pub fn round(&mut self, kind: FaultKind) -> Result<RoundOutcome, ChaosError> {
         self.background_writes()?;
-        if kind == FaultKind::StaleLock {
-            // A stale lock comes from a crash and a restart: the engine starts with the reopened store.
+        if kind == FaultKind::StaleLock
+            || (kind == FaultKind::TornWrite && self.torn_write_is_a_crash())
+        {
+            // A stale lock, or a write torn by a crash mid-commit, comes from a crash and a restart: the engine
+            // starts with the reopened store.
             let t0 = Instant::now();
             let fault = self.inject(kind)?;
             let engine = self.engine()?;

@@ -7,8 +7,8 @@
 //!
 //! The injector lives in `store` because `store` owns every file of a data directory (an architecture invariant);
 //! it picks its targets among the store's files by the layout in `FORMAT.md`. Faults on bytes (bit flip, zeroed
-//! range, misdirected write, deleted file) are written straight to the files; torn writes and stale locks imitate
-//! what a crash leaves behind; out-of-space and slow I/O go through the store's own I/O hooks
+//! range, misdirected write, deleted file) are written straight to the files; torn writes (a partial record appended,
+//! or the last record cut in both copies) and stale locks imitate what a crash leaves behind; out-of-space and slow I/O go through the store's own I/O hooks
 //! ([`crate::io::IoFaults`]). Written by hand: fault crates (`fail`) use a global registry and cannot aim at one
 //! byte of one file.
 
@@ -39,7 +39,10 @@ pub enum FaultKind {
     BitFlip,
     /// A range of bytes overwritten with zeros (a lost sector, a firmware bug).
     ZeroRange,
-    /// The log tail ends mid-record: a write torn by a crash before it was acknowledged.
+    /// The log tail ends mid-record: a write torn by a crash before it was acknowledged. [`Injector::inject`]
+    /// appends to the newest segment a record header announcing 64..4096 payload bytes followed by fewer random
+    /// bytes (main copy only, nothing existing changed); [`Injector::cut_last_record`] instead cuts the open
+    /// segment and its mirror in the middle of their last record, for a store that crashed before acknowledging it.
     TornWrite,
     /// A stored file removed (operator error, a clean-up script).
     DeleteFile,
@@ -144,8 +147,12 @@ pub enum FaultError {
         /// What was missing.
         why: String,
     },
-    /// The fault needs the store's I/O hooks, and the injector was made without them.
-    #[error("{0} needs the store's I/O hooks: make the injector with Injector::with_io")]
+    /// The fault happens in the store's I/O, not in its files, so the injector (which edits files) cannot cause it.
+    #[error(
+        "{0} is not a change to the files: set it on the store's I/O hooks, the `io::IoFaults` in \
+         `StoreConfig::io` (`set_quota_bytes` for out_of_space, `set_latency_us` for slow_io), as \
+         `chaos::Harness::inject` does"
+    )]
     NoIoHooks(FaultKind),
     /// A file the injector wanted to read is larger than [`TARGET_FILE_BYTES_MAX`].
     #[error("{file}: {actual} bytes is over target_file_bytes_max = {limit}")]
@@ -558,6 +565,59 @@ impl Injector {
         })
     }
 
+    /// A torn write by truncation: cuts the newest segment (the open one) and its mirror, if any, at one random
+    /// byte strictly inside their last complete record, as a crash part-way through writing that record leaves them.
+    /// Only for a store that is closed (crashed) and whose last record was never acknowledged: recovery drops it as
+    /// a torn tail. The chaos harness uses it after a crash mid-commit, with that write counted as unacknowledged.
+    pub fn cut_last_record(&mut self, dir: &Path) -> Result<InjectedFault, FaultError> {
+        let no_target = |why: &str| FaultError::NoTarget {
+            kind: FaultKind::TornWrite,
+            dir: dir.to_path_buf(),
+            why: why.into(),
+        };
+        let tail = list_files(dir)?
+            .into_iter()
+            .rfind(|f| f.role == FileRole::Wal && f.rel.ends_with(".seg"))
+            .ok_or_else(|| no_target("no log segment"))?;
+        let path = dir.join(&tail.rel);
+        let bytes = read_at(&path, 0, tail.len)?;
+        // Walk the records of the main copy; the last one that verifies is cut.
+        let mut pos = crate::wal::HEADER_BYTES as usize;
+        let mut last = None;
+        while let crate::codec::Decoded::Ok(r, n) =
+            crate::codec::decode_record(bytes.get(pos..).unwrap_or(&[]), u64::from(u32::MAX))
+        {
+            last = Some((pos, n, r.lsn));
+            pos += n;
+        }
+        let (at, n, lsn) = last.ok_or_else(|| no_target("the open segment holds no record"))?;
+        let cut = at + self.rng.random_range(1..n);
+        let mut files = vec![tail.rel.clone()];
+        let mir = tail.rel.replace(".seg", ".mir");
+        if dir.join(&mir).exists() {
+            files.push(mir);
+        }
+        for rel in &files {
+            let p = dir.join(rel);
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .and_then(|f| f.set_len(cut as u64))
+                .map_err(io_err(format!("truncate {} to {cut}", p.display())))?;
+        }
+        Ok(InjectedFault {
+            kind: FaultKind::TornWrite,
+            file: Some(tail.rel),
+            offset: Some(cut as u64),
+            len: Some((at + n - cut) as u64),
+            detail: format!(
+                "cut {} after {} of {n} bytes of its last record (LSN {lsn}, at offset {at})",
+                files.join(" and "),
+                cut - at
+            ),
+        })
+    }
+
     fn stale_lock(&mut self, dir: &Path) -> Result<InjectedFault, FaultError> {
         let pid = dead_pid()?;
         let rel = "LOCK".to_string();
@@ -758,6 +818,54 @@ mod tests {
             .inject(dir.path(), FaultKind::DeleteFile)
             .unwrap();
         assert!(!dir.path().join(d.file.unwrap()).exists());
+    }
+
+    #[test]
+    fn cut_last_record_tears_the_last_record_in_both_copies_and_recovery_drops_only_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = crate::Store::open(dir.path(), crate::StoreConfig::default()).unwrap();
+        for i in 0..3 {
+            s.put(&format!("d{i}"), crate::Document::text(format!("doc {i}")))
+                .unwrap();
+        }
+        let (id, len) = s.open_segment();
+        drop(s); // a crash: no clean close
+        let f = Injector::new(5).cut_last_record(dir.path()).unwrap();
+        let seg = format!("wal/{id:016}.seg");
+        assert_eq!(f.file.as_deref(), Some(seg.as_str()));
+        let cut = f.offset.unwrap();
+        assert_eq!(cut + f.len.unwrap(), len, "{f:?}");
+        assert!(f.detail.contains("(LSN 3,"), "{f:?}");
+        for e in ["seg", "mir"] {
+            let p = dir.path().join(format!("wal/{id:016}.{e}"));
+            assert_eq!(fs::metadata(p).unwrap().len(), cut, "{e}");
+        }
+        let s = crate::Store::open(dir.path(), crate::StoreConfig::default()).unwrap();
+        let t = s.recovery_report().torn_tail.expect("a torn tail");
+        assert!(
+            f.detail.contains(&format!("at offset {})", t.offset)),
+            "{f:?} {t:?}"
+        );
+        assert_eq!((t.offset + t.bytes, t.lsn_range), (cut, (3, 3)), "{t:?}");
+        assert_eq!(s.count(), 2);
+        assert_eq!(s.get("d2").unwrap(), None);
+    }
+
+    #[test]
+    fn io_faults_are_refused_naming_the_hooks_that_cause_them() {
+        let dir = fixture();
+        for kind in [FaultKind::OutOfSpace, FaultKind::SlowIo] {
+            let e = Injector::new(1).inject(dir.path(), kind).unwrap_err();
+            let m = e.to_string();
+            assert!(
+                matches!(e, FaultError::NoIoHooks(k) if k == kind)
+                    && m.contains("IoFaults")
+                    && m.contains("set_quota_bytes")
+                    && m.contains("set_latency_us")
+                    && !m.contains("with_io"),
+                "{m}"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,8 @@ const UNLIMITED: u64 = u64::MAX;
 /// Fault hooks shared between a store and a fault injector. All atomics: set them while the store runs.
 #[derive(Debug)]
 pub struct IoFaults {
-    /// Bytes the store may still write before writes fail with "no space" (`u64::MAX`: unlimited).
+    /// Bytes the store may still write before writes fail with "no space" (`u64::MAX`: unlimited): the disk's free
+    /// space. Files the store removes through [`remove_file`] give their bytes back, as on a disk.
     quota_bytes_remaining: AtomicU64,
     /// Added before every write and fsync, µs.
     latency_us: AtomicU64,
@@ -84,6 +85,15 @@ impl IoFaults {
         if us > 0 {
             std::thread::sleep(std::time::Duration::from_micros(us));
         }
+    }
+
+    /// Gives `bytes` back to the quota (a file was removed); nothing when unlimited.
+    fn credit_quota(&self, bytes: u64) {
+        let _ =
+            self.quota_bytes_remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
+                    (cur != UNLIMITED).then(|| cur.saturating_add(bytes).min(UNLIMITED - 1))
+                });
     }
 
     /// Takes up to `want` bytes from the quota; returns how many may be written.
@@ -178,6 +188,15 @@ pub fn write_file_atomic(faults: &IoFaults, path: &Path, bytes: &[u8]) -> io::Re
     result
 }
 
+/// Removes a file the store no longer needs; under a quota its bytes are free again, as on a disk. (Files replaced by
+/// a rename, i.e. manifest copies, are not credited: the quota errs on the side of less space.)
+pub fn remove_file(faults: &IoFaults, path: &Path) -> io::Result<()> {
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    std::fs::remove_file(path)?;
+    faults.credit_quota(len);
+    Ok(())
+}
+
 /// Is this error the disk (or the quota) being full?
 pub fn is_no_space(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC)
@@ -199,6 +218,22 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("x")).unwrap(), b"01234");
         faults.set_quota_bytes(None);
         write_all_at(&faults, &f, b"abc", 5).unwrap();
+    }
+
+    #[test]
+    fn a_removed_file_gives_its_bytes_back_to_the_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        let f = File::create(&p).unwrap();
+        let faults = IoFaults::new();
+        write_all_at(&faults, &f, &[7; 100], 0).unwrap();
+        faults.set_quota_bytes(Some(10));
+        remove_file(&faults, &p).unwrap();
+        assert_eq!(faults.quota_bytes_remaining(), Some(110));
+        faults.set_quota_bytes(None);
+        File::create(&p).unwrap();
+        remove_file(&faults, &p).unwrap();
+        assert_eq!(faults.quota_bytes_remaining(), None);
     }
 
     #[test]

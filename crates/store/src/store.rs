@@ -38,6 +38,24 @@ pub fn snap_par_name(lsn: u64) -> String {
     format!("snap/{lsn:016}.snap.par")
 }
 
+/// A damaged stretch of the open segment found by [`Store::verify_open_segment`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentDamage {
+    /// The damaged copy: the segment (`wal/<id>.seg`) or its mirror (`wal/<id>.mir`).
+    pub file: String,
+    /// Offset of the first damaged byte's record (0 with `len` 32: the header).
+    pub offset: u64,
+    /// Bytes of the damaged record(s): one record when the twin copy holds it, else up to the next record that
+    /// verifies in either copy (or the durable end).
+    pub len: u64,
+    /// Whether `file` is the main copy.
+    pub main: bool,
+    /// Damaged in every copy (both, or the only one without a mirror): no copy can rebuild it.
+    pub both: bool,
+    /// LSNs of the damaged record(s), inclusive; `None` for the header.
+    pub lsn_range: Option<(u64, u64)>,
+}
+
 /// One document in memory: its encoding and a checksum verified on every read.
 #[derive(Clone, Debug)]
 struct Entry {
@@ -114,6 +132,9 @@ struct WalState {
     seg: OpenSegment,
     manifest: Manifest,
     sealed_bytes: u64,
+    /// LSN of the last record durable in the WAL (changed together with `seg.len`, so a check that captures both
+    /// knows the LSN of the last record below the captured length).
+    last_lsn: u64,
 }
 
 /// Counters for stats and samples.
@@ -189,6 +210,10 @@ pub struct TornTail {
     pub bytes: u64,
     /// What was wrong at `offset`.
     pub reason: String,
+    /// LSNs the torn bytes may carry (inclusive): above the last durable LSN, up to the highest LSN their readable
+    /// record headers name (never acknowledged).
+    #[serde(default)]
+    pub lsn_range: (u64, u64),
 }
 
 /// Acknowledged records lost beyond every redundancy, found on open: a sealed segment missing or damaged beyond what
@@ -770,11 +795,19 @@ impl Store {
                     s.records.extend(more);
                     lost.extend(lost_here);
                     if let Some((off, len, why)) = torn {
+                        let last = s.records.last().map_or(before, |r| r.lsn);
                         report.torn_tail = Some(TornTail {
                             file: rel.clone(),
                             offset: off,
                             bytes: len,
                             reason: format!("{why} (left in place: the store opened degraded)"),
+                            lsn_range: torn_tail_lsns(
+                                &main,
+                                mirror.as_deref(),
+                                off,
+                                last,
+                                record_bytes_max,
+                            ),
                         });
                     }
                     let open = |rel: &str, create: bool| {
@@ -802,21 +835,35 @@ impl Store {
                     s.records
                 } else {
                     if let Some((off, len, why)) = &s.torn {
+                        let last = s
+                            .records
+                            .last()
+                            .map_or(last_lsn.max(se.first_lsn.saturating_sub(1)), |r| r.lsn);
+                        let lsns =
+                            torn_tail_lsns(&main, mirror.as_deref(), *off, last, record_bytes_max);
                         report.torn_tail = Some(TornTail {
                             file: rel.clone(),
                             offset: *off,
                             bytes: *len,
                             reason: why.clone(),
+                            lsn_range: lsns,
                         });
                         issues.push(
                         issue(
                             IssueKind::Integrity,
                             "torn_tail",
                             &rel,
-                            format!("torn tail of {len} bytes at offset {off} of {rel} cut on open ({why}); never acknowledged"),
+                            format!(
+                                "torn tail of {len} bytes at offset {off} of {rel} (LSNs {}..={}) cut on open ({why}); \
+                                 never acknowledged",
+                                lsns.0, lsns.1
+                            ),
                             "store.open",
                         )
-                        .at(loc(&rel, *off, *len))
+                        .at(Location {
+                            lsn_range: Some(lsns),
+                            ..loc(&rel, *off, *len)
+                        })
                         .with_score(0.3)
                         .evidence("reason", why.clone()),
                     );
@@ -827,17 +874,39 @@ impl Store {
                     }
                     report.records_from_mirror += s.from_mirror.len() as u64;
                     report.mirror_rewritten = s.mirror_damaged || mirror_missing;
+                    if let (Some(m), false) = (&mirror, mirror_missing) {
+                        issues.extend(mirror_differences(
+                            &s.good,
+                            m,
+                            &wal::mirror_name(se.id),
+                            record_bytes_max,
+                        ));
+                    }
                     for (off, len) in &s.from_mirror {
+                        // The good bytes hold the mirror's verified copy of the record: its LSN.
+                        let lsn = match codec::decode_record(
+                            s.good.get(*off as usize..).unwrap_or(&[]),
+                            record_bytes_max,
+                        ) {
+                            codec::Decoded::Ok(r, _) => Some((r.lsn, r.lsn)),
+                            _ => None,
+                        };
                         issues.push(
-                        issue(
-                            IssueKind::Integrity,
-                            "wal_record_damaged",
-                            &rel,
-                            format!("record at offset {off} of {rel} was damaged; restored from the mirror on open"),
-                            "store.open",
-                        )
-                        .at(loc(&rel, *off, *len)),
-                    );
+                            issue(
+                                IssueKind::Integrity,
+                                "wal_record_damaged",
+                                &rel,
+                                format!(
+                                    "record at offset {off}{} of {rel} was damaged; restored from the mirror on open",
+                                    lsn.map_or(String::new(), |(l, _)| format!(" (LSN {l})"))
+                                ),
+                                "store.open",
+                            )
+                            .at(Location {
+                                lsn_range: lsn,
+                                ..loc(&rel, *off, *len)
+                            }),
+                        );
                     }
                     let seg = OpenSegment::reopen(
                         &faults,
@@ -1016,6 +1085,7 @@ impl Store {
                 seg,
                 manifest,
                 sealed_bytes,
+                last_lsn,
             }),
             issues: Mutex::new(VecDeque::new()),
             report,
@@ -1423,7 +1493,7 @@ impl Store {
                 let ops = std::mem::take(&mut st.pending_ops);
                 drop(st);
                 let first = ops.first().map_or(0, |o| o.lsn);
-                let res = self.write_batch(&buf, first);
+                let res = self.write_batch(&buf, first, ops.last().map_or(0, |o| o.lsn));
                 // Before the state lock: the wal lock is never taken while holding it (wal → state is the order).
                 let seg_id = lock(&self.wal).seg.id;
                 let compact = res.is_ok() && self.needs_compaction();
@@ -1525,7 +1595,7 @@ impl Store {
         w.sealed_bytes + w.seg.len > self.cfg.wal_bytes_max
     }
 
-    fn write_batch(&self, buf: &[u8], first_lsn: u64) -> Result<(), Fail> {
+    fn write_batch(&self, buf: &[u8], first_lsn: u64, last_lsn: u64) -> Result<(), Fail> {
         let faults = &*self.cfg.io;
         let mut w = lock(&self.wal);
         if w.seg.len > wal::HEADER_BYTES
@@ -1540,7 +1610,10 @@ impl Store {
             })?;
         }
         match w.seg.append(faults, buf) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                w.last_lsn = w.last_lsn.max(last_lsn);
+                Ok(())
+            }
             Err(AppendError::Write(e)) => {
                 if let Err(u) = w.seg.undo(faults) {
                     return Err(Fail::Poisoned(format!(
@@ -1633,7 +1706,7 @@ impl Store {
             sealed_len: 0,
         });
         self.switch_manifest(&m)?;
-        let _ = std::fs::remove_file(self.dir.join(wal::mirror_name(id)));
+        let _ = io::remove_file(faults, &self.dir.join(wal::mirror_name(id)));
         let _ = io::sync_dir(faults, &wal::wal_dir(&self.dir));
         w.sealed_bytes += w.seg.len;
         w.seg = new;
@@ -1838,12 +1911,12 @@ impl Store {
                 wal::mirror_name(s.id),
                 wal::par_name(s.id),
             ] {
-                let _ = std::fs::remove_file(self.dir.join(rel));
+                let _ = io::remove_file(faults, &self.dir.join(rel));
             }
         }
         if let Some(l) = old.snapshot_lsn.filter(|l| *l != lsn) {
-            let _ = std::fs::remove_file(self.dir.join(snap_name(l)));
-            let _ = std::fs::remove_file(self.dir.join(snap_par_name(l)));
+            let _ = io::remove_file(faults, &self.dir.join(snap_name(l)));
+            let _ = io::remove_file(faults, &self.dir.join(snap_par_name(l)));
         }
         let _ = io::sync_dir(faults, &wal::wal_dir(&self.dir));
         let _ = io::sync_dir(faults, &self.dir.join(SNAP_DIR));
@@ -2095,12 +2168,14 @@ impl Store {
         }
     }
 
-    /// Compares the open segment with its mirror from `from` to the end. Returns the first differing record's
-    /// `(offset, len)` and whether the main copy (true) or the mirror (false) holds the damage.
-    pub fn verify_open_segment(&self, from: u64) -> Result<Vec<(u64, u64, bool)>, StoreError> {
+    /// Compares the open segment with its mirror from `from` to the end. Returns every damaged stretch: the record
+    /// (or, damaged in both copies, the run of records up to the next one that verifies) with its LSN range — the
+    /// LSN of a record damaged in one copy is read from the intact twin; a run damaged in both copies lies between
+    /// the LSNs of its intact neighbours.
+    pub fn verify_open_segment(&self, from: u64) -> Result<Vec<SegmentDamage>, StoreError> {
         // Take the descriptors under the lock, read without it: the files only grow, and commits must not wait for
         // a check. `from` is a record boundary (an earlier durable end); only the header and `from..len` are read.
-        let (id, len, main_f, mirror_f) = {
+        let (id, first_lsn, len, last_lsn, main_f, mirror_f) = {
             let w = lock(&self.wal);
             let clone =
                 |f: &std::fs::File| f.try_clone().map_err(ioe("duplicating a WAL descriptor"));
@@ -2108,7 +2183,14 @@ impl Store {
                 Some(m) => Some(clone(m)?),
                 None => None,
             };
-            (w.seg.id, w.seg.len, clone(&w.seg.file)?, mirror)
+            (
+                w.seg.id,
+                w.seg.first_lsn,
+                w.seg.len,
+                w.last_lsn,
+                clone(&w.seg.file)?,
+                mirror,
+            )
         };
         let start = if from >= wal::HEADER_BYTES && from <= len {
             from
@@ -2116,7 +2198,7 @@ impl Store {
             wal::HEADER_BYTES
         };
         // A path that no longer leads to the file we append to (deleted, replaced) reads as empty: all damaged.
-        let read = |rel: &str, f: &std::fs::File| -> Vec<u8> {
+        let read = |rel: &str, f: &std::fs::File, start: u64| -> Vec<u8> {
             use std::os::unix::fs::FileExt;
             let p = self.dir.join(rel);
             let mut b = vec![0u8; len as usize];
@@ -2131,46 +2213,116 @@ impl Store {
                 && file.read_exact_at(&mut b[start as usize..], start).is_ok();
             if ok { b } else { Vec::new() }
         };
-        let main = read(&wal::seg_name(id), &main_f);
+        let seg_rel = wal::seg_name(id);
+        let mir_rel = wal::mirror_name(id);
+        let mut main = read(&seg_rel, &main_f, start);
+        let mut mirror = mirror_f.as_ref().map(|f| read(&mir_rel, f, start));
         let mut out = Vec::new();
         if wal::check_header(&main, id).is_err() {
-            out.push((0, wal::HEADER_BYTES, true));
-        }
-        let mirror = mirror_f.as_ref().map(|f| read(&wal::mirror_name(id), f));
-        let mut pos = start as usize;
-        let main_v = &main[..(len as usize).min(main.len())];
-        while (pos as u64) < len {
-            let m = codec::decode_record(main_v.get(pos..).unwrap_or(&[]), self.record_bytes_max);
-            let (n, main_ok) = match m {
-                codec::Decoded::Ok(_, n) => (n, true),
-                _ => (0, false),
-            };
-            let mir_rec = mirror.as_deref().map(|mi| {
-                codec::decode_record(
-                    mi.get(pos..len as usize).unwrap_or(&[]),
-                    self.record_bytes_max,
-                )
+            out.push(SegmentDamage {
+                file: seg_rel.clone(),
+                offset: 0,
+                len: wal::HEADER_BYTES,
+                main: true,
+                both: false,
+                lsn_range: None,
             });
-            let (mn, mir_ok) = match mir_rec {
-                Some(codec::Decoded::Ok(_, n)) => (n, true),
-                Some(_) => (0, false),
-                None => (0, true),
-            };
-            if !main_ok && !mir_ok {
-                out.push((pos as u64, len - pos as u64, true));
-                out.push((pos as u64, len - pos as u64, false));
-                break;
+        }
+        let decode = |copy: Option<&Vec<u8>>, pos: usize| -> Option<(codec::Record, usize)> {
+            let c = copy?;
+            match codec::decode_record(
+                c.get(pos..(len as usize).min(c.len())).unwrap_or(&[]),
+                self.record_bytes_max,
+            ) {
+                codec::Decoded::Ok(r, n) => Some((r, n)),
+                _ => None,
             }
-            let step = if main_ok { n } else { mn };
-            if pos as u64 + step as u64 >= from {
-                if !main_ok {
-                    out.push((pos as u64, step as u64, true));
+        };
+        let mut pos = start as usize;
+        // The LSN of the last record that verified before `pos` (unknown when the scan started past the header).
+        let mut prev: Option<u64> =
+            (start == wal::HEADER_BYTES).then(|| first_lsn.saturating_sub(1));
+        let mut reread = false;
+        while (pos as u64) < len {
+            let m = decode(Some(&main), pos);
+            let mi = decode(mirror.as_ref(), pos);
+            match (&m, &mi) {
+                (Some((r, n)), _) | (None, Some((r, n))) => {
+                    let (lsn, n) = (r.lsn, *n);
+                    if pos as u64 + n as u64 > from {
+                        let at = |main: bool| SegmentDamage {
+                            file: if main {
+                                seg_rel.clone()
+                            } else {
+                                mir_rel.clone()
+                            },
+                            offset: pos as u64,
+                            len: n as u64,
+                            main,
+                            both: false,
+                            lsn_range: Some((lsn, lsn)),
+                        };
+                        if m.is_none() {
+                            out.push(at(true));
+                        }
+                        let mirror_differs = match (&m, &mi) {
+                            (_, None) => true,
+                            (Some((_, a)), Some((_, b))) => a != b,
+                            (None, Some(_)) => false,
+                        };
+                        if mirror.is_some() && mirror_differs {
+                            out.push(at(false));
+                        }
+                    }
+                    prev = Some(lsn);
+                    pos += n;
                 }
-                if !mir_ok || (mirror.is_some() && main_ok && mn != n) {
-                    out.push((pos as u64, step as u64, false));
+                (None, None) => {
+                    // No copy holds this record. Its LSN lies between its intact neighbours: the previous record
+                    // (read from the header on if this scan started past it) and the next one that verifies in
+                    // either copy; without a later one, the run reaches the durable end and its last LSN.
+                    let Some(before) = prev else {
+                        if reread {
+                            break;
+                        }
+                        reread = true;
+                        main = read(&seg_rel, &main_f, wal::HEADER_BYTES);
+                        mirror = mirror_f
+                            .as_ref()
+                            .map(|f| read(&mir_rel, f, wal::HEADER_BYTES));
+                        pos = wal::HEADER_BYTES as usize;
+                        prev = Some(first_lsn.saturating_sub(1));
+                        continue;
+                    };
+                    let next = (pos + 1..len as usize).find_map(|p| {
+                        [decode(Some(&main), p), decode(mirror.as_ref(), p)]
+                            .into_iter()
+                            .flatten()
+                            .find(|(r, _)| r.lsn > before)
+                            .map(|(r, _)| (p, r.lsn))
+                    });
+                    let (end, lsns) = match next {
+                        Some((p, lsn)) => (p, (before + 1, (lsn - 1).max(before + 1))),
+                        None => (len as usize, (before + 1, last_lsn.max(before + 1))),
+                    };
+                    if end as u64 > from {
+                        for (file, is_main) in std::iter::once((&seg_rel, true))
+                            .chain(mirror.as_ref().map(|_| (&mir_rel, false)))
+                        {
+                            out.push(SegmentDamage {
+                                file: file.clone(),
+                                offset: pos as u64,
+                                len: (end - pos) as u64,
+                                main: is_main,
+                                both: true,
+                                lsn_range: Some(lsns),
+                            });
+                        }
+                    }
+                    prev = Some(lsns.1);
+                    pos = end;
                 }
             }
-            pos += step;
         }
         Ok(out)
     }
@@ -2345,6 +2497,28 @@ impl Store {
         Ok(diff)
     }
 
+    /// Fault hook, like [`io::IoFaults`] (for tests and fault drills, not for applications): flips the byte at
+    /// `at` (modulo its length) of the in-memory copy of document `id` without updating its checksum, as a memory
+    /// error or a stray write would. Nothing on disk changes. Returns whether `id` was in the table.
+    ///
+    /// The next read of `id` fails naming the damage (and queues `memory_table_mismatch`), a scrub reports it, and
+    /// `restore_snapshot_and_replay` ([`Store::reload_table`]) rebuilds the entry from the snapshot and the log.
+    #[doc(hidden)]
+    pub fn fault_flip_table_byte(&self, id: &str, at: usize) -> bool {
+        let mut st = lock(&self.state);
+        let Some(e) = st.docs.get_mut(id) else {
+            return false;
+        };
+        let mut b = e.bytes.to_vec();
+        if b.is_empty() {
+            return false;
+        }
+        let i = at % b.len();
+        b[i] ^= 0x5a;
+        e.bytes = b.into();
+        true
+    }
+
     /// Reloads the in-memory table from the files (latest snapshot + log), replacing what is in memory.
     pub fn reload_table(&self) -> Result<usize, StoreError> {
         self.as_leader(|| {
@@ -2461,6 +2635,44 @@ impl Store {
                 }
             }
             Ok(cut)
+        })
+    }
+
+    /// The bytes past the open segment's durable end now (a failed, never-acknowledged write), if any: the copy that
+    /// holds the most of them, where they start, how many, and the LSNs they may carry — above the last durable LSN,
+    /// up to what their readable record headers name, never beyond the last LSN handed out.
+    pub fn torn_tail_now(&self) -> Option<TornTail> {
+        use std::os::unix::fs::FileExt;
+        let w = lock(&self.wal);
+        let len = w.seg.len;
+        let excess = |f: &std::fs::File| {
+            f.metadata()
+                .map(|m| m.len())
+                .unwrap_or(0)
+                .saturating_sub(len)
+        };
+        let main = excess(&w.seg.file);
+        let mir = w.seg.mirror.as_ref().map_or(0, excess);
+        if main == 0 && mir == 0 {
+            return None;
+        }
+        let (file, rel, bytes) = match &w.seg.mirror {
+            Some(m) if mir > main => (m, wal::mirror_name(w.seg.id), mir),
+            _ => (&w.seg.file, wal::seg_name(w.seg.id), main),
+        };
+        let mut tail = vec![0u8; bytes.min(self.record_bytes_max + 64) as usize];
+        let n = file.read_at(&mut tail, len).unwrap_or(0);
+        tail.truncate(n);
+        let (lo, hi) = wal::torn_lsns(&tail, w.last_lsn, self.record_bytes_max);
+        let issued = lock(&self.state).next_lsn.saturating_sub(1).max(lo);
+        Some(TornTail {
+            file: rel,
+            offset: len,
+            bytes,
+            reason: format!(
+                "main copy {main} byte(s), mirror {mir} byte(s) past the durable end at offset {len}"
+            ),
+            lsn_range: (lo, hi.min(issued)),
         })
     }
 
@@ -2918,6 +3130,62 @@ struct SalvagedOpen {
     lost: Vec<LostRange>,
     /// A torn tail at the very end: `(offset, len, reason)`.
     torn: Option<(u64, u64, String)>,
+}
+
+/// Issues for the records (and header) of the open segment's mirror that differ from the good bytes found on open,
+/// each located by offset, record length and LSN. (Bytes past the good end are a torn tail, reported as such.)
+fn mirror_differences(good: &[u8], mirror: &[u8], rel: &str, record_bytes_max: u64) -> Vec<Issue> {
+    let mut out = Vec::new();
+    let h = wal::HEADER_BYTES as usize;
+    let damaged = |what: String, at: Location| {
+        issue(
+            IssueKind::Integrity,
+            "mirror_damaged",
+            rel,
+            format!("{what} of {rel} was damaged; rewritten from the main copy on open"),
+            "store.open",
+        )
+        .at(at)
+    };
+    if mirror.get(..h) != good.get(..h) {
+        out.push(damaged("the header".into(), loc(rel, 0, wal::HEADER_BYTES)));
+    }
+    let mut pos = h;
+    while let codec::Decoded::Ok(r, n) =
+        codec::decode_record(good.get(pos..).unwrap_or(&[]), record_bytes_max)
+    {
+        if mirror.get(pos..pos + n) != good.get(pos..pos + n) {
+            out.push(damaged(
+                format!("record at offset {pos} (LSN {})", r.lsn),
+                Location {
+                    lsn_range: Some((r.lsn, r.lsn)),
+                    ..loc(rel, pos as u64, n as u64)
+                },
+            ));
+        }
+        pos += n;
+    }
+    out
+}
+
+/// The LSNs a torn tail at `off` may carry (see [`wal::torn_lsns`]), read from the longer copy (the one that holds
+/// the torn bytes).
+fn torn_tail_lsns(
+    main: &[u8],
+    mirror: Option<&[u8]>,
+    off: u64,
+    last: u64,
+    record_bytes_max: u64,
+) -> (u64, u64) {
+    let copy = match mirror {
+        Some(m) if m.len() > main.len() => m,
+        _ => main,
+    };
+    wal::torn_lsns(
+        copy.get(off as usize..).unwrap_or(&[]),
+        last,
+        record_bytes_max,
+    )
 }
 
 /// The open segment after mid-log damage in both copies at `damaged_at`: finds where valid records resume (in

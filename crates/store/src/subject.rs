@@ -170,51 +170,87 @@ fn open_segment_issues(store: &Store, from: u64, source: &str) -> Vec<Issue> {
     let rel = wal::seg_name(id);
     let mut out = Vec::new();
     match store.verify_open_segment(from) {
-        Err(e) => out
-            .push(integrity("file_unreadable", &rel, format!("{rel}: {e}"), source).data_at_risk()),
+        Err(e) => out.push(
+            integrity("file_unreadable", &rel, format!("{rel}: {e}"), source)
+                .at(Location {
+                    file: Some(rel.clone()),
+                    ..Location::default()
+                })
+                .data_at_risk(),
+        ),
         Ok(bad) => {
-            let both = bad
-                .iter()
-                .any(|(o, _, m)| *m && bad.iter().any(|(o2, _, m2)| o2 == o && !m2));
-            for (off, n, main) in bad {
-                let file = if main {
-                    rel.clone()
+            for d in bad {
+                let lsns = match d.lsn_range {
+                    Some((a, b)) if a == b => format!(" (LSN {a})"),
+                    Some((a, b)) => format!(" (LSNs {a}..={b})"),
+                    None => String::new(),
+                };
+                let what = if d.offset == 0 && d.lsn_range.is_none() {
+                    "header".to_string()
+                } else if d.both {
+                    format!("{} bytes of records", d.len)
                 } else {
-                    wal::mirror_name(id)
+                    "record".to_string()
                 };
                 let mut i = integrity(
-                    if main {
+                    if d.main {
                         "wal_record_damaged"
                     } else {
                         "mirror_damaged"
                     },
                     &rel,
-                    format!("record at offset {off} of {file} fails its checksum"),
+                    format!(
+                        "{what} at offset {}{lsns} of {} fails its checksum{}",
+                        d.offset,
+                        d.file,
+                        if d.both {
+                            " in every copy"
+                        } else {
+                            "; the other copy holds it"
+                        }
+                    ),
                     source,
                 )
-                .at(loc(&file, off, n))
+                .at(Location {
+                    lsn_range: d.lsn_range,
+                    ..loc(&d.file, d.offset, d.len)
+                })
                 .evidence("segment_len", len.to_string());
-                if both {
+                if d.both {
                     i = i.data_at_risk().evidence("both_copies", "true");
                 }
                 out.push(i);
             }
         }
     }
-    let excess = store.tail_excess_bytes();
-    if excess > 0 {
-        out.push(
-            integrity(
-                "torn_tail",
-                &rel,
-                format!("{excess} bytes past the last durable record of {rel} (a failed, unacknowledged write)"),
-                source,
-            )
-            .at(loc(&rel, len, excess))
-            .with_score(0.3),
-        );
+    if let Some(i) = torn_tail_issue(store, source) {
+        out.push(i);
     }
     out
+}
+
+/// The bytes past the open segment's durable end (a failed, never-acknowledged write), if any: file, offset, length
+/// and the LSNs they may carry (above the last durable one).
+fn torn_tail_issue(store: &Store, source: &str) -> Option<Issue> {
+    let t = store.torn_tail_now()?;
+    Some(
+        integrity(
+            "torn_tail",
+            &t.file,
+            format!(
+                "{} bytes past the last durable record of {} at offset {} (LSNs {}..={}: a failed, never \
+                 acknowledged write)",
+                t.bytes, t.file, t.offset, t.lsn_range.0, t.lsn_range.1
+            ),
+            source,
+        )
+        .at(Location {
+            lsn_range: Some(t.lsn_range),
+            ..loc(&t.file, t.offset, t.bytes)
+        })
+        .with_score(0.3)
+        .evidence("reason", t.reason),
+    )
 }
 
 fn space_issues(store: &Store, source: &str) -> Vec<Issue> {
@@ -396,7 +432,7 @@ impl HealthCheck for QuickCheck {
             }
         }
         // Open segment headers (main and mirror) and its tail.
-        let (id, len) = s.open_segment();
+        let (id, _) = s.open_segment();
         for (rel, code) in [
             (wal::seg_name(id), "wal_record_damaged"),
             (wal::mirror_name(id), "mirror_damaged"),
@@ -421,19 +457,8 @@ impl HealthCheck for QuickCheck {
                 );
             }
         }
-        let excess = s.tail_excess_bytes();
-        if excess > 0 {
-            let rel = wal::seg_name(id);
-            out.push(
-                integrity(
-                    "torn_tail",
-                    &rel,
-                    format!("{excess} bytes past the durable end of {rel}"),
-                    "store.quick",
-                )
-                .at(loc(&rel, len, excess))
-                .with_score(0.3),
-            );
+        if let Some(i) = torn_tail_issue(s, "store.quick") {
+            out.push(i);
         }
         // Refresh the heartbeat in LOCK (this check runs every few seconds). A failed write (no space, failed
         // fsync) is reported by the space and write checks; LOCK is damaged only if it no longer names us.
@@ -985,11 +1010,15 @@ impl RepairStrategy for Compact {
             return false;
         }
         match issue.code.as_str() {
-            // Compaction frees space only if it has room to write the new snapshot first.
-            "disk_space_low" | "disk_space_critical" => self
-                .store
-                .free_bytes()
-                .is_none_or(|free| free >= self.store.compaction_bytes_needed()),
+            // Compaction frees space only if there is log to drop (beyond an empty segment) and room to write the
+            // new snapshot first.
+            "disk_space_low" | "disk_space_critical" => {
+                self.store.wal_bytes() > wal::HEADER_BYTES
+                    && self
+                        .store
+                        .free_bytes()
+                        .is_none_or(|free| free >= self.store.compaction_bytes_needed())
+            }
             "wal_over_bound" | "compaction_failed" => true,
             // A sealed segment or snapshot lost beyond what parity can rebuild: the verified table in memory still
             // holds every document, so a new snapshot written from it replaces the lost file.

@@ -186,6 +186,28 @@ pub fn scan(main: &[u8], mirror: Option<&[u8]>, record_bytes_max: u64) -> Scan {
     s
 }
 
+/// The LSNs a torn tail (bytes past the last durable record, never acknowledged) may carry, inclusive: above
+/// `last`, the last durable LSN; the upper end is the highest LSN named by the record headers readable in the torn
+/// bytes while they continue the order (unverified: the records are incomplete), else `last + 1`.
+pub fn torn_lsns(tail: &[u8], last: u64, record_bytes_max: u64) -> (u64, u64) {
+    use crate::codec::{RECORD_FIXED_BYTES, RECORD_HEADER_BYTES};
+    let (mut pos, mut prev, mut hi) = (0usize, last, last + 1);
+    while pos + RECORD_HEADER_BYTES + 8 <= tail.len() {
+        let len = u32::from_le_bytes(tail[pos..pos + 4].try_into().unwrap_or([0; 4])) as usize;
+        if len < RECORD_FIXED_BYTES || len as u64 > record_bytes_max {
+            break;
+        }
+        let at = pos + RECORD_HEADER_BYTES;
+        let lsn = u64::from_le_bytes(tail[at..at + 8].try_into().unwrap_or([0; 8]));
+        if lsn <= prev {
+            break;
+        }
+        (prev, hi) = (lsn, hi.max(lsn));
+        pos += RECORD_HEADER_BYTES + len;
+    }
+    (last + 1, hi)
+}
+
 /// The open segment: appends go to the main file and its mirror.
 #[derive(Debug)]
 pub struct OpenSegment {

@@ -1738,3 +1738,517 @@ fn a_crisis_hold_from_the_engine_refuses_writes_naming_it_and_reads_go_on() {
     assert_eq!(s.put("new", doc(99)).unwrap(), 21);
     assert_eq!(s.stats().read_only, None);
 }
+
+fn issue_of<'a>(issues: &'a [heal::Issue], code: &str, file: &str) -> &'a heal::Issue {
+    issues
+        .iter()
+        .find(|i| i.code == code && i.location.file.as_deref() == Some(file))
+        .unwrap_or_else(|| panic!("no {code} in {file}: {issues:?}"))
+}
+
+#[test]
+fn open_segment_damage_is_located_by_file_offset_record_length_and_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    fill(&s, 12);
+    let (id, len) = s.open_segment();
+    assert!(s.immutable_files().is_empty(), "all in the open segment");
+    let (seg_rel, mir_rel) = (format!("wal/{id:016}.seg"), format!("wal/{id:016}.mir"));
+    let seg = dir.path().join(&seg_rel);
+    let mir = dir.path().join(&mir_rel);
+    let at: Vec<u64> = record_offsets(&std::fs::read(&seg).unwrap())
+        .into_iter()
+        .map(|o| o as u64)
+        .chain([len])
+        .collect();
+    assert_eq!(at.len(), 13);
+    let subject = StoreSubject::new(s.clone());
+    let deep = |subject: &StoreSubject| run_check(subject, Tier::Comprehensive).issues;
+
+    // One copy damaged: the record's LSN comes from its intact twin, the length is that record's alone.
+    flip(&seg, at[3] + 12, 1);
+    flip(&mir, at[7] + 20, 1);
+    let issues = deep(&subject);
+    let i = issue_of(&issues, "wal_record_damaged", &seg_rel);
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (Some(at[3]), Some(at[4] - at[3]), Some((4, 4))),
+        "{i:?}"
+    );
+    assert!(!i.data_at_risk, "the mirror holds it: {i:?}");
+    let m = issue_of(&issues, "mirror_damaged", &mir_rel);
+    assert_eq!(
+        (m.location.offset, m.location.len, m.location.lsn_range),
+        (Some(at[7]), Some(at[8] - at[7]), Some((8, 8))),
+        "{m:?}"
+    );
+    repair(&subject, i).unwrap();
+    assert!(run_check(&subject, Tier::Comprehensive).passed);
+
+    // Both copies of one record damaged: the LSN lies between its intact neighbours, the length ends at the next
+    // record that verifies, not at the segment's end.
+    let off = damage_record_in_both_copies(dir.path(), id, 5, false);
+    let issues = deep(&subject);
+    for f in [&seg_rel, &mir_rel] {
+        let code = if f == &seg_rel {
+            "wal_record_damaged"
+        } else {
+            "mirror_damaged"
+        };
+        let i = issue_of(&issues, code, f);
+        assert_eq!(
+            (i.location.offset, i.location.len, i.location.lsn_range),
+            (Some(off), Some(at[6] - at[5]), Some((6, 6))),
+            "{i:?}"
+        );
+        assert!(i.data_at_risk && i.summary.contains("LSN 6"), "{i:?}");
+    }
+    let i = issue_of(&issues, "wal_record_damaged", &seg_rel).clone();
+    repair(&subject, &i).unwrap(); // compaction from the verified table
+    assert!(run_check(&subject, Tier::Comprehensive).passed);
+    all_there(&s, 12);
+
+    // The last record damaged in both copies: the run reaches the durable end, whose LSN the store knows.
+    s.put("x1", doc(1)).unwrap();
+    let lsn = s.put("x2", doc(2)).unwrap();
+    let (id, len) = s.open_segment();
+    let seg_rel = format!("wal/{id:016}.seg");
+    let at = record_offsets(&std::fs::read(dir.path().join(&seg_rel)).unwrap());
+    let last = *at.last().unwrap() as u64;
+    for e in ["seg", "mir"] {
+        flip(&dir.path().join(format!("wal/{id:016}.{e}")), last + 12, 1);
+    }
+    let issues = deep(&subject);
+    let i = issue_of(&issues, "wal_record_damaged", &seg_rel);
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (Some(last), Some(len - last), Some((lsn, lsn))),
+        "{i:?}"
+    );
+}
+
+#[test]
+fn the_incremental_check_locates_damage_in_both_copies_from_its_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    fill(&s, 4);
+    let subject = StoreSubject::new(s.clone());
+    assert!(run_check(&subject, Tier::Deep).passed);
+    // New records after the incremental mark; the first of them damaged in both copies.
+    for i in 4..8 {
+        s.put(&format!("f{i:04}"), doc(i)).unwrap();
+    }
+    let (id, _) = s.open_segment();
+    let at = record_offsets(&std::fs::read(dir.path().join(format!("wal/{id:016}.seg"))).unwrap());
+    let off = damage_record_in_both_copies(dir.path(), id, 4, false);
+    let out = run_check(&subject, Tier::Deep);
+    let i = issue_of(
+        &out.issues,
+        "wal_record_damaged",
+        &format!("wal/{id:016}.seg"),
+    );
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (Some(off), Some((at[5] - at[4]) as u64), Some((5, 5))),
+        "{i:?}"
+    );
+}
+
+#[test]
+fn torn_tails_are_located_with_the_lsns_they_may_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 5);
+    let (id, len) = s.open_segment();
+    let seg_rel = format!("wal/{id:016}.seg");
+    let seg = dir.path().join(&seg_rel);
+    let mir = dir.path().join(format!("wal/{id:016}.mir"));
+    // The first 30 bytes of a record LSN 6 (as a write cut by a crash leaves it), in the main copy only, while
+    // running: the checks report it, with the LSN its header names.
+    let b = std::fs::read(&seg).unwrap();
+    let mut partial = b[32..62].to_vec();
+    partial[8..16].copy_from_slice(&6u64.to_le_bytes());
+    let mut with = b.clone();
+    with.extend_from_slice(&partial);
+    std::fs::write(&seg, &with).unwrap();
+    let s = Arc::new(s);
+    let subject = StoreSubject::new(s.clone());
+    for tier in [Tier::Shallow, Tier::Deep] {
+        let out = run_check(&subject, tier);
+        let t = issue_of(&out.issues, "torn_tail", &seg_rel);
+        assert_eq!(
+            (t.location.offset, t.location.len, t.location.lsn_range),
+            (Some(len), Some(30), Some((6, 6))),
+            "{tier:?}: {t:?}"
+        );
+    }
+    drop(subject);
+    drop(Arc::into_inner(s).unwrap());
+
+    // On open: a header too short to name an LSN still lies above the last durable one.
+    let mut m = std::fs::read(&mir).unwrap();
+    m.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 5]);
+    std::fs::write(&mir, m).unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let t = s.recovery_report().torn_tail.expect("torn tail");
+    assert_eq!((t.offset, t.bytes, t.lsn_range), (len, 30, (6, 6)), "{t:?}");
+    let issues = StoreSubject::new(Arc::new(s)).drain_issues();
+    let i = issue_of(&issues, "torn_tail", &seg_rel);
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (Some(len), Some(30), Some((6, 6))),
+        "{i:?}"
+    );
+}
+
+#[test]
+fn a_record_restored_from_the_mirror_on_open_is_reported_with_its_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 6);
+    let (id, _) = s.open_segment();
+    drop(s);
+    let seg_rel = format!("wal/{id:016}.seg");
+    let seg = dir.path().join(&seg_rel);
+    let at = record_offsets(&std::fs::read(&seg).unwrap());
+    flip(&seg, at[2] as u64 + 12, 1);
+    let s = Store::open(dir.path(), small()).unwrap();
+    let issues = StoreSubject::new(Arc::new(s)).drain_issues();
+    let i = issue_of(&issues, "wal_record_damaged", &seg_rel);
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (
+            Some(at[2] as u64),
+            Some((at[3] - at[2]) as u64),
+            Some((3, 3))
+        ),
+        "{i:?}"
+    );
+}
+
+#[test]
+fn without_a_mirror_a_damaged_record_is_located_and_the_check_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        mirror_open_segment: false,
+        ..small()
+    };
+    let s = Arc::new(Store::open(dir.path(), cfg).unwrap());
+    fill(&s, 6);
+    let (id, _) = s.open_segment();
+    let seg_rel = format!("wal/{id:016}.seg");
+    let seg = dir.path().join(&seg_rel);
+    let at = record_offsets(&std::fs::read(&seg).unwrap());
+    flip(&seg, at[2] as u64 + 12, 1);
+    // Before the fix this check never returned (a damaged record with no mirror advanced the scan by 0 bytes).
+    let out = run_check(&StoreSubject::new(s.clone()), Tier::Comprehensive);
+    let i = issue_of(&out.issues, "wal_record_damaged", &seg_rel);
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (
+            Some(at[2] as u64),
+            Some((at[3] - at[2]) as u64),
+            Some((3, 3))
+        ),
+        "{i:?}"
+    );
+    assert!(i.data_at_risk, "no other copy: {i:?}");
+    assert!(!out.issues.iter().any(|i| i.code == "mirror_damaged"));
+}
+
+fn engine_over(subject: Arc<dyn Subject>) -> (heal::engine::Engine, heal::SimClock) {
+    use heal::Clock;
+    let clock = heal::SimClock::new(SystemClock::new().now());
+    let engine = heal::engine::Engine::new(
+        subject,
+        Arc::new(heal::learn::MemoryKnowledgeBase::new()),
+        Arc::new(clock.clone()),
+        heal::config::EngineConfig::default(),
+    )
+    .unwrap();
+    (engine, clock)
+}
+
+fn wal_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Free space (the I/O quota) between `disk_critical_bytes_floor` and `disk_low_bytes_floor`: the quick check
+/// reports `disk_space_low`, the engine compacts (there is room for the snapshot), the covered segments are removed
+/// and their space given back, and every document reads back identical, live and after reopen.
+#[test]
+fn low_disk_space_is_healed_by_compaction_which_frees_the_covered_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        wal_bytes_max: 4 << 20, // no compaction of its own accord
+        disk_low_bytes_floor: 2 << 20,
+        disk_critical_bytes_floor: 256 << 10,
+        ..small()
+    };
+    let io = cfg.io.clone();
+    let s = Arc::new(Store::open(dir.path(), cfg.clone()).unwrap());
+    // 100 documents, each overwritten 6 times: the log is far bigger than the table.
+    let mut model = BTreeMap::new();
+    for i in 0..600 {
+        let id = format!("k{:03}", i % 100);
+        s.put(&id, doc(i)).unwrap();
+        model.insert(id, doc(i));
+    }
+    let before = s.stats();
+    assert!(before.segments > 5 && before.compactions == 0, "{before:?}");
+    let files_before = wal_files(dir.path());
+    io.set_quota_bytes(Some(1 << 20));
+    let free_before = s.free_bytes().unwrap();
+    assert!(
+        free_before >= s.compaction_bytes_needed(),
+        "room for the snapshot"
+    );
+
+    let subject = StoreSubject::new(s.clone());
+    let quick = run_check(&subject, Tier::Shallow);
+    let low = quick
+        .issues
+        .iter()
+        .find(|i| i.code == "disk_space_low")
+        .unwrap_or_else(|| panic!("{:?}", quick.issues));
+    assert!(low.summary.contains("disk_low_bytes_floor"), "{low:?}");
+    s.put("still", doc(1)).unwrap(); // above the critical floor: writes go on
+    model.insert("still".into(), doc(1));
+
+    let (mut engine, clock) = engine_over(Arc::new(subject));
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        clock.advance(60_000_000);
+        attempts.extend(engine.run_cycle().attempts);
+        if s.stats().compactions > 0 {
+            break;
+        }
+    }
+    let compacted = attempts
+        .iter()
+        .find(|a| {
+            a.attempt.strategy == "compact"
+                && a.attempt.outcome == heal::learn::AttemptOutcome::Succeeded
+        })
+        .unwrap_or_else(|| panic!("{attempts:?}"));
+    let rec = engine.incident(compacted.incident_id).unwrap().unwrap();
+    assert!(
+        rec.issues.iter().any(|i| i.code == "disk_space_low"),
+        "compaction ran for the low-space incident: {rec:?}"
+    );
+    let after = s.stats();
+    assert!(
+        after.compactions >= 1 && after.snapshot_lsn.is_some(),
+        "{after:?}"
+    );
+    assert!(
+        after.wal_bytes < before.wal_bytes / 10 && after.segments == 1,
+        "log shrank: {before:?} -> {after:?}"
+    );
+    let files_after = wal_files(dir.path());
+    assert!(
+        files_before.iter().all(|f| !files_after.contains(f)),
+        "covered segments removed: {files_before:?} -> {files_after:?}"
+    );
+    let free_after = s.free_bytes().unwrap();
+    assert!(free_after > free_before, "{free_before} -> {free_after}");
+    let check = |s: &Store| {
+        assert_eq!(s.count(), model.len());
+        for (id, d) in &model {
+            assert_eq!(s.get(id).unwrap().as_ref(), Some(d), "{id}");
+        }
+    };
+    check(&s);
+    drop(engine);
+    io.set_quota_bytes(None);
+    drop(Arc::into_inner(s).unwrap());
+    let s = Store::open(dir.path(), cfg).unwrap();
+    assert!(s.recovery_report().lost.is_empty());
+    check(&s);
+}
+
+/// Free space below `disk_critical_bytes_floor`: writes are refused as read-only naming the floor, reads go on,
+/// compaction is not offered (no room for its snapshot), and writes resume by themselves once space returns.
+#[test]
+fn below_the_critical_floor_reads_go_on_and_writes_resume_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        wal_bytes_max: 4 << 20,
+        disk_low_bytes_floor: 2 << 20,
+        disk_critical_bytes_floor: 256 << 10,
+        ..small()
+    };
+    let io = cfg.io.clone();
+    let s = Arc::new(Store::open(dir.path(), cfg).unwrap());
+    fill(&s, 50);
+    io.set_quota_bytes(Some(10 << 10));
+    let e = s.put("new", doc(1)).unwrap_err();
+    match &e {
+        StoreError::ReadOnly(m) => assert!(
+            m.starts_with("read-only: disk space")
+                && m.contains(&format!("disk_critical_bytes_floor = {}", 256 << 10)),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.delete("f0001").is_err() && s.put_batch(vec![("b".into(), doc(2))]).is_err());
+    all_there(&s, 50);
+    assert_eq!(s.scan(None, 100).unwrap().len(), 50);
+    let subject = StoreSubject::new(s.clone());
+    let quick = run_check(&subject, Tier::Shallow);
+    let crit = quick
+        .issues
+        .iter()
+        .find(|i| i.code == "disk_space_critical")
+        .unwrap_or_else(|| panic!("{:?}", quick.issues));
+    assert!(
+        subject
+            .strategies()
+            .iter()
+            .all(|st| !st.can_repair(crit) || st.name() != "compact"),
+        "no room for a snapshot: compaction must not be offered"
+    );
+    let (mut engine, clock) = engine_over(Arc::new(subject));
+    clock.advance(60_000_000);
+    engine.run_cycle();
+    assert!(s.put("new", doc(1)).is_err(), "still read-only");
+    all_there(&s, 50);
+    // Space returns: the next write goes through without anyone lifting anything.
+    io.set_quota_bytes(None);
+    s.put("new", doc(1)).unwrap();
+    assert!(s.stats().read_only.is_none());
+    assert_eq!(s.get("new").unwrap(), Some(doc(1)));
+    all_there(&s, 50);
+}
+
+/// A document's in-memory copy damaged (through the store's fault hook; the files are intact): a read fails naming
+/// the damage and never returns other bytes, the issue reaches the engine, `restore_snapshot_and_replay` rebuilds
+/// the table from the snapshot and the log, and every document reads back identical.
+#[test]
+fn a_damaged_in_memory_entry_is_never_served_and_is_rebuilt_from_the_snapshot_and_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let mut model = BTreeMap::new();
+    // Documents that end up only in a snapshot, churn that forces compactions, then documents only in the log.
+    for i in 0..50 {
+        s.put(&format!("s{i:02}"), doc(i)).unwrap();
+        model.insert(format!("s{i:02}"), doc(i));
+    }
+    for i in 0..1200 {
+        let id = format!("k{:02}", i % 40);
+        s.put(&id, doc(i)).unwrap();
+        model.insert(id, doc(i));
+    }
+    for i in 0..30 {
+        s.put(&format!("n{i:02}"), doc(i + 7)).unwrap();
+        model.insert(format!("n{i:02}"), doc(i + 7));
+    }
+    let st = s.stats();
+    let snap = st.snapshot_lsn.expect("a snapshot");
+    // s07 (LSN 8) only in the snapshot, n03 (LSN 1254) only in the log.
+    assert!(snap > 50 && snap < 1254 && st.last_lsn == 1280, "{st:?}");
+
+    // Damage two entries: one whose version lives only in the snapshot, one only in the open segment.
+    for id in ["s07", "n03"] {
+        assert!(s.fault_flip_table_byte(id, 5));
+        match s.get(id) {
+            Err(e @ StoreError::Corrupt { .. }) => {
+                let m = e.to_string();
+                assert!(m.contains(id) && m.contains("fails its checksum"), "{m}");
+            }
+            other => panic!("{id}: damaged entry must not be served: {other:?}"),
+        }
+    }
+    assert!(
+        s.scan(None, 1000).is_err(),
+        "a scan must not serve it either"
+    );
+    assert!(
+        s.compact().is_err(),
+        "a snapshot of damaged entries is refused"
+    );
+    let subject = StoreSubject::new(s.clone());
+    let scrub = run_check(&subject, Tier::Comprehensive);
+    let mm = scrub
+        .issues
+        .iter()
+        .find(|i| i.code == "memory_table_mismatch")
+        .unwrap_or_else(|| panic!("{:?}", scrub.issues));
+    assert!(
+        mm.data_at_risk && mm.summary.contains("2 document(s)"),
+        "{mm:?}"
+    );
+    let queued = subject.drain_issues();
+    let q: Vec<_> = queued
+        .iter()
+        .filter(|i| i.code == "memory_table_mismatch")
+        .collect();
+    assert!(
+        q.iter()
+            .any(|i| i.summary.contains("\"s07\"") && i.location.lsn_range == Some((8, 8))),
+        "{q:?}"
+    );
+    assert!(q.iter().any(|i| i.summary.contains("\"n03\"")), "{q:?}");
+
+    // The reads again queue the issue for the engine, which repairs it.
+    assert!(s.get("s07").is_err() && s.get("n03").is_err());
+    let (mut engine, clock) = engine_over(Arc::new(subject));
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        clock.advance(60_000_000);
+        attempts.extend(engine.run_cycle().attempts);
+    }
+    assert!(
+        attempts
+            .iter()
+            .any(|a| a.attempt.strategy == "restore_snapshot_and_replay"
+                && a.attempt.outcome == heal::learn::AttemptOutcome::Succeeded),
+        "{attempts:?}"
+    );
+    assert!(engine.active_incidents().is_empty());
+    assert_eq!(s.count(), model.len());
+    for (id, d) in &model {
+        assert_eq!(s.get(id).unwrap().as_ref(), Some(d), "{id}");
+    }
+    assert_eq!(s.scan(None, 1000).unwrap().len(), model.len());
+    assert!(run_check(&StoreSubject::new(s.clone()), Tier::Comprehensive).passed);
+    s.put("after", doc(1)).unwrap();
+    s.compact().unwrap();
+}
+
+#[test]
+fn a_mirror_record_damaged_while_closed_is_reported_with_its_location_when_open_rewrites_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 6);
+    let (id, _) = s.open_segment();
+    drop(s);
+    let mir_rel = format!("wal/{id:016}.mir");
+    let mir = dir.path().join(&mir_rel);
+    let at = record_offsets(&std::fs::read(&mir).unwrap());
+    flip(&mir, at[4] as u64 + 20, 1);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(s.recovery_report().mirror_rewritten);
+    let issues = StoreSubject::new(Arc::new(s)).drain_issues();
+    let i = issue_of(&issues, "mirror_damaged", &mir_rel);
+    assert_eq!(
+        (i.location.offset, i.location.len, i.location.lsn_range),
+        (
+            Some(at[4] as u64),
+            Some((at[5] - at[4]) as u64),
+            Some((5, 5))
+        ),
+        "{i:?}"
+    );
+    assert_eq!(
+        issues.iter().filter(|i| i.code == "mirror_damaged").count(),
+        1,
+        "{issues:?}"
+    );
+}
