@@ -1,8 +1,9 @@
 //! Bearer-token authentication. When a token is configured, every request that changes data (`PUT`, `POST`,
-//! `DELETE`, `PATCH`) must carry `Authorization: Bearer <token>` — except `POST /v1/search`, a read with a body —
-//! and so must the expensive reads: `GET /v1/health` at the deep or full tier (the default tier is deep; only
-//! `tier=shallow`/`quick` is open), which scrub the store. Other reads stay open. `serve` refuses to listen on a
-//! non-loopback address without a token, so only loopback listeners ever run without this gate.
+//! `DELETE`, `PATCH`) must carry `Authorization: Bearer <token>` — except `POST /v1/search`, a read with a body.
+//! Reads stay open, as the interface clients rely on says; `GET /v1/health` at the deep or full tier (the default
+//! tier is deep), which scrubs the store, is answered without the token but logs a deprecation warning: a later
+//! release will ask for it there. `serve` refuses to listen on a non-loopback address without a token, so only
+//! loopback listeners ever run without this gate.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -29,7 +30,7 @@ fn is_mutating(method: &Method) -> bool {
 }
 
 /// Why a request needs the token, or `None` when it is open to anyone.
-fn needs_token(method: &Method, path: &str, query: Option<&str>) -> Option<&'static str> {
+fn needs_token(method: &Method, path: &str) -> Option<&'static str> {
     if *method == Method::POST && path == "/v1/search" {
         // A search reads; it only carries its query in a body.
         return None;
@@ -39,12 +40,12 @@ fn needs_token(method: &Method, path: &str, query: Option<&str>) -> Option<&'sta
             "this request changes data: send `Authorization: Bearer <token>` (server.token in the config)",
         );
     }
-    if path == "/v1/health" && !is_cheap_tier(query) {
-        return Some(
-            "deep and full checks scrub the store: send `Authorization: Bearer <token>` (server.token in the config)",
-        );
-    }
     None
+}
+
+/// Whether an open read is one that a later release will guard: `/v1/health` at the deep or full tier.
+fn will_need_token(path: &str, query: Option<&str>) -> bool {
+    path == "/v1/health" && !is_cheap_tier(query)
 }
 
 /// Whether `/v1/health`'s query asks for the shallow tier only (exactly one `tier=shallow` or `tier=quick`); any
@@ -71,14 +72,20 @@ pub async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -
     let Some(token) = auth.token.as_deref() else {
         return next.run(req).await;
     };
-    let Some(why) = needs_token(req.method(), req.uri().path(), req.uri().query()) else {
-        return next.run(req).await;
-    };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(why) = needs_token(req.method(), req.uri().path()) else {
+        if given.is_none() && will_need_token(req.uri().path(), req.uri().query()) {
+            tracing::warn!(
+                uri = %req.uri(),
+                "deprecated: a deep or full health check without the bearer token; a later release will require it"
+            );
+        }
+        return next.run(req).await;
+    };
     let message = match given {
         Some(g) if constant_time_eq(g.trim().as_bytes(), token.as_bytes()) => {
             return next.run(req).await;
@@ -105,19 +112,15 @@ mod tests {
     }
 
     #[test]
-    fn search_and_cheap_reads_are_open_deep_checks_are_not() {
-        assert_eq!(needs_token(&Method::POST, "/v1/search", None), None);
-        assert_eq!(needs_token(&Method::GET, "/v1/docs/a", None), None);
-        assert_eq!(needs_token(&Method::GET, "/v1/status", None), None);
-        assert_eq!(needs_token(&Method::GET, "/health", None), None);
-        assert_eq!(
-            needs_token(&Method::GET, "/v1/health", Some("tier=shallow")),
-            None
-        );
-        assert_eq!(
-            needs_token(&Method::GET, "/v1/health", Some("tier=quick")),
-            None
-        );
+    fn search_and_reads_are_open_deep_checks_are_flagged_for_later() {
+        assert_eq!(needs_token(&Method::POST, "/v1/search"), None);
+        assert_eq!(needs_token(&Method::GET, "/v1/docs/a"), None);
+        assert_eq!(needs_token(&Method::GET, "/v1/status"), None);
+        assert_eq!(needs_token(&Method::GET, "/health"), None);
+        assert_eq!(needs_token(&Method::GET, "/v1/health"), None);
+        assert!(!will_need_token("/v1/health", Some("tier=shallow")));
+        assert!(!will_need_token("/v1/health", Some("tier=quick")));
+        assert!(!will_need_token("/v1/status", None));
         for q in [
             None,
             Some("tier=deep"),
@@ -126,10 +129,7 @@ mod tests {
             Some("tier=f%75ll"),
             Some("tier=quick&tier=full"),
         ] {
-            assert!(
-                needs_token(&Method::GET, "/v1/health", q).is_some(),
-                "{q:?}"
-            );
+            assert!(will_need_token("/v1/health", q), "{q:?}");
         }
         for (m, p) in [
             (Method::POST, "/v1/heal"),
@@ -138,7 +138,7 @@ mod tests {
             (Method::PUT, "/v1/docs/a"),
             (Method::DELETE, "/v1/docs/a"),
         ] {
-            assert!(needs_token(&m, p, None).is_some(), "{m} {p}");
+            assert!(needs_token(&m, p).is_some(), "{m} {p}");
         }
     }
 
