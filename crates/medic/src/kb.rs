@@ -122,6 +122,25 @@ fn is_damage(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// The `user_version` recorded in the header of the SQLite file at `path` (big-endian at byte 60), read without
+/// SQLite: `None` when the file is absent, shorter than a header, or not an SQLite file. Read before anything parses
+/// the schema, so a file written by a newer medic (whose schema this SQLite may not parse) is recognised as newer,
+/// not taken for damage.
+fn header_user_version(path: &Path) -> Option<u32> {
+    use std::io::Read as _;
+    let mut header = [0u8; 100];
+    std::fs::File::open(path)
+        .ok()?
+        .read_exact(&mut header)
+        .ok()?;
+    if &header[..16] != b"SQLite format 3\0" {
+        return None;
+    }
+    Some(u32::from_be_bytes([
+        header[60], header[61], header[62], header[63],
+    ]))
+}
+
 /// `<path>.corrupt-<now_us>`, with `-<n>` appended if that name is taken.
 fn aside_path(path: &Path, now_us: Timestamp) -> PathBuf {
     let base = format!("{}.corrupt-{now_us}", path.display());
@@ -250,6 +269,13 @@ impl SqliteKb {
                     parent.display()
                 )))
             })?;
+        }
+        if let Some(version) = header_user_version(path).filter(|v| *v > SCHEMA_VERSION) {
+            return Err(other(KbError(format!(
+                "{}: schema version {version} is newer than this medic supports ({SCHEMA_VERSION}); \
+                 left as it is: run the medic that wrote it",
+                path.display()
+            ))));
         }
         let conn = Connection::open(path).map_err(|e| err("cannot open", e))?;
         conn.busy_timeout(BUSY_TIMEOUT)

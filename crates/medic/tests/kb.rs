@@ -335,4 +335,20 @@ fn garbage_is_recreated_but_a_newer_schema_is_not_touched() {
     let e = SqliteKb::open_or_recreate(&path, 7).unwrap_err();
     assert!(e.0.contains("newer than this medic supports"), "{e}");
     assert!(medic::kb::damaged_copies(&path).is_empty());
+
+    // A newer medic's file this SQLite cannot even parse (here: pages scrambled past the header, which is what an
+    // unknown schema looks like to it) is still recognised by its header's version and left untouched.
+    let bytes = std::fs::read(&path).unwrap();
+    let mut scrambled = bytes.clone();
+    for b in &mut scrambled[100..bytes.len().min(4_000)] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &scrambled).unwrap();
+    let e = SqliteKb::open_or_recreate(&path, 8).unwrap_err();
+    assert!(e.0.contains("newer than this medic supports"), "{e}");
+    assert!(
+        medic::kb::damaged_copies(&path).is_empty(),
+        "not moved aside"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), scrambled, "left as it is");
 }
