@@ -266,8 +266,9 @@ pub struct Engine {
     gates: Gates,
     alerts: AlertManager,
     escalator: Escalator,
-    /// Whether the subject was told to stop writes for a CRISIS (and has not been told to resume).
-    writes_stopped: bool,
+    /// The CRISIS incidents the subject was last told to stop writes for (empty: told writes may go on; `None`:
+    /// told nothing yet, so the first cycle lifts a hold an earlier engine may have left).
+    writes_stopped_for: Option<Vec<u64>>,
     notifiers: Vec<Box<dyn Notifier>>,
     active: BTreeMap<u64, Incident>,
     next_id: u64,
@@ -386,7 +387,7 @@ impl Engine {
             gates: Gates::new(),
             alerts: AlertManager::default(),
             escalator: Escalator::default(),
-            writes_stopped: false,
+            writes_stopped_for: None,
             notifiers: Vec::new(),
             active: BTreeMap::new(),
             next_id,
@@ -786,8 +787,17 @@ impl Engine {
             EscalationLevel::Normal
         };
         s.stop_writes = any(&|i| i.record.crisis == CrisisLevel::Crisis);
-        // In dry run nothing changes, writes included.
-        if s.stop_writes != self.writes_stopped && !(s.stop_writes && self.config.dry_run) {
+        // Tell the subject when the set of CRISIS incidents changes (a new one re-asserts the hold even if an
+        // operator lifted it for another). In dry run nothing changes, writes included.
+        let crises: Vec<u64> = self
+            .active
+            .values()
+            .filter(|i| i.record.crisis == CrisisLevel::Crisis)
+            .map(|i| i.record.id)
+            .collect();
+        if self.writes_stopped_for.as_ref() != Some(&crises)
+            && !(s.stop_writes && self.config.dry_run)
+        {
             let reason = s.stop_writes.then(|| {
                 let crises: Vec<String> = self
                     .active
@@ -798,7 +808,7 @@ impl Engine {
                 format!("CRISIS, acknowledged data at risk: {}", crises.join("; "))
             });
             match self.subject.stop_writes(reason.as_deref()) {
-                Ok(()) => self.writes_stopped = s.stop_writes,
+                Ok(()) => self.writes_stopped_for = Some(crises),
                 Err(e) => s.errors.push(format!(
                     "{} writes: {e}",
                     if s.stop_writes {
@@ -1107,9 +1117,13 @@ impl Engine {
                     (&mut self.gates, &self.kb, &self.config, &mut self.metrics);
                 let clock = self.clock.as_ref();
                 let mut kb_errors = Vec::new();
+                // Failures are learned at once; a success only once the engine's own re-check confirms it (below).
                 let out = run_cascade(&ordered, &root, clock, |name, ok| {
-                    gates.record_attempt(name, clock.now(), ok, cfg);
-                    if let Err(e) = kb.record_outcome(name, &root.code, ok) {
+                    if ok {
+                        return;
+                    }
+                    gates.record_attempt(name, clock.now(), false, cfg);
+                    if let Err(e) = kb.record_outcome(name, &root.code, false) {
                         metrics.kb_errors += 1;
                         kb_errors.push(format!("recording outcome of {name}: {e}"));
                     }
@@ -1122,6 +1136,15 @@ impl Engine {
                     Some(_) => self.recheck(&inc.record.issues, &root),
                     None => None,
                 };
+                if let Some(by) = &out.repaired_by {
+                    let verified = still_failing.is_none();
+                    self.gates
+                        .record_attempt(by, self.clock.now(), verified, &self.config);
+                    if let Err(e) = self.kb.record_outcome(by, &root.code, verified) {
+                        self.metrics.kb_errors += 1;
+                        s.errors.push(format!("recording outcome of {by}: {e}"));
+                    }
+                }
                 if out
                     .attempts
                     .iter()

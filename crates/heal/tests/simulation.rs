@@ -44,6 +44,8 @@ struct World {
     slow_once: bool,
     /// Whether the `scrub` check reports the faults it finds (off: it always passes).
     scrub_reports: bool,
+    /// Whether writes are held (the subject's side of `stop_writes`).
+    writes_stopped: bool,
     slow_check_us: u64,
     /// The engine's repairs-in-flight handle, and what it showed while each repair ran.
     in_flight: Option<RepairsInFlight>,
@@ -256,10 +258,17 @@ impl Subject for FakeSubject {
     }
     fn stop_writes(&self, reason: Option<&str>) -> Result<(), String> {
         let mut w = self.world.lock().unwrap();
-        w.calls.push(match reason {
-            Some(r) => format!("stop_writes: {r}"),
-            None => "resume_writes".to_string(),
-        });
+        match reason {
+            Some(r) => {
+                w.calls.push(format!("stop_writes: {r}"));
+                w.writes_stopped = true;
+            }
+            // Like a store: lifting a hold that is not there does nothing.
+            None if std::mem::take(&mut w.writes_stopped) => {
+                w.calls.push("resume_writes".to_string())
+            }
+            None => {}
+        }
         Ok(())
     }
 }
@@ -1101,6 +1110,12 @@ fn a_crisis_no_strategy_repairs_stops_writes_until_it_closes() {
         "closed when it went quiet: {rec:?}"
     );
 
+    // A new engine over a subject whose writes an earlier engine held lifts the hold in its first cycle.
+    let mut sim = Sim::new(EngineConfig::default());
+    sim.world.lock().unwrap().writes_stopped = true;
+    sim.cycle();
+    assert_eq!(sim.calls(), ["resume_writes"]);
+
     // In dry run the engine records the crisis but does not stop writes.
     let mut sim = Sim::new(EngineConfig {
         dry_run: true,
@@ -1139,8 +1154,14 @@ fn a_repair_the_checks_do_not_confirm_is_not_closed_and_is_tried_again() {
         HealthState::Unhealthy,
         "the re-check's failure counts"
     );
-    // The strategy works now: the next cycle decides again, repairs, and the re-check confirms it.
-    sim.set_mode("retry_block", Mode::Works);
+    // What is learned is the verified outcome, not the strategy's word: a failure of retry_block, which now rests
+    // (cooldown) and ranks lower.
+    let stats = sim
+        .kb
+        .strategy_stats("retry_block", "block_checksum")
+        .unwrap();
+    assert_eq!((stats.successes, stats.failures), (0, 1));
+    // The next cycle decides again and the next strategy repairs it; the re-check confirms it.
     let s = sim.cycle();
     assert_eq!(
         s.incidents_closed,
@@ -1150,10 +1171,15 @@ fn a_repair_the_checks_do_not_confirm_is_not_closed_and_is_tried_again() {
     assert_eq!(sim.engine.health_state(), HealthState::Healthy);
     let rec = sim.engine.incident(id).unwrap().unwrap();
     assert!(
-        rec.decision.contains("repaired by retry_block"),
+        rec.decision.contains("repaired by rebuild_from_parity"),
         "{}",
         rec.decision
     );
+    let stats = sim
+        .kb
+        .strategy_stats("rebuild_from_parity", "block_checksum")
+        .unwrap();
+    assert_eq!((stats.successes, stats.failures), (1, 0));
 }
 
 #[test]
