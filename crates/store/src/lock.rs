@@ -12,6 +12,12 @@ use crate::io::{self, IoFaults};
 /// The lock file's name.
 pub const LOCK_FILE: &str = "LOCK";
 
+/// `lock_stale_after_ms`: a holder on another host that did not close cleanly, whose kernel lock is free, is taken
+/// over once its heartbeat is older than this. Several `store.quick` intervals (5 s each by default), so a live
+/// holder refreshes it well within the bound; a holder that does not run `store.quick` must call
+/// `Store::heartbeat` at least this often, or a store on another host sharing the directory takes it over.
+pub const LOCK_STALE_AFTER_MS: u64 = 30_000;
+
 /// Who holds (or last held) a lock.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Holder {
@@ -78,27 +84,56 @@ impl Holder {
         }
     }
 
+    /// How long ago this holder's heartbeat was, ms; `None` if it is in the future (clock skew: counted as fresh).
+    pub fn heartbeat_age_ms(&self, now_us: u64) -> Option<u64> {
+        now_us.checked_sub(self.heartbeat_us).map(|d| d / 1_000)
+    }
+
     /// Why this holder's claim on the directory still stands although the kernel lock is free, if it does: it did
-    /// not close cleanly and it is not provably gone — it runs on another host (a kernel lock does not reach across
-    /// hosts, e.g. on a network file system, so it may still be writing), or its pid is alive here (it may hold a
-    /// lock on a `LOCK` that was since replaced). An earlier holder in this very process released its kernel lock
-    /// (else the lock would not be free), so it never stands.
-    pub fn claim_stands(&self) -> Option<String> {
+    /// not close cleanly and it is not provably gone — it runs on another host and its heartbeat is no older than
+    /// `stale_after_ms` (a kernel lock does not reach across hosts, e.g. on a network file system, so it may still be
+    /// writing), or its pid is alive here (it may hold a lock on a `LOCK` that was since replaced). An earlier holder
+    /// in this very process released its kernel lock (else the lock would not be free), so it never stands.
+    pub fn claim_stands(&self, now_us: u64, stale_after_ms: u64) -> Option<String> {
+        self.judge(now_us, stale_after_ms).err()
+    }
+
+    /// `Ok(why it is gone)` if this holder's claim lapsed (`None`: it closed cleanly or is this very process), or
+    /// `Err(why it stands)`; see [`Holder::claim_stands`].
+    pub fn judge(&self, now_us: u64, stale_after_ms: u64) -> Result<Option<String>, String> {
         if self.closed || self.pid == std::process::id() && self.host == host_name() {
-            return None;
+            return Ok(None);
         }
         if self.host != host_name() {
-            return Some(format!(
-                "it runs on host {} and this is host {}: a kernel lock does not reach across hosts, so it may still \
-                 be writing",
-                self.host,
-                host_name()
-            ));
+            let age_ms = self.heartbeat_age_ms(now_us);
+            let age = match age_ms {
+                Some(ms) => format!("heartbeat {ms} ms ago"),
+                None => format!(
+                    "heartbeat {} ms in the future (clock skew: counted as fresh)",
+                    self.heartbeat_us.saturating_sub(now_us) / 1_000
+                ),
+            };
+            return match age_ms {
+                Some(ms) if ms > stale_after_ms => Ok(Some(format!(
+                    "on host {}, not this host {}, {age}, older than lock_stale_after_ms = {stale_after_ms}: judged \
+                     gone",
+                    self.host,
+                    host_name()
+                ))),
+                _ => Err(format!(
+                    "held by pid {} on host {}, {age}, under lock_stale_after_ms = {stale_after_ms}: refusing; it is \
+                     taken over once its heartbeat is older (this is host {}: a kernel lock does not reach across \
+                     hosts, so it may still be writing)",
+                    self.pid,
+                    self.host,
+                    host_name()
+                )),
+            };
         }
         if self.is_dead() {
-            return None;
+            return Ok(Some("process gone".into()));
         }
-        Some(format!("process {} is alive on this host", self.pid))
+        Err(format!("process {} is alive on this host", self.pid))
     }
 
     /// One line for errors and reports.
@@ -159,6 +194,8 @@ pub struct DirLock {
     holder: Holder,
     /// What the lock file said before this process took it, if anything.
     pub previous: Option<Holder>,
+    /// Why the previous holder was judged gone, if it did not close cleanly and was taken over.
+    pub previous_gone: Option<String>,
 }
 
 /// Reads who the lock file names, without locking.
@@ -172,8 +209,13 @@ pub fn read_holder(dir: &Path) -> Option<Holder> {
 }
 
 impl DirLock {
-    /// Takes the lock of `dir`, or fails with `Locked` naming the holder.
-    pub fn acquire(dir: &Path, faults: &IoFaults) -> Result<DirLock, StoreError> {
+    /// Takes the lock of `dir`, or fails with `Locked` naming the holder. A holder on another host is taken over
+    /// once its heartbeat is older than `stale_after_ms` (`lock_stale_after_ms`).
+    pub fn acquire(
+        dir: &Path,
+        faults: &IoFaults,
+        stale_after_ms: u64,
+    ) -> Result<DirLock, StoreError> {
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .read(true)
@@ -201,19 +243,24 @@ impl DirLock {
             }
         }
         // The kernel lock is free, so no process on this host holds this `LOCK` file. A holder that did not close
-        // cleanly is taken over only if it is provably gone (same host, pid gone); one on another host, or whose
-        // pid is alive, is not (it may still be writing).
+        // cleanly is taken over only if it is provably gone: same host and pid gone, or another host and its
+        // heartbeat older than `stale_after_ms`. One on another host with a fresh heartbeat, or whose pid is alive
+        // here, is not (it may still be writing).
         let previous = read_holder(dir);
-        if let Some(why) = previous.as_ref().and_then(Holder::claim_stands) {
-            let h = previous.as_ref().map(Holder::describe).unwrap_or_default();
-            return Err(StoreError::Locked {
-                holder: format!(
-                    "{h}, which did not close cleanly — the kernel lock is free, but {why}; not taking it over. If \
-                     that process is certainly gone, remove {} and open again",
-                    path.display()
-                ),
-            });
-        }
+        let previous_gone = match previous.as_ref().map(|h| h.judge(now_us(), stale_after_ms)) {
+            None => None,
+            Some(Ok(gone)) => gone,
+            Some(Err(why)) => {
+                let h = previous.as_ref().map(Holder::describe).unwrap_or_default();
+                return Err(StoreError::Locked {
+                    holder: format!(
+                        "{h}, which did not close cleanly — the kernel lock is free, but {why}; not taking it \
+                         over. If that process is certainly gone, remove {} and open again",
+                        path.display()
+                    ),
+                });
+            }
+        };
         let now = now_us();
         let mut lock = DirLock {
             file,
@@ -225,6 +272,7 @@ impl DirLock {
                 closed: false,
             },
             previous,
+            previous_gone,
         };
         lock.write(faults)?;
         Ok(lock)

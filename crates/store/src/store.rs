@@ -465,7 +465,7 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(ioe(format!("creating {}", dir.display())))?;
         let faults = config.io.clone();
-        let dir_lock = DirLock::acquire(&dir, &faults)?;
+        let dir_lock = DirLock::acquire(&dir, &faults, crate::lock::LOCK_STALE_AFTER_MS)?;
         for sub in ["wal", SNAP_DIR] {
             std::fs::create_dir_all(dir.join(sub))
                 .map_err(ioe(format!("creating {}", dir.join(sub).display())))?;
@@ -477,19 +477,14 @@ impl Store {
             + limits.meta_bytes_max
             + limits.vector_dim_max as u64 * 4;
         let mut report = RecoveryReport::default();
-        // The kernel lock is ours and `DirLock::acquire` refused a holder that may still be alive (another host, a
-        // live pid): a holder text not marked closed is left by a process that provably died — a stale lock, taken
-        // over (or by an earlier open in this very process that was dropped without `close`).
+        // The kernel lock is ours and `DirLock::acquire` refused a holder that may still be alive (another host with
+        // a fresh heartbeat, a live pid): a holder text not marked closed is left by a process judged gone — a stale
+        // lock, taken over (or by an earlier open in this very process that was dropped without `close`).
         if let Some(prev) = &dir_lock.previous {
-            report.previous_holder = Some(format!(
-                "{}{}",
-                prev.describe(),
-                if prev.is_dead() {
-                    " (process gone)"
-                } else {
-                    ""
-                }
-            ));
+            report.previous_holder = Some(match &dir_lock.previous_gone {
+                Some(why) => format!("{} ({why})", prev.describe()),
+                None => prev.describe(),
+            });
             report.previous_holder_crashed = !prev.closed;
         }
         let params = ParityParams {

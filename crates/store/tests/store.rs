@@ -1592,12 +1592,16 @@ fn a_lock_whose_holder_is_alive_or_on_another_host_is_not_taken_over() {
         text
     );
 
-    // Another host: nothing here can prove it gone.
+    // Another host with a fresh heartbeat: nothing here can prove it gone; the refusal names the bound.
     let text = fake_lock(dir.path(), 1, "some-other-host", now_us(), false);
     match Store::open(dir.path(), small()) {
         Err(StoreError::Locked { holder }) => {
             assert!(holder.contains("some-other-host"), "{holder}");
             assert!(holder.contains("across hosts"), "{holder}");
+            assert!(
+                holder.contains("under lock_stale_after_ms = 30000: refusing"),
+                "{holder}"
+            );
         }
         other => panic!("another host's lock was taken over: {other:?}"),
     }
@@ -1623,6 +1627,95 @@ fn a_lock_whose_holder_is_alive_or_on_another_host_is_not_taken_over() {
         store::lock::read_holder(dir.path()).unwrap().pid,
         std::process::id()
     );
+}
+
+#[test]
+fn a_lock_on_another_host_is_taken_over_once_its_heartbeat_is_older_than_lock_stale_after_ms() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), small()).unwrap());
+    let bound_us = store::lock::LOCK_STALE_AFTER_MS * 1_000;
+    assert_eq!(store::lock::LOCK_STALE_AFTER_MS, 30_000);
+
+    // Just inside the bound (a container restarted after an OOM kill, 5 s short of the bound): refused.
+    let text = fake_lock(
+        dir.path(),
+        1,
+        "old-container",
+        now_us() - (bound_us - 5_000_000),
+        false,
+    );
+    match Store::open(dir.path(), small()) {
+        Err(StoreError::Locked { holder }) => {
+            assert!(
+                holder.contains("held by pid 1 on host old-container"),
+                "{holder}"
+            );
+            assert!(
+                holder.contains("under lock_stale_after_ms = 30000: refusing"),
+                "{holder}"
+            );
+            assert!(
+                holder.contains("taken over once its heartbeat is older"),
+                "{holder}"
+            );
+        }
+        other => panic!("a fresh heartbeat on another host was taken over: {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("LOCK")).unwrap(),
+        text
+    );
+
+    // A heartbeat in the future (clock skew) counts as fresh.
+    let text = fake_lock(
+        dir.path(),
+        1,
+        "old-container",
+        now_us() + 3_600_000_000,
+        false,
+    );
+    match Store::open(dir.path(), small()) {
+        Err(StoreError::Locked { holder }) => {
+            assert!(holder.contains("in the future"), "{holder}");
+            assert!(holder.contains("refusing"), "{holder}");
+        }
+        other => panic!("a heartbeat in the future was taken over: {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("LOCK")).unwrap(),
+        text
+    );
+
+    // Older than the bound: taken over, reported as a crash naming why it was judged gone.
+    fake_lock(
+        dir.path(),
+        1,
+        "old-container",
+        now_us() - (bound_us + 10_000_000),
+        false,
+    );
+    let s = Arc::new(
+        Store::open(dir.path(), small()).expect("a stale heartbeat on another host is taken over"),
+    );
+    let r = s.recovery_report();
+    assert!(r.previous_holder_crashed);
+    let prev = r.previous_holder.unwrap();
+    assert!(prev.contains("old-container"), "{prev}");
+    assert!(
+        prev.contains("older than lock_stale_after_ms = 30000"),
+        "{prev}"
+    );
+    let me = store::lock::read_holder(dir.path()).unwrap();
+    assert_eq!(
+        (me.pid, me.host.as_str(), me.closed),
+        (std::process::id(), store::lock::host_name().as_str(), false)
+    );
+    let i = StoreSubject::new(s.clone())
+        .drain_issues()
+        .into_iter()
+        .find(|i| i.code == "stale_lock")
+        .expect("the takeover is reported as a stale_lock issue");
+    assert!(i.summary.contains("old-container"), "{}", i.summary);
 }
 
 #[test]
