@@ -567,8 +567,17 @@ fn with_backend(
             )];
             for (url, from) in daemon_candidates(&config, &mut tried) {
                 let daemon = Daemon::new(&url, config.server.token.clone(), timeout);
-                match daemon.and_then(|d| d.probe().map(|_| d).map_err(anyhow::Error::from)) {
-                    Ok(d) => return f(&d),
+                // Only the daemon holding this very directory may act on it: a daemon answering at a stale URL or
+                // at `server.listen` may hold another store (another host's daemon with the same pid on a shared
+                // volume, another local daemon on the configured port).
+                match daemon.and_then(|d| Ok((d.identify()?, d))) {
+                    Ok((answered, d)) => {
+                        let lock = store::lock::read_holder(dir);
+                        match backend::holder_mismatch(&url, &answered, dir, lock.as_ref()) {
+                            None => return f(&d),
+                            Some(why) => tried.push(format!("{why} ({from})")),
+                        }
+                    }
                     Err(e) => tried.push(format!(
                         "the daemon at {url} ({from}) did not answer: {e:#}"
                     )),

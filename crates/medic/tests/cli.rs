@@ -1378,3 +1378,124 @@ fn commands_given_only_data_find_a_daemon_on_any_port_through_its_url_file() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "found\n");
 }
+
+#[test]
+fn commands_given_only_data_never_use_a_daemon_holding_another_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("mine");
+    let other = dir.path().join("other");
+    // `other` is a real store, with a document of its own, made offline.
+    let o = medic(
+        &data_args(&other, &["put", "o", "--text", "other store"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let daemon = Daemon::start(&mine, dir.path());
+    let pid = daemon.child.id();
+    let host = store::lock::host_name();
+    let o = medic(
+        &[
+            "put",
+            "a",
+            "--text",
+            "mine",
+            "--server",
+            &daemon.url,
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Both the URL file and server.listen of `other` lead to the daemon holding `mine`.
+    let port = daemon.url.rsplit(':').next().unwrap();
+    let config = dir.path().join("listen.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let other_s = other.to_str().unwrap();
+
+    // `other` is held by another host's daemon with the same pid (a shared volume), then by another live local
+    // process (this test); each time medic.url names that pid, so it does not look stale.
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    for (holder_pid, holder_host) in [(pid, "some-other-host"), (sleeper.id(), host.as_str())] {
+        let started_us = store::lock::now_us();
+        std::fs::write(
+            other.join("LOCK"),
+            format!(
+                "pid={holder_pid} host={holder_host} started_us={started_us} heartbeat_us={started_us} closed=false\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            other.join("medic.url"),
+            format!("{}\npid={holder_pid}\n", daemon.url),
+        )
+        .unwrap();
+        let expected = format!(
+            "{} answers for pid {pid} on host {host}, but {other_s} is held by pid {holder_pid} on host {holder_host}",
+            daemon.url
+        );
+        for args in [
+            &["put", "b", "--text", "wrong store", "--config", config][..],
+            &["delete", "a", "--config", config],
+            &["accept-loss", "--yes", "--config", config],
+            &["get", "a", "--config", config],
+        ] {
+            let o = medic(&data_args(&other, args), dir.path());
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+            let err = stderr(&o);
+            assert!(err.contains(&expected), "{args:?}: {err}");
+            assert!(err.contains("medic.url"), "{args:?}: {err}");
+            assert!(err.contains("--server"), "{args:?}: {err}");
+        }
+        // Without the URL file, server.listen leads to the same daemon: refused the same way.
+        std::fs::remove_file(other.join("medic.url")).unwrap();
+        let o = medic(
+            &data_args(
+                &other,
+                &["put", "b", "--text", "wrong store", "--config", config],
+            ),
+            dir.path(),
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(&expected), "{err}");
+        assert!(err.contains("server.listen"), "{err}");
+    }
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+
+    // The daemon's store was not touched.
+    let o = medic(&["get", "b", "--server", &daemon.url], dir.path());
+    assert_eq!(o.status.code(), Some(1), "nothing put: {}", stderr(&o));
+    let o = medic(&["get", "a", "--server", &daemon.url], dir.path());
+    assert_eq!(o.status.code(), Some(0), "not deleted: {}", stderr(&o));
+    assert_eq!(stdout(&o), "mine\n");
+    // Its own directory, through medic.url or server.listen, still leads to it.
+    let o = medic(&data_args(&mine, &["get", "a"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "mine\n");
+    std::fs::remove_file(mine.join("medic.url")).unwrap();
+    let o = medic(
+        &data_args(&mine, &["get", "a", "--config", config]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "mine\n");
+    drop(daemon);
+
+    // With its LOCK released, `other` opens offline and holds only its own document.
+    std::fs::write(
+        other.join("LOCK"),
+        format!("pid=1 host={host} started_us=1 heartbeat_us=1 closed=true\n"),
+    )
+    .unwrap();
+    let o = medic(&data_args(&other, &["get", "b"]), dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = medic(&data_args(&other, &["get", "o"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

@@ -216,6 +216,18 @@ fn serves_documents_health_status_incidents_and_metrics_and_stops_cleanly() {
 
     let (s, v) = d.json("GET", "/health", None);
     assert_eq!((s, v["serving"].as_bool()), (200, Some(true)), "{v}");
+    // It says who it is: the holder its data directory's LOCK names, so a command finding it through that
+    // directory can tell it from another daemon.
+    let lock = store::lock::read_holder(&data).expect("LOCK names the daemon");
+    assert_eq!(v["holder"]["pid"], d.child.id(), "{v}");
+    assert_eq!(lock.pid, d.child.id());
+    assert_eq!(v["holder"]["host"], lock.host.as_str(), "{v}");
+    assert_eq!(
+        v["holder"]["host"],
+        store::lock::host_name().as_str(),
+        "{v}"
+    );
+    assert_eq!(v["holder"]["started_us"], lock.started_us, "{v}");
     for tier in ["deep", "full"] {
         let (s, v) = d.json("GET", &format!("/v1/health?tier={tier}"), None);
         assert_eq!(s, 200, "{v}");

@@ -86,15 +86,71 @@ impl Daemon {
         Ok(Daemon { client })
     }
 
-    /// Checks the daemon answers at all (`GET /health`, any status with JSON).
-    pub fn probe(&self) -> Result<(), ClientError> {
-        self.client.health().map(|_| ())
+    /// Checks the daemon answers (`GET /health`, any status with JSON) and says who it is: the `holder` object of
+    /// its answer (`{"pid", "host", "started_us"}`), `Value::Null` when it names none.
+    pub fn identify(&self) -> Result<Value, ClientError> {
+        self.client
+            .health()
+            .map(|a| a.body.get("holder").cloned().unwrap_or(Value::Null))
     }
 
     /// The client.
     pub fn client(&self) -> &Client {
         &self.client
     }
+}
+
+/// Why the daemon at `url`, which says it is `answered` (the `holder` of its `GET /health`), is not the one holding
+/// the data directory `dir` whose `LOCK` names `lock` (`None`: names no holder); `None` when it is: same pid, host
+/// and lock start time.
+pub fn holder_mismatch(
+    url: &str,
+    answered: &Value,
+    dir: &std::path::Path,
+    lock: Option<&store::lock::Holder>,
+) -> Option<String> {
+    let pid = answered.get("pid").and_then(Value::as_u64);
+    let host = answered.get("host").and_then(Value::as_str);
+    let started_us = answered.get("started_us").and_then(Value::as_u64);
+    let (Some(pid), Some(host)) = (pid, host) else {
+        return Some(format!(
+            "{url} answers but does not say which process it is (a medic older than this one?), so it cannot be \
+             checked against the holder of {}: not used",
+            dir.display()
+        ));
+    };
+    let Some(lock) = lock else {
+        return Some(format!(
+            "{url} answers for pid {pid} on host {host}, but the LOCK of {} names no holder to check it against: \
+             not used",
+            dir.display()
+        ));
+    };
+    if u64::from(lock.pid) == pid && lock.host == host && started_us == Some(lock.started_us) {
+        return None;
+    }
+    let since = |s: Option<u64>| match s {
+        Some(s) => format!(" since {s} µs"),
+        None => " (whose own LOCK does not name it)".to_string(),
+    };
+    let same_process = u64::from(lock.pid) == pid && lock.host == host;
+    Some(format!(
+        "{url} answers for pid {pid} on host {host}{}, but {} is held by pid {} on host {}{}: another daemon, not \
+         used",
+        if same_process {
+            since(started_us)
+        } else {
+            String::new()
+        },
+        dir.display(),
+        lock.pid,
+        lock.host,
+        if same_process {
+            since(Some(lock.started_us))
+        } else {
+            String::new()
+        },
+    ))
 }
 
 /// A daemon's 4xx is the user's input: exit 2 like any usage error. So is a 501: the daemon does not do what was
@@ -173,5 +229,54 @@ impl Backend for Daemon {
             .incident(id)
             .map_err(lift)
             .with_context(|| format!("reading incident {id}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn holder(pid: u32, host: &str, started_us: u64) -> store::lock::Holder {
+        store::lock::Holder {
+            pid,
+            host: host.into(),
+            started_us,
+            heartbeat_us: started_us,
+            closed: false,
+        }
+    }
+
+    #[test]
+    fn a_daemon_is_used_only_when_it_is_the_lock_holder() {
+        let dir = std::path::Path::new("/d");
+        let url = "http://127.0.0.1:9";
+        let me = json!({"pid": 7, "host": "h", "started_us": 100});
+        assert_eq!(
+            holder_mismatch(url, &me, dir, Some(&holder(7, "h", 100))),
+            None
+        );
+        let why = holder_mismatch(url, &me, dir, Some(&holder(8, "r", 100))).unwrap();
+        assert!(
+            why.contains(
+                "http://127.0.0.1:9 answers for pid 7 on host h, but /d is held by pid 8 on host r"
+            ),
+            "{why}"
+        );
+        // Same pid on another host (a shared volume).
+        let why = holder_mismatch(url, &me, dir, Some(&holder(7, "r", 100))).unwrap();
+        assert!(why.contains("held by pid 7 on host r"), "{why}");
+        // Same pid and host, another lock (a restarted process reusing the pid, or a replaced LOCK).
+        let why = holder_mismatch(url, &me, dir, Some(&holder(7, "h", 200))).unwrap();
+        assert!(
+            why.contains("since 100 µs") && why.contains("since 200 µs"),
+            "{why}"
+        );
+        let unnamed = json!({"pid": 7, "host": "h", "started_us": null});
+        let why = holder_mismatch(url, &unnamed, dir, Some(&holder(7, "h", 100))).unwrap();
+        assert!(why.contains("does not name it"), "{why}");
+        // Nothing to compare: not used.
+        assert!(holder_mismatch(url, &Value::Null, dir, Some(&holder(7, "h", 100))).is_some());
+        assert!(holder_mismatch(url, &me, dir, None).is_some());
     }
 }

@@ -315,20 +315,44 @@ pub async fn search(
 }
 
 /// `GET /health`: 200 when serving, 503 otherwise; JSON with the state. Never waits on a running healing cycle.
+///
+/// Also states who answers, as `holder`: this process's pid and host, and the `started_us` of the data directory's
+/// lock when the `LOCK` file names this process (`null` when it does not). A command that found this daemon through
+/// a data directory (`<data>/medic.url`, `server.listen`) compares it with that directory's `LOCK`, so it never acts
+/// on another daemon's store.
 pub async fn health_shallow(State(s): State<ApiState>) -> Response {
     let app = s.app.clone();
-    let out = tokio::task::spawn_blocking(move || app.shallow_health()).await;
+    let out = tokio::task::spawn_blocking(move || {
+        let h = app.shallow_health();
+        (h, self_holder(app.store().dir()))
+    })
+    .await;
     match out {
-        Ok(h) => {
+        Ok((h, holder)) => {
             let status = if h.serving {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            (status, Json(json!(h))).into_response()
+            let mut body = json!(h);
+            if let Some(o) = body.as_object_mut() {
+                o.insert("holder".into(), holder);
+            }
+            (status, Json(body)).into_response()
         }
         Err(e) => ApiError::unavailable(format!("health probe failed: {e}")).into_response(),
     }
+}
+
+/// `{"pid", "host", "started_us"}` of this process as the holder of the data directory `dir`: `started_us` is the
+/// `LOCK` file's when it names this process (pid and host), else `null`.
+fn self_holder(dir: &std::path::Path) -> Value {
+    let pid = std::process::id();
+    let host = store::lock::host_name();
+    let started_us = store::lock::read_holder(dir)
+        .filter(|h| h.pid == pid && h.host == host)
+        .map(|h| h.started_us);
+    json!({ "pid": pid, "host": host, "started_us": started_us })
 }
 
 /// `?tier=` of `GET /v1/health`.

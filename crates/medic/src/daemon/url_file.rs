@@ -3,8 +3,9 @@
 //! The store's `LOCK` names the holder (pid, host) but not its address, and `--listen` may differ from the
 //! configuration's `server.listen`. So `serve` writes this small file once it listens — the URL on the first line
 //! (an unspecified address such as `0.0.0.0` written as loopback), `pid=N` on the second — and removes it when it stops
-//! cleanly. A file left by a crash is stale: readers check the pid against the `LOCK` holder and probe the URL before
-//! trusting it.
+//! cleanly. A file left by a crash is stale: readers check the pid against the `LOCK` holder, and use the daemon
+//! answering at the URL only when the holder its `GET /health` states (pid, host, lock start time) is the one the
+//! directory's `LOCK` names — the same pid may be another host's daemon on a shared volume, or a new process.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
