@@ -433,7 +433,13 @@ pub struct Store {
     delete_op: Arc<heal::observe::OpStats>,
     /// Blocks the incremental check has verified up to: (segment id, offset) of the open segment.
     pub(crate) incremental_mark: Mutex<(u64, u64, u64)>,
+    /// When a write next refreshes LOCK's heartbeat (µs since the epoch); see [`Store::heartbeat_if_due`].
+    heartbeat_due_us: AtomicU64,
 }
+
+/// How often writes refresh LOCK's heartbeat: a sixth of the age at which another host may take a silent holder
+/// over, so a store that is written to without the quick check running still shows it is alive.
+const HEARTBEAT_EVERY_US: u64 = crate::lock::LOCK_STALE_AFTER_MS * 1_000 / 6;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -1087,6 +1093,7 @@ impl Store {
             lock: Mutex::new(Some(dir_lock)),
             counters: Counters::default(),
             incremental_mark: Mutex::new(mark),
+            heartbeat_due_us: AtomicU64::new(now_us().saturating_add(HEARTBEAT_EVERY_US)),
             cfg: config,
         };
         let _ = params;
@@ -1141,8 +1148,29 @@ impl Store {
             self.counters
                 .put_latency_us_last
                 .store(us, Ordering::Relaxed);
+            self.heartbeat_if_due();
         }
         r
+    }
+
+    /// Refreshes LOCK's heartbeat after a write when [`HEARTBEAT_EVERY_US`] has passed since the last refresh by a
+    /// write; best effort (the quick check reports a LOCK that no longer names this process).
+    fn heartbeat_if_due(&self) {
+        let now = now_us();
+        let due = self.heartbeat_due_us.load(Ordering::Relaxed);
+        if now >= due
+            && self
+                .heartbeat_due_us
+                .compare_exchange(
+                    due,
+                    now.saturating_add(HEARTBEAT_EVERY_US),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            let _ = self.heartbeat();
+        }
     }
 
     /// The store's operation metrics (latency histograms of `put`, `get`, `delete`, `scan`).
@@ -1209,6 +1237,7 @@ impl Store {
         self.counters
             .puts
             .fetch_add(lsns.len() as u64, Ordering::Relaxed);
+        self.heartbeat_if_due();
         Ok(lsns)
     }
 
@@ -1216,6 +1245,9 @@ impl Store {
     pub fn delete(&self, id: &str) -> Result<Option<u64>, StoreError> {
         let t0 = std::time::Instant::now();
         let r = self.delete_inner(id);
+        if matches!(r, Ok(Some(_))) {
+            self.heartbeat_if_due();
+        }
         self.delete_op.record_us(
             t0.elapsed().as_micros() as u64,
             r.is_ok() || r.as_ref().is_err_and(|e| e.is_user_error()),

@@ -1554,6 +1554,26 @@ fn the_quick_check_refreshes_the_lock_heartbeat() {
     }
 }
 
+/// Writes keep the heartbeat fresh without the engine: at most every sixth of `lock_stale_after_ms` (5 s), so a
+/// store written to by a long offline command is never judged gone by another host.
+#[test]
+fn writes_refresh_the_lock_heartbeat_every_few_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let at_open = store::lock::read_holder(dir.path()).unwrap().heartbeat_us;
+    s.put("a", doc(1)).unwrap();
+    assert_eq!(
+        store::lock::read_holder(dir.path()).unwrap().heartbeat_us,
+        at_open,
+        "not before the interval"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(5_100));
+    s.put("b", doc(2)).unwrap();
+    let after = store::lock::read_holder(dir.path()).unwrap();
+    assert!(after.heartbeat_us > at_open + 5_000_000, "{after:?}");
+    assert_eq!(after.pid, std::process::id());
+}
+
 /// Writes a LOCK naming `pid` on `host`, not closed, taken at `started_us`; returns its text.
 fn fake_lock(dir: &Path, pid: u32, host: &str, started_us: u64, closed: bool) -> String {
     let text = format!(
