@@ -62,6 +62,18 @@ fn integrity(code: &str, resource: &str, summary: String, source: &str) -> Issue
     )
 }
 
+/// A repair's validation of the open segment: every record verifies in both copies.
+fn open_segment_verifies(store: &Store) -> Result<(), RepairError> {
+    let bad = store.verify_open_segment(0).map_err(to_repair_err)?;
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(RepairError::Validation(format!(
+            "open segment still damaged at {bad:?}"
+        )))
+    }
+}
+
 fn outcome(name: &str, issues: Vec<Issue>, what: String) -> CheckOutcome {
     if issues.is_empty() {
         CheckOutcome::pass(format!("{name}: {what}"))
@@ -877,14 +889,7 @@ impl RepairStrategy for RepairFromMirror {
         })
     }
     fn validate(&self, _issue: &Issue) -> Result<(), RepairError> {
-        let bad = self.store.verify_open_segment(0).map_err(to_repair_err)?;
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(RepairError::Validation(format!(
-                "open segment still damaged at {bad:?}"
-            )))
-        }
+        open_segment_verifies(&self.store)
     }
     fn rollback(&self, _issue: &Issue, backup: &Backup) -> Result<(), RepairError> {
         restore_backup(&self.store, backup)
@@ -1077,16 +1082,7 @@ impl RepairStrategy for Compact {
                 }
                 Ok(())
             }
-            "wal_record_damaged" | "mirror_damaged" => {
-                let bad = self.store.verify_open_segment(0).map_err(to_repair_err)?;
-                if bad.is_empty() {
-                    Ok(())
-                } else {
-                    Err(RepairError::Validation(format!(
-                        "open segment still damaged at {bad:?}"
-                    )))
-                }
-            }
+            "wal_record_damaged" | "mirror_damaged" => open_segment_verifies(&self.store),
             "disk_space_critical" => match self.store.free_bytes() {
                 Some(f) if f < cfg.disk_critical_bytes_floor => {
                     Err(RepairError::Validation(format!(
