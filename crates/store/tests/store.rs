@@ -1309,6 +1309,15 @@ fn the_engine_escalates_a_loss_found_on_open_naming_file_and_lsns() {
 }
 
 /// Offsets of the records of an open segment's bytes (walking the length fields of an intact copy).
+/// One copy (`seg` or `mir`) of `s`'s open segment: its path relative to `dir`, its path, and its records' offsets.
+fn open_copy(s: &Store, dir: &Path, ext: &str) -> (String, std::path::PathBuf, Vec<usize>) {
+    let (id, _) = s.open_segment();
+    let rel = format!("wal/{id:016}.{ext}");
+    let path = dir.join(&rel);
+    let at = record_offsets(&std::fs::read(&path).unwrap());
+    (rel, path, at)
+}
+
 fn record_offsets(b: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut pos = 32;
@@ -2019,11 +2028,8 @@ fn a_record_restored_from_the_mirror_on_open_is_reported_with_its_lsn() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path(), small()).unwrap();
     fill(&s, 6);
-    let (id, _) = s.open_segment();
+    let (seg_rel, seg, at) = open_copy(&s, dir.path(), "seg");
     drop(s);
-    let seg_rel = format!("wal/{id:016}.seg");
-    let seg = dir.path().join(&seg_rel);
-    let at = record_offsets(&std::fs::read(&seg).unwrap());
     flip(&seg, at[2] as u64 + 12, 1);
     let s = Store::open(dir.path(), small()).unwrap();
     let issues = StoreSubject::new(Arc::new(s)).drain_issues();
@@ -2048,10 +2054,7 @@ fn without_a_mirror_a_damaged_record_is_located_and_the_check_ends() {
     };
     let s = Arc::new(Store::open(dir.path(), cfg).unwrap());
     fill(&s, 6);
-    let (id, _) = s.open_segment();
-    let seg_rel = format!("wal/{id:016}.seg");
-    let seg = dir.path().join(&seg_rel);
-    let at = record_offsets(&std::fs::read(&seg).unwrap());
+    let (seg_rel, seg, at) = open_copy(&s, dir.path(), "seg");
     flip(&seg, at[2] as u64 + 12, 1);
     // Before the fix this check never returned (a damaged record with no mirror advanced the scan by 0 bytes).
     let out = run_check(&StoreSubject::new(s.clone()), Tier::Comprehensive);
@@ -2340,11 +2343,8 @@ fn a_mirror_record_damaged_while_closed_is_reported_with_its_location_when_open_
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path(), small()).unwrap();
     fill(&s, 6);
-    let (id, _) = s.open_segment();
+    let (mir_rel, mir, at) = open_copy(&s, dir.path(), "mir");
     drop(s);
-    let mir_rel = format!("wal/{id:016}.mir");
-    let mir = dir.path().join(&mir_rel);
-    let at = record_offsets(&std::fs::read(&mir).unwrap());
     flip(&mir, at[4] as u64 + 20, 1);
     let s = Store::open(dir.path(), small()).unwrap();
     assert!(s.recovery_report().mirror_rewritten);
