@@ -189,6 +189,13 @@ fn unreachable_server_says_where_and_why() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
+/// Writes `text` to `dir/name` (a config file) and returns its path as a string for `--config`.
+fn config_file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 fn data_args<'a>(data: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
     let mut v: Vec<&str> = args.to_vec();
     v.push("--data");
@@ -942,9 +949,8 @@ fn resolutions(data: &Path, cwd: &Path, extra: &[&str]) -> Vec<String> {
 fn heal_keeps_a_configured_dry_run_unless_told_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let config = dir.path().join("dry.toml");
-    std::fs::write(&config, "[engine]\ndry_run = true\n").unwrap();
-    let config = config.to_str().unwrap();
+    let config = config_file(dir.path(), "dry.toml", "[engine]\ndry_run = true\n");
+    let config = config.as_str();
     store_missing_its_mirror(dir.path(), &data, 10);
 
     // Offline: plain `heal` honours engine.dry_run = true and changes nothing.
@@ -1017,13 +1023,12 @@ fn offline_status_runs_the_quick_checks_and_exits_3_for_an_escalated_incident() 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // Any real disk is below this floor: the quick check's space probe fails.
-    let low = dir.path().join("low.toml");
-    std::fs::write(
-        &low,
+    let low = config_file(
+        dir.path(),
+        "low.toml",
         "[constraints]\ndisk_free_bytes_min = 1000000000000000\n",
-    )
-    .unwrap();
-    let low = low.to_str().unwrap();
+    );
+    let low = low.as_str();
     let o = medic(&data_args(&data, &["put", "a", "--text", "x"]), dir.path());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
@@ -1229,13 +1234,12 @@ fn load_of_a_missing_file_or_a_directory_is_a_usage_error_naming_it() {
 fn text_search_and_search_limits_agree_offline_and_through_a_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let wide = dir.path().join("wide.toml");
-    std::fs::write(
-        &wide,
+    let wide = config_file(
+        dir.path(),
+        "wide.toml",
         "[http]\nsearch_k_max = 5000\nincidents_listed_max = 5000\n",
-    )
-    .unwrap();
-    let wide = wide.to_str().unwrap();
+    );
+    let wide = wide.as_str();
     let o = medic(
         &data_args(&data, &["put", "a", "--text", "x", "--vector", "[1, 0]"]),
         dir.path(),
@@ -1408,13 +1412,12 @@ fn commands_given_only_data_never_use_a_daemon_holding_another_directory() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // Both the URL file and server.listen of `other` lead to the daemon holding `mine`.
     let port = daemon.url.rsplit(':').next().unwrap();
-    let config = dir.path().join("listen.toml");
-    std::fs::write(
-        &config,
-        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"),
-    )
-    .unwrap();
-    let config = config.to_str().unwrap();
+    let config = config_file(
+        dir.path(),
+        "listen.toml",
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let config = config.as_str();
     let other_s = other.to_str().unwrap();
 
     // `other` is held by another host's daemon with the same pid (a shared volume), then by another live local
