@@ -3,185 +3,15 @@
 //! every document identical and the incident visible; and every write acknowledged with 200 survives SIGKILL.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+mod support;
 
 use serde_json::{Value, json};
-
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A running `medic serve`; killed on drop if still running.
-struct Daemon {
-    child: Child,
-    url: String,
-    stderr_path: PathBuf,
-    agent: ureq::Agent,
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-impl Daemon {
-    fn start(data: &Path, logs: &Path) -> Daemon {
-        Self::start_with(data, logs, &["--listen", "127.0.0.1:0"])
-    }
-
-    /// Starts `medic serve --data DATA EXTRA...`; a URL printed for `0.0.0.0` is reached through 127.0.0.1, so
-    /// the test's traffic stays on loopback.
-    fn start_with(data: &Path, logs: &Path, extra: &[&str]) -> Daemon {
-        let stderr_path = logs.join(format!(
-            "stderr-{}.log",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_medic"))
-            .args(["serve", "--data"])
-            .arg(data)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("medic starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {} // keep draining so the daemon never blocks on stdout
-        });
-        let url = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => line.trim().to_string(),
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "medic serve printed no URL within {START_TIMEOUT:?}; stderr:\n{}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                );
-            }
-        };
-        let url = url.replacen("http://0.0.0.0:", "http://127.0.0.1:", 1);
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        assert!(
-            !url.ends_with(":0"),
-            "port 0 must print the real port: {url}"
-        );
-        Daemon {
-            child,
-            url,
-            stderr_path,
-            agent: agent(),
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, String, String) {
-        let url = format!("{}{path}", self.url);
-        let resp = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
-            ("PUT", Some(b)) => self
-                .agent
-                .put(&url)
-                .header("Content-Type", "application/json")
-                .send(b.to_string()),
-            ("POST", Some(b)) => self
-                .agent
-                .post(&url)
-                .header("Content-Type", "application/json")
-                .send(b.to_string()),
-            ("POST", None) => self.agent.post(&url).send_empty(),
-            _ => panic!("unsupported {method}"),
-        };
-        let mut resp =
-            resp.unwrap_or_else(|e| panic!("{method} {path}: {e}; stderr:\n{}", self.stderr()));
-        let status = resp.status().as_u16();
-        let ct = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let text = resp.body_mut().read_to_string().unwrap();
-        (status, ct, text)
-    }
-
-    fn json(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let (status, ct, text) = self.request(method, path, body);
-        assert!(
-            ct.starts_with("application/json"),
-            "{method} {path}: content-type {ct:?}: {text}"
-        );
-        (status, serde_json::from_str(&text).unwrap())
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn stop(self) {
-        self.stop_with("-TERM");
-    }
-
-    /// Sends `signal` (`-TERM`, `-INT`), then waits for a clean exit.
-    fn stop_with(mut self, signal: &str) {
-        let pid = self.child.id().to_string();
-        let st = Command::new("kill").args([signal, &pid]).status().unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "exit after SIGTERM: {status}; stderr:\n{}",
-                    self.stderr()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit {STOP_TIMEOUT:?} after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL: no chance to clean up.
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn doc(i: usize) -> Value {
-    json!({
-        "text": format!("document number {i} ").repeat(1 + i % 7),
-        "vector": [i as f32, 1.0, (i % 3) as f32],
-        "meta": {"i": i, "even": i.is_multiple_of(2)},
-    })
-}
+use support::{Daemon, Outcome, agent, doc, wait_for};
 
 #[test]
 fn serves_documents_health_status_incidents_and_metrics_and_stops_cleanly() {
@@ -278,17 +108,6 @@ fn serves_documents_health_status_incidents_and_metrics_and_stops_cleanly() {
     let (_, v) = d.json("GET", "/v1/status", None);
     assert_eq!(v["recovery"]["previous_holder_crashed"], false, "{v}");
     d.stop();
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -697,14 +516,6 @@ fn a_loss_beyond_every_copy_is_reported_precisely_while_the_rest_keeps_serving()
     let (s, v) = d.json("GET", "/health", None);
     assert_eq!(s, 200, "{v}; last cycle: {cycle}");
     d.stop();
-}
-
-/// One writer's view of a PUT: acknowledged (200), answered otherwise (status and body), or no answer at all.
-#[derive(Debug)]
-enum Outcome {
-    Acked,
-    Refused(u16, String),
-    NoAnswer,
 }
 
 #[test]

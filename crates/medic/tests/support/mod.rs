@@ -1,0 +1,393 @@
+//! The black-box harness shared by the tests that run the real `medic serve` process: start it (on a free
+//! loopback port, stderr kept in a file), drive it over HTTP, stop it with a signal or SIGKILL; writers that record
+//! every acknowledged document; and a read-back that compares every acknowledged document byte for byte.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `medic serve`; killed on drop if still running.
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+    pub stderr_path: PathBuf,
+    pub agent: ureq::Agent,
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+impl Daemon {
+    pub fn start(data: &Path, logs: &Path) -> Daemon {
+        Self::start_with(data, logs, &["--listen", "127.0.0.1:0"])
+    }
+
+    /// Starts `medic serve --data DATA EXTRA...`; a URL printed for `0.0.0.0` is reached through 127.0.0.1, so
+    /// the test's traffic stays on loopback.
+    pub fn start_with(data: &Path, logs: &Path, extra: &[&str]) -> Daemon {
+        let stderr_path = logs.join(format!(
+            "stderr-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_medic"))
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("medic starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            for _ in lines {} // keep draining so the daemon never blocks on stdout
+        });
+        let url = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) => line.trim().to_string(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "medic serve printed no URL within {START_TIMEOUT:?}; stderr:\n{}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
+            }
+        };
+        let url = url.replacen("http://0.0.0.0:", "http://127.0.0.1:", 1);
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        assert!(
+            !url.ends_with(":0"),
+            "port 0 must print the real port: {url}"
+        );
+        Daemon {
+            child,
+            url,
+            stderr_path,
+            agent: agent(),
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, String, String) {
+        let url = format!("{}{path}", self.url);
+        let resp = match (method, body) {
+            ("GET", _) => self.agent.get(&url).call(),
+            ("DELETE", _) => self.agent.delete(&url).call(),
+            ("PUT", Some(b)) => self
+                .agent
+                .put(&url)
+                .header("Content-Type", "application/json")
+                .send(b.to_string()),
+            ("POST", Some(b)) => self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(b.to_string()),
+            ("POST", None) => self.agent.post(&url).send_empty(),
+            _ => panic!("unsupported {method}"),
+        };
+        let mut resp =
+            resp.unwrap_or_else(|e| panic!("{method} {path}: {e}; stderr:\n{}", self.stderr()));
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (status, ct, text)
+    }
+
+    pub fn json(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let (status, ct, text) = self.request(method, path, body);
+        assert!(
+            ct.starts_with("application/json"),
+            "{method} {path}: content-type {ct:?}: {text}"
+        );
+        (status, serde_json::from_str(&text).unwrap())
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(self) {
+        self.stop_with("-TERM");
+    }
+
+    /// Sends `signal` (`-TERM`, `-INT`), then waits for a clean exit.
+    pub fn stop_with(mut self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "exit after SIGTERM: {status}; stderr:\n{}",
+                    self.stderr()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit {STOP_TIMEOUT:?} after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The document the writers put under number `i`: text, a 3-dimensional vector and meta, all derived from `i`.
+pub fn doc(i: usize) -> Value {
+    json!({
+        "text": format!("document number {i} ").repeat(1 + i % 7),
+        "vector": [i as f32, 1.0, (i % 3) as f32],
+        "meta": {"i": i, "even": i.is_multiple_of(2)},
+    })
+}
+
+/// What a client saw for one write.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// 200: acknowledged, so it must survive anything.
+    Acked,
+    /// An HTTP error answer (status, body).
+    Refused(u16, String),
+    /// No answer at all (connection refused or reset, timeout).
+    NoAnswer,
+}
+
+/// Writer threads putting `<prefix>-<i>` = `doc(i)` until stopped, recording every outcome. Each document is put
+/// once, so the acknowledged set is exactly what must read back.
+pub struct Writers {
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicUsize>,
+    outcomes: Arc<Mutex<Vec<(usize, Outcome)>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    pub prefix: String,
+}
+
+impl Writers {
+    /// Starts `n` writers against `url`; each stops after `max_each` puts, on `stop`, or (when `end_on_no_answer`)
+    /// at the first unanswered request.
+    pub fn start(
+        url: &str,
+        prefix: &str,
+        n: usize,
+        max_each: usize,
+        end_on_no_answer: bool,
+    ) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(AtomicUsize::new(0));
+        let outcomes: Arc<Mutex<Vec<(usize, Outcome)>>> = Arc::default();
+        let threads = (0..n)
+            .map(|w| {
+                let (url, prefix) = (url.to_string(), prefix.to_string());
+                let (stop, acked, outcomes) = (stop.clone(), acked.clone(), outcomes.clone());
+                std::thread::spawn(move || {
+                    let agent = agent();
+                    for k in 0..max_each {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let i = k * n + w;
+                        let r = agent
+                            .put(&format!("{url}/v1/docs/{prefix}-{i}"))
+                            .header("Content-Type", "application/json")
+                            .send(doc(i).to_string());
+                        let outcome = match r {
+                            Ok(mut resp) if resp.status() == 200 => {
+                                let _ = resp.body_mut().read_to_string();
+                                acked.fetch_add(1, Ordering::Relaxed);
+                                Outcome::Acked
+                            }
+                            Ok(mut resp) => Outcome::Refused(
+                                resp.status().as_u16(),
+                                resp.body_mut().read_to_string().unwrap_or_default(),
+                            ),
+                            Err(_) => Outcome::NoAnswer,
+                        };
+                        let end = end_on_no_answer && matches!(outcome, Outcome::NoAnswer);
+                        let refused = matches!(outcome, Outcome::Refused(..));
+                        outcomes.lock().unwrap().push((i, outcome));
+                        if end {
+                            return;
+                        }
+                        if refused {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                })
+            })
+            .collect();
+        Writers {
+            stop,
+            acked,
+            outcomes,
+            threads,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// Acknowledged writes so far.
+    pub fn acked_count(&self) -> usize {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    /// Waits until at least `n` writes were acknowledged (panics after `timeout`).
+    pub fn wait_acked(&self, n: usize, timeout: Duration) {
+        wait_for(&format!("{n} acknowledged writes"), timeout, || {
+            (self.acked_count() >= n).then_some(())
+        });
+    }
+
+    /// Stops the writers and returns every outcome.
+    pub fn finish(mut self) -> WriteLog {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+        WriteLog {
+            prefix: self.prefix.clone(),
+            outcomes: std::mem::take(&mut *self.outcomes.lock().unwrap()),
+        }
+    }
+}
+
+/// Every outcome the writers saw.
+pub struct WriteLog {
+    pub prefix: String,
+    pub outcomes: Vec<(usize, Outcome)>,
+}
+
+impl WriteLog {
+    /// The numbers of the acknowledged documents.
+    pub fn acked(&self) -> Vec<usize> {
+        self.outcomes
+            .iter()
+            .filter_map(|(i, o)| matches!(o, Outcome::Acked).then_some(*i))
+            .collect()
+    }
+
+    /// Refusals by status, with one example body each.
+    pub fn refusals(&self) -> BTreeMap<u16, (usize, String)> {
+        let mut m: BTreeMap<u16, (usize, String)> = BTreeMap::new();
+        for (_, o) in &self.outcomes {
+            if let Outcome::Refused(s, body) = o {
+                let e = m.entry(*s).or_insert((0, body.clone()));
+                e.0 += 1;
+            }
+        }
+        m
+    }
+
+    /// A one-line summary for test output.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} puts: {} acknowledged, refused {:?}, {} unanswered",
+            self.outcomes.len(),
+            self.acked().len(),
+            self.refusals()
+                .iter()
+                .map(|(s, (n, _))| (*s, *n))
+                .collect::<Vec<_>>(),
+            self.outcomes
+                .iter()
+                .filter(|(_, o)| matches!(o, Outcome::NoAnswer))
+                .count()
+        )
+    }
+
+    /// Reads every acknowledged document back through `d` and returns what differs (empty when every one is
+    /// there, byte for byte as put).
+    pub fn missing_or_different(&self, d: &Daemon) -> Vec<String> {
+        let mut bad = Vec::new();
+        for i in self.acked() {
+            let id = format!("{}-{i}", self.prefix);
+            let (s, _, text) = d.request("GET", &format!("/v1/docs/{id}"), None);
+            if s != 200 {
+                bad.push(format!("{id}: {s} {text}"));
+                continue;
+            }
+            let mut v: Value = match serde_json::from_str(&text) {
+                Ok(v) => v,
+                Err(e) => {
+                    bad.push(format!("{id}: not JSON ({e}): {text}"));
+                    continue;
+                }
+            };
+            if let Some(o) = v.as_object_mut() {
+                o.remove("id");
+            }
+            if v != doc(i) {
+                bad.push(format!("{id}: differs: {v}"));
+            }
+        }
+        bad
+    }
+}
+
+/// Asserts that every acknowledged document of `log` reads back identical through `d`, naming the first few that
+/// do not.
+pub fn assert_all_acked_readable(d: &Daemon, log: &WriteLog, what: &str) {
+    let bad = log.missing_or_different(d);
+    assert!(
+        bad.is_empty(),
+        "{what}: {} of {} acknowledged documents missing or different, e.g. {:?}; stderr:\n{}",
+        bad.len(),
+        log.acked().len(),
+        &bad[..bad.len().min(10)],
+        d.stderr()
+    );
+}
