@@ -87,14 +87,13 @@ fn state_name(s: HealthState) -> &'static str {
 /// The store's configuration for `config`: its constraint bounds mapped onto the store's.
 pub fn store_config(config: &Config) -> StoreConfig {
     let c = &config.constraints;
-    let mut sc = StoreConfig {
+    StoreConfig {
         wal_bytes_max: c.wal_bytes_max,
         disk_low_bytes_floor: c.disk_free_bytes_min,
         disk_critical_bytes_floor: c.disk_free_critical_bytes_min,
+        segment_bytes_max: c.segment_bytes_max.min(c.wal_bytes_max),
         ..StoreConfig::default()
-    };
-    sc.segment_bytes_max = sc.segment_bytes_max.min(sc.wal_bytes_max);
-    sc
+    }
 }
 
 impl App {

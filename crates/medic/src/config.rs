@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 /// The smallest WAL bound accepted; below the store's segment size, segments shrink to the bound.
 const WAL_BYTES_MAX_MIN: u64 = 1024 * 1024;
+/// The smallest `constraints.segment_bytes_max`.
+const SEGMENT_BYTES_MAX_MIN: u64 = 64 * 1024;
 
 /// The largest configuration file accepted.
 pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
@@ -85,6 +87,9 @@ pub struct ConstraintsConfig {
     pub disk_free_critical_bytes_min: u64,
     /// A write-ahead log larger than this gets a snapshot, and the segments it covers are dropped.
     pub wal_bytes_max: u64,
+    /// The open WAL segment is sealed (parity written) and a new one started at this size; at most `wal_bytes_max`
+    /// (a larger value is taken as `wal_bytes_max`).
+    pub segment_bytes_max: u64,
 }
 
 /// `[notify]`: where the engine's alerts go.
@@ -179,6 +184,7 @@ impl Default for ConstraintsConfig {
             disk_free_bytes_min: 256 * 1024 * 1024,
             disk_free_critical_bytes_min: 64 * 1024 * 1024,
             wal_bytes_max: 512 * 1024 * 1024,
+            segment_bytes_max: 64 * 1024 * 1024,
         }
     }
 }
@@ -445,6 +451,13 @@ impl Config {
             k.wal_bytes_max,
             WAL_BYTES_MAX_MIN,
             1 << 50,
+            " bytes",
+        )?;
+        check_range(
+            "constraints.segment_bytes_max",
+            k.segment_bytes_max,
+            SEGMENT_BYTES_MAX_MIN,
+            1 << 40,
             " bytes",
         )?;
         if k.disk_free_bytes_min < 16 * 1024 * 1024 {
@@ -879,9 +892,11 @@ comprehensive_interval_ms = 3600000
 disk_free_bytes_min = 268435456
 # Free space below this many bytes: the store turns read-only until space returns (at most disk_free_bytes_min).
 disk_free_critical_bytes_min = 67108864
-# A write-ahead log larger than this many bytes gets a snapshot; covered segments are dropped (at least 1048576;
-# WAL segments are 64 MiB, or this bound if it is smaller).
+# A write-ahead log larger than this many bytes gets a snapshot; covered segments are dropped (at least 1048576).
 wal_bytes_max = 536870912
+# The open WAL segment is sealed (parity sidecar written) at this many bytes (65536..=2^40; taken as wal_bytes_max
+# when larger).
+segment_bytes_max = 67108864
 
 [metrics]
 # Hours of metric history kept in the knowledge base (1..=8784).

@@ -387,13 +387,17 @@ pub struct FileVerdict {
     pub disk_len: u64,
     /// Block size used.
     pub block_bytes: u64,
+    /// With the sidecar unusable, the file's own record or entry checksums were checked instead: what failed.
+    pub content_damaged: Option<String>,
 }
 
 impl FileVerdict {
     /// Whether parity can undo every problem found (or there is none). A damaged sidecar over intact data counts as
     /// rebuildable: the sidecar is regenerated from the data.
     pub fn rebuildable_or_clean(&self) -> bool {
-        self.read_error.is_none() && (self.bad_blocks.is_empty() || self.rebuildable)
+        self.read_error.is_none()
+            && self.content_damaged.is_none()
+            && (self.bad_blocks.is_empty() || self.rebuildable)
     }
 
     /// Whether everything checked is intact.
@@ -1424,12 +1428,32 @@ impl Store {
         }
     }
 
-    /// Closes the store: waits for in-flight commits, marks the lock file closed and releases the lock.
+    /// Closes the store: waits for in-flight commits, makes sure the files on disk hold every acknowledged record
+    /// with their redundancy ([`Store::durable_layout_intact`]; if not, a compaction writes the verified table out
+    /// first — a clean stop never discards the only remaining good copy), marks the lock file closed and releases
+    /// the lock. If the table cannot be written out, the lock is left unclosed (the next open recovers and reports)
+    /// and the error says why.
     pub fn close(self) -> Result<(), StoreError> {
         {
             let mut st = lock(&self.state);
             while st.leader || !st.pending_ops.is_empty() {
                 st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        if self.table_holds_every_record()
+            && let Err(why) = self.durable_layout_intact()
+        {
+            self.compact().map_err(|e| {
+                StoreError::Poisoned(format!(
+                    "closing: the files on disk no longer hold every acknowledged record ({why}), and writing \
+                     them out from the in-memory table failed: {e}"
+                ))
+            })?;
+            if let Err(still) = self.durable_layout_intact() {
+                return Err(StoreError::Poisoned(format!(
+                    "closing: the files on disk no longer hold every acknowledged record ({why}); after a \
+                     compaction from the in-memory table: {still}"
+                )));
             }
         }
         if let Some(mut l) = lock(&self.lock).take() {
@@ -1625,16 +1649,60 @@ impl Store {
     fn write_batch(&self, buf: &[u8], first_lsn: u64, last_lsn: u64) -> Result<(), Fail> {
         let faults = &*self.cfg.io;
         let mut w = lock(&self.wal);
+        let layout_fail = |e: StoreError| match e {
+            StoreError::Io { source, context } if io::is_no_space(&source) => {
+                Fail::ReadOnly(format!("read-only: disk space: {context}: {source}"))
+            }
+            StoreError::Poisoned(m) => Fail::Poisoned(m),
+            other => Fail::Io(other.to_string()),
+        };
+        if !self.open_segment_linked(&w) {
+            // The open segment or its mirror was deleted or replaced: appending to it would acknowledge writes
+            // into a file no reopen reads. The table holds every acknowledged record; write it out first.
+            self.queue_issue(
+                issue(
+                    IssueKind::Integrity,
+                    "file_unreadable",
+                    &wal::seg_name(w.seg.id),
+                    format!(
+                        "{} or its mirror was deleted or replaced while open; rewriting the layout from the \
+                         in-memory table before the next write",
+                        wal::seg_name(w.seg.id)
+                    ),
+                    "store.commit",
+                )
+                .at(Location {
+                    file: Some(wal::seg_name(w.seg.id)),
+                    ..Location::default()
+                }),
+            );
+            self.compact_locked(&mut w, true).map_err(layout_fail)?;
+        }
         if w.seg.len > wal::HEADER_BYTES
             && w.seg.len + buf.len() as u64 > self.cfg.segment_bytes_max
         {
-            self.rotate(&mut w, first_lsn).map_err(|e| match e {
-                StoreError::Io { source, context } if io::is_no_space(&source) => {
-                    Fail::ReadOnly(format!("read-only: disk space: {context}: {source}"))
+            match self.rotate(&mut w, first_lsn) {
+                Ok(()) => {}
+                Err(e @ StoreError::Poisoned(_)) => return Err(layout_fail(e)),
+                Err(StoreError::Io { source, context }) if io::is_no_space(&source) => {
+                    return Err(layout_fail(StoreError::Io { source, context }));
                 }
-                StoreError::Poisoned(m) => Fail::Poisoned(m),
-                other => Fail::Io(other.to_string()),
-            })?;
+                // Sealing failed for another reason (files or directories removed under the running store, say):
+                // the table holds every record the segment did, so a compaction replaces the layout instead.
+                Err(e) => {
+                    self.queue_issue(issue(
+                        IssueKind::OperationError,
+                        "rotation_failed",
+                        "wal",
+                        format!(
+                            "sealing {} failed ({e}); compacting from the table instead",
+                            wal::seg_name(w.seg.id)
+                        ),
+                        "store.commit",
+                    ));
+                    self.compact_locked(&mut w, true).map_err(layout_fail)?;
+                }
+            }
         }
         match w.seg.append(faults, buf) {
             Ok(()) => {
@@ -1681,14 +1749,17 @@ impl Store {
         let faults = &*self.cfg.io;
         let id = w.seg.id;
         let rel = wal::seg_name(id);
-        let mut bytes =
-            std::fs::read(self.dir.join(&rel)).map_err(ioe(format!("reading {rel} to seal it")))?;
-        bytes.truncate(w.seg.len as usize);
-        let mir = w.seg.mirror.as_ref().map(|_| {
-            let mut m = std::fs::read(self.dir.join(wal::mirror_name(id))).unwrap_or_default();
-            m.truncate(w.seg.len as usize);
-            m
-        });
+        // Read through the open descriptor: the path may no longer name it. Should even that fail, the table holds
+        // every record the segment does, so the segment is replaced by a compaction instead of sealed.
+        let mut bytes = read_fd(&w.seg.file, w.seg.len as usize);
+        if bytes.len() as u64 != w.seg.len || !self.open_segment_linked(w) {
+            return self.compact_locked(w, true);
+        }
+        let mir = w
+            .seg
+            .mirror
+            .as_ref()
+            .map(|m| read_fd(m, w.seg.len as usize));
         let header_ok = wal::check_header(&bytes, id).is_ok();
         let s = wal::scan(&bytes, mir.as_deref(), self.record_bytes_max);
         if !header_ok || s.valid_end != w.seg.len {
@@ -1808,6 +1879,14 @@ impl Store {
         r
     }
 
+    /// Whether the verified in-memory table holds every acknowledged record and can still be written out: the
+    /// store is neither degraded (records lost on open) nor poisoned. While it is, damage to any file loses nothing
+    /// — compaction rewrites the layout from the table —, so no file's damage puts acknowledged data at risk.
+    pub fn table_holds_every_record(&self) -> bool {
+        let st = lock(&self.state);
+        st.lost.is_empty() && st.poisoned.is_none()
+    }
+
     /// Acknowledged records lost beyond redundancy, found on open and not yet accepted (empty when healthy).
     pub fn lost(&self) -> Vec<LostRange> {
         lock(&self.state).lost.clone()
@@ -1896,6 +1975,7 @@ impl Store {
                 },
             ));
         }
+        self.ensure_layout_dirs()?;
         let bytes = snapshot::encode(
             lsn,
             entries.iter().map(|(id, e)| snapshot::SnapEntry {
@@ -1953,6 +2033,61 @@ impl Store {
         *lock(&self.incremental_mark) = (new_id, wal::HEADER_BYTES, 0);
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// `Ok` when a reopen would find every acknowledged record with its redundancy: a manifest copy verifies, every
+    /// immutable file verifies or parity rebuilds it, and every record of the open segment verifies in at least one
+    /// copy, which are still the files at their paths. Reads every file: [`Store::close`] runs it once.
+    pub fn durable_layout_intact(&self) -> Result<(), String> {
+        if self.manifest_copies_ok().iter().all(|(_, r)| r.is_err()) {
+            return Err("no manifest copy verifies".into());
+        }
+        for f in self.immutable_files() {
+            let v = self.verify_file(&f, None, false);
+            if !v.rebuildable_or_clean() {
+                return Err(format!("{} is damaged beyond its parity: {v:?}", f.rel));
+            }
+        }
+        if !self.open_segment_linked(&lock(&self.wal)) {
+            return Err("the open segment or its mirror was deleted or replaced".into());
+        }
+        match self.verify_open_segment(0) {
+            Ok(bad) => match bad.iter().find(|d| d.both) {
+                Some(d) => Err(format!(
+                    "{} at offset {} is damaged in every copy",
+                    d.file, d.offset
+                )),
+                None => Ok(()),
+            },
+            Err(e) => Err(format!("the open segment cannot be read: {e}")),
+        }
+    }
+
+    /// Recreates `wal/` and `snap/` if they were removed under the running store (the table still holds everything
+    /// they held; compaction writes it back into them), syncing the data directory so the new entries are durable.
+    fn ensure_layout_dirs(&self) -> Result<(), StoreError> {
+        let mut created = false;
+        for sub in ["wal", SNAP_DIR] {
+            let d = self.dir.join(sub);
+            if !d.is_dir() {
+                std::fs::create_dir_all(&d).map_err(ioe(format!("recreating {sub}/")))?;
+                created = true;
+            }
+        }
+        if created {
+            io::sync_dir(&self.cfg.io, &self.dir).map_err(ioe("syncing the data directory"))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the open segment (and its mirror) are still the files at their paths: one deleted or replaced under
+    /// the running store would take every write appended to it into a file nothing will ever read.
+    fn open_segment_linked(&self, w: &WalState) -> bool {
+        same_file(&self.dir.join(wal::seg_name(w.seg.id)), &w.seg.file)
+            && w.seg
+                .mirror
+                .as_ref()
+                .is_none_or(|m| same_file(&self.dir.join(wal::mirror_name(w.seg.id)), m))
     }
 
     /// Queues an issue for the engine (bounded by `issues_queued_max`; the oldest is dropped beyond it).
@@ -2068,10 +2203,13 @@ impl Store {
                     "sidecar names file id {}, expected {}",
                     sc.file_id, f.file_id
                 ));
+                v.content_damaged = self.validate_content(f, &data).err().map(|e| e.to_string());
                 return v;
             }
             Err(e) => {
                 v.sidecar_error = Some(e);
+                // Without parity only the file's own checksums tell whether its data is intact.
+                v.content_damaged = self.validate_content(f, &data).err().map(|e| e.to_string());
                 return v;
             }
         };

@@ -62,6 +62,18 @@ fn integrity(code: &str, resource: &str, summary: String, source: &str) -> Issue
     )
 }
 
+/// Marks `issue` as putting acknowledged data at risk only when nothing else holds that data. While the store is
+/// neither degraded nor poisoned, the verified in-memory table holds every acknowledged record and compaction can
+/// write it out again, so damage to any file (even beyond its own redundancy) loses nothing: it is an integrity
+/// problem to repair, never a CRISIS that stops writes.
+fn at_risk_unless_table_holds(store: &Store, issue: Issue) -> Issue {
+    if store.table_holds_every_record() {
+        issue.evidence("held_by", "the verified in-memory table")
+    } else {
+        issue.data_at_risk()
+    }
+}
+
 /// A repair's validation of the open segment: every record verifies in both copies.
 fn open_segment_verifies(store: &Store) -> Result<(), RepairError> {
     let bad = store.verify_open_segment(0).map_err(to_repair_err)?;
@@ -94,7 +106,8 @@ fn file_issues(
 ) -> Vec<Issue> {
     let mut out = Vec::new();
     if let Some(e) = &v.read_error {
-        out.push(
+        out.push(at_risk_unless_table_holds(
+            store,
             integrity(
                 "file_unreadable",
                 &f.rel,
@@ -105,25 +118,31 @@ fn file_issues(
                 file: Some(f.rel.clone()),
                 lsn_range: Some(f.lsn_range),
                 ..Location::default()
-            })
-            .data_at_risk(),
-        );
+            }),
+        ));
     }
     if let Some(e) = &v.sidecar_error {
-        out.push(
-            integrity(
-                "parity_damaged",
-                &f.par_rel,
-                format!("sidecar {} is unusable: {e}", f.par_rel),
-                source,
-            )
-            .at(Location {
-                file: Some(f.par_rel.clone()),
-                ..Location::default()
-            })
-            .data_at_risk()
-            .evidence("protects", f.rel.clone()),
-        );
+        let data = match &v.content_damaged {
+            None => format!("{} itself verifies", f.rel),
+            Some(d) => format!("{} is damaged too: {d}", f.rel),
+        };
+        let mut i = integrity(
+            "parity_damaged",
+            &f.par_rel,
+            format!("sidecar {} is unusable: {e}; {data}", f.par_rel),
+            source,
+        )
+        .at(Location {
+            file: Some(f.par_rel.clone()),
+            lsn_range: Some(f.lsn_range),
+            ..Location::default()
+        })
+        .evidence("protects", f.rel.clone())
+        .evidence("data_verifies", v.content_damaged.is_none().to_string());
+        if v.content_damaged.is_some() {
+            i = at_risk_unless_table_holds(store, i);
+        }
+        out.push(i);
     }
     if !v.bad_blocks.is_empty() {
         let bs = v.block_bytes;
@@ -143,14 +162,12 @@ fn file_issues(
             lsn_range: Some(f.lsn_range),
             ..loc(&f.rel, first * bs, bs)
         })
-        .data_at_risk()
         .evidence("blocks", format!("{:?}", v.bad_blocks))
         .evidence("block_bytes", bs.to_string())
         .evidence("disk_len", v.disk_len.to_string())
         .evidence("expected_len", f.len.to_string());
         if !v.rebuildable {
-            i.kind = IssueKind::Integrity;
-            i = i.evidence("rebuildable", "false");
+            i = at_risk_unless_table_holds(store, i.evidence("rebuildable", "false"));
         }
         out.push(i);
         store.note_read_repair();
@@ -182,14 +199,13 @@ fn open_segment_issues(store: &Store, from: u64, source: &str) -> Vec<Issue> {
     let rel = wal::seg_name(id);
     let mut out = Vec::new();
     match store.verify_open_segment(from) {
-        Err(e) => out.push(
-            integrity("file_unreadable", &rel, format!("{rel}: {e}"), source)
-                .at(Location {
-                    file: Some(rel.clone()),
-                    ..Location::default()
-                })
-                .data_at_risk(),
-        ),
+        Err(e) => out.push(at_risk_unless_table_holds(
+            store,
+            integrity("file_unreadable", &rel, format!("{rel}: {e}"), source).at(Location {
+                file: Some(rel.clone()),
+                ..Location::default()
+            }),
+        )),
         Ok(bad) => {
             for d in bad {
                 let lsns = match d.lsn_range {
@@ -229,7 +245,7 @@ fn open_segment_issues(store: &Store, from: u64, source: &str) -> Vec<Issue> {
                 })
                 .evidence("segment_len", len.to_string());
                 if d.both {
-                    i = i.data_at_risk().evidence("both_copies", "true");
+                    i = at_risk_unless_table_holds(store, i.evidence("both_copies", "true"));
                 }
                 out.push(i);
             }
@@ -716,10 +732,11 @@ fn both_copies(issue: &Issue) -> bool {
 }
 
 fn not_rebuildable(issue: &Issue) -> bool {
-    issue
-        .evidence
-        .iter()
-        .any(|(k, v)| k == "rebuildable" && v == "false")
+    evidence_is(issue, "rebuildable", "false")
+}
+
+fn evidence_is(issue: &Issue, key: &str, value: &str) -> bool {
+    issue.evidence.iter().any(|(k, v)| k == key && v == value)
 }
 
 fn find_file(store: &Store, issue: &Issue) -> Option<ImmutableFile> {
@@ -750,6 +767,7 @@ impl RepairStrategy for RebuildFromParity {
             issue.code.as_str(),
             "block_checksum" | "parity_damaged" | "parity_mismatch"
         ) && !not_rebuildable(issue)
+            && !evidence_is(issue, "data_verifies", "false")
             && find_file(&self.store, issue).is_some()
     }
     fn estimate(&self, issue: &Issue) -> Estimate {
@@ -1028,7 +1046,17 @@ impl RepairStrategy for Compact {
             // A sealed segment or snapshot lost beyond what parity can rebuild: the verified table in memory still
             // holds every document, so a new snapshot written from it replaces the lost file.
             "file_unreadable" | "snapshot_log_disagree" => true,
+            // Damage parity cannot undo: the file and its redundancy damaged together, or the sidecar gone over
+            // damaged data. Compaction rewrites both from the table.
             "block_checksum" => not_rebuildable(issue),
+            "parity_damaged" => evidence_is(issue, "data_verifies", "false"),
+            // No manifest copy left to restore the other from: compaction writes both anew for the layout it
+            // creates.
+            "manifest_copy_damaged" => self
+                .store
+                .manifest_copies_ok()
+                .iter()
+                .all(|(_, r)| r.is_err()),
             // A record of the open segment damaged in both copies while running: the table verified every
             // document when it was written, so a snapshot of it replaces the segment (and its mirror) whole.
             "wal_record_damaged" | "mirror_damaged" => both_copies(issue),
@@ -1083,6 +1111,14 @@ impl RepairStrategy for Compact {
                 Ok(())
             }
             "wal_record_damaged" | "mirror_damaged" => open_segment_verifies(&self.store),
+            "manifest_copy_damaged" => {
+                for (name, r) in self.store.manifest_copies_ok() {
+                    if let Err(e) = r {
+                        return Err(RepairError::Validation(format!("{name} still fails: {e}")));
+                    }
+                }
+                Ok(())
+            }
             "disk_space_critical" => match self.store.free_bytes() {
                 Some(f) if f < cfg.disk_critical_bytes_floor => {
                     Err(RepairError::Validation(format!(

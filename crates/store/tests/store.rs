@@ -1444,7 +1444,15 @@ fn a_record_damaged_in_both_open_segment_copies_while_running_is_repaired_from_t
         .find(|i| i.code == "wal_record_damaged")
         .unwrap_or_else(|| panic!("{:?}", out.issues));
     assert_eq!(found.location.offset, Some(off));
-    assert!(found.data_at_risk);
+    // No file holds it any more, but the verified table does: damage to repair, not data at risk.
+    assert!(!found.data_at_risk, "{found:?}");
+    assert!(
+        found.evidence.contains(&(
+            "held_by".to_string(),
+            "the verified in-memory table".to_string()
+        )),
+        "{found:?}"
+    );
     let chosen: Vec<String> = subject
         .strategies()
         .iter()
@@ -1923,7 +1931,16 @@ fn open_segment_damage_is_located_by_file_offset_record_length_and_lsn() {
             (Some(off), Some(at[6] - at[5]), Some((6, 6))),
             "{i:?}"
         );
-        assert!(i.data_at_risk && i.summary.contains("LSN 6"), "{i:?}");
+        // Every copy on disk is damaged, but the verified table holds the record: not at risk.
+        assert!(
+            !i.data_at_risk
+                && i.evidence.contains(&(
+                    "held_by".to_string(),
+                    "the verified in-memory table".to_string()
+                ))
+                && i.summary.contains("LSN 6"),
+            "{i:?}"
+        );
     }
     let i = issue_of(&issues, "wal_record_damaged", &seg_rel).clone();
     repair(&subject, &i).unwrap(); // compaction from the verified table
@@ -2068,7 +2085,14 @@ fn without_a_mirror_a_damaged_record_is_located_and_the_check_ends() {
         ),
         "{i:?}"
     );
-    assert!(i.data_at_risk, "no other copy: {i:?}");
+    assert!(
+        !i.data_at_risk
+            && i.evidence.contains(&(
+                "held_by".to_string(),
+                "the verified in-memory table".to_string()
+            )),
+        "no other copy on disk, but the table holds it: {i:?}"
+    );
     assert!(!out.issues.iter().any(|i| i.code == "mirror_damaged"));
 }
 

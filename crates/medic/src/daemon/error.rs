@@ -123,10 +123,9 @@ impl From<store::StoreError> for ApiError {
             E::InvalidInput(_) => StatusCode::BAD_REQUEST,
             E::TooLarge { what: "id", .. } => StatusCode::BAD_REQUEST,
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            E::ReadOnly(_) | E::Poisoned(_) | E::Locked { .. } | E::MayBeStale { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            // Everything else is the store's own trouble (I/O, damage found, read-only, a loss): 503 with the
+            // store's reason, never a 500 — the request was fine, and the engine is already on it.
+            _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         // A user error must never surface as a 5xx, whatever variant the store adds later.
         let status = if e.is_user_error() && status.is_server_error() {
