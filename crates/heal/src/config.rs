@@ -34,6 +34,10 @@ pub struct EngineConfig {
     pub correlation_window_us: u64,
     /// An incident with no new issue for this long is closed (self-resolved when nothing was done). [1 s, 7 days].
     pub quiet_period_us: u64,
+    /// An escalated incident's checks are re-run this often; once none of them finds its problems any more (a
+    /// compaction replaced the damaged file, an operator restored it), it closes and its hold on writes ends.
+    /// [100 ms, 1 day].
+    pub escalated_recheck_us: u64,
     /// A resource problem no strategy can fix (a full disk, a slow device) is watched this long after it was
     /// detected, for the environment to recover by itself, before it escalates. [0, 1 day].
     pub environment_grace_us: u64,
@@ -94,6 +98,7 @@ impl Default for EngineConfig {
             known_causes: CausePair::defaults(),
             correlation_window_us: 60 * US_PER_S,
             quiet_period_us: 300 * US_PER_S,
+            escalated_recheck_us: 30 * US_PER_S,
             environment_grace_us: 600 * US_PER_S,
             approval_risk_max: 0.5,
             max_concurrent_repairs: 2,
@@ -182,6 +187,12 @@ impl EngineConfig {
             self.quiet_period_us,
             US_PER_S,
             7 * DAY_US,
+        )?;
+        range_u(
+            "escalated_recheck_us",
+            self.escalated_recheck_us,
+            US_PER_S / 10,
+            DAY_US,
         )?;
         range_u("environment_grace_us", self.environment_grace_us, 0, DAY_US)?;
         range_f("approval_risk_max", self.approval_risk_max, 0.0, 1.0, false)?;

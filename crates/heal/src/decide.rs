@@ -157,7 +157,9 @@ impl CircuitBreaker {
 #[derive(Debug, Clone, Default)]
 pub struct Gates {
     breakers: HashMap<String, CircuitBreaker>,
-    attempts: HashMap<String, VecDeque<Timestamp>>,
+    /// Recent attempts per (strategy, resource): the rate limit holds back a strategy thrashing on one resource,
+    /// never the repair of independent damage elsewhere.
+    attempts: HashMap<(String, String), VecDeque<Timestamp>>,
     last_failure: HashMap<String, Timestamp>,
     problem_failures: HashMap<(String, String), u32>,
 }
@@ -193,10 +195,11 @@ impl Gates {
             .unwrap_or(0)
     }
 
-    /// Records one attempt's outcome.
+    /// Records one attempt's outcome: `strategy` tried on `resource`.
     pub fn record_attempt(
         &mut self,
         strategy: &str,
+        resource: &str,
         now: Timestamp,
         success: bool,
         cfg: &EngineConfig,
@@ -205,7 +208,10 @@ impl Gates {
             .entry(strategy.to_string())
             .or_default()
             .record(now, success, cfg.breaker_failures_max);
-        let q = self.attempts.entry(strategy.to_string()).or_default();
+        let q = self
+            .attempts
+            .entry((strategy.to_string(), resource.to_string()))
+            .or_default();
         q.push_back(now);
         while q.len() > cfg.strategy_rate_max as usize + 1 {
             q.pop_front();
@@ -228,9 +234,15 @@ impl Gates {
         }
     }
 
-    fn attempts_in_window(&self, strategy: &str, now: Timestamp, window_us: u64) -> usize {
+    fn attempts_in_window(
+        &self,
+        strategy: &str,
+        resource: &str,
+        now: Timestamp,
+        window_us: u64,
+    ) -> usize {
         self.attempts
-            .get(strategy)
+            .get(&(strategy.to_string(), resource.to_string()))
             .map(|q| {
                 q.iter()
                     .filter(|&&t| now.saturating_sub(t) < window_us)
@@ -338,11 +350,16 @@ pub fn decide(input: DecideInput<'_>, gates: &Gates, cfg: &EngineConfig) -> Repa
             ));
             continue;
         }
-        let recent = gates.attempts_in_window(&c.name, input.now, cfg.strategy_rate_window_us);
+        let recent = gates.attempts_in_window(
+            &c.name,
+            &input.resource,
+            input.now,
+            cfg.strategy_rate_window_us,
+        );
         if recent >= cfg.strategy_rate_max as usize {
             reasons.push(format!(
-                "{}: rate limit, {recent} attempts in the last {} µs (strategy_rate_max = {})",
-                c.name, cfg.strategy_rate_window_us, cfg.strategy_rate_max
+                "{}: rate limit, {recent} attempts on {} in the last {} µs (strategy_rate_max = {})",
+                c.name, input.resource, cfg.strategy_rate_window_us, cfg.strategy_rate_max
             ));
             temporary += 1;
             continue;
@@ -468,7 +485,7 @@ mod tests {
         let cfg = EngineConfig::default();
         let mut g = Gates::new();
         for _ in 0..3 {
-            g.record_attempt("s", 10, false, &cfg);
+            g.record_attempt("s", "r", 10, false, &cfg);
         }
         assert_eq!(
             g.breaker("s").state(10, cfg.breaker_cooldown_us),
@@ -479,18 +496,18 @@ mod tests {
             g.breaker("s").state(far, cfg.breaker_cooldown_us),
             BreakerState::HalfOpen
         );
-        g.record_attempt("s", far, false, &cfg);
+        g.record_attempt("s", "r", far, false, &cfg);
         assert_eq!(
             g.breaker("s").state(far, cfg.breaker_cooldown_us),
             BreakerState::Open { since: far }
         );
-        g.record_attempt("s", far + cfg.breaker_cooldown_us, true, &cfg);
+        g.record_attempt("s", "r", far + cfg.breaker_cooldown_us, true, &cfg);
         assert_eq!(
             g.breaker("s")
                 .state(far + cfg.breaker_cooldown_us, cfg.breaker_cooldown_us),
             BreakerState::Closed
         );
-        g.record_attempt("s", 0, false, &cfg);
+        g.record_attempt("s", "r", 0, false, &cfg);
         g.reset_breaker("s");
         assert_eq!(g.breaker("s").consecutive_failures, 0);
     }
@@ -513,7 +530,7 @@ mod tests {
         let mut g = Gates::new();
         // Failed attempts of one cascade are not failed repairs; failed cascades are.
         for _ in 0..cfg.same_problem_failures_max {
-            g.record_attempt("other", 0, false, &cfg);
+            g.record_attempt("other", "r", 0, false, &cfg);
         }
         let d = decide(
             input(vec![cand("s", RepairCost::InPlace, 0.0, 0.9)]),
@@ -534,7 +551,7 @@ mod tests {
 
         let mut g = Gates::new();
         for _ in 0..cfg.strategy_rate_max {
-            g.record_attempt("s", 999_999, true, &cfg);
+            g.record_attempt("s", "r", 999_999, true, &cfg);
         }
         let d = decide(
             input(vec![cand("s", RepairCost::InPlace, 0.0, 0.9)]),
@@ -543,6 +560,10 @@ mod tests {
         );
         assert_eq!(d.action, Action::Defer, "{:?}", d.reasons);
         assert!(d.reasons[0].contains("rate limit"));
+        // The limit is per resource: the same strategy still repairs independent damage elsewhere.
+        let mut elsewhere = input(vec![cand("s", RepairCost::InPlace, 0.0, 0.9)]);
+        elsewhere.resource = "another file".into();
+        assert_eq!(decide(elsewhere, &g, &cfg).action, Action::Repair);
     }
 
     #[test]

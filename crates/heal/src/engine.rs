@@ -140,6 +140,9 @@ pub struct Incident {
     pub issues_dropped: u64,
     #[serde(skip)]
     dirty: bool,
+    /// When an escalated incident's checks were last re-run (`escalated_recheck_us`).
+    #[serde(skip)]
+    rechecked_at: Timestamp,
 }
 
 /// Counters of what the engine did since it started, exportable as JSON.
@@ -737,6 +740,9 @@ impl Engine {
             }
         }
 
+        // Close escalated incidents whose cause is gone: their checks, re-run, no longer find any of their problems.
+        self.close_escalated_whose_cause_is_gone(&mut s);
+
         // Close quiet incidents.
         let now_end = self.clock.now();
         let quiet: Vec<u64> = self
@@ -846,6 +852,75 @@ impl Engine {
 
     /// Re-runs the subject's checks that reported any of `issues` (by the issue's source) and returns what still
     /// reports `root`'s problem (same code on the same resource), if anything. The results update health.
+    /// Re-runs (at most every `escalated_recheck_us`) the checks that reported each escalated incident; one whose
+    /// checks no longer find any of its problems closes as self-resolved — a compaction replaced the damaged file,
+    /// an operator restored it — so its hold on writes ends with its cause. An incident none of whose issues came
+    /// from a check (found on open, say) stays for a human. Not in dry run.
+    fn close_escalated_whose_cause_is_gone(&mut self, s: &mut CycleSummary) {
+        if self.config.dry_run {
+            return;
+        }
+        let now = self.clock.now();
+        let due: Vec<u64> = self
+            .active
+            .values()
+            .filter(|i| i.status == IncidentStatus::Escalated)
+            .filter(|i| now.saturating_sub(i.rechecked_at) >= self.config.escalated_recheck_us)
+            .map(|i| i.record.id)
+            .collect();
+        for id in due {
+            let Some(issues) = self.active.get_mut(&id).map(|i| {
+                i.rechecked_at = now;
+                i.record.issues.clone()
+            }) else {
+                continue;
+            };
+            let sources: BTreeSet<&str> = issues.iter().map(|i| i.source.as_str()).collect();
+            let checks: Vec<Arc<dyn HealthCheck>> = self
+                .subject
+                .checks()
+                .into_iter()
+                .filter(|c| sources.contains(c.name()))
+                .collect();
+            if checks.is_empty() {
+                continue;
+            }
+            let problems: BTreeSet<(&str, &str)> = issues
+                .iter()
+                .map(|i| (i.code.as_str(), i.resource.as_str()))
+                .collect();
+            let mut gone = true;
+            for check in &checks {
+                let result = self.scheduler.run_one(check.as_ref(), self.clock.as_ref());
+                if result
+                    .issues
+                    .iter()
+                    .any(|i| problems.contains(&(i.code.as_str(), i.resource.as_str())))
+                {
+                    gone = false;
+                    break;
+                }
+            }
+            if !gone {
+                continue;
+            }
+            let Some(mut inc) = self.active.remove(&id) else {
+                continue;
+            };
+            let names: Vec<&str> = checks.iter().map(|c| c.name()).collect();
+            inc.record.resolution = Resolution::SelfResolved;
+            inc.record.resolved_at = Some(self.clock.now());
+            inc.record.decision = format!(
+                "{}; cause gone: {} no longer find(s) it",
+                inc.record.decision,
+                names.join(", ")
+            );
+            let record = inc.record.clone();
+            self.save(&record, &mut s.errors);
+            s.incidents_closed.push((id, Resolution::SelfResolved));
+        }
+    }
+
     fn recheck(&mut self, issues: &[Issue], root: &Issue) -> Option<String> {
         let sources: BTreeSet<&str> = issues.iter().map(|i| i.source.as_str()).collect();
         let checks: Vec<Arc<dyn HealthCheck>> = self
@@ -976,6 +1051,7 @@ impl Engine {
             approved: false,
             issues_dropped: 0,
             dirty: true,
+            rechecked_at: now,
         };
         inc.record.issues.push(issue);
         self.active.insert(id, inc);
@@ -1122,7 +1198,7 @@ impl Engine {
                     if ok {
                         return;
                     }
-                    gates.record_attempt(name, clock.now(), false, cfg);
+                    gates.record_attempt(name, &root.resource, clock.now(), false, cfg);
                     if let Err(e) = kb.record_outcome(name, &root.code, false) {
                         metrics.kb_errors += 1;
                         kb_errors.push(format!("recording outcome of {name}: {e}"));
@@ -1138,8 +1214,13 @@ impl Engine {
                 };
                 if let Some(by) = &out.repaired_by {
                     let verified = still_failing.is_none();
-                    self.gates
-                        .record_attempt(by, self.clock.now(), verified, &self.config);
+                    self.gates.record_attempt(
+                        by,
+                        &root.resource,
+                        self.clock.now(),
+                        verified,
+                        &self.config,
+                    );
                     if let Err(e) = self.kb.record_outcome(by, &root.code, verified) {
                         self.metrics.kb_errors += 1;
                         s.errors.push(format!("recording outcome of {by}: {e}"));

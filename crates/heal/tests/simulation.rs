@@ -873,15 +873,29 @@ fn rate_limit_defers_and_cooldown_skips_a_failed_strategy() {
         d.reasons
     );
 
-    // Rate limit: parity ran twice in its 10-minute window, retry once; after the cooldown the retry runs once
-    // more (its second), then both are at their limit and the next block waits.
+    // Rate limit, per resource: damage to one file, repaired over and over, uses up each strategy's attempts on
+    // that file within the 10-minute window (retry twice, then parity twice), and the next repair there waits —
+    // while the same strategies still repair damage to any other file at once.
     sim.quiet(60);
+    let mut used = Vec::new();
+    for _ in 0..4 {
+        let f = sim.block_fault("wal/3.seg");
+        sim.inject(f);
+        let s = sim.cycle();
+        assert_eq!(s.attempts.len(), 1, "{:?}", s.decisions);
+        used.push(s.attempts[0].attempt.strategy.clone());
+        sim.quiet(1);
+    }
+    assert_eq!(
+        used,
+        [
+            "retry_block",
+            "retry_block",
+            "rebuild_from_parity",
+            "rebuild_from_parity"
+        ]
+    );
     let f = sim.block_fault("wal/3.seg");
-    sim.inject(f);
-    let s = sim.cycle();
-    assert_eq!(s.attempts.len(), 1);
-    assert_eq!(s.attempts[0].attempt.strategy, "retry_block");
-    let f = sim.block_fault("wal/4.seg");
     sim.inject(f);
     let s = sim.cycle();
     let id = s.incidents_opened[0];
@@ -893,11 +907,15 @@ fn rate_limit_defers_and_cooldown_skips_a_failed_strategy() {
         sim.engine.active_incidents()[0].status,
         IncidentStatus::Deferred
     );
+    let f = sim.block_fault("wal/4.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    assert_eq!(s.attempts.len(), 1, "another file is repaired at once");
     // Deferred incidents are decided again each cycle and repaired once the window frees a slot.
     let mut closed = None;
     for _ in 0..(600 * US_PER_S / CYCLE_US) {
         let s = sim.cycle();
-        if let Some(&(cid, r)) = s.incidents_closed.first() {
+        if let Some(&(cid, r)) = s.incidents_closed.iter().find(|(cid, _)| *cid == id) {
             closed = Some((cid, r, sim.now()));
             break;
         }

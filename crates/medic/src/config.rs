@@ -577,6 +577,10 @@ const ENGINE_DOCS: &[(&str, &str)] = &[
         "An incident with no new issue for this long (µs) is closed, [1 s, 7 days].",
     ),
     (
+        "escalated_recheck_us",
+        "An escalated incident's checks are re-run this often (µs); once they no longer find its problems it closes and its hold on writes ends, [100 ms, 1 day].",
+    ),
+    (
         "environment_grace_us",
         "A full disk or slow device no strategy can fix is watched this long (µs) for the environment to recover before it escalates, [0, 1 day].",
     ),

@@ -693,6 +693,9 @@ fn backup_files(store: &Store, tag: &str, rels: &[String]) -> Result<Backup, Rep
 
 fn restore_backup(store: &Store, b: &Backup) -> Result<(), RepairError> {
     let dir = store.dir().join(&b.location);
+    if b.bytes == 0 && !dir.is_dir() {
+        return Ok(()); // nothing was backed up (the file was already gone)
+    }
     let rd = std::fs::read_dir(&dir)
         .map_err(|e| RepairError::Io(format!("reading {}: {e}", dir.display())))?;
     for e in rd.flatten() {
@@ -768,7 +771,6 @@ impl RepairStrategy for RebuildFromParity {
             "block_checksum" | "parity_damaged" | "parity_mismatch"
         ) && !not_rebuildable(issue)
             && !evidence_is(issue, "data_verifies", "false")
-            && find_file(&self.store, issue).is_some()
     }
     fn estimate(&self, issue: &Issue) -> Estimate {
         let len = find_file(&self.store, issue).map_or(0, |f| f.len);
@@ -776,13 +778,25 @@ impl RepairStrategy for RebuildFromParity {
         est(10_000 + len / 200, DataLoss::None, 0.05)
     }
     fn backup(&self, issue: &Issue) -> Result<Backup, RepairError> {
-        let f = find_file(&self.store, issue)
-            .ok_or_else(|| RepairError::NotApplicable("file no longer live".into()))?;
+        let Some(f) = find_file(&self.store, issue) else {
+            return Ok(Backup {
+                location: "nothing to back up: the file is no longer part of the store".into(),
+                bytes: 0,
+            });
+        };
         backup_files(&self.store, self.name(), &[f.rel, f.par_rel])
     }
     fn repair(&self, issue: &Issue) -> Result<RepairReport, RepairError> {
-        let f = find_file(&self.store, issue)
-            .ok_or_else(|| RepairError::NotApplicable("file no longer live".into()))?;
+        let Some(f) = find_file(&self.store, issue) else {
+            // A compaction replaced the file since the check found it: the damage went with it.
+            return Ok(RepairReport {
+                actions: vec![format!(
+                    "{} is no longer part of the store (compacted away); nothing left to repair",
+                    issue.location.file.as_deref().unwrap_or(&issue.resource)
+                )],
+                data_loss: DataLoss::None,
+            });
+        };
         let mut actions = self.store.repair_file(&f).map_err(to_repair_err)?;
         if actions.is_empty() {
             actions.push(format!(
