@@ -352,7 +352,7 @@ pub fn decide(input: DecideInput<'_>, gates: &Gates, cfg: &EngineConfig) -> Repa
         }
         let recent = gates.attempts_in_window(
             &c.name,
-            &input.resource,
+            input.resource,
             input.now,
             cfg.strategy_rate_window_us,
         );
@@ -562,7 +562,7 @@ mod tests {
         assert!(d.reasons[0].contains("rate limit"));
         // The limit is per resource: the same strategy still repairs independent damage elsewhere.
         let mut elsewhere = input(vec![cand("s", RepairCost::InPlace, 0.0, 0.9)]);
-        elsewhere.resource = "another file".into();
+        elsewhere.resource = "another file";
         assert_eq!(decide(elsewhere, &g, &cfg).action, Action::Repair);
     }
 
