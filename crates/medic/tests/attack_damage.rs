@@ -348,7 +348,7 @@ fn random_damage_under_mixed_load_is_healed_and_loses_nothing() {
     let seed: u64 = std::env::var("MEDIC_ATTACK_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5EED_0F_DA3A6E);
+        .unwrap_or(0x5EED_0FDA_3A6E);
     eprintln!("random damage under load: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
