@@ -469,11 +469,16 @@ pub fn read_file(faults: &IoFaults, path: &Path) -> io::Result<Vec<u8>> {
     })
 }
 
-/// Copies a data file to `dst` (for backups and their restore): read without following a link, written to a file
-/// created anew at `dst` (a link there is replaced, never written through), fsynced. Returns the bytes copied.
+/// Copies a data file to `dst` (for backups and their restore), like `std::fs::copy` but never through a link: `src`
+/// is read without following one; `dst`, if a regular file, is overwritten in place (so a descriptor the store holds
+/// on it sees the copy), if a link, replaced by a new file (its target untouched). Fsynced. Returns the bytes copied.
 pub fn copy_file(faults: &IoFaults, src: &Path, dst: &Path) -> io::Result<u64> {
     let bytes = read_file(faults, src)?;
-    let f = create_new(faults, dst)?;
+    let f = match open_rw(faults, dst, true) {
+        Err(e) if symlink_refused(&e).is_some() => create_new(faults, dst)?,
+        r => r?,
+    };
+    f.set_len(0)?;
     write_all_at(faults, &f, &bytes, 0)?;
     sync(faults, &f)?;
     Ok(bytes.len() as u64)
