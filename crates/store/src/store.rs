@@ -465,6 +465,8 @@ pub struct Store {
     lock_confirmed_us: AtomicU64,
     /// When the store was opened (the origin of `lock_confirmed_us`).
     opened: std::time::Instant,
+    /// A manifest switch could not write MANIFEST-B for lack of a resource: the next check writes it again.
+    manifest_copy_pending: std::sync::atomic::AtomicBool,
 }
 
 /// How often writes refresh LOCK's heartbeat: a sixth of the age at which another host may take a silent holder
@@ -1171,6 +1173,7 @@ impl Store {
             writer_doubt: Mutex::new(None),
             lock_confirmed_us: AtomicU64::new(0),
             opened: std::time::Instant::now(),
+            manifest_copy_pending: std::sync::atomic::AtomicBool::new(false),
             cfg: config,
         };
         let _ = params;
@@ -1839,8 +1842,9 @@ impl Store {
     fn switch_manifest(&self, m: &Manifest) -> Result<(), StoreError> {
         let faults = &*self.cfg.io;
         if let Err(e) = manifest::write_copy(faults, &self.dir, 0, m) {
-            let a_is_new =
-                io::read_file(faults, &self.dir.join(manifest::COPIES[0])).ok() == Some(m.encode());
+            // A copy that cannot be read back (no descriptor) may be the new one: only "certainly old" goes on.
+            let a_is_new = io::read_file(faults, &self.dir.join(manifest::COPIES[0]))
+                .map_or(true, |b| b == m.encode());
             if a_is_new {
                 return Err(StoreError::Poisoned(format!(
                     "MANIFEST-A (generation {}) was renamed into place but not flushed: {e}",
@@ -1850,6 +1854,26 @@ impl Store {
             return Err(StoreError::io("writing MANIFEST-A", e));
         }
         if let Err(e) = manifest::write_copy(faults, &self.dir, 1, m) {
+            if io::is_resource(&e) {
+                // Not damage: MANIFEST-A holds the new layout durably; B is written again by the next check once
+                // the resource is back (`Store::finish_manifest_copy`).
+                self.manifest_copy_pending.store(true, Ordering::SeqCst);
+                self.queue_issue(
+                    issue(
+                        IssueKind::Resource,
+                        "resource_exhausted",
+                        "environment",
+                        format!(
+                            "cannot write MANIFEST-B (generation {}): {}; written again once the resource is back",
+                            m.generation,
+                            io::reason(&e)
+                        ),
+                        "store.manifest",
+                    )
+                    .with_score(0.5),
+                );
+                return Ok(());
+            }
             self.queue_issue(
                 issue(
                     IssueKind::Integrity,
@@ -2578,6 +2602,20 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Writes again a manifest copy that a switch could not write for lack of a resource (no descriptor, no space), if
+    /// there is one: `None` when nothing was pending, else whether it is written now (`Err`: still short of the
+    /// resource; tried again next time). The checks run this first, so such a copy is never reported as damaged.
+    pub fn finish_manifest_copy(&self) -> Option<Result<(), StoreError>> {
+        if !self.manifest_copy_pending.load(Ordering::SeqCst) {
+            return None;
+        }
+        let r = self.repair_manifest().map(|_| ());
+        if r.is_ok() {
+            self.manifest_copy_pending.store(false, Ordering::SeqCst);
+        }
+        Some(r)
     }
 
     /// Whether both manifest copies hold the current manifest (`Err` says why not, including a copy that could not

@@ -518,6 +518,9 @@ impl HealthCheck for QuickCheck {
     fn run(&self, _ctx: &CheckContext<'_>) -> CheckOutcome {
         let s = &self.store;
         let mut out = Vec::new();
+        if let Some(Err(e)) = s.finish_manifest_copy() {
+            out.push(environment(format!("cannot write a manifest copy: {e}"), None, "store.quick"));
+        }
         for (name, r) in s.manifest_copy_states() {
             match r {
                 CopyState::Current => {}
@@ -704,6 +707,9 @@ impl HealthCheck for ScrubCheck {
         for f in &files {
             let v = s.verify_file(f, None, true);
             out.extend(file_issues(s, f, &v, "store.scrub"));
+        }
+        if let Some(Err(e)) = s.finish_manifest_copy() {
+            out.push(environment(format!("cannot write a manifest copy: {e}"), None, "store.scrub"));
         }
         for (name, r) in s.manifest_copy_states() {
             match r {
