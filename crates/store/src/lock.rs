@@ -80,19 +80,23 @@ impl std::fmt::Display for WriterDoubt {
         match self {
             WriterDoubt::TakenOver { holder } => write!(
                 f,
-                "LOCK now names {holder}, on another host: it took this data directory over; this process stopped                  writing so two processes never write one directory (check that process; reopen once it has stopped)"
+                "LOCK now names {holder}, on another host: it took this data directory over; this process stopped \
+                 writing so two processes never write one directory (check that process; reopen once it has stopped)"
             ),
             WriterDoubt::LockHeldByOther { holder } => write!(
                 f,
-                "LOCK was replaced and the new file is locked by another process ({holder}); this process stopped                  writing so two processes never write one directory (check which processes use the directory)"
+                "LOCK was replaced and the new file is locked by another process ({holder}); this process stopped \
+                 writing so two processes never write one directory (check which processes use the directory)"
             ),
             WriterDoubt::DirectoryReplaced { path } => write!(
                 f,
-                "{path} no longer leads to the data directory this process locked (moved or replaced); this process                  stopped writing (check what moved it)"
+                "{path} no longer leads to the data directory this process locked (moved or replaced); this process \
+                 stopped writing (check what moved it)"
             ),
             WriterDoubt::HeartbeatUnconfirmed { for_ms, error } => write!(
                 f,
-                "the LOCK heartbeat could not be confirmed for {for_ms} ms ({error}); writes wait until it is, since                  a process on another host may take over a holder whose heartbeat is older than lock_stale_after_ms"
+                "the LOCK heartbeat could not be confirmed for {for_ms} ms ({error}); writes wait until it is, since \
+                 a process on another host may take over a holder whose heartbeat is older than lock_stale_after_ms"
             ),
         }
     }
