@@ -67,7 +67,9 @@ pub enum StoreError {
     NotSoleWriter(crate::lock::WriterDoubt),
     /// A data file's path is a symbolic link, which the store never follows (a planted link would redirect its reads
     /// and writes into a file elsewhere). Open refuses it, naming the link and its target.
-    #[error("{0}; replace the link with the file itself (or move the whole data directory) and open again")]
+    #[error(
+        "{0}; replace the link with the file itself (or move the whole data directory) and open again"
+    )]
     SymlinkRefused(crate::io::SymlinkRefused),
     /// An I/O error, with what the store was doing.
     #[error("i/o error while {context}: {source}")]

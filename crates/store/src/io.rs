@@ -299,7 +299,15 @@ pub fn is_resource(e: &io::Error) -> bool {
     }
     matches!(
         e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::EAGAIN | libc::EINTR | libc::EDQUOT)
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOMEM
+                | libc::ENOBUFS
+                | libc::EAGAIN
+                | libc::EINTR
+                | libc::EDQUOT
+        )
     ) || e.kind() == io::ErrorKind::WouldBlock
         || e.kind() == io::ErrorKind::OutOfMemory
 }
@@ -449,7 +457,12 @@ pub fn create_new(faults: &IoFaults, path: &Path) -> io::Result<File> {
 }
 
 /// Reads `buf.len()` bytes at `offset` of an open file, retrying EIO, EINTR and resource errors (bounded).
-pub fn read_exact_at(faults: &IoFaults, file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+pub fn read_exact_at(
+    faults: &IoFaults,
+    file: &File,
+    buf: &mut [u8],
+    offset: u64,
+) -> io::Result<()> {
     retry_read(|| {
         faults.draw(&faults.read_fault)?;
         file.read_exact_at(buf, offset)
@@ -492,7 +505,8 @@ fn retry_read<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
         match op() {
             Err(e)
-                if (is_resource(&e) || e.raw_os_error() == Some(libc::EIO)) && attempt < RETRIES_MAX =>
+                if (is_resource(&e) || e.raw_os_error() == Some(libc::EIO))
+                    && attempt < RETRIES_MAX =>
             {
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_micros(wait));
@@ -513,7 +527,13 @@ pub fn refuse_links(dir: &Path) -> io::Result<()> {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, l));
         }
     }
-    for name in ["LOCK", "MANIFEST-A", "MANIFEST-B", "MANIFEST-A.tmp", "MANIFEST-B.tmp"] {
+    for name in [
+        "LOCK",
+        "MANIFEST-A",
+        "MANIFEST-B",
+        "MANIFEST-A.tmp",
+        "MANIFEST-B.tmp",
+    ] {
         if let Some(l) = link_at(&dir.join(name)) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, l));
         }
@@ -602,7 +622,10 @@ mod tests {
         std::fs::create_dir(dir.path().join("wal")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, dir.path().join("wal/1.mir")).unwrap();
         let e = refuse_links(dir.path()).unwrap_err();
-        assert_eq!(symlink_refused(&e).unwrap().path, dir.path().join("wal/1.mir"));
+        assert_eq!(
+            symlink_refused(&e).unwrap().path,
+            dir.path().join("wal/1.mir")
+        );
     }
 
     #[test]

@@ -390,8 +390,8 @@ impl DirLock {
         faults: &IoFaults,
         stale_after_ms: u64,
     ) -> Result<DirLock, StoreError> {
-        let dir_file = File::open(dir)
-            .map_err(|e| StoreError::io(format!("opening {}", dir.display()), e))?;
+        let dir_file =
+            File::open(dir).map_err(|e| StoreError::io(format!("opening {}", dir.display()), e))?;
         match dir_file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -551,11 +551,15 @@ impl DirLock {
         }
         let found = match (&link, &text) {
             (Some(l), _) => l.to_string(),
-            (None, Some(h)) if h.pid == self.holder.pid && h.host == self.holder.host && h.closed => {
+            (None, Some(h))
+                if h.pid == self.holder.pid && h.host == self.holder.host && h.closed =>
+            {
                 "LOCK said this process had closed".to_string()
             }
             (None, Some(h)) => format!("LOCK named {} instead of this process", h.describe()),
-            (None, None) if std::fs::symlink_metadata(&path).is_err() => "LOCK was missing".to_string(),
+            (None, None) if std::fs::symlink_metadata(&path).is_err() => {
+                "LOCK was missing".to_string()
+            }
             (None, None) => "LOCK named no holder (emptied or damaged)".to_string(),
         };
         if !mine {

@@ -894,7 +894,8 @@ impl Store {
                             ),
                         });
                     }
-                    let open = |rel: &str, create: bool| io::open_rw(&faults, &dir.join(rel), create);
+                    let open =
+                        |rel: &str, create: bool| io::open_rw(&faults, &dir.join(rel), create);
                     let file = open(&rel, true).map_err(ioe(format!("opening {rel}")))?;
                     let mirror_f = if config.mirror_open_segment {
                         open(&wal::mirror_name(se.id), false).ok()
@@ -1674,7 +1675,9 @@ impl Store {
                                 )
                                 .at(at),
                             ),
-                            Fail::NotSoleWriter(d) => self.queue_issue(writer_doubt_issue(d, "store.commit")),
+                            Fail::NotSoleWriter(d) => {
+                                self.queue_issue(writer_doubt_issue(d, "store.commit"))
+                            }
                         }
                         for op in ops {
                             st.results.insert(op.lsn, Err(f.clone()));
@@ -2588,7 +2591,10 @@ impl Store {
         let w = lock(&self.wal);
         let loaded = manifest::load(&self.cfg.io, &self.dir);
         if let Some(why) = loaded.unavailable {
-            return Err(StoreError::io(why, std::io::Error::other("resource exhausted")));
+            return Err(StoreError::io(
+                why,
+                std::io::Error::other("resource exhausted"),
+            ));
         }
         let mut out = Vec::new();
         for i in 0..2 {

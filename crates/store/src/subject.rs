@@ -108,7 +108,10 @@ fn link_issues(store: &Store, source: &str) -> Vec<Issue> {
                 integrity(
                     code,
                     &resource,
-                    format!("{}: {l}; never written through, to be replaced by a real file", f.rel),
+                    format!(
+                        "{}: {l}; never written through, to be replaced by a real file",
+                        f.rel
+                    ),
                     source,
                 )
                 .at(Location {
@@ -519,7 +522,11 @@ impl HealthCheck for QuickCheck {
         let s = &self.store;
         let mut out = Vec::new();
         if let Some(Err(e)) = s.finish_manifest_copy() {
-            out.push(environment(format!("cannot write a manifest copy: {e}"), None, "store.quick"));
+            out.push(environment(
+                format!("cannot write a manifest copy: {e}"),
+                None,
+                "store.quick",
+            ));
         }
         for (name, r) in s.manifest_copy_states() {
             match r {
@@ -709,7 +716,11 @@ impl HealthCheck for ScrubCheck {
             out.extend(file_issues(s, f, &v, "store.scrub"));
         }
         if let Some(Err(e)) = s.finish_manifest_copy() {
-            out.push(environment(format!("cannot write a manifest copy: {e}"), None, "store.scrub"));
+            out.push(environment(
+                format!("cannot write a manifest copy: {e}"),
+                None,
+                "store.scrub",
+            ));
         }
         for (name, r) in s.manifest_copy_states() {
             match r {

@@ -138,9 +138,8 @@ fn a_takeover_by_another_host_stops_writes_and_reads_go_on() {
         s.put(&format!("a{i}"), doc(i)).unwrap();
     }
     let now = store::lock::now_us();
-    let theirs = format!(
-        "pid=4242 host=some-other-host started_us={now} heartbeat_us={now} closed=false\n"
-    );
+    let theirs =
+        format!("pid=4242 host=some-other-host started_us={now} heartbeat_us={now} closed=false\n");
     std::fs::write(dir.path().join("LOCK"), &theirs).unwrap();
     match s.check_lock() {
         Err(StoreError::NotSoleWriter(WriterDoubt::TakenOver { holder })) => {
@@ -157,7 +156,10 @@ fn a_takeover_by_another_host_stops_writes_and_reads_go_on() {
     }
     assert_eq!(s.get("a3").unwrap(), Some(doc(3)));
     let st = s.stats();
-    assert!(matches!(st.writer_doubt, Some(WriterDoubt::TakenOver { .. })));
+    assert!(matches!(
+        st.writer_doubt,
+        Some(WriterDoubt::TakenOver { .. })
+    ));
     assert!(st.read_only.unwrap().contains("some-other-host"));
     // The quick check reports it, with its reason, as no strategy's business.
     let subject = StoreSubject::new(Arc::new(s));
@@ -167,14 +169,22 @@ fn a_takeover_by_another_host_stops_writes_and_reads_go_on() {
         .iter()
         .find(|i| i.code == "sole_writer_unproven")
         .unwrap_or_else(|| panic!("{:?}", out.issues));
-    assert!(i.evidence.iter().any(|(k, v)| k == "reason" && v == "taken_over"));
+    assert!(
+        i.evidence
+            .iter()
+            .any(|(k, v)| k == "reason" && v == "taken_over")
+    );
     assert!(!subject.strategies().iter().any(|st| st.can_repair(i)));
     let s = Arc::into_inner(subject.store().clone());
     drop(subject);
     if let Some(s) = s {
         s.close().unwrap();
     }
-    assert_eq!(holder_text(dir.path()), theirs, "the new holder's LOCK left alone");
+    assert_eq!(
+        holder_text(dir.path()),
+        theirs,
+        "the new holder's LOCK left alone"
+    );
 }
 
 /// LOCK replaced by a link to a file elsewhere: the heartbeat removes the link and writes a real LOCK; the file
@@ -320,7 +330,8 @@ fn links_planted_while_running_are_found_replaced_and_never_written_through() {
             .find(|i| i.location.file.as_deref() == Some(rel.as_str()))
             .unwrap_or_else(|| panic!("{rel}: {:?}", out.issues));
         assert!(
-            i.summary.contains("symbolic link") && i.summary.contains(&target.display().to_string()),
+            i.summary.contains("symbolic link")
+                && i.summary.contains(&target.display().to_string()),
             "{i:?}"
         );
         assert!(!i.data_at_risk, "{i:?}");
@@ -336,7 +347,11 @@ fn links_planted_while_running_are_found_replaced_and_never_written_through() {
     for (rel, target, bytes) in &planted {
         let m = std::fs::symlink_metadata(dir.path().join(rel)).unwrap();
         assert!(m.file_type().is_file(), "{rel} is a real file again");
-        assert_eq!(&std::fs::read(target).unwrap(), bytes, "{rel}: target written through");
+        assert_eq!(
+            &std::fs::read(target).unwrap(),
+            bytes,
+            "{rel}: target written through"
+        );
     }
     drop(subject);
     drop(Arc::into_inner(s).unwrap());

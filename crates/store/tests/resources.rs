@@ -214,12 +214,19 @@ fn an_open_without_descriptors_fails_plainly_and_concludes_nothing() {
     }));
     let e = Store::open(dir.path(), cfg.clone()).unwrap_err();
     assert!(e.is_resource(), "{e}");
-    assert!(e.to_string().contains("too many open files") || e.to_string().contains("Too many open files"), "{e}");
+    assert!(
+        e.to_string().contains("too many open files")
+            || e.to_string().contains("Too many open files"),
+        "{e}"
+    );
     io.set_open_errors(None);
     assert_eq!(files(dir.path()), before, "nothing rewritten");
     let s = Store::open(dir.path(), cfg).unwrap();
     let r = s.recovery_report();
-    assert!(r.lost.is_empty() && r.manifest_copies_restored.is_empty(), "{r:?}");
+    assert!(
+        r.lost.is_empty() && r.manifest_copies_restored.is_empty(),
+        "{r:?}"
+    );
     assert_eq!(s.count(), 300);
 }
 

@@ -126,6 +126,10 @@ impl From<store::StoreError> for ApiError {
             E::ReadOnly(_) | E::Poisoned(_) | E::Locked { .. } | E::MayBeStale { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            // Not the only writer provably, or short of a resource (descriptors, memory): the store's trouble, for
+            // now; the message says why.
+            E::NotSoleWriter(_) => StatusCode::SERVICE_UNAVAILABLE,
+            e if e.is_resource() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         // A user error must never surface as a 5xx, whatever variant the store adds later.
