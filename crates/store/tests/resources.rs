@@ -51,7 +51,7 @@ fn seed() -> u64 {
     let seed = std::env::var("MEDIC_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_16);
+        .unwrap_or(0x005e_ed16);
     eprintln!("seed {seed} (MEDIC_SEED={seed} replays this run)");
     seed
 }
