@@ -60,6 +60,17 @@ pub enum StoreError {
     /// A failed fsync: the store stopped writing, because the kernel may have dropped dirty pages it now calls clean.
     #[error("poisoned: {0}; the store stopped writing, reopen to recover")]
     Poisoned(String),
+    /// This process can no longer prove it is the only writer of its data directory (see
+    /// [`WriterDoubt`](crate::lock::WriterDoubt) for why): writes are refused, reads go on. The store's trouble
+    /// (HTTP 503), not the caller's.
+    #[error("not writing: {0}")]
+    NotSoleWriter(crate::lock::WriterDoubt),
+    /// A data file's path is a symbolic link, which the store never follows (a planted link would redirect its reads
+    /// and writes into a file elsewhere). Open refuses it, naming the link and its target.
+    #[error(
+        "{0}; replace the link with the file itself (or move the whole data directory) and open again"
+    )]
+    SymlinkRefused(crate::io::SymlinkRefused),
     /// An I/O error, with what the store was doing.
     #[error("i/o error while {context}: {source}")]
     Io {
@@ -78,6 +89,20 @@ impl StoreError {
             self,
             StoreError::InvalidInput(_) | StoreError::TooLarge { .. }
         )
+    }
+
+    /// True for a lack of some resource of the process or machine (descriptors, memory, space, an interrupted call;
+    /// see [`crate::io::is_resource`]): an environment issue that goes away by itself, never damage to the data.
+    pub fn is_resource(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if crate::io::is_resource(source))
+    }
+
+    /// An error opening or reading a data file: a refused symbolic link becomes [`StoreError::SymlinkRefused`].
+    pub(crate) fn from_open(context: impl Into<String>, source: std::io::Error) -> Self {
+        match crate::io::symlink_refused(&source) {
+            Some(l) => StoreError::SymlinkRefused(l.clone()),
+            None => StoreError::io(context, source),
+        }
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {

@@ -1,14 +1,58 @@
-//! Every byte the store writes and every fsync it issues goes through this module, so [`IoFaults`] can inject what a
-//! real disk does: run out of space part-way through a write, stall, or fail an fsync. Reads are not hooked: damage
-//! to stored bytes is injected by editing the files themselves (see `fault`).
+//! Every open, read, write, fsync and removal of a data file goes through this module, so that
+//!
+//! - **no data file is ever reached through a symbolic link**: every open uses `O_NOFOLLOW` (a link at the path fails
+//!   with [`SymlinkRefused`], naming the link and its target), files are created with `O_EXCL` after removing what
+//!   was at the path, and [`refuse_links`] checks a whole data directory on open (a planted link cannot redirect the
+//!   store's reads or writes into a file elsewhere);
+//! - **a resource error is never taken for damage**: EMFILE, ENFILE, ENOMEM, EAGAIN, ENOBUFS, EINTR (and ENOSPC on
+//!   open) are retried a bounded number of times ([`RETRIES_MAX`], with a short back-off), so are EIO and EINTR on a
+//!   read; what persists is returned as the original error, which [`is_resource`] tells apart from damage;
+//! - [`IoFaults`] can inject what a real disk and a real process do: run out of space part-way through a write,
+//!   stall, fail an fsync, or fail opens and reads with an errno (e.g. EMFILE) — seeded, so a run is reproducible.
+//!   Damage to stored bytes is injected by editing the files themselves (see `fault`).
 
-use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use rand::{Rng, SeedableRng};
+
 const UNLIMITED: u64 = u64::MAX;
+
+/// Attempts after the first for an open or read that fails with a resource error (and for a read failing with EIO).
+pub const RETRIES_MAX: u32 = 4;
+/// Back-off before the first retry, µs; doubled for each further one (1 + 2 + 4 + 8 ms at most in all).
+const RETRY_BACKOFF_US: u64 = 1_000;
+
+/// An injected errno on opens or reads: each operation fails with `errno` with probability `per_mille` / 1000,
+/// drawn from a generator seeded with `seed` (the same seed and sequence of operations fail the same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrnoFault {
+    /// The error, e.g. `libc::EMFILE`.
+    pub errno: i32,
+    /// How often, per thousand operations (1000: every one).
+    pub per_mille: u16,
+    /// Seed of the draw.
+    pub seed: u64,
+}
+
+#[derive(Debug)]
+struct ErrnoFaultState {
+    fault: ErrnoFault,
+    rng: rand::rngs::StdRng,
+}
+
+impl ErrnoFaultState {
+    fn new(fault: ErrnoFault) -> Self {
+        ErrnoFaultState {
+            fault,
+            rng: rand::rngs::StdRng::seed_from_u64(fault.seed),
+        }
+    }
+}
 
 /// Fault hooks shared between a store and a fault injector. All atomics: set them while the store runs.
 #[derive(Debug)]
@@ -24,6 +68,12 @@ pub struct IoFaults {
     bytes_written: AtomicU64,
     /// Fsyncs issued so far (including failed ones).
     fsyncs: AtomicU64,
+    /// Errors injected on opens, if any.
+    open_fault: Mutex<Option<ErrnoFaultState>>,
+    /// Errors injected on reads, if any.
+    read_fault: Mutex<Option<ErrnoFaultState>>,
+    /// Errors injected so far (opens and reads).
+    errors_injected: AtomicU64,
 }
 
 impl Default for IoFaults {
@@ -34,6 +84,9 @@ impl Default for IoFaults {
             fail_fsync: AtomicBool::new(false),
             bytes_written: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            open_fault: Mutex::new(None),
+            read_fault: Mutex::new(None),
+            errors_injected: AtomicU64::new(0),
         }
     }
 }
@@ -78,6 +131,36 @@ impl IoFaults {
     /// Fsyncs issued so far.
     pub fn fsyncs(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Makes opens of data files fail with an errno (e.g. `libc::EMFILE`: the process is out of descriptors), seeded;
+    /// `None` ends it. Retries draw again, so `per_mille = 1000` fails every attempt.
+    pub fn set_open_errors(&self, fault: Option<ErrnoFault>) {
+        *lock(&self.open_fault) = fault.map(ErrnoFaultState::new);
+    }
+    /// The injected open error, if any.
+    pub fn open_errors(&self) -> Option<ErrnoFault> {
+        lock(&self.open_fault).as_ref().map(|s| s.fault)
+    }
+    /// Makes reads of data files fail with an errno (e.g. `libc::EIO`), seeded; `None` ends it.
+    pub fn set_read_errors(&self, fault: Option<ErrnoFault>) {
+        *lock(&self.read_fault) = fault.map(ErrnoFaultState::new);
+    }
+    /// Opens and reads failed by injection so far.
+    pub fn errors_injected(&self) -> u64 {
+        self.errors_injected.load(Ordering::Relaxed)
+    }
+
+    fn draw(&self, which: &Mutex<Option<ErrnoFaultState>>) -> io::Result<()> {
+        let mut g = lock(which);
+        let Some(s) = g.as_mut() else {
+            return Ok(());
+        };
+        if s.rng.random_range(0..1000u16) < s.fault.per_mille {
+            self.errors_injected.fetch_add(1, Ordering::Relaxed);
+            return Err(io::Error::from_raw_os_error(s.fault.errno));
+        }
+        Ok(())
     }
 
     fn delay(&self) {
@@ -159,11 +242,12 @@ pub fn sync_data(faults: &IoFaults, file: &File) -> io::Result<()> {
 
 /// Flushes a directory, so created, renamed and removed names in it are durable.
 pub fn sync_dir(faults: &IoFaults, dir: &Path) -> io::Result<()> {
-    let f = File::open(dir)?;
+    let f = retry_resource(|| File::open(dir))?;
     sync(faults, &f)
 }
 
-/// Writes a whole file atomically: a temp file, fsync, rename over `path`, fsync the directory.
+/// Writes a whole file atomically: a temp file (created anew, never through a link), fsync, rename over `path`
+/// (which replaces a link at `path` itself, never its target), fsync the directory.
 pub fn write_file_atomic(faults: &IoFaults, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
@@ -175,7 +259,7 @@ pub fn write_file_atomic(faults: &IoFaults, path: &Path, bytes: &[u8]) -> io::Re
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);
     let result = (|| {
-        let f = File::create(&tmp)?;
+        let f = create_new(faults, &tmp)?;
         write_all_at(faults, &f, bytes, 0)?;
         sync(faults, &f)?;
         drop(f);
@@ -188,10 +272,13 @@ pub fn write_file_atomic(faults: &IoFaults, path: &Path, bytes: &[u8]) -> io::Re
     result
 }
 
-/// Removes a file the store no longer needs; under a quota its bytes are free again, as on a disk. (Files replaced by
-/// a rename, i.e. manifest copies, are not credited: the quota errs on the side of less space.)
+/// Removes a file the store no longer needs (a link at `path` is removed itself, its target untouched); under a
+/// quota its bytes are free again, as on a disk. (Files replaced by a rename, i.e. manifest copies, are not credited:
+/// the quota errs on the side of less space.)
 pub fn remove_file(faults: &IoFaults, path: &Path) -> io::Result<()> {
-    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let len = std::fs::symlink_metadata(path)
+        .map(|m| if m.is_file() { m.len() } else { 0 })
+        .unwrap_or(0);
     std::fs::remove_file(path)?;
     faults.credit_quota(len);
     Ok(())
@@ -200,6 +287,274 @@ pub fn remove_file(faults: &IoFaults, path: &Path) -> io::Result<()> {
 /// Is this error the disk (or the quota) being full?
 pub fn is_no_space(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC)
+}
+
+/// Is this error a lack of some resource of the process or the machine — descriptors (EMFILE, ENFILE), memory
+/// (ENOMEM, ENOBUFS), a busy or interrupted call (EAGAIN/EWOULDBLOCK, EINTR), space (ENOSPC, EDQUOT, the quota) —
+/// rather than anything wrong with the stored bytes? Such an error says nothing about the data: it is an
+/// environment issue, retried and watched, never damage.
+pub fn is_resource(e: &io::Error) -> bool {
+    if is_no_space(e) || e.kind() == io::ErrorKind::Interrupted {
+        return true;
+    }
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOMEM
+                | libc::ENOBUFS
+                | libc::EAGAIN
+                | libc::EINTR
+                | libc::EDQUOT
+        )
+    ) || e.kind() == io::ErrorKind::WouldBlock
+        || e.kind() == io::ErrorKind::OutOfMemory
+}
+
+/// What went wrong, for a message: `too many open files`, not `Too many open files (os error 24)`.
+pub fn reason(e: &io::Error) -> String {
+    if let Some(l) = symlink_refused(e) {
+        return l.to_string();
+    }
+    let s = e.to_string();
+    let s = match (s.rfind(" (os error "), e.raw_os_error()) {
+        (Some(i), Some(_)) => s[..i].to_string(),
+        _ => s,
+    };
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) if e.raw_os_error().is_some() => f.to_lowercase().chain(c).collect(),
+        _ => s,
+    }
+}
+
+/// A data file's path is a symbolic link; the store does not follow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymlinkRefused {
+    /// The link.
+    pub path: PathBuf,
+    /// Where it points (as stored in the link), if it could be read.
+    pub target: Option<PathBuf>,
+}
+
+impl std::fmt::Display for SymlinkRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is a symbolic link to {}; the store never follows a link for a data file (it would read or write \
+             the file it points to)",
+            self.path.display(),
+            self.target
+                .as_ref()
+                .map_or("(unreadable target)".into(), |t| t.display().to_string())
+        )
+    }
+}
+
+impl std::error::Error for SymlinkRefused {}
+
+/// The link an error is about, if the error is a refused symbolic link.
+pub fn symlink_refused(e: &io::Error) -> Option<&SymlinkRefused> {
+    e.get_ref()?.downcast_ref::<SymlinkRefused>()
+}
+
+/// An error naming the link at `path` and its target.
+fn refused(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        SymlinkRefused {
+            path: path.to_path_buf(),
+            target: std::fs::read_link(path).ok(),
+        },
+    )
+}
+
+/// Whether `path` is a symbolic link (not following it); its target if so.
+pub fn link_at(path: &Path) -> Option<SymlinkRefused> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Some(SymlinkRefused {
+            path: path.to_path_buf(),
+            target: std::fs::read_link(path).ok(),
+        }),
+        _ => None,
+    }
+}
+
+/// Runs `op` again (bounded, with a short back-off) while it fails with a resource error.
+fn retry_resource<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut wait = RETRY_BACKOFF_US;
+    let mut attempt = 0;
+    loop {
+        match op() {
+            Err(e) if is_resource(&e) && attempt < RETRIES_MAX => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_micros(wait));
+                wait *= 2;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Opens a data file with `opts` and `O_NOFOLLOW`: a link at the path fails with [`SymlinkRefused`]; resource errors
+/// are retried.
+fn open_with(faults: &IoFaults, path: &Path, opts: &OpenOptions) -> io::Result<File> {
+    let mut opts = opts.clone();
+    opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    retry_resource(|| {
+        faults.draw(&faults.open_fault)?;
+        opts.open(path)
+    })
+    .map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            refused(path)
+        } else {
+            e
+        }
+    })
+    .and_then(|f| {
+        // A FIFO or a device at a data file's path would block or lie: only regular files are data files.
+        let t = f.metadata()?.file_type();
+        if t.is_file() {
+            Ok(f)
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            ))
+        }
+    })
+}
+
+/// Opens a data file for reading (never through a link).
+pub fn open_read(faults: &IoFaults, path: &Path) -> io::Result<File> {
+    open_with(faults, path, OpenOptions::new().read(true))
+}
+
+/// Opens a data file for reading and writing, creating it if `create` (never through a link).
+pub fn open_rw(faults: &IoFaults, path: &Path, create: bool) -> io::Result<File> {
+    open_with(
+        faults,
+        path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false),
+    )
+}
+
+/// Creates a new, empty data file at `path` for reading and writing: whatever was at the path (an old file, a
+/// link) is removed first, and the file is created with `O_EXCL`, so nothing at the path is ever written through.
+pub fn create_new(faults: &IoFaults, path: &Path) -> io::Result<File> {
+    let _ = std::fs::remove_file(path);
+    open_with(
+        faults,
+        path,
+        OpenOptions::new().read(true).write(true).create_new(true),
+    )
+}
+
+/// Reads `buf.len()` bytes at `offset` of an open file, retrying EIO, EINTR and resource errors (bounded).
+pub fn read_exact_at(
+    faults: &IoFaults,
+    file: &File,
+    buf: &mut [u8],
+    offset: u64,
+) -> io::Result<()> {
+    retry_read(|| {
+        faults.draw(&faults.read_fault)?;
+        file.read_exact_at(buf, offset)
+    })
+}
+
+/// Reads a whole data file (never through a link). Resource errors on the open and EIO or resource errors on the
+/// read are retried (bounded) before they are returned.
+pub fn read_file(faults: &IoFaults, path: &Path) -> io::Result<Vec<u8>> {
+    let f = open_read(faults, path)?;
+    retry_read(|| {
+        faults.draw(&faults.read_fault)?;
+        let mut b = Vec::with_capacity(f.metadata().map_or(0, |m| m.len() as usize));
+        (&f).seek(io::SeekFrom::Start(0))?;
+        (&f).read_to_end(&mut b)?;
+        Ok(b)
+    })
+}
+
+/// Copies a data file to `dst` (for backups and their restore), like `std::fs::copy` but never through a link: `src`
+/// is read without following one; `dst`, if a regular file, is overwritten in place (so a descriptor the store holds
+/// on it sees the copy), if a link, replaced by a new file (its target untouched). Fsynced. Returns the bytes copied.
+pub fn copy_file(faults: &IoFaults, src: &Path, dst: &Path) -> io::Result<u64> {
+    let bytes = read_file(faults, src)?;
+    let f = match open_rw(faults, dst, true) {
+        Err(e) if symlink_refused(&e).is_some() => create_new(faults, dst)?,
+        r => r?,
+    };
+    f.set_len(0)?;
+    write_all_at(faults, &f, &bytes, 0)?;
+    sync(faults, &f)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Runs a read again (bounded, with back-off) while it fails with EIO or a resource error: an EIO that a retry
+/// clears was the device's hiccup, not damage.
+fn retry_read<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut wait = RETRY_BACKOFF_US;
+    let mut attempt = 0;
+    loop {
+        match op() {
+            Err(e)
+                if (is_resource(&e) || e.raw_os_error() == Some(libc::EIO))
+                    && attempt < RETRIES_MAX =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_micros(wait));
+                wait *= 2;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// The store's names in a data directory that must never be symbolic links (nor anything but a regular file, or a
+/// directory for `wal`, `snap`, `backup`): `LOCK`, the manifest copies, every file in `wal/` and `snap/`, and those
+/// directories themselves. Fails with [`SymlinkRefused`] naming the first link found and its target. (The data
+/// directory itself may be reached through a link: that is where the operator put it.)
+pub fn refuse_links(dir: &Path) -> io::Result<()> {
+    for sub in ["wal", "snap", "backup"] {
+        if let Some(l) = link_at(&dir.join(sub)) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, l));
+        }
+    }
+    for name in [
+        "LOCK",
+        "MANIFEST-A",
+        "MANIFEST-B",
+        "MANIFEST-A.tmp",
+        "MANIFEST-B.tmp",
+    ] {
+        if let Some(l) = link_at(&dir.join(name)) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, l));
+        }
+    }
+    for sub in ["wal", "snap"] {
+        let Ok(rd) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        names.sort();
+        for p in names {
+            if let Some(l) = link_at(&p) {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, l));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -234,6 +589,89 @@ mod tests {
         File::create(&p).unwrap();
         remove_file(&faults, &p).unwrap();
         assert_eq!(faults.quota_bytes_remaining(), None);
+    }
+
+    #[test]
+    fn a_link_at_a_data_files_path_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, b"not yours").unwrap();
+        let link = dir.path().join("x.seg");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let faults = IoFaults::new();
+        for e in [
+            open_read(&faults, &link).unwrap_err(),
+            open_rw(&faults, &link, true).unwrap_err(),
+            read_file(&faults, &link).unwrap_err(),
+        ] {
+            let l = symlink_refused(&e).expect("a refused link");
+            assert_eq!(l.path, link);
+            assert_eq!(l.target.as_deref(), Some(elsewhere.as_path()));
+            assert!(reason(&e).contains("is a symbolic link to"), "{e}");
+            assert!(!is_resource(&e));
+        }
+        // Creating anew replaces the link, and an atomic write renames over it: the target is never written.
+        let f = create_new(&faults, &link).unwrap();
+        write_all_at(&faults, &f, b"mine", 0).unwrap();
+        assert!(link_at(&link).is_none());
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("M")).unwrap();
+        write_file_atomic(&faults, &dir.path().join("M"), b"manifest").unwrap();
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"not yours");
+        assert_eq!(std::fs::read(dir.path().join("M")).unwrap(), b"manifest");
+        // refuse_links names the first link found and its target.
+        std::fs::create_dir(dir.path().join("wal")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("wal/1.mir")).unwrap();
+        let e = refuse_links(dir.path()).unwrap_err();
+        assert_eq!(
+            symlink_refused(&e).unwrap().path,
+            dir.path().join("wal/1.mir")
+        );
+    }
+
+    #[test]
+    fn injected_open_errors_are_seeded_retried_and_told_apart_from_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        std::fs::write(&p, b"abc").unwrap();
+        let faults = IoFaults::new();
+        let every = ErrnoFault {
+            errno: libc::EMFILE,
+            per_mille: 1000,
+            seed: 7,
+        };
+        faults.set_open_errors(Some(every));
+        let e = read_file(&faults, &p).unwrap_err();
+        assert!(is_resource(&e));
+        assert_eq!(reason(&e), "too many open files");
+        assert_eq!(faults.errors_injected(), u64::from(RETRIES_MAX) + 1);
+        // Half the opens fail: the retries get through, and the same seed fails the same attempts.
+        let half = ErrnoFault {
+            per_mille: 500,
+            ..every
+        };
+        let pattern = |faults: &IoFaults| {
+            faults.set_open_errors(Some(half));
+            let before = faults.errors_injected();
+            let ok: Vec<bool> = (0..20).map(|_| read_file(faults, &p).is_ok()).collect();
+            (ok, faults.errors_injected() - before)
+        };
+        let (a, na) = pattern(&faults);
+        let (b, nb) = pattern(&faults);
+        assert_eq!((a.clone(), na), (b, nb));
+        assert!(na > 0 && a.iter().filter(|ok| **ok).count() >= 18, "{a:?}");
+        faults.set_open_errors(None);
+        assert_eq!(read_file(&faults, &p).unwrap(), b"abc");
+        // An EIO that a retry clears is no error at all.
+        faults.set_read_errors(Some(ErrnoFault {
+            errno: libc::EIO,
+            per_mille: 300,
+            seed: 1,
+        }));
+        for _ in 0..20 {
+            assert_eq!(read_file(&faults, &p).unwrap(), b"abc");
+        }
+        assert!(!is_resource(&io::Error::from_raw_os_error(libc::EIO)));
+        assert!(is_resource(&io::Error::from_raw_os_error(libc::ENFILE)));
     }
 
     #[test]

@@ -126,6 +126,9 @@ pub struct Loaded {
     pub manifest: Option<Manifest>,
     /// Per copy: `Ok(generation)` or why it is unusable (`None`: absent).
     pub copies: [Option<Result<u64, String>>; 2],
+    /// A copy could not be read for lack of a resource (e.g. `cannot read MANIFEST-A: too many open files`): the
+    /// result says nothing about that copy, and nothing may be concluded (or rewritten) from it.
+    pub unavailable: Option<String>,
 }
 
 impl Loaded {
@@ -141,14 +144,19 @@ impl Loaded {
     }
 }
 
-/// Reads both copies.
-pub fn load(dir: &Path) -> Loaded {
+/// Reads both copies (never through a symbolic link). A copy that cannot be read for lack of a resource (no
+/// descriptor, no memory) is neither missing nor damaged: it is named in `unavailable` and counts as absent here.
+pub fn load(faults: &IoFaults, dir: &Path) -> Loaded {
     let mut copies: [Option<Result<u64, String>>; 2] = [None, None];
     let mut best: Option<Manifest> = None;
+    let mut unavailable = None;
     for (i, name) in COPIES.iter().enumerate() {
-        match std::fs::read(dir.join(name)) {
+        match io::read_file(faults, &dir.join(name)) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => copies[i] = Some(Err(format!("unreadable: {e}"))),
+            Err(e) if io::is_resource(&e) => {
+                unavailable = Some(format!("cannot read {name}: {}", io::reason(&e)));
+            }
+            Err(e) => copies[i] = Some(Err(format!("unreadable: {}", io::reason(&e)))),
             Ok(bytes) => match Manifest::decode(&bytes) {
                 Err(e) => copies[i] = Some(Err(e)),
                 Ok(m) => {
@@ -163,6 +171,7 @@ pub fn load(dir: &Path) -> Loaded {
     Loaded {
         manifest: best,
         copies,
+        unavailable,
     }
 }
 
@@ -209,13 +218,13 @@ mod tests {
         let f = IoFaults::new();
         write_both(&f, dir.path(), &m(1)).unwrap();
         write_copy(&f, dir.path(), 0, &m(2)).unwrap();
-        let l = load(dir.path());
+        let l = load(&IoFaults::new(), dir.path());
         assert_eq!(l.manifest.as_ref().unwrap().generation, 2);
         assert_eq!(l.stale_copies(), vec![1]);
         let mut b = std::fs::read(dir.path().join(COPIES[0])).unwrap();
         b[12] ^= 4;
         std::fs::write(dir.path().join(COPIES[0]), b).unwrap();
-        let l = load(dir.path());
+        let l = load(&IoFaults::new(), dir.path());
         assert_eq!(l.manifest.unwrap().generation, 1);
         assert!(matches!(&l.copies[0], Some(Err(e)) if e.contains("checksum")));
     }

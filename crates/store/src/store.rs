@@ -84,6 +84,8 @@ enum Fail {
     ReadOnly(String),
     Poisoned(String),
     Io(String),
+    /// This process cannot prove it is the only writer: nothing was written.
+    NotSoleWriter(crate::lock::WriterDoubt),
 }
 
 impl Fail {
@@ -92,6 +94,7 @@ impl Fail {
             Fail::ReadOnly(m) => StoreError::ReadOnly(m),
             Fail::Poisoned(m) => StoreError::Poisoned(m),
             Fail::Io(m) => StoreError::io("committing to the WAL", std::io::Error::other(m)),
+            Fail::NotSoleWriter(d) => StoreError::NotSoleWriter(d),
         }
     }
 }
@@ -197,6 +200,10 @@ pub struct StoreStats {
     /// Losses an operator accepted since open ([`Store::accept_loss`]).
     #[serde(default)]
     pub losses_accepted: Vec<LostRange>,
+    /// Why this process cannot prove it is the only writer of its data directory, if it cannot: writes are refused
+    /// meanwhile (`read_only` says so too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_doubt: Option<crate::lock::WriterDoubt>,
 }
 
 /// A torn tail cut off on open.
@@ -383,6 +390,9 @@ pub struct FileVerdict {
     pub rebuildable: bool,
     /// The file could not be read at all.
     pub read_error: Option<String>,
+    /// The file or its sidecar could not be read for lack of a resource (e.g. `cannot open snap/...: too many open
+    /// files`): nothing is known about its bytes — not damage; verified again once the resource is back.
+    pub environment_error: Option<String>,
     /// The file's length on disk.
     pub disk_len: u64,
     /// Block size used.
@@ -406,7 +416,19 @@ impl FileVerdict {
             && self.sidecar_error.is_none()
             && self.parity_mismatches.is_empty()
             && self.read_error.is_none()
+            && self.environment_error.is_none()
     }
+}
+
+/// What a manifest copy holds, as [`Store::manifest_copy_states`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyState {
+    /// The current manifest.
+    Current,
+    /// Missing, damaged, stale, or a link; why.
+    Damaged(String),
+    /// Could not be read for lack of a resource (`cannot read MANIFEST-A: too many open files`): nothing is known.
+    Unavailable(String),
 }
 
 /// A live data file and what protects it, for fault injection and reports.
@@ -439,11 +461,27 @@ pub struct Store {
     pub(crate) incremental_mark: Mutex<(u64, u64, u64)>,
     /// When a write next refreshes LOCK's heartbeat (µs since the epoch); see [`Store::heartbeat_if_due`].
     heartbeat_due_us: AtomicU64,
+    /// Why this process cannot prove it is the only writer, if it cannot (a leaf lock: nothing else is taken while
+    /// it is held).
+    writer_doubt: Mutex<Option<crate::lock::WriterDoubt>>,
+    /// When the heartbeat was last confirmed (LOCK names this process and was refreshed), µs after `opened` on the
+    /// monotonic clock, which runs on while the process is stopped.
+    lock_confirmed_us: AtomicU64,
+    /// When the store was opened (the origin of `lock_confirmed_us`).
+    opened: std::time::Instant,
+    /// A manifest switch could not write MANIFEST-B for lack of a resource: the next check writes it again.
+    manifest_copy_pending: std::sync::atomic::AtomicBool,
 }
 
 /// How often writes refresh LOCK's heartbeat: a sixth of the age at which another host may take a silent holder
 /// over, so a store that is written to without the quick check running still shows it is alive.
 const HEARTBEAT_EVERY_US: u64 = crate::lock::LOCK_STALE_AFTER_MS * 1_000 / 6;
+
+/// A write (or compaction) goes ahead only if the heartbeat was confirmed within this long, else it confirms it
+/// first: half the age at which a process on another host may judge this one gone and take over. So a holder that
+/// was stopped (SIGSTOP, a frozen VM) for longer than that re-reads LOCK before its next write, and one that was
+/// taken over meanwhile never writes again.
+const FENCE_US: u64 = crate::lock::LOCK_STALE_AFTER_MS * 1_000 / 2;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -456,6 +494,29 @@ fn ioe(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError 
 
 fn issue(kind: IssueKind, code: &str, resource: &str, summary: String, source: &str) -> Issue {
     Issue::new(kind, code, resource, summary, source, now_us())
+}
+
+/// The issue for a store that cannot prove it is the only writer of its directory: `sole_writer_unproven` — an
+/// environment issue while only the heartbeat is unconfirmed (it ends by itself), otherwise an integrity issue no
+/// strategy repairs (a human checks the other process; a reopen ends it). Writes are refused meanwhile.
+pub(crate) fn writer_doubt_issue(d: &crate::lock::WriterDoubt, source: &str) -> Issue {
+    let kind = if d.lasts() {
+        IssueKind::Integrity
+    } else {
+        IssueKind::Resource
+    };
+    issue(
+        kind,
+        "sole_writer_unproven",
+        crate::lock::LOCK_FILE,
+        d.to_string(),
+        source,
+    )
+    .at(Location {
+        file: Some(crate::lock::LOCK_FILE.into()),
+        ..Location::default()
+    })
+    .evidence("reason", d.code())
 }
 
 impl std::fmt::Debug for Store {
@@ -476,6 +537,10 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(ioe(format!("creating {}", dir.display())))?;
         let faults = config.io.clone();
         let dir_lock = DirLock::acquire(&dir, &faults, crate::lock::LOCK_STALE_AFTER_MS)?;
+        // No data file is ever reached through a symbolic link: one planted in the directory is refused, named.
+        io::refuse_links(&dir).map_err(|e| {
+            StoreError::from_open(format!("checking {} for links", dir.display()), e)
+        })?;
         for sub in ["wal", SNAP_DIR] {
             std::fs::create_dir_all(dir.join(sub))
                 .map_err(ioe(format!("creating {}", dir.join(sub).display())))?;
@@ -503,7 +568,14 @@ impl Store {
             parity_blocks: config.parity_blocks,
         };
 
-        let loaded = manifest::load(&dir);
+        let loaded = manifest::load(&faults, &dir);
+        if let Some(why) = &loaded.unavailable {
+            // Lack of a resource says nothing about the files: fail the open (retry later), conclude nothing.
+            return Err(StoreError::io(
+                why.clone(),
+                std::io::Error::other("resource exhausted"),
+            ));
+        }
         let mut issues = Vec::new();
         let (manifest, created) = match loaded.manifest.clone() {
             Some(m) => {
@@ -667,6 +739,7 @@ impl Store {
                 },
                 Loaded::Missing(why) => Err((None, why)),
                 Loaded::Beyond { valid_to, why, .. } => Err((Some(valid_to), why)),
+                Loaded::Unavailable(e) => return Err(e),
             };
             let entries = match decoded {
                 Ok(entries) => entries,
@@ -704,13 +777,23 @@ impl Store {
             let is_open = i + 1 == n_segs && !se.sealed;
             let records = if is_open {
                 let mirror = if config.mirror_open_segment {
-                    std::fs::read(dir.join(wal::mirror_name(se.id))).ok()
+                    let mir_rel = wal::mirror_name(se.id);
+                    match io::read_file(&faults, &dir.join(&mir_rel)) {
+                        Ok(b) => Some(b),
+                        Err(e) if io::is_resource(&e) => {
+                            return Err(StoreError::io(format!("reading {mir_rel}"), e));
+                        }
+                        Err(_) => None,
+                    }
                 } else {
                     None
                 };
                 let mirror_missing = config.mirror_open_segment && mirror.is_none();
-                let main = match std::fs::read(dir.join(&rel)) {
+                let main = match io::read_file(&faults, &dir.join(&rel)) {
                     Ok(b) => b,
+                    Err(e) if io::is_resource(&e) => {
+                        return Err(StoreError::io(format!("reading {rel}"), e));
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound && mirror.is_some() => {
                         issues.push(
                             issue(
@@ -815,14 +898,8 @@ impl Store {
                             ),
                         });
                     }
-                    let open = |rel: &str, create: bool| {
-                        std::fs::OpenOptions::new()
-                            .read(true)
-                            .write(true)
-                            .create(create)
-                            .truncate(false)
-                            .open(dir.join(rel))
-                    };
+                    let open =
+                        |rel: &str, create: bool| io::open_rw(&faults, &dir.join(rel), create);
                     let file = open(&rel, true).map_err(ioe(format!("opening {rel}")))?;
                     let mirror_f = if config.mirror_open_segment {
                         open(&wal::mirror_name(se.id), false).ok()
@@ -940,7 +1017,7 @@ impl Store {
                     record_bytes_max,
                     &mut report,
                     &mut issues,
-                );
+                )?;
                 lost.extend(lost_here);
                 sealed_bytes += se.sealed_len;
                 records
@@ -1098,6 +1175,10 @@ impl Store {
             counters: Counters::default(),
             incremental_mark: Mutex::new(mark),
             heartbeat_due_us: AtomicU64::new(now_us().saturating_add(HEARTBEAT_EVERY_US)),
+            writer_doubt: Mutex::new(None),
+            lock_confirmed_us: AtomicU64::new(0),
+            opened: std::time::Instant::now(),
+            manifest_copy_pending: std::sync::atomic::AtomicBool::new(false),
             cfg: config,
         };
         let _ = params;
@@ -1374,10 +1455,13 @@ impl Store {
 
     /// Current figures.
     pub fn stats(&self) -> StoreStats {
+        let writer_doubt = lock(&self.writer_doubt).clone();
         let (docs, last_lsn, read_only, poisoned, vector_dim, disk, lost, accepted) = {
             let st = lock(&self.state);
             let read_only = if !st.lost.is_empty() {
                 Some(loss_message(&st.lost))
+            } else if let Some(d) = &writer_doubt {
+                Some(format!("read-only: {d}"))
             } else if let Some(c) = &st.crisis {
                 Some(format!("read-only: {c}"))
             } else {
@@ -1425,6 +1509,7 @@ impl Store {
             issues_dropped: c.issues_dropped.load(Ordering::Relaxed),
             lost,
             losses_accepted: accepted,
+            writer_doubt,
         }
     }
 
@@ -1498,6 +1583,9 @@ impl Store {
     fn writable(&self, st: &mut State) -> Result<(), StoreError> {
         if let Some(p) = &st.poisoned {
             return Err(StoreError::Poisoned(p.clone()));
+        }
+        if let Some(d) = lock(&self.writer_doubt).as_ref().filter(|d| d.lasts()) {
+            return Err(StoreError::NotSoleWriter(d.clone()));
         }
         if !st.lost.is_empty() {
             return Err(StoreError::ReadOnly(loss_message(&st.lost)));
@@ -1611,6 +1699,9 @@ impl Store {
                                 )
                                 .at(at),
                             ),
+                            Fail::NotSoleWriter(d) => {
+                                self.queue_issue(writer_doubt_issue(d, "store.commit"))
+                            }
                         }
                         for op in ops {
                             st.results.insert(op.lsn, Err(f.clone()));
@@ -1649,6 +1740,10 @@ impl Store {
     fn write_batch(&self, buf: &[u8], first_lsn: u64, last_lsn: u64) -> Result<(), Fail> {
         let faults = &*self.cfg.io;
         let mut w = lock(&self.wal);
+        self.fence().map_err(|e| match e {
+            StoreError::NotSoleWriter(d) => Fail::NotSoleWriter(d),
+            other => Fail::Io(other.to_string()),
+        })?;
         let layout_fail = |e: StoreError| match e {
             StoreError::Io { source, context } if io::is_no_space(&source) => {
                 Fail::ReadOnly(format!("read-only: disk space: {context}: {source}"))
@@ -1657,17 +1752,27 @@ impl Store {
             other => Fail::Io(other.to_string()),
         };
         if !self.open_segment_linked(&w) {
-            // The open segment or its mirror was deleted or replaced: appending to it would acknowledge writes
-            // into a file no reopen reads. The table holds every acknowledged record; write it out first.
+            // The open segment or its mirror was deleted or replaced (by another file, or a symbolic link):
+            // appending to it would acknowledge writes into a file no reopen reads. The table holds every
+            // acknowledged record; write it out first.
+            let links: Vec<String> = [wal::seg_name(w.seg.id), wal::mirror_name(w.seg.id)]
+                .iter()
+                .filter_map(|rel| io::link_at(&self.dir.join(rel)).map(|l| l.to_string()))
+                .collect();
             self.queue_issue(
                 issue(
                     IssueKind::Integrity,
                     "file_unreadable",
                     &wal::seg_name(w.seg.id),
                     format!(
-                        "{} or its mirror was deleted or replaced while open; rewriting the layout from the \
-                         in-memory table before the next write",
-                        wal::seg_name(w.seg.id)
+                        "{} or its mirror was deleted or replaced while open{}; rewriting the layout from the \
+                         in-memory table before the next write (never written through)",
+                        wal::seg_name(w.seg.id),
+                        if links.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", links.join("; "))
+                        }
                     ),
                     "store.commit",
                 )
@@ -1820,8 +1925,9 @@ impl Store {
     fn switch_manifest(&self, m: &Manifest) -> Result<(), StoreError> {
         let faults = &*self.cfg.io;
         if let Err(e) = manifest::write_copy(faults, &self.dir, 0, m) {
-            let a_is_new =
-                std::fs::read(self.dir.join(manifest::COPIES[0])).ok() == Some(m.encode());
+            // A copy that cannot be read back (no descriptor) may be the new one: only "certainly old" goes on.
+            let a_is_new = io::read_file(faults, &self.dir.join(manifest::COPIES[0]))
+                .map_or(true, |b| b == m.encode());
             if a_is_new {
                 return Err(StoreError::Poisoned(format!(
                     "MANIFEST-A (generation {}) was renamed into place but not flushed: {e}",
@@ -1831,6 +1937,26 @@ impl Store {
             return Err(StoreError::io("writing MANIFEST-A", e));
         }
         if let Err(e) = manifest::write_copy(faults, &self.dir, 1, m) {
+            if io::is_resource(&e) {
+                // Not damage: MANIFEST-A holds the new layout durably; B is written again by the next check once
+                // the resource is back (`Store::finish_manifest_copy`).
+                self.manifest_copy_pending.store(true, Ordering::SeqCst);
+                self.queue_issue(
+                    issue(
+                        IssueKind::Resource,
+                        "resource_exhausted",
+                        "environment",
+                        format!(
+                            "cannot write MANIFEST-B (generation {}): {}; written again once the resource is back",
+                            m.generation,
+                            io::reason(&e)
+                        ),
+                        "store.manifest",
+                    )
+                    .with_score(0.5),
+                );
+                return Ok(());
+            }
             self.queue_issue(
                 issue(
                     IssueKind::Integrity,
@@ -1953,6 +2079,7 @@ impl Store {
 
     /// [`Store::compact_as_leader`] with the WAL lock already held (the caller holds the leader role).
     fn compact_locked(&self, w: &mut WalState, force: bool) -> Result<(), StoreError> {
+        self.fence()?;
         let faults = &*self.cfg.io;
         let (lsn, entries, dim) = {
             let st = lock(&self.state);
@@ -2185,16 +2312,29 @@ impl Store {
             block_bytes: self.cfg.block_bytes as u64,
             ..FileVerdict::default()
         };
-        let data = match std::fs::read(self.dir.join(&f.rel)) {
+        let faults = &*self.cfg.io;
+        let data = match io::read_file(faults, &self.dir.join(&f.rel)) {
             Ok(d) => d,
+            Err(e) if io::is_resource(&e) => {
+                v.environment_error = Some(format!("cannot read {}: {}", f.rel, io::reason(&e)));
+                return v;
+            }
             Err(e) => {
-                v.read_error = Some(format!("{}: {e}", f.rel));
+                v.read_error = Some(format!("{}: {}", f.rel, io::reason(&e)));
                 return v;
             }
         };
         v.disk_len = data.len() as u64;
-        let sc = match std::fs::read(self.dir.join(&f.par_rel))
-            .map_err(|e| e.to_string())
+        let sc = match io::read_file(faults, &self.dir.join(&f.par_rel)) {
+            Err(e) if io::is_resource(&e) => {
+                v.environment_error =
+                    Some(format!("cannot read {}: {}", f.par_rel, io::reason(&e)));
+                return v;
+            }
+            r => r,
+        };
+        let sc = match sc
+            .map_err(|e| io::reason(&e))
             .and_then(|b| parity::parse(&b))
         {
             Ok(sc) if sc.file_id == f.file_id => sc,
@@ -2253,9 +2393,10 @@ impl Store {
         let faults = &*self.cfg.io;
         let mut actions = Vec::new();
         let path = self.dir.join(&f.rel);
-        let mut data = std::fs::read(&path).map_err(ioe(format!("reading {}", f.rel)))?;
-        let sc = std::fs::read(self.dir.join(&f.par_rel))
-            .map_err(|e| e.to_string())
+        let mut data = io::read_file(faults, &path)
+            .map_err(|e| StoreError::from_open(format!("reading {}", f.rel), e))?;
+        let sc = io::read_file(faults, &self.dir.join(&f.par_rel))
+            .map_err(|e| io::reason(&e))
             .and_then(|b| parity::parse(&b))
             .and_then(|sc| {
                 if sc.file_id == f.file_id {
@@ -2362,26 +2503,32 @@ impl Store {
         } else {
             wal::HEADER_BYTES
         };
-        // A path that no longer leads to the file we append to (deleted, replaced) reads as empty: all damaged.
-        let read = |rel: &str, f: &std::fs::File, start: u64| -> Vec<u8> {
-            use std::os::unix::fs::FileExt;
+        // A path that no longer leads to the file we append to (deleted, replaced, a link) reads as empty: all
+        // damaged. One that does is read through our own descriptor (the same file; no new descriptor needed). A
+        // read failing for lack of a resource is an error, never damage.
+        let faults = &*self.cfg.io;
+        let read = |rel: &str, f: &std::fs::File, start: u64| -> Result<Vec<u8>, StoreError> {
             let p = self.dir.join(rel);
             let mut b = vec![0u8; len as usize];
             if !same_file(&p, f) {
-                return Vec::new();
+                return Ok(Vec::new());
             }
-            let Ok(file) = std::fs::File::open(&p) else {
-                return Vec::new();
-            };
             let h = wal::HEADER_BYTES as usize;
-            let ok = file.read_exact_at(&mut b[..h], 0).is_ok()
-                && file.read_exact_at(&mut b[start as usize..], start).is_ok();
-            if ok { b } else { Vec::new() }
+            let r = io::read_exact_at(faults, f, &mut b[..h], 0)
+                .and_then(|()| io::read_exact_at(faults, f, &mut b[start as usize..], start));
+            match r {
+                Ok(()) => Ok(b),
+                Err(e) if io::is_resource(&e) => Err(StoreError::io(format!("reading {rel}"), e)),
+                Err(_) => Ok(Vec::new()),
+            }
         };
         let seg_rel = wal::seg_name(id);
         let mir_rel = wal::mirror_name(id);
-        let mut main = read(&seg_rel, &main_f, start);
-        let mut mirror = mirror_f.as_ref().map(|f| read(&mir_rel, f, start));
+        let mut main = read(&seg_rel, &main_f, start)?;
+        let mut mirror = match mirror_f.as_ref() {
+            Some(f) => Some(read(&mir_rel, f, start)?),
+            None => None,
+        };
         let mut out = Vec::new();
         if wal::check_header(&main, id).is_err() {
             out.push(SegmentDamage {
@@ -2451,10 +2598,11 @@ impl Store {
                             break;
                         }
                         reread = true;
-                        main = read(&seg_rel, &main_f, wal::HEADER_BYTES);
-                        mirror = mirror_f
-                            .as_ref()
-                            .map(|f| read(&mir_rel, f, wal::HEADER_BYTES));
+                        main = read(&seg_rel, &main_f, wal::HEADER_BYTES)?;
+                        mirror = match mirror_f.as_ref() {
+                            Some(f) => Some(read(&mir_rel, f, wal::HEADER_BYTES)?),
+                            None => None,
+                        };
                         pos = wal::HEADER_BYTES as usize;
                         prev = Some(first_lsn.saturating_sub(1));
                         continue;
@@ -2507,7 +2655,7 @@ impl Store {
             let read_copy = |rel: &str, f: &std::fs::File| -> (Vec<u8>, bool) {
                 let p = self.dir.join(rel);
                 if same_file(&p, f) {
-                    let mut b = std::fs::read(&p).unwrap_or_default();
+                    let mut b = io::read_file(faults, &p).unwrap_or_default();
                     b.truncate(len);
                     (b, false)
                 } else {
@@ -2588,12 +2736,18 @@ impl Store {
     /// Restores a damaged or stale manifest copy from its twin. Returns the copies rewritten.
     pub fn repair_manifest(&self) -> Result<Vec<String>, StoreError> {
         let w = lock(&self.wal);
-        let loaded = manifest::load(&self.dir);
+        let loaded = manifest::load(&self.cfg.io, &self.dir);
+        if let Some(why) = loaded.unavailable {
+            return Err(StoreError::io(
+                why,
+                std::io::Error::other("resource exhausted"),
+            ));
+        }
         let mut out = Vec::new();
         for i in 0..2 {
             let ok = matches!(&loaded.copies[i], Some(Ok(g)) if *g == w.manifest.generation);
-            let same =
-                std::fs::read(self.dir.join(manifest::COPIES[i])).ok() == Some(w.manifest.encode());
+            let same = io::read_file(&self.cfg.io, &self.dir.join(manifest::COPIES[i])).ok()
+                == Some(w.manifest.encode());
             if !ok || !same {
                 manifest::write_copy(&self.cfg.io, &self.dir, i, &w.manifest)
                     .map_err(ioe(format!("restoring {}", manifest::COPIES[i])))?;
@@ -2603,18 +2757,50 @@ impl Store {
         Ok(out)
     }
 
-    /// Whether both manifest copies hold the current manifest.
+    /// Writes again a manifest copy that a switch could not write for lack of a resource (no descriptor, no space), if
+    /// there is one: `None` when nothing was pending, else whether it is written now (`Err`: still short of the
+    /// resource; tried again next time). The checks run this first, so such a copy is never reported as damaged.
+    pub fn finish_manifest_copy(&self) -> Option<Result<(), StoreError>> {
+        if !self.manifest_copy_pending.load(Ordering::SeqCst) {
+            return None;
+        }
+        let r = self.repair_manifest().map(|_| ());
+        if r.is_ok() {
+            self.manifest_copy_pending.store(false, Ordering::SeqCst);
+        }
+        Some(r)
+    }
+
+    /// Whether both manifest copies hold the current manifest (`Err` says why not, including a copy that could not
+    /// be read for lack of a resource; see [`Store::manifest_copy_states`] to tell the two apart).
     pub fn manifest_copies_ok(&self) -> Vec<(String, Result<(), String>)> {
+        self.manifest_copy_states()
+            .into_iter()
+            .map(|(n, st)| {
+                let r = match st {
+                    CopyState::Current => Ok(()),
+                    CopyState::Damaged(e) | CopyState::Unavailable(e) => Err(e),
+                };
+                (n, r)
+            })
+            .collect()
+    }
+
+    /// The state of each manifest copy: current, damaged or stale (why), or unreadable for lack of a resource.
+    pub fn manifest_copy_states(&self) -> Vec<(String, CopyState)> {
         let cur = lock(&self.wal).manifest.encode();
         manifest::COPIES
             .iter()
             .map(|name| {
-                let r = match std::fs::read(self.dir.join(name)) {
-                    Err(e) => Err(format!("unreadable: {e}")),
-                    Ok(b) if b == cur => Ok(()),
+                let r = match io::read_file(&self.cfg.io, &self.dir.join(name)) {
+                    Err(e) if io::is_resource(&e) => {
+                        CopyState::Unavailable(format!("cannot read {name}: {}", io::reason(&e)))
+                    }
+                    Err(e) => CopyState::Damaged(format!("unreadable: {}", io::reason(&e))),
+                    Ok(b) if b == cur => CopyState::Current,
                     Ok(b) => match Manifest::decode(&b) {
-                        Err(e) => Err(e),
-                        Ok(m) => Err(format!(
+                        Err(e) => CopyState::Damaged(e),
+                        Ok(m) => CopyState::Damaged(format!(
                             "at generation {}, not the current one",
                             m.generation
                         )),
@@ -2748,8 +2934,8 @@ impl Store {
                 };
                 load_immutable(&self.dir, &f, Some(s.sealed_len), &mut rep, &mut iss)?
             } else {
-                let mut b =
-                    std::fs::read(self.dir.join(&rel)).map_err(ioe(format!("reading {rel}")))?;
+                let mut b = io::read_file(&self.cfg.io, &self.dir.join(&rel))
+                    .map_err(|e| StoreError::from_open(format!("reading {rel}"), e))?;
                 b.truncate(open_len as usize);
                 b
             };
@@ -2757,7 +2943,7 @@ impl Store {
             let mirror = if s.sealed || !self.cfg.mirror_open_segment {
                 None
             } else {
-                std::fs::read(self.dir.join(wal::mirror_name(s.id)))
+                io::read_file(&self.cfg.io, &self.dir.join(wal::mirror_name(s.id)))
                     .ok()
                     .map(|mut b| {
                         b.truncate(open_len as usize);
@@ -2861,38 +3047,105 @@ impl Store {
         (w.seg.id, w.seg.len)
     }
 
-    /// Refreshes the heartbeat in `LOCK` (the `store.quick` check does this every run), if the file still names
-    /// this process. Returns whether it did.
-    pub fn heartbeat(&self) -> Result<bool, StoreError> {
-        let mut l = lock(&self.lock);
-        match l.as_mut() {
-            Some(dl) if dl.names_me(&self.dir) => dl.heartbeat(&self.cfg.io).map(|()| true),
-            _ => Ok(false),
+    /// The heartbeat (the `store.quick` check runs it every time, writes at most every 5 s): checks that this
+    /// process still holds its data directory and that `LOCK` names it, refreshes the heartbeat, and writes `LOCK`
+    /// back if it was removed, edited or replaced ([`crate::lock::LockCheck::Restored`] says what was found). Fails
+    /// with `NotSoleWriter` when this process can no longer prove it is the only writer (then writes stop; reads go
+    /// on), or with `Io` when `LOCK` could not be written (writes stop too once that lasts half of
+    /// `lock_stale_after_ms`).
+    pub fn check_lock(&self) -> Result<crate::lock::LockCheck, StoreError> {
+        use crate::lock::{LockTrouble, WriterDoubt};
+        let r = match lock(&self.lock).as_mut() {
+            Some(dl) => dl.check(&self.dir, &self.cfg.io),
+            None => {
+                return Err(StoreError::io(
+                    "checking LOCK",
+                    std::io::Error::other("the store is closed"),
+                ));
+            }
+        };
+        let mut doubt = lock(&self.writer_doubt);
+        match r {
+            Ok(c) => {
+                if let Some(d) = doubt.as_ref().filter(|d| d.lasts()) {
+                    // Someone else may have written meanwhile: only a reopen ends it.
+                    return Err(StoreError::NotSoleWriter(d.clone()));
+                }
+                *doubt = None;
+                self.lock_confirmed_us
+                    .store(self.opened.elapsed().as_micros() as u64, Ordering::SeqCst);
+                Ok(c)
+            }
+            Err(LockTrouble::Doubt(d)) => {
+                if doubt.as_ref().is_none_or(|old| !old.lasts()) {
+                    *doubt = Some(d.clone());
+                }
+                Err(StoreError::NotSoleWriter(d))
+            }
+            Err(LockTrouble::Io(e)) => {
+                let age_us = (self.opened.elapsed().as_micros() as u64)
+                    .saturating_sub(self.lock_confirmed_us.load(Ordering::SeqCst));
+                if age_us >= FENCE_US && doubt.as_ref().is_none_or(|old| !old.lasts()) {
+                    *doubt = Some(WriterDoubt::HeartbeatUnconfirmed {
+                        for_ms: age_us / 1_000,
+                        error: io::reason(&e),
+                    });
+                }
+                Err(StoreError::io("refreshing the LOCK heartbeat", e))
+            }
         }
     }
 
-    /// Whether the lock file still names this process; rewrites it if not and `fix`.
+    /// Proves, before a write, that this process is still the only writer: at once when the heartbeat was confirmed
+    /// within [`FENCE_US`] and nothing casts doubt on it, else by running the heartbeat now ([`Store::check_lock`]).
+    fn fence(&self) -> Result<(), StoreError> {
+        {
+            let doubt = lock(&self.writer_doubt);
+            if let Some(d) = doubt.as_ref().filter(|d| d.lasts()) {
+                return Err(StoreError::NotSoleWriter(d.clone()));
+            }
+            let age_us = (self.opened.elapsed().as_micros() as u64)
+                .saturating_sub(self.lock_confirmed_us.load(Ordering::SeqCst));
+            if doubt.is_none() && age_us < FENCE_US {
+                return Ok(());
+            }
+        }
+        match self.check_lock() {
+            Ok(_) => Ok(()),
+            Err(e @ StoreError::NotSoleWriter(_)) => Err(e),
+            Err(e) => match lock(&self.writer_doubt).clone() {
+                Some(d) => Err(StoreError::NotSoleWriter(d)),
+                None => {
+                    // Within the bound: the heartbeat failed (no descriptor, no space) but no one can have taken
+                    // over yet; the next write or check tries again.
+                    let _ = e;
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Why this process cannot prove it is the only writer of its data directory, if it cannot.
+    pub fn writer_doubt(&self) -> Option<crate::lock::WriterDoubt> {
+        lock(&self.writer_doubt).clone()
+    }
+
+    /// Refreshes the heartbeat in `LOCK` ([`Store::check_lock`], which also writes back a `LOCK` that no longer
+    /// names this process). Returns whether `LOCK` names this process now.
+    pub fn heartbeat(&self) -> Result<bool, StoreError> {
+        self.check_lock().map(|_| true)
+    }
+
+    /// Whether the lock file still names this process; if not and `fix`, writes it back ([`Store::check_lock`]).
     pub fn lock_file_ok(&self, fix: bool) -> Result<bool, StoreError> {
-        let mut l = lock(&self.lock);
-        let Some(dl) = l.as_mut() else {
-            return Ok(false);
+        let names_me = match lock(&self.lock).as_ref() {
+            Some(dl) => dl.names_me(&self.dir),
+            None => return Ok(false),
         };
-        if dl.names_me(&self.dir) {
-            if fix {
-                dl.heartbeat(&self.cfg.io)?;
-            }
-            return Ok(true);
+        if names_me || fix {
+            self.check_lock()?;
         }
-        if fix && let Err(e) = dl.rewrite(&self.dir, &self.cfg.io) {
-            if let StoreError::Locked { holder } = &e {
-                lock(&self.state).poisoned = Some(format!(
-                    "LOCK was replaced and is now held by {holder}; stopped writing so two processes never \
-                     write one directory"
-                ));
-            }
-            return Err(e);
-        }
-        Ok(false)
+        Ok(names_me)
     }
 
     /// Free space for the store now: the smaller of the disk's and the fault quota's.
@@ -2976,7 +3229,7 @@ fn reconstruct_manifest(dir: &Path) -> Option<Manifest> {
         .collect();
     snaps.sort_unstable();
     let snapshot_lsn = snaps.into_iter().rev().find(|l| {
-        std::fs::read(dir.join(snap_name(*l)))
+        read_data(&dir.join(snap_name(*l)))
             .ok()
             .is_some_and(|b| snapshot::decode(&b).is_ok_and(|(lsn, _)| lsn == *l))
     });
@@ -2998,16 +3251,16 @@ fn reconstruct_manifest(dir: &Path) -> Option<Manifest> {
         let head = [wal::seg_name(id), wal::mirror_name(id)]
             .into_iter()
             .find_map(|rel| {
-                let b = std::fs::read(dir.join(rel)).ok()?;
+                let b = read_data(&dir.join(rel)).ok()?;
                 wal::check_header(&b, id).ok()?;
                 Some(u64::from_le_bytes(b[20..28].try_into().ok()?))
             });
         let Some(first_lsn) = head else { continue };
-        let par = std::fs::read(dir.join(wal::par_name(id)))
+        let par = read_data(&dir.join(wal::par_name(id)))
             .ok()
             .and_then(|b| parity::parse(&b).ok())
             .filter(|sc| sc.file_id == id);
-        let len = std::fs::metadata(dir.join(wal::seg_name(id)))
+        let len = std::fs::symlink_metadata(dir.join(wal::seg_name(id)))
             .map(|m| m.len())
             .ok();
         segments.push(SegmentEntry {
@@ -3031,10 +3284,17 @@ fn reconstruct_manifest(dir: &Path) -> Option<Manifest> {
     })
 }
 
-/// Whether `path` names the same file as the open `file` (not deleted, not replaced).
+/// Reads a data file for recovery on open and for free functions without the store's fault hooks (never through a
+/// link; resource errors retried, see [`io::read_file`]).
+fn read_data(path: &Path) -> std::io::Result<Vec<u8>> {
+    static NO_FAULTS: std::sync::OnceLock<io::IoFaults> = std::sync::OnceLock::new();
+    io::read_file(NO_FAULTS.get_or_init(io::IoFaults::new), path)
+}
+
+/// Whether `path` names the same file as the open `file` (not deleted, not replaced, not a link to it).
 fn same_file(path: &Path, file: &std::fs::File) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(path), file.metadata()) {
+    match (std::fs::symlink_metadata(path), file.metadata()) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
@@ -3058,14 +3318,7 @@ fn recreate(
     bytes: &[u8],
 ) -> Result<std::fs::File, StoreError> {
     let path = dir.join(rel);
-    let _ = std::fs::remove_file(&path);
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(ioe(format!("recreating {rel}")))?;
+    let f = io::create_new(faults, &path).map_err(ioe(format!("recreating {rel}")))?;
     io::write_all_at(faults, &f, bytes, 0).map_err(ioe(format!("writing {rel}")))?;
     io::sync(faults, &f).map_err(|e| StoreError::Poisoned(format!("fsync of {rel}: {e}")))?;
     if let Some(parent) = path.parent() {
@@ -3076,10 +3329,10 @@ fn recreate(
 
 /// The protected file's length as its sidecar's header records it (reads only the header).
 fn parity_len(dir: &Path, par_rel: &str) -> Option<u64> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(dir.join(par_rel)).ok()?;
+    let faults = io::IoFaults::new();
+    let f = io::open_read(&faults, &dir.join(par_rel)).ok()?;
     let mut h = [0u8; parity::HEADER_BYTES];
-    f.read_exact_at(&mut h, 0).ok()?;
+    io::read_exact_at(&faults, &f, &mut h, 0).ok()?;
     parity::header_data_len(&h)
 }
 
@@ -3096,6 +3349,9 @@ enum Loaded {
     Ok(Vec<u8>),
     /// The file cannot be read at all.
     Missing(String),
+    /// The file or its sidecar could not be read for lack of a resource (no descriptor, no memory): nothing is known
+    /// about it — never a loss; the caller fails (and is retried later).
+    Unavailable(StoreError),
     /// More blocks damaged than parity rebuilds: the bytes before `valid_to` (the first damaged block) verify.
     Beyond {
         data: Vec<u8>,
@@ -3115,6 +3371,7 @@ fn load_immutable(
 ) -> Result<Vec<u8>, StoreError> {
     match load_immutable_salvage(dir, f, expected_len, report, issues) {
         Loaded::Ok(d) => Ok(d),
+        Loaded::Unavailable(e) => Err(e),
         Loaded::Missing(why) => Err(StoreError::corrupt(
             format!(
                 "{} {why}: the records it held (LSN {}..={}) are lost",
@@ -3146,15 +3403,24 @@ fn load_immutable_salvage(
     report: &mut RecoveryReport,
     issues: &mut Vec<Issue>,
 ) -> Loaded {
-    let mut data = match std::fs::read(dir.join(&f.rel)) {
+    let mut data = match read_data(&dir.join(&f.rel)) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Loaded::Missing("is missing".into());
         }
-        Err(e) => return Loaded::Missing(format!("cannot be read ({e})")),
+        Err(e) if io::is_resource(&e) => {
+            return Loaded::Unavailable(StoreError::io(format!("reading {}", f.rel), e));
+        }
+        Err(e) => return Loaded::Missing(format!("cannot be read ({})", io::reason(&e))),
     };
-    let sc = std::fs::read(dir.join(&f.par_rel))
-        .map_err(|e| e.to_string())
+    let sc = match read_data(&dir.join(&f.par_rel)) {
+        Err(e) if io::is_resource(&e) => {
+            return Loaded::Unavailable(StoreError::io(format!("reading {}", f.par_rel), e));
+        }
+        r => r,
+    };
+    let sc = sc
+        .map_err(|e| io::reason(&e))
         .and_then(|b| parity::parse(&b));
     match sc {
         Ok(sc) if sc.file_id == f.file_id && expected_len.is_none_or(|l| l == sc.data_len) => {
@@ -3230,7 +3496,8 @@ fn load_immutable_salvage(
 }
 
 /// Replays a sealed segment whose LSNs end at `end_lsn`: every record that verifies, and, if redundancy cannot undo
-/// its damage, the [`LostRange`] from the first record that does not verify to the segment's end.
+/// its damage, the [`LostRange`] from the first record that does not verify to the segment's end. Fails when the
+/// segment cannot be read for lack of a resource (that is no loss).
 fn salvage_sealed(
     dir: &Path,
     se: &SegmentEntry,
@@ -3238,7 +3505,7 @@ fn salvage_sealed(
     record_bytes_max: u64,
     report: &mut RecoveryReport,
     issues: &mut Vec<Issue>,
-) -> (Vec<codec::Record>, Option<LostRange>) {
+) -> Result<(Vec<codec::Record>, Option<LostRange>), StoreError> {
     let rel = wal::seg_name(se.id);
     let f = ImmutableFile {
         rel: rel.clone(),
@@ -3256,11 +3523,12 @@ fn salvage_sealed(
     let (data, valid_to, why) =
         match load_immutable_salvage(dir, &f, Some(se.sealed_len), report, issues) {
             Loaded::Ok(d) => (d, se.sealed_len, None),
+            Loaded::Unavailable(e) => return Err(e),
             Loaded::Missing(why) => {
-                return (
+                return Ok((
                     Vec::new(),
                     Some(lost(None, se.first_lsn, format!("{rel} {why}"))),
-                );
+                ));
             }
             Loaded::Beyond {
                 data,
@@ -3271,11 +3539,11 @@ fn salvage_sealed(
     let data = &data[..(valid_to as usize).min(data.len())];
     if let Err(e) = wal::check_header(data, se.id) {
         let reason = why.unwrap_or(e);
-        return (Vec::new(), Some(lost(Some(0), se.first_lsn, reason)));
+        return Ok((Vec::new(), Some(lost(Some(0), se.first_lsn, reason))));
     }
     let s = wal::scan(data, None, record_bytes_max);
     if s.valid_end == se.sealed_len {
-        return (s.records, None);
+        return Ok((s.records, None));
     }
     let from = s.records.last().map_or(se.first_lsn, |r| r.lsn + 1);
     let reason = why.unwrap_or_else(|| {
@@ -3284,7 +3552,7 @@ fn salvage_sealed(
             s.valid_end, se.sealed_len
         )
     });
-    (s.records, Some(lost(Some(s.valid_end), from, reason)))
+    Ok((s.records, Some(lost(Some(s.valid_end), from, reason))))
 }
 
 /// What [`salvage_open`] recovered after mid-log damage in both copies of the open segment.

@@ -8,8 +8,6 @@
 //! drop the record of the loss).
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use crate::error::loc;
 use crate::lock::now_us;
 use crate::parity;
-use crate::store::{ImmutableFile, Store};
+use crate::store::{CopyState, ImmutableFile, Store};
 use crate::wal;
 
 /// Repair backups kept at most under `backup/`; older ones are removed.
@@ -74,6 +72,70 @@ fn at_risk_unless_table_holds(store: &Store, issue: Issue) -> Issue {
     }
 }
 
+/// An environment issue: a file could not be read or opened for lack of a resource of the process or machine
+/// (descriptors, memory; `cannot read wal/...: too many open files`). Never damage and never data at risk: no
+/// strategy repairs it, the engine watches it for `environment_grace_us` (it goes away once the resource is back),
+/// then escalates.
+fn environment(summary: String, file: Option<&str>, source: &str) -> Issue {
+    Issue::new(
+        IssueKind::Resource,
+        "resource_exhausted",
+        "environment",
+        summary,
+        source,
+        now_us(),
+    )
+    .at(Location {
+        file: file.map(str::to_owned),
+        ..Location::default()
+    })
+    .with_score(0.5)
+}
+
+/// Issues for every live data file whose path is a symbolic link, naming the link and its target. The store never
+/// follows one (it reads and appends through its own descriptors, and creates files anew), so each is reported under
+/// the code whose strategy writes a real file back in the link's place: the mirror or the open segment from its twin,
+/// a manifest copy from its twin, a sidecar from its data, a snapshot or sealed segment by compaction from the
+/// verified table. `LOCK` is checked (and written back) by the heartbeat.
+fn link_issues(store: &Store, source: &str) -> Vec<Issue> {
+    let (id, _) = store.open_segment();
+    store
+        .data_files()
+        .into_iter()
+        .filter(|f| f.kind != "lock")
+        .filter_map(|f| {
+            let l = crate::io::link_at(&store.dir().join(&f.rel))?;
+            let (code, resource) = match f.kind.as_str() {
+                "open_segment" => ("wal_record_damaged", wal::seg_name(id)),
+                "mirror" => ("mirror_damaged", wal::seg_name(id)),
+                "manifest" => ("manifest_copy_damaged", f.rel.clone()),
+                "parity" => ("parity_damaged", f.rel.clone()),
+                _ => ("file_unreadable", f.rel.clone()),
+            };
+            let target = l
+                .target
+                .as_ref()
+                .map_or("(unreadable)".into(), |t| t.display().to_string());
+            Some(
+                integrity(
+                    code,
+                    &resource,
+                    format!(
+                        "{}: {l}; never written through, to be replaced by a real file",
+                        f.rel
+                    ),
+                    source,
+                )
+                .at(Location {
+                    file: Some(f.rel.clone()),
+                    ..Location::default()
+                })
+                .evidence("symlink_target", target),
+            )
+        })
+        .collect()
+}
+
 /// A repair's validation of the open segment: every record verifies in both copies.
 fn open_segment_verifies(store: &Store) -> Result<(), RepairError> {
     let bad = store.verify_open_segment(0).map_err(to_repair_err)?;
@@ -105,6 +167,10 @@ fn file_issues(
     source: &str,
 ) -> Vec<Issue> {
     let mut out = Vec::new();
+    if let Some(e) = &v.environment_error {
+        out.push(environment(e.clone(), Some(&f.rel), source));
+        return out;
+    }
     if let Some(e) = &v.read_error {
         out.push(at_risk_unless_table_holds(
             store,
@@ -199,6 +265,11 @@ fn open_segment_issues(store: &Store, from: u64, source: &str) -> Vec<Issue> {
     let rel = wal::seg_name(id);
     let mut out = Vec::new();
     match store.verify_open_segment(from) {
+        Err(e) if e.is_resource() => out.push(environment(
+            format!("cannot check {rel}: {e}"),
+            Some(&rel),
+            source,
+        )),
         Err(e) => out.push(at_risk_unless_table_holds(
             store,
             integrity("file_unreadable", &rel, format!("{rel}: {e}"), source).at(Location {
@@ -383,20 +454,30 @@ impl QuickCheck {
             if mine.is_empty() {
                 continue;
             }
-            let table = (|| -> Result<parity::Sidecar, String> {
-                let par = File::open(dir.join(&f.par_rel)).map_err(|e| e.to_string())?;
+            let faults = &*self.store.config().io;
+            let resource = |rel: &str, e: &std::io::Error| {
+                crate::io::is_resource(e)
+                    .then(|| format!("cannot read {rel}: {}", crate::io::reason(e)))
+            };
+            let table = (|| -> Result<parity::Sidecar, (String, Option<String>)> {
+                let err = |e: std::io::Error| (e.to_string(), resource(&f.par_rel, &e));
+                let par = crate::io::open_read(faults, &dir.join(&f.par_rel)).map_err(err)?;
                 let mut head = vec![0u8; parity::HEADER_BYTES];
-                par.read_exact_at(&mut head, 0).map_err(|e| e.to_string())?;
-                let end = parity::table_end(&head)?;
+                crate::io::read_exact_at(faults, &par, &mut head, 0).map_err(err)?;
+                let end = parity::table_end(&head).map_err(|e| (e, None))?;
                 if end > 64 << 20 {
-                    return Err("sidecar block table over 64 MiB".into());
+                    return Err(("sidecar block table over 64 MiB".into(), None));
                 }
                 let mut t = vec![0u8; end];
-                par.read_exact_at(&mut t, 0).map_err(|e| e.to_string())?;
-                parity::parse_table(&t)
+                crate::io::read_exact_at(faults, &par, &mut t, 0).map_err(err)?;
+                parity::parse_table(&t).map_err(|e| (e, None))
             })();
             let sc = match table {
                 Ok(sc) if sc.file_id == f.file_id => sc,
+                Err((_, Some(env))) => {
+                    out.push(environment(env, Some(&f.par_rel), "store.quick"));
+                    continue;
+                }
                 Ok(_) | Err(_) => {
                     // Let the full verification describe it precisely.
                     let v = self.store.verify_file(f, Some(&mine), false);
@@ -404,10 +485,17 @@ impl QuickCheck {
                     continue;
                 }
             };
-            let Ok(data) = File::open(dir.join(&f.rel)) else {
-                let v = self.store.verify_file(f, Some(&mine), false);
-                out.extend(file_issues(&self.store, f, &v, "store.quick"));
-                continue;
+            let data = match crate::io::open_read(faults, &dir.join(&f.rel)) {
+                Ok(d) => d,
+                Err(e) => {
+                    if let Some(env) = resource(&f.rel, &e) {
+                        out.push(environment(env, Some(&f.rel), "store.quick"));
+                    } else {
+                        let v = self.store.verify_file(f, Some(&mine), false);
+                        out.extend(file_issues(&self.store, f, &v, "store.quick"));
+                    }
+                    continue;
+                }
             };
             let bs = sc.params.block_bytes as u64;
             let mut bad = Vec::new();
@@ -415,7 +503,14 @@ impl QuickCheck {
                 let start = b as u64 * bs;
                 let len = (sc.data_len - start).min(bs) as usize;
                 let mut buf = vec![0u8; len];
-                let ok = data.read_exact_at(&mut buf, start).is_ok()
+                let read = crate::io::read_exact_at(faults, &data, &mut buf, start);
+                if let Err(e) = &read
+                    && let Some(env) = resource(&f.rel, e)
+                {
+                    out.push(environment(env, Some(&f.rel), "store.quick"));
+                    break;
+                }
+                let ok = read.is_ok()
                     && parity::block_crc(sc.file_id, b as u64, &buf, bs as usize)
                         == sc.block_crcs[b];
                 checked += 1;
@@ -442,9 +537,18 @@ impl HealthCheck for QuickCheck {
     fn run(&self, _ctx: &CheckContext<'_>) -> CheckOutcome {
         let s = &self.store;
         let mut out = Vec::new();
-        for (name, r) in s.manifest_copies_ok() {
-            if let Err(e) = r {
-                out.push(
+        if let Some(Err(e)) = s.finish_manifest_copy() {
+            out.push(environment(
+                format!("cannot write a manifest copy: {e}"),
+                None,
+                "store.quick",
+            ));
+        }
+        for (name, r) in s.manifest_copy_states() {
+            match r {
+                CopyState::Current => {}
+                CopyState::Unavailable(e) => out.push(environment(e, Some(&name), "store.quick")),
+                CopyState::Damaged(e) => out.push(
                     integrity(
                         "manifest_copy_damaged",
                         &name,
@@ -456,9 +560,10 @@ impl HealthCheck for QuickCheck {
                         ..Location::default()
                     })
                     .evidence("state", e),
-                );
+                ),
             }
         }
+        out.extend(link_issues(s, "store.quick"));
         // Open segment headers (main and mirror) and its tail.
         let (id, _) = s.open_segment();
         for (rel, code) in [
@@ -468,10 +573,26 @@ impl HealthCheck for QuickCheck {
             if rel.ends_with(".mir") && !s.config().mirror_open_segment {
                 continue;
             }
+            let path = s.dir().join(&rel);
+            if crate::io::link_at(&path).is_some() {
+                continue; // reported by `link_issues`
+            }
+            let faults = &*s.config().io;
             let mut h = vec![0u8; wal::HEADER_BYTES as usize];
-            let r = File::open(s.dir().join(&rel))
-                .and_then(|f| f.read_exact_at(&mut h, 0))
-                .map_err(|e| e.to_string())
+            let r = crate::io::open_read(faults, &path)
+                .and_then(|f| crate::io::read_exact_at(faults, &f, &mut h, 0));
+            if let Err(e) = &r
+                && crate::io::is_resource(e)
+            {
+                out.push(environment(
+                    format!("cannot read {rel}: {}", crate::io::reason(e)),
+                    Some(&rel),
+                    "store.quick",
+                ));
+                continue;
+            }
+            let r = r
+                .map_err(|e| crate::io::reason(&e))
                 .and_then(|()| wal::check_header(&h, id));
             if let Err(e) = r {
                 out.push(
@@ -488,20 +609,32 @@ impl HealthCheck for QuickCheck {
         if let Some(i) = torn_tail_issue(s, "store.quick") {
             out.push(i);
         }
-        // Refresh the heartbeat in LOCK (this check runs every few seconds). A failed write (no space, failed
-        // fsync) is reported by the space and write checks; LOCK is damaged only if it no longer names us.
-        let names_us = match s.heartbeat() {
-            Ok(named) => Ok(named),
-            Err(_) => s.lock_file_ok(false),
-        };
-        match names_us {
-            Ok(true) => {}
-            Ok(false) | Err(_) => out.push(
+        // The heartbeat (this check runs every few seconds): LOCK must name this process, which must still hold
+        // its directory. A LOCK removed, edited or replaced is written back at once and reported; a takeover, or a
+        // heartbeat that cannot be confirmed, stops writes and is reported with its reason.
+        match s.check_lock() {
+            Ok(crate::lock::LockCheck::Fresh) => {}
+            Ok(crate::lock::LockCheck::Restored(found)) => out.push(
                 Issue::new(
                     IssueKind::Resource,
                     "lock_file_damaged",
                     crate::lock::LOCK_FILE,
-                    "the LOCK file no longer names this process".to_string(),
+                    format!("{found}; written back naming this process"),
+                    "store.quick",
+                    now_us(),
+                )
+                .with_score(0.3)
+                .evidence("found", found),
+            ),
+            Err(crate::StoreError::NotSoleWriter(d)) => {
+                out.push(crate::store::writer_doubt_issue(&d, "store.quick"))
+            }
+            Err(e) => out.push(
+                Issue::new(
+                    IssueKind::Resource,
+                    "lock_heartbeat_failed",
+                    crate::lock::LOCK_FILE,
+                    format!("cannot refresh the LOCK heartbeat: {e}"),
                     "store.quick",
                     now_us(),
                 )
@@ -598,9 +731,18 @@ impl HealthCheck for ScrubCheck {
             let v = s.verify_file(f, None, true);
             out.extend(file_issues(s, f, &v, "store.scrub"));
         }
-        for (name, r) in s.manifest_copies_ok() {
-            if let Err(e) = r {
-                out.push(
+        if let Some(Err(e)) = s.finish_manifest_copy() {
+            out.push(environment(
+                format!("cannot write a manifest copy: {e}"),
+                None,
+                "store.scrub",
+            ));
+        }
+        for (name, r) in s.manifest_copy_states() {
+            match r {
+                CopyState::Current => {}
+                CopyState::Unavailable(e) => out.push(environment(e, Some(&name), "store.scrub")),
+                CopyState::Damaged(e) => out.push(
                     integrity(
                         "manifest_copy_damaged",
                         &name,
@@ -611,9 +753,10 @@ impl HealthCheck for ScrubCheck {
                         file: Some(name.clone()),
                         ..Location::default()
                     }),
-                );
+                ),
             }
         }
+        out.extend(link_issues(s, "store.scrub"));
         out.extend(open_segment_issues(s, 0, "store.scrub"));
         out.extend(s.lost().iter().map(|l| l.issue("store.scrub")));
         // Only compare with a replay when the files themselves are sound (otherwise the above says why).
@@ -633,6 +776,11 @@ impl HealthCheck for ScrubCheck {
                     .data_at_risk()
                     .evidence("ids", format!("{:?}", &diff[..diff.len().min(10)])),
                 ),
+                Err(e) if e.is_resource() => out.push(environment(
+                    format!("cannot replay the files: {e}"),
+                    None,
+                    "store.scrub",
+                )),
                 Err(e) => out.push(
                     integrity(
                         "snapshot_log_disagree",
@@ -666,11 +814,12 @@ fn backup_files(store: &Store, tag: &str, rels: &[String]) -> Result<Backup, Rep
     let mut bytes = 0;
     for rel in rels {
         let src = store.dir().join(rel);
-        if !src.exists() {
+        // Nothing there, or a link (which holds none of the store's bytes, and is never followed).
+        if std::fs::symlink_metadata(&src).is_err() || crate::io::link_at(&src).is_some() {
             continue;
         }
         let dst = dir.join(rel.replace('/', "__"));
-        bytes += std::fs::copy(&src, &dst)
+        bytes += crate::io::copy_file(&store.config().io, &src, &dst)
             .map_err(|e| RepairError::Io(format!("backing up {rel}: {e}")))?;
     }
     // Bound the number of backups kept.
@@ -700,7 +849,7 @@ fn restore_backup(store: &Store, b: &Backup) -> Result<(), RepairError> {
         .map_err(|e| RepairError::Io(format!("reading {}: {e}", dir.display())))?;
     for e in rd.flatten() {
         let rel = e.file_name().to_string_lossy().replace("__", "/");
-        std::fs::copy(e.path(), store.dir().join(&rel))
+        crate::io::copy_file(&store.config().io, &e.path(), &store.dir().join(&rel))
             .map_err(|e| RepairError::Io(format!("restoring {rel}: {e}")))?;
     }
     Ok(())

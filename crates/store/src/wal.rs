@@ -6,7 +6,7 @@
 //! header  magic "MEDWAL\0\x01" | version u32 | segment_id u64 | first_lsn u64 | crc u32             = 32 bytes
 //! ```
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::codec::{Decoded, Record, crc_of, decode_record};
@@ -223,15 +223,6 @@ pub struct OpenSegment {
     pub len: u64,
 }
 
-fn open_rw(path: &Path, create: bool) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(false)
-        .open(path)
-}
-
 impl OpenSegment {
     /// Creates a new empty segment (and mirror), durable.
     pub fn create(
@@ -242,13 +233,11 @@ impl OpenSegment {
         mirror: bool,
     ) -> std::io::Result<OpenSegment> {
         let h = header(id, first_lsn);
-        let file = open_rw(&dir.join(seg_name(id)), true)?;
-        file.set_len(0)?;
+        let file = io::create_new(faults, &dir.join(seg_name(id)))?;
         io::write_all_at(faults, &file, &h, 0)?;
         io::sync(faults, &file)?;
         let mirror = if mirror {
-            let m = open_rw(&dir.join(mirror_name(id)), true)?;
-            m.set_len(0)?;
+            let m = io::create_new(faults, &dir.join(mirror_name(id)))?;
             io::write_all_at(faults, &m, &h, 0)?;
             io::sync(faults, &m)?;
             Some(m)
@@ -277,7 +266,7 @@ impl OpenSegment {
         rewrite_mirror: bool,
         mirror: bool,
     ) -> std::io::Result<OpenSegment> {
-        let file = open_rw(&dir.join(seg_name(id)), true)?;
+        let file = io::open_rw(faults, &dir.join(seg_name(id)), true)?;
         for &(off, len) in rewrite_main {
             io::write_all_at(
                 faults,
@@ -292,7 +281,7 @@ impl OpenSegment {
             io::sync_dir(faults, &wal_dir(dir))?;
         }
         let mirror = if mirror {
-            let m = open_rw(&dir.join(mirror_name(id)), true)?;
+            let m = io::open_rw(faults, &dir.join(mirror_name(id)), true)?;
             if rewrite_mirror {
                 m.set_len(0)?;
                 io::write_all_at(faults, &m, good, 0)?;
