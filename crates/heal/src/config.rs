@@ -9,6 +9,7 @@ use crate::constraint::Constraint;
 use crate::detect::{CompositeConfig, DETECTOR_NAMES};
 use crate::diagnose::CausePair;
 use crate::escalate::AlertRule;
+use crate::trend::TrendRule;
 
 /// Every engine setting. Times are µs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +23,19 @@ pub struct EngineConfig {
     pub composite: CompositeConfig,
     /// A detector score at or above this raises an anomaly issue. (0, 1].
     pub anomaly_cutoff: f64,
+    /// A false positive silences anomalies of every metric it marked for this long after it was marked (and
+    /// raises their cut-offs, below). [1 s, 30 days].
+    pub false_positive_silence_us: u64,
+    /// A counter's rate is judged only when the count over a cycle differs from what the rate's baseline predicts
+    /// by at least this many (events, records, µs of CPU...): a handful of events is no evidence of a change of
+    /// rate (one write after an idle hour is not an anomaly). [0, 1e9].
+    pub rate_events_min: f64,
+    /// A gauge that held one value for at least this many samples in a row is flat: its first different value is a
+    /// step of a constant, which no detector can scale, and is not judged (the detectors still learn it). 0: off.
+    /// [0, 1000000].
+    pub flat_samples_min: u32,
+    /// Sustained-growth rules (slow leaks), e.g. resident memory growing over 5%/hour for an hour.
+    pub trends: Vec<TrendRule>,
     /// A false positive multiplies that metric's cut-off by this. [1, 2].
     pub false_positive_factor: f64,
     /// The most a metric's cut-off can be raised to by false positives. [anomaly_cutoff, 1].
@@ -88,6 +102,10 @@ impl Default for EngineConfig {
             detector: "composite".to_string(),
             composite: CompositeConfig::default(),
             anomaly_cutoff: 0.75,
+            false_positive_silence_us: DAY_US,
+            rate_events_min: 10.0,
+            flat_samples_min: 10,
+            trends: TrendRule::defaults(),
             false_positive_factor: 1.1,
             anomaly_cutoff_max: 0.99,
             constraints: Vec::new(),
@@ -157,6 +175,22 @@ impl EngineConfig {
         }
         self.composite.validate()?;
         range_f("anomaly_cutoff", self.anomaly_cutoff, 0.0, 1.0, true)?;
+        range_u(
+            "false_positive_silence_us",
+            self.false_positive_silence_us,
+            US_PER_S,
+            30 * DAY_US,
+        )?;
+        range_f("rate_events_min", self.rate_events_min, 0.0, 1e9, false)?;
+        range_u(
+            "flat_samples_min",
+            self.flat_samples_min.into(),
+            0,
+            1_000_000,
+        )?;
+        for (i, t) in self.trends.iter().enumerate() {
+            t.validate(&format!("trends[{i}]"))?;
+        }
         range_f(
             "false_positive_factor",
             self.false_positive_factor,

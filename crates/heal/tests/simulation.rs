@@ -247,6 +247,7 @@ impl Subject for FakeSubject {
         w.metrics
             .iter()
             .map(|(m, &v)| Sample {
+                kind: heal::MetricKind::Gauge,
                 metric: m.clone(),
                 value: v,
                 at: now,
