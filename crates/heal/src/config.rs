@@ -34,6 +34,14 @@ pub struct EngineConfig {
     /// step of a constant, which no detector can scale, and is not judged (the detectors still learn it). 0: off.
     /// [0, 1000000].
     pub flat_samples_min: u32,
+    /// A series raises an anomaly only once this many of its samples in a row scored at or above the cut-off and
+    /// were judged: one window's blip (a scheduler stall in one cycle) is a hiccup, not an incident; a problem that
+    /// lasts is seen one cycle later. [1, 100].
+    pub anomaly_for_samples: u32,
+    /// A latency gauge (a metric whose name holds `latency` and ends in `_us`) below this many µs is not judged: a
+    /// blip no client can notice (a scheduler hiccup in a sub-millisecond operation) is not an incident. 0: off.
+    /// [0, 3.6e9].
+    pub latency_floor_us: f64,
     /// Sustained-growth rules (slow leaks), e.g. resident memory growing over 5%/hour for an hour.
     pub trends: Vec<TrendRule>,
     /// A false positive multiplies that metric's cut-off by this. [1, 2].
@@ -105,6 +113,8 @@ impl Default for EngineConfig {
             false_positive_silence_us: DAY_US,
             rate_events_min: 10.0,
             flat_samples_min: 10,
+            latency_floor_us: 1_000.0,
+            anomaly_for_samples: 2,
             trends: TrendRule::defaults(),
             false_positive_factor: 1.1,
             anomaly_cutoff_max: 0.99,
@@ -188,6 +198,13 @@ impl EngineConfig {
             0,
             1_000_000,
         )?;
+        range_u(
+            "anomaly_for_samples",
+            self.anomaly_for_samples.into(),
+            1,
+            100,
+        )?;
+        range_f("latency_floor_us", self.latency_floor_us, 0.0, 3.6e9, false)?;
         for (i, t) in self.trends.iter().enumerate() {
             t.validate(&format!("trends[{i}]"))?;
         }

@@ -1,7 +1,9 @@
 //! The healing loop. [`Engine::run_cycle`] runs the due health checks, samples metrics into one detector per metric
 //! (created lazily) by their [`MetricKind`] — a gauge as it is, a counter through its rate per second (a decrease is a
 //! restart, not an anomaly; a rate is judged only on `rate_events_min` events of evidence), a state or a size never
-//! (rules and trend rules judge those); a gauge's first step out of a flat run is not judged —, evaluates
+//! (rules and trend rules judge those); a gauge's first step out of a flat run is not judged, nor a latency below
+//! `latency_floor_us`; a series raises an anomaly only after `anomaly_for_samples` judged scores in a row at or
+//! above the cut-off —, evaluates
 //! constraints and trend rules, drains the subject's own issues, correlates everything into incidents,
 //! diagnoses and prioritises them, decides behind the safety gates, runs the recovery cascade (backup → repair →
 //! validate → roll back), escalates what it cannot fix with a report, records every incident in the
@@ -164,6 +166,8 @@ pub struct HealingMetrics {
     /// Scores at or above the cut-off that were not judged: a counter's rate on fewer than `rate_events_min`
     /// events of evidence, or a gauge's first step out of a flat run.
     pub anomalies_gated: u64,
+    /// Scores at or above the cut-off not (yet) raised: fewer than `anomaly_for_samples` in a row.
+    pub anomalies_pending: u64,
     /// Anomalies of a metric an operator marked a false positive, inside its silence.
     pub anomalies_silenced: u64,
     /// Counter readings below the previous one (the counting process restarted): the rate starts over.
@@ -302,6 +306,8 @@ pub struct Engine {
 struct Watched {
     detector: Box<dyn Detector>,
     previous: Option<f64>,
+    /// Judged samples in a row that scored at or above the cut-off.
+    streak: u32,
 }
 
 /// What the engine remembers of one sampled metric between cycles.
@@ -397,6 +403,11 @@ pub fn default_detector_factory(config: &EngineConfig) -> DetectorFactory {
         }
         by_name(&name).unwrap_or_else(|| Box::new(Composite::new(composite.clone())))
     })
+}
+
+/// Whether `metric` is a latency in µs (`put_latency_p99_us`, `wal_sync_latency_max_us`).
+fn is_latency(metric: &str) -> bool {
+    metric.contains("latency") && metric.ends_with("_us")
 }
 
 fn anomaly_code(metric: &str) -> &'static str {
@@ -736,7 +747,12 @@ impl Engine {
             issues.extend(self.trend(&sample));
             let judged = match sample.kind {
                 MetricKind::State | MetricKind::Size => None,
-                MetricKind::Gauge => Some((sample.clone(), self.flat_gate(&sample))),
+                MetricKind::Gauge => {
+                    let flat_step = !self.flat_gate(&sample);
+                    let unnoticeable =
+                        is_latency(&sample.metric) && sample.value < self.config.latency_floor_us;
+                    Some((sample.clone(), !flat_step && !unnoticeable))
+                }
                 MetricKind::Counter => self.rate(&sample).map(|(rate, judged)| {
                     let derived = Sample::gauge(rate_name(&sample.metric), rate, sample.at);
                     (derived, judged)
@@ -1107,6 +1123,7 @@ impl Engine {
                 Watched {
                     detector,
                     previous: None,
+                    streak: 0,
                 },
             );
         }
@@ -1123,10 +1140,17 @@ impl Engine {
             .copied()
             .unwrap_or(self.config.anomaly_cutoff);
         if score.is_nan() || score < cutoff {
+            watched.streak = 0;
             return None;
         }
         if !judged {
+            watched.streak = 0;
             self.metrics.anomalies_gated += 1;
+            return None;
+        }
+        watched.streak = watched.streak.saturating_add(1);
+        if watched.streak < self.config.anomaly_for_samples {
+            self.metrics.anomalies_pending += 1;
             return None;
         }
         if self.silenced.get(metric).is_some_and(|&until| at < until) {
@@ -2157,7 +2181,10 @@ mod tests {
     fn a_few_events_and_a_step_out_of_a_flat_gauge_open_no_incident() {
         let (mut e, subject, clock) = engine(
             Arc::new(MemoryKnowledgeBase::new()),
-            EngineConfig::default(),
+            EngineConfig {
+                anomaly_for_samples: 1,
+                ..EngineConfig::default()
+            },
         );
         // Every change scores 1.0 (as any step of a flat series does): only the gates stand between it and an
         // incident.
@@ -2197,7 +2224,10 @@ mod tests {
     fn anomalies_of_several_metrics_in_one_window_are_one_incident_named_for_the_burst() {
         let (mut e, subject, clock) = engine(
             Arc::new(MemoryKnowledgeBase::new()),
-            EngineConfig::default(),
+            EngineConfig {
+                anomaly_for_samples: 1,
+                ..EngineConfig::default()
+            },
         );
         recording(&mut e, 0.0);
         let names = ["commits_total", "records_committed_total", "put_ops_total"];
@@ -2245,11 +2275,12 @@ mod tests {
         let kb: Arc<dyn KnowledgeBase> = Arc::new(MemoryKnowledgeBase::new());
         let config = EngineConfig {
             false_positive_silence_us: 3_600 * US_PER_S,
+            anomaly_for_samples: 1,
             ..EngineConfig::default()
         };
         let (mut e, subject, clock) = engine(kb.clone(), config.clone());
         recording(&mut e, 1.0);
-        set_typed(&subject, &[(MetricKind::Gauge, "get_latency_p99_us", 5.0)]);
+        set_typed(&subject, &[(MetricKind::Gauge, "put_error_ratio", 0.5)]);
         let s = e.run_cycle();
         assert_eq!(s.anomalies, 1);
         let id = *s
@@ -2268,10 +2299,7 @@ mod tests {
         let marked_at = clock.now();
         assert_eq!(
             e.silences(marked_at),
-            [(
-                "get_latency_p99_us".to_string(),
-                marked_at + 3_600 * US_PER_S
-            )]
+            [("put_error_ratio".to_string(), marked_at + 3_600 * US_PER_S)]
         );
         clock.advance(60 * US_PER_S);
         assert_eq!(e.run_cycle().anomalies, 0, "silenced, though it scores 1.0");
@@ -2328,6 +2356,34 @@ mod tests {
                     found[0].summary
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_one_cycle_blip_is_not_raised_two_in_a_row_are() {
+        let (mut e, subject, clock) = engine(
+            Arc::new(MemoryKnowledgeBase::new()),
+            EngineConfig::default(),
+        );
+        recording_with(&mut e, 1.0, true);
+        let mut raised = Vec::new();
+        // A latency well above the floor: 2 ms, one blip of 9 ms, 2 ms again, then 30 ms twice.
+        for v in [2e3, 2e3, 2e3, 9e3, 2e3, 3e4, 3.1e4] {
+            set_typed(&subject, &[(MetricKind::Gauge, "put_latency_p99_us", v)]);
+            raised.push(e.run_cycle().anomalies);
+            clock.advance(5 * US_PER_S);
+        }
+        assert_eq!(raised, [0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            e.metrics().anomalies_pending,
+            2,
+            "the blip and the first slow cycle"
+        );
+        // Below the latency floor nothing is judged, however it scores.
+        for v in [100.0, 900.0, 950.0] {
+            set_typed(&subject, &[(MetricKind::Gauge, "get_latency_p99_us", v)]);
+            assert_eq!(e.run_cycle().anomalies, 0);
+            clock.advance(5 * US_PER_S);
         }
     }
 }

@@ -429,6 +429,8 @@ pub struct Store {
     /// Per-operation latency histograms (`put`, `get`, `delete`, `scan`); the subject samples a window per cycle.
     metrics: heal::observe::Metrics,
     put_op: Arc<heal::observe::OpStats>,
+    /// A commit's write and fdatasync of the open segment and its mirror: the data directory's disk latency.
+    wal_sync_op: Arc<heal::observe::OpStats>,
     get_op: Arc<heal::observe::OpStats>,
     delete_op: Arc<heal::observe::OpStats>,
     /// Blocks the incremental check has verified up to: (segment id, offset) of the open segment.
@@ -1056,9 +1058,11 @@ impl Store {
                 .map_err(|e| StoreError::InvalidInput(format!("metric {n}: {e}")))
         };
         let (put_op, get_op, delete_op) = (op("put")?, op("get")?, op("delete")?);
+        let wal_sync_op = op("wal_sync")?;
         let store = Store {
             metrics,
             put_op,
+            wal_sync_op,
             get_op,
             delete_op,
             dir,
@@ -1636,7 +1640,10 @@ impl Store {
                 other => Fail::Io(other.to_string()),
             })?;
         }
-        match w.seg.append(faults, buf) {
+        let t0 = std::time::Instant::now();
+        let appended = w.seg.append(faults, buf);
+        self.wal_sync_op.record(t0.elapsed(), appended.is_ok());
+        match appended {
             Ok(()) => {
                 w.last_lsn = w.last_lsn.max(last_lsn);
                 Ok(())
