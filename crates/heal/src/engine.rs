@@ -306,8 +306,17 @@ pub struct Engine {
 struct Watched {
     detector: Box<dyn Detector>,
     previous: Option<f64>,
-    /// Judged samples in a row that scored at or above the cut-off.
+    /// Judged samples in a row that scored at or above the cut-off or kept the excursion that first did.
     streak: u32,
+    /// The excursion being watched: the value before it and its first value.
+    excursion: Option<(f64, f64)>,
+}
+
+/// Whether `value` keeps the excursion from `before` to `first`: on the same side, at least half as far.
+fn holds(before: f64, first: f64, value: f64) -> bool {
+    let step = first - before;
+    let now = value - before;
+    step != 0.0 && now.signum() == step.signum() && now.abs() >= step.abs() / 2.0
 }
 
 /// What the engine remembers of one sampled metric between cycles.
@@ -1124,6 +1133,7 @@ impl Engine {
                     detector,
                     previous: None,
                     streak: 0,
+                    excursion: None,
                 },
             );
         }
@@ -1139,14 +1149,22 @@ impl Engine {
             .get(metric)
             .copied()
             .unwrap_or(self.config.anomaly_cutoff);
-        if score.is_nan() || score < cutoff {
+        // A detector adapts to an excursion within a point or two; whether it lasts is judged by the values: a
+        // sample on the same side, at least half as far from the value before it as its first sample, keeps it.
+        let kept = watched
+            .excursion
+            .is_some_and(|(before, first)| holds(before, first, value));
+        let anomalous = !score.is_nan() && score >= cutoff;
+        if !judged || !(anomalous || kept) {
+            if anomalous {
+                self.metrics.anomalies_gated += 1;
+            }
             watched.streak = 0;
+            watched.excursion = None;
             return None;
         }
-        if !judged {
-            watched.streak = 0;
-            self.metrics.anomalies_gated += 1;
-            return None;
+        if watched.excursion.is_none() {
+            watched.excursion = Some((previous.unwrap_or(value), value));
         }
         watched.streak = watched.streak.saturating_add(1);
         if watched.streak < self.config.anomaly_for_samples {
@@ -2367,13 +2385,17 @@ mod tests {
         );
         recording_with(&mut e, 1.0, true);
         let mut raised = Vec::new();
-        // A latency well above the floor: 2 ms, one blip of 9 ms, 2 ms again, then 30 ms twice.
-        for v in [2e3, 2e3, 2e3, 9e3, 2e3, 3e4, 3.1e4] {
+        // A latency well above the floor: 2 ms, one blip of 9 ms, 2 ms again, then 30 ms twice (the second time
+        // the detector, used to it, would not score it: the excursion holding is enough).
+        for v in [2e3, 2e3, 2e3, 9e3, 2e3, 3e4, 3e4] {
             set_typed(&subject, &[(MetricKind::Gauge, "put_latency_p99_us", v)]);
             raised.push(e.run_cycle().anomalies);
             clock.advance(5 * US_PER_S);
         }
         assert_eq!(raised, [0, 0, 0, 0, 0, 0, 1]);
+        // Back to normal ends it.
+        set_typed(&subject, &[(MetricKind::Gauge, "put_latency_p99_us", 2e3)]);
+        assert_eq!(e.run_cycle().anomalies, 0);
         assert_eq!(
             e.metrics().anomalies_pending,
             2,

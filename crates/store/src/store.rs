@@ -151,6 +151,10 @@ struct Counters {
     put_latency_us_last: AtomicU64,
 }
 
+/// Ids under this prefix belong to medic itself (the synthetic probe's document): [`Store::scan`] never lists them, so
+/// no listing or search shows them, and the HTTP API refuses them to clients.
+pub const RESERVED_ID_PREFIX: &str = ".medic/";
+
 /// What a store looks like now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoreStats {
@@ -1326,7 +1330,8 @@ impl Store {
         r
     }
 
-    /// Up to `limit` documents in id order, starting after `after`.
+    /// Up to `limit` documents in id order, starting after `after`. Ids under [`RESERVED_ID_PREFIX`] are never
+    /// listed.
     ///
     /// While the store is degraded the scan is refused with [`StoreError::MayBeStale`]: a listing could miss
     /// documents a lost record created and show ones it deleted or updated, and a partial page would pass for a
@@ -1348,6 +1353,7 @@ impl Store {
             };
             st.docs
                 .range((lo, Bound::Unbounded))
+                .filter(|(k, _)| !k.starts_with(RESERVED_ID_PREFIX))
                 .take(limit)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
