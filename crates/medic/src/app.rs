@@ -741,10 +741,13 @@ impl App {
             store,
             subject,
             engine,
+            probe,
             ..
         } = self;
         drop(engine);
         drop(subject);
+        // The probe holds the store too.
+        drop(probe);
         match Arc::try_unwrap(store) {
             Ok(store) => store.close().context("closing the store"),
             Err(_) => {

@@ -434,9 +434,9 @@ impl Config {
         check_range(
             "checks.probe_interval_ms",
             c.probe_interval_ms,
-            c.shallow_interval_ms,
+            10,
             86_400_000,
-            " ms (at least checks.shallow_interval_ms)",
+            " ms",
         )?;
         check_range(
             "checks.probe_step_ms_max",
@@ -945,7 +945,7 @@ comprehensive_interval_ms = 3600000
 # The synthetic probe: put, get, search and delete one document under the reserved id prefix `.medic/` (never listed,
 # never found by a search, refused to clients), each step against probe_step_ms_max; a failure is an issue.
 probe = true
-# The probe runs at most this often (at least shallow_interval_ms).
+# The probe runs at most this often, at the next healing cycle when due (10..=86400000 ms).
 probe_interval_ms = 60000
 # Each probe step must take at most this long (1..=3600000 ms).
 probe_step_ms_max = 1000

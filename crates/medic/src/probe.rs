@@ -62,26 +62,28 @@ impl SyntheticProbe {
         at: Timestamp,
         steps: &mut Vec<(String, u64)>,
         f: impl FnOnce() -> Result<T, String>,
-    ) -> Result<T, Issue> {
+    ) -> Result<T, Box<Issue>> {
         let t0 = Instant::now();
         let out = f();
         let took = t0.elapsed();
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         steps.push((name.to_string(), us));
         let v = out.map_err(|e| {
-            Issue::new(
-                IssueKind::OperationError,
-                "probe_failed",
-                format!("probe_{name}"),
-                format!("the synthetic probe's {name} of {} failed: {e}", probe_id()),
-                "medic.probe",
-                at,
+            Box::new(
+                Issue::new(
+                    IssueKind::OperationError,
+                    "probe_failed",
+                    format!("probe_{name}"),
+                    format!("the synthetic probe's {name} of {} failed: {e}", probe_id()),
+                    "medic.probe",
+                    at,
+                )
+                .evidence("step", name)
+                .evidence("error", e),
             )
-            .evidence("step", name)
-            .evidence("error", e)
         })?;
         if took > self.step_max {
-            return Err(Issue::new(
+            return Err(Box::new(Issue::new(
                 IssueKind::Resource,
                 "probe_slow",
                 format!("probe_{name}"),
@@ -95,12 +97,12 @@ impl SyntheticProbe {
             )
             .evidence("step", name)
             .evidence("latency_us", us.to_string())
-            .evidence("bound_ms", self.step_max.as_millis().to_string()));
+            .evidence("bound_ms", self.step_max.as_millis().to_string())));
         }
         Ok(v)
     }
 
-    fn run_steps(&self, at: Timestamp, steps: &mut Vec<(String, u64)>) -> Result<(), Issue> {
+    fn run_steps(&self, at: Timestamp, steps: &mut Vec<(String, u64)>) -> Result<(), Box<Issue>> {
         let id = probe_id();
         let doc = Document {
             text: "medic synthetic probe".into(),
@@ -155,7 +157,7 @@ impl HealthCheck for SyntheticProbe {
             Err(issue) => {
                 // A failed step may leave the document behind: take it away (best effort; the next run retries).
                 let _ = self.store.delete(&probe_id());
-                CheckOutcome::fail(issue.summary.clone(), vec![issue])
+                CheckOutcome::fail(issue.summary.clone(), vec![*issue])
             }
         }
     }
@@ -210,5 +212,44 @@ impl Subject for MedicSubject {
     }
     fn stop_writes(&self, reason: Option<&str>) -> Result<(), String> {
         self.inner.stop_writes(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heal::Clock as _;
+
+    fn run(probe: &SyntheticProbe) -> CheckOutcome {
+        let clock = heal::SystemClock::new();
+        probe.run(&CheckContext {
+            clock: &clock,
+            deadline: clock.now() + 60_000_000,
+        })
+    }
+
+    #[test]
+    fn a_step_over_its_bound_is_an_issue_and_leaves_no_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), store::StoreConfig::default()).unwrap());
+        let ok = SyntheticProbe::new(store.clone(), Duration::from_secs(60), 1_000);
+        assert!(run(&ok).passed);
+        let steps: Vec<String> = ok.last_steps().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, ["put", "get", "search", "delete"]);
+        // No step is quicker than zero: the put is over its bound.
+        let strict = SyntheticProbe::new(store.clone(), Duration::ZERO, 1_000);
+        let out = run(&strict);
+        assert!(!out.passed);
+        assert_eq!(out.issues[0].code, "probe_slow");
+        assert_eq!(out.issues[0].resource, "probe_put");
+        assert!(
+            out.issues[0]
+                .summary
+                .contains("over checks.probe_step_ms_max = 0 ms"),
+            "{}",
+            out.issues[0].summary
+        );
+        assert_eq!(store.get(&probe_id()).unwrap(), None, "taken away again");
+        assert!(store.scan(None, 10).unwrap().is_empty(), "never listed");
     }
 }
