@@ -99,10 +99,12 @@ impl Subject for Bench {
         let mut t = self.tick.lock().expect("tick");
         *t = t.wrapping_add(1);
         (0..METRICS)
-            .map(|m| Sample {
-                metric: format!("metric_{m}"),
-                value: 1_000.0 + ((*t * 7 + m as u64 * 13) % 17) as f64,
-                at: now,
+            .map(|m| {
+                Sample::gauge(
+                    format!("metric_{m}"),
+                    1_000.0 + ((*t * 7 + m as u64 * 13) % 17) as f64,
+                    now,
+                )
             })
             .collect()
     }

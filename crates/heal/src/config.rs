@@ -9,6 +9,7 @@ use crate::constraint::Constraint;
 use crate::detect::{CompositeConfig, DETECTOR_NAMES};
 use crate::diagnose::CausePair;
 use crate::escalate::AlertRule;
+use crate::trend::TrendRule;
 
 /// Every engine setting. Times are µs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +23,27 @@ pub struct EngineConfig {
     pub composite: CompositeConfig,
     /// A detector score at or above this raises an anomaly issue. (0, 1].
     pub anomaly_cutoff: f64,
+    /// A false positive silences anomalies of every metric it marked for this long after it was marked (and
+    /// raises their cut-offs, below). [1 s, 30 days].
+    pub false_positive_silence_us: u64,
+    /// A counter's rate is judged only when the count over a cycle differs from what the rate's baseline predicts
+    /// by at least this many (events, records, µs of CPU...): a handful of events is no evidence of a change of
+    /// rate (one write after an idle hour is not an anomaly). [0, 1e9].
+    pub rate_events_min: f64,
+    /// A gauge that held one value for at least this many samples in a row is flat: its first different value is a
+    /// step of a constant, which no detector can scale, and is not judged (the detectors still learn it). 0: off.
+    /// [0, 1000000].
+    pub flat_samples_min: u32,
+    /// A series raises an anomaly only once this many of its samples in a row scored at or above the cut-off and
+    /// were judged: one window's blip (a scheduler stall in one cycle) is a hiccup, not an incident; a problem that
+    /// lasts is seen one cycle later. [1, 100].
+    pub anomaly_for_samples: u32,
+    /// A latency gauge (a metric whose name holds `latency` and ends in `_us`) below this many µs is not judged: a
+    /// blip no client can notice (a scheduler hiccup in a sub-millisecond operation) is not an incident. 0: off.
+    /// [0, 3.6e9].
+    pub latency_floor_us: f64,
+    /// Sustained-growth rules (slow leaks), e.g. resident memory growing over 5%/hour for an hour.
+    pub trends: Vec<TrendRule>,
     /// A false positive multiplies that metric's cut-off by this. [1, 2].
     pub false_positive_factor: f64,
     /// The most a metric's cut-off can be raised to by false positives. [anomaly_cutoff, 1].
@@ -92,6 +114,12 @@ impl Default for EngineConfig {
             detector: "composite".to_string(),
             composite: CompositeConfig::default(),
             anomaly_cutoff: 0.75,
+            false_positive_silence_us: DAY_US,
+            rate_events_min: 10.0,
+            flat_samples_min: 10,
+            latency_floor_us: 1_000.0,
+            anomaly_for_samples: 2,
+            trends: TrendRule::defaults(),
             false_positive_factor: 1.1,
             anomaly_cutoff_max: 0.99,
             constraints: Vec::new(),
@@ -162,6 +190,29 @@ impl EngineConfig {
         }
         self.composite.validate()?;
         range_f("anomaly_cutoff", self.anomaly_cutoff, 0.0, 1.0, true)?;
+        range_u(
+            "false_positive_silence_us",
+            self.false_positive_silence_us,
+            US_PER_S,
+            30 * DAY_US,
+        )?;
+        range_f("rate_events_min", self.rate_events_min, 0.0, 1e9, false)?;
+        range_u(
+            "flat_samples_min",
+            self.flat_samples_min.into(),
+            0,
+            1_000_000,
+        )?;
+        range_u(
+            "anomaly_for_samples",
+            self.anomaly_for_samples.into(),
+            1,
+            100,
+        )?;
+        range_f("latency_floor_us", self.latency_floor_us, 0.0, 3.6e9, false)?;
+        for (i, t) in self.trends.iter().enumerate() {
+            t.validate(&format!("trends[{i}]"))?;
+        }
         range_f(
             "false_positive_factor",
             self.false_positive_factor,

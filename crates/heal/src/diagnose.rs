@@ -1,6 +1,7 @@
 //! Diagnosis: classifies each [`Issue`] into a [`CrisisLevel`] and a [`Severity`], correlates issues that share a
-//! cause (same resource within a window, or a known cause pair such as a latency spike and index fragmentation)
-//! into one incident, names a root-cause hypothesis with the evidence for it, estimates the blast radius and
+//! cause (same resource within a window, a known cause pair such as a latency spike and index fragmentation, or
+//! metric anomalies within one window: the detectors see symptoms, and symptoms that appear together most likely
+//! share a cause — a write burst moves the commit, record and operation rates at once) into one incident, names a root-cause hypothesis with the evidence for it, estimates the blast radius and
 //! computes the priority incidents are handled in.
 
 use std::collections::BTreeSet;
@@ -117,7 +118,7 @@ pub fn priority(severity: Severity, crisis: CrisisLevel, score_max: f64, n_issue
 }
 
 /// Whether `new` belongs to an incident holding `issues` whose latest issue was at `last_at`: within `window_us`,
-/// and on the same resource or linked by a known cause pair.
+/// and on the same resource, linked by a known cause pair, or both metric anomalies (one cause, several metrics).
 pub fn correlates(
     issues: &[Issue],
     last_at: Timestamp,
@@ -132,6 +133,7 @@ pub fn correlates(
         i.resource == new.resource
             || known.iter().any(|p| p.links(&i.code, &new.code))
             || same_operation_latency(i, new)
+            || (i.kind == IssueKind::Anomaly && new.kind == IssueKind::Anomaly)
     })
 }
 
@@ -148,6 +150,38 @@ fn same_operation_latency(a: &Issue, b: &Issue) -> bool {
             .flatten()
     };
     op(a).is_some_and(|x| Some(x) == op(b))
+}
+
+/// The hypothesis for a group made only of anomalies on two or more metrics: one cause moved them together. When
+/// every one of them rose and a rate (`*_per_s`) is among them, the cause is most likely a burst of load; when every
+/// one fell, a drop of load.
+fn anomaly_group(issues: &[Issue]) -> Option<String> {
+    if issues.iter().any(|i| i.kind != IssueKind::Anomaly) {
+        return None;
+    }
+    let metrics: BTreeSet<&str> = issues.iter().map(|i| i.resource.as_str()).collect();
+    if metrics.len() < 2 {
+        return None;
+    }
+    let all = |d: &str| {
+        issues
+            .iter()
+            .all(|i| i.evidence.iter().any(|(k, v)| k == "direction" && v == d))
+    };
+    let rate = metrics.iter().any(|m| m.ends_with("_per_s"));
+    let list: Vec<&str> = metrics.iter().copied().collect();
+    let cause = if rate && all("rose") {
+        "a burst of load (every one rose, rates among them: e.g. a write burst after idle)"
+    } else if rate && all("fell") {
+        "a drop of load (every one fell, rates among them)"
+    } else {
+        "one cause seen through several metrics"
+    };
+    Some(format!(
+        "{} metrics moved together within the correlation window ({}): {cause}",
+        metrics.len(),
+        list.join(", ")
+    ))
 }
 
 /// What diagnosis concluded about a group of correlated issues.
@@ -232,6 +266,11 @@ pub fn diagnose(issues: &[Issue], known: &[CausePair], cutoffs: &SeverityCutoffs
             }
         }
     }
+    if evidence.is_empty()
+        && let Some(group) = anomaly_group(issues)
+    {
+        root_cause = group;
+    }
     for issue in issues {
         for (k, v) in &issue.evidence {
             evidence.push(format!("{} {}: {k} = {v}", issue.code, issue.resource));
@@ -267,7 +306,13 @@ pub fn diagnose(issues: &[Issue], known: &[CausePair], cutoffs: &SeverityCutoffs
             }
         }
     }
-    if resources.len() >= 3 {
+    // Many symptoms of one cause are not a wider problem: only resources named by other issues widen it.
+    let affected: BTreeSet<&str> = issues
+        .iter()
+        .filter(|i| i.kind != IssueKind::Anomaly)
+        .map(|i| i.resource.as_str())
+        .collect();
+    if affected.len() >= 3 {
         severity = worse_severity(severity);
     }
 
@@ -355,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn latency_anomalies_of_one_operation_are_one_incident() {
+    fn anomalies_in_one_window_are_one_incident() {
         let existing = vec![issue(
             IssueKind::Anomaly,
             "latency_anomaly",
@@ -376,8 +421,12 @@ mod tests {
             120,
         );
         assert!(
-            !correlates(&existing, 100, &get, 60, &[]),
-            "another operation"
+            correlates(&existing, 100, &get, 60, &[]),
+            "another operation's anomaly in the same window: one cause, several metrics"
+        );
+        assert!(
+            !correlates(&existing, 100, &get, 10, &[]),
+            "outside the window"
         );
         let breach = issue(
             IssueKind::ConstraintBreach,

@@ -1,5 +1,10 @@
 //! The healing loop. [`Engine::run_cycle`] runs the due health checks, samples metrics into one detector per metric
-//! (created lazily), evaluates constraints, drains the subject's own issues, correlates everything into incidents,
+//! (created lazily) by their [`MetricKind`] — a gauge as it is, a counter through its rate per second (a decrease is a
+//! restart, not an anomaly; a rate is judged only on `rate_events_min` events of evidence), a state or a size never
+//! (rules and trend rules judge those); a gauge's first step out of a flat run is not judged, nor a latency below
+//! `latency_floor_us`; a series raises an anomaly only after `anomaly_for_samples` judged scores in a row at or
+//! above the cut-off —, evaluates
+//! constraints and trend rules, drains the subject's own issues, correlates everything into incidents,
 //! diagnoses and prioritises them, decides behind the safety gates, runs the recovery cascade (backup → repair →
 //! validate → roll back), escalates what it cannot fix with a report, records every incident in the
 //! [`KnowledgeBase`], notifies, and returns a serde [`CycleSummary`]. The engine is a synchronous state machine: no
@@ -29,7 +34,8 @@ use crate::learn::{
 };
 use crate::repair::{DataLoss, RepairStrategy};
 use crate::schedule::Scheduler;
-use crate::subject::Subject;
+use crate::subject::{MetricKind, Sample, Subject, rate_name};
+use crate::trend::TrendTracker;
 
 /// Longest issue summary, resource, code or evidence value kept, in bytes; longer text is cut at a character
 /// boundary and marked as cut.
@@ -160,6 +166,17 @@ pub struct HealingMetrics {
     pub issues_dropped: u64,
     /// Anomalies detected on metrics.
     pub anomalies: u64,
+    /// Scores at or above the cut-off that were not judged: a counter's rate on fewer than `rate_events_min`
+    /// events of evidence, or a gauge's first step out of a flat run.
+    pub anomalies_gated: u64,
+    /// Scores at or above the cut-off not (yet) raised: fewer than `anomaly_for_samples` in a row.
+    pub anomalies_pending: u64,
+    /// Anomalies of a metric an operator marked a false positive, inside its silence.
+    pub anomalies_silenced: u64,
+    /// Counter readings below the previous one (the counting process restarted): the rate starts over.
+    pub counter_resets: u64,
+    /// Trend rules found breached (one per rule and cycle).
+    pub trend_breaches: u64,
     /// Incidents opened.
     pub incidents: u64,
     /// Cascades started.
@@ -263,7 +280,14 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     factory: DetectorFactory,
-    detectors: BTreeMap<String, Box<dyn Detector>>,
+    detectors: BTreeMap<String, Watched>,
+    /// Per sampled metric: what judging its next sample needs (bounded by `metrics_max`).
+    series: BTreeMap<String, Series>,
+    trends: Vec<TrendTracker>,
+    /// Metric → the end of the silence a false positive put on its anomalies.
+    silenced: BTreeMap<String, Timestamp>,
+    /// The samples of the latest cycle, with the rates derived from counters.
+    last_samples: Vec<Sample>,
     cutoffs: HashMap<String, f64>,
     scheduler: Scheduler,
     gates: Gates,
@@ -280,6 +304,41 @@ pub struct Engine {
     pending_issues: Vec<Issue>,
     in_flight: RepairsInFlight,
 }
+
+/// One detected series: its detector and the value it saw last.
+struct Watched {
+    detector: Box<dyn Detector>,
+    previous: Option<f64>,
+    /// Judged samples in a row that scored at or above the cut-off or kept the excursion that first did.
+    streak: u32,
+    /// The excursion being watched: the value before it and its first value.
+    excursion: Option<(f64, f64)>,
+}
+
+/// Whether `value` keeps the excursion from `before` to `first`: on the same side, at least half as far.
+fn holds(before: f64, first: f64, value: f64) -> bool {
+    let step = first - before;
+    let now = value - before;
+    step != 0.0 && now.signum() == step.signum() && now.abs() >= step.abs() / 2.0
+}
+
+/// What the engine remembers of one sampled metric between cycles.
+#[derive(Debug, Clone, Default)]
+struct Series {
+    /// Counters: the previous reading.
+    last: Option<(Timestamp, f64)>,
+    /// Counters: the rate's baseline per second (an exponentially weighted mean of the rates seen).
+    rate_baseline: Option<f64>,
+    /// Gauges: the value of the current run of equal values, and the run's length.
+    run_value: f64,
+    run_len: u32,
+}
+
+/// Weight of the newest rate in a counter's rate baseline.
+const RATE_BASELINE_WEIGHT: f64 = 0.1;
+
+/// The end of each silence a false positive put on a metric, µs since the epoch.
+pub type Silences = Vec<(String, Timestamp)>;
 
 /// The repairs running now, readable from another thread while a cycle holds the engine (a status page must answer
 /// during a long repair, not wait for it). Cloning shares the same counter.
@@ -358,6 +417,11 @@ pub fn default_detector_factory(config: &EngineConfig) -> DetectorFactory {
     })
 }
 
+/// Whether `metric` is a latency in µs (`put_latency_p99_us`, `wal_sync_latency_max_us`).
+fn is_latency(metric: &str) -> bool {
+    metric.contains("latency") && metric.ends_with("_us")
+}
+
 fn anomaly_code(metric: &str) -> &'static str {
     if metric.contains("latency") {
         "latency_anomaly"
@@ -385,6 +449,10 @@ impl Engine {
             config,
             factory,
             detectors: BTreeMap::new(),
+            series: BTreeMap::new(),
+            trends: Vec::new(),
+            silenced: BTreeMap::new(),
+            last_samples: Vec::new(),
             cutoffs: HashMap::new(),
             scheduler: Scheduler::new(),
             gates: Gates::new(),
@@ -399,6 +467,13 @@ impl Engine {
             pending_issues: Vec::new(),
             in_flight: RepairsInFlight::default(),
         };
+        engine.trends = engine
+            .config
+            .trends
+            .iter()
+            .cloned()
+            .map(TrendTracker::new)
+            .collect();
         let mut records = engine.kb.recent(engine.config.kb_records_max)?;
         records.reverse();
         for r in records
@@ -406,6 +481,7 @@ impl Engine {
             .filter(|r| r.resolution == Resolution::FalsePositive)
         {
             engine.raise_cutoffs(r);
+            engine.silence(r);
         }
         Ok(engine)
     }
@@ -527,6 +603,21 @@ impl Engine {
             .unwrap_or(self.config.anomaly_cutoff)
     }
 
+    /// The samples of the latest cycle as the subject gave them, each counter followed by the rate derived from it
+    /// (a gauge named `<name>_per_s`).
+    pub fn last_samples(&self) -> &[Sample] {
+        &self.last_samples
+    }
+
+    /// The silences false positives put on metrics and have not ended at `now`: metric and end.
+    pub fn silences(&self, now: Timestamp) -> Silences {
+        self.silenced
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(m, &until)| (m.clone(), until))
+            .collect()
+    }
+
     /// Approves risky repairs of an incident waiting for approval; it is decided again in the next cycle.
     pub fn approve(&mut self, id: u64) -> Result<(), EngineError> {
         let inc = self
@@ -546,9 +637,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Marks an incident a false positive: closes it as such (persisted in the record's resolution) and raises the
-    /// anomaly cut-off of every metric whose anomaly it contained by `false_positive_factor`, up to
-    /// `anomaly_cutoff_max`. Returns the metrics and their new cut-offs.
+    /// Marks an incident a false positive: closes it as such (persisted in the record's resolution, from which a new
+    /// engine restores both effects), silences anomalies of every metric whose anomaly it contained for
+    /// `false_positive_silence_us` from now — however high they score, so a score of 1.0 is silenced too — and
+    /// raises those metrics' cut-offs by `false_positive_factor`, up to `anomaly_cutoff_max`, for after the silence.
+    /// Returns the metrics and their new cut-offs.
     pub fn mark_false_positive(&mut self, id: u64) -> Result<Vec<(String, f64)>, EngineError> {
         let mut record = match self.active.get(&id) {
             Some(inc) => inc.record.clone(),
@@ -561,7 +654,24 @@ impl Engine {
         record.resolved_at = Some(self.clock.now());
         self.kb.save(&record)?;
         self.active.remove(&id);
+        self.silence(&record);
         Ok(self.raise_cutoffs(&record))
+    }
+
+    /// Silences the anomalies of a false positive's metrics until `false_positive_silence_us` after it was marked.
+    fn silence(&mut self, record: &IncidentRecord) {
+        let Some(at) = record.resolved_at else {
+            return;
+        };
+        let until = at.saturating_add(self.config.false_positive_silence_us);
+        for i in record
+            .issues
+            .iter()
+            .filter(|i| i.kind == IssueKind::Anomaly)
+        {
+            let end = self.silenced.entry(i.resource.clone()).or_insert(until);
+            *end = (*end).max(until);
+        }
     }
 
     fn raise_cutoffs(&mut self, record: &IncidentRecord) -> Vec<(String, f64)> {
@@ -641,21 +751,42 @@ impl Engine {
         s.checks_run = results.len() as u32;
         s.checks_failed = results.iter().filter(|r| !r.passed).count() as u32;
         issues.extend(results.into_iter().flat_map(|r| r.issues));
-        for sample in self.subject.sample(now) {
+        let samples = self.subject.sample(now);
+        let mut seen = Vec::with_capacity(samples.len() + samples.len() / 2);
+        for sample in samples {
             s.samples += 1;
-            if let Some(issue) = self.detect(&sample.metric, sample.at, sample.value) {
+            issues.extend(self.constrain(&sample));
+            issues.extend(self.trend(&sample));
+            let judged = match sample.kind {
+                MetricKind::State | MetricKind::Size => None,
+                MetricKind::Gauge => {
+                    let flat_step = !self.flat_gate(&sample);
+                    let unnoticeable =
+                        is_latency(&sample.metric) && sample.value < self.config.latency_floor_us;
+                    Some((sample.clone(), !flat_step && !unnoticeable))
+                }
+                MetricKind::Counter => self.rate(&sample).map(|(rate, judged)| {
+                    let derived = Sample::gauge(rate_name(&sample.metric), rate, sample.at);
+                    (derived, judged)
+                }),
+            };
+            let counter = sample.kind == MetricKind::Counter;
+            seen.push(sample);
+            let Some((series, judged)) = judged else {
+                continue;
+            };
+            if counter {
+                issues.extend(self.constrain(&series));
+            }
+            if let Some(issue) = self.detect(&series.metric, series.at, series.value, judged) {
                 s.anomalies += 1;
                 issues.push(issue);
             }
-            for c in self
-                .config
-                .constraints
-                .iter()
-                .filter(|c| c.metric == sample.metric)
-            {
-                issues.extend(c.issue(sample.value, sample.at));
+            if counter {
+                seen.push(series);
             }
         }
+        self.last_samples = seen;
         issues.extend(self.subject.drain_issues());
         if issues.len() > self.config.cycle_issues_max {
             self.metrics.issues_dropped += (issues.len() - self.config.cycle_issues_max) as u64;
@@ -949,22 +1080,174 @@ impl Engine {
         still
     }
 
-    fn detect(&mut self, metric: &str, at: Timestamp, value: f64) -> Option<Issue> {
+    /// The constraint issues of one sample (a counter's rate is a sample of its own).
+    fn constrain(&self, sample: &Sample) -> Vec<Issue> {
+        self.config
+            .constraints
+            .iter()
+            .filter(|c| c.metric == sample.metric)
+            .filter_map(|c| c.issue(sample.value, sample.at))
+            .collect()
+    }
+
+    /// Feeds the trend rules of the sample's metric; a breach is a resource issue.
+    fn trend(&mut self, sample: &Sample) -> Vec<Issue> {
+        let mut out = Vec::new();
+        for t in self
+            .trends
+            .iter_mut()
+            .filter(|t| t.rule().metric == sample.metric)
+        {
+            let Some(b) = t.update(sample.at, sample.value) else {
+                continue;
+            };
+            self.metrics.trend_breaches += 1;
+            let rule = t.rule();
+            let minutes = b.span_us / (60 * crate::clock::US_PER_S);
+            out.push(
+                Issue::new(
+                    IssueKind::Resource,
+                    "resource_growth",
+                    &sample.metric,
+                    format!(
+                        "{} grew {:.1}%/hour over the last {minutes} min, sustained (trend rule: at most {:.1}%/hour):                          a slow leak?",
+                        sample.metric,
+                        100.0 * b.growth_per_hour,
+                        100.0 * rule.growth_per_hour_max
+                    ),
+                    "engine:trend",
+                    sample.at,
+                )
+                .with_score((b.growth_per_hour / rule.growth_per_hour_max / 2.0).min(1.0))
+                .evidence("value", b.value.to_string())
+                .evidence("baseline", b.baseline.to_string())
+                .evidence("growth_per_hour", format!("{:.4}", b.growth_per_hour))
+                .evidence(
+                    "growth_per_hour_max",
+                    rule.growth_per_hour_max.to_string(),
+                ),
+            );
+        }
+        out
+    }
+
+    /// The series state of `metric`, created on first use while fewer than `metrics_max` are kept.
+    fn series(&mut self, metric: &str) -> Option<&mut Series> {
+        if !self.series.contains_key(metric) {
+            if self.series.len() >= self.config.metrics_max {
+                return None;
+            }
+            self.series.insert(metric.to_string(), Series::default());
+        }
+        self.series.get_mut(metric)
+    }
+
+    /// Whether a gauge's sample is judged: not when it is the first step out of a run of at least
+    /// `flat_samples_min` equal values (a constant has no scale to judge a step by).
+    fn flat_gate(&mut self, sample: &Sample) -> bool {
+        let min = self.config.flat_samples_min;
+        if !sample.value.is_finite() {
+            return true;
+        }
+        let Some(st) = self.series(&sample.metric) else {
+            return true;
+        };
+        if st.run_len > 0 && st.run_value == sample.value {
+            st.run_len = st.run_len.saturating_add(1);
+            return true;
+        }
+        let flat = min > 0 && st.run_len >= min;
+        st.run_value = sample.value;
+        st.run_len = 1;
+        !flat
+    }
+
+    /// The rate per second of a counter since its previous reading, and whether it is judged (its count differs from
+    /// what the rate's baseline predicts by at least `rate_events_min`). `None` for the first reading, a reading
+    /// not later than the previous one, a non-finite value, and a decrease (a restart: counted, the rate starts
+    /// over).
+    fn rate(&mut self, sample: &Sample) -> Option<(f64, bool)> {
+        if !sample.value.is_finite() {
+            return None;
+        }
+        let events_min = self.config.rate_events_min;
+        let st = self.series(&sample.metric)?;
+        let (t0, v0) = match st.last {
+            Some((t0, _)) if sample.at <= t0 => return None,
+            prev => {
+                st.last = Some((sample.at, sample.value));
+                prev?
+            }
+        };
+        if sample.value < v0 {
+            self.metrics.counter_resets += 1;
+            return None;
+        }
+        let dt_s = (sample.at - t0) as f64 / crate::clock::US_PER_S as f64;
+        let delta = sample.value - v0;
+        let rate = delta / dt_s;
+        let judged = st
+            .rate_baseline
+            .is_some_and(|b| (delta - b * dt_s).abs() >= events_min);
+        st.rate_baseline = Some(match st.rate_baseline {
+            Some(b) => b + RATE_BASELINE_WEIGHT * (rate - b),
+            None => rate,
+        });
+        Some((rate, judged))
+    }
+
+    fn detect(&mut self, metric: &str, at: Timestamp, value: f64, judged: bool) -> Option<Issue> {
         if !self.detectors.contains_key(metric) {
             if self.detectors.len() >= self.config.metrics_max {
                 return None;
             }
-            self.detectors
-                .insert(metric.to_string(), (self.factory)(metric));
+            let detector = (self.factory)(metric);
+            self.detectors.insert(
+                metric.to_string(),
+                Watched {
+                    detector,
+                    previous: None,
+                    streak: 0,
+                    excursion: None,
+                },
+            );
         }
-        let detector = self.detectors.get_mut(metric)?;
+        let watched = self.detectors.get_mut(metric)?;
+        let previous = watched.previous;
+        if value.is_finite() {
+            watched.previous = Some(value);
+        }
+        let detector = &mut watched.detector;
         let score = detector.update(at, value);
         let cutoff = self
             .cutoffs
             .get(metric)
             .copied()
             .unwrap_or(self.config.anomaly_cutoff);
-        if score.is_nan() || score < cutoff {
+        // A detector adapts to an excursion within a point or two; whether it lasts is judged by the values: a
+        // sample on the same side, at least half as far from the value before it as its first sample, keeps it.
+        let kept = watched
+            .excursion
+            .is_some_and(|(before, first)| holds(before, first, value));
+        let anomalous = !score.is_nan() && score >= cutoff;
+        if !judged || !(anomalous || kept) {
+            if anomalous {
+                self.metrics.anomalies_gated += 1;
+            }
+            watched.streak = 0;
+            watched.excursion = None;
+            return None;
+        }
+        if watched.excursion.is_none() {
+            watched.excursion = Some((previous.unwrap_or(value), value));
+        }
+        watched.streak = watched.streak.saturating_add(1);
+        if watched.streak < self.config.anomaly_for_samples {
+            self.metrics.anomalies_pending += 1;
+            return None;
+        }
+        if self.silenced.get(metric).is_some_and(|&until| at < until) {
+            self.metrics.anomalies_silenced += 1;
             return None;
         }
         self.metrics.anomalies += 1;
@@ -988,6 +1271,18 @@ impl Engine {
             .evidence("value", value.to_string())
             .evidence("score", format!("{score:.3}"))
             .evidence("cutoff", format!("{cutoff:.3}"))
+            .evidence(
+                "previous",
+                previous.map_or_else(|| "none".to_string(), |p| p.to_string()),
+            )
+            .evidence(
+                "direction",
+                match previous {
+                    Some(p) if value > p => "rose",
+                    Some(p) if value < p => "fell",
+                    _ => "level",
+                },
+            )
             .evidence("why", why),
         )
     }
@@ -1485,6 +1780,7 @@ mod tests {
     struct Bare {
         issues: Mutex<Vec<Issue>>,
         metrics: Mutex<Vec<(String, f64)>>,
+        typed: Mutex<Vec<Sample>>,
         strategies: Mutex<Vec<Arc<dyn RepairStrategy>>>,
     }
 
@@ -1547,13 +1843,15 @@ mod tests {
         }
         fn sample(&self, now: Timestamp) -> Vec<Sample> {
             let m = self.metrics.lock().unwrap();
-            m.iter()
-                .map(|(metric, value)| Sample {
-                    metric: metric.clone(),
-                    value: *value,
-                    at: now,
-                })
-                .collect()
+            let mut out: Vec<Sample> = m
+                .iter()
+                .map(|(metric, value)| Sample::gauge(metric.clone(), *value, now))
+                .collect();
+            out.extend(self.typed.lock().unwrap().iter().map(|t| Sample {
+                at: now,
+                ..t.clone()
+            }));
+            out
         }
         fn drain_issues(&self) -> Vec<Issue> {
             std::mem::take(&mut self.issues.lock().unwrap())
@@ -1866,5 +2164,329 @@ mod tests {
             e.mark_false_positive(999),
             Err(EngineError::UnknownIncident(999))
         ));
+    }
+
+    /// A detector that records every value it is fed and scores each at `score` (with `on_change`, only a value
+    /// it never saw before, once it saw one: against a flat baseline any new value is infinitely unlikely).
+    struct Recording {
+        seen: Arc<Mutex<Vec<(String, f64)>>>,
+        metric: String,
+        score: f64,
+        on_change: bool,
+        known: Vec<f64>,
+    }
+
+    impl Detector for Recording {
+        fn name(&self) -> &str {
+            "recording"
+        }
+        fn update(&mut self, _: Timestamp, value: f64) -> f64 {
+            self.seen.lock().unwrap().push((self.metric.clone(), value));
+            let changed = !self.known.is_empty() && !self.known.contains(&value);
+            if !self.known.contains(&value) {
+                self.known.push(value);
+            }
+            if !self.on_change || changed {
+                self.score
+            } else {
+                0.0
+            }
+        }
+        fn explain(&self) -> String {
+            "always".into()
+        }
+    }
+
+    fn recording(e: &mut Engine, score: f64) -> Arc<Mutex<Vec<(String, f64)>>> {
+        recording_with(e, score, false)
+    }
+
+    fn recording_with(
+        e: &mut Engine,
+        score: f64,
+        on_change: bool,
+    ) -> Arc<Mutex<Vec<(String, f64)>>> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        e.set_detector_factory(Arc::new(move |metric: &str| -> Box<dyn Detector> {
+            Box::new(Recording {
+                seen: s2.clone(),
+                metric: metric.to_string(),
+                score,
+                on_change,
+                known: Vec::new(),
+            })
+        }));
+        seen
+    }
+
+    fn set_typed(subject: &Bare, samples: &[(MetricKind, &str, f64)]) {
+        *subject.typed.lock().unwrap() = samples
+            .iter()
+            .map(|&(kind, m, v)| Sample::new(kind, m, v, 0))
+            .collect();
+    }
+
+    #[test]
+    fn detectors_see_rates_of_counters_never_raw_counts_states_or_sizes() {
+        let (mut e, subject, clock) = engine(
+            Arc::new(MemoryKnowledgeBase::new()),
+            EngineConfig::default(),
+        );
+        let seen = recording(&mut e, 0.0);
+        for (i, commits) in [100.0, 150.0, 250.0, 3.0, 13.0].into_iter().enumerate() {
+            set_typed(
+                &subject,
+                &[
+                    (MetricKind::Counter, "commits_total", commits),
+                    (MetricKind::State, "read_only", (i % 2) as f64),
+                    (MetricKind::Size, "docs", 1e6 * i as f64),
+                    (MetricKind::Gauge, "put_latency_p99_us", 900.0),
+                ],
+            );
+            e.run_cycle();
+            clock.advance(5 * US_PER_S);
+        }
+        let seen = seen.lock().unwrap().clone();
+        let rates: Vec<f64> = seen
+            .iter()
+            .filter(|(m, _)| m == "commits_per_s")
+            .map(|(_, v)| *v)
+            .collect();
+        // 100 → 150 → 250 in 5 s steps: 10/s, 20/s; 250 → 3 is a restart (no rate); 3 → 13: 2/s.
+        assert_eq!(rates, [10.0, 20.0, 2.0]);
+        assert_eq!(e.metrics().counter_resets, 1);
+        for raw in ["commits_total", "read_only", "docs"] {
+            assert!(
+                !seen.iter().any(|(m, _)| m == raw),
+                "{raw} reached a detector"
+            );
+        }
+        assert_eq!(
+            seen.iter()
+                .filter(|(m, _)| m == "put_latency_p99_us")
+                .count(),
+            5
+        );
+        // The cycle's samples carry each counter's rate after it, for the history.
+        let last: Vec<&str> = e.last_samples().iter().map(|s| s.metric.as_str()).collect();
+        assert!(
+            last.contains(&"commits_total") && last.contains(&"commits_per_s"),
+            "{last:?}"
+        );
+    }
+
+    #[test]
+    fn a_few_events_and_a_step_out_of_a_flat_gauge_open_no_incident() {
+        let (mut e, subject, clock) = engine(
+            Arc::new(MemoryKnowledgeBase::new()),
+            EngineConfig {
+                anomaly_for_samples: 1,
+                ..EngineConfig::default()
+            },
+        );
+        // Every change scores 1.0 (as any step of a flat series does): only the gates stand between it and an
+        // incident.
+        recording_with(&mut e, 1.0, true);
+        let mut commits = 0.0;
+        let mut opened = Vec::new();
+        for cycle in 0..40 {
+            // Idle, then one commit at cycle 36.
+            if cycle == 36 {
+                commits += 1.0;
+            }
+            set_typed(
+                &subject,
+                &[
+                    (MetricKind::Counter, "commits_total", commits),
+                    (MetricKind::Gauge, "issues_queued", f64::from(cycle == 36)),
+                ],
+            );
+            opened.extend(e.run_cycle().incidents_opened);
+            clock.advance(5 * US_PER_S);
+        }
+        let anomalies: Vec<_> = opened
+            .iter()
+            .filter_map(|id| e.incident(*id).unwrap())
+            .filter(|r| r.issues.iter().any(|i| i.kind == IssueKind::Anomaly))
+            .collect();
+        assert!(anomalies.is_empty(), "{anomalies:?}");
+        assert!(e.metrics().anomalies_gated >= 2, "{:?}", e.metrics());
+        // A burst of a thousand commits is evidence enough: the gate lets the detector judge it.
+        commits += 1_000.0;
+        set_typed(&subject, &[(MetricKind::Counter, "commits_total", commits)]);
+        let s = e.run_cycle();
+        assert_eq!(s.anomalies, 1, "{s:?}");
+    }
+
+    #[test]
+    fn anomalies_of_several_metrics_in_one_window_are_one_incident_named_for_the_burst() {
+        let (mut e, subject, clock) = engine(
+            Arc::new(MemoryKnowledgeBase::new()),
+            EngineConfig {
+                anomaly_for_samples: 1,
+                ..EngineConfig::default()
+            },
+        );
+        recording(&mut e, 0.0);
+        let names = ["commits_total", "records_committed_total", "put_ops_total"];
+        for cycle in 0..12u32 {
+            let v = f64::from(cycle) * 50.0 + if cycle == 11 { 5_000.0 } else { 0.0 };
+            let samples: Vec<_> = names.iter().map(|n| (MetricKind::Counter, *n, v)).collect();
+            set_typed(&subject, &samples);
+            if cycle == 11 {
+                recording(&mut e, 0.0);
+                // Fresh detectors would warm up: score every existing series at 1.0 instead.
+                for w in e.detectors.values_mut() {
+                    w.detector = Box::new(Recording {
+                        seen: Arc::new(Mutex::new(Vec::new())),
+                        metric: String::new(),
+                        score: 1.0,
+                        on_change: false,
+                        known: Vec::new(),
+                    });
+                }
+            }
+            let s = e.run_cycle();
+            if cycle == 11 {
+                assert_eq!(s.anomalies, 3, "{s:?}");
+                let anomaly_incidents: Vec<_> = e
+                    .active_incidents()
+                    .into_iter()
+                    .filter(|i| i.record.issues.iter().all(|x| x.kind == IssueKind::Anomaly))
+                    .collect();
+                assert_eq!(anomaly_incidents.len(), 1, "{anomaly_incidents:?}");
+                let r = &anomaly_incidents[0].record;
+                assert_eq!(r.issues.len(), 3);
+                assert!(r.root_cause.contains("burst of load"), "{}", r.root_cause);
+                assert_eq!(
+                    r.severity,
+                    Severity::Sev2,
+                    "no wider than its worst symptom"
+                );
+            }
+            clock.advance(5 * US_PER_S);
+        }
+    }
+
+    #[test]
+    fn a_false_positive_silences_even_a_score_of_one_until_its_end_across_restarts() {
+        let kb: Arc<dyn KnowledgeBase> = Arc::new(MemoryKnowledgeBase::new());
+        let config = EngineConfig {
+            false_positive_silence_us: 3_600 * US_PER_S,
+            anomaly_for_samples: 1,
+            ..EngineConfig::default()
+        };
+        let (mut e, subject, clock) = engine(kb.clone(), config.clone());
+        recording(&mut e, 1.0);
+        set_typed(&subject, &[(MetricKind::Gauge, "put_error_ratio", 0.5)]);
+        let s = e.run_cycle();
+        assert_eq!(s.anomalies, 1);
+        let id = *s
+            .incidents_opened
+            .iter()
+            .find(|id| {
+                e.incident(**id)
+                    .unwrap()
+                    .unwrap()
+                    .issues
+                    .iter()
+                    .any(|i| i.kind == IssueKind::Anomaly)
+            })
+            .unwrap();
+        e.mark_false_positive(id).unwrap();
+        let marked_at = clock.now();
+        assert_eq!(
+            e.silences(marked_at),
+            [("put_error_ratio".to_string(), marked_at + 3_600 * US_PER_S)]
+        );
+        clock.advance(60 * US_PER_S);
+        assert_eq!(e.run_cycle().anomalies, 0, "silenced, though it scores 1.0");
+        assert_eq!(e.metrics().anomalies_silenced, 1);
+        // A new engine on the same knowledge base keeps the silence.
+        let mut e2 =
+            Engine::new(subject.clone(), kb.clone(), Arc::new(clock.clone()), config).unwrap();
+        recording(&mut e2, 1.0);
+        assert_eq!(e2.run_cycle().anomalies, 0, "silenced after a restart");
+        // After its end the metric is judged again.
+        clock.advance(3_600 * US_PER_S);
+        assert_eq!(e2.run_cycle().anomalies, 1, "the silence ended");
+        assert!(e2.silences(clock.now()).is_empty());
+    }
+
+    #[test]
+    fn resident_memory_growing_over_five_percent_an_hour_for_an_hour_is_a_slow_leak() {
+        for (growth_per_hour, leak) in [(0.08, true), (0.02, false)] {
+            let (mut e, subject, clock) = engine(
+                Arc::new(MemoryKnowledgeBase::new()),
+                EngineConfig::default(),
+            );
+            let mut first = None;
+            for cycle in 0..(2 * 720u64) {
+                let hours = cycle as f64 * 5.0 / 3_600.0;
+                set_typed(
+                    &subject,
+                    &[(
+                        MetricKind::Size,
+                        "process_resident_bytes",
+                        1e9 * (1.0 + growth_per_hour * hours),
+                    )],
+                );
+                let s = e.run_cycle();
+                if first.is_none() && s.issues > 1 {
+                    first = Some(hours);
+                }
+                clock.advance(5 * US_PER_S);
+            }
+            let found: Vec<_> = e
+                .active_incidents()
+                .into_iter()
+                .flat_map(|i| i.record.issues)
+                .filter(|i| i.code == "resource_growth")
+                .collect();
+            assert_eq!(!found.is_empty(), leak, "{growth_per_hour}: {found:?}");
+            if leak {
+                let at = first.unwrap();
+                assert!((1.0..1.1).contains(&at), "judged after an hour: {at}");
+                assert_eq!(found[0].resource, "process_resident_bytes");
+                assert!(
+                    found[0].summary.contains("8.0%/hour"),
+                    "{}",
+                    found[0].summary
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_one_cycle_blip_is_not_raised_two_in_a_row_are() {
+        let (mut e, subject, clock) = engine(
+            Arc::new(MemoryKnowledgeBase::new()),
+            EngineConfig::default(),
+        );
+        recording_with(&mut e, 1.0, true);
+        let mut raised = Vec::new();
+        // A latency well above the floor: 2 ms, one blip of 9 ms, 2 ms again, then 30 ms twice (the second time
+        // the detector, used to it, would not score it: the excursion holding is enough).
+        for v in [2e3, 2e3, 2e3, 9e3, 2e3, 3e4, 3e4] {
+            set_typed(&subject, &[(MetricKind::Gauge, "put_latency_p99_us", v)]);
+            raised.push(e.run_cycle().anomalies);
+            clock.advance(5 * US_PER_S);
+        }
+        assert_eq!(raised, [0, 0, 0, 0, 0, 0, 1]);
+        // Back to normal ends it.
+        set_typed(&subject, &[(MetricKind::Gauge, "put_latency_p99_us", 2e3)]);
+        assert_eq!(e.run_cycle().anomalies, 0);
+        assert_eq!(
+            e.metrics().anomalies_pending,
+            2,
+            "the blip and the first slow cycle"
+        );
+        // Below the latency floor nothing is judged, however it scores.
+        for v in [100.0, 900.0, 950.0] {
+            set_typed(&subject, &[(MetricKind::Gauge, "get_latency_p99_us", v)]);
+            assert_eq!(e.run_cycle().anomalies, 0);
+            clock.advance(5 * US_PER_S);
+        }
     }
 }

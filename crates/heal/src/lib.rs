@@ -26,6 +26,7 @@ pub mod observe;
 pub mod repair;
 pub mod schedule;
 pub mod subject;
+pub mod trend;
 
 pub use check::{CheckOutcome, HealthCheck, HealthState, Tier};
 pub use clock::{Clock, SimClock, SystemClock, Timestamp};
@@ -33,4 +34,4 @@ pub use detect::Detector;
 pub use issue::{CrisisLevel, Issue, IssueKind, Location, Severity};
 pub use learn::{IncidentRecord, KnowledgeBase};
 pub use repair::{DataLoss, Estimate, RepairCost, RepairError, RepairStrategy};
-pub use subject::{Sample, Subject};
+pub use subject::{MetricKind, Sample, Subject};

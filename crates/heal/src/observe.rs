@@ -187,7 +187,11 @@ impl OpStats {
         let _ = all.add(&s.window);
         let window_count = s.window.len();
         let rate = ops_per_s(window_count, s.window_start, now);
-        summarize(&all, s.closed_errors + s.window_errors, rate)
+        let errors = s.closed_errors + s.window_errors;
+        let mut out = summarize(&all, errors, rate);
+        out.count_total = all.len();
+        out.errors_total = errors;
+        out
     }
 
     /// Summary of the current window, then starts a new window at `now`.
@@ -204,6 +208,9 @@ impl OpStats {
         } = &mut *s;
         let _ = closed.add(&*window);
         *closed_errors += *window_errors;
+        let mut summary = summary;
+        summary.count_total = closed.len();
+        summary.errors_total = *closed_errors;
         window.reset();
         *window_errors = 0;
         *window_start = now.max(*window_start);
@@ -245,6 +252,8 @@ fn summarize(h: &Histogram<u64>, errors: u64, ops_per_s: f64) -> OpSummary {
         max_us: max,
         mean_us: h.mean(),
         ops_per_s,
+        count_total: 0,
+        errors_total: 0,
     }
 }
 
@@ -269,6 +278,12 @@ pub struct OpSummary {
     pub mean_us: f64,
     /// Operations per second over the current (or, for a window snapshot, the closed) window.
     pub ops_per_s: f64,
+    /// Operations recorded since creation (equal to `count` in a cumulative snapshot): a monotonic counter.
+    #[serde(default)]
+    pub count_total: u64,
+    /// Errors since creation: a monotonic counter.
+    #[serde(default)]
+    pub errors_total: u64,
 }
 
 /// Every operation and gauge at one moment.
@@ -286,34 +301,40 @@ pub struct MetricsSnapshot {
 }
 
 impl MetricsSnapshot {
-    /// The snapshot as metric samples at its time. Per operation `op`: `op_latency_p50_us`, `op_latency_p95_us`,
-    /// `op_latency_p99_us`, `op_latency_max_us`, `op_latency_mean_us` (only when it had operations: a quiet
-    /// window has no latency), `op_ops_total`, `op_errors_total`, `op_error_ratio`, `op_ops_per_s`; every gauge
-    /// under its own name.
+    /// The snapshot as typed metric samples at its time. Per operation `op`, only when it had operations (a quiet
+    /// window has no latency and no error ratio): gauges `op_latency_p50_us`, `op_latency_p95_us`,
+    /// `op_latency_p99_us`, `op_latency_max_us`, `op_latency_mean_us`, `op_error_ratio`; always the counters
+    /// `op_ops_total` and `op_errors_total` (since creation; the engine judges their rates `op_ops_per_s`,
+    /// `op_errors_per_s`); every gauge under its own name.
     pub fn to_samples(&self) -> Vec<Sample> {
-        let mut out = Vec::with_capacity(self.ops.len() * 9 + self.gauges.len());
+        let mut out = Vec::with_capacity(self.ops.len() * 8 + self.gauges.len());
         let at = self.at;
-        let mut push = |metric: String, value: f64| out.push(Sample { metric, value, at });
         for (op, s) in &self.ops {
             if s.count > 0 {
-                push(format!("{op}_latency_p50_us"), s.p50_us as f64);
-                push(format!("{op}_latency_p95_us"), s.p95_us as f64);
-                push(format!("{op}_latency_p99_us"), s.p99_us as f64);
-                push(format!("{op}_latency_max_us"), s.max_us as f64);
-                push(format!("{op}_latency_mean_us"), s.mean_us);
+                let mut gauge = |name: String, value: f64| out.push(Sample::gauge(name, value, at));
+                gauge(format!("{op}_latency_p50_us"), s.p50_us as f64);
+                gauge(format!("{op}_latency_p95_us"), s.p95_us as f64);
+                gauge(format!("{op}_latency_p99_us"), s.p99_us as f64);
+                gauge(format!("{op}_latency_max_us"), s.max_us as f64);
+                gauge(format!("{op}_latency_mean_us"), s.mean_us);
+                gauge(
+                    format!("{op}_error_ratio"),
+                    s.errors as f64 / s.count as f64,
+                );
             }
-            push(format!("{op}_ops_total"), s.count as f64);
-            push(format!("{op}_errors_total"), s.errors as f64);
-            let ratio = if s.count == 0 {
-                0.0
-            } else {
-                s.errors as f64 / s.count as f64
-            };
-            push(format!("{op}_error_ratio"), ratio);
-            push(format!("{op}_ops_per_s"), s.ops_per_s);
+            out.push(Sample::counter(
+                format!("{op}_ops_total"),
+                s.count_total.max(s.count) as f64,
+                at,
+            ));
+            out.push(Sample::counter(
+                format!("{op}_errors_total"),
+                s.errors_total.max(s.errors) as f64,
+                at,
+            ));
         }
         for (name, value) in &self.gauges {
-            push(name.clone(), *value);
+            out.push(Sample::gauge(name.clone(), *value, at));
         }
         out
     }
@@ -574,7 +595,14 @@ mod tests {
         assert_eq!(all.ops["get"].count, 3);
         assert_eq!(all.ops["get"].errors, 1);
         let empty = m.window_snapshot(4 * US_PER_S);
-        assert_eq!(empty.ops["get"], OpSummary::default());
+        assert_eq!(
+            empty.ops["get"],
+            OpSummary {
+                count_total: 3,
+                errors_total: 1,
+                ..OpSummary::default()
+            }
+        );
     }
 
     #[test]
@@ -595,16 +623,22 @@ mod tests {
         assert_eq!(get("put_errors_total"), 1.0);
         assert_eq!(get("put_ops_total"), 1.0);
         assert_eq!(get("put_error_ratio"), 1.0);
+        let kind = |name: &str| samples.iter().find(|s| s.metric == name).unwrap().kind;
+        assert_eq!(kind("put_ops_total"), crate::subject::MetricKind::Counter);
+        assert_eq!(
+            kind("put_latency_p99_us"),
+            crate::subject::MetricKind::Gauge
+        );
         assert_eq!(get("disk_free_bytes"), 4e9);
         assert!(samples.iter().all(|s| s.at == US_PER_S));
         // A quiet window has counts but no latency samples.
         let _ = m.window_snapshot(2 * US_PER_S);
-        assert!(
-            !m.window_snapshot(4 * US_PER_S)
-                .to_samples()
-                .iter()
-                .any(|s| s.metric == "put_latency_p99_us")
-        );
+        let quiet = m.window_snapshot(4 * US_PER_S).to_samples();
+        assert!(!quiet.iter().any(|s| s.metric == "put_latency_p99_us"));
+        assert!(!quiet.iter().any(|s| s.metric == "put_error_ratio"));
+        // The counters of a window snapshot count since creation, so they never step back between windows.
+        let ops = quiet.iter().find(|s| s.metric == "put_ops_total").unwrap();
+        assert_eq!(ops.value, 1.0);
         let snapshot_json = serde_json::to_string(&m.snapshot(5 * US_PER_S)).unwrap();
         assert!(snapshot_json.contains("\"p99_us\""));
     }

@@ -22,6 +22,8 @@ use store::{IoFaults, Store, StoreConfig, StoreSubject};
 use crate::config::Config;
 use crate::daemon::metrics::Snapshot;
 use crate::kb::SqliteKb;
+use crate::machine::{MemoryGuard, ProcessProbe, ProcfsProbe};
+use crate::probe::{MedicSubject, SyntheticProbe};
 
 /// The knowledge base's file name inside the data directory.
 pub const KB_FILE: &str = "medic.sqlite3";
@@ -57,7 +59,13 @@ struct Schedule {
 pub struct App {
     config: Config,
     store: Arc<Store>,
-    subject: Arc<StoreSubject>,
+    subject: Arc<crate::probe::MedicSubject>,
+    /// The process's readings (resident memory, CPU, files, threads).
+    process: Arc<dyn ProcessProbe>,
+    /// The memory-pressure gate of large writes.
+    memory: Arc<MemoryGuard>,
+    /// The synthetic probe, when `checks.probe` is on.
+    probe: Option<Arc<SyntheticProbe>>,
     kb: Arc<SqliteKb>,
     /// The damaged knowledge base moved aside at open, if it was.
     kb_recreated: Option<crate::kb::KbRecreated>,
@@ -145,7 +153,24 @@ impl App {
             );
         }
         let kb = Arc::new(kb);
-        let subject = Arc::new(StoreSubject::new(store.clone()));
+        let process: Arc<dyn ProcessProbe> = Arc::new(ProcfsProbe);
+        let memory = Arc::new(MemoryGuard::new(
+            Box::new(ProcfsProbe),
+            config.server.memory_limit_bytes,
+            config.server.large_write_bytes_min,
+        ));
+        let probe = config.checks.probe.then(|| {
+            Arc::new(SyntheticProbe::new(
+                store.clone(),
+                std::time::Duration::from_millis(config.checks.probe_step_ms_max),
+                config.checks.probe_interval_ms,
+            ))
+        });
+        let subject = Arc::new(MedicSubject::new(
+            Arc::new(StoreSubject::new(store.clone())),
+            process.clone(),
+            probe.clone(),
+        ));
         let engine = Engine::new(
             subject.clone() as Arc<dyn Subject>,
             kb.clone() as Arc<dyn KnowledgeBase>,
@@ -167,6 +192,9 @@ impl App {
             config: config.clone(),
             store,
             subject,
+            process,
+            memory,
+            probe,
             kb,
             kb_recreated,
             in_flight: engine.repairs_in_flight(),
@@ -187,6 +215,16 @@ impl App {
     /// The store.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// The memory-pressure gate of large writes.
+    pub fn memory(&self) -> &MemoryGuard {
+        &self.memory
+    }
+
+    /// The process's readings now, if `/proc` answers.
+    pub fn process_reading(&self) -> Option<crate::machine::ProcessReading> {
+        self.process.read().ok()
     }
 
     /// The knowledge base.
@@ -265,6 +303,8 @@ impl App {
             engine.set_dry_run(configured);
         }
         self.remember_health(summary.health);
+        // The samples the engine judged (counters with their rates): sampling again would steal the next window.
+        let samples = engine.last_samples().to_vec();
         drop(engine);
         for e in &summary.errors {
             tracing::warn!("healing cycle: {e}");
@@ -283,7 +323,7 @@ impl App {
         for id in &summary.escalations {
             tracing::error!(incident = id, "incident escalated to a human");
         }
-        self.record_history(now);
+        self.record_history(now, &samples);
         let mut v = serde_json::to_value(&summary).context("encoding the cycle summary")?;
         if let Value::Object(m) = &mut v {
             m.insert("tiers_run".into(), Value::Array(tier_results));
@@ -311,9 +351,8 @@ impl App {
         due
     }
 
-    fn record_history(&self, now: Timestamp) {
-        let samples = self.subject.sample(now);
-        if let Err(e) = self.kb.record_metrics(now, &samples) {
+    fn record_history(&self, now: Timestamp, samples: &[heal::Sample]) {
+        if let Err(e) = self.kb.record_metrics(now, samples) {
             tracing::warn!("recording metric history: {e}");
         }
         let mut s = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
@@ -385,6 +424,12 @@ impl App {
             .map(|(name, b)| json!({ "strategy": name, "breaker": b }))
             .collect();
         let dry_run = engine.config().dry_run;
+        let now = self.clock.now();
+        let silences: Vec<Value> = engine
+            .silences(now)
+            .into_iter()
+            .map(|(metric, until)| json!({ "metric": metric, "until_us": until }))
+            .collect();
         drop(engine);
         let escalated: Vec<u64> = active
             .iter()
@@ -417,6 +462,15 @@ impl App {
             },
             "engine": counters,
             "breakers": breakers,
+            "silences": silences,
+            "process": self.process_view(),
+            "probe": self.probe.as_ref().map(|p| {
+                p.last_steps()
+                    .into_iter()
+                    .map(|(step, us)| json!({ "step": step, "latency_us": us }))
+                    .collect::<Vec<_>>()
+            }),
+            "search": self.search_view(now),
             "store": self.store.stats(),
             "recovery": recovery,
             "knowledge_base": {
@@ -428,6 +482,47 @@ impl App {
         });
         *self.last_status.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.clone());
         Ok(v)
+    }
+
+    /// `process` of `/v1/status`: resident memory, CPU time, open files, threads, the memory limit, whether memory
+    /// is above it and how many writes it refused.
+    fn process_view(&self) -> Value {
+        let reading = self.process.read();
+        let pressure = self.memory.pressure();
+        json!({
+            "resident_bytes": reading.as_ref().ok().map(|r| r.resident_bytes),
+            "cpu_seconds_total": reading.as_ref().ok().map(|r| r.cpu_us_total as f64 / 1e6),
+            "open_fds": reading.as_ref().ok().map(|r| r.open_fds),
+            "threads": reading.as_ref().ok().map(|r| r.threads),
+            "error": reading.as_ref().err(),
+            "memory_limit_bytes": self.memory.limit_bytes(),
+            "memory_pressure": pressure.is_some(),
+            "writes_refused_for_memory": self.memory.refused(),
+        })
+    }
+
+    /// `search` of `/v1/status`: per query kind, the searches since the daemon started and their latency.
+    fn search_view(&self, now: Timestamp) -> Value {
+        let snapshot = self.store.metrics().snapshot(now);
+        let kinds: serde_json::Map<String, Value> = snapshot
+            .ops
+            .iter()
+            .filter_map(|(op, s)| {
+                op.strip_prefix("search_").map(|kind| {
+                    (
+                        kind.to_string(),
+                        json!({
+                            "count": s.count,
+                            "errors": s.errors,
+                            "latency_p50_us": s.p50_us,
+                            "latency_p99_us": s.p99_us,
+                            "latency_max_us": s.max_us,
+                        }),
+                    )
+                })
+            })
+            .collect();
+        Value::Object(kinds)
     }
 
     /// [`App::status`] for a process that has just opened the data directory (offline commands): the shallow tier
@@ -613,6 +708,10 @@ impl App {
             documents: st.docs as u64,
             read_only: st.read_only.is_some() || st.poisoned.is_some(),
             repairs_in_flight: self.in_flight.count() as u64,
+            process: self.process.read().ok(),
+            memory_limit_bytes: self.memory.limit_bytes(),
+            memory_pressure: self.memory.pressure().is_some(),
+            writes_refused_memory: self.memory.refused(),
             ..Snapshot::default()
         };
         let Some(engine) = engine else {
@@ -641,10 +740,13 @@ impl App {
             store,
             subject,
             engine,
+            probe,
             ..
         } = self;
         drop(engine);
         drop(subject);
+        // The probe holds the store too.
+        drop(probe);
         match Arc::try_unwrap(store) {
             Ok(store) => store.close().context("closing the store"),
             Err(_) => {

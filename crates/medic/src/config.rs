@@ -49,6 +49,11 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Bearer token required on every mutating request; required to listen on a non-loopback address.
     pub token: Option<String>,
+    /// Resident memory the process should stay under; above it, writes of at least `large_write_bytes_min` are
+    /// refused with 503 naming this limit (reads and small writes go on). None: no limit.
+    pub memory_limit_bytes: Option<u64>,
+    /// Under memory pressure, a write whose body is at least this many bytes is refused.
+    pub large_write_bytes_min: u64,
 }
 
 /// `[http]`: limits of the HTTP API.
@@ -75,6 +80,12 @@ pub struct ChecksConfig {
     pub deep_interval_ms: u64,
     /// Interval of the comprehensive tier (full scrub).
     pub comprehensive_interval_ms: u64,
+    /// Whether the synthetic probe (put, get, search, delete of a reserved document) runs in the shallow tier.
+    pub probe: bool,
+    /// The synthetic probe runs at most this often.
+    pub probe_interval_ms: u64,
+    /// Each step of the synthetic probe must take at most this long.
+    pub probe_step_ms_max: u64,
 }
 
 /// `[constraints]`: bounds the store is kept within.
@@ -128,6 +139,8 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:7878".to_string(),
             data_dir: PathBuf::from("./medic-data"),
             token: None,
+            memory_limit_bytes: None,
+            large_write_bytes_min: 64 * 1024,
         }
     }
 }
@@ -174,6 +187,9 @@ impl Default for ChecksConfig {
             shallow_interval_ms: 5_000,
             deep_interval_ms: 60_000,
             comprehensive_interval_ms: 3_600_000,
+            probe: true,
+            probe_interval_ms: 60_000,
+            probe_step_ms_max: 1_000,
         }
     }
 }
@@ -421,6 +437,30 @@ impl Config {
             7 * 86_400_000,
             " ms (at least checks.deep_interval_ms)",
         )?;
+        check_range(
+            "checks.probe_interval_ms",
+            c.probe_interval_ms,
+            10,
+            86_400_000,
+            " ms",
+        )?;
+        check_range(
+            "checks.probe_step_ms_max",
+            c.probe_step_ms_max,
+            1,
+            3_600_000,
+            " ms",
+        )?;
+        check_range(
+            "server.large_write_bytes_min",
+            self.server.large_write_bytes_min,
+            0,
+            1 << 40,
+            " bytes",
+        )?;
+        if let Some(m) = self.server.memory_limit_bytes {
+            check_range("server.memory_limit_bytes", m, 1 << 20, 1 << 50, " bytes")?;
+        }
         if c.shallow_interval_ms < 1_000 {
             warnings.push(ConfigWarning {
                 key: "checks.shallow_interval_ms",
@@ -654,6 +694,30 @@ const ENGINE_DOCS: &[(&str, &str)] = &[
     ),
     ("metrics_max", "Metrics with a detector at most."),
     (
+        "false_positive_silence_us",
+        "A false positive silences anomalies of the metrics it marked for this long, µs, [1 s, 30 days].",
+    ),
+    (
+        "rate_events_min",
+        "A counter's rate is judged only when a cycle's count differs from what its baseline predicts by at least this many, [0, 1e9].",
+    ),
+    (
+        "flat_samples_min",
+        "A gauge that held one value this many samples in a row is flat: its first step is not judged; 0 is off.",
+    ),
+    (
+        "latency_floor_us",
+        "Latency gauges below this many µs are not judged (no client notices them); 0 is off.",
+    ),
+    (
+        "anomaly_for_samples",
+        "A metric raises an anomaly only after this many anomalous samples in a row, [1, 100].",
+    ),
+    (
+        "trends",
+        "Sustained-growth rules (slow leaks): metric, growth_per_hour_max (relative), sustained_us.",
+    ),
+    (
         "recent_anomalies_max",
         "Recent anomalies kept for escalation reports.",
     ),
@@ -872,6 +936,11 @@ data_dir = "./medic-data"
 # Bearer token required (`Authorization: Bearer <token>`) on every mutating request: PUT, DELETE, POST.
 # Required when `listen` is not a loopback address; without one, medic refuses to start there.
 # token = "a-long-random-string"
+# Resident memory the process should stay under (1048576..=2^50 bytes); above it, writes of at least
+# large_write_bytes_min bytes get 503 naming this limit, before the kernel kills the process. No limit by default.
+# memory_limit_bytes = 1073741824
+# Under memory pressure, a write whose body is at least this many bytes is refused (0..=2^40).
+large_write_bytes_min = 65536
 
 [http]
 # The largest request body accepted, in bytes (1024..=1073741824). Larger bodies get 413.
@@ -890,6 +959,13 @@ shallow_interval_ms = 5000
 deep_interval_ms = 60000
 # The comprehensive tier (full scrub); at least deep_interval_ms, at most a week.
 comprehensive_interval_ms = 3600000
+# The synthetic probe: put, get, search and delete one document under the reserved id prefix `.medic/` (never listed,
+# never found by a search, refused to clients), each step against probe_step_ms_max; a failure is an issue.
+probe = true
+# The probe runs at most this often, at the next healing cycle when due (10..=86400000 ms).
+probe_interval_ms = 60000
+# Each probe step must take at most this long (1..=3600000 ms).
+probe_step_ms_max = 1000
 
 [constraints]
 # Free space (disk or quota) below this many bytes: the store reports `disk_space_low` and compaction is due.

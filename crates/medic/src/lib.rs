@@ -11,4 +11,6 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod kb;
+pub mod machine;
 pub mod notify;
+pub mod probe;

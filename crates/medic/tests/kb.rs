@@ -158,16 +158,8 @@ fn metric_history_is_kept_and_pruned() {
         let kb = SqliteKb::open(&path).unwrap();
         for t in 1..=10u64 {
             let samples = vec![
-                Sample {
-                    metric: "wal_bytes".into(),
-                    value: (t * 100) as f64,
-                    at: t * 1_000,
-                },
-                Sample {
-                    metric: "put_latency_p99_us".into(),
-                    value: f64::NAN,
-                    at: t * 1_000,
-                },
+                Sample::size("wal_bytes", (t * 100) as f64, t * 1_000),
+                Sample::gauge("put_latency_p99_us", f64::NAN, t * 1_000),
             ];
             assert_eq!(kb.record_metrics(t * 1_000, &samples).unwrap(), 1);
         }
@@ -192,11 +184,7 @@ fn metric_history_is_kept_and_pruned() {
 fn metric_limits_are_named_in_errors() {
     let dir = tempfile::tempdir().unwrap();
     let kb = SqliteKb::open(&dir.path().join("kb.sqlite")).unwrap();
-    let long = Sample {
-        metric: "m".repeat(300),
-        value: 1.0,
-        at: 1,
-    };
+    let long = Sample::gauge("m".repeat(300), 1.0, 1);
     let e = kb.record_metrics(1, &[long]).unwrap_err();
     assert!(e.0.contains("metric_name_bytes_max"), "{e}");
 }

@@ -743,8 +743,10 @@ impl Harness {
             if detect_ms.is_none() && !matching.is_empty() {
                 detect_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
             }
-            // The environment recovers once the engine has seen the fault (or after two blind cycles).
-            if env_fault && !lifted && (detect_ms.is_some() || cycles >= 2) {
+            // The environment recovers once the engine has seen the fault, or after as many blind cycles as the
+            // engine needs to raise a lasting anomaly (`anomaly_for_samples`) and one more.
+            let blind_max = EngineConfig::default().anomaly_for_samples + 1;
+            if env_fault && !lifted && (detect_ms.is_some() || cycles >= blind_max) {
                 self.lift_environment_faults();
                 lifted = true;
                 if faults.iter().any(|f| f.kind == FaultKind::OutOfSpace) {

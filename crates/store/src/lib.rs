@@ -23,8 +23,8 @@ pub use config::{Limits, StoreConfig};
 pub use error::StoreError;
 pub use io::IoFaults;
 pub use store::{
-    DataFile, FileVerdict, ImmutableFile, LossAcceptance, LostRange, RecoveryReport, SegmentDamage,
-    Store, StoreStats, TornTail,
+    DataFile, FileVerdict, ImmutableFile, LossAcceptance, LostRange, RESERVED_ID_PREFIX,
+    RecoveryReport, SegmentDamage, Store, StoreStats, TornTail,
 };
 pub use subject::StoreSubject;
 

@@ -154,6 +154,10 @@ struct Counters {
     put_latency_us_last: AtomicU64,
 }
 
+/// Ids under this prefix belong to medic itself (the synthetic probe's document): [`Store::scan`] never lists them, so
+/// no listing or search shows them, and the HTTP API refuses them to clients.
+pub const RESERVED_ID_PREFIX: &str = ".medic/";
+
 /// What a store looks like now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoreStats {
@@ -455,6 +459,8 @@ pub struct Store {
     /// Per-operation latency histograms (`put`, `get`, `delete`, `scan`); the subject samples a window per cycle.
     metrics: heal::observe::Metrics,
     put_op: Arc<heal::observe::OpStats>,
+    /// A commit's write and fdatasync of the open segment and its mirror: the data directory's disk latency.
+    wal_sync_op: Arc<heal::observe::OpStats>,
     get_op: Arc<heal::observe::OpStats>,
     delete_op: Arc<heal::observe::OpStats>,
     /// Blocks the incremental check has verified up to: (segment id, offset) of the open segment.
@@ -1137,9 +1143,11 @@ impl Store {
                 .map_err(|e| StoreError::InvalidInput(format!("metric {n}: {e}")))
         };
         let (put_op, get_op, delete_op) = (op("put")?, op("get")?, op("delete")?);
+        let wal_sync_op = op("wal_sync")?;
         let store = Store {
             metrics,
             put_op,
+            wal_sync_op,
             get_op,
             delete_op,
             dir,
@@ -1407,7 +1415,8 @@ impl Store {
         r
     }
 
-    /// Up to `limit` documents in id order, starting after `after`.
+    /// Up to `limit` documents in id order, starting after `after`. Ids under [`RESERVED_ID_PREFIX`] are never
+    /// listed.
     ///
     /// While the store is degraded the scan is refused with [`StoreError::MayBeStale`]: a listing could miss
     /// documents a lost record created and show ones it deleted or updated, and a partial page would pass for a
@@ -1429,6 +1438,7 @@ impl Store {
             };
             st.docs
                 .range((lo, Bound::Unbounded))
+                .filter(|(k, _)| !k.starts_with(RESERVED_ID_PREFIX))
                 .take(limit)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
@@ -1809,7 +1819,10 @@ impl Store {
                 }
             }
         }
-        match w.seg.append(faults, buf) {
+        let t0 = std::time::Instant::now();
+        let appended = w.seg.append(faults, buf);
+        self.wal_sync_op.record(t0.elapsed(), appended.is_ok());
+        match appended {
             Ok(()) => {
                 w.last_lsn = w.last_lsn.max(last_lsn);
                 Ok(())

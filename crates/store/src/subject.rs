@@ -1375,39 +1375,33 @@ impl Subject for StoreSubject {
             Arc::new(Compact { store: s }),
         ]
     }
+    /// Typed samples: sizes (`docs`, `wal_bytes`, `segments`, `disk_free_bytes`, `quota_bytes_remaining`: judged by
+    /// constraints and trend rules), counters since open (`last_lsn`, `commits_total`, `records_committed_total`,
+    /// `compactions_total`: the engine judges their rates), states (`read_only`, `poisoned`), the gauges
+    /// `lost_ranges` and `issues_queued`, and per operation (`put`, `get`, `delete`, `wal_sync` — the data
+    /// directory's disk latency —, and whatever else records into the store's metrics, such as searches) the latency
+    /// quantiles and error ratio of the operations since the previous cycle and the operation and error counters.
     fn sample(&self, now: Timestamp) -> Vec<Sample> {
         let st = self.store.stats();
-        let free = self.store.free_bytes();
-        let mut out = vec![
-            ("docs", st.docs as f64),
-            ("last_lsn", st.last_lsn as f64),
-            ("wal_bytes", st.wal_bytes as f64),
-            ("segments", st.segments as f64),
-            ("commits_total", st.commits as f64),
-            ("records_committed_total", st.records_committed as f64),
-            (
-                "put_latency_last_us",
-                self.store.last_put_latency_us() as f64,
-            ),
-            ("read_only", st.read_only.is_some() as u8 as f64),
-            ("poisoned", st.poisoned.is_some() as u8 as f64),
-            ("lost_ranges", st.lost.len() as f64),
-            ("issues_queued", st.issues_queued as f64),
+        let mut samples = vec![
+            Sample::size("docs", st.docs as f64, now),
+            Sample::size("wal_bytes", st.wal_bytes as f64, now),
+            Sample::size("segments", st.segments as f64, now),
+            Sample::counter("last_lsn", st.last_lsn as f64, now),
+            Sample::counter("commits_total", st.commits as f64, now),
+            Sample::counter("records_committed_total", st.records_committed as f64, now),
+            Sample::counter("compactions_total", st.compactions as f64, now),
+            Sample::state("read_only", st.read_only.is_some(), now),
+            Sample::state("poisoned", st.poisoned.is_some(), now),
+            Sample::gauge("lost_ranges", st.lost.len() as f64, now),
+            Sample::gauge("issues_queued", st.issues_queued as f64, now),
         ];
-        if let Some(f) = free {
-            out.push(("disk_free_bytes", f as f64));
+        if let Some(f) = self.store.free_bytes() {
+            samples.push(Sample::size("disk_free_bytes", f as f64, now));
         }
         if let Some(q) = self.store.config().io.quota_bytes_remaining() {
-            out.push(("quota_bytes_remaining", q as f64));
+            samples.push(Sample::size("quota_bytes_remaining", q as f64, now));
         }
-        let mut samples: Vec<Sample> = out
-            .into_iter()
-            .map(|(m, v)| Sample {
-                metric: m.to_string(),
-                value: v,
-                at: now,
-            })
-            .collect();
         // Latency quantiles of the operations since the previous cycle (`put_latency_p99_us`, ...).
         samples.extend(self.store.metrics().window_snapshot(now).to_samples());
         samples

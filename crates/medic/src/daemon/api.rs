@@ -66,6 +66,12 @@ fn doc_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError>
     if id.is_empty() {
         return Err(ApiError::bad_request("document id is empty"));
     }
+    if id.starts_with(store::RESERVED_ID_PREFIX) {
+        return Err(ApiError::bad_request(format!(
+            "document id {id:?}: ids starting with {:?} are reserved for medic's own probe",
+            store::RESERVED_ID_PREFIX
+        )));
+    }
     Ok(id)
 }
 
@@ -121,6 +127,17 @@ pub async fn put_doc(
             "vector[{i}] is not a finite number (out of f32 range)"
         )));
     }
+    // Under memory pressure a large write is refused before it adds to the table held in memory.
+    let bytes = body.text.len()
+        + body.vector.as_ref().map_or(0, |v| 4 * v.len())
+        + body
+            .meta
+            .as_ref()
+            .map_or(0, |m| serde_json::to_string(m).map_or(0, |t| t.len()));
+    s.app
+        .memory()
+        .admit_write(bytes as u64)
+        .map_err(|p| ApiError::unavailable(p.to_string()))?;
     let doc = store::Document {
         text: body.text,
         vector: body.vector,
@@ -305,8 +322,22 @@ pub async fn search(
                 ));
             }
             let store = s.app.store().clone();
+            let metrics = s.metrics.clone();
             let hits = blocking(&s.metrics, Operation::Search, move || {
-                brute_force_search(&store, &query, k)
+                let t0 = Instant::now();
+                let out = brute_force_search(&store, &query, k);
+                let took = t0.elapsed();
+                // Per query kind, into the store's metrics (the engine's samples: `search_vector_latency_p99_us`)
+                // and the daemon's (`medic_search_duration_seconds{kind}`).
+                if let Err(e) = store.metrics().record_us(
+                    "search_vector",
+                    u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+                    out.is_ok(),
+                ) {
+                    tracing::debug!("search latency not recorded: {e}");
+                }
+                metrics.observe_search("vector", took.as_secs_f64());
+                out
             })
             .await?;
             Ok(Json(json!({ "hits": hits })))

@@ -76,6 +76,11 @@ struct HttpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -117,6 +122,14 @@ pub struct Snapshot {
     pub repair_success_ratio: Option<f64>,
     /// Share of repair attempts rolled back, [0, 1].
     pub rollback_ratio: Option<f64>,
+    /// The process's readings, when `/proc` answered.
+    pub process: Option<crate::machine::ProcessReading>,
+    /// The configured `server.memory_limit_bytes`.
+    pub memory_limit_bytes: Option<u64>,
+    /// Whether resident memory is above that limit now.
+    pub memory_pressure: bool,
+    /// Writes refused for memory pressure since start.
+    pub writes_refused_memory: u64,
 }
 
 #[derive(Default)]
@@ -144,6 +157,14 @@ pub struct Metrics {
     auto_remediation: Gauge<f64, AtomicU64>,
     repair_success: Gauge<f64, AtomicU64>,
     rollback: Gauge<f64, AtomicU64>,
+    search_duration: Family<KindLabels, Histogram>,
+    process_resident: Gauge,
+    process_cpu: Gauge<f64, AtomicU64>,
+    process_fds: Gauge,
+    process_threads: Gauge,
+    memory_limit: Gauge<f64, AtomicU64>,
+    memory_pressure: Gauge,
+    writes_refused_memory: Gauge,
     seen: Mutex<Seen>,
     /// Incidents detected before this (µs since the epoch) belong to an earlier process and are not counted.
     counted_since_us: u64,
@@ -298,8 +319,66 @@ impl Metrics {
             "Share of repair attempts rolled back (NaN until the first attempt)",
             rollback.clone(),
         );
+        let search_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 21))
+        });
+        registry.register(
+            "medic_search_duration_seconds",
+            "Duration of searches by query kind (vector; text once the text index lands)",
+            search_duration.clone(),
+        );
+        let process_resident = Gauge::default();
+        registry.register(
+            "medic_process_resident_bytes",
+            "Resident memory of the daemon process",
+            process_resident.clone(),
+        );
+        let process_cpu = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "medic_process_cpu_seconds",
+            "CPU time (user + system) the daemon process used since it started",
+            process_cpu.clone(),
+        );
+        let process_fds = Gauge::default();
+        registry.register(
+            "medic_process_open_fds",
+            "Open file descriptors of the daemon process",
+            process_fds.clone(),
+        );
+        let process_threads = Gauge::default();
+        registry.register(
+            "medic_process_threads",
+            "Threads of the daemon process",
+            process_threads.clone(),
+        );
+        let memory_limit = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "medic_memory_limit_bytes",
+            "server.memory_limit_bytes (NaN when no limit is configured)",
+            memory_limit.clone(),
+        );
+        let memory_pressure = Gauge::default();
+        registry.register(
+            "medic_memory_pressure",
+            "1 while resident memory is above server.memory_limit_bytes (large writes are refused)",
+            memory_pressure.clone(),
+        );
+        let writes_refused_memory = Gauge::default();
+        registry.register(
+            "medic_writes_refused_memory",
+            "Writes refused with 503 for memory pressure since the daemon started",
+            writes_refused_memory.clone(),
+        );
         let m = Self {
             registry,
+            search_duration,
+            process_resident,
+            process_cpu,
+            process_fds,
+            process_threads,
+            memory_limit,
+            memory_pressure,
+            writes_refused_memory,
             http_requests,
             operation_duration,
             health_state,
@@ -319,6 +398,11 @@ impl Metrics {
             seen: Mutex::new(Seen::default()),
             counted_since_us,
         };
+        m.memory_limit.set(f64::NAN);
+        // Present at 0 from the start for every query kind served.
+        let _ = m
+            .search_duration
+            .get_or_create(&KindLabels { kind: "vector" });
         for g in [
             &m.mttd,
             &m.mttr,
@@ -380,6 +464,13 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Records how long a search of `kind` (`vector`) took.
+    pub fn observe_search(&self, kind: &'static str, seconds: f64) {
+        self.search_duration
+            .get_or_create(&KindLabels { kind })
+            .observe(seconds);
+    }
+
     /// Counts one healing cycle and whether it failed.
     pub fn record_cycle(&self, ok: bool) {
         self.heal_cycles.inc();
@@ -396,6 +487,18 @@ impl Metrics {
         self.repairs_in_flight
             .set(s.repairs_in_flight.min(i64::MAX as u64) as i64);
         self.read_only.set(i64::from(s.read_only));
+        let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
+        if let Some(p) = &s.process {
+            self.process_resident.set(clamp(p.resident_bytes));
+            self.process_cpu.set(p.cpu_us_total as f64 / 1e6);
+            self.process_fds.set(clamp(p.open_fds));
+            self.process_threads.set(clamp(p.threads));
+        }
+        self.memory_limit
+            .set(s.memory_limit_bytes.map_or(f64::NAN, |v| v as f64));
+        self.memory_pressure.set(i64::from(s.memory_pressure));
+        self.writes_refused_memory
+            .set(clamp(s.writes_refused_memory));
         if !s.engine_known {
             return;
         }
