@@ -54,10 +54,21 @@ pub enum FaultKind {
     OutOfSpace,
     /// Every I/O takes much longer than usual.
     SlowIo,
+    /// A snapshot or sealed segment damaged (a zeroed range) and its parity sidecar deleted, together: damage beyond
+    /// the file's own redundancy, which only the verified in-memory table can undo.
+    FileAndSidecar,
+    /// `wal/`, `snap/` and both manifest copies deleted under the running store (a clean-up script run in the wrong
+    /// directory): only the in-memory table still holds the data.
+    LayoutDeleted,
 }
 
 impl FaultKind {
-    /// Every fault kind, in a fixed order.
+    /// Double faults beyond a file's own redundancy, drawn only when named (`--faults file_and_sidecar,...`), so the
+    /// default campaign's seeds keep drawing what they always drew.
+    pub const BEYOND_REDUNDANCY: [FaultKind; 2] =
+        [FaultKind::FileAndSidecar, FaultKind::LayoutDeleted];
+
+    /// Every fault kind of the default campaign, in a fixed order.
     pub const ALL: [FaultKind; 8] = [
         FaultKind::BitFlip,
         FaultKind::ZeroRange,
@@ -80,6 +91,8 @@ impl FaultKind {
             FaultKind::StaleLock => "stale_lock",
             FaultKind::OutOfSpace => "out_of_space",
             FaultKind::SlowIo => "slow_io",
+            FaultKind::FileAndSidecar => "file_and_sidecar",
+            FaultKind::LayoutDeleted => "layout_deleted",
         }
     }
 
@@ -92,6 +105,8 @@ impl FaultKind {
                 | FaultKind::TornWrite
                 | FaultKind::DeleteFile
                 | FaultKind::MisdirectedWrite
+                | FaultKind::FileAndSidecar
+                | FaultKind::LayoutDeleted
         )
     }
 }
@@ -109,6 +124,7 @@ impl FromStr for FaultKind {
         let wanted = s.trim();
         FaultKind::ALL
             .into_iter()
+            .chain(FaultKind::BEYOND_REDUNDANCY)
             .find(|k| k.name() == wanted || k.name().replace('_', "-") == wanted)
             .ok_or_else(|| FaultError::UnknownKind(wanted.to_string()))
     }
@@ -134,7 +150,7 @@ pub enum FaultError {
     /// A fault name that is not one of [`FaultKind::ALL`].
     #[error(
         "unknown fault kind {0:?}; known: bit_flip, zero_range, torn_write, delete_file, misdirected_write, \
-         stale_lock, out_of_space, slow_io"
+         stale_lock, out_of_space, slow_io, file_and_sidecar, layout_deleted"
     )]
     UnknownKind(String),
     /// The directory holds no file this fault can be aimed at.
@@ -357,7 +373,45 @@ impl Injector {
             FaultKind::MisdirectedWrite => self.misdirected_write(dir),
             FaultKind::StaleLock => self.stale_lock(dir),
             FaultKind::OutOfSpace | FaultKind::SlowIo => Err(FaultError::NoIoHooks(kind)),
+            FaultKind::FileAndSidecar => self.file_and_sidecar(dir),
+            FaultKind::LayoutDeleted => layout_deleted(dir),
         }
+    }
+
+    /// Zeroes 64..=4096 bytes of a random snapshot or sealed segment and deletes its sidecar.
+    fn file_and_sidecar(&mut self, dir: &Path) -> Result<InjectedFault, FaultError> {
+        let kind = FaultKind::FileAndSidecar;
+        let files: Vec<DataFile> = list_files(dir)?
+            .into_iter()
+            .filter(|f| {
+                f.len > 0
+                    && matches!(f.role, FileRole::Wal | FileRole::Snapshot)
+                    && dir.join(format!("{}.par", f.rel)).is_file()
+            })
+            .collect();
+        if files.is_empty() {
+            return Err(FaultError::NoTarget {
+                kind,
+                dir: dir.to_path_buf(),
+                why: "no snapshot or sealed segment with a sidecar".into(),
+            });
+        }
+        let target = self.pick(&files).clone();
+        let len = self.rng.random_range(64..=4096u64).min(target.len);
+        let offset = self.rng.random_range(0..=target.len - len);
+        write_at(&dir.join(&target.rel), offset, &vec![0u8; len as usize])?;
+        let par = dir.join(format!("{}.par", target.rel));
+        fs::remove_file(&par).map_err(io_err(format!("delete {}", par.display())))?;
+        Ok(InjectedFault {
+            kind,
+            file: Some(target.rel.clone()),
+            offset: Some(offset),
+            len: Some(len),
+            detail: format!(
+                "zeroed {len} bytes at {offset} and deleted {}.par",
+                target.rel
+            ),
+        })
     }
 
     /// Flips one random bit of one random byte in `[start, end)` of the file `rel` (relative to `dir`): for aiming
@@ -658,6 +712,25 @@ pub fn dead_pid() -> Result<u32, FaultError> {
     Ok(pid)
 }
 
+/// Deletes `wal/`, `snap/` and both manifest copies.
+fn layout_deleted(dir: &Path) -> Result<InjectedFault, FaultError> {
+    for sub in ["wal", "snap"] {
+        let p = dir.join(sub);
+        fs::remove_dir_all(&p).map_err(io_err(format!("delete {}", p.display())))?;
+    }
+    for m in ["MANIFEST-A", "MANIFEST-B"] {
+        let p = dir.join(m);
+        fs::remove_file(&p).map_err(io_err(format!("delete {}", p.display())))?;
+    }
+    Ok(InjectedFault {
+        kind: FaultKind::LayoutDeleted,
+        file: Some("MANIFEST-A".into()),
+        offset: None,
+        len: None,
+        detail: "deleted wal/, snap/, MANIFEST-A and MANIFEST-B".into(),
+    })
+}
+
 fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, FaultError> {
     if len > TARGET_FILE_BYTES_MAX {
         return Err(FaultError::TooLarge {
@@ -727,7 +800,10 @@ mod tests {
 
     #[test]
     fn names_round_trip_through_serde_and_from_str() {
-        for kind in FaultKind::ALL {
+        for kind in FaultKind::ALL
+            .into_iter()
+            .chain(FaultKind::BEYOND_REDUNDANCY)
+        {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.name()));
             assert_eq!(kind.name().parse::<FaultKind>().unwrap(), kind);
