@@ -255,6 +255,7 @@ fn slice() -> Option<PathBuf> {
         .chain([
             manifest.join("../../shared/nab"),
             manifest.join("../../../shared/nab"),
+            manifest.join("../../../../shared/nab"),
         ])
         .find(|p| p.join("labels/combined_windows.json").is_file())
 }
