@@ -468,6 +468,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bad_settings_are_refused_naming_the_key() {
+        let bad = |json: &str| {
+            let likelihood: LikelihoodConfig = serde_json::from_str(json).unwrap();
+            crate::detect::CompositeConfig {
+                likelihood,
+                ..Default::default()
+            }
+            .validate()
+            .unwrap_err()
+        };
+        assert!(bad(r#"{"alarm_z": 0}"#).starts_with("engine.composite.likelihood.alarm_z = 0"));
+        assert!(
+            bad(r#"{"short_window": 0}"#)
+                .starts_with("engine.composite.likelihood.short_window = 0")
+        );
+        assert!(
+            bad(r#"{"surprise": -1}"#).starts_with("engine.composite.likelihood.surprise = -1")
+        );
+        LikelihoodConfig::default()
+            .validate("composite.likelihood.")
+            .unwrap();
+    }
+
+    #[test]
     fn upper_tail_matches_known_values() {
         for (z, q) in [
             (0.0, 0.5),
