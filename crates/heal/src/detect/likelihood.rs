@@ -334,6 +334,10 @@ impl Detector for Likelihood {
         self.ring_sum += raw - self.ring[self.ring_at];
         self.ring[self.ring_at] = raw;
         self.ring_at = (self.ring_at + 1) % self.ring.len();
+        if self.ring_at == 0 {
+            // Once per turn of the ring, the running sum is recomputed, so rounding cannot drift over a long stream.
+            self.ring_sum = self.ring.iter().sum();
+        }
         let window = self.ring.len() as u64;
         let avg = (self.ring_sum / window as f64).max(0.0);
         let std = self.avg_var.sqrt().max(LIKELIHOOD_STD_FLOOR);
