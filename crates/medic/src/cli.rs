@@ -243,6 +243,40 @@ pub enum BenchCommand {
         #[arg(long)]
         detector: Option<String>,
     },
+    /// Leave-one-category-out cross-validation on a NAB corpus: parameters and thresholds chosen on the other
+    /// categories, each category scored held out; printed beside the in-sample scores.
+    NabCv {
+        /// NAB's directory (data/, labels/combined_windows.json, config/profiles.json).
+        #[arg(long, value_name = "NAB_DIR")]
+        data: PathBuf,
+        /// Candidate parameter sets: `default` (the configured composite alone: only the thresholds are chosen per
+        /// fold), or the likelihood detector around its configured settings, `pairs` (each tuned parameter at ×0.5
+        /// and ×2, alone and in pairs: 73 sets) or `full` (every combination: 729).
+        #[arg(long, default_value = "default", value_parser = ["default", "pairs", "full"])]
+        grid: String,
+    },
+    /// Healthy operational series (Gaussian, AR(1), Poisson, log-normal, daily load, random walk; fixed seeds):
+    /// alarms per 10,000 points after the warm-up at the engine's anomaly cut-off, and ns per point.
+    Quiet {
+        /// Points per series.
+        #[arg(long, default_value_t = 50_000)]
+        points: usize,
+        /// Seeds, comma-separated.
+        #[arg(long, default_value = "1,2")]
+        seeds: String,
+        /// Which detector (a `heal::detect::DETECTOR_NAMES` name; default: the configured composite).
+        #[arg(long)]
+        detector: Option<String>,
+        /// Print why each alarm scored (at most this many per series).
+        #[arg(long, default_value_t = 0)]
+        explain: usize,
+    },
+    /// The likelihood detector's parameters each at ×0.75 and ×1.25 of the configured value, NAB in-sample scores.
+    NabPlateau {
+        /// NAB's directory.
+        #[arg(long, value_name = "NAB_DIR")]
+        data: PathBuf,
+    },
 }
 
 /// Parses the process arguments, runs the command and returns its exit code. Errors go to stderr.
@@ -408,6 +442,116 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             };
             let summary = crate::bench::nab::run(&args)?;
             let v = serde_json::to_value(&summary)?;
+            if out.json {
+                out.json_line(&v);
+            } else {
+                render::print_fields(out, &v, 0);
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Bench {
+            suite: BenchCommand::NabCv { data, grid },
+        } => {
+            use crate::bench::nab::cv;
+            let composite = load_config(cli)?.engine.composite;
+            let candidates = match grid.as_str() {
+                "default" => vec![composite],
+                "pairs" => cv::likelihood_grid(&composite.likelihood, false),
+                "full" => cv::likelihood_grid(&composite.likelihood, true),
+                other => anyhow::bail!("--grid {other:?}: one of default, pairs, full"),
+            };
+            let corpus = cv::Corpus::read(data)?;
+            let report = cv::cross_validate(&corpus, &candidates)?;
+            let v = serde_json::to_value(&report)?;
+            if out.json {
+                out.json_line(&v);
+            } else {
+                render::print_fields(out, &v, 0);
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Bench {
+            suite: BenchCommand::NabPlateau { data },
+        } => {
+            use crate::bench::nab::cv;
+            let composite = load_config(cli)?.engine.composite;
+            let corpus = cv::Corpus::read(data)?;
+            let rows = cv::plateau(&corpus, &composite)?;
+            let v = serde_json::json!({ "rows": rows, "profiles": crate::bench::nab::corpus::PROFILE_NAMES });
+            if out.json {
+                out.json_line(&v);
+            } else {
+                render::print_fields(out, &v, 0);
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Bench {
+            suite:
+                BenchCommand::Quiet {
+                    points,
+                    seeds,
+                    detector,
+                    explain,
+                },
+        } => {
+            let config = load_config(cli)?.engine;
+            let seeds: Vec<u64> = seeds
+                .split(',')
+                .map(|s| s.trim().parse())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("--seeds {seeds:?}: {e}"))?;
+            let factory = |name: &Option<String>| -> anyhow::Result<Box<dyn heal::Detector>> {
+                match name.as_deref() {
+                    None | Some("composite") => Ok(Box::new(heal::detect::Composite::new(
+                        config.composite.clone(),
+                    ))),
+                    Some(n) => heal::detect::by_name(n).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "unknown detector {n:?}; known: {}",
+                            heal::detect::DETECTOR_NAMES.join(", ")
+                        )
+                    }),
+                }
+            };
+            let skip = config.composite.likelihood.warm_up;
+            let cutoff = config.anomaly_cutoff;
+            let mut rows = Vec::new();
+            let (mut total_alarms, mut total_points, mut total_ns) = (0usize, 0usize, 0u128);
+            for &seed in &seeds {
+                for s in heal::detect::quiet::suite(*points, seed) {
+                    let mut d = factory(detector)?;
+                    let started = std::time::Instant::now();
+                    let mut alarms = 0usize;
+                    let mut explained = 0usize;
+                    for (i, &v) in s.values.iter().enumerate() {
+                        let at =
+                            heal::detect::quiet::START_US + i as u64 * heal::detect::quiet::STEP_US;
+                        if d.update(at, v) >= cutoff && i >= skip {
+                            alarms += 1;
+                            if explained < *explain {
+                                explained += 1;
+                                eprintln!("seed {seed} {} point {i}: {}", s.name, d.explain());
+                            }
+                        }
+                    }
+                    let ns = started.elapsed().as_nanos();
+                    let judged = s.values.len().saturating_sub(skip).max(1);
+                    total_alarms += alarms;
+                    total_points += judged;
+                    total_ns += ns;
+                    rows.push(serde_json::json!({
+                        "seed": seed, "series": s.name, "alarms": alarms,
+                        "per_10k": alarms as f64 * 10_000.0 / judged as f64,
+                        "ns_per_point": ns as f64 / s.values.len().max(1) as f64,
+                    }));
+                }
+            }
+            let v = serde_json::json!({
+                "cutoff": cutoff, "points": points, "warm_up": skip, "series": rows,
+                "alarms": total_alarms,
+                "per_10k": total_alarms as f64 * 10_000.0 / total_points.max(1) as f64,
+                "ns_per_point": total_ns as f64 / (seeds.len() * points).max(1) as f64,
+            });
             if out.json {
                 out.json_line(&v);
             } else {

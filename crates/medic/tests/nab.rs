@@ -255,6 +255,7 @@ fn slice() -> Option<PathBuf> {
         .chain([
             manifest.join("../../shared/nab"),
             manifest.join("../../../shared/nab"),
+            manifest.join("../../../../shared/nab"),
         ])
         .find(|p| p.join("labels/combined_windows.json").is_file())
 }
@@ -431,4 +432,51 @@ fn composite_config_on_the_slice() {
             p.profile, p.threshold, p.raw, p.normalized
         );
     }
+}
+
+/// Leave-one-category-out cross-validation on the slice: with one candidate only the thresholds are chosen per fold,
+/// and a threshold chosen on the other categories can never beat the one optimised on the whole slice; every
+/// category is held out once; the likelihood detector's figures are reproducible.
+#[test]
+fn cross_validation_holds_out_each_category_and_never_beats_in_sample() {
+    let Some(nab) = slice() else {
+        println!("NOTICE: NAB slice not found (set NAB_DIR or put it at shared/nab); skipping");
+        return;
+    };
+    use medic::bench::nab::cv;
+    let corpus = cv::Corpus::read(&nab).unwrap();
+    let report =
+        cv::cross_validate(&corpus, &[heal::detect::CompositeConfig::likelihood()]).unwrap();
+    println!("{}", serde_json::to_string(&report).unwrap());
+    let cats: Vec<&str> = report
+        .categories
+        .iter()
+        .map(|c| c.category.as_str())
+        .collect();
+    assert_eq!(
+        cats,
+        [
+            "artificialNoAnomaly",
+            "artificialWithAnomaly",
+            "realAWSCloudwatch",
+            "realKnownCause"
+        ]
+    );
+    for p in 0..3 {
+        assert!(
+            report.cross_validated[p] <= report.in_sample[p] + 1e-9,
+            "profile {p}"
+        );
+    }
+    assert_eq!(report.in_sample, report.default_in_sample);
+    // The same figures as `medic bench nab` in-sample.
+    let out = tempfile::tempdir().unwrap();
+    let args = NabArgs {
+        data: nab.clone(),
+        out: out.path().to_path_buf(),
+        detector: None,
+        composite: heal::detect::CompositeConfig::likelihood(),
+    };
+    let summary = medic::bench::nab::run(&args).unwrap();
+    assert!((summary.standard - report.in_sample[0]).abs() < 1e-9);
 }

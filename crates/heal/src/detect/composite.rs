@@ -1,4 +1,12 @@
-//! The composite detector: runs the streaming detectors on the same stream and combines their scores into one.
+//! The composite detector, the engine's per-metric detector. Its `kind` chooses what it runs:
+//!
+//! - `legacy` (the default): leads, stand-ins and a refractory period over the window detectors, described below.
+//! - `likelihood`: the [`Likelihood`] detector (see [`super::likelihood`]): a causal raw score turned into an alarm by
+//!   its anomaly likelihood, plus new extremes, one alarm per event. Its settings are `likelihood`; the other
+//!   settings below do not apply to it. It is not the default: cross-validated on the NAB slice it scores below the
+//!   legacy composite, and it is noisier on healthy series (BENCHMARKS.md, NAB).
+//!
+//! The legacy composite runs the streaming detectors on the same stream and combines their scores into one.
 //! Detectors named in `lead` lead: once any of them has judged a point, the composite scores the largest of their
 //! scores. While every lead is still warming up, the other detectors with a weight stand in, combined by a weighted
 //! power mean (1 = mean, large = max) over those that have judged the point (one still warming up abstains rather
@@ -7,8 +15,8 @@
 //! applies to what the leads say, never to the stand-ins, so a blip during warm-up cannot hide what follows. Its
 //! score maps to an [`AnomalyLevel`] through [`SeverityCutoffs`].
 //!
-//! The defaults are one parameter set for every series (the NAB rule: streaming, each point once, no per-series
-//! tuning), chosen on the NAB slice in `shared/nab` (see BENCHMARKS.md, standard profile 72.4): the seasonal profile
+//! The legacy defaults are one parameter set for every series, chosen on the NAB slice in `shared/nab` (see
+//! BENCHMARKS.md: 72.2 in-sample on the standard profile, lower cross-validated): the seasonal profile
 //! (hour of day) and range novelty lead; the window detectors (z-score, MAD, EWMA, IQR, rate of change, variance)
 //! watch while those warm up — the first minutes of a metric, or an hour of the day the profile has not seen yet —
 //! and keep their baselines current for that; a score of 0.2 starts a 200-point refractory period that only an
@@ -18,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ewma::{Ewma, EwmaConfig};
 use super::iqr::{Iqr, IqrConfig};
+use super::likelihood::{Likelihood, LikelihoodConfig};
 use super::mad::{Mad, MadConfig};
 use super::range::{RangeConfig, RangeNovelty};
 use super::roc::{RateOfChange, RocConfig};
@@ -66,10 +75,25 @@ impl Default for Weights {
     }
 }
 
+/// What a [`Composite`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompositeKind {
+    /// Leads, stand-ins and a refractory period over the window detectors.
+    #[default]
+    Legacy,
+    /// The [`Likelihood`] detector with the `likelihood` settings.
+    Likelihood,
+}
+
 /// Settings of the [`Composite`] detector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompositeConfig {
+    /// What it runs: `legacy` (the default) or `likelihood`.
+    pub kind: CompositeKind,
+    /// Settings of the likelihood detector (`kind = "likelihood"`).
+    pub likelihood: LikelihoodConfig,
     /// Weight of each detector.
     pub weights: Weights,
     /// Exponent of the weighted power mean of the scores: 1 is the weighted mean (all must agree), larger values
@@ -111,6 +135,8 @@ pub struct CompositeConfig {
 impl Default for CompositeConfig {
     fn default() -> Self {
         Self {
+            kind: CompositeKind::Legacy,
+            likelihood: LikelihoodConfig::default(),
             weights: Weights::default(),
             combine_power: 1.0,
             lead: vec!["seasonal".to_string(), "range".to_string()],
@@ -142,6 +168,14 @@ const MIN_SAMPLES_MAX: u64 = 1_000_000;
 const FACTOR_MAX: f64 = 1e6;
 
 impl CompositeConfig {
+    /// The likelihood detector with its default settings (`kind = "likelihood"`).
+    pub fn likelihood() -> Self {
+        Self {
+            kind: CompositeKind::Likelihood,
+            ..Self::default()
+        }
+    }
+
     /// Checks every setting of the composite and of its detectors; the error names the key (under
     /// `engine.composite.`), the value and the accepted range. A composite whose every weight is 0 would never score,
     /// and a lead that names no detector would never lead: both are refused.
@@ -152,6 +186,7 @@ impl CompositeConfig {
         let u = |key: &str, v: usize, lo: u64, hi: u64| {
             range_u(&format!("composite.{key}"), v as u64, lo, hi)
         };
+        self.likelihood.validate("composite.likelihood.")?;
         let w = &self.weights;
         let weights = [
             ("zscore", w.zscore),
@@ -331,9 +366,12 @@ struct Part {
     score: f64,
 }
 
-/// Weighted combination of the streaming detectors.
+/// The engine's per-metric detector: the likelihood detector, or the legacy weighted combination of the streaming
+/// detectors.
 pub struct Composite {
     config: CompositeConfig,
+    /// Set when `kind` is `likelihood`: then it alone scores.
+    likelihood: Option<Likelihood>,
     parts: Vec<Part>,
     power: f64,
     refractory_left: usize,
@@ -358,6 +396,8 @@ impl std::fmt::Debug for Composite {
 impl Composite {
     /// A composite with these settings. Detectors with a weight ≤ 0 (or not finite) are left out.
     pub fn new(config: CompositeConfig) -> Self {
+        let likelihood = (config.kind == CompositeKind::Likelihood)
+            .then(|| Likelihood::new(config.likelihood.clone()));
         let w = &config.weights;
         let candidates: [(f64, Box<dyn Detector>); 8] = [
             (w.zscore, Box::new(ZScore::new(config.zscore.clone()))),
@@ -374,6 +414,7 @@ impl Composite {
         ];
         let parts: Vec<Part> = candidates
             .into_iter()
+            .filter(|_| likelihood.is_none())
             .filter(|(weight, _)| weight.is_finite() && *weight > 0.0)
             .map(|(weight, detector)| Part {
                 lead: config.lead.iter().any(|n| n == detector.name()),
@@ -389,6 +430,7 @@ impl Composite {
         };
         Self {
             config,
+            likelihood,
             parts,
             power,
             refractory_left: 0,
@@ -437,6 +479,10 @@ impl Detector for Composite {
     }
 
     fn update(&mut self, at: Timestamp, value: f64) -> f64 {
+        if let Some(l) = &mut self.likelihood {
+            self.last_score = clean_score(l.update(at, value));
+            return self.last_score;
+        }
         if !value.is_finite() {
             for p in &mut self.parts {
                 p.score = 0.0;
@@ -501,10 +547,16 @@ impl Detector for Composite {
     }
 
     fn judged(&self) -> bool {
+        if let Some(l) = &self.likelihood {
+            return l.judged();
+        }
         self.parts.iter().any(|p| p.detector.judged())
     }
 
     fn explain(&self) -> String {
+        if let Some(l) = &self.likelihood {
+            return l.explain();
+        }
         let mut parts: Vec<&Part> = self.parts.iter().collect();
         parts.sort_by(|a, b| (b.weight * b.score).total_cmp(&(a.weight * a.score)));
         let mut s = format!(

@@ -23,7 +23,9 @@ mod explain;
 pub mod composite;
 pub mod ewma;
 pub mod iqr;
+pub mod likelihood;
 pub mod mad;
+pub mod quiet;
 pub mod range;
 pub mod roc;
 pub mod seasonal;
@@ -33,9 +35,10 @@ pub mod zscore;
 
 use serde::{Deserialize, Serialize};
 
-pub use composite::{Composite, CompositeConfig, Weights};
+pub use composite::{Composite, CompositeConfig, CompositeKind, Weights};
 pub use ewma::{Ewma, EwmaConfig};
 pub use iqr::{Iqr, IqrConfig};
+pub use likelihood::{Likelihood, LikelihoodConfig};
 pub use mad::{Mad, MadConfig};
 pub use range::{RangeConfig, RangeNovelty};
 pub use roc::{RateOfChange, RocConfig};
@@ -44,7 +47,7 @@ pub use variance::{VarianceConfig, VarianceShift};
 pub use zscore::{ZScore, ZScoreConfig};
 
 /// The names [`by_name`] knows.
-pub const DETECTOR_NAMES: [&str; 9] = [
+pub const DETECTOR_NAMES: [&str; 10] = [
     "zscore",
     "mad",
     "ewma",
@@ -53,6 +56,7 @@ pub const DETECTOR_NAMES: [&str; 9] = [
     "seasonal",
     "variance",
     "range",
+    "likelihood",
     "composite",
 ];
 
@@ -67,6 +71,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Detector>> {
         "seasonal" => Box::new(Seasonal::default()),
         "variance" => Box::new(VarianceShift::default()),
         "range" => Box::new(RangeNovelty::default()),
+        "likelihood" => Box::new(Likelihood::default()),
         "composite" => Box::new(Composite::new(CompositeConfig::default())),
         _ => return None,
     })

@@ -10,6 +10,7 @@
 
 pub mod board;
 pub mod corpus;
+pub mod cv;
 pub mod harness;
 pub mod scoring;
 

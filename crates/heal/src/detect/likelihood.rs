@@ -1,0 +1,545 @@
+//! The likelihood detector, the engine's default: a simple causal raw score, turned into an alarm by how unlikely a
+//! short run of raw scores is against the series' own history of raw scores, plus a rule for values beyond anything
+//! seen. Built from principles that transfer between metrics rather than from one data set:
+//!
+//! 1. **Raw score.** How far a value lies from what was expected, in units of a slowly learned spread: expected is a
+//!    short exponentially weighted level (fed the median of the last three values, so a lone spike does not drag
+//!    it) and, once an hour of the day has been seen on three days, that hour's profile (daily cycles are the rule
+//!    in operational metrics); the raw score is the larger of the two. A distance `d` in spreads is squashed to
+//!    `r = q / (1 + q)`, `q = (d / surprise)^3`: near 0 for ordinary noise, 0.5 at `surprise` spreads, near 1 beyond.
+//! 2. **Anomaly likelihood** (the post-processing of Numenta's HTM detector): the average of the last `short_window`
+//!    raw scores is compared, one-sided, with the running mean and standard deviation of that average over the
+//!    history horizon; its upper tail probability `Q` under a normal fit is the evidence. A flat-metric guard floors
+//!    that standard deviation ([`LIKELIHOOD_STD_FLOOR`]), so a metric whose raw score never moved does not alarm on
+//!    the smallest wiggle of it. `Q` maps to a score on a log scale, `0.75 × ln Q / ln Q(alarm_z)`, so the score
+//!    reaches [`ALARM`] (the engine's default anomaly cut-off) exactly when the short average lies `alarm_z` standard
+//!    deviations above its mean.
+//! 3. **New extreme.** A value more than `extreme_tolerance` × (range seen so far) beyond the lowest or highest value
+//!    seen, and at least `surprise` spreads from the level, scores at least [`ALARM`], more the further beyond: a
+//!    level never reached, and reached suddenly, is news whatever the averages say (a single spike moves a short
+//!    average too little).
+//! 4. **One alarm per event.** The larger of the two scores is reported once per event: after a point at or above
+//!    [`ALARM`], later points of the same event (until the score falls below [`CALM`]) are capped at [`ECHO_CAP`], so
+//!    a level shift is reported at its start and not again while the baselines adapt.
+//!
+//! Invariants: each point is seen once, in order; nothing depends on the series' length or on values not yet seen
+//! (the range is the running range of the values seen); the warm-up is a fixed number of points (`warm_up`, score 0
+//! until then); every statistic is relative to the series' own spread and range, so multiplying a series by a
+//! positive factor and adding an offset gives the same scores up to rounding; the state is a fixed-size struct plus a
+//! ring of `short_window` raw scores, bounded however long the stream runs; an update is O(1).
+
+use serde::{Deserialize, Serialize};
+
+use super::Detector;
+use super::stats::clean_score;
+use crate::clock::Timestamp;
+
+/// The score of an alarm: the engine's default anomaly cut-off. The likelihood maps to it at `alarm_z`.
+pub const ALARM: f64 = 0.75;
+/// An event ends when the (uncapped) score falls below this.
+pub const CALM: f64 = 0.5;
+/// Points of an event after its alarm are capped at this (just under [`ALARM`]).
+pub const ECHO_CAP: f64 = 0.7;
+/// The smallest standard deviation of the short average of raw scores (the flat-metric guard), in raw-score units.
+pub const LIKELIHOOD_STD_FLOOR: f64 = 0.02;
+/// Longest accepted `short_window`, points.
+pub const SHORT_WINDOW_MAX: usize = 10_000;
+
+/// Settings of a [`Likelihood`] detector. Horizons are in points (an exponential weight of `1 / horizon`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LikelihoodConfig {
+    /// Horizon of the level the raw score measures from.
+    pub level_horizon: f64,
+    /// Horizon of the spreads and of the running distribution of the short average of raw scores.
+    pub history_horizon: f64,
+    /// Raw scores in the short average.
+    pub short_window: usize,
+    /// Standard deviations above its running mean at which the short average scores [`ALARM`].
+    pub alarm_z: f64,
+    /// How far beyond the range seen, as a fraction of its width, a value must lie to be a new extreme.
+    pub extreme_tolerance: f64,
+    /// Spreads from the expected value at which the raw score is 0.5; a new extreme must lie at least this far.
+    pub surprise: f64,
+    /// Points seen before judging (score 0 until then).
+    pub warm_up: usize,
+}
+
+/// One hour-of-day bucket of the profile.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    mean: f64,
+    spread: f64,
+    seen: u64,
+    days: u32,
+    last_day: u64,
+}
+
+const US_PER_HOUR: u64 = 3_600_000_000;
+/// Hour-of-day buckets of the profile.
+const BUCKETS: usize = 24;
+/// Days a bucket must have seen before it judges.
+const SEASON_DAYS_MIN: u32 = 3;
+/// The raw score is `q / (1 + q)` with `q = (d / surprise)^RAW_POWER`: near 0 for ordinary deviations, near 1 for
+/// surprising ones, so that a run of surprises stands out of the short average.
+const RAW_POWER: i32 = 3;
+
+impl Default for LikelihoodConfig {
+    fn default() -> Self {
+        Self {
+            level_horizon: 8.0,
+            history_horizon: 1_000.0,
+            short_window: 5,
+            alarm_z: 4.5,
+            extreme_tolerance: 0.05,
+            surprise: 4.0,
+            warm_up: 300,
+        }
+    }
+}
+
+impl LikelihoodConfig {
+    /// Checks every setting; the error names the key under `prefix`, the value and the accepted range.
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        use crate::config::{range_f, range_u};
+        let k = |key: &str| format!("{prefix}{key}");
+        range_f(&k("level_horizon"), self.level_horizon, 1.0, 1e7, false)?;
+        range_f(&k("history_horizon"), self.history_horizon, 1.0, 1e9, false)?;
+        range_u(
+            &k("short_window"),
+            self.short_window as u64,
+            1,
+            SHORT_WINDOW_MAX as u64,
+        )?;
+        range_f(&k("alarm_z"), self.alarm_z, 0.0, 37.0, true)?;
+        range_f(
+            &k("extreme_tolerance"),
+            self.extreme_tolerance,
+            0.0,
+            1e6,
+            false,
+        )?;
+        range_f(&k("surprise"), self.surprise, 0.0, 1e6, true)?;
+        range_u(&k("warm_up"), self.warm_up as u64, 0, 1_000_000_000)?;
+        Ok(())
+    }
+}
+
+/// `ln Q(z)`, the log of the upper tail probability of the standard normal distribution, accurate in the far tail
+/// (Numerical Recipes' `erfcc`, relative error below 1.2e-7, evaluated in log space).
+pub fn ln_upper_tail(z: f64) -> f64 {
+    let x = z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.5 * x.abs());
+    let poly = -x * x - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let ln_erfc_abs = t.ln() + poly;
+    if x >= 0.0 {
+        ln_erfc_abs - std::f64::consts::LN_2
+    } else {
+        // erfc(-|x|) = 2 - erfc(|x|)
+        (1.0 - 0.5 * ln_erfc_abs.exp()).ln()
+    }
+}
+
+/// What the last point was, for `explain`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LastPoint {
+    Nothing,
+    NonFinite,
+    Warming {
+        seen: u64,
+    },
+    Scored {
+        value: f64,
+        level: f64,
+        spread: f64,
+        raw: f64,
+        z: f64,
+        likelihood_score: f64,
+        extreme: bool,
+        capped: bool,
+        score: f64,
+    },
+}
+
+/// The likelihood detector (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Likelihood {
+    config: LikelihoodConfig,
+    level_weight: f64,
+    history_weight: f64,
+    seen: u64,
+    level: f64,
+    /// Exponentially weighted mean absolute distance from the level (the spread), over the history horizon.
+    spread: f64,
+    min: f64,
+    max: f64,
+    /// The last `short_window` raw scores and their sum.
+    ring: Vec<f64>,
+    ring_at: usize,
+    ring_sum: f64,
+    /// Running mean and variance of the short average (over the history horizon) and how many entered them.
+    avg_mean: f64,
+    avg_var: f64,
+    avg_seen: u64,
+    in_event: bool,
+    /// The last two values, for the median of three the level follows.
+    prev: [f64; 2],
+    /// The hour-of-day profile.
+    buckets: [Bucket; BUCKETS],
+    last: LastPoint,
+}
+
+impl Likelihood {
+    /// A detector with these settings; settings out of range are brought into range (see
+    /// [`LikelihoodConfig::validate`] for the checked form).
+    pub fn new(mut config: LikelihoodConfig) -> Self {
+        let d = LikelihoodConfig::default();
+        let fix =
+            |v: f64, lo: f64, default: f64| if v.is_finite() && v >= lo { v } else { default };
+        config.level_horizon = fix(config.level_horizon, 1.0, d.level_horizon);
+        config.history_horizon = fix(config.history_horizon, 1.0, d.history_horizon);
+        config.alarm_z = fix(config.alarm_z, 1e-6, d.alarm_z).min(37.0);
+        config.extreme_tolerance = fix(config.extreme_tolerance, 0.0, d.extreme_tolerance);
+        config.surprise = fix(config.surprise, 1e-9, d.surprise);
+        config.short_window = config.short_window.clamp(1, SHORT_WINDOW_MAX);
+        Self {
+            buckets: [Bucket::default(); BUCKETS],
+            level_weight: 1.0 / config.level_horizon,
+            history_weight: 1.0 / config.history_horizon,
+            ring: vec![0.0; config.short_window],
+            config,
+            seen: 0,
+            level: 0.0,
+            spread: 0.0,
+            min: 0.0,
+            max: 0.0,
+            ring_at: 0,
+            ring_sum: 0.0,
+            avg_mean: 0.0,
+            avg_var: 0.0,
+            avg_seen: 0,
+            in_event: false,
+            prev: [0.0; 2],
+            last: LastPoint::Nothing,
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &LikelihoodConfig {
+        &self.config
+    }
+
+    /// Raw scores kept (the ring of the short average): the only part of the state sized by a setting.
+    pub fn ring_len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// A weight that averages the first `n` samples equally, then forgets with `floor`.
+    fn weight(n: u64, floor: f64) -> f64 {
+        (1.0 / n.max(1) as f64).max(floor)
+    }
+}
+
+impl Default for Likelihood {
+    fn default() -> Self {
+        Self::new(LikelihoodConfig::default())
+    }
+}
+
+impl Detector for Likelihood {
+    fn name(&self) -> &str {
+        "likelihood"
+    }
+
+    fn update(&mut self, at: Timestamp, value: f64) -> f64 {
+        if !value.is_finite() {
+            self.last = LastPoint::NonFinite;
+            return 0.0;
+        }
+        if self.seen == 0 {
+            self.seen = 1;
+            self.level = value;
+            self.min = value;
+            self.max = value;
+            self.prev = [value; 2];
+            self.last = LastPoint::Warming { seen: 1 };
+            return 0.0;
+        }
+        self.seen = self.seen.saturating_add(1);
+
+        // 1. Raw score against the level and spread before this point. Differences are taken halved so that values
+        //    near ±f64::MAX cannot overflow.
+        let range = 2.0 * (self.max / 2.0 - self.min / 2.0);
+        let distance = 2.0 * (value / 2.0 - self.level / 2.0).abs();
+        // Rounding noise of the level (it converges to a flat value only to within an ulp) is not a move.
+        let noise = 1e-12 * self.level.abs().max(value.abs());
+        let d = if distance <= noise {
+            0.0
+        } else if self.spread > 0.0 {
+            distance / self.spread
+        } else {
+            f64::INFINITY
+        };
+        let surprise = self.config.surprise;
+        let squash = |d: f64| {
+            if d.is_finite() {
+                let q = (d / surprise).powi(RAW_POWER);
+                if q.is_finite() { q / (1.0 + q) } else { 1.0 }
+            } else {
+                1.0
+            }
+        };
+        // Against the level, and against the same hour of earlier days once the profile knows it: the larger.
+        let mut raw = squash(d);
+        let hour = at / US_PER_HOUR;
+        let day = hour / 24;
+        let b = &mut self.buckets[(hour % BUCKETS as u64) as usize];
+        let bucket_distance = 2.0 * (value / 2.0 - b.mean / 2.0).abs();
+        if b.days >= SEASON_DAYS_MIN {
+            let bd = if bucket_distance <= 1e-12 * b.mean.abs().max(value.abs()) {
+                0.0
+            } else if b.spread > 0.0 {
+                bucket_distance / b.spread
+            } else {
+                f64::INFINITY
+            };
+            raw = raw.max(squash(bd));
+        }
+        if b.seen == 0 || b.last_day != day {
+            b.days = b.days.saturating_add(1);
+            b.last_day = day;
+        }
+        b.seen = b.seen.saturating_add(1);
+        if b.seen == 1 {
+            b.mean = value;
+        } else {
+            let bw = Self::weight(b.seen - 1, BUCKETS as f64 * self.history_weight);
+            b.spread += bw * (bucket_distance.min(f64::MAX) - b.spread);
+            b.mean += bw * (value - b.mean);
+        }
+
+        // 3. New extreme, against the range before this point.
+        let beyond = (value - self.max).max(self.min - value).max(0.0);
+        let extreme =
+            beyond > 0.0 && beyond > self.config.extreme_tolerance * range && d >= surprise;
+
+        // 2. The short average against its running distribution (before this point).
+        self.ring_sum += raw - self.ring[self.ring_at];
+        self.ring[self.ring_at] = raw;
+        self.ring_at = (self.ring_at + 1) % self.ring.len();
+        if self.ring_at == 0 {
+            // Once per turn of the ring, the running sum is recomputed, so rounding cannot drift over a long stream.
+            self.ring_sum = self.ring.iter().sum();
+        }
+        let window = self.ring.len() as u64;
+        let avg = (self.ring_sum / window as f64).max(0.0);
+        let std = self.avg_var.sqrt().max(LIKELIHOOD_STD_FLOOR);
+        let z = (avg - self.avg_mean) / std;
+
+        // Update the state with this point.
+        let w = Self::weight(self.seen - 1, self.history_weight);
+        let lw = Self::weight(self.seen - 1, self.level_weight);
+        self.spread += w * (distance.min(f64::MAX) - self.spread);
+        let [a, b] = self.prev;
+        let median = a.max(b).min(value).max(a.min(b));
+        self.prev = [b, value];
+        self.level += lw * (median - self.level);
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        // The short average joins its distribution once its window holds raw scores only.
+        if self.seen > window {
+            self.avg_seen += 1;
+            let aw = Self::weight(self.avg_seen, self.history_weight);
+            let delta = avg - self.avg_mean;
+            self.avg_mean += aw * delta;
+            self.avg_var = (1.0 - aw) * (self.avg_var + aw * delta * delta);
+        }
+
+        if self.seen <= self.config.warm_up as u64 {
+            self.last = LastPoint::Warming { seen: self.seen };
+            return 0.0;
+        }
+        let likelihood_score = if z > 0.0 {
+            clean_score(ALARM * ln_upper_tail(z) / ln_upper_tail(self.config.alarm_z))
+        } else {
+            0.0
+        };
+        // A new extreme scores at least an alarm, more the further beyond the range it lies.
+        let extreme_score = if extreme {
+            let e = if range > 0.0 {
+                beyond / range - self.config.extreme_tolerance
+            } else {
+                f64::INFINITY
+            };
+            let t = self.config.extreme_tolerance.max(1e-9);
+            if e.is_finite() {
+                ALARM + (1.0 - ALARM) * e / (e + t)
+            } else {
+                1.0
+            }
+        } else {
+            0.0
+        };
+        let uncapped = likelihood_score.max(extreme_score);
+        // 4. One alarm per event.
+        let mut capped = false;
+        let score = if uncapped >= ALARM {
+            if self.in_event {
+                capped = true;
+                uncapped.min(ECHO_CAP)
+            } else {
+                self.in_event = true;
+                uncapped
+            }
+        } else {
+            if uncapped < CALM {
+                self.in_event = false;
+            }
+            uncapped
+        };
+        self.last = LastPoint::Scored {
+            value,
+            level: self.level,
+            spread: self.spread,
+            raw,
+            z,
+            likelihood_score,
+            extreme,
+            capped,
+            score,
+        };
+        score
+    }
+
+    fn judged(&self) -> bool {
+        matches!(self.last, LastPoint::Scored { .. })
+    }
+
+    fn explain(&self) -> String {
+        match self.last {
+            LastPoint::Nothing => "likelihood: no points seen yet".to_string(),
+            LastPoint::NonFinite => {
+                "likelihood: last value was not finite; scored 0, baseline unchanged".to_string()
+            }
+            LastPoint::Warming { seen } => format!(
+                "likelihood: warming up ({seen}/{} points); scored 0",
+                self.config.warm_up
+            ),
+            LastPoint::Scored {
+                value,
+                level,
+                spread,
+                raw,
+                z,
+                likelihood_score,
+                extreme,
+                capped,
+                score,
+            } => {
+                let mut s = format!(
+                    "likelihood: value {value:.6} vs level {level:.6}, spread {spread:.6} (raw score {raw:.3}); the \
+                     last {} raw scores average {z:.2} standard deviations above their usual average (score \
+                     {likelihood_score:.3})",
+                    self.config.short_window
+                );
+                if extreme {
+                    s.push_str(&format!(
+                        "; a new extreme beyond the range seen [{:.6}, {:.6}] by more than {}% of it",
+                        self.min,
+                        self.max,
+                        self.config.extreme_tolerance * 100.0
+                    ));
+                }
+                if capped {
+                    s.push_str("; capped: the same event already raised an alarm");
+                }
+                s.push_str(&format!("; score {score:.3}"));
+                s
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_are_refused_naming_the_key() {
+        let bad = |json: &str| {
+            let likelihood: LikelihoodConfig = serde_json::from_str(json).unwrap();
+            crate::detect::CompositeConfig {
+                likelihood,
+                ..Default::default()
+            }
+            .validate()
+            .unwrap_err()
+        };
+        assert!(bad(r#"{"alarm_z": 0}"#).starts_with("engine.composite.likelihood.alarm_z = 0"));
+        assert!(
+            bad(r#"{"short_window": 0}"#)
+                .starts_with("engine.composite.likelihood.short_window = 0")
+        );
+        assert!(
+            bad(r#"{"surprise": -1}"#).starts_with("engine.composite.likelihood.surprise = -1")
+        );
+        LikelihoodConfig::default()
+            .validate("composite.likelihood.")
+            .unwrap();
+    }
+
+    #[test]
+    fn upper_tail_matches_known_values() {
+        for (z, q) in [
+            (0.0, 0.5),
+            (1.0, 0.158_655_25),
+            (3.0, 1.349_898e-3),
+            (5.0, 2.866_516e-7),
+            (10.0, 7.619_853e-24),
+            (-1.0, 0.841_344_75),
+        ] {
+            let got = ln_upper_tail(z).exp();
+            assert!((got / q - 1.0).abs() < 1e-5, "Q({z}) = {got} vs {q}");
+        }
+    }
+
+    #[test]
+    fn a_spike_in_noise_alarms_once_and_the_noise_does_not() {
+        let mut d = Likelihood::default();
+        let noise = |i: u64| ((i as f64 * 12.9898).sin() * 43_758.545_3).fract();
+        for i in 0..2_000 {
+            let s = d.update(i, 10.0 + noise(i));
+            assert!(s < ALARM, "noise at {i} scored {s}: {}", d.explain());
+        }
+        let s = d.update(2_000, 30.0);
+        assert!(s >= ALARM, "{s}: {}", d.explain());
+        assert!(d.explain().contains("new extreme"), "{}", d.explain());
+        let echoes = (2_001..2_003)
+            .map(|i| d.update(i, 30.0))
+            .filter(|&s| s >= ALARM)
+            .count();
+        assert_eq!(echoes, 0, "one alarm per event");
+    }
+
+    #[test]
+    fn flat_then_a_move_alarms_and_non_finite_is_ignored() {
+        let mut d = Likelihood::default();
+        for i in 0..500 {
+            assert_eq!(d.update(i, 45.0), 0.0);
+        }
+        assert_eq!(d.update(500, f64::NAN), 0.0);
+        assert!(d.update(501, 46.0) >= ALARM, "{}", d.explain());
+        let mut d = Likelihood::default();
+        for i in 0..400 {
+            let v = if i % 2 == 0 { f64::MAX } else { -f64::MAX };
+            assert!((0.0..=1.0).contains(&d.update(i, v)));
+        }
+    }
+}
