@@ -43,6 +43,8 @@ pub const CYCLES_PER_ROUND_MAX: u32 = 8;
 pub const CYCLE_ADVANCE_US: u64 = 3_601 * US_PER_S;
 /// Latency a slow-I/O fault adds to every write and fsync, µs.
 pub const SLOW_IO_LATENCY_US: u64 = 20_000;
+/// Puts the harness makes in each engine cycle while the disk is slow.
+const SLOW_IO_PUTS_PER_CYCLE: usize = 4;
 /// Cycles (each with one put) that give the latency detector its baseline before a slow-I/O fault.
 pub const SLOW_IO_WARMUP_CYCLES: u32 = 40;
 /// Directory name the run keeps its store in, under `ChaosConfig::data_dir`.
@@ -724,8 +726,12 @@ impl Harness {
         let mut settled = false;
         while cycles < self.config.cycles_max && !settled {
             if faults.iter().any(|f| f.kind == FaultKind::SlowIo) && !lifted {
-                // Puts under the slow disk give the detector its evidence.
-                self.put_new()?;
+                // Puts under the slow disk give the detector its evidence: several per cycle, so each window's
+                // latency quantiles are the slow disk's, not one sample's (the engine raises an anomaly only when
+                // it lasts `anomaly_for_samples` windows).
+                for _ in 0..SLOW_IO_PUTS_PER_CYCLE {
+                    self.put_new()?;
+                }
             }
             self.clock.advance(CYCLE_ADVANCE_US);
             let summary = engine.run_cycle();
@@ -744,8 +750,8 @@ impl Harness {
                 detect_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
             }
             // The environment recovers once the engine has seen the fault, or after as many blind cycles as the
-            // engine needs to raise a lasting anomaly (`anomaly_for_samples`) and one more.
-            let blind_max = EngineConfig::default().anomaly_for_samples + 1;
+            // engine needs to raise a lasting anomaly (`anomaly_for_samples`) and three more.
+            let blind_max = EngineConfig::default().anomaly_for_samples + 3;
             if env_fault && !lifted && (detect_ms.is_some() || cycles >= blind_max) {
                 self.lift_environment_faults();
                 lifted = true;
