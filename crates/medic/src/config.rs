@@ -13,6 +13,18 @@ use serde::{Deserialize, Serialize};
 /// The smallest WAL bound accepted; below the store's segment size, segments shrink to the bound.
 const WAL_BYTES_MAX_MIN: u64 = 1024 * 1024;
 
+/// The largest `http.connections_max` accepted (the descriptor limit bounds it further at start).
+pub const CONNECTIONS_MAX_MAX: u64 = 1_000_000;
+
+/// Descriptors kept for everything but client connections: the store's files (`LOCK`, the open segment and its
+/// mirror, the snapshots, segments and sidecars that checks, repairs and compaction open), the knowledge base with
+/// its journal files, the async runtime and stdio. Measured use is about 20 at rest (see the daemon's module doc).
+pub const DESCRIPTORS_RESERVED: u64 = 256;
+
+/// Connections over `http.connections_max` being answered 503 at once; each holds its descriptor at most a second,
+/// and a connection arriving while all of these are busy is closed without an answer.
+pub const REFUSALS_MAX: u64 = 32;
+
 /// The largest configuration file accepted.
 pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
 
@@ -47,6 +59,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Bearer token required on every mutating request; required to listen on a non-loopback address.
     pub token: Option<String>,
+    /// After SIGTERM/SIGINT, requests in flight get this long to finish; connections still open then are cut and
+    /// the store is closed.
+    pub shutdown_grace_ms: u64,
 }
 
 /// `[http]`: limits of the HTTP API.
@@ -61,6 +76,14 @@ pub struct HttpConfig {
     pub search_k_max: u64,
     /// The most incidents `GET /v1/incidents` lists.
     pub incidents_listed_max: u64,
+    /// The most client connections open at once; one more is answered 503 and closed. Checked at start against
+    /// the descriptor limit, so that clients never take the descriptors the store needs.
+    pub connections_max: u64,
+    /// A connection must deliver a complete request head within this: from accept for its first request, from
+    /// the first byte for later ones; otherwise it is closed.
+    pub header_read_timeout_ms: u64,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout_ms: u64,
 }
 
 /// `[checks]`: how often each tier of health checks runs, and the cycle's time limit.
@@ -123,6 +146,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:7878".to_string(),
             data_dir: PathBuf::from("./medic-data"),
             token: None,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -150,6 +174,33 @@ impl HttpConfig {
         }
         Ok(usize::try_from(limit).unwrap_or(usize::MAX))
     }
+
+    /// Checks `connections_max` against the process's descriptor limit (`None`: unlimited): every connection holds
+    /// a descriptor, and [`DESCRIPTORS_RESERVED`] + [`REFUSALS_MAX`] must stay free for the store and the rest, so
+    /// that no number of clients can make the store's own opens fail.
+    pub fn check_descriptors(&self, limit: Option<u64>) -> Result<(), ConfigError> {
+        let Some(limit) = limit else { return Ok(()) };
+        let kept = DESCRIPTORS_RESERVED + REFUSALS_MAX;
+        if self.connections_max.saturating_add(kept) <= limit {
+            return Ok(());
+        }
+        let room = limit.saturating_sub(kept);
+        let range = if room == 0 {
+            "no value".to_string()
+        } else {
+            format!("1..={room}")
+        };
+        Err(ConfigError::Invalid {
+            key: "http.connections_max",
+            value: self.connections_max.to_string(),
+            accepted: format!(
+                "{range} here: the descriptor limit (RLIMIT_NOFILE, hard) is {limit} and medic keeps \
+                 {DESCRIPTORS_RESERVED} for the store, the knowledge base and the runtime and {REFUSALS_MAX} to \
+                 refuse excess connections; lower http.connections_max or raise the hard limit (ulimit -Hn, \
+                 systemd LimitNOFILE=)"
+            ),
+        })
+    }
 }
 
 impl Default for HttpConfig {
@@ -159,6 +210,9 @@ impl Default for HttpConfig {
             request_timeout_ms: 30_000,
             search_k_max: 1_000,
             incidents_listed_max: 1_000,
+            connections_max: 512,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
         }
     }
 }
@@ -391,6 +445,34 @@ impl Config {
             1,
             100_000,
             "",
+        )?;
+        check_range(
+            "http.connections_max",
+            h.connections_max,
+            1,
+            CONNECTIONS_MAX_MAX,
+            " (and at most the descriptor limit less what the store keeps; checked at start)",
+        )?;
+        check_range(
+            "http.header_read_timeout_ms",
+            h.header_read_timeout_ms,
+            100,
+            600_000,
+            " ms",
+        )?;
+        check_range(
+            "http.idle_timeout_ms",
+            h.idle_timeout_ms,
+            100,
+            3_600_000,
+            " ms",
+        )?;
+        check_range(
+            "server.shutdown_grace_ms",
+            self.server.shutdown_grace_ms,
+            0,
+            600_000,
+            " ms",
         )?;
 
         let c = &self.checks;
@@ -855,6 +937,9 @@ data_dir = "./medic-data"
 # Bearer token required (`Authorization: Bearer <token>`) on every mutating request: PUT, DELETE, POST.
 # Required when `listen` is not a loopback address; without one, medic refuses to start there.
 # token = "a-long-random-string"
+# After SIGTERM/SIGINT, requests in flight get this long to finish (0..=600000 ms); connections still open then
+# (a client that never sends the rest of its body, say) are cut, and the store is closed cleanly either way.
+shutdown_grace_ms = 10000
 
 [http]
 # The largest request body accepted, in bytes (1024..=1073741824). Larger bodies get 413.
@@ -865,6 +950,16 @@ request_timeout_ms = 30000
 search_k_max = 1000
 # The most incidents `GET /v1/incidents` lists, newest first (1..=100000).
 incidents_listed_max = 1000
+# The most client connections open at once (1..=1000000); one more is answered 503 at once and closed. At start
+# medic raises its soft descriptor limit (RLIMIT_NOFILE) to the hard one and refuses to start unless the limit is at
+# least connections_max + 288: 256 descriptors kept for the store, the knowledge base and the runtime, 32 for
+# answering excess connections. So clients can never take the descriptors the store needs.
+connections_max = 512
+# A connection must send a complete request head within this (100..=600000 ms): from accept for its first request,
+# from the request's first byte for later ones. Slower clients are disconnected.
+header_read_timeout_ms = 10000
+# A kept-alive connection with no request for this long is closed (100..=3600000 ms).
+idle_timeout_ms = 30000
 
 [checks]
 # The shallow tier (headers, liveness, a sample of blocks) runs this often; so does the healing cycle (10..=3600000 ms).
