@@ -1093,6 +1093,54 @@ mod tests {
     }
 
     #[test]
+    fn connection_bounds_are_validated_and_checked_against_the_descriptor_limit() {
+        for (edit, key) in [
+            (
+                (|c: &mut Config| c.http.connections_max = 0) as fn(&mut Config),
+                "http.connections_max",
+            ),
+            (
+                |c: &mut Config| c.http.header_read_timeout_ms = 10,
+                "http.header_read_timeout_ms",
+            ),
+            (
+                |c: &mut Config| c.http.idle_timeout_ms = 7_200_000,
+                "http.idle_timeout_ms",
+            ),
+            (
+                |c: &mut Config| c.server.shutdown_grace_ms = 600_001,
+                "server.shutdown_grace_ms",
+            ),
+        ] {
+            let mut c = Config::default();
+            edit(&mut c);
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.contains(key), "{msg}");
+        }
+
+        let h = HttpConfig::default();
+        assert!(h.check_descriptors(None).is_ok(), "unlimited");
+        let kept = DESCRIPTORS_RESERVED + REFUSALS_MAX;
+        assert!(h.check_descriptors(Some(h.connections_max + kept)).is_ok());
+        let msg = h
+            .check_descriptors(Some(1024))
+            .map(|()| String::new())
+            .unwrap_or_else(|e| e.to_string());
+        assert!(msg.is_empty(), "512 connections fit a limit of 1024: {msg}");
+        let msg = h.check_descriptors(Some(700)).unwrap_err().to_string();
+        for part in [
+            "http.connections_max = 512",
+            "1..=412",
+            "is 700",
+            "keeps 256",
+        ] {
+            assert!(msg.contains(part), "{part:?} missing: {msg}");
+        }
+        let msg = h.check_descriptors(Some(100)).unwrap_err().to_string();
+        assert!(msg.contains("accepted no value here"), "{msg}");
+    }
+
+    #[test]
     fn non_loopback_without_token_is_refused_and_with_token_accepted() {
         let mut c = Config::default();
         c.server.listen = "0.0.0.0:7878".into();

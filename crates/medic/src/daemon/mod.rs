@@ -229,6 +229,7 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
             None
         }
     };
+    let stop_signal = shutdown_signal();
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "http://{local}").context("writing the address to stdout")?;
@@ -253,7 +254,7 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
         router,
         listen::Limits::from_config(&config),
         state_metrics,
-        shutdown_signal(),
+        stop_signal,
     )
     .await;
     tracing::info!(
@@ -317,29 +318,32 @@ async fn healing_loop(
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!("cannot listen for SIGINT: {e}");
-            std::future::pending::<()>().await;
-        }
+/// Installs the SIGTERM and SIGINT handlers now (before the URL is printed, so a signal sent as soon as the daemon
+/// is seen never meets the default action and kills it uncleanly) and returns a future that completes at the first
+/// of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let install = |kind: SignalKind, name: &str| -> Option<Signal> {
+        signal(kind)
+            .inspect_err(|e| tracing::warn!("cannot listen for {name}: {e}"))
+            .ok()
     };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
+    let mut term = install(SignalKind::terminate(), "SIGTERM");
+    let mut int = install(SignalKind::interrupt(), "SIGINT");
+    async move {
+        tokio::select! {
+            () = received(int.as_mut()) => tracing::info!("SIGINT received"),
+            () = received(term.as_mut()) => tracing::info!("SIGTERM received"),
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received"),
-        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// Completes when `signal` arrives; never when it could not be installed.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
