@@ -344,17 +344,35 @@ fn connections_max_beyond_the_descriptor_limit_is_refused_and_the_soft_limit_rai
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let config = config_file(tmp.path(), "[http]\nconnections_max = 200\n");
-    let out = Command::new("prlimit")
+    let refused_log = tmp.path().join("refused.log");
+    let mut child = Command::new("prlimit")
         .args(["--nofile=400:400", "--"])
         .arg(env!("CARGO_BIN_EXE_medic"))
         .args(["serve", "--data"])
         .arg(&data)
         .args(["--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&refused_log).unwrap())
+        .spawn()
         .expect("prlimit (util-linux) runs medic");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started anyway: {stderr}");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&refused_log).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "started anyway ({status:?}): {stderr}"
+    );
     for part in [
         "http.connections_max = 200",
         "1..=112",
