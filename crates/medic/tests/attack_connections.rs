@@ -668,3 +668,68 @@ fn meta_numbers_come_back_with_every_digit_and_get_names_the_version_lsn() {
     assert_eq!(lsn, Some(put_lsn), "the LSN survives a restart");
     d.stop();
 }
+
+/// `VmRSS` and `VmHWM` (peak) of process `pid`, in KiB.
+fn resident_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// 5,000 connections open at once, each asking `GET /health`, then all closed: the daemon's resident memory stays
+/// small at the peak and after (each served connection costs hyper an 8 KiB read buffer, and memory freed after
+/// thousands of them stays with the allocator, so only the bound on connections keeps the figure down).
+#[test]
+fn resident_memory_stays_bounded_through_5000_connections() {
+    // This process holds every connection at once: raise its own soft descriptor limit.
+    let hard = medic::daemon::listen::raise_descriptor_limit().now;
+    let n = hard.map_or(5_000, |h| {
+        usize::try_from(h.saturating_sub(200)).unwrap().min(5_000)
+    });
+    assert!(
+        n >= 2_000,
+        "this test needs a descriptor limit of 2200 or more, not {hard:?}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&tmp.path().join("data"), tmp.path());
+    let pid = d.child.id();
+    let (start_rss, _) = resident_kib(pid);
+    let mut open = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = TcpStream::connect(addr(&d)).unwrap();
+        let _ = s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n");
+        open.push(s);
+    }
+    let (mut served, mut refused) = (0, 0);
+    for s in &mut open {
+        let answer = read_answer(s, Duration::from_secs(5));
+        if answer.starts_with("HTTP/1.1 200") {
+            served += 1;
+        } else if answer.starts_with("HTTP/1.1 503") {
+            refused += 1;
+        }
+    }
+    let (open_rss, _) = resident_kib(pid);
+    drop(open);
+    std::thread::sleep(Duration::from_secs(2));
+    let (after_rss, peak) = resident_kib(pid);
+    println!(
+        "{n} connections ({served} served, {refused} answered 503): VmRSS {start_rss} KiB at start, {open_rss} KiB \
+         while open, {after_rss} KiB 2 s after they closed, peak (VmHWM) {peak} KiB"
+    );
+    assert!(served >= 1, "no connection was served");
+    assert!(peak <= 64 * 1024, "peak resident memory {peak} KiB");
+    assert!(
+        after_rss <= 48 * 1024,
+        "resident memory {after_rss} KiB after the connections closed"
+    );
+    let (s, v) = d.json("GET", "/health", None);
+    assert_eq!(s, 200, "{v}");
+    d.stop();
+}
