@@ -15,6 +15,18 @@ const WAL_BYTES_MAX_MIN: u64 = 1024 * 1024;
 /// The smallest `constraints.segment_bytes_max`.
 const SEGMENT_BYTES_MAX_MIN: u64 = 64 * 1024;
 
+/// The largest `http.connections_max` accepted (the descriptor limit bounds it further at start).
+pub const CONNECTIONS_MAX_MAX: u64 = 1_000_000;
+
+/// Descriptors kept for everything but client connections: the store's files (`LOCK`, the open segment and its
+/// mirror, the snapshots, segments and sidecars that checks, repairs and compaction open), the knowledge base with
+/// its journal files, the async runtime and stdio. Measured use is about 20 at rest (see the daemon's module doc).
+pub const DESCRIPTORS_RESERVED: u64 = 256;
+
+/// Connections over `http.connections_max` being answered 503 at once; each holds its descriptor at most a second,
+/// and a connection arriving while all of these are busy is closed without an answer.
+pub const REFUSALS_MAX: u64 = 32;
+
 /// The largest configuration file accepted.
 pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
 
@@ -54,6 +66,9 @@ pub struct ServerConfig {
     pub memory_limit_bytes: Option<u64>,
     /// Under memory pressure, a write whose body is at least this many bytes is refused.
     pub large_write_bytes_min: u64,
+    /// After SIGTERM/SIGINT, requests in flight get this long to finish; connections still open then are cut and
+    /// the store is closed.
+    pub shutdown_grace_ms: u64,
 }
 
 /// `[http]`: limits of the HTTP API.
@@ -68,6 +83,14 @@ pub struct HttpConfig {
     pub search_k_max: u64,
     /// The most incidents `GET /v1/incidents` lists.
     pub incidents_listed_max: u64,
+    /// The most client connections open at once; one more is answered 503 and closed. Checked at start against
+    /// the descriptor limit, so that clients never take the descriptors the store needs.
+    pub connections_max: u64,
+    /// A connection must deliver a complete request head within this: from accept for its first request, from
+    /// the first byte for later ones; otherwise it is closed.
+    pub header_read_timeout_ms: u64,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout_ms: u64,
 }
 
 /// `[checks]`: how often each tier of health checks runs, and the cycle's time limit.
@@ -141,6 +164,7 @@ impl Default for ServerConfig {
             token: None,
             memory_limit_bytes: None,
             large_write_bytes_min: 64 * 1024,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -168,6 +192,33 @@ impl HttpConfig {
         }
         Ok(usize::try_from(limit).unwrap_or(usize::MAX))
     }
+
+    /// Checks `connections_max` against the process's descriptor limit (`None`: unlimited): every connection holds
+    /// a descriptor, and [`DESCRIPTORS_RESERVED`] + [`REFUSALS_MAX`] must stay free for the store and the rest, so
+    /// that no number of clients can make the store's own opens fail.
+    pub fn check_descriptors(&self, limit: Option<u64>) -> Result<(), ConfigError> {
+        let Some(limit) = limit else { return Ok(()) };
+        let kept = DESCRIPTORS_RESERVED + REFUSALS_MAX;
+        if self.connections_max.saturating_add(kept) <= limit {
+            return Ok(());
+        }
+        let room = limit.saturating_sub(kept);
+        let range = if room == 0 {
+            "no value".to_string()
+        } else {
+            format!("1..={room}")
+        };
+        Err(ConfigError::Invalid {
+            key: "http.connections_max",
+            value: self.connections_max.to_string(),
+            accepted: format!(
+                "{range} here: the descriptor limit (RLIMIT_NOFILE, hard) is {limit} and medic keeps \
+                 {DESCRIPTORS_RESERVED} for the store, the knowledge base and the runtime and {REFUSALS_MAX} to \
+                 refuse excess connections; lower http.connections_max or raise the hard limit (ulimit -Hn, \
+                 systemd LimitNOFILE=)"
+            ),
+        })
+    }
 }
 
 impl Default for HttpConfig {
@@ -177,6 +228,9 @@ impl Default for HttpConfig {
             request_timeout_ms: 30_000,
             search_k_max: 1_000,
             incidents_listed_max: 1_000,
+            connections_max: 512,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
         }
     }
 }
@@ -413,6 +467,34 @@ impl Config {
             1,
             100_000,
             "",
+        )?;
+        check_range(
+            "http.connections_max",
+            h.connections_max,
+            1,
+            CONNECTIONS_MAX_MAX,
+            " (and at most the descriptor limit less what the store keeps; checked at start)",
+        )?;
+        check_range(
+            "http.header_read_timeout_ms",
+            h.header_read_timeout_ms,
+            100,
+            600_000,
+            " ms",
+        )?;
+        check_range(
+            "http.idle_timeout_ms",
+            h.idle_timeout_ms,
+            100,
+            3_600_000,
+            " ms",
+        )?;
+        check_range(
+            "server.shutdown_grace_ms",
+            self.server.shutdown_grace_ms,
+            0,
+            600_000,
+            " ms",
         )?;
 
         let c = &self.checks;
@@ -941,6 +1023,9 @@ data_dir = "./medic-data"
 # memory_limit_bytes = 1073741824
 # Under memory pressure, a write whose body is at least this many bytes is refused (0..=2^40).
 large_write_bytes_min = 65536
+# After SIGTERM/SIGINT, requests in flight get this long to finish (0..=600000 ms); connections still open then
+# (a client that never sends the rest of its body, say) are cut, and the store is closed cleanly either way.
+shutdown_grace_ms = 10000
 
 [http]
 # The largest request body accepted, in bytes (1024..=1073741824). Larger bodies get 413.
@@ -951,6 +1036,16 @@ request_timeout_ms = 30000
 search_k_max = 1000
 # The most incidents `GET /v1/incidents` lists, newest first (1..=100000).
 incidents_listed_max = 1000
+# The most client connections open at once (1..=1000000); one more is answered 503 at once and closed. At start
+# medic raises its soft descriptor limit (RLIMIT_NOFILE) to the hard one and refuses to start unless the limit is at
+# least connections_max + 288: 256 descriptors kept for the store, the knowledge base and the runtime, 32 for
+# answering excess connections. So clients can never take the descriptors the store needs.
+connections_max = 512
+# A connection must send a complete request head within this (100..=600000 ms): from accept for its first request,
+# from the request's first byte for later ones. Slower clients are disconnected.
+header_read_timeout_ms = 10000
+# A kept-alive connection with no request for this long is closed (100..=3600000 ms).
+idle_timeout_ms = 30000
 
 [checks]
 # The shallow tier (headers, liveness, a sample of blocks) runs this often; so does the healing cycle (10..=3600000 ms).
@@ -1090,6 +1185,54 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn connection_bounds_are_validated_and_checked_against_the_descriptor_limit() {
+        for (edit, key) in [
+            (
+                (|c: &mut Config| c.http.connections_max = 0) as fn(&mut Config),
+                "http.connections_max",
+            ),
+            (
+                |c: &mut Config| c.http.header_read_timeout_ms = 10,
+                "http.header_read_timeout_ms",
+            ),
+            (
+                |c: &mut Config| c.http.idle_timeout_ms = 7_200_000,
+                "http.idle_timeout_ms",
+            ),
+            (
+                |c: &mut Config| c.server.shutdown_grace_ms = 600_001,
+                "server.shutdown_grace_ms",
+            ),
+        ] {
+            let mut c = Config::default();
+            edit(&mut c);
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.contains(key), "{msg}");
+        }
+
+        let h = HttpConfig::default();
+        assert!(h.check_descriptors(None).is_ok(), "unlimited");
+        let kept = DESCRIPTORS_RESERVED + REFUSALS_MAX;
+        assert!(h.check_descriptors(Some(h.connections_max + kept)).is_ok());
+        let msg = h
+            .check_descriptors(Some(1024))
+            .map(|()| String::new())
+            .unwrap_or_else(|e| e.to_string());
+        assert!(msg.is_empty(), "512 connections fit a limit of 1024: {msg}");
+        let msg = h.check_descriptors(Some(700)).unwrap_err().to_string();
+        for part in [
+            "http.connections_max = 512",
+            "1..=412",
+            "is 700",
+            "keeps 256",
+        ] {
+            assert!(msg.contains(part), "{part:?} missing: {msg}");
+        }
+        let msg = h.check_descriptors(Some(100)).unwrap_err().to_string();
+        assert!(msg.contains("accepted no value here"), "{msg}");
     }
 
     #[test]

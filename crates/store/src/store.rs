@@ -1415,6 +1415,21 @@ impl Store {
         r
     }
 
+    /// [`Store::get`] with the LSN of the version answered: the record that wrote it, the `lsn` its put returned.
+    /// A client whose write went unanswered compares it with the LSNs it knows. The LSN is read before and after
+    /// `get`, and `get` again while they differ (LSNs only grow, so equal readings enclose one version).
+    pub fn get_with_lsn(&self, id: &str) -> Result<Option<(Document, u64)>, StoreError> {
+        let lsn_of = || lock(&self.state).docs.get(id).map(|e| e.lsn);
+        loop {
+            let before = lsn_of();
+            let doc = self.get(id)?;
+            let after = lsn_of();
+            if before == after {
+                return Ok(doc.zip(after));
+            }
+        }
+    }
+
     /// Up to `limit` documents in id order, starting after `after`. Ids under [`RESERVED_ID_PREFIX`] are never
     /// listed.
     ///

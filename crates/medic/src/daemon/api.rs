@@ -152,26 +152,34 @@ pub async fn put_doc(
     Ok(Json(json!({ "id": id, "lsn": lsn })))
 }
 
-/// `GET /v1/docs/{id}`: exactly what was put, or 404. The vector is serialized as `f32` (shortest form: `0.1`
-/// comes back as `0.1`, not widened to `0.10000000149011612`).
+/// The response header naming the LSN of the version a `GET /v1/docs/{id}` answers.
+pub const LSN_HEADER: &str = "medic-lsn";
+
+/// `GET /v1/docs/{id}`: exactly what was put, or 404; the `Medic-Lsn` header names the LSN of the version answered
+/// (the `lsn` its put returned), so a client whose write went unanswered can tell whether that write is the one
+/// stored. The vector is serialized as `f32` (shortest form: `0.1` comes back as `0.1`, not widened to
+/// `0.10000000149011612`); meta numbers keep every digit.
 pub async fn get_doc(
     State(s): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<DocOut>, ApiError> {
+) -> Result<([(&'static str, String); 1], Json<DocOut>), ApiError> {
     let id = doc_id(path)?;
     let store = s.app.store().clone();
     let id2 = id.clone();
     let doc = blocking(&s.metrics, Operation::Get, move || {
-        store.get(&id2).map_err(ApiError::from)
+        store.get_with_lsn(&id2).map_err(ApiError::from)
     })
     .await?;
     match doc {
-        Some(d) => Ok(Json(DocOut {
-            id,
-            text: d.text,
-            vector: d.vector,
-            meta: d.meta,
-        })),
+        Some((d, lsn)) => Ok((
+            [(LSN_HEADER, lsn.to_string())],
+            Json(DocOut {
+                id,
+                text: d.text,
+                vector: d.vector,
+                meta: d.meta,
+            }),
+        )),
         None => Err(ApiError::not_found(format!("no document with id {id:?}"))),
     }
 }

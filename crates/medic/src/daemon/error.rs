@@ -52,6 +52,17 @@ impl ApiError {
             format!("request body is over http.request_body_bytes_max = {limit} bytes"),
         )
     }
+
+    /// The 413 answer for a request whose `Content-Length` declares more than `request_body_bytes_max`, given
+    /// before any of the body is read.
+    pub fn declared_body_too_large(limit: u64, declared: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body of {declared} bytes (Content-Length) is over http.request_body_bytes_max = {limit} bytes"
+            ),
+        )
+    }
 }
 
 impl std::fmt::Display for ApiError {

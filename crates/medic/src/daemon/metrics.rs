@@ -152,6 +152,8 @@ pub struct Metrics {
     read_only: Gauge,
     heal_cycles: Counter,
     heal_cycle_failures: Counter,
+    connections_open: Gauge,
+    connections_refused: Counter,
     mttd: Gauge<f64, AtomicU64>,
     mttr: Gauge<f64, AtomicU64>,
     auto_remediation: Gauge<f64, AtomicU64>,
@@ -288,6 +290,18 @@ impl Metrics {
             "Healing cycles that returned an error",
             heal_cycle_failures.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "medic_http_connections",
+            "Client connections open now (at most http.connections_max)",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "medic_http_connections_refused",
+            "Connections answered 503 and closed because http.connections_max were open",
+            connections_refused.clone(),
+        );
         // The KPI gauges start unknown: NaN until the engine reports a value.
         let mttd = Gauge::<f64, AtomicU64>::default();
         registry.register(
@@ -390,6 +404,8 @@ impl Metrics {
             read_only,
             heal_cycles,
             heal_cycle_failures,
+            connections_open,
+            connections_refused,
             mttd,
             mttr,
             auto_remediation,
@@ -455,6 +471,16 @@ impl Metrics {
                 status,
             })
             .inc();
+    }
+
+    /// A client connection was accepted (`+1`) or closed (`-1`).
+    pub fn connections_changed(&self, by: i64) {
+        self.connections_open.inc_by(by);
+    }
+
+    /// A connection was refused because `http.connections_max` were open.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// Records how long an operation took.

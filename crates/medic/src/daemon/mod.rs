@@ -1,14 +1,19 @@
 //! The daemon: the HTTP API ([`router`]), its metrics, and the healing loop on its schedule ([`serve`]).
 //!
-//! `serve` opens the [`App`] (the store recovers at open), binds, prints `http://HOST:PORT` on stdout, runs a tokio
-//! task that calls one healing cycle every `checks.shallow_interval_ms` (the engine behind a mutex, the cycle on a
-//! blocking thread), writes `<data>/medic.url` ([`url_file`]) so commands given only `--data` find it, and stops
-//! cleanly on SIGTERM or SIGINT (removing that file): the listener closes, in-flight requests finish (a put
-//! either returns its LSN or an error), the loop stops, and the store is closed.
+//! `serve` raises the descriptor limit and checks `http.connections_max` against it ([`listen`]), opens the [`App`]
+//! (the store recovers at open), binds, prints `http://HOST:PORT` on stdout, runs a tokio task that calls one
+//! healing cycle every `checks.shallow_interval_ms` (the engine behind a mutex, the cycle on a blocking thread),
+//! writes `<data>/medic.url` ([`url_file`]) so commands given only `--data` find it, serves connections under the
+//! bounds of [`listen`], and stops cleanly on SIGTERM or SIGINT (removing that file): the listener closes, requests
+//! in flight get `server.shutdown_grace_ms` to finish (a put either returns its LSN or an error; one cut at the end
+//! of the grace period was not acknowledged), the loop stops, and the store is closed.
+//!
+//! A request whose `Content-Length` is over `http.request_body_bytes_max` is answered 413 before its body is read.
 
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod listen;
 pub mod metrics;
 pub mod url_file;
 
@@ -83,6 +88,10 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
             auth::require_token,
         ))
         .layer(middleware::from_fn_with_state(timeout, time_limit))
+        .layer(middleware::from_fn_with_state(
+            http.request_body_bytes_max,
+            refuse_declared_oversize,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .with_state(state)
 }
@@ -97,6 +106,20 @@ async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> 
             limit.as_millis()
         ))
         .into_response(),
+    }
+}
+
+/// Answers 413 at once when the request's `Content-Length` declares more than `http.request_body_bytes_max`,
+/// without reading the body: a client announcing a gigabyte is told so now, not after the request timeout.
+async fn refuse_declared_oversize(State(limit): State<u64>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit => ApiError::declared_body_too_large(limit, n).into_response(),
+        _ => next.run(req).await,
     }
 }
 
@@ -139,6 +162,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             "refusing to listen on {addr}: it is not a loopback address and server.token is not set"
         );
     }
+    listen::prepare_descriptors(&config.http)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -205,6 +229,7 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
             None
         }
     };
+    let stop_signal = shutdown_signal();
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "http://{local}").context("writing the address to stdout")?;
@@ -213,6 +238,7 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
     tracing::info!(%local, data = %config.server.data_dir.display(), "medic serving");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state_metrics = metrics.clone();
     let state = ApiState {
         app: app.clone(),
         metrics,
@@ -223,18 +249,25 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
         stop_rx,
     ));
 
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
-    tracing::info!("stopping: listener closed, in-flight requests finished");
+    let cut = listen::serve(
+        listener,
+        router,
+        listen::Limits::from_config(&config),
+        state_metrics,
+        stop_signal,
+    )
+    .await;
+    tracing::info!(
+        connections_cut = cut,
+        "stopping: listener closed, requests in flight finished or cut"
+    );
     drop(url_file);
     let _ = stop_tx.send(true);
     if let Err(e) = healing.await {
         tracing::warn!("healing loop ended abnormally: {e}");
     }
-    served.context("serving HTTP")?;
-    // A connection task drops its copy of the router a moment after `serve` returns; wait (bounded) for the last
-    // one so the store is closed cleanly rather than dropped.
+    // Blocking work a request started (a put waiting on fsync) holds the app until it finishes, also when its
+    // connection was cut; wait (bounded) for the last handle so the store is closed cleanly rather than dropped.
     let deadline = tokio::time::Instant::now() + APP_RELEASE_TIMEOUT;
     let mut app = app;
     loop {
@@ -285,29 +318,32 @@ async fn healing_loop(
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!("cannot listen for SIGINT: {e}");
-            std::future::pending::<()>().await;
-        }
+/// Installs the SIGTERM and SIGINT handlers now (before the URL is printed, so a signal sent as soon as the daemon
+/// is seen never meets the default action and kills it uncleanly) and returns a future that completes at the first
+/// of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let install = |kind: SignalKind, name: &str| -> Option<Signal> {
+        signal(kind)
+            .inspect_err(|e| tracing::warn!("cannot listen for {name}: {e}"))
+            .ok()
     };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
+    let mut term = install(SignalKind::terminate(), "SIGTERM");
+    let mut int = install(SignalKind::interrupt(), "SIGINT");
+    async move {
+        tokio::select! {
+            () = received(int.as_mut()) => tracing::info!("SIGINT received"),
+            () = received(term.as_mut()) => tracing::info!("SIGTERM received"),
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received"),
-        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// Completes when `signal` arrives; never when it could not be installed.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
