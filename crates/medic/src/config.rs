@@ -812,6 +812,10 @@ const ENGINE_DOCS: &[(&str, &str)] = &[
 /// A comment before each `[engine.composite...]` table: what it configures.
 const COMPOSITE_SECTION_DOCS: &[(&str, &str)] = &[
     (
+        "engine.composite.likelihood",
+        "The likelihood detector (kind = \"likelihood\"): a causal raw score against a short level and the hour-of-day profile, the anomaly likelihood of its short average, new extremes, one alarm per event.",
+    ),
+    (
         "engine.composite",
         "The composite anomaly detector (engine.detector = \"composite\"), one per metric. Once a `lead` detector has \
          judged a point, the composite scores the largest lead score; while every lead warms up, the other \
@@ -866,6 +870,38 @@ const COMPOSITE_KEY_DOCS: &[(&str, &str)] = &[
     (
         "engine.composite.combine_power",
         "Exponent of the stand-ins' weighted power mean, [1, 64]: 1 is the mean, larger moves towards the maximum.",
+    ),
+    (
+        "engine.composite.kind",
+        "What the composite runs: \"legacy\" (the default: the detectors below) or \"likelihood\" (the causal anomaly-likelihood detector of [engine.composite.likelihood]; BENCHMARKS.md compares them).",
+    ),
+    (
+        "engine.composite.likelihood.level_horizon",
+        "Horizon (points) of the level the raw score measures from, [1, 1e7].",
+    ),
+    (
+        "engine.composite.likelihood.history_horizon",
+        "Horizon (points) of the spreads and of the running distribution of the short average of raw scores, [1, 1e9].",
+    ),
+    (
+        "engine.composite.likelihood.short_window",
+        "Raw scores in the short average, [1, 10000].",
+    ),
+    (
+        "engine.composite.likelihood.alarm_z",
+        "Standard deviations above its running mean at which the short average scores an alarm, (0, 37].",
+    ),
+    (
+        "engine.composite.likelihood.extreme_tolerance",
+        "How far beyond the range seen, as a fraction of its width, a value must lie to be a new extreme, [0, 1e6].",
+    ),
+    (
+        "engine.composite.likelihood.surprise",
+        "Spreads from the expected value at which the raw score is 0.5; a new extreme must lie at least this far, (0, 1e6].",
+    ),
+    (
+        "engine.composite.likelihood.warm_up",
+        "Points seen before judging (score 0 until then), [0, 1e9].",
     ),
     (
         "engine.composite.lead",
