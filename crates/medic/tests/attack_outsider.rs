@@ -765,7 +765,7 @@ fn undoable_damage(data: &Path, rng: &mut u64) -> Option<String> {
         return None;
     }
     let at = (next(rng) % b.len() as u64) as usize;
-    let what = if next(rng) % 2 == 0 {
+    let what = if next(rng).is_multiple_of(2) {
         b[at] ^= 1 << (next(rng) % 8);
         format!("flipped a bit at {at}")
     } else {
@@ -1086,12 +1086,10 @@ fn sigterm_during_a_repair_exits_cleanly_and_loses_nothing() {
             let open = st["active_incidents"]
                 .as_array()
                 .is_some_and(|a| !a.is_empty());
-            (running || open).then(|| {
-                if running {
-                    "repair running"
-                } else {
-                    "incident open"
-                }
+            (running || open).then_some(if running {
+                "repair running"
+            } else {
+                "incident open"
             })
         });
         let log = w.finish();
