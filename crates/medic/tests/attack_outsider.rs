@@ -1,11 +1,13 @@
 //! Attacks from outside, black-box through the real `medic serve` process: what a careless operator or a failing
-//! machine does to a running daemon's data directory — a few MiB of tmpfs filled to ENOSPC and then freed, the
-//! directory made immutable and then writable again, junk appended to the open segment through a hard link, data
-//! files replaced by directories, deletes mixed with damage (a deleted document must never come back), SIGKILL
-//! while recovery at open repairs damage, SIGSTOP/SIGCONT, SIGTERM during a repair, and documents near the size
-//! limits; an unusable `backup/`; SIGKILL on a full device; overwrites under damage. Each attack records every acknowledged write, stops the daemon (SIGTERM, or SIGKILL where the promise
-//! must still hold), restarts it and compares every acknowledged document byte for byte. Seeds come from
-//! `MEDIC_ATTACK_SEED` and are printed.
+//! machine does to a running daemon's data directory — a few MiB of tmpfs filled to ENOSPC and then freed (and a
+//! SIGKILL while full), the directory made immutable and then writable again, junk appended to the open segment
+//! through a hard link, data files replaced by directories and a directory by a file, an unusable `backup/`, a
+//! sealed segment truncated to zero, the knowledge base destroyed, deletes and overwrites mixed with damage (a
+//! deleted document or an older version must never come back), SIGKILL or SIGTERM while recovery at open repairs
+//! damage, SIGSTOP/SIGCONT, SIGTERM during a repair, and documents at the size limits. Each attack records every
+//! acknowledged write, stops the daemon (SIGTERM, or SIGKILL where the promise must still hold), restarts it and
+//! compares every acknowledged document byte for byte. Seeds come from `MEDIC_ATTACK_SEED` and are printed. An
+//! attack that breaks the promise is kept, ignored, with the breakage in its `ignore` reason.
 
 mod support;
 
