@@ -985,8 +985,10 @@ impl Engine {
     /// reports `root`'s problem (same code on the same resource), if anything. The results update health.
     /// Re-runs (at most every `escalated_recheck_us`) the checks that reported each escalated incident; one whose
     /// checks no longer find any of its problems closes as self-resolved — a compaction replaced the damaged file,
-    /// an operator restored it — so its hold on writes ends with its cause. An incident none of whose issues came
-    /// from a check (found on open, say) stays for a human. Not in dry run.
+    /// an operator restored it — so its hold on writes ends with its cause. One still found, escalated after its
+    /// repairs failed and below `same_problem_failures_max` failed repairs, is decided again (what failed may have
+    /// been the environment's, since recovered). An incident none of whose issues came from a check (found on
+    /// open, say) stays for a human. Not in dry run.
     fn close_escalated_whose_cause_is_gone(&mut self, s: &mut CycleSummary) {
         if self.config.dry_run {
             return;
@@ -1013,13 +1015,14 @@ impl Engine {
                 .into_iter()
                 .filter(|c| sources.contains(c.name()))
                 .collect();
-            if checks.is_empty() {
-                continue;
-            }
             let problems: BTreeSet<(&str, &str)> = issues
                 .iter()
                 .map(|i| (i.code.as_str(), i.resource.as_str()))
                 .collect();
+            // With no check to ask (issues found on a read or at open) nothing can be shown: left for a human.
+            if checks.is_empty() {
+                continue;
+            }
             let mut gone = true;
             for check in &checks {
                 let result = self.scheduler.run_one(check.as_ref(), self.clock.as_ref());
@@ -1033,6 +1036,21 @@ impl Engine {
                 }
             }
             if !gone {
+                // Still there. If it was escalated because its repairs failed (a resource of the environment
+                // missing at the time, say an unwritable directory) and its problem has not yet failed
+                // `same_problem_failures_max` repairs, it is decided again: the gates (cooldown, breaker, rate)
+                // space the retries, and the failure count bounds them.
+                let strategies = self.subject.strategies();
+                if let Some(inc) = self.active.get_mut(&id)
+                    && let Some(root) = inc.record.issues.get(inc.root_issue)
+                    && !inc.record.attempts.is_empty()
+                    && strategies.iter().any(|st| st.can_repair(root))
+                    && self.gates.problem_failures(&root.resource, &root.code)
+                        < self.config.same_problem_failures_max
+                {
+                    inc.status = IncidentStatus::Open;
+                    inc.dirty = true;
+                }
                 continue;
             }
             let Some(mut inc) = self.active.remove(&id) else {

@@ -2041,6 +2041,36 @@ impl Store {
         st.lost.is_empty() && st.poisoned.is_none()
     }
 
+    /// Ends a poisoned state (a failed flush, a write whose tail could not be cut back, a manifest switch whose
+    /// outcome is unknown) without a restart: the verified table — which holds every acknowledged record, the failed
+    /// batch never having been acknowledged — is written out anew by a compaction into new files, and only once
+    /// every write and flush of it succeeded are writes resumed. The files the failure left uncertain are dropped
+    /// with the old layout. Refused while degraded (a loss only an operator ends). `Ok(false)` if not poisoned.
+    pub fn recover_from_poison(&self) -> Result<bool, StoreError> {
+        {
+            let mut st = lock(&self.state);
+            while st.leader {
+                st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            if st.poisoned.is_none() {
+                return Ok(false);
+            }
+            if !st.lost.is_empty() {
+                return Err(StoreError::ReadOnly(loss_message(&st.lost)));
+            }
+            st.leader = true;
+        }
+        let r = self.compact_as_leader(true);
+        let mut st = lock(&self.state);
+        if r.is_ok() {
+            st.poisoned = None;
+        }
+        st.leader = false;
+        self.cond.notify_all();
+        drop(st);
+        r.map(|()| true)
+    }
+
     /// Acknowledged records lost beyond redundancy, found on open and not yet accepted (empty when healthy).
     pub fn lost(&self) -> Vec<LostRange> {
         lock(&self.state).lost.clone()

@@ -355,21 +355,21 @@ fn torn_tail_issue(store: &Store, source: &str) -> Option<Issue> {
 fn space_issues(store: &Store, source: &str) -> Vec<Issue> {
     let cfg = store.config();
     let mut out = Vec::new();
-    if let Some(free) = store.free_bytes() {
+    if let Some(free) = store.free_bytes()
+        && free < cfg.disk_low_bytes_floor
+    {
         let (code, floor, name) = if free < cfg.disk_critical_bytes_floor {
             (
                 "disk_space_critical",
                 cfg.disk_critical_bytes_floor,
                 "disk_critical_bytes_floor",
             )
-        } else if free < cfg.disk_low_bytes_floor {
+        } else {
             (
                 "disk_space_low",
                 cfg.disk_low_bytes_floor,
                 "disk_low_bytes_floor",
             )
-        } else {
-            return out;
         };
         out.push(
             Issue::new(
@@ -1206,6 +1206,9 @@ impl RepairStrategy for Compact {
                         .is_none_or(|free| free >= self.store.compaction_bytes_needed())
             }
             "wal_over_bound" | "compaction_failed" => true,
+            // The table holds every acknowledged record; writing it out anew ends the uncertainty a failed flush or
+            // an uncut tail left (`Store::recover_from_poison`).
+            "store_poisoned" => true,
             // A sealed segment or snapshot lost beyond what parity can rebuild: the verified table in memory still
             // holds every document, so a new snapshot written from it replaces the lost file.
             "file_unreadable" | "snapshot_log_disagree" => true,
@@ -1243,7 +1246,18 @@ impl RepairStrategy for Compact {
             bytes: 0,
         })
     }
-    fn repair(&self, _issue: &Issue) -> Result<RepairReport, RepairError> {
+    fn repair(&self, issue: &Issue) -> Result<RepairReport, RepairError> {
+        if issue.code == "store_poisoned" {
+            let reason = self.store.stats().poisoned.unwrap_or_default();
+            self.store.recover_from_poison().map_err(to_repair_err)?;
+            return Ok(RepairReport {
+                actions: vec![format!(
+                    "wrote the verified table out anew (snapshot, new segment, manifest) and resumed writes after: \
+                     {reason}"
+                )],
+                data_loss: DataLoss::None,
+            });
+        }
         let before = self.store.wal_bytes();
         self.store.compact().map_err(to_repair_err)?;
         let free = self.store.free_bytes();
@@ -1274,6 +1288,10 @@ impl RepairStrategy for Compact {
                 Ok(())
             }
             "wal_record_damaged" | "mirror_damaged" => open_segment_verifies(&self.store),
+            "store_poisoned" => match self.store.stats().poisoned {
+                Some(p) => Err(RepairError::Validation(format!("still poisoned: {p}"))),
+                None => Ok(()),
+            },
             "manifest_copy_damaged" => {
                 for (name, r) in self.store.manifest_copies_ok() {
                     if let Err(e) = r {

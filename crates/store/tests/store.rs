@@ -436,6 +436,45 @@ fn a_failed_fsync_poisons_the_store() {
     s.put("c", doc(3)).unwrap();
 }
 
+/// A poisoned store is brought back without a restart once its disk works again: the verified table is written out
+/// anew (the engine's `compact` strategy for `store_poisoned`), writes resume, and a reopen finds every acknowledged
+/// document and none of the failed one. While the disk still fails, the recovery fails and the store stays stopped.
+#[test]
+fn a_poisoned_store_recovers_by_writing_the_table_out_anew_once_the_disk_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small();
+    let io = cfg.io.clone();
+    let s = Arc::new(Store::open(dir.path(), cfg).unwrap());
+    for i in 0..50 {
+        s.put(&format!("k{i}"), doc(i)).unwrap();
+    }
+    io.set_fail_fsync(true);
+    assert!(matches!(
+        s.put("failed", doc(99)),
+        Err(StoreError::Poisoned(_))
+    ));
+    let subject = StoreSubject::new(s.clone());
+    let poisoned = run_check(&subject, Tier::Shallow)
+        .issues
+        .into_iter()
+        .find(|i| i.code == "store_poisoned")
+        .expect("the quick check reports the poisoned store");
+    assert!(repair(&subject, &poisoned).is_err(), "the disk still fails");
+    assert!(matches!(s.put("c", doc(3)), Err(StoreError::Poisoned(_))));
+    io.set_fail_fsync(false);
+    repair(&subject, &poisoned).unwrap();
+    s.put("after", doc(7)).unwrap();
+    assert!(run_check(&subject, Tier::Comprehensive).passed);
+    drop(subject);
+    Arc::into_inner(s).unwrap().close().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    for i in 0..50 {
+        assert_eq!(s.get(&format!("k{i}")).unwrap(), Some(doc(i)));
+    }
+    assert_eq!(s.get("after").unwrap(), Some(doc(7)));
+    assert_eq!(s.get("failed").unwrap(), None, "never acknowledged");
+}
+
 #[test]
 fn a_damaged_snapshot_block_is_rebuilt_and_a_damaged_sidecar_regenerated() {
     let dir = tempfile::tempdir().unwrap();
