@@ -101,7 +101,11 @@ fn process_and_search_latency_are_in_status_metrics_and_the_probe_hides_its_ids(
     for key in ["resident_bytes", "open_fds", "threads"] {
         assert!(p[key].as_u64().unwrap() > 0, "{key}: {p}");
     }
-    assert!(p["cpu_seconds_total"].as_f64().unwrap() > 0.0, "{p}");
+    // CPU time is counted in clock ticks (10 ms): a daemon this idle may not have used one yet.
+    assert!(
+        p["cpu_seconds_total"].as_f64().is_some_and(|c| c >= 0.0),
+        "{p}"
+    );
     assert_eq!(
         status["search"]["vector"]["count"], 3,
         "{}",

@@ -1385,7 +1385,6 @@ fn backup_attack(
 
 /// `backup/` replaced by a regular file before the damage, removed 5 s after it.
 #[test]
-#[ignore = "breaks the promise: parity-rebuildable damage found while backup/ is unusable is escalated and never repaired, even after backup/ is usable again"]
 fn a_backup_directory_replaced_by_a_file_does_not_stop_a_repair_or_lose_anything() {
     backup_attack(
         "backup/ -> file",
@@ -1403,7 +1402,6 @@ fn a_backup_directory_replaced_by_a_file_does_not_stop_a_repair_or_lose_anything
 
 /// `backup/` made immutable (nothing can be created in it) before the damage, writable again 5 s after it.
 #[test]
-#[ignore = "breaks the promise: parity-rebuildable damage found while backup/ is unusable is escalated and never repaired, even after backup/ is usable again"]
 fn an_immutable_backup_directory_does_not_stop_a_repair_or_lose_anything() {
     backup_attack(
         "backup/ immutable",

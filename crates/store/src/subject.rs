@@ -805,8 +805,33 @@ impl HealthCheck for ScrubCheck {
 }
 
 /// Saves files under `backup/<tag>-<time>/` for rollback.
+/// Where repair backups go, and where they go when that directory cannot be used (`backup/` replaced by a file, made
+/// immutable, ...): a repair's backup is the environment's to provide, and an unusable `backup/` must not keep a
+/// repair that needs one from running.
+const BACKUP_DIRS: [&str; 2] = ["backup", "backup-fallback"];
+
+/// Saves files under `backup/<tag>-<time>/` (or `backup-fallback/...` when `backup/` cannot be used) for rollback.
 fn backup_files(store: &Store, tag: &str, rels: &[String]) -> Result<Backup, RepairError> {
-    let root = store.dir().join("backup");
+    let mut errors = Vec::new();
+    for sub in BACKUP_DIRS {
+        match backup_into(store, sub, tag, rels) {
+            Ok(b) => return Ok(b),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Err(RepairError::Io(format!(
+        "no backup directory could be used: {}",
+        errors.join("; ")
+    )))
+}
+
+fn backup_into(
+    store: &Store,
+    sub: &str,
+    tag: &str,
+    rels: &[String],
+) -> Result<Backup, RepairError> {
+    let root = store.dir().join(sub);
     let name = format!("{tag}-{}", now_us());
     let dir = root.join(&name);
     std::fs::create_dir_all(&dir)
@@ -835,7 +860,7 @@ fn backup_files(store: &Store, tag: &str, rels: &[String]) -> Result<Backup, Rep
         }
     }
     Ok(Backup {
-        location: format!("backup/{name}"),
+        location: format!("{sub}/{name}"),
         bytes,
     })
 }

@@ -109,16 +109,40 @@ async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> 
     }
 }
 
-/// Answers 413 at once when the request's `Content-Length` declares more than `http.request_body_bytes_max`,
-/// without reading the body: a client announcing a gigabyte is told so now, not after the request timeout.
+/// A refused body at most this many times `http.request_body_bytes_max` is read and discarded before the 413 goes
+/// out (for at most [`DRAIN_TIMEOUT`]): a client that sends its whole body before reading the answer — most do —
+/// then reads the 413 and its reason instead of a reset connection. A larger one is refused without reading.
+const DRAIN_FACTOR: u64 = 4;
+/// How long a refused body is drained at most before the 413 is sent anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Answers 413 when the request's `Content-Length` declares more than `http.request_body_bytes_max`, never
+/// buffering the body: one declared far beyond the limit (a client announcing a gigabyte) is answered at once, one
+/// moderately over it is drained first (bounded in bytes and time) so the client can read why.
 async fn refuse_declared_oversize(State(limit): State<u64>, req: Request, next: Next) -> Response {
+    use http_body_util::BodyExt as _;
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
-        Some(n) if n > limit => ApiError::declared_body_too_large(limit, n).into_response(),
+        Some(n) if n > limit => {
+            if n <= limit.saturating_mul(DRAIN_FACTOR) {
+                let mut body = req.into_body();
+                let drain = async {
+                    let mut seen = 0u64;
+                    while let Some(Ok(frame)) = body.frame().await {
+                        seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                        if seen >= n {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+            }
+            ApiError::declared_body_too_large(limit, n).into_response()
+        }
         _ => next.run(req).await,
     }
 }
