@@ -584,7 +584,6 @@ fn dir_attack(name: &str, pick: impl Fn(&Path) -> Option<PathBuf>) {
 
 /// `MANIFEST-A` replaced by a non-empty directory while running; MANIFEST-B is intact.
 #[test]
-#[ignore = "breaks the promise: MANIFEST-A replaced by a directory poisons the store at its next manifest write; every write is refused until a human restarts medic, although MANIFEST-B is intact"]
 fn a_manifest_replaced_by_a_directory_is_healed_and_loses_nothing() {
     dir_attack("MANIFEST-A -> directory", |data| {
         Some(data.join("MANIFEST-A")).filter(|p| p.is_file())

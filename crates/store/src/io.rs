@@ -263,6 +263,7 @@ pub fn write_file_atomic(faults: &IoFaults, path: &Path, bytes: &[u8]) -> io::Re
         write_all_at(faults, &f, bytes, 0)?;
         sync(faults, &f)?;
         drop(f);
+        move_aside_if_directory(path)?;
         std::fs::rename(&tmp, path)?;
         sync_dir(faults, dir)
     })();
@@ -270,6 +271,20 @@ pub fn write_file_atomic(faults: &IoFaults, path: &Path, bytes: &[u8]) -> io::Re
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// A directory where a data file belongs (put there by hand, or by a tool gone wrong) cannot be renamed over; it is
+/// moved aside to `<name>.not-a-file-<µs>` beside it, never deleted (it may hold someone's files), so the file can be
+/// written in its place.
+fn move_aside_if_directory(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let mut aside = path.as_os_str().to_os_string();
+            aside.push(format!(".not-a-file-{}", crate::lock::now_us()));
+            std::fs::rename(path, &aside)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Removes a file the store no longer needs (a link at `path` is removed itself, its target untouched); under a
