@@ -593,6 +593,21 @@ impl Harness {
                 self.torn_writes += 1;
                 Ok(self.injector.inject(&self.dir, kind)?)
             }
+            FaultKind::DescriptorExhaustion => {
+                self.io.set_open_errors(Some(crate::io::ErrnoFault {
+                    errno: libc::EMFILE,
+                    per_mille: 1000,
+                    seed: self.rng.random(),
+                }));
+                Ok(InjectedFault {
+                    kind,
+                    file: None,
+                    offset: None,
+                    len: None,
+                    detail: "every open of a data file fails with EMFILE (too many open files)"
+                        .into(),
+                })
+            }
             FaultKind::SlowIo => {
                 self.io.set_latency_us(SLOW_IO_LATENCY_US);
                 Ok(InjectedFault {
@@ -660,6 +675,7 @@ impl Harness {
     fn lift_environment_faults(&self) {
         self.io.set_quota_bytes(None);
         self.io.set_latency_us(0);
+        self.io.set_open_errors(None);
     }
 
     /// One round: background writes, one fault of `kind`, then [`Harness::heal`].
@@ -1005,6 +1021,7 @@ pub fn fault_matches(fault: &InjectedFault, issue: &Issue) -> bool {
                 || issue.summary.contains("disk space")
         }
         FaultKind::SlowIo => issue.code == "latency_anomaly" || issue.resource.contains("latency"),
+        FaultKind::DescriptorExhaustion => issue.code == "resource_exhausted",
         FaultKind::StaleLock => {
             matches!(issue.code.as_str(), "stale_lock" | "lock_file_damaged")
         }

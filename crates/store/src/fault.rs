@@ -60,6 +60,9 @@ pub enum FaultKind {
     /// `wal/`, `snap/` and both manifest copies deleted under the running store (a clean-up script run in the wrong
     /// directory): only the in-memory table still holds the data.
     LayoutDeleted,
+    /// The process out of file descriptors: every open of a data file fails with EMFILE (set on the store's I/O
+    /// hooks, as a crowd of clients would cause it), until the environment recovers.
+    DescriptorExhaustion,
 }
 
 impl FaultKind {
@@ -67,6 +70,9 @@ impl FaultKind {
     /// default campaign's seeds keep drawing what they always drew.
     pub const BEYOND_REDUNDANCY: [FaultKind; 2] =
         [FaultKind::FileAndSidecar, FaultKind::LayoutDeleted];
+
+    /// Resource exhaustion of the environment, drawn only when named (`--faults descriptor_exhaustion`).
+    pub const RESOURCES: [FaultKind; 1] = [FaultKind::DescriptorExhaustion];
 
     /// Every fault kind of the default campaign, in a fixed order.
     pub const ALL: [FaultKind; 8] = [
@@ -93,6 +99,7 @@ impl FaultKind {
             FaultKind::SlowIo => "slow_io",
             FaultKind::FileAndSidecar => "file_and_sidecar",
             FaultKind::LayoutDeleted => "layout_deleted",
+            FaultKind::DescriptorExhaustion => "descriptor_exhaustion",
         }
     }
 
@@ -125,6 +132,7 @@ impl FromStr for FaultKind {
         FaultKind::ALL
             .into_iter()
             .chain(FaultKind::BEYOND_REDUNDANCY)
+            .chain(FaultKind::RESOURCES)
             .find(|k| k.name() == wanted || k.name().replace('_', "-") == wanted)
             .ok_or_else(|| FaultError::UnknownKind(wanted.to_string()))
     }
@@ -150,7 +158,7 @@ pub enum FaultError {
     /// A fault name that is not one of [`FaultKind::ALL`].
     #[error(
         "unknown fault kind {0:?}; known: bit_flip, zero_range, torn_write, delete_file, misdirected_write, \
-         stale_lock, out_of_space, slow_io, file_and_sidecar, layout_deleted"
+         stale_lock, out_of_space, slow_io, file_and_sidecar, layout_deleted, descriptor_exhaustion"
     )]
     UnknownKind(String),
     /// The directory holds no file this fault can be aimed at.
@@ -372,7 +380,9 @@ impl Injector {
             FaultKind::DeleteFile => self.delete_file(dir),
             FaultKind::MisdirectedWrite => self.misdirected_write(dir),
             FaultKind::StaleLock => self.stale_lock(dir),
-            FaultKind::OutOfSpace | FaultKind::SlowIo => Err(FaultError::NoIoHooks(kind)),
+            FaultKind::OutOfSpace | FaultKind::SlowIo | FaultKind::DescriptorExhaustion => {
+                Err(FaultError::NoIoHooks(kind))
+            }
             FaultKind::FileAndSidecar => self.file_and_sidecar(dir),
             FaultKind::LayoutDeleted => layout_deleted(dir),
         }

@@ -28,6 +28,7 @@ fn seed_for(kind: FaultKind) -> u64 {
                 + FaultKind::ALL
                     .iter()
                     .chain(&FaultKind::BEYOND_REDUNDANCY)
+                    .chain(&FaultKind::RESOURCES)
                     .position(|k| *k == kind)
                     .unwrap() as u64,
         )
@@ -129,6 +130,13 @@ fn file_and_sidecar() {
 #[test]
 fn layout_deleted() {
     matrix(FaultKind::LayoutDeleted);
+}
+
+/// Every open failing with EMFILE for a while: reported as `resource_exhausted` (never damage, never escalated),
+/// and the store is back to normal by itself once descriptors are back.
+#[test]
+fn descriptor_exhaustion() {
+    matrix(FaultKind::DescriptorExhaustion);
 }
 
 /// Regression: `medic chaos --seed 1 --rounds 300` once stopped at round 43, where a misdirected write in the open
