@@ -1008,13 +1008,7 @@ impl Engine {
             }) else {
                 continue;
             };
-            let sources: BTreeSet<&str> = issues.iter().map(|i| i.source.as_str()).collect();
-            let checks: Vec<Arc<dyn HealthCheck>> = self
-                .subject
-                .checks()
-                .into_iter()
-                .filter(|c| sources.contains(c.name()))
-                .collect();
+            let checks = self.checks_that_reported(&issues);
             let problems: BTreeSet<(&str, &str)> = issues
                 .iter()
                 .map(|i| (i.code.as_str(), i.resource.as_str()))
@@ -1070,14 +1064,18 @@ impl Engine {
         }
     }
 
-    fn recheck(&mut self, issues: &[Issue], root: &Issue) -> Option<String> {
+    /// The subject's checks that reported any of `issues` (issues found outside a check have none).
+    fn checks_that_reported(&self, issues: &[Issue]) -> Vec<Arc<dyn HealthCheck>> {
         let sources: BTreeSet<&str> = issues.iter().map(|i| i.source.as_str()).collect();
-        let checks: Vec<Arc<dyn HealthCheck>> = self
-            .subject
+        self.subject
             .checks()
             .into_iter()
             .filter(|c| sources.contains(c.name()))
-            .collect();
+            .collect()
+    }
+
+    fn recheck(&mut self, issues: &[Issue], root: &Issue) -> Option<String> {
+        let checks = self.checks_that_reported(issues);
         let mut still = None;
         for check in &checks {
             let result = self.scheduler.run_one(check.as_ref(), self.clock.as_ref());
