@@ -9,30 +9,10 @@ use std::sync::Arc;
 
 use heal::{Clock, IssueKind, Subject, SystemClock};
 use store::io::ErrnoFault;
-use store::{Document, Store, StoreConfig, StoreSubject};
+use store::{Store, StoreSubject};
 
-fn small() -> StoreConfig {
-    StoreConfig {
-        segment_bytes_max: 8 << 10,
-        wal_bytes_max: 64 << 10,
-        block_bytes: 512,
-        parity_data_blocks: 4,
-        parity_blocks: 2,
-        disk_low_bytes_floor: 0,
-        disk_critical_bytes_floor: 0,
-        ..StoreConfig::default()
-    }
-}
-
-fn doc(i: usize) -> Document {
-    let mut meta = serde_json::Map::new();
-    meta.insert("i".into(), serde_json::json!(i));
-    Document {
-        text: format!("document number {i} {}", "x".repeat(i % 50)),
-        vector: Some(vec![i as f32, 0.5, -1.0]),
-        meta: Some(meta),
-    }
-}
+mod common;
+use common::*;
 
 fn engine_over(subject: Arc<dyn Subject>) -> (heal::engine::Engine, heal::SimClock) {
     let clock = heal::SimClock::new(SystemClock::new().now());

@@ -6,61 +6,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use heal::check::CheckContext;
 use heal::{Subject, SystemClock, Tier};
 use proptest::prelude::*;
 use store::{Document, Store, StoreConfig, StoreError, StoreSubject};
 
-fn small() -> StoreConfig {
-    StoreConfig {
-        segment_bytes_max: 8 << 10,
-        wal_bytes_max: 64 << 10,
-        block_bytes: 512,
-        parity_data_blocks: 4,
-        parity_blocks: 2,
-        disk_low_bytes_floor: 0,
-        disk_critical_bytes_floor: 0,
-        ..StoreConfig::default()
-    }
-}
-
-fn doc(i: usize) -> Document {
-    let mut meta = serde_json::Map::new();
-    meta.insert("i".into(), serde_json::json!(i));
-    Document {
-        text: format!("document number {i} {}", "x".repeat(i % 50)),
-        vector: Some(vec![i as f32, 0.5, -1.0]),
-        meta: Some(meta),
-    }
-}
-
-fn run_check(subject: &StoreSubject, tier: Tier) -> heal::CheckOutcome {
-    let clock = SystemClock::new();
-    let check = subject
-        .checks()
-        .into_iter()
-        .find(|c| c.tier() == tier)
-        .expect("a check of each tier");
-    use heal::Clock;
-    let ctx = CheckContext {
-        clock: &clock,
-        deadline: clock.now() + 60_000_000,
-    };
-    check.run(&ctx)
-}
-
-fn repair(subject: &StoreSubject, issue: &heal::Issue) -> Result<(), heal::RepairError> {
-    let s = subject
-        .strategies()
-        .into_iter()
-        .find(|s| s.can_repair(issue))
-        .unwrap_or_else(|| panic!("no strategy for {}", issue.code));
-    let b = s.backup(issue)?;
-    s.repair(issue)?;
-    s.validate(issue).inspect_err(|_| {
-        let _ = s.rollback(issue, &b);
-    })
-}
+mod common;
+use common::*;
 
 fn flip(path: &Path, offset: u64, len: usize) {
     let mut b = std::fs::read(path).unwrap();
