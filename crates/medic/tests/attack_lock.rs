@@ -247,10 +247,13 @@ fn a_stopped_and_continued_daemon_never_writes_after_a_takeover() {
     let pid = a.child.id();
     let w = Writers::start(&a.url, "s", 2, 100_000, false);
     w.wait_acked(200, Duration::from_secs(60));
+    // The writers stop first, so that no commit is in flight when A is stopped: a commit already past its fence
+    // when the process is frozen completes after SIGCONT (the window FORMAT.md's lock section describes, which
+    // only storage-side fencing closes across hosts). What is tested here is that no new write starts.
+    let log = w.finish();
 
     signal(pid, "-STOP");
     let stopped = Instant::now();
-    let acked_at_stop = w.acked_count();
     let stale = Duration::from_millis(store::lock::LOCK_STALE_AFTER_MS);
     // Same host: refused while A lives, however old its heartbeat.
     std::thread::sleep(stale + Duration::from_secs(1) - stopped.elapsed().min(stale));
@@ -275,7 +278,6 @@ fn a_stopped_and_continued_daemon_never_writes_after_a_takeover() {
     let (s, _, body) = a.request("PUT", "/v1/docs/after-cont", Some(&support::doc(1)));
     assert_eq!(s, 503, "a write after the takeover: {body}");
     assert!(body.contains("medic-other-host"), "{body}");
-    let log = w.finish();
     eprintln!(
         "{}; stopped {:?}, continued {:?} ago",
         log.summary(),
@@ -286,13 +288,6 @@ fn a_stopped_and_continued_daemon_never_writes_after_a_takeover() {
         store_files(&data),
         before,
         "A wrote to the store after the takeover"
-    );
-    // Only requests answered around the moment of the stop can have been acknowledged after it (those in flight
-    // during the stop time out client-side at 30 s, unanswered).
-    assert!(
-        log.acked().len() <= acked_at_stop + 2,
-        "acknowledged after the stop: {} > {acked_at_stop} + 2",
-        log.acked().len()
     );
     // Reads go on.
     let first = log.acked()[0];
