@@ -1882,10 +1882,11 @@ impl Store {
         let faults = &*self.cfg.io;
         let id = w.seg.id;
         let rel = wal::seg_name(id);
-        // Read through the open descriptor: the path may no longer name it. Should even that fail, the table holds
-        // every record the segment does, so the segment is replaced by a compaction instead of sealed.
+        // Read through the open descriptor (the caller, `write_batch`, has just checked that the segment is still
+        // the file at its path). Should the read fail, the table holds every record the segment does, so the
+        // segment is replaced by a compaction instead of sealed.
         let mut bytes = read_fd(&w.seg.file, w.seg.len as usize);
-        if bytes.len() as u64 != w.seg.len || !self.open_segment_linked(w) {
+        if bytes.len() as u64 != w.seg.len {
             return self.compact_locked(w, true);
         }
         let mir = w
