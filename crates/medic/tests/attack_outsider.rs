@@ -122,6 +122,19 @@ fn assert_nothing_lost(d: &Daemon, what: &str) {
 /// Damage a test must undo on drop: a mount, an immutable flag.
 struct Undo(String);
 
+/// A tmpfs of `size` (e.g. `16m`) mounted at `<dir>/mnt`, unmounted when the returned guard drops.
+fn mount_tmpfs(dir: &Path, size: &str) -> (PathBuf, Undo) {
+    let mnt = dir.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let (ok, out) = sh(&format!(
+        "mount -t tmpfs -o size={size} tmpfs {}",
+        mnt.display()
+    ));
+    assert!(ok, "mount tmpfs: {out}");
+    let undo = Undo(format!("umount -l {}", mnt.display()));
+    (mnt, undo)
+}
+
 impl Drop for Undo {
     fn drop(&mut self) {
         let _ = sh(&self.0);
@@ -161,14 +174,7 @@ fn wait_writes_resume(d: &Daemon, w: &Writers, since: usize, more: usize, secs: 
 #[test]
 fn enospc_on_a_small_tmpfs_refuses_writes_then_resumes_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let (ok, out) = sh(&format!(
-        "mount -t tmpfs -o size=24m tmpfs {}",
-        mnt.display()
-    ));
-    assert!(ok, "mount tmpfs: {out}");
-    let _umount = Undo(format!("umount -l {}", mnt.display()));
+    let (mnt, _umount) = mount_tmpfs(tmp.path(), "24m");
     let data = mnt.join("data");
     let cfg = config(
         tmp.path(),
@@ -1708,14 +1714,7 @@ fn sigterm_during_repair_at_open_loses_nothing() {
 #[test]
 fn sigkill_while_the_device_is_full_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let (ok, out) = sh(&format!(
-        "mount -t tmpfs -o size=16m tmpfs {}",
-        mnt.display()
-    ));
-    assert!(ok, "mount tmpfs: {out}");
-    let _umount = Undo(format!("umount -l {}", mnt.display()));
+    let (mnt, _umount) = mount_tmpfs(tmp.path(), "16m");
     let data = mnt.join("data");
     let cfg = config(
         tmp.path(),
