@@ -7,6 +7,7 @@
 pub mod chaos;
 pub mod codec;
 pub mod config;
+pub mod derived;
 pub mod error;
 pub mod fault;
 pub mod io;
@@ -20,6 +21,7 @@ pub mod wal;
 
 pub use codec::Document;
 pub use config::{Limits, StoreConfig};
+pub use derived::{Agreement, Change, DerivedError, DerivedIndex, Truth};
 pub use error::StoreError;
 pub use io::IoFaults;
 pub use store::{

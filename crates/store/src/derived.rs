@@ -1,0 +1,134 @@
+//! Derived data: what is computed from the log and can always be rebuilt from it — the full-text index, vector
+//! indexes, the brute-force vector reader. This module owns the contract every such index implements
+//! ([`DerivedIndex`]) and the types that cross it ([`Change`], [`Truth`], [`Agreement`], [`DerivedError`]).
+//!
+//! The log and snapshots are the truth; an index is a cache of it that may be behind, damaged or deleted at any
+//! moment, and is then caught up or rebuilt. Invariants (FORMAT.md states them too; tests assert them):
+//! - An index never holds an LSN that is not durable in the log: a change is handed to an index only after the
+//!   commit that wrote it was fsynced (the commit leader fills the change feed after `write_batch` succeeded).
+//! - An index error never fails or delays a write: the feed is bounded; an index that cannot keep up or fails is
+//!   marked behind and catches up later (through the one replay of the log from its applied LSN, or a rebuild from
+//!   the table when the log no longer covers that LSN).
+//! - Index files live under `idx/<collection>/<name>/` and may be deleted at any time: a missing or damaged index is
+//!   rebuilt, never trusted.
+//! - Nothing is rebuilt while the store is degraded (acknowledged records lost): a rebuild would bake the loss in.
+//! - `applied_lsn` only grows except through `rebuild`, and after `persist` a reopened index reports at least the
+//!   LSN persisted.
+
+use std::sync::Arc;
+
+use crate::codec::Document;
+
+/// The collection every document belongs to until collections are declared.
+pub const DEFAULT_COLLECTION: &str = "default";
+
+/// Where the index files of one index live, relative to the data directory: `idx/<collection>/<name>`.
+pub fn index_dir_rel(collection: &str, name: &str) -> String {
+    format!("idx/{collection}/{name}")
+}
+
+/// One change of the log, as an index applies it. LSNs handed to one index strictly increase.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The LSN of the record that made the change (durable in the log).
+    pub lsn: u64,
+    /// The collection of the document.
+    pub collection: Arc<str>,
+    /// The document's id.
+    pub id: Arc<str>,
+    /// The document as of this change; `None` for a delete.
+    pub doc: Option<Arc<Document>>,
+}
+
+/// What the index is checked against: the table's version (LSN of the record that wrote it) of some documents, as
+/// of LSN `lsn`, and how many documents the collection had then. An index whose applied LSN equals `lsn` must hold
+/// exactly those versions (`None`: absent) and `count` documents.
+#[derive(Clone, Debug)]
+pub struct Truth {
+    /// The LSN the table was read at.
+    pub lsn: u64,
+    /// Documents of the collection at `lsn`.
+    pub count: u64,
+    /// Sampled ids with the LSN of their current version (`None`: the id is absent at `lsn`).
+    pub sample: Vec<(String, Option<u64>)>,
+}
+
+/// The outcome of [`DerivedIndex::check`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Agreement {
+    /// Documents the index holds.
+    pub count: u64,
+    /// Each disagreement with the truth, described (id, what the table says, what the index says).
+    pub disagreements: Vec<String>,
+    /// Damage found in the index's own files (checksums), described with the file.
+    pub damage: Vec<String>,
+}
+
+impl Agreement {
+    /// Nothing wrong.
+    pub fn agrees(&self) -> bool {
+        self.disagreements.is_empty() && self.damage.is_empty()
+    }
+}
+
+/// An index's failure. Never fails a write; it makes the index fall behind (and, when it says so, rebuilt).
+#[derive(Debug, thiserror::Error)]
+pub enum DerivedError {
+    /// The index files are damaged or missing: rebuild from the table.
+    #[error("index {index} is damaged: {reason}")]
+    Damaged { index: String, reason: String },
+    /// An I/O error (a full disk, too many open files): retry later, the files are not known to be damaged.
+    #[error("index {index}: {context}: {source}")]
+    Io {
+        index: String,
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A change the index cannot take (e.g. a vector of another dimension): named, the rest applied.
+    #[error("index {index}: document {id:?} at LSN {lsn} not indexed: {reason}")]
+    Refused {
+        index: String,
+        id: String,
+        lsn: u64,
+        reason: String,
+    },
+    /// Anything else the index reports.
+    #[error("index {index}: {reason}")]
+    Other { index: String, reason: String },
+}
+
+/// Data derived from the log. Implemented by every index (`index-text`, `index-vector`, the brute-force reader);
+/// driven by the store's feed: changes in LSN order, persisted now and then, checked against the table, rebuilt.
+pub trait DerivedIndex: Send + Sync {
+    /// The index's name (`text`, `hnsw`, `ivf`, `flat`): its directory is `idx/<collection>/<name>/`.
+    fn name(&self) -> &str;
+
+    /// The collection it indexes.
+    fn collection(&self) -> &str;
+
+    /// The highest LSN whose change this index has applied (what a search sees). 0 for an empty index.
+    fn applied_lsn(&self) -> u64;
+
+    /// The highest LSN made durable by [`DerivedIndex::persist`] (what a reopen starts from).
+    fn persisted_lsn(&self) -> u64;
+
+    /// Applies changes, LSNs strictly increasing and above [`DerivedIndex::applied_lsn`]. A change the index cannot
+    /// take is skipped and reported as [`DerivedError::Refused`] after the rest were applied; any other error leaves
+    /// `applied_lsn` at the last change applied.
+    fn apply(&self, changes: &[Change]) -> Result<(), DerivedError>;
+
+    /// Makes every applied change durable in the index's files (with the applied LSN); returns the persisted LSN.
+    fn persist(&self) -> Result<u64, DerivedError>;
+
+    /// Compares the index with the table ([`Truth`]) and verifies its own files' checksums.
+    fn check(&self, truth: &Truth) -> Result<Agreement, DerivedError>;
+
+    /// Drops everything and indexes `docs` (every document of the collection at `lsn`), then persists with `lsn` as
+    /// the applied LSN.
+    fn rebuild(
+        &self,
+        docs: &mut dyn Iterator<Item = (Arc<str>, Arc<Document>)>,
+        lsn: u64,
+    ) -> Result<(), DerivedError>;
+}
