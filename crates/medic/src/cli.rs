@@ -195,7 +195,7 @@ pub enum Command {
     Load {
         #[command(flatten)]
         data: DataArg,
-        /// The file.
+        /// The file; `-` reads standard input.
         file: PathBuf,
     },
     /// Inject faults into a scratch store and measure detection and repair.
@@ -656,17 +656,14 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             with_backend(cli, data, |b| search(out, b, &query))
         }
         Command::Load { data, file } => {
-            let total = load::validate(file)?;
+            let input = load::Input::open(file)?;
+            let total = load::validate(&input)?;
             with_backend(cli, data, |b| {
-                let summary = load::write(b, file, total)?;
+                let summary = load::write(b, &input, total)?;
                 if out.json {
                     out.json_line(&serde_json::to_value(summary)?);
                 } else {
-                    println!(
-                        "loaded {} documents from {}",
-                        summary.written,
-                        file.display()
-                    );
+                    println!("loaded {} documents from {}", summary.written, input.name());
                 }
                 Ok(EXIT_OK)
             })

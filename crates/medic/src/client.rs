@@ -152,6 +152,26 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, ClientError> {
+        self.send(method, path, body.map_or(Payload::None, Payload::Json))
+    }
+
+    /// `POST /v1/docs` with an NDJSON body (one document a line): `{"written","first_lsn","last_lsn",...}` once
+    /// durable.
+    pub fn bulk(&self, ndjson: &[u8]) -> Result<Value, ClientError> {
+        let a = self.send("POST", "/v1/docs", Payload::Ndjson(ndjson))?;
+        if (200..300).contains(&a.status) {
+            Ok(a.body)
+        } else {
+            Err(self.status_error("POST", "/v1/docs", a))
+        }
+    }
+
+    fn send(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Payload<'_>,
+    ) -> Result<Answer, ClientError> {
         let url = self.url(path);
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let result = match (method, body) {
@@ -179,8 +199,11 @@ impl Client {
                     r = r.header("Authorization", a);
                 }
                 match b {
-                    Some(v) => r.send_json(v),
-                    None => r.send_empty(),
+                    Payload::Json(v) => r.send_json(v),
+                    Payload::Ndjson(bytes) => {
+                        r.header("Content-Type", "application/x-ndjson").send(bytes)
+                    }
+                    Payload::None => r.send_empty(),
                 }
             }
         };
@@ -358,6 +381,13 @@ fn transport_reason(e: &ureq::Error) -> String {
         ureq::Error::HostNotFound => "host not found".to_string(),
         other => other.to_string(),
     }
+}
+
+/// A request body.
+enum Payload<'a> {
+    None,
+    Json(&'a Value),
+    Ndjson(&'a [u8]),
 }
 
 /// Percent-encodes one path segment: everything but RFC 3986's unreserved characters. Done by hand: six lines

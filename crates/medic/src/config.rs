@@ -91,6 +91,11 @@ pub struct HttpConfig {
     pub header_read_timeout_ms: u64,
     /// A kept-alive connection with no request for this long is closed.
     pub idle_timeout_ms: u64,
+    /// The largest body of a bulk ingest (`POST /v1/docs`, NDJSON); larger ones get 413. The body is held in memory
+    /// while it is validated.
+    pub bulk_body_bytes_max: u64,
+    /// The most documents one bulk ingest body may hold.
+    pub bulk_docs_max: u64,
 }
 
 /// `[checks]`: how often each tier of health checks runs, and the cycle's time limit.
@@ -231,6 +236,8 @@ impl Default for HttpConfig {
             connections_max: 512,
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 30_000,
+            bulk_body_bytes_max: 256 * 1024 * 1024,
+            bulk_docs_max: 1_000_000,
         }
     }
 }
@@ -461,6 +468,14 @@ impl Config {
             " ms",
         )?;
         check_range("http.search_k_max", h.search_k_max, 1, 100_000, "")?;
+        check_range(
+            "http.bulk_body_bytes_max",
+            h.bulk_body_bytes_max,
+            1024,
+            1 << 34,
+            " bytes",
+        )?;
+        check_range("http.bulk_docs_max", h.bulk_docs_max, 1, 100_000_000, "")?;
         check_range(
             "http.incidents_listed_max",
             h.incidents_listed_max,
@@ -1082,6 +1097,11 @@ connections_max = 512
 header_read_timeout_ms = 10000
 # A kept-alive connection with no request for this long is closed (100..=3600000 ms).
 idle_timeout_ms = 30000
+# The largest body of a bulk ingest, `POST /v1/docs` with one JSON document a line (1024..=17179869184 bytes);
+# larger ones get 413. The body is held in memory while every line is validated, before anything is written.
+bulk_body_bytes_max = 268435456
+# The most documents in one bulk ingest body (1..=100000000).
+bulk_docs_max = 1000000
 
 [checks]
 # The shallow tier (headers, liveness, a sample of blocks) runs this often; so does the healing cycle (10..=3600000 ms).

@@ -175,6 +175,22 @@ impl Backend for Daemon {
         self.client.put_doc(id, doc).map_err(lift)
     }
 
+    /// One `POST /v1/docs` (NDJSON): the daemon validates the whole body before writing any of it.
+    fn put_batch(&self, docs: &[(u64, String, Value)]) -> Option<anyhow::Result<()>> {
+        let mut body = Vec::new();
+        for (_, id, doc) in docs {
+            let mut line = doc.clone();
+            if let Some(m) = line.as_object_mut() {
+                m.insert("id".into(), Value::String(id.clone()));
+            }
+            if let Err(e) = serde_json::to_writer(&mut body, &line) {
+                return Some(Err(e.into()));
+            }
+            body.push(b'\n');
+        }
+        Some(self.client.bulk(&body).map(|_| ()).map_err(lift))
+    }
+
     fn get(&self, id: &str) -> anyhow::Result<Option<Value>> {
         self.client.get_doc(id).map_err(lift)
     }

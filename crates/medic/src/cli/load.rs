@@ -5,6 +5,10 @@
 //! number. The second writes line by line, each document durable before the next; if the store refuses one (e.g. a
 //! dimension that disagrees with documents already stored), the load stops there, names the line, and says how many
 //! lines before it were written: nothing from that line on is written, nothing is half-written.
+//!
+//! Through a daemon each batch is one `POST /v1/docs` (NDJSON), which the daemon validates whole and writes in group
+//! commits. `medic load -` reads standard input, spooled to a temporary file so it can be checked before anything is
+//! written. Fields other than id, text, vector and meta are ignored, with one warning naming them.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -25,7 +29,6 @@ pub const LOAD_ID_BYTES_MAX: usize = 256;
 
 /// One line of a load file.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Line {
     id: String,
     text: String,
@@ -33,6 +36,43 @@ struct Line {
     vector: Option<Vec<f32>>,
     #[serde(default)]
     meta: Option<Map<String, Value>>,
+    /// Any other field: ignored, named once in a warning.
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+/// What is loaded: a file, or standard input spooled to a temporary file (removed when this drops).
+pub struct Input {
+    path: std::path::PathBuf,
+    name: String,
+    _spool: Option<tempfile::NamedTempFile>,
+}
+
+impl Input {
+    /// `-` is standard input, anything else a file path.
+    pub fn open(arg: &Path) -> anyhow::Result<Input> {
+        if arg != Path::new("-") {
+            return Ok(Input {
+                path: arg.to_path_buf(),
+                name: arg.display().to_string(),
+                _spool: None,
+            });
+        }
+        let mut spool = tempfile::NamedTempFile::new()
+            .context("creating a temporary file to hold standard input")?;
+        std::io::copy(&mut std::io::stdin().lock(), spool.as_file_mut())
+            .context("reading standard input")?;
+        Ok(Input {
+            path: spool.path().to_path_buf(),
+            name: "<stdin>".into(),
+            _spool: Some(spool),
+        })
+    }
+
+    /// How messages name it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl Line {
@@ -61,13 +101,17 @@ pub struct LoadSummary {
     pub blank: u64,
 }
 
-/// Reads the file line by line, calling `f(line_no, id, body)` for every non-blank line (1-based line numbers).
+/// Reads the input line by line, calling `f(line_no, id, body)` for every non-blank line (1-based line numbers) and
+/// `on_extra(line_no, fields)` for a line with fields other than the four.
 fn each_line(
-    path: &Path,
+    input: &Input,
+    mut on_extra: impl FnMut(u64, serde_json::map::Keys<'_>),
     mut f: impl FnMut(u64, String, Value) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
+    let path = &input.path;
+    let shown = &input.name;
     // A file that is not there, not readable or not a file is the caller's mistake: exit 2, naming the path.
-    let not_loadable = |why: String| UsageError(format!("cannot load {}: {why}", path.display()));
+    let not_loadable = |why: String| UsageError(format!("cannot load {shown}: {why}"));
     let file = File::open(path).map_err(|e| not_loadable(e.to_string()))?;
     if file.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(not_loadable("it is a directory, not a JSON Lines file".into()).into());
@@ -81,7 +125,7 @@ fn each_line(
         let n = (&mut reader)
             .take(LOAD_LINE_BYTES_MAX as u64 + 1)
             .read_until(b'\n', &mut buf)
-            .with_context(|| format!("{}: reading line {}", path.display(), line_no + 1))?;
+            .with_context(|| format!("{shown}: reading line {}", line_no + 1))?;
         if n == 0 {
             break;
         }
@@ -89,14 +133,14 @@ fn each_line(
         if buf.len() > LOAD_LINE_BYTES_MAX && buf.last() != Some(&b'\n') {
             return Err(UsageError(format!(
                 "{}:{line_no}: line is over load_line_bytes_max = {LOAD_LINE_BYTES_MAX} bytes; nothing was written",
-                path.display()
+                shown
             ))
             .into());
         }
         let text = std::str::from_utf8(&buf).map_err(|e| {
             UsageError(format!(
                 "{}:{line_no}: not UTF-8 (at byte {}); nothing was written",
-                path.display(),
+                shown,
                 e.valid_up_to()
             ))
         })?;
@@ -109,9 +153,12 @@ fn each_line(
             UsageError(format!(
                 "{}:{line_no}: not a document line ({e}); expected {{\"id\", \"text\", \"vector\"?, \"meta\"?}}; \
                  nothing was written",
-                path.display()
+                shown
             ))
         })?;
+        if !line.extra.is_empty() {
+            on_extra(line_no, line.extra.keys());
+        }
         let (id, body) = line.body();
         f(line_no, id, body)?;
     }
@@ -119,46 +166,64 @@ fn each_line(
 }
 
 /// Checks every line without writing anything; returns the number of documents.
-pub fn validate(path: &Path) -> anyhow::Result<u64> {
+pub fn validate(input: &Input) -> anyhow::Result<u64> {
+    let shown = input.name();
     let mut docs = 0u64;
     let mut dim: Option<(usize, u64)> = None;
-    each_line(path, |line_no, id, body| {
-        let bad = |what: String| -> anyhow::Error {
-            UsageError(format!(
-                "{}:{line_no}: {what}; nothing was written",
-                path.display()
-            ))
-            .into()
-        };
-        if id.is_empty() {
-            return Err(bad("empty id".into()));
-        }
-        if id.len() > LOAD_ID_BYTES_MAX {
-            return Err(bad(format!(
-                "id is {} bytes, over id_bytes_max = {LOAD_ID_BYTES_MAX}",
-                id.len()
-            )));
-        }
-        if let Some(v) = body.get("vector").and_then(Value::as_array) {
-            // serde_json turns a non-finite f32 into null, so a finite check is on the parsed floats: an overflowing
-            // literal such as 1e999 does not parse as f32 and is refused above.
-            if v.iter().any(|x| x.as_f64().is_none_or(|f| !f.is_finite())) {
-                return Err(bad("vector has a non-finite value".into()));
-            }
-            match dim {
-                None => dim = Some((v.len(), line_no)),
-                Some((d, first)) if d != v.len() => {
-                    return Err(bad(format!(
-                        "vector has {} dimensions, line {first} has {d}",
-                        v.len()
-                    )));
+    let mut extra: Vec<(String, u64)> = Vec::new();
+    each_line(
+        input,
+        |line_no, keys| {
+            for k in keys {
+                if !extra.iter().any(|(e, _)| e == k) {
+                    extra.push((k.clone(), line_no));
                 }
-                _ => {}
             }
-        }
-        docs += 1;
-        Ok(())
-    })?;
+        },
+        |line_no, id, body| {
+            let bad = |what: String| -> anyhow::Error {
+                UsageError(format!("{shown}:{line_no}: {what}; nothing was written")).into()
+            };
+            if id.is_empty() {
+                return Err(bad("empty id".into()));
+            }
+            if id.len() > LOAD_ID_BYTES_MAX {
+                return Err(bad(format!(
+                    "id is {} bytes, over id_bytes_max = {LOAD_ID_BYTES_MAX}",
+                    id.len()
+                )));
+            }
+            if let Some(v) = body.get("vector").and_then(Value::as_array) {
+                // serde_json turns a non-finite f32 into null, so a finite check is on the parsed floats: an overflowing
+                // literal such as 1e999 does not parse as f32 and is refused above.
+                if v.iter().any(|x| x.as_f64().is_none_or(|f| !f.is_finite())) {
+                    return Err(bad("vector has a non-finite value".into()));
+                }
+                match dim {
+                    None => dim = Some((v.len(), line_no)),
+                    Some((d, first)) if d != v.len() => {
+                        return Err(bad(format!(
+                            "vector has {} dimensions, line {first} has {d}",
+                            v.len()
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+            docs += 1;
+            Ok(())
+        },
+    )?;
+    if !extra.is_empty() {
+        let named: Vec<String> = extra
+            .iter()
+            .map(|(k, l)| format!("{k:?} (first on line {l})"))
+            .collect();
+        eprintln!(
+            "warning: {shown}: ignoring fields that are not document fields (id, text, vector, meta): {}",
+            named.join(", ")
+        );
+    }
     Ok(docs)
 }
 
@@ -173,7 +238,8 @@ type Pending = Vec<(u64, String, Value)>;
 /// Writes the file, already checked by [`validate`] (`total` documents), into `backend`, in batches of up to
 /// [`LOAD_BATCH_DOCS_MAX`] documents. A batch the backend refuses as bad input wrote nothing, so it is retried one
 /// document at a time to name the exact line and keep every line before it.
-pub fn write(backend: &dyn Backend, path: &Path, total: u64) -> anyhow::Result<LoadSummary> {
+pub fn write(backend: &dyn Backend, input: &Input, total: u64) -> anyhow::Result<LoadSummary> {
+    let shown = input.name();
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     if let Ok(style) =
         ProgressStyle::with_template("{bar:40} {pos}/{len} docs  {per_sec}  eta {eta}")
@@ -183,17 +249,22 @@ pub fn write(backend: &dyn Backend, path: &Path, total: u64) -> anyhow::Result<L
     let mut written = 0u64;
     let mut pending: Pending = Vec::new();
     let mut pending_bytes = 0usize;
-    let blank = each_line(path, |line_no, id, body| {
-        pending_bytes += body.get("text").and_then(Value::as_str).map_or(0, str::len) + id.len();
-        pending.push((line_no, id, body));
-        if pending.len() >= LOAD_BATCH_DOCS_MAX || pending_bytes >= LOAD_BATCH_BYTES_MAX {
-            flush(backend, path, &mut pending, &mut written, &bar)?;
-            pending_bytes = 0;
-        }
-        Ok(())
-    })
+    let blank = each_line(
+        input,
+        |_, _| {},
+        |line_no, id, body| {
+            pending_bytes +=
+                body.get("text").and_then(Value::as_str).map_or(0, str::len) + id.len();
+            pending.push((line_no, id, body));
+            if pending.len() >= LOAD_BATCH_DOCS_MAX || pending_bytes >= LOAD_BATCH_BYTES_MAX {
+                flush(backend, shown, &mut pending, &mut written, &bar)?;
+                pending_bytes = 0;
+            }
+            Ok(())
+        },
+    )
     .and_then(|blank| {
-        flush(backend, path, &mut pending, &mut written, &bar)?;
+        flush(backend, shown, &mut pending, &mut written, &bar)?;
         Ok(blank)
     });
     bar.finish_and_clear();
@@ -205,7 +276,7 @@ pub fn write(backend: &dyn Backend, path: &Path, total: u64) -> anyhow::Result<L
 
 fn flush(
     backend: &dyn Backend,
-    path: &Path,
+    shown: &str,
     pending: &mut Pending,
     written: &mut u64,
     bar: &ProgressBar,
@@ -226,7 +297,7 @@ fn flush(
             return Err(anyhow::anyhow!(
                 "{}:{first_line}: writing the batch of lines {first_line}..={} failed: {e:#}; the {written} \
                  documents before line {first_line} were written, the batch was not acknowledged",
-                path.display(),
+                shown,
                 batch[batch.len() - 1].0
             ));
         }
@@ -243,7 +314,7 @@ fn flush(
             };
             let msg = format!(
                 "{}:{line_no}: document {id:?} refused: {e:#}; {kept}",
-                path.display()
+                shown
             );
             if e.downcast_ref::<UsageError>().is_some() {
                 anyhow::Error::from(UsageError(msg))

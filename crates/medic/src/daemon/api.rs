@@ -152,6 +152,73 @@ pub async fn put_doc(
     Ok(Json(json!({ "id": id, "lsn": lsn })))
 }
 
+/// `POST /v1/docs`: bulk ingest of an NDJSON body (see [`super::bulk`]). 200
+/// `{"written","first_lsn","last_lsn","lines","duplicates","warnings"}` once every document is durable; 400 naming
+/// the first bad line with nothing written; 413 over `http.bulk_body_bytes_max`; a store refusal mid-way says how
+/// many documents were durable before it.
+pub async fn bulk_docs(
+    State(s): State<ApiState>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let http = &s.app.config().http;
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::body_over(
+                "http.bulk_body_bytes_max",
+                http.bulk_body_bytes_max,
+            ));
+        }
+        Err(r) => return Err(ApiError::bad_request(r.body_text())),
+    };
+    // Under memory pressure a large load is refused before it adds to the table held in memory.
+    s.app
+        .memory()
+        .admit_write(body.len() as u64)
+        .map_err(|p| ApiError::unavailable(p.to_string()))?;
+    let store = s.app.store().clone();
+    let docs_max = http.bulk_docs_max;
+    blocking(&s.metrics, Operation::Bulk, move || {
+        let limits = store.config().limits.clone();
+        let parsed = super::bulk::parse(&body, &limits, store.stats().vector_dim, docs_max)
+            .map_err(|e| ApiError::bad_request(format!("{e}; nothing was written")))?;
+        drop(body);
+        let (lines, duplicates) = (parsed.lines, parsed.duplicates);
+        let warnings = super::bulk::warnings(&parsed.ignored);
+        for w in &warnings {
+            tracing::warn!("bulk ingest: {w}");
+        }
+        let batches = super::bulk::batches(parsed.docs, store.config().commit_batch_bytes_max);
+        match super::bulk::write(&store, batches) {
+            Ok(w) => Ok(Json(json!({
+                "written": w.written,
+                "first_lsn": w.first_lsn,
+                "last_lsn": w.last_lsn,
+                "lines": lines,
+                "duplicates": duplicates,
+                "warnings": warnings,
+            }))),
+            Err(refused) => {
+                let (w, line, e) = *refused;
+                let base = ApiError::from(e);
+                let done = if w.written == 0 {
+                    "nothing was written".to_string()
+                } else {
+                    format!(
+                        "{} documents were durable before it (LSN {}..={}), nothing from line {line} on",
+                        w.written, w.first_lsn, w.last_lsn
+                    )
+                };
+                Err(ApiError::new(
+                    base.status,
+                    format!("the batch from line {line} was refused: {}; {done}", base.message),
+                ))
+            }
+        }
+    })
+    .await
+}
+
 /// The response header naming the LSN of the version a `GET /v1/docs/{id}` answers.
 pub const LSN_HEADER: &str = "medic-lsn";
 

@@ -47,19 +47,24 @@ impl ApiError {
 
     /// The 413 answer for a body over `request_body_bytes_max`.
     pub fn body_too_large(limit: u64) -> Self {
+        Self::body_over("http.request_body_bytes_max", limit)
+    }
+
+    /// The 413 answer for a body over the limit `key` = `limit`.
+    pub fn body_over(key: &str, limit: u64) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is over http.request_body_bytes_max = {limit} bytes"),
+            format!("request body is over {key} = {limit} bytes"),
         )
     }
 
     /// The 413 answer for a request whose `Content-Length` declares more than `request_body_bytes_max`, given
     /// before any of the body is read.
-    pub fn declared_body_too_large(limit: u64, declared: u64) -> Self {
+    pub fn declared_body_too_large(key: &str, limit: u64, declared: u64) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "request body of {declared} bytes (Content-Length) is over http.request_body_bytes_max = {limit} bytes"
+                "request body of {declared} bytes (Content-Length) is over {key} = {limit} bytes"
             ),
         )
     }

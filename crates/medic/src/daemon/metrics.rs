@@ -31,6 +31,8 @@ const INCIDENTS_TRACKED_MAX: usize = 10_000;
 pub enum Operation {
     /// `PUT /v1/docs/{id}`, until durable.
     Put,
+    /// `POST /v1/docs` (bulk ingest), validation and every commit until durable.
+    Bulk,
     /// `GET /v1/docs/{id}`.
     Get,
     /// `DELETE /v1/docs/{id}`, until durable.
@@ -48,6 +50,7 @@ impl Operation {
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Put => "put",
+            Operation::Bulk => "bulk",
             Operation::Get => "get",
             Operation::Delete => "delete",
             Operation::Search => "search",

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+mod bulk;
 pub mod error;
 pub mod listen;
 pub mod metrics;
@@ -55,6 +56,12 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
     let timeout = Duration::from_millis(http.request_timeout_ms);
     Router::new()
         .route(
+            "/v1/docs",
+            post(api::bulk_docs).layer(DefaultBodyLimit::max(
+                usize::try_from(http.bulk_body_bytes_max).unwrap_or(usize::MAX),
+            )),
+        )
+        .route(
             "/v1/docs/{id}",
             put(api::put_doc).get(api::get_doc).delete(api::delete_doc),
         )
@@ -89,7 +96,10 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
         ))
         .layer(middleware::from_fn_with_state(timeout, time_limit))
         .layer(middleware::from_fn_with_state(
-            http.request_body_bytes_max,
+            BodyLimits {
+                request: http.request_body_bytes_max,
+                bulk: http.bulk_body_bytes_max,
+            },
             refuse_declared_oversize,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
@@ -119,8 +129,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Answers 413 when the request's `Content-Length` declares more than `http.request_body_bytes_max`, never
 /// buffering the body: one declared far beyond the limit (a client announcing a gigabyte) is answered at once, one
 /// moderately over it is drained first (bounded in bytes and time) so the client can read why.
-async fn refuse_declared_oversize(State(limit): State<u64>, req: Request, next: Next) -> Response {
+async fn refuse_declared_oversize(
+    State(limits): State<BodyLimits>,
+    req: Request,
+    next: Next,
+) -> Response {
     use http_body_util::BodyExt as _;
+    let (key, limit) = limits.of(&req);
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -141,9 +156,28 @@ async fn refuse_declared_oversize(State(limit): State<u64>, req: Request, next: 
                 };
                 let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
             }
-            ApiError::declared_body_too_large(limit, n).into_response()
+            ApiError::declared_body_too_large(key, limit, n).into_response()
         }
         _ => next.run(req).await,
+    }
+}
+
+/// The body limits: `http.bulk_body_bytes_max` for a bulk ingest (`POST /v1/docs`), `http.request_body_bytes_max`
+/// for every other request.
+#[derive(Clone, Copy, Debug)]
+struct BodyLimits {
+    request: u64,
+    bulk: u64,
+}
+
+impl BodyLimits {
+    /// The key and value of the limit that applies to `req`.
+    fn of(&self, req: &Request) -> (&'static str, u64) {
+        if req.method() == axum::http::Method::POST && req.uri().path() == "/v1/docs" {
+            ("http.bulk_body_bytes_max", self.bulk)
+        } else {
+            ("http.request_body_bytes_max", self.request)
+        }
     }
 }
 
