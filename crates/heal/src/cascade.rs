@@ -1,7 +1,9 @@
 //! The recovery cascade: runs strategies cheapest first, each as backup → repair → validate, rolling back and moving
 //! to the next strategy when the repair errs or validation fails, and records every attempt as an
 //! [`AttemptRecord`]. It stops at the first validated repair, or when a rollback itself fails (the state is then
-//! unknown and only a human should touch it).
+//! unknown and only a human should touch it). An attempt whose backup could not be taken changed nothing: it is
+//! `blocked` (the environment refused — no room, no directory), not a failure of the strategy, and the engine
+//! retries it later without holding it against the strategy.
 
 use std::sync::Arc;
 
@@ -21,6 +23,18 @@ pub struct CascadeOutcome {
     pub unrecoverable: Vec<String>,
     /// Set when a rollback failed: the cascade stopped there.
     pub rollback_failed: Option<String>,
+    /// Strategies whose backup could not be taken, so they changed nothing (their attempts are `Failed` with the
+    /// reason in the notes); `on_attempt` is not called for them.
+    pub blocked: Vec<String>,
+}
+
+impl CascadeOutcome {
+    /// Every attempt was blocked before it changed anything: the environment, not the strategies, failed.
+    pub fn only_blocked(&self) -> bool {
+        self.repaired_by.is_none()
+            && !self.attempts.is_empty()
+            && self.blocked.len() == self.attempts.len()
+    }
 }
 
 /// Runs `strategies` in the given order on `issue` until one repairs and validates. `on_attempt(strategy, success)`
@@ -36,12 +50,13 @@ pub fn run_cascade(
         repaired_by: None,
         unrecoverable: Vec::new(),
         rollback_failed: None,
+        blocked: Vec::new(),
     };
     for strategy in strategies {
         let name = strategy.name().to_string();
         let started_at = clock.now();
         let mut notes = Vec::new();
-        let (outcome, data_loss) = attempt(strategy.as_ref(), issue, &mut notes, &mut out);
+        let (outcome, data_loss, blocked) = attempt(strategy.as_ref(), issue, &mut notes, &mut out);
         let record = AttemptRecord {
             strategy: name.clone(),
             started_at,
@@ -51,7 +66,11 @@ pub fn run_cascade(
             data_loss,
         };
         let success = outcome == AttemptOutcome::Succeeded;
-        on_attempt(&name, success);
+        if blocked {
+            out.blocked.push(name.clone());
+        } else {
+            on_attempt(&name, success);
+        }
         out.attempts.push(record);
         if success {
             out.repaired_by = Some(name);
@@ -69,7 +88,7 @@ fn attempt(
     issue: &Issue,
     notes: &mut Vec<String>,
     out: &mut CascadeOutcome,
-) -> (AttemptOutcome, DataLoss) {
+) -> (AttemptOutcome, DataLoss, bool) {
     let name = strategy.name();
     let backup = match strategy.backup(issue) {
         Ok(b) => {
@@ -78,7 +97,7 @@ fn attempt(
         }
         Err(e) => {
             notes.push(format!("backup failed, nothing changed: {e}"));
-            return (AttemptOutcome::Failed, DataLoss::None);
+            return (AttemptOutcome::Failed, DataLoss::None, true);
         }
     };
     let (failed_outcome, error) = match strategy.repair(issue) {
@@ -87,7 +106,7 @@ fn attempt(
             match strategy.validate(issue) {
                 Ok(()) => {
                     notes.push("validated".to_string());
-                    return (AttemptOutcome::Succeeded, report.data_loss);
+                    return (AttemptOutcome::Succeeded, report.data_loss, false);
                 }
                 Err(e) => (AttemptOutcome::RolledBack, e),
             }
@@ -109,7 +128,7 @@ fn attempt(
             out.rollback_failed = Some(msg);
         }
     }
-    (failed_outcome, DataLoss::None)
+    (failed_outcome, DataLoss::None, false)
 }
 
 #[cfg(test)]
@@ -123,6 +142,7 @@ mod tests {
     #[derive(Clone, Copy)]
     enum Mode {
         Works,
+        BackupErr,
         RepairErr,
         ValidateErr,
         RollbackErr,
@@ -157,6 +177,11 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push(format!("{}:backup", self.name));
+            if matches!(self.mode, Mode::BackupErr) {
+                return Err(RepairError::Io(
+                    "No space left on device (os error 28)".into(),
+                ));
+            }
             Ok(Backup {
                 location: format!("mem:{}", self.name),
                 bytes: 8,
@@ -270,5 +295,27 @@ mod tests {
         assert_eq!(log, ["a:backup", "a:repair", "a:rollback"]);
         assert!(out.rollback_failed.unwrap().contains("disk gone"));
         assert_eq!(out.attempts.len(), 1);
+    }
+
+    #[test]
+    fn a_backup_refused_by_the_environment_blocks_the_attempt_without_failing_the_strategy() {
+        let (out, log, seen) = run(&[("a", Mode::BackupErr), ("b", Mode::BackupErr)]);
+        assert_eq!(
+            log,
+            ["a:backup", "b:backup"],
+            "nothing repaired without a backup"
+        );
+        assert_eq!(out.blocked, ["a", "b"]);
+        assert!(out.only_blocked());
+        assert!(
+            seen.is_empty(),
+            "a blocked attempt is no outcome of its strategy: {seen:?}"
+        );
+        assert!(out.attempts[0].notes[0].contains("backup failed, nothing changed"));
+
+        let (out, _, seen) = run(&[("a", Mode::BackupErr), ("b", Mode::RepairErr)]);
+        assert_eq!(out.blocked, ["a"]);
+        assert!(!out.only_blocked(), "b tried and failed");
+        assert_eq!(seen, [("b".to_string(), false)]);
     }
 }

@@ -162,7 +162,12 @@ pub struct Gates {
     attempts: HashMap<(String, String), VecDeque<Timestamp>>,
     last_failure: HashMap<String, Timestamp>,
     problem_failures: HashMap<(String, String), u32>,
+    /// Repairs per (resource, code) blocked by the environment before they changed anything.
+    problem_blocked: HashMap<(String, String), u32>,
 }
+
+/// Repairs blocked by the environment (see [`Gates::record_blocked_repair`]) that count as one failed repair.
+pub const BLOCKED_PER_FAILURE: u32 = 10;
 
 impl Gates {
     /// Gates that have seen nothing.
@@ -229,9 +234,43 @@ impl Gates {
         let key = (resource.to_string(), code.to_string());
         if repaired {
             self.problem_failures.remove(&key);
+            self.problem_blocked.remove(&key);
         } else {
             *self.problem_failures.entry(key).or_default() += 1;
         }
+    }
+
+    /// Records a repair of a problem that changed nothing because the environment refused every strategy's backup
+    /// (no room, no usable directory): not a failed repair, so it is tried again once the cooldown has passed —
+    /// but every [`BLOCKED_PER_FAILURE`] of them count as one failed repair, so an environment that never recovers
+    /// ends in an escalation that stays for a human.
+    pub fn record_blocked_repair(&mut self, resource: &str, code: &str) {
+        let key = (resource.to_string(), code.to_string());
+        let n = self.problem_blocked.entry(key.clone()).or_default();
+        *n += 1;
+        if (*n).is_multiple_of(BLOCKED_PER_FAILURE) {
+            *self.problem_failures.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Records an attempt of `strategy` on `resource` that was blocked before it changed anything: it spaces the
+    /// next try (cooldown, rate limit) but is not a failure of the strategy (its circuit breaker does not count it).
+    pub fn record_blocked_attempt(
+        &mut self,
+        strategy: &str,
+        resource: &str,
+        now: Timestamp,
+        cfg: &EngineConfig,
+    ) {
+        let q = self
+            .attempts
+            .entry((strategy.to_string(), resource.to_string()))
+            .or_default();
+        q.push_back(now);
+        while q.len() > cfg.strategy_rate_max as usize + 1 {
+            q.pop_front();
+        }
+        self.last_failure.insert(strategy.to_string(), now);
     }
 
     fn attempts_in_window(
@@ -607,5 +646,32 @@ mod tests {
         );
         i.age_us = cfg.environment_grace_us;
         assert_eq!(decide(i, &Gates::new(), &cfg).action, Action::Escalate);
+    }
+
+    #[test]
+    fn repairs_blocked_by_the_environment_are_retried_but_bounded() {
+        let cfg = EngineConfig::default();
+        let mut g = Gates::new();
+        for _ in 0..BLOCKED_PER_FAILURE - 1 {
+            g.record_blocked_repair("wal/1.seg", "block_checksum");
+        }
+        assert_eq!(g.problem_failures("wal/1.seg", "block_checksum"), 0);
+        g.record_blocked_repair("wal/1.seg", "block_checksum");
+        assert_eq!(g.problem_failures("wal/1.seg", "block_checksum"), 1);
+        for _ in 0..BLOCKED_PER_FAILURE * (cfg.same_problem_failures_max - 1) {
+            g.record_blocked_repair("wal/1.seg", "block_checksum");
+        }
+        assert_eq!(
+            g.problem_failures("wal/1.seg", "block_checksum"),
+            cfg.same_problem_failures_max,
+            "an environment that never recovers ends in an escalation for a human"
+        );
+        // A blocked attempt spaces the next try but does not count against the strategy's breaker.
+        for t in 0..10 {
+            g.record_blocked_attempt("rebuild_from_parity", "wal/1.seg", t, &cfg);
+        }
+        assert_eq!(g.breaker("rebuild_from_parity"), CircuitBreaker::default());
+        g.record_repair("wal/1.seg", "block_checksum", true);
+        assert_eq!(g.problem_failures("wal/1.seg", "block_checksum"), 0);
     }
 }

@@ -1517,6 +1517,16 @@ impl Engine {
                 });
                 drop(running);
                 s.errors.extend(kb_errors);
+                // Blocked attempts (no backup could be taken, nothing changed) space the next try but are no
+                // failure of their strategy: the environment refused, and may come back.
+                for name in &out.blocked {
+                    self.gates.record_blocked_attempt(
+                        name,
+                        &root.resource,
+                        self.clock.now(),
+                        &self.config,
+                    );
+                }
                 // Verify: the strategy validated its own work; the engine also re-runs the checks that reported this
                 // incident, and the repair holds only if none of them finds the root problem again.
                 let still_failing = match out.repaired_by {
@@ -1537,7 +1547,9 @@ impl Engine {
                         s.errors.push(format!("recording outcome of {by}: {e}"));
                     }
                 }
-                if out
+                if out.only_blocked() {
+                    self.gates.record_blocked_repair(&root.resource, &root.code);
+                } else if out
                     .attempts
                     .iter()
                     .any(|a| a.outcome != AttemptOutcome::DryRun)

@@ -1299,9 +1299,29 @@ fn backup_attack(
     spoil: impl Fn(&Path) -> (bool, String),
     undo: impl Fn(&Path) -> String,
 ) {
+    backup_attack_on(name, None, spoil, undo)
+}
+
+/// [`backup_attack`] with the data directory on a tmpfs of `tmpfs` bytes (e.g. `64m`) when given, its free-space
+/// guards off so that the device itself runs full.
+fn backup_attack_on(
+    name: &str,
+    tmpfs: Option<&str>,
+    spoil: impl Fn(&Path) -> (bool, String),
+    undo: impl Fn(&Path) -> String,
+) {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let cfg = config(tmp.path(), "", "");
+    let mount = tmpfs.map(|size| mount_tmpfs(tmp.path(), size));
+    let data = match &mount {
+        Some((mnt, _)) => mnt.join("data"),
+        None => tmp.path().join("data"),
+    };
+    let guards = if tmpfs.is_some() {
+        "disk_free_bytes_min = 0\ndisk_free_critical_bytes_min = 0\n"
+    } else {
+        ""
+    };
+    let cfg = config(tmp.path(), guards, "");
     let d = start(&data, tmp.path(), &cfg);
     let w = Writers::start(&d.url, "b", 4, 1_000_000, false);
     w.wait_acked(600, Duration::from_secs(30));
@@ -1416,6 +1436,29 @@ fn an_immutable_backup_directory_does_not_stop_a_repair_or_lose_anything() {
             sh(&format!("chattr +i {}", b.display()))
         },
         |data| format!("chattr -i {}", data.join("backup").display()),
+    );
+}
+
+/// `backup/` filled to the device's end (a ballast file in it takes every free byte of a 64 MiB tmpfs) before the
+/// damage, removed 5 s after it: no backup, no room for a rewrite, writes refused while full; then repaired without
+/// a human, and nothing lost.
+#[test]
+fn a_backup_directory_filled_to_the_disk_end_does_not_stop_a_repair_or_lose_anything() {
+    backup_attack_on(
+        "backup/ filled to the disk's end",
+        Some("64m"),
+        |data| {
+            let b = data.join("backup");
+            let _ = std::fs::create_dir_all(&b);
+            let (_, out) = sh(&format!(
+                "dd if=/dev/zero of={} bs=64k 2>&1; df -k {}",
+                b.join("ballast").display(),
+                data.display()
+            ));
+            // dd ends with "No space left on device": that is the point.
+            (out.contains("No space left"), out)
+        },
+        |data| format!("rm -f {}", data.join("backup").join("ballast").display()),
     );
 }
 
