@@ -477,6 +477,8 @@ pub struct Store {
     opened: std::time::Instant,
     /// A manifest switch could not write MANIFEST-B for lack of a resource: the next check writes it again.
     manifest_copy_pending: std::sync::atomic::AtomicBool,
+    /// Set when the process is stopping: long checks (the full scrub) end early, so a stop stays bounded.
+    checks_interrupted: std::sync::atomic::AtomicBool,
 }
 
 /// How often writes refresh LOCK's heartbeat: a sixth of the age at which another host may take a silent holder
@@ -1187,6 +1189,7 @@ impl Store {
             lock_confirmed_us: AtomicU64::new(0),
             opened: std::time::Instant::now(),
             manifest_copy_pending: std::sync::atomic::AtomicBool::new(false),
+            checks_interrupted: std::sync::atomic::AtomicBool::new(false),
             cfg: config,
         };
         let _ = params;
@@ -2032,6 +2035,16 @@ impl Store {
         self.cond.notify_all();
         drop(st);
         r
+    }
+
+    /// Asks long checks (the full scrub) to end early: the process is stopping. Cannot be undone.
+    pub fn interrupt_checks(&self) {
+        self.checks_interrupted.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Store::interrupt_checks`] was called.
+    pub fn checks_interrupted(&self) -> bool {
+        self.checks_interrupted.load(Ordering::Relaxed)
     }
 
     /// Whether the verified in-memory table holds every acknowledged record and can still be written out: the

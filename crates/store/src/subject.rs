@@ -729,9 +729,21 @@ impl HealthCheck for ScrubCheck {
         let s = &self.store;
         let mut out = Vec::new();
         let files = s.immutable_files();
-        for f in &files {
+        let interrupted = |done: usize| {
+            CheckOutcome::pass(format!(
+                "store.scrub interrupted after {done} of {} files: the process is stopping",
+                files.len()
+            ))
+        };
+        for (i, f) in files.iter().enumerate() {
+            if s.checks_interrupted() {
+                return interrupted(i);
+            }
             let v = s.verify_file(f, None, true);
             out.extend(file_issues(s, f, &v, "store.scrub"));
+        }
+        if s.checks_interrupted() {
+            return interrupted(files.len());
         }
         if let Some(Err(e)) = s.finish_manifest_copy() {
             out.push(environment(

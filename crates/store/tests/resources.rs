@@ -224,3 +224,28 @@ fn files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// A stopping process interrupts the full scrub between files, so a stop is bounded by one file's verification and
+/// not by the store's size; the interrupted scrub says how far it got.
+#[test]
+fn a_stopping_process_interrupts_the_full_scrub() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), small()).unwrap());
+    for i in 0..400 {
+        store.put(&format!("d{i}"), doc(i)).unwrap();
+    }
+    let subject = StoreSubject::new(store.clone());
+    let full = run_check(&subject, heal::Tier::Comprehensive);
+    assert!(full.passed, "{}", full.message);
+    assert!(!full.message.contains("interrupted"), "{}", full.message);
+    let files = store.immutable_files().len();
+    assert!(files > 1, "the test needs several files, has {files}");
+    store.interrupt_checks();
+    let cut = run_check(&subject, heal::Tier::Comprehensive);
+    assert!(
+        cut.message
+            .contains(&format!("interrupted after 0 of {files} files")),
+        "{}",
+        cut.message
+    );
+}

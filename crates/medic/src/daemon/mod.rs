@@ -321,6 +321,8 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
     );
     drop(url_file);
     let _ = stop_tx.send(true);
+    // A cycle in a long full scrub ends it early: the stop is bounded by one file's verification, not the store's.
+    app.store().interrupt_checks();
     if let Err(e) = healing.await {
         tracing::warn!("healing loop ended abnormally: {e}");
     }
