@@ -559,8 +559,8 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             }
             Ok(EXIT_OK)
         }
-        Command::Status { data } => with_backend(cli, data, |b| status(out, b)),
-        Command::Check { data, tier } => with_backend(cli, data, |b| check(out, b, *tier)),
+        Command::Status { data } => with_existing(cli, data, |b| status(out, b)),
+        Command::Check { data, tier } => with_existing(cli, data, |b| check(out, b, *tier)),
         Command::Heal {
             data,
             dry_run,
@@ -572,7 +572,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 (false, true) => Some(false),
                 (false, false) => None,
             };
-            with_backend(cli, data, |b| heal(out, b, mode))
+            with_existing(cli, data, |b| heal(out, b, mode))
         }
         Command::AcceptLoss { data, yes } => {
             if !*yes {
@@ -582,13 +582,13 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 )
                 .into());
             }
-            with_backend(cli, data, |b| accept_loss(out, b))
+            with_existing(cli, data, |b| accept_loss(out, b))
         }
         Command::Incidents { data, limit } => {
             let limit = usize::try_from(*limit).unwrap_or(usize::MAX);
-            with_backend(cli, data, |b| incidents(out, b, limit))
+            with_existing(cli, data, |b| incidents(out, b, limit))
         }
-        Command::Report { data, id } => with_backend(cli, data, |b| report(out, b, *id)),
+        Command::Report { data, id } => with_existing(cli, data, |b| report(out, b, *id)),
         Command::Put {
             data,
             id,
@@ -614,7 +614,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 Ok(EXIT_OK)
             })
         }
-        Command::Get { data, id } => with_backend(cli, data, |b| match b.get(id)? {
+        Command::Get { data, id } => with_existing(cli, data, |b| match b.get(id)? {
             Some(doc) => {
                 if out.json {
                     out.json_line(&doc);
@@ -625,7 +625,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             }
             None => not_found(out, "document", id),
         }),
-        Command::Delete { data, id } => with_backend(cli, data, |b| match b.delete(id)? {
+        Command::Delete { data, id } => with_existing(cli, data, |b| match b.delete(id)? {
             Some(answer) => {
                 if out.json {
                     let mut v = json!({"id": id, "deleted": true});
@@ -653,7 +653,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 (None, Some(v)) => json!({"vector": parse_vector(v)?, "k": k}),
                 (None, None) => return Err(UsageError("give --text or --vector".into()).into()),
             };
-            with_backend(cli, data, |b| search(out, b, &query))
+            with_existing(cli, data, |b| search(out, b, &query))
         }
         Command::Load { data, file } => {
             let input = load::Input::open(file)?;
@@ -677,6 +677,28 @@ fn not_found(out: &Out, what: &str, id: &str) -> anyhow::Result<u8> {
     }
     eprintln!("{what} {id:?} not found");
     Ok(EXIT_UNHEALTHY)
+}
+
+/// [`with_backend`] for a command that needs an existing data directory: every command but those that write a
+/// document (`put`, `load`). A missing directory is a usage error naming it, never a new empty store reported
+/// healthy (a mistyped `--data`). With `--server` the daemon's directory is used and nothing is checked here.
+fn with_existing(
+    cli: &Cli,
+    data: &DataArg,
+    f: impl FnOnce(&dyn Backend) -> anyhow::Result<u8>,
+) -> anyhow::Result<u8> {
+    if cli.server.is_none() {
+        let dir = effective_config(cli, Some(data))?.server.data_dir;
+        if !dir.exists() {
+            return Err(UsageError(format!(
+                "data directory {} does not exist (a mistyped --data?); only `medic put`, `medic load` and `medic \
+                 serve` create one",
+                dir.display()
+            ))
+            .into());
+        }
+    }
+    with_backend(cli, data, f)
 }
 
 /// Chooses where the command runs and runs it.

@@ -82,6 +82,7 @@ fn bad_json_arguments_are_usage_errors_naming_the_option() {
         "{}",
         stderr(&o)
     );
+    std::fs::create_dir_all(dir.path().join("medic-data")).unwrap();
     let o = medic(&["search", "--text", "x", "--k", "0"], dir.path());
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("search_k_max"), "{}", stderr(&o));
@@ -268,10 +269,42 @@ fn put_get_delete_round_trip_offline() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
+/// A mistyped `--data` is an error for every command that does not write a document, and creates nothing.
+#[test]
+fn commands_that_do_not_write_refuse_a_missing_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("no-such-data");
+    for args in [
+        &["status"][..],
+        &["check"],
+        &["get", "a"],
+        &["delete", "a"],
+        &["search", "--text", "x"],
+        &["incidents"],
+        &["heal", "--dry-run"],
+        &["heal"],
+    ] {
+        let o = medic(&data_args(&data, args), dir.path());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("does not exist") && stderr(&o).contains("no-such-data"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+    // A first write creates it.
+    let o = medic(&data_args(&data, &["put", "a", "--text", "x"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = medic(&data_args(&data, &["status"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
 #[test]
 fn status_json_on_a_fresh_store_is_healthy() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
     let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = last_json(&o);
@@ -456,6 +489,7 @@ fn load_writes_every_line_and_stops_at_a_refused_one() {
 fn heal_dry_run_and_incidents_on_a_healthy_store() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
     let o = medic(
         &data_args(&data, &["heal", "--dry-run", "--json"]),
         dir.path(),
@@ -778,6 +812,7 @@ fn chaos_refuses_unknown_fault_kinds() {
 fn no_ansi_when_stdout_is_not_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
     // NO_COLOR unset: colour still stays off because stdout is a pipe here.
     let o = Command::new(env!("CARGO_BIN_EXE_medic"))
         .args(["status", "--data", data.to_str().unwrap()])
