@@ -132,22 +132,6 @@ pub(crate) fn reachable(g: &Graph) -> Vec<bool> {
     reached
 }
 
-/// Marks what becomes reachable on layer 0 from `start` (already marked) and returns how many were newly marked.
-pub(crate) fn spread(g: &Graph, reached: &mut [bool], start: u32) -> usize {
-    let mut stack = vec![start];
-    let mut n = 0;
-    while let Some(s) = stack.pop() {
-        for &t in g.links(s, 0) {
-            if !reached[t as usize] {
-                reached[t as usize] = true;
-                n += 1;
-                stack.push(t);
-            }
-        }
-    }
-    n
-}
-
 /// Incoming layer-0 links per slot.
 pub(crate) fn in_degrees(g: &Graph) -> Vec<u32> {
     let mut deg = vec![0u32; g.n_slots()];

@@ -9,9 +9,10 @@
 //! only find reachable nodes — and linked both ways to the nodes the heuristic picks among them. The heuristic may
 //! refuse the incoming links (a neighbour's list is full of closer, more diverse links — typical of duplicate
 //! vectors, which are at distance 0 from each other); then the link is forced into the nearest list that has room,
-//! or replaces that list's farthest link whose target keeps another incoming link, so no new orphan is made. Each
-//! node linked makes everything it reaches on layer 0 reachable, so a cut-off region costs one search, not one per
-//! node.
+//! or replaces that list's farthest link whose target keeps another incoming link, so no new orphan is made.
+//! Every unreachable node gets its own search and links, and only nodes reachable before the pass (or linked by it)
+//! are taken as neighbours: a cut-off region linked back through one node would be reachable, but a search would
+//! rarely find its way in, so each of its nodes is linked to the rest of the graph again.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
 use crate::graph::{Graph, Near, Visited};
-use crate::health::{in_degrees, reachable, spread};
+use crate::health::{in_degrees, reachable};
 
 /// What one re-linking pass did.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -87,9 +88,8 @@ pub(crate) fn relink(g: &mut Graph, budget: usize, visited: &mut Visited) -> Rel
         if indeg[u as usize] == 0 && force_in_link(g, u, &w, &mut indeg) {
             out.forced += 1;
         }
-        if indeg[u as usize] > 0 && !reached[u as usize] {
+        if indeg[u as usize] > 0 {
             reached[u as usize] = true;
-            spread(g, &mut reached, u);
         }
     }
     out
