@@ -198,7 +198,10 @@ mod tests {
 
     #[test]
     fn prepare_refuses_bad_vectors_and_normalises_for_cosine() {
-        assert_eq!(Metric::Cosine.prepare(&[0.0, 0.0], 2), Err(VectorError::Zero));
+        assert_eq!(
+            Metric::Cosine.prepare(&[0.0, 0.0], 2),
+            Err(VectorError::Zero)
+        );
         assert_eq!(
             Metric::L2.prepare(&[1.0, f32::NAN], 2),
             Err(VectorError::NotFinite { index: 1 })

@@ -85,7 +85,12 @@ fn err<T>(offset: usize, what: impl Into<String>) -> Result<T, FileError> {
 pub(crate) fn encode(g: &Graph) -> Vec<u8> {
     let n = g.n_slots();
     let mut out = Vec::with_capacity(
-        HEADER_BYTES + 10 * SECTION_HEADER_BYTES + g.vectors.len() * 4 + g.layer0.len() * 4 + n * 32 + 128,
+        HEADER_BYTES
+            + 10 * SECTION_HEADER_BYTES
+            + g.vectors.len() * 4
+            + g.layer0.len() * 4
+            + n * 32
+            + 128,
     );
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -167,10 +172,16 @@ fn section(out: &mut Vec<u8>, kind: u32, fill: impl FnOnce(&mut Vec<u8>)) {
     out[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// The sections of a file whose checksums all verify: `(kind, payload offset, payload)`, in file order.
-fn sections(bytes: &[u8]) -> Result<Vec<(u32, usize, &[u8])>, FileError> {
+/// One verified section: kind, the payload's offset in the file, the payload.
+type Section<'a> = (u32, usize, &'a [u8]);
+
+/// The sections of a file whose checksums all verify, in file order.
+fn sections(bytes: &[u8]) -> Result<Vec<Section<'_>>, FileError> {
     if bytes.len() < HEADER_BYTES {
-        return err(0, format!("file of {} bytes is shorter than its header", bytes.len()));
+        return err(
+            0,
+            format!("file of {} bytes is shorter than its header", bytes.len()),
+        );
     }
     if &bytes[..8] != MAGIC {
         return err(0, "not an hnsw index file (magic)");
@@ -181,29 +192,47 @@ fn sections(bytes: &[u8]) -> Result<Vec<(u32, usize, &[u8])>, FileError> {
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
     if version != VERSION {
-        return err(8, format!("format version {version}, this build reads {VERSION}"));
+        return err(
+            8,
+            format!("format version {version}, this build reads {VERSION}"),
+        );
     }
     let mut at = HEADER_BYTES;
     let mut out = Vec::new();
     loop {
         let expected = out.len() as u32 + 1;
         if bytes.len() - at < SECTION_HEADER_BYTES {
-            return err(at, format!("file ends before section {}", section_name(expected)));
+            return err(
+                at,
+                format!("file ends before section {}", section_name(expected)),
+            );
         }
         let h = &bytes[at..at + SECTION_HEADER_BYTES];
         let kind = u32::from_le_bytes(h[0..4].try_into().unwrap_or_default());
         let len = u64::from_le_bytes(h[4..12].try_into().unwrap_or_default());
         let crc = u32::from_le_bytes(h[12..16].try_into().unwrap_or_default());
         if kind != expected {
-            return err(at, format!("section {kind} where {} belongs", section_name(expected)));
+            return err(
+                at,
+                format!("section {kind} where {} belongs", section_name(expected)),
+            );
         }
         let body = at + SECTION_HEADER_BYTES;
         if len > (bytes.len() - body) as u64 {
-            return err(at, format!("section {} claims {len} bytes past the end", section_name(kind)));
+            return err(
+                at,
+                format!(
+                    "section {} claims {len} bytes past the end",
+                    section_name(kind)
+                ),
+            );
         }
         let payload = &bytes[body..body + len as usize];
         if crc32c::crc32c_append(crc32c::crc32c(&h[..12]), payload) != crc {
-            return err(at, format!("section {} checksum mismatch", section_name(kind)));
+            return err(
+                at,
+                format!("section {} checksum mismatch", section_name(kind)),
+            );
         }
         out.push((kind, body, payload));
         at = body + len as usize;
@@ -215,7 +244,10 @@ fn sections(bytes: &[u8]) -> Result<Vec<(u32, usize, &[u8])>, FileError> {
                 return err(body, "end section does not match the file");
             }
             if at != bytes.len() {
-                return err(at, format!("{} bytes after the end section", bytes.len() - at));
+                return err(
+                    at,
+                    format!("{} bytes after the end section", bytes.len() - at),
+                );
             }
             return Ok(out);
         }
@@ -274,7 +306,10 @@ pub(crate) fn decode(bytes: &[u8], params: &HnswParams) -> Result<Graph, FileErr
         );
     }
     if dim > DIM_MAX || n > NODES_MAX || top_level > LEVEL_MAX || (n > 0 && dim == 0) {
-        return err(at, format!("meta out of range: dim {dim}, slots {n}, top level {top_level}"));
+        return err(
+            at,
+            format!("meta out of range: dim {dim}, slots {n}, top level {top_level}"),
+        );
     }
     let mut g = Graph::new(params.clone());
     g.applied_lsn = applied_lsn;
@@ -295,7 +330,10 @@ pub(crate) fn decode(bytes: &[u8], params: &HnswParams) -> Result<Graph, FileErr
 
     let (_, at, vectors) = payload(VECTORS);
     if vectors.len() as u64 != n as u64 * dim as u64 * 4 {
-        return err(at, format!("vectors: {} bytes for {n} × {dim} floats", vectors.len()));
+        return err(
+            at,
+            format!("vectors: {} bytes for {n} × {dim} floats", vectors.len()),
+        );
     }
     g.vectors = vectors
         .chunks_exact(4)
@@ -331,7 +369,10 @@ pub(crate) fn decode(bytes: &[u8], params: &HnswParams) -> Result<Graph, FileErr
         .map(|l| u64::from(*l) * (m as u64 + 1) * 4)
         .sum();
     if upper.len() as u64 != want {
-        return err(at, format!("upper: {} bytes, the levels need {want}", upper.len()));
+        return err(
+            at,
+            format!("upper: {} bytes, the levels need {want}", upper.len()),
+        );
     }
     let mut off = 0;
     g.upper = g
@@ -371,7 +412,10 @@ pub(crate) fn decode(bytes: &[u8], params: &HnswParams) -> Result<Graph, FileErr
     }
     let problems = g.validate(3);
     if !problems.is_empty() {
-        return err(0, format!("graph does not hold together: {}", problems.join("; ")));
+        return err(
+            0,
+            format!("graph does not hold together: {}", problems.join("; ")),
+        );
     }
     Ok(g)
 }
@@ -400,7 +444,10 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], FileError> {
         if self.left() < n {
-            return err(self.base + self.at, format!("needs {n} bytes, {} left", self.left()));
+            return err(
+                self.base + self.at,
+                format!("needs {n} bytes, {} left", self.left()),
+            );
         }
         let s = &self.b[self.at..self.at + n];
         self.at += n;
@@ -438,7 +485,10 @@ impl<'a> Reader<'a> {
 
     fn done(&self, what: &str) -> Result<(), FileError> {
         if self.left() != 0 {
-            return err(self.base + self.at, format!("{what}: {} bytes left over", self.left()));
+            return err(
+                self.base + self.at,
+                format!("{what}: {} bytes left over", self.left()),
+            );
         }
         Ok(())
     }

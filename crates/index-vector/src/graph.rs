@@ -153,6 +153,25 @@ impl Graph {
         self.by_id.len() + self.unindexed.len()
     }
 
+    /// Heap bytes held (vectors, links, ids, maps; allocator overhead not counted).
+    pub fn memory_bytes(&self) -> u64 {
+        let arc = std::mem::size_of::<Arc<str>>();
+        let ids: usize =
+            self.ids.iter().map(|i| i.len() + 16).sum::<usize>() + self.ids.capacity() * arc;
+        let upper: usize = self.upper.iter().map(|u| u.capacity() * 4).sum::<usize>()
+            + self.upper.capacity() * std::mem::size_of::<Vec<u32>>();
+        let map_entry = arc + 8 + 8;
+        (self.vectors.capacity() * 4
+            + self.layer0.capacity() * 4
+            + upper
+            + ids
+            + self.lsns.capacity() * 8
+            + self.levels.capacity()
+            + self.dead.capacity()
+            + self.by_id.capacity() * map_entry
+            + self.unindexed.capacity() * map_entry) as u64
+    }
+
     #[inline]
     pub fn vector(&self, slot: u32) -> &[f32] {
         let s = slot as usize * self.dim;
@@ -197,10 +216,7 @@ impl Graph {
     pub fn set_links(&mut self, slot: u32, layer: usize, links: &[u32]) {
         debug_assert!(links.len() <= self.cap(layer));
         let (buf, s) = if layer == 0 {
-            (
-                &mut self.layer0,
-                slot as usize * (self.params.m0 + 1),
-            )
+            (&mut self.layer0, slot as usize * (self.params.m0 + 1))
         } else {
             (
                 &mut self.upper[slot as usize],
@@ -367,9 +383,7 @@ impl Graph {
             if kept.len() >= m {
                 break;
             }
-            let diverse = kept
-                .iter()
-                .all(|&r| self.dist_slots(c.slot, r) > c.dist);
+            let diverse = kept.iter().all(|&r| self.dist_slots(c.slot, r) > c.dist);
             if diverse {
                 kept.push(c.slot);
             }
@@ -476,9 +490,8 @@ impl Graph {
         for layer in (1..=usize::from(self.top_level)).rev() {
             cur = self.greedy(q, cur, layer);
         }
-        let accept = |s: u32| {
-            !self.dead[s as usize] && filter.is_none_or(|f| f(&self.ids[s as usize]))
-        };
+        let accept =
+            |s: u32| !self.dead[s as usize] && filter.is_none_or(|f| f(&self.ids[s as usize]));
         let mut w = self.search_layer(q, &[cur], ef.max(k), 0, visited, accept);
         w.truncate(k);
         w
@@ -542,7 +555,9 @@ impl Graph {
             || self.layer0.len() != n * (self.params.m0 + 1)
             || self.vectors.len() != n * self.dim
         {
-            push(format!("per-slot arrays disagree on the number of slots ({n})"));
+            push(format!(
+                "per-slot arrays disagree on the number of slots ({n})"
+            ));
             return out;
         }
         match self.entry {
@@ -558,7 +573,9 @@ impl Graph {
         for s in 0..n as u32 {
             let level = usize::from(self.levels[s as usize]);
             if self.upper[s as usize].len() != level * (self.params.m + 1) {
-                push(format!("slot {s}: upper-layer links do not match level {level}"));
+                push(format!(
+                    "slot {s}: upper-layer links do not match level {level}"
+                ));
                 continue;
             }
             for layer in 0..=level {
@@ -569,15 +586,21 @@ impl Graph {
                     self.upper[s as usize][(layer - 1) * (self.params.m + 1)] as usize
                 };
                 if count > cap {
-                    push(format!("slot {s} layer {layer}: {count} links, at most {cap}"));
+                    push(format!(
+                        "slot {s} layer {layer}: {count} links, at most {cap}"
+                    ));
                     continue;
                 }
                 seen.reset(n);
                 for &t in self.links(s, layer) {
                     if t as usize >= n || t == s {
-                        push(format!("slot {s} layer {layer}: link to {t} is not another slot"));
+                        push(format!(
+                            "slot {s} layer {layer}: link to {t} is not another slot"
+                        ));
                     } else if usize::from(self.levels[t as usize]) < layer {
-                        push(format!("slot {s} layer {layer}: link to {t} which has no layer {layer}"));
+                        push(format!(
+                            "slot {s} layer {layer}: link to {t} which has no layer {layer}"
+                        ));
                     } else if !seen.insert(t) {
                         push(format!("slot {s} layer {layer}: link to {t} twice"));
                     }
@@ -595,10 +618,14 @@ impl Graph {
         }
         for (id, &s) in &self.by_id {
             if s as usize >= n || self.dead[s as usize] || *self.ids[s as usize] != **id {
-                push(format!("id {id:?} maps to slot {s}, which does not hold it live"));
+                push(format!(
+                    "id {id:?} maps to slot {s}, which does not hold it live"
+                ));
             }
             if self.unindexed.contains_key(id) {
-                push(format!("id {id:?} is both indexed and recorded without a vector"));
+                push(format!(
+                    "id {id:?} is both indexed and recorded without a vector"
+                ));
             }
         }
         out
@@ -622,7 +649,9 @@ mod tests {
         let mut g = Graph::new(HnswParams::with_metric(metric));
         let mut vis = Visited::default();
         for i in 0..n {
-            let v: Vec<f32> = (0..8).map(|j| ((i * 31 + j * 17) % 23) as f32 - 11.0).collect();
+            let v: Vec<f32> = (0..8)
+                .map(|j| ((i * 31 + j * 17) % 23) as f32 - 11.0)
+                .collect();
             let v = g.prepare(&v).unwrap();
             g.upsert(Arc::from(format!("d{i}")), i as u64 + 1, &v, &mut vis);
         }

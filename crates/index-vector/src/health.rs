@@ -93,6 +93,8 @@ pub struct HnswHealth {
     pub recall_queries: u64,
     /// Time of the reachability scan, ms.
     pub scan_ms: f64,
+    /// Heap bytes the index holds (vectors, links, ids; allocator overhead not counted).
+    pub memory_bytes: u64,
 }
 
 impl HnswHealth {
@@ -218,6 +220,7 @@ pub(crate) fn structure(g: &Graph) -> HnswHealth {
         recall_at_10: None,
         recall_queries: 0,
         scan_ms,
+        memory_bytes: g.memory_bytes(),
     }
 }
 

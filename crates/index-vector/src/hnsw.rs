@@ -169,7 +169,11 @@ impl HnswIndex {
             ),
             Err(e) => (
                 Graph::new(params.clone()),
-                Some(format!("{}: cannot read: {}", path.display(), io::reason(&e))),
+                Some(format!(
+                    "{}: cannot read: {}",
+                    path.display(),
+                    io::reason(&e)
+                )),
             ),
         };
         let applied = graph.applied_lsn;
@@ -435,7 +439,13 @@ impl HnswIndex {
 
     /// Applies one document's change to `g`; `Err(reason)` when its vector was refused (the document is then
     /// recorded without one, so the old vector is never returned).
-    fn apply_one(g: &mut Graph, id: &Arc<str>, lsn: u64, doc: Option<&Document>, v: &mut Visited) -> Result<(), String> {
+    fn apply_one(
+        g: &mut Graph,
+        id: &Arc<str>,
+        lsn: u64,
+        doc: Option<&Document>,
+        v: &mut Visited,
+    ) -> Result<(), String> {
         let Some(doc) = doc else {
             g.remove(id);
             return Ok(());
@@ -466,13 +476,20 @@ impl HnswIndex {
         match io::read_file(&self.faults, &path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if persisted > 0 {
-                    vec![format!("{}: missing (persisted LSN {persisted})", path.display())]
+                    vec![format!(
+                        "{}: missing (persisted LSN {persisted})",
+                        path.display()
+                    )]
                 } else {
                     Vec::new()
                 }
             }
             Err(e) if io::is_resource(&e) => Vec::new(),
-            Err(e) => vec![format!("{}: cannot read: {}", path.display(), io::reason(&e))],
+            Err(e) => vec![format!(
+                "{}: cannot read: {}",
+                path.display(),
+                io::reason(&e)
+            )],
             Ok(bytes) => match file::verify(&bytes) {
                 Err(e) => vec![format!("{}: {e}", path.display())],
                 Ok(lsn) if lsn != persisted => vec![format!(
@@ -489,7 +506,10 @@ impl HnswIndex {
 fn validate_replacement(old: &Graph, new: &Graph) -> Option<String> {
     let problems = new.validate(3);
     if !problems.is_empty() {
-        return Some(format!("new graph does not hold together: {}", problems.join("; ")));
+        return Some(format!(
+            "new graph does not hold together: {}",
+            problems.join("; ")
+        ));
     }
     if new.by_id.len() != old.by_id.len() || new.unindexed != old.unindexed {
         return Some(format!(
@@ -501,12 +521,19 @@ fn validate_replacement(old: &Graph, new: &Graph) -> Option<String> {
     for (id, &s) in &old.by_id {
         match new.by_id.get(id) {
             Some(&t) if new.lsns[t as usize] == old.lsns[s as usize] => {}
-            _ => return Some(format!("document {id:?} is missing or of another version in the new graph")),
+            _ => {
+                return Some(format!(
+                    "document {id:?} is missing or of another version in the new graph"
+                ));
+            }
         }
     }
     let h = health::structure(new);
     if h.unreachable > 0 {
-        return Some(format!("{} live nodes unreachable in the new graph", h.unreachable));
+        return Some(format!(
+            "{} live nodes unreachable in the new graph",
+            h.unreachable
+        ));
     }
     None
 }
@@ -569,9 +596,14 @@ impl DerivedIndex for HnswIndex {
                         refused.push((
                             ch.id.to_string(),
                             ch.lsn,
-                            format!("change of collection {:?}, this index is {:?}'s", ch.collection, self.collection),
+                            format!(
+                                "change of collection {:?}, this index is {:?}'s",
+                                ch.collection, self.collection
+                            ),
                         ));
-                    } else if let Err(reason) = Self::apply_one(&mut g, &ch.id, ch.lsn, ch.doc.as_deref(), v) {
+                    } else if let Err(reason) =
+                        Self::apply_one(&mut g, &ch.id, ch.lsn, ch.doc.as_deref(), v)
+                    {
                         refused.push((ch.id.to_string(), ch.lsn, reason));
                     }
                     g.applied_lsn = ch.lsn;

@@ -11,6 +11,7 @@ mod file;
 mod graph;
 mod health;
 mod hnsw;
+mod ivf;
 mod params;
 mod repair;
 pub mod synth;
@@ -18,8 +19,13 @@ pub mod synth;
 pub use distance::{Metric, VectorError, dot, l2_squared};
 pub use file::{FILE_NAME, FileError};
 pub use health::{HealthOptions, HnswHealth, LevelCount};
-pub use hnsw::{APPLY_CHUNK, Hit, HnswIndex, NAME, OpenError, OpenReport, RepairReport, SearchError};
-pub use params::{DIM_MAX, EF_MAX, HnswParams, ID_BYTES_MAX, K_MAX, LEVEL_MAX, M_MAX, NODES_MAX, ParamsError};
+pub use hnsw::{
+    APPLY_CHUNK, Hit, HnswIndex, NAME, OpenError, OpenReport, RepairReport, SearchError,
+};
+pub use ivf::{IvfHealth, IvfIndex, IvfParams};
+pub use params::{
+    DIM_MAX, EF_MAX, HnswParams, ID_BYTES_MAX, K_MAX, LEVEL_MAX, M_MAX, NODES_MAX, ParamsError,
+};
 pub use repair::{FaultReport, GraphFault, Relinked};
 
 /// Recall of `approx` against `exact` (both nearest first): the fraction of `exact`'s hits found, by distance — an

@@ -225,7 +225,8 @@ pub(crate) fn inject(g: &mut Graph, fault: &GraphFault) -> FaultReport {
                 .copied()
                 .filter(|&s| g.levels[s as usize] == 0)
                 .collect();
-            if let Some(&s) = low.get(StdRng::seed_from_u64(seed).random_range(0..low.len().max(1))) {
+            if let Some(&s) = low.get(StdRng::seed_from_u64(seed).random_range(0..low.len().max(1)))
+            {
                 g.entry = Some(s);
                 g.top_level = 0;
                 out.ids = vec![g.ids[s as usize].clone()];
