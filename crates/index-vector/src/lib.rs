@@ -1,4 +1,44 @@
 //! # index-vector — medic's vector indexes
 //!
-//! HNSW and IVF indexes per collection under `idx/<collection>/<hnsw|ivf>/`, derived from the store's log through
+//! HNSW (and IVF) indexes per collection under `idx/<collection>/<hnsw|ivf>/`, derived from the store's log through
 //! [`store::derived::DerivedIndex`]: rebuilt whenever they are missing, damaged or behind what the log still covers.
+//!
+//! API boundary: [`HnswIndex`] (open, the [`store::derived::DerivedIndex`] contract, `search` / `exact`, `health`,
+//! repairs, fault hooks), [`HnswParams`], [`Metric`], [`HnswHealth`], [`synth`] (seeded data for tests and benches).
+
+mod distance;
+mod file;
+mod graph;
+mod health;
+mod hnsw;
+mod ivf;
+mod params;
+mod repair;
+pub mod synth;
+
+pub use distance::{Metric, VectorError, dot, l2_squared};
+pub use file::{FILE_NAME, FileError};
+pub use health::{HealthOptions, HnswHealth, LevelCount};
+pub use hnsw::{
+    APPLY_CHUNK, Hit, HnswIndex, NAME, OpenError, OpenReport, RepairReport, SearchError,
+};
+pub use ivf::{IvfHealth, IvfIndex, IvfParams};
+pub use params::{
+    DIM_MAX, EF_MAX, HnswParams, ID_BYTES_MAX, K_MAX, LEVEL_MAX, M_MAX, NODES_MAX, ParamsError,
+};
+pub use repair::{FaultReport, GraphFault, Relinked};
+
+/// Recall of `approx` against `exact` (both nearest first): the fraction of `exact`'s hits found, by distance — an
+/// approximate hit no farther than the last exact one counts, so ties (duplicate vectors) are not misses.
+pub fn recall(exact: &[Hit], approx: &[Hit]) -> f64 {
+    let Some(last) = exact.last() else {
+        return 1.0;
+    };
+    let tol = 1e-6_f32.max(last.distance.abs() * 1e-5);
+    let found = approx
+        .iter()
+        .filter(|a| a.distance <= last.distance + tol)
+        .count()
+        .min(exact.len());
+    found as f64 / exact.len() as f64
+}

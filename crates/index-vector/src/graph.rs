@@ -1,0 +1,700 @@
+//! The HNSW graph itself (Malkov & Yashunin, "Efficient and robust approximate nearest neighbor search using
+//! Hierarchical Navigable Small World graphs", 2016/2018): insertion (alg. 1), the layer search (alg. 2), the
+//! neighbour-selection heuristic (alg. 4), searches with a filter, brute force over the same vectors, tombstones.
+//! Single-threaded and lock-free by itself: [`crate::hnsw::HnswIndex`] wraps it in a lock.
+//!
+//! Why by hand: the index must be healed, so its engine reads every node's neighbour list per layer, the entry
+//! point and the tombstones, counts unreachable and orphaned nodes, and re-links or rebuilds parts of the graph.
+//! The maintained Rust libraries either hide the graph (no way to list or edit links) or cannot delete; `hnsw_rs`,
+//! which exposes the graph, has no deletion (see DEPENDENCIES.md). It is used as the benchmark's reference.
+//!
+//! Storage: one slot per inserted vector, never reused until compaction rebuilds the graph.
+//! - `vectors`: all vectors contiguous, slot `s` at `s·dim..(s+1)·dim` (prepared for the metric);
+//! - `layer0`: layer-0 links contiguous, slot `s` at `s·(m0+1)`: a count, then `m0` places;
+//! - `upper[s]`: layers `1..=level(s)`, each a count and `m` places.
+//!
+//! Invariants (checked by [`Graph::validate`], which the file decoder and `check` use):
+//! - every link points to another slot (never itself) whose level is at least the layer; at most `m0` links on
+//!   layer 0, `m` above, no slot twice in one list;
+//! - `entry` is `None` exactly when there is no slot, and its level is `top_level`;
+//! - `by_id` maps each live id to its one live slot; a tombstoned slot is in no map; an id is in at most one of
+//!   `by_id` and `unindexed`;
+//! - tombstones stay in the graph and are walked through (navigation) but never returned, until compaction.
+//! - A node's level comes from its id and the seed alone (a hash, not a random stream), so a rebuild or a
+//!   compaction of the same documents in the same order builds the same graph.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use crate::distance::VectorError;
+use crate::params::{HnswParams, LEVEL_MAX};
+
+/// A slot and its distance to the query, ordered by distance then slot (a total order).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Near {
+    pub dist: f32,
+    pub slot: u32,
+}
+
+impl Eq for Near {}
+
+impl PartialOrd for Near {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Near {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.dist
+            .total_cmp(&other.dist)
+            .then(self.slot.cmp(&other.slot))
+    }
+}
+
+/// Which slots have been seen by one search: an epoch per slot, so clearing is O(1).
+#[derive(Debug, Default)]
+pub(crate) struct Visited {
+    marks: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    /// Ready for a new search over `n` slots.
+    pub fn reset(&mut self, n: usize) {
+        if self.marks.len() < n {
+            self.marks.resize(n, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.iter_mut().for_each(|m| *m = 0);
+            self.epoch = 1;
+        }
+    }
+
+    /// Marks `slot`; true if it was not marked yet.
+    #[inline]
+    pub fn insert(&mut self, slot: u32) -> bool {
+        let m = &mut self.marks[slot as usize];
+        if *m == self.epoch {
+            false
+        } else {
+            *m = self.epoch;
+            true
+        }
+    }
+}
+
+/// The graph and the vectors. See the module doc for the layout and invariants.
+#[derive(Clone, Debug)]
+pub(crate) struct Graph {
+    pub params: HnswParams,
+    /// Dimension of every vector; 0 until the first one.
+    pub dim: usize,
+    /// The id of each slot.
+    pub ids: Vec<Arc<str>>,
+    /// The LSN of the change that wrote each slot's version.
+    pub lsns: Vec<u64>,
+    pub vectors: Vec<f32>,
+    pub levels: Vec<u8>,
+    pub layer0: Vec<u32>,
+    pub upper: Vec<Vec<u32>>,
+    /// Tombstones.
+    pub dead: Vec<bool>,
+    pub n_dead: usize,
+    /// Live id → slot.
+    pub by_id: HashMap<Arc<str>, u32>,
+    /// Documents the index knows but holds no vector for (no vector, or one it refused): id → version LSN.
+    pub unindexed: HashMap<Arc<str>, u64>,
+    pub entry: Option<u32>,
+    pub top_level: u8,
+    /// The highest LSN applied.
+    pub applied_lsn: u64,
+    /// The LSN of the last rebuild from the table (0: none). A version recorded as exactly this LSN means "the
+    /// version as of the rebuild", i.e. at most this LSN (the rebuild's documents carry no LSN of their own).
+    pub rebuilt_lsn: u64,
+}
+
+impl Graph {
+    pub fn new(params: HnswParams) -> Graph {
+        Graph {
+            params,
+            dim: 0,
+            ids: Vec::new(),
+            lsns: Vec::new(),
+            vectors: Vec::new(),
+            levels: Vec::new(),
+            layer0: Vec::new(),
+            upper: Vec::new(),
+            dead: Vec::new(),
+            n_dead: 0,
+            by_id: HashMap::new(),
+            unindexed: HashMap::new(),
+            entry: None,
+            top_level: 0,
+            applied_lsn: 0,
+            rebuilt_lsn: 0,
+        }
+    }
+
+    /// Slots, tombstones included.
+    pub fn n_slots(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Live vectors.
+    pub fn n_live(&self) -> usize {
+        self.ids.len() - self.n_dead
+    }
+
+    /// Documents the index holds (with or without a vector): what the table's count is compared with.
+    pub fn n_docs(&self) -> usize {
+        self.by_id.len() + self.unindexed.len()
+    }
+
+    /// Heap bytes held (vectors, links, ids, maps; allocator overhead not counted).
+    pub fn memory_bytes(&self) -> u64 {
+        let arc = std::mem::size_of::<Arc<str>>();
+        let ids: usize =
+            self.ids.iter().map(|i| i.len() + 16).sum::<usize>() + self.ids.capacity() * arc;
+        let upper: usize = self.upper.iter().map(|u| u.capacity() * 4).sum::<usize>()
+            + self.upper.capacity() * std::mem::size_of::<Vec<u32>>();
+        let map_entry = arc + 8 + 8;
+        (self.vectors.capacity() * 4
+            + self.layer0.capacity() * 4
+            + upper
+            + ids
+            + self.lsns.capacity() * 8
+            + self.levels.capacity()
+            + self.dead.capacity()
+            + self.by_id.capacity() * map_entry
+            + self.unindexed.capacity() * map_entry) as u64
+    }
+
+    #[inline]
+    pub fn vector(&self, slot: u32) -> &[f32] {
+        let s = slot as usize * self.dim;
+        &self.vectors[s..s + self.dim]
+    }
+
+    #[inline]
+    pub fn dist_to(&self, q: &[f32], slot: u32) -> f32 {
+        self.params.metric.distance(q, self.vector(slot))
+    }
+
+    #[inline]
+    pub fn dist_slots(&self, a: u32, b: u32) -> f32 {
+        self.params.metric.distance(self.vector(a), self.vector(b))
+    }
+
+    /// Link capacity of `layer`.
+    #[inline]
+    pub fn cap(&self, layer: usize) -> usize {
+        if layer == 0 {
+            self.params.m0
+        } else {
+            self.params.m
+        }
+    }
+
+    #[inline]
+    pub fn links(&self, slot: u32, layer: usize) -> &[u32] {
+        if layer == 0 {
+            let s = slot as usize * (self.params.m0 + 1);
+            let n = self.layer0[s] as usize;
+            &self.layer0[s + 1..s + 1 + n]
+        } else {
+            let v = &self.upper[slot as usize];
+            let s = (layer - 1) * (self.params.m + 1);
+            let n = v[s] as usize;
+            &v[s + 1..s + 1 + n]
+        }
+    }
+
+    /// Replaces the links of `slot` on `layer` (at most the layer's capacity).
+    pub fn set_links(&mut self, slot: u32, layer: usize, links: &[u32]) {
+        debug_assert!(links.len() <= self.cap(layer));
+        let (buf, s) = if layer == 0 {
+            (&mut self.layer0, slot as usize * (self.params.m0 + 1))
+        } else {
+            (
+                &mut self.upper[slot as usize],
+                (layer - 1) * (self.params.m + 1),
+            )
+        };
+        buf[s] = links.len() as u32;
+        buf[s + 1..s + 1 + links.len()].copy_from_slice(links);
+    }
+
+    /// The level of a new node with this id: `⌊−ln(u)·mL⌋` with `u` from a hash of the id and the seed.
+    pub fn level_for(&self, id: &str) -> u8 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in id.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        let x = splitmix64(h ^ self.params.seed);
+        // u in (0, 1]: never 0, so the logarithm is finite.
+        let u = ((x >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        let level = (-u.ln() * self.params.level_mult()).floor();
+        level.min(f64::from(LEVEL_MAX)) as u8
+    }
+
+    /// Prepares `v` for this graph (dimension, finite values, unit length for cosine).
+    pub fn prepare(&self, v: &[f32]) -> Result<Vec<f32>, VectorError> {
+        self.params.metric.prepare(v, self.dim)
+    }
+
+    /// Removes `id` (its vector becomes a tombstone, its record of a document without a vector is forgotten).
+    pub fn remove(&mut self, id: &str) {
+        self.unindexed.remove(id);
+        let Some(slot) = self.by_id.remove(id) else {
+            return;
+        };
+        self.dead[slot as usize] = true;
+        self.n_dead += 1;
+        if self.entry == Some(slot) {
+            self.reset_entry();
+        }
+    }
+
+    /// Points the entry at a live node of the highest level (keeps it when no node is live: tombstones still
+    /// navigate, and a search finds nothing to return anyway). Returns whether the entry changed.
+    pub fn reset_entry(&mut self) -> bool {
+        let best = (0..self.n_slots() as u32)
+            .filter(|&s| !self.dead[s as usize])
+            .max_by_key(|&s| (self.levels[s as usize], Reverse(s)));
+        match best {
+            Some(s) if self.entry != Some(s) => {
+                self.entry = Some(s);
+                self.top_level = self.levels[s as usize];
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The highest level of a live node.
+    pub fn top_live_level(&self) -> Option<u8> {
+        (0..self.n_slots())
+            .filter(|&s| !self.dead[s])
+            .map(|s| self.levels[s])
+            .max()
+    }
+
+    /// Inserts (or replaces) `id` with the prepared vector `v` at version `lsn`; returns its slot.
+    pub fn upsert(&mut self, id: Arc<str>, lsn: u64, v: &[f32], visited: &mut Visited) -> u32 {
+        self.remove(&id);
+        if self.dim == 0 {
+            self.dim = v.len();
+        }
+        debug_assert_eq!(v.len(), self.dim);
+        let slot = self.n_slots() as u32;
+        let level = self.level_for(&id);
+        self.ids.push(id.clone());
+        self.lsns.push(lsn);
+        self.vectors.extend_from_slice(v);
+        self.levels.push(level);
+        self.layer0
+            .extend(std::iter::repeat_n(0, self.params.m0 + 1));
+        self.upper
+            .push(vec![0; usize::from(level) * (self.params.m + 1)]);
+        self.dead.push(false);
+        self.by_id.insert(id, slot);
+        self.link_new(slot, visited);
+        slot
+    }
+
+    /// Alg. 1: links a freshly stored slot into the graph.
+    fn link_new(&mut self, slot: u32, visited: &mut Visited) {
+        let Some(entry) = self.entry else {
+            self.entry = Some(slot);
+            self.top_level = self.levels[slot as usize];
+            return;
+        };
+        let level = self.levels[slot as usize];
+        let q = self.vector(slot).to_vec();
+        let mut cur = Near {
+            dist: self.dist_to(&q, entry),
+            slot: entry,
+        };
+        for layer in (usize::from(level) + 1..=usize::from(self.top_level)).rev() {
+            cur = self.greedy(&q, cur, layer);
+        }
+        let mut eps = vec![cur];
+        let ef = self.params.ef_construction;
+        for layer in (0..=usize::from(level.min(self.top_level))).rev() {
+            let w = self.search_layer(&q, &eps, ef, layer, visited, |s| s != slot);
+            let chosen = self.select(&w, self.params.m);
+            self.set_links(slot, layer, &chosen);
+            for &e in &chosen {
+                self.connect(e, slot, layer);
+            }
+            if !w.is_empty() {
+                eps = w;
+            }
+        }
+        if level > self.top_level {
+            self.entry = Some(slot);
+            self.top_level = level;
+        }
+    }
+
+    /// Adds the link `from → to` on `layer`; a full list is shrunk with the heuristic (which may drop `to` or
+    /// another link). Returns the slots that lost their link from `from` (never `to`).
+    pub fn connect(&mut self, from: u32, to: u32, layer: usize) -> Vec<u32> {
+        let cap = self.cap(layer);
+        let cur = self.links(from, layer);
+        if cur.contains(&to) || from == to {
+            return Vec::new();
+        }
+        if cur.len() < cap {
+            let mut l = cur.to_vec();
+            l.push(to);
+            self.set_links(from, layer, &l);
+            return Vec::new();
+        }
+        let mut cand: Vec<Near> = cur
+            .iter()
+            .chain(std::iter::once(&to))
+            .map(|&s| Near {
+                dist: self.dist_slots(from, s),
+                slot: s,
+            })
+            .collect();
+        cand.sort_unstable();
+        let kept = self.select(&cand, cap);
+        let dropped = cand
+            .iter()
+            .map(|n| n.slot)
+            .filter(|s| *s != to && !kept.contains(s))
+            .collect();
+        self.set_links(from, layer, &kept);
+        dropped
+    }
+
+    /// Alg. 4 (without extending the candidates): walks the candidates nearest first and keeps one only if it is
+    /// closer to the base than to every one kept, so the links point in different directions. Candidates pruned
+    /// that way are not added back (as hnswlib). `candidates` sorted nearest first.
+    pub fn select(&self, candidates: &[Near], m: usize) -> Vec<u32> {
+        let mut kept: Vec<u32> = Vec::with_capacity(m);
+        for c in candidates {
+            if kept.len() >= m {
+                break;
+            }
+            let diverse = kept.iter().all(|&r| self.dist_slots(c.slot, r) > c.dist);
+            if diverse {
+                kept.push(c.slot);
+            }
+        }
+        kept
+    }
+
+    /// Greedy search with one candidate on `layer` (the descent through the upper layers).
+    pub fn greedy(&self, q: &[f32], mut cur: Near, layer: usize) -> Near {
+        loop {
+            let mut moved = false;
+            for &n in self.links(cur.slot, layer) {
+                let d = self.dist_to(q, n);
+                if d < cur.dist {
+                    cur = Near { dist: d, slot: n };
+                    moved = true;
+                }
+            }
+            if !moved {
+                return cur;
+            }
+        }
+    }
+
+    /// Alg. 2: the `ef` nearest slots to `q` on `layer` that `accept` takes, nearest first. Every slot reached is
+    /// walked through whether accepted or not (tombstones and filtered-out nodes still navigate): the search
+    /// continues until `ef` accepted slots are found and no candidate can improve them, or the reachable graph is
+    /// exhausted.
+    pub fn search_layer(
+        &self,
+        q: &[f32],
+        eps: &[Near],
+        ef: usize,
+        layer: usize,
+        visited: &mut Visited,
+        accept: impl Fn(u32) -> bool,
+    ) -> Vec<Near> {
+        visited.reset(self.n_slots());
+        let mut cand: BinaryHeap<Reverse<Near>> = BinaryHeap::with_capacity(ef * 2);
+        let mut found: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
+        for &e in eps {
+            if !visited.insert(e.slot) {
+                continue;
+            }
+            cand.push(Reverse(e));
+            if accept(e.slot) {
+                found.push(e);
+                if found.len() > ef {
+                    found.pop();
+                }
+            }
+        }
+        let mut bound = if found.len() >= ef {
+            found.peek().map_or(f32::INFINITY, |n| n.dist)
+        } else {
+            f32::INFINITY
+        };
+        while let Some(Reverse(c)) = cand.pop() {
+            if c.dist > bound {
+                break;
+            }
+            for &n in self.links(c.slot, layer) {
+                if !visited.insert(n) {
+                    continue;
+                }
+                let d = self.dist_to(q, n);
+                if d < bound {
+                    let near = Near { dist: d, slot: n };
+                    cand.push(Reverse(near));
+                    if accept(n) {
+                        found.push(near);
+                        if found.len() > ef {
+                            found.pop();
+                        }
+                        if found.len() >= ef {
+                            bound = found.peek().map_or(f32::INFINITY, |n| n.dist);
+                        }
+                    }
+                }
+            }
+        }
+        found.into_sorted_vec()
+    }
+
+    /// The `k` nearest live slots that `filter` takes (`ef` candidates on layer 0), nearest first.
+    pub fn search(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        visited: &mut Visited,
+        filter: Option<&dyn Fn(&str) -> bool>,
+    ) -> Vec<Near> {
+        let Some(entry) = self.entry else {
+            return Vec::new();
+        };
+        if self.n_live() == 0 || k == 0 {
+            return Vec::new();
+        }
+        let mut cur = Near {
+            dist: self.dist_to(q, entry),
+            slot: entry,
+        };
+        for layer in (1..=usize::from(self.top_level)).rev() {
+            cur = self.greedy(q, cur, layer);
+        }
+        let accept =
+            |s: u32| !self.dead[s as usize] && filter.is_none_or(|f| f(&self.ids[s as usize]));
+        let mut w = self.search_layer(q, &[cur], ef.max(k), 0, visited, accept);
+        w.truncate(k);
+        w
+    }
+
+    /// Brute force: the `k` nearest live slots that `filter` takes, nearest first.
+    pub fn exact(&self, q: &[f32], k: usize, filter: Option<&dyn Fn(&str) -> bool>) -> Vec<Near> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let mut best: BinaryHeap<Near> = BinaryHeap::with_capacity(k + 1);
+        for s in 0..self.n_slots() as u32 {
+            if self.dead[s as usize] {
+                continue;
+            }
+            let d = self.dist_to(q, s);
+            if best.len() == k && best.peek().is_some_and(|w| d >= w.dist) {
+                continue;
+            }
+            if filter.is_some_and(|f| !f(&self.ids[s as usize])) {
+                continue;
+            }
+            best.push(Near { dist: d, slot: s });
+            if best.len() > k {
+                best.pop();
+            }
+        }
+        best.into_sorted_vec()
+    }
+
+    /// A new graph with the same parameters holding only the live nodes, inserted in slot order (so the same live
+    /// set always gives the same graph). Versions, the documents without a vector and the LSNs are kept.
+    pub fn without_tombstones(&self, visited: &mut Visited) -> Graph {
+        let mut g = Graph::new(self.params.clone());
+        g.dim = self.dim;
+        for s in 0..self.n_slots() as u32 {
+            if !self.dead[s as usize] {
+                let id = self.ids[s as usize].clone();
+                g.upsert(id, self.lsns[s as usize], self.vector(s), visited);
+            }
+        }
+        g.unindexed = self.unindexed.clone();
+        g.applied_lsn = self.applied_lsn;
+        g.rebuilt_lsn = self.rebuilt_lsn;
+        g
+    }
+
+    /// Checks the invariants of the module doc; each violation described (at most `max` of them).
+    pub fn validate(&self, max: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let n = self.n_slots();
+        let mut push = |s: String| {
+            if out.len() < max {
+                out.push(s);
+            }
+        };
+        if self.lsns.len() != n
+            || self.levels.len() != n
+            || self.dead.len() != n
+            || self.upper.len() != n
+            || self.layer0.len() != n * (self.params.m0 + 1)
+            || self.vectors.len() != n * self.dim
+        {
+            push(format!(
+                "per-slot arrays disagree on the number of slots ({n})"
+            ));
+            return out;
+        }
+        match self.entry {
+            None if n > 0 => push("no entry point although the graph has nodes".into()),
+            Some(e) if e as usize >= n => push(format!("entry point {e} is not a slot")),
+            Some(e) if self.levels[e as usize] != self.top_level => push(format!(
+                "entry point {e} has level {} but the top level is {}",
+                self.levels[e as usize], self.top_level
+            )),
+            _ => {}
+        }
+        let mut seen = Visited::default();
+        for s in 0..n as u32 {
+            let level = usize::from(self.levels[s as usize]);
+            if self.upper[s as usize].len() != level * (self.params.m + 1) {
+                push(format!(
+                    "slot {s}: upper-layer links do not match level {level}"
+                ));
+                continue;
+            }
+            for layer in 0..=level {
+                let cap = self.cap(layer);
+                let count = if layer == 0 {
+                    self.layer0[s as usize * (self.params.m0 + 1)] as usize
+                } else {
+                    self.upper[s as usize][(layer - 1) * (self.params.m + 1)] as usize
+                };
+                if count > cap {
+                    push(format!(
+                        "slot {s} layer {layer}: {count} links, at most {cap}"
+                    ));
+                    continue;
+                }
+                seen.reset(n);
+                for &t in self.links(s, layer) {
+                    if t as usize >= n || t == s {
+                        push(format!(
+                            "slot {s} layer {layer}: link to {t} is not another slot"
+                        ));
+                    } else if usize::from(self.levels[t as usize]) < layer {
+                        push(format!(
+                            "slot {s} layer {layer}: link to {t} which has no layer {layer}"
+                        ));
+                    } else if !seen.insert(t) {
+                        push(format!("slot {s} layer {layer}: link to {t} twice"));
+                    }
+                }
+            }
+        }
+        let dead = self.dead.iter().filter(|d| **d).count();
+        if dead != self.n_dead || self.by_id.len() != n - dead {
+            push(format!(
+                "{} live ids for {} live slots ({dead} tombstones, {} counted)",
+                self.by_id.len(),
+                n - dead,
+                self.n_dead
+            ));
+        }
+        for (id, &s) in &self.by_id {
+            if s as usize >= n || self.dead[s as usize] || *self.ids[s as usize] != **id {
+                push(format!(
+                    "id {id:?} maps to slot {s}, which does not hold it live"
+                ));
+            }
+            if self.unindexed.contains_key(id) {
+                push(format!(
+                    "id {id:?} is both indexed and recorded without a vector"
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// SplitMix64 finaliser: a well-mixed 64-bit hash of `x`.
+pub(crate) fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distance::Metric;
+
+    fn graph_of(n: usize, metric: Metric) -> Graph {
+        let mut g = Graph::new(HnswParams::with_metric(metric));
+        let mut vis = Visited::default();
+        for i in 0..n {
+            let v: Vec<f32> = (0..8)
+                .map(|j| ((i * 31 + j * 17) % 23) as f32 - 11.0)
+                .collect();
+            let v = g.prepare(&v).unwrap();
+            g.upsert(Arc::from(format!("d{i}")), i as u64 + 1, &v, &mut vis);
+        }
+        g
+    }
+
+    #[test]
+    fn a_built_graph_holds_its_invariants() {
+        for metric in [Metric::Cosine, Metric::Dot, Metric::L2] {
+            let g = graph_of(500, metric);
+            assert_eq!(g.validate(10), Vec::<String>::new(), "{metric:?}");
+            assert_eq!(g.n_live(), 500);
+        }
+    }
+
+    #[test]
+    fn levels_depend_on_id_and_seed_only_and_follow_the_geometric_law() {
+        let g = Graph::new(HnswParams::default());
+        let n = 20_000;
+        let above0 = (0..n).filter(|i| g.level_for(&format!("x{i}")) > 0).count();
+        // P(level > 0) = 1/m = 1/16: 1250 expected, ±5 standard deviations.
+        assert!((1080..=1420).contains(&above0), "{above0}");
+        assert_eq!(g.level_for("a"), g.level_for("a"));
+        let other = Graph::new(HnswParams {
+            seed: 7,
+            ..HnswParams::default()
+        });
+        let differ = (0..200)
+            .filter(|i| g.level_for(&format!("x{i}")) != other.level_for(&format!("x{i}")))
+            .count();
+        assert!(differ > 0);
+    }
+
+    #[test]
+    fn removing_the_entry_moves_it_to_a_live_top_node() {
+        let mut g = graph_of(300, Metric::L2);
+        let e = g.entry.unwrap();
+        let id = g.ids[e as usize].clone();
+        g.remove(&id);
+        let e2 = g.entry.unwrap();
+        assert_ne!(e, e2);
+        assert!(!g.dead[e2 as usize]);
+        assert_eq!(Some(g.levels[e2 as usize]), g.top_live_level());
+        assert_eq!(g.validate(10), Vec::<String>::new());
+    }
+}
