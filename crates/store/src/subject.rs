@@ -853,8 +853,11 @@ fn backup_into(
     let mut bytes = 0;
     for rel in rels {
         let src = store.dir().join(rel);
-        // Nothing there, or a link (which holds none of the store's bytes, and is never followed).
-        if std::fs::symlink_metadata(&src).is_err() || crate::io::link_at(&src).is_some() {
+        // Nothing there, a link (never followed), or something else that is not a regular file (a directory or a
+        // fifo put in a file's place): none holds the store's bytes, so there is nothing of it to keep. Copying it
+        // would fail and block the repair that moves it out of the way.
+        let regular = std::fs::symlink_metadata(&src).is_ok_and(|m| m.file_type().is_file());
+        if !regular || crate::io::link_at(&src).is_some() {
             continue;
         }
         let dst = dir.join(rel.replace('/', "__"));
