@@ -43,7 +43,7 @@ pub struct UsageError(pub String);
 
 /// medic: an embedded search database that heals itself.
 #[derive(Debug, Parser)]
-#[command(name = "medic", version, about, long_about = None)]
+#[command(name = "medic", version = crate::LONG_VERSION, about, long_about = None)]
 pub struct Cli {
     /// The data directory [default: ./medic-data, or server.data_dir from --config].
     #[arg(long, value_name = "DIR")]

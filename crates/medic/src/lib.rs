@@ -4,6 +4,17 @@
 //! metrics), the command line, the SQLite knowledge base, notifiers, and the chaos and bench commands. It holds no
 //! healing logic of its own.
 
+/// The git commit this binary was built from (`unknown` outside a git checkout).
+pub const BUILD_COMMIT: &str = env!("MEDIC_BUILD_COMMIT");
+
+/// `medic --version`: the package version and the commit.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MEDIC_BUILD_COMMIT"),
+    ")"
+);
+
 pub mod app;
 pub mod bench;
 pub mod cli;

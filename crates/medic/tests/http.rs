@@ -408,14 +408,15 @@ async fn health_status_incidents_heal_and_metrics_answer() {
         "# TYPE medic_operation_duration_seconds histogram",
         "medic_documents 1",
         "medic_health_state{state=\"HEALTHY\"}",
-        "# TYPE medic_incidents counter",
+        "# TYPE medic_incidents_total counter",
         "medic_incidents_total{severity=\"sev0\"} 0",
-        "medic_http_requests_total{route=\"/v1/docs/{id}\",method=\"PUT\",status=\"200\"} 1",
+        "medic_http_requests_total{route=\"/v1/docs/{id}\",method=\"PUT\",code=\"200\"} 1",
         "medic_heal_cycles_total 1",
+        "medic_build_info{version=\"",
     ] {
         assert!(text.contains(name), "metrics lack {name:?}:\n{text}");
     }
-    assert!(text.ends_with("# EOF\n"));
+    assert!(!text.contains("# EOF"), "{text}");
 }
 
 #[tokio::test]
@@ -786,8 +787,11 @@ async fn metrics_expose_the_repairs_family_from_the_start_and_no_fake_zero_kpis(
     let f = fixture();
     let (s, _, text) = send(&f.router, empty("GET", "/metrics")).await;
     assert_eq!(s, StatusCode::OK, "{text}");
-    assert!(text.contains("# TYPE medic_repairs counter\n"), "{text}");
-    assert!(text.contains("# HELP medic_repairs "), "{text}");
+    assert!(
+        text.contains("# TYPE medic_repairs_total counter\n"),
+        "{text}"
+    );
+    assert!(text.contains("# HELP medic_repairs_total "), "{text}");
     assert!(
         text.lines()
             .any(|l| l.starts_with("medic_repairs_total{strategy=")
@@ -798,4 +802,74 @@ async fn metrics_expose_the_repairs_family_from_the_start_and_no_fake_zero_kpis(
     // No incident yet: MTTD and MTTR are unknown, not 0.
     assert!(text.contains("medic_mttd_seconds NaN\n"), "{text}");
     assert!(text.contains("medic_mttr_seconds NaN\n"), "{text}");
+}
+
+/// `GET /metrics` as Prometheus asks for it (OpenMetrics) and as `curl` does (text 0.0.4); both parse, and the plain
+/// text passes `promtool check metrics` (Debian's `prometheus` package; `.ci/run` installs it).
+#[tokio::test]
+async fn metrics_are_openmetrics_for_prometheus_and_pass_promtool_as_plain_text() {
+    let f = fixture();
+    let (s, _, _) = send(
+        &f.router,
+        json_req("PUT", "/v1/docs/a", &json!({"text": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let req = Request::builder()
+        .method("GET")
+        .uri("/metrics")
+        .header(
+            header::ACCEPT,
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let resp = f.router.clone().oneshot(req).await.unwrap();
+    let ct = resp.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let om = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        om.ends_with("# EOF\n") && om.contains("# TYPE medic_repairs counter\n"),
+        "{om}"
+    );
+
+    let (s, _, text) = send(&f.router, empty("GET", "/metrics")).await;
+    assert_eq!(s, StatusCode::OK);
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match promtool {
+        Ok(c) => c,
+        Err(e) if std::env::var_os("MEDIC_SKIP_PROMTOOL").is_some() => {
+            eprintln!("promtool not run ({e}); MEDIC_SKIP_PROMTOOL is set");
+            return;
+        }
+        Err(e) => panic!(
+            "promtool could not be started ({e}): install Debian's `prometheus` package (as .ci/run does) \
+             or set MEDIC_SKIP_PROMTOOL=1"
+        ),
+    };
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -632,10 +632,12 @@ pub async fn run_cycle(s: &ApiState, dry_run: Option<bool>) -> Result<Value, Api
     out.map_err(|e| ApiError::internal(format!("healing cycle failed: {e:#}")))
 }
 
-/// `GET /metrics`: OpenMetrics text.
-pub async fn metrics(State(s): State<ApiState>) -> Response {
+/// `GET /metrics`: OpenMetrics text when the `Accept` header asks for it, else the Prometheus text format 0.0.4.
+pub async fn metrics(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     let app = s.app.clone();
     let m = s.metrics.clone();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let openmetrics = super::metrics::wants_openmetrics(accept);
     let text = tokio::task::spawn_blocking(move || {
         let snapshot = app.try_snapshot();
         m.set_snapshot(&snapshot);
@@ -645,18 +647,20 @@ pub async fn metrics(State(s): State<ApiState>) -> Response {
         {
             m.observe_incidents(recent.iter());
         }
-        m.encode()
+        if openmetrics {
+            m.encode()
+        } else {
+            m.encode_prometheus()
+        }
     })
     .await;
+    let content_type = if openmetrics {
+        super::metrics::OPENMETRICS_CONTENT_TYPE
+    } else {
+        super::metrics::PROMETHEUS_TEXT_CONTENT_TYPE
+    };
     match text {
-        Ok(t) => (
-            [(
-                header::CONTENT_TYPE,
-                super::metrics::OPENMETRICS_CONTENT_TYPE,
-            )],
-            t,
-        )
-            .into_response(),
+        Ok(t) => ([(header::CONTENT_TYPE, content_type)], t).into_response(),
         Err(e) => ApiError::internal(format!("metrics failed: {e}")).into_response(),
     }
 }

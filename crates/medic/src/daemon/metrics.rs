@@ -1,5 +1,7 @@
 //! The daemon's Prometheus metrics: one explicit [`Registry`] per daemon (no global state, so tests stay
-//! deterministic), encoded as OpenMetrics text on `GET /metrics`.
+//! deterministic), encoded on `GET /metrics` as OpenMetrics text when the scraper asks for it (Prometheus does) and
+//! otherwise as the classic Prometheus text format 0.0.4 (what `curl` and `promtool check metrics` read): counters'
+//! `# HELP`/`# TYPE` name the `_total` series, and there is no `# EOF`.
 //!
 //! Request counts and operation latencies are recorded as they happen; the engine's and the store's state (health,
 //! incidents, repairs, documents, KPIs) is mirrored into gauges and counters after every healing cycle and at each
@@ -22,6 +24,9 @@ use prometheus_client::registry::Registry;
 /// The content type of [`Metrics::encode`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The content type of [`Metrics::encode_prometheus`]'s output.
+pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Incident ids remembered to count repairs once; older ones are forgotten beyond this.
 const INCIDENTS_TRACKED_MAX: usize = 10_000;
@@ -75,7 +80,14 @@ struct OperationLabels {
 struct HttpLabels {
     route: String,
     method: String,
-    status: u16,
+    /// The HTTP status code (Prometheus' conventional label name).
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -231,8 +243,20 @@ impl Metrics {
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "medic_http_requests",
-            "HTTP requests answered, by route, method and status",
+            "HTTP requests answered, by route, method and status code",
             http_requests.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: crate::BUILD_COMMIT,
+            })
+            .set(1);
+        registry.register(
+            "medic_build_info",
+            "Always 1; the labels say which medic this is (version, git commit it was built from)",
+            build_info,
         );
         // 50 µs .. ~52 s in 21 doubling buckets.
         let operation_duration = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
@@ -471,7 +495,7 @@ impl Metrics {
             .get_or_create(&HttpLabels {
                 route: route.to_string(),
                 method: method.to_string(),
-                status,
+                code: status,
             })
             .inc();
     }
@@ -596,6 +620,53 @@ impl Metrics {
         }
         out
     }
+
+    /// The classic Prometheus text exposition (format 0.0.4) of every metric.
+    pub fn encode_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.encode())
+    }
+}
+
+/// Rewrites an OpenMetrics text exposition as the Prometheus text format 0.0.4: a counter family `x` is announced as
+/// `x_total` (the name its samples carry), `# UNIT` and `# EOF` lines are dropped (the older format has neither).
+/// Gauges and histograms are written the same way in both formats.
+pub fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(l) => out.push_str(l.trim_end()),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether an `Accept` header asks for OpenMetrics (Prometheus sends `application/openmetrics-text;...` first).
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|part| {
+            let mut fields = part.split(';');
+            let media = fields.next().unwrap_or("").trim();
+            let q_zero = fields.any(|f| matches!(f.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !q_zero
+        })
+    })
 }
 
 #[cfg(test)]
@@ -630,6 +701,44 @@ mod tests {
             resolution: Resolution::Open,
             report_markdown: None,
         }
+    }
+
+    #[test]
+    fn the_prometheus_format_names_counter_families_by_their_total_series() {
+        let m = Metrics::new(0);
+        let om = m.encode();
+        assert!(om.contains("# TYPE medic_heal_cycles counter\n"), "{om}");
+        let text = m.encode_prometheus();
+        assert!(
+            text.contains("# TYPE medic_heal_cycles_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP medic_heal_cycles_total "), "{text}");
+        assert!(text.contains("\nmedic_heal_cycles_total 0\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains("# TYPE medic_documents gauge\n") || !om.contains("medic_documents"),
+            "{text}"
+        );
+        assert_eq!(
+            openmetrics_to_prometheus(
+                "# HELP a_seconds A.\n# TYPE a_seconds histogram\n# UNIT a_seconds seconds\na_seconds_count 1\n# EOF\n"
+            ),
+            "# HELP a_seconds A.\n# TYPE a_seconds histogram\na_seconds_count 1\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_is_served_only_when_asked_for() {
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        )));
+        assert!(!wants_openmetrics(Some("*/*")));
+        assert!(!wants_openmetrics(Some("text/plain")));
+        assert!(!wants_openmetrics(None));
+        assert!(!wants_openmetrics(Some(
+            "application/openmetrics-text;q=0, text/plain"
+        )));
     }
 
     #[test]
@@ -703,7 +812,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("medic_http_requests_total{route=\"/v1/docs/{id}\",method=\"PUT\",status=\"200\"} 1\n"),
+            text.contains(
+                "medic_http_requests_total{route=\"/v1/docs/{id}\",method=\"PUT\",code=\"200\"} 1\n"
+            ),
             "{text}"
         );
         assert!(text.contains("medic_mttd_seconds 1.5\n"), "{text}");
