@@ -64,6 +64,43 @@ fn section_name(kind: u32) -> &'static str {
     }
 }
 
+/// One file format built of checksummed sections (`hnsw.bin`, `flat.bin`): its magic, version, the kind of its
+/// last (end) section — kinds run `1..=end`, each exactly once, in order — and the sections' names for errors.
+pub(crate) struct Format {
+    /// What the file is, in errors (`hnsw`, `flat`).
+    pub(crate) what: &'static str,
+    pub(crate) magic: &'static [u8; 8],
+    pub(crate) version: u32,
+    pub(crate) end: u32,
+    pub(crate) name: fn(u32) -> &'static str,
+}
+
+/// `hnsw.bin`.
+const HNSW: Format = Format {
+    what: "hnsw",
+    magic: MAGIC,
+    version: VERSION,
+    end: END,
+    name: section_name,
+};
+
+/// Writes a format's header.
+pub(crate) fn header(out: &mut Vec<u8>, f: &Format) {
+    out.extend_from_slice(f.magic);
+    out.extend_from_slice(&f.version.to_le_bytes());
+    let crc = crc32c::crc32c(out);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Writes the end section (total bytes before it, sections before it): the file's exact length.
+pub(crate) fn end_section(out: &mut Vec<u8>, f: &Format) {
+    let before = out.len() as u64;
+    section(out, f.end, |b| {
+        b.extend_from_slice(&before.to_le_bytes());
+        b.extend_from_slice(&(f.end - 1).to_le_bytes());
+    });
+}
+
 /// Why a file cannot be used, with the byte offset where it was found.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{what} (at byte {offset})")]
@@ -74,7 +111,7 @@ pub struct FileError {
     pub offset: u64,
 }
 
-fn err<T>(offset: usize, what: impl Into<String>) -> Result<T, FileError> {
+pub(crate) fn err<T>(offset: usize, what: impl Into<String>) -> Result<T, FileError> {
     Err(FileError {
         what: what.into(),
         offset: offset as u64,
@@ -92,10 +129,7 @@ pub(crate) fn encode(g: &Graph) -> Vec<u8> {
             + n * 32
             + 128,
     );
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    header(&mut out, &HNSW);
 
     section(&mut out, META, |b| {
         b.extend_from_slice(&g.applied_lsn.to_le_bytes());
@@ -138,11 +172,7 @@ pub(crate) fn encode(g: &Graph) -> Vec<u8> {
             put_id(b, id, *lsn);
         }
     });
-    let before = out.len() as u64;
-    section(&mut out, END, |b| {
-        b.extend_from_slice(&before.to_le_bytes());
-        b.extend_from_slice(&8u32.to_le_bytes());
-    });
+    end_section(&mut out, &HNSW);
     out
 }
 
@@ -158,7 +188,7 @@ fn put_u32s(b: &mut Vec<u8>, xs: &[u32]) {
     }
 }
 
-fn section(out: &mut Vec<u8>, kind: u32, fill: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn section(out: &mut Vec<u8>, kind: u32, fill: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&kind.to_le_bytes());
     out.extend_from_slice(&[0; 12]);
@@ -173,28 +203,34 @@ fn section(out: &mut Vec<u8>, kind: u32, fill: impl FnOnce(&mut Vec<u8>)) {
 }
 
 /// One verified section: kind, the payload's offset in the file, the payload.
-type Section<'a> = (u32, usize, &'a [u8]);
+pub(crate) type Section<'a> = (u32, usize, &'a [u8]);
 
-/// The sections of a file whose checksums all verify, in file order.
+/// The sections of an `hnsw.bin` whose checksums all verify, in file order.
 fn sections(bytes: &[u8]) -> Result<Vec<Section<'_>>, FileError> {
+    sections_of(bytes, &HNSW)
+}
+
+/// The sections of a file of format `f` whose checksums all verify, in file order (kinds `1..=f.end`).
+pub(crate) fn sections_of<'a>(bytes: &'a [u8], f: &Format) -> Result<Vec<Section<'a>>, FileError> {
+    let section_name = f.name;
     if bytes.len() < HEADER_BYTES {
         return err(
             0,
             format!("file of {} bytes is shorter than its header", bytes.len()),
         );
     }
-    if &bytes[..8] != MAGIC {
-        return err(0, "not an hnsw index file (magic)");
+    if &bytes[..8] != f.magic {
+        return err(0, format!("not a {} index file (magic)", f.what));
     }
     let header_crc = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default());
     if crc32c::crc32c(&bytes[..12]) != header_crc {
         return err(0, "header checksum mismatch");
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
-    if version != VERSION {
+    if version != f.version {
         return err(
             8,
-            format!("format version {version}, this build reads {VERSION}"),
+            format!("format version {version}, this build reads {}", f.version),
         );
     }
     let mut at = HEADER_BYTES;
@@ -236,11 +272,12 @@ fn sections(bytes: &[u8]) -> Result<Vec<Section<'_>>, FileError> {
         }
         out.push((kind, body, payload));
         at = body + len as usize;
-        if kind == END {
+        if kind == f.end {
             let mut r = Reader::new(payload, body);
             let total = r.u64()?;
             let count = r.u32()?;
-            if total != (body - SECTION_HEADER_BYTES) as u64 || count != END - 1 || r.left() != 0 {
+            if total != (body - SECTION_HEADER_BYTES) as u64 || count != f.end - 1 || r.left() != 0
+            {
                 return err(body, "end section does not match the file");
             }
             if at != bytes.len() {
@@ -427,22 +464,22 @@ fn u32s(b: &[u8]) -> Vec<u32> {
 }
 
 /// A bounds-checked reader over one section's payload; `base` is the payload's offset in the file.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     b: &'a [u8],
     at: usize,
     base: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(b: &'a [u8], base: usize) -> Self {
+    pub(crate) fn new(b: &'a [u8], base: usize) -> Self {
         Reader { b, at: 0, base }
     }
 
-    fn left(&self) -> usize {
+    pub(crate) fn left(&self) -> usize {
         self.b.len() - self.at
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FileError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], FileError> {
         if self.left() < n {
             return err(
                 self.base + self.at,
@@ -454,22 +491,22 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn u8(&mut self) -> Result<u8, FileError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, FileError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, FileError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, FileError> {
         let s = self.take(4)?;
         Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     }
 
-    fn u64(&mut self) -> Result<u64, FileError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, FileError> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(a))
     }
 
-    fn id(&mut self) -> Result<(Arc<str>, u64), FileError> {
+    pub(crate) fn id(&mut self) -> Result<(Arc<str>, u64), FileError> {
         let lsn = self.u64()?;
         let at = self.base + self.at;
         let len = self.u32()? as usize;
@@ -483,7 +520,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn done(&self, what: &str) -> Result<(), FileError> {
+    pub(crate) fn done(&self, what: &str) -> Result<(), FileError> {
         if self.left() != 0 {
             return err(
                 self.base + self.at,

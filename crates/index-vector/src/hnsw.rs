@@ -540,7 +540,13 @@ fn validate_replacement(old: &Graph, new: &Graph) -> Option<String> {
 
 /// Whether the index's version `vi` of a document (at applied LSN `applied`, rebuilt at `rebuilt`) agrees with the
 /// table's `vt` at LSN `t`, as far as the two LSNs let one tell.
-fn versions_agree(vi: Option<u64>, applied: u64, rebuilt: u64, vt: Option<u64>, t: u64) -> bool {
+pub(crate) fn versions_agree(
+    vi: Option<u64>,
+    applied: u64,
+    rebuilt: u64,
+    vt: Option<u64>,
+    t: u64,
+) -> bool {
     // A version recorded as the rebuild's LSN is "at most that LSN".
     let same = |b: u64, a: u64| a == b || (rebuilt != 0 && b == rebuilt && a <= b);
     if applied == t {

@@ -3,11 +3,12 @@
 //! HNSW (and IVF) indexes per collection under `idx/<collection>/<hnsw|ivf>/`, derived from the store's log through
 //! [`store::derived::DerivedIndex`]: rebuilt whenever they are missing, damaged or behind what the log still covers.
 //!
-//! API boundary: [`HnswIndex`] (open, the [`store::derived::DerivedIndex`] contract, `search` / `exact`, `health`,
+//! API boundary: [`FlatIndex`] (exact search, the `flat` derived index the daemon serves), [`HnswIndex`] (open, the [`store::derived::DerivedIndex`] contract, `search` / `exact`, `health`,
 //! repairs, fault hooks), [`HnswParams`], [`Metric`], [`HnswHealth`], [`synth`] (seeded data for tests and benches).
 
 mod distance;
 mod file;
+mod flat;
 mod graph;
 mod health;
 mod hnsw;
@@ -18,6 +19,11 @@ pub mod synth;
 
 pub use distance::{Metric, VectorError, dot, l2_squared};
 pub use file::{FILE_NAME, FileError};
+pub use flat::{COMPACT_DEAD_MIN, FlatIndex};
+/// The flat index's name and file name.
+pub mod flat_names {
+    pub use crate::flat::{FILE_NAME, NAME};
+}
 pub use health::{HealthOptions, HnswHealth, LevelCount};
 pub use hnsw::{
     APPLY_CHUNK, Hit, HnswIndex, NAME, OpenError, OpenReport, RepairReport, SearchError,

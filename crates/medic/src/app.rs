@@ -78,6 +78,8 @@ pub struct App {
     in_flight: heal::engine::RepairsInFlight,
     /// The last status computed with the engine free: answered (with live repairs in flight) while a cycle runs.
     last_status: Mutex<Option<Value>>,
+    /// The exact vector index the daemon serves searches from, once attached ([`App::attach_indexes`]).
+    flat: std::sync::OnceLock<Arc<index_vector::FlatIndex>>,
 }
 
 impl std::fmt::Debug for App {
@@ -204,6 +206,7 @@ impl App {
             started_at_us,
             schedule: Mutex::new(Schedule::default()),
             last_health: Mutex::new(None),
+            flat: std::sync::OnceLock::new(),
         })
     }
 
@@ -215,6 +218,36 @@ impl App {
     /// The store.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Attaches the derived indexes the daemon serves from (the `flat` vector index of the collection `default`,
+    /// under `idx/default/flat/`): the store's `medic-derived` thread catches it up from the log, or rebuilds it
+    /// from the table, then follows every commit. Offline commands do not attach (they search by brute force).
+    pub fn attach_indexes(&self) -> anyhow::Result<()> {
+        if self.flat.get().is_some() {
+            return Ok(());
+        }
+        let flat = index_vector::FlatIndex::open(
+            self.store.dir(),
+            store::derived::DEFAULT_COLLECTION,
+            index_vector::Metric::Cosine,
+            self.store.config().io.clone(),
+        )
+        .context("opening the flat vector index")?;
+        if let Some(why) = &flat.open_report().reason {
+            tracing::info!("flat vector index: {why}; catching up or rebuilding from the store");
+        }
+        let flat = Arc::new(flat);
+        self.store
+            .attach_derived(flat.clone())
+            .context("attaching the flat vector index")?;
+        self.flat.get_or_init(|| flat);
+        Ok(())
+    }
+
+    /// The flat vector index, when attached.
+    pub fn flat_index(&self) -> Option<&Arc<index_vector::FlatIndex>> {
+        self.flat.get()
     }
 
     /// The memory-pressure gate of large writes.
@@ -471,6 +504,7 @@ impl App {
                     .collect::<Vec<_>>()
             }),
             "search": self.search_view(now),
+            "derived": self.store.derived().status(),
             "store": self.store.stats(),
             "recovery": recovery,
             "knowledge_base": {
@@ -745,6 +779,8 @@ impl App {
         } = self;
         drop(engine);
         drop(subject);
+        // The derived indexes persist and their thread ends, so nothing else holds the store.
+        store.derived().stop();
         // The probe holds the store too.
         drop(probe);
         match Arc::try_unwrap(store) {

@@ -61,6 +61,9 @@ pub struct StoreConfig {
     /// document of each); a larger batch is refused whole (`TooLarge`, nothing written). A batch shares its group
     /// commit with concurrent single writes, which are not counted against it.
     pub commit_batch_bytes_max: u64,
+    /// Records the change feed to the derived indexes holds at most; a commit that finds it full drops its batch
+    /// from the feed (never waits), and the indexes catch up from the log instead.
+    pub derived_feed_records_max: usize,
 }
 
 impl Default for StoreConfig {
@@ -80,6 +83,7 @@ impl Default for StoreConfig {
             quick_check_sample_blocks: 64,
             issues_queued_max: 1024,
             commit_batch_bytes_max: 16 << 20,
+            derived_feed_records_max: crate::derived::FEED_RECORDS_MAX,
         }
     }
 }

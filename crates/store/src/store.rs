@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, Document, KIND_DELETE, KIND_PUT};
 use crate::config::StoreConfig;
+use crate::derived::{DerivedIndex, DerivedSet, FeedItem, LogCover, Truth};
 use crate::error::{StoreError, loc};
 use crate::io;
 use crate::lock::{DirLock, now_us};
@@ -479,6 +480,8 @@ pub struct Store {
     manifest_copy_pending: std::sync::atomic::AtomicBool,
     /// Set when the process is stopping: long checks (the full scrub) end early, so a stop stays bounded.
     checks_interrupted: std::sync::atomic::AtomicBool,
+    /// The derived indexes attached ([`Store::attach_derived`]) and the feed the commit leader fills.
+    derived: crate::derived::DerivedSet,
 }
 
 /// How often writes refresh LOCK's heartbeat: a sixth of the age at which another host may take a silent holder
@@ -1190,9 +1193,13 @@ impl Store {
             opened: std::time::Instant::now(),
             manifest_copy_pending: std::sync::atomic::AtomicBool::new(false),
             checks_interrupted: std::sync::atomic::AtomicBool::new(false),
+            derived: crate::derived::DerivedSet::with_feed_capacity(
+                config.derived_feed_records_max,
+            ),
             cfg: config,
         };
         let _ = params;
+        store.derived.feed().note_log_lsn(lock(&store.wal).last_lsn);
         for i in issues {
             store.queue_issue(i);
         }
@@ -1553,6 +1560,8 @@ impl Store {
                 st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
             }
         }
+        // The derived indexes persist what they applied; a reopen catches them up from there.
+        self.derived.stop();
         if self.table_holds_every_record()
             && let Err(why) = self.durable_layout_intact()
         {
@@ -1671,6 +1680,15 @@ impl Store {
                         self.counters
                             .records_committed
                             .fetch_add(ops.len() as u64, Ordering::Relaxed);
+                        // Durable: hand the batch to the derived indexes (never blocks, never fails).
+                        self.derived.feed().publish(ops.iter().map(|op| FeedItem {
+                            lsn: op.lsn,
+                            id: Arc::from(op.id.as_str()),
+                            doc: op.entry.as_ref().map(|e| e.bytes.clone()),
+                        }));
+                        self.derived
+                            .feed()
+                            .note_log_lsn(ops.last().map_or(0, |o| o.lsn));
                         for op in ops {
                             st.durable_lsn = op.lsn;
                             st.results.insert(op.lsn, Ok(()));
@@ -2135,6 +2153,9 @@ impl Store {
         drop(st);
         r?;
         lock(&self.issues).retain(|i| i.code != "acknowledged_data_lost");
+        // The table was rewritten from what survived: the indexes are rebuilt from it.
+        self.derived
+            .invalidate_all("a loss was accepted: rebuilding from the table");
         Ok(LossAcceptance {
             ranges,
             snapshot_lsn,
@@ -2994,7 +3015,37 @@ impl Store {
                 docs.insert(id, Entry::new(lsn, doc));
             }
         }
-        for s in &m.segments {
+        let after = m.snapshot_lsn.unwrap_or(0);
+        self.replay(m, open_len, after, &mut |r: codec::Record| {
+            if r.kind == KIND_PUT {
+                docs.insert(r.id, Entry::new(r.lsn, r.doc));
+            } else {
+                docs.remove(&r.id);
+            }
+        })?;
+        Ok(docs)
+    }
+
+    /// The one replay of the log's records (the segments of `m`, the open one cut at `open_len`, records verified
+    /// against the mirror) in LSN order into `sink`, from the first record above `after`. Reads only; repairs
+    /// nothing. Used by the scrub's comparison, the table reload and the derived indexes' catch-up.
+    fn replay(
+        &self,
+        m: &Manifest,
+        open_len: u64,
+        after: u64,
+        sink: &mut dyn FnMut(codec::Record),
+    ) -> Result<(), StoreError> {
+        let mut rep = RecoveryReport::default();
+        let mut iss = Vec::new();
+        for (i, s) in m.segments.iter().enumerate() {
+            // A segment whose records all lie at or below `after` is not read.
+            if m.segments
+                .get(i + 1)
+                .is_some_and(|n| n.first_lsn <= after + 1)
+            {
+                continue;
+            }
             let rel = wal::seg_name(s.id);
             let bytes = if s.sealed {
                 let f = ImmutableFile {
@@ -3023,17 +3074,110 @@ impl Store {
                     })
             };
             for r in wal::scan(&bytes, mirror.as_deref(), self.record_bytes_max).records {
-                if r.lsn <= m.snapshot_lsn.unwrap_or(0) {
-                    continue;
-                }
-                if r.kind == KIND_PUT {
-                    docs.insert(r.id, Entry::new(r.lsn, r.doc));
-                } else {
-                    docs.remove(&r.id);
+                if r.lsn > after {
+                    sink(r);
                 }
             }
         }
-        Ok(docs)
+        Ok(())
+    }
+
+    /// The derived indexes attached to this store: look one up, wait for one, read their status.
+    pub fn derived(&self) -> &DerivedSet {
+        &self.derived
+    }
+
+    /// Attaches a derived index (any [`DerivedIndex`]): the `medic-derived` thread catches it up from the log (or
+    /// rebuilds it from the table) and then applies every durable change in LSN order. Errors only for a second
+    /// index of the same collection and name, or a collection that does not exist.
+    pub fn attach_derived(
+        self: &Arc<Self>,
+        index: Arc<dyn DerivedIndex>,
+    ) -> Result<(), StoreError> {
+        self.derived.attach(Arc::downgrade(self), index)
+    }
+
+    /// Whether acknowledged records are lost (and not yet accepted): nothing derived is rebuilt meanwhile.
+    pub fn degraded(&self) -> bool {
+        !lock(&self.state).lost.is_empty()
+    }
+
+    /// Replays the log's records above `after` into `sink`, if the log still covers them (see [`LogCover`]). The
+    /// log is captured as of now (writes wait only for the capture).
+    pub(crate) fn derived_replay_after(
+        &self,
+        after: u64,
+        sink: &mut dyn FnMut(codec::Record),
+    ) -> Result<LogCover, StoreError> {
+        let (m, open_len, last) = self.as_leader(|| {
+            let w = lock(&self.wal);
+            Ok((w.manifest.clone(), w.seg.len, w.last_lsn))
+        })?;
+        if after > last {
+            return Ok(LogCover::Ahead { last });
+        }
+        let snapshot_lsn = m.snapshot_lsn.unwrap_or(0);
+        if snapshot_lsn > after {
+            return Ok(LogCover::NotCovered { snapshot_lsn });
+        }
+        self.replay(&m, open_len, after, sink)?;
+        Ok(LogCover::Replayed { last })
+    }
+
+    /// Every document of the collection (medic's own documents left out), verified, with the LSN the table is at:
+    /// what a derived index is rebuilt from. Refused while the store is degraded.
+    pub(crate) fn derived_table(
+        &self,
+    ) -> Result<(u64, Vec<(Arc<str>, Arc<Document>)>), StoreError> {
+        let (lsn, entries): (u64, Vec<(String, Entry)>) = {
+            let st = lock(&self.state);
+            if let Some(l) = st.lost.first() {
+                return Err(l.stale("rebuilding a derived index".into()));
+            }
+            let entries = st
+                .docs
+                .iter()
+                .filter(|(k, _)| !k.starts_with(RESERVED_ID_PREFIX))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (st.durable_lsn, entries)
+        };
+        let docs = entries
+            .into_iter()
+            .map(|(id, e)| {
+                let d = self.decode_entry(&id, &e)?;
+                Ok((Arc::from(id), Arc::new(d)))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((lsn, docs))
+    }
+
+    /// What a derived index is checked against: the table's LSN, its count of documents (medic's own left out) and
+    /// up to `sample_max` ids with their versions, spread over the table from a seeded offset.
+    pub(crate) fn derived_truth(&self, sample_max: usize, seed: u64) -> Truth {
+        let st = lock(&self.state);
+        let reserved = st
+            .docs
+            .range(RESERVED_ID_PREFIX.to_string()..)
+            .take_while(|(k, _)| k.starts_with(RESERVED_ID_PREFIX))
+            .count();
+        let count = st.docs.len() - reserved;
+        let stride = (count / sample_max.max(1)).max(1);
+        let offset = (seed as usize) % stride;
+        let sample = st
+            .docs
+            .iter()
+            .filter(|(k, _)| !k.starts_with(RESERVED_ID_PREFIX))
+            .skip(offset)
+            .step_by(stride)
+            .take(sample_max)
+            .map(|(k, e)| (k.clone(), Some(e.lsn)))
+            .collect();
+        Truth {
+            lsn: st.durable_lsn,
+            count: count as u64,
+            sample,
+        }
     }
 
     /// Cuts bytes past the last durable record off the open segment and its mirror (a torn tail left by a failed
@@ -3287,6 +3431,7 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         // The kernel lock goes with the file; the holder text stays "not closed" unless `close` ran.
+        self.derived.stop();
         lock(&self.lock).take();
     }
 }

@@ -1414,26 +1414,32 @@ impl Subject for StoreSubject {
     }
     fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
         let s = self.store.clone();
-        vec![
+        let own: Vec<Arc<dyn HealthCheck>> = vec![
             Arc::new(QuickCheck { store: s.clone() }),
             Arc::new(IncrementalCheck {
                 store: s.clone(),
                 verified: self.verified.clone(),
             }),
-            Arc::new(ScrubCheck { store: s }),
-        ]
+            Arc::new(ScrubCheck { store: s.clone() }),
+        ];
+        own.into_iter()
+            .chain(crate::derived::health::checks(&s))
+            .collect()
     }
     fn strategies(&self) -> Vec<Arc<dyn RepairStrategy>> {
         let s = self.store.clone();
-        vec![
+        let own: Vec<Arc<dyn RepairStrategy>> = vec![
             Arc::new(TruncateTornTail { store: s.clone() }),
             Arc::new(RefreshLock { store: s.clone() }),
             Arc::new(RebuildFromParity { store: s.clone() }),
             Arc::new(RestoreManifestTwin { store: s.clone() }),
             Arc::new(RepairFromMirror { store: s.clone() }),
             Arc::new(ReloadTable { store: s.clone() }),
-            Arc::new(Compact { store: s }),
-        ]
+            Arc::new(Compact { store: s.clone() }),
+        ];
+        own.into_iter()
+            .chain(crate::derived::health::strategies(&s))
+            .collect()
     }
     /// Typed samples: sizes (`docs`, `wal_bytes`, `segments`, `disk_free_bytes`, `quota_bytes_remaining`: judged by
     /// constraints and trend rules), counters since open (`last_lsn`, `commits_total`, `records_committed_total`,

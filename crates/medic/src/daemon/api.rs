@@ -3,7 +3,7 @@
 //! failure goes through [`ApiError`].
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -278,6 +278,55 @@ pub struct SearchBody {
     #[serde(default)]
     vector: Option<Vec<f32>>,
     k: u64,
+    /// `"strong"`: answer only once the index has applied the log as of the request (waits at most
+    /// [`STRONG_WAIT_MS`]); `"eventual"` (the default): what the index has applied.
+    #[serde(default)]
+    consistency: Option<String>,
+}
+
+/// How long a `"consistency": "strong"` search waits for the index to reach the log before it is answered 503.
+pub const STRONG_WAIT_MS: u64 = 2_000;
+
+/// The `k` documents most similar (cosine) to `query`, from the `flat` index (exact, no document cloned). `strong`:
+/// first wait until the index has applied the log as of now.
+fn indexed_search(
+    store: &store::Store,
+    flat: &index_vector::FlatIndex,
+    query: &[f32],
+    k: usize,
+    strong: bool,
+) -> Result<Vec<Hit>, ApiError> {
+    if strong {
+        let lsn = store.stats().last_lsn;
+        store
+            .derived()
+            .wait_applied(lsn, Duration::from_millis(STRONG_WAIT_MS))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "consistency \"strong\": the vector index did not reach the log within {STRONG_WAIT_MS} ms \
+                         (STRONG_WAIT_MS): {e}; retry, or search with \"consistency\": \"eventual\""
+                    ),
+                )
+            })?;
+    }
+    let hits = flat.search(query, k).map_err(|e| match e {
+        index_vector::SearchError::Vector(index_vector::VectorError::Dimension {
+            expected,
+            got,
+        }) => ApiError::bad_request(format!(
+            "query vector has dimension {got}, stored vectors have dimension {expected}"
+        )),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
+    Ok(hits
+        .into_iter()
+        .map(|h| Hit {
+            id: h.id.to_string(),
+            score: f64::from(1.0 - h.distance).clamp(-1.0, 1.0),
+        })
+        .collect())
 }
 
 /// One search result.
@@ -371,6 +420,15 @@ pub async fn search(
         .http
         .check_search_k(body.k)
         .map_err(ApiError::bad_request)?;
+    let strong = match body.consistency.as_deref() {
+        None | Some("eventual") => false,
+        Some("strong") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "consistency: {other:?} is not one of \"strong\", \"eventual\""
+            )));
+        }
+    };
     match (body.text, body.vector) {
         (Some(_), Some(_)) => Err(ApiError::bad_request(
             "give either \"text\" or \"vector\", not both",
@@ -397,10 +455,14 @@ pub async fn search(
                 ));
             }
             let store = s.app.store().clone();
+            let flat = s.app.flat_index().cloned();
             let metrics = s.metrics.clone();
             let hits = blocking(&s.metrics, Operation::Search, move || {
                 let t0 = Instant::now();
-                let out = brute_force_search(&store, &query, k);
+                let out = match &flat {
+                    Some(flat) => indexed_search(&store, flat, &query, k, strong),
+                    None => brute_force_search(&store, &query, k),
+                };
                 let took = t0.elapsed();
                 // Per query kind, into the store's metrics (the engine's samples: `search_vector_latency_p99_us`)
                 // and the daemon's (`medic_search_duration_seconds{kind}`).

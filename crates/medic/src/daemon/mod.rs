@@ -265,6 +265,7 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
             "opened"
         );
     }
+    app.attach_indexes()?;
     let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

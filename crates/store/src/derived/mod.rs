@@ -19,6 +19,13 @@ use std::sync::Arc;
 
 use crate::codec::Document;
 
+pub mod driver;
+pub mod feed;
+pub mod health;
+
+pub use driver::{DerivedSet, DerivedStatus, IndexState, IndexStatus, Lag, LagError, LogCover};
+pub use feed::{FEED_RECORDS_MAX, Feed, FeedItem};
+
 /// The collection every document belongs to until collections are declared.
 pub const DEFAULT_COLLECTION: &str = "default";
 
