@@ -24,6 +24,9 @@ pub fn probe_id() -> String {
     format!("{}probe", store::RESERVED_ID_PREFIX)
 }
 
+/// Steps of one probe run: put, get, search, delete.
+const PROBE_STEPS: u64 = 4;
+
 /// Put, get, search and delete of one reserved document, each against a latency bound.
 pub struct SyntheticProbe {
     store: Arc<Store>,
@@ -143,6 +146,16 @@ impl HealthCheck for SyntheticProbe {
     fn interval_us(&self) -> u64 {
         self.interval_us
     }
+    /// The four steps' bounds together: each step is judged against `checks.probe_step_ms_max` on its own (a
+    /// `probe_slow` issue names the step), so the check as a whole must not be cut off sooner. The shallow tier's
+    /// default (100 ms) is shorter than two fsyncs on a busy disk and made an idle daemon open `check_timeout`
+    /// incidents for a probe whose every step was within its bound.
+    fn timeout_us(&self) -> u64 {
+        u64::try_from(self.step_max.as_micros())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(PROBE_STEPS)
+            .max(Tier::Shallow.default_timeout_us())
+    }
     fn run(&self, ctx: &CheckContext<'_>) -> CheckOutcome {
         let st = self.store.stats();
         if let Some(why) = st.read_only.or(st.poisoned) {
@@ -250,6 +263,9 @@ mod tests {
             out.issues[0].summary
         );
         assert_eq!(store.get(&probe_id()).unwrap(), None, "taken away again");
+        // The check as a whole is cut off only after every step's bound, never sooner than the shallow tier's.
+        assert_eq!(ok.timeout_us(), 4 * 60 * 1_000_000);
+        assert_eq!(strict.timeout_us(), Tier::Shallow.default_timeout_us());
         assert!(store.scan(None, 10).unwrap().is_empty(), "never listed");
     }
 }

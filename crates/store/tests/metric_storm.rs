@@ -1,5 +1,5 @@
 //! The engine over the real `StoreSubject` under a simulated clock: an idle store that takes one write, and an hour
-//! of steady mixed load, open no incident. (Counters fed to the detectors as gauges used to open a storm of SEV2
+//! of steady mixed load, open no incident; a real jump of the write latency still opens one. (Counters fed to the detectors as gauges used to open a storm of SEV2
 //! incidents — `docs`, `last_lsn`, `wal_bytes`, `commits_total`, ... — at the first write after idle.)
 
 use std::sync::Arc;
@@ -27,13 +27,27 @@ struct Rig {
 /// A store in a fresh directory (on tmpfs when there is one: the test is about the engine, not the disk) and an
 /// engine with the default configuration over it.
 fn rig() -> Rig {
+    rig_with(Arc::new(store::IoFaults::new()))
+}
+
+/// [`rig`] whose store writes and syncs through `faults`.
+fn rig_with(faults: Arc<store::IoFaults>) -> Rig {
     let shm = std::path::Path::new("/dev/shm");
     let dir = if shm.is_dir() {
         tempfile::tempdir_in(shm).expect("tempdir")
     } else {
         tempfile::tempdir().expect("tempdir")
     };
-    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).expect("open"));
+    let store = Arc::new(
+        Store::open(
+            dir.path(),
+            StoreConfig {
+                io: faults,
+                ..StoreConfig::default()
+            },
+        )
+        .expect("open"),
+    );
     let clock = SimClock::new(1_700_000_000 * US_PER_S);
     let kb = Arc::new(MemoryKnowledgeBase::new());
     let engine = Engine::new(
@@ -142,4 +156,50 @@ fn an_hour_of_steady_mixed_load_opens_no_incident() {
         assert!(s.errors.is_empty(), "cycle {cycle}: {:?}", s.errors);
     }
     r.assert_no_incident("an hour of steady mixed load");
+}
+
+#[test]
+fn a_jump_of_the_write_latency_still_opens_an_incident() {
+    let faults = Arc::new(store::IoFaults::new());
+    let mut r = rig_with(faults.clone());
+    let mut n = 0u64;
+    let mut puts = |r: &mut Rig, count: u64| {
+        for _ in 0..count {
+            n += 1;
+            r.store
+                .put(&format!("doc{}", n % 200), doc(n))
+                .expect("put");
+        }
+    };
+    // Ten simulated minutes of a steady trickle of writes.
+    for _ in 0..120 {
+        puts(&mut r, 5);
+        r.cycle();
+    }
+    r.assert_no_incident("steady writes");
+    // The device turns slow: every write and sync takes 50 ms more (a put writes and syncs the segment and its
+    // mirror, so its latency jumps by some 200 ms, over the 100 ms floor of these tests). Same load as before.
+    faults.set_latency_us(50_000);
+    let mut opened = None;
+    for _ in 0..6 {
+        puts(&mut r, 5);
+        r.cycle();
+        if let Some(i) = r.incidents().into_iter().next() {
+            opened = Some(i);
+            break;
+        }
+    }
+    faults.set_latency_us(0);
+    let incident = opened.expect("a jump of the write latency opens an incident");
+    let metrics: Vec<&str> = incident
+        .issues
+        .iter()
+        .map(|i| i.resource.as_str())
+        .collect();
+    assert!(
+        metrics.iter().any(|m| m.contains("latency")),
+        "the incident names a latency: {metrics:?} ({})",
+        incident.root_cause
+    );
+    assert_eq!(r.incidents().len(), 1, "one cause, one incident");
 }
