@@ -78,6 +78,8 @@ pub struct App {
     in_flight: heal::engine::RepairsInFlight,
     /// The last status computed with the engine free: answered (with live repairs in flight) while a cycle runs.
     last_status: Mutex<Option<Value>>,
+    /// Operators' silences in force, shared with the notifiers.
+    silences: crate::operators::SilenceSet,
 }
 
 impl std::fmt::Debug for App {
@@ -179,14 +181,19 @@ impl App {
         )
         .context("building the healing engine")?;
         let mut engine = engine;
+        // Every notifier is muted by the operators' silences (kept in the knowledge base).
+        let silences = crate::operators::SilenceSet::default();
+        let silenced = |n: Box<dyn heal::escalate::Notifier>| {
+            Box::new(crate::operators::Silenced::new(n, silences.clone()))
+        };
         if config.notify.log {
-            engine.add_notifier(Box::new(crate::notify::LogNotifier));
+            engine.add_notifier(silenced(Box::new(crate::notify::LogNotifier)));
         }
         if let Some(url) = &config.notify.webhook_url {
             let timeout = std::time::Duration::from_millis(config.notify.webhook_timeout_ms);
             let webhook = crate::notify::WebhookNotifier::new(url, timeout)
                 .with_context(|| format!("starting the webhook notifier for {url}"))?;
-            engine.add_notifier(Box::new(webhook));
+            engine.add_notifier(silenced(Box::new(webhook)));
         }
         Ok(App {
             config: config.clone(),
@@ -204,7 +211,32 @@ impl App {
             started_at_us,
             schedule: Mutex::new(Schedule::default()),
             last_health: Mutex::new(None),
+            silences,
         })
+        .and_then(|app| {
+            app.reload_silences()
+                .map_err(|e| anyhow::anyhow!("reading silences from the knowledge base: {e}"))?;
+            Ok(app)
+        })
+    }
+
+    /// The time now on the app's clock, µs since the epoch.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The operators' silences in force.
+    pub fn silence_set(&self) -> &crate::operators::SilenceSet {
+        &self.silences
+    }
+
+    /// Each repair strategy's estimated risk on `issue`.
+    pub fn strategy_risks(&self, issue: &heal::Issue) -> Vec<(String, f64)> {
+        self.subject
+            .strategies()
+            .iter()
+            .map(|s| (s.name().to_string(), s.estimate(issue).risk))
+            .collect()
     }
 
     /// The configuration it was opened with.
@@ -646,6 +678,7 @@ impl App {
         Ok(Some(json!({
             "incident": record,
             "status": status,
+            "operators": self.incident_operator_view(id),
             "timeline": timeline(&record),
             "report": {
                 "escalated": record.report_markdown.is_some(),

@@ -13,4 +13,5 @@ pub mod daemon;
 pub mod kb;
 pub mod machine;
 pub mod notify;
+pub mod operators;
 pub mod probe;
