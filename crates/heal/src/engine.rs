@@ -654,10 +654,7 @@ impl Engine {
 
     /// Approves risky repairs of an incident waiting for approval; it is decided again in the next cycle.
     pub fn approve(&mut self, id: u64) -> Result<(), EngineError> {
-        let inc = self
-            .active
-            .get_mut(&id)
-            .ok_or(EngineError::UnknownIncident(id))?;
+        let inc = self.active_mut(id, "only an incident awaiting approval can be approved")?;
         if inc.status != IncidentStatus::AwaitingApproval {
             return Err(EngineError::WrongState {
                 id,

@@ -168,11 +168,16 @@ impl App {
                 config.checks.probe_interval_ms,
             ))
         });
-        let subject = Arc::new(MedicSubject::new(
-            Arc::new(StoreSubject::new(store.clone())),
-            process.clone(),
-            probe.clone(),
-        ));
+        let subject = Arc::new(
+            MedicSubject::new(
+                Arc::new(StoreSubject::new(store.clone())),
+                process.clone(),
+                probe.clone(),
+            )
+            .with_repair_timeout(std::time::Duration::from_micros(
+                config.engine.repair_timeout_us,
+            )),
+        );
         let engine = Engine::new(
             subject.clone() as Arc<dyn Subject>,
             kb.clone() as Arc<dyn KnowledgeBase>,

@@ -15,3 +15,4 @@ pub mod machine;
 pub mod notify;
 pub mod operators;
 pub mod probe;
+pub mod watchdog;

@@ -70,7 +70,7 @@ pub fn human_duration(us: u64) -> String {
 }
 
 impl Engine {
-    fn active_mut(&mut self, id: u64, why: &str) -> Result<&mut Incident, EngineError> {
+    pub(super) fn active_mut(&mut self, id: u64, why: &str) -> Result<&mut Incident, EngineError> {
         if self.active.contains_key(&id) {
             return Ok(self.active.get_mut(&id).expect("checked"));
         }
