@@ -625,7 +625,7 @@ mod tests {
             r.decision
         );
         assert_eq!(inbox.rules().last().unwrap(), "resolved");
-        assert!(e.active.get(&id).is_none());
+        assert!(!e.active.contains_key(&id));
         assert!(matches!(
             e.resolve(id, "alice", ""),
             Err(EngineError::Closed {
