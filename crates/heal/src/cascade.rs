@@ -26,6 +26,9 @@ pub struct CascadeOutcome {
     /// Strategies whose backup could not be taken, so they changed nothing (their attempts are `Failed` with the
     /// reason in the notes); `on_attempt` is not called for them.
     pub blocked: Vec<String>,
+    /// Strategies whose backup and repair overran the repair timeout: failed (whatever they returned) and rolled
+    /// back, each with how long it ran, µs.
+    pub timed_out: Vec<(String, u64)>,
 }
 
 impl CascadeOutcome {
@@ -43,6 +46,20 @@ pub fn run_cascade(
     strategies: &[Arc<dyn RepairStrategy>],
     issue: &Issue,
     clock: &dyn Clock,
+    on_attempt: impl FnMut(&str, bool),
+) -> CascadeOutcome {
+    run_cascade_within(strategies, issue, clock, u64::MAX, on_attempt)
+}
+
+/// [`run_cascade`] where each strategy's backup and repair together get at most `timeout_us` (measured on the
+/// `clock`): one that overran is failed whatever it returned — its repair is not trusted, it is rolled back — and the
+/// cascade goes on with the next strategy. (Interrupting a repair that never returns is the caller's job: the engine
+/// runs no threads; the program wraps its strategies in a watchdog.)
+pub fn run_cascade_within(
+    strategies: &[Arc<dyn RepairStrategy>],
+    issue: &Issue,
+    clock: &dyn Clock,
+    timeout_us: u64,
     mut on_attempt: impl FnMut(&str, bool),
 ) -> CascadeOutcome {
     let mut out = CascadeOutcome {
@@ -51,12 +68,20 @@ pub fn run_cascade(
         unrecoverable: Vec::new(),
         rollback_failed: None,
         blocked: Vec::new(),
+        timed_out: Vec::new(),
     };
     for strategy in strategies {
         let name = strategy.name().to_string();
         let started_at = clock.now();
         let mut notes = Vec::new();
-        let (outcome, data_loss, blocked) = attempt(strategy.as_ref(), issue, &mut notes, &mut out);
+        let (outcome, data_loss, blocked) = attempt(
+            strategy.as_ref(),
+            issue,
+            clock,
+            timeout_us,
+            &mut notes,
+            &mut out,
+        );
         let record = AttemptRecord {
             strategy: name.clone(),
             started_at,
@@ -86,10 +111,13 @@ pub fn run_cascade(
 fn attempt(
     strategy: &dyn RepairStrategy,
     issue: &Issue,
+    clock: &dyn Clock,
+    timeout_us: u64,
     notes: &mut Vec<String>,
     out: &mut CascadeOutcome,
 ) -> (AttemptOutcome, DataLoss, bool) {
     let name = strategy.name();
+    let started = clock.now();
     let backup = match strategy.backup(issue) {
         Ok(b) => {
             notes.push(format!("backup at {} ({} bytes)", b.location, b.bytes));
@@ -100,7 +128,20 @@ fn attempt(
             return (AttemptOutcome::Failed, DataLoss::None, true);
         }
     };
-    let (failed_outcome, error) = match strategy.repair(issue) {
+    let repaired = strategy.repair(issue);
+    let ran_us = clock.now().saturating_sub(started);
+    let repaired = if ran_us > timeout_us {
+        out.timed_out.push((name.to_string(), ran_us));
+        if let Ok(report) = &repaired {
+            notes.extend(report.actions.iter().cloned());
+        }
+        Err(RepairError::Other(format!(
+            "overran repair_timeout_us = {timeout_us} (backup and repair ran {ran_us} µs): abandoned as failed"
+        )))
+    } else {
+        repaired
+    };
+    let (failed_outcome, error) = match repaired {
         Ok(report) => {
             notes.extend(report.actions.iter().cloned());
             match strategy.validate(issue) {
@@ -278,6 +319,54 @@ mod tests {
         );
         assert_eq!(out.attempts[1].outcome, AttemptOutcome::Succeeded);
         assert_eq!(seen, [("a".to_string(), false), ("b".to_string(), true)]);
+    }
+
+    #[test]
+    fn a_repair_overrunning_the_timeout_is_failed_rolled_back_and_the_next_one_tried() {
+        let clock = SimClock::new(100);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let strategies: Vec<Arc<dyn RepairStrategy>> = ["slow", "quick"]
+            .into_iter()
+            .map(|name| {
+                Arc::new(S {
+                    name,
+                    mode: Mode::Works,
+                    log: log.clone(),
+                    clock: clock.clone(),
+                }) as Arc<dyn RepairStrategy>
+            })
+            .collect();
+        let issue = Issue::new(IssueKind::Integrity, "block_checksum", "wal", "bad", "t", 0);
+        // Each repair advances the clock 5 µs: a timeout of 4 µs fails both, 5 µs lets both through.
+        let out = run_cascade_within(&strategies, &issue, &clock, 4, |_, _| {});
+        assert_eq!(out.repaired_by, None);
+        assert_eq!(
+            out.timed_out,
+            [("slow".to_string(), 5), ("quick".to_string(), 5)]
+        );
+        assert_eq!(out.attempts[0].outcome, AttemptOutcome::Failed);
+        assert!(
+            out.attempts[0]
+                .notes
+                .iter()
+                .any(|n| n.contains("overran repair_timeout_us = 4")),
+            "{:?}",
+            out.attempts[0].notes
+        );
+        assert_eq!(
+            log.lock().unwrap().as_slice(),
+            [
+                "slow:backup",
+                "slow:repair",
+                "slow:rollback",
+                "quick:backup",
+                "quick:repair",
+                "quick:rollback"
+            ]
+        );
+        let out = run_cascade_within(&strategies, &issue, &clock, 5, |_, _| {});
+        assert_eq!(out.repaired_by.as_deref(), Some("slow"));
+        assert!(out.timed_out.is_empty());
     }
 
     #[test]

@@ -65,6 +65,14 @@ pub struct EngineConfig {
     pub environment_grace_us: u64,
     /// A strategy above this risk needs an operator's approval. [0, 1].
     pub approval_risk_max: f64,
+    /// An incident waiting this long for approval (`medic approve ID`) without an answer escalates. [1 s, 7 days].
+    pub approval_expiry_us: u64,
+    /// A repair step (backup and repair of one strategy) running longer than this is failed as overrun and rolled
+    /// back; the cascade goes on with the next strategy. [1 s, 1 day].
+    pub repair_timeout_us: u64,
+    /// An escalated incident nobody acknowledged (`medic ack ID`) is notified again this often; 0: never again.
+    /// [0, 7 days].
+    pub renotify_interval_us: u64,
     /// Repairs started in one cycle at most. [1, 64].
     pub max_concurrent_repairs: u32,
     /// Attempts of one strategy per window at most. [1, 10000].
@@ -129,6 +137,9 @@ impl Default for EngineConfig {
             escalated_recheck_us: 30 * US_PER_S,
             environment_grace_us: 600 * US_PER_S,
             approval_risk_max: 0.5,
+            approval_expiry_us: 3_600 * US_PER_S,
+            repair_timeout_us: 600 * US_PER_S,
+            renotify_interval_us: 900 * US_PER_S,
             max_concurrent_repairs: 2,
             strategy_rate_max: 6,
             strategy_rate_window_us: 3_600 * US_PER_S,
@@ -247,6 +258,24 @@ impl EngineConfig {
         )?;
         range_u("environment_grace_us", self.environment_grace_us, 0, DAY_US)?;
         range_f("approval_risk_max", self.approval_risk_max, 0.0, 1.0, false)?;
+        range_u(
+            "approval_expiry_us",
+            self.approval_expiry_us,
+            US_PER_S,
+            7 * DAY_US,
+        )?;
+        range_u(
+            "repair_timeout_us",
+            self.repair_timeout_us,
+            US_PER_S,
+            DAY_US,
+        )?;
+        range_u(
+            "renotify_interval_us",
+            self.renotify_interval_us,
+            0,
+            7 * DAY_US,
+        )?;
         range_u(
             "max_concurrent_repairs",
             self.max_concurrent_repairs.into(),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cascade::run_cascade;
+use crate::cascade::run_cascade_within;
 use crate::check::{CheckResult, HealthCheck, HealthState, Tier};
 use crate::clock::{Clock, Timestamp};
 use crate::config::EngineConfig;
@@ -36,6 +36,9 @@ use crate::repair::{DataLoss, RepairStrategy};
 use crate::schedule::Scheduler;
 use crate::subject::{MetricKind, Sample, Subject, rate_name};
 use crate::trend::TrendTracker;
+
+mod operator;
+pub use operator::{FollowUp, PendingApproval, human_duration};
 
 /// Longest issue summary, resource, code or evidence value kept, in bytes; longer text is cut at a character
 /// boundary and marked as cut.
@@ -93,6 +96,16 @@ pub enum EngineError {
     /// No incident has this id.
     #[error("no incident with id {0}")]
     UnknownIncident(u64),
+    /// The incident is closed, and what was asked needs an open one.
+    #[error("incident {id} is closed ({resolution:?}): {why}")]
+    Closed {
+        /// The incident.
+        id: u64,
+        /// How it ended.
+        resolution: Resolution,
+        /// What was expected.
+        why: String,
+    },
     /// The incident is not waiting for what was asked (e.g. approval).
     #[error("incident {id} is {status:?}: {why}")]
     WrongState {
@@ -115,7 +128,7 @@ pub enum IncidentStatus {
     Watching,
     /// A temporary gate blocked it: decided again next cycle.
     Deferred,
-    /// A repair needs an operator's approval ([`Engine::approve`]).
+    /// A repair needs an operator's approval (`medic approve ID`, [`Engine::approve`]).
     AwaitingApproval,
     /// Decided in dry-run mode; nothing was changed.
     DryRun,
@@ -144,6 +157,15 @@ pub struct Incident {
     pub approved: bool,
     /// Issues not kept because of `issues_per_incident_max`.
     pub issues_dropped: u64,
+    /// Who acknowledged it and when (`medic ack ID`): an acknowledged incident is not notified again.
+    #[serde(default)]
+    pub acknowledged: Option<(String, Timestamp)>,
+    /// Since when it waits for an operator's approval; past `approval_expiry_us` it escalates.
+    #[serde(default)]
+    pub awaiting_since: Option<Timestamp>,
+    /// An operator denied its risky repair (`medic deny ID`): it is not repaired automatically.
+    #[serde(default)]
+    pub denied: bool,
     #[serde(skip)]
     dirty: bool,
     /// When an escalated incident's checks were last re-run (`escalated_recheck_us`).
@@ -195,6 +217,15 @@ pub struct HealingMetrics {
     pub hiccups_cleared: u64,
     /// Incidents escalated to a human.
     pub escalations: u64,
+    /// Approvals that expired unanswered (`approval_expiry_us`) and escalated.
+    #[serde(default)]
+    pub approvals_expired: u64,
+    /// Repair steps failed for overrunning `repair_timeout_us`.
+    #[serde(default)]
+    pub repairs_timed_out: u64,
+    /// Notifications repeated for escalated incidents nobody acknowledged (`renotify_interval_us`).
+    #[serde(default)]
+    pub renotifications: u64,
     /// Alerts delivered to the notifiers.
     pub alerts_sent: u64,
     /// Alerts suppressed by dedup or cooldown.
@@ -303,6 +334,8 @@ pub struct Engine {
     recent_anomalies: VecDeque<String>,
     pending_issues: Vec<Issue>,
     in_flight: RepairsInFlight,
+    /// Incidents whose escalation reached the notifiers: repeated until acknowledged, "resolved" when they close.
+    followups: BTreeMap<u64, FollowUp>,
 }
 
 /// One detected series: its detector and the value it saw last.
@@ -466,6 +499,7 @@ impl Engine {
             recent_anomalies: VecDeque::new(),
             pending_issues: Vec::new(),
             in_flight: RepairsInFlight::default(),
+            followups: BTreeMap::new(),
         };
         engine.trends = engine
             .config
@@ -620,10 +654,7 @@ impl Engine {
 
     /// Approves risky repairs of an incident waiting for approval; it is decided again in the next cycle.
     pub fn approve(&mut self, id: u64) -> Result<(), EngineError> {
-        let inc = self
-            .active
-            .get_mut(&id)
-            .ok_or(EngineError::UnknownIncident(id))?;
+        let inc = self.active_mut(id, "only an incident awaiting approval can be approved")?;
         if inc.status != IncidentStatus::AwaitingApproval {
             return Err(EngineError::WrongState {
                 id,
@@ -632,6 +663,7 @@ impl Engine {
             });
         }
         inc.approved = true;
+        inc.awaiting_since = None;
         inc.status = IncidentStatus::Open;
         inc.dirty = true;
         Ok(())
@@ -871,6 +903,9 @@ impl Engine {
             }
         }
 
+        // Approvals nobody answered within `approval_expiry_us` escalate.
+        self.expire_approvals(&mut s, &mut alerts);
+
         // Close escalated incidents whose cause is gone: their checks, re-run, no longer find any of their problems.
         self.close_escalated_whose_cause_is_gone(&mut s);
 
@@ -964,6 +999,9 @@ impl Engine {
             self.config.deescalate_quiet_us,
         );
 
+        // Follow up: repeat unacknowledged escalations, tell the notifiers when a notified incident closed.
+        self.follow_up(&mut s, &mut alerts);
+
         // Notify.
         for alert in alerts {
             self.metrics.alerts_sent += 1;
@@ -1037,6 +1075,7 @@ impl Engine {
                 let strategies = self.subject.strategies();
                 if let Some(inc) = self.active.get_mut(&id)
                     && let Some(root) = inc.record.issues.get(inc.root_issue)
+                    && !inc.denied
                     && !inc.record.attempts.is_empty()
                     && strategies.iter().any(|st| st.can_repair(root))
                     && self.gates.problem_failures(&root.resource, &root.code)
@@ -1361,6 +1400,9 @@ impl Engine {
             last_decision: None,
             approved: false,
             issues_dropped: 0,
+            acknowledged: None,
+            awaiting_since: None,
+            denied: false,
             dirty: true,
             rechecked_at: now,
         };
@@ -1505,7 +1547,8 @@ impl Engine {
                 let clock = self.clock.as_ref();
                 let mut kb_errors = Vec::new();
                 // Failures are learned at once; a success only once the engine's own re-check confirms it (below).
-                let out = run_cascade(&ordered, &root, clock, |name, ok| {
+                let timeout_us = cfg.repair_timeout_us;
+                let out = run_cascade_within(&ordered, &root, clock, timeout_us, |name, ok| {
                     if ok {
                         return;
                     }
@@ -1517,6 +1560,14 @@ impl Engine {
                 });
                 drop(running);
                 s.errors.extend(kb_errors);
+                for (name, ran_us) in &out.timed_out {
+                    self.metrics.repairs_timed_out += 1;
+                    s.errors.push(format!(
+                        "incident {}: repair {name} overran repair_timeout_us = {} (ran {ran_us} µs): abandoned as \
+                         failed and rolled back",
+                        inc.record.id, self.config.repair_timeout_us
+                    ));
+                }
                 // Blocked attempts (no backup could be taken, nothing changed) space the next try but are no
                 // failure of their strategy: the environment refused, and may come back.
                 for name in &out.blocked {
@@ -1631,6 +1682,7 @@ impl Engine {
         inc.record.report_markdown = Some(report.to_markdown());
         if needs_approval {
             inc.status = IncidentStatus::AwaitingApproval;
+            inc.awaiting_since = Some(now);
         } else {
             inc.status = IncidentStatus::Escalated;
             inc.record.resolution = Resolution::Escalated;
@@ -1659,6 +1711,7 @@ impl Engine {
             severity: inc.record.severity,
             title: report.title.clone(),
             resource: root.resource.clone(),
+            code: root.code.clone(),
             incident_id: Some(inc.record.id),
             at: now,
             report: Some(report),
@@ -1708,8 +1761,10 @@ impl Engine {
         let mut suggestions = Vec::new();
         if needs_approval {
             suggestions.push(format!(
-                "if the risk is acceptable, approve incident {} (Engine::approve) and it is repaired next cycle",
-                r.id
+                "if the risk is acceptable, approve it: `medic approve {id}` (POST /v1/incidents/{id}/approve) and it \
+                 is repaired in the next cycle; otherwise `medic deny {id}`. Unanswered, it escalates after {}",
+                operator::human_duration(self.config.approval_expiry_us),
+                id = r.id
             ));
         }
         if r.issues.iter().any(|i| i.data_at_risk) {
@@ -1720,7 +1775,8 @@ impl Engine {
         for (name, b) in self.gates.breakers() {
             if b.opened_at.is_some() {
                 suggestions.push(format!(
-                    "the circuit breaker of {name} is open after {} failures in a row: fix the cause, then reset it",
+                    "the circuit breaker of {name} is open after {} failures in a row: fix the cause, then reset it \
+                     with `medic breaker reset {name}`",
                     b.consecutive_failures
                 ));
             }
@@ -1743,9 +1799,16 @@ impl Engine {
             describe_location(&root)
         ));
         suggestions.push(format!(
-            "if this is not a real problem, mark incident {} a false positive",
+            "if this is not a real problem: `medic false-positive {}`",
             r.id
         ));
+        if !needs_approval {
+            suggestions.push(format!(
+                "acknowledge it to stop the reminders: `medic ack {id}`; once fixed by hand: `medic resolve {id} \
+                 --note \"what was done\"`",
+                id = r.id
+            ));
+        }
         EscalationReport {
             incident_id: r.id,
             subject: self.subject.name().to_string(),

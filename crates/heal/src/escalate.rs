@@ -143,6 +143,9 @@ pub struct Alert {
     pub title: String,
     /// The resource concerned.
     pub resource: String,
+    /// The issue code concerned (the incident's root issue), empty when unknown.
+    #[serde(default)]
+    pub code: String,
     /// The incident, when there is one.
     pub incident_id: Option<u64>,
     /// When.
@@ -216,6 +219,7 @@ impl AlertManager {
                     issue.summary
                 ),
                 resource: issue.resource.clone(),
+                code: issue.code.clone(),
                 incident_id: None,
                 at: now,
                 report: None,

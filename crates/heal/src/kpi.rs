@@ -55,7 +55,8 @@ impl Kpis {
             match r.resolution {
                 Resolution::Open => k.open += 1,
                 Resolution::AutoRepaired => k.auto_repaired += 1,
-                Resolution::Escalated => k.escalated += 1,
+                // Closed by an operator: it needed a human, like an escalation.
+                Resolution::Escalated | Resolution::Resolved => k.escalated += 1,
                 Resolution::SelfResolved => k.self_resolved += 1,
                 Resolution::FalsePositive => k.false_positives += 1,
             }

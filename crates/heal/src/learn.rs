@@ -52,6 +52,8 @@ pub enum Resolution {
     SelfResolved,
     /// Marked a false positive by an operator.
     FalsePositive,
+    /// Closed by an operator (`medic resolve ID --note ...`): fixed by hand, or judged done.
+    Resolved,
 }
 
 /// Everything known about one incident, from detection to resolution.

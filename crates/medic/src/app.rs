@@ -80,6 +80,8 @@ pub struct App {
     last_status: Mutex<Option<Value>>,
     /// The exact vector index the daemon serves searches from, once attached ([`App::attach_indexes`]).
     flat: std::sync::OnceLock<Arc<index_vector::FlatIndex>>,
+    /// Operators' silences in force, shared with the notifiers.
+    silences: crate::operators::SilenceSet,
 }
 
 impl std::fmt::Debug for App {
@@ -168,11 +170,16 @@ impl App {
                 config.checks.probe_interval_ms,
             ))
         });
-        let subject = Arc::new(MedicSubject::new(
-            Arc::new(StoreSubject::new(store.clone())),
-            process.clone(),
-            probe.clone(),
-        ));
+        let subject = Arc::new(
+            MedicSubject::new(
+                Arc::new(StoreSubject::new(store.clone())),
+                process.clone(),
+                probe.clone(),
+            )
+            .with_repair_timeout(std::time::Duration::from_micros(
+                config.engine.repair_timeout_us,
+            )),
+        );
         let engine = Engine::new(
             subject.clone() as Arc<dyn Subject>,
             kb.clone() as Arc<dyn KnowledgeBase>,
@@ -181,14 +188,19 @@ impl App {
         )
         .context("building the healing engine")?;
         let mut engine = engine;
+        // Every notifier is muted by the operators' silences (kept in the knowledge base).
+        let silences = crate::operators::SilenceSet::default();
+        let silenced = |n: Box<dyn heal::escalate::Notifier>| {
+            Box::new(crate::operators::Silenced::new(n, silences.clone()))
+        };
         if config.notify.log {
-            engine.add_notifier(Box::new(crate::notify::LogNotifier));
+            engine.add_notifier(silenced(Box::new(crate::notify::LogNotifier)));
         }
         if let Some(url) = &config.notify.webhook_url {
             let timeout = std::time::Duration::from_millis(config.notify.webhook_timeout_ms);
             let webhook = crate::notify::WebhookNotifier::new(url, timeout)
                 .with_context(|| format!("starting the webhook notifier for {url}"))?;
-            engine.add_notifier(Box::new(webhook));
+            engine.add_notifier(silenced(Box::new(webhook)));
         }
         Ok(App {
             config: config.clone(),
@@ -207,7 +219,32 @@ impl App {
             schedule: Mutex::new(Schedule::default()),
             last_health: Mutex::new(None),
             flat: std::sync::OnceLock::new(),
+            silences,
         })
+        .and_then(|app| {
+            app.reload_silences()
+                .map_err(|e| anyhow::anyhow!("reading silences from the knowledge base: {e}"))?;
+            Ok(app)
+        })
+    }
+
+    /// The time now on the app's clock, µs since the epoch.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The operators' silences in force.
+    pub fn silence_set(&self) -> &crate::operators::SilenceSet {
+        &self.silences
+    }
+
+    /// Each repair strategy's estimated risk on `issue`.
+    pub fn strategy_risks(&self, issue: &heal::Issue) -> Vec<(String, f64)> {
+        self.subject
+            .strategies()
+            .iter()
+            .map(|s| (s.name().to_string(), s.estimate(issue).risk))
+            .collect()
     }
 
     /// The configuration it was opened with.
@@ -680,6 +717,7 @@ impl App {
         Ok(Some(json!({
             "incident": record,
             "status": status,
+            "operators": self.incident_operator_view(id),
             "timeline": timeline(&record),
             "report": {
                 "escalated": record.report_markdown.is_some(),

@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod load;
 pub mod offline;
+pub mod operate;
 pub mod render;
 
 use std::path::{Path, PathBuf};
@@ -226,6 +227,8 @@ pub enum Command {
         #[arg(long)]
         print_default: bool,
     },
+    #[command(flatten)]
+    Operator(operate::OperatorCommand),
 }
 
 /// `medic bench` suites.
@@ -559,6 +562,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             }
             Ok(EXIT_OK)
         }
+        Command::Operator(c) => operate::run(cli, out, c),
         Command::Status { data } => with_existing(cli, data, |b| status(out, b)),
         Command::Check { data, tier } => with_existing(cli, data, |b| check(out, b, *tier)),
         Command::Heal {

@@ -280,6 +280,16 @@ impl Client {
     }
 
     /// `GET /health`: 200 when serving, 503 otherwise; both carry JSON with the state.
+    /// `method path` with an optional JSON body; the answer's JSON on a 2xx, else the daemon's error.
+    pub fn call(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        self.expect_ok(method, path, body)
+    }
+
     pub fn health(&self) -> Result<Answer, ClientError> {
         self.request("GET", "/health", None)
     }

@@ -96,7 +96,16 @@ pub struct HttpConfig {
     pub bulk_body_bytes_max: u64,
     /// The most documents one bulk ingest body may hold.
     pub bulk_docs_max: u64,
+    /// Operators' bearer tokens, name → token (`[http.operators]`): a request carrying one is accepted wherever
+    /// `server.token` is, and the operator's name is recorded with each action; with any configured, operators'
+    /// actions need a token. At most [`OPERATORS_MAX`].
+    pub operators: std::collections::BTreeMap<String, String>,
 }
+
+/// The most operators `[http.operators]` may name.
+pub const OPERATORS_MAX: usize = 1_000;
+/// The longest operator name.
+pub const OPERATOR_NAME_BYTES_MAX: usize = 64;
 
 /// `[checks]`: how often each tier of health checks runs, and the cycle's time limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -238,6 +247,7 @@ impl Default for HttpConfig {
             idle_timeout_ms: 30_000,
             bulk_body_bytes_max: 256 * 1024 * 1024,
             bulk_docs_max: 1_000_000,
+            operators: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -639,6 +649,8 @@ impl Config {
             " hours",
         )?;
 
+        self.check_operators(&mut warnings)?;
+
         let n = &self.notify;
         check_range(
             "notify.webhook_timeout_ms",
@@ -671,6 +683,76 @@ impl Config {
             });
         }
         Ok(warnings)
+    }
+}
+
+impl Config {
+    /// `[http.operators]`: names of `[A-Za-z0-9._-]`, at most [`OPERATOR_NAME_BYTES_MAX`] bytes, not `local`;
+    /// tokens like `server.token`, each used once (a token names exactly one operator).
+    fn check_operators(&self, warnings: &mut Vec<ConfigWarning>) -> Result<(), ConfigError> {
+        let ops = &self.http.operators;
+        if ops.len() > OPERATORS_MAX {
+            return Err(ConfigError::Invalid {
+                key: "http.operators",
+                value: format!("{} operators", ops.len()),
+                accepted: format!("at most operators_max = {OPERATORS_MAX}"),
+            });
+        }
+        let mut seen = std::collections::BTreeMap::new();
+        for (name, token) in ops {
+            if name.is_empty()
+                || name.len() > OPERATOR_NAME_BYTES_MAX
+                || name == "local"
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "http.operators",
+                    value: format!("{name:?}"),
+                    accepted: format!(
+                        "operator names of 1..={OPERATOR_NAME_BYTES_MAX} letters, digits, '.', '_' or '-', \
+                         other than \"local\""
+                    ),
+                });
+            }
+            if token.is_empty()
+                || token.len() > 4096
+                || token.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(ConfigError::Invalid {
+                    key: "http.operators",
+                    value: format!("{name} = <hidden>"),
+                    accepted: "tokens of 1..=4096 characters, no whitespace or control characters"
+                        .into(),
+                });
+            }
+            if let Some(other) = seen.insert(token.as_str(), name.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: "http.operators",
+                    value: format!("{other} and {name} = <hidden>"),
+                    accepted: "a token of its own for each operator (the token names who acted)"
+                        .into(),
+                });
+            }
+            if self.server.token.as_deref() == Some(token.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: "http.operators",
+                    value: format!("{name} = <hidden>"),
+                    accepted: "a token other than server.token (the token names who acted)".into(),
+                });
+            }
+            if token.len() < 16 {
+                warnings.push(ConfigWarning {
+                    key: "http.operators",
+                    message: format!(
+                        "{name}'s token has only {} characters; use at least 16",
+                        token.len()
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -723,7 +805,19 @@ const ENGINE_DOCS: &[(&str, &str)] = &[
     ),
     (
         "approval_risk_max",
-        "A repair strategy above this risk needs an operator's approval, [0, 1].",
+        "A repair strategy above this risk needs an operator's approval (`medic approve ID`), [0, 1].",
+    ),
+    (
+        "approval_expiry_us",
+        "An incident waiting this long for approval without an answer escalates, µs, [1 s, 7 days].",
+    ),
+    (
+        "repair_timeout_us",
+        "A repair step running longer than this is failed as overrun and rolled back, µs, [1 s, 1 day].",
+    ),
+    (
+        "renotify_interval_us",
+        "An escalated incident nobody acknowledged (`medic ack ID`) is notified again this often, µs; 0: never.",
     ),
     (
         "max_concurrent_repairs",
@@ -1102,6 +1196,13 @@ idle_timeout_ms = 30000
 bulk_body_bytes_max = 268435456
 # The most documents in one bulk ingest body (1..=100000000).
 bulk_docs_max = 1000000
+
+# Operators' bearer tokens, one `name = "token"` each (at most 1000). A request carrying one is accepted wherever
+# server.token is, and the name is recorded with every action it takes (approve, deny, ack, resolve, reopen,
+# annotate, false-positive, breaker reset, silences); with any configured, those actions need a token. Without
+# tokens, actions are recorded as done by "local".
+[http.operators]
+# alice = "a-long-random-string-for-alice"
 
 [checks]
 # The shallow tier (headers, liveness, a sample of blocks) runs this often; so does the healing cycle (10..=3600000 ms).

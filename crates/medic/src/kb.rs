@@ -20,6 +20,9 @@ use heal::learn::{IncidentRecord, KbError, KnowledgeBase, StrategyStats};
 use heal::subject::Sample;
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod operators;
+pub use operators::OperatorAction;
+
 /// Largest incident record accepted, as serialized JSON.
 pub const INCIDENT_RECORD_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Most metric samples accepted in one [`SqliteKb::record_metrics`] call.
@@ -77,6 +80,28 @@ const MIGRATIONS: &[&str] = &[
          accepted_at INTEGER NOT NULL,
          acceptance  TEXT NOT NULL
      );",
+    // 3: operators' actions (approve, deny, ack, resolve, reopen, annotate, false positive, breaker reset, silences:
+    // who, when, a note) and silences (matchers, start, end; expired early by `expired_by`).
+    "CREATE TABLE operator_actions (
+         id       INTEGER PRIMARY KEY,
+         incident INTEGER,
+         action   TEXT NOT NULL,
+         who      TEXT NOT NULL,
+         at       INTEGER NOT NULL,
+         note     TEXT NOT NULL DEFAULT '',
+         target   TEXT
+     );
+     CREATE INDEX operator_actions_incident ON operator_actions (incident, at);
+     CREATE TABLE silences (
+         id         INTEGER PRIMARY KEY,
+         matchers   TEXT NOT NULL,
+         starts_at  INTEGER NOT NULL,
+         ends_at    INTEGER NOT NULL,
+         comment    TEXT NOT NULL,
+         created_by TEXT NOT NULL,
+         expired_by TEXT
+     );
+     CREATE INDEX silences_ends_at ON silences (ends_at);",
 ];
 
 /// The schema version this build writes.

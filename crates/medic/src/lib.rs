@@ -24,4 +24,6 @@ pub mod daemon;
 pub mod kb;
 pub mod machine;
 pub mod notify;
+pub mod operators;
 pub mod probe;
+pub mod watchdog;

@@ -181,9 +181,17 @@ pub struct MedicSubject {
     inner: Arc<StoreSubject>,
     process: Arc<dyn ProcessProbe>,
     probe: Option<Arc<SyntheticProbe>>,
+    /// Each repair step bounded by this (the repair watchdog), when set.
+    watchdog: Option<(std::time::Duration, crate::watchdog::Abandoned)>,
 }
 
 impl MedicSubject {
+    /// Bounds every strategy's repair step by `timeout` ([`crate::watchdog`]).
+    pub fn with_repair_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.watchdog = Some((timeout, crate::watchdog::Abandoned::default()));
+        self
+    }
+
     /// `inner` plus `process`'s readings, and `probe` among the checks when given.
     pub fn new(
         inner: Arc<StoreSubject>,
@@ -194,6 +202,7 @@ impl MedicSubject {
             inner,
             process,
             probe,
+            watchdog: None,
         }
     }
 }
@@ -210,7 +219,20 @@ impl Subject for MedicSubject {
         checks
     }
     fn strategies(&self) -> Vec<Arc<dyn RepairStrategy>> {
-        self.inner.strategies()
+        let strategies = self.inner.strategies();
+        let Some((timeout, abandoned)) = &self.watchdog else {
+            return strategies;
+        };
+        strategies
+            .into_iter()
+            .map(|s| {
+                Arc::new(crate::watchdog::Watchdog::new(
+                    s,
+                    *timeout,
+                    abandoned.clone(),
+                )) as Arc<dyn RepairStrategy>
+            })
+            .collect()
     }
     fn sample(&self, now: Timestamp) -> Vec<Sample> {
         let mut out = self.inner.sample(now);

@@ -72,6 +72,22 @@ pub trait Backend {
     fn incident(&self, id: u64) -> anyhow::Result<Option<Value>>;
     /// Accepts acknowledged data lost beyond every redundancy; `{"accepted": {...}}`.
     fn accept_loss(&self) -> anyhow::Result<Value>;
+    /// An operator's request to the running daemon (`POST /v1/incidents/3/approve`, `GET /v1/approvals`...):
+    /// operators act on the incidents the daemon's engine holds, so only a daemon answers these.
+    fn operate(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let _ = (method, body);
+        Err(UsageError(format!(
+            "{path}: operators' commands act on the running daemon, and {} is not one: start `medic serve` on \
+             this data directory, or pass --server URL",
+            self.describe()
+        ))
+        .into())
+    }
 }
 
 /// A daemon reached over HTTP.
@@ -227,6 +243,21 @@ impl Backend for Daemon {
 
     fn accept_loss(&self) -> anyhow::Result<Value> {
         self.client.accept_loss().map_err(lift)
+    }
+
+    fn operate(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        self.client
+            .call(method, path, body)
+            .map_err(|e| match e.status() {
+                // A wrong state (409) or an unknown incident (404) is the operator's input: exit 2.
+                Some(404 | 409) => UsageError(e.to_string()).into(),
+                _ => lift(e),
+            })
     }
 
     fn incidents(&self, limit: usize) -> anyhow::Result<Value> {

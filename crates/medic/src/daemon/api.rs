@@ -616,19 +616,6 @@ pub async fn incident(
     }
 }
 
-/// `POST /v1/incidents/{id}/false-positive`.
-pub async fn false_positive(
-    State(s): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let id = incident_id(path)?;
-    let app = s.app.clone();
-    match tokio::task::spawn_blocking(move || app.mark_false_positive(id)).await?? {
-        Some(v) => Ok(Json(v)),
-        None => Err(ApiError::not_found(format!("no incident with id {id}"))),
-    }
-}
-
 /// The body of `POST /v1/accept-loss`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

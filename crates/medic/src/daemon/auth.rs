@@ -4,6 +4,11 @@
 //! tier is deep), which scrubs the store, is answered without the token but logs a deprecation warning: a later
 //! release will ask for it there. `serve` refuses to listen on a non-loopback address without a token, so only
 //! loopback listeners ever run without this gate.
+//!
+//! Operators' tokens (`[http.operators]`, name → token) are accepted wherever `server.token` is, and name who acts:
+//! the middleware puts an [`Operator`] on every request — the operator's name, `server-token` for `server.token`,
+//! or `local` when no token is configured at all. With operators configured, their actions (approve, deny, ack,
+//! resolve, reopen, annotate, false-positive, breaker resets, silences) need a token even without `server.token`.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -12,17 +17,66 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 
-/// The configured token, if any.
+/// The configured tokens: `server.token` and the operators'.
 #[derive(Clone, Debug)]
 pub struct Auth {
     token: Option<String>,
+    operators: Vec<(String, String)>,
 }
 
 impl Auth {
     /// A gate requiring `token` on mutating requests; `None` lets every request through.
     pub fn new(token: Option<String>) -> Self {
-        Self { token }
+        Self {
+            token,
+            operators: Vec::new(),
+        }
     }
+
+    /// Also accepts each operator's token (name, token), naming the operator.
+    pub fn with_operators(
+        mut self,
+        operators: &std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        self.operators = operators
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect();
+        self
+    }
+
+    /// Who `given` (a bearer token) names: an operator, `server-token`, or nobody.
+    fn who(&self, given: &str) -> Option<String> {
+        let given = given.trim().as_bytes();
+        // Every token compared, so the time taken does not say which one matched.
+        let mut found = None;
+        for (name, token) in &self.operators {
+            if constant_time_eq(given, token.as_bytes()) && found.is_none() {
+                found = Some(name.clone());
+            }
+        }
+        let server = self
+            .token
+            .as_deref()
+            .is_some_and(|t| constant_time_eq(given, t.as_bytes()));
+        found.or_else(|| server.then(|| SERVER_TOKEN.to_string()))
+    }
+}
+
+/// Who acted with `server.token`.
+pub const SERVER_TOKEN: &str = "server-token";
+
+/// Who made a request: an operator's name, [`SERVER_TOKEN`], or `local` (no token configured). Put on every
+/// request by [`require_token`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operator(pub String);
+
+/// Whether `path` is an operator's action (which needs a token whenever operators are configured).
+fn is_operator_route(path: &str) -> bool {
+    path.starts_with("/v1/incidents/")
+        || path.starts_with("/v1/breakers/")
+        || path.starts_with("/v1/silences")
+        || path == "/v1/accept-loss"
 }
 
 fn is_mutating(method: &Method) -> bool {
@@ -67,17 +121,38 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The middleware: 401 `{"error"}` for a mutating request without the right bearer token.
-pub async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -> Response {
-    let Some(token) = auth.token.as_deref() else {
-        return next.run(req).await;
-    };
+/// The middleware: 401 `{"error"}` for a mutating request without the right bearer token; every request passed on
+/// carries its [`Operator`].
+pub async fn require_token(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(why) = needs_token(req.method(), req.uri().path()) else {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let who = given.as_deref().and_then(|g| auth.who(g));
+    let configured = auth.token.is_some() || !auth.operators.is_empty();
+    req.extensions_mut().insert(Operator(
+        who.clone()
+            .unwrap_or_else(|| crate::operators::LOCAL.to_string()),
+    ));
+    if !configured {
+        return next.run(req).await;
+    }
+    let operator_action = is_mutating(req.method()) && is_operator_route(req.uri().path());
+    if auth.token.is_none() && !operator_action {
+        return next.run(req).await;
+    }
+    let given = given.as_deref();
+    let why = needs_token(req.method(), req.uri().path()).map(|why| {
+        if auth.token.is_none() {
+            "this is an operator's action: send `Authorization: Bearer <token>` with your token from \
+             [http.operators] (medic: --token or MEDIC_TOKEN)"
+        } else {
+            why
+        }
+    });
+    let Some(why) = why else {
         if given.is_none() && will_need_token(req.uri().path(), req.uri().query()) {
             tracing::warn!(
                 uri = %req.uri(),
@@ -86,12 +161,10 @@ pub async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -
         }
         return next.run(req).await;
     };
-    let message = match given {
-        Some(g) if constant_time_eq(g.trim().as_bytes(), token.as_bytes()) => {
-            return next.run(req).await;
-        }
-        Some(_) => "the bearer token is wrong",
-        None => why,
+    let message = match (given, who) {
+        (Some(_), Some(_)) => return next.run(req).await,
+        (Some(_), None) => "the bearer token is wrong",
+        (None, _) => why,
     };
     let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
     resp.headers_mut()

@@ -16,6 +16,7 @@ mod bulk;
 pub mod error;
 pub mod listen;
 pub mod metrics;
+pub mod operators;
 pub mod url_file;
 
 use std::io::IsTerminal as _;
@@ -71,10 +72,7 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
         .route("/v1/status", get(api::status))
         .route("/v1/incidents", get(api::incidents))
         .route("/v1/incidents/{id}", get(api::incident))
-        .route(
-            "/v1/incidents/{id}/false-positive",
-            post(api::false_positive),
-        )
+        .merge(operators::routes())
         .route("/v1/heal", post(api::heal_now))
         .route("/v1/accept-loss", post(api::accept_loss))
         .route("/metrics", get(api::metrics))
@@ -91,7 +89,7 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
             usize::try_from(http.request_body_bytes_max).unwrap_or(usize::MAX),
         ))
         .layer(middleware::from_fn_with_state(
-            auth::Auth::new(token),
+            auth::Auth::new(token).with_operators(&http.operators),
             auth::require_token,
         ))
         .layer(middleware::from_fn_with_state(timeout, time_limit))
@@ -266,6 +264,9 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
         );
     }
     app.attach_indexes()?;
+    for w in crate::operators::start_warnings(&app) {
+        tracing::warn!("configuration: {w}");
+    }
     let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -1,0 +1,726 @@
+//! The operators' side of the engine: approve or deny a waiting repair, acknowledge, resolve with a note, reopen;
+//! the approvals waiting and when they expire; unanswered approvals escalating after `approval_expiry_us`; and the
+//! follow-up of every escalation that reached the notifiers — repeated every `renotify_interval_us` until someone
+//! acknowledges it, and a `resolved` alert when it closes, however it closes.
+//!
+//! Who did what is the program's to record (its knowledge base keeps the operators' actions); the engine keeps only
+//! what changes its own decisions.
+
+use super::*;
+use crate::clock::US_PER_S;
+
+/// One incident waiting for an operator's approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    /// The incident.
+    pub incident_id: u64,
+    /// Its severity.
+    pub severity: Severity,
+    /// Its root issue's code.
+    pub code: String,
+    /// Its root issue's resource.
+    pub resource: String,
+    /// Its root issue's summary.
+    pub summary: String,
+    /// Why it waits: each strategy above `approval_risk_max`, with its risk.
+    pub reasons: Vec<String>,
+    /// Since when it waits.
+    pub waiting_since: Timestamp,
+    /// When it escalates if nobody answers (`approval_expiry_us` after `waiting_since`).
+    pub expires_at: Timestamp,
+    /// The command that approves it.
+    pub approve: String,
+    /// The command that denies it.
+    pub deny: String,
+}
+
+/// An incident whose escalation (or request for approval) reached the notifiers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowUp {
+    /// When it was first notified.
+    pub first_at: Timestamp,
+    /// When it was last notified.
+    pub last_at: Timestamp,
+    /// Reminders sent since.
+    pub repeats: u32,
+    /// The first alert's title.
+    pub title: String,
+    /// The first alert's resource.
+    pub resource: String,
+    /// The first alert's issue code.
+    pub code: String,
+    /// The first alert's severity.
+    pub severity: Severity,
+}
+
+/// A duration for people: `45 s`, `15 min`, `1 h`, `1 h 30 min`, `2 d 3 h`.
+pub fn human_duration(us: u64) -> String {
+    let s = us / US_PER_S;
+    if us < US_PER_S {
+        return format!("{} ms", us / 1_000);
+    }
+    let (d, h, m, sec) = (s / 86_400, s / 3_600 % 24, s / 60 % 60, s % 60);
+    let parts: Vec<String> = [(d, "d"), (h, "h"), (m, "min"), (sec, "s")]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .take(2)
+        .map(|(n, unit)| format!("{n} {unit}"))
+        .collect();
+    parts.join(" ")
+}
+
+impl Engine {
+    pub(super) fn active_mut(&mut self, id: u64, why: &str) -> Result<&mut Incident, EngineError> {
+        if self.active.contains_key(&id) {
+            return Ok(self.active.get_mut(&id).expect("checked"));
+        }
+        match self.kb.get(id)? {
+            Some(r) => Err(EngineError::Closed {
+                id,
+                resolution: r.resolution,
+                why: why.to_string(),
+            }),
+            None => Err(EngineError::UnknownIncident(id)),
+        }
+    }
+
+    /// Refuses a risky repair an incident waits for: it stays open, escalated to the operator who denied it
+    /// (acknowledged by them, so not notified again), and is not repaired automatically.
+    pub fn deny(&mut self, id: u64, who: &str) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        let inc = self.active_mut(id, "only an incident awaiting approval can be denied")?;
+        if inc.status != IncidentStatus::AwaitingApproval {
+            return Err(EngineError::WrongState {
+                id,
+                status: inc.status,
+                why: "only an incident awaiting approval can be denied".into(),
+            });
+        }
+        inc.status = IncidentStatus::Escalated;
+        inc.denied = true;
+        inc.awaiting_since = None;
+        inc.acknowledged = Some((who.to_string(), now));
+        inc.record.resolution = Resolution::Escalated;
+        inc.record.decision = format!(
+            "{}; approval denied by {who}: left to a human",
+            inc.record.decision
+        );
+        let record = inc.record.clone();
+        self.metrics.escalations += 1;
+        self.kb.save(&record)?;
+        Ok(())
+    }
+
+    /// Acknowledges an open incident: someone is on it, so its escalation is not notified again.
+    pub fn acknowledge(&mut self, id: u64, who: &str) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        let inc = self.active_mut(id, "only an open incident can be acknowledged")?;
+        inc.acknowledged = Some((who.to_string(), now));
+        Ok(())
+    }
+
+    /// Closes an incident as resolved by an operator (open, or escalated by an earlier run of the program and never
+    /// closed). A notified incident gets its `resolved` alert.
+    pub fn resolve(
+        &mut self,
+        id: u64,
+        who: &str,
+        note: &str,
+    ) -> Result<IncidentRecord, EngineError> {
+        let now = self.clock.now();
+        let mut record = match self.active.get(&id) {
+            Some(inc) => inc.record.clone(),
+            None => {
+                let r = self.kb.get(id)?.ok_or(EngineError::UnknownIncident(id))?;
+                if r.resolved_at.is_some()
+                    || !matches!(r.resolution, Resolution::Open | Resolution::Escalated)
+                {
+                    return Err(EngineError::Closed {
+                        id,
+                        resolution: r.resolution,
+                        why: format!("nothing to resolve (reopen it first: `medic reopen {id}`)"),
+                    });
+                }
+                r
+            }
+        };
+        record.resolution = Resolution::Resolved;
+        record.resolved_at = Some(now);
+        record.decision = if note.is_empty() {
+            format!("{}; resolved by {who}", record.decision)
+        } else {
+            format!("{}; resolved by {who}: {note}", record.decision)
+        };
+        self.kb.save(&record)?;
+        self.active.remove(&id);
+        if let Some(alert) = self.resolved_alert(id, now, &format!("resolved by {who}")) {
+            self.send(&alert);
+        }
+        Ok(record)
+    }
+
+    /// Opens a closed incident again: it is decided again in the next cycle. A false positive's silence on its
+    /// metrics ends (its raised cut-offs stay).
+    pub fn reopen(&mut self, id: u64, who: &str) -> Result<(), EngineError> {
+        if let Some(inc) = self.active.get(&id) {
+            return Err(EngineError::WrongState {
+                id,
+                status: inc.status,
+                why: "it is open: only a closed incident can be reopened".into(),
+            });
+        }
+        let mut record = self.kb.get(id)?.ok_or(EngineError::UnknownIncident(id))?;
+        if self.active.len() >= self.config.incidents_active_max {
+            return Err(EngineError::Config(format!(
+                "incident {id} cannot be reopened: {} incidents are open (incidents_active_max)",
+                self.active.len()
+            )));
+        }
+        let now = self.clock.now();
+        if record.resolution == Resolution::FalsePositive {
+            for i in record
+                .issues
+                .iter()
+                .filter(|i| i.kind == IssueKind::Anomaly)
+            {
+                self.silenced.remove(&i.resource);
+            }
+        }
+        record.decision = format!("{}; reopened by {who}", record.decision);
+        record.resolution = Resolution::Open;
+        record.resolved_at = None;
+        self.kb.save(&record)?;
+        self.active.insert(
+            id,
+            Incident {
+                record,
+                status: IncidentStatus::Open,
+                priority: 0.0,
+                root_issue: 0,
+                evidence: Vec::new(),
+                last_issue_at: now,
+                last_decision: None,
+                approved: false,
+                issues_dropped: 0,
+                acknowledged: None,
+                awaiting_since: None,
+                denied: false,
+                dirty: true,
+                rechecked_at: now,
+            },
+        );
+        Ok(())
+    }
+
+    /// The incidents waiting for an operator's approval, oldest first.
+    pub fn pending_approvals(&self) -> Vec<PendingApproval> {
+        let mut v: Vec<PendingApproval> = self
+            .active
+            .values()
+            .filter(|i| i.status == IncidentStatus::AwaitingApproval)
+            .map(|i| {
+                let root = i.record.issues.get(i.root_issue);
+                let since = i.awaiting_since.unwrap_or(i.record.detected_at);
+                let id = i.record.id;
+                PendingApproval {
+                    incident_id: id,
+                    severity: i.record.severity,
+                    code: root.map(|r| r.code.clone()).unwrap_or_default(),
+                    resource: root.map(|r| r.resource.clone()).unwrap_or_default(),
+                    summary: root.map(|r| r.summary.clone()).unwrap_or_default(),
+                    reasons: i
+                        .last_decision
+                        .as_ref()
+                        .map(|d| {
+                            d.reasons
+                                .iter()
+                                .filter(|r| r.contains("needs approval"))
+                                .cloned()
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    waiting_since: since,
+                    expires_at: since.saturating_add(self.config.approval_expiry_us),
+                    approve: format!("medic approve {id}"),
+                    deny: format!("medic deny {id}"),
+                }
+            })
+            .collect();
+        v.sort_by_key(|p| (p.waiting_since, p.incident_id));
+        v
+    }
+
+    /// The escalations followed up now: incident → follow-up.
+    pub fn followups(&self) -> &BTreeMap<u64, FollowUp> {
+        &self.followups
+    }
+
+    /// Escalates every approval nobody answered within `approval_expiry_us`.
+    pub(super) fn expire_approvals(&mut self, s: &mut CycleSummary, alerts: &mut Vec<Alert>) {
+        let now = self.clock.now();
+        let expiry = self.config.approval_expiry_us;
+        let due: Vec<u64> = self
+            .active
+            .values()
+            .filter(|i| i.status == IncidentStatus::AwaitingApproval)
+            .filter(|i| {
+                now.saturating_sub(i.awaiting_since.unwrap_or(i.record.detected_at)) >= expiry
+            })
+            .map(|i| i.record.id)
+            .collect();
+        for id in due {
+            let Some(mut inc) = self.active.remove(&id) else {
+                continue;
+            };
+            self.metrics.approvals_expired += 1;
+            let mut reasons = inc
+                .last_decision
+                .as_ref()
+                .map(|d| d.reasons.clone())
+                .unwrap_or_default();
+            reasons.push(format!(
+                "nobody approved or denied the repair within approval_expiry_us ({}): escalated",
+                human_duration(expiry)
+            ));
+            inc.record.decision = format!(
+                "{}; approval expired after {}",
+                inc.record.decision,
+                human_duration(expiry)
+            );
+            inc.awaiting_since = None;
+            self.escalate(&mut inc, reasons, false, Vec::new(), s, alerts);
+            let record = inc.record.clone();
+            self.save(&record, &mut s.errors);
+            self.active.insert(id, inc);
+        }
+    }
+
+    /// Records the escalations this cycle's alerts carry, repeats those nobody acknowledged every
+    /// `renotify_interval_us`, and adds a `resolved` alert for each followed-up incident that closed.
+    pub(super) fn follow_up(&mut self, s: &mut CycleSummary, alerts: &mut Vec<Alert>) {
+        let now = self.clock.now();
+        for a in alerts.iter() {
+            if let (Some(id), "escalation" | "approval_required") = (a.incident_id, a.rule.as_str())
+            {
+                let f = self.followups.entry(id).or_insert_with(|| FollowUp {
+                    first_at: now,
+                    last_at: now,
+                    repeats: 0,
+                    title: a.title.clone(),
+                    resource: a.resource.clone(),
+                    code: a.code.clone(),
+                    severity: a.severity,
+                });
+                f.last_at = now;
+            }
+        }
+        for (id, resolution) in s.incidents_closed.clone() {
+            if let Some(alert) =
+                self.resolved_alert(id, now, &format!("closed: {}", enum_text(&resolution)))
+            {
+                alerts.push(alert);
+            }
+        }
+        // Followed-up incidents gone some other way (an operator's false positive): dropped quietly.
+        let gone: Vec<u64> = self
+            .followups
+            .keys()
+            .filter(|id| !self.active.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.followups.remove(&id);
+        }
+        let every = self.config.renotify_interval_us;
+        if every == 0 {
+            return;
+        }
+        for (id, f) in self.followups.iter_mut() {
+            let Some(inc) = self.active.get(id) else {
+                continue;
+            };
+            let waiting = matches!(
+                inc.status,
+                IncidentStatus::Escalated | IncidentStatus::AwaitingApproval
+            );
+            if !waiting || inc.acknowledged.is_some() || now.saturating_sub(f.last_at) < every {
+                continue;
+            }
+            f.last_at = now;
+            f.repeats += 1;
+            self.metrics.renotifications += 1;
+            let ask = if inc.status == IncidentStatus::AwaitingApproval {
+                format!("`medic approve {id}` or `medic deny {id}`")
+            } else {
+                format!("`medic ack {id}`")
+            };
+            alerts.push(Alert {
+                key: format!("repeat:{id}:{}", f.repeats),
+                rule: "escalation_repeat".to_string(),
+                level: EscalationLevel::Escalate,
+                severity: inc.record.severity,
+                title: format!(
+                    "reminder {} (unanswered for {}): {}; answer with {ask}",
+                    f.repeats,
+                    human_duration(now.saturating_sub(f.first_at)),
+                    f.title
+                ),
+                resource: f.resource.clone(),
+                code: f.code.clone(),
+                incident_id: Some(*id),
+                at: now,
+                report: None,
+            });
+        }
+    }
+
+    /// The `resolved` alert of a followed-up incident (and the end of its follow-up); `None` if it was never notified.
+    fn resolved_alert(&mut self, id: u64, now: Timestamp, how: &str) -> Option<Alert> {
+        let f = self.followups.remove(&id)?;
+        Some(Alert {
+            key: format!("resolved:{id}"),
+            rule: "resolved".to_string(),
+            level: EscalationLevel::Normal,
+            severity: f.severity,
+            title: format!(
+                "resolved after {} ({how}): {}",
+                human_duration(now.saturating_sub(f.first_at)),
+                f.title
+            ),
+            resource: f.resource,
+            code: f.code,
+            incident_id: Some(id),
+            at: now,
+            report: None,
+        })
+    }
+
+    /// Delivers one alert outside a cycle (an operator's action), counting failures.
+    fn send(&mut self, alert: &Alert) {
+        self.metrics.alerts_sent += 1;
+        for n in &self.notifiers {
+            if n.notify(alert).is_err() {
+                self.metrics.notify_failures += 1;
+            }
+        }
+    }
+}
+
+/// A serde enum's wire name (`auto_repaired`).
+fn enum_text<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::HealthCheck;
+    use crate::clock::SimClock;
+    use crate::learn::MemoryKnowledgeBase;
+    use crate::repair::{Backup, Estimate, RepairCost, RepairError, RepairReport};
+    use std::sync::Mutex;
+
+    /// A subject whose issues are pushed by the test and whose one strategy has `risk` and takes `takes_us` of the
+    /// simulated clock.
+    struct Subj {
+        issues: Mutex<Vec<Issue>>,
+        strategy: Arc<Risky>,
+    }
+
+    struct Risky {
+        risk: f64,
+        takes_us: u64,
+        clock: SimClock,
+        repairs: Mutex<u32>,
+    }
+
+    impl RepairStrategy for Risky {
+        fn name(&self) -> &str {
+            "risky"
+        }
+        fn cost(&self) -> RepairCost {
+            RepairCost::Rebuild
+        }
+        fn can_repair(&self, _: &Issue) -> bool {
+            true
+        }
+        fn estimate(&self, _: &Issue) -> Estimate {
+            Estimate {
+                duration_us: 1,
+                data_loss: DataLoss::None,
+                risk: self.risk,
+            }
+        }
+        fn backup(&self, _: &Issue) -> Result<Backup, RepairError> {
+            Ok(Backup {
+                location: "memory".into(),
+                bytes: 0,
+            })
+        }
+        fn repair(&self, _: &Issue) -> Result<RepairReport, RepairError> {
+            *self.repairs.lock().unwrap() += 1;
+            self.clock.advance(self.takes_us);
+            Ok(RepairReport {
+                actions: vec!["rebuilt".into()],
+                data_loss: DataLoss::None,
+            })
+        }
+        fn validate(&self, _: &Issue) -> Result<(), RepairError> {
+            Ok(())
+        }
+        fn rollback(&self, _: &Issue, _: &Backup) -> Result<(), RepairError> {
+            Ok(())
+        }
+    }
+
+    impl Subject for Subj {
+        fn name(&self) -> &str {
+            "subj"
+        }
+        fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+            Vec::new()
+        }
+        fn strategies(&self) -> Vec<Arc<dyn RepairStrategy>> {
+            vec![self.strategy.clone()]
+        }
+        fn sample(&self, _: Timestamp) -> Vec<Sample> {
+            Vec::new()
+        }
+        fn drain_issues(&self) -> Vec<Issue> {
+            std::mem::take(&mut self.issues.lock().unwrap())
+        }
+    }
+
+    #[derive(Default, Clone)]
+    struct Inbox(Arc<Mutex<Vec<Alert>>>);
+
+    impl Notifier for Inbox {
+        fn notify(&self, a: &Alert) -> Result<(), String> {
+            self.0.lock().unwrap().push(a.clone());
+            Ok(())
+        }
+    }
+
+    impl Inbox {
+        fn rules(&self) -> Vec<String> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|a| a.rule.clone())
+                .collect()
+        }
+    }
+
+    const MIN: u64 = 60 * US_PER_S;
+
+    /// An engine whose approval threshold is below the strategy's risk 0.5 (every repair waits for approval),
+    /// approvals expiring after 10 min, reminders every 5 min, repairs timing out after 1 min.
+    fn setup(takes_us: u64) -> (Engine, Arc<Subj>, SimClock, Inbox) {
+        let clock = SimClock::new(1_000 * US_PER_S);
+        let subject = Arc::new(Subj {
+            issues: Mutex::new(Vec::new()),
+            strategy: Arc::new(Risky {
+                risk: 0.5,
+                takes_us,
+                clock: clock.clone(),
+                repairs: Mutex::new(0),
+            }),
+        });
+        let config = EngineConfig {
+            approval_risk_max: 0.2,
+            approval_expiry_us: 10 * MIN,
+            renotify_interval_us: 5 * MIN,
+            repair_timeout_us: MIN,
+            quiet_period_us: 7 * 86_400 * US_PER_S,
+            ..EngineConfig::default()
+        };
+        let mut e = Engine::new(
+            subject.clone(),
+            Arc::new(MemoryKnowledgeBase::new()),
+            Arc::new(clock.clone()),
+            config,
+        )
+        .unwrap();
+        let inbox = Inbox::default();
+        e.add_notifier(Box::new(inbox.clone()));
+        (e, subject, clock, inbox)
+    }
+
+    fn damage(subject: &Subj, clock: &SimClock) {
+        subject.issues.lock().unwrap().push(Issue::new(
+            IssueKind::Integrity,
+            "block_checksum",
+            "wal/0001.seg",
+            "block 3 fails its checksum",
+            "store.scrub",
+            clock.now(),
+        ));
+    }
+
+    fn status(e: &Engine, id: u64) -> Option<IncidentStatus> {
+        e.active.get(&id).map(|i| i.status)
+    }
+
+    #[test]
+    fn an_unanswered_approval_escalates_at_its_expiry_and_is_repeated_until_acknowledged() {
+        let (mut e, subject, clock, inbox) = setup(1);
+        damage(&subject, &clock);
+        let s = e.run_cycle();
+        let id = s.incidents_opened[0];
+        assert_eq!(status(&e, id), Some(IncidentStatus::AwaitingApproval));
+        let pending = e.pending_approvals();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].expires_at, clock.now() + 10 * MIN);
+        assert_eq!(pending[0].approve, format!("medic approve {id}"));
+        assert!(
+            pending[0].reasons[0].contains("risky: risk 0.50 above approval_risk_max 0.20"),
+            "{pending:?}"
+        );
+        let report = e.incident(id).unwrap().unwrap().report_markdown.unwrap();
+        assert!(
+            report.contains(&format!("`medic approve {id}`")) && !report.contains("Engine::"),
+            "{report}"
+        );
+        assert_eq!(inbox.rules(), ["approval_required"]);
+        // Not approved: a reminder after 5 min, escalation at 10 min.
+        clock.advance(5 * MIN);
+        e.run_cycle();
+        assert_eq!(inbox.rules(), ["approval_required", "escalation_repeat"]);
+        clock.advance(5 * MIN - 1);
+        e.run_cycle();
+        assert_eq!(status(&e, id), Some(IncidentStatus::AwaitingApproval));
+        clock.advance(1);
+        let s = e.run_cycle();
+        assert_eq!(s.escalations, [id]);
+        assert_eq!(status(&e, id), Some(IncidentStatus::Escalated));
+        assert_eq!(e.metrics().approvals_expired, 1);
+        assert!(e.pending_approvals().is_empty());
+        assert_eq!(
+            e.incident(id).unwrap().unwrap().resolution,
+            Resolution::Escalated
+        );
+        assert_eq!(*subject.strategy.repairs.lock().unwrap(), 0);
+        assert_eq!(inbox.rules().last().unwrap(), "escalation");
+        // Reminded every 5 min until acknowledged, then never again.
+        clock.advance(5 * MIN);
+        e.run_cycle();
+        assert_eq!(inbox.rules().last().unwrap(), "escalation_repeat");
+        let before = inbox.rules().len();
+        e.acknowledge(id, "alice").unwrap();
+        for _ in 0..3 {
+            clock.advance(5 * MIN);
+            e.run_cycle();
+        }
+        assert_eq!(inbox.rules().len(), before, "{:?}", inbox.rules());
+        // Resolved by hand: closed, and the notifiers are told.
+        let r = e.resolve(id, "alice", "replaced the disk").unwrap();
+        assert_eq!(r.resolution, Resolution::Resolved);
+        assert!(
+            r.decision.ends_with("resolved by alice: replaced the disk"),
+            "{}",
+            r.decision
+        );
+        assert_eq!(inbox.rules().last().unwrap(), "resolved");
+        assert!(!e.active.contains_key(&id));
+        assert!(matches!(
+            e.resolve(id, "alice", ""),
+            Err(EngineError::Closed {
+                resolution: Resolution::Resolved,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn approve_repairs_next_cycle_deny_leaves_it_to_a_human_and_wrong_states_are_refused() {
+        let (mut e, subject, clock, inbox) = setup(1);
+        damage(&subject, &clock);
+        let id = e.run_cycle().incidents_opened[0];
+        assert!(matches!(
+            e.approve(id + 100),
+            Err(EngineError::UnknownIncident(_))
+        ));
+        e.approve(id).unwrap();
+        assert!(matches!(
+            e.approve(id),
+            Err(EngineError::WrongState {
+                status: IncidentStatus::Open,
+                ..
+            })
+        ));
+        let s = e.run_cycle();
+        assert_eq!(s.incidents_closed, [(id, Resolution::AutoRepaired)]);
+        assert_eq!(*subject.strategy.repairs.lock().unwrap(), 1);
+        // The approval request was notified: its closing is too.
+        assert_eq!(inbox.rules().last().unwrap(), "resolved");
+        // Approving or denying a closed incident names its resolution.
+        let err = e.deny(id, "bob").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("incident {id} is closed (AutoRepaired)")),
+            "{err}"
+        );
+
+        clock.advance(MIN);
+        damage(&subject, &clock);
+        let id2 = e.run_cycle().incidents_opened[0];
+        e.deny(id2, "bob").unwrap();
+        assert_eq!(status(&e, id2), Some(IncidentStatus::Escalated));
+        let inc = e.active.get(&id2).unwrap();
+        assert_eq!(inc.acknowledged.as_ref().unwrap().0, "bob");
+        assert!(inc.record.decision.contains("approval denied by bob"));
+        // Denied: never repaired, never reminded, never expired into another escalation.
+        let alerts = inbox.rules().len();
+        for _ in 0..5 {
+            clock.advance(5 * MIN);
+            e.run_cycle();
+        }
+        assert_eq!(*subject.strategy.repairs.lock().unwrap(), 1);
+        assert_eq!(inbox.rules().len(), alerts, "{:?}", inbox.rules());
+        assert!(matches!(
+            e.reopen(id2, "bob"),
+            Err(EngineError::WrongState { .. })
+        ));
+        // A closed incident reopens and is decided again: waiting for approval once more.
+        e.reopen(id, "carol").unwrap();
+        let r = e.incident(id).unwrap().unwrap();
+        assert!(r.decision.contains("reopened by carol"), "{}", r.decision);
+        assert_eq!((r.resolution, r.resolved_at), (Resolution::Open, None));
+        e.run_cycle();
+        assert_eq!(status(&e, id), Some(IncidentStatus::AwaitingApproval));
+    }
+
+    #[test]
+    fn a_repair_overrunning_repair_timeout_is_failed_and_escalated() {
+        // The repair takes 2 min of the clock against a 1 min timeout.
+        let (mut e, subject, clock, _) = setup(2 * MIN);
+        damage(&subject, &clock);
+        let id = e.run_cycle().incidents_opened[0];
+        e.approve(id).unwrap();
+        let s = e.run_cycle();
+        assert_eq!(e.metrics().repairs_timed_out, 1);
+        assert_eq!(s.attempts[0].attempt.outcome, AttemptOutcome::Failed);
+        assert!(
+            s.errors
+                .iter()
+                .any(|m| m.contains("risky overran repair_timeout_us = 60000000")),
+            "{:?}",
+            s.errors
+        );
+        assert_eq!(s.escalations, [id]);
+        assert_eq!(status(&e, id), Some(IncidentStatus::Escalated));
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(human_duration(45 * US_PER_S), "45 s");
+        assert_eq!(human_duration(3_600 * US_PER_S), "1 h");
+        assert_eq!(human_duration(5_400 * US_PER_S), "1 h 30 min");
+        assert_eq!(human_duration(90_000 * US_PER_S), "1 d 1 h");
+        assert_eq!(human_duration(1_500), "1 ms");
+    }
+}
