@@ -2,3 +2,32 @@
 //!
 //! A tantivy index per collection under `idx/<collection>/text/`, derived from the store's log through
 //! [`store::derived::DerivedIndex`]: rebuilt whenever it is missing, damaged or behind what the log still covers.
+//!
+//! - [`TextIndex`] (`index`): generations, the writer lock, apply/persist/check/rebuild;
+//! - `search`: [`SearchRequest`] → [`SearchAnswer`] (BM25, `k`/`offset`, filter, include, highlight, total);
+//! - [`query`]: the query language, built on tantivy's grammar;
+//! - [`filter`]: the meta filter's JSON shape, as a tantivy query and as a predicate on a meta object;
+//! - `verify`: checksums of every file with plain reads; `schema`: fields and documents;
+//! - [`synth`]: a seeded Zipf corpus for tests and the benchmark.
+//!
+//! What tantivy does is not redone here: tokenizing, BM25, postings, phrase and prefix matching, snippets,
+//! checksummed files, the commit payload. What is written by hand: the generations and their atomic swap, the
+//! version/LSN bookkeeping the store's contract needs, checks with plain reads, the query builder (for a
+//! single-term prefix, meta fields and error columns) and the filter.
+
+pub mod filter;
+mod index;
+pub mod query;
+mod schema;
+mod search;
+pub mod settings;
+pub mod synth;
+mod verify;
+
+mod error;
+
+pub use error::{OpenError, QueryError};
+pub use filter::Filter;
+pub use index::{NAME, OpenReport, TextIndex};
+pub use search::{HighlightOptions, Hit, Include, SearchAnswer, SearchRequest};
+pub use settings::{FieldKind, K_MAX, OFFSET_MAX, TextSettings};

@@ -1,0 +1,420 @@
+//! The query language, parsed with tantivy's grammar and built into tantivy queries here (so that a single-term
+//! prefix, per-field meta terms and every error's column work as documented):
+//!
+//! - `word` — a term of the text (lower-cased as the text was); terms side by side are **all required**;
+//! - `"two words"` — a phrase (`"two words"~2`: up to 2 positions apart); `"two wo"*` — a phrase whose last term
+//!   is a prefix;
+//! - `+word` — required (the default), `-word` — excluded; `a OR b` — either; `a AND b` — both; `( )` groups;
+//! - `wor*` — every term starting with `wor`;
+//! - `field:value` — a meta field (`lang:en`, `year:2021`, `draft:false`, `year:[2020 TO 2022}`,
+//!   `lang: IN [en fr]`); `text:word` is the text itself;
+//! - `*` — every document (to page through a filter's matches).
+//!
+//! Ranking is BM25 over the text; meta-field clauses only select.
+
+use tantivy::Term;
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhrasePrefixQuery,
+    PhraseQuery, Query, TermQuery,
+};
+use tantivy::query_grammar::{
+    Delimiter, UserInputAst, UserInputBound, UserInputLeaf, UserInputLiteral, parse_query,
+    parse_query_lenient,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::tokenizer::TokenStream;
+
+use crate::QueryError;
+use crate::filter::{Filter, Number, Scalar, eq_query};
+use crate::settings::{FieldKind, QUERY_BYTES_MAX, QUERY_DEPTH_MAX, TextSettings};
+
+/// A term of the text that a hit may contain, for highlighting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Highlight {
+    /// An exact term.
+    Term(String),
+    /// Every term with this prefix.
+    Prefix(String),
+}
+
+/// A query built from the user's string.
+pub(crate) struct Built {
+    pub(crate) query: Box<dyn Query>,
+    pub(crate) highlight: Vec<Highlight>,
+}
+
+struct Builder<'a> {
+    source: &'a str,
+    text: Field,
+    meta: Field,
+    analyzer: TextAnalyzer,
+    settings: &'a TextSettings,
+    highlight: Vec<Highlight>,
+}
+
+/// The 1-based character column of byte offset `pos` in `s`.
+pub(crate) fn column_of(s: &str, pos: usize) -> usize {
+    let mut pos = pos.min(s.len());
+    while !s.is_char_boundary(pos) {
+        pos -= 1;
+    }
+    s[..pos].chars().count() + 1
+}
+
+fn check_shape(q: &str) -> Result<(), QueryError> {
+    if q.len() > QUERY_BYTES_MAX {
+        return Err(QueryError::TooLong {
+            bytes: q.len(),
+            max: QUERY_BYTES_MAX,
+        });
+    }
+    if q.trim().is_empty() {
+        return Err(QueryError::Empty);
+    }
+    let mut depth = 0usize;
+    let mut quoted = false;
+    for (i, c) in q.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => {
+                depth += 1;
+                if depth > QUERY_DEPTH_MAX {
+                    return Err(QueryError::TooDeep {
+                        column: column_of(q, i),
+                        max: QUERY_DEPTH_MAX,
+                    });
+                }
+            }
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses `q` into a tantivy query over the fields `text` and `meta`.
+pub(crate) fn build(
+    q: &str,
+    text: Field,
+    meta: Field,
+    analyzer: TextAnalyzer,
+    settings: &TextSettings,
+) -> Result<Built, QueryError> {
+    check_shape(q)?;
+    let (_recovered, errors) = parse_query_lenient(q);
+    if let Some(e) = errors.first() {
+        return Err(QueryError::Syntax {
+            column: column_of(q, e.pos),
+            message: e.message.clone(),
+        });
+    }
+    // The lenient parser recovers silently from a few shapes the strict one refuses: trust only what both accept.
+    let ast = parse_query(q).map_err(|_| QueryError::Syntax {
+        column: 1,
+        message: "the query does not parse".to_string(),
+    })?;
+    let mut b = Builder {
+        source: q,
+        text,
+        meta,
+        analyzer,
+        settings,
+        highlight: Vec::new(),
+    };
+    let query = b.ast(&ast)?.ok_or(QueryError::Empty)?;
+    Ok(Built {
+        query,
+        highlight: b.highlight,
+    })
+}
+
+impl Builder<'_> {
+    /// Where `field:` first appears in the query (1 when it cannot be found).
+    fn column_of_field(&self, field: &str) -> usize {
+        self.source
+            .find(&format!("{field}:"))
+            .map_or(1, |i| column_of(self.source, i))
+    }
+
+    fn column_of_word(&self, word: &str) -> usize {
+        self.source
+            .find(word)
+            .map_or(1, |i| column_of(self.source, i))
+    }
+
+    fn ast(&mut self, ast: &UserInputAst) -> Result<Option<Box<dyn Query>>, QueryError> {
+        match ast {
+            UserInputAst::Clause(clauses) => {
+                let mut parts: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(clauses.len());
+                for (occur, sub) in clauses {
+                    if let Some(q) = self.ast(sub)? {
+                        parts.push((occur.unwrap_or(Occur::Must), q));
+                    }
+                }
+                if parts.is_empty() {
+                    return Ok(None);
+                }
+                if parts.iter().all(|(o, _)| *o == Occur::MustNot) {
+                    let column = self
+                        .source
+                        .find('-')
+                        .map_or(1, |i| column_of(self.source, i));
+                    return Err(QueryError::OnlyExcluded { column });
+                }
+                if parts.len() == 1 && parts[0].0 != Occur::MustNot {
+                    return Ok(parts.pop().map(|(_, q)| q));
+                }
+                Ok(Some(Box::new(BooleanQuery::new(parts))))
+            }
+            UserInputAst::Boost(sub, boost) => Ok(self.ast(sub)?.map(|q| {
+                Box::new(BoostQuery::new(q, boost.into_inner() as f32)) as Box<dyn Query>
+            })),
+            UserInputAst::Leaf(leaf) => self.leaf(leaf),
+        }
+    }
+
+    fn leaf(&mut self, leaf: &UserInputLeaf) -> Result<Option<Box<dyn Query>>, QueryError> {
+        match leaf {
+            UserInputLeaf::All => Ok(Some(Box::new(AllQuery))),
+            UserInputLeaf::Literal(lit) => {
+                let lit = self.wildcard(lit)?;
+                match lit.field_name.as_deref() {
+                    None | Some("text") => Ok(self.text_literal(&lit)),
+                    Some(field) => self.meta_literal(field, &lit).map(Some),
+                }
+            }
+            UserInputLeaf::Range {
+                field,
+                lower,
+                upper,
+            } => {
+                let Some(field) = field.as_deref().filter(|f| *f != "text") else {
+                    return Err(QueryError::Field {
+                        column: self.column_of_word("TO"),
+                        field: "text".to_string(),
+                        message: "a range needs a numeric meta field (year:[2000 TO 2010])"
+                            .to_string(),
+                    });
+                };
+                self.meta_range(field, lower, upper).map(Some)
+            }
+            UserInputLeaf::Set { field, elements } => {
+                let field = field.as_deref().unwrap_or("text");
+                if field == "text" {
+                    return Err(QueryError::Field {
+                        column: self.column_of_word("IN"),
+                        field: "text".to_string(),
+                        message: "IN [...] needs a meta field (lang: IN [en fr])".to_string(),
+                    });
+                }
+                let kind = self.kind(field)?;
+                let values = elements
+                    .iter()
+                    .map(|e| self.scalar(field, kind, e))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let f = Filter::In {
+                    field: field.to_string(),
+                    values,
+                };
+                Ok(Some(Box::new(ConstScoreQuery::new(
+                    f.to_query(self.meta),
+                    1.0,
+                ))))
+            }
+            UserInputLeaf::Exists { field } => Err(QueryError::Field {
+                column: self.column_of_field(field),
+                field: field.clone(),
+                message: "field:* (exists) is not supported; use a filter".to_string(),
+            }),
+            UserInputLeaf::Regex { field, .. } => {
+                let field = field.clone().unwrap_or_else(|| "text".to_string());
+                Err(QueryError::Field {
+                    column: self
+                        .source
+                        .find('/')
+                        .map_or(1, |i| column_of(self.source, i)),
+                    field,
+                    message: "regular expressions are not supported".to_string(),
+                })
+            }
+        }
+    }
+
+    /// An unquoted `word*` is a prefix (the grammar keeps the `*` in the word); other wildcards are refused.
+    fn wildcard(&self, lit: &UserInputLiteral) -> Result<UserInputLiteral, QueryError> {
+        let mut lit = lit.clone();
+        if lit.delimiter != Delimiter::None || !lit.phrase.contains('*') {
+            return Ok(lit);
+        }
+        let stem = lit.phrase.strip_suffix('*').unwrap_or(&lit.phrase);
+        if stem.is_empty() || stem.contains('*') || !lit.phrase.ends_with('*') {
+            return Err(QueryError::Field {
+                column: self.column_of_word(&lit.phrase),
+                field: lit.field_name.clone().unwrap_or_else(|| "text".to_string()),
+                message: format!("{:?}: only a trailing * (prefix) is supported", lit.phrase),
+            });
+        }
+        lit.phrase = stem.to_string();
+        lit.prefix = true;
+        Ok(lit)
+    }
+
+    fn tokens(&mut self, s: &str) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        let mut stream = self.analyzer.token_stream(s);
+        while stream.advance() {
+            let t = stream.token();
+            out.push((t.position, t.text.clone()));
+        }
+        out
+    }
+
+    fn text_literal(&mut self, lit: &UserInputLiteral) -> Option<Box<dyn Query>> {
+        let tokens = self.tokens(&lit.phrase);
+        let term = |t: &str| Term::from_field_text(self.text, t);
+        match tokens.len() {
+            0 => None,
+            1 => {
+                let t = &tokens[0].1;
+                if lit.prefix {
+                    self.highlight.push(Highlight::Prefix(t.clone()));
+                    Some(Box::new(FuzzyTermQuery::new_prefix(term(t), 0, true)))
+                } else {
+                    self.highlight.push(Highlight::Term(t.clone()));
+                    Some(Box::new(TermQuery::new(
+                        term(t),
+                        IndexRecordOption::WithFreqs,
+                    )))
+                }
+            }
+            n => {
+                let terms: Vec<(usize, Term)> = tokens.iter().map(|(p, t)| (*p, term(t))).collect();
+                for (i, (_, t)) in tokens.iter().enumerate() {
+                    self.highlight.push(if lit.prefix && i == n - 1 {
+                        Highlight::Prefix(t.clone())
+                    } else {
+                        Highlight::Term(t.clone())
+                    });
+                }
+                if lit.prefix {
+                    Some(Box::new(PhrasePrefixQuery::new_with_offset(terms)))
+                } else {
+                    Some(Box::new(PhraseQuery::new_with_offset_and_slop(
+                        terms, lit.slop,
+                    )))
+                }
+            }
+        }
+    }
+
+    fn kind(&self, field: &str) -> Result<Option<FieldKind>, QueryError> {
+        self.settings
+            .kind_of(field)
+            .map_err(|()| QueryError::UnknownField {
+                column: self.column_of_field(field),
+                field: field.to_string(),
+                declared: self.settings.declared(),
+            })
+    }
+
+    /// A value of a meta field written in the query: typed by the declaration, or guessed (number, bool, string).
+    fn scalar(&self, field: &str, kind: Option<FieldKind>, s: &str) -> Result<Scalar, QueryError> {
+        let bad = |what: &str| QueryError::Field {
+            column: self.column_of_field(field),
+            field: field.to_string(),
+            message: format!("{s:?} is not {what}"),
+        };
+        Ok(match kind {
+            Some(FieldKind::Keyword) => Scalar::Str(s.to_string()),
+            Some(FieldKind::Integer) => {
+                Scalar::Num(Number::Int(s.parse().map_err(|_| bad("an integer"))?))
+            }
+            Some(FieldKind::Float) => Scalar::Num(float(s).ok_or_else(|| bad("a number"))?),
+            Some(FieldKind::Bool) => Scalar::Bool(s.parse().map_err(|_| bad("true or false"))?),
+            None => {
+                if let Ok(b) = s.parse::<bool>() {
+                    Scalar::Bool(b)
+                } else if let Some(n) = float(s) {
+                    Scalar::Num(n)
+                } else {
+                    Scalar::Str(s.to_string())
+                }
+            }
+        })
+    }
+
+    fn meta_literal(
+        &mut self,
+        field: &str,
+        lit: &UserInputLiteral,
+    ) -> Result<Box<dyn Query>, QueryError> {
+        let kind = self.kind(field)?;
+        if lit.prefix || lit.slop > 0 {
+            return Err(QueryError::Field {
+                column: self.column_of_field(field),
+                field: field.to_string(),
+                message: "prefix (*) and slop (~) apply to the text only".to_string(),
+            });
+        }
+        // A quoted value is always a string.
+        let value = if lit.delimiter == Delimiter::None {
+            self.scalar(field, kind, &lit.phrase)?
+        } else {
+            match kind {
+                None | Some(FieldKind::Keyword) => Scalar::Str(lit.phrase.clone()),
+                Some(_) => self.scalar(field, kind, &lit.phrase)?,
+            }
+        };
+        Ok(Box::new(ConstScoreQuery::new(
+            eq_query(self.meta, field, &value),
+            1.0,
+        )))
+    }
+
+    fn meta_range(
+        &self,
+        field: &str,
+        lower: &UserInputBound,
+        upper: &UserInputBound,
+    ) -> Result<Box<dyn Query>, QueryError> {
+        let kind = self.kind(field)?;
+        if matches!(kind, Some(FieldKind::Keyword | FieldKind::Bool)) {
+            return Err(QueryError::Field {
+                column: self.column_of_field(field),
+                field: field.to_string(),
+                message: "a range needs a numeric field".to_string(),
+            });
+        }
+        let bound = |b: &UserInputBound| -> Result<std::ops::Bound<Number>, QueryError> {
+            let num = |s: &str| {
+                float(s).ok_or_else(|| QueryError::Field {
+                    column: self.column_of_field(field),
+                    field: field.to_string(),
+                    message: format!("range bound {s:?} is not a number"),
+                })
+            };
+            Ok(match b {
+                UserInputBound::Inclusive(s) => std::ops::Bound::Included(num(s)?),
+                UserInputBound::Exclusive(s) => std::ops::Bound::Excluded(num(s)?),
+                UserInputBound::Unbounded => std::ops::Bound::Unbounded,
+            })
+        };
+        let f = Filter::Range {
+            field: field.to_string(),
+            lower: bound(lower)?,
+            upper: bound(upper)?,
+        };
+        Ok(Box::new(ConstScoreQuery::new(f.to_query(self.meta), 1.0)))
+    }
+}
+
+fn float(s: &str) -> Option<Number> {
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(Number::Int(i));
+    }
+    s.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(Number::Float)
+}

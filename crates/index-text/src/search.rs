@@ -1,0 +1,331 @@
+//! Searching a [`TextIndex`]: the request ([`SearchRequest`]), its bounds, the answer ([`SearchAnswer`]) with
+//! stored fields and highlight snippets.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query};
+use tantivy::schema::Value as _;
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{DocAddress, Searcher, TantivyDocument};
+
+use crate::filter::Filter;
+use crate::index::TextIndex;
+use crate::query::{self, Highlight};
+use crate::settings::{HIGHLIGHT_CHARS_MAX, K_MAX, OFFSET_MAX, PREFIX_HIGHLIGHT_TERMS_MAX};
+use crate::{QueryError, schema};
+
+/// What a hit carries besides id and score.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Include {
+    /// The document's text.
+    pub text: bool,
+    /// The document's meta, exactly as put.
+    pub meta: bool,
+}
+
+/// How snippets are made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HighlightOptions {
+    /// Characters of the snippet at most (1..=[`HIGHLIGHT_CHARS_MAX`]).
+    pub chars: usize,
+    /// Put before each matched term.
+    pub pre: String,
+    /// Put after each matched term.
+    pub post: String,
+}
+
+impl Default for HighlightOptions {
+    fn default() -> Self {
+        HighlightOptions {
+            chars: 150,
+            pre: "<mark>".to_string(),
+            post: "</mark>".to_string(),
+        }
+    }
+}
+
+/// A search.
+#[derive(Clone, Debug, Default)]
+pub struct SearchRequest {
+    /// The query (see [`crate::query`] for the language).
+    pub query: String,
+    /// Hits to return (1..=[`K_MAX`]).
+    pub k: usize,
+    /// Hits to skip first (0..=[`OFFSET_MAX`]).
+    pub offset: usize,
+    /// A filter over meta fields (the JSON shape of [`crate::filter`]).
+    pub filter: Option<Value>,
+    /// Stored fields to return with the hits.
+    pub include: Include,
+    /// Snippets of the text with the matched terms marked.
+    pub highlight: Option<HighlightOptions>,
+}
+
+/// One hit.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Hit {
+    /// The document's id.
+    pub id: String,
+    /// BM25 score (higher is better).
+    pub score: f32,
+    /// The text, when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The meta, when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Map<String, Value>>,
+    /// Snippets (plain text, not HTML-escaped) with matched terms between the markers, when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub highlights: Option<Vec<String>>,
+}
+
+/// The answer to a search.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SearchAnswer {
+    /// Hits, best first.
+    pub hits: Vec<Hit>,
+    /// Every document the query (and filter) matches.
+    pub total: u64,
+    /// Time spent in the index, ms.
+    pub took_ms: f64,
+    /// The LSN the answer is as of (every change up to it is visible).
+    pub lsn: u64,
+}
+
+impl SearchRequest {
+    /// A request for the `k` best hits of `query`.
+    pub fn new(query: impl Into<String>, k: usize) -> SearchRequest {
+        SearchRequest {
+            query: query.into(),
+            k,
+            ..SearchRequest::default()
+        }
+    }
+
+    /// Checks the bounds (`k`, `offset`, highlight).
+    pub fn validate(&self) -> Result<(), QueryError> {
+        if !(1..=K_MAX).contains(&self.k) {
+            return Err(QueryError::K {
+                k: self.k,
+                max: K_MAX,
+            });
+        }
+        if self.offset > OFFSET_MAX {
+            return Err(QueryError::Offset {
+                offset: self.offset,
+                max: OFFSET_MAX,
+            });
+        }
+        if let Some(h) = &self.highlight {
+            if !(1..=HIGHLIGHT_CHARS_MAX).contains(&h.chars) {
+                return Err(QueryError::Highlight {
+                    message: format!("chars: {} is outside 1..={HIGHLIGHT_CHARS_MAX}", h.chars),
+                });
+            }
+            if h.pre.len() > 64 || h.post.len() > 64 {
+                return Err(QueryError::Highlight {
+                    message: "pre/post: markers longer than 64 bytes".to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TextIndex {
+    /// Answers a search from the persisted state (everything up to [`TextIndex::visible_lsn`]).
+    pub fn search(&self, req: &SearchRequest) -> Result<SearchAnswer, QueryError> {
+        let start = Instant::now();
+        req.validate()?;
+        let filter = req
+            .filter
+            .as_ref()
+            .map(|f| Filter::parse(f, &self.settings))
+            .transpose()?;
+        let g = self.current();
+        let analyzer = g
+            .index
+            .tokenizer_for_field(self.fields.text)
+            .map_err(QueryError::from)?;
+        let built = query::build(
+            &req.query,
+            self.fields.text,
+            self.fields.meta,
+            analyzer,
+            &self.settings,
+        )?;
+        let query: Box<dyn Query> = match &filter {
+            None => built.query,
+            Some(f) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, built.query),
+                (
+                    Occur::Must,
+                    Box::new(ConstScoreQuery::new(f.to_query(self.fields.meta), 0.0)),
+                ),
+            ])),
+        };
+        let lsn = self.visible_lsn();
+        let searcher = g.reader.searcher();
+        // Damaged files can make tantivy panic while reading: a failed search, not a failed process.
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            self.run(&searcher, &*query, &built.highlight, req)
+        }));
+        let (hits, total) = match run {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(QueryError::Index(
+                    "reading the index failed (damaged files?)".to_string(),
+                ));
+            }
+        };
+        Ok(SearchAnswer {
+            hits,
+            total,
+            took_ms: start.elapsed().as_secs_f64() * 1e3,
+            lsn,
+        })
+    }
+
+    fn run(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        highlight: &[Highlight],
+        req: &SearchRequest,
+    ) -> Result<(Vec<Hit>, u64), QueryError> {
+        let top = TopDocs::with_limit(req.k)
+            .and_offset(req.offset)
+            .order_by_score();
+        let (top, total) = searcher.search(query, &(top, Count))?;
+        let snippets = match &req.highlight {
+            Some(h) => Some(self.snippet_generator(searcher, highlight, h)?),
+            None => None,
+        };
+        let need_doc = req.include.text || req.include.meta || snippets.is_some();
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let id = self.id_of(searcher, addr)?;
+            let mut hit = Hit {
+                id,
+                score,
+                text: None,
+                meta: None,
+                highlights: None,
+            };
+            if need_doc {
+                let doc: TantivyDocument = searcher.doc(addr)?;
+                if req.include.text {
+                    hit.text = Some(first_str(&doc, self.fields.text));
+                }
+                if req.include.meta {
+                    let src = first_str(&doc, self.fields.meta_src);
+                    hit.meta = Some(if src.is_empty() {
+                        Map::new()
+                    } else {
+                        serde_json::from_str(&src).map_err(|e| {
+                            QueryError::Index(format!("stored meta of {}: {e}", hit.id))
+                        })?
+                    });
+                }
+                if let (Some((generator, opts)), Some(_)) = (&snippets, &req.highlight) {
+                    let s = generator.snippet_from_doc(&doc);
+                    hit.highlights = Some(vec![mark(&s, opts)]);
+                }
+            }
+            hits.push(hit);
+        }
+        Ok((hits, total as u64))
+    }
+
+    fn id_of(&self, searcher: &Searcher, addr: DocAddress) -> Result<String, QueryError> {
+        let seg = searcher.segment_reader(addr.segment_ord);
+        let col = seg
+            .fast_fields()
+            .str(schema::ID)?
+            .ok_or_else(|| QueryError::Index("no id column".to_string()))?;
+        let mut id = String::new();
+        if let Some(ord) = col.term_ords(addr.doc_id).next() {
+            col.ord_to_str(ord, &mut id)
+                .map_err(|e| QueryError::Index(format!("id column: {e}")))?;
+        }
+        Ok(id)
+    }
+
+    fn snippet_generator<'h>(
+        &self,
+        searcher: &Searcher,
+        highlight: &[Highlight],
+        opts: &'h HighlightOptions,
+    ) -> Result<(SnippetGenerator, &'h HighlightOptions), QueryError> {
+        let mut terms: BTreeMap<String, f32> = BTreeMap::new();
+        for h in highlight {
+            match h {
+                Highlight::Term(t) => {
+                    terms.insert(t.clone(), 1.0);
+                }
+                Highlight::Prefix(p) => {
+                    for t in self.expand_prefix(searcher, p)? {
+                        terms.insert(t, 1.0);
+                    }
+                }
+            }
+        }
+        let analyzer = searcher.index().tokenizer_for_field(self.fields.text)?;
+        Ok((
+            SnippetGenerator::new(terms, analyzer, self.fields.text, opts.chars),
+            opts,
+        ))
+    }
+
+    /// Terms of the text starting with `prefix` (at most [`PREFIX_HIGHLIGHT_TERMS_MAX`]).
+    fn expand_prefix(&self, searcher: &Searcher, prefix: &str) -> Result<Vec<String>, QueryError> {
+        let mut out = std::collections::BTreeSet::new();
+        for seg in searcher.segment_readers() {
+            let inv = seg.inverted_index(self.fields.text)?;
+            let mut stream = inv
+                .terms()
+                .range()
+                .ge(prefix.as_bytes())
+                .into_stream()
+                .map_err(|e| QueryError::Index(e.to_string()))?;
+            while stream.advance() {
+                let k = stream.key();
+                if !k.starts_with(prefix.as_bytes()) || out.len() >= PREFIX_HIGHLIGHT_TERMS_MAX {
+                    break;
+                }
+                out.insert(String::from_utf8_lossy(k).to_string());
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+fn first_str(doc: &TantivyDocument, field: tantivy::schema::Field) -> String {
+    doc.get_first(field)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The snippet's fragment with every highlighted range between the markers (plain text, no escaping).
+fn mark(s: &tantivy::snippet::Snippet, opts: &HighlightOptions) -> String {
+    let fragment = s.fragment();
+    let mut out = String::with_capacity(fragment.len() + 16);
+    let mut at = 0;
+    for r in s.highlighted() {
+        if r.start < at || r.end > fragment.len() {
+            continue;
+        }
+        out.push_str(&fragment[at..r.start]);
+        out.push_str(&opts.pre);
+        out.push_str(&fragment[r.start..r.end]);
+        out.push_str(&opts.post);
+        at = r.end;
+    }
+    out.push_str(&fragment[at..]);
+    out
+}

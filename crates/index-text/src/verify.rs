@@ -1,0 +1,120 @@
+//! Verifying a generation's files with plain reads (never through a memory map: a truncated mapped file is a
+//! SIGBUS, and tantivy's directory caches maps of files deleted since): `meta.json` parses, every file of every
+//! segment it lists exists, and each one's body matches the CRC32 in its tantivy footer.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use tantivy::directory::footer::Footer;
+use tantivy::directory::{FileHandle, FileSlice, OwnedBytes};
+use tantivy::index::{SegmentComponent, SegmentMeta};
+use tantivy::{HasLen, Index};
+
+/// The per-segment files tantivy 0.27 writes (its built-in plugins' extensions), besides the delete bitset.
+pub(crate) const SEGMENT_EXTENSIONS: [&str; 6] =
+    ["fieldnorm", "term", "idx", "pos", "fast", "store"];
+
+/// Reads a file through `pread`, so tantivy's footer parser can read it without a map.
+#[derive(Debug)]
+struct PlainFile {
+    file: File,
+    len: usize,
+}
+
+impl HasLen for PlainFile {
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl FileHandle for PlainFile {
+    fn read_bytes(&self, range: Range<usize>) -> io::Result<OwnedBytes> {
+        let mut buf = vec![0u8; range.len()];
+        self.file.read_exact_at(&mut buf, range.start as u64)?;
+        Ok(OwnedBytes::new(buf))
+    }
+}
+
+/// Every file a segment must have on disk.
+pub(crate) fn segment_files(seg: &SegmentMeta) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = SEGMENT_EXTENSIONS
+        .iter()
+        .map(|ext| seg.relative_path(SegmentComponent::Custom((*ext).to_string())))
+        .collect();
+    if seg.has_deletes() {
+        files.push(seg.relative_path(SegmentComponent::Delete));
+    }
+    files
+}
+
+/// Whether one file's body matches its footer's checksum; `Err` describes why it cannot be read or parsed.
+pub(crate) fn file_checksum_ok(path: &Path) -> Result<bool, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len() as usize;
+    let slice = FileSlice::new(Arc::new(PlainFile { file, len }));
+    let (footer, body) = Footer::extract_footer(slice).map_err(|e| format!("footer: {e}"))?;
+    let mut hasher = crc32fast::Hasher::new();
+    const CHUNK: usize = 1 << 20;
+    let n = body.len();
+    let mut at = 0;
+    while at < n {
+        let end = (at + CHUNK).min(n);
+        let bytes = body
+            .read_bytes_slice(at..end)
+            .map_err(|e| format!("read at {at}: {e}"))?;
+        hasher.update(bytes.as_slice());
+        at = end;
+    }
+    Ok(hasher.finalize() == footer.crc)
+}
+
+/// Reads `meta.json` through a fresh directory handle (no cached maps); `Err`: unreadable or not tantivy's.
+pub(crate) fn read_metas(gen_dir: &Path) -> Result<(Index, Vec<SegmentMeta>), String> {
+    let mut meta = Vec::new();
+    File::open(gen_dir.join("meta.json"))
+        .and_then(|mut f| f.read_to_end(&mut meta))
+        .map_err(|e| format!("meta.json: {e}"))?;
+    serde_json::from_slice::<serde_json::Value>(&meta).map_err(|e| format!("meta.json: {e}"))?;
+    let index = Index::open_in_dir(gen_dir).map_err(|e| format!("meta.json: {e}"))?;
+    let segs = index
+        .searchable_segment_metas()
+        .map_err(|e| format!("meta.json: {e}"))?;
+    Ok((index, segs))
+}
+
+/// Every damaged or missing file of the generation in `gen_dir`, described with its name. `Err`: `meta.json`
+/// itself cannot be read (the whole generation is unusable).
+pub(crate) fn damage(gen_dir: &Path, segs: &[SegmentMeta]) -> Vec<String> {
+    let mut out = Vec::new();
+    for seg in segs {
+        for rel in segment_files(seg) {
+            let path = gen_dir.join(&rel);
+            match file_checksum_ok(&path) {
+                Ok(true) => {}
+                Ok(false) => out.push(format!("{}: checksum mismatch", rel.display())),
+                Err(e) if !path.exists() => out.push(format!("{}: missing ({e})", rel.display())),
+                Err(e) => out.push(format!("{}: {e}", rel.display())),
+            }
+        }
+    }
+    out
+}
+
+/// A quick look at open: every listed file exists and is at least as long as an empty footer.
+pub(crate) fn files_present(gen_dir: &Path, segs: &[SegmentMeta]) -> Result<(), String> {
+    for seg in segs {
+        for rel in segment_files(seg) {
+            let path = gen_dir.join(&rel);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.len() >= 8 => {}
+                Ok(m) => return Err(format!("{}: only {} bytes", rel.display(), m.len())),
+                Err(e) => return Err(format!("{}: {e}", rel.display())),
+            }
+        }
+    }
+    Ok(())
+}

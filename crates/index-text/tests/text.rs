@@ -1,0 +1,833 @@
+//! The text index through its public API: the store's contract (apply, persist, reopen, check, rebuild), the query
+//! language, filters, highlights, bounds and errors, and damaged files.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use index_text::synth::Corpus;
+use index_text::{
+    FieldKind, Filter, HighlightOptions, Include, OpenError, QueryError, SearchRequest, TextIndex,
+    TextSettings,
+};
+use serde_json::{Value, json};
+use store::Document;
+use store::derived::{Change, DerivedError, DerivedIndex, Truth};
+
+const C: &str = "default";
+
+fn settings() -> TextSettings {
+    TextSettings {
+        writer_memory_bytes: 15_000_000,
+        ..TextSettings::default()
+    }
+}
+
+fn open(dir: &Path) -> TextIndex {
+    TextIndex::open(dir, C, settings()).expect("open")
+}
+
+fn put(lsn: u64, id: &str, text: &str, meta: Value) -> Change {
+    Change {
+        lsn,
+        collection: Arc::from(C),
+        id: Arc::from(id),
+        doc: Some(Arc::new(Document {
+            text: text.to_string(),
+            vector: None,
+            meta: meta.as_object().cloned(),
+        })),
+    }
+}
+
+fn del(lsn: u64, id: &str) -> Change {
+    Change {
+        lsn,
+        collection: Arc::from(C),
+        id: Arc::from(id),
+        doc: None,
+    }
+}
+
+/// A small corpus whose matches are easy to tell by hand.
+fn fixture(idx: &TextIndex) {
+    let docs = [
+        (
+            "a",
+            "the quick brown fox jumps over the lazy dog",
+            json!({"lang": "en", "year": 2020, "draft": false, "tags": ["animal", "classic"]}),
+        ),
+        (
+            "b",
+            "a quick brown dog runs",
+            json!({"lang": "en", "year": 2021, "draft": true}),
+        ),
+        (
+            "c",
+            "le renard brun rapide saute",
+            json!({"lang": "fr", "year": 2019, "draft": false}),
+        ),
+        (
+            "d",
+            "quickly quicker quickest foxes",
+            json!({"lang": "en", "year": 2022.5, "draft": false}),
+        ),
+        (
+            "e",
+            "brown bears and brown foxes in the brown forest",
+            json!({"lang": "de", "year": 2020}),
+        ),
+        ("f", "nothing to see here", json!({})),
+    ];
+    let changes: Vec<Change> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, (id, text, meta))| put(i as u64 + 1, id, text, meta.clone()))
+        .collect();
+    idx.apply(&changes).unwrap();
+    assert_eq!(idx.persist().unwrap(), docs.len() as u64);
+}
+
+fn ids(idx: &TextIndex, q: &str) -> Vec<String> {
+    let mut v: Vec<String> = idx
+        .search(&SearchRequest::new(q, 100))
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
+        .hits
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    v.sort();
+    v
+}
+
+fn err(idx: &TextIndex, q: &str) -> QueryError {
+    idx.search(&SearchRequest::new(q, 10))
+        .err()
+        .unwrap_or_else(|| panic!("{q}: expected an error"))
+}
+
+#[test]
+fn apply_persist_reopen_keeps_the_applied_lsn() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let idx = open(tmp.path());
+        assert_eq!((idx.applied_lsn(), idx.persisted_lsn()), (0, 0));
+        fixture(&idx);
+        idx.apply(&[put(7, "g", "late words", json!({}))]).unwrap();
+        assert_eq!(idx.applied_lsn(), 7);
+        assert_eq!(idx.persisted_lsn(), 6);
+        // Not persisted: not visible yet.
+        assert!(ids(&idx, "late").is_empty());
+    }
+    let idx = open(tmp.path());
+    assert!(idx.open_report().loaded, "{:?}", idx.open_report());
+    assert_eq!((idx.applied_lsn(), idx.persisted_lsn()), (6, 6));
+    assert_eq!(idx.len(), 6);
+    assert!(ids(&idx, "late").is_empty());
+    // Re-fed changes at or below the applied LSN are skipped.
+    idx.apply(&[put(6, "f", "changed", json!({}))]).unwrap();
+    idx.persist().unwrap();
+    assert!(ids(&idx, "changed").is_empty());
+}
+
+#[test]
+fn a_search_sees_a_persisted_change_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    for i in 1..=20u64 {
+        idx.apply(&[put(
+            i,
+            &format!("x{i}"),
+            &format!("word{i} common"),
+            json!({}),
+        )])
+        .unwrap();
+        idx.persist().unwrap();
+        let a = idx
+            .search(&SearchRequest::new(format!("word{i}"), 5))
+            .unwrap();
+        assert_eq!(a.hits.len(), 1, "after persist of LSN {i}");
+        assert_eq!(a.lsn, i);
+    }
+}
+
+#[test]
+fn delete_and_update_by_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    fixture(&idx);
+    idx.apply(&[
+        del(7, "a"),
+        put(8, "b", "a slow green turtle", json!({"lang": "en"})),
+        del(9, "nope"),
+    ])
+    .unwrap();
+    idx.persist().unwrap();
+    assert_eq!(ids(&idx, "fox"), Vec::<String>::new());
+    assert_eq!(ids(&idx, "turtle"), vec!["b"]);
+    assert_eq!(ids(&idx, "dog"), Vec::<String>::new());
+    assert_eq!(idx.len(), 5);
+    // Updated twice in one batch: the last version wins.
+    idx.apply(&[
+        put(10, "c", "first", json!({})),
+        put(11, "c", "second", json!({})),
+    ])
+    .unwrap();
+    idx.persist().unwrap();
+    assert!(ids(&idx, "first").is_empty());
+    assert_eq!(ids(&idx, "second"), vec!["c"]);
+    assert_eq!(idx.len(), 5);
+}
+
+#[test]
+fn query_language() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    fixture(&idx);
+    let cases: &[(&str, &[&str])] = &[
+        ("fox", &["a"]),
+        ("FOX", &["a"]),
+        ("brown", &["a", "b", "e"]),
+        // Terms side by side are all required.
+        ("brown dog", &["a", "b"]),
+        ("quick OR foxes", &["a", "b", "d", "e"]),
+        ("quick AND dog", &["a", "b"]),
+        ("+brown -dog", &["e"]),
+        ("brown -dog", &["e"]),
+        ("\"brown dog\"", &["b"]),
+        ("\"quick brown\"", &["a", "b"]),
+        ("\"brown quick\"", &[]),
+        ("\"quick dog\"~1", &["b"]),
+        ("quick*", &["a", "b", "d"]),
+        ("\"brown fo\"*", &["a", "e"]),
+        ("(fox OR bears) brown", &["a", "e"]),
+        ("text:renard", &["c"]),
+        ("lang:fr", &["c"]),
+        ("brown lang:en", &["a", "b"]),
+        ("year:2020", &["a", "e"]),
+        ("year:2022.5", &["d"]),
+        ("year:[2020 TO 2021]", &["a", "b", "e"]),
+        ("year:{2020 TO *}", &["b", "d"]),
+        ("draft:true", &["b"]),
+        ("tags:classic", &["a"]),
+        ("lang: IN [fr de]", &["c", "e"]),
+        ("*", &["a", "b", "c", "d", "e", "f"]),
+        ("* -lang:en", &["c", "e", "f"]),
+        ("zebra", &[]),
+    ];
+    for (q, want) in cases {
+        assert_eq!(ids(&idx, q), want.to_vec(), "query {q:?}");
+    }
+}
+
+#[test]
+fn bm25_ranks_and_total_counts_every_match() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    fixture(&idx);
+    let a = idx.search(&SearchRequest::new("brown", 1)).unwrap();
+    // "e" says brown three times in a short text.
+    assert_eq!(a.hits[0].id, "e");
+    assert_eq!(a.total, 3);
+    assert!(a.took_ms >= 0.0);
+    let page2 = idx
+        .search(&SearchRequest {
+            offset: 1,
+            ..SearchRequest::new("brown", 1)
+        })
+        .unwrap();
+    assert_eq!(page2.total, 3);
+    assert_eq!(page2.hits.len(), 1);
+    assert_ne!(page2.hits[0].id, "e");
+    let all = idx.search(&SearchRequest::new("brown", 10)).unwrap();
+    assert!(all.hits.windows(2).all(|w| w[0].score >= w[1].score));
+    let past = idx
+        .search(&SearchRequest {
+            offset: 5,
+            ..SearchRequest::new("brown", 10)
+        })
+        .unwrap();
+    assert!(past.hits.is_empty());
+    assert_eq!(past.total, 3);
+}
+
+#[test]
+fn filters_select_without_changing_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    fixture(&idx);
+    let run = |filter: Value| -> Vec<String> {
+        let mut v: Vec<String> = idx
+            .search(&SearchRequest {
+                filter: Some(filter.clone()),
+                ..SearchRequest::new("*", 100)
+            })
+            .unwrap_or_else(|e| panic!("{filter}: {e}"))
+            .hits
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        v.sort();
+        v
+    };
+    let cases = [
+        (json!({"lang": "en"}), vec!["a", "b", "d"]),
+        (json!({"lang": {"in": ["fr", "de"]}}), vec!["c", "e"]),
+        (json!({"lang": ["fr", "de"]}), vec!["c", "e"]),
+        (
+            json!({"year": {"gte": 2020, "lt": 2022}}),
+            vec!["a", "b", "e"],
+        ),
+        (json!({"year": {"gt": 2022}}), vec!["d"]),
+        (json!({"year": 2020.0}), vec!["a", "e"]),
+        (json!({"draft": false}), vec!["a", "c", "d"]),
+        (json!({"tags": "animal"}), vec!["a"]),
+        (
+            json!({"or": [{"lang": "fr"}, {"draft": true}]}),
+            vec!["b", "c"],
+        ),
+        (json!({"not": {"lang": "en"}}), vec!["c", "e", "f"]),
+        (
+            json!({"and": [{"lang": "en"}, {"not": {"draft": true}}]}),
+            vec!["a", "d"],
+        ),
+        (json!({"lang": "en", "year": {"lte": 2020}}), vec!["a"]),
+        (json!({"field": "lang", "eq": "de"}), vec!["e"]),
+    ];
+    // Every filter also agrees with the predicate evaluated on the meta (the scan's answer).
+    let metas = [
+        (
+            "a",
+            json!({"lang": "en", "year": 2020, "draft": false, "tags": ["animal", "classic"]}),
+        ),
+        ("b", json!({"lang": "en", "year": 2021, "draft": true})),
+        ("c", json!({"lang": "fr", "year": 2019, "draft": false})),
+        ("d", json!({"lang": "en", "year": 2022.5, "draft": false})),
+        ("e", json!({"lang": "de", "year": 2020})),
+        ("f", json!({})),
+    ];
+    for (f, want) in cases {
+        assert_eq!(run(f.clone()), want, "filter {f}");
+        let parsed = Filter::parse(&f, &TextSettings::default()).unwrap();
+        let scan: Vec<&str> = metas
+            .iter()
+            .filter(|(_, m)| parsed.matches(m.as_object()))
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(scan, want, "scan of filter {f}");
+    }
+    // Scores are the query's alone.
+    let plain = idx.search(&SearchRequest::new("brown", 10)).unwrap();
+    let filtered = idx
+        .search(&SearchRequest {
+            filter: Some(json!({"lang": "en"})),
+            ..SearchRequest::new("brown", 10)
+        })
+        .unwrap();
+    for h in &filtered.hits {
+        let p = plain.hits.iter().find(|p| p.id == h.id).unwrap();
+        assert!((p.score - h.score).abs() < 1e-6, "{h:?} vs {p:?}");
+    }
+    assert_eq!(filtered.total, 2);
+}
+
+#[test]
+fn declared_fields_limit_queries_and_filters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = settings();
+    s.fields.insert("lang".into(), FieldKind::Keyword);
+    s.fields.insert("year".into(), FieldKind::Float);
+    let idx = TextIndex::open(tmp.path(), C, s).unwrap();
+    fixture(&idx);
+    assert_eq!(ids(&idx, "lang:fr"), vec!["c"]);
+    match err(&idx, "brown color:red") {
+        QueryError::UnknownField { column, field, .. } => {
+            assert_eq!((column, field.as_str()), (7, "color"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match err(&idx, "year:abc") {
+        QueryError::Field { column, .. } => assert_eq!(column, 1),
+        other => panic!("{other:?}"),
+    }
+    let e = idx
+        .search(&SearchRequest {
+            filter: Some(json!({"draft": true})),
+            ..SearchRequest::new("*", 10)
+        })
+        .unwrap_err();
+    assert!(e.is_user_error());
+    assert!(
+        e.to_string().contains("filter.draft") && e.to_string().contains("lang, year"),
+        "{e}"
+    );
+}
+
+#[test]
+fn include_returns_stored_fields_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    let meta = json!({"price": 12345678901234567890.123456789, "nested": {"k": [1, "x", null]}, "date": "2024-01-02T03:04:05Z"});
+    idx.apply(&[put(1, "p", "priced item", meta.clone())])
+        .unwrap();
+    idx.persist().unwrap();
+    let a = idx
+        .search(&SearchRequest {
+            include: Include {
+                text: true,
+                meta: true,
+            },
+            ..SearchRequest::new("priced", 1)
+        })
+        .unwrap();
+    let h = &a.hits[0];
+    assert_eq!(h.text.as_deref(), Some("priced item"));
+    assert_eq!(
+        serde_json::to_string(h.meta.as_ref().unwrap()).unwrap(),
+        serde_json::to_string(&meta).unwrap()
+    );
+    // A date-like string is still a string for equality.
+    assert_eq!(ids(&idx, "date:\"2024-01-02T03:04:05Z\""), vec!["p"]);
+    // Without include, nothing but id and score.
+    let a = idx.search(&SearchRequest::new("priced", 1)).unwrap();
+    assert!(a.hits[0].text.is_none() && a.hits[0].meta.is_none() && a.hits[0].highlights.is_none());
+}
+
+#[test]
+fn highlight_marks_the_matched_terms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    fixture(&idx);
+    let hl = |q: &str, opts: HighlightOptions| -> Vec<(String, String)> {
+        idx.search(&SearchRequest {
+            highlight: Some(opts),
+            ..SearchRequest::new(q, 10)
+        })
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|h| (h.id, h.highlights.unwrap().join("|")))
+        .collect()
+    };
+    let got = hl("fox", HighlightOptions::default());
+    assert_eq!(got.len(), 1);
+    assert!(got[0].1.contains("brown <mark>fox</mark> jumps"), "{got:?}");
+    let got = hl("\"lazy dog\"", HighlightOptions::default());
+    assert!(
+        got[0].1.contains("<mark>lazy</mark> <mark>dog</mark>"),
+        "{got:?}"
+    );
+    let got = hl(
+        "quick*",
+        HighlightOptions {
+            pre: "[".into(),
+            post: "]".into(),
+            chars: 150,
+        },
+    );
+    let d = got.iter().find(|(id, _)| id == "d").unwrap();
+    assert_eq!(d.1, "[quickly] [quicker] [quickest] foxes");
+    // Snippets are bounded.
+    let got = hl(
+        "brown",
+        HighlightOptions {
+            chars: 20,
+            ..HighlightOptions::default()
+        },
+    );
+    assert!(got.iter().all(|(_, s)| {
+        s.replace("<mark>", "")
+            .replace("</mark>", "")
+            .chars()
+            .count()
+            <= 20
+    }));
+}
+
+#[test]
+fn bad_queries_name_what_and_the_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    fixture(&idx);
+    let syntax = [
+        "\"unclosed phrase",
+        "brown AND",
+        "(brown",
+        "brown)",
+        "year:[1 TO",
+        "fox^x",
+    ];
+    for q in syntax {
+        let e = err(&idx, q);
+        assert!(e.is_user_error(), "{q}: {e}");
+        assert!(e.column().is_some(), "{q}: {e:?}");
+        assert!(e.to_string().contains("column"), "{q}: {e}");
+    }
+    assert!(matches!(err(&idx, ""), QueryError::Empty));
+    assert!(matches!(err(&idx, "   "), QueryError::Empty));
+    assert!(matches!(
+        err(&idx, "-fox"),
+        QueryError::OnlyExcluded { column: 1 }
+    ));
+    assert!(matches!(
+        err(&idx, "year:[a TO b]"),
+        QueryError::Field { .. }
+    ));
+    assert!(matches!(
+        err(&idx, "text:[a TO b]"),
+        QueryError::Field { .. }
+    ));
+    assert!(matches!(err(&idx, "lang:e*"), QueryError::Field { .. }));
+    assert!(matches!(err(&idx, "/regex/"), QueryError::Field { .. }));
+    match err(&idx, "brown *own") {
+        QueryError::Field { column, .. } => assert_eq!(column, 7),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(err(&idx, "qu*ck"), QueryError::Field { .. }));
+    let long = "a ".repeat(3000);
+    assert!(matches!(
+        err(&idx, &long),
+        QueryError::TooLong { max: 4096, .. }
+    ));
+    let deep = format!("{}fox{}", "(".repeat(40), ")".repeat(40));
+    match err(&idx, &deep) {
+        QueryError::TooDeep { column, max } => assert_eq!((column, max), (33, 32)),
+        other => panic!("{other:?}"),
+    }
+    // Bounds are named.
+    for (k, offset, what) in [
+        (0, 0, "k: 0"),
+        (1001, 0, "k: 1001"),
+        (10, 10_001, "offset: 10001"),
+    ] {
+        let e = idx
+            .search(&SearchRequest {
+                offset,
+                ..SearchRequest::new("fox", k)
+            })
+            .unwrap_err();
+        assert!(e.to_string().starts_with(what), "{e}");
+        assert!(
+            e.to_string().contains("1000") || e.to_string().contains("10000"),
+            "{e}"
+        );
+    }
+    let e = idx
+        .search(&SearchRequest {
+            highlight: Some(HighlightOptions {
+                chars: 0,
+                ..HighlightOptions::default()
+            }),
+            ..SearchRequest::new("fox", 1)
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("highlight"), "{e}");
+    // Odd input never panics.
+    for q in [
+        "\"", "\\", ":", "a:", "+", "-", "*:*", "((", "~", "^", "\"\"*", "a~~", "a:\"b", "NOT",
+        "OR", "AND",
+    ] {
+        let _either = idx.search(&SearchRequest::new(q, 5));
+    }
+}
+
+fn truth_of(idx: &TextIndex, sample: Vec<(String, Option<u64>)>, count: u64) -> Truth {
+    Truth {
+        lsn: idx.persisted_lsn(),
+        count,
+        sample,
+    }
+}
+
+#[test]
+fn check_compares_versions_and_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    fixture(&idx);
+    let good = truth_of(
+        &idx,
+        vec![
+            ("a".into(), Some(1)),
+            ("f".into(), Some(6)),
+            ("zz".into(), None),
+        ],
+        6,
+    );
+    assert!(idx.check(&good).unwrap().agrees(), "{:?}", idx.check(&good));
+    let bad = truth_of(
+        &idx,
+        vec![
+            ("a".into(), Some(9)),
+            ("zz".into(), Some(3)),
+            ("b".into(), None),
+        ],
+        7,
+    );
+    let ag = idx.check(&bad).unwrap();
+    assert_eq!(ag.count, 6);
+    assert_eq!(ag.disagreements.len(), 4, "{ag:?}");
+    assert!(ag.damage.is_empty());
+}
+
+fn segment_files(gen_dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(gen_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            ["store", "idx", "term", "pos", "fast", "fieldnorm"].contains(&ext)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn damaged_files_are_reported_as_damage_never_a_panic() {
+    for fault in [
+        "flip",
+        "zero",
+        "delete",
+        "truncate",
+        "meta_garbage",
+        "meta_delete",
+        "current_garbage",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let idx = open(tmp.path());
+        fixture(&idx);
+        let truth = truth_of(&idx, vec![("a".into(), Some(1))], 6);
+        assert!(idx.check(&truth).unwrap().agrees());
+        let gen_dir = idx.generation_dir();
+        let files = segment_files(&gen_dir);
+        assert!(!files.is_empty());
+        for f in &files {
+            let mut bytes = std::fs::read(f).unwrap();
+            match fault {
+                "flip" => {
+                    let i = bytes.len() / 3;
+                    bytes[i] ^= 0x10;
+                    std::fs::write(f, &bytes).unwrap();
+                }
+                "zero" => {
+                    let n = bytes.len();
+                    bytes[n / 4..n / 2].fill(0);
+                    std::fs::write(f, &bytes).unwrap();
+                }
+                "delete" => std::fs::remove_file(f).unwrap(),
+                "truncate" => std::fs::write(f, &bytes[..bytes.len() / 2]).unwrap(),
+                _ => {}
+            }
+            if !matches!(fault, "delete" | "truncate") {
+                continue;
+            }
+        }
+        match fault {
+            "meta_garbage" => std::fs::write(gen_dir.join("meta.json"), b"{not json").unwrap(),
+            "meta_delete" => std::fs::remove_file(gen_dir.join("meta.json")).unwrap(),
+            "current_garbage" => std::fs::write(idx.dir().join("CURRENT"), b"garbage").unwrap(),
+            _ => {}
+        }
+        match idx.check(&truth) {
+            Ok(ag) if fault == "current_garbage" => {
+                // CURRENT is read at open only; the live generation is intact.
+                assert!(ag.agrees(), "{ag:?}");
+            }
+            Ok(ag) => {
+                assert!(!ag.damage.is_empty(), "{fault}: {ag:?}");
+                assert!(!ag.agrees());
+            }
+            Err(DerivedError::Damaged { reason, .. }) => {
+                assert!(reason.contains("meta.json"), "{fault}: {reason}");
+                assert!(fault.starts_with("meta"), "{fault}: {reason}");
+            }
+            Err(e) => panic!("{fault}: {e}"),
+        }
+        // Searching damaged files fails or answers; it never takes the process down.
+        let _either = idx.search(&SearchRequest::new("brown", 10));
+        drop(idx);
+        // Reopened: a damaged generation is quarantined and the index starts empty, saying why.
+        let idx = open(tmp.path());
+        let r = idx.open_report().clone();
+        if matches!(fault, "flip" | "zero") && r.loaded {
+            // Checksums are verified by check, not at open: the next check finds it.
+            let ag = idx.check(&truth).unwrap();
+            assert!(!ag.damage.is_empty(), "{fault}: {ag:?}");
+        } else {
+            assert!(!r.loaded, "{fault}: {r:?}");
+            assert!(r.reason.is_some(), "{fault}: {r:?}");
+            assert_eq!(idx.applied_lsn(), 0);
+            assert_eq!(idx.len(), 0);
+        }
+        // A rebuild makes it whole again.
+        let mut docs = Corpus::new(100, 1.0, 1)
+            .docs(10)
+            .into_iter()
+            .map(|d| {
+                let doc = Document {
+                    text: d.text,
+                    vector: None,
+                    meta: Some(d.meta),
+                };
+                (Arc::<str>::from(d.id.as_str()), Arc::new(doc))
+            })
+            .collect::<Vec<_>>()
+            .into_iter();
+        idx.rebuild(&mut docs, 40).unwrap();
+        let truth = Truth {
+            lsn: 40,
+            count: 10,
+            sample: vec![("d3".into(), Some(40)), ("a".into(), None)],
+        };
+        let ag = idx.check(&truth).unwrap();
+        assert!(ag.agrees(), "{fault}: {ag:?}");
+    }
+}
+
+#[test]
+fn rebuild_swaps_generations_atomically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    fixture(&idx);
+    let old_gen = idx.generation_dir();
+    let docs: Vec<(Arc<str>, Arc<Document>)> = (0..50)
+        .map(|i| {
+            (
+                Arc::from(format!("r{i}").as_str()),
+                Arc::new(Document {
+                    text: format!("rebuilt number{i}"),
+                    vector: None,
+                    meta: json!({"n": i}).as_object().cloned(),
+                }),
+            )
+        })
+        .collect();
+    idx.rebuild(&mut docs.clone().into_iter(), 100).unwrap();
+    let new_gen = idx.generation_dir();
+    assert_ne!(old_gen, new_gen);
+    assert!(!old_gen.exists(), "the old generation is removed");
+    assert_eq!(
+        std::fs::read_to_string(idx.dir().join("CURRENT"))
+            .unwrap()
+            .trim(),
+        new_gen.file_name().unwrap().to_str().unwrap()
+    );
+    assert_eq!((idx.applied_lsn(), idx.persisted_lsn()), (100, 100));
+    assert!(ids(&idx, "fox").is_empty());
+    assert_eq!(ids(&idx, "number7"), vec!["r7"]);
+    assert_eq!(
+        idx.search(&SearchRequest::new("rebuilt", 5)).unwrap().total,
+        50
+    );
+    // Versions of rebuilt documents are the rebuild's LSN; later changes carry their own.
+    idx.apply(&[put(101, "r1", "changed after", json!({}))])
+        .unwrap();
+    idx.persist().unwrap();
+    let truth = Truth {
+        lsn: 101,
+        count: 50,
+        sample: vec![
+            ("r1".into(), Some(101)),
+            ("r2".into(), Some(60)),
+            ("a".into(), None),
+        ],
+    };
+    assert!(
+        idx.check(&truth).unwrap().agrees(),
+        "{:?}",
+        idx.check(&truth)
+    );
+    drop(idx);
+    // A crash mid-rebuild leaves a half-built generation beside the live one: open removes it.
+    std::fs::create_dir_all(new_gen.parent().unwrap().join("gen-000099")).unwrap();
+    std::fs::write(new_gen.parent().unwrap().join("gen-000099/junk"), b"x").unwrap();
+    let idx = open(tmp.path());
+    assert!(idx.open_report().loaded);
+    assert_eq!(idx.generation_dir(), new_gen);
+    assert!(!new_gen.parent().unwrap().join("gen-000099").exists());
+    assert_eq!(idx.applied_lsn(), 101);
+    assert_eq!(ids(&idx, "changed"), vec!["r1"]);
+}
+
+#[test]
+fn a_second_writer_is_refused_and_the_lock_goes_with_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    match TextIndex::open(tmp.path(), C, settings()) {
+        Err(OpenError::Locked { path }) => assert!(path.ends_with("idx/default/text")),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened twice"),
+    }
+    drop(idx);
+    let _again = open(tmp.path());
+    assert!(matches!(
+        TextIndex::open(tmp.path(), "../x", settings()),
+        Err(OpenError::Collection(_))
+    ));
+}
+
+/// A predicate on a document's words and meta.
+type Pred<'a> = dyn Fn(&[String], &serde_json::Map<String, Value>) -> bool + 'a;
+
+#[test]
+fn agrees_with_a_scan_on_a_synthetic_corpus() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    let docs = Corpus::new(2000, 1.0, 42).docs(3000);
+    let changes: Vec<Change> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| put(i as u64 + 1, &d.id, &d.text, Value::Object(d.meta.clone())))
+        .collect();
+    for chunk in changes.chunks(500) {
+        idx.apply(chunk).unwrap();
+        idx.persist().unwrap();
+    }
+    let w = |r| index_text::synth::word(r);
+    let words_of = |t: &str| t.split(' ').map(str::to_string).collect::<Vec<_>>();
+    let scan = |pred: &Pred<'_>| -> u64 {
+        docs.iter()
+            .filter(|d| pred(&words_of(&d.text), &d.meta))
+            .count() as u64
+    };
+    let total = |q: &str, filter: Option<Value>| {
+        idx.search(&SearchRequest {
+            filter,
+            ..SearchRequest::new(q, 10)
+        })
+        .unwrap()
+        .total
+    };
+    let (a, b, r) = (w(3), w(40), w(700));
+    assert_eq!(total(&a, None), scan(&|ws, _| ws.contains(&a)));
+    assert_eq!(total(&r, None), scan(&|ws, _| ws.contains(&r)));
+    assert_eq!(
+        total(&format!("{a} {b}"), None),
+        scan(&|ws, _| ws.contains(&a) && ws.contains(&b))
+    );
+    assert_eq!(
+        total(&format!("{a} OR {b}"), None),
+        scan(&|ws, _| ws.contains(&a) || ws.contains(&b))
+    );
+    assert_eq!(
+        total(&format!("{a} -{b}"), None),
+        scan(&|ws, _| ws.contains(&a) && !ws.contains(&b))
+    );
+    let phrase = format!("\"{a} {b}\"");
+    assert_eq!(
+        total(&phrase, None),
+        scan(&|ws, _| ws.windows(2).any(|p| p[0] == a && p[1] == b))
+    );
+    let prefix = &a[..3];
+    assert_eq!(
+        total(&format!("{prefix}*"), None),
+        scan(&|ws, _| ws.iter().any(|x| x.starts_with(prefix)))
+    );
+    let f = json!({"lang": "fr", "year": {"gte": 2010}});
+    let parsed = Filter::parse(&f, &TextSettings::default()).unwrap();
+    assert_eq!(
+        total(&a, Some(f.clone())),
+        scan(&|ws, m| ws.contains(&a) && parsed.matches(Some(m)))
+    );
+    assert_eq!(idx.len(), 3000);
+}
