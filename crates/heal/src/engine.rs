@@ -1355,6 +1355,19 @@ impl Engine {
         {
             inc.last_issue_at = inc.last_issue_at.max(issue.detected_at).max(now);
             inc.record.started_at = inc.record.started_at.min(issue.detected_at);
+            // A metric still anomalous a cycle later is the same anomaly: listed once, at its highest score.
+            if let Some(same) = inc.record.issues.iter_mut().find(|i| {
+                issue.kind == IssueKind::Anomaly
+                    && i.kind == IssueKind::Anomaly
+                    && i.resource == issue.resource
+                    && i.code == issue.code
+            }) {
+                if issue.score > same.score {
+                    same.score = issue.score;
+                    inc.dirty = true;
+                }
+                return;
+            }
             if inc.record.issues.len() < self.config.issues_per_incident_max {
                 inc.record.issues.push(issue);
                 inc.dirty = true;
@@ -2421,8 +2434,8 @@ mod tests {
         );
         recording(&mut e, 0.0);
         let names = ["commits_total", "records_committed_total", "put_ops_total"];
-        for cycle in 0..12u32 {
-            let v = f64::from(cycle) * 50.0 + if cycle == 11 { 5_000.0 } else { 0.0 };
+        for cycle in 0..14u32 {
+            let v = f64::from(cycle) * 50.0 + if cycle >= 11 { 5_000.0 } else { 0.0 };
             let samples: Vec<_> = names.iter().map(|n| (MetricKind::Counter, *n, v)).collect();
             set_typed(&subject, &samples);
             if cycle == 11 {
@@ -2455,6 +2468,24 @@ mod tests {
                     Severity::Sev2,
                     "no wider than its worst symptom"
                 );
+            }
+            if cycle > 11 {
+                // Still anomalous cycles later: the same incident, each metric listed once.
+                assert_eq!(s.anomalies, 3, "{s:?}");
+                assert!(s.incidents_opened.is_empty(), "{s:?}");
+                let active: Vec<_> = e
+                    .active_incidents()
+                    .into_iter()
+                    .filter(|i| i.record.issues.iter().all(|x| x.kind == IssueKind::Anomaly))
+                    .collect();
+                assert_eq!(active.len(), 1, "{active:?}");
+                let listed: Vec<&str> = active[0]
+                    .record
+                    .issues
+                    .iter()
+                    .map(|i| i.resource.as_str())
+                    .collect();
+                assert_eq!(listed.len(), 3, "{listed:?}");
             }
             clock.advance(5 * US_PER_S);
         }
