@@ -829,7 +829,10 @@ fn risky_repair_waits_for_approval() {
     );
     assert_eq!(s.alerts.len(), 1);
     assert_eq!(s.alerts[0].rule, "approval_required");
-    assert!(s.alerts[0].report.as_ref().unwrap().suggestions[0].contains("approve incident"));
+    assert!(
+        s.alerts[0].report.as_ref().unwrap().suggestions[0]
+            .contains(&format!("medic approve {id}"))
+    );
     let s = sim.cycle();
     assert!(s.decisions.is_empty(), "still waiting");
     assert!(sim.engine.approve(id + 100).is_err());

@@ -1085,7 +1085,14 @@ fn sigterm_during_a_repair_exits_cleanly_and_loses_nothing() {
                 .ok()?;
             Some(format!("{}: 64 bytes at {at}", seg.display()))
         });
-        // SIGTERM the moment a repair runs (or an incident is open).
+        // SIGTERM the moment a repair runs (or an incident is open). A rebuild from parity takes a few
+        // milliseconds, so the poll may only see the incident once it is recorded as repaired: SIGTERM then, with
+        // the writers still running, right after the repair.
+        let recorded = |d: &Daemon| {
+            let (_, v) = d.json("GET", "/v1/incidents", None);
+            v["incidents"].as_array().map_or(0, Vec::len)
+        };
+        let before = recorded(&d);
         let seen = wait_for("a repair or an incident", Duration::from_secs(20), || {
             let (_, st) = d.json("GET", "/v1/status", None);
             let running = st["repairs_running"]
@@ -1094,11 +1101,15 @@ fn sigterm_during_a_repair_exits_cleanly_and_loses_nothing() {
             let open = st["active_incidents"]
                 .as_array()
                 .is_some_and(|a| !a.is_empty());
-            (running || open).then_some(if running {
-                "repair running"
+            if running {
+                Some("repair running")
+            } else if open {
+                Some("incident open")
+            } else if recorded(&d) > before {
+                Some("an incident just repaired")
             } else {
-                "incident open"
-            })
+                None
+            }
         });
         let log = w.finish();
         eprintln!(

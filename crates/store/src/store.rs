@@ -3126,9 +3126,7 @@ impl Store {
 
     /// Every document of the collection (medic's own documents left out), verified, with the LSN the table is at:
     /// what a derived index is rebuilt from. Refused while the store is degraded.
-    pub(crate) fn derived_table(
-        &self,
-    ) -> Result<(u64, Vec<(Arc<str>, Arc<Document>)>), StoreError> {
+    pub(crate) fn derived_table(&self) -> Result<(u64, crate::derived::TableDocs), StoreError> {
         let (lsn, entries): (u64, Vec<(String, Entry)>) = {
             let st = lock(&self.state);
             if let Some(l) = st.lost.first() {

@@ -34,6 +34,9 @@ pub fn index_dir_rel(collection: &str, name: &str) -> String {
     format!("idx/{collection}/{name}")
 }
 
+/// Every document of a collection as a rebuild takes it: `(id, document)`.
+pub type TableDocs = Vec<(Arc<str>, Arc<Document>)>;
+
 /// One change of the log, as an index applies it. LSNs handed to one index strictly increase.
 #[derive(Clone, Debug)]
 pub struct Change {
