@@ -198,8 +198,20 @@ impl App {
         }
         if let Some(url) = &config.notify.webhook_url {
             let timeout = std::time::Duration::from_millis(config.notify.webhook_timeout_ms);
-            let webhook = crate::notify::WebhookNotifier::new(url, timeout)
-                .with_context(|| format!("starting the webhook notifier for {url}"))?;
+            let ca = match &config.notify.webhook_ca_file {
+                Some(path) => Some(std::fs::read(path).with_context(|| {
+                    format!("notify.webhook_ca_file: cannot read {}", path.display())
+                })?),
+                None => None,
+            };
+            let webhook = crate::notify::WebhookNotifier::new(url, timeout, ca.as_deref())
+                .with_context(|| match &config.notify.webhook_ca_file {
+                    Some(path) => format!(
+                        "starting the webhook notifier for {url} (notify.webhook_ca_file {})",
+                        path.display()
+                    ),
+                    None => format!("starting the webhook notifier for {url}"),
+                })?;
             engine.add_notifier(silenced(Box::new(webhook)));
         }
         Ok(App {

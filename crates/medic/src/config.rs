@@ -146,8 +146,11 @@ pub struct ConstraintsConfig {
 pub struct NotifyConfig {
     /// Write every alert to the log (stderr) as a warning.
     pub log: bool,
-    /// POST every alert as JSON to this `http://` URL.
+    /// POST every alert as JSON to this `http://` or `https://` URL.
     pub webhook_url: Option<String>,
+    /// PEM file of the certificate authorities an `https://` webhook's certificate must chain to, instead of
+    /// Mozilla's roots (a private CA).
+    pub webhook_ca_file: Option<std::path::PathBuf>,
     /// One webhook POST may take this long.
     pub webhook_timeout_ms: u64,
 }
@@ -157,6 +160,7 @@ impl Default for NotifyConfig {
         Self {
             log: true,
             webhook_url: None,
+            webhook_ca_file: None,
             webhook_timeout_ms: 5_000,
         }
     }
@@ -660,7 +664,10 @@ impl Config {
             " ms",
         )?;
         if let Some(url) = &n.webhook_url {
-            let rest = url.strip_prefix("http://").unwrap_or_default();
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .unwrap_or_default();
             let host = rest.split('/').next().unwrap_or_default();
             if url.len() > 2048
                 || host.is_empty()
@@ -669,11 +676,21 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key: "notify.webhook_url",
                     value: url.clone(),
-                    accepted: "an http://HOST[:PORT]/PATH URL of at most 2048 bytes without spaces (for https, \
-                               post through a local TLS-terminating relay)"
+                    accepted: "an http:// or https://HOST[:PORT]/PATH URL of at most 2048 bytes without spaces"
                         .into(),
                 });
             }
+        }
+        if n.webhook_ca_file.is_some()
+            && !n
+                .webhook_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+        {
+            warnings.push(ConfigWarning {
+                key: "notify.webhook_ca_file",
+                message: "set without an https:// notify.webhook_url: it is not used".into(),
+            });
         }
         if !n.log && n.webhook_url.is_none() {
             warnings.push(ConfigWarning {
@@ -1237,8 +1254,11 @@ history_retention_hours = 168
 [notify]
 # Write every alert (data at risk, repeated serious issues, escalations) to the log on stderr as a warning.
 log = true
-# POST every alert as one JSON object to this http:// URL (delivered from a queue; the healing cycle never waits).
-# webhook_url = "http://127.0.0.1:9000/medic-alerts"
+# POST every alert as one JSON object to this http:// or https:// URL (delivered from a queue; the healing cycle
+# never waits). An https:// server's certificate must chain to Mozilla's roots, or to webhook_ca_file's CAs.
+# webhook_url = "https://hooks.example.com/medic-alerts"
+# PEM file of the certificate authorities to trust for an https:// webhook instead (a private CA).
+# webhook_ca_file = "/etc/medic/webhook-ca.pem"
 # One webhook POST may take this long (100..=60000 ms).
 webhook_timeout_ms = 5000
 "#;

@@ -1,5 +1,6 @@
 //! The program's notifiers (`heal::escalate::Notifier`): every alert the engine fires goes to the log and, when
-//! `notify.webhook_url` is set, to a webhook as one JSON POST.
+//! `notify.webhook_url` is set, to a webhook as one JSON POST (`http://`, or `https://` verified against Mozilla's
+//! roots or the CAs of `notify.webhook_ca_file`).
 //!
 //! The engine calls notifiers inside its cycle, so the webhook never blocks it: alerts go into a bounded queue
 //! (`WEBHOOK_QUEUE_MAX`) that one delivery thread drains, each POST bounded by `notify.webhook_timeout_ms`. A full
@@ -56,14 +57,24 @@ pub struct WebhookNotifier {
 }
 
 impl WebhookNotifier {
-    /// A notifier posting to `url` (`http://`), each request bounded by `timeout`. Starts its delivery thread,
-    /// which ends when the notifier is dropped.
-    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<WebhookNotifier> {
+    /// A notifier posting to `url` (`http://` or `https://`), each request bounded by `timeout`; an `https://`
+    /// server's certificate must chain to Mozilla's roots, or to one of `ca_pem`'s certificates when given (PEM,
+    /// from `notify.webhook_ca_file`). Starts its delivery thread, which ends when the notifier is dropped.
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> anyhow::Result<WebhookNotifier> {
         let (queue, rx) = sync_channel::<Alert>(WEBHOOK_QUEUE_MAX);
         let stats = Arc::new(WebhookStats::default());
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(pem) = ca_pem {
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&ca_certificates(pem)?));
+        }
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
+            .tls_config(tls.build())
             .build()
             .new_agent();
         let (target, counters) = (url.to_string(), stats.clone());
@@ -97,6 +108,23 @@ impl WebhookNotifier {
     pub fn stats(&self) -> Arc<WebhookStats> {
         self.stats.clone()
     }
+}
+
+/// Every certificate of a PEM text; none, or a PEM block that does not parse, is an error saying so.
+fn ca_certificates(pem: &[u8]) -> anyhow::Result<Vec<ureq::tls::Certificate<'static>>> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => anyhow::bail!("a PEM block does not parse: {e}"),
+        }
+    }
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "no certificate in it (expected PEM blocks `-----BEGIN CERTIFICATE-----`)"
+    );
+    Ok(certs)
 }
 
 impl Notifier for WebhookNotifier {
