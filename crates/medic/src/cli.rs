@@ -12,6 +12,7 @@ pub mod load;
 pub mod offline;
 pub mod operate;
 pub mod render;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -135,6 +136,13 @@ pub enum Command {
         /// How many, up to http.incidents_listed_max (of the daemon's configuration, or --config offline).
         #[arg(long, default_value_t = 20)]
         limit: u64,
+    },
+    /// Metric history: every metric recorded, or one metric's points (a sparkline; `--json` for the data).
+    History {
+        #[command(flatten)]
+        data: DataArg,
+        #[command(flatten)]
+        args: views::HistoryArgs,
     },
     /// Show one incident's report.
     Report {
@@ -591,6 +599,9 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
         Command::Incidents { data, limit } => {
             let limit = usize::try_from(*limit).unwrap_or(usize::MAX);
             with_existing(cli, data, |b| incidents(out, b, limit))
+        }
+        Command::History { data, args } => {
+            with_existing(cli, data, |b| views::history(out, b, args))
         }
         Command::Report { data, id } => with_existing(cli, data, |b| report(out, b, *id)),
         Command::Put {

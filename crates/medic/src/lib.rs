@@ -21,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod history;
 pub mod kb;
 pub mod machine;
 pub mod notify;

@@ -72,6 +72,8 @@ pub trait Backend {
     fn incident(&self, id: u64) -> anyhow::Result<Option<Value>>;
     /// Accepts acknowledged data lost beyond every redundancy; `{"accepted": {...}}`.
     fn accept_loss(&self) -> anyhow::Result<Value>;
+    /// Metric history (`GET /v1/history`): the names, or one metric's points.
+    fn history(&self, q: &crate::history::HistoryQuery) -> anyhow::Result<Value>;
     /// An operator's request to the running daemon (`POST /v1/incidents/3/approve`, `GET /v1/approvals`...):
     /// operators act on the incidents the daemon's engine holds, so only a daemon answers these.
     fn operate(
@@ -243,6 +245,11 @@ impl Backend for Daemon {
 
     fn accept_loss(&self) -> anyhow::Result<Value> {
         self.client.accept_loss().map_err(lift)
+    }
+
+    fn history(&self, q: &crate::history::HistoryQuery) -> anyhow::Result<Value> {
+        let path = format!("/v1/history?{}", super::views::history_query_string(q));
+        self.client.call("GET", &path, None).map_err(lift)
     }
 
     fn operate(

@@ -187,6 +187,10 @@ impl Backend for Offline {
         self.app.accept_loss()
     }
 
+    fn history(&self, q: &crate::history::HistoryQuery) -> anyhow::Result<Value> {
+        crate::history::query(self.app.kb(), q, self.app.now()).map_err(super::views::lift_history)
+    }
+
     fn incidents(&self, limit: usize) -> anyhow::Result<Value> {
         // The daemon's limit, from the same configuration key.
         let limit = self
