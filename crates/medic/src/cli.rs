@@ -144,12 +144,15 @@ pub enum Command {
         #[command(flatten)]
         args: views::HistoryArgs,
     },
-    /// Show one incident's report.
+    /// Show one incident's report, or the daily or weekly report (`--daily`, `--weekly`).
+    #[command(group(ArgGroup::new("which").args(["id", "daily", "weekly"]).required(true)))]
     Report {
         #[command(flatten)]
         data: DataArg,
         /// The incident id.
-        id: u64,
+        id: Option<u64>,
+        #[command(flatten)]
+        period: views::ReportArgs,
     },
     /// Store a document.
     #[command(group(ArgGroup::new("body").args(["text", "file", "vector"]).multiple(true).required(true)))]
@@ -603,7 +606,14 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
         Command::History { data, args } => {
             with_existing(cli, data, |b| views::history(out, b, args))
         }
-        Command::Report { data, id } => with_existing(cli, data, |b| report(out, b, *id)),
+        Command::Report { data, id, period } => match id {
+            Some(id) if !period.is_set() => with_existing(cli, data, |b| report(out, b, *id)),
+            Some(_) => Err(UsageError(
+                "--format and --at go with --daily or --weekly, not with an incident id".into(),
+            )
+            .into()),
+            None => with_existing(cli, data, |b| views::report(out, b, period)),
+        },
         Command::Put {
             data,
             id,

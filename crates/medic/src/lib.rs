@@ -27,4 +27,5 @@ pub mod machine;
 pub mod notify;
 pub mod operators;
 pub mod probe;
+pub mod report;
 pub mod watchdog;

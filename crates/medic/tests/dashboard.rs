@@ -4,12 +4,12 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Daemon, wait_for};
+use support::{Daemon, Writers, wait_for};
 
 /// Checks every 100 ms and small segments, so metrics are recorded within a second and segments seal quickly.
 const FAST: &str = "[checks]\nshallow_interval_ms = 100\ndeep_interval_ms = 200\ncomprehensive_interval_ms = 400\n\n\
@@ -131,6 +131,56 @@ fn history_lists_metrics_and_answers_points_with_bounds() {
     let (code, out, err) = medic_cli(&["history", "docs", "--since", "soon", "--server", &d.url]);
     assert_eq!(code, 2, "a bad time is a usage error: {out}{err}");
     assert!(err.contains("since = \"soon\""), "{err}");
+
+    // Reports: nothing happened yet, so every count is 0; formats, periods and dates are checked.
+    let (s, r) = d.json("GET", "/v1/reports/daily", None);
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (r["period"].as_str(), r["incidents"].as_u64()),
+        (Some("daily"), Some(0)),
+        "{r}"
+    );
+    assert_eq!(r["targets"].as_array().map(Vec::len), Some(4), "{r}");
+    let (s, ct, html) = d.request(
+        "GET",
+        "/v1/reports/weekly?date=2026-12-05&format=html",
+        None,
+    );
+    assert_eq!(s, 200, "{html}");
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert!(
+        html.contains("medic weekly report 2026-11-29 – 2026-12-05") && html.contains("<svg"),
+        "{html}"
+    );
+    let (s, ct, md) = d.request("GET", "/v1/reports/daily?date=2026-12-05&format=md", None);
+    assert_eq!(s, 200, "{md}");
+    assert!(
+        ct.starts_with("text/markdown") && md.starts_with("# medic daily report 2026-12-05"),
+        "{md}"
+    );
+    for (path, status, want) in [
+        ("/v1/reports/monthly", 404, "daily and weekly"),
+        (
+            "/v1/reports/daily?date=2026-02-30",
+            400,
+            "date = \"2026-02-30\"",
+        ),
+        ("/v1/reports/daily?format=pdf", 400, "one of json, md, html"),
+    ] {
+        let (s, e) = d.json("GET", path, None);
+        assert_eq!(s, status, "{path}: {e}");
+        assert!(e["error"].as_str().unwrap().contains(want), "{path}: {e}");
+    }
+    let (code, out, err) = medic_cli(&["report", "--daily", "--server", &d.url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("# medic daily report ") && out.contains("**0 incidents**"),
+        "{out}"
+    );
+    let (code, _, err) = medic_cli(&["report", "--weekly", "--at", "someday", "--server", &d.url]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = medic_cli(&["report", "--server", &d.url]);
+    assert_eq!(code, 2, "neither an id nor a period: {err}");
     d.stop();
 
     // Offline, on the stopped daemon's data directory: the same answer shape.
@@ -147,4 +197,191 @@ fn history_lists_metrics_and_answers_points_with_bounds() {
     assert_eq!(code, 0, "{out}{err}");
     let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert!(v["points"].as_array().unwrap().len() >= 3, "{v}");
+}
+
+/// The headless Chromium the browser test drives, if installed.
+fn chromium() -> Option<String> {
+    ["chromium", "chromium-browser"].iter().find_map(|name| {
+        let o = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .ok()?;
+        let path = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        (o.status.success() && !path.is_empty()).then_some(path)
+    })
+}
+
+/// Runs headless Chromium on `url` with a fresh profile: `--dump-dom` (the DOM once the page's polling had
+/// `budget_ms` of virtual time) or `--screenshot=PATH`.
+fn chromium_run(bin: &str, profile: &Path, url: &str, mode: &str, budget_ms: u64) -> String {
+    let o = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--window-size=1280,1800",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--virtual-time-budget={budget_ms}"))
+        .arg(mode)
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    assert!(
+        o.status.success(),
+        "chromium {mode}: {}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The sealed segments that have a parity sidecar.
+fn sealed(data: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(data.join("wal"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .filter(|p| PathBuf::from(format!("{}.par", p.display())).exists())
+        .collect();
+    segs.sort();
+    segs
+}
+
+/// XORs 64 bytes at a third of `path` in place.
+fn flip(path: &Path) -> bool {
+    let Ok(mut b) = std::fs::read(path) else {
+        return false;
+    };
+    let at = b.len() / 3;
+    let end = (at + 64).min(b.len());
+    for x in &mut b[at..end] {
+        *x ^= 0xFF;
+    }
+    std::fs::write(path, &b).is_ok()
+}
+
+/// The real daemon, a sealed segment damaged (its sidecar intact) so the healing loop opens an incident and
+/// repairs it; then headless Chromium renders `GET /` and the DOM shows that incident and its repair's outcome. A
+/// screenshot is kept under target/tmp/. Skipped (saying so) without Chromium unless MEDIC_REQUIRE_CHROMIUM=1.
+#[test]
+fn the_dashboard_shows_a_repaired_incident_in_a_real_browser() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var("MEDIC_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
+            "MEDIC_REQUIRE_CHROMIUM=1 but neither chromium nor chromium-browser is installed"
+        );
+        eprintln!(
+            "SKIPPED: no chromium or chromium-browser on PATH (MEDIC_REQUIRE_CHROMIUM=1 makes this a failure)"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = start(tmp.path());
+
+    // The page itself: self-contained, served with a policy that allows no other origin.
+    let (s, ct, html) = d.request("GET", "/", None);
+    assert_eq!(s, 200);
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert!(html.contains("<title>medic dashboard</title>"));
+
+    let w = Writers::start(&d.url, "dash", 2, 1_000_000, false);
+    wait_for("two sealed segments", Duration::from_secs(60), || {
+        (sealed(&data).len() >= 2).then_some(())
+    });
+    let log = w.finish();
+    eprintln!("{}", log.summary());
+    let seg = sealed(&data)[0].clone();
+    assert!(flip(&seg), "damaging {}", seg.display());
+    let (id, strategy) = wait_for(
+        "an incident repaired automatically",
+        Duration::from_secs(60),
+        || {
+            let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
+            v["incidents"].as_array()?.iter().find_map(|i| {
+                (i["resolution"] == "auto_repaired").then(|| {
+                    let a = i["attempts"]
+                        .as_array()
+                        .and_then(|a| a.last())
+                        .cloned()
+                        .unwrap_or_default();
+                    (
+                        i["id"].as_u64().unwrap(),
+                        a["strategy"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+            })
+        },
+    );
+    eprintln!(
+        "incident {id} repaired by {strategy:?} after {} was damaged",
+        seg.display()
+    );
+
+    // Today's report counts it among the automatic repairs.
+    let (s, r) = d.json("GET", "/v1/reports/daily", None);
+    assert_eq!(s, 200, "{r}");
+    let repaired = &r["repaired_automatically"];
+    assert!(repaired["count"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        repaired["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"].as_u64() == Some(id)),
+        "{r}"
+    );
+
+    let profile = tmp.path().join("chromium-profile");
+    let url = format!("{}/", d.url);
+    let dom = chromium_run(&browser, &profile, &url, "--dump-dom", 8_000);
+    let row_start = dom
+        .find(&format!("id=\"recent-{id}\""))
+        .unwrap_or_else(|| panic!("incident {id} is not on the page; DOM:\n{dom}"));
+    let row = &dom[row_start
+        ..dom[row_start..]
+            .find("</tr>")
+            .map_or(dom.len(), |e| row_start + e)];
+    assert!(row.contains("auto_repaired"), "its outcome: {row}");
+    assert!(
+        !strategy.is_empty() && row.contains(&format!("{strategy}: succeeded")),
+        "its repair: {row}"
+    );
+    // The rest of the page filled from the API too.
+    assert!(
+        dom.contains("class=\"state HEALTHY\"") || dom.contains("class=\"state DEGRADED\""),
+        "state shown"
+    );
+    assert!(
+        dom.contains("<svg class=\"chart\""),
+        "a metric chart was drawn"
+    );
+    assert!(
+        dom.contains("Read only: paste an operator token"),
+        "no token: read only"
+    );
+
+    let shot_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let shot = shot_dir.join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium_run(
+        &browser,
+        &profile,
+        &url,
+        &format!("--screenshot={}", shot.display()),
+        8_000,
+    );
+    let png = std::fs::read(&shot).expect("a screenshot was written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    eprintln!("screenshot: {}", shot.display());
+    d.stop();
 }

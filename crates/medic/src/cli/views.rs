@@ -134,3 +134,69 @@ pub fn history(out: &Out, b: &dyn Backend, args: &HistoryArgs) -> anyhow::Result
     }
     Ok(EXIT_OK)
 }
+
+/// How `medic report --daily|--weekly` prints the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Markdown.
+    Md,
+    /// One self-contained HTML page.
+    Html,
+    /// The JSON the daemon answers.
+    Json,
+}
+
+/// `medic report --daily|--weekly [--format md|html|json] [--at DATE]`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ReportArgs {
+    /// The daily report: one UTC day.
+    #[arg(long, conflicts_with = "weekly")]
+    pub daily: bool,
+    /// The weekly report: the seven UTC days ending with the date.
+    #[arg(long)]
+    pub weekly: bool,
+    /// How to print it [default: md; json under --json].
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
+    /// The UTC day (YYYY-MM-DD; a weekly report's last day) [default: today].
+    #[arg(long, value_name = "DATE")]
+    pub at: Option<String>,
+}
+
+impl ReportArgs {
+    /// Whether any period option was given.
+    pub fn is_set(&self) -> bool {
+        self.daily || self.weekly || self.format.is_some() || self.at.is_some()
+    }
+}
+
+/// `medic report --daily|--weekly`.
+pub fn report(out: &Out, b: &dyn Backend, args: &ReportArgs) -> anyhow::Result<u8> {
+    let period = match (args.daily, args.weekly) {
+        (true, _) => crate::report::Period::Daily,
+        (false, true) => crate::report::Period::Weekly,
+        (false, false) => {
+            return Err(UsageError(
+                "give --daily or --weekly (or an incident id for one incident's report)".into(),
+            )
+            .into());
+        }
+    };
+    let v = b.period_report(period, args.at.as_deref())?;
+    let format = args.format.unwrap_or(if out.json {
+        ReportFormat::Json
+    } else {
+        ReportFormat::Md
+    });
+    if format == ReportFormat::Json || out.json {
+        out.json_line(&v);
+        return Ok(EXIT_OK);
+    }
+    let r: crate::report::Report = serde_json::from_value(v)
+        .map_err(|e| anyhow::anyhow!("the report answered does not parse: {e}"))?;
+    match format {
+        ReportFormat::Html => print!("{}", r.html()),
+        _ => print!("{}", r.markdown()),
+    }
+    Ok(EXIT_OK)
+}

@@ -3,8 +3,8 @@
 //! metric history (`GET /v1/history`) and the daily and weekly reports (`GET /v1/reports/{daily|weekly}`).
 
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,6 +26,7 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/", get(dashboard))
         .route("/v1/history", get(history))
+        .route("/v1/reports/{period}", get(report))
 }
 
 /// `GET /`: the dashboard.
@@ -62,4 +63,107 @@ async fn history(
     let v = tokio::task::spawn_blocking(move || crate::history::query(app.kb(), &q, app.now()))
         .await??;
     Ok(axum::Json(v))
+}
+
+/// The query of `GET /v1/reports/{period}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// The UTC day (`YYYY-MM-DD`; the last day of a weekly report); default today.
+    pub date: Option<String>,
+    /// `json` (default), `md` or `html`.
+    pub format: Option<String>,
+}
+
+impl From<crate::report::BuildError> for ApiError {
+    fn from(e: crate::report::BuildError) -> Self {
+        match e {
+            crate::report::BuildError::BadDate(m) => ApiError::bad_request(m),
+            crate::report::BuildError::Kb(e) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+/// `GET /v1/reports/{daily|weekly}?date=YYYY-MM-DD&format=json|md|html`: the report, from the knowledge base.
+async fn report(
+    State(s): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(period) = path?;
+    let Query(q) = q?;
+    let Some(period) = crate::report::Period::parse(&period) else {
+        return Err(ApiError::not_found(format!(
+            "no report {period:?}: the reports are daily and weekly"
+        )));
+    };
+    let format = q.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "md" | "html") {
+        return Err(ApiError::bad_request(format!(
+            "format = {format:?}: one of json, md, html"
+        )));
+    }
+    let app = s.app.clone();
+    let date = q.date.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        crate::report::build(
+            app.kb(),
+            period,
+            date.as_deref(),
+            app.now(),
+            &app.config().report,
+        )
+    })
+    .await??;
+    Ok(match format {
+        "md" => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            r.markdown(),
+        )
+            .into_response(),
+        "html" => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'",
+                ),
+            ],
+            r.html(),
+        )
+            .into_response(),
+        _ => axum::Json(serde_json::to_value(&r).map_err(|e| ApiError::internal(e.to_string()))?)
+            .into_response(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The page is self-contained and never writes API data as HTML.
+    #[test]
+    fn the_dashboard_loads_nothing_from_elsewhere_and_never_parses_data_as_html() {
+        for banned in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "<script src",
+            "<link",
+        ] {
+            assert!(!DASHBOARD_HTML.contains(banned), "{banned}");
+        }
+        let urls: Vec<&str> = DASHBOARD_HTML
+            .match_indices("http")
+            .map(|(i, _)| &DASHBOARD_HTML[i..(i + 40).min(DASHBOARD_HTML.len())])
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+            .collect();
+        assert_eq!(urls.len(), 1, "{urls:?}");
+        assert!(
+            urls[0].starts_with("http://www.w3.org/2000/svg\""),
+            "only the SVG namespace: {urls:?}"
+        );
+    }
 }
