@@ -385,3 +385,90 @@ fn the_dashboard_shows_a_repaired_incident_in_a_real_browser() {
     eprintln!("screenshot: {}", shot.display());
     d.stop();
 }
+
+/// An incident waiting for an operator's approval (every repair needs one here) is shown as an active incident
+/// with its timeline, and without a token in the page its approve, acknowledge and silence buttons are disabled.
+#[test]
+fn the_dashboard_shows_an_incident_awaiting_approval_read_only_without_a_token() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var("MEDIC_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
+            "MEDIC_REQUIRE_CHROMIUM=1 but neither chromium nor chromium-browser is installed"
+        );
+        eprintln!(
+            "SKIPPED: no chromium or chromium-browser on PATH (MEDIC_REQUIRE_CHROMIUM=1 makes this a failure)"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = tmp.path().join("medic.toml");
+    std::fs::write(
+        &cfg,
+        "[checks]\nshallow_interval_ms = 200\n\n[engine]\napproval_risk_max = 0.0\n\n\
+         [http.operators]\nalice = \"alice-token-0123456789\"\n",
+    )
+    .unwrap();
+    let args = ["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()];
+    // Documents written, the daemon stopped, the open segment damaged: the next daemon finds it at open.
+    let d = Daemon::start_with(&data, tmp.path(), &args);
+    for i in 0..40 {
+        let (s, _) = d.json("PUT", &format!("/v1/docs/doc-{i}"), Some(&support::doc(i)));
+        assert_eq!(s, 200);
+    }
+    d.stop();
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(data.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    let seg = segs.pop().expect("a WAL segment");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0xA5;
+    }
+    std::fs::write(&seg, &bytes).unwrap();
+    let d = Daemon::start_with(&data, tmp.path(), &args);
+    let id = wait_for(
+        "an incident waiting for approval",
+        Duration::from_secs(30),
+        || {
+            let (_, v) = d.json("GET", "/v1/approvals", None);
+            v["approvals"].as_array()?.first()?["incident_id"].as_u64()
+        },
+    );
+
+    let dom = chromium_run(
+        &browser,
+        &tmp.path().join("chromium-profile"),
+        &format!("{}/", d.url),
+        "--dump-dom",
+        6_000,
+    );
+    let card_start = dom
+        .find(&format!("id=\"incident-{id}\""))
+        .unwrap_or_else(|| panic!("incident {id} is not shown as active; DOM:\n{dom}"));
+    let card = &dom[card_start..];
+    let card = &card[..card
+        .find("</button></div></div>")
+        .map_or(card.len(), |e| e + 21)];
+    assert!(card.contains("awaiting_approval"), "{card}");
+    assert!(
+        card.contains("<ul class=\"timeline\"><li>"),
+        "a timeline: {card}"
+    );
+    for action in ["approve", "acknowledge", "silence 2h"] {
+        let at = card
+            .find(&format!("data-action=\"{action}\""))
+            .unwrap_or_else(|| panic!("no {action} button: {card}"));
+        let tag = &card[at..at + card[at..].find('>').unwrap()];
+        assert!(
+            tag.contains("disabled"),
+            "{action} disabled without a token: {tag}"
+        );
+    }
+    assert!(dom.contains("Read only: paste an operator token"));
+    d.stop();
+}
