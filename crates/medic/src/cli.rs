@@ -12,6 +12,7 @@ pub mod load;
 pub mod offline;
 pub mod operate;
 pub mod render;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -136,12 +137,22 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u64,
     },
-    /// Show one incident's report.
+    /// Metric history: every metric recorded, or one metric's points (a sparkline; `--json` for the data).
+    History {
+        #[command(flatten)]
+        data: DataArg,
+        #[command(flatten)]
+        args: views::HistoryArgs,
+    },
+    /// Show one incident's report, or the daily or weekly report (`--daily`, `--weekly`).
+    #[command(group(ArgGroup::new("which").args(["id", "daily", "weekly"]).required(true)))]
     Report {
         #[command(flatten)]
         data: DataArg,
         /// The incident id.
-        id: u64,
+        id: Option<u64>,
+        #[command(flatten)]
+        period: views::ReportArgs,
     },
     /// Store a document.
     #[command(group(ArgGroup::new("body").args(["text", "file", "vector"]).multiple(true).required(true)))]
@@ -592,7 +603,17 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             let limit = usize::try_from(*limit).unwrap_or(usize::MAX);
             with_existing(cli, data, |b| incidents(out, b, limit))
         }
-        Command::Report { data, id } => with_existing(cli, data, |b| report(out, b, *id)),
+        Command::History { data, args } => {
+            with_existing(cli, data, |b| views::history(out, b, args))
+        }
+        Command::Report { data, id, period } => match id {
+            Some(id) if !period.is_set() => with_existing(cli, data, |b| report(out, b, *id)),
+            Some(_) => Err(UsageError(
+                "--format and --at go with --daily or --weekly, not with an incident id".into(),
+            )
+            .into()),
+            None => with_existing(cli, data, |b| views::report(out, b, period)),
+        },
         Command::Put {
             data,
             id,

@@ -46,6 +46,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Where alerts go: the log, a webhook.
     pub notify: NotifyConfig,
+    /// The KPI targets daily and weekly reports hold the KPIs against.
+    pub report: crate::report::ReportConfig,
     /// The healing engine: detectors, diagnosis, safety gates (dry-run, approval risk, concurrency, rate limits,
     /// circuit breakers), escalation. Validated by `heal::config::EngineConfig::validate`.
     pub engine: EngineConfig,
@@ -653,6 +655,7 @@ impl Config {
             " hours",
         )?;
 
+        self.report.validate()?;
         self.check_operators(&mut warnings)?;
 
         let n = &self.notify;
@@ -1250,6 +1253,15 @@ segment_bytes_max = 67108864
 [metrics]
 # Hours of metric history kept in the knowledge base (1..=8784).
 history_retention_hours = 168
+
+[report]
+# Daily and weekly reports (medic report --daily, GET /v1/reports/daily) hold the period's KPIs against these
+# targets: mean time to detect and to repair at most (ms, 0..=86400000), the share of incidents needing action
+# repaired without a human at least, and the share of false positives at most (0..=1).
+mttd_ms_max = 60000.0
+mttr_ms_max = 300000.0
+auto_remediation_rate_min = 0.9
+false_positive_rate_max = 0.1
 
 [notify]
 # Write every alert (data at risk, repeated serious issues, escalations) to the log on stderr as a warning.

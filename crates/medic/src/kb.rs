@@ -20,7 +20,9 @@ use heal::learn::{IncidentRecord, KbError, KnowledgeBase, StrategyStats};
 use heal::subject::Sample;
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod history;
 mod operators;
+pub use history::{Bucket, MetricSeries};
 pub use operators::OperatorAction;
 
 /// Largest incident record accepted, as serialized JSON.

@@ -340,3 +340,93 @@ fn garbage_is_recreated_but_a_newer_schema_is_not_touched() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), scrambled, "left as it is");
 }
+
+/// The history read back: names with counts and spans, points in a range, buckets of a step with mean, min, max and
+/// count; and a query through `medic::history` with an anomaly of an incident on that metric and a bound named.
+#[test]
+fn metric_history_reads_back_by_range_and_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let kb = SqliteKb::open(&dir.path().join("kb.sqlite")).unwrap();
+    const S: u64 = 1_000_000;
+    for t in 0..10u64 {
+        let samples = vec![
+            Sample::size("wal_bytes", (t * 10) as f64, 0),
+            Sample::gauge("put_latency_p99_us", 5.0, 0),
+        ];
+        kb.record_metrics(1_000 * S + t * S, &samples).unwrap();
+    }
+    let series = kb.metric_series(100).unwrap();
+    assert_eq!(series.len(), 2);
+    assert_eq!(
+        (
+            series[1].name.as_str(),
+            series[1].points,
+            series[1].first_at,
+            series[1].last_at
+        ),
+        ("wal_bytes", 10, 1_000 * S, 1_009 * S)
+    );
+    assert_eq!(kb.metric_series(1).unwrap().len(), 1, "bounded");
+    assert_eq!(
+        kb.metric_count("wal_bytes", 1_002 * S, 1_004 * S).unwrap(),
+        3
+    );
+    assert_eq!(
+        kb.metric_points("wal_bytes", 1_002 * S, 1_004 * S, 100)
+            .unwrap(),
+        vec![(1_002 * S, 20.0), (1_003 * S, 30.0), (1_004 * S, 40.0)]
+    );
+    let b = kb
+        .metric_buckets("wal_bytes", 1_000 * S, 1_009 * S, 4 * S)
+        .unwrap();
+    let got: Vec<(u64, f64, f64, f64, u64)> = b
+        .iter()
+        .map(|b| (b.at, b.value, b.min, b.max, b.count))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1_000 * S, 15.0, 0.0, 30.0, 4),
+            (1_004 * S, 55.0, 40.0, 70.0, 4),
+            (1_008 * S, 85.0, 80.0, 90.0, 2)
+        ]
+    );
+
+    // An anomaly on wal_bytes at 1005 s, in an incident detected then.
+    let mut r = record(1, 1_005 * S, Resolution::SelfResolved);
+    r.issues = vec![
+        Issue::new(
+            IssueKind::Anomaly,
+            "anomaly_wal_bytes",
+            "wal_bytes",
+            "wal_bytes = 50 is anomalous",
+            "detector:composite",
+            1_005 * S,
+        )
+        .with_score(0.99),
+    ];
+    kb.save(&r).unwrap();
+    let q = medic::history::HistoryQuery {
+        metric: Some("wal_bytes".into()),
+        since: Some("1000".into()),
+        until: Some(format!("{}", 1_009 * S)),
+        step: None,
+    };
+    let v = medic::history::query(&kb, &q, 2_000 * S).unwrap();
+    assert_eq!(v["points"].as_array().unwrap().len(), 10);
+    let a = v["anomalies"].as_array().unwrap();
+    assert_eq!(a.len(), 1, "{v}");
+    assert_eq!(
+        (a[0]["at"].as_u64(), a[0]["incident"].as_u64()),
+        (Some(1_005 * S), Some(1))
+    );
+    let q = medic::history::HistoryQuery {
+        step: Some("1ms".into()),
+        since: Some("0".into()),
+        ..q
+    };
+    let e = medic::history::query(&kb, &q, 2_000 * S)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("over history_points_max = 10000"), "{e}");
+}

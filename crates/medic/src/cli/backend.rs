@@ -72,6 +72,14 @@ pub trait Backend {
     fn incident(&self, id: u64) -> anyhow::Result<Option<Value>>;
     /// Accepts acknowledged data lost beyond every redundancy; `{"accepted": {...}}`.
     fn accept_loss(&self) -> anyhow::Result<Value>;
+    /// Metric history (`GET /v1/history`): the names, or one metric's points.
+    fn history(&self, q: &crate::history::HistoryQuery) -> anyhow::Result<Value>;
+    /// The daily or weekly report for a UTC day (`GET /v1/reports/{period}?date=`), as JSON.
+    fn period_report(
+        &self,
+        period: crate::report::Period,
+        date: Option<&str>,
+    ) -> anyhow::Result<Value>;
     /// An operator's request to the running daemon (`POST /v1/incidents/3/approve`, `GET /v1/approvals`...):
     /// operators act on the incidents the daemon's engine holds, so only a daemon answers these.
     fn operate(
@@ -243,6 +251,23 @@ impl Backend for Daemon {
 
     fn accept_loss(&self) -> anyhow::Result<Value> {
         self.client.accept_loss().map_err(lift)
+    }
+
+    fn history(&self, q: &crate::history::HistoryQuery) -> anyhow::Result<Value> {
+        let path = format!("/v1/history?{}", super::views::history_query_string(q));
+        self.client.call("GET", &path, None).map_err(lift)
+    }
+
+    fn period_report(
+        &self,
+        period: crate::report::Period,
+        date: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let mut path = format!("/v1/reports/{}", period.name());
+        if let Some(d) = date {
+            path.push_str(&format!("?date={}", crate::client::encode_segment(d)));
+        }
+        self.client.call("GET", &path, None).map_err(lift)
     }
 
     fn operate(

@@ -187,6 +187,29 @@ impl Backend for Offline {
         self.app.accept_loss()
     }
 
+    fn history(&self, q: &crate::history::HistoryQuery) -> anyhow::Result<Value> {
+        crate::history::query(self.app.kb(), q, self.app.now()).map_err(super::views::lift_history)
+    }
+
+    fn period_report(
+        &self,
+        period: crate::report::Period,
+        date: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let r = crate::report::build(
+            self.app.kb(),
+            period,
+            date,
+            self.app.now(),
+            &self.app.config().report,
+        )
+        .map_err(|e| match e {
+            crate::report::BuildError::BadDate(m) => UsageError(m).into(),
+            other => anyhow::Error::from(other),
+        })?;
+        Ok(serde_json::to_value(&r)?)
+    }
+
     fn incidents(&self, limit: usize) -> anyhow::Result<Value> {
         // The daemon's limit, from the same configuration key.
         let limit = self

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth;
 mod bulk;
+pub mod dashboard;
 pub mod error;
 pub mod listen;
 pub mod metrics;
@@ -73,6 +74,7 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
         .route("/v1/incidents", get(api::incidents))
         .route("/v1/incidents/{id}", get(api::incident))
         .merge(operators::routes())
+        .merge(dashboard::routes())
         .route("/v1/heal", post(api::heal_now))
         .route("/v1/accept-loss", post(api::accept_loss))
         .route("/metrics", get(api::metrics))
