@@ -26,4 +26,5 @@ pub mod machine;
 pub mod notify;
 pub mod operators;
 pub mod probe;
+pub mod search;
 pub mod watchdog;
