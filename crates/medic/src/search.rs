@@ -254,8 +254,7 @@ pub fn run(app: &App, body: SearchBody, wait: Wait) -> Result<Value, ApiError> {
             wait_for(store, Some(index.as_ref()), wait)?;
             let window = k
                 .saturating_add(offset)
-                .max(FUSION_WINDOW_MIN)
-                .min(index_text::K_MAX);
+                .clamp(FUSION_WINDOW_MIN, index_text::K_MAX);
             if k.saturating_add(offset) > index_text::K_MAX {
                 return Err(ApiError::bad_request(format!(
                     "k + offset: {} is more than the {} hits a fusion ranks (index_text::K_MAX)",

@@ -305,12 +305,15 @@ pub fn brute_force_search(
     brute_force_search_where(store, query, k, &|_| true)
 }
 
+/// A test on a document's meta (a search filter).
+pub type MetaPredicate<'a> = dyn Fn(Option<&Map<String, Value>>) -> bool + 'a;
+
 /// [`brute_force_search`] over the documents whose meta `accept` takes.
 pub fn brute_force_search_where(
     store: &store::Store,
     query: &[f32],
     k: usize,
-    accept: &dyn Fn(Option<&Map<String, Value>>) -> bool,
+    accept: &MetaPredicate<'_>,
 ) -> Result<Vec<Hit>, ApiError> {
     let qn = norm(query);
     if qn == 0.0 || !qn.is_finite() {
