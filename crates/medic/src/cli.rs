@@ -1109,6 +1109,8 @@ fn search_query(
         return Err(UsageError("give --text or --vector".into()).into());
     }
     q.insert("k".into(), json!(k));
+    // Read-your-writes: a `medic put` then `medic search` finds the document (offline searches are always so).
+    q.insert("consistency".into(), json!("strong"));
     if let Some(o) = offset {
         q.insert("offset".into(), json!(o));
     }
