@@ -642,8 +642,12 @@ mod tests {
         assert_eq!(f[0].vector.map(|v| v.0), Some(3));
         let f = fuse(&text, &vector, 0.0, 1.0);
         assert_eq!(f[0].id, "c");
+        // 3/61 + 1/63 (a) > 3/63 + 1/61 (c) > 3/62 (b) > 1/62 (d).
         let f = fuse(&text, &vector, 3.0, 1.0);
-        assert_eq!(f[0].id, "a");
-        assert_eq!(f[1].id, "b");
+        let ids: Vec<&str> = f.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c", "b", "d"]);
+        let f = fuse(&text, &vector, 1.0, 3.0);
+        let ids: Vec<&str> = f.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, ["c", "a", "d", "b"]);
     }
 }
