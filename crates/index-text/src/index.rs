@@ -468,12 +468,20 @@ impl TextIndex {
     }
 
     fn rollback_to_persisted(&self, g: &Generation) {
-        if let Some(w) = lock(&g.writer).as_mut() {
-            // After a failed rollback the next commit fails too and reports the damage.
-            if w.rollback().is_err() {
+        let mut guard = lock(&g.writer);
+        if let Some(w) = guard.as_mut() {
+            // A failed rollback leaves tantivy's writer without its directory lock, and a second rollback panics
+            // inside tantivy ("does not have any lock"): the writer is retired instead, so the next apply or persist
+            // reports the generation damaged and the index is rebuilt.
+            let ok =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.rollback().is_ok()))
+                    .unwrap_or(false);
+            if !ok {
+                *guard = None;
                 return;
             }
         }
+        drop(guard);
         self.applied
             .store(self.persisted.load(Ordering::Acquire), Ordering::Release);
     }
@@ -592,6 +600,10 @@ impl DerivedIndex for TextIndex {
             return Ok(persisted);
         }
         let g = self.current();
+        if lock(&g.writer).is_none() {
+            // Retired after a failed rollback: only a rebuild gives the index a writer again.
+            return Err(self.damaged("the generation's writer is retired"));
+        }
         let payload = Payload {
             lsn: applied,
             rebuilt_lsn: self.rebuilt.load(Ordering::Acquire),

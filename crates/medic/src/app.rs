@@ -80,6 +80,12 @@ pub struct App {
     last_status: Mutex<Option<Value>>,
     /// The exact vector index the daemon serves searches from, once attached ([`App::attach_indexes`]).
     flat: std::sync::OnceLock<Arc<index_vector::FlatIndex>>,
+    /// The HNSW vector index vector searches are served from by default, once attached.
+    hnsw: std::sync::OnceLock<Arc<index_vector::HnswIndex>>,
+    /// The full-text index, once attached ([`App::attach_indexes`] or, offline, [`App::text_index`]).
+    text: std::sync::OnceLock<Arc<index_text::TextIndex>>,
+    /// Held while an index is opened and attached, so two callers never open one directory twice.
+    attaching: Mutex<()>,
     /// Operators' silences in force, shared with the notifiers.
     silences: crate::operators::SilenceSet,
 }
@@ -231,6 +237,9 @@ impl App {
             schedule: Mutex::new(Schedule::default()),
             last_health: Mutex::new(None),
             flat: std::sync::OnceLock::new(),
+            hnsw: std::sync::OnceLock::new(),
+            text: std::sync::OnceLock::new(),
+            attaching: Mutex::new(()),
             silences,
         })
         .and_then(|app| {
@@ -269,34 +278,99 @@ impl App {
         &self.store
     }
 
-    /// Attaches the derived indexes the daemon serves from (the `flat` vector index of the collection `default`,
-    /// under `idx/default/flat/`): the store's `medic-derived` thread catches it up from the log, or rebuilds it
-    /// from the table, then follows every commit. Offline commands do not attach (they search by brute force).
+    /// Attaches the derived indexes the daemon serves from, all of the collection `default`: the exact `flat` vector
+    /// index (`idx/default/flat/`, `"exact": true` searches), the `hnsw` vector index (`idx/default/hnsw/`, vector
+    /// searches by default) and the `text` index (`idx/default/text/`, full-text searches). The store's
+    /// `medic-derived` thread catches each up from the log, or rebuilds it from the table, then follows every
+    /// commit. Offline commands attach only the text index, when they search by text ([`App::text_index`]).
     pub fn attach_indexes(&self) -> anyhow::Result<()> {
-        if self.flat.get().is_some() {
-            return Ok(());
+        let _g = self.attaching.lock().unwrap_or_else(|p| p.into_inner());
+        if self.flat.get().is_none() {
+            let flat = index_vector::FlatIndex::open(
+                self.store.dir(),
+                store::derived::DEFAULT_COLLECTION,
+                index_vector::Metric::Cosine,
+                self.store.config().io.clone(),
+            )
+            .context("opening the flat vector index")?;
+            if let Some(why) = &flat.open_report().reason {
+                tracing::info!(
+                    "flat vector index: {why}; catching up or rebuilding from the store"
+                );
+            }
+            let flat = Arc::new(flat);
+            self.store
+                .attach_derived(flat.clone())
+                .context("attaching the flat vector index")?;
+            self.flat.get_or_init(|| flat);
         }
-        let flat = index_vector::FlatIndex::open(
+        if self.hnsw.get().is_none() {
+            let hnsw = index_vector::HnswIndex::open(
+                self.store.dir(),
+                store::derived::DEFAULT_COLLECTION,
+                index_vector::HnswParams::default(),
+                self.store.config().io.clone(),
+            )
+            .context("opening the hnsw vector index")?;
+            if let Some(why) = &hnsw.open_report().reason {
+                tracing::info!(
+                    "hnsw vector index: {why}; catching up or rebuilding from the store"
+                );
+            }
+            let hnsw = Arc::new(hnsw);
+            self.store
+                .attach_derived(hnsw.clone())
+                .context("attaching the hnsw vector index")?;
+            self.hnsw.get_or_init(|| hnsw);
+        }
+        self.attach_text_locked()?;
+        Ok(())
+    }
+
+    fn attach_text_locked(&self) -> anyhow::Result<Arc<index_text::TextIndex>> {
+        if let Some(t) = self.text.get() {
+            return Ok(t.clone());
+        }
+        let text = index_text::TextIndex::open_with(
             self.store.dir(),
             store::derived::DEFAULT_COLLECTION,
-            index_vector::Metric::Cosine,
+            index_text::TextSettings::default(),
             self.store.config().io.clone(),
         )
-        .context("opening the flat vector index")?;
-        if let Some(why) = &flat.open_report().reason {
-            tracing::info!("flat vector index: {why}; catching up or rebuilding from the store");
+        .context("opening the text index")?;
+        if let Some(why) = &text.open_report().reason {
+            tracing::info!("text index: {why}; catching up or rebuilding from the store");
         }
-        let flat = Arc::new(flat);
+        let text = Arc::new(text);
         self.store
-            .attach_derived(flat.clone())
-            .context("attaching the flat vector index")?;
-        self.flat.get_or_init(|| flat);
-        Ok(())
+            .attach_derived(text.clone())
+            .context("attaching the text index")?;
+        Ok(self.text.get_or_init(|| text).clone())
+    }
+
+    /// The text index, attached now if it is not yet (an offline command's first text search: it is then caught
+    /// up or rebuilt from the store like the daemon's).
+    pub fn text_index(&self) -> anyhow::Result<Arc<index_text::TextIndex>> {
+        if let Some(t) = self.text.get() {
+            return Ok(t.clone());
+        }
+        let _g = self.attaching.lock().unwrap_or_else(|p| p.into_inner());
+        self.attach_text_locked()
+    }
+
+    /// The text index, when attached.
+    pub fn text_index_attached(&self) -> Option<&Arc<index_text::TextIndex>> {
+        self.text.get()
     }
 
     /// The flat vector index, when attached.
     pub fn flat_index(&self) -> Option<&Arc<index_vector::FlatIndex>> {
         self.flat.get()
+    }
+
+    /// The HNSW vector index, when attached.
+    pub fn hnsw_index(&self) -> Option<&Arc<index_vector::HnswIndex>> {
+        self.hnsw.get()
     }
 
     /// The memory-pressure gate of large writes.

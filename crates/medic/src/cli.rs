@@ -188,8 +188,8 @@ pub enum Command {
         /// The document id.
         id: String,
     },
-    /// Search by text or by vector.
-    #[command(group(ArgGroup::new("query").args(["text", "vector"]).required(true)))]
+    /// Search by text, by vector, or by both (fused by reciprocal rank).
+    #[command(group(ArgGroup::new("query").args(["text", "vector"]).required(true).multiple(true)))]
     Search {
         #[command(flatten)]
         data: DataArg,
@@ -202,6 +202,21 @@ pub enum Command {
         /// How many hits, up to http.search_k_max (of the daemon's configuration, or --config offline).
         #[arg(long, default_value_t = 10)]
         k: u64,
+        /// Hits to skip first (paging).
+        #[arg(long)]
+        offset: Option<u64>,
+        /// A filter over meta fields, as JSON (`{"lang": "en", "year": {"gte": 2020}}`).
+        #[arg(long, value_name = "JSON")]
+        filter: Option<String>,
+        /// Stored fields to show with each hit: `text`, `meta` or `text,meta`.
+        #[arg(long, value_name = "FIELDS")]
+        include: Option<String>,
+        /// Snippets of the text with the matched terms marked (with --text).
+        #[arg(long)]
+        highlight: bool,
+        /// The exact nearest vectors (the flat index) instead of HNSW's (with --vector).
+        #[arg(long)]
+        exact: bool,
     },
     /// Load documents from a JSON Lines file: one {"id", "text", "vector"?, "meta"?} per line.
     Load {
@@ -670,14 +685,24 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             text,
             vector,
             k,
+            offset,
+            filter,
+            include,
+            highlight,
+            exact,
         } => {
             // `k`'s upper bound is http.search_k_max, checked where the search runs (the daemon, or offline with the
             // same key of --config), so one limit holds both ways.
-            let query = match (text, vector) {
-                (Some(t), _) => json!({"text": t, "k": k}),
-                (None, Some(v)) => json!({"vector": parse_vector(v)?, "k": k}),
-                (None, None) => return Err(UsageError("give --text or --vector".into()).into()),
-            };
+            let query = search_query(
+                text.as_deref(),
+                vector.as_deref(),
+                *k,
+                *offset,
+                filter.as_deref(),
+                include.as_deref(),
+                *highlight,
+                *exact,
+            )?;
             with_existing(cli, data, |b| search(out, b, &query))
         }
         Command::Load { data, file } => {
@@ -1082,6 +1107,62 @@ fn report(out: &Out, b: &dyn Backend, id: u64) -> anyhow::Result<u8> {
     Ok(if escalated { EXIT_ESCALATION } else { EXIT_OK })
 }
 
+/// The body of `POST /v1/search` from the command line's flags.
+#[allow(clippy::too_many_arguments)]
+fn search_query(
+    text: Option<&str>,
+    vector: Option<&str>,
+    k: u64,
+    offset: Option<u64>,
+    filter: Option<&str>,
+    include: Option<&str>,
+    highlight: bool,
+    exact: bool,
+) -> anyhow::Result<Value> {
+    let mut q = serde_json::Map::new();
+    if let Some(t) = text {
+        q.insert("text".into(), json!(t));
+    }
+    if let Some(v) = vector {
+        q.insert("vector".into(), json!(parse_vector(v)?));
+    }
+    if q.is_empty() {
+        return Err(UsageError("give --text or --vector".into()).into());
+    }
+    q.insert("k".into(), json!(k));
+    // Read-your-writes: a `medic put` then `medic search` finds the document (offline searches are always so).
+    q.insert("consistency".into(), json!("strong"));
+    if let Some(o) = offset {
+        q.insert("offset".into(), json!(o));
+    }
+    if let Some(f) = filter {
+        let f: Value = serde_json::from_str(f)
+            .map_err(|e| UsageError(format!("--filter is not JSON: {e}")))?;
+        q.insert("filter".into(), f);
+    }
+    if let Some(inc) = include {
+        let fields: Vec<&str> = inc
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .collect();
+        if let Some(bad) = fields.iter().find(|f| !matches!(**f, "text" | "meta")) {
+            return Err(UsageError(format!(
+                "--include: {bad:?} is not one of text, meta (comma-separated)"
+            ))
+            .into());
+        }
+        q.insert("include".into(), json!(fields));
+    }
+    if highlight {
+        q.insert("highlight".into(), json!(true));
+    }
+    if exact {
+        q.insert("exact".into(), json!(true));
+    }
+    Ok(Value::Object(q))
+}
+
 fn search(out: &Out, b: &dyn Backend, query: &Value) -> anyhow::Result<u8> {
     let v = b.search(query)?;
     if out.json {
@@ -1114,6 +1195,47 @@ fn search(out: &Out, b: &dyn Backend, query: &Value) -> anyhow::Result<u8> {
         })
         .collect();
     render::print_table(out, &["#", "ID", "SCORE"], &rows);
+    // Snippets, text and meta asked for, hit by hit under the table.
+    for (i, h) in hits.iter().enumerate() {
+        let mut lines = Vec::new();
+        if let Some(snips) = h.get("highlights").and_then(Value::as_array) {
+            lines.extend(
+                snips
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| format!("  … {s} …")),
+            );
+        }
+        if let Some(t) = h.get("text").and_then(Value::as_str) {
+            lines.push(format!("  text: {t}"));
+        }
+        if let Some(m) = h.get("meta") {
+            lines.push(format!("  meta: {m}"));
+        }
+        if !lines.is_empty() {
+            println!(
+                "{} {}",
+                i + 1,
+                h.get("id").map(render::scalar).unwrap_or_default()
+            );
+            for l in lines {
+                println!("{l}");
+            }
+        }
+    }
+    let mut footer = Vec::new();
+    if let Some(t) = v.get("total").and_then(Value::as_u64) {
+        footer.push(format!("{t} matching"));
+    }
+    if let Some(ix) = v.get("index").and_then(Value::as_str) {
+        footer.push(format!("index {ix}"));
+    }
+    if v.get("fusion").is_some() {
+        footer.push("fused by reciprocal rank".to_string());
+    }
+    if !footer.is_empty() {
+        println!("{}", footer.join(", "));
+    }
     Ok(EXIT_OK)
 }
 

@@ -28,4 +28,5 @@ pub mod notify;
 pub mod operators;
 pub mod probe;
 pub mod report;
+pub mod search;
 pub mod watchdog;

@@ -1283,11 +1283,17 @@ fn text_search_and_search_limits_agree_offline_and_through_a_daemon() {
 
     // Offline: the limits are http.search_k_max / http.incidents_listed_max of the configuration (default 1000).
     let o = medic(
-        &data_args(&data, &["search", "--text", "hello", "--json"]),
+        &data_args(&data, &["search", "--text", "x", "--json"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["hits"][0]["id"], "a");
+    let o = medic(
+        &data_args(&data, &["search", "--text", "(x", "--json"]),
         dir.path(),
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("full-text"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("query: column"), "{}", stderr(&o));
     assert!(last_json(&o)["error"].is_string());
     for (args, key) in [
         (
@@ -1331,11 +1337,17 @@ fn text_search_and_search_limits_agree_offline_and_through_a_daemon() {
         let daemon = Daemon::start_with(&data, dir.path(), &extra);
         let url = daemon.url.as_str();
         let o = medic(
-            &["search", "--text", "hello", "--json", "--server", url],
+            &["search", "--text", "x", "--json", "--server", url],
+            dir.path(),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(last_json(&o)["hits"].is_array(), "{}", stdout(&o));
+        let o = medic(
+            &["search", "--text", "(x", "--json", "--server", url],
             dir.path(),
         );
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-        assert!(stderr(&o).contains("full-text"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("query: column"), "{}", stderr(&o));
         assert!(last_json(&o)["error"].is_string());
         for (k, code) in [(k_ok, 0), (k_bad, 2), ("0", 2)] {
             let o = medic(

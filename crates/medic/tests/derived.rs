@@ -52,9 +52,10 @@ fn search(d: &Daemon, q: &[f32], k: usize) -> Vec<(String, f64)> {
     let (s, v) = d.json(
         "POST",
         "/v1/search",
-        Some(&json!({"vector": q, "k": k, "consistency": "strong"})),
+        Some(&json!({"vector": q, "k": k, "consistency": "strong", "exact": true})),
     );
     assert_eq!(s, 200, "{v}");
+    assert_eq!(v["index"], "flat", "{v}");
     v["hits"]
         .as_array()
         .unwrap()

@@ -9,6 +9,9 @@ use super::backend::{Backend, TierArg};
 use crate::app::App;
 use crate::config::Config;
 
+/// How long an offline text search waits for the text index to be built or caught up from the store.
+pub const OFFLINE_INDEX_WAIT_S: u64 = 600;
+
 /// Why the data directory could not be opened here.
 pub enum OpenError {
     /// A live process holds its lock.
@@ -131,39 +134,23 @@ impl Backend for Offline {
         Ok(lsn.map(|lsn| json!({"id": id, "lsn": lsn})))
     }
 
+    /// The daemon's search on the data directory: by text through the text index (attached now, caught up or
+    /// rebuilt from the store, and waited for — at most [`OFFLINE_INDEX_WAIT_S`] —, so the answer is as of the
+    /// log), by vector through a scan of the table.
     fn search(&self, query: &Value) -> anyhow::Result<Value> {
-        let k = query.get("k").and_then(Value::as_u64).unwrap_or(10);
-        // The daemon's limit, from the same configuration key.
-        let k = self
-            .app
-            .config()
-            .http
-            .check_search_k(k)
-            .map_err(UsageError)?;
-        if query.get("text").is_some() {
-            return Err(UsageError(
-                "full-text search is not available yet (the text index has not landed); search with --vector".into(),
-            )
-            .into());
-        }
-        let vector: Vec<f32> =
-            serde_json::from_value(query.get("vector").cloned().unwrap_or(Value::Null))
-                .map_err(|e| UsageError(format!("--vector: {e}")))?;
-        if vector.is_empty() || vector.iter().all(|x| *x == 0.0) {
-            return Err(UsageError(
-                "--vector is empty or all zeros: cosine similarity is undefined".into(),
-            )
-            .into());
-        }
-        let hits =
-            crate::daemon::api::brute_force_search(self.app.store(), &vector, k).map_err(|e| {
-                if e.status.is_client_error() {
-                    anyhow::Error::from(UsageError(e.message))
-                } else {
-                    anyhow::anyhow!(e.message)
-                }
-            })?;
-        Ok(json!({"hits": hits}))
+        let body: crate::search::SearchBody = serde_json::from_value(query.clone())
+            .map_err(|e| UsageError(format!("search: {e}")))?;
+        let wait = crate::search::Wait {
+            strong: true,
+            timeout: std::time::Duration::from_secs(OFFLINE_INDEX_WAIT_S),
+        };
+        crate::search::run(&self.app, body, wait).map_err(|e| {
+            if e.status.is_client_error() {
+                anyhow::Error::from(UsageError(e.message))
+            } else {
+                anyhow::anyhow!(e.message)
+            }
+        })
     }
 
     fn status(&self) -> anyhow::Result<Value> {

@@ -269,66 +269,6 @@ pub async fn delete_doc(
     }
 }
 
-/// `POST /v1/search` body: exactly one of `text` and `vector`, and `k`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchBody {
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    vector: Option<Vec<f32>>,
-    k: u64,
-    /// `"strong"`: answer only once the index has applied the log as of the request (waits at most
-    /// [`STRONG_WAIT_MS`]); `"eventual"` (the default): what the index has applied.
-    #[serde(default)]
-    consistency: Option<String>,
-}
-
-/// How long a `"consistency": "strong"` search waits for the index to reach the log before it is answered 503.
-pub const STRONG_WAIT_MS: u64 = 2_000;
-
-/// The `k` documents most similar (cosine) to `query`, from the `flat` index (exact, no document cloned). `strong`:
-/// first wait until the index has applied the log as of now.
-fn indexed_search(
-    store: &store::Store,
-    flat: &index_vector::FlatIndex,
-    query: &[f32],
-    k: usize,
-    strong: bool,
-) -> Result<Vec<Hit>, ApiError> {
-    if strong {
-        let lsn = store.stats().last_lsn;
-        store
-            .derived()
-            .wait_applied(lsn, Duration::from_millis(STRONG_WAIT_MS))
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "consistency \"strong\": the vector index did not reach the log within {STRONG_WAIT_MS} ms \
-                         (STRONG_WAIT_MS): {e}; retry, or search with \"consistency\": \"eventual\""
-                    ),
-                )
-            })?;
-    }
-    let hits = flat.search(query, k).map_err(|e| match e {
-        index_vector::SearchError::Vector(index_vector::VectorError::Dimension {
-            expected,
-            got,
-        }) => ApiError::bad_request(format!(
-            "query vector has dimension {got}, stored vectors have dimension {expected}"
-        )),
-        other => ApiError::bad_request(other.to_string()),
-    })?;
-    Ok(hits
-        .into_iter()
-        .map(|h| Hit {
-            id: h.id.to_string(),
-            score: f64::from(1.0 - h.distance).clamp(-1.0, 1.0),
-        })
-        .collect())
-}
-
 /// One search result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hit {
@@ -362,6 +302,19 @@ pub fn brute_force_search(
     query: &[f32],
     k: usize,
 ) -> Result<Vec<Hit>, ApiError> {
+    brute_force_search_where(store, query, k, &|_| true)
+}
+
+/// A test on a document's meta (a search filter).
+pub type MetaPredicate<'a> = dyn Fn(Option<&Map<String, Value>>) -> bool + 'a;
+
+/// [`brute_force_search`] over the documents whose meta `accept` takes.
+pub fn brute_force_search_where(
+    store: &store::Store,
+    query: &[f32],
+    k: usize,
+    accept: &MetaPredicate<'_>,
+) -> Result<Vec<Hit>, ApiError> {
     let qn = norm(query);
     if qn == 0.0 || !qn.is_finite() {
         return Err(ApiError::bad_request(
@@ -377,6 +330,9 @@ pub fn brute_force_search(
         let page_len = page.len();
         for (id, doc) in page {
             let Some(v) = doc.vector else { continue };
+            if !accept(doc.meta.as_ref()) {
+                continue;
+            }
             if v.len() != query.len() {
                 return Err(ApiError::bad_request(format!(
                     "query vector has dimension {}, stored vectors have dimension {}",
@@ -408,78 +364,60 @@ pub fn brute_force_search(
     Ok(hits)
 }
 
-/// `POST /v1/search`: `{"hits":[{"id","score"}]}`.
+/// `POST /v1/search` (and `POST /v1/collections/default/search`): by text, vector or both (see [`crate::search`] and
+/// `docs/contracts/search.md`). Records the latency per kind (`search_text`, `search_vector`, `search_hybrid`) into
+/// the store's metrics (the engine's samples) and the daemon's (`medic_search_duration_seconds{kind}`).
 pub async fn search(
     State(s): State<ApiState>,
-    body: Result<Json<SearchBody>, JsonRejection>,
+    body: Result<Json<crate::search::SearchBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = s.json(body)?;
-    let k = s
-        .app
-        .config()
-        .http
-        .check_search_k(body.k)
-        .map_err(ApiError::bad_request)?;
-    let strong = match body.consistency.as_deref() {
-        None | Some("eventual") => false,
-        Some("strong") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "consistency: {other:?} is not one of \"strong\", \"eventual\""
-            )));
+    let wait = crate::search::wait_of(&body, Duration::from_millis(crate::search::STRONG_WAIT_MS))?;
+    let kind = crate::search::kind(&body);
+    let app = s.app.clone();
+    let metrics = s.metrics.clone();
+    let v = blocking(&s.metrics, Operation::Search, move || {
+        let t0 = Instant::now();
+        let out = crate::search::run(&app, body, wait);
+        let took = t0.elapsed();
+        // A request refused as bad input is not a search that failed.
+        let ok = match &out {
+            Ok(_) => true,
+            Err(e) => e.status.is_client_error(),
+        };
+        if let Err(e) = app.store().metrics().record_us(
+            match kind {
+                "text" => "search_text",
+                "hybrid" => "search_hybrid",
+                _ => "search_vector",
+            },
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            ok,
+        ) {
+            tracing::debug!("search latency not recorded: {e}");
         }
-    };
-    match (body.text, body.vector) {
-        (Some(_), Some(_)) => Err(ApiError::bad_request(
-            "give either \"text\" or \"vector\", not both",
-        )),
-        (None, None) => Err(ApiError::bad_request(
-            "give \"text\" or \"vector\" to search by",
-        )),
-        (Some(_), None) => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "full-text search is not available yet (the text index has not landed); search by \"vector\"",
-        )),
-        (None, Some(query)) => {
-            if query.is_empty() {
-                return Err(ApiError::bad_request("vector is empty"));
-            }
-            if let Some(i) = query.iter().position(|x| !x.is_finite()) {
-                return Err(ApiError::bad_request(format!(
-                    "vector[{i}] is not a finite number (out of f32 range)"
-                )));
-            }
-            if norm(&query) == 0.0 {
-                return Err(ApiError::bad_request(
-                    "vector has zero length: cosine similarity is undefined",
-                ));
-            }
-            let store = s.app.store().clone();
-            let flat = s.app.flat_index().cloned();
-            let metrics = s.metrics.clone();
-            let hits = blocking(&s.metrics, Operation::Search, move || {
-                let t0 = Instant::now();
-                let out = match &flat {
-                    Some(flat) => indexed_search(&store, flat, &query, k, strong),
-                    None => brute_force_search(&store, &query, k),
-                };
-                let took = t0.elapsed();
-                // Per query kind, into the store's metrics (the engine's samples: `search_vector_latency_p99_us`)
-                // and the daemon's (`medic_search_duration_seconds{kind}`).
-                if let Err(e) = store.metrics().record_us(
-                    "search_vector",
-                    u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-                    out.is_ok(),
-                ) {
-                    tracing::debug!("search latency not recorded: {e}");
-                }
-                metrics.observe_search("vector", took.as_secs_f64());
-                out
-            })
-            .await?;
-            Ok(Json(json!({ "hits": hits })))
-        }
+        metrics.observe_search(kind, took.as_secs_f64());
+        out
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+/// `POST /v1/collections/{collection}/search`: the same as `POST /v1/search` for the collection `default` (the only
+/// one until collections land); another name is a 404 naming it.
+pub async fn collection_search(
+    State(s): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<crate::search::SearchBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(c) = path?;
+    if c != store::derived::DEFAULT_COLLECTION {
+        return Err(ApiError::not_found(format!(
+            "no collection {c:?}: only {:?} exists",
+            store::derived::DEFAULT_COLLECTION
+        )));
     }
+    search(State(s), body).await
 }
 
 /// `GET /health`: 200 when serving, 503 otherwise; JSON with the state. Never waits on a running healing cycle.

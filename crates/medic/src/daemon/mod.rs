@@ -68,6 +68,10 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
             put(api::put_doc).get(api::get_doc).delete(api::delete_doc),
         )
         .route("/v1/search", post(api::search))
+        .route(
+            "/v1/collections/{collection}/search",
+            post(api::collection_search),
+        )
         .route("/health", get(api::health_shallow))
         .route("/v1/health", get(api::health_tier))
         .route("/v1/status", get(api::status))

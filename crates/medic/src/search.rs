@@ -1,0 +1,653 @@
+//! Searching the collection `default`: the request of `POST /v1/search` ([`SearchBody`]) and its answer, by text
+//! (the `text` derived index), by vector (the `hnsw` index by default, `"exact": true` from the `flat` index, a scan
+//! of the table when no vector index is attached) or both at once, fused by reciprocal rank fusion ([`RRF_K`]).
+//! The daemon's handler and the offline CLI run the same [`run`], so both answer the same shapes; the shapes are
+//! documented in `docs/contracts/search.md`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use store::Store;
+use store::derived::DerivedIndex as _;
+
+use crate::app::App;
+use crate::daemon::error::ApiError;
+
+/// The constant `k` of reciprocal rank fusion: a hit at rank `r` (from 1) of one ranking adds `weight / (RRF_K + r)`.
+pub const RRF_K: f64 = 60.0;
+/// Hits each ranking contributes to a fusion at least (at most [`index_text::K_MAX`]).
+pub const FUSION_WINDOW_MIN: usize = 100;
+/// How long a `"consistency": "strong"` search waits for the indexes to reach the log before it is answered 503.
+pub const STRONG_WAIT_MS: u64 = 2_000;
+/// A fusion weight at most.
+pub const WEIGHT_MAX: f64 = 1_000.0;
+
+/// `POST /v1/search` body: `text`, `vector` or both, and `k`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    /// A full-text query (index-text's query language).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// A query vector (cosine).
+    #[serde(default)]
+    pub vector: Option<Vec<f32>>,
+    /// Hits to return.
+    pub k: u64,
+    /// Hits to skip first.
+    #[serde(default)]
+    pub offset: Option<u64>,
+    /// A filter over meta fields (index-text's filter shape), for every kind of search.
+    #[serde(default)]
+    pub filter: Option<Value>,
+    /// `["text", "meta"]`: stored fields returned with each hit.
+    #[serde(default)]
+    pub include: Option<Value>,
+    /// `true` or `{"chars", "pre", "post"}`: snippets of the text with the matched terms marked (text searches).
+    #[serde(default)]
+    pub highlight: Option<Value>,
+    /// `"strong"`: answered once the indexes have applied the log as of the request (at most
+    /// [`STRONG_WAIT_MS`]); `"eventual"` (the default): what the indexes have applied.
+    #[serde(default)]
+    pub consistency: Option<String>,
+    /// Candidates the HNSW search explores (default: the index's `ef_search`).
+    #[serde(default)]
+    pub ef: Option<u64>,
+    /// `true`: the exact nearest vectors (the `flat` index), not HNSW's approximation.
+    #[serde(default)]
+    pub exact: Option<bool>,
+    /// Fusion weights of a search by both text and vector.
+    #[serde(default)]
+    pub hybrid: Option<HybridBody>,
+}
+
+/// `hybrid` of a search by both text and vector.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HybridBody {
+    /// The weight of the text ranking (default 1).
+    #[serde(default)]
+    pub text_weight: Option<f64>,
+    /// The weight of the vector ranking (default 1).
+    #[serde(default)]
+    pub vector_weight: Option<f64>,
+}
+
+/// What a search waits for and how long.
+#[derive(Clone, Copy, Debug)]
+pub struct Wait {
+    /// Wait for the log as of the request.
+    pub strong: bool,
+    /// At most this long.
+    pub timeout: Duration,
+}
+
+/// One vector hit: id and cosine similarity.
+#[derive(Clone, Debug)]
+struct VectorHit {
+    id: String,
+    score: f64,
+}
+
+/// Which vector index answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VectorSource {
+    Hnsw,
+    Flat,
+    Scan,
+}
+
+impl VectorSource {
+    fn name(self) -> &'static str {
+        match self {
+            VectorSource::Hnsw => "hnsw",
+            VectorSource::Flat => "flat",
+            VectorSource::Scan => "scan",
+        }
+    }
+}
+
+/// The kind of a search, for the latency metrics (`search_text`, `search_vector`, `search_hybrid`).
+pub fn kind(body: &SearchBody) -> &'static str {
+    match (&body.text, &body.vector) {
+        (Some(_), Some(_)) => "hybrid",
+        (Some(_), None) => "text",
+        _ => "vector",
+    }
+}
+
+/// The parsed consistency of a request; `timeout` is how long a strong search may wait.
+pub fn wait_of(body: &SearchBody, timeout: Duration) -> Result<Wait, ApiError> {
+    let strong = match body.consistency.as_deref() {
+        None | Some("eventual") => false,
+        Some("strong") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "consistency: {other:?} is not one of \"strong\", \"eventual\""
+            )));
+        }
+    };
+    Ok(Wait { strong, timeout })
+}
+
+/// Answers a search (blocking). `k` is checked against `http.search_k_max` by the caller's configuration here.
+pub fn run(app: &App, body: SearchBody, wait: Wait) -> Result<Value, ApiError> {
+    let t0 = Instant::now();
+    let k = app
+        .config()
+        .http
+        .check_search_k(body.k)
+        .map_err(ApiError::bad_request)?;
+    let offset = usize::try_from(body.offset.unwrap_or(0)).unwrap_or(usize::MAX);
+    if offset > index_text::OFFSET_MAX {
+        return Err(ApiError::bad_request(format!(
+            "offset: {offset} is more than the limit of {}",
+            index_text::OFFSET_MAX
+        )));
+    }
+    let include = parse_include(body.include.as_ref())?;
+    let highlight = parse_highlight(body.highlight.as_ref())?;
+    if let Some(v) = &body.vector {
+        check_vector(v)?;
+    }
+    let ef = body
+        .ef
+        .map(|ef| {
+            usize::try_from(ef)
+                .ok()
+                .filter(|ef| (1..=index_vector::EF_MAX).contains(ef))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "ef: {ef} is outside 1..={}",
+                        index_vector::EF_MAX
+                    ))
+                })
+        })
+        .transpose()?;
+    let exact = body.exact.unwrap_or(false);
+    if body.text.is_none() && highlight.is_some() {
+        return Err(ApiError::bad_request(
+            "highlight: snippets need a \"text\" query",
+        ));
+    }
+    if body.vector.is_none() && (body.ef.is_some() || body.exact.is_some()) {
+        return Err(ApiError::bad_request(
+            "ef, exact: they apply to a \"vector\" search only",
+        ));
+    }
+    if body.hybrid.is_some() && (body.text.is_none() || body.vector.is_none()) {
+        return Err(ApiError::bad_request(
+            "hybrid: give both \"text\" and \"vector\" to fuse",
+        ));
+    }
+    let settings = index_text::TextSettings::default();
+    let filter = body
+        .filter
+        .as_ref()
+        .map(|f| {
+            index_text::Filter::parse(
+                f,
+                app.text_index_attached()
+                    .map_or(&settings, |t| t.settings()),
+            )
+        })
+        .transpose()
+        .map_err(query_error)?;
+    let store = app.store();
+    let mut answer = match (body.text, body.vector) {
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "give \"text\", \"vector\" or both to search by",
+            ));
+        }
+        (Some(text), None) => {
+            let index = app
+                .text_index()
+                .map_err(|e| ApiError::unavailable(format!("the text index: {e:#}")))?;
+            wait_for(store, Some(index.as_ref()), wait)?;
+            let req = index_text::SearchRequest {
+                query: text,
+                k,
+                offset,
+                filter: body.filter.clone(),
+                include,
+                highlight,
+            };
+            let ans = index.search(&req).map_err(query_error)?;
+            let mut v =
+                serde_json::to_value(&ans).map_err(|e| ApiError::internal(e.to_string()))?;
+            if let Some(m) = v.as_object_mut() {
+                m.insert("index".into(), json!("text"));
+            }
+            v
+        }
+        (None, Some(vector)) => {
+            wait_for(store, None, wait)?;
+            let (hits, source) = vector_hits(
+                app,
+                &vector,
+                k.saturating_add(offset),
+                ef,
+                exact,
+                filter.as_ref(),
+            )?;
+            let hits: Vec<Value> = hits
+                .into_iter()
+                .skip(offset)
+                .map(|h| {
+                    let mut o = Map::new();
+                    o.insert("id".into(), json!(&h.id));
+                    o.insert("score".into(), json!(h.score));
+                    add_stored(store, &mut o, &h.id, include);
+                    Value::Object(o)
+                })
+                .collect();
+            json!({"hits": hits, "index": source.name(), "exact": source != VectorSource::Hnsw})
+        }
+        (Some(text), Some(vector)) => {
+            let (wt, wv) = weights(body.hybrid.as_ref())?;
+            let index = app
+                .text_index()
+                .map_err(|e| ApiError::unavailable(format!("the text index: {e:#}")))?;
+            wait_for(store, Some(index.as_ref()), wait)?;
+            let window = k
+                .saturating_add(offset)
+                .clamp(FUSION_WINDOW_MIN, index_text::K_MAX);
+            if k.saturating_add(offset) > index_text::K_MAX {
+                return Err(ApiError::bad_request(format!(
+                    "k + offset: {} is more than the {} hits a fusion ranks (index_text::K_MAX)",
+                    k.saturating_add(offset),
+                    index_text::K_MAX
+                )));
+            }
+            let req = index_text::SearchRequest {
+                query: text,
+                k: window,
+                offset: 0,
+                filter: body.filter.clone(),
+                include,
+                highlight,
+            };
+            let text_ans = index.search(&req).map_err(query_error)?;
+            let (vhits, source) = vector_hits(app, &vector, window, ef, exact, filter.as_ref())?;
+            let fused = fuse(&text_ans.hits, &vhits, wt, wv);
+            let hits: Vec<Value> = fused
+                .into_iter()
+                .skip(offset)
+                .take(k)
+                .map(|f| {
+                    let mut o = Map::new();
+                    o.insert("id".into(), json!(&f.id));
+                    o.insert("score".into(), json!(f.score));
+                    o.insert("text_rank".into(), json!(f.text.map(|(r, _)| r)));
+                    o.insert("text_score".into(), json!(f.text.map(|(_, s)| s)));
+                    o.insert("vector_rank".into(), json!(f.vector.map(|(r, _)| r)));
+                    o.insert("vector_score".into(), json!(f.vector.map(|(_, s)| s)));
+                    match f.text.map(|(r, _)| &text_ans.hits[r - 1]) {
+                        Some(th) => {
+                            if let Some(t) = &th.text {
+                                o.insert("text".into(), json!(t));
+                            }
+                            if let Some(m) = &th.meta {
+                                o.insert("meta".into(), Value::Object(m.clone()));
+                            }
+                            if let Some(h) = &th.highlights {
+                                o.insert("highlights".into(), json!(h));
+                            }
+                        }
+                        None => add_stored(store, &mut o, &f.id, include),
+                    }
+                    Value::Object(o)
+                })
+                .collect();
+            json!({
+                "hits": hits,
+                "fusion": "rrf",
+                "rrf_k": RRF_K,
+                "weights": {"text": wt, "vector": wv},
+                "window": window,
+                "total": text_ans.total,
+                "lsn": text_ans.lsn,
+                "index": format!("text+{}", source.name()),
+                "exact": source != VectorSource::Hnsw,
+            })
+        }
+    };
+    if let Some(m) = answer.as_object_mut() {
+        m.insert("took_ms".into(), json!(t0.elapsed().as_secs_f64() * 1e3));
+    }
+    Ok(answer)
+}
+
+/// A query error: the request's fault is a 400 naming what and where (the query's column); the index's is a 503.
+fn query_error(e: index_text::QueryError) -> ApiError {
+    if e.is_user_error() {
+        ApiError::bad_request(e.to_string())
+    } else {
+        ApiError::unavailable(e.to_string())
+    }
+}
+
+fn check_vector(v: &[f32]) -> Result<(), ApiError> {
+    if v.is_empty() {
+        return Err(ApiError::bad_request("vector is empty"));
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(ApiError::bad_request(format!(
+            "vector[{i}] is not a finite number (out of f32 range)"
+        )));
+    }
+    if norm(v) == 0.0 {
+        return Err(ApiError::bad_request(
+            "vector has zero length: cosine similarity is undefined",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_include(v: Option<&Value>) -> Result<index_text::Include, ApiError> {
+    let mut inc = index_text::Include::default();
+    let Some(v) = v else { return Ok(inc) };
+    let Some(items) = v.as_array() else {
+        return Err(ApiError::bad_request(
+            "include: expected an array of \"text\", \"meta\"",
+        ));
+    };
+    for (i, item) in items.iter().enumerate() {
+        match item.as_str() {
+            Some("text") => inc.text = true,
+            Some("meta") => inc.meta = true,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "include[{i}]: {item} is not one of \"text\", \"meta\""
+                )));
+            }
+        }
+    }
+    Ok(inc)
+}
+
+fn parse_highlight(v: Option<&Value>) -> Result<Option<index_text::HighlightOptions>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct H {
+        #[serde(default)]
+        chars: Option<usize>,
+        #[serde(default)]
+        pre: Option<String>,
+        #[serde(default)]
+        post: Option<String>,
+    }
+    match v {
+        None | Some(Value::Bool(false)) | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(true)) => Ok(Some(index_text::HighlightOptions::default())),
+        Some(o @ Value::Object(_)) => {
+            let h: H = serde_json::from_value(o.clone())
+                .map_err(|e| ApiError::bad_request(format!("highlight: {e}")))?;
+            let d = index_text::HighlightOptions::default();
+            Ok(Some(index_text::HighlightOptions {
+                chars: h.chars.unwrap_or(d.chars),
+                pre: h.pre.unwrap_or(d.pre),
+                post: h.post.unwrap_or(d.post),
+            }))
+        }
+        Some(other) => Err(ApiError::bad_request(format!(
+            "highlight: {other} is not true, false or {{\"chars\", \"pre\", \"post\"}}"
+        ))),
+    }
+}
+
+fn weights(h: Option<&HybridBody>) -> Result<(f64, f64), ApiError> {
+    let check = |name: &str, w: Option<f64>| -> Result<f64, ApiError> {
+        let w = w.unwrap_or(1.0);
+        if !(w.is_finite() && (0.0..=WEIGHT_MAX).contains(&w)) {
+            return Err(ApiError::bad_request(format!(
+                "hybrid.{name}: {w} is outside 0..={WEIGHT_MAX}"
+            )));
+        }
+        Ok(w)
+    };
+    let wt = check("text_weight", h.and_then(|h| h.text_weight))?;
+    let wv = check("vector_weight", h.and_then(|h| h.vector_weight))?;
+    if wt == 0.0 && wv == 0.0 {
+        return Err(ApiError::bad_request(
+            "hybrid: text_weight and vector_weight are both 0: nothing to rank by",
+        ));
+    }
+    Ok((wt, wv))
+}
+
+/// `strong`: waits until every attached index applied the log as of now, and the text index (when given) made
+/// what it applied visible to searches (its next commit, at most 250 ms later).
+fn wait_for(
+    store: &Store,
+    text: Option<&index_text::TextIndex>,
+    wait: Wait,
+) -> Result<(), ApiError> {
+    if !wait.strong {
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    let lsn = store.stats().last_lsn;
+    let ms = wait.timeout.as_millis();
+    store
+        .derived()
+        .wait_applied(lsn, wait.timeout)
+        .map_err(|e| {
+            ApiError::unavailable(format!(
+                "consistency \"strong\": the indexes did not reach the log within {ms} ms: {e}; retry, or \
+                 search with \"consistency\": \"eventual\""
+            ))
+        })?;
+    if let Some(t) = text {
+        let want = t.applied_lsn();
+        while t.visible_lsn() < want {
+            if t0.elapsed() >= wait.timeout {
+                return Err(ApiError::unavailable(format!(
+                    "consistency \"strong\": the text index made LSN {} visible, not yet {want}, within {ms} ms; \
+                     retry, or search with \"consistency\": \"eventual\"",
+                    t.visible_lsn()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(())
+}
+
+/// The `k` nearest documents to `query` (cosine similarity, highest first) and which index answered.
+fn vector_hits(
+    app: &App,
+    query: &[f32],
+    k: usize,
+    ef: Option<usize>,
+    exact: bool,
+    filter: Option<&index_text::Filter>,
+) -> Result<(Vec<VectorHit>, VectorSource), ApiError> {
+    let store = app.store();
+    let failed = std::cell::RefCell::new(None::<store::StoreError>);
+    let accept = |id: &str| -> bool {
+        let Some(f) = filter else { return true };
+        match store.get(id) {
+            Ok(Some(d)) => f.matches(d.meta.as_ref()),
+            Ok(None) => false,
+            Err(e) => {
+                failed.borrow_mut().get_or_insert(e);
+                false
+            }
+        }
+    };
+    let pred: Option<&dyn Fn(&str) -> bool> = filter.map(|_| &accept as &dyn Fn(&str) -> bool);
+    let (hits, source) = match (app.hnsw_index(), app.flat_index()) {
+        (_, Some(flat)) if exact && filter.is_none() => (
+            flat.search(query, k).map_err(vector_error)?,
+            VectorSource::Flat,
+        ),
+        (Some(hnsw), _) if exact => (
+            hnsw.exact(query, k, pred).map_err(vector_error)?,
+            VectorSource::Flat,
+        ),
+        (Some(hnsw), _) => (
+            hnsw.search(query, k, ef, pred).map_err(vector_error)?,
+            VectorSource::Hnsw,
+        ),
+        (None, Some(flat)) if filter.is_none() => (
+            flat.search(query, k).map_err(vector_error)?,
+            VectorSource::Flat,
+        ),
+        _ => return Ok((scan(store, query, k, filter)?, VectorSource::Scan)),
+    };
+    if let Some(e) = failed.into_inner() {
+        return Err(e.into());
+    }
+    Ok((
+        hits.into_iter()
+            .map(|h| VectorHit {
+                id: h.id.to_string(),
+                score: f64::from(1.0 - h.distance).clamp(-1.0, 1.0),
+            })
+            .collect(),
+        source,
+    ))
+}
+
+fn vector_error(e: index_vector::SearchError) -> ApiError {
+    match e {
+        index_vector::SearchError::Vector(index_vector::VectorError::Dimension {
+            expected,
+            got,
+        }) => ApiError::bad_request(format!(
+            "query vector has dimension {got}, stored vectors have dimension {expected}"
+        )),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// Adds the stored `text`/`meta` of `id` to a hit, as asked (a document deleted since is left without them).
+fn add_stored(store: &Store, o: &mut Map<String, Value>, id: &str, include: index_text::Include) {
+    if !(include.text || include.meta) {
+        return;
+    }
+    if let Ok(Some(d)) = store.get(id) {
+        if include.text {
+            o.insert("text".into(), json!(d.text));
+        }
+        if include.meta {
+            o.insert("meta".into(), Value::Object(d.meta.unwrap_or_default()));
+        }
+    }
+}
+
+/// One fused hit: the RRF score and, per ranking, its rank (from 1) and score there.
+#[derive(Debug)]
+struct Fused {
+    id: String,
+    score: f64,
+    text: Option<(usize, f32)>,
+    vector: Option<(usize, f64)>,
+}
+
+/// Reciprocal rank fusion: `wt / (RRF_K + text rank) + wv / (RRF_K + vector rank)`, highest first, ties by id.
+fn fuse(text: &[index_text::Hit], vector: &[VectorHit], wt: f64, wv: f64) -> Vec<Fused> {
+    let mut by_id: BTreeMap<&str, Fused> = BTreeMap::new();
+    for (i, h) in text.iter().enumerate() {
+        let f = by_id.entry(&h.id).or_insert_with(|| Fused {
+            id: h.id.clone(),
+            score: 0.0,
+            text: None,
+            vector: None,
+        });
+        if f.text.is_none() {
+            f.text = Some((i + 1, h.score));
+            f.score += wt / (RRF_K + (i + 1) as f64);
+        }
+    }
+    for (i, h) in vector.iter().enumerate() {
+        let f = by_id.entry(&h.id).or_insert_with(|| Fused {
+            id: h.id.clone(),
+            score: 0.0,
+            text: None,
+            vector: None,
+        });
+        if f.vector.is_none() {
+            f.vector = Some((i + 1, h.score));
+            f.score += wv / (RRF_K + (i + 1) as f64);
+        }
+    }
+    let mut out: Vec<Fused> = by_id.into_values().collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+    out
+}
+
+/// The Euclidean length, accumulated in `f64`.
+fn norm(v: &[f32]) -> f64 {
+    v.iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// The `k` stored vectors most similar (cosine) to `query` that `filter` accepts, by a full scan of the table in
+/// pages (memory bounded by `k` and one page).
+fn scan(
+    store: &Store,
+    query: &[f32],
+    k: usize,
+    filter: Option<&index_text::Filter>,
+) -> Result<Vec<VectorHit>, ApiError> {
+    let accepted = |meta: Option<&Map<String, Value>>| filter.is_none_or(|f| f.matches(meta));
+    let hits = crate::daemon::api::brute_force_search_where(store, query, k, &accepted)?;
+    Ok(hits
+        .into_iter()
+        .map(|h| VectorHit {
+            id: h.id,
+            score: h.score,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn th(id: &str) -> index_text::Hit {
+        index_text::Hit {
+            id: id.to_string(),
+            score: 1.0,
+            text: None,
+            meta: None,
+            highlights: None,
+        }
+    }
+
+    fn vh(id: &str) -> VectorHit {
+        VectorHit {
+            id: id.to_string(),
+            score: 0.5,
+        }
+    }
+
+    #[test]
+    fn rrf_ranks_a_hit_in_both_lists_first_and_weights_tip_the_rest() {
+        let text = [th("a"), th("b"), th("c")];
+        let vector = [vh("c"), vh("d"), vh("a")];
+        let f = fuse(&text, &vector, 1.0, 1.0);
+        let ids: Vec<&str> = f.iter().map(|f| f.id.as_str()).collect();
+        // a: 1/61 + 1/63, c: 1/63 + 1/61 — a tie broken by id; then b (1/62) and d (1/62), by id.
+        assert_eq!(ids, ["a", "c", "b", "d"]);
+        assert!((f[0].score - (1.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-12);
+        assert_eq!(f[0].text, Some((1, 1.0)));
+        assert_eq!(f[0].vector.map(|v| v.0), Some(3));
+        let f = fuse(&text, &vector, 0.0, 1.0);
+        assert_eq!(f[0].id, "c");
+        // 3/61 + 1/63 (a) > 3/63 + 1/61 (c) > 3/62 (b) > 1/62 (d).
+        let f = fuse(&text, &vector, 3.0, 1.0);
+        let ids: Vec<&str> = f.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c", "b", "d"]);
+        let f = fuse(&text, &vector, 1.0, 3.0);
+        let ids: Vec<&str> = f.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, ["c", "a", "d", "b"]);
+    }
+}
