@@ -3369,6 +3369,20 @@ impl Store {
             .sum()
     }
 
+    /// The open segment's id, durable length and duplicated descriptors (main, mirror), for a check that reads
+    /// without holding up commits (bytes below the durable length never change).
+    pub(crate) fn open_segment_descriptors(
+        &self,
+    ) -> Result<(u64, u64, std::fs::File, Option<std::fs::File>), StoreError> {
+        let w = lock(&self.wal);
+        let clone = |f: &std::fs::File| f.try_clone().map_err(ioe("duplicating a WAL descriptor"));
+        let mirror = match &w.seg.mirror {
+            Some(m) => Some(clone(m)?),
+            None => None,
+        };
+        Ok((w.seg.id, w.seg.len, clone(&w.seg.file)?, mirror))
+    }
+
     /// The open segment's id and durable length.
     pub fn open_segment(&self) -> (u64, u64) {
         let w = lock(&self.wal);
