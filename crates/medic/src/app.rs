@@ -750,7 +750,7 @@ impl App {
             "issues": record.issues.iter().map(|i| format!("[{}] {}: {}", i.code, i.resource, i.summary)).collect::<Vec<_>>(),
             "evidence": evidence,
             "attempts": record.attempts,
-            "data_at_risk": record.issues.iter().filter(|i| i.data_at_risk).map(|i| format!("{}: {:?}", i.resource, i.location)).collect::<Vec<_>>(),
+            "data_at_risk": record.issues.iter().filter(|i| i.data_at_risk).map(|i| format!("{}: {}", i.resource, i.location)).collect::<Vec<_>>(),
             "resolution": record.resolution,
         });
         Ok(Some(json!({
@@ -928,10 +928,10 @@ fn incident_markdown(r: &IncidentRecord) -> String {
     for a in &r.attempts {
         let _ = writeln!(
             s,
-            "- `{}`: {:?} in {} µs, data loss {:?}{}",
+            "- `{}`: {:?} in {}, data loss {:?}{}",
             a.strategy,
             a.outcome,
-            a.duration_us,
+            heal::clock::human_duration_us(a.duration_us),
             a.data_loss,
             if a.notes.is_empty() {
                 String::new()

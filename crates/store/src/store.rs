@@ -283,7 +283,7 @@ impl LostRange {
         .evidence("reason", self.reason.clone())
         .evidence(
             "action",
-            "restore the file from a backup and reopen, or accept the loss (Store::accept_loss)",
+            "restore the file from a backup and restart medic, or accept the loss: `medic accept-loss --yes`",
         )
     }
 
@@ -321,7 +321,7 @@ fn loss_message(lost: &[LostRange]) -> String {
     format!(
         "read-only: acknowledged data lost beyond every redundancy: {list}. Reads serve only documents certainly \
          current. To resume writes, restore the lost file(s) from a backup and reopen, or accept the loss \
-         (Store::accept_loss) to snapshot what survives"
+         (`medic accept-loss --yes`) to snapshot what survives"
     )
 }
 
@@ -709,8 +709,9 @@ impl Store {
                             "manifest_rebuilt",
                             "MANIFEST-A",
                             format!(
-                                "no valid manifest copy; rebuilt from the files present: snapshot {:?}, {} segment(s)",
-                                m.snapshot_lsn,
+                                "no valid manifest copy; rebuilt from the files present: {}, {} segment(s)",
+                                m.snapshot_lsn
+                                    .map_or("no snapshot".to_string(), |l| format!("snapshot at LSN {l}")),
                                 m.segments.len()
                             ),
                             "store.open",

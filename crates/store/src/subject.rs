@@ -1377,8 +1377,9 @@ impl RepairStrategy for Compact {
         let free = self.store.free_bytes();
         Ok(RepairReport {
             actions: vec![format!(
-                "compacted: WAL {before} -> {} bytes; free space now {free:?}",
-                self.store.wal_bytes()
+                "compacted: WAL {before} -> {} bytes; free space now {}",
+                self.store.wal_bytes(),
+                free.map_or("unknown".to_string(), |f| format!("{f} bytes"))
             )],
             data_loss: DataLoss::None,
         })
