@@ -1837,8 +1837,12 @@ impl Engine {
                 .iter()
                 .map(|i| {
                     format!(
-                        "{:?} {} on {} at {} µs: {}",
-                        i.kind, i.code, i.resource, i.detected_at, i.summary
+                        "{:?} {} on {} at {}: {}",
+                        i.kind,
+                        i.code,
+                        i.resource,
+                        crate::clock::rfc3339(i.detected_at),
+                        i.summary
                     )
                 })
                 .collect(),

@@ -307,8 +307,13 @@ impl EscalationReport {
         let _ = writeln!(s, "# Incident {}: {}\n", self.incident_id, self.title);
         let _ = writeln!(
             s,
-            "Subject **{}**, health **{:?}**, escalation **{:?}**, crisis **{:?}**, severity **{:?}**, at {} µs.\n",
-            self.subject, self.health, self.level, self.crisis, self.severity, self.generated_at
+            "Subject **{}**, health **{:?}**, escalation **{:?}**, crisis **{:?}**, severity **{:?}**, at {}.\n",
+            self.subject,
+            self.health,
+            self.level,
+            self.crisis,
+            self.severity,
+            crate::clock::rfc3339(self.generated_at)
         );
         let i = &self.current_issue;
         let _ = writeln!(
@@ -316,12 +321,8 @@ impl EscalationReport {
             "## Current issue\n\n`{}` on `{}`: {}",
             i.code, i.resource, i.summary
         );
-        if let Some(f) = &i.location.file {
-            let _ = writeln!(
-                s,
-                "\nLocation: `{f}` offset {:?} len {:?} LSN {:?}",
-                i.location.offset, i.location.len, i.location.lsn_range
-            );
+        if i.location.file.is_some() {
+            let _ = writeln!(s, "\nLocation: {}", i.location);
         }
         let _ = writeln!(s, "\n## Root cause\n\n{}\n", self.root_cause);
         s.push_str("## Evidence\n\n");
@@ -336,14 +337,14 @@ impl EscalationReport {
         if self.attempts.is_empty() {
             s.push_str("- none\n");
         } else {
-            s.push_str("| strategy | outcome | duration µs | notes |\n|---|---|---|---|\n");
+            s.push_str("| strategy | outcome | duration | notes |\n|---|---|---|---|\n");
             for a in &self.attempts {
                 let _ = writeln!(
                     s,
                     "| {} | {:?} | {} | {} |",
                     a.strategy,
                     a.outcome,
-                    a.duration_us,
+                    crate::clock::human_duration_us(a.duration_us),
                     a.notes.join("; ").replace('|', "/")
                 );
             }
@@ -506,12 +507,27 @@ mod tests {
         for needle in [
             "# Incident 9",
             "`block_checksum` on `wal/3.seg`",
-            "| rebuild_from_parity | RolledBack | 3 |",
+            "| rebuild_from_parity | RolledBack | 3 µs |",
             "restore from a backup",
             "LSN 1..=4",
+            "at 1970-01-01T00:00:00Z.",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in\n{md}");
         }
+        assert!(!md.contains("Some(") && !md.contains("None"), "{md}");
+        // A located issue reads as a byte range, never as options.
+        let mut located = r.clone();
+        located.current_issue.location = crate::issue::Location {
+            file: Some("wal/3.seg".into()),
+            offset: Some(6_999_790),
+            len: Some(4096),
+            lsn_range: None,
+        };
+        let md = located.to_markdown();
+        assert!(
+            md.contains("Location: `wal/3.seg` bytes 6999790..+4096"),
+            "{md}"
+        );
         let back: EscalationReport = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(back, r);
     }

@@ -100,6 +100,35 @@ pub struct Issue {
     pub evidence: Vec<(String, String)>,
 }
 
+impl Location {
+    /// Where, for people: `` `wal/0000000000000002.seg` bytes 6999790..+4096, LSN 17 `` — only the fields known, never
+    /// `Some(..)`/`None`; empty when nothing is known.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(f) = &self.file {
+            parts.push(format!("`{f}`"));
+        }
+        match (self.offset, self.len) {
+            (Some(o), Some(n)) => parts.push(format!("bytes {o}..+{n}")),
+            (Some(o), None) => parts.push(format!("from byte {o}")),
+            (None, Some(n)) => parts.push(format!("{n} bytes")),
+            (None, None) => {}
+        }
+        match self.lsn_range {
+            Some((a, b)) if a == b => parts.push(format!("LSN {a}")),
+            Some((a, b)) => parts.push(format!("LSNs {a}..={b}")),
+            None => {}
+        }
+        parts.join(" ")
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
 impl Issue {
     /// A new issue with the required fields; optional ones start empty.
     pub fn new(
@@ -150,5 +179,33 @@ impl Issue {
     pub fn evidence(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.evidence.push((key.into(), value.into()));
         self
+    }
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+
+    #[test]
+    fn a_location_reads_without_options() {
+        let l = Location {
+            file: Some("wal/0000000000000002.seg".into()),
+            offset: Some(6_999_790),
+            len: Some(4096),
+            lsn_range: Some((17, 17)),
+        };
+        assert_eq!(
+            l.describe(),
+            "`wal/0000000000000002.seg` bytes 6999790..+4096 LSN 17"
+        );
+        let l = Location {
+            file: Some("wal/x.seg".into()),
+            offset: Some(6_999_790),
+            len: None,
+            lsn_range: Some((3, 9)),
+        };
+        assert_eq!(l.to_string(), "`wal/x.seg` from byte 6999790 LSNs 3..=9");
+        assert!(!l.to_string().contains("Some") && !l.to_string().contains("None"));
+        assert_eq!(Location::default().describe(), "");
     }
 }

@@ -88,6 +88,9 @@ pub struct App {
     attaching: Mutex<()>,
     /// Operators' silences in force, shared with the notifiers.
     silences: crate::operators::SilenceSet,
+    /// Opened read-only ([`App::open_read_only`]): the temporary directory holding the copy of the knowledge base
+    /// this process records into (removed at exit); the data directory's own file is never written.
+    kb_copy: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for App {
@@ -123,16 +126,31 @@ impl App {
     /// Like [`App::open`], with the store's I/O going through `faults` (out-of-space quota, latency, failing
     /// fsync) so tests and the chaos harness can drive the whole program into those conditions.
     pub fn open_with_faults(config: &Config, faults: Arc<IoFaults>) -> anyhow::Result<App> {
+        Self::open_mode(config, faults, false)
+    }
+
+    /// Opens the data directory for a command that changes nothing (`status`, `check`, `heal --dry-run`, `get`,
+    /// `search`, `incidents`, `report`): not a byte of it is written. The store opens read-only
+    /// ([`Store::open_read_only`]: nothing created or repaired, what open would repair reported as issues, refused
+    /// with `Locked` while a writer holds the directory); the knowledge base is copied to a temporary directory and
+    /// the engine records into the copy, which goes at exit.
+    pub fn open_read_only(config: &Config) -> anyhow::Result<App> {
+        Self::open_mode(config, Arc::new(IoFaults::default()), true)
+    }
+
+    fn open_mode(config: &Config, faults: Arc<IoFaults>, read_only: bool) -> anyhow::Result<App> {
         let dir: PathBuf = config.server.data_dir.clone();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
         let started_at_us = clock.now();
-        let store = Store::open(
-            &dir,
-            StoreConfig {
-                io: faults,
-                ..store_config(config)
-            },
-        )
+        let store_config = StoreConfig {
+            io: faults,
+            ..store_config(config)
+        };
+        let store = if read_only {
+            Store::open_read_only(&dir, store_config)
+        } else {
+            Store::open(&dir, store_config)
+        }
         .with_context(|| format!("opening the store in {}", dir.display()))?;
         let store = Arc::new(store);
         let report = store.recovery_report();
@@ -149,8 +167,22 @@ impl App {
             tracing::warn!(code = %issue.code, resource = %issue.resource, "found at open: {}", issue.summary);
         }
         let kb_path = dir.join(KB_FILE);
-        let (kb, kb_recreated) = SqliteKb::open_or_recreate(&kb_path, started_at_us)
+        let kb_copy = if read_only {
+            Some(copy_kb(&kb_path)?)
+        } else {
+            None
+        };
+        let kb_open = kb_copy
+            .as_ref()
+            .map_or(kb_path.clone(), |t| t.path().join(KB_FILE));
+        let (kb, mut kb_recreated) = SqliteKb::open_or_recreate(&kb_open, started_at_us)
             .with_context(|| "opening the knowledge base".to_string())?;
+        if let (Some(r), true) = (&mut kb_recreated, read_only) {
+            // The copy was moved aside, not the file: name the file, which stays as found.
+            r.damaged_file = kb_path.clone();
+            r.moved_to = kb_path.clone();
+            r.moved.clear();
+        }
         if let Some(r) = &kb_recreated {
             tracing::warn!(
                 damaged = %r.damaged_file.display(),
@@ -241,6 +273,7 @@ impl App {
             text: std::sync::OnceLock::new(),
             attaching: Mutex::new(()),
             silences,
+            kb_copy,
         })
         .and_then(|app| {
             app.reload_silences()
@@ -598,6 +631,11 @@ impl App {
         if let (Some(r), Value::Object(m)) = (&self.kb_recreated, &mut recovery) {
             m.insert("knowledge_base_recreated".into(), json!(r));
         }
+        // Opened read-only, the engine records into a copy: the file named is the data directory's.
+        let kb_path = match &self.kb_copy {
+            Some(_) => self.config.server.data_dir.join(KB_FILE),
+            None => self.kb.path().to_path_buf(),
+        };
         let v = json!({
             "state": state_name(state),
             "escalation_level": escalation,
@@ -631,9 +669,10 @@ impl App {
             "store": self.store.stats(),
             "recovery": recovery,
             "knowledge_base": {
-                "path": self.kb.path(),
+                "path": kb_path,
                 "recreated": self.kb_recreated,
-                "damaged_copies": crate::kb::damaged_copies(self.kb.path()),
+                "damaged_copies": crate::kb::damaged_copies(&kb_path),
+                "read_only_copy": self.kb_copy.is_some(),
             },
             "started_at_us": self.started_at_us,
         });
@@ -797,7 +836,7 @@ impl App {
             "issues": record.issues.iter().map(|i| format!("[{}] {}: {}", i.code, i.resource, i.summary)).collect::<Vec<_>>(),
             "evidence": evidence,
             "attempts": record.attempts,
-            "data_at_risk": record.issues.iter().filter(|i| i.data_at_risk).map(|i| format!("{}: {:?}", i.resource, i.location)).collect::<Vec<_>>(),
+            "data_at_risk": record.issues.iter().filter(|i| i.data_at_risk).map(|i| format!("{}: {}", i.resource, i.location)).collect::<Vec<_>>(),
             "resolution": record.resolution,
         });
         Ok(Some(json!({
@@ -919,6 +958,30 @@ impl App {
     }
 }
 
+/// A private copy of the knowledge base at `path` (the database and its `-wal`, those that exist) in a new temporary
+/// directory, for a read-only open: the engine may record into it; the original is only read.
+fn copy_kb(path: &std::path::Path) -> anyhow::Result<tempfile::TempDir> {
+    let tmp = tempfile::Builder::new()
+        .prefix("medic-readonly-kb-")
+        .tempdir()
+        .context("creating a temporary directory for a copy of the knowledge base")?;
+    for suffix in ["", "-wal"] {
+        let from = PathBuf::from(format!("{}{suffix}", path.display()));
+        let to = tmp.path().join(format!("{KB_FILE}{suffix}"));
+        match std::fs::copy(&from, &to) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "copying the knowledge base {} to read it",
+                    from.display()
+                )));
+            }
+        }
+    }
+    Ok(tmp)
+}
+
 /// A Markdown summary of an incident that was not escalated (an escalated one carries the engine's own report).
 fn incident_markdown(r: &IncidentRecord) -> String {
     use std::fmt::Write as _;
@@ -951,10 +1014,10 @@ fn incident_markdown(r: &IncidentRecord) -> String {
     for a in &r.attempts {
         let _ = writeln!(
             s,
-            "- `{}`: {:?} in {} µs, data loss {:?}{}",
+            "- `{}`: {:?} in {}, data loss {:?}{}",
             a.strategy,
             a.outcome,
-            a.duration_us,
+            heal::clock::human_duration_us(a.duration_us),
             a.data_loss,
             if a.notes.is_empty() {
                 String::new()

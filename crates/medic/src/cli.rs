@@ -589,8 +589,8 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Operator(c) => operate::run(cli, out, c),
-        Command::Status { data } => with_existing(cli, data, |b| status(out, b)),
-        Command::Check { data, tier } => with_existing(cli, data, |b| check(out, b, *tier)),
+        Command::Status { data } => with_read_only(cli, data, |b| status(out, b)),
+        Command::Check { data, tier } => with_read_only(cli, data, |b| check(out, b, *tier)),
         Command::Heal {
             data,
             dry_run,
@@ -602,7 +602,13 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 (false, true) => Some(false),
                 (false, false) => None,
             };
-            with_existing(cli, data, |b| heal(out, b, mode))
+            // A dry run (asked for, or configured and not overridden) changes nothing: read-only offline.
+            let dry = mode.unwrap_or(effective_config(cli, Some(data))?.engine.dry_run);
+            if dry {
+                with_read_only(cli, data, |b| heal(out, b, mode))
+            } else {
+                with_existing(cli, data, |b| heal(out, b, mode))
+            }
         }
         Command::AcceptLoss { data, yes } => {
             if !*yes {
@@ -616,18 +622,18 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
         }
         Command::Incidents { data, limit } => {
             let limit = usize::try_from(*limit).unwrap_or(usize::MAX);
-            with_existing(cli, data, |b| incidents(out, b, limit))
+            with_read_only(cli, data, |b| incidents(out, b, limit))
         }
         Command::History { data, args } => {
-            with_existing(cli, data, |b| views::history(out, b, args))
+            with_read_only(cli, data, |b| views::history(out, b, args))
         }
         Command::Report { data, id, period } => match id {
-            Some(id) if !period.is_set() => with_existing(cli, data, |b| report(out, b, *id)),
+            Some(id) if !period.is_set() => with_read_only(cli, data, |b| report(out, b, *id)),
             Some(_) => Err(UsageError(
                 "--format and --at go with --daily or --weekly, not with an incident id".into(),
             )
             .into()),
-            None => with_existing(cli, data, |b| views::report(out, b, period)),
+            None => with_read_only(cli, data, |b| views::report(out, b, period)),
         },
         Command::Put {
             data,
@@ -654,7 +660,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 Ok(EXIT_OK)
             })
         }
-        Command::Get { data, id } => with_existing(cli, data, |b| match b.get(id)? {
+        Command::Get { data, id } => with_read_only(cli, data, |b| match b.get(id)? {
             Some(doc) => {
                 if out.json {
                     out.json_line(&doc);
@@ -703,7 +709,13 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 *highlight,
                 *exact,
             )?;
-            with_existing(cli, data, |b| search(out, b, &query))
+            // Offline, a text search builds or catches up the text index under idx/ (derived data), so it opens the
+            // store as writers do; a vector search changes nothing and opens it read-only.
+            if text.is_some() {
+                with_existing(cli, data, |b| search(out, b, &query))
+            } else {
+                with_read_only(cli, data, |b| search(out, b, &query))
+            }
         }
         Command::Load { data, file } => {
             let input = load::Input::open(file)?;
@@ -730,25 +742,56 @@ fn not_found(out: &Out, what: &str, id: &str) -> anyhow::Result<u8> {
 }
 
 /// [`with_backend`] for a command that needs an existing data directory: every command but those that write a
-/// document (`put`, `load`). A missing directory is a usage error naming it, never a new empty store reported
-/// healthy (a mistyped `--data`). With `--server` the daemon's directory is used and nothing is checked here.
+/// document (`put`, `load`). A missing directory, or one holding no store, is a usage error naming it, never a new
+/// empty store reported healthy (a mistyped `--data`). With `--server` the daemon's directory is used and nothing is
+/// checked here.
 fn with_existing(
     cli: &Cli,
     data: &DataArg,
     f: impl FnOnce(&dyn Backend) -> anyhow::Result<u8>,
 ) -> anyhow::Result<u8> {
-    if cli.server.is_none() {
-        let dir = effective_config(cli, Some(data))?.server.data_dir;
-        if !dir.exists() {
-            return Err(UsageError(format!(
-                "data directory {} does not exist (a mistyped --data?); only `medic put`, `medic load` and `medic \
-                 serve` create one",
-                dir.display()
-            ))
-            .into());
-        }
+    check_existing(cli, data)?;
+    with_backend_mode(cli, data, false, f)
+}
+
+/// [`with_existing`] for a command that changes nothing (`status`, `check`, `heal --dry-run`, `get`, `search`,
+/// `incidents`, `report`): offline, the data directory is opened read-only ([`App::open_read_only`]) and not a byte
+/// of it changes — damage is reported, never repaired.
+///
+/// [`App::open_read_only`]: crate::app::App::open_read_only
+fn with_read_only(
+    cli: &Cli,
+    data: &DataArg,
+    f: impl FnOnce(&dyn Backend) -> anyhow::Result<u8>,
+) -> anyhow::Result<u8> {
+    check_existing(cli, data)?;
+    with_backend_mode(cli, data, true, f)
+}
+
+/// Without `--server`: the data directory must exist and hold a store (a usage error naming it otherwise).
+fn check_existing(cli: &Cli, data: &DataArg) -> anyhow::Result<()> {
+    if cli.server.is_some() {
+        return Ok(());
     }
-    with_backend(cli, data, f)
+    let dir = effective_config(cli, Some(data))?.server.data_dir;
+    if !dir.exists() {
+        return Err(UsageError(format!(
+            "data directory {} does not exist (a mistyped --data?); only `medic put`, `medic load` and `medic \
+             serve` create one",
+            dir.display()
+        ))
+        .into());
+    }
+    if !store::store::holds_a_store(&dir) {
+        return Err(UsageError(format!(
+            "no medic store at {} (no MANIFEST-A, MANIFEST-B or wal/ in it; a mistyped --data?); `medic serve --data \
+             {}` creates one",
+            dir.display(),
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Chooses where the command runs and runs it.
@@ -757,13 +800,23 @@ fn with_backend(
     data: &DataArg,
     f: impl FnOnce(&dyn Backend) -> anyhow::Result<u8>,
 ) -> anyhow::Result<u8> {
+    with_backend_mode(cli, data, false, f)
+}
+
+/// [`with_backend`], offline read-only when `read_only`.
+fn with_backend_mode(
+    cli: &Cli,
+    data: &DataArg,
+    read_only: bool,
+    f: impl FnOnce(&dyn Backend) -> anyhow::Result<u8>,
+) -> anyhow::Result<u8> {
     let config = effective_config(cli, Some(data))?;
     let timeout = Duration::from_secs(cli.timeout);
     if let Some(url) = &cli.server {
         let daemon = Daemon::new(url, config.server.token.clone(), timeout)?;
         return f(&daemon);
     }
-    let offline = offline::open(&config);
+    let offline = offline::open(&config, read_only);
     match offline {
         Ok(app) => {
             let result = f(&app);

@@ -82,7 +82,8 @@ fn bad_json_arguments_are_usage_errors_naming_the_option() {
         "{}",
         stderr(&o)
     );
-    std::fs::create_dir_all(dir.path().join("medic-data")).unwrap();
+    let o = medic(&["put", "a", "--text", "t"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = medic(&["search", "--text", "x", "--k", "0"], dir.path());
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("search_k_max"), "{}", stderr(&o));
@@ -300,11 +301,25 @@ fn commands_that_do_not_write_refuse_a_missing_data_directory() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
+/// A new, empty store in `data` (created by a write: a put, then its delete).
+fn empty_store(data: &Path, cwd: &Path) {
+    for args in [&["put", "a", "--text", "x"][..], &["delete", "a"]] {
+        let o = medic(&data_args(data, args), cwd);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+}
+
 #[test]
 fn status_json_on_a_fresh_store_is_healthy() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
+    // An empty directory holds no store: status says so (a mistyped --data), never HEALTHY.
+    let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no medic store"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+    empty_store(&data, dir.path());
     let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = last_json(&o);
@@ -489,7 +504,7 @@ fn load_writes_every_line_and_stops_at_a_refused_one() {
 fn heal_dry_run_and_incidents_on_a_healthy_store() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
+    empty_store(&data, dir.path());
     let o = medic(
         &data_args(&data, &["heal", "--dry-run", "--json"]),
         dir.path(),
@@ -812,7 +827,7 @@ fn chaos_refuses_unknown_fault_kinds() {
 fn no_ansi_when_stdout_is_not_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
+    empty_store(&data, dir.path());
     // NO_COLOR unset: colour still stays off because stdout is a pipe here.
     let o = Command::new(env!("CARGO_BIN_EXE_medic"))
         .args(["status", "--data", data.to_str().unwrap()])
@@ -1134,9 +1149,19 @@ fn a_damaged_knowledge_base_does_not_keep_documents_from_commands() {
     }
     std::fs::write(&kb, &bytes).unwrap();
 
+    // A command that changes nothing reads through a fresh copy and leaves the damaged file as found.
     let o = medic(&data_args(&data, &["get", "a"]), dir.path());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "kept\n");
+    let err = stderr(&o);
+    assert!(
+        err.contains("is damaged") && err.contains("left as found"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&kb).unwrap(), bytes);
+    // A command that writes moves it aside.
+    let o = medic(&data_args(&data, &["put", "b", "--text", "x"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
         err.contains("was damaged") && err.contains(".corrupt-"),

@@ -55,6 +55,9 @@ pub struct StoreConfig {
     pub disk_critical_bytes_floor: u64,
     /// Blocks sampled by the quick check.
     pub quick_check_sample_blocks: u32,
+    /// Bytes of the open segment the quick check compares with its mirror per run (a window moving on each run, so
+    /// the whole open segment is compared every `segment length / this` runs); 0: none.
+    pub quick_check_open_segment_bytes: u64,
     /// Issues queued for the engine at most; older ones are dropped (and counted) beyond this.
     pub issues_queued_max: usize,
     /// Largest `put_batch`, bytes of its records as written to the WAL (length, checksum, fixed fields, id and
@@ -81,6 +84,7 @@ impl Default for StoreConfig {
             disk_low_bytes_floor: 256 << 20,
             disk_critical_bytes_floor: 64 << 20,
             quick_check_sample_blocks: 64,
+            quick_check_open_segment_bytes: 4 << 20,
             issues_queued_max: 1024,
             commit_batch_bytes_max: 16 << 20,
             derived_feed_records_max: crate::derived::FEED_RECORDS_MAX,

@@ -41,7 +41,7 @@ pub enum StoreError {
     /// (`Store::accept_loss`).
     #[error(
         "{what} may be stale: records LSN {}..={} of {file} were lost ({reason}); restore {file} from a backup and \
-         reopen, or accept the loss (Store::accept_loss) to serve what survives",
+         restart medic, or accept the loss (`medic accept-loss --yes`) to serve what survives",
         .lsn_range.0,
         .lsn_range.1
     )]

@@ -376,6 +376,59 @@ fn describe_holder(dir: &Path, dir_file: &File) -> String {
     }
 }
 
+/// A read-only opener's hold on a data directory ([`crate::Store::open_read_only`]): a **shared** kernel lock on the
+/// directory itself, nothing written (no `LOCK` created or edited). Readers share it; a writer's exclusive lock
+/// excludes them both ways, so no daemon starts writing while a reader reads, and a reader never reads under a live
+/// writer (it is refused with `Locked`, naming the holder, and goes to the daemon instead).
+#[derive(Debug)]
+pub struct ReadLock {
+    /// The data directory, kernel-locked shared.
+    _dir: File,
+    /// What `LOCK` says, if anything.
+    pub previous: Option<Holder>,
+    /// Why the holder `LOCK` names is gone, if it did not close cleanly.
+    pub previous_gone: Option<String>,
+}
+
+impl ReadLock {
+    /// Takes the shared kernel lock of `dir`, or fails with `Locked` naming the holder: a process holding the
+    /// directory's lock, or a holder `LOCK` names that did not close cleanly and is not provably gone (another host
+    /// with a fresh heartbeat, a live pid here) — it may still be writing.
+    pub fn acquire(dir: &Path, stale_after_ms: u64) -> Result<ReadLock, StoreError> {
+        let dir_file =
+            File::open(dir).map_err(|e| StoreError::io(format!("opening {}", dir.display()), e))?;
+        match dir_file.try_lock_shared() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    holder: describe_holder(dir, &dir_file),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::io(format!("locking {}", dir.display()), e));
+            }
+        }
+        let previous = read_holder(dir);
+        let previous_gone = match previous.as_ref().map(|h| h.judge(now_us(), stale_after_ms)) {
+            None => None,
+            Some(Ok(gone)) => gone,
+            Some(Err(why)) => {
+                let h = previous.as_ref().map(Holder::describe).unwrap_or_default();
+                return Err(StoreError::Locked {
+                    holder: format!(
+                        "{h}, which did not close cleanly — the kernel lock is free, but {why}; not reading under it"
+                    ),
+                });
+            }
+        };
+        Ok(ReadLock {
+            _dir: dir_file,
+            previous,
+            previous_gone,
+        })
+    }
+}
+
 /// Whether two metadata name one file.
 fn same_inode(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     a.dev() == b.dev() && a.ino() == b.ino()

@@ -283,7 +283,7 @@ impl LostRange {
         .evidence("reason", self.reason.clone())
         .evidence(
             "action",
-            "restore the file from a backup and reopen, or accept the loss (Store::accept_loss)",
+            "restore the file from a backup and restart medic, or accept the loss: `medic accept-loss --yes`",
         )
     }
 
@@ -321,7 +321,7 @@ fn loss_message(lost: &[LostRange]) -> String {
     format!(
         "read-only: acknowledged data lost beyond every redundancy: {list}. Reads serve only documents certainly \
          current. To resume writes, restore the lost file(s) from a backup and reopen, or accept the loss \
-         (Store::accept_loss) to snapshot what survives"
+         (`medic accept-loss --yes`) to snapshot what survives"
     )
 }
 
@@ -482,6 +482,8 @@ pub struct Store {
     checks_interrupted: std::sync::atomic::AtomicBool,
     /// The derived indexes attached ([`Store::attach_derived`]) and the feed the commit leader fills.
     derived: crate::derived::DerivedSet,
+    /// Opened with [`Store::open_read_only`]: the shared kernel lock held; nothing is ever written.
+    read_lock: Option<crate::lock::ReadLock>,
 }
 
 /// How often writes refresh LOCK's heartbeat: a sixth of the age at which another host may take a silent holder
@@ -542,19 +544,52 @@ impl Store {
     /// Opens the store in `dir` (creating it if absent), takes its lock and recovers: loads the latest snapshot,
     /// replays the log, cuts a torn tail, rebuilds damaged blocks from parity, restores a damaged manifest copy.
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
+        Self::open_mode(dir.as_ref(), config, false)
+    }
+
+    /// Opens the store in `dir` for reading only, changing no byte of it: no directory or file created, no `LOCK`
+    /// written (a shared kernel lock on the directory instead, [`crate::lock::ReadLock`]: refused with `Locked` while
+    /// a writer holds it), nothing repaired. What [`Store::open`] would repair is reported the same way (the
+    /// recovery report's issues, queued for the engine) and left in place; every write, compaction and repair is
+    /// refused (`ReadOnly`), and `close` writes nothing. A directory holding no store is `InvalidInput`.
+    pub fn open_read_only(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
+        Self::open_mode(dir.as_ref(), config, true)
+    }
+
+    fn open_mode(dir: &Path, config: StoreConfig, read_only: bool) -> Result<Store, StoreError> {
         let t0 = std::time::Instant::now();
         config.validate()?;
-        let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(ioe(format!("creating {}", dir.display())))?;
+        let dir = dir.to_path_buf();
         let faults = config.io.clone();
-        let dir_lock = DirLock::acquire(&dir, &faults, crate::lock::LOCK_STALE_AFTER_MS)?;
+        // Writers hold `dir_lock`; a read-only open holds `read_lock` and writes nothing.
+        let (dir_lock, read_lock) = if read_only {
+            if !holds_a_store(&dir) {
+                return Err(StoreError::InvalidInput(no_store_message(&dir)));
+            }
+            let l = crate::lock::ReadLock::acquire(&dir, crate::lock::LOCK_STALE_AFTER_MS)?;
+            (None, Some(l))
+        } else {
+            std::fs::create_dir_all(&dir).map_err(ioe(format!("creating {}", dir.display())))?;
+            let l = DirLock::acquire(&dir, &faults, crate::lock::LOCK_STALE_AFTER_MS)?;
+            (Some(l), None)
+        };
+        // What the repairs at open would do, said instead of done when opening read-only.
+        let on_open = |done: &str, would: &str| -> String {
+            if read_only {
+                format!("{would} (opened read-only: left as found)")
+            } else {
+                done.to_string()
+            }
+        };
         // No data file is ever reached through a symbolic link: one planted in the directory is refused, named.
         io::refuse_links(&dir).map_err(|e| {
             StoreError::from_open(format!("checking {} for links", dir.display()), e)
         })?;
-        for sub in ["wal", SNAP_DIR] {
-            std::fs::create_dir_all(dir.join(sub))
-                .map_err(ioe(format!("creating {}", dir.join(sub).display())))?;
+        if !read_only {
+            for sub in ["wal", SNAP_DIR] {
+                std::fs::create_dir_all(dir.join(sub))
+                    .map_err(ioe(format!("creating {}", dir.join(sub).display())))?;
+            }
         }
         let limits = &config.limits;
         let record_bytes_max = (codec::RECORD_FIXED_BYTES as u64 + 64)
@@ -566,8 +601,13 @@ impl Store {
         // The kernel lock is ours and `DirLock::acquire` refused a holder that may still be alive (another host with
         // a fresh heartbeat, a live pid): a holder text not marked closed is left by a process judged gone — a stale
         // lock, taken over (or by an earlier open in this very process that was dropped without `close`).
-        if let Some(prev) = &dir_lock.previous {
-            report.previous_holder = Some(match &dir_lock.previous_gone {
+        let (previous, previous_gone) = match (&dir_lock, &read_lock) {
+            (Some(l), _) => (&l.previous, &l.previous_gone),
+            (None, Some(l)) => (&l.previous, &l.previous_gone),
+            (None, None) => (&None, &None),
+        };
+        if let Some(prev) = previous {
+            report.previous_holder = Some(match previous_gone {
                 Some(why) => format!("{} ({why})", prev.describe()),
                 None => prev.describe(),
             });
@@ -596,21 +636,27 @@ impl Store {
                         Some(Ok(g)) => format!("at generation {g}, behind {}", m.generation),
                         Some(Err(e)) => e.clone(),
                     };
-                    manifest::write_copy(&faults, &dir, i, &m).map_err(ioe(format!(
-                        "restoring {} from its twin",
-                        manifest::COPIES[i]
-                    )))?;
-                    report
-                        .manifest_copies_restored
-                        .push(manifest::COPIES[i].to_string());
+                    if !read_only {
+                        manifest::write_copy(&faults, &dir, i, &m).map_err(ioe(format!(
+                            "restoring {} from its twin",
+                            manifest::COPIES[i]
+                        )))?;
+                        report
+                            .manifest_copies_restored
+                            .push(manifest::COPIES[i].to_string());
+                    }
                     issues.push(
                         issue(
                             IssueKind::Integrity,
                             "manifest_copy_damaged",
                             manifest::COPIES[i],
                             format!(
-                                "{} was {what}; restored from its twin on open",
-                                manifest::COPIES[i]
+                                "{} was {what}; {}",
+                                manifest::COPIES[i],
+                                on_open(
+                                    "restored from its twin on open",
+                                    "its twin holds the manifest"
+                                )
                             ),
                             "store.open",
                         )
@@ -651,18 +697,21 @@ impl Store {
                     None
                 };
                 if let Some(m) = rebuilt {
-                    manifest::write_both(&faults, &dir, &m)
-                        .map_err(ioe("writing the rebuilt manifest"))?;
-                    report.manifest_copies_restored =
-                        manifest::COPIES.iter().map(|c| c.to_string()).collect();
+                    if !read_only {
+                        manifest::write_both(&faults, &dir, &m)
+                            .map_err(ioe("writing the rebuilt manifest"))?;
+                        report.manifest_copies_restored =
+                            manifest::COPIES.iter().map(|c| c.to_string()).collect();
+                    }
                     issues.push(
                         issue(
                             IssueKind::Integrity,
                             "manifest_rebuilt",
                             "MANIFEST-A",
                             format!(
-                                "no valid manifest copy; rebuilt from the files present: snapshot {:?}, {} segment(s)",
-                                m.snapshot_lsn,
+                                "no valid manifest copy; rebuilt from the files present: {}, {} segment(s)",
+                                m.snapshot_lsn
+                                    .map_or("no snapshot".to_string(), |l| format!("snapshot at LSN {l}")),
                                 m.segments.len()
                             ),
                             "store.open",
@@ -686,6 +735,8 @@ impl Store {
                             ..Location::default()
                         },
                     ));
+                } else if read_only {
+                    return Err(StoreError::InvalidInput(no_store_message(&dir)));
                 } else {
                     for (n, _) in &wal_files {
                         let _ = std::fs::remove_file(wal::wal_dir(&dir).join(n));
@@ -811,7 +862,10 @@ impl Store {
                                 IssueKind::Integrity,
                                 "wal_record_damaged",
                                 &rel,
-                                format!("{rel} was missing; rebuilt from its mirror on open"),
+                                on_open(
+                                    &format!("{rel} was missing; rebuilt from its mirror on open"),
+                                    &format!("{rel} is missing; its mirror holds the records"),
+                                ),
                                 "store.open",
                             )
                             .at(Location {
@@ -837,7 +891,10 @@ impl Store {
                             IssueKind::Integrity,
                             "mirror_damaged",
                             &rel,
-                            format!("mirror of {rel} was missing; rewritten on open"),
+                            on_open(
+                                &format!("mirror of {rel} was missing; rewritten on open"),
+                                &format!("mirror of {rel} is missing"),
+                            ),
                             "store.open",
                         )
                         .at(Location {
@@ -909,8 +966,13 @@ impl Store {
                             ),
                         });
                     }
-                    let open =
-                        |rel: &str, create: bool| io::open_rw(&faults, &dir.join(rel), create);
+                    let open = |rel: &str, create: bool| {
+                        if read_only {
+                            io::open_read(&faults, &dir.join(rel))
+                        } else {
+                            io::open_rw(&faults, &dir.join(rel), create)
+                        }
+                    };
                     let file = open(&rel, true).map_err(ioe(format!("opening {rel}")))?;
                     let mirror_f = if config.mirror_open_segment {
                         open(&wal::mirror_name(se.id), false).ok()
@@ -947,9 +1009,10 @@ impl Store {
                             "torn_tail",
                             &rel,
                             format!(
-                                "torn tail of {len} bytes at offset {off} of {rel} (LSNs {}..={}) cut on open ({why}); \
+                                "torn tail of {len} bytes at offset {off} of {rel} (LSNs {}..={}) {} ({why}); \
                                  never acknowledged",
-                                lsns.0, lsns.1
+                                lsns.0, lsns.1,
+                                if read_only { "left in place (opened read-only)" } else { "cut on open" }
                             ),
                             "store.open",
                         )
@@ -973,6 +1036,7 @@ impl Store {
                             m,
                             &wal::mirror_name(se.id),
                             record_bytes_max,
+                            read_only,
                         ));
                     }
                     for (off, len) in &s.from_mirror {
@@ -990,8 +1054,12 @@ impl Store {
                                 "wal_record_damaged",
                                 &rel,
                                 format!(
-                                    "record at offset {off}{} of {rel} was damaged; restored from the mirror on open",
-                                    lsn.map_or(String::new(), |(l, _)| format!(" (LSN {l})"))
+                                    "record at offset {off}{} of {rel} {}",
+                                    lsn.map_or(String::new(), |(l, _)| format!(" (LSN {l})")),
+                                    on_open(
+                                        "was damaged; restored from the mirror on open",
+                                        "is damaged; the mirror's copy verifies"
+                                    )
                                 ),
                                 "store.open",
                             )
@@ -1001,17 +1069,33 @@ impl Store {
                             }),
                         );
                     }
-                    let seg = OpenSegment::reopen(
-                        &faults,
-                        &dir,
-                        se.id,
-                        se.first_lsn,
-                        &s.good,
-                        &rewrite_main,
-                        s.mirror_damaged || mirror_missing,
-                        config.mirror_open_segment,
-                    )
-                    .map_err(ioe(format!("reopening {rel}")))?;
+                    let seg = if read_only {
+                        // Descriptors for reading only (never written through): the main copy, or the mirror
+                        // where the main copy is missing.
+                        let mir_rel = wal::mirror_name(se.id);
+                        let file = io::open_read(&faults, &dir.join(&rel))
+                            .or_else(|_| io::open_read(&faults, &dir.join(&mir_rel)))
+                            .map_err(ioe(format!("opening {rel}")))?;
+                        OpenSegment {
+                            id: se.id,
+                            first_lsn: se.first_lsn,
+                            file,
+                            mirror: io::open_read(&faults, &dir.join(&mir_rel)).ok(),
+                            len: s.good.len() as u64,
+                        }
+                    } else {
+                        OpenSegment::reopen(
+                            &faults,
+                            &dir,
+                            se.id,
+                            se.first_lsn,
+                            &s.good,
+                            &rewrite_main,
+                            s.mirror_damaged || mirror_missing,
+                            config.mirror_open_segment,
+                        )
+                        .map_err(ioe(format!("reopening {rel}")))?
+                    };
                     open_seg = Some(seg);
                     s.records
                 }
@@ -1110,7 +1194,7 @@ impl Store {
             if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
                 for e in rd.flatten() {
                     let rel = format!("{sub}/{}", e.file_name().to_string_lossy());
-                    if !live.contains(&rel) {
+                    if !live.contains(&rel) && !read_only {
                         let _ = std::fs::remove_file(e.path());
                         report.orphans_removed.push(rel);
                     }
@@ -1128,8 +1212,9 @@ impl Store {
                     "stale_lock",
                     crate::lock::LOCK_FILE,
                     format!(
-                        "previous holder ({}) did not close cleanly; its kernel lock died with it and was taken over",
-                        report.previous_holder.clone().unwrap_or_default()
+                        "previous holder ({}) did not close cleanly; its kernel lock died with it and {}",
+                        report.previous_holder.clone().unwrap_or_default(),
+                        on_open("was taken over", "the next writer takes it over")
                     ),
                     "store.open",
                 )
@@ -1184,7 +1269,7 @@ impl Store {
             }),
             issues: Mutex::new(VecDeque::new()),
             report,
-            lock: Mutex::new(Some(dir_lock)),
+            lock: Mutex::new(dir_lock),
             counters: Counters::default(),
             incremental_mark: Mutex::new(mark),
             heartbeat_due_us: AtomicU64::new(now_us().saturating_add(HEARTBEAT_EVERY_US)),
@@ -1197,6 +1282,7 @@ impl Store {
                 config.derived_feed_records_max,
             ),
             cfg: config,
+            read_lock,
         };
         let _ = params;
         store.derived.feed().note_log_lsn(lock(&store.wal).last_lsn);
@@ -1204,6 +1290,22 @@ impl Store {
             store.queue_issue(i);
         }
         Ok(store)
+    }
+
+    /// Whether the store was opened with [`Store::open_read_only`] (every write and repair refused).
+    pub fn is_read_only(&self) -> bool {
+        self.read_lock.is_some()
+    }
+
+    fn refuse_read_only(&self) -> Result<(), StoreError> {
+        match self.read_lock {
+            Some(_) => Err(StoreError::ReadOnly(format!(
+                "read-only: {} was opened for reading only (a command that changes nothing); `medic heal` or \
+                 `medic serve` writes and repairs",
+                self.dir.display()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The data directory.
@@ -1499,6 +1601,8 @@ impl Store {
                 Some(format!("read-only: {d}"))
             } else if let Some(c) = &st.crisis {
                 Some(format!("read-only: {c}"))
+            } else if let Err(e) = self.refuse_read_only() {
+                Some(e.to_string())
             } else {
                 st.read_only.clone()
             };
@@ -1562,6 +1666,9 @@ impl Store {
         }
         // The derived indexes persist what they applied; a reopen catches them up from there.
         self.derived.stop();
+        if self.read_lock.is_some() {
+            return Ok(()); // opened read-only: nothing to write, the shared lock goes with `self`
+        }
         if self.table_holds_every_record()
             && let Err(why) = self.durable_layout_intact()
         {
@@ -1618,6 +1725,7 @@ impl Store {
     /// Refuses writes when poisoned, degraded (acknowledged data lost, until the loss is accepted) or short of
     /// space; resumes automatically once space returns.
     fn writable(&self, st: &mut State) -> Result<(), StoreError> {
+        self.refuse_read_only()?;
         if let Some(p) = &st.poisoned {
             return Err(StoreError::Poisoned(p.clone()));
         }
@@ -2031,6 +2139,7 @@ impl Store {
     /// leader role, so no commit is in flight. Refused while the store is degraded: dropping the segments would
     /// drop the record of what was lost (only [`Store::accept_loss`] may do that).
     pub fn compact(&self) -> Result<(), StoreError> {
+        self.refuse_read_only()?;
         {
             let mut st = lock(&self.state);
             while st.leader {
@@ -2079,6 +2188,7 @@ impl Store {
     /// every write and flush of it succeeded are writes resumed. The files the failure left uncertain are dropped
     /// with the old layout. Refused while degraded (a loss only an operator ends). `Ok(false)` if not poisoned.
     pub fn recover_from_poison(&self) -> Result<bool, StoreError> {
+        self.refuse_read_only()?;
         {
             let mut st = lock(&self.state);
             while st.leader {
@@ -2114,6 +2224,7 @@ impl Store {
     /// [`StoreStats::losses_accepted`]). With nothing lost it does nothing. Damaged files are deleted by the
     /// compaction: copy them first if they are wanted for forensics.
     pub fn accept_loss(&self) -> Result<LossAcceptance, StoreError> {
+        self.refuse_read_only()?;
         let ranges = {
             let mut st = lock(&self.state);
             while st.leader {
@@ -2483,6 +2594,7 @@ impl Store {
     /// Rebuilds an immutable file's damaged blocks from parity and writes the repaired file back (temp file,
     /// fsync, rename). Rewrites a damaged sidecar from the data when the data itself verifies. Returns what it did.
     pub fn repair_file(&self, f: &ImmutableFile) -> Result<Vec<String>, StoreError> {
+        self.refuse_read_only()?;
         let faults = &*self.cfg.io;
         let mut actions = Vec::new();
         let path = self.dir.join(&f.rel);
@@ -2736,6 +2848,7 @@ impl Store {
     /// Repairs the open segment: damaged records in either copy are rewritten from the other, and both are fsynced.
     /// Holds the leader role so no commit runs meanwhile.
     pub fn repair_open_segment(&self) -> Result<Vec<String>, StoreError> {
+        self.refuse_read_only()?;
         self.as_leader(|| {
             let faults = &*self.cfg.io;
             let mut w = lock(&self.wal);
@@ -2828,6 +2941,7 @@ impl Store {
 
     /// Restores a damaged or stale manifest copy from its twin. Returns the copies rewritten.
     pub fn repair_manifest(&self) -> Result<Vec<String>, StoreError> {
+        self.refuse_read_only()?;
         let w = lock(&self.wal);
         let loaded = manifest::load(&self.cfg.io, &self.dir);
         if let Some(why) = loaded.unavailable {
@@ -3181,6 +3295,7 @@ impl Store {
     /// Cuts bytes past the last durable record off the open segment and its mirror (a torn tail left by a failed
     /// write). Returns the bytes cut.
     pub fn truncate_tail(&self) -> Result<u64, StoreError> {
+        self.refuse_read_only()?;
         self.as_leader(|| {
             let w = lock(&self.wal);
             let mut cut = 0;
@@ -3255,6 +3370,20 @@ impl Store {
             .sum()
     }
 
+    /// The open segment's id, durable length and duplicated descriptors (main, mirror), for a check that reads
+    /// without holding up commits (bytes below the durable length never change).
+    pub(crate) fn open_segment_descriptors(
+        &self,
+    ) -> Result<(u64, u64, std::fs::File, Option<std::fs::File>), StoreError> {
+        let w = lock(&self.wal);
+        let clone = |f: &std::fs::File| f.try_clone().map_err(ioe("duplicating a WAL descriptor"));
+        let mirror = match &w.seg.mirror {
+            Some(m) => Some(clone(m)?),
+            None => None,
+        };
+        Ok((w.seg.id, w.seg.len, clone(&w.seg.file)?, mirror))
+    }
+
     /// The open segment's id and durable length.
     pub fn open_segment(&self) -> (u64, u64) {
         let w = lock(&self.wal);
@@ -3269,6 +3398,10 @@ impl Store {
     /// `lock_stale_after_ms`).
     pub fn check_lock(&self) -> Result<crate::lock::LockCheck, StoreError> {
         use crate::lock::{LockTrouble, WriterDoubt};
+        if self.read_lock.is_some() {
+            // Opened read-only: the shared kernel lock is held for the store's life and `LOCK` is not ours to write.
+            return Ok(crate::lock::LockCheck::Fresh);
+        }
         let r = match lock(&self.lock).as_mut() {
             Some(dl) => dl.check(&self.dir, &self.cfg.io),
             None => {
@@ -3313,6 +3446,7 @@ impl Store {
     /// Proves, before a write, that this process is still the only writer: at once when the heartbeat was confirmed
     /// within [`FENCE_US`] and nothing casts doubt on it, else by running the heartbeat now ([`Store::check_lock`]).
     fn fence(&self) -> Result<(), StoreError> {
+        self.refuse_read_only()?;
         {
             let doubt = lock(&self.writer_doubt);
             if let Some(d) = doubt.as_ref().filter(|d| d.lasts()) {
@@ -3432,6 +3566,26 @@ impl Drop for Store {
         self.derived.stop();
         lock(&self.lock).take();
     }
+}
+
+/// Whether `dir` holds a store (a manifest copy or a `wal/` directory), as far as a read-only open can tell without
+/// creating anything.
+pub fn holds_a_store(dir: &Path) -> bool {
+    manifest::COPIES
+        .iter()
+        .chain(&["wal"])
+        .any(|n| std::fs::symlink_metadata(dir.join(n)).is_ok())
+}
+
+/// The error for a directory that holds no store, opened read-only.
+fn no_store_message(dir: &Path) -> String {
+    format!(
+        "no medic store at {} (no {}, {} or wal/); `medic serve --data {}` creates one",
+        dir.display(),
+        manifest::COPIES[0],
+        manifest::COPIES[1],
+        dir.display()
+    )
 }
 
 /// Rebuilds a manifest from the files present when both copies are lost: the newest snapshot that verifies, every
@@ -3782,7 +3936,13 @@ struct SalvagedOpen {
 
 /// Issues for the records (and header) of the open segment's mirror that differ from the good bytes found on open,
 /// each located by offset, record length and LSN. (Bytes past the good end are a torn tail, reported as such.)
-fn mirror_differences(good: &[u8], mirror: &[u8], rel: &str, record_bytes_max: u64) -> Vec<Issue> {
+fn mirror_differences(
+    good: &[u8],
+    mirror: &[u8],
+    rel: &str,
+    record_bytes_max: u64,
+    read_only: bool,
+) -> Vec<Issue> {
     let mut out = Vec::new();
     let h = wal::HEADER_BYTES as usize;
     let damaged = |what: String, at: Location| {
@@ -3790,7 +3950,13 @@ fn mirror_differences(good: &[u8], mirror: &[u8], rel: &str, record_bytes_max: u
             IssueKind::Integrity,
             "mirror_damaged",
             rel,
-            format!("{what} of {rel} was damaged; rewritten from the main copy on open"),
+            if read_only {
+                format!(
+                    "{what} of {rel} is damaged; the main copy verifies (opened read-only: left as found)"
+                )
+            } else {
+                format!("{what} of {rel} was damaged; rewritten from the main copy on open")
+            },
             "store.open",
         )
         .at(at)

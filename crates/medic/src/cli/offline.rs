@@ -29,11 +29,24 @@ pub struct Offline {
     dir: String,
 }
 
-/// Opens the data directory named by `config.server.data_dir`.
-pub fn open(config: &Config) -> Result<Offline, OpenError> {
-    match App::open(config) {
+/// Opens the data directory named by `config.server.data_dir`; for a command that changes nothing when `read_only`
+/// ([`App::open_read_only`]: not a byte of the directory is written).
+pub fn open(config: &Config, read_only: bool) -> Result<Offline, OpenError> {
+    let app = if read_only {
+        App::open_read_only(config)
+    } else {
+        App::open(config)
+    };
+    match app {
         Ok(app) => {
-            if let Some(r) = app.kb_recreated() {
+            if let (Some(r), true) = (app.kb_recreated(), read_only) {
+                eprintln!(
+                    "warning: the knowledge base {} is damaged ({}); left as found (this command changes nothing), \
+                     a fresh one is used for this command only; `medic serve` moves it aside",
+                    r.damaged_file.display(),
+                    r.reason,
+                );
+            } else if let Some(r) = app.kb_recreated() {
                 // No log subscriber in a CLI command: say it on stderr.
                 eprintln!(
                     "warning: the knowledge base {} was damaged ({}); it was moved to {} and a fresh one started \

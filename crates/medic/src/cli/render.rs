@@ -98,7 +98,7 @@ pub fn print_fields(out: &Out, value: &Value, indent: usize) {
                         let text = if k == "state" {
                             out.state(&scalar(v))
                         } else {
-                            scalar(v)
+                            field_text(k, v, now_us())
                         };
                         println!("{pad}{:width$}  {text}", format!("{k}:"), width = width + 1);
                     }
@@ -109,12 +109,35 @@ pub fn print_fields(out: &Out, value: &Value, indent: usize) {
     }
 }
 
+/// A field's value for people: a time (a key ending in `_at`, `_at_us`, `_since` or `_us` holding µs since the
+/// epoch, i.e. at least 10^15 — durations never get that large) as RFC 3339 with its age at `now`, anything else as
+/// [`scalar`].
+pub fn field_text(key: &str, v: &Value, now: u64) -> String {
+    let time_key = ["_at", "_at_us", "_since", "_us"]
+        .iter()
+        .any(|s| key.ends_with(s))
+        || key == "at";
+    match v.as_u64() {
+        Some(us) if time_key && us >= 1_000_000_000_000_000 => {
+            heal::clock::rfc3339_with_age(us, now)
+        }
+        _ => scalar(v),
+    }
+}
+
+/// Now, µs since the epoch.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// An object as `k=v k=v` on one line (nested values as compact JSON).
 pub fn one_line(v: &Value) -> String {
     match v {
         Value::Object(map) => map
             .iter()
-            .map(|(k, v)| format!("{k}={}", scalar(v)))
+            .map(|(k, v)| format!("{k}={}", field_text(k, v, now_us())))
             .collect::<Vec<_>>()
             .join(" "),
         other => scalar(other),
@@ -515,6 +538,31 @@ mod tests {
             &json!({"incidents": [{"resolution": "auto_repaired"}], "escalated": 0})
         ));
         assert!(!has_escalation(&json!({"escalated": []})));
+    }
+
+    #[test]
+    fn epoch_microseconds_render_as_rfc3339_with_age() {
+        let now = 1_700_000_180_000_000;
+        assert_eq!(
+            field_text("started_at_us", &json!(1_700_000_000_000_000u64), now),
+            "2023-11-14T22:13:20Z (3 min 0 s ago)"
+        );
+        assert_eq!(
+            field_text("detected_at", &json!(1_700_000_000_000_000u64), now),
+            "2023-11-14T22:13:20Z (3 min 0 s ago)"
+        );
+        // A duration or a count stays a number.
+        assert_eq!(field_text("duration_us", &json!(1500), now), "1500");
+        assert_eq!(
+            field_text("docs", &json!(1_700_000_000_000_000u64), now),
+            "1700000000000000"
+        );
+        assert!(
+            one_line(&json!({"at": 1_700_000_000_000_000u64}))
+                .starts_with("at=2023-11-14T22:13:20Z ("),
+            "{}",
+            one_line(&json!({"at": 1_700_000_000_000_000u64}))
+        );
     }
 
     #[test]
