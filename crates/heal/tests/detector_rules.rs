@@ -2,9 +2,8 @@
 //! (`[engine.composite] kind = "likelihood"`): causal (a point's score depends only on the points before it, never on
 //! what follows or on the series' length; a fixed warm-up in points), invariant to the scale and offset of a series
 //! (checked over the NAB slice when it is present), cheap per point and bounded in memory however long it runs, and
-//! quiet on healthy operational series and on the slice's series without anomalies. The two quietness rules are not
-//! met yet (by this detector nor by the legacy default): their tests are ignored, run them with `--ignored` and see
-//! BENCHMARKS.md (`medic bench quiet`).
+//! quiet on healthy operational series and on the slice's series without anomalies (the legacy default meets
+//! neither quietness rule; BENCHMARKS.md, `medic bench quiet`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -98,11 +97,11 @@ fn memory_is_bounded_and_an_update_costs_a_few_microseconds() {
 /// 0.5 alarms (scores at or above the engine's default cut-off) per 10,000 points after the warm-up, per series.
 /// Prints the counts: `cargo test -p heal --test detector_rules quiet -- --nocapture`.
 #[test]
-#[ignore = "not met: about 13 alarms per 10k points (BENCHMARKS.md, `medic bench quiet --detector likelihood`)"]
 fn quiet_on_healthy_operational_series() {
     const POINTS: usize = 50_000;
     let cutoff = engine_cutoff();
     let warm_up = LikelihoodConfig::default().warm_up;
+    let mut loud = Vec::new();
     for seed in [1, 2] {
         for s in quiet::suite(POINTS, seed) {
             let mut d = detector();
@@ -112,9 +111,12 @@ fn quiet_on_healthy_operational_series() {
                 "seed {seed} {}: {alarms} alarms, {per_10k:.2} per 10k points",
                 s.name
             );
-            assert!(per_10k <= 0.5, "seed {seed} {}: {alarms} alarms", s.name);
+            if per_10k > 0.5 {
+                loud.push(format!("seed {seed} {}: {alarms} alarms", s.name));
+            }
         }
     }
+    assert!(loud.is_empty(), "{loud:?}");
 }
 
 /// The NAB slice: `NAB_DIR`, or `shared/nab` next to the workspace.
@@ -193,7 +195,6 @@ fn scale_and_offset_invariant_over_the_nab_slice() {
 /// The slice's series without anomaly windows (the five of `artificialNoAnomaly` and one of `realAWSCloudwatch`):
 /// no score at or above the engine's cut-off after the warm-up.
 #[test]
-#[ignore = "not met: art_daily_small_noise and ec2_cpu_utilization_c6585a alarm (BENCHMARKS.md)"]
 fn no_alarm_on_the_slices_series_without_anomalies() {
     let Some(nab) = slice() else {
         println!("NOTICE: NAB slice not found (set NAB_DIR or put it at shared/nab); skipping");

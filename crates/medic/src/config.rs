@@ -1010,15 +1010,19 @@ const COMPOSITE_KEY_DOCS: &[(&str, &str)] = &[
     ),
     (
         "engine.composite.likelihood.history_horizon",
-        "Horizon (points) of the spreads and of the running distribution of the short average of raw scores, [1, 1e9].",
+        "Horizon (points) of the spreads and of the histogram of the short average of raw scores, [1, 1e9].",
     ),
     (
         "engine.composite.likelihood.short_window",
         "Raw scores in the short average, [1, 10000].",
     ),
     (
-        "engine.composite.likelihood.alarm_z",
-        "Standard deviations above its running mean at which the short average scores an alarm, (0, 37].",
+        "engine.composite.likelihood.alarm_rate",
+        "Probability per point, under the fitted tail of the short average of raw scores, at which it scores an alarm (the calibrated false-alarm rate), (0, 0.5].",
+    ),
+    (
+        "engine.composite.likelihood.tail_fraction",
+        "Upper fraction of the short average's histogram beyond which its tail is a fitted generalized Pareto, (0, 0.5].",
     ),
     (
         "engine.composite.likelihood.extreme_tolerance",
@@ -1027,6 +1031,10 @@ const COMPOSITE_KEY_DOCS: &[(&str, &str)] = &[
     (
         "engine.composite.likelihood.surprise",
         "Spreads from the expected value at which the raw score is 0.5; a new extreme must lie at least this far, (0, 1e6].",
+    ),
+    (
+        "engine.composite.likelihood.extreme_evidence",
+        "Fraction of an alarm's log-probability a new extreme just beyond the tolerance needs to alarm (less the further beyond), (0, 1].",
     ),
     (
         "engine.composite.likelihood.warm_up",

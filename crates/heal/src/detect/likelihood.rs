@@ -1,23 +1,28 @@
-//! The likelihood detector, the engine's default: a simple causal raw score, turned into an alarm by how unlikely a
-//! short run of raw scores is against the series' own history of raw scores, plus a rule for values beyond anything
-//! seen. Built from principles that transfer between metrics rather than from one data set:
+//! The likelihood detector (`[engine.composite] kind = "likelihood"`): a simple causal raw score, turned into an
+//! alarm by how unlikely a short run of raw scores is against the series' own history of raw scores, plus a rule for
+//! values beyond anything seen. Built from principles that transfer between metrics rather than from one data set:
 //!
 //! 1. **Raw score.** How far a value lies from what was expected, in units of a slowly learned spread: expected is a
 //!    short exponentially weighted level (fed the median of the last three values, so a lone spike does not drag
 //!    it) and, once an hour of the day has been seen on three days, that hour's profile (daily cycles are the rule
 //!    in operational metrics); the raw score is the larger of the two. A distance `d` in spreads is squashed to
 //!    `r = q / (1 + q)`, `q = (d / surprise)^3`: near 0 for ordinary noise, 0.5 at `surprise` spreads, near 1 beyond.
-//! 2. **Anomaly likelihood** (the post-processing of Numenta's HTM detector): the average of the last `short_window`
-//!    raw scores is compared, one-sided, with the running mean and standard deviation of that average over the
-//!    history horizon; its upper tail probability `Q` under a normal fit is the evidence. A flat-metric guard floors
-//!    that standard deviation ([`LIKELIHOOD_STD_FLOOR`]), so a metric whose raw score never moved does not alarm on
-//!    the smallest wiggle of it. `Q` maps to a score on a log scale, `0.75 × ln Q / ln Q(alarm_z)`, so the score
-//!    reaches [`ALARM`] (the engine's default anomaly cut-off) exactly when the short average lies `alarm_z` standard
-//!    deviations above its mean.
+//! 2. **Anomaly likelihood** (after the post-processing of Numenta's HTM detector): the upper tail probability `P`
+//!    of the average of the last `short_window` raw scores against that average's own distribution over the
+//!    history horizon. The distribution is a fixed histogram ([`TAIL_BINS`] bins, finer near 0, exponentially
+//!    forgetting); inside it `P` is the empirical tail, and beyond its upper `tail_fraction` quantile `u` (where a
+//!    histogram of a thousand points knows nothing about one-in-a-hundred-thousand events) a generalized Pareto tail
+//!    fitted by the moments of the excesses over `u`, its shape kept in `[0, `[`TAIL_SHAPE_MAX`]`]` (never lighter
+//!    than exponential). The average of a bounded raw score is far from normal; this tail model fits it, so the
+//!    alarm probability is calibrated. A flat-metric guard floors the tail's scale ([`TAIL_SCALE_FLOOR`]), so a
+//!    metric whose raw score never moved does not alarm on the smallest wiggle of it. `P` maps to a score on a log
+//!    scale, `0.75 × ln P / ln alarm_rate`, so the score reaches [`ALARM`] (the engine's default anomaly cut-off)
+//!    exactly when the short average is as unlikely as `alarm_rate` per point.
 //! 3. **New extreme.** A value more than `extreme_tolerance` × (range seen so far) beyond the lowest or highest value
-//!    seen, and at least `surprise` spreads from the level, scores at least [`ALARM`], more the further beyond: a
-//!    level never reached, and reached suddenly, is news whatever the averages say (a single spike moves a short
-//!    average too little).
+//!    seen, and at least `surprise` spreads from the level, needs less evidence: it alarms once `ln P` reaches
+//!    `extreme_evidence × ln alarm_rate` (a level never reached, and reached suddenly, is news, but a rule that alarms
+//!    on every new extreme alarms on every healthy series early in its life). A value beyond a range of zero width (a
+//!    flat metric that moves) always alarms.
 //! 4. **One alarm per event.** The larger of the two scores is reported once per event: after a point at or above
 //!    [`ALARM`], later points of the same event (until the score falls below [`CALM`]) are capped at [`ECHO_CAP`], so
 //!    a level shift is reported at its start and not again while the baselines adapt.
@@ -25,8 +30,9 @@
 //! Invariants: each point is seen once, in order; nothing depends on the series' length or on values not yet seen
 //! (the range is the running range of the values seen); the warm-up is a fixed number of points (`warm_up`, score 0
 //! until then); every statistic is relative to the series' own spread and range, so multiplying a series by a
-//! positive factor and adding an offset gives the same scores up to rounding; the state is a fixed-size struct plus a
-//! ring of `short_window` raw scores, bounded however long the stream runs; an update is O(1).
+//! positive factor and adding an offset gives the same scores up to rounding; the state is a fixed-size struct (with
+//! its histogram of [`TAIL_BINS`] bins) plus a ring of `short_window` raw scores, bounded however long the stream
+//! runs; an update costs O([`TAIL_BINS`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -34,14 +40,19 @@ use super::Detector;
 use super::stats::clean_score;
 use crate::clock::Timestamp;
 
-/// The score of an alarm: the engine's default anomaly cut-off. The likelihood maps to it at `alarm_z`.
+/// The score of an alarm: the engine's default anomaly cut-off. The likelihood maps to it at `alarm_rate`.
 pub const ALARM: f64 = 0.75;
 /// An event ends when the (uncapped) score falls below this.
 pub const CALM: f64 = 0.5;
 /// Points of an event after its alarm are capped at this (just under [`ALARM`]).
 pub const ECHO_CAP: f64 = 0.7;
-/// The smallest standard deviation of the short average of raw scores (the flat-metric guard), in raw-score units.
-pub const LIKELIHOOD_STD_FLOOR: f64 = 0.02;
+/// The smallest scale of the fitted tail of the short average of raw scores (the flat-metric guard), in raw-score
+/// units.
+pub const TAIL_SCALE_FLOOR: f64 = 0.01;
+/// Bins of the histogram of the short average (over `sqrt` of it, so finer near 0 where most of it lies).
+pub const TAIL_BINS: usize = 256;
+/// The largest shape of the fitted generalized Pareto tail (0 is an exponential tail; larger is heavier).
+pub const TAIL_SHAPE_MAX: f64 = 0.5;
 /// Longest accepted `short_window`, points.
 pub const SHORT_WINDOW_MAX: usize = 10_000;
 
@@ -55,12 +66,18 @@ pub struct LikelihoodConfig {
     pub history_horizon: f64,
     /// Raw scores in the short average.
     pub short_window: usize,
-    /// Standard deviations above its running mean at which the short average scores [`ALARM`].
-    pub alarm_z: f64,
+    /// Probability per point, under the fitted tail, at which the short average scores [`ALARM`]: the calibrated
+    /// false-alarm rate.
+    pub alarm_rate: f64,
+    /// The upper fraction of the short average's histogram beyond which its tail is the fitted generalized Pareto.
+    pub tail_fraction: f64,
     /// How far beyond the range seen, as a fraction of its width, a value must lie to be a new extreme.
     pub extreme_tolerance: f64,
     /// Spreads from the expected value at which the raw score is 0.5; a new extreme must lie at least this far.
     pub surprise: f64,
+    /// The fraction of an alarm's log-probability a new extreme just beyond the tolerance needs to alarm (less the
+    /// further beyond the range it lies).
+    pub extreme_evidence: f64,
     /// Points seen before judging (score 0 until then).
     pub warm_up: usize,
 }
@@ -90,8 +107,10 @@ impl Default for LikelihoodConfig {
             level_horizon: 8.0,
             history_horizon: 1_000.0,
             short_window: 5,
-            alarm_z: 4.5,
+            alarm_rate: 3e-6,
+            tail_fraction: 0.005,
             extreme_tolerance: 0.05,
+            extreme_evidence: 0.5,
             surprise: 4.0,
             warm_up: 300,
         }
@@ -111,7 +130,8 @@ impl LikelihoodConfig {
             1,
             SHORT_WINDOW_MAX as u64,
         )?;
-        range_f(&k("alarm_z"), self.alarm_z, 0.0, 37.0, true)?;
+        range_f(&k("alarm_rate"), self.alarm_rate, 0.0, 0.5, true)?;
+        range_f(&k("tail_fraction"), self.tail_fraction, 0.0, 0.5, true)?;
         range_f(
             &k("extreme_tolerance"),
             self.extreme_tolerance,
@@ -120,6 +140,13 @@ impl LikelihoodConfig {
             false,
         )?;
         range_f(&k("surprise"), self.surprise, 0.0, 1e6, true)?;
+        range_f(
+            &k("extreme_evidence"),
+            self.extreme_evidence,
+            0.0,
+            1.0,
+            true,
+        )?;
         range_u(&k("warm_up"), self.warm_up as u64, 0, 1_000_000_000)?;
         Ok(())
     }
@@ -160,7 +187,8 @@ enum LastPoint {
         level: f64,
         spread: f64,
         raw: f64,
-        z: f64,
+        avg: f64,
+        ln_p: f64,
         likelihood_score: f64,
         extreme: bool,
         capped: bool,
@@ -184,9 +212,12 @@ pub struct Likelihood {
     ring: Vec<f64>,
     ring_at: usize,
     ring_sum: f64,
-    /// Running mean and variance of the short average (over the history horizon) and how many entered them.
-    avg_mean: f64,
-    avg_var: f64,
+    /// Histogram of the short average over the history horizon (bin `i` holds `sqrt(avg)` in `[i, i+1) / TAIL_BINS`),
+    /// exponentially forgetting: weights in units of `hist_unit` (so forgetting is one multiplication, not one per
+    /// bin), their sum, and how many entered it.
+    hist: [f64; TAIL_BINS],
+    hist_unit: f64,
+    hist_sum: f64,
     avg_seen: u64,
     in_event: bool,
     /// The last two values, for the median of three the level follows.
@@ -205,9 +236,11 @@ impl Likelihood {
             |v: f64, lo: f64, default: f64| if v.is_finite() && v >= lo { v } else { default };
         config.level_horizon = fix(config.level_horizon, 1.0, d.level_horizon);
         config.history_horizon = fix(config.history_horizon, 1.0, d.history_horizon);
-        config.alarm_z = fix(config.alarm_z, 1e-6, d.alarm_z).min(37.0);
+        config.alarm_rate = fix(config.alarm_rate, 1e-300, d.alarm_rate).min(0.5);
+        config.tail_fraction = fix(config.tail_fraction, 1e-9, d.tail_fraction).min(0.5);
         config.extreme_tolerance = fix(config.extreme_tolerance, 0.0, d.extreme_tolerance);
         config.surprise = fix(config.surprise, 1e-9, d.surprise);
+        config.extreme_evidence = fix(config.extreme_evidence, 1e-9, d.extreme_evidence).min(1.0);
         config.short_window = config.short_window.clamp(1, SHORT_WINDOW_MAX);
         Self {
             buckets: [Bucket::default(); BUCKETS],
@@ -222,8 +255,9 @@ impl Likelihood {
             max: 0.0,
             ring_at: 0,
             ring_sum: 0.0,
-            avg_mean: 0.0,
-            avg_var: 0.0,
+            hist: [0.0; TAIL_BINS],
+            hist_unit: 1.0,
+            hist_sum: 0.0,
             avg_seen: 0,
             in_event: false,
             prev: [0.0; 2],
@@ -239,6 +273,61 @@ impl Likelihood {
     /// Raw scores kept (the ring of the short average): the only part of the state sized by a setting.
     pub fn ring_len(&self) -> usize {
         self.ring.len()
+    }
+
+    /// `ln P(short average >= avg)` under the histogram and its fitted tail (0 before any sample).
+    fn ln_tail(&self, avg: f64) -> f64 {
+        if self.avg_seen == 0 {
+            return 0.0;
+        }
+        let total = self.hist_sum;
+        if total <= 0.0 {
+            return 0.0;
+        }
+        // The bin whose lower edge is the tail threshold u: the highest bin with at least tail_fraction at or above it.
+        let want = self.config.tail_fraction * total;
+        let mut above = 0.0;
+        let mut k = 0;
+        for i in (0..TAIL_BINS).rev() {
+            above += self.hist[i];
+            if above >= want {
+                k = i;
+                break;
+            }
+        }
+        let edge = |i: usize| (i as f64 / TAIL_BINS as f64).powi(2);
+        let u = edge(k);
+        if avg < u {
+            // The empirical tail, interpolated within avg's bin.
+            let s = avg.max(0.0).sqrt() * TAIL_BINS as f64;
+            let b = (s as usize).min(TAIL_BINS - 1);
+            let inside = self.hist[b] * (1.0 - (s - b as f64).clamp(0.0, 1.0));
+            let mass: f64 = self.hist[b + 1..].iter().sum::<f64>() + inside;
+            return (mass / total).min(1.0).ln();
+        }
+        // Excesses over u: their first two moments, from the bins' centres.
+        let (mut m1, mut m2) = (0.0, 0.0);
+        for i in k..TAIL_BINS {
+            let c = ((i as f64 + 0.5) / TAIL_BINS as f64).powi(2) - u;
+            m1 += self.hist[i] * c;
+            m2 += self.hist[i] * c * c;
+        }
+        let mean = m1 / above;
+        let var = (m2 / above - mean * mean).max(0.0);
+        // Generalized Pareto by moments: shape = (1 - mean^2/var) / 2, scale = mean (1 - shape).
+        let shape = if var > 0.0 {
+            (0.5 * (1.0 - mean * mean / var)).clamp(0.0, TAIL_SHAPE_MAX)
+        } else {
+            0.0
+        };
+        let scale = (mean * (1.0 - shape)).max(TAIL_SCALE_FLOOR);
+        let x = (avg - u) / scale;
+        let ln_excess = if shape > 1e-9 {
+            -(shape * x).ln_1p() / shape
+        } else {
+            -x
+        };
+        (above / total).min(1.0).ln() + ln_excess
     }
 
     /// A weight that averages the first `n` samples equally, then forgets with `floor`.
@@ -339,9 +428,8 @@ impl Detector for Likelihood {
             self.ring_sum = self.ring.iter().sum();
         }
         let window = self.ring.len() as u64;
-        let avg = (self.ring_sum / window as f64).max(0.0);
-        let std = self.avg_var.sqrt().max(LIKELIHOOD_STD_FLOOR);
-        let z = (avg - self.avg_mean) / std;
+        let avg = (self.ring_sum / window as f64).clamp(0.0, 1.0);
+        let ln_p = self.ln_tail(avg);
 
         // Update the state with this point.
         let w = Self::weight(self.seen - 1, self.history_weight);
@@ -357,30 +445,50 @@ impl Detector for Likelihood {
         if self.seen > window {
             self.avg_seen += 1;
             let aw = Self::weight(self.avg_seen, self.history_weight);
-            let delta = avg - self.avg_mean;
-            self.avg_mean += aw * delta;
-            self.avg_var = (1.0 - aw) * (self.avg_var + aw * delta * delta);
+            // Forgetting by (1 - aw) is a larger unit for what enters; far from 1, the weights are rescaled.
+            if aw >= 1.0 {
+                self.hist = [0.0; TAIL_BINS];
+                self.hist_unit = 1.0;
+                self.hist_sum = 0.0;
+            } else {
+                self.hist_unit /= 1.0 - aw;
+            }
+            let bin = ((avg.sqrt() * TAIL_BINS as f64) as usize).min(TAIL_BINS - 1);
+            self.hist[bin] += aw * self.hist_unit;
+            self.hist_sum += aw * self.hist_unit;
+            if self.hist_unit > 1e100 {
+                for h in &mut self.hist {
+                    *h /= self.hist_unit;
+                }
+                self.hist_unit = 1.0;
+                self.hist_sum = self.hist.iter().sum();
+            }
         }
 
         if self.seen <= self.config.warm_up as u64 {
             self.last = LastPoint::Warming { seen: self.seen };
             return 0.0;
         }
-        let likelihood_score = if z > 0.0 {
-            clean_score(ALARM * ln_upper_tail(z) / ln_upper_tail(self.config.alarm_z))
+        let likelihood_score = if ln_p < 0.0 {
+            clean_score(ALARM * ln_p / self.config.alarm_rate.ln())
         } else {
             0.0
         };
-        // A new extreme scores at least an alarm, more the further beyond the range it lies.
+        // A new extreme needs less evidence: `extreme_evidence` of the log-probability of an alarm (none beyond a
+        // range of zero width: a flat metric that moves).
         let extreme_score = if extreme {
             let e = if range > 0.0 {
                 beyond / range - self.config.extreme_tolerance
             } else {
                 f64::INFINITY
             };
-            let t = self.config.extreme_tolerance.max(1e-9);
-            if e.is_finite() {
-                ALARM + (1.0 - ALARM) * e / (e + t)
+            let needed = if e.is_finite() {
+                self.config.extreme_evidence
+            } else {
+                0.0
+            };
+            if needed > 0.0 {
+                clean_score(likelihood_score / needed)
             } else {
                 1.0
             }
@@ -409,7 +517,8 @@ impl Detector for Likelihood {
             level: self.level,
             spread: self.spread,
             raw,
-            z,
+            avg,
+            ln_p,
             likelihood_score,
             extreme,
             capped,
@@ -437,7 +546,8 @@ impl Detector for Likelihood {
                 level,
                 spread,
                 raw,
-                z,
+                avg,
+                ln_p,
                 likelihood_score,
                 extreme,
                 capped,
@@ -445,9 +555,11 @@ impl Detector for Likelihood {
             } => {
                 let mut s = format!(
                     "likelihood: value {value:.6} vs level {level:.6}, spread {spread:.6} (raw score {raw:.3}); the \
-                     last {} raw scores average {z:.2} standard deviations above their usual average (score \
-                     {likelihood_score:.3})",
-                    self.config.short_window
+                     last {} raw scores average {avg:.3}, an average this high has probability {:.3e} per point \
+                     (alarm at {:.1e}; score {likelihood_score:.3})",
+                    self.config.short_window,
+                    ln_p.exp(),
+                    self.config.alarm_rate
                 );
                 if extreme {
                     s.push_str(&format!(
@@ -482,7 +594,13 @@ mod tests {
             .validate()
             .unwrap_err()
         };
-        assert!(bad(r#"{"alarm_z": 0}"#).starts_with("engine.composite.likelihood.alarm_z = 0"));
+        assert!(
+            bad(r#"{"alarm_rate": 0}"#).starts_with("engine.composite.likelihood.alarm_rate = 0")
+        );
+        assert!(
+            bad(r#"{"tail_fraction": 0.9}"#)
+                .starts_with("engine.composite.likelihood.tail_fraction = 0.9")
+        );
         assert!(
             bad(r#"{"short_window": 0}"#)
                 .starts_with("engine.composite.likelihood.short_window = 0")

@@ -256,13 +256,16 @@ pub fn cross_validate(corpus: &Corpus, candidates: &[CompositeConfig]) -> anyhow
 }
 
 /// The names of the likelihood detector's tuned parameters, in grid and plateau order.
-pub const PARAMETERS: [&str; 6] = [
+/// (`alarm_rate` is not among them: it is the calibrated false-alarm rate, chosen for quietness, and NAB's optimised
+/// threshold undoes any change of it.)
+pub const PARAMETERS: [&str; 7] = [
     "level_horizon",
     "history_horizon",
     "short_window",
-    "alarm_z",
+    "tail_fraction",
     "extreme_tolerance",
     "surprise",
+    "extreme_evidence",
 ];
 
 /// `config` with parameter `name` multiplied by `factor` (integers rounded, at least 1).
@@ -274,7 +277,9 @@ pub fn scaled(config: &LikelihoodConfig, name: &str, factor: f64) -> LikelihoodC
         "short_window" => {
             c.short_window = ((c.short_window as f64 * factor).round() as usize).max(1)
         }
-        "alarm_z" => c.alarm_z *= factor,
+        "alarm_rate" => c.alarm_rate *= factor,
+        "tail_fraction" => c.tail_fraction *= factor,
+        "extreme_evidence" => c.extreme_evidence *= factor,
         "extreme_tolerance" => c.extreme_tolerance *= factor,
         "surprise" => c.surprise *= factor,
         "warm_up" => c.warm_up = (c.warm_up as f64 * factor).round() as usize,
@@ -284,7 +289,7 @@ pub fn scaled(config: &LikelihoodConfig, name: &str, factor: f64) -> LikelihoodC
 }
 
 /// The grid the likelihood detector's defaults were chosen from: each tuned parameter at ×0.5, ×1 and ×2 of its
-/// value in `base`, changed one or two at a time (the default first). `full` takes every combination (3^6 = 729) instead.
+/// value in `base`, changed one or two at a time (the default first). `full` takes every combination (3^7 = 2,187) instead.
 pub fn likelihood_grid(base: &LikelihoodConfig, full: bool) -> Vec<CompositeConfig> {
     let base = base.clone();
     let factors = [1.0, 0.5, 2.0];
@@ -350,7 +355,7 @@ pub fn in_sample(corpus: &Corpus, config: &CompositeConfig) -> anyhow::Result<Sc
     }))
 }
 
-/// The likelihood detector with `base.likelihood`'s settings, and each tuned parameter (and the warm-up) at ×0.75 and
+/// The likelihood detector with `base.likelihood`'s settings, and each tuned parameter (and `alarm_rate` and the warm-up) at ×0.75 and
 /// ×1.25, in-sample.
 pub fn plateau(corpus: &Corpus, base: &CompositeConfig) -> anyhow::Result<Vec<PlateauRow>> {
     let base = &CompositeConfig {
@@ -364,7 +369,7 @@ pub fn plateau(corpus: &Corpus, base: &CompositeConfig) -> anyhow::Result<Vec<Pl
         scores: default,
         delta_standard: 0.0,
     }];
-    for name in PARAMETERS.iter().chain(&["warm_up"]) {
+    for name in PARAMETERS.iter().chain(&["alarm_rate", "warm_up"]) {
         for factor in [0.75, 1.25] {
             let likelihood = scaled(&base.likelihood, name, factor);
             let value = serde_json::to_value(&likelihood)?[name]
