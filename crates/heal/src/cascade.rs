@@ -161,15 +161,21 @@ fn attempt(
     if let RepairError::Unrecoverable(why) = &error {
         out.unrecoverable.push(format!("{name}: {why}"));
     }
-    match strategy.rollback(issue, &backup) {
-        Ok(()) => notes.push(format!("rolled back from {}", backup.location)),
+    let rolled_back = match strategy.rollback(issue, &backup) {
+        Ok(()) => {
+            notes.push(format!("rolled back from {}", backup.location));
+            true
+        }
         Err(e) => {
             let msg = format!("{name}: rollback from {} failed: {e}", backup.location);
             notes.push(msg.clone());
             out.rollback_failed = Some(msg);
+            false
         }
-    }
-    (failed_outcome, DataLoss::None, false)
+    };
+    // Refused by the environment and undone: blocked, like a backup that could not be taken.
+    let blocked = rolled_back && matches!(error, RepairError::Environment(_));
+    (failed_outcome, DataLoss::None, blocked)
 }
 
 #[cfg(test)]
@@ -185,6 +191,7 @@ mod tests {
         Works,
         BackupErr,
         RepairErr,
+        RepairNoSpace,
         ValidateErr,
         RollbackErr,
     }
@@ -238,6 +245,9 @@ mod tests {
                 Mode::RepairErr | Mode::RollbackErr => {
                     Err(RepairError::Unrecoverable("parity gone".into()))
                 }
+                Mode::RepairNoSpace => Err(RepairError::Environment(
+                    "No space left on device (os error 28)".into(),
+                )),
                 _ => Ok(RepairReport {
                     actions: vec!["rewrote block".into()],
                     data_loss: DataLoss::None,
@@ -406,5 +416,15 @@ mod tests {
         assert_eq!(out.blocked, ["a"]);
         assert!(!out.only_blocked(), "b tried and failed");
         assert_eq!(seen, [("b".to_string(), false)]);
+    }
+
+    #[test]
+    fn a_repair_refused_by_the_environment_is_rolled_back_and_blocked() {
+        let (out, log, seen) = run(&[("a", Mode::RepairNoSpace)]);
+        assert_eq!(log, ["a:backup", "a:repair", "a:rollback"]);
+        assert_eq!(out.blocked, ["a"]);
+        assert!(out.only_blocked());
+        assert!(seen.is_empty(), "no outcome of its strategy: {seen:?}");
+        assert!(out.unrecoverable.is_empty());
     }
 }

@@ -57,6 +57,10 @@ pub enum RepairError {
     /// An I/O error while repairing.
     #[error("i/o: {0}")]
     Io(String),
+    /// The environment refused (no space left, too many open files, out of memory): nothing is wrong with the
+    /// strategy or the data, so the attempt counts as blocked (as a failed backup does) and is tried again later.
+    #[error("environment: {0}")]
+    Environment(String),
     /// The repair ran but validation found the problem still there or something else broken.
     #[error("validation failed: {0}")]
     Validation(String),

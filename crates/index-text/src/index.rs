@@ -433,7 +433,15 @@ impl TextIndex {
             TantivyError::IoError(io) => DerivedError::Io {
                 index: self.label(),
                 context: context.to_string(),
-                source: std::io::Error::new(io.kind(), io.to_string()),
+                source: same_io_error(&io),
+            },
+            TantivyError::OpenWriteError(tantivy::directory::error::OpenWriteError::IoError {
+                io_error,
+                filepath,
+            }) => DerivedError::Io {
+                index: self.label(),
+                context: format!("{context}: {}", filepath.display()),
+                source: same_io_error(&io_error),
             },
             other => DerivedError::Other {
                 index: self.label(),
@@ -703,6 +711,15 @@ impl DerivedIndex for TextIndex {
         let _gone = fs::remove_dir_all(&old.path);
         Ok(())
     }
+}
+
+/// A copy of a shared I/O error with its errno (which a kind and a message alone would lose: `too many open files`
+/// has no kind of its own), so the store can tell a full disk or a lack of descriptors from damage.
+fn same_io_error(e: &std::io::Error) -> std::io::Error {
+    e.raw_os_error().map_or_else(
+        || std::io::Error::new(e.kind(), e.to_string()),
+        std::io::Error::from_raw_os_error,
+    )
 }
 
 #[cfg(test)]

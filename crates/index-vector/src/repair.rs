@@ -12,7 +12,9 @@
 //! or replaces that list's farthest link whose target keeps another incoming link, so no new orphan is made.
 //! Every unreachable node gets its own search and links, and only nodes reachable before the pass (or linked by it)
 //! are taken as neighbours: a cut-off region linked back through one node would be reachable, but a search would
-//! rarely find its way in, so each of its nodes is linked to the rest of the graph again.
+//! rarely find its way in, so each of its nodes is linked to the rest of the graph again. A pass ends: a node is
+//! linked by the heuristic (which can evict another node's last incoming link) at most once per pass, and only
+//! gets a forced link (which never orphans anyone) when it comes back to the work.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -37,6 +39,10 @@ pub struct Relinked {
     pub left: u64,
 }
 
+/// Rounds of re-linking in one call: each starts from the graph as it is (reachability measured again), since a
+/// forced link may have taken the last way in of a node the round counted as reached.
+const ROUNDS: usize = 4;
+
 /// Re-links unreachable and orphaned live nodes, at most `budget` of them (see the module doc).
 pub(crate) fn relink(g: &mut Graph, budget: usize, visited: &mut Visited) -> Relinked {
     let mut out = Relinked::default();
@@ -49,6 +55,19 @@ pub(crate) fn relink(g: &mut Graph, budget: usize, visited: &mut Visited) -> Rel
     if !entry_ok {
         out.entry_reset = g.reset_entry();
     }
+    for _ in 0..ROUNDS {
+        let before = out.relinked;
+        relink_round(g, budget, visited, &mut out);
+        if out.relinked == before || out.left > 0 {
+            break;
+        }
+    }
+    out
+}
+
+/// One round: every node that needs it, from the reachability measured at its start.
+fn relink_round(g: &mut Graph, budget: usize, visited: &mut Visited, out: &mut Relinked) {
+    out.left = 0;
     let mut reached = reachable(g);
     let mut indeg = in_degrees(g);
     let live = |g: &Graph, s: usize| !g.dead[s];
@@ -61,6 +80,7 @@ pub(crate) fn relink(g: &mut Graph, budget: usize, visited: &mut Visited) -> Rel
             .filter(|&s| live(g, s) && reached[s] && indeg[s] == 0 && g.entry != Some(s as u32))
             .map(|s| s as u32),
     );
+    let mut linked_once = vec![false; g.n_slots()];
     while let Some(u) = work.pop_front() {
         let needs = !reached[u as usize] || (indeg[u as usize] == 0 && g.entry != Some(u));
         if !needs || g.dead[u as usize] {
@@ -78,21 +98,28 @@ pub(crate) fn relink(g: &mut Graph, budget: usize, visited: &mut Visited) -> Rel
             continue;
         }
         out.relinked += 1;
-        let chosen = g.select(&w, g.params.m);
-        for &e in &chosen {
-            link(g, u, e, &mut indeg, &mut work);
+        // Linking may evict a link that was another node's last way in, which then joins the work; with
+        // near-duplicate vectors two nodes can evict each other for ever. So a node is linked by the heuristic once
+        // per pass; when it comes back it only gets a forced link, which never makes a new orphan.
+        if !std::mem::replace(&mut linked_once[u as usize], true) {
+            let chosen = g.select(&w, g.params.m);
+            for &e in &chosen {
+                link(g, u, e, &mut indeg, &mut work);
+            }
+            for &e in &chosen {
+                link(g, e, u, &mut indeg, &mut work);
+            }
         }
-        for &e in &chosen {
-            link(g, e, u, &mut indeg, &mut work);
-        }
-        if indeg[u as usize] == 0 && force_in_link(g, u, &w, &mut indeg) {
+        // Reached only through a link from a reached node: incoming links from the cut-off region do not count.
+        let mut linked_in = w.iter().any(|n| g.links(n.slot, 0).contains(&u));
+        if !linked_in && force_in_link(g, u, &w, &mut indeg) {
             out.forced += 1;
+            linked_in = true;
         }
-        if indeg[u as usize] > 0 {
+        if linked_in {
             reached[u as usize] = true;
         }
     }
-    out
 }
 
 /// The nearest reachable nodes to `u` (not `u`), nearest first, found by a search from the entry point.

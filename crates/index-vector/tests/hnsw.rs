@@ -705,3 +705,39 @@ fn ivf_refuses_to_train_on_too_few_points_and_probes_lists_once_trained() {
     assert_eq!(flat.len(), 10);
     assert!(recall(&flat, &few) <= 1.0);
 }
+
+/// Near-duplicate directions (`[i, 1, i % 3]` under cosine: for large `i` all nearly the same) are where re-linking
+/// one node evicts the link that kept another reachable. A rebuild re-links every node; it must end, and leave every
+/// live node reachable or reported.
+#[test]
+fn a_rebuild_over_near_duplicate_vectors_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = Arc::new(open(tmp.path(), HnswParams::default()));
+    let vectors: Vec<Vec<f32>> = (0..1_700)
+        .map(|i| vec![i as f32, 1.0, (i % 3) as f32])
+        .collect();
+    let last = load(&idx, &vectors);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = idx.clone();
+    std::thread::spawn(move || {
+        let mut docs = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (Arc::<str>::from(id(i)), doc(Some(v.clone()))));
+        let rebuilt = worker.rebuild(&mut docs, last);
+        let repaired = worker.rebuild_graph();
+        let _ = tx.send((rebuilt.is_ok(), repaired));
+    });
+    let (rebuilt, repaired) = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the rebuild did not end within 120 s");
+    assert!(rebuilt);
+    assert_eq!(idx.len(), 1_700);
+    assert_eq!(
+        repaired.before.unreachable, 0,
+        "after the rebuild: {:?}",
+        repaired.before
+    );
+    assert!(repaired.applied, "rebuild_graph refused: {repaired:?}");
+    assert_eq!(repaired.after.unreachable, 0);
+}

@@ -1374,20 +1374,48 @@ fn backup_attack_on(
                 break;
             }
         }
+        let (_, h) = d.json("GET", "/v1/health?tier=full", None);
+        let active: Vec<String> = st["active_incidents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| {
+                format!(
+                    "{} [{}]: {}",
+                    i["record"]["id"], i["status"], i["record"]["root_cause"]
+                )
+            })
+            .collect();
         healed = Some(Err(format!(
-            "state {} escalated {} repairs_succeeded {} damage incidents {open:?}",
+            "state {} escalated {} repairs_succeeded {} damage incidents {open:?}; active {active:?}; full check {h}",
             st["state"], st["escalated_incidents"], st["engine"]["repairs_succeeded"]
         )));
         std::thread::sleep(Duration::from_millis(100));
     }
     let healed = healed.unwrap();
     let report = if healed.is_err() {
-        let (_, r) = d.json("GET", "/v1/incidents/1", None);
-        r["report"]["markdown"]
-            .as_str()
-            .unwrap_or("")
-            .lines()
-            .filter(|l| l.starts_with("| ") || l.starts_with("- every") || l.starts_with("# "))
+        let (_, st) = d.json("GET", "/v1/status", None);
+        let mut ids = vec![1];
+        ids.extend(
+            st["escalated_incidents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_u64),
+        );
+        ids.iter()
+            .map(|id| {
+                let (_, r) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+                r["report"]["markdown"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("| ") || l.starts_with("- every") || l.starts_with("# ")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
             .collect::<Vec<_>>()
             .join("\n")
     } else {
@@ -1413,7 +1441,7 @@ fn backup_attack_on(
     if let Err(why) = healed {
         panic!(
             "{name}: parity-rebuildable damage to {} not repaired within 20 s after backup/ was usable again: \
-             {why}; incident 1:\n{report}",
+             {why}; incident 1 and the escalated ones:\n{report}",
             seg.display()
         );
     }

@@ -980,6 +980,9 @@ fn est(duration_us: u64, data_loss: DataLoss, risk: f64) -> Estimate {
 fn to_repair_err(e: crate::StoreError) -> RepairError {
     match e {
         crate::StoreError::Corrupt { .. } => RepairError::Unrecoverable(e.to_string()),
+        crate::StoreError::Io { ref source, .. } if crate::io::is_resource(source) => {
+            RepairError::Environment(e.to_string())
+        }
         crate::StoreError::Io { .. } | crate::StoreError::Poisoned(_) => {
             RepairError::Io(e.to_string())
         }

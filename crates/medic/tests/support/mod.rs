@@ -153,10 +153,18 @@ impl Daemon {
                 );
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no exit {STOP_TIMEOUT:?} after SIGTERM"
-            );
+            if Instant::now() >= deadline {
+                // Where it hangs: every thread's stack when a debugger is at hand, and what the daemon logged.
+                let stacks = Command::new("gdb")
+                    .args(["-p", &pid, "-batch", "-ex", "thread apply all bt"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                panic!(
+                    "no exit {STOP_TIMEOUT:?} after {signal}; threads:\n{stacks}\nstderr:\n{}",
+                    self.stderr()
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

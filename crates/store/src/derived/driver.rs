@@ -518,8 +518,17 @@ fn not_attached(collection: &str, name: &str) -> StoreError {
     StoreError::InvalidInput(format!("no index {collection}/{name} is attached"))
 }
 
+/// An index's error as the store's; an I/O error keeps its kind and errno (a full disk stays a full disk, which a
+/// repair treats as the environment refusing, not as a failure).
 fn derived_err(e: DerivedError) -> StoreError {
-    StoreError::io("derived index", std::io::Error::other(e.to_string()))
+    match e {
+        DerivedError::Io {
+            index,
+            context,
+            source,
+        } => StoreError::io(format!("derived index {index}: {context}"), source),
+        other => StoreError::io("derived index", std::io::Error::other(other.to_string())),
+    }
 }
 
 /// The driver's loop. See the module doc.

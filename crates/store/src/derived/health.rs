@@ -232,7 +232,12 @@ fn est(duration_us: u64) -> Estimate {
 }
 
 fn repair_err(e: crate::StoreError) -> RepairError {
-    RepairError::Other(e.to_string())
+    match &e {
+        crate::StoreError::Io { source, .. } if crate::io::is_resource(source) => {
+            RepairError::Environment(e.to_string())
+        }
+        _ => RepairError::Other(e.to_string()),
+    }
 }
 
 /// `derived_catch_up`: replays the log from the index's applied LSN (a rebuild when the log no longer covers it).
