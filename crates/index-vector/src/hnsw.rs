@@ -21,7 +21,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 
 use serde::Serialize;
 use store::codec::Document;
-use store::derived::{Agreement, Change, DerivedError, DerivedIndex, Truth, index_dir_rel};
+use store::derived::{
+    Agreement, Change, DerivedError, DerivedIndex, Structure, StructureProblem, Truth,
+    index_dir_rel,
+};
 use store::io::{self, IoFaults};
 
 use crate::distance::VectorError;
@@ -37,6 +40,14 @@ pub const NAME: &str = "hnsw";
 pub const APPLY_CHUNK: usize = 64;
 /// Search scratch kept for reuse.
 const POOL_MAX: usize = 64;
+/// Structural problem: the entry point is a tombstone or not on the top live layer.
+pub const ENTRY_POINT: &str = "entry_point";
+/// Structural problem: live nodes no search reaches, or with no incoming layer-0 link.
+pub const UNREACHABLE_NODES: &str = "unreachable_nodes";
+/// Structural problem: tombstones past `compact_tombstone_fraction`.
+pub const TOMBSTONES: &str = "tombstones";
+/// Nodes re-linked by one structural repair (a graph with more waits for the next repair, or a rebuild).
+pub const RELINK_BUDGET: usize = 10_000;
 /// Ids compared by name in a disagreement list before the rest are counted.
 const DISAGREEMENTS_MAX: usize = 32;
 
@@ -701,6 +712,113 @@ impl DerivedIndex for HnswIndex {
         self.persisted.store(0, Ordering::Release);
         self.persist_locked().map(|_| ())
     }
+
+    fn structure(&self) -> Option<Structure> {
+        let h = health::structure(&self.read());
+        Some(structure_of(&h, self.params.compact_tombstone_fraction))
+    }
+
+    fn repair_structure(&self, code: &str) -> Result<String, DerivedError> {
+        let report = match code {
+            ENTRY_POINT | UNREACHABLE_NODES => self.repair_connectivity(RELINK_BUDGET),
+            TOMBSTONES => self.compact(),
+            other => {
+                return Err(DerivedError::Other {
+                    index: NAME.into(),
+                    reason: format!(
+                        "no structural repair for {other:?} (known: {ENTRY_POINT}, {UNREACHABLE_NODES}, \
+                         {TOMBSTONES})"
+                    ),
+                });
+            }
+        };
+        if report.applied {
+            // The graph changed without a new LSN: the file must be written again.
+            let _w = lock(&self.writer);
+            self.persisted.store(0, Ordering::Release);
+            self.persist_locked()?;
+        }
+        let (b, a) = (&report.before, &report.after);
+        let done = format!(
+            "{}: {} re-linked{}; reachable {}/{} → {}/{}, orphans {} → {}, tombstones {} → {}",
+            report.action,
+            report.relinked.relinked,
+            if report.relinked.entry_reset {
+                ", entry point reset"
+            } else {
+                ""
+            },
+            b.reachable,
+            b.live,
+            a.reachable,
+            a.live,
+            b.orphans,
+            a.orphans,
+            b.tombstones,
+            a.tombstones
+        );
+        match report.reason {
+            Some(reason) if !report.applied => Err(DerivedError::Other {
+                index: NAME.into(),
+                reason: format!("{done}: {reason}"),
+            }),
+            _ => Ok(done),
+        }
+    }
+}
+
+/// The figures and problems the engine sees of a graph's health `h` (see [`DerivedIndex::structure`]).
+fn structure_of(h: &HnswHealth, compact_fraction: f64) -> Structure {
+    let mut s = Structure::default();
+    let figures = [
+        ("nodes", h.nodes as f64),
+        ("live", h.live as f64),
+        ("tombstones", h.tombstones as f64),
+        ("tombstone_fraction", h.tombstone_fraction),
+        ("reachable_fraction", h.reachable_fraction),
+        ("unreachable", h.unreachable as f64),
+        ("orphans", h.orphans as f64),
+        ("entry_live", f64::from(u8::from(h.entry_live))),
+        ("mean_degree", h.mean_degree),
+        ("memory_bytes", h.memory_bytes as f64),
+        ("scan_ms", h.scan_ms),
+    ];
+    s.figures = figures
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    if h.live > 0 && (!h.entry_live || h.entry_level != h.top_live_level) {
+        s.problems.push(StructureProblem {
+            code: ENTRY_POINT.into(),
+            summary: format!(
+                "the HNSW entry point is {} on level {} while live nodes reach level {}: searches start low",
+                if h.entry_live { "live" } else { "a tombstone" },
+                h.entry_level,
+                h.top_live_level
+            ),
+        });
+    }
+    if h.unreachable > 0 || h.orphans > 0 {
+        s.problems.push(StructureProblem {
+            code: UNREACHABLE_NODES.into(),
+            summary: format!(
+                "{} of {} live HNSW nodes are unreachable from the entry point and {} have no incoming layer-0 \
+                 link (reachable fraction {:.4}): searches cannot return them",
+                h.unreachable, h.live, h.orphans, h.reachable_fraction
+            ),
+        });
+    }
+    if h.compaction_due {
+        s.problems.push(StructureProblem {
+            code: TOMBSTONES.into(),
+            summary: format!(
+                "{} of {} HNSW nodes are tombstones ({:.3}, past {compact_fraction:.3}): memory and search time \
+                 spent on deleted vectors",
+                h.tombstones, h.nodes, h.tombstone_fraction
+            ),
+        });
+    }
+    s
 }
 
 #[cfg(test)]

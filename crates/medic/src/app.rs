@@ -909,6 +909,7 @@ impl App {
             memory_limit_bytes: self.memory.limit_bytes(),
             memory_pressure: self.memory.pressure().is_some(),
             writes_refused_memory: self.memory.refused(),
+            indexes: self.store.derived().status().indexes,
             ..Snapshot::default()
         };
         let Some(engine) = engine else {

@@ -247,3 +247,57 @@ fn vector_search_is_served_from_the_flat_index_rebuilt_without_a_human_and_caugh
     );
     d.stop();
 }
+
+#[test]
+fn a_collection_shows_its_indexes_structure_as_the_deep_tier_measured_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path());
+    let args = ["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()];
+    let d = Daemon::start_with(&data, tmp.path(), &args);
+    let mut docs = BTreeMap::new();
+    bulk(&d, &mut docs, 0..300);
+    let hnsw = wait_for(
+        "the hnsw structure measured with every document",
+        Duration::from_secs(60),
+        || {
+            let (s, v) = d.json("GET", "/v1/collections/default", None);
+            assert_eq!(s, 200, "{v}");
+            let h = v["indexes"]
+                .as_array()?
+                .iter()
+                .find(|i| i["name"] == "hnsw")?
+                .clone();
+            (h["structure"]["figures"]["live"].as_f64() == Some(300.0)).then_some(h)
+        },
+    );
+    let figures = &hnsw["structure"]["figures"];
+    assert_eq!(figures["reachable_fraction"].as_f64(), Some(1.0), "{hnsw}");
+    assert_eq!(figures["orphans"].as_f64(), Some(0.0), "{hnsw}");
+    assert_eq!(figures["entry_live"].as_f64(), Some(1.0), "{hnsw}");
+    assert!(figures["mean_degree"].as_f64().unwrap() > 1.0, "{hnsw}");
+    assert_eq!(hnsw["structure"]["problems"], json!([]), "{hnsw}");
+    assert_eq!(hnsw["dir"], "idx/default/hnsw", "{hnsw}");
+
+    let (_, _, metrics) = d.request("GET", "/metrics", None);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("medic_index_structure{")
+                && l.contains("index=\"hnsw\"")
+                && l.contains("figure=\"reachable_fraction\"")
+                && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) == Some(1.0)),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("medic_index_lag_records{") && l.contains("index=\"text\"")),
+        "{metrics}"
+    );
+
+    let (s, v) = d.json("GET", "/v1/collections/nope", None);
+    assert_eq!(s, 404, "{v}");
+    assert!(v.to_string().contains("nope"), "{v}");
+    d.stop();
+}

@@ -420,6 +420,41 @@ pub async fn collection_search(
     search(State(s), body).await
 }
 
+/// `GET /v1/collections/{collection}`: the collection's documents and every derived index of it — applied LSN,
+/// lag, state and its structure as last measured by the engine (an HNSW graph's reachable fraction, orphans,
+/// tombstones, mean degree). Only `default` exists until collections are declared; another name is a 404.
+pub async fn collection(
+    State(s): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(c) = path?;
+    if c != store::derived::DEFAULT_COLLECTION {
+        return Err(ApiError::not_found(format!(
+            "no collection {c:?}: only {:?} exists",
+            store::derived::DEFAULT_COLLECTION
+        )));
+    }
+    let app = s.app.clone();
+    let v = tokio::task::spawn_blocking(move || {
+        let store = app.store();
+        let indexes: Vec<_> = store
+            .derived()
+            .status()
+            .indexes
+            .into_iter()
+            .filter(|i| i.collection == c)
+            .collect();
+        json!({
+            "collection": c,
+            "documents": store.count(),
+            "indexes": indexes,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("collection view: {e}")))?;
+    Ok(Json(v))
+}
+
 /// `GET /health`: 200 when serving, 503 otherwise; JSON with the state. Never waits on a running healing cycle.
 ///
 /// Also states who answers, as `holder`: this process's pid and host, and the `started_us` of the data directory's

@@ -101,6 +101,19 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IndexLabels {
+    collection: String,
+    index: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FigureLabels {
+    collection: String,
+    index: String,
+    figure: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SeverityLabels {
     severity: &'static str,
 }
@@ -145,6 +158,8 @@ pub struct Snapshot {
     pub memory_pressure: bool,
     /// Writes refused for memory pressure since start.
     pub writes_refused_memory: u64,
+    /// Every derived index's status (lag, and its structure as last measured).
+    pub indexes: Vec<store::derived::IndexStatus>,
 }
 
 #[derive(Default)]
@@ -182,6 +197,8 @@ pub struct Metrics {
     memory_limit: Gauge<f64, AtomicU64>,
     memory_pressure: Gauge,
     writes_refused_memory: Gauge,
+    index_lag: Family<IndexLabels, Gauge>,
+    index_structure: Family<FigureLabels, Gauge<f64, AtomicU64>>,
     seen: Mutex<Seen>,
     /// Incidents detected before this (µs since the epoch) belong to an earlier process and are not counted.
     counted_since_us: u64,
@@ -299,6 +316,19 @@ impl Metrics {
         );
         let documents = Gauge::default();
         registry.register("medic_documents", "Documents stored", documents.clone());
+        let index_lag = Family::<IndexLabels, Gauge>::default();
+        registry.register(
+            "medic_index_lag_records",
+            "Log records a derived index has not applied yet",
+            index_lag.clone(),
+        );
+        let index_structure = Family::<FigureLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "medic_index_structure",
+            "A derived index's structure as last measured by derived.structure (e.g. reachable_fraction, orphans, \
+             tombstone_fraction of an HNSW graph)",
+            index_structure.clone(),
+        );
         let read_only = Gauge::default();
         registry.register(
             "medic_store_read_only",
@@ -420,6 +450,8 @@ impl Metrics {
             memory_limit,
             memory_pressure,
             writes_refused_memory,
+            index_lag,
+            index_structure,
             http_requests,
             operation_duration,
             health_state,
@@ -552,6 +584,23 @@ impl Metrics {
         self.memory_pressure.set(i64::from(s.memory_pressure));
         self.writes_refused_memory
             .set(clamp(s.writes_refused_memory));
+        for i in &s.indexes {
+            self.index_lag
+                .get_or_create(&IndexLabels {
+                    collection: i.collection.clone(),
+                    index: i.name.clone(),
+                })
+                .set(clamp(i.lag_records));
+            for (figure, v) in i.structure.iter().flat_map(|st| &st.figures) {
+                self.index_structure
+                    .get_or_create(&FigureLabels {
+                        collection: i.collection.clone(),
+                        index: i.name.clone(),
+                        figure: figure.clone(),
+                    })
+                    .set(*v);
+            }
+        }
         if !s.engine_known {
             return;
         }

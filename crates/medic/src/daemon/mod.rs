@@ -72,6 +72,7 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
             "/v1/collections/{collection}/search",
             post(api::collection_search),
         )
+        .route("/v1/collections/{collection}", get(api::collection))
         .route("/health", get(api::health_shallow))
         .route("/v1/health", get(api::health_tier))
         .route("/v1/status", get(api::status))

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::feed::{FEED_RECORDS_MAX, Feed, FeedItem};
-use super::{Agreement, Change, DEFAULT_COLLECTION, DerivedError, DerivedIndex, Truth};
+use super::{Agreement, Change, DEFAULT_COLLECTION, DerivedError, DerivedIndex, Structure, Truth};
 use crate::codec::{self, KIND_PUT};
 use crate::error::StoreError;
 use crate::store::{RESERVED_ID_PREFIX, Store};
@@ -83,6 +83,10 @@ pub struct IndexStatus {
     pub persists: u64,
     /// Changes refused by the index (named in `last_error`).
     pub refused: u64,
+    /// The index's structure as last measured by the engine's `derived.structure` check (`None`: not measured
+    /// yet, or the index has none worth measuring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<Structure>,
 }
 
 /// The status of every attached index and of the feed.
@@ -131,6 +135,7 @@ struct SlotState {
     rebuilds: u64,
     persists: u64,
     refused: u64,
+    structure: Option<Structure>,
     /// Lag tracking for the engine: an LSN the index had not reached, and since when.
     pub(crate) pending: Option<(u64, Instant)>,
 }
@@ -301,6 +306,7 @@ impl DerivedSet {
                     rebuilds: 0,
                     persists: 0,
                     refused: 0,
+                    structure: None,
                     pending: None,
                 }),
             }));
@@ -400,6 +406,7 @@ impl DerivedSet {
                     rebuilds: st.rebuilds,
                     persists: st.persists,
                     refused: st.refused,
+                    structure: st.structure.clone(),
                 }
             })
             .collect();
@@ -464,6 +471,36 @@ impl DerivedSet {
         }
         let agreement = slot.index.check(&truth).map_err(derived_err)?;
         Ok((truth, agreement))
+    }
+
+    /// Measures index `name`'s structure ([`DerivedIndex::structure`]) with applying held still, and keeps it for
+    /// [`DerivedSet::status`].
+    pub fn structure(&self, collection: &str, name: &str) -> Result<Option<Structure>, StoreError> {
+        let slot = self
+            .slot(collection, name)
+            .ok_or_else(|| not_attached(collection, name))?;
+        let _w = lock(&slot.work);
+        let structure = slot.index.structure();
+        lock(&slot.st).structure.clone_from(&structure);
+        Ok(structure)
+    }
+
+    /// Repairs the structural problem `code` of index `name` in place ([`DerivedIndex::repair_structure`]) and
+    /// measures the structure again; returns what was done. The engine's `derived_restructure` strategy.
+    pub fn repair_structure(
+        &self,
+        collection: &str,
+        name: &str,
+        code: &str,
+    ) -> Result<(String, Option<Structure>), StoreError> {
+        let slot = self
+            .slot(collection, name)
+            .ok_or_else(|| not_attached(collection, name))?;
+        let _w = lock(&slot.work);
+        let done = slot.index.repair_structure(code).map_err(derived_err)?;
+        let structure = slot.index.structure();
+        lock(&slot.st).structure.clone_from(&structure);
+        Ok((done, structure))
     }
 
     /// For the engine's lag check: per index `(collection, name, applied, log, state, seconds behind)`, where

@@ -3,7 +3,10 @@
 //! `stale_derived`), `derived.agreement` (deep: the index against a truth sampled from the table,
 //! [`AGREEMENT_SAMPLE`] ids) and `derived.agreement.scrub` (comprehensive: [`SCRUB_SAMPLE`] ids) → `derived_damaged`;
 //! strategies `derived_catch_up` (replay the log from the index's LSN) and `derived_rebuild` (rebuild from the
-//! table, refused while the store is degraded). The issue's resource is the index directory
+//! table, refused while the store is degraded). `derived.structure` (deep) measures each index's own structure
+//! ([`super::DerivedIndex::structure`]: an HNSW graph's reachability, orphans, entry point, tombstones) and reports
+//! each problem as `derived_structure` (evidence `problem`: the index's code), repaired in place by
+//! `derived_restructure` (validated by measuring again) and, when that fails, by `derived_rebuild`. The issue's resource is the index directory
 //! (`idx/<collection>/<name>`), its evidence names `collection` and `index`.
 
 use std::sync::Arc;
@@ -34,6 +37,8 @@ const VALIDATE_WAIT_MS: u64 = 5_000;
 
 /// The issue code of an index behind the log.
 pub const STALE_DERIVED: &str = "stale_derived";
+/// The issue code of a structural problem of an index (evidence `problem` names which).
+pub const DERIVED_STRUCTURE: &str = "derived_structure";
 /// The issue code of an index that disagrees with the table or whose files are damaged.
 pub const DERIVED_DAMAGED: &str = "derived_damaged";
 
@@ -55,15 +60,16 @@ fn index_issue(
         .evidence("index", name)
 }
 
+fn evidence(issue: &Issue, key: &str) -> Option<String> {
+    issue
+        .evidence
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+}
+
 fn target(issue: &Issue) -> Option<(String, String)> {
-    let get = |k: &str| {
-        issue
-            .evidence
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
-    Some((get("collection")?, get("index")?))
+    Some((evidence(issue, "collection")?, evidence(issue, "index")?))
 }
 
 fn outcome(name: &str, issues: Vec<Issue>, what: String) -> CheckOutcome {
@@ -223,6 +229,57 @@ impl HealthCheck for AgreementCheck {
     }
 }
 
+/// `derived.structure`: see the module doc.
+pub struct StructureCheck {
+    pub(crate) store: Arc<Store>,
+}
+
+impl HealthCheck for StructureCheck {
+    fn name(&self) -> &str {
+        "derived.structure"
+    }
+    fn tier(&self) -> Tier {
+        Tier::Deep
+    }
+    fn run(&self, _ctx: &CheckContext<'_>) -> CheckOutcome {
+        let derived = self.store.derived();
+        let names = derived.names();
+        let mut issues = Vec::new();
+        let mut measured = 0usize;
+        for full in &names {
+            let Some((collection, index)) = full.split_once('/') else {
+                continue;
+            };
+            let problems = match derived.structure(collection, index) {
+                Ok(Some(s)) => {
+                    measured += 1;
+                    s.problems
+                }
+                // Not structured, or detached meanwhile.
+                Ok(None) | Err(_) => continue,
+            };
+            for p in problems {
+                issues.push(
+                    index_issue(
+                        IssueKind::StaleDerived,
+                        DERIVED_STRUCTURE,
+                        collection,
+                        index,
+                        format!("index {collection}/{index}: {}", p.summary),
+                        "derived.structure",
+                    )
+                    .evidence("problem", p.code),
+                );
+            }
+        }
+        outcome(
+            "derived.structure",
+            issues,
+            format!("{measured} index structure(s)"),
+        )
+    }
+}
+
 fn est(duration_us: u64) -> Estimate {
     Estimate {
         duration_us,
@@ -289,6 +346,74 @@ impl RepairStrategy for CatchUp {
     }
 }
 
+/// `derived_restructure`: repairs an index's structural problem in place (an HNSW graph re-linked, its tombstones
+/// compacted); validated by measuring the structure again.
+pub struct Restructure {
+    pub(crate) store: Arc<Store>,
+}
+
+impl Restructure {
+    fn what(issue: &Issue) -> Result<(String, String, String), RepairError> {
+        let (c, n) =
+            target(issue).ok_or_else(|| RepairError::NotApplicable("no index named".into()))?;
+        let p = evidence(issue, "problem")
+            .ok_or_else(|| RepairError::NotApplicable("no structural problem named".into()))?;
+        Ok((c, n, p))
+    }
+}
+
+impl RepairStrategy for Restructure {
+    fn name(&self) -> &str {
+        "derived_restructure"
+    }
+    fn cost(&self) -> RepairCost {
+        RepairCost::InPlace
+    }
+    fn can_repair(&self, issue: &Issue) -> bool {
+        issue.code == DERIVED_STRUCTURE && Self::what(issue).is_ok()
+    }
+    fn estimate(&self, _issue: &Issue) -> Estimate {
+        est(20_000 + self.store.count() as u64 * 2)
+    }
+    fn backup(&self, _issue: &Issue) -> Result<Backup, RepairError> {
+        Ok(Backup {
+            location: "none needed (an index is derived from the table; a failed repair is followed by a rebuild)"
+                .into(),
+            bytes: 0,
+        })
+    }
+    fn repair(&self, issue: &Issue) -> Result<RepairReport, RepairError> {
+        let (c, n, p) = Self::what(issue)?;
+        let (done, _) = self
+            .store
+            .derived()
+            .repair_structure(&c, &n, &p)
+            .map_err(repair_err)?;
+        Ok(RepairReport {
+            actions: vec![format!("index {c}/{n}, {p}: {done}")],
+            data_loss: DataLoss::None,
+        })
+    }
+    fn validate(&self, issue: &Issue) -> Result<(), RepairError> {
+        let (c, n, p) = Self::what(issue)?;
+        let structure = self.store.derived().structure(&c, &n).map_err(repair_err)?;
+        match structure
+            .into_iter()
+            .flat_map(|s| s.problems)
+            .find(|q| q.code == p)
+        {
+            None => Ok(()),
+            Some(q) => Err(RepairError::Validation(format!(
+                "index {c}/{n} still has {p}: {}",
+                q.summary
+            ))),
+        }
+    }
+    fn rollback(&self, _issue: &Issue, _backup: &Backup) -> Result<(), RepairError> {
+        Ok(())
+    }
+}
+
 /// `derived_rebuild`: rebuilds the index from the table (beside the old state: the index swaps in the new one when
 /// it is complete); refused while the store is degraded.
 pub struct Rebuild {
@@ -303,7 +428,8 @@ impl RepairStrategy for Rebuild {
         RepairCost::Rebuild
     }
     fn can_repair(&self, issue: &Issue) -> bool {
-        (issue.code == DERIVED_DAMAGED || issue.code == STALE_DERIVED) && target(issue).is_some()
+        [DERIVED_DAMAGED, STALE_DERIVED, DERIVED_STRUCTURE].contains(&issue.code.as_str())
+            && target(issue).is_some()
     }
     fn estimate(&self, _issue: &Issue) -> Estimate {
         est(100_000 + self.store.count() as u64 * 20)
@@ -379,6 +505,9 @@ pub fn checks(store: &Arc<Store>) -> Vec<Arc<dyn HealthCheck>> {
             scrub: true,
             runs: AtomicU64::new(0),
         }),
+        Arc::new(StructureCheck {
+            store: store.clone(),
+        }),
     ]
 }
 
@@ -386,6 +515,9 @@ pub fn checks(store: &Arc<Store>) -> Vec<Arc<dyn HealthCheck>> {
 pub fn strategies(store: &Arc<Store>) -> Vec<Arc<dyn RepairStrategy>> {
     vec![
         Arc::new(CatchUp {
+            store: store.clone(),
+        }),
+        Arc::new(Restructure {
             store: store.clone(),
         }),
         Arc::new(Rebuild {

@@ -15,7 +15,10 @@
 //! - `applied_lsn` only grows except through `rebuild`, and after `persist` a reopened index reports at least the
 //!   LSN persisted.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::codec::Document;
 
@@ -81,6 +84,26 @@ impl Agreement {
     }
 }
 
+/// A problem of an index's own structure that a targeted repair fixes without a rebuild (an HNSW node no search
+/// reaches, an entry point that is not on the top layer, tombstones past the compaction threshold).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StructureProblem {
+    /// A code the index's [`DerivedIndex::repair_structure`] takes (e.g. `unreachable_nodes`).
+    pub code: String,
+    /// What is wrong, with the figures that show it.
+    pub summary: String,
+}
+
+/// An index's structural health: named figures (for `/v1/collections/{c}`, `/metrics` and the dashboard) and the
+/// problems among them. Indexes without a structure worth measuring report none.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Structure {
+    /// Figure name → value (e.g. `reachable_fraction` → 1.0).
+    pub figures: BTreeMap<String, f64>,
+    /// What is wrong; empty when healthy.
+    pub problems: Vec<StructureProblem>,
+}
+
 /// An index's failure. Never fails a write; it makes the index fall behind (and, when it says so, rebuilt).
 #[derive(Debug, thiserror::Error)]
 pub enum DerivedError {
@@ -141,4 +164,20 @@ pub trait DerivedIndex: Send + Sync {
         docs: &mut dyn Iterator<Item = (Arc<str>, Arc<Document>)>,
         lsn: u64,
     ) -> Result<(), DerivedError>;
+
+    /// Measures the index's own structure (`None`: it has none worth measuring). Runs on the engine's deep tier,
+    /// with applying held still; it must not take much longer than a scan of the index's links.
+    fn structure(&self) -> Option<Structure> {
+        None
+    }
+
+    /// Fixes the structural problem `code` that [`DerivedIndex::structure`] reported, in place (searches go on),
+    /// persists the result and says what was done. An index that cannot fix it answers an error; the engine then
+    /// rebuilds it from the table.
+    fn repair_structure(&self, code: &str) -> Result<String, DerivedError> {
+        Err(DerivedError::Other {
+            index: self.name().to_string(),
+            reason: format!("no structural repair for {code:?}"),
+        })
+    }
 }
