@@ -120,7 +120,10 @@ fn completions_name_the_subcommands() {
     for shell in ["zsh", "fish", "elvish", "powershell"] {
         let o = medic(&["completions", shell], dir.path());
         assert!(o.status.success(), "{shell}: {}", stderr(&o));
-        assert!(stdout(&o).contains("serve"), "{shell} completions lack serve");
+        assert!(
+            stdout(&o).contains("serve"),
+            "{shell} completions lack serve"
+        );
     }
     // An unknown shell is a usage error naming the accepted ones.
     let o = medic(&["completions", "tcsh"], dir.path());
@@ -169,7 +172,10 @@ fn systemd_unit_flags_are_accepted_by_the_cli() {
         assert!(unit.contains(hardening), "the unit lacks {hardening}");
     }
     // The data directory is the one systemd creates (StateDirectory=medic).
-    let data = args.iter().position(|a| a == "--data").map(|i| &args[i + 1]);
+    let data = args
+        .iter()
+        .position(|a| a == "--data")
+        .map(|i| &args[i + 1]);
     assert_eq!(data.map(String::as_str), Some("/var/lib/medic"));
     // clap checks every flag and value before it answers `--help`: an unknown flag or a bad value exits 2.
     let mut with_help: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -213,8 +219,15 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         .output()
         .unwrap();
     let err = stderr(&o);
-    assert!(o.status.success(), "systemd-analyze verify: {:?}\n{err}", o.status);
+    assert!(
+        o.status.success(),
+        "systemd-analyze verify: {:?}\n{err}",
+        o.status
+    );
     // verify exits 0 over unknown keys and values it cannot parse ("ignoring"): any word about the unit fails.
-    let ours: Vec<&str> = err.lines().filter(|l| l.contains("medic.service")).collect();
+    let ours: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("medic.service"))
+        .collect();
     assert!(ours.is_empty(), "systemd-analyze verify:\n{err}");
 }

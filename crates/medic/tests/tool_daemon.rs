@@ -51,13 +51,8 @@ fn log_format_json_writes_one_json_object_per_line() {
         assert!(v["level"].is_string(), "{line}");
         assert!(v["timestamp"].is_string(), "{line}");
     }
-    let serving: Value = serde_json::from_str(
-        lines
-            .iter()
-            .find(|l| l.contains("medic serving"))
-            .unwrap(),
-    )
-    .unwrap();
+    let serving: Value =
+        serde_json::from_str(lines.iter().find(|l| l.contains("medic serving")).unwrap()).unwrap();
     assert_eq!(serving["fields"]["message"], "medic serving");
     assert_eq!(serving["level"], "INFO");
     d.stop();
@@ -71,7 +66,12 @@ fn sighup_reloads_what_can_change_and_keeps_serving() {
     let d = Daemon::start_with(
         &tmp.path().join("data"),
         tmp.path(),
-        &["--listen", "127.0.0.1:0", "--config", config.to_str().unwrap()],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
     );
     assert_eq!(dry_run(&d), Some(false));
 
@@ -121,9 +121,11 @@ fn sighup_reloads_what_can_change_and_keeps_serving() {
     healthy(&d);
     std::fs::write(&config, "[engine]\ndry_run = false\n").unwrap();
     hangup(&d);
-    wait_for("engine.dry_run = false after SIGHUP", RELOAD_TIMEOUT, || {
-        (dry_run(&d) == Some(false)).then_some(())
-    });
+    wait_for(
+        "engine.dry_run = false after SIGHUP",
+        RELOAD_TIMEOUT,
+        || (dry_run(&d) == Some(false)).then_some(()),
+    );
     healthy(&d);
     d.stop();
 }

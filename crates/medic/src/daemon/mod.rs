@@ -463,7 +463,9 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 fn ignore_sigpipe() {
     use tokio::signal::unix::{SignalKind, signal};
     if let Err(e) = signal(SignalKind::pipe()) {
-        tracing::warn!("cannot catch SIGPIPE: a client hanging up mid-answer may end the daemon: {e}");
+        tracing::warn!(
+            "cannot catch SIGPIPE: a client hanging up mid-answer may end the daemon: {e}"
+        );
     }
 }
 

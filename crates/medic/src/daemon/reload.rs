@@ -113,7 +113,9 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
 
 fn is_live(key: &str) -> bool {
     LIVE_KEYS.iter().any(|live| match live.strip_suffix('.') {
-        Some(section) => key.strip_prefix(section).is_some_and(|k| k.starts_with('.')),
+        Some(section) => key
+            .strip_prefix(section)
+            .is_some_and(|k| k.starts_with('.')),
         None => key == *live,
     })
 }
@@ -195,7 +197,12 @@ mod tests {
         new.notify.log = false;
         assert_eq!(
             changed_keys(&old, &new),
-            ["engine.dry_run", "notify.log", "server.listen", "server.token"]
+            [
+                "engine.dry_run",
+                "notify.log",
+                "server.listen",
+                "server.token"
+            ]
         );
     }
 
