@@ -1,5 +1,6 @@
 //! Records the git commit medic is built from (`MEDIC_BUILD_COMMIT`: `medic --version`, `medic_build_info`).
-//! Outside a git checkout (a crate tarball) the commit is "unknown". Uncommitted changes are not detected (asking
+//! Outside a git checkout (a crate tarball, a container build) the commit is `MEDIC_BUILD_COMMIT` from the build's
+//! environment when set (`docker build --build-arg MEDIC_BUILD_COMMIT=...`), else "unknown". Uncommitted changes are not detected (asking
 //! git would refresh its index file and make every build re-run this script).
 
 use std::process::Command;
@@ -13,7 +14,13 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rerun-if-env-changed=MEDIC_BUILD_COMMIT");
+    let given = std::env::var("MEDIC_BUILD_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty() && c != "unknown");
+    let commit = git(&["rev-parse", "--short=12", "HEAD"])
+        .or(given)
+        .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=MEDIC_BUILD_COMMIT={commit}");
     // Rebuild when HEAD moves (a commit, a checkout).
     for path in ["HEAD", "packed-refs"] {

@@ -545,6 +545,11 @@ impl Engine {
         self.notifiers.push(notifier);
     }
 
+    /// Replaces every notifier (the program's configuration was reloaded); later alerts go to these only.
+    pub fn set_notifiers(&mut self, notifiers: Vec<Box<dyn Notifier>>) {
+        self.notifiers = notifiers;
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &EngineConfig {
         &self.config

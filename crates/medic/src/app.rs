@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::Context as _;
 use heal::clock::{Clock, SystemClock, Timestamp, US_PER_MS, US_PER_S};
 use heal::engine::{Engine, IncidentStatus};
+use heal::escalate::Notifier;
 use heal::learn::{IncidentRecord, KnowledgeBase};
 use heal::{HealthState, Subject, Tier};
 use serde::Serialize;
@@ -53,6 +54,39 @@ struct Schedule {
     last_deep_us: Option<Timestamp>,
     last_comprehensive_us: Option<Timestamp>,
     last_prune_us: Option<Timestamp>,
+}
+
+/// The notifiers `notify` asks for, each muted by the operators' `silences`.
+fn notifiers(
+    notify: &crate::config::NotifyConfig,
+    silences: &crate::operators::SilenceSet,
+) -> anyhow::Result<Vec<Box<dyn Notifier>>> {
+    let silenced = |n: Box<dyn Notifier>| -> Box<dyn Notifier> {
+        Box::new(crate::operators::Silenced::new(n, silences.clone()))
+    };
+    let mut out = Vec::new();
+    if notify.log {
+        out.push(silenced(Box::new(crate::notify::LogNotifier)));
+    }
+    if let Some(url) = &notify.webhook_url {
+        let timeout = std::time::Duration::from_millis(notify.webhook_timeout_ms);
+        let ca = match &notify.webhook_ca_file {
+            Some(path) => Some(std::fs::read(path).with_context(|| {
+                format!("notify.webhook_ca_file: cannot read {}", path.display())
+            })?),
+            None => None,
+        };
+        let webhook = crate::notify::WebhookNotifier::new(url, timeout, ca.as_deref())
+            .with_context(|| match &notify.webhook_ca_file {
+                Some(path) => format!(
+                    "starting the webhook notifier for {url} (notify.webhook_ca_file {})",
+                    path.display()
+                ),
+                None => format!("starting the webhook notifier for {url}"),
+            })?;
+        out.push(silenced(Box::new(webhook)));
+    }
+    Ok(out)
 }
 
 /// The store, the engine and the knowledge base, opened together.
@@ -228,29 +262,8 @@ impl App {
         let mut engine = engine;
         // Every notifier is muted by the operators' silences (kept in the knowledge base).
         let silences = crate::operators::SilenceSet::default();
-        let silenced = |n: Box<dyn heal::escalate::Notifier>| {
-            Box::new(crate::operators::Silenced::new(n, silences.clone()))
-        };
-        if config.notify.log {
-            engine.add_notifier(silenced(Box::new(crate::notify::LogNotifier)));
-        }
-        if let Some(url) = &config.notify.webhook_url {
-            let timeout = std::time::Duration::from_millis(config.notify.webhook_timeout_ms);
-            let ca = match &config.notify.webhook_ca_file {
-                Some(path) => Some(std::fs::read(path).with_context(|| {
-                    format!("notify.webhook_ca_file: cannot read {}", path.display())
-                })?),
-                None => None,
-            };
-            let webhook = crate::notify::WebhookNotifier::new(url, timeout, ca.as_deref())
-                .with_context(|| match &config.notify.webhook_ca_file {
-                    Some(path) => format!(
-                        "starting the webhook notifier for {url} (notify.webhook_ca_file {})",
-                        path.display()
-                    ),
-                    None => format!("starting the webhook notifier for {url}"),
-                })?;
-            engine.add_notifier(silenced(Box::new(webhook)));
+        for notifier in notifiers(&config.notify, &silences)? {
+            engine.add_notifier(notifier);
         }
         Ok(App {
             config: config.clone(),
@@ -280,6 +293,19 @@ impl App {
                 .map_err(|e| anyhow::anyhow!("reading silences from the knowledge base: {e}"))?;
             Ok(app)
         })
+    }
+
+    /// Switches the engine's dry-run mode (a configuration reload); waits for a running cycle to end.
+    pub fn set_dry_run(&self, dry_run: bool) {
+        self.engine().set_dry_run(dry_run);
+    }
+
+    /// Replaces the notifiers with those `notify` asks for (a configuration reload). Nothing changes when one cannot
+    /// be built (a CA file that cannot be read, a bad URL): the error says why.
+    pub fn set_notifiers(&self, notify: &crate::config::NotifyConfig) -> anyhow::Result<()> {
+        let fresh = notifiers(notify, &self.silences)?;
+        self.engine().set_notifiers(fresh);
+        Ok(())
     }
 
     /// The time now on the app's clock, µs since the epoch.

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, CommandFactory as _, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
@@ -94,6 +94,10 @@ pub enum Command {
         /// IP:PORT to listen on [default: 127.0.0.1:7878, or server.listen from --config]; port 0 picks one.
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// How the log on stderr is written: text, or one JSON object per line [default: server.log_format from
+        /// --config, else text].
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        log_format: Option<crate::config::LogFormat>,
     },
     /// Show health, store statistics and engine KPIs. Exit 0 healthy, 1 otherwise.
     Status {
@@ -247,12 +251,20 @@ pub enum Command {
         #[command(subcommand)]
         suite: BenchCommand,
     },
-    /// Show the configuration.
+    /// Show the effective configuration (file, defaults and flags together); tokens are shown as "<redacted>".
     Config {
         /// Print the documented default configuration.
         #[arg(long)]
         print_default: bool,
     },
+    /// Print a shell completion script on stdout (`medic completions bash > ~/.local/share/bash-completion/completions/medic`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout (`medic man > ~/.local/share/man/man1/medic.1`).
+    Man,
     #[command(flatten)]
     Operator(operate::OperatorCommand),
 }
@@ -346,6 +358,14 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Writes `bytes` to stdout and flushes.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
 /// Whether `--json` is among arguments clap refused (before a `--` that ends the options).
 fn json_requested(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
     args.take_while(|a| a != "--").any(|a| a == "--json")
@@ -416,16 +436,27 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
     let default = Command::Serve {
         data: DataArg::default(),
         listen: None,
+        log_format: None,
     };
     let command = cli.command.as_ref().unwrap_or(&default);
     match command {
-        Command::Serve { data, listen } => {
-            let mut config = effective_config(cli, Some(data))?;
-            if let Some(l) = listen {
-                config.server.listen = l.clone();
-            }
-            config.validate().map_err(|e| UsageError(e.to_string()))?;
-            crate::daemon::serve(config)?;
+        Command::Serve {
+            data,
+            listen,
+            log_format,
+        } => {
+            // Read the same way again at every SIGHUP: the file, then the command line's values over it.
+            let source = crate::daemon::reload::ConfigSource {
+                path: cli.config.clone(),
+                overrides: crate::daemon::reload::Overrides {
+                    data_dir: data.data.clone().or_else(|| cli.data.clone()),
+                    listen: listen.clone(),
+                    token: cli.token.clone(),
+                    log_format: *log_format,
+                },
+            };
+            let (config, _warnings) = source.load().map_err(|e| UsageError(e.to_string()))?;
+            crate::daemon::serve(config, source)?;
             Ok(EXIT_OK)
         }
         Command::Config { print_default } => {
@@ -434,6 +465,8 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             } else {
                 let config = effective_config(cli, None)?;
                 config.validate().map_err(|e| UsageError(e.to_string()))?;
+                // Tokens never leave through this command: it is what people paste into issues.
+                let config = config.redacted();
                 if out.json {
                     out.json_line(&serde_json::to_value(&config)?);
                 } else {
@@ -443,6 +476,20 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                     );
                 }
             }
+            Ok(EXIT_OK)
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "medic", &mut script);
+            write_stdout(&script).context("writing the completion script")?;
+            Ok(EXIT_OK)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .context("rendering the man page")?;
+            write_stdout(&page).context("writing the man page")?;
             Ok(EXIT_OK)
         }
         Command::Chaos {

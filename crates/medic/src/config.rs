@@ -71,6 +71,19 @@ pub struct ServerConfig {
     /// After SIGTERM/SIGINT, requests in flight get this long to finish; connections still open then are cut and
     /// the store is closed.
     pub shutdown_grace_ms: u64,
+    /// How the daemon writes its log on stderr (`medic serve --log-format` wins).
+    pub log_format: LogFormat,
+}
+
+/// The daemon's log lines on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, `target`), for log collectors.
+    Json,
 }
 
 /// `[http]`: limits of the HTTP API.
@@ -185,6 +198,7 @@ impl Default for ServerConfig {
             memory_limit_bytes: None,
             large_write_bytes_min: 64 * 1024,
             shutdown_grace_ms: 10_000,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -776,6 +790,25 @@ impl Config {
     }
 }
 
+/// What `medic config` prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+impl Config {
+    /// This configuration with every secret replaced by [`REDACTED`]: `server.token` and each operator's token in
+    /// `[http.operators]` (the names stay, they say who may act). What `medic config` prints: a configuration
+    /// shown on a terminal, pasted into an issue or kept in a CI log must not hand out the keys.
+    pub fn redacted(&self) -> Config {
+        let mut shown = self.clone();
+        if shown.server.token.is_some() {
+            shown.server.token = Some(REDACTED.to_string());
+        }
+        for token in shown.http.operators.values_mut() {
+            *token = REDACTED.to_string();
+        }
+        shown
+    }
+}
+
 /// The documented default configuration: every option, its meaning and its default. Parses back to
 /// [`Config::default()`].
 pub fn default_toml() -> String {
@@ -1199,6 +1232,9 @@ large_write_bytes_min = 65536
 # After SIGTERM/SIGINT, requests in flight get this long to finish (0..=600000 ms); connections still open then
 # (a client that never sends the rest of its body, say) are cut, and the store is closed cleanly either way.
 shutdown_grace_ms = 10000
+# The daemon's log on stderr: "text" (a line for people) or "json" (one JSON object per line, for log collectors).
+# `medic serve --log-format` wins over this.
+log_format = "text"
 
 [http]
 # The largest request body accepted, in bytes (1024..=1073741824). Larger bodies get 413.

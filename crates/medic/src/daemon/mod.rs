@@ -6,7 +6,9 @@
 //! writes `<data>/medic.url` ([`url_file`]) so commands given only `--data` find it, serves connections under the
 //! bounds of [`listen`], and stops cleanly on SIGTERM or SIGINT (removing that file): the listener closes, requests
 //! in flight get `server.shutdown_grace_ms` to finish (a put either returns its LSN or an error; one cut at the end
-//! of the grace period was not acknowledged), the loop stops, and the store is closed.
+//! of the grace period was not acknowledged), the loop stops, and the store is closed. SIGHUP reads the configuration
+//! file again and applies what can change at run time ([`reload`]); SIGPIPE is caught, so a client hanging up is an
+//! error on its connection only.
 //!
 //! A request whose `Content-Length` is over `http.request_body_bytes_max` is answered 413 before its body is read.
 
@@ -18,6 +20,7 @@ pub mod error;
 pub mod listen;
 pub mod metrics;
 pub mod operators;
+pub mod reload;
 pub mod url_file;
 
 use std::io::IsTerminal as _;
@@ -36,7 +39,7 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 
 use crate::app::App;
-use crate::config::{Config, is_loopback};
+use crate::config::{Config, LogFormat, is_loopback};
 use api::ApiState;
 
 /// How long `serve` waits at exit for connection tasks to drop their handles on the app.
@@ -200,21 +203,25 @@ async fn count_request(State(s): State<ApiState>, req: Request, next: Next) -> R
     resp
 }
 
-fn init_logging() {
+/// The log on stderr, as `format` asks; `RUST_LOG` filters it (default `info`).
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Another subscriber (set by the CLI or a test) wins; that is fine.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    // Another subscriber (set by the CLI or a test) wins; that is fine.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// Runs the daemon until SIGTERM or SIGINT: validates `config` (refusing a non-loopback listener without a token),
 /// opens the app, listens, prints `http://HOST:PORT` on stdout, runs the healing loop.
-pub fn serve(config: Config) -> anyhow::Result<()> {
-    init_logging();
+pub fn serve(config: Config, source: reload::ConfigSource) -> anyhow::Result<()> {
+    init_logging(config.server.log_format);
     let warnings = config.validate()?;
     for w in &warnings {
         tracing::warn!("{w}");
@@ -230,10 +237,15 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(serve_async(config, addr))
+    rt.block_on(serve_async(config, source, addr))
 }
 
-async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+async fn serve_async(
+    config: Config,
+    source: reload::ConfigSource,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    ignore_sigpipe();
     let open_config = config.clone();
     let data = config.server.data_dir.display().to_string();
     // Recovery verifies every block and replays the log: on a terminal a spinner shows it is working.
@@ -297,6 +309,7 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
         }
     };
     let stop_signal = shutdown_signal();
+    let hangup = install_signal(tokio::signal::unix::SignalKind::hangup(), "SIGHUP");
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "http://{local}").context("writing the address to stdout")?;
@@ -313,6 +326,13 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
     let healing = tokio::spawn(healing_loop(
         state,
         Duration::from_millis(config.checks.shallow_interval_ms),
+        stop_rx.clone(),
+    ));
+    let reloads = tokio::spawn(reload_loop(
+        app.clone(),
+        source,
+        config.clone(),
+        hangup,
         stop_rx,
     ));
 
@@ -334,6 +354,9 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
     app.store().interrupt_checks();
     if let Err(e) = healing.await {
         tracing::warn!("healing loop ended abnormally: {e}");
+    }
+    if let Err(e) = reloads.await {
+        tracing::warn!("configuration reload loop ended abnormally: {e}");
     }
     // Blocking work a request started (a put waiting on fsync) holds the app until it finishes, also when its
     // connection was cut; wait (bounded) for the last handle so the store is closed cleanly rather than dropped.
@@ -387,23 +410,63 @@ async fn healing_loop(
     }
 }
 
+/// Reloads the configuration at every SIGHUP ([`reload`]) until told to stop. One reload at a time; a SIGHUP
+/// arriving during one is taken after it.
+async fn reload_loop(
+    app: Arc<App>,
+    source: reload::ConfigSource,
+    mut running: Config,
+    mut hangup: Option<tokio::signal::unix::Signal>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = received(hangup.as_mut()) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tracing::info!("SIGHUP received: reading the configuration again");
+        reload::on_hangup(&app, &source, &mut running).await;
+    }
+}
+
+/// Installs a handler for `kind` now (the signal's default action no longer applies); `None`, logged, when it
+/// cannot be installed.
+fn install_signal(
+    kind: tokio::signal::unix::SignalKind,
+    name: &str,
+) -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind)
+        .inspect_err(|e| tracing::warn!("cannot listen for {name}: {e}"))
+        .ok()
+}
+
 /// Installs the SIGTERM and SIGINT handlers now (before the URL is printed, so a signal sent as soon as the daemon
 /// is seen never meets the default action and kills it uncleanly) and returns a future that completes at the first
 /// of them.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{Signal, SignalKind, signal};
-    let install = |kind: SignalKind, name: &str| -> Option<Signal> {
-        signal(kind)
-            .inspect_err(|e| tracing::warn!("cannot listen for {name}: {e}"))
-            .ok()
-    };
-    let mut term = install(SignalKind::terminate(), "SIGTERM");
-    let mut int = install(SignalKind::interrupt(), "SIGINT");
+    use tokio::signal::unix::SignalKind;
+    let mut term = install_signal(SignalKind::terminate(), "SIGTERM");
+    let mut int = install_signal(SignalKind::interrupt(), "SIGINT");
     async move {
         tokio::select! {
             () = received(int.as_mut()) => tracing::info!("SIGINT received"),
             () = received(term.as_mut()) => tracing::info!("SIGTERM received"),
         }
+    }
+}
+
+/// Catches SIGPIPE (the binary's `main` restored its default action, which ends the process): a write to a
+/// connection the peer closed — hyper's vectored writes go through `writev`, which raises the signal — is then an
+/// error on that connection only. The handler stays for the process's life after the stream is dropped.
+fn ignore_sigpipe() {
+    use tokio::signal::unix::{SignalKind, signal};
+    if let Err(e) = signal(SignalKind::pipe()) {
+        tracing::warn!(
+            "cannot catch SIGPIPE: a client hanging up mid-answer may end the daemon: {e}"
+        );
     }
 }
 
