@@ -270,6 +270,7 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
         );
     }
     app.attach_indexes()?;
+    app.attach_targets()?;
     for w in crate::operators::start_warnings(&app) {
         tracing::warn!("configuration: {w}");
     }
@@ -334,6 +335,8 @@ async fn serve_async(config: Config, addr: std::net::SocketAddr) -> anyhow::Resu
     if let Err(e) = healing.await {
         tracing::warn!("healing loop ended abnormally: {e}");
     }
+    // The supervised processes stop with the daemon.
+    app.stop_targets();
     // Blocking work a request started (a put waiting on fsync) holds the app until it finishes, also when its
     // connection was cut; wait (bounded) for the last handle so the store is closed cleanly rather than dropped.
     let deadline = tokio::time::Instant::now() + APP_RELEASE_TIMEOUT;
