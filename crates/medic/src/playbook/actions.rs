@@ -3,13 +3,12 @@
 //! each stream), or why it failed.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use heal::check::CheckContext;
-use heal::clock::{Clock as _, SystemClock, US_PER_MS};
+use heal::clock::{Clock as _, SystemClock};
 use heal::issue::Issue;
 use heal::HealthCheck;
 
