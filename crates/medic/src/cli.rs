@@ -438,7 +438,10 @@ fn playbooks_check(out: &Out, config: &Config, dir: &std::path::Path) -> anyhow:
     let catalog = crate::target::catalog(&config.targets);
     let result = crate::playbook::load_dir(dir, &catalog);
     let (valid, errors) = match &result {
-        Ok(p) => (p.iter().map(|p| p.name.clone()).collect::<Vec<_>>(), Vec::new()),
+        Ok(p) => (
+            p.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+            Vec::new(),
+        ),
         Err(e) => (Vec::new(), e.clone()),
     };
     if out.json {
@@ -452,7 +455,12 @@ fn playbooks_check(out: &Out, config: &Config, dir: &std::path::Path) -> anyhow:
             })).collect::<Vec<_>>(),
         }));
     } else if errors.is_empty() {
-        println!("{} playbook{} valid in {}", valid.len(), if valid.len() == 1 { "" } else { "s" }, dir.display());
+        println!(
+            "{} playbook{} valid in {}",
+            valid.len(),
+            if valid.len() == 1 { "" } else { "s" },
+            dir.display()
+        );
         for name in &valid {
             println!("  {name}");
         }
@@ -467,7 +475,11 @@ fn playbooks_check(out: &Out, config: &Config, dir: &std::path::Path) -> anyhow:
             dir.display()
         );
     }
-    Ok(if errors.is_empty() { EXIT_OK } else { EXIT_USAGE })
+    Ok(if errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_USAGE
+    })
 }
 
 /// Runs the parsed command; returns the exit code.

@@ -93,13 +93,21 @@ backoff_ms = 100
     let d = Daemon::start_with(
         &data,
         tmp.path(),
-        &["--listen", "127.0.0.1:0", "--config", config.to_str().unwrap()],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
     );
     let first = wait_for("the worker's pid", Duration::from_secs(20), || {
         read_pid(&pidfile).filter(|p| alive(*p))
     });
     let (_, status) = d.json("GET", "/v1/status", None);
-    assert_eq!(status["targets"]["processes"]["worker"]["pid"], first, "{status}");
+    assert_eq!(
+        status["targets"]["processes"]["worker"]["pid"], first,
+        "{status}"
+    );
 
     kill9(first);
     let second = wait_for("a new worker", Duration::from_secs(30), || {
@@ -110,7 +118,10 @@ backoff_ms = 100
         Duration::from_secs(30),
         || repaired(&d, "process_dead"),
     );
-    assert_eq!(incident["issues"][0]["resource"], "target.worker", "{incident}");
+    assert_eq!(
+        incident["issues"][0]["resource"], "target.worker",
+        "{incident}"
+    );
     let id = incident["id"].as_u64().unwrap();
     let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
     assert!(
@@ -120,9 +131,11 @@ backoff_ms = 100
     assert!(alive(second));
 
     d.stop();
-    wait_for("the worker stopped with medic", Duration::from_secs(10), || {
-        (!alive(second)).then_some(())
-    });
+    wait_for(
+        "the worker stopped with medic",
+        Duration::from_secs(10),
+        || (!alive(second)).then_some(()),
+    );
 }
 
 #[test]
@@ -216,7 +229,12 @@ failures_before_down = 2
     let d = Daemon::start_with(
         &data,
         tmp.path(),
-        &["--listen", "127.0.0.1:0", "--config", config.to_str().unwrap()],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
     );
     let first = read_pid(&pidfile).unwrap();
     // The service fails: it stops answering.
@@ -226,15 +244,24 @@ failures_before_down = 2
         Duration::from_secs(60),
         || repaired(&d, "endpoint_down"),
     );
-    assert_eq!(incident["issues"][0]["resource"], "target.web", "{incident}");
+    assert_eq!(
+        incident["issues"][0]["resource"], "target.web",
+        "{incident}"
+    );
     let second = read_pid(&pidfile).unwrap();
     assert_ne!(first, second, "the playbook started a new service");
     assert!(up().is_some(), "the service answers again");
     let id = incident["id"].as_u64().unwrap();
     let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
     let text = detail.to_string();
-    assert!(text.contains("restart-web"), "the playbook is named: {detail}");
-    assert!(text.contains("exit 0"), "the command's result is recorded: {detail}");
+    assert!(
+        text.contains("restart-web"),
+        "the playbook is named: {detail}"
+    );
+    assert!(
+        text.contains("exit 0"),
+        "the command's result is recorded: {detail}"
+    );
     d.stop();
 }
 
@@ -266,7 +293,11 @@ fn playbooks_check_names_file_and_line_of_each_malformed_playbook() {
     let dir = tmp.path().join("playbooks");
     std::fs::create_dir(&dir).unwrap();
     let files = [
-        ("bad_yaml.yaml", "name: x\ntarget: [web\n", "bad_yaml.yaml:2:"),
+        (
+            "bad_yaml.yaml",
+            "name: x\ntarget: [web\n",
+            "bad_yaml.yaml:2:",
+        ),
         (
             "unknown_action.yaml",
             "name: a\ntarget: web\ntrigger:\n  code: endpoint_down\nsteps:\n  - reboot: now\n",
@@ -316,7 +347,10 @@ fn playbooks_check_names_file_and_line_of_each_malformed_playbook() {
     // The daemon refuses to start on the same directory, naming file and line.
     std::fs::write(
         &config,
-        format!("[playbooks]\ndir = \"{}\"\n{CONFIG_WITH_TARGETS}", dir.display()),
+        format!(
+            "[playbooks]\ndir = \"{}\"\n{CONFIG_WITH_TARGETS}",
+            dir.display()
+        ),
     )
     .unwrap();
     let data = tmp.path().join("data");
@@ -340,7 +374,13 @@ fn playbooks_check_names_file_and_line_of_each_malformed_playbook() {
     let good = tmp.path().join("good");
     std::fs::create_dir(&good).unwrap();
     std::fs::write(good.join("good.yaml"), GOOD).unwrap();
-    let out = medic(&["--config", cfg, "playbooks", "check", good.to_str().unwrap()]);
+    let out = medic(&[
+        "--config",
+        cfg,
+        "playbooks",
+        "check",
+        good.to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("restart-worker"), "{stdout}");
@@ -349,5 +389,8 @@ fn playbooks_check_names_file_and_line_of_each_malformed_playbook() {
     let out = medic(&["playbooks", "--print-default"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("name: rebuild_from_parity") && text.contains("target: store"), "{text}");
+    assert!(
+        text.contains("name: rebuild_from_parity") && text.contains("target: store"),
+        "{text}"
+    );
 }

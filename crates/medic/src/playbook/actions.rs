@@ -7,10 +7,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use heal::HealthCheck;
 use heal::check::CheckContext;
 use heal::clock::{Clock as _, SystemClock};
 use heal::issue::Issue;
-use heal::HealthCheck;
 
 use super::validate::Action;
 use crate::target::process::ProcessTarget;
@@ -47,7 +47,12 @@ impl Tools {
 }
 
 /// Runs `action` for `issue` (playbook `playbook`); the line for the record either way.
-pub fn run(action: &Action, tools: &Tools, playbook: &str, issue: &Issue) -> Result<String, String> {
+pub fn run(
+    action: &Action,
+    tools: &Tools,
+    playbook: &str,
+    issue: &Issue,
+) -> Result<String, String> {
     match action {
         Action::Run {
             argv,
@@ -130,7 +135,10 @@ fn run_command(
             Ok(None) if started.elapsed() >= timeout => {
                 let _killed = child.kill();
                 let _reaped = child.wait();
-                break Err(format!("killed after its timeout of {} ms", timeout.as_millis()));
+                break Err(format!(
+                    "killed after its timeout of {} ms",
+                    timeout.as_millis()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => break Err(format!("cannot wait for it: {e}")),
@@ -188,20 +196,49 @@ mod tests {
     fn a_command_is_bounded_and_its_output_kept() {
         let env = BTreeMap::from([("GREETING".to_string(), "hello".to_string())]);
         let ok = run_command(
-            &["sh".into(), "-c".into(), "echo $GREETING; echo oops >&2".into()],
+            &[
+                "sh".into(),
+                "-c".into(),
+                "echo $GREETING; echo oops >&2".into(),
+            ],
             &env,
             Duration::from_secs(10),
         )
         .unwrap();
-        assert!(ok.contains("exit 0") && ok.contains("stdout: hello") && ok.contains("stderr: oops"), "{ok}");
-        let fail = run_command(&["sh".into(), "-c".into(), "exit 3".into()], &env, Duration::from_secs(10))
-            .unwrap_err();
+        assert!(
+            ok.contains("exit 0") && ok.contains("stdout: hello") && ok.contains("stderr: oops"),
+            "{ok}"
+        );
+        let fail = run_command(
+            &["sh".into(), "-c".into(), "exit 3".into()],
+            &env,
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
         assert!(fail.contains("exit status: 3"), "{fail}");
-        let slow = run_command(&["sleep".into(), "10".into()], &env, Duration::from_millis(200)).unwrap_err();
-        assert!(slow.contains("killed after its timeout of 200 ms"), "{slow}");
-        let big = run_command(&["sh".into(), "-c".into(), "head -c 100000 /dev/zero | tr '\\0' x".into()], &env, Duration::from_secs(10)).unwrap();
+        let slow = run_command(
+            &["sleep".into(), "10".into()],
+            &env,
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(
+            slow.contains("killed after its timeout of 200 ms"),
+            "{slow}"
+        );
+        let big = run_command(
+            &[
+                "sh".into(),
+                "-c".into(),
+                "head -c 100000 /dev/zero | tr '\\0' x".into(),
+            ],
+            &env,
+            Duration::from_secs(10),
+        )
+        .unwrap();
         assert!(big.len() < OUTPUT_BYTES_MAX + 200, "{}", big.len());
-        let missing = run_command(&["/no/such/program".into()], &env, Duration::from_secs(1)).unwrap_err();
+        let missing =
+            run_command(&["/no/such/program".into()], &env, Duration::from_secs(1)).unwrap_err();
         assert!(missing.contains("cannot start"), "{missing}");
     }
 }

@@ -199,7 +199,10 @@ mod tests {
         assert!(!c.holds(&|_| None), "no reading: false");
         let c = Condition::parse("latency_ms>=5 and up == 1 or status != 200").unwrap();
         assert_eq!(c.any_of.len(), 2);
-        assert_eq!(c.metrics().collect::<Vec<_>>(), ["latency_ms", "up", "status"]);
+        assert_eq!(
+            c.metrics().collect::<Vec<_>>(),
+            ["latency_ms", "up", "status"]
+        );
         assert!(c.holds(&|m| match m {
             "status" => Some(500.0),
             _ => Some(0.0),
@@ -221,8 +224,16 @@ mod tests {
             assert!(e.contains(expected), "{text:?}: {e}");
         }
         let long = "a > 1 and ".repeat(30);
-        assert!(Condition::parse(&long).unwrap_err().contains("condition_bytes_max"));
+        assert!(
+            Condition::parse(&long)
+                .unwrap_err()
+                .contains("condition_bytes_max")
+        );
         let many = vec!["a > 1"; 9].join(" and ");
-        assert!(Condition::parse(&many).unwrap_err().contains("condition_terms_max"));
+        assert!(
+            Condition::parse(&many)
+                .unwrap_err()
+                .contains("condition_terms_max")
+        );
     }
 }

@@ -18,7 +18,15 @@ const BUILTIN: &[(&str, &[&str], &str, &str)] = &[
     ),
     (
         "compact",
-        &["disk_space_low", "disk_space_critical", "wal_over_bound", "compaction_failed", "store_poisoned", "file_unreadable", "snapshot_log_disagree"],
+        &[
+            "disk_space_low",
+            "disk_space_critical",
+            "wal_over_bound",
+            "compaction_failed",
+            "store_poisoned",
+            "file_unreadable",
+            "snapshot_log_disagree",
+        ],
         "in_place",
         "write a snapshot of the table and drop the log it covers (not while acknowledged data is lost); also the last resort for damage parity or the mirror cannot undo",
     ),
@@ -74,6 +82,8 @@ mod tests {
         let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(&text).unwrap();
         assert_eq!(docs.len(), 16);
         assert!(docs.iter().all(|d| d["target"] == "store"));
-        assert!(docs.iter().any(|d| d["name"] == "rebuild_from_parity" && d["trigger"]["code"] == "parity_mismatch"));
+        assert!(docs.iter().any(
+            |d| d["name"] == "rebuild_from_parity" && d["trigger"]["code"] == "parity_mismatch"
+        ));
     }
 }

@@ -148,8 +148,16 @@ mod tests {
         assert_eq!(parse_duration_ms("30s"), Ok(30_000));
         assert_eq!(parse_duration_ms("2m"), Ok(120_000));
         assert_eq!(parse_duration_ms("1h"), Ok(3_600_000));
-        assert!(parse_duration_ms("30").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration_ms("30")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_duration_ms("s").unwrap_err().contains("whole number"));
-        assert!(parse_duration_ms("25h").unwrap_err().contains("duration_ms_max"));
+        assert!(
+            parse_duration_ms("25h")
+                .unwrap_err()
+                .contains("duration_ms_max")
+        );
     }
 }

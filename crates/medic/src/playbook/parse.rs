@@ -18,8 +18,7 @@ pub fn files(dir: &Path) -> Result<Vec<PathBuf>, PlaybookError> {
         .map_err(|e| PlaybookError::new(dir, 0, format!("cannot read the directory: {e}")))?;
     let mut out = Vec::new();
     for entry in entries {
-        let entry =
-            entry.map_err(|e| PlaybookError::new(dir, 0, format!("cannot list: {e}")))?;
+        let entry = entry.map_err(|e| PlaybookError::new(dir, 0, format!("cannot list: {e}")))?;
         let path = entry.path();
         let yaml = matches!(
             path.extension().and_then(|e| e.to_str()),
@@ -52,8 +51,8 @@ pub fn read(path: &Path) -> Result<String, PlaybookError> {
             format!("{len} bytes is over playbook_file_bytes_max = {PLAYBOOK_FILE_BYTES_MAX}"),
         ));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| PlaybookError::new(path, 0, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| PlaybookError::new(path, 0, format!("cannot read: {e}")))?;
     String::from_utf8(bytes).map_err(|e| {
         PlaybookError::new(
             path,

@@ -11,10 +11,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use heal::RepairStrategy;
 use heal::clock::US_PER_MS;
 use heal::issue::Issue;
 use heal::repair::{Backup, DataLoss, Estimate, RepairCost, RepairError, RepairReport};
-use heal::RepairStrategy;
 
 use super::actions::{self, Tools};
 use super::validate::{Action, Playbook};
@@ -48,7 +48,11 @@ impl PlaybookStrategy {
         self.runs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn run_steps(&self, steps: &[Action], issue: &Issue) -> Result<Vec<String>, (Vec<String>, String)> {
+    fn run_steps(
+        &self,
+        steps: &[Action],
+        issue: &Issue,
+    ) -> Result<Vec<String>, (Vec<String>, String)> {
         let mut lines = Vec::new();
         for (i, step) in steps.iter().enumerate() {
             match actions::run(step, &self.tools, &self.playbook.name, issue) {
@@ -92,7 +96,11 @@ impl RepairStrategy for PlaybookStrategy {
         Estimate {
             duration_us: steps_ms.saturating_mul(US_PER_MS),
             data_loss: DataLoss::None,
-            risk: if self.playbook.approval_required { 1.0 } else { 0.1 },
+            risk: if self.playbook.approval_required {
+                1.0
+            } else {
+                0.1
+            },
         }
     }
     fn backup(&self, _issue: &Issue) -> Result<Backup, RepairError> {
@@ -117,7 +125,10 @@ impl RepairStrategy for PlaybookStrategy {
             }
         }
         Ok(Backup {
-            location: format!("playbook {}: nothing saved (rollback runs its rollback steps)", p.name),
+            location: format!(
+                "playbook {}: nothing saved (rollback runs its rollback steps)",
+                p.name
+            ),
             bytes: 0,
         })
     }

@@ -143,8 +143,7 @@ fn line<T>(s: &Spanned<T>) -> u64 {
 fn name_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= NAME_BYTES_MAX
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
@@ -270,7 +269,9 @@ pub fn compile(
             if r > VERIFY_RETRIES_MAX {
                 e.at(
                     line(&raw.name),
-                    format!("verify.retries = {r} is over verify_retries_max = {VERIFY_RETRIES_MAX}"),
+                    format!(
+                        "verify.retries = {r} is over verify_retries_max = {VERIFY_RETRIES_MAX}"
+                    ),
                 );
             }
             verify_retries = r.min(VERIFY_RETRIES_MAX);
@@ -426,10 +427,22 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
             e.at(at, "run: the argument list needs a program");
         }
         if argv.len() > RUN_ARGS_MAX {
-            e.at(at, format!("run: {} arguments is over run_args_max = {RUN_ARGS_MAX}", argv.len()));
+            e.at(
+                at,
+                format!(
+                    "run: {} arguments is over run_args_max = {RUN_ARGS_MAX}",
+                    argv.len()
+                ),
+            );
         }
         if s.env.len() > RUN_ENV_MAX {
-            e.at(at, format!("env: {} variables is over run_env_max = {RUN_ENV_MAX}", s.env.len()));
+            e.at(
+                at,
+                format!(
+                    "env: {} variables is over run_env_max = {RUN_ENV_MAX}",
+                    s.env.len()
+                ),
+            );
         }
         let too_long = argv
             .iter()
@@ -448,7 +461,8 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
             timeout_ms,
         }
     } else if let Some(url) = &s.webhook {
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > ARG_BYTES_MAX {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > ARG_BYTES_MAX
+        {
             e.at(at, format!("webhook {url:?}: an http:// or https:// URL"));
         }
         Action::Webhook {
@@ -471,7 +485,10 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
         {
             e.at(
                 at,
-                format!("restart {t:?}: only a process target can be restarted; {t:?} is {}", kind.as_str()),
+                format!(
+                    "restart {t:?}: only a process target can be restarted; {t:?} is {}",
+                    kind.as_str()
+                ),
             );
         }
         Action::Restart {
@@ -540,26 +557,79 @@ dry_run: true
         assert_eq!(p.sustain_ms, 30_000);
         assert_eq!(p.preconditions, ["worker"]);
         assert_eq!(p.steps.len(), 4);
-        assert!(matches!(&p.steps[0], Action::Run { timeout_ms: 20_000, .. }));
-        assert_eq!(p.verify_checks, ["web"], "the target's own check by default");
+        assert!(matches!(
+            &p.steps[0],
+            Action::Run {
+                timeout_ms: 20_000,
+                ..
+            }
+        ));
+        assert_eq!(
+            p.verify_checks,
+            ["web"],
+            "the target's own check by default"
+        );
         assert_eq!((p.verify_wait_ms, p.verify_retries), (1_000, 3));
-        assert_eq!((p.max_attempts, p.cooldown_ms, p.dry_run), (2, 300_000, true));
+        assert_eq!(
+            (p.max_attempts, p.cooldown_ms, p.dry_run),
+            (2, 300_000, true)
+        );
     }
 
     #[test]
     fn each_kind_of_mistake_is_refused_with_its_line() {
         let cases: &[(&str, &str, &str)] = &[
-            ("  - run: [systemctl, restart, web]\n", "  - reboot: now\n", "p.yaml:10: unknown action or option `reboot`"),
-            ("target: web\n", "target: nginx\n", "p.yaml:2: unknown target \"nginx\""),
-            ("target: web\n", "target: store\n", "p.yaml:2: target \"store\": the store's healing is built in"),
-            ("latency_ms > 500", "latency_ms >> 500", "p.yaml:5: condition"),
-            ("latency_ms > 500", "rss_bytes > 500", "p.yaml:5: condition: a http target has no reading \"rss_bytes\""),
-            ("  - restart: worker\n", "  - restart: web\n", "p.yaml:14: restart \"web\": only a process target"),
-            ("  - wait: 2s\n", "  - wait: 2s\n    check: web\n", "p.yaml:13: a step needs exactly one action"),
-            ("  - check: worker\n", "  - check: db\n", "p.yaml:8: unknown target \"db\""),
-            ("    timeout: 20s\n", "    timeout: 20 s\n", "p.yaml:10: timeout: duration"),
+            (
+                "  - run: [systemctl, restart, web]\n",
+                "  - reboot: now\n",
+                "p.yaml:10: unknown action or option `reboot`",
+            ),
+            (
+                "target: web\n",
+                "target: nginx\n",
+                "p.yaml:2: unknown target \"nginx\"",
+            ),
+            (
+                "target: web\n",
+                "target: store\n",
+                "p.yaml:2: target \"store\": the store's healing is built in",
+            ),
+            (
+                "latency_ms > 500",
+                "latency_ms >> 500",
+                "p.yaml:5: condition",
+            ),
+            (
+                "latency_ms > 500",
+                "rss_bytes > 500",
+                "p.yaml:5: condition: a http target has no reading \"rss_bytes\"",
+            ),
+            (
+                "  - restart: worker\n",
+                "  - restart: web\n",
+                "p.yaml:14: restart \"web\": only a process target",
+            ),
+            (
+                "  - wait: 2s\n",
+                "  - wait: 2s\n    check: web\n",
+                "p.yaml:13: a step needs exactly one action",
+            ),
+            (
+                "  - check: worker\n",
+                "  - check: db\n",
+                "p.yaml:8: unknown target \"db\"",
+            ),
+            (
+                "    timeout: 20s\n",
+                "    timeout: 20 s\n",
+                "p.yaml:10: timeout: duration",
+            ),
             ("name: restart-web\n", "name: [a\n", "p.yaml:1:"),
-            ("  code: slow_web\n  condition: latency_ms > 500\n  sustain: 30s\n", "  code: slow_web\n", "p.yaml:4: trigger.code \"slow_web\": a http target never reports it"),
+            (
+                "  code: slow_web\n  condition: latency_ms > 500\n  sustain: 30s\n",
+                "  code: slow_web\n",
+                "p.yaml:4: trigger.code \"slow_web\": a http target never reports it",
+            ),
         ];
         for (from, to, expected) in cases {
             assert!(GOOD.contains(from), "{from}");
