@@ -80,7 +80,7 @@ mod tests {
     fn the_defaults_are_yaml_naming_every_strategy() {
         let text = super::render();
         let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(&text).unwrap();
-        assert_eq!(docs.len(), 16);
+        assert_eq!(docs.len(), 17);
         assert!(docs.iter().all(|d| d["target"] == "store"));
         assert!(docs.iter().any(
             |d| d["name"] == "rebuild_from_parity" && d["trigger"]["code"] == "parity_mismatch"

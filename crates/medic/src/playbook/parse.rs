@@ -74,13 +74,18 @@ pub fn parse(text: &str, file: &Path) -> Result<RawPlaybook, PlaybookError> {
 /// step keys named as actions.
 fn reason(e: &serde_saphyr::Error) -> String {
     let full = e.to_string();
-    let first = full.lines().next().unwrap_or("invalid YAML").trim();
-    let first = match first.find(" at line ") {
-        Some(at) => &first[..at],
-        None => first,
-    };
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    if first.contains("unknown field") && first.contains("`run`") {
+    let mut first = full.lines().next().unwrap_or("invalid YAML").trim();
+    first = first.strip_prefix("error: ").unwrap_or(first);
+    // "line 10 column 5: ..." (the file:line prefix says it already).
+    if first.starts_with("line ")
+        && let Some(colon) = first.find(": ")
+    {
+        first = &first[colon + 2..];
+    }
+    if let Some(at) = first.find(" at line ") {
+        first = &first[..at];
+    }
+    if first.contains("unknown field") && first.contains("expected one of run") {
         let name = first.split('`').nth(1).unwrap_or("?");
         return format!(
             "unknown action or option `{name}`; actions: run, webhook, wait, check, restart; options: timeout, env"
