@@ -621,7 +621,7 @@ dry_run: true
             ),
             (
                 "    timeout: 20s\n",
-                "    timeout: 20 s\n",
+                "    timeout: 20 sec\n",
                 "p.yaml:10: timeout: duration",
             ),
             ("name: restart-web\n", "name: [a\n", "p.yaml:1:"),
