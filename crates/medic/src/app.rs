@@ -337,6 +337,45 @@ impl App {
         &self.store
     }
 
+    /// Loads the playbooks of `[playbooks] dir` (every one checked against `[[targets]]`; any error refuses, naming
+    /// file and line), starts the `[[targets]]` (process targets are spawned) and adds them to what the engine
+    /// watches. The daemon calls it once at start; offline commands never do (they start no process).
+    pub fn attach_targets(&self) -> anyhow::Result<()> {
+        let catalog = crate::target::catalog(&self.config.targets);
+        let playbooks = match &self.config.playbooks.dir {
+            Some(dir) => crate::playbook::load_dir(dir, &catalog).map_err(|errors| {
+                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                anyhow::anyhow!(
+                    "refusing to start: {} invalid playbook{} in {}:\n{}",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" },
+                    dir.display(),
+                    list.join("\n")
+                )
+            })?,
+            None => Vec::new(),
+        };
+        if self.config.targets.is_empty() && playbooks.is_empty() {
+            return Ok(());
+        }
+        let targets = crate::target::Targets::start(&self.config.targets, &playbooks)?;
+        tracing::info!(
+            targets = self.config.targets.len(),
+            playbooks = playbooks.len(),
+            "targets attached"
+        );
+        self.subject
+            .attach_targets(Arc::new(targets))
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// Stops the targets' supervised processes (the daemon stops).
+    pub fn stop_targets(&self) {
+        if let Some(t) = self.subject.targets() {
+            t.stop();
+        }
+    }
+
     /// Attaches the derived indexes the daemon serves from, all of the collection `default`: the exact `flat` vector
     /// index (`idx/default/flat/`, `"exact": true` searches), the `hnsw` vector index (`idx/default/hnsw/`, vector
     /// searches by default) and the `text` index (`idx/default/text/`, full-text searches). The store's
@@ -684,6 +723,7 @@ impl App {
             "breakers": breakers,
             "silences": silences,
             "process": self.process_view(),
+            "targets": self.subject.targets().map(|t| t.status()),
             "probe": self.probe.as_ref().map(|p| {
                 p.last_steps()
                     .into_iter()

@@ -265,8 +265,29 @@ pub enum Command {
     },
     /// Print the manual page (roff) on stdout (`medic man > ~/.local/share/man/man1/medic.1`).
     Man,
+    /// Playbooks (YAML repairs of the [[targets]]): `check DIR` validates a directory against the targets of
+    /// --config without running anything (each error as `file:line: reason`; exit 2 when any is invalid);
+    /// `--print-default` prints the store's built-in repairs as playbooks, for reading.
+    #[command(args_conflicts_with_subcommands = true)]
+    Playbooks {
+        /// Print the store's built-in repair strategies rendered as playbooks.
+        #[arg(long)]
+        print_default: bool,
+        #[command(subcommand)]
+        action: Option<PlaybooksCommand>,
+    },
     #[command(flatten)]
     Operator(operate::OperatorCommand),
+}
+
+/// `medic playbooks ...`.
+#[derive(Debug, Subcommand)]
+pub enum PlaybooksCommand {
+    /// Validate every playbook of DIR (`*.yaml`, `*.yml`) against the configured targets; runs nothing.
+    Check {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
 
 /// `medic bench` suites.
@@ -431,6 +452,56 @@ fn effective_config(cli: &Cli, data: Option<&DataArg>) -> anyhow::Result<Config>
     Ok(config)
 }
 
+/// `medic playbooks check DIR`: every error on its own line as `file:line: reason` (stdout, or one JSON object with
+/// `--json`), exit 2 when any playbook is invalid, 0 when all are valid.
+fn playbooks_check(out: &Out, config: &Config, dir: &std::path::Path) -> anyhow::Result<u8> {
+    let catalog = crate::target::catalog(&config.targets);
+    let result = crate::playbook::load_dir(dir, &catalog);
+    let (valid, errors) = match &result {
+        Ok(p) => (
+            p.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+            Vec::new(),
+        ),
+        Err(e) => (Vec::new(), e.clone()),
+    };
+    if out.json {
+        out.json_line(&serde_json::json!({
+            "valid": errors.is_empty(),
+            "playbooks": valid,
+            "errors": errors.iter().map(|e| serde_json::json!({
+                "file": e.file.display().to_string(),
+                "line": e.line,
+                "reason": e.reason,
+            })).collect::<Vec<_>>(),
+        }));
+    } else if errors.is_empty() {
+        println!(
+            "{} playbook{} valid in {}",
+            valid.len(),
+            if valid.len() == 1 { "" } else { "s" },
+            dir.display()
+        );
+        for name in &valid {
+            println!("  {name}");
+        }
+    } else {
+        for e in &errors {
+            println!("{e}");
+        }
+        eprintln!(
+            "{} error{} in {}: nothing is loaded until every playbook is valid",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            dir.display()
+        );
+    }
+    Ok(if errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_USAGE
+    })
+}
+
 /// Runs the parsed command; returns the exit code.
 pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
     let default = Command::Serve {
@@ -459,6 +530,24 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             crate::daemon::serve(config, source)?;
             Ok(EXIT_OK)
         }
+        Command::Playbooks {
+            print_default,
+            action,
+        } => match action {
+            Some(PlaybooksCommand::Check { dir }) => {
+                let config = load_config(cli)?;
+                config.validate().map_err(|e| UsageError(e.to_string()))?;
+                playbooks_check(out, &config, dir)
+            }
+            None if *print_default => {
+                print!("{}", crate::playbook::defaults::render());
+                Ok(EXIT_OK)
+            }
+            None => Err(UsageError(
+                "medic playbooks: give `check DIR` or `--print-default`".into(),
+            )
+            .into()),
+        },
         Command::Config { print_default } => {
             if *print_default {
                 print!("{}", crate::config::default_toml());

@@ -51,6 +51,19 @@ pub struct Config {
     /// The healing engine: detectors, diagnosis, safety gates (dry-run, approval risk, concurrency, rate limits,
     /// circuit breakers), escalation. Validated by `heal::config::EngineConfig::validate`.
     pub engine: EngineConfig,
+    /// Where playbooks (YAML repairs of the targets) are loaded from.
+    pub playbooks: PlaybooksConfig,
+    /// The services medic watches beside its store (`[[targets]]`), checked by `crate::target::validate`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<crate::target::TargetConfig>,
+}
+
+/// `[playbooks]`: the directory of playbook files (`*.yaml`), loaded and checked when the daemon starts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaybooksConfig {
+    /// The directory; none: no playbooks (a target's issues are escalated, a process target is still restarted).
+    pub dir: Option<PathBuf>,
 }
 
 /// `[server]`: where to listen and where the data lives.
@@ -337,6 +350,9 @@ pub enum ConfigError {
     /// An `[engine]` value is outside its accepted range (the message names key, value and range).
     #[error("config: {0}")]
     Engine(String),
+    /// A `[[targets]]` entry is invalid (the message names the target, key, value and what is accepted).
+    #[error("config: {0}")]
+    Targets(String),
     /// A value is outside its accepted range.
     #[error("config: {key} = {value} is invalid: accepted {accepted}")]
     Invalid {
@@ -716,6 +732,7 @@ impl Config {
                     .into(),
             });
         }
+        crate::target::validate(&self.targets).map_err(ConfigError::Targets)?;
         Ok(warnings)
     }
 }
@@ -1317,6 +1334,35 @@ log = true
 # webhook_ca_file = "/etc/medic/webhook-ca.pem"
 # One webhook POST may take this long (100..=60000 ms).
 webhook_timeout_ms = 5000
+
+[playbooks]
+# A directory of playbooks (*.yaml): repairs of the [[targets]] written as data. Loaded and checked when
+# `medic serve` starts (an invalid one stops the start, naming file and line); `medic playbooks check DIR` checks
+# without running. None by default.
+# dir = "/etc/medic/playbooks"
+
+# Services medic watches beside its store, one [[targets]] table each (none by default). Issues are on the
+# resource `target.NAME`, readings are samples `target.NAME.READING`. See README "Supervising other services".
+# [[targets]]
+# name = "web"                     # a-z, 0-9, `_`, `-`; not `store`
+# kind = "http"                    # probed with GET
+# url = "http://127.0.0.1:8080/health"
+# interval_ms = 5000               # 100..=3600000
+# timeout_ms = 2000                # 1..=10000: the probe holds the engine's cycle at most this long
+# expect_status = 200
+# body_match = "ok"                # optional: text the first 64 KiB of the body contain
+# failures_before_down = 3         # endpoint_down after this many failed probes in a row (1..=100)
+#
+# [[targets]]
+# name = "worker"
+# kind = "process"                 # started and supervised by medic; process_dead when it exits
+# command = ["/usr/local/bin/worker", "--port", "9000"]
+# env = { RUST_LOG = "info" }
+# dir = "/srv/worker"
+# interval_ms = 1000
+# restarts_max = 5                 # restarts within restart_window_ms before medic gives up and escalates
+# restart_window_ms = 600000
+# backoff_ms = 1000                # wait before a restart, doubled per restart in the window (at most 60000)
 "#;
 
 #[cfg(test)]

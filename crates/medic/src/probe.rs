@@ -183,6 +183,8 @@ pub struct MedicSubject {
     probe: Option<Arc<SyntheticProbe>>,
     /// Each repair step bounded by this (the repair watchdog), when set.
     watchdog: Option<(std::time::Duration, crate::watchdog::Abandoned)>,
+    /// The configured targets and their playbooks, once the daemon attached them.
+    targets: std::sync::OnceLock<Arc<crate::target::Targets>>,
 }
 
 impl MedicSubject {
@@ -203,7 +205,20 @@ impl MedicSubject {
             process,
             probe,
             watchdog: None,
+            targets: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Adds the targets (their checks, samples and strategies) to what the engine watches; once.
+    pub fn attach_targets(&self, targets: Arc<crate::target::Targets>) -> Result<(), String> {
+        self.targets
+            .set(targets)
+            .map_err(|_| "targets are already attached".to_string())
+    }
+
+    /// The attached targets, if any.
+    pub fn targets(&self) -> Option<&Arc<crate::target::Targets>> {
+        self.targets.get()
     }
 }
 
@@ -216,10 +231,16 @@ impl Subject for MedicSubject {
         if let Some(p) = &self.probe {
             checks.push(p.clone());
         }
+        if let Some(t) = self.targets.get() {
+            checks.extend(t.checks());
+        }
         checks
     }
     fn strategies(&self) -> Vec<Arc<dyn RepairStrategy>> {
-        let strategies = self.inner.strategies();
+        let mut strategies = self.inner.strategies();
+        if let Some(t) = self.targets.get() {
+            strategies.extend(t.strategies());
+        }
         let Some((timeout, abandoned)) = &self.watchdog else {
             return strategies;
         };
@@ -240,10 +261,17 @@ impl Subject for MedicSubject {
             Ok(r) => out.extend(r.samples(now)),
             Err(e) => tracing::debug!("process readings unavailable: {e}"),
         }
+        if let Some(t) = self.targets.get() {
+            out.extend(t.sample(now));
+        }
         out
     }
     fn drain_issues(&self) -> Vec<Issue> {
-        self.inner.drain_issues()
+        let mut issues = self.inner.drain_issues();
+        if let Some(t) = self.targets.get() {
+            issues.extend(t.drain_issues());
+        }
+        issues
     }
     fn stop_writes(&self, reason: Option<&str>) -> Result<(), String> {
         self.inner.stop_writes(reason)

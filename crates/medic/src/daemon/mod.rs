@@ -283,6 +283,7 @@ async fn serve_async(
         );
     }
     app.attach_indexes()?;
+    app.attach_targets()?;
     for w in crate::operators::start_warnings(&app) {
         tracing::warn!("configuration: {w}");
     }
@@ -358,6 +359,8 @@ async fn serve_async(
     if let Err(e) = reloads.await {
         tracing::warn!("configuration reload loop ended abnormally: {e}");
     }
+    // The supervised processes stop with the daemon.
+    app.stop_targets();
     // Blocking work a request started (a put waiting on fsync) holds the app until it finishes, also when its
     // connection was cut; wait (bounded) for the last handle so the store is closed cleanly rather than dropped.
     let deadline = tokio::time::Instant::now() + APP_RELEASE_TIMEOUT;

@@ -1,0 +1,641 @@
+//! A parsed playbook checked against the configured targets and turned into a [`Playbook`]: every error is kept
+//! (not only the first) with the line of the value it is about. An unknown action, a condition that does not
+//! parse, a step or playbook naming a target that is not configured, the built-in `store` as a target: errors,
+//! never skipped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Spanned;
+
+use super::PlaybookError;
+use super::condition::Condition;
+use super::model::{RawPlaybook, RawStep, parse_duration_ms};
+use crate::target::TargetKind;
+
+/// The configured targets a playbook may name: name → kind.
+pub type TargetCatalog = BTreeMap<String, TargetKind>;
+
+/// The most steps in `steps`, `rollback` or `preconditions`.
+pub const STEPS_MAX: usize = 32;
+/// The most arguments of a `run` step.
+pub const RUN_ARGS_MAX: usize = 64;
+/// The longest argument or environment value, bytes.
+pub const ARG_BYTES_MAX: usize = 4096;
+/// The most environment variables of a `run` step.
+pub const RUN_ENV_MAX: usize = 32;
+/// The longest step timeout or wait, ms (ten minutes).
+pub const STEP_TIMEOUT_MS_MAX: u64 = 10 * 60 * 1_000;
+/// A step's timeout when none is written, ms.
+pub const STEP_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// The most verification retries.
+pub const VERIFY_RETRIES_MAX: u32 = 20;
+/// The most attempts `safety.max_attempts` may allow.
+pub const ATTEMPTS_MAX: u32 = 100;
+/// The longest playbook name or issue code, bytes.
+pub const NAME_BYTES_MAX: usize = 64;
+
+/// One action of the library, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Run a command (no shell): its exit status decides, its output goes into the attempt's record.
+    Run {
+        /// Program and arguments.
+        argv: Vec<String>,
+        /// Extra environment.
+        env: BTreeMap<String, String>,
+        /// Killed after this long, ms.
+        timeout_ms: u64,
+    },
+    /// POST the issue as JSON; a 2xx answer is success.
+    Webhook {
+        /// `http://` or `https://` URL.
+        url: String,
+        /// Time limit, ms.
+        timeout_ms: u64,
+    },
+    /// Wait.
+    Wait {
+        /// How long, ms.
+        ms: u64,
+    },
+    /// Run a target's check; fails when the check fails.
+    Check {
+        /// The target.
+        target: String,
+    },
+    /// Restart a process target.
+    Restart {
+        /// The process target.
+        target: String,
+        /// Time limit for the start, ms.
+        timeout_ms: u64,
+    },
+}
+
+impl Action {
+    /// One line for records: `run ["systemctl", "restart", "web"]`.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Run { argv, .. } => format!("run {argv:?}"),
+            Action::Webhook { url, .. } => format!("webhook {url}"),
+            Action::Wait { ms } => format!("wait {ms} ms"),
+            Action::Check { target } => format!("check {target}"),
+            Action::Restart { target, .. } => format!("restart {target}"),
+        }
+    }
+}
+
+/// A checked playbook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Playbook {
+    /// Its name: the strategy's name.
+    pub name: String,
+    /// The line of `name:`.
+    pub name_line: u64,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The target it repairs.
+    pub target: String,
+    /// The issue code it handles.
+    pub code: String,
+    /// The condition raising `code`, when the playbook has one.
+    pub condition: Option<Condition>,
+    /// How long the condition must hold, ms.
+    pub sustain_ms: u64,
+    /// Targets whose checks must pass before the steps run.
+    pub preconditions: Vec<String>,
+    /// The repair.
+    pub steps: Vec<Action>,
+    /// Targets whose checks confirm the repair (the playbook's target when none is written).
+    pub verify_checks: Vec<String>,
+    /// Wait before each verification try, ms.
+    pub verify_wait_ms: u64,
+    /// Verification tries after the first.
+    pub verify_retries: u32,
+    /// Run when the steps or verification fail.
+    pub rollback: Vec<Action>,
+    /// Runs allowed before the playbook stops offering itself (the incident then escalates).
+    pub max_attempts: u32,
+    /// Whether every run needs an operator's approval.
+    pub approval_required: bool,
+    /// The least time between two runs, ms.
+    pub cooldown_ms: u64,
+    /// Record what would run, run nothing.
+    pub dry_run: bool,
+}
+
+struct Errors<'a> {
+    file: &'a Path,
+    list: Vec<PlaybookError>,
+}
+
+impl Errors<'_> {
+    fn at(&mut self, line: u64, reason: impl Into<String>) {
+        self.list.push(PlaybookError::new(self.file, line, reason));
+    }
+}
+
+fn line<T>(s: &Spanned<T>) -> u64 {
+    s.referenced.line()
+}
+
+fn name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= NAME_BYTES_MAX
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Checks `raw` (from `file`) against `catalog`.
+pub fn compile(
+    raw: RawPlaybook,
+    file: &Path,
+    catalog: &TargetCatalog,
+) -> Result<Playbook, Vec<PlaybookError>> {
+    let mut e = Errors {
+        file,
+        list: Vec::new(),
+    };
+    if !name_ok(&raw.name.value) {
+        e.at(
+            line(&raw.name),
+            format!(
+                "name {:?}: 1..={NAME_BYTES_MAX} letters, digits, `_`, `-` or `.`",
+                raw.name.value
+            ),
+        );
+    }
+    let target = raw.target.value.clone();
+    let kind = target_kind(&mut e, &target, line(&raw.target), catalog);
+
+    // The trigger.
+    let code = raw.trigger.code.value.clone();
+    let code_ok = name_ok(&code) && !code.contains(['-', '.']);
+    if !code_ok {
+        e.at(
+            line(&raw.trigger.code),
+            format!("trigger.code {code:?}: 1..={NAME_BYTES_MAX} letters, digits or `_`"),
+        );
+    }
+    let condition = match &raw.trigger.condition {
+        Some(c) => match Condition::parse(&c.value) {
+            Ok(parsed) => {
+                if let Some(kind) = kind {
+                    for m in parsed.metrics() {
+                        if !kind.readings().contains(&m) {
+                            e.at(
+                                line(c),
+                                format!(
+                                    "condition: a {} target has no reading {m:?}; it has {}",
+                                    kind.as_str(),
+                                    kind.readings().join(", ")
+                                ),
+                            );
+                        }
+                    }
+                }
+                Some(parsed)
+            }
+            Err(reason) => {
+                e.at(line(c), reason);
+                None
+            }
+        },
+        None => {
+            if let Some(kind) = kind
+                && code_ok
+                && !kind.codes().contains(&code.as_str())
+            {
+                e.at(
+                    line(&raw.trigger.code),
+                    format!(
+                        "trigger.code {code:?}: a {} target never reports it (it reports {}); give the trigger a condition to raise it",
+                        kind.as_str(),
+                        kind.codes().join(", ")
+                    ),
+                );
+            }
+            None
+        }
+    };
+    let sustain_ms = match &raw.trigger.sustain {
+        Some(s) if raw.trigger.condition.is_none() => {
+            e.at(line(s), "trigger.sustain needs a trigger.condition");
+            0
+        }
+        Some(s) => duration(&mut e, s, "trigger.sustain"),
+        None => 0,
+    };
+
+    // Preconditions, steps, rollback.
+    let mut preconditions = Vec::new();
+    limit_steps(&mut e, &raw.preconditions, "preconditions");
+    for step in &raw.preconditions {
+        match action(&mut e, step, catalog) {
+            Some(Action::Check { target }) => preconditions.push(target),
+            Some(_) => e.at(line(step), "a precondition is a `check: TARGET` step"),
+            None => {}
+        }
+    }
+    if raw.steps.is_empty() {
+        e.at(line(&raw.name), "steps: a playbook needs at least one step");
+    }
+    limit_steps(&mut e, &raw.steps, "steps");
+    let steps: Vec<Action> = raw
+        .steps
+        .iter()
+        .filter_map(|s| action(&mut e, s, catalog))
+        .collect();
+    limit_steps(&mut e, &raw.rollback, "rollback");
+    let rollback: Vec<Action> = raw
+        .rollback
+        .iter()
+        .filter_map(|s| action(&mut e, s, catalog))
+        .collect();
+
+    // Verification and safety.
+    let (mut verify_checks, mut verify_wait_ms, mut verify_retries) = (Vec::new(), 1_000, 2);
+    if let Some(v) = &raw.verify {
+        for c in &v.checks {
+            if target_kind(&mut e, &c.value, line(c), catalog).is_some() {
+                verify_checks.push(c.value.clone());
+            }
+        }
+        if let Some(w) = &v.wait {
+            verify_wait_ms = duration(&mut e, w, "verify.wait");
+        }
+        if let Some(r) = v.retries {
+            if r > VERIFY_RETRIES_MAX {
+                e.at(
+                    line(&raw.name),
+                    format!(
+                        "verify.retries = {r} is over verify_retries_max = {VERIFY_RETRIES_MAX}"
+                    ),
+                );
+            }
+            verify_retries = r.min(VERIFY_RETRIES_MAX);
+        }
+    }
+    if verify_checks.is_empty() && kind.is_some() {
+        verify_checks.push(target.clone());
+    }
+    let max_attempts = raw.safety.max_attempts.unwrap_or(3);
+    if !(1..=ATTEMPTS_MAX).contains(&max_attempts) {
+        e.at(
+            line(&raw.name),
+            format!("safety.max_attempts = {max_attempts}: accepted 1..={ATTEMPTS_MAX}"),
+        );
+    }
+    let cooldown_ms = raw
+        .safety
+        .cooldown
+        .as_ref()
+        .map(|c| duration(&mut e, c, "safety.cooldown"))
+        .unwrap_or(0);
+
+    if !e.list.is_empty() {
+        return Err(e.list);
+    }
+    Ok(Playbook {
+        name: raw.name.value,
+        name_line: raw.name.referenced.line(),
+        file: file.to_path_buf(),
+        target,
+        code,
+        condition,
+        sustain_ms,
+        preconditions,
+        steps,
+        verify_checks,
+        verify_wait_ms,
+        verify_retries,
+        rollback,
+        max_attempts,
+        approval_required: raw.safety.approval_required,
+        cooldown_ms,
+        dry_run: raw.dry_run,
+    })
+}
+
+fn limit_steps(e: &mut Errors<'_>, steps: &[Spanned<RawStep>], what: &str) {
+    if steps.len() > STEPS_MAX {
+        e.at(
+            line(&steps[STEPS_MAX]),
+            format!("{what}: more than steps_max = {STEPS_MAX} steps"),
+        );
+    }
+}
+
+/// The kind of target `name`, or an error naming the configured ones.
+fn target_kind(
+    e: &mut Errors<'_>,
+    name: &str,
+    at: u64,
+    catalog: &TargetCatalog,
+) -> Option<TargetKind> {
+    if let Some(kind) = catalog.get(name) {
+        return Some(*kind);
+    }
+    if name == "store" {
+        e.at(
+            at,
+            "target \"store\": the store's healing is built in (read it with `medic playbooks --print-default`); playbooks repair configured [[targets]] only",
+        );
+    } else {
+        let known = if catalog.is_empty() {
+            "none is configured".to_string()
+        } else {
+            format!(
+                "configured: {}",
+                catalog.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
+        e.at(
+            at,
+            format!("unknown target {name:?}: not in the configuration's [[targets]] ({known})"),
+        );
+    }
+    None
+}
+
+fn duration(e: &mut Errors<'_>, s: &Spanned<String>, what: &str) -> u64 {
+    match parse_duration_ms(&s.value) {
+        Ok(ms) => ms,
+        Err(reason) => {
+            e.at(line(s), format!("{what}: {reason}"));
+            0
+        }
+    }
+}
+
+fn step_duration(e: &mut Errors<'_>, at: u64, text: &str, what: &str) -> u64 {
+    match parse_duration_ms(text) {
+        Ok(ms) if ms > STEP_TIMEOUT_MS_MAX => {
+            e.at(
+                at,
+                format!("{what} {text:?} is over step_timeout_ms_max = {STEP_TIMEOUT_MS_MAX}"),
+            );
+            0
+        }
+        Ok(ms) => ms,
+        Err(reason) => {
+            e.at(at, format!("{what}: {reason}"));
+            0
+        }
+    }
+}
+
+/// One step checked: exactly one action, options that belong to it, targets that exist.
+fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) -> Option<Action> {
+    let at = line(step);
+    let s = &step.value;
+    let named: Vec<&str> = [
+        ("run", s.run.is_some()),
+        ("webhook", s.webhook.is_some()),
+        ("wait", s.wait.is_some()),
+        ("check", s.check.is_some()),
+        ("restart", s.restart.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(n, on)| on.then_some(n))
+    .collect();
+    if named.len() != 1 {
+        e.at(
+            at,
+            format!(
+                "a step needs exactly one action (run, webhook, wait, check, restart); found {}",
+                if named.is_empty() {
+                    "none".to_string()
+                } else {
+                    named.join(" and ")
+                }
+            ),
+        );
+        return None;
+    }
+    if !s.env.is_empty() && s.run.is_none() {
+        e.at(at, "env applies to a `run` step only");
+    }
+    let timeout_ms = match &s.timeout {
+        Some(t) => step_duration(e, at, t, "timeout"),
+        None => STEP_TIMEOUT_MS_DEFAULT,
+    };
+    let before = e.list.len();
+    let action = if let Some(argv) = &s.run {
+        if argv.is_empty() || argv[0].is_empty() {
+            e.at(at, "run: the argument list needs a program");
+        }
+        if argv.len() > RUN_ARGS_MAX {
+            e.at(
+                at,
+                format!(
+                    "run: {} arguments is over run_args_max = {RUN_ARGS_MAX}",
+                    argv.len()
+                ),
+            );
+        }
+        if s.env.len() > RUN_ENV_MAX {
+            e.at(
+                at,
+                format!(
+                    "env: {} variables is over run_env_max = {RUN_ENV_MAX}",
+                    s.env.len()
+                ),
+            );
+        }
+        let too_long = argv
+            .iter()
+            .chain(s.env.values())
+            .chain(s.env.keys())
+            .any(|a| a.len() > ARG_BYTES_MAX || a.contains('\0'));
+        if too_long {
+            e.at(at, format!("run: an argument or environment entry is over arg_bytes_max = {ARG_BYTES_MAX} bytes or holds a NUL"));
+        }
+        if s.env.keys().any(|k| k.is_empty() || k.contains('=')) {
+            e.at(at, "env: a variable name is empty or holds `=`");
+        }
+        Action::Run {
+            argv: argv.clone(),
+            env: s.env.clone(),
+            timeout_ms,
+        }
+    } else if let Some(url) = &s.webhook {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > ARG_BYTES_MAX
+        {
+            e.at(at, format!("webhook {url:?}: an http:// or https:// URL"));
+        }
+        Action::Webhook {
+            url: url.clone(),
+            timeout_ms,
+        }
+    } else if let Some(w) = &s.wait {
+        if s.timeout.is_some() {
+            e.at(at, "a `wait` step takes no timeout");
+        }
+        Action::Wait {
+            ms: step_duration(e, at, w, "wait"),
+        }
+    } else if let Some(t) = &s.check {
+        target_kind(e, t, at, catalog);
+        Action::Check { target: t.clone() }
+    } else if let Some(t) = &s.restart {
+        if let Some(kind) = target_kind(e, t, at, catalog)
+            && kind != TargetKind::Process
+        {
+            e.at(
+                at,
+                format!(
+                    "restart {t:?}: only a process target can be restarted; {t:?} is {}",
+                    kind.as_str()
+                ),
+            );
+        }
+        Action::Restart {
+            target: t.clone(),
+            timeout_ms,
+        }
+    } else {
+        return None;
+    };
+    (e.list.len() == before).then_some(action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> TargetCatalog {
+        TargetCatalog::from([
+            ("web".to_string(), TargetKind::Http),
+            ("worker".to_string(), TargetKind::Process),
+        ])
+    }
+
+    fn check(text: &str) -> Result<Playbook, Vec<PlaybookError>> {
+        let file = Path::new("p.yaml");
+        let raw = super::super::parse::parse(text, file).map_err(|e| vec![e])?;
+        compile(raw, file, &catalog())
+    }
+
+    fn first_error(text: &str) -> String {
+        check(text).unwrap_err()[0].to_string()
+    }
+
+    const GOOD: &str = "\
+name: restart-web
+target: web
+trigger:
+  code: slow_web
+  condition: latency_ms > 500
+  sustain: 30s
+preconditions:
+  - check: worker
+steps:
+  - run: [systemctl, restart, web]
+    timeout: 20s
+    env: {A: b}
+  - wait: 2s
+  - restart: worker
+  - webhook: http://127.0.0.1:9/hook
+verify:
+  wait: 1s
+  retries: 3
+rollback:
+  - run: [\"true\"]
+safety:
+  max_attempts: 2
+  cooldown: 5m
+dry_run: true
+";
+
+    #[test]
+    fn a_good_playbook_compiles() {
+        let p = check(GOOD).unwrap();
+        assert_eq!(p.name, "restart-web");
+        assert_eq!(p.code, "slow_web");
+        assert_eq!(p.sustain_ms, 30_000);
+        assert_eq!(p.preconditions, ["worker"]);
+        assert_eq!(p.steps.len(), 4);
+        assert!(matches!(
+            &p.steps[0],
+            Action::Run {
+                timeout_ms: 20_000,
+                ..
+            }
+        ));
+        assert_eq!(
+            p.verify_checks,
+            ["web"],
+            "the target's own check by default"
+        );
+        assert_eq!((p.verify_wait_ms, p.verify_retries), (1_000, 3));
+        assert_eq!(
+            (p.max_attempts, p.cooldown_ms, p.dry_run),
+            (2, 300_000, true)
+        );
+    }
+
+    #[test]
+    fn each_kind_of_mistake_is_refused_with_its_line() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "  - run: [systemctl, restart, web]\n",
+                "  - reboot: now\n",
+                "p.yaml:10: unknown action or option `reboot`",
+            ),
+            (
+                "target: web\n",
+                "target: nginx\n",
+                "p.yaml:2: unknown target \"nginx\"",
+            ),
+            (
+                "target: web\n",
+                "target: store\n",
+                "p.yaml:2: target \"store\": the store's healing is built in",
+            ),
+            (
+                "latency_ms > 500",
+                "latency_ms >> 500",
+                "p.yaml:5: condition",
+            ),
+            (
+                "latency_ms > 500",
+                "rss_bytes > 500",
+                "p.yaml:5: condition: a http target has no reading \"rss_bytes\"",
+            ),
+            (
+                "  - restart: worker\n",
+                "  - restart: web\n",
+                "p.yaml:14: restart \"web\": only a process target",
+            ),
+            (
+                "  - wait: 2s\n",
+                "  - wait: 2s\n    check: web\n",
+                "p.yaml:13: a step needs exactly one action",
+            ),
+            (
+                "  - check: worker\n",
+                "  - check: db\n",
+                "p.yaml:8: unknown target \"db\"",
+            ),
+            (
+                "    timeout: 20s\n",
+                "    timeout: 20 sec\n",
+                "p.yaml:10: timeout: duration",
+            ),
+            ("name: restart-web\n", "name: [a\n", "p.yaml:1:"),
+            (
+                "  code: slow_web\n  condition: latency_ms > 500\n  sustain: 30s\n",
+                "  code: slow_web\n",
+                "p.yaml:4: trigger.code \"slow_web\": a http target never reports it",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            assert!(GOOD.contains(from), "{from}");
+            let text = GOOD.replacen(from, to, 1);
+            let e = first_error(&text);
+            assert!(e.starts_with(expected), "{to:?}: got {e}");
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! Targets and playbooks against real components, through the real `medic serve` process: a supervised child killed
+//! with SIGKILL is restarted and its incident closes repaired; a local HTTP service that stops answering is brought
+//! back by a playbook's `run` step; `medic playbooks check` refuses each kind of malformed playbook with file and
+//! line, and `medic serve` refuses to start on one.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+mod support;
+
+use serde_json::Value;
+use support::{Daemon, wait_for};
+
+fn alive(pid: u32) -> bool {
+    // A zombie (killed, not yet reaped) is not alive.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+        .unwrap_or(false)
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn kill9(pid: u32) {
+    let st = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -9 {pid}");
+}
+
+/// Kills the pid in its file when the test ends, however it ends.
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = read_pid(&self.0) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// The incident of `code` closed as automatically repaired, if there is one.
+fn repaired(d: &Daemon, code: &str) -> Option<Value> {
+    let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
+    v["incidents"]
+        .as_array()?
+        .iter()
+        .find(|i| {
+            i["resolution"] == "auto_repaired"
+                && i["issues"]
+                    .as_array()
+                    .is_some_and(|is| is.iter().any(|x| x["code"] == code))
+        })
+        .cloned()
+}
+
+fn medic(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(args)
+        .output()
+        .expect("medic runs")
+}
+
+#[test]
+fn a_killed_process_target_is_restarted_and_its_incident_closes_repaired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pidfile = tmp.path().join("worker.pid");
+    let _cleanup = KillOnDrop(pidfile.clone());
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[checks]
+shallow_interval_ms = 200
+
+[[targets]]
+name = "worker"
+kind = "process"
+command = ["sh", "-c", "echo $$ > {}; exec sleep 600"]
+interval_ms = 200
+restarts_max = 3
+backoff_ms = 100
+"#,
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let d = Daemon::start_with(
+        &data,
+        tmp.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let first = wait_for("the worker's pid", Duration::from_secs(20), || {
+        read_pid(&pidfile).filter(|p| alive(*p))
+    });
+    let (_, status) = d.json("GET", "/v1/status", None);
+    assert_eq!(
+        status["targets"]["processes"]["worker"]["pid"], first,
+        "{status}"
+    );
+
+    kill9(first);
+    let second = wait_for("a new worker", Duration::from_secs(30), || {
+        read_pid(&pidfile).filter(|p| *p != first && alive(*p))
+    });
+    let incident = wait_for(
+        "the process_dead incident closed as repaired",
+        Duration::from_secs(30),
+        || repaired(&d, "process_dead"),
+    );
+    assert_eq!(
+        incident["issues"][0]["resource"], "target.worker",
+        "{incident}"
+    );
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    assert!(
+        detail.to_string().contains("restart_process.worker"),
+        "the strategy is named: {detail}"
+    );
+    assert!(alive(second));
+
+    d.stop();
+    wait_for(
+        "the worker stopped with medic",
+        Duration::from_secs(10),
+        || (!alive(second)).then_some(()),
+    );
+}
+
+#[test]
+fn a_failing_http_service_is_restarted_by_a_playbook() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("python3 not found: skipping the HTTP service test");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let web = tmp.path().join("web");
+    std::fs::create_dir(&web).unwrap();
+    std::fs::write(web.join("health"), "ok\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pidfile = tmp.path().join("web.pid");
+    let _cleanup = KillOnDrop(pidfile.clone());
+    // The service's start script: what an operator's playbook would run (here, a real python3 web server).
+    let script = tmp.path().join("start-web.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nnohup python3 -m http.server {port} --bind 127.0.0.1 --directory {} >/dev/null 2>&1 &\necho $! > {}\n",
+            web.display(),
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let up = || {
+        support::agent()
+            .get(&url)
+            .call()
+            .ok()
+            .filter(|r| r.status() == 200)
+            .map(|_| ())
+    };
+    assert!(Command::new("sh").arg(&script).status().unwrap().success());
+    wait_for("the web service", Duration::from_secs(20), up);
+
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    std::fs::write(
+        playbooks.join("restart-web.yaml"),
+        format!(
+            r#"name: restart-web
+target: web
+trigger:
+  code: endpoint_down
+steps:
+  - run: [sh, {}]
+    timeout: 10s
+  - wait: 500ms
+verify:
+  wait: 500ms
+  retries: 20
+safety:
+  max_attempts: 3
+"#,
+            script.display()
+        ),
+    )
+    .unwrap();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[checks]
+shallow_interval_ms = 200
+
+[playbooks]
+dir = "{}"
+
+[[targets]]
+name = "web"
+kind = "http"
+url = "{url}"
+interval_ms = 200
+timeout_ms = 1000
+body_match = "ok"
+failures_before_down = 2
+"#,
+            playbooks.display()
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let d = Daemon::start_with(
+        &data,
+        tmp.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let first = read_pid(&pidfile).unwrap();
+    // The service fails: it stops answering.
+    kill9(first);
+    let incident = wait_for(
+        "the endpoint_down incident closed as repaired",
+        Duration::from_secs(60),
+        || repaired(&d, "endpoint_down"),
+    );
+    assert_eq!(
+        incident["issues"][0]["resource"], "target.web",
+        "{incident}"
+    );
+    let second = read_pid(&pidfile).unwrap();
+    assert_ne!(first, second, "the playbook started a new service");
+    assert!(up().is_some(), "the service answers again");
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("restart-web"),
+        "the playbook is named: {detail}"
+    );
+    assert!(
+        text.contains("exit 0"),
+        "the command's result is recorded: {detail}"
+    );
+    d.stop();
+}
+
+const CONFIG_WITH_TARGETS: &str = r#"
+[[targets]]
+name = "web"
+kind = "http"
+url = "http://127.0.0.1:9/health"
+
+[[targets]]
+name = "worker"
+kind = "process"
+command = ["sleep", "600"]
+"#;
+
+const GOOD: &str = "name: restart-worker
+target: worker
+trigger:
+  code: process_dead
+steps:
+  - restart: worker
+";
+
+#[test]
+fn playbooks_check_names_file_and_line_of_each_malformed_playbook() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(&config, CONFIG_WITH_TARGETS).unwrap();
+    let dir = tmp.path().join("playbooks");
+    std::fs::create_dir(&dir).unwrap();
+    let files = [
+        (
+            "bad_yaml.yaml",
+            "name: x\ntarget: [web\n",
+            "bad_yaml.yaml:2:",
+        ),
+        (
+            "unknown_action.yaml",
+            "name: a\ntarget: web\ntrigger:\n  code: endpoint_down\nsteps:\n  - reboot: now\n",
+            "unknown_action.yaml:6: unknown action or option `reboot`",
+        ),
+        (
+            "unknown_target.yaml",
+            "name: b\ntarget: nginx\ntrigger:\n  code: endpoint_down\nsteps:\n  - wait: 1s\n",
+            "unknown_target.yaml:2: unknown target \"nginx\"",
+        ),
+        (
+            "bad_condition.yaml",
+            "name: c\ntarget: web\ntrigger:\n  code: slow\n  condition: latency_ms >>> 5\nsteps:\n  - wait: 1s\n",
+            "bad_condition.yaml:5: condition",
+        ),
+        (
+            "step_target.yaml",
+            "name: d\ntarget: web\ntrigger:\n  code: endpoint_down\nsteps:\n  - wait: 1s\n  - check: db\n",
+            "step_target.yaml:7: unknown target \"db\"",
+        ),
+        (
+            "store.yaml",
+            "name: e\ntarget: store\ntrigger:\n  code: torn_tail\nsteps:\n  - wait: 1s\n",
+            "store.yaml:2: target \"store\": the store's healing is built in",
+        ),
+        ("good.yaml", GOOD, ""),
+    ];
+    for (name, text, _) in &files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let cfg = config.to_str().unwrap();
+    let out = medic(&["--config", cfg, "playbooks", "check", dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    for (name, _, expected) in &files {
+        if expected.is_empty() {
+            assert!(!stdout.contains(name), "{name} is valid: {stdout}");
+            continue;
+        }
+        let want = format!("{}/{expected}", dir.display());
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&want)),
+            "expected a line starting {want:?} in:\n{stdout}"
+        );
+    }
+
+    // The daemon refuses to start on the same directory, naming file and line.
+    std::fs::write(
+        &config,
+        format!(
+            "[playbooks]\ndir = \"{}\"\n{CONFIG_WITH_TARGETS}",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let serve = medic(&[
+        "--config",
+        cfg,
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(!serve.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("unknown_target.yaml:2: unknown target"),
+        "{stderr}"
+    );
+
+    // A directory of valid playbooks: exit 0, each named.
+    let good = tmp.path().join("good");
+    std::fs::create_dir(&good).unwrap();
+    std::fs::write(good.join("good.yaml"), GOOD).unwrap();
+    let out = medic(&[
+        "--config",
+        cfg,
+        "playbooks",
+        "check",
+        good.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("restart-worker"), "{stdout}");
+
+    // The store's built-in repairs, as playbooks.
+    let out = medic(&["playbooks", "--print-default"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("name: rebuild_from_parity") && text.contains("target: store"),
+        "{text}"
+    );
+}
