@@ -1,0 +1,418 @@
+//! Targets: services around medic that its engine watches beside the store, configured as `[[targets]]`.
+//!
+//! Each target is a `heal::Subject` of its own ([`http::HttpTarget`], [`process::ProcessTarget`]); [`Targets`]
+//! joins them, with the playbooks' strategies, into the one subject the daemon adds to the store's. Their issues
+//! are on the resource `target.<name>` and their readings are samples named `target.<name>.<reading>`. A target
+//! issue no playbook (nor a process target's built-in restart) repairs has no strategy, so the engine escalates it.
+//!
+//! The engine's seams are all a new kind needs: a check reporting issue codes, samples, strategies. A Kubernetes
+//! target (rollout restart, scale, undo of a Deployment) would be one more kind here and one more action in the
+//! playbook library; nothing in `heal` changes.
+
+pub mod http;
+pub mod process;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use heal::clock::Timestamp;
+use heal::issue::{Issue, IssueKind};
+use heal::{HealthCheck, RepairStrategy, Sample, Subject};
+use serde::{Deserialize, Serialize};
+
+use crate::playbook::{Condition, Playbook, PlaybookStrategy, TargetCatalog};
+
+/// The most targets configured.
+pub const TARGETS_MAX: usize = 64;
+/// The longest interval or timeout of a target, ms (one hour).
+pub const TARGET_MS_MAX: u64 = 3_600_000;
+/// The longest probe timeout, ms: a probe runs inside the engine's cycle and holds it at most this long.
+pub const PROBE_TIMEOUT_MS_MAX: u64 = 10_000;
+
+/// What a target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// An HTTP(S) endpoint probed on a schedule.
+    #[default]
+    Http,
+    /// A command medic starts and supervises.
+    Process,
+}
+
+impl TargetKind {
+    /// Its name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Http => "http",
+            TargetKind::Process => "process",
+        }
+    }
+
+    /// The issue codes its check reports.
+    pub fn codes(self) -> &'static [&'static str] {
+        match self {
+            TargetKind::Http => &["endpoint_down"],
+            TargetKind::Process => &["process_dead"],
+        }
+    }
+
+    /// The readings a trigger condition may name (samples `target.<name>.<reading>`).
+    pub fn readings(self) -> &'static [&'static str] {
+        match self {
+            TargetKind::Http => &["latency_ms", "status", "up", "consecutive_failures"],
+            TargetKind::Process => &[
+                "up",
+                "rss_bytes",
+                "cpu_seconds",
+                "fds",
+                "threads",
+                "restarts",
+            ],
+        }
+    }
+}
+
+/// `[[targets]]`: one service medic watches. Fields apply by kind (the others must stay unset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetConfig {
+    /// A unique name (`[a-z0-9_-]`, not `store`): issues are on `target.<name>`.
+    pub name: String,
+    /// `http` or `process`.
+    pub kind: TargetKind,
+    /// How often the check runs, ms.
+    pub interval_ms: u64,
+    /// http: the URL probed with GET.
+    pub url: Option<String>,
+    /// http: the probe's time limit, ms (at most 10 000: the probe holds the engine's cycle).
+    pub timeout_ms: u64,
+    /// http: the status a healthy answer has.
+    pub expect_status: u16,
+    /// http: text a healthy answer's body contains (the first 64 KiB are read).
+    pub body_match: Option<String>,
+    /// http: consecutive failed probes before `endpoint_down` is reported.
+    pub failures_before_down: u32,
+    /// process: the program and its arguments (no shell).
+    pub command: Vec<String>,
+    /// process: extra environment.
+    pub env: BTreeMap<String, String>,
+    /// process: its working directory.
+    pub dir: Option<PathBuf>,
+    /// process: restarts allowed within `restart_window_ms`; one more and medic gives up and escalates.
+    pub restarts_max: u32,
+    /// process: the window restarts are counted in, ms.
+    pub restart_window_ms: u64,
+    /// process: the wait before a restart, doubled for each restart in the window (at most a minute), ms.
+    pub backoff_ms: u64,
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            kind: TargetKind::Http,
+            interval_ms: 5_000,
+            url: None,
+            timeout_ms: 2_000,
+            expect_status: 200,
+            body_match: None,
+            failures_before_down: 3,
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            dir: None,
+            restarts_max: 5,
+            restart_window_ms: 600_000,
+            backoff_ms: 1_000,
+        }
+    }
+}
+
+/// Checks every target's fields; the error names the target, key, value and what is accepted.
+pub fn validate(targets: &[TargetConfig]) -> Result<(), String> {
+    if targets.len() > TARGETS_MAX {
+        return Err(format!(
+            "targets: {} targets is over targets_max = {TARGETS_MAX}",
+            targets.len()
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for t in targets {
+        let n = &t.name;
+        let bad = |key: &str, value: String, accepted: &str| {
+            Err(format!(
+                "targets[{n:?}].{key} = {value}: accepted {accepted}"
+            ))
+        };
+        if n.is_empty()
+            || n.len() > 64
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
+            return bad("name", format!("{n:?}"), "1..=64 of a-z, 0-9, `_`, `-`");
+        }
+        if n == "store" {
+            return bad(
+                "name",
+                "\"store\"".into(),
+                "any name but `store` (the store is built in)",
+            );
+        }
+        if !seen.insert(n.clone()) {
+            return bad("name", format!("{n:?}"), "a name no other target has");
+        }
+        if !(100..=TARGET_MS_MAX).contains(&t.interval_ms) {
+            return bad(
+                "interval_ms",
+                t.interval_ms.to_string(),
+                &format!("100..={TARGET_MS_MAX}"),
+            );
+        }
+        match t.kind {
+            TargetKind::Http => {
+                let url = t.url.as_deref().unwrap_or("");
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 4096
+                {
+                    return bad("url", format!("{url:?}"), "an http:// or https:// URL");
+                }
+                if !(1..=PROBE_TIMEOUT_MS_MAX).contains(&t.timeout_ms) {
+                    return bad(
+                        "timeout_ms",
+                        t.timeout_ms.to_string(),
+                        &format!("1..={PROBE_TIMEOUT_MS_MAX} (probe_timeout_ms_max)"),
+                    );
+                }
+                if !(100..=599).contains(&t.expect_status) {
+                    return bad("expect_status", t.expect_status.to_string(), "100..=599");
+                }
+                if !(1..=100).contains(&t.failures_before_down) {
+                    return bad(
+                        "failures_before_down",
+                        t.failures_before_down.to_string(),
+                        "1..=100",
+                    );
+                }
+                if !t.command.is_empty() || t.dir.is_some() || !t.env.is_empty() {
+                    return bad(
+                        "command",
+                        format!("{:?}", t.command),
+                        "nothing for an http target (command, env, dir are for kind = \"process\")",
+                    );
+                }
+            }
+            TargetKind::Process => {
+                if t.command.is_empty() || t.command[0].is_empty() || t.command.len() > 64 {
+                    return bad(
+                        "command",
+                        format!("{:?}", t.command),
+                        "a program and up to 63 arguments, e.g. [\"/usr/bin/worker\", \"--port\", \"9000\"]",
+                    );
+                }
+                if t.url.is_some() || t.body_match.is_some() {
+                    return bad(
+                        "url",
+                        format!("{:?}", t.url),
+                        "nothing for a process target (url, body_match are for kind = \"http\")",
+                    );
+                }
+                if !(1..=1_000).contains(&t.restarts_max) {
+                    return bad("restarts_max", t.restarts_max.to_string(), "1..=1000");
+                }
+                if !(1_000..=86_400_000).contains(&t.restart_window_ms) {
+                    return bad(
+                        "restart_window_ms",
+                        t.restart_window_ms.to_string(),
+                        "1000..=86400000",
+                    );
+                }
+                if t.backoff_ms > 60_000 {
+                    return bad("backoff_ms", t.backoff_ms.to_string(), "0..=60000");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The configured targets by name and kind, for checking playbooks.
+pub fn catalog(targets: &[TargetConfig]) -> TargetCatalog {
+    targets.iter().map(|t| (t.name.clone(), t.kind)).collect()
+}
+
+/// A condition of a playbook's trigger, evaluated by its target's check over its readings.
+pub struct ConditionTrigger {
+    /// The issue code raised.
+    pub code: String,
+    /// The condition.
+    pub condition: Condition,
+    /// How long it must hold, ms.
+    pub sustain_ms: u64,
+    /// Since when it holds.
+    since: Mutex<Option<Instant>>,
+}
+
+impl ConditionTrigger {
+    /// A trigger for `playbook`'s condition, if it has one.
+    pub fn of(playbook: &Playbook) -> Option<ConditionTrigger> {
+        Some(ConditionTrigger {
+            code: playbook.code.clone(),
+            condition: playbook.condition.clone()?,
+            sustain_ms: playbook.sustain_ms,
+            since: Mutex::new(None),
+        })
+    }
+
+    /// The issue when the condition has held for `sustain_ms` over `readings`.
+    pub fn judge(
+        &self,
+        target: &str,
+        readings: &BTreeMap<&'static str, f64>,
+        source: &str,
+        now: Timestamp,
+    ) -> Option<Issue> {
+        let holds = self.condition.holds(&|m| readings.get(m).copied());
+        let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
+        if !holds {
+            *since = None;
+            return None;
+        }
+        let start = *since.get_or_insert_with(Instant::now);
+        let held_ms = start.elapsed().as_millis() as u64;
+        if held_ms < self.sustain_ms {
+            return None;
+        }
+        let mut issue = Issue::new(
+            IssueKind::CheckFailed,
+            self.code.clone(),
+            resource(target),
+            format!(
+                "target {target}: {} for {held_ms} ms (sustain {} ms)",
+                self.condition.text, self.sustain_ms
+            ),
+            source,
+            now,
+        );
+        issue.score = 1.0;
+        issue.evidence = readings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Some(issue)
+    }
+}
+
+/// The resource of target `name`'s issues.
+pub fn resource(name: &str) -> String {
+    format!("target.{name}")
+}
+
+/// Every configured target and the playbooks repairing them, as one subject.
+pub struct Targets {
+    subjects: Vec<Arc<dyn Subject>>,
+    processes: BTreeMap<String, Arc<process::ProcessTarget>>,
+    strategies: Vec<Arc<dyn RepairStrategy>>,
+}
+
+impl Targets {
+    /// Builds the targets of `configs` (starting the process targets) with `playbooks` as their repairs.
+    pub fn start(configs: &[TargetConfig], playbooks: &[Playbook]) -> anyhow::Result<Targets> {
+        let triggers = |name: &str| -> Vec<ConditionTrigger> {
+            playbooks
+                .iter()
+                .filter(|p| p.target == name)
+                .filter_map(ConditionTrigger::of)
+                .collect()
+        };
+        let mut subjects: Vec<Arc<dyn Subject>> = Vec::new();
+        let mut checks: BTreeMap<String, Arc<dyn HealthCheck>> = BTreeMap::new();
+        let mut processes = BTreeMap::new();
+        let mut builtin: Vec<Arc<dyn RepairStrategy>> = Vec::new();
+        for c in configs {
+            match c.kind {
+                TargetKind::Http => {
+                    let t = Arc::new(http::HttpTarget::new(c.clone(), triggers(&c.name)));
+                    checks.insert(c.name.clone(), t.check());
+                    subjects.push(t);
+                }
+                TargetKind::Process => {
+                    let t = Arc::new(process::ProcessTarget::new(c.clone(), triggers(&c.name)));
+                    t.start()
+                        .map_err(|e| anyhow::anyhow!("target {}: {e}", c.name))?;
+                    checks.insert(c.name.clone(), t.check());
+                    // A playbook for `process_dead` replaces the built-in restart.
+                    let overridden = playbooks
+                        .iter()
+                        .any(|p| p.target == c.name && p.code == "process_dead");
+                    if !overridden {
+                        builtin.push(Arc::new(process::RestartStrategy::new(t.clone())));
+                    }
+                    processes.insert(c.name.clone(), t.clone());
+                    subjects.push(t);
+                }
+            }
+        }
+        let tools = Arc::new(crate::playbook::actions::Tools {
+            checks,
+            processes: processes.clone(),
+        });
+        let mut strategies: Vec<Arc<dyn RepairStrategy>> = playbooks
+            .iter()
+            .map(|p| {
+                Arc::new(PlaybookStrategy::new(p.clone(), tools.clone())) as Arc<dyn RepairStrategy>
+            })
+            .collect();
+        strategies.extend(builtin);
+        Ok(Targets {
+            subjects,
+            processes,
+            strategies,
+        })
+    }
+
+    /// Stops the supervised processes (at the daemon's stop).
+    pub fn stop(&self) {
+        for p in self.processes.values() {
+            p.stop();
+        }
+    }
+
+    /// Each target's state for `/v1/status`.
+    pub fn status(&self) -> serde_json::Value {
+        let processes: serde_json::Map<String, serde_json::Value> = self
+            .processes
+            .iter()
+            .map(|(n, p)| (n.clone(), p.status()))
+            .collect();
+        serde_json::json!({ "processes": processes })
+    }
+}
+
+impl Drop for Targets {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Subject for Targets {
+    fn name(&self) -> &str {
+        "targets"
+    }
+    fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        self.subjects.iter().flat_map(|s| s.checks()).collect()
+    }
+    fn strategies(&self) -> Vec<Arc<dyn RepairStrategy>> {
+        self.strategies.clone()
+    }
+    fn sample(&self, now: Timestamp) -> Vec<Sample> {
+        self.subjects.iter().flat_map(|s| s.sample(now)).collect()
+    }
+    fn drain_issues(&self) -> Vec<Issue> {
+        self.subjects
+            .iter()
+            .flat_map(|s| s.drain_issues())
+            .collect()
+    }
+}
