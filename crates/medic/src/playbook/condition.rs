@@ -229,7 +229,7 @@ mod tests {
                 .unwrap_err()
                 .contains("condition_bytes_max")
         );
-        let many = vec!["a > 1"; 9].join(" and ");
+        let many = ["a > 1"; 9].join(" and ");
         assert!(
             Condition::parse(&many)
                 .unwrap_err()
