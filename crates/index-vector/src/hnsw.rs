@@ -129,6 +129,9 @@ pub struct HnswIndex {
     persisted: AtomicU64,
     pool: Mutex<Vec<Visited>>,
     opened: OpenReport,
+    /// The applied LSN at the last [`DerivedIndex::structure`] measurement (reachability is judged only when no
+    /// change arrived since: see [`structure_of`]).
+    measured_lsn: AtomicU64,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -189,6 +192,7 @@ impl HnswIndex {
         };
         let applied = graph.applied_lsn;
         Ok(HnswIndex {
+            measured_lsn: AtomicU64::new(u64::MAX),
             collection: collection.to_string(),
             opened: OpenReport {
                 path,
@@ -714,8 +718,14 @@ impl DerivedIndex for HnswIndex {
     }
 
     fn structure(&self) -> Option<Structure> {
-        let h = health::structure(&self.read());
-        Some(structure_of(&h, self.params.compact_tombstone_fraction))
+        let g = self.read();
+        let h = health::structure(&g);
+        let settled = self.measured_lsn.swap(g.applied_lsn, Ordering::AcqRel) == g.applied_lsn;
+        Some(structure_of(
+            &h,
+            self.params.compact_tombstone_fraction,
+            settled,
+        ))
     }
 
     fn repair_structure(&self, code: &str) -> Result<String, DerivedError> {
@@ -767,8 +777,17 @@ impl DerivedIndex for HnswIndex {
     }
 }
 
+/// Unreachable live nodes tolerated before `unreachable_nodes` is a problem, as a fraction of the live ones.
+pub const UNREACHABLE_FRACTION_MAX: f64 = 0.01;
+
 /// The figures and problems the engine sees of a graph's health `h` (see [`DerivedIndex::structure`]).
-fn structure_of(h: &HnswHealth, compact_fraction: f64) -> Structure {
+///
+/// Reachability is a problem only when the graph is `settled` (no change applied since the previous measurement)
+/// and more than [`UNREACHABLE_FRACTION_MAX`] of the live nodes are unreachable. Insertion itself disconnects nodes
+/// where vectors are near-duplicates (the selection heuristic prunes links among them: 80% of 20,000 vectors
+/// `[i, 1, i % 3]` under cosine unreachable after plain inserts); judged while writes go on, every deep run would
+/// open an incident that the next writes reopen. Measured once the writes pause, a re-link holds until they resume.
+fn structure_of(h: &HnswHealth, compact_fraction: f64, settled: bool) -> Structure {
     let mut s = Structure::default();
     let figures = [
         ("nodes", h.nodes as f64),
@@ -798,13 +817,22 @@ fn structure_of(h: &HnswHealth, compact_fraction: f64) -> Structure {
             ),
         });
     }
-    if h.unreachable > 0 || h.orphans > 0 {
+    let unreachable_fraction = if h.live == 0 {
+        0.0
+    } else {
+        h.unreachable as f64 / h.live as f64
+    };
+    if settled && unreachable_fraction > UNREACHABLE_FRACTION_MAX {
         s.problems.push(StructureProblem {
             code: UNREACHABLE_NODES.into(),
             summary: format!(
-                "{} of {} live HNSW nodes are unreachable from the entry point and {} have no incoming layer-0 \
-                 link (reachable fraction {:.4}): searches cannot return them",
-                h.unreachable, h.live, h.orphans, h.reachable_fraction
+                "{} of {} live HNSW nodes are unreachable from the entry point (reachable fraction {:.4}, tolerated \
+                 {:.2}; {} with no incoming layer-0 link): searches cannot return them",
+                h.unreachable,
+                h.live,
+                h.reachable_fraction,
+                1.0 - UNREACHABLE_FRACTION_MAX,
+                h.orphans
             ),
         });
     }

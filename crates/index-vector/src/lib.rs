@@ -27,7 +27,7 @@ pub mod flat_names {
 pub use health::{HealthOptions, HnswHealth, LevelCount};
 pub use hnsw::{
     APPLY_CHUNK, ENTRY_POINT, Hit, HnswIndex, NAME, OpenError, OpenReport, RELINK_BUDGET,
-    RepairReport, SearchError, TOMBSTONES, UNREACHABLE_NODES,
+    RepairReport, SearchError, TOMBSTONES, UNREACHABLE_FRACTION_MAX, UNREACHABLE_NODES,
 };
 pub use ivf::{IvfHealth, IvfIndex, IvfParams};
 pub use params::{
