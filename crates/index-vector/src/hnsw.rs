@@ -784,7 +784,7 @@ pub const UNREACHABLE_FRACTION_MAX: f64 = 0.01;
 ///
 /// Reachability is a problem only when the graph is `settled` (no change applied since the previous measurement)
 /// and more than [`UNREACHABLE_FRACTION_MAX`] of the live nodes are unreachable. Insertion itself disconnects nodes
-/// where vectors are near-duplicates (the selection heuristic prunes links among them: 80% of 20,000 vectors
+/// where vectors are near-duplicates (the selection heuristic prunes links among them: 87% of 20,000 vectors
 /// `[i, 1, i % 3]` under cosine unreachable after plain inserts); judged while writes go on, every deep run would
 /// open an incident that the next writes reopen. Measured once the writes pause, a re-link holds until they resume.
 fn structure_of(h: &HnswHealth, compact_fraction: f64, settled: bool) -> Structure {

@@ -28,6 +28,11 @@ struct Fixture {
 }
 
 fn fixture(seed: u64) -> Fixture {
+    let mut rng = StdRng::seed_from_u64(seed);
+    fixture_of((0..DOCS).map(|_| vector(&mut rng)).collect())
+}
+
+fn fixture_of(all: Vec<Vec<f32>>) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let store = Arc::new(Store::open(&dir, StoreConfig::default()).unwrap());
@@ -41,11 +46,9 @@ fn fixture(seed: u64) -> Fixture {
         .unwrap(),
     );
     store.attach_derived(hnsw.clone()).unwrap();
-    let mut rng = StdRng::seed_from_u64(seed);
     let mut vectors = Vec::new();
-    for i in 0..DOCS {
+    for (i, v) in all.into_iter().enumerate() {
         let id = format!("v{i:04}");
-        let v = vector(&mut rng);
         store
             .put(
                 &id,
@@ -235,4 +238,39 @@ fn tombstones_past_the_threshold_are_compacted_away() {
         let hits = f.hnsw.search(v, 1, None, None).unwrap();
         assert_eq!(&*hits[0].id, id.as_str());
     }
+}
+
+#[test]
+fn near_duplicate_vectors_disconnected_by_insertion_are_relinked_once_writes_pause() {
+    // Under cosine these converge on one direction: the selection heuristic prunes most links among them.
+    let f = fixture_of(
+        (0..3_000)
+            .map(|i| vec![i as f32, 1.0, (i % 3) as f32])
+            .collect(),
+    );
+    let before = f.hnsw.health(&HealthOptions {
+        recall_queries: 0,
+        ..HealthOptions::default()
+    });
+    eprintln!(
+        "after inserting 3,000 near-duplicates: {} of {} live nodes unreachable",
+        before.unreachable, before.live
+    );
+    assert!(before.reachable_fraction < 0.99, "{before:?}");
+    let records = heal_all(&f.store, 10);
+    assert!(
+        records.iter().any(|r| r.issues.iter().any(|i| i
+            .evidence
+            .iter()
+            .any(|(k, v)| k == "problem" && v == "unreachable_nodes"))),
+        "{records:?}"
+    );
+    let after = f.hnsw.health(&HealthOptions {
+        recall_queries: 0,
+        ..HealthOptions::default()
+    });
+    assert!(
+        after.reachable_fraction >= 1.0 - index_vector::UNREACHABLE_FRACTION_MAX,
+        "{after:?}"
+    );
 }
