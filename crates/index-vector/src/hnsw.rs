@@ -42,7 +42,7 @@ pub const APPLY_CHUNK: usize = 64;
 const POOL_MAX: usize = 64;
 /// Structural problem: the entry point is a tombstone or not on the top live layer.
 pub const ENTRY_POINT: &str = "entry_point";
-/// Structural problem: live nodes no search reaches, or with no incoming layer-0 link.
+/// Structural problem: more than [`UNREACHABLE_FRACTION_MAX`] of the live nodes no search reaches.
 pub const UNREACHABLE_NODES: &str = "unreachable_nodes";
 /// Structural problem: tombstones past `compact_tombstone_fraction`.
 pub const TOMBSTONES: &str = "tombstones";
@@ -817,12 +817,7 @@ fn structure_of(h: &HnswHealth, compact_fraction: f64, settled: bool) -> Structu
             ),
         });
     }
-    let unreachable_fraction = if h.live == 0 {
-        0.0
-    } else {
-        h.unreachable as f64 / h.live as f64
-    };
-    if settled && unreachable_fraction > UNREACHABLE_FRACTION_MAX {
+    if settled && 1.0 - h.reachable_fraction > UNREACHABLE_FRACTION_MAX {
         s.problems.push(StructureProblem {
             code: UNREACHABLE_NODES.into(),
             summary: format!(

@@ -403,13 +403,9 @@ pub async fn search(
     Ok(Json(v))
 }
 
-/// `POST /v1/collections/{collection}/search`: the same as `POST /v1/search` for the collection `default` (the only
-/// one until collections land); another name is a 404 naming it.
-pub async fn collection_search(
-    State(s): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
-    body: Result<Json<crate::search::SearchBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+/// The collection a `/v1/collections/{collection}` path names, if it exists: only `default` does until collections
+/// are declared; another name is a 404 naming it.
+fn existing_collection(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(c) = path?;
     if c != store::derived::DEFAULT_COLLECTION {
         return Err(ApiError::not_found(format!(
@@ -417,6 +413,17 @@ pub async fn collection_search(
             store::derived::DEFAULT_COLLECTION
         )));
     }
+    Ok(c)
+}
+
+/// `POST /v1/collections/{collection}/search`: the same as `POST /v1/search` for the collection `default` (the only
+/// one until collections land); another name is a 404 naming it.
+pub async fn collection_search(
+    State(s): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<crate::search::SearchBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    existing_collection(path)?;
     search(State(s), body).await
 }
 
@@ -427,13 +434,7 @@ pub async fn collection(
     State(s): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Path(c) = path?;
-    if c != store::derived::DEFAULT_COLLECTION {
-        return Err(ApiError::not_found(format!(
-            "no collection {c:?}: only {:?} exists",
-            store::derived::DEFAULT_COLLECTION
-        )));
-    }
+    let c = existing_collection(path)?;
     let app = s.app.clone();
     let v = tokio::task::spawn_blocking(move || {
         let store = app.store();
