@@ -454,6 +454,7 @@ pub(crate) fn decode(bytes: &[u8], params: &HnswParams) -> Result<Graph, FileErr
             format!("graph does not hold together: {}", problems.join("; ")),
         );
     }
+    g.recount_incoming();
     Ok(g)
 }
 

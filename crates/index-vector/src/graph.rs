@@ -86,6 +86,10 @@ impl Visited {
     }
 }
 
+/// [`Graph::select`] fills a list with pruned candidates only when the heuristic kept fewer than `m` divided by
+/// this (the sign of duplicates or of vectors converging on one direction).
+const FILL_BELOW_DIVISOR: usize = 4;
+
 /// The graph and the vectors. See the module doc for the layout and invariants.
 #[derive(Clone, Debug)]
 pub(crate) struct Graph {
@@ -99,6 +103,8 @@ pub(crate) struct Graph {
     pub vectors: Vec<f32>,
     pub levels: Vec<u8>,
     pub layer0: Vec<u32>,
+    /// How many layer-0 lists hold each slot (kept by [`Graph::set_links`]; recounted after a file is read).
+    pub incoming0: Vec<u32>,
     pub upper: Vec<Vec<u32>>,
     /// Tombstones.
     pub dead: Vec<bool>,
@@ -126,6 +132,7 @@ impl Graph {
             vectors: Vec::new(),
             levels: Vec::new(),
             layer0: Vec::new(),
+            incoming0: Vec::new(),
             upper: Vec::new(),
             dead: Vec::new(),
             n_dead: 0,
@@ -163,6 +170,7 @@ impl Graph {
         let map_entry = arc + 8 + 8;
         (self.vectors.capacity() * 4
             + self.layer0.capacity() * 4
+            + self.incoming0.capacity() * 4
             + upper
             + ids
             + self.lsns.capacity() * 8
@@ -215,6 +223,19 @@ impl Graph {
     /// Replaces the links of `slot` on `layer` (at most the layer's capacity).
     pub fn set_links(&mut self, slot: u32, layer: usize, links: &[u32]) {
         debug_assert!(links.len() <= self.cap(layer));
+        if layer == 0 {
+            let old: Vec<u32> = self.links(slot, 0).to_vec();
+            for o in old {
+                if let Some(c) = self.incoming0.get_mut(o as usize) {
+                    *c = c.saturating_sub(1);
+                }
+            }
+            for &n in links {
+                if let Some(c) = self.incoming0.get_mut(n as usize) {
+                    *c += 1;
+                }
+            }
+        }
         let (buf, s) = if layer == 0 {
             (&mut self.layer0, slot as usize * (self.params.m0 + 1))
         } else {
@@ -225,6 +246,25 @@ impl Graph {
         };
         buf[s] = links.len() as u32;
         buf[s + 1..s + 1 + links.len()].copy_from_slice(links);
+    }
+
+    /// Recounts every slot's layer-0 incoming links from the lists (after the lists were read from a file).
+    pub fn recount_incoming(&mut self) {
+        let n = self.n_slots();
+        self.incoming0 = vec![0; n];
+        for s in 0..n as u32 {
+            let stride = self.params.m0 + 1;
+            let at = s as usize * stride;
+            let Some(&count) = self.layer0.get(at) else {
+                break;
+            };
+            let end = (at + 1 + count as usize).min(self.layer0.len());
+            for i in at + 1..end {
+                if let Some(c) = self.incoming0.get_mut(self.layer0[i] as usize) {
+                    *c += 1;
+                }
+            }
+        }
     }
 
     /// The level of a new node with this id: `⌊−ln(u)·mL⌋` with `u` from a hash of the id and the seed.
@@ -298,6 +338,7 @@ impl Graph {
         self.levels.push(level);
         self.layer0
             .extend(std::iter::repeat_n(0, self.params.m0 + 1));
+        self.incoming0.push(0);
         self.upper
             .push(vec![0; usize::from(level) * (self.params.m + 1)]);
         self.dead.push(false);
@@ -326,7 +367,7 @@ impl Graph {
         let ef = self.params.ef_construction;
         for layer in (0..=usize::from(level.min(self.top_level))).rev() {
             let w = self.search_layer(&q, &eps, ef, layer, visited, |s| s != slot);
-            let chosen = self.select(&w, self.params.m);
+            let chosen = self.select(&w, self.params.m, true);
             self.set_links(slot, layer, &chosen);
             for &e in &chosen {
                 self.connect(e, slot, layer);
@@ -363,8 +404,18 @@ impl Graph {
                 slot: s,
             })
             .collect();
-        cand.sort_unstable();
-        let kept = self.select(&cand, cap);
+        // On equal distances the new link goes first: the node it points at may have no other incoming link yet,
+        // while the ones it displaces were linked when they were inserted (duplicates tie at distance 0).
+        cand.sort_unstable_by(|a, b| {
+            a.dist
+                .total_cmp(&b.dist)
+                .then_with(|| (b.slot == to).cmp(&(a.slot == to)))
+                .then(a.slot.cmp(&b.slot))
+        });
+        let mut kept = self.select(&cand, cap, false);
+        if layer == 0 {
+            self.keep_last_link(from, &cand, &mut kept);
+        }
         let dropped = cand
             .iter()
             .map(|n| n.slot)
@@ -374,11 +425,40 @@ impl Graph {
         dropped
     }
 
+    /// Shrinking `from`'s layer-0 list must not take the last link into a live node: with many equal distances
+    /// (duplicates, or vectors that converge on one direction under cosine) the heuristic would otherwise orphan
+    /// node after node, and searches could never return them. A candidate left out whose only incoming link is
+    /// `from`'s (or none yet: the node being inserted) takes the place of the farthest kept node that another list
+    /// also links to.
+    fn keep_last_link(&self, from: u32, cand: &[Near], kept: &mut [u32]) {
+        let current = self.links(from, 0);
+        let others = |s: u32| {
+            let total = self.incoming0.get(s as usize).copied().unwrap_or(0);
+            total.saturating_sub(u32::from(current.contains(&s)))
+        };
+        for c in cand {
+            if kept.contains(&c.slot) || self.dead[c.slot as usize] || others(c.slot) > 0 {
+                continue;
+            }
+            let Some(pos) = kept.iter().rposition(|&k| others(k) > 0) else {
+                return;
+            };
+            kept[pos] = c.slot;
+        }
+    }
+
     /// Alg. 4 (without extending the candidates): walks the candidates nearest first and keeps one only if it is
     /// closer to the base than to every one kept, so the links point in different directions. Candidates pruned
-    /// that way are not added back (as hnswlib). `candidates` sorted nearest first.
-    pub fn select(&self, candidates: &[Near], m: usize) -> Vec<u32> {
+    /// that way fill the places left, nearest first (the paper's `keepPrunedConnections`), but only for a node's
+    /// own new links (`fill`, not when a full list is shrunk) and only when the heuristic kept fewer than
+    /// `m / FILL_BELOW_DIVISOR`: on duplicates or vectors that converge on one direction
+    /// every candidate but the first is pruned, and lists of one or two links left a third of such nodes
+    /// unreachable; on ordinary data the diverse lists alone search better (filling every list cost recall@10 at
+    /// `ef` 64 on clustered data, 1.000 → 0.987; filling shrunk lists too, 0.989 → 0.980 at `ef` 16).
+    /// `candidates` sorted nearest first.
+    pub fn select(&self, candidates: &[Near], m: usize, fill: bool) -> Vec<u32> {
         let mut kept: Vec<u32> = Vec::with_capacity(m);
+        let mut pruned: Vec<u32> = Vec::new();
         for c in candidates {
             if kept.len() >= m {
                 break;
@@ -386,7 +466,12 @@ impl Graph {
             let diverse = kept.iter().all(|&r| self.dist_slots(c.slot, r) > c.dist);
             if diverse {
                 kept.push(c.slot);
+            } else {
+                pruned.push(c.slot);
             }
+        }
+        if fill && kept.len() < m / FILL_BELOW_DIVISOR {
+            kept.extend(pruned.into_iter().take(m - kept.len()));
         }
         kept
     }

@@ -102,7 +102,7 @@ fn relink_round(g: &mut Graph, budget: usize, visited: &mut Visited, out: &mut R
         // near-duplicate vectors two nodes can evict each other for ever. So a node is linked by the heuristic once
         // per pass; when it comes back it only gets a forced link, which never makes a new orphan.
         if !std::mem::replace(&mut linked_once[u as usize], true) {
-            let chosen = g.select(&w, g.params.m);
+            let chosen = g.select(&w, g.params.m, true);
             for &e in &chosen {
                 link(g, u, e, &mut indeg, &mut work);
             }

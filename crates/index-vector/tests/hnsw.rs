@@ -741,3 +741,60 @@ fn a_rebuild_over_near_duplicate_vectors_ends() {
     assert!(repaired.applied, "rebuild_graph refused: {repaired:?}");
     assert_eq!(repaired.after.unreachable, 0);
 }
+
+/// Reachability right after insertion, before any repair, on data that stresses the selection heuristic: exact
+/// duplicates (distance 0 ties) and vectors that converge on one direction under cosine. The heuristic alone kept
+/// 1.8 links per node on the duplicates and left 570 of 3,000 nodes unreachable (1,038 of 3,000 near-duplicates);
+/// a new node's degenerate list is now filled with the pruned candidates, a tie goes to the new link and a full
+/// list never drops a node's last incoming link (measured after: 0, 101 of 3,000, and 0 of 5,000 Gaussian).
+#[test]
+fn insertion_keeps_duplicates_reachable_and_near_duplicates_mostly_so() {
+    let shapes: Vec<(&str, Metric, Vec<Vec<f32>>, f64)> = vec![
+        (
+            "3,000 near-duplicates [i, 1, i % 3] (cosine)",
+            Metric::Cosine,
+            (0..3_000)
+                .map(|i| vec![i as f32, 1.0, (i % 3) as f32])
+                .collect(),
+            0.05,
+        ),
+        (
+            "3,000 vectors, 30 exact duplicates each (L2)",
+            Metric::L2,
+            (0..3_000)
+                .map(|i| vec![(i % 100) as f32, ((i % 100) * 7 % 13) as f32, 1.0])
+                .collect(),
+            0.0,
+        ),
+        (
+            "5,000 i.i.d. Gaussian x 32 (L2)",
+            Metric::L2,
+            gaussian_vectors(5_000, 32, 77),
+            0.0,
+        ),
+    ];
+    for (what, metric, vectors, unreachable_max) in shapes {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = open(dir.path(), HnswParams::with_metric(metric));
+        load(&idx, &vectors);
+        let h = idx.health(&HealthOptions {
+            recall_queries: 0,
+            ..HealthOptions::default()
+        });
+        eprintln!(
+            "{what}: {} of {} unreachable, {} orphans, mean degree {:.1}",
+            h.unreachable, h.live, h.orphans, h.mean_degree
+        );
+        assert!(
+            h.unreachable as f64 <= unreachable_max * h.live as f64,
+            "{what}: {} of {} unreachable, over {unreachable_max}",
+            h.unreachable,
+            h.live
+        );
+        assert!(
+            h.mean_degree >= 16.0,
+            "{what}: mean degree {}",
+            h.mean_degree
+        );
+    }
+}
