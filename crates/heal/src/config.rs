@@ -87,6 +87,12 @@ pub struct EngineConfig {
     pub breaker_cooldown_us: u64,
     /// Failed repairs of the same problem (resource and code) before escalating instead. [1, 100].
     pub same_problem_failures_max: u32,
+    /// Successful automatic repairs of one problem (resource and code) within `recurring_window_us` after which it
+    /// is escalated as recurring, with its history; 0: never. [0, 1000].
+    pub recurring_repairs_max: u32,
+    /// The window of `recurring_repairs_max`, and the least time between two recurring alerts of one problem.
+    /// [1 min, 30 days].
+    pub recurring_window_us: u64,
     /// Strategies whose posterior success rate is below this are skipped. [0, 1).
     pub success_rate_min: f64,
     /// Beta prior successes of every strategy. (0, 1000].
@@ -147,6 +153,8 @@ impl Default for EngineConfig {
             breaker_failures_max: 3,
             breaker_cooldown_us: 1_800 * US_PER_S,
             same_problem_failures_max: 3,
+            recurring_repairs_max: 3,
+            recurring_window_us: DAY_US,
             success_rate_min: 0.1,
             prior_successes: 1.0,
             prior_failures: 1.0,
@@ -312,6 +320,18 @@ impl EngineConfig {
             self.same_problem_failures_max.into(),
             1,
             100,
+        )?;
+        range_u(
+            "recurring_repairs_max",
+            self.recurring_repairs_max.into(),
+            0,
+            1000,
+        )?;
+        range_u(
+            "recurring_window_us",
+            self.recurring_window_us,
+            60 * US_PER_S,
+            30 * DAY_US,
         )?;
         if !(self.success_rate_min.is_finite() && (0.0..1.0).contains(&self.success_rate_min)) {
             return Err(format!(

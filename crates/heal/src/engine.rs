@@ -37,8 +37,12 @@ use crate::schedule::Scheduler;
 use crate::subject::{MetricKind, Sample, Subject, rate_name};
 use crate::trend::TrendTracker;
 
+mod hold;
 mod operator;
+mod recurring;
+pub use hold::{RepairHold, RepairRequest};
 pub use operator::{FollowUp, PendingApproval, human_duration};
+pub use recurring::RecurringRepairs;
 
 /// Longest issue summary, resource, code or evidence value kept, in bytes; longer text is cut at a character
 /// boundary and marked as cut.
@@ -223,6 +227,12 @@ pub struct HealingMetrics {
     /// Repair steps failed for overrunning `repair_timeout_us`.
     #[serde(default)]
     pub repairs_timed_out: u64,
+    /// Automatic repairs a hold made wait (a silence without repair, a maintenance window), counted per cycle.
+    #[serde(default)]
+    pub repairs_held: u64,
+    /// Problems escalated as recurring: repaired `recurring_repairs_max` times within `recurring_window_us`.
+    #[serde(default)]
+    pub recurring_escalations: u64,
     /// Notifications repeated for escalated incidents nobody acknowledged (`renotify_interval_us`).
     #[serde(default)]
     pub renotifications: u64,
@@ -328,6 +338,10 @@ pub struct Engine {
     /// told nothing yet, so the first cycle lifts a hold an earlier engine may have left).
     writes_stopped_for: Option<Vec<u64>>,
     notifiers: Vec<Box<dyn Notifier>>,
+    /// Asked before every automatic repair ([`RepairHold`]).
+    holds: Vec<Arc<dyn RepairHold>>,
+    /// Successful automatic repairs per problem, for recurring-problem escalation.
+    recurring: RecurringRepairs,
     active: BTreeMap<u64, Incident>,
     next_id: u64,
     metrics: HealingMetrics,
@@ -493,6 +507,8 @@ impl Engine {
             escalator: Escalator::default(),
             writes_stopped_for: None,
             notifiers: Vec::new(),
+            holds: Vec::new(),
+            recurring: RecurringRepairs::default(),
             active: BTreeMap::new(),
             next_id,
             metrics: HealingMetrics::default(),
@@ -517,6 +533,7 @@ impl Engine {
             engine.raise_cutoffs(r);
             engine.silence(r);
         }
+        engine.seed_recurring(&records);
         Ok(engine)
     }
 
@@ -1494,6 +1511,7 @@ impl Engine {
             &self.gates,
             &self.config,
         );
+        self.apply_holds(inc, &root, &mut decision);
         if no_auto_fix {
             decision.reasons.insert(
                 0,
@@ -1660,6 +1678,7 @@ impl Engine {
                     inc.record.resolution = Resolution::AutoRepaired;
                     inc.record.resolved_at = Some(self.clock.now());
                     inc.record.decision = format!("{}; repaired by {by}", inc.record.decision);
+                    self.escalate_if_recurring(inc, &root, by, alerts);
                     return Some(Resolution::AutoRepaired);
                 }
                 let mut reasons = decision.reasons.clone();

@@ -10,7 +10,10 @@ use heal::check::{CheckContext, CheckOutcome, HealthCheck, HealthState, Tier};
 use heal::clock::{SimClock, US_PER_S};
 use heal::config::EngineConfig;
 use heal::decide::{Action, BreakerState};
-use heal::engine::{CycleSummary, Engine, IncidentStatus, RepairInFlight, RepairsInFlight};
+use heal::engine::{
+    CycleSummary, Engine, IncidentStatus, RepairHold, RepairInFlight, RepairRequest,
+    RepairsInFlight,
+};
 use heal::escalate::{Alert, EscalationLevel, Notifier};
 use heal::issue::{Issue, IssueKind, Location};
 use heal::learn::{AttemptOutcome, KnowledgeBase, MemoryKnowledgeBase, Resolution};
@@ -1246,6 +1249,134 @@ fn a_hiccup_is_retried_at_once_and_raises_nothing_when_the_retry_passes() {
     sim.world.lock().unwrap().liveness_fails = true;
     sim.cycle();
     assert_eq!(sim.engine.metrics().hiccups_retried, 2);
+}
+
+/// A hold the test switches on and off, remembering what it was asked.
+#[derive(Default)]
+struct Switch {
+    on: Mutex<Option<String>>,
+    asked: Mutex<Vec<(u64, String, String, f64)>>,
+}
+
+impl RepairHold for Switch {
+    fn hold(&self, r: &RepairRequest<'_>) -> Option<String> {
+        self.asked.lock().unwrap().push((
+            r.incident_id,
+            r.issue.code.clone(),
+            r.strategy.to_string(),
+            r.risk,
+        ));
+        self.on.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn a_hold_defers_the_repair_until_it_is_lifted() {
+    let mut sim = Sim::new(EngineConfig::default());
+    let hold = Arc::new(Switch::default());
+    *hold.on.lock().unwrap() = Some("held by silence 7: no automatic repair".into());
+    sim.engine.set_repair_holds(vec![hold.clone()]);
+    let f = sim.block_fault("wal/00000004.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    let id = s.incidents_opened[0];
+    let d = &s.decisions[0].decision;
+    assert_eq!(d.action, Action::Defer, "{d:?}");
+    assert_eq!(
+        d.reasons.last().map(String::as_str),
+        Some("held by silence 7: no automatic repair")
+    );
+    assert!(sim.calls().is_empty(), "nothing was touched while held");
+    assert_eq!(
+        sim.engine.active_incidents()[0].status,
+        IncidentStatus::Deferred
+    );
+    assert_eq!(
+        hold.asked.lock().unwrap()[0],
+        (id, "block_checksum".into(), "retry_block".into(), 0.05)
+    );
+    // Still held a cycle later: decided again, deferred again.
+    let s = sim.cycle();
+    assert_eq!(s.decisions[0].decision.action, Action::Defer);
+    assert_eq!(sim.engine.metrics().repairs_held, 2);
+    assert!(s.incidents_closed.is_empty());
+
+    *hold.on.lock().unwrap() = None;
+    let s = sim.cycle();
+    assert_eq!(s.incidents_closed, [(id, Resolution::AutoRepaired)]);
+    assert_eq!(sim.calls()[1], "retry_block:repair:wal/00000004.seg");
+}
+
+#[test]
+fn a_problem_repaired_again_and_again_is_escalated_as_recurring_with_its_history() {
+    let config = EngineConfig {
+        recurring_repairs_max: 3,
+        recurring_window_us: 86_400 * US_PER_S,
+        ..EngineConfig::default()
+    };
+    let mut sim = Sim::new(config.clone());
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        let f = sim.block_fault("wal/00000009.seg");
+        sim.inject(f);
+        let s = sim.cycle();
+        let id = s.incidents_opened[0];
+        ids.push(id);
+        assert_eq!(s.incidents_closed, [(id, Resolution::AutoRepaired)]);
+        let recurring: Vec<&Alert> = s.alerts.iter().filter(|a| a.rule == "recurring").collect();
+        if round < 2 {
+            assert!(recurring.is_empty(), "round {round}: {recurring:?}");
+        } else {
+            assert_eq!(recurring.len(), 1, "{:?}", s.alerts);
+            let a = recurring[0];
+            assert_eq!(a.resource, "wal/00000009.seg");
+            assert_eq!(a.code, "block_checksum");
+            assert_eq!(a.level, EscalationLevel::Escalate);
+            assert!(
+                a.title.contains("repaired automatically 3 times"),
+                "{}",
+                a.title
+            );
+            let record = sim.kb.get(id).unwrap().unwrap();
+            assert_eq!(record.resolution, Resolution::AutoRepaired);
+            for earlier in &ids {
+                assert!(
+                    record.decision.contains(&format!("incident {earlier}")),
+                    "{}",
+                    record.decision
+                );
+            }
+        }
+        // An hour between the repairs: the incident closes and the quiet detectors stay quiet.
+        sim.quiet(3_600);
+    }
+    assert_eq!(sim.engine.metrics().recurring_escalations, 1);
+    // Another resource repaired once is no recurring problem.
+    let f = sim.block_fault("wal/00000010.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    assert!(
+        s.alerts.iter().all(|a| a.rule != "recurring"),
+        "{:?}",
+        s.alerts
+    );
+
+    // After a restart the history comes from the knowledge base: the next repair of the same problem is the
+    // fourth within the window and escalates again (the new engine has sent no recurring alert yet).
+    sim.quiet(600);
+    let clock = sim.clock.clone();
+    let mut restarted = Sim::with_kb(config, sim.kb.clone());
+    restarted
+        .clock
+        .advance(heal::clock::Clock::now(&clock) - START);
+    let f = restarted.block_fault("wal/00000009.seg");
+    restarted.inject(f);
+    let s = restarted.cycle();
+    assert!(
+        s.alerts.iter().any(|a| a.rule == "recurring"),
+        "{:?}",
+        s.alerts
+    );
 }
 
 #[test]

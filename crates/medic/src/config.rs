@@ -918,6 +918,14 @@ const ENGINE_DOCS: &[(&str, &str)] = &[
         "Failed repairs of one problem before escalating instead, [1, 100].",
     ),
     (
+        "recurring_repairs_max",
+        "Successful automatic repairs of one problem within recurring_window_us after which it is escalated as recurring, with its history; 0: never, [0, 1000].",
+    ),
+    (
+        "recurring_window_us",
+        "The window of recurring_repairs_max, µs, and the least time between two recurring alerts of one problem, [1 min, 30 days].",
+    ),
+    (
         "success_rate_min",
         "Strategies whose estimated success rate is below this are skipped, [0, 1).",
     ),
