@@ -265,6 +265,13 @@ impl App {
         for notifier in notifiers(&config.notify, &silences)? {
             engine.add_notifier(notifier);
         }
+        // Silences without repair and maintenance windows make automatic repairs wait.
+        let windows = crate::maintenance::compile_all(&config.maintenance)
+            .map_err(|e| anyhow::anyhow!("config: {e}"))?;
+        engine.set_repair_holds(vec![Arc::new(crate::maintenance::Holds::new(
+            silences.clone(),
+            windows,
+        ))]);
         Ok(App {
             config: config.clone(),
             store,

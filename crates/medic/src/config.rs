@@ -56,6 +56,10 @@ pub struct Config {
     /// The services medic watches beside its store (`[[targets]]`), checked by `crate::target::validate`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<crate::target::TargetConfig>,
+    /// Recurring maintenance windows (`[[maintenance]]`) during which risky repairs wait, checked by
+    /// `crate::maintenance::compile_all`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub maintenance: Vec<crate::maintenance::MaintenanceConfig>,
 }
 
 /// `[playbooks]`: the directory of playbook files (`*.yaml`), loaded and checked when the daemon starts.
@@ -353,6 +357,9 @@ pub enum ConfigError {
     /// A `[[targets]]` entry is invalid (the message names the target, key, value and what is accepted).
     #[error("config: {0}")]
     Targets(String),
+    /// A `[[maintenance]]` window is invalid (the message names the entry, key, value and what is accepted).
+    #[error("config: {0}")]
+    Maintenance(String),
     /// A value is outside its accepted range.
     #[error("config: {key} = {value} is invalid: accepted {accepted}")]
     Invalid {
@@ -733,6 +740,7 @@ impl Config {
             });
         }
         crate::target::validate(&self.targets).map_err(ConfigError::Targets)?;
+        crate::maintenance::compile_all(&self.maintenance).map_err(ConfigError::Maintenance)?;
         Ok(warnings)
     }
 }

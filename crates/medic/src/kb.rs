@@ -104,6 +104,8 @@ const MIGRATIONS: &[&str] = &[
          expired_by TEXT
      );
      CREATE INDEX silences_ends_at ON silences (ends_at);",
+    // 4: a silence may also hold automatic repair of what it matches (`repair` 0).
+    "ALTER TABLE silences ADD COLUMN repair INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// The schema version this build writes.

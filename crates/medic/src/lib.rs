@@ -24,6 +24,7 @@ pub mod daemon;
 pub mod history;
 pub mod kb;
 pub mod machine;
+pub mod maintenance;
 pub mod notify;
 pub mod operators;
 pub mod playbook;

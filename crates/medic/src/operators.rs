@@ -9,7 +9,9 @@
 //!
 //! Silences mute notifications: an alert whose incident matches an active silence's every matcher (issue `code`,
 //! `resource`, `severity`, alert `rule`, `incident` id; `*` matches any run of characters) is recorded as usual —
-//! the incident, its decisions, its repairs — but reaches no notifier. They end at their end time or when expired
+//! the incident, its decisions, its repairs — but reaches no notifier. A silence with `repair = false` also holds
+//! the automatic repair of every incident it matches (`crate::maintenance::Holds`; a matcher on `rule` never
+//! matches a repair). They end at their end time or when expired
 //! (`DELETE /v1/silences/{id}`), and live in the knowledge base, so they survive a restart.
 
 use std::sync::{Arc, RwLock};
@@ -239,12 +241,43 @@ impl Matcher {
     }
 
     fn matches(&self, alert: &Alert) -> bool {
+        self.matches_fields(
+            &alert.code,
+            &alert.resource,
+            alert.severity,
+            Some(&alert.rule),
+            alert.incident_id,
+        )
+    }
+
+    /// Whether it matches a repair the engine is about to start (no alert rule: a `rule` matcher does not match).
+    fn matches_repair(&self, r: &heal::engine::RepairRequest<'_>) -> bool {
+        self.matches_fields(
+            &r.issue.code,
+            &r.issue.resource,
+            r.severity,
+            None,
+            Some(r.incident_id),
+        )
+    }
+
+    fn matches_fields(
+        &self,
+        code: &str,
+        resource: &str,
+        severity: heal::Severity,
+        rule: Option<&str>,
+        incident: Option<u64>,
+    ) -> bool {
         let field = match self.name.as_str() {
-            "code" => alert.code.clone(),
-            "resource" => alert.resource.clone(),
-            "severity" => format!("{:?}", alert.severity),
-            "rule" => alert.rule.clone(),
-            "incident" => alert.incident_id.map(|i| i.to_string()).unwrap_or_default(),
+            "code" => code.to_string(),
+            "resource" => resource.to_string(),
+            "severity" => format!("{severity:?}"),
+            "rule" => match rule {
+                Some(r) => r.to_string(),
+                None => return false,
+            },
+            "incident" => incident.map(|i| i.to_string()).unwrap_or_default(),
             _ => return false,
         };
         glob(
@@ -291,6 +324,13 @@ pub struct Silence {
     pub created_by: String,
     /// Who ended it early, if someone did.
     pub expired_by: Option<String>,
+    /// Whether matching incidents are still repaired automatically (false: their repair waits for its end).
+    #[serde(default = "yes")]
+    pub repair: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Silence {
@@ -323,6 +363,18 @@ impl SilenceSet {
             .iter()
             .find(|s| s.mutes(alert, now))
             .map(|s| s.id)
+    }
+
+    /// The silence in force that holds the repair `r` (`repair = false` and every matcher matches), if any.
+    pub fn holding_repair(&self, r: &heal::engine::RepairRequest<'_>) -> Option<Silence> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|s| {
+                !s.repair && s.active(r.now) && s.matchers.iter().all(|m| m.matches_repair(r))
+            })
+            .cloned()
     }
 
     /// How many are in force at `now`.
@@ -421,6 +473,9 @@ pub struct SilenceRequest {
     /// Why (required).
     #[serde(default)]
     pub comment: String,
+    /// false: matching incidents are not repaired automatically while the silence lasts; default true.
+    #[serde(default = "yes")]
+    pub repair: bool,
 }
 
 /// The repair strategies whose risk is above `engine.approval_risk_max` (they wait for `medic approve ID`), and
@@ -654,6 +709,7 @@ impl App {
             comment: req.comment,
             created_by: who.to_string(),
             expired_by: None,
+            repair: req.repair,
         };
         silence.id = self.kb().insert_silence(&silence).map_err(kb_error)?;
         let id = silence.id.to_string();
@@ -761,6 +817,7 @@ mod tests {
             comment: "disk swap".into(),
             created_by: "alice".into(),
             expired_by: None,
+            repair: true,
         };
         assert!(s.mutes(&alert, 10));
         assert!(!s.mutes(&alert, 100), "ended");

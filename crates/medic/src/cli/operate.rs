@@ -93,7 +93,8 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: BreakerCommand,
     },
-    /// Silences: matching incidents are still recorded and handled, but notify no one until the silence ends.
+    /// Silences: matching incidents are still recorded and handled, but notify no one until the silence ends (and,
+    /// with `--no-repair`, are not repaired automatically either).
     Silence {
         #[command(subcommand)]
         command: SilenceCommand,
@@ -137,6 +138,10 @@ pub enum SilenceCommand {
         /// Why (required).
         #[arg(long)]
         comment: String,
+        /// Matching incidents are not repaired automatically either while the silence lasts (they are still
+        /// recorded and decided; the repair runs once the silence ends or is expired).
+        #[arg(long)]
+        no_repair: bool,
     },
     /// List the silences in force.
     List {
@@ -269,6 +274,7 @@ pub fn run(cli: &Cli, out: &Out, command: &OperatorCommand) -> anyhow::Result<u8
                     matchers,
                     duration,
                     comment,
+                    no_repair,
                 },
         } => {
             for m in matchers {
@@ -281,17 +287,27 @@ pub fn run(cli: &Cli, out: &Out, command: &OperatorCommand) -> anyhow::Result<u8
                 let v = b.operate(
                     "POST",
                     "/v1/silences",
-                    Some(&json!({"matchers": matchers, "for": duration, "comment": comment})),
+                    Some(&json!({
+                        "matchers": matchers,
+                        "for": duration,
+                        "comment": comment,
+                        "repair": !no_repair,
+                    })),
                 )?;
                 if out.json {
                     out.json_line(&v);
                 } else {
                     let s = &v["silence"];
                     println!(
-                        "silence {} until {} UTC: {}",
+                        "silence {} until {} UTC: {}{}",
                         render::scalar(&s["id"]),
                         s["ends_at"].as_u64().map(render::utc).unwrap_or_default(),
-                        matchers.join(", ")
+                        matchers.join(", "),
+                        if *no_repair {
+                            " (no automatic repair)"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 Ok(EXIT_OK)

@@ -111,14 +111,15 @@ impl SqliteKb {
             .map_err(|e| self.err("encoding a silence's matchers", e))?;
         let conn = self.conn()?;
         conn.execute(
-            "INSERT INTO silences (matchers, starts_at, ends_at, comment, created_by) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO silences (matchers, starts_at, ends_at, comment, created_by, repair) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 matchers,
                 to_i64(s.starts_at),
                 to_i64(s.ends_at),
                 s.comment,
-                s.created_by
+                s.created_by,
+                s.repair
             ],
         )
         .map_err(|e| self.err("recording a silence", e))?;
@@ -130,7 +131,7 @@ impl SqliteKb {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, matchers, starts_at, ends_at, comment, created_by, expired_by FROM silences \
+                "SELECT id, matchers, starts_at, ends_at, comment, created_by, expired_by, repair FROM silences \
                  WHERE ends_at > ?1 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(|e| self.err("reading silences", e))?;
@@ -146,13 +147,14 @@ impl SqliteKb {
                         r.get::<_, String>(4)?,
                         r.get::<_, String>(5)?,
                         r.get::<_, Option<String>>(6)?,
+                        r.get::<_, bool>(7)?,
                     ))
                 },
             )
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err("reading silences", e))?;
         let mut out = Vec::with_capacity(rows.len());
-        for (id, matchers, starts_at, ends_at, comment, created_by, expired_by) in rows {
+        for (id, matchers, starts_at, ends_at, comment, created_by, expired_by, repair) in rows {
             let matchers: Vec<Matcher> = serde_json::from_str(&matchers).map_err(|e| {
                 KbError(format!(
                     "{}: silence {id}: stored matchers do not parse: {e}",
@@ -167,6 +169,7 @@ impl SqliteKb {
                 comment,
                 created_by,
                 expired_by,
+                repair,
             });
         }
         out.reverse();
