@@ -40,6 +40,7 @@ use crate::trend::TrendTracker;
 mod hold;
 mod operator;
 mod recurring;
+mod resume;
 pub use hold::{RepairHold, RepairRequest};
 pub use operator::{FollowUp, PendingApproval, human_duration};
 pub use recurring::RecurringRepairs;
@@ -227,6 +228,9 @@ pub struct HealingMetrics {
     /// Repair steps failed for overrunning `repair_timeout_us`.
     #[serde(default)]
     pub repairs_timed_out: u64,
+    /// Unresolved incidents taken back into the active set at start.
+    #[serde(default)]
+    pub incidents_resumed: u64,
     /// Automatic repairs a hold made wait (a silence without repair, a maintenance window), counted per cycle.
     #[serde(default)]
     pub repairs_held: u64,
@@ -534,6 +538,7 @@ impl Engine {
             engine.silence(r);
         }
         engine.seed_recurring(&records);
+        engine.resume_unresolved(&records);
         Ok(engine)
     }
 

@@ -1364,11 +1364,7 @@ fn a_problem_repaired_again_and_again_is_escalated_as_recurring_with_its_history
     // After a restart the history comes from the knowledge base: the next repair of the same problem is the
     // fourth within the window and escalates again (the new engine has sent no recurring alert yet).
     sim.quiet(600);
-    let clock = sim.clock.clone();
-    let mut restarted = Sim::with_kb(config, sim.kb.clone());
-    restarted
-        .clock
-        .advance(heal::clock::Clock::now(&clock) - START);
+    let mut restarted = restart(&sim, config);
     let f = restarted.block_fault("wal/00000009.seg");
     restarted.inject(f);
     let s = restarted.cycle();
@@ -1376,6 +1372,92 @@ fn a_problem_repaired_again_and_again_is_escalated_as_recurring_with_its_history
         s.alerts.iter().any(|a| a.rule == "recurring"),
         "{:?}",
         s.alerts
+    );
+}
+
+/// Restarts the engine on `sim`'s knowledge base at `sim`'s time.
+fn restart(sim: &Sim, config: EngineConfig) -> Sim {
+    let now = sim.now();
+    let restarted = Sim::with_kb(config, sim.kb.clone());
+    restarted.clock.advance(now - START);
+    restarted
+}
+
+#[test]
+fn incidents_unresolved_at_a_restart_go_on_under_their_ids() {
+    let mut sim = Sim::new(EngineConfig::default());
+    // One waits for approval, one is deferred by a hold: both unresolved when the engine stops.
+    let manifest = Issue::new(
+        IssueKind::Integrity,
+        "manifest_damaged",
+        "MANIFEST",
+        "both copies",
+        "open",
+        sim.now(),
+    );
+    sim.inject(manifest.clone());
+    let hold = Arc::new(Switch::default());
+    *hold.on.lock().unwrap() = Some("held".into());
+    sim.engine.set_repair_holds(vec![hold]);
+    let f = sim.block_fault("wal/00000011.seg");
+    sim.inject(f);
+    let s = sim.cycle();
+    assert_eq!(s.incidents_opened.len(), 2);
+    let waiting = sim
+        .engine
+        .active_incidents()
+        .into_iter()
+        .find(|i| i.status == IncidentStatus::AwaitingApproval)
+        .unwrap()
+        .record
+        .id;
+    let held = sim
+        .engine
+        .active_incidents()
+        .into_iter()
+        .find(|i| i.status == IncidentStatus::Deferred)
+        .unwrap()
+        .record
+        .id;
+
+    // The block was fixed by hand while medic was down; the manifest is still damaged.
+    sim.world.lock().unwrap().faults.remove("wal/00000011.seg");
+    let mut sim = restart(&sim, EngineConfig::default());
+    let active: Vec<(u64, IncidentStatus)> = sim
+        .engine
+        .active_incidents()
+        .into_iter()
+        .map(|i| (i.record.id, i.status))
+        .collect();
+    assert_eq!(
+        active,
+        [
+            (waiting.min(held), IncidentStatus::Watching),
+            (waiting.max(held), IncidentStatus::Watching)
+        ]
+    );
+    assert_eq!(sim.engine.metrics().incidents_resumed, 2);
+    // The manifest's damage, found again at open, joins its incident, which asks for approval again.
+    sim.inject(manifest);
+    let s = sim.cycle();
+    assert!(s.incidents_opened.is_empty(), "{:?}", s.incidents_opened);
+    let pending: Vec<u64> = sim
+        .engine
+        .active_incidents()
+        .into_iter()
+        .filter(|i| i.status == IncidentStatus::AwaitingApproval)
+        .map(|i| i.record.id)
+        .collect();
+    assert_eq!(pending, [waiting]);
+    // The block's incident, whose problem is gone, closes as self-resolved once quiet.
+    let mut closed = Vec::new();
+    for _ in 0..(400 * US_PER_S / CYCLE_US) {
+        closed.extend(sim.cycle().incidents_closed);
+    }
+    assert_eq!(closed, [(held, Resolution::SelfResolved)]);
+    assert_eq!(
+        sim.kb.get(held).unwrap().unwrap().resolution,
+        Resolution::SelfResolved
     );
 }
 

@@ -1,0 +1,66 @@
+//! Incidents unresolved when the engine stopped go on after a restart instead of staying "open" in the knowledge
+//! base forever. Each unresolved record (resolution `open`, or `escalated` without a resolution time) is taken back
+//! into the active set: an escalated one stays escalated (its checks are re-run and it closes once they no longer find
+//! its problems, as before the restart); any other is watched — the problem's issues found again within
+//! `correlation_window_us` of the start join it and it is decided anew under the same id, and one whose problem is
+//! gone closes as self-resolved after `quiet_period_us`. Approvals are not carried over: a repair that waited for one
+//! asks again. At most `incidents_active_max` are resumed, newest first.
+
+use super::*;
+
+impl Engine {
+    /// Takes the unresolved records among `records` (oldest first) back into the active set.
+    pub(super) fn resume_unresolved(&mut self, records: &[IncidentRecord]) {
+        let now = self.clock.now();
+        let unresolved: Vec<&IncidentRecord> = records
+            .iter()
+            .filter(|r| {
+                r.resolved_at.is_none()
+                    && matches!(r.resolution, Resolution::Open | Resolution::Escalated)
+            })
+            .collect();
+        let skip = unresolved
+            .len()
+            .saturating_sub(self.config.incidents_active_max);
+        for r in unresolved.into_iter().skip(skip) {
+            if r.issues.is_empty() {
+                continue;
+            }
+            let d = diagnose(
+                &r.issues,
+                &self.config.known_causes,
+                &self.config.composite.cutoffs,
+            );
+            let escalated = r.resolution == Resolution::Escalated;
+            let mut record = r.clone();
+            if !escalated {
+                record.decision = format!(
+                    "{}; resumed after a restart: watched until its problem is found again or goes quiet",
+                    record.decision
+                );
+            }
+            let inc = Incident {
+                record,
+                status: if escalated {
+                    IncidentStatus::Escalated
+                } else {
+                    IncidentStatus::Watching
+                },
+                priority: d.priority,
+                root_issue: d.root_issue,
+                evidence: d.evidence,
+                last_issue_at: now,
+                last_decision: None,
+                approved: false,
+                issues_dropped: 0,
+                acknowledged: None,
+                awaiting_since: None,
+                denied: false,
+                dirty: false,
+                rechecked_at: 0,
+            };
+            self.metrics.incidents_resumed += 1;
+            self.active.insert(r.id, inc);
+        }
+    }
+}
