@@ -171,6 +171,9 @@ pub struct Incident {
     /// An operator denied its risky repair (`medic deny ID`): it is not repaired automatically.
     #[serde(default)]
     pub denied: bool,
+    /// Taken back from the knowledge base at start (unresolved when the engine last stopped).
+    #[serde(default)]
+    pub resumed: bool,
     #[serde(skip)]
     dirty: bool,
     /// When an escalated incident's checks were last re-run (`escalated_recheck_us`).
@@ -1443,6 +1446,7 @@ impl Engine {
             acknowledged: None,
             awaiting_since: None,
             denied: false,
+            resumed: false,
             dirty: true,
             rechecked_at: now,
         };

@@ -76,15 +76,32 @@ fn notifiers(
             })?),
             None => None,
         };
-        let webhook = crate::notify::WebhookNotifier::new(url, timeout, ca.as_deref())
-            .with_context(|| match &notify.webhook_ca_file {
+        let options = crate::notify::WebhookOptions {
+            timeout,
+            ca_pem: ca,
+            format: notify.webhook_format,
+            headers: notify
+                .webhook_headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            routing_key: notify.pagerduty_routing_key.clone(),
+            retries: notify.webhook_retries,
+        };
+        let webhook = crate::notify::WebhookNotifier::new(url, options).with_context(|| {
+            match &notify.webhook_ca_file {
                 Some(path) => format!(
                     "starting the webhook notifier for {url} (notify.webhook_ca_file {})",
                     path.display()
                 ),
                 None => format!("starting the webhook notifier for {url}"),
-            })?;
+            }
+        })?;
         out.push(silenced(Box::new(webhook)));
+    }
+    if let Some(path) = &notify.file {
+        let file = crate::notify::FileNotifier::new(path, notify.file_bytes_max)?;
+        out.push(silenced(Box::new(file)));
     }
     Ok(out)
 }
@@ -804,23 +821,33 @@ impl App {
         let state = engine.health_state();
         drop(engine);
         self.remember_health(state);
+        let resumed: Vec<u64> = self
+            .engine()
+            .active_incidents()
+            .iter()
+            .filter(|i| i.resumed)
+            .map(|i| i.record.id)
+            .collect();
         let mut v = self.status()?;
         let current: std::collections::BTreeSet<(&str, &str)> = results
             .iter()
             .flat_map(|r| r.issues.iter())
             .map(|i| (i.code.as_str(), i.resource.as_str()))
             .collect();
+        // An incident taken back from an earlier process counts only while the checks still report its problem.
+        let mut escalated: Vec<u64> = v["escalated_incidents"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        escalated.retain(|id| !resumed.contains(id));
         if current.is_empty() {
+            v["escalated_incidents"] = json!(escalated);
             return Ok(v);
         }
         let records = self
             .kb
             .recent(self.config.engine.kb_records_max)
             .context("reading incidents")?;
-        let mut escalated: Vec<u64> = v["escalated_incidents"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_u64).collect())
-            .unwrap_or_default();
         for r in records.iter().filter(|r| {
             r.resolution == heal::learn::Resolution::Escalated
                 && r.resolved_at.is_none()

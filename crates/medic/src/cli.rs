@@ -1125,17 +1125,18 @@ fn status(out: &Out, b: &dyn Backend) -> anyhow::Result<u8> {
 }
 
 /// The exit code of `status`: 3 when acknowledged data is lost (`store.lost`) or an incident is escalated (listed in
-/// `escalated_incidents`, or an active incident with status `escalated`), else 0 healthy / 1 otherwise.
+/// `escalated_incidents`; from an older daemon without that list, an active incident with status `escalated`), else
+/// 0 healthy / 1 otherwise.
 fn status_code(v: &Value) -> u8 {
     let non_empty = |p: &str| {
         v.pointer(p)
             .and_then(Value::as_array)
             .is_some_and(|l| !l.is_empty())
     };
-    let escalated_active = v
-        .get("active_incidents")
-        .and_then(Value::as_array)
-        .is_some_and(|l| l.iter().any(|i| i["status"] == "escalated"));
+    let escalated_active = v.get("escalated_incidents").is_none()
+        && v.get("active_incidents")
+            .and_then(Value::as_array)
+            .is_some_and(|l| l.iter().any(|i| i["status"] == "escalated"));
     if non_empty("/store/lost") || non_empty("/escalated_incidents") || escalated_active {
         EXIT_ESCALATION
     } else {

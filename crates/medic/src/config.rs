@@ -4,6 +4,7 @@
 //! refuses a value outside its accepted range, naming the key, the value and the range, and returns warnings for
 //! values that are valid but unusual. Every size is a named `*_bytes_max` / `*_min` limit.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -185,6 +186,20 @@ pub struct NotifyConfig {
     pub webhook_ca_file: Option<std::path::PathBuf>,
     /// One webhook POST may take this long.
     pub webhook_timeout_ms: u64,
+    /// The webhook body's shape: `json` (medic's alert), `slack`, `pagerduty` (Events API v2).
+    pub webhook_format: crate::notify::WebhookFormat,
+    /// Headers sent with every webhook POST, e.g. `Authorization = "Bearer ..."` (values are secrets: `medic
+    /// config` redacts them).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub webhook_headers: BTreeMap<String, String>,
+    /// Retries of a webhook POST that failed to connect or got a 429 or 5xx, with a doubling backoff from 500 ms.
+    pub webhook_retries: u32,
+    /// PagerDuty's integration (routing) key, required with `webhook_format = "pagerduty"` (redacted).
+    pub pagerduty_routing_key: Option<String>,
+    /// Append every alert to this JSON Lines file, one object a line.
+    pub file: Option<PathBuf>,
+    /// The file is renamed to `<file>.1` and started anew once it would grow past this.
+    pub file_bytes_max: u64,
 }
 
 impl Default for NotifyConfig {
@@ -194,9 +209,18 @@ impl Default for NotifyConfig {
             webhook_url: None,
             webhook_ca_file: None,
             webhook_timeout_ms: 5_000,
+            webhook_format: crate::notify::WebhookFormat::Json,
+            webhook_headers: BTreeMap::new(),
+            webhook_retries: 3,
+            pagerduty_routing_key: None,
+            file: None,
+            file_bytes_max: 64 * 1024 * 1024,
         }
     }
 }
+
+/// Headers a webhook may carry at most.
+pub const WEBHOOK_HEADERS_MAX: usize = 32;
 
 /// `[metrics]`: metric history kept for reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -732,10 +756,84 @@ impl Config {
                 message: "set without an https:// notify.webhook_url: it is not used".into(),
             });
         }
-        if !n.log && n.webhook_url.is_none() {
+        check_range(
+            "notify.webhook_retries",
+            u64::from(n.webhook_retries),
+            0,
+            10,
+            "",
+        )?;
+        check_range(
+            "notify.file_bytes_max",
+            n.file_bytes_max,
+            4096,
+            1 << 40,
+            " bytes",
+        )?;
+        if n.webhook_headers.len() > WEBHOOK_HEADERS_MAX {
+            return Err(ConfigError::Invalid {
+                key: "notify.webhook_headers",
+                value: format!("{} headers", n.webhook_headers.len()),
+                accepted: format!("at most {WEBHOOK_HEADERS_MAX} (webhook_headers_max)"),
+            });
+        }
+        for (name, value) in &n.webhook_headers {
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if name.is_empty() || name.len() > 256 || !name.chars().all(token) {
+                return Err(ConfigError::Invalid {
+                    key: "notify.webhook_headers",
+                    value: format!("{name:?}"),
+                    accepted: "header names of 1..=256 token characters (letters, digits, !#$%&'*+-.^_`|~)".into(),
+                });
+            }
+            if value.len() > 8192 || value.chars().any(|c| c.is_control()) {
+                return Err(ConfigError::Invalid {
+                    key: "notify.webhook_headers",
+                    value: format!("{name} = <{} bytes>", value.len()),
+                    accepted:
+                        "values of at most 8192 bytes without control characters (no line breaks)"
+                            .into(),
+                });
+            }
+        }
+        let pagerduty = n.webhook_format == crate::notify::WebhookFormat::Pagerduty;
+        match (&n.pagerduty_routing_key, pagerduty) {
+            (None, true) => {
+                return Err(ConfigError::Invalid {
+                    key: "notify.pagerduty_routing_key",
+                    value: "none".into(),
+                    accepted:
+                        "the integration key of a PagerDuty Events API v2 service (required with \
+                               webhook_format = \"pagerduty\")"
+                            .into(),
+                });
+            }
+            (Some(k), true)
+                if k.is_empty() || k.len() > 256 || k.chars().any(|c| c.is_control()) =>
+            {
+                return Err(ConfigError::Invalid {
+                    key: "notify.pagerduty_routing_key",
+                    value: format!("<{} bytes>", k.len()),
+                    accepted: "1..=256 bytes without control characters".into(),
+                });
+            }
+            (Some(_), false) => warnings.push(ConfigWarning {
+                key: "notify.pagerduty_routing_key",
+                message: "set without webhook_format = \"pagerduty\": it is not used".into(),
+            }),
+            _ => {}
+        }
+        if n.webhook_format != crate::notify::WebhookFormat::Json && n.webhook_url.is_none() {
+            warnings.push(ConfigWarning {
+                key: "notify.webhook_format",
+                message: "set without notify.webhook_url: it is not used".into(),
+            });
+        }
+        if !n.log && n.webhook_url.is_none() && n.file.is_none() {
             warnings.push(ConfigWarning {
                 key: "notify.log",
-                message: "false with no notify.webhook_url: alerts reach no one (they stay in /v1/incidents)"
+                message: "false with no notify.webhook_url or notify.file: alerts reach no one (they stay in \
+                          /v1/incidents)"
                     .into(),
             });
         }
@@ -829,6 +927,12 @@ impl Config {
         }
         for token in shown.http.operators.values_mut() {
             *token = REDACTED.to_string();
+        }
+        for value in shown.notify.webhook_headers.values_mut() {
+            *value = REDACTED.to_string();
+        }
+        if shown.notify.pagerduty_routing_key.is_some() {
+            shown.notify.pagerduty_routing_key = Some(REDACTED.to_string());
         }
         shown
     }
@@ -1350,6 +1454,19 @@ log = true
 # webhook_ca_file = "/etc/medic/webhook-ca.pem"
 # One webhook POST may take this long (100..=60000 ms).
 webhook_timeout_ms = 5000
+# The body's shape: "json" (the alert as medic's JSON), "slack" (an incoming webhook's {"text"}), or "pagerduty"
+# (Events API v2 to https://events.pagerduty.com/v2/enqueue: trigger, acknowledge, resolve, one dedup key per
+# incident; needs pagerduty_routing_key).
+webhook_format = "json"
+# pagerduty_routing_key = "R0123456789ABCDEF0123456789ABCDE"
+# Headers sent with every POST (values are redacted by `medic config`), at most 32.
+# webhook_headers = { Authorization = "Bearer s3cret" }
+# A POST that cannot connect or gets a 429 or 5xx is retried this many times (0..=10), waiting 0.5 s, 1 s, 2 s...
+webhook_retries = 3
+# Append every alert to this JSON Lines file, one object a line.
+# file = "/var/log/medic/alerts.jsonl"
+# The file is renamed to <file>.1 and started anew past this size (4096..=2^40 bytes).
+file_bytes_max = 67108864
 
 [playbooks]
 # A directory of playbooks (*.yaml): repairs of the [[targets]] written as data. Loaded and checked when

@@ -257,3 +257,114 @@ fn a_bad_webhook_url_is_refused_naming_the_key() {
         "{warnings:?}"
     );
 }
+
+/// A listener that records each request's head (request line and headers, lowercased names) and body, and answers
+/// the statuses of `answers` in turn (200 once they run out).
+fn scripted_listener(answers: Vec<u16>) -> (String, mpsc::Receiver<(Vec<String>, Value)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/enqueue", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut answers = answers.into_iter();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(&mut conn);
+            let mut head = Vec::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                head.push(match line.split_once(':') {
+                    Some((k, v)) => format!("{}:{}", k.to_ascii_lowercase(), v.trim_end()),
+                    None => line.trim_end().to_string(),
+                });
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            drop(reader);
+            let status = answers.next().unwrap_or(200);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            if tx
+                .send((head, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_pagerduty_event_carries_the_headers_and_is_retried_past_a_503() {
+    let (url, received) = scripted_listener(vec![503]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.notify.webhook_url = Some(url);
+    config.notify.webhook_format = medic::notify::WebhookFormat::Pagerduty;
+    config.notify.pagerduty_routing_key = Some("R0UT1NGKEY".into());
+    config
+        .notify
+        .webhook_headers
+        .insert("X-Medic-Auth".into(), "s3cret".into());
+    let (_app, cycle) = app_with_an_alert(dir.path(), &mut config);
+    let first = cycle["alerts"][0].clone();
+    let (head, refused) = received.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(head[0].starts_with("POST /enqueue "), "{head:?}");
+    assert!(
+        head.contains(&"x-medic-auth: s3cret".to_string()),
+        "{head:?}"
+    );
+    // The 503 is retried after the backoff with the same event.
+    let (_, retried) = received.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(retried, refused);
+    assert_eq!(retried["routing_key"], "R0UT1NGKEY");
+    assert_eq!(retried["event_action"], "trigger");
+    assert_eq!(retried["payload"]["source"], "medic");
+    assert_eq!(retried["payload"]["component"], first["resource"]);
+    let dedup = retried["dedup_key"].as_str().unwrap();
+    match first["incident_id"].as_u64() {
+        Some(id) => assert_eq!(dedup, format!("medic-incident-{id}")),
+        None => assert_eq!(dedup, first["key"].as_str().unwrap()),
+    }
+    // `medic config` never shows the secrets.
+    let shown = toml::to_string(&config.redacted()).unwrap();
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("R0UT1NGKEY"),
+        "{shown}"
+    );
+    // The routing key is required with the PagerDuty format.
+    config.notify.pagerduty_routing_key = None;
+    let e = config.validate().unwrap_err().to_string();
+    assert!(e.contains("notify.pagerduty_routing_key"), "{e}");
+}
+
+#[test]
+fn alerts_are_appended_to_a_json_lines_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    let path = dir.path().join("alerts.jsonl");
+    config.notify.file = Some(path.clone());
+    let (_app, cycle) = app_with_an_alert(dir.path(), &mut config);
+    let lines: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let fired = cycle["alerts"].as_array().unwrap();
+    assert_eq!(lines.len(), fired.len(), "{lines:?}");
+    for (line, alert) in lines.iter().zip(fired) {
+        assert_eq!(line["key"], alert["key"]);
+        assert_eq!(line["title"], alert["title"]);
+    }
+}

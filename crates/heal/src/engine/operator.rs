@@ -1,7 +1,8 @@
 //! The operators' side of the engine: approve or deny a waiting repair, acknowledge, resolve with a note, reopen;
 //! the approvals waiting and when they expire; unanswered approvals escalating after `approval_expiry_us`; and the
 //! follow-up of every escalation that reached the notifiers — repeated every `renotify_interval_us` until someone
-//! acknowledges it, and a `resolved` alert when it closes, however it closes.
+//! acknowledges it (an `acknowledged` alert tells the receivers once), and a `resolved` alert when it closes,
+//! however it closes.
 //!
 //! Who did what is the program's to record (its knowledge base keeps the operators' actions); the engine keeps only
 //! what changes its own decisions.
@@ -115,7 +116,24 @@ impl Engine {
     pub fn acknowledge(&mut self, id: u64, who: &str) -> Result<(), EngineError> {
         let now = self.clock.now();
         let inc = self.active_mut(id, "only an open incident can be acknowledged")?;
+        let first = inc.acknowledged.is_none();
         inc.acknowledged = Some((who.to_string(), now));
+        // A notified incident's receivers hear of it once (a pager stops paging).
+        if let (true, Some(f)) = (first, self.followups.get(&id)) {
+            let alert = Alert {
+                key: format!("acknowledged:{id}"),
+                rule: "acknowledged".to_string(),
+                level: EscalationLevel::Warn,
+                severity: f.severity,
+                title: format!("acknowledged by {who}: {}", f.title),
+                resource: f.resource.clone(),
+                code: f.code.clone(),
+                incident_id: Some(id),
+                at: now,
+                report: None,
+            };
+            self.send(&alert);
+        }
         Ok(())
     }
 
@@ -205,6 +223,7 @@ impl Engine {
                 acknowledged: None,
                 awaiting_since: None,
                 denied: false,
+                resumed: false,
                 dirty: true,
                 rechecked_at: now,
             },
@@ -609,8 +628,10 @@ mod tests {
         clock.advance(5 * MIN);
         e.run_cycle();
         assert_eq!(inbox.rules().last().unwrap(), "escalation_repeat");
-        let before = inbox.rules().len();
         e.acknowledge(id, "alice").unwrap();
+        assert_eq!(inbox.rules().last().unwrap(), "acknowledged", "told once");
+        e.acknowledge(id, "bob").unwrap();
+        let before = inbox.rules().len();
         for _ in 0..3 {
             clock.advance(5 * MIN);
             e.run_cycle();

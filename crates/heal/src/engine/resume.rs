@@ -56,6 +56,7 @@ impl Engine {
                 acknowledged: None,
                 awaiting_since: None,
                 denied: false,
+                resumed: true,
                 dirty: false,
                 rechecked_at: 0,
             };
