@@ -1960,6 +1960,22 @@ impl Store {
         self.scan_range(c, after, limit)
     }
 
+    /// Removes `idx/<collection>/`, the files of a dropped collection's indexes (detached first). Absent is fine.
+    pub fn remove_index_dir(&self, collection: &str) -> Result<(), StoreError> {
+        collection::validate_name(collection)?;
+        if collection == collection::DEFAULT {
+            return Err(StoreError::InvalidInput(
+                "the indexes of \"default\" are not removed".into(),
+            ));
+        }
+        let dir = self.dir.join("idx").join(collection);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(format!("removing {}", dir.display()), e)),
+        }
+    }
+
     /// Drops the collection `name`: marks it `dropping` (from then on nothing reads or writes it), deletes its
     /// documents through the log in commits of at most [`DROP_BATCH_DOCS`], then deletes its settings document.
     /// Restartable: a drop cut short (a crash) leaves the collection `dropping`, and calling this again finishes

@@ -1,0 +1,341 @@
+//! Named collections through the real `medic serve` process: two collections of other dimensions than `default`'s,
+//! documents (one by one and in bulk) and searches (text and vector) that see only their own collection, a SIGKILL
+//! and restart after which every acknowledged document reads back the same, a drop (404 after it, `idx/<c>/`
+//! gone), bad settings named in a 400 and unknown collections in a 404.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Daemon, wait_for};
+
+/// A vector of `dim` values exact in `f32`, distinct per `i`.
+fn vector(i: usize, dim: usize) -> Vec<f32> {
+    (0..dim)
+        .map(|j| {
+            if j == 0 {
+                i as f32 * 0.25 + 0.5
+            } else {
+                ((i * 7 + j * 3) % 17) as f32 * 0.25 + 0.5
+            }
+        })
+        .collect()
+}
+
+/// The documents acknowledged, by `(collection, id)`.
+type Acked = BTreeMap<(String, String), Value>;
+
+fn put(d: &Daemon, acked: &mut Acked, c: &str, id: &str, doc: Value) {
+    let path = if c == "default" {
+        format!("/v1/docs/{id}")
+    } else {
+        format!("/v1/collections/{c}/docs/{id}")
+    };
+    let (s, v) = d.json("PUT", &path, Some(&doc));
+    assert_eq!(s, 200, "PUT {path}: {v}");
+    acked.insert((c.into(), id.into()), doc);
+}
+
+fn search(d: &Daemon, c: &str, body: Value) -> Vec<String> {
+    let (s, v) = d.json("POST", &format!("/v1/collections/{c}/search"), Some(&body));
+    assert_eq!(s, 200, "search {c} {body}: {v}");
+    v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_acked_readable(d: &Daemon, acked: &Acked, what: &str) {
+    for ((c, id), want) in acked {
+        let (s, got) = d.json("GET", &format!("/v1/collections/{c}/docs/{id}"), None);
+        assert_eq!(s, 200, "{what}: {c}/{id}: {got}");
+        let mut got = got;
+        got.as_object_mut().unwrap().remove("id");
+        assert_eq!(
+            got.to_string(),
+            want.to_string(),
+            "{what}: {c}/{id} byte for byte"
+        );
+    }
+}
+
+#[test]
+fn collections_over_http_keep_their_documents_apart_and_survive_a_kill() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), logs.path());
+
+    // Settings checked, a bad one named.
+    for (name, body, field) in [
+        ("bad", json!({"metric": "cos"}), "metric"),
+        ("bad", json!({"dimension": 0}), "dimension"),
+        ("bad", json!({"indexes": ["btree"]}), "indexes"),
+        ("bad", json!({"fields": {"n": "date"}}), "fields"),
+        ("bad", json!({"dims": 3}), "dims"),
+        ("Bad", json!({}), "collection name"),
+    ] {
+        let (s, v) = d.json("PUT", &format!("/v1/collections/{name}"), Some(&body));
+        assert_eq!(s, 400, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(field), "{body}: {v}");
+    }
+    let wide = json!({"dimension": 8, "fields": {"n": "integer"}});
+    let (s, v) = d.json("PUT", "/v1/collections/wide", Some(&wide));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["settings"]["dimension"], 8, "{v}");
+    assert_eq!(
+        v["settings"]["indexes"],
+        json!(["flat", "hnsw", "text"]),
+        "{v}"
+    );
+    let (s, v) = d.json("PUT", "/v1/collections/wide", Some(&wide));
+    assert_eq!(s, 200, "the same settings again: {v}");
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/collections/wide",
+        Some(&json!({"metric": "dot"})),
+    );
+    assert_eq!(s, 409, "{v}");
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/collections/small",
+        Some(&json!({"metric": "l2", "indexes": ["hnsw", "text"]})),
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["settings"]["dimension"], Value::Null, "{v}");
+
+    // Documents: default 3-d, wide 8-d, small fixed to 5-d by its first vector; one id in all three.
+    let mut acked = Acked::new();
+    for i in 0..30 {
+        put(
+            &d,
+            &mut acked,
+            "default",
+            &format!("d{i}"),
+            json!({"text": format!("apple {i}"), "vector": vector(i, 3)}),
+        );
+        put(
+            &d,
+            &mut acked,
+            "wide",
+            &format!("w{i}"),
+            json!({"text": format!("banana {i}"), "vector": vector(i, 8), "meta": {"n": i}}),
+        );
+    }
+    put(
+        &d,
+        &mut acked,
+        "default",
+        "shared",
+        json!({"text": "shared apple", "vector": [1.0, 2.0, 3.0]}),
+    );
+    put(
+        &d,
+        &mut acked,
+        "wide",
+        "shared",
+        json!({"text": "shared banana", "vector": vector(99, 8)}),
+    );
+    let mut ndjson = String::new();
+    for i in 0..20 {
+        let doc = json!({"text": format!("cherry {i}"), "vector": vector(i, 5)});
+        acked.insert(("small".into(), format!("s{i}")), doc.clone());
+        let mut line = doc;
+        line["id"] = json!(format!("s{i}"));
+        ndjson.push_str(&line.to_string());
+        ndjson.push('\n');
+    }
+    let mut resp = d
+        .agent
+        .post(format!("{}/v1/collections/small/docs", d.url))
+        .header("Content-Type", "application/x-ndjson")
+        .send(ndjson.as_bytes())
+        .unwrap();
+    let text = resp.body_mut().read_to_string().unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{text}");
+    assert!(text.contains("\"written\":20"), "{text}");
+
+    // A wrong dimension is refused, the default's error saying how to make a collection of another.
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/docs/x",
+        Some(&json!({"text": "x", "vector": vector(0, 8)})),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("PUT /v1/collections/<name> {\"dimension\": 8}"),
+        "{v}"
+    );
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/collections/small/docs/x",
+        Some(&json!({"text": "x", "vector": vector(0, 3)})),
+    );
+    assert_eq!(s, 400, "{v}");
+
+    // Each search sees its own collection only.
+    let strong = |body: Value| {
+        let mut b = body;
+        b["consistency"] = json!("strong");
+        b["k"] = json!(100);
+        b
+    };
+    let hits = search(&d, "wide", strong(json!({"text": "banana"})));
+    assert_eq!(hits.len(), 31, "{hits:?}");
+    assert!(
+        hits.iter().all(|h| h.starts_with('w') || h == "shared"),
+        "{hits:?}"
+    );
+    assert!(search(&d, "wide", strong(json!({"text": "apple"}))).is_empty());
+    let hits = search(&d, "default", strong(json!({"text": "apple"})));
+    assert_eq!(hits.len(), 31, "{hits:?}");
+    assert!(
+        hits.iter().all(|h| h.starts_with('d') || h == "shared"),
+        "{hits:?}"
+    );
+    let hits = search(
+        &d,
+        "wide",
+        strong(json!({"vector": vector(3, 8), "exact": true})),
+    );
+    assert_eq!(hits.first().map(String::as_str), Some("w3"), "{hits:?}");
+    assert!(
+        hits.iter().all(|h| h.starts_with('w') || h == "shared"),
+        "{hits:?}"
+    );
+    let hits = search(
+        &d,
+        "wide",
+        strong(json!({"vector": vector(3, 8), "filter": {"n": {"gte": 25}}})),
+    );
+    assert_eq!(hits.len(), 5, "{hits:?}");
+    let hits = search(&d, "small", strong(json!({"vector": vector(4, 5)})));
+    assert_eq!(hits.first().map(String::as_str), Some("s4"), "{hits:?}");
+    assert!(hits.iter().all(|h| h.starts_with('s')), "{hits:?}");
+    let (s, v) = d.json(
+        "POST",
+        "/v1/search",
+        Some(&strong(json!({"vector": [1.0, 2.0, 3.0], "exact": true}))),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["hits"][0]["id"], "shared", "{v}");
+    assert!(
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| !h["id"].as_str().unwrap().starts_with('w')),
+        "{v}"
+    );
+
+    // Listing and describing, with counts and index health.
+    let (s, v) = d.json("GET", "/v1/collections", None);
+    assert_eq!(s, 200, "{v}");
+    let counts: Vec<(String, u64)> = v["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["collection"].as_str().unwrap().to_string(),
+                c["documents"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("default".into(), 31),
+            ("small".into(), 20),
+            ("wide".into(), 31)
+        ]
+    );
+    let (s, v) = d.json("GET", "/v1/collections/small", None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["settings"]["dimension"], 5, "{v}");
+    let names: Vec<&str> = v["indexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{v}");
+
+    // Unknown collections are a 404 naming them.
+    for (m, p, b) in [
+        ("GET", "/v1/collections/nope", None),
+        ("GET", "/v1/collections/nope/docs/a", None),
+        (
+            "PUT",
+            "/v1/collections/nope/docs/a",
+            Some(json!({"text": "a"})),
+        ),
+        (
+            "POST",
+            "/v1/collections/nope/search",
+            Some(json!({"text": "a"})),
+        ),
+        ("DELETE", "/v1/collections/nope", None),
+    ] {
+        let (s, v) = d.json(m, p, b.as_ref());
+        assert_eq!(s, 404, "{m} {p}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("nope"),
+            "{m} {p}: {v}"
+        );
+    }
+
+    // SIGKILL, restart: every acknowledged document of every collection, byte for byte; searches still apart.
+    d.kill9();
+    let d = Daemon::start(data.path(), logs.path());
+    assert_acked_readable(&d, &acked, "after SIGKILL and restart");
+    let hits = search(&d, "wide", strong(json!({"text": "banana"})));
+    assert_eq!(hits.len(), 31, "{hits:?}");
+    let hits = search(&d, "small", strong(json!({"text": "cherry"})));
+    assert_eq!(hits.len(), 20, "{hits:?}");
+
+    // Drop: gone (404), its index directory removed, the others untouched.
+    assert!(data.path().join("idx/wide").is_dir());
+    let (s, v) = d.json("DELETE", "/v1/collections/default", None);
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = d.json("DELETE", "/v1/collections/wide", None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["documents_deleted"], 31, "{v}");
+    let (s, _) = d.json("GET", "/v1/collections/wide", None);
+    assert_eq!(s, 404);
+    let (s, _) = d.json("GET", "/v1/collections/wide/docs/w1", None);
+    assert_eq!(s, 404);
+    assert!(
+        !data.path().join("idx/wide").exists(),
+        "idx/wide/ is removed"
+    );
+    acked.retain(|(c, _), _| c != "wide");
+    assert_acked_readable(&d, &acked, "after the drop");
+    d.stop();
+
+    // After a clean restart the drop holds.
+    let d = Daemon::start(data.path(), logs.path());
+    let (s, _) = d.json("GET", "/v1/collections/wide", None);
+    assert_eq!(s, 404);
+    assert_acked_readable(&d, &acked, "after the drop and a restart");
+    wait_for(
+        "the small collection's indexes",
+        Duration::from_secs(30),
+        || {
+            let (_, v) = d.json("GET", "/v1/collections/small", None);
+            v["indexes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["state"] == "current")
+                .then_some(())
+        },
+    );
+    d.stop();
+}
