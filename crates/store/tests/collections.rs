@@ -81,7 +81,7 @@ fn same_id_in_two_collections_are_two_documents() {
         .map(|c| (c.name, c.documents))
         .collect();
     assert_eq!(listed, vec![("default".into(), 1), ("wide".into(), 1)]);
-    assert_eq!(s.delete_in("wide", "a").unwrap().is_some(), true);
+    assert!(s.delete_in("wide", "a").unwrap().is_some());
     assert_eq!(s.get("a").unwrap().unwrap().text, "default a");
     assert!(s.get_in("wide", "a").unwrap().is_none());
     assert!(matches!(
