@@ -530,6 +530,16 @@ impl App {
         Ok(())
     }
 
+    /// Attaches the indexes of the named collection `name` (an offline search of it), unless attached.
+    pub fn attach_collection_indexes(&self, name: &str) -> anyhow::Result<()> {
+        let info = self
+            .store
+            .collection(name)?
+            .filter(|c| c.state == store::CollectionState::Ready)
+            .ok_or_else(|| anyhow::anyhow!("no collection {name:?}"))?;
+        self.attach_collection(&info)
+    }
+
     /// The attached indexes of the named collection `c` (not `default`).
     pub fn collection_indexes(&self, c: &str) -> Option<CollectionIndexes> {
         self.collections

@@ -205,11 +205,20 @@ pub fn run_in(
     let named = if collection == store::collection::DEFAULT {
         None
     } else {
-        Some(app.collection_indexes(collection).ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no collection {collection:?} with indexes attached"
-            ))
-        })?)
+        match app.collection_indexes(collection) {
+            Some(ix) => Some(ix),
+            // Not attached (an offline command): vectors by a scan of the collection, text refused.
+            None => {
+                let info = app
+                    .store()
+                    .collection(collection)?
+                    .ok_or_else(|| ApiError::not_found(format!("no collection {collection:?}")))?;
+                Some(crate::app::CollectionIndexes {
+                    metric: info.settings.metric,
+                    ..crate::app::CollectionIndexes::default()
+                })
+            }
+        }
     };
     let scope = Scope {
         app,

@@ -339,3 +339,105 @@ fn collections_over_http_keep_their_documents_apart_and_survive_a_kill() {
     );
     d.stop();
 }
+
+fn medic(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(args)
+        .env_remove("MEDIC_SERVER")
+        .env_remove("MEDIC_TOKEN")
+        .env_remove("MEDIC_CONFIG")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run medic");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn last_json(stdout: &str) -> Value {
+    serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap()
+}
+
+#[test]
+fn the_cli_takes_a_collection_offline_and_through_the_daemon() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    // Offline.
+    let (code, out, err) = medic(&[
+        "put",
+        "--data",
+        dir,
+        "a",
+        "--text",
+        "default apple",
+        "--vector",
+        "[1,2,3]",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = medic(&[
+        "collections",
+        "create",
+        "--data",
+        dir,
+        "wide",
+        "--dimension",
+        "4",
+        "--metric",
+        "l2",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(last_json(&out)["settings"]["metric"], "l2", "{out}");
+    let (code, out, err) = medic(&[
+        "put",
+        "--data",
+        dir,
+        "--collection",
+        "wide",
+        "a",
+        "--text",
+        "wide banana",
+        "--vector",
+        "[1,2,3,4]",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = medic(&["get", "--data", dir, "--collection", "wide", "a", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(last_json(&out)["text"], "wide banana");
+    let (code, out, _) = medic(&["get", "--data", dir, "a", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(last_json(&out)["text"], "default apple");
+    let (code, _, err) = medic(&["get", "--data", dir, "--collection", "nope", "a"]);
+    assert_eq!(code, 2, "an unknown collection is a usage error: {err}");
+    assert!(err.contains("nope"), "{err}");
+
+    // Through the daemon holding the directory.
+    let d = Daemon::start(data.path(), logs.path());
+    let (code, out, err) = medic(&["collections", "--data", dir, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let all = last_json(&out);
+    assert_eq!(all["collections"][1]["collection"], "wide", "{all}");
+    assert_eq!(all["collections"][1]["documents"], 1, "{all}");
+    let (code, out, err) = medic(&[
+        "search",
+        "--data",
+        dir,
+        "--collection",
+        "wide",
+        "--text",
+        "banana",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let hits = last_json(&out);
+    assert_eq!(hits["hits"].as_array().map(Vec::len), Some(1), "{hits}");
+    let (code, out, err) = medic(&["collections", "drop", "--data", dir, "wide", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(last_json(&out)["documents_deleted"], 1, "{out}");
+    let (code, _, err) = medic(&["get", "--data", dir, "--collection", "wide", "a"]);
+    assert_eq!(code, 2, "{err}");
+    d.stop();
+}

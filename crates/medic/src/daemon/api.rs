@@ -518,7 +518,7 @@ pub async fn collection(
 }
 
 /// A collection as `GET /v1/collections[/{c}]` shows it.
-pub(super) fn describe_collection(app: &App, c: &str) -> Result<Value, ApiError> {
+pub fn describe_collection(app: &App, c: &str) -> Result<Value, ApiError> {
     let store = app.store();
     let info = store
         .collection(c)?
