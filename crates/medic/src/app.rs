@@ -1140,6 +1140,11 @@ impl App {
             memory_pressure: self.memory.pressure().is_some(),
             writes_refused_memory: self.memory.refused(),
             indexes: self.store.derived().status().indexes,
+            collections: self
+                .store
+                .collections()
+                .map(|all| all.into_iter().map(|c| (c.name, c.documents)).collect())
+                .unwrap_or_default(),
             ..Snapshot::default()
         };
         let Some(engine) = engine else {

@@ -18,6 +18,7 @@ pub mod parity;
 pub mod snapshot;
 pub mod store;
 pub mod subject;
+mod table;
 pub mod wal;
 
 pub use codec::Document;

@@ -108,7 +108,7 @@ struct Op {
 }
 
 struct State {
-    docs: BTreeMap<String, Entry>,
+    docs: crate::table::Table<Entry>,
     next_lsn: u64,
     durable_lsn: u64,
     pending: Vec<u8>,
@@ -1262,7 +1262,7 @@ impl Store {
             dir,
             record_bytes_max,
             state: Mutex::new(State {
-                docs,
+                docs: docs.into(),
                 next_lsn: last_lsn + 1,
                 durable_lsn: last_lsn,
                 pending: Vec::new(),
@@ -1840,17 +1840,7 @@ impl Store {
     }
 
     fn count_locked(st: &State, c: &str) -> usize {
-        if c == collection::DEFAULT {
-            let namespaced = st.docs.range(collection::namespaced_range()).count();
-            let reserved = st
-                .docs
-                .range(RESERVED_ID_PREFIX.to_string()..)
-                .take_while(|(k, _)| k.starts_with(RESERVED_ID_PREFIX))
-                .count();
-            st.docs.len() - namespaced - reserved
-        } else {
-            st.docs.range(collection::range(c)).count()
-        }
+        st.docs.count_in(c)
     }
 
     /// Stores `doc` under `id` in `collection`; returns its LSN once durable. The collection's first vector fixes

@@ -101,6 +101,11 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CollectionLabels {
+    collection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IndexLabels {
     collection: String,
     index: String,
@@ -160,6 +165,8 @@ pub struct Snapshot {
     pub writes_refused_memory: u64,
     /// Every derived index's status (lag, and its structure as last measured).
     pub indexes: Vec<store::derived::IndexStatus>,
+    /// Documents per collection (`default` included).
+    pub collections: Vec<(String, u64)>,
 }
 
 #[derive(Default)]
@@ -198,6 +205,9 @@ pub struct Metrics {
     memory_pressure: Gauge,
     writes_refused_memory: Gauge,
     index_lag: Family<IndexLabels, Gauge>,
+    collection_documents: Family<CollectionLabels, Gauge>,
+    /// The collections `collection_documents` has a series of (a dropped one's is removed).
+    collections_seen: Mutex<std::collections::BTreeSet<String>>,
     index_structure: Family<FigureLabels, Gauge<f64, AtomicU64>>,
     seen: Mutex<Seen>,
     /// Incidents detected before this (µs since the epoch) belong to an earlier process and are not counted.
@@ -316,6 +326,12 @@ impl Metrics {
         );
         let documents = Gauge::default();
         registry.register("medic_documents", "Documents stored", documents.clone());
+        let collection_documents = Family::<CollectionLabels, Gauge>::default();
+        registry.register(
+            "medic_collection_documents",
+            "Documents of one collection",
+            collection_documents.clone(),
+        );
         let index_lag = Family::<IndexLabels, Gauge>::default();
         registry.register(
             "medic_index_lag_records",
@@ -451,6 +467,8 @@ impl Metrics {
             memory_pressure,
             writes_refused_memory,
             index_lag,
+            collection_documents,
+            collections_seen: Mutex::new(std::collections::BTreeSet::new()),
             index_structure,
             http_requests,
             operation_duration,
@@ -584,6 +602,27 @@ impl Metrics {
         self.memory_pressure.set(i64::from(s.memory_pressure));
         self.writes_refused_memory
             .set(clamp(s.writes_refused_memory));
+        {
+            let mut seen = self
+                .collections_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let now: std::collections::BTreeSet<String> =
+                s.collections.iter().map(|(c, _)| c.clone()).collect();
+            for gone in seen.difference(&now) {
+                self.collection_documents.remove(&CollectionLabels {
+                    collection: gone.clone(),
+                });
+            }
+            for (c, n) in &s.collections {
+                self.collection_documents
+                    .get_or_create(&CollectionLabels {
+                        collection: c.clone(),
+                    })
+                    .set(clamp(*n));
+            }
+            *seen = now;
+        }
         for i in &s.indexes {
             self.index_lag
                 .get_or_create(&IndexLabels {
