@@ -441,3 +441,48 @@ fn the_cli_takes_a_collection_offline_and_through_the_daemon() {
     assert_eq!(code, 2, "{err}");
     d.stop();
 }
+
+#[test]
+fn a_drop_cut_short_by_a_crash_is_finished_when_the_daemon_starts() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    {
+        let s = store::Store::open(data.path(), store::StoreConfig::default()).unwrap();
+        s.create_collection("big", store::CollectionSettings::default())
+            .unwrap();
+        for chunk in 0..3 {
+            let docs = (0..1000)
+                .map(|i| {
+                    (
+                        format!("d{chunk}-{i}"),
+                        store::Document::text(format!("doc {i}")),
+                    )
+                })
+                .collect();
+            s.put_batch_in("big", docs).unwrap();
+        }
+        s.put("keep", store::Document::text("kept")).unwrap();
+        // One commit of deletes, then a crash: no clean close.
+        s.drop_collection_partly("big", 1).unwrap();
+        drop(s);
+        let s = store::Store::open(data.path(), store::StoreConfig::default()).unwrap();
+        let big = s.collection("big").unwrap().unwrap();
+        assert_eq!(big.state, store::CollectionState::Dropping);
+        assert_eq!(big.documents, 2_000);
+        s.close().unwrap();
+    }
+    let d = Daemon::start(data.path(), logs.path());
+    let (s, v) = d.json("GET", "/v1/collections/big", None);
+    assert_eq!(s, 404, "finished at start: {v}");
+    let (s, v) = d.json("GET", "/v1/collections", None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["collections"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["collections"][0]["documents"], 1, "{v}");
+    let (s, v) = d.json("GET", "/v1/docs/keep", None);
+    assert_eq!(s, 200, "{v}");
+    // The name is free again.
+    let (s, v) = d.json("PUT", "/v1/collections/big", Some(&json!({})));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["documents"], 0, "{v}");
+    d.stop();
+}
