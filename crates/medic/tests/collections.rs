@@ -1,7 +1,8 @@
 //! Named collections through the real `medic serve` process: two collections of other dimensions than `default`'s,
 //! documents (one by one and in bulk) and searches (text and vector) that see only their own collection, a SIGKILL
 //! and restart after which every acknowledged document reads back the same, a drop (404 after it, `idx/<c>/`
-//! gone), bad settings named in a 400 and unknown collections in a 404.
+//! gone), bad settings named in a 400 and unknown collections in a 404; a drop cut short by a crash (in the store,
+//! or a SIGKILL of the daemon mid-drop) is finished at start, never half visible; the CLI's `--collection`.
 
 mod support;
 
@@ -484,5 +485,71 @@ fn a_drop_cut_short_by_a_crash_is_finished_when_the_daemon_starts() {
     let (s, v) = d.json("PUT", "/v1/collections/big", Some(&json!({})));
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["documents"], 0, "{v}");
+    d.stop();
+}
+
+#[test]
+fn a_daemon_killed_during_a_drop_finishes_it_at_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), logs.path());
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/collections/big",
+        Some(&json!({"indexes": ["text"]})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let mut acked = Acked::new();
+    for i in 0..20 {
+        put(
+            &d,
+            &mut acked,
+            "default",
+            &format!("k{i}"),
+            json!({"text": format!("kept {i}")}),
+        );
+    }
+    for chunk in 0..6 {
+        let mut ndjson = String::new();
+        for i in 0..5_000 {
+            ndjson.push_str(
+                &json!({"id": format!("b{chunk}-{i}"), "text": "to be dropped"}).to_string(),
+            );
+            ndjson.push('\n');
+        }
+        let mut resp = d
+            .agent
+            .post(format!("{}/v1/collections/big/docs", d.url))
+            .header("Content-Type", "application/x-ndjson")
+            .send(ndjson.as_bytes())
+            .unwrap();
+        let text = resp.body_mut().read_to_string().unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{text}");
+    }
+    // The drop deletes 30,000 documents in 30 commits; the daemon is killed while it runs (or just after).
+    let url = format!("{}/v1/collections/big", d.url);
+    let dropper = std::thread::spawn(move || {
+        let _ = support::agent().delete(&url).call();
+    });
+    // Killed once the drop has begun (its settings say `dropping`), or after it, if it was that quick.
+    let began = wait_for("the drop to begin", Duration::from_secs(30), || {
+        let (s, v) = d.json("GET", "/v1/collections/big", None);
+        (s == 404 || v["state"] == "dropping").then_some(v)
+    });
+    d.kill9();
+    eprintln!("killed at: {began}");
+    let _ = dropper.join();
+    let d = Daemon::start(data.path(), logs.path());
+    let (s, v) = d.json("GET", "/v1/collections/big", None);
+    assert_eq!(
+        s, 404,
+        "the drop is finished at start, never half visible: {v}"
+    );
+    let (s, v) = d.json("GET", "/v1/collections", None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["collections"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["collections"][0]["documents"], 20, "{v}");
+    assert!(!data.path().join("idx/big").exists(), "idx/big/ is removed");
+    assert_acked_readable(&d, &acked, "after a kill during a drop");
     d.stop();
 }
