@@ -584,7 +584,22 @@ impl App {
         for index in ["flat", "hnsw", "text"] {
             self.store.derived().detach(name, index);
         }
-        let n = self.store.drop_collection(name)?;
+        let n = match self.store.drop_collection(name) {
+            Ok(n) => n,
+            Err(e) => {
+                // Refused before it began (read-only, say): the collection still serves, with its indexes.
+                if let Ok(Some(info)) = self.store.collection(name)
+                    && info.state == store::CollectionState::Ready
+                    && let Err(a) = self.attach_collection(&info)
+                {
+                    tracing::warn!(
+                        collection = name,
+                        "attaching its indexes again failed: {a:#}"
+                    );
+                }
+                return Err(e);
+            }
+        };
         self.store.remove_index_dir(name)?;
         Ok(n)
     }
