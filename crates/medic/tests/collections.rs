@@ -316,6 +316,16 @@ fn collections_over_http_keep_their_documents_apart_and_survive_a_kill() {
         !data.path().join("idx/wide").exists(),
         "idx/wide/ is removed"
     );
+    let (s, _, text) = d.request("GET", "/metrics", None);
+    assert_eq!(s, 200);
+    assert!(
+        text.contains("medic_collection_documents{collection=\"small\"} 20"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("collection=\"wide\""),
+        "a dropped collection's series are removed: {text}"
+    );
     acked.retain(|(c, _), _| c != "wide");
     assert_acked_readable(&d, &acked, "after the drop");
     d.stop();

@@ -208,6 +208,8 @@ pub struct Metrics {
     collection_documents: Family<CollectionLabels, Gauge>,
     /// The collections `collection_documents` has a series of (a dropped one's is removed).
     collections_seen: Mutex<std::collections::BTreeSet<String>>,
+    /// `(collection, index, figure)` of every `index_lag` (figure `None`) and `index_structure` series.
+    index_series_seen: Mutex<std::collections::BTreeSet<(String, String, Option<String>)>>,
     index_structure: Family<FigureLabels, Gauge<f64, AtomicU64>>,
     seen: Mutex<Seen>,
     /// Incidents detected before this (µs since the epoch) belong to an earlier process and are not counted.
@@ -469,6 +471,7 @@ impl Metrics {
             index_lag,
             collection_documents,
             collections_seen: Mutex::new(std::collections::BTreeSet::new()),
+            index_series_seen: Mutex::new(std::collections::BTreeSet::new()),
             index_structure,
             http_requests,
             operation_duration,
@@ -623,6 +626,8 @@ impl Metrics {
             }
             *seen = now;
         }
+        let mut series: std::collections::BTreeSet<(String, String, Option<String>)> =
+            std::collections::BTreeSet::new();
         for i in &s.indexes {
             self.index_lag
                 .get_or_create(&IndexLabels {
@@ -630,6 +635,7 @@ impl Metrics {
                     index: i.name.clone(),
                 })
                 .set(clamp(i.lag_records));
+            series.insert((i.collection.clone(), i.name.clone(), None));
             for (figure, v) in i.structure.iter().flat_map(|st| &st.figures) {
                 self.index_structure
                     .get_or_create(&FigureLabels {
@@ -638,7 +644,29 @@ impl Metrics {
                         figure: figure.clone(),
                     })
                     .set(*v);
+                series.insert((i.collection.clone(), i.name.clone(), Some(figure.clone())));
             }
+        }
+        {
+            // An index detached (its collection dropped) has its series removed.
+            let mut seen = self
+                .index_series_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (collection, index, figure) in seen.difference(&series) {
+                match figure {
+                    None => self.index_lag.remove(&IndexLabels {
+                        collection: collection.clone(),
+                        index: index.clone(),
+                    }),
+                    Some(figure) => self.index_structure.remove(&FigureLabels {
+                        collection: collection.clone(),
+                        index: index.clone(),
+                        figure: figure.clone(),
+                    }),
+                };
+            }
+            *seen = series;
         }
         if !s.engine_known {
             return;
