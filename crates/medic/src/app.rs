@@ -106,6 +106,19 @@ fn notifiers(
     Ok(out)
 }
 
+/// The attached indexes of one named collection (those its settings keep).
+#[derive(Clone, Default)]
+pub struct CollectionIndexes {
+    /// Its vectors' metric.
+    pub metric: store::collection::Metric,
+    /// Exact vector search.
+    pub flat: Option<Arc<index_vector::FlatIndex>>,
+    /// Approximate vector search.
+    pub hnsw: Option<Arc<index_vector::HnswIndex>>,
+    /// Full-text search.
+    pub text: Option<Arc<index_text::TextIndex>>,
+}
+
 /// The store, the engine and the knowledge base, opened together.
 pub struct App {
     config: Config,
@@ -137,6 +150,8 @@ pub struct App {
     text: std::sync::OnceLock<Arc<index_text::TextIndex>>,
     /// Held while an index is opened and attached, so two callers never open one directory twice.
     attaching: Mutex<()>,
+    /// The attached indexes of every named collection but `default` (whose are `flat`, `hnsw`, `text`).
+    collections: std::sync::RwLock<std::collections::BTreeMap<String, CollectionIndexes>>,
     /// Operators' silences in force, shared with the notifiers.
     silences: crate::operators::SilenceSet,
     /// Opened read-only ([`App::open_read_only`]): the temporary directory holding the copy of the knowledge base
@@ -309,6 +324,7 @@ impl App {
             hnsw: std::sync::OnceLock::new(),
             text: std::sync::OnceLock::new(),
             attaching: Mutex::new(()),
+            collections: std::sync::RwLock::new(std::collections::BTreeMap::new()),
             silences,
             kb_copy,
         })
@@ -446,7 +462,170 @@ impl App {
             self.hnsw.get_or_init(|| hnsw);
         }
         self.attach_text_locked()?;
+        drop(_g);
+        self.attach_collections()
+    }
+
+    /// Attaches the declared indexes of every named collection (metric and fields from its settings), and
+    /// finishes the drop of any collection a crash left `dropping`. Part of [`App::attach_indexes`].
+    fn attach_collections(&self) -> anyhow::Result<()> {
+        for c in self.store.collections()? {
+            if c.name == store::collection::DEFAULT {
+                continue;
+            }
+            match c.state {
+                store::CollectionState::Ready => self.attach_collection(&c)?,
+                store::CollectionState::Dropping => {
+                    tracing::info!(collection = %c.name, "finishing the drop a restart interrupted");
+                    self.drop_collection(&c.name)?;
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Opens and attaches the indexes `c` keeps (`idx/<c>/{flat,hnsw,text}`), unless attached already.
+    fn attach_collection(&self, c: &store::CollectionInfo) -> anyhow::Result<()> {
+        use store::collection::IndexKind;
+        let _g = self.attaching.lock().unwrap_or_else(|p| p.into_inner());
+        if self.collection_indexes(&c.name).is_some() {
+            return Ok(());
+        }
+        let metric = match c.settings.metric {
+            store::collection::Metric::Cosine => index_vector::Metric::Cosine,
+            store::collection::Metric::Dot => index_vector::Metric::Dot,
+            store::collection::Metric::L2 => index_vector::Metric::L2,
+        };
+        let io = self.store.config().io.clone();
+        let mut ix = CollectionIndexes {
+            metric: c.settings.metric,
+            ..CollectionIndexes::default()
+        };
+        if c.settings.keeps(IndexKind::Flat) {
+            let flat = Arc::new(
+                index_vector::FlatIndex::open(self.store.dir(), &c.name, metric, io.clone())
+                    .with_context(|| format!("opening the flat index of {}", c.name))?,
+            );
+            self.store.attach_derived(flat.clone())?;
+            ix.flat = Some(flat);
+        }
+        if c.settings.keeps(IndexKind::Hnsw) {
+            let params = index_vector::HnswParams {
+                metric,
+                ..index_vector::HnswParams::default()
+            };
+            let hnsw = Arc::new(
+                index_vector::HnswIndex::open(self.store.dir(), &c.name, params, io.clone())
+                    .with_context(|| format!("opening the hnsw index of {}", c.name))?,
+            );
+            self.store.attach_derived(hnsw.clone())?;
+            ix.hnsw = Some(hnsw);
+        }
+        if c.settings.keeps(IndexKind::Text) {
+            let fields = c
+                .settings
+                .fields
+                .iter()
+                .map(|(n, k)| {
+                    let kind = match k {
+                        store::collection::FieldKind::Keyword => index_text::FieldKind::Keyword,
+                        store::collection::FieldKind::Integer => index_text::FieldKind::Integer,
+                        store::collection::FieldKind::Float => index_text::FieldKind::Float,
+                        store::collection::FieldKind::Bool => index_text::FieldKind::Bool,
+                    };
+                    (n.clone(), kind)
+                })
+                .collect();
+            let settings = index_text::TextSettings {
+                fields,
+                ..index_text::TextSettings::default()
+            };
+            let text = Arc::new(
+                index_text::TextIndex::open_with(self.store.dir(), &c.name, settings, io)
+                    .with_context(|| format!("opening the text index of {}", c.name))?,
+            );
+            self.store.attach_derived(text.clone())?;
+            ix.text = Some(text);
+        }
+        self.collections
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(c.name.clone(), ix);
+        Ok(())
+    }
+
+    /// Attaches the indexes of the named collection `name` (an offline search of it), unless attached.
+    pub fn attach_collection_indexes(&self, name: &str) -> anyhow::Result<()> {
+        let info = self
+            .store
+            .collection(name)?
+            .filter(|c| c.state == store::CollectionState::Ready)
+            .ok_or_else(|| anyhow::anyhow!("no collection {name:?}"))?;
+        self.attach_collection(&info)
+    }
+
+    /// The attached indexes of the named collection `c` (not `default`).
+    pub fn collection_indexes(&self, c: &str) -> Option<CollectionIndexes> {
+        self.collections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(c)
+            .cloned()
+    }
+
+    /// Creates the collection `name` in the store and, in a daemon (indexes attached), attaches its indexes.
+    pub fn create_collection(
+        &self,
+        name: &str,
+        settings: store::CollectionSettings,
+    ) -> Result<store::Created, store::StoreError> {
+        let created = self.store.create_collection(name, settings)?;
+        if self.flat.get().is_some()
+            && name != store::collection::DEFAULT
+            && let Some(info) = self.store.collection(name)?
+            && let Err(e) = self.attach_collection(&info)
+        {
+            tracing::warn!(collection = name, "attaching its indexes failed: {e:#}");
+        }
+        Ok(created)
+    }
+
+    /// Drops the collection `name`: its indexes detached first (nothing indexes what is being deleted), its
+    /// documents and settings deleted through the log ([`Store::drop_collection`]), then `idx/<name>/` removed.
+    /// Returns the documents deleted.
+    pub fn drop_collection(&self, name: &str) -> Result<u64, store::StoreError> {
+        if name != store::collection::DEFAULT && self.store.collection(name)?.is_none() {
+            return Err(store::StoreError::UnknownCollection(format!(
+                "no collection {name:?}"
+            )));
+        }
+        let removed = self
+            .collections
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        drop(removed);
+        for index in ["flat", "hnsw", "text"] {
+            self.store.derived().detach(name, index);
+        }
+        let n = match self.store.drop_collection(name) {
+            Ok(n) => n,
+            Err(e) => {
+                // Refused before it began (read-only, say): the collection still serves, with its indexes.
+                if let Ok(Some(info)) = self.store.collection(name)
+                    && info.state == store::CollectionState::Ready
+                    && let Err(a) = self.attach_collection(&info)
+                {
+                    tracing::warn!(
+                        collection = name,
+                        "attaching its indexes again failed: {a:#}"
+                    );
+                }
+                return Err(e);
+            }
+        };
+        self.store.remove_index_dir(name)?;
+        Ok(n)
     }
 
     fn attach_text_locked(&self) -> anyhow::Result<Arc<index_text::TextIndex>> {
@@ -1010,6 +1189,11 @@ impl App {
             memory_pressure: self.memory.pressure().is_some(),
             writes_refused_memory: self.memory.refused(),
             indexes: self.store.derived().status().indexes,
+            collections: self
+                .store
+                .collections()
+                .map(|all| all.into_iter().map(|c| (c.name, c.documents)).collect())
+                .unwrap_or_default(),
             ..Snapshot::default()
         };
         let Some(engine) = engine else {

@@ -177,6 +177,9 @@ pub enum Command {
         /// Metadata, as a JSON object.
         #[arg(long, value_name = "JSON")]
         meta: Option<String>,
+        /// The collection [default: default].
+        #[arg(long, value_name = "NAME", default_value = "default")]
+        collection: String,
     },
     /// Print a document.
     Get {
@@ -184,6 +187,9 @@ pub enum Command {
         data: DataArg,
         /// The document id.
         id: String,
+        /// The collection [default: default].
+        #[arg(long, value_name = "NAME", default_value = "default")]
+        collection: String,
     },
     /// Delete a document.
     Delete {
@@ -191,6 +197,9 @@ pub enum Command {
         data: DataArg,
         /// The document id.
         id: String,
+        /// The collection [default: default].
+        #[arg(long, value_name = "NAME", default_value = "default")]
+        collection: String,
     },
     /// Search by text, by vector, or by both (fused by reciprocal rank).
     #[command(group(ArgGroup::new("query").args(["text", "vector"]).required(true).multiple(true)))]
@@ -221,6 +230,9 @@ pub enum Command {
         /// The exact nearest vectors (the flat index) instead of HNSW's (with --vector).
         #[arg(long)]
         exact: bool,
+        /// The collection [default: default].
+        #[arg(long, value_name = "NAME", default_value = "default")]
+        collection: String,
     },
     /// Load documents from a JSON Lines file: one {"id", "text", "vector"?, "meta"?} per line.
     Load {
@@ -228,6 +240,17 @@ pub enum Command {
         data: DataArg,
         /// The file; `-` reads standard input.
         file: PathBuf,
+        /// The collection [default: default].
+        #[arg(long, value_name = "NAME", default_value = "default")]
+        collection: String,
+    },
+    /// Named collections: list them (the default), `create NAME [--dimension N] [--metric M] [--indexes I,I]`,
+    /// `drop NAME`.
+    Collections {
+        #[command(flatten)]
+        data: DataArg,
+        #[command(subcommand)]
+        action: Option<CollectionsCommand>,
     },
     /// Inject faults into a scratch store and measure detection and repair.
     Chaos {
@@ -278,6 +301,39 @@ pub enum Command {
     },
     #[command(flatten)]
     Operator(operate::OperatorCommand),
+}
+
+/// `medic collections ...`.
+#[derive(Debug, Subcommand)]
+pub enum CollectionsCommand {
+    /// List every collection with its settings and documents.
+    List {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Create a collection.
+    Create {
+        #[command(flatten)]
+        data: DataArg,
+        /// Its name: 1 to 64 of a-z, 0-9, '_' and '-'.
+        name: String,
+        /// The vector dimension [default: fixed by its first vector].
+        #[arg(long)]
+        dimension: Option<u32>,
+        /// The vector metric: cosine, dot or l2 [default: cosine].
+        #[arg(long)]
+        metric: Option<String>,
+        /// The indexes it keeps, comma-separated, of flat, hnsw, text [default: all three].
+        #[arg(long, value_name = "INDEX,INDEX")]
+        indexes: Option<String>,
+    },
+    /// Drop a collection: its documents deleted, its indexes removed.
+    Drop {
+        #[command(flatten)]
+        data: DataArg,
+        /// Its name.
+        name: String,
+    },
 }
 
 /// `medic playbooks ...`.
@@ -780,6 +836,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             file,
             vector,
             meta,
+            collection,
         } => {
             let doc = document_body(
                 text.as_deref(),
@@ -788,7 +845,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 meta.as_deref(),
             )?;
             with_backend(cli, data, |b| {
-                let answer = b.put(id, &doc)?;
+                let answer = b.put(collection, id, &doc)?;
                 if out.json {
                     out.json_line(&answer);
                 } else {
@@ -798,7 +855,11 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 Ok(EXIT_OK)
             })
         }
-        Command::Get { data, id } => with_read_only(cli, data, |b| match b.get(id)? {
+        Command::Get {
+            data,
+            id,
+            collection,
+        } => with_read_only(cli, data, |b| match b.get(collection, id)? {
             Some(doc) => {
                 if out.json {
                     out.json_line(&doc);
@@ -809,7 +870,11 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             }
             None => not_found(out, "document", id),
         }),
-        Command::Delete { data, id } => with_existing(cli, data, |b| match b.delete(id)? {
+        Command::Delete {
+            data,
+            id,
+            collection,
+        } => with_existing(cli, data, |b| match b.delete(collection, id)? {
             Some(answer) => {
                 if out.json {
                     let mut v = json!({"id": id, "deleted": true});
@@ -834,6 +899,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             include,
             highlight,
             exact,
+            collection,
         } => {
             // `k`'s upper bound is http.search_k_max, checked where the search runs (the daemon, or offline with the
             // same key of --config), so one limit holds both ways.
@@ -850,16 +916,21 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             // Offline, a text search builds or catches up the text index under idx/ (derived data), so it opens the
             // store as writers do; a vector search changes nothing and opens it read-only.
             if text.is_some() {
-                with_existing(cli, data, |b| search(out, b, &query))
+                with_existing(cli, data, |b| search(out, b, collection, &query))
             } else {
-                with_read_only(cli, data, |b| search(out, b, &query))
+                with_read_only(cli, data, |b| search(out, b, collection, &query))
             }
         }
-        Command::Load { data, file } => {
+        Command::Collections { data, action } => collections(cli, out, data, action.as_ref()),
+        Command::Load {
+            data,
+            file,
+            collection,
+        } => {
             let input = load::Input::open(file)?;
             let total = load::validate(&input)?;
             with_backend(cli, data, |b| {
-                let summary = load::write(b, &input, total)?;
+                let summary = load::write(b, collection, &input, total)?;
                 if out.json {
                     out.json_line(&serde_json::to_value(summary)?);
                 } else {
@@ -868,6 +939,96 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 Ok(EXIT_OK)
             })
         }
+    }
+}
+
+/// `medic collections [list | create NAME ... | drop NAME]`, offline or through the daemon.
+fn collections(
+    cli: &Cli,
+    out: &Out,
+    data: &DataArg,
+    action: Option<&CollectionsCommand>,
+) -> anyhow::Result<u8> {
+    let show = |v: &Value| {
+        if out.json {
+            out.json_line(v);
+            return;
+        }
+        let one = |c: &Value| {
+            println!(
+                "{}  {} documents  dimension {}  metric {}  indexes {}{}",
+                c["collection"].as_str().unwrap_or("?"),
+                c["documents"],
+                c["settings"]["dimension"],
+                c["settings"]["metric"].as_str().unwrap_or("?"),
+                c["settings"]["indexes"],
+                if c["state"] == "dropping" {
+                    "  (dropping)"
+                } else {
+                    ""
+                }
+            );
+        };
+        match v.get("collections").and_then(Value::as_array) {
+            Some(all) => all.iter().for_each(one),
+            None => one(v),
+        }
+    };
+    // `--data` given after the action wins over one given before it.
+    let inner = match action {
+        Some(
+            CollectionsCommand::List { data: d }
+            | CollectionsCommand::Create { data: d, .. }
+            | CollectionsCommand::Drop { data: d, .. },
+        ) if d.data.is_some() => d,
+        _ => data,
+    };
+    let data = inner;
+    match action {
+        None | Some(CollectionsCommand::List { .. }) => with_read_only(cli, data, |b| {
+            show(&b.collections()?);
+            Ok(EXIT_OK)
+        }),
+        Some(CollectionsCommand::Create {
+            data: _,
+            name,
+            dimension,
+            metric,
+            indexes,
+        }) => {
+            let mut settings = serde_json::Map::new();
+            if let Some(d) = dimension {
+                settings.insert("dimension".into(), json!(d));
+            }
+            if let Some(m) = metric {
+                settings.insert("metric".into(), json!(m));
+            }
+            if let Some(i) = indexes {
+                let list: Vec<&str> = i
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                settings.insert("indexes".into(), json!(list));
+            }
+            let settings = Value::Object(settings);
+            with_backend(cli, data, |b| {
+                show(&b.create_collection(name, &settings)?);
+                Ok(EXIT_OK)
+            })
+        }
+        Some(CollectionsCommand::Drop { name, .. }) => with_existing(cli, data, |b| {
+            let v = b.drop_collection(name)?;
+            if out.json {
+                out.json_line(&v);
+            } else {
+                println!(
+                    "dropped {name} ({} documents deleted)",
+                    v["documents_deleted"]
+                );
+            }
+            Ok(EXIT_OK)
+        }),
     }
 }
 
@@ -1355,8 +1516,8 @@ fn search_query(
     Ok(Value::Object(q))
 }
 
-fn search(out: &Out, b: &dyn Backend, query: &Value) -> anyhow::Result<u8> {
-    let v = b.search(query)?;
+fn search(out: &Out, b: &dyn Backend, collection: &str, query: &Value) -> anyhow::Result<u8> {
+    let v = b.search(collection, query)?;
     if out.json {
         out.json_line(&v);
         return Ok(EXIT_OK);

@@ -155,15 +155,39 @@ impl Client {
         self.send(method, path, body.map_or(Payload::None, Payload::Json))
     }
 
-    /// `POST /v1/docs` with an NDJSON body (one document a line): `{"written","first_lsn","last_lsn",...}` once
-    /// durable.
-    pub fn bulk(&self, ndjson: &[u8]) -> Result<Value, ClientError> {
-        let a = self.send("POST", "/v1/docs", Payload::Ndjson(ndjson))?;
+    /// `POST /v1/docs` (or `/v1/collections/{c}/docs`) with an NDJSON body (one document a line):
+    /// `{"written","first_lsn","last_lsn",...}` once durable.
+    pub fn bulk(&self, collection: &str, ndjson: &[u8]) -> Result<Value, ClientError> {
+        let path = docs_path(collection);
+        let a = self.send("POST", &path, Payload::Ndjson(ndjson))?;
         if (200..300).contains(&a.status) {
             Ok(a.body)
         } else {
-            Err(self.status_error("POST", "/v1/docs", a))
+            Err(self.status_error("POST", &path, a))
         }
+    }
+
+    /// `GET /v1/collections`.
+    pub fn collections(&self) -> Result<Value, ClientError> {
+        self.expect_ok("GET", "/v1/collections", None)
+    }
+
+    /// `PUT /v1/collections/{name}` with the settings: the description (created, or existing with them).
+    pub fn create_collection(&self, name: &str, settings: &Value) -> Result<Value, ClientError> {
+        self.expect_ok(
+            "PUT",
+            &format!("/v1/collections/{}", encode_segment(name)),
+            Some(settings),
+        )
+    }
+
+    /// `DELETE /v1/collections/{name}`.
+    pub fn drop_collection(&self, name: &str) -> Result<Value, ClientError> {
+        self.expect_ok(
+            "DELETE",
+            &format!("/v1/collections/{}", encode_segment(name)),
+            None,
+        )
     }
 
     fn send(
@@ -295,39 +319,44 @@ impl Client {
     }
 
     /// `PUT /v1/docs/{id}` with `{"text", "vector"?, "meta"?}`; answers `{"id", "lsn"}` once durable.
-    pub fn put_doc(&self, id: &str, doc: &Value) -> Result<Value, ClientError> {
+    pub fn put_doc(&self, collection: &str, id: &str, doc: &Value) -> Result<Value, ClientError> {
         self.expect_ok(
             "PUT",
-            &format!("/v1/docs/{}", encode_segment(id)),
+            &format!("{}/{}", docs_path(collection), encode_segment(id)),
             Some(doc),
         )
     }
 
     /// `GET /v1/docs/{id}`: the document, or `None` on 404.
-    pub fn get_doc(&self, id: &str) -> Result<Option<Value>, ClientError> {
-        let path = format!("/v1/docs/{}", encode_segment(id));
+    pub fn get_doc(&self, collection: &str, id: &str) -> Result<Option<Value>, ClientError> {
+        let path = format!("{}/{}", docs_path(collection), encode_segment(id));
         let a = self.request("GET", &path, None)?;
         match a.status {
             200..=299 => Ok(Some(a.body)),
-            404 => Ok(None),
+            404 if !unknown_collection(&a.body) => Ok(None),
             _ => Err(self.status_error("GET", &path, a)),
         }
     }
 
     /// `DELETE /v1/docs/{id}`: the answer body when it existed, `None` on 404.
-    pub fn delete_doc(&self, id: &str) -> Result<Option<Value>, ClientError> {
-        let path = format!("/v1/docs/{}", encode_segment(id));
+    pub fn delete_doc(&self, collection: &str, id: &str) -> Result<Option<Value>, ClientError> {
+        let path = format!("{}/{}", docs_path(collection), encode_segment(id));
         let a = self.request("DELETE", &path, None)?;
         match a.status {
             200..=299 => Ok(Some(a.body)),
-            404 => Ok(None),
+            404 if !unknown_collection(&a.body) => Ok(None),
             _ => Err(self.status_error("DELETE", &path, a)),
         }
     }
 
     /// `POST /v1/search` with `{"text", "k"}` or `{"vector", "k"}`; answers `{"hits": [{"id", "score"}]}`.
-    pub fn search(&self, query: &Value) -> Result<Value, ClientError> {
-        self.expect_ok("POST", "/v1/search", Some(query))
+    pub fn search(&self, collection: &str, query: &Value) -> Result<Value, ClientError> {
+        if collection == store::collection::DEFAULT {
+            self.expect_ok("POST", "/v1/search", Some(query))
+        } else {
+            let path = format!("/v1/collections/{}/search", encode_segment(collection));
+            self.expect_ok("POST", &path, Some(query))
+        }
     }
 
     /// `GET /v1/health?tier=`: runs checks up to `tier` (`quick`, `deep`, `full`); any status with a JSON body is
@@ -402,6 +431,22 @@ enum Payload<'a> {
 
 /// Percent-encodes one path segment: everything but RFC 3986's unreserved characters. Done by hand: six lines
 /// against a dependency.
+/// Where the documents of `collection` are: `/v1/docs` for `default`, else `/v1/collections/{c}/docs`.
+fn docs_path(collection: &str) -> String {
+    if collection == store::collection::DEFAULT {
+        "/v1/docs".to_string()
+    } else {
+        format!("/v1/collections/{}/docs", encode_segment(collection))
+    }
+}
+
+/// Whether a 404's body says the collection is unknown (not the document).
+fn unknown_collection(body: &Value) -> bool {
+    body.get("error")
+        .and_then(Value::as_str)
+        .is_some_and(|e| e.contains("collection"))
+}
+
 pub fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

@@ -5,6 +5,7 @@
 //! documented in `docs/contracts/search.md`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -134,6 +135,96 @@ pub fn wait_of(body: &SearchBody, timeout: Duration) -> Result<Wait, ApiError> {
 
 /// Answers a search (blocking). `k` is checked against `http.search_k_max` by the caller's configuration here.
 pub fn run(app: &App, body: SearchBody, wait: Wait) -> Result<Value, ApiError> {
+    run_in(app, store::collection::DEFAULT, body, wait)
+}
+
+/// The indexes a search of one collection is served from.
+struct Scope<'a> {
+    app: &'a App,
+    collection: &'a str,
+    /// `None` for `default`, whose indexes the app holds itself.
+    named: Option<crate::app::CollectionIndexes>,
+}
+
+impl Scope<'_> {
+    fn flat(&self) -> Option<Arc<index_vector::FlatIndex>> {
+        match &self.named {
+            None => self.app.flat_index().cloned(),
+            Some(n) => n.flat.clone(),
+        }
+    }
+
+    fn hnsw(&self) -> Option<Arc<index_vector::HnswIndex>> {
+        match &self.named {
+            None => self.app.hnsw_index().cloned(),
+            Some(n) => n.hnsw.clone(),
+        }
+    }
+
+    fn text_attached(&self) -> Option<Arc<index_text::TextIndex>> {
+        match &self.named {
+            None => self.app.text_index_attached().cloned(),
+            Some(n) => n.text.clone(),
+        }
+    }
+
+    /// The text index (for `default`, attached now if it is not yet).
+    fn text(&self) -> Result<Arc<index_text::TextIndex>, ApiError> {
+        match &self.named {
+            None => self
+                .app
+                .text_index()
+                .map_err(|e| ApiError::unavailable(format!("the text index: {e:#}"))),
+            Some(n) => n.text.clone().ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "text: the collection {:?} keeps no text index (its settings' \"indexes\")",
+                    self.collection
+                ))
+            }),
+        }
+    }
+
+    /// Scores by the collection's metric: cosine similarity for cosine, the negated distance otherwise.
+    fn score(&self, distance: f32) -> f64 {
+        match self.named.as_ref().map(|n| n.metric) {
+            None | Some(store::collection::Metric::Cosine) => {
+                f64::from(1.0 - distance).clamp(-1.0, 1.0)
+            }
+            Some(_) => -f64::from(distance),
+        }
+    }
+}
+
+/// [`run`] within the collection `collection` (its own indexes; `default`'s are the app's).
+pub fn run_in(
+    app: &App,
+    collection: &str,
+    body: SearchBody,
+    wait: Wait,
+) -> Result<Value, ApiError> {
+    let named = if collection == store::collection::DEFAULT {
+        None
+    } else {
+        match app.collection_indexes(collection) {
+            Some(ix) => Some(ix),
+            // Not attached (an offline command): vectors by a scan of the collection, text refused.
+            None => {
+                let info = app
+                    .store()
+                    .collection(collection)?
+                    .ok_or_else(|| ApiError::not_found(format!("no collection {collection:?}")))?;
+                Some(crate::app::CollectionIndexes {
+                    metric: info.settings.metric,
+                    ..crate::app::CollectionIndexes::default()
+                })
+            }
+        }
+    };
+    let scope = Scope {
+        app,
+        collection,
+        named,
+    };
     let t0 = Instant::now();
     let k = app
         .config()
@@ -183,14 +274,14 @@ pub fn run(app: &App, body: SearchBody, wait: Wait) -> Result<Value, ApiError> {
         ));
     }
     let settings = index_text::TextSettings::default();
+    let attached_text = scope.text_attached();
     let filter = body
         .filter
         .as_ref()
         .map(|f| {
             index_text::Filter::parse(
                 f,
-                app.text_index_attached()
-                    .map_or(&settings, |t| t.settings()),
+                attached_text.as_deref().map_or(&settings, |t| t.settings()),
             )
         })
         .transpose()
@@ -203,9 +294,7 @@ pub fn run(app: &App, body: SearchBody, wait: Wait) -> Result<Value, ApiError> {
             ));
         }
         (Some(text), None) => {
-            let index = app
-                .text_index()
-                .map_err(|e| ApiError::unavailable(format!("the text index: {e:#}")))?;
+            let index = scope.text()?;
             wait_for(store, Some(index.as_ref()), wait)?;
             let req = index_text::SearchRequest {
                 query: text,
@@ -226,7 +315,7 @@ pub fn run(app: &App, body: SearchBody, wait: Wait) -> Result<Value, ApiError> {
         (None, Some(vector)) => {
             wait_for(store, None, wait)?;
             let (hits, source) = vector_hits(
-                app,
+                &scope,
                 &vector,
                 k.saturating_add(offset),
                 ef,
@@ -240,7 +329,7 @@ pub fn run(app: &App, body: SearchBody, wait: Wait) -> Result<Value, ApiError> {
                     let mut o = Map::new();
                     o.insert("id".into(), json!(&h.id));
                     o.insert("score".into(), json!(h.score));
-                    add_stored(store, &mut o, &h.id, include);
+                    add_stored(store, collection, &mut o, &h.id, include);
                     Value::Object(o)
                 })
                 .collect();
@@ -248,9 +337,7 @@ pub fn run(app: &App, body: SearchBody, wait: Wait) -> Result<Value, ApiError> {
         }
         (Some(text), Some(vector)) => {
             let (wt, wv) = weights(body.hybrid.as_ref())?;
-            let index = app
-                .text_index()
-                .map_err(|e| ApiError::unavailable(format!("the text index: {e:#}")))?;
+            let index = scope.text()?;
             wait_for(store, Some(index.as_ref()), wait)?;
             let window = k
                 .saturating_add(offset)
@@ -271,7 +358,7 @@ pub fn run(app: &App, body: SearchBody, wait: Wait) -> Result<Value, ApiError> {
                 highlight,
             };
             let text_ans = index.search(&req).map_err(query_error)?;
-            let (vhits, source) = vector_hits(app, &vector, window, ef, exact, filter.as_ref())?;
+            let (vhits, source) = vector_hits(&scope, &vector, window, ef, exact, filter.as_ref())?;
             let fused = fuse(&text_ans.hits, &vhits, wt, wv);
             let hits: Vec<Value> = fused
                 .into_iter()
@@ -297,7 +384,7 @@ pub fn run(app: &App, body: SearchBody, wait: Wait) -> Result<Value, ApiError> {
                                 o.insert("highlights".into(), json!(h));
                             }
                         }
-                        None => add_stored(store, &mut o, &f.id, include),
+                        None => add_stored(store, collection, &mut o, &f.id, include),
                     }
                     Value::Object(o)
                 })
@@ -459,18 +546,18 @@ fn wait_for(
 
 /// The `k` nearest documents to `query` (cosine similarity, highest first) and which index answered.
 fn vector_hits(
-    app: &App,
+    scope: &Scope<'_>,
     query: &[f32],
     k: usize,
     ef: Option<usize>,
     exact: bool,
     filter: Option<&index_text::Filter>,
 ) -> Result<(Vec<VectorHit>, VectorSource), ApiError> {
-    let store = app.store();
+    let store = scope.app.store();
     let failed = std::cell::RefCell::new(None::<store::StoreError>);
     let accept = |id: &str| -> bool {
         let Some(f) = filter else { return true };
-        match store.get(id) {
+        match store.get_in(scope.collection, id) {
             Ok(Some(d)) => f.matches(d.meta.as_ref()),
             Ok(None) => false,
             Err(e) => {
@@ -480,7 +567,7 @@ fn vector_hits(
         }
     };
     let pred: Option<&dyn Fn(&str) -> bool> = filter.map(|_| &accept as &dyn Fn(&str) -> bool);
-    let (hits, source) = match (app.hnsw_index(), app.flat_index()) {
+    let (hits, source) = match (scope.hnsw(), scope.flat()) {
         (_, Some(flat)) if exact && filter.is_none() => (
             flat.search(query, k).map_err(vector_error)?,
             VectorSource::Flat,
@@ -497,7 +584,12 @@ fn vector_hits(
             flat.search(query, k).map_err(vector_error)?,
             VectorSource::Flat,
         ),
-        _ => return Ok((scan(store, query, k, filter)?, VectorSource::Scan)),
+        _ => {
+            return Ok((
+                scan(store, scope.collection, query, k, filter)?,
+                VectorSource::Scan,
+            ));
+        }
     };
     if let Some(e) = failed.into_inner() {
         return Err(e.into());
@@ -506,7 +598,7 @@ fn vector_hits(
         hits.into_iter()
             .map(|h| VectorHit {
                 id: h.id.to_string(),
-                score: f64::from(1.0 - h.distance).clamp(-1.0, 1.0),
+                score: scope.score(h.distance),
             })
             .collect(),
         source,
@@ -526,11 +618,17 @@ fn vector_error(e: index_vector::SearchError) -> ApiError {
 }
 
 /// Adds the stored `text`/`meta` of `id` to a hit, as asked (a document deleted since is left without them).
-fn add_stored(store: &Store, o: &mut Map<String, Value>, id: &str, include: index_text::Include) {
+fn add_stored(
+    store: &Store,
+    collection: &str,
+    o: &mut Map<String, Value>,
+    id: &str,
+    include: index_text::Include,
+) {
     if !(include.text || include.meta) {
         return;
     }
-    if let Ok(Some(d)) = store.get(id) {
+    if let Ok(Some(d)) = store.get_in(collection, id) {
         if include.text {
             o.insert("text".into(), json!(d.text));
         }
@@ -593,12 +691,13 @@ fn norm(v: &[f32]) -> f64 {
 /// pages (memory bounded by `k` and one page).
 fn scan(
     store: &Store,
+    collection: &str,
     query: &[f32],
     k: usize,
     filter: Option<&index_text::Filter>,
 ) -> Result<Vec<VectorHit>, ApiError> {
     let accepted = |meta: Option<&Map<String, Value>>| filter.is_none_or(|f| f.matches(meta));
-    let hits = crate::daemon::api::brute_force_search_where(store, query, k, &accepted)?;
+    let hits = crate::daemon::api::brute_force_search_in(store, collection, query, k, &accepted)?;
     Ok(hits
         .into_iter()
         .map(|h| VectorHit {

@@ -101,10 +101,9 @@ pub fn validate_doc(
         if let Some(dim) = vector_dim
             && v.len() as u32 != dim
         {
-            return Err(StoreError::InvalidInput(format!(
-                "vector has {} dimensions, the store's vectors have {dim}",
-                v.len()
-            )));
+            return Err(StoreError::InvalidInput(
+                crate::collection::wrong_dimension(crate::collection::DEFAULT, v.len(), dim),
+            ));
         }
     }
     match &doc.meta {

@@ -18,6 +18,12 @@ pub enum StoreError {
         /// The actual size.
         actual: u64,
     },
+    /// No collection of that name (or it is being dropped): a 404.
+    #[error("{0}")]
+    UnknownCollection(String),
+    /// The collection exists with other settings, or is being dropped: a 409.
+    #[error("{0}")]
+    CollectionConflict(String),
     /// The store refuses writes for now (e.g. `read-only: disk space ...`); reads continue.
     #[error("{0}")]
     ReadOnly(String),
@@ -87,7 +93,10 @@ impl StoreError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            StoreError::InvalidInput(_) | StoreError::TooLarge { .. }
+            StoreError::InvalidInput(_)
+                | StoreError::TooLarge { .. }
+                | StoreError::UnknownCollection(_)
+                | StoreError::CollectionConflict(_)
         )
     }
 

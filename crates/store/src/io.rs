@@ -74,6 +74,9 @@ pub struct IoFaults {
     read_fault: Mutex<Option<ErrnoFaultState>>,
     /// Errors injected so far (opens and reads).
     errors_injected: AtomicU64,
+    /// A file name whose atomic replacement ends the process at once, after the rename and its directory fsync (a
+    /// crash between two steps of a commit, e.g. between the two manifest copies).
+    abort_after_replacing: Mutex<Option<String>>,
 }
 
 impl Default for IoFaults {
@@ -87,6 +90,7 @@ impl Default for IoFaults {
             open_fault: Mutex::new(None),
             read_fault: Mutex::new(None),
             errors_injected: AtomicU64::new(0),
+            abort_after_replacing: Mutex::new(None),
         }
     }
 }
@@ -96,6 +100,28 @@ impl IoFaults {
     pub fn new() -> Self {
         Self::default()
     }
+    /// Ends the process (`abort`, as a kill would) right after the file named `name` was atomically replaced
+    /// ([`write_file_atomic`]); `None` disarms it. For crash tests in a child process.
+    pub fn set_abort_after_replacing(&self, name: Option<String>) {
+        *self
+            .abort_after_replacing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = name;
+    }
+
+    fn abort_if_armed(&self, path: &Path) {
+        let armed = self
+            .abort_after_replacing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(name) = armed
+            && path.file_name().is_some_and(|n| n == name.as_str())
+        {
+            std::process::abort();
+        }
+    }
+
     /// Limits further writes to `bytes` (`None`: unlimited). Writes past it fail with ENOSPC after a partial write.
     pub fn set_quota_bytes(&self, bytes: Option<u64>) {
         self.quota_bytes_remaining
@@ -269,6 +295,8 @@ pub fn write_file_atomic(faults: &IoFaults, path: &Path, bytes: &[u8]) -> io::Re
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
+    } else {
+        faults.abort_if_armed(path);
     }
     result
 }

@@ -6,6 +6,7 @@
 
 pub mod chaos;
 pub mod codec;
+pub mod collection;
 pub mod config;
 pub mod derived;
 pub mod error;
@@ -17,9 +18,11 @@ pub mod parity;
 pub mod snapshot;
 pub mod store;
 pub mod subject;
+mod table;
 pub mod wal;
 
 pub use codec::Document;
+pub use collection::{CollectionInfo, CollectionState, Created, Settings as CollectionSettings};
 pub use config::{Limits, StoreConfig};
 pub use derived::{Agreement, Change, DerivedError, DerivedIndex, Truth};
 pub use error::StoreError;

@@ -8,6 +8,10 @@
 //!
 //! A new generation is written to A (temp file, fsync, rename, fsync dir), then to B the same way. A crash leaves at
 //! least one copy at the old or new generation; open takes the highest valid generation.
+//!
+//! Versions: 1 (one collection), 2 (named collections: namespaced keys and settings documents, see
+//! `collection`; the frame is the same). Both are read; every write is version 2. A version above 2 is refused
+//! ([`Loaded::newer`]): open fails instead of taking the copy for damage.
 
 use std::path::Path;
 
@@ -15,9 +19,14 @@ use crate::codec::{Reader, crc_of};
 use crate::io::{self, IoFaults};
 
 const MAGIC: &[u8; 8] = b"MEDMAN\0\x01";
-const VERSION: u32 = 1;
+/// The version every write has.
+pub const VERSION: u32 = 2;
+/// The oldest version read.
+pub const VERSION_MIN: u32 = 1;
 /// The two copies' file names.
 pub const COPIES: [&str; 2] = ["MANIFEST-A", "MANIFEST-B"];
+/// How a copy of a newer version is described (what [`Loaded::newer`] looks for).
+const NEWER: &str = "written by a newer medic: manifest version";
 /// Largest manifest accepted, bytes.
 pub const MANIFEST_BYTES_MAX: usize = 1 << 20;
 
@@ -37,6 +46,8 @@ pub struct SegmentEntry {
 /// The store's layout at one generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
+    /// The format version it was read with ([`VERSION`] for one made by this code; always written as [`VERSION`]).
+    pub version: u32,
     /// Increases by one per write.
     pub generation: u64,
     /// The store's vector dimension once fixed.
@@ -85,7 +96,12 @@ impl Manifest {
             return Err("bad manifest magic".into());
         }
         let version = r.u32()?;
-        if version != VERSION {
+        if version > VERSION {
+            return Err(format!(
+                "{NEWER} {version} (this medic reads up to {VERSION})"
+            ));
+        }
+        if version < VERSION_MIN {
             return Err(format!("unknown manifest version {version}"));
         }
         let generation = r.u64()?;
@@ -111,6 +127,7 @@ impl Manifest {
             return Err("manifest must list segments, only the last one open".into());
         }
         Ok(Manifest {
+            version,
             generation,
             vector_dim: (dim != u32::MAX).then_some(dim),
             snapshot_lsn: (snap != 0).then_some(snap),
@@ -132,6 +149,14 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Why a copy was written by a newer medic, if one was: such a directory is not opened.
+    pub fn newer(&self) -> Option<String> {
+        self.copies.iter().enumerate().find_map(|(i, c)| match c {
+            Some(Err(e)) if e.starts_with(NEWER) => Some(format!("{}: {e}", COPIES[i])),
+            _ => None,
+        })
+    }
+
     /// Copies that are absent, damaged, or behind the newest one.
     pub fn stale_copies(&self) -> Vec<usize> {
         let best = self.manifest.as_ref().map(|m| m.generation);
@@ -192,6 +217,7 @@ mod tests {
 
     fn m(g: u64) -> Manifest {
         Manifest {
+            version: VERSION,
             generation: g,
             vector_dim: Some(3),
             snapshot_lsn: Some(10),
@@ -227,5 +253,28 @@ mod tests {
         let l = load(&IoFaults::new(), dir.path());
         assert_eq!(l.manifest.unwrap().generation, 1);
         assert!(matches!(&l.copies[0], Some(Err(e)) if e.contains("checksum")));
+    }
+
+    #[test]
+    fn version_one_is_read_and_a_newer_version_is_named() {
+        let mut one = m(1);
+        one.version = 1;
+        let mut b = one.encode();
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let n = b.len() - 4;
+        let crc = crc_of(&[&b[..n]]);
+        b[n..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Manifest::decode(&b).unwrap(), one);
+        b[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let crc = crc_of(&[&b[..n]]);
+        b[n..].copy_from_slice(&crc.to_le_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(COPIES[0]), &b).unwrap();
+        let l = load(&IoFaults::new(), dir.path());
+        assert!(
+            l.newer().unwrap().contains("manifest version 3"),
+            "{:?}",
+            l.newer()
+        );
     }
 }

@@ -15,6 +15,7 @@ use heal::{Issue, IssueKind, Location};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, Document, KIND_DELETE, KIND_PUT};
+use crate::collection::{self, CollectionInfo, CollectionState, Created, Stored};
 use crate::config::StoreConfig;
 use crate::derived::{DerivedIndex, DerivedSet, FeedItem, LogCover, Truth};
 use crate::error::{StoreError, loc};
@@ -107,7 +108,7 @@ struct Op {
 }
 
 struct State {
-    docs: BTreeMap<String, Entry>,
+    docs: crate::table::Table<Entry>,
     next_lsn: u64,
     durable_lsn: u64,
     pending: Vec<u8>,
@@ -158,6 +159,9 @@ struct Counters {
 /// Ids under this prefix belong to medic itself (the synthetic probe's document): [`Store::scan`] never lists them, so
 /// no listing or search shows them, and the HTTP API refuses them to clients.
 pub const RESERVED_ID_PREFIX: &str = ".medic/";
+
+/// Documents deleted per commit while a collection is dropped.
+pub const DROP_BATCH_DOCS: usize = 1_000;
 
 /// What a store looks like now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -332,6 +336,8 @@ pub struct RecoveryReport {
     pub created: bool,
     /// The manifest generation opened.
     pub manifest_generation: u64,
+    /// The manifest format version found, when open upgraded it (to [`manifest::VERSION`]).
+    pub manifest_upgraded_from: Option<u32>,
     /// Manifest copies that were damaged, missing or behind, and rewritten from the twin.
     pub manifest_copies_restored: Vec<String>,
     /// The snapshot loaded, if any.
@@ -594,6 +600,7 @@ impl Store {
         let limits = &config.limits;
         let record_bytes_max = (codec::RECORD_FIXED_BYTES as u64 + 64)
             + limits.id_bytes_max
+            + collection::KEY_EXTRA_BYTES_MAX
             + limits.text_bytes_max
             + limits.meta_bytes_max
             + limits.vector_dim_max as u64 * 4;
@@ -626,6 +633,12 @@ impl Store {
                 why.clone(),
                 std::io::Error::other("resource exhausted"),
             ));
+        }
+        if let Some(why) = loaded.newer() {
+            return Err(StoreError::InvalidInput(format!(
+                "the data directory {} was written by a newer medic ({why}); open it with that version",
+                dir.display()
+            )));
         }
         let mut issues = Vec::new();
         let (manifest, created) = match loaded.manifest.clone() {
@@ -745,6 +758,7 @@ impl Store {
                         .map_err(ioe("creating the first WAL segment"))?;
                     drop(seg);
                     let m = Manifest {
+                        version: manifest::VERSION,
                         generation: 1,
                         vector_dim: config.vector_dim,
                         snapshot_lsn: None,
@@ -761,6 +775,11 @@ impl Store {
                     (m, true)
                 }
             }
+        };
+        let manifest = if !read_only && manifest.version < manifest::VERSION {
+            upgrade_manifest(&faults, &dir, manifest, &mut report)?
+        } else {
+            manifest
         };
         report.manifest_generation = manifest.generation;
         let mut vector_dim = manifest.vector_dim;
@@ -1243,7 +1262,7 @@ impl Store {
             dir,
             record_bytes_max,
             state: Mutex::new(State {
-                docs,
+                docs: docs.into(),
                 next_lsn: last_lsn + 1,
                 durable_lsn: last_lsn,
                 pending: Vec::new(),
@@ -1462,6 +1481,11 @@ impl Store {
 
     fn delete_inner(&self, id: &str) -> Result<Option<u64>, StoreError> {
         codec::validate_id(id, &self.cfg.limits)?;
+        self.delete_key(id)
+    }
+
+    /// Deletes a table key (not validated).
+    fn delete_key(&self, id: &str) -> Result<Option<u64>, StoreError> {
         let mut st = lock(&self.state);
         if !st.lost.is_empty() {
             // Whether `id` exists is itself uncertain: refuse like every write.
@@ -1500,8 +1524,13 @@ impl Store {
     /// whose surviving last record is a delete newer than every lost record (`None`). Anything a lost record may have
     /// updated, deleted or created fails with [`StoreError::MayBeStale`] naming the lost range.
     pub fn get(&self, id: &str) -> Result<Option<Document>, StoreError> {
-        let t0 = std::time::Instant::now();
         codec::validate_id(id, &self.cfg.limits)?;
+        self.get_key(id)
+    }
+
+    /// [`Store::get`] of a table key (an id, or a collection's namespaced key), not validated.
+    fn get_key(&self, id: &str) -> Result<Option<Document>, StoreError> {
+        let t0 = std::time::Instant::now();
         let entry = {
             let st = lock(&self.state);
             let entry = st.docs.get(id).cloned();
@@ -1531,10 +1560,15 @@ impl Store {
     /// A client whose write went unanswered compares it with the LSNs it knows. The LSN is read before and after
     /// `get`, and `get` again while they differ (LSNs only grow, so equal readings enclose one version).
     pub fn get_with_lsn(&self, id: &str) -> Result<Option<(Document, u64)>, StoreError> {
+        codec::validate_id(id, &self.cfg.limits)?;
+        self.get_with_lsn_key(id)
+    }
+
+    fn get_with_lsn_key(&self, id: &str) -> Result<Option<(Document, u64)>, StoreError> {
         let lsn_of = || lock(&self.state).docs.get(id).map(|e| e.lsn);
         loop {
             let before = lsn_of();
-            let doc = self.get(id)?;
+            let doc = self.get_key(id)?;
             let after = lsn_of();
             if before == after {
                 return Ok(doc.zip(after));
@@ -1553,18 +1587,29 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Document)>, StoreError> {
+        self.scan_range(collection::DEFAULT, after, limit)
+    }
+
+    /// The scan of one collection's key range; ids un-prefixed.
+    fn scan_range(
+        &self,
+        c: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>, StoreError> {
         use std::ops::Bound;
         let entries: Vec<(String, Entry)> = {
             let st = lock(&self.state);
             if let Some(l) = st.lost.first() {
                 return Err(l.stale("the scan".into()));
             }
+            let (lo, hi) = collection::range(c);
             let lo = match after {
-                Some(a) => Bound::Excluded(a.to_owned()),
-                None => Bound::Unbounded,
+                Some(a) => Bound::Excluded(collection::key(c, a)),
+                None => lo,
             };
             st.docs
-                .range((lo, Bound::Unbounded))
+                .range((lo, hi))
                 .filter(|(k, _)| !k.starts_with(RESERVED_ID_PREFIX))
                 .take(limit)
                 .map(|(k, v)| (k.clone(), v.clone()))
@@ -1572,8 +1617,408 @@ impl Store {
         };
         entries
             .into_iter()
-            .map(|(id, e)| self.decode_entry(&id, &e).map(|d| (id, d)))
+            .map(|(key, e)| {
+                let d = self.decode_entry(&key, &e)?;
+                Ok((collection::split(&key).1.to_owned(), d))
+            })
             .collect()
+    }
+
+    /// The current entry under `key`, counting writes queued for the commit in flight.
+    fn current_entry(st: &State, key: &str) -> Option<Entry> {
+        match st.pending_ops.iter().rev().find(|o| o.id == key) {
+            Some(o) => o.entry.clone(),
+            None => st.docs.get(key).cloned(),
+        }
+    }
+
+    /// The settings document of `name`, if any (its state whatever it is).
+    fn stored_collection(&self, st: &State, name: &str) -> Result<Option<Stored>, StoreError> {
+        let key = collection::settings_key(name);
+        let Some(e) = Self::current_entry(st, &key) else {
+            return Ok(None);
+        };
+        let d = self.decode_entry(&key, &e)?;
+        Stored::from_meta(d.meta.as_ref()).map(Some).map_err(|why| {
+            StoreError::corrupt(
+                format!("the settings of the collection {name:?} do not read: {why}"),
+                Location {
+                    lsn_range: Some((e.lsn, e.lsn)),
+                    ..Location::default()
+                },
+            )
+        })
+    }
+
+    /// The settings of `name` when it exists and is ready; [`StoreError::UnknownCollection`] otherwise.
+    fn ready_collection(&self, st: &State, name: &str) -> Result<Stored, StoreError> {
+        match self.stored_collection(st, name)? {
+            Some(s) if s.state == CollectionState::Ready => Ok(s),
+            Some(_) => Err(StoreError::UnknownCollection(format!(
+                "the collection {name:?} is being dropped"
+            ))),
+            None => Err(StoreError::UnknownCollection(format!(
+                "no collection {name:?}: create it with PUT /v1/collections/{name}"
+            ))),
+        }
+    }
+
+    /// A settings document's bytes.
+    fn encode_stored(&self, stored: &Stored) -> Result<Vec<u8>, StoreError> {
+        let doc = Document {
+            text: String::new(),
+            vector: None,
+            meta: Some(stored.to_meta()),
+        };
+        let meta = codec::validate_doc(&doc, &self.cfg.limits, None)?;
+        let mut bytes = Vec::new();
+        codec::encode_doc(&doc, meta.as_deref(), &mut bytes);
+        Ok(bytes)
+    }
+
+    /// Writes `ops` — `(table key, Some(encoded document))` for a put, `(key, None)` for a delete — as one group
+    /// commit, in order; returns their LSNs once all are durable. Bounded by `commit_batch_bytes_max` like
+    /// [`Store::put_batch`].
+    fn write_ops(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        ops: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<Vec<u64>, StoreError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch_bytes: u64 = ops
+            .iter()
+            .map(|(k, b)| {
+                (8 + codec::RECORD_FIXED_BYTES + k.len() + b.as_ref().map_or(0, Vec::len)) as u64
+            })
+            .sum();
+        if batch_bytes > self.cfg.commit_batch_bytes_max {
+            return Err(StoreError::TooLarge {
+                what: "commit_batch",
+                limit: self.cfg.commit_batch_bytes_max,
+                actual: batch_bytes,
+            });
+        }
+        self.writable(&mut st)?;
+        let (mut n_puts, mut n_deletes) = (0, 0);
+        let mut lsns = Vec::with_capacity(ops.len());
+        for (key, bytes) in ops {
+            let lsn = st.next_lsn;
+            st.next_lsn += 1;
+            match &bytes {
+                Some(b) => {
+                    codec::encode_record(lsn, KIND_PUT, &key, b, &mut st.pending);
+                    n_puts += 1;
+                }
+                None => {
+                    codec::encode_record(lsn, KIND_DELETE, &key, &[], &mut st.pending);
+                    n_deletes += 1;
+                }
+            }
+            st.pending_ops.push(Op {
+                lsn,
+                id: key,
+                entry: bytes.map(|b| Entry::new(lsn, b)),
+            });
+            lsns.push(lsn);
+        }
+        let last = *lsns.last().unwrap_or(&0);
+        let r = self.commit(st, last);
+        let mut st = lock(&self.state);
+        for l in &lsns[..lsns.len() - 1] {
+            st.results.remove(l);
+        }
+        drop(st);
+        r?;
+        self.counters.puts.fetch_add(n_puts, Ordering::Relaxed);
+        self.counters
+            .deletes
+            .fetch_add(n_deletes, Ordering::Relaxed);
+        self.heartbeat_if_due();
+        Ok(lsns)
+    }
+
+    /// Creates the collection `name` with `settings` (through the log: the settings document
+    /// `.medic/collection/<name>`). A collection that exists with settings satisfying the request is
+    /// [`Created::Existed`]; with other settings, or being dropped, [`StoreError::CollectionConflict`].
+    pub fn create_collection(
+        &self,
+        name: &str,
+        settings: collection::Settings,
+    ) -> Result<Created, StoreError> {
+        collection::validate_name(name)?;
+        if let Some(d) = settings.dimension
+            && d > self.cfg.limits.vector_dim_max
+        {
+            return Err(StoreError::InvalidInput(format!(
+                "setting dimension: {d} is over vector_dim_max = {}",
+                self.cfg.limits.vector_dim_max
+            )));
+        }
+        let st = lock(&self.state);
+        let existing = if name == collection::DEFAULT {
+            Some(self.default_stored(&st))
+        } else {
+            self.stored_collection(&st, name)?
+        };
+        match existing {
+            Some(s) if s.state == CollectionState::Dropping => {
+                Err(StoreError::CollectionConflict(format!(
+                    "the collection {name:?} is being dropped; create it again once the drop finished"
+                )))
+            }
+            Some(s) if s.settings.satisfies(&settings) => Ok(Created::Existed),
+            Some(s) => Err(StoreError::CollectionConflict(format!(
+                "the collection {name:?} exists with other settings: {}",
+                s.settings.to_json()
+            ))),
+            None => {
+                let bytes = self.encode_stored(&Stored {
+                    settings,
+                    state: CollectionState::Ready,
+                })?;
+                let lsns =
+                    self.write_ops(st, vec![(collection::settings_key(name), Some(bytes))])?;
+                Ok(Created::New { lsn: lsns[0] })
+            }
+        }
+    }
+
+    /// The collection `default` as a settings document would describe it.
+    fn default_stored(&self, st: &State) -> Stored {
+        Stored {
+            settings: collection::Settings {
+                dimension: st.vector_dim,
+                ..collection::Settings::default()
+            },
+            state: CollectionState::Ready,
+        }
+    }
+
+    /// Every collection, `default` first, then by name, with its documents now (one being dropped included, in
+    /// state `dropping`).
+    pub fn collections(&self) -> Result<Vec<CollectionInfo>, StoreError> {
+        let names: Vec<String> = {
+            let st = lock(&self.state);
+            st.docs
+                .range(collection::settings_range())
+                .map_while(|(k, _)| collection::settings_name(k).map(str::to_owned))
+                .collect()
+        };
+        let mut out = Vec::with_capacity(names.len() + 1);
+        out.extend(self.collection(collection::DEFAULT)?);
+        for n in names {
+            out.extend(self.collection(&n)?);
+        }
+        Ok(out)
+    }
+
+    /// The collection `name` (`None`: no such collection).
+    pub fn collection(&self, name: &str) -> Result<Option<CollectionInfo>, StoreError> {
+        let st = lock(&self.state);
+        let stored = if name == collection::DEFAULT {
+            self.default_stored(&st)
+        } else {
+            match self.stored_collection(&st, name)? {
+                Some(s) => s,
+                None => return Ok(None),
+            }
+        };
+        let documents = Self::count_locked(&st, name) as u64;
+        Ok(Some(CollectionInfo {
+            name: name.to_owned(),
+            settings: stored.settings,
+            state: stored.state,
+            documents,
+        }))
+    }
+
+    /// Documents of `collection` (medic's own left out).
+    pub fn count_in(&self, collection: &str) -> usize {
+        Self::count_locked(&lock(&self.state), collection)
+    }
+
+    fn count_locked(st: &State, c: &str) -> usize {
+        st.docs.count_in(c)
+    }
+
+    /// Stores `doc` under `id` in `collection`; returns its LSN once durable. The collection's first vector fixes
+    /// its dimension when its settings left it open (the settings document rewritten in the same commit, before
+    /// the document).
+    pub fn put_in(&self, collection: &str, id: &str, doc: Document) -> Result<u64, StoreError> {
+        if collection == collection::DEFAULT {
+            return self.put(id, doc);
+        }
+        let lsns = self.put_batch_in(collection, vec![(id.to_owned(), doc)])?;
+        Ok(*lsns.last().unwrap_or(&0))
+    }
+
+    /// [`Store::put_batch`] into `collection`: returns the documents' LSNs (a settings rewrite fixing the
+    /// dimension is not among them).
+    pub fn put_batch_in(
+        &self,
+        c: &str,
+        docs: Vec<(String, Document)>,
+    ) -> Result<Vec<u64>, StoreError> {
+        if c == collection::DEFAULT {
+            return self.put_batch(docs);
+        }
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let st = lock(&self.state);
+        let mut stored = self.ready_collection(&st, c)?;
+        let open_dim = stored.settings.dimension.is_none();
+        let mut ops = Vec::with_capacity(docs.len() + 1);
+        for (id, doc) in &docs {
+            codec::validate_id(id, &self.cfg.limits)?;
+            if let (Some(v), Some(d)) = (&doc.vector, stored.settings.dimension)
+                && v.len() as u32 != d
+            {
+                return Err(StoreError::InvalidInput(collection::wrong_dimension(
+                    c,
+                    v.len(),
+                    d,
+                )));
+            }
+            let meta = codec::validate_doc(doc, &self.cfg.limits, stored.settings.dimension)?;
+            if let Some(v) = &doc.vector {
+                stored.settings.dimension.get_or_insert(v.len() as u32);
+            }
+            let mut bytes = Vec::new();
+            codec::encode_doc(doc, meta.as_deref(), &mut bytes);
+            ops.push((collection::key(c, id), Some(bytes)));
+        }
+        let fixes_dim = open_dim && stored.settings.dimension.is_some();
+        if fixes_dim {
+            // First in the commit: a document with a vector never survives a crash without the dimension it fixed.
+            ops.insert(
+                0,
+                (
+                    collection::settings_key(c),
+                    Some(self.encode_stored(&stored)?),
+                ),
+            );
+        }
+        let mut lsns = self.write_ops(st, ops)?;
+        if fixes_dim {
+            lsns.remove(0);
+        }
+        Ok(lsns)
+    }
+
+    /// [`Store::get`] in `collection`.
+    pub fn get_in(&self, collection: &str, id: &str) -> Result<Option<Document>, StoreError> {
+        Ok(self.get_with_lsn_in(collection, id)?.map(|(d, _)| d))
+    }
+
+    /// [`Store::get_with_lsn`] in `collection`.
+    pub fn get_with_lsn_in(
+        &self,
+        c: &str,
+        id: &str,
+    ) -> Result<Option<(Document, u64)>, StoreError> {
+        if c == collection::DEFAULT {
+            return self.get_with_lsn(id);
+        }
+        codec::validate_id(id, &self.cfg.limits)?;
+        self.ready_collection(&lock(&self.state), c)?;
+        self.get_with_lsn_key(&collection::key(c, id))
+    }
+
+    /// [`Store::delete`] in `collection`.
+    pub fn delete_in(&self, c: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        if c == collection::DEFAULT {
+            return self.delete(id);
+        }
+        codec::validate_id(id, &self.cfg.limits)?;
+        self.ready_collection(&lock(&self.state), c)?;
+        self.delete_key(&collection::key(c, id))
+    }
+
+    /// [`Store::scan`] of `collection`; ids as the collection knows them.
+    pub fn scan_in(
+        &self,
+        c: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>, StoreError> {
+        if c != collection::DEFAULT {
+            self.ready_collection(&lock(&self.state), c)?;
+        }
+        self.scan_range(c, after, limit)
+    }
+
+    /// Removes `idx/<collection>/`, the files of a dropped collection's indexes (detached first). Absent is fine.
+    pub fn remove_index_dir(&self, collection: &str) -> Result<(), StoreError> {
+        collection::validate_name(collection)?;
+        if collection == collection::DEFAULT {
+            return Err(StoreError::InvalidInput(
+                "the indexes of \"default\" are not removed".into(),
+            ));
+        }
+        let dir = self.dir.join("idx").join(collection);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(format!("removing {}", dir.display()), e)),
+        }
+    }
+
+    /// Drops the collection `name`: marks it `dropping` (from then on nothing reads or writes it), deletes its
+    /// documents through the log in commits of at most [`DROP_BATCH_DOCS`], then deletes its settings document.
+    /// Restartable: a drop cut short (a crash) leaves the collection `dropping`, and calling this again finishes
+    /// it. Returns the documents deleted by this call.
+    pub fn drop_collection(&self, name: &str) -> Result<u64, StoreError> {
+        self.drop_collection_partly(name, usize::MAX)
+    }
+
+    /// [`Store::drop_collection`] that stops after `batches_max` commits of deletes (the settings document left
+    /// `dropping`), as a crash would: for tests of the restart.
+    #[doc(hidden)]
+    pub fn drop_collection_partly(
+        &self,
+        name: &str,
+        batches_max: usize,
+    ) -> Result<u64, StoreError> {
+        if name == collection::DEFAULT {
+            return Err(StoreError::InvalidInput(
+                "the collection \"default\" cannot be dropped".into(),
+            ));
+        }
+        collection::validate_name(name)?;
+        let skey = collection::settings_key(name);
+        {
+            let st = lock(&self.state);
+            let Some(mut stored) = self.stored_collection(&st, name)? else {
+                return Err(StoreError::UnknownCollection(format!(
+                    "no collection {name:?}"
+                )));
+            };
+            if stored.state != CollectionState::Dropping {
+                stored.state = CollectionState::Dropping;
+                let bytes = self.encode_stored(&stored)?;
+                self.write_ops(st, vec![(skey.clone(), Some(bytes))])?;
+            }
+        }
+        let mut deleted = 0u64;
+        for _ in 0..batches_max {
+            let st = lock(&self.state);
+            let keys: Vec<(String, Option<Vec<u8>>)> = st
+                .docs
+                .range(collection::range(name))
+                .take(DROP_BATCH_DOCS)
+                .map(|(k, _)| (k.clone(), None))
+                .collect();
+            if keys.is_empty() {
+                self.write_ops(st, vec![(skey, None)])?;
+                return Ok(deleted);
+            }
+            deleted += keys.len() as u64;
+            self.write_ops(st, keys)?;
+        }
+        Ok(deleted)
     }
 
     /// Documents stored. While the store is degraded this counts what survived, which may differ from what was
@@ -2332,6 +2777,7 @@ impl Store {
         .map_err(ioe(format!("creating {}", wal::seg_name(new_id))))?;
         let old = w.manifest.clone();
         let m = Manifest {
+            version: manifest::VERSION,
             generation: old.generation + 1,
             vector_dim: dim,
             snapshot_lsn: Some(lsn),
@@ -3240,7 +3686,10 @@ impl Store {
 
     /// Every document of the collection (medic's own documents left out), verified, with the LSN the table is at:
     /// what a derived index is rebuilt from. Refused while the store is degraded.
-    pub(crate) fn derived_table(&self) -> Result<(u64, crate::derived::TableDocs), StoreError> {
+    pub(crate) fn derived_table(
+        &self,
+        c: &str,
+    ) -> Result<(u64, crate::derived::TableDocs), StoreError> {
         let (lsn, entries): (u64, Vec<(String, Entry)>) = {
             let st = lock(&self.state);
             if let Some(l) = st.lost.first() {
@@ -3248,7 +3697,7 @@ impl Store {
             }
             let entries = st
                 .docs
-                .iter()
+                .range(collection::range(c))
                 .filter(|(k, _)| !k.starts_with(RESERVED_ID_PREFIX))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
@@ -3256,9 +3705,9 @@ impl Store {
         };
         let docs = entries
             .into_iter()
-            .map(|(id, e)| {
-                let d = self.decode_entry(&id, &e)?;
-                Ok((Arc::from(id), Arc::new(d)))
+            .map(|(key, e)| {
+                let d = self.decode_entry(&key, &e)?;
+                Ok((Arc::from(collection::split(&key).1), Arc::new(d)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok((lsn, docs))
@@ -3266,24 +3715,19 @@ impl Store {
 
     /// What a derived index is checked against: the table's LSN, its count of documents (medic's own left out) and
     /// up to `sample_max` ids with their versions, spread over the table from a seeded offset.
-    pub(crate) fn derived_truth(&self, sample_max: usize, seed: u64) -> Truth {
+    pub(crate) fn derived_truth(&self, c: &str, sample_max: usize, seed: u64) -> Truth {
         let st = lock(&self.state);
-        let reserved = st
-            .docs
-            .range(RESERVED_ID_PREFIX.to_string()..)
-            .take_while(|(k, _)| k.starts_with(RESERVED_ID_PREFIX))
-            .count();
-        let count = st.docs.len() - reserved;
+        let count = Self::count_locked(&st, c);
         let stride = (count / sample_max.max(1)).max(1);
         let offset = (seed as usize) % stride;
         let sample = st
             .docs
-            .iter()
+            .range(collection::range(c))
             .filter(|(k, _)| !k.starts_with(RESERVED_ID_PREFIX))
             .skip(offset)
             .step_by(stride)
             .take(sample_max)
-            .map(|(k, e)| (k.clone(), Some(e.lsn)))
+            .map(|(k, e)| (collection::split(k).1.to_owned(), Some(e.lsn)))
             .collect();
         Truth {
             lsn: st.durable_lsn,
@@ -3590,6 +4034,30 @@ fn no_store_message(dir: &Path) -> String {
 
 /// Rebuilds a manifest from the files present when both copies are lost: the newest snapshot that verifies, every
 /// segment whose header verifies (sealed if it has a matching sidecar; the last one open).
+/// Upgrades a manifest of an older version in place: the same layout at the next generation, written as
+/// [`manifest::VERSION`] through the two-copy write (A, then B). A crash between the copies leaves A at the new
+/// version and generation, which the next open takes (and restores B from); a crash before A is renamed into place
+/// leaves the old version in both, and the next open upgrades again.
+fn upgrade_manifest(
+    faults: &io::IoFaults,
+    dir: &Path,
+    old: Manifest,
+    report: &mut RecoveryReport,
+) -> Result<Manifest, StoreError> {
+    let m = Manifest {
+        version: manifest::VERSION,
+        generation: old.generation + 1,
+        ..old.clone()
+    };
+    manifest::write_both(faults, dir, &m).map_err(ioe(format!(
+        "upgrading the manifest from version {} to {}",
+        old.version,
+        manifest::VERSION
+    )))?;
+    report.manifest_upgraded_from = Some(old.version);
+    Ok(m)
+}
+
 fn reconstruct_manifest(dir: &Path) -> Option<Manifest> {
     let mut snaps: Vec<u64> = std::fs::read_dir(dir.join(SNAP_DIR))
         .ok()?
@@ -3646,6 +4114,7 @@ fn reconstruct_manifest(dir: &Path) -> Option<Manifest> {
         return None;
     }
     Some(Manifest {
+        version: manifest::VERSION,
         generation: 1,
         vector_dim: None,
         snapshot_lsn,

@@ -47,19 +47,29 @@ pub trait Backend {
     /// Where commands run, for messages (`daemon at http://…`, `data directory ./medic-data`).
     fn describe(&self) -> String;
     /// Stores a document `{"text", "vector"?, "meta"?}`; answers `{"id", "lsn"}` once durable.
-    fn put(&self, id: &str, doc: &Value) -> anyhow::Result<Value>;
+    fn put(&self, collection: &str, id: &str, doc: &Value) -> anyhow::Result<Value>;
     /// Stores several documents `(line_no, id, body)` in one commit: all, or (on bad input, a [`UsageError`])
     /// none. `None` when this backend has no batches (then callers put one by one).
-    fn put_batch(&self, docs: &[(u64, String, Value)]) -> Option<anyhow::Result<()>> {
-        let _ = docs;
+    fn put_batch(
+        &self,
+        collection: &str,
+        docs: &[(u64, String, Value)],
+    ) -> Option<anyhow::Result<()>> {
+        let _ = (collection, docs);
         None
     }
     /// A document `{"id", "text", "vector"?, "meta"?}`, or `None`.
-    fn get(&self, id: &str) -> anyhow::Result<Option<Value>>;
+    fn get(&self, collection: &str, id: &str) -> anyhow::Result<Option<Value>>;
     /// Deletes a document; `None` if it did not exist.
-    fn delete(&self, id: &str) -> anyhow::Result<Option<Value>>;
+    fn delete(&self, collection: &str, id: &str) -> anyhow::Result<Option<Value>>;
     /// `{"text", "k"}` or `{"vector", "k"}` → `{"hits": [{"id", "score"}]}`.
-    fn search(&self, query: &Value) -> anyhow::Result<Value>;
+    fn search(&self, collection: &str, query: &Value) -> anyhow::Result<Value>;
+    /// `{"collections": [description...]}` as `GET /v1/collections` answers.
+    fn collections(&self) -> anyhow::Result<Value>;
+    /// Creates a collection with `settings` (JSON as `PUT /v1/collections/{name}` takes); its description.
+    fn create_collection(&self, name: &str, settings: &Value) -> anyhow::Result<Value>;
+    /// Drops a collection; `{"collection","dropped","documents_deleted"}`.
+    fn drop_collection(&self, name: &str) -> anyhow::Result<Value>;
     /// State, store statistics, engine KPIs.
     fn status(&self) -> anyhow::Result<Value>;
     /// Runs the checks up to `tier` now; the answer names the state.
@@ -186,6 +196,8 @@ fn lift(e: ClientError) -> anyhow::Error {
             UsageError(e.to_string()).into()
         }
         Some(501) => UsageError(e.to_string()).into(),
+        // An unknown collection is bad input, as offline (a missing document stays a plain 404).
+        Some(404) if e.to_string().contains("no collection") => UsageError(e.to_string()).into(),
         _ => e.into(),
     }
 }
@@ -195,12 +207,16 @@ impl Backend for Daemon {
         format!("daemon at {}", self.client.base())
     }
 
-    fn put(&self, id: &str, doc: &Value) -> anyhow::Result<Value> {
-        self.client.put_doc(id, doc).map_err(lift)
+    fn put(&self, collection: &str, id: &str, doc: &Value) -> anyhow::Result<Value> {
+        self.client.put_doc(collection, id, doc).map_err(lift)
     }
 
     /// One `POST /v1/docs` (NDJSON): the daemon validates the whole body before writing any of it.
-    fn put_batch(&self, docs: &[(u64, String, Value)]) -> Option<anyhow::Result<()>> {
+    fn put_batch(
+        &self,
+        collection: &str,
+        docs: &[(u64, String, Value)],
+    ) -> Option<anyhow::Result<()>> {
         let mut body = Vec::new();
         for (_, id, doc) in docs {
             let mut line = doc.clone();
@@ -212,19 +228,36 @@ impl Backend for Daemon {
             }
             body.push(b'\n');
         }
-        Some(self.client.bulk(&body).map(|_| ()).map_err(lift))
+        Some(
+            self.client
+                .bulk(collection, &body)
+                .map(|_| ())
+                .map_err(lift),
+        )
     }
 
-    fn get(&self, id: &str) -> anyhow::Result<Option<Value>> {
-        self.client.get_doc(id).map_err(lift)
+    fn get(&self, collection: &str, id: &str) -> anyhow::Result<Option<Value>> {
+        self.client.get_doc(collection, id).map_err(lift)
     }
 
-    fn delete(&self, id: &str) -> anyhow::Result<Option<Value>> {
-        self.client.delete_doc(id).map_err(lift)
+    fn delete(&self, collection: &str, id: &str) -> anyhow::Result<Option<Value>> {
+        self.client.delete_doc(collection, id).map_err(lift)
     }
 
-    fn search(&self, query: &Value) -> anyhow::Result<Value> {
-        self.client.search(query).map_err(lift)
+    fn search(&self, collection: &str, query: &Value) -> anyhow::Result<Value> {
+        self.client.search(collection, query).map_err(lift)
+    }
+
+    fn collections(&self) -> anyhow::Result<Value> {
+        self.client.collections().map_err(lift)
+    }
+
+    fn create_collection(&self, name: &str, settings: &Value) -> anyhow::Result<Value> {
+        self.client.create_collection(name, settings).map_err(lift)
+    }
+
+    fn drop_collection(&self, name: &str) -> anyhow::Result<Value> {
+        self.client.drop_collection(name).map_err(lift)
     }
 
     fn status(&self) -> anyhow::Result<Value> {

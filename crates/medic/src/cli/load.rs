@@ -238,7 +238,12 @@ type Pending = Vec<(u64, String, Value)>;
 /// Writes the file, already checked by [`validate`] (`total` documents), into `backend`, in batches of up to
 /// [`LOAD_BATCH_DOCS_MAX`] documents. A batch the backend refuses as bad input wrote nothing, so it is retried one
 /// document at a time to name the exact line and keep every line before it.
-pub fn write(backend: &dyn Backend, input: &Input, total: u64) -> anyhow::Result<LoadSummary> {
+pub fn write(
+    backend: &dyn Backend,
+    collection: &str,
+    input: &Input,
+    total: u64,
+) -> anyhow::Result<LoadSummary> {
     let shown = input.name();
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     if let Ok(style) =
@@ -257,14 +262,14 @@ pub fn write(backend: &dyn Backend, input: &Input, total: u64) -> anyhow::Result
                 body.get("text").and_then(Value::as_str).map_or(0, str::len) + id.len();
             pending.push((line_no, id, body));
             if pending.len() >= LOAD_BATCH_DOCS_MAX || pending_bytes >= LOAD_BATCH_BYTES_MAX {
-                flush(backend, shown, &mut pending, &mut written, &bar)?;
+                flush(backend, collection, shown, &mut pending, &mut written, &bar)?;
                 pending_bytes = 0;
             }
             Ok(())
         },
     )
     .and_then(|blank| {
-        flush(backend, shown, &mut pending, &mut written, &bar)?;
+        flush(backend, collection, shown, &mut pending, &mut written, &bar)?;
         Ok(blank)
     });
     bar.finish_and_clear();
@@ -276,6 +281,7 @@ pub fn write(backend: &dyn Backend, input: &Input, total: u64) -> anyhow::Result
 
 fn flush(
     backend: &dyn Backend,
+    collection: &str,
     shown: &str,
     pending: &mut Pending,
     written: &mut u64,
@@ -286,7 +292,7 @@ fn flush(
     }
     let batch = std::mem::take(pending);
     let first_line = batch[0].0;
-    match backend.put_batch(&batch) {
+    match backend.put_batch(collection, &batch) {
         None => {} // No batches here: one by one.
         Some(Ok(())) => {
             *written += batch.len() as u64;
@@ -304,7 +310,7 @@ fn flush(
         Some(Err(_)) => {} // Bad input somewhere in the batch, nothing of it written: find the line.
     }
     for (line_no, id, body) in batch {
-        backend.put(&id, &body).map_err(|e| {
+        backend.put(collection, &id, &body).map_err(|e| {
             let kept = if *written == 0 {
                 "nothing was written".to_string()
             } else {

@@ -110,24 +110,35 @@ impl Backend for Offline {
         format!("data directory {}", self.dir)
     }
 
-    fn put(&self, id: &str, doc: &Value) -> anyhow::Result<Value> {
-        let lsn = self.app.store().put(id, doc_from(doc)?).map_err(lift)?;
+    fn put(&self, collection: &str, id: &str, doc: &Value) -> anyhow::Result<Value> {
+        let lsn = self
+            .app
+            .store()
+            .put_in(collection, id, doc_from(doc)?)
+            .map_err(lift)?;
         Ok(json!({"id": id, "lsn": lsn}))
     }
 
-    fn put_batch(&self, docs: &[(u64, String, Value)]) -> Option<anyhow::Result<()>> {
+    fn put_batch(
+        &self,
+        collection: &str,
+        docs: &[(u64, String, Value)],
+    ) -> Option<anyhow::Result<()>> {
         let docs = docs
             .iter()
             .map(|(_, id, body)| Ok((id.clone(), doc_from(body)?)))
             .collect::<anyhow::Result<Vec<_>>>();
         Some(docs.and_then(|docs| {
-            self.app.store().put_batch(docs).map_err(lift)?;
+            self.app
+                .store()
+                .put_batch_in(collection, docs)
+                .map_err(lift)?;
             Ok(())
         }))
     }
 
-    fn get(&self, id: &str) -> anyhow::Result<Option<Value>> {
-        let doc = self.app.store().get(id).map_err(lift)?;
+    fn get(&self, collection: &str, id: &str) -> anyhow::Result<Option<Value>> {
+        let doc = self.app.store().get_in(collection, id).map_err(lift)?;
         Ok(doc.map(|d| {
             let mut v = json!({"id": id, "text": d.text});
             if let Some(m) = v.as_object_mut() {
@@ -142,28 +153,60 @@ impl Backend for Offline {
         }))
     }
 
-    fn delete(&self, id: &str) -> anyhow::Result<Option<Value>> {
-        let lsn = self.app.store().delete(id).map_err(lift)?;
+    fn delete(&self, collection: &str, id: &str) -> anyhow::Result<Option<Value>> {
+        let lsn = self.app.store().delete_in(collection, id).map_err(lift)?;
         Ok(lsn.map(|lsn| json!({"id": id, "lsn": lsn})))
     }
 
     /// The daemon's search on the data directory: by text through the text index (attached now, caught up or
     /// rebuilt from the store, and waited for — at most [`OFFLINE_INDEX_WAIT_S`] —, so the answer is as of the
     /// log), by vector through a scan of the table.
-    fn search(&self, query: &Value) -> anyhow::Result<Value> {
+    fn search(&self, collection: &str, query: &Value) -> anyhow::Result<Value> {
         let body: crate::search::SearchBody = serde_json::from_value(query.clone())
             .map_err(|e| UsageError(format!("search: {e}")))?;
         let wait = crate::search::Wait {
             strong: true,
             timeout: std::time::Duration::from_secs(OFFLINE_INDEX_WAIT_S),
         };
-        crate::search::run(&self.app, body, wait).map_err(|e| {
+        if collection != store::collection::DEFAULT && body.text.is_some() {
+            // Offline a named collection's text index is attached for the search (caught up or rebuilt).
+            self.app
+                .attach_collection_indexes(collection)
+                .map_err(|e| UsageError(format!("{e:#}")))?;
+        }
+        crate::search::run_in(&self.app, collection, body, wait).map_err(|e| {
             if e.status.is_client_error() {
                 anyhow::Error::from(UsageError(e.message))
             } else {
                 anyhow::anyhow!(e.message)
             }
         })
+    }
+
+    fn collections(&self) -> anyhow::Result<Value> {
+        let all = self
+            .app
+            .store()
+            .collections()
+            .map_err(lift)?
+            .into_iter()
+            .map(|c| crate::daemon::api::describe_collection(&self.app, &c.name))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        Ok(json!({ "collections": all }))
+    }
+
+    fn create_collection(&self, name: &str, settings: &Value) -> anyhow::Result<Value> {
+        let dim_max = self.app.store().config().limits.vector_dim_max;
+        let s = store::CollectionSettings::from_json(settings, dim_max).map_err(lift)?;
+        self.app.create_collection(name, s).map_err(lift)?;
+        crate::daemon::api::describe_collection(&self.app, name)
+            .map_err(|e| anyhow::anyhow!(e.message))
+    }
+
+    fn drop_collection(&self, name: &str) -> anyhow::Result<Value> {
+        let n = self.app.drop_collection(name).map_err(lift)?;
+        Ok(json!({"collection": name, "dropped": true, "documents_deleted": n}))
     }
 
     fn status(&self) -> anyhow::Result<Value> {

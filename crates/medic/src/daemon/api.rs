@@ -63,6 +63,11 @@ async fn blocking<T: Send + 'static>(
 
 fn doc_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(id) = path?;
+    check_doc_id(id)
+}
+
+/// A document id from a path: not empty, not under `.medic/`.
+pub(super) fn check_doc_id(id: String) -> Result<String, ApiError> {
     if id.is_empty() {
         return Err(ApiError::bad_request("document id is empty"));
     }
@@ -120,6 +125,16 @@ pub async fn put_doc(
 ) -> Result<Json<Value>, ApiError> {
     let id = doc_id(path)?;
     let body = s.json(body)?;
+    put_in(s, store::collection::DEFAULT.to_owned(), id, body).await
+}
+
+/// A put into the collection `c`.
+pub(super) async fn put_in(
+    s: ApiState,
+    c: String,
+    id: String,
+    body: PutBody,
+) -> Result<Json<Value>, ApiError> {
     if let Some(v) = &body.vector
         && let Some(i) = v.iter().position(|x| !x.is_finite())
     {
@@ -146,7 +161,7 @@ pub async fn put_doc(
     let store = s.app.store().clone();
     let id2 = id.clone();
     let lsn = blocking(&s.metrics, Operation::Put, move || {
-        store.put(&id2, doc).map_err(ApiError::from)
+        store.put_in(&c, &id2, doc).map_err(ApiError::from)
     })
     .await?;
     Ok(Json(json!({ "id": id, "lsn": lsn })))
@@ -158,6 +173,15 @@ pub async fn put_doc(
 /// many documents were durable before it.
 pub async fn bulk_docs(
     State(s): State<ApiState>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    bulk_in(s, store::collection::DEFAULT.to_owned(), body).await
+}
+
+/// A bulk ingest into the collection `c`.
+pub(super) async fn bulk_in(
+    s: ApiState,
+    c: String,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let http = &s.app.config().http;
@@ -180,8 +204,17 @@ pub async fn bulk_docs(
     let docs_max = http.bulk_docs_max;
     blocking(&s.metrics, Operation::Bulk, move || {
         let limits = store.config().limits.clone();
-        let parsed = super::bulk::parse(&body, &limits, store.stats().vector_dim, docs_max)
+        let info = store
+            .collection(&c)?
+            .filter(|i| i.state == store::CollectionState::Ready)
+            .ok_or_else(|| ApiError::not_found(format!("no collection {c:?}")))?;
+        let mut parsed = super::bulk::parse(&body, &limits, info.settings.dimension, docs_max)
             .map_err(|e| ApiError::bad_request(format!("{e}; nothing was written")))?;
+        // A collection's keys are longer than its ids by the prefix: batches are sized by the records written.
+        let key_extra = store::collection::key(&c, "").len() as u64;
+        for l in &mut parsed.docs {
+            l.record_bytes += key_extra;
+        }
         drop(body);
         let (lines, duplicates) = (parsed.lines, parsed.duplicates);
         let warnings = super::bulk::warnings(&parsed.ignored);
@@ -189,7 +222,7 @@ pub async fn bulk_docs(
             tracing::warn!("bulk ingest: {w}");
         }
         let batches = super::bulk::batches(parsed.docs, store.config().commit_batch_bytes_max);
-        match super::bulk::write(&store, batches) {
+        match super::bulk::write(&store, &c, batches) {
             Ok(w) => Ok(Json(json!({
                 "written": w.written,
                 "first_lsn": w.first_lsn,
@@ -231,10 +264,19 @@ pub async fn get_doc(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<([(&'static str, String); 1], Json<DocOut>), ApiError> {
     let id = doc_id(path)?;
+    get_in(s, store::collection::DEFAULT.to_owned(), id).await
+}
+
+/// A get from the collection `c`.
+pub(super) async fn get_in(
+    s: ApiState,
+    c: String,
+    id: String,
+) -> Result<([(&'static str, String); 1], Json<DocOut>), ApiError> {
     let store = s.app.store().clone();
     let id2 = id.clone();
     let doc = blocking(&s.metrics, Operation::Get, move || {
-        store.get_with_lsn(&id2).map_err(ApiError::from)
+        store.get_with_lsn_in(&c, &id2).map_err(ApiError::from)
     })
     .await?;
     match doc {
@@ -257,10 +299,15 @@ pub async fn delete_doc(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = doc_id(path)?;
+    delete_in(s, store::collection::DEFAULT.to_owned(), id).await
+}
+
+/// A delete from the collection `c`.
+pub(super) async fn delete_in(s: ApiState, c: String, id: String) -> Result<Json<Value>, ApiError> {
     let store = s.app.store().clone();
     let id2 = id.clone();
     let lsn = blocking(&s.metrics, Operation::Delete, move || {
-        store.delete(&id2).map_err(ApiError::from)
+        store.delete_in(&c, &id2).map_err(ApiError::from)
     })
     .await?;
     match lsn {
@@ -315,6 +362,17 @@ pub fn brute_force_search_where(
     k: usize,
     accept: &MetaPredicate<'_>,
 ) -> Result<Vec<Hit>, ApiError> {
+    brute_force_search_in(store, store::collection::DEFAULT, query, k, accept)
+}
+
+/// [`brute_force_search_where`] over the collection `c`.
+pub fn brute_force_search_in(
+    store: &store::Store,
+    c: &str,
+    query: &[f32],
+    k: usize,
+    accept: &MetaPredicate<'_>,
+) -> Result<Vec<Hit>, ApiError> {
     let qn = norm(query);
     if qn == 0.0 || !qn.is_finite() {
         return Err(ApiError::bad_request(
@@ -324,7 +382,7 @@ pub fn brute_force_search_where(
     let mut hits: Vec<Hit> = Vec::with_capacity(2 * k + 1);
     let mut after: Option<String> = None;
     loop {
-        let page = store.scan(after.as_deref(), SEARCH_SCAN_PAGE_DOCS)?;
+        let page = store.scan_in(c, after.as_deref(), SEARCH_SCAN_PAGE_DOCS)?;
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
         let page_len = page.len();
@@ -371,6 +429,15 @@ pub async fn search(
     State(s): State<ApiState>,
     body: Result<Json<crate::search::SearchBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    search_in(s, store::collection::DEFAULT.to_owned(), body).await
+}
+
+/// A search of the collection `c`.
+async fn search_in(
+    s: ApiState,
+    c: String,
+    body: Result<Json<crate::search::SearchBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
     let body = s.json(body)?;
     let wait = crate::search::wait_of(&body, Duration::from_millis(crate::search::STRONG_WAIT_MS))?;
     let kind = crate::search::kind(&body);
@@ -378,7 +445,7 @@ pub async fn search(
     let metrics = s.metrics.clone();
     let v = blocking(&s.metrics, Operation::Search, move || {
         let t0 = Instant::now();
-        let out = crate::search::run(&app, body, wait);
+        let out = crate::search::run_in(&app, &c, body, wait);
         let took = t0.elapsed();
         // A request refused as bad input is not a search that failed.
         let ok = match &out {
@@ -403,57 +470,73 @@ pub async fn search(
     Ok(Json(v))
 }
 
-/// The collection a `/v1/collections/{collection}` path names, if it exists: only `default` does until collections
-/// are declared; another name is a 404 naming it.
-fn existing_collection(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+/// The collection a `/v1/collections/{collection}` path names, if it exists and is ready; another name is a 404
+/// naming it.
+pub(super) fn existing_collection(
+    s: &ApiState,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<String, ApiError> {
     let Path(c) = path?;
-    if c != store::derived::DEFAULT_COLLECTION {
-        return Err(ApiError::not_found(format!(
-            "no collection {c:?}: only {:?} exists",
-            store::derived::DEFAULT_COLLECTION
-        )));
-    }
-    Ok(c)
+    ready_collection(s, c)
 }
 
-/// `POST /v1/collections/{collection}/search`: the same as `POST /v1/search` for the collection `default` (the only
-/// one until collections land); another name is a 404 naming it.
+/// `c` if it is a ready collection, else a 404 naming it.
+pub(super) fn ready_collection(s: &ApiState, c: String) -> Result<String, ApiError> {
+    match s.app.store().collection(&c)? {
+        Some(info) if info.state == store::CollectionState::Ready => Ok(c),
+        Some(_) => Err(ApiError::not_found(format!(
+            "the collection {c:?} is being dropped"
+        ))),
+        None => Err(ApiError::not_found(format!(
+            "no collection {c:?}: create it with PUT /v1/collections/{c}"
+        ))),
+    }
+}
+
+/// `POST /v1/collections/{collection}/search`: `POST /v1/search` within that collection (its own indexes); an
+/// unknown collection is a 404 naming it.
 pub async fn collection_search(
     State(s): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<crate::search::SearchBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    existing_collection(path)?;
-    search(State(s), body).await
+    let c = existing_collection(&s, path)?;
+    search_in(s, c, body).await
 }
 
-/// `GET /v1/collections/{collection}`: the collection's documents and every derived index of it — applied LSN,
-/// lag, state and its structure as last measured by the engine (an HNSW graph's reachable fraction, orphans,
-/// tombstones, mean degree). Only `default` exists until collections are declared; another name is a 404.
+/// `GET /v1/collections/{collection}`: the collection's settings, state and documents, and every derived index of
+/// it — applied LSN, lag, state and its structure as last measured by the engine (an HNSW graph's reachable
+/// fraction, orphans, tombstones, mean degree). An unknown collection is a 404.
 pub async fn collection(
     State(s): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let c = existing_collection(path)?;
+    let Path(c) = path?;
     let app = s.app.clone();
-    let v = tokio::task::spawn_blocking(move || {
-        let store = app.store();
-        let indexes: Vec<_> = store
-            .derived()
-            .status()
-            .indexes
-            .into_iter()
-            .filter(|i| i.collection == c)
-            .collect();
-        json!({
-            "collection": c,
-            "documents": store.count(),
-            "indexes": indexes,
-        })
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("collection view: {e}")))?;
+    let v = tokio::task::spawn_blocking(move || describe_collection(&app, &c)).await??;
     Ok(Json(v))
+}
+
+/// A collection as `GET /v1/collections[/{c}]` shows it.
+pub fn describe_collection(app: &App, c: &str) -> Result<Value, ApiError> {
+    let store = app.store();
+    let info = store
+        .collection(c)?
+        .ok_or_else(|| ApiError::not_found(format!("no collection {c:?}")))?;
+    let indexes: Vec<_> = store
+        .derived()
+        .status()
+        .indexes
+        .into_iter()
+        .filter(|i| i.collection == c)
+        .collect();
+    Ok(json!({
+        "collection": c,
+        "settings": info.settings.to_json(),
+        "state": info.state,
+        "documents": info.documents,
+        "indexes": indexes,
+    }))
 }
 
 /// `GET /health`: 200 when serving, 503 otherwise; JSON with the state. Never waits on a running healing cycle.

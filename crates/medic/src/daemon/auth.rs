@@ -85,7 +85,13 @@ fn is_mutating(method: &Method) -> bool {
 
 /// Why a request needs the token, or `None` when it is open to anyone.
 fn needs_token(method: &Method, path: &str) -> Option<&'static str> {
-    if *method == Method::POST && path == "/v1/search" {
+    if *method == Method::POST
+        && (path == "/v1/search"
+            || path
+                .strip_prefix("/v1/collections/")
+                .and_then(|rest| rest.strip_suffix("/search"))
+                .is_some_and(|c| !c.contains('/')))
+    {
         // A search reads; it only carries its query in a body.
         return None;
     }
@@ -187,6 +193,13 @@ mod tests {
     #[test]
     fn search_and_reads_are_open_deep_checks_are_flagged_for_later() {
         assert_eq!(needs_token(&Method::POST, "/v1/search"), None);
+        assert_eq!(
+            needs_token(&Method::POST, "/v1/collections/wide/search"),
+            None
+        );
+        assert!(needs_token(&Method::POST, "/v1/collections/wide/docs").is_some());
+        assert!(needs_token(&Method::PUT, "/v1/collections/wide").is_some());
+        assert!(needs_token(&Method::DELETE, "/v1/collections/wide").is_some());
         assert_eq!(needs_token(&Method::GET, "/v1/docs/a"), None);
         assert_eq!(needs_token(&Method::GET, "/v1/status"), None);
         assert_eq!(needs_token(&Method::GET, "/health"), None);

@@ -264,6 +264,7 @@ pub struct Written {
 /// error and the line the refused batch started at.
 pub fn write(
     store: &store::Store,
+    collection: &str,
     batches: Vec<Vec<Line>>,
 ) -> Result<Written, Box<(Written, u64, store::StoreError)>> {
     let mut w = Written::default();
@@ -271,7 +272,7 @@ pub fn write(
         let first_line = batch.first().map_or(0, |l| l.line);
         let docs: Vec<(String, Document)> = batch.into_iter().map(|l| (l.id, l.doc)).collect();
         let n = docs.len() as u64;
-        match store.put_batch(docs) {
+        match store.put_batch_in(collection, docs) {
             Ok(lsns) => {
                 if w.first_lsn == 0 {
                     w.first_lsn = lsns.first().copied().unwrap_or(0);

@@ -137,6 +137,8 @@ impl From<store::StoreError> for ApiError {
         use store::StoreError as E;
         let status = match &e {
             E::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            E::UnknownCollection(_) => StatusCode::NOT_FOUND,
+            E::CollectionConflict(_) => StatusCode::CONFLICT,
             E::TooLarge { what: "id", .. } => StatusCode::BAD_REQUEST,
             E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             // Everything else is the store's own trouble (I/O, damage found, read-only, a loss): 503 with the

@@ -101,6 +101,11 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CollectionLabels {
+    collection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IndexLabels {
     collection: String,
     index: String,
@@ -160,6 +165,8 @@ pub struct Snapshot {
     pub writes_refused_memory: u64,
     /// Every derived index's status (lag, and its structure as last measured).
     pub indexes: Vec<store::derived::IndexStatus>,
+    /// Documents per collection (`default` included).
+    pub collections: Vec<(String, u64)>,
 }
 
 #[derive(Default)]
@@ -198,6 +205,11 @@ pub struct Metrics {
     memory_pressure: Gauge,
     writes_refused_memory: Gauge,
     index_lag: Family<IndexLabels, Gauge>,
+    collection_documents: Family<CollectionLabels, Gauge>,
+    /// The collections `collection_documents` has a series of (a dropped one's is removed).
+    collections_seen: Mutex<std::collections::BTreeSet<String>>,
+    /// `(collection, index, figure)` of every `index_lag` (figure `None`) and `index_structure` series.
+    index_series_seen: Mutex<std::collections::BTreeSet<(String, String, Option<String>)>>,
     index_structure: Family<FigureLabels, Gauge<f64, AtomicU64>>,
     seen: Mutex<Seen>,
     /// Incidents detected before this (µs since the epoch) belong to an earlier process and are not counted.
@@ -316,6 +328,12 @@ impl Metrics {
         );
         let documents = Gauge::default();
         registry.register("medic_documents", "Documents stored", documents.clone());
+        let collection_documents = Family::<CollectionLabels, Gauge>::default();
+        registry.register(
+            "medic_collection_documents",
+            "Documents of one collection",
+            collection_documents.clone(),
+        );
         let index_lag = Family::<IndexLabels, Gauge>::default();
         registry.register(
             "medic_index_lag_records",
@@ -451,6 +469,9 @@ impl Metrics {
             memory_pressure,
             writes_refused_memory,
             index_lag,
+            collection_documents,
+            collections_seen: Mutex::new(std::collections::BTreeSet::new()),
+            index_series_seen: Mutex::new(std::collections::BTreeSet::new()),
             index_structure,
             http_requests,
             operation_duration,
@@ -584,6 +605,29 @@ impl Metrics {
         self.memory_pressure.set(i64::from(s.memory_pressure));
         self.writes_refused_memory
             .set(clamp(s.writes_refused_memory));
+        {
+            let mut seen = self
+                .collections_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let now: std::collections::BTreeSet<String> =
+                s.collections.iter().map(|(c, _)| c.clone()).collect();
+            for gone in seen.difference(&now) {
+                self.collection_documents.remove(&CollectionLabels {
+                    collection: gone.clone(),
+                });
+            }
+            for (c, n) in &s.collections {
+                self.collection_documents
+                    .get_or_create(&CollectionLabels {
+                        collection: c.clone(),
+                    })
+                    .set(clamp(*n));
+            }
+            *seen = now;
+        }
+        let mut series: std::collections::BTreeSet<(String, String, Option<String>)> =
+            std::collections::BTreeSet::new();
         for i in &s.indexes {
             self.index_lag
                 .get_or_create(&IndexLabels {
@@ -591,6 +635,7 @@ impl Metrics {
                     index: i.name.clone(),
                 })
                 .set(clamp(i.lag_records));
+            series.insert((i.collection.clone(), i.name.clone(), None));
             for (figure, v) in i.structure.iter().flat_map(|st| &st.figures) {
                 self.index_structure
                     .get_or_create(&FigureLabels {
@@ -599,7 +644,29 @@ impl Metrics {
                         figure: figure.clone(),
                     })
                     .set(*v);
+                series.insert((i.collection.clone(), i.name.clone(), Some(figure.clone())));
             }
+        }
+        {
+            // An index detached (its collection dropped) has its series removed.
+            let mut seen = self
+                .index_series_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (collection, index, figure) in seen.difference(&series) {
+                match figure {
+                    None => self.index_lag.remove(&IndexLabels {
+                        collection: collection.clone(),
+                        index: index.clone(),
+                    }),
+                    Some(figure) => self.index_structure.remove(&FigureLabels {
+                        collection: collection.clone(),
+                        index: index.clone(),
+                        figure: figure.clone(),
+                    }),
+                };
+            }
+            *seen = series;
         }
         if !s.engine_known {
             return;

@@ -15,6 +15,7 @@
 pub mod api;
 pub mod auth;
 mod bulk;
+mod collections;
 pub mod dashboard;
 pub mod error;
 pub mod listen;
@@ -75,7 +76,25 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
             "/v1/collections/{collection}/search",
             post(api::collection_search),
         )
-        .route("/v1/collections/{collection}", get(api::collection))
+        .route("/v1/collections", get(collections::list))
+        .route(
+            "/v1/collections/{collection}",
+            get(api::collection)
+                .put(collections::create)
+                .delete(collections::drop_collection),
+        )
+        .route(
+            "/v1/collections/{collection}/docs",
+            post(collections::bulk_docs).layer(DefaultBodyLimit::max(
+                usize::try_from(http.bulk_body_bytes_max).unwrap_or(usize::MAX),
+            )),
+        )
+        .route(
+            "/v1/collections/{collection}/docs/{id}",
+            put(collections::put_doc)
+                .get(collections::get_doc)
+                .delete(collections::delete_doc),
+        )
         .route("/health", get(api::health_shallow))
         .route("/v1/health", get(api::health_tier))
         .route("/v1/status", get(api::status))
@@ -181,7 +200,13 @@ struct BodyLimits {
 impl BodyLimits {
     /// The key and value of the limit that applies to `req`.
     fn of(&self, req: &Request) -> (&'static str, u64) {
-        if req.method() == axum::http::Method::POST && req.uri().path() == "/v1/docs" {
+        let path = req.uri().path();
+        let bulk = path == "/v1/docs"
+            || path
+                .strip_prefix("/v1/collections/")
+                .and_then(|rest| rest.strip_suffix("/docs"))
+                .is_some_and(|c| !c.contains('/'));
+        if req.method() == axum::http::Method::POST && bulk {
             ("http.bulk_body_bytes_max", self.bulk)
         } else {
             ("http.request_body_bytes_max", self.request)

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::feed::{FEED_RECORDS_MAX, Feed, FeedItem};
 use super::{Agreement, Change, DEFAULT_COLLECTION, DerivedError, DerivedIndex, Structure, Truth};
 use crate::codec::{self, KIND_PUT};
+use crate::collection;
 use crate::error::StoreError;
 use crate::store::{RESERVED_ID_PREFIX, Store};
 
@@ -147,6 +148,8 @@ pub(crate) struct Slot {
     work: Mutex<()>,
     seen: AtomicU64,
     st: Mutex<SlotState>,
+    /// Set by [`DerivedSet::detach`] under `work`: the driver leaves the index alone from then on.
+    detached: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -273,11 +276,20 @@ impl DerivedSet {
         index: Arc<dyn DerivedIndex>,
     ) -> Result<(), StoreError> {
         if index.collection() != DEFAULT_COLLECTION {
-            return Err(StoreError::InvalidInput(format!(
-                "index {}/{}: only the collection {DEFAULT_COLLECTION:?} exists",
-                index.collection(),
-                index.name()
-            )));
+            let exists = store.upgrade().is_some_and(|s| {
+                s.collection(index.collection())
+                    .ok()
+                    .flatten()
+                    .is_some_and(|c| c.state == crate::collection::CollectionState::Ready)
+            });
+            if !exists {
+                return Err(StoreError::UnknownCollection(format!(
+                    "index {}/{}: no collection {:?}",
+                    index.collection(),
+                    index.name(),
+                    index.collection()
+                )));
+            }
         }
         {
             let mut slots = self.shared.slots.write().unwrap_or_else(|p| p.into_inner());
@@ -296,6 +308,7 @@ impl DerivedSet {
                 index,
                 work: Mutex::new(()),
                 seen: AtomicU64::new(seen),
+                detached: std::sync::atomic::AtomicBool::new(false),
                 st: Mutex::new(SlotState {
                     state: IndexState::Behind,
                     last_error: Some("attached: catching up from the log".into()),
@@ -323,6 +336,22 @@ impl DerivedSet {
             *t = Some(h);
         }
         Ok(())
+    }
+
+    /// Detaches the index `name` of `collection` (its collection is dropped): waits for the work in progress on
+    /// it, after which the driver never touches it again; the caller may then remove its files. `None` when no
+    /// such index is attached.
+    pub fn detach(&self, collection: &str, name: &str) -> Option<Arc<dyn DerivedIndex>> {
+        let slot = {
+            let mut slots = self.shared.slots.write().unwrap_or_else(|p| p.into_inner());
+            let i = slots
+                .iter()
+                .position(|s| s.index.collection() == collection && s.index.name() == name)?;
+            slots.remove(i)
+        };
+        let _w = lock(&slot.work);
+        slot.detached.store(true, Ordering::Release);
+        Some(slot.index.clone())
     }
 
     /// Stops the driver: it persists every index and ends. Waits for it unless called on the driver's own thread.
@@ -463,7 +492,7 @@ impl DerivedSet {
             .slot(collection, name)
             .ok_or_else(|| not_attached(collection, name))?;
         let _w = lock(&slot.work);
-        let mut truth = store.derived_truth(sample_max, seed);
+        let mut truth = store.derived_truth(collection, sample_max, seed);
         // Everything up to the table's LSN handled: the collection is as of the index's applied LSN (later LSNs
         // were medic's own documents, skipped).
         if slot.seen() >= truth.lsn {
@@ -605,13 +634,15 @@ fn run(shared: Arc<Shared>, store: Weak<Store>) {
 /// Feed items as changes; `None` for medic's own documents (skipped) and for a document that does not decode
 /// (the index is then caught up from the log).
 fn decode(items: &[FeedItem]) -> Vec<(u64, Option<Change>)> {
-    let collection: Arc<str> = Arc::from(DEFAULT_COLLECTION);
+    let mut names: Vec<Arc<str>> = vec![Arc::from(DEFAULT_COLLECTION)];
     items
         .iter()
         .map(|it| {
             if it.id.starts_with(RESERVED_ID_PREFIX) {
                 return (it.lsn, None);
             }
+            let (c, id) = collection::split(&it.id);
+            let collection = interned(&mut names, c);
             let doc = match &it.doc {
                 None => None,
                 Some(b) => match codec::decode_doc(b) {
@@ -623,8 +654,12 @@ fn decode(items: &[FeedItem]) -> Vec<(u64, Option<Change>)> {
                 it.lsn,
                 Some(Change {
                     lsn: it.lsn,
-                    collection: collection.clone(),
-                    id: it.id.clone(),
+                    collection,
+                    id: if collection::is_namespaced(&it.id) {
+                        Arc::from(id)
+                    } else {
+                        it.id.clone()
+                    },
                     doc,
                 }),
             )
@@ -632,9 +667,22 @@ fn decode(items: &[FeedItem]) -> Vec<(u64, Option<Change>)> {
         .collect()
 }
 
+/// The shared name `c` (collections are few: a linear search).
+fn interned(names: &mut Vec<Arc<str>>, c: &str) -> Arc<str> {
+    if let Some(n) = names.iter().find(|n| &***n == c) {
+        return n.clone();
+    }
+    let n: Arc<str> = Arc::from(c);
+    names.push(n.clone());
+    n
+}
+
 /// One round for one index: catch up or rebuild if needed (and due), apply the new changes, persist if due.
 fn drive(slot: &Slot, store: &Weak<Store>, changes: &[(u64, Option<Change>)], stopping: bool) {
     let _w = lock(&slot.work);
+    if slot.detached.load(Ordering::Acquire) {
+        return;
+    }
     let (state, due) = {
         let st = lock(&slot.st);
         (
@@ -663,7 +711,12 @@ fn apply(slot: &Slot, changes: &[(u64, Option<Change>)]) {
     let Some(&&(last, _)) = fresh.last() else {
         return;
     };
-    let batch: Vec<Change> = fresh.iter().filter_map(|(_, c)| c.clone()).collect();
+    let mine = slot.index.collection();
+    let batch: Vec<Change> = fresh
+        .iter()
+        .filter_map(|(_, c)| c.clone())
+        .filter(|c| &*c.collection == mine)
+        .collect();
     for chunk in batch.chunks(APPLY_CHUNK) {
         if !apply_chunk(slot, chunk) {
             return;
@@ -764,7 +817,7 @@ fn sync(store: &Store, slot: &Slot, rebuild: bool) -> Result<u64, StoreError> {
 /// `Ok(None)` when the log does not cover the index's applied LSN (or the index is ahead of it).
 fn catch_up_from_log(store: &Store, slot: &Slot) -> Result<Option<u64>, StoreError> {
     let from = slot.seen();
-    let collection: Arc<str> = Arc::from(DEFAULT_COLLECTION);
+    let mine: Arc<str> = Arc::from(slot.index.collection());
     let mut buf: Vec<Change> = Vec::new();
     let mut failed: Option<DerivedError> = None;
     let flush = |buf: &mut Vec<Change>, failed: &mut Option<DerivedError>| {
@@ -786,6 +839,11 @@ fn catch_up_from_log(store: &Store, slot: &Slot) -> Result<Option<u64>, StoreErr
         if rec.id.starts_with(RESERVED_ID_PREFIX) {
             return;
         }
+        let (c, id) = collection::split(&rec.id);
+        if c != &*mine {
+            return;
+        }
+        let id: Arc<str> = Arc::from(id);
         let doc = if rec.kind == KIND_PUT {
             match codec::decode_doc(&rec.doc) {
                 Ok(d) => Some(Arc::new(d)),
@@ -796,8 +854,8 @@ fn catch_up_from_log(store: &Store, slot: &Slot) -> Result<Option<u64>, StoreErr
         };
         buf.push(Change {
             lsn: rec.lsn,
-            collection: collection.clone(),
-            id: Arc::from(rec.id),
+            collection: mine.clone(),
+            id,
             doc,
         });
         if buf.len() >= APPLY_CHUNK {
@@ -826,7 +884,7 @@ fn catch_up_from_log(store: &Store, slot: &Slot) -> Result<Option<u64>, StoreErr
 }
 
 fn rebuild_from_table(store: &Store, slot: &Slot) -> Result<u64, StoreError> {
-    let (lsn, docs) = store.derived_table()?;
+    let (lsn, docs) = store.derived_table(slot.index.collection())?;
     let mut it = docs.into_iter();
     slot.index.rebuild(&mut it, lsn).map_err(derived_err)?;
     slot.seen.store(lsn, Ordering::Release);

@@ -29,7 +29,7 @@ pub mod health;
 pub use driver::{DerivedSet, DerivedStatus, IndexState, IndexStatus, Lag, LagError, LogCover};
 pub use feed::{FEED_RECORDS_MAX, Feed, FeedItem};
 
-/// The collection every document belongs to until collections are declared.
+/// The collection of every document put without one (`/v1/docs`); named collections are in [`crate::collection`].
 pub const DEFAULT_COLLECTION: &str = "default";
 
 /// Where the index files of one index live, relative to the data directory: `idx/<collection>/<name>`.

@@ -1,0 +1,400 @@
+//! Named collections: how a collection's documents are keyed in the one table, log and snapshot, and what a
+//! collection's settings are.
+//!
+//! Key namespacing (the only place the format is written): a document `id` of the collection `c` is stored under
+//! `id` itself when `c` is `default`, else under `"\u{1c}" + c + "\u{1f}" + id`. User ids never contain a control
+//! character (`codec::validate_id`) and collection names are `[a-z0-9_-]`, so the two never collide and the keys
+//! of one collection are one contiguous range of the table ([`range`]). A version-1 data directory holds only
+//! `default` documents, under their plain ids: it needs no record rewritten.
+//!
+//! A collection's settings are a reserved document, `.medic/collection/<name>` ([`settings_key`]), whose meta is
+//! `{"settings": {...}, "state": "ready"|"dropping"}`: written through the log like every document, so the WAL,
+//! snapshots, parity and replay carry them.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::StoreError;
+
+/// The collection of every document put without one; it exists in every store and cannot be dropped.
+pub const DEFAULT: &str = crate::derived::DEFAULT_COLLECTION;
+/// Longest collection name, characters.
+pub const NAME_CHARS_MAX: usize = 64;
+/// Most declared meta fields of one collection.
+pub const FIELDS_MAX: usize = 256;
+/// Longest declared field name, bytes.
+pub const FIELD_NAME_BYTES_MAX: usize = 256;
+/// Bytes a namespaced key adds to an id, at most: the two separators and the name.
+pub const KEY_EXTRA_BYTES_MAX: u64 = 2 + NAME_CHARS_MAX as u64;
+
+const NS: char = '\u{1c}';
+const SEP: char = '\u{1f}';
+/// Where the settings documents live: `.medic/collection/<name>`.
+const SETTINGS_PREFIX: &str = ".medic/collection/";
+
+/// The table key of `id` in `collection`.
+pub fn key(collection: &str, id: &str) -> String {
+    if collection == DEFAULT {
+        id.to_owned()
+    } else {
+        format!("{NS}{collection}{SEP}{id}")
+    }
+}
+
+/// `(collection, id)` of a table key (the inverse of [`key`]).
+pub fn split(key: &str) -> (&str, &str) {
+    key.strip_prefix(NS)
+        .and_then(|rest| rest.split_once(SEP))
+        .unwrap_or((DEFAULT, key))
+}
+
+/// Whether a table key belongs to a collection other than `default`.
+pub fn is_namespaced(key: &str) -> bool {
+    key.starts_with(NS)
+}
+
+/// The table range holding every key of `collection` (for `default`: every key not namespaced, medic's own
+/// `.medic/` documents included — callers leave those out).
+pub fn range(collection: &str) -> (Bound<String>, Bound<String>) {
+    if collection == DEFAULT {
+        // Namespaced keys start with NS (0x1c); every user id starts at 0x20 or above.
+        (
+            Bound::Included(char::from(NS as u8 + 1).to_string()),
+            Bound::Unbounded,
+        )
+    } else {
+        (
+            Bound::Included(format!("{NS}{collection}{SEP}")),
+            Bound::Excluded(format!("{NS}{collection}{}", char::from(SEP as u8 + 1))),
+        )
+    }
+}
+
+/// The range of every namespaced key (every collection but `default`).
+pub fn namespaced_range() -> (Bound<String>, Bound<String>) {
+    (
+        Bound::Included(NS.to_string()),
+        Bound::Excluded(char::from(NS as u8 + 1).to_string()),
+    )
+}
+
+/// The key of `name`'s settings document.
+pub fn settings_key(name: &str) -> String {
+    format!("{SETTINGS_PREFIX}{name}")
+}
+
+/// The collection a settings document's key names, if it is one.
+pub fn settings_name(key: &str) -> Option<&str> {
+    key.strip_prefix(SETTINGS_PREFIX)
+}
+
+/// The range of every settings document.
+pub fn settings_range() -> (Bound<String>, Bound<String>) {
+    (
+        Bound::Included(SETTINGS_PREFIX.to_owned()),
+        Bound::Unbounded,
+    )
+}
+
+/// A collection name: 1–[`NAME_CHARS_MAX`] characters of `[a-z0-9_-]`, not starting with `-`.
+pub fn validate_name(name: &str) -> Result<(), StoreError> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if name.is_empty() || name.len() > NAME_CHARS_MAX || !ok_chars || name.starts_with('-') {
+        return Err(StoreError::InvalidInput(format!(
+            "collection name {name:?}: 1 to {NAME_CHARS_MAX} characters of a-z, 0-9, '_' and '-', not starting \
+             with '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// The distance a collection's vector indexes rank by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// `1 − cos(a, b)`.
+    #[default]
+    Cosine,
+    /// `−a·b`.
+    Dot,
+    /// Euclidean.
+    L2,
+}
+
+/// A derived index a collection keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    /// Exact vector search.
+    Flat,
+    /// Approximate vector search.
+    Hnsw,
+    /// Full-text search.
+    Text,
+}
+
+/// The type of a declared (filterable) meta field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldKind {
+    /// A string compared exactly.
+    Keyword,
+    /// A whole number.
+    Integer,
+    /// A number.
+    Float,
+    /// `true` or `false`.
+    Bool,
+}
+
+/// A collection's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The vector dimension; `None` until the collection's first vector fixes it.
+    pub dimension: Option<u32>,
+    /// The vector indexes' metric.
+    pub metric: Metric,
+    /// The derived indexes kept, sorted, without repeats.
+    pub indexes: Vec<IndexKind>,
+    /// Meta fields declared filterable.
+    pub fields: BTreeMap<String, FieldKind>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dimension: None,
+            metric: Metric::Cosine,
+            indexes: vec![IndexKind::Flat, IndexKind::Hnsw, IndexKind::Text],
+            fields: BTreeMap::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads settings from a request's JSON object, each key checked and a bad one named:
+    /// `{"dimension"?: 1..=dim_max, "metric"?: "cosine"|"dot"|"l2", "indexes"?: ["flat","hnsw","text"],
+    /// "fields"?: {"name": "keyword"|"integer"|"float"|"bool"}}`.
+    pub fn from_json(v: &Value, dim_max: u32) -> Result<Settings, StoreError> {
+        let bad =
+            |key: &str, why: String| StoreError::InvalidInput(format!("setting {key}: {why}"));
+        let Some(o) = v.as_object() else {
+            return Err(StoreError::InvalidInput(
+                "collection settings must be a JSON object".into(),
+            ));
+        };
+        let mut s = Settings::default();
+        for (k, v) in o {
+            match k.as_str() {
+                "dimension" => {
+                    let d = v
+                        .as_u64()
+                        .filter(|d| (1..=u64::from(dim_max)).contains(d))
+                        .ok_or_else(|| {
+                            bad(k, format!("{v} is not a whole number in 1..={dim_max}"))
+                        })?;
+                    s.dimension = Some(d as u32);
+                }
+                "metric" => {
+                    s.metric = serde_json::from_value(v.clone()).map_err(|_| {
+                        bad(k, format!("{v} is not one of \"cosine\", \"dot\", \"l2\""))
+                    })?;
+                }
+                "indexes" => {
+                    let mut kinds: Vec<IndexKind> =
+                        serde_json::from_value(v.clone()).map_err(|_| {
+                            bad(
+                                k,
+                                format!("{v} is not a list of \"flat\", \"hnsw\", \"text\""),
+                            )
+                        })?;
+                    kinds.sort();
+                    kinds.dedup();
+                    s.indexes = kinds;
+                }
+                "fields" => {
+                    let fields: BTreeMap<String, FieldKind> = serde_json::from_value(v.clone())
+                        .map_err(|_| {
+                            bad(
+                                k,
+                                format!(
+                                    "{v} is not an object of field name to \"keyword\", \"integer\", \"float\" \
+                                     or \"bool\""
+                                ),
+                            )
+                        })?;
+                    if fields.len() > FIELDS_MAX {
+                        return Err(bad(
+                            k,
+                            format!("{} fields, over the limit {FIELDS_MAX}", fields.len()),
+                        ));
+                    }
+                    if let Some(n) = fields.keys().find(|n| {
+                        n.is_empty()
+                            || n.len() > FIELD_NAME_BYTES_MAX
+                            || n.chars().any(char::is_control)
+                    }) {
+                        return Err(bad(
+                            k,
+                            format!(
+                                "field name {n:?}: 1 to {FIELD_NAME_BYTES_MAX} bytes without control characters"
+                            ),
+                        ));
+                    }
+                    s.fields = fields;
+                }
+                other => {
+                    return Err(StoreError::InvalidInput(format!(
+                        "setting {other}: unknown (known: dimension, metric, indexes, fields)"
+                    )));
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// The settings as the API shows them.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Whether a request for `asked` is met by these settings (a dimension `asked` leaves open matches any).
+    pub fn satisfies(&self, asked: &Settings) -> bool {
+        (asked.dimension.is_none() || asked.dimension == self.dimension)
+            && asked.metric == self.metric
+            && asked.indexes == self.indexes
+            && asked.fields == self.fields
+    }
+
+    /// Whether the collection keeps the index `kind`.
+    pub fn keeps(&self, kind: IndexKind) -> bool {
+        self.indexes.contains(&kind)
+    }
+}
+
+/// Where a collection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectionState {
+    /// Serving.
+    Ready,
+    /// Being dropped: its documents are being deleted; nothing reads or writes it; the drop is finished by
+    /// `Store::drop_collection` (again, after a crash).
+    Dropping,
+}
+
+/// What a settings document holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    /// The settings.
+    pub settings: Settings,
+    /// The state.
+    pub state: CollectionState,
+}
+
+impl Stored {
+    /// As a document's meta object.
+    pub fn to_meta(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        }
+    }
+
+    /// From a settings document's meta.
+    pub fn from_meta(meta: Option<&Map<String, Value>>) -> Result<Stored, String> {
+        let m = meta.ok_or("a collection's settings document has no meta")?;
+        serde_json::from_value(Value::Object(m.clone())).map_err(|e| e.to_string())
+    }
+}
+
+/// One collection as [`crate::Store::collections`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CollectionInfo {
+    /// Its name.
+    pub name: String,
+    /// Its settings.
+    pub settings: Settings,
+    /// Its state.
+    pub state: CollectionState,
+    /// Its documents now.
+    pub documents: u64,
+}
+
+/// What [`crate::Store::create_collection`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// Created by the record at this LSN.
+    New { lsn: u64 },
+    /// It existed already with settings that satisfy the request.
+    Existed,
+}
+
+/// The wrong-dimension message for the collection `c`.
+pub fn wrong_dimension(collection: &str, got: usize, want: u32) -> String {
+    if collection == DEFAULT {
+        format!(
+            "vector has {got} dimensions, the store's vectors have {want}; vectors of another dimension go in a \
+             collection of their own: PUT /v1/collections/<name> {{\"dimension\": {got}}} (or `medic collections \
+             create <name> --dimension {got}`)"
+        )
+    } else {
+        format!(
+            "vector has {got} dimensions, the collection {collection:?} holds vectors of {want}"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ops::RangeBounds;
+
+    #[test]
+    fn keys_split_back_and_ranges_hold_only_their_collection() {
+        for (c, id) in [
+            ("default", "a"),
+            ("wide", "a"),
+            ("w", "x\u{1f}y"),
+            ("a-b_1", ".x"),
+        ] {
+            let k = key(c, id);
+            assert_eq!(split(&k), (c, id));
+            assert!(range(c).contains(&k));
+        }
+        assert!(!range("w").contains(&key("wide", "a")));
+        assert!(!range("wide").contains(&key("w", "a")));
+        assert!(!range("default").contains(&key("w", "a")));
+        assert!(range("default").contains(&" ".to_string()));
+    }
+
+    #[test]
+    fn names_and_settings_are_checked_naming_the_field() {
+        for bad in ["", "A", "-a", "a b", "a/b", &"a".repeat(65), ".x"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        validate_name("wide_8-d").unwrap();
+        let e = Settings::from_json(&serde_json::json!({"metric": "cos"}), 4096).unwrap_err();
+        assert!(e.to_string().contains("setting metric"), "{e}");
+        let e = Settings::from_json(&serde_json::json!({"dimension": 0}), 4096).unwrap_err();
+        assert!(e.to_string().contains("setting dimension"), "{e}");
+        let e = Settings::from_json(&serde_json::json!({"dims": 3}), 4096).unwrap_err();
+        assert!(e.to_string().contains("setting dims"), "{e}");
+        let s = Settings::from_json(
+            &serde_json::json!({"dimension": 8, "metric": "l2", "indexes": ["text", "flat"], "fields": {"n": "integer"}}),
+            4096,
+        )
+        .unwrap();
+        assert_eq!(s.indexes, vec![IndexKind::Flat, IndexKind::Text]);
+        let st = Stored {
+            settings: s.clone(),
+            state: CollectionState::Dropping,
+        };
+        assert_eq!(Stored::from_meta(Some(&st.to_meta())).unwrap(), st);
+    }
+}
