@@ -1,0 +1,421 @@
+//! The PostgreSQL target against a real server, through the real `medic serve` process and its default playbooks:
+//! a session left idle in a transaction past the threshold is terminated by `pg-terminate-idle.db` and its incident
+//! closes repaired; a stopped server is `pg_down` and is started again by the target's `restart_command`.
+//!
+//! The server is a fresh `initdb` in a temporary directory (as the `postgres` user, or `nobody`, when the test runs
+//! as root: initdb and postgres refuse root), on a free loopback port with its socket in that directory. Without
+//! PostgreSQL's binaries the test is skipped with a printed reason, or fails when `MEDIC_REQUIRE_POSTGRES=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod support;
+
+use serde_json::Value;
+use support::{Daemon, wait_for};
+
+/// The directory holding `initdb` and `pg_ctl`: `PATH`, `/usr/local/bin`, then Debian's
+/// `/usr/lib/postgresql/<version>/bin` (the newest).
+fn postgres_bin() -> Option<PathBuf> {
+    let has = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.push("/usr/local/bin".into());
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .collect();
+    debian.sort();
+    dirs.extend(debian.into_iter().rev().map(|(_, d)| d));
+    dirs.into_iter()
+        .find(|d| has(d))
+        .map(|d| d.canonicalize().unwrap_or(d))
+        .map(|d| {
+            // /usr/local/bin/initdb may be a link into Debian's directory: use the real one.
+            std::fs::canonicalize(d.join("initdb"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or(d)
+        })
+}
+
+/// The user the server runs as when the test runs as root.
+fn server_user() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let user = if passwd.lines().any(|l| l.starts_with("postgres:")) {
+        "postgres"
+    } else {
+        "nobody"
+    };
+    Some(user.to_string())
+}
+
+/// A throw-away PostgreSQL cluster; stopped (immediately) on drop.
+struct Cluster {
+    bin: PathBuf,
+    user: Option<String>,
+    data: PathBuf,
+    socket_dir: PathBuf,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    /// `program args...` as the server's user.
+    fn argv(&self, program: &str, args: &[&str]) -> Vec<String> {
+        let mut argv = Vec::new();
+        if let Some(u) = &self.user {
+            argv.extend(["runuser".to_string(), "-u".into(), u.clone(), "--".into()]);
+        }
+        argv.push(self.bin.join(program).display().to_string());
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let argv = self.argv(program, args);
+        let out = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// `pg_ctl start` (waits until the server accepts connections): also medic's `restart_command`.
+    fn start_argv(&self) -> Vec<String> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.socket_dir.display()
+        );
+        self.argv(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-l",
+                self.log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &options,
+                "start",
+            ],
+        )
+    }
+
+    fn init(tmp: &Path, bin: PathBuf) -> Cluster {
+        let user = server_user();
+        let root = tmp.join("pg");
+        std::fs::create_dir(&root).unwrap();
+        if let Some(u) = &user {
+            // The server's user must reach its directory inside the (root-owned) temporary directory.
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let st = Command::new("chown").arg(u).arg(&root).status().unwrap();
+            assert!(st.success(), "chown {u} {}", root.display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = Cluster {
+            bin,
+            user,
+            data: root.join("data"),
+            socket_dir: root.clone(),
+            log: root.join("server.log"),
+            port,
+        };
+        c.run(
+            "initdb",
+            &[
+                "-D",
+                c.data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        c
+    }
+
+    fn start(&self) {
+        let argv = self.start_argv();
+        let out = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    fn stop(&self, mode: &str) {
+        self.run(
+            "pg_ctl",
+            &["-D", self.data.to_str().unwrap(), "-m", mode, "-w", "stop"],
+        );
+    }
+
+    /// The URL medic is given (the password is ignored by `trust`; it is there to be redacted).
+    fn url(&self) -> String {
+        format!(
+            "postgres://postgres:s3cret-pw@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let argv = self.argv(
+            "pg_ctl",
+            &["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"],
+        );
+        let _ = Command::new(&argv[0]).args(&argv[1..]).output();
+    }
+}
+
+/// A client session of the test's own.
+struct Session {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Session {
+    fn connect(url: &str) -> Result<Session, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            Ok::<_, String>(client)
+        })?;
+        Ok(Session { rt, client })
+    }
+
+    fn execute(&self, sql: &str) -> Result<(), String> {
+        self.rt
+            .block_on(self.client.batch_execute(sql))
+            .map_err(|e| e.to_string())
+    }
+
+    fn count(&self, sql: &str, pid: i32) -> i64 {
+        self.rt
+            .block_on(self.client.query_one(sql, &[&pid]))
+            .unwrap()
+            .get(0)
+    }
+
+    fn pid(&self) -> i32 {
+        self.rt
+            .block_on(self.client.query_one("SELECT pg_backend_pid()", &[]))
+            .unwrap()
+            .get(0)
+    }
+}
+
+/// The incident of `code` closed as automatically repaired, if there is one.
+fn repaired(d: &Daemon, code: &str) -> Option<Value> {
+    let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
+    v["incidents"]
+        .as_array()?
+        .iter()
+        .find(|i| {
+            i["resolution"] == "auto_repaired"
+                && i["issues"]
+                    .as_array()
+                    .is_some_and(|is| is.iter().any(|x| x["code"] == code))
+        })
+        .cloned()
+}
+
+fn medic(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(args)
+        .output()
+        .expect("medic runs")
+}
+
+/// Writes the default playbooks `medic playbooks --print-default` shows for target `db` into `dir`, one file each.
+fn write_default_playbooks(config: &str, dir: &Path) -> usize {
+    let out = medic(&["--config", config, "playbooks", "--print-default"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    std::fs::create_dir(dir).unwrap();
+    let mut n = 0;
+    for doc in text.split("---\n") {
+        if !doc.contains("\ntarget: db\n") {
+            continue;
+        }
+        let file = doc
+            .lines()
+            .find_map(|l| l.strip_prefix("# file: "))
+            .expect("each default playbook names its file");
+        std::fs::write(dir.join(file), doc).unwrap();
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_real_postgres_is_healed_by_the_default_playbooks() {
+    let Some(bin) = postgres_bin() else {
+        let why = "PostgreSQL's initdb and pg_ctl were not found (PATH, /usr/local/bin, /usr/lib/postgresql/*/bin)";
+        assert!(
+            std::env::var("MEDIC_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "MEDIC_REQUIRE_POSTGRES=1: {why}"
+        );
+        eprintln!("skipping: {why}");
+        return;
+    };
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Cluster::init(tmp.path(), bin);
+    pg.start();
+    eprintln!("initdb and start: {:?}", started.elapsed());
+    let url = pg.url();
+
+    let restart: Vec<String> = pg.start_argv();
+    let config = tmp.path().join("medic.toml");
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[checks]
+shallow_interval_ms = 200
+
+[playbooks]
+dir = "{}"
+
+[[targets]]
+name = "db"
+kind = "postgres"
+url = "{url}"
+interval_ms = 300
+timeout_ms = 2000
+failures_before_down = 2
+idle_in_transaction_s_max = 2
+restart_command = {}
+"#,
+            playbooks.display(),
+            serde_json::to_string(&restart).unwrap()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+
+    // The password never leaves through `medic config`.
+    let shown = medic(&["--config", cfg, "config"]);
+    let shown_text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{shown_text}");
+    assert!(
+        !shown_text.contains("s3cret-pw") && shown_text.contains("postgres:<redacted>@127.0.0.1"),
+        "{shown_text}"
+    );
+
+    // The default playbooks, as shown, are valid playbooks.
+    assert_eq!(write_default_playbooks(cfg, &playbooks), 5);
+    let check = medic(&[
+        "--config",
+        cfg,
+        "playbooks",
+        "check",
+        playbooks.to_str().unwrap(),
+    ]);
+    let check_text = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{check_text}");
+    assert!(check_text.contains("pg-terminate-idle.db"), "{check_text}");
+
+    let data = tmp.path().join("data");
+    let d = Daemon::start_with(
+        &data,
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+
+    // (1) A session idle in a transaction past idle_in_transaction_s_max is terminated.
+    let observer = Session::connect(&url).unwrap();
+    let idle = Session::connect(&url).unwrap();
+    let pid = idle.pid();
+    idle.execute("BEGIN; SELECT 1").unwrap();
+    let t0 = Instant::now();
+    let incident = wait_for(
+        "the pg_idle_in_transaction incident closed as repaired",
+        Duration::from_secs(60),
+        || repaired(&d, "pg_idle_in_transaction"),
+    );
+    eprintln!("idle in transaction: repaired after {:?}", t0.elapsed());
+    assert_eq!(incident["issues"][0]["resource"], "target.db", "{incident}");
+    let gone = observer.count("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid);
+    assert_eq!(gone, 0, "backend {pid} is gone from pg_stat_activity");
+    assert!(
+        idle.execute("SELECT 1").is_err(),
+        "the idle session was ended"
+    );
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("pg-terminate-idle.db") && text.contains("pg_terminate_backend"),
+        "the playbook and its action are recorded: {detail}"
+    );
+    assert!(text.contains(&format!("pid {pid}")), "{detail}");
+    drop(idle);
+    drop(observer);
+
+    // (2) The server stops: pg_down, and the restart_command brings it back.
+    pg.stop("fast");
+    let t1 = Instant::now();
+    let incident = wait_for(
+        "the pg_down incident closed as repaired",
+        Duration::from_secs(90),
+        || repaired(&d, "pg_down"),
+    );
+    eprintln!("pg_down: repaired after {:?}", t1.elapsed());
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("pg-restart.db") && text.contains("run_restart_command"),
+        "{detail}"
+    );
+    assert!(
+        !text.contains("s3cret-pw"),
+        "the password is redacted: {detail}"
+    );
+    let back = Session::connect(&url).expect("the server answers again");
+    back.execute("SELECT 1").unwrap();
+    assert!(
+        !d.stderr().contains("s3cret-pw"),
+        "the password never reaches the log"
+    );
+    d.stop();
+    eprintln!("total: {:?}", started.elapsed());
+}
