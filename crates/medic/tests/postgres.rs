@@ -1,6 +1,8 @@
 //! The PostgreSQL target against a real server, through the real `medic serve` process and its default playbooks:
 //! a session left idle in a transaction past the threshold is terminated by `pg-terminate-idle.db` and its incident
-//! closes repaired; a stopped server is `pg_down` and is started again by the target's `restart_command`.
+//! closes repaired; a table with half its tuples dead is vacuumed by `pg-vacuum.db`; the deep amcheck check skips
+//! without the extension and verifies the indexes with it; a stopped server is `pg_down` and is started again by
+//! the target's `restart_command`.
 //!
 //! The server is a fresh `initdb` in a temporary directory (as the `postgres` user, or `nobody`, when the test runs
 //! as root: initdb and postgres refuse root), on a free loopback port with its socket in that directory. Without
@@ -98,7 +100,8 @@ impl Cluster {
     /// `pg_ctl start` (waits until the server accepts connections): also medic's `restart_command`.
     fn start_argv(&self) -> Vec<String> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            // Autovacuum off: the bloat the test makes is medic's to clean up.
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c autovacuum=off",
             self.port,
             self.socket_dir.display()
         );
@@ -151,6 +154,7 @@ impl Cluster {
                 "-U",
                 "postgres",
                 "--auth=trust",
+                "--locale=C",
                 "-E",
                 "UTF8",
                 "--no-sync",
@@ -322,6 +326,8 @@ interval_ms = 300
 timeout_ms = 2000
 failures_before_down = 2
 idle_in_transaction_s_max = 2
+dead_tuple_ratio_max = 0.3
+bloat_rows_min = 1000
 restart_command = {}
 "#,
             playbooks.display(),
@@ -388,9 +394,59 @@ restart_command = {}
     );
     assert!(text.contains(&format!("pid {pid}")), "{detail}");
     drop(idle);
+
+    // (2) A table (its name needs quoting) with half its tuples dead is vacuumed.
+    let table = r#""Order ""lines"" 2""#;
+    observer
+        .execute(&format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, v text); \
+             INSERT INTO {table} SELECT g, 'x' FROM generate_series(1, 4000) g; \
+             DELETE FROM {table} WHERE id % 2 = 0"
+        ))
+        .unwrap();
+    let t0 = Instant::now();
+    let incident = wait_for(
+        "the pg_bloat incident closed as repaired",
+        Duration::from_secs(60),
+        || repaired(&d, "pg_bloat"),
+    );
+    eprintln!("bloat: repaired after {:?}", t0.elapsed());
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("pg-vacuum.db") && text.contains("VACUUM (ANALYZE)"),
+        "{detail}"
+    );
+    let dead = observer.count(
+        "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'Order \"lines\" 2' AND $1::int4 = 0",
+        0,
+    );
+    assert_eq!(dead, 0, "the table was vacuumed");
+
+    // (3) amcheck: skipped with its reason without the extension, then every B-tree index verified.
+    let amcheck = |d: &Daemon| -> String {
+        let (_, v) = d.json("GET", "/v1/health?tier=deep", None);
+        v["checks"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == "target.db.amcheck"))
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| panic!("no target.db.amcheck in {v}"))
+    };
+    let skipped = amcheck(&d);
+    assert!(
+        skipped.contains("the amcheck extension is not installed"),
+        "{skipped}"
+    );
+    observer.execute("CREATE EXTENSION amcheck").unwrap();
+    let verified = amcheck(&d);
+    assert!(
+        verified.contains("bt_index_check passed on 1 index"),
+        "{verified}"
+    );
     drop(observer);
 
-    // (2) The server stops: pg_down, and the restart_command brings it back.
+    // (4) The server stops: pg_down, and the restart_command brings it back.
     pg.stop("fast");
     let t1 = Instant::now();
     let incident = wait_for(
