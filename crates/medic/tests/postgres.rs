@@ -1,7 +1,8 @@
 //! The PostgreSQL target against a real server, through the real `medic serve` process and its default playbooks:
 //! a session left idle in a transaction past the threshold is terminated by `pg-terminate-idle.db` and its incident
 //! closes repaired; a table with half its tuples dead is vacuumed by `pg-vacuum.db`; the deep amcheck check skips
-//! without the extension and verifies the indexes with it; a stopped server is `pg_down` and is started again by
+//! without the extension and verifies the indexes with it; an index failing `bt_index_check` is rebuilt by
+//! `pg-reindex.db`; a stopped server is `pg_down` and is started again by
 //! the target's `restart_command`.
 //!
 //! The server is a fresh `initdb` in a temporary directory (as the `postgres` user, or `nobody`, when the test runs
@@ -444,9 +445,44 @@ restart_command = {}
         verified.contains("bt_index_check passed on 1 index"),
         "{verified}"
     );
+
+    // (4) An index whose order no longer agrees with its operator class (its comparison function changed under
+    // it) fails bt_index_check: pg_index_corrupt, and REINDEX INDEX CONCURRENTLY rebuilds it.
+    observer
+        .execute(
+            r#"CREATE FUNCTION ledger_cmp(a int4, b int4) RETURNS int4 LANGUAGE sql IMMUTABLE AS 'SELECT btint4cmp(a, b)';
+               CREATE OPERATOR CLASS ledger_ops FOR TYPE int4 USING btree AS
+                 OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 ledger_cmp(int4, int4);
+               CREATE TABLE "Ledger" (n int4);
+               INSERT INTO "Ledger" SELECT g FROM generate_series(1, 2000) g;
+               CREATE INDEX "Ledger n" ON "Ledger" (n ledger_ops);
+               CREATE OR REPLACE FUNCTION ledger_cmp(a int4, b int4) RETURNS int4 LANGUAGE sql IMMUTABLE AS 'SELECT btint4cmp(b, a)';"#,
+        )
+        .unwrap();
+    let corrupt = amcheck(&d);
+    assert!(corrupt.contains("Ledger n"), "{corrupt}");
+    let t0 = Instant::now();
+    let incident = wait_for(
+        "the pg_index_corrupt incident closed as repaired",
+        Duration::from_secs(60),
+        || repaired(&d, "pg_index_corrupt"),
+    );
+    eprintln!("index corruption: repaired after {:?}", t0.elapsed());
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("pg-reindex.db") && text.contains("REINDEX INDEX CONCURRENTLY"),
+        "{detail}"
+    );
+    let after = amcheck(&d);
+    assert!(
+        after.contains("bt_index_check passed on 2 index"),
+        "{after}"
+    );
     drop(observer);
 
-    // (4) The server stops: pg_down, and the restart_command brings it back.
+    // (5) The server stops: pg_down, and the restart_command brings it back.
     pg.stop("fast");
     let t1 = Instant::now();
     let incident = wait_for(
