@@ -367,6 +367,17 @@ restart_command = {}
         &["--listen", "127.0.0.1:0", "--config", cfg],
     );
 
+    let (_, status) = d.json("GET", "/v1/status", None);
+    let db = &status["targets"]["postgres"]["db"];
+    assert_eq!(
+        db["url"],
+        format!(
+            "postgres://postgres:<redacted>@127.0.0.1:{}/postgres",
+            pg.port
+        ),
+        "{status}"
+    );
+
     // (1) A session idle in a transaction past idle_in_transaction_s_max is terminated.
     let observer = Session::connect(&url).unwrap();
     let idle = Session::connect(&url).unwrap();

@@ -510,6 +510,7 @@ pub fn resource(name: &str) -> String {
 pub struct Targets {
     subjects: Vec<Arc<dyn Subject>>,
     processes: BTreeMap<String, Arc<process::ProcessTarget>>,
+    postgres: BTreeMap<String, Arc<postgres::PostgresTarget>>,
     strategies: Vec<Arc<dyn RepairStrategy>>,
 }
 
@@ -572,7 +573,7 @@ impl Targets {
         let tools = Arc::new(crate::playbook::actions::Tools {
             checks,
             processes: processes.clone(),
-            postgres,
+            postgres: postgres.clone(),
         });
         let mut strategies: Vec<Arc<dyn RepairStrategy>> = playbooks
             .iter()
@@ -585,6 +586,7 @@ impl Targets {
         Ok(Targets {
             subjects,
             processes,
+            postgres,
             strategies,
         })
     }
@@ -603,7 +605,12 @@ impl Targets {
             .iter()
             .map(|(n, p)| (n.clone(), p.status()))
             .collect();
-        serde_json::json!({ "processes": processes })
+        let postgres: serde_json::Map<String, serde_json::Value> = self
+            .postgres
+            .iter()
+            .map(|(n, p)| (n.clone(), p.status()))
+            .collect();
+        serde_json::json!({ "processes": processes, "postgres": postgres })
     }
 }
 
@@ -631,5 +638,92 @@ impl Subject for Targets {
             .iter()
             .flat_map(|s| s.drain_issues())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> TargetConfig {
+        TargetConfig {
+            name: "db".into(),
+            kind: TargetKind::Postgres,
+            url: Some("postgres://app:s3cret@127.0.0.1:5432/shop".into()),
+            ..TargetConfig::default()
+        }
+    }
+
+    /// An edit of a valid configuration.
+    type Edit = Box<dyn Fn(&mut TargetConfig)>;
+
+    #[test]
+    fn a_postgres_target_is_validated_field_by_field() {
+        assert_eq!(validate(&[db()]), Ok(()));
+        let cases: Vec<(Edit, &str)> = vec![
+            (Box::new(|t| t.url = None), "targets[\"db\"].url = \"\""),
+            (
+                Box::new(|t| t.url = Some("postgres://app:s3cret@h:notaport/x".into())),
+                "targets[\"db\"].url = \"postgres://app:<redacted>@h:notaport/x\": accepted a connection string",
+            ),
+            (
+                Box::new(|t| t.connections_used_max = 1.5),
+                "targets[\"db\"].connections_used_max = 1.5",
+            ),
+            (
+                Box::new(|t| t.dead_tuple_ratio_max = 0.0),
+                "targets[\"db\"].dead_tuple_ratio_max = 0",
+            ),
+            (
+                Box::new(|t| t.idle_in_transaction_s_max = 0),
+                "targets[\"db\"].idle_in_transaction_s_max = 0",
+            ),
+            (
+                Box::new(|t| t.query_s_max = 100_000),
+                "targets[\"db\"].query_s_max = 100000",
+            ),
+            (
+                Box::new(|t| t.replication_lag_s_max = 0),
+                "targets[\"db\"].replication_lag_s_max = 0",
+            ),
+            (
+                Box::new(|t| t.timeout_ms = 20_000),
+                "targets[\"db\"].timeout_ms = 20000",
+            ),
+            (
+                Box::new(|t| t.amcheck_interval_ms = 10),
+                "targets[\"db\"].amcheck_interval_ms = 10",
+            ),
+            (
+                Box::new(|t| t.restart_command = vec![String::new()]),
+                "targets[\"db\"].restart_command = [\"\"]",
+            ),
+            (
+                Box::new(|t| t.command = vec!["sleep".into()]),
+                "targets[\"db\"].command",
+            ),
+            (
+                Box::new(|t| t.name = "d".repeat(41)),
+                "at most 40 bytes for a postgres target",
+            ),
+        ];
+        for (edit, expected) in cases {
+            let mut t = db();
+            edit(&mut t);
+            let e = validate(&[t]).unwrap_err();
+            assert!(e.contains(expected), "expected {expected:?} in {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        let web = TargetConfig {
+            name: "web".into(),
+            url: Some("http://127.0.0.1/".into()),
+            restart_command: vec!["true".into()],
+            ..TargetConfig::default()
+        };
+        let e = validate(&[web]).unwrap_err();
+        assert!(
+            e.contains("restart_command") && e.contains("for kind = \"postgres\""),
+            "{e}"
+        );
     }
 }

@@ -327,6 +327,15 @@ impl PostgresTarget {
         .map_err(|e| format!("{action} on {}: {shown}: {e}", self.config.name))
     }
 
+    /// Its state for `/v1/status`: the connection string (redacted), the last probe's readings, the restart command.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "url": self.shown_url(),
+            "readings": self.probe.readings(),
+            "restart_command": self.config.restart_command,
+        })
+    }
+
     /// The configured `restart_command` (empty when none is).
     pub fn restart_command(&self) -> &[String] {
         &self.config.restart_command

@@ -352,6 +352,15 @@ impl PgProbe {
         issues
     }
 
+    /// The last probe's readings.
+    pub fn readings(&self) -> BTreeMap<&'static str, f64> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .readings
+            .clone()
+    }
+
     /// The readings for samples: taken once by the engine after each probe.
     pub fn take_samples(&self, now: Timestamp) -> Vec<Sample> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
