@@ -3,7 +3,8 @@
 //! closes repaired; a table with half its tuples dead is vacuumed by `pg-vacuum.db`; the deep amcheck check skips
 //! without the extension and verifies the indexes with it; an index failing `bt_index_check` is rebuilt by
 //! `pg-reindex.db`; a stopped server is `pg_down` and is started again by
-//! the target's `restart_command`.
+//! the target's `restart_command`. A streaming standby (`pg_basebackup -R`) whose replay is paused while its primary
+//! writes is reported as `pg_replication_lag`.
 //!
 //! The server is a fresh `initdb` in a temporary directory (as the `postgres` user, or `nobody`, when the test runs
 //! as root: initdb and postgres refuse root), on a free loopback port with its socket in that directory. Without
@@ -124,29 +125,7 @@ impl Cluster {
     }
 
     fn init(tmp: &Path, bin: PathBuf) -> Cluster {
-        let user = server_user();
-        let root = tmp.join("pg");
-        std::fs::create_dir(&root).unwrap();
-        if let Some(u) = &user {
-            // The server's user must reach its directory inside the (root-owned) temporary directory.
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-            let st = Command::new("chown").arg(u).arg(&root).status().unwrap();
-            assert!(st.success(), "chown {u} {}", root.display());
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let c = Cluster {
-            bin,
-            user,
-            data: root.join("data"),
-            socket_dir: root.clone(),
-            log: root.join("server.log"),
-            port,
-        };
+        let c = Self::layout(tmp, "pg", bin);
         c.run(
             "initdb",
             &[
@@ -162,6 +141,55 @@ impl Cluster {
             ],
         );
         c
+    }
+
+    /// A streaming standby of `primary`, copied with `pg_basebackup -R`.
+    fn standby_of(primary: &Cluster, tmp: &Path) -> Cluster {
+        let c = Self::layout(tmp, "standby", primary.bin.clone());
+        let port = primary.port.to_string();
+        c.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                c.data.to_str().unwrap(),
+                "-R",
+                "--no-sync",
+            ],
+        );
+        c
+    }
+
+    /// The directories and a free port of a cluster under `tmp/name`.
+    fn layout(tmp: &Path, name: &str, bin: PathBuf) -> Cluster {
+        let user = server_user();
+        let root = tmp.join(name);
+        std::fs::create_dir(&root).unwrap();
+        if let Some(u) = &user {
+            // The server's user must reach its directory inside the (root-owned) temporary directory.
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let st = Command::new("chown").arg(u).arg(&root).status().unwrap();
+            assert!(st.success(), "chown {u} {}", root.display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Cluster {
+            bin,
+            user,
+            data: root.join("data"),
+            socket_dir: root.clone(),
+            log: root.join("server.log"),
+            port,
+        }
     }
 
     fn start(&self) {
@@ -184,10 +212,11 @@ impl Cluster {
 
     /// The URL medic is given (the password is ignored by `trust`; it is there to be redacted).
     fn url(&self) -> String {
-        format!(
-            "postgres://postgres:s3cret-pw@127.0.0.1:{}/postgres",
-            self.port
-        )
+        self.url_of("postgres")
+    }
+
+    fn url_of(&self, db: &str) -> String {
+        format!("postgres://postgres:s3cret-pw@127.0.0.1:{}/{db}", self.port)
     }
 }
 
@@ -521,4 +550,102 @@ restart_command = {}
     );
     d.stop();
     eprintln!("total: {:?}", started.elapsed());
+}
+
+/// The incident of `code`, in any state, if there is one.
+fn incident_of(d: &Daemon, code: &str) -> Option<Value> {
+    let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
+    v["incidents"]
+        .as_array()?
+        .iter()
+        .find(|i| {
+            i["issues"]
+                .as_array()
+                .is_some_and(|is| is.iter().any(|x| x["code"] == code))
+        })
+        .cloned()
+}
+
+#[test]
+fn a_replica_replaying_behind_its_primary_is_reported() {
+    let Some(bin) = postgres_bin() else {
+        let why = "PostgreSQL's initdb and pg_ctl were not found (PATH, /usr/local/bin, /usr/lib/postgresql/*/bin)";
+        assert!(
+            std::env::var("MEDIC_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "MEDIC_REQUIRE_POSTGRES=1: {why}"
+        );
+        eprintln!("skipping: {why}");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let primary = Cluster::init(tmp.path(), bin);
+    primary.start();
+    let standby = Cluster::standby_of(&primary, tmp.path());
+    standby.start();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[checks]
+shallow_interval_ms = 200
+
+[[targets]]
+name = "replica"
+kind = "postgres"
+url = "{}"
+interval_ms = 300
+replication_lag_s_max = 2
+"#,
+            standby.url()
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let d = Daemon::start_with(
+        &data,
+        tmp.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let replica = Session::connect(&standby.url()).unwrap();
+    let writer = Session::connect(&primary.url()).unwrap();
+    writer
+        .execute("CREATE TABLE ticks (at timestamptz); INSERT INTO ticks VALUES (now())")
+        .unwrap();
+    // Caught up: the standby reads as in recovery, without lag.
+    wait_for(
+        "the standby to replay the table",
+        Duration::from_secs(30),
+        || replica.execute("SELECT * FROM ticks").ok(),
+    );
+    let (_, status) = d.json("GET", "/v1/status", None);
+    let readings = &status["targets"]["postgres"]["replica"]["readings"];
+    assert_eq!(readings["in_recovery"], 1.0, "{status}");
+    assert!(incident_of(&d, "pg_replication_lag").is_none());
+
+    // Replay paused while the primary writes: the standby receives WAL it does not apply.
+    replica.execute("SELECT pg_wal_replay_pause()").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    writer.execute("INSERT INTO ticks VALUES (now())").unwrap();
+    let incident = wait_for(
+        "a pg_replication_lag incident",
+        Duration::from_secs(60),
+        || incident_of(&d, "pg_replication_lag"),
+    );
+    let issue = &incident["issues"][0];
+    assert_eq!(issue["resource"], "target.replica", "{incident}");
+    assert!(
+        issue["summary"]
+            .as_str()
+            .unwrap_or("")
+            .contains("behind its primary"),
+        "{incident}"
+    );
+    replica.execute("SELECT pg_wal_replay_resume()").unwrap();
+    d.stop();
 }
