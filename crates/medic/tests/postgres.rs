@@ -1,13 +1,13 @@
-//! The PostgreSQL target against a real server, through the real `medic serve` process and its default playbooks:
-//! a session left idle in a transaction past the threshold is terminated by `pg-terminate-idle.db` and its incident
-//! closes repaired; a table with half its tuples dead is vacuumed by `pg-vacuum.db`; the deep amcheck check skips
-//! without the extension and verifies the indexes with it; an index failing `bt_index_check` is rebuilt by
-//! `pg-reindex.db`; a stopped server is `pg_down` and is started again by
-//! the target's `restart_command`. A streaming standby (`pg_basebackup -R`) whose replay is paused while its primary
-//! writes is reported as `pg_replication_lag`.
+//! The PostgreSQL target against a real server, through the real `medic serve` process and its default playbooks: a
+//! session left idle in a transaction past the threshold is terminated by `pg-terminate-idle.db` and its incident
+//! closes repaired; a statement running past the threshold is cancelled by `pg-cancel-long-query.db`; a table with half
+//! its tuples dead is vacuumed by `pg-vacuum.db`; the deep amcheck check skips without the extension and verifies the
+//! indexes with it; an index failing `bt_index_check` is rebuilt by `pg-reindex.db`; a stopped server is `pg_down` and
+//! is started again by the target's `restart_command`. A streaming standby (`pg_basebackup -R`) whose replay is paused
+//! while its primary writes is reported as `pg_replication_lag`.
 //!
-//! The server is a fresh `initdb` in a temporary directory (as the `postgres` user, or `nobody`, when the test runs
-//! as root: initdb and postgres refuse root), on a free loopback port with its socket in that directory. Without
+//! The server is a fresh `initdb` in a temporary directory (as the `postgres` user, or `nobody`, when the test runs as
+//! root: initdb and postgres refuse root), on a free loopback port with its socket in that directory. Without
 //! PostgreSQL's binaries the test is skipped with a printed reason, or fails when `MEDIC_REQUIRE_POSTGRES=1`.
 
 use std::path::{Path, PathBuf};
@@ -356,6 +356,7 @@ interval_ms = 300
 timeout_ms = 2000
 failures_before_down = 2
 idle_in_transaction_s_max = 2
+query_s_max = 2
 dead_tuple_ratio_max = 0.3
 bloat_rows_min = 1000
 restart_command = {}
@@ -435,6 +436,38 @@ restart_command = {}
     );
     assert!(text.contains(&format!("pid {pid}")), "{detail}");
     drop(idle);
+
+    // (1b) A statement running past query_s_max is cancelled; its session stays.
+    let sleeper_url = url.clone();
+    let sleeper = std::thread::spawn(move || {
+        let s = Session::connect(&sleeper_url).unwrap();
+        let outcome = s.execute("SELECT pg_sleep(120)");
+        (outcome, s.execute("SELECT 1"))
+    });
+    let t0 = Instant::now();
+    let incident = wait_for(
+        "the pg_long_query incident closed as repaired",
+        Duration::from_secs(60),
+        || repaired(&d, "pg_long_query"),
+    );
+    eprintln!("long query: repaired after {:?}", t0.elapsed());
+    let (outcome, after) = sleeper.join().unwrap();
+    let why = outcome.expect_err("the statement was cancelled");
+    assert!(
+        t0.elapsed() < Duration::from_secs(60),
+        "cancelled, not finished"
+    );
+    assert!(
+        after.is_ok(),
+        "the session stays after a cancel: {after:?} ({why})"
+    );
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("pg-cancel-long-query.db") && text.contains("pg_cancel_backend"),
+        "{detail}"
+    );
 
     // (2) A table (its name needs quoting) with half its tuples dead is vacuumed.
     let table = r#""Order ""lines"" 2""#;
