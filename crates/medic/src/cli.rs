@@ -290,10 +290,11 @@ pub enum Command {
     Man,
     /// Playbooks (YAML repairs of the [[targets]]): `check DIR` validates a directory against the targets of
     /// --config without running anything (each error as `file:line: reason`; exit 2 when any is invalid);
-    /// `--print-default` prints the store's built-in repairs as playbooks, for reading.
+    /// `--print-default` prints the store's built-in repairs as playbooks, for reading, and the default playbooks
+    /// of the postgres targets of --config.
     #[command(args_conflicts_with_subcommands = true)]
     Playbooks {
-        /// Print the store's built-in repair strategies rendered as playbooks.
+        /// Print the store's built-in repair strategies rendered as playbooks, and the postgres targets' defaults.
         #[arg(long)]
         print_default: bool,
         #[command(subcommand)]
@@ -512,7 +513,11 @@ fn effective_config(cli: &Cli, data: Option<&DataArg>) -> anyhow::Result<Config>
 /// `--json`), exit 2 when any playbook is invalid, 0 when all are valid.
 fn playbooks_check(out: &Out, config: &Config, dir: &std::path::Path) -> anyhow::Result<u8> {
     let catalog = crate::target::catalog(&config.targets);
-    let result = crate::playbook::load_dir(dir, &catalog);
+    let result = crate::playbook::load_dir(dir, &catalog).and_then(|p| {
+        crate::target::check_restart_commands(&config.targets, &p)
+            .map(|()| p)
+            .map_err(|reason| vec![crate::playbook::PlaybookError::new(dir, 0, reason)])
+    });
     let (valid, errors) = match &result {
         Ok(p) => (
             p.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
@@ -596,7 +601,8 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 playbooks_check(out, &config, dir)
             }
             None if *print_default => {
-                print!("{}", crate::playbook::defaults::render());
+                let config = load_config(cli)?;
+                print!("{}", crate::playbook::defaults::render(&config.targets));
                 Ok(EXIT_OK)
             }
             None => Err(UsageError(

@@ -917,8 +917,8 @@ impl Config {
 pub const REDACTED: &str = "<redacted>";
 
 impl Config {
-    /// This configuration with every secret replaced by [`REDACTED`]: `server.token` and each operator's token in
-    /// `[http.operators]` (the names stay, they say who may act). What `medic config` prints: a configuration
+    /// This configuration with every secret replaced by [`REDACTED`]: `server.token`, each operator's token in
+    /// `[http.operators]` (the names stay, they say who may act) and the password of a postgres target's `url`. What `medic config` prints: a configuration
     /// shown on a terminal, pasted into an issue or kept in a CI log must not hand out the keys.
     pub fn redacted(&self) -> Config {
         let mut shown = self.clone();
@@ -933,6 +933,13 @@ impl Config {
         }
         if shown.notify.pagerduty_routing_key.is_some() {
             shown.notify.pagerduty_routing_key = Some(REDACTED.to_string());
+        }
+        for t in &mut shown.targets {
+            if t.kind == crate::target::TargetKind::Postgres
+                && let Some(url) = &t.url
+            {
+                t.url = Some(crate::target::postgres::session::redact_url(url));
+            }
         }
         shown
     }
@@ -1496,6 +1503,24 @@ file_bytes_max = 67108864
 # restarts_max = 5                 # restarts within restart_window_ms before medic gives up and escalates
 # restart_window_ms = 600000
 # backoff_ms = 1000                # wait before a restart, doubled per restart in the window (at most 60000)
+#
+# [[targets]]
+# name = "db"                      # at most 40 bytes for a postgres target
+# kind = "postgres"                # probed over a connection; see README "Healing PostgreSQL"
+# url = "postgres://medic:PASSWORD@127.0.0.1:5432/app"   # or "host=/run/postgresql dbname=app"; password redacted when shown
+# interval_ms = 5000
+# timeout_ms = 2000                # 1..=10000: connect and every query of one probe together
+# failures_before_down = 3         # pg_down after this many failed probes in a row
+# connections_used_max = 0.9       # pg_connections_exhausted at this fraction of max_connections
+# idle_in_transaction_s_max = 300  # pg_idle_in_transaction (evidence: the backends' pids)
+# query_s_max = 300                # pg_long_query (evidence: pid and statement)
+# dead_tuple_ratio_max = 0.2       # pg_bloat (evidence: schema and table)
+# bloat_rows_min = 1000            # smaller tables are not judged for bloat
+# replication_lag_s_max = 60       # pg_replication_lag, on a replica (pg_is_in_recovery())
+# amcheck_interval_ms = 3600000    # bt_index_check of the B-tree indexes (deep tier; needs CREATE EXTENSION amcheck)
+# amcheck_timeout_ms = 30000
+# amcheck_indexes_max = 100
+# restart_command = ["systemctl", "restart", "postgresql"]   # run by run_restart_command (pg_down's default playbook)
 "#;
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Targets and playbooks against real components, through the real `medic serve` process: a supervised child killed
 //! with SIGKILL is restarted and its incident closes repaired; a local HTTP service that stops answering is brought
 //! back by a playbook's `run` step; `medic playbooks check` refuses each kind of malformed playbook with file and
-//! line, and `medic serve` refuses to start on one.
+//! line, and `medic serve` refuses to start on one; postgres actions are checked against their target's kind and
+//! `restart_command`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -391,6 +392,70 @@ fn playbooks_check_names_file_and_line_of_each_malformed_playbook() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("name: rebuild_from_parity") && text.contains("target: store"),
+        "{text}"
+    );
+}
+
+#[test]
+fn postgres_playbook_actions_are_checked_against_their_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{CONFIG_WITH_TARGETS}\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\nurl = \"postgres://medic:hunter2@127.0.0.1:9/app\"\n"
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let dir = tmp.path().join("playbooks");
+    std::fs::create_dir(&dir).unwrap();
+    let check = |file: &str, text: &str| {
+        for old in std::fs::read_dir(&dir).unwrap() {
+            std::fs::remove_file(old.unwrap().path()).unwrap();
+        }
+        std::fs::write(dir.join(file), text).unwrap();
+        let out = medic(&["--config", cfg, "playbooks", "check", dir.to_str().unwrap()]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, text) = check(
+        "vacuum-web.yaml",
+        "name: v\ntarget: web\ntrigger:\n  code: endpoint_down\nsteps:\n  - pg_vacuum_analyze: web\n",
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(
+            "vacuum-web.yaml:6: pg_vacuum_analyze \"web\": acts on a postgres target only"
+        ),
+        "{text}"
+    );
+    let (code, text) = check(
+        "restart-db.yaml",
+        "name: r\ntarget: db\ntrigger:\n  code: pg_down\nsteps:\n  - run_restart_command: db\n",
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("run_restart_command: target \"db\" has no restart_command"),
+        "{text}"
+    );
+    let (code, text) = check(
+        "idle-db.yaml",
+        "name: i\ntarget: db\ntrigger:\n  code: pg_idle_in_transaction\nsteps:\n  - pg_terminate_backend: db\n    idle_in_transaction_over: 10m\n    timeout: 10s\n",
+    );
+    assert_eq!(code, Some(0), "{text}");
+
+    // Without a restart_command, the defaults shown have no pg_down playbook; the password is never printed.
+    let out = medic(&["--config", cfg, "playbooks", "--print-default"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("name: pg-terminate-idle.db"), "{text}");
+    assert!(!text.contains("pg-restart.db"), "{text}");
+    let out = medic(&["--config", cfg, "config"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("hunter2") && text.contains("medic:<redacted>@127.0.0.1:9/app"),
         "{text}"
     );
 }

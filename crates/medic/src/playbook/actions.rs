@@ -13,20 +13,31 @@ use heal::clock::{Clock as _, SystemClock};
 use heal::issue::Issue;
 
 use super::validate::Action;
+use crate::target::postgres::PostgresTarget;
 use crate::target::process::ProcessTarget;
 
 /// The most bytes of a command's stdout, and of its stderr, kept for the record.
 pub const OUTPUT_BYTES_MAX: usize = 2048;
 
-/// What the actions act on: the targets' checks and the process targets.
+/// What the actions act on: the targets' checks, the process targets and the postgres targets.
 pub struct Tools {
     /// Each target's check, by target name.
     pub checks: BTreeMap<String, Arc<dyn HealthCheck>>,
     /// The process targets, by name.
     pub processes: BTreeMap<String, Arc<ProcessTarget>>,
+    /// The postgres targets, by name.
+    pub postgres: BTreeMap<String, Arc<PostgresTarget>>,
 }
 
 impl Tools {
+    /// The postgres target `name`.
+    fn pg(&self, name: &str) -> Result<&PostgresTarget, String> {
+        self.postgres
+            .get(name)
+            .map(|t| t.as_ref())
+            .ok_or_else(|| format!("no postgres target {name:?}"))
+    }
+
     /// Runs target `name`'s check now: `Ok(message)` when it passes.
     pub fn check(&self, name: &str) -> Result<String, String> {
         let check = self
@@ -76,6 +87,34 @@ pub fn run(
             p.restart()
                 .map(|pid| format!("restart {target}: runs as pid {pid}"))
                 .map_err(|e| format!("restart {target}: {e}"))
+        }
+        Action::PgSignal {
+            target,
+            signal,
+            select,
+            timeout_ms,
+        } => tools.pg(target)?.signal_backends(
+            *signal,
+            *select,
+            issue,
+            Duration::from_millis(*timeout_ms),
+        ),
+        Action::PgVacuumAnalyze { target, timeout_ms } => tools
+            .pg(target)?
+            .vacuum_analyze(issue, Duration::from_millis(*timeout_ms)),
+        Action::PgReindexConcurrently { target, timeout_ms } => tools
+            .pg(target)?
+            .reindex_concurrently(issue, Duration::from_millis(*timeout_ms)),
+        Action::RunRestartCommand { target, timeout_ms } => {
+            let argv = tools.pg(target)?.restart_command();
+            if argv.is_empty() {
+                return Err(format!(
+                    "run_restart_command {target}: the target has no restart_command"
+                ));
+            }
+            run_command(argv, &BTreeMap::new(), Duration::from_millis(*timeout_ms))
+                .map(|line| format!("run_restart_command {target}: {line}"))
+                .map_err(|line| format!("run_restart_command {target}: {line}"))
         }
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! A playbook names a target and the issue code it handles (raised by the target's check, or by the playbook's own
 //! `condition` over the target's readings held for `sustain`), the checks that must pass first, ordered steps from
-//! the action library (`run`, `webhook`, `wait`, `check`, `restart`, each with a timeout), the verification, the
-//! rollback steps, its safety limits and `dry_run`. Loading is all-or-nothing: every error is reported as
-//! `file:line: reason` and a daemon refuses to start on any ([`load_dir`]).
+//! the action library (`run`, `webhook`, `wait`, `check`, `restart`, and for a postgres target `pg_cancel_backend`,
+//! `pg_terminate_backend`, `pg_vacuum_analyze`, `pg_reindex_concurrently`, `run_restart_command`; each with a
+//! timeout), the verification, the rollback steps, its safety limits and `dry_run`. Loading is all-or-nothing: every
+//! error is reported as `file:line: reason` and a daemon refuses to start on any ([`load_dir`]).
 //!
 //! | module | owns |
 //! |---|---|
@@ -14,7 +15,7 @@
 //! | `validate` | a parsed file against the configured targets → [`Playbook`] |
 //! | `actions` | running one action of the library |
 //! | `runner` | [`PlaybookStrategy`]: a playbook as a `heal::RepairStrategy` |
-//! | `defaults` | the store's built-in strategies rendered as playbooks, for reading |
+//! | `defaults` | the store's built-in strategies rendered as playbooks, for reading; the postgres targets' defaults |
 
 pub mod actions;
 pub mod condition;

@@ -72,6 +72,27 @@ pub struct RawStep {
     /// Restart this process target.
     #[serde(default)]
     pub restart: Option<String>,
+    /// Cancel the statements of backends of this postgres target (the issue's pids, or a rule).
+    #[serde(default)]
+    pub pg_cancel_backend: Option<String>,
+    /// Terminate backends of this postgres target (the issue's pids, or a rule).
+    #[serde(default)]
+    pub pg_terminate_backend: Option<String>,
+    /// `VACUUM (ANALYZE)` the table the issue names on this postgres target.
+    #[serde(default)]
+    pub pg_vacuum_analyze: Option<String>,
+    /// `REINDEX INDEX CONCURRENTLY` the index the issue names on this postgres target.
+    #[serde(default)]
+    pub pg_reindex_concurrently: Option<String>,
+    /// Run this postgres target's `restart_command`.
+    #[serde(default)]
+    pub run_restart_command: Option<String>,
+    /// Cancel/terminate: every session idle in a transaction this long instead of the issue's pids.
+    #[serde(default)]
+    pub idle_in_transaction_over: Option<String>,
+    /// Cancel/terminate: every statement running this long instead of the issue's pids.
+    #[serde(default)]
+    pub query_over: Option<String>,
     /// The step's time limit.
     #[serde(default)]
     pub timeout: Option<String>,

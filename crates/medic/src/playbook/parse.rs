@@ -88,7 +88,8 @@ fn reason(e: &serde_saphyr::Error) -> String {
     if first.contains("unknown field") && first.contains("expected one of run") {
         let name = first.split('`').nth(1).unwrap_or("?");
         return format!(
-            "unknown action or option `{name}`; actions: run, webhook, wait, check, restart; options: timeout, env"
+            "unknown action or option `{name}`; actions: {}; options: timeout, env, idle_in_transaction_over, query_over",
+            super::validate::ACTIONS.join(", ")
         );
     }
     first.to_string()

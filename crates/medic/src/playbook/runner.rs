@@ -81,18 +81,7 @@ impl RepairStrategy for PlaybookStrategy {
             && self.runs().attempts < self.playbook.max_attempts
     }
     fn estimate(&self, _issue: &Issue) -> Estimate {
-        let steps_ms: u64 = self
-            .playbook
-            .steps
-            .iter()
-            .map(|s| match s {
-                Action::Run { timeout_ms, .. }
-                | Action::Webhook { timeout_ms, .. }
-                | Action::Restart { timeout_ms, .. } => *timeout_ms,
-                Action::Wait { ms } => *ms,
-                Action::Check { .. } => 1_000,
-            })
-            .sum();
+        let steps_ms: u64 = self.playbook.steps.iter().map(Action::timeout_ms).sum();
         Estimate {
             duration_us: steps_ms.saturating_mul(US_PER_MS),
             data_loss: DataLoss::None,

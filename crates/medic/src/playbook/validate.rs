@@ -12,6 +12,7 @@ use super::PlaybookError;
 use super::condition::Condition;
 use super::model::{RawPlaybook, RawStep, parse_duration_ms};
 use crate::target::TargetKind;
+use crate::target::postgres::{BackendSelect, Signal};
 
 /// The configured targets a playbook may name: name → kind.
 pub type TargetCatalog = BTreeMap<String, TargetKind>;
@@ -71,6 +72,38 @@ pub enum Action {
         /// Time limit for the start, ms.
         timeout_ms: u64,
     },
+    /// Cancel or terminate backends of a postgres target.
+    PgSignal {
+        /// The postgres target.
+        target: String,
+        /// Cancel or terminate.
+        signal: Signal,
+        /// Which backends.
+        select: BackendSelect,
+        /// Time limit, ms.
+        timeout_ms: u64,
+    },
+    /// `VACUUM (ANALYZE)` the table of the evidence.
+    PgVacuumAnalyze {
+        /// The postgres target.
+        target: String,
+        /// Time limit (also the statement timeout), ms.
+        timeout_ms: u64,
+    },
+    /// `REINDEX INDEX CONCURRENTLY` the index of the evidence.
+    PgReindexConcurrently {
+        /// The postgres target.
+        target: String,
+        /// Time limit (also the statement timeout), ms.
+        timeout_ms: u64,
+    },
+    /// Run a postgres target's `restart_command`.
+    RunRestartCommand {
+        /// The postgres target.
+        target: String,
+        /// Killed after this long, ms.
+        timeout_ms: u64,
+    },
 }
 
 impl Action {
@@ -82,6 +115,43 @@ impl Action {
             Action::Wait { ms } => format!("wait {ms} ms"),
             Action::Check { target } => format!("check {target}"),
             Action::Restart { target, .. } => format!("restart {target}"),
+            Action::PgSignal {
+                target,
+                signal,
+                select,
+                ..
+            } => {
+                let whom = match select {
+                    BackendSelect::Evidence => "the issue's backends".to_string(),
+                    BackendSelect::IdleInTransactionOver { ms } => {
+                        format!("sessions idle in a transaction for {ms} ms or more")
+                    }
+                    BackendSelect::QueryOver { ms } => {
+                        format!("statements running for {ms} ms or more")
+                    }
+                };
+                format!("{} {target} ({whom})", signal.function())
+            }
+            Action::PgVacuumAnalyze { target, .. } => format!("pg_vacuum_analyze {target}"),
+            Action::PgReindexConcurrently { target, .. } => {
+                format!("pg_reindex_concurrently {target}")
+            }
+            Action::RunRestartCommand { target, .. } => format!("run_restart_command {target}"),
+        }
+    }
+
+    /// Its time limit, ms.
+    pub fn timeout_ms(&self) -> u64 {
+        match self {
+            Action::Run { timeout_ms, .. }
+            | Action::Webhook { timeout_ms, .. }
+            | Action::Restart { timeout_ms, .. }
+            | Action::PgSignal { timeout_ms, .. }
+            | Action::PgVacuumAnalyze { timeout_ms, .. }
+            | Action::PgReindexConcurrently { timeout_ms, .. }
+            | Action::RunRestartCommand { timeout_ms, .. } => *timeout_ms,
+            Action::Wait { ms } => *ms,
+            Action::Check { .. } => 1_000,
         }
     }
 }
@@ -386,6 +456,35 @@ fn step_duration(e: &mut Errors<'_>, at: u64, text: &str, what: &str) -> u64 {
     }
 }
 
+/// The actions of the library, by their step key.
+pub const ACTIONS: &[&str] = &[
+    "run",
+    "webhook",
+    "wait",
+    "check",
+    "restart",
+    "pg_cancel_backend",
+    "pg_terminate_backend",
+    "pg_vacuum_analyze",
+    "pg_reindex_concurrently",
+    "run_restart_command",
+];
+
+/// A step acting on postgres target `t`: it must be configured and of kind postgres.
+fn postgres_target(e: &mut Errors<'_>, t: &str, at: u64, catalog: &TargetCatalog, action: &str) {
+    if let Some(kind) = target_kind(e, t, at, catalog)
+        && kind != TargetKind::Postgres
+    {
+        e.at(
+            at,
+            format!(
+                "{action} {t:?}: acts on a postgres target only; {t:?} is {}",
+                kind.as_str()
+            ),
+        );
+    }
+}
+
 /// One step checked: exactly one action, options that belong to it, targets that exist.
 fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) -> Option<Action> {
     let at = line(step);
@@ -396,6 +495,14 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
         ("wait", s.wait.is_some()),
         ("check", s.check.is_some()),
         ("restart", s.restart.is_some()),
+        ("pg_cancel_backend", s.pg_cancel_backend.is_some()),
+        ("pg_terminate_backend", s.pg_terminate_backend.is_some()),
+        ("pg_vacuum_analyze", s.pg_vacuum_analyze.is_some()),
+        (
+            "pg_reindex_concurrently",
+            s.pg_reindex_concurrently.is_some(),
+        ),
+        ("run_restart_command", s.run_restart_command.is_some()),
     ]
     .into_iter()
     .filter_map(|(n, on)| on.then_some(n))
@@ -404,7 +511,8 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
         e.at(
             at,
             format!(
-                "a step needs exactly one action (run, webhook, wait, check, restart); found {}",
+                "a step needs exactly one action ({}); found {}",
+                ACTIONS.join(", "),
                 if named.is_empty() {
                     "none".to_string()
                 } else {
@@ -416,6 +524,13 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
     }
     if !s.env.is_empty() && s.run.is_none() {
         e.at(at, "env applies to a `run` step only");
+    }
+    let signal = s.pg_cancel_backend.is_some() || s.pg_terminate_backend.is_some();
+    if (s.idle_in_transaction_over.is_some() || s.query_over.is_some()) && !signal {
+        e.at(
+            at,
+            "idle_in_transaction_over and query_over apply to pg_cancel_backend and pg_terminate_backend steps only",
+        );
     }
     let timeout_ms = match &s.timeout {
         Some(t) => step_duration(e, at, t, "timeout"),
@@ -495,6 +610,54 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
             target: t.clone(),
             timeout_ms,
         }
+    } else if let Some((t, signal)) = s
+        .pg_cancel_backend
+        .as_ref()
+        .map(|t| (t, Signal::Cancel))
+        .or_else(|| {
+            s.pg_terminate_backend
+                .as_ref()
+                .map(|t| (t, Signal::Terminate))
+        })
+    {
+        postgres_target(e, t, at, catalog, signal.function());
+        let select = match (&s.idle_in_transaction_over, &s.query_over) {
+            (None, None) => BackendSelect::Evidence,
+            (Some(d), None) => BackendSelect::IdleInTransactionOver {
+                ms: step_duration(e, at, d, "idle_in_transaction_over"),
+            },
+            (None, Some(d)) => BackendSelect::QueryOver {
+                ms: step_duration(e, at, d, "query_over"),
+            },
+            (Some(_), Some(_)) => {
+                e.at(at, "give idle_in_transaction_over or query_over, not both");
+                BackendSelect::Evidence
+            }
+        };
+        Action::PgSignal {
+            target: t.clone(),
+            signal,
+            select,
+            timeout_ms,
+        }
+    } else if let Some(t) = &s.pg_vacuum_analyze {
+        postgres_target(e, t, at, catalog, "pg_vacuum_analyze");
+        Action::PgVacuumAnalyze {
+            target: t.clone(),
+            timeout_ms,
+        }
+    } else if let Some(t) = &s.pg_reindex_concurrently {
+        postgres_target(e, t, at, catalog, "pg_reindex_concurrently");
+        Action::PgReindexConcurrently {
+            target: t.clone(),
+            timeout_ms,
+        }
+    } else if let Some(t) = &s.run_restart_command {
+        postgres_target(e, t, at, catalog, "run_restart_command");
+        Action::RunRestartCommand {
+            target: t.clone(),
+            timeout_ms,
+        }
     } else {
         return None;
     };
@@ -509,7 +672,57 @@ mod tests {
         TargetCatalog::from([
             ("web".to_string(), TargetKind::Http),
             ("worker".to_string(), TargetKind::Process),
+            ("pg".to_string(), TargetKind::Postgres),
         ])
+    }
+
+    #[test]
+    fn postgres_actions_compile_and_name_their_target_kind() {
+        let base = "name: p\ntarget: pg\ntrigger:\n  code: pg_idle_in_transaction\nsteps:\n";
+        let p = check(&format!(
+            "{base}  - pg_terminate_backend: pg\n  - pg_cancel_backend: pg\n    query_over: 5m\n    timeout: 5s\n  - pg_vacuum_analyze: pg\n  - pg_reindex_concurrently: pg\n  - run_restart_command: pg\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            p.steps[0],
+            Action::PgSignal {
+                target: "pg".into(),
+                signal: Signal::Terminate,
+                select: BackendSelect::Evidence,
+                timeout_ms: STEP_TIMEOUT_MS_DEFAULT
+            }
+        );
+        assert_eq!(
+            p.steps[1],
+            Action::PgSignal {
+                target: "pg".into(),
+                signal: Signal::Cancel,
+                select: BackendSelect::QueryOver { ms: 300_000 },
+                timeout_ms: 5_000
+            }
+        );
+        let cases = [
+            (
+                "  - pg_vacuum_analyze: web\n",
+                "p.yaml:6: pg_vacuum_analyze \"web\": acts on a postgres target only",
+            ),
+            (
+                "  - pg_terminate_backend: pg\n    idle_in_transaction_over: 1m\n    query_over: 1m\n",
+                "p.yaml:6: give idle_in_transaction_over or query_over, not both",
+            ),
+            (
+                "  - run_restart_command: pg\n    query_over: 1m\n",
+                "p.yaml:6: idle_in_transaction_over and query_over apply to",
+            ),
+            (
+                "  - pg_cancel_backend: nope\n",
+                "p.yaml:6: unknown target \"nope\"",
+            ),
+        ];
+        for (step, expected) in cases {
+            let e = first_error(&format!("{base}{step}"));
+            assert!(e.starts_with(expected), "{step:?}: got {e}");
+        }
     }
 
     fn check(text: &str) -> Result<Playbook, Vec<PlaybookError>> {

@@ -1,15 +1,18 @@
 //! Targets: services around medic that its engine watches beside the store, configured as `[[targets]]`.
 //!
-//! Each target is a `heal::Subject` of its own ([`http::HttpTarget`], [`process::ProcessTarget`]); [`Targets`]
+//! Each target is a `heal::Subject` of its own ([`http::HttpTarget`], [`process::ProcessTarget`],
+//! [`postgres::PostgresTarget`]); [`Targets`]
 //! joins them, with the playbooks' strategies, into the one subject the daemon adds to the store's. Their issues
 //! are on the resource `target.<name>` and their readings are samples named `target.<name>.<reading>`. A target
-//! issue no playbook (nor a process target's built-in restart) repairs has no strategy, so the engine escalates it.
+//! issue no playbook (nor a process target's built-in restart, nor a PostgreSQL target's default playbooks) repairs
+//! has no strategy, so the engine escalates it.
 //!
 //! The engine's seams are all a new kind needs: a check reporting issue codes, samples, strategies. A Kubernetes
 //! target (rollout restart, scale, undo of a Deployment) would be one more kind here and one more action in the
 //! playbook library; nothing in `heal` changes.
 
 pub mod http;
+pub mod postgres;
 pub mod process;
 
 use std::collections::BTreeMap;
@@ -30,6 +33,12 @@ pub const TARGETS_MAX: usize = 64;
 pub const TARGET_MS_MAX: u64 = 3_600_000;
 /// The longest probe timeout, ms: a probe runs inside the engine's cycle and holds it at most this long.
 pub const PROBE_TIMEOUT_MS_MAX: u64 = 10_000;
+/// The longest name of a postgres target, bytes.
+pub const POSTGRES_NAME_BYTES_MAX: usize = 40;
+/// The longest interval between two amcheck runs of a postgres target, ms (a week).
+pub const AMCHECK_INTERVAL_MS_MAX: u64 = 7 * 24 * 3_600_000;
+/// The longest amcheck run, ms (ten minutes: a deep check holds the cycle while it runs).
+pub const AMCHECK_TIMEOUT_MS_MAX: u64 = 600_000;
 
 /// What a target is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -40,6 +49,8 @@ pub enum TargetKind {
     Http,
     /// A command medic starts and supervises.
     Process,
+    /// A PostgreSQL server reached over a connection string.
+    Postgres,
 }
 
 impl TargetKind {
@@ -48,6 +59,7 @@ impl TargetKind {
         match self {
             TargetKind::Http => "http",
             TargetKind::Process => "process",
+            TargetKind::Postgres => "postgres",
         }
     }
 
@@ -56,6 +68,7 @@ impl TargetKind {
         match self {
             TargetKind::Http => &["endpoint_down"],
             TargetKind::Process => &["process_dead"],
+            TargetKind::Postgres => &postgres::CODES,
         }
     }
 
@@ -71,6 +84,7 @@ impl TargetKind {
                 "threads",
                 "restarts",
             ],
+            TargetKind::Postgres => postgres::READINGS,
         }
     }
 }
@@ -81,19 +95,20 @@ impl TargetKind {
 pub struct TargetConfig {
     /// A unique name (`[a-z0-9_-]`, not `store`): issues are on `target.<name>`.
     pub name: String,
-    /// `http` or `process`.
+    /// `http`, `process` or `postgres`.
     pub kind: TargetKind,
     /// How often the check runs, ms.
     pub interval_ms: u64,
-    /// http: the URL probed with GET.
+    /// http: the URL probed with GET. postgres: the connection string (`postgres://user:password@host:port/db` or
+    /// libpq `key=value` pairs); its password is redacted wherever it is shown.
     pub url: Option<String>,
-    /// http: the probe's time limit, ms (at most 10 000: the probe holds the engine's cycle).
+    /// http, postgres: the probe's time limit, ms (at most 10 000: the probe holds the engine's cycle).
     pub timeout_ms: u64,
     /// http: the status a healthy answer has.
     pub expect_status: u16,
     /// http: text a healthy answer's body contains (the first 64 KiB are read).
     pub body_match: Option<String>,
-    /// http: consecutive failed probes before `endpoint_down` is reported.
+    /// http, postgres: consecutive failed probes before `endpoint_down` (`pg_down`) is reported.
     pub failures_before_down: u32,
     /// process: the program and its arguments (no shell).
     pub command: Vec<String>,
@@ -107,6 +122,27 @@ pub struct TargetConfig {
     pub restart_window_ms: u64,
     /// process: the wait before a restart, doubled for each restart in the window (at most a minute), ms.
     pub backoff_ms: u64,
+    /// postgres: `pg_connections_exhausted` at this fraction of `max_connections` in use, (0, 1].
+    pub connections_used_max: f64,
+    /// postgres: `pg_idle_in_transaction` for a session idle in a transaction this long, s.
+    pub idle_in_transaction_s_max: u64,
+    /// postgres: `pg_long_query` for a statement running this long, s.
+    pub query_s_max: u64,
+    /// postgres: `pg_bloat` for a table whose dead tuples are this fraction of its tuples, (0, 1].
+    pub dead_tuple_ratio_max: f64,
+    /// postgres: tables with fewer tuples (live + dead) are not judged for bloat.
+    pub bloat_rows_min: u64,
+    /// postgres: `pg_replication_lag` for a replica replaying this far behind, s.
+    pub replication_lag_s_max: u64,
+    /// postgres: how often `bt_index_check` runs over the B-tree indexes (deep tier), ms.
+    pub amcheck_interval_ms: u64,
+    /// postgres: the amcheck run's time limit, ms.
+    pub amcheck_timeout_ms: u64,
+    /// postgres: the most indexes one amcheck run verifies (smallest first).
+    pub amcheck_indexes_max: u32,
+    /// postgres: the program and arguments (no shell) `run_restart_command` runs, e.g.
+    /// `["systemctl", "restart", "postgresql"]`; none: no restart (a `pg_down` is escalated).
+    pub restart_command: Vec<String>,
 }
 
 impl Default for TargetConfig {
@@ -126,6 +162,16 @@ impl Default for TargetConfig {
             restarts_max: 5,
             restart_window_ms: 600_000,
             backoff_ms: 1_000,
+            connections_used_max: 0.9,
+            idle_in_transaction_s_max: 300,
+            query_s_max: 300,
+            dead_tuple_ratio_max: 0.2,
+            bloat_rows_min: 1_000,
+            replication_lag_s_max: 60,
+            amcheck_interval_ms: 3_600_000,
+            amcheck_timeout_ms: 30_000,
+            amcheck_indexes_max: 100,
+            restart_command: Vec::new(),
         }
     }
 }
@@ -202,6 +248,7 @@ pub fn validate(targets: &[TargetConfig]) -> Result<(), String> {
                         "nothing for an http target (command, env, dir are for kind = \"process\")",
                     );
                 }
+                no_restart_command(t)?;
             }
             TargetKind::Process => {
                 if t.command.is_empty() || t.command[0].is_empty() || t.command.len() > 64 {
@@ -231,6 +278,156 @@ pub fn validate(targets: &[TargetConfig]) -> Result<(), String> {
                 if t.backoff_ms > 60_000 {
                     return bad("backoff_ms", t.backoff_ms.to_string(), "0..=60000");
                 }
+                no_restart_command(t)?;
+            }
+            TargetKind::Postgres => validate_postgres(t)?,
+        }
+    }
+    Ok(())
+}
+
+/// `restart_command` is for a postgres target only (a process target is restarted by medic itself).
+fn no_restart_command(t: &TargetConfig) -> Result<(), String> {
+    if t.restart_command.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "targets[{:?}].restart_command = {:?}: accepted nothing for a {} target (restart_command is for kind = \"postgres\")",
+        t.name,
+        t.restart_command,
+        t.kind.as_str()
+    ))
+}
+
+/// A postgres target's fields.
+fn validate_postgres(t: &TargetConfig) -> Result<(), String> {
+    let n = &t.name;
+    let bad = |key: &str, value: String, accepted: &str| {
+        Err(format!(
+            "targets[{n:?}].{key} = {value}: accepted {accepted}"
+        ))
+    };
+    if n.len() > POSTGRES_NAME_BYTES_MAX {
+        return bad(
+            "name",
+            format!("{n:?}"),
+            &format!(
+                "at most {POSTGRES_NAME_BYTES_MAX} bytes for a postgres target (its default playbooks are named `pg-<what>.<name>`)"
+            ),
+        );
+    }
+    let url = t.url.as_deref().unwrap_or("");
+    let shown = postgres::session::redact_url(url);
+    if url.is_empty() || url.len() > 4096 {
+        return bad(
+            "url",
+            format!("{shown:?}"),
+            "a connection string, e.g. \"postgres://medic@127.0.0.1:5432/app\" or \"host=/run/postgresql dbname=app\"",
+        );
+    }
+    if let Err(e) =
+        postgres::session::config(url, std::time::Duration::from_millis(t.timeout_ms.max(1)))
+    {
+        return bad(
+            "url",
+            format!("{shown:?}"),
+            &format!("a connection string libpq reads ({e})"),
+        );
+    }
+    if !t.command.is_empty() || t.dir.is_some() || !t.env.is_empty() || t.body_match.is_some() {
+        return bad(
+            "command",
+            format!("{:?}", t.command),
+            "nothing for a postgres target (command, env, dir are for kind = \"process\", body_match for \"http\")",
+        );
+    }
+    if !(1..=PROBE_TIMEOUT_MS_MAX).contains(&t.timeout_ms) {
+        return bad(
+            "timeout_ms",
+            t.timeout_ms.to_string(),
+            &format!("1..={PROBE_TIMEOUT_MS_MAX} (probe_timeout_ms_max)"),
+        );
+    }
+    if !(1..=100).contains(&t.failures_before_down) {
+        return bad(
+            "failures_before_down",
+            t.failures_before_down.to_string(),
+            "1..=100",
+        );
+    }
+    for (key, v) in [
+        ("connections_used_max", t.connections_used_max),
+        ("dead_tuple_ratio_max", t.dead_tuple_ratio_max),
+    ] {
+        if !(v > 0.0 && v <= 1.0) {
+            return bad(key, v.to_string(), "a fraction in (0, 1], e.g. 0.9");
+        }
+    }
+    for (key, v) in [
+        ("idle_in_transaction_s_max", t.idle_in_transaction_s_max),
+        ("query_s_max", t.query_s_max),
+        ("replication_lag_s_max", t.replication_lag_s_max),
+    ] {
+        if !(1..=86_400).contains(&v) {
+            return bad(key, v.to_string(), "1..=86400 (seconds)");
+        }
+    }
+    if t.bloat_rows_min > 1_000_000_000_000 {
+        return bad(
+            "bloat_rows_min",
+            t.bloat_rows_min.to_string(),
+            "0..=1000000000000",
+        );
+    }
+    if !(1_000..=AMCHECK_INTERVAL_MS_MAX).contains(&t.amcheck_interval_ms) {
+        return bad(
+            "amcheck_interval_ms",
+            t.amcheck_interval_ms.to_string(),
+            &format!("1000..={AMCHECK_INTERVAL_MS_MAX}"),
+        );
+    }
+    if !(100..=AMCHECK_TIMEOUT_MS_MAX).contains(&t.amcheck_timeout_ms) {
+        return bad(
+            "amcheck_timeout_ms",
+            t.amcheck_timeout_ms.to_string(),
+            &format!("100..={AMCHECK_TIMEOUT_MS_MAX}"),
+        );
+    }
+    if !(1..=10_000).contains(&t.amcheck_indexes_max) {
+        return bad(
+            "amcheck_indexes_max",
+            t.amcheck_indexes_max.to_string(),
+            "1..=10000",
+        );
+    }
+    let rc = &t.restart_command;
+    if !rc.is_empty() && (rc[0].is_empty() || rc.len() > 64) {
+        return bad(
+            "restart_command",
+            format!("{rc:?}"),
+            "a program and up to 63 arguments (no shell), e.g. [\"systemctl\", \"restart\", \"postgresql\"]",
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a playbook whose `run_restart_command` step names a target without a `restart_command`.
+pub fn check_restart_commands(
+    targets: &[TargetConfig],
+    playbooks: &[Playbook],
+) -> Result<(), String> {
+    for p in playbooks {
+        for step in p.steps.iter().chain(&p.rollback) {
+            if let crate::playbook::Action::RunRestartCommand { target, .. } = step
+                && targets
+                    .iter()
+                    .any(|t| &t.name == target && t.restart_command.is_empty())
+            {
+                return Err(format!(
+                    "{}: playbook {}: run_restart_command: target {target:?} has no restart_command in its [[targets]] entry",
+                    p.file.display(),
+                    p.name
+                ));
             }
         }
     }
@@ -313,6 +510,7 @@ pub fn resource(name: &str) -> String {
 pub struct Targets {
     subjects: Vec<Arc<dyn Subject>>,
     processes: BTreeMap<String, Arc<process::ProcessTarget>>,
+    postgres: BTreeMap<String, Arc<postgres::PostgresTarget>>,
     strategies: Vec<Arc<dyn RepairStrategy>>,
 }
 
@@ -329,7 +527,9 @@ impl Targets {
         let mut subjects: Vec<Arc<dyn Subject>> = Vec::new();
         let mut checks: BTreeMap<String, Arc<dyn HealthCheck>> = BTreeMap::new();
         let mut processes = BTreeMap::new();
+        let mut postgres = BTreeMap::new();
         let mut builtin: Vec<Arc<dyn RepairStrategy>> = Vec::new();
+        let mut defaults: Vec<Playbook> = Vec::new();
         for c in configs {
             match c.kind {
                 TargetKind::Http => {
@@ -352,14 +552,32 @@ impl Targets {
                     processes.insert(c.name.clone(), t.clone());
                     subjects.push(t);
                 }
+                TargetKind::Postgres => {
+                    let t = Arc::new(postgres::PostgresTarget::new(c.clone(), triggers(&c.name)));
+                    checks.insert(c.name.clone(), t.check());
+                    // A playbook of the directory for the same code replaces the default one.
+                    for d in crate::playbook::defaults::postgres_playbooks(configs, c)? {
+                        if !playbooks
+                            .iter()
+                            .any(|p| p.target == d.target && p.code == d.code)
+                        {
+                            defaults.push(d);
+                        }
+                    }
+                    postgres.insert(c.name.clone(), t.clone());
+                    subjects.push(t);
+                }
             }
         }
+        check_restart_commands(configs, playbooks).map_err(|e| anyhow::anyhow!(e))?;
         let tools = Arc::new(crate::playbook::actions::Tools {
             checks,
             processes: processes.clone(),
+            postgres: postgres.clone(),
         });
         let mut strategies: Vec<Arc<dyn RepairStrategy>> = playbooks
             .iter()
+            .chain(&defaults)
             .map(|p| {
                 Arc::new(PlaybookStrategy::new(p.clone(), tools.clone())) as Arc<dyn RepairStrategy>
             })
@@ -368,6 +586,7 @@ impl Targets {
         Ok(Targets {
             subjects,
             processes,
+            postgres,
             strategies,
         })
     }
@@ -386,7 +605,12 @@ impl Targets {
             .iter()
             .map(|(n, p)| (n.clone(), p.status()))
             .collect();
-        serde_json::json!({ "processes": processes })
+        let postgres: serde_json::Map<String, serde_json::Value> = self
+            .postgres
+            .iter()
+            .map(|(n, p)| (n.clone(), p.status()))
+            .collect();
+        serde_json::json!({ "processes": processes, "postgres": postgres })
     }
 }
 
@@ -414,5 +638,92 @@ impl Subject for Targets {
             .iter()
             .flat_map(|s| s.drain_issues())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> TargetConfig {
+        TargetConfig {
+            name: "db".into(),
+            kind: TargetKind::Postgres,
+            url: Some("postgres://app:s3cret@127.0.0.1:5432/shop".into()),
+            ..TargetConfig::default()
+        }
+    }
+
+    /// An edit of a valid configuration.
+    type Edit = Box<dyn Fn(&mut TargetConfig)>;
+
+    #[test]
+    fn a_postgres_target_is_validated_field_by_field() {
+        assert_eq!(validate(&[db()]), Ok(()));
+        let cases: Vec<(Edit, &str)> = vec![
+            (Box::new(|t| t.url = None), "targets[\"db\"].url = \"\""),
+            (
+                Box::new(|t| t.url = Some("postgres://app:s3cret@h:notaport/x".into())),
+                "targets[\"db\"].url = \"postgres://app:<redacted>@h:notaport/x\": accepted a connection string",
+            ),
+            (
+                Box::new(|t| t.connections_used_max = 1.5),
+                "targets[\"db\"].connections_used_max = 1.5",
+            ),
+            (
+                Box::new(|t| t.dead_tuple_ratio_max = 0.0),
+                "targets[\"db\"].dead_tuple_ratio_max = 0",
+            ),
+            (
+                Box::new(|t| t.idle_in_transaction_s_max = 0),
+                "targets[\"db\"].idle_in_transaction_s_max = 0",
+            ),
+            (
+                Box::new(|t| t.query_s_max = 100_000),
+                "targets[\"db\"].query_s_max = 100000",
+            ),
+            (
+                Box::new(|t| t.replication_lag_s_max = 0),
+                "targets[\"db\"].replication_lag_s_max = 0",
+            ),
+            (
+                Box::new(|t| t.timeout_ms = 20_000),
+                "targets[\"db\"].timeout_ms = 20000",
+            ),
+            (
+                Box::new(|t| t.amcheck_interval_ms = 10),
+                "targets[\"db\"].amcheck_interval_ms = 10",
+            ),
+            (
+                Box::new(|t| t.restart_command = vec![String::new()]),
+                "targets[\"db\"].restart_command = [\"\"]",
+            ),
+            (
+                Box::new(|t| t.command = vec!["sleep".into()]),
+                "targets[\"db\"].command",
+            ),
+            (
+                Box::new(|t| t.name = "d".repeat(41)),
+                "at most 40 bytes for a postgres target",
+            ),
+        ];
+        for (edit, expected) in cases {
+            let mut t = db();
+            edit(&mut t);
+            let e = validate(&[t]).unwrap_err();
+            assert!(e.contains(expected), "expected {expected:?} in {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        let web = TargetConfig {
+            name: "web".into(),
+            url: Some("http://127.0.0.1/".into()),
+            restart_command: vec!["true".into()],
+            ..TargetConfig::default()
+        };
+        let e = validate(&[web]).unwrap_err();
+        assert!(
+            e.contains("restart_command") && e.contains("for kind = \"postgres\""),
+            "{e}"
+        );
     }
 }

@@ -1,0 +1,406 @@
+//! The PostgreSQL target: a server medic watches over a connection string (`url`, libpq `key=value` pairs or a
+//! `postgres://` URL; its password is redacted wherever it is shown) and repairs through the playbook actions
+//! `pg_cancel_backend`, `pg_terminate_backend`, `pg_vacuum_analyze`, `pg_reindex_concurrently` and
+//! `run_restart_command`.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `session` | one bounded conversation (connect + work under one timeout), password redaction, identifier quoting |
+//! | `probe` | the checks `target.<name>.probe` (shallow) and `target.<name>.amcheck` (deep) and their readings |
+//!
+//! Every conversation, a probe's or an action's, connects anew and is bounded by its timeout, so a stopped server
+//! costs the cycle at most that long. medic's own sessions (`application_name = medic`) are never reported or acted
+//! on. An action takes what it acts on from the issue's evidence (pids, a table, an index) or, for cancel and
+//! terminate, from a rule written in the step (`idle_in_transaction_over`, `query_over`).
+
+pub mod probe;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use heal::clock::Timestamp;
+use heal::issue::Issue;
+use heal::{HealthCheck, RepairStrategy, Sample, Subject};
+
+use self::probe::{PgAmcheck, PgProbe};
+use self::session::{qualified, query_error, redact_url};
+use super::{ConditionTrigger, TargetConfig};
+
+/// The most backend pids an issue's evidence names.
+pub const PIDS_MAX: usize = 32;
+/// The most bytes of a statement's text kept in evidence.
+pub const QUERY_TEXT_BYTES_MAX: usize = 200;
+
+/// The issue codes of a PostgreSQL target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// No connection, or `SELECT 1` failed, `failures_before_down` probes in a row.
+    Down,
+    /// Client connections at or over `connections_used_max` of `max_connections`.
+    ConnectionsExhausted,
+    /// A session idle in a transaction for `idle_in_transaction_s_max` or longer.
+    IdleInTransaction,
+    /// A statement running for `query_s_max` or longer.
+    LongQuery,
+    /// A table's dead tuples at or over `dead_tuple_ratio_max` of its tuples.
+    Bloat,
+    /// A replica replaying `replication_lag_s_max` or more behind.
+    ReplicationLag,
+    /// An index failing `bt_index_check`.
+    IndexCorrupt,
+}
+
+impl Code {
+    /// Every code.
+    pub const ALL: [Code; 7] = [
+        Code::Down,
+        Code::ConnectionsExhausted,
+        Code::IdleInTransaction,
+        Code::LongQuery,
+        Code::Bloat,
+        Code::ReplicationLag,
+        Code::IndexCorrupt,
+    ];
+
+    /// The code as issues carry it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Code::Down => "pg_down",
+            Code::ConnectionsExhausted => "pg_connections_exhausted",
+            Code::IdleInTransaction => "pg_idle_in_transaction",
+            Code::LongQuery => "pg_long_query",
+            Code::Bloat => "pg_bloat",
+            Code::ReplicationLag => "pg_replication_lag",
+            Code::IndexCorrupt => "pg_index_corrupt",
+        }
+    }
+}
+
+/// The codes as strings, for the target catalog.
+pub const CODES: [&str; 7] = [
+    Code::Down.as_str(),
+    Code::ConnectionsExhausted.as_str(),
+    Code::IdleInTransaction.as_str(),
+    Code::LongQuery.as_str(),
+    Code::Bloat.as_str(),
+    Code::ReplicationLag.as_str(),
+    Code::IndexCorrupt.as_str(),
+];
+
+/// The readings a condition may name (samples `target.<name>.<reading>`; `replication_lag_s` on a replica only).
+pub const READINGS: &[&str] = &[
+    "up",
+    "consecutive_failures",
+    "connections",
+    "max_connections",
+    "connections_used",
+    "longest_query_s",
+    "idle_in_transaction",
+    "idle_in_transaction_oldest_s",
+    "database_bytes",
+    "dead_tuple_ratio",
+    "in_recovery",
+    "replication_lag_s",
+];
+
+/// How a backend is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// `pg_cancel_backend`: its current statement is cancelled, the session stays.
+    Cancel,
+    /// `pg_terminate_backend`: the session ends (its transaction rolls back).
+    Terminate,
+}
+
+impl Signal {
+    /// The server function.
+    pub fn function(self) -> &'static str {
+        match self {
+            Signal::Cancel => "pg_cancel_backend",
+            Signal::Terminate => "pg_terminate_backend",
+        }
+    }
+}
+
+/// Which backends a cancel or terminate acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendSelect {
+    /// The pids of the issue's evidence (`pids`, else `pid`), if they are still in the state the issue saw.
+    Evidence,
+    /// Every session idle in a transaction for at least this long, ms.
+    IdleInTransactionOver {
+        /// The least idle time, ms.
+        ms: u64,
+    },
+    /// Every statement running for at least this long, ms.
+    QueryOver {
+        /// The least running time, ms.
+        ms: u64,
+    },
+}
+
+/// A PostgreSQL server medic watches.
+pub struct PostgresTarget {
+    config: TargetConfig,
+    probe: Arc<PgProbe>,
+    amcheck: Arc<PgAmcheck>,
+}
+
+/// The client backends medic may act on, by the filter appended.
+const ACT_ON: &str = "FROM pg_stat_activity WHERE backend_type = 'client backend' \
+     AND pid <> pg_backend_pid() AND application_name <> 'medic'";
+
+impl PostgresTarget {
+    /// The target of `config` (kind `postgres`, validated), judging `triggers` after each probe.
+    pub fn new(config: TargetConfig, triggers: Vec<ConditionTrigger>) -> Self {
+        Self {
+            probe: Arc::new(PgProbe::new(config.clone(), triggers)),
+            amcheck: Arc::new(PgAmcheck::new(config.clone())),
+            config,
+        }
+    }
+
+    /// Its name.
+    pub fn target_name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Its connection string with the password redacted.
+    pub fn shown_url(&self) -> String {
+        redact_url(self.url())
+    }
+
+    fn url(&self) -> &str {
+        self.config.url.as_deref().unwrap_or("")
+    }
+
+    /// Its shallow check, `target.<name>.probe` (what a playbook's `check:` and verification run).
+    pub fn check(&self) -> Arc<dyn HealthCheck> {
+        self.probe.clone()
+    }
+
+    /// Cancels or terminates the backends `select` names (for `issue`); one line naming each, or why it failed.
+    /// A backend the signal does not reach is an error; pids of the evidence that are gone already are named.
+    pub fn signal_backends(
+        &self,
+        signal: Signal,
+        select: BackendSelect,
+        issue: &Issue,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let f = signal.function();
+        let (filter, pids, over_s) = match select {
+            BackendSelect::Evidence => {
+                let pids = evidence_pids(issue).ok_or_else(|| {
+                    format!(
+                        "{f}: the issue ({}) names no backend pid in its evidence; give the step idle_in_transaction_over or query_over",
+                        issue.code
+                    )
+                })?;
+                let state = if issue.code == Code::IdleInTransaction.as_str() {
+                    " AND state LIKE 'idle in transaction%'"
+                } else if issue.code == Code::LongQuery.as_str() {
+                    " AND state = 'active'"
+                } else {
+                    ""
+                };
+                (format!("{state} AND pid = ANY($1::int4[])"), pids, 0.0)
+            }
+            BackendSelect::IdleInTransactionOver { ms } => (
+                " AND state LIKE 'idle in transaction%' AND now() - state_change >= make_interval(secs => $2::float8)"
+                    .to_string(),
+                Vec::new(),
+                ms as f64 / 1_000.0,
+            ),
+            BackendSelect::QueryOver { ms } => (
+                " AND state = 'active' AND now() - query_start >= make_interval(secs => $2::float8)"
+                    .to_string(),
+                Vec::new(),
+                ms as f64 / 1_000.0,
+            ),
+        };
+        // $1 and $2 are always bound (an unused one is typed by the cast in a dummy comparison).
+        let sql = format!(
+            "SELECT pid, state, {f}(pid) {ACT_ON}{filter} AND ($1::int4[] IS NOT NULL OR $2::float8 IS NOT NULL) ORDER BY pid"
+        );
+        let wanted = pids.clone();
+        let rows = session::with_client(self.url(), timeout, |client| async move {
+            client
+                .query(&sql, &[&pids, &over_s])
+                .await
+                .map_err(query_error(f))
+        })
+        .map_err(|e| format!("{f} on {}: {e}", self.config.name))?;
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        for row in &rows {
+            let (pid, state, ok): (i32, Option<String>, bool) =
+                (row.get(0), row.get(1), row.get(2));
+            let line = format!("pid {pid} ({})", state.unwrap_or_default());
+            if ok {
+                done.push(line)
+            } else {
+                failed.push(line)
+            }
+        }
+        let gone: Vec<String> = wanted
+            .iter()
+            .filter(|p| !rows.iter().any(|r| r.get::<_, i32>(0) == **p))
+            .map(|p| p.to_string())
+            .collect();
+        let mut text = format!(
+            "{f} on {}: {} signalled [{}]",
+            self.config.name,
+            done.len(),
+            done.join(", ")
+        );
+        if !gone.is_empty() {
+            text.push_str(&format!(
+                "; pid(s) {} no longer in that state",
+                gone.join(", ")
+            ));
+        }
+        if rows.is_empty() && wanted.is_empty() {
+            text.push_str("; no backend matched the rule");
+        }
+        if failed.is_empty() {
+            Ok(text)
+        } else {
+            Err(format!(
+                "{text}; the server refused to signal {}",
+                failed.join(", ")
+            ))
+        }
+    }
+
+    /// `VACUUM (ANALYZE)` of the table the issue's evidence names (`schema`, `table`).
+    pub fn vacuum_analyze(&self, issue: &Issue, timeout: Duration) -> Result<String, String> {
+        let (schema, table) = (evidence(issue, "schema"), evidence(issue, "table"));
+        let (Some(schema), Some(table)) = (schema, table) else {
+            return Err(format!(
+                "pg_vacuum_analyze: the issue ({}) names no table (evidence schema and table)",
+                issue.code
+            ));
+        };
+        let name = qualified(schema, table).map_err(|e| format!("pg_vacuum_analyze: {e}"))?;
+        self.execute(
+            "pg_vacuum_analyze",
+            format!("VACUUM (ANALYZE) {name}"),
+            timeout,
+        )
+    }
+
+    /// `REINDEX INDEX CONCURRENTLY` of the index the issue's evidence names (`schema`, `index`).
+    pub fn reindex_concurrently(&self, issue: &Issue, timeout: Duration) -> Result<String, String> {
+        let (schema, index) = (evidence(issue, "schema"), evidence(issue, "index"));
+        let (Some(schema), Some(index)) = (schema, index) else {
+            return Err(format!(
+                "pg_reindex_concurrently: the issue ({}) names no index (evidence schema and index)",
+                issue.code
+            ));
+        };
+        let name = qualified(schema, index).map_err(|e| format!("pg_reindex_concurrently: {e}"))?;
+        self.execute(
+            "pg_reindex_concurrently",
+            format!("REINDEX INDEX CONCURRENTLY {name}"),
+            timeout,
+        )
+    }
+
+    fn execute(&self, action: &str, sql: String, timeout: Duration) -> Result<String, String> {
+        let started = std::time::Instant::now();
+        let shown = sql.clone();
+        session::with_client(self.url(), timeout, |client| async move {
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(query_error(action))
+        })
+        .map(|()| {
+            format!(
+                "{action} on {}: {shown} done in {} ms",
+                self.config.name,
+                started.elapsed().as_millis()
+            )
+        })
+        .map_err(|e| format!("{action} on {}: {shown}: {e}", self.config.name))
+    }
+
+    /// Its state for `/v1/status`: the connection string (redacted), the last probe's readings, the restart command.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "url": self.shown_url(),
+            "readings": self.probe.readings(),
+            "restart_command": self.config.restart_command,
+        })
+    }
+
+    /// The configured `restart_command` (empty when none is).
+    pub fn restart_command(&self) -> &[String] {
+        &self.config.restart_command
+    }
+}
+
+/// A value of the issue's evidence.
+fn evidence<'a>(issue: &'a Issue, key: &str) -> Option<&'a str> {
+    issue
+        .evidence
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// The backend pids of the issue's evidence: `pids` (comma-separated), else `pid`; at most [`PIDS_MAX`].
+fn evidence_pids(issue: &Issue) -> Option<Vec<i32>> {
+    let text = evidence(issue, "pids").or_else(|| evidence(issue, "pid"))?;
+    let pids: Vec<i32> = text
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .filter(|p| *p > 0)
+        .take(PIDS_MAX)
+        .collect();
+    (!pids.is_empty()).then_some(pids)
+}
+
+impl Subject for PostgresTarget {
+    fn name(&self) -> &str {
+        self.target_name()
+    }
+    fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        vec![self.probe.clone(), self.amcheck.clone()]
+    }
+    fn strategies(&self) -> Vec<Arc<dyn RepairStrategy>> {
+        Vec::new()
+    }
+    fn sample(&self, now: Timestamp) -> Vec<Sample> {
+        self.probe.take_samples(now)
+    }
+    fn drain_issues(&self) -> Vec<Issue> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heal::issue::IssueKind;
+
+    #[test]
+    fn pids_come_from_the_evidence() {
+        let mut i = Issue::new(
+            IssueKind::CheckFailed,
+            "pg_idle_in_transaction",
+            "target.db",
+            "x",
+            "c",
+            0,
+        );
+        assert_eq!(evidence_pids(&i), None);
+        i.evidence = vec![("pid".into(), "42".into())];
+        assert_eq!(evidence_pids(&i), Some(vec![42]));
+        i.evidence.push(("pids".into(), "42, 43,x,-1".into()));
+        assert_eq!(evidence_pids(&i), Some(vec![42, 43]));
+    }
+}

@@ -1,0 +1,684 @@
+//! The PostgreSQL target against a real server, through the real `medic serve` process and its default playbooks: a
+//! session left idle in a transaction past the threshold is terminated by `pg-terminate-idle.db` and its incident
+//! closes repaired; a statement running past the threshold is cancelled by `pg-cancel-long-query.db`; a table with half
+//! its tuples dead is vacuumed by `pg-vacuum.db`; the deep amcheck check skips without the extension and verifies the
+//! indexes with it; an index failing `bt_index_check` is rebuilt by `pg-reindex.db`; a stopped server is `pg_down` and
+//! is started again by the target's `restart_command`. A streaming standby (`pg_basebackup -R`) whose replay is paused
+//! while its primary writes is reported as `pg_replication_lag`.
+//!
+//! The server is a fresh `initdb` in a temporary directory (as the `postgres` user, or `nobody`, when the test runs as
+//! root: initdb and postgres refuse root), on a free loopback port with its socket in that directory. Without
+//! PostgreSQL's binaries the test is skipped with a printed reason, or fails when `MEDIC_REQUIRE_POSTGRES=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod support;
+
+use serde_json::Value;
+use support::{Daemon, wait_for};
+
+/// The directory holding `initdb` and `pg_ctl`: `PATH`, `/usr/local/bin`, then Debian's
+/// `/usr/lib/postgresql/<version>/bin` (the newest).
+fn postgres_bin() -> Option<PathBuf> {
+    let has = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.push("/usr/local/bin".into());
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .collect();
+    debian.sort();
+    dirs.extend(debian.into_iter().rev().map(|(_, d)| d));
+    dirs.into_iter()
+        .find(|d| has(d))
+        .map(|d| d.canonicalize().unwrap_or(d))
+        .map(|d| {
+            // /usr/local/bin/initdb may be a link into Debian's directory: use the real one.
+            std::fs::canonicalize(d.join("initdb"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or(d)
+        })
+}
+
+/// The user the server runs as when the test runs as root.
+fn server_user() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let user = if passwd.lines().any(|l| l.starts_with("postgres:")) {
+        "postgres"
+    } else {
+        "nobody"
+    };
+    Some(user.to_string())
+}
+
+/// A throw-away PostgreSQL cluster; stopped (immediately) on drop.
+struct Cluster {
+    bin: PathBuf,
+    user: Option<String>,
+    data: PathBuf,
+    socket_dir: PathBuf,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    /// `program args...` as the server's user.
+    fn argv(&self, program: &str, args: &[&str]) -> Vec<String> {
+        let mut argv = Vec::new();
+        if let Some(u) = &self.user {
+            argv.extend(["runuser".to_string(), "-u".into(), u.clone(), "--".into()]);
+        }
+        argv.push(self.bin.join(program).display().to_string());
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let argv = self.argv(program, args);
+        let out = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// `pg_ctl start` (waits until the server accepts connections): also medic's `restart_command`.
+    fn start_argv(&self) -> Vec<String> {
+        let options = format!(
+            // Autovacuum off: the bloat the test makes is medic's to clean up.
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c autovacuum=off",
+            self.port,
+            self.socket_dir.display()
+        );
+        self.argv(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-l",
+                self.log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &options,
+                "start",
+            ],
+        )
+    }
+
+    fn init(tmp: &Path, bin: PathBuf) -> Cluster {
+        let c = Self::layout(tmp, "pg", bin);
+        c.run(
+            "initdb",
+            &[
+                "-D",
+                c.data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--locale=C",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        c
+    }
+
+    /// A streaming standby of `primary`, copied with `pg_basebackup -R`.
+    fn standby_of(primary: &Cluster, tmp: &Path) -> Cluster {
+        let c = Self::layout(tmp, "standby", primary.bin.clone());
+        let port = primary.port.to_string();
+        c.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                c.data.to_str().unwrap(),
+                "-R",
+                "--no-sync",
+            ],
+        );
+        c
+    }
+
+    /// The directories and a free port of a cluster under `tmp/name`.
+    fn layout(tmp: &Path, name: &str, bin: PathBuf) -> Cluster {
+        let user = server_user();
+        let root = tmp.join(name);
+        std::fs::create_dir(&root).unwrap();
+        if let Some(u) = &user {
+            // The server's user must reach its directory inside the (root-owned) temporary directory.
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let st = Command::new("chown").arg(u).arg(&root).status().unwrap();
+            assert!(st.success(), "chown {u} {}", root.display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Cluster {
+            bin,
+            user,
+            data: root.join("data"),
+            socket_dir: root.clone(),
+            log: root.join("server.log"),
+            port,
+        }
+    }
+
+    fn start(&self) {
+        let argv = self.start_argv();
+        let out = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    fn stop(&self, mode: &str) {
+        self.run(
+            "pg_ctl",
+            &["-D", self.data.to_str().unwrap(), "-m", mode, "-w", "stop"],
+        );
+    }
+
+    /// The URL medic is given (the password is ignored by `trust`; it is there to be redacted).
+    fn url(&self) -> String {
+        self.url_of("postgres")
+    }
+
+    fn url_of(&self, db: &str) -> String {
+        format!("postgres://postgres:s3cret-pw@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let argv = self.argv(
+            "pg_ctl",
+            &["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"],
+        );
+        let _ = Command::new(&argv[0]).args(&argv[1..]).output();
+    }
+}
+
+/// A client session of the test's own.
+struct Session {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Session {
+    fn connect(url: &str) -> Result<Session, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            Ok::<_, String>(client)
+        })?;
+        Ok(Session { rt, client })
+    }
+
+    fn execute(&self, sql: &str) -> Result<(), String> {
+        self.rt
+            .block_on(self.client.batch_execute(sql))
+            .map_err(|e| e.to_string())
+    }
+
+    fn count(&self, sql: &str, pid: i32) -> i64 {
+        self.rt
+            .block_on(self.client.query_one(sql, &[&pid]))
+            .unwrap()
+            .get(0)
+    }
+
+    fn pid(&self) -> i32 {
+        self.rt
+            .block_on(self.client.query_one("SELECT pg_backend_pid()", &[]))
+            .unwrap()
+            .get(0)
+    }
+}
+
+/// The incident of `code` closed as automatically repaired, if there is one.
+fn repaired(d: &Daemon, code: &str) -> Option<Value> {
+    let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
+    v["incidents"]
+        .as_array()?
+        .iter()
+        .find(|i| {
+            i["resolution"] == "auto_repaired"
+                && i["issues"]
+                    .as_array()
+                    .is_some_and(|is| is.iter().any(|x| x["code"] == code))
+        })
+        .cloned()
+}
+
+fn medic(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(args)
+        .output()
+        .expect("medic runs")
+}
+
+/// Writes the default playbooks `medic playbooks --print-default` shows for target `db` into `dir`, one file each.
+fn write_default_playbooks(config: &str, dir: &Path) -> usize {
+    let out = medic(&["--config", config, "playbooks", "--print-default"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    std::fs::create_dir(dir).unwrap();
+    let mut n = 0;
+    for doc in text.split("---\n") {
+        if !doc.contains("\ntarget: db\n") {
+            continue;
+        }
+        let file = doc
+            .lines()
+            .find_map(|l| l.strip_prefix("# file: "))
+            .expect("each default playbook names its file");
+        std::fs::write(dir.join(file), doc).unwrap();
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_real_postgres_is_healed_by_the_default_playbooks() {
+    let Some(bin) = postgres_bin() else {
+        let why = "PostgreSQL's initdb and pg_ctl were not found (PATH, /usr/local/bin, /usr/lib/postgresql/*/bin)";
+        assert!(
+            std::env::var("MEDIC_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "MEDIC_REQUIRE_POSTGRES=1: {why}"
+        );
+        eprintln!("skipping: {why}");
+        return;
+    };
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Cluster::init(tmp.path(), bin);
+    pg.start();
+    eprintln!("initdb and start: {:?}", started.elapsed());
+    let url = pg.url();
+
+    let restart: Vec<String> = pg.start_argv();
+    let config = tmp.path().join("medic.toml");
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[checks]
+shallow_interval_ms = 200
+
+[playbooks]
+dir = "{}"
+
+[[targets]]
+name = "db"
+kind = "postgres"
+url = "{url}"
+interval_ms = 300
+timeout_ms = 2000
+failures_before_down = 2
+idle_in_transaction_s_max = 2
+query_s_max = 2
+dead_tuple_ratio_max = 0.3
+bloat_rows_min = 1000
+restart_command = {}
+"#,
+            playbooks.display(),
+            serde_json::to_string(&restart).unwrap()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+
+    // The password never leaves through `medic config`.
+    let shown = medic(&["--config", cfg, "config"]);
+    let shown_text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{shown_text}");
+    assert!(
+        !shown_text.contains("s3cret-pw") && shown_text.contains("postgres:<redacted>@127.0.0.1"),
+        "{shown_text}"
+    );
+
+    // The default playbooks, as shown, are valid playbooks.
+    assert_eq!(write_default_playbooks(cfg, &playbooks), 5);
+    let check = medic(&[
+        "--config",
+        cfg,
+        "playbooks",
+        "check",
+        playbooks.to_str().unwrap(),
+    ]);
+    let check_text = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{check_text}");
+    assert!(check_text.contains("pg-terminate-idle.db"), "{check_text}");
+
+    let data = tmp.path().join("data");
+    let d = Daemon::start_with(
+        &data,
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+
+    let (_, status) = d.json("GET", "/v1/status", None);
+    let db = &status["targets"]["postgres"]["db"];
+    assert_eq!(
+        db["url"],
+        format!(
+            "postgres://postgres:<redacted>@127.0.0.1:{}/postgres",
+            pg.port
+        ),
+        "{status}"
+    );
+
+    // (1) A session idle in a transaction past idle_in_transaction_s_max is terminated.
+    let observer = Session::connect(&url).unwrap();
+    let idle = Session::connect(&url).unwrap();
+    let pid = idle.pid();
+    idle.execute("BEGIN; SELECT 1").unwrap();
+    let t0 = Instant::now();
+    let incident = wait_for(
+        "the pg_idle_in_transaction incident closed as repaired",
+        Duration::from_secs(60),
+        || repaired(&d, "pg_idle_in_transaction"),
+    );
+    eprintln!("idle in transaction: repaired after {:?}", t0.elapsed());
+    assert_eq!(incident["issues"][0]["resource"], "target.db", "{incident}");
+    let gone = observer.count("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid);
+    assert_eq!(gone, 0, "backend {pid} is gone from pg_stat_activity");
+    assert!(
+        idle.execute("SELECT 1").is_err(),
+        "the idle session was ended"
+    );
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("pg-terminate-idle.db") && text.contains("pg_terminate_backend"),
+        "the playbook and its action are recorded: {detail}"
+    );
+    assert!(text.contains(&format!("pid {pid}")), "{detail}");
+    drop(idle);
+
+    // (1b) A statement running past query_s_max is cancelled; its session stays.
+    let sleeper_url = url.clone();
+    let sleeper = std::thread::spawn(move || {
+        let s = Session::connect(&sleeper_url).unwrap();
+        let outcome = s.execute("SELECT pg_sleep(120)");
+        (outcome, s.execute("SELECT 1"))
+    });
+    let t0 = Instant::now();
+    let incident = wait_for(
+        "the pg_long_query incident closed as repaired",
+        Duration::from_secs(60),
+        || repaired(&d, "pg_long_query"),
+    );
+    eprintln!("long query: repaired after {:?}", t0.elapsed());
+    let (outcome, after) = sleeper.join().unwrap();
+    let why = outcome.expect_err("the statement was cancelled");
+    assert!(
+        t0.elapsed() < Duration::from_secs(60),
+        "cancelled, not finished"
+    );
+    assert!(
+        after.is_ok(),
+        "the session stays after a cancel: {after:?} ({why})"
+    );
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("pg-cancel-long-query.db") && text.contains("pg_cancel_backend"),
+        "{detail}"
+    );
+
+    // (2) A table (its name needs quoting) with half its tuples dead is vacuumed.
+    let table = r#""Order ""lines"" 2""#;
+    observer
+        .execute(&format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, v text); \
+             INSERT INTO {table} SELECT g, 'x' FROM generate_series(1, 4000) g; \
+             DELETE FROM {table} WHERE id % 2 = 0"
+        ))
+        .unwrap();
+    let t0 = Instant::now();
+    let incident = wait_for(
+        "the pg_bloat incident closed as repaired",
+        Duration::from_secs(60),
+        || repaired(&d, "pg_bloat"),
+    );
+    eprintln!("bloat: repaired after {:?}", t0.elapsed());
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("pg-vacuum.db") && text.contains("VACUUM (ANALYZE)"),
+        "{detail}"
+    );
+    let dead = observer.count(
+        "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'Order \"lines\" 2' AND $1::int4 = 0",
+        0,
+    );
+    assert_eq!(dead, 0, "the table was vacuumed");
+
+    // (3) amcheck: skipped with its reason without the extension, then every B-tree index verified.
+    let amcheck = |d: &Daemon| -> String {
+        let (_, v) = d.json("GET", "/v1/health?tier=deep", None);
+        v["checks"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == "target.db.amcheck"))
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| panic!("no target.db.amcheck in {v}"))
+    };
+    let skipped = amcheck(&d);
+    assert!(
+        skipped.contains("the amcheck extension is not installed"),
+        "{skipped}"
+    );
+    observer.execute("CREATE EXTENSION amcheck").unwrap();
+    let verified = amcheck(&d);
+    assert!(
+        verified.contains("bt_index_check passed on 1 index"),
+        "{verified}"
+    );
+
+    // (4) An index whose order no longer agrees with its operator class (its comparison function changed under
+    // it) fails bt_index_check: pg_index_corrupt, and REINDEX INDEX CONCURRENTLY rebuilds it.
+    observer
+        .execute(
+            r#"CREATE FUNCTION ledger_cmp(a int4, b int4) RETURNS int4 LANGUAGE sql IMMUTABLE AS 'SELECT btint4cmp(a, b)';
+               CREATE OPERATOR CLASS ledger_ops FOR TYPE int4 USING btree AS
+                 OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 ledger_cmp(int4, int4);
+               CREATE TABLE "Ledger" (n int4);
+               INSERT INTO "Ledger" SELECT g FROM generate_series(1, 2000) g;
+               CREATE INDEX "Ledger n" ON "Ledger" (n ledger_ops);
+               CREATE OR REPLACE FUNCTION ledger_cmp(a int4, b int4) RETURNS int4 LANGUAGE sql IMMUTABLE AS 'SELECT btint4cmp(b, a)';"#,
+        )
+        .unwrap();
+    let corrupt = amcheck(&d);
+    assert!(corrupt.contains("Ledger n"), "{corrupt}");
+    let t0 = Instant::now();
+    let incident = wait_for(
+        "the pg_index_corrupt incident closed as repaired",
+        Duration::from_secs(60),
+        || repaired(&d, "pg_index_corrupt"),
+    );
+    eprintln!("index corruption: repaired after {:?}", t0.elapsed());
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("pg-reindex.db") && text.contains("REINDEX INDEX CONCURRENTLY"),
+        "{detail}"
+    );
+    let after = amcheck(&d);
+    assert!(
+        after.contains("bt_index_check passed on 2 index"),
+        "{after}"
+    );
+    drop(observer);
+
+    // (5) The server stops: pg_down, and the restart_command brings it back.
+    pg.stop("fast");
+    let t1 = Instant::now();
+    let incident = wait_for(
+        "the pg_down incident closed as repaired",
+        Duration::from_secs(90),
+        || repaired(&d, "pg_down"),
+    );
+    eprintln!("pg_down: repaired after {:?}", t1.elapsed());
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("pg-restart.db") && text.contains("run_restart_command"),
+        "{detail}"
+    );
+    assert!(
+        !text.contains("s3cret-pw"),
+        "the password is redacted: {detail}"
+    );
+    let back = Session::connect(&url).expect("the server answers again");
+    back.execute("SELECT 1").unwrap();
+    assert!(
+        !d.stderr().contains("s3cret-pw"),
+        "the password never reaches the log"
+    );
+    d.stop();
+    eprintln!("total: {:?}", started.elapsed());
+}
+
+/// The incident of `code`, in any state, if there is one.
+fn incident_of(d: &Daemon, code: &str) -> Option<Value> {
+    let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
+    v["incidents"]
+        .as_array()?
+        .iter()
+        .find(|i| {
+            i["issues"]
+                .as_array()
+                .is_some_and(|is| is.iter().any(|x| x["code"] == code))
+        })
+        .cloned()
+}
+
+#[test]
+fn a_replica_replaying_behind_its_primary_is_reported() {
+    let Some(bin) = postgres_bin() else {
+        let why = "PostgreSQL's initdb and pg_ctl were not found (PATH, /usr/local/bin, /usr/lib/postgresql/*/bin)";
+        assert!(
+            std::env::var("MEDIC_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "MEDIC_REQUIRE_POSTGRES=1: {why}"
+        );
+        eprintln!("skipping: {why}");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let primary = Cluster::init(tmp.path(), bin);
+    primary.start();
+    let standby = Cluster::standby_of(&primary, tmp.path());
+    standby.start();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[checks]
+shallow_interval_ms = 200
+
+[[targets]]
+name = "replica"
+kind = "postgres"
+url = "{}"
+interval_ms = 300
+replication_lag_s_max = 2
+"#,
+            standby.url()
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let d = Daemon::start_with(
+        &data,
+        tmp.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let replica = Session::connect(&standby.url()).unwrap();
+    let writer = Session::connect(&primary.url()).unwrap();
+    writer
+        .execute("CREATE TABLE ticks (at timestamptz); INSERT INTO ticks VALUES (now())")
+        .unwrap();
+    // Caught up: the standby reads as in recovery, without lag.
+    wait_for(
+        "the standby to replay the table",
+        Duration::from_secs(30),
+        || replica.execute("SELECT * FROM ticks").ok(),
+    );
+    let (_, status) = d.json("GET", "/v1/status", None);
+    let readings = &status["targets"]["postgres"]["replica"]["readings"];
+    assert_eq!(readings["in_recovery"], 1.0, "{status}");
+    assert!(incident_of(&d, "pg_replication_lag").is_none());
+
+    // Replay paused while the primary writes: the standby receives WAL it does not apply.
+    replica.execute("SELECT pg_wal_replay_pause()").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    writer.execute("INSERT INTO ticks VALUES (now())").unwrap();
+    let incident = wait_for(
+        "a pg_replication_lag incident",
+        Duration::from_secs(60),
+        || incident_of(&d, "pg_replication_lag"),
+    );
+    let issue = &incident["issues"][0];
+    assert_eq!(issue["resource"], "target.replica", "{incident}");
+    assert!(
+        issue["summary"]
+            .as_str()
+            .unwrap_or("")
+            .contains("behind its primary"),
+        "{incident}"
+    );
+    replica.execute("SELECT pg_wal_replay_resume()").unwrap();
+    d.stop();
+}
