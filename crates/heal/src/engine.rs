@@ -181,6 +181,35 @@ pub struct Incident {
     rechecked_at: Timestamp,
 }
 
+impl Incident {
+    /// `record` taken into the active set with `status`, its latest issue at `last_issue_at`, last re-checked at
+    /// `rechecked_at`; decided in the next cycle (`dirty`), nothing approved, acknowledged or denied yet.
+    fn taken_in(
+        record: IncidentRecord,
+        status: IncidentStatus,
+        last_issue_at: Timestamp,
+        rechecked_at: Timestamp,
+    ) -> Incident {
+        Incident {
+            record,
+            status,
+            priority: 0.0,
+            root_issue: 0,
+            evidence: Vec::new(),
+            last_issue_at,
+            last_decision: None,
+            approved: false,
+            issues_dropped: 0,
+            acknowledged: None,
+            awaiting_since: None,
+            denied: false,
+            resumed: false,
+            dirty: true,
+            rechecked_at,
+        }
+    }
+}
+
 /// Counters of what the engine did since it started, exportable as JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealingMetrics {
@@ -1433,23 +1462,7 @@ impl Engine {
         };
         // When the engine took it in: an issue found long ago must not count as quiet already.
         let last_issue_at = issue.detected_at.max(now);
-        let mut inc = Incident {
-            record,
-            status: IncidentStatus::Open,
-            priority: 0.0,
-            root_issue: 0,
-            evidence: Vec::new(),
-            last_issue_at,
-            last_decision: None,
-            approved: false,
-            issues_dropped: 0,
-            acknowledged: None,
-            awaiting_since: None,
-            denied: false,
-            resumed: false,
-            dirty: true,
-            rechecked_at: now,
-        };
+        let mut inc = Incident::taken_in(record, IncidentStatus::Open, last_issue_at, now);
         inc.record.issues.push(issue);
         self.active.insert(id, inc);
     }

@@ -353,6 +353,11 @@ impl App {
         self.clock.now()
     }
 
+    /// The alerts a fleet's Alertmanager reports firing.
+    pub fn alert_inbox(&self) -> &Arc<crate::alertmanager::AlertInbox> {
+        self.subject.alert_inbox()
+    }
+
     /// The operators' silences in force.
     pub fn silence_set(&self) -> &crate::operators::SilenceSet {
         &self.silences

@@ -15,6 +15,7 @@ pub const LONG_VERSION: &str = concat!(
     ")"
 );
 
+pub mod alertmanager;
 pub mod app;
 pub mod bench;
 pub mod cli;

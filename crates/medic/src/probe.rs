@@ -185,6 +185,8 @@ pub struct MedicSubject {
     watchdog: Option<(std::time::Duration, crate::watchdog::Abandoned)>,
     /// The configured targets and their playbooks, once the daemon attached them.
     targets: std::sync::OnceLock<Arc<crate::target::Targets>>,
+    /// The alerts a fleet's Alertmanager reports firing (`POST /v1/alertmanager`), checked every shallow cycle.
+    alerts: Arc<crate::alertmanager::AlertInbox>,
 }
 
 impl MedicSubject {
@@ -206,7 +208,13 @@ impl MedicSubject {
             probe,
             watchdog: None,
             targets: std::sync::OnceLock::new(),
+            alerts: Arc::default(),
         }
+    }
+
+    /// The Alertmanager inbox.
+    pub fn alert_inbox(&self) -> &Arc<crate::alertmanager::AlertInbox> {
+        &self.alerts
     }
 
     /// Adds the targets (their checks, samples and strategies) to what the engine watches; once.
@@ -234,6 +242,9 @@ impl Subject for MedicSubject {
         if let Some(t) = self.targets.get() {
             checks.extend(t.checks());
         }
+        checks.push(Arc::new(crate::alertmanager::FiringCheck(
+            self.alerts.clone(),
+        )));
         checks
     }
     fn strategies(&self) -> Vec<Arc<dyn RepairStrategy>> {

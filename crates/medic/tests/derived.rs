@@ -198,16 +198,25 @@ fn vector_search_is_served_from_the_flat_index_rebuilt_without_a_human_and_caugh
 
     // Deleted while idle: the engine's agreement check finds it and its rebuild writes it back.
     let before = flat_status(&d)["rebuilds"].as_u64().unwrap();
-    std::fs::remove_dir_all(data.join("idx")).unwrap();
+    // As `rm -rf` would, again while an index still writes a file into the directory being removed.
+    wait_for("idx/ removed", Duration::from_secs(10), || {
+        std::fs::remove_dir_all(data.join("idx")).ok()
+    });
     wait_for("a rebuild by the engine", Duration::from_secs(60), || {
         let st = flat_status(&d);
         (st["rebuilds"].as_u64() > Some(before) && data.join("idx/default/flat/flat.bin").is_file())
             .then_some(())
     });
-    let (_, incidents) = d.json("GET", "/v1/incidents", None);
-    assert!(
-        incidents.to_string().contains("derived_damaged"),
-        "no incident names the damaged index: {incidents}"
+    wait_for(
+        "an incident naming the damaged index",
+        Duration::from_secs(30),
+        || {
+            let (_, incidents) = d.json("GET", "/v1/incidents", None);
+            incidents
+                .to_string()
+                .contains("derived_damaged")
+                .then_some(())
+        },
     );
     assert_exact(&d, &docs, "after idx/ was deleted while idle");
 

@@ -674,22 +674,10 @@ fn a_silence_without_repair_holds_the_repair_until_it_is_expired() {
     damage_open_segment(&data);
 
     let d = start(&data, tmp.path(), config);
-    let held = wait_for(
+    let held = incident_deciding(
+        &d,
         "the repair held by the silence",
-        Duration::from_secs(30),
-        || {
-            let (_, v) = d.json("GET", "/v1/incidents", None);
-            v["incidents"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|i| {
-                    i["decision"]
-                        .as_str()
-                        .is_some_and(|t| t.contains(&format!("held by silence {sid}")))
-                })
-                .cloned()
-        },
+        &format!("held by silence {sid}"),
     );
     let id = held["id"].as_u64().unwrap();
     let segments_before = wal_bytes(&data);
@@ -730,6 +718,19 @@ fn a_silence_without_repair_holds_the_repair_until_it_is_expired() {
     }
 }
 
+/// The first incident whose decision contains `text`, waited for up to 30 s.
+fn incident_deciding(d: &Daemon, what: &str, text: &str) -> Value {
+    wait_for(what, Duration::from_secs(30), || {
+        let (_, v) = d.json("GET", "/v1/incidents", None);
+        v["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["decision"].as_str().is_some_and(|t| t.contains(text)))
+            .cloned()
+    })
+}
+
 /// Every WAL file's bytes, by name.
 fn wal_bytes(data: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(data.join("wal"))
@@ -758,22 +759,10 @@ fn a_maintenance_window_holds_risky_repairs_while_it_is_open() {
     );
     damaged_store(&data, tmp.path(), plain);
     let d = start(&data, tmp.path(), &window);
-    let held = wait_for(
+    let held = incident_deciding(
+        &d,
         "the repair held by the window",
-        Duration::from_secs(30),
-        || {
-            let (_, v) = d.json("GET", "/v1/incidents", None);
-            v["incidents"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|i| {
-                    i["decision"]
-                        .as_str()
-                        .is_some_and(|t| t.contains("maintenance window \"always\""))
-                })
-                .cloned()
-        },
+        "maintenance window \"always\"",
     );
     let id = held["id"].as_u64().unwrap();
     let decision = held["decision"].as_str().unwrap();

@@ -210,23 +210,7 @@ impl Engine {
         self.kb.save(&record)?;
         self.active.insert(
             id,
-            Incident {
-                record,
-                status: IncidentStatus::Open,
-                priority: 0.0,
-                root_issue: 0,
-                evidence: Vec::new(),
-                last_issue_at: now,
-                last_decision: None,
-                approved: false,
-                issues_dropped: 0,
-                acknowledged: None,
-                awaiting_since: None,
-                denied: false,
-                resumed: false,
-                dirty: true,
-                rechecked_at: now,
-            },
+            Incident::taken_in(record, IncidentStatus::Open, now, now),
         );
         Ok(())
     }

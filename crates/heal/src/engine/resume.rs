@@ -39,27 +39,18 @@ impl Engine {
                     record.decision
                 );
             }
-            let inc = Incident {
-                record,
-                status: if escalated {
-                    IncidentStatus::Escalated
-                } else {
-                    IncidentStatus::Watching
-                },
-                priority: d.priority,
-                root_issue: d.root_issue,
-                evidence: d.evidence,
-                last_issue_at: now,
-                last_decision: None,
-                approved: false,
-                issues_dropped: 0,
-                acknowledged: None,
-                awaiting_since: None,
-                denied: false,
-                resumed: true,
-                dirty: false,
-                rechecked_at: 0,
+            let status = if escalated {
+                IncidentStatus::Escalated
+            } else {
+                IncidentStatus::Watching
             };
+            // Re-checked in the first cycle; not decided until its problem is found again.
+            let mut inc = Incident::taken_in(record, status, now, 0);
+            inc.priority = d.priority;
+            inc.root_issue = d.root_issue;
+            inc.evidence = d.evidence;
+            inc.resumed = true;
+            inc.dirty = false;
             self.metrics.incidents_resumed += 1;
             self.active.insert(r.id, inc);
         }

@@ -12,6 +12,7 @@
 //!
 //! A request whose `Content-Length` is over `http.request_body_bytes_max` is answered 413 before its body is read.
 
+mod alertmanager;
 pub mod api;
 pub mod auth;
 mod bulk;
@@ -101,6 +102,7 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
         .route("/v1/incidents", get(api::incidents))
         .route("/v1/incidents/{id}", get(api::incident))
         .merge(operators::routes())
+        .route("/v1/alertmanager", post(alertmanager::receive))
         .merge(dashboard::routes())
         .route("/v1/heal", post(api::heal_now))
         .route("/v1/accept-loss", post(api::accept_loss))
