@@ -1,7 +1,7 @@
 //! Targets: services around medic that its engine watches beside the store, configured as `[[targets]]`.
 //!
 //! Each target is a `heal::Subject` of its own ([`http::HttpTarget`], [`process::ProcessTarget`],
-//! [`postgres::PostgresTarget`]); [`Targets`]
+//! [`postgres::PostgresTarget`], [`prometheus::PrometheusTarget`]); [`Targets`]
 //! joins them, with the playbooks' strategies, into the one subject the daemon adds to the store's. Their issues
 //! are on the resource `target.<name>` and their readings are samples named `target.<name>.<reading>`. A target
 //! issue no playbook (nor a process target's built-in restart, nor a PostgreSQL target's default playbooks) repairs
@@ -14,6 +14,7 @@
 pub mod http;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ pub enum TargetKind {
     Process,
     /// A PostgreSQL server reached over a connection string.
     Postgres,
+    /// A Prometheus server whose PromQL queries are read as samples.
+    Prometheus,
 }
 
 impl TargetKind {
@@ -60,6 +63,7 @@ impl TargetKind {
             TargetKind::Http => "http",
             TargetKind::Process => "process",
             TargetKind::Postgres => "postgres",
+            TargetKind::Prometheus => "prometheus",
         }
     }
 
@@ -69,6 +73,7 @@ impl TargetKind {
             TargetKind::Http => &["endpoint_down"],
             TargetKind::Process => &["process_dead"],
             TargetKind::Postgres => &postgres::CODES,
+            TargetKind::Prometheus => &prometheus::CODES,
         }
     }
 
@@ -85,6 +90,8 @@ impl TargetKind {
                 "restarts",
             ],
             TargetKind::Postgres => postgres::READINGS,
+            // Its readings are the names of its queries; a playbook condition does not name them (yet).
+            TargetKind::Prometheus => &[],
         }
     }
 }
@@ -143,6 +150,8 @@ pub struct TargetConfig {
     /// postgres: the program and arguments (no shell) `run_restart_command` runs, e.g.
     /// `["systemctl", "restart", "postgresql"]`; none: no restart (a `pg_down` is escalated).
     pub restart_command: Vec<String>,
+    /// prometheus: reading name → PromQL query, each value a sample `target.<name>.<reading>`.
+    pub queries: BTreeMap<String, String>,
 }
 
 impl Default for TargetConfig {
@@ -172,6 +181,7 @@ impl Default for TargetConfig {
             amcheck_timeout_ms: 30_000,
             amcheck_indexes_max: 100,
             restart_command: Vec::new(),
+            queries: BTreeMap::new(),
         }
     }
 }
@@ -281,6 +291,17 @@ pub fn validate(targets: &[TargetConfig]) -> Result<(), String> {
                 no_restart_command(t)?;
             }
             TargetKind::Postgres => validate_postgres(t)?,
+            TargetKind::Prometheus => {
+                prometheus::validate(t)?;
+                no_restart_command(t)?;
+            }
+        }
+        if t.kind != TargetKind::Prometheus && !t.queries.is_empty() {
+            return bad(
+                "queries",
+                format!("{} queries", t.queries.len()),
+                "nothing for this kind (queries are for kind = \"prometheus\")",
+            );
         }
     }
     Ok(())
@@ -565,6 +586,11 @@ impl Targets {
                         }
                     }
                     postgres.insert(c.name.clone(), t.clone());
+                    subjects.push(t);
+                }
+                TargetKind::Prometheus => {
+                    let t = Arc::new(prometheus::PrometheusTarget::new(c.clone()));
+                    checks.insert(c.name.clone(), t.check());
                     subjects.push(t);
                 }
             }
