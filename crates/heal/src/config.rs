@@ -90,6 +90,13 @@ pub struct EngineConfig {
     /// Successful automatic repairs of one problem (resource and code) within `recurring_window_us` after which it
     /// is escalated as recurring, with its history; 0: never. [0, 1000].
     pub recurring_repairs_max: u32,
+    /// The breakage cap: at least this many resources failing at once, and more than `breakage_share_max` of the
+    /// watched ones, stop automatic repair and escalate; 0 (the default): never — a store's few files can all be
+    /// damaged at once by one fault its redundancy undoes, so the operator sets it for the size of what is watched.
+    /// [0, 100000].
+    pub breakage_resources_min: u32,
+    /// The breakage cap's share of the watched resources. (0, 1].
+    pub breakage_share_max: f64,
     /// The window of `recurring_repairs_max`, and the least time between two recurring alerts of one problem.
     /// [1 min, 30 days].
     pub recurring_window_us: u64,
@@ -154,6 +161,8 @@ impl Default for EngineConfig {
             breaker_cooldown_us: 1_800 * US_PER_S,
             same_problem_failures_max: 3,
             recurring_repairs_max: 3,
+            breakage_resources_min: 0,
+            breakage_share_max: 0.5,
             recurring_window_us: DAY_US,
             success_rate_min: 0.1,
             prior_successes: 1.0,
@@ -326,6 +335,19 @@ impl EngineConfig {
             self.recurring_repairs_max.into(),
             0,
             1000,
+        )?;
+        range_u(
+            "breakage_resources_min",
+            self.breakage_resources_min.into(),
+            0,
+            100_000,
+        )?;
+        range_f(
+            "breakage_share_max",
+            self.breakage_share_max,
+            0.0,
+            1.0,
+            true,
         )?;
         range_u(
             "recurring_window_us",

@@ -37,6 +37,7 @@ use crate::schedule::Scheduler;
 use crate::subject::{MetricKind, Sample, Subject, rate_name};
 use crate::trend::TrendTracker;
 
+mod breakage;
 mod hold;
 mod operator;
 mod recurring;
@@ -260,6 +261,9 @@ pub struct HealingMetrics {
     /// Repair steps failed for overrunning `repair_timeout_us`.
     #[serde(default)]
     pub repairs_timed_out: u64,
+    /// Cycles in which the breakage cap held every repair.
+    #[serde(default)]
+    pub breakage_holds: u64,
     /// Unresolved incidents taken back into the active set at start.
     #[serde(default)]
     pub incidents_resumed: u64,
@@ -376,6 +380,8 @@ pub struct Engine {
     notifiers: Vec<Box<dyn Notifier>>,
     /// Asked before every automatic repair ([`RepairHold`]).
     holds: Vec<Arc<dyn RepairHold>>,
+    /// This cycle's breakage cap, when it holds every repair.
+    breakage_hold: Option<String>,
     /// Successful automatic repairs per problem, for recurring-problem escalation.
     recurring: RecurringRepairs,
     active: BTreeMap<u64, Incident>,
@@ -544,6 +550,7 @@ impl Engine {
             writes_stopped_for: None,
             notifiers: Vec::new(),
             holds: Vec::new(),
+            breakage_hold: None,
             recurring: RecurringRepairs::default(),
             active: BTreeMap::new(),
             next_id,
@@ -935,6 +942,7 @@ impl Engine {
             .map(|i| (i.priority, i.record.id))
             .collect();
         order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        self.breakage_hold = self.breakage(&order, &mut alerts);
         let strategies = self.subject.strategies();
         let mut busy: BTreeSet<String> = BTreeSet::new();
         let mut repairs_started = 0u32;

@@ -102,6 +102,11 @@ pub trait Subject: Send + Sync {
     fn sample(&self, now: Timestamp) -> Vec<Sample>;
     /// Problems found since the last call outside any check (read-path damage, operation errors). Drains them.
     fn drain_issues(&self) -> Vec<Issue>;
+    /// Every resource it watches (files, targets, ...), the denominator of the breakage cap. The default names none:
+    /// then the resources failing are all the engine knows of.
+    fn resources(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// CRISIS handling. `Some(reason)`: an incident that puts acknowledged data at risk is open and was not repaired,
     /// so stop taking writes (reads go on) and preserve the state for a human; `None`: no such incident is open any
     /// more, writes may resume. The engine calls it when the state changes, and again next cycle if it failed. The

@@ -1462,6 +1462,53 @@ fn incidents_unresolved_at_a_restart_go_on_under_their_ids() {
 }
 
 #[test]
+fn many_resources_failing_at_once_stop_automatic_repair_until_fewer_fail() {
+    let config = EngineConfig {
+        breakage_resources_min: 3,
+        breakage_share_max: 0.5,
+        ..EngineConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    // Three damaged files at once: the subject names no other resource, so 3 of 3 fail.
+    for n in 1..=3 {
+        let f = sim.block_fault(&format!("wal/0000002{n}.seg"));
+        sim.inject(f);
+    }
+    let s = sim.cycle();
+    assert_eq!(s.incidents_opened.len(), 3, "{s:#?}");
+    assert!(sim.calls().is_empty(), "no repair started");
+    for d in &s.decisions {
+        assert_eq!(d.decision.action, Action::Defer);
+        let why = d.decision.reasons.last().unwrap();
+        assert!(
+            why.starts_with("breakage cap: 3 of 3 watched resources failing at once"),
+            "{why}"
+        );
+    }
+    let breakage: Vec<&Alert> = s.alerts.iter().filter(|a| a.rule == "breakage").collect();
+    assert_eq!(breakage.len(), 1, "{:?}", s.alerts);
+    assert_eq!(breakage[0].level, EscalationLevel::Escalate);
+    // Still held next cycle, and not alerted again within the cooldown.
+    let s = sim.cycle();
+    assert!(s.alerts.iter().all(|a| a.rule != "breakage"));
+    assert!(sim.calls().is_empty());
+    // An operator fixes one by hand; its incident is resolved: two fail, below the minimum, and both are repaired.
+    let first = sim.engine.active_incidents()[0].record.id;
+    sim.world.lock().unwrap().faults.remove("wal/00000021.seg");
+    sim.engine
+        .resolve(first, "alice", "replaced by hand")
+        .unwrap();
+    let s = sim.cycle();
+    assert_eq!(s.incidents_closed.len(), 2, "{s:#?}");
+    assert!(
+        s.incidents_closed
+            .iter()
+            .all(|(_, r)| *r == Resolution::AutoRepaired)
+    );
+    assert_eq!(sim.engine.metrics().breakage_holds, 2);
+}
+
+#[test]
 fn engine_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<Engine>();

@@ -1037,6 +1037,14 @@ const ENGINE_DOCS: &[(&str, &str)] = &[
         "Failed repairs of one problem before escalating instead, [1, 100].",
     ),
     (
+        "breakage_resources_min",
+        "At least this many resources failing at once, and more than breakage_share_max of those watched, stop automatic repair and escalate (the breakage cap); 0 (default): never, [0, 100000].",
+    ),
+    (
+        "breakage_share_max",
+        "The breakage cap's share of the watched resources, (0, 1].",
+    ),
+    (
         "recurring_repairs_max",
         "Successful automatic repairs of one problem within recurring_window_us after which it is escalated as recurring, with its history; 0: never, [0, 1000].",
     ),

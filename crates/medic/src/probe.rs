@@ -287,6 +287,16 @@ impl Subject for MedicSubject {
     fn stop_writes(&self, reason: Option<&str>) -> Result<(), String> {
         self.inner.stop_writes(reason)
     }
+    /// The store's files and disk, each target, and each alert firing.
+    fn resources(&self) -> Vec<String> {
+        let mut out = self.inner.resources();
+        if let Some(t) = self.targets.get() {
+            out.extend(t.resources());
+        }
+        let now = heal::Clock::now(&heal::SystemClock::new());
+        out.extend(self.alerts.firing(now).into_iter().map(|f| f.resource));
+        out
+    }
 }
 
 #[cfg(test)]

@@ -1488,6 +1488,12 @@ impl Subject for StoreSubject {
     fn name(&self) -> &str {
         "store"
     }
+    /// The live data files (relative paths, as the store's issues name them) and the disk.
+    fn resources(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.store.data_files().into_iter().map(|f| f.rel).collect();
+        out.push("disk".to_string());
+        out
+    }
     fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
         let s = self.store.clone();
         let own: Vec<Arc<dyn HealthCheck>> = vec![

@@ -46,7 +46,16 @@ impl Engine {
         root: &Issue,
         decision: &mut RepairDecision,
     ) {
-        if decision.action != Action::Repair || decision.dry_run || self.holds.is_empty() {
+        if decision.action != Action::Repair || decision.dry_run {
+            return;
+        }
+        if let Some(why) = &self.breakage_hold {
+            self.metrics.repairs_held += 1;
+            decision.action = Action::Defer;
+            decision.reasons.push(why.clone());
+            return;
+        }
+        if self.holds.is_empty() {
             return;
         }
         let strategy = decision.strategy.clone().unwrap_or_default();

@@ -665,6 +665,10 @@ impl Subject for Targets {
             .flat_map(|s| s.drain_issues())
             .collect()
     }
+    /// `target.<name>` of each target.
+    fn resources(&self) -> Vec<String> {
+        self.subjects.iter().map(|s| resource(s.name())).collect()
+    }
 }
 
 #[cfg(test)]
