@@ -149,6 +149,13 @@ fn config(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// Removes `dir` as an operator's `rm -rf` would, again while an index still writes a file into it.
+fn rm_rf(dir: &std::path::Path) {
+    wait_for("the directory removed", Duration::from_secs(10), || {
+        std::fs::remove_dir_all(dir).ok()
+    });
+}
+
 #[test]
 fn vector_search_is_served_from_the_flat_index_rebuilt_without_a_human_and_caught_up_after_a_restart()
  {
@@ -172,7 +179,7 @@ fn vector_search_is_served_from_the_flat_index_rebuilt_without_a_human_and_caugh
     });
 
     // Deleted while writes go on: rebuilt, and every write is served.
-    std::fs::remove_dir_all(data.join("idx")).unwrap();
+    rm_rf(&data.join("idx"));
     for i in 420..470 {
         put(&d, &mut docs, i, 3);
     }
@@ -198,10 +205,7 @@ fn vector_search_is_served_from_the_flat_index_rebuilt_without_a_human_and_caugh
 
     // Deleted while idle: the engine's agreement check finds it and its rebuild writes it back.
     let before = flat_status(&d)["rebuilds"].as_u64().unwrap();
-    // As `rm -rf` would, again while an index still writes a file into the directory being removed.
-    wait_for("idx/ removed", Duration::from_secs(10), || {
-        std::fs::remove_dir_all(data.join("idx")).ok()
-    });
+    rm_rf(&data.join("idx"));
     wait_for("a rebuild by the engine", Duration::from_secs(60), || {
         let st = flat_status(&d);
         (st["rebuilds"].as_u64() > Some(before) && data.join("idx/default/flat/flat.bin").is_file())
