@@ -5,12 +5,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Daemon, wait_for};
+use support::{Daemon, Killed, free_port, wait_for};
 
 const CONFIG: &str =
     "[checks]\nshallow_interval_ms = 200\n\n[engine]\nescalated_recheck_us = 200000\n";
@@ -111,41 +111,9 @@ fn a_posted_alert_opens_an_incident_that_closes_when_it_is_resolved() {
     d.stop();
 }
 
-fn alertmanager_binary() -> Option<PathBuf> {
-    ["prometheus-alertmanager", "alertmanager"]
-        .iter()
-        .flat_map(|name| {
-            std::env::var_os("PATH")
-                .map(|p| {
-                    std::env::split_paths(&p)
-                        .map(|d| d.join(name))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        })
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_real_alertmanager_reports_firing_and_resolved_alerts() {
-    let Some(bin) = alertmanager_binary() else {
+    let Some(bin) = support::binary_on_path(&["prometheus-alertmanager", "alertmanager"]) else {
         assert!(
             std::env::var("MEDIC_REQUIRE_ALERTMANAGER").as_deref() != Ok("1"),
             "MEDIC_REQUIRE_ALERTMANAGER=1 but no prometheus-alertmanager on PATH"

@@ -6,37 +6,11 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Daemon, doc, wait_for};
-
-fn prometheus_binary() -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("prometheus"))
-            .find(|p| p.is_file())
-    })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Daemon, Killed, doc, free_port, wait_for};
 
 /// The latest value of `metric` in the daemon's history, once there is one.
 fn history_value(d: &Daemon, metric: &str) -> f64 {
@@ -75,7 +49,7 @@ fn incident(d: &Daemon, code: &str) -> Value {
 
 #[test]
 fn queries_of_a_real_prometheus_become_samples_and_its_failures_incidents() {
-    let Some(bin) = prometheus_binary() else {
+    let Some(bin) = support::binary_on_path(&["prometheus"]) else {
         assert!(
             std::env::var("MEDIC_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
             "MEDIC_REQUIRE_PROMETHEUS=1 but no prometheus on PATH"

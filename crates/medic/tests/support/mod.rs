@@ -399,3 +399,32 @@ pub fn assert_all_acked_readable(d: &Daemon, log: &WriteLog, what: &str) {
         d.stderr()
     );
 }
+
+/// The first of `names` found as a file on `PATH`: a real server a test runs beside medic.
+pub fn binary_on_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A loopback port free now (for a server whose address must be written into another's configuration first).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed and reaped on drop.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
