@@ -41,12 +41,27 @@ fn start(data: &Path, logs: &Path, config: &str) -> Daemon {
 /// next daemon finds the damage at open and must repair it from the mirror (risk 0.05).
 fn damaged_store(data: &Path, logs: &Path, config: &str) {
     let d = start(data, logs, config);
+    put_docs(&d);
+    d.stop();
+    damage_open_segment(data);
+}
+
+/// Writes the 40 documents `doc-0`..`doc-39` (`support::doc`), each acknowledged.
+fn put_docs(d: &Daemon) {
     for i in 0..40 {
         let (s, _) = d.json("PUT", &format!("/v1/docs/doc-{i}"), Some(&doc(i)));
         assert_eq!(s, 200);
     }
-    d.stop();
-    damage_open_segment(data);
+}
+
+/// Every one of the 40 documents of [`put_docs`] reads back exactly as written.
+fn assert_docs_read_back(d: &Daemon) {
+    for i in 0..40 {
+        let (s, mut v) = d.json("GET", &format!("/v1/docs/doc-{i}"), None);
+        assert_eq!(s, 200, "doc-{i}: {v}");
+        v.as_object_mut().unwrap().remove("id");
+        assert_eq!(v, doc(i), "doc-{i}");
+    }
 }
 
 fn damage_open_segment(data: &Path) {
@@ -301,12 +316,7 @@ fn an_approved_repair_runs_and_the_approval_is_recorded_wrong_states_are_409() {
     );
     let (_, v) = d.json("GET", "/v1/approvals", None);
     assert_eq!(v["approvals"], json!([]), "{v}");
-    for i in 0..40 {
-        let (s, mut v) = d.json("GET", &format!("/v1/docs/doc-{i}"), None);
-        assert_eq!(s, 200);
-        v.as_object_mut().unwrap().remove("id");
-        assert_eq!(v, doc(i));
-    }
+    assert_docs_read_back(&d);
     d.stop();
 }
 
@@ -529,10 +539,7 @@ fn a_silence_survives_a_restart_mutes_reminders_until_it_ends_and_ack_stops_them
     let config =
         format!("{BASE}renotify_interval_us = 1000000\n\n[notify]\nwebhook_url = \"{url}\"\n");
     let d = start(&data, tmp.path(), &config);
-    for i in 0..40 {
-        let (s, _) = d.json("PUT", &format!("/v1/docs/doc-{i}"), Some(&doc(i)));
-        assert_eq!(s, 200);
-    }
+    put_docs(&d);
     // Silence the log's damage before it happens (a maintenance window), with the CLI.
     let (code, out, err) = medic(
         &data,
@@ -645,12 +652,7 @@ fn a_silence_without_repair_holds_the_repair_until_it_is_expired() {
     let data = tmp.path().join("data");
     let config = "[checks]\nshallow_interval_ms = 200\n";
     let d = start(&data, tmp.path(), config);
-    let mut written = Vec::new();
-    for i in 0..40 {
-        let (s, _) = d.json("PUT", &format!("/v1/docs/doc-{i}"), Some(&doc(i)));
-        assert_eq!(s, 200);
-        written.push((format!("doc-{i}"), doc(i)));
-    }
+    put_docs(&d);
     let (code, out, err) = medic(
         &data,
         &[
@@ -709,13 +711,7 @@ fn a_silence_without_repair_holds_the_repair_until_it_is_expired() {
             (v["incident"]["resolution"] == "auto_repaired").then_some(())
         },
     );
-    for (id, want) in &written {
-        let (s, got) = d.json("GET", &format!("/v1/docs/{id}"), None);
-        assert_eq!(s, 200, "{id}: {got}");
-        assert_eq!(got["text"], want["text"], "{id}");
-        assert_eq!(got["vector"], want["vector"], "{id}");
-        assert_eq!(got["meta"], want["meta"], "{id}");
-    }
+    assert_docs_read_back(&d);
 }
 
 /// The first incident whose decision contains `text`, waited for up to 30 s.
@@ -777,13 +773,7 @@ fn a_maintenance_window_holds_risky_repairs_while_it_is_open() {
     // The store restored the damaged records from the mirror when it opened (recovery is not held: the store
     // must open to serve); what waited is the engine's repair. Without the window every document reads back.
     let d = start(&data, tmp.path(), plain);
-    for i in 0..40 {
-        let (s, got) = d.json("GET", &format!("/v1/docs/doc-{i}"), None);
-        assert_eq!(s, 200, "doc-{i}: {got}");
-        let mut want = doc(i);
-        want["id"] = json!(format!("doc-{i}"));
-        assert_eq!(got, want, "doc-{i}");
-    }
+    assert_docs_read_back(&d);
     d.stop();
 
     let bad = tmp.path().join("bad.toml");
