@@ -402,10 +402,36 @@ pub fn run_in(
             })
         }
     };
+    withhold_stale(store, collection, &mut answer);
     if let Some(m) = answer.as_object_mut() {
         m.insert("took_ms".into(), json!(t0.elapsed().as_secs_f64() * 1e3));
     }
     Ok(answer)
+}
+
+/// While the store is degraded, a hit on a document a lost record may have changed is never answered (an index
+/// built before the loss still holds it, but nothing says which version is the truth): such hits are removed and
+/// named in `"withheld"` (present only while degraded: `store.lost` in `/v1/status` says what was lost), so the
+/// answer may hold fewer than `k` hits and says why.
+fn withhold_stale(store: &store::Store, collection: &str, answer: &mut Value) {
+    if !store.degraded() {
+        return;
+    }
+    let Some(hits) = answer.get_mut("hits").and_then(Value::as_array_mut) else {
+        return;
+    };
+    let mut withheld = Vec::new();
+    hits.retain(|h| {
+        let id = h.get("id").and_then(Value::as_str).unwrap_or_default();
+        let stale = store.may_be_stale_in(collection, id);
+        if stale {
+            withheld.push(json!(id));
+        }
+        !stale
+    });
+    if let Some(m) = answer.as_object_mut() {
+        m.insert("withheld".into(), Value::Array(withheld));
+    }
 }
 
 /// A query error: the request's fault is a 400 naming what and where (the query's column); the index's is a 503.

@@ -442,7 +442,15 @@ fn a_loss_beyond_every_copy_is_reported_precisely_while_the_rest_keeps_serving()
     );
     assert!(first >= 1 && last >= first && last < 60, "{lost}");
     // Every document either reads back identical (written after the loss) or is refused naming it; never wrong.
-    let (mut served, mut refused) = (0, 0);
+    // The segment's identity journal names the documents the lost records wrote: only those are refused.
+    let named: Vec<String> = serde_json::from_value(lost["ids"].clone())
+        .unwrap_or_else(|e| panic!("the loss names its documents ({e}): {lost}"));
+    assert_eq!(
+        named.len() as u64,
+        last - first + 1,
+        "one document per lost record: {lost}"
+    );
+    let (mut served, mut refused) = (0, Vec::new());
     for i in 0..60 {
         let (s, v) = d.json("GET", &format!("/v1/docs/d{i}"), None);
         match s {
@@ -458,14 +466,37 @@ fn a_loss_beyond_every_copy_is_reported_precisely_while_the_rest_keeps_serving()
                     e.contains("may be stale") && e.contains(&format!("LSN {first}")),
                     "{e}"
                 );
-                refused += 1;
+                refused.push(format!("d{i}"));
             }
             other => panic!("d{i}: {other} {v}"),
         }
     }
-    assert!(
-        served > 0 && refused > 0,
-        "served {served}, refused {refused}"
+    refused.sort();
+    assert_eq!(
+        refused, named,
+        "refused exactly the documents the loss names; served {served}"
+    );
+    assert!(served > 0, "served {served}, refused {refused:?}");
+    // Searches go on over every other document, and never answer a document the loss names.
+    let (s, v) = d.json(
+        "POST",
+        "/v1/search",
+        Some(&json!({"vector": [30.0, 1.0, 0.0], "k": 60, "exact": true})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let hits: Vec<String> = v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(hits.len(), 60 - named.len(), "{v}");
+    assert!(hits.iter().all(|h| !named.contains(h)), "{v}");
+    let withheld: Vec<String> = serde_json::from_value(v["withheld"].clone()).unwrap();
+    assert_eq!(
+        withheld.iter().collect::<std::collections::BTreeSet<_>>(),
+        named.iter().collect(),
+        "{v}"
     );
     let (s, v) = d.json("PUT", "/v1/docs/new", Some(&doc(1)));
     assert_eq!(s, 503, "{v}");

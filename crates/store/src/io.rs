@@ -275,23 +275,49 @@ pub fn sync_dir(faults: &IoFaults, dir: &Path) -> io::Result<()> {
 /// Writes a whole file atomically: a temp file (created anew, never through a link), fsync, rename over `path`
 /// (which replaces a link at `path` itself, never its target), fsync the directory.
 pub fn write_file_atomic(faults: &IoFaults, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_file_atomic_staged(faults, path, bytes).map_err(|f| f.error)
+}
+
+/// Why [`write_file_atomic_staged`] failed, and whether `path` may already hold the new bytes.
+#[derive(Debug)]
+pub struct AtomicWriteFailure {
+    /// The error.
+    pub error: io::Error,
+    /// The temp file was renamed over `path` (only the directory's flush failed): `path` holds the new bytes, not
+    /// known to be durable. When false, `path` is certainly unchanged.
+    pub renamed: bool,
+}
+
+/// [`write_file_atomic`], telling a failure before the rename (nothing changed) from one after it.
+pub fn write_file_atomic_staged(
+    faults: &IoFaults,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), AtomicWriteFailure> {
+    let before = |error| AtomicWriteFailure {
+        error,
+        renamed: false,
+    };
     let dir = path
         .parent()
-        .ok_or_else(|| io::Error::other("path has no parent directory"))?;
+        .ok_or_else(|| before(io::Error::other("path has no parent directory")))?;
     let mut tmp_name = path
         .file_name()
-        .ok_or_else(|| io::Error::other("path has no file name"))?
+        .ok_or_else(|| before(io::Error::other("path has no file name")))?
         .to_os_string();
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);
     let result = (|| {
-        let f = create_new(faults, &tmp)?;
-        write_all_at(faults, &f, bytes, 0)?;
-        sync(faults, &f)?;
+        let f = create_new(faults, &tmp).map_err(before)?;
+        write_all_at(faults, &f, bytes, 0).map_err(before)?;
+        sync(faults, &f).map_err(before)?;
         drop(f);
-        move_aside_if_directory(path)?;
-        std::fs::rename(&tmp, path)?;
-        sync_dir(faults, dir)
+        move_aside_if_directory(path).map_err(before)?;
+        std::fs::rename(&tmp, path).map_err(before)?;
+        sync_dir(faults, dir).map_err(|error| AtomicWriteFailure {
+            error,
+            renamed: true,
+        })
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -11,6 +11,7 @@ pub mod config;
 pub mod derived;
 pub mod error;
 pub mod fault;
+pub mod identity;
 pub mod io;
 pub mod lock;
 pub mod manifest;

@@ -205,6 +205,16 @@ pub fn write_copy(faults: &IoFaults, dir: &Path, idx: usize, m: &Manifest) -> st
     io::write_file_atomic(faults, &dir.join(COPIES[idx]), &m.encode())
 }
 
+/// [`write_copy`], telling a failure that left the copy unchanged from one after its rename.
+pub fn write_copy_staged(
+    faults: &IoFaults,
+    dir: &Path,
+    idx: usize,
+    m: &Manifest,
+) -> Result<(), io::AtomicWriteFailure> {
+    io::write_file_atomic_staged(faults, &dir.join(COPIES[idx]), &m.encode())
+}
+
 /// Writes both copies, A then B.
 pub fn write_both(faults: &IoFaults, dir: &Path, m: &Manifest) -> std::io::Result<()> {
     write_copy(faults, dir, 0, m)?;

@@ -19,6 +19,7 @@ use crate::collection::{self, CollectionInfo, CollectionState, Created, Stored};
 use crate::config::StoreConfig;
 use crate::derived::{DerivedIndex, DerivedSet, FeedItem, LogCover, Truth};
 use crate::error::{StoreError, loc};
+use crate::identity;
 use crate::io;
 use crate::lock::{DirLock, now_us};
 use crate::manifest::{self, Manifest, SegmentEntry};
@@ -246,9 +247,38 @@ pub struct LostRange {
     pub lsn_range: (u64, u64),
     /// Why they are lost.
     pub reason: String,
+    /// The table keys (ids, namespaced for a named collection) of every record in `lsn_range`, read from the
+    /// file's identity sidecar ([`crate::identity`]); `None` when no intact sidecar covers the whole range. When
+    /// known, only these documents may be stale: every other one is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<String>>,
 }
 
 impl LostRange {
+    /// Whether a lost record may have changed the document under `key`, whose surviving version is `version` (0
+    /// when it has none): the range ends above that version and names the key, or names no keys at all.
+    pub fn may_have_changed(&self, key: &str, version: u64) -> bool {
+        self.lsn_range.1 > version
+            && self
+                .ids
+                .as_ref()
+                .is_none_or(|ids| ids.binary_search_by(|k| k.as_str().cmp(key)).is_ok())
+    }
+
+    /// The documents it may have changed, as users name them (`id`, or `collection/id` outside `default`); `None`
+    /// when unknown.
+    pub fn documents(&self) -> Option<Vec<String>> {
+        self.ids.as_ref().map(|ids| {
+            ids.iter()
+                .filter(|k| !k.starts_with(RESERVED_ID_PREFIX))
+                .map(|k| match collection::split(k) {
+                    (collection::DEFAULT, id) => id.to_owned(),
+                    (c, id) => format!("{c}/{id}"),
+                })
+                .collect()
+        })
+    }
+
     /// One line: `records LSN a..=b of FILE (from offset N): reason`.
     pub fn describe(&self) -> String {
         format!(
@@ -259,7 +289,24 @@ impl LostRange {
             self.offset
                 .map_or(String::new(), |o| format!(" (from offset {o})")),
             self.reason
-        )
+        ) + &match self.documents() {
+            None => "; which documents they changed is unknown".to_owned(),
+            Some(d) if d.is_empty() => "; they changed no document".to_owned(),
+            Some(d) => {
+                const SHOWN: usize = 20;
+                let more = d.len().saturating_sub(SHOWN);
+                format!(
+                    "; they may have changed {} document(s): {}{}",
+                    d.len(),
+                    d.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", "),
+                    if more > 0 {
+                        format!(" and {more} more (store.lost in /v1/status lists all)")
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+        }
     }
 
     /// The issue the engine sees for it: `acknowledged_data_lost`, data at risk, located by file, offset and LSNs.
@@ -285,6 +332,11 @@ impl LostRange {
         .data_at_risk()
         .evidence("lsn_range", format!("{}..={}", self.lsn_range.0, self.lsn_range.1))
         .evidence("reason", self.reason.clone())
+        .evidence(
+            "documents",
+            self.documents()
+                .map_or_else(|| "unknown".to_owned(), |d| d.join(", ")),
+        )
         .evidence(
             "action",
             "restore the file from a backup and restart medic, or accept the loss: `medic accept-loss --yes`",
@@ -482,8 +534,9 @@ pub struct Store {
     lock_confirmed_us: AtomicU64,
     /// When the store was opened (the origin of `lock_confirmed_us`).
     opened: std::time::Instant,
-    /// A manifest switch could not write MANIFEST-B for lack of a resource: the next check writes it again.
-    manifest_copy_pending: std::sync::atomic::AtomicBool,
+    /// A manifest switch could not write MANIFEST-B for lack of a resource (which, here): the next check writes it
+    /// again.
+    manifest_copy_pending: Mutex<Option<String>>,
     /// Set when the process is stopping: long checks (the full scrub) end early, so a stop stays bounded.
     checks_interrupted: std::sync::atomic::AtomicBool,
     /// The derived indexes attached ([`Store::attach_derived`]) and the feed the commit leader fills.
@@ -830,6 +883,7 @@ impl Store {
                         offset,
                         lsn_range: (1, snap_lsn),
                         reason: format!("snapshot {} {why}", f.rel),
+                        ids: None,
                     });
                     Vec::new()
                 }
@@ -1005,6 +1059,7 @@ impl Store {
                         file,
                         mirror: mirror_f,
                         len,
+                        ids: None,
                     });
                     s.records
                 } else {
@@ -1101,6 +1156,7 @@ impl Store {
                             file,
                             mirror: io::open_read(&faults, &dir.join(&mir_rel)).ok(),
                             len: s.good.len() as u64,
+                            ids: None,
                         }
                     } else {
                         OpenSegment::reopen(
@@ -1178,6 +1234,14 @@ impl Store {
         if let Some(end) = lost.iter().map(|l| l.lsn_range.1).max() {
             last_lsn = last_lsn.max(end);
         }
+        // Which documents each loss may have changed, from the files' identity sidecars.
+        for l in &mut lost {
+            l.ids = io::read_file(&faults, &dir.join(identity::name_for(&l.file)))
+                .ok()
+                .and_then(|b| {
+                    identity::Identities::parse(&b).keys_in(l.lsn_range.0, l.lsn_range.1)
+                });
+        }
         for l in &lost {
             issues.push(l.issue("store.open"));
         }
@@ -1199,6 +1263,7 @@ impl Store {
         let mut live: Vec<String> = Vec::new();
         for se in &manifest.segments {
             live.push(wal::seg_name(se.id));
+            live.push(wal::ids_name(se.id));
             if se.sealed {
                 live.push(wal::par_name(se.id));
             } else if config.mirror_open_segment {
@@ -1208,6 +1273,7 @@ impl Store {
         if let Some(l) = manifest.snapshot_lsn {
             live.push(snap_name(l));
             live.push(snap_par_name(l));
+            live.push(identity::name_for(&snap_name(l)));
         }
         for sub in ["wal", SNAP_DIR] {
             if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
@@ -1295,7 +1361,7 @@ impl Store {
             writer_doubt: Mutex::new(None),
             lock_confirmed_us: AtomicU64::new(0),
             opened: std::time::Instant::now(),
-            manifest_copy_pending: std::sync::atomic::AtomicBool::new(false),
+            manifest_copy_pending: Mutex::new(None),
             checks_interrupted: std::sync::atomic::AtomicBool::new(false),
             derived: crate::derived::DerivedSet::with_feed_capacity(
                 config.derived_feed_records_max,
@@ -1540,7 +1606,7 @@ impl Store {
                     None => st.tombstones.get(id).copied().unwrap_or(0),
                 };
                 // A lost record with an LSN above the surviving version may have changed the answer.
-                if let Some(l) = st.lost.iter().find(|l| l.lsn_range.1 > version) {
+                if let Some(l) = st.lost.iter().find(|l| l.may_have_changed(id, version)) {
                     let e = l.stale(format!("document {id:?}"));
                     drop(st);
                     self.get_op
@@ -1554,6 +1620,22 @@ impl Store {
         self.get_op
             .record_us(t0.elapsed().as_micros() as u64, r.is_ok());
         r
+    }
+
+    /// Whether a lost record (see [`LostRange`]) may have changed document `id` of collection `c`, so that nothing
+    /// derived from it (a search hit from an index built before the loss) may be answered. False whenever the store
+    /// is not degraded.
+    pub fn may_be_stale_in(&self, c: &str, id: &str) -> bool {
+        let st = lock(&self.state);
+        if st.lost.is_empty() {
+            return false;
+        }
+        let key = collection::key(c, id);
+        let version = match st.docs.get(&key) {
+            Some(e) => e.lsn,
+            None => st.tombstones.get(&key).copied().unwrap_or(0),
+        };
+        st.lost.iter().any(|l| l.may_have_changed(&key, version))
     }
 
     /// [`Store::get`] with the LSN of the version answered: the record that wrote it, the `lsn` its put returned.
@@ -1579,9 +1661,11 @@ impl Store {
     /// Up to `limit` documents in id order, starting after `after`. Ids under [`RESERVED_ID_PREFIX`] are never
     /// listed.
     ///
-    /// While the store is degraded the scan is refused with [`StoreError::MayBeStale`]: a listing could miss
-    /// documents a lost record created and show ones it deleted or updated, and a partial page would pass for a
-    /// complete one. `get` still answers every document that is certainly current.
+    /// While the store is degraded by a loss whose documents are unknown, the scan is refused with
+    /// [`StoreError::MayBeStale`]: a listing could miss documents a lost record created and show ones it deleted or
+    /// updated, and a partial page would pass for a complete one. When every loss names the documents it may have
+    /// changed ([`LostRange::ids`]), the scan lists every other document and leaves those out; callers say so
+    /// ([`Store::lost`]). `get` answers every document that is certainly current either way.
     pub fn scan(
         &self,
         after: Option<&str>,
@@ -1600,7 +1684,9 @@ impl Store {
         use std::ops::Bound;
         let entries: Vec<(String, Entry)> = {
             let st = lock(&self.state);
-            if let Some(l) = st.lost.first() {
+            // A loss that names no documents could have changed any: the scan is refused. One that names them
+            // leaves every other document certain: those it names are left out (see [`Store::lost`]).
+            if let Some(l) = st.lost.iter().find(|l| l.ids.is_none()) {
                 return Err(l.stale("the scan".into()));
             }
             let (lo, hi) = collection::range(c);
@@ -1611,6 +1697,7 @@ impl Store {
             st.docs
                 .range((lo, hi))
                 .filter(|(k, _)| !k.starts_with(RESERVED_ID_PREFIX))
+                .filter(|(k, e)| !st.lost.iter().any(|l| l.may_have_changed(k, e.lsn)))
                 .take(limit)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
@@ -2130,6 +2217,7 @@ impl Store {
                 )));
             }
         }
+        lock(&self.wal).seg.sync_ids(&self.cfg.io);
         if let Some(mut l) = lock(&self.lock).take() {
             l.mark_closed(&self.cfg.io)?;
         }
@@ -2413,6 +2501,10 @@ impl Store {
         self.wal_sync_op.record(t0.elapsed(), appended.is_ok());
         match appended {
             Ok(()) => {
+                // The batch's identity frame covers from one above the last durable LSN (a failed batch before it
+                // was cut from the log: its LSNs hold no record).
+                let from = (w.last_lsn + 1).max(w.seg.first_lsn).min(first_lsn);
+                w.seg.append_ids(faults, from, last_lsn, buf);
                 w.last_lsn = w.last_lsn.max(last_lsn);
                 Ok(())
             }
@@ -2490,6 +2582,11 @@ impl Store {
             .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
         io::write_file_atomic(faults, &self.dir.join(wal::par_name(id)), &sidecar)
             .map_err(ioe(format!("writing {}", wal::par_name(id))))?;
+        // The sealed segment's identity sidecar, whole and flushed, from the verified records (best effort: the
+        // journal stays if this fails).
+        let mut keys = identity::record_keys(&bytes[wal::HEADER_BYTES as usize..]);
+        let ids = identity::encode_all(w.seg.first_lsn, next_lsn.saturating_sub(1), &mut keys);
+        let _ = io::write_file_atomic(faults, &self.dir.join(wal::ids_name(id)), &ids);
         let new = OpenSegment::create(
             faults,
             &self.dir,
@@ -2527,10 +2624,14 @@ impl Store {
     /// holds the new layout durably; B is left to be restored from its twin (an issue is queued).
     fn switch_manifest(&self, m: &Manifest) -> Result<(), StoreError> {
         let faults = &*self.cfg.io;
-        if let Err(e) = manifest::write_copy(faults, &self.dir, 0, m) {
-            // A copy that cannot be read back (no descriptor) may be the new one: only "certainly old" goes on.
-            let a_is_new = io::read_file(faults, &self.dir.join(manifest::COPIES[0]))
-                .map_or(true, |b| b == m.encode());
+        if let Err(io::AtomicWriteFailure { error: e, renamed }) =
+            manifest::write_copy_staged(faults, &self.dir, 0, m)
+        {
+            // Failed before its rename: A is certainly the old copy. After it, a copy that cannot be read back (no
+            // descriptor) may be the new one: only "certainly old" goes on.
+            let a_is_new = renamed
+                && io::read_file(faults, &self.dir.join(manifest::COPIES[0]))
+                    .map_or(true, |b| b == m.encode());
             if a_is_new {
                 return Err(StoreError::Poisoned(format!(
                     "MANIFEST-A (generation {}) was renamed into place but not flushed: {e}",
@@ -2543,7 +2644,7 @@ impl Store {
             if io::is_resource(&e) {
                 // Not damage: MANIFEST-A holds the new layout durably; B is written again by the next check once
                 // the resource is back (`Store::finish_manifest_copy`).
-                self.manifest_copy_pending.store(true, Ordering::SeqCst);
+                *lock(&self.manifest_copy_pending) = Some(io::reason(&e));
                 self.queue_issue(
                     issue(
                         IssueKind::Resource,
@@ -2766,6 +2867,14 @@ impl Store {
             .map_err(ioe(format!("writing {}", snap_name(lsn))))?;
         io::write_file_atomic(faults, &self.dir.join(snap_par_name(lsn)), &sidecar)
             .map_err(ioe(format!("writing {}", snap_par_name(lsn))))?;
+        // Which documents the snapshot holds, by version (best effort: without it a lost snapshot names none).
+        let mut keys: Vec<(u64, &str)> = entries.iter().map(|(k, e)| (e.lsn, k.as_str())).collect();
+        let ids = identity::encode_all(1, lsn, &mut keys);
+        let _ = io::write_file_atomic(
+            faults,
+            &self.dir.join(identity::name_for(&snap_name(lsn))),
+            &ids,
+        );
         let new_id = w.seg.id + 1;
         let new = OpenSegment::create(
             faults,
@@ -2794,6 +2903,7 @@ impl Store {
                 wal::seg_name(s.id),
                 wal::mirror_name(s.id),
                 wal::par_name(s.id),
+                wal::ids_name(s.id),
             ] {
                 let _ = io::remove_file(faults, &self.dir.join(rel));
             }
@@ -2801,6 +2911,7 @@ impl Store {
         if let Some(l) = old.snapshot_lsn.filter(|l| *l != lsn) {
             let _ = io::remove_file(faults, &self.dir.join(snap_name(l)));
             let _ = io::remove_file(faults, &self.dir.join(snap_par_name(l)));
+            let _ = io::remove_file(faults, &self.dir.join(identity::name_for(&snap_name(l))));
         }
         let _ = io::sync_dir(faults, &wal::wal_dir(&self.dir));
         let _ = io::sync_dir(faults, &self.dir.join(SNAP_DIR));
@@ -3414,12 +3525,12 @@ impl Store {
     /// there is one: `None` when nothing was pending, else whether it is written now (`Err`: still short of the
     /// resource; tried again next time). The checks run this first, so such a copy is never reported as damaged.
     pub fn finish_manifest_copy(&self) -> Option<Result<(), StoreError>> {
-        if !self.manifest_copy_pending.load(Ordering::SeqCst) {
+        if lock(&self.manifest_copy_pending).is_none() {
             return None;
         }
         let r = self.repair_manifest().map(|_| ());
         if r.is_ok() {
-            self.manifest_copy_pending.store(false, Ordering::SeqCst);
+            *lock(&self.manifest_copy_pending) = None;
         }
         Some(r)
     }
@@ -3442,6 +3553,7 @@ impl Store {
     /// The state of each manifest copy: current, damaged or stale (why), or unreadable for lack of a resource.
     pub fn manifest_copy_states(&self) -> Vec<(String, CopyState)> {
         let cur = lock(&self.wal).manifest.encode();
+        let pending = lock(&self.manifest_copy_pending).clone();
         manifest::COPIES
             .iter()
             .map(|name| {
@@ -3453,6 +3565,16 @@ impl Store {
                     Ok(b) if b == cur => CopyState::Current,
                     Ok(b) => match Manifest::decode(&b) {
                         Err(e) => CopyState::Damaged(e),
+                        // The copy a switch could not write for lack of a resource is behind until
+                        // `finish_manifest_copy` writes it: not damage.
+                        Ok(m) if *name == manifest::COPIES[1] && pending.is_some() => {
+                            CopyState::Unavailable(format!(
+                                "cannot write {name} (at generation {}): {}; it is written again once the \
+                                 resource is back",
+                                m.generation,
+                                pending.as_deref().unwrap_or_default()
+                            ))
+                        }
                         Ok(m) => CopyState::Damaged(format!(
                             "at generation {}, not the current one",
                             m.generation
@@ -4357,6 +4479,7 @@ fn salvage_sealed(
         offset,
         lsn_range: (from, end_lsn.max(from)),
         reason,
+        ids: None,
     };
     let (data, valid_to, why) =
         match load_immutable_salvage(dir, &f, Some(se.sealed_len), report, issues) {
@@ -4507,6 +4630,7 @@ fn salvage_open(
                 offset: Some(damaged_at),
                 lsn_range: (last + 1, last + 1),
                 reason,
+                ids: None,
             });
             return SalvagedOpen {
                 records,
@@ -4519,6 +4643,7 @@ fn salvage_open(
             offset: Some(damaged_at),
             lsn_range: (last + 1, (lsn - 1).max(last + 1)),
             reason,
+            ids: None,
         });
         // Rescan both copies from `p` as if it followed the header, so the mirror still stands in for the main copy.
         let from = |c: &[u8]| {

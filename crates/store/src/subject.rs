@@ -75,6 +75,16 @@ fn at_risk_unless_table_holds(store: &Store, issue: Issue) -> Issue {
     }
 }
 
+/// A store error for an environment issue's summary: `reading wal/...: too many open files`.
+fn resource_reason(e: &crate::StoreError) -> String {
+    match e {
+        crate::StoreError::Io { source, context } => {
+            format!("{context}: {}", crate::io::reason(source))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// An environment issue: a file could not be read or opened for lack of a resource of the process or machine
 /// (descriptors, memory; `cannot read wal/...: too many open files`). Never damage and never data at risk: no
 /// strategy repairs it, the engine watches it for `environment_grace_us` (it goes away once the resource is back),
@@ -609,7 +619,7 @@ impl HealthCheck for QuickCheck {
         let mut out = Vec::new();
         if let Some(Err(e)) = s.finish_manifest_copy() {
             out.push(environment(
-                format!("cannot write a manifest copy: {e}"),
+                format!("cannot write a manifest copy: {}", resource_reason(&e)),
                 None,
                 "store.quick",
             ));
@@ -819,7 +829,7 @@ impl HealthCheck for ScrubCheck {
         }
         if let Some(Err(e)) = s.finish_manifest_copy() {
             out.push(environment(
-                format!("cannot write a manifest copy: {e}"),
+                format!("cannot write a manifest copy: {}", resource_reason(&e)),
                 None,
                 "store.scrub",
             ));
@@ -863,7 +873,7 @@ impl HealthCheck for ScrubCheck {
                     .evidence("ids", format!("{:?}", &diff[..diff.len().min(10)])),
                 ),
                 Err(e) if e.is_resource() => out.push(environment(
-                    format!("cannot replay the files: {e}"),
+                    format!("cannot replay the files: {}", resource_reason(&e)),
                     None,
                     "store.scrub",
                 )),

@@ -221,6 +221,23 @@ pub struct OpenSegment {
     pub mirror: Option<File>,
     /// Current end (next append offset).
     pub len: u64,
+    /// The segment's identity journal (`<seg>.ids`, see [`crate::identity`]), appended without a flush of its own;
+    /// `None` when not kept (opened read-only or degraded, or a write to it failed).
+    pub ids: Option<IdsJournal>,
+}
+
+/// The open end of a segment's identity journal.
+#[derive(Debug)]
+pub struct IdsJournal {
+    /// The file.
+    pub file: File,
+    /// Its length (next append offset).
+    pub len: u64,
+}
+
+/// The identity sidecar of segment `id`.
+pub fn ids_name(id: u64) -> String {
+    crate::identity::name_for(&seg_name(id))
 }
 
 impl OpenSegment {
@@ -244,6 +261,9 @@ impl OpenSegment {
         } else {
             None
         };
+        let ids = io::create_new(faults, &dir.join(ids_name(id)))
+            .ok()
+            .map(|file| IdsJournal { file, len: 0 });
         io::sync_dir(faults, &wal_dir(dir))?;
         Ok(OpenSegment {
             id,
@@ -251,6 +271,7 @@ impl OpenSegment {
             file,
             mirror,
             len: HEADER_BYTES,
+            ids,
         })
     }
 
@@ -292,13 +313,47 @@ impl OpenSegment {
             let _ = std::fs::remove_file(dir.join(mirror_name(id)));
             None
         };
+        // The identity journal, rewritten from the verified records (a crash may have cut its unflushed tail).
+        let mut keys =
+            crate::identity::record_keys(good.get(HEADER_BYTES as usize..).unwrap_or(&[]));
+        let last = keys.last().map_or(first_lsn.saturating_sub(1), |k| k.0);
+        let journal = crate::identity::encode_all(first_lsn, last, &mut keys);
+        let ids_path = dir.join(ids_name(id));
+        let ids = io::write_file_atomic(faults, &ids_path, &journal)
+            .and_then(|()| io::open_rw(faults, &ids_path, false))
+            .ok()
+            .map(|file| IdsJournal {
+                file,
+                len: journal.len() as u64,
+            });
         Ok(OpenSegment {
             id,
             first_lsn,
             file,
             mirror,
             len: good.len() as u64,
+            ids,
         })
+    }
+
+    /// Appends to the identity journal the frame of a batch just made durable (`buf`, its records), covering
+    /// `first..=last`. Best effort, never failing the write: after a failed write the journal is no longer kept for
+    /// this segment (a loss in what it misses stays anonymous).
+    pub fn append_ids(&mut self, faults: &IoFaults, first: u64, last: u64, buf: &[u8]) {
+        let Some(j) = &mut self.ids else { return };
+        let mut frame = Vec::new();
+        crate::identity::encode_frame(first, last, crate::identity::record_keys(buf), &mut frame);
+        match io::write_all_at(faults, &j.file, &frame, j.len) {
+            Ok(()) => j.len += frame.len() as u64,
+            Err(_) => self.ids = None,
+        }
+    }
+
+    /// Flushes the identity journal (on a clean close).
+    pub fn sync_ids(&self, faults: &IoFaults) {
+        if let Some(j) = &self.ids {
+            let _ = io::sync_data(faults, &j.file);
+        }
     }
 
     /// Appends a batch to main and mirror and fsyncs both. On error the caller must [`OpenSegment::undo`].

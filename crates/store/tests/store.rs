@@ -961,13 +961,32 @@ fn degraded_fixture(dir: &Path) -> Vec<store::ImmutableFile> {
 /// Everything a degraded store must do while the loss `lost` (in `file`, ending at LSN `end`) is unacknowledged:
 /// serve what is certainly current byte-identical, refuse what a lost record may have changed naming the range,
 /// never serve wrong bytes, refuse writes naming the loss, and report the loss to the engine.
-fn assert_degraded(s: &Arc<Store>, file: &str) -> store::LostRange {
+///
+/// `named`: the file's identity sidecar survived, so the loss names the documents it may have changed (`f(a-1)` to
+/// `f(b-1)` of the fixture): every other document is served, never-written ids are certainly absent, and a scan
+/// lists everything but those. Otherwise the loss is anonymous: everything older than it is refused, scans too.
+fn assert_degraded(s: &Arc<Store>, file: &str, named: bool) -> store::LostRange {
     let r = s.recovery_report();
     assert_eq!(r.lost.len(), 1, "{:?}", r.lost);
     let lost = r.lost[0].clone();
     assert_eq!(lost.file, file);
     let (a, b) = lost.lsn_range;
     assert!(a <= b, "{lost:?}");
+    // In the fixture, LSN n wrote f(n-1) (n <= 200); 201 and 202 rewrote f0001 and deleted f0002.
+    let touched = |i: usize| {
+        (a..=b).contains(&(i as u64 + 1))
+            || (i == 1 && (a..=b).contains(&201))
+            || (i == 2 && (a..=b).contains(&202))
+    };
+    if named {
+        let want: Vec<String> = (0..200usize)
+            .filter(|&i| touched(i))
+            .map(|i| format!("f{i:04}"))
+            .collect();
+        assert_eq!(lost.ids.as_ref(), Some(&want), "{lost:?}");
+    } else {
+        assert_eq!(lost.ids, None, "{lost:?}");
+    }
     assert_eq!(s.stats().lost, r.lost);
     let stale_msg = format!("may be stale: records LSN {a}..={b} of {file} were lost");
     let is_stale = |e: &StoreError| {
@@ -988,7 +1007,7 @@ fn assert_degraded(s: &Arc<Store>, file: &str) -> store::LostRange {
             Ok(got) => {
                 // Served only when certainly current, and then byte-identical.
                 assert!(
-                    lsn > b || i <= 2,
+                    lsn > b || i <= 2 || (named && !touched(i)),
                     "{id} (LSN {lsn}) served despite the loss of {a}..={b}"
                 );
                 assert_eq!(got, want, "{id}: wrong data served");
@@ -1000,6 +1019,10 @@ fn assert_degraded(s: &Arc<Store>, file: &str) -> store::LostRange {
                     lsn <= b,
                     "{id} (LSN {lsn}) refused though newer than the loss: {e}"
                 );
+                assert!(
+                    !named || touched(i),
+                    "{id} refused though the loss names other documents: {e}"
+                );
                 refused += 1;
             }
         }
@@ -1008,13 +1031,39 @@ fn assert_degraded(s: &Arc<Store>, file: &str) -> store::LostRange {
         served > 0 && refused > 0,
         "served {served}, refused {refused}"
     );
-    // An id never written: a lost record may have created it.
-    assert!(is_stale(&s.get("never-written").unwrap_err()));
+    let version = |i: usize| if i == 1 { 201 } else { i as u64 + 1 };
+    let survivors: Vec<String> = (0..200usize)
+        .filter(|&i| i != 2 && !(named && touched(i) && version(i) <= b))
+        .map(|i| format!("f{i:04}"))
+        .collect();
+    if named {
+        // An id never written: no lost record created it.
+        assert_eq!(s.get("never-written").unwrap(), None);
+        // A scan lists every document no lost record touched, byte-identical, and leaves out the rest.
+        let listed = s.scan(None, usize::MAX).unwrap();
+        let ids: Vec<String> = listed.iter().map(|(id, _)| id.clone()).collect();
+        assert_eq!(ids, survivors);
+        for (id, d) in listed {
+            let i: usize = id[1..].parse().unwrap();
+            assert_eq!(d, if i == 1 { doc(1001) } else { doc(i) }, "{id}");
+        }
+        assert!(
+            lost.describe().contains("may have changed"),
+            "{}",
+            lost.describe()
+        );
+    } else {
+        // An id never written: a lost record may have created it.
+        assert!(is_stale(&s.get("never-written").unwrap_err()));
+        assert!(lost.describe().contains("unknown"), "{}", lost.describe());
+    }
     // The update and the delete came after every lost record: certain.
     assert_eq!(s.get("f0001").unwrap(), Some(doc(1001)));
     assert_eq!(s.get("f0002").unwrap(), None);
-    // A scan could be incomplete or stale: refused.
-    assert!(is_stale(&s.scan(None, 10).unwrap_err()));
+    // Without names a scan could be incomplete or stale: refused.
+    if !named {
+        assert!(is_stale(&s.scan(None, 10).unwrap_err()));
+    }
     // Writes are refused, naming the loss and what to do; free space does not lift it.
     for e in [
         s.put("new", doc(7)).unwrap_err(),
@@ -1099,9 +1148,28 @@ fn a_lost_sealed_segment_opens_degraded_serving_only_what_is_certainly_current()
     eprintln!("deleting {} (LSN {:?})", f.rel, f.lsn_range);
     std::fs::remove_file(dir.path().join(&f.rel)).unwrap();
     let s = Arc::new(Store::open(dir.path(), small()).unwrap());
-    let lost = assert_degraded(&s, &f.rel);
+    let lost = assert_degraded(&s, &f.rel, true);
     // The whole file is gone: every LSN it held, exactly.
     assert_eq!(lost.offset, None);
+    assert_eq!(lost.lsn_range, f.lsn_range);
+    assert_accepted(dir.path(), s, &lost);
+}
+
+#[test]
+fn a_lost_sealed_segment_and_its_identity_sidecar_open_degraded_refusing_everything_older() {
+    let seed = degraded_seed(0xDE9_0004);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let sealed = degraded_fixture(dir.path());
+    let f = &sealed[rand::Rng::random_range(&mut rng, 0..sealed.len())];
+    eprintln!(
+        "deleting {} and {}.ids (LSN {:?})",
+        f.rel, f.rel, f.lsn_range
+    );
+    std::fs::remove_file(dir.path().join(&f.rel)).unwrap();
+    std::fs::remove_file(dir.path().join(format!("{}.ids", f.rel))).unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let lost = assert_degraded(&s, &f.rel, false);
     assert_eq!(lost.lsn_range, f.lsn_range);
     assert_accepted(dir.path(), s, &lost);
 }
@@ -1139,7 +1207,7 @@ fn a_sealed_segment_damaged_beyond_parity_opens_degraded_serving_only_what_is_ce
     }
     std::fs::write(&path, &b).unwrap();
     let s = Arc::new(Store::open(dir.path(), small()).unwrap());
-    let lost = assert_degraded(&s, &f.rel);
+    let lost = assert_degraded(&s, &f.rel, true);
     // Lost from the first record the damage reaches to the segment's end; records before it are replayed.
     let off = lost.offset.expect("an offset");
     assert!(off <= (blocks[0] * bs) as u64, "{lost:?}");
@@ -1173,6 +1241,9 @@ fn a_snapshot_beyond_parity_opens_degraded_with_what_the_log_holds_after_it() {
         (lost[0].file.as_str(), lost[0].lsn_range),
         (rel.as_str(), (1, snap))
     );
+    // The snapshot's identity sidecar names the 60 documents it held.
+    let named: Vec<String> = (0..60).map(|i| format!("f{i:04}")).collect();
+    assert_eq!(lost[0].ids.as_ref(), Some(&named));
     for i in 0..80 {
         let r = s.get(&format!("f{i:04}"));
         if i < 60 {
@@ -1212,10 +1283,18 @@ fn open_segment_records_damaged_in_both_copies_open_degraded_and_later_records_s
     let (a, b) = lost[0].lsn_range;
     assert_eq!(lost[0].file, format!("wal/{id:016}.seg"));
     assert!(a == b && (1..20).contains(&a), "one record lost: {lost:?}");
+    // Record LSN a wrote document a - 1: the identity journal names it, and only it may be stale.
+    let gone = format!("f{:04}", a - 1);
+    assert_eq!(lost[0].ids, Some(vec![gone.clone()]), "{lost:?}");
+    assert!(lost[0].describe().contains(&gone), "{}", lost[0].describe());
     for i in 0..20usize {
         let r = s.get(&format!("f{i:04}"));
-        if i as u64 + 1 > b {
-            assert_eq!(r.unwrap(), Some(doc(i)), "records after the damage survive");
+        if i as u64 + 1 != a {
+            assert_eq!(
+                r.unwrap(),
+                Some(doc(i)),
+                "records no lost record touched survive"
+            );
         } else {
             assert!(
                 matches!(r, Err(StoreError::MayBeStale { .. })),
@@ -1352,6 +1431,8 @@ fn torn_copy_and_damaged_twin_keep_the_later_records(torn: &str, flipped: &str) 
     assert_eq!(l.file, format!("wal/{id:016}.seg"));
     assert_eq!(l.offset, Some(r10));
     assert_eq!(l.lsn_range, (10, 10));
+    // The segment's identity journal names the one document the lost record wrote.
+    assert_eq!(l.ids, Some(vec!["f0009".to_string()]), "{l:?}");
     assert_eq!(s.lost().len(), 1);
     assert_eq!(s.count(), 19);
     for i in 10..20 {
@@ -1361,13 +1442,15 @@ fn torn_copy_and_damaged_twin_keep_the_later_records(torn: &str, flipped: &str) 
             "f{i:04} is intact in one copy"
         );
     }
-    for i in 0..10 {
-        let g = s.get(&format!("f{i:04}"));
-        assert!(
-            matches!(g, Err(StoreError::MayBeStale { .. })),
-            "{i}: {g:?}"
+    for i in 0..9 {
+        assert_eq!(
+            s.get(&format!("f{i:04}")).unwrap(),
+            Some(doc(i)),
+            "f{i:04}: no lost record touched it"
         );
     }
+    let g = s.get("f0009");
+    assert!(matches!(g, Err(StoreError::MayBeStale { .. })), "{g:?}");
     assert!(matches!(s.put("new", doc(1)), Err(StoreError::ReadOnly(_))));
     let issues = StoreSubject::new(Arc::new(s)).drain_issues();
     assert!(
