@@ -531,6 +531,10 @@ fn a_loss_beyond_every_copy_is_reported_precisely_while_the_rest_keeps_serving()
         report.contains(lost["file"].as_str().unwrap()),
         "the report names the file: {report}"
     );
+    assert!(
+        named.iter().all(|id| report.contains(id.as_str())),
+        "the report names the documents: {report}"
+    );
 
     // An operator accepts the loss: what survived stays, writes resume.
     let (s, v) = d.json("POST", "/v1/accept-loss", Some(&json!({"confirm": true})));
