@@ -1,8 +1,8 @@
 //! `cargo bench -p index-vector --bench flat_search`: one vector search (k = 10, cosine) over 20 000 documents of
 //! dimension 64, side by side in one run:
 //!
-//! - `scan_store`: the daemon's search before the derived index — `medic::daemon::api::brute_force_search`, copied
-//!   here line for line (the store's `scan` in pages of 1 024 documents, each decoded and cloned, cosine in `f64`);
+//! - `scan_store`: the search without a vector index — `index_vector::scan::search_store` (the store's `scan` in pages
+//!   of 1 024 documents, each decoded and cloned, cosine in `f64`);
 //! - `flat_index`: the same query answered by [`FlatIndex::search`], the `flat` derived index attached to the same
 //!   store the way the daemon attaches it (caught up by the `medic-derived` thread before measuring).
 //!
@@ -15,8 +15,6 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use index_vector::{FlatIndex, Metric};
 use store::{Document, Store, StoreConfig};
-
-const PAGE: usize = 1024;
 
 fn env_or(key: &str, default: usize) -> usize {
     std::env::var(key)
@@ -37,50 +35,13 @@ fn vector(i: usize, dim: usize) -> Vec<f32> {
         .collect()
 }
 
-fn norm(v: &[f32]) -> f64 {
-    v.iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt()
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| f64::from(x) * f64::from(y))
-        .sum()
-}
-
-/// `medic::daemon::api::brute_force_search` as it serves a search without the derived index.
+/// The reference scan ([`index_vector::scan::search_store`]) as the daemon serves a search without a vector index.
 fn scan_store(store: &Store, query: &[f32], k: usize) -> Vec<(String, f64)> {
-    let qn = norm(query);
-    let mut hits: Vec<(String, f64)> = Vec::with_capacity(2 * k + 1);
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.scan(after.as_deref(), PAGE).unwrap();
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        let page_len = page.len();
-        for (id, doc) in page {
-            let Some(v) = doc.vector else { continue };
-            let vn = norm(&v);
-            if vn == 0.0 || !vn.is_finite() {
-                continue;
-            }
-            let score = (dot(&v, query) / vn / qn).clamp(-1.0, 1.0);
-            hits.push((id, score));
-            if hits.len() > 2 * k {
-                hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                hits.truncate(k);
-            }
-        }
-        if page_len < PAGE {
-            break;
-        }
-    }
-    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    hits.truncate(k);
-    hits
+    index_vector::scan::search_store(store, "default", query, k, Metric::Cosine, &|_| true)
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.id, h.score))
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {

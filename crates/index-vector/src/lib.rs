@@ -4,7 +4,8 @@
 //! [`store::derived::DerivedIndex`]: rebuilt whenever they are missing, damaged or behind what the log still covers.
 //!
 //! API boundary: [`FlatIndex`] (exact search, the `flat` derived index the daemon serves), [`HnswIndex`] (open, the [`store::derived::DerivedIndex`] contract, `search` / `exact`, `health`,
-//! repairs, fault hooks), [`HnswParams`], [`Metric`], [`HnswHealth`], [`synth`] (seeded data for tests and benches).
+//! repairs, fault hooks), [`HnswParams`], [`Metric`], [`HnswHealth`], [`scan`] (the reference search: a scan of the store's
+//! table), [`synth`] (seeded data for tests and benches).
 
 mod distance;
 mod file;
@@ -15,6 +16,7 @@ mod hnsw;
 mod ivf;
 mod params;
 mod repair;
+pub mod scan;
 pub mod synth;
 
 pub use distance::{Metric, VectorError, dot, l2_squared};

@@ -13,7 +13,7 @@
 //!
 //! Operations are the calls the HTTP handlers make: `Store::put` of a 1 KiB text document (one writer, durable:
 //! returns after fsync; 1 000 ids overwritten in turn, deleted again afterwards so every search scans the same
-//! 10 000 documents) and [`api::brute_force_search`] with k = 10. The store records every put's latency into a
+//! 10 000 documents) and [`index_vector::scan::search_store`] with k = 10. The store records every put's latency into a
 //! `heal::observe::OpStats` histogram; that recording is always on, so its cost is in both figures (`scan`, which
 //! the search reads through, records nothing).
 //!
@@ -175,7 +175,15 @@ fn search(c: &mut Criterion, app: &App, mode: &str) {
         .throughput(Throughput::Elements(1));
     g.bench_function(mode, |b| {
         b.iter(|| {
-            let hits = api::brute_force_search(app.store(), &query, K).expect("search");
+            let hits = index_vector::scan::search_store(
+                app.store(),
+                store::collection::DEFAULT,
+                &query,
+                K,
+                index_vector::Metric::Cosine,
+                &|_| true,
+            )
+            .expect("search");
             assert_eq!(hits.len(), K);
             hits
         })

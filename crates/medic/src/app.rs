@@ -496,11 +496,7 @@ impl App {
         if self.collection_indexes(&c.name).is_some() {
             return Ok(());
         }
-        let metric = match c.settings.metric {
-            store::collection::Metric::Cosine => index_vector::Metric::Cosine,
-            store::collection::Metric::Dot => index_vector::Metric::Dot,
-            store::collection::Metric::L2 => index_vector::Metric::L2,
-        };
+        let metric = vector_metric(c.settings.metric);
         let io = self.store.config().io.clone();
         let mut ix = CollectionIndexes {
             metric: c.settings.metric,
@@ -1351,4 +1347,13 @@ fn timeline(r: &IncidentRecord) -> Vec<Value> {
     }
     events.sort_by_key(|(t, _)| *t);
     events.into_iter().map(|(_, v)| v).collect()
+}
+
+/// A collection's metric as the vector indexes name it.
+pub fn vector_metric(m: store::collection::Metric) -> index_vector::Metric {
+    match m {
+        store::collection::Metric::Cosine => index_vector::Metric::Cosine,
+        store::collection::Metric::Dot => index_vector::Metric::Dot,
+        store::collection::Metric::L2 => index_vector::Metric::L2,
+    }
 }

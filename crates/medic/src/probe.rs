@@ -124,9 +124,16 @@ impl SyntheticProbe {
         let dim = self.store.stats().vector_dim.unwrap_or(1).max(1) as usize;
         self.step("search", at, steps, || {
             let query = vec![1.0f32; dim];
-            crate::daemon::api::brute_force_search(&self.store, &query, 1)
-                .map(|_| ())
-                .map_err(|e| e.message)
+            index_vector::scan::search_store(
+                &self.store,
+                store::collection::DEFAULT,
+                &query,
+                1,
+                index_vector::Metric::Cosine,
+                &|_| true,
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
         })?;
         self.step("delete", at, steps, || match self.store.delete(&id) {
             Ok(Some(_)) => Ok(()),

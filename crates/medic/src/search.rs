@@ -184,6 +184,13 @@ impl Scope<'_> {
         }
     }
 
+    /// The collection's metric (`default`'s is cosine).
+    fn metric(&self) -> store::collection::Metric {
+        self.named
+            .as_ref()
+            .map_or(store::collection::Metric::Cosine, |n| n.metric)
+    }
+
     /// Scores by the collection's metric: cosine similarity for cosine, the negated distance otherwise.
     fn score(&self, distance: f32) -> f64 {
         match self.named.as_ref().map(|n| n.metric) {
@@ -443,6 +450,14 @@ fn query_error(e: index_text::QueryError) -> ApiError {
     }
 }
 
+/// A scan's error: the query's fault is a 400, the store's its own status.
+fn scan_error(e: index_vector::scan::ScanError) -> ApiError {
+    match e {
+        index_vector::scan::ScanError::Store(e) => e.into(),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
 fn check_vector(v: &[f32]) -> Result<(), ApiError> {
     if v.is_empty() {
         return Err(ApiError::bad_request("vector is empty"));
@@ -452,7 +467,7 @@ fn check_vector(v: &[f32]) -> Result<(), ApiError> {
             "vector[{i}] is not a finite number (out of f32 range)"
         )));
     }
-    if norm(v) == 0.0 {
+    if v.iter().all(|x| *x == 0.0) {
         return Err(ApiError::bad_request(
             "vector has zero length: cosine similarity is undefined",
         ));
@@ -612,7 +627,7 @@ fn vector_hits(
         ),
         _ => {
             return Ok((
-                scan(store, scope.collection, query, k, filter)?,
+                scan(store, scope.collection, scope.metric(), query, k, filter)?,
                 VectorSource::Scan,
             ));
         }
@@ -705,25 +720,26 @@ fn fuse(text: &[index_text::Hit], vector: &[VectorHit], wt: f64, wv: f64) -> Vec
     out
 }
 
-/// The Euclidean length, accumulated in `f64`.
-fn norm(v: &[f32]) -> f64 {
-    v.iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt()
-}
-
-/// The `k` stored vectors most similar (cosine) to `query` that `filter` accepts, by a full scan of the table in
-/// pages (memory bounded by `k` and one page).
+/// The `k` stored vectors closest to `query` under the collection's metric that `filter` accepts, by the reference
+/// scan of the table ([`index_vector::scan::search_store`]).
 fn scan(
     store: &Store,
     collection: &str,
+    metric: store::collection::Metric,
     query: &[f32],
     k: usize,
     filter: Option<&index_text::Filter>,
 ) -> Result<Vec<VectorHit>, ApiError> {
     let accepted = |meta: Option<&Map<String, Value>>| filter.is_none_or(|f| f.matches(meta));
-    let hits = crate::daemon::api::brute_force_search_in(store, collection, query, k, &accepted)?;
+    let hits = index_vector::scan::search_store(
+        store,
+        collection,
+        query,
+        k,
+        crate::app::vector_metric(metric),
+        &accepted,
+    )
+    .map_err(scan_error)?;
     Ok(hits
         .into_iter()
         .map(|h| VectorHit {

@@ -424,6 +424,42 @@ fn the_cli_takes_a_collection_offline_and_through_the_daemon() {
     let (code, _, err) = medic(&["get", "--data", dir, "--collection", "nope", "a"]);
     assert_eq!(code, 2, "an unknown collection is a usage error: {err}");
     assert!(err.contains("nope"), "{err}");
+    // An offline vector search scans the collection under its own metric: by l2, [5,5,5,5] is nearer a = [1,2,3,4]
+    // than b = [10,10,10,10] (cosine would put b first).
+    let (code, out, err) = medic(&[
+        "put",
+        "--data",
+        dir,
+        "--collection",
+        "wide",
+        "b",
+        "--text",
+        "wide cherry",
+        "--vector",
+        "[10,10,10,10]",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = medic(&[
+        "search",
+        "--data",
+        dir,
+        "--collection",
+        "wide",
+        "--vector",
+        "[5,5,5,5]",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let hits = last_json(&out);
+    assert_eq!(hits["hits"][0]["id"], "a", "{hits}");
+    assert_eq!(hits["hits"][1]["id"], "b", "{hits}");
+    let d_a = -(16.0f64 + 9.0 + 4.0 + 1.0).sqrt();
+    assert!(
+        (hits["hits"][0]["score"].as_f64().unwrap() - d_a).abs() < 1e-9,
+        "minus the l2 distance: {hits}"
+    );
+    let (code, out, err) = medic(&["delete", "--data", dir, "--collection", "wide", "b"]);
+    assert_eq!(code, 0, "{out}{err}");
 
     // Through the daemon holding the directory.
     let d = Daemon::start(data.path(), logs.path());

@@ -203,7 +203,18 @@ fn vector_search_is_served_from_the_flat_index_rebuilt_without_a_human_and_caugh
     });
     assert_exact(&d, &docs, "after idx/ was deleted under writes");
 
-    // Deleted while idle: the engine's agreement check finds it and its rebuild writes it back.
+    // Deleted while idle: the engine's agreement check finds it and its rebuild writes it back. Idle means no index
+    // has changes left to persist (a persist still due would find the directory gone, and the index's own driver
+    // would rebuild it before the engine looks).
+    wait_for("every index persisted", Duration::from_secs(30), || {
+        let (_, st) = d.json("GET", "/v1/status", None);
+        st["derived"]["indexes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["unpersisted_changes"] == 0 && i["lag_records"] == 0)
+            .then_some(())
+    });
     let before = flat_status(&d)["rebuilds"].as_u64().unwrap();
     rm_rf(&data.join("idx"));
     wait_for("a rebuild by the engine", Duration::from_secs(60), || {

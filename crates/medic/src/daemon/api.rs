@@ -20,9 +20,6 @@ use crate::app::App;
 /// The newest incidents looked at to count new incidents and repair attempts in the metrics.
 const INCIDENTS_OBSERVED_MAX: usize = 1_000;
 
-/// Documents read per page while a vector search scans the store.
-const SEARCH_SCAN_PAGE_DOCS: usize = 1024;
-
 /// What every handler shares.
 #[derive(Clone)]
 pub struct ApiState {
@@ -314,112 +311,6 @@ pub(super) async fn delete_in(s: ApiState, c: String, id: String) -> Result<Json
         Some(lsn) => Ok(Json(json!({ "id": id, "lsn": lsn }))),
         None => Err(ApiError::not_found(format!("no document with id {id:?}"))),
     }
-}
-
-/// One search result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Hit {
-    /// The document id.
-    pub id: String,
-    /// Cosine similarity in [-1, 1], higher is closer; always a finite number.
-    pub score: f64,
-}
-
-/// The Euclidean length, accumulated in `f64`: the squares of `f32` values neither overflow (`1e30² = 1e60`) nor
-/// underflow to zero (`1e-30² = 1e-60`) there.
-fn norm(v: &[f32]) -> f64 {
-    v.iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt()
-}
-
-/// The dot product, accumulated in `f64` like [`norm`].
-fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| f64::from(x) * f64::from(y))
-        .sum()
-}
-
-/// The `k` stored vectors most similar (cosine) to `query`, by a full scan. Brute force until the vector index
-/// lands; the scan reads pages of [`SEARCH_SCAN_PAGE_DOCS`] so memory stays bounded by `k` and one page.
-pub fn brute_force_search(
-    store: &store::Store,
-    query: &[f32],
-    k: usize,
-) -> Result<Vec<Hit>, ApiError> {
-    brute_force_search_where(store, query, k, &|_| true)
-}
-
-/// A test on a document's meta (a search filter).
-pub type MetaPredicate<'a> = dyn Fn(Option<&Map<String, Value>>) -> bool + 'a;
-
-/// [`brute_force_search`] over the documents whose meta `accept` takes.
-pub fn brute_force_search_where(
-    store: &store::Store,
-    query: &[f32],
-    k: usize,
-    accept: &MetaPredicate<'_>,
-) -> Result<Vec<Hit>, ApiError> {
-    brute_force_search_in(store, store::collection::DEFAULT, query, k, accept)
-}
-
-/// [`brute_force_search_where`] over the collection `c`.
-pub fn brute_force_search_in(
-    store: &store::Store,
-    c: &str,
-    query: &[f32],
-    k: usize,
-    accept: &MetaPredicate<'_>,
-) -> Result<Vec<Hit>, ApiError> {
-    let qn = norm(query);
-    if qn == 0.0 || !qn.is_finite() {
-        return Err(ApiError::bad_request(
-            "vector has zero length: cosine similarity is undefined",
-        ));
-    }
-    let mut hits: Vec<Hit> = Vec::with_capacity(2 * k + 1);
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.scan_in(c, after.as_deref(), SEARCH_SCAN_PAGE_DOCS)?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        let page_len = page.len();
-        for (id, doc) in page {
-            let Some(v) = doc.vector else { continue };
-            if !accept(doc.meta.as_ref()) {
-                continue;
-            }
-            if v.len() != query.len() {
-                return Err(ApiError::bad_request(format!(
-                    "query vector has dimension {}, stored vectors have dimension {}",
-                    query.len(),
-                    v.len()
-                )));
-            }
-            let vn = norm(&v);
-            if vn == 0.0 || !vn.is_finite() {
-                continue;
-            }
-            // Divided one norm at a time: the product of two norms of 1e154 would overflow even an f64.
-            let score = (dot(&v, query) / vn / qn).clamp(-1.0, 1.0);
-            if !score.is_finite() {
-                continue;
-            }
-            hits.push(Hit { id, score });
-            if hits.len() > 2 * k {
-                hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-                hits.truncate(k);
-            }
-        }
-        if page_len < SEARCH_SCAN_PAGE_DOCS {
-            break;
-        }
-    }
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-    hits.truncate(k);
-    Ok(hits)
 }
 
 /// `POST /v1/search` (and `POST /v1/collections/default/search`): by text, vector or both (see [`crate::search`] and

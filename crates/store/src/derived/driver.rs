@@ -82,6 +82,10 @@ pub struct IndexStatus {
     pub rebuilds: u64,
     /// Persists since attach.
     pub persists: u64,
+    /// Changes applied since the last persist (written out within `PERSIST_EVERY_MS` or `PERSIST_EVERY_CHANGES`;
+    /// a restart catches them up from the log meanwhile).
+    #[serde(default)]
+    pub unpersisted_changes: u64,
     /// Changes refused by the index (named in `last_error`).
     pub refused: u64,
     /// The index's structure as last measured by the engine's `derived.structure` check (`None`: not measured
@@ -434,6 +438,7 @@ impl DerivedSet {
                     catch_ups: st.catch_ups,
                     rebuilds: st.rebuilds,
                     persists: st.persists,
+                    unpersisted_changes: st.changes_since_persist,
                     refused: st.refused,
                     structure: st.structure.clone(),
                 }
