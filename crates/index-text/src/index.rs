@@ -36,7 +36,7 @@ pub const NAME: &str = "text";
 /// Disagreements listed one by one before the rest are only counted.
 const DISAGREEMENTS_MAX: usize = 16;
 /// tantivy refuses a writer buffer below 15 MB.
-const WRITER_MEMORY_MIN_BYTES: usize = 15_000_000;
+pub(crate) const WRITER_MEMORY_MIN_BYTES: usize = 15_000_000;
 
 /// What the commit payload of a generation holds.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -831,3 +831,116 @@ fn agrees_with_a_scan_on_a_synthetic_corpus() {
     );
     assert_eq!(idx.len(), 3000);
 }
+
+#[test]
+fn a_scan_answers_exactly_what_the_index_answers_and_refuses_bad_input_before_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    let docs = Corpus::new(500, 1.0, 9).docs(1500);
+    let changes: Vec<Change> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| put(i as u64 + 1, &d.id, &d.text, Value::Object(d.meta.clone())))
+        .collect();
+    idx.apply(&changes).unwrap();
+    idx.persist().unwrap();
+    let w = |r| index_text::synth::word(r);
+    let table = || {
+        docs.iter().map(|d| {
+            (
+                d.id.clone(),
+                Document {
+                    text: d.text.clone(),
+                    vector: None,
+                    meta: Some(d.meta.clone()),
+                },
+            )
+        })
+    };
+    let queries = [
+        w(0),
+        w(40),
+        w(300),
+        format!("{} {}", w(1), w(2)),
+        format!("{} OR {}", w(30), w(31)),
+        format!("\"{} {}\"", w(0), w(1)),
+        format!("{}*", &w(5)[..2]),
+        format!("{} -{}", w(3), w(0)),
+        "*".to_string(),
+    ];
+    for q in &queries {
+        for (filter, offset) in [
+            (None, 0),
+            (Some(json!({"lang": "fr", "year": {"gte": 2010}})), 0),
+            (None, 5),
+        ] {
+            let req = SearchRequest {
+                filter,
+                offset,
+                include: Include {
+                    text: true,
+                    meta: true,
+                },
+                highlight: Some(HighlightOptions::default()),
+                ..SearchRequest::new(q.clone(), 20)
+            };
+            let from_index = idx.search(&req).unwrap();
+            let from_scan = index_text::scan(&settings(), &req, &mut table(), 1500).unwrap();
+            assert_eq!(from_scan.total, from_index.total, "{q}");
+            assert_eq!(from_scan.lsn, 1500);
+            let strip = |a: &index_text::SearchAnswer| {
+                a.hits
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.id.clone(),
+                            h.text.clone(),
+                            h.meta.clone(),
+                            h.highlights.clone(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            if q != "*" {
+                // `*` scores every document alike: the order among equal scores is each index's own.
+                assert_eq!(strip(&from_scan), strip(&from_index), "{q} {req:?}");
+                for (a, b) in from_scan.hits.iter().zip(&from_index.hits) {
+                    assert!(
+                        (a.score - b.score).abs() < 1e-4,
+                        "{q}: {} vs {}",
+                        a.score,
+                        b.score
+                    );
+                }
+            }
+        }
+    }
+    // Bad input is refused before a document is read.
+    let mut read = 0usize;
+    let mut counting = table().inspect(|_| read += 1);
+    let e = index_text::scan(
+        &settings(),
+        &SearchRequest::new("quick (", 10),
+        &mut counting,
+        1,
+    )
+    .unwrap_err();
+    assert!(e.is_user_error() && e.column().is_some(), "{e}");
+    let declared = TextSettings {
+        fields: [("lang".to_string(), FieldKind::Keyword)].into(),
+        ..settings()
+    };
+    let e = index_text::scan(
+        &declared,
+        &SearchRequest {
+            filter: Some(json!({"year": 2020})),
+            ..SearchRequest::new(w(0), 10)
+        },
+        &mut counting,
+        1,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("year"), "{e}");
+    drop(counting);
+    assert_eq!(read, 0);
+}

@@ -24,6 +24,8 @@ pub const FUSION_WINDOW_MIN: usize = 100;
 pub const STRONG_WAIT_MS: u64 = 2_000;
 /// A fusion weight at most.
 pub const WEIGHT_MAX: f64 = 1_000.0;
+/// Documents read from the table at a time by a text search answered from a scan.
+const SCAN_PAGE_DOCS: usize = 1_024;
 
 /// `POST /v1/search` body: `text`, `vector` or both, and `k`.
 #[derive(Debug, Default, Deserialize)]
@@ -168,14 +170,15 @@ impl Scope<'_> {
         }
     }
 
-    /// The text index (for `default`, attached now if it is not yet).
-    fn text(&self) -> Result<Arc<index_text::TextIndex>, ApiError> {
+    /// The text index (for `default`, attached now if it is not yet); the inner `Err` says why there is none to
+    /// search (answered by a scan), the outer one is the request's fault.
+    fn text(&self) -> Result<Result<Arc<index_text::TextIndex>, String>, ApiError> {
         match &self.named {
-            None => self
+            None => Ok(self
                 .app
                 .text_index()
-                .map_err(|e| ApiError::unavailable(format!("the text index: {e:#}"))),
-            Some(n) => n.text.clone().ok_or_else(|| {
+                .map_err(|e| format!("the text index cannot be opened: {e:#}"))),
+            Some(n) => n.text.clone().map(Ok).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "text: the collection {:?} keeps no text index (its settings' \"indexes\")",
                     self.collection
@@ -294,8 +297,6 @@ pub fn run_in(
             ));
         }
         (Some(text), None) => {
-            let index = scope.text()?;
-            wait_for(store, Some(index.as_ref()), wait)?;
             let req = index_text::SearchRequest {
                 query: text,
                 k,
@@ -304,11 +305,11 @@ pub fn run_in(
                 include,
                 highlight,
             };
-            let ans = index.search(&req).map_err(query_error)?;
+            let (ans, degraded) = text_search(&scope, &req, wait)?;
             let mut v =
                 serde_json::to_value(&ans).map_err(|e| ApiError::internal(e.to_string()))?;
             if let Some(m) = v.as_object_mut() {
-                m.insert("index".into(), json!("text"));
+                mark_source(m, degraded);
             }
             v
         }
@@ -337,8 +338,6 @@ pub fn run_in(
         }
         (Some(text), Some(vector)) => {
             let (wt, wv) = weights(body.hybrid.as_ref())?;
-            let index = scope.text()?;
-            wait_for(store, Some(index.as_ref()), wait)?;
             let window = k
                 .saturating_add(offset)
                 .clamp(FUSION_WINDOW_MIN, index_text::K_MAX);
@@ -357,7 +356,7 @@ pub fn run_in(
                 include,
                 highlight,
             };
-            let text_ans = index.search(&req).map_err(query_error)?;
+            let (text_ans, degraded) = text_search(&scope, &req, wait)?;
             let (vhits, source) = vector_hits(&scope, &vector, window, ef, exact, filter.as_ref())?;
             let fused = fuse(&text_ans.hits, &vhits, wt, wv);
             let hits: Vec<Value> = fused
@@ -389,7 +388,7 @@ pub fn run_in(
                     Value::Object(o)
                 })
                 .collect();
-            json!({
+            let mut v = json!({
                 "hits": hits,
                 "fusion": "rrf",
                 "rrf_k": RRF_K,
@@ -397,9 +396,14 @@ pub fn run_in(
                 "window": window,
                 "total": text_ans.total,
                 "lsn": text_ans.lsn,
-                "index": format!("text+{}", source.name()),
+                "index": format!("{}+{}", if degraded.is_some() { "scan" } else { "text" }, source.name()),
                 "exact": source != VectorSource::Hnsw,
-            })
+            });
+            if let (Some(m), Some(why)) = (v.as_object_mut(), degraded) {
+                m.insert("degraded".into(), json!(true));
+                m.insert("reason".into(), json!(why));
+            }
+            v
         }
     };
     if let Some(m) = answer.as_object_mut() {
@@ -414,6 +418,158 @@ fn query_error(e: index_text::QueryError) -> ApiError {
         ApiError::bad_request(e.to_string())
     } else {
         ApiError::unavailable(e.to_string())
+    }
+}
+
+/// A text search: from the text index while it is usable, otherwise from a scan of the table (never wrong, never
+/// a 5xx: the answer is the same as a rebuilt index's). The second value says why the answer is degraded (a scan).
+fn text_search(
+    scope: &Scope<'_>,
+    req: &index_text::SearchRequest,
+    wait: Wait,
+) -> Result<(index_text::SearchAnswer, Option<String>), ApiError> {
+    let store = scope.app.store();
+    let index = match scope.text()? {
+        Ok(index) => index,
+        Err(why) => {
+            return scan_text(scope, &index_text::TextSettings::default(), req, why);
+        }
+    };
+    if let Some(why) = text_unusable(store, &index) {
+        return scan_text(scope, index.settings(), req, why);
+    }
+    if let Err(e) = wait_for(store, Some(index.as_ref()), wait) {
+        // An index that became unusable while waiting is not a lag: the scan reads the table as of now.
+        return match text_unusable(store, &index) {
+            Some(why) => scan_text(scope, index.settings(), req, why),
+            None => Err(e),
+        };
+    }
+    match index.search(req) {
+        Ok(ans) => Ok((ans, None)),
+        Err(e) if e.is_user_error() => Err(query_error(e)),
+        Err(e) => scan_text(scope, index.settings(), req, e.to_string()),
+    }
+}
+
+/// Why the text index cannot answer now (`None`: it can): its files are gone, or the derived driver has it
+/// behind the log (just attached, opened empty after a damaged generation was quarantined, catching up) or damaged
+/// (being rebuilt). An index that is current answers everything acknowledged before its last commit.
+fn text_unusable(store: &Store, index: &index_text::TextIndex) -> Option<String> {
+    let meta = index.generation_dir().join("meta.json");
+    if !meta.is_file() {
+        return Some(format!(
+            "the text index's {} is gone (it is being rebuilt)",
+            meta.strip_prefix(store.dir()).unwrap_or(&meta).display()
+        ));
+    }
+    let collection = index.collection();
+    let status = store.derived().status();
+    let Some(st) = status
+        .indexes
+        .iter()
+        .find(|i| i.collection == collection && i.name == index_text::NAME)
+    else {
+        return Some(format!("the text index of {collection:?} is not attached"));
+    };
+    match st.state {
+        store::derived::IndexState::Current => None,
+        ref other => Some(format!(
+            "the text index of {collection:?} is {} at LSN {} of {}{}",
+            serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            st.applied_lsn,
+            st.log_lsn,
+            st.last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )),
+    }
+}
+
+/// A text search answered from a scan of the collection's documents (read in pages), as of the log's LSN when it
+/// began; `why` is the reason given with the degraded answer.
+fn scan_text(
+    scope: &Scope<'_>,
+    settings: &index_text::TextSettings,
+    req: &index_text::SearchRequest,
+    why: String,
+) -> Result<(index_text::SearchAnswer, Option<String>), ApiError> {
+    let store = scope.app.store();
+    let lsn = store.stats().last_lsn;
+    let mut pages = Pages {
+        store,
+        collection: scope.collection,
+        after: None,
+        page: Vec::new().into_iter(),
+        done: false,
+        failed: None,
+    };
+    let ans = index_text::scan(settings, req, &mut pages, lsn);
+    if let Some(e) = pages.failed {
+        return Err(e.into());
+    }
+    let ans = ans.map_err(query_error)?;
+    Ok((ans, Some(why)))
+}
+
+/// Every document of a collection, read from the table a page at a time; the first failure is kept in `failed`.
+struct Pages<'a> {
+    store: &'a Store,
+    collection: &'a str,
+    after: Option<String>,
+    page: std::vec::IntoIter<(String, store::Document)>,
+    done: bool,
+    failed: Option<store::StoreError>,
+}
+
+impl Iterator for Pages<'_> {
+    type Item = (String, store::Document);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(d) = self.page.next() {
+                return Some(d);
+            }
+            if self.done {
+                return None;
+            }
+            match self
+                .store
+                .scan_in(self.collection, self.after.as_deref(), SCAN_PAGE_DOCS)
+            {
+                Ok(page) => {
+                    self.done = page.len() < SCAN_PAGE_DOCS;
+                    self.after = page.last().map(|(id, _)| id.clone());
+                    if self.after.is_none() {
+                        self.done = true;
+                    }
+                    self.page = page.into_iter();
+                }
+                Err(e) => {
+                    self.failed = Some(e);
+                    self.done = true;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Names the text answer's source: `"index": "text"`, or `"scan"` with `"degraded": true` and the reason.
+fn mark_source(m: &mut Map<String, Value>, degraded: Option<String>) {
+    match degraded {
+        None => {
+            m.insert("index".into(), json!("text"));
+        }
+        Some(why) => {
+            m.insert("index".into(), json!("scan"));
+            m.insert("degraded".into(), json!(true));
+            m.insert("reason".into(), json!(why));
+        }
     }
 }
 
