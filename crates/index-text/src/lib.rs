@@ -31,7 +31,7 @@ mod error;
 
 pub use error::{OpenError, QueryError};
 pub use filter::Filter;
-pub use index::{NAME, OpenReport, TextIndex};
+pub use index::{MISSING_FILES, NAME, ORPHAN_AGE_MIN, ORPHAN_FILES, OpenReport, TextIndex};
 pub use scan::scan;
 pub use search::{HighlightOptions, Hit, Include, SearchAnswer, SearchRequest};
 pub use settings::{FieldKind, K_MAX, OFFSET_MAX, TextSettings};

@@ -944,3 +944,102 @@ fn a_scan_answers_exactly_what_the_index_answers_and_refuses_bad_input_before_re
     drop(counting);
     assert_eq!(read, 0);
 }
+
+/// Makes `path` look `secs` seconds old.
+fn age(path: &Path, secs: u64) {
+    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    std::fs::File::open(path).unwrap().set_modified(t).unwrap();
+}
+
+#[test]
+fn structure_reports_orphan_and_missing_files_and_removes_the_orphans() {
+    use index_text::{MISSING_FILES, ORPHAN_AGE_MIN, ORPHAN_FILES};
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    fixture(&idx);
+    let codes = |idx: &TextIndex| -> Vec<String> {
+        idx.structure()
+            .unwrap()
+            .problems
+            .into_iter()
+            .map(|p| p.code)
+            .collect()
+    };
+    let s = idx.structure().unwrap();
+    assert!(s.problems.is_empty(), "{s:?}");
+    assert_eq!(s.figures["documents"], 6.0);
+    assert_eq!(s.figures["orphan_files"], 0.0);
+    assert!(
+        s.figures["segments"] >= 1.0 && s.figures["files"] >= 6.0,
+        "{s:?}"
+    );
+
+    // Orphans: a stray file in the generation, a generation directory nothing names; a young file is not one yet
+    // (it may be a temporary file of an atomic write).
+    let gen_dir = idx.generation_dir();
+    let stray = gen_dir.join("0123456789abcdef0123456789abcdef.idx");
+    std::fs::write(&stray, b"not tantivy's").unwrap();
+    let young = gen_dir.join(".tmp-young");
+    std::fs::write(&young, b"x").unwrap();
+    let old_gen = idx.dir().join("gen-000099");
+    std::fs::create_dir(&old_gen).unwrap();
+    std::fs::write(old_gen.join("meta.json"), b"{}").unwrap();
+    assert!(
+        codes(&idx).is_empty(),
+        "nothing is an orphan before {ORPHAN_AGE_MIN:?}"
+    );
+    age(&stray, 120);
+    age(&old_gen, 120);
+    let s = idx.structure().unwrap();
+    assert_eq!(codes(&idx), [ORPHAN_FILES], "{s:?}");
+    assert_eq!(s.figures["orphan_files"], 2.0, "{s:?}");
+    let summary = &s.problems[0].summary;
+    assert!(
+        summary.contains("0123456789abcdef0123456789abcdef.idx") && summary.contains("gen-000099"),
+        "{summary}"
+    );
+    let done = idx.repair_structure(ORPHAN_FILES).unwrap();
+    assert!(done.contains("removed 2 orphan file(s)"), "{done}");
+    assert!(!stray.exists() && !old_gen.exists());
+    assert!(young.exists(), "a young file is left alone");
+    assert!(codes(&idx).is_empty());
+    // Searches are unchanged.
+    assert_eq!(ids(&idx, "brown"), ["a", "b", "e"]);
+
+    // A file meta.json names is missing: reported, not repaired in place (a rebuild is).
+    let victim = std::fs::read_dir(&gen_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "pos"))
+        .expect("a positions file");
+    std::fs::remove_file(&victim).unwrap();
+    let s = idx.structure().unwrap();
+    assert_eq!(codes(&idx), [MISSING_FILES], "{s:?}");
+    let name = victim.file_name().unwrap().to_string_lossy().to_string();
+    assert!(s.problems[0].summary.contains(&name), "{s:?}");
+    assert!(idx.repair_structure(MISSING_FILES).is_err());
+    let docs: Vec<(Arc<str>, Arc<Document>)> = ["quick brown fox", "brown dog"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            (
+                Arc::from(format!("r{i}")),
+                Arc::new(Document {
+                    text: t.to_string(),
+                    vector: None,
+                    meta: None,
+                }),
+            )
+        })
+        .collect();
+    idx.rebuild(&mut docs.into_iter(), 50).unwrap();
+    assert!(codes(&idx).is_empty());
+    assert_eq!(ids(&idx, "brown"), ["r0", "r1"]);
+
+    // meta.json itself gone: missing too.
+    std::fs::remove_file(idx.generation_dir().join("meta.json")).unwrap();
+    let s = idx.structure().unwrap();
+    assert_eq!(codes(&idx), [MISSING_FILES], "{s:?}");
+    assert!(s.problems[0].summary.contains("meta.json"), "{s:?}");
+}
