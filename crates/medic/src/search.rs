@@ -22,6 +22,8 @@ pub const RRF_K: f64 = 60.0;
 pub const FUSION_WINDOW_MIN: usize = 100;
 /// How long a `"consistency": "strong"` search waits for the indexes to reach the log before it is answered 503.
 pub const STRONG_WAIT_MS: u64 = 2_000;
+/// The longest wait a `"strong"` search may ask for (`timeout_ms`).
+pub const STRONG_WAIT_MS_MAX: u64 = 10_000;
 /// A fusion weight at most.
 pub const WEIGHT_MAX: f64 = 1_000.0;
 /// Documents read from the table at a time by a text search answered from a scan.
@@ -55,6 +57,10 @@ pub struct SearchBody {
     /// [`STRONG_WAIT_MS`]); `"eventual"` (the default): what the indexes have applied.
     #[serde(default)]
     pub consistency: Option<String>,
+    /// How long a `"strong"` search may wait for the indexes (1..=[`STRONG_WAIT_MS_MAX`] ms; default
+    /// [`STRONG_WAIT_MS`]) before it is answered an error naming the lag.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
     /// Candidates the HNSW search explores (default: the index's `ef_search`).
     #[serde(default)]
     pub ef: Option<u64>,
@@ -129,6 +135,20 @@ pub fn wait_of(body: &SearchBody, timeout: Duration) -> Result<Wait, ApiError> {
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "consistency: {other:?} is not one of \"strong\", \"eventual\""
+            )));
+        }
+    };
+    let timeout = match body.timeout_ms {
+        None => timeout,
+        Some(_) if !strong => {
+            return Err(ApiError::bad_request(
+                "timeout_ms: it bounds a \"consistency\": \"strong\" search's wait; give that too",
+            ));
+        }
+        Some(ms @ 1..=STRONG_WAIT_MS_MAX) => Duration::from_millis(ms),
+        Some(ms) => {
+            return Err(ApiError::bad_request(format!(
+                "timeout_ms: {ms} is outside 1..={STRONG_WAIT_MS_MAX}"
             )));
         }
     };
@@ -688,10 +708,13 @@ fn wait_for(
         let want = t.applied_lsn();
         while t.visible_lsn() < want {
             if t0.elapsed() >= wait.timeout {
+                let visible = t.visible_lsn();
                 return Err(ApiError::unavailable(format!(
-                    "consistency \"strong\": the text index made LSN {} visible, not yet {want}, within {ms} ms; \
-                     retry, or search with \"consistency\": \"eventual\"",
-                    t.visible_lsn()
+                    "consistency \"strong\": index {}/{} made LSN {visible} visible, {} record(s) behind LSN \
+                     {want}, within {ms} ms; retry, or search with \"consistency\": \"eventual\"",
+                    t.collection(),
+                    index_text::NAME,
+                    want.saturating_sub(visible),
                 )));
             }
             std::thread::sleep(Duration::from_millis(5));
