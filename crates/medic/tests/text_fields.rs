@@ -49,7 +49,18 @@ fn refused(d: &Daemon, body: Value, says: &[&str]) {
     }
 }
 
-const DOCS: &[(&str, &str, &str, i64, f64, bool, [f32; 2])] = &[
+/// id, text, lang, year, score, draft, vector.
+type Doc = (
+    &'static str,
+    &'static str,
+    &'static str,
+    i64,
+    f64,
+    bool,
+    [f32; 2],
+);
+
+const DOCS: &[Doc] = &[
     (
         "a",
         "the quick brown fox",
