@@ -455,16 +455,20 @@ fn text_search(
             return scan_text(scope, &index_text::TextSettings::default(), req, why);
         }
     };
-    if let Some(why) = text_unusable(store, &index) {
+    match text_unusable(store, &index) {
+        None => {}
+        // Behind the log (just attached, catching up): a strong search waits for it like for any lag.
+        Some((why, true)) if !wait.strong => return scan_text(scope, index.settings(), req, why),
+        Some((_, true)) => {}
+        // Files gone, or damaged and being rebuilt: waiting would not help.
+        Some((why, false)) => return scan_text(scope, index.settings(), req, why),
+    }
+    let waited = wait_for(store, Some(index.as_ref()), wait);
+    // Still (or now) unusable after the wait: the scan reads the table as of now, which a strong search accepts.
+    if let Some((why, _)) = text_unusable(store, &index) {
         return scan_text(scope, index.settings(), req, why);
     }
-    if let Err(e) = wait_for(store, Some(index.as_ref()), wait) {
-        // An index that became unusable while waiting is not a lag: the scan reads the table as of now.
-        return match text_unusable(store, &index) {
-            Some(why) => scan_text(scope, index.settings(), req, why),
-            None => Err(e),
-        };
-    }
+    waited?;
     match index.search(req) {
         Ok(ans) => Ok((ans, None)),
         Err(e) if e.is_user_error() => Err(query_error(e)),
@@ -472,15 +476,19 @@ fn text_search(
     }
 }
 
-/// Why the text index cannot answer now (`None`: it can): its files are gone, or the derived driver has it
-/// behind the log (just attached, opened empty after a damaged generation was quarantined, catching up) or damaged
-/// (being rebuilt). An index that is current answers everything acknowledged before its last commit.
-fn text_unusable(store: &Store, index: &index_text::TextIndex) -> Option<String> {
+/// Why the text index cannot answer now (`None`: it can), and whether it is only behind (`true`: a wait may see it
+/// catch up): its files are gone, or the derived driver has it behind the log (just attached, opened empty after a
+/// damaged generation was quarantined, catching up) or damaged (being rebuilt). An index that is current answers
+/// everything acknowledged before its last commit.
+fn text_unusable(store: &Store, index: &index_text::TextIndex) -> Option<(String, bool)> {
     let meta = index.generation_dir().join("meta.json");
     if !meta.is_file() {
-        return Some(format!(
-            "the text index's {} is gone (it is being rebuilt)",
-            meta.strip_prefix(store.dir()).unwrap_or(&meta).display()
+        return Some((
+            format!(
+                "the text index's {} is gone (it is being rebuilt)",
+                meta.strip_prefix(store.dir()).unwrap_or(&meta).display()
+            ),
+            false,
         ));
     }
     let collection = index.collection();
@@ -490,22 +498,29 @@ fn text_unusable(store: &Store, index: &index_text::TextIndex) -> Option<String>
         .iter()
         .find(|i| i.collection == collection && i.name == index_text::NAME)
     else {
-        return Some(format!("the text index of {collection:?} is not attached"));
+        return Some((
+            format!("the text index of {collection:?} is not attached"),
+            false,
+        ));
     };
+    let behind = st.state == store::derived::IndexState::Behind;
     match st.state {
         store::derived::IndexState::Current => None,
-        ref other => Some(format!(
-            "the text index of {collection:?} is {} at LSN {} of {}{}",
-            serde_json::to_value(other)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            st.applied_lsn,
-            st.log_lsn,
-            st.last_error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
+        ref other => Some((
+            format!(
+                "the text index of {collection:?} is {} at LSN {} of {}{}",
+                serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                st.applied_lsn,
+                st.log_lsn,
+                st.last_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+            behind,
         )),
     }
 }
