@@ -195,7 +195,7 @@ fn text_search_without_a_usable_index_answers_from_a_scan_flagged_degraded_never
     let (s, v) = d.json(
         "PUT",
         "/v1/docs/new1",
-        Some(&json!({"text": "zulu yankee", "meta": {"odd": true}})),
+        Some(&json!({"text": "zulu yankee", "vector": [1.0, 0.0], "meta": {"odd": true}})),
     );
     assert_eq!(s, 200, "{v}");
     let (s, v) = d.json(
@@ -205,6 +205,22 @@ fn text_search_without_a_usable_index_answers_from_a_scan_flagged_degraded_never
     );
     assert_eq!(s, 200, "{v}");
     assert_eq!(ids(&v), ["new1"], "{v}");
+    // Hybrid too: the text side from the scan while the index is unusable, fused the same way.
+    let (s, v) = d.json(
+        "POST",
+        "/v1/search",
+        Some(&json!({"text": "zulu", "vector": [1.0, 0.0], "k": 5, "consistency": "strong"})),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(ids(&v), ["new1"], "{v}");
+    assert_eq!(v["hits"][0]["text_rank"], 1, "{v}");
+    assert_eq!(v["hits"][0]["vector_rank"], 1, "{v}");
+    let index = v["index"].as_str().unwrap();
+    if v["degraded"] == true {
+        assert!(index.starts_with("scan+"), "{v}");
+    } else {
+        assert!(index.starts_with("text+"), "{v}");
+    }
     let (s, v) = d.json("DELETE", "/v1/docs/new1", None);
     assert_eq!(s, 200, "{v}");
     let (s, v) = d.json(
