@@ -100,6 +100,8 @@ pub struct TextIndex {
     persisted: AtomicU64,
     rebuilt: AtomicU64,
     opened: OpenReport,
+    /// The last scan's in-memory index ([`TextIndex::scan`]).
+    pub(crate) scan_cache: crate::scan::ScanCache,
 }
 
 fn gen_name(n: u64) -> String {
@@ -263,6 +265,7 @@ impl TextIndex {
             persisted: AtomicU64::new(payload.lsn),
             rebuilt: AtomicU64::new(payload.rebuilt_lsn),
             opened: report,
+            scan_cache: crate::scan::ScanCache::default(),
         })
     }
 

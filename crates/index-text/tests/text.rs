@@ -943,6 +943,33 @@ fn a_scan_answers_exactly_what_the_index_answers_and_refuses_bad_input_before_re
     assert!(e.to_string().contains("year"), "{e}");
     drop(counting);
     assert_eq!(read, 0);
+
+    // The index's own scan keeps its documents for the next scan at the same LSN: the table is not read again.
+    let req = SearchRequest::new(w(40), 10);
+    let want = idx.search(&req).unwrap();
+    let mut reads = Vec::new();
+    for lsn in [1500, 1500, 1501] {
+        let mut n = 0usize;
+        let got = idx
+            .scan(&req, &mut table().inspect(|_| n += 1), lsn)
+            .unwrap();
+        assert_eq!(
+            got.hits.iter().map(|h| &h.id).collect::<Vec<_>>(),
+            want.hits.iter().map(|h| &h.id).collect::<Vec<_>>()
+        );
+        assert_eq!(got.lsn, lsn);
+        reads.push(n);
+    }
+    assert_eq!(reads, [1500, 0, 1500]);
+    let e = idx
+        .scan(&SearchRequest::new("(", 10), &mut table(), 1501)
+        .unwrap_err();
+    assert!(e.is_user_error(), "{e}");
+    idx.drop_scan();
+    let mut n = 0usize;
+    idx.scan(&req, &mut table().inspect(|_| n += 1), 1501)
+        .unwrap();
+    assert_eq!(n, 1500, "dropped: read again");
 }
 
 /// Makes `path` look `secs` seconds old.

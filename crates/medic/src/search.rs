@@ -452,27 +452,30 @@ fn text_search(
     let index = match scope.text()? {
         Ok(index) => index,
         Err(why) => {
-            return scan_text(scope, &index_text::TextSettings::default(), req, why);
+            return scan_text(scope, None, req, why);
         }
     };
     match text_unusable(store, &index) {
         None => {}
         // Behind the log (just attached, catching up): a strong search waits for it like for any lag.
-        Some((why, true)) if !wait.strong => return scan_text(scope, index.settings(), req, why),
+        Some((why, true)) if !wait.strong => return scan_text(scope, Some(&index), req, why),
         Some((_, true)) => {}
         // Files gone, or damaged and being rebuilt: waiting would not help.
-        Some((why, false)) => return scan_text(scope, index.settings(), req, why),
+        Some((why, false)) => return scan_text(scope, Some(&index), req, why),
     }
     let waited = wait_for(store, Some(index.as_ref()), wait);
     // Still (or now) unusable after the wait: the scan reads the table as of now, which a strong search accepts.
     if let Some((why, _)) = text_unusable(store, &index) {
-        return scan_text(scope, index.settings(), req, why);
+        return scan_text(scope, Some(&index), req, why);
     }
     waited?;
     match index.search(req) {
-        Ok(ans) => Ok((ans, None)),
+        Ok(ans) => {
+            index.drop_scan();
+            Ok((ans, None))
+        }
         Err(e) if e.is_user_error() => Err(query_error(e)),
-        Err(e) => scan_text(scope, index.settings(), req, e.to_string()),
+        Err(e) => scan_text(scope, Some(&index), req, e.to_string()),
     }
 }
 
@@ -525,11 +528,12 @@ fn text_unusable(store: &Store, index: &index_text::TextIndex) -> Option<(String
     }
 }
 
-/// A text search answered from a scan of the collection's documents (read in pages), as of the log's LSN when it
-/// began; `why` is the reason given with the degraded answer.
+/// A text search answered from a scan of the collection's documents (read in pages; not at all when the index's
+/// previous scan was at the same LSN), as of the log's LSN when it began; `why` is the reason given with the
+/// degraded answer.
 fn scan_text(
     scope: &Scope<'_>,
-    settings: &index_text::TextSettings,
+    index: Option<&index_text::TextIndex>,
     req: &index_text::SearchRequest,
     why: String,
 ) -> Result<(index_text::SearchAnswer, Option<String>), ApiError> {
@@ -543,7 +547,11 @@ fn scan_text(
         done: false,
         failed: None,
     };
-    let ans = index_text::scan(settings, req, &mut pages, lsn);
+    // The index's own scan reuses the previous scan's documents at the same LSN (a rebuild takes a while).
+    let ans = match index {
+        Some(index) => index.scan(req, &mut pages, lsn),
+        None => index_text::scan(&index_text::TextSettings::default(), req, &mut pages, lsn),
+    };
     if let Some(e) = pages.failed {
         return Err(e.into());
     }
