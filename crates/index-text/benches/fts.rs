@@ -244,6 +244,32 @@ fn main() {
         fts_bytes as f64 / ours_bytes as f64
     );
 
+    // A degraded answer (no usable index): a scan of every document, then the same LSN again (reused).
+    let table = || {
+        docs.iter().map(|d| {
+            (
+                d.id.clone(),
+                Document {
+                    text: d.text.clone(),
+                    vector: None,
+                    meta: Some(d.meta.clone()),
+                },
+            )
+        })
+    };
+    let req = SearchRequest::new(word(150), 10);
+    let t = Instant::now();
+    let first = idx.scan(&req, &mut table(), 1).unwrap();
+    let scan_first = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let again = idx.scan(&req, &mut table(), 1).unwrap();
+    let scan_again = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(first.hits.len(), again.hits.len());
+    idx.drop_scan();
+    println!(
+        "| a search answered by a scan (no usable index): first / again at the same LSN, ms | {scan_first:.1} / {scan_again:.3} | | |"
+    );
+
     let t = Instant::now();
     let damage = idx.verify_files().unwrap();
     assert!(damage.is_empty(), "{damage:?}");

@@ -19,7 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde::{Deserialize, Serialize};
-use store::derived::{Agreement, Change, DerivedError, DerivedIndex, Truth, index_dir_rel};
+use store::derived::{
+    Agreement, Change, DerivedError, DerivedIndex, Structure, StructureProblem, Truth,
+    index_dir_rel,
+};
 use store::{Document, IoFaults};
 use tantivy::collector::DocSetCollector;
 use tantivy::query::TermQuery;
@@ -35,8 +38,17 @@ use crate::verify;
 pub const NAME: &str = "text";
 /// Disagreements listed one by one before the rest are only counted.
 const DISAGREEMENTS_MAX: usize = 16;
+/// The structural problem of files in the index directory that nothing names ([`DerivedIndex::structure`]),
+/// repaired by removing them.
+pub const ORPHAN_FILES: &str = "orphan_files";
+/// The structural problem of files `meta.json` names that are missing; only a rebuild repairs it.
+pub const MISSING_FILES: &str = "missing_files";
+/// A file nothing names is an orphan once it is this old (younger, it may be a temporary file of an atomic write).
+pub const ORPHAN_AGE_MIN: std::time::Duration = std::time::Duration::from_secs(60);
+/// Files named one by one in a problem's summary before the rest are only counted.
+const FILES_NAMED_MAX: usize = 8;
 /// tantivy refuses a writer buffer below 15 MB.
-const WRITER_MEMORY_MIN_BYTES: usize = 15_000_000;
+pub(crate) const WRITER_MEMORY_MIN_BYTES: usize = 15_000_000;
 
 /// What the commit payload of a generation holds.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -88,6 +100,8 @@ pub struct TextIndex {
     persisted: AtomicU64,
     rebuilt: AtomicU64,
     opened: OpenReport,
+    /// The last scan's in-memory index ([`TextIndex::scan`]).
+    pub(crate) scan_cache: crate::scan::ScanCache,
 }
 
 fn gen_name(n: u64) -> String {
@@ -251,6 +265,7 @@ impl TextIndex {
             persisted: AtomicU64::new(payload.lsn),
             rebuilt: AtomicU64::new(payload.rebuilt_lsn),
             opened: report,
+            scan_cache: crate::scan::ScanCache::default(),
         })
     }
 
@@ -494,6 +509,48 @@ impl TextIndex {
             .store(self.persisted.load(Ordering::Acquire), Ordering::Release);
     }
 
+    /// The live generation's files against its `meta.json`, and the entries of the index directory that are
+    /// neither `LOCK`, `CURRENT`, the live generation nor a quarantined one (a generation a crash left, a temporary
+    /// file), as orphans once [`ORPHAN_AGE_MIN`] old. `Err`: `meta.json` cannot be read.
+    fn inventory(&self) -> Result<verify::Inventory, String> {
+        let g = self.current();
+        let mut inv = verify::inventory(&g.path, ORPHAN_AGE_MIN)
+            .map_err(|why| format!("{}: {why}", g.path.display()))?;
+        let live = gen_name(g.number);
+        let now = std::time::SystemTime::now();
+        if let Ok(entries) = fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name == "LOCK"
+                    || name == "CURRENT"
+                    || name == live
+                    || name.starts_with("quarantine-gen-")
+                {
+                    continue;
+                }
+                let old_enough = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= ORPHAN_AGE_MIN);
+                if old_enough {
+                    inv.orphans.push(e.path());
+                }
+            }
+        }
+        Ok(inv)
+    }
+
+    /// `names` relative to the index directory, the first few of them.
+    fn named(&self, paths: impl Iterator<Item = String>, n: usize) -> String {
+        let mut out: Vec<String> = paths.take(FILES_NAMED_MAX).collect();
+        if n > FILES_NAMED_MAX {
+            out.push(format!("and {} more", n - FILES_NAMED_MAX));
+        }
+        out.join(", ")
+    }
+
     fn build_generation(
         &self,
         number: u64,
@@ -710,6 +767,105 @@ impl DerivedIndex for TextIndex {
         // Searches still holding the old generation read from their maps; the files go with the last of them.
         let _gone = fs::remove_dir_all(&old.path);
         Ok(())
+    }
+
+    /// Figures `segments`, `documents`, `deleted_documents`, `files`, `orphan_files`, `missing_files`, `scan_ms`;
+    /// problems [`ORPHAN_FILES`] (removed by [`DerivedIndex::repair_structure`]) and [`MISSING_FILES`] (also
+    /// when `meta.json` itself cannot be read; only a rebuild repairs it).
+    fn structure(&self) -> Option<Structure> {
+        let _w = lock(&self.write);
+        let t0 = std::time::Instant::now();
+        let g = self.current();
+        let searcher = g.reader.searcher();
+        let mut s = Structure::default();
+        let deleted: u64 = searcher
+            .segment_readers()
+            .iter()
+            .map(|r| u64::from(r.num_deleted_docs()))
+            .sum();
+        s.figures
+            .insert("segments".into(), searcher.segment_readers().len() as f64);
+        s.figures
+            .insert("documents".into(), searcher.num_docs() as f64);
+        s.figures.insert("deleted_documents".into(), deleted as f64);
+        let rel = |p: &Path| p.strip_prefix(&self.dir).unwrap_or(p).display().to_string();
+        match self.inventory() {
+            Ok(inv) => {
+                s.figures.insert("files".into(), inv.files as f64);
+                s.figures
+                    .insert("orphan_files".into(), inv.orphans.len() as f64);
+                s.figures
+                    .insert("missing_files".into(), inv.missing.len() as f64);
+                if !inv.orphans.is_empty() {
+                    s.problems.push(StructureProblem {
+                        code: ORPHAN_FILES.into(),
+                        summary: format!(
+                            "{} file(s) in {} that meta.json does not name: {}",
+                            inv.orphans.len(),
+                            index_dir_rel(&self.collection, NAME),
+                            self.named(inv.orphans.iter().map(|p| rel(p)), inv.orphans.len())
+                        ),
+                    });
+                }
+                if !inv.missing.is_empty() {
+                    s.problems.push(StructureProblem {
+                        code: MISSING_FILES.into(),
+                        summary: format!(
+                            "{} file(s) meta.json of {} names are missing: {}",
+                            inv.missing.len(),
+                            rel(&g.path),
+                            self.named(inv.missing.iter().cloned(), inv.missing.len())
+                        ),
+                    });
+                }
+            }
+            Err(why) => s.problems.push(StructureProblem {
+                code: MISSING_FILES.into(),
+                summary: format!("the live generation cannot be listed: {why}"),
+            }),
+        }
+        s.figures
+            .insert("scan_ms".into(), t0.elapsed().as_secs_f64() * 1e3);
+        Some(s)
+    }
+
+    fn repair_structure(&self, code: &str) -> Result<String, DerivedError> {
+        if code != ORPHAN_FILES {
+            return Err(DerivedError::Other {
+                index: self.label(),
+                reason: format!(
+                    "no repair in place for {code:?} (only {ORPHAN_FILES}: the index is rebuilt from the table)"
+                ),
+            });
+        }
+        let _w = lock(&self.write);
+        let inv = self.inventory().map_err(|why| self.damaged(why))?;
+        let mut removed = Vec::new();
+        for p in &inv.orphans {
+            let r = if p.is_dir() {
+                fs::remove_dir_all(p)
+            } else {
+                fs::remove_file(p)
+            };
+            match r {
+                Ok(()) => {
+                    removed.push(p.strip_prefix(&self.dir).unwrap_or(p).display().to_string())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(DerivedError::Io {
+                        index: self.label(),
+                        context: format!("removing the orphan {}", p.display()),
+                        source: e,
+                    });
+                }
+            }
+        }
+        let n = removed.len();
+        Ok(format!(
+            "removed {n} orphan file(s): {}",
+            self.named(removed.into_iter(), n)
+        ))
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`query`]: the query language, built on tantivy's grammar;
 //! - [`filter`]: the meta filter's JSON shape, as a tantivy query and as a predicate on a meta object;
 //! - `verify`: checksums of every file with plain reads; `schema`: fields and documents;
+//! - [`scan()`]: a search answered from the collection's documents without the index (the fallback while no
+//!   usable index exists);
 //! - [`synth`]: a seeded Zipf corpus for tests and the benchmark.
 //!
 //! What tantivy does is not redone here: tokenizing, BM25, postings, phrase and prefix matching, snippets,
@@ -18,6 +20,7 @@
 pub mod filter;
 mod index;
 pub mod query;
+mod scan;
 mod schema;
 mod search;
 pub mod settings;
@@ -28,6 +31,7 @@ mod error;
 
 pub use error::{OpenError, QueryError};
 pub use filter::Filter;
-pub use index::{NAME, OpenReport, TextIndex};
+pub use index::{MISSING_FILES, NAME, ORPHAN_AGE_MIN, ORPHAN_FILES, OpenReport, TextIndex};
+pub use scan::scan;
 pub use search::{HighlightOptions, Hit, Include, SearchAnswer, SearchRequest};
 pub use settings::{FieldKind, K_MAX, OFFSET_MAX, TextSettings};

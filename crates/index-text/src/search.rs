@@ -11,11 +11,13 @@ use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query};
 use tantivy::schema::Value as _;
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{DocAddress, Searcher, TantivyDocument};
+use tantivy::{DocAddress, Index, Searcher, TantivyDocument};
 
 use crate::filter::Filter;
 use crate::index::TextIndex;
 use crate::query::{self, Highlight};
+use crate::schema::Fields;
+use crate::settings::TextSettings;
 use crate::settings::{HIGHLIGHT_CHARS_MAX, K_MAX, OFFSET_MAX, PREFIX_HIGHLIGHT_TERMS_MAX};
 use crate::{QueryError, schema};
 
@@ -141,14 +143,41 @@ impl TextIndex {
     /// Answers a search from the persisted state (everything up to [`TextIndex::visible_lsn`]).
     pub fn search(&self, req: &SearchRequest) -> Result<SearchAnswer, QueryError> {
         let start = Instant::now();
+        let g = self.current();
+        let lsn = self.visible_lsn();
+        let view = View {
+            fields: &self.fields,
+            settings: &self.settings,
+            index: &g.index,
+        };
+        let prepared = view.prepare(req)?;
+        view.answer(&g.reader.searcher(), &prepared, req, lsn, start)
+    }
+}
+
+/// A query built and combined with its filter, ready to run.
+pub(crate) struct Prepared {
+    query: Box<dyn Query>,
+    highlight: Vec<Highlight>,
+}
+
+/// What a search runs against: an index of this schema (a generation, or a scan's index in memory).
+pub(crate) struct View<'a> {
+    pub(crate) fields: &'a Fields,
+    pub(crate) settings: &'a TextSettings,
+    pub(crate) index: &'a Index,
+}
+
+impl View<'_> {
+    /// Parses the query and the filter (every user error found here, before anything is read).
+    pub(crate) fn prepare(&self, req: &SearchRequest) -> Result<Prepared, QueryError> {
         req.validate()?;
         let filter = req
             .filter
             .as_ref()
-            .map(|f| Filter::parse(f, &self.settings))
+            .map(|f| Filter::parse(f, self.settings))
             .transpose()?;
-        let g = self.current();
-        let analyzer = g
+        let analyzer = self
             .index
             .tokenizer_for_field(self.fields.text)
             .map_err(QueryError::from)?;
@@ -157,7 +186,7 @@ impl TextIndex {
             self.fields.text,
             self.fields.meta,
             analyzer,
-            &self.settings,
+            self.settings,
         )?;
         let query: Box<dyn Query> = match &filter {
             None => built.query,
@@ -169,11 +198,24 @@ impl TextIndex {
                 ),
             ])),
         };
-        let lsn = self.visible_lsn();
-        let searcher = g.reader.searcher();
+        Ok(Prepared {
+            query,
+            highlight: built.highlight,
+        })
+    }
+
+    /// Runs a prepared search on `searcher`; the answer is as of `lsn`.
+    pub(crate) fn answer(
+        &self,
+        searcher: &Searcher,
+        prepared: &Prepared,
+        req: &SearchRequest,
+        lsn: u64,
+        start: Instant,
+    ) -> Result<SearchAnswer, QueryError> {
         // Damaged files can make tantivy panic while reading: a failed search, not a failed process.
         let run = catch_unwind(AssertUnwindSafe(|| {
-            self.run(&searcher, &*query, &built.highlight, req)
+            self.run(searcher, &*prepared.query, &prepared.highlight, req)
         }));
         let (hits, total) = match run {
             Ok(r) => r?,

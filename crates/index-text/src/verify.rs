@@ -118,3 +118,93 @@ pub(crate) fn files_present(gen_dir: &Path, segs: &[SegmentMeta]) -> Result<(), 
     }
     Ok(())
 }
+
+/// tantivy's own files in a generation directory, besides the segments' files.
+const TANTIVY_FILES: [&str; 4] = [
+    "meta.json",
+    ".managed.json",
+    ".tantivy-meta.lock",
+    ".tantivy-writer.lock",
+];
+
+/// What a generation directory holds against what its `meta.json` names.
+#[derive(Debug, Default)]
+pub(crate) struct Inventory {
+    /// Entries of the directory.
+    pub(crate) files: usize,
+    /// Files neither `meta.json` nor tantivy's list of the files it manages (`.managed.json`: a writer's
+    /// uncommitted segments, a merge in progress, files awaiting its garbage collection) name, last modified at
+    /// least the given age ago (a file younger may be a temporary file of an atomic write).
+    pub(crate) orphans: Vec<std::path::PathBuf>,
+    /// Files `meta.json` names that are not there.
+    pub(crate) missing: Vec<String>,
+}
+
+/// The files tantivy says it manages in `gen_dir` (an unreadable list names none).
+fn managed(gen_dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read(gen_dir.join(".managed.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// Lists `gen_dir` against its `meta.json` (read after the listing: a file tantivy creates meanwhile is already in
+/// its list when the listing sees it). `Err`: `meta.json` cannot be read.
+pub(crate) fn inventory(gen_dir: &Path, age_min: std::time::Duration) -> Result<Inventory, String> {
+    let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(gen_dir)
+        .map_err(|e| format!("{}: {e}", gen_dir.display()))?
+        .flatten()
+        .collect();
+    let managed = managed(gen_dir);
+    let referenced = |segs: &[SegmentMeta]| -> std::collections::BTreeSet<String> {
+        segs.iter()
+            .flat_map(segment_files)
+            .map(|p| p.to_string_lossy().to_string())
+            .collect()
+    };
+    let (_index, segs) = read_metas(gen_dir)?;
+    let mut named = referenced(&segs);
+    let mut missing: Vec<String> = named
+        .iter()
+        .filter(|f| !gen_dir.join(f).exists())
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        // A merge may have ended and its old segments been collected since `meta.json` was read: read it again.
+        let (_index, segs) = read_metas(gen_dir)?;
+        named = referenced(&segs);
+        missing = named
+            .iter()
+            .filter(|f| !gen_dir.join(f).exists())
+            .cloned()
+            .collect();
+    }
+    let now = std::time::SystemTime::now();
+    let mut orphans = Vec::new();
+    for e in &entries {
+        let name = e.file_name().to_string_lossy().to_string();
+        if TANTIVY_FILES.contains(&name.as_str())
+            || named.contains(&name)
+            || managed.contains(&name)
+        {
+            continue;
+        }
+        let old_enough = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age >= age_min);
+        if old_enough {
+            orphans.push(e.path());
+        }
+    }
+    orphans.sort();
+    Ok(Inventory {
+        files: entries.len(),
+        orphans,
+        missing,
+    })
+}

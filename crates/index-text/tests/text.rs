@@ -831,3 +831,242 @@ fn agrees_with_a_scan_on_a_synthetic_corpus() {
     );
     assert_eq!(idx.len(), 3000);
 }
+
+#[test]
+fn a_scan_answers_exactly_what_the_index_answers_and_refuses_bad_input_before_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    let docs = Corpus::new(500, 1.0, 9).docs(1500);
+    let changes: Vec<Change> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| put(i as u64 + 1, &d.id, &d.text, Value::Object(d.meta.clone())))
+        .collect();
+    idx.apply(&changes).unwrap();
+    idx.persist().unwrap();
+    let w = |r| index_text::synth::word(r);
+    let table = || {
+        docs.iter().map(|d| {
+            (
+                d.id.clone(),
+                Document {
+                    text: d.text.clone(),
+                    vector: None,
+                    meta: Some(d.meta.clone()),
+                },
+            )
+        })
+    };
+    let queries = [
+        w(0),
+        w(40),
+        w(300),
+        format!("{} {}", w(1), w(2)),
+        format!("{} OR {}", w(30), w(31)),
+        format!("\"{} {}\"", w(0), w(1)),
+        format!("{}*", &w(5)[..2]),
+        format!("{} -{}", w(3), w(0)),
+        "*".to_string(),
+    ];
+    for q in &queries {
+        for (filter, offset) in [
+            (None, 0),
+            (Some(json!({"lang": "fr", "year": {"gte": 2010}})), 0),
+            (None, 5),
+        ] {
+            let req = SearchRequest {
+                filter,
+                offset,
+                include: Include {
+                    text: true,
+                    meta: true,
+                },
+                highlight: Some(HighlightOptions::default()),
+                ..SearchRequest::new(q.clone(), 20)
+            };
+            let from_index = idx.search(&req).unwrap();
+            let from_scan = index_text::scan(&settings(), &req, &mut table(), 1500).unwrap();
+            assert_eq!(from_scan.total, from_index.total, "{q}");
+            assert_eq!(from_scan.lsn, 1500);
+            let strip = |a: &index_text::SearchAnswer| {
+                a.hits
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.id.clone(),
+                            h.text.clone(),
+                            h.meta.clone(),
+                            h.highlights.clone(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            if q != "*" {
+                // `*` scores every document alike: the order among equal scores is each index's own.
+                assert_eq!(strip(&from_scan), strip(&from_index), "{q} {req:?}");
+                for (a, b) in from_scan.hits.iter().zip(&from_index.hits) {
+                    assert!(
+                        (a.score - b.score).abs() < 1e-4,
+                        "{q}: {} vs {}",
+                        a.score,
+                        b.score
+                    );
+                }
+            }
+        }
+    }
+    // Bad input is refused before a document is read.
+    let mut read = 0usize;
+    let mut counting = table().inspect(|_| read += 1);
+    let e = index_text::scan(
+        &settings(),
+        &SearchRequest::new("quick (", 10),
+        &mut counting,
+        1,
+    )
+    .unwrap_err();
+    assert!(e.is_user_error() && e.column().is_some(), "{e}");
+    let declared = TextSettings {
+        fields: [("lang".to_string(), FieldKind::Keyword)].into(),
+        ..settings()
+    };
+    let e = index_text::scan(
+        &declared,
+        &SearchRequest {
+            filter: Some(json!({"year": 2020})),
+            ..SearchRequest::new(w(0), 10)
+        },
+        &mut counting,
+        1,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("year"), "{e}");
+    drop(counting);
+    assert_eq!(read, 0);
+
+    // The index's own scan keeps its documents for the next scan at the same LSN: the table is not read again.
+    let req = SearchRequest::new(w(40), 10);
+    let want = idx.search(&req).unwrap();
+    let mut reads = Vec::new();
+    for lsn in [1500, 1500, 1501] {
+        let mut n = 0usize;
+        let got = idx
+            .scan(&req, &mut table().inspect(|_| n += 1), lsn)
+            .unwrap();
+        assert_eq!(
+            got.hits.iter().map(|h| &h.id).collect::<Vec<_>>(),
+            want.hits.iter().map(|h| &h.id).collect::<Vec<_>>()
+        );
+        assert_eq!(got.lsn, lsn);
+        reads.push(n);
+    }
+    assert_eq!(reads, [1500, 0, 1500]);
+    let e = idx
+        .scan(&SearchRequest::new("(", 10), &mut table(), 1501)
+        .unwrap_err();
+    assert!(e.is_user_error(), "{e}");
+    idx.drop_scan();
+    let mut n = 0usize;
+    idx.scan(&req, &mut table().inspect(|_| n += 1), 1501)
+        .unwrap();
+    assert_eq!(n, 1500, "dropped: read again");
+}
+
+/// Makes `path` look `secs` seconds old.
+fn age(path: &Path, secs: u64) {
+    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    std::fs::File::open(path).unwrap().set_modified(t).unwrap();
+}
+
+#[test]
+fn structure_reports_orphan_and_missing_files_and_removes_the_orphans() {
+    use index_text::{MISSING_FILES, ORPHAN_AGE_MIN, ORPHAN_FILES};
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    fixture(&idx);
+    let codes = |idx: &TextIndex| -> Vec<String> {
+        idx.structure()
+            .unwrap()
+            .problems
+            .into_iter()
+            .map(|p| p.code)
+            .collect()
+    };
+    let s = idx.structure().unwrap();
+    assert!(s.problems.is_empty(), "{s:?}");
+    assert_eq!(s.figures["documents"], 6.0);
+    assert_eq!(s.figures["orphan_files"], 0.0);
+    assert!(
+        s.figures["segments"] >= 1.0 && s.figures["files"] >= 6.0,
+        "{s:?}"
+    );
+
+    // Orphans: a stray file in the generation, a generation directory nothing names; a young file is not one yet
+    // (it may be a temporary file of an atomic write).
+    let gen_dir = idx.generation_dir();
+    let stray = gen_dir.join("0123456789abcdef0123456789abcdef.idx");
+    std::fs::write(&stray, b"not tantivy's").unwrap();
+    let young = gen_dir.join(".tmp-young");
+    std::fs::write(&young, b"x").unwrap();
+    let old_gen = idx.dir().join("gen-000099");
+    std::fs::create_dir(&old_gen).unwrap();
+    std::fs::write(old_gen.join("meta.json"), b"{}").unwrap();
+    assert!(
+        codes(&idx).is_empty(),
+        "nothing is an orphan before {ORPHAN_AGE_MIN:?}"
+    );
+    age(&stray, 120);
+    age(&old_gen, 120);
+    let s = idx.structure().unwrap();
+    assert_eq!(codes(&idx), [ORPHAN_FILES], "{s:?}");
+    assert_eq!(s.figures["orphan_files"], 2.0, "{s:?}");
+    let summary = &s.problems[0].summary;
+    assert!(
+        summary.contains("0123456789abcdef0123456789abcdef.idx") && summary.contains("gen-000099"),
+        "{summary}"
+    );
+    let done = idx.repair_structure(ORPHAN_FILES).unwrap();
+    assert!(done.contains("removed 2 orphan file(s)"), "{done}");
+    assert!(!stray.exists() && !old_gen.exists());
+    assert!(young.exists(), "a young file is left alone");
+    assert!(codes(&idx).is_empty());
+    // Searches are unchanged.
+    assert_eq!(ids(&idx, "brown"), ["a", "b", "e"]);
+
+    // A file meta.json names is missing: reported, not repaired in place (a rebuild is).
+    let victim = std::fs::read_dir(&gen_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "pos"))
+        .expect("a positions file");
+    std::fs::remove_file(&victim).unwrap();
+    let s = idx.structure().unwrap();
+    assert_eq!(codes(&idx), [MISSING_FILES], "{s:?}");
+    let name = victim.file_name().unwrap().to_string_lossy().to_string();
+    assert!(s.problems[0].summary.contains(&name), "{s:?}");
+    assert!(idx.repair_structure(MISSING_FILES).is_err());
+    let docs: Vec<(Arc<str>, Arc<Document>)> = ["quick brown fox", "brown dog"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            (
+                Arc::from(format!("r{i}")),
+                Arc::new(Document {
+                    text: t.to_string(),
+                    vector: None,
+                    meta: None,
+                }),
+            )
+        })
+        .collect();
+    idx.rebuild(&mut docs.into_iter(), 50).unwrap();
+    assert!(codes(&idx).is_empty());
+    assert_eq!(ids(&idx, "brown"), ["r0", "r1"]);
+
+    // meta.json itself gone: missing too.
+    std::fs::remove_file(idx.generation_dir().join("meta.json")).unwrap();
+    let s = idx.structure().unwrap();
+    assert_eq!(codes(&idx), [MISSING_FILES], "{s:?}");
+    assert!(s.problems[0].summary.contains("meta.json"), "{s:?}");
+}

@@ -22,8 +22,12 @@ pub const RRF_K: f64 = 60.0;
 pub const FUSION_WINDOW_MIN: usize = 100;
 /// How long a `"consistency": "strong"` search waits for the indexes to reach the log before it is answered 503.
 pub const STRONG_WAIT_MS: u64 = 2_000;
+/// The longest wait a `"strong"` search may ask for (`timeout_ms`).
+pub const STRONG_WAIT_MS_MAX: u64 = 10_000;
 /// A fusion weight at most.
 pub const WEIGHT_MAX: f64 = 1_000.0;
+/// Documents read from the table at a time by a text search answered from a scan.
+const SCAN_PAGE_DOCS: usize = 1_024;
 
 /// `POST /v1/search` body: `text`, `vector` or both, and `k`.
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +57,10 @@ pub struct SearchBody {
     /// [`STRONG_WAIT_MS`]); `"eventual"` (the default): what the indexes have applied.
     #[serde(default)]
     pub consistency: Option<String>,
+    /// How long a `"strong"` search may wait for the indexes (1..=[`STRONG_WAIT_MS_MAX`] ms; default
+    /// [`STRONG_WAIT_MS`]) before it is answered an error naming the lag.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
     /// Candidates the HNSW search explores (default: the index's `ef_search`).
     #[serde(default)]
     pub ef: Option<u64>,
@@ -130,6 +138,20 @@ pub fn wait_of(body: &SearchBody, timeout: Duration) -> Result<Wait, ApiError> {
             )));
         }
     };
+    let timeout = match body.timeout_ms {
+        None => timeout,
+        Some(_) if !strong => {
+            return Err(ApiError::bad_request(
+                "timeout_ms: it bounds a \"consistency\": \"strong\" search's wait; give that too",
+            ));
+        }
+        Some(ms @ 1..=STRONG_WAIT_MS_MAX) => Duration::from_millis(ms),
+        Some(ms) => {
+            return Err(ApiError::bad_request(format!(
+                "timeout_ms: {ms} is outside 1..={STRONG_WAIT_MS_MAX}"
+            )));
+        }
+    };
     Ok(Wait { strong, timeout })
 }
 
@@ -168,14 +190,15 @@ impl Scope<'_> {
         }
     }
 
-    /// The text index (for `default`, attached now if it is not yet).
-    fn text(&self) -> Result<Arc<index_text::TextIndex>, ApiError> {
+    /// The text index (for `default`, attached now if it is not yet); the inner `Err` says why there is none to
+    /// search (answered by a scan), the outer one is the request's fault.
+    fn text(&self) -> Result<Result<Arc<index_text::TextIndex>, String>, ApiError> {
         match &self.named {
-            None => self
+            None => Ok(self
                 .app
                 .text_index()
-                .map_err(|e| ApiError::unavailable(format!("the text index: {e:#}"))),
-            Some(n) => n.text.clone().ok_or_else(|| {
+                .map_err(|e| format!("the text index cannot be opened: {e:#}"))),
+            Some(n) => n.text.clone().map(Ok).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "text: the collection {:?} keeps no text index (its settings' \"indexes\")",
                     self.collection
@@ -301,8 +324,6 @@ pub fn run_in(
             ));
         }
         (Some(text), None) => {
-            let index = scope.text()?;
-            wait_for(store, Some(index.as_ref()), wait)?;
             let req = index_text::SearchRequest {
                 query: text,
                 k,
@@ -311,11 +332,11 @@ pub fn run_in(
                 include,
                 highlight,
             };
-            let ans = index.search(&req).map_err(query_error)?;
+            let (ans, degraded) = text_search(&scope, &req, wait)?;
             let mut v =
                 serde_json::to_value(&ans).map_err(|e| ApiError::internal(e.to_string()))?;
             if let Some(m) = v.as_object_mut() {
-                m.insert("index".into(), json!("text"));
+                mark_source(m, degraded);
             }
             v
         }
@@ -344,8 +365,6 @@ pub fn run_in(
         }
         (Some(text), Some(vector)) => {
             let (wt, wv) = weights(body.hybrid.as_ref())?;
-            let index = scope.text()?;
-            wait_for(store, Some(index.as_ref()), wait)?;
             let window = k
                 .saturating_add(offset)
                 .clamp(FUSION_WINDOW_MIN, index_text::K_MAX);
@@ -364,7 +383,7 @@ pub fn run_in(
                 include,
                 highlight,
             };
-            let text_ans = index.search(&req).map_err(query_error)?;
+            let (text_ans, degraded) = text_search(&scope, &req, wait)?;
             let (vhits, source) = vector_hits(&scope, &vector, window, ef, exact, filter.as_ref())?;
             let fused = fuse(&text_ans.hits, &vhits, wt, wv);
             let hits: Vec<Value> = fused
@@ -396,7 +415,7 @@ pub fn run_in(
                     Value::Object(o)
                 })
                 .collect();
-            json!({
+            let mut v = json!({
                 "hits": hits,
                 "fusion": "rrf",
                 "rrf_k": RRF_K,
@@ -404,9 +423,14 @@ pub fn run_in(
                 "window": window,
                 "total": text_ans.total,
                 "lsn": text_ans.lsn,
-                "index": format!("text+{}", source.name()),
+                "index": format!("{}+{}", if degraded.is_some() { "scan" } else { "text" }, source.name()),
                 "exact": source != VectorSource::Hnsw,
-            })
+            });
+            if let (Some(m), Some(why)) = (v.as_object_mut(), degraded) {
+                m.insert("degraded".into(), json!(true));
+                m.insert("reason".into(), json!(why));
+            }
+            v
         }
     };
     withhold_stale(store, collection, &mut answer);
@@ -455,6 +479,181 @@ fn scan_error(e: index_vector::scan::ScanError) -> ApiError {
     match e {
         index_vector::scan::ScanError::Store(e) => e.into(),
         other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// A text search: from the text index while it is usable, otherwise from a scan of the table (never wrong, never
+/// a 5xx: the answer is the same as a rebuilt index's). The second value says why the answer is degraded (a scan).
+fn text_search(
+    scope: &Scope<'_>,
+    req: &index_text::SearchRequest,
+    wait: Wait,
+) -> Result<(index_text::SearchAnswer, Option<String>), ApiError> {
+    let store = scope.app.store();
+    let index = match scope.text()? {
+        Ok(index) => index,
+        Err(why) => {
+            return scan_text(scope, None, req, why);
+        }
+    };
+    match text_unusable(store, &index) {
+        None => {}
+        // Behind the log (just attached, catching up): a strong search waits for it like for any lag.
+        Some((why, true)) if !wait.strong => return scan_text(scope, Some(&index), req, why),
+        Some((_, true)) => {}
+        // Files gone, or damaged and being rebuilt: waiting would not help.
+        Some((why, false)) => return scan_text(scope, Some(&index), req, why),
+    }
+    let waited = wait_for(store, Some(index.as_ref()), wait);
+    // Still (or now) unusable after the wait: the scan reads the table as of now, which a strong search accepts.
+    if let Some((why, _)) = text_unusable(store, &index) {
+        return scan_text(scope, Some(&index), req, why);
+    }
+    waited?;
+    match index.search(req) {
+        Ok(ans) => {
+            index.drop_scan();
+            Ok((ans, None))
+        }
+        Err(e) if e.is_user_error() => Err(query_error(e)),
+        Err(e) => scan_text(scope, Some(&index), req, e.to_string()),
+    }
+}
+
+/// Why the text index cannot answer now (`None`: it can), and whether it is only behind (`true`: a wait may see it
+/// catch up): its files are gone, or the derived driver has it behind the log (just attached, opened empty after a
+/// damaged generation was quarantined, catching up) or damaged (being rebuilt). An index that is current answers
+/// everything acknowledged before its last commit.
+fn text_unusable(store: &Store, index: &index_text::TextIndex) -> Option<(String, bool)> {
+    let meta = index.generation_dir().join("meta.json");
+    if !meta.is_file() {
+        return Some((
+            format!(
+                "the text index's {} is gone (it is being rebuilt)",
+                meta.strip_prefix(store.dir()).unwrap_or(&meta).display()
+            ),
+            false,
+        ));
+    }
+    let collection = index.collection();
+    let status = store.derived().status();
+    let Some(st) = status
+        .indexes
+        .iter()
+        .find(|i| i.collection == collection && i.name == index_text::NAME)
+    else {
+        return Some((
+            format!("the text index of {collection:?} is not attached"),
+            false,
+        ));
+    };
+    let behind = st.state == store::derived::IndexState::Behind;
+    match st.state {
+        store::derived::IndexState::Current => None,
+        ref other => Some((
+            format!(
+                "the text index of {collection:?} is {} at LSN {} of {}{}",
+                serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                st.applied_lsn,
+                st.log_lsn,
+                st.last_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+            behind,
+        )),
+    }
+}
+
+/// A text search answered from a scan of the collection's documents (read in pages; not at all when the index's
+/// previous scan was at the same LSN), as of the log's LSN when it began; `why` is the reason given with the
+/// degraded answer.
+fn scan_text(
+    scope: &Scope<'_>,
+    index: Option<&index_text::TextIndex>,
+    req: &index_text::SearchRequest,
+    why: String,
+) -> Result<(index_text::SearchAnswer, Option<String>), ApiError> {
+    let store = scope.app.store();
+    let lsn = store.stats().last_lsn;
+    let mut pages = Pages {
+        store,
+        collection: scope.collection,
+        after: None,
+        page: Vec::new().into_iter(),
+        done: false,
+        failed: None,
+    };
+    // The index's own scan reuses the previous scan's documents at the same LSN (a rebuild takes a while).
+    let ans = match index {
+        Some(index) => index.scan(req, &mut pages, lsn),
+        None => index_text::scan(&index_text::TextSettings::default(), req, &mut pages, lsn),
+    };
+    if let Some(e) = pages.failed {
+        return Err(e.into());
+    }
+    let ans = ans.map_err(query_error)?;
+    Ok((ans, Some(why)))
+}
+
+/// Every document of a collection, read from the table a page at a time; the first failure is kept in `failed`.
+struct Pages<'a> {
+    store: &'a Store,
+    collection: &'a str,
+    after: Option<String>,
+    page: std::vec::IntoIter<(String, store::Document)>,
+    done: bool,
+    failed: Option<store::StoreError>,
+}
+
+impl Iterator for Pages<'_> {
+    type Item = (String, store::Document);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(d) = self.page.next() {
+                return Some(d);
+            }
+            if self.done {
+                return None;
+            }
+            match self
+                .store
+                .scan_in(self.collection, self.after.as_deref(), SCAN_PAGE_DOCS)
+            {
+                Ok(page) => {
+                    self.done = page.len() < SCAN_PAGE_DOCS;
+                    self.after = page.last().map(|(id, _)| id.clone());
+                    if self.after.is_none() {
+                        self.done = true;
+                    }
+                    self.page = page.into_iter();
+                }
+                Err(e) => {
+                    self.failed = Some(e);
+                    self.done = true;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Names the text answer's source: `"index": "text"`, or `"scan"` with `"degraded": true` and the reason.
+fn mark_source(m: &mut Map<String, Value>, degraded: Option<String>) {
+    match degraded {
+        None => {
+            m.insert("index".into(), json!("text"));
+        }
+        Some(why) => {
+            m.insert("index".into(), json!("scan"));
+            m.insert("degraded".into(), json!(true));
+            m.insert("reason".into(), json!(why));
+        }
     }
 }
 
@@ -573,10 +772,13 @@ fn wait_for(
         let want = t.applied_lsn();
         while t.visible_lsn() < want {
             if t0.elapsed() >= wait.timeout {
+                let visible = t.visible_lsn();
                 return Err(ApiError::unavailable(format!(
-                    "consistency \"strong\": the text index made LSN {} visible, not yet {want}, within {ms} ms; \
-                     retry, or search with \"consistency\": \"eventual\"",
-                    t.visible_lsn()
+                    "consistency \"strong\": index {}/{} made LSN {visible} visible, {} record(s) behind LSN \
+                     {want}, within {ms} ms; retry, or search with \"consistency\": \"eventual\"",
+                    t.collection(),
+                    index_text::NAME,
+                    want.saturating_sub(visible),
                 )));
             }
             std::thread::sleep(Duration::from_millis(5));

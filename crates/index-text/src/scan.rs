@@ -1,0 +1,148 @@
+//! Answering a search without the index: [`scan`] reads every document of the collection (the table, the truth)
+//! into an index of this schema in memory and runs the search there, so a scan answers exactly what an index
+//! rebuilt from those documents would — the same query language, filter, BM25 statistics, snippets and `total` —,
+//! only slower. The daemon answers from it while no usable index exists (deleted, quarantined, rebuilding) and flags
+//! the answer degraded.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use store::Document;
+use tantivy::{Index, IndexReader, ReloadPolicy};
+
+use crate::QueryError;
+use crate::index::TextIndex;
+use crate::index::WRITER_MEMORY_MIN_BYTES;
+use crate::schema::{self, Fields};
+use crate::search::{SearchAnswer, SearchRequest, View};
+use crate::settings::TextSettings;
+
+/// Answers `req` over `docs` (every live document of the collection, as of at least LSN `lsn`) by a scan. User
+/// errors (the query, the filter, the bounds) are found before any document is read.
+pub fn scan(
+    settings: &TextSettings,
+    req: &SearchRequest,
+    docs: &mut dyn Iterator<Item = (String, Document)>,
+    lsn: u64,
+) -> Result<SearchAnswer, QueryError> {
+    let start = Instant::now();
+    let built = Built::empty()?;
+    built.view(settings).prepare(req)?;
+    let built = built.fill(docs, lsn)?;
+    let view = built.view(settings);
+    let prepared = view.prepare(req)?;
+    view.answer(&built.reader()?, &prepared, req, lsn, start)
+}
+
+/// A scan's in-memory index.
+struct Built {
+    index: Index,
+    fields: Fields,
+    reader: Option<IndexReader>,
+}
+
+impl Built {
+    fn empty() -> Result<Built, QueryError> {
+        let index = Index::create_in_ram(schema::schema());
+        let fields = schema::fields_of(&index.schema()).map_err(QueryError::Index)?;
+        Ok(Built {
+            index,
+            fields,
+            reader: None,
+        })
+    }
+
+    fn view<'a>(&'a self, settings: &'a TextSettings) -> View<'a> {
+        View {
+            fields: &self.fields,
+            settings,
+            index: &self.index,
+        }
+    }
+
+    /// Adds every document and commits.
+    fn fill(
+        mut self,
+        docs: &mut dyn Iterator<Item = (String, Document)>,
+        lsn: u64,
+    ) -> Result<Built, QueryError> {
+        let mut writer = self
+            .index
+            .writer_with_num_threads(1, WRITER_MEMORY_MIN_BYTES)
+            .map_err(QueryError::from)?;
+        for (id, doc) in docs {
+            writer.add_document(schema::document(
+                &self.fields,
+                &id,
+                &doc.text,
+                doc.meta.as_ref(),
+                lsn,
+            ))?;
+        }
+        writer.commit()?;
+        drop(writer);
+        self.reader = Some(
+            self.index
+                .reader_builder()
+                .reload_policy(ReloadPolicy::Manual)
+                .try_into()
+                .map_err(QueryError::from)?,
+        );
+        Ok(self)
+    }
+
+    fn reader(&self) -> Result<tantivy::Searcher, QueryError> {
+        self.reader
+            .as_ref()
+            .map(IndexReader::searcher)
+            .ok_or_else(|| QueryError::Index("the scan's index was not filled".to_string()))
+    }
+}
+
+/// The last scan's in-memory index of one collection, kept for the next scan at the same LSN: while an index is
+/// rebuilt, searches ask the same table again and again. Scans of one collection run one at a time (one such
+/// index in memory at most); the index is dropped once searches are answered by the text index again.
+#[derive(Default)]
+pub(crate) struct ScanCache {
+    last: Mutex<Option<(u64, Built)>>,
+}
+
+impl TextIndex {
+    /// [`scan()`] with this index's settings, reusing the previous scan's documents when the table is at the same
+    /// LSN (then `docs` is not read at all).
+    pub fn scan(
+        &self,
+        req: &SearchRequest,
+        docs: &mut dyn Iterator<Item = (String, Document)>,
+        lsn: u64,
+    ) -> Result<SearchAnswer, QueryError> {
+        let start = Instant::now();
+        let mut last = self
+            .scan_cache
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let built = match last.take() {
+            Some((at, built)) if at == lsn => built,
+            _ => {
+                let empty = Built::empty()?;
+                // Bad input is refused before the table is read.
+                empty.view(&self.settings).prepare(req)?;
+                empty.fill(docs, lsn)?
+            }
+        };
+        let view = built.view(&self.settings);
+        let answer = view
+            .prepare(req)
+            .and_then(|prepared| view.answer(&built.reader()?, &prepared, req, lsn, start));
+        *last = Some((lsn, built));
+        answer
+    }
+
+    /// Forgets the last scan's in-memory index (the text index answers again).
+    pub fn drop_scan(&self) {
+        if let Ok(mut last) = self.scan_cache.last.try_lock() {
+            *last = None;
+        }
+    }
+}

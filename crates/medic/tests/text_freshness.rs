@@ -1,0 +1,164 @@
+//! How fresh a text search is, against the real `medic serve`: a write acknowledged is seen at once by a search with
+//! `"consistency": "strong"`; by default a search sees it once the index commits (at most every 250 ms or 1,000
+//! documents); a strong search whose wait runs past its bound (`timeout_ms`) is answered an error naming the lag.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Daemon, wait_for};
+
+fn ids(v: &Value) -> Vec<String> {
+    v["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no hits in {v}"))
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn bulk(d: &Daemon, lines: impl Iterator<Item = Value>) {
+    let mut body = String::new();
+    for l in lines {
+        body.push_str(&l.to_string());
+        body.push('\n');
+    }
+    let mut resp = d
+        .agent
+        .post(format!("{}/v1/docs", d.url))
+        .header("Content-Type", "application/x-ndjson")
+        .send(body.as_bytes())
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    assert_eq!(status, 200, "{text}");
+}
+
+#[test]
+fn strong_sees_every_acknowledged_write_default_within_the_commit_interval_and_a_timeout_names_the_lag()
+ {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = Daemon::start(&data, tmp.path());
+    bulk(
+        &d,
+        (0..200)
+            .map(|i| json!({"id": format!("base{i}"), "text": format!("base document number{i}")})),
+    );
+    wait_for("the text index answering", Duration::from_secs(60), || {
+        let (s, v) = d.json(
+            "POST",
+            "/v1/search",
+            Some(&json!({"text": "base", "k": 1, "consistency": "strong"})),
+        );
+        (s == 200 && v["index"] == "text").then_some(())
+    });
+
+    // Strong: every write acknowledged is in the very next search's hits, from the index (not a scan).
+    for i in 0..40 {
+        let word = format!("strongword{i}");
+        let (s, v) = d.json(
+            "PUT",
+            &format!("/v1/docs/s{i}"),
+            Some(&json!({"text": format!("fresh {word}")})),
+        );
+        assert_eq!(s, 200, "{v}");
+        let (s, v) = d.json(
+            "POST",
+            "/v1/search",
+            Some(&json!({"text": word, "k": 5, "consistency": "strong"})),
+        );
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            ids(&v),
+            [format!("s{i}")],
+            "write {i} not seen by a strong search: {v}"
+        );
+        assert_eq!(v["index"], "text", "{v}");
+    }
+
+    // Default: seen once the index commits, at most every 250 ms (plus the time to apply and commit).
+    let mut visible_after = Vec::new();
+    for i in 0..20 {
+        let word = format!("eventualword{i}");
+        let (s, v) = d.json(
+            "PUT",
+            &format!("/v1/docs/e{i}"),
+            Some(&json!({"text": format!("fresh {word}")})),
+        );
+        assert_eq!(s, 200, "{v}");
+        let t0 = Instant::now();
+        loop {
+            let (s, v) = d.json("POST", "/v1/search", Some(&json!({"text": word, "k": 5})));
+            assert_eq!(s, 200, "{v}");
+            if ids(&v) == [format!("e{i}")] {
+                visible_after.push(t0.elapsed());
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "write {i} not visible to a default search after 5 s: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Writes land at different points of the commit interval.
+        std::thread::sleep(Duration::from_millis(37 * (i % 7)));
+    }
+    visible_after.sort();
+    let p50 = visible_after[visible_after.len() / 2];
+    let max = *visible_after.last().unwrap();
+    eprintln!("default search: a write visible after p50 {p50:?}, max {max:?}");
+    assert!(
+        p50 <= Duration::from_millis(400) && max <= Duration::from_millis(1_500),
+        "a default search saw writes after p50 {p50:?}, max {max:?}: beyond the 250 ms commit interval"
+    );
+
+    // A strong search that cannot wait long enough: an error naming the index and its lag (never stale hits).
+    let mut named = None;
+    for round in 0..20 {
+        bulk(
+            &d,
+            (0..5_000).map(
+                |i| json!({"id": format!("lag{round}-{i}"), "text": format!("lagging word{i}")}),
+            ),
+        );
+        let (s, v) = d.json(
+            "POST",
+            "/v1/search",
+            Some(&json!({"text": "lagging", "k": 1, "consistency": "strong", "timeout_ms": 1})),
+        );
+        if s == 200 {
+            // The index caught up within 1 ms: the answer holds every document written.
+            assert_eq!(v["total"], 5_000 * (round + 1), "{v}");
+            continue;
+        }
+        assert_eq!(s, 503, "{v}");
+        named = Some(v["error"].as_str().unwrap().to_string());
+        eprintln!("round {round}: {}", named.as_deref().unwrap_or(""));
+        break;
+    }
+    let e =
+        named.expect("a strong search with timeout_ms 1 right after 5,000 writes never timed out");
+    assert!(e.contains("default/text") || e.contains("default/"), "{e}");
+    assert!(e.contains("behind LSN"), "{e}");
+    assert!(e.contains("within 1 ms"), "{e}");
+
+    // The bound is checked.
+    for (body, says) in [
+        (
+            json!({"text": "x", "k": 1, "consistency": "strong", "timeout_ms": 0}),
+            "timeout_ms: 0",
+        ),
+        (
+            json!({"text": "x", "k": 1, "consistency": "strong", "timeout_ms": 60_000}),
+            "timeout_ms: 60000",
+        ),
+        (json!({"text": "x", "k": 1, "timeout_ms": 10}), "timeout_ms"),
+    ] {
+        let (s, v) = d.json("POST", "/v1/search", Some(&body));
+        assert_eq!(s, 400, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{body}: {v}");
+    }
+    d.stop();
+}
