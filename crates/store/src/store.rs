@@ -84,7 +84,8 @@ impl Entry {
 /// Why a commit failed, kept cloneable for every waiter of a batch.
 #[derive(Clone, Debug)]
 enum Fail {
-    ReadOnly(String),
+    /// Out of space (the message): the store goes read-only until space returns.
+    NoSpace(String),
     Poisoned(String),
     Io(String),
     /// This process cannot prove it is the only writer: nothing was written.
@@ -94,7 +95,7 @@ enum Fail {
 impl Fail {
     fn into_error(self) -> StoreError {
         match self {
-            Fail::ReadOnly(m) => StoreError::ReadOnly(m),
+            Fail::NoSpace(m) => StoreError::ReadOnly(m),
             Fail::Poisoned(m) => StoreError::Poisoned(m),
             Fail::Io(m) => StoreError::io("committing to the WAL", std::io::Error::other(m)),
             Fail::NotSoleWriter(d) => StoreError::NotSoleWriter(d),
@@ -117,13 +118,14 @@ struct State {
     leader: bool,
     results: HashMap<u64, Result<(), Fail>>,
     poisoned: Option<String>,
-    /// Set when writes are refused for lack of space; cleared automatically when space returns.
-    read_only: Option<String>,
+    /// Set (the message) while writes are refused for lack of space: the one read-only state free space lifts,
+    /// cleared automatically when space returns. Losses (`lost`) and poisoning are kept apart.
+    low_space: Option<String>,
     vector_dim: Option<u32>,
     space_checked_us: u64,
     disk_free_bytes: Option<u64>,
     /// Acknowledged records lost beyond redundancy, found on open and not yet accepted. Kept apart from
-    /// `read_only`, which free space lifts.
+    /// `low_space`, which free space lifts.
     lost: Vec<LostRange>,
     /// While `lost` is not empty: ids whose surviving last record is a delete, with its LSN (a delete after every
     /// lost range is certainly current).
@@ -1336,7 +1338,7 @@ impl Store {
                 leader: false,
                 results: HashMap::new(),
                 poisoned: None,
-                read_only: None,
+                low_space: None,
                 vector_dim,
                 space_checked_us: 0,
                 disk_free_bytes: None,
@@ -2136,7 +2138,7 @@ impl Store {
             } else if let Err(e) = self.refuse_read_only() {
                 Some(e.to_string())
             } else {
-                st.read_only.clone()
+                st.low_space.clone()
             };
             (
                 st.docs.len(),
@@ -2274,7 +2276,7 @@ impl Store {
         let now = now_us();
         let quota = self.cfg.io.quota_bytes_remaining();
         let stale = now.saturating_sub(st.space_checked_us) > 200_000;
-        if stale || quota.is_some() || st.read_only.is_some() {
+        if stale || quota.is_some() || st.low_space.is_some() {
             st.space_checked_us = now;
             let disk = disk_free_bytes(&self.dir);
             let free = match (disk, quota) {
@@ -2284,15 +2286,15 @@ impl Store {
             st.disk_free_bytes = free;
             match free {
                 Some(f) if f < self.cfg.disk_critical_bytes_floor => {
-                    st.read_only = Some(format!(
+                    st.low_space = Some(format!(
                         "read-only: disk space: {f} bytes free, below disk_critical_bytes_floor = {}",
                         self.cfg.disk_critical_bytes_floor
                     ));
                 }
-                _ => st.read_only = None,
+                _ => st.low_space = None,
             }
         }
-        match &st.read_only {
+        match &st.low_space {
             Some(m) => Err(StoreError::ReadOnly(m.clone())),
             None => Ok(()),
         }
@@ -2362,8 +2364,8 @@ impl Store {
                                     .evidence("records_refused", ops.len().to_string()),
                                 );
                             }
-                            Fail::ReadOnly(m) => {
-                                st.read_only = Some(m.clone());
+                            Fail::NoSpace(m) => {
+                                st.low_space = Some(m.clone());
                                 self.queue_issue(
                                     issue(
                                         IssueKind::Resource,
@@ -2433,7 +2435,7 @@ impl Store {
         })?;
         let layout_fail = |e: StoreError| match e {
             StoreError::Io { source, context } if io::is_no_space(&source) => {
-                Fail::ReadOnly(format!("read-only: disk space: {context}: {source}"))
+                Fail::NoSpace(format!("read-only: disk space: {context}: {source}"))
             }
             StoreError::Poisoned(m) => Fail::Poisoned(m),
             other => Fail::Io(other.to_string()),
@@ -2515,7 +2517,7 @@ impl Store {
                     )));
                 }
                 if io::is_no_space(&e) {
-                    Err(Fail::ReadOnly(format!(
+                    Err(Fail::NoSpace(format!(
                         "read-only: disk space: writing the WAL failed: {e}"
                     )))
                 } else {
@@ -4075,19 +4077,12 @@ impl Store {
         // Leave read-only mode as soon as space is back (and enter it when space is gone), even with no writes.
         match free {
             Some(f) if f < self.cfg.disk_critical_bytes_floor => {
-                st.read_only = Some(format!(
+                st.low_space = Some(format!(
                     "read-only: disk space: {f} bytes free, below disk_critical_bytes_floor = {}",
                     self.cfg.disk_critical_bytes_floor
                 ))
             }
-            _ if st
-                .read_only
-                .as_deref()
-                .is_some_and(|m| m.contains("disk space")) =>
-            {
-                st.read_only = None
-            }
-            _ => {}
+            _ => st.low_space = None,
         }
         free
     }
