@@ -1528,6 +1528,24 @@ fn search(out: &Out, b: &dyn Backend, collection: &str, query: &Value) -> anyhow
         out.json_line(&v);
         return Ok(EXIT_OK);
     }
+    // An answer that is not the whole truth says so first (on stderr, so the table stays parseable).
+    if v.get("degraded").and_then(Value::as_bool) == Some(true) {
+        eprintln!(
+            "degraded: answered from a scan of the table ({})",
+            v.get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("the index cannot answer")
+        );
+    }
+    if let Some(w) = v.get("withheld").and_then(Value::as_array)
+        && !w.is_empty()
+    {
+        eprintln!(
+            "withheld: {} document(s) a loss may have changed: {} (medic status: store.lost)",
+            w.len(),
+            w.iter().map(render::scalar).collect::<Vec<_>>().join(", ")
+        );
+    }
     let hits = v
         .get("hits")
         .and_then(Value::as_array)

@@ -498,6 +498,27 @@ fn a_loss_beyond_every_copy_is_reported_precisely_while_the_rest_keeps_serving()
         named.iter().collect(),
         "{v}"
     );
+    // The CLI says so too (through the daemon holding the directory), on stderr beside the table.
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args([
+            "search",
+            "--data",
+            data.to_str().unwrap(),
+            "--vector",
+            "[30,1,0]",
+            "--k",
+            "60",
+        ])
+        .env_remove("MEDIC_SERVER")
+        .env_remove("MEDIC_CONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("withheld") && named.iter().all(|id| err.contains(id.as_str())),
+        "{err}"
+    );
     let (s, v) = d.json("PUT", "/v1/docs/new", Some(&doc(1)));
     assert_eq!(s, 503, "{v}");
     assert!(
