@@ -3033,6 +3033,65 @@ impl Store {
         out
     }
 
+    /// The identity sidecars of the sealed segments and the snapshot (see [`crate::identity`]) that do not name
+    /// every LSN of their file: `(file, why)`. Missing or damaged, a later loss of that file would be anonymous; each
+    /// is rewritten from the verified file by [`Store::rewrite_identity`]. The open segment's journal is not
+    /// listed: every open rewrites it.
+    pub fn identity_gaps(&self) -> Vec<(ImmutableFile, String)> {
+        self.immutable_files()
+            .into_iter()
+            .filter_map(|f| {
+                let rel = identity::name_for(&f.rel);
+                let (a, b) = (f.lsn_range.0.max(1), f.lsn_range.1);
+                let why = match io::read_file(&self.cfg.io, &self.dir.join(&rel)) {
+                    // Not damage: the next check tries again.
+                    Err(e) if io::is_resource(&e) => return None,
+                    Err(e) => format!("{rel} is unreadable: {}", io::reason(&e)),
+                    Ok(bytes) => {
+                        if identity::Identities::parse(&bytes).keys_in(a, b).is_some() {
+                            return None;
+                        }
+                        format!(
+                            "{rel} does not name every record of LSN {a}..={b} (damaged frames)"
+                        )
+                    }
+                };
+                Some((f, why))
+            })
+            .collect()
+    }
+
+    /// Rewrites the identity sidecar of the immutable file `rel` (a sealed segment or the snapshot) from the file
+    /// itself, read and verified against its parity.
+    pub fn rewrite_identity(&self, rel: &str) -> Result<(), StoreError> {
+        self.refuse_read_only()?;
+        let f = self
+            .immutable_files()
+            .into_iter()
+            .find(|f| f.rel == rel)
+            .ok_or_else(|| {
+                StoreError::InvalidInput(format!("{rel} is not a live sealed segment or snapshot"))
+            })?;
+        let mut report = RecoveryReport::default();
+        let mut found = Vec::new();
+        let expected = rel.ends_with(".seg").then_some(f.len);
+        let bytes = load_immutable(&self.dir, &f, expected, &mut report, &mut found)?;
+        let sidecar = if rel.ends_with(".seg") {
+            let data = bytes.get(wal::HEADER_BYTES as usize..).unwrap_or(&[]);
+            let mut keys = identity::record_keys(data);
+            identity::encode_all(f.lsn_range.0, f.lsn_range.1, &mut keys)
+        } else {
+            let (lsn, entries) = snapshot::decode(&bytes)
+                .map_err(|(off, e)| StoreError::corrupt(format!("{rel}: {e}"), loc(rel, off, 0)))?;
+            let mut keys: Vec<(u64, &str)> =
+                entries.iter().map(|(id, l, _)| (*l, id.as_str())).collect();
+            identity::encode_all(1, lsn, &mut keys)
+        };
+        let path = self.dir.join(identity::name_for(rel));
+        io::write_file_atomic(&self.cfg.io, &path, &sidecar)
+            .map_err(ioe(format!("writing {}", identity::name_for(rel))))
+    }
+
     /// Every live file and what it is.
     pub fn data_files(&self) -> Vec<DataFile> {
         let m = self.manifest();

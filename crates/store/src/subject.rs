@@ -853,6 +853,7 @@ impl HealthCheck for ScrubCheck {
             }
         }
         out.extend(link_issues(s, "store.scrub"));
+        out.extend(identity_issues(s, "store.scrub"));
         out.extend(open_segment_issues(s, 0, "store.scrub"));
         out.extend(s.lost().iter().map(|l| l.issue("store.scrub")));
         // Only compare with a replay when the files themselves are sound (otherwise the above says why).
@@ -1102,6 +1103,98 @@ impl RepairStrategy for RebuildFromParity {
     fn rollback(&self, _issue: &Issue, backup: &Backup) -> Result<(), RepairError> {
         restore_backup(&self.store, backup)
     }
+}
+
+/// An `identity_sidecar_damaged` issue per sealed segment or snapshot whose identity sidecar does not name every
+/// record: nothing is lost, but a later loss of that file would not say which documents it took.
+fn identity_issues(s: &Store, source: &str) -> Vec<Issue> {
+    s.identity_gaps()
+        .into_iter()
+        .map(|(f, why)| {
+            let rel = crate::identity::name_for(&f.rel);
+            integrity(
+                "identity_sidecar_damaged",
+                &rel,
+                format!("{why}; rewritten from {} (which verifies)", f.rel),
+                source,
+            )
+            .at(Location {
+                file: Some(rel.clone()),
+                ..Location::default()
+            })
+            .with_score(0.3)
+            .evidence("of", f.rel)
+        })
+        .collect()
+}
+
+/// Rewrites an identity sidecar from the verified file it describes.
+struct RewriteIdentity {
+    store: Arc<Store>,
+}
+
+impl RepairStrategy for RewriteIdentity {
+    fn name(&self) -> &str {
+        "rewrite_identity_sidecar"
+    }
+    fn cost(&self) -> RepairCost {
+        RepairCost::Redundancy
+    }
+    fn can_repair(&self, issue: &Issue) -> bool {
+        issue.code == "identity_sidecar_damaged"
+    }
+    fn estimate(&self, _issue: &Issue) -> Estimate {
+        est(50_000, DataLoss::None, 0.02)
+    }
+    fn backup(&self, _issue: &Issue) -> Result<Backup, RepairError> {
+        Ok(Backup {
+            location: "none needed (a sidecar is rewritten from the file it describes)".into(),
+            bytes: 0,
+        })
+    }
+    fn repair(&self, issue: &Issue) -> Result<RepairReport, RepairError> {
+        let of = of_file(issue)?;
+        match self.store.rewrite_identity(&of) {
+            Ok(()) => Ok(RepairReport {
+                actions: vec![format!(
+                    "rewrote {} from {of}",
+                    crate::identity::name_for(&of)
+                )],
+                data_loss: DataLoss::None,
+            }),
+            // Compacted away meanwhile: nothing left to describe.
+            Err(crate::StoreError::InvalidInput(_)) => Ok(RepairReport {
+                actions: vec![format!("{of} is no longer live: nothing to rewrite")],
+                data_loss: DataLoss::None,
+            }),
+            Err(e) => Err(to_repair_err(e)),
+        }
+    }
+    fn validate(&self, issue: &Issue) -> Result<(), RepairError> {
+        let of = of_file(issue)?;
+        match self
+            .store
+            .identity_gaps()
+            .into_iter()
+            .find(|(f, _)| f.rel == of)
+        {
+            Some((_, why)) => Err(RepairError::Validation(why)),
+            None => Ok(()),
+        }
+    }
+    fn rollback(&self, _issue: &Issue, _backup: &Backup) -> Result<(), RepairError> {
+        Ok(())
+    }
+}
+
+/// The file an identity issue describes (evidence `of`).
+fn of_file(issue: &Issue) -> Result<String, RepairError> {
+    issue
+        .evidence
+        .iter()
+        .find(|(k, _)| k == "of")
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| RepairError::NotApplicable("no file named (evidence `of`)".into()))
 }
 
 /// Restores a damaged or stale manifest copy from its twin.
@@ -1531,6 +1624,7 @@ impl Subject for StoreSubject {
             Arc::new(RepairFromMirror { store: s.clone() }),
             Arc::new(ReloadTable { store: s.clone() }),
             Arc::new(Compact { store: s.clone() }),
+            Arc::new(RewriteIdentity { store: s.clone() }),
         ];
         own.into_iter()
             .chain(crate::derived::health::strategies(&s))

@@ -2462,3 +2462,44 @@ fn a_mirror_record_damaged_while_closed_is_reported_with_its_location_when_open_
         "{issues:?}"
     );
 }
+
+#[test]
+fn a_damaged_identity_sidecar_is_found_by_the_scrub_and_rewritten_so_a_later_loss_is_still_named() {
+    let seed = degraded_seed(0xDE9_0005);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let sealed = degraded_fixture(dir.path());
+    let f = &sealed[rand::Rng::random_range(&mut rng, 0..sealed.len())];
+    let ids = dir.path().join(format!("{}.ids", f.rel));
+    let len = std::fs::metadata(&ids).unwrap().len();
+    let at = rand::Rng::random_range(&mut rng, 0..len);
+    eprintln!("flipping byte {at} of {}.ids", f.rel);
+    flip(&ids, at, 1);
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let subject = StoreSubject::new(s.clone());
+    let out = run_check(&subject, Tier::Comprehensive);
+    let issue = out
+        .issues
+        .iter()
+        .find(|i| i.code == "identity_sidecar_damaged")
+        .unwrap_or_else(|| panic!("the scrub finds the damaged sidecar: {out:?}"))
+        .clone();
+    assert_eq!(issue.resource, format!("{}.ids", f.rel));
+    assert!(!issue.data_at_risk, "nothing is lost: {issue:?}");
+    let strategy = subject
+        .strategies()
+        .into_iter()
+        .find(|st| st.can_repair(&issue))
+        .expect("a strategy rewrites it");
+    strategy.repair(&issue).unwrap();
+    strategy.validate(&issue).unwrap();
+    let out = run_check(&subject, Tier::Comprehensive);
+    assert!(out.passed, "{out:?}");
+    drop((subject, strategy));
+    Arc::into_inner(s).unwrap().close().unwrap();
+    // The rewritten sidecar names the file's documents when the file is lost.
+    std::fs::remove_file(dir.path().join(&f.rel)).unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let lost = assert_degraded(&s, &f.rel, true);
+    assert_eq!(lost.lsn_range, f.lsn_range);
+}
