@@ -472,7 +472,12 @@ impl Config {
     }
 
     fn parse_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        // Durations given with units ("30s") become integers in their key's unit, on the same lines.
+        let text = crate::duration::rewrite(text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })
@@ -1367,6 +1372,8 @@ fn comment(text: &str) -> String {
 
 const DEFAULT_TOML: &str = r#"# medic configuration. Every option is shown with its default value.
 # Load with `medic serve --config FILE`; unknown keys are refused.
+# Durations: a key ending in _ms, _us or _secs takes an integer in that unit, or a string with units such as
+# "250ms", "30s", "5m", "2h", "1d" or "1h30m".
 
 [server]
 # IP:PORT the HTTP API listens on. Port 0 picks a free port (the real address is printed on stdout).

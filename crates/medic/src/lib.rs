@@ -22,6 +22,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod duration;
 pub mod history;
 pub mod kb;
 pub mod machine;

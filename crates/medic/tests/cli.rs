@@ -131,6 +131,50 @@ fn bad_config_file_is_a_usage_error_naming_it() {
 }
 
 #[test]
+fn config_durations_take_units_and_a_bad_one_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = config_file(
+        dir.path(),
+        "units.toml",
+        "[checks]\nshallow_interval_ms = \"2s\"\ndeep_interval_ms = \"1m30s\"\ncomprehensive_interval_ms = 3600000\n",
+    );
+    let o = medic(&["config", "--config", &good, "--json"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = last_json(&o);
+    let checks = if v["checks"].is_null() {
+        &v["config"]["checks"]
+    } else {
+        &v["checks"]
+    };
+    assert_eq!(checks["shallow_interval_ms"], 2000, "{v}");
+    assert_eq!(checks["deep_interval_ms"], 90000, "{v}");
+    assert_eq!(checks["comprehensive_interval_ms"], 3600000, "{v}");
+    let bad = config_file(
+        dir.path(),
+        "bad-units.toml",
+        "[checks]\n\nshallow_interval_ms = \"5 fortnights\"\n",
+    );
+    let o = medic(&["status", "--config", &bad], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("bad-units.toml")
+            && e.contains("line 3")
+            && e.contains("checks.shallow_interval_ms"),
+        "{e}"
+    );
+    // A type error after a converted duration still names its own line.
+    let mixed = config_file(
+        dir.path(),
+        "mixed.toml",
+        "[checks]\nshallow_interval_ms = \"5s\"\n\n[server]\nlisten = 5\n",
+    );
+    let o = medic(&["status", "--config", &mixed], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("line 5"), "{}", stderr(&o));
+}
+
+#[test]
 fn load_with_a_bad_line_names_it_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("docs.jsonl");
