@@ -32,6 +32,7 @@ use super::range::{RangeConfig, RangeNovelty};
 use super::roc::{RateOfChange, RocConfig};
 use super::seasonal::{Seasonal, SeasonalConfig};
 use super::stats::clean_score;
+use super::surprise::{Surprise, SurpriseConfig};
 use super::variance::{VarianceConfig, VarianceShift};
 use super::zscore::{ZScore, ZScoreConfig};
 use super::{AnomalyLevel, Detector, SeverityCutoffs};
@@ -84,6 +85,8 @@ pub enum CompositeKind {
     Legacy,
     /// The [`Likelihood`] detector with the `likelihood` settings.
     Likelihood,
+    /// The [`Surprise`] detector with the `surprise` settings.
+    Surprise,
 }
 
 /// Settings of the [`Composite`] detector.
@@ -94,6 +97,8 @@ pub struct CompositeConfig {
     pub kind: CompositeKind,
     /// Settings of the likelihood detector (`kind = "likelihood"`).
     pub likelihood: LikelihoodConfig,
+    /// Settings of the surprise detector (`kind = "surprise"`).
+    pub surprise: SurpriseConfig,
     /// Weight of each detector.
     pub weights: Weights,
     /// Exponent of the weighted power mean of the scores: 1 is the weighted mean (all must agree), larger values
@@ -137,6 +142,7 @@ impl Default for CompositeConfig {
         Self {
             kind: CompositeKind::Legacy,
             likelihood: LikelihoodConfig::default(),
+            surprise: SurpriseConfig::default(),
             weights: Weights::default(),
             combine_power: 1.0,
             lead: vec!["seasonal".to_string(), "range".to_string()],
@@ -176,6 +182,14 @@ impl CompositeConfig {
         }
     }
 
+    /// The surprise detector with its default settings (`kind = "surprise"`).
+    pub fn surprise() -> Self {
+        Self {
+            kind: CompositeKind::Surprise,
+            ..Self::default()
+        }
+    }
+
     /// Checks every setting of the composite and of its detectors; the error names the key (under
     /// `engine.composite.`), the value and the accepted range. A composite whose every weight is 0 would never score,
     /// and a lead that names no detector would never lead: both are refused.
@@ -187,6 +201,7 @@ impl CompositeConfig {
             range_u(&format!("composite.{key}"), v as u64, lo, hi)
         };
         self.likelihood.validate("composite.likelihood.")?;
+        self.surprise.validate("composite.surprise.")?;
         let w = &self.weights;
         let weights = [
             ("zscore", w.zscore),
@@ -370,8 +385,8 @@ struct Part {
 /// detectors.
 pub struct Composite {
     config: CompositeConfig,
-    /// Set when `kind` is `likelihood`: then it alone scores.
-    likelihood: Option<Likelihood>,
+    /// Set when `kind` is `likelihood` or `surprise`: then it alone scores.
+    alone: Option<Box<dyn Detector>>,
     parts: Vec<Part>,
     power: f64,
     refractory_left: usize,
@@ -396,8 +411,11 @@ impl std::fmt::Debug for Composite {
 impl Composite {
     /// A composite with these settings. Detectors with a weight ≤ 0 (or not finite) are left out.
     pub fn new(config: CompositeConfig) -> Self {
-        let likelihood = (config.kind == CompositeKind::Likelihood)
-            .then(|| Likelihood::new(config.likelihood.clone()));
+        let alone: Option<Box<dyn Detector>> = match config.kind {
+            CompositeKind::Legacy => None,
+            CompositeKind::Likelihood => Some(Box::new(Likelihood::new(config.likelihood.clone()))),
+            CompositeKind::Surprise => Some(Box::new(Surprise::new(config.surprise.clone()))),
+        };
         let w = &config.weights;
         let candidates: [(f64, Box<dyn Detector>); 8] = [
             (w.zscore, Box::new(ZScore::new(config.zscore.clone()))),
@@ -414,7 +432,7 @@ impl Composite {
         ];
         let parts: Vec<Part> = candidates
             .into_iter()
-            .filter(|_| likelihood.is_none())
+            .filter(|_| alone.is_none())
             .filter(|(weight, _)| weight.is_finite() && *weight > 0.0)
             .map(|(weight, detector)| Part {
                 lead: config.lead.iter().any(|n| n == detector.name()),
@@ -430,7 +448,7 @@ impl Composite {
         };
         Self {
             config,
-            likelihood,
+            alone,
             parts,
             power,
             refractory_left: 0,
@@ -479,7 +497,7 @@ impl Detector for Composite {
     }
 
     fn update(&mut self, at: Timestamp, value: f64) -> f64 {
-        if let Some(l) = &mut self.likelihood {
+        if let Some(l) = &mut self.alone {
             self.last_score = clean_score(l.update(at, value));
             return self.last_score;
         }
@@ -547,14 +565,14 @@ impl Detector for Composite {
     }
 
     fn judged(&self) -> bool {
-        if let Some(l) = &self.likelihood {
+        if let Some(l) = &self.alone {
             return l.judged();
         }
         self.parts.iter().any(|p| p.detector.judged())
     }
 
     fn explain(&self) -> String {
-        if let Some(l) = &self.likelihood {
+        if let Some(l) = &self.alone {
             return l.explain();
         }
         let mut parts: Vec<&Part> = self.parts.iter().collect();
