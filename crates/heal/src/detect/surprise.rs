@@ -75,7 +75,7 @@ impl Default for SurpriseConfig {
     fn default() -> Self {
         Self {
             level_horizon: 16.0,
-            history_horizon: 2_000.0,
+            history_horizon: 1_500.0,
             short_window: 5,
             alarm_rate: 3e-6,
             extreme_tolerance: 0.02,

@@ -482,3 +482,36 @@ pub fn plateau(corpus: &Corpus, base: &CompositeConfig) -> anyhow::Result<Vec<Pl
     }
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_surprise_grid_starts_with_the_base_and_changes_one_or_two_parameters() {
+        let base = SurpriseConfig::default();
+        let grid = surprise_grid(&base, false);
+        // The base, each of 5 parameters at 2 factors, each of 10 pairs at 4 combinations.
+        assert_eq!(grid.len(), 1 + 5 * 2 + 10 * 4);
+        assert_eq!(grid[0].surprise, base);
+        assert!(grid.iter().all(|c| c.kind == CompositeKind::Surprise));
+        assert_eq!(surprise_grid(&base, true).len(), 3usize.pow(5));
+        let halved = scaled_surprise(&base, "history_horizon", 0.5);
+        assert_eq!(halved.history_horizon, base.history_horizon / 2.0);
+    }
+
+    /// The surprise detector cross-validated with its parameters also chosen per fold from the grid of pairs (`medic
+    /// bench nab-cv --grid pairs` grids the likelihood detector): `NAB_DIR=... cargo test --release -p medic --lib
+    /// surprise_grid_cross_validated -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "needs the NAB slice; prints figures for BENCHMARKS.md"]
+    fn surprise_grid_cross_validated() {
+        let dir = std::env::var_os("NAB_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/nab"));
+        let corpus = Corpus::read(&dir).unwrap();
+        let report =
+            cross_validate(&corpus, &surprise_grid(&SurpriseConfig::default(), false)).unwrap();
+        println!("{}", serde_json::to_string(&report).unwrap());
+    }
+}
