@@ -9,15 +9,17 @@
 //! 2. **New extremes ranked, not alarmed.** A value more than `extreme_tolerance` × (range seen so far) beyond the
 //!    lowest or highest value seen, and at least half of `surprise` spreads from the level, scores at least
 //!    [`CALM`] (0.5), rising towards [`ECHO_CAP`] (0.7) the further beyond the range it lies: above every ordinary
-//!    point, below the alarm. It alarms (reaches [`ALARM`]) only on the likelihood's full evidence, as any point does,
-//!    except a move of a metric that never moved (a range of zero width), which always alarms. So a reader with a
+//!    point, below the alarm. It alarms (reaches [`ALARM`]) only on [`EXTREME_EVIDENCE`] of the likelihood's
+//!    log-evidence of an alarm (any other point needs all of it), except a move of a metric that never moved (a range
+//!    of zero width), which always alarms. So a reader with a
 //!    lower threshold than the engine's (an operator's dashboard, a benchmark's optimised threshold) sees every new
 //!    extreme, and the engine's cut-off stays calibrated (`alarm_rate`).
 //! 3. **One report per event, whatever the threshold.** A point scores only when it is higher than the fading memory
 //!    of earlier scores (the memory fades by `1 - 1/refractory` per point, `refractory` = `history_horizon` / 10;
 //!    after a point is reported at `s`, the memory is `s + ` [`REFRACTORY_MARGIN`]` × (1 - s)`), otherwise 0: an
 //!    event is reported at its first point above any threshold, later points only when they rise well above the
-//!    last report, and not while the baselines adapt; a much larger excursion still breaks through. (The likelihood
+//!    last report, and not while the baselines adapt; a much larger excursion still breaks through, and so does the
+//!    event's first point at or above [`ALARM`] (the engine's cut-off is crossed once per event). (The likelihood
 //!    detector's one-alarm-per-event cap works only at its own alarm level: at the lower threshold a reader may use,
 //!    every point of an event counts.)
 //!
