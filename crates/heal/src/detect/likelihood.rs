@@ -95,6 +95,8 @@ pub(crate) struct Ranking {
     pub refractory_horizon: f64,
     /// After a point scores `s`, the memory is `s + refractory_margin × (1 - s)`.
     pub refractory_margin: f64,
+    /// A new extreme this many range widths beyond the tolerance alarms whatever the evidence.
+    pub leap: f64,
 }
 
 impl Ranking {
@@ -105,6 +107,7 @@ impl Ranking {
         raw_log: 0.0,
         refractory_horizon: 0.0,
         refractory_margin: 0.0,
+        leap: f64::INFINITY,
     };
 }
 
@@ -532,7 +535,7 @@ impl Detector for Likelihood {
             } else {
                 f64::INFINITY
             };
-            let needed = if e.is_finite() {
+            let needed = if e.is_finite() && e < self.ranking.leap {
                 self.config.extreme_evidence
             } else {
                 0.0

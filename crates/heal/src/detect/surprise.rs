@@ -10,8 +10,9 @@
 //!    lowest or highest value seen, and at least half of `surprise` spreads from the level, scores at least
 //!    [`CALM`] (0.5), rising towards [`ECHO_CAP`] (0.7) the further beyond the range it lies: above every ordinary
 //!    point, below the alarm. It alarms (reaches [`ALARM`]) only on [`EXTREME_EVIDENCE`] of the likelihood's
-//!    log-evidence of an alarm (any other point needs all of it), except a move of a metric that never moved (a range
-//!    of zero width), which always alarms. So a reader with a
+//!    log-evidence of an alarm (any other point needs all of it), except a leap more than [`LEAP`] range widths beyond
+//!    the range (a level never approached, reached in one step: a lone spike, whose raw score moves the short average
+//!    by a fifth only) and a move of a metric that never moved (a range of zero width), which always alarm. So a reader with a
 //!    lower threshold than the engine's (an operator's dashboard, a benchmark's optimised threshold) sees every new
 //!    extreme, and the engine's cut-off stays calibrated (`alarm_rate`).
 //! 3. **One report per event, whatever the threshold.** A point scores only when it is higher than the fading memory
@@ -46,6 +47,9 @@ pub const RAW_LOG: f64 = 3.0;
 pub const REFRACTORY_MARGIN: f64 = 0.25;
 /// The fraction of an alarm's log-probability a new extreme needs to alarm (every other point needs all of it).
 pub const EXTREME_EVIDENCE: f64 = 0.75;
+/// A new extreme more than this many widths of the running range beyond its tolerance alarms whatever the evidence:
+/// a level never approached, reached in one step (a lone spike moves the short average too little to alarm).
+pub const LEAP: f64 = 2.0;
 /// Short averages in the fitted tail, on average, over the history horizon: `tail_fraction` = this / horizon.
 pub const TAIL_POINTS: f64 = 10.0;
 /// The refractory horizon is the history horizon divided by this.
@@ -147,6 +151,7 @@ impl SurpriseConfig {
             raw_log: RAW_LOG,
             refractory_horizon: history / REFRACTORY_PER_HISTORY,
             refractory_margin: REFRACTORY_MARGIN,
+            leap: LEAP,
         }
     }
 }
@@ -282,6 +287,23 @@ mod tests {
         };
         let (small, large) = (spike(-4.0), spike(-40.0));
         assert!(large > small, "{large} vs {small}");
+    }
+
+    #[test]
+    fn a_lone_spike_far_beyond_the_range_alarms_and_one_just_beyond_it_does_not() {
+        let spike = |height: f64| {
+            let mut d = Surprise::default();
+            for i in 0..3_000 {
+                d.update(i, 10.0 + noise(i));
+            }
+            // The noise lies in (-1, 1), so the range is about (9, 11): `height` is in range widths above its top.
+            let s = d.update(3_000, 11.0 + 2.0 * height);
+            (s, d.explain())
+        };
+        let (far, why) = spike(2.5);
+        assert!(far >= ALARM, "{far}: {why}");
+        let (near, why) = spike(1.5);
+        assert!((CALM..ALARM).contains(&near), "{near}: {why}");
     }
 
     #[test]
