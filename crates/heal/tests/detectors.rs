@@ -209,7 +209,7 @@ fn variance_detector_flags_a_flatline_and_a_noise_burst() {
 
 #[test]
 fn composite_reports_a_level_shift_at_its_start_then_damps_repeats() {
-    let mut d = Composite::new(CompositeConfig::default());
+    let mut d = Composite::new(CompositeConfig::legacy());
     let mut values: Vec<f64> = (0..600).map(|i| 20.0 + noise(i)).collect();
     values.extend((600..900).map(|i| 40.0 + noise(i)));
     let scores = run(&mut d, &values);
@@ -222,7 +222,7 @@ fn composite_reports_a_level_shift_at_its_start_then_damps_repeats() {
         "repeats right after the alert are damped: {after}"
     );
     let why = {
-        let mut d = Composite::new(CompositeConfig::default());
+        let mut d = Composite::new(CompositeConfig::legacy());
         run(&mut d, &values[..601]);
         d.explain()
     };
@@ -234,7 +234,7 @@ fn composite_detectors_still_warming_up_abstain() {
     // 45 calm points, 5 seconds apart (the engine's cycle): the seasonal profile judges (its bucket for this hour
     // has seen 45 points), range novelty is still warming up. A jump of two orders of magnitude must reach
     // "critical" on the judge's vote alone, not be averaged down by the silent one.
-    let mut d = Composite::new(CompositeConfig::default());
+    let mut d = Composite::new(CompositeConfig::legacy());
     let mut values: Vec<f64> = (0..45).map(|i| 100.0 + 10.0 * noise(i)).collect();
     values.push(10_000.0);
     let scores = run_every(&mut d, &values, CYCLE_US);
@@ -254,14 +254,14 @@ fn composite_refractory_damps_echoes_but_not_a_much_larger_excursion() {
     // A blip to 300 starts the refractory period; a second blip of the same size is an echo and is damped.
     let mut echo = calm.clone();
     echo.extend([300.0, 100.0, 300.0]);
-    let mut d = Composite::new(CompositeConfig::default());
+    let mut d = Composite::new(CompositeConfig::legacy());
     let scores = run_every(&mut d, &echo, CYCLE_US);
     assert!(scores[200] >= 0.75, "blip scored {}", scores[200]);
     assert!(scores[202] < 0.75, "echo scored {}", scores[202]);
     // A stall 400× the calm level right after the blip is news: it is reported at full strength.
     let mut stall = calm.clone();
     stall.extend([300.0, 40_000.0]);
-    let mut d = Composite::new(CompositeConfig::default());
+    let mut d = Composite::new(CompositeConfig::legacy());
     let scores = run_every(&mut d, &stall, CYCLE_US);
     assert!(
         scores[201] >= 0.75,
@@ -272,7 +272,7 @@ fn composite_refractory_damps_echoes_but_not_a_much_larger_excursion() {
     // With the breakout turned off the stall is damped like any echo.
     let mut d = Composite::new(CompositeConfig {
         refractory_breakout: 0.0,
-        ..CompositeConfig::default()
+        ..CompositeConfig::legacy()
     });
     let scores = run_every(&mut d, &stall, CYCLE_US);
     assert!(
@@ -289,7 +289,7 @@ fn composite_stand_ins_are_not_damped_while_the_leads_warm_up() {
     // because a warm-up alert must not hide what follows before the leads can judge.
     let mut values: Vec<f64> = (0..60).map(|i| 100.0 + 10.0 * noise(i)).collect();
     values.extend([400.0, 100.0, 100.0, 400.0]);
-    let mut d = Composite::new(CompositeConfig::default());
+    let mut d = Composite::new(CompositeConfig::legacy());
     let scores = run(&mut d, &values);
     assert!(scores[60] >= 0.75, "blip scored {}", scores[60]);
     assert!(

@@ -1135,6 +1135,10 @@ const COMPOSITE_SECTION_DOCS: &[(&str, &str)] = &[
         "The likelihood detector (kind = \"likelihood\"): a causal raw score against a short level and the hour-of-day profile, the anomaly likelihood of its short average, new extremes, one alarm per event.",
     ),
     (
+        "engine.composite.surprise",
+        "The surprise detector (kind = \"surprise\"): the likelihood detector with a raw score that does not saturate, new extremes ranked above ordinary points without alarming, and one report per event whatever the threshold.",
+    ),
+    (
         "engine.composite",
         "The composite anomaly detector (engine.detector = \"composite\"), one per metric. Once a `lead` detector has \
          judged a point, the composite scores the largest lead score; while every lead warms up, the other \
@@ -1192,7 +1196,7 @@ const COMPOSITE_KEY_DOCS: &[(&str, &str)] = &[
     ),
     (
         "engine.composite.kind",
-        "What the composite runs: \"legacy\" (the default: the detectors below) or \"likelihood\" (the causal anomaly-likelihood detector of [engine.composite.likelihood]; BENCHMARKS.md compares them).",
+        "What the composite runs: \"legacy\" (the default: the detectors below), \"likelihood\" (the causal anomaly-likelihood detector of [engine.composite.likelihood]) or \"surprise\" (the detector of [engine.composite.surprise]); BENCHMARKS.md compares them.",
     ),
     (
         "engine.composite.likelihood.level_horizon",
@@ -1228,6 +1232,34 @@ const COMPOSITE_KEY_DOCS: &[(&str, &str)] = &[
     ),
     (
         "engine.composite.likelihood.warm_up",
+        "Points seen before judging (score 0 until then), [0, 1e9].",
+    ),
+    (
+        "engine.composite.surprise.level_horizon",
+        "Horizon (points) of the level the raw score measures from, [1, 1e7].",
+    ),
+    (
+        "engine.composite.surprise.history_horizon",
+        "Horizon (points) of the spreads and of the histogram of the short average of raw scores, [20, 1e9]; a tenth of it is the refractory horizon.",
+    ),
+    (
+        "engine.composite.surprise.short_window",
+        "Raw scores in the short average, [1, 10000].",
+    ),
+    (
+        "engine.composite.surprise.alarm_rate",
+        "Probability per point, under the fitted tail of the short average of raw scores, at which it scores an alarm (the calibrated false-alarm rate), (0, 0.5].",
+    ),
+    (
+        "engine.composite.surprise.extreme_tolerance",
+        "How far beyond the range seen, as a fraction of its width, a value must lie to be a new extreme (ranked 0.5 to 0.7, not alarmed), [0, 1e6].",
+    ),
+    (
+        "engine.composite.surprise.surprise",
+        "Spreads from the expected value at which the raw score rises; a new extreme must lie at least half as far, (0, 1e6].",
+    ),
+    (
+        "engine.composite.surprise.warm_up",
         "Points seen before judging (score 0 until then), [0, 1e9].",
     ),
     (

@@ -4,7 +4,14 @@
 //! - `likelihood`: the [`Likelihood`] detector (see [`super::likelihood`]): a causal raw score turned into an alarm by
 //!   its anomaly likelihood, plus new extremes, one alarm per event. Its settings are `likelihood`; the other
 //!   settings below do not apply to it. It is not the default: cross-validated on the NAB slice it scores below the
-//!   legacy composite, and it is noisier on healthy series (BENCHMARKS.md, NAB).
+//!   legacy composite (BENCHMARKS.md, NAB).
+//! - `surprise`: the [`Surprise`] detector (see [`super::surprise`]): the likelihood detector with a raw score that
+//!   does not saturate, new extremes ranked below the alarm, one report per event at any threshold; settings
+//!   `surprise`. While it warms up (its first `warm_up` points) the legacy detectors stand in, so a new metric is
+//!   judged from its first minutes; after that it alone scores and the legacy detectors are dropped. Cross-validated
+//!   on the NAB slice it scores above the legacy composite and it is quiet on healthy series, but it is not the
+//!   default: a lone spike, however large, moves its short average too little to reach the engine's cut-off
+//!   (BENCHMARKS.md, NAB).
 //!
 //! The legacy composite runs the streaming detectors on the same stream and combines their scores into one.
 //! Detectors named in `lead` lead: once any of them has judged a point, the composite scores the largest of their
@@ -32,6 +39,7 @@ use super::range::{RangeConfig, RangeNovelty};
 use super::roc::{RateOfChange, RocConfig};
 use super::seasonal::{Seasonal, SeasonalConfig};
 use super::stats::clean_score;
+use super::surprise::{Surprise, SurpriseConfig};
 use super::variance::{VarianceConfig, VarianceShift};
 use super::zscore::{ZScore, ZScoreConfig};
 use super::{AnomalyLevel, Detector, SeverityCutoffs};
@@ -84,6 +92,8 @@ pub enum CompositeKind {
     Legacy,
     /// The [`Likelihood`] detector with the `likelihood` settings.
     Likelihood,
+    /// The [`Surprise`] detector with the `surprise` settings (the legacy detectors stand in while it warms up).
+    Surprise,
 }
 
 /// Settings of the [`Composite`] detector.
@@ -94,6 +104,8 @@ pub struct CompositeConfig {
     pub kind: CompositeKind,
     /// Settings of the likelihood detector (`kind = "likelihood"`).
     pub likelihood: LikelihoodConfig,
+    /// Settings of the surprise detector (`kind = "surprise"`).
+    pub surprise: SurpriseConfig,
     /// Weight of each detector.
     pub weights: Weights,
     /// Exponent of the weighted power mean of the scores: 1 is the weighted mean (all must agree), larger values
@@ -137,6 +149,7 @@ impl Default for CompositeConfig {
         Self {
             kind: CompositeKind::Legacy,
             likelihood: LikelihoodConfig::default(),
+            surprise: SurpriseConfig::default(),
             weights: Weights::default(),
             combine_power: 1.0,
             lead: vec!["seasonal".to_string(), "range".to_string()],
@@ -176,6 +189,22 @@ impl CompositeConfig {
         }
     }
 
+    /// The legacy composite with its default settings (`kind = "legacy"`).
+    pub fn legacy() -> Self {
+        Self {
+            kind: CompositeKind::Legacy,
+            ..Self::default()
+        }
+    }
+
+    /// The surprise detector with its default settings (`kind = "surprise"`).
+    pub fn surprise() -> Self {
+        Self {
+            kind: CompositeKind::Surprise,
+            ..Self::default()
+        }
+    }
+
     /// Checks every setting of the composite and of its detectors; the error names the key (under
     /// `engine.composite.`), the value and the accepted range. A composite whose every weight is 0 would never score,
     /// and a lead that names no detector would never lead: both are refused.
@@ -187,6 +216,7 @@ impl CompositeConfig {
             range_u(&format!("composite.{key}"), v as u64, lo, hi)
         };
         self.likelihood.validate("composite.likelihood.")?;
+        self.surprise.validate("composite.surprise.")?;
         let w = &self.weights;
         let weights = [
             ("zscore", w.zscore),
@@ -370,8 +400,11 @@ struct Part {
 /// detectors.
 pub struct Composite {
     config: CompositeConfig,
-    /// Set when `kind` is `likelihood`: then it alone scores.
-    likelihood: Option<Likelihood>,
+    /// Set when `kind` is `likelihood` or `surprise`: then it alone scores (for `surprise`, once it has judged a
+    /// point; until then the legacy detectors stand in).
+    alone: Option<Box<dyn Detector>>,
+    /// `kind = "surprise"` and its detector has not judged a point yet: the legacy detectors stand in.
+    standing_in: bool,
     parts: Vec<Part>,
     power: f64,
     refractory_left: usize,
@@ -396,8 +429,11 @@ impl std::fmt::Debug for Composite {
 impl Composite {
     /// A composite with these settings. Detectors with a weight ≤ 0 (or not finite) are left out.
     pub fn new(config: CompositeConfig) -> Self {
-        let likelihood = (config.kind == CompositeKind::Likelihood)
-            .then(|| Likelihood::new(config.likelihood.clone()));
+        let alone: Option<Box<dyn Detector>> = match config.kind {
+            CompositeKind::Legacy => None,
+            CompositeKind::Likelihood => Some(Box::new(Likelihood::new(config.likelihood.clone()))),
+            CompositeKind::Surprise => Some(Box::new(Surprise::new(config.surprise.clone()))),
+        };
         let w = &config.weights;
         let candidates: [(f64, Box<dyn Detector>); 8] = [
             (w.zscore, Box::new(ZScore::new(config.zscore.clone()))),
@@ -414,7 +450,7 @@ impl Composite {
         ];
         let parts: Vec<Part> = candidates
             .into_iter()
-            .filter(|_| likelihood.is_none())
+            .filter(|_| config.kind != CompositeKind::Likelihood)
             .filter(|(weight, _)| weight.is_finite() && *weight > 0.0)
             .map(|(weight, detector)| Part {
                 lead: config.lead.iter().any(|n| n == detector.name()),
@@ -429,8 +465,9 @@ impl Composite {
             1.0
         };
         Self {
+            standing_in: config.kind == CompositeKind::Surprise,
             config,
-            likelihood,
+            alone,
             parts,
             power,
             refractory_left: 0,
@@ -479,9 +516,17 @@ impl Detector for Composite {
     }
 
     fn update(&mut self, at: Timestamp, value: f64) -> f64 {
-        if let Some(l) = &mut self.likelihood {
-            self.last_score = clean_score(l.update(at, value));
-            return self.last_score;
+        if let Some(l) = &mut self.alone {
+            let score = clean_score(l.update(at, value));
+            if self.standing_in && l.judged() {
+                // Warmed up: the stand-ins are no longer needed.
+                self.standing_in = false;
+                self.parts = Vec::new();
+            }
+            if !self.standing_in {
+                self.last_score = score;
+                return score;
+            }
         }
         if !value.is_finite() {
             for p in &mut self.parts {
@@ -547,14 +592,14 @@ impl Detector for Composite {
     }
 
     fn judged(&self) -> bool {
-        if let Some(l) = &self.likelihood {
+        if let Some(l) = self.alone.as_ref().filter(|_| !self.standing_in) {
             return l.judged();
         }
         self.parts.iter().any(|p| p.detector.judged())
     }
 
     fn explain(&self) -> String {
-        if let Some(l) = &self.likelihood {
+        if let Some(l) = self.alone.as_ref().filter(|_| !self.standing_in) {
             return l.explain();
         }
         let mut parts: Vec<&Part> = self.parts.iter().collect();

@@ -82,6 +82,35 @@ pub struct LikelihoodConfig {
     pub warm_up: usize,
 }
 
+/// What the [`super::surprise::Surprise`] detector changes in the likelihood detector (all off for `likelihood`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Ranking {
+    /// The least score of a new extreme, whatever its evidence, below [`ECHO_CAP`]; 0: off.
+    pub extreme_floor: f64,
+    /// Spreads from the level a new extreme must lie to be ranked by `extreme_floor`.
+    pub floor_spreads: f64,
+    /// 0: the raw score is `q / (1 + q)`; above 0, `ln(1 + q) / (ln(1 + q) + raw_log)`.
+    pub raw_log: f64,
+    /// Points over which the memory of a high score fades; 0: the echo cap instead.
+    pub refractory_horizon: f64,
+    /// After a point scores `s`, the memory is `s + refractory_margin × (1 - s)`.
+    pub refractory_margin: f64,
+    /// A new extreme this many range widths beyond the tolerance alarms whatever the evidence.
+    pub leap: f64,
+}
+
+impl Ranking {
+    /// The likelihood detector's own behaviour.
+    pub const OFF: Ranking = Ranking {
+        extreme_floor: 0.0,
+        floor_spreads: f64::INFINITY,
+        raw_log: 0.0,
+        refractory_horizon: 0.0,
+        refractory_margin: 0.0,
+        leap: f64::INFINITY,
+    };
+}
+
 /// One hour-of-day bucket of the profile.
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
@@ -220,6 +249,11 @@ pub struct Likelihood {
     hist_sum: f64,
     avg_seen: u64,
     in_event: bool,
+    /// The faded memory of the highest score (`refractory_horizon`).
+    memory: f64,
+    /// The last reported score, fading as `memory` does (without its margin).
+    reported: f64,
+    ranking: Ranking,
     /// The last two values, for the median of three the level follows.
     prev: [f64; 2],
     /// The hour-of-day profile.
@@ -260,9 +294,19 @@ impl Likelihood {
             hist_sum: 0.0,
             avg_seen: 0,
             in_event: false,
+            memory: 0.0,
+            reported: 0.0,
+            ranking: Ranking::OFF,
             prev: [0.0; 2],
             last: LastPoint::Nothing,
         }
+    }
+
+    /// A detector with these settings and the [`super::surprise::Surprise`] detector's changes.
+    pub(crate) fn with_ranking(config: LikelihoodConfig, ranking: Ranking) -> Self {
+        let mut d = Self::new(config);
+        d.ranking = ranking;
+        d
     }
 
     /// Its settings.
@@ -377,10 +421,18 @@ impl Detector for Likelihood {
             f64::INFINITY
         };
         let surprise = self.config.surprise;
+        let raw_log = self.ranking.raw_log;
         let squash = |d: f64| {
             if d.is_finite() {
                 let q = (d / surprise).powi(RAW_POWER);
-                if q.is_finite() { q / (1.0 + q) } else { 1.0 }
+                if !q.is_finite() {
+                    1.0
+                } else if raw_log > 0.0 {
+                    let l = q.ln_1p();
+                    l / (l + raw_log)
+                } else {
+                    q / (1.0 + q)
+                }
             } else {
                 1.0
             }
@@ -416,8 +468,9 @@ impl Detector for Likelihood {
 
         // 3. New extreme, against the range before this point.
         let beyond = (value - self.max).max(self.min - value).max(0.0);
-        let extreme =
-            beyond > 0.0 && beyond > self.config.extreme_tolerance * range && d >= surprise;
+        let novel = beyond > 0.0 && beyond > self.config.extreme_tolerance * range;
+        let extreme = novel && d >= surprise;
+        let floored = novel && d >= self.ranking.floor_spreads;
 
         // 2. The short average against its running distribution (before this point).
         self.ring_sum += raw - self.ring[self.ring_at];
@@ -476,29 +529,56 @@ impl Detector for Likelihood {
         };
         // A new extreme needs less evidence: `extreme_evidence` of the log-probability of an alarm (none beyond a
         // range of zero width: a flat metric that moves).
-        let extreme_score = if extreme {
+        let extreme_score = if extreme || floored {
             let e = if range > 0.0 {
                 beyond / range - self.config.extreme_tolerance
             } else {
                 f64::INFINITY
             };
-            let needed = if e.is_finite() {
+            let needed = if e.is_finite() && e < self.ranking.leap {
                 self.config.extreme_evidence
             } else {
                 0.0
             };
-            if needed > 0.0 {
+            let evidence = if !extreme {
+                0.0
+            } else if needed > 0.0 {
                 clean_score(likelihood_score / needed)
             } else {
                 1.0
-            }
+            };
+            // Ranked above ordinary points by how far beyond the tolerance it lies, never alarming by that alone.
+            let floor = self.ranking.extreme_floor;
+            let ranked = if floor > 0.0 && e.is_finite() {
+                floor + (ECHO_CAP - floor) * e / (e + self.config.extreme_tolerance)
+            } else {
+                0.0
+            };
+            evidence.max(ranked)
         } else {
             0.0
         };
         let uncapped = likelihood_score.max(extreme_score);
         // 4. One alarm per event.
         let mut capped = false;
-        let score = if uncapped >= ALARM {
+        let horizon = self.ranking.refractory_horizon;
+        let score = if horizon > 0.0 {
+            // Threshold-free: a point scores only above the faded memory of the scores before it (raised by the
+            // margin after a report), or when it is the event's first alarm: the engine's cut-off is crossed once.
+            let fade = 1.0 - 1.0 / horizon.max(1.0);
+            let before = self.memory;
+            let first_alarm = uncapped >= ALARM && self.reported < ALARM;
+            self.memory = (before * fade).max(uncapped);
+            self.reported *= fade;
+            if uncapped > before || first_alarm {
+                self.memory = uncapped + self.ranking.refractory_margin * (1.0 - uncapped);
+                self.reported = uncapped;
+                uncapped
+            } else {
+                capped = uncapped > 0.0;
+                0.0
+            }
+        } else if uncapped >= ALARM {
             if self.in_event {
                 capped = true;
                 uncapped.min(ECHO_CAP)
@@ -520,7 +600,7 @@ impl Detector for Likelihood {
             avg,
             ln_p,
             likelihood_score,
-            extreme,
+            extreme: extreme || (floored && self.ranking.extreme_floor > 0.0),
             capped,
             score,
         };
@@ -569,7 +649,11 @@ impl Detector for Likelihood {
                         self.config.extreme_tolerance * 100.0
                     ));
                 }
-                if capped {
+                if capped && self.ranking.refractory_horizon > 0.0 {
+                    s.push_str(
+                        "; suppressed: not above the fading memory of an earlier, higher score",
+                    );
+                } else if capped {
                     s.push_str("; capped: the same event already raised an alarm");
                 }
                 s.push_str(&format!("; score {score:.3}"));

@@ -30,6 +30,7 @@ pub mod range;
 pub mod roc;
 pub mod seasonal;
 pub mod stats;
+pub mod surprise;
 pub mod variance;
 pub mod zscore;
 
@@ -43,11 +44,12 @@ pub use mad::{Mad, MadConfig};
 pub use range::{RangeConfig, RangeNovelty};
 pub use roc::{RateOfChange, RocConfig};
 pub use seasonal::{Season, Seasonal, SeasonalConfig};
+pub use surprise::{Surprise, SurpriseConfig};
 pub use variance::{VarianceConfig, VarianceShift};
 pub use zscore::{ZScore, ZScoreConfig};
 
 /// The names [`by_name`] knows.
-pub const DETECTOR_NAMES: [&str; 10] = [
+pub const DETECTOR_NAMES: [&str; 11] = [
     "zscore",
     "mad",
     "ewma",
@@ -57,6 +59,7 @@ pub const DETECTOR_NAMES: [&str; 10] = [
     "variance",
     "range",
     "likelihood",
+    "surprise",
     "composite",
 ];
 
@@ -72,6 +75,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Detector>> {
         "variance" => Box::new(VarianceShift::default()),
         "range" => Box::new(RangeNovelty::default()),
         "likelihood" => Box::new(Likelihood::default()),
+        "surprise" => Box::new(Surprise::default()),
         "composite" => Box::new(Composite::new(CompositeConfig::default())),
         _ => return None,
     })

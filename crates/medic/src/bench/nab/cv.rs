@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use heal::detect::{CompositeConfig, CompositeKind, LikelihoodConfig};
+use heal::detect::{CompositeConfig, CompositeKind, LikelihoodConfig, SurpriseConfig};
 use serde::Serialize;
 
 use super::corpus::{self, CostMatrix, PROFILE_NAMES, Series, Windows};
@@ -288,6 +288,70 @@ pub fn scaled(config: &LikelihoodConfig, name: &str, factor: f64) -> LikelihoodC
     c
 }
 
+/// The names of the surprise detector's tuned parameters, in grid and plateau order (`alarm_rate`, the calibrated
+/// false-alarm rate, and the warm-up are shown in the plateau table but not in the grid).
+pub const SURPRISE_PARAMETERS: [&str; 5] = [
+    "level_horizon",
+    "history_horizon",
+    "short_window",
+    "extreme_tolerance",
+    "surprise",
+];
+
+/// `config` with parameter `name` multiplied by `factor` (integers rounded, at least 1).
+pub fn scaled_surprise(config: &SurpriseConfig, name: &str, factor: f64) -> SurpriseConfig {
+    let mut c = config.clone();
+    match name {
+        "level_horizon" => c.level_horizon *= factor,
+        "history_horizon" => c.history_horizon *= factor,
+        "short_window" => {
+            c.short_window = ((c.short_window as f64 * factor).round() as usize).max(1)
+        }
+        "alarm_rate" => c.alarm_rate *= factor,
+        "extreme_tolerance" => c.extreme_tolerance *= factor,
+        "surprise" => c.surprise *= factor,
+        "warm_up" => c.warm_up = (c.warm_up as f64 * factor).round() as usize,
+        _ => {}
+    }
+    c
+}
+
+/// The surprise detector around `base`: each tuned parameter at ×0.5, ×1 and ×2, changed one or two at a time (the
+/// default first; 51 sets), or every combination (`full`: 3^5 = 243).
+pub fn surprise_grid(base: &SurpriseConfig, full: bool) -> Vec<CompositeConfig> {
+    let factors = [1.0, 0.5, 2.0];
+    let mut configs: Vec<SurpriseConfig> = vec![base.clone()];
+    if full {
+        for name in SURPRISE_PARAMETERS {
+            configs = configs
+                .iter()
+                .flat_map(|c| factors.iter().map(move |&f| scaled_surprise(c, name, f)))
+                .collect();
+        }
+    } else {
+        for (i, a) in SURPRISE_PARAMETERS.iter().enumerate() {
+            for &fa in &factors[1..] {
+                configs.push(scaled_surprise(base, a, fa));
+            }
+            for b in &SURPRISE_PARAMETERS[i + 1..] {
+                for &fa in &factors[1..] {
+                    for &fb in &factors[1..] {
+                        configs.push(scaled_surprise(&scaled_surprise(base, a, fa), b, fb));
+                    }
+                }
+            }
+        }
+    }
+    configs
+        .into_iter()
+        .map(|surprise| CompositeConfig {
+            kind: CompositeKind::Surprise,
+            surprise,
+            ..CompositeConfig::default()
+        })
+        .collect()
+}
+
 /// The grid the likelihood detector's defaults were chosen from: each tuned parameter at ×0.5, ×1 and ×2 of its
 /// value in `base`, changed one or two at a time (the default first). `full` takes every combination (3^7 = 2,187) instead.
 pub fn likelihood_grid(base: &LikelihoodConfig, full: bool) -> Vec<CompositeConfig> {
@@ -355,11 +419,17 @@ pub fn in_sample(corpus: &Corpus, config: &CompositeConfig) -> anyhow::Result<Sc
     }))
 }
 
-/// The likelihood detector with `base.likelihood`'s settings, and each tuned parameter (and `alarm_rate` and the warm-up) at ×0.75 and
-/// ×1.25, in-sample.
+/// The detector `base` configures — the surprise detector when its `kind` is `surprise`, otherwise the likelihood
+/// detector — with its settings, and each tuned parameter (and `alarm_rate` and the warm-up) at ×0.75 and ×1.25,
+/// in-sample.
 pub fn plateau(corpus: &Corpus, base: &CompositeConfig) -> anyhow::Result<Vec<PlateauRow>> {
+    let surprise = base.kind == CompositeKind::Surprise;
     let base = &CompositeConfig {
-        kind: CompositeKind::Likelihood,
+        kind: if surprise {
+            CompositeKind::Surprise
+        } else {
+            CompositeKind::Likelihood
+        },
         ..base.clone()
     };
     let default = in_sample(corpus, base)?;
@@ -369,20 +439,41 @@ pub fn plateau(corpus: &Corpus, base: &CompositeConfig) -> anyhow::Result<Vec<Pl
         scores: default,
         delta_standard: 0.0,
     }];
-    for name in PARAMETERS.iter().chain(&["alarm_rate", "warm_up"]) {
+    let names: Vec<&str> = if surprise {
+        SURPRISE_PARAMETERS.to_vec()
+    } else {
+        PARAMETERS.to_vec()
+    };
+    for name in names.into_iter().chain(["alarm_rate", "warm_up"]) {
         for factor in [0.75, 1.25] {
-            let likelihood = scaled(&base.likelihood, name, factor);
-            let value = serde_json::to_value(&likelihood)?[name]
-                .as_f64()
-                .unwrap_or(f64::NAN);
-            let config = CompositeConfig {
-                kind: CompositeKind::Likelihood,
-                likelihood,
-                ..base.clone()
+            let (config, value) = if surprise {
+                let surprise = scaled_surprise(&base.surprise, name, factor);
+                let value = serde_json::to_value(&surprise)?[name]
+                    .as_f64()
+                    .unwrap_or(f64::NAN);
+                (
+                    CompositeConfig {
+                        surprise,
+                        ..base.clone()
+                    },
+                    value,
+                )
+            } else {
+                let likelihood = scaled(&base.likelihood, name, factor);
+                let value = serde_json::to_value(&likelihood)?[name]
+                    .as_f64()
+                    .unwrap_or(f64::NAN);
+                (
+                    CompositeConfig {
+                        likelihood,
+                        ..base.clone()
+                    },
+                    value,
+                )
             };
             let scores = in_sample(corpus, &config)?;
             rows.push(PlateauRow {
-                parameter: (*name).to_string(),
+                parameter: name.to_string(),
                 value,
                 delta_standard: scores[0] - default[0],
                 scores,
@@ -390,4 +481,37 @@ pub fn plateau(corpus: &Corpus, base: &CompositeConfig) -> anyhow::Result<Vec<Pl
         }
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_surprise_grid_starts_with_the_base_and_changes_one_or_two_parameters() {
+        let base = SurpriseConfig::default();
+        let grid = surprise_grid(&base, false);
+        // The base, each of 5 parameters at 2 factors, each of 10 pairs at 4 combinations.
+        assert_eq!(grid.len(), 1 + 5 * 2 + 10 * 4);
+        assert_eq!(grid[0].surprise, base);
+        assert!(grid.iter().all(|c| c.kind == CompositeKind::Surprise));
+        assert_eq!(surprise_grid(&base, true).len(), 3usize.pow(5));
+        let halved = scaled_surprise(&base, "history_horizon", 0.5);
+        assert_eq!(halved.history_horizon, base.history_horizon / 2.0);
+    }
+
+    /// The surprise detector cross-validated with its parameters also chosen per fold from the grid of pairs (`medic
+    /// bench nab-cv --grid pairs` grids the likelihood detector): `NAB_DIR=... cargo test --release -p medic --lib
+    /// surprise_grid_cross_validated -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "needs the NAB slice; prints figures for BENCHMARKS.md"]
+    fn surprise_grid_cross_validated() {
+        let dir = std::env::var_os("NAB_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/nab"));
+        let corpus = Corpus::read(&dir).unwrap();
+        let report =
+            cross_validate(&corpus, &surprise_grid(&SurpriseConfig::default(), false)).unwrap();
+        println!("{}", serde_json::to_string(&report).unwrap());
+    }
 }
