@@ -1196,7 +1196,7 @@ const COMPOSITE_KEY_DOCS: &[(&str, &str)] = &[
     ),
     (
         "engine.composite.kind",
-        "What the composite runs: \"legacy\" (the default: the detectors below), \"likelihood\" (the causal anomaly-likelihood detector of [engine.composite.likelihood]) or \"surprise\" (the detector of [engine.composite.surprise]); BENCHMARKS.md compares them.",
+        "What the composite runs: \"surprise\" (the default: the detector of [engine.composite.surprise], the detectors below standing in while it warms up), \"legacy\" (the detectors below) or \"likelihood\" (the causal anomaly-likelihood detector of [engine.composite.likelihood]); BENCHMARKS.md compares them.",
     ),
     (
         "engine.composite.likelihood.level_horizon",
