@@ -21,18 +21,7 @@ fn line(prefix: &str, i: usize) -> String {
 }
 
 fn post_ndjson(d: &Daemon, body: &str) -> (u16, Value) {
-    let mut resp = d
-        .agent
-        .post(format!("{}/v1/docs", d.url))
-        .header("Content-Type", "application/x-ndjson")
-        .send(body.as_bytes())
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text })),
-    )
+    d.post_ndjson("/v1/docs", body)
 }
 
 fn docs_count(d: &Daemon) -> u64 {

@@ -149,15 +149,9 @@ fn collections_over_http_keep_their_documents_apart_and_survive_a_kill() {
         ndjson.push_str(&line.to_string());
         ndjson.push('\n');
     }
-    let mut resp = d
-        .agent
-        .post(format!("{}/v1/collections/small/docs", d.url))
-        .header("Content-Type", "application/x-ndjson")
-        .send(ndjson.as_bytes())
-        .unwrap();
-    let text = resp.body_mut().read_to_string().unwrap();
-    assert_eq!(resp.status().as_u16(), 200, "{text}");
-    assert!(text.contains("\"written\":20"), "{text}");
+    let (status, v) = d.post_ndjson("/v1/collections/small/docs", &ndjson);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["written"], 20, "{v}");
 
     // A wrong dimension is refused, the default's error saying how to make a collection of another.
     let (s, v) = d.json(
@@ -563,14 +557,8 @@ fn a_daemon_killed_during_a_drop_finishes_it_at_restart() {
             );
             ndjson.push('\n');
         }
-        let mut resp = d
-            .agent
-            .post(format!("{}/v1/collections/big/docs", d.url))
-            .header("Content-Type", "application/x-ndjson")
-            .send(ndjson.as_bytes())
-            .unwrap();
-        let text = resp.body_mut().read_to_string().unwrap();
-        assert_eq!(resp.status().as_u16(), 200, "{text}");
+        let (status, v) = d.post_ndjson("/v1/collections/big/docs", &ndjson);
+        assert_eq!(status, 200, "{v}");
     }
     // The drop deletes 30,000 documents in 30 commits; the daemon is killed while it runs (or just after).
     let url = format!("{}/v1/collections/big", d.url);

@@ -109,23 +109,14 @@ fn put(d: &Daemon, docs: &mut BTreeMap<String, Vec<f32>>, i: usize, salt: u64) {
 }
 
 fn bulk(d: &Daemon, docs: &mut BTreeMap<String, Vec<f32>>, range: std::ops::Range<usize>) {
-    let mut body = String::new();
+    let mut lines = Vec::new();
     for i in range {
         let id = format!("v{i:04}");
         let v = vector(i, 1);
-        body.push_str(&json!({"id": id, "text": format!("doc {i}"), "vector": v}).to_string());
-        body.push('\n');
+        lines.push(json!({"id": id, "text": format!("doc {i}"), "vector": v}));
         docs.insert(id, v);
     }
-    let mut resp = d
-        .agent
-        .post(format!("{}/v1/docs", d.url))
-        .header("Content-Type", "application/x-ndjson")
-        .send(body.as_bytes())
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
-    assert_eq!(status, 200, "{text}");
+    d.bulk(lines);
 }
 
 fn flat_status(d: &Daemon) -> Value {

@@ -48,21 +48,10 @@ const QUERIES: &[&str] = &[
 ];
 
 fn bulk(d: &Daemon, docs: impl Iterator<Item = (String, Value)>) {
-    let mut body = String::new();
-    for (id, mut v) in docs {
+    d.bulk(docs.map(|(id, mut v)| {
         v["id"] = json!(id);
-        body.push_str(&v.to_string());
-        body.push('\n');
-    }
-    let mut resp = d
-        .agent
-        .post(format!("{}/v1/docs", d.url))
-        .header("Content-Type", "application/x-ndjson")
-        .send(body.as_bytes())
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
-    assert_eq!(status, 200, "{text}");
+        v
+    }));
 }
 
 fn ids(v: &Value) -> Vec<String> {

@@ -19,20 +19,7 @@ fn ids(v: &Value) -> Vec<String> {
 }
 
 fn bulk(d: &Daemon, lines: impl Iterator<Item = Value>) {
-    let mut body = String::new();
-    for l in lines {
-        body.push_str(&l.to_string());
-        body.push('\n');
-    }
-    let mut resp = d
-        .agent
-        .post(format!("{}/v1/docs", d.url))
-        .header("Content-Type", "application/x-ndjson")
-        .send(body.as_bytes())
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
-    assert_eq!(status, 200, "{text}");
+    d.bulk(lines);
 }
 
 #[test]

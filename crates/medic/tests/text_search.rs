@@ -393,20 +393,7 @@ fn vector(i: usize, dim: usize, salt: u64) -> Vec<f32> {
 }
 
 fn bulk(d: &Daemon, lines: &[Value]) {
-    let mut body = String::new();
-    for l in lines {
-        body.push_str(&l.to_string());
-        body.push('\n');
-    }
-    let mut resp = d
-        .agent
-        .post(format!("{}/v1/docs", d.url))
-        .header("Content-Type", "application/x-ndjson")
-        .send(body.as_bytes())
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
-    assert_eq!(status, 200, "{text}");
+    d.bulk(lines.iter().cloned());
 }
 
 #[test]

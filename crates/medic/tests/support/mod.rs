@@ -133,6 +133,30 @@ impl Daemon {
         (status, serde_json::from_str(&text).unwrap())
     }
 
+    /// POSTs an NDJSON body to `path` (a bulk load): the status and the JSON answer (`{"raw": text}` when not JSON).
+    pub fn post_ndjson(&self, path: &str, body: &str) -> (u16, Value) {
+        let mut resp = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .header("Content-Type", "application/x-ndjson")
+            .send(body.as_bytes())
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({ "raw": text })),
+        )
+    }
+
+    /// Bulk-loads `lines` (one JSON document each, with its `id`) into `default` and asserts it was acknowledged.
+    pub fn bulk(&self, lines: impl IntoIterator<Item = Value>) -> Value {
+        let body: String = lines.into_iter().map(|l| format!("{l}\n")).collect();
+        let (status, v) = self.post_ndjson("/v1/docs", &body);
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
     /// SIGTERM, then waits for a clean exit.
     pub fn stop(self) {
         self.stop_with("-TERM");
