@@ -124,6 +124,20 @@ pub fn encode_all(first: u64, last: u64, entries: &mut [(u64, &str)]) -> Vec<u8>
     out
 }
 
+/// The whole sidecar of a segment whose verified bytes (header included) are `segment`, covering `first..=last`.
+pub fn of_segment(segment: &[u8], first: u64, last: u64) -> Vec<u8> {
+    let records = segment
+        .get(crate::wal::HEADER_BYTES as usize..)
+        .unwrap_or(&[]);
+    encode_all(first, last, &mut record_keys(records))
+}
+
+/// The whole sidecar of a snapshot at LSN `lsn` holding `entries` (key, version LSN).
+pub fn of_snapshot<'a>(lsn: u64, entries: impl IntoIterator<Item = (&'a str, u64)>) -> Vec<u8> {
+    let mut keys: Vec<(u64, &str)> = entries.into_iter().map(|(k, l)| (l, k)).collect();
+    encode_all(1, lsn, &mut keys)
+}
+
 /// One intact frame read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Frame {

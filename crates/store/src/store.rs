@@ -1601,22 +1601,15 @@ impl Store {
         let t0 = std::time::Instant::now();
         let entry = {
             let st = lock(&self.state);
-            let entry = st.docs.get(id).cloned();
-            if !st.lost.is_empty() {
-                let version = match &entry {
-                    Some(e) => e.lsn,
-                    None => st.tombstones.get(id).copied().unwrap_or(0),
-                };
-                // A lost record with an LSN above the surviving version may have changed the answer.
-                if let Some(l) = st.lost.iter().find(|l| l.may_have_changed(id, version)) {
-                    let e = l.stale(format!("document {id:?}"));
-                    drop(st);
-                    self.get_op
-                        .record_us(t0.elapsed().as_micros() as u64, false);
-                    return Err(e);
-                }
+            // A lost record with an LSN above the surviving version may have changed the answer.
+            if let Some(l) = Self::loss_touching(&st, id) {
+                let e = l.stale(format!("document {id:?}"));
+                drop(st);
+                self.get_op
+                    .record_us(t0.elapsed().as_micros() as u64, false);
+                return Err(e);
             }
-            entry
+            st.docs.get(id).cloned()
         };
         let r = entry.map(|e| self.decode_entry(id, &e)).transpose();
         self.get_op
@@ -1628,16 +1621,20 @@ impl Store {
     /// derived from it (a search hit from an index built before the loss) may be answered. False whenever the store
     /// is not degraded.
     pub fn may_be_stale_in(&self, c: &str, id: &str) -> bool {
-        let st = lock(&self.state);
+        Self::loss_touching(&lock(&self.state), &collection::key(c, id)).is_some()
+    }
+
+    /// The first unaccepted loss that may have changed the document under table key `key`: one ending above its
+    /// surviving version (its entry's LSN, its delete's, or 0) that names the key or names none.
+    fn loss_touching<'s>(st: &'s State, key: &str) -> Option<&'s LostRange> {
         if st.lost.is_empty() {
-            return false;
+            return None;
         }
-        let key = collection::key(c, id);
-        let version = match st.docs.get(&key) {
+        let version = match st.docs.get(key) {
             Some(e) => e.lsn,
-            None => st.tombstones.get(&key).copied().unwrap_or(0),
+            None => st.tombstones.get(key).copied().unwrap_or(0),
         };
-        st.lost.iter().any(|l| l.may_have_changed(&key, version))
+        st.lost.iter().find(|l| l.may_have_changed(key, version))
     }
 
     /// [`Store::get`] with the LSN of the version answered: the record that wrote it, the `lsn` its put returned.
@@ -2586,8 +2583,7 @@ impl Store {
             .map_err(ioe(format!("writing {}", wal::par_name(id))))?;
         // The sealed segment's identity sidecar, whole and flushed, from the verified records (best effort: the
         // journal stays if this fails).
-        let mut keys = identity::record_keys(&bytes[wal::HEADER_BYTES as usize..]);
-        let ids = identity::encode_all(w.seg.first_lsn, next_lsn.saturating_sub(1), &mut keys);
+        let ids = identity::of_segment(&bytes, w.seg.first_lsn, next_lsn.saturating_sub(1));
         let _ = io::write_file_atomic(faults, &self.dir.join(wal::ids_name(id)), &ids);
         let new = OpenSegment::create(
             faults,
@@ -2870,8 +2866,7 @@ impl Store {
         io::write_file_atomic(faults, &self.dir.join(snap_par_name(lsn)), &sidecar)
             .map_err(ioe(format!("writing {}", snap_par_name(lsn))))?;
         // Which documents the snapshot holds, by version (best effort: without it a lost snapshot names none).
-        let mut keys: Vec<(u64, &str)> = entries.iter().map(|(k, e)| (e.lsn, k.as_str())).collect();
-        let ids = identity::encode_all(1, lsn, &mut keys);
+        let ids = identity::of_snapshot(lsn, entries.iter().map(|(k, e)| (k.as_str(), e.lsn)));
         let _ = io::write_file_atomic(
             faults,
             &self.dir.join(identity::name_for(&snap_name(lsn))),
@@ -3077,15 +3072,11 @@ impl Store {
         let expected = rel.ends_with(".seg").then_some(f.len);
         let bytes = load_immutable(&self.dir, &f, expected, &mut report, &mut found)?;
         let sidecar = if rel.ends_with(".seg") {
-            let data = bytes.get(wal::HEADER_BYTES as usize..).unwrap_or(&[]);
-            let mut keys = identity::record_keys(data);
-            identity::encode_all(f.lsn_range.0, f.lsn_range.1, &mut keys)
+            identity::of_segment(&bytes, f.lsn_range.0, f.lsn_range.1)
         } else {
             let (lsn, entries) = snapshot::decode(&bytes)
                 .map_err(|(off, e)| StoreError::corrupt(format!("{rel}: {e}"), loc(rel, off, 0)))?;
-            let mut keys: Vec<(u64, &str)> =
-                entries.iter().map(|(id, l, _)| (*l, id.as_str())).collect();
-            identity::encode_all(1, lsn, &mut keys)
+            identity::of_snapshot(lsn, entries.iter().map(|(id, l, _)| (id.as_str(), *l)))
         };
         let path = self.dir.join(identity::name_for(rel));
         io::write_file_atomic(&self.cfg.io, &path, &sidecar)
