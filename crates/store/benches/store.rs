@@ -1,6 +1,6 @@
-//! Store benchmarks, side by side in one run: durable put throughput (1 KiB documents, one and four writers) against
-//! SQLite (WAL mode, synchronous=FULL); the write cost of redundancy (mirror on vs off) and of parity encoding;
-//! scrub throughput; recovery time after a crash with 100k documents.
+//! Store benchmarks, side by side in one run: durable put throughput (1 KiB documents, one, four and sixteen
+//! writers) against SQLite (WAL mode, synchronous=FULL); the write cost of redundancy (mirror on vs off) and of
+//! parity encoding; scrub throughput; recovery time after a crash with 100k documents.
 //!
 //! Run: `cargo bench -p store --bench store`
 
@@ -88,7 +88,7 @@ fn durable_puts(c: &mut Criterion) {
     g.sample_size(10)
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Elements(1));
-    for writers in [1u64, 4] {
+    for writers in [1u64, 4, 16] {
         let dir = tempfile::tempdir().expect("tmp");
         let s = Arc::new(Store::open(dir.path(), cfg()).expect("open"));
         let mut base = 0;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod derived;
 pub mod error;
 pub mod fault;
+mod gather;
 pub mod identity;
 pub mod io;
 pub mod lock;

@@ -4,7 +4,10 @@
 //! Group commit is leader/follower: a writer encodes its record into a shared pending buffer under the state lock;
 //! the first writer that finds no leader becomes one, writes and fsyncs everything pending in one go (main copy and
 //! mirror), applies the batch to the table, and wakes everyone whose record it carried. A put returns only after its
-//! record is durable. Rotation and compaction run inside the leader role, so no batch is in flight while they do.
+//! record is durable. Before it takes the batch, a new leader waits briefly for writers already inside a write call
+//! (bounded by half the last flush: [`crate::gather`]), so concurrent writers share flushes instead of alternating
+//! between batches of one and of the rest. Rotation and compaction run inside the leader role, so no batch is in
+//! flight while they do.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -115,6 +118,9 @@ struct State {
     durable_lsn: u64,
     pending: Vec<u8>,
     pending_ops: Vec<Op>,
+    /// Write calls whose records are in `pending` (one per call, however many records): what a new leader's
+    /// [`Gather`](crate::gather::Gather) wait compares with the calls inside.
+    pending_calls: usize,
     leader: bool,
     results: HashMap<u64, Result<(), Fail>>,
     poisoned: Option<String>,
@@ -512,6 +518,8 @@ pub struct Store {
     record_bytes_max: u64,
     state: Mutex<State>,
     cond: Condvar,
+    /// Group commit's gathering: the write calls inside, and a new leader's wait for them.
+    gather: crate::gather::Gather,
     wal: Mutex<WalState>,
     issues: Mutex<VecDeque<Issue>>,
     report: RecoveryReport,
@@ -1335,6 +1343,7 @@ impl Store {
                 durable_lsn: last_lsn,
                 pending: Vec::new(),
                 pending_ops: Vec::new(),
+                pending_calls: 0,
                 leader: false,
                 results: HashMap::new(),
                 poisoned: None,
@@ -1348,6 +1357,7 @@ impl Store {
                 crisis: None,
             }),
             cond: Condvar::new(),
+            gather: crate::gather::Gather::default(),
             wal: Mutex::new(WalState {
                 seg,
                 manifest,
@@ -1413,6 +1423,7 @@ impl Store {
     /// Stores `doc` under `id`; returns its LSN once the record is durable.
     pub fn put(&self, id: &str, doc: Document) -> Result<u64, StoreError> {
         let t0 = std::time::Instant::now();
+        let _inside = self.gather.enter(&self.state);
         codec::validate_id(id, &self.cfg.limits)?;
         let mut st = lock(&self.state);
         let meta = codec::validate_doc(&doc, &self.cfg.limits, st.vector_dim)?;
@@ -1477,6 +1488,7 @@ impl Store {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
+        let _inside = self.gather.enter(&self.state);
         let mut encoded = Vec::with_capacity(docs.len());
         let mut st = lock(&self.state);
         let mut dim = st.vector_dim;
@@ -1554,6 +1566,7 @@ impl Store {
 
     /// Deletes a table key (not validated).
     fn delete_key(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let _inside = self.gather.enter(&self.state);
         let mut st = lock(&self.state);
         if !st.lost.is_empty() {
             // Whether `id` exists is itself uncertain: refuse like every write.
@@ -1953,6 +1966,7 @@ impl Store {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
+        let _inside = self.gather.enter(&self.state);
         let st = lock(&self.state);
         let mut stored = self.ready_collection(&st, c)?;
         let open_dim = stored.settings.dimension.is_none();
@@ -2298,13 +2312,21 @@ impl Store {
     }
 
     /// Waits until record `lsn` is durable, leading a group commit when no one else is.
+    /// The caller queued its records in `pending` under this same lock, inside a [`Gather::enter`] call.
+    ///
+    /// [`Gather::enter`]: crate::gather::Gather::enter
     fn commit<'a>(&'a self, mut st: MutexGuard<'a, State>, lsn: u64) -> Result<u64, StoreError> {
+        st.pending_calls += 1;
+        self.gather.queued();
         loop {
             if let Some(r) = st.results.remove(&lsn) {
                 return r.map(|()| lsn).map_err(Fail::into_error);
             }
             if !st.leader && !st.pending_ops.is_empty() {
                 st.leader = true;
+                // Writers already inside a call join this batch rather than wait a whole flush for the next.
+                st = self.gather.wait(st, |s| s.pending_calls);
+                st.pending_calls = 0;
                 let buf = std::mem::take(&mut st.pending);
                 let ops = std::mem::take(&mut st.pending_ops);
                 drop(st);
@@ -2498,6 +2520,7 @@ impl Store {
         let t0 = std::time::Instant::now();
         let appended = w.seg.append(faults, buf);
         self.wal_sync_op.record(t0.elapsed(), appended.is_ok());
+        self.gather.flushed(t0.elapsed());
         match appended {
             Ok(()) => {
                 // The batch's identity frame covers from one above the last durable LSN (a failed batch before it

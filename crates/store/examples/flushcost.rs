@@ -1,0 +1,153 @@
+//! What one durable commit costs on this disk, by the way its bytes are made durable: the floor under the store's
+//! single-writer put rate (`BENCHMARKS.md`, "What a flush costs").
+//!
+//! Each mode appends `N` records of 1,100 bytes (a 1 KiB document's record) and makes each durable before the next,
+//! as a lone writer's commits do; it prints commits per second. Modes:
+//! - `one_file`: append + `fdatasync` to one file (a single-copy log, as SQLite's WAL);
+//! - `two_files`: append to a main file and a mirror, `fdatasync` both, one after the other (medic's open segment);
+//! - `two_files_prezeroed`: the same into files already allocated and flushed (no size change to make durable);
+//! - `two_files_dsync`: `O_DSYNC` writes to both files (the kernel flushes inside each `write`);
+//! - `two_files_direct`: `O_DIRECT | O_DSYNC` 4 KiB block writes to both pre-allocated files (bypassing the page
+//!   cache; what a block-aligned log would do).
+//!
+//! Run: `cargo run --release -p store --example flushcost -- [DIR] [N]` (default: a temporary directory under the
+//! current one, N = 2000; the files are removed afterwards). Written by hand because it measures the system calls
+//! themselves.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Instant;
+
+const RECORD_BYTES: usize = 1100;
+const BLOCK_BYTES: usize = 4096;
+
+#[repr(align(4096))]
+struct Block([u8; BLOCK_BYTES]);
+
+#[derive(Clone, Copy)]
+enum Mode {
+    OneFile,
+    TwoFiles,
+    TwoFilesPrezeroed,
+    TwoFilesDsync,
+    TwoFilesDirect,
+}
+
+impl Mode {
+    const ALL: [Mode; 5] = [
+        Mode::OneFile,
+        Mode::TwoFiles,
+        Mode::TwoFilesPrezeroed,
+        Mode::TwoFilesDsync,
+        Mode::TwoFilesDirect,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::OneFile => "one_file",
+            Mode::TwoFiles => "two_files",
+            Mode::TwoFilesPrezeroed => "two_files_prezeroed",
+            Mode::TwoFilesDsync => "two_files_dsync",
+            Mode::TwoFilesDirect => "two_files_direct",
+        }
+    }
+
+    fn flags(self) -> i32 {
+        match self {
+            Mode::TwoFilesDsync => libc::O_DSYNC,
+            Mode::TwoFilesDirect => libc::O_DSYNC | libc::O_DIRECT,
+            _ => 0,
+        }
+    }
+
+    fn preallocated(self) -> bool {
+        matches!(self, Mode::TwoFilesPrezeroed | Mode::TwoFilesDirect)
+    }
+}
+
+/// Creates `path` (allocated and flushed to `bytes` when asked) and opens it with `flags`.
+fn create(path: &Path, bytes: usize, preallocate: bool, flags: i32) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    if preallocate {
+        f.write_all_at(&vec![0u8; bytes], 0)?;
+    }
+    f.sync_all()?;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(flags)
+        .open(path)
+}
+
+/// Commits per second of `mode` over `n` commits in `dir`.
+fn run(dir: &Path, mode: Mode, n: usize) -> std::io::Result<f64> {
+    let bytes = n * BLOCK_BYTES + BLOCK_BYTES;
+    let (pre, flags) = (mode.preallocated(), mode.flags());
+    let main = create(
+        &dir.join(format!("{}.main", mode.name())),
+        bytes,
+        pre,
+        flags,
+    )?;
+    let mirror = create(
+        &dir.join(format!("{}.mirror", mode.name())),
+        bytes,
+        pre,
+        flags,
+    )?;
+    let record = vec![7u8; RECORD_BYTES];
+    let block = Box::new(Block([7u8; BLOCK_BYTES]));
+    let t0 = Instant::now();
+    for i in 0..n {
+        let off = (i * RECORD_BYTES) as u64;
+        match mode {
+            Mode::OneFile => {
+                main.write_all_at(&record, off)?;
+                main.sync_data()?;
+            }
+            Mode::TwoFiles | Mode::TwoFilesPrezeroed => {
+                main.write_all_at(&record, off)?;
+                mirror.write_all_at(&record, off)?;
+                main.sync_data()?;
+                mirror.sync_data()?;
+            }
+            Mode::TwoFilesDsync => {
+                main.write_all_at(&record, off)?;
+                mirror.write_all_at(&record, off)?;
+            }
+            Mode::TwoFilesDirect => {
+                let at = (i * BLOCK_BYTES) as u64;
+                main.write_all_at(&block.0, at)?;
+                mirror.write_all_at(&block.0, at)?;
+            }
+        }
+    }
+    Ok(n as f64 / t0.elapsed().as_secs_f64())
+}
+
+fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let base = args.next().unwrap_or_else(|| ".".into());
+    let n: usize = match args.next() {
+        None => 2000,
+        Some(a) => a.parse().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("N (commits per mode) must be a count: {a:?}: {e}"),
+            )
+        })?,
+    };
+    let dir = tempfile::tempdir_in(&base)?;
+    println!("{n} commits per mode in {}", dir.path().display());
+    for mode in Mode::ALL {
+        let per_s = run(dir.path(), mode, n)?;
+        println!("{:22} {per_s:8.0} commits/s", mode.name());
+    }
+    Ok(())
+}
