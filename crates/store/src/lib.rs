@@ -17,6 +17,7 @@ pub mod io;
 pub mod lock;
 pub mod manifest;
 pub mod parity;
+mod recovery;
 pub mod snapshot;
 pub mod store;
 pub mod subject;

@@ -68,6 +68,14 @@ pub fn check_header(bytes: &[u8], id: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// The first LSN a segment header of segment `id` records, once the header verifies.
+pub fn header_first_lsn(bytes: &[u8], id: u64) -> Result<u64, String> {
+    check_header(bytes, id)?;
+    Ok(u64::from_le_bytes(
+        bytes[20..28].try_into().unwrap_or([0; 8]),
+    ))
+}
+
 /// What scanning a segment's bytes found.
 #[derive(Debug, Default)]
 pub struct Scan {

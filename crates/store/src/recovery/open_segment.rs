@@ -1,0 +1,290 @@
+//! Recovery of the open segment: its main copy and mirror read and compared record by record (a missing or damaged
+//! header or record taken from whichever copy verifies), a torn tail cut, acknowledged records damaged in both copies
+//! salvaged around and named as lost (both files then left exactly as found), and the segment reopened for appends —
+//! or, opening read-only, for reading only, nothing rewritten.
+
+use heal::{IssueKind, Location};
+
+use super::Opening;
+use super::salvage::{SalvagedOpen, mirror_differences, salvage_open, torn_tail_lsns};
+use crate::codec::{self, Record};
+use crate::error::{StoreError, loc};
+use crate::io;
+use crate::manifest::SegmentEntry;
+use crate::store::{LostRange, TornTail, ioe, issue};
+use crate::wal::{self, OpenSegment};
+
+impl Opening<'_> {
+    /// The open segment `se` ready for appends and the records it holds in LSN order; `last_lsn` is the last LSN
+    /// before it, and records damaged in both copies are added to `lost`.
+    pub(super) fn open_segment(
+        &mut self,
+        se: &SegmentEntry,
+        last_lsn: u64,
+        lost: &mut Vec<LostRange>,
+    ) -> Result<(OpenSegment, Vec<Record>), StoreError> {
+        let rel = wal::seg_name(se.id);
+        let mirror = if self.config.mirror_open_segment {
+            let mir_rel = wal::mirror_name(se.id);
+            match io::read_file(&self.config.io, &self.dir.join(&mir_rel)) {
+                Ok(b) => Some(b),
+                Err(e) if io::is_resource(&e) => {
+                    return Err(StoreError::io(format!("reading {mir_rel}"), e));
+                }
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        let mirror_missing = self.config.mirror_open_segment && mirror.is_none();
+        let main = match io::read_file(&self.config.io, &self.dir.join(&rel)) {
+            Ok(b) => b,
+            Err(e) if io::is_resource(&e) => {
+                return Err(StoreError::io(format!("reading {rel}"), e));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && mirror.is_some() => {
+                self.issues.push(
+                    issue(
+                        IssueKind::Integrity,
+                        "wal_record_damaged",
+                        &rel,
+                        self.on_open(
+                            &format!("{rel} was missing; rebuilt from its mirror on open"),
+                            &format!("{rel} is missing; its mirror holds the records"),
+                        ),
+                        "store.open",
+                    )
+                    .at(Location {
+                        file: Some(rel.clone()),
+                        ..Location::default()
+                    }),
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                return Err(StoreError::corrupt(
+                    format!("open segment {rel} cannot be read ({e}) and has no mirror"),
+                    Location {
+                        file: Some(rel.clone()),
+                        ..Location::default()
+                    },
+                ));
+            }
+        };
+        if mirror_missing {
+            self.issues.push(
+                issue(
+                    IssueKind::Integrity,
+                    "mirror_damaged",
+                    &rel,
+                    self.on_open(
+                        &format!("mirror of {rel} was missing; rewritten on open"),
+                        &format!("mirror of {rel} is missing"),
+                    ),
+                    "store.open",
+                )
+                .at(Location {
+                    file: Some(wal::mirror_name(se.id)),
+                    ..Location::default()
+                }),
+            );
+        }
+        let main_ok = wal::check_header(&main, se.id);
+        let mir_ok = mirror.as_deref().map(|m| wal::check_header(m, se.id));
+        let main = match (&main_ok, &mir_ok, &mirror) {
+            (Err(_), Some(Ok(())), Some(m)) => {
+                // Main header damaged, mirror intact: take the header from the mirror.
+                let mut fixed = main.clone();
+                let h = wal::HEADER_BYTES as usize;
+                if fixed.len() < h {
+                    fixed.resize(h, 0);
+                }
+                fixed[..h].copy_from_slice(&m[..h]);
+                self.report.records_from_mirror += 1;
+                fixed
+            }
+            (Err(e), _, _) => {
+                return Err(StoreError::corrupt(
+                    format!("open segment {rel}: {e}, and no intact mirror"),
+                    loc(&rel, 0, wal::HEADER_BYTES),
+                ));
+            }
+            _ => main,
+        };
+        let header_from_mirror = main_ok.is_err();
+        let mut s = wal::scan(&main, mirror.as_deref(), self.record_bytes_max);
+        if let Some(damaged) = s.damaged.take() {
+            // Acknowledged records damaged in both copies: keep every record that verifies on either side of
+            // the damage, record what is lost, and leave both files exactly as they are (evidence, and what
+            // an operator restores from). Writes are refused until the loss is accepted, which compacts
+            // into a new segment.
+            let before = s
+                .records
+                .last()
+                .map_or(last_lsn.max(se.first_lsn.saturating_sub(1)), |r| r.lsn);
+            let SalvagedOpen {
+                records: more,
+                lost: lost_here,
+                torn,
+            } = salvage_open(
+                &main,
+                mirror.as_deref(),
+                &rel,
+                damaged,
+                before,
+                self.record_bytes_max,
+            );
+            s.records.extend(more);
+            lost.extend(lost_here);
+            if let Some((off, len, why)) = torn {
+                let last = s.records.last().map_or(before, |r| r.lsn);
+                self.report.torn_tail = Some(TornTail {
+                    file: rel.clone(),
+                    offset: off,
+                    bytes: len,
+                    reason: format!("{why} (left in place: the store opened degraded)"),
+                    lsn_range: torn_tail_lsns(
+                        &main,
+                        mirror.as_deref(),
+                        off,
+                        last,
+                        self.record_bytes_max,
+                    ),
+                });
+            }
+            let open = |rel: &str, create: bool| {
+                if self.read_only {
+                    io::open_read(&self.config.io, &self.dir.join(rel))
+                } else {
+                    io::open_rw(&self.config.io, &self.dir.join(rel), create)
+                }
+            };
+            let file = open(&rel, true).map_err(ioe(format!("opening {rel}")))?;
+            let mirror_f = if self.config.mirror_open_segment {
+                open(&wal::mirror_name(se.id), false).ok()
+            } else {
+                None
+            };
+            let len = main.len().max(mirror.as_ref().map_or(0, Vec::len)) as u64;
+            let seg = OpenSegment {
+                id: se.id,
+                first_lsn: se.first_lsn,
+                file,
+                mirror: mirror_f,
+                len,
+                ids: None,
+            };
+            Ok((seg, s.records))
+        } else {
+            if let Some((off, len, why)) = &s.torn {
+                let last = s
+                    .records
+                    .last()
+                    .map_or(last_lsn.max(se.first_lsn.saturating_sub(1)), |r| r.lsn);
+                let lsns =
+                    torn_tail_lsns(&main, mirror.as_deref(), *off, last, self.record_bytes_max);
+                self.report.torn_tail = Some(TornTail {
+                    file: rel.clone(),
+                    offset: *off,
+                    bytes: *len,
+                    reason: why.clone(),
+                    lsn_range: lsns,
+                });
+                self.issues.push(
+                issue(
+                    IssueKind::Integrity,
+                    "torn_tail",
+                    &rel,
+                    format!(
+                        "torn tail of {len} bytes at offset {off} of {rel} (LSNs {}..={}) {} ({why}); \
+                         never acknowledged",
+                        lsns.0, lsns.1,
+                        if self.read_only { "left in place (opened read-only)" } else { "cut on open" }
+                    ),
+                    "store.open",
+                )
+                .at(Location {
+                    lsn_range: Some(lsns),
+                    ..loc(&rel, *off, *len)
+                })
+                .with_score(0.3)
+                .evidence("reason", why.clone()),
+            );
+            }
+            let mut rewrite_main = s.from_mirror.clone();
+            if header_from_mirror {
+                rewrite_main.push((0, wal::HEADER_BYTES));
+            }
+            self.report.records_from_mirror += s.from_mirror.len() as u64;
+            self.report.mirror_rewritten = s.mirror_damaged || mirror_missing;
+            if let (Some(m), false) = (&mirror, mirror_missing) {
+                self.issues.extend(mirror_differences(
+                    &s.good,
+                    m,
+                    &wal::mirror_name(se.id),
+                    self.record_bytes_max,
+                    self.read_only,
+                ));
+            }
+            for (off, len) in &s.from_mirror {
+                // The good bytes hold the mirror's verified copy of the record: its LSN.
+                let lsn = match codec::decode_record(
+                    s.good.get(*off as usize..).unwrap_or(&[]),
+                    self.record_bytes_max,
+                ) {
+                    codec::Decoded::Ok(r, _) => Some((r.lsn, r.lsn)),
+                    _ => None,
+                };
+                self.issues.push(
+                    issue(
+                        IssueKind::Integrity,
+                        "wal_record_damaged",
+                        &rel,
+                        format!(
+                            "record at offset {off}{} of {rel} {}",
+                            lsn.map_or(String::new(), |(l, _)| format!(" (LSN {l})")),
+                            self.on_open(
+                                "was damaged; restored from the mirror on open",
+                                "is damaged; the mirror's copy verifies"
+                            )
+                        ),
+                        "store.open",
+                    )
+                    .at(Location {
+                        lsn_range: lsn,
+                        ..loc(&rel, *off, *len)
+                    }),
+                );
+            }
+            let seg = if self.read_only {
+                // Descriptors for reading only (never written through): the main copy, or the mirror
+                // where the main copy is missing.
+                let mir_rel = wal::mirror_name(se.id);
+                let file = io::open_read(&self.config.io, &self.dir.join(&rel))
+                    .or_else(|_| io::open_read(&self.config.io, &self.dir.join(&mir_rel)))
+                    .map_err(ioe(format!("opening {rel}")))?;
+                OpenSegment {
+                    id: se.id,
+                    first_lsn: se.first_lsn,
+                    file,
+                    mirror: io::open_read(&self.config.io, &self.dir.join(&mir_rel)).ok(),
+                    len: s.good.len() as u64,
+                    ids: None,
+                }
+            } else {
+                OpenSegment::reopen(
+                    &self.config.io,
+                    self.dir,
+                    se.id,
+                    se.first_lsn,
+                    &s.good,
+                    &rewrite_main,
+                    s.mirror_damaged || mirror_missing,
+                    self.config.mirror_open_segment,
+                )
+                .map_err(ioe(format!("reopening {rel}")))?
+            };
+            Ok((seg, s.records))
+        }
+    }
+}
