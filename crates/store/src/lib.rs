@@ -22,6 +22,7 @@ pub mod snapshot;
 pub mod store;
 pub mod subject;
 mod table;
+mod verify;
 pub mod wal;
 
 pub use codec::Document;

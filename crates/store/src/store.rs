@@ -2653,7 +2653,7 @@ impl Store {
     pub fn verify_open_segment(&self, from: u64) -> Result<Vec<SegmentDamage>, StoreError> {
         // Take the descriptors under the lock, read without it: the files only grow, and commits must not wait for
         // a check. `from` is a record boundary (an earlier durable end); only the header and `from..len` are read.
-        let (id, first_lsn, len, last_lsn, main_f, mirror_f) = {
+        let view = {
             let w = lock(&self.wal);
             let clone =
                 |f: &std::fs::File| f.try_clone().map_err(ioe("duplicating a WAL descriptor"));
@@ -2661,155 +2661,22 @@ impl Store {
                 Some(m) => Some(clone(m)?),
                 None => None,
             };
-            (
-                w.seg.id,
-                w.seg.first_lsn,
-                w.seg.len,
-                w.last_lsn,
-                clone(&w.seg.file)?,
+            crate::verify::SegmentView {
+                id: w.seg.id,
+                first_lsn: w.seg.first_lsn,
+                len: w.seg.len,
+                last_lsn: w.last_lsn,
+                main: clone(&w.seg.file)?,
                 mirror,
-            )
-        };
-        let start = if from >= wal::HEADER_BYTES && from <= len {
-            from
-        } else {
-            wal::HEADER_BYTES
-        };
-        // A path that no longer leads to the file we append to (deleted, replaced, a link) reads as empty: all
-        // damaged. One that does is read through our own descriptor (the same file; no new descriptor needed). A
-        // read failing for lack of a resource is an error, never damage.
-        let faults = &*self.cfg.io;
-        let read = |rel: &str, f: &std::fs::File, start: u64| -> Result<Vec<u8>, StoreError> {
-            let p = self.dir.join(rel);
-            let mut b = vec![0u8; len as usize];
-            if !same_file(&p, f) {
-                return Ok(Vec::new());
-            }
-            let h = wal::HEADER_BYTES as usize;
-            let r = io::read_exact_at(faults, f, &mut b[..h], 0)
-                .and_then(|()| io::read_exact_at(faults, f, &mut b[start as usize..], start));
-            match r {
-                Ok(()) => Ok(b),
-                Err(e) if io::is_resource(&e) => Err(StoreError::io(format!("reading {rel}"), e)),
-                Err(_) => Ok(Vec::new()),
             }
         };
-        let seg_rel = wal::seg_name(id);
-        let mir_rel = wal::mirror_name(id);
-        let mut main = read(&seg_rel, &main_f, start)?;
-        let mut mirror = match mirror_f.as_ref() {
-            Some(f) => Some(read(&mir_rel, f, start)?),
-            None => None,
-        };
-        let mut out = Vec::new();
-        if wal::check_header(&main, id).is_err() {
-            out.push(SegmentDamage {
-                file: seg_rel.clone(),
-                offset: 0,
-                len: wal::HEADER_BYTES,
-                main: true,
-                both: false,
-                lsn_range: None,
-            });
-        }
-        let decode = |copy: Option<&Vec<u8>>, pos: usize| -> Option<(codec::Record, usize)> {
-            let c = copy?;
-            match codec::decode_record(
-                c.get(pos..(len as usize).min(c.len())).unwrap_or(&[]),
-                self.record_bytes_max,
-            ) {
-                codec::Decoded::Ok(r, n) => Some((r, n)),
-                _ => None,
-            }
-        };
-        let mut pos = start as usize;
-        // The LSN of the last record that verified before `pos` (unknown when the scan started past the header).
-        let mut prev: Option<u64> =
-            (start == wal::HEADER_BYTES).then(|| first_lsn.saturating_sub(1));
-        let mut reread = false;
-        while (pos as u64) < len {
-            let m = decode(Some(&main), pos);
-            let mi = decode(mirror.as_ref(), pos);
-            match (&m, &mi) {
-                (Some((r, n)), _) | (None, Some((r, n))) => {
-                    let (lsn, n) = (r.lsn, *n);
-                    if pos as u64 + n as u64 > from {
-                        let at = |main: bool| SegmentDamage {
-                            file: if main {
-                                seg_rel.clone()
-                            } else {
-                                mir_rel.clone()
-                            },
-                            offset: pos as u64,
-                            len: n as u64,
-                            main,
-                            both: false,
-                            lsn_range: Some((lsn, lsn)),
-                        };
-                        if m.is_none() {
-                            out.push(at(true));
-                        }
-                        let mirror_differs = match (&m, &mi) {
-                            (_, None) => true,
-                            (Some((_, a)), Some((_, b))) => a != b,
-                            (None, Some(_)) => false,
-                        };
-                        if mirror.is_some() && mirror_differs {
-                            out.push(at(false));
-                        }
-                    }
-                    prev = Some(lsn);
-                    pos += n;
-                }
-                (None, None) => {
-                    // No copy holds this record. Its LSN lies between its intact neighbours: the previous record
-                    // (read from the header on if this scan started past it) and the next one that verifies in
-                    // either copy; without a later one, the run reaches the durable end and its last LSN.
-                    let Some(before) = prev else {
-                        if reread {
-                            break;
-                        }
-                        reread = true;
-                        main = read(&seg_rel, &main_f, wal::HEADER_BYTES)?;
-                        mirror = match mirror_f.as_ref() {
-                            Some(f) => Some(read(&mir_rel, f, wal::HEADER_BYTES)?),
-                            None => None,
-                        };
-                        pos = wal::HEADER_BYTES as usize;
-                        prev = Some(first_lsn.saturating_sub(1));
-                        continue;
-                    };
-                    let next = (pos + 1..len as usize).find_map(|p| {
-                        [decode(Some(&main), p), decode(mirror.as_ref(), p)]
-                            .into_iter()
-                            .flatten()
-                            .find(|(r, _)| r.lsn > before)
-                            .map(|(r, _)| (p, r.lsn))
-                    });
-                    let (end, lsns) = match next {
-                        Some((p, lsn)) => (p, (before + 1, (lsn - 1).max(before + 1))),
-                        None => (len as usize, (before + 1, last_lsn.max(before + 1))),
-                    };
-                    if end as u64 > from {
-                        for (file, is_main) in std::iter::once((&seg_rel, true))
-                            .chain(mirror.as_ref().map(|_| (&mir_rel, false)))
-                        {
-                            out.push(SegmentDamage {
-                                file: file.clone(),
-                                offset: pos as u64,
-                                len: (end - pos) as u64,
-                                main: is_main,
-                                both: true,
-                                lsn_range: Some(lsns),
-                            });
-                        }
-                    }
-                    prev = Some(lsns.1);
-                    pos = end;
-                }
-            }
-        }
-        Ok(out)
+        crate::verify::open_segment_damage(
+            &self.dir,
+            &self.cfg.io,
+            &view,
+            from,
+            self.record_bytes_max,
+        )
     }
 
     /// Repairs the open segment: damaged records in either copy are rewritten from the other, and both are fsynced.
@@ -3538,7 +3405,7 @@ impl Drop for Store {
 }
 
 /// Whether `path` names the same file as the open `file` (not deleted, not replaced, not a link to it).
-fn same_file(path: &Path, file: &std::fs::File) -> bool {
+pub(crate) fn same_file(path: &Path, file: &std::fs::File) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::symlink_metadata(path), file.metadata()) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),

@@ -35,149 +35,170 @@ impl Opening<'_> {
         }
         let (manifest, created) = match loaded.manifest.clone() {
             Some(m) => {
-                for i in loaded.stale_copies() {
-                    let what = match &loaded.copies[i] {
-                        None => "missing".to_string(),
-                        Some(Ok(g)) => format!("at generation {g}, behind {}", m.generation),
-                        Some(Err(e)) => e.clone(),
-                    };
-                    if !self.read_only {
-                        manifest::write_copy(&self.config.io, self.dir, i, &m).map_err(ioe(
-                            format!("restoring {} from its twin", manifest::COPIES[i]),
-                        ))?;
-                        self.report
-                            .manifest_copies_restored
-                            .push(manifest::COPIES[i].to_string());
-                    }
-                    self.issues.push(
-                        issue(
-                            IssueKind::Integrity,
-                            "manifest_copy_damaged",
-                            manifest::COPIES[i],
-                            format!(
-                                "{} was {what}; {}",
-                                manifest::COPIES[i],
-                                self.on_open(
-                                    "restored from its twin on open",
-                                    "its twin holds the manifest"
-                                )
-                            ),
-                            "store.open",
-                        )
-                        .at(Location {
-                            file: Some(manifest::COPIES[i].into()),
-                            ..Location::default()
-                        })
-                        .evidence("state", what),
-                    );
-                }
+                self.restore_stale_copies(&loaded, &m)?;
                 (m, false)
             }
-            None => {
-                let any_copy = loaded.copies.iter().any(Option::is_some);
-                let names = |sub: &str| -> Vec<(String, u64)> {
-                    std::fs::read_dir(self.dir.join(sub))
-                        .map(|rd| {
-                            rd.flatten()
-                                .map(|e| {
-                                    let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-                                    (e.file_name().to_string_lossy().into_owned(), len)
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                };
-                let wal_files = names("wal");
-                let snap_files = names(SNAP_DIR);
-                // A crash while creating a new store leaves at most an empty first segment and no manifest.
-                let interrupted_create = snap_files.is_empty()
-                    && wal_files.iter().all(|(n, len)| {
-                        (n.starts_with(&format!("{:016}.", 1)) || n.ends_with(".tmp"))
-                            && *len <= wal::HEADER_BYTES
-                    });
-                let rebuilt = if any_copy || !interrupted_create {
-                    reconstruct(self.dir)
-                } else {
-                    None
-                };
-                if let Some(m) = rebuilt {
-                    if !self.read_only {
-                        manifest::write_both(&self.config.io, self.dir, &m)
-                            .map_err(ioe("writing the rebuilt manifest"))?;
-                        self.report.manifest_copies_restored =
-                            manifest::COPIES.iter().map(|c| c.to_string()).collect();
-                    }
-                    self.issues.push(
-                    issue(
-                        IssueKind::Integrity,
-                        "manifest_rebuilt",
-                        "MANIFEST-A",
-                        format!(
-                            "no valid manifest copy; rebuilt from the files present: {}, {} segment(s)",
-                            m.snapshot_lsn
-                                .map_or("no snapshot".to_string(), |l| format!("snapshot at LSN {l}")),
-                            m.segments.len()
-                        ),
-                        "store.open",
-                    )
-                    .data_at_risk()
-                    .evidence("copies", format!("{:?}", loaded.copies)),
-                );
-                    (m, false)
-                } else if any_copy || !interrupted_create {
-                    let why = loaded
-                        .copies
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| format!("{}: {:?}", manifest::COPIES[i], c))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    return Err(StoreError::corrupt(
-                        format!("no valid manifest copy, but the directory holds data ({why})"),
-                        Location {
-                            file: Some("MANIFEST-A".into()),
-                            ..Location::default()
-                        },
-                    ));
-                } else if self.read_only {
-                    return Err(StoreError::InvalidInput(super::no_store_message(self.dir)));
-                } else {
-                    for (n, _) in &wal_files {
-                        let _ = std::fs::remove_file(wal::wal_dir(self.dir).join(n));
-                    }
-                    let seg = OpenSegment::create(
-                        &self.config.io,
-                        self.dir,
-                        1,
-                        1,
-                        self.config.mirror_open_segment,
-                    )
-                    .map_err(ioe("creating the first WAL segment"))?;
-                    drop(seg);
-                    let m = Manifest {
-                        version: manifest::VERSION,
-                        generation: 1,
-                        vector_dim: self.config.vector_dim,
-                        snapshot_lsn: None,
-                        segments: vec![SegmentEntry {
-                            id: 1,
-                            first_lsn: 1,
-                            sealed: false,
-                            sealed_len: 0,
-                        }],
-                    };
-                    manifest::write_both(&self.config.io, self.dir, &m)
-                        .map_err(ioe("writing the first manifest"))?;
-                    self.report.created = true;
-                    (m, true)
-                }
-            }
+            None => self.manifest_from_files(&loaded)?,
         };
         if !self.read_only && manifest.version < manifest::VERSION {
-            let manifest = upgrade(&self.config.io, self.dir, manifest, &mut self.report)?;
-            return Ok((manifest, created));
+            let upgraded = upgrade(&self.config.io, self.dir, manifest, &mut self.report)?;
+            return Ok((upgraded, created));
         }
         Ok((manifest, created))
+    }
+
+    /// Restores each copy behind the newest valid one (missing, damaged, or at an older generation) from it; a
+    /// read-only open reports them only.
+    fn restore_stale_copies(
+        &mut self,
+        loaded: &manifest::Loaded,
+        m: &Manifest,
+    ) -> Result<(), StoreError> {
+        for i in loaded.stale_copies() {
+            let what = match &loaded.copies[i] {
+                None => "missing".to_string(),
+                Some(Ok(g)) => format!("at generation {g}, behind {}", m.generation),
+                Some(Err(e)) => e.clone(),
+            };
+            if !self.read_only {
+                manifest::write_copy(&self.config.io, self.dir, i, m).map_err(ioe(format!(
+                    "restoring {} from its twin",
+                    manifest::COPIES[i]
+                )))?;
+                self.report
+                    .manifest_copies_restored
+                    .push(manifest::COPIES[i].to_string());
+            }
+            self.issues.push(
+                issue(
+                    IssueKind::Integrity,
+                    "manifest_copy_damaged",
+                    manifest::COPIES[i],
+                    format!(
+                        "{} was {what}; {}",
+                        manifest::COPIES[i],
+                        self.on_open(
+                            "restored from its twin on open",
+                            "its twin holds the manifest"
+                        )
+                    ),
+                    "store.open",
+                )
+                .at(Location {
+                    file: Some(manifest::COPIES[i].into()),
+                    ..Location::default()
+                })
+                .evidence("state", what),
+            );
+        }
+        Ok(())
+    }
+
+    /// No valid manifest copy: one rebuilt from the files present, or (a new or interrupted-at-creation directory,
+    /// writable) the first segment and manifest created; the second value says whether this open created the store.
+    fn manifest_from_files(
+        &mut self,
+        loaded: &manifest::Loaded,
+    ) -> Result<(Manifest, bool), StoreError> {
+        let any_copy = loaded.copies.iter().any(Option::is_some);
+        let names = |sub: &str| -> Vec<(String, u64)> {
+            std::fs::read_dir(self.dir.join(sub))
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| {
+                            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                            (e.file_name().to_string_lossy().into_owned(), len)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let wal_files = names("wal");
+        let snap_files = names(SNAP_DIR);
+        // A crash while creating a new store leaves at most an empty first segment and no manifest.
+        let interrupted_create = snap_files.is_empty()
+            && wal_files.iter().all(|(n, len)| {
+                (n.starts_with(&format!("{:016}.", 1)) || n.ends_with(".tmp"))
+                    && *len <= wal::HEADER_BYTES
+            });
+        let rebuilt = if any_copy || !interrupted_create {
+            reconstruct(self.dir)
+        } else {
+            None
+        };
+        if let Some(m) = rebuilt {
+            if !self.read_only {
+                manifest::write_both(&self.config.io, self.dir, &m)
+                    .map_err(ioe("writing the rebuilt manifest"))?;
+                self.report.manifest_copies_restored =
+                    manifest::COPIES.iter().map(|c| c.to_string()).collect();
+            }
+            self.issues.push(
+                issue(
+                    IssueKind::Integrity,
+                    "manifest_rebuilt",
+                    "MANIFEST-A",
+                    format!(
+                        "no valid manifest copy; rebuilt from the files present: {}, {} segment(s)",
+                        m.snapshot_lsn
+                            .map_or("no snapshot".to_string(), |l| format!(
+                                "snapshot at LSN {l}"
+                            )),
+                        m.segments.len()
+                    ),
+                    "store.open",
+                )
+                .data_at_risk()
+                .evidence("copies", format!("{:?}", loaded.copies)),
+            );
+            Ok((m, false))
+        } else if any_copy || !interrupted_create {
+            let why = loaded
+                .copies
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{}: {:?}", manifest::COPIES[i], c))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Err(StoreError::corrupt(
+                format!("no valid manifest copy, but the directory holds data ({why})"),
+                Location {
+                    file: Some("MANIFEST-A".into()),
+                    ..Location::default()
+                },
+            ))
+        } else if self.read_only {
+            Err(StoreError::InvalidInput(super::no_store_message(self.dir)))
+        } else {
+            for (n, _) in &wal_files {
+                let _ = std::fs::remove_file(wal::wal_dir(self.dir).join(n));
+            }
+            let seg = OpenSegment::create(
+                &self.config.io,
+                self.dir,
+                1,
+                1,
+                self.config.mirror_open_segment,
+            )
+            .map_err(ioe("creating the first WAL segment"))?;
+            drop(seg);
+            let m = Manifest {
+                version: manifest::VERSION,
+                generation: 1,
+                vector_dim: self.config.vector_dim,
+                snapshot_lsn: None,
+                segments: vec![SegmentEntry {
+                    id: 1,
+                    first_lsn: 1,
+                    sealed: false,
+                    sealed_len: 0,
+                }],
+            };
+            manifest::write_both(&self.config.io, self.dir, &m)
+                .map_err(ioe("writing the first manifest"))?;
+            self.report.created = true;
+            Ok((m, true))
+        }
     }
 }
 

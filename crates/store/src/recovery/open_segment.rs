@@ -14,6 +14,16 @@ use crate::manifest::SegmentEntry;
 use crate::store::{LostRange, TornTail, ioe, issue};
 use crate::wal::{self, OpenSegment};
 
+/// The open segment's two copies as read, the header taken from the mirror where the main copy's is damaged.
+struct Copies {
+    main: Vec<u8>,
+    mirror: Option<Vec<u8>>,
+    /// Mirroring is on and the mirror could not be read.
+    mirror_missing: bool,
+    /// The main copy's header failed and the mirror's was taken.
+    header_from_mirror: bool,
+}
+
 impl Opening<'_> {
     /// The open segment `se` ready for appends and the records it holds in LSN order; `last_lsn` is the last LSN
     /// before it, and records damaged in both copies are added to `lost`.
@@ -23,6 +33,26 @@ impl Opening<'_> {
         last_lsn: u64,
         lost: &mut Vec<LostRange>,
     ) -> Result<(OpenSegment, Vec<Record>), StoreError> {
+        let c = self.read_copies(se)?;
+        let mut s = wal::scan(&c.main, c.mirror.as_deref(), self.record_bytes_max);
+        // Before the segment: the last LSN of an earlier file, or (an empty segment) the one below its first.
+        let before_seg = last_lsn.max(se.first_lsn.saturating_sub(1));
+        match s.damaged.take() {
+            Some(damaged) => {
+                let seg = self.open_degraded(se, &c, &mut s, damaged, before_seg, lost)?;
+                Ok((seg, s.records))
+            }
+            None => {
+                self.note_torn_tail(se, &c, &s, before_seg);
+                let seg = self.restore_and_reopen(se, &c, &s)?;
+                Ok((seg, s.records))
+            }
+        }
+    }
+
+    /// Reads both copies (a missing main copy, or a missing mirror, reported), the header from the mirror where the
+    /// main copy's fails; a main copy unreadable with no mirror, or no intact header in either, fails the open.
+    fn read_copies(&mut self, se: &SegmentEntry) -> Result<Copies, StoreError> {
         let rel = wal::seg_name(se.id);
         let mirror = if self.config.mirror_open_segment {
             let mir_rel = wal::mirror_name(se.id);
@@ -111,180 +141,211 @@ impl Opening<'_> {
             }
             _ => main,
         };
-        let header_from_mirror = main_ok.is_err();
-        let mut s = wal::scan(&main, mirror.as_deref(), self.record_bytes_max);
-        if let Some(damaged) = s.damaged.take() {
-            // Acknowledged records damaged in both copies: keep every record that verifies on either side of
-            // the damage, record what is lost, and leave both files exactly as they are (evidence, and what
-            // an operator restores from). Writes are refused until the loss is accepted, which compacts
-            // into a new segment.
-            let before = s
-                .records
-                .last()
-                .map_or(last_lsn.max(se.first_lsn.saturating_sub(1)), |r| r.lsn);
-            let SalvagedOpen {
-                records: more,
-                lost: lost_here,
-                torn,
-            } = salvage_open(
-                &main,
-                mirror.as_deref(),
-                &rel,
-                damaged,
-                before,
+        Ok(Copies {
+            header_from_mirror: main_ok.is_err(),
+            main,
+            mirror,
+            mirror_missing,
+        })
+    }
+
+    /// Acknowledged records damaged in both copies: keeps every record that verifies on either side of the damage
+    /// (into `s.records`), records what is lost, and leaves both files exactly as they are (evidence, and what an
+    /// operator restores from). Writes are refused until the loss is accepted, which compacts into a new segment.
+    fn open_degraded(
+        &mut self,
+        se: &SegmentEntry,
+        c: &Copies,
+        s: &mut wal::Scan,
+        damaged: (u64, String),
+        before_seg: u64,
+        lost: &mut Vec<LostRange>,
+    ) -> Result<OpenSegment, StoreError> {
+        let rel = wal::seg_name(se.id);
+        // Acknowledged records damaged in both copies: keep every record that verifies on either side of
+        // the damage, record what is lost, and leave both files exactly as they are (evidence, and what
+        // an operator restores from). Writes are refused until the loss is accepted, which compacts
+        // into a new segment.
+        let before = s.records.last().map_or(before_seg, |r| r.lsn);
+        let SalvagedOpen {
+            records: more,
+            lost: lost_here,
+            torn,
+        } = salvage_open(
+            &c.main,
+            c.mirror.as_deref(),
+            &rel,
+            damaged,
+            before,
+            self.record_bytes_max,
+        );
+        s.records.extend(more);
+        lost.extend(lost_here);
+        if let Some((off, len, why)) = torn {
+            let last = s.records.last().map_or(before, |r| r.lsn);
+            self.report.torn_tail = Some(TornTail {
+                file: rel.clone(),
+                offset: off,
+                bytes: len,
+                reason: format!("{why} (left in place: the store opened degraded)"),
+                lsn_range: torn_tail_lsns(
+                    &c.main,
+                    c.mirror.as_deref(),
+                    off,
+                    last,
+                    self.record_bytes_max,
+                ),
+            });
+        }
+        let open = |rel: &str, create: bool| {
+            if self.read_only {
+                io::open_read(&self.config.io, &self.dir.join(rel))
+            } else {
+                io::open_rw(&self.config.io, &self.dir.join(rel), create)
+            }
+        };
+        let file = open(&rel, true).map_err(ioe(format!("opening {rel}")))?;
+        let mirror_f = if self.config.mirror_open_segment {
+            open(&wal::mirror_name(se.id), false).ok()
+        } else {
+            None
+        };
+        let len = c.main.len().max(c.mirror.as_ref().map_or(0, Vec::len)) as u64;
+        let seg = OpenSegment {
+            id: se.id,
+            first_lsn: se.first_lsn,
+            file,
+            mirror: mirror_f,
+            len,
+            ids: None,
+        };
+        Ok(seg)
+    }
+
+    /// A torn tail (a record never acknowledged, cut short by a crash): reported with its LSNs; cut by the reopen.
+    fn note_torn_tail(&mut self, se: &SegmentEntry, c: &Copies, s: &wal::Scan, before_seg: u64) {
+        let rel = wal::seg_name(se.id);
+        if let Some((off, len, why)) = &s.torn {
+            let last = s.records.last().map_or(before_seg, |r| r.lsn);
+            let lsns = torn_tail_lsns(
+                &c.main,
+                c.mirror.as_deref(),
+                *off,
+                last,
                 self.record_bytes_max,
             );
-            s.records.extend(more);
-            lost.extend(lost_here);
-            if let Some((off, len, why)) = torn {
-                let last = s.records.last().map_or(before, |r| r.lsn);
-                self.report.torn_tail = Some(TornTail {
-                    file: rel.clone(),
-                    offset: off,
-                    bytes: len,
-                    reason: format!("{why} (left in place: the store opened degraded)"),
-                    lsn_range: torn_tail_lsns(
-                        &main,
-                        mirror.as_deref(),
-                        off,
-                        last,
-                        self.record_bytes_max,
-                    ),
-                });
-            }
-            let open = |rel: &str, create: bool| {
-                if self.read_only {
-                    io::open_read(&self.config.io, &self.dir.join(rel))
-                } else {
-                    io::open_rw(&self.config.io, &self.dir.join(rel), create)
-                }
+            self.report.torn_tail = Some(TornTail {
+                file: rel.clone(),
+                offset: *off,
+                bytes: *len,
+                reason: why.clone(),
+                lsn_range: lsns,
+            });
+            self.issues.push(
+            issue(
+                IssueKind::Integrity,
+                "torn_tail",
+                &rel,
+                format!(
+                    "torn tail of {len} bytes at offset {off} of {rel} (LSNs {}..={}) {} ({why}); \
+                     never acknowledged",
+                    lsns.0, lsns.1,
+                    if self.read_only { "left in place (opened read-only)" } else { "cut on open" }
+                ),
+                "store.open",
+            )
+            .at(Location {
+                lsn_range: Some(lsns),
+                ..loc(&rel, *off, *len)
+            })
+            .with_score(0.3)
+            .evidence("reason", why.clone()),
+        );
+        }
+    }
+
+    /// Records restored from the mirror (and a mirror that differs) reported, then the segment reopened: writable,
+    /// main copy and mirror rewritten where damaged and the torn tail cut; read-only, descriptors for reading only.
+    fn restore_and_reopen(
+        &mut self,
+        se: &SegmentEntry,
+        c: &Copies,
+        s: &wal::Scan,
+    ) -> Result<OpenSegment, StoreError> {
+        let rel = wal::seg_name(se.id);
+        let mut rewrite_main = s.from_mirror.clone();
+        if c.header_from_mirror {
+            rewrite_main.push((0, wal::HEADER_BYTES));
+        }
+        self.report.records_from_mirror += s.from_mirror.len() as u64;
+        self.report.mirror_rewritten = s.mirror_damaged || c.mirror_missing;
+        if let (Some(m), false) = (&c.mirror, c.mirror_missing) {
+            self.issues.extend(mirror_differences(
+                &s.good,
+                m,
+                &wal::mirror_name(se.id),
+                self.record_bytes_max,
+                self.read_only,
+            ));
+        }
+        for (off, len) in &s.from_mirror {
+            // The good bytes hold the mirror's verified copy of the record: its LSN.
+            let lsn = match codec::decode_record(
+                s.good.get(*off as usize..).unwrap_or(&[]),
+                self.record_bytes_max,
+            ) {
+                codec::Decoded::Ok(r, _) => Some((r.lsn, r.lsn)),
+                _ => None,
             };
-            let file = open(&rel, true).map_err(ioe(format!("opening {rel}")))?;
-            let mirror_f = if self.config.mirror_open_segment {
-                open(&wal::mirror_name(se.id), false).ok()
-            } else {
-                None
-            };
-            let len = main.len().max(mirror.as_ref().map_or(0, Vec::len)) as u64;
-            let seg = OpenSegment {
-                id: se.id,
-                first_lsn: se.first_lsn,
-                file,
-                mirror: mirror_f,
-                len,
-                ids: None,
-            };
-            Ok((seg, s.records))
-        } else {
-            if let Some((off, len, why)) = &s.torn {
-                let last = s
-                    .records
-                    .last()
-                    .map_or(last_lsn.max(se.first_lsn.saturating_sub(1)), |r| r.lsn);
-                let lsns =
-                    torn_tail_lsns(&main, mirror.as_deref(), *off, last, self.record_bytes_max);
-                self.report.torn_tail = Some(TornTail {
-                    file: rel.clone(),
-                    offset: *off,
-                    bytes: *len,
-                    reason: why.clone(),
-                    lsn_range: lsns,
-                });
-                self.issues.push(
+            self.issues.push(
                 issue(
                     IssueKind::Integrity,
-                    "torn_tail",
+                    "wal_record_damaged",
                     &rel,
                     format!(
-                        "torn tail of {len} bytes at offset {off} of {rel} (LSNs {}..={}) {} ({why}); \
-                         never acknowledged",
-                        lsns.0, lsns.1,
-                        if self.read_only { "left in place (opened read-only)" } else { "cut on open" }
+                        "record at offset {off}{} of {rel} {}",
+                        lsn.map_or(String::new(), |(l, _)| format!(" (LSN {l})")),
+                        self.on_open(
+                            "was damaged; restored from the mirror on open",
+                            "is damaged; the mirror's copy verifies"
+                        )
                     ),
                     "store.open",
                 )
                 .at(Location {
-                    lsn_range: Some(lsns),
+                    lsn_range: lsn,
                     ..loc(&rel, *off, *len)
-                })
-                .with_score(0.3)
-                .evidence("reason", why.clone()),
+                }),
             );
-            }
-            let mut rewrite_main = s.from_mirror.clone();
-            if header_from_mirror {
-                rewrite_main.push((0, wal::HEADER_BYTES));
-            }
-            self.report.records_from_mirror += s.from_mirror.len() as u64;
-            self.report.mirror_rewritten = s.mirror_damaged || mirror_missing;
-            if let (Some(m), false) = (&mirror, mirror_missing) {
-                self.issues.extend(mirror_differences(
-                    &s.good,
-                    m,
-                    &wal::mirror_name(se.id),
-                    self.record_bytes_max,
-                    self.read_only,
-                ));
-            }
-            for (off, len) in &s.from_mirror {
-                // The good bytes hold the mirror's verified copy of the record: its LSN.
-                let lsn = match codec::decode_record(
-                    s.good.get(*off as usize..).unwrap_or(&[]),
-                    self.record_bytes_max,
-                ) {
-                    codec::Decoded::Ok(r, _) => Some((r.lsn, r.lsn)),
-                    _ => None,
-                };
-                self.issues.push(
-                    issue(
-                        IssueKind::Integrity,
-                        "wal_record_damaged",
-                        &rel,
-                        format!(
-                            "record at offset {off}{} of {rel} {}",
-                            lsn.map_or(String::new(), |(l, _)| format!(" (LSN {l})")),
-                            self.on_open(
-                                "was damaged; restored from the mirror on open",
-                                "is damaged; the mirror's copy verifies"
-                            )
-                        ),
-                        "store.open",
-                    )
-                    .at(Location {
-                        lsn_range: lsn,
-                        ..loc(&rel, *off, *len)
-                    }),
-                );
-            }
-            let seg = if self.read_only {
-                // Descriptors for reading only (never written through): the main copy, or the mirror
-                // where the main copy is missing.
-                let mir_rel = wal::mirror_name(se.id);
-                let file = io::open_read(&self.config.io, &self.dir.join(&rel))
-                    .or_else(|_| io::open_read(&self.config.io, &self.dir.join(&mir_rel)))
-                    .map_err(ioe(format!("opening {rel}")))?;
-                OpenSegment {
-                    id: se.id,
-                    first_lsn: se.first_lsn,
-                    file,
-                    mirror: io::open_read(&self.config.io, &self.dir.join(&mir_rel)).ok(),
-                    len: s.good.len() as u64,
-                    ids: None,
-                }
-            } else {
-                OpenSegment::reopen(
-                    &self.config.io,
-                    self.dir,
-                    se.id,
-                    se.first_lsn,
-                    &s.good,
-                    &rewrite_main,
-                    s.mirror_damaged || mirror_missing,
-                    self.config.mirror_open_segment,
-                )
-                .map_err(ioe(format!("reopening {rel}")))?
-            };
-            Ok((seg, s.records))
         }
+        let seg = if self.read_only {
+            // Descriptors for reading only (never written through): the main copy, or the mirror
+            // where the main copy is missing.
+            let mir_rel = wal::mirror_name(se.id);
+            let file = io::open_read(&self.config.io, &self.dir.join(&rel))
+                .or_else(|_| io::open_read(&self.config.io, &self.dir.join(&mir_rel)))
+                .map_err(ioe(format!("opening {rel}")))?;
+            OpenSegment {
+                id: se.id,
+                first_lsn: se.first_lsn,
+                file,
+                mirror: io::open_read(&self.config.io, &self.dir.join(&mir_rel)).ok(),
+                len: s.good.len() as u64,
+                ids: None,
+            }
+        } else {
+            OpenSegment::reopen(
+                &self.config.io,
+                self.dir,
+                se.id,
+                se.first_lsn,
+                &s.good,
+                &rewrite_main,
+                s.mirror_damaged || c.mirror_missing,
+                self.config.mirror_open_segment,
+            )
+            .map_err(ioe(format!("reopening {rel}")))?
+        };
+        Ok(seg)
     }
 }
