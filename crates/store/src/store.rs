@@ -1658,120 +1658,133 @@ impl Store {
                 return r.map(|()| lsn).map_err(Fail::into_error);
             }
             if !st.leader && !st.pending_ops.is_empty() {
-                st.leader = true;
-                // Writers already inside a call join this batch rather than wait a whole flush for the next.
-                st = self.gather.wait(st, |s| s.pending_calls);
-                st.pending_calls = 0;
-                let buf = std::mem::take(&mut st.pending);
-                let ops = std::mem::take(&mut st.pending_ops);
-                drop(st);
-                let first = ops.first().map_or(0, |o| o.lsn);
-                let res = self.write_batch(&buf, first, ops.last().map_or(0, |o| o.lsn));
-                // Before the state lock: the wal lock is never taken while holding it (wal → state is the order).
-                let seg_id = lock(&self.wal).seg.id;
-                let compact = res.is_ok() && self.needs_compaction();
-                st = lock(&self.state);
-                match res {
-                    Ok(()) => {
-                        self.counters.commits.fetch_add(1, Ordering::Relaxed);
-                        self.counters
-                            .records_committed
-                            .fetch_add(ops.len() as u64, Ordering::Relaxed);
-                        // Durable: hand the batch to the derived indexes (never blocks, never fails).
-                        self.derived.feed().publish(ops.iter().map(|op| FeedItem {
-                            lsn: op.lsn,
-                            id: Arc::from(op.id.as_str()),
-                            doc: op.entry.as_ref().map(|e| e.bytes.clone()),
-                        }));
-                        self.derived
-                            .feed()
-                            .note_log_lsn(ops.last().map_or(0, |o| o.lsn));
-                        for op in ops {
-                            st.durable_lsn = op.lsn;
-                            st.results.insert(op.lsn, Ok(()));
-                            match op.entry {
-                                Some(e) => st.docs.insert(op.id, e),
-                                None => st.docs.remove(&op.id),
-                            };
-                        }
-                    }
-                    Err(f) => {
-                        let first = ops.first().map_or(0, |o| o.lsn);
-                        let last = ops.last().map_or(0, |o| o.lsn);
-                        let at = Location {
-                            file: Some(wal::seg_name(seg_id)),
-                            lsn_range: Some((first, last)),
-                            ..Location::default()
-                        };
-                        match &f {
-                            Fail::Poisoned(m) => {
-                                st.poisoned = Some(m.clone());
-                                self.queue_issue(
-                                    issue(
-                                        IssueKind::OperationError,
-                                        "store_poisoned",
-                                        "wal",
-                                        m.clone(),
-                                        "store.commit",
-                                    )
-                                    .at(at)
-                                    .evidence("records_refused", ops.len().to_string()),
-                                );
-                            }
-                            Fail::NoSpace(m) => {
-                                st.low_space = Some(m.clone());
-                                self.queue_issue(
-                                    issue(
-                                        IssueKind::Resource,
-                                        "disk_space_critical",
-                                        "disk",
-                                        m.clone(),
-                                        "store.commit",
-                                    )
-                                    .at(at)
-                                    .evidence("records_refused", ops.len().to_string()),
-                                );
-                            }
-                            Fail::Io(m) => self.queue_issue(
-                                issue(
-                                    IssueKind::OperationError,
-                                    "wal_write_failed",
-                                    "wal",
-                                    m.clone(),
-                                    "store.commit",
-                                )
-                                .at(at),
-                            ),
-                            Fail::NotSoleWriter(d) => {
-                                self.queue_issue(writer_doubt_issue(d, "store.commit"))
-                            }
-                        }
-                        for op in ops {
-                            st.results.insert(op.lsn, Err(f.clone()));
-                        }
-                    }
-                }
-                if compact && st.poisoned.is_none() {
-                    drop(st);
-                    if let Err(e) = self.compact_as_leader(false) {
-                        if let StoreError::Poisoned(m) = &e {
-                            lock(&self.state).poisoned = Some(m.clone());
-                        }
-                        self.queue_issue(issue(
-                            IssueKind::OperationError,
-                            "compaction_failed",
-                            "wal",
-                            format!("compaction failed: {e}"),
-                            "store.commit",
-                        ));
-                    }
-                    st = lock(&self.state);
-                }
-                st.leader = false;
-                self.cond.notify_all();
+                st = self.lead(st);
                 continue;
             }
             st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Leads one group commit: gathers the writers already inside a call, writes and flushes everything pending
+    /// without the state lock, then applies the batch (or records why it failed) for every waiter, compacts when the
+    /// log has grown past its bound, and hands the role back.
+    fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        st.leader = true;
+        // Writers already inside a call join this batch rather than wait a whole flush for the next.
+        st = self.gather.wait(st, |s| s.pending_calls);
+        st.pending_calls = 0;
+        let buf = std::mem::take(&mut st.pending);
+        let ops = std::mem::take(&mut st.pending_ops);
+        drop(st);
+        let first = ops.first().map_or(0, |o| o.lsn);
+        let res = self.write_batch(&buf, first, ops.last().map_or(0, |o| o.lsn));
+        // Before the state lock: the wal lock is never taken while holding it (wal → state is the order).
+        let seg_id = lock(&self.wal).seg.id;
+        let compact = res.is_ok() && self.needs_compaction();
+        st = lock(&self.state);
+        match res {
+            Ok(()) => self.applied(&mut st, ops),
+            Err(f) => self.refused(&mut st, ops, f, seg_id),
+        }
+        if compact && st.poisoned.is_none() {
+            drop(st);
+            if let Err(e) = self.compact_as_leader(false) {
+                if let StoreError::Poisoned(m) = &e {
+                    lock(&self.state).poisoned = Some(m.clone());
+                }
+                self.queue_issue(issue(
+                    IssueKind::OperationError,
+                    "compaction_failed",
+                    "wal",
+                    format!("compaction failed: {e}"),
+                    "store.commit",
+                ));
+            }
+            st = lock(&self.state);
+        }
+        st.leader = false;
+        self.cond.notify_all();
+        st
+    }
+
+    /// A durable batch: handed to the derived indexes, applied to the table, each waiter's result `Ok`.
+    fn applied(&self, st: &mut State, ops: Vec<Op>) {
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .records_committed
+            .fetch_add(ops.len() as u64, Ordering::Relaxed);
+        // Durable: hand the batch to the derived indexes (never blocks, never fails).
+        self.derived.feed().publish(ops.iter().map(|op| FeedItem {
+            lsn: op.lsn,
+            id: Arc::from(op.id.as_str()),
+            doc: op.entry.as_ref().map(|e| e.bytes.clone()),
+        }));
+        self.derived
+            .feed()
+            .note_log_lsn(ops.last().map_or(0, |o| o.lsn));
+        for op in ops {
+            st.durable_lsn = op.lsn;
+            st.results.insert(op.lsn, Ok(()));
+            match op.entry {
+                Some(e) => st.docs.insert(op.id, e),
+                None => st.docs.remove(&op.id),
+            };
+        }
+    }
+
+    /// A batch that failed: the cause becomes the store's state (poisoned, out of space) and an issue; every waiter
+    /// gets the failure.
+    fn refused(&self, st: &mut State, ops: Vec<Op>, f: Fail, seg_id: u64) {
+        let first = ops.first().map_or(0, |o| o.lsn);
+        let last = ops.last().map_or(0, |o| o.lsn);
+        let at = Location {
+            file: Some(wal::seg_name(seg_id)),
+            lsn_range: Some((first, last)),
+            ..Location::default()
+        };
+        match &f {
+            Fail::Poisoned(m) => {
+                st.poisoned = Some(m.clone());
+                self.queue_issue(
+                    issue(
+                        IssueKind::OperationError,
+                        "store_poisoned",
+                        "wal",
+                        m.clone(),
+                        "store.commit",
+                    )
+                    .at(at)
+                    .evidence("records_refused", ops.len().to_string()),
+                );
+            }
+            Fail::NoSpace(m) => {
+                st.low_space = Some(m.clone());
+                self.queue_issue(
+                    issue(
+                        IssueKind::Resource,
+                        "disk_space_critical",
+                        "disk",
+                        m.clone(),
+                        "store.commit",
+                    )
+                    .at(at)
+                    .evidence("records_refused", ops.len().to_string()),
+                );
+            }
+            Fail::Io(m) => self.queue_issue(
+                issue(
+                    IssueKind::OperationError,
+                    "wal_write_failed",
+                    "wal",
+                    m.clone(),
+                    "store.commit",
+                )
+                .at(at),
+            ),
+            Fail::NotSoleWriter(d) => self.queue_issue(writer_doubt_issue(d, "store.commit")),
+        }
+        for op in ops {
+            st.results.insert(op.lsn, Err(f.clone()));
         }
     }
 
