@@ -682,3 +682,135 @@ replication_lag_s_max = 2
     replica.execute("SELECT pg_wal_replay_resume()").unwrap();
     d.stop();
 }
+
+/// Skips (or fails with `MEDIC_REQUIRE_POSTGRES=1`) without PostgreSQL's binaries.
+fn postgres_or_skip() -> Option<PathBuf> {
+    let bin = postgres_bin();
+    if bin.is_none() {
+        let why = "PostgreSQL's initdb and pg_ctl were not found (PATH, /usr/local/bin, /usr/lib/postgresql/*/bin)";
+        assert!(
+            std::env::var("MEDIC_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "MEDIC_REQUIRE_POSTGRES=1: {why}"
+        );
+        eprintln!("skipping: {why}");
+    }
+    bin
+}
+
+/// A connection pool's sessions (`application_name = pool`), idle, held by the test (its runtime keeps reading them,
+/// so a session the server ends shows as closed).
+fn idle_pool(url: &str, n: usize) -> (tokio::runtime::Runtime, Vec<tokio_postgres::Client>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("{url}?application_name=pool");
+    let clients = rt.block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..n {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            clients.push(client);
+        }
+        clients
+    });
+    (rt, clients)
+}
+
+#[test]
+fn exhausted_connections_are_freed_by_terminating_idle_pool_sessions_within_backends_max() {
+    let Some(bin) = postgres_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Cluster::init(tmp.path(), bin);
+    // A small server: 20 connections, 3 of them reserved for superusers.
+    let conf = pg.data.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("\nmax_connections = 20\n");
+    std::fs::write(&conf, text).unwrap();
+    pg.start();
+    let url = pg.url();
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    std::fs::write(
+        playbooks.join("free-idle-pool.yaml"),
+        "name: free-idle-pool\n\
+         target: db\n\
+         trigger:\n  code: pg_connections_exhausted\n\
+         steps:\n  - pg_terminate_backend: db\n    idle_over: 1s\n    application_name: pool\n    backends_max: 8\n    timeout: 10s\n\
+         verify:\n  wait: 500ms\n  retries: 10\n\
+         safety:\n  max_attempts: 2\n",
+    )
+    .unwrap();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[checks]\nshallow_interval_ms = 200\n\n[playbooks]\ndir = \"{}\"\n\n[[targets]]\nname = \"db\"\n\
+             kind = \"postgres\"\nurl = \"{url}\"\ninterval_ms = 300\nconnections_used_max = 0.7\n",
+            playbooks.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let check = medic(&[
+        "--config",
+        cfg,
+        "playbooks",
+        "check",
+        playbooks.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let d = Daemon::start_with(
+        &tmp.path().join("data"),
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+    let observer = Session::connect(&url).unwrap();
+    let pool_sessions =
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pool' AND $1::int4 = 0";
+    // Ten pool sessions idle for 2 s (12 of 20 in use with the observer and medic's probe: under 70%), then four
+    // new ones: 16 of 20, over connections_used_max = 70%. The rule (idle 1 s or more, application pool, at most
+    // eight, the oldest first) ends eight of the old ones and leaves the new.
+    let (_rt, clients) = idle_pool(&url, 10);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(incident_of(&d, "pg_connections_exhausted").is_none());
+    let (_rt2, fresh) = idle_pool(&url, 4);
+    assert_eq!(observer.count(pool_sessions, 0), 14);
+    let t0 = Instant::now();
+    let incident = wait_for(
+        "the pg_connections_exhausted incident closed as repaired",
+        Duration::from_secs(60),
+        || repaired(&d, "pg_connections_exhausted"),
+    );
+    eprintln!("connections exhausted: repaired after {:?}", t0.elapsed());
+    // Eight terminated (backends_max), six left: 8 of 20 in use.
+    assert_eq!(observer.count(pool_sessions, 0), 6, "{incident}");
+    let ended = clients.iter().filter(|c| c.is_closed()).count();
+    assert_eq!(ended, 8, "eight of the old sessions ended");
+    assert!(fresh.iter().all(|c| !c.is_closed()), "the new ones stay");
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("free-idle-pool")
+            && text.contains("8 signalled")
+            && text.contains("stopped at backends_max = 8"),
+        "{detail}"
+    );
+    let (_, status) = d.json("GET", "/v1/status", None);
+    let used = status["targets"]["postgres"]["db"]["readings"]["connections_used"]
+        .as_f64()
+        .unwrap();
+    assert!(used < 0.7, "{status}");
+    d.stop();
+}

@@ -92,10 +92,12 @@ pub fn run(
             target,
             signal,
             select,
+            filter,
             timeout_ms,
         } => tools.pg(target)?.signal_backends(
             *signal,
             *select,
+            filter,
             issue,
             Duration::from_millis(*timeout_ms),
         ),

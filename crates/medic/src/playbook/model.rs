@@ -93,6 +93,18 @@ pub struct RawStep {
     /// Cancel/terminate: every statement running this long instead of the pids.
     #[serde(default)]
     pub query_over: Option<String>,
+    /// Cancel/terminate: every session idle (no transaction open) this long instead of the pids.
+    #[serde(default)]
+    pub idle_over: Option<String>,
+    /// Cancel/terminate by rule: only the backends of this role (`usename`).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Cancel/terminate by rule: only the backends of this `application_name`.
+    #[serde(default)]
+    pub application_name: Option<String>,
+    /// Cancel/terminate by rule: the most backends one run signals (the oldest first).
+    #[serde(default)]
+    pub backends_max: Option<u32>,
     /// The step's time limit.
     #[serde(default)]
     pub timeout: Option<String>,

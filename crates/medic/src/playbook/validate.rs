@@ -12,7 +12,9 @@ use super::PlaybookError;
 use super::condition::Condition;
 use super::model::{RawPlaybook, RawStep, parse_duration_ms};
 use crate::target::TargetKind;
-use crate::target::postgres::{BackendSelect, Signal};
+use crate::target::postgres::{
+    BackendFilter, BackendSelect, RULE_NAME_BYTES_MAX, SIGNAL_BACKENDS_MAX, Signal,
+};
 
 /// The configured targets a playbook may name: name → kind.
 pub type TargetCatalog = BTreeMap<String, TargetKind>;
@@ -80,6 +82,8 @@ pub enum Action {
         signal: Signal,
         /// Which backends.
         select: BackendSelect,
+        /// Only a role's or an application's, and how many at most.
+        filter: BackendFilter,
         /// Time limit, ms.
         timeout_ms: u64,
     },
@@ -119,6 +123,7 @@ impl Action {
                 target,
                 signal,
                 select,
+                filter,
                 ..
             } => {
                 let whom = match select {
@@ -129,8 +134,15 @@ impl Action {
                     BackendSelect::QueryOver { ms } => {
                         format!("statements running for {ms} ms or more")
                     }
+                    BackendSelect::IdleOver { ms } => {
+                        format!("sessions idle for {ms} ms or more")
+                    }
                 };
-                format!("{} {target} ({whom})", signal.function())
+                format!(
+                    "{} {target} ({whom}{})",
+                    signal.function(),
+                    filter.describe()
+                )
             }
             Action::PgVacuumAnalyze { target, .. } => format!("pg_vacuum_analyze {target}"),
             Action::PgReindexConcurrently { target, .. } => {
@@ -526,10 +538,16 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
         e.at(at, "env applies to a `run` step only");
     }
     let signal = s.pg_cancel_backend.is_some() || s.pg_terminate_backend.is_some();
-    if (s.idle_in_transaction_over.is_some() || s.query_over.is_some()) && !signal {
+    let rule_options = s.idle_in_transaction_over.is_some()
+        || s.query_over.is_some()
+        || s.idle_over.is_some()
+        || s.role.is_some()
+        || s.application_name.is_some()
+        || s.backends_max.is_some();
+    if rule_options && !signal {
         e.at(
             at,
-            "idle_in_transaction_over and query_over apply to pg_cancel_backend and pg_terminate_backend steps only",
+            "idle_over, idle_in_transaction_over, query_over, role, application_name and backends_max apply to pg_cancel_backend and pg_terminate_backend steps only",
         );
     }
     let timeout_ms = match &s.timeout {
@@ -621,23 +639,69 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
         })
     {
         postgres_target(e, t, at, catalog, signal.function());
-        let select = match (&s.idle_in_transaction_over, &s.query_over) {
-            (None, None) => BackendSelect::Evidence,
-            (Some(d), None) => BackendSelect::IdleInTransactionOver {
-                ms: step_duration(e, at, d, "idle_in_transaction_over"),
-            },
-            (None, Some(d)) => BackendSelect::QueryOver {
-                ms: step_duration(e, at, d, "query_over"),
-            },
-            (Some(_), Some(_)) => {
-                e.at(at, "give idle_in_transaction_over or query_over, not both");
+        let rules: Vec<(&str, &String)> = [
+            ("idle_in_transaction_over", &s.idle_in_transaction_over),
+            ("query_over", &s.query_over),
+            ("idle_over", &s.idle_over),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
+        let select = match rules.as_slice() {
+            [] => BackendSelect::Evidence,
+            [(key, d)] => {
+                let ms = step_duration(e, at, d, key);
+                match *key {
+                    "idle_in_transaction_over" => BackendSelect::IdleInTransactionOver { ms },
+                    "query_over" => BackendSelect::QueryOver { ms },
+                    _ => BackendSelect::IdleOver { ms },
+                }
+            }
+            _ => {
+                e.at(
+                    at,
+                    "give one of idle_over, idle_in_transaction_over or query_over, not several",
+                );
                 BackendSelect::Evidence
             }
         };
+        let mut filter = BackendFilter::default();
+        for (key, value, slot) in [
+            ("role", &s.role, &mut filter.role),
+            (
+                "application_name",
+                &s.application_name,
+                &mut filter.application_name,
+            ),
+        ] {
+            if let Some(v) = value {
+                if v.is_empty() || v.len() > RULE_NAME_BYTES_MAX || v.contains('\0') {
+                    e.at(
+                        at,
+                        format!(
+                            "{key} {v:?}: 1..={RULE_NAME_BYTES_MAX} bytes (rule_name_bytes_max), no NUL"
+                        ),
+                    );
+                }
+                *slot = Some(v.clone());
+            }
+        }
+        if let Some(n) = s.backends_max {
+            if !(1..=SIGNAL_BACKENDS_MAX).contains(&n) {
+                e.at(
+                    at,
+                    format!(
+                        "backends_max = {n}: accepted 1..={SIGNAL_BACKENDS_MAX} (signal_backends_max)"
+                    ),
+                );
+            }
+            filter.backends_max = n;
+        }
         Action::PgSignal {
             target: t.clone(),
             signal,
             select,
+            filter,
             timeout_ms,
         }
     } else if let Some(t) = &s.pg_vacuum_analyze {
@@ -689,6 +753,25 @@ mod tests {
                 target: "pg".into(),
                 signal: Signal::Terminate,
                 select: BackendSelect::Evidence,
+                filter: BackendFilter::default(),
+                timeout_ms: STEP_TIMEOUT_MS_DEFAULT
+            }
+        );
+        let p2 = check(&format!(
+            "{base}  - pg_terminate_backend: pg\n    idle_over: 30s\n    role: app\n    application_name: pool\n    backends_max: 25\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            p2.steps[0],
+            Action::PgSignal {
+                target: "pg".into(),
+                signal: Signal::Terminate,
+                select: BackendSelect::IdleOver { ms: 30_000 },
+                filter: BackendFilter {
+                    role: Some("app".into()),
+                    application_name: Some("pool".into()),
+                    backends_max: 25
+                },
                 timeout_ms: STEP_TIMEOUT_MS_DEFAULT
             }
         );
@@ -698,6 +781,7 @@ mod tests {
                 target: "pg".into(),
                 signal: Signal::Cancel,
                 select: BackendSelect::QueryOver { ms: 300_000 },
+                filter: BackendFilter::default(),
                 timeout_ms: 5_000
             }
         );
@@ -708,11 +792,27 @@ mod tests {
             ),
             (
                 "  - pg_terminate_backend: pg\n    idle_in_transaction_over: 1m\n    query_over: 1m\n",
-                "p.yaml:6: give idle_in_transaction_over or query_over, not both",
+                "p.yaml:6: give one of idle_over, idle_in_transaction_over or query_over, not several",
             ),
             (
                 "  - run_restart_command: pg\n    query_over: 1m\n",
-                "p.yaml:6: idle_in_transaction_over and query_over apply to",
+                "p.yaml:6: idle_over, idle_in_transaction_over, query_over, role, application_name and backends_max apply to",
+            ),
+            (
+                "  - pg_terminate_backend: pg\n    idle_over: 1m\n    backends_max: 0\n",
+                "p.yaml:6: backends_max = 0: accepted 1..=1000 (signal_backends_max)",
+            ),
+            (
+                "  - pg_terminate_backend: pg\n    idle_over: 1m\n    backends_max: 1001\n",
+                "p.yaml:6: backends_max = 1001: accepted 1..=1000",
+            ),
+            (
+                "  - pg_terminate_backend: pg\n    idle_over: 1m\n    application_name: \"\"\n",
+                "p.yaml:6: application_name \"\": 1..=63 bytes",
+            ),
+            (
+                "  - run: [\"true\"]\n    role: app\n",
+                "p.yaml:6: idle_over, idle_in_transaction_over, query_over, role, application_name and backends_max apply to",
             ),
             (
                 "  - pg_cancel_backend: nope\n",
