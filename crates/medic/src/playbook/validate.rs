@@ -16,8 +16,55 @@ use crate::target::postgres::{
     BackendFilter, BackendSelect, RULE_NAME_BYTES_MAX, SIGNAL_BACKENDS_MAX, Signal,
 };
 
-/// The configured targets a playbook may name: name → kind.
-pub type TargetCatalog = BTreeMap<String, TargetKind>;
+/// The configured targets a playbook may name: name → kind, and the readings of those whose readings are
+/// configured (a prometheus target's query names).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetCatalog {
+    kinds: BTreeMap<String, TargetKind>,
+    readings: BTreeMap<String, Vec<String>>,
+}
+
+impl<const N: usize> From<[(String, TargetKind); N]> for TargetCatalog {
+    fn from(kinds: [(String, TargetKind); N]) -> Self {
+        Self {
+            kinds: BTreeMap::from(kinds),
+            readings: BTreeMap::new(),
+        }
+    }
+}
+
+impl TargetCatalog {
+    /// Adds target `name` of `kind`, with its configured `readings` (empty: the kind's own).
+    pub fn insert(&mut self, name: &str, kind: TargetKind, readings: Vec<String>) {
+        self.kinds.insert(name.to_string(), kind);
+        if !readings.is_empty() {
+            self.readings.insert(name.to_string(), readings);
+        }
+    }
+
+    /// The kind of target `name`.
+    pub fn get(&self, name: &str) -> Option<&TargetKind> {
+        self.kinds.get(name)
+    }
+
+    /// Whether no target is configured.
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+
+    /// The names of the configured targets.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.kinds.keys()
+    }
+
+    /// The readings a condition may name of target `name` (of kind `kind`).
+    pub fn readings(&self, name: &str, kind: TargetKind) -> Vec<&str> {
+        match self.readings.get(name) {
+            Some(r) => r.iter().map(String::as_str).collect(),
+            None => kind.readings().to_vec(),
+        }
+    }
+}
 
 /// The most steps in `steps`, `rollback` or `preconditions`.
 pub const STEPS_MAX: usize = 32;
@@ -183,6 +230,9 @@ pub struct Playbook {
     pub code: String,
     /// The condition raising `code`, when the playbook has one.
     pub condition: Option<Condition>,
+    /// The target whose readings the condition reads (its check judges it): the playbook's target, or the one its
+    /// `target.<name>.<reading>` names.
+    pub condition_target: Option<String>,
     /// How long the condition must hold, ms.
     pub sustain_ms: u64,
     /// Targets whose checks must pass before the steps run.
@@ -260,23 +310,11 @@ pub fn compile(
             format!("trigger.code {code:?}: 1..={NAME_BYTES_MAX} letters, digits or `_`"),
         );
     }
+    let mut condition_target = None;
     let condition = match &raw.trigger.condition {
         Some(c) => match Condition::parse(&c.value) {
             Ok(parsed) => {
-                if let Some(kind) = kind {
-                    for m in parsed.metrics() {
-                        if !kind.readings().contains(&m) {
-                            e.at(
-                                line(c),
-                                format!(
-                                    "condition: a {} target has no reading {m:?}; it has {}",
-                                    kind.as_str(),
-                                    kind.readings().join(", ")
-                                ),
-                            );
-                        }
-                    }
-                }
+                condition_target = condition_readings(&mut e, &parsed, line(c), &target, catalog);
                 Some(parsed)
             }
             Err(reason) => {
@@ -361,6 +399,12 @@ pub fn compile(
     }
     if verify_checks.is_empty() && kind.is_some() {
         verify_checks.push(target.clone());
+        // The condition's target too: the repair is confirmed when the condition no longer holds.
+        if let Some(t) = &condition_target
+            && *t != target
+        {
+            verify_checks.push(t.clone());
+        }
     }
     let max_attempts = raw.safety.max_attempts.unwrap_or(3);
     if !(1..=ATTEMPTS_MAX).contains(&max_attempts) {
@@ -386,6 +430,7 @@ pub fn compile(
         target,
         code,
         condition,
+        condition_target,
         sustain_ms,
         preconditions,
         steps,
@@ -398,6 +443,58 @@ pub fn compile(
         cooldown_ms,
         dry_run: raw.dry_run,
     })
+}
+
+/// The target `condition` reads (every reading of one target: bare names the playbook's `target`'s,
+/// `target.<name>.<reading>` another's), each reading checked against what that target has.
+fn condition_readings(
+    e: &mut Errors<'_>,
+    condition: &Condition,
+    at: u64,
+    target: &str,
+    catalog: &TargetCatalog,
+) -> Option<String> {
+    let mut read: Option<&str> = None;
+    let before = e.list.len();
+    for m in condition.metrics() {
+        let (named, reading) = super::condition::split_metric(m);
+        let t = named.unwrap_or(target);
+        match read {
+            Some(first) if first != t => {
+                e.at(
+                    at,
+                    format!(
+                        "condition: reads targets {first:?} and {t:?}; one condition reads one target's readings"
+                    ),
+                );
+                continue;
+            }
+            _ => read = Some(t),
+        }
+        let kind = if named.is_some() {
+            target_kind(e, t, at, catalog)
+        } else {
+            catalog.get(t).copied()
+        };
+        if let Some(kind) = kind {
+            let has = catalog.readings(t, kind);
+            if !has.contains(&reading) {
+                let what = if has.is_empty() {
+                    "none".to_string()
+                } else {
+                    has.join(", ")
+                };
+                e.at(
+                    at,
+                    format!(
+                        "condition: {} target {t:?} has no reading {reading:?}; it has {what}",
+                        kind.as_str()
+                    ),
+                );
+            }
+        }
+    }
+    (e.list.len() == before).then(|| read.unwrap_or(target).to_string())
 }
 
 fn limit_steps(e: &mut Errors<'_>, steps: &[Spanned<RawStep>], what: &str) {
@@ -733,11 +830,26 @@ mod tests {
     use super::*;
 
     fn catalog() -> TargetCatalog {
-        TargetCatalog::from([
+        let mut c = TargetCatalog::from([
             ("web".to_string(), TargetKind::Http),
             ("worker".to_string(), TargetKind::Process),
             ("pg".to_string(), TargetKind::Postgres),
-        ])
+        ]);
+        c.insert(
+            "prom",
+            TargetKind::Prometheus,
+            vec!["errors".into(), "up".into()],
+        );
+        c
+    }
+
+    #[test]
+    fn a_condition_reads_a_prometheus_targets_query() {
+        let p = check(&GOOD.replacen("latency_ms > 500", "target.prom.errors > 0.05", 1)).unwrap();
+        assert_eq!(p.condition_target.as_deref(), Some("prom"));
+        assert_eq!(p.verify_checks, ["web", "prom"]);
+        let own = check(GOOD).unwrap();
+        assert_eq!(own.condition_target.as_deref(), Some("web"));
     }
 
     #[test]
@@ -915,7 +1027,22 @@ dry_run: true
             (
                 "latency_ms > 500",
                 "rss_bytes > 500",
-                "p.yaml:5: condition: a http target has no reading \"rss_bytes\"",
+                "p.yaml:5: condition: http target \"web\" has no reading \"rss_bytes\"",
+            ),
+            (
+                "latency_ms > 500",
+                "target.prom.error_rate > 0.05",
+                "p.yaml:5: condition: prometheus target \"prom\" has no reading \"error_rate\"; it has errors, up",
+            ),
+            (
+                "latency_ms > 500",
+                "target.nope.x > 1",
+                "p.yaml:5: unknown target \"nope\"",
+            ),
+            (
+                "latency_ms > 500",
+                "latency_ms > 500 and target.prom.up == 0",
+                "p.yaml:5: condition: reads targets \"web\" and \"prom\"",
             ),
             (
                 "  - restart: worker\n",

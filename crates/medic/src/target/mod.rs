@@ -90,7 +90,7 @@ impl TargetKind {
                 "restarts",
             ],
             TargetKind::Postgres => postgres::READINGS,
-            // Its readings are the names of its queries; a playbook condition does not name them (yet).
+            // Its readings are the names of its queries, configured per target (`catalog`).
             TargetKind::Prometheus => &[],
         }
     }
@@ -457,11 +457,17 @@ pub fn check_restart_commands(
 
 /// The configured targets by name and kind, for checking playbooks.
 pub fn catalog(targets: &[TargetConfig]) -> TargetCatalog {
-    targets.iter().map(|t| (t.name.clone(), t.kind)).collect()
+    let mut c = TargetCatalog::default();
+    for t in targets {
+        c.insert(&t.name, t.kind, t.queries.keys().cloned().collect());
+    }
+    c
 }
 
-/// A condition of a playbook's trigger, evaluated by its target's check over its readings.
+/// A condition of a playbook's trigger, evaluated by the check of the target it reads over that target's readings.
 pub struct ConditionTrigger {
+    /// The playbook's target: the issue is on its resource.
+    pub target: String,
     /// The issue code raised.
     pub code: String,
     /// The condition.
@@ -476,6 +482,7 @@ impl ConditionTrigger {
     /// A trigger for `playbook`'s condition, if it has one.
     pub fn of(playbook: &Playbook) -> Option<ConditionTrigger> {
         Some(ConditionTrigger {
+            target: playbook.target.clone(),
             code: playbook.code.clone(),
             condition: playbook.condition.clone()?,
             sustain_ms: playbook.sustain_ms,
@@ -483,15 +490,22 @@ impl ConditionTrigger {
         })
     }
 
-    /// The issue when the condition has held for `sustain_ms` over `readings`.
-    pub fn judge(
+    /// The issue when the condition has held for `sustain_ms` over `readings` of target `reads` (a reading named
+    /// `target.<reads>.<reading>` or bare).
+    pub fn judge<K>(
         &self,
-        target: &str,
-        readings: &BTreeMap<&'static str, f64>,
+        reads: &str,
+        readings: &BTreeMap<K, f64>,
         source: &str,
         now: Timestamp,
-    ) -> Option<Issue> {
-        let holds = self.condition.holds(&|m| readings.get(m).copied());
+    ) -> Option<Issue>
+    where
+        K: std::borrow::Borrow<str> + Ord + std::fmt::Display,
+    {
+        let prefix = format!("{}.", resource(reads));
+        let holds = self
+            .condition
+            .holds(&|m| readings.get(m.strip_prefix(&prefix).unwrap_or(m)).copied());
         let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
         if !holds {
             *since = None;
@@ -502,6 +516,7 @@ impl ConditionTrigger {
         if held_ms < self.sustain_ms {
             return None;
         }
+        let target = &self.target;
         let mut issue = Issue::new(
             IssueKind::CheckFailed,
             self.code.clone(),
@@ -538,10 +553,11 @@ pub struct Targets {
 impl Targets {
     /// Builds the targets of `configs` (starting the process targets) with `playbooks` as their repairs.
     pub fn start(configs: &[TargetConfig], playbooks: &[Playbook]) -> anyhow::Result<Targets> {
+        // A condition is judged by the check of the target it reads.
         let triggers = |name: &str| -> Vec<ConditionTrigger> {
             playbooks
                 .iter()
-                .filter(|p| p.target == name)
+                .filter(|p| p.condition_target.as_deref() == Some(name))
                 .filter_map(ConditionTrigger::of)
                 .collect()
         };
@@ -589,7 +605,10 @@ impl Targets {
                     subjects.push(t);
                 }
                 TargetKind::Prometheus => {
-                    let t = Arc::new(prometheus::PrometheusTarget::new(c.clone()));
+                    let t = Arc::new(prometheus::PrometheusTarget::new(
+                        c.clone(),
+                        triggers(&c.name),
+                    ));
                     checks.insert(c.name.clone(), t.check());
                     subjects.push(t);
                 }
