@@ -459,3 +459,151 @@ fn postgres_playbook_actions_are_checked_against_their_target() {
         "{text}"
     );
 }
+
+/// An incident, in any state, with an issue of `code`.
+fn incident_with(d: &Daemon, code: &str) -> Option<Value> {
+    let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
+    v["incidents"]
+        .as_array()?
+        .iter()
+        .find(|i| {
+            i["issues"]
+                .as_array()
+                .is_some_and(|is| is.iter().any(|x| x["code"] == code))
+        })
+        .cloned()
+}
+
+#[test]
+fn a_watched_pidfile_process_is_restarted_by_its_restart_command_and_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pidfile = tmp.path().join("svc.pid");
+    let _cleanup = KillOnDrop(pidfile.clone());
+    // The service's own start script: a daemon writing its pidfile (atomically), as init scripts do.
+    let script = tmp.path().join("start-svc.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsleep 1000 </dev/null >/dev/null 2>&1 &\necho $! > {0}.tmp && mv {0}.tmp {0}\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let start = Command::new("sh").arg(&script).status().unwrap();
+    assert!(start.success());
+    let first = read_pid(&pidfile).unwrap();
+    assert!(alive(first));
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    std::fs::write(
+        playbooks.join("restart-svc.yaml"),
+        "name: restart-svc\ntarget: svc\ntrigger:\n  code: process_dead\nsteps:\n  - run_restart_command: svc\n    timeout: 10s\n\
+         verify:\n  wait: 300ms\n  retries: 10\nsafety:\n  max_attempts: 2\n",
+    )
+    .unwrap();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[checks]\nshallow_interval_ms = 200\n\n[playbooks]\ndir = \"{}\"\n\n[[targets]]\nname = \"svc\"\n\
+             kind = \"process\"\npidfile = \"{}\"\ninterval_ms = 200\nrestart_command = [\"sh\", \"{}\"]\n",
+            playbooks.display(),
+            pidfile.display(),
+            script.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let check = medic(&[
+        "--config",
+        cfg,
+        "playbooks",
+        "check",
+        playbooks.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let d = Daemon::start_with(
+        &tmp.path().join("data"),
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+    let watched = |d: &Daemon| -> Value {
+        let (_, status) = d.json("GET", "/v1/status", None);
+        status["targets"]["processes"]["svc"].clone()
+    };
+    let svc = watched(&d);
+    assert_eq!(
+        (
+            svc["pid"].as_u64(),
+            svc["running"].as_bool(),
+            svc["watched"].as_bool()
+        ),
+        (Some(u64::from(first)), Some(true), Some(true)),
+        "{svc}"
+    );
+    // Its readings are samples like a child's.
+    wait_for("a sample of its RSS", Duration::from_secs(20), || {
+        let (_, v) = d.json(
+            "GET",
+            "/v1/history?metric=target.svc.rss_bytes&since=-1h",
+            None,
+        );
+        v["points"].as_array()?.last()?["value"]
+            .as_f64()
+            .filter(|b| *b > 0.0)
+    });
+
+    // It dies: process_dead, and the playbook's restart command starts a new one, which medic then watches.
+    kill9(first);
+    let incident = wait_for(
+        "the process_dead incident closed as repaired",
+        Duration::from_secs(30),
+        || repaired(&d, "process_dead"),
+    );
+    let second = read_pid(&pidfile).unwrap();
+    assert!(second != first && alive(second));
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("restart-svc") && text.contains("run_restart_command svc: run"),
+        "{detail}"
+    );
+    assert!(
+        text.contains(&format!("process {first} no longer runs")),
+        "{detail}"
+    );
+    let svc = watched(&d);
+    assert_eq!(svc["pid"].as_u64(), Some(u64::from(second)), "{svc}");
+
+    // The pidfile's own failures, each with its code.
+    std::fs::write(&pidfile, "not a pid\n").unwrap();
+    let bad = wait_for("pidfile_invalid", Duration::from_secs(20), || {
+        incident_with(&d, "pidfile_invalid")
+    });
+    assert!(bad.to_string().contains("is not one pid"), "{bad}");
+    let mut gone = Command::new("true").spawn().unwrap();
+    let free_pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(&pidfile, format!("{free_pid}\n")).unwrap();
+    let stale = wait_for("pidfile_stale", Duration::from_secs(20), || {
+        incident_with(&d, "pidfile_stale")
+    });
+    assert!(
+        stale
+            .to_string()
+            .contains(&format!("names pid {free_pid}, which does not run")),
+        "{stale}"
+    );
+    std::fs::remove_file(&pidfile).unwrap();
+    wait_for("pidfile_missing", Duration::from_secs(20), || {
+        incident_with(&d, "pidfile_missing")
+    });
+    d.stop();
+    kill9(second);
+}
