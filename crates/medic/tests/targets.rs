@@ -607,3 +607,82 @@ fn a_watched_pidfile_process_is_restarted_by_its_restart_command_and_followed() 
     d.stop();
     kill9(second);
 }
+
+#[test]
+fn a_playbook_over_its_blast_radius_is_not_run_and_the_incident_escalates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("ran");
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    // web and api are both down (nothing listens on their ports): a shared cause, not web's.
+    std::fs::write(
+        playbooks.join("restart-web.yaml"),
+        format!(
+            "name: restart-web\ntarget: web\ntrigger:\n  code: endpoint_down\nsteps:\n  - run: [touch, {}]\n\
+             safety:\n  blast_radius:\n    targets: [web, api]\n    failing_max: 1\n  escalation:\n    message: both down, check the network\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[checks]\nshallow_interval_ms = 200\n\n[playbooks]\ndir = \"{}\"\n\n\
+             [[targets]]\nname = \"web\"\nurl = \"http://127.0.0.1:{}/\"\ninterval_ms = 200\nfailures_before_down = 1\n\n\
+             [[targets]]\nname = \"api\"\nurl = \"http://127.0.0.1:{}/\"\ninterval_ms = 200\nfailures_before_down = 1\n",
+            playbooks.display(),
+            support::free_port(),
+            support::free_port()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    // A step acting outside the declared scope is refused at load, with its line.
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(
+        bad.join("wide.yaml"),
+        "name: wide\ntarget: web\ntrigger:\n  code: endpoint_down\nsteps:\n  - run: [\"true\"]\n\
+         safety:\n  blast_radius:\n    targets: [api]\n",
+    )
+    .unwrap();
+    let out = medic(&["--config", cfg, "playbooks", "check", bad.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("wide.yaml:9: safety.blast_radius.targets: step `run [\"true\"]` acts on \"web\", outside the declared scope [api]"),
+        "{stdout}"
+    );
+
+    let d = Daemon::start_with(
+        &tmp.path().join("data"),
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+    let incident = wait_for(
+        "the web incident escalated",
+        Duration::from_secs(30),
+        || {
+            let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
+            v["incidents"]
+                .as_array()?
+                .iter()
+                .find(|i| {
+                    i["resolution"] == "escalated"
+                        && i["issues"]
+                            .as_array()
+                            .is_some_and(|is| is.iter().any(|x| x["resource"] == "target.web"))
+                })
+                .cloned()
+        },
+    );
+    let text = incident.to_string();
+    assert!(
+        text.contains("restart-web: not run: blast radius exceeded: 2 of 2 targets in its scope fail (web, api) > safety.blast_radius.failing_max = 1")
+            && text.contains("escalation: both down, check the network"),
+        "{incident}"
+    );
+    assert!(!marker.exists(), "the playbook's step did not run");
+    d.stop();
+}

@@ -141,6 +141,32 @@ pub struct RawSafety {
     /// The least time between two runs.
     #[serde(default)]
     pub cooldown: Option<Spanned<String>>,
+    /// The scope the playbook may act in, checked before every run.
+    #[serde(default)]
+    pub blast_radius: Option<RawBlastRadius>,
+    /// What the incident says when the playbook gives up (refused by its blast radius, or its last attempt failed).
+    #[serde(default)]
+    pub escalation: Option<RawEscalation>,
+}
+
+/// `safety.blast_radius:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlastRadius {
+    /// The targets in scope: every target a step acts on must be one of them.
+    pub targets: Vec<Spanned<String>>,
+    /// The most targets of the scope whose checks may fail at once for the playbook to run (more: a shared cause;
+    /// it refuses and the incident escalates).
+    #[serde(default)]
+    pub failing_max: Option<Spanned<u32>>,
+}
+
+/// `safety.escalation:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalation {
+    /// A message for the operator, put in the incident's record.
+    pub message: Spanned<String>,
 }
 
 /// Parses `500ms`, `30s`, `2m`, `1h` (a whole number and a unit) into ms, at most [`DURATION_MS_MAX`].

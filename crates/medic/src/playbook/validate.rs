@@ -84,6 +84,8 @@ pub const VERIFY_RETRIES_MAX: u32 = 20;
 pub const ATTEMPTS_MAX: u32 = 100;
 /// The longest playbook name or issue code, bytes.
 pub const NAME_BYTES_MAX: usize = 64;
+/// The longest `safety.escalation.message`, bytes.
+pub const ESCALATION_MESSAGE_BYTES_MAX: usize = 1024;
 
 /// One action of the library, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,6 +201,20 @@ impl Action {
         }
     }
 
+    /// The target it acts on (changes), if any: `run` and `webhook` act on the playbook's own target, `wait` and
+    /// `check` on none.
+    pub fn acts_on<'a>(&'a self, own: &'a str) -> Option<&'a str> {
+        match self {
+            Action::Run { .. } | Action::Webhook { .. } => Some(own),
+            Action::Wait { .. } | Action::Check { .. } => None,
+            Action::Restart { target, .. }
+            | Action::PgSignal { target, .. }
+            | Action::PgVacuumAnalyze { target, .. }
+            | Action::PgReindexConcurrently { target, .. }
+            | Action::RunRestartCommand { target, .. } => Some(target),
+        }
+    }
+
     /// Its time limit, ms.
     pub fn timeout_ms(&self) -> u64 {
         match self {
@@ -255,6 +271,12 @@ pub struct Playbook {
     pub cooldown_ms: u64,
     /// Record what would run, run nothing.
     pub dry_run: bool,
+    /// `safety.blast_radius.targets`: the scope (empty: none declared).
+    pub blast_targets: Vec<String>,
+    /// `safety.blast_radius.failing_max`: the most targets of the scope failing at once for a run.
+    pub blast_failing_max: u32,
+    /// `safety.escalation.message`.
+    pub escalation_message: Option<String>,
 }
 
 struct Errors<'a> {
@@ -420,6 +442,31 @@ pub fn compile(
         .map(|c| duration(&mut e, c, "safety.cooldown"))
         .unwrap_or(0);
 
+    let (blast_targets, blast_failing_max) = match &raw.safety.blast_radius {
+        Some(b) => blast_radius(
+            &mut e,
+            b,
+            &target,
+            &steps,
+            &rollback,
+            line(&raw.name),
+            catalog,
+        ),
+        None => (Vec::new(), 0),
+    };
+    let escalation_message = raw.safety.escalation.as_ref().map(|x| {
+        let m = &x.message;
+        if m.value.trim().is_empty() || m.value.len() > ESCALATION_MESSAGE_BYTES_MAX {
+            e.at(
+                line(m),
+                format!(
+                    "safety.escalation.message: 1..={ESCALATION_MESSAGE_BYTES_MAX} bytes (escalation_message_bytes_max), not blank"
+                ),
+            );
+        }
+        m.value.clone()
+    });
+
     if !e.list.is_empty() {
         return Err(e.list);
     }
@@ -442,7 +489,72 @@ pub fn compile(
         approval_required: raw.safety.approval_required,
         cooldown_ms,
         dry_run: raw.dry_run,
+        blast_targets,
+        blast_failing_max,
+        escalation_message,
     })
+}
+
+/// `safety.blast_radius` checked: its targets exist (once each), every target a step or rollback step acts on is one
+/// of them, `failing_max` is 1..=their number (1 unless written).
+fn blast_radius(
+    e: &mut Errors<'_>,
+    b: &super::model::RawBlastRadius,
+    own: &str,
+    steps: &[Action],
+    rollback: &[Action],
+    name_line: u64,
+    catalog: &TargetCatalog,
+) -> (Vec<String>, u32) {
+    let at = b.targets.first().map(line).unwrap_or(name_line);
+    let mut scope: Vec<String> = Vec::new();
+    for t in &b.targets {
+        if scope.contains(&t.value) {
+            e.at(
+                line(t),
+                format!("safety.blast_radius.targets: {:?} is named twice", t.value),
+            );
+        } else if target_kind(e, &t.value, line(t), catalog).is_some() {
+            scope.push(t.value.clone());
+        }
+    }
+    if b.targets.is_empty() {
+        e.at(
+            name_line,
+            "safety.blast_radius.targets: name the targets the playbook may act on",
+        );
+    }
+    for step in steps.iter().chain(rollback) {
+        if let Some(t) = step.acts_on(own)
+            && !b.targets.is_empty()
+            && !b.targets.iter().any(|x| x.value == t)
+        {
+            e.at(
+                at,
+                format!(
+                    "safety.blast_radius.targets: step `{}` acts on {t:?}, outside the declared scope [{}]",
+                    step.describe(),
+                    b.targets
+                        .iter()
+                        .map(|x| x.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+    let failing_max = b.failing_max.as_ref().map(|f| f.value).unwrap_or(1);
+    if !(1..=b.targets.len().max(1) as u32).contains(&failing_max) {
+        let fl = b.failing_max.as_ref().map(line).unwrap_or(at);
+        e.at(
+            fl,
+            format!(
+                "safety.blast_radius.failing_max = {failing_max}: accepted 1..={} (the number of targets in scope)",
+                b.targets.len()
+            ),
+        );
+    }
+    (scope, failing_max)
 }
 
 /// The target `condition` reads (every reading of one target: bare names the playbook's `target`'s,
@@ -814,7 +926,17 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
             timeout_ms,
         }
     } else if let Some(t) = &s.run_restart_command {
-        postgres_target(e, t, at, catalog, "run_restart_command");
+        if let Some(kind) = target_kind(e, t, at, catalog)
+            && !matches!(kind, TargetKind::Postgres | TargetKind::Process)
+        {
+            e.at(
+                at,
+                format!(
+                    "run_restart_command {t:?}: acts on a postgres target or a watched process (with a restart_command); {t:?} is {}",
+                    kind.as_str()
+                ),
+            );
+        }
         Action::RunRestartCommand {
             target: t.clone(),
             timeout_ms,
@@ -841,6 +963,49 @@ mod tests {
             vec!["errors".into(), "up".into()],
         );
         c
+    }
+
+    #[test]
+    fn a_blast_radius_names_the_scope_every_step_acts_in() {
+        let with = |safety: &str| {
+            GOOD.replacen(
+                "  max_attempts: 2\n",
+                &format!("  max_attempts: 2\n{safety}"),
+                1,
+            )
+        };
+        let p = check(&with(
+            "  blast_radius:\n    targets: [web, worker]\n    failing_max: 1\n  escalation:\n    message: call the web team\n",
+        ))
+        .unwrap();
+        assert_eq!(p.blast_targets, ["web", "worker"]);
+        assert_eq!(p.blast_failing_max, 1);
+        assert_eq!(p.escalation_message.as_deref(), Some("call the web team"));
+        for (safety, expected) in [
+            (
+                "  blast_radius:\n    targets: [web]\n",
+                "p.yaml:24: safety.blast_radius.targets: step `restart worker` acts on \"worker\", outside the declared scope [web]",
+            ),
+            (
+                "  blast_radius:\n    targets: [web, worker]\n    failing_max: 3\n",
+                "p.yaml:25: safety.blast_radius.failing_max = 3: accepted 1..=2",
+            ),
+            (
+                "  blast_radius:\n    targets: [web, worker, nginx]\n",
+                "p.yaml:24: unknown target \"nginx\"",
+            ),
+            (
+                "  escalation:\n    message: \"\"\n",
+                "p.yaml:24: safety.escalation.message: 1..=1024 bytes",
+            ),
+            (
+                "  escalation:\n    severity: sev1\n",
+                "p.yaml:24: unknown field `severity`",
+            ),
+        ] {
+            let e = first_error(&with(safety));
+            assert!(e.starts_with(expected), "{safety:?}: got {e}");
+        }
     }
 
     #[test]
