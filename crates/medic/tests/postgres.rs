@@ -4,7 +4,9 @@
 //! its tuples dead is vacuumed by `pg-vacuum.db`; the deep amcheck check skips without the extension and verifies the
 //! indexes with it; an index failing `bt_index_check` is rebuilt by `pg-reindex.db`; a stopped server is `pg_down` and
 //! is started again by the target's `restart_command`. A streaming standby (`pg_basebackup -R`) whose replay is paused
-//! while its primary writes is reported as `pg_replication_lag`.
+//! while its primary writes is reported as `pg_replication_lag`. On a server of 20 connections, a pool's idle sessions
+//! past `connections_used_max` are ended by a playbook's rule (`idle_over`, `application_name`, `backends_max`); the
+//! README's PostgreSQL example loads and probes a real server as written.
 //!
 //! The server is a fresh `initdb` in a temporary directory (as the `postgres` user, or `nobody`, when the test runs as
 //! root: initdb and postgres refuse root), on a free loopback port with its socket in that directory. Without
@@ -812,5 +814,101 @@ fn exhausted_connections_are_freed_by_terminating_idle_pool_sessions_within_back
         .as_f64()
         .unwrap();
     assert!(used < 0.7, "{status}");
+    d.stop();
+}
+
+/// The fenced blocks of `lang` in the README's section starting at `heading` (up to the next heading of its level).
+fn readme_blocks(heading: &str, lang: &str) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme.find(heading).expect("the README has the section");
+    let rest = &readme[start + heading.len()..];
+    let section = &rest[..rest.find("\n### ").unwrap_or(rest.len())];
+    let fence = format!("```{lang}\n");
+    section
+        .split(&fence)
+        .skip(1)
+        .map(|b| b[..b.find("```").unwrap()].to_string())
+        .collect()
+}
+
+#[test]
+fn the_readme_postgres_example_loads_and_probes_a_real_server() {
+    let Some(bin) = postgres_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Cluster::init(tmp.path(), bin);
+    pg.start();
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    // The example as written, with this server's URL, restart command and a playbook directory of the test's.
+    let toml = readme_blocks("### Healing PostgreSQL", "toml");
+    assert_eq!(toml.len(), 1, "one medic.toml in the section");
+    let config: String = toml[0]
+        .lines()
+        .map(|l| {
+            if l.starts_with("url = ") {
+                format!("url = \"{}\"", pg.url())
+            } else if l.starts_with("dir = ") {
+                format!("dir = \"{}\"", playbooks.display())
+            } else if l.starts_with("restart_command = ") {
+                format!(
+                    "restart_command = {}",
+                    serde_json::to_string(&pg.start_argv()).unwrap()
+                )
+            } else if l.starts_with("interval_ms = ") {
+                "interval_ms = 300".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config_path = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config_path,
+        format!("[checks]\nshallow_interval_ms = 200\n\n{config}\n"),
+    )
+    .unwrap();
+    let yaml = readme_blocks("### Healing PostgreSQL", "yaml");
+    assert!(yaml.len() >= 2, "db-idle and db-pool");
+    for doc in &yaml {
+        let name = doc
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# /etc/medic/playbooks/"))
+            .and_then(|l| l.split(':').next())
+            .expect("each playbook names its file");
+        std::fs::write(playbooks.join(name), doc).unwrap();
+    }
+    let cfg = config_path.to_str().unwrap();
+    let check = medic(&[
+        "--config",
+        cfg,
+        "playbooks",
+        "check",
+        playbooks.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("db-idle") && text.contains("db-pool"),
+        "{text}"
+    );
+    let d = Daemon::start_with(
+        &tmp.path().join("data"),
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+    let readings = wait_for("the db target's readings", Duration::from_secs(30), || {
+        let (_, status) = d.json("GET", "/v1/status", None);
+        let r = status["targets"]["postgres"]["db"]["readings"].clone();
+        (r["up"] == 1.0).then_some(r)
+    });
+    assert!(
+        readings["max_connections"].as_f64().unwrap() > 0.0,
+        "{readings}"
+    );
     d.stop();
 }
