@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 mod support;
 
 use serde_json::Value;
-use support::{Daemon, wait_for};
+use support::{Daemon, incident_with, playbooks_check_ok, wait_for};
 
 /// The directory holding `initdb` and `pg_ctl`: `PATH`, `/usr/local/bin`, then Debian's
 /// `/usr/lib/postgresql/<version>/bin` (the newest).
@@ -381,15 +381,7 @@ restart_command = {}
 
     // The default playbooks, as shown, are valid playbooks.
     assert_eq!(write_default_playbooks(cfg, &playbooks), 5);
-    let check = medic(&[
-        "--config",
-        cfg,
-        "playbooks",
-        "check",
-        playbooks.to_str().unwrap(),
-    ]);
-    let check_text = String::from_utf8_lossy(&check.stdout);
-    assert_eq!(check.status.code(), Some(0), "{check_text}");
+    let check_text = playbooks_check_ok(cfg, &playbooks);
     assert!(check_text.contains("pg-terminate-idle.db"), "{check_text}");
 
     let data = tmp.path().join("data");
@@ -587,20 +579,6 @@ restart_command = {}
     eprintln!("total: {:?}", started.elapsed());
 }
 
-/// The incident of `code`, in any state, if there is one.
-fn incident_of(d: &Daemon, code: &str) -> Option<Value> {
-    let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
-    v["incidents"]
-        .as_array()?
-        .iter()
-        .find(|i| {
-            i["issues"]
-                .as_array()
-                .is_some_and(|is| is.iter().any(|x| x["code"] == code))
-        })
-        .cloned()
-}
-
 #[test]
 fn a_replica_replaying_behind_its_primary_is_reported() {
     let Some(bin) = postgres_bin() else {
@@ -661,7 +639,7 @@ replication_lag_s_max = 2
     let (_, status) = d.json("GET", "/v1/status", None);
     let readings = &status["targets"]["postgres"]["replica"]["readings"];
     assert_eq!(readings["in_recovery"], 1.0, "{status}");
-    assert!(incident_of(&d, "pg_replication_lag").is_none());
+    assert!(incident_with(&d, "pg_replication_lag").is_none());
 
     // Replay paused while the primary writes: the standby receives WAL it does not apply.
     replica.execute("SELECT pg_wal_replay_pause()").unwrap();
@@ -670,7 +648,7 @@ replication_lag_s_max = 2
     let incident = wait_for(
         "a pg_replication_lag incident",
         Duration::from_secs(60),
-        || incident_of(&d, "pg_replication_lag"),
+        || incident_with(&d, "pg_replication_lag"),
     );
     let issue = &incident["issues"][0];
     assert_eq!(issue["resource"], "target.replica", "{incident}");
@@ -759,19 +737,7 @@ fn exhausted_connections_are_freed_by_terminating_idle_pool_sessions_within_back
     )
     .unwrap();
     let cfg = config.to_str().unwrap();
-    let check = medic(&[
-        "--config",
-        cfg,
-        "playbooks",
-        "check",
-        playbooks.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        check.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    playbooks_check_ok(cfg, &playbooks);
     let d = Daemon::start_with(
         &tmp.path().join("data"),
         tmp.path(),
@@ -785,7 +751,7 @@ fn exhausted_connections_are_freed_by_terminating_idle_pool_sessions_within_back
     // eight, the oldest first) ends eight of the old ones and leaves the new.
     let (_rt, clients) = idle_pool(&url, 10);
     std::thread::sleep(Duration::from_secs(2));
-    assert!(incident_of(&d, "pg_connections_exhausted").is_none());
+    assert!(incident_with(&d, "pg_connections_exhausted").is_none());
     let (_rt2, fresh) = idle_pool(&url, 4);
     assert_eq!(observer.count(pool_sessions, 0), 14);
     let t0 = Instant::now();
@@ -883,15 +849,7 @@ fn the_readme_postgres_example_loads_and_probes_a_real_server() {
         std::fs::write(playbooks.join(name), doc).unwrap();
     }
     let cfg = config_path.to_str().unwrap();
-    let check = medic(&[
-        "--config",
-        cfg,
-        "playbooks",
-        "check",
-        playbooks.to_str().unwrap(),
-    ]);
-    let text = String::from_utf8_lossy(&check.stdout);
-    assert_eq!(check.status.code(), Some(0), "{text}");
+    let text = playbooks_check_ok(cfg, &playbooks);
     assert!(
         text.contains("db-idle") && text.contains("db-pool"),
         "{text}"

@@ -76,18 +76,7 @@ fn incident(d: &Daemon, code: &str) -> Value {
     wait_for(
         &format!("a {code} incident"),
         Duration::from_secs(60),
-        || {
-            let (_, v) = d.json("GET", "/v1/incidents", None);
-            v["incidents"]
-                .as_array()?
-                .iter()
-                .find(|i| {
-                    i["issues"]
-                        .as_array()
-                        .is_some_and(|is| is.iter().any(|x| x["code"] == code))
-                })
-                .cloned()
-        },
+        || support::incident_with(d, code),
     )
 }
 

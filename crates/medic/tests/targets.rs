@@ -11,7 +11,7 @@ use std::time::Duration;
 mod support;
 
 use serde_json::Value;
-use support::{Daemon, wait_for};
+use support::{Daemon, incident_with, playbooks_check_ok, wait_for};
 
 fn alive(pid: u32) -> bool {
     // A zombie (killed, not yet reaped) is not alive.
@@ -460,20 +460,6 @@ fn postgres_playbook_actions_are_checked_against_their_target() {
     );
 }
 
-/// An incident, in any state, with an issue of `code`.
-fn incident_with(d: &Daemon, code: &str) -> Option<Value> {
-    let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
-    v["incidents"]
-        .as_array()?
-        .iter()
-        .find(|i| {
-            i["issues"]
-                .as_array()
-                .is_some_and(|is| is.iter().any(|x| x["code"] == code))
-        })
-        .cloned()
-}
-
 #[test]
 fn a_watched_pidfile_process_is_restarted_by_its_restart_command_and_followed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -514,19 +500,7 @@ fn a_watched_pidfile_process_is_restarted_by_its_restart_command_and_followed() 
     )
     .unwrap();
     let cfg = config.to_str().unwrap();
-    let check = medic(&[
-        "--config",
-        cfg,
-        "playbooks",
-        "check",
-        playbooks.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        check.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    playbooks_check_ok(cfg, &playbooks);
     let d = Daemon::start_with(
         &tmp.path().join("data"),
         tmp.path(),
