@@ -1552,6 +1552,13 @@ file_bytes_max = 67108864
 # backoff_ms = 1000                # wait before a restart, doubled per restart in the window (at most 60000)
 #
 # [[targets]]
+# name = "svc"
+# kind = "process"                 # watched, not started: pid = N or pidfile instead of command
+# pidfile = "/run/svc.pid"         # read anew every check: pidfile_missing, pidfile_invalid, pidfile_stale
+# interval_ms = 1000               # process_dead once the pid seen running is gone
+# restart_command = ["systemctl", "restart", "svc"]   # run by a playbook's run_restart_command step
+#
+# [[targets]]
 # name = "db"                      # at most 40 bytes for a postgres target
 # kind = "postgres"                # probed over a connection; see README "Healing PostgreSQL"
 # url = "postgres://medic:PASSWORD@127.0.0.1:5432/app"   # or "host=/run/postgresql dbname=app"; password redacted when shown

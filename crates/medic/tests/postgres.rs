@@ -4,7 +4,9 @@
 //! its tuples dead is vacuumed by `pg-vacuum.db`; the deep amcheck check skips without the extension and verifies the
 //! indexes with it; an index failing `bt_index_check` is rebuilt by `pg-reindex.db`; a stopped server is `pg_down` and
 //! is started again by the target's `restart_command`. A streaming standby (`pg_basebackup -R`) whose replay is paused
-//! while its primary writes is reported as `pg_replication_lag`.
+//! while its primary writes is reported as `pg_replication_lag`. On a server of 20 connections, a pool's idle sessions
+//! past `connections_used_max` are ended by a playbook's rule (`idle_over`, `application_name`, `backends_max`); the
+//! README's PostgreSQL example loads and probes a real server as written.
 //!
 //! The server is a fresh `initdb` in a temporary directory (as the `postgres` user, or `nobody`, when the test runs as
 //! root: initdb and postgres refuse root), on a free loopback port with its socket in that directory. Without
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 mod support;
 
 use serde_json::Value;
-use support::{Daemon, wait_for};
+use support::{Daemon, incident_with, playbooks_check_ok, wait_for};
 
 /// The directory holding `initdb` and `pg_ctl`: `PATH`, `/usr/local/bin`, then Debian's
 /// `/usr/lib/postgresql/<version>/bin` (the newest).
@@ -379,15 +381,7 @@ restart_command = {}
 
     // The default playbooks, as shown, are valid playbooks.
     assert_eq!(write_default_playbooks(cfg, &playbooks), 5);
-    let check = medic(&[
-        "--config",
-        cfg,
-        "playbooks",
-        "check",
-        playbooks.to_str().unwrap(),
-    ]);
-    let check_text = String::from_utf8_lossy(&check.stdout);
-    assert_eq!(check.status.code(), Some(0), "{check_text}");
+    let check_text = playbooks_check_ok(cfg, &playbooks);
     assert!(check_text.contains("pg-terminate-idle.db"), "{check_text}");
 
     let data = tmp.path().join("data");
@@ -585,20 +579,6 @@ restart_command = {}
     eprintln!("total: {:?}", started.elapsed());
 }
 
-/// The incident of `code`, in any state, if there is one.
-fn incident_of(d: &Daemon, code: &str) -> Option<Value> {
-    let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
-    v["incidents"]
-        .as_array()?
-        .iter()
-        .find(|i| {
-            i["issues"]
-                .as_array()
-                .is_some_and(|is| is.iter().any(|x| x["code"] == code))
-        })
-        .cloned()
-}
-
 #[test]
 fn a_replica_replaying_behind_its_primary_is_reported() {
     let Some(bin) = postgres_bin() else {
@@ -659,7 +639,7 @@ replication_lag_s_max = 2
     let (_, status) = d.json("GET", "/v1/status", None);
     let readings = &status["targets"]["postgres"]["replica"]["readings"];
     assert_eq!(readings["in_recovery"], 1.0, "{status}");
-    assert!(incident_of(&d, "pg_replication_lag").is_none());
+    assert!(incident_with(&d, "pg_replication_lag").is_none());
 
     // Replay paused while the primary writes: the standby receives WAL it does not apply.
     replica.execute("SELECT pg_wal_replay_pause()").unwrap();
@@ -668,7 +648,7 @@ replication_lag_s_max = 2
     let incident = wait_for(
         "a pg_replication_lag incident",
         Duration::from_secs(60),
-        || incident_of(&d, "pg_replication_lag"),
+        || incident_with(&d, "pg_replication_lag"),
     );
     let issue = &incident["issues"][0];
     assert_eq!(issue["resource"], "target.replica", "{incident}");
@@ -680,5 +660,213 @@ replication_lag_s_max = 2
         "{incident}"
     );
     replica.execute("SELECT pg_wal_replay_resume()").unwrap();
+    d.stop();
+}
+
+/// Skips (or fails with `MEDIC_REQUIRE_POSTGRES=1`) without PostgreSQL's binaries.
+fn postgres_or_skip() -> Option<PathBuf> {
+    let bin = postgres_bin();
+    if bin.is_none() {
+        let why = "PostgreSQL's initdb and pg_ctl were not found (PATH, /usr/local/bin, /usr/lib/postgresql/*/bin)";
+        assert!(
+            std::env::var("MEDIC_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "MEDIC_REQUIRE_POSTGRES=1: {why}"
+        );
+        eprintln!("skipping: {why}");
+    }
+    bin
+}
+
+/// A connection pool's sessions (`application_name = pool`), idle, held by the test (its runtime keeps reading them,
+/// so a session the server ends shows as closed).
+fn idle_pool(url: &str, n: usize) -> (tokio::runtime::Runtime, Vec<tokio_postgres::Client>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("{url}?application_name=pool");
+    let clients = rt.block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..n {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            clients.push(client);
+        }
+        clients
+    });
+    (rt, clients)
+}
+
+#[test]
+fn exhausted_connections_are_freed_by_terminating_idle_pool_sessions_within_backends_max() {
+    let Some(bin) = postgres_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Cluster::init(tmp.path(), bin);
+    // A small server: 20 connections, 3 of them reserved for superusers.
+    let conf = pg.data.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("\nmax_connections = 20\n");
+    std::fs::write(&conf, text).unwrap();
+    pg.start();
+    let url = pg.url();
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    std::fs::write(
+        playbooks.join("free-idle-pool.yaml"),
+        "name: free-idle-pool\n\
+         target: db\n\
+         trigger:\n  code: pg_connections_exhausted\n\
+         steps:\n  - pg_terminate_backend: db\n    idle_over: 1s\n    application_name: pool\n    backends_max: 8\n    timeout: 10s\n\
+         verify:\n  wait: 500ms\n  retries: 10\n\
+         safety:\n  max_attempts: 2\n",
+    )
+    .unwrap();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[checks]\nshallow_interval_ms = 200\n\n[playbooks]\ndir = \"{}\"\n\n[[targets]]\nname = \"db\"\n\
+             kind = \"postgres\"\nurl = \"{url}\"\ninterval_ms = 300\nconnections_used_max = 0.7\n",
+            playbooks.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    playbooks_check_ok(cfg, &playbooks);
+    let d = Daemon::start_with(
+        &tmp.path().join("data"),
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+    let observer = Session::connect(&url).unwrap();
+    let pool_sessions =
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pool' AND $1::int4 = 0";
+    // Ten pool sessions idle for 2 s (12 of 20 in use with the observer and medic's probe: under 70%), then four
+    // new ones: 16 of 20, over connections_used_max = 70%. The rule (idle 1 s or more, application pool, at most
+    // eight, the oldest first) ends eight of the old ones and leaves the new.
+    let (_rt, clients) = idle_pool(&url, 10);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(incident_with(&d, "pg_connections_exhausted").is_none());
+    let (_rt2, fresh) = idle_pool(&url, 4);
+    assert_eq!(observer.count(pool_sessions, 0), 14);
+    let t0 = Instant::now();
+    let incident = wait_for(
+        "the pg_connections_exhausted incident closed as repaired",
+        Duration::from_secs(60),
+        || repaired(&d, "pg_connections_exhausted"),
+    );
+    eprintln!("connections exhausted: repaired after {:?}", t0.elapsed());
+    // Eight terminated (backends_max), six left: 8 of 20 in use.
+    assert_eq!(observer.count(pool_sessions, 0), 6, "{incident}");
+    let ended = clients.iter().filter(|c| c.is_closed()).count();
+    assert_eq!(ended, 8, "eight of the old sessions ended");
+    assert!(fresh.iter().all(|c| !c.is_closed()), "the new ones stay");
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("free-idle-pool")
+            && text.contains("8 signalled")
+            && text.contains("stopped at backends_max = 8"),
+        "{detail}"
+    );
+    let (_, status) = d.json("GET", "/v1/status", None);
+    let used = status["targets"]["postgres"]["db"]["readings"]["connections_used"]
+        .as_f64()
+        .unwrap();
+    assert!(used < 0.7, "{status}");
+    d.stop();
+}
+
+/// The fenced blocks of `lang` in the README's section starting at `heading` (up to the next heading of its level).
+fn readme_blocks(heading: &str, lang: &str) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme.find(heading).expect("the README has the section");
+    let rest = &readme[start + heading.len()..];
+    let section = &rest[..rest.find("\n### ").unwrap_or(rest.len())];
+    let fence = format!("```{lang}\n");
+    section
+        .split(&fence)
+        .skip(1)
+        .map(|b| b[..b.find("```").unwrap()].to_string())
+        .collect()
+}
+
+#[test]
+fn the_readme_postgres_example_loads_and_probes_a_real_server() {
+    let Some(bin) = postgres_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Cluster::init(tmp.path(), bin);
+    pg.start();
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    // The example as written, with this server's URL, restart command and a playbook directory of the test's.
+    let toml = readme_blocks("### Healing PostgreSQL", "toml");
+    assert_eq!(toml.len(), 1, "one medic.toml in the section");
+    let config: String = toml[0]
+        .lines()
+        .map(|l| {
+            if l.starts_with("url = ") {
+                format!("url = \"{}\"", pg.url())
+            } else if l.starts_with("dir = ") {
+                format!("dir = \"{}\"", playbooks.display())
+            } else if l.starts_with("restart_command = ") {
+                format!(
+                    "restart_command = {}",
+                    serde_json::to_string(&pg.start_argv()).unwrap()
+                )
+            } else if l.starts_with("interval_ms = ") {
+                "interval_ms = 300".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config_path = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config_path,
+        format!("[checks]\nshallow_interval_ms = 200\n\n{config}\n"),
+    )
+    .unwrap();
+    let yaml = readme_blocks("### Healing PostgreSQL", "yaml");
+    assert!(yaml.len() >= 2, "db-idle and db-pool");
+    for doc in &yaml {
+        let name = doc
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# /etc/medic/playbooks/"))
+            .and_then(|l| l.split(':').next())
+            .expect("each playbook names its file");
+        std::fs::write(playbooks.join(name), doc).unwrap();
+    }
+    let cfg = config_path.to_str().unwrap();
+    let text = playbooks_check_ok(cfg, &playbooks);
+    assert!(
+        text.contains("db-idle") && text.contains("db-pool"),
+        "{text}"
+    );
+    let d = Daemon::start_with(
+        &tmp.path().join("data"),
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+    let readings = wait_for("the db target's readings", Duration::from_secs(30), || {
+        let (_, status) = d.json("GET", "/v1/status", None);
+        let r = status["targets"]["postgres"]["db"]["readings"].clone();
+        (r["up"] == 1.0).then_some(r)
+    });
+    assert!(
+        readings["max_connections"].as_f64().unwrap() > 0.0,
+        "{readings}"
+    );
     d.stop();
 }

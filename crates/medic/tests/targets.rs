@@ -11,7 +11,7 @@ use std::time::Duration;
 mod support;
 
 use serde_json::Value;
-use support::{Daemon, wait_for};
+use support::{Daemon, incident_with, playbooks_check_ok, wait_for};
 
 fn alive(pid: u32) -> bool {
     // A zombie (killed, not yet reaped) is not alive.
@@ -458,4 +458,205 @@ fn postgres_playbook_actions_are_checked_against_their_target() {
         !text.contains("hunter2") && text.contains("medic:<redacted>@127.0.0.1:9/app"),
         "{text}"
     );
+}
+
+#[test]
+fn a_watched_pidfile_process_is_restarted_by_its_restart_command_and_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pidfile = tmp.path().join("svc.pid");
+    let _cleanup = KillOnDrop(pidfile.clone());
+    // The service's own start script: a daemon writing its pidfile (atomically), as init scripts do.
+    let script = tmp.path().join("start-svc.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsleep 1000 </dev/null >/dev/null 2>&1 &\necho $! > {0}.tmp && mv {0}.tmp {0}\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let start = Command::new("sh").arg(&script).status().unwrap();
+    assert!(start.success());
+    let first = read_pid(&pidfile).unwrap();
+    assert!(alive(first));
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    std::fs::write(
+        playbooks.join("restart-svc.yaml"),
+        "name: restart-svc\ntarget: svc\ntrigger:\n  code: process_dead\nsteps:\n  - run_restart_command: svc\n    timeout: 10s\n\
+         verify:\n  wait: 300ms\n  retries: 10\nsafety:\n  max_attempts: 2\n",
+    )
+    .unwrap();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[checks]\nshallow_interval_ms = 200\n\n[playbooks]\ndir = \"{}\"\n\n[[targets]]\nname = \"svc\"\n\
+             kind = \"process\"\npidfile = \"{}\"\ninterval_ms = 200\nrestart_command = [\"sh\", \"{}\"]\n",
+            playbooks.display(),
+            pidfile.display(),
+            script.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    playbooks_check_ok(cfg, &playbooks);
+    let d = Daemon::start_with(
+        &tmp.path().join("data"),
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+    let watched = |d: &Daemon| -> Value {
+        let (_, status) = d.json("GET", "/v1/status", None);
+        status["targets"]["processes"]["svc"].clone()
+    };
+    let svc = watched(&d);
+    assert_eq!(
+        (
+            svc["pid"].as_u64(),
+            svc["running"].as_bool(),
+            svc["watched"].as_bool()
+        ),
+        (Some(u64::from(first)), Some(true), Some(true)),
+        "{svc}"
+    );
+    // Its readings are samples like a child's.
+    wait_for("a sample of its RSS", Duration::from_secs(20), || {
+        let (_, v) = d.json(
+            "GET",
+            "/v1/history?metric=target.svc.rss_bytes&since=-1h",
+            None,
+        );
+        v["points"].as_array()?.last()?["value"]
+            .as_f64()
+            .filter(|b| *b > 0.0)
+    });
+
+    // It dies: process_dead, and the playbook's restart command starts a new one, which medic then watches.
+    kill9(first);
+    let incident = wait_for(
+        "the process_dead incident closed as repaired",
+        Duration::from_secs(30),
+        || repaired(&d, "process_dead"),
+    );
+    let second = read_pid(&pidfile).unwrap();
+    assert!(second != first && alive(second));
+    let id = incident["id"].as_u64().unwrap();
+    let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let text = detail.to_string();
+    assert!(
+        text.contains("restart-svc") && text.contains("run_restart_command svc: run"),
+        "{detail}"
+    );
+    assert!(
+        text.contains(&format!("process {first} no longer runs")),
+        "{detail}"
+    );
+    let svc = watched(&d);
+    assert_eq!(svc["pid"].as_u64(), Some(u64::from(second)), "{svc}");
+
+    // The pidfile's own failures, each with its code.
+    std::fs::write(&pidfile, "not a pid\n").unwrap();
+    let bad = wait_for("pidfile_invalid", Duration::from_secs(20), || {
+        incident_with(&d, "pidfile_invalid")
+    });
+    assert!(bad.to_string().contains("is not one pid"), "{bad}");
+    let mut gone = Command::new("true").spawn().unwrap();
+    let free_pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(&pidfile, format!("{free_pid}\n")).unwrap();
+    let stale = wait_for("pidfile_stale", Duration::from_secs(20), || {
+        incident_with(&d, "pidfile_stale")
+    });
+    assert!(
+        stale
+            .to_string()
+            .contains(&format!("names pid {free_pid}, which does not run")),
+        "{stale}"
+    );
+    std::fs::remove_file(&pidfile).unwrap();
+    wait_for("pidfile_missing", Duration::from_secs(20), || {
+        incident_with(&d, "pidfile_missing")
+    });
+    d.stop();
+    kill9(second);
+}
+
+#[test]
+fn a_playbook_over_its_blast_radius_is_not_run_and_the_incident_escalates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("ran");
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    // web and api are both down (nothing listens on their ports): a shared cause, not web's.
+    std::fs::write(
+        playbooks.join("restart-web.yaml"),
+        format!(
+            "name: restart-web\ntarget: web\ntrigger:\n  code: endpoint_down\nsteps:\n  - run: [touch, {}]\n\
+             safety:\n  blast_radius:\n    targets: [web, api]\n    failing_max: 1\n  escalation:\n    message: both down, check the network\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[checks]\nshallow_interval_ms = 200\n\n[playbooks]\ndir = \"{}\"\n\n\
+             [[targets]]\nname = \"web\"\nurl = \"http://127.0.0.1:{}/\"\ninterval_ms = 200\nfailures_before_down = 1\n\n\
+             [[targets]]\nname = \"api\"\nurl = \"http://127.0.0.1:{}/\"\ninterval_ms = 200\nfailures_before_down = 1\n",
+            playbooks.display(),
+            support::free_port(),
+            support::free_port()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    // A step acting outside the declared scope is refused at load, with its line.
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(
+        bad.join("wide.yaml"),
+        "name: wide\ntarget: web\ntrigger:\n  code: endpoint_down\nsteps:\n  - run: [\"true\"]\n\
+         safety:\n  blast_radius:\n    targets: [api]\n",
+    )
+    .unwrap();
+    let out = medic(&["--config", cfg, "playbooks", "check", bad.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("wide.yaml:9: safety.blast_radius.targets: step `run [\"true\"]` acts on \"web\", outside the declared scope [api]"),
+        "{stdout}"
+    );
+
+    let d = Daemon::start_with(
+        &tmp.path().join("data"),
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+    let incident = wait_for(
+        "the web incident escalated",
+        Duration::from_secs(30),
+        || {
+            let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
+            v["incidents"]
+                .as_array()?
+                .iter()
+                .find(|i| {
+                    i["resolution"] == "escalated"
+                        && i["issues"]
+                            .as_array()
+                            .is_some_and(|is| is.iter().any(|x| x["resource"] == "target.web"))
+                })
+                .cloned()
+        },
+    );
+    let text = incident.to_string();
+    assert!(
+        text.contains("restart-web: not run: blast radius exceeded: 2 of 2 targets in its scope fail (web, api) > safety.blast_radius.failing_max = 1")
+            && text.contains("escalation: both down, check the network"),
+        "{incident}"
+    );
+    assert!(!marker.exists(), "the playbook's step did not run");
+    d.stop();
 }

@@ -92,10 +92,12 @@ pub fn run(
             target,
             signal,
             select,
+            filter,
             timeout_ms,
         } => tools.pg(target)?.signal_backends(
             *signal,
             *select,
+            filter,
             issue,
             Duration::from_millis(*timeout_ms),
         ),
@@ -106,7 +108,15 @@ pub fn run(
             .pg(target)?
             .reindex_concurrently(issue, Duration::from_millis(*timeout_ms)),
         Action::RunRestartCommand { target, timeout_ms } => {
-            let argv = tools.pg(target)?.restart_command();
+            let argv = match (tools.postgres.get(target), tools.processes.get(target)) {
+                (Some(pg), _) => pg.restart_command(),
+                (None, Some(p)) => p.restart_command(),
+                (None, None) => {
+                    return Err(format!(
+                        "run_restart_command {target}: no postgres or watched process target {target:?}"
+                    ));
+                }
+            };
             if argv.is_empty() {
                 return Err(format!(
                     "run_restart_command {target}: the target has no restart_command"

@@ -1,4 +1,6 @@
-//! Trigger conditions: `latency_ms > 500`, `rss_bytes >= 1000000000 and fds > 900`, `status != 200 or up == 0`.
+//! Trigger conditions: `latency_ms > 500`, `rss_bytes >= 1000000000 and fds > 900`, `status != 200 or up == 0`,
+//! `target.fleet.error_rate > 0.05` (a reading of another target, e.g. a prometheus target's query, by its sample
+//! name `target.<name>.<reading>`; one condition reads one target).
 //!
 //! A tiny grammar of our own, no arbitrary code: comparisons of one of the target's readings with a number, joined
 //! by `and` (binds tighter) and `or`; no parentheses. Bounded: at most [`CONDITION_BYTES_MAX`] bytes and
@@ -71,11 +73,7 @@ impl Condition {
                     i + 1
                 ));
             };
-            if !metric
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                || metric.starts_with(|c: char| c.is_ascii_digit())
-            {
+            if !metric_ok(metric) {
                 return Err(format!(
                     "condition {text:?}: {metric:?} is not a metric name"
                 ));
@@ -155,6 +153,37 @@ impl Condition {
     }
 }
 
+/// A reading's name (`[A-Za-z_][A-Za-z0-9_]*`), or `target.<name>.<reading>` with a target's name
+/// (`[a-z0-9_-]`).
+fn metric_ok(metric: &str) -> bool {
+    let reading_ok = |r: &str| {
+        !r.is_empty()
+            && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !r.starts_with(|c: char| c.is_ascii_digit())
+    };
+    match split_metric(metric) {
+        (Some(target), reading) => {
+            !target.is_empty()
+                && target
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+                && reading_ok(reading)
+        }
+        (None, reading) => reading_ok(reading),
+    }
+}
+
+/// `target.<name>.<reading>` → (`Some(name)`, `reading`); a bare reading → (`None`, it).
+pub fn split_metric(metric: &str) -> (Option<&str>, &str) {
+    match metric
+        .strip_prefix("target.")
+        .and_then(|rest| rest.split_once('.'))
+    {
+        Some((target, reading)) => (Some(target), reading),
+        None => (None, metric),
+    }
+}
+
 /// Splits into words, operators standing alone even when written without spaces (`latency_ms>500`).
 fn tokens(text: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
@@ -207,6 +236,12 @@ mod tests {
             "status" => Some(500.0),
             _ => Some(0.0),
         }));
+        let c = Condition::parse("target.fleet-eu.error_rate > 0.05").unwrap();
+        assert_eq!(
+            split_metric(c.metrics().next().unwrap()),
+            (Some("fleet-eu"), "error_rate")
+        );
+        assert_eq!(split_metric("latency_ms"), (None, "latency_ms"));
     }
 
     #[test]
@@ -219,6 +254,8 @@ mod tests {
             ("latency_ms > 5 but up == 1", "expected `and` or `or`"),
             ("rm(-rf) > 1", "unexpected character"),
             ("1x > 1", "not a metric name"),
+            ("target.Fleet.x > 1", "not a metric name"),
+            ("target.fleet. > 1", "not a metric name"),
         ] {
             let e = Condition::parse(text).unwrap_err();
             assert!(e.contains(expected), "{text:?}: {e}");

@@ -93,6 +93,18 @@ pub struct RawStep {
     /// Cancel/terminate: every statement running this long instead of the pids.
     #[serde(default)]
     pub query_over: Option<String>,
+    /// Cancel/terminate: every session idle (no transaction open) this long instead of the pids.
+    #[serde(default)]
+    pub idle_over: Option<String>,
+    /// Cancel/terminate by rule: only the backends of this role (`usename`).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Cancel/terminate by rule: only the backends of this `application_name`.
+    #[serde(default)]
+    pub application_name: Option<String>,
+    /// Cancel/terminate by rule: the most backends one run signals (the oldest first).
+    #[serde(default)]
+    pub backends_max: Option<u32>,
     /// The step's time limit.
     #[serde(default)]
     pub timeout: Option<String>,
@@ -129,6 +141,32 @@ pub struct RawSafety {
     /// The least time between two runs.
     #[serde(default)]
     pub cooldown: Option<Spanned<String>>,
+    /// The scope the playbook may act in, checked before every run.
+    #[serde(default)]
+    pub blast_radius: Option<RawBlastRadius>,
+    /// What the incident says when the playbook gives up (refused by its blast radius, or its last attempt failed).
+    #[serde(default)]
+    pub escalation: Option<RawEscalation>,
+}
+
+/// `safety.blast_radius:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlastRadius {
+    /// The targets in scope: every target a step acts on must be one of them.
+    pub targets: Vec<Spanned<String>>,
+    /// The most targets of the scope whose checks may fail at once for the playbook to run (more: a shared cause;
+    /// it refuses and the incident escalates).
+    #[serde(default)]
+    pub failing_max: Option<Spanned<u32>>,
+}
+
+/// `safety.escalation:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalation {
+    /// A message for the operator, put in the incident's record.
+    pub message: Spanned<String>,
 }
 
 /// Parses `500ms`, `30s`, `2m`, `1h` (a whole number and a unit) into ms, at most [`DURATION_MS_MAX`].

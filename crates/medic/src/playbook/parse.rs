@@ -88,7 +88,7 @@ fn reason(e: &serde_saphyr::Error) -> String {
     if first.contains("unknown field") && first.contains("expected one of run") {
         let name = first.split('`').nth(1).unwrap_or("?");
         return format!(
-            "unknown action or option `{name}`; actions: {}; options: timeout, env, idle_in_transaction_over, query_over",
+            "unknown action or option `{name}`; actions: {}; options: timeout, env, idle_in_transaction_over, query_over, idle_over, role, application_name, backends_max",
             super::validate::ACTIONS.join(", ")
         );
     }

@@ -6,7 +6,10 @@
 //! included) goes into the attempt's record. After `max_attempts` runs without a verified repair the playbook no
 //! longer offers itself, so the engine escalates; `approval_required` gives it a risk of 1 (above any
 //! `engine.approval_risk_max` < 1); `dry_run` records the plan and runs nothing (blocked, so the incident ends
-//! escalated with the plan in its record).
+//! escalated with the plan in its record). `safety.blast_radius` is checked in `backup`, before anything runs: more
+//! targets of its scope failing than `failing_max` is a shared cause, so the playbook refuses (nothing changed) and the
+//! incident escalates with that reason; `safety.escalation.message` is added to the record when it refuses or its
+//! last allowed attempt fails.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +44,28 @@ impl PlaybookStrategy {
             playbook,
             tools,
             runs: Mutex::new(Runs::default()),
+        }
+    }
+
+    /// `; escalation: MESSAGE` when the playbook has one.
+    fn escalation_note(&self) -> String {
+        self.playbook
+            .escalation_message
+            .as_ref()
+            .map(|m| format!("; escalation: {m}"))
+            .unwrap_or_default()
+    }
+
+    /// The escalation note when this was the last attempt allowed.
+    fn last_attempt_note(&self) -> String {
+        if self.runs().attempts >= self.playbook.max_attempts {
+            format!(
+                "; gives up after safety.max_attempts = {}{}",
+                self.playbook.max_attempts,
+                self.escalation_note()
+            )
+        } else {
+            String::new()
         }
     }
 
@@ -105,6 +130,25 @@ impl RepairStrategy for PlaybookStrategy {
                 )));
             }
         }
+        if !p.blast_targets.is_empty() {
+            let failing: Vec<&str> = p
+                .blast_targets
+                .iter()
+                .filter(|t| self.tools.check(t).is_err())
+                .map(String::as_str)
+                .collect();
+            if failing.len() > p.blast_failing_max as usize {
+                return Err(RepairError::Environment(format!(
+                    "playbook {}: not run: blast radius exceeded: {} of {} targets in its scope fail ({}) > safety.blast_radius.failing_max = {} (a shared cause, not this playbook's){}",
+                    p.name,
+                    failing.len(),
+                    p.blast_targets.len(),
+                    failing.join(", "),
+                    p.blast_failing_max,
+                    self.escalation_note()
+                )));
+            }
+        }
         for target in &p.preconditions {
             if let Err(m) = self.tools.check(target) {
                 return Err(RepairError::Environment(format!(
@@ -149,9 +193,10 @@ impl RepairStrategy for PlaybookStrategy {
             Err((lines, why)) => {
                 tracing::warn!(playbook = %p.name, "{why}");
                 Err(RepairError::Other(format!(
-                    "playbook {}: {}",
+                    "playbook {}: {}{}",
                     p.name,
-                    lines.join(" | ")
+                    lines.join(" | "),
+                    self.last_attempt_note()
                 )))
             }
         }
@@ -173,9 +218,10 @@ impl RepairStrategy for PlaybookStrategy {
             last = failed.join("; ");
         }
         Err(RepairError::Validation(format!(
-            "playbook {}: after {} tries the checks still fail: {last}",
+            "playbook {}: after {} tries the checks still fail: {last}{}",
             p.name,
-            p.verify_retries + 1
+            p.verify_retries + 1,
+            self.last_attempt_note()
         )))
     }
     fn rollback(&self, issue: &Issue, _backup: &Backup) -> Result<(), RepairError> {

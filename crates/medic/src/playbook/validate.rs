@@ -12,10 +12,59 @@ use super::PlaybookError;
 use super::condition::Condition;
 use super::model::{RawPlaybook, RawStep, parse_duration_ms};
 use crate::target::TargetKind;
-use crate::target::postgres::{BackendSelect, Signal};
+use crate::target::postgres::{
+    BackendFilter, BackendSelect, RULE_NAME_BYTES_MAX, SIGNAL_BACKENDS_MAX, Signal,
+};
 
-/// The configured targets a playbook may name: name → kind.
-pub type TargetCatalog = BTreeMap<String, TargetKind>;
+/// The configured targets a playbook may name: name → kind, and the readings of those whose readings are
+/// configured (a prometheus target's query names).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetCatalog {
+    kinds: BTreeMap<String, TargetKind>,
+    readings: BTreeMap<String, Vec<String>>,
+}
+
+impl<const N: usize> From<[(String, TargetKind); N]> for TargetCatalog {
+    fn from(kinds: [(String, TargetKind); N]) -> Self {
+        Self {
+            kinds: BTreeMap::from(kinds),
+            readings: BTreeMap::new(),
+        }
+    }
+}
+
+impl TargetCatalog {
+    /// Adds target `name` of `kind`, with its configured `readings` (empty: the kind's own).
+    pub fn insert(&mut self, name: &str, kind: TargetKind, readings: Vec<String>) {
+        self.kinds.insert(name.to_string(), kind);
+        if !readings.is_empty() {
+            self.readings.insert(name.to_string(), readings);
+        }
+    }
+
+    /// The kind of target `name`.
+    pub fn get(&self, name: &str) -> Option<&TargetKind> {
+        self.kinds.get(name)
+    }
+
+    /// Whether no target is configured.
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+
+    /// The names of the configured targets.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.kinds.keys()
+    }
+
+    /// The readings a condition may name of target `name` (of kind `kind`).
+    pub fn readings(&self, name: &str, kind: TargetKind) -> Vec<&str> {
+        match self.readings.get(name) {
+            Some(r) => r.iter().map(String::as_str).collect(),
+            None => kind.readings().to_vec(),
+        }
+    }
+}
 
 /// The most steps in `steps`, `rollback` or `preconditions`.
 pub const STEPS_MAX: usize = 32;
@@ -35,6 +84,8 @@ pub const VERIFY_RETRIES_MAX: u32 = 20;
 pub const ATTEMPTS_MAX: u32 = 100;
 /// The longest playbook name or issue code, bytes.
 pub const NAME_BYTES_MAX: usize = 64;
+/// The longest `safety.escalation.message`, bytes.
+pub const ESCALATION_MESSAGE_BYTES_MAX: usize = 1024;
 
 /// One action of the library, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +131,8 @@ pub enum Action {
         signal: Signal,
         /// Which backends.
         select: BackendSelect,
+        /// Only a role's or an application's, and how many at most.
+        filter: BackendFilter,
         /// Time limit, ms.
         timeout_ms: u64,
     },
@@ -119,6 +172,7 @@ impl Action {
                 target,
                 signal,
                 select,
+                filter,
                 ..
             } => {
                 let whom = match select {
@@ -129,14 +183,35 @@ impl Action {
                     BackendSelect::QueryOver { ms } => {
                         format!("statements running for {ms} ms or more")
                     }
+                    BackendSelect::IdleOver { ms } => {
+                        format!("sessions idle for {ms} ms or more")
+                    }
                 };
-                format!("{} {target} ({whom})", signal.function())
+                format!(
+                    "{} {target} ({whom}{})",
+                    signal.function(),
+                    filter.describe()
+                )
             }
             Action::PgVacuumAnalyze { target, .. } => format!("pg_vacuum_analyze {target}"),
             Action::PgReindexConcurrently { target, .. } => {
                 format!("pg_reindex_concurrently {target}")
             }
             Action::RunRestartCommand { target, .. } => format!("run_restart_command {target}"),
+        }
+    }
+
+    /// The target it acts on (changes), if any: `run` and `webhook` act on the playbook's own target, `wait` and
+    /// `check` on none.
+    pub fn acts_on<'a>(&'a self, own: &'a str) -> Option<&'a str> {
+        match self {
+            Action::Run { .. } | Action::Webhook { .. } => Some(own),
+            Action::Wait { .. } | Action::Check { .. } => None,
+            Action::Restart { target, .. }
+            | Action::PgSignal { target, .. }
+            | Action::PgVacuumAnalyze { target, .. }
+            | Action::PgReindexConcurrently { target, .. }
+            | Action::RunRestartCommand { target, .. } => Some(target),
         }
     }
 
@@ -171,6 +246,9 @@ pub struct Playbook {
     pub code: String,
     /// The condition raising `code`, when the playbook has one.
     pub condition: Option<Condition>,
+    /// The target whose readings the condition reads (its check judges it): the playbook's target, or the one its
+    /// `target.<name>.<reading>` names.
+    pub condition_target: Option<String>,
     /// How long the condition must hold, ms.
     pub sustain_ms: u64,
     /// Targets whose checks must pass before the steps run.
@@ -193,6 +271,12 @@ pub struct Playbook {
     pub cooldown_ms: u64,
     /// Record what would run, run nothing.
     pub dry_run: bool,
+    /// `safety.blast_radius.targets`: the scope (empty: none declared).
+    pub blast_targets: Vec<String>,
+    /// `safety.blast_radius.failing_max`: the most targets of the scope failing at once for a run.
+    pub blast_failing_max: u32,
+    /// `safety.escalation.message`.
+    pub escalation_message: Option<String>,
 }
 
 struct Errors<'a> {
@@ -248,23 +332,11 @@ pub fn compile(
             format!("trigger.code {code:?}: 1..={NAME_BYTES_MAX} letters, digits or `_`"),
         );
     }
+    let mut condition_target = None;
     let condition = match &raw.trigger.condition {
         Some(c) => match Condition::parse(&c.value) {
             Ok(parsed) => {
-                if let Some(kind) = kind {
-                    for m in parsed.metrics() {
-                        if !kind.readings().contains(&m) {
-                            e.at(
-                                line(c),
-                                format!(
-                                    "condition: a {} target has no reading {m:?}; it has {}",
-                                    kind.as_str(),
-                                    kind.readings().join(", ")
-                                ),
-                            );
-                        }
-                    }
-                }
+                condition_target = condition_readings(&mut e, &parsed, line(c), &target, catalog);
                 Some(parsed)
             }
             Err(reason) => {
@@ -349,6 +421,12 @@ pub fn compile(
     }
     if verify_checks.is_empty() && kind.is_some() {
         verify_checks.push(target.clone());
+        // The condition's target too: the repair is confirmed when the condition no longer holds.
+        if let Some(t) = &condition_target
+            && *t != target
+        {
+            verify_checks.push(t.clone());
+        }
     }
     let max_attempts = raw.safety.max_attempts.unwrap_or(3);
     if !(1..=ATTEMPTS_MAX).contains(&max_attempts) {
@@ -364,6 +442,31 @@ pub fn compile(
         .map(|c| duration(&mut e, c, "safety.cooldown"))
         .unwrap_or(0);
 
+    let (blast_targets, blast_failing_max) = match &raw.safety.blast_radius {
+        Some(b) => blast_radius(
+            &mut e,
+            b,
+            &target,
+            &steps,
+            &rollback,
+            line(&raw.name),
+            catalog,
+        ),
+        None => (Vec::new(), 0),
+    };
+    let escalation_message = raw.safety.escalation.as_ref().map(|x| {
+        let m = &x.message;
+        if m.value.trim().is_empty() || m.value.len() > ESCALATION_MESSAGE_BYTES_MAX {
+            e.at(
+                line(m),
+                format!(
+                    "safety.escalation.message: 1..={ESCALATION_MESSAGE_BYTES_MAX} bytes (escalation_message_bytes_max), not blank"
+                ),
+            );
+        }
+        m.value.clone()
+    });
+
     if !e.list.is_empty() {
         return Err(e.list);
     }
@@ -374,6 +477,7 @@ pub fn compile(
         target,
         code,
         condition,
+        condition_target,
         sustain_ms,
         preconditions,
         steps,
@@ -385,7 +489,124 @@ pub fn compile(
         approval_required: raw.safety.approval_required,
         cooldown_ms,
         dry_run: raw.dry_run,
+        blast_targets,
+        blast_failing_max,
+        escalation_message,
     })
+}
+
+/// `safety.blast_radius` checked: its targets exist (once each), every target a step or rollback step acts on is one
+/// of them, `failing_max` is 1..=their number (1 unless written).
+fn blast_radius(
+    e: &mut Errors<'_>,
+    b: &super::model::RawBlastRadius,
+    own: &str,
+    steps: &[Action],
+    rollback: &[Action],
+    name_line: u64,
+    catalog: &TargetCatalog,
+) -> (Vec<String>, u32) {
+    let at = b.targets.first().map(line).unwrap_or(name_line);
+    let mut scope: Vec<String> = Vec::new();
+    for t in &b.targets {
+        if scope.contains(&t.value) {
+            e.at(
+                line(t),
+                format!("safety.blast_radius.targets: {:?} is named twice", t.value),
+            );
+        } else if target_kind(e, &t.value, line(t), catalog).is_some() {
+            scope.push(t.value.clone());
+        }
+    }
+    if b.targets.is_empty() {
+        e.at(
+            name_line,
+            "safety.blast_radius.targets: name the targets the playbook may act on",
+        );
+    }
+    for step in steps.iter().chain(rollback) {
+        if let Some(t) = step.acts_on(own)
+            && !b.targets.is_empty()
+            && !b.targets.iter().any(|x| x.value == t)
+        {
+            e.at(
+                at,
+                format!(
+                    "safety.blast_radius.targets: step `{}` acts on {t:?}, outside the declared scope [{}]",
+                    step.describe(),
+                    b.targets
+                        .iter()
+                        .map(|x| x.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+    let failing_max = b.failing_max.as_ref().map(|f| f.value).unwrap_or(1);
+    if !(1..=b.targets.len().max(1) as u32).contains(&failing_max) {
+        let fl = b.failing_max.as_ref().map(line).unwrap_or(at);
+        e.at(
+            fl,
+            format!(
+                "safety.blast_radius.failing_max = {failing_max}: accepted 1..={} (the number of targets in scope)",
+                b.targets.len()
+            ),
+        );
+    }
+    (scope, failing_max)
+}
+
+/// The target `condition` reads (every reading of one target: bare names the playbook's `target`'s,
+/// `target.<name>.<reading>` another's), each reading checked against what that target has.
+fn condition_readings(
+    e: &mut Errors<'_>,
+    condition: &Condition,
+    at: u64,
+    target: &str,
+    catalog: &TargetCatalog,
+) -> Option<String> {
+    let mut read: Option<&str> = None;
+    let before = e.list.len();
+    for m in condition.metrics() {
+        let (named, reading) = super::condition::split_metric(m);
+        let t = named.unwrap_or(target);
+        match read {
+            Some(first) if first != t => {
+                e.at(
+                    at,
+                    format!(
+                        "condition: reads targets {first:?} and {t:?}; one condition reads one target's readings"
+                    ),
+                );
+                continue;
+            }
+            _ => read = Some(t),
+        }
+        let kind = if named.is_some() {
+            target_kind(e, t, at, catalog)
+        } else {
+            catalog.get(t).copied()
+        };
+        if let Some(kind) = kind {
+            let has = catalog.readings(t, kind);
+            if !has.contains(&reading) {
+                let what = if has.is_empty() {
+                    "none".to_string()
+                } else {
+                    has.join(", ")
+                };
+                e.at(
+                    at,
+                    format!(
+                        "condition: {} target {t:?} has no reading {reading:?}; it has {what}",
+                        kind.as_str()
+                    ),
+                );
+            }
+        }
+    }
+    (e.list.len() == before).then(|| read.unwrap_or(target).to_string())
 }
 
 fn limit_steps(e: &mut Errors<'_>, steps: &[Spanned<RawStep>], what: &str) {
@@ -526,10 +747,16 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
         e.at(at, "env applies to a `run` step only");
     }
     let signal = s.pg_cancel_backend.is_some() || s.pg_terminate_backend.is_some();
-    if (s.idle_in_transaction_over.is_some() || s.query_over.is_some()) && !signal {
+    let rule_options = s.idle_in_transaction_over.is_some()
+        || s.query_over.is_some()
+        || s.idle_over.is_some()
+        || s.role.is_some()
+        || s.application_name.is_some()
+        || s.backends_max.is_some();
+    if rule_options && !signal {
         e.at(
             at,
-            "idle_in_transaction_over and query_over apply to pg_cancel_backend and pg_terminate_backend steps only",
+            "idle_over, idle_in_transaction_over, query_over, role, application_name and backends_max apply to pg_cancel_backend and pg_terminate_backend steps only",
         );
     }
     let timeout_ms = match &s.timeout {
@@ -621,23 +848,69 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
         })
     {
         postgres_target(e, t, at, catalog, signal.function());
-        let select = match (&s.idle_in_transaction_over, &s.query_over) {
-            (None, None) => BackendSelect::Evidence,
-            (Some(d), None) => BackendSelect::IdleInTransactionOver {
-                ms: step_duration(e, at, d, "idle_in_transaction_over"),
-            },
-            (None, Some(d)) => BackendSelect::QueryOver {
-                ms: step_duration(e, at, d, "query_over"),
-            },
-            (Some(_), Some(_)) => {
-                e.at(at, "give idle_in_transaction_over or query_over, not both");
+        let rules: Vec<(&str, &String)> = [
+            ("idle_in_transaction_over", &s.idle_in_transaction_over),
+            ("query_over", &s.query_over),
+            ("idle_over", &s.idle_over),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
+        let select = match rules.as_slice() {
+            [] => BackendSelect::Evidence,
+            [(key, d)] => {
+                let ms = step_duration(e, at, d, key);
+                match *key {
+                    "idle_in_transaction_over" => BackendSelect::IdleInTransactionOver { ms },
+                    "query_over" => BackendSelect::QueryOver { ms },
+                    _ => BackendSelect::IdleOver { ms },
+                }
+            }
+            _ => {
+                e.at(
+                    at,
+                    "give one of idle_over, idle_in_transaction_over or query_over, not several",
+                );
                 BackendSelect::Evidence
             }
         };
+        let mut filter = BackendFilter::default();
+        for (key, value, slot) in [
+            ("role", &s.role, &mut filter.role),
+            (
+                "application_name",
+                &s.application_name,
+                &mut filter.application_name,
+            ),
+        ] {
+            if let Some(v) = value {
+                if v.is_empty() || v.len() > RULE_NAME_BYTES_MAX || v.contains('\0') {
+                    e.at(
+                        at,
+                        format!(
+                            "{key} {v:?}: 1..={RULE_NAME_BYTES_MAX} bytes (rule_name_bytes_max), no NUL"
+                        ),
+                    );
+                }
+                *slot = Some(v.clone());
+            }
+        }
+        if let Some(n) = s.backends_max {
+            if !(1..=SIGNAL_BACKENDS_MAX).contains(&n) {
+                e.at(
+                    at,
+                    format!(
+                        "backends_max = {n}: accepted 1..={SIGNAL_BACKENDS_MAX} (signal_backends_max)"
+                    ),
+                );
+            }
+            filter.backends_max = n;
+        }
         Action::PgSignal {
             target: t.clone(),
             signal,
             select,
+            filter,
             timeout_ms,
         }
     } else if let Some(t) = &s.pg_vacuum_analyze {
@@ -653,7 +926,17 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
             timeout_ms,
         }
     } else if let Some(t) = &s.run_restart_command {
-        postgres_target(e, t, at, catalog, "run_restart_command");
+        if let Some(kind) = target_kind(e, t, at, catalog)
+            && !matches!(kind, TargetKind::Postgres | TargetKind::Process)
+        {
+            e.at(
+                at,
+                format!(
+                    "run_restart_command {t:?}: acts on a postgres target or a watched process (with a restart_command); {t:?} is {}",
+                    kind.as_str()
+                ),
+            );
+        }
         Action::RunRestartCommand {
             target: t.clone(),
             timeout_ms,
@@ -669,11 +952,69 @@ mod tests {
     use super::*;
 
     fn catalog() -> TargetCatalog {
-        TargetCatalog::from([
+        let mut c = TargetCatalog::from([
             ("web".to_string(), TargetKind::Http),
             ("worker".to_string(), TargetKind::Process),
             ("pg".to_string(), TargetKind::Postgres),
-        ])
+        ]);
+        c.insert(
+            "prom",
+            TargetKind::Prometheus,
+            vec!["errors".into(), "up".into()],
+        );
+        c
+    }
+
+    #[test]
+    fn a_blast_radius_names_the_scope_every_step_acts_in() {
+        let with = |safety: &str| {
+            GOOD.replacen(
+                "  max_attempts: 2\n",
+                &format!("  max_attempts: 2\n{safety}"),
+                1,
+            )
+        };
+        let p = check(&with(
+            "  blast_radius:\n    targets: [web, worker]\n    failing_max: 1\n  escalation:\n    message: call the web team\n",
+        ))
+        .unwrap();
+        assert_eq!(p.blast_targets, ["web", "worker"]);
+        assert_eq!(p.blast_failing_max, 1);
+        assert_eq!(p.escalation_message.as_deref(), Some("call the web team"));
+        for (safety, expected) in [
+            (
+                "  blast_radius:\n    targets: [web]\n",
+                "p.yaml:24: safety.blast_radius.targets: step `restart worker` acts on \"worker\", outside the declared scope [web]",
+            ),
+            (
+                "  blast_radius:\n    targets: [web, worker]\n    failing_max: 3\n",
+                "p.yaml:25: safety.blast_radius.failing_max = 3: accepted 1..=2",
+            ),
+            (
+                "  blast_radius:\n    targets: [web, worker, nginx]\n",
+                "p.yaml:24: unknown target \"nginx\"",
+            ),
+            (
+                "  escalation:\n    message: \"\"\n",
+                "p.yaml:24: safety.escalation.message: 1..=1024 bytes",
+            ),
+            (
+                "  escalation:\n    severity: sev1\n",
+                "p.yaml:24: unknown field `severity`",
+            ),
+        ] {
+            let e = first_error(&with(safety));
+            assert!(e.starts_with(expected), "{safety:?}: got {e}");
+        }
+    }
+
+    #[test]
+    fn a_condition_reads_a_prometheus_targets_query() {
+        let p = check(&GOOD.replacen("latency_ms > 500", "target.prom.errors > 0.05", 1)).unwrap();
+        assert_eq!(p.condition_target.as_deref(), Some("prom"));
+        assert_eq!(p.verify_checks, ["web", "prom"]);
+        let own = check(GOOD).unwrap();
+        assert_eq!(own.condition_target.as_deref(), Some("web"));
     }
 
     #[test]
@@ -689,6 +1030,25 @@ mod tests {
                 target: "pg".into(),
                 signal: Signal::Terminate,
                 select: BackendSelect::Evidence,
+                filter: BackendFilter::default(),
+                timeout_ms: STEP_TIMEOUT_MS_DEFAULT
+            }
+        );
+        let p2 = check(&format!(
+            "{base}  - pg_terminate_backend: pg\n    idle_over: 30s\n    role: app\n    application_name: pool\n    backends_max: 25\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            p2.steps[0],
+            Action::PgSignal {
+                target: "pg".into(),
+                signal: Signal::Terminate,
+                select: BackendSelect::IdleOver { ms: 30_000 },
+                filter: BackendFilter {
+                    role: Some("app".into()),
+                    application_name: Some("pool".into()),
+                    backends_max: 25
+                },
                 timeout_ms: STEP_TIMEOUT_MS_DEFAULT
             }
         );
@@ -698,6 +1058,7 @@ mod tests {
                 target: "pg".into(),
                 signal: Signal::Cancel,
                 select: BackendSelect::QueryOver { ms: 300_000 },
+                filter: BackendFilter::default(),
                 timeout_ms: 5_000
             }
         );
@@ -708,11 +1069,27 @@ mod tests {
             ),
             (
                 "  - pg_terminate_backend: pg\n    idle_in_transaction_over: 1m\n    query_over: 1m\n",
-                "p.yaml:6: give idle_in_transaction_over or query_over, not both",
+                "p.yaml:6: give one of idle_over, idle_in_transaction_over or query_over, not several",
             ),
             (
                 "  - run_restart_command: pg\n    query_over: 1m\n",
-                "p.yaml:6: idle_in_transaction_over and query_over apply to",
+                "p.yaml:6: idle_over, idle_in_transaction_over, query_over, role, application_name and backends_max apply to",
+            ),
+            (
+                "  - pg_terminate_backend: pg\n    idle_over: 1m\n    backends_max: 0\n",
+                "p.yaml:6: backends_max = 0: accepted 1..=1000 (signal_backends_max)",
+            ),
+            (
+                "  - pg_terminate_backend: pg\n    idle_over: 1m\n    backends_max: 1001\n",
+                "p.yaml:6: backends_max = 1001: accepted 1..=1000",
+            ),
+            (
+                "  - pg_terminate_backend: pg\n    idle_over: 1m\n    application_name: \"\"\n",
+                "p.yaml:6: application_name \"\": 1..=63 bytes",
+            ),
+            (
+                "  - run: [\"true\"]\n    role: app\n",
+                "p.yaml:6: idle_over, idle_in_transaction_over, query_over, role, application_name and backends_max apply to",
             ),
             (
                 "  - pg_cancel_backend: nope\n",
@@ -815,7 +1192,22 @@ dry_run: true
             (
                 "latency_ms > 500",
                 "rss_bytes > 500",
-                "p.yaml:5: condition: a http target has no reading \"rss_bytes\"",
+                "p.yaml:5: condition: http target \"web\" has no reading \"rss_bytes\"",
+            ),
+            (
+                "latency_ms > 500",
+                "target.prom.error_rate > 0.05",
+                "p.yaml:5: condition: prometheus target \"prom\" has no reading \"error_rate\"; it has errors, up",
+            ),
+            (
+                "latency_ms > 500",
+                "target.nope.x > 1",
+                "p.yaml:5: unknown target \"nope\"",
+            ),
+            (
+                "latency_ms > 500",
+                "latency_ms > 500 and target.prom.up == 0",
+                "p.yaml:5: condition: reads targets \"web\" and \"prom\"",
             ),
             (
                 "  - restart: worker\n",

@@ -71,7 +71,7 @@ impl TargetKind {
     pub fn codes(self) -> &'static [&'static str] {
         match self {
             TargetKind::Http => &["endpoint_down"],
-            TargetKind::Process => &["process_dead"],
+            TargetKind::Process => &process::CODES,
             TargetKind::Postgres => &postgres::CODES,
             TargetKind::Prometheus => &prometheus::CODES,
         }
@@ -90,7 +90,7 @@ impl TargetKind {
                 "restarts",
             ],
             TargetKind::Postgres => postgres::READINGS,
-            // Its readings are the names of its queries; a playbook condition does not name them (yet).
+            // Its readings are the names of its queries, configured per target (`catalog`).
             TargetKind::Prometheus => &[],
         }
     }
@@ -117,8 +117,12 @@ pub struct TargetConfig {
     pub body_match: Option<String>,
     /// http, postgres: consecutive failed probes before `endpoint_down` (`pg_down`) is reported.
     pub failures_before_down: u32,
-    /// process: the program and its arguments (no shell).
+    /// process: the program and its arguments (no shell); or instead `pid` or `pidfile`.
     pub command: Vec<String>,
+    /// process: the pid of a process medic watches but did not start.
+    pub pid: Option<u32>,
+    /// process: the pidfile of a process medic watches but did not start (read anew every check).
+    pub pidfile: Option<PathBuf>,
     /// process: extra environment.
     pub env: BTreeMap<String, String>,
     /// process: its working directory.
@@ -166,6 +170,8 @@ impl Default for TargetConfig {
             body_match: None,
             failures_before_down: 3,
             command: Vec::new(),
+            pid: None,
+            pidfile: None,
             env: BTreeMap::new(),
             dir: None,
             restarts_max: 5,
@@ -261,11 +267,39 @@ pub fn validate(targets: &[TargetConfig]) -> Result<(), String> {
                 no_restart_command(t)?;
             }
             TargetKind::Process => {
-                if t.command.is_empty() || t.command[0].is_empty() || t.command.len() > 64 {
+                let given = [!t.command.is_empty(), t.pid.is_some(), t.pidfile.is_some()];
+                if given.iter().filter(|g| **g).count() != 1 {
+                    return bad(
+                        "command",
+                        format!(
+                            "{:?} with pid {:?} and pidfile {:?}",
+                            t.command, t.pid, t.pidfile
+                        ),
+                        "exactly one of command (medic starts it), pid or pidfile (medic watches it)",
+                    );
+                }
+                if !t.command.is_empty() && (t.command[0].is_empty() || t.command.len() > 64) {
                     return bad(
                         "command",
                         format!("{:?}", t.command),
-                        "a program and up to 63 arguments, e.g. [\"/usr/bin/worker\", \"--port\", \"9000\"]",
+                        "a program and up to 63 arguments, e.g. [\"/usr/local/bin/worker\", \"--port\", \"9000\"]",
+                    );
+                }
+                if let Some(pid) = t.pid
+                    && !(1..=process::PID_MAX).contains(&pid)
+                {
+                    return bad("pid", pid.to_string(), &format!("1..={}", process::PID_MAX));
+                }
+                if let Some(f) = &t.pidfile
+                    && (f.as_os_str().is_empty() || f.as_os_str().len() > 4096)
+                {
+                    return bad("pidfile", format!("{f:?}"), "a path of 1..=4096 bytes");
+                }
+                if t.command.is_empty() && (t.dir.is_some() || !t.env.is_empty()) {
+                    return bad(
+                        "env",
+                        format!("{:?}", t.env),
+                        "nothing for a watched process (env, dir are for a command medic starts)",
                     );
                 }
                 if t.url.is_some() || t.body_match.is_some() {
@@ -288,13 +322,25 @@ pub fn validate(targets: &[TargetConfig]) -> Result<(), String> {
                 if t.backoff_ms > 60_000 {
                     return bad("backoff_ms", t.backoff_ms.to_string(), "0..=60000");
                 }
-                no_restart_command(t)?;
+                if !t.command.is_empty() {
+                    // medic restarts what it started itself.
+                    no_restart_command(t)?;
+                } else {
+                    restart_command_ok(t)?;
+                }
             }
             TargetKind::Postgres => validate_postgres(t)?,
             TargetKind::Prometheus => {
                 prometheus::validate(t)?;
                 no_restart_command(t)?;
             }
+        }
+        if t.kind != TargetKind::Process && (t.pid.is_some() || t.pidfile.is_some()) {
+            return bad(
+                "pid",
+                format!("{:?} / pidfile {:?}", t.pid, t.pidfile),
+                "nothing for this kind (pid and pidfile are for kind = \"process\")",
+            );
         }
         if t.kind != TargetKind::Prometheus && !t.queries.is_empty() {
             return bad(
@@ -307,17 +353,29 @@ pub fn validate(targets: &[TargetConfig]) -> Result<(), String> {
     Ok(())
 }
 
-/// `restart_command` is for a postgres target only (a process target is restarted by medic itself).
+/// `restart_command` is for a postgres target or a watched process only (a process medic starts it restarts itself).
 fn no_restart_command(t: &TargetConfig) -> Result<(), String> {
     if t.restart_command.is_empty() {
         return Ok(());
     }
     Err(format!(
-        "targets[{:?}].restart_command = {:?}: accepted nothing for a {} target (restart_command is for kind = \"postgres\")",
+        "targets[{:?}].restart_command = {:?}: accepted nothing for a {} target (restart_command is for kind = \"postgres\" or a process with pid or pidfile)",
         t.name,
         t.restart_command,
         t.kind.as_str()
     ))
+}
+
+/// A `restart_command`, when given: a program and up to 63 arguments.
+fn restart_command_ok(t: &TargetConfig) -> Result<(), String> {
+    let rc = &t.restart_command;
+    if !rc.is_empty() && (rc[0].is_empty() || rc.len() > 64) {
+        return Err(format!(
+            "targets[{:?}].restart_command = {rc:?}: accepted a program and up to 63 arguments (no shell), e.g. [\"systemctl\", \"restart\", \"postgresql\"]",
+            t.name
+        ));
+    }
+    Ok(())
 }
 
 /// A postgres target's fields.
@@ -421,15 +479,7 @@ fn validate_postgres(t: &TargetConfig) -> Result<(), String> {
             "1..=10000",
         );
     }
-    let rc = &t.restart_command;
-    if !rc.is_empty() && (rc[0].is_empty() || rc.len() > 64) {
-        return bad(
-            "restart_command",
-            format!("{rc:?}"),
-            "a program and up to 63 arguments (no shell), e.g. [\"systemctl\", \"restart\", \"postgresql\"]",
-        );
-    }
-    Ok(())
+    restart_command_ok(t)
 }
 
 /// Refuses a playbook whose `run_restart_command` step names a target without a `restart_command`.
@@ -457,11 +507,17 @@ pub fn check_restart_commands(
 
 /// The configured targets by name and kind, for checking playbooks.
 pub fn catalog(targets: &[TargetConfig]) -> TargetCatalog {
-    targets.iter().map(|t| (t.name.clone(), t.kind)).collect()
+    let mut c = TargetCatalog::default();
+    for t in targets {
+        c.insert(&t.name, t.kind, t.queries.keys().cloned().collect());
+    }
+    c
 }
 
-/// A condition of a playbook's trigger, evaluated by its target's check over its readings.
+/// A condition of a playbook's trigger, evaluated by the check of the target it reads over that target's readings.
 pub struct ConditionTrigger {
+    /// The playbook's target: the issue is on its resource.
+    pub target: String,
     /// The issue code raised.
     pub code: String,
     /// The condition.
@@ -476,6 +532,7 @@ impl ConditionTrigger {
     /// A trigger for `playbook`'s condition, if it has one.
     pub fn of(playbook: &Playbook) -> Option<ConditionTrigger> {
         Some(ConditionTrigger {
+            target: playbook.target.clone(),
             code: playbook.code.clone(),
             condition: playbook.condition.clone()?,
             sustain_ms: playbook.sustain_ms,
@@ -483,15 +540,22 @@ impl ConditionTrigger {
         })
     }
 
-    /// The issue when the condition has held for `sustain_ms` over `readings`.
-    pub fn judge(
+    /// The issue when the condition has held for `sustain_ms` over `readings` of target `reads` (a reading named
+    /// `target.<reads>.<reading>` or bare).
+    pub fn judge<K>(
         &self,
-        target: &str,
-        readings: &BTreeMap<&'static str, f64>,
+        reads: &str,
+        readings: &BTreeMap<K, f64>,
         source: &str,
         now: Timestamp,
-    ) -> Option<Issue> {
-        let holds = self.condition.holds(&|m| readings.get(m).copied());
+    ) -> Option<Issue>
+    where
+        K: std::borrow::Borrow<str> + Ord + std::fmt::Display,
+    {
+        let prefix = format!("{}.", resource(reads));
+        let holds = self
+            .condition
+            .holds(&|m| readings.get(m.strip_prefix(&prefix).unwrap_or(m)).copied());
         let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
         if !holds {
             *since = None;
@@ -502,6 +566,7 @@ impl ConditionTrigger {
         if held_ms < self.sustain_ms {
             return None;
         }
+        let target = &self.target;
         let mut issue = Issue::new(
             IssueKind::CheckFailed,
             self.code.clone(),
@@ -538,10 +603,11 @@ pub struct Targets {
 impl Targets {
     /// Builds the targets of `configs` (starting the process targets) with `playbooks` as their repairs.
     pub fn start(configs: &[TargetConfig], playbooks: &[Playbook]) -> anyhow::Result<Targets> {
+        // A condition is judged by the check of the target it reads.
         let triggers = |name: &str| -> Vec<ConditionTrigger> {
             playbooks
                 .iter()
-                .filter(|p| p.target == name)
+                .filter(|p| p.condition_target.as_deref() == Some(name))
                 .filter_map(ConditionTrigger::of)
                 .collect()
         };
@@ -563,11 +629,11 @@ impl Targets {
                     t.start()
                         .map_err(|e| anyhow::anyhow!("target {}: {e}", c.name))?;
                     checks.insert(c.name.clone(), t.check());
-                    // A playbook for `process_dead` replaces the built-in restart.
+                    // A playbook for `process_dead` replaces the built-in restart; a watched process has none.
                     let overridden = playbooks
                         .iter()
                         .any(|p| p.target == c.name && p.code == "process_dead");
-                    if !overridden {
+                    if !overridden && !t.watched() {
                         builtin.push(Arc::new(process::RestartStrategy::new(t.clone())));
                     }
                     processes.insert(c.name.clone(), t.clone());
@@ -589,7 +655,10 @@ impl Targets {
                     subjects.push(t);
                 }
                 TargetKind::Prometheus => {
-                    let t = Arc::new(prometheus::PrometheusTarget::new(c.clone()));
+                    let t = Arc::new(prometheus::PrometheusTarget::new(
+                        c.clone(),
+                        triggers(&c.name),
+                    ));
                     checks.insert(c.name.clone(), t.check());
                     subjects.push(t);
                 }

@@ -5,6 +5,13 @@
 //! stops offering itself after `restarts_max` restarts in the window, so the engine escalates.
 //!
 //! The children are stopped when the daemon stops ([`ProcessTarget::stop`], also on drop).
+//!
+//! With `pid = N` or `pidfile = "path"` instead of a `command`, medic watches a process it did not start: the same
+//! readings, `process_dead` once the pid it saw running is gone (or its pid belongs to another process: the start
+//! time changed), and for a pidfile `pidfile_missing`, `pidfile_invalid` (not one pid in its first
+//! [`PIDFILE_BYTES_MAX`] bytes) and `pidfile_stale` (a pid that does not run and that medic never saw running). The
+//! pidfile is read anew every check, so a restart writing a new pid is followed. There is no built-in restart: a
+//! playbook runs the target's `restart_command` (`run_restart_command`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +30,75 @@ use super::{ConditionTrigger, TargetConfig, resource};
 pub const BACKOFF_MS_MAX: u64 = 60_000;
 /// How long a restarted process must stay up for the restart to count as done, ms.
 pub const START_GRACE_MS: u64 = 300;
+/// The most bytes of a pidfile read.
+pub const PIDFILE_BYTES_MAX: u64 = 64;
+/// The largest pid (Linux's `PID_MAX_LIMIT`).
+pub const PID_MAX: u32 = 4_194_304;
+/// The issue codes of a process target.
+pub const CODES: [&str; 4] = [
+    "process_dead",
+    "pidfile_missing",
+    "pidfile_invalid",
+    "pidfile_stale",
+];
+
+/// What a check saw of the process.
+enum Seen {
+    /// It runs as this pid.
+    Alive(u32),
+    /// It ran (as this pid, if known) and is gone: how.
+    Dead(Option<u32>, String),
+    /// A pidfile problem: code and why.
+    Pidfile(&'static str, String),
+}
+
+/// The pid of a pidfile: one decimal number in its first [`PIDFILE_BYTES_MAX`] bytes, whitespace around it.
+fn read_pidfile(path: &std::path::Path) -> Result<u32, (&'static str, String)> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::NotFound {
+            "pidfile_missing"
+        } else {
+            "pidfile_invalid"
+        };
+        (code, format!("pidfile {shown}: cannot open: {e}"))
+    })?;
+    let mut bytes = Vec::new();
+    file.take(PIDFILE_BYTES_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            (
+                "pidfile_invalid",
+                format!("pidfile {shown}: cannot read: {e}"),
+            )
+        })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let pid = text
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|p| (1..=PID_MAX).contains(p));
+    match pid {
+        Some(pid) if bytes.len() as u64 <= PIDFILE_BYTES_MAX => Ok(pid),
+        _ => Err((
+            "pidfile_invalid",
+            format!(
+                "pidfile {shown}: {:?} is not one pid (1..={PID_MAX}) within pidfile_bytes_max = {PIDFILE_BYTES_MAX}",
+                text.chars()
+                    .take(PIDFILE_BYTES_MAX as usize)
+                    .collect::<String>()
+            ),
+        )),
+    }
+}
+
+/// When `pid` started (clock ticks after boot), if it runs (a zombie does not).
+fn start_time(pid: u32) -> Option<u64> {
+    let p = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?;
+    let stat = p.stat().ok()?;
+    (stat.state != 'Z' && stat.state != 'X').then_some(stat.starttime)
+}
 
 #[derive(Default)]
 struct State {
@@ -32,6 +108,8 @@ struct State {
     exit: Option<String>,
     restarts: VecDeque<Instant>,
     last_start: Option<Instant>,
+    /// A watched process (pid, pidfile): the start time of `pid` when medic saw it running.
+    watched_start: Option<u64>,
     readings: BTreeMap<&'static str, f64>,
     fresh: bool,
     stopped: bool,
@@ -70,6 +148,57 @@ impl ProcessWatch {
         state.exit = None;
         state.last_start = Some(Instant::now());
         Ok(pid)
+    }
+
+    /// Whether medic watches a process it did not start (`pid` or `pidfile`).
+    fn watched(&self) -> bool {
+        self.config.command.is_empty()
+    }
+
+    /// What the check sees: the child (reaped when it exited) or the watched pid.
+    fn see(&self, state: &mut State) -> Seen {
+        if !self.watched() {
+            return if self.alive(state) {
+                Seen::Alive(state.pid.unwrap_or(0))
+            } else {
+                let how = state.exit.clone().unwrap_or_else(|| "never started".into());
+                Seen::Dead(state.pid, format!("exited ({how})"))
+            };
+        }
+        let pid = match (self.config.pid, &self.config.pidfile) {
+            (Some(pid), _) => pid,
+            (None, Some(path)) => match read_pidfile(path) {
+                Ok(pid) => pid,
+                Err((code, why)) => return Seen::Pidfile(code, why),
+            },
+            (None, None) => return Seen::Pidfile("pidfile_missing", "no pid or pidfile".into()),
+        };
+        let seen_before = state.pid == Some(pid) && state.watched_start.is_some();
+        match start_time(pid) {
+            Some(start) if seen_before && state.watched_start != Some(start) => Seen::Dead(
+                Some(pid),
+                "exited (its pid now belongs to another process)".into(),
+            ),
+            Some(start) => {
+                state.pid = Some(pid);
+                state.watched_start = Some(start);
+                Seen::Alive(pid)
+            }
+            None if seen_before || self.config.pidfile.is_none() => {
+                Seen::Dead(Some(pid), "no longer runs".into())
+            }
+            None => Seen::Pidfile(
+                "pidfile_stale",
+                format!(
+                    "pidfile {} names pid {pid}, which does not run",
+                    self.config
+                        .pidfile
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new(""))
+                        .display()
+                ),
+            ),
+        }
     }
 
     /// Whether the child runs; reaps it when it exited.
@@ -148,36 +277,63 @@ impl HealthCheck for ProcessWatch {
         let now = ctx.clock.now();
         let name = &self.config.name;
         let mut state = self.lock();
-        let alive = self.alive(&mut state);
+        let seen = self.see(&mut state);
         self.prune_restarts(&mut state);
-        let mut readings = alive
-            .then(|| state.pid.and_then(Self::read_proc))
-            .flatten()
-            .unwrap_or_default();
+        let alive = matches!(seen, Seen::Alive(_));
+        let mut readings = match seen {
+            Seen::Alive(pid) => Self::read_proc(pid).unwrap_or_default(),
+            _ => BTreeMap::new(),
+        };
         readings.insert("up", f64::from(u8::from(alive)));
         readings.insert("restarts", state.restarts.len() as f64);
         state.readings = readings.clone();
         state.fresh = true;
-        let pid = state.pid;
-        let exit = state.exit.clone();
         drop(state);
+        let what = if self.watched() {
+            match (&self.config.pidfile, self.config.pid) {
+                (Some(f), _) => format!("pidfile {}", f.display()),
+                (None, pid) => format!("pid {}", pid.unwrap_or(0)),
+            }
+        } else {
+            format!("{:?}", self.config.command)
+        };
         let mut issues = Vec::new();
-        if !alive {
-            let how = exit.unwrap_or_else(|| "never started".into());
-            let mut issue = Issue::new(
-                IssueKind::CheckFailed,
+        let problem = match &seen {
+            Seen::Alive(_) => None,
+            Seen::Dead(pid, how) => Some((
                 "process_dead",
-                resource(name),
                 format!(
-                    "target {name}: process {} exited ({how})",
+                    "target {name}: process {} {how}",
                     pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
                 ),
+                pid.map(|p| p.to_string()).unwrap_or_default(),
+                how.clone(),
+            )),
+            Seen::Pidfile(code, why) => Some((
+                *code,
+                format!("target {name}: {why}"),
+                String::new(),
+                why.clone(),
+            )),
+        };
+        if let Some((code, summary, pid, how)) = problem {
+            let mut issue = Issue::new(
+                IssueKind::CheckFailed,
+                code,
+                resource(name),
+                summary,
                 &self.check_name,
                 now,
             );
             issue.score = 1.0;
+            let key = if self.watched() {
+                "watching"
+            } else {
+                "command"
+            };
             issue.evidence = vec![
-                ("command".into(), format!("{:?}", self.config.command)),
+                (key.into(), what),
+                ("pid".into(), pid),
                 ("exit".into(), how),
             ];
             issues.push(issue);
@@ -186,10 +342,11 @@ impl HealthCheck for ProcessWatch {
             issues.extend(t.judge(name, &readings, &self.check_name, now));
         }
         if issues.is_empty() {
-            CheckOutcome::pass(format!(
-                "pid {} runs",
-                pid.map(|p| p.to_string()).unwrap_or_default()
-            ))
+            let pid = match seen {
+                Seen::Alive(pid) => pid,
+                _ => 0,
+            };
+            CheckOutcome::pass(format!("pid {pid} runs"))
         } else {
             CheckOutcome::fail(issues[0].summary.clone(), issues)
         }
@@ -214,10 +371,23 @@ impl ProcessTarget {
         }
     }
 
-    /// Starts the process.
+    /// Starts the process (nothing for a watched one: it runs already, or its check says why not).
     pub fn start(&self) -> Result<u32, String> {
+        if self.watch.watched() {
+            return Ok(0);
+        }
         let mut state = self.watch.lock();
         self.watch.spawn(&mut state)
+    }
+
+    /// Whether medic watches a process it did not start (`pid` or `pidfile`): no built-in restart.
+    pub fn watched(&self) -> bool {
+        self.watch.watched()
+    }
+
+    /// The configured `restart_command` of a watched process (empty when none is).
+    pub fn restart_command(&self) -> &[String] {
+        &self.watch.config.restart_command
     }
 
     /// Its name.
@@ -240,6 +410,12 @@ impl ProcessTarget {
     /// Kills the process if it runs and starts it again, counting a restart; returns the new pid. Refused once
     /// stopped.
     pub fn restart(&self) -> Result<u32, String> {
+        if self.watch.watched() {
+            return Err(format!(
+                "medic did not start {} (it watches a pid or pidfile): restart it with run_restart_command",
+                self.target_name()
+            ));
+        }
         let mut state = self.watch.lock();
         if state.stopped {
             return Err("the daemon is stopping".into());
@@ -263,10 +439,11 @@ impl ProcessTarget {
     /// Its state for `/v1/status`: pid, whether it runs, restarts in the window.
     pub fn status(&self) -> serde_json::Value {
         let mut state = self.watch.lock();
-        let alive = self.watch.alive(&mut state);
+        let alive = matches!(self.watch.see(&mut state), Seen::Alive(_));
         self.watch.prune_restarts(&mut state);
         serde_json::json!({
             "pid": state.pid,
+            "watched": self.watch.watched(),
             "running": alive,
             "last_exit": state.exit,
             "restarts_in_window": state.restarts.len(),

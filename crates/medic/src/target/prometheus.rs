@@ -4,7 +4,8 @@
 //! detectors judge like medic's own metrics. A scalar is its value; an instant vector its largest element (the worst
 //! instance), and an empty vector no sample. `prometheus_down` is reported after `failures_before_down` probes in a
 //! row the server did not answer; a query the server refuses (a bad query, a range vector) is `promql_failed`, naming
-//! the reading and Prometheus's error.
+//! the reading and Prometheus's error. A playbook condition over its readings (`target.<name>.<reading> > 0.05`) is
+//! judged after every answered probe and raises the playbook's code on the playbook's target.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use heal::issue::{Issue, IssueKind};
 use heal::{HealthCheck, RepairStrategy, Sample, Subject};
 use serde_json::Value;
 
-use super::{TargetConfig, resource};
+use super::{ConditionTrigger, TargetConfig, resource};
 
 /// The issue codes of a Prometheus target.
 pub const CODES: [&str; 2] = ["prometheus_down", "promql_failed"];
@@ -49,6 +50,7 @@ pub struct PromProbe {
     config: TargetConfig,
     check_name: String,
     agent: ureq::Agent,
+    triggers: Vec<ConditionTrigger>,
     state: Mutex<State>,
 }
 
@@ -219,6 +221,11 @@ impl HealthCheck for PromProbe {
             ];
             issues.push(issue);
         }
+        if unreachable.is_none() {
+            for t in &self.triggers {
+                issues.extend(t.judge(name, &values, &self.check_name, now));
+            }
+        }
         if let Some(first) = issues.first() {
             return CheckOutcome::fail(first.summary.clone(), issues);
         }
@@ -242,8 +249,9 @@ pub struct PrometheusTarget {
 }
 
 impl PrometheusTarget {
-    /// The target of `config` (kind `prometheus`, validated).
-    pub fn new(config: TargetConfig) -> Self {
+    /// The target of `config` (kind `prometheus`, validated), judging `triggers` (playbook conditions over its
+    /// readings) after each probe the server answered.
+    pub fn new(config: TargetConfig, triggers: Vec<ConditionTrigger>) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_millis(config.timeout_ms)))
@@ -254,6 +262,7 @@ impl PrometheusTarget {
                 check_name: format!("target.{}.probe", config.name),
                 config,
                 agent,
+                triggers,
                 state: Mutex::new(State::default()),
             }),
         }

@@ -220,6 +220,32 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// The first incident (of the last 50, in any state) with an issue of `code`.
+pub fn incident_with(d: &Daemon, code: &str) -> Option<Value> {
+    let (_, v) = d.json("GET", "/v1/incidents?limit=50", None);
+    v["incidents"]
+        .as_array()?
+        .iter()
+        .find(|i| {
+            i["issues"]
+                .as_array()
+                .is_some_and(|is| is.iter().any(|x| x["code"] == code))
+        })
+        .cloned()
+}
+
+/// `medic --config CONFIG playbooks check DIR`, asserted to accept every playbook; its stdout.
+pub fn playbooks_check_ok(config: &str, dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["--config", config, "playbooks", "check"])
+        .arg(dir)
+        .output()
+        .expect("medic runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    text
+}
+
 /// The document the writers put under number `i`: text, a 3-dimensional vector and meta, all derived from `i`.
 pub fn doc(i: usize) -> Value {
     json!({

@@ -31,6 +31,12 @@ use super::{ConditionTrigger, TargetConfig};
 pub const PIDS_MAX: usize = 32;
 /// The most bytes of a statement's text kept in evidence.
 pub const QUERY_TEXT_BYTES_MAX: usize = 200;
+/// The most backends one cancel or terminate by rule may signal (`backends_max` is 1..= this).
+pub const SIGNAL_BACKENDS_MAX: u32 = 1_000;
+/// The backends one cancel or terminate by rule signals when its step names no `backends_max`.
+pub const SIGNAL_BACKENDS_DEFAULT: u32 = 10;
+/// The longest role or application name a rule names, bytes (PostgreSQL cuts names at 63).
+pub const RULE_NAME_BYTES_MAX: usize = 63;
 
 /// The issue codes of a PostgreSQL target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +144,49 @@ pub enum BackendSelect {
         /// The least running time, ms.
         ms: u64,
     },
+    /// Every session idle (no transaction open) for at least this long, ms: connections a pool holds and does not
+    /// use.
+    IdleOver {
+        /// The least idle time, ms.
+        ms: u64,
+    },
+}
+
+/// Which of the backends a rule selects are signalled: only a role's, only an application's, and at most
+/// `backends_max` of them (the longest in their state first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendFilter {
+    /// Only backends of this role (`usename`).
+    pub role: Option<String>,
+    /// Only backends of this `application_name`.
+    pub application_name: Option<String>,
+    /// The most backends signalled in one run, 1..=[`SIGNAL_BACKENDS_MAX`].
+    pub backends_max: u32,
+}
+
+impl Default for BackendFilter {
+    fn default() -> Self {
+        Self {
+            role: None,
+            application_name: None,
+            backends_max: SIGNAL_BACKENDS_DEFAULT,
+        }
+    }
+}
+
+impl BackendFilter {
+    /// ` of role r, application a, at most n` for records.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        if let Some(r) = &self.role {
+            out.push_str(&format!(" of role {r:?}"));
+        }
+        if let Some(a) = &self.application_name {
+            out.push_str(&format!(" of application {a:?}"));
+        }
+        out.push_str(&format!(", at most {}", self.backends_max));
+        out
+    }
 }
 
 /// A PostgreSQL server medic watches.
@@ -180,21 +229,30 @@ impl PostgresTarget {
         self.probe.clone()
     }
 
-    /// Cancels or terminates the backends `select` names (for `issue`); one line naming each, or why it failed.
-    /// A backend the signal does not reach is an error; pids of the evidence that are gone already are named.
+    /// Cancels or terminates the backends `select` names (for `issue`), narrowed by `filter` (at most its
+    /// `backends_max`, the longest in their state first); one line naming each, or why it failed. A backend the
+    /// signal does not reach is an error; pids of the evidence that are gone already are named.
     pub fn signal_backends(
         &self,
         signal: Signal,
         select: BackendSelect,
+        filter: &BackendFilter,
         issue: &Issue,
         timeout: Duration,
     ) -> Result<String, String> {
         let f = signal.function();
-        let (filter, pids, over_s) = match select {
+        let over = |state: &str, since: &str, ms: u64| {
+            (
+                format!(" AND {state} AND now() - {since} >= make_interval(secs => $2::float8)"),
+                Vec::new(),
+                ms as f64 / 1_000.0,
+            )
+        };
+        let (filter_sql, pids, over_s) = match select {
             BackendSelect::Evidence => {
                 let pids = evidence_pids(issue).ok_or_else(|| {
                     format!(
-                        "{f}: the issue ({}) names no backend pid in its evidence; give the step idle_in_transaction_over or query_over",
+                        "{f}: the issue ({}) names no backend pid in its evidence; give the step idle_over, idle_in_transaction_over or query_over",
                         issue.code
                     )
                 })?;
@@ -207,27 +265,29 @@ impl PostgresTarget {
                 };
                 (format!("{state} AND pid = ANY($1::int4[])"), pids, 0.0)
             }
-            BackendSelect::IdleInTransactionOver { ms } => (
-                " AND state LIKE 'idle in transaction%' AND now() - state_change >= make_interval(secs => $2::float8)"
-                    .to_string(),
-                Vec::new(),
-                ms as f64 / 1_000.0,
-            ),
-            BackendSelect::QueryOver { ms } => (
-                " AND state = 'active' AND now() - query_start >= make_interval(secs => $2::float8)"
-                    .to_string(),
-                Vec::new(),
-                ms as f64 / 1_000.0,
-            ),
+            BackendSelect::IdleInTransactionOver { ms } => {
+                over("state LIKE 'idle in transaction%'", "state_change", ms)
+            }
+            BackendSelect::QueryOver { ms } => over("state = 'active'", "query_start", ms),
+            BackendSelect::IdleOver { ms } => over("state = 'idle'", "state_change", ms),
         };
-        // $1 and $2 are always bound (an unused one is typed by the cast in a dummy comparison).
+        // Every parameter is always bound (an unused one is typed by the cast in a comparison that holds).
         let sql = format!(
-            "SELECT pid, state, {f}(pid) {ACT_ON}{filter} AND ($1::int4[] IS NOT NULL OR $2::float8 IS NOT NULL) ORDER BY pid"
+            "WITH chosen AS (SELECT pid, state {ACT_ON}{filter_sql} \
+             AND ($1::int4[] IS NOT NULL OR $2::float8 IS NOT NULL) \
+             AND ($3::text IS NULL OR usename = $3::text) AND ($4::text IS NULL OR application_name = $4::text) \
+             ORDER BY coalesce(state_change, now()) LIMIT $5::int8) \
+             SELECT pid, state, {f}(pid) FROM chosen ORDER BY pid"
+        );
+        let (role, app, limit) = (
+            filter.role.clone(),
+            filter.application_name.clone(),
+            i64::from(filter.backends_max),
         );
         let wanted = pids.clone();
         let rows = session::with_client(self.url(), timeout, |client| async move {
             client
-                .query(&sql, &[&pids, &over_s])
+                .query(&sql, &[&pids, &over_s, &role, &app, &limit])
                 .await
                 .map_err(query_error(f))
         })
@@ -263,6 +323,12 @@ impl PostgresTarget {
         }
         if rows.is_empty() && wanted.is_empty() {
             text.push_str("; no backend matched the rule");
+        }
+        if wanted.is_empty() && rows.len() as u64 >= u64::from(filter.backends_max) {
+            text.push_str(&format!(
+                "; stopped at backends_max = {}",
+                filter.backends_max
+            ));
         }
         if failed.is_empty() {
             Ok(text)
