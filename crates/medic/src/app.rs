@@ -87,7 +87,9 @@ fn notifiers(
             .webhook_ca_file
             .as_deref()
             .map(|p| ("notify.webhook_ca_file", p));
-        out.push(silenced(Box::new(crate::notify::webhook(url, ca, options)?)));
+        out.push(silenced(Box::new(crate::notify::webhook(
+            url, ca, options,
+        )?)));
     }
     if let Some(path) = &notify.file {
         let file = crate::notify::FileNotifier::new(path, notify.file_bytes_max)?;

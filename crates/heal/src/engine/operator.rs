@@ -438,10 +438,15 @@ pub fn group_alerts(alerts: Vec<Alert>) -> Vec<Alert> {
         if alone(a) {
             return None;
         }
-        Some(match a.incident_id.or_else(|| owner.get(a.resource.as_str()).copied()) {
-            Some(id) => format!("incident:{id}"),
-            None => format!("resource:{}", a.resource),
-        })
+        Some(
+            match a
+                .incident_id
+                .or_else(|| owner.get(a.resource.as_str()).copied())
+            {
+                Some(id) => format!("incident:{id}"),
+                None => format!("resource:{}", a.resource),
+            },
+        )
     };
     let mut order: Vec<(Option<String>, Vec<Alert>)> = Vec::new();
     for a in alerts.iter() {
@@ -451,7 +456,10 @@ pub fn group_alerts(alerts: Vec<Alert>) -> Vec<Alert> {
             None => order.push((g, vec![a.clone()])),
         }
     }
-    order.into_iter().map(|(_, members)| merge(members)).collect()
+    order
+        .into_iter()
+        .map(|(_, members)| merge(members))
+        .collect()
 }
 
 /// One alert for a group: its lead with the worst severity, and a title listing every member.
@@ -473,7 +481,11 @@ fn merge(mut members: Vec<Alert>) -> Alert {
         })
         .unwrap_or(0);
     let mut out = members[lead].clone();
-    out.severity = members.iter().map(|a| a.severity).min().unwrap_or(out.severity);
+    out.severity = members
+        .iter()
+        .map(|a| a.severity)
+        .min()
+        .unwrap_or(out.severity);
     out.level = members.iter().map(|a| a.level).max().unwrap_or(out.level);
     out.incident_id = members.iter().find_map(|a| a.incident_id);
     if out.report.is_none() {
@@ -785,7 +797,11 @@ mod tests {
                 .collect(),
         );
         assert_eq!(many.len(), 1);
-        assert!(many[0].title.ends_with("; and 10 more"), "{}", many[0].title);
+        assert!(
+            many[0].title.ends_with("; and 10 more"),
+            "{}",
+            many[0].title
+        );
     }
 
     #[test]

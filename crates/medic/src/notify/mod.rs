@@ -56,8 +56,10 @@ pub fn webhook(
 ) -> anyhow::Result<WebhookNotifier> {
     use anyhow::Context as _;
     if let Some((key, path)) = ca {
-        options.ca_pem =
-            Some(std::fs::read(path).with_context(|| format!("{key}: cannot read {}", path.display()))?);
+        options.ca_pem = Some(
+            std::fs::read(path)
+                .with_context(|| format!("{key}: cannot read {}", path.display()))?,
+        );
     }
     WebhookNotifier::new(url, options).with_context(|| match ca {
         Some((key, path)) => format!(

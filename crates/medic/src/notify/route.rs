@@ -142,7 +142,9 @@ pub fn url_ok(url: &str) -> bool {
         .or_else(|| url.strip_prefix("https://"))
         .unwrap_or_default();
     let host = rest.split('/').next().unwrap_or_default();
-    url.len() <= 2048 && !host.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+    url.len() <= 2048
+        && !host.is_empty()
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// What is wrong with one webhook header, if anything.
@@ -176,24 +178,49 @@ impl EscalationConfig {
             let key = |k: &str| format!("escalation.receivers[{i}].{k}");
             if r.name.is_empty()
                 || r.name.len() > 64
-                || !r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                || !r
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
             {
-                return bad(key("name"), format!("{:?}", r.name), "1..=64 letters, digits, '.', '_' or '-'");
+                return bad(
+                    key("name"),
+                    format!("{:?}", r.name),
+                    "1..=64 letters, digits, '.', '_' or '-'",
+                );
             }
             if !names.insert(r.name.as_str()) {
-                return bad(key("name"), format!("{:?}", r.name), "a name no other receiver has");
+                return bad(
+                    key("name"),
+                    format!("{:?}", r.name),
+                    "a name no other receiver has",
+                );
             }
             if r.kind == ReceiverKind::File {
                 if r.path.is_none() {
-                    return bad(key("path"), "none".into(), "the JSON Lines file of a file receiver");
+                    return bad(
+                        key("path"),
+                        "none".into(),
+                        "the JSON Lines file of a file receiver",
+                    );
                 }
                 if !(4096..=1 << 40).contains(&r.bytes_max) {
-                    return bad(key("bytes_max"), r.bytes_max.to_string(), "4096..=1099511627776 bytes");
+                    return bad(
+                        key("bytes_max"),
+                        r.bytes_max.to_string(),
+                        "4096..=1099511627776 bytes",
+                    );
                 }
                 continue;
             }
             match &r.url {
-                None => return bad(key("url"), "none".into(), "the URL of a webhook, slack or pagerduty receiver"),
+                None => {
+                    return bad(
+                        key("url"),
+                        "none".into(),
+                        "the URL of a webhook, slack or pagerduty receiver",
+                    );
+                }
                 Some(u) if !url_ok(u) => {
                     return bad(
                         key("url"),
@@ -204,7 +231,11 @@ impl EscalationConfig {
                 Some(_) => {}
             }
             if !(100..=60_000).contains(&r.timeout_ms) {
-                return bad(key("timeout_ms"), r.timeout_ms.to_string(), "100..=60000 ms");
+                return bad(
+                    key("timeout_ms"),
+                    r.timeout_ms.to_string(),
+                    "100..=60000 ms",
+                );
             }
             if r.retries > 10 {
                 return bad(key("retries"), r.retries.to_string(), "0..=10");
@@ -218,13 +249,16 @@ impl EscalationConfig {
             }
             for (n, v) in &r.headers {
                 if let Some(accepted) = header_problem(n, v) {
-                    return bad(key("headers"), format!("{n:?} = <{} bytes>", v.len()), accepted);
+                    return bad(
+                        key("headers"),
+                        format!("{n:?} = <{} bytes>", v.len()),
+                        accepted,
+                    );
                 }
             }
-            let key_ok = r
-                .routing_key
-                .as_deref()
-                .is_some_and(|k| !k.is_empty() && k.len() <= 256 && !k.chars().any(|c| c.is_control()));
+            let key_ok = r.routing_key.as_deref().is_some_and(|k| {
+                !k.is_empty() && k.len() <= 256 && !k.chars().any(|c| c.is_control())
+            });
             if r.kind == ReceiverKind::Pagerduty && !key_ok {
                 return bad(
                     key("routing_key"),
@@ -252,7 +286,11 @@ impl EscalationConfig {
                 let key = |k: &str| format!("escalation.policies[{p}].levels[{l}].{k}");
                 let (lo, hi) = DELAY_MS_RANGE;
                 if !(lo..=hi).contains(&level.delay_ms) {
-                    return bad(key("delay_ms"), level.delay_ms.to_string(), &format!("{lo}..={hi} ms"));
+                    return bad(
+                        key("delay_ms"),
+                        level.delay_ms.to_string(),
+                        &format!("{lo}..={hi} ms"),
+                    );
                 }
                 if level.receivers.is_empty() || level.receivers.len() > LEVEL_RECEIVERS_MAX {
                     return bad(
@@ -261,7 +299,8 @@ impl EscalationConfig {
                         &format!("1..={LEVEL_RECEIVERS_MAX} receiver names"),
                     );
                 }
-                if let Some(unknown) = level.receivers.iter().find(|n| !names.contains(n.as_str())) {
+                if let Some(unknown) = level.receivers.iter().find(|n| !names.contains(n.as_str()))
+                {
                     return Err(format!(
                         "{}: unknown receiver {unknown:?} (the receivers are: {})",
                         key("receivers"),
@@ -321,7 +360,11 @@ fn build(i: usize, r: &ReceiverConfig) -> anyhow::Result<Box<dyn Notifier>> {
             timeout: Duration::from_millis(r.timeout_ms),
             ca_pem: None,
             format,
-            headers: r.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             routing_key: r.routing_key.clone(),
             retries: r.retries,
         },
@@ -367,7 +410,9 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("receivers", &self.shared.names).finish()
+        f.debug_struct("Router")
+            .field("receivers", &self.shared.names)
+            .finish()
     }
 }
 
@@ -384,9 +429,8 @@ impl Router {
         let mut names = Vec::new();
         let mut receivers = Vec::new();
         for (i, r) in config.receivers.iter().enumerate() {
-            let n = build(i, r).map_err(|e| {
-                anyhow::anyhow!("escalation.receivers[{i}] ({}): {e:#}", r.name)
-            })?;
+            let n = build(i, r)
+                .map_err(|e| anyhow::anyhow!("escalation.receivers[{i}] ({}): {e:#}", r.name))?;
             names.push(r.name.clone());
             receivers.push(wrap(n));
         }
@@ -433,7 +477,9 @@ fn step_up_until_stopped(shared: &Shared, stopped: &Rx<()>) {
 
 impl Shared {
     fn policy_for(&self, severity: Severity) -> Option<usize> {
-        self.policies.iter().position(|p| severity <= p.severity_max)
+        self.policies
+            .iter()
+            .position(|p| severity <= p.severity_max)
     }
 
     /// Delivers `alert` to the receivers `to`; failures are logged and returned as one message.
