@@ -10,6 +10,7 @@
 //! `WEBHOOK_BACKOFF_FIRST_MS`; another answer is final. A full queue refuses the alert with an error naming the limit
 //! (the engine counts it in `notify_failures`); a failed delivery is logged with the alert's key and the reason.
 
+pub mod email;
 pub mod file;
 pub mod payload;
 pub mod route;

@@ -1,5 +1,5 @@
-//! Escalation policies: named receivers (`[[escalation.receivers]]`: a webhook, Slack, PagerDuty or a JSON Lines
-//! file, each with its own settings) and policies (`[[escalation.policies]]`) of ordered levels, each with a delay
+//! Escalation policies: named receivers (`[[escalation.receivers]]`: a webhook, Slack, PagerDuty, a JSON Lines
+//! file or email over SMTP, each with its own settings) and policies (`[[escalation.policies]]`) of ordered levels, each with a delay
 //! and one or more receivers.
 //!
 //! The [`Router`] is one more notifier. An escalated incident (or one waiting for approval) whose severity a policy
@@ -65,6 +65,8 @@ pub enum ReceiverKind {
     Pagerduty,
     /// A JSON Lines file (`path`).
     File,
+    /// Mail over SMTP (`host`, `port`, `tls`, `username`, `password`, `from`, `to`).
+    Email,
 }
 
 /// `[[escalation.receivers]]`: one named receiver and its settings.
@@ -99,7 +101,35 @@ pub struct ReceiverConfig {
     /// The file is rotated to `<path>.1` past this.
     #[serde(default = "default_bytes_max")]
     pub bytes_max: u64,
+    /// The SMTP server (email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Its port (email; default 587).
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `none`, `starttls` (default) or `tls` (email).
+    #[serde(default)]
+    pub tls: super::email::TlsMode,
+    /// The SMTP user (email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The SMTP password (email; redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The sender (email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The recipients (email).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
 }
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+/// Recipients of one email receiver at most.
+pub const EMAIL_TO_MAX: usize = 32;
 
 fn default_timeout_ms() -> u64 {
     5_000
@@ -211,6 +241,10 @@ impl EscalationConfig {
                         "4096..=1099511627776 bytes",
                     );
                 }
+                continue;
+            }
+            if r.kind == ReceiverKind::Email {
+                email_problem(r, &key)?;
                 continue;
             }
             match &r.url {
@@ -336,8 +370,63 @@ impl EscalationConfig {
             if r.routing_key.is_some() {
                 r.routing_key = Some(shown.to_string());
             }
+            if r.password.is_some() {
+                r.password = Some(shown.to_string());
+            }
         }
     }
+}
+
+/// What is wrong with an email receiver's settings, naming the key (`key("host")`).
+fn email_problem(r: &ReceiverConfig, key: &dyn Fn(&str) -> String) -> Result<(), String> {
+    let bad = |k: &str, value: String, accepted: &str| {
+        Err(format!(
+            "{} = {value} is invalid: accepted {accepted}",
+            key(k)
+        ))
+    };
+    let host_ok = r.host.as_deref().is_some_and(|h| {
+        !h.is_empty() && h.len() <= 253 && !h.chars().any(|c| c.is_whitespace() || c.is_control())
+    });
+    if !host_ok {
+        return bad(
+            "host",
+            format!("{:?}", r.host),
+            "the SMTP server's host name or address",
+        );
+    }
+    if r.port == 0 {
+        return bad("port", "0".into(), "1..=65535");
+    }
+    if r.to.is_empty() || r.to.len() > EMAIL_TO_MAX {
+        return bad(
+            "to",
+            format!("{} addresses", r.to.len()),
+            &format!("1..={EMAIL_TO_MAX} recipients"),
+        );
+    }
+    if r.username.is_some() != r.password.is_some() {
+        return bad(
+            "password",
+            "<half the credentials>".into(),
+            "both username and password, or neither",
+        );
+    }
+    let Some(from) = &r.from else {
+        return bad("from", "none".into(), "the sender's address");
+    };
+    for (k, a) in std::iter::once(("from", from)).chain(r.to.iter().map(|t| ("to", t))) {
+        if let Err(e) = a.parse::<lettre::message::Mailbox>() {
+            return bad(k, format!("{a:?}"), &format!("an email address ({e})"));
+        }
+    }
+    if !(100..=60_000).contains(&r.timeout_ms) {
+        return bad("timeout_ms", r.timeout_ms.to_string(), "100..=60000 ms");
+    }
+    if r.retries > 10 {
+        return bad("retries", r.retries.to_string(), "0..=10");
+    }
+    Ok(())
 }
 
 /// Builds the notifier of one receiver (the `i`th).
@@ -346,6 +435,19 @@ fn build(i: usize, r: &ReceiverConfig) -> anyhow::Result<Box<dyn Notifier>> {
         ReceiverKind::File => {
             let path = r.path.clone().unwrap_or_default();
             return Ok(Box::new(super::FileNotifier::new(&path, r.bytes_max)?));
+        }
+        ReceiverKind::Email => {
+            let options = super::email::EmailOptions {
+                host: r.host.clone().unwrap_or_default(),
+                port: r.port,
+                tls: r.tls,
+                credentials: r.username.clone().zip(r.password.clone()),
+                from: r.from.clone().unwrap_or_default(),
+                to: r.to.clone(),
+                timeout: Duration::from_millis(r.timeout_ms),
+                retries: r.retries,
+            };
+            return Ok(Box::new(super::email::EmailNotifier::new(options)?));
         }
         ReceiverKind::Webhook => WebhookFormat::Json,
         ReceiverKind::Slack => WebhookFormat::Slack,
