@@ -1529,7 +1529,7 @@ file_bytes_max = 67108864
 # At most 32 receivers, 16 policies, 8 levels a policy, 16 receivers a level.
 # [[escalation.receivers]]
 # name = "oncall"
-# kind = "pagerduty"               # webhook | slack | pagerduty | file
+# kind = "pagerduty"               # webhook | slack | pagerduty | file | email
 # url = "https://events.pagerduty.com/v2/enqueue"
 # routing_key = "R0123456789ABCDEF0123456789ABCDE"   # redacted by `medic config`
 # headers = { Authorization = "Bearer s3cret" }      # redacted by `medic config`
@@ -1545,6 +1545,16 @@ file_bytes_max = 67108864
 # kind = "file"
 # path = "/var/log/medic/escalations.jsonl"
 # bytes_max = 67108864              # rotated to <path>.1 past this
+# [[escalation.receivers]]
+# name = "mail"
+# kind = "email"                   # one plain-text mail per alert naming incident, severity and `medic ack ID`
+# host = "smtp.example.com"
+# port = 587
+# tls = "starttls"                  # none | starttls | tls (implicit, port 465)
+# username = "medic"
+# password = "s3cret"               # redacted by `medic config`
+# from = "medic <medic@example.com>"
+# to = ["oncall@example.com"]       # at most 32
 # [[escalation.policies]]
 # name = "data"
 # severity_max = "Sev1"
