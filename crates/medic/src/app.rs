@@ -56,9 +56,11 @@ struct Schedule {
     last_prune_us: Option<Timestamp>,
 }
 
-/// The notifiers `notify` asks for, each muted by the operators' `silences`.
+/// The notifiers `notify` asks for, and the router of `escalation`'s policies, each muted by the operators'
+/// `silences`.
 fn notifiers(
     notify: &crate::config::NotifyConfig,
+    escalation: &crate::notify::EscalationConfig,
     silences: &crate::operators::SilenceSet,
 ) -> anyhow::Result<Vec<Box<dyn Notifier>>> {
     let silenced = |n: Box<dyn Notifier>| -> Box<dyn Notifier> {
@@ -69,16 +71,9 @@ fn notifiers(
         out.push(silenced(Box::new(crate::notify::LogNotifier)));
     }
     if let Some(url) = &notify.webhook_url {
-        let timeout = std::time::Duration::from_millis(notify.webhook_timeout_ms);
-        let ca = match &notify.webhook_ca_file {
-            Some(path) => Some(std::fs::read(path).with_context(|| {
-                format!("notify.webhook_ca_file: cannot read {}", path.display())
-            })?),
-            None => None,
-        };
         let options = crate::notify::WebhookOptions {
-            timeout,
-            ca_pem: ca,
+            timeout: std::time::Duration::from_millis(notify.webhook_timeout_ms),
+            ca_pem: None,
             format: notify.webhook_format,
             headers: notify
                 .webhook_headers
@@ -88,20 +83,20 @@ fn notifiers(
             routing_key: notify.pagerduty_routing_key.clone(),
             retries: notify.webhook_retries,
         };
-        let webhook = crate::notify::WebhookNotifier::new(url, options).with_context(|| {
-            match &notify.webhook_ca_file {
-                Some(path) => format!(
-                    "starting the webhook notifier for {url} (notify.webhook_ca_file {})",
-                    path.display()
-                ),
-                None => format!("starting the webhook notifier for {url}"),
-            }
-        })?;
-        out.push(silenced(Box::new(webhook)));
+        let ca = notify
+            .webhook_ca_file
+            .as_deref()
+            .map(|p| ("notify.webhook_ca_file", p));
+        out.push(silenced(Box::new(crate::notify::webhook(
+            url, ca, options,
+        )?)));
     }
     if let Some(path) = &notify.file {
         let file = crate::notify::FileNotifier::new(path, notify.file_bytes_max)?;
         out.push(silenced(Box::new(file)));
+    }
+    if let Some(router) = crate::notify::Router::new(escalation, silenced)? {
+        out.push(Box::new(router));
     }
     Ok(out)
 }
@@ -294,7 +289,7 @@ impl App {
         let mut engine = engine;
         // Every notifier is muted by the operators' silences (kept in the knowledge base).
         let silences = crate::operators::SilenceSet::default();
-        for notifier in notifiers(&config.notify, &silences)? {
+        for notifier in notifiers(&config.notify, &config.escalation, &silences)? {
             engine.add_notifier(notifier);
         }
         // Silences without repair and maintenance windows make automatic repairs wait.
@@ -343,7 +338,7 @@ impl App {
     /// Replaces the notifiers with those `notify` asks for (a configuration reload). Nothing changes when one cannot
     /// be built (a CA file that cannot be read, a bad URL): the error says why.
     pub fn set_notifiers(&self, notify: &crate::config::NotifyConfig) -> anyhow::Result<()> {
-        let fresh = notifiers(notify, &self.silences)?;
+        let fresh = notifiers(notify, &self.config.escalation, &self.silences)?;
         self.engine().set_notifiers(fresh);
         Ok(())
     }

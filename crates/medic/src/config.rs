@@ -47,6 +47,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Where alerts go: the log, a webhook.
     pub notify: NotifyConfig,
+    /// Named receivers and the escalation policies routing to them (`crate::notify::route`).
+    pub escalation: crate::notify::EscalationConfig,
     /// The KPI targets daily and weekly reports hold the KPIs against.
     pub report: crate::report::ReportConfig,
     /// The healing engine: detectors, diagnosis, safety gates (dry-run, approval risk, concurrency, rate limits,
@@ -384,6 +386,9 @@ pub enum ConfigError {
     /// A `[[maintenance]]` window is invalid (the message names the entry, key, value and what is accepted).
     #[error("config: {0}")]
     Maintenance(String),
+    /// An `[escalation]` receiver or policy is invalid (the message names the key, the value and what is accepted).
+    #[error("config: {0}")]
+    Escalation(String),
     /// A value is outside its accepted range.
     #[error("config: {key} = {value} is invalid: accepted {accepted}")]
     Invalid {
@@ -732,23 +737,16 @@ impl Config {
             60_000,
             " ms",
         )?;
-        if let Some(url) = &n.webhook_url {
-            let rest = url
-                .strip_prefix("http://")
-                .or_else(|| url.strip_prefix("https://"))
-                .unwrap_or_default();
-            let host = rest.split('/').next().unwrap_or_default();
-            if url.len() > 2048
-                || host.is_empty()
-                || url.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(ConfigError::Invalid {
-                    key: "notify.webhook_url",
-                    value: url.clone(),
-                    accepted: "an http:// or https://HOST[:PORT]/PATH URL of at most 2048 bytes without spaces"
+        if let Some(url) = &n.webhook_url
+            && !crate::notify::route::url_ok(url)
+        {
+            return Err(ConfigError::Invalid {
+                key: "notify.webhook_url",
+                value: url.clone(),
+                accepted:
+                    "an http:// or https://HOST[:PORT]/PATH URL of at most 2048 bytes without spaces"
                         .into(),
-                });
-            }
+            });
         }
         if n.webhook_ca_file.is_some()
             && !n
@@ -783,21 +781,11 @@ impl Config {
             });
         }
         for (name, value) in &n.webhook_headers {
-            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-            if name.is_empty() || name.len() > 256 || !name.chars().all(token) {
+            if let Some(accepted) = crate::notify::route::header_problem(name, value) {
                 return Err(ConfigError::Invalid {
                     key: "notify.webhook_headers",
-                    value: format!("{name:?}"),
-                    accepted: "header names of 1..=256 token characters (letters, digits, !#$%&'*+-.^_`|~)".into(),
-                });
-            }
-            if value.len() > 8192 || value.chars().any(|c| c.is_control()) {
-                return Err(ConfigError::Invalid {
-                    key: "notify.webhook_headers",
-                    value: format!("{name} = <{} bytes>", value.len()),
-                    accepted:
-                        "values of at most 8192 bytes without control characters (no line breaks)"
-                            .into(),
+                    value: format!("{name:?} = <{} bytes>", value.len()),
+                    accepted: accepted.into(),
                 });
             }
         }
@@ -840,6 +828,15 @@ impl Config {
                 message: "false with no notify.webhook_url or notify.file: alerts reach no one (they stay in \
                           /v1/incidents)"
                     .into(),
+            });
+        }
+        self.escalation
+            .validate()
+            .map_err(ConfigError::Escalation)?;
+        for name in self.escalation.unused_receivers() {
+            warnings.push(ConfigWarning {
+                key: "escalation.receivers",
+                message: format!("receiver {name:?} is in no policy's levels: it is not used"),
             });
         }
         crate::target::validate(&self.targets).map_err(ConfigError::Targets)?;
@@ -939,6 +936,7 @@ impl Config {
         if shown.notify.pagerduty_routing_key.is_some() {
             shown.notify.pagerduty_routing_key = Some(REDACTED.to_string());
         }
+        shown.escalation.redact(REDACTED);
         for t in &mut shown.targets {
             if t.kind == crate::target::TargetKind::Postgres
                 && let Some(url) = &t.url
@@ -1521,6 +1519,51 @@ webhook_retries = 3
 # file = "/var/log/medic/alerts.jsonl"
 # The file is renamed to <file>.1 and started anew past this size (4096..=2^40 bytes).
 file_bytes_max = 67108864
+
+# Escalation policies route escalations to named receivers, level by level (none by default: the [notify]
+# notifiers above receive every alert, as they always did, and keep doing so beside any policy). An escalated
+# incident is notified to level 1 at once, reminded every engine.renotify_interval_us until `medic ack ID`, and
+# notified to the next level when nobody acknowledges within the level's delay_ms ("5m" or ms, 100..=604800000);
+# `acknowledged` and `resolved` go to every receiver that was notified. The first policy whose severity_max
+# ("Sev0".."Sev3", default every severity) covers an alert routes it; other alerts go to its level 1.
+# At most 32 receivers, 16 policies, 8 levels a policy, 16 receivers a level.
+# [[escalation.receivers]]
+# name = "oncall"
+# kind = "pagerduty"               # webhook | slack | pagerduty | file | email
+# url = "https://events.pagerduty.com/v2/enqueue"
+# routing_key = "R0123456789ABCDEF0123456789ABCDE"   # redacted by `medic config`
+# headers = { Authorization = "Bearer s3cret" }      # redacted by `medic config`
+# ca_file = "/etc/medic/ca.pem"     # https:// with a private CA
+# timeout_ms = 5000                 # 100..=60000
+# retries = 3                       # 0..=10
+# [[escalation.receivers]]
+# name = "team-chat"
+# kind = "slack"
+# url = "https://hooks.slack.com/services/T000/B000/XXXX"
+# [[escalation.receivers]]
+# name = "audit"
+# kind = "file"
+# path = "/var/log/medic/escalations.jsonl"
+# bytes_max = 67108864              # rotated to <path>.1 past this
+# [[escalation.receivers]]
+# name = "mail"
+# kind = "email"                   # one plain-text mail per alert naming incident, severity and `medic ack ID`
+# host = "smtp.example.com"
+# port = 587
+# tls = "starttls"                  # none | starttls | tls (implicit, port 465)
+# username = "medic"
+# password = "s3cret"               # redacted by `medic config`
+# from = "medic <medic@example.com>"
+# to = ["oncall@example.com"]       # at most 32
+# [[escalation.policies]]
+# name = "data"
+# severity_max = "Sev1"
+# [[escalation.policies.levels]]
+# delay_ms = "15m"
+# receivers = ["team-chat", "audit"]
+# [[escalation.policies.levels]]
+# delay_ms = "30m"
+# receivers = ["oncall"]
 
 [playbooks]
 # A directory of playbooks (*.yaml): repairs of the [[targets]] written as data. Loaded and checked when

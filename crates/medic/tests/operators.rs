@@ -6,11 +6,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -483,44 +481,6 @@ fn operators_named_by_their_tokens_deny_ack_resolve_and_reopen_through_the_cli()
     assert!(err.contains("no daemon holds"), "{err}");
 }
 
-/// Records every alert POSTed to it.
-fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let g = got.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut len = 0usize;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':')
-                    && k.eq_ignore_ascii_case("content-length")
-                {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = reader.read_exact(&mut body);
-            let _ = conn
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            g.lock()
-                .unwrap()
-                .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-        }
-    });
-    (url, got)
-}
-
 fn rules_for(got: &Mutex<Vec<Value>>, id: u64) -> Vec<String> {
     got.lock()
         .unwrap()
@@ -534,7 +494,7 @@ fn rules_for(got: &Mutex<Vec<Value>>, id: u64) -> Vec<String> {
 fn a_silence_survives_a_restart_mutes_reminders_until_it_ends_and_ack_stops_them() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let (url, got) = receiver();
+    let (url, got) = support::alert_receiver();
     // Reminders every second; approvals never expire during the test.
     let config =
         format!("{BASE}renotify_interval_us = 1000000\n\n[notify]\nwebhook_url = \"{url}\"\n");

@@ -2,7 +2,8 @@
 //! the approvals waiting and when they expire; unanswered approvals escalating after `approval_expiry_us`; and the
 //! follow-up of every escalation that reached the notifiers — repeated every `renotify_interval_us` until someone
 //! acknowledges it (an `acknowledged` alert tells the receivers once), and a `resolved` alert when it closes,
-//! however it closes.
+//! however it closes. The alerts of one cycle are grouped ([`group_alerts`]): one event — an incident and the
+//! alerts its issues fired in that cycle — is one message listing them, instead of one message per alert.
 //!
 //! Who did what is the program's to record (its knowledge base keeps the operators' actions); the engine keeps only
 //! what changes its own decisions.
@@ -334,6 +335,13 @@ impl Engine {
         for id in gone {
             self.followups.remove(&id);
         }
+        self.remind(alerts);
+        *alerts = group_alerts(std::mem::take(alerts));
+    }
+
+    /// Adds a reminder for each followed-up incident nobody answered within `renotify_interval_us`.
+    fn remind(&mut self, alerts: &mut Vec<Alert>) {
+        let now = self.clock.now();
         let every = self.config.renotify_interval_us;
         if every == 0 {
             return;
@@ -407,6 +415,102 @@ impl Engine {
             }
         }
     }
+}
+
+/// Alerts of one group at most; more are counted in the message, not listed.
+pub const GROUP_LISTED_MAX: usize = 20;
+
+/// Groups one cycle's alerts into one message per event: the alerts of one incident, with those of no incident on
+/// one of its resources (a `data_at_risk` rule fired by its issue), become one alert led by the incident's own
+/// (its escalation or request for approval, else the worst) whose title lists every alert; alerts of no incident
+/// on one resource become one too. `acknowledged` and `resolved` alerts stay as they are. The order of first
+/// appearance is kept.
+pub fn group_alerts(alerts: Vec<Alert>) -> Vec<Alert> {
+    let alone = |a: &Alert| matches!(a.rule.as_str(), "acknowledged" | "resolved");
+    // Which incident each resource belongs to this cycle.
+    let mut owner: BTreeMap<&str, u64> = BTreeMap::new();
+    for a in alerts.iter().filter(|a| !alone(a)) {
+        if let Some(id) = a.incident_id {
+            owner.entry(a.resource.as_str()).or_insert(id);
+        }
+    }
+    let group_of = |a: &Alert| -> Option<String> {
+        if alone(a) {
+            return None;
+        }
+        Some(
+            match a
+                .incident_id
+                .or_else(|| owner.get(a.resource.as_str()).copied())
+            {
+                Some(id) => format!("incident:{id}"),
+                None => format!("resource:{}", a.resource),
+            },
+        )
+    };
+    let mut order: Vec<(Option<String>, Vec<Alert>)> = Vec::new();
+    for a in alerts.iter() {
+        let g = group_of(a);
+        match order.iter_mut().find(|(k, _)| g.is_some() && *k == g) {
+            Some((_, members)) => members.push(a.clone()),
+            None => order.push((g, vec![a.clone()])),
+        }
+    }
+    order
+        .into_iter()
+        .map(|(_, members)| merge(members))
+        .collect()
+}
+
+/// One alert for a group: its lead with the worst severity, and a title listing every member.
+fn merge(mut members: Vec<Alert>) -> Alert {
+    if members.len() == 1 {
+        return members.remove(0);
+    }
+    let lead = members
+        .iter()
+        .position(|a| {
+            a.incident_id.is_some() && matches!(a.rule.as_str(), "escalation" | "approval_required")
+        })
+        .or_else(|| {
+            members
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, a)| a.severity)
+                .map(|(i, _)| i)
+        })
+        .unwrap_or(0);
+    let mut out = members[lead].clone();
+    out.severity = members
+        .iter()
+        .map(|a| a.severity)
+        .min()
+        .unwrap_or(out.severity);
+    out.level = members.iter().map(|a| a.level).max().unwrap_or(out.level);
+    out.incident_id = members.iter().find_map(|a| a.incident_id);
+    if out.report.is_none() {
+        out.report = members.iter().find_map(|a| a.report.clone());
+    }
+    let listed: Vec<String> = members
+        .iter()
+        .take(GROUP_LISTED_MAX)
+        .map(|a| format!("[{}] {}", a.rule, a.title))
+        .collect();
+    let more = members.len().saturating_sub(GROUP_LISTED_MAX);
+    let what = out
+        .incident_id
+        .map_or_else(|| out.resource.clone(), |id| format!("incident {id}"));
+    out.title = format!(
+        "{} alerts for {what}: {}{}",
+        members.len(),
+        listed.join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    );
+    out
 }
 
 /// A serde enum's wire name (`auto_repaired`).
@@ -638,6 +742,66 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn alert(rule: &str, incident: Option<u64>, resource: &str, severity: Severity) -> Alert {
+        Alert {
+            key: format!("{rule}:{resource}"),
+            rule: rule.into(),
+            level: EscalationLevel::Watch,
+            severity,
+            title: format!("{rule} on {resource}"),
+            resource: resource.into(),
+            code: "c".into(),
+            incident_id: incident,
+            at: 1,
+            report: None,
+        }
+    }
+
+    #[test]
+    fn one_event_is_one_message_listing_its_alerts() {
+        let grouped = group_alerts(vec![
+            alert("data_at_risk", None, "wal/1.seg", Severity::Sev0),
+            alert("escalation", Some(7), "wal/1.seg", Severity::Sev1),
+            alert("repeated_serious_issue", None, "wal/1.seg", Severity::Sev1),
+            alert("data_at_risk", None, "snap/2.snap", Severity::Sev0),
+            alert("resolved", Some(7), "wal/1.seg", Severity::Sev1),
+            alert("escalation", Some(8), "index", Severity::Sev2),
+        ]);
+        let rules: Vec<(&str, Option<u64>)> = grouped
+            .iter()
+            .map(|a| (a.rule.as_str(), a.incident_id))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("escalation", Some(7)),
+                ("data_at_risk", None),
+                ("resolved", Some(7)),
+                ("escalation", Some(8)),
+            ]
+        );
+        let event = &grouped[0];
+        assert_eq!(event.severity, Severity::Sev0, "the worst of the event");
+        assert_eq!(event.key, "escalation:wal/1.seg");
+        assert_eq!(
+            event.title,
+            "3 alerts for incident 7: [data_at_risk] data_at_risk on wal/1.seg; [escalation] escalation on \
+             wal/1.seg; [repeated_serious_issue] repeated_serious_issue on wal/1.seg"
+        );
+        assert_eq!(grouped[3].title, "escalation on index", "alone: untouched");
+        let many = group_alerts(
+            (0..30)
+                .map(|_| alert("data_at_risk", None, "wal/1.seg", Severity::Sev0))
+                .collect(),
+        );
+        assert_eq!(many.len(), 1);
+        assert!(
+            many[0].title.ends_with("; and 10 more"),
+            "{}",
+            many[0].title
+        );
     }
 
     #[test]

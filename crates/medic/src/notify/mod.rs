@@ -10,11 +10,14 @@
 //! `WEBHOOK_BACKOFF_FIRST_MS`; another answer is final. A full queue refuses the alert with an error naming the limit
 //! (the engine counts it in `notify_failures`); a failed delivery is logged with the alert's key and the reason.
 
+pub mod email;
 pub mod file;
 pub mod payload;
+pub mod route;
 
 pub use file::FileNotifier;
 pub use payload::WebhookFormat;
+pub use route::{EscalationConfig, Router};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +46,29 @@ pub struct WebhookOptions {
     pub routing_key: Option<String>,
     /// Retries of a POST that failed to connect or got a 429 or 5xx.
     pub retries: u32,
+}
+
+/// A webhook notifier posting to `url` as `options` say, its CAs read from the file of `ca` (the key that names it,
+/// and its path) when one is given; an error names the URL, the key and the file.
+pub fn webhook(
+    url: &str,
+    ca: Option<(&str, &std::path::Path)>,
+    mut options: WebhookOptions,
+) -> anyhow::Result<WebhookNotifier> {
+    use anyhow::Context as _;
+    if let Some((key, path)) = ca {
+        options.ca_pem = Some(
+            std::fs::read(path)
+                .with_context(|| format!("{key}: cannot read {}", path.display()))?,
+        );
+    }
+    WebhookNotifier::new(url, options).with_context(|| match ca {
+        Some((key, path)) => format!(
+            "starting the webhook notifier for {url} ({key} {})",
+            path.display()
+        ),
+        None => format!("starting the webhook notifier for {url}"),
+    })
 }
 
 /// Writes every alert to the log (stderr), as a warning.

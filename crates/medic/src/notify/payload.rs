@@ -30,7 +30,8 @@ pub fn body(format: WebhookFormat, alert: &Alert, routing_key: Option<&str>) -> 
     }
 }
 
-fn severity_label(s: Severity) -> &'static str {
+/// `SEV0`..`SEV3`.
+pub fn severity_label(s: Severity) -> &'static str {
     match s {
         Severity::Sev0 => "SEV0",
         Severity::Sev1 => "SEV1",

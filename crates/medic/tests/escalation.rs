@@ -1,0 +1,213 @@
+//! Escalation policies through the real `medic serve`, with two local HTTP receivers as two levels: a SEV0 loss
+//! (the open WAL segment and its mirror damaged alike) is notified to level 1 at once, as one message listing the
+//! event's alerts; reminded until `medic ack`; stepped up to level 2 when nobody acknowledges within level 1's
+//! delay; `medic ack` stops the reminders, and the `resolved` notification reaches both levels. A policy naming an
+//! unknown receiver is refused, naming the key.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Daemon, alert_receiver, wait_for};
+
+/// `medic ARGS --data DATA`: exit code, stdout, stderr.
+fn medic(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .env_remove("MEDIC_TOKEN")
+        .env_remove("MEDIC_SERVER")
+        .env_remove("MEDIC_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn start(data: &Path, logs: &Path, config: &str) -> Daemon {
+    let path = logs.join("medic.toml");
+    std::fs::write(&path, config).unwrap();
+    Daemon::start_with(
+        data,
+        logs,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    )
+}
+
+/// The same bytes flipped in every WAL file of at least 600 bytes (the open segment and its mirror): the
+/// acknowledged records there are gone from every copy.
+fn damage_every_copy(data: &Path) {
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(data.join("wal")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        if bytes.len() < 600 {
+            continue;
+        }
+        for b in &mut bytes[300..340] {
+            *b ^= 0xff;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        damaged += 1;
+    }
+    assert!(damaged >= 1, "no WAL file to damage");
+}
+
+/// The alerts `got` holds about incident `id`, as (rule, title).
+fn about(got: &Mutex<Vec<Value>>, id: u64) -> Vec<(String, String)> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a["incident_id"] == id)
+        .map(|a| {
+            (
+                a["rule"].as_str().unwrap_or("").to_string(),
+                a["title"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn count(got: &Mutex<Vec<Value>>, id: u64, rule: &str) -> usize {
+    about(got, id).iter().filter(|(r, _)| r == rule).count()
+}
+
+#[test]
+fn a_sev0_escalation_climbs_the_levels_until_acknowledged_and_its_resolution_reaches_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (first_url, first) = alert_receiver();
+    let (second_url, second) = alert_receiver();
+    // Reminders every second; level 2 is called when level 1 has not acknowledged within 4 s.
+    let config = format!(
+        "[checks]\nshallow_interval_ms = 200\n\n[engine]\nrenotify_interval_us = \"1s\"\n\n\
+         [[escalation.receivers]]\nname = \"first-line\"\nkind = \"webhook\"\nurl = \"{first_url}\"\n\n\
+         [[escalation.receivers]]\nname = \"second-line\"\nkind = \"webhook\"\nurl = \"{second_url}\"\n\n\
+         [[escalation.policies]]\nname = \"data\"\nseverity_max = \"Sev0\"\n\n\
+         [[escalation.policies.levels]]\ndelay_ms = \"4s\"\nreceivers = [\"first-line\"]\n\n\
+         [[escalation.policies.levels]]\ndelay_ms = \"1m\"\nreceivers = [\"second-line\"]\n"
+    );
+    let d = start(&data, tmp.path(), &config);
+    for i in 0..40 {
+        let (s, _) = d.json("PUT", &format!("/v1/docs/doc-{i}"), Some(&support::doc(i)));
+        assert_eq!(s, 200);
+    }
+    d.stop();
+    damage_every_copy(&data);
+
+    let d = start(&data, tmp.path(), &config);
+    let t0 = Instant::now();
+    // Level 1 hears of the SEV0 at once, in one message for the event.
+    let escalation = wait_for("level 1 notified", Duration::from_secs(30), || {
+        first
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == "escalation")
+            .cloned()
+    });
+    let id = escalation["incident_id"].as_u64().unwrap();
+    assert_eq!(escalation["severity"], "Sev0", "{escalation}");
+    wait_for("a reminder to level 1", Duration::from_secs(20), || {
+        (count(&first, id, "escalation_repeat") >= 1).then_some(())
+    });
+    // The event — the loss's escalation and the rules its issues fired — was one message, listing them.
+    let before_reminder: Vec<Value> = {
+        let got = first.lock().unwrap();
+        let n = got
+            .iter()
+            .position(|a| a["rule"] == "escalation_repeat")
+            .unwrap();
+        got[..n].to_vec()
+    };
+    assert_eq!(before_reminder.len(), 1, "{before_reminder:#?}");
+    let title = escalation["title"].as_str().unwrap();
+    assert!(
+        title.starts_with(&format!("3 alerts for incident {id}: "))
+            && title.contains("[data_at_risk]")
+            && title.contains("[escalation] acknowledged_data_lost"),
+        "{title}"
+    );
+    if t0.elapsed() < Duration::from_secs(3) {
+        assert!(
+            about(&second, id).is_empty(),
+            "level 2 called before level 1's delay: {:?}",
+            about(&second, id)
+        );
+    }
+    // Nobody acknowledged within 4 s: level 2 is called, and reminded too.
+    let step = wait_for("level 2 notified", Duration::from_secs(20), || {
+        about(&second, id)
+            .into_iter()
+            .find(|(r, _)| r == "escalation_step")
+    });
+    assert!(t0.elapsed() >= Duration::from_secs(4), "{:?}", t0.elapsed());
+    assert!(
+        step.1.contains("level 2 of policy data") && step.1.contains(&format!("medic ack {id}")),
+        "{step:?}"
+    );
+    wait_for("a reminder to level 2", Duration::from_secs(20), || {
+        (count(&second, id, "escalation_repeat") >= 1).then_some(())
+    });
+
+    // `medic ack` stops the reminders at both levels; both hear of the acknowledgement once.
+    let (code, _, err) = medic(&data, &["ack", &id.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    wait_for(
+        "the acknowledgement at both",
+        Duration::from_secs(10),
+        || {
+            (count(&first, id, "acknowledged") == 1 && count(&second, id, "acknowledged") == 1)
+                .then_some(())
+        },
+    );
+    let (n1, n2) = (about(&first, id).len(), about(&second, id).len());
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(about(&first, id).len(), n1, "{:?}", about(&first, id));
+    assert_eq!(about(&second, id).len(), n2, "{:?}", about(&second, id));
+
+    // Resolved: every receiver that was notified hears of it.
+    let (code, _, err) = medic(&data, &["resolve", &id.to_string(), "--note", "restored"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for("resolved at both levels", Duration::from_secs(20), || {
+        (count(&first, id, "resolved") == 1 && count(&second, id, "resolved") == 1).then_some(())
+    });
+    d.stop();
+}
+
+#[test]
+fn a_level_naming_an_unknown_receiver_is_refused_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("medic.toml");
+    std::fs::write(
+        &path,
+        "[[escalation.receivers]]\nname = \"a\"\nkind = \"file\"\npath = \"/tmp/a.jsonl\"\n\n\
+         [[escalation.policies]]\nname = \"p\"\n\n\
+         [[escalation.policies.levels]]\ndelay_ms = \"5m\"\nreceivers = [\"a\"]\n\n\
+         [[escalation.policies.levels]]\ndelay_ms = \"5m\"\nreceivers = [\"a\", \"x\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["config", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("escalation.policies[0].levels[1].receivers: unknown receiver \"x\""),
+        "{err}"
+    );
+}
