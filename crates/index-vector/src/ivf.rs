@@ -277,11 +277,11 @@ impl Ivf {
     }
 
     fn n_lists(&self) -> usize {
-        if self.flat.dim == 0 {
-            0
-        } else {
-            self.model.centroids.len() / self.flat.dim
-        }
+        self.model
+            .centroids
+            .len()
+            .checked_div(self.flat.dim)
+            .unwrap_or(0)
     }
 
     fn training_need(&self) -> usize {
