@@ -31,13 +31,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use store::codec::Document;
-use store::derived::{Agreement, Change, DerivedError, DerivedIndex, Truth, index_dir_rel};
-use store::io::{self, IoFaults};
+use store::derived::{Agreement, Change, DerivedError, DerivedIndex, Truth};
+use store::io::IoFaults;
 
 use crate::distance::{Metric, dot};
-use crate::file::{self, FileError, Format, Reader};
+use crate::file::{self, FileError, Format, Reader, Section};
 use crate::hnsw::{Hit, OpenError, OpenReport, SearchError, versions_agree};
 use crate::params::{DIM_MAX, K_MAX, NODES_MAX};
+use crate::stored::IndexFile;
 
 /// The index's name: its directory is `idx/<collection>/flat/`.
 pub const NAME: &str = "flat";
@@ -75,33 +76,45 @@ const FLAT: Format = Format {
     name: section_name,
 };
 
-/// The matrix and what describes each slot.
+/// The matrix and what describes each slot (shared with the IVF index, which keeps its vectors the same way).
 #[derive(Clone, Debug, Default)]
-struct Flat {
-    metric: Metric,
+pub(crate) struct Flat {
+    pub(crate) metric: Metric,
     /// 0 until the first vector.
-    dim: usize,
-    vectors: Vec<f32>,
-    ids: Vec<Arc<str>>,
-    lsns: Vec<u64>,
-    dead: Vec<bool>,
-    n_dead: usize,
-    by_id: HashMap<Arc<str>, u32>,
-    unindexed: HashMap<Arc<str>, u64>,
-    applied_lsn: u64,
-    rebuilt_lsn: u64,
+    pub(crate) dim: usize,
+    pub(crate) vectors: Vec<f32>,
+    pub(crate) ids: Vec<Arc<str>>,
+    pub(crate) lsns: Vec<u64>,
+    pub(crate) dead: Vec<bool>,
+    pub(crate) n_dead: usize,
+    pub(crate) by_id: HashMap<Arc<str>, u32>,
+    pub(crate) unindexed: HashMap<Arc<str>, u64>,
+    pub(crate) applied_lsn: u64,
+    pub(crate) rebuilt_lsn: u64,
 }
 
 impl Flat {
-    fn new(metric: Metric) -> Flat {
+    pub(crate) fn new(metric: Metric) -> Flat {
         Flat {
             metric,
             ..Flat::default()
         }
     }
 
-    fn n_slots(&self) -> usize {
+    pub(crate) fn n_slots(&self) -> usize {
         self.ids.len()
+    }
+
+    pub(crate) fn vector(&self, s: u32) -> &[f32] {
+        let a = s as usize * self.dim;
+        &self.vectors[a..a + self.dim]
+    }
+
+    /// Live slots, in slot order.
+    pub(crate) fn live_slots(&self) -> Vec<u32> {
+        (0..self.n_slots() as u32)
+            .filter(|&s| !self.dead[s as usize])
+            .collect()
     }
 
     fn remove(&mut self, id: &str) {
@@ -113,7 +126,12 @@ impl Flat {
     }
 
     /// Applies one document's change; `Err(reason)` when its vector was refused (recorded without one).
-    fn apply_one(&mut self, id: &Arc<str>, lsn: u64, doc: Option<&Document>) -> Result<(), String> {
+    pub(crate) fn apply_one(
+        &mut self,
+        id: &Arc<str>,
+        lsn: u64,
+        doc: Option<&Document>,
+    ) -> Result<(), String> {
         self.remove(id);
         let Some(doc) = doc else { return Ok(()) };
         let Some(v) = &doc.vector else {
@@ -142,10 +160,16 @@ impl Flat {
         }
     }
 
-    /// Drops the tombstones when they outnumber the live slots.
-    fn compact_if_due(&mut self) {
-        if self.n_dead < COMPACT_DEAD_MIN || self.n_dead <= self.by_id.len() {
-            return;
+    /// Whether the tombstones outnumber the live slots (and are at least [`COMPACT_DEAD_MIN`]).
+    pub(crate) fn compaction_due(&self) -> bool {
+        self.n_dead >= COMPACT_DEAD_MIN && self.n_dead > self.by_id.len()
+    }
+
+    /// Drops the tombstones when they outnumber the live slots; returns each kept slot's old slot (`None`: nothing
+    /// done).
+    pub(crate) fn compact_if_due(&mut self) -> Option<Vec<u32>> {
+        if !self.compaction_due() {
+            return None;
         }
         let mut out = Flat {
             metric: self.metric,
@@ -155,19 +179,100 @@ impl Flat {
             rebuilt_lsn: self.rebuilt_lsn,
             ..Flat::default()
         };
-        for s in 0..self.n_slots() {
-            if self.dead[s] {
-                continue;
-            }
+        let kept = self.live_slots();
+        for &s in &kept {
             let slot = out.n_slots() as u32;
-            out.vectors
-                .extend_from_slice(&self.vectors[s * self.dim..(s + 1) * self.dim]);
-            out.ids.push(self.ids[s].clone());
-            out.lsns.push(self.lsns[s]);
+            out.vectors.extend_from_slice(self.vector(s));
+            out.ids.push(self.ids[s as usize].clone());
+            out.lsns.push(self.lsns[s as usize]);
             out.dead.push(false);
-            out.by_id.insert(self.ids[s].clone(), slot);
+            out.by_id.insert(self.ids[s as usize].clone(), slot);
         }
         *self = out;
+        Some(kept)
+    }
+
+    /// Applies `changes` of `collection` (those at or below the applied LSN skipped); returns the refused ones
+    /// (id, LSN, why).
+    pub(crate) fn apply_changes(
+        &mut self,
+        collection: &str,
+        changes: &[Change],
+    ) -> Vec<(String, u64, String)> {
+        let mut refused = Vec::new();
+        for ch in changes {
+            // Already applied (a replay from an older LSN): skipped, so applying is idempotent.
+            if ch.lsn <= self.applied_lsn {
+                continue;
+            }
+            if *ch.collection != *collection {
+                refused.push((
+                    ch.id.to_string(),
+                    ch.lsn,
+                    format!(
+                        "change of collection {:?}, this index is {collection:?}'s",
+                        ch.collection
+                    ),
+                ));
+            } else if let Err(reason) = self.apply_one(&ch.id, ch.lsn, ch.doc.as_deref()) {
+                refused.push((ch.id.to_string(), ch.lsn, reason));
+            }
+            self.applied_lsn = ch.lsn;
+        }
+        refused
+    }
+
+    /// Every document of `docs` indexed at `lsn` (a rebuild).
+    pub(crate) fn rebuilt(
+        metric: Metric,
+        docs: &mut dyn Iterator<Item = (Arc<str>, Arc<Document>)>,
+        lsn: u64,
+    ) -> Flat {
+        let mut f = Flat::new(metric);
+        for (id, doc) in docs {
+            // A refused vector is recorded without one (as in apply); the rebuild itself goes on.
+            let _refused = f.apply_one(&id, lsn, Some(&doc));
+        }
+        f.applied_lsn = lsn;
+        f.rebuilt_lsn = lsn;
+        f
+    }
+
+    /// The documents held against `truth` (count at the same LSN, sampled versions), with the file's `damage`.
+    pub(crate) fn agreement(&self, truth: &Truth, damage: Vec<String>) -> Agreement {
+        let count = (self.by_id.len() + self.unindexed.len()) as u64;
+        let mut disagreements = Vec::new();
+        if self.applied_lsn == truth.lsn && count != truth.count {
+            disagreements.push(format!(
+                "count: table has {} documents at LSN {}, index {count}",
+                truth.count, truth.lsn
+            ));
+        }
+        let mut wrong = 0usize;
+        for (id, vt) in &truth.sample {
+            let vi = self
+                .by_id
+                .get(id.as_str())
+                .map(|&s| self.lsns[s as usize])
+                .or_else(|| self.unindexed.get(id.as_str()).copied());
+            if !versions_agree(vi, self.applied_lsn, self.rebuilt_lsn, *vt, truth.lsn) {
+                wrong += 1;
+                if disagreements.len() < DISAGREEMENTS_MAX {
+                    disagreements.push(format!(
+                        "id {id:?}: table has version {vt:?} at LSN {}, index {vi:?} at LSN {}",
+                        truth.lsn, self.applied_lsn
+                    ));
+                }
+            }
+        }
+        if wrong > 0 && disagreements.len() >= DISAGREEMENTS_MAX {
+            disagreements.push(format!("{wrong} sampled ids disagree in all"));
+        }
+        Agreement {
+            count,
+            disagreements,
+            damage,
+        }
     }
 
     /// The exact `k` nearest live slots to the prepared `q`: `(distance, slot)`, nearest first, ties by id.
@@ -219,30 +324,37 @@ impl Flat {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let n = self.n_slots();
-        let mut out = Vec::with_capacity(64 + self.vectors.len() * 4 + n * 40);
+        let mut out = Vec::with_capacity(64 + self.vectors.len() * 4 + self.n_slots() * 40);
         file::header(&mut out, &FLAT);
-        file::section(&mut out, META, |b| {
+        self.encode_sections(&mut out);
+        file::end_section(&mut out, &FLAT);
+        out
+    }
+
+    /// Sections 1 (meta) to 5 (unindexed), shared by `flat.bin` and `ivf.bin`.
+    pub(crate) fn encode_sections(&self, out: &mut Vec<u8>) {
+        let n = self.n_slots();
+        file::section(out, META, |b| {
             b.extend_from_slice(&self.applied_lsn.to_le_bytes());
             b.extend_from_slice(&self.rebuilt_lsn.to_le_bytes());
-            b.push(metric_code(self.metric));
+            b.push(self.metric.code());
             b.extend_from_slice(&(self.dim as u32).to_le_bytes());
             b.extend_from_slice(&(n as u32).to_le_bytes());
         });
-        file::section(&mut out, IDS, |b| {
+        file::section(out, IDS, |b| {
             for (id, lsn) in self.ids.iter().zip(&self.lsns) {
                 put_id(b, id, *lsn);
             }
         });
-        file::section(&mut out, VECTORS, |b| {
+        file::section(out, VECTORS, |b| {
             for x in &self.vectors {
                 b.extend_from_slice(&x.to_le_bytes());
             }
         });
-        file::section(&mut out, TOMBSTONES, |b| {
+        file::section(out, TOMBSTONES, |b| {
             b.extend(self.dead.iter().map(|d| u8::from(*d)));
         });
-        file::section(&mut out, UNINDEXED, |b| {
+        file::section(out, UNINDEXED, |b| {
             let mut docs: Vec<(&Arc<str>, &u64)> = self.unindexed.iter().collect();
             docs.sort();
             b.extend_from_slice(&(docs.len() as u32).to_le_bytes());
@@ -250,12 +362,14 @@ impl Flat {
                 put_id(b, id, *lsn);
             }
         });
-        file::end_section(&mut out, &FLAT);
-        out
     }
 
     fn decode(bytes: &[u8], metric: Metric) -> Result<Flat, FileError> {
-        let s = file::sections_of(bytes, &FLAT)?;
+        Flat::decode_sections(&file::sections_of(bytes, &FLAT)?, metric)
+    }
+
+    /// A matrix from verified sections 1 to 5 (see [`Flat::encode_sections`]).
+    pub(crate) fn decode_sections(s: &[Section<'_>], metric: Metric) -> Result<Flat, FileError> {
         let payload = |kind: u32| s[(kind - 1) as usize];
         let (_, at, meta) = payload(META);
         let mut r = Reader::new(meta, at);
@@ -265,7 +379,7 @@ impl Flat {
         let dim = r.u32()? as usize;
         let n = r.u32()? as usize;
         r.done("meta")?;
-        if code != metric_code(metric) {
+        if code != metric.code() {
             return file::err(
                 at,
                 format!(
@@ -336,14 +450,6 @@ impl Flat {
     }
 }
 
-fn metric_code(m: Metric) -> u8 {
-    match m {
-        Metric::Cosine => 1,
-        Metric::Dot => 2,
-        Metric::L2 => 3,
-    }
-}
-
 fn put_id(b: &mut Vec<u8>, id: &str, lsn: u64) {
     b.extend_from_slice(&lsn.to_le_bytes());
     b.extend_from_slice(&(id.len() as u32).to_le_bytes());
@@ -357,20 +463,40 @@ fn verify(bytes: &[u8]) -> Result<u64, FileError> {
     Reader::new(meta, at).u64()
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The error of the changes an index refused (the first named, the rest counted), if any.
+pub(crate) fn refused_error(
+    index: &str,
+    mut refused: Vec<(String, u64, String)>,
+) -> Result<(), DerivedError> {
+    match refused.len() {
+        0 => Ok(()),
+        n => {
+            let (id, lsn, mut reason) = refused.swap_remove(0);
+            if n > 1 {
+                reason.push_str(&format!(" (and {} more documents refused)", n - 1));
+            }
+            Err(DerivedError::Refused {
+                index: index.into(),
+                id,
+                lsn,
+                reason,
+            })
+        }
+    }
 }
 
 /// One collection's exact vector index. See the module doc.
 pub struct FlatIndex {
     collection: String,
-    dir: PathBuf,
-    faults: Arc<IoFaults>,
+    file: IndexFile,
     metric: Metric,
     inner: RwLock<Flat>,
     writer: Mutex<()>,
     applied: AtomicU64,
-    persisted: AtomicU64,
     opened: OpenReport,
 }
 
@@ -378,7 +504,7 @@ impl std::fmt::Debug for FlatIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlatIndex")
             .field("collection", &self.collection)
-            .field("dir", &self.dir)
+            .field("file", &self.file.path())
             .field("applied", &self.applied.load(Ordering::Acquire))
             .finish_non_exhaustive()
     }
@@ -394,53 +520,20 @@ impl FlatIndex {
         metric: Metric,
         faults: Arc<IoFaults>,
     ) -> Result<FlatIndex, OpenError> {
-        if collection.is_empty()
-            || collection.len() > 255
-            || collection.contains(['/', '\\', '\0'])
-            || collection == "."
-            || collection == ".."
-        {
-            return Err(OpenError::Collection(collection.to_string()));
-        }
-        let dir = data_dir.join(index_dir_rel(collection, NAME));
-        let path = dir.join(FILE_NAME);
-        let (flat, reason) = match io::read_file(&faults, &path) {
-            Ok(bytes) => match Flat::decode(&bytes, metric) {
-                Ok(f) => (f, None),
-                Err(e) => (
-                    Flat::new(metric),
-                    Some(format!("{}: damaged: {e}", path.display())),
-                ),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
-                Flat::new(metric),
-                Some(format!("{}: no index file", path.display())),
-            ),
-            Err(e) => (
-                Flat::new(metric),
-                Some(format!(
-                    "{}: cannot read: {}",
-                    path.display(),
-                    io::reason(&e)
-                )),
-            ),
+        let file = IndexFile::new(data_dir, collection, NAME, FILE_NAME, faults)?;
+        let (flat, reason) = match file.load(|b| Flat::decode(b, metric)) {
+            Ok(f) => (f, None),
+            Err(why) => (Flat::new(metric), Some(why)),
         };
         let applied = flat.applied_lsn;
         Ok(FlatIndex {
             collection: collection.to_string(),
-            opened: OpenReport {
-                path,
-                loaded: reason.is_none(),
-                reason,
-                applied_lsn: applied,
-            },
-            dir,
-            faults,
+            opened: file.opened(reason, applied),
+            file,
             metric,
             inner: RwLock::new(flat),
             writer: Mutex::new(()),
             applied: AtomicU64::new(applied),
-            persisted: AtomicU64::new(applied),
         })
     }
 
@@ -451,7 +544,7 @@ impl FlatIndex {
 
     /// The index file's path.
     pub fn file_path(&self) -> PathBuf {
-        self.dir.join(FILE_NAME)
+        self.file.path().to_path_buf()
     }
 
     /// The metric.
@@ -504,64 +597,10 @@ impl FlatIndex {
     }
 
     fn persist_locked(&self) -> Result<u64, DerivedError> {
-        let path = self.file_path();
-        let applied = self.applied.load(Ordering::Acquire);
-        let persisted = self.persisted.load(Ordering::Acquire);
-        let exists = path.is_file();
-        if persisted > 0 && !exists {
-            return Err(DerivedError::Damaged {
-                index: NAME.into(),
-                reason: format!("{} was removed (persisted LSN {persisted})", path.display()),
-            });
-        }
-        if applied == persisted && exists {
-            return Ok(applied);
-        }
-        let (bytes, lsn) = {
+        self.file.persist(self.applied.load(Ordering::Acquire), || {
             let f = self.read();
             (f.encode(), f.applied_lsn)
-        };
-        let io_err = |context: &str, source| DerivedError::Io {
-            index: NAME.into(),
-            context: format!("{context} {}", path.display()),
-            source,
-        };
-        std::fs::create_dir_all(&self.dir).map_err(|e| io_err("creating the directory of", e))?;
-        io::write_file_atomic(&self.faults, &path, &bytes).map_err(|e| io_err("writing", e))?;
-        self.persisted.store(lsn, Ordering::Release);
-        Ok(lsn)
-    }
-
-    /// The file's damage, if any (missing after a persist, checksums, lengths, another LSN than persisted).
-    fn file_damage(&self) -> Vec<String> {
-        let path = self.file_path();
-        let persisted = self.persisted.load(Ordering::Acquire);
-        match io::read_file(&self.faults, &path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if persisted > 0 {
-                    vec![format!(
-                        "{}: missing (persisted LSN {persisted})",
-                        path.display()
-                    )]
-                } else {
-                    Vec::new()
-                }
-            }
-            Err(e) if io::is_resource(&e) => Vec::new(),
-            Err(e) => vec![format!(
-                "{}: cannot read: {}",
-                path.display(),
-                io::reason(&e)
-            )],
-            Ok(bytes) => match verify(&bytes) {
-                Err(e) => vec![format!("{}: {e}", path.display())],
-                Ok(lsn) if lsn != persisted => vec![format!(
-                    "{}: holds LSN {lsn}, the index persisted {persisted}",
-                    path.display()
-                )],
-                Ok(_) => Vec::new(),
-            },
-        }
+        })
     }
 }
 
@@ -579,50 +618,17 @@ impl DerivedIndex for FlatIndex {
     }
 
     fn persisted_lsn(&self) -> u64 {
-        self.persisted.load(Ordering::Acquire)
+        self.file.persisted()
     }
 
     fn apply(&self, changes: &[Change]) -> Result<(), DerivedError> {
         let _w = lock(&self.writer);
-        let mut refused: Vec<(String, u64, String)> = Vec::new();
         let mut f = self.write();
-        for ch in changes {
-            // Already applied (a replay from an older LSN): skipped, so applying is idempotent.
-            if ch.lsn <= f.applied_lsn {
-                continue;
-            }
-            if *ch.collection != *self.collection {
-                refused.push((
-                    ch.id.to_string(),
-                    ch.lsn,
-                    format!(
-                        "change of collection {:?}, this index is {:?}'s",
-                        ch.collection, self.collection
-                    ),
-                ));
-            } else if let Err(reason) = f.apply_one(&ch.id, ch.lsn, ch.doc.as_deref()) {
-                refused.push((ch.id.to_string(), ch.lsn, reason));
-            }
-            f.applied_lsn = ch.lsn;
-        }
+        let refused = f.apply_changes(&self.collection, changes);
         f.compact_if_due();
         self.applied.store(f.applied_lsn, Ordering::Release);
         drop(f);
-        match refused.len() {
-            0 => Ok(()),
-            n => {
-                let (id, lsn, mut reason) = refused.swap_remove(0);
-                if n > 1 {
-                    reason.push_str(&format!(" (and {} more documents refused)", n - 1));
-                }
-                Err(DerivedError::Refused {
-                    index: NAME.into(),
-                    id,
-                    lsn,
-                    reason,
-                })
-            }
-        }
+        refused_error(NAME, refused)
     }
 
     fn persist(&self) -> Result<u64, DerivedError> {
@@ -632,41 +638,8 @@ impl DerivedIndex for FlatIndex {
 
     fn check(&self, truth: &Truth) -> Result<Agreement, DerivedError> {
         let _w = lock(&self.writer);
-        let damage = self.file_damage();
-        let f = self.read();
-        let count = (f.by_id.len() + f.unindexed.len()) as u64;
-        let mut disagreements = Vec::new();
-        if f.applied_lsn == truth.lsn && count != truth.count {
-            disagreements.push(format!(
-                "count: table has {} documents at LSN {}, index {count}",
-                truth.count, truth.lsn
-            ));
-        }
-        let mut wrong = 0usize;
-        for (id, vt) in &truth.sample {
-            let vi = f
-                .by_id
-                .get(id.as_str())
-                .map(|&s| f.lsns[s as usize])
-                .or_else(|| f.unindexed.get(id.as_str()).copied());
-            if !versions_agree(vi, f.applied_lsn, f.rebuilt_lsn, *vt, truth.lsn) {
-                wrong += 1;
-                if disagreements.len() < DISAGREEMENTS_MAX {
-                    disagreements.push(format!(
-                        "id {id:?}: table has version {vt:?} at LSN {}, index {vi:?} at LSN {}",
-                        truth.lsn, f.applied_lsn
-                    ));
-                }
-            }
-        }
-        if wrong > 0 && disagreements.len() >= DISAGREEMENTS_MAX {
-            disagreements.push(format!("{wrong} sampled ids disagree in all"));
-        }
-        Ok(Agreement {
-            count,
-            disagreements,
-            damage,
-        })
+        let damage = self.file.damage(verify);
+        Ok(self.read().agreement(truth, damage))
     }
 
     fn rebuild(
@@ -676,17 +649,10 @@ impl DerivedIndex for FlatIndex {
     ) -> Result<(), DerivedError> {
         let _w = lock(&self.writer);
         // Built beside the served one, swapped in whole.
-        let mut f = Flat::new(self.metric);
-        for (id, doc) in docs {
-            // A refused vector is recorded without one (as in apply); the rebuild itself goes on.
-            let _refused = f.apply_one(&id, lsn, Some(&doc));
-        }
-        f.applied_lsn = lsn;
-        f.rebuilt_lsn = lsn;
-        *self.write() = f;
+        *self.write() = Flat::rebuilt(self.metric, docs, lsn);
         self.applied.store(lsn, Ordering::Release);
         // Whatever was persisted before describes the old matrix.
-        self.persisted.store(0, Ordering::Release);
+        self.file.forget();
         self.persist_locked().map(|_| ())
     }
 }

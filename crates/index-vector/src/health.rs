@@ -18,6 +18,9 @@ use serde::Serialize;
 
 use crate::graph::{Graph, Visited};
 
+/// Structural problem of a vector index: the sampled recall@10 is below the configured floor.
+pub const RECALL_BELOW_FLOOR: &str = "recall_below_floor";
+
 /// What to measure beyond the structure.
 #[derive(Clone, Debug)]
 pub struct HealthOptions {
@@ -230,24 +233,39 @@ pub(crate) fn sampled_recall(
     opts: &HealthOptions,
     visited: &mut Visited,
 ) -> (Option<f64>, u64) {
-    const K: usize = 10;
     let live: Vec<u32> = (0..g.n_slots() as u32)
         .filter(|&s| !g.dead[s as usize])
         .collect();
-    let n = opts.recall_queries.min(live.len());
+    let ef = opts.ef.unwrap_or(g.params.ef_search);
+    sampled_recall_of(
+        &live,
+        opts.recall_queries,
+        opts.seed,
+        |s| g.exact(g.vector(s), 10, None),
+        |s| g.search(g.vector(s), 10, ef, visited, None),
+    )
+}
+
+/// Recall@10 over up to `queries` of the `live` slots drawn with `seed`, each slot's own vector the query: the
+/// fraction of `exact`'s hits `approx` found (see [`recall_hits`]), and the queries run. Shared by HNSW and IVF.
+pub(crate) fn sampled_recall_of(
+    live: &[u32],
+    queries: usize,
+    seed: u64,
+    mut exact: impl FnMut(u32) -> Vec<crate::graph::Near>,
+    mut approx: impl FnMut(u32) -> Vec<crate::graph::Near>,
+) -> (Option<f64>, u64) {
+    let n = queries.min(live.len());
     if n == 0 {
         return (None, 0);
     }
-    let ef = opts.ef.unwrap_or(g.params.ef_search);
-    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut found = 0usize;
     let mut wanted = 0usize;
     for i in sample(&mut rng, live.len(), n) {
-        let q = g.vector(live[i]).to_vec();
-        let exact = g.exact(&q, K, None);
-        let approx = g.search(&q, K, ef, visited, None);
-        found += recall_hits(&exact, &approx);
-        wanted += exact.len();
+        let e = exact(live[i]);
+        found += recall_hits(&e, &approx(live[i]));
+        wanted += e.len();
     }
     (Some(found as f64 / wanted.max(1) as f64), n as u64)
 }

@@ -30,7 +30,7 @@ use store::io::{self, IoFaults};
 use crate::distance::VectorError;
 use crate::file;
 use crate::graph::{Graph, Near, Visited};
-use crate::health::{self, HealthOptions, HnswHealth};
+use crate::health::{self, HealthOptions, HnswHealth, RECALL_BELOW_FLOOR};
 use crate::params::{EF_MAX, HnswParams, K_MAX, ParamsError};
 use crate::repair::{self, FaultReport, GraphFault, Relinked};
 
@@ -98,6 +98,9 @@ pub enum SearchError {
     /// `ef` out of range.
     #[error("ef = {ef} is outside 1..={max}")]
     Ef { ef: usize, max: usize },
+    /// `probes` out of range.
+    #[error("probes = {probes} is outside 1..={max}")]
+    Probes { probes: usize, max: usize },
 }
 
 /// What a repair did, measured before and after.
@@ -719,25 +722,26 @@ impl DerivedIndex for HnswIndex {
 
     fn structure(&self) -> Option<Structure> {
         let g = self.read();
-        let h = health::structure(&g);
+        let mut h = health::structure(&g);
+        let (recall, n) =
+            self.with_visited(|v| health::sampled_recall(&g, &HealthOptions::default(), v));
+        h.recall_at_10 = recall;
+        h.recall_queries = n;
         let settled = self.measured_lsn.swap(g.applied_lsn, Ordering::AcqRel) == g.applied_lsn;
-        Some(structure_of(
-            &h,
-            self.params.compact_tombstone_fraction,
-            settled,
-        ))
+        Some(structure_of(&h, &self.params, settled))
     }
 
     fn repair_structure(&self, code: &str) -> Result<String, DerivedError> {
         let report = match code {
             ENTRY_POINT | UNREACHABLE_NODES => self.repair_connectivity(RELINK_BUDGET),
             TOMBSTONES => self.compact(),
+            RECALL_BELOW_FLOOR => self.rebuild_graph(),
             other => {
                 return Err(DerivedError::Other {
                     index: NAME.into(),
                     reason: format!(
                         "no structural repair for {other:?} (known: {ENTRY_POINT}, {UNREACHABLE_NODES}, \
-                         {TOMBSTONES})"
+                         {TOMBSTONES}, {RECALL_BELOW_FLOOR})"
                     ),
                 });
             }
@@ -787,9 +791,10 @@ pub const UNREACHABLE_FRACTION_MAX: f64 = 0.01;
 /// where vectors are near-duplicates (the selection heuristic prunes links among them: 87% of 20,000 vectors
 /// `[i, 1, i % 3]` under cosine unreachable after plain inserts); judged while writes go on, every deep run would
 /// open an incident that the next writes reopen. Measured once the writes pause, a re-link holds until they resume.
-fn structure_of(h: &HnswHealth, compact_fraction: f64, settled: bool) -> Structure {
+fn structure_of(h: &HnswHealth, params: &HnswParams, settled: bool) -> Structure {
+    let compact_fraction = params.compact_tombstone_fraction;
     let mut s = Structure::default();
-    let figures = [
+    let mut figures = vec![
         ("nodes", h.nodes as f64),
         ("live", h.live as f64),
         ("tombstones", h.tombstones as f64),
@@ -802,6 +807,9 @@ fn structure_of(h: &HnswHealth, compact_fraction: f64, settled: bool) -> Structu
         ("memory_bytes", h.memory_bytes as f64),
         ("scan_ms", h.scan_ms),
     ];
+    if let Some(r) = h.recall_at_10 {
+        figures.push(("recall_at_10", r));
+    }
     s.figures = figures
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -828,6 +836,18 @@ fn structure_of(h: &HnswHealth, compact_fraction: f64, settled: bool) -> Structu
                 h.reachable_fraction,
                 1.0 - UNREACHABLE_FRACTION_MAX,
                 h.orphans
+            ),
+        });
+    }
+    if settled
+        && let Some(r) = h.recall_at_10
+        && r < params.recall_floor
+    {
+        s.problems.push(StructureProblem {
+            code: RECALL_BELOW_FLOOR.into(),
+            summary: format!(
+                "sampled recall@10 {r:.3} over {} queries is below the floor {:.3}: searches miss near vectors",
+                h.recall_queries, params.recall_floor
             ),
         });
     }

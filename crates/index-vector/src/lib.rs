@@ -17,6 +17,7 @@ mod ivf;
 mod params;
 mod repair;
 pub mod scan;
+mod stored;
 pub mod synth;
 
 pub use distance::{Metric, VectorError, dot, l2_squared};
@@ -26,12 +27,16 @@ pub use flat::{COMPACT_DEAD_MIN, FlatIndex};
 pub mod flat_names {
     pub use crate::flat::{FILE_NAME, NAME};
 }
-pub use health::{HealthOptions, HnswHealth, LevelCount};
+pub use health::{HealthOptions, HnswHealth, LevelCount, RECALL_BELOW_FLOOR};
 pub use hnsw::{
     APPLY_CHUNK, ENTRY_POINT, Hit, HnswIndex, NAME, OpenError, OpenReport, RELINK_BUDGET,
     RepairReport, SearchError, TOMBSTONES, UNREACHABLE_FRACTION_MAX, UNREACHABLE_NODES,
 };
-pub use ivf::{IvfHealth, IvfIndex, IvfParams};
+pub use ivf::{IvfHealth, IvfHits, IvfIndex, IvfParams, LISTS_MAX, RETRAIN, RETRAIN_RECALL_SLACK};
+/// The IVF index's name and file name.
+pub mod ivf_names {
+    pub use crate::ivf::{FILE_NAME, NAME};
+}
 pub use params::{
     DIM_MAX, EF_MAX, HnswParams, ID_BYTES_MAX, K_MAX, LEVEL_MAX, M_MAX, NODES_MAX, ParamsError,
 };

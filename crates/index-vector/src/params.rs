@@ -42,6 +42,8 @@ pub struct HnswParams {
     pub seed: u64,
     /// Tombstone fraction (of all nodes) above which compaction rebuilds the graph without them.
     pub compact_tombstone_fraction: f64,
+    /// Sampled recall@10 below which the graph is a problem (`recall_below_floor`, repaired by rebuilding it).
+    pub recall_floor: f64,
 }
 
 impl Default for HnswParams {
@@ -54,13 +56,14 @@ impl Default for HnswParams {
             ef_search: 64,
             seed: 0x6d65_6469_6368_6e73,
             compact_tombstone_fraction: 0.2,
+            recall_floor: 0.8,
         }
     }
 }
 
 /// A parameter outside its range.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("hnsw parameter {key} = {value} is outside {range}")]
+#[error("vector index parameter {key} = {value} is outside {range}")]
 pub struct ParamsError {
     /// The parameter's name.
     pub key: &'static str,
@@ -101,6 +104,9 @@ impl HnswParams {
         let f = self.compact_tombstone_fraction;
         if !(f.is_finite() && f > 0.0 && f <= 1.0) {
             return err("compact_tombstone_fraction", f.to_string(), "(0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.recall_floor) {
+            return err("recall_floor", self.recall_floor.to_string(), "[0, 1]");
         }
         Ok(())
     }

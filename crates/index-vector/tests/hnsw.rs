@@ -653,59 +653,6 @@ fn bad_queries_are_refused_with_a_reason() {
     );
 }
 
-#[test]
-fn ivf_refuses_to_train_on_too_few_points_and_probes_lists_once_trained() {
-    use index_vector::{IvfIndex, IvfParams};
-    let (data, queries) = Clustered::new(4_000, 16, 81).generate(50);
-    let ivf = IvfIndex::new(IvfParams {
-        metric: Metric::L2,
-        lists: 50,
-        probes: 5,
-        ..IvfParams::default()
-    });
-    for (i, v) in data[..1_000].iter().enumerate() {
-        ivf.upsert(&id(i), i as u64 + 1, v).unwrap();
-    }
-    // 1000 points for 50 lists: 20 per list, below 40: a flat scan, said so, exact answers.
-    let e = ivf.train().unwrap_err();
-    assert!(e.contains("needs 2000"), "{e}");
-    let h = ivf.health(20, 1);
-    assert!(
-        !h.trained && h.untrained_reason.is_some() && h.recall_at_10 == Some(1.0),
-        "{h:?}"
-    );
-    for (i, v) in data.iter().enumerate().skip(1_000) {
-        ivf.upsert(&id(i), i as u64 + 1, v).unwrap();
-    }
-    ivf.train().unwrap();
-    let h = ivf.health(50, 1);
-    assert!(h.trained && h.lists == 50 && h.live == 4_000, "{h:?}");
-    assert!(h.imbalance >= 1.0 && h.imbalance < 3.0, "{h:?}");
-    assert!(h.recall_at_10.unwrap() >= 0.9, "{h:?}");
-    assert_eq!(h.inserted_since_training, 0);
-    // Inserts after training go to their nearest list and count; deletes are never returned.
-    let (more, _) = Clustered::new(200, 16, 81).generate(0);
-    for (i, v) in more.iter().enumerate() {
-        ivf.upsert(&format!("late-{i}"), 10_000 + i as u64, v)
-            .unwrap();
-    }
-    ivf.remove(&id(0));
-    let h = ivf.health(0, 1);
-    assert_eq!((h.inserted_since_training, h.tombstones), (200, 1));
-    assert!(h.drift.unwrap() < 1.5, "{h:?}");
-    assert!(
-        ivf.search(&data[0], 10, None, None)
-            .unwrap()
-            .iter()
-            .all(|x| *x.id != id(0))
-    );
-    // All lists probed: exact.
-    let flat = ivf.search(&queries[0], 10, Some(50), None).unwrap();
-    let few = ivf.search(&queries[0], 10, Some(1), None).unwrap();
-    assert_eq!(flat.len(), 10);
-    assert!(recall(&flat, &few) <= 1.0);
-}
-
 /// Near-duplicate directions (`[i, 1, i % 3]` under cosine: for large `i` all nearly the same) are where re-linking
 /// one node evicts the link that kept another reachable. A rebuild re-links every node; it must end, and leave every
 /// live node reachable or reported.

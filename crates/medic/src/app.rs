@@ -108,8 +108,10 @@ pub struct CollectionIndexes {
     pub metric: store::collection::Metric,
     /// Exact vector search.
     pub flat: Option<Arc<index_vector::FlatIndex>>,
-    /// Approximate vector search.
+    /// Approximate vector search (a graph).
     pub hnsw: Option<Arc<index_vector::HnswIndex>>,
+    /// Approximate vector search (k-means lists); served instead of `hnsw` when the collection keeps it.
+    pub ivf: Option<Arc<index_vector::IvfIndex>>,
     /// Full-text search.
     pub text: Option<Arc<index_text::TextIndex>>,
 }
@@ -484,7 +486,7 @@ impl App {
         Ok(())
     }
 
-    /// Opens and attaches the indexes `c` keeps (`idx/<c>/{flat,hnsw,text}`), unless attached already.
+    /// Opens and attaches the indexes `c` keeps (`idx/<c>/{flat,hnsw,ivf,text}`), unless attached already.
     fn attach_collection(&self, c: &store::CollectionInfo) -> anyhow::Result<()> {
         use store::collection::IndexKind;
         let _g = self.attaching.lock().unwrap_or_else(|p| p.into_inner());
@@ -508,6 +510,7 @@ impl App {
         if c.settings.keeps(IndexKind::Hnsw) {
             let params = index_vector::HnswParams {
                 metric,
+                recall_floor: c.settings.recall_floor,
                 ..index_vector::HnswParams::default()
             };
             let hnsw = Arc::new(
@@ -516,6 +519,21 @@ impl App {
             );
             self.store.attach_derived(hnsw.clone())?;
             ix.hnsw = Some(hnsw);
+        }
+        if c.settings.keeps(IndexKind::Ivf) {
+            let params = index_vector::IvfParams {
+                metric,
+                lists: c.settings.ivf.lists as usize,
+                probes: c.settings.ivf.probes as usize,
+                recall_floor: c.settings.recall_floor,
+                ..index_vector::IvfParams::default()
+            };
+            let ivf = Arc::new(
+                index_vector::IvfIndex::open(self.store.dir(), &c.name, params, io.clone())
+                    .with_context(|| format!("opening the ivf index of {}", c.name))?,
+            );
+            self.store.attach_derived(ivf.clone())?;
+            ix.ivf = Some(ivf);
         }
         if c.settings.keeps(IndexKind::Text) {
             let fields = c
@@ -601,7 +619,7 @@ impl App {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
         drop(removed);
-        for index in ["flat", "hnsw", "text"] {
+        for index in ["flat", "hnsw", "ivf", "text"] {
             self.store.derived().detach(name, index);
         }
         let n = match self.store.drop_collection(name) {

@@ -1,6 +1,7 @@
 //! Searching the collection `default`: the request of `POST /v1/search` ([`SearchBody`]) and its answer, by text
-//! (the `text` derived index), by vector (the `hnsw` index by default, `"exact": true` from the `flat` index, a scan
-//! of the table when no vector index is attached) or both at once, fused by reciprocal rank fusion ([`RRF_K`]).
+//! (the `text` derived index), by vector (the `hnsw` index by default, a collection's `ivf` index when it keeps one,
+//! `"exact": true` from the `flat` index, a scan of the table when no vector index is attached) or both at once, fused
+//! by reciprocal rank fusion ([`RRF_K`]).
 //! The daemon's handler and the offline CLI run the same [`run`], so both answer the same shapes; the shapes are
 //! documented in `docs/contracts/search.md`.
 
@@ -64,7 +65,10 @@ pub struct SearchBody {
     /// Candidates the HNSW search explores (default: the index's `ef_search`).
     #[serde(default)]
     pub ef: Option<u64>,
-    /// `true`: the exact nearest vectors (the `flat` index), not HNSW's approximation.
+    /// Lists the IVF search scans (default: the collection's `ivf.probes`).
+    #[serde(default)]
+    pub probes: Option<u64>,
+    /// `true`: the exact nearest vectors (the `flat` index), not an approximation.
     #[serde(default)]
     pub exact: Option<bool>,
     /// Fusion weights of a search by both text and vector.
@@ -101,19 +105,37 @@ struct VectorHit {
 }
 
 /// Which vector index answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum VectorSource {
     Hnsw,
+    Ivf,
     Flat,
     Scan,
+    /// The IVF index, not trained yet, scanned every vector: why.
+    IvfScan(String),
 }
 
 impl VectorSource {
-    fn name(self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
             VectorSource::Hnsw => "hnsw",
+            VectorSource::Ivf => "ivf",
             VectorSource::Flat => "flat",
-            VectorSource::Scan => "scan",
+            VectorSource::Scan | VectorSource::IvfScan(_) => "scan",
+        }
+    }
+
+    /// Whether the hits are the exact nearest.
+    fn exact(&self) -> bool {
+        !matches!(self, VectorSource::Hnsw | VectorSource::Ivf)
+    }
+
+    /// Names the source in an answer: `index`, `exact` and, for an untrained IVF index, `reason`.
+    fn mark(&self, m: &mut Map<String, Value>, index: String) {
+        m.insert("index".into(), json!(index));
+        m.insert("exact".into(), json!(self.exact()));
+        if let VectorSource::IvfScan(why) = self {
+            m.insert("reason".into(), json!(format!("ivf index: {why}")));
         }
     }
 }
@@ -181,6 +203,10 @@ impl Scope<'_> {
             None => self.app.hnsw_index().cloned(),
             Some(n) => n.hnsw.clone(),
         }
+    }
+
+    fn ivf(&self) -> Option<Arc<index_vector::IvfIndex>> {
+        self.named.as_ref().and_then(|n| n.ivf.clone())
     }
 
     fn text_attached(&self) -> Option<Arc<index_text::TextIndex>> {
@@ -287,17 +313,37 @@ pub fn run_in(
                 })
         })
         .transpose()?;
+    let probes = body
+        .probes
+        .map(|p| {
+            usize::try_from(p)
+                .ok()
+                .filter(|p| (1..=index_vector::LISTS_MAX).contains(p))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "probes: {p} is outside 1..={}",
+                        index_vector::LISTS_MAX
+                    ))
+                })
+        })
+        .transpose()?;
     let exact = body.exact.unwrap_or(false);
     if body.text.is_none() && highlight.is_some() {
         return Err(ApiError::bad_request(
             "highlight: snippets need a \"text\" query",
         ));
     }
-    if body.vector.is_none() && (body.ef.is_some() || body.exact.is_some()) {
+    if body.vector.is_none() && (body.ef.is_some() || body.exact.is_some() || probes.is_some()) {
         return Err(ApiError::bad_request(
-            "ef, exact: they apply to a \"vector\" search only",
+            "ef, probes, exact: they apply to a \"vector\" search only",
         ));
     }
+    if probes.is_some() && scope.ivf().is_none() {
+        return Err(ApiError::bad_request(format!(
+            "probes: the collection {collection:?} keeps no ivf index (its settings' \"index\")"
+        )));
+    }
+    let vq = VectorQuery { ef, probes, exact };
     if body.hybrid.is_some() && (body.text.is_none() || body.vector.is_none()) {
         return Err(ApiError::bad_request(
             "hybrid: give both \"text\" and \"vector\" to fuse",
@@ -346,8 +392,7 @@ pub fn run_in(
                 &scope,
                 &vector,
                 k.saturating_add(offset),
-                ef,
-                exact,
+                vq,
                 filter.as_ref(),
             )?;
             let hits: Vec<Value> = hits
@@ -361,7 +406,10 @@ pub fn run_in(
                     Value::Object(o)
                 })
                 .collect();
-            json!({"hits": hits, "index": source.name(), "exact": source != VectorSource::Hnsw})
+            let mut m = Map::new();
+            m.insert("hits".into(), Value::Array(hits));
+            source.mark(&mut m, source.name().into());
+            Value::Object(m)
         }
         (Some(text), Some(vector)) => {
             let (wt, wv) = weights(body.hybrid.as_ref())?;
@@ -384,7 +432,7 @@ pub fn run_in(
                 highlight,
             };
             let (text_ans, degraded) = text_search(&scope, &req, wait)?;
-            let (vhits, source) = vector_hits(&scope, &vector, window, ef, exact, filter.as_ref())?;
+            let (vhits, source) = vector_hits(&scope, &vector, window, vq, filter.as_ref())?;
             let fused = fuse(&text_ans.hits, &vhits, wt, wv);
             let hits: Vec<Value> = fused
                 .into_iter()
@@ -423,12 +471,14 @@ pub fn run_in(
                 "window": window,
                 "total": text_ans.total,
                 "lsn": text_ans.lsn,
-                "index": format!("{}+{}", if degraded.is_some() { "scan" } else { "text" }, source.name()),
-                "exact": source != VectorSource::Hnsw,
             });
-            if let (Some(m), Some(why)) = (v.as_object_mut(), degraded) {
-                m.insert("degraded".into(), json!(true));
-                m.insert("reason".into(), json!(why));
+            if let Some(m) = v.as_object_mut() {
+                let text_source = if degraded.is_some() { "scan" } else { "text" };
+                source.mark(m, format!("{text_source}+{}", source.name()));
+                if let Some(why) = degraded {
+                    m.insert("degraded".into(), json!(true));
+                    m.insert("reason".into(), json!(why));
+                }
             }
             v
         }
@@ -787,15 +837,28 @@ fn wait_for(
     Ok(())
 }
 
-/// The `k` nearest documents to `query` (cosine similarity, highest first) and which index answered.
+/// How a vector search asked to be run.
+#[derive(Clone, Copy, Debug)]
+struct VectorQuery {
+    /// HNSW's candidates.
+    ef: Option<usize>,
+    /// IVF's lists scanned.
+    probes: Option<usize>,
+    /// The exact nearest.
+    exact: bool,
+}
+
+/// The `k` nearest documents to `query` (cosine similarity, highest first) and which index answered: exact from
+/// `flat` (or the approximate index's own exact scan under a filter), else the collection's IVF index when it keeps
+/// one, else HNSW, else a scan of the table.
 fn vector_hits(
     scope: &Scope<'_>,
     query: &[f32],
     k: usize,
-    ef: Option<usize>,
-    exact: bool,
+    vq: VectorQuery,
     filter: Option<&index_text::Filter>,
 ) -> Result<(Vec<VectorHit>, VectorSource), ApiError> {
+    let VectorQuery { ef, probes, exact } = vq;
     let store = scope.app.store();
     let failed = std::cell::RefCell::new(None::<store::StoreError>);
     let accept = |id: &str| -> bool {
@@ -810,20 +873,32 @@ fn vector_hits(
         }
     };
     let pred: Option<&dyn Fn(&str) -> bool> = filter.map(|_| &accept as &dyn Fn(&str) -> bool);
-    let (hits, source) = match (scope.hnsw(), scope.flat()) {
-        (_, Some(flat)) if exact && filter.is_none() => (
+    let (hits, source) = match (scope.hnsw(), scope.ivf(), scope.flat()) {
+        (_, _, Some(flat)) if exact && filter.is_none() => (
             flat.search(query, k).map_err(vector_error)?,
             VectorSource::Flat,
         ),
-        (Some(hnsw), _) if exact => (
+        (_, Some(ivf), _) if exact => (
+            ivf.exact(query, k, pred).map_err(vector_error)?,
+            VectorSource::Flat,
+        ),
+        (Some(hnsw), _, _) if exact => (
             hnsw.exact(query, k, pred).map_err(vector_error)?,
             VectorSource::Flat,
         ),
-        (Some(hnsw), _) => (
+        (_, Some(ivf), _) => {
+            let ans = ivf.search(query, k, probes, pred).map_err(vector_error)?;
+            let source = match ans.untrained {
+                Some(why) => VectorSource::IvfScan(why),
+                None => VectorSource::Ivf,
+            };
+            (ans.hits, source)
+        }
+        (Some(hnsw), _, _) => (
             hnsw.search(query, k, ef, pred).map_err(vector_error)?,
             VectorSource::Hnsw,
         ),
-        (None, Some(flat)) if filter.is_none() => (
+        (None, None, Some(flat)) if filter.is_none() => (
             flat.search(query, k).map_err(vector_error)?,
             VectorSource::Flat,
         ),

@@ -132,10 +132,34 @@ pub enum Metric {
 pub enum IndexKind {
     /// Exact vector search.
     Flat,
-    /// Approximate vector search.
+    /// Approximate vector search (a graph).
     Hnsw,
+    /// Approximate vector search (k-means lists).
+    Ivf,
     /// Full-text search.
     Text,
+}
+
+/// Most IVF lists of a collection.
+pub const IVF_LISTS_MAX: u32 = 65_536;
+
+/// A collection's IVF parameters (used when it keeps an `ivf` index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvfSettings {
+    /// Lists (k-means centroids), 1..=[`IVF_LISTS_MAX`].
+    pub lists: u32,
+    /// Lists a search scans unless it names its own, 1..=lists.
+    pub probes: u32,
+}
+
+impl Default for IvfSettings {
+    fn default() -> Self {
+        IvfSettings {
+            lists: 256,
+            probes: 16,
+        }
+    }
 }
 
 /// The type of a declared (filterable) meta field.
@@ -153,7 +177,7 @@ pub enum FieldKind {
 }
 
 /// A collection's settings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     /// The vector dimension; `None` until the collection's first vector fixes it.
     pub dimension: Option<u32>,
@@ -163,6 +187,19 @@ pub struct Settings {
     pub indexes: Vec<IndexKind>,
     /// Meta fields declared filterable.
     pub fields: BTreeMap<String, FieldKind>,
+    /// The IVF index's parameters.
+    #[serde(default)]
+    pub ivf: IvfSettings,
+    /// Sampled recall@10 of the approximate vector index below which the engine repairs it (0..=1).
+    #[serde(default = "recall_floor_default")]
+    pub recall_floor: f64,
+}
+
+/// The default [`Settings::recall_floor`].
+pub const RECALL_FLOOR_DEFAULT: f64 = 0.8;
+
+fn recall_floor_default() -> f64 {
+    RECALL_FLOOR_DEFAULT
 }
 
 impl Default for Settings {
@@ -172,14 +209,19 @@ impl Default for Settings {
             metric: Metric::Cosine,
             indexes: vec![IndexKind::Flat, IndexKind::Hnsw, IndexKind::Text],
             fields: BTreeMap::new(),
+            ivf: IvfSettings::default(),
+            recall_floor: RECALL_FLOOR_DEFAULT,
         }
     }
 }
 
 impl Settings {
     /// Reads settings from a request's JSON object, each key checked and a bad one named:
-    /// `{"dimension"?: 1..=dim_max, "metric"?: "cosine"|"dot"|"l2", "indexes"?: ["flat","hnsw","text"],
-    /// "fields"?: {"name": "keyword"|"integer"|"float"|"bool"}}`.
+    /// `{"dimension"?: 1..=dim_max, "metric"?: "cosine"|"dot"|"l2", "indexes"?: ["flat","hnsw","ivf","text"],
+    /// "index"?: "hnsw"|"ivf"|"flat", "ivf"?: {"lists"?, "probes"?}, "recall_floor"?: 0..=1,
+    /// "fields"?: {"name": "keyword"|"integer"|"float"|"bool"}}`. `"index"` names the approximate vector index
+    /// kept (`"flat"`: none, searches exact): the indexes are then `flat`, that one and `text` (with `"indexes"`
+    /// too, it must be among them).
     pub fn from_json(v: &Value, dim_max: u32) -> Result<Settings, StoreError> {
         let bad =
             |key: &str, why: String| StoreError::InvalidInput(format!("setting {key}: {why}"));
@@ -189,6 +231,7 @@ impl Settings {
             ));
         };
         let mut s = Settings::default();
+        let mut index = None;
         for (k, v) in o {
             match k.as_str() {
                 "dimension" => {
@@ -210,7 +253,9 @@ impl Settings {
                         serde_json::from_value(v.clone()).map_err(|_| {
                             bad(
                                 k,
-                                format!("{v} is not a list of \"flat\", \"hnsw\", \"text\""),
+                                format!(
+                                    "{v} is not a list of \"flat\", \"hnsw\", \"ivf\", \"text\""
+                                ),
                             )
                         })?;
                     kinds.sort();
@@ -248,11 +293,62 @@ impl Settings {
                     }
                     s.fields = fields;
                 }
+                "index" => {
+                    let kind: IndexKind = serde_json::from_value(v.clone())
+                        .ok()
+                        .filter(|k| *k != IndexKind::Text)
+                        .ok_or_else(|| {
+                            bad(k, format!("{v} is not one of \"hnsw\", \"ivf\", \"flat\""))
+                        })?;
+                    index = Some(kind);
+                }
+                "ivf" => {
+                    let ivf: IvfSettings = serde_json::from_value(v.clone()).map_err(|e| {
+                        bad(
+                            k,
+                            format!("{v} is not an object of \"lists\" and \"probes\" ({e})"),
+                        )
+                    })?;
+                    if !(1..=IVF_LISTS_MAX).contains(&ivf.lists) {
+                        return Err(bad(
+                            "ivf.lists",
+                            format!("{} is outside 1..={IVF_LISTS_MAX}", ivf.lists),
+                        ));
+                    }
+                    if !(1..=ivf.lists).contains(&ivf.probes) {
+                        return Err(bad(
+                            "ivf.probes",
+                            format!("{} is outside 1..=lists ({})", ivf.probes, ivf.lists),
+                        ));
+                    }
+                    s.ivf = ivf;
+                }
+                "recall_floor" => {
+                    s.recall_floor = v
+                        .as_f64()
+                        .filter(|f| (0.0..=1.0).contains(f))
+                        .ok_or_else(|| bad(k, format!("{v} is not a number in 0..=1")))?;
+                }
                 other => {
                     return Err(StoreError::InvalidInput(format!(
-                        "setting {other}: unknown (known: dimension, metric, indexes, fields)"
+                        "setting {other}: unknown (known: dimension, metric, indexes, index, ivf, recall_floor, \
+                         fields)"
                     )));
                 }
+            }
+        }
+        if let Some(kind) = index {
+            if o.contains_key("indexes") {
+                if !s.keeps(kind) {
+                    return Err(bad(
+                        "index",
+                        format!("{kind:?} is not among \"indexes\" {:?}", s.indexes).to_lowercase(),
+                    ));
+                }
+            } else {
+                s.indexes = vec![IndexKind::Flat, kind, IndexKind::Text];
+                s.indexes.sort();
+                s.indexes.dedup();
             }
         }
         Ok(s)
@@ -269,6 +365,8 @@ impl Settings {
             && asked.metric == self.metric
             && asked.indexes == self.indexes
             && asked.fields == self.fields
+            && asked.ivf == self.ivf
+            && asked.recall_floor == self.recall_floor
     }
 
     /// Whether the collection keeps the index `kind`.
@@ -289,7 +387,7 @@ pub enum CollectionState {
 }
 
 /// What a settings document holds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stored {
     /// The settings.
     pub settings: Settings,
@@ -314,7 +412,7 @@ impl Stored {
 }
 
 /// One collection as [`crate::Store::collections`] lists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CollectionInfo {
     /// Its name.
     pub name: String,
@@ -391,6 +489,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.indexes, vec![IndexKind::Flat, IndexKind::Text]);
+        let s = Settings::from_json(
+            &serde_json::json!({"index": "ivf", "ivf": {"lists": 8, "probes": 2}, "recall_floor": 0.9}),
+            4096,
+        )
+        .unwrap();
+        assert_eq!(
+            s.indexes,
+            vec![IndexKind::Flat, IndexKind::Ivf, IndexKind::Text]
+        );
+        assert_eq!((s.ivf.lists, s.ivf.probes, s.recall_floor), (8, 2, 0.9));
+        for (bad, key) in [
+            (
+                serde_json::json!({"ivf": {"lists": 4, "probes": 5}}),
+                "ivf.probes",
+            ),
+            (serde_json::json!({"ivf": {"lists": 0}}), "ivf.lists"),
+            (serde_json::json!({"recall_floor": 2}), "recall_floor"),
+            (serde_json::json!({"index": "text"}), "index"),
+            (
+                serde_json::json!({"index": "ivf", "indexes": ["flat"]}),
+                "index",
+            ),
+        ] {
+            let e = Settings::from_json(&bad, 4096).unwrap_err().to_string();
+            assert!(e.contains(&format!("setting {key}")), "{bad}: {e}");
+        }
         let st = Stored {
             settings: s.clone(),
             state: CollectionState::Dropping,
