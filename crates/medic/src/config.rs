@@ -1527,6 +1527,7 @@ file_bytes_max = 67108864
 # `acknowledged` and `resolved` go to every receiver that was notified. The first policy whose severity_max
 # ("Sev0".."Sev3", default every severity) covers an alert routes it; other alerts go to its level 1.
 # At most 32 receivers, 16 policies, 8 levels a policy, 16 receivers a level.
+[escalation]
 # [[escalation.receivers]]
 # name = "oncall"
 # kind = "pagerduty"               # webhook | slack | pagerduty | file | email
