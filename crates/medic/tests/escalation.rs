@@ -12,25 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Daemon, alert_receiver, wait_for};
-
-/// `medic ARGS --data DATA`: exit code, stdout, stderr.
-fn medic(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .env_remove("MEDIC_TOKEN")
-        .env_remove("MEDIC_SERVER")
-        .env_remove("MEDIC_CONFIG")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::{Daemon, alert_receiver, medic, wait_for};
 
 fn start(data: &Path, logs: &Path, config: &str) -> Daemon {
     let path = logs.join("medic.toml");

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Daemon, doc, wait_for};
+use support::{Daemon, doc, medic, wait_for};
 
 const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789ab";
@@ -133,24 +133,6 @@ fn call(
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// `medic ARGS --data DATA`: exit code, stdout, stderr.
-fn medic(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .env_remove("MEDIC_TOKEN")
-        .env_remove("MEDIC_SERVER")
-        .env_remove("MEDIC_CONFIG")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn last_json(stdout: &str) -> Value {

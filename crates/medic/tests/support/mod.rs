@@ -516,3 +516,22 @@ pub fn alert_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     });
     (url, got)
 }
+
+/// `medic ARGS --data DATA` run as a one-off command (no daemon token, server or config from the environment):
+/// exit code, stdout, stderr.
+pub fn medic(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .env_remove("MEDIC_TOKEN")
+        .env_remove("MEDIC_SERVER")
+        .env_remove("MEDIC_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
