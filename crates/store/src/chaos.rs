@@ -27,6 +27,7 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::fault::{FaultError, FaultKind, InjectedFault, Injector};
 use crate::io::IoFaults;
+use crate::issues::Code;
 use crate::store::Store;
 use crate::subject::StoreSubject;
 
@@ -1015,15 +1016,18 @@ pub fn fault_matches(fault: &InjectedFault, issue: &Issue) -> bool {
     match fault.kind {
         FaultKind::OutOfSpace => {
             matches!(
-                issue.code.as_str(),
-                "disk_space_low" | "disk_space_critical"
+                Code::of(issue),
+                Some(Code::DiskSpaceLow | Code::DiskSpaceCritical)
             ) || issue.summary.contains("no space")
                 || issue.summary.contains("disk space")
         }
         FaultKind::SlowIo => issue.code == "latency_anomaly" || issue.resource.contains("latency"),
-        FaultKind::DescriptorExhaustion => issue.code == "resource_exhausted",
+        FaultKind::DescriptorExhaustion => Code::of(issue) == Some(Code::ResourceExhausted),
         FaultKind::StaleLock => {
-            matches!(issue.code.as_str(), "stale_lock" | "lock_file_damaged")
+            matches!(
+                Code::of(issue),
+                Some(Code::StaleLock | Code::LockFileDamaged)
+            )
         }
         _ => {
             let by_location = issue.location.file.is_some() && fault.names_file(&issue.location);

@@ -24,9 +24,10 @@ pub enum StoreError {
     /// The collection exists with other settings, or is being dropped: a 409.
     #[error("{0}")]
     CollectionConflict(String),
-    /// The store refuses writes for now (e.g. `read-only: disk space ...`); reads continue.
+    /// The store refuses writes for now, and why ([`ReadOnly`](crate::read_only::ReadOnly): disk space, a loss, a
+    /// CRISIS hold, opened to read); reads continue.
     #[error("{0}")]
-    ReadOnly(String),
+    ReadOnly(crate::read_only::ReadOnly),
     /// Another live process holds the data directory's lock.
     #[error("data directory is locked by {holder}")]
     Locked {

@@ -12,6 +12,7 @@
 //! ([`crate::io::IoFaults`]). Written by hand: fault crates (`fail`) use a global registry and cannot aim at one
 //! byte of one file.
 
+use crate::issues::Code;
 use std::fmt;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -94,7 +95,8 @@ impl FaultKind {
             FaultKind::TornWrite => "torn_write",
             FaultKind::DeleteFile => "delete_file",
             FaultKind::MisdirectedWrite => "misdirected_write",
-            FaultKind::StaleLock => "stale_lock",
+            // Named after the issue it causes.
+            FaultKind::StaleLock => Code::StaleLock.as_str(),
             FaultKind::OutOfSpace => "out_of_space",
             FaultKind::SlowIo => "slow_io",
             FaultKind::FileAndSidecar => "file_and_sidecar",

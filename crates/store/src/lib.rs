@@ -14,9 +14,11 @@ pub mod fault;
 mod gather;
 pub mod identity;
 pub mod io;
+pub mod issues;
 pub mod lock;
 pub mod manifest;
 pub mod parity;
+pub mod read_only;
 mod recovery;
 pub mod snapshot;
 pub mod store;
@@ -31,6 +33,8 @@ pub use config::{Limits, StoreConfig};
 pub use derived::{Agreement, Change, DerivedError, DerivedIndex, Truth};
 pub use error::StoreError;
 pub use io::IoFaults;
+pub use issues::Code as IssueCode;
+pub use read_only::{DiskSpace, ReadOnly};
 pub use store::{
     DataFile, FileVerdict, ImmutableFile, LossAcceptance, LostRange, RESERVED_ID_PREFIX,
     RecoveryReport, SegmentDamage, Store, StoreStats, TornTail,

@@ -24,9 +24,11 @@ use crate::derived::{DerivedIndex, DerivedSet, FeedItem, LogCover, Truth};
 use crate::error::{StoreError, loc};
 use crate::identity;
 use crate::io;
+use crate::issues::Code;
 use crate::lock::{DirLock, now_us};
 use crate::manifest::{self, Manifest, SegmentEntry};
 use crate::parity::{self, ParityParams};
+use crate::read_only::{DiskSpace, ReadOnly};
 pub use crate::recovery::holds_a_store;
 use crate::recovery::salvage::load_immutable;
 use crate::snapshot;
@@ -89,8 +91,8 @@ impl Entry {
 /// Why a commit failed, kept cloneable for every waiter of a batch.
 #[derive(Clone, Debug)]
 enum Fail {
-    /// Out of space (the message): the store goes read-only until space returns.
-    NoSpace(String),
+    /// Out of space: the store goes read-only until space returns.
+    NoSpace(DiskSpace),
     Poisoned(String),
     Io(String),
     /// This process cannot prove it is the only writer: nothing was written.
@@ -100,7 +102,7 @@ enum Fail {
 impl Fail {
     fn into_error(self) -> StoreError {
         match self {
-            Fail::NoSpace(m) => StoreError::ReadOnly(m),
+            Fail::NoSpace(d) => StoreError::ReadOnly(ReadOnly::DiskSpace(d)),
             Fail::Poisoned(m) => StoreError::Poisoned(m),
             Fail::Io(m) => StoreError::io("committing to the WAL", std::io::Error::other(m)),
             Fail::NotSoleWriter(d) => StoreError::NotSoleWriter(d),
@@ -126,9 +128,9 @@ struct State {
     leader: bool,
     results: HashMap<u64, Result<(), Fail>>,
     poisoned: Option<String>,
-    /// Set (the message) while writes are refused for lack of space: the one read-only state free space lifts,
-    /// cleared automatically when space returns. Losses (`lost`) and poisoning are kept apart.
-    low_space: Option<String>,
+    /// Set while writes are refused for lack of space: the one read-only state free space lifts, cleared
+    /// automatically when space returns. Losses (`lost`) and poisoning are kept apart.
+    low_space: Option<DiskSpace>,
     vector_dim: Option<u32>,
     space_checked_us: u64,
     disk_free_bytes: Option<u64>,
@@ -191,6 +193,11 @@ pub struct StoreStats {
     pub manifest_generation: u64,
     /// Why writes are refused, if they are.
     pub read_only: Option<String>,
+    /// The cause of `read_only`, stable for machines: `disk_space` (lifts when space returns), `lost` (until the
+    /// file is restored or the loss accepted), `crisis` (the engine holds writes), `writer_doubt`, `opened` (opened
+    /// to read only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_cause: Option<String>,
     /// Why the store stopped writing for good, if it did.
     pub poisoned: Option<String>,
     /// The vector dimension, once fixed.
@@ -324,7 +331,7 @@ impl LostRange {
     pub fn issue(&self, source: &str) -> Issue {
         issue(
             IssueKind::Integrity,
-            "acknowledged_data_lost",
+            Code::AcknowledgedDataLost,
             &self.file,
             format!(
                 "acknowledged {} lost beyond every redundancy; writes refused and possibly stale reads refused until \
@@ -375,20 +382,6 @@ pub struct LossAcceptance {
     pub docs: usize,
     /// When, µs since the UNIX epoch.
     pub accepted_at_us: u64,
-}
-
-/// The message of a write refused while losses are unacknowledged.
-fn loss_message(lost: &[LostRange]) -> String {
-    let list = lost
-        .iter()
-        .map(LostRange::describe)
-        .collect::<Vec<_>>()
-        .join("; ");
-    format!(
-        "read-only: acknowledged data lost beyond every redundancy: {list}. Reads serve only documents certainly \
-         current. To resume writes, restore the lost file(s) from a backup and reopen, or accept the loss \
-         (`medic accept-loss --yes`) to snapshot what survives"
-    )
 }
 
 /// What open found and did.
@@ -578,7 +571,7 @@ pub(crate) fn ioe(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> 
 
 pub(crate) fn issue(
     kind: IssueKind,
-    code: &str,
+    code: Code,
     resource: &str,
     summary: String,
     source: &str,
@@ -597,7 +590,7 @@ pub(crate) fn writer_doubt_issue(d: &crate::lock::WriterDoubt, source: &str) -> 
     };
     issue(
         kind,
-        "sole_writer_unproven",
+        Code::SoleWriterUnproven,
         crate::lock::LOCK_FILE,
         d.to_string(),
         source,
@@ -731,11 +724,7 @@ impl Store {
 
     fn refuse_read_only(&self) -> Result<(), StoreError> {
         match self.read_lock {
-            Some(_) => Err(StoreError::ReadOnly(format!(
-                "read-only: {} was opened for reading only (a command that changes nothing); `medic heal` or \
-                 `medic serve` writes and repairs",
-                self.dir.display()
-            ))),
+            Some(_) => Err(StoreError::ReadOnly(ReadOnly::Opened(self.dir.clone()))),
             None => Ok(()),
         }
     }
@@ -905,7 +894,7 @@ impl Store {
         let mut st = lock(&self.state);
         if !st.lost.is_empty() {
             // Whether `id` exists is itself uncertain: refuse like every write.
-            return Err(StoreError::ReadOnly(loss_message(&st.lost)));
+            return Err(StoreError::ReadOnly(ReadOnly::Lost(st.lost.clone())));
         }
         let pending = st
             .pending_ops
@@ -1475,16 +1464,17 @@ impl Store {
         let writer_doubt = lock(&self.writer_doubt).clone();
         let (docs, last_lsn, read_only, poisoned, vector_dim, disk, lost, accepted) = {
             let st = lock(&self.state);
+            // The first cause that refuses a write, in the order `writable` asks.
             let read_only = if !st.lost.is_empty() {
-                Some(loss_message(&st.lost))
+                Some((ReadOnly::Lost(st.lost.clone()).to_string(), "lost"))
             } else if let Some(d) = &writer_doubt {
-                Some(format!("read-only: {d}"))
+                Some((format!("read-only: {d}"), "writer_doubt"))
             } else if let Some(c) = &st.crisis {
-                Some(format!("read-only: {c}"))
+                Some((ReadOnly::Crisis(c.clone()).to_string(), "crisis"))
             } else if let Err(e) = self.refuse_read_only() {
-                Some(e.to_string())
+                Some((e.to_string(), "opened"))
             } else {
-                st.low_space.clone()
+                st.low_space.as_ref().map(|d| (d.to_string(), "disk_space"))
             };
             (
                 st.docs.len(),
@@ -1514,7 +1504,8 @@ impl Store {
             segments,
             snapshot_lsn,
             manifest_generation: generation,
-            read_only,
+            read_only_cause: read_only.as_ref().map(|(_, c)| (*c).to_owned()),
+            read_only: read_only.map(|(m, _)| m),
             poisoned,
             vector_dim,
             disk_free_bytes: disk,
@@ -1581,7 +1572,7 @@ impl Store {
             self.queue_issue(
                 issue(
                     IssueKind::Integrity,
-                    "memory_table_mismatch",
+                    Code::MemoryTableMismatch,
                     "table",
                     format!(
                         "in-memory copy of document {id:?} (LSN {}) fails its checksum",
@@ -1614,10 +1605,10 @@ impl Store {
             return Err(StoreError::NotSoleWriter(d.clone()));
         }
         if !st.lost.is_empty() {
-            return Err(StoreError::ReadOnly(loss_message(&st.lost)));
+            return Err(StoreError::ReadOnly(ReadOnly::Lost(st.lost.clone())));
         }
         if let Some(c) = &st.crisis {
-            return Err(StoreError::ReadOnly(format!("read-only: {c}")));
+            return Err(StoreError::ReadOnly(ReadOnly::Crisis(c.clone())));
         }
         let now = now_us();
         let quota = self.cfg.io.quota_bytes_remaining();
@@ -1632,16 +1623,13 @@ impl Store {
             st.disk_free_bytes = free;
             match free {
                 Some(f) if f < self.cfg.disk_critical_bytes_floor => {
-                    st.low_space = Some(format!(
-                        "read-only: disk space: {f} bytes free, below disk_critical_bytes_floor = {}",
-                        self.cfg.disk_critical_bytes_floor
-                    ));
+                    st.low_space = Some(DiskSpace::below(f, self.cfg.disk_critical_bytes_floor));
                 }
                 _ => st.low_space = None,
             }
         }
         match &st.low_space {
-            Some(m) => Err(StoreError::ReadOnly(m.clone())),
+            Some(d) => Err(StoreError::ReadOnly(ReadOnly::DiskSpace(d.clone()))),
             None => Ok(()),
         }
     }
@@ -1694,7 +1682,7 @@ impl Store {
                 }
                 self.queue_issue(issue(
                     IssueKind::OperationError,
-                    "compaction_failed",
+                    Code::CompactionFailed,
                     "wal",
                     format!("compaction failed: {e}"),
                     "store.commit",
@@ -1748,7 +1736,7 @@ impl Store {
                 self.queue_issue(
                     issue(
                         IssueKind::OperationError,
-                        "store_poisoned",
+                        Code::StorePoisoned,
                         "wal",
                         m.clone(),
                         "store.commit",
@@ -1757,14 +1745,14 @@ impl Store {
                     .evidence("records_refused", ops.len().to_string()),
                 );
             }
-            Fail::NoSpace(m) => {
-                st.low_space = Some(m.clone());
+            Fail::NoSpace(d) => {
+                st.low_space = Some(d.clone());
                 self.queue_issue(
                     issue(
                         IssueKind::Resource,
-                        "disk_space_critical",
+                        Code::DiskSpaceCritical,
                         "disk",
-                        m.clone(),
+                        d.to_string(),
                         "store.commit",
                     )
                     .at(at)
@@ -1774,7 +1762,7 @@ impl Store {
             Fail::Io(m) => self.queue_issue(
                 issue(
                     IssueKind::OperationError,
-                    "wal_write_failed",
+                    Code::WalWriteFailed,
                     "wal",
                     m.clone(),
                     "store.commit",
@@ -1802,7 +1790,10 @@ impl Store {
         })?;
         let layout_fail = |e: StoreError| match e {
             StoreError::Io { source, context } if io::is_no_space(&source) => {
-                Fail::NoSpace(format!("read-only: disk space: {context}: {source}"))
+                Fail::NoSpace(DiskSpace::refused(
+                    format!("{context}: {source}"),
+                    self.cfg.disk_critical_bytes_floor,
+                ))
             }
             StoreError::Poisoned(m) => Fail::Poisoned(m),
             other => Fail::Io(other.to_string()),
@@ -1818,7 +1809,7 @@ impl Store {
             self.queue_issue(
                 issue(
                     IssueKind::Integrity,
-                    "file_unreadable",
+                    Code::FileUnreadable,
                     &wal::seg_name(w.seg.id),
                     format!(
                         "{} or its mirror was deleted or replaced while open{}; rewriting the layout from the \
@@ -1853,7 +1844,7 @@ impl Store {
                 Err(e) => {
                     self.queue_issue(issue(
                         IssueKind::OperationError,
-                        "rotation_failed",
+                        Code::RotationFailed,
                         "wal",
                         format!(
                             "sealing {} failed ({e}); compacting from the table instead",
@@ -1885,8 +1876,9 @@ impl Store {
                     )));
                 }
                 if io::is_no_space(&e) {
-                    Err(Fail::NoSpace(format!(
-                        "read-only: disk space: writing the WAL failed: {e}"
+                    Err(Fail::NoSpace(DiskSpace::refused(
+                        format!("writing the WAL failed: {e}"),
+                        self.cfg.disk_critical_bytes_floor,
                     )))
                 } else {
                     Err(Fail::Io(format!(
@@ -2017,7 +2009,7 @@ impl Store {
                 self.queue_issue(
                     issue(
                         IssueKind::Resource,
-                        "resource_exhausted",
+                        Code::ResourceExhausted,
                         "environment",
                         format!(
                             "cannot write MANIFEST-B (generation {}): {}; written again once the resource is back",
@@ -2033,7 +2025,7 @@ impl Store {
             self.queue_issue(
                 issue(
                     IssueKind::Integrity,
-                    "manifest_copy_damaged",
+                    Code::ManifestCopyDamaged,
                     manifest::COPIES[1],
                     format!(
                         "writing MANIFEST-B (generation {}) failed: {e}",
@@ -2064,7 +2056,7 @@ impl Store {
                 return Err(StoreError::Poisoned(p.clone()));
             }
             if !st.lost.is_empty() {
-                return Err(StoreError::ReadOnly(loss_message(&st.lost)));
+                return Err(StoreError::ReadOnly(ReadOnly::Lost(st.lost.clone())));
             }
             st.leader = true;
         }
@@ -2113,7 +2105,7 @@ impl Store {
                 return Ok(false);
             }
             if !st.lost.is_empty() {
-                return Err(StoreError::ReadOnly(loss_message(&st.lost)));
+                return Err(StoreError::ReadOnly(ReadOnly::Lost(st.lost.clone())));
             }
             st.leader = true;
         }
@@ -2178,7 +2170,7 @@ impl Store {
         self.cond.notify_all();
         drop(st);
         r?;
-        lock(&self.issues).retain(|i| i.code != "acknowledged_data_lost");
+        lock(&self.issues).retain(|i| Code::of(&i) != Some(Code::AcknowledgedDataLost));
         // The table was rewritten from what survived: the indexes are rebuilt from it.
         self.derived
             .invalidate_all("a loss was accepted: rebuilding from the table");
@@ -3365,10 +3357,7 @@ impl Store {
         // Leave read-only mode as soon as space is back (and enter it when space is gone), even with no writes.
         match free {
             Some(f) if f < self.cfg.disk_critical_bytes_floor => {
-                st.low_space = Some(format!(
-                    "read-only: disk space: {f} bytes free, below disk_critical_bytes_floor = {}",
-                    self.cfg.disk_critical_bytes_floor
-                ))
+                st.low_space = Some(DiskSpace::below(f, self.cfg.disk_critical_bytes_floor))
             }
             _ => st.low_space = None,
         }

@@ -20,6 +20,7 @@ use heal::{
 use rand::{Rng, SeedableRng};
 
 use crate::error::loc;
+use crate::issues::Code;
 use crate::lock::now_us;
 use crate::parity;
 use crate::store::{CopyState, ImmutableFile, Store};
@@ -52,7 +53,7 @@ impl StoreSubject {
     }
 }
 
-fn integrity(code: &str, resource: &str, summary: String, source: &str) -> Issue {
+fn integrity(code: Code, resource: &str, summary: String, source: &str) -> Issue {
     Issue::new(
         IssueKind::Integrity,
         code,
@@ -92,7 +93,7 @@ fn resource_reason(e: &crate::StoreError) -> String {
 fn environment(summary: String, file: Option<&str>, source: &str) -> Issue {
     Issue::new(
         IssueKind::Resource,
-        "resource_exhausted",
+        Code::ResourceExhausted,
         "environment",
         summary,
         source,
@@ -119,11 +120,11 @@ fn link_issues(store: &Store, source: &str) -> Vec<Issue> {
         .filter_map(|f| {
             let l = crate::io::link_at(&store.dir().join(&f.rel))?;
             let (code, resource) = match f.kind.as_str() {
-                "open_segment" => ("wal_record_damaged", wal::seg_name(id)),
-                "mirror" => ("mirror_damaged", wal::seg_name(id)),
-                "manifest" => ("manifest_copy_damaged", f.rel.clone()),
-                "parity" => ("parity_damaged", f.rel.clone()),
-                _ => ("file_unreadable", f.rel.clone()),
+                "open_segment" => (Code::WalRecordDamaged, wal::seg_name(id)),
+                "mirror" => (Code::MirrorDamaged, wal::seg_name(id)),
+                "manifest" => (Code::ManifestCopyDamaged, f.rel.clone()),
+                "parity" => (Code::ParityDamaged, f.rel.clone()),
+                _ => (Code::FileUnreadable, f.rel.clone()),
             };
             let target = l
                 .target
@@ -188,7 +189,7 @@ fn file_issues(
         out.push(at_risk_unless_table_holds(
             store,
             integrity(
-                "file_unreadable",
+                Code::FileUnreadable,
                 &f.rel,
                 format!("{} cannot be read: {e}", f.rel),
                 source,
@@ -206,7 +207,7 @@ fn file_issues(
             Some(d) => format!("{} is damaged too: {d}", f.rel),
         };
         let mut i = integrity(
-            "parity_damaged",
+            Code::ParityDamaged,
             &f.par_rel,
             format!("sidecar {} is unusable: {e}; {data}", f.par_rel),
             source,
@@ -227,7 +228,7 @@ fn file_issues(
         let bs = v.block_bytes;
         let first = v.bad_blocks[0] as u64;
         let mut i = integrity(
-            "block_checksum",
+            Code::BlockChecksum,
             &f.rel,
             format!(
                 "{} block(s) of {} fail their checksum ({}rebuildable from parity)",
@@ -254,7 +255,7 @@ fn file_issues(
     if !v.parity_mismatches.is_empty() {
         out.push(
             integrity(
-                "parity_mismatch",
+                Code::ParityMismatch,
                 &f.par_rel,
                 format!(
                     "{} recovery block(s) of {} disagree with the data",
@@ -285,7 +286,7 @@ fn open_segment_issues(store: &Store, from: u64, source: &str) -> Vec<Issue> {
         )),
         Err(e) => out.push(at_risk_unless_table_holds(
             store,
-            integrity("file_unreadable", &rel, format!("{rel}: {e}"), source).at(Location {
+            integrity(Code::FileUnreadable, &rel, format!("{rel}: {e}"), source).at(Location {
                 file: Some(rel.clone()),
                 ..Location::default()
             }),
@@ -306,9 +307,9 @@ fn open_segment_issues(store: &Store, from: u64, source: &str) -> Vec<Issue> {
                 };
                 let mut i = integrity(
                     if d.main {
-                        "wal_record_damaged"
+                        Code::WalRecordDamaged
                     } else {
-                        "mirror_damaged"
+                        Code::MirrorDamaged
                     },
                     &rel,
                     format!(
@@ -347,7 +348,7 @@ fn torn_tail_issue(store: &Store, source: &str) -> Option<Issue> {
     let t = store.torn_tail_now()?;
     Some(
         integrity(
-            "torn_tail",
+            Code::TornTail,
             &t.file,
             format!(
                 "{} bytes past the last durable record of {} at offset {} (LSNs {}..={}: a failed, never \
@@ -373,13 +374,13 @@ fn space_issues(store: &Store, source: &str) -> Vec<Issue> {
     {
         let (code, floor, name) = if free < cfg.disk_critical_bytes_floor {
             (
-                "disk_space_critical",
+                Code::DiskSpaceCritical,
                 cfg.disk_critical_bytes_floor,
                 "disk_critical_bytes_floor",
             )
         } else {
             (
-                "disk_space_low",
+                Code::DiskSpaceLow,
                 cfg.disk_low_bytes_floor,
                 "disk_low_bytes_floor",
             )
@@ -404,7 +405,7 @@ fn space_issues(store: &Store, source: &str) -> Vec<Issue> {
         out.push(
             Issue::new(
                 IssueKind::ConstraintBreach,
-                "wal_over_bound",
+                Code::WalOverBound,
                 "wal",
                 format!(
                     "WAL is {} bytes, over wal_bytes_max = {}",
@@ -421,7 +422,7 @@ fn space_issues(store: &Store, source: &str) -> Vec<Issue> {
         out.push(
             Issue::new(
                 IssueKind::OperationError,
-                "store_poisoned",
+                Code::StorePoisoned,
                 "wal",
                 p,
                 source,
@@ -630,7 +631,7 @@ impl HealthCheck for QuickCheck {
                 CopyState::Unavailable(e) => out.push(environment(e, Some(&name), "store.quick")),
                 CopyState::Damaged(e) => out.push(
                     integrity(
-                        "manifest_copy_damaged",
+                        Code::ManifestCopyDamaged,
                         &name,
                         format!("{name}: {e}"),
                         "store.quick",
@@ -647,8 +648,8 @@ impl HealthCheck for QuickCheck {
         // Open segment headers (main and mirror) and its tail.
         let (id, _) = s.open_segment();
         for (rel, code) in [
-            (wal::seg_name(id), "wal_record_damaged"),
-            (wal::mirror_name(id), "mirror_damaged"),
+            (wal::seg_name(id), Code::WalRecordDamaged),
+            (wal::mirror_name(id), Code::MirrorDamaged),
         ] {
             if rel.ends_with(".mir") && !s.config().mirror_open_segment {
                 continue;
@@ -697,7 +698,7 @@ impl HealthCheck for QuickCheck {
             Ok(crate::lock::LockCheck::Restored(found)) => out.push(
                 Issue::new(
                     IssueKind::Resource,
-                    "lock_file_damaged",
+                    Code::LockFileDamaged,
                     crate::lock::LOCK_FILE,
                     format!("{found}; written back naming this process"),
                     "store.quick",
@@ -712,7 +713,7 @@ impl HealthCheck for QuickCheck {
             Err(e) => out.push(
                 Issue::new(
                     IssueKind::Resource,
-                    "lock_heartbeat_failed",
+                    Code::LockHeartbeatFailed,
                     crate::lock::LOCK_FILE,
                     format!("cannot refresh the LOCK heartbeat: {e}"),
                     "store.quick",
@@ -840,7 +841,7 @@ impl HealthCheck for ScrubCheck {
                 CopyState::Unavailable(e) => out.push(environment(e, Some(&name), "store.scrub")),
                 CopyState::Damaged(e) => out.push(
                     integrity(
-                        "manifest_copy_damaged",
+                        Code::ManifestCopyDamaged,
                         &name,
                         format!("{name}: {e}"),
                         "store.scrub",
@@ -862,7 +863,7 @@ impl HealthCheck for ScrubCheck {
                 Ok(diff) if diff.is_empty() => {}
                 Ok(diff) => out.push(
                     integrity(
-                        "memory_table_mismatch",
+                        Code::MemoryTableMismatch,
                         "table",
                         format!(
                             "{} document(s) in memory disagree with a replay of the log",
@@ -880,7 +881,7 @@ impl HealthCheck for ScrubCheck {
                 )),
                 Err(e) => out.push(
                     integrity(
-                        "snapshot_log_disagree",
+                        Code::SnapshotLogDisagree,
                         "table",
                         format!("replaying the files failed: {e}"),
                         "store.scrub",
@@ -1044,8 +1045,8 @@ impl RepairStrategy for RebuildFromParity {
     }
     fn can_repair(&self, issue: &Issue) -> bool {
         matches!(
-            issue.code.as_str(),
-            "block_checksum" | "parity_damaged" | "parity_mismatch"
+            Code::of(issue),
+            Some(Code::BlockChecksum | Code::ParityDamaged | Code::ParityMismatch)
         ) && !not_rebuildable(issue)
             && !evidence_is(issue, "data_verifies", "false")
     }
@@ -1113,7 +1114,7 @@ fn identity_issues(s: &Store, source: &str) -> Vec<Issue> {
         .map(|(f, why)| {
             let rel = crate::identity::name_for(&f.rel);
             integrity(
-                "identity_sidecar_damaged",
+                Code::IdentitySidecarDamaged,
                 &rel,
                 format!("{why}; rewritten from {} (which verifies)", f.rel),
                 source,
@@ -1141,7 +1142,7 @@ impl RepairStrategy for RewriteIdentity {
         RepairCost::Redundancy
     }
     fn can_repair(&self, issue: &Issue) -> bool {
-        issue.code == "identity_sidecar_damaged"
+        Code::of(issue) == Some(Code::IdentitySidecarDamaged)
     }
     fn estimate(&self, _issue: &Issue) -> Estimate {
         est(50_000, DataLoss::None, 0.02)
@@ -1210,7 +1211,7 @@ impl RepairStrategy for RestoreManifestTwin {
         RepairCost::Redundancy
     }
     fn can_repair(&self, issue: &Issue) -> bool {
-        issue.code == "manifest_copy_damaged"
+        Code::of(issue) == Some(Code::ManifestCopyDamaged)
     }
     fn estimate(&self, _issue: &Issue) -> Estimate {
         est(5_000, DataLoss::None, 0.02)
@@ -1261,8 +1262,10 @@ impl RepairStrategy for RepairFromMirror {
     }
     fn can_repair(&self, issue: &Issue) -> bool {
         // Damaged in both copies: neither can rebuild the other (compaction from the table repairs it).
-        matches!(issue.code.as_str(), "wal_record_damaged" | "mirror_damaged")
-            && !both_copies(issue)
+        matches!(
+            Code::of(issue),
+            Some(Code::WalRecordDamaged | Code::MirrorDamaged)
+        ) && !both_copies(issue)
     }
     fn estimate(&self, _issue: &Issue) -> Estimate {
         est(
@@ -1310,7 +1313,7 @@ impl RepairStrategy for TruncateTornTail {
         RepairCost::InPlace
     }
     fn can_repair(&self, issue: &Issue) -> bool {
-        issue.code == "torn_tail"
+        Code::of(issue) == Some(Code::TornTail)
     }
     fn estimate(&self, _issue: &Issue) -> Estimate {
         est(2_000, DataLoss::UnacknowledgedOnly, 0.01)
@@ -1361,7 +1364,7 @@ impl RepairStrategy for ReloadTable {
         RepairCost::ReplayLog
     }
     fn can_repair(&self, issue: &Issue) -> bool {
-        issue.code == "memory_table_mismatch"
+        Code::of(issue) == Some(Code::MemoryTableMismatch)
     }
     fn estimate(&self, _issue: &Issue) -> Estimate {
         est(50_000 + self.store.wal_bytes() / 200, DataLoss::None, 0.1)
@@ -1415,37 +1418,37 @@ impl RepairStrategy for Compact {
             // Degraded: the table lacks what was lost, and a snapshot of it would silently drop that.
             return false;
         }
-        match issue.code.as_str() {
+        match Code::of(issue) {
             // Compaction frees space only if there is log to drop (beyond an empty segment) and room to write the
             // new snapshot first.
-            "disk_space_low" | "disk_space_critical" => {
+            Some(Code::DiskSpaceLow | Code::DiskSpaceCritical) => {
                 self.store.wal_bytes() > wal::HEADER_BYTES
                     && self
                         .store
                         .free_bytes()
                         .is_none_or(|free| free >= self.store.compaction_bytes_needed())
             }
-            "wal_over_bound" | "compaction_failed" => true,
+            Some(Code::WalOverBound | Code::CompactionFailed) => true,
             // The table holds every acknowledged record; writing it out anew ends the uncertainty a failed flush or
             // an uncut tail left (`Store::recover_from_poison`).
-            "store_poisoned" => true,
+            Some(Code::StorePoisoned) => true,
             // A sealed segment or snapshot lost beyond what parity can rebuild: the verified table in memory still
             // holds every document, so a new snapshot written from it replaces the lost file.
-            "file_unreadable" | "snapshot_log_disagree" => true,
+            Some(Code::FileUnreadable | Code::SnapshotLogDisagree) => true,
             // Damage parity cannot undo: the file and its redundancy damaged together, or the sidecar gone over
             // damaged data. Compaction rewrites both from the table.
-            "block_checksum" => not_rebuildable(issue),
-            "parity_damaged" => evidence_is(issue, "data_verifies", "false"),
+            Some(Code::BlockChecksum) => not_rebuildable(issue),
+            Some(Code::ParityDamaged) => evidence_is(issue, "data_verifies", "false"),
             // No manifest copy left to restore the other from: compaction writes both anew for the layout it
             // creates.
-            "manifest_copy_damaged" => self
+            Some(Code::ManifestCopyDamaged) => self
                 .store
                 .manifest_copies_ok()
                 .iter()
                 .all(|(_, r)| r.is_err()),
             // A record of the open segment damaged in both copies while running: the table verified every
             // document when it was written, so a snapshot of it replaces the segment (and its mirror) whole.
-            "wal_record_damaged" | "mirror_damaged" => both_copies(issue),
+            Some(Code::WalRecordDamaged | Code::MirrorDamaged) => both_copies(issue),
             _ => false,
         }
     }
@@ -1467,7 +1470,7 @@ impl RepairStrategy for Compact {
         })
     }
     fn repair(&self, issue: &Issue) -> Result<RepairReport, RepairError> {
-        if issue.code == "store_poisoned" {
+        if Code::of(issue) == Some(Code::StorePoisoned) {
             let reason = self.store.stats().poisoned.unwrap_or_default();
             self.store.recover_from_poison().map_err(to_repair_err)?;
             return Ok(RepairReport {
@@ -1492,11 +1495,16 @@ impl RepairStrategy for Compact {
     }
     fn validate(&self, issue: &Issue) -> Result<(), RepairError> {
         let cfg = self.store.config();
-        match issue.code.as_str() {
-            "wal_over_bound" if self.store.wal_bytes() > cfg.wal_bytes_max => Err(
+        match Code::of(issue) {
+            Some(Code::WalOverBound) if self.store.wal_bytes() > cfg.wal_bytes_max => Err(
                 RepairError::Validation(format!("WAL still {} bytes", self.store.wal_bytes())),
             ),
-            "file_unreadable" | "block_checksum" | "parity_damaged" | "snapshot_log_disagree" => {
+            Some(
+                Code::FileUnreadable
+                | Code::BlockChecksum
+                | Code::ParityDamaged
+                | Code::SnapshotLogDisagree,
+            ) => {
                 for f in self.store.immutable_files() {
                     let v = self.store.verify_file(&f, None, false);
                     if !v.clean() {
@@ -1508,12 +1516,14 @@ impl RepairStrategy for Compact {
                 }
                 Ok(())
             }
-            "wal_record_damaged" | "mirror_damaged" => open_segment_verifies(&self.store),
-            "store_poisoned" => match self.store.stats().poisoned {
+            Some(Code::WalRecordDamaged | Code::MirrorDamaged) => {
+                open_segment_verifies(&self.store)
+            }
+            Some(Code::StorePoisoned) => match self.store.stats().poisoned {
                 Some(p) => Err(RepairError::Validation(format!("still poisoned: {p}"))),
                 None => Ok(()),
             },
-            "manifest_copy_damaged" => {
+            Some(Code::ManifestCopyDamaged) => {
                 for (name, r) in self.store.manifest_copies_ok() {
                     if let Err(e) = r {
                         return Err(RepairError::Validation(format!("{name} still fails: {e}")));
@@ -1521,7 +1531,7 @@ impl RepairStrategy for Compact {
                 }
                 Ok(())
             }
-            "disk_space_critical" => match self.store.free_bytes() {
+            Some(Code::DiskSpaceCritical) => match self.store.free_bytes() {
                 Some(f) if f < cfg.disk_critical_bytes_floor => {
                     Err(RepairError::Validation(format!(
                         "still only {f} bytes free, below disk_critical_bytes_floor = {}",
@@ -1552,7 +1562,10 @@ impl RepairStrategy for RefreshLock {
         RepairCost::InPlace
     }
     fn can_repair(&self, issue: &Issue) -> bool {
-        matches!(issue.code.as_str(), "stale_lock" | "lock_file_damaged")
+        matches!(
+            Code::of(issue),
+            Some(Code::StaleLock | Code::LockFileDamaged)
+        )
     }
     fn estimate(&self, _issue: &Issue) -> Estimate {
         est(1_000, DataLoss::None, 0.01)

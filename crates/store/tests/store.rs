@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use heal::{Subject, SystemClock, Tier};
 use proptest::prelude::*;
-use store::{Document, Store, StoreConfig, StoreError, StoreSubject};
+use store::{Document, ReadOnly, Store, StoreConfig, StoreError, StoreSubject};
 
 mod common;
 use common::*;
@@ -325,10 +325,12 @@ fn out_of_space_turns_read_only_and_resumes_when_space_returns() {
     io.set_quota_bytes(Some(20));
     let e = s.put("b", doc(2)).unwrap_err();
     assert!(
-        matches!(e, StoreError::ReadOnly(ref m) if m.starts_with("read-only: disk space")),
+        matches!(e, StoreError::ReadOnly(ReadOnly::DiskSpace(ref d)) if d.refused.is_some() || d.free.is_some())
+            && e.to_string().starts_with("read-only: disk space"),
         "{e}"
     );
     assert!(s.stats().read_only.is_some());
+    assert_eq!(s.stats().read_only_cause.as_deref(), Some("disk_space"));
     assert_eq!(s.get("a").unwrap(), Some(doc(1)), "reads continue");
     io.set_quota_bytes(None);
     s.free_bytes();
@@ -1073,7 +1075,9 @@ fn assert_degraded(s: &Arc<Store>, file: &str, named: bool) -> store::LostRange 
         s.compact().unwrap_err(),
     ] {
         match &e {
-            StoreError::ReadOnly(m) => {
+            StoreError::ReadOnly(r @ ReadOnly::Lost(ranges)) => {
+                assert!(!ranges.is_empty(), "{r}");
+                let m = r.to_string();
                 assert!(
                     m.contains(file) && m.contains(&format!("LSN {a}..={b}")),
                     "{m}"
@@ -1086,6 +1090,7 @@ fn assert_degraded(s: &Arc<Store>, file: &str, named: bool) -> store::LostRange 
     let _ = s.free_bytes();
     assert!(s.put("new", doc(7)).is_err());
     assert!(s.stats().read_only.is_some());
+    assert_eq!(s.stats().read_only_cause.as_deref(), Some("lost"));
     // The engine is told, precisely, and the quick check keeps telling it.
     let subject = StoreSubject::new(s.clone());
     let queued = subject.drain_issues();
@@ -2303,10 +2308,12 @@ fn below_the_critical_floor_reads_go_on_and_writes_resume_when_space_returns() {
     io.set_quota_bytes(Some(10 << 10));
     let e = s.put("new", doc(1)).unwrap_err();
     match &e {
-        StoreError::ReadOnly(m) => assert!(
-            m.starts_with("read-only: disk space")
-                && m.contains(&format!("disk_critical_bytes_floor = {}", 256 << 10)),
-            "{m}"
+        StoreError::ReadOnly(r @ ReadOnly::DiskSpace(d)) => assert!(
+            d.floor == 256 << 10
+                && r.to_string().starts_with("read-only: disk space")
+                && r.to_string()
+                    .contains(&format!("disk_critical_bytes_floor = {}", 256 << 10)),
+            "{r}"
         ),
         other => panic!("{other:?}"),
     }

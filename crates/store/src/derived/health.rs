@@ -21,6 +21,7 @@ use heal::{
 };
 
 use super::index_dir_rel;
+use crate::issues::Code;
 use crate::lock::now_us;
 use crate::store::Store;
 
@@ -36,11 +37,11 @@ pub const SCRUB_SAMPLE: usize = 4_096;
 const VALIDATE_WAIT_MS: u64 = 5_000;
 
 /// The issue code of an index behind the log.
-pub const STALE_DERIVED: &str = "stale_derived";
+pub const STALE_DERIVED: &str = Code::StaleDerived.as_str();
 /// The issue code of a structural problem of an index (evidence `problem` names which).
-pub const DERIVED_STRUCTURE: &str = "derived_structure";
+pub const DERIVED_STRUCTURE: &str = Code::DerivedStructure.as_str();
 /// The issue code of an index that disagrees with the table or whose files are damaged.
-pub const DERIVED_DAMAGED: &str = "derived_damaged";
+pub const DERIVED_DAMAGED: &str = Code::DerivedDamaged.as_str();
 
 fn index_issue(
     kind: IssueKind,

@@ -10,6 +10,7 @@ use super::Opening;
 use super::salvage::read_data;
 use crate::error::StoreError;
 use crate::io;
+use crate::issues::Code;
 use crate::manifest::{self, Manifest, SegmentEntry};
 use crate::parity;
 use crate::snapshot;
@@ -72,7 +73,7 @@ impl Opening<'_> {
             self.issues.push(
                 issue(
                     IssueKind::Integrity,
-                    "manifest_copy_damaged",
+                    Code::ManifestCopyDamaged,
                     manifest::COPIES[i],
                     format!(
                         "{} was {what}; {}",
@@ -136,7 +137,7 @@ impl Opening<'_> {
             self.issues.push(
                 issue(
                     IssueKind::Integrity,
-                    "manifest_rebuilt",
+                    Code::ManifestRebuilt,
                     "MANIFEST-A",
                     format!(
                         "no valid manifest copy; rebuilt from the files present: {}, {} segment(s)",

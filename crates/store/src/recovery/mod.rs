@@ -22,6 +22,7 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::identity;
 use crate::io;
+use crate::issues::Code;
 use crate::lock::{DirLock, ReadLock};
 use crate::manifest::{COPIES, Manifest};
 use crate::snapshot;
@@ -439,7 +440,7 @@ impl Opening<'_> {
         self.issues.push(
             issue(
                 IssueKind::Resource,
-                "stale_lock",
+                Code::StaleLock,
                 crate::lock::LOCK_FILE,
                 summary,
                 "store.open",

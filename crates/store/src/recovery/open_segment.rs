@@ -10,6 +10,7 @@ use super::salvage::{SalvagedOpen, mirror_differences, salvage_open, torn_tail_l
 use crate::codec::{self, Record};
 use crate::error::{StoreError, loc};
 use crate::io;
+use crate::issues::Code;
 use crate::manifest::SegmentEntry;
 use crate::store::{LostRange, TornTail, ioe, issue};
 use crate::wal::{self, OpenSegment};
@@ -76,7 +77,7 @@ impl Opening<'_> {
                 self.issues.push(
                     issue(
                         IssueKind::Integrity,
-                        "wal_record_damaged",
+                        Code::WalRecordDamaged,
                         &rel,
                         self.on_open(
                             &format!("{rel} was missing; rebuilt from its mirror on open"),
@@ -105,7 +106,7 @@ impl Opening<'_> {
             self.issues.push(
                 issue(
                     IssueKind::Integrity,
-                    "mirror_damaged",
+                    Code::MirrorDamaged,
                     &rel,
                     self.on_open(
                         &format!("mirror of {rel} was missing; rewritten on open"),
@@ -244,7 +245,7 @@ impl Opening<'_> {
             self.issues.push(
             issue(
                 IssueKind::Integrity,
-                "torn_tail",
+                Code::TornTail,
                 &rel,
                 format!(
                     "torn tail of {len} bytes at offset {off} of {rel} (LSNs {}..={}) {} ({why}); \
@@ -300,7 +301,7 @@ impl Opening<'_> {
             self.issues.push(
                 issue(
                     IssueKind::Integrity,
-                    "wal_record_damaged",
+                    Code::WalRecordDamaged,
                     &rel,
                     format!(
                         "record at offset {off}{} of {rel} {}",

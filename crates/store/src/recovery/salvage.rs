@@ -10,6 +10,7 @@ use heal::{Issue, IssueKind, Location};
 use crate::codec;
 use crate::error::{StoreError, loc};
 use crate::io;
+use crate::issues::Code;
 use crate::manifest::SegmentEntry;
 use crate::parity;
 use crate::store::{ImmutableFile, LostRange, RecoveryReport, issue};
@@ -122,7 +123,7 @@ pub(crate) fn load_immutable_salvage(
                 issues.push(
                     issue(
                         IssueKind::Integrity,
-                        "block_checksum",
+                        Code::BlockChecksum,
                         &f.rel,
                         format!(
                             "{} damaged block(s) {bad:?} in {}; rebuilt in memory from parity, disk copy needs repair",
@@ -153,7 +154,7 @@ pub(crate) fn load_immutable_salvage(
             issues.push(
                 issue(
                     IssueKind::Integrity,
-                    "parity_damaged",
+                    Code::ParityDamaged,
                     &f.par_rel,
                     format!(
                         "parity sidecar {} is unusable ({why}); {} is unprotected",
@@ -259,7 +260,7 @@ pub(crate) fn mirror_differences(
     let damaged = |what: String, at: Location| {
         issue(
             IssueKind::Integrity,
-            "mirror_damaged",
+            Code::MirrorDamaged,
             rel,
             if read_only {
                 format!(
