@@ -12,16 +12,18 @@
 //! ([`crate::io::IoFaults`]). Written by hand: fault crates (`fail`) use a global registry and cannot aim at one
 //! byte of one file.
 
-use crate::issues::Code;
 use std::fmt;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+pub use crate::layout::{FileRole, classify};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+
+use crate::issues::Code;
 
 /// Largest range a zeroed-range fault writes, bytes.
 pub const ZERO_RANGE_BYTES_MAX: u64 = 4096;
@@ -262,24 +264,6 @@ fn same_file(a: &str, b: &str) -> bool {
     a == b || a.ends_with(&format!("/{b}")) || b.ends_with(&format!("/{a}"))
 }
 
-/// What role a file plays in a data directory, by the layout in `FORMAT.md`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileRole {
-    /// A write-ahead log segment.
-    Wal,
-    /// A snapshot.
-    Snapshot,
-    /// Parity over other files.
-    Parity,
-    /// The manifest (or one of its copies).
-    Manifest,
-    /// The lock file.
-    Lock,
-    /// Anything else (derived indexes, temporary files).
-    Other,
-}
-
 /// One file of a data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataFile {
@@ -289,22 +273,6 @@ pub struct DataFile {
     pub role: FileRole,
     /// Size in bytes.
     pub len: u64,
-}
-
-/// Classifies a path relative to the data directory by the layout in `FORMAT.md`: `LOCK`, `MANIFEST-A`/`-B`,
-/// `wal/<id>.seg` (segments), `wal/<id>.mir` (the open segment's mirror), `wal/<id>.seg.par` and
-/// `snap/<lsn>.snap.par` (parity sidecars), `snap/<lsn>.snap`. Anything else (repair backups under `backup/`,
-/// temporary files) is [`FileRole::Other`] and never a target.
-pub fn classify(rel: &str) -> FileRole {
-    match rel.split('/').collect::<Vec<_>>().as_slice() {
-        ["LOCK"] => FileRole::Lock,
-        [name] if name.starts_with("MANIFEST-") && !name.ends_with(".tmp") => FileRole::Manifest,
-        ["wal", name] if name.ends_with(".seg.par") => FileRole::Parity,
-        ["wal", name] if name.ends_with(".seg") || name.ends_with(".mir") => FileRole::Wal,
-        ["snap", name] if name.ends_with(".snap.par") => FileRole::Parity,
-        ["snap", name] if name.ends_with(".snap") => FileRole::Snapshot,
-        _ => FileRole::Other,
-    }
 }
 
 /// Lists the files of a data directory (recursively, sorted by path so picks are reproducible), skipping

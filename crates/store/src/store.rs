@@ -24,29 +24,21 @@ use crate::derived::{DerivedIndex, DerivedSet, FeedItem, LogCover, Truth};
 use crate::error::{StoreError, loc};
 use crate::identity;
 use crate::io;
-use crate::issues::Code;
 use crate::lock::{DirLock, now_us};
 use crate::manifest::{self, Manifest, SegmentEntry};
 use crate::parity::{self, ParityParams};
 use crate::read_only::{DiskSpace, ReadOnly};
+
+use crate::issues::Code;
+pub use crate::layout::{
+    CopyState, DataFile, FileKind, FileVerdict, ImmutableFile, snap_name, snap_par_name,
+};
+pub(crate) use crate::layout::{SNAP_DIR, SNAP_ID_BIT};
+pub use crate::loss::{LossAcceptance, LostRange};
 pub use crate::recovery::holds_a_store;
 use crate::recovery::salvage::load_immutable;
 use crate::snapshot;
 use crate::wal::{self, AppendError, OpenSegment};
-
-/// `snap/` under the data directory.
-pub(crate) const SNAP_DIR: &str = "snap";
-/// Snapshot file ids have the top bit set so a snapshot block can never pass as a segment block.
-pub(crate) const SNAP_ID_BIT: u64 = 1 << 63;
-
-/// A snapshot's relative path.
-pub fn snap_name(lsn: u64) -> String {
-    format!("snap/{lsn:016}.snap")
-}
-/// A snapshot sidecar's relative path.
-pub fn snap_par_name(lsn: u64) -> String {
-    format!("snap/{lsn:016}.snap.par")
-}
 
 /// A damaged stretch of the open segment found by [`Store::verify_open_segment`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,140 +242,6 @@ pub struct TornTail {
     pub lsn_range: (u64, u64),
 }
 
-/// Acknowledged records lost beyond every redundancy, found on open: a sealed segment missing or damaged beyond what
-/// its parity rebuilds, a snapshot beyond parity (no log covers its documents), or open-segment records damaged in
-/// both the main copy and the mirror. While any is unacknowledged the store is degraded: writes are refused and reads
-/// answer only what is certainly current (see [`Store::accept_loss`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LostRange {
-    /// The file whose records were lost (relative to the data directory).
-    pub file: String,
-    /// Where in it the lost records start; `None` when the whole file is gone.
-    pub offset: Option<u64>,
-    /// The LSNs lost, inclusive. For a snapshot: every LSN it covered (`1..=snapshot LSN`).
-    pub lsn_range: (u64, u64),
-    /// Why they are lost.
-    pub reason: String,
-    /// The table keys (ids, namespaced for a named collection) of every record in `lsn_range`, read from the
-    /// file's identity sidecar ([`crate::identity`]); `None` when no intact sidecar covers the whole range. When
-    /// known, only these documents may be stale: every other one is served.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ids: Option<Vec<String>>,
-}
-
-impl LostRange {
-    /// Whether a lost record may have changed the document under `key`, whose surviving version is `version` (0
-    /// when it has none): the range ends above that version and names the key, or names no keys at all.
-    pub fn may_have_changed(&self, key: &str, version: u64) -> bool {
-        self.lsn_range.1 > version
-            && self
-                .ids
-                .as_ref()
-                .is_none_or(|ids| ids.binary_search_by(|k| k.as_str().cmp(key)).is_ok())
-    }
-
-    /// The documents it may have changed, as users name them (`id`, or `collection/id` outside `default`); `None`
-    /// when unknown.
-    pub fn documents(&self) -> Option<Vec<String>> {
-        self.ids.as_ref().map(|ids| {
-            ids.iter()
-                .filter(|k| !k.starts_with(RESERVED_ID_PREFIX))
-                .map(|k| match collection::split(k) {
-                    (collection::DEFAULT, id) => id.to_owned(),
-                    (c, id) => format!("{c}/{id}"),
-                })
-                .collect()
-        })
-    }
-
-    /// One line: `records LSN a..=b of FILE (from offset N): reason`.
-    pub fn describe(&self) -> String {
-        format!(
-            "records LSN {}..={} of {}{}: {}",
-            self.lsn_range.0,
-            self.lsn_range.1,
-            self.file,
-            self.offset
-                .map_or(String::new(), |o| format!(" (from offset {o})")),
-            self.reason
-        ) + &match self.documents() {
-            None => "; which documents they changed is unknown".to_owned(),
-            Some(d) if d.is_empty() => "; they changed no document".to_owned(),
-            Some(d) => {
-                const SHOWN: usize = 20;
-                let more = d.len().saturating_sub(SHOWN);
-                format!(
-                    "; they may have changed {} document(s): {}{}",
-                    d.len(),
-                    d.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", "),
-                    if more > 0 {
-                        format!(" and {more} more (store.lost in /v1/status lists all)")
-                    } else {
-                        String::new()
-                    }
-                )
-            }
-        }
-    }
-
-    /// The issue the engine sees for it: `acknowledged_data_lost`, data at risk, located by file, offset and LSNs.
-    /// No strategy repairs it; it escalates until an operator restores the file or accepts the loss.
-    pub fn issue(&self, source: &str) -> Issue {
-        issue(
-            IssueKind::Integrity,
-            Code::AcknowledgedDataLost,
-            &self.file,
-            format!(
-                "acknowledged {} lost beyond every redundancy; writes refused and possibly stale reads refused until \
-                 the file is restored or the loss accepted",
-                self.describe()
-            ),
-            source,
-        )
-        .at(Location {
-            file: Some(self.file.clone()),
-            offset: self.offset,
-            len: None,
-            lsn_range: Some(self.lsn_range),
-        })
-        .data_at_risk()
-        .evidence("lsn_range", format!("{}..={}", self.lsn_range.0, self.lsn_range.1))
-        .evidence("reason", self.reason.clone())
-        .evidence(
-            "documents",
-            self.documents()
-                .map_or_else(|| "unknown".to_owned(), |d| d.join(", ")),
-        )
-        .evidence(
-            "action",
-            "restore the file from a backup and restart medic, or accept the loss: `medic accept-loss --yes`",
-        )
-    }
-
-    fn stale(&self, what: String) -> StoreError {
-        StoreError::MayBeStale {
-            what,
-            file: self.file.clone(),
-            offset: self.offset,
-            lsn_range: self.lsn_range,
-            reason: self.reason.clone(),
-        }
-    }
-}
-
-/// What [`Store::accept_loss`] did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LossAcceptance {
-    /// The lost ranges accepted (now dropped for good).
-    pub ranges: Vec<LostRange>,
-    /// The snapshot written of what survived (`None` if there was nothing to accept).
-    pub snapshot_lsn: Option<u64>,
-    /// Documents in it.
-    pub docs: usize,
-    /// When, µs since the UNIX epoch.
-    pub accepted_at_us: u64,
-}
-
 /// What open found and did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecoveryReport {
@@ -426,84 +284,6 @@ pub struct RecoveryReport {
     /// Acknowledged records lost beyond every redundancy: the store opened degraded (see [`LostRange`]).
     #[serde(default)]
     pub lost: Vec<LostRange>,
-}
-
-/// A file the store wrote once and never changes: a sealed segment or a snapshot, with its parity sidecar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImmutableFile {
-    /// Path relative to the data directory.
-    pub rel: String,
-    /// The sidecar's relative path.
-    pub par_rel: String,
-    /// Id mixed into block checksums.
-    pub file_id: u64,
-    /// Expected length.
-    pub len: u64,
-    /// LSNs it covers.
-    pub lsn_range: (u64, u64),
-}
-
-/// What verifying an immutable file found.
-#[derive(Debug, Clone, Default)]
-pub struct FileVerdict {
-    /// Data blocks failing their checksum.
-    pub bad_blocks: Vec<usize>,
-    /// The sidecar is unusable, and why.
-    pub sidecar_error: Option<String>,
-    /// Recovery blocks damaged or disagreeing with the data (only checked when asked).
-    pub parity_mismatches: Vec<(usize, usize)>,
-    /// Whether the damage can be rebuilt from parity.
-    pub rebuildable: bool,
-    /// The file could not be read at all.
-    pub read_error: Option<String>,
-    /// The file or its sidecar could not be read for lack of a resource (e.g. `cannot open snap/...: too many open
-    /// files`): nothing is known about its bytes — not damage; verified again once the resource is back.
-    pub environment_error: Option<String>,
-    /// The file's length on disk.
-    pub disk_len: u64,
-    /// Block size used.
-    pub block_bytes: u64,
-    /// With the sidecar unusable, the file's own record or entry checksums were checked instead: what failed.
-    pub content_damaged: Option<String>,
-}
-
-impl FileVerdict {
-    /// Whether parity can undo every problem found (or there is none). A damaged sidecar over intact data counts as
-    /// rebuildable: the sidecar is regenerated from the data.
-    pub fn rebuildable_or_clean(&self) -> bool {
-        self.read_error.is_none()
-            && self.content_damaged.is_none()
-            && (self.bad_blocks.is_empty() || self.rebuildable)
-    }
-
-    /// Whether everything checked is intact.
-    pub fn clean(&self) -> bool {
-        self.bad_blocks.is_empty()
-            && self.sidecar_error.is_none()
-            && self.parity_mismatches.is_empty()
-            && self.read_error.is_none()
-            && self.environment_error.is_none()
-    }
-}
-
-/// What a manifest copy holds, as [`Store::manifest_copy_states`] found it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CopyState {
-    /// The current manifest.
-    Current,
-    /// Missing, damaged, stale, or a link; why.
-    Damaged(String),
-    /// Could not be read for lack of a resource (`cannot read MANIFEST-A: too many open files`): nothing is known.
-    Unavailable(String),
-}
-
-/// A live data file and what protects it, for fault injection and reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataFile {
-    /// Path relative to the data directory.
-    pub rel: String,
-    /// `segment`, `open_segment`, `mirror`, `parity`, `snapshot`, `manifest`, `lock`.
-    pub kind: String,
 }
 
 /// medic's embedded document store. `Send + Sync`; share it as `Arc<Store>`.
@@ -2449,27 +2229,24 @@ impl Store {
     /// Every live file and what it is.
     pub fn data_files(&self) -> Vec<DataFile> {
         let m = self.manifest();
-        let f = |rel: String, kind: &str| DataFile {
-            rel,
-            kind: kind.into(),
-        };
+        let f = |rel: String, kind: FileKind| DataFile { rel, kind };
         let mut out = vec![
-            f(manifest::COPIES[0].into(), "manifest"),
-            f(manifest::COPIES[1].into(), "manifest"),
-            f(crate::lock::LOCK_FILE.into(), "lock"),
+            f(manifest::COPIES[0].into(), FileKind::Manifest),
+            f(manifest::COPIES[1].into(), FileKind::Manifest),
+            f(crate::lock::LOCK_FILE.into(), FileKind::Lock),
         ];
         if let Some(l) = m.snapshot_lsn {
-            out.push(f(snap_name(l), "snapshot"));
-            out.push(f(snap_par_name(l), "parity"));
+            out.push(f(snap_name(l), FileKind::Snapshot));
+            out.push(f(snap_par_name(l), FileKind::Parity));
         }
         for s in &m.segments {
             if s.sealed {
-                out.push(f(wal::seg_name(s.id), "segment"));
-                out.push(f(wal::par_name(s.id), "parity"));
+                out.push(f(wal::seg_name(s.id), FileKind::Segment));
+                out.push(f(wal::par_name(s.id), FileKind::Parity));
             } else {
-                out.push(f(wal::seg_name(s.id), "open_segment"));
+                out.push(f(wal::seg_name(s.id), FileKind::OpenSegment));
                 if self.cfg.mirror_open_segment {
-                    out.push(f(wal::mirror_name(s.id), "mirror"));
+                    out.push(f(wal::mirror_name(s.id), FileKind::Mirror));
                 }
             }
         }

@@ -23,7 +23,7 @@ use crate::error::loc;
 use crate::issues::Code;
 use crate::lock::now_us;
 use crate::parity;
-use crate::store::{CopyState, ImmutableFile, Store};
+use crate::store::{CopyState, FileKind, ImmutableFile, Store};
 use crate::wal;
 
 /// Repair backups kept at most under `backup/`; older ones are removed.
@@ -116,14 +116,14 @@ fn link_issues(store: &Store, source: &str) -> Vec<Issue> {
     store
         .data_files()
         .into_iter()
-        .filter(|f| f.kind != "lock")
+        .filter(|f| f.kind != FileKind::Lock)
         .filter_map(|f| {
             let l = crate::io::link_at(&store.dir().join(&f.rel))?;
-            let (code, resource) = match f.kind.as_str() {
-                "open_segment" => (Code::WalRecordDamaged, wal::seg_name(id)),
-                "mirror" => (Code::MirrorDamaged, wal::seg_name(id)),
-                "manifest" => (Code::ManifestCopyDamaged, f.rel.clone()),
-                "parity" => (Code::ParityDamaged, f.rel.clone()),
+            let (code, resource) = match f.kind {
+                FileKind::OpenSegment => (Code::WalRecordDamaged, wal::seg_name(id)),
+                FileKind::Mirror => (Code::MirrorDamaged, wal::seg_name(id)),
+                FileKind::Manifest => (Code::ManifestCopyDamaged, f.rel.clone()),
+                FileKind::Parity => (Code::ParityDamaged, f.rel.clone()),
                 _ => (Code::FileUnreadable, f.rel.clone()),
             };
             let target = l

@@ -193,7 +193,10 @@ fn store_with_every_file(dir: &Path) -> Vec<store::DataFile> {
         "manifest",
         "lock",
     ] {
-        assert!(files.iter().any(|f| f.kind == kind), "{kind}: {files:?}");
+        assert!(
+            files.iter().any(|f| f.kind.name() == kind),
+            "{kind}: {files:?}"
+        );
     }
     files
 }
@@ -216,7 +219,7 @@ fn a_link_planted_for_any_data_file_is_refused_at_open_naming_link_and_target() 
     let elsewhere = tempfile::tempdir().unwrap();
     let mut kinds_seen = std::collections::BTreeSet::new();
     for f in &files {
-        kinds_seen.insert(f.kind.clone());
+        kinds_seen.insert(f.kind);
         let target = plant_link(dir.path(), &f.rel, elsewhere.path());
         let before = std::fs::read(&target).unwrap();
         match Store::open(dir.path(), small()) {
@@ -259,7 +262,7 @@ fn links_planted_while_running_are_found_replaced_and_never_written_through() {
     let pick = |kind: &str| {
         s.data_files()
             .into_iter()
-            .find(|f| f.kind == kind)
+            .find(|f| f.kind.name() == kind)
             .unwrap()
             .rel
     };

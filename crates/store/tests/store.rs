@@ -557,7 +557,7 @@ proptest! {
                 }
                 Op::Compact => s.compact().unwrap(),
                 Op::DamageAndReopen(f, o) => {
-                    let files: Vec<_> = s.data_files().into_iter().filter(|d| d.kind != "lock").collect();
+                    let files: Vec<_> = s.data_files().into_iter().filter(|d| d.kind != store::layout::FileKind::Lock).collect();
                     let target = &files[f as usize % files.len()];
                     let path = dir.path().join(&target.rel);
                     let len = std::fs::metadata(&path).unwrap().len();
