@@ -7,6 +7,7 @@
 pub mod chaos;
 pub mod codec;
 pub mod collection;
+mod compaction;
 pub mod config;
 pub mod derived;
 pub mod error;

@@ -19,13 +19,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, Document, KIND_DELETE, KIND_PUT};
 use crate::collection::{self, CollectionInfo, CollectionState, Created, Stored};
+use crate::compaction;
 use crate::config::StoreConfig;
 use crate::derived::{DerivedIndex, DerivedSet, FeedItem, LogCover, Truth};
 use crate::error::{StoreError, loc};
 use crate::identity;
 use crate::io;
 use crate::lock::{DirLock, now_us};
-use crate::manifest::{self, Manifest, SegmentEntry};
+use crate::manifest::{self, Manifest};
 use crate::parity::{self, ParityParams};
 use crate::read_only::{DiskSpace, ReadOnly};
 
@@ -138,10 +139,10 @@ struct State {
     crisis: Option<String>,
 }
 
-struct WalState {
-    seg: OpenSegment,
-    manifest: Manifest,
-    sealed_bytes: u64,
+pub(crate) struct WalState {
+    pub(crate) seg: OpenSegment,
+    pub(crate) manifest: Manifest,
+    pub(crate) sealed_bytes: u64,
     /// LSN of the last record durable in the WAL (changed together with `seg.len`, so a check that captures both
     /// knows the LSN of the last record below the captured length).
     last_lsn: u64,
@@ -1675,151 +1676,69 @@ impl Store {
     }
 
     fn params(&self) -> ParityParams {
-        ParityParams {
-            block_bytes: self.cfg.block_bytes,
-            data_blocks: self.cfg.parity_data_blocks,
-            parity_blocks: self.cfg.parity_blocks,
+        self.files().params()
+    }
+
+    /// The directory and settings [`crate::compaction`] writes with.
+    fn files(&self) -> compaction::Files<'_> {
+        compaction::Files {
+            dir: &self.dir,
+            cfg: &self.cfg,
+            record_bytes_max: self.record_bytes_max,
         }
     }
 
-    /// Seals the open segment (parity sidecar, manifest) and starts a new one at `next_lsn`. Every record is
-    /// verified first (parity over damaged bytes would vouch for them); a record damaged in the main copy is taken
-    /// from the mirror. If a record is damaged in every copy, the segment is not sealed: a compaction from the
-    /// verified table (which holds every acknowledged document) replaces it, so writes go on.
+    /// Seals the open segment and starts a new one at `next_lsn` ([`compaction::seal_open_segment`]). If a record
+    /// is damaged in every copy (or the segment cannot be read back), the segment is not sealed: a compaction from
+    /// the verified table (which holds every acknowledged document) replaces it, so writes go on.
     fn rotate(&self, w: &mut WalState, next_lsn: u64) -> Result<(), StoreError> {
-        let faults = &*self.cfg.io;
-        let id = w.seg.id;
-        let rel = wal::seg_name(id);
-        // Read through the open descriptor (the caller, `write_batch`, has just checked that the segment is still
-        // the file at its path). Should the read fail, the table holds every record the segment does, so the
-        // segment is replaced by a compaction instead of sealed.
-        let mut bytes = read_fd(&w.seg.file, w.seg.len as usize);
-        if bytes.len() as u64 != w.seg.len {
-            return self.compact_locked(w, true);
-        }
-        let mir = w
-            .seg
-            .mirror
-            .as_ref()
-            .map(|m| read_fd(m, w.seg.len as usize));
-        let header_ok = wal::check_header(&bytes, id).is_ok();
-        let s = wal::scan(&bytes, mir.as_deref(), self.record_bytes_max);
-        if !header_ok || s.valid_end != w.seg.len {
-            // Damaged beyond what the mirror undoes (or the main header is damaged): rebuild from the table.
-            return self.compact_locked(w, true);
-        }
-        if !s.from_mirror.is_empty() {
-            for (off, len) in &s.from_mirror {
-                io::write_all_at(
-                    faults,
-                    &w.seg.file,
-                    &s.good[*off as usize..(*off + *len) as usize],
-                    *off,
-                )
-                .map_err(ioe(format!("repairing {rel} from its mirror")))?;
+        let dim = lock(&self.state).vector_dim;
+        match compaction::seal_open_segment(&self.files(), w, next_lsn, dim)? {
+            compaction::Sealed::NeedsCompaction => self.compact_locked(w, true),
+            compaction::Sealed::Done(copy_b) => {
+                self.copy_b_outcome(copy_b, w.manifest.generation);
+                self.counters.rotations.fetch_add(1, Ordering::Relaxed);
+                Ok(())
             }
-            bytes = s.good;
         }
-        let sidecar = parity::build(id, &bytes, &self.params())
-            .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
-        io::write_file_atomic(faults, &self.dir.join(wal::par_name(id)), &sidecar)
-            .map_err(ioe(format!("writing {}", wal::par_name(id))))?;
-        // The sealed segment's identity sidecar, whole and flushed, from the verified records (best effort: the
-        // journal stays if this fails).
-        let ids = identity::of_segment(&bytes, w.seg.first_lsn, next_lsn.saturating_sub(1));
-        let _ = io::write_file_atomic(faults, &self.dir.join(wal::ids_name(id)), &ids);
-        let new = OpenSegment::create(
-            faults,
-            &self.dir,
-            id + 1,
-            next_lsn,
-            self.cfg.mirror_open_segment,
-        )
-        .map_err(ioe(format!("creating {}", wal::seg_name(id + 1))))?;
-        let mut m = w.manifest.clone();
-        m.generation += 1;
-        m.vector_dim = lock(&self.state).vector_dim;
-        if let Some(last) = m.segments.last_mut() {
-            last.sealed = true;
-            last.sealed_len = w.seg.len;
-        }
-        m.segments.push(SegmentEntry {
-            id: id + 1,
-            first_lsn: next_lsn,
-            sealed: false,
-            sealed_len: 0,
-        });
-        self.switch_manifest(&m)?;
-        let _ = io::remove_file(faults, &self.dir.join(wal::mirror_name(id)));
-        let _ = io::sync_dir(faults, &wal::wal_dir(&self.dir));
-        w.sealed_bytes += w.seg.len;
-        w.seg = new;
-        w.manifest = m;
-        self.counters.rotations.fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
 
-    /// Makes `m` the layout on disk: copy A, then copy B. If A fails and still holds the old generation, nothing
-    /// changed (an ordinary error; the caller keeps the old layout). If A may hold the new generation but its flush
-    /// failed, which layout survives a crash is unknown: the store stops writing (`Poisoned`). If only B fails, A
-    /// holds the new layout durably; B is left to be restored from its twin (an issue is queued).
-    fn switch_manifest(&self, m: &Manifest) -> Result<(), StoreError> {
-        let faults = &*self.cfg.io;
-        if let Err(io::AtomicWriteFailure { error: e, renamed }) =
-            manifest::write_copy_staged(faults, &self.dir, 0, m)
-        {
-            // Failed before its rename: A is certainly the old copy. After it, a copy that cannot be read back (no
-            // descriptor) may be the new one: only "certainly old" goes on.
-            let a_is_new = renamed
-                && io::read_file(faults, &self.dir.join(manifest::COPIES[0]))
-                    .map_or(true, |b| b == m.encode());
-            if a_is_new {
-                return Err(StoreError::Poisoned(format!(
-                    "MANIFEST-A (generation {}) was renamed into place but not flushed: {e}",
-                    m.generation
-                )));
-            }
-            return Err(StoreError::io("writing MANIFEST-A", e));
-        }
-        if let Err(e) = manifest::write_copy(faults, &self.dir, 1, m) {
-            if io::is_resource(&e) {
-                // Not damage: MANIFEST-A holds the new layout durably; B is written again by the next check once
-                // the resource is back (`Store::finish_manifest_copy`).
-                *lock(&self.manifest_copy_pending) = Some(io::reason(&e));
+    /// What the store makes of the second manifest copy after a switch to `generation`: a copy not written for lack
+    /// of a resource is written again by the next check ([`Store::finish_manifest_copy`]); a failed one is an issue
+    /// (restored from its twin).
+    fn copy_b_outcome(&self, copy_b: compaction::CopyB, generation: u64) {
+        match copy_b {
+            compaction::CopyB::Written => {}
+            compaction::CopyB::Pending(reason) => {
                 self.queue_issue(
                     issue(
                         IssueKind::Resource,
                         Code::ResourceExhausted,
                         "environment",
                         format!(
-                            "cannot write MANIFEST-B (generation {}): {}; written again once the resource is back",
-                            m.generation,
-                            io::reason(&e)
+                            "cannot write MANIFEST-B (generation {generation}): {reason}; written again once the \
+                             resource is back"
                         ),
                         "store.manifest",
                     )
                     .with_score(0.5),
                 );
-                return Ok(());
+                *lock(&self.manifest_copy_pending) = Some(reason);
             }
-            self.queue_issue(
+            compaction::CopyB::Failed(e) => self.queue_issue(
                 issue(
                     IssueKind::Integrity,
                     Code::ManifestCopyDamaged,
                     manifest::COPIES[1],
-                    format!(
-                        "writing MANIFEST-B (generation {}) failed: {e}",
-                        m.generation
-                    ),
+                    format!("writing MANIFEST-B (generation {generation}) failed: {e}"),
                     "store.manifest",
                 )
                 .at(Location {
                     file: Some(manifest::COPIES[1].into()),
                     ..Location::default()
                 }),
-            );
+            ),
         }
-        Ok(())
     }
 
     /// Takes a snapshot of the table at the latest durable LSN and drops every segment it covers. Waits for the
@@ -1950,7 +1869,7 @@ impl Store {
         self.cond.notify_all();
         drop(st);
         r?;
-        lock(&self.issues).retain(|i| Code::of(&i) != Some(Code::AcknowledgedDataLost));
+        lock(&self.issues).retain(|i| Code::of(i) != Some(Code::AcknowledgedDataLost));
         // The table was rewritten from what survived: the indexes are rebuilt from it.
         self.derived
             .invalidate_all("a loss was accepted: rebuilding from the table");
@@ -1971,7 +1890,6 @@ impl Store {
     /// [`Store::compact_as_leader`] with the WAL lock already held (the caller holds the leader role).
     fn compact_locked(&self, w: &mut WalState, force: bool) -> Result<(), StoreError> {
         self.fence()?;
-        let faults = &*self.cfg.io;
         let (lsn, entries, dim) = {
             let st = lock(&self.state);
             let entries: Vec<(String, Entry)> = st
@@ -1993,71 +1911,17 @@ impl Store {
                 },
             ));
         }
-        self.ensure_layout_dirs()?;
-        let bytes = snapshot::encode(
-            lsn,
-            entries.iter().map(|(id, e)| snapshot::SnapEntry {
-                id,
+        let entries: Vec<compaction::TableEntry> = entries
+            .into_iter()
+            .map(|(key, e)| compaction::TableEntry {
+                key,
                 lsn: e.lsn,
-                doc: &e.bytes,
-            }),
-        );
-        let sidecar = parity::build(lsn | SNAP_ID_BIT, &bytes, &self.params())
-            .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
-        io::write_file_atomic(faults, &self.dir.join(snap_name(lsn)), &bytes)
-            .map_err(ioe(format!("writing {}", snap_name(lsn))))?;
-        io::write_file_atomic(faults, &self.dir.join(snap_par_name(lsn)), &sidecar)
-            .map_err(ioe(format!("writing {}", snap_par_name(lsn))))?;
-        // Which documents the snapshot holds, by version (best effort: without it a lost snapshot names none).
-        let ids = identity::of_snapshot(lsn, entries.iter().map(|(k, e)| (k.as_str(), e.lsn)));
-        let _ = io::write_file_atomic(
-            faults,
-            &self.dir.join(identity::name_for(&snap_name(lsn))),
-            &ids,
-        );
-        let new_id = w.seg.id + 1;
-        let new = OpenSegment::create(
-            faults,
-            &self.dir,
-            new_id,
-            lsn + 1,
-            self.cfg.mirror_open_segment,
-        )
-        .map_err(ioe(format!("creating {}", wal::seg_name(new_id))))?;
-        let old = w.manifest.clone();
-        let m = Manifest {
-            version: manifest::VERSION,
-            generation: old.generation + 1,
-            vector_dim: dim,
-            snapshot_lsn: Some(lsn),
-            segments: vec![SegmentEntry {
-                id: new_id,
-                first_lsn: lsn + 1,
-                sealed: false,
-                sealed_len: 0,
-            }],
-        };
-        self.switch_manifest(&m)?;
-        for s in &old.segments {
-            for rel in [
-                wal::seg_name(s.id),
-                wal::mirror_name(s.id),
-                wal::par_name(s.id),
-                wal::ids_name(s.id),
-            ] {
-                let _ = io::remove_file(faults, &self.dir.join(rel));
-            }
-        }
-        if let Some(l) = old.snapshot_lsn.filter(|l| *l != lsn) {
-            let _ = io::remove_file(faults, &self.dir.join(snap_name(l)));
-            let _ = io::remove_file(faults, &self.dir.join(snap_par_name(l)));
-            let _ = io::remove_file(faults, &self.dir.join(identity::name_for(&snap_name(l))));
-        }
-        let _ = io::sync_dir(faults, &wal::wal_dir(&self.dir));
-        let _ = io::sync_dir(faults, &self.dir.join(SNAP_DIR));
-        w.seg = new;
-        w.manifest = m;
-        w.sealed_bytes = 0;
+                bytes: e.bytes,
+            })
+            .collect();
+        let (new_id, copy_b) =
+            compaction::snapshot_and_switch(&self.files(), w, lsn, &entries, dim)?;
+        self.copy_b_outcome(copy_b, w.manifest.generation);
         *lock(&self.incremental_mark) = (new_id, wal::HEADER_BYTES, 0);
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -2093,23 +1957,6 @@ impl Store {
 
     /// Recreates `wal/` and `snap/` if they were removed under the running store (the table still holds everything
     /// they held; compaction writes it back into them), syncing the data directory so the new entries are durable.
-    fn ensure_layout_dirs(&self) -> Result<(), StoreError> {
-        let mut created = false;
-        for sub in ["wal", SNAP_DIR] {
-            let d = self.dir.join(sub);
-            if !d.is_dir() {
-                std::fs::create_dir_all(&d).map_err(ioe(format!("recreating {sub}/")))?;
-                created = true;
-            }
-        }
-        if created {
-            io::sync_dir(&self.cfg.io, &self.dir).map_err(ioe("syncing the data directory"))?;
-        }
-        Ok(())
-    }
-
-    /// Whether the open segment (and its mirror) are still the files at their paths: one deleted or replaced under
-    /// the running store would take every write appended to it into a file nothing will ever read.
     fn open_segment_linked(&self, w: &WalState) -> bool {
         same_file(&self.dir.join(wal::seg_name(w.seg.id)), &w.seg.file)
             && w.seg
@@ -2481,7 +2328,7 @@ impl Store {
                     b.truncate(len);
                     (b, false)
                 } else {
-                    (read_fd(f, len), true)
+                    (compaction::read_fd(f, len), true)
                 }
             };
             let (main, main_lost) = read_copy(&rel, &w.seg.file);
@@ -3189,16 +3036,6 @@ pub(crate) fn same_file(path: &Path, file: &std::fs::File) -> bool {
     match (std::fs::symlink_metadata(path), file.metadata()) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
-    }
-}
-
-/// The first `len` bytes of an open file, read through its descriptor.
-fn read_fd(file: &std::fs::File, len: usize) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    let mut b = vec![0u8; len];
-    match file.read_exact_at(&mut b, 0) {
-        Ok(()) => b,
-        Err(_) => Vec::new(),
     }
 }
 
