@@ -5,7 +5,10 @@
 
 use heal::check::CheckContext;
 use heal::{Clock, Subject, SystemClock, Tier};
-use store::{Document, StoreConfig, StoreSubject};
+use std::path::Path;
+use std::sync::Arc;
+
+use store::{Document, Store, StoreConfig, StoreSubject};
 
 pub fn small() -> StoreConfig {
     StoreConfig {
@@ -58,4 +61,37 @@ pub fn repair(subject: &StoreSubject, issue: &heal::Issue) -> Result<(), heal::R
     s.validate(issue).inspect_err(|_| {
         let _ = s.rollback(issue, &b);
     })
+}
+
+pub fn flip(path: &Path, offset: u64, len: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    for x in &mut b[offset as usize..offset as usize + len] {
+        *x ^= 0x5a;
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+pub fn fill(s: &Store, n: usize) {
+    for i in 0..n {
+        s.put(&format!("f{i:04}"), doc(i)).unwrap();
+    }
+}
+
+pub fn all_there(s: &Store, n: usize) {
+    for i in 0..n {
+        assert_eq!(s.get(&format!("f{i:04}")).unwrap(), Some(doc(i)), "f{i:04}");
+    }
+}
+
+pub fn engine_over(subject: Arc<dyn Subject>) -> (heal::engine::Engine, heal::SimClock) {
+    use heal::Clock;
+    let clock = heal::SimClock::new(SystemClock::new().now());
+    let engine = heal::engine::Engine::new(
+        subject,
+        Arc::new(heal::learn::MemoryKnowledgeBase::new()),
+        Arc::new(clock.clone()),
+        heal::config::EngineConfig::default(),
+    )
+    .unwrap();
+    (engine, clock)
 }

@@ -1,0 +1,368 @@
+//! The store's basic promises through its public API: documents survive reopen exactly, compaction bounds the log,
+//! bad input gets clear errors naming the limit, group commit shares flushes, batches are all or nothing, and a model
+//! check against a `BTreeMap` across reopen, compaction and damage.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use heal::{Subject, SystemClock, Tier};
+use proptest::prelude::*;
+use store::{Document, Store, StoreConfig, StoreError, StoreSubject};
+
+mod common;
+use common::*;
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..20, any::<u16>()).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => (0u8..20).prop_map(Op::Delete),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::Compact),
+        1 => (any::<u16>(), any::<u32>()).prop_map(|(f, o)| Op::DamageAndReopen(f, o)),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, u16),
+    Delete(u8),
+    Reopen,
+    Compact,
+    /// Flip one byte of one live file (chosen by the two numbers), then reopen and let the strategies repair.
+    DamageAndReopen(u16, u32),
+}
+
+#[test]
+fn documents_survive_reopen_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(s.recovery_report().created);
+    for i in 0..300 {
+        assert_eq!(s.put(&format!("d{i:03}"), doc(i)).unwrap(), i as u64 + 1);
+    }
+    assert_eq!(s.delete("d007").unwrap(), Some(301));
+    assert_eq!(s.delete("nope").unwrap(), None);
+    assert!(s.stats().rotations > 0, "segments rotated: {:?}", s.stats());
+    s.close().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let r = s.recovery_report();
+    assert!(!r.created && !r.previous_holder_crashed, "{r:?}");
+    assert_eq!(s.count(), 299);
+    assert_eq!(s.get("d042").unwrap(), Some(doc(42)));
+    assert_eq!(s.get("d007").unwrap(), None);
+    let page = s.scan(Some("d005"), 3).unwrap();
+    let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["d006", "d008", "d009"]);
+    assert_eq!(s.put("z", Document::text("t")).unwrap(), 302);
+}
+
+#[test]
+fn compaction_bounds_the_log_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    for i in 0..1500 {
+        s.put(&format!("k{}", i % 200), doc(i)).unwrap();
+    }
+    let st = s.stats();
+    assert!(st.compactions > 0 && st.snapshot_lsn.is_some(), "{st:?}");
+    assert!(
+        st.wal_bytes <= small().wal_bytes_max + small().segment_bytes_max,
+        "{st:?}"
+    );
+    drop(s);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(s.recovery_report().previous_holder_crashed);
+    assert_eq!(s.count(), 200);
+    for k in 0..200 {
+        let last = (0..1500).filter(|i| i % 200 == k).max().unwrap();
+        assert_eq!(s.get(&format!("k{k}")).unwrap(), Some(doc(last)));
+    }
+}
+
+#[test]
+fn bad_input_gets_clear_user_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let e = s.put(&"a".repeat(257), Document::text("x")).unwrap_err();
+    assert!(
+        e.is_user_error() && e.to_string().contains("id_bytes_max = 256"),
+        "{e}"
+    );
+    let e = s.put("", Document::text("x")).unwrap_err();
+    assert!(matches!(e, StoreError::InvalidInput(_)), "{e}");
+    let e = s
+        .put(
+            "a",
+            Document {
+                vector: Some(vec![f32::INFINITY]),
+                ..Document::text("x")
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::InvalidInput(ref m) if m.contains("finite")),
+        "{e}"
+    );
+    s.put(
+        "a",
+        Document {
+            vector: Some(vec![1.0, 2.0]),
+            ..Document::text("x")
+        },
+    )
+    .unwrap();
+    let e = s
+        .put(
+            "b",
+            Document {
+                vector: Some(vec![1.0]),
+                ..Document::text("x")
+            },
+        )
+        .unwrap_err();
+    assert!(
+        e.is_user_error() && e.to_string().contains("dimension"),
+        "{e}"
+    );
+    let big = "y".repeat(StoreConfig::default().limits.text_bytes_max as usize + 1);
+    let e = s.put("c", Document::text(big)).unwrap_err();
+    assert!(
+        matches!(e, StoreError::TooLarge { what: "text", .. }),
+        "{e}"
+    );
+    assert_eq!(s.count(), 1);
+}
+
+#[test]
+fn concurrent_writers_share_fsyncs_and_all_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        disk_low_bytes_floor: 0,
+        disk_critical_bytes_floor: 0,
+        ..StoreConfig::default()
+    };
+    cfg.io.set_latency_us(500);
+    let s = Arc::new(Store::open(dir.path(), cfg).unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    s.put(&format!("t{t}-{i}"), doc(i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let st = s.stats();
+    assert_eq!(st.records_committed, 320);
+    assert!(st.commits < 320, "group commit shares fsyncs: {st:?}");
+    drop(Arc::into_inner(s).unwrap());
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(s.count(), 320);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn behaves_like_a_btreemap_across_reopen(ops in proptest::collection::vec(op(), 1..80)) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = || StoreConfig { segment_bytes_max: 4096, wal_bytes_max: 16 << 10, ..small() };
+        let mut s = Store::open(dir.path(), cfg()).unwrap();
+        let mut model: BTreeMap<String, Document> = BTreeMap::new();
+        for o in ops {
+            match o {
+                Op::Put(k, v) => {
+                    let d = Document { text: format!("{v}").repeat(v as usize % 40), vector: None, meta: None };
+                    s.put(&format!("k{k:02}"), d.clone()).unwrap();
+                    model.insert(format!("k{k:02}"), d);
+                }
+                Op::Delete(k) => {
+                    let had = s.delete(&format!("k{k:02}")).unwrap().is_some();
+                    prop_assert_eq!(had, model.remove(&format!("k{k:02}")).is_some());
+                }
+                Op::Reopen => {
+                    drop(s);
+                    s = Store::open(dir.path(), cfg()).unwrap();
+                }
+                Op::Compact => s.compact().unwrap(),
+                Op::DamageAndReopen(f, o) => {
+                    let files: Vec<_> = s.data_files().into_iter().filter(|d| d.kind != store::layout::FileKind::Lock).collect();
+                    let target = &files[f as usize % files.len()];
+                    let path = dir.path().join(&target.rel);
+                    let len = std::fs::metadata(&path).unwrap().len();
+                    if len > 0 {
+                        flip(&path, o as u64 % len, 1);
+                    }
+                    drop(s);
+                    let reopened = Arc::new(Store::open(dir.path(), cfg()).unwrap_or_else(|e| panic!("{} damaged: {e}", target.rel)));
+                    let subject = StoreSubject::new(reopened.clone());
+                    let mut issues = subject.drain_issues();
+                    issues.extend(run_check(&subject, Tier::Comprehensive).issues);
+                    for i in &issues {
+                        if i.code == "stale_lock" {
+                            continue;
+                        }
+                        repair(&subject, i).unwrap_or_else(|e| panic!("{} after damage to {}: {e}", i.code, target.rel));
+                    }
+                    let after = run_check(&subject, Tier::Comprehensive);
+                    prop_assert!(after.passed, "{} still damaged: {:?}", target.rel, after);
+                    drop(subject);
+                    s = Arc::into_inner(reopened).unwrap();
+                }
+            }
+            prop_assert_eq!(s.count(), model.len());
+        }
+        let all = s.scan(None, usize::MAX).unwrap();
+        let want: Vec<(String, Document)> = model.into_iter().collect();
+        prop_assert_eq!(all, want);
+    }
+}
+
+#[test]
+fn a_crash_while_creating_a_store_leaves_it_creatable() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("wal")).unwrap();
+    std::fs::write(dir.path().join("wal/0000000000000001.seg"), [0u8; 10]).unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert!(s.recovery_report().created);
+    s.put("a", doc(0)).unwrap();
+}
+
+#[test]
+fn samples_carry_latency_quantiles_and_write_failures_become_issues() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small();
+    let io = cfg.io.clone();
+    let s = Arc::new(Store::open(dir.path(), cfg).unwrap());
+    let subject = StoreSubject::new(s.clone());
+    s.put("a", doc(1)).unwrap();
+    let samples = subject.sample(heal::Clock::now(&SystemClock::new()));
+    let p99 = samples
+        .iter()
+        .find(|x| x.metric == "put_latency_p99_us")
+        .expect("put p99 sampled");
+    assert!(p99.value >= 1.0, "{p99:?}");
+    assert!(
+        samples
+            .iter()
+            .any(|x| x.metric == "wal_bytes" && x.value > 0.0)
+    );
+    io.set_fail_fsync(true);
+    assert!(s.put("b", doc(2)).is_err());
+    let issues = subject.drain_issues();
+    let i = issues
+        .iter()
+        .find(|i| i.code == "store_poisoned")
+        .expect("queued");
+    assert_eq!(i.location.lsn_range, Some((2, 2)));
+}
+
+#[test]
+fn put_batch_is_one_commit_and_all_or_nothing_on_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let lsns = s
+        .put_batch((0..50).map(|i| (format!("p{i}"), doc(i))).collect())
+        .unwrap();
+    assert_eq!(lsns, (1..=50).collect::<Vec<u64>>());
+    assert_eq!(s.stats().commits, 1);
+    let bad = vec![("ok".to_string(), doc(1)), (String::new(), doc(2))];
+    assert!(s.put_batch(bad).unwrap_err().is_user_error());
+    assert_eq!(s.get("ok").unwrap(), None);
+    assert!(s.heartbeat().unwrap());
+    drop(s);
+    let s = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(s.count(), 50);
+}
+
+#[test]
+fn checks_pass_while_writers_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let subject = StoreSubject::new(s.clone());
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    s.put(&format!("c{t}-{}", i % 40), doc(i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut runs = 0;
+    while !writers.iter().all(|w| w.is_finished()) || runs < 3 {
+        for tier in [Tier::Shallow, Tier::Deep, Tier::Comprehensive] {
+            let out = run_check(&subject, tier);
+            assert!(
+                out.passed,
+                "{tier:?} failed under concurrent writes: {out:?}"
+            );
+        }
+        runs += 1;
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(
+        s.stats().rotations > 0 && s.stats().compactions > 0,
+        "{:?}",
+        s.stats()
+    );
+    assert_eq!(s.count(), 160);
+}
+
+#[test]
+fn put_batch_over_commit_batch_bytes_max_is_refused_whole_naming_the_limit_and_size() {
+    let batch =
+        || -> Vec<(String, Document)> { (0..10).map(|i| (format!("b{i}"), doc(i))).collect() };
+    // The batch's size as written to the WAL.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let before = s.open_segment().1;
+    s.put_batch(batch()).unwrap();
+    let size = s.open_segment().1 - before;
+    drop(s);
+
+    // A limit of exactly that size admits it.
+    let cfg = |limit| StoreConfig {
+        commit_batch_bytes_max: limit,
+        ..small()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), cfg(size)).unwrap();
+    assert_eq!(s.put_batch(batch()).unwrap().len(), 10);
+    drop(s);
+
+    // One byte less: refused, clearly, and nothing written (no record, no LSN used).
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), cfg(size - 1)).unwrap();
+    let len = s.open_segment().1;
+    let e = s.put_batch(batch()).unwrap_err();
+    assert!(e.is_user_error(), "{e:?}");
+    assert!(
+        matches!(e, StoreError::TooLarge { what: "commit_batch", limit, actual } if limit == size - 1 && actual == size),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("commit_batch_bytes_max") && msg.contains(&size.to_string()),
+        "{msg}"
+    );
+    assert_eq!(s.count(), 0);
+    assert_eq!(s.open_segment().1, len);
+    assert_eq!(s.get("b0").unwrap(), None);
+    // Smaller batches and single puts still go through.
+    assert_eq!(s.put("single", doc(3)).unwrap(), 1);
+    assert_eq!(
+        s.put_batch(batch()[..5].to_vec()).unwrap(),
+        vec![2, 3, 4, 5, 6]
+    );
+    drop(s);
+    let s = Store::open(dir.path(), cfg(size - 1)).unwrap();
+    assert_eq!(s.count(), 6);
+    assert_eq!(s.get("b9").unwrap(), None);
+}

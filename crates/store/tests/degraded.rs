@@ -1,0 +1,503 @@
+//! Damage beyond every redundancy, found on open: the store opens degraded, refuses writes and every read a lost
+//! record may have changed, names what was lost, and the engine escalates it; accepting the loss ends it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use heal::{Subject, SystemClock, Tier};
+use store::{ReadOnly, Store, StoreError, StoreSubject};
+
+mod common;
+use common::*;
+
+/// After the loss is accepted: writes work, every surviving document is served, and a reopen is clean.
+fn assert_accepted(dir: &Path, s: Arc<Store>, lost: &store::LostRange) {
+    let acc = s.accept_loss().unwrap();
+    assert_eq!(acc.ranges, vec![lost.clone()]);
+    assert!(acc.snapshot_lsn.is_some());
+    assert!(s.lost().is_empty());
+    assert_eq!(s.stats().losses_accepted, vec![lost.clone()]);
+    assert_eq!(s.stats().read_only, None);
+    s.put("after-accept", doc(9)).unwrap();
+    assert_eq!(s.get("after-accept").unwrap(), Some(doc(9)));
+    let survivors = s.scan(None, usize::MAX).unwrap();
+    assert_eq!(survivors.len(), s.count());
+    let subject = StoreSubject::new(s.clone());
+    assert!(
+        !subject
+            .drain_issues()
+            .iter()
+            .any(|i| i.code == "acknowledged_data_lost")
+    );
+    let out = run_check(&subject, Tier::Comprehensive);
+    assert!(out.passed, "{out:?}");
+    drop(subject);
+    Arc::into_inner(s).unwrap().close().unwrap();
+    let s = Store::open(dir, small()).unwrap();
+    let r = s.recovery_report();
+    assert!(r.lost.is_empty() && r.issues.is_empty(), "{r:?}");
+    assert_eq!(s.scan(None, usize::MAX).unwrap(), survivors);
+    s.put("after-reopen", doc(10)).unwrap();
+}
+
+/// Everything a degraded store must do while the loss `lost` (in `file`, ending at LSN `end`) is unacknowledged:
+/// serve what is certainly current byte-identical, refuse what a lost record may have changed naming the range,
+/// never serve wrong bytes, refuse writes naming the loss, and report the loss to the engine.
+///
+/// `named`: the file's identity sidecar survived, so the loss names the documents it may have changed (`f(a-1)` to
+/// `f(b-1)` of the fixture): every other document is served, never-written ids are certainly absent, and a scan
+/// lists everything but those. Otherwise the loss is anonymous: everything older than it is refused, scans too.
+fn assert_degraded(s: &Arc<Store>, file: &str, named: bool) -> store::LostRange {
+    let r = s.recovery_report();
+    assert_eq!(r.lost.len(), 1, "{:?}", r.lost);
+    let lost = r.lost[0].clone();
+    assert_eq!(lost.file, file);
+    let (a, b) = lost.lsn_range;
+    assert!(a <= b, "{lost:?}");
+    // In the fixture, LSN n wrote f(n-1) (n <= 200); 201 and 202 rewrote f0001 and deleted f0002.
+    let touched = |i: usize| {
+        (a..=b).contains(&(i as u64 + 1))
+            || (i == 1 && (a..=b).contains(&201))
+            || (i == 2 && (a..=b).contains(&202))
+    };
+    if named {
+        let want: Vec<String> = (0..200usize)
+            .filter(|&i| touched(i))
+            .map(|i| format!("f{i:04}"))
+            .collect();
+        assert_eq!(lost.ids.as_ref(), Some(&want), "{lost:?}");
+    } else {
+        assert_eq!(lost.ids, None, "{lost:?}");
+    }
+    assert_eq!(s.stats().lost, r.lost);
+    let stale_msg = format!("may be stale: records LSN {a}..={b} of {file} were lost");
+    let is_stale = |e: &StoreError| {
+        matches!(e, StoreError::MayBeStale { file: f, lsn_range, .. } if f == file && *lsn_range == (a, b))
+            && e.to_string().contains(&stale_msg)
+            && !e.is_user_error()
+    };
+    let (mut served, mut refused) = (0, 0);
+    for i in 0..200usize {
+        let id = format!("f{i:04}");
+        let lsn = i as u64 + 1;
+        let want = match i {
+            1 => Some(doc(1001)),
+            2 => None,
+            _ => Some(doc(i)),
+        };
+        match s.get(&id) {
+            Ok(got) => {
+                // Served only when certainly current, and then byte-identical.
+                assert!(
+                    lsn > b || i <= 2 || (named && !touched(i)),
+                    "{id} (LSN {lsn}) served despite the loss of {a}..={b}"
+                );
+                assert_eq!(got, want, "{id}: wrong data served");
+                served += 1;
+            }
+            Err(e) => {
+                assert!(is_stale(&e), "{id}: {e}");
+                assert!(
+                    lsn <= b,
+                    "{id} (LSN {lsn}) refused though newer than the loss: {e}"
+                );
+                assert!(
+                    !named || touched(i),
+                    "{id} refused though the loss names other documents: {e}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        served > 0 && refused > 0,
+        "served {served}, refused {refused}"
+    );
+    let version = |i: usize| if i == 1 { 201 } else { i as u64 + 1 };
+    let survivors: Vec<String> = (0..200usize)
+        .filter(|&i| i != 2 && !(named && touched(i) && version(i) <= b))
+        .map(|i| format!("f{i:04}"))
+        .collect();
+    if named {
+        // An id never written: no lost record created it.
+        assert_eq!(s.get("never-written").unwrap(), None);
+        // A scan lists every document no lost record touched, byte-identical, and leaves out the rest.
+        let listed = s.scan(None, usize::MAX).unwrap();
+        let ids: Vec<String> = listed.iter().map(|(id, _)| id.clone()).collect();
+        assert_eq!(ids, survivors);
+        for (id, d) in listed {
+            let i: usize = id[1..].parse().unwrap();
+            assert_eq!(d, if i == 1 { doc(1001) } else { doc(i) }, "{id}");
+        }
+        assert!(
+            lost.describe().contains("may have changed"),
+            "{}",
+            lost.describe()
+        );
+    } else {
+        // An id never written: a lost record may have created it.
+        assert!(is_stale(&s.get("never-written").unwrap_err()));
+        assert!(lost.describe().contains("unknown"), "{}", lost.describe());
+    }
+    // The update and the delete came after every lost record: certain.
+    assert_eq!(s.get("f0001").unwrap(), Some(doc(1001)));
+    assert_eq!(s.get("f0002").unwrap(), None);
+    // Without names a scan could be incomplete or stale: refused.
+    if !named {
+        assert!(is_stale(&s.scan(None, 10).unwrap_err()));
+    }
+    // Writes are refused, naming the loss and what to do; free space does not lift it.
+    for e in [
+        s.put("new", doc(7)).unwrap_err(),
+        s.delete("f0199").unwrap_err(),
+        s.delete("never-written").unwrap_err(),
+        s.put_batch(vec![("n2".into(), doc(8))]).unwrap_err(),
+        s.compact().unwrap_err(),
+    ] {
+        match &e {
+            StoreError::ReadOnly(r @ ReadOnly::Lost(ranges)) => {
+                assert!(!ranges.is_empty(), "{r}");
+                let m = r.to_string();
+                assert!(
+                    m.contains(file) && m.contains(&format!("LSN {a}..={b}")),
+                    "{m}"
+                );
+                assert!(m.contains("accept the loss"), "{m}");
+            }
+            other => panic!("expected ReadOnly naming the loss, got {other:?}"),
+        }
+    }
+    let _ = s.free_bytes();
+    assert!(s.put("new", doc(7)).is_err());
+    assert!(s.stats().read_only.is_some());
+    assert_eq!(s.stats().read_only_cause.as_deref(), Some("lost"));
+    // The engine is told, precisely, and the quick check keeps telling it.
+    let subject = StoreSubject::new(s.clone());
+    let queued = subject.drain_issues();
+    let check_issue = |i: &heal::Issue| {
+        i.code == "acknowledged_data_lost"
+            && i.data_at_risk
+            && i.location.file.as_deref() == Some(file)
+            && i.location.lsn_range == Some((a, b))
+            && i.location.offset == lost.offset
+    };
+    assert!(queued.iter().any(check_issue), "{queued:?}");
+    for _ in 0..2 {
+        let out = run_check(&subject, Tier::Shallow);
+        assert!(!out.passed);
+        assert!(out.issues.iter().any(check_issue), "{out:?}");
+    }
+    // No strategy offers to paper over it.
+    let i = queued.iter().find(|i| check_issue(i)).unwrap();
+    assert!(subject.strategies().iter().all(|st| !st.can_repair(i)));
+    lost
+}
+
+/// A store of 200 documents (`f0000`.. at LSN i+1) over several sealed segments, then, in the open segment, an
+/// update of `f0001` and a delete of `f0002`. Returns the sealed segments.
+fn degraded_fixture(dir: &Path) -> Vec<store::ImmutableFile> {
+    let s = Store::open(dir, small()).unwrap();
+    fill(&s, 200);
+    s.put("f0001", doc(1001)).unwrap();
+    s.delete("f0002").unwrap().unwrap();
+    let sealed: Vec<_> = s
+        .immutable_files()
+        .into_iter()
+        .filter(|f| f.rel.ends_with(".seg"))
+        .collect();
+    assert!(sealed.len() >= 2, "{sealed:?}");
+    s.close().unwrap();
+    sealed
+}
+
+// ---- Damage beyond every redundancy, found on open: degraded open ----
+
+/// The seed of a degraded-open test: `MEDIC_DEGRADED_SEED` or a fixed default; printed so a failure replays.
+fn degraded_seed(default: u64) -> u64 {
+    let seed = std::env::var("MEDIC_DEGRADED_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    eprintln!("seed={seed} (replay: MEDIC_DEGRADED_SEED={seed})");
+    seed
+}
+
+#[test]
+fn a_lost_sealed_segment_opens_degraded_serving_only_what_is_certainly_current() {
+    let seed = degraded_seed(0xDE9_0001);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let sealed = degraded_fixture(dir.path());
+    let f = &sealed[rand::Rng::random_range(&mut rng, 0..sealed.len())];
+    eprintln!("deleting {} (LSN {:?})", f.rel, f.lsn_range);
+    std::fs::remove_file(dir.path().join(&f.rel)).unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let lost = assert_degraded(&s, &f.rel, true);
+    // The whole file is gone: every LSN it held, exactly.
+    assert_eq!(lost.offset, None);
+    assert_eq!(lost.lsn_range, f.lsn_range);
+    assert_accepted(dir.path(), s, &lost);
+}
+
+#[test]
+fn a_lost_sealed_segment_and_its_identity_sidecar_open_degraded_refusing_everything_older() {
+    let seed = degraded_seed(0xDE9_0004);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let sealed = degraded_fixture(dir.path());
+    let f = &sealed[rand::Rng::random_range(&mut rng, 0..sealed.len())];
+    eprintln!(
+        "deleting {} and {}.ids (LSN {:?})",
+        f.rel, f.rel, f.lsn_range
+    );
+    std::fs::remove_file(dir.path().join(&f.rel)).unwrap();
+    std::fs::remove_file(dir.path().join(format!("{}.ids", f.rel))).unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let lost = assert_degraded(&s, &f.rel, false);
+    assert_eq!(lost.lsn_range, f.lsn_range);
+    assert_accepted(dir.path(), s, &lost);
+}
+
+#[test]
+fn a_sealed_segment_damaged_beyond_parity_opens_degraded_serving_only_what_is_certainly_current() {
+    let seed = degraded_seed(0xDE9_0002);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let sealed = degraded_fixture(dir.path());
+    let cfg = small();
+    let (k, m, bs) = (
+        cfg.parity_data_blocks as usize,
+        cfg.parity_blocks as usize,
+        cfg.block_bytes as usize,
+    );
+    let f = &sealed[rand::Rng::random_range(&mut rng, 0..sealed.len())];
+    // One more block of one group than its recovery blocks can rebuild.
+    let n_blocks = (f.len as usize).div_ceil(bs);
+    let full_groups = n_blocks / k;
+    let g = rand::Rng::random_range(&mut rng, 0..full_groups);
+    let mut blocks: Vec<usize> = (g * k..g * k + k).collect();
+    while blocks.len() > m + 1 {
+        blocks.remove(rand::Rng::random_range(&mut rng, 0..blocks.len()));
+    }
+    eprintln!(
+        "zeroing blocks {blocks:?} of {} (LSN {:?})",
+        f.rel, f.lsn_range
+    );
+    let path = dir.path().join(&f.rel);
+    let mut b = std::fs::read(&path).unwrap();
+    for &blk in &blocks {
+        let end = ((blk + 1) * bs).min(b.len());
+        b[blk * bs..end].fill(0);
+    }
+    std::fs::write(&path, &b).unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let lost = assert_degraded(&s, &f.rel, true);
+    // Lost from the first record the damage reaches to the segment's end; records before it are replayed.
+    let off = lost.offset.expect("an offset");
+    assert!(off <= (blocks[0] * bs) as u64, "{lost:?}");
+    assert!(
+        lost.lsn_range.0 >= f.lsn_range.0 && lost.lsn_range.1 == f.lsn_range.1,
+        "{lost:?}"
+    );
+    assert_accepted(dir.path(), s, &lost);
+}
+
+#[test]
+fn a_snapshot_beyond_parity_opens_degraded_with_what_the_log_holds_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 60);
+    s.compact().unwrap();
+    let snap = s.manifest().snapshot_lsn.unwrap();
+    for i in 60..80 {
+        s.put(&format!("f{i:04}"), doc(i)).unwrap();
+    }
+    s.close().unwrap();
+    let rel = format!("snap/{snap:016}.snap");
+    let path = dir.path().join(&rel);
+    let mut b = std::fs::read(&path).unwrap();
+    b[..512 * 3].fill(0);
+    std::fs::write(&path, &b).unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let lost = &s.recovery_report().lost;
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(
+        (lost[0].file.as_str(), lost[0].lsn_range),
+        (rel.as_str(), (1, snap))
+    );
+    // The snapshot's identity sidecar names the 60 documents it held.
+    let named: Vec<String> = (0..60).map(|i| format!("f{i:04}")).collect();
+    assert_eq!(lost[0].ids.as_ref(), Some(&named));
+    for i in 0..80 {
+        let r = s.get(&format!("f{i:04}"));
+        if i < 60 {
+            assert!(
+                matches!(r, Err(StoreError::MayBeStale { .. })),
+                "{i}: {r:?}"
+            );
+        } else {
+            assert_eq!(r.unwrap(), Some(doc(i)));
+        }
+    }
+    s.accept_loss().unwrap();
+    assert_eq!(s.count(), 20);
+    s.put("x", doc(1)).unwrap();
+}
+
+#[test]
+fn open_segment_records_damaged_in_both_copies_open_degraded_and_later_records_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    fill(&s, 20);
+    let (id, len) = s.open_segment();
+    assert_eq!(s.immutable_files().len(), 0, "all in the open segment");
+    s.close().unwrap();
+    // Damage the same bytes, in the middle of the log, in both copies.
+    let mid = len / 2;
+    for rel in [format!("wal/{id:016}.seg"), format!("wal/{id:016}.mir")] {
+        flip(&dir.path().join(rel), mid, 4);
+    }
+    let before: Vec<Vec<u8>> = ["seg", "mir"]
+        .iter()
+        .map(|e| std::fs::read(dir.path().join(format!("wal/{id:016}.{e}"))).unwrap())
+        .collect();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let lost = s.recovery_report().lost;
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    let (a, b) = lost[0].lsn_range;
+    assert_eq!(lost[0].file, format!("wal/{id:016}.seg"));
+    assert!(a == b && (1..20).contains(&a), "one record lost: {lost:?}");
+    // Record LSN a wrote document a - 1: the identity journal names it, and only it may be stale.
+    let gone = format!("f{:04}", a - 1);
+    assert_eq!(lost[0].ids, Some(vec![gone.clone()]), "{lost:?}");
+    assert!(lost[0].describe().contains(&gone), "{}", lost[0].describe());
+    for i in 0..20usize {
+        let r = s.get(&format!("f{i:04}"));
+        if i as u64 + 1 != a {
+            assert_eq!(
+                r.unwrap(),
+                Some(doc(i)),
+                "records no lost record touched survive"
+            );
+        } else {
+            assert!(
+                matches!(r, Err(StoreError::MayBeStale { .. })),
+                "{i}: {r:?}"
+            );
+        }
+    }
+    // Both copies are left exactly as they were while degraded.
+    drop(s);
+    for (e, b) in ["seg", "mir"].iter().zip(&before) {
+        assert_eq!(
+            &std::fs::read(dir.path().join(format!("wal/{id:016}.{e}"))).unwrap(),
+            b
+        );
+    }
+    let s = Store::open(dir.path(), small()).unwrap();
+    s.accept_loss().unwrap();
+    assert_eq!(s.count(), 19);
+    s.put("x", doc(1)).unwrap();
+    drop(s);
+    assert!(
+        Store::open(dir.path(), small())
+            .unwrap()
+            .recovery_report()
+            .lost
+            .is_empty()
+    );
+}
+
+#[test]
+fn the_engine_escalates_a_loss_found_on_open_naming_file_and_lsns() {
+    use heal::Clock;
+    let seed = degraded_seed(0xDE9_0003);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let sealed = degraded_fixture(dir.path());
+    let f = &sealed[rand::Rng::random_range(&mut rng, 0..sealed.len())];
+    std::fs::remove_file(dir.path().join(&f.rel)).unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let subject: Arc<dyn Subject> = Arc::new(StoreSubject::new(s.clone()));
+    let kb = Arc::new(heal::learn::MemoryKnowledgeBase::new());
+    let clock = heal::SimClock::new(SystemClock::new().now());
+    let mut engine = heal::engine::Engine::new(
+        subject,
+        kb.clone(),
+        Arc::new(clock.clone()),
+        heal::config::EngineConfig::default(),
+    )
+    .unwrap();
+    let mut opened = Vec::new();
+    let mut escalated = Vec::new();
+    for _ in 0..5 {
+        clock.advance(60_000_000);
+        let sum = engine.run_cycle();
+        assert!(sum.attempts.is_empty(), "nothing may be repaired: {sum:?}");
+        opened.extend(sum.incidents_opened);
+        escalated.extend(sum.escalations);
+    }
+    let rec = escalated
+        .iter()
+        .filter_map(|id| engine.incident(*id).unwrap())
+        .find(|r| r.issues.iter().any(|i| i.code == "acknowledged_data_lost"))
+        .unwrap_or_else(|| panic!("no escalated loss incident among {opened:?}"));
+    assert_eq!(
+        rec.resolution,
+        heal::learn::Resolution::Escalated,
+        "{rec:?}"
+    );
+    assert_eq!(rec.crisis, heal::CrisisLevel::Crisis, "{rec:?}");
+    let i = rec
+        .issues
+        .iter()
+        .find(|i| i.code == "acknowledged_data_lost")
+        .unwrap();
+    assert_eq!(i.location.file.as_deref(), Some(f.rel.as_str()));
+    assert_eq!(i.location.lsn_range, Some(f.lsn_range));
+    let report = rec.report_markdown.clone().unwrap_or_default();
+    assert!(report.contains(&f.rel), "{report}");
+    // Nothing was touched: the store is still degraded and says so.
+    assert_eq!(s.lost().len(), 1);
+}
+
+#[test]
+fn a_damaged_identity_sidecar_is_found_by_the_scrub_and_rewritten_so_a_later_loss_is_still_named() {
+    let seed = degraded_seed(0xDE9_0005);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let sealed = degraded_fixture(dir.path());
+    let f = &sealed[rand::Rng::random_range(&mut rng, 0..sealed.len())];
+    let ids = dir.path().join(format!("{}.ids", f.rel));
+    let len = std::fs::metadata(&ids).unwrap().len();
+    let at = rand::Rng::random_range(&mut rng, 0..len);
+    eprintln!("flipping byte {at} of {}.ids", f.rel);
+    flip(&ids, at, 1);
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let subject = StoreSubject::new(s.clone());
+    let out = run_check(&subject, Tier::Comprehensive);
+    let issue = out
+        .issues
+        .iter()
+        .find(|i| i.code == "identity_sidecar_damaged")
+        .unwrap_or_else(|| panic!("the scrub finds the damaged sidecar: {out:?}"))
+        .clone();
+    assert_eq!(issue.resource, format!("{}.ids", f.rel));
+    assert!(!issue.data_at_risk, "nothing is lost: {issue:?}");
+    let strategy = subject
+        .strategies()
+        .into_iter()
+        .find(|st| st.can_repair(&issue))
+        .expect("a strategy rewrites it");
+    strategy.repair(&issue).unwrap();
+    strategy.validate(&issue).unwrap();
+    let out = run_check(&subject, Tier::Comprehensive);
+    assert!(out.passed, "{out:?}");
+    drop((subject, strategy));
+    Arc::into_inner(s).unwrap().close().unwrap();
+    // The rewritten sidecar names the file's documents when the file is lost.
+    std::fs::remove_file(dir.path().join(&f.rel)).unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let lost = assert_degraded(&s, &f.rel, true);
+    assert_eq!(lost.lsn_range, f.lsn_range);
+}
