@@ -42,6 +42,9 @@ pub struct ShallowHealth {
     /// Why the store refuses writes, if it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_only: Option<String>,
+    /// The cause of `read_only`, for machines: `disk_space`, `lost`, `crisis`, `writer_doubt`, `opened`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only_cause: Option<String>,
     /// Why the store stopped writing for good, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub poisoned: Option<String>,
@@ -747,6 +750,7 @@ impl App {
             serving,
             state: state.map(state_name).unwrap_or("UNKNOWN").to_string(),
             read_only: st.read_only,
+            read_only_cause: st.read_only_cause,
             poisoned: st.poisoned,
             documents: st.docs,
         }

@@ -449,6 +449,16 @@ fn a_loss_beyond_every_copy_is_reported_precisely_while_the_rest_keeps_serving()
         lost["lsn_range"][1].as_u64().unwrap(),
     );
     assert!(first >= 1 && last >= first && last < 60, "{lost}");
+    // Why writes are refused is said for machines too, in the status and in the cheap health answer.
+    assert_eq!(status["store"]["read_only_cause"], "lost", "{status}");
+    let (_, health) = d.json("GET", "/health", None);
+    assert_eq!(health["read_only_cause"], "lost", "{health}");
+    assert!(
+        health["read_only"]
+            .as_str()
+            .is_some_and(|m| m.contains("accept-loss")),
+        "{health}"
+    );
     // Every document either reads back identical (written after the loss) or is refused naming it; never wrong.
     // The segment's identity journal names the documents the lost records wrote: only those are refused.
     let named: Vec<String> = serde_json::from_value(lost["ids"].clone())
