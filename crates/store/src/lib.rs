@@ -3,32 +3,39 @@
 //! Owns every file of a data directory: write-ahead log, snapshots, parity, manifest, lock. Implements the engine's
 //! traits (`heal::Subject`, `heal::HealthCheck`, `heal::RepairStrategy`) for itself. The on-disk format, the commit
 //! steps and why a crash at any point is safe are in `crates/store/FORMAT.md`.
+//!
+//! The public surface is what this file re-exports (the `Store` facade, its configuration, errors and states, the
+//! derived-data contract, the subject) plus the modules other crates reach into on purpose: `collection` and
+//! `codec` (documents and settings), `derived` (the contract indexes implement), `lock` and `io` (the lock's holder,
+//! fault hooks), `layout`, `manifest` and `parity` (files, for reports and tests), `fault` and `chaos` (the fault
+//! injector). Everything else — the log, snapshots, identity sidecars, recovery, compaction, group commit — is
+//! private to the crate.
 
 pub mod chaos;
 pub mod codec;
 pub mod collection;
 mod compaction;
-pub mod config;
+mod config;
 pub mod derived;
-pub mod error;
+mod error;
 pub mod fault;
 mod gather;
-pub mod identity;
+mod identity;
 pub mod io;
-pub mod issues;
+mod issues;
 pub mod layout;
 pub mod lock;
-pub mod loss;
+mod loss;
 pub mod manifest;
 pub mod parity;
-pub mod read_only;
+mod read_only;
 mod recovery;
-pub mod snapshot;
+mod snapshot;
 pub mod store;
-pub mod subject;
+mod subject;
 mod table;
 mod verify;
-pub mod wal;
+mod wal;
 
 pub use codec::Document;
 pub use collection::{CollectionInfo, CollectionState, Created, Settings as CollectionSettings};
