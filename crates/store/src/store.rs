@@ -1562,14 +1562,29 @@ impl Store {
         w.sealed_bytes + w.seg.len > self.cfg.wal_bytes_max
     }
 
+    /// Writes one batch of records to the log, as named steps under the WAL lock: prove this process is still the
+    /// only writer, make sure the open segment is still the file at its path, rotate when the batch would overflow
+    /// it, then append and flush.
     fn write_batch(&self, buf: &[u8], first_lsn: u64, last_lsn: u64) -> Result<(), Fail> {
-        let faults = &*self.cfg.io;
         let mut w = lock(&self.wal);
         self.fence().map_err(|e| match e {
             StoreError::NotSoleWriter(d) => Fail::NotSoleWriter(d),
             other => Fail::Io(other.to_string()),
         })?;
-        let layout_fail = |e: StoreError| match e {
+        self.ensure_open_segment_linked(&mut w)
+            .map_err(|e| self.layout_fail(e))?;
+        if w.seg.len > wal::HEADER_BYTES
+            && w.seg.len + buf.len() as u64 > self.cfg.segment_bytes_max
+        {
+            self.rotate_for_batch(&mut w, first_lsn)?;
+        }
+        self.append_batch(&mut w, buf, first_lsn, last_lsn)
+    }
+
+    /// A failure while changing the layout, as a commit failure: out of space turns read-only, a poisoning stays
+    /// one, anything else fails the batch.
+    fn layout_fail(&self, e: StoreError) -> Fail {
+        match e {
             StoreError::Io { source, context } if io::is_no_space(&source) => {
                 Fail::NoSpace(DiskSpace::refused(
                     format!("{context}: {source}"),
@@ -1578,65 +1593,83 @@ impl Store {
             }
             StoreError::Poisoned(m) => Fail::Poisoned(m),
             other => Fail::Io(other.to_string()),
-        };
-        if !self.open_segment_linked(&w) {
-            // The open segment or its mirror was deleted or replaced (by another file, or a symbolic link):
-            // appending to it would acknowledge writes into a file no reopen reads. The table holds every
-            // acknowledged record; write it out first.
-            let links: Vec<String> = [wal::seg_name(w.seg.id), wal::mirror_name(w.seg.id)]
-                .iter()
-                .filter_map(|rel| io::link_at(&self.dir.join(rel)).map(|l| l.to_string()))
-                .collect();
-            self.queue_issue(
-                issue(
-                    IssueKind::Integrity,
-                    Code::FileUnreadable,
-                    &wal::seg_name(w.seg.id),
+        }
+    }
+
+    /// If the open segment or its mirror was deleted or replaced (by another file, or a symbolic link), appending
+    /// to it would acknowledge writes into a file no reopen reads: the table, which holds every acknowledged record,
+    /// is written out first (reported as `file_unreadable`).
+    fn ensure_open_segment_linked(&self, w: &mut WalState) -> Result<(), StoreError> {
+        if self.open_segment_linked(w) {
+            return Ok(());
+        }
+        let links: Vec<String> = [wal::seg_name(w.seg.id), wal::mirror_name(w.seg.id)]
+            .iter()
+            .filter_map(|rel| io::link_at(&self.dir.join(rel)).map(|l| l.to_string()))
+            .collect();
+        self.queue_issue(
+            issue(
+                IssueKind::Integrity,
+                Code::FileUnreadable,
+                &wal::seg_name(w.seg.id),
+                format!(
+                    "{} or its mirror was deleted or replaced while open{}; rewriting the layout from the \
+                     in-memory table before the next write (never written through)",
+                    wal::seg_name(w.seg.id),
+                    if links.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", links.join("; "))
+                    }
+                ),
+                "store.commit",
+            )
+            .at(Location {
+                file: Some(wal::seg_name(w.seg.id)),
+                ..Location::default()
+            }),
+        );
+        self.compact_locked(w, true)
+    }
+
+    /// Seals the open segment before a batch that would overflow it. Should sealing fail for a reason other than
+    /// space or a poisoning (files or directories removed under the running store, say), the table holds every
+    /// record the segment did, so a compaction replaces the layout instead (reported as `rotation_failed`).
+    fn rotate_for_batch(&self, w: &mut WalState, first_lsn: u64) -> Result<(), Fail> {
+        match self.rotate(w, first_lsn) {
+            Ok(()) => Ok(()),
+            Err(e @ StoreError::Poisoned(_)) => Err(self.layout_fail(e)),
+            Err(StoreError::Io { source, context }) if io::is_no_space(&source) => {
+                Err(self.layout_fail(StoreError::Io { source, context }))
+            }
+            Err(e) => {
+                self.queue_issue(issue(
+                    IssueKind::OperationError,
+                    Code::RotationFailed,
+                    "wal",
                     format!(
-                        "{} or its mirror was deleted or replaced while open{}; rewriting the layout from the \
-                         in-memory table before the next write (never written through)",
-                        wal::seg_name(w.seg.id),
-                        if links.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({})", links.join("; "))
-                        }
+                        "sealing {} failed ({e}); compacting from the table instead",
+                        wal::seg_name(w.seg.id)
                     ),
                     "store.commit",
-                )
-                .at(Location {
-                    file: Some(wal::seg_name(w.seg.id)),
-                    ..Location::default()
-                }),
-            );
-            self.compact_locked(&mut w, true).map_err(layout_fail)?;
-        }
-        if w.seg.len > wal::HEADER_BYTES
-            && w.seg.len + buf.len() as u64 > self.cfg.segment_bytes_max
-        {
-            match self.rotate(&mut w, first_lsn) {
-                Ok(()) => {}
-                Err(e @ StoreError::Poisoned(_)) => return Err(layout_fail(e)),
-                Err(StoreError::Io { source, context }) if io::is_no_space(&source) => {
-                    return Err(layout_fail(StoreError::Io { source, context }));
-                }
-                // Sealing failed for another reason (files or directories removed under the running store, say):
-                // the table holds every record the segment did, so a compaction replaces the layout instead.
-                Err(e) => {
-                    self.queue_issue(issue(
-                        IssueKind::OperationError,
-                        Code::RotationFailed,
-                        "wal",
-                        format!(
-                            "sealing {} failed ({e}); compacting from the table instead",
-                            wal::seg_name(w.seg.id)
-                        ),
-                        "store.commit",
-                    ));
-                    self.compact_locked(&mut w, true).map_err(layout_fail)?;
-                }
+                ));
+                self.compact_locked(w, true)
+                    .map_err(|e| self.layout_fail(e))
             }
         }
+    }
+
+    /// Appends the batch to the open segment (and its mirror) and flushes, timing it for `wal_sync` and the
+    /// gathering of the next batch. A failed write is cut back off the tail (if that fails too, the store is
+    /// poisoned); a failed flush poisons the store.
+    fn append_batch(
+        &self,
+        w: &mut WalState,
+        buf: &[u8],
+        first_lsn: u64,
+        last_lsn: u64,
+    ) -> Result<(), Fail> {
+        let faults = &*self.cfg.io;
         let t0 = std::time::Instant::now();
         let appended = w.seg.append(faults, buf);
         self.wal_sync_op.record(t0.elapsed(), appended.is_ok());

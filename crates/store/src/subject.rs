@@ -615,113 +615,19 @@ impl HealthCheck for QuickCheck {
     fn tier(&self) -> Tier {
         Tier::Shallow
     }
+    /// The quick tier, as named steps: the manifest copies, links planted at data files, the open segment's
+    /// headers and tail, the lock's heartbeat, free space, losses, then samples of sealed blocks and of open-segment
+    /// records against the mirror.
     fn run(&self, _ctx: &CheckContext<'_>) -> CheckOutcome {
         let s = &self.store;
         let mut out = Vec::new();
-        if let Some(Err(e)) = s.finish_manifest_copy() {
-            out.push(environment(
-                format!("cannot write a manifest copy: {}", resource_reason(&e)),
-                None,
-                "store.quick",
-            ));
-        }
-        for (name, r) in s.manifest_copy_states() {
-            match r {
-                CopyState::Current => {}
-                CopyState::Unavailable(e) => out.push(environment(e, Some(&name), "store.quick")),
-                CopyState::Damaged(e) => out.push(
-                    integrity(
-                        Code::ManifestCopyDamaged,
-                        &name,
-                        format!("{name}: {e}"),
-                        "store.quick",
-                    )
-                    .at(Location {
-                        file: Some(name.clone()),
-                        ..Location::default()
-                    })
-                    .evidence("state", e),
-                ),
-            }
-        }
+        manifest_copy_issues(s, &mut out);
         out.extend(link_issues(s, "store.quick"));
-        // Open segment headers (main and mirror) and its tail.
-        let (id, _) = s.open_segment();
-        for (rel, code) in [
-            (wal::seg_name(id), Code::WalRecordDamaged),
-            (wal::mirror_name(id), Code::MirrorDamaged),
-        ] {
-            if rel.ends_with(".mir") && !s.config().mirror_open_segment {
-                continue;
-            }
-            let path = s.dir().join(&rel);
-            if crate::io::link_at(&path).is_some() {
-                continue; // reported by `link_issues`
-            }
-            let faults = &*s.config().io;
-            let mut h = vec![0u8; wal::HEADER_BYTES as usize];
-            let r = crate::io::open_read(faults, &path)
-                .and_then(|f| crate::io::read_exact_at(faults, &f, &mut h, 0));
-            if let Err(e) = &r
-                && crate::io::is_resource(e)
-            {
-                out.push(environment(
-                    format!("cannot read {rel}: {}", crate::io::reason(e)),
-                    Some(&rel),
-                    "store.quick",
-                ));
-                continue;
-            }
-            let r = r
-                .map_err(|e| crate::io::reason(&e))
-                .and_then(|()| wal::check_header(&h, id));
-            if let Err(e) = r {
-                out.push(
-                    integrity(
-                        code,
-                        &wal::seg_name(id),
-                        format!("{rel} header: {e}"),
-                        "store.quick",
-                    )
-                    .at(loc(&rel, 0, wal::HEADER_BYTES)),
-                );
-            }
-        }
+        open_segment_header_issues(s, &mut out);
         if let Some(i) = torn_tail_issue(s, "store.quick") {
             out.push(i);
         }
-        // The heartbeat (this check runs every few seconds): LOCK must name this process, which must still hold
-        // its directory. A LOCK removed, edited or replaced is written back at once and reported; a takeover, or a
-        // heartbeat that cannot be confirmed, stops writes and is reported with its reason.
-        match s.check_lock() {
-            Ok(crate::lock::LockCheck::Fresh) => {}
-            Ok(crate::lock::LockCheck::Restored(found)) => out.push(
-                Issue::new(
-                    IssueKind::Resource,
-                    Code::LockFileDamaged,
-                    crate::lock::LOCK_FILE,
-                    format!("{found}; written back naming this process"),
-                    "store.quick",
-                    now_us(),
-                )
-                .with_score(0.3)
-                .evidence("found", found),
-            ),
-            Err(crate::StoreError::NotSoleWriter(d)) => {
-                out.push(crate::store::writer_doubt_issue(&d, "store.quick"))
-            }
-            Err(e) => out.push(
-                Issue::new(
-                    IssueKind::Resource,
-                    Code::LockHeartbeatFailed,
-                    crate::lock::LOCK_FILE,
-                    format!("cannot refresh the LOCK heartbeat: {e}"),
-                    "store.quick",
-                    now_us(),
-                )
-                .with_score(0.3),
-            ),
-        }
+        out.extend(lock_issues(s));
         out.extend(space_issues(s, "store.quick"));
         out.extend(s.lost().iter().map(|l| l.issue("store.quick")));
         let checked = self.sample_blocks(&mut out);
@@ -734,6 +640,117 @@ impl HealthCheck for QuickCheck {
                  the mirror"
             ),
         )
+    }
+}
+
+/// The manifest copies: one the store could not finish writing for lack of a resource is written now; each copy
+/// is current, damaged (an integrity issue) or unreadable for lack of a resource (an environment issue).
+fn manifest_copy_issues(s: &Store, out: &mut Vec<Issue>) {
+    if let Some(Err(e)) = s.finish_manifest_copy() {
+        out.push(environment(
+            format!("cannot write a manifest copy: {}", resource_reason(&e)),
+            None,
+            "store.quick",
+        ));
+    }
+    for (name, r) in s.manifest_copy_states() {
+        match r {
+            CopyState::Current => {}
+            CopyState::Unavailable(e) => out.push(environment(e, Some(&name), "store.quick")),
+            CopyState::Damaged(e) => out.push(
+                integrity(
+                    Code::ManifestCopyDamaged,
+                    &name,
+                    format!("{name}: {e}"),
+                    "store.quick",
+                )
+                .at(Location {
+                    file: Some(name.clone()),
+                    ..Location::default()
+                })
+                .evidence("state", e),
+            ),
+        }
+    }
+}
+
+/// The open segment's header in the main copy and the mirror (a link is left to `link_issues`).
+fn open_segment_header_issues(s: &Store, out: &mut Vec<Issue>) {
+    let (id, _) = s.open_segment();
+    for (rel, code) in [
+        (wal::seg_name(id), Code::WalRecordDamaged),
+        (wal::mirror_name(id), Code::MirrorDamaged),
+    ] {
+        if rel.ends_with(".mir") && !s.config().mirror_open_segment {
+            continue;
+        }
+        let path = s.dir().join(&rel);
+        if crate::io::link_at(&path).is_some() {
+            continue;
+        }
+        let faults = &*s.config().io;
+        let mut h = vec![0u8; wal::HEADER_BYTES as usize];
+        let r = crate::io::open_read(faults, &path)
+            .and_then(|f| crate::io::read_exact_at(faults, &f, &mut h, 0));
+        if let Err(e) = &r
+            && crate::io::is_resource(e)
+        {
+            out.push(environment(
+                format!("cannot read {rel}: {}", crate::io::reason(e)),
+                Some(&rel),
+                "store.quick",
+            ));
+            continue;
+        }
+        let r = r
+            .map_err(|e| crate::io::reason(&e))
+            .and_then(|()| wal::check_header(&h, id));
+        if let Err(e) = r {
+            out.push(
+                integrity(
+                    code,
+                    &wal::seg_name(id),
+                    format!("{rel} header: {e}"),
+                    "store.quick",
+                )
+                .at(loc(&rel, 0, wal::HEADER_BYTES)),
+            );
+        }
+    }
+}
+
+/// The heartbeat (the quick check runs every few seconds): LOCK must name this process, which must still hold its
+/// directory. A LOCK removed, edited or replaced is written back at once and reported; a takeover, or a heartbeat
+/// that cannot be confirmed, stops writes and is reported with its reason.
+fn lock_issues(s: &Store) -> Option<Issue> {
+    match s.check_lock() {
+        Ok(crate::lock::LockCheck::Fresh) => None,
+        Ok(crate::lock::LockCheck::Restored(found)) => Some(
+            Issue::new(
+                IssueKind::Resource,
+                Code::LockFileDamaged,
+                crate::lock::LOCK_FILE,
+                format!("{found}; written back naming this process"),
+                "store.quick",
+                now_us(),
+            )
+            .with_score(0.3)
+            .evidence("found", found),
+        ),
+        Err(crate::StoreError::NotSoleWriter(d)) => {
+            Some(crate::store::writer_doubt_issue(&d, "store.quick"))
+        }
+        Err(e) => Some(
+            Issue::new(
+                IssueKind::Resource,
+                Code::LockHeartbeatFailed,
+                crate::lock::LOCK_FILE,
+                format!("cannot refresh the LOCK heartbeat: {e}"),
+                "store.quick",
+                now_us(),
+            )
+            .with_score(0.3),
+        ),
     }
 }
 
