@@ -30,6 +30,7 @@ pub mod manifest;
 pub mod parity;
 mod read_only;
 mod recovery;
+mod repair;
 mod snapshot;
 pub mod store;
 mod subject;

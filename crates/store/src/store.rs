@@ -29,6 +29,7 @@ use crate::lock::{DirLock, now_us};
 use crate::manifest::{self, Manifest};
 use crate::parity::{self, ParityParams};
 use crate::read_only::{DiskSpace, ReadOnly};
+use crate::repair;
 
 use crate::issues::Code;
 pub use crate::layout::{
@@ -2176,13 +2177,17 @@ impl Store {
                     "sidecar names file id {}, expected {}",
                     sc.file_id, f.file_id
                 ));
-                v.content_damaged = self.validate_content(f, &data).err().map(|e| e.to_string());
+                v.content_damaged = repair::validate_content(&self.files(), f, &data)
+                    .err()
+                    .map(|e| e.to_string());
                 return v;
             }
             Err(e) => {
                 v.sidecar_error = Some(e);
                 // Without parity only the file's own checksums tell whether its data is intact.
-                v.content_damaged = self.validate_content(f, &data).err().map(|e| e.to_string());
+                v.content_damaged = repair::validate_content(&self.files(), f, &data)
+                    .err()
+                    .map(|e| e.to_string());
                 return v;
             }
         };
@@ -2224,88 +2229,7 @@ impl Store {
     /// fsync, rename). Rewrites a damaged sidecar from the data when the data itself verifies. Returns what it did.
     pub fn repair_file(&self, f: &ImmutableFile) -> Result<Vec<String>, StoreError> {
         self.refuse_read_only()?;
-        let faults = &*self.cfg.io;
-        let mut actions = Vec::new();
-        let path = self.dir.join(&f.rel);
-        let mut data = io::read_file(faults, &path)
-            .map_err(|e| StoreError::from_open(format!("reading {}", f.rel), e))?;
-        let sc = io::read_file(faults, &self.dir.join(&f.par_rel))
-            .map_err(|e| io::reason(&e))
-            .and_then(|b| parity::parse(&b))
-            .and_then(|sc| {
-                if sc.file_id == f.file_id {
-                    Ok(sc)
-                } else {
-                    Err("sidecar belongs to another file".into())
-                }
-            });
-        match sc {
-            Ok(sc) => {
-                let bad = parity::bad_blocks(&data, &sc);
-                let too_long = data.len() as u64 > sc.data_len;
-                if !bad.is_empty() || too_long {
-                    parity::rebuild(&mut data, &sc, &bad)
-                        .map_err(|e| StoreError::corrupt(e, loc(&f.rel, 0, f.len)))?;
-                    data.truncate(sc.data_len as usize);
-                    io::write_file_atomic(faults, &path, &data)
-                        .map_err(ioe(format!("rewriting {}", f.rel)))?;
-                    actions.push(format!(
-                        "rebuilt blocks {bad:?} of {} from parity and rewrote it",
-                        f.rel
-                    ));
-                }
-                let mism = parity::parity_mismatches(&data, &sc)
-                    .map_err(|e| StoreError::io("checking parity", std::io::Error::other(e)))?;
-                if !mism.is_empty() {
-                    let side = parity::build(f.file_id, &data, &self.params())
-                        .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
-                    io::write_file_atomic(faults, &self.dir.join(&f.par_rel), &side)
-                        .map_err(ioe(format!("rewriting {}", f.par_rel)))?;
-                    actions.push(format!(
-                        "recomputed {} recovery blocks of {}",
-                        mism.len(),
-                        f.par_rel
-                    ));
-                }
-            }
-            Err(e) => {
-                // The sidecar is unusable: rebuild it, but only from data that verifies on its own.
-                self.validate_content(f, &data)?;
-                let side = parity::build(f.file_id, &data, &self.params())
-                    .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
-                io::write_file_atomic(faults, &self.dir.join(&f.par_rel), &side)
-                    .map_err(ioe(format!("rewriting {}", f.par_rel)))?;
-                actions.push(format!(
-                    "sidecar {} was unusable ({e}); rebuilt it from verified data",
-                    f.par_rel
-                ));
-            }
-        }
-        Ok(actions)
-    }
-
-    /// Checks a file's own structure (record or entry checksums) without the sidecar.
-    fn validate_content(&self, f: &ImmutableFile, data: &[u8]) -> Result<(), StoreError> {
-        if f.file_id & SNAP_ID_BIT != 0 {
-            snapshot::decode(data).map(|_| ()).map_err(|(off, e)| {
-                StoreError::corrupt(format!("{}: {e}", f.rel), loc(&f.rel, off, 0))
-            })
-        } else {
-            wal::check_header(data, f.file_id).map_err(|e| {
-                StoreError::corrupt(format!("{}: {e}", f.rel), loc(&f.rel, 0, wal::HEADER_BYTES))
-            })?;
-            let s = wal::scan(data, None, self.record_bytes_max);
-            if s.valid_end != f.len || data.len() as u64 != f.len {
-                return Err(StoreError::corrupt(
-                    format!(
-                        "{}: valid records end at {} of {} bytes",
-                        f.rel, s.valid_end, f.len
-                    ),
-                    loc(&f.rel, s.valid_end, f.len.saturating_sub(s.valid_end)),
-                ));
-            }
-            Ok(())
-        }
+        repair::immutable_file(&self.files(), f)
     }
 
     /// Compares the open segment with its mirror from `from` to the end. Returns every damaged stretch: the record
@@ -2345,79 +2269,7 @@ impl Store {
     /// Holds the leader role so no commit runs meanwhile.
     pub fn repair_open_segment(&self) -> Result<Vec<String>, StoreError> {
         self.refuse_read_only()?;
-        self.as_leader(|| {
-            let faults = &*self.cfg.io;
-            let mut w = lock(&self.wal);
-            let id = w.seg.id;
-            let len = w.seg.len as usize;
-            let rel = wal::seg_name(id);
-            let mir_rel = wal::mirror_name(id);
-            // A copy whose path no longer leads to the file we hold (deleted or replaced) is read through our
-            // descriptor, which still holds what we wrote, and recreated at its path.
-            let read_copy = |rel: &str, f: &std::fs::File| -> (Vec<u8>, bool) {
-                let p = self.dir.join(rel);
-                if same_file(&p, f) {
-                    let mut b = io::read_file(faults, &p).unwrap_or_default();
-                    b.truncate(len);
-                    (b, false)
-                } else {
-                    (compaction::read_fd(f, len), true)
-                }
-            };
-            let (main, main_lost) = read_copy(&rel, &w.seg.file);
-            let (mirror, mirror_lost) = match &w.seg.mirror {
-                Some(f) => {
-                    let (b, lost) = read_copy(&mir_rel, f);
-                    (Some(b), lost)
-                }
-                None => (None, false),
-            };
-            let main_for_scan = match (wal::check_header(&main, id), &mirror) {
-                (Err(_), Some(m)) if m.len() >= wal::HEADER_BYTES as usize => {
-                    let mut f = main.clone();
-                    f.resize(f.len().max(wal::HEADER_BYTES as usize), 0);
-                    f[..wal::HEADER_BYTES as usize]
-                        .copy_from_slice(&m[..wal::HEADER_BYTES as usize]);
-                    f
-                }
-                _ => main.clone(),
-            };
-            let s = wal::scan(&main_for_scan, mirror.as_deref(), self.record_bytes_max);
-            if s.valid_end != len as u64 {
-                return Err(StoreError::corrupt(
-                    format!("{rel}: acknowledged records damaged in both copies"),
-                    loc(&rel, s.valid_end, len as u64 - s.valid_end),
-                ));
-            }
-            let mut actions = Vec::new();
-            let poison = |what: &str| {
-                let what = what.to_owned();
-                move |e: std::io::Error| StoreError::Poisoned(format!("fsync of {what}: {e}"))
-            };
-            if main_lost {
-                w.seg.file = recreate(faults, &self.dir, &rel, &s.good)?;
-                actions.push(format!(
-                    "{rel} was deleted or replaced; recreated it from the data we hold"
-                ));
-            } else if main != s.good {
-                io::write_all_at(faults, &w.seg.file, &s.good, 0)
-                    .map_err(ioe(format!("rewriting {rel}")))?;
-                io::sync(faults, &w.seg.file).map_err(poison(&rel))?;
-                actions.push(format!("rewrote damaged records of {rel} from its mirror"));
-            }
-            if mirror_lost {
-                w.seg.mirror = Some(recreate(faults, &self.dir, &mir_rel, &s.good)?);
-                actions.push(format!("{mir_rel} was deleted or replaced; recreated it"));
-            } else if let (Some(m), Some(f)) = (&mirror, &w.seg.mirror)
-                && *m != s.good
-            {
-                f.set_len(0).map_err(ioe("truncating the mirror"))?;
-                io::write_all_at(faults, f, &s.good, 0).map_err(ioe("rewriting the mirror"))?;
-                io::sync(faults, f).map_err(poison(&mir_rel))?;
-                actions.push(format!("rewrote the mirror of {rel}"));
-            }
-            Ok(actions)
-        })
+        self.as_leader(|| repair::open_segment(&self.files(), &mut lock(&self.wal)))
     }
 
     fn as_leader<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -2438,26 +2290,7 @@ impl Store {
     /// Restores a damaged or stale manifest copy from its twin. Returns the copies rewritten.
     pub fn repair_manifest(&self) -> Result<Vec<String>, StoreError> {
         self.refuse_read_only()?;
-        let w = lock(&self.wal);
-        let loaded = manifest::load(&self.cfg.io, &self.dir);
-        if let Some(why) = loaded.unavailable {
-            return Err(StoreError::io(
-                why,
-                std::io::Error::other("resource exhausted"),
-            ));
-        }
-        let mut out = Vec::new();
-        for i in 0..2 {
-            let ok = matches!(&loaded.copies[i], Some(Ok(g)) if *g == w.manifest.generation);
-            let same = io::read_file(&self.cfg.io, &self.dir.join(manifest::COPIES[i])).ok()
-                == Some(w.manifest.encode());
-            if !ok || !same {
-                manifest::write_copy(&self.cfg.io, &self.dir, i, &w.manifest)
-                    .map_err(ioe(format!("restoring {}", manifest::COPIES[i])))?;
-                out.push(manifest::COPIES[i].to_string());
-            }
-        }
-        Ok(out)
+        repair::manifest_copies(&self.files(), &lock(&self.wal).manifest)
     }
 
     /// Writes again a manifest copy that a switch could not write for lack of a resource (no descriptor, no space), if
@@ -3070,23 +2903,6 @@ pub(crate) fn same_file(path: &Path, file: &std::fs::File) -> bool {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
-}
-
-/// Writes `bytes` as a new file at `rel` (fsynced, directory fsynced) and returns it open for appending.
-fn recreate(
-    faults: &io::IoFaults,
-    dir: &Path,
-    rel: &str,
-    bytes: &[u8],
-) -> Result<std::fs::File, StoreError> {
-    let path = dir.join(rel);
-    let f = io::create_new(faults, &path).map_err(ioe(format!("recreating {rel}")))?;
-    io::write_all_at(faults, &f, bytes, 0).map_err(ioe(format!("writing {rel}")))?;
-    io::sync(faults, &f).map_err(|e| StoreError::Poisoned(format!("fsync of {rel}: {e}")))?;
-    if let Some(parent) = path.parent() {
-        io::sync_dir(faults, parent).map_err(ioe("syncing the WAL directory"))?;
-    }
-    Ok(f)
 }
 
 /// The protected file's length as its sidecar's header records it (reads only the header).
