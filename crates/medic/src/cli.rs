@@ -369,8 +369,9 @@ pub enum BenchCommand {
         #[arg(long, value_name = "NAB_DIR")]
         data: PathBuf,
         /// Candidate parameter sets: `default` (the configured composite alone: only the thresholds are chosen per
-        /// fold), or the likelihood detector around its configured settings, `pairs` (each tuned parameter at ×0.5
-        /// and ×2, alone and in pairs: 99 sets) or `full` (every combination: 2,187).
+        /// fold), or the configured detector (surprise when `kind = "surprise"`, else likelihood) around its
+        /// configured settings, `pairs` (each tuned parameter at ×0.5 and ×2, alone and in pairs: 51 sets for
+        /// surprise, 99 for likelihood) or `full` (every combination: 243 / 2,187).
         #[arg(long, default_value = "default", value_parser = ["default", "pairs", "full"])]
         grid: String,
     },
@@ -681,12 +682,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
         } => {
             use crate::bench::nab::cv;
             let composite = load_config(cli)?.engine.composite;
-            let candidates = match grid.as_str() {
-                "default" => vec![composite],
-                "pairs" => cv::likelihood_grid(&composite.likelihood, false),
-                "full" => cv::likelihood_grid(&composite.likelihood, true),
-                other => anyhow::bail!("--grid {other:?}: one of default, pairs, full"),
-            };
+            let candidates = cv::candidates(&composite, grid)?;
             let corpus = cv::Corpus::read(data)?;
             let report = cv::cross_validate(&corpus, &candidates)?;
             let v = serde_json::to_value(&report)?;

@@ -255,6 +255,26 @@ pub fn cross_validate(corpus: &Corpus, candidates: &[CompositeConfig]) -> anyhow
     })
 }
 
+/// The candidates `medic bench nab-cv --grid GRID` cross-validates: `default`, the configured composite alone; `pairs`
+/// or `full`, the grid around the configured detector's settings — the surprise detector's when `kind` is
+/// `surprise`, otherwise the likelihood detector's.
+pub fn candidates(
+    configured: &CompositeConfig,
+    grid: &str,
+) -> anyhow::Result<Vec<CompositeConfig>> {
+    let full = match grid {
+        "default" => return Ok(vec![configured.clone()]),
+        "pairs" => false,
+        "full" => true,
+        other => anyhow::bail!("--grid {other:?}: one of default, pairs, full"),
+    };
+    Ok(if configured.kind == CompositeKind::Surprise {
+        surprise_grid(&configured.surprise, full)
+    } else {
+        likelihood_grid(&configured.likelihood, full)
+    })
+}
+
 /// The names of the likelihood detector's tuned parameters, in grid and plateau order.
 /// (`alarm_rate` is not among them: it is the calibrated false-alarm rate, chosen for quietness, and NAB's optimised
 /// threshold undoes any change of it.)
@@ -500,9 +520,32 @@ mod tests {
         assert_eq!(halved.history_horizon, base.history_horizon / 2.0);
     }
 
-    /// The surprise detector cross-validated with its parameters also chosen per fold from the grid of pairs (`medic
-    /// bench nab-cv --grid pairs` grids the likelihood detector): `NAB_DIR=... cargo test --release -p medic --lib
-    /// surprise_grid_cross_validated -- --ignored --nocapture`.
+    #[test]
+    fn the_grid_follows_the_configured_kind() {
+        let surprise = CompositeConfig::surprise();
+        assert_eq!(
+            candidates(&surprise, "default").unwrap(),
+            vec![surprise.clone()]
+        );
+        let pairs = candidates(&surprise, "pairs").unwrap();
+        assert_eq!(pairs, surprise_grid(&surprise.surprise, false));
+        assert!(pairs.iter().all(|c| c.kind == CompositeKind::Surprise));
+        assert_eq!(candidates(&surprise, "full").unwrap().len(), 3usize.pow(5));
+        let likelihood = CompositeConfig {
+            kind: CompositeKind::Likelihood,
+            ..CompositeConfig::default()
+        };
+        assert_eq!(
+            candidates(&likelihood, "pairs").unwrap(),
+            likelihood_grid(&likelihood.likelihood, false)
+        );
+        let err = candidates(&surprise, "most").unwrap_err().to_string();
+        assert!(err.contains("--grid \"most\""), "{err}");
+    }
+
+    /// The surprise detector cross-validated with its parameters also chosen per fold from the grid of pairs (the
+    /// same as `medic bench nab-cv --grid pairs` with `kind = "surprise"`): `NAB_DIR=... cargo test --release -p medic
+    /// --lib surprise_grid_cross_validated -- --ignored --nocapture`.
     #[test]
     #[ignore = "needs the NAB slice; prints figures for BENCHMARKS.md"]
     fn surprise_grid_cross_validated() {
@@ -513,5 +556,59 @@ mod tests {
         let report =
             cross_validate(&corpus, &surprise_grid(&SurpriseConfig::default(), false)).unwrap();
         println!("{}", serde_json::to_string(&report).unwrap());
+    }
+}
+
+#[cfg(test)]
+mod experiments {
+    use super::*;
+
+    /// Each composite configuration of the JSON array in `NAB_CONFIGS` (objects merged over the default),
+    /// cross-validated alone (thresholds chosen per fold): one line per configuration.
+    /// `NAB_CONFIGS='[{}, {"surprise": {"short_window": 4}}]' cargo test -p medic --lib nab_configs -- --ignored
+    /// --nocapture`.
+    #[test]
+    #[ignore = "an experiment tool: needs NAB_CONFIGS and the slice"]
+    fn nab_configs() {
+        let dir = std::env::var_os("NAB_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/nab"));
+        let corpus = Corpus::read(&dir).unwrap();
+        let configs: Vec<CompositeConfig> =
+            serde_json::from_str(&std::env::var("NAB_CONFIGS").unwrap()).unwrap();
+        for c in configs {
+            if std::env::var_os("NAB_SERIES").is_some() {
+                // Per series at the in-sample standard threshold: windows, TP, FP, FN, raw score.
+                let (swept, _) = corpus.sweep(&c).unwrap();
+                let cost = &corpus.costs[0];
+                let (threshold, _) = scoring::optimize_threshold(&swept, cost);
+                for s in &swept {
+                    let o = scoring::score_at(s, cost, threshold);
+                    println!(
+                        "{:60} w {:2} tp {:2} fp {:3} fn {:2} score {:7.3}",
+                        s.key, s.windows, o.tp, o.fp, o.fn_, o.score
+                    );
+                }
+            }
+            let r = cross_validate(&corpus, std::slice::from_ref(&c)).unwrap();
+            let cats: Vec<String> = r
+                .categories
+                .iter()
+                .map(|row| format!("{:.2}/{:.2}", row.in_sample[0], row.cross_validated[0]))
+                .collect();
+            println!(
+                "in {:.2} {:.2} {:.2} | cv {:.2} {:.2} {:.2} | {} | thr {:.3} | {:.0} ns | {}",
+                r.in_sample[0],
+                r.in_sample[1],
+                r.in_sample[2],
+                r.cross_validated[0],
+                r.cross_validated[1],
+                r.cross_validated[2],
+                cats.join(" "),
+                r.in_sample_thresholds[0],
+                r.ns_per_point,
+                serde_json::to_string(&c.surprise).unwrap()
+            );
+        }
     }
 }
