@@ -12,6 +12,7 @@ pub mod load;
 pub mod offline;
 pub mod operate;
 pub mod render;
+pub mod sql;
 pub mod views;
 
 use std::path::{Path, PathBuf};
@@ -140,6 +141,8 @@ pub enum Command {
         /// How many, up to http.incidents_listed_max (of the daemon's configuration, or --config offline).
         #[arg(long, default_value_t = 20)]
         limit: u64,
+        #[command(flatten)]
+        filter: IncidentsFilterArgs,
     },
     /// Metric history: every metric recorded, or one metric's points (a sparkline; `--json` for the data).
     History {
@@ -302,6 +305,18 @@ pub enum Command {
     },
     #[command(flatten)]
     Operator(operate::OperatorCommand),
+    /// Read-only SQL over the knowledge base (`<data>/medic.sqlite3`): one SELECT or WITH statement, e.g.
+    /// `medic sql "SELECT * FROM healing_status WHERE state = 'active'"`. Views: healing_status, detected_issues,
+    /// repair_history (README's "History and reports"). Reads the file directly, beside a running daemon or not.
+    Sql {
+        #[command(flatten)]
+        data: DataArg,
+        /// The statement.
+        statement: String,
+        /// Print at most this many rows (more are cut and said so on stderr).
+        #[arg(long, default_value_t = sql::SQL_ROWS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=sql::SQL_ROWS_MAX))]
+        limit: u64,
+    },
 }
 
 /// `medic collections ...`.
@@ -636,6 +651,22 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             write_stdout(&script).context("writing the completion script")?;
             Ok(EXIT_OK)
         }
+        Command::Sql {
+            data,
+            statement,
+            limit,
+        } => {
+            if cli.server.is_some() {
+                return Err(UsageError(
+                    "medic sql reads the knowledge base file of --data; --server does not apply"
+                        .into(),
+                )
+                .into());
+            }
+            let dir = effective_config(cli, Some(data))?.server.data_dir;
+            let answer = sql::run(&dir.join(crate::app::KB_FILE), statement, *limit)?;
+            Ok(sql::print(out, &answer, *limit))
+        }
         Command::Man => {
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())
@@ -816,9 +847,14 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             }
             with_existing(cli, data, |b| accept_loss(out, b))
         }
-        Command::Incidents { data, limit } => {
+        Command::Incidents {
+            data,
+            limit,
+            filter,
+        } => {
             let limit = usize::try_from(*limit).unwrap_or(usize::MAX);
-            with_read_only(cli, data, |b| incidents(out, b, limit))
+            let query = filter.query();
+            with_read_only(cli, data, |b| incidents(out, b, limit, &query))
         }
         Command::History { data, args } => {
             with_read_only(cli, data, |b| views::history(out, b, args))
@@ -1392,8 +1428,13 @@ fn accept_loss(out: &Out, b: &dyn Backend) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-fn incidents(out: &Out, b: &dyn Backend, limit: usize) -> anyhow::Result<u8> {
-    let v = b.incidents(limit)?;
+fn incidents(
+    out: &Out,
+    b: &dyn Backend,
+    limit: usize,
+    query: &crate::incident_filter::IncidentQuery,
+) -> anyhow::Result<u8> {
+    let v = b.incidents(limit, query)?;
     if out.json {
         out.json_line(&v);
         return Ok(EXIT_OK);
@@ -1709,5 +1750,43 @@ mod tests {
                 "active_incidents": [{"status": "open"}]})),
             EXIT_UNHEALTHY
         );
+    }
+}
+
+/// The filters of `medic incidents` (`GET /v1/incidents`'s, `crate::incident_filter`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct IncidentsFilterArgs {
+    /// Detected at or after: RFC 3339, a date, `-6h` (back from now) or µs.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Detected at or before (as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Severities: sev0, sev1, sev2, sev3 (comma-separated).
+    #[arg(long, value_name = "SEV")]
+    pub severity: Option<String>,
+    /// Issue kinds: anomaly, check_failed, integrity, constraint_breach, stale_derived, operation_error, resource.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Statuses: open, auto_repaired, escalated, self_resolved, false_positive, resolved, active, closed.
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// An issue's resource; `*` matches any run of characters (`'wal/*'`).
+    #[arg(long, value_name = "PATTERN")]
+    pub resource: Option<String>,
+}
+
+impl IncidentsFilterArgs {
+    /// The listing's query.
+    pub fn query(&self) -> crate::incident_filter::IncidentQuery {
+        crate::incident_filter::IncidentQuery {
+            limit: None,
+            since: self.since.clone(),
+            until: self.until.clone(),
+            severity: self.severity.clone(),
+            kind: self.kind.clone(),
+            status: self.status.clone(),
+            resource: self.resource.clone(),
+        }
     }
 }

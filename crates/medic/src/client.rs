@@ -374,9 +374,21 @@ impl Client {
         self.expect_ok("GET", "/v1/status", None)
     }
 
-    /// `GET /v1/incidents?limit=`: the newest `limit` incidents, newest first.
-    pub fn incidents(&self, limit: usize) -> Result<Value, ClientError> {
-        self.expect_ok("GET", &format!("/v1/incidents?limit={limit}"), None)
+    /// `GET /v1/incidents?limit=&...`: the newest `limit` incidents `query`'s filters let through, newest first.
+    pub fn incidents(
+        &self,
+        limit: usize,
+        query: &crate::incident_filter::IncidentQuery,
+    ) -> Result<Value, ClientError> {
+        let query = crate::incident_filter::IncidentQuery {
+            limit: Some(u64::try_from(limit).unwrap_or(u64::MAX)),
+            ..query.clone()
+        };
+        self.expect_ok(
+            "GET",
+            &format!("/v1/incidents?{}", query.to_query_string()),
+            None,
+        )
     }
 
     /// `GET /v1/incidents/{id}`, `None` on 404.

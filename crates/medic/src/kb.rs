@@ -22,6 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 mod history;
 mod operators;
+pub mod views;
 pub use history::{Bucket, MetricSeries};
 pub use operators::OperatorAction;
 
@@ -340,6 +341,15 @@ impl SqliteKb {
             conn: Mutex::new(conn),
         };
         kb.migrate().map_err(other)?;
+        {
+            let conn = kb.conn.get_mut().map_err(|_| {
+                other(KbError(format!(
+                    "{}: connection lock poisoned",
+                    path.display()
+                )))
+            })?;
+            views::ensure(conn).map_err(|e| err("creating the views", e))?;
+        }
         Ok(kb)
     }
 

@@ -24,6 +24,7 @@ pub mod config;
 pub mod daemon;
 pub mod duration;
 pub mod history;
+pub mod incident_filter;
 pub mod kb;
 pub mod machine;
 pub mod maintenance;

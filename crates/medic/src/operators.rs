@@ -288,7 +288,7 @@ impl Matcher {
 }
 
 /// Whether `text` matches `pattern`, where `*` matches any run of characters (case already folded).
-fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
         return pattern == text;

@@ -76,8 +76,12 @@ pub trait Backend {
     fn check(&self, tier: TierArg) -> anyhow::Result<Value>;
     /// Runs one healing cycle now: `Some(d)` overrides the configured dry-run mode for this cycle, `None` keeps it.
     fn heal(&self, dry_run: Option<bool>) -> anyhow::Result<Value>;
-    /// Recent incidents, newest first.
-    fn incidents(&self, limit: usize) -> anyhow::Result<Value>;
+    /// Recent incidents, newest first: at most `limit`, those `query`'s filters let through.
+    fn incidents(
+        &self,
+        limit: usize,
+        query: &crate::incident_filter::IncidentQuery,
+    ) -> anyhow::Result<Value>;
     /// One incident.
     fn incident(&self, id: u64) -> anyhow::Result<Option<Value>>;
     /// Accepts acknowledged data lost beyond every redundancy; `{"accepted": {...}}`.
@@ -318,8 +322,12 @@ impl Backend for Daemon {
             })
     }
 
-    fn incidents(&self, limit: usize) -> anyhow::Result<Value> {
-        let mut v = self.client.incidents(limit).map_err(lift)?;
+    fn incidents(
+        &self,
+        limit: usize,
+        query: &crate::incident_filter::IncidentQuery,
+    ) -> anyhow::Result<Value> {
+        let mut v = self.client.incidents(limit, query).map_err(lift)?;
         // Cut to what was asked, whatever the daemon sent.
         if let Some(list) = v.get_mut("incidents").and_then(Value::as_array_mut) {
             list.truncate(limit);

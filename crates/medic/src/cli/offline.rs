@@ -253,7 +253,11 @@ impl Backend for Offline {
         Ok(serde_json::to_value(&r)?)
     }
 
-    fn incidents(&self, limit: usize) -> anyhow::Result<Value> {
+    fn incidents(
+        &self,
+        limit: usize,
+        query: &crate::incident_filter::IncidentQuery,
+    ) -> anyhow::Result<Value> {
         // The daemon's limit, from the same configuration key.
         let limit = self
             .app
@@ -261,7 +265,9 @@ impl Backend for Offline {
             .http
             .check_incidents_limit(u64::try_from(limit).unwrap_or(u64::MAX))
             .map_err(UsageError)?;
-        let list = self.app.incidents(limit)?;
+        let filter = crate::incident_filter::IncidentFilter::parse(query, self.app.now())
+            .map_err(UsageError)?;
+        let list = crate::incident_filter::list(&self.app, &filter, limit)?;
         Ok(json!({"incidents": list}))
     }
 

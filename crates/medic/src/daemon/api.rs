@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use super::error::ApiError;
 use super::metrics::{Metrics, Operation};
 use crate::app::App;
+use crate::incident_filter::{IncidentFilter, IncidentQuery};
 
 /// The newest incidents looked at to count new incidents and repair attempts in the metrics.
 const INCIDENTS_OBSERVED_MAX: usize = 1_000;
@@ -522,26 +523,21 @@ pub async fn status(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> 
     Ok(Json(v))
 }
 
-/// `?limit=` of `GET /v1/incidents`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    #[serde(default)]
-    limit: Option<u64>,
-}
-
-/// `GET /v1/incidents`: newest first.
+/// `GET /v1/incidents[?limit=&since=&until=&severity=&kind=&status=&resource=]`: newest first; a bad filter value
+/// is a 400 naming it (`crate::incident_filter`).
 pub async fn incidents(
     State(s): State<ApiState>,
-    q: Result<Query<ListQuery>, QueryRejection>,
+    q: Result<Query<IncidentQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q?;
     let http = &s.app.config().http;
     let limit = http
         .check_incidents_limit(q.limit.unwrap_or(http.incidents_listed_max))
         .map_err(ApiError::bad_request)?;
+    let filter = IncidentFilter::parse(&q, s.app.now()).map_err(ApiError::bad_request)?;
     let app = s.app.clone();
-    let v = tokio::task::spawn_blocking(move || app.incidents(limit)).await??;
+    let v = tokio::task::spawn_blocking(move || crate::incident_filter::list(&app, &filter, limit))
+        .await??;
     Ok(Json(json!({ "incidents": v })))
 }
 

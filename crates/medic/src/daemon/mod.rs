@@ -21,6 +21,7 @@ pub mod dashboard;
 pub mod error;
 pub mod listen;
 pub mod metrics;
+pub mod openapi;
 pub mod operators;
 pub mod reload;
 pub mod url_file;
@@ -104,6 +105,7 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
         .merge(operators::routes())
         .route("/v1/alertmanager", post(alertmanager::receive))
         .merge(dashboard::routes())
+        .merge(openapi::routes())
         .route("/v1/heal", post(api::heal_now))
         .route("/v1/accept-loss", post(api::accept_loss))
         .route("/metrics", get(api::metrics))
@@ -132,7 +134,42 @@ pub fn router_with_metrics(app: Arc<App>, metrics: Arc<Metrics>) -> Router {
             refuse_declared_oversize,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
+        .layer(middleware::from_fn(access_log))
         .with_state(state)
+}
+
+/// The target of the access log's lines (`RUST_LOG=medic::access=debug` shows them alone).
+pub const ACCESS_LOG_TARGET: &str = "medic::access";
+
+/// The access log, one line per answered request at debug level on [`ACCESS_LOG_TARGET`]: method, path (never the
+/// query string, never a header — a token stays out of the log), status code, duration and the body's bytes when
+/// known. A request refused before routing (413, 401) is logged too.
+async fn access_log(req: Request, next: Next) -> Response {
+    if !tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::DEBUG) {
+        return next.run(req).await;
+    }
+    use axum::body::HttpBody as _;
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let duration_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let bytes = resp.body().size_hint().exact().or_else(|| {
+        resp.headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    tracing::debug!(
+        target: ACCESS_LOG_TARGET,
+        method = %method,
+        path = %path,
+        code = resp.status().as_u16(),
+        duration_us,
+        bytes,
+        "request"
+    );
+    resp
 }
 
 /// Answers 503 `{"error"}` when a request takes longer than `http.request_timeout_ms`. Blocking work already

@@ -40,6 +40,16 @@ impl Daemon {
     /// Starts `medic serve --data DATA EXTRA...`; a URL printed for `0.0.0.0` is reached through 127.0.0.1, so
     /// the test's traffic stays on loopback.
     pub fn start_with(data: &Path, logs: &Path, extra: &[&str]) -> Daemon {
+        Self::start_with_env(data, logs, extra, &[])
+    }
+
+    /// As [`Daemon::start_with`], with `envs` set in the daemon's environment (e.g. `RUST_LOG`).
+    pub fn start_with_env(
+        data: &Path,
+        logs: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Daemon {
         let stderr_path = logs.join(format!(
             "stderr-{}.log",
             std::time::SystemTime::now()
@@ -52,6 +62,7 @@ impl Daemon {
             .args(["serve", "--data"])
             .arg(data)
             .args(extra)
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
