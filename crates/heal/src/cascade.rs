@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::issue::Issue;
 use crate::learn::{AttemptOutcome, AttemptRecord};
-use crate::repair::{DataLoss, RepairError, RepairStrategy};
+use crate::repair::{Backup, DataLoss, RepairError, RepairStrategy};
 
 /// How a cascade ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +108,21 @@ pub fn run_cascade_within(
     out
 }
 
+/// The note an attempt's record carries about the backup it took: `backup at LOCATION (N bytes)`.
+pub fn backup_note(b: &Backup) -> String {
+    format!("backup at {} ({} bytes)", b.location, b.bytes)
+}
+
+/// The backup a note written by [`backup_note`] names, if it is one.
+pub fn backup_in_note(note: &str) -> Option<Backup> {
+    let rest = note.strip_prefix("backup at ")?.strip_suffix(" bytes)")?;
+    let (location, bytes) = rest.rsplit_once(" (")?;
+    Some(Backup {
+        location: location.to_string(),
+        bytes: bytes.parse().ok()?,
+    })
+}
+
 fn attempt(
     strategy: &dyn RepairStrategy,
     issue: &Issue,
@@ -120,7 +135,7 @@ fn attempt(
     let started = clock.now();
     let backup = match strategy.backup(issue) {
         Ok(b) => {
-            notes.push(format!("backup at {} ({} bytes)", b.location, b.bytes));
+            notes.push(backup_note(&b));
             b
         }
         Err(e) => {

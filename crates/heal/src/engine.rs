@@ -43,7 +43,7 @@ mod operator;
 mod recurring;
 mod resume;
 pub use hold::{RepairHold, RepairRequest};
-pub use operator::{FollowUp, PendingApproval, human_duration};
+pub use operator::{FollowUp, PendingApproval, SavedFollowUp, human_duration};
 pub use recurring::RecurringRepairs;
 
 /// Longest issue summary, resource, code or evidence value kept, in bytes; longer text is cut at a character
@@ -392,6 +392,8 @@ pub struct Engine {
     in_flight: RepairsInFlight,
     /// Incidents whose escalation reached the notifiers: repeated until acknowledged, "resolved" when they close.
     followups: BTreeMap<u64, FollowUp>,
+    /// The follow-ups as last saved to the knowledge base (written again only when they change).
+    followups_saved: Vec<SavedFollowUp>,
 }
 
 /// One detected series: its detector and the value it saw last.
@@ -559,6 +561,7 @@ impl Engine {
             pending_issues: Vec::new(),
             in_flight: RepairsInFlight::default(),
             followups: BTreeMap::new(),
+            followups_saved: Vec::new(),
         };
         engine.trends = engine
             .config
@@ -578,6 +581,7 @@ impl Engine {
         }
         engine.seed_recurring(&records);
         engine.resume_unresolved(&records);
+        engine.resume_followups()?;
         Ok(engine)
     }
 

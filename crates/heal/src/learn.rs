@@ -132,6 +132,15 @@ pub trait KnowledgeBase: Send + Sync {
     fn strategy_stats(&self, strategy: &str, code: &str) -> Result<StrategyStats, KbError>;
     /// Adds one outcome to the statistics.
     fn record_outcome(&self, strategy: &str, code: &str, success: bool) -> Result<(), KbError>;
+    /// Replaces the saved follow-ups of notified escalations with `followups` (all of them), so a restart goes on
+    /// reminding where it stopped. A knowledge base that keeps none forgets them at restart.
+    fn save_followups(&self, _followups: &[crate::engine::SavedFollowUp]) -> Result<(), KbError> {
+        Ok(())
+    }
+    /// The follow-ups last saved.
+    fn followups(&self) -> Result<Vec<crate::engine::SavedFollowUp>, KbError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A knowledge base in memory, for tests and for running without persistence. Lost on restart.
@@ -139,6 +148,7 @@ pub trait KnowledgeBase: Send + Sync {
 pub struct MemoryKnowledgeBase {
     records: std::sync::Mutex<std::collections::BTreeMap<u64, IncidentRecord>>,
     stats: std::sync::Mutex<std::collections::HashMap<(String, String), StrategyStats>>,
+    followups: std::sync::Mutex<Vec<crate::engine::SavedFollowUp>>,
 }
 
 impl MemoryKnowledgeBase {
@@ -214,6 +224,15 @@ impl KnowledgeBase for MemoryKnowledgeBase {
             entry.failures += 1;
         }
         Ok(())
+    }
+
+    fn save_followups(&self, followups: &[crate::engine::SavedFollowUp]) -> Result<(), KbError> {
+        *self.followups.lock().map_err(|_| Self::poisoned())? = followups.to_vec();
+        Ok(())
+    }
+
+    fn followups(&self) -> Result<Vec<crate::engine::SavedFollowUp>, KbError> {
+        Ok(self.followups.lock().map_err(|_| Self::poisoned())?.clone())
     }
 }
 

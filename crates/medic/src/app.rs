@@ -65,6 +65,10 @@ fn notifiers(
     notify: &crate::config::NotifyConfig,
     escalation: &crate::notify::EscalationConfig,
     silences: &crate::operators::SilenceSet,
+    levels: Option<(
+        Arc<dyn crate::notify::route::LevelMemory>,
+        std::collections::BTreeSet<u64>,
+    )>,
 ) -> anyhow::Result<Vec<Box<dyn Notifier>>> {
     let silenced = |n: Box<dyn Notifier>| -> Box<dyn Notifier> {
         Box::new(crate::operators::Silenced::new(n, silences.clone()))
@@ -99,6 +103,12 @@ fn notifiers(
         out.push(silenced(Box::new(file)));
     }
     if let Some(router) = crate::notify::Router::new(escalation, silenced)? {
+        if let Some((kb, followed)) = levels {
+            let taken = router.remember(kb, |id| followed.contains(&id));
+            if taken > 0 {
+                tracing::info!("{taken} escalation(s) go on at the level they had reached");
+            }
+        }
         out.push(Box::new(router));
     }
     Ok(out)
@@ -294,7 +304,12 @@ impl App {
         let mut engine = engine;
         // Every notifier is muted by the operators' silences (kept in the knowledge base).
         let silences = crate::operators::SilenceSet::default();
-        for notifier in notifiers(&config.notify, &config.escalation, &silences)? {
+        let followed = engine.followups().keys().copied().collect();
+        let levels = Some((
+            kb.clone() as Arc<dyn crate::notify::route::LevelMemory>,
+            followed,
+        ));
+        for notifier in notifiers(&config.notify, &config.escalation, &silences, levels)? {
             engine.add_notifier(notifier);
         }
         // Silences without repair and maintenance windows make automatic repairs wait.
@@ -343,8 +358,14 @@ impl App {
     /// Replaces the notifiers with those `notify` asks for (a configuration reload). Nothing changes when one cannot
     /// be built (a CA file that cannot be read, a bad URL): the error says why.
     pub fn set_notifiers(&self, notify: &crate::config::NotifyConfig) -> anyhow::Result<()> {
-        let fresh = notifiers(notify, &self.config.escalation, &self.silences)?;
-        self.engine().set_notifiers(fresh);
+        let mut engine = self.engine();
+        let followed = engine.followups().keys().copied().collect();
+        let levels = Some((
+            self.kb.clone() as Arc<dyn crate::notify::route::LevelMemory>,
+            followed,
+        ));
+        let fresh = notifiers(notify, &self.config.escalation, &self.silences, levels)?;
+        engine.set_notifiers(fresh);
         Ok(())
     }
 
@@ -1136,6 +1157,25 @@ impl App {
             "data_at_risk": record.issues.iter().filter(|i| i.data_at_risk).map(|i| format!("{}: {}", i.resource, i.location)).collect::<Vec<_>>(),
             "resolution": record.resolution,
         });
+        let actionable = crate::report::incident::actionable(
+            &record,
+            &self.config.server.data_dir,
+            self.clock.now(),
+        );
+        let mut report_json = report_json;
+        if let Value::Object(m) = &mut report_json {
+            m.insert("lost_documents".into(), json!(actionable.lost_documents));
+            m.insert("backups".into(), json!(actionable.backups));
+            m.insert("times".into(), json!(actionable.times));
+        }
+        let markdown = format!(
+            "{}{}",
+            record
+                .report_markdown
+                .clone()
+                .unwrap_or_else(|| incident_markdown(&record)),
+            actionable.markdown()
+        );
         Ok(Some(json!({
             "incident": record,
             "status": status,
@@ -1143,8 +1183,9 @@ impl App {
             "timeline": timeline(&record),
             "report": {
                 "escalated": record.report_markdown.is_some(),
-                "markdown": record.report_markdown.clone().unwrap_or_else(|| incident_markdown(&record)),
+                "markdown": markdown,
                 "json": report_json,
+                "actionable": actionable,
             },
         })))
     }

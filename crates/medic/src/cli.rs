@@ -1671,6 +1671,15 @@ fn chaos(
         seed,
         rounds,
         faults,
+        // Time to detect on the daemon's own schedule: `medic serve` with this configuration.
+        schedule: store::chaos::CheckSchedule {
+            shallow_interval_us: config.checks.shallow_interval_ms.saturating_mul(1_000),
+            deep_interval_us: config.checks.deep_interval_ms.saturating_mul(1_000),
+            comprehensive_interval_us: config
+                .checks
+                .comprehensive_interval_ms
+                .saturating_mul(1_000),
+        },
         ..store::chaos::ChaosConfig::default()
     };
     if let Some(d) = docs {

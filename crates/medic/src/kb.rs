@@ -20,6 +20,7 @@ use heal::learn::{IncidentRecord, KbError, KnowledgeBase, StrategyStats};
 use heal::subject::Sample;
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod escalation;
 mod history;
 mod operators;
 pub mod views;
@@ -107,6 +108,16 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX silences_ends_at ON silences (ends_at);",
     // 4: a silence may also hold automatic repair of what it matches (`repair` 0).
     "ALTER TABLE silences ADD COLUMN repair INTEGER NOT NULL DEFAULT 1;",
+    // 5: what escalation had reached when the program stopped: the engine's follow-ups (reminders, acknowledgement)
+    // and the escalation policies' level per incident, each as JSON.
+    "CREATE TABLE followups (
+         incident INTEGER PRIMARY KEY,
+         state    TEXT NOT NULL
+     );
+     CREATE TABLE escalation_levels (
+         incident INTEGER PRIMARY KEY,
+         state    TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.
@@ -731,6 +742,14 @@ impl KnowledgeBase for SqliteKb {
         .optional()
         .map(Option::unwrap_or_default)
         .map_err(|e| self.err(&format!("reading statistics of {strategy} on {code}"), e))
+    }
+
+    fn save_followups(&self, followups: &[heal::engine::SavedFollowUp]) -> Result<(), KbError> {
+        self.replace_followups(followups)
+    }
+
+    fn followups(&self) -> Result<Vec<heal::engine::SavedFollowUp>, KbError> {
+        self.saved_followups()
     }
 
     fn record_outcome(&self, strategy: &str, code: &str, success: bool) -> Result<(), KbError> {

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::history::{days_from_civil, rfc3339};
 use crate::kb::SqliteKb;
 
+pub mod incident;
+
 /// Most incidents one report reads from its period (a busier period is reported on its first ones, `truncated`).
 pub const REPORT_INCIDENTS_MAX: usize = 10_000;
 /// Most incidents one report lists by name in each list (counts cover them all).

@@ -2,7 +2,8 @@
 //! (the open WAL segment and its mirror damaged alike) is notified to level 1 at once, as one message listing the
 //! event's alerts; reminded until `medic ack`; stepped up to level 2 when nobody acknowledges within level 1's
 //! delay; `medic ack` stops the reminders, and the `resolved` notification reaches both levels. A policy naming an
-//! unknown receiver is refused, naming the key.
+//! unknown receiver is refused, naming the key. An escalation that reached level 2 is still at level 2 after a restart
+//! (SIGTERM): its reminders reach both levels, numbered on, and an acknowledgement given before the restart holds.
 
 mod support;
 
@@ -192,4 +193,105 @@ fn a_level_naming_an_unknown_receiver_is_refused_naming_the_key() {
         err.contains("escalation.policies[0].levels[1].receivers: unknown receiver \"x\""),
         "{err}"
     );
+}
+
+#[test]
+fn an_escalation_goes_on_at_the_level_it_had_reached_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (first_url, first) = alert_receiver();
+    let (second_url, second) = alert_receiver();
+    // Reminders every second; level 2 is called when level 1 has not acknowledged within 2 s.
+    let config = format!(
+        "[checks]\nshallow_interval_ms = 200\n\n[engine]\nrenotify_interval_us = \"1s\"\n\n\
+         [[escalation.receivers]]\nname = \"first-line\"\nkind = \"webhook\"\nurl = \"{first_url}\"\n\n\
+         [[escalation.receivers]]\nname = \"second-line\"\nkind = \"webhook\"\nurl = \"{second_url}\"\n\n\
+         [[escalation.policies]]\nname = \"data\"\nseverity_max = \"Sev0\"\n\n\
+         [[escalation.policies.levels]]\ndelay_ms = \"2s\"\nreceivers = [\"first-line\"]\n\n\
+         [[escalation.policies.levels]]\ndelay_ms = \"1m\"\nreceivers = [\"second-line\"]\n"
+    );
+    let d = start(&data, tmp.path(), &config);
+    for i in 0..40 {
+        let (s, _) = d.json("PUT", &format!("/v1/docs/doc-{i}"), Some(&support::doc(i)));
+        assert_eq!(s, 200);
+    }
+    d.stop();
+    damage_every_copy(&data);
+
+    let d = start(&data, tmp.path(), &config);
+    let escalation = wait_for("level 1 notified", Duration::from_secs(30), || {
+        first
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == "escalation")
+            .cloned()
+    });
+    let id = escalation["incident_id"].as_u64().unwrap();
+    wait_for("level 2 notified", Duration::from_secs(20), || {
+        (count(&second, id, "escalation_step") == 1).then_some(())
+    });
+    let reminders_before = count(&first, id, "escalation_repeat");
+    d.stop();
+    let (n1, n2) = (first.lock().unwrap().len(), second.lock().unwrap().len());
+
+    // After the restart the incident is still at level 2: its reminders reach both levels, numbered on, and
+    // nothing starts over at level 1.
+    let d = start(&data, tmp.path(), &config);
+    let next = wait_for(
+        "a reminder at level 2 after the restart",
+        Duration::from_secs(30),
+        || {
+            second.lock().unwrap()[n2..]
+                .iter()
+                .find(|a| a["incident_id"] == id)
+                .cloned()
+        },
+    );
+    // A reminder, alone or in the one message of its cycle (with the loss's `data_at_risk` rule, raised again at
+    // the start), numbered on from before the restart.
+    let title = next["title"].as_str().unwrap();
+    let n: usize = title
+        .split("reminder ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no reminder in {next}"));
+    assert!(
+        n > reminders_before,
+        "{title} (before the restart: {reminders_before})"
+    );
+    wait_for(
+        "the reminder at level 1 too",
+        Duration::from_secs(10),
+        || {
+            first.lock().unwrap()[n1..]
+                .iter()
+                .any(|a| a["incident_id"] == id && a["rule"] == "escalation_repeat")
+                .then_some(())
+        },
+    );
+    let after: Vec<Value> = first.lock().unwrap()[n1..].to_vec();
+    assert!(
+        after
+            .iter()
+            .all(|a| a["rule"] != "escalation" && a["rule"] != "escalation_step"),
+        "started over after the restart: {after:#?}"
+    );
+
+    // Acknowledged, restarted: still quiet.
+    let (code, _, err) = medic(&data, &["ack", &id.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    wait_for("the acknowledgement", Duration::from_secs(10), || {
+        (count(&second, id, "acknowledged") == 1).then_some(())
+    });
+    d.stop();
+    // (A restart raises the loss's `data_at_risk` rule again, outside the incident: only its alerts are counted.)
+    let (n1, n2) = (about(&first, id).len(), about(&second, id).len());
+    let d = start(&data, tmp.path(), &config);
+    std::thread::sleep(Duration::from_secs(4));
+    let (after1, after2) = (about(&first, id), about(&second, id));
+    assert_eq!(after1.len(), n1, "{after1:?}");
+    assert_eq!(after2.len(), n2, "{after2:?}");
+    d.stop();
 }

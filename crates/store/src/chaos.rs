@@ -2,8 +2,19 @@
 //! document.
 //!
 //! Owns [`ChaosConfig`], [`ChaosReport`] (with a per-fault-kind breakdown) and [`run`]. One seed derives every choice
-//! (which fault, where, which documents are written between rounds), so a run replays exactly. Time-to-detect and
-//! time-to-repair are measured on the real clock. Percentiles are taken by hand from the sorted samples (a few hundred
+//! (which fault, where, which documents are written between rounds), so a run replays exactly.
+//!
+//! Time to detect is measured on the daemon's own schedule ([`CheckSchedule`], `medic serve`'s `[checks]`
+//! intervals): each round's engine starts as the daemon does (every tier at its first cycle), runs a seeded number of
+//! cycles before the fault so the fault lands at a random point of the tiers' rhythm, and after the fault runs one
+//! cycle per `shallow_interval_us` — the deep and comprehensive tiers only when their interval has passed, as
+//! `medic serve` forces them, and every check no more often than its own interval — until an incident names the
+//! fault or a whole comprehensive interval passed without one. The clock those cycles run on is moved one shallow
+//! interval per cycle instead of sleeping, so the time to detect is the time a running daemon takes (waiting for the
+//! tier that can see the fault included), measured in a fraction of it. Repair then runs as fast as the engine
+//! goes (every tier due each cycle); time to repair is wall time from the injection. A harness without a schedule
+//! ([`HarnessConfig::schedule`] `None`, the fault-matrix tests) runs every tier each cycle from the start and
+//! measures both on the real clock. Percentiles are taken by hand from the sorted samples (a few hundred
 //! per run): exact nearest-rank values, no histogram rounding.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,6 +64,73 @@ pub const CHAOS_SUBDIR: &str = "chaos";
 /// Marker file that makes a directory safe for the harness to remove.
 const MARKER: &str = "CHAOS-HARNESS";
 
+/// Most cycles one round runs on the daemon's schedule waiting for a detection: the comprehensive interval over the
+/// shallow one must not exceed it.
+pub const SCHEDULE_CYCLES_MAX: u64 = 100_000;
+
+/// The daemon's check schedule (`[checks]` of `medic serve`), µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSchedule {
+    /// One healing cycle (and the shallow tier, no more often than its checks' own interval) this often.
+    pub shallow_interval_us: u64,
+    /// The deep tier this often.
+    pub deep_interval_us: u64,
+    /// The comprehensive tier (the full scrub) this often.
+    pub comprehensive_interval_us: u64,
+}
+
+impl Default for CheckSchedule {
+    /// `medic serve`'s defaults: 5 s, 60 s, 1 h.
+    fn default() -> Self {
+        CheckSchedule {
+            shallow_interval_us: Tier::Shallow.default_interval_us(),
+            deep_interval_us: Tier::Deep.default_interval_us(),
+            comprehensive_interval_us: Tier::Comprehensive.default_interval_us(),
+        }
+    }
+}
+
+impl CheckSchedule {
+    /// Cycles from one full scrub to the next.
+    fn cycles_per_comprehensive(&self) -> u64 {
+        self.comprehensive_interval_us
+            .div_ceil(self.shallow_interval_us.max(1))
+    }
+
+    /// Refuses a schedule a run cannot follow, naming the setting.
+    pub fn validate(&self) -> Result<(), ChaosError> {
+        if self.shallow_interval_us == 0
+            || self.deep_interval_us < self.shallow_interval_us
+            || self.comprehensive_interval_us < self.deep_interval_us
+        {
+            return Err(ChaosError::Config(format!(
+                "schedule {self:?}: accepted 0 < shallow_interval_us <= deep_interval_us <= comprehensive_interval_us"
+            )));
+        }
+        if self.cycles_per_comprehensive() > SCHEDULE_CYCLES_MAX {
+            return Err(ChaosError::Config(format!(
+                "schedule: comprehensive_interval_us / shallow_interval_us = {} cycles, over SCHEDULE_CYCLES_MAX = \
+                 {SCHEDULE_CYCLES_MAX}",
+                self.cycles_per_comprehensive()
+            )));
+        }
+        Ok(())
+    }
+
+    /// One line for people: what the time to detect was measured on.
+    pub fn describe(&self) -> String {
+        let s = |us: u64| heal::clock::human_duration_us(us);
+        format!(
+            "the daemon's schedule: a healing cycle every {}, the deep tier every {}, the comprehensive tier (full \
+             scrub) every {}; the fault lands at a random point of that rhythm and is found by the tier that runs \
+             next and can see it; time to repair adds the engine's own time from detection to the verified repair",
+            s(self.shallow_interval_us),
+            s(self.deep_interval_us),
+            s(self.comprehensive_interval_us)
+        )
+    }
+}
+
 /// What a chaos run does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChaosConfig {
@@ -66,6 +144,9 @@ pub struct ChaosConfig {
     pub faults: Vec<FaultKind>,
     /// How many documents the store holds before the first round.
     pub docs: u32,
+    /// The check schedule time to detect is measured on.
+    #[serde(default)]
+    pub schedule: CheckSchedule,
 }
 
 impl Default for ChaosConfig {
@@ -76,6 +157,7 @@ impl Default for ChaosConfig {
             rounds: 100,
             faults: Vec::new(),
             docs: 2_000,
+            schedule: CheckSchedule::default(),
         }
     }
 }
@@ -97,6 +179,8 @@ pub struct FaultStats {
     pub silent_corruptions: u64,
     /// Median time from injection to detection, ms.
     pub mttd_ms_p50: f64,
+    /// 99th percentile of the time from injection to detection, ms.
+    pub mttd_ms_p99: f64,
     /// Median time from injection to a verified repair, ms.
     pub mttr_ms_p50: f64,
     /// 99th percentile of the time from injection to a verified repair, ms.
@@ -137,9 +221,15 @@ pub struct ChaosReport {
     pub acked_writes_lost: u64,
     /// Acknowledged documents served wrong. Must be 0.
     pub silent_corruptions: u64,
-    /// Median time to detect, ms.
+    /// Median time to detect, ms, on the daemon's schedule.
     pub mttd_ms_p50: f64,
-    /// Median time to repair, ms.
+    /// 99th percentile time to detect, ms, on the daemon's schedule.
+    pub mttd_ms_p99: f64,
+    /// What the time to detect was measured on, one line.
+    pub mttd_basis: String,
+    /// The schedule it was measured on.
+    pub schedule: Option<CheckSchedule>,
+    /// Median time to repair, ms: time to detect, then the engine's time from detection to a verified repair.
     pub mttr_ms_p50: f64,
     /// 99th percentile time to repair, ms.
     pub mttr_ms_p99: f64,
@@ -198,6 +288,7 @@ struct Tally {
 impl Tally {
     fn finish(mut self) -> FaultStats {
         self.stats.mttd_ms_p50 = percentile(&self.ttd_ms, 0.5);
+        self.stats.mttd_ms_p99 = percentile(&self.ttd_ms, 0.99);
         self.stats.mttr_ms_p50 = percentile(&self.ttr_ms, 0.5);
         self.stats.mttr_ms_p99 = percentile(&self.ttr_ms, 0.99);
         self.stats
@@ -241,6 +332,8 @@ pub struct HarnessConfig {
     pub skip_repair: bool,
     /// The store's configuration (its `io` is replaced by the harness's own hooks).
     pub store: StoreConfig,
+    /// Detect on the daemon's schedule ([`CheckSchedule`]); `None`: every tier each cycle from the start.
+    pub schedule: Option<CheckSchedule>,
 }
 
 impl Default for HarnessConfig {
@@ -251,6 +344,7 @@ impl Default for HarnessConfig {
             cycles_max: 6,
             skip_repair: false,
             store: chaos_store_config(),
+            schedule: None,
         }
     }
 }
@@ -350,6 +444,13 @@ pub struct RoundOutcome {
     pub reopen_error: Option<String>,
 }
 
+/// When the forced tiers last ran, on the harness clock.
+#[derive(Debug, Clone, Copy, Default)]
+struct TiersRan {
+    deep: Option<Timestamp>,
+    comprehensive: Option<Timestamp>,
+}
+
 /// What the harness knows about one document id.
 #[derive(Debug, Clone, PartialEq)]
 enum Known {
@@ -376,6 +477,8 @@ pub struct Harness {
     next_n: u64,
     round: u32,
     engine_cycles: u64,
+    /// When the deep and comprehensive tiers last ran on the schedule (the round's engine), if they did.
+    tiers_ran: TiersRan,
     /// Torn writes injected so far: they alternate between a partial record appended under the live store and a
     /// crash mid-commit that leaves the last record cut in both copies ([`Injector::cut_last_record`]).
     torn_writes: u64,
@@ -411,6 +514,9 @@ impl Harness {
                 config.docs
             )));
         }
+        if let Some(schedule) = &config.schedule {
+            schedule.validate()?;
+        }
         let io = Arc::new(IoFaults::new());
         let mut store_cfg = config.store.clone();
         store_cfg.io = io.clone();
@@ -428,6 +534,7 @@ impl Harness {
             next_n: 0,
             round: 0,
             engine_cycles: 0,
+            tiers_ran: TiersRan::default(),
             torn_writes: 0,
         };
         for _ in 0..h.config.docs {
@@ -702,12 +809,53 @@ impl Harness {
                 self.engine_cycles += 1;
             }
         }
+        if let Some(schedule) = self.config.schedule {
+            // A running daemon: it started (every tier at its first cycle), and has run for a while since.
+            let phase = self
+                .rng
+                .random_range(0..schedule.cycles_per_comprehensive());
+            for _ in 0..=phase {
+                self.scheduled_cycle(&mut engine, &schedule);
+            }
+        }
         let t0 = Instant::now();
         let fault = self.inject(kind)?;
         self.heal_with(engine, vec![fault], t0)
     }
 
-    fn engine(&self) -> Result<Engine, ChaosError> {
+    /// One cycle as `medic serve` runs it every `shallow_interval_us`: the clock moves one shallow interval, the
+    /// deep and comprehensive tiers run when their interval has passed since they last ran (every tier at an
+    /// engine's first cycle), then the engine's cycle (which runs each check no more often than its own interval).
+    fn scheduled_cycle(
+        &mut self,
+        engine: &mut Engine,
+        schedule: &CheckSchedule,
+    ) -> heal::engine::CycleSummary {
+        self.clock.advance(schedule.shallow_interval_us);
+        let now = self.clock.now();
+        let due = |last: Option<Timestamp>, every: u64| {
+            last.is_none_or(|l| now.saturating_sub(l) >= every)
+        };
+        if due(
+            self.tiers_ran.comprehensive,
+            schedule.comprehensive_interval_us,
+        ) {
+            engine.run_tier(Tier::Comprehensive);
+            self.tiers_ran = TiersRan {
+                deep: Some(now),
+                comprehensive: Some(now),
+            };
+        } else if due(self.tiers_ran.deep, schedule.deep_interval_us) {
+            engine.run_tier(Tier::Deep);
+            self.tiers_ran.deep = Some(now);
+        }
+        self.engine_cycles += 1;
+        engine.run_cycle()
+    }
+
+    fn engine(&mut self) -> Result<Engine, ChaosError> {
+        // A new engine is a daemon starting: every tier runs at its first cycle.
+        self.tiers_ran = TiersRan::default();
         let subject: Arc<dyn Subject> = Arc::new(StoreSubject::new(self.store().clone()));
         let config = EngineConfig {
             dry_run: self.config.skip_repair,
@@ -741,7 +889,21 @@ impl Harness {
         let mut cycles = 0;
         let mut lifted = false;
         let mut settled = false;
-        while cycles < self.config.cycles_max && !settled {
+        // On the schedule: cycles one shallow interval apart until the fault is detected, for at most a whole
+        // comprehensive interval (and the shallow one that may separate the fault from the next scrub).
+        let schedule = self.config.schedule;
+        let injected_at = self.clock.now();
+        let mut detected_wall: Option<Instant> = None;
+        let mut scheduled_cycles: u64 = 0;
+        loop {
+            let on_schedule = schedule.is_some_and(|s| {
+                detect_ms.is_none()
+                    && !lifted
+                    && scheduled_cycles <= s.cycles_per_comprehensive() + 1
+            });
+            if settled || (!on_schedule && cycles >= self.config.cycles_max) {
+                break;
+            }
             if faults.iter().any(|f| f.kind == FaultKind::SlowIo) && !lifted {
                 // Puts under the slow disk give the detector its evidence: several per cycle, so each window's
                 // latency quantiles are the slow disk's, not one sample's (the engine raises an anomaly only when
@@ -750,10 +912,18 @@ impl Harness {
                     self.put_new()?;
                 }
             }
-            self.clock.advance(CYCLE_ADVANCE_US);
-            let summary = engine.run_cycle();
-            cycles += 1;
-            self.engine_cycles += 1;
+            let summary = match schedule.filter(|_| on_schedule) {
+                Some(s) => {
+                    scheduled_cycles += 1;
+                    self.scheduled_cycle(&mut engine, &s)
+                }
+                None => {
+                    self.clock.advance(CYCLE_ADVANCE_US);
+                    cycles += 1;
+                    self.engine_cycles += 1;
+                    engine.run_cycle()
+                }
+            };
             opened.extend(summary.incidents_opened.iter().copied());
             let incidents = self.incidents(&opened);
             for inc in &incidents {
@@ -764,12 +934,18 @@ impl Harness {
                 }
             }
             if detect_ms.is_none() && !matching.is_empty() {
-                detect_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
+                detected_wall = Some(Instant::now());
+                detect_ms = Some(match schedule {
+                    // The daemon's time: the schedule's intervals waited plus the checks' own run time.
+                    Some(_) => self.clock.now().saturating_sub(injected_at) as f64 / 1e3,
+                    None => t0.elapsed().as_secs_f64() * 1e3,
+                });
             }
             // The environment recovers once the engine has seen the fault, or after as many blind cycles as the
             // engine needs to raise a lasting anomaly (`anomaly_for_samples`) and three more.
             let blind_max = EngineConfig::default().anomaly_for_samples + 3;
-            if env_fault && !lifted && (detect_ms.is_some() || cycles >= blind_max) {
+            let blind = cycles as u64 + scheduled_cycles;
+            if env_fault && !lifted && (detect_ms.is_some() || blind >= blind_max as u64) {
                 self.lift_environment_faults();
                 lifted = true;
                 if faults.iter().any(|f| f.kind == FaultKind::OutOfSpace) {
@@ -831,7 +1007,11 @@ impl Harness {
             self.put_new()?;
             matches!(self.known.get(&chaos_id(n)), Some(Known::Doc(_)))
         };
-        let repair_ms_candidate = t0.elapsed().as_secs_f64() * 1e3;
+        // On the schedule: the time to detect, then the engine's own time from detection to the verified repair.
+        let repair_ms_candidate = match (schedule, detect_ms, detected_wall) {
+            (Some(_), Some(ttd), Some(at)) => ttd + at.elapsed().as_secs_f64() * 1e3,
+            _ => t0.elapsed().as_secs_f64() * 1e3,
+        };
         let (reopened, reopen_error) = self.reopen_and_verify();
         let repaired = healed_by_engine
             && scrub_failures.is_empty()
@@ -1058,6 +1238,7 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport, ChaosError> {
             config.docs
         )));
     }
+    config.schedule.validate()?;
     let started = Instant::now();
     let dir = prepare_dir(&config.data_dir)?;
     let kinds: Vec<FaultKind> = if config.faults.is_empty() {
@@ -1070,12 +1251,15 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport, ChaosError> {
         config.seed,
         HarnessConfig {
             docs: config.docs,
+            schedule: Some(config.schedule),
             ..HarnessConfig::default()
         },
     )?;
     let mut report = ChaosReport {
         seed: config.seed,
         docs: config.docs as u64,
+        mttd_basis: config.schedule.describe(),
+        schedule: Some(config.schedule),
         ..ChaosReport::default()
     };
     let mut total = Tally::default();
@@ -1126,6 +1310,7 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport, ChaosError> {
     report.acked_writes_lost = total.acked_writes_lost;
     report.silent_corruptions = total.silent_corruptions;
     report.mttd_ms_p50 = total.mttd_ms_p50;
+    report.mttd_ms_p99 = total.mttd_ms_p99;
     report.mttr_ms_p50 = total.mttr_ms_p50;
     report.mttr_ms_p99 = total.mttr_ms_p99;
     report.by_fault = by

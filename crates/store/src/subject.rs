@@ -8,7 +8,7 @@
 //! drop the record of the loss).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use heal::check::CheckContext;
@@ -917,6 +917,48 @@ impl HealthCheck for ScrubCheck {
             ),
         )
     }
+}
+
+/// One file of a repair's backup and where it goes back to, both relative to the data directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackupFile {
+    /// The copy in the backup (`backup/<tag>-<time>/wal__0001.seg`).
+    pub copy: String,
+    /// The store's file it was copied from (`wal/0001.seg`).
+    pub restores: String,
+}
+
+/// The files a repair backup at `location` (as its `Backup::location` says, relative to `data_dir`) holds, and
+/// where each goes back to; `None` when it is not a backup directory of the store or is gone (only the
+/// [`BACKUPS_KEPT_MAX`] newest are kept). At most `files_max` are listed.
+pub fn backup_files_of(
+    data_dir: &Path,
+    location: &str,
+    files_max: usize,
+) -> Option<Vec<BackupFile>> {
+    let rel = Path::new(location);
+    let ours = BACKUP_DIRS
+        .iter()
+        .any(|d| rel.parent() == Some(Path::new(d)))
+        && rel.components().count() == 2;
+    if !ours {
+        return None;
+    }
+    let mut files: Vec<BackupFile> = std::fs::read_dir(data_dir.join(rel))
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            BackupFile {
+                copy: format!("{location}/{name}"),
+                restores: name.replace("__", "/"),
+            }
+        })
+        .collect();
+    files.sort_by(|a, b| a.copy.cmp(&b.copy));
+    files.truncate(files_max);
+    Some(files)
 }
 
 /// Saves files under `backup/<tag>-<time>/` for rollback.

@@ -55,6 +55,18 @@ pub struct FollowUp {
     pub severity: Severity,
 }
 
+/// A follow-up as the knowledge base keeps it, so a restart goes on where it stopped: the reminders keep their count
+/// and their rhythm, and an acknowledgement stays given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedFollowUp {
+    /// The incident.
+    pub incident_id: u64,
+    /// Its follow-up.
+    pub follow_up: FollowUp,
+    /// Who acknowledged it and when, if someone did.
+    pub acknowledged: Option<(String, Timestamp)>,
+}
+
 /// A duration for people: `45 s`, `15 min`, `1 h`, `1 h 30 min`, `2 d 3 h`.
 pub fn human_duration(us: u64) -> String {
     let s = us / US_PER_S;
@@ -110,6 +122,7 @@ impl Engine {
         let record = inc.record.clone();
         self.metrics.escalations += 1;
         self.kb.save(&record)?;
+        self.persist_followups()?;
         Ok(())
     }
 
@@ -135,6 +148,7 @@ impl Engine {
             };
             self.send(&alert);
         }
+        self.persist_followups()?;
         Ok(())
     }
 
@@ -175,6 +189,7 @@ impl Engine {
         if let Some(alert) = self.resolved_alert(id, now, &format!("resolved by {who}")) {
             self.send(&alert);
         }
+        self.persist_followups()?;
         Ok(record)
     }
 
@@ -337,6 +352,29 @@ impl Engine {
         }
         self.remind(alerts);
         *alerts = group_alerts(std::mem::take(alerts));
+        if let Err(e) = self.persist_followups() {
+            self.metrics.kb_errors += 1;
+            s.errors
+                .push(format!("saving the follow-ups of escalations: {e}"));
+        }
+    }
+
+    /// Saves the follow-ups (with their incidents' acknowledgements) when they changed since last saved.
+    pub(super) fn persist_followups(&mut self) -> Result<(), KbError> {
+        let now: Vec<SavedFollowUp> = self
+            .followups
+            .iter()
+            .map(|(id, f)| SavedFollowUp {
+                incident_id: *id,
+                follow_up: f.clone(),
+                acknowledged: self.active.get(id).and_then(|i| i.acknowledged.clone()),
+            })
+            .collect();
+        if now != self.followups_saved {
+            self.kb.save_followups(&now)?;
+            self.followups_saved = now;
+        }
+        Ok(())
     }
 
     /// Adds a reminder for each followed-up incident nobody answered within `renotify_interval_us`.
@@ -882,6 +920,76 @@ mod tests {
         );
         assert_eq!(s.escalations, [id]);
         assert_eq!(status(&e, id), Some(IncidentStatus::Escalated));
+    }
+
+    /// An engine like `setup`'s over the knowledge base `kb` and the subject `subject`, as after a restart.
+    fn restart(
+        kb: Arc<MemoryKnowledgeBase>,
+        subject: Arc<Subj>,
+        clock: &SimClock,
+    ) -> (Engine, Inbox) {
+        let config = EngineConfig {
+            approval_risk_max: 0.2,
+            approval_expiry_us: 10 * MIN,
+            renotify_interval_us: 5 * MIN,
+            repair_timeout_us: MIN,
+            quiet_period_us: 7 * 86_400 * US_PER_S,
+            ..EngineConfig::default()
+        };
+        let mut e = Engine::new(subject, kb, Arc::new(clock.clone()), config).unwrap();
+        let inbox = Inbox::default();
+        e.add_notifier(Box::new(inbox.clone()));
+        (e, inbox)
+    }
+
+    fn keys(inbox: &Inbox) -> Vec<String> {
+        inbox
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| a.key.clone())
+            .collect()
+    }
+
+    #[test]
+    fn reminders_and_acknowledgements_go_on_after_a_restart() {
+        let (_, subject, clock, _) = setup(1);
+        let kb = Arc::new(MemoryKnowledgeBase::new());
+        let (mut e, inbox) = restart(kb.clone(), subject.clone(), &clock);
+        damage(&subject, &clock);
+        let id = e.run_cycle().incidents_opened[0];
+        clock.advance(10 * MIN);
+        e.run_cycle();
+        assert_eq!(status(&e, id), Some(IncidentStatus::Escalated));
+        clock.advance(5 * MIN);
+        e.run_cycle();
+        assert_eq!(keys(&inbox).last().unwrap(), &format!("repeat:{id}:1"));
+        drop(e);
+
+        // Restarted 2 min after the last reminder: the next comes 5 min after it, numbered on.
+        clock.advance(2 * MIN);
+        let (mut e, inbox) = restart(kb.clone(), subject.clone(), &clock);
+        assert_eq!(e.followups()[&id].repeats, 1);
+        e.run_cycle();
+        assert!(keys(&inbox).is_empty(), "{:?}", keys(&inbox));
+        clock.advance(3 * MIN);
+        e.run_cycle();
+        assert_eq!(keys(&inbox), [format!("repeat:{id}:2")]);
+        e.acknowledge(id, "alice").unwrap();
+        drop(e);
+
+        // Acknowledged before the restart: no more reminders, and its resolution still reaches the receivers.
+        let (mut e, inbox) = restart(kb.clone(), subject.clone(), &clock);
+        for _ in 0..3 {
+            clock.advance(5 * MIN);
+            e.run_cycle();
+        }
+        assert!(keys(&inbox).is_empty(), "{:?}", keys(&inbox));
+        assert_eq!(e.active[&id].acknowledged.as_ref().unwrap().0, "alice");
+        e.resolve(id, "alice", "").unwrap();
+        assert_eq!(inbox.rules(), ["resolved"]);
+        assert!(kb.followups().unwrap().is_empty());
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! `correlation_window_us` of the start join it and it is decided anew under the same id, and one whose problem is
 //! gone closes as self-resolved after `quiet_period_us`. Approvals are not carried over: a repair that waited for one
 //! asks again. At most `incidents_active_max` are resumed, newest first.
+//!
+//! The follow-ups of notified escalations are saved in the knowledge base as they change, and taken back for the
+//! incidents resumed: reminders go on with their count and rhythm (the next one `renotify_interval_us` after the
+//! last one sent before the stop), an acknowledgement stays given, and the `resolved` alert still goes out when the
+//! incident closes. A saved follow-up of an incident not resumed is dropped.
 
 use super::*;
 
@@ -54,5 +59,21 @@ impl Engine {
             self.metrics.incidents_resumed += 1;
             self.active.insert(r.id, inc);
         }
+    }
+
+    /// Takes back the saved follow-ups of the incidents resumed (and their acknowledgements).
+    pub(super) fn resume_followups(&mut self) -> Result<(), EngineError> {
+        let saved = self.kb.followups()?;
+        for f in &saved {
+            let Some(inc) = self.active.get_mut(&f.incident_id) else {
+                continue;
+            };
+            if inc.acknowledged.is_none() {
+                inc.acknowledged = f.acknowledged.clone();
+            }
+            self.followups.insert(f.incident_id, f.follow_up.clone());
+        }
+        self.followups_saved = saved;
+        Ok(())
     }
 }

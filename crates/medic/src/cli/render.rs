@@ -443,11 +443,15 @@ pub fn print_chaos(out: &Out, v: &Value) {
         mark(silent)
     );
     println!(
-        "MTTD p50 {}, MTTR p50 {}, MTTR p99 {}",
+        "MTTD p50 {}, p99 {}, MTTR p50 {}, MTTR p99 {}",
         ms(v, "/mttd_ms_p50"),
+        ms(v, "/mttd_ms_p99"),
         ms(v, "/mttr_ms_p50"),
         ms(v, "/mttr_ms_p99")
     );
+    if let Some(basis) = at(v, "/mttd_basis").and_then(Value::as_str) {
+        println!("MTTD measured on {basis}");
+    }
     if let Some(by) = v.get("by_fault").and_then(Value::as_object)
         && !by.is_empty()
     {
@@ -465,6 +469,7 @@ pub fn print_chaos(out: &Out, v: &Value) {
                 ] {
                     row.push(show(f, &format!("/{k}")));
                 }
+                row.push(ms(f, "/mttd_ms_p50"));
                 row.push(ms(f, "/mttr_ms_p50"));
                 row
             })
@@ -479,6 +484,7 @@ pub fn print_chaos(out: &Out, v: &Value) {
                 "ESCALATED",
                 "LOST",
                 "SILENT",
+                "MTTD P50",
                 "MTTR P50",
             ],
             &rows,

@@ -96,11 +96,12 @@ impl EmailNotifier {
         let transport = builder.build();
         let (queue, rx) = sync_channel::<Alert>(EMAIL_QUEUE_MAX);
         let retries = options.retries;
+        let server = format!("{}:{}", options.host, options.port);
         std::thread::Builder::new()
             .name("medic-email".into())
             .spawn(move || {
                 for alert in rx {
-                    deliver(&transport, &from, &to, retries, &alert);
+                    deliver(&transport, &server, &from, &to, retries, &alert);
                 }
             })?;
         Ok(EmailNotifier {
@@ -150,7 +151,16 @@ pub fn mail(alert: &Alert) -> (String, String) {
     (subject, body)
 }
 
-fn deliver(transport: &SmtpTransport, from: &Mailbox, to: &[Mailbox], retries: u32, alert: &Alert) {
+/// Sends one alert's mail through `server` (`host:port`, for the log), retrying what may pass later with a doubling
+/// backoff; a failure is logged naming the server, the alert and the reason.
+fn deliver(
+    transport: &SmtpTransport,
+    server: &str,
+    from: &Mailbox,
+    to: &[Mailbox],
+    retries: u32,
+    alert: &Alert,
+) {
     let (subject, body) = mail(alert);
     let mut message = Message::builder().from(from.clone()).subject(subject);
     for t in to {
@@ -159,7 +169,7 @@ fn deliver(transport: &SmtpTransport, from: &Mailbox, to: &[Mailbox], retries: u
     let message = match message.header(ContentType::TEXT_PLAIN).body(body) {
         Ok(m) => m,
         Err(e) => {
-            tracing::warn!(key = %alert.key, "email: the mail cannot be built: {e}");
+            tracing::warn!(key = %alert.key, server, "email: the mail cannot be built: {e}");
             return;
         }
     };
@@ -172,13 +182,14 @@ fn deliver(transport: &SmtpTransport, from: &Mailbox, to: &[Mailbox], retries: u
         match transport.send(&message) {
             Ok(_) => return,
             Err(e) if e.is_permanent() => {
-                tracing::warn!(key = %alert.key, "email refused: {e}; not retried");
+                tracing::warn!(key = %alert.key, server, "email refused by {server}: {e}; not retried");
                 return;
             }
             Err(e) if attempt == retries => {
                 tracing::warn!(
                     key = %alert.key,
-                    "email delivery failed after {} attempt(s): {e}",
+                    server,
+                    "email delivery failed after {} attempt(s) through {server}: {e}",
                     attempt + 1
                 );
             }

@@ -11,8 +11,12 @@
 //! level of the policy covering its severity.
 //!
 //! Without policies nothing changes: the `[notify]` notifiers (log, `webhook_url`, `file`) receive every alert, as
-//! they always did, and keep doing so beside the policies (the default policy). What the router tracks lives in
-//! memory: after a restart an incident still open starts again at its policy's first level.
+//! they always did, and keep doing so beside the policies (the default policy). What the router tracks — each
+//! incident's policy, level, since when, receivers notified, acknowledgement — is saved as it changes to a
+//! [`LevelMemory`] (the knowledge base) and taken back at start ([`Router::remember`]) for the incidents the engine
+//! still follows: after a restart an incident at level 2 stays at level 2, its reminders reach every receiver
+//! notified before the stop, and the next level is called when the level's delay has passed since it was reached,
+//! counting the time the program was down.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -20,6 +24,8 @@ use std::sync::mpsc::{Receiver as Rx, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use heal::Timestamp;
+use heal::clock::{Clock, SystemClock};
 use heal::escalate::{Alert, Notifier};
 use heal::issue::Severity;
 use serde::{Deserialize, Serialize};
@@ -474,6 +480,31 @@ fn build(i: usize, r: &ReceiverConfig) -> anyhow::Result<Box<dyn Notifier>> {
     Ok(Box::new(webhook))
 }
 
+/// An incident's escalation as saved: enough to go on after a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedLevel {
+    /// The policy's name.
+    pub policy: String,
+    /// The level reached, 1 for the first.
+    pub level: usize,
+    /// When it was reached, µs since the epoch.
+    pub level_since: Timestamp,
+    /// The receivers notified so far, by name.
+    pub notified: Vec<String>,
+    /// Whether someone acknowledged it.
+    pub acknowledged: bool,
+    /// The alert that started it (step-up messages repeat its title).
+    pub first: Alert,
+}
+
+/// Where the router saves each incident's escalation as it changes (the knowledge base).
+pub trait LevelMemory: Send + Sync {
+    /// Every escalation saved.
+    fn load_levels(&self) -> Result<Vec<(u64, SavedLevel)>, String>;
+    /// Saves one incident's escalation, or forgets it (`None`).
+    fn store_level(&self, incident: u64, level: Option<&SavedLevel>) -> Result<(), String>;
+}
+
 struct Level {
     delay: Duration,
     receivers: Vec<usize>,
@@ -500,6 +531,8 @@ struct Shared {
     receivers: Vec<Box<dyn Notifier>>,
     policies: Vec<Policy>,
     tracked: Mutex<BTreeMap<u64, Tracked>>,
+    /// Where changes are saved, once [`Router::remember`] gave it.
+    memory: std::sync::OnceLock<Arc<dyn LevelMemory>>,
 }
 
 /// Routes alerts to receivers by the escalation policies, stepping an unacknowledged incident up a level at a
@@ -558,6 +591,7 @@ impl Router {
             receivers,
             policies,
             tracked: Mutex::new(BTreeMap::new()),
+            memory: std::sync::OnceLock::new(),
         });
         let (stop, stopped) = channel();
         let timer = shared.clone();
@@ -571,6 +605,56 @@ impl Router {
     }
 }
 
+impl Router {
+    /// Takes back the escalations `memory` saved for the incidents `keep` accepts (those the engine still follows)
+    /// and saves every later change there; the others are forgotten. A saved policy that no longer exists is
+    /// forgotten too, and a level past the policy's last is its last. Returns how many were taken back.
+    pub fn remember(&self, memory: Arc<dyn LevelMemory>, keep: impl Fn(u64) -> bool) -> usize {
+        let s = &self.shared;
+        let saved = memory.load_levels().unwrap_or_else(|e| {
+            tracing::warn!(
+                "reading the saved escalation levels: {e}; every incident starts again at level 1"
+            );
+            Vec::new()
+        });
+        let (now, wall) = (Instant::now(), SystemClock::new().now());
+        let mut tracked = s.tracked.lock().unwrap_or_else(|p| p.into_inner());
+        let mut taken = 0;
+        for (id, l) in saved {
+            let policy = s.policies.iter().position(|p| p.name == l.policy);
+            let Some(policy) = policy.filter(|_| keep(id) && l.level >= 1) else {
+                if let Err(e) = memory.store_level(id, None) {
+                    tracing::warn!(incident = id, "forgetting its escalation level: {e}");
+                }
+                continue;
+            };
+            let level = (l.level - 1).min(s.policies[policy].levels.len() - 1);
+            let ago = Duration::from_micros(wall.saturating_sub(l.level_since));
+            tracked.insert(
+                id,
+                Tracked {
+                    policy,
+                    level,
+                    level_since: now.checked_sub(ago).unwrap_or(now),
+                    notified: l
+                        .notified
+                        .iter()
+                        .filter_map(|n| s.names.iter().position(|x| x == n))
+                        .collect(),
+                    acknowledged: l.acknowledged,
+                    first: l.first,
+                },
+            );
+            taken += 1;
+        }
+        drop(tracked);
+        if s.memory.set(memory).is_err() {
+            tracing::debug!("the router already saves its levels: the first memory given stays");
+        }
+        taken
+    }
+}
+
 fn step_up_until_stopped(shared: &Shared, stopped: &Rx<()>) {
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
         shared.step_up(Instant::now());
@@ -578,6 +662,25 @@ fn step_up_until_stopped(shared: &Shared, stopped: &Rx<()>) {
 }
 
 impl Shared {
+    /// Saves incident `id`'s escalation (`None`: forgets it) where [`Router::remember`] said; failures are logged.
+    fn persist(&self, id: u64, t: Option<&Tracked>) {
+        let Some(memory) = self.memory.get() else {
+            return;
+        };
+        let wall = SystemClock::new().now();
+        let saved = t.map(|t| SavedLevel {
+            policy: self.policies[t.policy].name.clone(),
+            level: t.level + 1,
+            level_since: wall.saturating_sub(t.level_since.elapsed().as_micros() as u64),
+            notified: t.notified.iter().map(|i| self.names[*i].clone()).collect(),
+            acknowledged: t.acknowledged,
+            first: t.first.clone(),
+        });
+        if let Err(e) = memory.store_level(id, saved.as_ref()) {
+            tracing::warn!(incident = id, "saving its escalation level: {e}");
+        }
+    }
+
     fn policy_for(&self, severity: Severity) -> Option<usize> {
         self.policies
             .iter()
@@ -626,6 +729,7 @@ impl Shared {
                 t.first.title
             );
             t.notified.extend(next.receivers.iter().copied());
+            self.persist(*id, Some(&*t));
             let _ = self.send(next.receivers.iter().copied(), &alert);
         }
     }
@@ -647,8 +751,12 @@ impl Notifier for Router {
             match rule {
                 "resolved" => {
                     tracked.remove(&id);
+                    s.persist(id, None);
                 }
-                "acknowledged" => t.acknowledged = true,
+                "acknowledged" => {
+                    t.acknowledged = true;
+                    s.persist(id, Some(&*t));
+                }
                 _ => {}
             }
             return s.send(to, alert);
@@ -664,18 +772,18 @@ impl Notifier for Router {
                 && let Some(oldest) = tracked.keys().next().copied()
             {
                 tracked.remove(&oldest);
+                s.persist(oldest, None);
             }
-            tracked.insert(
-                id,
-                Tracked {
-                    policy: p,
-                    level: 0,
-                    level_since: Instant::now(),
-                    notified: first.iter().copied().collect(),
-                    acknowledged: false,
-                    first: alert.clone(),
-                },
-            );
+            let t = Tracked {
+                policy: p,
+                level: 0,
+                level_since: Instant::now(),
+                notified: first.iter().copied().collect(),
+                acknowledged: false,
+                first: alert.clone(),
+            };
+            s.persist(id, Some(&t));
+            tracked.insert(id, t);
         }
         s.send(first, alert)
     }
