@@ -161,7 +161,7 @@ pub fn run(config: &TextChaosConfig) -> Result<TextChaosReport, String> {
     let hc = HarnessConfig {
         docs: config.docs,
         writes_per_round: 0,
-        cycles_max: 12,
+        cycles_max: store::chaos::CYCLES_PER_ROUND_MAX,
         ..HarnessConfig::default()
     };
     let mut h = Harness::new(&config.data_dir, config.seed, hc).map_err(|e| e.to_string())?;
