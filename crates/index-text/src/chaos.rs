@@ -414,7 +414,7 @@ fn answers(store: &Store, index: &TextIndex, queries: &[String]) -> Result<Vec<A
                 |a: crate::SearchAnswer| (a.hits.into_iter().map(|h| h.id).collect(), a.total);
             let i = index
                 .search(&req)
-                .map(|a| ids(a))
+                .map(&ids)
                 .unwrap_or_else(|e| (vec![format!("error: {e}")], 0));
             let s = crate::scan(&settings, &req, &mut docs.iter().cloned(), lsn)
                 .map_err(|e| err("scan")(e.to_string()))?;
