@@ -17,6 +17,7 @@
 //! version/LSN bookkeeping the store's contract needs, checks with plain reads, the query builder (for a
 //! single-term prefix, meta fields and error columns) and the filter.
 
+pub mod chaos;
 pub mod filter;
 mod index;
 pub mod query;

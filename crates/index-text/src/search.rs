@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query};
+use tantivy::collector::{Collector, Count, TopDocs};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, EnableScoring, Occur, Query, TermQuery};
 use tantivy::schema::Value as _;
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, Index, Searcher, TantivyDocument};
@@ -243,7 +243,11 @@ impl View<'_> {
         let top = TopDocs::with_limit(req.k)
             .and_offset(req.offset)
             .order_by_score();
-        let (top, total) = searcher.search(query, &(top, Count))?;
+        let (top, total) = if counts_apart(query) {
+            top_and_count(searcher, query, &top)?
+        } else {
+            searcher.search(query, &(top, Count))?
+        };
         let snippets = match &req.highlight {
             Some(h) => Some(self.snippet_generator(searcher, highlight, h)?),
             None => None,
@@ -345,6 +349,42 @@ impl View<'_> {
         }
         Ok(out.into_iter().collect())
     }
+}
+
+/// Whether `query` is answered faster by a top-k pass alone (which tantivy prunes with block-max WAND: it skips the
+/// blocks that cannot reach the top k) plus a separate count, than by one pass that scores every match to feed
+/// [`Count`]: a single term (counted from its document frequency where a segment has no deletes) or an OR of terms
+/// (counted without scoring). Phrases, prefixes, AND and filters keep the one pass: counting them costs a second
+/// walk of the same postings and positions.
+fn counts_apart(query: &dyn Query) -> bool {
+    if query.downcast_ref::<TermQuery>().is_some() {
+        return true;
+    }
+    query.downcast_ref::<BooleanQuery>().is_some_and(|b| {
+        !b.clauses().is_empty()
+            && b.clauses().iter().all(|(occur, q)| {
+                *occur == Occur::Should && q.downcast_ref::<TermQuery>().is_some()
+            })
+    })
+}
+
+/// The top hits (pruned) and the count of every match, per segment with one weight.
+fn top_and_count<C>(
+    searcher: &Searcher,
+    query: &dyn Query,
+    top: &C,
+) -> tantivy::Result<(Vec<(f32, DocAddress)>, usize)>
+where
+    C: Collector<Fruit = Vec<(f32, DocAddress)>>,
+{
+    let weight = query.weight(EnableScoring::enabled_from_searcher(searcher))?;
+    let mut fruits = Vec::with_capacity(searcher.segment_readers().len());
+    let mut total = 0usize;
+    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+        fruits.push(top.collect_segment(weight.as_ref(), ord as u32, reader)?);
+        total += weight.count(reader)? as usize;
+    }
+    Ok((top.merge_fruits(fruits)?, total))
 }
 
 fn first_str(doc: &TantivyDocument, field: tantivy::schema::Field) -> String {

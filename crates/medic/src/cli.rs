@@ -1661,6 +1661,9 @@ fn chaos(
     faults: Option<&str>,
     docs: Option<u32>,
 ) -> anyhow::Result<u8> {
+    if let Some(list) = faults.filter(|l| l.split(',').any(|f| f.trim().starts_with("text_"))) {
+        return chaos_text(out, config, seed, rounds, list, docs);
+    }
     let faults = match faults {
         Some(list) => store::fault::parse_fault_list(list)
             .map_err(|e| UsageError(format!("--faults: {e}")))?,
@@ -1704,6 +1707,87 @@ fn chaos(
     } else {
         EXIT_OK
     })
+}
+
+/// `medic chaos --faults text_...`: the text index's faults (every listed kind must be one), see
+/// [`index_text::chaos`]. Exits unhealthy when a search was answered wrongly after a repair or a fault was not repaired.
+fn chaos_text(
+    out: &Out,
+    config: &Config,
+    seed: u64,
+    rounds: u32,
+    list: &str,
+    docs: Option<u32>,
+) -> anyhow::Result<u8> {
+    let mut faults = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match index_text::chaos::TextFault::parse(name) {
+            Some(f) => faults.push(f),
+            None => {
+                let known: Vec<&str> = index_text::chaos::TextFault::ALL
+                    .iter()
+                    .map(|f| f.name())
+                    .collect();
+                return Err(UsageError(format!(
+                    "--faults: {name:?} is not a text fault ({}); text faults are run apart from the store's",
+                    known.join(", ")
+                ))
+                .into());
+            }
+        }
+    }
+    let cfg = index_text::chaos::TextChaosConfig {
+        data_dir: config.server.data_dir.clone(),
+        seed,
+        rounds,
+        faults,
+        docs: docs.unwrap_or(2_000),
+    };
+    let report = index_text::chaos::run(&cfg).map_err(|e| match e.strip_prefix("config: ") {
+        Some(m) => anyhow::Error::from(UsageError(format!("chaos: {m}"))),
+        None => anyhow::anyhow!("text chaos: {e}"),
+    })?;
+    if out.json {
+        out.json_line(&serde_json::to_value(&report).context("encoding the text chaos report")?);
+    } else {
+        println!(
+            "seed {}: {} text-index fault(s) on {} documents: {} detected, {} repaired, {} wrong search(es) after repair",
+            report.seed,
+            report.injected,
+            report.docs,
+            report.detected,
+            report.repaired,
+            report.wrong_searches
+        );
+        for (kind, t) in &report.by_fault {
+            let ms = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
+            println!(
+                "  {kind}: {} round(s), detect p50 {} ms (max {}), repair p50 {} ms (max {})",
+                t.rounds,
+                ms(t.detect_ms_p50),
+                ms(t.detect_ms_max),
+                ms(t.repair_ms_p50),
+                ms(t.repair_ms_max)
+            );
+        }
+        for r in report.rounds.iter().filter(|r| !r.repaired) {
+            println!(
+                "  round {} ({}): not repaired: {} {:?} {:?}",
+                r.round,
+                r.fault.name(),
+                r.detail,
+                r.wrong_searches,
+                r.scrub_failures
+            );
+        }
+    }
+    Ok(
+        if report.repaired < report.injected || report.wrong_searches > 0 {
+            EXIT_UNHEALTHY
+        } else {
+            EXIT_OK
+        },
+    )
 }
 
 /// Runs the chaos harness; its report as JSON.
