@@ -38,6 +38,7 @@ use crate::subject::{MetricKind, Sample, Subject, rate_name};
 use crate::trend::TrendTracker;
 
 mod breakage;
+mod cycle;
 mod hold;
 mod operator;
 mod recurring;
@@ -352,6 +353,31 @@ pub struct CycleSummary {
     pub alerts: Vec<Alert>,
     /// Errors met (knowledge base, notifiers); the cycle carried on.
     pub errors: Vec<String>,
+}
+
+impl CycleSummary {
+    /// A cycle starting at `at`, nothing done yet.
+    fn starting(at: Timestamp, escalation_level: EscalationLevel, dry_run: bool) -> CycleSummary {
+        CycleSummary {
+            at,
+            health: HealthState::Healthy,
+            escalation_level,
+            dry_run,
+            stop_writes: false,
+            checks_run: 0,
+            checks_failed: 0,
+            samples: 0,
+            anomalies: 0,
+            issues: 0,
+            incidents_opened: Vec::new(),
+            incidents_closed: Vec::new(),
+            decisions: Vec::new(),
+            attempts: Vec::new(),
+            escalations: Vec::new(),
+            alerts: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
 }
 
 /// The healing engine for one subject.
@@ -805,285 +831,25 @@ impl Engine {
         }
     }
 
-    /// Runs one cycle of the loop.
+    /// Runs one cycle of the loop, as its phases: observe (due checks with their hiccup retry, judged samples, the
+    /// subject's own issues), diagnose (alert rules, correlation into incidents, each changed incident diagnosed),
+    /// decide and act (highest priority first, behind the gates), expire approvals, close what is over (escalated
+    /// incidents whose cause is gone, quiet ones), set the escalation level and the hold on writes, follow up, notify.
     pub fn run_cycle(&mut self) -> CycleSummary {
         let now = self.clock.now();
         self.metrics.cycles += 1;
-        let mut s = CycleSummary {
-            at: now,
-            health: HealthState::Healthy,
-            escalation_level: self.escalator.level(),
-            dry_run: self.config.dry_run,
-            stop_writes: false,
-            checks_run: 0,
-            checks_failed: 0,
-            samples: 0,
-            anomalies: 0,
-            issues: 0,
-            incidents_opened: Vec::new(),
-            incidents_closed: Vec::new(),
-            decisions: Vec::new(),
-            attempts: Vec::new(),
-            escalations: Vec::new(),
-            alerts: Vec::new(),
-            errors: Vec::new(),
-        };
-
-        // Observe: due checks, metric samples (detectors and constraints), the subject's own issues.
-        let mut issues = std::mem::take(&mut self.pending_issues);
-        let checks = self.subject.checks();
-        let mut results = self.scheduler.run_due(&checks, self.clock.as_ref());
-        // HICCUP: retry. A failed check whose every issue is a hiccup (an overrun, a transient error) runs once more
-        // at once; only what the retry still finds goes on.
-        for r in results.iter_mut().filter(|r| {
-            !r.passed
-                && r.issues
-                    .iter()
-                    .all(|i| classify(i, &self.config.composite.cutoffs).0 == CrisisLevel::Hiccup)
-        }) {
-            if let Some(check) = checks.iter().find(|c| c.name() == r.name) {
-                self.metrics.hiccups_retried += 1;
-                *r = self.scheduler.run_one(check.as_ref(), self.clock.as_ref());
-                if r.passed {
-                    self.metrics.hiccups_cleared += 1;
-                }
-            }
-        }
-        self.count_checks(&results);
-        s.checks_run = results.len() as u32;
-        s.checks_failed = results.iter().filter(|r| !r.passed).count() as u32;
-        issues.extend(results.into_iter().flat_map(|r| r.issues));
-        let samples = self.subject.sample(now);
-        let mut seen = Vec::with_capacity(samples.len() + samples.len() / 2);
-        for sample in samples {
-            s.samples += 1;
-            issues.extend(self.constrain(&sample));
-            issues.extend(self.trend(&sample));
-            let judged = match sample.kind {
-                MetricKind::State | MetricKind::Size => None,
-                MetricKind::Gauge => {
-                    let flat_step = !self.flat_gate(&sample);
-                    let unnoticeable =
-                        is_latency(&sample.metric) && sample.value < self.config.latency_floor_us;
-                    Some((sample.clone(), !flat_step && !unnoticeable))
-                }
-                MetricKind::Counter => self.rate(&sample).map(|(rate, judged)| {
-                    let derived = Sample::gauge(rate_name(&sample.metric), rate, sample.at);
-                    (derived, judged)
-                }),
-            };
-            let counter = sample.kind == MetricKind::Counter;
-            seen.push(sample);
-            let Some((series, judged)) = judged else {
-                continue;
-            };
-            if counter {
-                issues.extend(self.constrain(&series));
-            }
-            if let Some(issue) = self.detect(&series.metric, series.at, series.value, judged) {
-                s.anomalies += 1;
-                issues.push(issue);
-            }
-            if counter {
-                seen.push(series);
-            }
-        }
-        self.last_samples = seen;
-        issues.extend(self.subject.drain_issues());
-        if issues.len() > self.config.cycle_issues_max {
-            self.metrics.issues_dropped += (issues.len() - self.config.cycle_issues_max) as u64;
-            s.errors.push(format!(
-                "{} issues this cycle, kept the first {} (cycle_issues_max)",
-                issues.len(),
-                self.config.cycle_issues_max
-            ));
-            issues.truncate(self.config.cycle_issues_max);
-        }
-        for issue in &mut issues {
-            bound_issue(issue);
-        }
-        s.issues = issues.len() as u32;
-        self.metrics.issues += issues.len() as u64;
-
-        // Diagnose: alert rules, correlation into incidents.
-        let mut alerts = Vec::new();
+        let mut s = CycleSummary::starting(now, self.escalator.level(), self.config.dry_run);
+        let issues = self.observe(now, &mut s);
         let activity = !issues.is_empty();
-        for issue in issues {
-            let (_, severity) = classify(&issue, &self.config.composite.cutoffs);
-            alerts.extend(self.alerts.observe(
-                &self.config.alert_rules,
-                &issue,
-                severity,
-                self.escalator.level(),
-                now,
-            ));
-            self.correlate(issue, now, &mut s);
-        }
-        for inc in self.active.values_mut().filter(|i| i.dirty) {
-            let d = diagnose(
-                &inc.record.issues,
-                &self.config.known_causes,
-                &self.config.composite.cutoffs,
-            );
-            inc.record.crisis = d.crisis;
-            inc.record.severity = d.severity;
-            inc.record.root_cause = d.root_cause;
-            inc.record.blast_radius = d.blast_radius;
-            inc.priority = d.priority;
-            inc.root_issue = d.root_issue;
-            inc.evidence = d.evidence;
-        }
-
-        // Decide and act, highest priority first.
-        let mut order: Vec<(f64, u64)> = self
-            .active
-            .values()
-            .filter(|i| match i.status {
-                IncidentStatus::Open | IncidentStatus::Deferred => true,
-                IncidentStatus::Watching => i.dirty,
-                _ => false,
-            })
-            .map(|i| (i.priority, i.record.id))
-            .collect();
-        order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        self.breakage_hold = self.breakage(&order, &mut alerts);
-        let strategies = self.subject.strategies();
-        let mut busy: BTreeSet<String> = BTreeSet::new();
-        let mut repairs_started = 0u32;
-        let mut escalated_now = false;
-        for (_, id) in order {
-            let Some(mut inc) = self.active.remove(&id) else {
-                continue;
-            };
-            let closed = self.handle(
-                &mut inc,
-                &strategies,
-                &mut busy,
-                &mut repairs_started,
-                &mut s,
-                &mut alerts,
-            );
-            escalated_now |= inc.status == IncidentStatus::Escalated
-                || inc.status == IncidentStatus::AwaitingApproval;
-            let record = inc.record.clone();
-            self.save(&record, &mut s.errors);
-            if let Some(resolution) = closed {
-                s.incidents_closed.push((id, resolution));
-            } else {
-                self.active.insert(id, inc);
-            }
-        }
-
-        // Approvals nobody answered within `approval_expiry_us` escalate.
+        let mut alerts = self.diagnose_issues(issues, now, &mut s);
+        let escalated_now = self.decide_and_act(&mut s, &mut alerts);
         self.expire_approvals(&mut s, &mut alerts);
-
-        // Close escalated incidents whose cause is gone: their checks, re-run, no longer find any of their problems.
         self.close_escalated_whose_cause_is_gone(&mut s);
-
-        // Close quiet incidents.
         let now_end = self.clock.now();
-        let quiet: Vec<u64> = self
-            .active
-            .values()
-            .filter(|i| now_end.saturating_sub(i.last_issue_at) >= self.config.quiet_period_us)
-            .filter(|i| {
-                matches!(
-                    i.status,
-                    IncidentStatus::Watching | IncidentStatus::Escalated | IncidentStatus::DryRun
-                )
-            })
-            .map(|i| i.record.id)
-            .collect();
-        for id in quiet {
-            let Some(mut inc) = self.active.remove(&id) else {
-                continue;
-            };
-            // An escalated incident keeps its resolution (a human's); it is closed when its problem went quiet.
-            if inc.status != IncidentStatus::Escalated {
-                inc.record.resolution = Resolution::SelfResolved;
-            }
-            inc.record.resolved_at = Some(now_end);
-            let record = inc.record.clone();
-            self.save(&record, &mut s.errors);
-            s.incidents_closed.push((id, inc.record.resolution));
-        }
-        for inc in self.active.values_mut() {
-            inc.dirty = false;
-        }
-
-        // Escalation level.
-        let any = |f: &dyn Fn(&Incident) -> bool| self.active.values().any(f);
-        let target = if any(&|i| {
-            matches!(
-                i.status,
-                IncidentStatus::Escalated | IncidentStatus::AwaitingApproval
-            )
-        }) {
-            EscalationLevel::Escalate
-        } else if self.active.len() >= self.config.warn_incidents_min as usize
-            || any(&|i| i.record.severity <= Severity::Sev1)
-        {
-            EscalationLevel::Warn
-        } else if !self.active.is_empty() {
-            EscalationLevel::Watch
-        } else {
-            EscalationLevel::Normal
-        };
-        s.stop_writes = any(&|i| i.record.crisis == CrisisLevel::Crisis);
-        // Tell the subject when the set of CRISIS incidents changes (a new one re-asserts the hold even if an
-        // operator lifted it for another). In dry run nothing changes, writes included.
-        let crises: Vec<u64> = self
-            .active
-            .values()
-            .filter(|i| i.record.crisis == CrisisLevel::Crisis)
-            .map(|i| i.record.id)
-            .collect();
-        if self.writes_stopped_for.as_ref() != Some(&crises)
-            && !(s.stop_writes && self.config.dry_run)
-        {
-            let reason = s.stop_writes.then(|| {
-                let crises: Vec<String> = self
-                    .active
-                    .values()
-                    .filter(|i| i.record.crisis == CrisisLevel::Crisis)
-                    .map(|i| format!("incident {}: {}", i.record.id, i.record.root_cause))
-                    .collect();
-                format!("CRISIS, acknowledged data at risk: {}", crises.join("; "))
-            });
-            match self.subject.stop_writes(reason.as_deref()) {
-                Ok(()) => self.writes_stopped_for = Some(crises),
-                Err(e) => s.errors.push(format!(
-                    "{} writes: {e}",
-                    if s.stop_writes {
-                        "stopping"
-                    } else {
-                        "resuming"
-                    }
-                )),
-            }
-        }
-        self.escalator.update(
-            now_end,
-            target,
-            activity,
-            escalated_now || s.stop_writes,
-            self.config.deescalate_quiet_us,
-        );
-
-        // Follow up: repeat unacknowledged escalations, tell the notifiers when a notified incident closed.
+        self.close_quiet(now_end, &mut s);
+        self.set_escalation_level(now_end, activity, escalated_now, &mut s);
         self.follow_up(&mut s, &mut alerts);
-
-        // Notify.
-        for alert in alerts {
-            self.metrics.alerts_sent += 1;
-            for n in &self.notifiers {
-                if let Err(e) = n.notify(&alert) {
-                    self.metrics.notify_failures += 1;
-                    s.errors.push(format!("notifier {}: {e}", n.name()));
-                }
-            }
-            s.alerts.push(alert);
-        }
+        self.notify(alerts, &mut s);
         self.metrics.alerts_suppressed = self.alerts.suppressed();
         s.health = self.scheduler.health();
         s.escalation_level = self.escalator.level();
