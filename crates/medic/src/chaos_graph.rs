@@ -306,8 +306,7 @@ impl Harness {
     fn heal_from(&mut self, start: Instant) -> (Vec<heal::IncidentRecord>, Option<f64>, bool) {
         let mut opened = Vec::new();
         let mut detect_ms = None;
-        let mut quiet = 0;
-        for _ in 0..CYCLES_PER_ROUND_MAX {
+        for quiet in 0..CYCLES_PER_ROUND_MAX {
             self.clock.advance(store::chaos::CYCLE_ADVANCE_US);
             let sum = self.engine.run_cycle();
             self.cycles += 1;
@@ -322,7 +321,6 @@ impl Harness {
             {
                 break;
             }
-            quiet += 1;
         }
         let records = opened
             .iter()
