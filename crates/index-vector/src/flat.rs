@@ -36,7 +36,7 @@ use store::io::IoFaults;
 
 use crate::distance::{Metric, dot};
 use crate::file::{self, FileError, Format, Reader, Section};
-use crate::hnsw::{Hit, OpenError, OpenReport, SearchError, versions_agree};
+use crate::hnsw::{Hit, OpenError, OpenReport, SearchError, agreement};
 use crate::params::{DIM_MAX, K_MAX, NODES_MAX};
 use crate::stored::IndexFile;
 
@@ -46,8 +46,6 @@ pub const NAME: &str = "flat";
 pub const FILE_NAME: &str = "flat.bin";
 /// Tombstones kept at least before a compaction is considered.
 pub const COMPACT_DEAD_MIN: usize = 1_024;
-/// Ids compared by name in a disagreement list before the rest are counted.
-const DISAGREEMENTS_MAX: usize = 32;
 
 const META: u32 = 1;
 const IDS: u32 = 2;
@@ -240,39 +238,19 @@ impl Flat {
 
     /// The documents held against `truth` (count at the same LSN, sampled versions), with the file's `damage`.
     pub(crate) fn agreement(&self, truth: &Truth, damage: Vec<String>) -> Agreement {
-        let count = (self.by_id.len() + self.unindexed.len()) as u64;
-        let mut disagreements = Vec::new();
-        if self.applied_lsn == truth.lsn && count != truth.count {
-            disagreements.push(format!(
-                "count: table has {} documents at LSN {}, index {count}",
-                truth.count, truth.lsn
-            ));
-        }
-        let mut wrong = 0usize;
-        for (id, vt) in &truth.sample {
-            let vi = self
-                .by_id
-                .get(id.as_str())
-                .map(|&s| self.lsns[s as usize])
-                .or_else(|| self.unindexed.get(id.as_str()).copied());
-            if !versions_agree(vi, self.applied_lsn, self.rebuilt_lsn, *vt, truth.lsn) {
-                wrong += 1;
-                if disagreements.len() < DISAGREEMENTS_MAX {
-                    disagreements.push(format!(
-                        "id {id:?}: table has version {vt:?} at LSN {}, index {vi:?} at LSN {}",
-                        truth.lsn, self.applied_lsn
-                    ));
-                }
-            }
-        }
-        if wrong > 0 && disagreements.len() >= DISAGREEMENTS_MAX {
-            disagreements.push(format!("{wrong} sampled ids disagree in all"));
-        }
-        Agreement {
-            count,
-            disagreements,
+        agreement(
+            truth,
+            (self.by_id.len() + self.unindexed.len()) as u64,
+            self.applied_lsn,
+            self.rebuilt_lsn,
+            |id| {
+                self.by_id
+                    .get(id)
+                    .map(|&s| self.lsns[s as usize])
+                    .or_else(|| self.unindexed.get(id).copied())
+            },
             damage,
-        }
+        )
     }
 
     /// The exact `k` nearest live slots to the prepared `q`: `(distance, slot)`, nearest first, ties by id.

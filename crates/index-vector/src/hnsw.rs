@@ -423,8 +423,16 @@ impl HnswIndex {
     /// Fault hook for tests and chaos drills: damages the in-memory graph as `fault` says.
     pub fn inject(&self, fault: &GraphFault) -> FaultReport {
         let _w = lock(&self.writer);
-        let mut g = self.write();
-        repair::inject(&mut g, fault)
+        repair::inject(&mut self.write(), fault)
+    }
+
+    /// Writes the graph as it is now, even when nothing was applied since the last write (after [`Self::inject`]:
+    /// the damaged graph on disk with good checksums, as a fault in memory that reached the disk would be; a reopen
+    /// loads it). Returns the applied LSN written.
+    pub fn write_now(&self) -> Result<u64, DerivedError> {
+        let _w = lock(&self.writer);
+        self.persisted.store(0, Ordering::Release);
+        self.persist_locked()
     }
 
     /// The stored (prepared) vector of a live document, if any (for tests and the daemon's document view).
@@ -588,6 +596,47 @@ pub(crate) fn versions_agree(
     }
 }
 
+/// An index's documents against `truth`: its `count` when both are at the same LSN, and each sampled id's version
+/// (`version`: the index's version LSN of an id, `None` when it holds none) through [`versions_agree`]; at most
+/// [`DISAGREEMENTS_MAX`] named, the rest counted. Shared by every vector index's `check`.
+pub(crate) fn agreement(
+    truth: &Truth,
+    count: u64,
+    applied: u64,
+    rebuilt: u64,
+    version: impl Fn(&str) -> Option<u64>,
+    damage: Vec<String>,
+) -> Agreement {
+    let mut disagreements = Vec::new();
+    if applied == truth.lsn && count != truth.count {
+        disagreements.push(format!(
+            "count: table has {} documents at LSN {}, index {count}",
+            truth.count, truth.lsn
+        ));
+    }
+    let mut wrong = 0usize;
+    for (id, vt) in &truth.sample {
+        let vi = version(id.as_str());
+        if !versions_agree(vi, applied, rebuilt, *vt, truth.lsn) {
+            wrong += 1;
+            if disagreements.len() < DISAGREEMENTS_MAX {
+                disagreements.push(format!(
+                    "id {id:?}: table has version {vt:?} at LSN {}, index {vi:?} at LSN {applied}",
+                    truth.lsn
+                ));
+            }
+        }
+    }
+    if wrong > 0 && disagreements.len() >= DISAGREEMENTS_MAX {
+        disagreements.push(format!("{wrong} sampled ids disagree in all"));
+    }
+    Agreement {
+        count,
+        disagreements,
+        damage,
+    }
+}
+
 impl DerivedIndex for HnswIndex {
     fn name(&self) -> &str {
         NAME
@@ -662,39 +711,19 @@ impl DerivedIndex for HnswIndex {
         let mut damage = self.file_damage();
         let g = self.read();
         damage.extend(g.validate(8).into_iter().map(|p| format!("in memory: {p}")));
-        let count = g.n_docs() as u64;
-        let mut disagreements = Vec::new();
-        if g.applied_lsn == truth.lsn && count != truth.count {
-            disagreements.push(format!(
-                "count: table has {} documents at LSN {}, index {count}",
-                truth.count, truth.lsn
-            ));
-        }
-        let mut wrong = 0usize;
-        for (id, vt) in &truth.sample {
-            let vi = g
-                .by_id
-                .get(id.as_str())
-                .map(|&s| g.lsns[s as usize])
-                .or_else(|| g.unindexed.get(id.as_str()).copied());
-            if !versions_agree(vi, g.applied_lsn, g.rebuilt_lsn, *vt, truth.lsn) {
-                wrong += 1;
-                if disagreements.len() < DISAGREEMENTS_MAX {
-                    disagreements.push(format!(
-                        "id {id:?}: table has version {vt:?} at LSN {}, index {vi:?} at LSN {}",
-                        truth.lsn, g.applied_lsn
-                    ));
-                }
-            }
-        }
-        if wrong > 0 && disagreements.len() >= DISAGREEMENTS_MAX {
-            disagreements.push(format!("{wrong} sampled ids disagree in all"));
-        }
-        Ok(Agreement {
-            count,
-            disagreements,
+        Ok(agreement(
+            truth,
+            g.n_docs() as u64,
+            g.applied_lsn,
+            g.rebuilt_lsn,
+            |id| {
+                g.by_id
+                    .get(id)
+                    .map(|&s| g.lsns[s as usize])
+                    .or_else(|| g.unindexed.get(id).copied())
+            },
             damage,
-        })
+        ))
     }
 
     fn rebuild(
@@ -787,10 +816,10 @@ pub const UNREACHABLE_FRACTION_MAX: f64 = 0.01;
 /// The figures and problems the engine sees of a graph's health `h` (see [`DerivedIndex::structure`]).
 ///
 /// Reachability is a problem only when the graph is `settled` (no change applied since the previous measurement)
-/// and more than [`UNREACHABLE_FRACTION_MAX`] of the live nodes are unreachable. Insertion itself disconnects nodes
-/// where vectors are near-duplicates (the selection heuristic prunes links among them: 87% of 20,000 vectors
-/// `[i, 1, i % 3]` under cosine unreachable after plain inserts); judged while writes go on, every deep run would
-/// open an incident that the next writes reopen. Measured once the writes pause, a re-link holds until they resume.
+/// and more than [`UNREACHABLE_FRACTION_MAX`] of the live nodes are unreachable. Insertion itself can disconnect
+/// nodes on hard data (the selection heuristic prunes links; see `graph::Graph::select`); judged while writes go on,
+/// every deep run would open an incident that the next writes reopen. Measured once the writes pause, a re-link
+/// holds until they resume.
 fn structure_of(h: &HnswHealth, params: &HnswParams, settled: bool) -> Structure {
     let compact_fraction = params.compact_tombstone_fraction;
     let mut s = Structure::default();

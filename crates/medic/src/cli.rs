@@ -1664,15 +1664,22 @@ fn chaos(
     if let Some(list) = faults.filter(|l| l.split(',').any(|f| f.trim().starts_with("text_"))) {
         return chaos_text(out, config, seed, rounds, list, docs);
     }
-    let faults = match faults {
-        Some(list) => store::fault::parse_fault_list(list)
-            .map_err(|e| UsageError(format!("--faults: {e}")))?,
+    let plan = crate::chaos_graph::plan(faults, rounds);
+    let faults = match plan.store_faults.as_deref() {
+        Some(list) => store::fault::parse_fault_list(list).map_err(|e| {
+            UsageError(format!(
+                "--faults: {e}; graph faults: {}",
+                crate::chaos_graph::GraphKind::ALL
+                    .map(|k| k.name())
+                    .join(", ")
+            ))
+        })?,
         None => Vec::new(),
     };
     let mut chaos_config = store::chaos::ChaosConfig {
         data_dir: config.server.data_dir.clone(),
         seed,
-        rounds,
+        rounds: plan.store_rounds,
         faults,
         // Time to detect on the daemon's own schedule: `medic serve` with this configuration.
         schedule: store::chaos::CheckSchedule {
@@ -1688,7 +1695,27 @@ fn chaos(
     if let Some(d) = docs {
         chaos_config.docs = d;
     }
-    let report = chaos_run(&chaos_config)?;
+    let mut report = if plan.store_rounds > 0 || plan.graph_rounds == 0 {
+        chaos_run(&chaos_config)?
+    } else {
+        Value::Null
+    };
+    if plan.graph_rounds > 0 {
+        let graph = crate::chaos_graph::run(&crate::chaos_graph::GraphChaosConfig {
+            data_dir: config.server.data_dir.clone(),
+            seed,
+            rounds: plan.graph_rounds,
+            kinds: plan.graph_kinds.clone(),
+            docs: chaos_config.docs,
+        })
+        .map_err(|e| match e {
+            crate::chaos_graph::GraphChaosError::Config(m) => {
+                anyhow::Error::from(UsageError(format!("chaos: {m}")))
+            }
+            other => anyhow::Error::from(other),
+        })?;
+        crate::chaos_graph::merge(&mut report, &graph, seed);
+    }
     if out.json {
         out.json_line(&report);
     } else {

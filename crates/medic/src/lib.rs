@@ -18,6 +18,7 @@ pub const LONG_VERSION: &str = concat!(
 pub mod alertmanager;
 pub mod app;
 pub mod bench;
+pub mod chaos_graph;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -56,6 +56,37 @@ fn ivf_status(d: &Daemon, c: &str) -> Value {
         .unwrap_or_else(|| panic!("no ivf index in {v}"))
 }
 
+/// How many times the daemon rebuilt `c`'s `ivf` index from the table (`/v1/status`).
+fn ivf_rebuilds(d: &Daemon, c: &str) -> u64 {
+    let (s, st) = d.json("GET", "/v1/status", None);
+    assert_eq!(s, 200, "{st}");
+    st["derived"]["indexes"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|i| i["name"] == "ivf" && i["collection"] == c)
+        })
+        .and_then(|i| i["rebuilds"].as_u64())
+        .unwrap_or_else(|| panic!("no ivf index of {c} in {st}"))
+}
+
+/// The full records of the incidents whose text contains `what`.
+fn incidents_about(d: &Daemon, what: &str) -> Vec<Value> {
+    let (s, list) = d.json("GET", "/v1/incidents", None);
+    assert_eq!(s, 200, "{list}");
+    list.as_array()
+        .cloned()
+        .or_else(|| list["incidents"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| {
+            let id = i["id"].as_u64()?;
+            let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+            detail.to_string().contains(what).then_some(detail)
+        })
+        .collect()
+}
+
 /// Waits until the deep tier measured the IVF index trained, with `live` vectors and no problem; its figures.
 fn settled(d: &Daemon, c: &str, live: f64, what: &str) -> Value {
     wait_for(what, Duration::from_secs(120), || {
@@ -149,6 +180,7 @@ fn an_ivf_collection_serves_exact_until_trained_filters_and_is_retrained_after_d
     assert!(v.to_string().contains("probes"), "{v}");
 
     // Drift: a cluster far from every centroid, inserted after training.
+    let rebuilds_before = ivf_rebuilds(&d, "clus");
     let far: Vec<Vec<f32>> = Clustered::new(600, DIM, 77)
         .generate(0)
         .0
@@ -162,12 +194,35 @@ fn an_ivf_collection_serves_exact_until_trained_filters_and_is_retrained_after_d
         recall_after >= recall_before - 0.01,
         "recall {recall_before} before the drift, {recall_after} after the retraining"
     );
-    let (_, incidents) = d.json("GET", "/v1/incidents", None);
-    let text = incidents.to_string();
-    assert!(
-        text.contains("derived_structure") && text.contains("lists no longer fit"),
-        "{incidents}"
+    // Retrained in place by derived_restructure: the incident names the strategy, which succeeded, no rebuild
+    // from the table was attempted, and the daemon's rebuild count of the index did not move.
+    let rec = wait_for(
+        "the drift incident, auto-repaired",
+        Duration::from_secs(60),
+        || {
+            incidents_about(&d, "lists no longer fit")
+                .into_iter()
+                .map(|i| i["incident"].clone())
+                .find(|rec| rec["resolution"] == "auto_repaired")
+        },
     );
+    let text = rec.to_string();
+    assert!(text.contains("derived_structure"), "{text}");
+    assert!(text.contains("ivf_retrain"), "{text}");
+    let attempts = rec["attempts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        attempts
+            .iter()
+            .any(|a| a["strategy"] == "derived_restructure" && a["outcome"] == "succeeded"),
+        "{text}"
+    );
+    assert!(
+        attempts.iter().all(|a| a["strategy"] != "derived_rebuild"),
+        "{text}"
+    );
+    assert_eq!(ivf_rebuilds(&d, "clus"), rebuilds_before);
     let (_, _, metrics) = d.request("GET", "/metrics", None);
     assert!(
         metrics
