@@ -120,8 +120,24 @@ fn io_err(path: &Path, context: &str, source: std::io::Error) -> OpenError {
     }
 }
 
+/// Removes what a process killed in the middle of an atomic write left in a generation directory: tantivy writes
+/// `meta.json` and its managed list to a temporary `.tmp…` file and renames it into place, so such a file is never
+/// part of a committed state. Nothing else writes to the directory while it is opened (the index's lock), so none is
+/// in use; a file that cannot be removed is left for the structure check, which reports it as an orphan.
+fn remove_interrupted_writes(path: &Path) {
+    let Ok(entries) = fs::read_dir(path) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp") && e.path().is_file() {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Reads a generation's persisted state; `Err` says what is damaged.
 fn open_generation(path: &Path, writer_memory: usize) -> Result<(Generation, Payload), String> {
+    remove_interrupted_writes(path);
     let (index, segs) = verify::read_metas(path)?;
     schema::fields_of(&index.schema())?;
     verify::files_present(path, &segs)?;

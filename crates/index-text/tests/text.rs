@@ -1070,3 +1070,25 @@ fn structure_reports_orphan_and_missing_files_and_removes_the_orphans() {
     assert_eq!(codes(&idx), [MISSING_FILES], "{s:?}");
     assert!(s.problems[0].summary.contains("meta.json"), "{s:?}");
 }
+
+/// A process killed in the middle of tantivy's atomic write leaves a `.tmp…` file in the generation: the next open
+/// removes it, so a restart after a kill never reports it as an orphan; the index loads whole.
+#[test]
+fn an_interrupted_atomic_write_s_leftover_is_removed_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = {
+        let idx = open(tmp.path());
+        fixture(&idx);
+        idx.generation_dir()
+    };
+    let leftover = gen_dir.join(".tmpAbC123");
+    std::fs::write(&leftover, b"half of a meta.json").unwrap();
+    age(&leftover, 120);
+    let idx = open(tmp.path());
+    assert!(idx.open_report().loaded, "{:?}", idx.open_report());
+    assert!(!leftover.exists(), "the leftover is removed");
+    let s = idx.structure().unwrap();
+    assert!(s.problems.is_empty(), "{s:?}");
+    assert_eq!(s.figures["orphan_files"], 0.0);
+    assert_eq!(ids(&idx, "brown"), ["a", "b", "e"]);
+}

@@ -117,7 +117,9 @@ fn decode_words(v: &str) -> String {
             _ => rest[start..end + 2].to_string(),
         };
         let between = &rest[..start];
-        if !(between.trim().is_empty() && !out.is_empty()) {
+        // Whitespace between two encoded words is not part of the text (RFC 2047).
+        let between_words = between.trim().is_empty() && !out.is_empty();
+        if !between_words {
             out.push_str(between);
         }
         out.push_str(&decoded);

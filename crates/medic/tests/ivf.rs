@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use index_vector::synth::Clustered;
 use serde_json::{Value, json};
-use support::{Daemon, wait_for};
+use support::{Daemon, incidents_about, index_rebuilds, index_status, wait_for};
 
 const DIM: usize = 16;
 
@@ -46,51 +46,10 @@ fn search(d: &Daemon, c: &str, body: Value) -> Value {
     v
 }
 
-/// The `ivf` index of `c` as `/v1/collections/{c}` shows it.
-fn ivf_status(d: &Daemon, c: &str) -> Value {
-    let (s, v) = d.json("GET", &format!("/v1/collections/{c}"), None);
-    assert_eq!(s, 200, "{v}");
-    v["indexes"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["name"] == "ivf").cloned())
-        .unwrap_or_else(|| panic!("no ivf index in {v}"))
-}
-
-/// How many times the daemon rebuilt `c`'s `ivf` index from the table (`/v1/status`).
-fn ivf_rebuilds(d: &Daemon, c: &str) -> u64 {
-    let (s, st) = d.json("GET", "/v1/status", None);
-    assert_eq!(s, 200, "{st}");
-    st["derived"]["indexes"]
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|i| i["name"] == "ivf" && i["collection"] == c)
-        })
-        .and_then(|i| i["rebuilds"].as_u64())
-        .unwrap_or_else(|| panic!("no ivf index of {c} in {st}"))
-}
-
-/// The full records of the incidents whose text contains `what`.
-fn incidents_about(d: &Daemon, what: &str) -> Vec<Value> {
-    let (s, list) = d.json("GET", "/v1/incidents", None);
-    assert_eq!(s, 200, "{list}");
-    list.as_array()
-        .cloned()
-        .or_else(|| list["incidents"].as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|i| {
-            let id = i["id"].as_u64()?;
-            let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
-            detail.to_string().contains(what).then_some(detail)
-        })
-        .collect()
-}
-
 /// Waits until the deep tier measured the IVF index trained, with `live` vectors and no problem; its figures.
 fn settled(d: &Daemon, c: &str, live: f64, what: &str) -> Value {
     wait_for(what, Duration::from_secs(120), || {
-        let st = ivf_status(d, c)["structure"].clone();
+        let st = index_status(d, c, "ivf")["structure"].clone();
         let f = &st["figures"];
         (f["live"].as_f64() == Some(live)
             && f["trained"].as_f64() == Some(1.0)
@@ -180,7 +139,7 @@ fn an_ivf_collection_serves_exact_until_trained_filters_and_is_retrained_after_d
     assert!(v.to_string().contains("probes"), "{v}");
 
     // Drift: a cluster far from every centroid, inserted after training.
-    let rebuilds_before = ivf_rebuilds(&d, "clus");
+    let rebuilds_before = index_rebuilds(&d, "clus", "ivf");
     let far: Vec<Vec<f32>> = Clustered::new(600, DIM, 77)
         .generate(0)
         .0
@@ -222,7 +181,7 @@ fn an_ivf_collection_serves_exact_until_trained_filters_and_is_retrained_after_d
         attempts.iter().all(|a| a["strategy"] != "derived_rebuild"),
         "{text}"
     );
-    assert_eq!(ivf_rebuilds(&d, "clus"), rebuilds_before);
+    assert_eq!(index_rebuilds(&d, "clus", "ivf"), rebuilds_before);
     let (_, _, metrics) = d.request("GET", "/metrics", None);
     assert!(
         metrics

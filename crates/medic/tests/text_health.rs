@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Daemon, wait_for};
+use support::{Daemon, incidents_about, wait_for};
 
 fn config(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("medic.toml");
@@ -42,25 +42,6 @@ fn search(d: &Daemon, q: &str) -> Vec<String> {
 fn age(path: &std::path::Path, secs: u64) {
     let t = std::time::SystemTime::now() - Duration::from_secs(secs);
     std::fs::File::open(path).unwrap().set_modified(t).unwrap();
-}
-
-/// The incidents (with their detail) whose text mentions `what`.
-fn incidents_about(d: &Daemon, what: &str) -> Vec<Value> {
-    let (s, list) = d.json("GET", "/v1/incidents", None);
-    assert_eq!(s, 200, "{list}");
-    let items = list
-        .as_array()
-        .cloned()
-        .or_else(|| list["incidents"].as_array().cloned())
-        .unwrap_or_default();
-    items
-        .into_iter()
-        .filter_map(|i| {
-            let id = i["id"].as_u64()?;
-            let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
-            detail.to_string().contains(what).then_some(detail)
-        })
-        .collect()
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use index_vector::synth::Clustered;
 use index_vector::{GraphFault, HealthOptions, HnswIndex, HnswParams, Metric};
 use serde_json::{Value, json};
-use support::{Daemon, wait_for};
+use support::{Daemon, incidents_about, index_rebuilds, index_status, wait_for};
 
 const DIM: usize = 16;
 const DOCS: usize = 3_000;
@@ -37,51 +37,10 @@ fn start(data: &std::path::Path, logs: &std::path::Path, cfg: &std::path::Path) 
     )
 }
 
-/// The `hnsw` index of `c` as `/v1/collections/{c}` shows it.
-fn hnsw_status(d: &Daemon, c: &str) -> Value {
-    let (s, v) = d.json("GET", &format!("/v1/collections/{c}"), None);
-    assert_eq!(s, 200, "{v}");
-    v["indexes"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["name"] == "hnsw").cloned())
-        .unwrap_or_else(|| panic!("no hnsw index in {v}"))
-}
-
-/// How many times the daemon rebuilt `c`'s `hnsw` index from the table (`/v1/status`).
-fn hnsw_rebuilds(d: &Daemon, c: &str) -> u64 {
-    let (s, st) = d.json("GET", "/v1/status", None);
-    assert_eq!(s, 200, "{st}");
-    st["derived"]["indexes"]
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|i| i["name"] == "hnsw" && i["collection"] == c)
-        })
-        .and_then(|i| i["rebuilds"].as_u64())
-        .unwrap_or_else(|| panic!("no hnsw index of {c} in {st}"))
-}
-
-/// The full records of the incidents whose text contains `what`.
-fn incidents_about(d: &Daemon, what: &str) -> Vec<Value> {
-    let (s, list) = d.json("GET", "/v1/incidents", None);
-    assert_eq!(s, 200, "{list}");
-    list.as_array()
-        .cloned()
-        .or_else(|| list["incidents"].as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|i| {
-            let id = i["id"].as_u64()?;
-            let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
-            detail.to_string().contains(what).then_some(detail)
-        })
-        .collect()
-}
-
 /// Waits until the deep tier measured `c`'s graph with every document and no problem; its figures.
 fn healthy(d: &Daemon, c: &str, what: &str) -> Value {
     wait_for(what, Duration::from_secs(120), || {
-        let st = hnsw_status(d, c)["structure"].clone();
+        let st = index_status(d, c, "hnsw")["structure"].clone();
         let f = &st["figures"];
         (f["live"].as_f64() == Some(DOCS as f64)
             && f["recall_at_10"].as_f64().is_some()
@@ -141,7 +100,7 @@ fn a_graph_that_answers_badly_is_found_by_its_sampled_recall_and_rebuilt_in_plac
     drop(hurt);
 
     let d = start(&data, tmp.path(), &cfg);
-    let rebuilds_before = hnsw_rebuilds(&d, "vec");
+    let rebuilds_before = index_rebuilds(&d, "vec", "hnsw");
     let found = wait_for(
         "an incident naming recall_below_floor, repaired",
         Duration::from_secs(120),
@@ -176,7 +135,7 @@ fn a_graph_that_answers_badly_is_found_by_its_sampled_recall_and_rebuilt_in_plac
         recall_after >= FLOOR && recall_after >= recall_before - 0.01,
         "recall {recall_before} before, {recall_after} after"
     );
-    assert_eq!(hnsw_rebuilds(&d, "vec"), rebuilds_before);
+    assert_eq!(index_rebuilds(&d, "vec", "hnsw"), rebuilds_before);
     // Searches are led to the query again: a stored vector finds itself.
     let (s, v) = d.json(
         "POST",

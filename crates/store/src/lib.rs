@@ -50,7 +50,7 @@ pub use store::{
     DataFile, FileVerdict, ImmutableFile, LossAcceptance, LostRange, RESERVED_ID_PREFIX,
     RecoveryReport, SegmentDamage, Store, StoreStats, TornTail,
 };
-pub use subject::StoreSubject;
+pub use subject::{BackupFile, StoreSubject, backup_files_of};
 
 #[cfg(test)]
 mod tests {

@@ -43,7 +43,7 @@ pub struct KeptBackup {
     /// Whether it is still there (only the newest few are kept).
     pub present: bool,
     /// Its files and where each goes back to.
-    pub files: Vec<store::subject::BackupFile>,
+    pub files: Vec<store::BackupFile>,
     /// What to run to restore from it.
     pub restore: Vec<String>,
 }
@@ -148,8 +148,7 @@ fn backups(r: &IncidentRecord, data_dir: &Path, now: Timestamp) -> Vec<KeptBacku
             if out.len() >= BACKUPS_LISTED_MAX {
                 return out;
             }
-            let files =
-                store::subject::backup_files_of(data_dir, &b.location, BACKUP_FILES_LISTED_MAX);
+            let files = store::backup_files_of(data_dir, &b.location, BACKUP_FILES_LISTED_MAX);
             let present = files.is_some();
             let files = files.unwrap_or_default();
             let mut restore = Vec::new();

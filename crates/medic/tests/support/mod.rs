@@ -546,3 +546,41 @@ pub fn medic(data: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The incidents (with their detail, `GET /v1/incidents/{id}`) whose text mentions `what`.
+pub fn incidents_about(d: &Daemon, what: &str) -> Vec<Value> {
+    let (s, list) = d.json("GET", "/v1/incidents", None);
+    assert_eq!(s, 200, "{list}");
+    list.as_array()
+        .cloned()
+        .or_else(|| list["incidents"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| {
+            let id = i["id"].as_u64()?;
+            let (_, detail) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+            detail.to_string().contains(what).then_some(detail)
+        })
+        .collect()
+}
+
+/// The derived index `name` of collection `c` as `GET /v1/collections/{c}` shows it.
+pub fn index_status(d: &Daemon, c: &str, name: &str) -> Value {
+    let (s, v) = d.json("GET", &format!("/v1/collections/{c}"), None);
+    assert_eq!(s, 200, "{v}");
+    v["indexes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no {name} index in {v}"))
+}
+
+/// How many times the daemon rebuilt collection `c`'s index `name` from the table (`/v1/status`).
+pub fn index_rebuilds(d: &Daemon, c: &str, name: &str) -> u64 {
+    let (s, st) = d.json("GET", "/v1/status", None);
+    assert_eq!(s, 200, "{st}");
+    st["derived"]["indexes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == name && i["collection"] == c))
+        .and_then(|i| i["rebuilds"].as_u64())
+        .unwrap_or_else(|| panic!("no {name} index of {c} in {st}"))
+}
