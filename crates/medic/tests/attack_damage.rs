@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{Daemon, WriteLog, Writers, assert_all_acked_readable, wait_for};
+use support::{Daemon, WriteLog, Writers, assert_all_acked_readable, start_with_config, wait_for};
 
 /// Checks every 100 ms; 64 KiB segments and a 2 MiB log, so segments are sealed within a second of writing and
 /// a snapshot written every few seconds, and a sealed segment lives long enough to be damaged and found.
@@ -20,21 +20,6 @@ const FAST_CHECKS: &str = "[checks]\nshallow_interval_ms = 100\ndeep_interval_ms
 const NO_CHECKS: &str = "[checks]\nshallow_interval_ms = 3600000\ndeep_interval_ms = 3600000\n\
                          comprehensive_interval_ms = 3600000\n\n[constraints]\nwal_bytes_max = 2097152\n\
                          segment_bytes_max = 65536\n";
-
-fn start(data: &Path, logs: &Path, config: &str) -> Daemon {
-    let path = logs.join("medic.toml");
-    std::fs::write(&path, config).unwrap();
-    Daemon::start_with(
-        data,
-        logs,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            path.to_str().unwrap(),
-        ],
-    )
-}
 
 fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -140,7 +125,7 @@ fn tail(s: &str, lines: usize) -> String {
 fn attack(name: &str, config: &str, heals: bool, damage: impl Fn(&Path) -> bool) -> WriteLog {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let d = start(&data, tmp.path(), config);
+    let d = start_with_config(&data, tmp.path(), config);
     let w = Writers::start(&d.url, "a", 4, 50_000, false);
     // Enough for a snapshot and a sealed segment under the 1 MiB log bound.
     w.wait_acked(500, Duration::from_secs(60));
@@ -174,7 +159,7 @@ fn attack(name: &str, config: &str, heals: bool, damage: impl Fn(&Path) -> bool)
         );
     }
     d.stop();
-    let d = start(&data, tmp.path(), config);
+    let d = start_with_config(&data, tmp.path(), config);
     let (_, st) = d.json("GET", "/v1/status", None);
     assert_eq!(
         st["store"]["lost"].as_array().map_or(0, Vec::len),
@@ -352,7 +337,7 @@ fn random_damage_under_mixed_load_is_healed_and_loses_nothing() {
     eprintln!("random damage under load: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let d = start(&data, tmp.path(), FAST_CHECKS);
+    let d = start_with_config(&data, tmp.path(), FAST_CHECKS);
     let w = Writers::start(&d.url, "m", 4, 100_000, false);
     w.wait_acked(500, Duration::from_secs(60));
     // Readers and vector searches beside the writers.
@@ -412,7 +397,7 @@ fn random_damage_under_mixed_load_is_healed_and_loses_nothing() {
         );
     }
     d.stop();
-    let d = start(&data, tmp.path(), FAST_CHECKS);
+    let d = start_with_config(&data, tmp.path(), FAST_CHECKS);
     let (_, st) = d.json("GET", "/v1/status", None);
     assert_eq!(
         st["store"]["lost"].as_array().map_or(0, Vec::len),

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Daemon, alert_receiver, wait_for};
+use support::{alert_receiver, start_with_config, wait_for};
 
 /// One mail as the sink received it.
 #[derive(Debug, Clone)]
@@ -220,44 +220,16 @@ fn refused_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-fn start(data: &Path, logs: &Path, config: &str) -> Daemon {
-    let path = logs.join("medic.toml");
-    std::fs::write(&path, config).unwrap();
-    Daemon::start_with(
-        data,
-        logs,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            path.to_str().unwrap(),
-        ],
-    )
-}
-
 /// 40 documents written through a first daemon, then the same bytes flipped in every WAL file of at least 600 bytes
 /// (the open segment and its mirror): the next start finds acknowledged records lost from every copy, a SEV0.
 fn store_with_a_loss(data: &Path, logs: &Path, config: &str) {
-    let d = start(data, logs, config);
+    let d = start_with_config(data, logs, config);
     for i in 0..40 {
         let (s, _) = d.json("PUT", &format!("/v1/docs/doc-{i}"), Some(&support::doc(i)));
         assert_eq!(s, 200);
     }
     d.stop();
-    let mut damaged = 0;
-    for entry in std::fs::read_dir(data.join("wal")).unwrap() {
-        let path = entry.unwrap().path();
-        let mut bytes = std::fs::read(&path).unwrap();
-        if bytes.len() < 600 {
-            continue;
-        }
-        for b in &mut bytes[300..340] {
-            *b ^= 0xff;
-        }
-        std::fs::write(&path, bytes).unwrap();
-        damaged += 1;
-    }
-    assert!(damaged >= 1, "no WAL file to damage");
+    support::damage_every_wal_copy(data);
 }
 
 fn email_receiver(name: &str, port: u16, extra: &str) -> String {
@@ -279,7 +251,7 @@ fn an_escalated_sev0_arrives_by_mail_naming_the_incident_and_the_command_that_ac
         email_receiver("mail", port, "")
     );
     store_with_a_loss(&data, tmp.path(), &config);
-    let d = start(&data, tmp.path(), &config);
+    let d = start_with_config(&data, tmp.path(), &config);
     let mail = wait_for("the escalation's mail", Duration::from_secs(30), || {
         mails
             .lock()
@@ -353,7 +325,7 @@ fn an_smtp_server_that_refuses_or_never_answers_is_retried_and_reported_and_neve
         email_receiver("down", refused, "timeout_ms = 2000\nretries = 1"),
     );
     store_with_a_loss(&data, tmp.path(), &config);
-    let d = start(&data, tmp.path(), &config);
+    let d = start_with_config(&data, tmp.path(), &config);
     let t0 = Instant::now();
     // The webhook beside the mail hears of the escalation and of a reminder every second, while the silent server
     // holds a mail for seconds.

@@ -7,47 +7,12 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Daemon, alert_receiver, medic, wait_for};
-
-fn start(data: &Path, logs: &Path, config: &str) -> Daemon {
-    let path = logs.join("medic.toml");
-    std::fs::write(&path, config).unwrap();
-    Daemon::start_with(
-        data,
-        logs,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            path.to_str().unwrap(),
-        ],
-    )
-}
-
-/// The same bytes flipped in every WAL file of at least 600 bytes (the open segment and its mirror): the
-/// acknowledged records there are gone from every copy.
-fn damage_every_copy(data: &Path) {
-    let mut damaged = 0;
-    for entry in std::fs::read_dir(data.join("wal")).unwrap() {
-        let path = entry.unwrap().path();
-        let mut bytes = std::fs::read(&path).unwrap();
-        if bytes.len() < 600 {
-            continue;
-        }
-        for b in &mut bytes[300..340] {
-            *b ^= 0xff;
-        }
-        std::fs::write(&path, bytes).unwrap();
-        damaged += 1;
-    }
-    assert!(damaged >= 1, "no WAL file to damage");
-}
+use support::{alert_receiver, medic, start_with_config, wait_for};
 
 /// The alerts `got` holds about incident `id`, as (rule, title).
 fn about(got: &Mutex<Vec<Value>>, id: u64) -> Vec<(String, String)> {
@@ -83,15 +48,15 @@ fn a_sev0_escalation_climbs_the_levels_until_acknowledged_and_its_resolution_rea
          [[escalation.policies.levels]]\ndelay_ms = \"4s\"\nreceivers = [\"first-line\"]\n\n\
          [[escalation.policies.levels]]\ndelay_ms = \"1m\"\nreceivers = [\"second-line\"]\n"
     );
-    let d = start(&data, tmp.path(), &config);
+    let d = start_with_config(&data, tmp.path(), &config);
     for i in 0..40 {
         let (s, _) = d.json("PUT", &format!("/v1/docs/doc-{i}"), Some(&support::doc(i)));
         assert_eq!(s, 200);
     }
     d.stop();
-    damage_every_copy(&data);
+    support::damage_every_wal_copy(&data);
 
-    let d = start(&data, tmp.path(), &config);
+    let d = start_with_config(&data, tmp.path(), &config);
     let t0 = Instant::now();
     // Level 1 hears of the SEV0 at once, in one message for the event.
     let escalation = wait_for("level 1 notified", Duration::from_secs(30), || {
@@ -210,15 +175,15 @@ fn an_escalation_goes_on_at_the_level_it_had_reached_after_a_restart() {
          [[escalation.policies.levels]]\ndelay_ms = \"2s\"\nreceivers = [\"first-line\"]\n\n\
          [[escalation.policies.levels]]\ndelay_ms = \"1m\"\nreceivers = [\"second-line\"]\n"
     );
-    let d = start(&data, tmp.path(), &config);
+    let d = start_with_config(&data, tmp.path(), &config);
     for i in 0..40 {
         let (s, _) = d.json("PUT", &format!("/v1/docs/doc-{i}"), Some(&support::doc(i)));
         assert_eq!(s, 200);
     }
     d.stop();
-    damage_every_copy(&data);
+    support::damage_every_wal_copy(&data);
 
-    let d = start(&data, tmp.path(), &config);
+    let d = start_with_config(&data, tmp.path(), &config);
     let escalation = wait_for("level 1 notified", Duration::from_secs(30), || {
         first
             .lock()
@@ -237,7 +202,7 @@ fn an_escalation_goes_on_at_the_level_it_had_reached_after_a_restart() {
 
     // After the restart the incident is still at level 2: its reminders reach both levels, numbered on, and
     // nothing starts over at level 1.
-    let d = start(&data, tmp.path(), &config);
+    let d = start_with_config(&data, tmp.path(), &config);
     let next = wait_for(
         "a reminder at level 2 after the restart",
         Duration::from_secs(30),
@@ -288,7 +253,7 @@ fn an_escalation_goes_on_at_the_level_it_had_reached_after_a_restart() {
     d.stop();
     // (A restart raises the loss's `data_at_risk` rule again, outside the incident: only its alerts are counted.)
     let (n1, n2) = (about(&first, id).len(), about(&second, id).len());
-    let d = start(&data, tmp.path(), &config);
+    let d = start_with_config(&data, tmp.path(), &config);
     std::thread::sleep(Duration::from_secs(4));
     let (after1, after2) = (about(&first, id), about(&second, id));
     assert_eq!(after1.len(), n1, "{after1:?}");

@@ -9,22 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Daemon, medic, wait_for};
-
-fn start(data: &Path, logs: &Path, config: &str) -> Daemon {
-    let path = logs.join("medic.toml");
-    std::fs::write(&path, config).unwrap();
-    Daemon::start_with(
-        data,
-        logs,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            path.to_str().unwrap(),
-        ],
-    )
-}
+use support::{Daemon, medic, start_with_config, wait_for};
 
 fn wal_files(data: &Path, ext: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("wal"))
@@ -58,7 +43,7 @@ fn a_loss_names_the_documents_lost_exactly_those_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let config = "[checks]\nshallow_interval_ms = 200\n";
-    let d = start(&data, tmp.path(), config);
+    let d = start_with_config(&data, tmp.path(), config);
     for i in 0..40 {
         let (s, _) = d.json("PUT", &format!("/v1/docs/doc-{i}"), Some(&support::doc(i)));
         assert_eq!(s, 200);
@@ -79,7 +64,7 @@ fn a_loss_names_the_documents_lost_exactly_those_refused() {
         }
         std::fs::write(&path, bytes).unwrap();
     }
-    let d = start(&data, tmp.path(), config);
+    let d = start_with_config(&data, tmp.path(), config);
     let inc = wait_for("the loss's incident", Duration::from_secs(30), || {
         support::incident_with(&d, "acknowledged_data_lost")
     });
@@ -130,7 +115,7 @@ fn a_repair_lists_the_backup_it_kept_and_how_to_put_it_back() {
     // Shallow checks every 500 ms; deep and comprehensive an hour apart (after the first cycle).
     let config = "[checks]\nshallow_interval_ms = 500\ndeep_interval_ms = 3600000\n\
                   comprehensive_interval_ms = 3600000\n";
-    let d = start(&data, tmp.path(), config);
+    let d = start_with_config(&data, tmp.path(), config);
     let lines: Vec<Value> = (0..1500)
         .map(|i| {
             let mut doc = support::doc(i);

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Daemon, doc, medic, wait_for};
+use support::{Daemon, doc, medic, start_with_config, wait_for};
 
 const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789ab";
@@ -20,25 +20,10 @@ const BOB: &str = "bob-token-0123456789ab";
 /// Cycles every 200 ms; every repair needs approval.
 const BASE: &str = "[checks]\nshallow_interval_ms = 200\n\n[engine]\napproval_risk_max = 0.0\n";
 
-fn start(data: &Path, logs: &Path, config: &str) -> Daemon {
-    let path = logs.join("medic.toml");
-    std::fs::write(&path, config).unwrap();
-    Daemon::start_with(
-        data,
-        logs,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            path.to_str().unwrap(),
-        ],
-    )
-}
-
 /// Writes 40 documents through a daemon, stops it and flips 64 bytes in the middle of the open WAL segment: the
 /// next daemon finds the damage at open and must repair it from the mirror (risk 0.05).
 fn damaged_store(data: &Path, logs: &Path, config: &str) {
-    let d = start(data, logs, config);
+    let d = start_with_config(data, logs, config);
     put_docs(&d);
     d.stop();
     damage_open_segment(data);
@@ -160,7 +145,7 @@ fn an_approved_repair_runs_and_the_approval_is_recorded_wrong_states_are_409() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     damaged_store(&data, tmp.path(), BASE);
-    let d = start(&data, tmp.path(), BASE);
+    let d = start_with_config(&data, tmp.path(), BASE);
     let pending = wait_pending(&d);
     let id = pending["incident_id"].as_u64().unwrap();
     assert_eq!(
@@ -306,7 +291,7 @@ fn operators_named_by_their_tokens_deny_ack_resolve_and_reopen_through_the_cli()
     let data = tmp.path().join("data");
     let config = format!("{BASE}\n[http.operators]\nalice = \"{ALICE}\"\nbob = \"{BOB}\"\n");
     damaged_store(&data, tmp.path(), &config);
-    let d = start(&data, tmp.path(), &config);
+    let d = start_with_config(&data, tmp.path(), &config);
     let id = wait_pending(&d)["incident_id"].as_u64().unwrap();
     let ids = id.to_string();
 
@@ -480,7 +465,7 @@ fn a_silence_survives_a_restart_mutes_reminders_until_it_ends_and_ack_stops_them
     // Reminders every second; approvals never expire during the test.
     let config =
         format!("{BASE}renotify_interval_us = 1000000\n\n[notify]\nwebhook_url = \"{url}\"\n");
-    let d = start(&data, tmp.path(), &config);
+    let d = start_with_config(&data, tmp.path(), &config);
     put_docs(&d);
     // Silence the log's damage before it happens (a maintenance window), with the CLI.
     let (code, out, err) = medic(
@@ -528,7 +513,7 @@ fn a_silence_survives_a_restart_mutes_reminders_until_it_ends_and_ack_stops_them
     damage_open_segment(&data);
 
     // After a restart the silence still holds: the incident is recorded and waits, but nobody is told.
-    let d = start(&data, tmp.path(), &config);
+    let d = start_with_config(&data, tmp.path(), &config);
     let (_, v) = d.json("GET", "/v1/silences", None);
     assert_eq!(v["silences"][0]["id"], sid, "{v}");
     assert_eq!(v["silences"][0]["active"], true, "{v}");
@@ -593,7 +578,7 @@ fn a_silence_without_repair_holds_the_repair_until_it_is_expired() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let config = "[checks]\nshallow_interval_ms = 200\n";
-    let d = start(&data, tmp.path(), config);
+    let d = start_with_config(&data, tmp.path(), config);
     put_docs(&d);
     let (code, out, err) = medic(
         &data,
@@ -617,7 +602,7 @@ fn a_silence_without_repair_holds_the_repair_until_it_is_expired() {
     d.stop();
     damage_open_segment(&data);
 
-    let d = start(&data, tmp.path(), config);
+    let d = start_with_config(&data, tmp.path(), config);
     let held = incident_deciding(
         &d,
         "the repair held by the silence",
@@ -696,7 +681,7 @@ fn a_maintenance_window_holds_risky_repairs_while_it_is_open() {
         "{plain}\n[[maintenance]]\nname = \"always\"\ncron = \"* * * * *\"\nduration = \"1h\"\nrisk_max = 0.01\n"
     );
     damaged_store(&data, tmp.path(), plain);
-    let d = start(&data, tmp.path(), &window);
+    let d = start_with_config(&data, tmp.path(), &window);
     let held = incident_deciding(
         &d,
         "the repair held by the window",
@@ -714,7 +699,7 @@ fn a_maintenance_window_holds_risky_repairs_while_it_is_open() {
 
     // The store restored the damaged records from the mirror when it opened (recovery is not held: the store
     // must open to serve); what waited is the engine's repair. Without the window every document reads back.
-    let d = start(&data, tmp.path(), plain);
+    let d = start_with_config(&data, tmp.path(), plain);
     assert_docs_read_back(&d);
     d.stop();
 

@@ -584,3 +584,38 @@ pub fn index_rebuilds(d: &Daemon, c: &str, name: &str) -> u64 {
         .and_then(|i| i["rebuilds"].as_u64())
         .unwrap_or_else(|| panic!("no {name} index of {c} in {st}"))
 }
+
+/// A daemon on a free port with `config` written to `<logs>/medic.toml` and passed as `--config`.
+pub fn start_with_config(data: &Path, logs: &Path, config: &str) -> Daemon {
+    let path = logs.join("medic.toml");
+    std::fs::write(&path, config).unwrap();
+    Daemon::start_with(
+        data,
+        logs,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    )
+}
+
+/// The same bytes (300..340) flipped in every WAL file of at least 600 bytes — the open segment and its mirror —
+/// so the acknowledged records there are gone from every copy.
+pub fn damage_every_wal_copy(data: &Path) {
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(data.join("wal")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        if bytes.len() < 600 {
+            continue;
+        }
+        for b in &mut bytes[300..340] {
+            *b ^= 0xff;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        damaged += 1;
+    }
+    assert!(damaged >= 1, "no WAL file to damage");
+}
