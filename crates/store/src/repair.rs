@@ -5,7 +5,7 @@
 //!
 //! Invariants:
 //! - Nothing is rebuilt from data that does not verify: a sidecar is regenerated only from a file whose own records
-//!   or entries verify ([`validate_content`]); the open segment only from records that verify in one of its copies.
+//!   or entries verify ([`verify::file_content`](crate::verify::file_content)); the open segment only from records that verify in one of its copies.
 //! - A file is replaced atomically (written beside it, flushed, renamed over it) or rewritten in place and flushed;
 //!   a failed flush of the open segment poisons the store (the kernel may have dropped what it reported written).
 //! - A copy whose path no longer leads to the file the store holds (deleted, replaced, a link) is recreated anew at
@@ -16,11 +16,11 @@ use std::path::Path;
 use crate::compaction::{Files, read_fd};
 use crate::error::{StoreError, loc};
 use crate::io;
-use crate::layout::{ImmutableFile, SNAP_ID_BIT};
+use crate::layout::ImmutableFile;
 use crate::manifest::{self, Manifest};
 use crate::parity;
-use crate::snapshot;
 use crate::store::{WalState, ioe, same_file};
+use crate::verify;
 use crate::wal;
 
 /// Repairs a sealed segment or snapshot from its parity sidecar (blocks rebuilt, the file rewritten), recomputes
@@ -70,7 +70,7 @@ pub(crate) fn immutable_file(files: &Files, f: &ImmutableFile) -> Result<Vec<Str
         }
         Err(e) => {
             // The sidecar is unusable: rebuild it, but only from data that verifies on its own.
-            validate_content(files, f, &data)?;
+            verify::file_content(files.record_bytes_max, f, &data)?;
             write_sidecar(files, f, &data)?;
             actions.push(format!(
                 "sidecar {} was unusable ({e}); rebuilt it from verified data",
@@ -87,34 +87,6 @@ fn write_sidecar(files: &Files, f: &ImmutableFile, data: &[u8]) -> Result<(), St
         .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
     io::write_file_atomic(&files.cfg.io, &files.dir.join(&f.par_rel), &side)
         .map_err(ioe(format!("rewriting {}", f.par_rel)))
-}
-
-/// Checks a file's own structure (record or entry checksums) without the sidecar.
-pub(crate) fn validate_content(
-    files: &Files,
-    f: &ImmutableFile,
-    data: &[u8],
-) -> Result<(), StoreError> {
-    if f.file_id & SNAP_ID_BIT != 0 {
-        snapshot::decode(data)
-            .map(|_| ())
-            .map_err(|(off, e)| StoreError::corrupt(format!("{}: {e}", f.rel), loc(&f.rel, off, 0)))
-    } else {
-        wal::check_header(data, f.file_id).map_err(|e| {
-            StoreError::corrupt(format!("{}: {e}", f.rel), loc(&f.rel, 0, wal::HEADER_BYTES))
-        })?;
-        let s = wal::scan(data, None, files.record_bytes_max);
-        if s.valid_end != f.len || data.len() as u64 != f.len {
-            return Err(StoreError::corrupt(
-                format!(
-                    "{}: valid records end at {} of {} bytes",
-                    f.rel, s.valid_end, f.len
-                ),
-                loc(&f.rel, s.valid_end, f.len.saturating_sub(s.valid_end)),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// Repairs the open segment and its mirror from each other, record by record whichever copy verifies (a damaged

@@ -2177,7 +2177,7 @@ impl Store {
                     "sidecar names file id {}, expected {}",
                     sc.file_id, f.file_id
                 ));
-                v.content_damaged = repair::validate_content(&self.files(), f, &data)
+                v.content_damaged = crate::verify::file_content(self.record_bytes_max, f, &data)
                     .err()
                     .map(|e| e.to_string());
                 return v;
@@ -2185,7 +2185,7 @@ impl Store {
             Err(e) => {
                 v.sidecar_error = Some(e);
                 // Without parity only the file's own checksums tell whether its data is intact.
-                v.content_damaged = repair::validate_content(&self.files(), f, &data)
+                v.content_damaged = crate::verify::file_content(self.record_bytes_max, f, &data)
                     .err()
                     .map(|e| e.to_string());
                 return v;

@@ -1,12 +1,15 @@
-//! Read-only checks of the store's files that need no lock held while they read: the open segment compared with
-//! its mirror record by record. The store hands over duplicated descriptors taken under its WAL lock
+//! Read-only checks of the store's files that need no lock held while they read: an immutable file's own structure
+//! ([`file_content`]), and the open segment compared with its mirror record by record. The store hands over duplicated descriptors taken under its WAL lock
 //! ([`SegmentView`]); commits go on meanwhile (the files only grow, and only bytes below the view's length are read).
 
 use std::path::Path;
 
 use crate::codec;
 use crate::error::StoreError;
+use crate::error::loc;
 use crate::io::{self, IoFaults};
+use crate::layout::{ImmutableFile, SNAP_ID_BIT};
+use crate::snapshot;
 use crate::store::{SegmentDamage, same_file};
 use crate::wal;
 
@@ -227,5 +230,33 @@ impl Compare<'_> {
             self.out.extend(found);
         }
         (end, lsns.1)
+    }
+}
+
+/// Checks a file's own structure (record or entry checksums) without the sidecar.
+pub(crate) fn file_content(
+    record_bytes_max: u64,
+    f: &ImmutableFile,
+    data: &[u8],
+) -> Result<(), StoreError> {
+    if f.file_id & SNAP_ID_BIT != 0 {
+        snapshot::decode(data)
+            .map(|_| ())
+            .map_err(|(off, e)| StoreError::corrupt(format!("{}: {e}", f.rel), loc(&f.rel, off, 0)))
+    } else {
+        wal::check_header(data, f.file_id).map_err(|e| {
+            StoreError::corrupt(format!("{}: {e}", f.rel), loc(&f.rel, 0, wal::HEADER_BYTES))
+        })?;
+        let s = wal::scan(data, None, record_bytes_max);
+        if s.valid_end != f.len || data.len() as u64 != f.len {
+            return Err(StoreError::corrupt(
+                format!(
+                    "{}: valid records end at {} of {} bytes",
+                    f.rel, s.valid_end, f.len
+                ),
+                loc(&f.rel, s.valid_end, f.len.saturating_sub(s.valid_end)),
+            ));
+        }
+        Ok(())
     }
 }
