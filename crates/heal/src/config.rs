@@ -208,8 +208,18 @@ pub(crate) fn range_u(key: &str, v: u64, lo: u64, hi: u64) -> Result<(), String>
 }
 
 impl EngineConfig {
-    /// Checks every bound; the error names the key, the value and the accepted range.
+    /// Checks every bound; the error names the key, the value and the accepted range. In order: detection,
+    /// repair gates, escalation, size limits, constraints and alert rules.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_detection()?;
+        self.validate_repair_gates()?;
+        self.validate_escalation()?;
+        self.validate_limits()?;
+        self.validate_rules()
+    }
+
+    /// The detector, its cut-offs and what it is fed.
+    fn validate_detection(&self) -> Result<(), String> {
         if !DETECTOR_NAMES.contains(&self.detector.as_str()) {
             return Err(format!(
                 "engine.detector = {:?} is unknown: accepted one of {DETECTOR_NAMES:?}",
@@ -218,29 +228,8 @@ impl EngineConfig {
         }
         self.composite.validate()?;
         range_f("anomaly_cutoff", self.anomaly_cutoff, 0.0, 1.0, true)?;
-        range_u(
-            "false_positive_silence_us",
-            self.false_positive_silence_us,
-            US_PER_S,
-            30 * DAY_US,
-        )?;
         range_f("rate_events_min", self.rate_events_min, 0.0, 1e9, false)?;
-        range_u(
-            "flat_samples_min",
-            self.flat_samples_min.into(),
-            0,
-            1_000_000,
-        )?;
-        range_u(
-            "anomaly_for_samples",
-            self.anomaly_for_samples.into(),
-            1,
-            100,
-        )?;
         range_f("latency_floor_us", self.latency_floor_us, 0.0, 3.6e9, false)?;
-        for (i, t) in self.trends.iter().enumerate() {
-            t.validate(&format!("trends[{i}]"))?;
-        }
         range_f(
             "false_positive_factor",
             self.false_positive_factor,
@@ -248,112 +237,130 @@ impl EngineConfig {
             2.0,
             false,
         )?;
+        let cutoff = self.anomaly_cutoff;
         range_f(
             "anomaly_cutoff_max",
             self.anomaly_cutoff_max,
-            self.anomaly_cutoff,
+            cutoff,
             1.0,
             false,
         )?;
-        range_u(
-            "correlation_window_us",
-            self.correlation_window_us,
-            US_PER_S,
-            DAY_US,
-        )?;
-        range_u(
-            "quiet_period_us",
-            self.quiet_period_us,
-            US_PER_S,
-            7 * DAY_US,
-        )?;
-        range_u(
-            "escalated_recheck_us",
-            self.escalated_recheck_us,
-            US_PER_S / 10,
-            DAY_US,
-        )?;
-        range_u("environment_grace_us", self.environment_grace_us, 0, DAY_US)?;
+        for (i, t) in self.trends.iter().enumerate() {
+            t.validate(&format!("trends[{i}]"))?;
+        }
+        let unsigned: [(&str, u64, u64, u64); 5] = [
+            (
+                "false_positive_silence_us",
+                self.false_positive_silence_us,
+                US_PER_S,
+                30 * DAY_US,
+            ),
+            (
+                "flat_samples_min",
+                self.flat_samples_min.into(),
+                0,
+                1_000_000,
+            ),
+            (
+                "anomaly_for_samples",
+                self.anomaly_for_samples.into(),
+                1,
+                100,
+            ),
+            (
+                "correlation_window_us",
+                self.correlation_window_us,
+                US_PER_S,
+                DAY_US,
+            ),
+            (
+                "quiet_period_us",
+                self.quiet_period_us,
+                US_PER_S,
+                7 * DAY_US,
+            ),
+        ];
+        unsigned
+            .iter()
+            .try_for_each(|&(k, v, lo, hi)| range_u(k, v, lo, hi))
+    }
+
+    /// What a repair must pass: timeouts, concurrency, rate limits, cooldowns, breakers, learned success.
+    fn validate_repair_gates(&self) -> Result<(), String> {
+        let unsigned: [(&str, u64, u64, u64); 12] = [
+            ("environment_grace_us", self.environment_grace_us, 0, DAY_US),
+            (
+                "repair_timeout_us",
+                self.repair_timeout_us,
+                US_PER_S,
+                DAY_US,
+            ),
+            (
+                "max_concurrent_repairs",
+                self.max_concurrent_repairs.into(),
+                1,
+                64,
+            ),
+            (
+                "strategy_rate_max",
+                self.strategy_rate_max.into(),
+                1,
+                10_000,
+            ),
+            (
+                "strategy_rate_window_us",
+                self.strategy_rate_window_us,
+                US_PER_S,
+                7 * DAY_US,
+            ),
+            ("strategy_cooldown_us", self.strategy_cooldown_us, 0, DAY_US),
+            (
+                "breaker_failures_max",
+                self.breaker_failures_max.into(),
+                1,
+                100,
+            ),
+            (
+                "breaker_cooldown_us",
+                self.breaker_cooldown_us,
+                US_PER_S,
+                7 * DAY_US,
+            ),
+            (
+                "same_problem_failures_max",
+                self.same_problem_failures_max.into(),
+                1,
+                100,
+            ),
+            (
+                "recurring_repairs_max",
+                self.recurring_repairs_max.into(),
+                0,
+                1000,
+            ),
+            (
+                "breakage_resources_min",
+                self.breakage_resources_min.into(),
+                0,
+                100_000,
+            ),
+            (
+                "recurring_window_us",
+                self.recurring_window_us,
+                60 * US_PER_S,
+                30 * DAY_US,
+            ),
+        ];
+        unsigned
+            .iter()
+            .try_for_each(|&(k, v, lo, hi)| range_u(k, v, lo, hi))?;
         range_f("approval_risk_max", self.approval_risk_max, 0.0, 1.0, false)?;
-        range_u(
-            "approval_expiry_us",
-            self.approval_expiry_us,
-            US_PER_S,
-            7 * DAY_US,
-        )?;
-        range_u(
-            "repair_timeout_us",
-            self.repair_timeout_us,
-            US_PER_S,
-            DAY_US,
-        )?;
-        range_u(
-            "renotify_interval_us",
-            self.renotify_interval_us,
-            0,
-            7 * DAY_US,
-        )?;
-        range_u(
-            "max_concurrent_repairs",
-            self.max_concurrent_repairs.into(),
-            1,
-            64,
-        )?;
-        range_u(
-            "strategy_rate_max",
-            self.strategy_rate_max.into(),
-            1,
-            10_000,
-        )?;
-        range_u(
-            "strategy_rate_window_us",
-            self.strategy_rate_window_us,
-            US_PER_S,
-            7 * DAY_US,
-        )?;
-        range_u("strategy_cooldown_us", self.strategy_cooldown_us, 0, DAY_US)?;
-        range_u(
-            "breaker_failures_max",
-            self.breaker_failures_max.into(),
-            1,
-            100,
-        )?;
-        range_u(
-            "breaker_cooldown_us",
-            self.breaker_cooldown_us,
-            US_PER_S,
-            7 * DAY_US,
-        )?;
-        range_u(
-            "same_problem_failures_max",
-            self.same_problem_failures_max.into(),
-            1,
-            100,
-        )?;
-        range_u(
-            "recurring_repairs_max",
-            self.recurring_repairs_max.into(),
-            0,
-            1000,
-        )?;
-        range_u(
-            "breakage_resources_min",
-            self.breakage_resources_min.into(),
-            0,
-            100_000,
-        )?;
         range_f(
             "breakage_share_max",
             self.breakage_share_max,
             0.0,
             1.0,
             true,
-        )?;
-        range_u(
-            "recurring_window_us",
-            self.recurring_window_us,
-            60 * US_PER_S,
-            30 * DAY_US,
         )?;
         if !(self.success_rate_min.is_finite() && (0.0..1.0).contains(&self.success_rate_min)) {
             return Err(format!(
@@ -362,51 +369,81 @@ impl EngineConfig {
             ));
         }
         range_f("prior_successes", self.prior_successes, 0.0, 1000.0, true)?;
-        range_f("prior_failures", self.prior_failures, 0.0, 1000.0, true)?;
-        range_u(
-            "warn_incidents_min",
-            self.warn_incidents_min.into(),
-            1,
-            1000,
-        )?;
-        range_u(
-            "deescalate_quiet_us",
-            self.deescalate_quiet_us,
-            US_PER_S,
-            7 * DAY_US,
-        )?;
-        range_u(
-            "escalation_alert_cooldown_us",
-            self.escalation_alert_cooldown_us,
-            0,
-            7 * DAY_US,
-        )?;
-        range_u(
-            "incidents_active_max",
-            self.incidents_active_max as u64,
-            1,
-            100_000,
-        )?;
-        range_u(
-            "issues_per_incident_max",
-            self.issues_per_incident_max as u64,
-            1,
-            10_000,
-        )?;
-        range_u(
-            "cycle_issues_max",
-            self.cycle_issues_max as u64,
-            1,
-            1_000_000,
-        )?;
-        range_u("metrics_max", self.metrics_max as u64, 1, 100_000)?;
-        range_u(
-            "recent_anomalies_max",
-            self.recent_anomalies_max as u64,
-            1,
-            10_000,
-        )?;
-        range_u("kb_records_max", self.kb_records_max as u64, 1, 10_000_000)?;
+        range_f("prior_failures", self.prior_failures, 0.0, 1000.0, true)
+    }
+
+    /// When people are told, reminded and answered.
+    fn validate_escalation(&self) -> Result<(), String> {
+        let unsigned: [(&str, u64, u64, u64); 6] = [
+            (
+                "escalated_recheck_us",
+                self.escalated_recheck_us,
+                US_PER_S / 10,
+                DAY_US,
+            ),
+            (
+                "approval_expiry_us",
+                self.approval_expiry_us,
+                US_PER_S,
+                7 * DAY_US,
+            ),
+            (
+                "renotify_interval_us",
+                self.renotify_interval_us,
+                0,
+                7 * DAY_US,
+            ),
+            (
+                "warn_incidents_min",
+                self.warn_incidents_min.into(),
+                1,
+                1000,
+            ),
+            (
+                "deescalate_quiet_us",
+                self.deescalate_quiet_us,
+                US_PER_S,
+                7 * DAY_US,
+            ),
+            (
+                "escalation_alert_cooldown_us",
+                self.escalation_alert_cooldown_us,
+                0,
+                7 * DAY_US,
+            ),
+        ];
+        unsigned
+            .iter()
+            .try_for_each(|&(k, v, lo, hi)| range_u(k, v, lo, hi))
+    }
+
+    /// How much the engine keeps in memory and in the knowledge base.
+    fn validate_limits(&self) -> Result<(), String> {
+        let unsigned: [(&str, usize, u64, u64); 6] = [
+            (
+                "incidents_active_max",
+                self.incidents_active_max,
+                1,
+                100_000,
+            ),
+            (
+                "issues_per_incident_max",
+                self.issues_per_incident_max,
+                1,
+                10_000,
+            ),
+            ("cycle_issues_max", self.cycle_issues_max, 1, 1_000_000),
+            ("metrics_max", self.metrics_max, 1, 100_000),
+            ("recent_anomalies_max", self.recent_anomalies_max, 1, 10_000),
+            ("kb_records_max", self.kb_records_max, 1, 10_000_000),
+        ];
+        unsigned
+            .iter()
+            .try_for_each(|&(k, v, lo, hi)| range_u(k, v as u64, lo, hi))
+    }
+
+    /// The declared constraints and the alert rules.
+    fn validate_rules(&self) -> Result<(), String> {
         for (i, c) in self.constraints.iter().enumerate() {
             c.validate()
                 .map_err(|e| format!("engine.constraints[{i}]: {e}"))?;

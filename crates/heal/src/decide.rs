@@ -317,126 +317,16 @@ pub struct DecideInput<'a> {
 }
 
 /// Decides what to do about one incident.
-pub fn decide(input: DecideInput<'_>, gates: &Gates, cfg: &EngineConfig) -> RepairDecision {
+pub fn decide(mut input: DecideInput<'_>, gates: &Gates, cfg: &EngineConfig) -> RepairDecision {
     let dry = cfg.dry_run;
     let mut reasons = Vec::new();
-    if input.crisis == CrisisLevel::Wall {
-        reasons.push("crisis level WALL: needs a human".to_string());
-        return RepairDecision::new(Action::Escalate, reasons, dry);
+    if let Some(action) = before_the_gates(&input, gates, cfg, &mut reasons) {
+        return RepairDecision::new(action, reasons, dry);
     }
-    if input.crisis == CrisisLevel::Crisis {
-        reasons.push("crisis level CRISIS: writes should stop and state be preserved".to_string());
-    }
-    let failed = gates.problem_failures(input.resource, input.code);
-    if failed >= cfg.same_problem_failures_max {
-        reasons.push(format!(
-            "{} on {} failed {failed} repairs (same_problem_failures_max = {})",
-            input.code, input.resource, cfg.same_problem_failures_max
-        ));
-        return RepairDecision::new(Action::Escalate, reasons, dry);
-    }
-    if input.candidates.is_empty() {
-        if input.environmental && input.age_us < cfg.environment_grace_us {
-            reasons.push(format!(
-                "no strategy repairs {} on {}; waiting for the environment to recover ({} s of environment_grace_us = {} s left)",
-                input.code,
-                input.resource,
-                (cfg.environment_grace_us - input.age_us) / 1_000_000,
-                cfg.environment_grace_us / 1_000_000
-            ));
-            return RepairDecision::new(Action::Watch, reasons, dry);
-        }
-        if input.crisis == CrisisLevel::Hiccup {
-            reasons.push(format!(
-                "no strategy repairs {}; transient, watching",
-                input.code
-            ));
-            return RepairDecision::new(Action::Watch, reasons, dry);
-        }
-        reasons.push(format!(
-            "no strategy can repair {} on {}",
-            input.code, input.resource
-        ));
-        return RepairDecision::new(Action::Escalate, reasons, dry);
-    }
-
-    let mut candidates = input.candidates;
-    candidates.sort_by(|a, b| {
-        a.cost
-            .cmp(&b.cost)
-            .then(b.success_rate.total_cmp(&a.success_rate))
-            .then(a.name.cmp(&b.name))
-    });
-    let (mut allowed, mut need_approval, mut temporary) = (Vec::new(), 0, 0);
-    for c in candidates {
-        match gates
-            .breaker(&c.name)
-            .state(input.now, cfg.breaker_cooldown_us)
-        {
-            BreakerState::Open { since } => {
-                reasons.push(format!("{}: circuit breaker open since {since} µs", c.name));
-                continue;
-            }
-            BreakerState::HalfOpen => {
-                reasons.push(format!("{}: circuit breaker half-open, one trial", c.name))
-            }
-            BreakerState::Closed => {}
-        }
-        if c.success_rate < cfg.success_rate_min {
-            reasons.push(format!(
-                "{}: success rate {:.2} below success_rate_min {:.2}",
-                c.name, c.success_rate, cfg.success_rate_min
-            ));
-            continue;
-        }
-        let recent = gates.attempts_in_window(
-            &c.name,
-            input.resource,
-            input.now,
-            cfg.strategy_rate_window_us,
-        );
-        if recent >= cfg.strategy_rate_max as usize {
-            reasons.push(format!(
-                "{}: rate limit, {recent} attempts on {} in the last {} µs (strategy_rate_max = {})",
-                c.name, input.resource, cfg.strategy_rate_window_us, cfg.strategy_rate_max
-            ));
-            temporary += 1;
-            continue;
-        }
-        if let Some(&t) = gates.last_failure.get(&c.name)
-            && input.now.saturating_sub(t) < cfg.strategy_cooldown_us
-        {
-            reasons.push(format!(
-                "{}: cooling down after a failure at {t} µs (strategy_cooldown_us = {})",
-                c.name, cfg.strategy_cooldown_us
-            ));
-            temporary += 1;
-            continue;
-        }
-        if c.estimate.risk > cfg.approval_risk_max && !input.approved {
-            reasons.push(format!(
-                "{}: risk {:.2} above approval_risk_max {:.2}, needs approval",
-                c.name, c.estimate.risk, cfg.approval_risk_max
-            ));
-            need_approval += 1;
-            continue;
-        }
-        allowed.push(c);
-    }
-
-    let Some(first) = allowed.first() else {
-        if need_approval > 0 {
-            reasons.push("every usable strategy needs an operator's approval".to_string());
-            let mut d = RepairDecision::new(Action::Escalate, reasons, dry);
-            d.needs_approval = true;
-            return d;
-        }
-        if temporary > 0 {
-            reasons.push("every usable strategy is rate-limited or cooling down".to_string());
-            return RepairDecision::new(Action::Defer, reasons, dry);
-        }
-        reasons.push("no strategy passes the gates".to_string());
-        return RepairDecision::new(Action::Escalate, reasons, dry);
+    let candidates = std::mem::take(&mut input.candidates);
+    let gated = through_the_gates(candidates, &input, gates, cfg, &mut reasons);
+    let Some(first) = gated.allowed.first() else {
+        return nothing_allowed(&gated, reasons, dry);
     };
     if input.resource_busy {
         reasons.push(format!("another repair holds {}", input.resource));
@@ -459,7 +349,7 @@ pub fn decide(input: DecideInput<'_>, gates: &Gates, cfg: &EngineConfig) -> Repa
     RepairDecision {
         action: Action::Repair,
         strategy: Some(first.name.clone()),
-        cascade: allowed.iter().map(|c| c.name.clone()).collect(),
+        cascade: gated.allowed.iter().map(|c| c.name.clone()).collect(),
         confidence: first.success_rate,
         estimated_duration_us: first.estimate.duration_us,
         estimated_data_loss: first.estimate.data_loss.clone(),
@@ -468,6 +358,183 @@ pub fn decide(input: DecideInput<'_>, gates: &Gates, cfg: &EngineConfig) -> Repa
         dry_run: dry,
         reasons,
     }
+}
+
+/// What is decided before any strategy is gated: a wall escalates, a problem that failed
+/// `same_problem_failures_max` repairs escalates, and with no candidate the environment gets its grace, a hiccup
+/// is watched and anything else escalates. `None`: the candidates go to the gates.
+fn before_the_gates(
+    input: &DecideInput<'_>,
+    gates: &Gates,
+    cfg: &EngineConfig,
+    reasons: &mut Vec<String>,
+) -> Option<Action> {
+    if input.crisis == CrisisLevel::Wall {
+        reasons.push("crisis level WALL: needs a human".to_string());
+        return Some(Action::Escalate);
+    }
+    if input.crisis == CrisisLevel::Crisis {
+        reasons.push("crisis level CRISIS: writes should stop and state be preserved".to_string());
+    }
+    let failed = gates.problem_failures(input.resource, input.code);
+    if failed >= cfg.same_problem_failures_max {
+        reasons.push(format!(
+            "{} on {} failed {failed} repairs (same_problem_failures_max = {})",
+            input.code, input.resource, cfg.same_problem_failures_max
+        ));
+        return Some(Action::Escalate);
+    }
+    if !input.candidates.is_empty() {
+        return None;
+    }
+    if input.environmental && input.age_us < cfg.environment_grace_us {
+        reasons.push(format!(
+            "no strategy repairs {} on {}; waiting for the environment to recover ({} s of environment_grace_us = {} s left)",
+            input.code,
+            input.resource,
+            (cfg.environment_grace_us - input.age_us) / 1_000_000,
+            cfg.environment_grace_us / 1_000_000
+        ));
+        return Some(Action::Watch);
+    }
+    if input.crisis == CrisisLevel::Hiccup {
+        reasons.push(format!(
+            "no strategy repairs {}; transient, watching",
+            input.code
+        ));
+        return Some(Action::Watch);
+    }
+    reasons.push(format!(
+        "no strategy can repair {} on {}",
+        input.code, input.resource
+    ));
+    Some(Action::Escalate)
+}
+
+/// The candidates that passed the gates, cheapest and most successful first, and how many were held back by an
+/// approval or only for now (a rate limit, a cooldown).
+struct Gated {
+    allowed: Vec<Candidate>,
+    need_approval: usize,
+    temporary: usize,
+}
+
+/// Why a gate held a candidate back.
+enum HeldBack {
+    /// For good this time (an open breaker, a low success rate).
+    Refused,
+    /// For now: a rate limit or a cooldown.
+    ForNow,
+    /// Until an operator approves its risk.
+    NeedsApproval,
+}
+
+/// Every candidate, cheapest first (then the most successful, then by name), through the gates: breaker, success
+/// rate, rate limit, cooldown, risk.
+fn through_the_gates(
+    mut candidates: Vec<Candidate>,
+    input: &DecideInput<'_>,
+    gates: &Gates,
+    cfg: &EngineConfig,
+    reasons: &mut Vec<String>,
+) -> Gated {
+    candidates.sort_by(|a, b| {
+        a.cost
+            .cmp(&b.cost)
+            .then(b.success_rate.total_cmp(&a.success_rate))
+            .then(a.name.cmp(&b.name))
+    });
+    let mut gated = Gated {
+        allowed: Vec::new(),
+        need_approval: 0,
+        temporary: 0,
+    };
+    for c in candidates {
+        match gate(&c, input, gates, cfg, reasons) {
+            Ok(()) => gated.allowed.push(c),
+            Err(HeldBack::Refused) => {}
+            Err(HeldBack::ForNow) => gated.temporary += 1,
+            Err(HeldBack::NeedsApproval) => gated.need_approval += 1,
+        }
+    }
+    gated
+}
+
+/// One candidate through the gates; each gate that holds it back says why in `reasons`.
+fn gate(
+    c: &Candidate,
+    input: &DecideInput<'_>,
+    gates: &Gates,
+    cfg: &EngineConfig,
+    reasons: &mut Vec<String>,
+) -> Result<(), HeldBack> {
+    match gates
+        .breaker(&c.name)
+        .state(input.now, cfg.breaker_cooldown_us)
+    {
+        BreakerState::Open { since } => {
+            reasons.push(format!("{}: circuit breaker open since {since} µs", c.name));
+            return Err(HeldBack::Refused);
+        }
+        BreakerState::HalfOpen => {
+            reasons.push(format!("{}: circuit breaker half-open, one trial", c.name))
+        }
+        BreakerState::Closed => {}
+    }
+    if c.success_rate < cfg.success_rate_min {
+        reasons.push(format!(
+            "{}: success rate {:.2} below success_rate_min {:.2}",
+            c.name, c.success_rate, cfg.success_rate_min
+        ));
+        return Err(HeldBack::Refused);
+    }
+    let recent = gates.attempts_in_window(
+        &c.name,
+        input.resource,
+        input.now,
+        cfg.strategy_rate_window_us,
+    );
+    if recent >= cfg.strategy_rate_max as usize {
+        reasons.push(format!(
+            "{}: rate limit, {recent} attempts on {} in the last {} µs (strategy_rate_max = {})",
+            c.name, input.resource, cfg.strategy_rate_window_us, cfg.strategy_rate_max
+        ));
+        return Err(HeldBack::ForNow);
+    }
+    if let Some(&t) = gates.last_failure.get(&c.name)
+        && input.now.saturating_sub(t) < cfg.strategy_cooldown_us
+    {
+        reasons.push(format!(
+            "{}: cooling down after a failure at {t} µs (strategy_cooldown_us = {})",
+            c.name, cfg.strategy_cooldown_us
+        ));
+        return Err(HeldBack::ForNow);
+    }
+    if c.estimate.risk > cfg.approval_risk_max && !input.approved {
+        reasons.push(format!(
+            "{}: risk {:.2} above approval_risk_max {:.2}, needs approval",
+            c.name, c.estimate.risk, cfg.approval_risk_max
+        ));
+        return Err(HeldBack::NeedsApproval);
+    }
+    Ok(())
+}
+
+/// No candidate passed: an approval asked for, a deferral when only rate limits and cooldowns held them back, or
+/// an escalation.
+fn nothing_allowed(gated: &Gated, mut reasons: Vec<String>, dry: bool) -> RepairDecision {
+    if gated.need_approval > 0 {
+        reasons.push("every usable strategy needs an operator's approval".to_string());
+        let mut d = RepairDecision::new(Action::Escalate, reasons, dry);
+        d.needs_approval = true;
+        return d;
+    }
+    if gated.temporary > 0 {
+        reasons.push("every usable strategy is rate-limited or cooling down".to_string());
+        return RepairDecision::new(Action::Defer, reasons, dry);
+    }
+    reasons.push("no strategy passes the gates".to_string());
+    RepairDecision::new(Action::Escalate, reasons, dry)
 }
 
 #[cfg(test)]

@@ -213,97 +213,23 @@ fn worse_severity(s: Severity) -> Severity {
 
 /// Diagnoses a non-empty group of correlated issues. An empty group diagnoses as a SEV3 hiccup with no cause.
 pub fn diagnose(issues: &[Issue], known: &[CausePair], cutoffs: &SeverityCutoffs) -> Diagnosis {
-    let mut crisis = CrisisLevel::Hiccup;
-    let mut severity = Severity::Sev3;
-    let mut score_max: f64 = 0.0;
-    let mut worst = 0usize;
-    let mut worst_key = (Severity::Sev3, CrisisLevel::Hiccup, 0.0f64);
-    for (idx, issue) in issues.iter().enumerate() {
-        let (c, s) = classify(issue, cutoffs);
-        crisis = crisis.max(c);
-        severity = severity.min(s);
-        score_max = score_max.max(issue.score);
-        let better = s < worst_key.0
-            || (s == worst_key.0
-                && (c > worst_key.1 || (c == worst_key.1 && issue.score > worst_key.2)));
-        if idx == 0 || better {
-            worst = idx;
-            worst_key = (s, c, issue.score);
-        }
-    }
-
-    let mut root_issue = worst;
+    let worst = worst_of(issues, cutoffs);
+    let mut root_issue = worst.index;
     let mut root_cause = issues
-        .get(worst)
+        .get(worst.index)
         .map(|i| format!("{} on {}: {}", i.code, i.resource, i.summary))
         .unwrap_or_else(|| "no issue".to_string());
     let mut evidence = Vec::new();
-    'pairs: for pair in known {
-        for (ci, cause) in issues
-            .iter()
-            .enumerate()
-            .filter(|(_, i)| i.code == pair.cause)
-        {
-            if let Some(effect) = issues.iter().find(|i| i.code == pair.effect) {
-                root_issue = ci;
-                root_cause = format!(
-                    "{} ({} on {} explains {} on {})",
-                    pair.hypothesis, cause.code, cause.resource, effect.code, effect.resource
-                );
-                evidence.push(format!(
-                    "symptom: {} on {} at {} µs: {}",
-                    effect.code, effect.resource, effect.detected_at, effect.summary
-                ));
-                evidence.push(format!(
-                    "cause: {} on {} at {} µs: {}",
-                    cause.code, cause.resource, cause.detected_at, cause.summary
-                ));
-                evidence.push(format!(
-                    "known cause pair: {} -> {}",
-                    pair.cause, pair.effect
-                ));
-                break 'pairs;
-            }
-        }
-    }
-    if evidence.is_empty()
-        && let Some(group) = anomaly_group(issues)
-    {
+    if let Some(explained) = known_cause(issues, known) {
+        root_issue = explained.index;
+        root_cause = explained.root_cause;
+        evidence = explained.evidence;
+    } else if let Some(group) = anomaly_group(issues) {
         root_cause = group;
     }
     for issue in issues {
         for (k, v) in &issue.evidence {
             evidence.push(format!("{} {}: {k} = {v}", issue.code, issue.resource));
-        }
-    }
-
-    let mut resources = BTreeSet::new();
-    let mut radius = Vec::new();
-    for issue in issues {
-        if resources.insert(issue.resource.clone()) {
-            radius.push(format!("resource {}", issue.resource));
-        }
-    }
-    let mut files = BTreeSet::new();
-    for issue in issues {
-        let loc = &issue.location;
-        if let Some(file) = &loc.file {
-            let mut line = format!("file {file}");
-            if let (Some(off), Some(len)) = (loc.offset, loc.len) {
-                line.push_str(&format!(" bytes {off}..{}", off.saturating_add(len)));
-            }
-            if files.insert(line.clone()) {
-                radius.push(line);
-            }
-        }
-        if let Some((a, b)) = loc.lsn_range {
-            let line = format!(
-                "records LSN {a}..={b} ({} records)",
-                b.saturating_sub(a).saturating_add(1)
-            );
-            if files.insert(line.clone()) {
-                radius.push(line);
-            }
         }
     }
     // Many symptoms of one cause are not a wider problem: only resources named by other issues widen it.
@@ -312,19 +238,129 @@ pub fn diagnose(issues: &[Issue], known: &[CausePair], cutoffs: &SeverityCutoffs
         .filter(|i| i.kind != IssueKind::Anomaly)
         .map(|i| i.resource.as_str())
         .collect();
-    if affected.len() >= 3 {
-        severity = worse_severity(severity);
-    }
-
+    let severity = if affected.len() >= 3 {
+        worse_severity(worst.severity)
+    } else {
+        worst.severity
+    };
     Diagnosis {
-        crisis,
+        crisis: worst.crisis,
         severity,
-        priority: priority(severity, crisis, score_max, issues.len()),
+        priority: priority(severity, worst.crisis, worst.score_max, issues.len()),
         root_issue,
         root_cause,
         evidence,
-        blast_radius: radius,
+        blast_radius: blast_radius(issues),
     }
+}
+
+/// The issues' worst crisis level, severity and score, and the index of the worst issue (severity first, then
+/// crisis level, then score; the first on a tie).
+struct Worst {
+    index: usize,
+    crisis: CrisisLevel,
+    severity: Severity,
+    score_max: f64,
+}
+
+fn worst_of(issues: &[Issue], cutoffs: &SeverityCutoffs) -> Worst {
+    let mut w = Worst {
+        index: 0,
+        crisis: CrisisLevel::Hiccup,
+        severity: Severity::Sev3,
+        score_max: 0.0,
+    };
+    let mut worst_key = (Severity::Sev3, CrisisLevel::Hiccup, 0.0f64);
+    for (idx, issue) in issues.iter().enumerate() {
+        let (c, s) = classify(issue, cutoffs);
+        w.crisis = w.crisis.max(c);
+        w.severity = w.severity.min(s);
+        w.score_max = w.score_max.max(issue.score);
+        let better = s < worst_key.0
+            || (s == worst_key.0
+                && (c > worst_key.1 || (c == worst_key.1 && issue.score > worst_key.2)));
+        if idx == 0 || better {
+            w.index = idx;
+            worst_key = (s, c, issue.score);
+        }
+    }
+    w
+}
+
+/// A root cause a known cause pair explains: the cause's index, the hypothesis and the evidence for it.
+struct Explained {
+    index: usize,
+    root_cause: String,
+    evidence: Vec<String>,
+}
+
+/// The first known pair (in `known`'s order) whose cause and effect are both among the issues.
+fn known_cause(issues: &[Issue], known: &[CausePair]) -> Option<Explained> {
+    for pair in known {
+        let Some(effect) = issues.iter().find(|i| i.code == pair.effect) else {
+            continue;
+        };
+        let Some((ci, cause)) = issues
+            .iter()
+            .enumerate()
+            .find(|(_, i)| i.code == pair.cause)
+        else {
+            continue;
+        };
+        return Some(Explained {
+            index: ci,
+            root_cause: format!(
+                "{} ({} on {} explains {} on {})",
+                pair.hypothesis, cause.code, cause.resource, effect.code, effect.resource
+            ),
+            evidence: vec![
+                format!(
+                    "symptom: {} on {} at {} µs: {}",
+                    effect.code, effect.resource, effect.detected_at, effect.summary
+                ),
+                format!(
+                    "cause: {} on {} at {} µs: {}",
+                    cause.code, cause.resource, cause.detected_at, cause.summary
+                ),
+                format!("known cause pair: {} -> {}", pair.cause, pair.effect),
+            ],
+        });
+    }
+    None
+}
+
+/// What the issues touch: each resource once, then each file range and LSN range once.
+fn blast_radius(issues: &[Issue]) -> Vec<String> {
+    let mut resources = BTreeSet::new();
+    let mut radius = Vec::new();
+    for issue in issues {
+        if resources.insert(issue.resource.clone()) {
+            radius.push(format!("resource {}", issue.resource));
+        }
+    }
+    let mut places = BTreeSet::new();
+    for issue in issues {
+        let loc = &issue.location;
+        if let Some(file) = &loc.file {
+            let mut line = format!("file {file}");
+            if let (Some(off), Some(len)) = (loc.offset, loc.len) {
+                line.push_str(&format!(" bytes {off}..{}", off.saturating_add(len)));
+            }
+            if places.insert(line.clone()) {
+                radius.push(line);
+            }
+        }
+        if let Some((a, b)) = loc.lsn_range {
+            let line = format!(
+                "records LSN {a}..={b} ({} records)",
+                b.saturating_sub(a).saturating_add(1)
+            );
+            if places.insert(line.clone()) {
+                radius.push(line);
+            }
+        }
+    }
+    radius
 }
 
 #[cfg(test)]

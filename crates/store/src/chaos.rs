@@ -444,6 +444,45 @@ pub struct RoundOutcome {
     pub reopen_error: Option<String>,
 }
 
+/// What driving one round's engine saw.
+#[derive(Debug, Default)]
+struct Drive {
+    /// Incidents the round opened.
+    opened: BTreeSet<u64>,
+    /// Time from injection to detection, ms.
+    detect_ms: Option<f64>,
+    /// When the fault was detected, on the wall clock.
+    detected_wall: Option<Instant>,
+    /// The issues that named the fault.
+    matching: Vec<Issue>,
+    /// Unscheduled engine cycles run.
+    cycles: u32,
+    /// Whether the environment faults were lifted.
+    lifted: bool,
+}
+
+/// Whether a fault is of the environment (it goes away by itself) rather than damage or a stale lock.
+fn environment_fault(faults: &[InjectedFault]) -> bool {
+    faults
+        .iter()
+        .any(|f| !f.kind.damages_bytes() && f.kind != FaultKind::StaleLock)
+}
+
+/// The incidents with an issue that names one of the faults.
+fn about_faults<'a>(
+    incidents: &'a [IncidentRecord],
+    faults: &[InjectedFault],
+) -> Vec<&'a IncidentRecord> {
+    incidents
+        .iter()
+        .filter(|i| {
+            i.issues
+                .iter()
+                .any(|is| faults.iter().any(|f| fault_matches(f, is)))
+        })
+        .collect()
+}
+
 /// When the forced tiers last ran, on the harness clock.
 #[derive(Debug, Clone, Copy, Default)]
 struct TiersRan {
@@ -872,6 +911,7 @@ impl Harness {
         self.heal_with(engine, faults, Instant::now())
     }
 
+    /// One round: drive the engine until the faults are healed or escalated, then judge the outcome.
     fn heal_with(
         &mut self,
         mut engine: Engine,
@@ -880,31 +920,37 @@ impl Harness {
     ) -> Result<RoundOutcome, ChaosError> {
         let round = self.round;
         self.round += 1;
-        let env_fault = faults
-            .iter()
-            .any(|f| !f.kind.damages_bytes() && f.kind != FaultKind::StaleLock);
-        let mut opened: BTreeSet<u64> = BTreeSet::new();
-        let mut detect_ms = None;
-        let mut matching: Vec<Issue> = Vec::new();
-        let mut cycles = 0;
-        let mut lifted = false;
+        let drive = self.drive(&mut engine, &faults, t0)?;
+        self.judge(round, engine, faults, drive, t0)
+    }
+
+    /// Runs the engine's cycles until the faults are detected and every incident about them is closed (at most
+    /// `cycles_max` cycles; on the schedule, cycles one shallow interval apart for at most a whole comprehensive
+    /// interval and the shallow one that may separate the fault from the next scrub). An environment fault is
+    /// lifted once the engine has seen it, or after as many blind cycles as the engine needs to raise a lasting
+    /// anomaly (`anomaly_for_samples`) and three more.
+    fn drive(
+        &mut self,
+        engine: &mut Engine,
+        faults: &[InjectedFault],
+        t0: Instant,
+    ) -> Result<Drive, ChaosError> {
+        let env_fault = environment_fault(faults);
+        let mut d = Drive::default();
         let mut settled = false;
-        // On the schedule: cycles one shallow interval apart until the fault is detected, for at most a whole
-        // comprehensive interval (and the shallow one that may separate the fault from the next scrub).
         let schedule = self.config.schedule;
         let injected_at = self.clock.now();
-        let mut detected_wall: Option<Instant> = None;
         let mut scheduled_cycles: u64 = 0;
         loop {
             let on_schedule = schedule.is_some_and(|s| {
-                detect_ms.is_none()
-                    && !lifted
+                d.detect_ms.is_none()
+                    && !d.lifted
                     && scheduled_cycles <= s.cycles_per_comprehensive() + 1
             });
-            if settled || (!on_schedule && cycles >= self.config.cycles_max) {
+            if settled || (!on_schedule && d.cycles >= self.config.cycles_max) {
                 break;
             }
-            if faults.iter().any(|f| f.kind == FaultKind::SlowIo) && !lifted {
+            if faults.iter().any(|f| f.kind == FaultKind::SlowIo) && !d.lifted {
                 // Puts under the slow disk give the detector its evidence: several per cycle, so each window's
                 // latency quantiles are the slow disk's, not one sample's (the engine raises an anomaly only when
                 // it lasts `anomaly_for_samples` windows).
@@ -915,54 +961,46 @@ impl Harness {
             let summary = match schedule.filter(|_| on_schedule) {
                 Some(s) => {
                     scheduled_cycles += 1;
-                    self.scheduled_cycle(&mut engine, &s)
+                    self.scheduled_cycle(engine, &s)
                 }
                 None => {
                     self.clock.advance(CYCLE_ADVANCE_US);
-                    cycles += 1;
+                    d.cycles += 1;
                     self.engine_cycles += 1;
                     engine.run_cycle()
                 }
             };
-            opened.extend(summary.incidents_opened.iter().copied());
-            let incidents = self.incidents(&opened);
+            d.opened.extend(summary.incidents_opened.iter().copied());
+            let incidents = self.incidents(&d.opened);
             for inc in &incidents {
                 for issue in &inc.issues {
-                    if faults.iter().any(|f| fault_matches(f, issue)) && !matching.contains(issue) {
-                        matching.push(issue.clone());
+                    if faults.iter().any(|f| fault_matches(f, issue)) && !d.matching.contains(issue)
+                    {
+                        d.matching.push(issue.clone());
                     }
                 }
             }
-            if detect_ms.is_none() && !matching.is_empty() {
-                detected_wall = Some(Instant::now());
-                detect_ms = Some(match schedule {
+            if d.detect_ms.is_none() && !d.matching.is_empty() {
+                d.detected_wall = Some(Instant::now());
+                d.detect_ms = Some(match schedule {
                     // The daemon's time: the schedule's intervals waited plus the checks' own run time.
                     Some(_) => self.clock.now().saturating_sub(injected_at) as f64 / 1e3,
                     None => t0.elapsed().as_secs_f64() * 1e3,
                 });
             }
-            // The environment recovers once the engine has seen the fault, or after as many blind cycles as the
-            // engine needs to raise a lasting anomaly (`anomaly_for_samples`) and three more.
             let blind_max = EngineConfig::default().anomaly_for_samples + 3;
-            let blind = cycles as u64 + scheduled_cycles;
-            if env_fault && !lifted && (detect_ms.is_some() || blind >= blind_max as u64) {
+            let blind = d.cycles as u64 + scheduled_cycles;
+            if env_fault && !d.lifted && (d.detect_ms.is_some() || blind >= blind_max as u64) {
                 self.lift_environment_faults();
-                lifted = true;
+                d.lifted = true;
                 if faults.iter().any(|f| f.kind == FaultKind::OutOfSpace) {
                     // Space is back: the next write must succeed.
                     let _ = self.store().free_bytes();
                 }
                 continue;
             }
-            let relevant: Vec<&IncidentRecord> = incidents
-                .iter()
-                .filter(|i| {
-                    i.issues
-                        .iter()
-                        .any(|is| faults.iter().any(|f| fault_matches(f, is)))
-                })
-                .collect();
-            settled = detect_ms.is_some()
+            let relevant = about_faults(&incidents, faults);
+            settled = d.detect_ms.is_some()
                 && !relevant.is_empty()
                 && relevant.iter().all(|i| i.resolution != Resolution::Open)
                 && engine
@@ -970,18 +1008,25 @@ impl Harness {
                     .iter()
                     .all(|a| !relevant.iter().any(|r| r.id == a.record.id));
         }
-        if !lifted {
+        if !d.lifted {
             self.lift_environment_faults();
         }
-        let incidents = self.incidents(&opened);
-        let relevant: Vec<&IncidentRecord> = incidents
-            .iter()
-            .filter(|i| {
-                i.issues
-                    .iter()
-                    .any(|is| faults.iter().any(|f| fault_matches(f, is)))
-            })
-            .collect();
+        Ok(d)
+    }
+
+    /// The round's outcome: who closed the incidents about the faults, a full scrub, every acknowledged document
+    /// from the live store, a write, and every document again after a reopen.
+    fn judge(
+        &mut self,
+        round: u32,
+        engine: Engine,
+        faults: Vec<InjectedFault>,
+        d: Drive,
+        t0: Instant,
+    ) -> Result<RoundOutcome, ChaosError> {
+        let env_fault = environment_fault(&faults);
+        let incidents = self.incidents(&d.opened);
+        let relevant = about_faults(&incidents, &faults);
         let escalated = relevant
             .iter()
             .any(|i| i.resolution == Resolution::Escalated)
@@ -1008,7 +1053,7 @@ impl Harness {
             matches!(self.known.get(&chaos_id(n)), Some(Known::Doc(_)))
         };
         // On the schedule: the time to detect, then the engine's own time from detection to the verified repair.
-        let repair_ms_candidate = match (schedule, detect_ms, detected_wall) {
+        let repair_ms_candidate = match (self.config.schedule, d.detect_ms, d.detected_wall) {
             (Some(_), Some(ttd), Some(at)) => ttd + at.elapsed().as_secs_f64() * 1e3,
             _ => t0.elapsed().as_secs_f64() * 1e3,
         };
@@ -1022,13 +1067,13 @@ impl Harness {
         Ok(RoundOutcome {
             round,
             faults,
-            detected: detect_ms.is_some(),
-            detect_ms,
+            detected: d.detect_ms.is_some(),
+            detect_ms: d.detect_ms,
             repaired,
             repair_ms: repaired.then_some(repair_ms_candidate),
             escalated,
-            cycles,
-            matching_issues: matching,
+            cycles: d.cycles,
+            matching_issues: d.matching,
             incidents,
             scrub_failures,
             live,

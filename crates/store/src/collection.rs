@@ -223,8 +223,6 @@ impl Settings {
     /// kept (`"flat"`: none, searches exact): the indexes are then `flat`, that one and `text` (with `"indexes"`
     /// too, it must be among them).
     pub fn from_json(v: &Value, dim_max: u32) -> Result<Settings, StoreError> {
-        let bad =
-            |key: &str, why: String| StoreError::InvalidInput(format!("setting {key}: {why}"));
         let Some(o) = v.as_object() else {
             return Err(StoreError::InvalidInput(
                 "collection settings must be a JSON object".into(),
@@ -234,95 +232,16 @@ impl Settings {
         let mut index = None;
         for (k, v) in o {
             match k.as_str() {
-                "dimension" => {
-                    let d = v
-                        .as_u64()
-                        .filter(|d| (1..=u64::from(dim_max)).contains(d))
-                        .ok_or_else(|| {
-                            bad(k, format!("{v} is not a whole number in 1..={dim_max}"))
-                        })?;
-                    s.dimension = Some(d as u32);
-                }
+                "dimension" => s.dimension = Some(dimension_of(v, dim_max)?),
                 "metric" => {
                     s.metric = serde_json::from_value(v.clone()).map_err(|_| {
                         bad(k, format!("{v} is not one of \"cosine\", \"dot\", \"l2\""))
                     })?;
                 }
-                "indexes" => {
-                    let mut kinds: Vec<IndexKind> =
-                        serde_json::from_value(v.clone()).map_err(|_| {
-                            bad(
-                                k,
-                                format!(
-                                    "{v} is not a list of \"flat\", \"hnsw\", \"ivf\", \"text\""
-                                ),
-                            )
-                        })?;
-                    kinds.sort();
-                    kinds.dedup();
-                    s.indexes = kinds;
-                }
-                "fields" => {
-                    let fields: BTreeMap<String, FieldKind> = serde_json::from_value(v.clone())
-                        .map_err(|_| {
-                            bad(
-                                k,
-                                format!(
-                                    "{v} is not an object of field name to \"keyword\", \"integer\", \"float\" \
-                                     or \"bool\""
-                                ),
-                            )
-                        })?;
-                    if fields.len() > FIELDS_MAX {
-                        return Err(bad(
-                            k,
-                            format!("{} fields, over the limit {FIELDS_MAX}", fields.len()),
-                        ));
-                    }
-                    if let Some(n) = fields.keys().find(|n| {
-                        n.is_empty()
-                            || n.len() > FIELD_NAME_BYTES_MAX
-                            || n.chars().any(char::is_control)
-                    }) {
-                        return Err(bad(
-                            k,
-                            format!(
-                                "field name {n:?}: 1 to {FIELD_NAME_BYTES_MAX} bytes without control characters"
-                            ),
-                        ));
-                    }
-                    s.fields = fields;
-                }
-                "index" => {
-                    let kind: IndexKind = serde_json::from_value(v.clone())
-                        .ok()
-                        .filter(|k| *k != IndexKind::Text)
-                        .ok_or_else(|| {
-                            bad(k, format!("{v} is not one of \"hnsw\", \"ivf\", \"flat\""))
-                        })?;
-                    index = Some(kind);
-                }
-                "ivf" => {
-                    let ivf: IvfSettings = serde_json::from_value(v.clone()).map_err(|e| {
-                        bad(
-                            k,
-                            format!("{v} is not an object of \"lists\" and \"probes\" ({e})"),
-                        )
-                    })?;
-                    if !(1..=IVF_LISTS_MAX).contains(&ivf.lists) {
-                        return Err(bad(
-                            "ivf.lists",
-                            format!("{} is outside 1..={IVF_LISTS_MAX}", ivf.lists),
-                        ));
-                    }
-                    if !(1..=ivf.lists).contains(&ivf.probes) {
-                        return Err(bad(
-                            "ivf.probes",
-                            format!("{} is outside 1..=lists ({})", ivf.probes, ivf.lists),
-                        ));
-                    }
-                    s.ivf = ivf;
-                }
+                "indexes" => s.indexes = indexes_of(v)?,
+                "fields" => s.fields = fields_of(v)?,
+                "index" => index = Some(vector_index_of(v)?),
+                "ivf" => s.ivf = ivf_of(v)?,
                 "recall_floor" => {
                     s.recall_floor = v
                         .as_f64()
@@ -338,20 +257,31 @@ impl Settings {
             }
         }
         if let Some(kind) = index {
-            if o.contains_key("indexes") {
-                if !s.keeps(kind) {
-                    return Err(bad(
-                        "index",
-                        format!("{kind:?} is not among \"indexes\" {:?}", s.indexes).to_lowercase(),
-                    ));
-                }
-            } else {
-                s.indexes = vec![IndexKind::Flat, kind, IndexKind::Text];
-                s.indexes.sort();
-                s.indexes.dedup();
-            }
+            s.keep_vector_index(kind, o.contains_key("indexes"))?;
         }
         Ok(s)
+    }
+
+    /// `"index": kind` names the approximate vector index kept: with `"indexes"` too it must be among them;
+    /// alone, the indexes become `flat`, that one and `text`.
+    fn keep_vector_index(
+        &mut self,
+        kind: IndexKind,
+        indexes_given: bool,
+    ) -> Result<(), StoreError> {
+        if indexes_given {
+            if !self.keeps(kind) {
+                return Err(bad(
+                    "index",
+                    format!("{kind:?} is not among \"indexes\" {:?}", self.indexes).to_lowercase(),
+                ));
+            }
+        } else {
+            self.indexes = vec![IndexKind::Flat, kind, IndexKind::Text];
+            self.indexes.sort();
+            self.indexes.dedup();
+        }
+        Ok(())
     }
 
     /// The settings as the API shows them.
@@ -373,6 +303,104 @@ impl Settings {
     pub fn keeps(&self, kind: IndexKind) -> bool {
         self.indexes.contains(&kind)
     }
+}
+
+/// A bad setting, named.
+fn bad(key: &str, why: String) -> StoreError {
+    StoreError::InvalidInput(format!("setting {key}: {why}"))
+}
+
+/// `"dimension"`: a whole number in 1..=`dim_max`.
+fn dimension_of(v: &Value, dim_max: u32) -> Result<u32, StoreError> {
+    v.as_u64()
+        .filter(|d| (1..=u64::from(dim_max)).contains(d))
+        .map(|d| d as u32)
+        .ok_or_else(|| {
+            bad(
+                "dimension",
+                format!("{v} is not a whole number in 1..={dim_max}"),
+            )
+        })
+}
+
+/// `"indexes"`: a list of index kinds, kept sorted without repeats.
+fn indexes_of(v: &Value) -> Result<Vec<IndexKind>, StoreError> {
+    let mut kinds: Vec<IndexKind> = serde_json::from_value(v.clone()).map_err(|_| {
+        bad(
+            "indexes",
+            format!("{v} is not a list of \"flat\", \"hnsw\", \"ivf\", \"text\""),
+        )
+    })?;
+    kinds.sort();
+    kinds.dedup();
+    Ok(kinds)
+}
+
+/// `"fields"`: at most [`FIELDS_MAX`] declared meta fields, each name 1 to [`FIELD_NAME_BYTES_MAX`] bytes
+/// without control characters.
+fn fields_of(v: &Value) -> Result<BTreeMap<String, FieldKind>, StoreError> {
+    let fields: BTreeMap<String, FieldKind> = serde_json::from_value(v.clone()).map_err(|_| {
+        bad(
+            "fields",
+            format!(
+                "{v} is not an object of field name to \"keyword\", \"integer\", \"float\" or \"bool\""
+            ),
+        )
+    })?;
+    if fields.len() > FIELDS_MAX {
+        return Err(bad(
+            "fields",
+            format!("{} fields, over the limit {FIELDS_MAX}", fields.len()),
+        ));
+    }
+    if let Some(n) = fields
+        .keys()
+        .find(|n| n.is_empty() || n.len() > FIELD_NAME_BYTES_MAX || n.chars().any(char::is_control))
+    {
+        return Err(bad(
+            "fields",
+            format!(
+                "field name {n:?}: 1 to {FIELD_NAME_BYTES_MAX} bytes without control characters"
+            ),
+        ));
+    }
+    Ok(fields)
+}
+
+/// `"index"`: the approximate vector index kept (`"flat"`: none).
+fn vector_index_of(v: &Value) -> Result<IndexKind, StoreError> {
+    serde_json::from_value(v.clone())
+        .ok()
+        .filter(|k| *k != IndexKind::Text)
+        .ok_or_else(|| {
+            bad(
+                "index",
+                format!("{v} is not one of \"hnsw\", \"ivf\", \"flat\""),
+            )
+        })
+}
+
+/// `"ivf"`: `lists` in 1..=[`IVF_LISTS_MAX`] and `probes` in 1..=lists.
+fn ivf_of(v: &Value) -> Result<IvfSettings, StoreError> {
+    let ivf: IvfSettings = serde_json::from_value(v.clone()).map_err(|e| {
+        bad(
+            "ivf",
+            format!("{v} is not an object of \"lists\" and \"probes\" ({e})"),
+        )
+    })?;
+    if !(1..=IVF_LISTS_MAX).contains(&ivf.lists) {
+        return Err(bad(
+            "ivf.lists",
+            format!("{} is outside 1..={IVF_LISTS_MAX}", ivf.lists),
+        ));
+    }
+    if !(1..=ivf.lists).contains(&ivf.probes) {
+        return Err(bad(
+            "ivf.probes",
+            format!("{} is outside 1..=lists ({})", ivf.probes, ivf.lists),
+        ));
+    }
+    Ok(ivf)
 }
 
 /// Where a collection is in its life.

@@ -208,14 +208,15 @@ impl CompositeConfig {
     /// `engine.composite.`), the value and the accepted range. A composite whose every weight is 0 would never score,
     /// and a lead that names no detector would never lead: both are refused.
     pub fn validate(&self) -> Result<(), String> {
-        let f = |key: &str, v: f64, lo: f64, hi: f64, lo_open: bool| {
-            range_f(&format!("composite.{key}"), v, lo, hi, lo_open)
-        };
-        let u = |key: &str, v: usize, lo: u64, hi: u64| {
-            range_u(&format!("composite.{key}"), v as u64, lo, hi)
-        };
         self.likelihood.validate("composite.likelihood.")?;
         self.surprise.validate("composite.surprise.")?;
+        self.validate_weights()?;
+        self.validate_refractory_and_cutoffs()?;
+        self.validate_detectors()
+    }
+
+    /// Each weight in range, at least one above 0, and every lead a detector of the composite.
+    fn validate_weights(&self) -> Result<(), String> {
         let w = &self.weights;
         let weights = [
             ("zscore", w.zscore),
@@ -228,7 +229,7 @@ impl CompositeConfig {
             ("range", w.range),
         ];
         for (name, weight) in weights {
-            f(&format!("weights.{name}"), weight, 0.0, FACTOR_MAX, false)?;
+            in_range_f(&format!("weights.{name}"), weight, 0.0, FACTOR_MAX, false)?;
         }
         if weights.iter().all(|(_, weight)| *weight == 0.0) {
             return Err(
@@ -245,23 +246,23 @@ impl CompositeConfig {
                 ));
             }
         }
-        f("combine_power", self.combine_power, 1.0, 64.0, false)?;
-        f(
+        Ok(())
+    }
+
+    /// How scores combine and quiet down after an alarm, and the severity cut-offs (each at least the one below).
+    fn validate_refractory_and_cutoffs(&self) -> Result<(), String> {
+        in_range_f("combine_power", self.combine_power, 1.0, 64.0, false)?;
+        in_range_f(
             "refractory_trigger",
             self.refractory_trigger,
             0.0,
             1.0,
             true,
         )?;
-        u("refractory_points", self.refractory_points, 0, WINDOW_MAX)?;
-        f("refractory_factor", self.refractory_factor, 0.0, 1.0, false)?;
-        f(
-            "refractory_breakout",
-            self.refractory_breakout,
-            0.0,
-            FACTOR_MAX,
-            false,
-        )?;
+        in_range_u("refractory_points", self.refractory_points, 0, WINDOW_MAX)?;
+        in_range_f("refractory_factor", self.refractory_factor, 0.0, 1.0, false)?;
+        let breakout = self.refractory_breakout;
+        in_range_f("refractory_breakout", breakout, 0.0, FACTOR_MAX, false)?;
         let c = &self.cutoffs;
         let cutoffs = [
             ("info", c.info),
@@ -272,119 +273,140 @@ impl CompositeConfig {
         ];
         let mut below = 0.0;
         for (name, v) in cutoffs {
-            f(&format!("cutoffs.{name}"), v, below, 1.0, false)?;
+            in_range_f(&format!("cutoffs.{name}"), v, below, 1.0, false)?;
             below = v;
         }
+        Ok(())
+    }
+
+    /// The windowed detectors' window, warm-up, threshold and scale; then the smoothed ones.
+    fn validate_detectors(&self) -> Result<(), String> {
+        let (z, m, i, r, v) = (
+            &self.zscore,
+            &self.mad,
+            &self.iqr,
+            &self.roc,
+            &self.variance,
+        );
         let windowed = [
             (
                 "zscore",
-                self.zscore.window,
-                self.zscore.min_samples,
-                self.zscore.threshold,
-                self.zscore.scale,
+                "window",
+                z.window,
+                z.min_samples,
+                "threshold",
+                z.threshold,
+                z.scale,
             ),
             (
                 "mad",
-                self.mad.window,
-                self.mad.min_samples,
-                self.mad.threshold,
-                self.mad.scale,
+                "window",
+                m.window,
+                m.min_samples,
+                "threshold",
+                m.threshold,
+                m.scale,
             ),
             (
                 "iqr",
-                self.iqr.window,
-                self.iqr.min_samples,
-                self.iqr.fence,
-                self.iqr.scale,
+                "window",
+                i.window,
+                i.min_samples,
+                "fence",
+                i.fence,
+                i.scale,
             ),
             (
                 "roc",
-                self.roc.window,
-                self.roc.min_samples,
-                self.roc.threshold,
-                self.roc.scale,
+                "window",
+                r.window,
+                r.min_samples,
+                "threshold",
+                r.threshold,
+                r.scale,
             ),
             (
                 "variance",
-                self.variance.short_window,
-                self.variance.min_samples,
-                self.variance.threshold,
-                self.variance.scale,
+                "short_window",
+                v.short_window,
+                v.min_samples,
+                "threshold",
+                v.threshold,
+                v.scale,
             ),
         ];
-        for (name, window, min_samples, threshold, scale) in windowed {
-            let window_key = if name == "variance" {
-                "short_window"
-            } else {
-                "window"
-            };
-            u(&format!("{name}.{window_key}"), window, 2, WINDOW_MAX)?;
-            u(
+        for (name, window_key, window, min_samples, threshold_key, threshold, scale) in windowed {
+            in_range_u(&format!("{name}.{window_key}"), window, 2, WINDOW_MAX)?;
+            in_range_u(
                 &format!("{name}.min_samples"),
                 min_samples,
                 0,
                 MIN_SAMPLES_MAX,
             )?;
-            let threshold_key = if name == "iqr" { "fence" } else { "threshold" };
-            f(
+            in_range_f(
                 &format!("{name}.{threshold_key}"),
                 threshold,
                 0.0,
                 FACTOR_MAX,
                 false,
             )?;
-            f(&format!("{name}.scale"), scale, 0.0, FACTOR_MAX, true)?;
+            in_range_f(&format!("{name}.scale"), scale, 0.0, FACTOR_MAX, true)?;
         }
+        self.validate_smoothed()
+    }
+
+    /// The smoothed detectors' (ewma, seasonal) factor, warm-up, threshold and scale, and the variance and range
+    /// detectors' own settings.
+    fn validate_smoothed(&self) -> Result<(), String> {
+        let v = &self.variance;
+        let (e, s) = (&self.ewma, &self.seasonal);
         let smoothed = [
-            (
-                "ewma",
-                self.ewma.alpha,
-                self.ewma.min_samples,
-                self.ewma.threshold,
-                self.ewma.scale,
-            ),
-            (
-                "seasonal",
-                self.seasonal.alpha,
-                self.seasonal.min_samples,
-                self.seasonal.threshold,
-                self.seasonal.scale,
-            ),
+            ("ewma", e.alpha, e.min_samples, e.threshold, e.scale),
+            ("seasonal", s.alpha, s.min_samples, s.threshold, s.scale),
         ];
         for (name, alpha, min_samples, threshold, scale) in smoothed {
-            f(&format!("{name}.alpha"), alpha, 0.0, 1.0, true)?;
-            u(
+            in_range_f(&format!("{name}.alpha"), alpha, 0.0, 1.0, true)?;
+            in_range_u(
                 &format!("{name}.min_samples"),
                 min_samples,
                 0,
                 MIN_SAMPLES_MAX,
             )?;
-            f(
+            in_range_f(
                 &format!("{name}.threshold"),
                 threshold,
                 0.0,
                 FACTOR_MAX,
                 false,
             )?;
-            f(&format!("{name}.scale"), scale, 0.0, FACTOR_MAX, true)?;
+            in_range_f(&format!("{name}.scale"), scale, 0.0, FACTOR_MAX, true)?;
         }
-        f("variance.alpha", self.variance.alpha, 0.0, 1.0, true)?;
-        u(
+        in_range_f("variance.alpha", v.alpha, 0.0, 1.0, true)?;
+        in_range_u(
             "range.min_samples",
             self.range.min_samples,
             0,
             MIN_SAMPLES_MAX,
         )?;
-        f(
+        in_range_f(
             "range.tolerance",
             self.range.tolerance,
             0.0,
             FACTOR_MAX,
             false,
         )?;
-        f("range.scale", self.range.scale, 0.0, FACTOR_MAX, true)?;
-        Ok(())
+        in_range_f("range.scale", self.range.scale, 0.0, FACTOR_MAX, true)
     }
+}
+
+/// `engine.composite.<key>` within range, or an error naming key, value and range.
+fn in_range_f(key: &str, v: f64, lo: f64, hi: f64, lo_open: bool) -> Result<(), String> {
+    range_f(&format!("composite.{key}"), v, lo, hi, lo_open)
+}
+
+/// `engine.composite.<key>` within `lo..=hi`, or an error naming key, value and range.
+fn in_range_u(key: &str, v: usize, lo: u64, hi: u64) -> Result<(), String> {
+    range_u(&format!("composite.{key}"), v as u64, lo, hi)
 }
 
 struct Part {

@@ -374,9 +374,202 @@ impl Likelihood {
         (above / total).min(1.0).ln() + ln_excess
     }
 
+    /// The raw score of `value`: its distance from the level in spreads, squashed into 0..1; against the same hour
+    /// of earlier days too once the profile knows it (the larger). Updates the hour's profile. Differences are taken
+    /// halved so that values near ±f64::MAX cannot overflow.
+    fn raw_score(&mut self, at: Timestamp, value: f64) -> Raw {
+        let range = 2.0 * (self.max / 2.0 - self.min / 2.0);
+        let distance = 2.0 * (value / 2.0 - self.level / 2.0).abs();
+        // Rounding noise of the level (it converges to a flat value only to within an ulp) is not a move.
+        let noise = 1e-12 * self.level.abs().max(value.abs());
+        let spreads = if distance <= noise {
+            0.0
+        } else if self.spread > 0.0 {
+            distance / self.spread
+        } else {
+            f64::INFINITY
+        };
+        let (surprise, raw_log) = (self.config.surprise, self.ranking.raw_log);
+        let mut score = squash(spreads, surprise, raw_log);
+        let hour = at / US_PER_HOUR;
+        let day = hour / 24;
+        let history_weight = self.history_weight;
+        let b = &mut self.buckets[(hour % BUCKETS as u64) as usize];
+        let bucket_distance = 2.0 * (value / 2.0 - b.mean / 2.0).abs();
+        if b.days >= SEASON_DAYS_MIN {
+            let bd = if bucket_distance <= 1e-12 * b.mean.abs().max(value.abs()) {
+                0.0
+            } else if b.spread > 0.0 {
+                bucket_distance / b.spread
+            } else {
+                f64::INFINITY
+            };
+            score = score.max(squash(bd, surprise, raw_log));
+        }
+        if b.seen == 0 || b.last_day != day {
+            b.days = b.days.saturating_add(1);
+            b.last_day = day;
+        }
+        b.seen = b.seen.saturating_add(1);
+        if b.seen == 1 {
+            b.mean = value;
+        } else {
+            let bw = Self::weight(b.seen - 1, BUCKETS as f64 * history_weight);
+            b.spread += bw * (bucket_distance.min(f64::MAX) - b.spread);
+            b.mean += bw * (value - b.mean);
+        }
+        Raw {
+            score,
+            spreads,
+            distance,
+            range,
+        }
+    }
+
+    /// Puts a raw score in the ring; returns the short average.
+    fn push_raw(&mut self, raw: f64) -> f64 {
+        self.ring_sum += raw - self.ring[self.ring_at];
+        self.ring[self.ring_at] = raw;
+        self.ring_at = (self.ring_at + 1) % self.ring.len();
+        if self.ring_at == 0 {
+            // Once per turn of the ring, the running sum is recomputed, so rounding cannot drift over a long stream.
+            self.ring_sum = self.ring.iter().sum();
+        }
+        (self.ring_sum / self.ring.len() as f64).clamp(0.0, 1.0)
+    }
+
+    /// Learns this point: spread, level (of the median of the last three), range; and the short average joins its
+    /// distribution once the ring holds raw scores only.
+    fn learn(&mut self, value: f64, distance: f64, avg: f64) {
+        let w = Self::weight(self.seen - 1, self.history_weight);
+        let lw = Self::weight(self.seen - 1, self.level_weight);
+        self.spread += w * (distance.min(f64::MAX) - self.spread);
+        let [a, b] = self.prev;
+        let median = a.max(b).min(value).max(a.min(b));
+        self.prev = [b, value];
+        self.level += lw * (median - self.level);
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        if self.seen <= self.ring.len() as u64 {
+            return;
+        }
+        self.avg_seen += 1;
+        let aw = Self::weight(self.avg_seen, self.history_weight);
+        // Forgetting by (1 - aw) is a larger unit for what enters; far from 1, the weights are rescaled.
+        if aw >= 1.0 {
+            self.hist = [0.0; TAIL_BINS];
+            self.hist_unit = 1.0;
+            self.hist_sum = 0.0;
+        } else {
+            self.hist_unit /= 1.0 - aw;
+        }
+        let bin = ((avg.sqrt() * TAIL_BINS as f64) as usize).min(TAIL_BINS - 1);
+        self.hist[bin] += aw * self.hist_unit;
+        self.hist_sum += aw * self.hist_unit;
+        if self.hist_unit > 1e100 {
+            for h in &mut self.hist {
+                *h /= self.hist_unit;
+            }
+            self.hist_unit = 1.0;
+            self.hist_sum = self.hist.iter().sum();
+        }
+    }
+
+    /// A new extreme needs less evidence: `extreme_evidence` of the log-probability of an alarm (none beyond a
+    /// range of zero width: a flat metric that moves). It is ranked above ordinary points by how far beyond the
+    /// tolerance it lies, never alarming by that alone.
+    fn extreme_score(&self, beyond: f64, range: f64, extreme: bool, likelihood_score: f64) -> f64 {
+        let e = if range > 0.0 {
+            beyond / range - self.config.extreme_tolerance
+        } else {
+            f64::INFINITY
+        };
+        let needed = if e.is_finite() && e < self.ranking.leap {
+            self.config.extreme_evidence
+        } else {
+            0.0
+        };
+        let evidence = if !extreme {
+            0.0
+        } else if needed > 0.0 {
+            clean_score(likelihood_score / needed)
+        } else {
+            1.0
+        };
+        let floor = self.ranking.extreme_floor;
+        let ranked = if floor > 0.0 && e.is_finite() {
+            floor + (ECHO_CAP - floor) * e / (e + self.config.extreme_tolerance)
+        } else {
+            0.0
+        };
+        evidence.max(ranked)
+    }
+
+    /// One alarm per event: the score reported and whether it was held back. With a refractory horizon
+    /// (threshold-free), a point scores only above the faded memory of the scores before it (raised by the margin
+    /// after a report), or when it is the event's first alarm, so the engine's cut-off is crossed once; without,
+    /// scores after the event's first alarm are capped until it calms.
+    fn one_alarm_per_event(&mut self, uncapped: f64) -> (f64, bool) {
+        let horizon = self.ranking.refractory_horizon;
+        if horizon > 0.0 {
+            let fade = 1.0 - 1.0 / horizon.max(1.0);
+            let before = self.memory;
+            let first_alarm = uncapped >= ALARM && self.reported < ALARM;
+            self.memory = (before * fade).max(uncapped);
+            self.reported *= fade;
+            if uncapped > before || first_alarm {
+                self.memory = uncapped + self.ranking.refractory_margin * (1.0 - uncapped);
+                self.reported = uncapped;
+                (uncapped, false)
+            } else {
+                (0.0, uncapped > 0.0)
+            }
+        } else if uncapped >= ALARM {
+            if self.in_event {
+                (uncapped.min(ECHO_CAP), true)
+            } else {
+                self.in_event = true;
+                (uncapped, false)
+            }
+        } else {
+            if uncapped < CALM {
+                self.in_event = false;
+            }
+            (uncapped, false)
+        }
+    }
+
     /// A weight that averages the first `n` samples equally, then forgets with `floor`.
     fn weight(n: u64, floor: f64) -> f64 {
         (1.0 / n.max(1) as f64).max(floor)
+    }
+}
+
+/// A point's raw score and what it was measured from.
+struct Raw {
+    /// Squashed into 0..1.
+    score: f64,
+    /// Distance from the level in spreads (infinite when the spread is 0 and the point moved).
+    spreads: f64,
+    /// Distance from the level.
+    distance: f64,
+    /// The range (max − min) before this point.
+    range: f64,
+}
+
+/// A distance in spreads squashed into 0..1: (d/surprise)^RAW_POWER as q/(1+q), or logarithmically with `raw_log`.
+fn squash(d: f64, surprise: f64, raw_log: f64) -> f64 {
+    if !d.is_finite() {
+        return 1.0;
+    }
+    let q = (d / surprise).powi(RAW_POWER);
+    if !q.is_finite() {
+        1.0
+    } else if raw_log > 0.0 {
+        let l = q.ln_1p();
+        l / (l + raw_log)
+    } else {
+        q / (1.0 + q)
     }
 }
 
@@ -406,118 +599,17 @@ impl Detector for Likelihood {
             return 0.0;
         }
         self.seen = self.seen.saturating_add(1);
-
-        // 1. Raw score against the level and spread before this point. Differences are taken halved so that values
-        //    near ±f64::MAX cannot overflow.
-        let range = 2.0 * (self.max / 2.0 - self.min / 2.0);
-        let distance = 2.0 * (value / 2.0 - self.level / 2.0).abs();
-        // Rounding noise of the level (it converges to a flat value only to within an ulp) is not a move.
-        let noise = 1e-12 * self.level.abs().max(value.abs());
-        let d = if distance <= noise {
-            0.0
-        } else if self.spread > 0.0 {
-            distance / self.spread
-        } else {
-            f64::INFINITY
-        };
-        let surprise = self.config.surprise;
-        let raw_log = self.ranking.raw_log;
-        let squash = |d: f64| {
-            if d.is_finite() {
-                let q = (d / surprise).powi(RAW_POWER);
-                if !q.is_finite() {
-                    1.0
-                } else if raw_log > 0.0 {
-                    let l = q.ln_1p();
-                    l / (l + raw_log)
-                } else {
-                    q / (1.0 + q)
-                }
-            } else {
-                1.0
-            }
-        };
-        // Against the level, and against the same hour of earlier days once the profile knows it: the larger.
-        let mut raw = squash(d);
-        let hour = at / US_PER_HOUR;
-        let day = hour / 24;
-        let b = &mut self.buckets[(hour % BUCKETS as u64) as usize];
-        let bucket_distance = 2.0 * (value / 2.0 - b.mean / 2.0).abs();
-        if b.days >= SEASON_DAYS_MIN {
-            let bd = if bucket_distance <= 1e-12 * b.mean.abs().max(value.abs()) {
-                0.0
-            } else if b.spread > 0.0 {
-                bucket_distance / b.spread
-            } else {
-                f64::INFINITY
-            };
-            raw = raw.max(squash(bd));
-        }
-        if b.seen == 0 || b.last_day != day {
-            b.days = b.days.saturating_add(1);
-            b.last_day = day;
-        }
-        b.seen = b.seen.saturating_add(1);
-        if b.seen == 1 {
-            b.mean = value;
-        } else {
-            let bw = Self::weight(b.seen - 1, BUCKETS as f64 * self.history_weight);
-            b.spread += bw * (bucket_distance.min(f64::MAX) - b.spread);
-            b.mean += bw * (value - b.mean);
-        }
-
+        // 1. Raw score against the level and spread (and the hour's profile) before this point.
+        let raw = self.raw_score(at, value);
         // 3. New extreme, against the range before this point.
         let beyond = (value - self.max).max(self.min - value).max(0.0);
-        let novel = beyond > 0.0 && beyond > self.config.extreme_tolerance * range;
-        let extreme = novel && d >= surprise;
-        let floored = novel && d >= self.ranking.floor_spreads;
-
+        let novel = beyond > 0.0 && beyond > self.config.extreme_tolerance * raw.range;
+        let extreme = novel && raw.spreads >= self.config.surprise;
+        let floored = novel && raw.spreads >= self.ranking.floor_spreads;
         // 2. The short average against its running distribution (before this point).
-        self.ring_sum += raw - self.ring[self.ring_at];
-        self.ring[self.ring_at] = raw;
-        self.ring_at = (self.ring_at + 1) % self.ring.len();
-        if self.ring_at == 0 {
-            // Once per turn of the ring, the running sum is recomputed, so rounding cannot drift over a long stream.
-            self.ring_sum = self.ring.iter().sum();
-        }
-        let window = self.ring.len() as u64;
-        let avg = (self.ring_sum / window as f64).clamp(0.0, 1.0);
+        let avg = self.push_raw(raw.score);
         let ln_p = self.ln_tail(avg);
-
-        // Update the state with this point.
-        let w = Self::weight(self.seen - 1, self.history_weight);
-        let lw = Self::weight(self.seen - 1, self.level_weight);
-        self.spread += w * (distance.min(f64::MAX) - self.spread);
-        let [a, b] = self.prev;
-        let median = a.max(b).min(value).max(a.min(b));
-        self.prev = [b, value];
-        self.level += lw * (median - self.level);
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-        // The short average joins its distribution once its window holds raw scores only.
-        if self.seen > window {
-            self.avg_seen += 1;
-            let aw = Self::weight(self.avg_seen, self.history_weight);
-            // Forgetting by (1 - aw) is a larger unit for what enters; far from 1, the weights are rescaled.
-            if aw >= 1.0 {
-                self.hist = [0.0; TAIL_BINS];
-                self.hist_unit = 1.0;
-                self.hist_sum = 0.0;
-            } else {
-                self.hist_unit /= 1.0 - aw;
-            }
-            let bin = ((avg.sqrt() * TAIL_BINS as f64) as usize).min(TAIL_BINS - 1);
-            self.hist[bin] += aw * self.hist_unit;
-            self.hist_sum += aw * self.hist_unit;
-            if self.hist_unit > 1e100 {
-                for h in &mut self.hist {
-                    *h /= self.hist_unit;
-                }
-                self.hist_unit = 1.0;
-                self.hist_sum = self.hist.iter().sum();
-            }
-        }
-
+        self.learn(value, raw.distance, avg);
         if self.seen <= self.config.warm_up as u64 {
             self.last = LastPoint::Warming { seen: self.seen };
             return 0.0;
@@ -527,76 +619,18 @@ impl Detector for Likelihood {
         } else {
             0.0
         };
-        // A new extreme needs less evidence: `extreme_evidence` of the log-probability of an alarm (none beyond a
-        // range of zero width: a flat metric that moves).
         let extreme_score = if extreme || floored {
-            let e = if range > 0.0 {
-                beyond / range - self.config.extreme_tolerance
-            } else {
-                f64::INFINITY
-            };
-            let needed = if e.is_finite() && e < self.ranking.leap {
-                self.config.extreme_evidence
-            } else {
-                0.0
-            };
-            let evidence = if !extreme {
-                0.0
-            } else if needed > 0.0 {
-                clean_score(likelihood_score / needed)
-            } else {
-                1.0
-            };
-            // Ranked above ordinary points by how far beyond the tolerance it lies, never alarming by that alone.
-            let floor = self.ranking.extreme_floor;
-            let ranked = if floor > 0.0 && e.is_finite() {
-                floor + (ECHO_CAP - floor) * e / (e + self.config.extreme_tolerance)
-            } else {
-                0.0
-            };
-            evidence.max(ranked)
+            self.extreme_score(beyond, raw.range, extreme, likelihood_score)
         } else {
             0.0
         };
-        let uncapped = likelihood_score.max(extreme_score);
         // 4. One alarm per event.
-        let mut capped = false;
-        let horizon = self.ranking.refractory_horizon;
-        let score = if horizon > 0.0 {
-            // Threshold-free: a point scores only above the faded memory of the scores before it (raised by the
-            // margin after a report), or when it is the event's first alarm: the engine's cut-off is crossed once.
-            let fade = 1.0 - 1.0 / horizon.max(1.0);
-            let before = self.memory;
-            let first_alarm = uncapped >= ALARM && self.reported < ALARM;
-            self.memory = (before * fade).max(uncapped);
-            self.reported *= fade;
-            if uncapped > before || first_alarm {
-                self.memory = uncapped + self.ranking.refractory_margin * (1.0 - uncapped);
-                self.reported = uncapped;
-                uncapped
-            } else {
-                capped = uncapped > 0.0;
-                0.0
-            }
-        } else if uncapped >= ALARM {
-            if self.in_event {
-                capped = true;
-                uncapped.min(ECHO_CAP)
-            } else {
-                self.in_event = true;
-                uncapped
-            }
-        } else {
-            if uncapped < CALM {
-                self.in_event = false;
-            }
-            uncapped
-        };
+        let (score, capped) = self.one_alarm_per_event(likelihood_score.max(extreme_score));
         self.last = LastPoint::Scored {
             value,
             level: self.level,
             spread: self.spread,
-            raw,
+            raw: raw.score,
             avg,
             ln_p,
             likelihood_score,

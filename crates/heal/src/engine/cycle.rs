@@ -161,14 +161,11 @@ impl Engine {
             let Some(mut inc) = self.active.remove(&id) else {
                 continue;
             };
-            let closed = self.handle(
-                &mut inc,
-                &strategies,
-                &mut busy,
-                &mut repairs_started,
-                s,
-                alerts,
-            );
+            let budget = act::CycleBudget {
+                busy: &mut busy,
+                repairs_started: &mut repairs_started,
+            };
+            let closed = self.handle(&mut inc, &strategies, budget, s, alerts);
             escalated_now |= inc.status == IncidentStatus::Escalated
                 || inc.status == IncidentStatus::AwaitingApproval;
             let record = inc.record.clone();

@@ -102,105 +102,125 @@ impl Opening<'_> {
         loaded: &manifest::Loaded,
     ) -> Result<(Manifest, bool), StoreError> {
         let any_copy = loaded.copies.iter().any(Option::is_some);
-        let names = |sub: &str| -> Vec<(String, u64)> {
-            std::fs::read_dir(self.dir.join(sub))
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| {
-                            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-                            (e.file_name().to_string_lossy().into_owned(), len)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let wal_files = names("wal");
-        let snap_files = names(SNAP_DIR);
+        let wal_files = names_in(&self.dir.join("wal"));
+        let snap_files = names_in(&self.dir.join(SNAP_DIR));
         // A crash while creating a new store leaves at most an empty first segment and no manifest.
         let interrupted_create = snap_files.is_empty()
             && wal_files.iter().all(|(n, len)| {
                 (n.starts_with(&format!("{:016}.", 1)) || n.ends_with(".tmp"))
                     && *len <= wal::HEADER_BYTES
             });
-        let rebuilt = if any_copy || !interrupted_create {
-            reconstruct(self.dir)
-        } else {
-            None
-        };
-        if let Some(m) = rebuilt {
-            if !self.read_only {
-                manifest::write_both(&self.config.io, self.dir, &m)
-                    .map_err(ioe("writing the rebuilt manifest"))?;
-                self.report.manifest_copies_restored =
-                    manifest::COPIES.iter().map(|c| c.to_string()).collect();
+        let holds_data = any_copy || !interrupted_create;
+        if holds_data {
+            match reconstruct(self.dir) {
+                Some(m) => self.take_rebuilt(m, loaded).map(|m| (m, false)),
+                None => Err(no_valid_copy(loaded)),
             }
-            self.issues.push(
-                issue(
-                    IssueKind::Integrity,
-                    Code::ManifestRebuilt,
-                    "MANIFEST-A",
-                    format!(
-                        "no valid manifest copy; rebuilt from the files present: {}, {} segment(s)",
-                        m.snapshot_lsn
-                            .map_or("no snapshot".to_string(), |l| format!(
-                                "snapshot at LSN {l}"
-                            )),
-                        m.segments.len()
-                    ),
-                    "store.open",
-                )
-                .data_at_risk()
-                .evidence("copies", format!("{:?}", loaded.copies)),
-            );
-            Ok((m, false))
-        } else if any_copy || !interrupted_create {
-            let why = loaded
-                .copies
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("{}: {:?}", manifest::COPIES[i], c))
-                .collect::<Vec<_>>()
-                .join("; ");
-            Err(StoreError::corrupt(
-                format!("no valid manifest copy, but the directory holds data ({why})"),
-                Location {
-                    file: Some("MANIFEST-A".into()),
-                    ..Location::default()
-                },
-            ))
         } else if self.read_only {
             Err(StoreError::InvalidInput(super::no_store_message(self.dir)))
         } else {
-            for (n, _) in &wal_files {
-                let _ = std::fs::remove_file(wal::wal_dir(self.dir).join(n));
-            }
-            let seg = OpenSegment::create(
-                &self.config.io,
-                self.dir,
-                1,
-                1,
-                self.config.mirror_open_segment,
-            )
-            .map_err(ioe("creating the first WAL segment"))?;
-            drop(seg);
-            let m = Manifest {
-                version: manifest::VERSION,
-                generation: 1,
-                vector_dim: self.config.vector_dim,
-                snapshot_lsn: None,
-                segments: vec![SegmentEntry {
-                    id: 1,
-                    first_lsn: 1,
-                    sealed: false,
-                    sealed_len: 0,
-                }],
-            };
-            manifest::write_both(&self.config.io, self.dir, &m)
-                .map_err(ioe("writing the first manifest"))?;
-            self.report.created = true;
-            Ok((m, true))
+            self.create_first(&wal_files).map(|m| (m, true))
         }
     }
+
+    /// A manifest rebuilt from the files present: written as both copies (unless read-only), reported with data
+    /// at risk.
+    fn take_rebuilt(
+        &mut self,
+        m: Manifest,
+        loaded: &manifest::Loaded,
+    ) -> Result<Manifest, StoreError> {
+        if !self.read_only {
+            manifest::write_both(&self.config.io, self.dir, &m)
+                .map_err(ioe("writing the rebuilt manifest"))?;
+            self.report.manifest_copies_restored =
+                manifest::COPIES.iter().map(|c| c.to_string()).collect();
+        }
+        self.issues.push(
+            issue(
+                IssueKind::Integrity,
+                Code::ManifestRebuilt,
+                "MANIFEST-A",
+                format!(
+                    "no valid manifest copy; rebuilt from the files present: {}, {} segment(s)",
+                    m.snapshot_lsn
+                        .map_or("no snapshot".to_string(), |l| format!(
+                            "snapshot at LSN {l}"
+                        )),
+                    m.segments.len()
+                ),
+                "store.open",
+            )
+            .data_at_risk()
+            .evidence("copies", format!("{:?}", loaded.copies)),
+        );
+        Ok(m)
+    }
+
+    /// A new store (or one whose creation was interrupted): leftovers removed, the first segment and both
+    /// manifest copies created.
+    fn create_first(&mut self, wal_files: &[(String, u64)]) -> Result<Manifest, StoreError> {
+        for (n, _) in wal_files {
+            let _ = std::fs::remove_file(wal::wal_dir(self.dir).join(n));
+        }
+        let seg = OpenSegment::create(
+            &self.config.io,
+            self.dir,
+            1,
+            1,
+            self.config.mirror_open_segment,
+        )
+        .map_err(ioe("creating the first WAL segment"))?;
+        drop(seg);
+        let m = Manifest {
+            version: manifest::VERSION,
+            generation: 1,
+            vector_dim: self.config.vector_dim,
+            snapshot_lsn: None,
+            segments: vec![SegmentEntry {
+                id: 1,
+                first_lsn: 1,
+                sealed: false,
+                sealed_len: 0,
+            }],
+        };
+        manifest::write_both(&self.config.io, self.dir, &m)
+            .map_err(ioe("writing the first manifest"))?;
+        self.report.created = true;
+        Ok(m)
+    }
+}
+
+/// The names and lengths of the entries of `dir` (none when it cannot be read).
+fn names_in(dir: &Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    (e.file_name().to_string_lossy().into_owned(), len)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// No manifest copy is valid and none can be rebuilt, but the directory holds data: refused, with each copy's state.
+fn no_valid_copy(loaded: &manifest::Loaded) -> StoreError {
+    let why = loaded
+        .copies
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{}: {:?}", manifest::COPIES[i], c))
+        .collect::<Vec<_>>()
+        .join("; ");
+    StoreError::corrupt(
+        format!("no valid manifest copy, but the directory holds data ({why})"),
+        Location {
+            file: Some("MANIFEST-A".into()),
+            ..Location::default()
+        },
+    )
 }
 
 /// Upgrades a manifest of an older version in place: the same layout at the next generation, written as
