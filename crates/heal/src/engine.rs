@@ -420,6 +420,8 @@ pub struct Engine {
     followups: BTreeMap<u64, FollowUp>,
     /// The follow-ups as last saved to the knowledge base (written again only when they change).
     followups_saved: Vec<SavedFollowUp>,
+    /// The alert times as last saved to the knowledge base.
+    alert_times_saved: Vec<(String, Timestamp)>,
 }
 
 /// One detected series: its detector and the value it saw last.
@@ -588,6 +590,7 @@ impl Engine {
             in_flight: RepairsInFlight::default(),
             followups: BTreeMap::new(),
             followups_saved: Vec::new(),
+            alert_times_saved: Vec::new(),
         };
         engine.trends = engine
             .config
@@ -608,6 +611,7 @@ impl Engine {
         engine.seed_recurring(&records);
         engine.resume_unresolved(&records);
         engine.resume_followups()?;
+        engine.resume_alert_times()?;
         Ok(engine)
     }
 

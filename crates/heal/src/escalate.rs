@@ -231,6 +231,25 @@ impl AlertManager {
         fired
     }
 
+    /// Every alert key with when it last fired, for those fired within `horizon_us` before `now`, sorted by key
+    /// (what a restart needs to keep the cooldowns).
+    pub fn fired_within(&self, now: Timestamp, horizon_us: u64) -> Vec<(String, Timestamp)> {
+        let mut out: Vec<(String, Timestamp)> = self
+            .last_fired
+            .iter()
+            .filter(|(_, t)| now.saturating_sub(**t) < horizon_us)
+            .map(|(k, t)| (k.clone(), *t))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Takes back when `key` last fired (saved before a restart); a later time already known wins.
+    pub fn remember_fired(&mut self, key: String, at: Timestamp) {
+        let t = self.last_fired.entry(key).or_insert(at);
+        *t = (*t).max(at);
+    }
+
     /// Fires `alert` unless one with its key fired within `cooldown_us`.
     pub fn fire(&mut self, alert: Alert, cooldown_us: u64) -> Option<Alert> {
         if let Some(&t) = self.last_fired.get(&alert.key)

@@ -141,6 +141,15 @@ pub trait KnowledgeBase: Send + Sync {
     fn followups(&self) -> Result<Vec<crate::engine::SavedFollowUp>, KbError> {
         Ok(Vec::new())
     }
+    /// Replaces the saved alert times (each alert key with when it last fired, all of them), so an alert still in
+    /// its cooldown is not sent again after a restart. A knowledge base that keeps none forgets them at restart.
+    fn save_alert_times(&self, _times: &[(String, Timestamp)]) -> Result<(), KbError> {
+        Ok(())
+    }
+    /// The alert times last saved.
+    fn alert_times(&self) -> Result<Vec<(String, Timestamp)>, KbError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A knowledge base in memory, for tests and for running without persistence. Lost on restart.
@@ -149,6 +158,7 @@ pub struct MemoryKnowledgeBase {
     records: std::sync::Mutex<std::collections::BTreeMap<u64, IncidentRecord>>,
     stats: std::sync::Mutex<std::collections::HashMap<(String, String), StrategyStats>>,
     followups: std::sync::Mutex<Vec<crate::engine::SavedFollowUp>>,
+    alert_times: std::sync::Mutex<Vec<(String, Timestamp)>>,
 }
 
 impl MemoryKnowledgeBase {
@@ -233,6 +243,19 @@ impl KnowledgeBase for MemoryKnowledgeBase {
 
     fn followups(&self) -> Result<Vec<crate::engine::SavedFollowUp>, KbError> {
         Ok(self.followups.lock().map_err(|_| Self::poisoned())?.clone())
+    }
+
+    fn save_alert_times(&self, times: &[(String, Timestamp)]) -> Result<(), KbError> {
+        *self.alert_times.lock().map_err(|_| Self::poisoned())? = times.to_vec();
+        Ok(())
+    }
+
+    fn alert_times(&self) -> Result<Vec<(String, Timestamp)>, KbError> {
+        Ok(self
+            .alert_times
+            .lock()
+            .map_err(|_| Self::poisoned())?
+            .clone())
     }
 }
 

@@ -118,6 +118,11 @@ const MIGRATIONS: &[&str] = &[
          incident INTEGER PRIMARY KEY,
          state    TEXT NOT NULL
      );",
+    // 6: when each alert last fired (within the longest cooldown), so a restart keeps the cooldowns.
+    "CREATE TABLE alert_times (
+         key      TEXT PRIMARY KEY,
+         fired_at INTEGER NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.
@@ -750,6 +755,14 @@ impl KnowledgeBase for SqliteKb {
 
     fn followups(&self) -> Result<Vec<heal::engine::SavedFollowUp>, KbError> {
         self.saved_followups()
+    }
+
+    fn save_alert_times(&self, times: &[(String, Timestamp)]) -> Result<(), KbError> {
+        self.replace_alert_times(times)
+    }
+
+    fn alert_times(&self) -> Result<Vec<(String, Timestamp)>, KbError> {
+        self.saved_alert_times()
     }
 
     fn record_outcome(&self, strategy: &str, code: &str, success: bool) -> Result<(), KbError> {

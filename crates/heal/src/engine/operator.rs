@@ -357,6 +357,44 @@ impl Engine {
             s.errors
                 .push(format!("saving the follow-ups of escalations: {e}"));
         }
+        if let Err(e) = self.persist_alert_times() {
+            self.metrics.kb_errors += 1;
+            s.errors.push(format!("saving the alert times: {e}"));
+        }
+    }
+
+    /// How long an alert's time matters: the longest cooldown of any alert (rules, escalations, recurring repairs).
+    fn alert_horizon_us(&self) -> u64 {
+        let c = &self.config;
+        c.alert_rules
+            .iter()
+            .map(|r| r.cooldown_us)
+            .chain([c.escalation_alert_cooldown_us, c.recurring_window_us])
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Saves when each alert last fired (those still within the longest cooldown) when that changed since last
+    /// saved, so a restart does not send again an alert still in its cooldown.
+    pub(super) fn persist_alert_times(&mut self) -> Result<(), KbError> {
+        let now = self
+            .alerts
+            .fired_within(self.clock.now(), self.alert_horizon_us());
+        if now != self.alert_times_saved {
+            self.kb.save_alert_times(&now)?;
+            self.alert_times_saved = now;
+        }
+        Ok(())
+    }
+
+    /// Takes back the saved alert times, so their cooldowns go on across a restart.
+    pub(super) fn resume_alert_times(&mut self) -> Result<(), EngineError> {
+        let saved = self.kb.alert_times()?;
+        for (key, at) in &saved {
+            self.alerts.remember_fired(key.clone(), *at);
+        }
+        self.alert_times_saved = saved;
+        Ok(())
     }
 
     /// Saves the follow-ups (with their incidents' acknowledgements) when they changed since last saved.
@@ -990,6 +1028,56 @@ mod tests {
         e.resolve(id, "alice", "").unwrap();
         assert_eq!(inbox.rules(), ["resolved"]);
         assert!(kb.followups().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_alert_in_its_cooldown_is_not_sent_again_after_a_restart() {
+        let (_, subject, clock, _) = setup(1);
+        let kb = Arc::new(MemoryKnowledgeBase::new());
+        let at_risk = |subject: &Subj, clock: &SimClock| {
+            subject.issues.lock().unwrap().push(
+                Issue::new(
+                    IssueKind::Integrity,
+                    "acknowledged_data_lost",
+                    "wal/0001.seg",
+                    "records 5..=9 lost beyond every copy",
+                    "store.open",
+                    clock.now(),
+                )
+                .data_at_risk(),
+            );
+        };
+        // The rule's alert, alone or grouped into its incident's alert (whose title lists it).
+        let fired = |inbox: &Inbox| {
+            inbox
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|a| a.rule == "data_at_risk" || a.title.contains("data_at_risk"))
+                .count()
+        };
+        let (mut e, inbox) = restart(kb.clone(), subject.clone(), &clock);
+        at_risk(&subject, &clock);
+        e.run_cycle();
+        assert_eq!(fired(&inbox), 1, "{:?}", keys(&inbox));
+        drop(e);
+
+        // Restarted within the cooldowns (the rule's 15 min), the loss found again at the start: nothing is sent
+        // again, neither the rule's alert nor the approval request.
+        clock.advance(2 * MIN);
+        let (mut e, inbox) = restart(kb.clone(), subject.clone(), &clock);
+        at_risk(&subject, &clock);
+        e.run_cycle();
+        assert!(keys(&inbox).is_empty(), "{:?}", keys(&inbox));
+        drop(e);
+
+        // Past the cooldown it is sent again: the saved time delays it, never silences it.
+        clock.advance(14 * MIN);
+        let (mut e, inbox) = restart(kb.clone(), subject.clone(), &clock);
+        at_risk(&subject, &clock);
+        e.run_cycle();
+        assert_eq!(fired(&inbox), 1, "{:?}", keys(&inbox));
     }
 
     #[test]

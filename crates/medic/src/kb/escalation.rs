@@ -2,8 +2,11 @@
 //! follow-ups of notified incidents (`followups`: reminders sent, when the last went out, who acknowledged) and the
 //! level of its escalation policy each incident reached (`escalation_levels`, written by `notify::route::Router`).
 //! Both are small JSON rows keyed by incident, bounded by the engine's `incidents_active_max` and the router's
-//! `TRACKED_MAX`; a row that no longer decodes is skipped with a warning, never fatal.
+//! `TRACKED_MAX`; a row that no longer decodes is skipped with a warning, never fatal. Since schema 6 the engine's
+//! alert times (`alert_times`: each alert key and when it last fired, within the longest cooldown) are kept too, so
+//! an alert still in its cooldown is not sent again after a restart.
 
+use heal::Timestamp;
 use heal::engine::SavedFollowUp;
 use heal::learn::KbError;
 use rusqlite::params;
@@ -13,6 +16,9 @@ use crate::notify::route::{LevelMemory, SavedLevel};
 
 /// Rows one read returns at most.
 pub const ESCALATION_ROWS_MAX: usize = 10_000;
+
+/// The longest alert key kept across a restart (a key is a rule or kind, a resource and an issue code).
+pub const ALERT_KEY_BYTES_MAX: usize = 1_024;
 
 impl SqliteKb {
     /// Replaces every saved follow-up with `followups`.
@@ -40,6 +46,45 @@ impl SqliteKb {
             .into_iter()
             .filter_map(|(id, json)| decode(id, "follow-up", &json))
             .collect())
+    }
+
+    /// Replaces every saved alert time with `times` (at most [`ESCALATION_ROWS_MAX`], keys of at most
+    /// [`ALERT_KEY_BYTES_MAX`] bytes; longer ones are not kept).
+    pub fn replace_alert_times(&self, times: &[(String, Timestamp)]) -> Result<(), KbError> {
+        let what = "saving the alert times";
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(|e| self.err(what, e))?;
+        tx.execute("DELETE FROM alert_times", [])
+            .map_err(|e| self.err(what, e))?;
+        for (key, at) in times
+            .iter()
+            .filter(|(k, _)| k.len() <= ALERT_KEY_BYTES_MAX)
+            .take(ESCALATION_ROWS_MAX)
+        {
+            tx.execute(
+                "INSERT INTO alert_times (key, fired_at) VALUES (?1, ?2)",
+                params![key, to_i64(*at)],
+            )
+            .map_err(|e| self.err(what, e))?;
+        }
+        tx.commit().map_err(|e| self.err(what, e))
+    }
+
+    /// The alert times last saved.
+    pub fn saved_alert_times(&self) -> Result<Vec<(String, Timestamp)>, KbError> {
+        let what = "reading the alert times";
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT key, fired_at FROM alert_times ORDER BY key LIMIT {ESCALATION_ROWS_MAX}"
+            ))
+            .map_err(|e| self.err(what, e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, from_i64(r.get(1)?))))
+            .map_err(|e| self.err(what, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(what, e))?;
+        Ok(rows)
     }
 
     /// One incident's escalation level (`None`: forgotten).
