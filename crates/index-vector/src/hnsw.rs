@@ -29,6 +29,7 @@ use store::io::{self, IoFaults};
 
 use crate::distance::VectorError;
 use crate::file;
+use crate::file_fault::{self, FileFault, FileFaultError};
 use crate::graph::{Graph, Near, Visited};
 use crate::health::{self, HealthOptions, HnswHealth, RECALL_BELOW_FLOOR};
 use crate::params::{EF_MAX, HnswParams, K_MAX, ParamsError};
@@ -424,6 +425,13 @@ impl HnswIndex {
     pub fn inject(&self, fault: &GraphFault) -> FaultReport {
         let _w = lock(&self.writer);
         repair::inject(&mut self.write(), fault)
+    }
+
+    /// Fault hook for tests and chaos drills: damages the index's file on disk as `fault` says (the graph in memory
+    /// is untouched; the next `check` finds the damage). Holds the writer lock, so no persist runs meanwhile.
+    pub fn inject_file(&self, fault: &FileFault) -> Result<String, FileFaultError> {
+        let _w = lock(&self.writer);
+        file_fault::damage(&self.file_path(), fault)
     }
 
     /// Writes the graph as it is now, even when nothing was applied since the last write (after [`Self::inject`]:

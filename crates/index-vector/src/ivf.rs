@@ -44,6 +44,7 @@ use store::io::IoFaults;
 
 use crate::distance::{Metric, dot};
 use crate::file::{self, FileError, Format, Reader};
+use crate::file_fault::{self, FileFault, FileFaultError};
 use crate::flat::{Flat, lock, refused_error};
 use crate::graph::Near;
 use crate::health::{RECALL_BELOW_FLOOR, sampled_recall_of};
@@ -755,6 +756,13 @@ impl IvfIndex {
     /// The parameters.
     pub fn params(&self) -> &IvfParams {
         &self.params
+    }
+
+    /// Fault hook for tests and chaos drills: damages the index's file on disk as `fault` says (the lists in memory
+    /// are untouched; the next `check` finds the damage). Holds the writer lock, so no persist runs meanwhile.
+    pub fn inject_file(&self, fault: &FileFault) -> Result<String, FileFaultError> {
+        let _w = lock(&self.writer);
+        file_fault::damage(self.file.path(), fault)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Ivf> {

@@ -4,11 +4,12 @@
 //! [`store::derived::DerivedIndex`]: rebuilt whenever they are missing, damaged or behind what the log still covers.
 //!
 //! API boundary: [`FlatIndex`] (exact search, the `flat` derived index the daemon serves), [`HnswIndex`] (open, the [`store::derived::DerivedIndex`] contract, `search` / `exact`, `health`,
-//! repairs, fault hooks), [`HnswParams`], [`Metric`], [`HnswHealth`], [`scan`] (the reference search: a scan of the store's
+//! repairs, fault hooks: [`GraphFault`] in memory, [`FileFault`] on disk), [`HnswParams`], [`Metric`], [`HnswHealth`], [`scan`] (the reference search: a scan of the store's
 //! table), [`synth`] (seeded data for tests and benches).
 
 mod distance;
 mod file;
+mod file_fault;
 mod flat;
 mod graph;
 mod health;
@@ -22,6 +23,7 @@ pub mod synth;
 
 pub use distance::{Metric, VectorError, dot, l2_squared};
 pub use file::{FILE_NAME, FileError};
+pub use file_fault::{FileFault, FileFaultError, ZERO_BYTES_MAX, ZERO_BYTES_MIN};
 pub use flat::{COMPACT_DEAD_MIN, FlatIndex};
 /// The flat index's name and file name.
 pub mod flat_names {

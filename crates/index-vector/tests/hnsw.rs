@@ -745,3 +745,89 @@ fn insertion_keeps_duplicates_and_near_duplicates_reachable() {
         );
     }
 }
+
+#[test]
+fn each_file_fault_is_found_by_check_and_a_rebuild_writes_a_file_that_loads() {
+    use index_vector::{FileFault, IvfIndex, IvfParams};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = Clustered::new(1_200, 16, 8).generate(0);
+    let hnsw = open(dir.path(), HnswParams::default());
+    let ivf = IvfIndex::open(
+        dir.path(),
+        DEFAULT_COLLECTION,
+        IvfParams {
+            lists: 8,
+            probes: 4,
+            ..IvfParams::default()
+        },
+        Arc::new(IoFaults::new()),
+    )
+    .unwrap();
+    let changes: Vec<Change> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| put(i as u64 + 1, &id(i), v.clone()))
+        .collect();
+    let lsn = changes.len() as u64;
+    let truth = Truth {
+        lsn,
+        count: lsn,
+        sample: vec![(id(7), Some(8))],
+    };
+    let indexes: [&dyn DerivedIndex; 2] = [&hnsw, &ivf];
+    for idx in indexes {
+        idx.apply(&changes).unwrap();
+        idx.persist().unwrap();
+        assert!(idx.check(&truth).unwrap().agrees(), "{}", idx.name());
+    }
+    let docs: Vec<(Arc<str>, Arc<Document>)> = changes
+        .iter()
+        .map(|c| (c.id.clone(), c.doc.clone().unwrap()))
+        .collect();
+    for (round, fault) in [
+        FileFault::BitFlip { seed: 1 },
+        FileFault::ZeroRange { seed: 2 },
+        FileFault::Deleted,
+        FileFault::BitFlip { seed: 3 },
+        FileFault::ZeroRange { seed: 4 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for idx in indexes {
+            let name = idx.name().to_string();
+            let done = if name == "hnsw" {
+                hnsw.inject_file(&fault)
+            } else {
+                ivf.inject_file(&fault)
+            }
+            .unwrap();
+            let a = idx.check(&truth).unwrap();
+            assert!(
+                !a.agrees() && !a.damage.is_empty(),
+                "round {round} {name}: check missed it ({done})"
+            );
+            // Searches are still served from memory.
+            assert_eq!(
+                hnsw.search(&data[5], 1, None, None).unwrap()[0].id.as_ref(),
+                id(5)
+            );
+            idx.rebuild(&mut docs.iter().cloned(), lsn).unwrap();
+            assert!(
+                idx.check(&truth).unwrap().agrees(),
+                "round {round} {name}: still damaged after the rebuild"
+            );
+        }
+        let reopened = open(dir.path(), HnswParams::default());
+        assert!(
+            reopened.open_report().loaded,
+            "{:?}",
+            reopened.open_report()
+        );
+        assert_eq!(reopened.applied_lsn(), lsn);
+    }
+    // Nothing to damage: named.
+    std::fs::remove_file(hnsw.file_path()).unwrap();
+    let err = hnsw.inject_file(&FileFault::Deleted).unwrap_err();
+    assert!(err.to_string().contains("hnsw.bin"), "{err}");
+}

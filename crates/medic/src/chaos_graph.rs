@@ -1,10 +1,15 @@
-//! Graph faults for `medic chaos`: an HNSW index attached to a scratch store of seeded clustered vectors is damaged
-//! round after round (links dropped into orphans or a cut-off region, the entry point moved to a low node, every
-//! link scrambled, a third of the documents deleted) and the engine's repairs are measured: whether the fault was
-//! detected (an incident about the index), repaired (every incident auto-repaired, the graph whole again and the
-//! sampled recall@10 at least the recall before the fault minus [`RECALL_SLACK`]), and how long each took.
+//! Vector index faults for `medic chaos`: an HNSW index (and, when an IVF kind is drawn, an IVF index) attached to a
+//! scratch store of seeded clustered vectors is damaged round after round — in the graph (links dropped into orphans
+//! or a cut-off region, the entry point moved to a low node, every link scrambled, a third of the documents
+//! deleted), in the index's file on disk (`hnsw.bin` or `ivf.bin`: one bit flipped, a range zeroed, the file
+//! deleted; the index in memory untouched) or in the data (a new cluster inserted after the IVF was trained: drift) —
+//! and the engine's repairs are measured: whether the fault was detected (an incident about the damaged index),
+//! repaired (every incident auto-repaired, the index whole again — a graph connected, a file that loads and holds the
+//! applied LSN, an IVF trained on the data it holds — and its sampled recall@10 at least the recall before the fault
+//! minus [`RECALL_SLACK`]), and how long each took. A round that fails is named with the command that replays it.
 //!
-//! Owns [`GraphKind`] (the fault names `--faults` takes, all prefixed `graph_`), [`GraphChaosConfig`],
+//! Owns [`GraphKind`] (the fault names `--faults` takes: `graph_*`, `hnsw_file_*`, `ivf_file_*`, `ivf_drift`),
+//! [`GraphChaosConfig`],
 //! [`GraphChaosReport`] and [`run`]. The store's own chaos harness (`store::chaos`) cannot hold these scenarios: the
 //! store does not know the vector indexes (dependencies point from the indexes to the store). One seed derives every
 //! choice, so a run replays; times are on the real clock, the engine's on a simulated one that moves past every
@@ -18,7 +23,9 @@ use std::time::{Duration, Instant};
 use heal::clock::SimClock;
 use heal::learn::{MemoryKnowledgeBase, Resolution};
 use heal::{Clock, Subject, SystemClock};
-use index_vector::{GraphFault, HealthOptions, HnswIndex, HnswParams};
+use index_vector::{
+    FileFault, GraphFault, HealthOptions, HnswIndex, HnswParams, IvfIndex, IvfParams,
+};
 use serde::Serialize;
 use store::codec::Document;
 use store::{Store, StoreSubject};
@@ -35,6 +42,15 @@ pub const GRAPH_DOCS_MIN: u32 = 200;
 pub const DIM: usize = 32;
 /// Share of the documents a `graph_deletions` round deletes.
 pub const DELETE_FRACTION: f64 = 0.3;
+/// Vectors an `ivf_drift` round inserts, as a share of the documents (at least [`DRIFT_DOCS_MIN`]); deleted again
+/// after the round.
+pub const DRIFT_FRACTION: f64 = 0.2;
+/// Fewest vectors an `ivf_drift` round inserts (the IVF judges drift over at least 40 inserts).
+pub const DRIFT_DOCS_MIN: usize = 80;
+/// How far the drift round's cluster is moved from the data (added to every component before normalising).
+const DRIFT_OFFSET: f32 = 12.0;
+/// Vectors per IVF list the run aims at (the IVF trains from 40 per list).
+const DOCS_PER_LIST: u32 = 100;
 /// Directory the run keeps its store in, under the data directory (beside the store harness's `chaos`).
 pub const SUBDIR: &str = "chaos-graph";
 /// Marker file that makes the directory safe to remove.
@@ -58,16 +74,54 @@ pub enum GraphKind {
     /// [`DELETE_FRACTION`] of the documents deleted through the store (tombstones past the compaction threshold);
     /// put back after the round.
     Deletions,
+    /// One bit of `hnsw.bin` flipped on disk.
+    HnswFileBitFlip,
+    /// A range of `hnsw.bin` zeroed on disk.
+    HnswFileZeroed,
+    /// `hnsw.bin` deleted.
+    HnswFileDeleted,
+    /// One bit of `ivf.bin` flipped on disk.
+    IvfFileBitFlip,
+    /// A range of `ivf.bin` zeroed on disk.
+    IvfFileZeroed,
+    /// `ivf.bin` deleted.
+    IvfFileDeleted,
+    /// A new cluster, far from every centroid, inserted after the IVF was trained ([`DRIFT_FRACTION`] of the
+    /// documents); deleted after the round.
+    IvfDrift,
+}
+
+/// Which index a fault damages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Hnsw,
+    Ivf,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Hnsw => index_vector::NAME,
+            Target::Ivf => index_vector::ivf_names::NAME,
+        }
+    }
 }
 
 impl GraphKind {
     /// Every kind, in the order a run draws them.
-    pub const ALL: [GraphKind; 5] = [
+    pub const ALL: [GraphKind; 12] = [
         GraphKind::Orphans,
         GraphKind::CutRegion,
         GraphKind::WrongEntry,
         GraphKind::ScrambledLinks,
         GraphKind::Deletions,
+        GraphKind::HnswFileBitFlip,
+        GraphKind::HnswFileZeroed,
+        GraphKind::HnswFileDeleted,
+        GraphKind::IvfFileBitFlip,
+        GraphKind::IvfFileZeroed,
+        GraphKind::IvfFileDeleted,
+        GraphKind::IvfDrift,
     ];
 
     /// The name `--faults` takes and reports use.
@@ -78,6 +132,38 @@ impl GraphKind {
             GraphKind::WrongEntry => "graph_wrong_entry",
             GraphKind::ScrambledLinks => "graph_scrambled_links",
             GraphKind::Deletions => "graph_deletions",
+            GraphKind::HnswFileBitFlip => "hnsw_file_bit_flip",
+            GraphKind::HnswFileZeroed => "hnsw_file_zeroed",
+            GraphKind::HnswFileDeleted => "hnsw_file_deleted",
+            GraphKind::IvfFileBitFlip => "ivf_file_bit_flip",
+            GraphKind::IvfFileZeroed => "ivf_file_zeroed",
+            GraphKind::IvfFileDeleted => "ivf_file_deleted",
+            GraphKind::IvfDrift => "ivf_drift",
+        }
+    }
+
+    /// The index the fault damages.
+    fn target(self) -> Target {
+        match self {
+            GraphKind::IvfFileBitFlip
+            | GraphKind::IvfFileZeroed
+            | GraphKind::IvfFileDeleted
+            | GraphKind::IvfDrift => Target::Ivf,
+            _ => Target::Hnsw,
+        }
+    }
+
+    /// The damage to the index's file on disk, for the file kinds.
+    fn file_fault(self, seed: u64) -> Option<FileFault> {
+        match self {
+            GraphKind::HnswFileBitFlip | GraphKind::IvfFileBitFlip => {
+                Some(FileFault::BitFlip { seed })
+            }
+            GraphKind::HnswFileZeroed | GraphKind::IvfFileZeroed => {
+                Some(FileFault::ZeroRange { seed })
+            }
+            GraphKind::HnswFileDeleted | GraphKind::IvfFileDeleted => Some(FileFault::Deleted),
+            _ => None,
         }
     }
 
@@ -133,8 +219,12 @@ pub struct GraphNote {
     pub round: u32,
     /// The fault's name.
     pub fault: String,
+    /// The seed the round's fault was drawn from (derived from the run's seed and the round).
+    pub fault_seed: u64,
     /// How it ended, one line.
     pub outcome: String,
+    /// The command that replays the run up to this round.
+    pub replay: String,
 }
 
 /// What a graph run found.
@@ -220,6 +310,10 @@ struct Round {
 struct Harness {
     store: Arc<Store>,
     hnsw: Arc<HnswIndex>,
+    /// Attached only when an IVF kind is drawn (so the graph kinds' runs stay as they were).
+    ivf: Option<Arc<IvfIndex>>,
+    dir: PathBuf,
+    drift_rounds: u32,
     engine: heal::engine::Engine,
     clock: SimClock,
     vectors: Vec<Vec<f32>>,
@@ -230,8 +324,19 @@ fn id_of(i: usize) -> String {
     format!("g{i:06}")
 }
 
+/// The IVF's parameters for `docs` vectors: about [`DOCS_PER_LIST`] per list (so it trains once loaded), half the
+/// lists probed (the sampled recall stays far above the floor on clustered data).
+fn ivf_params(docs: u32) -> IvfParams {
+    let lists = (docs / DOCS_PER_LIST).clamp(2, 64) as usize;
+    IvfParams {
+        lists,
+        probes: (lists / 2).max(1),
+        ..IvfParams::default()
+    }
+}
+
 impl Harness {
-    fn new(dir: &Path, seed: u64, docs: usize) -> Result<Harness, GraphChaosError> {
+    fn new(dir: &Path, seed: u64, docs: usize, with_ivf: bool) -> Result<Harness, GraphChaosError> {
         let store = Arc::new(
             Store::open(dir, store::chaos::chaos_store_config())
                 .map_err(|e| failed("opening the store")(e.to_string()))?,
@@ -248,6 +353,23 @@ impl Harness {
         store
             .attach_derived(hnsw.clone())
             .map_err(|e| failed("attaching the hnsw index")(e.to_string()))?;
+        let ivf = if with_ivf {
+            let ivf = Arc::new(
+                IvfIndex::open(
+                    dir,
+                    store::derived::DEFAULT_COLLECTION,
+                    ivf_params(docs as u32),
+                    store.config().io.clone(),
+                )
+                .map_err(|e| failed("opening the ivf index")(e.to_string()))?,
+            );
+            store
+                .attach_derived(ivf.clone())
+                .map_err(|e| failed("attaching the ivf index")(e.to_string()))?;
+            Some(ivf)
+        } else {
+            None
+        };
         let (vectors, _) = index_vector::synth::Clustered::new(docs, DIM, seed).generate(0);
         let subject: Arc<dyn Subject> = Arc::new(StoreSubject::new(store.clone()));
         let clock = SimClock::new(SystemClock::new().now());
@@ -261,12 +383,20 @@ impl Harness {
         let mut h = Harness {
             store,
             hnsw,
+            ivf,
+            dir: dir.to_path_buf(),
+            drift_rounds: 0,
             engine,
             clock,
             vectors,
             cycles: 0,
         };
         h.put_range(0..docs)?;
+        if let Some(ivf) = &h.ivf {
+            // Trained once on everything loaded: where the driver's batches made it train first depends on timing.
+            ivf.retrain()
+                .map_err(|e| failed("training the ivf index")(e.to_string()))?;
+        }
         // The graph as loaded may need the engine once (insertion can leave a few nodes unreachable).
         h.heal()?;
         Ok(h)
@@ -294,11 +424,94 @@ impl Harness {
             .map_err(|e| failed("waiting for the index")(e.to_string()))
     }
 
-    fn recall(&self) -> f64 {
-        self.hnsw
-            .health(&HealthOptions::default())
-            .recall_at_10
-            .unwrap_or(0.0)
+    fn recall(&self, target: Target) -> f64 {
+        match (target, &self.ivf) {
+            (Target::Ivf, Some(ivf)) => ivf.health().recall_at_10.unwrap_or(0.0),
+            _ => self
+                .hnsw
+                .health(&HealthOptions::default())
+                .recall_at_10
+                .unwrap_or(0.0),
+        }
+    }
+
+    fn ivf(&self) -> Result<&Arc<IvfIndex>, GraphChaosError> {
+        self.ivf.as_ref().ok_or_else(|| GraphChaosError::Failed {
+            context: "an ivf fault".into(),
+            reason: "no ivf index attached".into(),
+        })
+    }
+
+    /// Waits until every index wrote what it applied (so the file damaged is the current one, and no persist due
+    /// rewrites it before the engine looks).
+    fn persisted(&self) -> Result<(), GraphChaosError> {
+        let deadline = Instant::now() + APPLY_WAIT;
+        loop {
+            let st = self.store.derived().status();
+            if st
+                .indexes
+                .iter()
+                .all(|i| i.unpersisted_changes == 0 && i.persisted_lsn == i.applied_lsn)
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(failed("waiting for the indexes' files")(format!(
+                    "not every index persisted within {} s",
+                    APPLY_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the index's file on disk loads whole and holds what the index applied (opened beside it, read only).
+    fn file_loads(&self, target: Target) -> Result<bool, String> {
+        let io = Arc::new(store::io::IoFaults::new());
+        let c = store::derived::DEFAULT_COLLECTION;
+        let (report, applied) = match target {
+            Target::Hnsw => {
+                let fresh = HnswIndex::open(&self.dir, c, self.hnsw.params().clone(), io)
+                    .map_err(|e| e.to_string())?;
+                (
+                    fresh.open_report().clone(),
+                    store::derived::DerivedIndex::applied_lsn(&*self.hnsw),
+                )
+            }
+            Target::Ivf => {
+                let ivf = self.ivf.as_ref().ok_or("no ivf index attached")?;
+                let fresh = IvfIndex::open(&self.dir, c, ivf.params().clone(), io)
+                    .map_err(|e| e.to_string())?;
+                (
+                    fresh.open_report().clone(),
+                    store::derived::DerivedIndex::applied_lsn(&**ivf),
+                )
+            }
+        };
+        Ok(report.loaded && report.applied_lsn == applied)
+    }
+
+    /// Inserts a cluster far from the data (ids `drift<round>-<i>`); their ids.
+    fn insert_drift(&mut self, seed: u64) -> Result<Vec<String>, GraphChaosError> {
+        let n = ((self.vectors.len() as f64 * DRIFT_FRACTION) as usize).max(DRIFT_DOCS_MIN);
+        let (far, _) = index_vector::synth::Clustered::new(n, DIM, seed).generate(0);
+        let round = self.drift_rounds;
+        self.drift_rounds += 1;
+        let mut ids = Vec::with_capacity(n);
+        for (i, v) in far.into_iter().enumerate() {
+            let id = format!("drift{round}-{i:05}");
+            let doc = Document {
+                text: String::new(),
+                vector: Some(v.into_iter().map(|x| x + DRIFT_OFFSET).collect()),
+                meta: None,
+            };
+            self.store
+                .put(&id, doc)
+                .map_err(|e| failed("writing a drift document")(e.to_string()))?;
+            ids.push(id);
+        }
+        self.applied()?;
+        Ok(ids)
     }
 
     /// Cycles until no incident is open (at most [`CYCLES_PER_ROUND_MAX`]); the incidents opened, and the real time
@@ -349,7 +562,43 @@ impl Harness {
     }
 
     fn round(&mut self, kind: GraphKind, seed: u64) -> Result<Round, GraphChaosError> {
-        let recall_before = self.recall();
+        let target = kind.target();
+        if let Some(fault) = kind.file_fault(seed) {
+            self.persisted()?;
+            let recall_before = self.recall(target);
+            let start = Instant::now();
+            let done = match target {
+                Target::Hnsw => self.hnsw.inject_file(&fault),
+                Target::Ivf => self.ivf()?.inject_file(&fault),
+            }
+            .map_err(|e| failed("damaging an index file")(e.to_string()))?;
+            let recall_faulted = self.recall(target);
+            return self.judge(target, start, recall_before, recall_faulted, done);
+        }
+        if kind == GraphKind::IvfDrift {
+            self.ivf()?;
+            let recall_before = self.recall(target);
+            let start = Instant::now();
+            let ids = self.insert_drift(seed)?;
+            let recall_faulted = self.recall(target);
+            let done = format!("{} vectors of a new cluster inserted", ids.len());
+            let mut round = self.judge(target, start, recall_before, recall_faulted, done)?;
+            // The drift cluster is taken out again for the next round (and the indexes healed of what that leaves).
+            for id in &ids {
+                self.store
+                    .delete(id)
+                    .map_err(|e| failed("deleting a drift document")(e.to_string()))?;
+            }
+            self.applied()?;
+            let (_, _, closed) = self.heal_from(Instant::now());
+            if !closed {
+                round
+                    .outcome
+                    .push_str("; incidents open after the drift cluster was deleted");
+            }
+            return Ok(round);
+        }
+        let recall_before = self.recall(target);
         let live = self.hnsw.health(&HealthOptions {
             recall_queries: 0,
             ..HealthOptions::default()
@@ -384,17 +633,46 @@ impl Harness {
                 }
                 self.applied()?;
             }
+            other => {
+                return Err(failed("injecting a graph fault")(format!(
+                    "{} is not a graph fault",
+                    other.name()
+                )));
+            }
         }
-        let recall_faulted = self.recall();
+        let recall_faulted = self.recall(target);
+        let mut round = self.judge(target, start, recall_before, recall_faulted, String::new())?;
+        if !deleted.is_empty() {
+            // The corpus is put back for the next round (and the graph healed of what that leaves).
+            self.put_range(deleted.into_iter())?;
+            let (_, _, closed) = self.heal_from(Instant::now());
+            if !closed {
+                round
+                    .outcome
+                    .push_str("; incidents open after the documents were put back");
+            }
+        }
+        Ok(round)
+    }
+
+    /// Runs the engine after a fault injected at `start` into `target` and judges the round: detected (an incident
+    /// about the index), every incident auto-repaired, the index whole again (graph connected, file loading, IVF
+    /// trained on what it holds) and the recall bound kept.
+    fn judge(
+        &mut self,
+        target: Target,
+        start: Instant,
+        recall_before: f64,
+        recall_faulted: f64,
+        done: String,
+    ) -> Result<Round, GraphChaosError> {
         let (records, detect_ms, closed) = self.heal_from(start);
         let elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
-        let after = self.hnsw.health(&HealthOptions::default());
-        let recall_after = after.recall_at_10.unwrap_or(0.0);
-        let about_index = |r: &heal::IncidentRecord| {
-            r.issues
-                .iter()
-                .any(|i| i.resource.contains("hnsw") || i.code.starts_with("derived"))
-        };
+        let recall_after = self.recall(target);
+        let resource =
+            store::derived::index_dir_rel(store::derived::DEFAULT_COLLECTION, target.name());
+        let about_index =
+            |r: &heal::IncidentRecord| r.issues.iter().any(|i| i.resource == resource);
         let detected = records.iter().any(about_index);
         let escalated = records
             .iter()
@@ -405,30 +683,57 @@ impl Harness {
                 .iter()
                 .all(|r| r.resolution == Resolution::AutoRepaired);
         let bound = recall_after >= recall_before - RECALL_SLACK;
-        let repaired = detected && auto && after.connected() && bound;
+        // A file a repair left unpersisted is written by the driver within its persist interval.
+        let loads = self.persisted().is_ok() && self.file_loads(target).unwrap_or(false);
+        let (whole, state) = match target {
+            Target::Hnsw => {
+                let after = self.hnsw.health(&HealthOptions {
+                    recall_queries: 0,
+                    ..HealthOptions::default()
+                });
+                (
+                    after.connected(),
+                    format!(
+                        "unreachable {}, orphans {}, entry live {}",
+                        after.unreachable, after.orphans, after.entry_live
+                    ),
+                )
+            }
+            Target::Ivf => {
+                let ivf = self.ivf()?;
+                let after = ivf.health();
+                let drift_max = ivf.params().retrain_drift;
+                (
+                    after.trained && after.drift.is_none_or(|d| d <= drift_max),
+                    format!(
+                        "trained {}, inserted since training {}, drift {}",
+                        after.trained,
+                        after.inserted_since_training,
+                        after
+                            .drift
+                            .map_or_else(|| "none".to_string(), |d| format!("{d:.2}"))
+                    ),
+                )
+            }
+        };
+        let repaired = detected && auto && whole && loads && bound;
         let mut outcome = format!(
-            "{} incident(s) {}; recall@10 {recall_before:.3} → {recall_faulted:.3} → {recall_after:.3}; \
-             unreachable {}, orphans {}, entry live {}",
+            "{}{} incident(s) {}; recall@10 {recall_before:.3} → {recall_faulted:.3} → {recall_after:.3}; {state}; \
+             file loads {loads}",
+            if done.is_empty() {
+                String::new()
+            } else {
+                format!("{done}; ")
+            },
             records.len(),
             records
                 .iter()
                 .map(|r| format!("{:?}", r.resolution))
                 .collect::<Vec<_>>()
                 .join(", "),
-            after.unreachable,
-            after.orphans,
-            after.entry_live
         );
         if !closed {
             outcome.push_str("; incidents still open");
-        }
-        if !deleted.is_empty() {
-            // The corpus is put back for the next round (and the graph healed of what that leaves).
-            self.put_range(deleted.into_iter())?;
-            let (_, _, closed) = self.heal_from(Instant::now());
-            if !closed {
-                outcome.push_str("; incidents open after the documents were put back");
-            }
         }
         Ok(Round {
             detected,
@@ -489,7 +794,8 @@ pub fn run(config: &GraphChaosConfig) -> Result<GraphChaosReport, GraphChaosErro
         config.kinds.clone()
     };
     let dir = prepare_dir(&config.data_dir)?;
-    let mut h = Harness::new(&dir, config.seed, docs as usize)?;
+    let with_ivf = kinds.iter().any(|k| k.target() == Target::Ivf);
+    let mut h = Harness::new(&dir, config.seed, docs as usize, with_ivf)?;
     let mut report = GraphChaosReport {
         docs: u64::from(docs),
         ..GraphChaosReport::default()
@@ -518,7 +824,14 @@ pub fn run(config: &GraphChaosConfig) -> Result<GraphChaosReport, GraphChaosErro
             report.notes.push(GraphNote {
                 round: r,
                 fault: kind.name().into(),
+                fault_seed,
                 outcome: out.outcome,
+                replay: format!(
+                    "medic chaos --seed {} --rounds {} --docs {docs} --faults {}",
+                    config.seed,
+                    r + 1,
+                    kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
+                ),
             });
         }
     }
