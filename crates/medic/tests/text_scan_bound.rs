@@ -57,6 +57,15 @@ fn a_scan_fallback_reads_at_most_scan_docs_max_and_says_partial_or_refuses() {
         }
         d.json("POST", "/v1/search", Some(&b))
     };
+    // Just attached, the index is behind: even then a bound the collection exceeds is a 503 naming it, not a wait.
+    let (s, v) = search(json!({"scan_docs_max": BOUND, "allow_partial": false}));
+    if s == 503 {
+        let e = v["error"].as_str().unwrap();
+        assert!(e.contains(&format!("scan_docs_max = {BOUND}")), "{e}");
+    }
+    wait_for("the index answering", Duration::from_secs(60), || {
+        (search(json!({})).1["index"] == "text").then_some(())
+    });
     // From the index: every match, whatever the bound (it bounds scans only).
     let (s, v) = search(json!({"scan_docs_max": BOUND, "allow_partial": false}));
     assert_eq!(s, 200, "{v}");
