@@ -8,7 +8,18 @@
 //! - `text_segment_flip` — one bit flipped in a file of a segment of the live generation (seeded: file, byte, bit);
 //! - `text_meta_deleted` — the live generation's `meta.json` deleted;
 //! - `text_lsn_ahead` — the index closed, its commit payload rewritten to claim an LSN beyond the log's last, and
-//!   reopened (an index copied from elsewhere, or a log restored from an older backup).
+//!   reopened (an index copied from elsewhere, or a log restored from an older backup);
+//! - `text_zeroed_range` — 64..=4096 bytes of a segment file zeroed in place (seeded: file, offset, length);
+//! - `text_segment_deleted` — one file of a segment of the live generation deleted;
+//! - `text_stale_lock` — the index closed as a killed process leaves it: `LOCK` naming a dead pid and tantivy's
+//!   `.tantivy-writer.lock` left in the generation; reopened without any clean-up (the kernel locks went with the
+//!   process, the files mean nothing);
+//! - `text_lag` — the index stops applying (detached) while 50..=200 documents are written, then attached again: it
+//!   is behind and caught up by replay of the log (the new documents found, then deleted again, also replayed);
+//! - `text_crash_commit` — the index closed as a crash in the middle of a commit leaves it: a new segment's files
+//!   written (copies of a live segment's, under a new id) and `meta.json`'s atomic replacement interrupted (a
+//!   `.tmp` file with half of it); reopened at the last commit, the leftover `.tmp` removed, the unreferenced files
+//!   left to the `orphan_files` structure check. (`medic`'s `text_sigkill` test kills a real process mid-commit.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,14 +57,29 @@ pub enum TextFault {
     TextMetaDeleted,
     /// The commit payload's LSN beyond the log's last.
     TextLsnAhead,
+    /// A range of a segment file zeroed.
+    TextZeroedRange,
+    /// A segment file deleted.
+    TextSegmentDeleted,
+    /// Lock files left by a killed process.
+    TextStaleLock,
+    /// The index stopped applying while documents were written.
+    TextLag,
+    /// A commit interrupted by a crash.
+    TextCrashCommit,
 }
 
 impl TextFault {
     /// Every text fault, in a fixed order.
-    pub const ALL: [TextFault; 3] = [
+    pub const ALL: [TextFault; 8] = [
         TextFault::TextSegmentFlip,
         TextFault::TextMetaDeleted,
         TextFault::TextLsnAhead,
+        TextFault::TextZeroedRange,
+        TextFault::TextSegmentDeleted,
+        TextFault::TextStaleLock,
+        TextFault::TextLag,
+        TextFault::TextCrashCommit,
     ];
 
     /// The fault's name on the command line.
@@ -62,6 +88,11 @@ impl TextFault {
             TextFault::TextSegmentFlip => "text_segment_flip",
             TextFault::TextMetaDeleted => "text_meta_deleted",
             TextFault::TextLsnAhead => "text_lsn_ahead",
+            TextFault::TextZeroedRange => "text_zeroed_range",
+            TextFault::TextSegmentDeleted => "text_segment_deleted",
+            TextFault::TextStaleLock => "text_stale_lock",
+            TextFault::TextLag => "text_lag",
+            TextFault::TextCrashCommit => "text_crash_commit",
         }
     }
 
@@ -153,7 +184,7 @@ pub fn run(config: &TextChaosConfig) -> Result<TextChaosReport, String> {
             config.docs
         ));
     }
-    let faults = if config.faults.is_empty() {
+    let mut faults = if config.faults.is_empty() {
         TextFault::ALL.to_vec()
     } else {
         config.faults.clone()
@@ -171,28 +202,52 @@ pub fn run(config: &TextChaosConfig) -> Result<TextChaosReport, String> {
     let queries = queries(&mut rng, config.docs);
     let mut rounds = Vec::new();
     for round in 0..config.rounds {
-        let fault = faults[rng.random_range(0..faults.len())];
+        // Every listed fault once per `faults.len()` rounds, in a seeded order.
+        if (round as usize).is_multiple_of(faults.len()) {
+            for i in (1..faults.len()).rev() {
+                faults.swap(i, rng.random_range(0..=i));
+            }
+        }
+        let fault = faults[round as usize % faults.len()];
         let before = answers(h.store(), &index, &queries)?;
         let mut wrong = disagreements(&before, "before the fault");
         let t0 = Instant::now();
         let gen_dir = index.generation_dir();
         let (detail, outcome) = match fault {
-            TextFault::TextSegmentFlip | TextFault::TextMetaDeleted => {
-                let detail = match fault {
-                    TextFault::TextSegmentFlip => flip_segment_file(&mut rng, &gen_dir, h.dir())?,
+            TextFault::TextSegmentFlip
+            | TextFault::TextMetaDeleted
+            | TextFault::TextZeroedRange
+            | TextFault::TextSegmentDeleted => {
+                let (kind, detail) = match fault {
+                    TextFault::TextSegmentFlip => (
+                        FaultKind::BitFlip,
+                        flip_segment_file(&mut rng, &gen_dir, h.dir())?,
+                    ),
+                    TextFault::TextZeroedRange => (
+                        FaultKind::ZeroRange,
+                        zero_segment_range(&mut rng, &gen_dir, h.dir())?,
+                    ),
+                    TextFault::TextSegmentDeleted => {
+                        let path = pick_segment_file(&mut rng, &gen_dir)?;
+                        std::fs::remove_file(&path)
+                            .map_err(|e| format!("{}: {e}", path.display()))?;
+                        (
+                            FaultKind::DeleteFile,
+                            format!("deleted {}", rel(h.dir(), &path)),
+                        )
+                    }
                     _ => {
                         let meta = gen_dir.join("meta.json");
                         std::fs::remove_file(&meta)
                             .map_err(|e| format!("{}: {e}", meta.display()))?;
-                        format!("deleted {}", rel(h.dir(), &meta))
+                        (
+                            FaultKind::DeleteFile,
+                            format!("deleted {}", rel(h.dir(), &meta)),
+                        )
                     }
                 };
                 let injected = InjectedFault {
-                    kind: if fault == TextFault::TextSegmentFlip {
-                        FaultKind::BitFlip
-                    } else {
-                        FaultKind::DeleteFile
-                    },
+                    kind,
                     file: Some(index_dir_rel(DEFAULT_COLLECTION, NAME)),
                     offset: None,
                     len: None,
@@ -241,6 +296,47 @@ pub fn run(config: &TextChaosConfig) -> Result<TextChaosReport, String> {
                         scrub_failures,
                     },
                 )
+            }
+            TextFault::TextStaleLock | TextFault::TextCrashCommit => {
+                drop(h.store().derived().detach(DEFAULT_COLLECTION, NAME));
+                drop(index);
+                let generation = gen_dir.clone();
+                let detail = if fault == TextFault::TextStaleLock {
+                    leave_stale_locks(&gen_dir, h.dir())?
+                } else {
+                    leave_interrupted_commit(&mut rng, &gen_dir, h.dir())?
+                };
+                let t0 = Instant::now();
+                index = attach(h.store())?;
+                let reopened = caught_up(h.store(), &index).is_ok();
+                let detect_ms = reopened.then(|| t0.elapsed().as_secs_f64() * 1e3);
+                let mut problems = h.scrub();
+                // Reopened at its last commit: the same generation, no rebuild needed, no `.tmp` left.
+                if index.generation_dir() != generation {
+                    problems.push(format!(
+                        "reopened as {} instead of {}",
+                        rel(h.dir(), &index.generation_dir()),
+                        rel(h.dir(), &generation)
+                    ));
+                }
+                if let Some(tmp) = tmp_files(&index.generation_dir()).first() {
+                    problems.push(format!("{} left after the reopen", rel(h.dir(), tmp)));
+                }
+                (
+                    detail,
+                    Healed {
+                        detect_ms,
+                        engine_ok: reopened && problems.is_empty(),
+                        cycles: 0,
+                        strategies: vec!["open: reopened at the last commit".to_string()],
+                        scrub_failures: problems,
+                    },
+                )
+            }
+            TextFault::TextLag => {
+                let (detail, healed, reattached) = lag(&mut rng, &mut h, index)?;
+                index = reattached;
+                (detail, healed)
             }
         };
         let after = match caught_up(h.store(), &index) {
@@ -442,21 +538,7 @@ fn disagreements(answers: &[Answer], when: &str) -> Vec<String> {
 
 /// Flips one seeded bit of one seeded segment file of the generation in `gen_dir`.
 fn flip_segment_file(rng: &mut StdRng, gen_dir: &Path, data: &Path) -> Result<String, String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(gen_dir)
-        .map_err(|e| format!("{}: {e}", gen_dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| crate::verify::SEGMENT_EXTENSIONS.contains(&x))
-        })
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(format!("{}: no segment file to damage", gen_dir.display()));
-    }
-    let path = &files[rng.random_range(0..files.len())];
+    let path = &pick_segment_file(rng, gen_dir)?;
     let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if bytes.is_empty() {
         return Err(format!("{}: empty", path.display()));
@@ -476,6 +558,221 @@ fn flip_segment_file(rng: &mut StdRng, gen_dir: &Path, data: &Path) -> Result<St
     Ok(format!(
         "flipped bit {bit} of byte {at} of {}",
         rel(data, path)
+    ))
+}
+
+/// The files of the live segments of the generation in `gen_dir` (those its `meta.json` names: damage to a file
+/// no commit names — a crashed commit's leftovers — is not damage to the index), sorted.
+fn segment_files(gen_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let (_, segs) = crate::verify::read_metas(gen_dir)?;
+    let mut files: Vec<PathBuf> = segs
+        .iter()
+        .flat_map(crate::verify::segment_files)
+        .map(|rel| gen_dir.join(rel))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("{}: no segment file to damage", gen_dir.display()));
+    }
+    Ok(files)
+}
+
+fn pick_segment_file(rng: &mut StdRng, gen_dir: &Path) -> Result<PathBuf, String> {
+    let files = segment_files(gen_dir)?;
+    Ok(files[rng.random_range(0..files.len())].clone())
+}
+
+/// Zeroes 64..=4096 seeded bytes (fewer in a smaller file) of one seeded segment file, in place.
+fn zero_segment_range(rng: &mut StdRng, gen_dir: &Path, data: &Path) -> Result<String, String> {
+    let path = pick_segment_file(rng, gen_dir)?;
+    let len_file = std::fs::metadata(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if len_file == 0 {
+        return Err(format!("{}: empty", path.display()));
+    }
+    // Zeros over zeros change nothing: look for a range holding a non-zero byte.
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let len = rng.random_range(64..=4096u64).min(len_file);
+    let mut at = rng.random_range(0..=len_file - len);
+    for _ in 0..64 {
+        if bytes[at as usize..(at + len) as usize]
+            .iter()
+            .any(|b| *b != 0)
+        {
+            break;
+        }
+        at = rng.random_range(0..=len_file - len);
+    }
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all_at(&vec![0u8; len as usize], at)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(format!("zeroed bytes {at}..+{len} of {}", rel(data, &path)))
+}
+
+/// The lock files a killed process leaves: `LOCK` naming a pid that is not running, tantivy's writer lock file.
+fn leave_stale_locks(gen_dir: &Path, data: &Path) -> Result<String, String> {
+    let index_dir = gen_dir
+        .parent()
+        .ok_or_else(|| format!("{}: no parent", gen_dir.display()))?;
+    let dead_pid = dead_pid();
+    let lock = index_dir.join("LOCK");
+    std::fs::write(&lock, format!("pid {dead_pid}\n"))
+        .map_err(|e| format!("{}: {e}", lock.display()))?;
+    let writer_lock = gen_dir.join(".tantivy-writer.lock");
+    std::fs::write(&writer_lock, b"").map_err(|e| format!("{}: {e}", writer_lock.display()))?;
+    Ok(format!(
+        "left {} naming dead pid {dead_pid} and {}",
+        rel(data, &lock),
+        rel(data, &writer_lock)
+    ))
+}
+
+/// A pid no process has now (the highest pids are free on any ordinary system).
+fn dead_pid() -> u32 {
+    (4_000_000..4_194_304)
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .unwrap_or(4_194_303)
+}
+
+/// What a crash in the middle of a commit leaves: a new segment's files (copies of a live segment's under a new
+/// segment id) that `meta.json` does not name, and a `.tmp` file with the first half of a new `meta.json`.
+fn leave_interrupted_commit(
+    rng: &mut StdRng,
+    gen_dir: &Path,
+    data: &Path,
+) -> Result<String, String> {
+    let files = segment_files(gen_dir)?;
+    let segment = files[rng.random_range(0..files.len())]
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{}: a segment file without a name", gen_dir.display()))?;
+    let new_id: String = (0..32)
+        .map(|_| char::from_digit(rng.random_range(0..16u32), 16).unwrap_or('0'))
+        .collect();
+    let mut copied = 0;
+    for f in files
+        .iter()
+        .filter(|f| f.file_stem().and_then(|s| s.to_str()) == Some(&segment))
+    {
+        let ext = f.extension().and_then(|x| x.to_str()).unwrap_or("");
+        let to = gen_dir.join(format!("{new_id}.{ext}"));
+        std::fs::copy(f, &to).map_err(|e| format!("{}: {e}", to.display()))?;
+        copied += 1;
+    }
+    let meta = std::fs::read(gen_dir.join("meta.json"))
+        .map_err(|e| format!("{}: {e}", gen_dir.join("meta.json").display()))?;
+    let tmp = gen_dir.join(format!(".tmp{}", &new_id[..6]));
+    std::fs::write(&tmp, &meta[..meta.len() / 2]).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    Ok(format!(
+        "{copied} files of a segment {new_id} no meta.json names, and {} with half of a meta.json",
+        rel(data, &tmp)
+    ))
+}
+
+fn tmp_files(gen_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(gen_dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(".tmp"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `text_lag`: the index detached (it stops applying) while documents are written, then attached again; it must be
+/// behind, catch up by replay, find the new documents, then apply their deletion too.
+fn lag(
+    rng: &mut StdRng,
+    h: &mut Harness,
+    index: Arc<TextIndex>,
+) -> Result<(String, Healed, Arc<TextIndex>), String> {
+    drop(h.store().derived().detach(DEFAULT_COLLECTION, NAME));
+    let applied = index.applied_lsn();
+    // Closed (its writer lock released), as a stopped index is.
+    drop(index);
+    let n_docs = rng.random_range(50..=200u32);
+    let ids: Vec<String> = (0..n_docs).map(|i| format!("lag-{i}")).collect();
+    for id in &ids {
+        let doc = store::Document {
+            text: "lagging writes unseen".to_string(),
+            vector: None,
+            meta: None,
+        };
+        h.store()
+            .put(id, doc)
+            .map_err(|e| format!("writing {id}: {e}"))?;
+    }
+    let last = h.store().stats().last_lsn;
+    let t0 = Instant::now();
+    let index = attach(h.store())?;
+    let mut problems = Vec::new();
+    let caught = caught_up(h.store(), &index);
+    let detect_ms = caught.is_ok().then(|| t0.elapsed().as_secs_f64() * 1e3);
+    if let Err(e) = caught {
+        problems.push(e);
+    }
+    let found = index
+        .search(&SearchRequest::new("lagging", 10))
+        .map(|a| a.total)
+        .unwrap_or(0);
+    if found != u64::from(n_docs) {
+        problems.push(format!(
+            "after the catch-up \"lagging\" finds {found} documents, not {n_docs}"
+        ));
+    }
+    for id in &ids {
+        h.store()
+            .delete(id)
+            .map_err(|e| format!("deleting {id}: {e}"))?;
+    }
+    if let Err(e) = caught_up(h.store(), &index) {
+        problems.push(e);
+    }
+    let left = index
+        .search(&SearchRequest::new("lagging", 10))
+        .map(|a| a.total)
+        .unwrap_or(u64::MAX);
+    if left != 0 {
+        problems.push(format!(
+            "after the deletes \"lagging\" finds {left} documents, not 0"
+        ));
+    }
+    let catch_ups = h
+        .store()
+        .derived()
+        .status()
+        .indexes
+        .iter()
+        .find(|i| i.name == NAME)
+        .map_or(0, |i| i.catch_ups);
+    problems.extend(h.scrub());
+    Ok((
+        format!(
+            "detached at LSN {applied} while {n_docs} documents were written (log at LSN {last}), then attached"
+        ),
+        Healed {
+            detect_ms,
+            engine_ok: problems.is_empty(),
+            cycles: 0,
+            strategies: vec![format!(
+                "attach: caught up by replay ({catch_ups} catch-ups)"
+            )],
+            scrub_failures: problems,
+        },
+        index,
     ))
 }
 

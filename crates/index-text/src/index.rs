@@ -32,6 +32,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyError, Term}
 use crate::error::OpenError;
 use crate::schema::{self, Fields};
 use crate::settings::TextSettings;
+use crate::tokens;
 use crate::verify;
 
 /// The index's name (its directory under `idx/<collection>/`).
@@ -152,6 +153,7 @@ fn open_generation(path: &Path, writer_memory: usize) -> Result<(Generation, Pay
 }
 
 fn generation_of(index: Index, path: &Path, writer_memory: usize) -> tantivy::Result<Generation> {
+    tokens::register(&index);
     let number = path
         .file_name()
         .and_then(|n| n.to_str())

@@ -26,6 +26,7 @@ mod schema;
 mod search;
 pub mod settings;
 pub mod synth;
+mod tokens;
 mod verify;
 
 mod error;
@@ -33,6 +34,7 @@ mod error;
 pub use error::{OpenError, QueryError};
 pub use filter::Filter;
 pub use index::{MISSING_FILES, NAME, ORPHAN_AGE_MIN, ORPHAN_FILES, OpenReport, TextIndex};
-pub use scan::scan;
+pub use scan::{Scanned, scan, scan_bounded};
 pub use search::{HighlightOptions, Hit, Include, SearchAnswer, SearchRequest};
 pub use settings::{FieldKind, K_MAX, OFFSET_MAX, TextSettings};
+pub use tokens::PREFIX_CHARS_MAX;

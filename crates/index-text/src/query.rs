@@ -27,7 +27,9 @@ use tantivy::tokenizer::TokenStream;
 
 use crate::QueryError;
 use crate::filter::{Filter, Number, Scalar, eq_query};
+use crate::schema::Fields;
 use crate::settings::{FieldKind, QUERY_BYTES_MAX, QUERY_DEPTH_MAX, TextSettings};
+use crate::tokens::PREFIX_CHARS_MAX;
 
 /// A term of the text that a hit may contain, for highlighting.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +50,8 @@ struct Builder<'a> {
     source: &'a str,
     text: Field,
     meta: Field,
+    /// Token prefixes (`tokens::PREFIXES`): `wor*` of at most [`PREFIX_CHARS_MAX`] characters.
+    prefixes: Field,
     analyzer: TextAnalyzer,
     settings: &'a TextSettings,
     highlight: Vec<Highlight>,
@@ -96,8 +100,7 @@ fn check_shape(q: &str) -> Result<(), QueryError> {
 /// Parses `q` into a tantivy query over the fields `text` and `meta`.
 pub(crate) fn build(
     q: &str,
-    text: Field,
-    meta: Field,
+    fields: &Fields,
     analyzer: TextAnalyzer,
     settings: &TextSettings,
 ) -> Result<Built, QueryError> {
@@ -116,8 +119,9 @@ pub(crate) fn build(
     })?;
     let mut b = Builder {
         source: q,
-        text,
-        meta,
+        text: fields.text,
+        meta: fields.meta,
+        prefixes: fields.prefixes,
         analyzer,
         settings,
         highlight: Vec::new(),
@@ -279,7 +283,15 @@ impl Builder<'_> {
                 let t = &tokens[0].1;
                 if lit.prefix {
                     self.highlight.push(Highlight::Prefix(t.clone()));
-                    Some(Box::new(FuzzyTermQuery::new_prefix(term(t), 0, true)))
+                    if t.chars().count() <= PREFIX_CHARS_MAX {
+                        // One indexed prefix term: BM25 over the prefix's occurrences, exact total from its postings.
+                        Some(Box::new(TermQuery::new(
+                            Term::from_field_text(self.prefixes, t),
+                            IndexRecordOption::WithFreqs,
+                        )))
+                    } else {
+                        Some(Box::new(FuzzyTermQuery::new_prefix(term(t), 0, true)))
+                    }
                 } else {
                     self.highlight.push(Highlight::Term(t.clone()));
                     Some(Box::new(TermQuery::new(

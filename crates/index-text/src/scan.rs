@@ -17,6 +17,15 @@ use crate::schema::{self, Fields};
 use crate::search::{SearchAnswer, SearchRequest, View};
 use crate::settings::TextSettings;
 
+/// How much of the table a bounded scan read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scanned {
+    /// Documents read into the scan's index (what the answer covers).
+    pub docs: u64,
+    /// `true`: the table held more than `docs_max` documents; the answer covers only the first `docs`.
+    pub truncated: bool,
+}
+
 /// Answers `req` over `docs` (every live document of the collection, as of at least LSN `lsn`) by a scan. User
 /// errors (the query, the filter, the bounds) are found before any document is read.
 pub fn scan(
@@ -25,13 +34,25 @@ pub fn scan(
     docs: &mut dyn Iterator<Item = (String, Document)>,
     lsn: u64,
 ) -> Result<SearchAnswer, QueryError> {
+    scan_bounded(settings, req, docs, lsn, usize::MAX).map(|(answer, _)| answer)
+}
+
+/// [`scan`] reading at most `docs_max` documents: the answer covers those only when [`Scanned::truncated`].
+pub fn scan_bounded(
+    settings: &TextSettings,
+    req: &SearchRequest,
+    docs: &mut dyn Iterator<Item = (String, Document)>,
+    lsn: u64,
+    docs_max: usize,
+) -> Result<(SearchAnswer, Scanned), QueryError> {
     let start = Instant::now();
     let built = Built::empty()?;
     built.view(settings).prepare(req)?;
-    let built = built.fill(docs, lsn)?;
+    let built = built.fill(docs, lsn, docs_max)?;
     let view = built.view(settings);
     let prepared = view.prepare(req)?;
-    view.answer(&built.reader()?, &prepared, req, lsn, start)
+    let answer = view.answer(&built.reader()?, &prepared, req, lsn, start)?;
+    Ok((answer, built.scanned))
 }
 
 /// A scan's in-memory index.
@@ -39,16 +60,25 @@ struct Built {
     index: Index,
     fields: Fields,
     reader: Option<IndexReader>,
+    /// What it holds of the table, and the bound it was read with.
+    scanned: Scanned,
+    docs_max: usize,
 }
 
 impl Built {
     fn empty() -> Result<Built, QueryError> {
         let index = Index::create_in_ram(schema::schema());
+        crate::tokens::register(&index);
         let fields = schema::fields_of(&index.schema()).map_err(QueryError::Index)?;
         Ok(Built {
             index,
             fields,
             reader: None,
+            scanned: Scanned {
+                docs: 0,
+                truncated: false,
+            },
+            docs_max: usize::MAX,
         })
     }
 
@@ -60,17 +90,26 @@ impl Built {
         }
     }
 
-    /// Adds every document and commits.
+    /// Adds the documents (at most `docs_max`) and commits.
     fn fill(
         mut self,
         docs: &mut dyn Iterator<Item = (String, Document)>,
         lsn: u64,
+        docs_max: usize,
     ) -> Result<Built, QueryError> {
         let mut writer = self
             .index
             .writer_with_num_threads(1, WRITER_MEMORY_MIN_BYTES)
             .map_err(QueryError::from)?;
-        for (id, doc) in docs {
+        self.docs_max = docs_max;
+        let mut n_docs = 0usize;
+        for (id, doc) in &mut *docs {
+            if n_docs == docs_max {
+                // One document more than the bound: the table is larger, and nothing more is read.
+                self.scanned.truncated = true;
+                break;
+            }
+            n_docs += 1;
             writer.add_document(schema::document(
                 &self.fields,
                 &id,
@@ -79,6 +118,7 @@ impl Built {
                 lsn,
             ))?;
         }
+        self.scanned.docs = n_docs as u64;
         writer.commit()?;
         drop(writer);
         self.reader = Some(
@@ -116,6 +156,20 @@ impl TextIndex {
         docs: &mut dyn Iterator<Item = (String, Document)>,
         lsn: u64,
     ) -> Result<SearchAnswer, QueryError> {
+        self.scan_bounded(req, docs, lsn, usize::MAX)
+            .map(|(answer, _)| answer)
+    }
+
+    /// [`scan_bounded`] with this index's settings, reusing the previous scan's documents when the table is at the
+    /// same LSN and that scan covers the same documents (it read the whole table within this bound, or was cut at
+    /// this same bound).
+    pub fn scan_bounded(
+        &self,
+        req: &SearchRequest,
+        docs: &mut dyn Iterator<Item = (String, Document)>,
+        lsn: u64,
+        docs_max: usize,
+    ) -> Result<(SearchAnswer, Scanned), QueryError> {
         let start = Instant::now();
         let mut last = self
             .scan_cache
@@ -123,20 +177,30 @@ impl TextIndex {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let built = match last.take() {
-            Some((at, built)) if at == lsn => built,
+            Some((at, built))
+                if at == lsn
+                    && if built.scanned.truncated {
+                        built.docs_max == docs_max
+                    } else {
+                        built.scanned.docs <= docs_max as u64
+                    } =>
+            {
+                built
+            }
             _ => {
                 let empty = Built::empty()?;
                 // Bad input is refused before the table is read.
                 empty.view(&self.settings).prepare(req)?;
-                empty.fill(docs, lsn)?
+                empty.fill(docs, lsn, docs_max)?
             }
         };
         let view = built.view(&self.settings);
+        let scanned = built.scanned;
         let answer = view
             .prepare(req)
             .and_then(|prepared| view.answer(&built.reader()?, &prepared, req, lsn, start));
         *last = Some((lsn, built));
-        answer
+        answer.map(|a| (a, scanned))
     }
 
     /// Forgets the last scan's in-memory index (the text index answers again).

@@ -7,13 +7,16 @@
 //! | `meta` | JSON, raw tokenizer, indexed, fast | filters: strings and bools by term, numbers by fast-column ranges |
 //! | `meta_src` | stored | the meta JSON text exactly as put (tantivy's JSON values would round numbers) |
 //! | `version` | u64, fast | the LSN of the version indexed, compared with the table by `check` |
+//! | `text_prefixes` | token prefixes of 1..=4 characters (`tokens`), freqs | `wor*` as one term |
 
 use serde_json::{Map, Value};
 use tantivy::TantivyDocument;
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, OwnedValue, STORED, STRING, Schema,
-    TEXT, TextFieldIndexing,
+    TEXT, TextFieldIndexing, TextOptions,
 };
+
+use crate::tokens;
 
 /// The fields of the schema.
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +26,7 @@ pub(crate) struct Fields {
     pub(crate) meta: Field,
     pub(crate) meta_src: Field,
     pub(crate) version: Field,
+    pub(crate) prefixes: Field,
 }
 
 pub(crate) const ID: &str = "id";
@@ -30,6 +34,7 @@ pub(crate) const TEXT_FIELD: &str = "text";
 pub(crate) const META: &str = "meta";
 pub(crate) const META_SRC: &str = "meta_src";
 pub(crate) const VERSION: &str = "version";
+pub(crate) const PREFIXES: &str = "text_prefixes";
 
 /// The schema every generation is created with.
 pub(crate) fn schema() -> Schema {
@@ -46,6 +51,14 @@ pub(crate) fn schema() -> Schema {
     b.add_json_field(META, meta);
     b.add_text_field(META_SRC, STORED);
     b.add_u64_field(VERSION, FAST | INDEXED);
+    b.add_text_field(
+        PREFIXES,
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(tokens::PREFIXES)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        ),
+    );
     b.build()
 }
 
@@ -61,6 +74,7 @@ pub(crate) fn fields_of(schema: &Schema) -> Result<Fields, String> {
         meta: f(META)?,
         meta_src: f(META_SRC)?,
         version: f(VERSION)?,
+        prefixes: f(PREFIXES)?,
     })
 }
 
@@ -101,6 +115,7 @@ pub(crate) fn document(
     let mut d = TantivyDocument::new();
     d.add_text(fields.id, id);
     d.add_text(fields.text, text);
+    d.add_text(fields.prefixes, text);
     if let Some(m) = meta {
         let o: Vec<(String, OwnedValue)> = m
             .iter()

@@ -181,13 +181,7 @@ impl View<'_> {
             .index
             .tokenizer_for_field(self.fields.text)
             .map_err(QueryError::from)?;
-        let built = query::build(
-            &req.query,
-            self.fields.text,
-            self.fields.meta,
-            analyzer,
-            self.settings,
-        )?;
+        let built = query::build(&req.query, self.fields, analyzer, self.settings)?;
         let query: Box<dyn Query> = match &filter {
             None => built.query,
             Some(f) => Box::new(BooleanQuery::new(vec![

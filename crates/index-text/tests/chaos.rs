@@ -9,7 +9,7 @@ fn every_text_fault_is_detected_and_repaired_with_the_same_hits() {
     let config = TextChaosConfig {
         data_dir: tmp.path().join("data"),
         seed: 20261206,
-        rounds: 6,
+        rounds: TextFault::ALL.len() as u32,
         faults: Vec::new(),
         docs: 600,
     };

@@ -818,11 +818,34 @@ fn agrees_with_a_scan_on_a_synthetic_corpus() {
         total(&phrase, None),
         scan(&|ws, _| ws.windows(2).any(|p| p[0] == a && p[1] == b))
     );
-    let prefix = &a[..3];
+    // Three and four words: a phrase over the pairs field (each pair at its first word's position).
+    let c = w(1);
+    for words in [
+        vec![a.clone(), b.clone(), c.clone()],
+        vec![c.clone(), a.clone(), c.clone(), a.clone()],
+    ] {
+        let n = words.len();
+        assert_eq!(
+            total(&format!("\"{}\"", words.join(" ")), None),
+            scan(&|ws, _| ws.windows(n).any(|p| p == words.as_slice())),
+            "{words:?}"
+        );
+    }
+    // A phrase with slop keeps the positions of the text.
     assert_eq!(
-        total(&format!("{prefix}*"), None),
-        scan(&|ws, _| ws.iter().any(|x| x.starts_with(prefix)))
+        total(&format!("\"{a} {b}\"~1"), None),
+        scan(&|ws, _| (0..ws.len())
+            .any(|i| ws[i] == a && (ws.get(i + 1) == Some(&b) || ws.get(i + 2) == Some(&b))))
     );
+    // Prefixes of 1..=4 characters are indexed terms; longer ones expand over the term dictionary.
+    for len in 1..=a.len().min(6) {
+        let prefix = &a[..len];
+        assert_eq!(
+            total(&format!("{prefix}*"), None),
+            scan(&|ws, _| ws.iter().any(|x| x.starts_with(prefix))),
+            "{prefix}*"
+        );
+    }
     let f = json!({"lang": "fr", "year": {"gte": 2010}});
     let parsed = Filter::parse(&f, &TextSettings::default()).unwrap();
     assert_eq!(
@@ -970,6 +993,86 @@ fn a_scan_answers_exactly_what_the_index_answers_and_refuses_bad_input_before_re
     idx.scan(&req, &mut table().inspect(|_| n += 1), 1501)
         .unwrap();
     assert_eq!(n, 1500, "dropped: read again");
+}
+
+#[test]
+fn a_bounded_scan_reads_at_most_its_bound_and_says_it_is_partial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    let docs = Corpus::new(300, 1.0, 11).docs(1000);
+    let table = || {
+        docs.iter().map(|d| {
+            (
+                d.id.clone(),
+                Document {
+                    text: d.text.clone(),
+                    vector: None,
+                    meta: Some(d.meta.clone()),
+                },
+            )
+        })
+    };
+    let q = index_text::synth::word(0);
+    let req = SearchRequest::new(q.clone(), 1000);
+    let first: std::collections::BTreeSet<String> =
+        docs.iter().take(100).map(|d| d.id.clone()).collect();
+    let matches_in_first = docs
+        .iter()
+        .take(100)
+        .filter(|d| d.text.split(' ').any(|x| x == q))
+        .count() as u64;
+    assert!(matches_in_first > 0);
+
+    // Cut at 100: the first 100 documents only (and one more looked at to know there are more).
+    let mut n = 0usize;
+    let (a, scanned) =
+        index_text::scan_bounded(&settings(), &req, &mut table().inspect(|_| n += 1), 7, 100)
+            .unwrap();
+    assert_eq!(
+        scanned,
+        index_text::Scanned {
+            docs: 100,
+            truncated: true
+        }
+    );
+    assert_eq!(n, 101);
+    assert_eq!(a.total, matches_in_first);
+    assert!(a.hits.iter().all(|h| first.contains(&h.id)), "{:?}", a.hits);
+    // A bound the table fits in: the whole table, not truncated, the unbounded answer.
+    let (b, scanned) = index_text::scan_bounded(&settings(), &req, &mut table(), 7, 1000).unwrap();
+    assert_eq!(
+        scanned,
+        index_text::Scanned {
+            docs: 1000,
+            truncated: false
+        }
+    );
+    assert_eq!(
+        b,
+        index_text::SearchAnswer {
+            took_ms: b.took_ms,
+            ..index_text::scan(&settings(), &req, &mut table(), 7).unwrap()
+        }
+    );
+
+    // The index's scan keeps a cut scan only for the same bound; a whole-table scan for any bound it fits in.
+    let reads = |bound: usize, lsn: u64| {
+        let mut n = 0usize;
+        let (a, s) = idx
+            .scan_bounded(&req, &mut table().inspect(|_| n += 1), lsn, bound)
+            .unwrap();
+        (n, s.truncated, a.total)
+    };
+    assert_eq!(reads(100, 9), (101, true, matches_in_first));
+    assert_eq!(reads(100, 9), (0, true, matches_in_first));
+    assert_eq!(reads(200, 9).0, 201);
+    assert_eq!(reads(5000, 9), (1000, false, b.total));
+    assert_eq!(reads(1000, 9), (0, false, b.total));
+    assert_eq!(
+        reads(999, 9).0,
+        1000,
+        "the table does not fit: read again, cut"
+    );
 }
 
 /// Makes `path` look `secs` seconds old.

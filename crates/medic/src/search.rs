@@ -29,6 +29,13 @@ pub const STRONG_WAIT_MS_MAX: u64 = 10_000;
 pub const WEIGHT_MAX: f64 = 1_000.0;
 /// Documents read from the table at a time by a text search answered from a scan.
 const SCAN_PAGE_DOCS: usize = 1_024;
+/// Documents a text search answered from a scan (no usable text index) reads at most, unless the request says
+/// `scan_docs_max`: about 1–2 s of scanning on a loaded 2-core machine (BENCHMARKS.md, full-text section). A larger
+/// collection is answered from its first documents in id order, flagged `"partial": true`, or refused 503 when the
+/// request says `"allow_partial": false`.
+pub const TEXT_SCAN_DOCS_MAX: u64 = 100_000;
+/// The largest `scan_docs_max` a request may ask for.
+pub const TEXT_SCAN_DOCS_MAX_MAX: u64 = 10_000_000;
 
 /// `POST /v1/search` body: `text`, `vector` or both, and `k`.
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +81,67 @@ pub struct SearchBody {
     /// Fusion weights of a search by both text and vector.
     #[serde(default)]
     pub hybrid: Option<HybridBody>,
+    /// Documents a text search answered from a scan of the table (while no usable text index exists) reads at
+    /// most (1..=[`TEXT_SCAN_DOCS_MAX_MAX`]; default [`TEXT_SCAN_DOCS_MAX`]).
+    #[serde(default)]
+    pub scan_docs_max: Option<u64>,
+    /// `false`: a text search whose scan would have to stop at `scan_docs_max` is answered 503 naming the limit
+    /// instead of a partial answer (default `true`: partial, flagged `"partial": true`).
+    #[serde(default)]
+    pub allow_partial: Option<bool>,
+}
+
+/// Why a text answer came from a scan, and whether it covers only part of the table.
+#[derive(Clone, Debug)]
+struct Degraded {
+    /// The reason, for `"reason"`.
+    why: String,
+    /// `Some(n)`: the scan stopped at `scan_docs_max` after `n` documents (`"partial": true`, `"scanned": n`).
+    partial: Option<u64>,
+}
+
+impl Degraded {
+    /// Adds `"degraded": true`, the reason and, for a cut scan, `"partial": true` and `"scanned"`.
+    fn mark(&self, m: &mut Map<String, Value>) {
+        m.insert("degraded".into(), json!(true));
+        m.insert("reason".into(), json!(self.why));
+        if let Some(n) = self.partial {
+            m.insert("partial".into(), json!(true));
+            m.insert("scanned".into(), json!(n));
+        }
+    }
+}
+
+/// How far a text search answered from a scan may read the table.
+#[derive(Clone, Copy, Debug)]
+struct ScanBound {
+    /// Documents read at most.
+    docs_max: u64,
+    /// A scan cut at `docs_max` answers partially (`true`) or is refused 503 (`false`).
+    allow_partial: bool,
+}
+
+impl ScanBound {
+    fn of(body: &SearchBody) -> Result<ScanBound, ApiError> {
+        let docs_max = match body.scan_docs_max {
+            None => TEXT_SCAN_DOCS_MAX,
+            Some(n @ 1..=TEXT_SCAN_DOCS_MAX_MAX) => n,
+            Some(n) => {
+                return Err(ApiError::bad_request(format!(
+                    "scan_docs_max: {n} is outside 1..={TEXT_SCAN_DOCS_MAX_MAX}"
+                )));
+            }
+        };
+        if body.text.is_none() && (body.scan_docs_max.is_some() || body.allow_partial.is_some()) {
+            return Err(ApiError::bad_request(
+                "scan_docs_max, allow_partial: they bound a \"text\" search's scan; give \"text\" too",
+            ));
+        }
+        Ok(ScanBound {
+            docs_max,
+            allow_partial: body.allow_partial.unwrap_or(true),
+        })
+    }
 }
 
 /// `hybrid` of a search by both text and vector.
@@ -188,6 +256,8 @@ struct Scope<'a> {
     collection: &'a str,
     /// `None` for `default`, whose indexes the app holds itself.
     named: Option<crate::app::CollectionIndexes>,
+    /// How far a text search answered from a scan may read.
+    scan: ScanBound,
 }
 
 impl Scope<'_> {
@@ -280,6 +350,7 @@ pub fn run_in(
         app,
         collection,
         named,
+        scan: ScanBound::of(&body)?,
     };
     let t0 = Instant::now();
     let k = app
@@ -475,9 +546,8 @@ pub fn run_in(
             if let Some(m) = v.as_object_mut() {
                 let text_source = if degraded.is_some() { "scan" } else { "text" };
                 source.mark(m, format!("{text_source}+{}", source.name()));
-                if let Some(why) = degraded {
-                    m.insert("degraded".into(), json!(true));
-                    m.insert("reason".into(), json!(why));
+                if let Some(d) = degraded {
+                    d.mark(m);
                 }
             }
             v
@@ -538,7 +608,7 @@ fn text_search(
     scope: &Scope<'_>,
     req: &index_text::SearchRequest,
     wait: Wait,
-) -> Result<(index_text::SearchAnswer, Option<String>), ApiError> {
+) -> Result<(index_text::SearchAnswer, Option<Degraded>), ApiError> {
     let store = scope.app.store();
     let index = match scope.text()? {
         Ok(index) => index,
@@ -621,15 +691,27 @@ fn text_unusable(store: &Store, index: &index_text::TextIndex) -> Option<(String
 
 /// A text search answered from a scan of the collection's documents (read in pages; not at all when the index's
 /// previous scan was at the same LSN), as of the log's LSN when it began; `why` is the reason given with the
-/// degraded answer.
+/// degraded answer. The scan reads at most the scope's `scan_docs_max` documents: beyond, the answer covers the
+/// first ones in id order and the reason says so (the caller flags it `"partial"`), or, when the request does not
+/// allow a partial answer, a 503 names the limit before anything is read.
 fn scan_text(
     scope: &Scope<'_>,
     index: Option<&index_text::TextIndex>,
     req: &index_text::SearchRequest,
     why: String,
-) -> Result<(index_text::SearchAnswer, Option<String>), ApiError> {
+) -> Result<(index_text::SearchAnswer, Option<Degraded>), ApiError> {
     let store = scope.app.store();
     let lsn = store.stats().last_lsn;
+    let bound = scope.scan;
+    let n_docs = store.count_in(scope.collection) as u64;
+    if n_docs > bound.docs_max && !bound.allow_partial {
+        return Err(ApiError::unavailable(format!(
+            "{why}; a scan of the collection {:?} would read {n_docs} documents, more than scan_docs_max = {} \
+             (default {TEXT_SCAN_DOCS_MAX}): retry once the index is rebuilt, raise scan_docs_max, or allow a \
+             partial answer (\"allow_partial\": true)",
+            scope.collection, bound.docs_max
+        )));
+    }
     let mut pages = Pages {
         store,
         collection: scope.collection,
@@ -638,16 +720,38 @@ fn scan_text(
         done: false,
         failed: None,
     };
+    let docs_max = usize::try_from(bound.docs_max).unwrap_or(usize::MAX);
     // The index's own scan reuses the previous scan's documents at the same LSN (a rebuild takes a while).
     let ans = match index {
-        Some(index) => index.scan(req, &mut pages, lsn),
-        None => index_text::scan(&index_text::TextSettings::default(), req, &mut pages, lsn),
+        Some(index) => index.scan_bounded(req, &mut pages, lsn, docs_max),
+        None => index_text::scan_bounded(
+            &index_text::TextSettings::default(),
+            req,
+            &mut pages,
+            lsn,
+            docs_max,
+        ),
     };
     if let Some(e) = pages.failed {
         return Err(e.into());
     }
-    let ans = ans.map_err(query_error)?;
-    Ok((ans, Some(why)))
+    let (ans, scanned) = ans.map_err(query_error)?;
+    let why = if scanned.truncated {
+        format!(
+            "{why}; partial: the scan read the first {} documents (in id order) of {n_docs}, the limit \
+             scan_docs_max = {}",
+            scanned.docs, bound.docs_max
+        )
+    } else {
+        why
+    };
+    Ok((
+        ans,
+        Some(Degraded {
+            why,
+            partial: scanned.truncated.then_some(scanned.docs),
+        }),
+    ))
 }
 
 /// Every document of a collection, read from the table a page at a time; the first failure is kept in `failed`.
@@ -693,16 +797,16 @@ impl Iterator for Pages<'_> {
     }
 }
 
-/// Names the text answer's source: `"index": "text"`, or `"scan"` with `"degraded": true` and the reason.
-fn mark_source(m: &mut Map<String, Value>, degraded: Option<String>) {
+/// Names the text answer's source: `"index": "text"`, or `"scan"` with `"degraded": true`, the reason and, for a
+/// scan cut at `scan_docs_max`, `"partial": true` with the documents `"scanned"`.
+fn mark_source(m: &mut Map<String, Value>, degraded: Option<Degraded>) {
     match degraded {
         None => {
             m.insert("index".into(), json!("text"));
         }
-        Some(why) => {
+        Some(d) => {
             m.insert("index".into(), json!("scan"));
-            m.insert("degraded".into(), json!(true));
-            m.insert("reason".into(), json!(why));
+            d.mark(m);
         }
     }
 }
