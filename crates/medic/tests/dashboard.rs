@@ -409,7 +409,9 @@ fn the_dashboard_shows_a_repaired_incident_in_a_real_browser() {
     );
     assert!(
         dom.contains("<svg class=\"chart\""),
-        "a metric chart was drawn"
+        "a metric chart was drawn; the page's error line: {}",
+        dom.find("id=\"error\"")
+            .map_or("", |at| &dom[at..(at + 600).min(dom.len())])
     );
     assert!(
         dom.contains("Read only: paste an operator token"),
@@ -520,8 +522,19 @@ fn the_dashboard_shows_an_incident_awaiting_approval_read_only_without_a_token()
         );
     }
     assert!(dom.contains("Read only: paste an operator token"));
+    // Asking for approval escalated it to a human (with its report): the latest escalation, not acknowledged.
     let (s, e) = d.json("GET", "/v1/escalations/latest", None);
-    assert_eq!((s, &e["escalation"]), (200, &Value::Null), "{e}");
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(e["escalation"]["incident"].as_u64(), Some(id), "{e}");
+    assert_eq!(e["escalation"]["acknowledged"], Value::Null, "{e}");
+    let panel = &dom[dom
+        .find("id=\"escalation-incident\"")
+        .unwrap_or_else(|| panic!("no escalation panel; DOM:\n{dom}"))..];
+    assert!(
+        panel.contains("class=\"ack-no\">not acknowledged"),
+        "{}",
+        &panel[..panel.len().min(2000)]
+    );
 
     // Alice denies the repair: the incident is escalated and acknowledged by her, and the latest escalation panel
     // shows it.
