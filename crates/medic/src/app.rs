@@ -61,7 +61,7 @@ struct Schedule {
 
 /// The notifiers `notify` asks for, and the router of `escalation`'s policies, each muted by the operators'
 /// `silences`.
-fn notifiers(
+pub(crate) fn notifiers(
     notify: &crate::config::NotifyConfig,
     escalation: &crate::notify::EscalationConfig,
     silences: &crate::operators::SilenceSet,
@@ -389,6 +389,16 @@ impl App {
         self.subject
             .strategies()
             .iter()
+            .map(|s| (s.name().to_string(), s.estimate(issue).risk))
+            .collect()
+    }
+
+    /// The strategies that can repair `issue`, with the risk each estimates (a diagnostic bundle's suggestions).
+    pub fn repair_options(&self, issue: &heal::Issue) -> Vec<(String, f64)> {
+        self.subject
+            .strategies()
+            .iter()
+            .filter(|s| s.can_repair(issue))
             .map(|s| (s.name().to_string(), s.estimate(issue).risk))
             .collect()
     }

@@ -161,6 +161,13 @@ pub enum Command {
         #[command(flatten)]
         period: views::ReportArgs,
     },
+    /// Show one incident's diagnostic bundle (JSON): the event, the metrics judged, the state then, suggestions.
+    Bundle {
+        #[command(flatten)]
+        data: DataArg,
+        /// The incident id.
+        id: u64,
+    },
     /// Store a document.
     #[command(group(ArgGroup::new("body").args(["text", "file", "vector"]).multiple(true).required(true)))]
     Put {
@@ -867,6 +874,17 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             .into()),
             None => with_read_only(cli, data, |b| views::report(out, b, period)),
         },
+        Command::Bundle { data, id } => with_read_only(cli, data, |b| match b.bundle(*id)? {
+            Some(v) if out.json => {
+                out.json_line(&v);
+                Ok(EXIT_OK)
+            }
+            Some(v) => {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(EXIT_OK)
+            }
+            None => not_found(out, "diagnostic bundle of incident", &id.to_string()),
+        }),
         Command::Put {
             data,
             id,

@@ -51,6 +51,8 @@ pub struct Config {
     pub escalation: crate::notify::EscalationConfig,
     /// The KPI targets daily and weekly reports hold the KPIs against.
     pub report: crate::report::ReportConfig,
+    /// The diagnostic bundle kept per incident: retention and compression (`crate::diagnostics`).
+    pub diagnostics: crate::diagnostics::DiagnosticsConfig,
     /// The healing engine: detectors, diagnosis, safety gates (dry-run, approval risk, concurrency, rate limits,
     /// circuit breakers), escalation. Validated by `heal::config::EngineConfig::validate`.
     pub engine: EngineConfig,
@@ -727,6 +729,7 @@ impl Config {
         )?;
 
         self.report.validate()?;
+        self.diagnostics.validate()?;
         self.check_operators(&mut warnings)?;
 
         let n = &self.notify;
@@ -1495,6 +1498,32 @@ mttd_ms_max = 60000.0
 mttr_ms_max = 300000.0
 auto_remediation_rate_min = 0.9
 false_positive_rate_max = 0.1
+# Reports on a schedule: at daily_at (HH:MM, in zone) the daily report of the day before is written to dir as
+# Markdown and HTML (daily-YYYY-MM-DD.md/.html); on weekly_day (monday..sunday) at that time the weekly report of
+# the seven days before too (weekly-YYYY-MM-DD.*, the last day covered). A report missed while the daemon was down
+# is written when it starts. Unset daily_at: no scheduled reports.
+# daily_at = "07:00"
+# weekly_day = "monday"
+# The IANA time zone of daily_at and of the days scheduled reports cover.
+zone = "UTC"
+# Where scheduled reports go (default <data dir>/reports).
+# dir = "/var/lib/medic/reports"
+# Reports covering days more than keep_days ago are removed (0: never), and past keep_count of a period the oldest
+# (0: no limit); the newest of each period is always kept.
+keep_days = 30
+keep_count = 0
+# Send each scheduled report through the notifiers of [notify] too (a summary and the files' paths).
+deliver = false
+
+[diagnostics]
+# When an incident opens, keep a diagnostic bundle (the event, the metrics judged, the store's state, suggestions)
+# in <data dir>/diagnostics/<id>.json: GET /v1/incidents/ID/bundle, medic bundle ID.
+enabled = true
+# Bundles older than keep_days are removed (0: never), and past keep_count the oldest (0: no limit).
+keep_days = 30
+keep_count = 1000
+# A bundle older than this is gzip-compressed (<id>.json.gz).
+compress_after_ms = 86400000
 
 [notify]
 # Write every alert (data at risk, repeated serious issues, escalations) to the log on stderr as a warning.

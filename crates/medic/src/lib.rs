@@ -23,6 +23,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod diagnostics;
 pub mod duration;
 pub mod history;
 pub mod incident_filter;

@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::history::{days_from_civil, rfc3339};
 use crate::kb::SqliteKb;
 
+pub mod escalation;
 pub mod incident;
+pub mod schedule;
+pub mod trend;
 
 /// Most incidents one report reads from its period (a busier period is reported on its first ones, `truncated`).
 pub const REPORT_INCIDENTS_MAX: usize = 10_000;
@@ -41,6 +44,26 @@ pub struct ReportConfig {
     pub auto_remediation_rate_min: f64,
     /// Share of incidents that were false positives, at most this.
     pub false_positive_rate_max: f64,
+    /// Local time `HH:MM` (in `zone`) at which the daily report of the day before is written to `dir`; unset: no
+    /// scheduled reports (`schedule`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_at: Option<String>,
+    /// The weekday (`monday`..`sunday`) on which, at `daily_at`, the weekly report of the seven days before is
+    /// written too; unset: no weekly report on a schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weekly_day: Option<String>,
+    /// The IANA time zone (`Europe/Berlin`) of `daily_at` and of the days scheduled reports cover.
+    pub zone: String,
+    /// Where scheduled reports are written (default `<data dir>/reports`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<std::path::PathBuf>,
+    /// Scheduled reports covering days more than this many days ago are removed (0: never); the newest of each
+    /// period is always kept.
+    pub keep_days: u32,
+    /// At most this many scheduled reports of each period are kept, the newest (0: no limit).
+    pub keep_count: u32,
+    /// Each scheduled report is also sent through the notifiers of `[notify]`: a summary and the files' paths.
+    pub deliver: bool,
 }
 
 impl Default for ReportConfig {
@@ -50,6 +73,13 @@ impl Default for ReportConfig {
             mttr_ms_max: 300_000.0,
             auto_remediation_rate_min: 0.9,
             false_positive_rate_max: 0.1,
+            daily_at: None,
+            weekly_day: None,
+            zone: "UTC".to_string(),
+            dir: None,
+            keep_days: 30,
+            keep_count: 0,
+            deliver: false,
         }
     }
 }
@@ -79,7 +109,8 @@ impl ReportConfig {
             "report.false_positive_rate_max",
             self.false_positive_rate_max,
             1.0,
-        )
+        )?;
+        schedule::Plan::from_config(self, std::path::Path::new(".")).map(|_| ())
     }
 }
 
@@ -236,6 +267,9 @@ pub struct Report {
     /// The most frequent problems (code and resource), most incidents first, at most [`TOP_RECURRING`], only those
     /// in at least two incidents.
     pub top_recurring: Vec<Recurring>,
+    /// The IANA zone whose days the period covers (scheduled reports); absent: UTC days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 fn name_of<T: Serialize>(v: &T) -> String {
@@ -410,6 +444,7 @@ pub fn from_records(
         kpis,
         targets,
         top_recurring: top,
+        zone: None,
     }
 }
 
@@ -467,13 +502,18 @@ pub fn html_escape(s: &str) -> String {
 impl Report {
     /// The title: `medic daily report 2026-12-05` or `medic weekly report 2026-11-29 – 2026-12-05`.
     pub fn title(&self) -> String {
-        let last_day = &rfc3339(self.until.saturating_sub(1))[..10];
+        let day = |at: Timestamp| match &self.zone {
+            Some(zone) => schedule::local_date(at, zone),
+            None => rfc3339(at)[..10].to_string(),
+        };
+        let last_day = day(self.until.saturating_sub(1));
+        let zone = match &self.zone {
+            Some(z) if z != "UTC" => format!(" ({z})"),
+            _ => String::new(),
+        };
         match self.period {
-            Period::Daily => format!("medic daily report {last_day}"),
-            Period::Weekly => format!(
-                "medic weekly report {} – {last_day}",
-                &rfc3339(self.from)[..10]
-            ),
+            Period::Daily => format!("medic daily report {last_day}{zone}"),
+            Period::Weekly => format!("medic weekly report {} – {last_day}{zone}", day(self.from)),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The operator's views of the running daemon, black-box: the metric history over HTTP and through `medic history`,
 //! the dashboard page rendered by a real headless Chromium after an incident was caused and repaired, and the
-//! daily report route.
+//! daily report route; the KPIs over time and the latest escalation, over HTTP and in the page.
 
 mod support;
 
@@ -337,9 +337,59 @@ fn the_dashboard_shows_a_repaired_incident_in_a_real_browser() {
         "{r}"
     );
 
+    // The KPIs over time count it: today's bucket has the incident, its MTTR and its successful repair.
+    let (s, h) = d.json("GET", "/v1/kpis/history?days=1&step=hour", None);
+    assert_eq!(s, 200, "{h}");
+    assert_eq!(
+        (h["step"].as_str(), h["buckets"].as_array().map(Vec::len)),
+        (Some("hour"), Some(24)),
+        "{h}"
+    );
+    let (s, h) = d.json("GET", "/v1/kpis/history", None);
+    assert_eq!(s, 200, "{h}");
+    let today = h["buckets"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        today["by_resolution"]["auto_repaired"].as_u64() >= Some(1)
+            && today["repairs"]["succeeded"].as_u64() >= Some(1)
+            && today["mttr_ms"].as_f64().is_some_and(|v| v > 0.0),
+        "{h}"
+    );
+    for (q, want) in [
+        ("days=0", "days = \"0\""),
+        ("days=30&step=hour", "at most 14 days by the hour"),
+        ("step=week", "one of day, hour"),
+        ("colour=red", "unknown field"),
+    ] {
+        let (s, e) = d.json("GET", &format!("/v1/kpis/history?{q}"), None);
+        assert_eq!(s, 400, "{q}: {e}");
+        assert!(e["error"].as_str().unwrap().contains(want), "{q}: {e}");
+    }
+    // Nothing was escalated.
+    let (s, e) = d.json("GET", "/v1/escalations/latest", None);
+    assert_eq!((s, &e["escalation"]), (200, &Value::Null), "{e}");
+
     let profile = tmp.path().join("chromium-profile");
     let url = format!("{}/", d.url);
     let dom = chromium_run(&browser, &profile, &url, "--dump-dom", 8_000);
+    // The KPI charts drew today's repair and MTTR, and the escalation panel says nothing was escalated.
+    let chart = |id: &str| -> String {
+        let at = dom
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no chart {id}; DOM:\n{dom}"));
+        dom[at..at + dom[at..].find("</svg>").unwrap()].to_string()
+    };
+    let repairs = chart("kpi-repairs");
+    assert!(
+        repairs.contains("class=\"bar o-succeeded\" data-key=\"succeeded\""),
+        "{repairs}"
+    );
+    let times = chart("kpi-times");
+    assert!(times.contains("data-kpi=\"mttr_ms\""), "{times}");
+    assert!(chart("kpi-resolutions").contains("data-key=\"auto_repaired\""));
+    assert!(
+        dom.contains("id=\"escalation-none\""),
+        "no escalation shown"
+    );
     let row_start = dom
         .find(&format!("id=\"recent-{id}\""))
         .unwrap_or_else(|| panic!("incident {id} is not on the page; DOM:\n{dom}"));
@@ -359,7 +409,9 @@ fn the_dashboard_shows_a_repaired_incident_in_a_real_browser() {
     );
     assert!(
         dom.contains("<svg class=\"chart\""),
-        "a metric chart was drawn"
+        "a metric chart was drawn; the page's error line: {}",
+        dom.find("id=\"error\"")
+            .map_or("", |at| &dom[at..(at + 600).min(dom.len())])
     );
     assert!(
         dom.contains("Read only: paste an operator token"),
@@ -470,5 +522,58 @@ fn the_dashboard_shows_an_incident_awaiting_approval_read_only_without_a_token()
         );
     }
     assert!(dom.contains("Read only: paste an operator token"));
+    // Asking for approval escalated it to a human (with its report): the latest escalation, not acknowledged.
+    let (s, e) = d.json("GET", "/v1/escalations/latest", None);
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(e["escalation"]["incident"].as_u64(), Some(id), "{e}");
+    assert_eq!(e["escalation"]["acknowledged"], Value::Null, "{e}");
+    let panel = &dom[dom
+        .find("id=\"escalation-incident\"")
+        .unwrap_or_else(|| panic!("no escalation panel; DOM:\n{dom}"))..];
+    assert!(
+        panel.contains("class=\"ack-no\">not acknowledged"),
+        "{}",
+        &panel[..panel.len().min(2000)]
+    );
+
+    // Alice denies the repair: the incident is escalated and acknowledged by her, and the latest escalation panel
+    // shows it.
+    let resp = d
+        .agent
+        .post(&format!("{}/v1/incidents/{id}/deny", d.url))
+        .header("Content-Type", "application/json")
+        .header("Authorization", "Bearer alice-token-0123456789")
+        .send(r#"{"note":"not now"}"#)
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (s, e) = d.json("GET", "/v1/escalations/latest", None);
+    assert_eq!(s, 200, "{e}");
+    let e = &e["escalation"];
+    assert_eq!(e["incident"].as_u64(), Some(id), "{e}");
+    assert_eq!(e["resolution"], "escalated", "{e}");
+    assert_eq!(e["acknowledged"]["by"], "alice", "{e}");
+    assert_eq!(e["notified_by"], "notifiers", "{e}");
+    assert!(
+        e["notified"].as_array().unwrap().iter().any(|n| n == "log"),
+        "{e}"
+    );
+    let dom = chromium_run(
+        &browser,
+        &tmp.path().join("chromium-profile-2"),
+        &format!("{}/", d.url),
+        "--dump-dom",
+        6_000,
+    );
+    let panel = &dom[dom
+        .find("id=\"escalation-incident\"")
+        .unwrap_or_else(|| panic!("no escalation panel; DOM:\n{dom}"))..];
+    let panel = &panel[..panel.find("</section>").unwrap()];
+    assert!(
+        panel.contains(&format!("data-incident=\"{id}\"")),
+        "{panel}"
+    );
+    assert!(panel.contains("acknowledged by alice"), "{panel}");
+    assert!(panel.contains("id=\"escalation-notified\">log"), "{panel}");
+    assert!(panel.contains("escalation report"), "{panel}");
     d.stop();
 }

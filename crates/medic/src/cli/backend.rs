@@ -84,6 +84,8 @@ pub trait Backend {
     ) -> anyhow::Result<Value>;
     /// One incident.
     fn incident(&self, id: u64) -> anyhow::Result<Option<Value>>;
+    /// One incident's diagnostic bundle (`GET /v1/incidents/{id}/bundle`); `None` when none is kept.
+    fn bundle(&self, id: u64) -> anyhow::Result<Option<Value>>;
     /// Accepts acknowledged data lost beyond every redundancy; `{"accepted": {...}}`.
     fn accept_loss(&self) -> anyhow::Result<Value>;
     /// Metric history (`GET /v1/history`): the names, or one metric's points.
@@ -342,6 +344,17 @@ impl Backend for Daemon {
             .incident(id)
             .map_err(lift)
             .with_context(|| format!("reading incident {id}"))
+    }
+
+    fn bundle(&self, id: u64) -> anyhow::Result<Option<Value>> {
+        match self
+            .client
+            .call("GET", &format!("/v1/incidents/{id}/bundle"), None)
+        {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(lift(e)).with_context(|| format!("reading the bundle of incident {id}")),
+        }
     }
 }
 

@@ -230,6 +230,14 @@ impl Backend for Offline {
         self.app.accept_loss()
     }
 
+    fn bundle(&self, id: u64) -> anyhow::Result<Option<Value>> {
+        match crate::diagnostics::read(&self.app.config().server.data_dir, id) {
+            Ok(v) => Ok(Some(v)),
+            Err(crate::diagnostics::BundleError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn history(&self, q: &crate::history::HistoryQuery) -> anyhow::Result<Value> {
         crate::history::query(self.app.kb(), q, self.app.now()).map_err(super::views::lift_history)
     }

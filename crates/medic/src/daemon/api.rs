@@ -613,6 +613,9 @@ pub async fn run_cycle(s: &ApiState, dry_run: Option<bool>) -> Result<Value, Api
     let out = tokio::task::spawn_blocking(move || {
         let r = app.run_cycle(dry_run);
         metrics.record_cycle(r.is_ok());
+        if let Ok(summary) = &r {
+            crate::diagnostics::on_cycle(&app, summary);
+        }
         if let Ok(recent) = app.incidents(INCIDENTS_OBSERVED_MAX) {
             metrics.observe_incidents(recent.iter());
         }

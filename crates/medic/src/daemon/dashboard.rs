@@ -1,6 +1,8 @@
 //! The operator's views served by the daemon: the dashboard page at `GET /` (one self-contained HTML page embedded
 //! in the binary — its script polls the JSON API and draws the charts as inline SVG; no CDN, no build step), the
-//! metric history (`GET /v1/history`) and the daily and weekly reports (`GET /v1/reports/{daily|weekly}`).
+//! metric history (`GET /v1/history`), the daily and weekly reports (`GET /v1/reports/{daily|weekly}`), the KPIs
+//! over time (`GET /v1/kpis/history`), the latest escalation (`GET /v1/escalations/latest`) and an incident's
+//! diagnostic bundle (`GET /v1/incidents/{id}/bundle`).
 
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -27,6 +29,9 @@ pub fn routes() -> Router<ApiState> {
         .route("/", get(dashboard))
         .route("/v1/history", get(history))
         .route("/v1/reports/{period}", get(report))
+        .route("/v1/kpis/history", get(kpi_history))
+        .route("/v1/escalations/latest", get(latest_escalation))
+        .route("/v1/incidents/{id}/bundle", get(bundle))
 }
 
 /// `GET /`: the dashboard.
@@ -135,6 +140,60 @@ async fn report(
         _ => axum::Json(serde_json::to_value(&r).map_err(|e| ApiError::internal(e.to_string()))?)
             .into_response(),
     })
+}
+
+impl From<crate::report::trend::TrendError> for ApiError {
+    fn from(e: crate::report::trend::TrendError) -> Self {
+        match e {
+            crate::report::trend::TrendError::BadQuery(m) => ApiError::bad_request(m),
+            crate::report::trend::TrendError::Kb(e) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+/// `GET /v1/kpis/history?days=N&step=day|hour`: per day or hour, incidents, MTTD, MTTR, incidents by resolution
+/// and repairs by outcome (`crate::report::trend`).
+async fn kpi_history(
+    State(s): State<ApiState>,
+    q: Result<Query<crate::report::trend::KpiHistoryQuery>, QueryRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let Query(q) = q?;
+    let app = s.app.clone();
+    let h =
+        tokio::task::spawn_blocking(move || crate::report::trend::build(app.kb(), &q, app.now()))
+            .await??;
+    Ok(axum::Json(
+        serde_json::to_value(&h).map_err(|e| ApiError::internal(e.to_string()))?,
+    ))
+}
+
+/// `GET /v1/escalations/latest`: the newest escalated incident, the level it reached, who was notified and whether
+/// it was acknowledged (`crate::report::escalation`); `{"escalation": null}` when none.
+async fn latest_escalation(State(s): State<ApiState>) -> Result<axum::Json<Value>, ApiError> {
+    let app = s.app.clone();
+    let v = tokio::task::spawn_blocking(move || crate::report::escalation::latest(&app))
+        .await?
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    Ok(axum::Json(v))
+}
+
+/// `GET /v1/incidents/{id}/bundle`: the incident's diagnostic bundle (`crate::diagnostics`), decompressed.
+async fn bundle(
+    State(s): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let Path(raw) = path?;
+    let id = raw
+        .parse::<u64>()
+        .map_err(|_| ApiError::bad_request(format!("incident id {raw:?} is not a number")))?;
+    let data = s.app.config().server.data_dir.clone();
+    let v = tokio::task::spawn_blocking(move || crate::diagnostics::read(&data, id))
+        .await?
+        .map_err(|e| match e {
+            crate::diagnostics::BundleError::NotFound(_) => ApiError::not_found(e.to_string()),
+            other => ApiError::internal(other.to_string()),
+        })?;
+    Ok(axum::Json(v))
 }
 
 #[cfg(test)]

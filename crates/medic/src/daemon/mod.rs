@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod operators;
 pub mod reload;
+pub mod reports;
 pub mod url_file;
 
 use std::io::IsTerminal as _;
@@ -393,6 +394,7 @@ async fn serve_async(
         Duration::from_millis(config.checks.shallow_interval_ms),
         stop_rx.clone(),
     ));
+    let reports = tokio::spawn(reports::report_loop(app.clone(), stop_rx.clone()));
     let reloads = tokio::spawn(reload_loop(
         app.clone(),
         source,
@@ -419,6 +421,9 @@ async fn serve_async(
     app.store().interrupt_checks();
     if let Err(e) = healing.await {
         tracing::warn!("healing loop ended abnormally: {e}");
+    }
+    if let Err(e) = reports.await {
+        tracing::warn!("scheduled reports loop ended abnormally: {e}");
     }
     if let Err(e) = reloads.await {
         tracing::warn!("configuration reload loop ended abnormally: {e}");
