@@ -29,11 +29,23 @@ fn detail(d: &Daemon, id: u64) -> Value {
 
 /// Asserts `text` holds an RFC 3339 time followed by its age.
 fn assert_times_with_age(text: &str) {
-    let ok = text.split("20").any(|rest| {
-        rest.len() > 20
-            && rest.as_bytes()[2] == b'-'
-            && rest[..40.min(rest.len())].contains("Z (")
-            && rest[..60.min(rest.len())].contains(" ago)")
+    // `YYYY-MM-DDTHH:MM:SS` (digits where the pattern has `9`) right before each `Z (`, then ` ago)` soon after.
+    let shape = "9999-99-99T99:99:99";
+    let ok = text.match_indices("Z (").any(|(i, _)| {
+        let Some(time) = i
+            .checked_sub(shape.len())
+            .and_then(|start| text.get(start..i))
+        else {
+            return false;
+        };
+        let shaped = time.bytes().zip(shape.bytes()).all(|(c, p)| {
+            if p == b'9' {
+                c.is_ascii_digit()
+            } else {
+                c == p
+            }
+        });
+        shaped && text[i..(i + 40).min(text.len())].contains(" ago)")
     });
     assert!(ok, "no `YYYY-MM-DDTHH:MM:SSZ (… ago)` in:\n{text}");
 }
