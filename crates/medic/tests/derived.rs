@@ -130,16 +130,6 @@ fn flat_status(d: &Daemon) -> Value {
         .unwrap_or_else(|| panic!("no flat index in {}", st["derived"]))
 }
 
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("medic.toml");
-    std::fs::write(
-        &path,
-        "[checks]\nshallow_interval_ms = 200\ndeep_interval_ms = 400\n",
-    )
-    .unwrap();
-    path
-}
-
 /// Removes `dir` as an operator's `rm -rf` would, again while an index still writes a file into it.
 fn rm_rf(dir: &std::path::Path) {
     wait_for("the directory removed", Duration::from_secs(10), || {
@@ -152,7 +142,7 @@ fn vector_search_is_served_from_the_flat_index_rebuilt_without_a_human_and_caugh
  {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = config(tmp.path());
+    let cfg = support::checks_config(tmp.path(), 400);
     let args = ["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()];
     let d = Daemon::start_with(&data, tmp.path(), &args);
     let mut docs = BTreeMap::new();
@@ -267,7 +257,7 @@ fn vector_search_is_served_from_the_flat_index_rebuilt_without_a_human_and_caugh
 fn a_collection_shows_its_indexes_structure_as_the_deep_tier_measured_it() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = config(tmp.path());
+    let cfg = support::checks_config(tmp.path(), 400);
     let args = ["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()];
     let d = Daemon::start_with(&data, tmp.path(), &args);
     let mut docs = BTreeMap::new();

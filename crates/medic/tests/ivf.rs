@@ -14,16 +14,6 @@ use support::{Daemon, incidents_about, index_rebuilds, index_status, wait_for};
 
 const DIM: usize = 16;
 
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("medic.toml");
-    std::fs::write(
-        &path,
-        "[checks]\nshallow_interval_ms = 200\ndeep_interval_ms = 400\n",
-    )
-    .unwrap();
-    path
-}
-
 /// Bulk-loads `vectors` as `{prefix}-{i}` with meta `{"group": prefix, "i": i}` into the collection `c`.
 fn load(d: &Daemon, c: &str, prefix: &str, vectors: &[Vec<f32>]) {
     let body: String = vectors
@@ -63,7 +53,7 @@ fn settled(d: &Daemon, c: &str, live: f64, what: &str) -> Value {
 fn an_ivf_collection_serves_exact_until_trained_filters_and_is_retrained_after_drift() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = config(tmp.path());
+    let cfg = support::checks_config(tmp.path(), 400);
     let d = Daemon::start_with(
         &data,
         tmp.path(),

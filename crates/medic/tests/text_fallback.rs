@@ -10,18 +10,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::{Daemon, wait_for};
 
-/// The engine's deep tier (which finds the deleted files when nothing is written) runs rarely here, so the window
-/// without a usable index lasts long enough to be searched in.
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("medic.toml");
-    std::fs::write(
-        &path,
-        "[checks]\nshallow_interval_ms = 200\ndeep_interval_ms = 3000\n",
-    )
-    .unwrap();
-    path
-}
-
 const WORDS: &[&str] = &[
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
 ];
@@ -145,7 +133,9 @@ fn searched_through(
 fn text_search_without_a_usable_index_answers_from_a_scan_flagged_degraded_never_wrong_never_5xx() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = config(tmp.path());
+    // The engine's deep tier (which finds the deleted files when nothing is written) runs rarely here, so the window
+    // without a usable index lasts long enough to be searched in.
+    let cfg = support::checks_config(tmp.path(), 3000);
     let args = ["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()];
     let d = Daemon::start_with(&data, tmp.path(), &args);
     bulk(&d, (0..300).map(|i| (format!("d{i:03}"), doc(i))));

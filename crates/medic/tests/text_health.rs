@@ -9,16 +9,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{Daemon, incidents_about, wait_for};
 
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("medic.toml");
-    std::fs::write(
-        &path,
-        "[checks]\nshallow_interval_ms = 200\ndeep_interval_ms = 400\n",
-    )
-    .unwrap();
-    path
-}
-
 fn ids(v: &Value) -> Vec<String> {
     v["hits"]
         .as_array()
@@ -48,7 +38,7 @@ fn age(path: &std::path::Path, secs: u64) {
 fn orphan_files_are_removed_and_missing_files_rebuilt_by_the_engine() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = config(tmp.path());
+    let cfg = support::checks_config(tmp.path(), 400);
     let d = Daemon::start_with(
         &data,
         tmp.path(),

@@ -10,16 +10,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::{Daemon, wait_for};
 
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("medic.toml");
-    std::fs::write(
-        &path,
-        "[checks]\nshallow_interval_ms = 200\ndeep_interval_ms = 3000\n",
-    )
-    .unwrap();
-    path
-}
-
 const N_DOCS: usize = 300;
 const BOUND: usize = 50;
 
@@ -42,7 +32,7 @@ fn ids(v: &Value) -> Vec<String> {
 fn a_scan_fallback_reads_at_most_scan_docs_max_and_says_partial_or_refuses() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = config(tmp.path());
+    let cfg = support::checks_config(tmp.path(), 3000);
     let args = ["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()];
     let d = Daemon::start_with(&data, tmp.path(), &args);
     d.bulk((0..N_DOCS).map(doc));

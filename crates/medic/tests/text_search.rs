@@ -11,16 +11,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{Daemon, wait_for};
 
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("medic.toml");
-    std::fs::write(
-        &path,
-        "[checks]\nshallow_interval_ms = 200\ndeep_interval_ms = 400\n",
-    )
-    .unwrap();
-    path
-}
-
 fn put(d: &Daemon, id: &str, doc: &Value) {
     let (s, v) = d.json("PUT", &format!("/v1/docs/{id}"), Some(doc));
     assert_eq!(s, 200, "{v}");
@@ -148,7 +138,7 @@ fn text_search_answers_the_query_language_with_filters_snippets_and_pages_and_su
  {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = config(tmp.path());
+    let cfg = support::checks_config(tmp.path(), 400);
     let args = ["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()];
     let d = Daemon::start_with(&data, tmp.path(), &args);
     for (id, text, lang, year) in CORPUS {
@@ -400,7 +390,7 @@ fn bulk(d: &Daemon, lines: &[Value]) {
 fn hybrid_search_fuses_the_text_and_vector_rankings_by_reciprocal_rank() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = config(tmp.path());
+    let cfg = support::checks_config(tmp.path(), 400);
     let args = ["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()];
     let d = Daemon::start_with(&data, tmp.path(), &args);
     let words = ["apple", "banana", "cherry", "date", "elder"];
@@ -567,7 +557,7 @@ fn vector_search_is_served_from_hnsw_with_recall_against_exact_and_rebuilt_after
     const N: usize = 2_000;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = config(tmp.path());
+    let cfg = support::checks_config(tmp.path(), 400);
     let args = ["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()];
     let d = Daemon::start_with(&data, tmp.path(), &args);
     let lines: Vec<Value> = (0..N)

@@ -19,16 +19,6 @@ const DIM: usize = 16;
 const DOCS: usize = 3_000;
 const FLOOR: f64 = 0.9;
 
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("medic.toml");
-    std::fs::write(
-        &path,
-        "[checks]\nshallow_interval_ms = 200\ndeep_interval_ms = 400\n",
-    )
-    .unwrap();
-    path
-}
-
 fn start(data: &std::path::Path, logs: &std::path::Path, cfg: &std::path::Path) -> Daemon {
     Daemon::start_with(
         data,
@@ -53,7 +43,7 @@ fn healthy(d: &Daemon, c: &str, what: &str) -> Value {
 fn a_graph_that_answers_badly_is_found_by_its_sampled_recall_and_rebuilt_in_place() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = config(tmp.path());
+    let cfg = support::checks_config(tmp.path(), 400);
     let d = start(&data, tmp.path(), &cfg);
     let settings = json!({
         "dimension": DIM, "metric": "l2", "index": "hnsw", "recall_floor": FLOOR,

@@ -619,3 +619,12 @@ pub fn damage_every_wal_copy(data: &Path) {
     }
     assert!(damaged >= 1, "no WAL file to damage");
 }
+
+/// A `medic.toml` in `dir` running the shallow tier every 200 ms and the deep one every `deep_interval_ms`.
+pub fn checks_config(dir: &Path, deep_interval_ms: u64) -> PathBuf {
+    let path = dir.join("medic.toml");
+    let text =
+        format!("[checks]\nshallow_interval_ms = 200\ndeep_interval_ms = {deep_interval_ms}\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
