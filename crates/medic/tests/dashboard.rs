@@ -25,19 +25,6 @@ fn start(tmp: &Path) -> Daemon {
     )
 }
 
-fn medic_cli(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_medic"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn history_lists_metrics_and_answers_points_with_bounds() {
     let tmp = tempfile::tempdir().unwrap();
@@ -115,20 +102,21 @@ fn history_lists_metrics_and_answers_points_with_bounds() {
     }
 
     // The CLI through the daemon: JSON data, and a sparkline for people.
-    let (code, out, err) = medic_cli(&[
+    let (code, out, err) = support::medic_cli(&[
         "history", "docs", "--since", "-1h", "--json", "--server", &d.url,
     ]);
     assert_eq!(code, 0, "{out}{err}");
     let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(v["metric"], "docs");
     assert!(v["points"].as_array().unwrap().len() >= 3, "{v}");
-    let (code, out, err) = medic_cli(&["history", "docs", "--server", &d.url]);
+    let (code, out, err) = support::medic_cli(&["history", "docs", "--server", &d.url]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("docs from") && out.contains('▄'), "{out}");
-    let (code, out, err) = medic_cli(&["history", "--server", &d.url]);
+    let (code, out, err) = support::medic_cli(&["history", "--server", &d.url]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("METRIC") && out.contains("docs"), "{out}");
-    let (code, out, err) = medic_cli(&["history", "docs", "--since", "soon", "--server", &d.url]);
+    let (code, out, err) =
+        support::medic_cli(&["history", "docs", "--since", "soon", "--server", &d.url]);
     assert_eq!(code, 2, "a bad time is a usage error: {out}{err}");
     assert!(err.contains("since = \"soon\""), "{err}");
 
@@ -171,21 +159,22 @@ fn history_lists_metrics_and_answers_points_with_bounds() {
         assert_eq!(s, status, "{path}: {e}");
         assert!(e["error"].as_str().unwrap().contains(want), "{path}: {e}");
     }
-    let (code, out, err) = medic_cli(&["report", "--daily", "--server", &d.url]);
+    let (code, out, err) = support::medic_cli(&["report", "--daily", "--server", &d.url]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.starts_with("# medic daily report ") && out.contains("**0 incidents**"),
         "{out}"
     );
-    let (code, _, err) = medic_cli(&["report", "--weekly", "--at", "someday", "--server", &d.url]);
+    let (code, _, err) =
+        support::medic_cli(&["report", "--weekly", "--at", "someday", "--server", &d.url]);
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = medic_cli(&["report", "--server", &d.url]);
+    let (code, _, err) = support::medic_cli(&["report", "--server", &d.url]);
     assert_eq!(code, 2, "neither an id nor a period: {err}");
     d.stop();
 
     // Offline, on the stopped daemon's data directory: the same answer shape.
     let data = tmp.path().join("data");
-    let (code, out, err) = medic_cli(&[
+    let (code, out, err) = support::medic_cli(&[
         "history",
         "docs",
         "--since",

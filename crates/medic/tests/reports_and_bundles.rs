@@ -7,24 +7,10 @@ mod support;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use support::{alert_receiver, start_with_config, wait_for};
-
-fn medic_cli(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_medic"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn names(dir: &Path) -> Vec<String> {
     let mut n: Vec<String> = std::fs::read_dir(dir)
@@ -167,7 +153,7 @@ fn bad_schedule_keys_are_refused_naming_the_key() {
     ] {
         let cfg = tmp.path().join("bad.toml");
         std::fs::write(&cfg, section).unwrap();
-        let (code, out, err) = medic_cli(&[
+        let (code, out, err) = support::medic_cli(&[
             "serve",
             "--data",
             tmp.path().join("data").to_str().unwrap(),
@@ -280,15 +266,15 @@ fn an_incident_keeps_a_diagnostic_bundle_compressed_and_served() {
     assert_eq!(s, 400, "{e}");
 
     // The CLI through the daemon, then offline on the stopped daemon's directory.
-    let (code, out, err) = medic_cli(&["bundle", &id.to_string(), "--server", &d.url]);
+    let (code, out, err) = support::medic_cli(&["bundle", &id.to_string(), "--server", &d.url]);
     assert_eq!(code, 0, "{out}{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v, bundle);
-    let (code, _, err) = medic_cli(&["bundle", "999999", "--server", &d.url]);
+    let (code, _, err) = support::medic_cli(&["bundle", "999999", "--server", &d.url]);
     assert_ne!(code, 0);
     assert!(err.contains("not found"), "{err}");
     d.stop();
-    let (code, out, err) = medic_cli(&[
+    let (code, out, err) = support::medic_cli(&[
         "bundle",
         &id.to_string(),
         "--json",

@@ -42,15 +42,6 @@ fn bulk(d: &Daemon, docs: impl Iterator<Item = (String, Value)>) {
     }));
 }
 
-fn ids(v: &Value) -> Vec<String> {
-    v["hits"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no hits in {v}"))
-        .iter()
-        .map(|h| h["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn body(q: &str, strong: bool) -> Value {
     let mut b = json!({"text": q, "k": 20, "filter": {"odd": true}});
     if strong {
@@ -72,7 +63,7 @@ fn answers(d: &Daemon) -> BTreeMap<&'static str, (Vec<String>, u64)> {
             assert_eq!(s, 200, "{q}: {v}");
             assert_ne!(v["degraded"], true, "{q}: {v}");
             assert_eq!(v["index"], "text", "{q}: {v}");
-            (*q, (ids(&v), v["total"].as_u64().unwrap()))
+            (*q, (support::hit_ids(&v), v["total"].as_u64().unwrap()))
         })
         .collect()
 }
@@ -104,7 +95,11 @@ fn searched_through(
             let strong = round % 2 == 1;
             let (s, v) = d.json("POST", "/v1/search", Some(&body(q, strong)));
             assert_eq!(s, 200, "{what}: {q} (strong {strong}): {v}");
-            assert_eq!(ids(&v), want[q].0, "{what}: {q} (strong {strong}): {v}");
+            assert_eq!(
+                support::hit_ids(&v),
+                want[q].0,
+                "{what}: {q} (strong {strong}): {v}"
+            );
             assert_eq!(v["total"], want[q].1, "{what}: {q}: {v}");
             if v["degraded"] == true {
                 assert_eq!(v["index"], "scan", "{what}: {q}: {v}");
@@ -183,7 +178,7 @@ fn text_search_without_a_usable_index_answers_from_a_scan_flagged_degraded_never
         Some(&json!({"text": "zulu", "k": 5, "consistency": "strong"})),
     );
     assert_eq!(s, 200, "{v}");
-    assert_eq!(ids(&v), ["new1"], "{v}");
+    assert_eq!(support::hit_ids(&v), ["new1"], "{v}");
     // Hybrid too: the text side from the scan while the index is unusable, fused the same way.
     let (s, v) = d.json(
         "POST",
@@ -191,7 +186,7 @@ fn text_search_without_a_usable_index_answers_from_a_scan_flagged_degraded_never
         Some(&json!({"text": "zulu", "vector": [1.0, 0.0], "k": 5, "consistency": "strong"})),
     );
     assert_eq!(s, 200, "{v}");
-    assert_eq!(ids(&v), ["new1"], "{v}");
+    assert_eq!(support::hit_ids(&v), ["new1"], "{v}");
     assert_eq!(v["hits"][0]["text_rank"], 1, "{v}");
     assert_eq!(v["hits"][0]["vector_rank"], 1, "{v}");
     let index = v["index"].as_str().unwrap();
@@ -208,7 +203,7 @@ fn text_search_without_a_usable_index_answers_from_a_scan_flagged_degraded_never
         Some(&json!({"text": "zulu", "k": 5, "consistency": "strong"})),
     );
     assert_eq!(s, 200, "{v}");
-    assert_eq!(ids(&v), Vec::<String>::new(), "{v}");
+    assert_eq!(support::hit_ids(&v), Vec::<String>::new(), "{v}");
     // Bad input is still the request's fault while degraded: 400 naming the column.
     let (s, v) = d.json(
         "POST",

@@ -9,15 +9,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::{Daemon, wait_for};
 
-fn ids(v: &Value) -> Vec<String> {
-    v["hits"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no hits in {v}"))
-        .iter()
-        .map(|h| h["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn bulk(d: &Daemon, lines: impl Iterator<Item = Value>) {
     d.bulk(lines);
 }
@@ -58,7 +49,7 @@ fn strong_sees_every_acknowledged_write_default_within_the_commit_interval_and_a
         );
         assert_eq!(s, 200, "{v}");
         assert_eq!(
-            ids(&v),
+            support::hit_ids(&v),
             [format!("s{i}")],
             "write {i} not seen by a strong search: {v}"
         );
@@ -79,7 +70,7 @@ fn strong_sees_every_acknowledged_write_default_within_the_commit_interval_and_a
         loop {
             let (s, v) = d.json("POST", "/v1/search", Some(&json!({"text": word, "k": 5})));
             assert_eq!(s, 200, "{v}");
-            if ids(&v) == [format!("e{i}")] {
+            if support::hit_ids(&v) == [format!("e{i}")] {
                 visible_after.push(t0.elapsed());
                 break;
             }

@@ -6,17 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{Daemon, incidents_about, wait_for};
-
-fn ids(v: &Value) -> Vec<String> {
-    v["hits"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no hits in {v}"))
-        .iter()
-        .map(|h| h["id"].as_str().unwrap().to_string())
-        .collect()
-}
 
 fn search(d: &Daemon, q: &str) -> Vec<String> {
     let (s, v) = d.json(
@@ -25,7 +16,7 @@ fn search(d: &Daemon, q: &str) -> Vec<String> {
         Some(&json!({"text": q, "k": 50, "consistency": "strong"})),
     );
     assert_eq!(s, 200, "{q}: {v}");
-    ids(&v)
+    support::hit_ids(&v)
 }
 
 /// Makes `path` look `secs` seconds old.

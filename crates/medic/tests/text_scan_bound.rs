@@ -19,15 +19,6 @@ fn doc(i: usize) -> Value {
     json!({"id": format!("d{i:03}"), "text": format!("common {parity} word{i}")})
 }
 
-fn ids(v: &Value) -> Vec<String> {
-    v["hits"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no hits in {v}"))
-        .iter()
-        .map(|h| h["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn a_scan_fallback_reads_at_most_scan_docs_max_and_says_partial_or_refuses() {
     let tmp = tempfile::tempdir().unwrap();
@@ -97,7 +88,7 @@ fn a_scan_fallback_reads_at_most_scan_docs_max_and_says_partial_or_refuses() {
             assert_eq!(v["partial"], true, "{v}");
             assert_eq!(v["scanned"], BOUND, "{v}");
             assert_eq!(v["total"], BOUND / 2, "{v}");
-            let mut got = ids(&v);
+            let mut got = support::hit_ids(&v);
             got.sort();
             let want: Vec<String> = first.iter().step_by(2).cloned().collect();
             assert_eq!(got, want, "{v}");

@@ -24,20 +24,11 @@ fn search_at(d: &Daemon, path: &str, body: &Value) -> Value {
 
 /// A strong text search's hit ids, in order.
 fn text_ids(d: &Daemon, q: &str) -> Vec<String> {
-    ids(&search_at(
+    support::hit_ids(&search_at(
         d,
         "/v1/search",
         &json!({"text": q, "k": 50, "consistency": "strong"}),
     ))
-}
-
-fn ids(v: &Value) -> Vec<String> {
-    v["hits"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no hits in {v}"))
-        .iter()
-        .map(|h| h["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn set(ids: &[String]) -> BTreeSet<&str> {
@@ -111,7 +102,7 @@ fn wait_answers(d: &Daemon, want: &BTreeMap<&'static str, Vec<String>>, what: &s
                 (
                     *q,
                     if s == 200 {
-                        normal(q, ids(&v))
+                        normal(q, support::hit_ids(&v))
                     } else {
                         Vec::new()
                     },
@@ -172,7 +163,7 @@ fn text_search_answers_the_query_language_with_filters_snippets_and_pages_and_su
         &json!({"text": "brown", "k": 10, "filter": {"lang": "en", "year": {"gte": 2020}},
                 "include": ["text", "meta"], "highlight": true, "consistency": "strong"}),
     );
-    assert_eq!(ids(&v), ["b", "a"], "{v}");
+    assert_eq!(support::hit_ids(&v), ["b", "a"], "{v}");
     assert_eq!(v["total"], 2, "{v}");
     assert_eq!(v["index"], "text", "{v}");
     let a = &v["hits"][1];
@@ -188,12 +179,16 @@ fn text_search_answers_the_query_language_with_filters_snippets_and_pages_and_su
         "/v1/search",
         &json!({"text": "*", "k": 10, "filter": {"or": [{"lang": "fr"}, {"year": {"lt": 2020}}]}}),
     );
-    assert_eq!(set(&ids(&v)), BTreeSet::from(["c", "d", "f"]), "{v}");
+    assert_eq!(
+        set(&support::hit_ids(&v)),
+        BTreeSet::from(["c", "d", "f"]),
+        "{v}"
+    );
     // Paging: two pages of two are the first four hits of one page of ten.
-    let all = ids(&search_at(&d, "/v1/search", &json!({"text": "*", "k": 10})));
+    let all = support::hit_ids(&search_at(&d, "/v1/search", &json!({"text": "*", "k": 10})));
     assert_eq!(all.len(), CORPUS.len());
-    let p1 = ids(&search_at(&d, "/v1/search", &json!({"text": "*", "k": 2})));
-    let p2 = ids(&search_at(
+    let p1 = support::hit_ids(&search_at(&d, "/v1/search", &json!({"text": "*", "k": 2})));
+    let p2 = support::hit_ids(&search_at(
         &d,
         "/v1/search",
         &json!({"text": "*", "k": 2, "offset": 2}),
@@ -236,7 +231,7 @@ fn text_search_answers_the_query_language_with_filters_snippets_and_pages_and_su
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let last: Value =
         serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
-    assert_eq!(ids(&last), ["c"], "{last}");
+    assert_eq!(support::hit_ids(&last), ["c"], "{last}");
 
     // Bad input: 400 naming what and where.
     for (body, says) in [
@@ -355,7 +350,11 @@ fn text_search_answers_the_query_language_with_filters_snippets_and_pages_and_su
         let last: Value =
             serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap())
                 .unwrap();
-        assert_eq!(normal(q, ids(&last)), want[q], "offline {q}: {last}");
+        assert_eq!(
+            normal(q, support::hit_ids(&last)),
+            want[q],
+            "offline {q}: {last}"
+        );
     }
 }
 
@@ -423,10 +422,10 @@ fn hybrid_search_fuses_the_text_and_vector_rankings_by_reciprocal_rank() {
     assert_eq!(vec["index"], "flat", "{vec}");
     let rrf = |wt: f64, wv: f64| -> Vec<(String, f64)> {
         let mut score: BTreeMap<String, f64> = BTreeMap::new();
-        for (r, id) in ids(&text).into_iter().enumerate() {
+        for (r, id) in support::hit_ids(&text).into_iter().enumerate() {
             *score.entry(id).or_default() += wt / (60.0 + (r + 1) as f64);
         }
-        for (r, id) in ids(&vec).into_iter().enumerate() {
+        for (r, id) in support::hit_ids(&vec).into_iter().enumerate() {
             *score.entry(id).or_default() += wv / (60.0 + (r + 1) as f64);
         }
         let mut v: Vec<(String, f64)> = score.into_iter().collect();
@@ -472,7 +471,10 @@ fn hybrid_search_fuses_the_text_and_vector_rankings_by_reciprocal_rank() {
             assert!(h["text"].is_string(), "{h}");
             match h["text_rank"].as_u64() {
                 Some(r) => {
-                    assert_eq!(ids(&text)[r as usize - 1], h["id"].as_str().unwrap());
+                    assert_eq!(
+                        support::hit_ids(&text)[r as usize - 1],
+                        h["id"].as_str().unwrap()
+                    );
                     assert!(
                         h["highlights"][0]
                             .as_str()
@@ -483,7 +485,10 @@ fn hybrid_search_fuses_the_text_and_vector_rankings_by_reciprocal_rank() {
                 None => assert!(!h["text"].as_str().unwrap().contains("kiwi"), "{h}"),
             }
             if let Some(r) = h["vector_rank"].as_u64() {
-                assert_eq!(ids(&vec)[r as usize - 1], h["id"].as_str().unwrap());
+                assert_eq!(
+                    support::hit_ids(&vec)[r as usize - 1],
+                    h["id"].as_str().unwrap()
+                );
             }
         }
     }
@@ -543,9 +548,12 @@ fn hnsw_recall(d: &Daemon, queries: &[Vec<f32>], ef: Option<u64>) -> f64 {
             &json!({"vector": q, "k": 10, "exact": true}),
         );
         assert_eq!(exact["index"], "flat", "{exact}");
-        let want: BTreeSet<String> = ids(&exact).into_iter().collect();
+        let want: BTreeSet<String> = support::hit_ids(&exact).into_iter().collect();
         wanted += want.len();
-        found += ids(&approx).iter().filter(|id| want.contains(*id)).count();
+        found += support::hit_ids(&approx)
+            .iter()
+            .filter(|id| want.contains(*id))
+            .count();
     }
     found as f64 / wanted as f64
 }
@@ -590,7 +598,7 @@ fn vector_search_is_served_from_hnsw_with_recall_against_exact_and_rebuilt_after
         "/v1/search",
         &json!({"vector": vector(42, DIM, 11), "k": 1}),
     );
-    assert_eq!(ids(&v), ["v00042"], "{v}");
+    assert_eq!(support::hit_ids(&v), ["v00042"], "{v}");
     for (body, says) in [
         (json!({"vector": queries[0], "k": 10, "ef": 0}), "ef"),
         (

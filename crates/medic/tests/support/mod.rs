@@ -628,3 +628,27 @@ pub fn checks_config(dir: &Path, deep_interval_ms: u64) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// The ids of a search answer's hits, in order.
+pub fn hit_ids(v: &Value) -> Vec<String> {
+    v["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no hits in {v}"))
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `medic ARGS` run as it is written (no `--data` added, `NO_COLOR` set): exit code, stdout, stderr.
+pub fn medic_cli(args: &[&str]) -> (i32, String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
