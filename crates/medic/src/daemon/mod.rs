@@ -460,22 +460,35 @@ async fn serve_async(
     Ok(())
 }
 
+/// A tick every `interval` for a loop that runs until the daemon stops; a late tick delays the next instead of
+/// bunching them.
+pub(super) struct Every(tokio::time::Interval);
+
+impl Every {
+    pub(super) fn new(interval: Duration) -> Every {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Every(ticker)
+    }
+
+    /// Waits for the next tick; `false` once `stop` says the daemon is stopping.
+    pub(super) async fn tick(&mut self, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+        tokio::select! {
+            _ = self.0.tick() => {}
+            _ = stop.changed() => return false,
+        }
+        !*stop.borrow()
+    }
+}
+
 /// One healing cycle every `interval` until told to stop. A cycle never overlaps the next: the next tick waits.
 async fn healing_loop(
     state: ApiState,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
+    let mut every = Every::new(interval);
+    while every.tick(&mut stop).await {
         if let Err(e) = api::run_cycle(&state, None).await {
             tracing::warn!("{}", e.message);
         }

@@ -50,16 +50,8 @@ pub async fn report_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<b
             "scheduled reports on"
         );
     }
-    let mut ticker = tokio::time::interval(REPORT_CHECK_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
+    let mut every = super::Every::new(REPORT_CHECK_INTERVAL);
+    while every.tick(&mut stop).await {
         let (app, plan, notifiers) = (app.clone(), plan.clone(), notifiers.clone());
         let work = tokio::task::spawn_blocking(move || {
             if let Some(plan) = &plan {
