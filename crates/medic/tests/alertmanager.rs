@@ -16,18 +16,7 @@ const CONFIG: &str =
     "[checks]\nshallow_interval_ms = 200\n\n[engine]\nescalated_recheck_us = 200000\n";
 
 fn start(data: &Path, logs: &Path) -> Daemon {
-    let path = logs.join("medic.toml");
-    std::fs::write(&path, CONFIG).unwrap();
-    Daemon::start_with(
-        data,
-        logs,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            path.to_str().unwrap(),
-        ],
-    )
+    support::start_with_config(data, logs, CONFIG)
 }
 
 /// The incident whose root issue has `code`, once it reaches `status` (an active status, or `closed`).
