@@ -458,7 +458,7 @@ pub fn run_in(
             v
         }
         (None, Some(vector)) => {
-            wait_for(store, None, wait)?;
+            wait_for(store, collection, None, wait)?;
             let (hits, source) = vector_hits(
                 &scope,
                 &vector,
@@ -503,6 +503,8 @@ pub fn run_in(
                 highlight,
             };
             let (text_ans, degraded) = text_search(&scope, &req, wait)?;
+            // The text side waited for its own index (or read the table); the vector side waits for its own.
+            wait_for(store, collection, None, wait)?;
             let (vhits, source) = vector_hits(&scope, &vector, window, vq, filter.as_ref())?;
             let fused = fuse(&text_ans.hits, &vhits, wt, wv);
             let hits: Vec<Value> = fused
@@ -624,7 +626,7 @@ fn text_search(
         // Files gone, or damaged and being rebuilt: waiting would not help.
         Some((why, false)) => return scan_text(scope, Some(&index), req, why),
     }
-    let waited = wait_for(store, Some(index.as_ref()), wait);
+    let waited = wait_for(store, scope.collection, Some(index.as_ref()), wait);
     // Still (or now) unusable after the wait: the scan reads the table as of now, which a strong search accepts.
     if let Some((why, _)) = text_unusable(store, &index) {
         return scan_text(scope, Some(&index), req, why);
@@ -900,10 +902,12 @@ fn weights(h: Option<&HybridBody>) -> Result<(f64, f64), ApiError> {
     Ok((wt, wv))
 }
 
-/// `strong`: waits until every attached index applied the log as of now, and the text index (when given) made
-/// what it applied visible to searches (its next commit, at most 250 ms later).
+/// `strong`: waits until the indexes that answer the search applied the log as of now: the text index (when given)
+/// and made what it applied visible to searches (its next commit, at most 250 ms later), else the vector indexes
+/// of `collection`. An index of another kind or collection, being rebuilt, does not hold the search up.
 fn wait_for(
     store: &Store,
+    collection: &str,
     text: Option<&index_text::TextIndex>,
     wait: Wait,
 ) -> Result<(), ApiError> {
@@ -913,9 +917,11 @@ fn wait_for(
     let t0 = Instant::now();
     let lsn = store.stats().last_lsn;
     let ms = wait.timeout.as_millis();
+    let answers =
+        |c: &str, name: &str| c == collection && (name == index_text::NAME) == text.is_some();
     store
         .derived()
-        .wait_applied(lsn, wait.timeout)
+        .wait_applied_by(lsn, wait.timeout, answers)
         .map_err(|e| {
             ApiError::unavailable(format!(
                 "consistency \"strong\": the indexes did not reach the log within {ms} ms: {e}; retry, or \

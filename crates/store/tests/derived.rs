@@ -450,6 +450,17 @@ fn a_full_feed_never_blocks_or_fails_a_write_and_the_index_catches_up() {
         .wait_applied(s.stats().last_lsn, Duration::from_millis(50))
         .unwrap_err();
     assert!(err.to_string().contains("default/map"), "{err}");
+    // A wait for other indexes only is not held up by the stuck one; a wait that picks it is.
+    let lsn = s.stats().last_lsn;
+    let short = Duration::from_millis(50);
+    s.derived()
+        .wait_applied_by(lsn, short, |_, name| name != "map")
+        .expect("no picked index lags");
+    let err = s
+        .derived()
+        .wait_applied_by(lsn, short, |c, name| c == "default" && name == "map")
+        .unwrap_err();
+    assert!(err.to_string().contains("default/map"), "{err}");
     {
         let (open, cv) = &*idx.gate;
         *open.lock().unwrap() = true;

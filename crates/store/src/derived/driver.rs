@@ -373,10 +373,24 @@ impl DerivedSet {
 
     /// Waits until every attached index has applied `lsn` (read-your-writes), at most `timeout`.
     pub fn wait_applied(&self, lsn: u64, timeout: Duration) -> Result<(), LagError> {
+        self.wait_applied_by(lsn, timeout, |_, _| true)
+    }
+
+    /// [`DerivedSet::wait_applied`] for the indexes `wanted(collection, name)` picks only: a search waits for the
+    /// indexes that answer it, not for an unrelated one being rebuilt.
+    pub fn wait_applied_by(
+        &self,
+        lsn: u64,
+        timeout: Duration,
+        wanted: impl Fn(&str, &str) -> bool,
+    ) -> Result<(), LagError> {
         let t0 = Instant::now();
         let mut g = lock(&self.shared.applied_lock);
         loop {
-            let lagging = self.slots().into_iter().find(|s| s.seen() < lsn);
+            let lagging = self
+                .slots()
+                .into_iter()
+                .find(|s| s.seen() < lsn && wanted(s.index.collection(), s.index.name()));
             let Some(slot) = lagging else {
                 return Ok(());
             };
