@@ -289,7 +289,8 @@ fn an_incident_keeps_a_diagnostic_bundle_compressed_and_served() {
 /// A daemon that starts with nothing due writes and delivers the daily report when the clock passes `daily_at`,
 /// without a restart. The housekeeping clock is moved (`MEDIC_CLOCK_OFFSET_MS`) to 25 s before a UTC midnight; the
 /// report of the day before that midnight was written already, so nothing is due at start. The daemon also records
-/// its indexes' health in the metric history (`index.<collection>.<index>.<figure>`) after its first cycle.
+/// its indexes' health in the metric history (`index.<collection>.<index>.<figure>`) after its first cycle, and
+/// today's report shows how they moved.
 #[test]
 fn a_report_due_while_the_daemon_runs_is_written_and_delivered_once() {
     const LEAD_MS: i64 = 25_000;
@@ -347,6 +348,28 @@ fn a_report_due_while_the_daemon_runs_is_written_and_delivered_once() {
             let listed = v.to_string();
             (s == 200 && listed.contains("index.default.text.lag_records")).then_some(())
         },
+    );
+
+    // Today's report (on the app's clock, which the offset does not move) shows them, with a sparkline in HTML.
+    let (s, r) = d.json("GET", "/v1/reports/daily", None);
+    assert_eq!(s, 200, "{r}");
+    let series = r["index_trends"]["series"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        series.iter().any(|t| t["collection"] == "default"
+            && t["index"] == "text"
+            && t["figure"] == "lag_records"
+            && t["points"].as_u64() >= Some(1)),
+        "{r}"
+    );
+    let (s, _, html) = d.request("GET", "/v1/reports/daily?format=html", None);
+    assert!(
+        s == 200
+            && html.contains("<h2>Index health trends</h2><table>")
+            && html.contains("<svg class=\"spark\""),
+        "{html}"
     );
 
     // The clock passes daily_at: the report of `day` appears and goes out once.
