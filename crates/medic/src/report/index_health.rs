@@ -521,6 +521,68 @@ mod tests {
         );
     }
 
+    /// The cost of the section on a full week: 4 indexes × 8 figures sampled every minute (322,560 points).
+    /// `cargo test -p medic --lib report::index_health::tests::weekly_trends_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement; run by hand"]
+    fn weekly_trends_cost() {
+        let tmp = tempfile::tempdir().unwrap();
+        let kb = SqliteKb::open(&tmp.path().join("kb.sqlite3")).unwrap();
+        let from = midnight(2026, 11, 29);
+        let minutes = 7 * 24 * 60;
+        let indexes = [
+            ("docs", "hnsw"),
+            ("docs", "ivf"),
+            ("docs", "flat"),
+            ("default", "text"),
+        ];
+        let mut batch = Vec::new();
+        let t0 = std::time::Instant::now();
+        for m in 0..minutes {
+            let at = from + m * MIN;
+            for (c, i) in indexes {
+                for f in [
+                    "lag_records",
+                    "damaged",
+                    "rebuilds",
+                    "catch_ups",
+                    "reachable_fraction",
+                    "recall_at_10",
+                    "orphans",
+                    "segments",
+                ] {
+                    batch.push(Sample::gauge(metric_name(c, i, f), (m % 97) as f64, at));
+                }
+            }
+            if batch.len() >= 50_000 {
+                kb.record_metrics(at, &batch).unwrap();
+                batch.clear();
+            }
+        }
+        kb.record_metrics(from, &batch).unwrap();
+        let seeded = t0.elapsed();
+        let t1 = std::time::Instant::now();
+        let r = build(
+            &kb,
+            Period::Weekly,
+            Some("2026-12-05"),
+            midnight(2026, 12, 6),
+            &ReportConfig::default(),
+        )
+        .unwrap();
+        let built = t1.elapsed();
+        let t2 = std::time::Instant::now();
+        let html = r.html();
+        let rendered = t2.elapsed();
+        assert_eq!(r.index_trends.series.len(), 32);
+        assert!(r.index_trends.series.iter().all(|s| s.points == minutes));
+        println!(
+            "seeded {} points in {seeded:?}; weekly report built in {built:?}; HTML ({} bytes) in {rendered:?}",
+            minutes * 32,
+            html.len()
+        );
+    }
+
     #[test]
     fn sparklines_handle_one_point_and_flat_series() {
         assert!(sparkline_svg(&[], false).ends_with("</svg>"));
