@@ -161,13 +161,15 @@ pub fn on_cycle(app: &App, summary: &Value) {
             Err(e) => tracing::warn!(incident = id, "diagnostic bundle not kept: {e:#}"),
         }
     }
-    housekeeping(app);
+    housekeeping(app, crate::daemon::reports::housekeeping_now(app));
 }
 
-/// Retention and compression of the bundles of `app`'s data directory; failures logged.
-pub fn housekeeping(app: &App) {
+/// Retention and compression of the bundles of `app`'s data directory at `now` (the daemon's housekeeping clock,
+/// `crate::daemon::reports::housekeeping_now`); failures logged.
+pub fn housekeeping(app: &App, now: heal::Timestamp) {
     let data = &app.config().server.data_dir;
-    match tidy(&dir(data), &app.config().diagnostics, SystemTime::now()) {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_micros(now);
+    match tidy(&dir(data), &app.config().diagnostics, now) {
         Ok(t) => {
             for p in t.removed {
                 tracing::info!(bundle = %p.display(), "diagnostic bundle past retention removed");

@@ -1,6 +1,8 @@
 //! Daily and weekly reports from the knowledge base: what happened in a period and how self-healing did — incidents
 //! by severity and kind, what was repaired automatically and how fast, what was escalated and what is still open at
-//! the period's end, the KPIs against the targets of `[report]`, and the top recurring problems. One [`Report`]
+//! the period's end, the KPIs against the targets of `[report]`, the top recurring problems, the strategies whose
+//! success rate fell against the window before (`strategies`) and how each derived index's health figures moved
+//! (`index_health`). One [`Report`]
 //! (JSON, what `GET /v1/reports/{daily|weekly}` answers) rendered as Markdown ([`Report::markdown`]) or as one
 //! self-contained HTML page with an inline SVG chart ([`Report::html`]).
 //!
@@ -20,7 +22,9 @@ use crate::kb::SqliteKb;
 
 pub mod escalation;
 pub mod incident;
+pub mod index_health;
 pub mod schedule;
+pub mod strategies;
 pub mod trend;
 
 /// Most incidents one report reads from its period (a busier period is reported on its first ones, `truncated`).
@@ -270,6 +274,12 @@ pub struct Report {
     /// The IANA zone whose days the period covers (scheduled reports); absent: UTC days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// Strategies whose success rate fell against the window before the period, and the rule applied.
+    #[serde(default)]
+    pub strategies: strategies::StrategyFalls,
+    /// How each derived index's health figures moved over the period.
+    #[serde(default)]
+    pub index_trends: index_health::IndexTrends,
 }
 
 fn name_of<T: Serialize>(v: &T) -> String {
@@ -315,9 +325,22 @@ pub fn build(
     let (from, until) = period.range(date, now).map_err(BuildError::BadDate)?;
     let records = kb.incidents_detected_between(from, until, REPORT_INCIDENTS_MAX + 1)?;
     let open = kb.incidents_unresolved_at(until, REPORT_ITEMS_MAX)?;
-    Ok(from_records(
-        period, from, until, now, &records, &open, targets,
-    ))
+    let mut report = from_records(period, from, until, now, &records, &open, targets);
+    add_history(kb, &mut report, &records)?;
+    Ok(report)
+}
+
+/// Fills the sections that read more of the knowledge base than the period's incidents: the strategies' success
+/// rates against the window before, and the index health trends from the metric history.
+pub fn add_history(
+    kb: &SqliteKb,
+    report: &mut Report,
+    records: &[IncidentRecord],
+) -> Result<(), heal::learn::KbError> {
+    let records = &records[..records.len().min(REPORT_INCIDENTS_MAX)];
+    report.strategies = strategies::load(kb, report.period, report.from, report.until, records)?;
+    report.index_trends = index_health::load(kb, report.from, report.until)?;
+    Ok(())
 }
 
 /// Why a report could not be made.
@@ -445,6 +468,8 @@ pub fn from_records(
         targets,
         top_recurring: top,
         zone: None,
+        strategies: strategies::compare(records, &[], from, until, strategies::before_days(period)),
+        index_trends: index_health::IndexTrends::default(),
     }
 }
 
@@ -469,6 +494,24 @@ fn met(t: &KpiTarget) -> &'static str {
         Some(true) => "met",
         Some(false) => "MISSED",
         None => "no data",
+    }
+}
+
+/// `33 % (2 of 6)`.
+fn rate(r: f64, succeeded: u64, attempts: u64) -> String {
+    format!("{:.0} % ({succeeded} of {attempts})", r * 100.0)
+}
+
+/// `−57 points`.
+fn fall(f: &strategies::StrategyRate) -> String {
+    format!("−{:.0} points", (f.before_rate - f.rate) * 100.0)
+}
+
+fn truncated_note(truncated: bool) -> &'static str {
+    if truncated {
+        " (the window before held more incidents than a report reads: only the first ones counted)"
+    } else {
+        ""
     }
 }
 
@@ -645,7 +688,151 @@ impl Report {
                 );
             }
         }
+        self.markdown_history(&mut o);
         o
+    }
+
+    /// The sections "Strategies whose success rate fell" and "Index health trends" in Markdown.
+    fn markdown_history(&self, o: &mut String) {
+        let s = &self.strategies;
+        let _ = writeln!(
+            o,
+            "\n## Strategies whose success rate fell\n\nAgainst the {} days before the period (from {}); rule: {}.\n",
+            s.before_days,
+            rfc3339(s.before_from),
+            s.rule()
+        );
+        if s.fell.is_empty() {
+            let _ = writeln!(
+                o,
+                "No strategy fell ({} compared).{}",
+                s.compared,
+                truncated_note(s.truncated)
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "| strategy | period | before | change |\n|---|---:|---:|---:|"
+            );
+            for f in &s.fell {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} |",
+                    md(&f.strategy),
+                    rate(f.rate, f.succeeded, f.attempts),
+                    rate(f.before_rate, f.before_succeeded, f.before_attempts),
+                    fall(f)
+                );
+            }
+            let _ = writeln!(
+                o,
+                "\n{} compared.{}",
+                s.compared,
+                truncated_note(s.truncated)
+            );
+        }
+        let t = &self.index_trends;
+        let _ = writeln!(o, "\n## Index health trends\n");
+        if t.series.is_empty() {
+            let _ = writeln!(o, "No index health was recorded in the period.");
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "Recorded at most every {} s from each index's status. A counter's change is its increase.\n\n\
+             | collection | index | figure | first | last | min | max | change |\n|---|---|---|---:|---:|---:|---:|---|",
+            index_health::SAMPLE_INTERVAL_US / 1_000_000
+        );
+        for s in &t.series {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                md(&s.collection),
+                md(&s.index),
+                md(&s.figure),
+                index_health::fmt_value(s.first),
+                index_health::fmt_value(s.last),
+                index_health::fmt_value(s.min),
+                index_health::fmt_value(s.max),
+                index_health::movement(s)
+            );
+        }
+        if t.truncated {
+            let _ = writeln!(o, "\nOnly the first series or points were read (limits).");
+        }
+    }
+
+    /// The sections "Strategies whose success rate fell" and "Index health trends" in HTML, each string escaped.
+    fn html_history(&self, o: &mut String) {
+        let e = html_escape;
+        let s = &self.strategies;
+        let _ = write!(
+            o,
+            "<h2>Strategies whose success rate fell</h2><p>Against the {} days before the period (from {}); rule: \
+             {}.</p>",
+            s.before_days,
+            rfc3339(s.before_from),
+            e(&s.rule())
+        );
+        if s.fell.is_empty() {
+            let _ = writeln!(
+                o,
+                "<p>No strategy fell ({} compared).{}</p>",
+                s.compared,
+                truncated_note(s.truncated)
+            );
+        } else {
+            o.push_str(
+                "<table><tr><th>strategy</th><th>period</th><th>before</th><th>change</th></tr>",
+            );
+            for f in &s.fell {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"missed\">{}</td></tr>",
+                    e(&f.strategy),
+                    rate(f.rate, f.succeeded, f.attempts),
+                    rate(f.before_rate, f.before_succeeded, f.before_attempts),
+                    fall(f)
+                );
+            }
+            let _ = writeln!(
+                o,
+                "</table><p>{} compared.{}</p>",
+                s.compared,
+                truncated_note(s.truncated)
+            );
+        }
+        let t = &self.index_trends;
+        o.push_str("<h2>Index health trends</h2>");
+        if t.series.is_empty() {
+            o.push_str("<p>No index health was recorded in the period.</p>\n");
+            return;
+        }
+        o.push_str(
+            "<table><tr><th>collection</th><th>index</th><th>figure</th><th>first</th><th>last</th><th>min</th>\
+             <th>max</th><th>change</th><th>over the period</th></tr>",
+        );
+        for s in &t.series {
+            let class = if s.worsened { " class=\"missed\"" } else { "" };
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{class}>{}</td>\
+                 <td>{}</td></tr>",
+                e(&s.collection),
+                e(&s.index),
+                e(&s.figure),
+                index_health::fmt_value(s.first),
+                index_health::fmt_value(s.last),
+                index_health::fmt_value(s.min),
+                index_health::fmt_value(s.max),
+                e(&index_health::movement(s)),
+                index_health::sparkline_svg(&s.spark, s.worsened)
+            );
+        }
+        o.push_str("</table>\n");
+        if t.truncated {
+            o.push_str("<p>Only the first series or points were read (limits).</p>\n");
+        }
     }
 
     /// The report as one self-contained HTML page (inline style, an inline SVG bar chart of incidents by severity
@@ -768,7 +955,9 @@ impl Report {
                 t.auto_repaired
             );
         }
-        o.push_str("</table>\n</body></html>\n");
+        o.push_str("</table>\n");
+        self.html_history(&mut o);
+        o.push_str("</body></html>\n");
         o
     }
 }

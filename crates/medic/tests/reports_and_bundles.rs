@@ -285,3 +285,132 @@ fn an_incident_keeps_a_diagnostic_bundle_compressed_and_served() {
     let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(v["incident_id"].as_u64(), Some(id));
 }
+
+/// A daemon that starts with nothing due writes and delivers the daily report when the clock passes `daily_at`,
+/// without a restart. The housekeeping clock is moved (`MEDIC_CLOCK_OFFSET_MS`) to 25 s before a UTC midnight; the
+/// report of the day before that midnight was written already, so nothing is due at start. The daemon also records
+/// its indexes' health in the metric history (`index.<collection>.<index>.<figure>`) after its first cycle, and
+/// today's report shows how they moved.
+#[test]
+fn a_report_due_while_the_daemon_runs_is_written_and_delivered_once() {
+    const LEAD_MS: i64 = 25_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let reports = tmp.path().join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    let (hook, got) = alert_receiver();
+    let config = format!(
+        "[checks]\nshallow_interval_ms = 1000\n\n[report]\ndaily_at = \"00:00\"\nzone = \"UTC\"\ndir = \"{}\"\n\
+         deliver = true\n\n[notify]\nlog = false\nwebhook_url = \"{hook}\"\n",
+        reports.display()
+    );
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let day_ms = 86_400_000;
+    let next_midnight_ms = (now_ms / day_ms + 1) * day_ms;
+    let offset_ms = next_midnight_ms - LEAD_MS - now_ms;
+    let midnight = jiff::Timestamp::from_millisecond(next_midnight_ms)
+        .unwrap()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date();
+    // The daemon's day is the one before that midnight; its report (of the day before) is already there.
+    let day = midnight.yesterday().unwrap();
+    let already = format!("daily-{}.md", day.yesterday().unwrap());
+    std::fs::write(reports.join(&already), "written before").unwrap();
+
+    let cfg = tmp.path().join("medic.toml");
+    std::fs::write(&cfg, &config).unwrap();
+    let offset = offset_ms.to_string();
+    let d = support::Daemon::start_with_env(
+        &tmp.path().join("data"),
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()],
+        &[("MEDIC_CLOCK_OFFSET_MS", offset.as_str())],
+    );
+    let started_ms = jiff::Timestamp::now().as_millisecond();
+    assert!(
+        started_ms - now_ms < LEAD_MS - 2_000,
+        "the daemon took {} ms to start: the midnight passed before the test could look",
+        started_ms - now_ms
+    );
+    // Nothing due at start: only the report written before.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(names(&reports), std::slice::from_ref(&already));
+    assert!(
+        got.lock().unwrap().iter().all(|a| a["code"] != "report"),
+        "nothing delivered at start"
+    );
+
+    // The index health figures are in the metric history after the first cycle.
+    wait_for(
+        "index health in the metric history",
+        Duration::from_secs(30),
+        || {
+            let (s, v) = d.json("GET", "/v1/history", None);
+            let listed = v.to_string();
+            (s == 200 && listed.contains("index.default.text.lag_records")).then_some(())
+        },
+    );
+
+    // Today's report (on the app's clock, which the offset does not move) shows them, with a sparkline in HTML.
+    let (s, r) = d.json("GET", "/v1/reports/daily", None);
+    assert_eq!(s, 200, "{r}");
+    let series = r["index_trends"]["series"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        series.iter().any(|t| t["collection"] == "default"
+            && t["index"] == "text"
+            && t["figure"] == "lag_records"
+            && t["points"].as_u64() >= Some(1)),
+        "{r}"
+    );
+    let (s, _, html) = d.request("GET", "/v1/reports/daily?format=html", None);
+    assert!(
+        s == 200
+            && html.contains("<h2>Index health trends</h2><table>")
+            && html.contains("<svg class=\"spark\""),
+        "{html}"
+    );
+
+    // The clock passes daily_at: the report of `day` appears and goes out once.
+    let stem = format!("daily-{day}");
+    wait_for(
+        "the report written at the scheduled instant",
+        Duration::from_millis(LEAD_MS as u64 + 30_000),
+        || reports.join(format!("{stem}.md")).exists().then_some(()),
+    );
+    assert!(reports.join(format!("{stem}.html")).exists());
+    let md = std::fs::read_to_string(reports.join(format!("{stem}.md"))).unwrap();
+    assert!(
+        md.starts_with(&format!("# medic daily report {day}\n")),
+        "{md}"
+    );
+    assert!(md.contains("## Strategies whose success rate fell"), "{md}");
+    assert!(md.contains("## Index health trends"), "{md}");
+    let delivered = || -> Vec<Value> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a["code"] == "report")
+            .cloned()
+            .collect()
+    };
+    wait_for("the report delivered", Duration::from_secs(30), || {
+        (!delivered().is_empty()).then_some(())
+    });
+    // Written once, so delivered once: nothing more goes out.
+    std::thread::sleep(Duration::from_secs(3));
+    let sent = delivered();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["rule"], "daily_report");
+    let title = sent[0]["title"].as_str().unwrap();
+    assert!(
+        title.contains(&format!("medic daily report {day}: ")),
+        "{title}"
+    );
+    assert_eq!(
+        names(&reports),
+        [already, format!("{stem}.html"), format!("{stem}.md")]
+    );
+    d.stop();
+}

@@ -488,10 +488,12 @@ async fn healing_loop(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut every = Every::new(interval);
+    let mut index_health = reports::IndexHealthSampler::default();
     while every.tick(&mut stop).await {
         if let Err(e) = api::run_cycle(&state, None).await {
             tracing::warn!("{}", e.message);
         }
+        index_health.after_cycle(&state.app).await;
     }
 }
 

@@ -219,6 +219,19 @@ impl Plan {
         out
     }
 
+    /// The first scheduled instant after `now` (daily and weekly reports are both written at `daily_at`).
+    pub fn next_after(&self, now: Timestamp) -> Timestamp {
+        let mut day = to_jiff(now).to_zoned_datetime(self.zone.clone()).date();
+        for _ in 0..3 {
+            let at = self.scheduled_on(day);
+            if at > now {
+                return at;
+            }
+            day = day.tomorrow().unwrap_or(day);
+        }
+        Timestamp::MAX
+    }
+
     /// The reports due at `now` that are not in the directory yet.
     pub fn due(&self, now: Timestamp) -> Vec<Due> {
         self.latest(now)
@@ -321,6 +334,7 @@ pub fn write(
     let mut report = from_records(
         due.period, due.from, due.until, now, &records, &open, targets,
     );
+    super::add_history(kb, &mut report, &records)?;
     report.zone = Some(plan.zone_name.clone());
     std::fs::create_dir_all(&plan.dir)
         .with_context(|| format!("creating report.dir {}", plan.dir.display()))?;
