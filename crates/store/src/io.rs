@@ -321,7 +321,10 @@ mod flusher {
             .name("medic-flush".into())
             .spawn(move || {
                 while let Ok(f) = todo.recv() {
-                    if done.send(f.sync_data()).is_err() {
+                    let r = f.sync_data();
+                    // Closed before the caller hears back: no descriptor of a store's file outlives the call.
+                    drop(f);
+                    if done.send(r).is_err() {
                         break;
                     }
                 }
@@ -737,6 +740,63 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("x")).unwrap(), b"01234");
         faults.set_quota_bytes(None);
         write_all_at(&faults, &f, b"abc", 5).unwrap();
+    }
+
+    /// A descriptor `fdatasync` refuses (EINVAL on a pipe), standing in for a flush that fails.
+    fn unflushable() -> File {
+        let (r, _w) = std::io::pipe().unwrap();
+        File::from(std::os::fd::OwnedFd::from(r))
+    }
+
+    #[test]
+    fn both_flushes_must_succeed_whichever_thread_runs_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            File::create(dir.path().join("a")).unwrap(),
+            File::create(dir.path().join("b")).unwrap(),
+        );
+        let faults = IoFaults::new();
+        for _ in 0..3 {
+            write_all_at(&faults, &a, b"main", 0).unwrap();
+            write_all_at(&faults, &b, b"mirror", 0).unwrap();
+            sync_data_both(&faults, &a, &b).unwrap();
+        }
+        assert_eq!(faults.fsyncs(), 6);
+        // The helper's failure (second file) and the caller's (first file) each fail the call.
+        assert!(sync_data_both(&faults, &a, &unflushable()).is_err());
+        assert!(sync_data_both(&faults, &unflushable(), &b).is_err());
+        // The helper that reported a failure is still usable.
+        sync_data_both(&faults, &a, &b).unwrap();
+        faults.set_fail_fsync(true);
+        assert!(sync_data_both(&faults, &a, &b).is_err());
+    }
+
+    #[test]
+    fn concurrent_paired_flushes_each_get_their_own_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = std::sync::Arc::new(IoFaults::new());
+        let hs: Vec<_> = (0..8)
+            .map(|t| {
+                let (dir, faults) = (dir.path().to_path_buf(), faults.clone());
+                std::thread::spawn(move || {
+                    let a = File::create(dir.join(format!("a{t}"))).unwrap();
+                    let b = File::create(dir.join(format!("b{t}"))).unwrap();
+                    for i in 0..20 {
+                        // Every other call on odd threads has a second file that cannot be flushed.
+                        let bad = t % 2 == 1 && i % 2 == 0;
+                        let r = if bad {
+                            sync_data_both(&faults, &a, &unflushable())
+                        } else {
+                            sync_data_both(&faults, &a, &b)
+                        };
+                        assert_eq!(r.is_err(), bad, "thread {t} call {i}: {r:?}");
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
     }
 
     #[test]
