@@ -10,12 +10,17 @@
 //! - `two_files_one_flush`: both pre-allocated files written, the mirror's range written out and waited for with
 //!   `sync_file_range` (no device flush), then one `fdatasync` of the main file, whose device cache flush also makes
 //!   the mirror's already-written blocks durable: one flush per commit for two copies;
+//! - `two_files_parallel`: appended main and mirror, the two `fdatasync`s issued at once (the mirror's on a helper
+//!   thread that lives for the whole run, not one per commit);
+//! - `two_files_prezeroed_parallel`: both files pre-zeroed (zeros really written and flushed, so an overwrite has no
+//!   allocation or size change to commit), the two `fdatasync`s issued at once on two threads;
 //! - `two_files_dsync`: `O_DSYNC` writes to both files (the kernel flushes inside each `write`);
 //! - `two_files_direct`: `O_DIRECT | O_DSYNC` 4 KiB block writes to both pre-allocated files (bypassing the page
 //!   cache; what a block-aligned log would do).
 //!
-//! Run: `cargo run --release -p store --example flushcost -- [DIR] [N]` (default: a temporary directory under the
-//! current one, N = 2000; the files are removed afterwards). Written by hand because it measures the system calls
+//! Run: `cargo run --release -p store --example flushcost -- [DIR] [N] [ROUNDS] [MODE,MODE...]` (default: a temporary
+//! directory under the current one, N = 2000, one round of every mode; the files are removed afterwards). With several
+//! rounds the modes alternate within each round, so a noisy shared disk affects them alike; compare within a round. Written by hand because it measures the system calls
 //! themselves.
 
 use std::fs::{File, OpenOptions};
@@ -38,10 +43,12 @@ enum Mode {
     TwoFilesDirect,
     OneFilePrezeroed,
     TwoFilesOneFlush,
+    TwoFilesParallel,
+    TwoFilesPrezeroedParallel,
 }
 
 impl Mode {
-    const ALL: [Mode; 7] = [
+    const ALL: [Mode; 9] = [
         Mode::OneFile,
         Mode::TwoFiles,
         Mode::TwoFilesPrezeroed,
@@ -49,6 +56,8 @@ impl Mode {
         Mode::TwoFilesDirect,
         Mode::OneFilePrezeroed,
         Mode::TwoFilesOneFlush,
+        Mode::TwoFilesParallel,
+        Mode::TwoFilesPrezeroedParallel,
     ];
 
     fn name(self) -> &'static str {
@@ -60,6 +69,8 @@ impl Mode {
             Mode::TwoFilesDirect => "two_files_direct",
             Mode::OneFilePrezeroed => "one_file_prezeroed",
             Mode::TwoFilesOneFlush => "two_files_one_flush",
+            Mode::TwoFilesParallel => "two_files_parallel",
+            Mode::TwoFilesPrezeroedParallel => "two_files_prezeroed_parallel",
         }
     }
 
@@ -78,6 +89,7 @@ impl Mode {
                 | Mode::TwoFilesDirect
                 | Mode::OneFilePrezeroed
                 | Mode::TwoFilesOneFlush
+                | Mode::TwoFilesPrezeroedParallel
         )
     }
 }
@@ -134,6 +146,18 @@ fn run(dir: &Path, mode: Mode, n: usize) -> std::io::Result<f64> {
         flags,
     )?;
     let record = vec![7u8; RECORD_BYTES];
+    // The mirror's flusher for the parallel modes: one thread for the run, told to flush through a channel.
+    let mirror = std::sync::Arc::new(mirror);
+    let (go, todo) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    let m2 = mirror.clone();
+    let flusher = std::thread::spawn(move || {
+        while todo.recv().is_ok() {
+            if done_tx.send(m2.sync_data()).is_err() {
+                break;
+            }
+        }
+    });
     let block = Box::new(Block([7u8; BLOCK_BYTES]));
     let t0 = Instant::now();
     for i in 0..n {
@@ -148,6 +172,13 @@ fn run(dir: &Path, mode: Mode, n: usize) -> std::io::Result<f64> {
                 mirror.write_all_at(&record, off)?;
                 write_out(&mirror, off, RECORD_BYTES)?;
                 main.sync_data()?;
+            }
+            Mode::TwoFilesParallel | Mode::TwoFilesPrezeroedParallel => {
+                main.write_all_at(&record, off)?;
+                mirror.write_all_at(&record, off)?;
+                go.send(()).map_err(std::io::Error::other)?;
+                main.sync_data()?;
+                done.recv().map_err(std::io::Error::other)??;
             }
             Mode::TwoFiles | Mode::TwoFilesPrezeroed => {
                 main.write_all_at(&record, off)?;
@@ -166,7 +197,10 @@ fn run(dir: &Path, mode: Mode, n: usize) -> std::io::Result<f64> {
             }
         }
     }
-    Ok(n as f64 / t0.elapsed().as_secs_f64())
+    let per_s = n as f64 / t0.elapsed().as_secs_f64();
+    drop(go);
+    let _ = flusher.join();
+    Ok(per_s)
 }
 
 fn main() -> std::io::Result<()> {
@@ -181,11 +215,42 @@ fn main() -> std::io::Result<()> {
             )
         })?,
     };
+    let rounds: usize = match args.next() {
+        None => 1,
+        Some(a) => a.parse().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("ROUNDS must be a count: {a:?}: {e}"),
+            )
+        })?,
+    };
+    let modes: Vec<Mode> = match args.next() {
+        None => Mode::ALL.to_vec(),
+        Some(list) => list
+            .split(',')
+            .map(|name| {
+                Mode::ALL
+                    .into_iter()
+                    .find(|m| m.name() == name)
+                    .ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            format!(
+                                "unknown mode {name:?}; modes: {}",
+                                Mode::ALL.map(|m| m.name()).join(",")
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
     let dir = tempfile::tempdir_in(&base)?;
     println!("{n} commits per mode in {}", dir.path().display());
-    for mode in Mode::ALL {
-        let per_s = run(dir.path(), mode, n)?;
-        println!("{:22} {per_s:8.0} commits/s", mode.name());
+    for round in 1..=rounds {
+        for &mode in &modes {
+            let per_s = run(dir.path(), mode, n)?;
+            println!("round {round} {:30} {per_s:8.0} commits/s", mode.name());
+        }
     }
     Ok(())
 }

@@ -266,6 +266,104 @@ pub fn sync_data(faults: &IoFaults, file: &File) -> io::Result<()> {
     file.sync_data()
 }
 
+/// Flushes two files' data at once (`fdatasync` of `a` on this thread, of `b` on a helper thread), returning when
+/// both are durable or one failed: the open segment and its mirror in one device round trip's time instead of two
+/// (`examples/flushcost.rs`, modes `two_files` against `two_files_parallel`). The helper threads are pooled for the
+/// process (one is taken for the call and given back), so no thread is spawned per commit. Faults apply to each
+/// flush as to [`sync_data`] (an injected latency is waited once: the two flushes overlap).
+pub fn sync_data_both(faults: &IoFaults, a: &File, b: &File) -> io::Result<()> {
+    faults.delay();
+    faults.fsyncs.fetch_add(2, Ordering::Relaxed);
+    if faults.fail_fsync() {
+        return Err(io::Error::other("fdatasync failed (injected EIO)"));
+    }
+    // The helper flushes its own descriptor of `b` (the same open file), so it borrows nothing from the caller.
+    // Without a descriptor to spare (EMFILE) the two are flushed here, one after the other.
+    let Ok(b) = b.try_clone() else {
+        return a.sync_data().and_then(|()| b.sync_data());
+    };
+    let helper = flusher::take();
+    let pending = flusher::start(&helper, b);
+    let here = a.sync_data();
+    let there = flusher::finish(helper, pending);
+    here.and(there)
+}
+
+/// The pool of helper threads [`sync_data_both`] flushes a second file on.
+mod flusher {
+    use std::fs::File;
+    use std::io;
+    use std::sync::Mutex;
+    use std::sync::mpsc::{Receiver, Sender, channel};
+
+    /// Idle helpers, bounded by the most flushes ever in flight at once in this process.
+    static IDLE: Mutex<Vec<Helper>> = Mutex::new(Vec::new());
+
+    /// One helper thread: files in, results out.
+    pub(super) struct Helper {
+        files: Sender<File>,
+        results: Receiver<io::Result<()>>,
+    }
+
+    /// A flush handed to a helper; `None` when no helper could run it (the caller's thread does it instead).
+    pub(super) struct Pending(Option<File>);
+
+    /// An idle helper, or a new one.
+    pub(super) fn take() -> Option<Helper> {
+        let idle = IDLE.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        idle.or_else(spawn)
+    }
+
+    fn spawn() -> Option<Helper> {
+        let (files, todo) = channel::<File>();
+        let (done, results) = channel();
+        std::thread::Builder::new()
+            .name("medic-flush".into())
+            .spawn(move || {
+                while let Ok(f) = todo.recv() {
+                    let r = f.sync_data();
+                    // Closed before the caller hears back: no descriptor of a store's file outlives the call.
+                    drop(f);
+                    if done.send(r).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Helper { files, results })
+    }
+
+    /// Hands `f` to the helper (kept to flush on the caller's thread if there is none or it is gone).
+    pub(super) fn start(helper: &Option<Helper>, f: File) -> Pending {
+        match helper {
+            Some(h) => match h.files.send(f) {
+                Ok(()) => Pending(None),
+                Err(e) => Pending(Some(e.0)),
+            },
+            None => Pending(Some(f)),
+        }
+    }
+
+    /// Waits for the helper's result (or flushes here what it could not take) and gives the helper back.
+    pub(super) fn finish(helper: Option<Helper>, p: Pending) -> io::Result<()> {
+        if let Some(f) = p.0 {
+            return f.sync_data();
+        }
+        let Some(h) = helper else {
+            return Err(io::Error::other("flush helper missing"));
+        };
+        match h.results.recv() {
+            Ok(r) => {
+                IDLE.lock().unwrap_or_else(|p| p.into_inner()).push(h);
+                r
+            }
+            Err(_) => Err(io::Error::other(
+                "the flush helper thread ended before reporting its fdatasync",
+            )),
+        }
+    }
+}
+
 /// Flushes a directory, so created, renamed and removed names in it are durable.
 pub fn sync_dir(faults: &IoFaults, dir: &Path) -> io::Result<()> {
     let f = retry_resource(|| File::open(dir))?;
@@ -642,6 +740,63 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("x")).unwrap(), b"01234");
         faults.set_quota_bytes(None);
         write_all_at(&faults, &f, b"abc", 5).unwrap();
+    }
+
+    /// A descriptor `fdatasync` refuses (EINVAL on a pipe), standing in for a flush that fails.
+    fn unflushable() -> File {
+        let (r, _w) = std::io::pipe().unwrap();
+        File::from(std::os::fd::OwnedFd::from(r))
+    }
+
+    #[test]
+    fn both_flushes_must_succeed_whichever_thread_runs_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            File::create(dir.path().join("a")).unwrap(),
+            File::create(dir.path().join("b")).unwrap(),
+        );
+        let faults = IoFaults::new();
+        for _ in 0..3 {
+            write_all_at(&faults, &a, b"main", 0).unwrap();
+            write_all_at(&faults, &b, b"mirror", 0).unwrap();
+            sync_data_both(&faults, &a, &b).unwrap();
+        }
+        assert_eq!(faults.fsyncs(), 6);
+        // The helper's failure (second file) and the caller's (first file) each fail the call.
+        assert!(sync_data_both(&faults, &a, &unflushable()).is_err());
+        assert!(sync_data_both(&faults, &unflushable(), &b).is_err());
+        // The helper that reported a failure is still usable.
+        sync_data_both(&faults, &a, &b).unwrap();
+        faults.set_fail_fsync(true);
+        assert!(sync_data_both(&faults, &a, &b).is_err());
+    }
+
+    #[test]
+    fn concurrent_paired_flushes_each_get_their_own_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = std::sync::Arc::new(IoFaults::new());
+        let hs: Vec<_> = (0..8)
+            .map(|t| {
+                let (dir, faults) = (dir.path().to_path_buf(), faults.clone());
+                std::thread::spawn(move || {
+                    let a = File::create(dir.join(format!("a{t}"))).unwrap();
+                    let b = File::create(dir.join(format!("b{t}"))).unwrap();
+                    for i in 0..20 {
+                        // Every other call on odd threads has a second file that cannot be flushed.
+                        let bad = t % 2 == 1 && i % 2 == 0;
+                        let r = if bad {
+                            sync_data_both(&faults, &a, &unflushable())
+                        } else {
+                            sync_data_both(&faults, &a, &b)
+                        };
+                        assert_eq!(r.is_err(), bad, "thread {t} call {i}: {r:?}");
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
     }
 
     #[test]
