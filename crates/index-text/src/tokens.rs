@@ -32,9 +32,10 @@ pub const PREFIX_CHARS_MAX: usize = 4;
 /// otherwise miss documents).
 pub(crate) const PAIRS: &str = "medic_pairs_fnv1a_12";
 /// Adjacent-token pairs are hashed into this many buckets (a power of two; four hex digits name one). Few buckets
-/// keep indexing cheap: 65,536 cost about 1.5× the indexing CPU of none (each pair a cache miss in tantivy's term
-/// table), 4,096 about 1.1×; a second hash into another 4,096 (a phrase's candidates in both of its pair's
-/// buckets) made bulk indexing about 1.3× slower again and phrases no faster (BENCHMARKS.md). The price is
+/// keep indexing cheap (each new pair a cache miss in tantivy's term table): over a whole benchmark run at 50,000
+/// documents 65,536 buckets took about 1.5× the CPU of none, 4,096 about 1.1×; at 1M documents bulk indexing with
+/// 4,096 is still about 1.4× slower than without pairs. A second hash into another 4,096 (a phrase's candidates in
+/// both of its pair's buckets) made bulk indexing about 1.3× slower again and phrases no faster (BENCHMARKS.md). The price is
 /// sharing: at 1M documents of about 20 words a bucket also holds some 4,600 documents of other pairs, each one
 /// positions check more for a phrase hashed there.
 pub const PAIR_BUCKETS: u32 = 1 << 12;
