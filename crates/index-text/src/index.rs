@@ -148,7 +148,15 @@ fn open_generation(path: &Path, writer_memory: usize) -> Result<(Generation, Pay
             .map_err(|e| format!("meta.json: commit payload {p:?}: {e}"))?,
         None => return Err("meta.json: no commit payload (not a medic text index)".to_string()),
     };
-    let generation = generation_of(index, path, writer_memory).map_err(|e| e.to_string())?;
+    // Damaged segment files can make tantivy panic while opening them (a bad length in a file's header): damage,
+    // not a failed open.
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        generation_of(index, path, writer_memory)
+    }));
+    let generation = match opened {
+        Ok(g) => g.map_err(|e| e.to_string())?,
+        Err(_) => return Err("opening the segments failed (damaged files?)".to_string()),
+    };
     Ok((generation, payload))
 }
 

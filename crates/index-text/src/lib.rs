@@ -37,4 +37,4 @@ pub use index::{MISSING_FILES, NAME, ORPHAN_AGE_MIN, ORPHAN_FILES, OpenReport, T
 pub use scan::{Scanned, scan, scan_bounded};
 pub use search::{HighlightOptions, Hit, Include, SearchAnswer, SearchRequest};
 pub use settings::{FieldKind, K_MAX, OFFSET_MAX, TextSettings};
-pub use tokens::PREFIX_CHARS_MAX;
+pub use tokens::{PAIR_BUCKETS, PREFIX_CHARS_MAX};

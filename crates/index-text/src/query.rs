@@ -11,6 +11,10 @@
 //! - `*` — every document (to page through a filter's matches).
 //!
 //! Ranking is BM25 over the text; meta-field clauses only select.
+//!
+//! A phrase without slop also requires the buckets of its adjacent pairs (`tokens`' pairs field, a constant score of
+//! 0): tantivy's intersection then drives from the shortest of those postings and checks positions only where every
+//! pair's bucket holds the document. Hits, scores and `total` are the phrase's own.
 
 use tantivy::Term;
 use tantivy::query::{
@@ -29,7 +33,7 @@ use crate::QueryError;
 use crate::filter::{Filter, Number, Scalar, eq_query};
 use crate::schema::Fields;
 use crate::settings::{FieldKind, QUERY_BYTES_MAX, QUERY_DEPTH_MAX, TextSettings};
-use crate::tokens::PREFIX_CHARS_MAX;
+use crate::tokens::{self, PREFIX_CHARS_MAX};
 
 /// A term of the text that a hit may contain, for highlighting.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +56,8 @@ struct Builder<'a> {
     meta: Field,
     /// Token prefixes (`tokens::PREFIXES`): `wor*` of at most [`PREFIX_CHARS_MAX`] characters.
     prefixes: Field,
+    /// Adjacent-token pair buckets (`tokens::PAIRS`): a phrase's candidates.
+    pairs: Field,
     analyzer: TextAnalyzer,
     settings: &'a TextSettings,
     highlight: Vec<Highlight>,
@@ -122,6 +128,7 @@ pub(crate) fn build(
         text: fields.text,
         meta: fields.meta,
         prefixes: fields.prefixes,
+        pairs: fields.pairs,
         analyzer,
         settings,
         highlight: Vec::new(),
@@ -310,7 +317,13 @@ impl Builder<'_> {
                     });
                 }
                 if lit.prefix {
-                    Some(Box::new(PhrasePrefixQuery::new_with_offset(terms)))
+                    // The last token is a prefix: only the pairs before it are whole.
+                    let whole = &tokens[..n - 1];
+                    let phrase = Box::new(PhrasePrefixQuery::new_with_offset(terms));
+                    Some(self.with_pairs(phrase, whole))
+                } else if lit.slop == 0 {
+                    let phrase = Box::new(PhraseQuery::new_with_offset(terms));
+                    Some(self.with_pairs(phrase, &tokens))
                 } else {
                     Some(Box::new(PhraseQuery::new_with_offset_and_slop(
                         terms, lit.slop,
@@ -318,6 +331,35 @@ impl Builder<'_> {
                 }
             }
         }
+    }
+
+    /// `phrase` (exact adjacency) intersected with the bucket of each adjacent pair of `tokens` (position and text,
+    /// as the analysis gave them), each at a constant score of 0 so the score stays the phrase's. Pairs across a
+    /// position gap (a token the analysis dropped) are not indexed and not required.
+    fn with_pairs(&self, phrase: Box<dyn Query>, tokens: &[(usize, String)]) -> Box<dyn Query> {
+        let mut buckets: Vec<String> = tokens
+            .windows(2)
+            .filter(|w| w[0].0 + 1 == w[1].0)
+            .map(|w| tokens::pair_term(&w[0].1, &w[1].1))
+            .collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        if buckets.is_empty() {
+            return phrase;
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(buckets.len() + 1);
+        clauses.push((Occur::Must, phrase));
+        for b in buckets {
+            let term = TermQuery::new(
+                Term::from_field_text(self.pairs, &b),
+                IndexRecordOption::Basic,
+            );
+            clauses.push((
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(Box::new(term), 0.0)),
+            ));
+        }
+        Box::new(BooleanQuery::new(clauses))
     }
 
     fn kind(&self, field: &str) -> Result<Option<FieldKind>, QueryError> {
@@ -429,4 +471,99 @@ fn float(s: &str) -> Option<Number> {
         .ok()
         .filter(|f| f.is_finite())
         .map(Number::Float)
+}
+
+#[cfg(test)]
+mod tests {
+    use tantivy::Index;
+    use tantivy::collector::{Count, TopDocs};
+
+    use super::*;
+    use crate::schema;
+    use crate::synth::{Corpus, word};
+
+    /// A phrase required with its pair buckets answers exactly what the phrase alone answers: the same hits in the
+    /// same order with the same scores, and the same total.
+    #[test]
+    fn pair_buckets_change_no_phrase_answer() {
+        let index = Index::create_in_ram(schema::schema());
+        tokens::register(&index);
+        let fields = schema::fields_of(&index.schema()).unwrap();
+        let mut w = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let long = "x".repeat(41);
+        let mut texts: Vec<String> = Corpus::new(300, 1.0, 9)
+            .docs(4000)
+            .into_iter()
+            .map(|d| d.text)
+            .collect();
+        texts.push(format!("alpha {long} beta gamma"));
+        for (i, text) in texts.iter().enumerate() {
+            let d = schema::document(&fields, &format!("d{i}"), text, None, i as u64 + 1);
+            w.add_document(d).unwrap();
+            if i == 2000 {
+                w.commit().unwrap(); // two segments
+            }
+        }
+        w.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let settings = TextSettings::default();
+        let text_term = |t: &str| Term::from_field_text(fields.text, t);
+        let collector = (TopDocs::with_limit(50).order_by_score(), Count);
+        let mut matched = 0;
+        let check = |q: String, alone: &dyn Query| {
+            let analyzer = index.tokenizer_for_field(fields.text).unwrap();
+            let built = build(&q, &fields, analyzer, &settings).unwrap();
+            let (top_b, n_b) = searcher.search(&*built.query, &collector).unwrap();
+            let (top_a, n_a) = searcher.search(alone, &collector).unwrap();
+            assert_eq!(n_b, n_a, "{q}: total");
+            assert_eq!(top_b, top_a, "{q}: hits and scores");
+            (built, n_a)
+        };
+        for (a, b, c) in [(0, 1, 2), (3, 0, 0), (5, 17, 40), (0, 0, 0), (120, 7, 1)] {
+            let (a, b, c) = (word(a), word(b), word(c));
+            let pair = vec![(0, text_term(&a)), (1, text_term(&b))];
+            let (built, n) = check(
+                format!("\"{a} {b}\""),
+                &PhraseQuery::new_with_offset_and_slop(pair.clone(), 0),
+            );
+            matched += n;
+            assert!(
+                built.query.downcast_ref::<BooleanQuery>().is_some(),
+                "a phrase requires its pair's bucket"
+            );
+            let three = vec![(0, text_term(&a)), (1, text_term(&b)), (2, text_term(&c))];
+            matched += check(
+                format!("\"{a} {b} {c}\""),
+                &PhraseQuery::new_with_offset_and_slop(three, 0),
+            )
+            .1;
+            matched += check(
+                format!("\"{a} {b} {}\"*", &c[..2]),
+                &PhrasePrefixQuery::new_with_offset(vec![
+                    (0, text_term(&a)),
+                    (1, text_term(&b)),
+                    (2, text_term(&c[..2])),
+                ]),
+            )
+            .1;
+            let (built, _) = check(
+                format!("\"{a} {b}\"~1"),
+                &PhraseQuery::new_with_offset_and_slop(pair, 1),
+            );
+            assert!(
+                built.query.downcast_ref::<PhraseQuery>().is_some(),
+                "a phrase with slop has no pairs to require"
+            );
+        }
+        assert!(matched > 1000, "the phrases match documents: {matched}");
+        // A token the analysis dropped leaves a gap: the pair across it is not required, the one after it is.
+        let q = format!("\"alpha {long} beta gamma\"");
+        let gap = vec![
+            (0, text_term("alpha")),
+            (2, text_term("beta")),
+            (3, text_term("gamma")),
+        ];
+        let (_, n) = check(q, &PhraseQuery::new_with_offset_and_slop(gap, 0));
+        assert_eq!(n, 1);
+    }
 }

@@ -8,6 +8,9 @@
 //! | `meta_src` | stored | the meta JSON text exactly as put (tantivy's JSON values would round numbers) |
 //! | `version` | u64, fast | the LSN of the version indexed, compared with the table by `check` |
 //! | `text_prefixes` | token prefixes of 1..=4 characters (`tokens`), freqs | `wor*` as one term |
+//! | `text_pairs` | adjacent-token pairs hashed into buckets (`tokens`), document ids only, no norms | a phrase's candidates |
+//!
+//! An index whose schema differs (an older version's) does not open: it is quarantined and rebuilt from the log.
 
 use serde_json::{Map, Value};
 use tantivy::TantivyDocument;
@@ -27,6 +30,7 @@ pub(crate) struct Fields {
     pub(crate) meta_src: Field,
     pub(crate) version: Field,
     pub(crate) prefixes: Field,
+    pub(crate) pairs: Field,
 }
 
 pub(crate) const ID: &str = "id";
@@ -35,6 +39,7 @@ pub(crate) const META: &str = "meta";
 pub(crate) const META_SRC: &str = "meta_src";
 pub(crate) const VERSION: &str = "version";
 pub(crate) const PREFIXES: &str = "text_prefixes";
+pub(crate) const PAIRS: &str = "text_pairs";
 
 /// The schema every generation is created with.
 pub(crate) fn schema() -> Schema {
@@ -59,6 +64,15 @@ pub(crate) fn schema() -> Schema {
                 .set_index_option(IndexRecordOption::WithFreqs),
         ),
     );
+    b.add_text_field(
+        PAIRS,
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(tokens::PAIRS)
+                .set_index_option(IndexRecordOption::Basic)
+                .set_fieldnorms(false),
+        ),
+    );
     b.build()
 }
 
@@ -75,6 +89,7 @@ pub(crate) fn fields_of(schema: &Schema) -> Result<Fields, String> {
         meta_src: f(META_SRC)?,
         version: f(VERSION)?,
         prefixes: f(PREFIXES)?,
+        pairs: f(PAIRS)?,
     })
 }
 
@@ -116,6 +131,7 @@ pub(crate) fn document(
     d.add_text(fields.id, id);
     d.add_text(fields.text, text);
     d.add_text(fields.prefixes, text);
+    d.add_text(fields.pairs, text);
     if let Some(m) = meta {
         let o: Vec<(String, OwnedValue)> = m
             .iter()

@@ -1195,3 +1195,40 @@ fn an_interrupted_atomic_write_s_leftover_is_removed_at_open() {
     assert_eq!(s.figures["orphan_files"], 0.0);
     assert_eq!(ids(&idx, "brown"), ["a", "b", "e"]);
 }
+
+/// An index written by a version with another schema (here: without the pairs field) is not used as it is: it is
+/// quarantined, and the index starts empty at LSN 0, so the store rebuilds it from the log.
+#[test]
+fn an_index_of_an_older_schema_is_quarantined_and_starts_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    fixture(&idx);
+    let gen_dir = idx.generation_dir();
+    drop(idx);
+    let meta_path = gen_dir.join("meta.json");
+    let mut meta: Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    let fields = meta["schema"].as_array_mut().unwrap();
+    let n_fields = fields.len();
+    fields.retain(|f| f["name"] != "text_pairs");
+    assert_eq!(
+        fields.len(),
+        n_fields - 1,
+        "this version's schema has text_pairs"
+    );
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+
+    let idx = open(tmp.path());
+    let r = idx.open_report().clone();
+    assert!(!r.loaded, "{r:?}");
+    let reason = r.reason.clone().unwrap_or_default();
+    assert!(reason.contains("schema"), "{reason}");
+    assert_eq!(idx.applied_lsn(), 0);
+    assert_eq!(idx.len(), 0);
+    assert_ne!(idx.generation_dir(), gen_dir);
+    let name = gen_dir.file_name().unwrap().to_string_lossy().to_string();
+    assert!(idx.dir().join(format!("quarantine-{name}")).is_dir());
+    // Applied again (as the store's replay does), its phrases answer.
+    fixture(&idx);
+    assert_eq!(ids(&idx, "\"quick brown\""), vec!["a", "b"]);
+    assert_eq!(ids(&idx, "\"brown fox\""), vec!["a"]);
+}
