@@ -1,6 +1,8 @@
 //! What `deploy/` ships is checked by the tools that will read it: the Prometheus alert rules parse
 //! (`promtool check rules`) and fire on the series they should (`promtool test rules`). promtool comes with
-//! Debian's `prometheus` package, which `.ci/run` installs; set `MEDIC_SKIP_PROMTOOL=1` to skip without it.
+//! Debian's `prometheus` package, which `.ci/run` installs; set `MEDIC_SKIP_PROMTOOL=1` to skip without it. The
+//! systemd unit passes `systemd-analyze verify` (where installed), and the Dockerfile's `ENTRYPOINT` is run as
+//! written (no container engine needed: the same argument list, data directory and port moved to the test's).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -251,5 +253,153 @@ fn every_grafana_expression_is_promql_that_promtool_parses() {
     assert!(
         !out.status.success(),
         "promtool accepted a broken expression"
+    );
+}
+
+fn deploy_file(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The systemd unit as written, with `ExecStart` pointing at the binary under test, passes `systemd-analyze verify`
+/// (skipped, saying so, where systemd-analyze is not installed). A unit naming a missing binary does not.
+#[test]
+fn the_systemd_unit_verifies_with_systemd_analyze() {
+    let Some(analyze) = support::binary_on_path(&["systemd-analyze"]) else {
+        eprintln!("systemd-analyze is not installed here: the unit is not verified");
+        return;
+    };
+    let unit = deploy_file("medic.service");
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/medic serve"),
+        "the unit's ExecStart changed; update this test:\n{unit}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let verify = |text: &str| {
+        let file = dir.path().join("medic.service");
+        std::fs::write(&file, text).unwrap();
+        Command::new(&analyze)
+            .args(["verify", "--man=no"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let here = unit.replace("/usr/local/bin/medic", env!("CARGO_BIN_EXE_medic"));
+    assert_success(&verify(&here), "systemd-analyze verify medic.service");
+    let missing = unit.replace("/usr/local/bin/medic", "/nonexistent/medic");
+    assert!(
+        !verify(&missing).status.success(),
+        "systemd-analyze accepted a unit whose binary does not exist"
+    );
+}
+
+/// The container's `ENTRYPOINT` (the Dockerfile's exact argument list; only the data directory and the port moved
+/// to this test's) starts medic listening on all addresses with `MEDIC_TOKEN`, answers `/health`, refuses an API
+/// write without the token, takes one with it, and stops cleanly on SIGTERM, as `docker stop` sends it. Without a token it refuses to
+/// listen beyond loopback.
+#[test]
+fn the_dockerfile_entrypoint_serves_with_a_token_and_refuses_without_one() {
+    let dockerfile = deploy_file("Dockerfile");
+    let line = dockerfile
+        .lines()
+        .find(|l| l.starts_with("ENTRYPOINT "))
+        .expect("the Dockerfile has an ENTRYPOINT");
+    let argv: Vec<String> = serde_json::from_str(line.trim_start_matches("ENTRYPOINT ")).unwrap();
+    assert_eq!(argv[0], "medic", "{argv:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("var-lib-medic");
+    let port = support::free_port();
+    let args: Vec<String> = argv[1..]
+        .iter()
+        .map(|a| match a.as_str() {
+            "/var/lib/medic" => data.to_str().unwrap().to_string(),
+            "0.0.0.0:7878" => format!("0.0.0.0:{port}"),
+            other => other.to_string(),
+        })
+        .collect();
+    assert!(args.iter().any(|a| a.starts_with("0.0.0.0:")), "{argv:?}");
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(&args)
+        .env_remove("MEDIC_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "medic listened on 0.0.0.0 without a token"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("token"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let token = "entrypoint-test-token-0123456789abcdef";
+    let child = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(&args)
+        .env("MEDIC_TOKEN", token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = support::Killed(child);
+    let agent = support::agent();
+    let base = format!("http://127.0.0.1:{port}");
+    let health = support::wait_for("/health", std::time::Duration::from_secs(60), || {
+        agent
+            .get(&format!("{base}/health"))
+            .call()
+            .ok()
+            .map(|mut r| r.body_mut().read_to_string().unwrap())
+    });
+    assert!(health.contains("HEALTHY"), "{health}");
+    // Reads stay open; a write needs the token.
+    let put = |auth: Option<&str>| {
+        let mut req = agent.put(&format!("{base}/v1/docs/entrypoint"));
+        if let Some(t) = auth {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        req.header("Content-Type", "application/json")
+            .send(r#"{"text": "written through the container's command line"}"#)
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(put(None), 401);
+    assert_eq!(put(Some(token)), 200);
+    let got = agent
+        .get(&format!("{base}/v1/docs/entrypoint"))
+        .call()
+        .map(|mut r| r.body_mut().read_to_string().unwrap())
+        .unwrap();
+    assert!(got.contains("written through"), "{got}");
+
+    // docker stop: SIGTERM, then a clean exit.
+    let term = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exited = support::wait_for(
+        "exit after SIGTERM",
+        std::time::Duration::from_secs(30),
+        || child.0.try_wait().unwrap(),
+    );
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(exited.success(), "{exited:?}\n{err}");
+    // JSON log lines, as the ENTRYPOINT asks for the container's log collector.
+    let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(first).is_ok(),
+        "not a JSON log line: {first}"
     );
 }
