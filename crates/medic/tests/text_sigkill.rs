@@ -21,6 +21,10 @@ use support::{Daemon, agent, wait_for};
 const KILLS: u64 = 5;
 /// Documents per bulk load.
 const BULK: usize = 100;
+/// Pause between bulk loads: about 4,000 documents a second, so the index still commits several times a second (every
+/// 250 ms or 1,000 documents) while each life acknowledges thousands of documents rather than tens of thousands,
+/// every one of which is searched for again.
+const BULK_PAUSE: Duration = Duration::from_millis(25);
 /// Documents of earlier lives checked again after each kill (a seeded sample; every document of the life just
 /// killed is checked, and every document of every life after the last kill).
 const EARLIER_CHECKED: usize = 2_000;
@@ -108,6 +112,7 @@ impl Load {
                     Ok(mut resp) if resp.status() == 200 => {
                         let _ = resp.body_mut().read_to_string();
                         acked2.lock().unwrap().extend(ids);
+                        std::thread::sleep(BULK_PAUSE);
                     }
                     Ok(_) => std::thread::sleep(Duration::from_millis(20)),
                     Err(_) => return,
