@@ -9,8 +9,13 @@ use std::process::Command;
 
 mod support;
 
+/// The repository's `deploy/`.
+fn deploy_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
 fn deploy_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus")
+    deploy_root().join("prometheus")
 }
 
 /// Runs `promtool ARGS` in `deploy/prometheus`; `None` when promtool is missing and skipping was asked for.
@@ -257,9 +262,7 @@ fn every_grafana_expression_is_promql_that_promtool_parses() {
 }
 
 fn deploy_file(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../deploy")
-        .join(name);
+    let path = deploy_root().join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -308,21 +311,28 @@ fn the_dockerfile_entrypoint_serves_with_a_token_and_refuses_without_one() {
         .expect("the Dockerfile has an ENTRYPOINT");
     let argv: Vec<String> = serde_json::from_str(line.trim_start_matches("ENTRYPOINT ")).unwrap();
     assert_eq!(argv[0], "medic", "{argv:?}");
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("var-lib-medic");
-    let port = support::free_port();
-    let args: Vec<String> = argv[1..]
+    // `serve --data /var/lib/medic` is what support::Daemon runs too; the rest (listener, log format) is taken as
+    // written, the port made 0 so the daemon picks a free one.
+    assert_eq!(
+        argv[1..4],
+        ["serve", "--data", "/var/lib/medic"],
+        "{argv:?}"
+    );
+    let extra: Vec<&str> = argv[4..]
         .iter()
         .map(|a| match a.as_str() {
-            "/var/lib/medic" => data.to_str().unwrap().to_string(),
-            "0.0.0.0:7878" => format!("0.0.0.0:{port}"),
-            other => other.to_string(),
+            "0.0.0.0:7878" => "0.0.0.0:0",
+            other => other,
         })
         .collect();
-    assert!(args.iter().any(|a| a.starts_with("0.0.0.0:")), "{argv:?}");
+    assert!(extra.contains(&"0.0.0.0:0"), "{argv:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("var-lib-medic");
 
     let refused = Command::new(env!("CARGO_BIN_EXE_medic"))
-        .args(&args)
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args(&extra)
         .env_remove("MEDIC_TOKEN")
         .output()
         .unwrap();
@@ -337,69 +347,39 @@ fn the_dockerfile_entrypoint_serves_with_a_token_and_refuses_without_one() {
     );
 
     let token = "entrypoint-test-token-0123456789abcdef";
-    let child = Command::new(env!("CARGO_BIN_EXE_medic"))
-        .args(&args)
-        .env("MEDIC_TOKEN", token)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = support::Killed(child);
-    let agent = support::agent();
-    let base = format!("http://127.0.0.1:{port}");
-    let health = support::wait_for("/health", std::time::Duration::from_secs(60), || {
-        agent
-            .get(&format!("{base}/health"))
-            .call()
-            .ok()
-            .map(|mut r| r.body_mut().read_to_string().unwrap())
-    });
-    assert!(health.contains("HEALTHY"), "{health}");
-    // Reads stay open; a write needs the token.
-    let put = |auth: Option<&str>| {
-        let mut req = agent.put(&format!("{base}/v1/docs/entrypoint"));
-        if let Some(t) = auth {
-            req = req.header("Authorization", &format!("Bearer {t}"));
-        }
-        req.header("Content-Type", "application/json")
-            .send(r#"{"text": "written through the container's command line"}"#)
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
-    };
-    assert_eq!(put(None), 401);
-    assert_eq!(put(Some(token)), 200);
-    let got = agent
-        .get(&format!("{base}/v1/docs/entrypoint"))
-        .call()
-        .map(|mut r| r.body_mut().read_to_string().unwrap())
-        .unwrap();
-    assert!(got.contains("written through"), "{got}");
-
-    // docker stop: SIGTERM, then a clean exit.
-    let term = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let exited = support::wait_for(
-        "exit after SIGTERM",
-        std::time::Duration::from_secs(30),
-        || child.0.try_wait().unwrap(),
+    let d = support::Daemon::start_with_env(&data, tmp.path(), &extra, &[("MEDIC_TOKEN", token)]);
+    support::wait_for(
+        "/health HEALTHY",
+        std::time::Duration::from_secs(60),
+        || {
+            let (status, health) = d.json("GET", "/health", None);
+            (status == 200 && health["state"] == "HEALTHY").then_some(())
+        },
     );
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .0
-        .stderr
-        .take()
+    // Reads stay open; a write needs the token.
+    let doc = serde_json::json!({"text": "written through the container's command line"});
+    let (status, _, text) = d.request("PUT", "/v1/docs/entrypoint", Some(&doc));
+    assert_eq!(status, 401, "{text}");
+    let with_token = d
+        .agent
+        .put(format!("{}/v1/docs/entrypoint", d.url))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(doc.to_string())
         .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(exited.success(), "{exited:?}\n{err}");
+        .status()
+        .as_u16();
+    assert_eq!(with_token, 200);
+    let (status, got) = d.json("GET", "/v1/docs/entrypoint", None);
+    assert_eq!((status, &got["text"]), (200, &doc["text"]), "{got}");
+
     // JSON log lines, as the ENTRYPOINT asks for the container's log collector.
+    let err = d.stderr();
     let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     assert!(
         serde_json::from_str::<serde_json::Value>(first).is_ok(),
         "not a JSON log line: {first}"
     );
+    // docker stop: SIGTERM, then a clean exit.
+    d.stop();
 }
