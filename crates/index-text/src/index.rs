@@ -79,6 +79,8 @@ pub(crate) struct Generation {
     pub(crate) path: PathBuf,
     pub(crate) index: Index,
     pub(crate) reader: IndexReader,
+    /// The id columns of the segments searched.
+    pub(crate) ids: crate::search::IdColumns,
     /// `None` once the generation is retired.
     writer: Mutex<Option<IndexWriter>>,
 }
@@ -177,6 +179,7 @@ fn generation_of(index: Index, path: &Path, writer_memory: usize) -> tantivy::Re
         path: path.to_path_buf(),
         index,
         reader,
+        ids: crate::search::IdColumns::default(),
         writer: Mutex::new(Some(writer)),
     })
 }

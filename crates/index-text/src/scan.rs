@@ -14,7 +14,7 @@ use crate::QueryError;
 use crate::index::TextIndex;
 use crate::index::WRITER_MEMORY_MIN_BYTES;
 use crate::schema::{self, Fields};
-use crate::search::{SearchAnswer, SearchRequest, View};
+use crate::search::{IdColumns, SearchAnswer, SearchRequest, View};
 use crate::settings::TextSettings;
 
 /// How much of the table a bounded scan read.
@@ -63,6 +63,7 @@ struct Built {
     /// What it holds of the table, and the bound it was read with.
     scanned: Scanned,
     docs_max: usize,
+    ids: IdColumns,
 }
 
 impl Built {
@@ -79,6 +80,7 @@ impl Built {
                 truncated: false,
             },
             docs_max: usize::MAX,
+            ids: IdColumns::default(),
         })
     }
 
@@ -87,6 +89,7 @@ impl Built {
             fields: &self.fields,
             settings,
             index: &self.index,
+            ids: &self.ids,
         }
     }
 
