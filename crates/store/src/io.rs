@@ -289,6 +289,80 @@ pub fn sync_data_both(faults: &IoFaults, a: &File, b: &File) -> io::Result<()> {
     here.and(there)
 }
 
+/// Whether one `fdatasync` of `a` also makes writes of `b` that have already completed durable: both files on the
+/// same device (`st_dev`) of a filesystem known to send the device a cache flush on every `fdatasync`, even one with
+/// no dirty data of its own (ext4, XFS). A flush command has no range: it commits every write the device completed
+/// before it. Any other case — two devices, another filesystem, a failed `fstat` — answers `false` (two flushes).
+pub fn one_flush_covers_both(a: &File, b: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+    const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
+    let (Ok(ma), Ok(mb)) = (a.metadata(), b.metadata()) else {
+        return false;
+    };
+    ma.dev() == mb.dev()
+        && [a, b]
+            .iter()
+            .all(|f| matches!(fs_type(f), Some(EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC)))
+}
+
+/// The filesystem type (`f_type` of `fstatfs`) a file lives on.
+#[allow(unsafe_code)] // `fstatfs` has no safe wrapper in std.
+#[allow(clippy::unnecessary_cast)] // `f_type`'s width differs between architectures
+fn fs_type(f: &File) -> Option<i64> {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: the descriptor is open for the call's duration and `st` is a writable `statfs` the call fills in.
+    let r = unsafe { libc::fstatfs(f.as_raw_fd(), st.as_mut_ptr()) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: `fstatfs` succeeded, so `st` is initialised.
+    Some(unsafe { st.assume_init() }.f_type as i64)
+}
+
+/// `sync_file_range(f, off, len, flags)`: starts (`SYNC_FILE_RANGE_WRITE`) or waits for (with the `WAIT_*` flags)
+/// the device writes of a file's dirty pages in a range. Never a cache flush, never metadata.
+#[allow(unsafe_code)] // `sync_file_range` has no safe wrapper in std.
+fn sync_range(f: &File, off: u64, len: u64, flags: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the call's duration; the other arguments are plain integers.
+    let r = unsafe { libc::sync_file_range(f.as_raw_fd(), off as i64, len as i64, flags) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Makes `off..off + len` of two files durable with one device flush: both ranges' writes submitted to the device
+/// together (`sync_file_range(WRITE)` on each), then waited for (`WAIT_BEFORE | WRITE | WAIT_AFTER` on each, which
+/// also reports a failed write-back), then one `fdatasync` of `a`, whose cache flush commits `b`'s completed writes
+/// as well as `a`'s. Only for files [`one_flush_covers_both`] accepts, in ranges that need no metadata to be read
+/// back (already allocated, written and flushed: no size or extent change). Faults apply as to [`sync_data`]
+/// (counted as one flush).
+pub fn sync_data_one_flush(
+    faults: &IoFaults,
+    a: &File,
+    b: &File,
+    off: u64,
+    len: u64,
+) -> io::Result<()> {
+    faults.delay();
+    faults.fsyncs.fetch_add(1, Ordering::Relaxed);
+    if faults.fail_fsync() {
+        return Err(io::Error::other("fdatasync failed (injected EIO)"));
+    }
+    let wait = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    sync_range(a, off, len, libc::SYNC_FILE_RANGE_WRITE)?;
+    sync_range(b, off, len, libc::SYNC_FILE_RANGE_WRITE)?;
+    sync_range(a, off, len, wait)?;
+    sync_range(b, off, len, wait)?;
+    a.sync_data()
+}
+
 /// The pool of helper threads [`sync_data_both`] flushes a second file on.
 mod flusher {
     use std::fs::File;

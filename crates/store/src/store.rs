@@ -1338,7 +1338,15 @@ impl Store {
                 )));
             }
         }
-        lock(&self.wal).seg.sync_ids(&self.cfg.io);
+        {
+            let mut w = lock(&self.wal);
+            w.seg.sync_ids(&self.cfg.io);
+            // A closed segment is exactly its records (the zero-filled space goes; a reopen zero-fills anew). Best
+            // effort: zero-filled space left behind reads as the log's end.
+            if w.seg.zeroed_end > w.seg.len {
+                let _ = w.seg.cut_to_len(&self.cfg.io);
+            }
+        }
         if let Some(mut l) = lock(&self.lock).take() {
             l.mark_closed(&self.cfg.io)?;
         }
@@ -1672,7 +1680,7 @@ impl Store {
     ) -> Result<(), Fail> {
         let faults = &*self.cfg.io;
         let t0 = std::time::Instant::now();
-        let appended = w.seg.append(faults, buf);
+        let appended = w.seg.append(faults, buf, || self.zero_ahead_bytes());
         self.wal_sync_op.record(t0.elapsed(), appended.is_ok());
         self.gather.flushed(t0.elapsed());
         match appended {
@@ -1706,6 +1714,24 @@ impl Store {
                 "fsync of {} failed: {e}",
                 wal::seg_name(w.seg.id)
             ))),
+        }
+    }
+
+    /// How far past a commit the open segment's copies are zero-filled when it needs more room
+    /// ([`wal::OpenSegment::append`]): a quarter of a segment, at most 4 MiB; nothing while the free space (disk or
+    /// injected quota) would fall within twice that of `disk_low_bytes_floor`.
+    fn zero_ahead_bytes(&self) -> u64 {
+        let ahead = (self.cfg.segment_bytes_max / 4).clamp(4096, 4 << 20);
+        let free = match (
+            disk_free_bytes(&self.dir),
+            self.cfg.io.quota_bytes_remaining(),
+        ) {
+            (Some(d), Some(q)) => Some(d.min(q)),
+            (d, q) => d.or(q),
+        };
+        match free {
+            Some(f) if f < self.cfg.disk_low_bytes_floor.saturating_add(4 * ahead) => 0,
+            _ => ahead,
         }
     }
 
@@ -2631,27 +2657,25 @@ impl Store {
     }
 
     /// Cuts bytes past the last durable record off the open segment and its mirror (a torn tail left by a failed
-    /// write). Returns the bytes cut.
+    /// write), with the zero-filled space past the end. Returns the torn bytes cut (zero-filled space uncounted).
     pub fn truncate_tail(&self) -> Result<u64, StoreError> {
         self.refuse_read_only()?;
         self.as_leader(|| {
-            let w = lock(&self.wal);
-            let mut cut = 0;
-            let files = std::iter::once(&w.seg.file).chain(w.seg.mirror.as_ref());
-            for f in files {
-                let l = f
-                    .metadata()
-                    .map_err(ioe("reading the open segment's length"))?
-                    .len();
-                if l > w.seg.len {
-                    cut += l - w.seg.len;
-                    f.set_len(w.seg.len)
-                        .map_err(ioe("truncating the open segment"))?;
-                    io::sync(&self.cfg.io, f).map_err(|e| {
-                        StoreError::Poisoned(format!("fsync after truncation: {e}"))
-                    })?;
-                }
+            let mut w = lock(&self.wal);
+            let cut: u64 = copy_tails(&w.seg, self.record_bytes_max)
+                .iter()
+                .map(|t| t.bytes)
+                .sum();
+            if cut == 0 {
+                return Ok(0);
             }
+            let len = w.seg.len;
+            for f in std::iter::once(&w.seg.file).chain(w.seg.mirror.as_ref()) {
+                f.set_len(len).map_err(ioe("truncating the open segment"))?;
+                io::sync(&self.cfg.io, f)
+                    .map_err(|e| StoreError::Poisoned(format!("fsync after truncation: {e}")))?;
+            }
+            w.seg.zeroed_end = len;
             Ok(cut)
         })
     }
@@ -2660,28 +2684,19 @@ impl Store {
     /// holds the most of them, where they start, how many, and the LSNs they may carry — above the last durable LSN,
     /// up to what their readable record headers name, never beyond the last LSN handed out.
     pub fn torn_tail_now(&self) -> Option<TornTail> {
-        use std::os::unix::fs::FileExt;
         let w = lock(&self.wal);
         let len = w.seg.len;
-        let excess = |f: &std::fs::File| {
-            f.metadata()
-                .map(|m| m.len())
-                .unwrap_or(0)
-                .saturating_sub(len)
-        };
-        let main = excess(&w.seg.file);
-        let mir = w.seg.mirror.as_ref().map_or(0, excess);
+        let tails = copy_tails(&w.seg, self.record_bytes_max);
+        let main = tails[0].bytes;
+        let mir = tails.get(1).map_or(0, |t| t.bytes);
         if main == 0 && mir == 0 {
             return None;
         }
-        let (file, rel, bytes) = match &w.seg.mirror {
+        let (t, rel, bytes) = match tails.get(1) {
             Some(m) if mir > main => (m, wal::mirror_name(w.seg.id), mir),
-            _ => (&w.seg.file, wal::seg_name(w.seg.id), main),
+            _ => (&tails[0], wal::seg_name(w.seg.id), main),
         };
-        let mut tail = vec![0u8; bytes.min(self.record_bytes_max + 64) as usize];
-        let n = file.read_at(&mut tail, len).unwrap_or(0);
-        tail.truncate(n);
-        let (lo, hi) = wal::torn_lsns(&tail, w.last_lsn, self.record_bytes_max);
+        let (lo, hi) = wal::torn_lsns(&t.head, w.last_lsn, self.record_bytes_max);
         let issued = lock(&self.state).next_lsn.saturating_sub(1).max(lo);
         Some(TornTail {
             file: rel,
@@ -2694,17 +2709,12 @@ impl Store {
         })
     }
 
-    /// Bytes past the durable end of the open segment or its mirror (0 when clean).
+    /// Bytes past the durable end of the open segment or its mirror (0 when clean; zero-filled space uncounted).
     pub fn tail_excess_bytes(&self) -> u64 {
         let w = lock(&self.wal);
-        std::iter::once(&w.seg.file)
-            .chain(w.seg.mirror.as_ref())
-            .map(|f| {
-                f.metadata()
-                    .map(|m| m.len())
-                    .unwrap_or(0)
-                    .saturating_sub(w.seg.len)
-            })
+        copy_tails(&w.seg, self.record_bytes_max)
+            .iter()
+            .map(|t| t.bytes)
             .sum()
     }
 
@@ -2919,4 +2929,37 @@ pub fn disk_free_bytes(dir: &Path) -> Option<u64> {
     rustix::fs::statvfs(dir)
         .ok()
         .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// What lies past the durable end of one copy of the open segment.
+struct CopyTail {
+    /// Bytes from the durable end to the last one that is not zero-filled space (0: clean).
+    bytes: u64,
+    /// The first of those bytes (up to one record), for the LSNs they may name.
+    head: Vec<u8>,
+}
+
+/// The tails of the open segment's main copy and mirror (in that order). Past the durable end lies zero-filled
+/// space the store wrote ([`wal::OpenSegment::zeroed_end`]) and then, if anything, bytes it did not: within the
+/// zeroed space only non-zero bytes count (up to the last of them), and everything past it counts.
+fn copy_tails(seg: &wal::OpenSegment, record_bytes_max: u64) -> Vec<CopyTail> {
+    use std::os::unix::fs::FileExt;
+    let (len, room) = (seg.len, seg.zeroed_end);
+    std::iter::once(&seg.file)
+        .chain(seg.mirror.as_ref())
+        .map(|f| {
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let head_max = record_bytes_max + 64;
+            let mut head = vec![0u8; size.saturating_sub(len).min(room - len + head_max) as usize];
+            let n = f.read_at(&mut head, len).unwrap_or(0);
+            head.truncate(n);
+            let bytes = if size > room {
+                size - len
+            } else {
+                wal::nonzero_end(&head) as u64
+            };
+            head.truncate(head_max.min(bytes) as usize);
+            CopyTail { bytes, head }
+        })
+        .collect()
 }
