@@ -321,6 +321,48 @@ fn fs_type(f: &File) -> Option<i64> {
     Some(unsafe { st.assume_init() }.f_type as i64)
 }
 
+/// Which file a path names (without following a link) or a descriptor holds: `(device major, device minor, inode)`.
+/// Asks `statx` for the type and inode only, never the timestamps: a query of a file's times makes the kernel give
+/// its next write a fine-grained time (multigrain timestamps), which dirties the inode, and without a journal (ext4
+/// `^has_journal`) every `fdatasync` then writes the inode table block out synchronously — a second device round
+/// trip per commit for the commit path's "still the file at its path?" check.
+#[allow(unsafe_code)] // `statx` has no safe wrapper in std.
+pub fn file_identity(path: Option<&Path>, file: Option<&File>) -> io::Result<(u32, u32, u64)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let (dirfd, cpath, flags) = match (path, file) {
+        (Some(p), _) => (
+            libc::AT_FDCWD,
+            std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)?,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ),
+        (None, Some(f)) => (
+            f.as_raw_fd(),
+            std::ffi::CString::default(),
+            libc::AT_EMPTY_PATH,
+        ),
+        (None, None) => return Err(io::Error::other("file_identity: no path and no file")),
+    };
+    let mut st = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: `cpath` is a NUL-terminated string and `dirfd` a descriptor (or AT_FDCWD), both live for the call;
+    // `st` is a writable `statx` the call fills in.
+    let r = unsafe {
+        libc::statx(
+            dirfd,
+            cpath.as_ptr(),
+            flags,
+            libc::STATX_TYPE | libc::STATX_INO,
+            st.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `statx` succeeded, so `st` is initialised.
+    let st = unsafe { st.assume_init() };
+    Ok((st.stx_dev_major, st.stx_dev_minor, st.stx_ino))
+}
+
 /// `sync_file_range(f, off, len, flags)`: starts (`SYNC_FILE_RANGE_WRITE`) or waits for (with the `WAIT_*` flags)
 /// the device writes of a file's dirty pages in a range. Never a cache flush, never metadata.
 #[allow(unsafe_code)] // `sync_file_range` has no safe wrapper in std.
@@ -800,6 +842,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn file_identity_tells_files_apart_and_does_not_follow_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, link) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("l"),
+        );
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        let fa = File::open(&a).unwrap();
+        let id = |p: &Path| file_identity(Some(p), None).unwrap();
+        assert_eq!(id(&a), file_identity(None, Some(&fa)).unwrap());
+        assert_ne!(id(&a), id(&b));
+        assert_ne!(id(&link), id(&a), "the link itself, not its target");
+        assert!(file_identity(Some(&dir.path().join("missing")), None).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -2908,9 +2908,12 @@ impl Drop for Store {
 
 /// Whether `path` names the same file as the open `file` (not deleted, not replaced, not a link to it).
 pub(crate) fn same_file(path: &Path, file: &std::fs::File) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::symlink_metadata(path), file.metadata()) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+    // Device and inode only (`io::file_identity`): asking for the times would slow the next commit's flush.
+    match (
+        io::file_identity(Some(path), None),
+        io::file_identity(None, Some(file)),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
 }
