@@ -464,16 +464,28 @@ impl OpenSegment {
         }
     }
 
+    /// After a copy was recreated or rewritten in place: both copies are cut to the durable end (nothing past it
+    /// is known to be zero-filled and flushed in both any more; the next commit zero-fills anew), and whether one
+    /// flush covers both is asked again.
+    pub fn copies_replaced(&mut self, faults: &IoFaults) -> std::io::Result<()> {
+        self.one_flush = self
+            .mirror
+            .as_ref()
+            .is_some_and(|m| io::one_flush_covers_both(&self.file, m));
+        self.cut_to_len(faults)
+    }
+
     /// Cuts both copies to the durable end (dropping the zero-filled space past it) and flushes them: a segment
     /// being sealed is exactly its records.
     pub fn cut_to_len(&mut self, faults: &IoFaults) -> std::io::Result<()> {
+        // First: should a cut fail, nothing past the end may still be taken for zero-filled space.
+        self.zeroed_end = self.len;
         for f in std::iter::once(&self.file).chain(self.mirror.as_ref()) {
             if f.metadata()?.len() > self.len {
                 f.set_len(self.len)?;
                 io::sync(faults, f)?;
             }
         }
-        self.zeroed_end = self.len;
         Ok(())
     }
 

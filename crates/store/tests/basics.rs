@@ -429,3 +429,42 @@ fn commits_into_zero_filled_space_take_one_flush_each_and_reopen_cleanly() {
     let s = Store::open(dir.path(), cfg).unwrap();
     assert_eq!(s.count(), 52);
 }
+
+/// A mirror deleted while running is recreated from the held data without zero-filled space: the next commit must
+/// not take it for zero-filled (a commit there changes the recreated file's size, which one flush of the main copy
+/// would not make durable), so it zero-fills both copies anew first (flushing both) and only then commits with one
+/// flush.
+#[test]
+fn a_recreated_mirror_is_zero_filled_anew_before_one_flush_commits_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        segment_bytes_max: 1 << 20,
+        wal_bytes_max: 8 << 20,
+        ..small()
+    };
+    let io = cfg.io.clone();
+    let s = Store::open(dir.path(), cfg.clone()).unwrap();
+    s.put("first", doc(0)).unwrap();
+    let (id, _) = s.open_segment();
+    let mir = dir.path().join(format!("wal/{id:016}.mir"));
+    std::fs::remove_file(&mir).unwrap();
+    let actions = s.repair_open_segment().unwrap();
+    assert!(
+        actions.iter().any(|a| a.contains("recreated")),
+        "{actions:?}"
+    );
+    let (_, len) = s.open_segment();
+    assert_eq!(std::fs::metadata(&mir).unwrap().len(), len);
+    let before = io.fsyncs();
+    s.put("second", doc(1)).unwrap();
+    assert!(
+        io.fsyncs() - before >= 2,
+        "both copies flushed before the commit relies on one flush"
+    );
+    let (_, len) = s.open_segment();
+    assert!(std::fs::metadata(&mir).unwrap().len() >= len);
+    drop(s);
+    let s = Store::open(dir.path(), cfg).unwrap();
+    assert_eq!(s.count(), 2);
+    assert!(!s.recovery_report().mirror_rewritten);
+}
