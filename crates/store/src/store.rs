@@ -2944,23 +2944,39 @@ struct CopyTail {
 
 /// The tails of the open segment's main copy and mirror (in that order). Past the durable end lies zero-filled
 /// space the store wrote ([`wal::OpenSegment::zeroed_end`]) and then, if anything, bytes it did not: within the
-/// zeroed space only non-zero bytes count (up to the last of them), and everything past it counts.
+/// zeroed space only non-zero bytes count (up to the last of them), and everything past it counts. A torn write
+/// starts at the durable end, so the zeroed space is read from there in growing windows (64 KiB first) only as far
+/// as non-zero bytes reach a window's end: a clean tail costs one small read per copy, never the whole space.
 fn copy_tails(seg: &wal::OpenSegment, record_bytes_max: u64) -> Vec<CopyTail> {
     use std::os::unix::fs::FileExt;
+    const WINDOW: u64 = 64 << 10;
     let (len, room) = (seg.len, seg.zeroed_end);
+    let read = |f: &std::fs::File, n: u64| {
+        let mut b = vec![0u8; n as usize];
+        let got = f.read_at(&mut b, len).unwrap_or(0);
+        b.truncate(got);
+        b
+    };
     std::iter::once(&seg.file)
         .chain(seg.mirror.as_ref())
         .map(|f| {
             let size = f.metadata().map(|m| m.len()).unwrap_or(0);
             let head_max = record_bytes_max + 64;
-            let mut head = vec![0u8; size.saturating_sub(len).min(room - len + head_max) as usize];
-            let n = f.read_at(&mut head, len).unwrap_or(0);
-            head.truncate(n);
+            let within = size.min(room).saturating_sub(len);
+            let mut win = within.min(WINDOW);
+            let mut head = read(f, win);
+            while wal::nonzero_end(&head) as u64 == win && win < within {
+                win = (win * 4).min(within);
+                head = read(f, win);
+            }
             let bytes = if size > room {
                 size - len
             } else {
                 wal::nonzero_end(&head) as u64
             };
+            if (head.len() as u64) < bytes.min(head_max) {
+                head = read(f, bytes.min(head_max));
+            }
             head.truncate(head_max.min(bytes) as usize);
             CopyTail { bytes, head }
         })
