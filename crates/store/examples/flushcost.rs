@@ -14,6 +14,12 @@
 //!   thread that lives for the whole run, not one per commit);
 //! - `two_files_prezeroed_parallel`: both files pre-zeroed (zeros really written and flushed, so an overwrite has no
 //!   allocation or size change to commit), the two `fdatasync`s issued at once on two threads;
+//! - `two_files_overlap_one_flush`: both pre-zeroed files written, their ranges submitted to the device together
+//!   (`sync_file_range(WRITE)` on each, no wait), then waited for (`sync_file_range(WAIT_BEFORE | WRITE |
+//!   WAIT_AFTER)` on each), then one `fdatasync` of the main file, whose device cache flush also covers the mirror's
+//!   completed writes (both files on one device): the two writes overlap, one flush per commit;
+//! - `two_files_direct_threads_one_flush`: `O_DIRECT` 4 KiB block writes to both pre-zeroed files, the mirror's on a
+//!   helper thread at the same time as the main file's, then one `fdatasync` of the main file (the device cache flush);
 //! - `two_files_dsync`: `O_DSYNC` writes to both files (the kernel flushes inside each `write`);
 //! - `two_files_direct`: `O_DIRECT | O_DSYNC` 4 KiB block writes to both pre-allocated files (bypassing the page
 //!   cache; what a block-aligned log would do).
@@ -45,10 +51,12 @@ enum Mode {
     TwoFilesOneFlush,
     TwoFilesParallel,
     TwoFilesPrezeroedParallel,
+    TwoFilesOverlapOneFlush,
+    TwoFilesDirectThreadsOneFlush,
 }
 
 impl Mode {
-    const ALL: [Mode; 9] = [
+    const ALL: [Mode; 11] = [
         Mode::OneFile,
         Mode::TwoFiles,
         Mode::TwoFilesPrezeroed,
@@ -58,6 +66,8 @@ impl Mode {
         Mode::TwoFilesOneFlush,
         Mode::TwoFilesParallel,
         Mode::TwoFilesPrezeroedParallel,
+        Mode::TwoFilesOverlapOneFlush,
+        Mode::TwoFilesDirectThreadsOneFlush,
     ];
 
     fn name(self) -> &'static str {
@@ -71,6 +81,8 @@ impl Mode {
             Mode::TwoFilesOneFlush => "two_files_one_flush",
             Mode::TwoFilesParallel => "two_files_parallel",
             Mode::TwoFilesPrezeroedParallel => "two_files_prezeroed_parallel",
+            Mode::TwoFilesOverlapOneFlush => "two_files_overlap_one_flush",
+            Mode::TwoFilesDirectThreadsOneFlush => "two_files_direct_threads_one_flush",
         }
     }
 
@@ -78,6 +90,7 @@ impl Mode {
         match self {
             Mode::TwoFilesDsync => libc::O_DSYNC,
             Mode::TwoFilesDirect => libc::O_DSYNC | libc::O_DIRECT,
+            Mode::TwoFilesDirectThreadsOneFlush => libc::O_DIRECT,
             _ => 0,
         }
     }
@@ -90,6 +103,8 @@ impl Mode {
                 | Mode::OneFilePrezeroed
                 | Mode::TwoFilesOneFlush
                 | Mode::TwoFilesPrezeroedParallel
+                | Mode::TwoFilesOverlapOneFlush
+                | Mode::TwoFilesDirectThreadsOneFlush
         )
     }
 }
@@ -114,12 +129,21 @@ fn create(path: &Path, bytes: usize, preallocate: bool, flags: i32) -> std::io::
 }
 
 /// Writes a file's dirty pages in `off..off + len` to the device and waits for them, without a cache flush.
-#[allow(unsafe_code)] // `sync_file_range` has no safe wrapper in libc or rustix.
 fn write_out(f: &File, off: u64, len: usize) -> std::io::Result<()> {
+    sync_range(
+        f,
+        off,
+        len,
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+    )
+}
+
+/// `sync_file_range(f, off, len, flags)`.
+#[allow(unsafe_code)] // `sync_file_range` has no safe wrapper in libc or rustix.
+fn sync_range(f: &File, off: u64, len: usize, flags: u32) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-        | libc::SYNC_FILE_RANGE_WRITE
-        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
     // SAFETY: the descriptor is open for the call's duration; the range is plain integers.
     let r = unsafe { libc::sync_file_range(f.as_raw_fd(), off as i64, len as i64, flags) };
     if r == 0 {
@@ -151,9 +175,19 @@ fn run(dir: &Path, mode: Mode, n: usize) -> std::io::Result<f64> {
     let (go, todo) = std::sync::mpsc::channel::<()>();
     let (done_tx, done) = std::sync::mpsc::channel::<std::io::Result<()>>();
     let m2 = mirror.clone();
+    let direct = matches!(mode, Mode::TwoFilesDirectThreadsOneFlush);
     let flusher = std::thread::spawn(move || {
+        let block = Box::new(Block([7u8; BLOCK_BYTES]));
+        let mut i = 0u64;
         while todo.recv().is_ok() {
-            if done_tx.send(m2.sync_data()).is_err() {
+            // In the direct mode the helper writes the mirror's block; otherwise it flushes the mirror.
+            let r = if direct {
+                m2.write_all_at(&block.0, i * BLOCK_BYTES as u64)
+            } else {
+                m2.sync_data()
+            };
+            i += 1;
+            if done_tx.send(r).is_err() {
                 break;
             }
         }
@@ -171,6 +205,25 @@ fn run(dir: &Path, mode: Mode, n: usize) -> std::io::Result<f64> {
                 main.write_all_at(&record, off)?;
                 mirror.write_all_at(&record, off)?;
                 write_out(&mirror, off, RECORD_BYTES)?;
+                main.sync_data()?;
+            }
+            Mode::TwoFilesOverlapOneFlush => {
+                main.write_all_at(&record, off)?;
+                mirror.write_all_at(&record, off)?;
+                let wait = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+                sync_range(&main, off, RECORD_BYTES, libc::SYNC_FILE_RANGE_WRITE)?;
+                sync_range(&mirror, off, RECORD_BYTES, libc::SYNC_FILE_RANGE_WRITE)?;
+                sync_range(&main, off, RECORD_BYTES, wait)?;
+                sync_range(&mirror, off, RECORD_BYTES, wait)?;
+                main.sync_data()?;
+            }
+            Mode::TwoFilesDirectThreadsOneFlush => {
+                let at = (i * BLOCK_BYTES) as u64;
+                go.send(()).map_err(std::io::Error::other)?;
+                main.write_all_at(&block.0, at)?;
+                done.recv().map_err(std::io::Error::other)??;
                 main.sync_data()?;
             }
             Mode::TwoFilesParallel | Mode::TwoFilesPrezeroedParallel => {

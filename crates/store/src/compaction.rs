@@ -126,6 +126,10 @@ pub(crate) fn seal_open_segment(
     let faults = &*f.cfg.io;
     let id = w.seg.id;
     let rel = wal::seg_name(id);
+    // A sealed segment is exactly its records: the zero-filled space past them goes first.
+    w.seg
+        .cut_to_len(faults)
+        .map_err(ioe(format!("cutting {rel} to its records")))?;
     // Read through the open descriptor (the caller, `write_batch`, has just checked that the segment is still the
     // file at its path). Should the read fail, the table holds every record the segment does.
     let mut bytes = read_fd(&w.seg.file, w.seg.len as usize);

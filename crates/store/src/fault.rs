@@ -585,11 +585,29 @@ impl Injector {
         bytes.extend_from_slice(&self.rng.random::<u32>().to_le_bytes());
         bytes.extend((0..written).map(|_| self.rng.random::<u8>()));
         let path = dir.join(&tail.rel);
-        write_at(&path, tail.len, &bytes)?;
+        // Where the next commit would have gone: past the last record, over zero-filled space if the segment has
+        // some (FORMAT.md, "Zero-filled space past the records"), else at the end of the file.
+        let at = match read_at(&path, 0, tail.len) {
+            Err(_) => tail.len,
+            Ok(b) => {
+                let mut pos = crate::wal::HEADER_BYTES as usize;
+                while let crate::codec::Decoded::Ok(_, n) =
+                    crate::codec::decode_record(b.get(pos..).unwrap_or(&[]), u64::from(u32::MAX))
+                {
+                    pos += n;
+                }
+                if pos < b.len() && crate::wal::nonzero_end(&b) <= pos {
+                    pos as u64
+                } else {
+                    tail.len
+                }
+            }
+        };
+        write_at(&path, at, &bytes)?;
         Ok(InjectedFault {
             kind: FaultKind::TornWrite,
             file: Some(tail.rel),
-            offset: Some(tail.len),
+            offset: Some(at),
             len: Some(bytes.len() as u64),
             detail: format!(
                 "appended a record torn after {} of {} bytes",
@@ -874,6 +892,29 @@ mod tests {
             .inject(dir.path(), FaultKind::DeleteFile)
             .unwrap();
         assert!(!dir.path().join(d.file.unwrap()).exists());
+    }
+
+    #[test]
+    fn a_torn_write_lands_at_the_log_end_in_zero_filled_space_and_recovery_cuts_only_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = crate::Store::open(dir.path(), crate::StoreConfig::default()).unwrap();
+        for i in 0..3 {
+            s.put(&format!("d{i}"), crate::Document::text(format!("doc {i}")))
+                .unwrap();
+        }
+        let (id, len) = s.open_segment();
+        drop(s); // as a crash leaves it: zero-filled space past the records (where the filesystem allows)
+        let rel = format!("wal/{id:016}.seg");
+        let size = fs::metadata(dir.path().join(&rel)).unwrap().len();
+        let f = Injector::new(7)
+            .inject(dir.path(), FaultKind::TornWrite)
+            .unwrap();
+        assert_eq!(f.file.as_deref(), Some(rel.as_str()));
+        assert_eq!(f.offset, Some(if size > len { len } else { size }));
+        let s = crate::Store::open(dir.path(), crate::StoreConfig::default()).unwrap();
+        let t = s.recovery_report().torn_tail.expect("torn tail");
+        assert_eq!((t.offset, t.bytes), (len, f.len.unwrap()), "{t:?}");
+        assert_eq!(s.count(), 3);
     }
 
     #[test]

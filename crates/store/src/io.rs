@@ -289,6 +289,122 @@ pub fn sync_data_both(faults: &IoFaults, a: &File, b: &File) -> io::Result<()> {
     here.and(there)
 }
 
+/// Whether one `fdatasync` of `a` also makes writes of `b` that have already completed durable: both files on the
+/// same device (`st_dev`) of a filesystem known to send the device a cache flush on every `fdatasync`, even one with
+/// no dirty data of its own (ext4, XFS). A flush command has no range: it commits every write the device completed
+/// before it. Any other case — two devices, another filesystem, a failed `fstat` — answers `false` (two flushes).
+pub fn one_flush_covers_both(a: &File, b: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+    const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
+    let (Ok(ma), Ok(mb)) = (a.metadata(), b.metadata()) else {
+        return false;
+    };
+    ma.dev() == mb.dev()
+        && [a, b]
+            .iter()
+            .all(|f| matches!(fs_type(f), Some(EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC)))
+}
+
+/// The filesystem type (`f_type` of `fstatfs`) a file lives on.
+#[allow(unsafe_code)] // `fstatfs` has no safe wrapper in std.
+#[allow(clippy::unnecessary_cast)] // `f_type`'s width differs between architectures
+fn fs_type(f: &File) -> Option<i64> {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: the descriptor is open for the call's duration and `st` is a writable `statfs` the call fills in.
+    let r = unsafe { libc::fstatfs(f.as_raw_fd(), st.as_mut_ptr()) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: `fstatfs` succeeded, so `st` is initialised.
+    Some(unsafe { st.assume_init() }.f_type as i64)
+}
+
+/// Which file a path names (without following a link) or a descriptor holds: `(device major, device minor, inode)`.
+/// Asks `statx` for the type and inode only, never the timestamps: a query of a file's times makes the kernel give
+/// its next write a fine-grained time (multigrain timestamps), which dirties the inode, and without a journal (ext4
+/// `^has_journal`) every `fdatasync` then writes the inode table block out synchronously — a second device round
+/// trip per commit for the commit path's "still the file at its path?" check.
+#[allow(unsafe_code)] // `statx` has no safe wrapper in std.
+pub fn file_identity(path: Option<&Path>, file: Option<&File>) -> io::Result<(u32, u32, u64)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let (dirfd, cpath, flags) = match (path, file) {
+        (Some(p), _) => (
+            libc::AT_FDCWD,
+            std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)?,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ),
+        (None, Some(f)) => (
+            f.as_raw_fd(),
+            std::ffi::CString::default(),
+            libc::AT_EMPTY_PATH,
+        ),
+        (None, None) => return Err(io::Error::other("file_identity: no path and no file")),
+    };
+    let mut st = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: `cpath` is a NUL-terminated string and `dirfd` a descriptor (or AT_FDCWD), both live for the call;
+    // `st` is a writable `statx` the call fills in.
+    let r = unsafe {
+        libc::statx(
+            dirfd,
+            cpath.as_ptr(),
+            flags,
+            libc::STATX_TYPE | libc::STATX_INO,
+            st.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `statx` succeeded, so `st` is initialised.
+    let st = unsafe { st.assume_init() };
+    Ok((st.stx_dev_major, st.stx_dev_minor, st.stx_ino))
+}
+
+/// `sync_file_range(f, off, len, flags)`: starts (`SYNC_FILE_RANGE_WRITE`) or waits for (with the `WAIT_*` flags)
+/// the device writes of a file's dirty pages in a range. Never a cache flush, never metadata.
+#[allow(unsafe_code)] // `sync_file_range` has no safe wrapper in std.
+fn sync_range(f: &File, off: u64, len: u64, flags: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the call's duration; the other arguments are plain integers.
+    let r = unsafe { libc::sync_file_range(f.as_raw_fd(), off as i64, len as i64, flags) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Makes `off..off + len` of two files durable with one device flush: both ranges' writes submitted to the device
+/// together (`sync_file_range(WRITE)` on each), then waited for (`WAIT_BEFORE | WRITE | WAIT_AFTER` on each, which
+/// also reports a failed write-back), then one `fdatasync` of `a`, whose cache flush commits `b`'s completed writes
+/// as well as `a`'s. Only for files [`one_flush_covers_both`] accepts, in ranges that need no metadata to be read
+/// back (already allocated, written and flushed: no size or extent change). Faults apply as to [`sync_data`]
+/// (counted as one flush).
+pub fn sync_data_one_flush(
+    faults: &IoFaults,
+    a: &File,
+    b: &File,
+    off: u64,
+    len: u64,
+) -> io::Result<()> {
+    faults.delay();
+    faults.fsyncs.fetch_add(1, Ordering::Relaxed);
+    if faults.fail_fsync() {
+        return Err(io::Error::other("fdatasync failed (injected EIO)"));
+    }
+    let wait = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    sync_range(a, off, len, libc::SYNC_FILE_RANGE_WRITE)?;
+    sync_range(b, off, len, libc::SYNC_FILE_RANGE_WRITE)?;
+    sync_range(a, off, len, wait)?;
+    sync_range(b, off, len, wait)?;
+    a.sync_data()
+}
+
 /// The pool of helper threads [`sync_data_both`] flushes a second file on.
 mod flusher {
     use std::fs::File;
@@ -726,6 +842,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn file_identity_tells_files_apart_and_does_not_follow_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, link) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("l"),
+        );
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        let fa = File::open(&a).unwrap();
+        let id = |p: &Path| file_identity(Some(p), None).unwrap();
+        assert_eq!(id(&a), file_identity(None, Some(&fa)).unwrap());
+        assert_ne!(id(&a), id(&b));
+        assert_ne!(id(&link), id(&a), "the link itself, not its target");
+        assert!(file_identity(Some(&dir.path().join("missing")), None).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -161,6 +161,15 @@ pub(crate) fn open_segment(files: &Files, w: &mut WalState) -> Result<Vec<String
         io::sync(faults, f).map_err(poison(&mir_rel))?;
         actions.push(format!("rewrote the mirror of {rel}"));
     }
+    if !actions.is_empty() {
+        // A recreated copy has no zero-filled space: a commit there changes its size, which one flush of the
+        // other copy would not make durable.
+        w.seg.copies_replaced(faults).map_err(|e| {
+            StoreError::Poisoned(format!(
+                "cutting {rel} and its mirror to their records: {e}"
+            ))
+        })?;
+    }
     Ok(actions)
 }
 

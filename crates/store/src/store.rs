@@ -1338,7 +1338,15 @@ impl Store {
                 )));
             }
         }
-        lock(&self.wal).seg.sync_ids(&self.cfg.io);
+        {
+            let mut w = lock(&self.wal);
+            w.seg.sync_ids(&self.cfg.io);
+            // A closed segment is exactly its records (the zero-filled space goes; a reopen zero-fills anew). Best
+            // effort: zero-filled space left behind reads as the log's end.
+            if w.seg.zeroed_end > w.seg.len {
+                let _ = w.seg.cut_to_len(&self.cfg.io);
+            }
+        }
         if let Some(mut l) = lock(&self.lock).take() {
             l.mark_closed(&self.cfg.io)?;
         }
@@ -1672,7 +1680,7 @@ impl Store {
     ) -> Result<(), Fail> {
         let faults = &*self.cfg.io;
         let t0 = std::time::Instant::now();
-        let appended = w.seg.append(faults, buf);
+        let appended = w.seg.append(faults, buf, || self.zero_ahead_bytes());
         self.wal_sync_op.record(t0.elapsed(), appended.is_ok());
         self.gather.flushed(t0.elapsed());
         match appended {
@@ -1706,6 +1714,24 @@ impl Store {
                 "fsync of {} failed: {e}",
                 wal::seg_name(w.seg.id)
             ))),
+        }
+    }
+
+    /// How far past a commit the open segment's copies are zero-filled when it needs more room
+    /// ([`wal::OpenSegment::append`]): a quarter of a segment, at most 4 MiB; nothing while the free space (disk or
+    /// injected quota) would fall within twice that of `disk_low_bytes_floor`.
+    fn zero_ahead_bytes(&self) -> u64 {
+        let ahead = (self.cfg.segment_bytes_max / 4).clamp(4096, 4 << 20);
+        let free = match (
+            disk_free_bytes(&self.dir),
+            self.cfg.io.quota_bytes_remaining(),
+        ) {
+            (Some(d), Some(q)) => Some(d.min(q)),
+            (d, q) => d.or(q),
+        };
+        match free {
+            Some(f) if f < self.cfg.disk_low_bytes_floor.saturating_add(4 * ahead) => 0,
+            _ => ahead,
         }
     }
 
@@ -2631,27 +2657,25 @@ impl Store {
     }
 
     /// Cuts bytes past the last durable record off the open segment and its mirror (a torn tail left by a failed
-    /// write). Returns the bytes cut.
+    /// write), with the zero-filled space past the end. Returns the torn bytes cut (zero-filled space uncounted).
     pub fn truncate_tail(&self) -> Result<u64, StoreError> {
         self.refuse_read_only()?;
         self.as_leader(|| {
-            let w = lock(&self.wal);
-            let mut cut = 0;
-            let files = std::iter::once(&w.seg.file).chain(w.seg.mirror.as_ref());
-            for f in files {
-                let l = f
-                    .metadata()
-                    .map_err(ioe("reading the open segment's length"))?
-                    .len();
-                if l > w.seg.len {
-                    cut += l - w.seg.len;
-                    f.set_len(w.seg.len)
-                        .map_err(ioe("truncating the open segment"))?;
-                    io::sync(&self.cfg.io, f).map_err(|e| {
-                        StoreError::Poisoned(format!("fsync after truncation: {e}"))
-                    })?;
-                }
+            let mut w = lock(&self.wal);
+            let cut: u64 = copy_tails(&w.seg, self.record_bytes_max)
+                .iter()
+                .map(|t| t.bytes)
+                .sum();
+            if cut == 0 {
+                return Ok(0);
             }
+            let len = w.seg.len;
+            for f in std::iter::once(&w.seg.file).chain(w.seg.mirror.as_ref()) {
+                f.set_len(len).map_err(ioe("truncating the open segment"))?;
+                io::sync(&self.cfg.io, f)
+                    .map_err(|e| StoreError::Poisoned(format!("fsync after truncation: {e}")))?;
+            }
+            w.seg.zeroed_end = len;
             Ok(cut)
         })
     }
@@ -2660,28 +2684,19 @@ impl Store {
     /// holds the most of them, where they start, how many, and the LSNs they may carry — above the last durable LSN,
     /// up to what their readable record headers name, never beyond the last LSN handed out.
     pub fn torn_tail_now(&self) -> Option<TornTail> {
-        use std::os::unix::fs::FileExt;
         let w = lock(&self.wal);
         let len = w.seg.len;
-        let excess = |f: &std::fs::File| {
-            f.metadata()
-                .map(|m| m.len())
-                .unwrap_or(0)
-                .saturating_sub(len)
-        };
-        let main = excess(&w.seg.file);
-        let mir = w.seg.mirror.as_ref().map_or(0, excess);
+        let tails = copy_tails(&w.seg, self.record_bytes_max);
+        let main = tails[0].bytes;
+        let mir = tails.get(1).map_or(0, |t| t.bytes);
         if main == 0 && mir == 0 {
             return None;
         }
-        let (file, rel, bytes) = match &w.seg.mirror {
+        let (t, rel, bytes) = match tails.get(1) {
             Some(m) if mir > main => (m, wal::mirror_name(w.seg.id), mir),
-            _ => (&w.seg.file, wal::seg_name(w.seg.id), main),
+            _ => (&tails[0], wal::seg_name(w.seg.id), main),
         };
-        let mut tail = vec![0u8; bytes.min(self.record_bytes_max + 64) as usize];
-        let n = file.read_at(&mut tail, len).unwrap_or(0);
-        tail.truncate(n);
-        let (lo, hi) = wal::torn_lsns(&tail, w.last_lsn, self.record_bytes_max);
+        let (lo, hi) = wal::torn_lsns(&t.head, w.last_lsn, self.record_bytes_max);
         let issued = lock(&self.state).next_lsn.saturating_sub(1).max(lo);
         Some(TornTail {
             file: rel,
@@ -2694,17 +2709,12 @@ impl Store {
         })
     }
 
-    /// Bytes past the durable end of the open segment or its mirror (0 when clean).
+    /// Bytes past the durable end of the open segment or its mirror (0 when clean; zero-filled space uncounted).
     pub fn tail_excess_bytes(&self) -> u64 {
         let w = lock(&self.wal);
-        std::iter::once(&w.seg.file)
-            .chain(w.seg.mirror.as_ref())
-            .map(|f| {
-                f.metadata()
-                    .map(|m| m.len())
-                    .unwrap_or(0)
-                    .saturating_sub(w.seg.len)
-            })
+        copy_tails(&w.seg, self.record_bytes_max)
+            .iter()
+            .map(|t| t.bytes)
             .sum()
     }
 
@@ -2898,9 +2908,12 @@ impl Drop for Store {
 
 /// Whether `path` names the same file as the open `file` (not deleted, not replaced, not a link to it).
 pub(crate) fn same_file(path: &Path, file: &std::fs::File) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::symlink_metadata(path), file.metadata()) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+    // Device and inode only (`io::file_identity`): asking for the times would slow the next commit's flush.
+    match (
+        io::file_identity(Some(path), None),
+        io::file_identity(None, Some(file)),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
 }
@@ -2919,4 +2932,53 @@ pub fn disk_free_bytes(dir: &Path) -> Option<u64> {
     rustix::fs::statvfs(dir)
         .ok()
         .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// What lies past the durable end of one copy of the open segment.
+struct CopyTail {
+    /// Bytes from the durable end to the last one that is not zero-filled space (0: clean).
+    bytes: u64,
+    /// The first of those bytes (up to one record), for the LSNs they may name.
+    head: Vec<u8>,
+}
+
+/// The tails of the open segment's main copy and mirror (in that order). Past the durable end lies zero-filled
+/// space the store wrote ([`wal::OpenSegment::zeroed_end`]) and then, if anything, bytes it did not: within the
+/// zeroed space only non-zero bytes count (up to the last of them), and everything past it counts. A torn write
+/// starts at the durable end, so the zeroed space is read from there in growing windows (64 KiB first) only as far
+/// as non-zero bytes reach a window's end: a clean tail costs one small read per copy, never the whole space.
+fn copy_tails(seg: &wal::OpenSegment, record_bytes_max: u64) -> Vec<CopyTail> {
+    use std::os::unix::fs::FileExt;
+    const WINDOW: u64 = 64 << 10;
+    let (len, room) = (seg.len, seg.zeroed_end);
+    let read = |f: &std::fs::File, n: u64| {
+        let mut b = vec![0u8; n as usize];
+        let got = f.read_at(&mut b, len).unwrap_or(0);
+        b.truncate(got);
+        b
+    };
+    std::iter::once(&seg.file)
+        .chain(seg.mirror.as_ref())
+        .map(|f| {
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let head_max = record_bytes_max + 64;
+            let within = size.min(room).saturating_sub(len);
+            let mut win = within.min(WINDOW);
+            let mut head = read(f, win);
+            while wal::nonzero_end(&head) as u64 == win && win < within {
+                win = (win * 4).min(within);
+                head = read(f, win);
+            }
+            let bytes = if size > room {
+                size - len
+            } else {
+                wal::nonzero_end(&head) as u64
+            };
+            if (head.len() as u64) < bytes.min(head_max) {
+                head = read(f, bytes.min(head_max));
+            }
+            head.truncate(head_max.min(bytes) as usize);
+            CopyTail { bytes, head }
+        })
+        .collect()
 }

@@ -142,13 +142,15 @@ pub fn scan(main: &[u8], mirror: Option<&[u8]>, record_bytes_max: u64) -> Scan {
                     Decoded::Bad(r) => r,
                     _ => "incomplete record".to_string(),
                 };
-                let longest = main.len().max(mirror.map_or(0, |m| m.len()));
+                // Zero bytes past the last record are the file's pre-zeroed space, not data: the log ends where the
+                // last non-zero byte of either copy does.
+                let longest = nonzero_end(main).max(mirror.map_or(0, nonzero_end));
                 if pos < longest {
                     // Is there a valid record continuing the LSN order anywhere after this point, in either copy?
                     // Then this is mid-log damage (acknowledged records lost), not a torn tail: one copy may be
                     // cut short while the other still holds every later record.
                     let later_in = |copy: &[u8]| {
-                        (pos + 1..copy.len()).find(|&p| {
+                        (pos + 1..nonzero_end(copy)).find(|&p| {
                             matches!(decode_record(&copy[p..], record_bytes_max), Decoded::Ok(ref r, _)
                                 if last.is_none_or(|l| r.lsn > l))
                         })
@@ -187,11 +189,18 @@ pub fn scan(main: &[u8], mirror: Option<&[u8]>, record_bytes_max: u64) -> Scan {
     }
     s.valid_end = pos as u64;
     if let Some(mir) = mirror {
-        s.mirror_damaged =
-            mir.len() < good.len() || mir[..good.len()] != good[..] || mir.len() > good.len();
+        s.mirror_damaged = mir.len() < good.len()
+            || mir[..good.len()] != good[..]
+            || nonzero_end(mir) > good.len();
     }
     s.good = good;
     s
+}
+
+/// Where a copy's bytes end once its trailing zero bytes (pre-zeroed space, never a record: a record starts with
+/// its non-zero length) are set aside.
+pub fn nonzero_end(copy: &[u8]) -> usize {
+    copy.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
 }
 
 /// The LSNs a torn tail (bytes past the last durable record, never acknowledged) may carry, inclusive: above
@@ -229,6 +238,12 @@ pub struct OpenSegment {
     pub mirror: Option<File>,
     /// Current end (next append offset).
     pub len: u64,
+    /// Where the zero-filled space of both copies ends (`>= len`): `len..zeroed_end` was written as zeros and
+    /// flushed, so a commit overwriting it changes no size or extent and needs one device flush for both copies
+    /// ([`io::sync_data_one_flush`]). Equal to `len` when nothing is pre-zeroed.
+    pub zeroed_end: u64,
+    /// Whether one flush of the main copy covers the mirror ([`io::one_flush_covers_both`], decided on open).
+    pub one_flush: bool,
     /// The segment's identity journal (`<seg>.ids`, see [`crate::identity`]), appended without a flush of its own;
     /// `None` when not kept (opened read-only or degraded, or a write to it failed).
     pub ids: Option<IdsJournal>,
@@ -273,12 +288,17 @@ impl OpenSegment {
             .ok()
             .map(|file| IdsJournal { file, len: 0 });
         io::sync_dir(faults, &wal_dir(dir))?;
+        let one_flush = mirror
+            .as_ref()
+            .is_some_and(|m| io::one_flush_covers_both(&file, m));
         Ok(OpenSegment {
             id,
             first_lsn,
             file,
+            one_flush,
             mirror,
             len: HEADER_BYTES,
+            zeroed_end: HEADER_BYTES,
             ids,
         })
     }
@@ -315,6 +335,10 @@ impl OpenSegment {
                 m.set_len(0)?;
                 io::write_all_at(faults, &m, good, 0)?;
                 io::sync(faults, &m)?;
+            } else if m.metadata()?.len() != good.len() as u64 {
+                // Only zeros past the good end (the scan found the copies equal): cut to the same length.
+                m.set_len(good.len() as u64)?;
+                io::sync(faults, &m)?;
             }
             Some(m)
         } else {
@@ -334,12 +358,17 @@ impl OpenSegment {
                 file,
                 len: journal.len() as u64,
             });
+        let one_flush = mirror
+            .as_ref()
+            .is_some_and(|m| io::one_flush_covers_both(&file, m));
         Ok(OpenSegment {
             id,
             first_lsn,
             file,
+            one_flush,
             mirror,
             len: good.len() as u64,
+            zeroed_end: good.len() as u64,
             ids,
         })
     }
@@ -369,22 +398,100 @@ impl OpenSegment {
     /// helper thread while this one flushes the main copy) and returns only when both are durable. `fdatasync`
     /// suffices: an append changes only data and the size, which `fdatasync` flushes. (A thread spawned per commit
     /// was measured slower than flushing one after the other; a thread kept for the process is not.)
-    pub fn append(&mut self, faults: &IoFaults, buf: &[u8]) -> Result<(), AppendError> {
+    ///
+    /// With a mirror on a filesystem where one flush covers both copies, the batch goes into zero-filled space
+    /// instead: when it does not fit in what is already zeroed, both copies are first extended by `zero_ahead`
+    /// bytes of zeros past it (written and flushed, two flushes: sizes change), then the batch is written to both
+    /// and made durable by one device flush ([`io::sync_data_one_flush`]). Extending is best effort: if it fails
+    /// (no space, say), both copies are cut back to the durable end and the batch is appended as above.
+    pub fn append(
+        &mut self,
+        faults: &IoFaults,
+        buf: &[u8],
+        zero_ahead: impl FnOnce() -> u64,
+    ) -> Result<(), AppendError> {
+        let end = self.len + buf.len() as u64;
+        if self.one_flush && self.mirror.is_some() && end > self.zeroed_end {
+            let ahead = zero_ahead();
+            if ahead > 0 {
+                self.zero_fill(faults, end + ahead);
+            }
+        }
         io::write_all_at(faults, &self.file, buf, self.len).map_err(AppendError::Write)?;
         if let Some(m) = &self.mirror {
             io::write_all_at(faults, m, buf, self.len).map_err(AppendError::Write)?;
         }
         match &self.mirror {
+            Some(m) if self.one_flush && end <= self.zeroed_end => {
+                io::sync_data_one_flush(faults, &self.file, m, self.len, buf.len() as u64)
+            }
             Some(m) => io::sync_data_both(faults, &self.file, m),
             None => io::sync_data(faults, &self.file),
         }
         .map_err(AppendError::Sync)?;
-        self.len += buf.len() as u64;
+        self.len = end;
+        self.zeroed_end = self.zeroed_end.max(end);
+        Ok(())
+    }
+
+    /// Zero-fills both copies from `zeroed_end` to `to` (rounded up to 4 KiB) and flushes them, so later commits
+    /// overwrite allocated space; on any failure, cuts both back to `len` (nothing past it was acknowledged) and
+    /// leaves nothing zeroed ahead.
+    fn zero_fill(&mut self, faults: &IoFaults, to: u64) {
+        const CHUNK: u64 = 1 << 20;
+        let to = to.div_ceil(4096) * 4096;
+        let Some(m) = &self.mirror else { return };
+        let zeros = vec![0u8; CHUNK.min(to - self.zeroed_end) as usize];
+        let fill = |f: &File| -> std::io::Result<()> {
+            let mut at = self.zeroed_end;
+            while at < to {
+                let n = (to - at).min(zeros.len() as u64) as usize;
+                io::write_all_at(faults, f, &zeros[..n], at)?;
+                at += n as u64;
+            }
+            Ok(())
+        };
+        let filled = fill(&self.file)
+            .and_then(|()| fill(m))
+            .and_then(|()| io::sync_data_both(faults, &self.file, m));
+        match filled {
+            Ok(()) => self.zeroed_end = to,
+            Err(_) => {
+                let _ = self.file.set_len(self.len);
+                let _ = m.set_len(self.len);
+                self.zeroed_end = self.len;
+            }
+        }
+    }
+
+    /// After a copy was recreated or rewritten in place: both copies are cut to the durable end (nothing past it
+    /// is known to be zero-filled and flushed in both any more; the next commit zero-fills anew), and whether one
+    /// flush covers both is asked again.
+    pub fn copies_replaced(&mut self, faults: &IoFaults) -> std::io::Result<()> {
+        self.one_flush = self
+            .mirror
+            .as_ref()
+            .is_some_and(|m| io::one_flush_covers_both(&self.file, m));
+        self.cut_to_len(faults)
+    }
+
+    /// Cuts both copies to the durable end (dropping the zero-filled space past it) and flushes them: a segment
+    /// being sealed is exactly its records.
+    pub fn cut_to_len(&mut self, faults: &IoFaults) -> std::io::Result<()> {
+        // First: should a cut fail, nothing past the end may still be taken for zero-filled space.
+        self.zeroed_end = self.len;
+        for f in std::iter::once(&self.file).chain(self.mirror.as_ref()) {
+            if f.metadata()?.len() > self.len {
+                f.set_len(self.len)?;
+                io::sync(faults, f)?;
+            }
+        }
         Ok(())
     }
 
     /// Cuts both copies back to the last good end after a failed write.
     pub fn undo(&mut self, faults: &IoFaults) -> std::io::Result<()> {
+        self.zeroed_end = self.len;
         self.file.set_len(self.len)?;
         io::sync(faults, &self.file)?;
         if let Some(m) = &self.mirror {
@@ -458,6 +565,43 @@ mod tests {
         assert!(s.damaged.is_none() && s.torn.is_some(), "{s:?}");
         flipped.truncate(at[4] + 20);
         assert!(scan(&flipped, Some(&torn), 1 << 20).torn.is_some());
+    }
+
+    #[test]
+    fn zero_filled_space_past_the_records_is_the_end_and_a_hole_before_records_is_damage() {
+        let full = seg(6);
+        let mut padded = full.clone();
+        padded.resize(full.len() + 8192, 0);
+        for mirror in [None, Some(&padded[..]), Some(&full[..])] {
+            let s = scan(&padded, mirror, 1 << 20);
+            assert_eq!(s.records.len(), 6);
+            assert!(s.torn.is_none() && s.damaged.is_none(), "{s:?}");
+            assert!(!s.mirror_damaged);
+            assert_eq!(s.good, full);
+        }
+        // A record cut short in the zero-filled space: a torn tail of exactly its bytes.
+        let mut torn = padded.clone();
+        torn[full.len()..full.len() + 9].copy_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 5]);
+        let s = scan(&torn, Some(&padded), 1 << 20);
+        assert_eq!(s.records.len(), 6);
+        let (off, len, _) = s.torn.clone().expect("torn tail");
+        assert_eq!((off, len), (full.len() as u64, 9));
+        // The same bytes in the mirror only: the mirror differs from the good bytes.
+        assert!(scan(&padded, Some(&torn), 1 << 20).mirror_damaged);
+        // A zeroed range in both copies with valid records after it is damage, never the end.
+        let at = offsets(&full);
+        let mut holed = padded.clone();
+        holed[at[2]..at[4]].fill(0);
+        let s = scan(&holed, Some(&holed), 1 << 20);
+        assert_eq!(s.records.len(), 2);
+        assert!(s.torn.is_none(), "{s:?}");
+        let (off, why) = s.damaged.expect("mid-log damage");
+        assert_eq!(off, at[2] as u64);
+        assert!(why.contains(&format!("offset {}", at[4])), "{why}");
+        // Zeroed in one copy only: the other supplies the records.
+        let s = scan(&holed, Some(&padded), 1 << 20);
+        assert_eq!((s.records.len(), s.from_mirror.len()), (6, 2));
+        assert!(s.damaged.is_none() && s.torn.is_none());
     }
 
     /// Offsets of each record of `seg(n)`.

@@ -366,3 +366,105 @@ fn put_batch_over_commit_batch_bytes_max_is_refused_whole_naming_the_limit_and_s
     assert_eq!(s.count(), 6);
     assert_eq!(s.get("b9").unwrap(), None);
 }
+
+/// With the mirror on, commits go into zero-filled space past the records: on a filesystem whose one flush covers
+/// both copies (ext4, XFS; same device), one flush per commit instead of two. What a crash leaves (zero-filled space
+/// past the last record, in both copies) reopens with every record, no torn tail and no mirror damage, and a clean
+/// close cuts the copies back to their records.
+#[test]
+fn commits_into_zero_filled_space_take_one_flush_each_and_reopen_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        segment_bytes_max: 1 << 20,
+        wal_bytes_max: 8 << 20,
+        ..small()
+    };
+    let io = cfg.io.clone();
+    let s = Store::open(dir.path(), cfg.clone()).unwrap();
+    s.put("first", doc(0)).unwrap();
+    let (id, _) = s.open_segment();
+    let seg = dir.path().join(format!("wal/{id:016}.seg"));
+    let mir = dir.path().join(format!("wal/{id:016}.mir"));
+    let one = store::io::one_flush_covers_both(
+        &std::fs::File::open(&seg).unwrap(),
+        &std::fs::File::open(&mir).unwrap(),
+    );
+    let before = io.fsyncs();
+    for i in 1..=50 {
+        s.put(&format!("a{i}"), doc(i)).unwrap();
+    }
+    let flushes = io.fsyncs() - before;
+    let (_, len) = s.open_segment();
+    if one {
+        assert!(flushes < 75, "{flushes} flushes for 50 commits");
+        for p in [&seg, &mir] {
+            assert!(
+                std::fs::metadata(p).unwrap().len() > len,
+                "zero-filled room"
+            );
+        }
+    } else {
+        assert!(flushes >= 100, "{flushes} flushes for 50 commits");
+    }
+    assert_eq!(s.tail_excess_bytes(), 0, "zero-filled space is not a tail");
+    assert!(s.torn_tail_now().is_none());
+    drop(s); // as a crash leaves the files
+    let s = Store::open(dir.path(), cfg.clone()).unwrap();
+    assert_eq!(s.count(), 51);
+    let r = s.recovery_report();
+    assert!(r.torn_tail.is_none() && !r.mirror_rewritten, "{r:?}");
+    for i in 1..=50 {
+        assert_eq!(s.get(&format!("a{i}")).unwrap(), Some(doc(i)));
+    }
+    s.put("after", doc(51)).unwrap();
+    let (_, len) = s.open_segment();
+    s.close().unwrap();
+    for p in [&seg, &mir] {
+        assert_eq!(
+            std::fs::metadata(p).unwrap().len(),
+            len,
+            "cut to its records"
+        );
+    }
+    let s = Store::open(dir.path(), cfg).unwrap();
+    assert_eq!(s.count(), 52);
+}
+
+/// A mirror deleted while running is recreated from the held data without zero-filled space: the next commit must
+/// not take it for zero-filled (a commit there changes the recreated file's size, which one flush of the main copy
+/// would not make durable), so it zero-fills both copies anew first (flushing both) and only then commits with one
+/// flush.
+#[test]
+fn a_recreated_mirror_is_zero_filled_anew_before_one_flush_commits_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        segment_bytes_max: 1 << 20,
+        wal_bytes_max: 8 << 20,
+        ..small()
+    };
+    let io = cfg.io.clone();
+    let s = Store::open(dir.path(), cfg.clone()).unwrap();
+    s.put("first", doc(0)).unwrap();
+    let (id, _) = s.open_segment();
+    let mir = dir.path().join(format!("wal/{id:016}.mir"));
+    std::fs::remove_file(&mir).unwrap();
+    let actions = s.repair_open_segment().unwrap();
+    assert!(
+        actions.iter().any(|a| a.contains("recreated")),
+        "{actions:?}"
+    );
+    let (_, len) = s.open_segment();
+    assert_eq!(std::fs::metadata(&mir).unwrap().len(), len);
+    let before = io.fsyncs();
+    s.put("second", doc(1)).unwrap();
+    assert!(
+        io.fsyncs() - before >= 2,
+        "both copies flushed before the commit relies on one flush"
+    );
+    let (_, len) = s.open_segment();
+    assert!(std::fs::metadata(&mir).unwrap().len() >= len);
+    drop(s);
+    let s = Store::open(dir.path(), cfg).unwrap();
+    assert_eq!(s.count(), 2);
+    assert!(!s.recovery_report().mirror_rewritten);
+}

@@ -140,11 +140,22 @@ fn torn_copy_and_damaged_twin_keep_the_later_records(torn: &str, flipped: &str) 
 fn record_offsets(b: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut pos = 32;
-    while pos + 8 <= b.len() {
+    // Up to the zero-filled space past the last record (no record has length 0).
+    while pos + 8 <= b.len() && b[pos..pos + 4] != [0; 4] {
         out.push(pos);
         pos += 8 + u32::from_le_bytes(b[pos..pos + 4].try_into().unwrap()) as usize;
     }
     out
+}
+
+/// Writes `bytes` at the log's durable end `len` of a copy's bytes `b`, where a commit cut short by a crash leaves
+/// them: over the zero-filled space past the records, or appended when there is none.
+fn write_at_end(b: &mut Vec<u8>, len: u64, bytes: &[u8]) {
+    let at = len as usize;
+    if b.len() < at + bytes.len() {
+        b.resize(at + bytes.len(), 0);
+    }
+    b[at..at + bytes.len()].copy_from_slice(bytes);
 }
 
 /// Offsets of the records of an open segment's bytes (walking the length fields of an intact copy).
@@ -171,7 +182,7 @@ fn torn_tail_is_cut_and_reported_and_acknowledged_data_kept() {
     // A half-written record in both copies, as a crash mid-commit leaves.
     for p in [&seg, &mir] {
         let mut b = std::fs::read(p).unwrap();
-        b.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 5]);
+        write_at_end(&mut b, len, &[200, 0, 0, 0, 1, 2, 3, 4, 5]);
         std::fs::write(p, b).unwrap();
     }
     let s = Store::open(dir.path(), small()).unwrap();
@@ -758,7 +769,7 @@ fn torn_tails_are_located_with_the_lsns_they_may_carry() {
     let mut partial = b[32..62].to_vec();
     partial[8..16].copy_from_slice(&6u64.to_le_bytes());
     let mut with = b.clone();
-    with.extend_from_slice(&partial);
+    write_at_end(&mut with, len, &partial);
     std::fs::write(&seg, &with).unwrap();
     let s = Arc::new(s);
     let subject = StoreSubject::new(s.clone());
@@ -776,7 +787,7 @@ fn torn_tails_are_located_with_the_lsns_they_may_carry() {
 
     // On open: a header too short to name an LSN still lies above the last durable one.
     let mut m = std::fs::read(&mir).unwrap();
-    m.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 5]);
+    write_at_end(&mut m, len, &[200, 0, 0, 0, 1, 2, 3, 4, 5]);
     std::fs::write(&mir, m).unwrap();
     let s = Store::open(dir.path(), small()).unwrap();
     let t = s.recovery_report().torn_tail.expect("torn tail");

@@ -218,6 +218,8 @@ impl Opening<'_> {
             file,
             mirror: mirror_f,
             len,
+            zeroed_end: len,
+            one_flush: false,
             ids: None,
         };
         Ok(seg)
@@ -332,6 +334,8 @@ impl Opening<'_> {
                 file,
                 mirror: io::open_read(&self.config.io, &self.dir.join(&mir_rel)).ok(),
                 len: s.good.len() as u64,
+                zeroed_end: s.good.len() as u64,
+                one_flush: false,
                 ids: None,
             }
         } else {
