@@ -126,3 +126,23 @@ fn a_sustained_shift_is_reported_at_its_start_at_every_threshold() {
         }
     }
 }
+
+/// The step score (`step_score = true`, not the default) is held to the same rules: quiet on healthy operational
+/// series, scale and offset invariant over the slice, silent on its series without anomalies, causal.
+#[test]
+fn the_step_score_option_keeps_the_rules() {
+    let make = || {
+        Composite::new(CompositeConfig {
+            surprise: SurpriseConfig {
+                step_score: true,
+                ..SurpriseConfig::default()
+            },
+            ..CompositeConfig::surprise()
+        })
+    };
+    let warm_up = SurpriseConfig::default().warm_up;
+    rules::assert_quiet(make, warm_up);
+    rules::assert_scale_invariant(make, warm_up);
+    rules::assert_silent_without_anomalies(make, warm_up);
+    rules::assert_causal(make);
+}

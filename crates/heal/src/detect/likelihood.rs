@@ -97,6 +97,10 @@ pub(crate) struct Ranking {
     pub refractory_margin: f64,
     /// A new extreme this many range widths beyond the tolerance alarms whatever the evidence.
     pub leap: f64,
+    /// A second raw score, the step from the previous value against the spread of steps (at this hour of the day
+    /// once the profile judges), through its own short average and tail; the smaller tail probability, doubled, is
+    /// the point's.
+    pub step_score: bool,
 }
 
 impl Ranking {
@@ -108,14 +112,20 @@ impl Ranking {
         refractory_horizon: 0.0,
         refractory_margin: 0.0,
         leap: f64::INFINITY,
+        step_score: false,
     };
 }
+
+/// The kind of second raw score of the surprise detector's step score ([`Ranking::step_score`]).
+const STEP_SCORE: u32 = 8;
 
 /// One hour-of-day bucket of the profile.
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
     mean: f64,
     spread: f64,
+    /// The spread of steps from the previous value at this hour (the `second = 8` variant).
+    step_spread: f64,
     seen: u64,
     days: u32,
     last_day: u64,
@@ -367,7 +377,8 @@ pub(crate) struct Variant {
     /// A second raw score through its own short average and tail: 1 the size of the step from the previous value,
     /// 2 the short-window spread against the long one (variance shift), 4 how far beyond the running range (a new
     /// extreme), 5 the first raw score unaveraged, 6 the new-extreme score unaveraged, 7 the step of the residual
-    /// against the hour-of-day profile (against the value until the profile judges).
+    /// against the hour-of-day profile (against the value until the profile judges), 8 the surprise detector's step
+    /// score ([`Ranking::step_score`]: on by default when it is), `none` (stored as `u32::MAX`) none at all.
     second: u32,
     /// How the two tail probabilities combine: 0 the smaller, times 2 (a max corrected for taking it), 1 Fisher's
     /// product of independent evidence, 2 the smaller uncorrected.
@@ -385,6 +396,8 @@ pub(crate) struct Variant {
 impl Variant {
     #[cfg(feature = "experiments")]
     fn from_env() -> Self {
+        /// `second=none`: no second score, whatever the detector's own.
+        const NO_SECOND: u32 = u32::MAX;
         static VARIANT: std::sync::OnceLock<Variant> = std::sync::OnceLock::new();
         *VARIANT.get_or_init(|| {
             let mut v = Variant::default();
@@ -394,6 +407,7 @@ impl Variant {
                 match key.trim() {
                     "clip" => v.clip = x,
                     "rms" => v.rms = x as u32,
+                    "second" if value.trim() == "none" => v.second = NO_SECOND,
                     "second" => v.second = x as u32,
                     "combine" => v.combine = x as u32,
                     "spread_units" => v.spread_units = x,
@@ -427,6 +441,8 @@ pub struct Likelihood {
     /// The variant's second raw score: its short average and tail, the spread of steps, the short-window spread,
     /// and the previous value (or residual) the step is taken from.
     second: Option<Tail>,
+    /// Which second raw score (0: none; [`STEP_SCORE`]: the surprise detector's; others: a [`Variant`]).
+    second_kind: u32,
     step_spread: f64,
     short_spread: f64,
     last_value: f64,
@@ -472,6 +488,7 @@ impl Likelihood {
         Self {
             variant: Variant::default(),
             second: None,
+            second_kind: 0,
             step_spread: 0.0,
             short_spread: 0.0,
             last_value: 0.0,
@@ -505,8 +522,13 @@ impl Likelihood {
         } else if v.extreme_floor > 0.0 {
             d.ranking.extreme_floor = v.extreme_floor.min(ECHO_CAP);
         }
-        if v.second > 0 {
-            let window = if matches!(v.second, 5 | 6) {
+        d.second_kind = match v.second {
+            0 if ranking.step_score => STEP_SCORE,
+            u32::MAX => 0,
+            n => n,
+        };
+        if d.second_kind > 0 {
+            let window = if matches!(d.second_kind, 5 | 6) {
                 1
             } else {
                 d.config.short_window
@@ -551,7 +573,8 @@ impl Likelihood {
         let hour = at / (US_PER_HOUR * 24 / nb);
         let day = hour / nb;
         let history_weight = self.history_weight;
-        let b = &mut self.buckets[(hour % nb) as usize];
+        let bucket = (hour % nb) as usize;
+        let b = &mut self.buckets[bucket];
         let bucket_distance = 2.0 * (value / 2.0 - b.mean / 2.0).abs();
         if b.days >= SEASON_DAYS_MIN {
             resid = value - b.mean;
@@ -582,6 +605,7 @@ impl Likelihood {
         }
         Raw {
             resid,
+            bucket,
             score,
             spreads,
             distance,
@@ -620,9 +644,29 @@ impl Likelihood {
         let mut second = self.second.take()?;
         let w = Self::weight(self.seen - 1, self.history_weight);
         let (surprise, raw_log) = (self.config.surprise, self.ranking.raw_log);
-        let r2 = match self.variant.second {
+        let r2 = match self.second_kind {
+            STEP_SCORE => {
+                let step = 2.0 * (value / 2.0 - self.last_value / 2.0).abs();
+                let b = &mut self.buckets[raw.bucket];
+                let spread = if b.days >= SEASON_DAYS_MIN {
+                    b.step_spread.max(self.step_spread)
+                } else {
+                    self.step_spread
+                };
+                let d = if step <= 1e-12 * value.abs().max(self.last_value.abs()) {
+                    0.0
+                } else if spread > 0.0 {
+                    step / spread
+                } else {
+                    f64::INFINITY
+                };
+                let bw = Self::weight(b.seen.max(1), BUCKETS as f64 * self.history_weight);
+                b.step_spread += bw * (step.min(f64::MAX) - b.step_spread);
+                self.step_spread += w * (step.min(f64::MAX) - self.step_spread);
+                squash(d, surprise, raw_log)
+            }
             1 | 7 => {
-                let cur = if self.variant.second == 7 {
+                let cur = if self.second_kind == 7 {
                     raw.resid
                 } else {
                     value
@@ -745,6 +789,8 @@ impl Likelihood {
 struct Raw {
     /// The value less the hour's profile once the profile judges, else the value.
     resid: f64,
+    /// The profile's bucket of this point.
+    bucket: usize,
     /// Squashed into 0..1.
     score: f64,
     /// Distance from the level in spreads (infinite when the spread is 0 and the point moved).
@@ -818,7 +864,7 @@ impl Detector for Likelihood {
                 _ => ln_p.min(ln_p2),
             };
         }
-        self.last_value = if self.variant.second == 7 {
+        self.last_value = if self.second_kind == 7 {
             raw.resid
         } else {
             value
