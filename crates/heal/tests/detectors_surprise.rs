@@ -127,14 +127,15 @@ fn a_sustained_shift_is_reported_at_its_start_at_every_threshold() {
     }
 }
 
-/// The step score (`step_score = true`, not the default) is held to the same rules: quiet on healthy operational
-/// series, scale and offset invariant over the slice, silent on its series without anomalies, causal.
+/// Without the step score (`step_score = false`, the surprise detector of 2026-12-06) the detector is held to the same
+/// rules: quiet on healthy operational series, scale and offset invariant over the slice, silent on its series
+/// without anomalies, causal.
 #[test]
-fn the_step_score_option_keeps_the_rules() {
+fn without_the_step_score_the_rules_still_hold() {
     let make = || {
         Composite::new(CompositeConfig {
             surprise: SurpriseConfig {
-                step_score: true,
+                step_score: false,
                 ..SurpriseConfig::default()
             },
             ..CompositeConfig::surprise()

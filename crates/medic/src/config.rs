@@ -1265,7 +1265,7 @@ const COMPOSITE_KEY_DOCS: &[(&str, &str)] = &[
     ),
     (
         "engine.composite.surprise.step_score",
-        "true adds a second raw score, the step from the previous value against the spread of steps (at that hour of the day once the profile judges), with its own tail probability (the smaller of the two, doubled); false (the default) is the surprise detector without it. BENCHMARKS.md has both.",
+        "true (the default) adds a second raw score, the step from the previous value against the spread of steps (at that hour of the day once the profile judges), with its own tail probability (the point's is the smaller of the two); false is the surprise detector without it. BENCHMARKS.md has both.",
     ),
     (
         "engine.composite.lead",

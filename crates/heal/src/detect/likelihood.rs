@@ -98,8 +98,8 @@ pub(crate) struct Ranking {
     /// A new extreme this many range widths beyond the tolerance alarms whatever the evidence.
     pub leap: f64,
     /// A second raw score, the step from the previous value against the spread of steps (at this hour of the day
-    /// once the profile judges), through its own short average and tail; the smaller tail probability, doubled, is
-    /// the point's.
+    /// once the profile judges), through its own short average and tail; the point's tail probability is the smaller
+    /// of the two.
     pub step_score: bool,
 }
 
@@ -381,8 +381,8 @@ pub(crate) struct Variant {
     /// score ([`Ranking::step_score`]: on by default when it is), `none` (stored as `u32::MAX`) none at all.
     second: u32,
     /// How the two tail probabilities combine: 0 the smaller, times 2 (a max corrected for taking it), 1 Fisher's
-    /// product of independent evidence, 2 the smaller uncorrected.
-    combine: u32,
+    /// product of independent evidence, 2 the smaller uncorrected; unset, the step score's own (2) or else 0.
+    combine: Option<u32>,
     /// For `second = 2`: the spread ratio is measured in units of `surprise` times this.
     spread_units: f64,
     /// Buckets of the time-of-day profile per day (0: 24); at most [`BUCKET_SLOTS`].
@@ -409,7 +409,7 @@ impl Variant {
                     "rms" => v.rms = x as u32,
                     "second" if value.trim() == "none" => v.second = NO_SECOND,
                     "second" => v.second = x as u32,
-                    "combine" => v.combine = x as u32,
+                    "combine" => v.combine = Some(x as u32),
                     "spread_units" => v.spread_units = x,
                     "buckets" => v.buckets = (x as u32).min(BUCKET_SLOTS as u32),
                     "bucket_spread" => v.bucket_spread = x as u32,
@@ -855,7 +855,8 @@ impl Detector for Likelihood {
         let avg = self.tail.push(raw.score);
         let mut ln_p = self.tail.ln_tail(avg, self.config.tail_fraction);
         if let Some(ln_p2) = self.second_score(value, &raw) {
-            ln_p = match self.variant.combine {
+            let own = if self.second_kind == STEP_SCORE { 2 } else { 0 };
+            ln_p = match self.variant.combine.unwrap_or(own) {
                 0 => (ln_p.min(ln_p2) + std::f64::consts::LN_2).min(0.0),
                 1 => {
                     let s = ln_p + ln_p2;

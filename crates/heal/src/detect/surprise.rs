@@ -24,6 +24,12 @@
 //!    detector's one-alarm-per-event cap works only at its own alarm level: at the lower threshold a reader may use,
 //!    every point of an event counts.)
 //!
+//! 4. **A second score, on steps** (`step_score`, on by default). The step from the previous value, in units of the
+//!    spread of steps at this hour of the day once the hour's profile judges (never below the spread of all steps,
+//!    which judges until then), goes through its own short average and tail; a point's tail probability is the
+//!    smaller of the two. A series that turns jagged within its range, or moves in a way a level does not (the edges
+//!    of a daily square wave are steps expected at their hour), is judged on what it does, not only where it is.
+//!
 //! Settings: `level_horizon`, `history_horizon`, `short_window`, `extreme_tolerance`, `surprise` (tuned on the NAB
 //! slice, BENCHMARKS.md) and `alarm_rate` (the calibrated false-alarm rate per point, chosen for quietness), plus the
 //! fixed warm-up. Tied to them: the fitted tail begins at the ten highest short averages the history horizon holds
@@ -75,11 +81,10 @@ pub struct SurpriseConfig {
     pub surprise: f64,
     /// Points seen before judging (score 0 until then).
     pub warm_up: usize,
-    /// The step score (off by default): a second raw score, the step from the previous value in units of the spread
+    /// The step score (on by default): a second raw score, the step from the previous value in units of the spread
     /// of steps (at this hour of the day once the hour's profile judges, never below the spread of all steps), with
-    /// its own short average and tail; a point's tail probability is the smaller of the two, doubled (a maximum
-    /// corrected for taking it). Cross-validated on the NAB slice it scores higher at these settings but falls
-    /// further off its plateau (BENCHMARKS.md), so it is not the default.
+    /// its own short average and tail; a point's tail probability is the smaller of the two (so the calibrated
+    /// false-alarm rate is at most twice `alarm_rate`). `false` is the surprise detector of 2026-12-06.
     pub step_score: bool,
 }
 
@@ -93,7 +98,7 @@ impl Default for SurpriseConfig {
             extreme_tolerance: 0.02,
             surprise: 4.0,
             warm_up: 300,
-            step_score: false,
+            step_score: true,
         }
     }
 }
