@@ -126,3 +126,24 @@ fn a_sustained_shift_is_reported_at_its_start_at_every_threshold() {
         }
     }
 }
+
+/// Without the step score (`step_score = false`, the surprise detector of 2026-12-06) the detector is held to the same
+/// rules: quiet on healthy operational series, scale and offset invariant over the slice, silent on its series
+/// without anomalies, causal.
+#[test]
+fn without_the_step_score_the_rules_still_hold() {
+    let make = || {
+        Composite::new(CompositeConfig {
+            surprise: SurpriseConfig {
+                step_score: false,
+                ..SurpriseConfig::default()
+            },
+            ..CompositeConfig::surprise()
+        })
+    };
+    let warm_up = SurpriseConfig::default().warm_up;
+    rules::assert_quiet(make, warm_up);
+    rules::assert_scale_invariant(make, warm_up);
+    rules::assert_silent_without_anomalies(make, warm_up);
+    rules::assert_causal(make);
+}

@@ -1264,6 +1264,10 @@ const COMPOSITE_KEY_DOCS: &[(&str, &str)] = &[
         "Points seen before judging (score 0 until then), [0, 1e9].",
     ),
     (
+        "engine.composite.surprise.step_score",
+        "true (the default) adds a second raw score, the step from the previous value against the spread of steps (at that hour of the day once the profile judges), with its own tail probability (the point's is the smaller of the two); false is the surprise detector without it. BENCHMARKS.md has both.",
+    ),
+    (
         "engine.composite.lead",
         "Detectors (by name) that lead once any of them has judged a point; [] averages every weighted detector.",
     ),

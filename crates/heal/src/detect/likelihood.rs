@@ -97,6 +97,10 @@ pub(crate) struct Ranking {
     pub refractory_margin: f64,
     /// A new extreme this many range widths beyond the tolerance alarms whatever the evidence.
     pub leap: f64,
+    /// A second raw score, the step from the previous value against the spread of steps (at this hour of the day
+    /// once the profile judges), through its own short average and tail; the point's tail probability is the smaller
+    /// of the two.
+    pub step_score: bool,
 }
 
 impl Ranking {
@@ -108,14 +112,20 @@ impl Ranking {
         refractory_horizon: 0.0,
         refractory_margin: 0.0,
         leap: f64::INFINITY,
+        step_score: false,
     };
 }
+
+/// The kind of second raw score of the surprise detector's step score ([`Ranking::step_score`]).
+const STEP_SCORE: u32 = 8;
 
 /// One hour-of-day bucket of the profile.
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
     mean: f64,
     spread: f64,
+    /// The spread of steps from the previous value at this hour (the `second = 8` variant).
+    step_spread: f64,
     seen: u64,
     days: u32,
     last_day: u64,
@@ -225,102 +235,54 @@ enum LastPoint {
     },
 }
 
-/// The likelihood detector (see the module documentation).
+/// The short average of a raw score over a ring of `short_window` points, and that average's running distribution:
+/// a histogram over the history horizon (bin `i` holds `sqrt(avg)` in `[i, i+1) / TAIL_BINS`), exponentially
+/// forgetting, with a generalized Pareto tail fitted beyond its upper `tail_fraction` quantile.
 #[derive(Debug, Clone)]
-pub struct Likelihood {
-    config: LikelihoodConfig,
-    level_weight: f64,
-    history_weight: f64,
-    seen: u64,
-    level: f64,
-    /// Exponentially weighted mean absolute distance from the level (the spread), over the history horizon.
-    spread: f64,
-    min: f64,
-    max: f64,
+pub(crate) struct Tail {
     /// The last `short_window` raw scores and their sum.
     ring: Vec<f64>,
     ring_at: usize,
     ring_sum: f64,
-    /// Histogram of the short average over the history horizon (bin `i` holds `sqrt(avg)` in `[i, i+1) / TAIL_BINS`),
-    /// exponentially forgetting: weights in units of `hist_unit` (so forgetting is one multiplication, not one per
-    /// bin), their sum, and how many entered it.
+    /// Raw scores pushed.
+    pushed: u64,
+    /// Weights in units of `hist_unit` (so forgetting is one multiplication, not one per bin), their sum, and how many
+    /// entered it.
     hist: [f64; TAIL_BINS],
     hist_unit: f64,
     hist_sum: f64,
     avg_seen: u64,
-    in_event: bool,
-    /// The faded memory of the highest score (`refractory_horizon`).
-    memory: f64,
-    /// The last reported score, fading as `memory` does (without its margin).
-    reported: f64,
-    ranking: Ranking,
-    /// The last two values, for the median of three the level follows.
-    prev: [f64; 2],
-    /// The hour-of-day profile.
-    buckets: [Bucket; BUCKETS],
-    last: LastPoint,
 }
 
-impl Likelihood {
-    /// A detector with these settings; settings out of range are brought into range (see
-    /// [`LikelihoodConfig::validate`] for the checked form).
-    pub fn new(mut config: LikelihoodConfig) -> Self {
-        let d = LikelihoodConfig::default();
-        let fix =
-            |v: f64, lo: f64, default: f64| if v.is_finite() && v >= lo { v } else { default };
-        config.level_horizon = fix(config.level_horizon, 1.0, d.level_horizon);
-        config.history_horizon = fix(config.history_horizon, 1.0, d.history_horizon);
-        config.alarm_rate = fix(config.alarm_rate, 1e-300, d.alarm_rate).min(0.5);
-        config.tail_fraction = fix(config.tail_fraction, 1e-9, d.tail_fraction).min(0.5);
-        config.extreme_tolerance = fix(config.extreme_tolerance, 0.0, d.extreme_tolerance);
-        config.surprise = fix(config.surprise, 1e-9, d.surprise);
-        config.extreme_evidence = fix(config.extreme_evidence, 1e-9, d.extreme_evidence).min(1.0);
-        config.short_window = config.short_window.clamp(1, SHORT_WINDOW_MAX);
+impl Tail {
+    pub(crate) fn new(short_window: usize) -> Self {
         Self {
-            buckets: [Bucket::default(); BUCKETS],
-            level_weight: 1.0 / config.level_horizon,
-            history_weight: 1.0 / config.history_horizon,
-            ring: vec![0.0; config.short_window],
-            config,
-            seen: 0,
-            level: 0.0,
-            spread: 0.0,
-            min: 0.0,
-            max: 0.0,
+            ring: vec![0.0; short_window.clamp(1, SHORT_WINDOW_MAX)],
             ring_at: 0,
             ring_sum: 0.0,
+            pushed: 0,
             hist: [0.0; TAIL_BINS],
             hist_unit: 1.0,
             hist_sum: 0.0,
             avg_seen: 0,
-            in_event: false,
-            memory: 0.0,
-            reported: 0.0,
-            ranking: Ranking::OFF,
-            prev: [0.0; 2],
-            last: LastPoint::Nothing,
         }
     }
 
-    /// A detector with these settings and the [`super::surprise::Surprise`] detector's changes.
-    pub(crate) fn with_ranking(config: LikelihoodConfig, ranking: Ranking) -> Self {
-        let mut d = Self::new(config);
-        d.ranking = ranking;
-        d
-    }
-
-    /// Its settings.
-    pub fn config(&self) -> &LikelihoodConfig {
-        &self.config
-    }
-
-    /// Raw scores kept (the ring of the short average): the only part of the state sized by a setting.
-    pub fn ring_len(&self) -> usize {
-        self.ring.len()
+    /// Puts a raw score in the ring; returns the short average.
+    pub(crate) fn push(&mut self, raw: f64) -> f64 {
+        self.pushed += 1;
+        self.ring_sum += raw - self.ring[self.ring_at];
+        self.ring[self.ring_at] = raw;
+        self.ring_at = (self.ring_at + 1) % self.ring.len();
+        if self.ring_at == 0 {
+            // Once per turn of the ring, the running sum is recomputed, so rounding cannot drift over a long stream.
+            self.ring_sum = self.ring.iter().sum();
+        }
+        (self.ring_sum / self.ring.len() as f64).clamp(0.0, 1.0)
     }
 
     /// `ln P(short average >= avg)` under the histogram and its fitted tail (0 before any sample).
-    fn ln_tail(&self, avg: f64) -> f64 {
+    pub(crate) fn ln_tail(&self, avg: f64, tail_fraction: f64) -> f64 {
         if self.avg_seen == 0 {
             return 0.0;
         }
@@ -329,7 +291,7 @@ impl Likelihood {
             return 0.0;
         }
         // The bin whose lower edge is the tail threshold u: the highest bin with at least tail_fraction at or above it.
-        let want = self.config.tail_fraction * total;
+        let want = tail_fraction * total;
         let mut above = 0.0;
         let mut k = 0;
         for i in (0..TAIL_BINS).rev() {
@@ -374,87 +336,13 @@ impl Likelihood {
         (above / total).min(1.0).ln() + ln_excess
     }
 
-    /// The raw score of `value`: its distance from the level in spreads, squashed into 0..1; against the same hour
-    /// of earlier days too once the profile knows it (the larger). Updates the hour's profile. Differences are taken
-    /// halved so that values near ±f64::MAX cannot overflow.
-    fn raw_score(&mut self, at: Timestamp, value: f64) -> Raw {
-        let range = 2.0 * (self.max / 2.0 - self.min / 2.0);
-        let distance = 2.0 * (value / 2.0 - self.level / 2.0).abs();
-        // Rounding noise of the level (it converges to a flat value only to within an ulp) is not a move.
-        let noise = 1e-12 * self.level.abs().max(value.abs());
-        let spreads = if distance <= noise {
-            0.0
-        } else if self.spread > 0.0 {
-            distance / self.spread
-        } else {
-            f64::INFINITY
-        };
-        let (surprise, raw_log) = (self.config.surprise, self.ranking.raw_log);
-        let mut score = squash(spreads, surprise, raw_log);
-        let hour = at / US_PER_HOUR;
-        let day = hour / 24;
-        let history_weight = self.history_weight;
-        let b = &mut self.buckets[(hour % BUCKETS as u64) as usize];
-        let bucket_distance = 2.0 * (value / 2.0 - b.mean / 2.0).abs();
-        if b.days >= SEASON_DAYS_MIN {
-            let bd = if bucket_distance <= 1e-12 * b.mean.abs().max(value.abs()) {
-                0.0
-            } else if b.spread > 0.0 {
-                bucket_distance / b.spread
-            } else {
-                f64::INFINITY
-            };
-            score = score.max(squash(bd, surprise, raw_log));
-        }
-        if b.seen == 0 || b.last_day != day {
-            b.days = b.days.saturating_add(1);
-            b.last_day = day;
-        }
-        b.seen = b.seen.saturating_add(1);
-        if b.seen == 1 {
-            b.mean = value;
-        } else {
-            let bw = Self::weight(b.seen - 1, BUCKETS as f64 * history_weight);
-            b.spread += bw * (bucket_distance.min(f64::MAX) - b.spread);
-            b.mean += bw * (value - b.mean);
-        }
-        Raw {
-            score,
-            spreads,
-            distance,
-            range,
-        }
-    }
-
-    /// Puts a raw score in the ring; returns the short average.
-    fn push_raw(&mut self, raw: f64) -> f64 {
-        self.ring_sum += raw - self.ring[self.ring_at];
-        self.ring[self.ring_at] = raw;
-        self.ring_at = (self.ring_at + 1) % self.ring.len();
-        if self.ring_at == 0 {
-            // Once per turn of the ring, the running sum is recomputed, so rounding cannot drift over a long stream.
-            self.ring_sum = self.ring.iter().sum();
-        }
-        (self.ring_sum / self.ring.len() as f64).clamp(0.0, 1.0)
-    }
-
-    /// Learns this point: spread, level (of the median of the last three), range; and the short average joins its
-    /// distribution once the ring holds raw scores only.
-    fn learn(&mut self, value: f64, distance: f64, avg: f64) {
-        let w = Self::weight(self.seen - 1, self.history_weight);
-        let lw = Self::weight(self.seen - 1, self.level_weight);
-        self.spread += w * (distance.min(f64::MAX) - self.spread);
-        let [a, b] = self.prev;
-        let median = a.max(b).min(value).max(a.min(b));
-        self.prev = [b, value];
-        self.level += lw * (median - self.level);
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-        if self.seen <= self.ring.len() as u64 {
+    /// The short average joins its distribution once the ring holds raw scores only.
+    pub(crate) fn learn(&mut self, avg: f64, history_weight: f64) {
+        if self.pushed < self.ring.len() as u64 {
             return;
         }
         self.avg_seen += 1;
-        let aw = Self::weight(self.avg_seen, self.history_weight);
+        let aw = Likelihood::weight(self.avg_seen, history_weight);
         // Forgetting by (1 - aw) is a larger unit for what enters; far from 1, the weights are rescaled.
         if aw >= 1.0 {
             self.hist = [0.0; TAIL_BINS];
@@ -473,6 +361,358 @@ impl Likelihood {
             self.hist_unit = 1.0;
             self.hist_sum = self.hist.iter().sum();
         }
+    }
+}
+
+/// Structural variants of the surprise detector measured on the NAB slice and not kept (BENCHMARKS.md, "Second
+/// scores, robust spreads and finer seasons"). Compiled only with the `experiments` feature (the NAB experiment tool's
+/// build: `medic`'s dev-dependency) and read once from `MEDIC_NAB_VARIANT`, e.g. `second=4,combine=0`; without the
+/// feature, or unset, every field is 0 (off) and the detector is the surprise detector.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Variant {
+    /// The spread follows the distance clipped at this many spreads (0: not clipped): a robust scale.
+    clip: f64,
+    /// 1: the spread is the root mean square distance rather than the mean absolute one.
+    rms: u32,
+    /// A second raw score through its own short average and tail: 1 the size of the step from the previous value,
+    /// 2 the short-window spread against the long one (variance shift), 4 how far beyond the running range (a new
+    /// extreme), 5 the first raw score unaveraged, 6 the new-extreme score unaveraged, 7 the step of the residual
+    /// against the hour-of-day profile (against the value until the profile judges), 8 the surprise detector's step
+    /// score ([`Ranking::step_score`]: on by default when it is), `none` (stored as `u32::MAX`) none at all.
+    second: u32,
+    /// How the two tail probabilities combine: 0 the smaller, times 2 (a max corrected for taking it), 1 Fisher's
+    /// product of independent evidence, 2 the smaller uncorrected; unset, the step score's own (2) or else 0.
+    combine: Option<u32>,
+    /// For `second = 2`: the spread ratio is measured in units of `surprise` times this.
+    spread_units: f64,
+    /// Buckets of the time-of-day profile per day (0: 24); at most [`BUCKET_SLOTS`].
+    buckets: u32,
+    /// The profile's distance is measured in 1: the larger of the bucket's and the level's spread, 2: their sum.
+    bucket_spread: u32,
+    /// The least rank of a new extreme instead of [`CALM`] (1 or more: not ranked).
+    extreme_floor: f64,
+}
+
+impl Variant {
+    #[cfg(feature = "experiments")]
+    fn from_env() -> Self {
+        /// `second=none`: no second score, whatever the detector's own.
+        const NO_SECOND: u32 = u32::MAX;
+        static VARIANT: std::sync::OnceLock<Variant> = std::sync::OnceLock::new();
+        *VARIANT.get_or_init(|| {
+            let mut v = Variant::default();
+            let spec = std::env::var("MEDIC_NAB_VARIANT").unwrap_or_default();
+            for (key, value) in spec.split(',').filter_map(|kv| kv.split_once('=')) {
+                let x: f64 = value.trim().parse().unwrap_or(0.0);
+                match key.trim() {
+                    "clip" => v.clip = x,
+                    "rms" => v.rms = x as u32,
+                    "second" if value.trim() == "none" => v.second = NO_SECOND,
+                    "second" => v.second = x as u32,
+                    "combine" => v.combine = Some(x as u32),
+                    "spread_units" => v.spread_units = x,
+                    "buckets" => v.buckets = (x as u32).min(BUCKET_SLOTS as u32),
+                    "bucket_spread" => v.bucket_spread = x as u32,
+                    "extreme_floor" => v.extreme_floor = x,
+                    other => panic!("MEDIC_NAB_VARIANT: unknown key {other:?} in {spec:?}"),
+                }
+            }
+            v
+        })
+    }
+
+    #[cfg(not(feature = "experiments"))]
+    fn from_env() -> Self {
+        Self::default()
+    }
+}
+
+/// Slots for the time-of-day profile's buckets (more only for the `buckets` variant).
+#[cfg(feature = "experiments")]
+const BUCKET_SLOTS: usize = 288;
+#[cfg(not(feature = "experiments"))]
+const BUCKET_SLOTS: usize = BUCKETS;
+
+/// The likelihood detector (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Likelihood {
+    /// A structural variant (experiments only; off).
+    variant: Variant,
+    /// The variant's second raw score: its short average and tail, the spread of steps, the short-window spread,
+    /// and the previous value (or residual) the step is taken from.
+    second: Option<Tail>,
+    /// Which second raw score (0: none; [`STEP_SCORE`]: the surprise detector's; others: a [`Variant`]).
+    second_kind: u32,
+    step_spread: f64,
+    short_spread: f64,
+    last_value: f64,
+    config: LikelihoodConfig,
+    level_weight: f64,
+    history_weight: f64,
+    seen: u64,
+    level: f64,
+    /// Exponentially weighted mean absolute distance from the level (the spread), over the history horizon.
+    spread: f64,
+    min: f64,
+    max: f64,
+    /// The short average of the raw scores and its running distribution.
+    tail: Tail,
+    in_event: bool,
+    /// The faded memory of the highest score (`refractory_horizon`).
+    memory: f64,
+    /// The last reported score, fading as `memory` does (without its margin).
+    reported: f64,
+    ranking: Ranking,
+    /// The last two values, for the median of three the level follows.
+    prev: [f64; 2],
+    /// The hour-of-day profile.
+    buckets: [Bucket; BUCKET_SLOTS],
+    last: LastPoint,
+}
+
+impl Likelihood {
+    /// A detector with these settings; settings out of range are brought into range (see
+    /// [`LikelihoodConfig::validate`] for the checked form).
+    pub fn new(mut config: LikelihoodConfig) -> Self {
+        let d = LikelihoodConfig::default();
+        let fix =
+            |v: f64, lo: f64, default: f64| if v.is_finite() && v >= lo { v } else { default };
+        config.level_horizon = fix(config.level_horizon, 1.0, d.level_horizon);
+        config.history_horizon = fix(config.history_horizon, 1.0, d.history_horizon);
+        config.alarm_rate = fix(config.alarm_rate, 1e-300, d.alarm_rate).min(0.5);
+        config.tail_fraction = fix(config.tail_fraction, 1e-9, d.tail_fraction).min(0.5);
+        config.extreme_tolerance = fix(config.extreme_tolerance, 0.0, d.extreme_tolerance);
+        config.surprise = fix(config.surprise, 1e-9, d.surprise);
+        config.extreme_evidence = fix(config.extreme_evidence, 1e-9, d.extreme_evidence).min(1.0);
+        config.short_window = config.short_window.clamp(1, SHORT_WINDOW_MAX);
+        Self {
+            variant: Variant::default(),
+            second: None,
+            second_kind: 0,
+            step_spread: 0.0,
+            short_spread: 0.0,
+            last_value: 0.0,
+            buckets: [Bucket::default(); BUCKET_SLOTS],
+            level_weight: 1.0 / config.level_horizon,
+            history_weight: 1.0 / config.history_horizon,
+            tail: Tail::new(config.short_window),
+            config,
+            seen: 0,
+            level: 0.0,
+            spread: 0.0,
+            min: 0.0,
+            max: 0.0,
+            in_event: false,
+            memory: 0.0,
+            reported: 0.0,
+            ranking: Ranking::OFF,
+            prev: [0.0; 2],
+            last: LastPoint::Nothing,
+        }
+    }
+
+    /// A detector with these settings and the [`super::surprise::Surprise`] detector's changes.
+    pub(crate) fn with_ranking(config: LikelihoodConfig, ranking: Ranking) -> Self {
+        let mut d = Self::new(config);
+        d.ranking = ranking;
+        d.variant = Variant::from_env();
+        let v = d.variant;
+        if v.extreme_floor >= 1.0 {
+            d.ranking.extreme_floor = 0.0;
+        } else if v.extreme_floor > 0.0 {
+            d.ranking.extreme_floor = v.extreme_floor.min(ECHO_CAP);
+        }
+        d.second_kind = match v.second {
+            0 if ranking.step_score => STEP_SCORE,
+            u32::MAX => 0,
+            n => n,
+        };
+        if d.second_kind > 0 {
+            let window = if matches!(d.second_kind, 5 | 6) {
+                1
+            } else {
+                d.config.short_window
+            };
+            d.second = Some(Tail::new(window));
+        }
+        d
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &LikelihoodConfig {
+        &self.config
+    }
+
+    /// Raw scores kept (the ring of the short average): the only part of the state sized by a setting.
+    pub fn ring_len(&self) -> usize {
+        self.tail.ring.len()
+    }
+
+    /// The raw score of `value`: its distance from the level in spreads, squashed into 0..1; against the same hour
+    /// of earlier days too once the profile knows it (the larger). Updates the hour's profile. Differences are taken
+    /// halved so that values near ±f64::MAX cannot overflow.
+    fn raw_score(&mut self, at: Timestamp, value: f64) -> Raw {
+        let range = 2.0 * (self.max / 2.0 - self.min / 2.0);
+        let distance = 2.0 * (value / 2.0 - self.level / 2.0).abs();
+        // Rounding noise of the level (it converges to a flat value only to within an ulp) is not a move.
+        let noise = 1e-12 * self.level.abs().max(value.abs());
+        let spreads = if distance <= noise {
+            0.0
+        } else if self.spread > 0.0 {
+            distance / self.spread
+        } else {
+            f64::INFINITY
+        };
+        let (surprise, raw_log) = (self.config.surprise, self.ranking.raw_log);
+        let mut score = squash(spreads, surprise, raw_log);
+        let mut resid = value;
+        let nb = match self.variant.buckets {
+            0 => BUCKETS as u64,
+            n => u64::from(n),
+        };
+        let hour = at / (US_PER_HOUR * 24 / nb);
+        let day = hour / nb;
+        let history_weight = self.history_weight;
+        let bucket = (hour % nb) as usize;
+        let b = &mut self.buckets[bucket];
+        let bucket_distance = 2.0 * (value / 2.0 - b.mean / 2.0).abs();
+        if b.days >= SEASON_DAYS_MIN {
+            resid = value - b.mean;
+            let bd = if bucket_distance <= 1e-12 * b.mean.abs().max(value.abs()) {
+                0.0
+            } else if self.variant.bucket_spread == 1 && b.spread.max(self.spread) > 0.0 {
+                bucket_distance / b.spread.max(self.spread)
+            } else if self.variant.bucket_spread == 2 && b.spread + self.spread > 0.0 {
+                bucket_distance / (b.spread + self.spread)
+            } else if b.spread > 0.0 {
+                bucket_distance / b.spread
+            } else {
+                f64::INFINITY
+            };
+            score = score.max(squash(bd, surprise, raw_log));
+        }
+        if b.seen == 0 || b.last_day != day {
+            b.days = b.days.saturating_add(1);
+            b.last_day = day;
+        }
+        b.seen = b.seen.saturating_add(1);
+        if b.seen == 1 {
+            b.mean = value;
+        } else {
+            let bw = Self::weight(b.seen - 1, nb as f64 * history_weight);
+            b.spread += bw * (bucket_distance.min(f64::MAX) - b.spread);
+            b.mean += bw * (value - b.mean);
+        }
+        Raw {
+            resid,
+            bucket,
+            score,
+            spreads,
+            distance,
+            range,
+        }
+    }
+
+    /// Learns this point: spread, level (of the median of the last three), range; and the short average joins its
+    /// distribution once the ring holds raw scores only.
+    fn learn(&mut self, value: f64, distance: f64, avg: f64) {
+        let w = Self::weight(self.seen - 1, self.history_weight);
+        let lw = Self::weight(self.seen - 1, self.level_weight);
+        let clipped = if self.variant.clip > 0.0 && self.spread > 0.0 && self.seen > 30 {
+            distance.min(self.variant.clip * self.spread)
+        } else {
+            distance
+        };
+        if self.variant.rms > 0 {
+            let sq = self.spread * self.spread;
+            self.spread = (sq + w * (clipped.min(1e150).powi(2) - sq)).sqrt();
+        } else {
+            self.spread += w * (clipped.min(f64::MAX) - self.spread);
+        }
+        let [a, b] = self.prev;
+        let median = a.max(b).min(value).max(a.min(b));
+        self.prev = [b, value];
+        self.level += lw * (median - self.level);
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        self.tail.learn(avg, self.history_weight);
+    }
+
+    /// The variant's second raw score of this point, through its own short average and tail: `ln P` (None without
+    /// a second score).
+    fn second_score(&mut self, value: f64, raw: &Raw) -> Option<f64> {
+        let mut second = self.second.take()?;
+        let w = Self::weight(self.seen - 1, self.history_weight);
+        let (surprise, raw_log) = (self.config.surprise, self.ranking.raw_log);
+        let r2 = match self.second_kind {
+            STEP_SCORE => {
+                let step = 2.0 * (value / 2.0 - self.last_value / 2.0).abs();
+                let b = &mut self.buckets[raw.bucket];
+                let spread = if b.days >= SEASON_DAYS_MIN {
+                    b.step_spread.max(self.step_spread)
+                } else {
+                    self.step_spread
+                };
+                let d = if step <= 1e-12 * value.abs().max(self.last_value.abs()) {
+                    0.0
+                } else if spread > 0.0 {
+                    step / spread
+                } else {
+                    f64::INFINITY
+                };
+                let bw = Self::weight(b.seen.max(1), BUCKETS as f64 * self.history_weight);
+                b.step_spread += bw * (step.min(f64::MAX) - b.step_spread);
+                self.step_spread += w * (step.min(f64::MAX) - self.step_spread);
+                squash(d, surprise, raw_log)
+            }
+            1 | 7 => {
+                let cur = if self.second_kind == 7 {
+                    raw.resid
+                } else {
+                    value
+                };
+                let step = 2.0 * (cur / 2.0 - self.last_value / 2.0).abs();
+                let d = if step <= 1e-12 * cur.abs().max(self.last_value.abs()) {
+                    0.0
+                } else if self.step_spread > 0.0 {
+                    step / self.step_spread
+                } else {
+                    f64::INFINITY
+                };
+                self.step_spread += w * (step.min(f64::MAX) - self.step_spread);
+                squash(d, surprise, raw_log)
+            }
+            4 | 6 => {
+                let range = 2.0 * (self.max / 2.0 - self.min / 2.0);
+                let beyond = (value - self.max).max(self.min - value).max(0.0);
+                if beyond <= 0.0 {
+                    0.0
+                } else if range > 0.0 {
+                    let e = beyond / range;
+                    e / (e + self.config.extreme_tolerance)
+                } else {
+                    1.0
+                }
+            }
+            5 => raw.score,
+            _ => {
+                let sw = 1.0 / self.config.short_window as f64;
+                self.short_spread += sw * (raw.distance.min(f64::MAX) - self.short_spread);
+                let d = if self.spread > 0.0 {
+                    self.short_spread / self.spread
+                } else if self.short_spread > 0.0 {
+                    f64::INFINITY
+                } else {
+                    0.0
+                };
+                squash(d, surprise * self.variant.spread_units.max(0.01), raw_log)
+            }
+        };
+        let avg = second.push(r2);
+        let ln_p = second.ln_tail(avg, self.config.tail_fraction);
+        second.learn(avg, self.history_weight);
+        self.second = Some(second);
+        Some(ln_p)
     }
 
     /// A new extreme needs less evidence: `extreme_evidence` of the log-probability of an alarm (none beyond a
@@ -547,6 +787,10 @@ impl Likelihood {
 
 /// A point's raw score and what it was measured from.
 struct Raw {
+    /// The value less the hour's profile once the profile judges, else the value.
+    resid: f64,
+    /// The profile's bucket of this point.
+    bucket: usize,
     /// Squashed into 0..1.
     score: f64,
     /// Distance from the level in spreads (infinite when the spread is 0 and the point moved).
@@ -595,6 +839,7 @@ impl Detector for Likelihood {
             self.min = value;
             self.max = value;
             self.prev = [value; 2];
+            self.last_value = value;
             self.last = LastPoint::Warming { seen: 1 };
             return 0.0;
         }
@@ -607,8 +852,24 @@ impl Detector for Likelihood {
         let extreme = novel && raw.spreads >= self.config.surprise;
         let floored = novel && raw.spreads >= self.ranking.floor_spreads;
         // 2. The short average against its running distribution (before this point).
-        let avg = self.push_raw(raw.score);
-        let ln_p = self.ln_tail(avg);
+        let avg = self.tail.push(raw.score);
+        let mut ln_p = self.tail.ln_tail(avg, self.config.tail_fraction);
+        if let Some(ln_p2) = self.second_score(value, &raw) {
+            let own = if self.second_kind == STEP_SCORE { 2 } else { 0 };
+            ln_p = match self.variant.combine.unwrap_or(own) {
+                0 => (ln_p.min(ln_p2) + std::f64::consts::LN_2).min(0.0),
+                1 => {
+                    let s = ln_p + ln_p2;
+                    (s + (1.0 - s).ln()).min(0.0)
+                }
+                _ => ln_p.min(ln_p2),
+            };
+        }
+        self.last_value = if self.second_kind == 7 {
+            raw.resid
+        } else {
+            value
+        };
         self.learn(value, raw.distance, avg);
         if self.seen <= self.config.warm_up as u64 {
             self.last = LastPoint::Warming { seen: self.seen };

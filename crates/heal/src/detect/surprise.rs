@@ -24,6 +24,12 @@
 //!    detector's one-alarm-per-event cap works only at its own alarm level: at the lower threshold a reader may use,
 //!    every point of an event counts.)
 //!
+//! 4. **A second score, on steps** (`step_score`, on by default). The step from the previous value, in units of the
+//!    spread of steps at this hour of the day once the hour's profile judges (never below the spread of all steps,
+//!    which judges until then), goes through its own short average and tail; a point's tail probability is the
+//!    smaller of the two. A series that turns jagged within its range, or moves in a way a level does not (the edges
+//!    of a daily square wave are steps expected at their hour), is judged on what it does, not only where it is.
+//!
 //! Settings: `level_horizon`, `history_horizon`, `short_window`, `extreme_tolerance`, `surprise` (tuned on the NAB
 //! slice, BENCHMARKS.md) and `alarm_rate` (the calibrated false-alarm rate per point, chosen for quietness), plus the
 //! fixed warm-up. Tied to them: the fitted tail begins at the ten highest short averages the history horizon holds
@@ -75,6 +81,11 @@ pub struct SurpriseConfig {
     pub surprise: f64,
     /// Points seen before judging (score 0 until then).
     pub warm_up: usize,
+    /// The step score (on by default): a second raw score, the step from the previous value in units of the spread
+    /// of steps (at this hour of the day once the hour's profile judges, never below the spread of all steps), with
+    /// its own short average and tail; a point's tail probability is the smaller of the two (so the calibrated
+    /// false-alarm rate is at most twice `alarm_rate`). `false` is the surprise detector of 2026-12-06.
+    pub step_score: bool,
 }
 
 impl Default for SurpriseConfig {
@@ -87,6 +98,7 @@ impl Default for SurpriseConfig {
             extreme_tolerance: 0.02,
             surprise: 4.0,
             warm_up: 300,
+            step_score: true,
         }
     }
 }
@@ -152,6 +164,7 @@ impl SurpriseConfig {
             refractory_horizon: history / REFRACTORY_PER_HISTORY,
             refractory_margin: REFRACTORY_MARGIN,
             leap: LEAP,
+            step_score: self.step_score,
         }
     }
 }
@@ -304,6 +317,28 @@ mod tests {
         assert!(far >= ALARM, "{far}: {why}");
         let (near, why) = spike(1.5);
         assert!((CALM..ALARM).contains(&near), "{near}: {why}");
+    }
+
+    #[test]
+    fn the_step_score_ranks_a_jagged_stretch_within_the_range_higher() {
+        let jagged = |step_score: bool| {
+            let mut d = Surprise::new(SurpriseConfig {
+                step_score,
+                ..SurpriseConfig::default()
+            });
+            let smooth = |i: u64| 10.0 + 5.0 * (i as f64 / 50.0).sin() + 0.01 * noise(i);
+            for i in 0..3_000 {
+                d.update(i, smooth(i));
+            }
+            // Alternating by ±1 around the smooth curve: every value within the range seen, the level barely moved
+            // (it follows the median of three), every step a hundred times the usual one.
+            (3_000..3_020)
+                .map(|i| d.update(i, smooth(i) + if i % 2 == 0 { 1.0 } else { -1.0 }))
+                .fold(0.0, f64::max)
+        };
+        let (with, without) = (jagged(true), jagged(false));
+        assert!(with > without, "{with} vs {without}");
+        assert!(with >= CALM, "{with}");
     }
 
     #[test]

@@ -562,9 +562,43 @@ mod tests {
 #[cfg(test)]
 mod experiments {
     use super::*;
+    use scoring::RowKind;
+
+    /// Each window's first row at or above `threshold` (its row, its place in the window from 0 to 1, its score) or
+    /// `missed`, then the false positives (rows outside windows and after the probation at or above it, with their
+    /// scores).
+    fn detections(s: &SweptSeries, threshold: f64) -> String {
+        let mut out = Vec::new();
+        for w in 0..s.windows {
+            let rows: Vec<usize> = (0..s.rows.len())
+                .filter(|&i| s.rows[i].kind == RowKind::Window(w))
+                .collect();
+            let Some(&first) = rows.first() else {
+                continue;
+            };
+            let hit = rows
+                .iter()
+                .position(|&i| s.rows[i].anomaly_score >= threshold);
+            out.push(match hit {
+                Some(k) => format!(
+                    "window {first}: at {:.2} ({:.2})",
+                    k as f64 / rows.len() as f64,
+                    s.rows[rows[k]].anomaly_score
+                ),
+                None => format!("window {first}: missed"),
+            });
+        }
+        let fps: Vec<String> = (0..s.rows.len())
+            .filter(|&i| s.rows[i].kind == RowKind::Outside && s.rows[i].anomaly_score >= threshold)
+            .map(|i| format!("{i} ({:.2})", s.rows[i].anomaly_score))
+            .collect();
+        format!("{}; false positives: {}", out.join(", "), fps.join(", "))
+    }
 
     /// Each composite configuration of the JSON array in `NAB_CONFIGS` (objects merged over the default),
-    /// cross-validated alone (thresholds chosen per fold): one line per configuration.
+    /// cross-validated alone (thresholds chosen per fold): one line per configuration. `NAB_SERIES=1` adds each
+    /// series' outcome at the in-sample standard threshold, `NAB_SERIES=windows` also each window's first detection
+    /// and the false positives.
     /// `NAB_CONFIGS='[{}, {"surprise": {"short_window": 4}}]' cargo test -p medic --lib nab_configs -- --ignored
     /// --nocapture`.
     #[test]
@@ -588,6 +622,9 @@ mod experiments {
                         "{:60} w {:2} tp {:2} fp {:3} fn {:2} score {:7.3}",
                         s.key, s.windows, o.tp, o.fp, o.fn_, o.score
                     );
+                    if std::env::var("NAB_SERIES").as_deref() == Ok("windows") {
+                        println!("    {}", detections(s, threshold));
+                    }
                 }
             }
             let r = cross_validate(&corpus, std::slice::from_ref(&c)).unwrap();
