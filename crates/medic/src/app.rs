@@ -1300,13 +1300,29 @@ impl App {
         store.derived().stop();
         // The probe holds the store too.
         drop(probe);
-        match Arc::try_unwrap(store) {
+        match unwrap_when_last(store, std::time::Duration::from_secs(5)) {
             Ok(store) => store.close().context("closing the store"),
             Err(_) => {
                 tracing::warn!(
-                    "the store is still shared; it is released when the last handle drops"
+                    "the store is still shared after 5 s; it is released when the last handle drops"
                 );
                 Ok(())
+            }
+        }
+    }
+}
+
+/// The value of `arc` once every other handle is gone, waiting at most `bound` for threads that are ending to drop
+/// theirs (a derived index's thread, a probe's); the `Arc` back if one is still held then.
+fn unwrap_when_last<T>(mut arc: Arc<T>, bound: std::time::Duration) -> Result<T, Arc<T>> {
+    let until = std::time::Instant::now() + bound;
+    loop {
+        match Arc::try_unwrap(arc) {
+            Ok(v) => return Ok(v),
+            Err(a) if std::time::Instant::now() >= until => return Err(a),
+            Err(a) => {
+                arc = a;
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
         }
     }

@@ -1339,11 +1339,14 @@ impl Store {
             }
         }
         {
+            // Never cut while another writer may hold the directory (a takeover): its files are no longer this
+            // process's to change.
+            let sole_writer = self.fence().is_ok();
             let mut w = lock(&self.wal);
             w.seg.sync_ids(&self.cfg.io);
             // A closed segment is exactly its records (the zero-filled space goes; a reopen zero-fills anew). Best
             // effort: zero-filled space left behind reads as the log's end.
-            if w.seg.zeroed_end > w.seg.len {
+            if sole_writer && w.seg.zeroed_end > w.seg.len {
                 let _ = w.seg.cut_to_len(&self.cfg.io);
             }
         }
