@@ -367,6 +367,22 @@ fn put_batch_over_commit_batch_bytes_max_is_refused_whole_naming_the_limit_and_s
     assert_eq!(s.get("b9").unwrap(), None);
 }
 
+/// A store of 1 MiB segments holding one put, with its config, fault handle and open segment's id.
+fn one_segment_store(
+    dir: &std::path::Path,
+) -> (StoreConfig, std::sync::Arc<store::IoFaults>, Store, u64) {
+    let cfg = StoreConfig {
+        segment_bytes_max: 1 << 20,
+        wal_bytes_max: 8 << 20,
+        ..small()
+    };
+    let io = cfg.io.clone();
+    let s = Store::open(dir, cfg.clone()).unwrap();
+    s.put("first", doc(0)).unwrap();
+    let (id, _) = s.open_segment();
+    (cfg, io, s, id)
+}
+
 /// With the mirror on, commits go into zero-filled space past the records: on a filesystem whose one flush covers
 /// both copies (ext4, XFS; same device), one flush per commit instead of two. What a crash leaves (zero-filled space
 /// past the last record, in both copies) reopens with every record, no torn tail and no mirror damage, and a clean
@@ -374,15 +390,7 @@ fn put_batch_over_commit_batch_bytes_max_is_refused_whole_naming_the_limit_and_s
 #[test]
 fn commits_into_zero_filled_space_take_one_flush_each_and_reopen_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = StoreConfig {
-        segment_bytes_max: 1 << 20,
-        wal_bytes_max: 8 << 20,
-        ..small()
-    };
-    let io = cfg.io.clone();
-    let s = Store::open(dir.path(), cfg.clone()).unwrap();
-    s.put("first", doc(0)).unwrap();
-    let (id, _) = s.open_segment();
+    let (cfg, io, s, id) = one_segment_store(dir.path());
     let seg = dir.path().join(format!("wal/{id:016}.seg"));
     let mir = dir.path().join(format!("wal/{id:016}.mir"));
     let one = store::io::one_flush_covers_both(
@@ -437,15 +445,7 @@ fn commits_into_zero_filled_space_take_one_flush_each_and_reopen_cleanly() {
 #[test]
 fn a_recreated_mirror_is_zero_filled_anew_before_one_flush_commits_resume() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = StoreConfig {
-        segment_bytes_max: 1 << 20,
-        wal_bytes_max: 8 << 20,
-        ..small()
-    };
-    let io = cfg.io.clone();
-    let s = Store::open(dir.path(), cfg.clone()).unwrap();
-    s.put("first", doc(0)).unwrap();
-    let (id, _) = s.open_segment();
+    let (cfg, io, s, id) = one_segment_store(dir.path());
     let mir = dir.path().join(format!("wal/{id:016}.mir"));
     std::fs::remove_file(&mir).unwrap();
     let actions = s.repair_open_segment().unwrap();
