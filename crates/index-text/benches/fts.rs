@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use index_text::synth::{Corpus, SynthDoc, word};
+use index_text::synth::{Corpus, percentile as pct, query_classes as classes, word};
 use index_text::{SearchRequest, TextIndex, TextSettings};
 use rusqlite::Connection;
 use store::Document;
@@ -36,72 +36,6 @@ fn dir_bytes(p: &Path) -> u64 {
     n
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn change(i: usize, d: &SynthDoc) -> Change {
-    Change {
-        lsn: i as u64 + 1,
-        collection: Arc::from("default"),
-        id: Arc::from(d.id.as_str()),
-        doc: Some(Arc::new(Document {
-            text: d.text.clone(),
-            vector: None,
-            meta: Some(d.meta.clone()),
-        })),
-    }
-}
-
-struct Class {
-    name: &'static str,
-    ours: Vec<String>,
-    fts5: Vec<String>,
-}
-
-fn classes(n_queries: usize) -> Vec<Class> {
-    let pick = |lo: usize, hi: usize, i: usize| lo + (i * 7919) % (hi - lo);
-    let mut out = Vec::new();
-    let mut class = |name: &'static str, f: &dyn Fn(usize) -> (String, String)| {
-        let (ours, fts5) = (0..n_queries).map(f).unzip();
-        out.push(Class { name, ours, fts5 });
-    };
-    class("rare term", &|i| {
-        let w = word(pick(5_000, 20_000, i));
-        (w.clone(), w)
-    });
-    class("mid-frequency term", &|i| {
-        let w = word(pick(100, 400, i));
-        (w.clone(), w)
-    });
-    class("common term (>20% of docs)", &|i| {
-        let w = word(i % 3);
-        (w.clone(), w)
-    });
-    class("two-term AND", &|i| {
-        let (a, b) = (word(pick(0, 30, i)), word(pick(50, 300, i + 1)));
-        (format!("{a} {b}"), format!("{a} AND {b}"))
-    });
-    class("two-term OR", &|i| {
-        let (a, b) = (word(pick(20, 200, i)), word(pick(200, 2000, i + 3)));
-        (format!("{a} OR {b}"), format!("{a} OR {b}"))
-    });
-    class("phrase", &|i| {
-        let (a, b) = (word(pick(0, 10, i)), word(pick(0, 40, i + 5)));
-        (format!("\"{a} {b}\""), format!("\"{a} {b}\""))
-    });
-    class("prefix", &|i| {
-        let w = word(pick(30, 600, i));
-        let p = w[..3].to_string();
-        (format!("{p}*"), format!("{p}*"))
-    });
-    out
-}
-
 fn main() {
     let n_docs = env("FTS_DOCS", 100_000);
     let n_queries = env("FTS_QUERIES", 40);
@@ -114,7 +48,11 @@ fn main() {
 
     // Bulk indexing: ours through the contract (apply in batches of 1000, one persist at the end).
     let idx = TextIndex::open(tmp.path(), "default", TextSettings::default()).unwrap();
-    let changes: Vec<Change> = docs.iter().enumerate().map(|(i, d)| change(i, d)).collect();
+    let changes: Vec<Change> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| d.change(i as u64 + 1, &d.id))
+        .collect();
     let t = Instant::now();
     for chunk in changes.chunks(1000) {
         idx.apply(chunk).unwrap();
@@ -149,9 +87,8 @@ fn main() {
     let extra = Corpus::new(vocabulary, 1.0, seed + 1).docs(5_000);
     let t = Instant::now();
     for (i, d) in extra.iter().enumerate() {
-        let mut c = change(n_docs + i, d);
-        c.id = Arc::from(format!("s{i}").as_str());
-        idx.apply(&[c]).unwrap();
+        idx.apply(&[d.change((n_docs + i) as u64 + 1, &format!("s{i}"))])
+            .unwrap();
         if i % 250 == 249 {
             idx.persist().unwrap();
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use index_text::synth::Corpus;
+use index_text::synth::{Corpus, percentile as pct};
 use index_text::{SearchRequest, TextIndex, TextSettings};
 use store::derived::DerivedIndex;
 use store::{Document, Store, StoreConfig};
@@ -20,11 +20,6 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 fn main() {

@@ -1,9 +1,14 @@
 //! A seeded synthetic corpus for tests and the benchmark: short documents (10–30 words) drawn from a Zipf
-//! vocabulary of pronounceable words, with a little meta (`year`, `lang`, `draft`).
+//! vocabulary of pronounceable words, with a little meta (`year`, `lang`, `draft`); the benchmark's query classes
+//! over it, shared by `benches/fts.rs` and the `prof` example so both time the same queries.
+
+use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
+use store::Document;
+use store::derived::Change;
 
 const SYLLABLES: [&str; 24] = [
     "ka", "to", "ri", "mu", "ne", "sa", "lo", "pi", "da", "ve", "zu", "ho", "ga", "fi", "be", "no",
@@ -86,6 +91,80 @@ impl Corpus {
     pub fn docs(&mut self, n: usize) -> Vec<SynthDoc> {
         (0..n).map(|_| self.next_doc()).collect()
     }
+}
+
+impl SynthDoc {
+    /// The document as the log's put of `id` at `lsn` in the collection `default`.
+    pub fn change(&self, lsn: u64, id: &str) -> Change {
+        Change {
+            lsn,
+            collection: Arc::from("default"),
+            id: Arc::from(id),
+            doc: Some(Arc::new(Document {
+                text: self.text.clone(),
+                vector: None,
+                meta: Some(self.meta.clone()),
+            })),
+        }
+    }
+}
+
+/// One class of the benchmark's queries: medic's query strings and the same queries in FTS5's syntax.
+pub struct QueryClass {
+    /// As the benchmark's table prints it, e.g. `two-term AND`.
+    pub name: &'static str,
+    /// A short name to pick the class by, e.g. `and`.
+    pub key: &'static str,
+    pub ours: Vec<String>,
+    pub fts5: Vec<String>,
+}
+
+/// `n` queries of each class (rare, mid-frequency and common term, two-term AND and OR, phrase, prefix), chosen by
+/// word rank so that each class has the document frequency its name says over a [`Corpus`] with `s` = 1.0.
+pub fn query_classes(n: usize) -> Vec<QueryClass> {
+    let pick = |lo: usize, hi: usize, i: usize| lo + (i * 7919) % (hi - lo);
+    let mut out = Vec::new();
+    let mut class = |name, key, f: &dyn Fn(usize) -> (String, String)| {
+        let (ours, fts5) = (0..n).map(f).unzip();
+        out.push(QueryClass {
+            name,
+            key,
+            ours,
+            fts5,
+        });
+    };
+    let same = |q: String| (q.clone(), q);
+    class("rare term", "rare", &|i| same(word(pick(5_000, 20_000, i))));
+    class("mid-frequency term", "mid", &|i| {
+        same(word(pick(100, 400, i)))
+    });
+    class("common term (>20% of docs)", "common", &|i| {
+        same(word(i % 3))
+    });
+    class("two-term AND", "and", &|i| {
+        let (a, b) = (word(pick(0, 30, i)), word(pick(50, 300, i + 1)));
+        (format!("{a} {b}"), format!("{a} AND {b}"))
+    });
+    class("two-term OR", "or", &|i| {
+        let (a, b) = (word(pick(20, 200, i)), word(pick(200, 2000, i + 3)));
+        same(format!("{a} OR {b}"))
+    });
+    class("phrase", "phrase", &|i| {
+        let (a, b) = (word(pick(0, 10, i)), word(pick(0, 40, i + 5)));
+        same(format!("\"{a} {b}\""))
+    });
+    class("prefix", "prefix", &|i| {
+        same(format!("{}*", &word(pick(30, 600, i))[..3]))
+    });
+    out
+}
+
+/// The value at quantile `p` (0..=1) of ascending `sorted`, by nearest rank; NaN when it is empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 #[cfg(test)]
