@@ -894,8 +894,9 @@ mod tests {
         assert!(!dir.path().join(d.file.unwrap()).exists());
     }
 
-    #[test]
-    fn a_torn_write_lands_at_the_log_end_in_zero_filled_space_and_recovery_cuts_only_it() {
+    /// A store of three puts dropped without a clean close, as a crash leaves it: its directory, the open
+    /// segment's id and its records' length.
+    fn three_puts_then_crash() -> (tempfile::TempDir, u64, u64) {
         let dir = tempfile::tempdir().unwrap();
         let s = crate::Store::open(dir.path(), crate::StoreConfig::default()).unwrap();
         for i in 0..3 {
@@ -903,7 +904,14 @@ mod tests {
                 .unwrap();
         }
         let (id, len) = s.open_segment();
-        drop(s); // as a crash leaves it: zero-filled space past the records (where the filesystem allows)
+        drop(s);
+        (dir, id, len)
+    }
+
+    #[test]
+    fn a_torn_write_lands_at_the_log_end_in_zero_filled_space_and_recovery_cuts_only_it() {
+        // As a crash leaves it: zero-filled space past the records (where the filesystem allows).
+        let (dir, id, len) = three_puts_then_crash();
         let rel = format!("wal/{id:016}.seg");
         let size = fs::metadata(dir.path().join(&rel)).unwrap().len();
         let f = Injector::new(7)
@@ -919,14 +927,7 @@ mod tests {
 
     #[test]
     fn cut_last_record_tears_the_last_record_in_both_copies_and_recovery_drops_only_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = crate::Store::open(dir.path(), crate::StoreConfig::default()).unwrap();
-        for i in 0..3 {
-            s.put(&format!("d{i}"), crate::Document::text(format!("doc {i}")))
-                .unwrap();
-        }
-        let (id, len) = s.open_segment();
-        drop(s); // a crash: no clean close
+        let (dir, id, len) = three_puts_then_crash();
         let f = Injector::new(5).cut_last_record(dir.path()).unwrap();
         let seg = format!("wal/{id:016}.seg");
         assert_eq!(f.file.as_deref(), Some(seg.as_str()));

@@ -457,9 +457,7 @@ impl OpenSegment {
         match filled {
             Ok(()) => self.zeroed_end = to,
             Err(_) => {
-                let _ = self.file.set_len(self.len);
-                let _ = m.set_len(self.len);
-                self.zeroed_end = self.len;
+                let _ = self.undo(faults);
             }
         }
     }
