@@ -252,12 +252,21 @@ pub(crate) struct Tail {
     hist_unit: f64,
     hist_sum: f64,
     avg_seen: u64,
+    /// The `taper` variant: the short average is the mean of the plain averages over `w - 1`, `w` and `w + 1` points
+    /// (the ring holds `w + 1`).
+    taper: bool,
 }
 
 impl Tail {
     pub(crate) fn new(short_window: usize) -> Self {
+        Self::with_taper(short_window, false)
+    }
+
+    pub(crate) fn with_taper(short_window: usize, taper: bool) -> Self {
+        let len = short_window.clamp(1, SHORT_WINDOW_MAX) + usize::from(taper);
         Self {
-            ring: vec![0.0; short_window.clamp(1, SHORT_WINDOW_MAX)],
+            taper,
+            ring: vec![0.0; len],
             ring_at: 0,
             ring_sum: 0.0,
             pushed: 0,
@@ -278,7 +287,26 @@ impl Tail {
             // Once per turn of the ring, the running sum is recomputed, so rounding cannot drift over a long stream.
             self.ring_sum = self.ring.iter().sum();
         }
+        if self.taper {
+            return self.tapered();
+        }
         (self.ring_sum / self.ring.len() as f64).clamp(0.0, 1.0)
+    }
+
+    /// The mean of the plain averages of the last `w - 1` (at least 1), `w` and `w + 1` raw scores.
+    fn tapered(&self) -> f64 {
+        let n = self.ring.len();
+        let w = n - 1;
+        let (mut sum, mut total) = (0.0, 0.0);
+        for lag in 0..n {
+            sum += self.ring[(self.ring_at + n - 1 - lag) % n];
+            let k = lag + 1;
+            if k == (w - 1).max(1) || k == w || k == w + 1 {
+                total += sum / k as f64;
+            }
+        }
+        let parts = if w >= 2 { 3.0 } else { 2.0 };
+        (total / parts).clamp(0.0, 1.0)
     }
 
     /// `ln P(short average >= avg)` under the histogram and its fitted tail (0 before any sample).
@@ -365,7 +393,9 @@ impl Tail {
 }
 
 /// Structural variants of the surprise detector measured on the NAB slice and not kept (BENCHMARKS.md, "Second
-/// scores, robust spreads and finer seasons"). Compiled only with the `experiments` feature (the NAB experiment tool's
+/// scores, robust spreads and finer seasons" and "Families of settings, a CUSUM tail, steps away from the level").
+/// The factors `s_*` and `h_*` take one use of a setting apart from its others (which of them moves the score).
+/// Compiled only with the `experiments` feature (the NAB experiment tool's
 /// build: `medic`'s dev-dependency) and read once from `MEDIC_NAB_VARIANT`, e.g. `second=4,combine=0`; without the
 /// feature, or unset, every field is 0 (off) and the detector is the surprise detector.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -391,6 +421,37 @@ pub(crate) struct Variant {
     bucket_spread: u32,
     /// The least rank of a new extreme instead of [`CALM`] (1 or more: not ranked).
     extreme_floor: f64,
+    /// Factors (0: 1) on `surprise` in the raw scores only, in the ranked floor only, in the new-extreme test only.
+    s_raw: f64,
+    s_floor: f64,
+    s_gate: f64,
+    /// Factors (0: 1) on the history horizon of the spreads (level, profile, steps) only, of the histograms only,
+    /// on the tail fraction only, on the refractory horizon only.
+    h_spread: f64,
+    h_hist: f64,
+    h_tail: f64,
+    h_refr: f64,
+    /// Above 0: every raw score is the mean of the squashed distance at `surprise` / k, `surprise` and `surprise` × k.
+    fam_s: f64,
+    /// 1: the short averages are tapered ([`Tail::tapered`]).
+    taper: u32,
+    /// Above 0: a third tail, a two-sided CUSUM of the value's distance from a mean over the refractory horizon (times
+    /// `cu_m`), in spreads clipped at `surprise`, less this allowance per point; squashed at `cu_h` (0: 8) spreads.
+    cu_k: f64,
+    cu_h: f64,
+    cu_m: f64,
+    /// Above 0: the refractory memory is the mean of three, fading over the refractory horizon / k, × 1 and × k.
+    refr_fam: f64,
+    /// Above 0: `ln P` is the mean of the tails at `tail_fraction` / k, × 1 and × k.
+    tail_fam: f64,
+    /// 1: the step score counts only steps away from the level (a step back towards it scores 0); 2: a step back
+    /// counts half.
+    step_away: u32,
+}
+
+/// A factor of a [`Variant`]: 0 (unset) is 1.
+fn factor(x: f64) -> f64 {
+    if x > 0.0 { x } else { 1.0 }
 }
 
 impl Variant {
@@ -414,6 +475,21 @@ impl Variant {
                     "buckets" => v.buckets = (x as u32).min(BUCKET_SLOTS as u32),
                     "bucket_spread" => v.bucket_spread = x as u32,
                     "extreme_floor" => v.extreme_floor = x,
+                    "s_raw" => v.s_raw = x,
+                    "s_floor" => v.s_floor = x,
+                    "s_gate" => v.s_gate = x,
+                    "h_spread" => v.h_spread = x,
+                    "h_hist" => v.h_hist = x,
+                    "h_tail" => v.h_tail = x,
+                    "h_refr" => v.h_refr = x,
+                    "fam_s" => v.fam_s = x,
+                    "taper" => v.taper = x as u32,
+                    "cu_k" => v.cu_k = x,
+                    "cu_h" => v.cu_h = x,
+                    "cu_m" => v.cu_m = x,
+                    "refr_fam" => v.refr_fam = x,
+                    "tail_fam" => v.tail_fam = x,
+                    "step_away" => v.step_away = x as u32,
                     other => panic!("MEDIC_NAB_VARIANT: unknown key {other:?} in {spec:?}"),
                 }
             }
@@ -446,9 +522,16 @@ pub struct Likelihood {
     step_spread: f64,
     short_spread: f64,
     last_value: f64,
+    /// The `cu_k` variant: its tail (a window of one), mean and two sums.
+    third: Option<Tail>,
+    cu: [f64; 3],
+    /// The `refr_fam` variant's three memories.
+    memories: [f64; 3],
     config: LikelihoodConfig,
     level_weight: f64,
     history_weight: f64,
+    /// The forgetting weight of the histograms (`history_weight` but for the `h_hist` variant).
+    hist_weight: f64,
     seen: u64,
     level: f64,
     /// Exponentially weighted mean absolute distance from the level (the spread), over the history horizon.
@@ -492,9 +575,13 @@ impl Likelihood {
             step_spread: 0.0,
             short_spread: 0.0,
             last_value: 0.0,
+            third: None,
+            cu: [0.0; 3],
+            memories: [0.0; 3],
             buckets: [Bucket::default(); BUCKET_SLOTS],
             level_weight: 1.0 / config.level_horizon,
             history_weight: 1.0 / config.history_horizon,
+            hist_weight: 1.0 / config.history_horizon,
             tail: Tail::new(config.short_window),
             config,
             seen: 0,
@@ -522,6 +609,17 @@ impl Likelihood {
         } else if v.extreme_floor > 0.0 {
             d.ranking.extreme_floor = v.extreme_floor.min(ECHO_CAP);
         }
+        d.ranking.floor_spreads *= factor(v.s_floor);
+        d.ranking.refractory_horizon *= factor(v.h_refr);
+        d.config.tail_fraction = (d.config.tail_fraction * factor(v.h_tail)).min(0.5);
+        d.history_weight /= factor(v.h_spread);
+        d.hist_weight /= factor(v.h_hist);
+        if v.cu_k > 0.0 {
+            d.third = Some(Tail::new(1));
+        }
+        if v.taper > 0 {
+            d.tail = Tail::with_taper(d.config.short_window, true);
+        }
         d.second_kind = match v.second {
             0 if ranking.step_score => STEP_SCORE,
             u32::MAX => 0,
@@ -533,7 +631,7 @@ impl Likelihood {
             } else {
                 d.config.short_window
             };
-            d.second = Some(Tail::new(window));
+            d.second = Some(Tail::with_taper(window, v.taper > 0 && window > 1));
         }
         d
     }
@@ -563,8 +661,8 @@ impl Likelihood {
         } else {
             f64::INFINITY
         };
-        let (surprise, raw_log) = (self.config.surprise, self.ranking.raw_log);
-        let mut score = squash(spreads, surprise, raw_log);
+        let sq = self.squasher();
+        let mut score = sq.of(spreads);
         let mut resid = value;
         let nb = match self.variant.buckets {
             0 => BUCKETS as u64,
@@ -589,7 +687,7 @@ impl Likelihood {
             } else {
                 f64::INFINITY
             };
-            score = score.max(squash(bd, surprise, raw_log));
+            score = score.max(sq.of(bd));
         }
         if b.seen == 0 || b.last_day != day {
             b.days = b.days.saturating_add(1);
@@ -635,7 +733,7 @@ impl Likelihood {
         self.level += lw * (median - self.level);
         self.min = self.min.min(value);
         self.max = self.max.max(value);
-        self.tail.learn(avg, self.history_weight);
+        self.tail.learn(avg, self.hist_weight);
     }
 
     /// The variant's second raw score of this point, through its own short average and tail: `ln P` (None without
@@ -643,6 +741,7 @@ impl Likelihood {
     fn second_score(&mut self, value: f64, raw: &Raw) -> Option<f64> {
         let mut second = self.second.take()?;
         let w = Self::weight(self.seen - 1, self.history_weight);
+        let sq = self.squasher();
         let (surprise, raw_log) = (self.config.surprise, self.ranking.raw_log);
         let r2 = match self.second_kind {
             STEP_SCORE => {
@@ -653,17 +752,25 @@ impl Likelihood {
                 } else {
                     self.step_spread
                 };
-                let d = if step <= 1e-12 * value.abs().max(self.last_value.abs()) {
+                let back = (value - self.last_value) * (value - self.level) <= 0.0;
+                let d = if step <= 1e-12 * value.abs().max(self.last_value.abs())
+                    || (self.variant.step_away == 1 && back)
+                {
                     0.0
                 } else if spread > 0.0 {
                     step / spread
+                        * if self.variant.step_away == 2 && back {
+                            0.5
+                        } else {
+                            1.0
+                        }
                 } else {
                     f64::INFINITY
                 };
                 let bw = Self::weight(b.seen.max(1), BUCKETS as f64 * self.history_weight);
                 b.step_spread += bw * (step.min(f64::MAX) - b.step_spread);
                 self.step_spread += w * (step.min(f64::MAX) - self.step_spread);
-                squash(d, surprise, raw_log)
+                sq.of(d)
             }
             1 | 7 => {
                 let cur = if self.second_kind == 7 {
@@ -680,7 +787,7 @@ impl Likelihood {
                     f64::INFINITY
                 };
                 self.step_spread += w * (step.min(f64::MAX) - self.step_spread);
-                squash(d, surprise, raw_log)
+                sq.of(d)
             }
             4 | 6 => {
                 let range = 2.0 * (self.max / 2.0 - self.min / 2.0);
@@ -709,9 +816,45 @@ impl Likelihood {
             }
         };
         let avg = second.push(r2);
-        let ln_p = second.ln_tail(avg, self.config.tail_fraction);
-        second.learn(avg, self.history_weight);
+        let ln_p = tail_ln(
+            &second,
+            avg,
+            self.config.tail_fraction,
+            self.variant.tail_fam,
+        );
+        second.learn(avg, self.hist_weight);
         self.second = Some(second);
+        Some(ln_p)
+    }
+
+    /// The `cu_k` variant's CUSUM through its own tail: `ln P` (None without it).
+    fn cusum_score(&mut self, value: f64) -> Option<f64> {
+        let mut third = self.third.take()?;
+        let v = self.variant;
+        if self.seen == 2 {
+            self.cu[0] = self.last_value;
+        }
+        let z = if self.spread > 0.0 {
+            ((value - self.cu[0]) / self.spread).clamp(-self.config.surprise, self.config.surprise)
+        } else {
+            0.0
+        };
+        self.cu[1] = (self.cu[1] + z - v.cu_k).max(0.0);
+        self.cu[2] = (self.cu[2] - z - v.cu_k).max(0.0);
+        let horizon = self.ranking.refractory_horizon.max(1.0) * factor(v.cu_m);
+        let mw = Self::weight(self.seen - 1, 1.0 / horizon);
+        self.cu[0] += mw * (value - self.cu[0]);
+        let c = self.cu[1].max(self.cu[2]);
+        let h = if v.cu_h > 0.0 { v.cu_h } else { 8.0 };
+        let avg = third.push(squash(c, h, self.ranking.raw_log));
+        let ln_p = tail_ln(
+            &third,
+            avg,
+            self.config.tail_fraction,
+            self.variant.tail_fam,
+        );
+        third.learn(avg, self.hist_weight);
+        self.third = Some(third);
         Some(ln_p)
     }
 
@@ -751,7 +894,26 @@ impl Likelihood {
     /// scores after the event's first alarm are capped until it calms.
     fn one_alarm_per_event(&mut self, uncapped: f64) -> (f64, bool) {
         let horizon = self.ranking.refractory_horizon;
-        if horizon > 0.0 {
+        if horizon > 0.0 && self.variant.refr_fam > 0.0 {
+            let k = self.variant.refr_fam;
+            let before = self.memories.iter().sum::<f64>() / 3.0;
+            let first_alarm = uncapped >= ALARM && self.reported < ALARM;
+            for (m, h) in self
+                .memories
+                .iter_mut()
+                .zip([horizon / k, horizon, horizon * k])
+            {
+                *m = (*m * (1.0 - 1.0 / h.max(1.0))).max(uncapped);
+            }
+            self.reported *= 1.0 - 1.0 / horizon.max(1.0);
+            if uncapped > before || first_alarm {
+                self.memories = [uncapped + self.ranking.refractory_margin * (1.0 - uncapped); 3];
+                self.reported = uncapped;
+                (uncapped, false)
+            } else {
+                (0.0, uncapped > 0.0)
+            }
+        } else if horizon > 0.0 {
             let fade = 1.0 - 1.0 / horizon.max(1.0);
             let before = self.memory;
             let first_alarm = uncapped >= ALARM && self.reported < ALARM;
@@ -779,6 +941,15 @@ impl Likelihood {
         }
     }
 
+    /// The raw scores' squashing (the variant's `s_raw` and `fam_s`).
+    fn squasher(&self) -> Squasher {
+        Squasher {
+            surprise: self.config.surprise * factor(self.variant.s_raw),
+            raw_log: self.ranking.raw_log,
+            family: self.variant.fam_s,
+        }
+    }
+
     /// A weight that averages the first `n` samples equally, then forgets with `floor`.
     fn weight(n: u64, floor: f64) -> f64 {
         (1.0 / n.max(1) as f64).max(floor)
@@ -799,6 +970,45 @@ struct Raw {
     distance: f64,
     /// The range (max − min) before this point.
     range: f64,
+}
+
+/// `ln P` of `avg` under `tail` (the mean over the `tail_fam` variant's family of tail fractions).
+fn tail_ln(tail: &Tail, avg: f64, tail_fraction: f64, family: f64) -> f64 {
+    if family > 0.0 {
+        [
+            tail_fraction / family,
+            tail_fraction,
+            (tail_fraction * family).min(0.5),
+        ]
+        .iter()
+        .map(|&f| tail.ln_tail(avg, f))
+        .sum::<f64>()
+            / 3.0
+    } else {
+        tail.ln_tail(avg, tail_fraction)
+    }
+}
+
+/// How a distance in spreads becomes a raw score: [`squash`] at `surprise`, or over a family of values of it.
+#[derive(Clone, Copy)]
+struct Squasher {
+    surprise: f64,
+    raw_log: f64,
+    family: f64,
+}
+
+impl Squasher {
+    fn of(self, d: f64) -> f64 {
+        let (s, k) = (self.surprise, self.family);
+        if k > 0.0 {
+            (squash(d, s / k, self.raw_log)
+                + squash(d, s, self.raw_log)
+                + squash(d, s * k, self.raw_log))
+                / 3.0
+        } else {
+            squash(d, s, self.raw_log)
+        }
+    }
 }
 
 /// A distance in spreads squashed into 0..1: (d/surprise)^RAW_POWER as q/(1+q), or logarithmically with `raw_log`.
@@ -849,11 +1059,16 @@ impl Detector for Likelihood {
         // 3. New extreme, against the range before this point.
         let beyond = (value - self.max).max(self.min - value).max(0.0);
         let novel = beyond > 0.0 && beyond > self.config.extreme_tolerance * raw.range;
-        let extreme = novel && raw.spreads >= self.config.surprise;
+        let extreme = novel && raw.spreads >= self.config.surprise * factor(self.variant.s_gate);
         let floored = novel && raw.spreads >= self.ranking.floor_spreads;
         // 2. The short average against its running distribution (before this point).
         let avg = self.tail.push(raw.score);
-        let mut ln_p = self.tail.ln_tail(avg, self.config.tail_fraction);
+        let mut ln_p = tail_ln(
+            &self.tail,
+            avg,
+            self.config.tail_fraction,
+            self.variant.tail_fam,
+        );
         if let Some(ln_p2) = self.second_score(value, &raw) {
             let own = if self.second_kind == STEP_SCORE { 2 } else { 0 };
             ln_p = match self.variant.combine.unwrap_or(own) {
@@ -864,6 +1079,9 @@ impl Detector for Likelihood {
                 }
                 _ => ln_p.min(ln_p2),
             };
+        }
+        if let Some(ln_p3) = self.cusum_score(value) {
+            ln_p = ln_p.min(ln_p3);
         }
         self.last_value = if self.second_kind == 7 {
             raw.resid
@@ -990,6 +1208,23 @@ mod tests {
         LikelihoodConfig::default()
             .validate("composite.likelihood.")
             .unwrap();
+    }
+
+    #[test]
+    fn a_tapered_short_average_is_the_mean_of_the_averages_over_three_windows() {
+        let mut t = Tail::with_taper(3, true);
+        let mut plain = Tail::new(3);
+        let raws = [0.9, 0.1, 0.2, 0.3, 0.6, 0.0];
+        let (mut tapered, mut avg) = (0.0, 0.0);
+        for r in raws {
+            tapered = t.push(r);
+            avg = plain.push(r);
+        }
+        // The averages of the last 2, 3 and 4 raw scores: 0.3, 0.3, 0.275.
+        let want = (0.6 / 2.0 + 0.9 / 3.0 + 1.1 / 4.0) / 3.0;
+        assert!((tapered - want).abs() < 1e-12, "{tapered} vs {want}");
+        assert!((avg - 0.3).abs() < 1e-12, "{avg}");
+        assert_eq!(t.ring.len(), 4);
     }
 
     #[test]
