@@ -523,7 +523,7 @@ pub struct Likelihood {
     short_spread: f64,
     last_value: f64,
     /// The `cu_k` variant: its tail (a window of one), mean and two sums.
-    third: Option<Tail>,
+    third: Option<Box<Tail>>,
     cu: [f64; 3],
     /// The `refr_fam` variant's three memories.
     memories: [f64; 3],
@@ -615,7 +615,7 @@ impl Likelihood {
         d.history_weight /= factor(v.h_spread);
         d.hist_weight /= factor(v.h_hist);
         if v.cu_k > 0.0 {
-            d.third = Some(Tail::new(1));
+            d.third = Some(Box::new(Tail::new(1)));
         }
         if v.taper > 0 {
             d.tail = Tail::with_taper(d.config.short_window, true);
