@@ -444,6 +444,9 @@ pub(crate) struct Variant {
     refr_fam: f64,
     /// Above 0: `ln P` is the mean of the tails at `tail_fraction` / k, × 1 and × k.
     tail_fam: f64,
+    /// Each score's tail probability also from short averages over `w - 1` and `w + 1` points, each with its own
+    /// histogram: 1 the mean of the three `ln P`, 2 the smallest times 3 (Bonferroni).
+    win_fam: u32,
     /// 1: the step score counts only steps away from the level (a step back towards it scores 0); 2: a step back
     /// counts half.
     step_away: u32,
@@ -490,6 +493,7 @@ impl Variant {
                     "refr_fam" => v.refr_fam = x,
                     "tail_fam" => v.tail_fam = x,
                     "step_away" => v.step_away = x as u32,
+                    "win_fam" => v.win_fam = x as u32,
                     other => panic!("MEDIC_NAB_VARIANT: unknown key {other:?} in {spec:?}"),
                 }
             }
@@ -525,6 +529,8 @@ pub struct Likelihood {
     /// The `cu_k` variant: its tail (a window of one), mean and two sums.
     third: Option<Box<Tail>>,
     cu: [f64; 3],
+    /// The `win_fam` variant's tails over `w - 1` and `w + 1` points, of the first score and of the second.
+    wtails: Option<Box<[Tail; 4]>>,
     /// The `refr_fam` variant's three memories.
     memories: [f64; 3],
     config: LikelihoodConfig,
@@ -578,6 +584,7 @@ impl Likelihood {
             third: None,
             cu: [0.0; 3],
             memories: [0.0; 3],
+            wtails: None,
             buckets: [Bucket::default(); BUCKET_SLOTS],
             level_weight: 1.0 / config.level_horizon,
             history_weight: 1.0 / config.history_horizon,
@@ -614,6 +621,11 @@ impl Likelihood {
         d.config.tail_fraction = (d.config.tail_fraction * factor(v.h_tail)).min(0.5);
         d.history_weight /= factor(v.h_spread);
         d.hist_weight /= factor(v.h_hist);
+        if v.win_fam > 0 {
+            let w = d.config.short_window;
+            let (lo, hi) = (Tail::new(w.saturating_sub(1).max(1)), Tail::new(w + 1));
+            d.wtails = Some(Box::new([lo.clone(), hi.clone(), lo, hi]));
+        }
         if v.cu_k > 0.0 {
             d.third = Some(Box::new(Tail::new(1)));
         }
@@ -824,7 +836,27 @@ impl Likelihood {
         );
         second.learn(avg, self.hist_weight);
         self.second = Some(second);
+        let ln_p = self.window_family(2, r2, ln_p);
         Some(ln_p)
+    }
+
+    /// The `win_fam` variant: `ln_p` (of the short average over `w` points) joined with those over `w - 1` and
+    /// `w + 1` (the tails `at` and `at + 1`), which learn this raw score.
+    fn window_family(&mut self, at: usize, raw: f64, ln_p: f64) -> f64 {
+        let Some(tails) = self.wtails.as_mut() else {
+            return ln_p;
+        };
+        let mut all = [ln_p, 0.0, 0.0];
+        for (k, t) in tails[at..at + 2].iter_mut().enumerate() {
+            let avg = t.push(raw);
+            all[k + 1] = t.ln_tail(avg, self.config.tail_fraction);
+            t.learn(avg, self.hist_weight);
+        }
+        if self.variant.win_fam == 1 {
+            all.iter().sum::<f64>() / 3.0
+        } else {
+            (all.iter().copied().fold(0.0, f64::min) + 3f64.ln()).min(0.0)
+        }
     }
 
     /// The `cu_k` variant's CUSUM through its own tail: `ln P` (None without it).
@@ -1069,6 +1101,7 @@ impl Detector for Likelihood {
             self.config.tail_fraction,
             self.variant.tail_fam,
         );
+        ln_p = self.window_family(0, raw.score, ln_p);
         if let Some(ln_p2) = self.second_score(value, &raw) {
             let own = if self.second_kind == STEP_SCORE { 2 } else { 0 };
             ln_p = match self.variant.combine.unwrap_or(own) {
