@@ -665,3 +665,115 @@ fn a_hole_in_a_batch_followed_by_a_later_batch_is_still_a_loss() {
         }
     }
 }
+
+/// Rewrites the open segment `id` and its mirror as a medic before batch marks wrote them (header version 1, every
+/// record unmarked, zero-filled space after), and both manifest copies as version 2.
+fn as_written_before_batch_marks(dir: &Path, id: u64) {
+    let with_crc = |b: &mut Vec<u8>, at: usize| {
+        let crc = crc32c::crc32c(&b[..at]);
+        b[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    };
+    for e in ["seg", "mir"] {
+        let path = dir.join(format!("wal/{id:016}.{e}"));
+        let marked = std::fs::read(&path).unwrap();
+        let mut old = marked[..32].to_vec();
+        old[8..12].copy_from_slice(&1u32.to_le_bytes());
+        with_crc(&mut old, 28);
+        for (at, _) in record_offsets(&marked) {
+            let store::codec::Decoded::Ok(r, _) =
+                store::codec::decode_record(&marked[at..], 1 << 24)
+            else {
+                unreachable!("record_offsets lists valid records")
+            };
+            assert!(r.batch.is_some());
+            store::codec::encode_record(r.lsn, r.kind, &r.id, &r.doc, &mut old);
+        }
+        old.resize(old.len() + (64 << 10), 0);
+        std::fs::write(&path, old).unwrap();
+    }
+    for copy in ["MANIFEST-A", "MANIFEST-B"] {
+        let path = dir.join(copy);
+        let mut b = std::fs::read(&path).unwrap();
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let n = b.len() - 4;
+        with_crc(&mut b, n);
+        std::fs::write(&path, b).unwrap();
+    }
+}
+
+/// Whether the first record of a segment file carries a batch mark.
+fn first_record_marked(path: &Path) -> bool {
+    let b = std::fs::read(path).unwrap();
+    match store::codec::decode_record(&b[32..], 1 << 24) {
+        store::codec::Decoded::Ok(r, _) => r.batch.is_some(),
+        other => panic!("{}: {other:?}", path.display()),
+    }
+}
+
+#[test]
+fn a_segment_written_before_batch_marks_keeps_the_old_rule_and_the_next_segment_has_marks() {
+    // The power-loss image in a segment without marks: a hole from the last batch's start to the end of its page.
+    let (dir, id, lsns) = batch_then_crash(0);
+    as_written_before_batch_marks(dir.path(), id);
+    let seg = std::fs::read(dir.path().join(format!("wal/{id:016}.seg"))).unwrap();
+    let (b0, _) = *record_offsets(&seg)
+        .iter()
+        .find(|(_, l)| *l == lsns[0])
+        .unwrap();
+    for e in ["seg", "mir"] {
+        let path = dir.path().join(format!("wal/{id:016}.{e}"));
+        let mut b = std::fs::read(&path).unwrap();
+        b[b0..(b0 / 4096 + 1) * 4096].fill(0);
+        std::fs::write(&path, b).unwrap();
+    }
+    let s = Store::open(dir.path(), roomy()).unwrap();
+    let r = s.recovery_report();
+    assert_eq!(r.manifest_upgraded_from, Some(2));
+    assert_eq!(r.lost.len(), 1, "{r:?}");
+    assert_eq!(r.lost[0].lsn_range.0, lsns[0], "{r:?}");
+    assert!(r.torn_tail.is_none(), "{r:?}");
+    drop(s);
+
+    // Without the hole: it opens whole, takes unmarked records until it is sealed, and the next segment has marks.
+    let (dir, id, lsns) = batch_then_crash(0);
+    as_written_before_batch_marks(dir.path(), id);
+    let s = Store::open(dir.path(), roomy()).unwrap();
+    let r = s.recovery_report();
+    assert!(r.lost.is_empty() && r.torn_tail.is_none(), "{r:?}");
+    assert_eq!(r.manifest_upgraded_from, Some(2));
+    s.put("old-format", doc(60)).unwrap();
+    drop(s);
+    let s = Store::open(dir.path(), small()).unwrap();
+    let seg = std::fs::read(dir.path().join(format!("wal/{id:016}.seg"))).unwrap();
+    let records = record_offsets(&seg);
+    assert_eq!(
+        records.len(),
+        3 + lsns.len() + 1,
+        "every record kept, one more appended"
+    );
+    for (at, _) in records {
+        assert!(
+            matches!(store::codec::decode_record(&seg[at..], 1 << 24), store::codec::Decoded::Ok(ref r, _) if r.batch.is_none())
+        );
+    }
+    // Past `segment_bytes_max` of `small()`: the next commit seals it and goes to a new segment, with marks.
+    s.put("new-format", doc(61)).unwrap();
+    let (new_id, _) = s.open_segment();
+    assert_ne!(new_id, id);
+    assert!(first_record_marked(
+        &dir.path().join(format!("wal/{new_id:016}.seg"))
+    ));
+    s.close().unwrap();
+    let s = Store::open(dir.path(), small()).unwrap();
+    let r = s.recovery_report();
+    assert!(
+        r.lost.is_empty() && r.torn_tail.is_none() && r.manifest_upgraded_from.is_none(),
+        "{r:?}"
+    );
+    all_there(&s, 3);
+    for i in 0..4 {
+        assert_eq!(s.get(&format!("b{i}")).unwrap(), Some(big(i)));
+    }
+    assert_eq!(s.get("old-format").unwrap(), Some(doc(60)));
+    assert_eq!(s.get("new-format").unwrap(), Some(doc(61)));
+}
