@@ -490,8 +490,14 @@ fn a_loss_beyond_every_copy_is_reported_precisely_while_the_rest_keeps_serving()
         }
     }
     refused.sort();
+    // The daemon's synthetic probe writes `.medic/probe` between the puts, so a lost record may be one of its own.
+    let named_docs: Vec<String> = named
+        .iter()
+        .filter(|n| !n.starts_with(".medic/"))
+        .cloned()
+        .collect();
     assert_eq!(
-        refused, named,
+        refused, named_docs,
         "refused exactly the documents the loss names; served {served}"
     );
     assert!(served > 0, "served {served}, refused {refused:?}");
@@ -508,12 +514,12 @@ fn a_loss_beyond_every_copy_is_reported_precisely_while_the_rest_keeps_serving()
         .iter()
         .map(|h| h["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(hits.len(), 60 - named.len(), "{v}");
+    assert_eq!(hits.len(), 60 - named_docs.len(), "{v}");
     assert!(hits.iter().all(|h| !named.contains(h)), "{v}");
     let withheld: Vec<String> = serde_json::from_value(v["withheld"].clone()).unwrap();
     assert_eq!(
         withheld.iter().collect::<std::collections::BTreeSet<_>>(),
-        named.iter().collect(),
+        named_docs.iter().collect(),
         "{v}"
     );
     // The CLI says so too (through the daemon holding the directory), on stderr beside the table.
@@ -534,7 +540,7 @@ fn a_loss_beyond_every_copy_is_reported_precisely_while_the_rest_keeps_serving()
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("withheld") && named.iter().all(|id| err.contains(id.as_str())),
+        err.contains("withheld") && named_docs.iter().all(|id| err.contains(id.as_str())),
         "{err}"
     );
     let (s, v) = d.json("PUT", "/v1/docs/new", Some(&doc(1)));
@@ -571,7 +577,7 @@ fn a_loss_beyond_every_copy_is_reported_precisely_while_the_rest_keeps_serving()
         "the report names the file: {report}"
     );
     assert!(
-        named.iter().all(|id| report.contains(id.as_str())),
+        named_docs.iter().all(|id| report.contains(id.as_str())),
         "the report names the documents: {report}"
     );
 

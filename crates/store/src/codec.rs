@@ -38,6 +38,14 @@ const NONE32: u32 = u32::MAX;
 pub const KIND_PUT: u8 = 1;
 /// A deletion.
 pub const KIND_DELETE: u8 = 2;
+/// Kind flag: the record is batch-marked, its body ends with `follows: u64` (see [`BatchMark`]).
+pub const KIND_MARKED: u8 = 0x80;
+/// Kind flag (with [`KIND_MARKED`] only): the last record of its commit batch.
+pub const KIND_LAST_OF_BATCH: u8 = 0x40;
+/// The kind bits that are not flags.
+const KIND_BASE_MASK: u8 = 0x3F;
+/// Bytes a batch mark adds to a record's body.
+pub const BATCH_MARK_BYTES: usize = 8;
 
 /// Bytes before a record's body: `len: u32`, `crc: u32`.
 pub const RECORD_HEADER_BYTES: usize = 8;
@@ -250,10 +258,68 @@ pub struct Record {
     pub id: String,
     /// The encoded document (puts only).
     pub doc: Vec<u8>,
+    /// Which commit batch wrote it; `None` for a record of a segment written before batch marks.
+    pub batch: Option<BatchMark>,
+}
+
+/// A record's commit batch, as the leader marked it ([`mark_batch`]). Batch B+1 is written only after batch B is
+/// durable, so recovery can tell a torn last batch (a hole followed only by records of the batch the hole is in) from
+/// damage (a hole followed by records of a later batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchMark {
+    /// The LSN of the record just before the batch in its segment, or the segment's first LSN − 1 for the
+    /// segment's first batch: every record of one batch carries the same value, and no two batches of a segment do.
+    pub follows: u64,
+    /// The batch's last record.
+    pub last: bool,
+}
+
+/// A batch as the leader writes it: the queued records with their batch marks.
+#[derive(Debug, Default)]
+pub struct MarkedBatch {
+    /// The framed records, each with its mark.
+    pub bytes: Vec<u8>,
+    /// The LSN of the batch's last record (`None`: no record).
+    pub last_lsn: Option<u64>,
+}
+
+/// Marks every record of one commit batch (`buf`, records framed by [`encode_record`] without marks) as following
+/// LSN `follows`, the last one as the batch's last: each body gains `follows: u64` at its end, its kind the flags
+/// [`KIND_MARKED`] (and [`KIND_LAST_OF_BATCH`]), its length and checksum are recomputed. Returns `None` if `buf` is
+/// not a sequence of unmarked records (a bug in the caller, never written).
+pub fn mark_batch(buf: &[u8], follows: u64) -> Option<MarkedBatch> {
+    let mut out = MarkedBatch {
+        bytes: Vec::with_capacity(buf.len() + buf.len() / 8),
+        last_lsn: None,
+    };
+    let mut pos = 0;
+    while pos < buf.len() {
+        let rest = buf.get(pos..)?;
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let body = rest.get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + len)?;
+        if len < RECORD_FIXED_BYTES || body[8] & !KIND_BASE_MASK != 0 {
+            return None;
+        }
+        let last = pos + RECORD_HEADER_BYTES + len == buf.len();
+        let start = out.bytes.len();
+        out.bytes
+            .extend_from_slice(&((len + BATCH_MARK_BYTES) as u32).to_le_bytes());
+        out.bytes.extend_from_slice(&[0; 4]);
+        out.bytes.extend_from_slice(body);
+        out.bytes[start + RECORD_HEADER_BYTES + 8] |=
+            KIND_MARKED | if last { KIND_LAST_OF_BATCH } else { 0 };
+        out.bytes.extend_from_slice(&follows.to_le_bytes());
+        let crc = crc_of(&[&out.bytes[start..start + 4], &out.bytes[start + 8..]]);
+        out.bytes[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        out.last_lsn = Some(u64::from_le_bytes(body[..8].try_into().ok()?));
+        pos += RECORD_HEADER_BYTES + len;
+    }
+    Some(out)
 }
 
 /// Appends one framed record: `len u32 | crc u32 | lsn u64 | kind u8 | id_len u16 | id | doc`. The CRC covers the
-/// length and the body, so a damaged length is caught too.
+/// length and the body, so a damaged length is caught too. The leader adds the batch mark ([`mark_batch`]) when it
+/// writes the batch to a segment that carries marks.
 pub fn encode_record(lsn: u64, kind: u8, id: &str, doc: &[u8], out: &mut Vec<u8>) {
     let body_len = RECORD_FIXED_BYTES + id.len() + doc.len();
     let start = out.len();
@@ -301,16 +367,37 @@ pub fn decode_record(buf: &[u8], record_bytes_max: u64) -> Decoded {
     let mut r = Reader::new(body);
     let parse = (|| -> Result<Record, String> {
         let lsn = r.u64()?;
-        let kind = r.u8()?;
-        if kind != KIND_PUT && kind != KIND_DELETE {
-            return Err(format!("unknown record kind {kind}"));
+        let flags = r.u8()?;
+        let kind = flags & KIND_BASE_MASK;
+        let marked = flags & KIND_MARKED != 0;
+        if (kind != KIND_PUT && kind != KIND_DELETE) || (!marked && flags & KIND_LAST_OF_BATCH != 0)
+        {
+            return Err(format!("unknown record kind {flags}"));
         }
         let id_len = r.u16()? as usize;
         let id = std::str::from_utf8(r.bytes(id_len)?)
             .map_err(|e| format!("id is not UTF-8: {e}"))?
             .to_owned();
-        let doc = r.bytes(r.remaining())?.to_vec();
-        Ok(Record { lsn, kind, id, doc })
+        let mark_bytes = if marked { BATCH_MARK_BYTES } else { 0 };
+        let doc_len = r
+            .remaining()
+            .checked_sub(mark_bytes)
+            .ok_or("no batch mark")?;
+        let doc = r.bytes(doc_len)?.to_vec();
+        let batch = match marked {
+            true => Some(BatchMark {
+                follows: r.u64()?,
+                last: flags & KIND_LAST_OF_BATCH != 0,
+            }),
+            false => None,
+        };
+        Ok(Record {
+            lsn,
+            kind,
+            id,
+            doc,
+            batch,
+        })
     })();
     match parse {
         Ok(rec) => Decoded::Ok(rec, RECORD_HEADER_BYTES + len),
@@ -362,6 +449,42 @@ mod tests {
             decode_record(&buf[..buf.len() - 1], 1 << 20),
             Decoded::Short
         );
+    }
+
+    #[test]
+    fn a_marked_batch_decodes_to_the_same_records_with_their_marks() {
+        let mut queued = Vec::new();
+        encode_record(7, KIND_PUT, "a", b"payload", &mut queued);
+        encode_record(8, KIND_DELETE, "b", &[], &mut queued);
+        encode_record(9, KIND_PUT, "c", b"more", &mut queued);
+        let m = mark_batch(&queued, 4).expect("framed records");
+        assert_eq!(m.bytes.len(), queued.len() + 3 * BATCH_MARK_BYTES);
+        assert_eq!(m.last_lsn, Some(9));
+        let (mut pos, mut plain) = (0, 0);
+        for (lsn, last) in [(7, false), (8, false), (9, true)] {
+            let Decoded::Ok(rec, n) = decode_record(&m.bytes[pos..], 1 << 20) else {
+                panic!("marked record at {pos} must decode")
+            };
+            let Decoded::Ok(unmarked, k) = decode_record(&queued[plain..], 1 << 20) else {
+                panic!("queued record at {plain} must decode")
+            };
+            assert_eq!(rec.batch, Some(BatchMark { follows: 4, last }));
+            assert_eq!((rec.lsn, unmarked.batch), (lsn, None));
+            assert_eq!(Record { batch: None, ..rec }, unmarked);
+            for bit in 0..n * 8 {
+                let mut b = m.bytes[pos..pos + n].to_vec();
+                b[bit / 8] ^= 1 << (bit % 8);
+                assert!(
+                    !matches!(decode_record(&b, 1 << 20), Decoded::Ok(..)),
+                    "bit {bit}"
+                );
+            }
+            (pos, plain) = (pos + n, plain + k);
+        }
+        // Marking twice, or bytes that are not whole records, is refused.
+        assert!(mark_batch(&m.bytes, 4).is_none());
+        assert!(mark_batch(&queued[..queued.len() - 1], 4).is_none());
+        assert_eq!(mark_batch(&[], 4).map(|m| m.last_lsn), Some(None));
     }
 
     #[test]

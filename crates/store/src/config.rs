@@ -60,8 +60,9 @@ pub struct StoreConfig {
     pub quick_check_open_segment_bytes: u64,
     /// Issues queued for the engine at most; older ones are dropped (and counted) beyond this.
     pub issues_queued_max: usize,
-    /// Largest `put_batch`, bytes of its records as written to the WAL (length, checksum, fixed fields, id and
-    /// document of each); a larger batch is refused whole (`TooLarge`, nothing written). A batch shares its group
+    /// Largest `put_batch`, bytes of its records as queued for the WAL (length, checksum, fixed fields, id and
+    /// document of each; not the 8-byte batch mark each gets as it is written, see `codec::mark_batch`); a larger
+    /// batch is refused whole (`TooLarge`, nothing written). A batch shares its group
     /// commit with concurrent single writes, which are not counted against it.
     pub commit_batch_bytes_max: u64,
     /// Records the change feed to the derived indexes holds at most; a commit that finds it full drops its batch

@@ -8,7 +8,8 @@
 //! The injector lives in `store` because `store` owns every file of a data directory (an architecture invariant);
 //! it picks its targets among the store's files by the layout in `FORMAT.md`. Faults on bytes (bit flip, zeroed
 //! range, misdirected write, deleted file) are written straight to the files; torn writes (a partial record appended,
-//! or the last record cut in both copies) and stale locks imitate what a crash leaves behind; out-of-space and slow I/O go through the store's own I/O hooks
+//! or the last record cut in both copies; a page of the last commit batch left zero in both, as a power loss mid-flush
+//! leaves it: `hole_in_batch`) and stale locks imitate what a crash leaves behind; out-of-space and slow I/O go through the store's own I/O hooks
 //! ([`crate::io::IoFaults`]). Written by hand: fault crates (`fail`) use a global registry and cannot aim at one
 //! byte of one file.
 
@@ -666,6 +667,79 @@ impl Injector {
                 "cut {} after {} of {n} bytes of its last record (LSN {lsn}, at offset {at})",
                 files.join(" and "),
                 cut - at
+            ),
+        })
+    }
+
+    /// A hole in one commit batch of the open segment, in both copies: one 4 KiB page of the batch (chosen by the
+    /// seed among all its pages but the last) left as zeros, where the batch's records are, as a device that
+    /// completed a later page of the batch but not that one leaves zero-filled space after a power loss. The batch
+    /// is the one `batches_after` batches before the last: with 0, the last batch, which a store that lost power
+    /// while flushing it never acknowledged (recovery cuts it as a torn tail); with more, acknowledged records
+    /// damaged in both copies (recovery reports them lost). Needs a segment with batch marks and a batch spanning
+    /// two pages or more.
+    pub fn hole_in_batch(
+        &mut self,
+        dir: &Path,
+        batches_after: usize,
+    ) -> Result<InjectedFault, FaultError> {
+        const PAGE: usize = 4096;
+        let no_target = |why: String| FaultError::NoTarget {
+            kind: FaultKind::ZeroRange,
+            dir: dir.to_path_buf(),
+            why,
+        };
+        let tail = list_files(dir)?
+            .into_iter()
+            .rfind(|f| f.role == FileRole::Wal && f.rel.ends_with(".seg"))
+            .ok_or_else(|| no_target("no log segment".into()))?;
+        let bytes = read_at(&dir.join(&tail.rel), 0, tail.len)?;
+        // Each batch's byte range, in order: consecutive records naming the same batch.
+        let mut batches: Vec<(usize, usize, u64)> = Vec::new();
+        let mut pos = crate::wal::HEADER_BYTES as usize;
+        while let crate::codec::Decoded::Ok(r, n) =
+            crate::codec::decode_record(bytes.get(pos..).unwrap_or(&[]), u64::from(u32::MAX))
+        {
+            let mark = r
+                .batch
+                .ok_or_else(|| no_target(format!("{} has no batch marks", tail.rel)))?;
+            match batches.last_mut() {
+                Some(b) if b.2 == mark.follows => b.1 = pos + n,
+                _ => batches.push((pos, pos + n, mark.follows)),
+            }
+            pos += n;
+        }
+        let (start, end, follows) = batches
+            .len()
+            .checked_sub(1 + batches_after)
+            .map(|i| batches[i])
+            .ok_or_else(|| no_target(format!("fewer than {} batches", batches_after + 1)))?;
+        let (first_page, last_page) = (start / PAGE, (end - 1) / PAGE);
+        if first_page == last_page {
+            return Err(no_target(format!(
+                "the batch at offset {start} fits in one page"
+            )));
+        }
+        let page = self.rng.random_range(first_page..last_page);
+        let (from, to) = (start.max(page * PAGE), end.min((page + 1) * PAGE));
+        let mut files = vec![tail.rel.clone()];
+        let mir = tail.rel.replace(".seg", ".mir");
+        if dir.join(&mir).exists() {
+            files.push(mir);
+        }
+        for rel in &files {
+            write_at(&dir.join(rel), from as u64, &vec![0u8; to - from])?;
+        }
+        Ok(InjectedFault {
+            kind: FaultKind::ZeroRange,
+            file: Some(tail.rel),
+            offset: Some(from as u64),
+            len: Some((to - from) as u64),
+            detail: format!(
+                "zeroed page {page} ({} bytes at offset {from}) of {} in the batch following LSN {follows} \
+                 (offsets {start}..{end}, {batches_after} batch(es) after it)",
+                to - from,
+                files.join(" and ")
             ),
         })
     }

@@ -5,15 +5,23 @@
 //! ```text
 //! header  magic "MEDWAL\0\x01" | version u32 | segment_id u64 | first_lsn u64 | crc u32             = 32 bytes
 //! ```
+//!
+//! Segment version 2 (every segment this code creates): each record carries its commit batch's mark
+//! ([`codec::BatchMark`], added by [`OpenSegment::append`]), which lets recovery cut a torn last batch that a power
+//! loss left with a hole ([`scan_after_crash`]). Version 1 (written before): no marks, a hole before valid records is
+//! always damage. A version-1 open segment keeps its format until it is sealed.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::codec::{Decoded, Record, crc_of, decode_record};
+use crate::codec::{self, Decoded, Record, crc_of, decode_record};
 use crate::io::{self, IoFaults};
 
 const MAGIC: &[u8; 8] = b"MEDWAL\0\x01";
-const VERSION: u32 = 1;
+/// The version of every segment created: records carry batch marks.
+const VERSION: u32 = 2;
+/// The version of segments written before batch marks (read, and appended to while open).
+const VERSION_UNMARKED: u32 = 1;
 /// Segment header size.
 pub const HEADER_BYTES: u64 = 32;
 
@@ -65,7 +73,26 @@ pub fn check_header(bytes: &[u8], id: u64) -> Result<(), String> {
     if got != id {
         return Err(format!("segment header names segment {got}, expected {id}"));
     }
+    let version = header_version(h);
+    if version != VERSION && version != VERSION_UNMARKED {
+        return Err(format!(
+            "segment version {version} unknown (this medic reads {VERSION_UNMARKED} and {VERSION})"
+        ));
+    }
     Ok(())
+}
+
+/// The version field of a segment header (checked by [`check_header`]); 0 if too short.
+fn header_version(bytes: &[u8]) -> u32 {
+    bytes
+        .get(8..12)
+        .and_then(|v| v.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+/// Whether the segment whose (checked) header starts `bytes` carries batch marks.
+pub fn header_has_marks(bytes: &[u8]) -> bool {
+    header_version(bytes) >= VERSION
 }
 
 /// The first LSN a segment header of segment `id` records, once the header verifies.
@@ -93,6 +120,8 @@ pub struct Scan {
     pub torn: Option<(u64, u64, String)>,
     /// Damage in the middle of the log that no copy could undo: `(offset, reason)`.
     pub damaged: Option<(u64, String)>,
+    /// When the torn tail is a torn batch with valid records past a hole ([`scan_after_crash`]): their highest LSN.
+    pub torn_lsn_max: Option<u64>,
 }
 
 /// Scans a segment. `mirror` is the open segment's mirror, if any. Record by record, whichever copy verifies is
@@ -197,6 +226,91 @@ pub fn scan(main: &[u8], mirror: Option<&[u8]>, record_bytes_max: u64) -> Scan {
     s
 }
 
+/// Scans the open segment on open, after a crash: [`scan`], then the batch rule. A power loss while a batch written
+/// into zero-filled space is flushed can leave a later page of it durable and an earlier one still zero, in both
+/// copies (a device completes writes in any order). Batch B+1 is written only after batch B is durable, so when
+/// every valid record past the hole (in either copy) belongs to the batch the hole is in, nothing later was written
+/// and that batch, incomplete, was never acknowledged: a torn tail, cut from the hole on like any other. A hole
+/// followed by a record of any other batch, or in a segment without batch marks, stays damage.
+pub fn scan_after_crash(main: &[u8], mirror: Option<&[u8]>, record_bytes_max: u64) -> Scan {
+    let mut s = scan(main, mirror, record_bytes_max);
+    let Some((pos, why)) = &s.damaged else {
+        return s;
+    };
+    let pos = *pos;
+    if let Some((follows, hi)) = torn_batch(&s, main, mirror, pos as usize, record_bytes_max) {
+        let longest = nonzero_end(main).max(mirror.map_or(0, nonzero_end)) as u64;
+        let reason = format!(
+            "{why}; every valid record past it belongs to the batch in flight (following LSN {follows}), \
+             which never completed"
+        );
+        s.torn = Some((pos, longest - pos, reason));
+        s.torn_lsn_max = Some(hi);
+        s.damaged = None;
+    }
+    s
+}
+
+/// The batch a hole at `pos` is in (the LSN it follows) and the highest LSN found of it, if every valid record past
+/// the hole continuing the LSN order, in either copy, belongs to it.
+fn torn_batch(
+    s: &Scan,
+    main: &[u8],
+    mirror: Option<&[u8]>,
+    pos: usize,
+    record_bytes_max: u64,
+) -> Option<(u64, u64)> {
+    if !header_has_marks(&s.good) {
+        return None;
+    }
+    let last = s.records.last();
+    // The record before the hole ended its batch: the hole starts the next one. Otherwise it is inside that batch.
+    let in_flight = match last {
+        Some(q) => match q.batch? {
+            m if m.last => q.lsn,
+            m => m.follows,
+        },
+        None => header_first_lsn_unchecked(&s.good).checked_sub(1)?,
+    };
+    let last_lsn = last.map(|q| q.lsn);
+    let mut hi = None;
+    for copy in std::iter::once(main).chain(mirror) {
+        for r in records_past(copy, pos, last_lsn, record_bytes_max) {
+            if r.batch.is_none_or(|m| m.follows != in_flight) {
+                return None;
+            }
+            hi = hi.max(Some(r.lsn));
+        }
+    }
+    hi.map(|hi| (in_flight, hi))
+}
+
+/// Every valid record after offset `pos` of `copy` with an LSN above `last`, found byte by byte (a found record is
+/// skipped whole).
+fn records_past(copy: &[u8], pos: usize, last: Option<u64>, record_bytes_max: u64) -> Vec<Record> {
+    let mut out = Vec::new();
+    let end = nonzero_end(copy);
+    let mut p = pos + 1;
+    while p < end {
+        match decode_record(&copy[p..], record_bytes_max) {
+            Decoded::Ok(r, n) if last.is_none_or(|l| r.lsn > l) => {
+                out.push(r);
+                p += n;
+            }
+            _ => p += 1,
+        }
+    }
+    out
+}
+
+/// The first LSN field of a segment header already checked.
+fn header_first_lsn_unchecked(bytes: &[u8]) -> u64 {
+    bytes
+        .get(20..28)
+        .and_then(|v| v.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
 /// Where a copy's bytes end once its trailing zero bytes (pre-zeroed space, never a record: a record starts with
 /// its non-zero length) are set aside.
 pub fn nonzero_end(copy: &[u8]) -> usize {
@@ -244,6 +358,11 @@ pub struct OpenSegment {
     pub zeroed_end: u64,
     /// Whether one flush of the main copy covers the mirror ([`io::one_flush_covers_both`], decided on open).
     pub one_flush: bool,
+    /// Whether its records carry batch marks (segment version 2; see the module doc).
+    pub batch_marks: bool,
+    /// With batch marks: the LSN of the last record written to it (its first LSN − 1 while it holds none), which
+    /// the next batch's marks name as the one it follows.
+    pub last_lsn: u64,
     /// The segment's identity journal (`<seg>.ids`, see [`crate::identity`]), appended without a flush of its own;
     /// `None` when not kept (opened read-only or degraded, or a write to it failed).
     pub ids: Option<IdsJournal>,
@@ -296,6 +415,8 @@ impl OpenSegment {
             first_lsn,
             file,
             one_flush,
+            batch_marks: true,
+            last_lsn: first_lsn.saturating_sub(1),
             mirror,
             len: HEADER_BYTES,
             zeroed_end: HEADER_BYTES,
@@ -366,6 +487,8 @@ impl OpenSegment {
             first_lsn,
             file,
             one_flush,
+            batch_marks: header_has_marks(good),
+            last_lsn: last,
             mirror,
             len: good.len() as u64,
             zeroed_end: good.len() as u64,
@@ -404,12 +527,24 @@ impl OpenSegment {
     /// bytes of zeros past it (written and flushed, two flushes: sizes change), then the batch is written to both
     /// and made durable by one device flush ([`io::sync_data_one_flush`]). Extending is best effort: if it fails
     /// (no space, say), both copies are cut back to the durable end and the batch is appended as above.
+    ///
+    /// `buf` is one commit batch of unmarked records; in a segment with batch marks each is written marked
+    /// ([`codec::mark_batch`]: 8 bytes more per record), so the segment grows by more than `buf.len()`.
     pub fn append(
         &mut self,
         faults: &IoFaults,
         buf: &[u8],
         zero_ahead: impl FnOnce() -> u64,
     ) -> Result<(), AppendError> {
+        let marked = match self.batch_marks {
+            true => Some(codec::mark_batch(buf, self.last_lsn).ok_or_else(|| {
+                AppendError::Write(std::io::Error::other(
+                    "the batch is not a sequence of unmarked records",
+                ))
+            })?),
+            false => None,
+        };
+        let buf = marked.as_ref().map_or(buf, |m| &m.bytes[..]);
         let end = self.len + buf.len() as u64;
         if self.one_flush && self.mirror.is_some() && end > self.zeroed_end {
             let ahead = zero_ahead();
@@ -431,6 +566,9 @@ impl OpenSegment {
         .map_err(AppendError::Sync)?;
         self.len = end;
         self.zeroed_end = self.zeroed_end.max(end);
+        if let Some(last) = marked.and_then(|m| m.last_lsn) {
+            self.last_lsn = last;
+        }
         Ok(())
     }
 
@@ -600,6 +738,124 @@ mod tests {
         let s = scan(&holed, Some(&padded), 1 << 20);
         assert_eq!((s.records.len(), s.from_mirror.len()), (6, 2));
         assert!(s.damaged.is_none() && s.torn.is_none());
+    }
+
+    /// A version-2 segment (first LSN 1) of the given batches, each a list of (LSN, document bytes), marked as
+    /// the leader marks them, zero-filled to 16 KiB past the records; and the offset each batch starts at.
+    fn marked_seg(batches: &[Vec<(u64, usize)>]) -> (Vec<u8>, Vec<usize>) {
+        let mut b = header(1, 1).to_vec();
+        let mut starts = Vec::new();
+        let mut follows = 0;
+        for batch in batches {
+            let mut queued = Vec::new();
+            for &(lsn, n) in batch {
+                encode_record(
+                    lsn,
+                    KIND_PUT,
+                    &format!("id{lsn}"),
+                    &vec![b'x'; n],
+                    &mut queued,
+                );
+            }
+            let m = codec::mark_batch(&queued, follows).expect("framed records");
+            starts.push(b.len());
+            b.extend_from_slice(&m.bytes);
+            follows = m.last_lsn.unwrap();
+        }
+        let end = b.len();
+        b.resize(end + (16 << 10), 0);
+        (b, starts)
+    }
+
+    /// Three one-record batches, then a batch of four records of 3 KiB (LSNs 4..=7), then `later` more batches.
+    fn with_big_batch(later: u64) -> (Vec<u8>, Vec<usize>) {
+        let mut batches: Vec<Vec<(u64, usize)>> = (1..=3).map(|l| vec![(l, 100)]).collect();
+        batches.push((4..=7).map(|l| (l, 3000)).collect());
+        batches.extend((8..8 + later).map(|l| vec![(l, 100)]));
+        marked_seg(&batches)
+    }
+
+    #[test]
+    fn a_hole_in_the_last_batch_with_only_its_own_records_after_it_is_a_torn_tail() {
+        let (img, starts) = with_big_batch(0);
+        let at = offsets(&img);
+        // An earlier page of the batch still zero in both copies, the later ones durable.
+        for hole in [starts[3]..4096, 4096..8192, at[4] + 10..at[5] + 5] {
+            let mut holed = img.clone();
+            holed[hole.clone()].fill(0);
+            let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
+            assert!(s.damaged.is_none(), "{hole:?} {s:?}");
+            let (off, len, why) = s.torn.clone().expect("a torn tail");
+            let first_bad = at.iter().rposition(|&o| o <= hole.start).unwrap();
+            assert_eq!(off, at[first_bad] as u64, "{hole:?}");
+            assert_eq!(off + len, nonzero_end(&img) as u64);
+            assert!(why.contains("batch in flight (following LSN 3)"), "{why}");
+            assert_eq!(s.torn_lsn_max, Some(7));
+            assert_eq!(s.records.len(), first_bad);
+            assert_eq!(s.good, img[..at[first_bad]]);
+            // The plain scan (used while running, where every record is acknowledged) still calls it damage.
+            assert!(scan(&holed, Some(&holed), 1 << 20).damaged.is_some());
+            // The hole in one copy only: the other supplies the records, nothing is torn.
+            let s = scan_after_crash(&holed, Some(&img), 1 << 20);
+            assert_eq!(s.records.len(), 7);
+            assert!(s.torn.is_none() && s.damaged.is_none());
+        }
+    }
+
+    #[test]
+    fn a_hole_followed_by_a_later_batch_or_inside_an_older_batch_stays_damage() {
+        // The big batch, then one more batch: the big batch was durable before it was written.
+        let (img, starts) = with_big_batch(1);
+        for hole in [starts[3]..4096, 4096..8192] {
+            let mut holed = img.clone();
+            holed[hole.clone()].fill(0);
+            let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
+            assert!(s.torn.is_none() && s.damaged.is_some(), "{hole:?} {s:?}");
+        }
+        // A whole batch zeroed, the next one intact: acknowledged records lost, never a torn tail.
+        let (img, starts) = with_big_batch(2);
+        let mut holed = img.clone();
+        holed[starts[4]..starts[5]].fill(0);
+        let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
+        assert!(s.torn.is_none() && s.damaged.is_some(), "{s:?}");
+        // A hole in an older one-record batch followed by the last batch.
+        let (img, starts) = with_big_batch(0);
+        let mut holed = img.clone();
+        holed[starts[1] + 3..starts[2]].fill(0);
+        let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
+        assert!(s.torn.is_none() && s.damaged.is_some(), "{s:?}");
+        // A segment written before batch marks keeps today's rule: a hole before valid records is damage.
+        let mut old = seg(6);
+        old[8..12].copy_from_slice(&VERSION_UNMARKED.to_le_bytes());
+        let crc = crc_of(&[&old[..28]]);
+        old[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert!(check_header(&old, 1).is_ok() && !header_has_marks(&old));
+        old.resize(old.len() + 4096, 0);
+        let at = offsets(&old);
+        old[at[4]..at[5]].fill(0);
+        let s = scan_after_crash(&old, Some(&old), 1 << 20);
+        assert!(s.torn.is_none() && s.damaged.is_some(), "{s:?}");
+    }
+
+    #[test]
+    fn a_hole_at_the_start_of_a_fresh_segment_is_told_by_its_first_lsn() {
+        // The segment's first batch follows its first LSN − 1 (here 0).
+        let (img, starts) = marked_seg(&[(1..=3).map(|l| (l, 3000)).collect()]);
+        let mut holed = img.clone();
+        holed[starts[0]..4096].fill(0);
+        let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
+        assert!(s.damaged.is_none() && s.records.is_empty(), "{s:?}");
+        assert_eq!(s.torn.map(|t| t.0), Some(HEADER_BYTES));
+        // A record claiming to follow anything else is not the segment's first batch.
+        let mut queued = Vec::new();
+        for lsn in 1..=3 {
+            encode_record(lsn, KIND_PUT, "x", &[b'x'; 3000], &mut queued);
+        }
+        let mut other = header(1, 1).to_vec();
+        other.extend_from_slice(&codec::mark_batch(&queued, 5).unwrap().bytes);
+        other.resize(other.len() + 4096, 0);
+        other[HEADER_BYTES as usize..4096].fill(0);
+        assert!(scan_after_crash(&other, None, 1 << 20).damaged.is_some());
     }
 
     /// Offsets of each record of `seg(n)`.

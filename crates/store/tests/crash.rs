@@ -72,7 +72,7 @@ fn id(n: u64) -> String {
     format!("doc-{n:08}")
 }
 
-/// Bytes of the WAL record of a put of `doc(n)`.
+/// Bytes of the WAL record of a put of `doc(n)`, batch-marked as the leader writes it.
 fn put_record_bytes(n: u64) -> usize {
     let d = doc(n);
     let meta = store::codec::validate_doc(&d, &store::Limits::default(), None).unwrap();
@@ -80,7 +80,7 @@ fn put_record_bytes(n: u64) -> usize {
     store::codec::encode_doc(&d, meta.as_deref(), &mut body);
     let mut rec = Vec::new();
     store::codec::encode_record(n, store::codec::KIND_PUT, &id(n), &body, &mut rec);
-    rec.len()
+    rec.len() + store::codec::BATCH_MARK_BYTES
 }
 
 /// The smallest and the largest WAL record the child can write (a delete; a put of the longest document).
@@ -92,7 +92,7 @@ fn record_bytes_bounds() -> (usize, usize) {
         .map(put_record_bytes)
         .max()
         .unwrap();
-    (del.len(), widest)
+    (del.len() + store::codec::BATCH_MARK_BYTES, widest)
 }
 
 /// Prints one line and flushes it, in one write so a kill cannot cut it, under the lock so writers cannot mix it.

@@ -35,7 +35,7 @@ impl Opening<'_> {
         lost: &mut Vec<LostRange>,
     ) -> Result<(OpenSegment, Vec<Record>), StoreError> {
         let c = self.read_copies(se)?;
-        let mut s = wal::scan(&c.main, c.mirror.as_deref(), self.record_bytes_max);
+        let mut s = wal::scan_after_crash(&c.main, c.mirror.as_deref(), self.record_bytes_max);
         // Before the segment: the last LSN of an earlier file, or (an empty segment) the one below its first.
         let before_seg = last_lsn.max(se.first_lsn.saturating_sub(1));
         match s.damaged.take() {
@@ -220,6 +220,8 @@ impl Opening<'_> {
             len,
             zeroed_end: len,
             one_flush: false,
+            batch_marks: wal::header_has_marks(&s.good),
+            last_lsn: s.records.last().map_or(before, |r| r.lsn),
             ids: None,
         };
         Ok(seg)
@@ -230,13 +232,15 @@ impl Opening<'_> {
         let rel = wal::seg_name(se.id);
         if let Some((off, len, why)) = &s.torn {
             let last = s.records.last().map_or(before_seg, |r| r.lsn);
-            let lsns = torn_tail_lsns(
+            let mut lsns = torn_tail_lsns(
                 &c.main,
                 c.mirror.as_deref(),
                 *off,
                 last,
                 self.record_bytes_max,
             );
+            // A torn batch past a hole: its records found past the hole name LSNs the header walk cannot reach.
+            lsns.1 = lsns.1.max(s.torn_lsn_max.unwrap_or(0));
             self.report.torn_tail = Some(TornTail {
                 file: rel.clone(),
                 offset: *off,
@@ -336,6 +340,11 @@ impl Opening<'_> {
                 len: s.good.len() as u64,
                 zeroed_end: s.good.len() as u64,
                 one_flush: false,
+                batch_marks: wal::header_has_marks(&s.good),
+                last_lsn: s
+                    .records
+                    .last()
+                    .map_or(se.first_lsn.saturating_sub(1), |r| r.lsn),
                 ids: None,
             }
         } else {
