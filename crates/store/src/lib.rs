@@ -14,6 +14,7 @@
 pub mod chaos;
 pub mod codec;
 pub mod collection;
+mod commit;
 mod compaction;
 mod config;
 pub mod derived;
