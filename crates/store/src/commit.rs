@@ -135,6 +135,8 @@ pub(crate) struct GroupCommit {
     pub(crate) commits: AtomicU64,
     /// Records written by those commits.
     pub(crate) records_committed: AtomicU64,
+    /// Commits that zero-filled the open segment themselves (the zero-fill helper was behind or not asked yet).
+    pub(crate) zero_fills_inline: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -149,6 +151,7 @@ impl GroupCommit {
             wal_sync_op,
             commits: AtomicU64::new(0),
             records_committed: AtomicU64::new(0),
+            zero_fills_inline: AtomicU64::new(0),
         }
     }
 
@@ -287,11 +290,16 @@ impl GroupCommit {
     ) -> Result<(), Fail> {
         let faults = &*host.config().io;
         let t0 = std::time::Instant::now();
-        let appended = w.seg.append(faults, buf, || host.zero_ahead_bytes());
+        let appended = w
+            .seg
+            .append(&host.config().io, buf, || host.zero_ahead_bytes());
         self.wal_sync_op.record(t0.elapsed(), appended.is_ok());
         self.gather.flushed(t0.elapsed());
         match appended {
-            Ok(()) => {
+            Ok(a) => {
+                if a.filled_inline {
+                    self.zero_fills_inline.fetch_add(1, Ordering::Relaxed);
+                }
                 // The batch's identity frame covers from one above the last durable LSN (a failed batch before it
                 // was cut from the log: its LSNs hold no record).
                 let from = (w.last_lsn + 1).max(w.seg.first_lsn).min(first_lsn);

@@ -11,6 +11,7 @@
 //! injector). Everything else — the log, snapshots, identity sidecars, recovery, compaction, group commit — is
 //! private to the crate.
 
+mod ahead;
 pub mod chaos;
 pub mod codec;
 pub mod collection;

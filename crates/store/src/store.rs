@@ -170,6 +170,10 @@ pub struct StoreStats {
     pub commits: u64,
     /// Records written by those commits.
     pub records_committed: u64,
+    /// Commits that zero-filled the open segment themselves, on the commit path (the zero-fill helper was behind,
+    /// or not asked yet: the first commit into a new segment).
+    #[serde(default)]
+    pub zero_fills_inline: u64,
     /// Compactions since open.
     pub compactions: u64,
     /// Segment rotations since open.
@@ -1213,6 +1217,7 @@ impl Store {
             deletes: c.deletes.load(Ordering::Relaxed),
             commits: self.group.commits.load(Ordering::Relaxed),
             records_committed: self.group.records_committed.load(Ordering::Relaxed),
+            zero_fills_inline: self.group.zero_fills_inline.load(Ordering::Relaxed),
             compactions: c.compactions.load(Ordering::Relaxed),
             rotations: c.rotations.load(Ordering::Relaxed),
             issues_queued: lock(&self.issues).len(),
@@ -1262,7 +1267,7 @@ impl Store {
             w.seg.sync_ids(&self.cfg.io);
             // A closed segment is exactly its records (the zero-filled space goes; a reopen zero-fills anew). Best
             // effort: zero-filled space left behind reads as the log's end.
-            if sole_writer && w.seg.zeroed_end > w.seg.len {
+            if sole_writer && w.seg.zeroed_end() > w.seg.len {
                 let _ = w.seg.cut_to_len(&self.cfg.io);
             }
         }
@@ -2345,7 +2350,7 @@ impl Store {
     pub fn truncate_tail(&self) -> Result<u64, StoreError> {
         self.refuse_read_only()?;
         self.as_leader(|| {
-            let mut w = lock(&self.wal);
+            let w = lock(&self.wal);
             let cut: u64 = copy_tails(&w.seg, self.record_bytes_max)
                 .iter()
                 .map(|t| t.bytes)
@@ -2354,13 +2359,19 @@ impl Store {
                 return Ok(0);
             }
             let len = w.seg.len;
-            for f in std::iter::once(&w.seg.file).chain(w.seg.mirror.as_ref()) {
-                f.set_len(len).map_err(ioe("truncating the open segment"))?;
-                io::sync(&self.cfg.io, f)
-                    .map_err(|e| StoreError::Poisoned(format!("fsync after truncation: {e}")))?;
-            }
-            w.seg.zeroed_end = len;
-            Ok(cut)
+            w.seg.ahead.hold();
+            let truncated = || -> Result<(), StoreError> {
+                for f in std::iter::once(&w.seg.file).chain(w.seg.mirror.as_ref()) {
+                    f.set_len(len).map_err(ioe("truncating the open segment"))?;
+                    io::sync(&self.cfg.io, f).map_err(|e| {
+                        StoreError::Poisoned(format!("fsync after truncation: {e}"))
+                    })?;
+                }
+                Ok(())
+            };
+            let r = truncated();
+            w.seg.ahead.release(Some(len));
+            r.map(|()| cut)
         })
     }
 
@@ -2689,14 +2700,15 @@ struct CopyTail {
 fn copy_tails(seg: &wal::OpenSegment, record_bytes_max: u64) -> Vec<CopyTail> {
     use std::os::unix::fs::FileExt;
     const WINDOW: u64 = 64 << 10;
-    let (len, room) = (seg.len, seg.zeroed_end);
+    // The zero-fill helper held while the tails are read: no chunk is half written meanwhile.
+    let (len, room) = (seg.len, seg.ahead.hold());
     let read = |f: &std::fs::File, n: u64| {
         let mut b = vec![0u8; n as usize];
         let got = f.read_at(&mut b, len).unwrap_or(0);
         b.truncate(got);
         b
     };
-    std::iter::once(&seg.file)
+    let tails = std::iter::once(&seg.file)
         .chain(seg.mirror.as_ref())
         .map(|f| {
             let size = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -2719,5 +2731,7 @@ fn copy_tails(seg: &wal::OpenSegment, record_bytes_max: u64) -> Vec<CopyTail> {
             head.truncate(head_max.min(bytes) as usize);
             CopyTail { bytes, head }
         })
-        .collect()
+        .collect();
+    seg.ahead.release(None);
+    tails
 }
