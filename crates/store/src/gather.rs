@@ -47,9 +47,10 @@ impl Gather {
         }
     }
 
-    /// A write call queued its records (call with the state lock held, after counting it in the state).
-    pub(crate) fn queued(&self) {
-        if self.waiting.load(Ordering::SeqCst) {
+    /// A write call queued its records, making `queued` calls queued (call with the state lock held, after counting
+    /// it in the state). Wakes a waiting leader only when that ends its wait, not once per call.
+    pub(crate) fn queued(&self, queued: usize) {
+        if self.waiting.load(Ordering::SeqCst) && !self.must_wait(queued) {
             self.cv.notify_all();
         }
     }
@@ -146,7 +147,7 @@ mod tests {
             e2.wait();
             let mut st = m2.lock().unwrap();
             st.queued += 1;
-            g2.queued();
+            g2.queued(st.queued);
         });
         entered.wait();
         let mut st = m.lock().unwrap();
