@@ -2,18 +2,17 @@
 //!
 //! A writer encodes its record into the shared pending buffer ([`Queue`], inside the store's state, under its lock);
 //! the first writer that finds no leader becomes one ([`GroupCommit::commit`]), writes and flushes everything pending
-//! in one go (main copy and mirror, `write_batch`), applies the batch to the table, hands the role on, and wakes each
-//! call whose records it carried through that call's [`Ticket`] (one wake-up per call: no herd of every waiter
-//! contending for the state lock). A write returns only after its record is durable. Before it takes the batch a new
-//! leader waits briefly for writers already inside a write call ([`crate::gather`]), so concurrent writers share
-//! flushes. Rotation and compaction run inside the leader role, so no batch is in flight while they do.
+//! in one go (main copy and mirror, [`write_batch`]), applies the batch to the table, and wakes everyone whose record
+//! it carried. A write returns only after its record is durable. Before it takes the batch a new leader waits briefly
+//! for writers already inside a write call ([`crate::gather`]), so concurrent writers share flushes. Rotation and
+//! compaction run inside the leader role, so no batch is in flight while they do.
 //!
 //! The module takes what it needs of the store through [`Host`]: its state and WAL locks, its settings, and the
 //! layout steps (fence, relink, rotation, compaction) that belong to the store. Lock order: wal → state.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::thread::Thread;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use heal::{Issue, IssueKind, Location};
 
@@ -58,40 +57,19 @@ impl Fail {
     }
 }
 
-/// Records waiting for the next group commit. Part of the store's state (under its lock).
+/// Records waiting for the next group commit, and the results of the last ones. Part of the store's state (under
+/// its lock).
 #[derive(Default)]
 pub(crate) struct Queue {
     /// The encoded records of `ops`, in order.
     pending: Vec<u8>,
     ops: Vec<Op>,
-    /// The write calls whose records are in `pending`, one ticket each however many records it queued: their number
-    /// is what a new leader's [`Gather`] wait compares with the calls inside.
-    calls: Vec<Arc<Ticket>>,
+    /// Write calls whose records are in `pending` (one per call, however many records): what a new leader's
+    /// [`Gather`] wait compares with the calls inside.
+    calls: usize,
     /// Someone holds the leader role (a commit, rotation, compaction or repair is in flight).
     pub(crate) leader: bool,
-}
-
-/// One write call's wait for its batch: the result, set once, and the thread to wake for it. A leader wakes exactly
-/// the calls its batch carried (and, handing the role on, the first call still queued), never every waiter.
-pub(crate) struct Ticket {
-    result: OnceLock<Result<(), Fail>>,
-    thread: Thread,
-}
-
-impl Ticket {
-    fn new() -> Arc<Ticket> {
-        Arc::new(Ticket {
-            result: OnceLock::new(),
-            thread: std::thread::current(),
-        })
-    }
-
-    /// Sets the result and wakes the call's thread (unless it is this one: the leader's own call).
-    fn finish(&self, r: Result<(), Fail>) {
-        if self.result.set(r).is_ok() && self.thread.id() != std::thread::current().id() {
-            self.thread.unpark();
-        }
-    }
+    results: HashMap<u64, Result<(), Fail>>,
 }
 
 impl Queue {
@@ -116,11 +94,11 @@ impl Queue {
         !self.leader && self.ops.is_empty()
     }
 
-    /// Hands the leader role back: the first call still queued (if any) is woken to lead the next batch.
-    fn release(&mut self) {
-        self.leader = false;
-        if let Some(t) = self.calls.first() {
-            t.thread.unpark();
+    /// Drops the results of `lsns` (the records of a multi-record call other than the one it waited for: they went
+    /// out in the same commit).
+    pub(crate) fn forget(&mut self, lsns: &[u64]) {
+        for l in lsns {
+            self.results.remove(l);
         }
     }
 }
@@ -138,10 +116,8 @@ pub(crate) trait Host {
     fn rotate_for_batch(&self, w: &mut WalState, first_lsn: u64) -> Result<(), Fail>;
     /// How far past a commit to zero-fill the open segment when it needs room.
     fn zero_ahead_bytes(&self) -> u64;
-    /// Whether the log has outgrown its bound (asked after a durable batch, before the state lock).
-    fn compaction_due(&self) -> bool;
-    /// Compacts after a durable batch, still in the leader role (the batch's calls already returned).
-    fn compact_after_batch(&self);
+    /// After a durable batch, still in the leader role: compaction when the log has outgrown its bound.
+    fn after_batch(&self);
     /// Hands a durable batch to the derived indexes.
     fn publish(&self, ops: &[Op]);
     /// Queues an issue for the engine.
@@ -197,54 +173,46 @@ impl GroupCommit {
         self.wait_until(st, |s| !s.queue.leader)
     }
 
-    /// Hands the leader role back: wakes the first queued write call (to lead the next batch) and whoever waits for
-    /// the role or for the queue to be idle (compaction, repairs, close; rare).
+    /// Hands the leader role back and wakes everyone waiting for it or for a result.
     pub(crate) fn release_role(&self, st: &mut State) {
-        st.queue.release();
+        st.queue.leader = false;
         self.cond.notify_all();
     }
 
-    /// Waits until the records the caller queued are durable, leading a group commit when no one else is.
-    /// The caller queued its records (one or more) in `st.queue` under this same lock, inside a [`Gather::enter`]
-    /// call; this is called once per such call.
+    /// Waits until record `lsn` is durable, leading a group commit when no one else is.
+    /// The caller queued its records in `st.queue` under this same lock, inside a [`Gather::enter`] call.
     pub(crate) fn commit<'a>(
         &self,
         host: &'a impl Host,
         mut st: MutexGuard<'a, State>,
-    ) -> Result<(), StoreError> {
-        let ticket = Ticket::new();
-        st.queue.calls.push(ticket.clone());
-        self.gather.queued(st.queue.calls.len());
+        lsn: u64,
+    ) -> Result<u64, StoreError> {
+        st.queue.calls += 1;
+        self.gather.queued();
         loop {
-            if let Some(r) = ticket.result.get() {
-                return r.clone().map_err(Fail::into_error);
+            if let Some(r) = st.queue.results.remove(&lsn) {
+                return r.map(|()| lsn).map_err(Fail::into_error);
             }
             if !st.queue.leader && !st.queue.ops.is_empty() {
-                // This call's records are in the batch it leads: its result is set when `lead` returns.
-                self.lead(host, st);
-                st = match ticket.result.get() {
-                    Some(r) => return r.clone().map_err(Fail::into_error),
-                    None => lock(host.state()),
-                };
+                st = self.lead(host, st);
                 continue;
             }
-            // Woken by the leader that carried this call (its result is set) or that hands the role on.
-            drop(st);
-            if ticket.result.get().is_none() {
-                std::thread::park();
-            }
-            st = lock(host.state());
+            st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
 
     /// Leads one group commit: gathers the writers already inside a call, writes and flushes everything pending
     /// without the state lock, then applies the batch (or records why it failed) for every waiter, compacts when the
     /// log has grown past its bound, and hands the role back.
-    fn lead<'a>(&self, host: &'a impl Host, mut st: MutexGuard<'a, State>) {
+    fn lead<'a>(
+        &self,
+        host: &'a impl Host,
+        mut st: MutexGuard<'a, State>,
+    ) -> MutexGuard<'a, State> {
         st.queue.leader = true;
         // Writers already inside a call join this batch rather than wait a whole flush for the next.
-        st = self.gather.wait(st, |s| s.queue.calls.len());
-        let calls = std::mem::take(&mut st.queue.calls);
+        st = self.gather.wait(st, |s| s.queue.calls);
+        st.queue.calls = 0;
         let buf = std::mem::take(&mut st.queue.pending);
         let ops = std::mem::take(&mut st.queue.ops);
         drop(st);
@@ -252,32 +220,19 @@ impl GroupCommit {
         let res = self.write_batch(host, &buf, first, ops.last().map_or(0, |o| o.lsn));
         // Before the state lock: the wal lock is never taken while holding it (wal → state is the order).
         let seg_id = lock(host.wal()).seg.id;
-        let compact = res.is_ok() && host.compaction_due();
+        let ok = res.is_ok();
         st = lock(host.state());
-        let result = match res {
-            Ok(()) => {
-                self.applied(host, &mut st, ops);
-                Ok(())
-            }
-            Err(f) => {
-                refused(host, &mut st, &ops, f.clone(), seg_id);
-                Err(f)
-            }
-        };
-        let compact = compact && st.poisoned.is_none();
-        if !compact {
-            // Handed on before the calls are woken: the next batch's leader need not wait for this one again.
-            self.release_role(&mut st);
+        match res {
+            Ok(()) => self.applied(host, &mut st, ops),
+            Err(f) => refused(host, &mut st, ops, f, seg_id),
         }
-        drop(st);
-        // The batch is applied: its calls return (each woken alone, none taking the state lock to learn its result).
-        for t in &calls {
-            t.finish(result.clone());
+        if ok && st.poisoned.is_none() {
+            drop(st);
+            host.after_batch();
+            st = lock(host.state());
         }
-        if compact {
-            host.compact_after_batch();
-            self.release_role(&mut lock(host.state()));
-        }
+        self.release_role(&mut st);
+        st
     }
 
     /// A durable batch: handed to the derived indexes, applied to the table, each waiter's result `Ok`.
@@ -289,6 +244,7 @@ impl GroupCommit {
         host.publish(&ops);
         for op in ops {
             st.durable_lsn = op.lsn;
+            st.queue.results.insert(op.lsn, Ok(()));
             match op.entry {
                 Some(e) => st.docs.insert(op.id, e),
                 None => st.docs.remove(&op.id),
@@ -389,9 +345,9 @@ pub(crate) fn layout_fail(e: StoreError, floor_bytes: u64) -> Fail {
     }
 }
 
-/// A batch that failed: the cause becomes the store's state (poisoned, out of space) and an issue (every call of the
-/// batch gets the failure from its ticket).
-fn refused(host: &impl Host, st: &mut State, ops: &[Op], f: Fail, seg_id: u64) {
+/// A batch that failed: the cause becomes the store's state (poisoned, out of space) and an issue; every waiter
+/// gets the failure.
+fn refused(host: &impl Host, st: &mut State, ops: Vec<Op>, f: Fail, seg_id: u64) {
     let first = ops.first().map_or(0, |o| o.lsn);
     let last = ops.last().map_or(0, |o| o.lsn);
     let at = Location {
@@ -434,4 +390,7 @@ fn refused(host: &impl Host, st: &mut State, ops: &[Op], f: Fail, seg_id: u64) {
         Fail::NotSoleWriter(d) => writer_doubt_issue(d, "store.commit"),
     };
     host.report(i);
+    for op in ops {
+        st.queue.results.insert(op.lsn, Err(f.clone()));
+    }
 }

@@ -47,10 +47,9 @@ impl Gather {
         }
     }
 
-    /// A write call queued its records, making `queued` calls queued (call with the state lock held, after counting
-    /// it in the state). Wakes a waiting leader only when that ends its wait, not once per call.
-    pub(crate) fn queued(&self, queued: usize) {
-        if self.waiting.load(Ordering::SeqCst) && !self.must_wait(queued) {
+    /// A write call queued its records (call with the state lock held, after counting it in the state).
+    pub(crate) fn queued(&self) {
+        if self.waiting.load(Ordering::SeqCst) {
             self.cv.notify_all();
         }
     }
@@ -147,7 +146,7 @@ mod tests {
             e2.wait();
             let mut st = m2.lock().unwrap();
             st.queued += 1;
-            g2.queued(st.queued);
+            g2.queued();
         });
         entered.wait();
         let mut st = m.lock().unwrap();

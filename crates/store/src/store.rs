@@ -504,7 +504,7 @@ impl Store {
         st.next_lsn += 1;
         st.queue
             .push(lsn, id.to_owned(), Some(Entry::new(lsn, bytes)));
-        let r = self.group.commit(self, st).map(|()| lsn);
+        let r = self.group.commit(self, st, lsn);
         let us = t0.elapsed().as_micros() as u64;
         self.put_op.record_us(us, r.is_ok());
         if r.is_ok() {
@@ -585,8 +585,11 @@ impl Store {
             st.queue.push(lsn, id, Some(Entry::new(lsn, bytes)));
             lsns.push(lsn);
         }
-        // Every record of the batch goes out in the same commit.
-        self.group.commit(self, st)?;
+        let last = *lsns.last().unwrap_or(&0);
+        let r = self.group.commit(self, st, last);
+        // Every record of the batch went out in the same commit as the last one; collect their results.
+        lock(&self.state).queue.forget(&lsns[..lsns.len() - 1]);
+        r?;
         self.counters
             .puts
             .fetch_add(lsns.len() as u64, Ordering::Relaxed);
@@ -630,7 +633,7 @@ impl Store {
         let lsn = st.next_lsn;
         st.next_lsn += 1;
         st.queue.push(lsn, id.to_owned(), None);
-        let r = self.group.commit(self, st).map(|()| Some(lsn));
+        let r = self.group.commit(self, st, lsn).map(Some);
         if r.is_ok() {
             self.counters.deletes.fetch_add(1, Ordering::Relaxed);
         }
@@ -851,7 +854,10 @@ impl Store {
             st.queue.push(lsn, key, bytes.map(|b| Entry::new(lsn, b)));
             lsns.push(lsn);
         }
-        self.group.commit(self, st)?;
+        let last = *lsns.last().unwrap_or(&0);
+        let r = self.group.commit(self, st, last);
+        lock(&self.state).queue.forget(&lsns[..lsns.len() - 1]);
+        r?;
         self.counters.puts.fetch_add(n_puts, Ordering::Relaxed);
         self.counters
             .deletes
@@ -2609,10 +2615,10 @@ impl crate::commit::Host for Store {
     fn zero_ahead_bytes(&self) -> u64 {
         Store::zero_ahead_bytes(self)
     }
-    fn compaction_due(&self) -> bool {
-        self.needs_compaction()
-    }
-    fn compact_after_batch(&self) {
+    fn after_batch(&self) {
+        if !self.needs_compaction() {
+            return;
+        }
         if let Err(e) = self.compact_as_leader(false) {
             if let StoreError::Poisoned(m) = &e {
                 lock(&self.state).poisoned = Some(m.clone());
