@@ -581,3 +581,49 @@ fn rotation_and_close_while_the_zero_fill_helper_runs_leave_exact_segments() {
     assert!(r.torn_tail.is_none() && r.lost.is_empty(), "{r:?}");
     assert_eq!(s.get("w3-149").unwrap(), Some(big(3149)));
 }
+
+/// The zero-fill helper writes through the store's fault hooks: when the disk fills while it zero-fills, its chunk
+/// fails (it publishes nothing), the next commit finds no space and is refused with nothing acknowledged lost, and once
+/// space returns commits zero-fill and succeed again; a reopen holds every acknowledged document.
+#[test]
+fn the_zero_fill_helper_runs_out_of_space_through_the_fault_hooks_and_commits_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        segment_bytes_max: 64 << 20,
+        wal_bytes_max: 256 << 20,
+        ..small()
+    };
+    let io = cfg.io.clone();
+    let s = Store::open(dir.path(), cfg.clone()).unwrap();
+    let (id, _) = s.open_segment();
+    let one = store::io::one_flush_covers_both(
+        &std::fs::File::open(dir.path().join(format!("wal/{id:016}.seg"))).unwrap(),
+        &std::fs::File::open(dir.path().join(format!("wal/{id:016}.mir"))).unwrap(),
+    );
+    // Slow writes: the helper, asked by the first commit, is still in its first write when the disk fills.
+    io.set_latency_us(200_000);
+    s.put("first", doc(0)).unwrap();
+    io.set_quota_bytes(Some(4096));
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    io.set_latency_us(0);
+    let refused = s.put("second", doc(1));
+    if one {
+        assert!(
+            matches!(refused, Err(StoreError::ReadOnly(_))),
+            "the helper took the last bytes: {refused:?}"
+        );
+        assert_eq!(s.stats().zero_fills_inline, 1);
+    }
+    io.set_quota_bytes(None);
+    for i in 2..50 {
+        s.put(&format!("d{i}"), doc(i)).unwrap();
+    }
+    assert_eq!(s.tail_excess_bytes(), 0);
+    drop(s);
+    let s = Store::open(dir.path(), cfg).unwrap();
+    let r = s.recovery_report();
+    assert!(r.lost.is_empty() && r.torn_tail.is_none(), "{r:?}");
+    assert_eq!(s.get("first").unwrap(), Some(doc(0)));
+    assert_eq!(s.get("d49").unwrap(), Some(doc(49)));
+    assert_eq!(s.count(), 49 + usize::from(refused.is_ok()));
+}
