@@ -11,9 +11,11 @@
 //! injector). Everything else — the log, snapshots, identity sidecars, recovery, compaction, group commit — is
 //! private to the crate.
 
+mod ahead;
 pub mod chaos;
 pub mod codec;
 pub mod collection;
+mod commit;
 mod compaction;
 mod config;
 pub mod derived;

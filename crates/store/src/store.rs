@@ -1,24 +1,19 @@
 //! [`Store`]: the document table in memory, made durable by the WAL, snapshots and the manifest; opening, recovery,
-//! group commit, rotation, compaction, and the verify/repair operations the health checks and repair strategies use.
-//!
-//! Group commit is leader/follower: a writer encodes its record into a shared pending buffer under the state lock;
-//! the first writer that finds no leader becomes one, writes and fsyncs everything pending in one go (main copy and
-//! mirror), applies the batch to the table, and wakes everyone whose record it carried. A put returns only after its
-//! record is durable. Before it takes the batch, a new leader waits briefly for writers already inside a write call
-//! (bounded by half the last flush: [`crate::gather`]), so concurrent writers share flushes instead of alternating
-//! between batches of one and of the rest. Rotation and compaction run inside the leader role, so no batch is in
-//! flight while they do.
+//! rotation, compaction, and the verify/repair operations the health checks and repair strategies use. Writes queue
+//! their records and wait for group commit ([`crate::commit`]), which calls back into the store (as its
+//! [`Host`](crate::commit::Host)) for the layout steps: fence, relink, rotation, compaction.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use heal::{Issue, IssueKind, Location};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, Document, KIND_DELETE, KIND_PUT};
+use crate::codec::{self, Document, KIND_PUT};
 use crate::collection::{self, CollectionInfo, CollectionState, Created, Stored};
+use crate::commit::{Fail, Op};
 use crate::compaction;
 use crate::config::StoreConfig;
 use crate::derived::{DerivedIndex, DerivedSet, FeedItem, LogCover, Truth};
@@ -40,7 +35,7 @@ pub use crate::loss::{LossAcceptance, LostRange};
 pub use crate::recovery::holds_a_store;
 use crate::recovery::salvage::load_immutable;
 use crate::snapshot;
-use crate::wal::{self, AppendError, OpenSegment};
+use crate::wal::{self, OpenSegment};
 
 /// A damaged stretch of the open segment found by [`Store::verify_open_segment`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,51 +75,22 @@ impl Entry {
     fn verified(&self) -> bool {
         crc32c::crc32c(&self.bytes) == self.crc
     }
-}
-
-/// Why a commit failed, kept cloneable for every waiter of a batch.
-#[derive(Clone, Debug)]
-enum Fail {
-    /// Out of space: the store goes read-only until space returns.
-    NoSpace(DiskSpace),
-    Poisoned(String),
-    Io(String),
-    /// This process cannot prove it is the only writer: nothing was written.
-    NotSoleWriter(crate::lock::WriterDoubt),
-}
-
-impl Fail {
-    fn into_error(self) -> StoreError {
-        match self {
-            Fail::NoSpace(d) => StoreError::ReadOnly(ReadOnly::DiskSpace(d)),
-            Fail::Poisoned(m) => StoreError::Poisoned(m),
-            Fail::Io(m) => StoreError::io("committing to the WAL", std::io::Error::other(m)),
-            Fail::NotSoleWriter(d) => StoreError::NotSoleWriter(d),
-        }
+    /// The encoded document.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
-struct Op {
-    lsn: u64,
-    id: String,
-    entry: Option<Entry>,
-}
-
-struct State {
-    docs: crate::table::Table<Entry>,
+pub(crate) struct State {
+    pub(crate) docs: crate::table::Table<Entry>,
     next_lsn: u64,
-    durable_lsn: u64,
-    pending: Vec<u8>,
-    pending_ops: Vec<Op>,
-    /// Write calls whose records are in `pending` (one per call, however many records): what a new leader's
-    /// [`Gather`](crate::gather::Gather) wait compares with the calls inside.
-    pending_calls: usize,
-    leader: bool,
-    results: HashMap<u64, Result<(), Fail>>,
-    poisoned: Option<String>,
+    pub(crate) durable_lsn: u64,
+    /// Records waiting for the next group commit, and the leader role ([`crate::commit`]).
+    pub(crate) queue: crate::commit::Queue,
+    pub(crate) poisoned: Option<String>,
     /// Set while writes are refused for lack of space: the one read-only state free space lifts, cleared
     /// automatically when space returns. Losses (`lost`) and poisoning are kept apart.
-    low_space: Option<DiskSpace>,
+    pub(crate) low_space: Option<DiskSpace>,
     vector_dim: Option<u32>,
     space_checked_us: u64,
     disk_free_bytes: Option<u64>,
@@ -146,7 +112,7 @@ pub(crate) struct WalState {
     pub(crate) sealed_bytes: u64,
     /// LSN of the last record durable in the WAL (changed together with `seg.len`, so a check that captures both
     /// knows the LSN of the last record below the captured length).
-    last_lsn: u64,
+    pub(crate) last_lsn: u64,
 }
 
 /// Counters for stats and samples.
@@ -154,8 +120,6 @@ pub(crate) struct WalState {
 struct Counters {
     puts: AtomicU64,
     deletes: AtomicU64,
-    commits: AtomicU64,
-    records_committed: AtomicU64,
     compactions: AtomicU64,
     rotations: AtomicU64,
     issues_dropped: AtomicU64,
@@ -206,6 +170,10 @@ pub struct StoreStats {
     pub commits: u64,
     /// Records written by those commits.
     pub records_committed: u64,
+    /// Commits that zero-filled the open segment themselves, on the commit path (the zero-fill helper was behind,
+    /// or not asked yet: the first commit into a new segment).
+    #[serde(default)]
+    pub zero_fills_inline: u64,
     /// Compactions since open.
     pub compactions: u64,
     /// Segment rotations since open.
@@ -294,9 +262,8 @@ pub struct Store {
     cfg: StoreConfig,
     record_bytes_max: u64,
     state: Mutex<State>,
-    cond: Condvar,
-    /// Group commit's gathering: the write calls inside, and a new leader's wait for them.
-    gather: crate::gather::Gather,
+    /// Group commit: the leader role, the waits for it and the gathering of a batch ([`crate::commit`]).
+    group: crate::commit::GroupCommit,
     wal: Mutex<WalState>,
     issues: Mutex<VecDeque<Issue>>,
     report: RecoveryReport,
@@ -305,8 +272,6 @@ pub struct Store {
     /// Per-operation latency histograms (`put`, `get`, `delete`, `scan`); the subject samples a window per cycle.
     metrics: heal::observe::Metrics,
     put_op: Arc<heal::observe::OpStats>,
-    /// A commit's write and fdatasync of the open segment and its mirror: the data directory's disk latency.
-    wal_sync_op: Arc<heal::observe::OpStats>,
     get_op: Arc<heal::observe::OpStats>,
     delete_op: Arc<heal::observe::OpStats>,
     /// Blocks the incremental check has verified up to: (segment id, offset) of the open segment.
@@ -443,7 +408,7 @@ impl Store {
         let store = Store {
             metrics,
             put_op,
-            wal_sync_op,
+            group: crate::commit::GroupCommit::new(wal_sync_op),
             get_op,
             delete_op,
             dir,
@@ -452,11 +417,7 @@ impl Store {
                 docs: docs.into(),
                 next_lsn: last_lsn + 1,
                 durable_lsn: last_lsn,
-                pending: Vec::new(),
-                pending_ops: Vec::new(),
-                pending_calls: 0,
-                leader: false,
-                results: HashMap::new(),
+                queue: crate::commit::Queue::default(),
                 poisoned: None,
                 low_space: None,
                 vector_dim,
@@ -467,8 +428,6 @@ impl Store {
                 losses_accepted: Vec::new(),
                 crisis: None,
             }),
-            cond: Condvar::new(),
-            gather: crate::gather::Gather::default(),
             wal: Mutex::new(WalState {
                 seg,
                 manifest,
@@ -529,7 +488,7 @@ impl Store {
     /// Stores `doc` under `id`; returns its LSN once the record is durable.
     pub fn put(&self, id: &str, doc: Document) -> Result<u64, StoreError> {
         let t0 = std::time::Instant::now();
-        let _inside = self.gather.enter(&self.state);
+        let _inside = self.group.gather.enter(&self.state);
         codec::validate_id(id, &self.cfg.limits)?;
         let mut st = lock(&self.state);
         let meta = codec::validate_doc(&doc, &self.cfg.limits, st.vector_dim)?;
@@ -543,13 +502,9 @@ impl Store {
         }
         let lsn = st.next_lsn;
         st.next_lsn += 1;
-        codec::encode_record(lsn, KIND_PUT, id, &bytes, &mut st.pending);
-        st.pending_ops.push(Op {
-            lsn,
-            id: id.to_owned(),
-            entry: Some(Entry::new(lsn, bytes)),
-        });
-        let r = self.commit(st, lsn);
+        st.queue
+            .push(lsn, id.to_owned(), Some(Entry::new(lsn, bytes)));
+        let r = self.group.commit(self, st, lsn);
         let us = t0.elapsed().as_micros() as u64;
         self.put_op.record_us(us, r.is_ok());
         if r.is_ok() {
@@ -594,7 +549,7 @@ impl Store {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
-        let _inside = self.gather.enter(&self.state);
+        let _inside = self.group.gather.enter(&self.state);
         let mut encoded = Vec::with_capacity(docs.len());
         let mut st = lock(&self.state);
         let mut dim = st.vector_dim;
@@ -627,22 +582,13 @@ impl Store {
         for ((id, _), bytes) in docs.into_iter().zip(encoded) {
             let lsn = st.next_lsn;
             st.next_lsn += 1;
-            codec::encode_record(lsn, KIND_PUT, &id, &bytes, &mut st.pending);
-            st.pending_ops.push(Op {
-                lsn,
-                id,
-                entry: Some(Entry::new(lsn, bytes)),
-            });
+            st.queue.push(lsn, id, Some(Entry::new(lsn, bytes)));
             lsns.push(lsn);
         }
         let last = *lsns.last().unwrap_or(&0);
-        let r = self.commit(st, last);
+        let r = self.group.commit(self, st, last);
         // Every record of the batch went out in the same commit as the last one; collect their results.
-        let mut st = lock(&self.state);
-        for l in &lsns[..lsns.len() - 1] {
-            st.results.remove(l);
-        }
-        drop(st);
+        lock(&self.state).queue.forget(&lsns[..lsns.len() - 1]);
         r?;
         self.counters
             .puts
@@ -672,18 +618,13 @@ impl Store {
 
     /// Deletes a table key (not validated).
     fn delete_key(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        let _inside = self.gather.enter(&self.state);
+        let _inside = self.group.gather.enter(&self.state);
         let mut st = lock(&self.state);
         if !st.lost.is_empty() {
             // Whether `id` exists is itself uncertain: refuse like every write.
             return Err(StoreError::ReadOnly(ReadOnly::Lost(st.lost.clone())));
         }
-        let pending = st
-            .pending_ops
-            .iter()
-            .rev()
-            .find(|o| o.id == id)
-            .map(|o| o.entry.is_some());
+        let pending = st.queue.latest(id).map(|o| o.entry.is_some());
         let exists = pending.unwrap_or_else(|| st.docs.contains_key(id));
         if !exists {
             return Ok(None);
@@ -691,13 +632,8 @@ impl Store {
         self.writable(&mut st)?;
         let lsn = st.next_lsn;
         st.next_lsn += 1;
-        codec::encode_record(lsn, KIND_DELETE, id, &[], &mut st.pending);
-        st.pending_ops.push(Op {
-            lsn,
-            id: id.to_owned(),
-            entry: None,
-        });
-        let r = self.commit(st, lsn).map(Some);
+        st.queue.push(lsn, id.to_owned(), None);
+        let r = self.group.commit(self, st, lsn).map(Some);
         if r.is_ok() {
             self.counters.deletes.fetch_add(1, Ordering::Relaxed);
         }
@@ -831,7 +767,7 @@ impl Store {
 
     /// The current entry under `key`, counting writes queued for the commit in flight.
     fn current_entry(st: &State, key: &str) -> Option<Entry> {
-        match st.pending_ops.iter().rev().find(|o| o.id == key) {
+        match st.queue.latest(key) {
             Some(o) => o.entry.clone(),
             None => st.docs.get(key).cloned(),
         }
@@ -912,29 +848,15 @@ impl Store {
             let lsn = st.next_lsn;
             st.next_lsn += 1;
             match &bytes {
-                Some(b) => {
-                    codec::encode_record(lsn, KIND_PUT, &key, b, &mut st.pending);
-                    n_puts += 1;
-                }
-                None => {
-                    codec::encode_record(lsn, KIND_DELETE, &key, &[], &mut st.pending);
-                    n_deletes += 1;
-                }
+                Some(_) => n_puts += 1,
+                None => n_deletes += 1,
             }
-            st.pending_ops.push(Op {
-                lsn,
-                id: key,
-                entry: bytes.map(|b| Entry::new(lsn, b)),
-            });
+            st.queue.push(lsn, key, bytes.map(|b| Entry::new(lsn, b)));
             lsns.push(lsn);
         }
         let last = *lsns.last().unwrap_or(&0);
-        let r = self.commit(st, last);
-        let mut st = lock(&self.state);
-        for l in &lsns[..lsns.len() - 1] {
-            st.results.remove(l);
-        }
-        drop(st);
+        let r = self.group.commit(self, st, last);
+        lock(&self.state).queue.forget(&lsns[..lsns.len() - 1]);
         r?;
         self.counters.puts.fetch_add(n_puts, Ordering::Relaxed);
         self.counters
@@ -1072,7 +994,7 @@ impl Store {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
-        let _inside = self.gather.enter(&self.state);
+        let _inside = self.group.gather.enter(&self.state);
         let st = lock(&self.state);
         let mut stored = self.ready_collection(&st, c)?;
         let open_dim = stored.settings.dimension.is_none();
@@ -1293,8 +1215,9 @@ impl Store {
             disk_free_bytes: disk,
             puts: c.puts.load(Ordering::Relaxed),
             deletes: c.deletes.load(Ordering::Relaxed),
-            commits: c.commits.load(Ordering::Relaxed),
-            records_committed: c.records_committed.load(Ordering::Relaxed),
+            commits: self.group.commits.load(Ordering::Relaxed),
+            records_committed: self.group.records_committed.load(Ordering::Relaxed),
+            zero_fills_inline: self.group.zero_fills_inline.load(Ordering::Relaxed),
             compactions: c.compactions.load(Ordering::Relaxed),
             rotations: c.rotations.load(Ordering::Relaxed),
             issues_queued: lock(&self.issues).len(),
@@ -1312,10 +1235,8 @@ impl Store {
     /// and the error says why.
     pub fn close(self) -> Result<(), StoreError> {
         {
-            let mut st = lock(&self.state);
-            while st.leader || !st.pending_ops.is_empty() {
-                st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
-            }
+            let st = lock(&self.state);
+            drop(self.group.wait_until(st, |s| s.queue.idle()));
         }
         // The derived indexes persist what they applied; a reopen catches them up from there.
         self.derived.stop();
@@ -1346,7 +1267,7 @@ impl Store {
             w.seg.sync_ids(&self.cfg.io);
             // A closed segment is exactly its records (the zero-filled space goes; a reopen zero-fills anew). Best
             // effort: zero-filled space left behind reads as the log's end.
-            if sole_writer && w.seg.zeroed_end > w.seg.len {
+            if sole_writer && w.seg.zeroed_end() > w.seg.len {
                 let _ = w.seg.cut_to_len(&self.cfg.io);
             }
         }
@@ -1427,185 +1348,9 @@ impl Store {
         }
     }
 
-    /// Waits until record `lsn` is durable, leading a group commit when no one else is.
-    /// The caller queued its records in `pending` under this same lock, inside a [`Gather::enter`] call.
-    ///
-    /// [`Gather::enter`]: crate::gather::Gather::enter
-    fn commit<'a>(&'a self, mut st: MutexGuard<'a, State>, lsn: u64) -> Result<u64, StoreError> {
-        st.pending_calls += 1;
-        self.gather.queued();
-        loop {
-            if let Some(r) = st.results.remove(&lsn) {
-                return r.map(|()| lsn).map_err(Fail::into_error);
-            }
-            if !st.leader && !st.pending_ops.is_empty() {
-                st = self.lead(st);
-                continue;
-            }
-            st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    /// Leads one group commit: gathers the writers already inside a call, writes and flushes everything pending
-    /// without the state lock, then applies the batch (or records why it failed) for every waiter, compacts when the
-    /// log has grown past its bound, and hands the role back.
-    fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        st.leader = true;
-        // Writers already inside a call join this batch rather than wait a whole flush for the next.
-        st = self.gather.wait(st, |s| s.pending_calls);
-        st.pending_calls = 0;
-        let buf = std::mem::take(&mut st.pending);
-        let ops = std::mem::take(&mut st.pending_ops);
-        drop(st);
-        let first = ops.first().map_or(0, |o| o.lsn);
-        let res = self.write_batch(&buf, first, ops.last().map_or(0, |o| o.lsn));
-        // Before the state lock: the wal lock is never taken while holding it (wal → state is the order).
-        let seg_id = lock(&self.wal).seg.id;
-        let compact = res.is_ok() && self.needs_compaction();
-        st = lock(&self.state);
-        match res {
-            Ok(()) => self.applied(&mut st, ops),
-            Err(f) => self.refused(&mut st, ops, f, seg_id),
-        }
-        if compact && st.poisoned.is_none() {
-            drop(st);
-            if let Err(e) = self.compact_as_leader(false) {
-                if let StoreError::Poisoned(m) = &e {
-                    lock(&self.state).poisoned = Some(m.clone());
-                }
-                self.queue_issue(issue(
-                    IssueKind::OperationError,
-                    Code::CompactionFailed,
-                    "wal",
-                    format!("compaction failed: {e}"),
-                    "store.commit",
-                ));
-            }
-            st = lock(&self.state);
-        }
-        st.leader = false;
-        self.cond.notify_all();
-        st
-    }
-
-    /// A durable batch: handed to the derived indexes, applied to the table, each waiter's result `Ok`.
-    fn applied(&self, st: &mut State, ops: Vec<Op>) {
-        self.counters.commits.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .records_committed
-            .fetch_add(ops.len() as u64, Ordering::Relaxed);
-        // Durable: hand the batch to the derived indexes (never blocks, never fails).
-        self.derived.feed().publish(ops.iter().map(|op| FeedItem {
-            lsn: op.lsn,
-            id: Arc::from(op.id.as_str()),
-            doc: op.entry.as_ref().map(|e| e.bytes.clone()),
-        }));
-        self.derived
-            .feed()
-            .note_log_lsn(ops.last().map_or(0, |o| o.lsn));
-        for op in ops {
-            st.durable_lsn = op.lsn;
-            st.results.insert(op.lsn, Ok(()));
-            match op.entry {
-                Some(e) => st.docs.insert(op.id, e),
-                None => st.docs.remove(&op.id),
-            };
-        }
-    }
-
-    /// A batch that failed: the cause becomes the store's state (poisoned, out of space) and an issue; every waiter
-    /// gets the failure.
-    fn refused(&self, st: &mut State, ops: Vec<Op>, f: Fail, seg_id: u64) {
-        let first = ops.first().map_or(0, |o| o.lsn);
-        let last = ops.last().map_or(0, |o| o.lsn);
-        let at = Location {
-            file: Some(wal::seg_name(seg_id)),
-            lsn_range: Some((first, last)),
-            ..Location::default()
-        };
-        match &f {
-            Fail::Poisoned(m) => {
-                st.poisoned = Some(m.clone());
-                self.queue_issue(
-                    issue(
-                        IssueKind::OperationError,
-                        Code::StorePoisoned,
-                        "wal",
-                        m.clone(),
-                        "store.commit",
-                    )
-                    .at(at)
-                    .evidence("records_refused", ops.len().to_string()),
-                );
-            }
-            Fail::NoSpace(d) => {
-                st.low_space = Some(d.clone());
-                self.queue_issue(
-                    issue(
-                        IssueKind::Resource,
-                        Code::DiskSpaceCritical,
-                        "disk",
-                        d.to_string(),
-                        "store.commit",
-                    )
-                    .at(at)
-                    .evidence("records_refused", ops.len().to_string()),
-                );
-            }
-            Fail::Io(m) => self.queue_issue(
-                issue(
-                    IssueKind::OperationError,
-                    Code::WalWriteFailed,
-                    "wal",
-                    m.clone(),
-                    "store.commit",
-                )
-                .at(at),
-            ),
-            Fail::NotSoleWriter(d) => self.queue_issue(writer_doubt_issue(d, "store.commit")),
-        }
-        for op in ops {
-            st.results.insert(op.lsn, Err(f.clone()));
-        }
-    }
-
     fn needs_compaction(&self) -> bool {
         let w = lock(&self.wal);
         w.sealed_bytes + w.seg.len > self.cfg.wal_bytes_max
-    }
-
-    /// Writes one batch of records to the log, as named steps under the WAL lock: prove this process is still the
-    /// only writer, make sure the open segment is still the file at its path, rotate when the batch would overflow
-    /// it, then append and flush.
-    fn write_batch(&self, buf: &[u8], first_lsn: u64, last_lsn: u64) -> Result<(), Fail> {
-        let mut w = lock(&self.wal);
-        self.fence().map_err(|e| match e {
-            StoreError::NotSoleWriter(d) => Fail::NotSoleWriter(d),
-            other => Fail::Io(other.to_string()),
-        })?;
-        self.ensure_open_segment_linked(&mut w)
-            .map_err(|e| self.layout_fail(e))?;
-        if w.seg.len > wal::HEADER_BYTES
-            && w.seg.len + buf.len() as u64 > self.cfg.segment_bytes_max
-        {
-            self.rotate_for_batch(&mut w, first_lsn)?;
-        }
-        self.append_batch(&mut w, buf, first_lsn, last_lsn)
-    }
-
-    /// A failure while changing the layout, as a commit failure: out of space turns read-only, a poisoning stays
-    /// one, anything else fails the batch.
-    fn layout_fail(&self, e: StoreError) -> Fail {
-        match e {
-            StoreError::Io { source, context } if io::is_no_space(&source) => {
-                Fail::NoSpace(DiskSpace::refused(
-                    format!("{context}: {source}"),
-                    self.cfg.disk_critical_bytes_floor,
-                ))
-            }
-            StoreError::Poisoned(m) => Fail::Poisoned(m),
-            other => Fail::Io(other.to_string()),
-        }
     }
 
     /// If the open segment or its mirror was deleted or replaced (by another file, or a symbolic link), appending
@@ -1650,9 +1395,15 @@ impl Store {
     fn rotate_for_batch(&self, w: &mut WalState, first_lsn: u64) -> Result<(), Fail> {
         match self.rotate(w, first_lsn) {
             Ok(()) => Ok(()),
-            Err(e @ StoreError::Poisoned(_)) => Err(self.layout_fail(e)),
+            Err(e @ StoreError::Poisoned(_)) => Err(crate::commit::layout_fail(
+                e,
+                self.cfg.disk_critical_bytes_floor,
+            )),
             Err(StoreError::Io { source, context }) if io::is_no_space(&source) => {
-                Err(self.layout_fail(StoreError::Io { source, context }))
+                Err(crate::commit::layout_fail(
+                    StoreError::Io { source, context },
+                    self.cfg.disk_critical_bytes_floor,
+                ))
             }
             Err(e) => {
                 self.queue_issue(issue(
@@ -1666,57 +1417,8 @@ impl Store {
                     "store.commit",
                 ));
                 self.compact_locked(w, true)
-                    .map_err(|e| self.layout_fail(e))
+                    .map_err(|e| crate::commit::layout_fail(e, self.cfg.disk_critical_bytes_floor))
             }
-        }
-    }
-
-    /// Appends the batch to the open segment (and its mirror) and flushes, timing it for `wal_sync` and the
-    /// gathering of the next batch. A failed write is cut back off the tail (if that fails too, the store is
-    /// poisoned); a failed flush poisons the store.
-    fn append_batch(
-        &self,
-        w: &mut WalState,
-        buf: &[u8],
-        first_lsn: u64,
-        last_lsn: u64,
-    ) -> Result<(), Fail> {
-        let faults = &*self.cfg.io;
-        let t0 = std::time::Instant::now();
-        let appended = w.seg.append(faults, buf, || self.zero_ahead_bytes());
-        self.wal_sync_op.record(t0.elapsed(), appended.is_ok());
-        self.gather.flushed(t0.elapsed());
-        match appended {
-            Ok(()) => {
-                // The batch's identity frame covers from one above the last durable LSN (a failed batch before it
-                // was cut from the log: its LSNs hold no record).
-                let from = (w.last_lsn + 1).max(w.seg.first_lsn).min(first_lsn);
-                w.seg.append_ids(faults, from, last_lsn, buf);
-                w.last_lsn = w.last_lsn.max(last_lsn);
-                Ok(())
-            }
-            Err(AppendError::Write(e)) => {
-                if let Err(u) = w.seg.undo(faults) {
-                    return Err(Fail::Poisoned(format!(
-                        "write failed ({e}) and cutting the tail back failed ({u})"
-                    )));
-                }
-                if io::is_no_space(&e) {
-                    Err(Fail::NoSpace(DiskSpace::refused(
-                        format!("writing the WAL failed: {e}"),
-                        self.cfg.disk_critical_bytes_floor,
-                    )))
-                } else {
-                    Err(Fail::Io(format!(
-                        "writing {}: {e}",
-                        wal::seg_name(w.seg.id)
-                    )))
-                }
-            }
-            Err(AppendError::Sync(e)) => Err(Fail::Poisoned(format!(
-                "fsync of {} failed: {e}",
-                wal::seg_name(w.seg.id)
-            ))),
         }
     }
 
@@ -1810,25 +1512,21 @@ impl Store {
     pub fn compact(&self) -> Result<(), StoreError> {
         self.refuse_read_only()?;
         {
-            let mut st = lock(&self.state);
-            while st.leader {
-                st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
-            }
+            let mut st = self.group.wait_for_role(lock(&self.state));
             if let Some(p) = &st.poisoned {
                 return Err(StoreError::Poisoned(p.clone()));
             }
             if !st.lost.is_empty() {
                 return Err(StoreError::ReadOnly(ReadOnly::Lost(st.lost.clone())));
             }
-            st.leader = true;
+            st.queue.leader = true;
         }
         let r = self.compact_as_leader(true);
         let mut st = lock(&self.state);
         if let Err(StoreError::Poisoned(m)) = &r {
             st.poisoned = Some(m.clone());
         }
-        st.leader = false;
-        self.cond.notify_all();
+        self.group.release_role(&mut st);
         drop(st);
         r
     }
@@ -1859,25 +1557,21 @@ impl Store {
     pub fn recover_from_poison(&self) -> Result<bool, StoreError> {
         self.refuse_read_only()?;
         {
-            let mut st = lock(&self.state);
-            while st.leader {
-                st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
-            }
+            let mut st = self.group.wait_for_role(lock(&self.state));
             if st.poisoned.is_none() {
                 return Ok(false);
             }
             if !st.lost.is_empty() {
                 return Err(StoreError::ReadOnly(ReadOnly::Lost(st.lost.clone())));
             }
-            st.leader = true;
+            st.queue.leader = true;
         }
         let r = self.compact_as_leader(true);
         let mut st = lock(&self.state);
         if r.is_ok() {
             st.poisoned = None;
         }
-        st.leader = false;
-        self.cond.notify_all();
+        self.group.release_role(&mut st);
         drop(st);
         r.map(|()| true)
     }
@@ -1895,10 +1589,7 @@ impl Store {
     pub fn accept_loss(&self) -> Result<LossAcceptance, StoreError> {
         self.refuse_read_only()?;
         let ranges = {
-            let mut st = lock(&self.state);
-            while st.leader {
-                st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
-            }
+            let mut st = self.group.wait_for_role(lock(&self.state));
             if let Some(p) = &st.poisoned {
                 return Err(StoreError::Poisoned(p.clone()));
             }
@@ -1910,7 +1601,7 @@ impl Store {
                     accepted_at_us: now_us(),
                 });
             }
-            st.leader = true;
+            st.queue.leader = true;
             st.lost.clone()
         };
         let r = self.compact_as_leader(true);
@@ -1928,8 +1619,7 @@ impl Store {
             Err(_) => {}
         }
         let docs = st.docs.len();
-        st.leader = false;
-        self.cond.notify_all();
+        self.group.release_role(&mut st);
         drop(st);
         r?;
         lock(&self.issues).retain(|i| Code::of(i) != Some(Code::AcknowledgedDataLost));
@@ -2303,16 +1993,12 @@ impl Store {
 
     fn as_leader<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
         {
-            let mut st = lock(&self.state);
-            while st.leader {
-                st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
-            }
-            st.leader = true;
+            let mut st = self.group.wait_for_role(lock(&self.state));
+            st.queue.leader = true;
         }
         let r = f();
         let mut st = lock(&self.state);
-        st.leader = false;
-        self.cond.notify_all();
+        self.group.release_role(&mut st);
         r
     }
 
@@ -2664,7 +2350,7 @@ impl Store {
     pub fn truncate_tail(&self) -> Result<u64, StoreError> {
         self.refuse_read_only()?;
         self.as_leader(|| {
-            let mut w = lock(&self.wal);
+            let w = lock(&self.wal);
             let cut: u64 = copy_tails(&w.seg, self.record_bytes_max)
                 .iter()
                 .map(|t| t.bytes)
@@ -2673,13 +2359,19 @@ impl Store {
                 return Ok(0);
             }
             let len = w.seg.len;
-            for f in std::iter::once(&w.seg.file).chain(w.seg.mirror.as_ref()) {
-                f.set_len(len).map_err(ioe("truncating the open segment"))?;
-                io::sync(&self.cfg.io, f)
-                    .map_err(|e| StoreError::Poisoned(format!("fsync after truncation: {e}")))?;
-            }
-            w.seg.zeroed_end = len;
-            Ok(cut)
+            w.seg.ahead.hold();
+            let truncated = || -> Result<(), StoreError> {
+                for f in std::iter::once(&w.seg.file).chain(w.seg.mirror.as_ref()) {
+                    f.set_len(len).map_err(ioe("truncating the open segment"))?;
+                    io::sync(&self.cfg.io, f).map_err(|e| {
+                        StoreError::Poisoned(format!("fsync after truncation: {e}"))
+                    })?;
+                }
+                Ok(())
+            };
+            let r = truncated();
+            w.seg.ahead.release(Some(len));
+            r.map(|()| cut)
         })
     }
 
@@ -2901,6 +2593,61 @@ impl Store {
     }
 }
 
+impl crate::commit::Host for Store {
+    fn state(&self) -> &Mutex<State> {
+        &self.state
+    }
+    fn wal(&self) -> &Mutex<WalState> {
+        &self.wal
+    }
+    fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+    fn fence(&self) -> Result<(), StoreError> {
+        Store::fence(self)
+    }
+    fn relink(&self, w: &mut WalState) -> Result<(), StoreError> {
+        self.ensure_open_segment_linked(w)
+    }
+    fn rotate_for_batch(&self, w: &mut WalState, first_lsn: u64) -> Result<(), Fail> {
+        Store::rotate_for_batch(self, w, first_lsn)
+    }
+    fn zero_ahead_bytes(&self) -> u64 {
+        Store::zero_ahead_bytes(self)
+    }
+    fn after_batch(&self) {
+        if !self.needs_compaction() {
+            return;
+        }
+        if let Err(e) = self.compact_as_leader(false) {
+            if let StoreError::Poisoned(m) = &e {
+                lock(&self.state).poisoned = Some(m.clone());
+            }
+            self.queue_issue(issue(
+                IssueKind::OperationError,
+                Code::CompactionFailed,
+                "wal",
+                format!("compaction failed: {e}"),
+                "store.commit",
+            ));
+        }
+    }
+    fn publish(&self, ops: &[Op]) {
+        // Durable: hand the batch to the derived indexes (never blocks, never fails).
+        self.derived.feed().publish(ops.iter().map(|op| FeedItem {
+            lsn: op.lsn,
+            id: Arc::from(op.id.as_str()),
+            doc: op.entry.as_ref().map(|e| e.bytes.clone()),
+        }));
+        self.derived
+            .feed()
+            .note_log_lsn(ops.last().map_or(0, |o| o.lsn));
+    }
+    fn report(&self, i: Issue) {
+        self.queue_issue(i);
+    }
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
         // The kernel lock goes with the file; the holder text stays "not closed" unless `close` ran.
@@ -2953,14 +2700,15 @@ struct CopyTail {
 fn copy_tails(seg: &wal::OpenSegment, record_bytes_max: u64) -> Vec<CopyTail> {
     use std::os::unix::fs::FileExt;
     const WINDOW: u64 = 64 << 10;
-    let (len, room) = (seg.len, seg.zeroed_end);
+    // The zero-fill helper held while the tails are read: no chunk is half written meanwhile.
+    let (len, room) = (seg.len, seg.ahead.hold());
     let read = |f: &std::fs::File, n: u64| {
         let mut b = vec![0u8; n as usize];
         let got = f.read_at(&mut b, len).unwrap_or(0);
         b.truncate(got);
         b
     };
-    std::iter::once(&seg.file)
+    let tails = std::iter::once(&seg.file)
         .chain(seg.mirror.as_ref())
         .map(|f| {
             let size = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -2983,5 +2731,7 @@ fn copy_tails(seg: &wal::OpenSegment, record_bytes_max: u64) -> Vec<CopyTail> {
             head.truncate(head_max.min(bytes) as usize);
             CopyTail { bytes, head }
         })
-        .collect()
+        .collect();
+    seg.ahead.release(None);
+    tails
 }

@@ -15,6 +15,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::codec::{self, Decoded, Record, crc_of, decode_record};
+use std::sync::Arc;
+
+use crate::ahead::{self, Ahead, Copies};
 use crate::io::{self, IoFaults};
 
 const MAGIC: &[u8; 8] = b"MEDWAL\0\x01";
@@ -352,10 +355,10 @@ pub struct OpenSegment {
     pub mirror: Option<File>,
     /// Current end (next append offset).
     pub len: u64,
-    /// Where the zero-filled space of both copies ends (`>= len`): `len..zeroed_end` was written as zeros and
-    /// flushed, so a commit overwriting it changes no size or extent and needs one device flush for both copies
-    /// ([`io::sync_data_one_flush`]). Equal to `len` when nothing is pre-zeroed.
-    pub zeroed_end: u64,
+    /// Where the zero-filled space of both copies ends (`>= len`, [`Ahead::zeroed_end`]): `len..zeroed_end` was
+    /// written as zeros and flushed, so a commit overwriting it changes no size or extent and needs one device flush
+    /// for both copies ([`io::sync_data_one_flush`]). The helper thread extends it ahead of commits.
+    pub ahead: Ahead,
     /// Whether one flush of the main copy covers the mirror ([`io::one_flush_covers_both`], decided on open).
     pub one_flush: bool,
     /// Whether its records carry batch marks (segment version 2; see the module doc).
@@ -419,7 +422,7 @@ impl OpenSegment {
             last_lsn: first_lsn.saturating_sub(1),
             mirror,
             len: HEADER_BYTES,
-            zeroed_end: HEADER_BYTES,
+            ahead: Ahead::new(HEADER_BYTES),
             ids,
         })
     }
@@ -491,7 +494,7 @@ impl OpenSegment {
             last_lsn: last,
             mirror,
             len: good.len() as u64,
-            zeroed_end: good.len() as u64,
+            ahead: Ahead::new(good.len() as u64),
             ids,
         })
     }
@@ -516,6 +519,11 @@ impl OpenSegment {
         }
     }
 
+    /// Where the zero-filled space of both copies ends now (`len` when there is none).
+    pub fn zeroed_end(&self) -> u64 {
+        self.ahead.zeroed_end()
+    }
+
     /// Appends a batch to main and mirror and fsyncs both. On error the caller must [`OpenSegment::undo`].
     /// Writes both copies, then flushes them at once ([`io::sync_data_both`]: the mirror's `fdatasync` on a pooled
     /// helper thread while this one flushes the main copy) and returns only when both are durable. `fdatasync`
@@ -523,19 +531,22 @@ impl OpenSegment {
     /// was measured slower than flushing one after the other; a thread kept for the process is not.)
     ///
     /// With a mirror on a filesystem where one flush covers both copies, the batch goes into zero-filled space
-    /// instead: when it does not fit in what is already zeroed, both copies are first extended by `zero_ahead`
-    /// bytes of zeros past it (written and flushed, two flushes: sizes change), then the batch is written to both
-    /// and made durable by one device flush ([`io::sync_data_one_flush`]). Extending is best effort: if it fails
-    /// (no space, say), both copies are cut back to the durable end and the batch is appended as above.
+    /// instead and is made durable by one device flush ([`io::sync_data_one_flush`]). The zero-fill helper
+    /// ([`crate::ahead`]) keeps that space ahead of the end: once less than half of `zero_ahead` bytes is left past
+    /// the batch, it is asked for more. When the batch does not fit in what is already zeroed (the helper is behind
+    /// or was not asked yet), the commit holds the helper and, if the room is still short, zero-fills both copies
+    /// itself up to one [`ahead::CHUNK_BYTES`] past the batch (written and flushed, two flushes: sizes change).
+    /// Extending is best effort: if it fails (no space, say), both copies are cut back to the durable end and the
+    /// batch is appended as above. Returns whether this commit zero-filled.
     ///
     /// `buf` is one commit batch of unmarked records; in a segment with batch marks each is written marked
     /// ([`codec::mark_batch`]: 8 bytes more per record), so the segment grows by more than `buf.len()`.
     pub fn append(
         &mut self,
-        faults: &IoFaults,
+        faults: &Arc<IoFaults>,
         buf: &[u8],
-        zero_ahead: impl FnOnce() -> u64,
-    ) -> Result<(), AppendError> {
+        zero_ahead: impl Fn() -> u64,
+    ) -> Result<Appended, AppendError> {
         let marked = match self.batch_marks {
             true => Some(codec::mark_batch(buf, self.last_lsn).ok_or_else(|| {
                 AppendError::Write(std::io::Error::other(
@@ -546,42 +557,88 @@ impl OpenSegment {
         };
         let buf = marked.as_ref().map_or(buf, |m| &m.bytes[..]);
         let end = self.len + buf.len() as u64;
-        if self.one_flush && self.mirror.is_some() && end > self.zeroed_end {
-            let ahead = zero_ahead();
-            if ahead > 0 {
-                self.zero_fill(faults, end + ahead);
+        let zeroing = self.one_flush && self.mirror.is_some();
+        let mut room = self.ahead.zeroed_end();
+        // Past the published room the helper may be writing zeros: held until the batch is in, so it never does.
+        let held = zeroing && end > room;
+        let mut filled_inline = false;
+        if held {
+            room = self.ahead.hold();
+            if end > room && zero_ahead() > 0 {
+                room = self.zero_fill(faults, room.max(self.len), end + ahead::CHUNK_BYTES);
+                filled_inline = room >= end;
             }
         }
+        let written = self.write_and_flush(faults, buf, zeroing && end <= room);
+        if held {
+            // Appended past the zero-filled space: the copies hold data up to `end`, nothing zeroed beyond.
+            self.ahead.release((end > room).then_some(end));
+        }
+        written?;
+        self.len = end;
+        if let Some(last) = marked.as_ref().and_then(|m| m.last_lsn) {
+            self.last_lsn = last;
+        }
+        if zeroing {
+            self.fill_ahead(faults, room.max(end), &zero_ahead);
+        }
+        Ok(Appended { filled_inline })
+    }
+
+    /// Writes `buf` at the end of both copies and makes it durable: with one flush when it lies in zero-filled
+    /// space (`one_flush`), else with a flush of each copy.
+    fn write_and_flush(
+        &self,
+        faults: &IoFaults,
+        buf: &[u8],
+        one_flush: bool,
+    ) -> Result<(), AppendError> {
         io::write_all_at(faults, &self.file, buf, self.len).map_err(AppendError::Write)?;
         if let Some(m) = &self.mirror {
             io::write_all_at(faults, m, buf, self.len).map_err(AppendError::Write)?;
         }
         match &self.mirror {
-            Some(m) if self.one_flush && end <= self.zeroed_end => {
+            Some(m) if one_flush => {
                 io::sync_data_one_flush(faults, &self.file, m, self.len, buf.len() as u64)
             }
             Some(m) => io::sync_data_both(faults, &self.file, m),
             None => io::sync_data(faults, &self.file),
         }
-        .map_err(AppendError::Sync)?;
-        self.len = end;
-        self.zeroed_end = self.zeroed_end.max(end);
-        if let Some(last) = marked.and_then(|m| m.last_lsn) {
-            self.last_lsn = last;
-        }
-        Ok(())
+        .map_err(AppendError::Sync)
     }
 
-    /// Zero-fills both copies from `zeroed_end` to `to` (rounded up to 4 KiB) and flushes them, so later commits
-    /// overwrite allocated space; on any failure, cuts both back to `len` (nothing past it was acknowledged) and
-    /// leaves nothing zeroed ahead.
-    fn zero_fill(&mut self, faults: &IoFaults, to: u64) {
+    /// Asks the zero-fill helper for more room once less than half of `zero_ahead` is left past the end.
+    fn fill_ahead(&self, faults: &Arc<IoFaults>, room: u64, zero_ahead: &impl Fn() -> u64) {
+        let left = room - self.len;
+        if left >= 2 << 20 {
+            return; // at least half of the largest zero-ahead distance (4 MiB) left: no need to ask the disk
+        }
+        let want = zero_ahead();
+        if want == 0 || left >= want / 2 {
+            return;
+        }
+        let Some(m) = &self.mirror else { return };
+        self.ahead.request(self.len + want, || {
+            Some(Copies {
+                main: reopen(&self.file)?,
+                mirror: reopen(m)?,
+                faults: faults.clone(),
+            })
+        });
+    }
+
+    /// Zero-fills both copies from `from` (the published end, under a hold) to `to` (rounded up to 4 KiB) and
+    /// flushes them, so later commits overwrite allocated space; returns the new end. On any failure, cuts both
+    /// back to `len` (nothing past it was acknowledged) and leaves nothing zeroed ahead (returns `len`).
+    fn zero_fill(&mut self, faults: &IoFaults, from: u64, to: u64) -> u64 {
         const CHUNK: u64 = 1 << 20;
         let to = to.div_ceil(4096) * 4096;
-        let Some(m) = &self.mirror else { return };
-        let zeros = vec![0u8; CHUNK.min(to - self.zeroed_end) as usize];
+        let Some(m) = &self.mirror else {
+            return self.len;
+        };
+        let zeros = vec![0u8; CHUNK.min(to - from) as usize];
         let fill = |f: &File| -> std::io::Result<()> {
-            let mut at = self.zeroed_end;
+            let mut at = from;
             while at < to {
                 let n = (to - at).min(zeros.len() as u64) as usize;
                 io::write_all_at(faults, f, &zeros[..n], at)?;
@@ -593,9 +650,13 @@ impl OpenSegment {
             .and_then(|()| fill(m))
             .and_then(|()| io::sync_data_both(faults, &self.file, m));
         match filled {
-            Ok(()) => self.zeroed_end = to,
+            Ok(()) => {
+                self.ahead.filled_inline(to);
+                to
+            }
             Err(_) => {
                 let _ = self.undo(faults);
+                self.len
             }
         }
     }
@@ -612,30 +673,57 @@ impl OpenSegment {
     }
 
     /// Cuts both copies to the durable end (dropping the zero-filled space past it) and flushes them: a segment
-    /// being sealed is exactly its records.
+    /// being sealed is exactly its records. Holds the zero-fill helper meanwhile and resets it to the new end.
     pub fn cut_to_len(&mut self, faults: &IoFaults) -> std::io::Result<()> {
-        // First: should a cut fail, nothing past the end may still be taken for zero-filled space.
-        self.zeroed_end = self.len;
-        for f in std::iter::once(&self.file).chain(self.mirror.as_ref()) {
-            if f.metadata()?.len() > self.len {
-                f.set_len(self.len)?;
-                io::sync(faults, f)?;
+        self.ahead.hold();
+        let cut = || -> std::io::Result<()> {
+            for f in std::iter::once(&self.file).chain(self.mirror.as_ref()) {
+                if f.metadata()?.len() > self.len {
+                    f.set_len(self.len)?;
+                    io::sync(faults, f)?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        };
+        let r = cut();
+        // Whatever happened, nothing past the end is taken for zero-filled space any more.
+        self.ahead.release(Some(self.len));
+        r
     }
 
-    /// Cuts both copies back to the last good end after a failed write.
+    /// Cuts both copies back to the last good end after a failed write (holding the helper, which restarts from
+    /// there).
     pub fn undo(&mut self, faults: &IoFaults) -> std::io::Result<()> {
-        self.zeroed_end = self.len;
-        self.file.set_len(self.len)?;
-        io::sync(faults, &self.file)?;
-        if let Some(m) = &self.mirror {
-            m.set_len(self.len)?;
-            io::sync(faults, m)?;
-        }
-        Ok(())
+        self.ahead.hold();
+        let cut = || -> std::io::Result<()> {
+            self.file.set_len(self.len)?;
+            io::sync(faults, &self.file)?;
+            if let Some(m) = &self.mirror {
+                m.set_len(self.len)?;
+                io::sync(faults, m)?;
+            }
+            Ok(())
+        };
+        let r = cut();
+        self.ahead.release(Some(self.len));
+        r
     }
+}
+
+/// A descriptor of its own (a new open file description, not a duplicate) for the file `f` is open on: a write-back
+/// error that the zero-fill helper's flush reports through it is still reported to the commit's flush through `f`
+/// (Linux reports such an error once per open file description).
+fn reopen(f: &File) -> Option<File> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", f.as_raw_fd());
+    std::fs::OpenOptions::new().write(true).open(path).ok()
+}
+
+/// What an append did besides writing the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    /// The commit zero-filled space itself (the helper was behind or not asked yet).
+    pub filled_inline: bool,
 }
 
 /// Why an append failed.

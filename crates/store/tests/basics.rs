@@ -468,3 +468,162 @@ fn a_recreated_mirror_is_zero_filled_anew_before_one_flush_commits_resume() {
     assert_eq!(s.count(), 2);
     assert!(!s.recovery_report().mirror_rewritten);
 }
+
+/// The zero-fill helper keeps the zero-filled space ahead of the commits: after the first commit into a segment
+/// (which finds nothing zero-filled yet and fills one chunk itself), a long run of commits never zero-fills on the
+/// commit path, the copies stay zero-filled past the records, and everything reopens.
+#[test]
+fn a_long_run_of_commits_zero_fills_ahead_off_the_commit_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        segment_bytes_max: 16 << 20,
+        wal_bytes_max: 64 << 20,
+        ..small()
+    };
+    let s = Store::open(dir.path(), cfg.clone()).unwrap();
+    let big = |i: usize| Document {
+        text: format!("{i} {}", "z".repeat(2000)),
+        ..doc(i)
+    };
+    s.put("first", big(0)).unwrap();
+    let (id, _) = s.open_segment();
+    let seg = dir.path().join(format!("wal/{id:016}.seg"));
+    let mir = dir.path().join(format!("wal/{id:016}.mir"));
+    let one = store::io::one_flush_covers_both(
+        &std::fs::File::open(&seg).unwrap(),
+        &std::fs::File::open(&mir).unwrap(),
+    );
+    let inline_first = s.stats().zero_fills_inline;
+    // About 5 MiB in 2 KiB commits: past the first chunk many times over, and past the first request's 4 MiB.
+    for i in 1..=2_500 {
+        s.put(&format!("d{i}"), big(i)).unwrap();
+    }
+    let st = s.stats();
+    let (id_after, len) = s.open_segment();
+    assert_eq!(id_after, id, "no rotation in this run");
+    if one {
+        assert_eq!(
+            inline_first, 1,
+            "the first commit found nothing zero-filled"
+        );
+        assert_eq!(
+            st.zero_fills_inline, inline_first,
+            "the helper kept up: no commit zero-filled after the first"
+        );
+        for p in [&seg, &mir] {
+            assert!(
+                std::fs::metadata(p).unwrap().len() > len,
+                "zero-filled room"
+            );
+        }
+    } else {
+        assert_eq!(st.zero_fills_inline, 0, "no zero-filling without one flush");
+    }
+    assert_eq!(s.tail_excess_bytes(), 0);
+    drop(s); // as a crash leaves the files
+    let s = Store::open(dir.path(), cfg).unwrap();
+    assert_eq!(s.count(), 2_501);
+    let r = s.recovery_report();
+    assert!(r.torn_tail.is_none() && !r.mirror_rewritten, "{r:?}");
+    assert_eq!(s.get("d2500").unwrap(), Some(big(2500)));
+}
+
+/// Rotations and a close while the zero-fill helper is at work, with writers racing: every sealed segment is exactly
+/// its records (its parity verifies), the closed open segment is cut to its records, and a reopen finds everything.
+#[test]
+fn rotation_and_close_while_the_zero_fill_helper_runs_leave_exact_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        segment_bytes_max: 256 << 10,
+        wal_bytes_max: 64 << 20,
+        ..small()
+    };
+    let s = std::sync::Arc::new(Store::open(dir.path(), cfg.clone()).unwrap());
+    let big = |i: usize| Document {
+        text: format!("{i} {}", "r".repeat(3000)),
+        ..doc(i)
+    };
+    let writers: Vec<_> = (0..4usize)
+        .map(|w| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..150 {
+                    s.put(&format!("w{w}-{i}"), big(w * 1000 + i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in writers {
+        h.join().unwrap();
+    }
+    assert!(s.stats().rotations >= 5, "{:?}", s.stats());
+    s.durable_layout_intact().unwrap();
+    for f in s.immutable_files() {
+        let v = s.verify_file(&f, None, true);
+        assert!(
+            v.bad_blocks.is_empty() && v.parity_mismatches.is_empty() && v.rebuildable_or_clean(),
+            "{f:?}: {v:?}"
+        );
+        assert!(v.sidecar_error.is_none(), "{f:?}: {v:?}");
+    }
+    let (id, len) = s.open_segment();
+    std::sync::Arc::into_inner(s).unwrap().close().unwrap();
+    for p in [format!("wal/{id:016}.seg"), format!("wal/{id:016}.mir")] {
+        assert_eq!(
+            std::fs::metadata(dir.path().join(p)).unwrap().len(),
+            len,
+            "cut to its records on close"
+        );
+    }
+    let s = Store::open(dir.path(), cfg).unwrap();
+    assert_eq!(s.count(), 600);
+    let r = s.recovery_report();
+    assert!(r.torn_tail.is_none() && r.lost.is_empty(), "{r:?}");
+    assert_eq!(s.get("w3-149").unwrap(), Some(big(3149)));
+}
+
+/// The zero-fill helper writes through the store's fault hooks: when the disk fills while it zero-fills, its chunk
+/// fails (it publishes nothing), the next commit finds no space and is refused with nothing acknowledged lost, and once
+/// space returns commits zero-fill and succeed again; a reopen holds every acknowledged document.
+#[test]
+fn the_zero_fill_helper_runs_out_of_space_through_the_fault_hooks_and_commits_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        segment_bytes_max: 64 << 20,
+        wal_bytes_max: 256 << 20,
+        ..small()
+    };
+    let io = cfg.io.clone();
+    let s = Store::open(dir.path(), cfg.clone()).unwrap();
+    let (id, _) = s.open_segment();
+    let one = store::io::one_flush_covers_both(
+        &std::fs::File::open(dir.path().join(format!("wal/{id:016}.seg"))).unwrap(),
+        &std::fs::File::open(dir.path().join(format!("wal/{id:016}.mir"))).unwrap(),
+    );
+    // Slow writes: the helper, asked by the first commit, is still in its first write when the disk fills.
+    io.set_latency_us(200_000);
+    s.put("first", doc(0)).unwrap();
+    io.set_quota_bytes(Some(4096));
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    io.set_latency_us(0);
+    let refused = s.put("second", doc(1));
+    if one {
+        assert!(
+            matches!(refused, Err(StoreError::ReadOnly(_))),
+            "the helper took the last bytes: {refused:?}"
+        );
+        assert_eq!(s.stats().zero_fills_inline, 1);
+    }
+    io.set_quota_bytes(None);
+    for i in 2..50 {
+        s.put(&format!("d{i}"), doc(i)).unwrap();
+    }
+    assert_eq!(s.tail_excess_bytes(), 0);
+    drop(s);
+    let s = Store::open(dir.path(), cfg).unwrap();
+    let r = s.recovery_report();
+    assert!(r.lost.is_empty() && r.torn_tail.is_none(), "{r:?}");
+    assert_eq!(s.get("first").unwrap(), Some(doc(0)));
+    assert_eq!(s.get("d49").unwrap(), Some(doc(49)));
+    assert_eq!(s.count(), 49 + usize::from(refused.is_ok()));
+}

@@ -218,7 +218,7 @@ impl Opening<'_> {
             file,
             mirror: mirror_f,
             len,
-            zeroed_end: len,
+            ahead: crate::ahead::Ahead::new(len),
             one_flush: false,
             batch_marks: wal::header_has_marks(&s.good),
             last_lsn: s.records.last().map_or(before, |r| r.lsn),
@@ -338,7 +338,7 @@ impl Opening<'_> {
                 file,
                 mirror: io::open_read(&self.config.io, &self.dir.join(&mir_rel)).ok(),
                 len: s.good.len() as u64,
-                zeroed_end: s.good.len() as u64,
+                ahead: crate::ahead::Ahead::new(s.good.len() as u64),
                 one_flush: false,
                 batch_marks: wal::header_has_marks(&s.good),
                 last_lsn: s
