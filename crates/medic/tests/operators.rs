@@ -655,15 +655,16 @@ fn incident_deciding(d: &Daemon, what: &str, text: &str) -> Value {
 }
 
 /// Every WAL file's bytes, by name.
+/// Each log file's bytes up to its last non-zero one: the zero-filled space past the open segment's records is
+/// extended in the background and holds no data.
 fn wal_bytes(data: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(data.join("wal"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
+            let mut bytes = std::fs::read(&p).unwrap();
+            bytes.truncate(bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1));
+            (p.file_name().unwrap().to_string_lossy().into_owned(), bytes)
         })
         .collect();
     out.sort();

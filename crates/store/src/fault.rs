@@ -430,9 +430,16 @@ impl Injector {
         })
     }
 
-    /// Files a byte-damaging fault may hit: the log, snapshots, parity and the manifest, non-empty.
+    /// Files a byte-damaging fault may hit: the log, snapshots, parity and the manifest, non-empty. A log file's
+    /// `len` stops at its last non-zero byte: the zero-filled space past its records holds no data.
     fn byte_targets(&self, dir: &Path, kind: FaultKind) -> Result<Vec<DataFile>, FaultError> {
-        let files: Vec<DataFile> = list_files(dir)?
+        let mut files = list_files(dir)?;
+        for f in files.iter_mut().filter(|f| f.role == FileRole::Wal) {
+            let path = dir.join(&f.rel);
+            let bytes = fs::read(&path).map_err(io_err(format!("read {}", path.display())))?;
+            f.len = crate::wal::nonzero_end(&bytes) as u64;
+        }
+        let files: Vec<DataFile> = files
             .into_iter()
             .filter(|f| {
                 f.len > 0

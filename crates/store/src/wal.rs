@@ -278,7 +278,14 @@ fn torn_batch(
     let last_lsn = last.map(|q| q.lsn);
     let mut hi = None;
     for copy in std::iter::once(main).chain(mirror) {
-        for r in records_past(copy, pos, last_lsn, record_bytes_max) {
+        let past = records_past(copy, pos, last_lsn, record_bytes_max);
+        // A power loss leaves the batch's unwritten sectors as they were: zeros. Damage (flipped or garbage bytes)
+        // leaves none, and stays damage.
+        let next = past.first().map_or(nonzero_end(copy), |(at, _)| *at);
+        if !looks_unwritten(copy, pos, next) {
+            return None;
+        }
+        for (_, r) in past {
             if r.batch.is_none_or(|m| m.follows != in_flight) {
                 return None;
             }
@@ -288,16 +295,48 @@ fn torn_batch(
     hi.map(|hi| (in_flight, hi))
 }
 
-/// Every valid record after offset `pos` of `copy` with an LSN above `last`, found byte by byte (a found record is
-/// skipped whole).
-fn records_past(copy: &[u8], pos: usize, last: Option<u64>, record_bytes_max: u64) -> Vec<Record> {
+/// The device's unit of a write that reaches the disk whole or not at all (the smallest sector size).
+const SECTOR_BYTES: usize = 512;
+
+/// Whether the invalid bytes `copy[pos..next]` (a record invalid in both copies, up to the next valid record) hold
+/// what an interrupted write leaves: a sector never written, so still zero — either the part of `pos`'s sector from
+/// `pos` on (a record starts with its non-zero length, so a written one is never zero there), or a whole aligned
+/// sector inside the span.
+fn looks_unwritten(copy: &[u8], pos: usize, next: usize) -> bool {
+    let next = next.min(copy.len());
+    if pos >= next {
+        return true; // nothing but zeros past the hole in this copy
+    }
+    let zero = |a: usize, b: usize| copy[a..b].iter().all(|&x| x == 0);
+    let first_end = (pos / SECTOR_BYTES + 1) * SECTOR_BYTES;
+    if zero(pos, first_end.min(next)) {
+        return true;
+    }
+    let mut s = first_end;
+    while s + SECTOR_BYTES <= next {
+        if zero(s, s + SECTOR_BYTES) {
+            return true;
+        }
+        s += SECTOR_BYTES;
+    }
+    false
+}
+
+/// Every valid record after offset `pos` of `copy` with an LSN above `last`, with its offset, found byte by byte (a
+/// found record is skipped whole).
+fn records_past(
+    copy: &[u8],
+    pos: usize,
+    last: Option<u64>,
+    record_bytes_max: u64,
+) -> Vec<(usize, Record)> {
     let mut out = Vec::new();
     let end = nonzero_end(copy);
     let mut p = pos + 1;
     while p < end {
         match decode_record(&copy[p..], record_bytes_max) {
             Decoded::Ok(r, n) if last.is_none_or(|l| r.lsn > l) => {
-                out.push(r);
+                out.push((p, r));
                 p += n;
             }
             _ => p += 1,
@@ -888,6 +927,26 @@ mod tests {
             assert_eq!(s.records.len(), 7);
             assert!(s.torn.is_none() && s.damaged.is_none());
         }
+    }
+
+    #[test]
+    fn bytes_of_the_last_batch_damaged_in_both_copies_without_a_zero_sector_stay_damage() {
+        // A power loss leaves unwritten sectors zero; flipped bytes in the acknowledged last batch are damage, even
+        // with only that batch's records after them.
+        let (img, _) = with_big_batch(0);
+        let at = offsets(&img);
+        for hole in [at[4] + 10..at[4] + 50, at[5]..at[5] + 700] {
+            let mut damaged = img.clone();
+            damaged[hole.clone()].iter_mut().for_each(|b| *b ^= 0xff);
+            let s = scan_after_crash(&damaged, Some(&damaged), 1 << 20);
+            assert!(s.torn.is_none() && s.damaged.is_some(), "{hole:?} {s:?}");
+        }
+        // Zeros from the record's start to its sector's end are what an unwritten sector leaves: torn.
+        let mut holed = img.clone();
+        let sector_end = (at[4] / SECTOR_BYTES + 1) * SECTOR_BYTES;
+        holed[at[4]..sector_end.min(at[5])].fill(0);
+        let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
+        assert!(s.damaged.is_none() && s.torn.is_some(), "{s:?}");
     }
 
     #[test]
