@@ -2242,7 +2242,26 @@ impl Store {
                         b
                     })
             };
-            for r in wal::scan(&bytes, mirror.as_deref(), self.record_bytes_max).records {
+            let scan = wal::scan(&bytes, mirror.as_deref(), self.record_bytes_max);
+            // Every byte up to the captured end was acknowledged: a record no copy can read is damage, never the
+            // end. A replay that skipped it would hand on a log without those records (a reload of the table from
+            // it would drop them from memory, the only intact copy left).
+            if scan.valid_end < bytes.len() as u64 {
+                let why = scan
+                    .damaged
+                    .map(|(_, why)| why)
+                    .or(scan.torn.map(|(_, _, why)| why))
+                    .unwrap_or_else(|| "unreadable records".into());
+                return Err(StoreError::corrupt(
+                    format!(
+                        "{rel}: records from offset {} cannot be read in any copy ({why}); the replay stops \
+                         rather than leave them out",
+                        scan.valid_end
+                    ),
+                    loc(&rel, scan.valid_end, bytes.len() as u64 - scan.valid_end),
+                ));
+            }
+            for r in scan.records {
                 if r.lsn > after {
                     sink(r);
                 }

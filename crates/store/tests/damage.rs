@@ -979,3 +979,42 @@ fn a_mirror_record_damaged_while_closed_is_reported_with_its_location_when_open_
         "{issues:?}"
     );
 }
+
+/// A sealed segment damaged with its parity sidecar gone: the files no longer hold those records, the table does.
+/// A reload of the table from the files must refuse (the replay stops at a record no copy can read) rather than
+/// drop them from memory, where a compaction would then write their loss into a snapshot.
+#[test]
+fn a_reload_from_files_missing_records_refuses_and_the_table_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        wal_bytes_max: 1 << 20,
+        ..small()
+    };
+    let s = Store::open(dir.path(), cfg.clone()).unwrap();
+    fill(&s, 300);
+    let mut pars: Vec<_> = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".seg.par"))
+        .collect();
+    pars.sort();
+    let par = pars.pop().expect("a sealed segment");
+    let sealed =
+        std::path::PathBuf::from(par.to_string_lossy().trim_end_matches(".par").to_string());
+    std::fs::remove_file(&par).unwrap();
+    let len = std::fs::metadata(&sealed).unwrap().len();
+    flip(&sealed, len / 2, 64);
+    let e = s
+        .reload_table()
+        .expect_err("a replay over unreadable records refuses");
+    assert!(e.to_string().contains("cannot be read in any copy"), "{e}");
+    all_there(&s, 300);
+    // Compaction writes the table, whole, and drops the damaged file.
+    s.compact().unwrap();
+    let s = {
+        drop(s);
+        Store::open(dir.path(), cfg).unwrap()
+    };
+    assert!(s.recovery_report().lost.is_empty());
+    all_there(&s, 300);
+}
