@@ -192,10 +192,29 @@ impl Shared {
 
 /// Writes zeros to `from..to` of both copies and flushes both (two flushes: sizes change).
 fn fill(c: &Copies, from: u64, to: u64) -> std::io::Result<()> {
-    let zeros = vec![0u8; (to - from) as usize];
-    io::write_all_at(&c.faults, &c.main, &zeros, from)?;
-    io::write_all_at(&c.faults, &c.mirror, &zeros, from)?;
-    io::sync_data_both(&c.faults, &c.main, &c.mirror)
+    write_zeros(&c.faults, &c.main, &c.mirror, from, to)
+}
+
+/// Writes zeros to `from..to` of `main` and `mirror`, at most 1 MiB a write, and flushes both: the helper's chunk
+/// and a commit's inline fill alike.
+pub(crate) fn write_zeros(
+    faults: &IoFaults,
+    main: &File,
+    mirror: &File,
+    from: u64,
+    to: u64,
+) -> std::io::Result<()> {
+    const WRITE_BYTES_MAX: u64 = 1 << 20;
+    let zeros = vec![0u8; WRITE_BYTES_MAX.min(to.saturating_sub(from)) as usize];
+    for f in [main, mirror] {
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(zeros.len() as u64) as usize;
+            io::write_all_at(faults, f, &zeros[..n], at)?;
+            at += n as u64;
+        }
+    }
+    io::sync_data_both(faults, main, mirror)
 }
 
 /// The helper thread: one for the process, started on the first request, running one segment's fill at a time.

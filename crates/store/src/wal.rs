@@ -670,24 +670,11 @@ impl OpenSegment {
     /// flushes them, so later commits overwrite allocated space; returns the new end. On any failure, cuts both
     /// back to `len` (nothing past it was acknowledged) and leaves nothing zeroed ahead (returns `len`).
     fn zero_fill(&mut self, faults: &IoFaults, from: u64, to: u64) -> u64 {
-        const CHUNK: u64 = 1 << 20;
         let to = to.div_ceil(4096) * 4096;
         let Some(m) = &self.mirror else {
             return self.len;
         };
-        let zeros = vec![0u8; CHUNK.min(to - from) as usize];
-        let fill = |f: &File| -> std::io::Result<()> {
-            let mut at = from;
-            while at < to {
-                let n = (to - at).min(zeros.len() as u64) as usize;
-                io::write_all_at(faults, f, &zeros[..n], at)?;
-                at += n as u64;
-            }
-            Ok(())
-        };
-        let filled = fill(&self.file)
-            .and_then(|()| fill(m))
-            .and_then(|()| io::sync_data_both(faults, &self.file, m));
+        let filled = ahead::write_zeros(faults, &self.file, m, from, to);
         match filled {
             Ok(()) => {
                 self.ahead.filled_inline(to);
@@ -714,32 +701,25 @@ impl OpenSegment {
     /// Cuts both copies to the durable end (dropping the zero-filled space past it) and flushes them: a segment
     /// being sealed is exactly its records. Holds the zero-fill helper meanwhile and resets it to the new end.
     pub fn cut_to_len(&mut self, faults: &IoFaults) -> std::io::Result<()> {
-        self.ahead.hold();
-        let cut = || -> std::io::Result<()> {
-            for f in std::iter::once(&self.file).chain(self.mirror.as_ref()) {
-                if f.metadata()?.len() > self.len {
-                    f.set_len(self.len)?;
-                    io::sync(faults, f)?;
-                }
-            }
-            Ok(())
-        };
-        let r = cut();
-        // Whatever happened, nothing past the end is taken for zero-filled space any more.
-        self.ahead.release(Some(self.len));
-        r
+        self.cut(faults, false)
     }
 
     /// Cuts both copies back to the last good end after a failed write (holding the helper, which restarts from
     /// there).
     pub fn undo(&mut self, faults: &IoFaults) -> std::io::Result<()> {
+        self.cut(faults, true)
+    }
+
+    /// Sets both copies' length to `len` (`always`, else only a longer copy) and flushes them, the zero-fill helper
+    /// held meanwhile; whatever happened, nothing past `len` is taken for zero-filled space any more.
+    fn cut(&mut self, faults: &IoFaults, always: bool) -> std::io::Result<()> {
         self.ahead.hold();
         let cut = || -> std::io::Result<()> {
-            self.file.set_len(self.len)?;
-            io::sync(faults, &self.file)?;
-            if let Some(m) = &self.mirror {
-                m.set_len(self.len)?;
-                io::sync(faults, m)?;
+            for f in std::iter::once(&self.file).chain(self.mirror.as_ref()) {
+                if always || f.metadata()?.len() > self.len {
+                    f.set_len(self.len)?;
+                    io::sync(faults, f)?;
+                }
             }
             Ok(())
         };
