@@ -1,0 +1,1389 @@
+//! Batch marks, the zero-filled space past the open segment's records and the replay rules, attacked black-box
+//! through the real `medic serve`. Concurrent writers — single puts, overwrites, deletes and bulk NDJSON bodies over
+//! three collections — record every acknowledged state (and, for every write left unanswered, both states it may
+//! be in). Then:
+//!
+//! - **power loss**: SIGKILL mid-load, then the image a power loss could leave written onto the stopped directory:
+//!   the open segment's last batch (never acknowledged: batches are acknowledged in order) torn at 512-byte sector
+//!   granularity, each copy on its own (sectors reverted to zeros, the file cut short), the identity sidecar cut;
+//!   the daemon started and SIGKILLed during its first opens, then started for good;
+//! - **damage while running**: a sector zeroed inside acknowledged records of one copy, the mirror truncated or
+//!   deleted, garbage in the zero-filled space past the records (one copy or both), bytes flipped in a sealed segment
+//!   at several places, the open segment replaced by a stale copy of itself, an old valid record written at the log's
+//!   end of one copy (a misdirected write), with compactions running under bulk loads;
+//! - **an older directory**: a version-1 manifest and segment written from FORMAT.md, upgraded on open while the
+//!   daemon is SIGKILLed during its first opens, then written to and killed again;
+//! - **damage beyond redundancy**: one acknowledged record zeroed in both copies with later batches after it: the
+//!   loss must be reported naming exactly that document, and every other document served.
+//!
+//! Each case then compares every document byte for byte over HTTP (an acknowledged state exactly; an unanswered
+//! write either state), requires a clean `/v1/status` (no loss, unless both copies were destroyed), a write to be
+//! accepted, and `medic check --tier full` to pass on the stopped directory. Seeds are printed;
+//! `MEDIC_ATTACK_SEED=N` replays one. The soak variant (many seeds of each) runs with
+//! `MEDIC_ATTACK_ROUNDS=20 cargo test --release -p medic --test attack_batches -- --ignored soak`.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Daemon, agent, medic, wait_for};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Seeds, configuration, the daemon.
+// ---------------------------------------------------------------------------------------------------------------
+
+fn seed(default: u64) -> u64 {
+    std::env::var("MEDIC_ATTACK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// xorshift64*: small, seeded, reproducible.
+fn next(rng: &mut u64) -> u64 {
+    *rng ^= *rng >> 12;
+    *rng ^= *rng << 25;
+    *rng ^= *rng >> 27;
+    rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+fn below(rng: &mut u64, n: u64) -> u64 {
+    next(rng) % n.max(1)
+}
+
+/// Checks too rare to run during a test: nothing repairs damage before the next open.
+const QUIET: &str = "[checks]\nshallow_interval_ms = 3600000\ndeep_interval_ms = 3600000\n\
+                     comprehensive_interval_ms = 3600000\n";
+/// Checks every 100 ms, escalations rechecked every second, strategies retried after 2 s.
+const FAST: &str = "[checks]\nshallow_interval_ms = 100\ndeep_interval_ms = 200\n\
+                    comprehensive_interval_ms = 400\n\n[engine]\nescalated_recheck_us = 1000000\n\
+                    strategy_cooldown_us = 2000000\n";
+
+fn config(dir: &Path, checks: &str, segment_bytes: u64, wal_bytes: u64) -> PathBuf {
+    let path = dir.join("medic.toml");
+    let text = format!(
+        "{checks}\n[constraints]\nsegment_bytes_max = {segment_bytes}\nwal_bytes_max = {wal_bytes}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(data: &Path, logs: &Path, cfg: &Path) -> Daemon {
+    Daemon::start_with(
+        data,
+        logs,
+        &["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()],
+    )
+}
+
+/// Starts the daemon and SIGKILLs it after a seeded 0..`max_ms` ms, `rounds` times: opens (recovery, repairs,
+/// an upgrade) cut at seeded moments.
+fn interrupted_opens(data: &Path, cfg: &Path, rng: &mut u64, rounds: usize, max_ms: u64) {
+    for round in 0..rounds {
+        let delay = below(rng, max_ms);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_medic"))
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+        eprintln!("  open {round}: SIGKILL after {delay} ms");
+    }
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The WAL as FORMAT.md describes it: CRC32C, segment header, records with batch marks.
+// ---------------------------------------------------------------------------------------------------------------
+
+fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, e) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0x82F6_3B78
+                } else {
+                    c >> 1
+                };
+            }
+            *e = c;
+        }
+        t
+    });
+    crc = !crc;
+    for &b in data {
+        crc = table[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+fn crc32c(data: &[u8]) -> u32 {
+    crc32c_update(0, data)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+const SEG_HEADER: usize = 32;
+
+/// One valid record of a segment copy.
+#[derive(Debug, Clone)]
+struct Rec {
+    off: usize,
+    end: usize,
+    lsn: u64,
+    kind: u8,
+    key: Vec<u8>,
+    follows: Option<u64>,
+}
+
+/// The segment's version and its valid records from the start up to the first one that does not verify.
+fn parse_segment(b: &[u8]) -> (u32, Vec<Rec>) {
+    if b.len() < SEG_HEADER || &b[..8] != b"MEDWAL\0\x01" {
+        return (0, Vec::new());
+    }
+    let version = u32_at(b, 8);
+    let mut recs = Vec::new();
+    let mut off = SEG_HEADER;
+    while off + 8 <= b.len() {
+        let len = u32_at(b, off) as usize;
+        if len < 11 || off + 8 + len > b.len() {
+            break;
+        }
+        let crc = crc32c_update(crc32c(&b[off..off + 4]), &b[off + 8..off + 8 + len]);
+        if crc != u32_at(b, off + 4) {
+            break;
+        }
+        let body = &b[off + 8..off + 8 + len];
+        let kind = body[8];
+        let id_len = u16::from_le_bytes([body[9], body[10]]) as usize;
+        let follows = (kind & 0x80 != 0).then(|| u64_at(body, len - 8));
+        recs.push(Rec {
+            off,
+            end: off + 8 + len,
+            lsn: u64_at(body, 0),
+            kind,
+            key: body[11..11 + id_len].to_vec(),
+            follows,
+        });
+        off += 8 + len;
+    }
+    (version, recs)
+}
+
+/// The open segment and its mirror: the highest-numbered segment that has a `.mir`.
+fn open_pair(data: &Path) -> (PathBuf, PathBuf) {
+    let mir = files_in(&data.join("wal"), ".mir")
+        .pop()
+        .expect("an open segment with a mirror");
+    let seg = mir.with_extension("seg");
+    (seg, mir)
+}
+
+/// The table key of document `id` of collection `c` (FORMAT.md, "Collections").
+fn table_key(c: &str, id: &str) -> Vec<u8> {
+    if c == "default" {
+        id.as_bytes().to_vec()
+    } else {
+        let mut k = vec![0x1c];
+        k.extend_from_slice(c.as_bytes());
+        k.push(0x1f);
+        k.extend_from_slice(id.as_bytes());
+        k
+    }
+}
+
+/// Encodes a put record as a version-1 segment holds it (no batch marks).
+fn encode_put_v1(lsn: u64, id: &str, text: &str, vector: Option<&[f32]>, meta: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&lsn.to_le_bytes());
+    body.push(1);
+    body.extend_from_slice(&(id.len() as u16).to_le_bytes());
+    body.extend_from_slice(id.as_bytes());
+    body.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    body.extend_from_slice(text.as_bytes());
+    match vector {
+        Some(v) => {
+            body.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            for x in v {
+                body.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        None => body.extend_from_slice(&u32::MAX.to_le_bytes()),
+    }
+    body.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    body.extend_from_slice(meta.as_bytes());
+    let len = (body.len() as u32).to_le_bytes();
+    let crc = crc32c_update(crc32c(&len), &body);
+    let mut rec = len.to_vec();
+    rec.extend_from_slice(&crc.to_le_bytes());
+    rec.extend_from_slice(&body);
+    rec
+}
+
+fn segment_header(version: u32, segment_id: u64, first_lsn: u64) -> Vec<u8> {
+    let mut h = b"MEDWAL\0\x01".to_vec();
+    h.extend_from_slice(&version.to_le_bytes());
+    h.extend_from_slice(&segment_id.to_le_bytes());
+    h.extend_from_slice(&first_lsn.to_le_bytes());
+    let crc = crc32c(&h);
+    h.extend_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// A manifest with one open segment (FORMAT.md, "Manifest").
+fn manifest(version: u32, generation: u64, vector_dim: u32, segment_id: u64) -> Vec<u8> {
+    let mut m = b"MEDMAN\0\x01".to_vec();
+    m.extend_from_slice(&version.to_le_bytes());
+    m.extend_from_slice(&generation.to_le_bytes());
+    m.extend_from_slice(&vector_dim.to_le_bytes());
+    m.extend_from_slice(&0u64.to_le_bytes());
+    m.extend_from_slice(&1u32.to_le_bytes());
+    m.extend_from_slice(&segment_id.to_le_bytes());
+    m.extend_from_slice(&1u64.to_le_bytes());
+    m.push(0);
+    m.extend_from_slice(&0u64.to_le_bytes());
+    let crc = crc32c(&m);
+    m.extend_from_slice(&crc.to_le_bytes());
+    m
+}
+
+fn write_at(path: &Path, at: u64, bytes: &[u8]) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, at).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The load: concurrent writers over three collections, and what each document may read back as.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The collections written: `default` (3-dimensional vectors fixed by the first one), `ca` (its own 3-dimensional
+/// vectors, a flat index, a field) and `cb` (text only).
+const COLLECTIONS: [&str; 3] = ["default", "ca", "cb"];
+
+fn create_collections(d: &Daemon) {
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/collections/ca",
+        Some(&json!({"dimension": 3, "metric": "l2", "index": "flat", "fields": {"n": "integer"}})),
+    );
+    assert!(s == 200 || s == 201, "create ca: {s} {v}");
+    let (s, v) = d.json("PUT", "/v1/collections/cb", Some(&json!({})));
+    assert!(s == 200 || s == 201, "create cb: {s} {v}");
+}
+
+/// A document derived from the writer, its number and a version: text with a unique token, a vector of exactly
+/// representable floats where the collection takes one, meta.
+fn make_doc(c: &str, w: usize, n: usize, version: u64) -> Value {
+    let text = format!("tok{w}x{n}v{version} ").repeat(1 + (n + version as usize) % 5)
+        + "batch marks under power loss";
+    let meta = json!({"w": w, "n": n, "v": version, "half": (n % 8) as f64 / 2.0, "tag": c});
+    if c == "cb" || (c == "default" && n % 5 == 4) {
+        json!({"text": text, "meta": meta})
+    } else {
+        let vector = [
+            (n % 16) as f32 / 4.0,
+            version as f32,
+            -((w % 4) as f32) / 8.0,
+        ];
+        json!({"text": text, "vector": vector, "meta": meta})
+    }
+}
+
+fn doc_path(c: &str, id: &str) -> String {
+    if c == "default" {
+        format!("/v1/docs/{id}")
+    } else {
+        format!("/v1/collections/{c}/docs/{id}")
+    }
+}
+
+fn bulk_path(c: &str) -> String {
+    if c == "default" {
+        "/v1/docs".to_string()
+    } else {
+        format!("/v1/collections/{c}/docs")
+    }
+}
+
+type Key = (String, String);
+
+/// What the writers saw: for every document, every state it may be in (one when its last write was acknowledged,
+/// more when writes went unanswered), the highest acknowledged LSN, the documents whose delete was acknowledged,
+/// and the bulk bodies that went unanswered (checked for being applied in part).
+#[derive(Default)]
+struct Model {
+    possible: BTreeMap<Key, Vec<Option<Value>>>,
+    acked_deletes: BTreeSet<Key>,
+    unanswered_bulks: Vec<Vec<(Key, Value)>>,
+    acked: usize,
+    unanswered: usize,
+    refusals: BTreeMap<u16, (usize, String)>,
+    gone: bool,
+}
+
+impl Model {
+    fn merge(&mut self, o: Model) {
+        self.possible.extend(o.possible);
+        self.acked_deletes.extend(o.acked_deletes);
+        self.unanswered_bulks.extend(o.unanswered_bulks);
+        self.acked += o.acked;
+        self.unanswered += o.unanswered;
+        for (s, (n, body)) in o.refusals {
+            self.refusals.entry(s).or_insert((0, body)).0 += n;
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} documents, {} writes acknowledged, {} unanswered (refused: {:?}), {} deletes acknowledged",
+            self.possible.len(),
+            self.acked,
+            self.unanswered,
+            self.refusals,
+            self.acked_deletes.len()
+        )
+    }
+
+    /// Records a write of `new` to `key`: the only state when acknowledged, one more possible one otherwise.
+    fn write(&mut self, key: Key, new: Option<Value>, acked: bool) {
+        let e = self.possible.entry(key).or_insert_with(|| vec![None]);
+        if acked {
+            *e = vec![new];
+        } else {
+            e.push(new);
+        }
+    }
+
+    fn table_keys(&self) -> BTreeMap<Vec<u8>, Key> {
+        self.possible
+            .keys()
+            .map(|k| (table_key(&k.0, &k.1), k.clone()))
+            .collect()
+    }
+}
+
+/// Concurrent writers; each owns its ids (a deleted id is never written again), so each id's states are known.
+struct Load {
+    stop: Arc<AtomicBool>,
+    max_lsn: Arc<AtomicU64>,
+    acked: Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<Model>>,
+}
+
+/// What one request got.
+enum Sent {
+    /// 200, with the LSN when the answer names one.
+    Acked(u64),
+    /// An HTTP error answer: the write may or may not have been applied (a 503 after a failed flush, say).
+    Refused(u16, String),
+    /// No answer: the daemon is gone.
+    NoAnswer,
+}
+
+fn send(agent: &ureq::Agent, method: &str, url: &str, ct: &str, body: String) -> Sent {
+    let r = match method {
+        "PUT" => agent.put(url).header("Content-Type", ct).send(body),
+        "POST" => agent.post(url).header("Content-Type", ct).send(body),
+        _ => agent.delete(url).call(),
+    };
+    match r {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let text = resp.body_mut().read_to_string().unwrap_or_default();
+            if status != 200 {
+                return Sent::Refused(status, text);
+            }
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            Sent::Acked(v["last_lsn"].as_u64().or(v["lsn"].as_u64()).unwrap_or(0))
+        }
+        Err(_) => Sent::NoAnswer,
+    }
+}
+
+impl Load {
+    /// `n` writers against `url` with ids `<prefix><w>-<n>`, each stopping at `stop` or at its first unanswered
+    /// request (the daemon is gone). `bulk_max` documents at most per bulk body.
+    fn start(url: &str, prefix: &str, n: usize, seed: u64, bulk_max: u64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let max_lsn = Arc::new(AtomicU64::new(0));
+        let acked = Arc::new(AtomicU64::new(0));
+        let threads = (0..n)
+            .map(|w| {
+                let (url, prefix) = (url.to_string(), prefix.to_string());
+                let (stop, max_lsn, acked) = (stop.clone(), max_lsn.clone(), acked.clone());
+                let mut rng = (seed ^ (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+                std::thread::spawn(move || {
+                    let ctx = Ctx {
+                        url,
+                        prefix,
+                        w,
+                        max_lsn,
+                        acked,
+                        bulk_max,
+                    };
+                    let mut m = Model::default();
+                    while !stop.load(Ordering::Relaxed) && !m.gone {
+                        ctx.step(&mut m, &mut rng);
+                    }
+                    m
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            max_lsn,
+            acked,
+            threads,
+        }
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    fn wait_acked(&self, n: u64, secs: u64) {
+        wait_for(
+            &format!("{n} acknowledged writes"),
+            Duration::from_secs(secs),
+            || (self.acked() >= n).then_some(()),
+        );
+    }
+
+    fn finish(mut self) -> (Model, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut m = Model::default();
+        for t in self.threads.drain(..) {
+            m.merge(t.join().unwrap());
+        }
+        (m, self.max_lsn.load(Ordering::Relaxed))
+    }
+}
+
+struct Ctx {
+    url: String,
+    prefix: String,
+    w: usize,
+    max_lsn: Arc<AtomicU64>,
+    acked: Arc<AtomicU64>,
+    bulk_max: u64,
+}
+
+impl Ctx {
+    /// Counts the outcome; true when acknowledged. A refusal is kept (one example per status) and slows the
+    /// writer down; no answer ends it.
+    fn ack(&self, m: &mut Model, sent: Sent) -> bool {
+        match sent {
+            Sent::Acked(l) => {
+                self.max_lsn.fetch_max(l, Ordering::Relaxed);
+                self.acked.fetch_add(1, Ordering::Relaxed);
+                m.acked += 1;
+                true
+            }
+            Sent::Refused(status, body) => {
+                m.unanswered += 1;
+                let e = m.refusals.entry(status).or_insert((0, body));
+                e.0 += 1;
+                std::thread::sleep(Duration::from_millis(20));
+                false
+            }
+            Sent::NoAnswer => {
+                m.unanswered += 1;
+                m.gone = true;
+                false
+            }
+        }
+    }
+
+    /// One write: a new document (45 %), an overwrite (15 %), a delete (10 %) or a bulk body of new documents.
+    fn step(&self, m: &mut Model, rng: &mut u64) {
+        thread_local!(static AGENT: ureq::Agent = agent());
+        let c = COLLECTIONS[below(rng, 3) as usize];
+        let live: Vec<Key> = m
+            .possible
+            .iter()
+            .filter(|(k, v)| v.len() == 1 && v[0].is_some() && k.0 == c)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let r = below(rng, 100);
+        let fresh = m.possible.len();
+        AGENT.with(|agent| {
+            if r < 45 || (r < 70 && live.is_empty()) {
+                let id = format!("{}{}-{fresh}", self.prefix, self.w);
+                let doc = make_doc(c, self.w, fresh, 0);
+                let lsn = send(
+                    agent,
+                    "PUT",
+                    &format!("{}{}", self.url, doc_path(c, &id)),
+                    "application/json",
+                    doc.to_string(),
+                );
+                let ok = self.ack(m, lsn);
+                m.write((c.to_string(), id), Some(doc), ok);
+            } else if r < 60 {
+                let key = live[below(rng, live.len() as u64) as usize].clone();
+                let version = 1 + below(rng, 1000);
+                let n: usize = key.1.rsplit('-').next().unwrap().parse().unwrap();
+                let doc = make_doc(c, self.w, n, version);
+                let lsn = send(
+                    agent,
+                    "PUT",
+                    &format!("{}{}", self.url, doc_path(c, &key.1)),
+                    "application/json",
+                    doc.to_string(),
+                );
+                let ok = self.ack(m, lsn);
+                m.write(key, Some(doc), ok);
+            } else if r < 70 {
+                let key = live[below(rng, live.len() as u64) as usize].clone();
+                let lsn = send(
+                    agent,
+                    "DELETE",
+                    &format!("{}{}", self.url, doc_path(c, &key.1)),
+                    "",
+                    String::new(),
+                );
+                let ok = self.ack(m, lsn);
+                if ok {
+                    m.acked_deletes.insert(key.clone());
+                }
+                m.write(key, None, ok);
+            } else {
+                let count = 2 + below(rng, self.bulk_max) as usize;
+                let docs: Vec<(Key, Value)> = (fresh..fresh + count)
+                    .map(|n| {
+                        (
+                            (c.to_string(), format!("{}{}-{n}", self.prefix, self.w)),
+                            make_doc(c, self.w, n, 0),
+                        )
+                    })
+                    .collect();
+                let body: String = docs
+                    .iter()
+                    .map(|((_, id), d)| {
+                        let mut l = d.clone();
+                        l["id"] = json!(id);
+                        format!("{l}\n")
+                    })
+                    .collect();
+                let lsn = send(
+                    agent,
+                    "POST",
+                    &format!("{}{}", self.url, bulk_path(c)),
+                    "application/x-ndjson",
+                    body,
+                );
+                let ok = self.ack(m, lsn);
+                for (k, d) in &docs {
+                    m.write(k.clone(), Some(d.clone()), ok);
+                }
+                if !ok {
+                    m.unanswered_bulks.push(docs);
+                }
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reading back and judging.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Reads every document of `m` back (four readers at once): what each answered (status, body without `id`).
+fn read_all(d: &Daemon, m: &Model) -> BTreeMap<Key, (u16, Value)> {
+    let keys: Vec<&Key> = m.possible.keys().collect();
+    let out = Mutex::new(BTreeMap::new());
+    std::thread::scope(|s| {
+        for chunk in keys.chunks(keys.len().div_ceil(4).max(1)) {
+            let out = &out;
+            s.spawn(move || {
+                let a = agent();
+                for k in chunk {
+                    let mut resp = a
+                        .get(&format!("{}{}", d.url, doc_path(&k.0, &k.1)))
+                        .call()
+                        .unwrap_or_else(|e| panic!("GET {k:?}: {e}"));
+                    let status = resp.status().as_u16();
+                    let text = resp.body_mut().read_to_string().unwrap_or_default();
+                    let mut v: Value =
+                        serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
+                    if status == 200
+                        && let Some(o) = v.as_object_mut()
+                    {
+                        o.remove("id");
+                    }
+                    out.lock().unwrap().insert((*k).clone(), (status, v));
+                }
+            });
+        }
+    });
+    out.into_inner().unwrap()
+}
+
+/// Every document that reads back as none of the states it may be in; a 503 only for a document in `may_be_lost`.
+fn judge(
+    m: &Model,
+    read: &BTreeMap<Key, (u16, Value)>,
+    may_be_lost: &BTreeSet<Key>,
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (k, states) in &m.possible {
+        let (status, v) = &read[k];
+        let fits = match status {
+            200 => states.iter().any(|s| s.as_ref() == Some(v)),
+            404 => states.contains(&None),
+            503 => may_be_lost.contains(k),
+            _ => false,
+        };
+        if !fits {
+            bad.push(format!("{k:?}: {status} {v}, expected one of {states:?}"));
+        }
+    }
+    bad
+}
+
+/// Bulk bodies left unanswered that read back applied in part (a prefix of a torn commit): an observation, printed.
+fn partial_bulks(m: &Model, read: &BTreeMap<Key, (u16, Value)>) -> usize {
+    let mut partial = 0;
+    for body in &m.unanswered_bulks {
+        let present = body
+            .iter()
+            .filter(|(k, d)| read[k].0 == 200 && &read[k].1 == d)
+            .count();
+        if present > 0 && present < body.len() {
+            eprintln!(
+                "  observation: an unanswered bulk body of {} documents is applied in part: {present} present",
+                body.len()
+            );
+            partial += 1;
+        }
+    }
+    partial
+}
+
+fn status(d: &Daemon) -> Value {
+    let (s, st) = d.json("GET", "/v1/status", None);
+    assert_eq!(s, 200, "{st}");
+    st
+}
+
+fn lost_of(st: &Value) -> (Value, Value) {
+    (st["store"]["lost"].clone(), st["recovery"]["lost"].clone())
+}
+
+fn no_loss(st: &Value) -> bool {
+    let (a, b) = lost_of(st);
+    a.as_array().is_none_or(Vec::is_empty) && b.as_array().is_none_or(Vec::is_empty)
+}
+
+/// Every document reads back as a state it may be in, nothing is reported lost, and a write is accepted.
+fn assert_whole(d: &Daemon, m: &Model, what: &str) {
+    let read = read_all(d, m);
+    let bad = judge(m, &read, &BTreeSet::new());
+    let st = status(d);
+    assert!(
+        bad.is_empty(),
+        "{what}: {} of {} documents read back wrong, e.g. {:#?}\nrecovery: {}\nstderr:\n{}",
+        bad.len(),
+        m.possible.len(),
+        &bad[..bad.len().min(8)],
+        st["recovery"],
+        tail(&d.stderr(), 30)
+    );
+    partial_bulks(m, &read);
+    assert!(
+        no_loss(&st),
+        "{what}: a loss reported where redundancy or the batch marks cover everything: {:?}\nrecovery: {}",
+        lost_of(&st),
+        st["recovery"]
+    );
+    let probe = json!({"text": "probe after recovery"});
+    let (s, v) = d.json("PUT", "/v1/docs/probe-after-recovery", Some(&probe));
+    assert_eq!(s, 200, "{what}: a write after recovery refused: {v}");
+}
+
+/// `medic check --tier full --json` on the stopped directory: exit code and its JSON.
+fn check_offline(data: &Path) -> (i32, Value) {
+    let (code, out, err) = medic(data, &["check", "--tier", "full", "--json"]);
+    let last = out.lines().last().unwrap_or("").to_string();
+    let v = serde_json::from_str(&last).unwrap_or_else(|_| json!({"raw": out, "stderr": err}));
+    (code, v)
+}
+
+fn assert_check_passes(data: &Path, what: &str) {
+    let (code, v) = check_offline(data);
+    assert_eq!(code, 0, "{what}: medic check --tier full: {v}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 1. Power loss mid-batch.
+// ---------------------------------------------------------------------------------------------------------------
+
+const SECTOR: usize = 512;
+
+/// Index of the first record of the last batch of `recs` (the run of records sharing the last record's `follows`);
+/// `None` for unmarked records.
+fn last_batch_start(recs: &[Rec]) -> Option<usize> {
+    let f = recs.last()?.follows?;
+    let mut b = recs.len() - 1;
+    while b > 0 && recs[b - 1].follows == Some(f) {
+        b -= 1;
+    }
+    Some(b)
+}
+
+/// Zeros `bytes[from.max(lo)..hi]` where `lo..hi` is the `unit`-sized unit holding `at`: that unit of the disk
+/// reverted to what it held before the batch (zeros past `from`; the acknowledged bytes before `from` stay).
+fn revert_unit(bytes: &mut [u8], from: usize, at: usize, unit: usize) {
+    let lo = (at / unit * unit).max(from);
+    let hi = ((at / unit + 1) * unit).min(bytes.len());
+    if lo < hi {
+        bytes[lo..hi].fill(0);
+    }
+}
+
+/// Writes onto the stopped directory what a power loss could leave of the open segment's last batch, when no
+/// write of it was acknowledged: each copy on its own, sectors (or 4 KiB pages) of the batch reverted to zeros,
+/// or one sector holding a record start reverted in both copies with the rest durable (a hole followed by records
+/// of the same batch), or the copy cut at a sector boundary; the identity sidecar cut anywhere. Returns what was
+/// done.
+fn tear_last_batch(data: &Path, m: &Model, max_lsn: u64, rng: &mut u64) -> String {
+    let (seg, mir) = open_pair(data);
+    let mut copies = [std::fs::read(&seg).unwrap(), std::fs::read(&mir).unwrap()];
+    let parsed = [parse_segment(&copies[0]).1, parse_segment(&copies[1]).1];
+    let recs = if parsed[0].len() >= parsed[1].len() {
+        &parsed[0]
+    } else {
+        &parsed[1]
+    };
+    let Some(b) = last_batch_start(recs) else {
+        return format!("{}: no marked record", seg.display());
+    };
+    let batch = &recs[b..];
+    let keys = m.table_keys();
+    let acked = batch.iter().any(|r| r.lsn <= max_lsn)
+        || batch.iter().any(|r| {
+            r.kind & 0x3f == 2
+                && keys
+                    .get(&r.key)
+                    .is_some_and(|k| m.acked_deletes.contains(k))
+        });
+    let from = if acked {
+        recs.last().unwrap().end
+    } else {
+        batch[0].off
+    };
+    let mut done = format!(
+        "{}: last batch LSN {}..={} ({} records, bytes {}..{}, {}acknowledged); torn from {from}:",
+        seg.display(),
+        batch[0].lsn,
+        batch.last().unwrap().lsn,
+        batch.len(),
+        batch[0].off,
+        batch.last().unwrap().end,
+        if acked { "" } else { "not " },
+    );
+    let hole_at = (!acked && batch.len() > 1)
+        .then(|| batch[1 + below(rng, batch.len() as u64 - 1) as usize - 1].off);
+    let shape = below(rng, 4);
+    for (k, bytes) in copies.iter_mut().enumerate() {
+        let end = bytes.iter().rposition(|&x| x != 0).map_or(0, |p| p + 1);
+        match (shape, hole_at) {
+            (0, Some(at)) => {
+                revert_unit(bytes, from, at, SECTOR);
+                done += &format!(" copy {k}: the sector holding {at} reverted, the rest durable;");
+            }
+            (1 | 0, _) | (3, _) if from < end => {
+                let unit = if shape == 3 { 4096 } else { SECTOR };
+                let mut reverted = Vec::new();
+                let mut at = from / unit * unit;
+                while at < end {
+                    if below(rng, 2) == 0 {
+                        revert_unit(bytes, from, at.max(from), unit);
+                        reverted.push(at / unit);
+                    }
+                    at += unit;
+                }
+                done += &format!(" copy {k}: {unit}-byte units {reverted:?} reverted;");
+            }
+            _ => {
+                let cut = from.div_ceil(SECTOR) * SECTOR + SECTOR * below(rng, 8) as usize;
+                if cut < bytes.len() {
+                    revert_unit(bytes, from, from, SECTOR);
+                    bytes.truncate(cut);
+                    done += &format!(" copy {k}: cut to {cut} bytes;");
+                }
+            }
+        }
+    }
+    std::fs::write(&seg, &copies[0]).unwrap();
+    std::fs::write(&mir, &copies[1]).unwrap();
+    let ids = PathBuf::from(format!("{}.ids", seg.display()));
+    if let Ok(b) = std::fs::read(&ids) {
+        let cut = below(rng, b.len() as u64 + 1) as usize;
+        std::fs::write(&ids, &b[..cut]).unwrap();
+        done += &format!(" identity sidecar cut to {cut} of {} bytes", b.len());
+    }
+    done + &hole_shape(&seg, &mir, batch)
+}
+
+/// Whether the torn image holds a hole followed by a valid record of the batch (in either copy): the case only the
+/// batch marks tell from damage.
+fn hole_shape(seg: &Path, mir: &Path, batch: &[Rec]) -> String {
+    let copies = [std::fs::read(seg).unwrap(), std::fs::read(mir).unwrap()];
+    let valid = |r: &Rec| {
+        copies.iter().any(|c| {
+            c.len() >= r.end && {
+                let len = u32_at(c, r.off) as usize;
+                r.off + 8 + len == r.end
+                    && crc32c_update(crc32c(&c[r.off..r.off + 4]), &c[r.off + 8..r.end])
+                        == u32_at(c, r.off + 4)
+            }
+        })
+    };
+    let v: Vec<bool> = batch.iter().map(valid).collect();
+    match v.iter().position(|x| !x) {
+        Some(h) if v[h..].iter().any(|x| *x) => {
+            format!(" [a hole at record {h} of the batch, later records valid]")
+        }
+        Some(h) => format!(" [a torn tail from record {h} of the batch]"),
+        None => " [every record of the batch intact]".to_string(),
+    }
+}
+
+/// One round: a load over three collections SIGKILLed, its last batch torn as a power loss could, opens cut by
+/// SIGKILL, then a start that must find every document in a state it may be in, nothing lost, writes accepted; a
+/// clean stop, `medic check`, and a second start that agrees.
+fn power_loss_round(seed: u64) {
+    eprintln!("power loss: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
+    let mut rng = seed | 1;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), QUIET, 1 << 20, 64 << 20);
+    let d = start(&data, tmp.path(), &cfg);
+    create_collections(&d);
+    let load = Load::start(&d.url, "p", 4, seed, 40);
+    load.wait_acked(200 + below(&mut rng, 600), 90);
+    d.kill9();
+    let (m, max_lsn) = load.finish();
+    eprintln!("  {}; highest acknowledged LSN {max_lsn}", m.summary());
+    eprintln!("  {}", tear_last_batch(&data, &m, max_lsn, &mut rng));
+    interrupted_opens(&data, &cfg, &mut rng, 2, 300);
+    let d = start(&data, tmp.path(), &cfg);
+    eprintln!("  recovery: {}", status(&d)["recovery"]);
+    assert_whole(&d, &m, &format!("seed {seed}: after the power loss"));
+    d.stop();
+    assert_check_passes(&data, &format!("seed {seed}: after the power loss"));
+    let d = start(&data, tmp.path(), &cfg);
+    assert_whole(&d, &m, &format!("seed {seed}: second start"));
+    d.stop();
+}
+
+#[test]
+fn a_power_loss_tearing_the_last_batch_loses_nothing_acknowledged_and_opens_writable() {
+    let base = seed(0x00BA_7C4E_5EED);
+    for round in 0..2 {
+        power_loss_round(base.wrapping_add(round));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2. Damage while running, under load and compactions.
+// ---------------------------------------------------------------------------------------------------------------
+
+fn random_bytes(rng: &mut u64, n: usize) -> Vec<u8> {
+    (0..n).map(|_| (next(rng) >> 24) as u8 | 1).collect()
+}
+
+/// The newest sealed segment (one with a parity sidecar).
+fn newest_sealed(data: &Path) -> Option<PathBuf> {
+    files_in(&data.join("wal"), ".seg.par")
+        .pop()
+        .map(|p| PathBuf::from(p.to_string_lossy().trim_end_matches(".par").to_string()))
+}
+
+/// One seeded attack on the running daemon's files; what was done (or why nothing was).
+fn attack_running(
+    data: &Path,
+    kind: u64,
+    rng: &mut u64,
+    stale: &mut Option<(PathBuf, Vec<u8>)>,
+) -> String {
+    let (seg, mir) = open_pair(data);
+    let pick = |p: &Path, rng: &mut u64| {
+        let b = std::fs::read(p).unwrap_or_default();
+        let recs = parse_segment(&b).1;
+        let end = recs.last().map_or(SEG_HEADER, |r| r.end);
+        let r = (!recs.is_empty()).then(|| recs[below(rng, recs.len() as u64) as usize].clone());
+        (b.len(), end, r)
+    };
+    match kind {
+        0 | 1 => {
+            let p = if kind == 0 { &seg } else { &mir };
+            let (_, _, Some(r)) = pick(p, rng) else {
+                return format!("{}: no record", p.display());
+            };
+            let lo = r.off / SECTOR * SECTOR;
+            write_at(p, lo as u64, &[0; SECTOR]);
+            format!(
+                "{}: sector at {lo} (record LSN {}) zeroed",
+                p.display(),
+                r.lsn
+            )
+        }
+        2 => {
+            let (_, end, _) = pick(&mir, rng);
+            let cut = (SEG_HEADER + below(rng, end as u64) as usize) / SECTOR * SECTOR;
+            let f = std::fs::OpenOptions::new().write(true).open(&mir).unwrap();
+            f.set_len(cut as u64).unwrap();
+            format!("{}: cut to {cut} (records end at {end})", mir.display())
+        }
+        3 => {
+            let _ = std::fs::remove_file(&mir);
+            format!("{}: deleted", mir.display())
+        }
+        4 | 5 => {
+            let mut done = Vec::new();
+            for p in if kind == 4 {
+                vec![&seg]
+            } else {
+                vec![&seg, &mir]
+            } {
+                let (len, end, _) = pick(p, rng);
+                let n = SECTOR * (1 + below(rng, 8) as usize);
+                // Far enough past the records that no commit is writing there now: a later commit writes over it.
+                let at = len.saturating_sub(n + SECTOR * below(rng, 4) as usize);
+                if at < end + 16384 {
+                    done.push(format!(
+                        "{}: no zero-filled space past {end} (length {len})",
+                        p.display()
+                    ));
+                    continue;
+                }
+                write_at(p, at as u64, &random_bytes(rng, n));
+                done.push(format!(
+                    "{}: {n} garbage bytes at {at} (records end at {end}, length {len})",
+                    p.display()
+                ));
+            }
+            done.join("; ")
+        }
+        6 => {
+            let Some(s) = newest_sealed(data) else {
+                return "no sealed segment".into();
+            };
+            let len = std::fs::metadata(&s).map_or(0, |m| m.len()) as usize;
+            let mut at = Vec::new();
+            for block in 0..len.div_ceil(4096) {
+                if below(rng, 4) == 0 && at.len() < 3 {
+                    let off =
+                        block * 4096 + below(rng, 4096.min((len - block * 4096) as u64)) as usize;
+                    let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(&s) else {
+                        break;
+                    };
+                    let mut byte = [0u8];
+                    if f.read_exact_at(&mut byte, off as u64).is_ok() {
+                        let _ = f.write_all_at(&[byte[0] ^ 0x5a], off as u64);
+                        at.push(off);
+                    }
+                }
+            }
+            format!("{}: bytes flipped at {at:?}", s.display())
+        }
+        _ => match stale.take() {
+            Some((p, bytes)) if p == seg => {
+                let tmp = data.join("wal").join("stale.tmp");
+                std::fs::write(&tmp, &bytes).unwrap();
+                std::fs::rename(&tmp, &seg).unwrap();
+                format!(
+                    "{}: replaced by a copy of {} bytes taken earlier",
+                    seg.display(),
+                    bytes.len()
+                )
+            }
+            _ => {
+                *stale = std::fs::read(&seg).ok().map(|b| (seg.clone(), b));
+                format!("{}: copied (to put back later)", seg.display())
+            }
+        },
+    }
+}
+
+/// One round: a load over three collections with bulk bodies and compactions (64 KiB segments, a 1 MiB log), six
+/// seeded attacks on the running daemon's files with writes going on between them, then SIGKILL or SIGTERM and a
+/// start that must find every document in a state it may be in, nothing lost, writes accepted; `medic check`.
+fn running_damage_round(seed: u64) {
+    eprintln!("damage while running: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
+    let mut rng = seed | 1;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), FAST, 65536, 1 << 20);
+    let d = start(&data, tmp.path(), &cfg);
+    create_collections(&d);
+    let load = Load::start(&d.url, "r", 6, seed, 60);
+    load.wait_acked(200, 90);
+    let mut stale = None;
+    for _ in 0..6 {
+        let kind = below(&mut rng, 8);
+        eprintln!(
+            "  attack {kind}: {}",
+            attack_running(&data, kind, &mut rng, &mut stale)
+        );
+        let since = load.acked();
+        let t = Instant::now();
+        wait_for("writes after an attack", Duration::from_secs(60), || {
+            (load.acked() >= since + 60).then_some(())
+        });
+        eprintln!("    60 more writes acknowledged in {:?}", t.elapsed());
+    }
+    let kill = below(&mut rng, 2) == 0;
+    let m = if kill {
+        d.kill9();
+        load.finish().0
+    } else {
+        let m = load.finish().0;
+        d.stop();
+        m
+    };
+    eprintln!(
+        "  {}; then {}",
+        m.summary(),
+        if kill { "SIGKILL" } else { "SIGTERM" }
+    );
+    let d = start(&data, tmp.path(), &cfg);
+    eprintln!("  recovery: {}", status(&d)["recovery"]);
+    assert_whole(&d, &m, &format!("seed {seed}: after damage while running"));
+    d.stop();
+    assert_check_passes(&data, &format!("seed {seed}: after damage while running"));
+}
+
+#[test]
+fn damage_to_the_open_segment_its_mirror_and_sealed_segments_while_running_loses_nothing() {
+    running_damage_round(seed(0x00DA_3A6E_5EED));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 3. Misdirected writes past the log's end, found at open.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// After SIGKILL, a valid record of the same segment written again at the log's end — of the main copy, of the
+/// mirror, or of both (a write landing at the wrong place, in space no acknowledged record uses) — an earlier one or
+/// the last one itself: every document reads back as it may be, nothing is reported lost, the store opens writable.
+fn stale_record_round(seed: u64) {
+    eprintln!("stale record at the end: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
+    let mut rng = seed | 1;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), QUIET, 1 << 20, 64 << 20);
+    let d = start(&data, tmp.path(), &cfg);
+    create_collections(&d);
+    let load = Load::start(&d.url, "s", 3, seed, 20);
+    load.wait_acked(150 + below(&mut rng, 200), 90);
+    let (m, _) = load.finish();
+    d.kill9();
+    let (seg, mir) = open_pair(&data);
+    let main = std::fs::read(&seg).unwrap();
+    let recs = parse_segment(&main).1;
+    let end = recs.last().expect("records").end;
+    let which = below(&mut rng, 3);
+    let src = if below(&mut rng, 2) == 0 {
+        recs.last().unwrap().clone()
+    } else {
+        recs[below(&mut rng, recs.len() as u64) as usize].clone()
+    };
+    let bytes = main[src.off..src.end].to_vec();
+    for (k, p) in [&seg, &mir].into_iter().enumerate() {
+        if which == 2 || which == k as u64 {
+            write_at(p, end as u64, &bytes);
+        }
+    }
+    eprintln!(
+        "  {}; record LSN {} ({} bytes at {}) written again at {end} of {}",
+        m.summary(),
+        src.lsn,
+        bytes.len(),
+        src.off,
+        ["the main copy", "the mirror", "both copies"][which as usize]
+    );
+    let d = start(&data, tmp.path(), &cfg);
+    eprintln!("  recovery: {}", status(&d)["recovery"]);
+    assert_whole(
+        &d,
+        &m,
+        &format!("seed {seed}: after a stale record at the end"),
+    );
+    d.stop();
+    assert_check_passes(
+        &data,
+        &format!("seed {seed}: after a stale record at the end"),
+    );
+}
+
+#[test]
+fn an_old_record_written_again_past_the_log_end_is_cut_never_applied() {
+    let base = seed(0x005A_1E5E_ED00);
+    for round in 0..2 {
+        stale_record_round(base.wrapping_add(round));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 4. Damage beyond redundancy: reported naming exactly what was lost; everything else serves.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// After SIGKILL, one acknowledged record of the open segment (not of the last batch) zeroed in both copies: the
+/// start reports a loss in `/v1/status` naming that record's document (and its LSN), every other acknowledged
+/// document reads back exactly, the named one is answered 503 or as a state it may be in, writes are refused, and
+/// `medic check` fails naming it; after `medic accept-loss --yes` writes resume.
+fn loss_round(seed: u64) {
+    eprintln!("both copies destroyed: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
+    let mut rng = seed | 1;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), QUIET, 1 << 20, 64 << 20);
+    let d = start(&data, tmp.path(), &cfg);
+    create_collections(&d);
+    let load = Load::start(&d.url, "l", 3, seed, 10);
+    load.wait_acked(200, 90);
+    let (m, max_lsn) = load.finish();
+    d.kill9();
+    let (seg, mir) = open_pair(&data);
+    let recs = parse_segment(&std::fs::read(&seg).unwrap()).1;
+    let keys = m.table_keys();
+    // A put of a document the writers wrote (not a collection's settings), acknowledged, with a later batch.
+    let last_batch = last_batch_start(&recs).unwrap();
+    let candidates: Vec<&Rec> = recs[..last_batch]
+        .iter()
+        .filter(|r| r.lsn <= max_lsn && keys.contains_key(&r.key))
+        .collect();
+    let r = candidates[below(&mut rng, candidates.len() as u64) as usize].clone();
+    let key = keys[&r.key].clone();
+    for p in [&seg, &mir] {
+        write_at(p, r.off as u64, &vec![0; r.end - r.off]);
+    }
+    eprintln!(
+        "  {}; record LSN {} of {key:?} (bytes {}..{}) zeroed in both copies",
+        m.summary(),
+        r.lsn,
+        r.off,
+        r.end
+    );
+    let d = start(&data, tmp.path(), &cfg);
+    let st = status(&d);
+    let (lost, _) = lost_of(&st);
+    eprintln!("  store.lost: {lost}");
+    let text = lost.to_string();
+    assert!(
+        lost.as_array().is_some_and(|a| !a.is_empty()) && text.contains(&key.1),
+        "seed {seed}: both copies of LSN {} ({key:?}) destroyed: not reported naming it: {lost}\nrecovery: {}",
+        r.lsn,
+        st["recovery"]
+    );
+    let read = read_all(&d, &m);
+    let bad = judge(&m, &read, &BTreeSet::from([key.clone()]));
+    assert!(
+        bad.is_empty(),
+        "seed {seed}: after a reported loss of {key:?}, {} documents read back wrong, e.g. {:#?}",
+        bad.len(),
+        &bad[..bad.len().min(8)]
+    );
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/docs/probe-during-loss",
+        Some(&json!({"text": "x"})),
+    );
+    assert!(
+        s >= 500,
+        "seed {seed}: a write accepted while a loss is unaccepted: {s} {v}"
+    );
+    d.stop();
+    let (code, v) = check_offline(&data);
+    assert_ne!(code, 0, "seed {seed}: medic check passes with a loss: {v}");
+    let (code, out, err) = medic(&data, &["accept-loss", "--yes"]);
+    assert_eq!(code, 0, "seed {seed}: accept-loss: {out}\n{err}");
+    let d = start(&data, tmp.path(), &cfg);
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/docs/probe-after-accept",
+        Some(&json!({"text": "x"})),
+    );
+    assert_eq!(s, 200, "seed {seed}: writes after accept-loss: {v}");
+    let read = read_all(&d, &m);
+    let bad = judge(&m, &read, &BTreeSet::new());
+    let others: Vec<&String> = bad
+        .iter()
+        .filter(|b| !b.contains(&format!("{:?}", key)))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "seed {seed}: after accept-loss: {others:#?}"
+    );
+    d.stop();
+}
+
+#[test]
+fn a_record_destroyed_in_both_copies_is_reported_by_document_and_the_rest_serves() {
+    loss_round(seed(0x0010_55ED_5EED));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 5. An older directory: upgraded on open, opens cut, then written to and torn.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Writes a directory as an older medic left it after a crash: manifest `version` (1 or 2) in both copies, one open
+/// segment of version 1 (unmarked records) and its mirror, `n` documents of `default`. Returns the model of them.
+fn write_old_directory(data: &Path, version: u32, n: usize) -> Model {
+    std::fs::create_dir_all(data.join("wal")).unwrap();
+    std::fs::create_dir_all(data.join("snap")).unwrap();
+    let mut seg = segment_header(1, 1, 1);
+    let mut m = Model::default();
+    for i in 0..n {
+        let doc = make_doc("default", 9, i, 0);
+        let vector: Option<Vec<f32>> = doc.get("vector").map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        });
+        let id = format!("old-{i}");
+        seg.extend(encode_put_v1(
+            i as u64 + 1,
+            &id,
+            doc["text"].as_str().unwrap(),
+            vector.as_deref(),
+            &doc["meta"].to_string(),
+        ));
+        m.write(("default".into(), id), Some(doc), true);
+    }
+    std::fs::write(data.join("wal/0000000000000001.seg"), &seg).unwrap();
+    std::fs::write(data.join("wal/0000000000000001.mir"), &seg).unwrap();
+    for copy in ["MANIFEST-A", "MANIFEST-B"] {
+        std::fs::write(data.join(copy), manifest(version, 1, 3, 1)).unwrap();
+    }
+    m
+}
+
+fn manifest_versions(data: &Path) -> Vec<u32> {
+    ["MANIFEST-A", "MANIFEST-B"]
+        .iter()
+        .map(|c| std::fs::read(data.join(c)).map_or(0, |b| u32_at(&b, 8)))
+        .collect()
+}
+
+/// A version-1 or -2 directory left by a crash (an older medic's open segment, unmarked): started and SIGKILLed
+/// during its first opens (the upgrade and recovery cut at seeded moments), then started: every old document
+/// reads back, both manifest copies are version 3. Then a load over three collections (segments rotate: the old
+/// open segment is sealed, new ones are marked) is SIGKILLed, its last batch torn as a power loss could, and the
+/// next start must again lose nothing.
+fn upgrade_round(seed: u64) {
+    eprintln!("upgrade: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
+    let mut rng = seed | 1;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), QUIET, 65536, 64 << 20);
+    let version = 1 + below(&mut rng, 2) as u32;
+    let old = write_old_directory(&data, version, 100 + below(&mut rng, 200) as usize);
+    eprintln!(
+        "  a version-{version} directory with {} documents",
+        old.possible.len()
+    );
+    interrupted_opens(&data, &cfg, &mut rng, 3, 250);
+    eprintln!(
+        "  manifest versions after the cut opens: {:?}",
+        manifest_versions(&data)
+    );
+    let d = start(&data, tmp.path(), &cfg);
+    eprintln!("  recovery: {}", status(&d)["recovery"]);
+    assert_whole(&d, &old, &format!("seed {seed}: the upgraded directory"));
+    assert_eq!(
+        manifest_versions(&data),
+        [3, 3],
+        "seed {seed}: manifest copies after the upgrade"
+    );
+    create_collections(&d);
+    let load = Load::start(&d.url, "u", 4, seed, 40);
+    load.wait_acked(300 + below(&mut rng, 400), 90);
+    d.kill9();
+    let (mut m, max_lsn) = load.finish();
+    m.merge(old);
+    m.possible.insert(
+        ("default".into(), "probe-after-recovery".into()),
+        vec![Some(json!({"text": "probe after recovery"}))],
+    );
+    eprintln!("  {}", m.summary());
+    eprintln!("  {}", tear_last_batch(&data, &m, max_lsn, &mut rng));
+    interrupted_opens(&data, &cfg, &mut rng, 1, 300);
+    let d = start(&data, tmp.path(), &cfg);
+    eprintln!("  recovery: {}", status(&d)["recovery"]);
+    assert_whole(
+        &d,
+        &m,
+        &format!("seed {seed}: after the upgrade and a power loss"),
+    );
+    d.stop();
+    assert_check_passes(&data, &format!("seed {seed}: after the upgrade"));
+}
+
+#[test]
+fn an_older_directory_upgraded_under_sigkill_then_torn_loses_nothing() {
+    upgrade_round(seed(0x0000_0B6E_5EED));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Soak: many seeds of each case.
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+#[ignore = "soak: MEDIC_ATTACK_ROUNDS (default 10) seeds of every case; minutes"]
+fn soak() {
+    let rounds: u64 = std::env::var("MEDIC_ATTACK_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let base = seed(0x50AC_0000);
+    for r in 0..rounds {
+        let s = base.wrapping_add(r * 7919);
+        power_loss_round(s);
+        stale_record_round(s);
+        running_damage_round(s);
+        upgrade_round(s);
+        loss_round(s);
+    }
+}
