@@ -229,26 +229,41 @@ fn table_key(c: &str, id: &str) -> Vec<u8> {
     }
 }
 
-/// Encodes a put record as a version-1 segment holds it (no batch marks).
-fn encode_put_v1(lsn: u64, id: &str, text: &str, vector: Option<&[f32]>, meta: &str) -> Vec<u8> {
+/// A put record of `id` = `doc` (a document as the HTTP API takes it, in `default`): unmarked as a version-1
+/// segment holds it, or batch-marked (`follows`, last of its batch) as a version-2 one does.
+fn encode_put(lsn: u64, id: &str, doc: &Value, mark: Option<(u64, bool)>) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&lsn.to_le_bytes());
-    body.push(1);
+    body.push(match mark {
+        None => 1,
+        Some((_, false)) => 0x81,
+        Some((_, true)) => 0xc1,
+    });
     body.extend_from_slice(&(id.len() as u16).to_le_bytes());
     body.extend_from_slice(id.as_bytes());
+    let text = doc["text"].as_str().unwrap();
     body.extend_from_slice(&(text.len() as u32).to_le_bytes());
     body.extend_from_slice(text.as_bytes());
-    match vector {
+    match doc.get("vector").and_then(Value::as_array) {
         Some(v) => {
             body.extend_from_slice(&(v.len() as u32).to_le_bytes());
             for x in v {
-                body.extend_from_slice(&x.to_le_bytes());
+                body.extend_from_slice(&(x.as_f64().unwrap() as f32).to_le_bytes());
             }
         }
         None => body.extend_from_slice(&u32::MAX.to_le_bytes()),
     }
-    body.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-    body.extend_from_slice(meta.as_bytes());
+    match doc.get("meta") {
+        Some(meta) => {
+            let meta = meta.to_string();
+            body.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+            body.extend_from_slice(meta.as_bytes());
+        }
+        None => body.extend_from_slice(&u32::MAX.to_le_bytes()),
+    }
+    if let Some((follows, _)) = mark {
+        body.extend_from_slice(&follows.to_le_bytes());
+    }
     let len = (body.len() as u32).to_le_bytes();
     let crc = crc32c_update(crc32c(&len), &body);
     let mut rec = len.to_vec();
@@ -1275,21 +1290,8 @@ fn write_old_directory(data: &Path, version: u32, n: usize) -> Model {
     let mut m = Model::default();
     for i in 0..n {
         let doc = make_doc("default", 9, i, 0);
-        let vector: Option<Vec<f32>> = doc.get("vector").map(|v| {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        });
         let id = format!("old-{i}");
-        seg.extend(encode_put_v1(
-            i as u64 + 1,
-            &id,
-            doc["text"].as_str().unwrap(),
-            vector.as_deref(),
-            &doc["meta"].to_string(),
-        ));
+        seg.extend(encode_put(i as u64 + 1, &id, &doc, None));
         m.write(("default".into(), id), Some(doc), true);
     }
     std::fs::write(data.join("wal/0000000000000001.seg"), &seg).unwrap();
@@ -1364,6 +1366,252 @@ fn upgrade_round(seed: u64) {
 #[test]
 fn an_older_directory_upgraded_under_sigkill_then_torn_loses_nothing() {
     upgrade_round(seed(0x0000_0B6E_5EED));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 6. A batch in flight at the power loss, holes at chosen places.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// How the in-flight batch is torn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tear {
+    /// The 512-byte sector holding the start of one record (not the last) reverted to zeros in both copies, the
+    /// later sectors durable: a hole followed by records of the same batch.
+    SectorHole,
+    /// A different sector reverted in each copy (every record is whole in one copy or the other).
+    DifferentSectors,
+    /// The 4 KiB page holding one record's start reverted in both copies.
+    PageHole,
+    /// One record's first 8 bytes durable, the rest of its sector zero, later sectors durable: a sector torn within
+    /// itself (the disk does not write sectors atomically).
+    TornSector,
+    /// The acknowledged last batch (a bulk body answered 200), a sector of it zeroed in both copies, a later record
+    /// of it intact: damage to two copies at once that looks like a power loss mid-batch.
+    AckedHole,
+}
+
+/// Appends to the stopped directory's open segment, in both copies, the batch a leader was writing when the power
+/// failed: `n` puts of `ghost-<i>` continuing the LSNs, marked as one batch (FORMAT.md). Returns its records and the
+/// documents it would have written.
+fn append_in_flight_batch(data: &Path, n: usize) -> (Vec<Rec>, Vec<(Key, Value)>) {
+    let (seg, mir) = open_pair(data);
+    let main = std::fs::read(&seg).unwrap();
+    let recs = parse_segment(&main).1;
+    let last = recs.last().expect("records");
+    let mut at = last.end;
+    let mut out = Vec::new();
+    let mut docs = Vec::new();
+    for i in 0..n {
+        let doc = make_doc("default", 77, i, 0);
+        let id = format!("ghost-{i}");
+        let bytes = encode_put(
+            last.lsn + 1 + i as u64,
+            &id,
+            &doc,
+            Some((last.lsn, i + 1 == n)),
+        );
+        for p in [&seg, &mir] {
+            write_at(p, at as u64, &bytes);
+        }
+        out.push(parse_segment(&[&main[..SEG_HEADER], &bytes].concat()).1[0].clone());
+        out.last_mut().unwrap().off = at;
+        out.last_mut().unwrap().end = at + bytes.len();
+        at += bytes.len();
+        docs.push((("default".to_string(), id), doc));
+    }
+    (out, docs)
+}
+
+/// Zeros `path`'s bytes `lo.max(from)..hi`.
+fn zero_range(path: &Path, from: usize, lo: usize, hi: usize) {
+    let lo = lo.max(from);
+    if lo < hi {
+        write_at(path, lo as u64, &vec![0; hi - lo]);
+    }
+}
+
+/// Tears `batch` (records at their offsets in both copies) as `tear` says, choosing the record by `rng`. Returns
+/// what was done.
+fn tear_batch(data: &Path, batch: &[Rec], tear: Tear, rng: &mut u64) -> String {
+    let (seg, mir) = open_pair(data);
+    let from = batch[0].off;
+    // A record whose sector ends before the batch's last record starts, so a later record stays whole.
+    let cands: Vec<&Rec> = batch
+        .iter()
+        .filter(|r| (r.off / 4096 + 1) * 4096 <= batch.last().unwrap().off)
+        .collect();
+    assert!(cands.len() >= 2, "the batch spans too few pages: {batch:?}");
+    let r = cands[below(rng, cands.len() as u64) as usize];
+    let sector = r.off / SECTOR * SECTOR;
+    match tear {
+        Tear::SectorHole | Tear::AckedHole => {
+            for p in [&seg, &mir] {
+                zero_range(p, from, sector, sector + SECTOR);
+            }
+            format!(
+                "sector {sector}..{} (record LSN {} at {}) zeroed in both copies",
+                sector + SECTOR,
+                r.lsn,
+                r.off
+            )
+        }
+        Tear::PageHole => {
+            let page = r.off / 4096 * 4096;
+            for p in [&seg, &mir] {
+                zero_range(p, from, page, page + 4096);
+            }
+            format!(
+                "page {page}..{} (record LSN {} at {}) zeroed in both copies",
+                page + 4096,
+                r.lsn,
+                r.off
+            )
+        }
+        Tear::TornSector => {
+            for p in [&seg, &mir] {
+                zero_range(p, from, r.off + 8, sector + SECTOR);
+            }
+            format!(
+                "record LSN {} at {}: bytes {}..{} zeroed in both copies",
+                r.lsn,
+                r.off,
+                r.off + 8,
+                sector + SECTOR
+            )
+        }
+        Tear::DifferentSectors => {
+            let other = cands
+                .iter()
+                .find(|o| o.off / SECTOR != r.off / SECTOR)
+                .unwrap();
+            let s2 = other.off / SECTOR * SECTOR;
+            zero_range(&seg, from, sector, sector + SECTOR);
+            zero_range(&mir, from, s2, s2 + SECTOR);
+            format!("sector {sector} zeroed in the main copy, sector {s2} in the mirror")
+        }
+    }
+}
+
+/// A load acknowledged in full, SIGKILL, then the open segment's end torn as `tear` says (a batch in flight
+/// appended first, except for `AckedHole`, which tears the acknowledged last bulk body). The start must lose no
+/// acknowledged document and report no loss where nothing acknowledged was torn; with a hole in an acknowledged
+/// batch it must report the loss.
+fn in_flight_round(seed: u64, tear: Tear) {
+    eprintln!("in-flight batch, {tear:?}: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
+    let mut rng = seed | 1;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), QUIET, 1 << 20, 64 << 20);
+    let d = start(&data, tmp.path(), &cfg);
+    create_collections(&d);
+    let load = Load::start(&d.url, "f", 3, seed, 20);
+    load.wait_acked(100 + below(&mut rng, 100), 90);
+    let (mut m, _) = load.finish();
+    // The last commit: one bulk body of 40 documents, acknowledged.
+    let bulk: Vec<(Key, Value)> = (0..40)
+        .map(|i| {
+            (
+                ("default".to_string(), format!("last-{i}")),
+                make_doc("default", 55, i, 0),
+            )
+        })
+        .collect();
+    d.bulk(bulk.iter().map(|((_, id), doc)| {
+        let mut l = doc.clone();
+        l["id"] = json!(id);
+        l
+    }));
+    for (k, doc) in &bulk {
+        m.write(k.clone(), Some(doc.clone()), true);
+    }
+    d.kill9();
+    let (seg, _) = open_pair(&data);
+    let recs = parse_segment(&std::fs::read(&seg).unwrap()).1;
+    let batch = if tear == Tear::AckedHole {
+        recs[last_batch_start(&recs).unwrap()..].to_vec()
+    } else {
+        let (batch, ghosts) = append_in_flight_batch(&data, 40);
+        for (k, doc) in ghosts {
+            m.write(k, Some(doc), false);
+        }
+        batch
+    };
+    eprintln!(
+        "  {}; {}",
+        m.summary(),
+        tear_batch(&data, &batch, tear, &mut rng)
+    );
+    let d = start(&data, tmp.path(), &cfg);
+    let st = status(&d);
+    eprintln!(
+        "  recovery: torn_tail {}, lost {}",
+        st["recovery"]["torn_tail"], st["recovery"]["lost"]
+    );
+    let read = read_all(&d, &m);
+    let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
+    for (status, _) in read.values() {
+        *by_status.entry(*status).or_default() += 1;
+    }
+    eprintln!("  reads by status: {by_status:?}");
+    if tear == Tear::AckedHole {
+        let bad = judge(&m, &read, &bulk.iter().map(|(k, _)| k.clone()).collect());
+        assert!(
+            bad.is_empty() || !no_loss(&st),
+            "seed {seed}: acknowledged documents gone with no loss reported: {} of them, e.g. {:#?}\nrecovery: {}",
+            bad.len(),
+            &bad[..bad.len().min(5)],
+            st["recovery"]
+        );
+        return;
+    }
+    assert!(
+        !st["recovery"]["torn_tail"].is_null() || tear == Tear::DifferentSectors,
+        "seed {seed}: the torn batch not reported as a torn tail: {}",
+        st["recovery"]
+    );
+    assert_whole(
+        &d,
+        &m,
+        &format!("seed {seed}: after a power loss mid-batch ({tear:?})"),
+    );
+    d.stop();
+    assert_check_passes(
+        &data,
+        &format!("seed {seed}: after a power loss mid-batch ({tear:?})"),
+    );
+    let d = start(&data, tmp.path(), &cfg);
+    assert_whole(&d, &m, &format!("seed {seed}: second start ({tear:?})"));
+    d.stop();
+}
+
+#[test]
+fn a_batch_in_flight_torn_by_sectors_or_pages_is_cut_and_nothing_acknowledged_is_lost() {
+    let base = seed(0x00F1_16E7_5EED);
+    for (i, tear) in [Tear::SectorHole, Tear::DifferentSectors, Tear::PageHole]
+        .into_iter()
+        .enumerate()
+    {
+        in_flight_round(base.wrapping_add(i as u64), tear);
+    }
+}
+
+/// A sector written in part (its first bytes new, the rest still zero) before a later sector of the same batch:
+/// FORMAT.md's rule wants whole unwritten sectors, so this never-acknowledged batch is taken for acknowledged
+/// data lost (anonymous: every document older than it answers 503, writes refused until `accept-loss`).
+#[test]
+#[ignore = "bug: a never-acknowledged batch torn within a sector is reported as acknowledged_data_lost (anonymous), reads 503 and writes refused until a human accepts the loss"]
+fn a_batch_in_flight_with_a_sector_torn_within_itself_is_cut_not_reported_as_a_loss() {
+    in_flight_round(seed(0x00F1_16E7_5EED), Tear::TornSector);
+}
+
+/// The acknowledged last batch (a bulk body answered 200, the daemon SIGKILLed after) with one sector zeroed in both
+/// copies and a later record of it intact is cut as a torn tail, "never acknowledged": the acknowledged documents
+/// from the hole on are gone (404) with no loss reported. FORMAT.md names this case; the open segment's identity
+/// sidecar (a frame appended only after the batch was durable, intact after a process crash) could tell it apart.
+#[test]
+#[ignore = "bug: an acknowledged last batch zeroed in both copies past a sector is cut as a never-acknowledged torn tail: acknowledged documents silently 404"]
+fn an_acknowledged_last_batch_zeroed_in_both_copies_is_reported_as_a_loss() {
+    in_flight_round(seed(0x00F1_16E7_5EED), Tear::AckedHole);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
