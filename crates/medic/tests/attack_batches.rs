@@ -46,6 +46,14 @@ fn seed(default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The generator's state for `seed` (splitmix64, so that neighbouring seeds start far apart).
+fn rng_from(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) | 1
+}
+
 /// xorshift64*: small, seeded, reproducible.
 fn next(rng: &mut u64) -> u64 {
     *rng ^= *rng >> 12;
@@ -463,7 +471,7 @@ impl Load {
             .map(|w| {
                 let (url, prefix) = (url.to_string(), prefix.to_string());
                 let (stop, max_lsn, acked) = (stop.clone(), max_lsn.clone(), acked.clone());
-                let mut rng = (seed ^ (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+                let mut rng = rng_from(seed ^ (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 std::thread::spawn(move || {
                     let ctx = Ctx {
                         url,
@@ -922,7 +930,7 @@ fn settle(m: &mut Model, read: &BTreeMap<Key, (u16, Value)>) {
 /// accepted. Then a clean stop, `medic check`, and a last start that agrees.
 fn power_loss_round(seed: u64, lives: u64, segment_bytes: u64, wal_bytes: u64) {
     eprintln!("power loss, {lives} lives: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
-    let mut rng = seed | 1;
+    let mut rng = rng_from(seed);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let cfg = config(tmp.path(), QUIET, segment_bytes, wal_bytes);
@@ -974,7 +982,7 @@ fn a_power_loss_tearing_the_last_batch_loses_nothing_acknowledged_and_opens_writ
 /// copy, nothing is lost, the stale copy is rewritten.
 fn rollback_round(seed: u64) {
     eprintln!("one copy rolled back: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
-    let mut rng = seed | 1;
+    let mut rng = rng_from(seed);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let cfg = config(tmp.path(), QUIET, 4 << 20, 64 << 20);
@@ -1149,7 +1157,7 @@ fn attack_running(
 /// start that must find every document in a state it may be in, nothing lost, writes accepted; `medic check`.
 fn running_damage_round(seed: u64) {
     eprintln!("damage while running: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
-    let mut rng = seed | 1;
+    let mut rng = rng_from(seed);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let cfg = config(tmp.path(), FAST, 65536, 1 << 20);
@@ -1206,7 +1214,7 @@ fn damage_to_the_open_segment_its_mirror_and_sealed_segments_while_running_loses
 /// the last one itself: every document reads back as it may be, nothing is reported lost, the store opens writable.
 fn stale_record_round(seed: u64) {
     eprintln!("stale record at the end: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
-    let mut rng = seed | 1;
+    let mut rng = rng_from(seed);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let cfg = config(tmp.path(), QUIET, 1 << 20, 64 << 20);
@@ -1221,23 +1229,36 @@ fn stale_record_round(seed: u64) {
     let recs = parse_segment(&main).1;
     let end = recs.last().expect("records").end;
     let which = below(&mut rng, 3);
-    let src = if below(&mut rng, 2) == 0 {
+    // What lands there: the last record again, an earlier one, random bytes, or random bytes after a zero sector.
+    let what = below(&mut rng, 4);
+    let src = if what == 0 {
         recs.last().unwrap().clone()
     } else {
         recs[below(&mut rng, recs.len() as u64) as usize].clone()
     };
-    let bytes = main[src.off..src.end].to_vec();
+    let n = 64 + below(&mut rng, 2048) as usize;
+    let (at, bytes) = match what {
+        0 | 1 => (end, main[src.off..src.end].to_vec()),
+        2 => (end, random_bytes(&mut rng, n)),
+        _ => (
+            end.div_ceil(SECTOR) * SECTOR + SECTOR,
+            random_bytes(&mut rng, n),
+        ),
+    };
     for (k, p) in [&seg, &mir].into_iter().enumerate() {
         if which == 2 || which == k as u64 {
-            write_at(p, end as u64, &bytes);
+            write_at(p, at as u64, &bytes);
         }
     }
     eprintln!(
-        "  {}; record LSN {} ({} bytes at {}) written again at {end} of {}",
+        "  {}; {} ({} bytes) written at {at} (the records end at {end}) of {}",
         m.summary(),
-        src.lsn,
+        match what {
+            0 | 1 => format!("record LSN {} from {}", src.lsn, src.off),
+            2 => "random bytes".to_string(),
+            _ => "random bytes after a zero sector".to_string(),
+        },
         bytes.len(),
-        src.off,
         ["the main copy", "the mirror", "both copies"][which as usize]
     );
     let d = start(&data, tmp.path(), &cfg);
@@ -1255,9 +1276,9 @@ fn stale_record_round(seed: u64) {
 }
 
 #[test]
-fn an_old_record_written_again_past_the_log_end_is_cut_never_applied() {
+fn an_old_record_or_garbage_written_past_the_log_end_is_cut_never_applied() {
     let base = seed(0x005A_1E5E_ED00);
-    for round in 0..2 {
+    for round in 0..3 {
         stale_record_round(base.wrapping_add(round));
     }
 }
@@ -1272,7 +1293,7 @@ fn an_old_record_written_again_past_the_log_end_is_cut_never_applied() {
 /// `medic check` fails naming it; after `medic accept-loss --yes` writes resume.
 fn loss_round(seed: u64) {
     eprintln!("both copies destroyed: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
-    let mut rng = seed | 1;
+    let mut rng = rng_from(seed);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let cfg = config(tmp.path(), QUIET, 1 << 20, 64 << 20);
@@ -1400,7 +1421,7 @@ fn manifest_versions(data: &Path) -> Vec<u32> {
 /// next start must again lose nothing.
 fn upgrade_round(seed: u64) {
     eprintln!("upgrade: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
-    let mut rng = seed | 1;
+    let mut rng = rng_from(seed);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let cfg = config(tmp.path(), QUIET, 65536, 64 << 20);
@@ -1582,7 +1603,7 @@ fn tear_batch(data: &Path, batch: &[Rec], tear: Tear, rng: &mut u64) -> String {
 /// batch it must report the loss.
 fn in_flight_round(seed: u64, tear: Tear) {
     eprintln!("in-flight batch, {tear:?}: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
-    let mut rng = seed | 1;
+    let mut rng = rng_from(seed);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let cfg = config(tmp.path(), QUIET, 1 << 20, 64 << 20);
@@ -1653,19 +1674,41 @@ fn in_flight_round(seed: u64, tear: Tear) {
         "seed {seed}: the torn batch not reported as a torn tail: {}",
         st["recovery"]
     );
-    assert_whole(
+    let read = assert_whole(
         &d,
         &m,
         &format!("seed {seed}: after a power loss mid-batch ({tear:?})"),
     );
+    // What was cut stays cut: a short acknowledged batch after it, SIGKILL, and the next start agrees.
+    settle(&mut m, &read);
+    let after: Vec<(Key, Value)> = (0..3)
+        .map(|i| {
+            (
+                ("default".to_string(), format!("after-{i}")),
+                make_doc("default", 66, i, 0),
+            )
+        })
+        .collect();
+    d.bulk(after.iter().map(|((_, id), doc)| {
+        let mut l = doc.clone();
+        l["id"] = json!(id);
+        l
+    }));
+    for (k, doc) in after {
+        m.write(k, Some(doc), true);
+    }
+    d.kill9();
+    let d = start(&data, tmp.path(), &cfg);
+    eprintln!(
+        "  after a write and SIGKILL: recovery {}",
+        status(&d)["recovery"]["issues"]
+    );
+    assert_whole(&d, &m, &format!("seed {seed}: second start ({tear:?})"));
     d.stop();
     assert_check_passes(
         &data,
         &format!("seed {seed}: after a power loss mid-batch ({tear:?})"),
     );
-    let d = start(&data, tmp.path(), &cfg);
-    assert_whole(&d, &m, &format!("seed {seed}: second start ({tear:?})"));
-    d.stop();
 }
 
 #[test]
