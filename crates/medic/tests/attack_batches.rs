@@ -1634,12 +1634,12 @@ enum Tear {
 }
 
 /// Appends to the stopped directory's open segment, in both copies, the batch a leader was writing when the power
-/// failed: `n` puts of `ghost-<i>` continuing the LSNs, marked as one batch (FORMAT.md). Returns its records and the
-/// documents it would have written.
+/// failed: `n` puts of `ghost-<i>` continuing the LSNs, marked as one batch (FORMAT.md) in a version-2 segment,
+/// unmarked in a version-1 one. Returns its records and the documents it would have written.
 fn append_in_flight_batch(data: &Path, n: usize) -> (Vec<Rec>, Vec<(Key, Value)>) {
     let (seg, mir) = open_pair(data);
     let main = std::fs::read(&seg).unwrap();
-    let recs = parse_segment(&main).1;
+    let (version, recs) = parse_segment(&main);
     let last = recs.last().expect("records");
     let mut at = last.end;
     let mut out = Vec::new();
@@ -1647,12 +1647,8 @@ fn append_in_flight_batch(data: &Path, n: usize) -> (Vec<Rec>, Vec<(Key, Value)>
     for i in 0..n {
         let doc = make_doc("default", 77, i, 0);
         let id = format!("ghost-{i}");
-        let bytes = encode_put(
-            last.lsn + 1 + i as u64,
-            &id,
-            &doc,
-            Some((last.lsn, i + 1 == n)),
-        );
+        let mark = (version >= 2).then_some((last.lsn, i + 1 == n));
+        let bytes = encode_put(last.lsn + 1 + i as u64, &id, &doc, mark);
         for p in [&seg, &mir] {
             write_at(p, at as u64, &bytes);
         }
@@ -1877,6 +1873,70 @@ fn a_batch_in_flight_with_a_sector_torn_within_itself_is_cut_not_reported_as_a_l
 #[ignore = "bug: an acknowledged last batch zeroed in both copies past a sector is cut as a never-acknowledged torn tail: acknowledged documents silently 404"]
 fn an_acknowledged_last_batch_zeroed_in_both_copies_is_reported_as_a_loss() {
     in_flight_round(seed(0x00F1_16E7_5EED), Tear::AckedHole);
+}
+
+/// A version-1 directory upgraded by a start, written to (its open segment stays version 1, unmarked, until it is
+/// sealed, and gets zero-filled space like any open segment), SIGKILLed, then a batch in flight torn by a power loss
+/// with a sector hole: nothing acknowledged was lost, so the start must not report a loss.
+fn upgraded_power_loss_round(seed: u64) {
+    eprintln!(
+        "power loss in an upgraded open segment: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})"
+    );
+    let mut rng = rng_from(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), QUIET, 4 << 20, 64 << 20);
+    let mut m = write_old_directory(&data, 1, 50);
+    let d = start(&data, tmp.path(), &cfg);
+    create_collections(&d);
+    let load = Load::start(&d.url, "v", 3, seed, 20);
+    load.wait_acked(100 + below(&mut rng, 100), 90);
+    let (lm, _) = load.finish();
+    m.merge(lm);
+    d.kill9();
+    let (seg, _) = open_pair(&data);
+    let main = std::fs::read(&seg).unwrap();
+    let (version, recs) = parse_segment(&main);
+    eprintln!(
+        "  {}; open segment version {version}: records end at {}, file {} bytes",
+        m.summary(),
+        recs.last().unwrap().end,
+        main.len()
+    );
+    let (batch, ghosts) = append_in_flight_batch(&data, 40);
+    for (k, doc) in ghosts {
+        m.write(k, Some(doc), false);
+    }
+    eprintln!(
+        "  {}",
+        tear_batch(&data, &batch, Tear::SectorHole, &mut rng)
+    );
+    let d = start(&data, tmp.path(), &cfg);
+    let st = status(&d);
+    eprintln!(
+        "  recovery: torn_tail {}, lost {}",
+        st["recovery"]["torn_tail"], st["recovery"]["lost"]
+    );
+    let read = read_all(&d, &m);
+    let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
+    for (status, _) in read.values() {
+        *by_status.entry(*status).or_default() += 1;
+    }
+    eprintln!("  reads by status: {by_status:?}");
+    assert_whole(
+        &d,
+        &m,
+        &format!("seed {seed}: a power loss in an upgraded open segment"),
+    );
+    d.stop();
+}
+
+/// FORMAT.md keeps the old rule for a version-1 open segment (no marks: a hole followed by records is damage), but
+/// after the upgrade that segment gets zero-filled space, which is what makes the power-loss hole possible.
+#[test]
+#[ignore = "bug: an upgraded version-1 open segment gets zero-filled space but no batch marks, so a power loss mid-batch there is reported as acknowledged_data_lost"]
+fn a_power_loss_in_an_upgraded_version_1_open_segment_is_a_torn_tail() {
+    upgraded_power_loss_round(seed(0x0001_0B6E_5EED));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
