@@ -1053,6 +1053,29 @@ fn newest_sealed(data: &Path) -> Option<PathBuf> {
         .map(|p| PathBuf::from(p.to_string_lossy().trim_end_matches(".par").to_string()))
 }
 
+/// Bytes flipped in up to three 4 KiB blocks of the newest sealed segment (within its parity: 4 per 16 blocks).
+fn flip_in_sealed(data: &Path, rng: &mut u64) -> String {
+    let Some(s) = newest_sealed(data) else {
+        return "no sealed segment".into();
+    };
+    let len = std::fs::metadata(&s).map_or(0, |m| m.len()) as usize;
+    let mut at = Vec::new();
+    for block in 0..len.div_ceil(4096) {
+        if below(rng, 4) == 0 && at.len() < 3 {
+            let off = block * 4096 + below(rng, 4096.min((len - block * 4096) as u64)) as usize;
+            let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(&s) else {
+                break;
+            };
+            let mut byte = [0u8];
+            if f.read_exact_at(&mut byte, off as u64).is_ok() {
+                let _ = f.write_all_at(&[byte[0] ^ 0x5a], off as u64);
+                at.push(off);
+            }
+        }
+    }
+    format!("{}: bytes flipped at {at:?}", s.display())
+}
+
 /// One seeded attack on the running daemon's files; what was done (or why nothing was).
 fn attack_running(
     data: &Path,
@@ -1119,28 +1142,7 @@ fn attack_running(
             }
             done.join("; ")
         }
-        6 => {
-            let Some(s) = newest_sealed(data) else {
-                return "no sealed segment".into();
-            };
-            let len = std::fs::metadata(&s).map_or(0, |m| m.len()) as usize;
-            let mut at = Vec::new();
-            for block in 0..len.div_ceil(4096) {
-                if below(rng, 4) == 0 && at.len() < 3 {
-                    let off =
-                        block * 4096 + below(rng, 4096.min((len - block * 4096) as u64)) as usize;
-                    let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(&s) else {
-                        break;
-                    };
-                    let mut byte = [0u8];
-                    if f.read_exact_at(&mut byte, off as u64).is_ok() {
-                        let _ = f.write_all_at(&[byte[0] ^ 0x5a], off as u64);
-                        at.push(off);
-                    }
-                }
-            }
-            format!("{}: bytes flipped at {at:?}", s.display())
-        }
+        6 => flip_in_sealed(data, rng),
         8 => destroy_record_while_running(&seg, &mir, rng),
         _ => match stale.take() {
             Some((p, bytes)) if p == seg => {
