@@ -1828,6 +1828,11 @@ fn in_flight_round(seed: u64, tear: Tear) {
         m.summary(),
         tear_batch(&data, &batch, tear, &mut rng)
     );
+    // Half the time the first open is SIGKILLed within 60 ms (the cut interrupted, perhaps between the copies).
+    let cut_opens = matches!(tear, Tear::SectorHole | Tear::PageHole) && below(&mut rng, 2) == 0;
+    if cut_opens {
+        interrupted_opens(&data, &cfg, &mut rng, 1, 60);
+    }
     let d = start(&data, tmp.path(), &cfg);
     let st = status(&d);
     eprintln!(
@@ -1852,7 +1857,7 @@ fn in_flight_round(seed: u64, tear: Tear) {
         return;
     }
     assert!(
-        !st["recovery"]["torn_tail"].is_null() || tear == Tear::DifferentSectors,
+        !st["recovery"]["torn_tail"].is_null() || tear == Tear::DifferentSectors || cut_opens,
         "seed {seed}: the torn batch not reported as a torn tail: {}",
         st["recovery"]
     );
@@ -2123,6 +2128,8 @@ fn soak() {
         stale_record_round(s);
         rollback_round(s);
         racing_round(s);
+        let tears = [Tear::SectorHole, Tear::DifferentSectors, Tear::PageHole];
+        in_flight_round(s, tears[(r % 3) as usize]);
         running_damage_round(s);
         upgrade_round(s);
         loss_round(s);
