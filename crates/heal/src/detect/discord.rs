@@ -100,9 +100,19 @@ impl Discord {
         let out = self.at(t - mi);
         self.s1[self.t % cap] = self.s1_at(t - 1) + y - out;
         self.s2[self.t % cap] = self.s2_at(t - 1) + y * y - out * out;
-        for k in m..=self.lags {
-            let ki = k as isize;
-            self.dots[k] += y * self.at(t - ki) - out * self.at(t - ki - mi);
+        if self.t >= self.lags + m {
+            // Every candidate's points are stored: walk the ring backwards without a division per lag.
+            let (mut near, mut far) = ((self.t - m) % cap, (self.t - 2 * m) % cap);
+            for dot in &mut self.dots[m..=self.lags] {
+                *dot += y * self.y[near] - out * self.y[far];
+                near = near.checked_sub(1).unwrap_or(cap - 1);
+                far = far.checked_sub(1).unwrap_or(cap - 1);
+            }
+        } else {
+            for k in m..=self.lags {
+                let ki = k as isize;
+                self.dots[k] += y * self.at(t - ki) - out * self.at(t - ki - mi);
+            }
         }
         self.t += 1;
         self.since_anchor += 1;
@@ -156,11 +166,14 @@ impl Discord {
         let a = self.windows[t as usize % cap];
         let last = (self.lags as isize).min(t - (m - 1));
         let mut best = f64::INFINITY;
-        for k in m..=last {
-            let b = self.windows[(t - k) as usize % cap];
-            let cov = self.dots[k as usize] / m as f64 - a.mean * b.mean;
+        let mut at = (t - m) as usize % cap;
+        let inv_m = 1.0 / m as f64;
+        for &dot in &self.dots[m as usize..=last as usize] {
+            let b = self.windows[at];
+            let cov = dot * inv_m - a.mean * b.mean;
             let d2 = a.norm + b.norm - 2.0 * cov * a.inv_spread * b.inv_spread;
             best = best.min(d2);
+            at = at.checked_sub(1).unwrap_or(cap - 1);
         }
         best.is_finite().then(|| (best / 4.0).clamp(0.0, 1.0))
     }
