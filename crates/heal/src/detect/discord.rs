@@ -20,8 +20,9 @@
 //! Cost and state: the dot products of the current window with each candidate are kept per lag and moved along by
 //! one point in O(1) each (the matrix profile's diagonal recurrence), so a point costs O(`lags`) multiply-adds;
 //! values are stored relative to an anchor moved to the detector's level once per `lags` points (then every sum is
-//! recomputed, O(`lags` × `m`), so rounding cannot drift and a wandering series loses no precision). State: four
-//! rings of `lags + m + 1` numbers, bounded however long the stream runs.
+//! recomputed, O(`lags` × `m`), so rounding cannot drift and a wandering series loses no precision). State: rings of
+//! `lags + m + 1` values, window sums and window summaries (six numbers a slot) and `lags` dot products, bounded
+//! however long the stream runs.
 
 /// One window's summary, as of the point it ended.
 #[derive(Debug, Clone, Copy, Default)]
@@ -215,10 +216,10 @@ impl Discord {
         }
     }
 
-    /// Numbers held: bounded by the settings.
+    /// Numbers held (a window summary is three): bounded by the settings.
     #[cfg(test)]
     fn held(&self) -> usize {
-        self.y.len() * 4 + self.dots.len()
+        self.y.len() + self.s1.len() + self.s2.len() + 3 * self.windows.len() + self.dots.len()
     }
 }
 
@@ -259,7 +260,7 @@ mod tests {
             let got = got.unwrap();
             assert!((got - want).abs() < 1e-9, "at {t}: {got} vs {want}");
         }
-        assert_eq!(d.held(), 4 * (lags + m + 1) + lags + 1);
+        assert_eq!(d.held(), 6 * (lags + m + 1) + lags + 1);
     }
 
     /// A periodic series repeats its shapes: near 0; the same period with one cycle's shape changed (within the
