@@ -395,7 +395,8 @@ impl Tail {
 }
 
 /// Structural variants of the surprise detector measured on the NAB slice and not kept (BENCHMARKS.md, "Second
-/// scores, robust spreads and finer seasons" and "Families of settings, a CUSUM tail, steps away from the level").
+/// scores, robust spreads and finer seasons", "Families of settings, a CUSUM tail, steps away from the level" and "A
+/// third kind of evidence").
 /// The factors `s_*` and `h_*` take one use of a setting apart from its others (which of them moves the score).
 /// Compiled only with the `experiments` feature (the NAB experiment tool's
 /// build: `medic`'s dev-dependency) and read once from `MEDIC_NAB_VARIANT`, e.g. `second=4,combine=0`; without the
