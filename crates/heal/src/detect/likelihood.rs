@@ -37,6 +37,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::Detector;
+use super::changepoint::Changepoint;
+use super::discord::Discord;
 use super::stats::clean_score;
 use crate::clock::Timestamp;
 
@@ -393,7 +395,8 @@ impl Tail {
 }
 
 /// Structural variants of the surprise detector measured on the NAB slice and not kept (BENCHMARKS.md, "Second
-/// scores, robust spreads and finer seasons" and "Families of settings, a CUSUM tail, steps away from the level").
+/// scores, robust spreads and finer seasons", "Families of settings, a CUSUM tail, steps away from the level" and "A
+/// third kind of evidence").
 /// The factors `s_*` and `h_*` take one use of a setting apart from its others (which of them moves the score).
 /// Compiled only with the `experiments` feature (the NAB experiment tool's
 /// build: `medic`'s dev-dependency) and read once from `MEDIC_NAB_VARIANT`, e.g. `second=4,combine=0`; without the
@@ -450,6 +453,22 @@ pub(crate) struct Variant {
     /// 1: the step score counts only steps away from the level (a step back towards it scores 0); 2: a step back
     /// counts half.
     step_away: u32,
+    /// Above 0: a shape tail ([`super::discord`]), the nearest-neighbour distance of the last `dd_m` z-normalised
+    /// points among the windows ending up to `dd_l` (0: 1000) points before, spreads floored at `dd_f` (0: 0.1) running
+    /// spreads, through its own short average of `dd_w` (0: 1) points and tail.
+    dd_m: u32,
+    dd_l: u32,
+    dd_f: f64,
+    dd_w: u32,
+    /// Above 0: a change-point tail ([`super::changepoint`]), the predictive surprise of Bayesian online change-point
+    /// detection at a hazard of 1 / (`cp_h` × the refractory horizon), at most `cp_r` (0: 50) run lengths, squashed as
+    /// `u / (u + cp_s)` (0: 8) nats, through its own short average of `cp_w` (0: `short_window`) points and tail.
+    cp_h: f64,
+    cp_r: u32,
+    cp_s: f64,
+    cp_w: u32,
+    /// Nats added to the `dd_m` and `cp_h` tails' `ln P` before the smallest is taken (a correction for taking it).
+    x_pen: f64,
 }
 
 /// A factor of a [`Variant`]: 0 (unset) is 1.
@@ -494,6 +513,15 @@ impl Variant {
                     "tail_fam" => v.tail_fam = x,
                     "step_away" => v.step_away = x as u32,
                     "win_fam" => v.win_fam = x as u32,
+                    "dd_m" => v.dd_m = x as u32,
+                    "dd_l" => v.dd_l = x as u32,
+                    "dd_f" => v.dd_f = x,
+                    "dd_w" => v.dd_w = x as u32,
+                    "cp_h" => v.cp_h = x,
+                    "cp_r" => v.cp_r = x as u32,
+                    "cp_s" => v.cp_s = x,
+                    "cp_w" => v.cp_w = x as u32,
+                    "x_pen" => v.x_pen = x,
                     other => panic!("MEDIC_NAB_VARIANT: unknown key {other:?} in {spec:?}"),
                 }
             }
@@ -533,6 +561,10 @@ pub struct Likelihood {
     wtails: Option<Box<[Tail; 4]>>,
     /// The `refr_fam` variant's three memories.
     memories: [f64; 3],
+    /// The `dd_m` variant's shape score and its tail.
+    shape: Option<Box<(Discord, Tail)>>,
+    /// The `cp_h` variant's change-point surprise and its tail.
+    change: Option<Box<(Changepoint, Tail)>>,
     config: LikelihoodConfig,
     level_weight: f64,
     history_weight: f64,
@@ -584,6 +616,8 @@ impl Likelihood {
             third: None,
             cu: [0.0; 3],
             memories: [0.0; 3],
+            shape: None,
+            change: None,
             wtails: None,
             buckets: [Bucket::default(); BUCKET_SLOTS],
             level_weight: 1.0 / config.level_horizon,
@@ -631,6 +665,25 @@ impl Likelihood {
         }
         if v.taper > 0 {
             d.tail = Tail::with_taper(d.config.short_window, true);
+        }
+        if v.dd_m > 0 {
+            let lags = if v.dd_l > 0 { v.dd_l as usize } else { 1_000 };
+            let discord = Discord::new(
+                v.dd_m as usize,
+                lags,
+                if v.dd_f > 0.0 { v.dd_f } else { 0.1 },
+            );
+            d.shape = Some(Box::new((discord, Tail::new(v.dd_w.max(1) as usize))));
+        }
+        if v.cp_h > 0.0 {
+            let horizon = v.cp_h * d.ranking.refractory_horizon.max(1.0);
+            let runs = if v.cp_r > 0 { v.cp_r as usize } else { 50 };
+            let w = if v.cp_w > 0 {
+                v.cp_w as usize
+            } else {
+                d.config.short_window
+            };
+            d.change = Some(Box::new((Changepoint::new(horizon, runs), Tail::new(w))));
         }
         d.second_kind = match v.second {
             0 if ranking.step_score => STEP_SCORE,
@@ -890,6 +943,36 @@ impl Likelihood {
         Some(ln_p)
     }
 
+    /// The `dd_m` and `cp_h` variants' tails: the smaller `ln P` (0 without them, or before they score).
+    fn shape_and_change(&mut self, value: f64) -> f64 {
+        let (level, spread, w) = (self.level, self.spread, self.hist_weight);
+        let fraction = self.config.tail_fraction;
+        let mut ln_p: f64 = 0.0;
+        if let Some(s) = self.shape.as_mut() {
+            let (discord, tail) = &mut **s;
+            if let Some(r) = discord.push(value, level, spread) {
+                let avg = tail.push(r);
+                ln_p = ln_p.min(tail.ln_tail(avg, fraction));
+                tail.learn(avg, w);
+            }
+        }
+        if let Some(c) = self.change.as_mut() {
+            let (bocpd, tail) = &mut **c;
+            if let Some(u) = bocpd.push(value, level, spread) {
+                let u = u.max(0.0);
+                let half = if self.variant.cp_s > 0.0 {
+                    self.variant.cp_s
+                } else {
+                    8.0
+                };
+                let avg = tail.push(u / (u + half));
+                ln_p = ln_p.min(tail.ln_tail(avg, fraction));
+                tail.learn(avg, w);
+            }
+        }
+        ln_p
+    }
+
     /// A new extreme needs less evidence: `extreme_evidence` of the log-probability of an alarm (none beyond a
     /// range of zero width: a flat metric that moves). It is ranked above ordinary points by how far beyond the
     /// tolerance it lies, never alarming by that alone.
@@ -1116,6 +1199,7 @@ impl Detector for Likelihood {
         if let Some(ln_p3) = self.cusum_score(value) {
             ln_p = ln_p.min(ln_p3);
         }
+        ln_p = ln_p.min((self.shape_and_change(value) + self.variant.x_pen).min(0.0));
         self.last_value = if self.second_kind == 7 {
             raw.resid
         } else {

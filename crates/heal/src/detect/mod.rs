@@ -20,7 +20,9 @@ pub trait Detector: Send {
 
 mod explain;
 
+pub(crate) mod changepoint;
 pub mod composite;
+pub(crate) mod discord;
 pub mod ewma;
 pub mod iqr;
 pub mod likelihood;
