@@ -666,6 +666,105 @@ fn a_hole_in_a_batch_followed_by_a_later_batch_is_still_a_loss() {
     }
 }
 
+/// Rewrites the last `n` one-record batches of the open segment `id` and its mirror as a pipelined commit writes
+/// them: each written while the batch before it was still in flight (marked behind it), as `later` commits written
+/// behind the big batch of [`batch_then_crash`] would be.
+fn as_written_behind(dir: &Path, id: u64, n: usize) {
+    for e in ["seg", "mir"] {
+        let path = dir.join(format!("wal/{id:016}.{e}"));
+        let mut b = std::fs::read(&path).unwrap();
+        let records: Vec<store::codec::Record> = record_offsets(&b)
+            .iter()
+            .map(
+                |&(at, _)| match store::codec::decode_record(&b[at..], 1 << 24) {
+                    store::codec::Decoded::Ok(r, _) => r,
+                    other => unreachable!("record_offsets lists valid records: {other:?}"),
+                },
+            )
+            .collect();
+        let offsets = record_offsets(&b);
+        let first = records.len() - n;
+        let end = b.len();
+        b.truncate(offsets[first].0);
+        for r in &records[first..] {
+            let before = records[..records.iter().position(|q| q == r).unwrap()]
+                .last()
+                .unwrap();
+            let behind = before.batch.unwrap().follows;
+            let mut queued = Vec::new();
+            store::codec::encode_record(r.lsn, r.kind, &r.id, &r.doc, &mut queued);
+            let m = store::codec::mark_batch(&queued, before.lsn, Some(behind)).unwrap();
+            b.extend_from_slice(&m.bytes);
+        }
+        b.resize(end.max(b.len() + 4096), 0);
+        std::fs::write(&path, b).unwrap();
+    }
+}
+
+#[test]
+fn two_batches_in_flight_at_a_power_loss_open_healthy_with_both_cut() {
+    let seed = degraded_seed(0xBA7E);
+    for round in 0..6 {
+        // The big batch, then one commit written behind it while it flushed; a page of the big batch never reached
+        // the disk. Neither was acknowledged: the second waits for the first to be durable.
+        let (dir, id, lsns) = batch_then_crash(1);
+        as_written_behind(dir.path(), id, 1);
+        let f = store::fault::Injector::new(seed + round)
+            .hole_in_batch(dir.path(), 1)
+            .unwrap();
+        let ctx = format!("seed={} {f:?}", seed + round);
+        let s = Arc::new(Store::open(dir.path(), roomy()).unwrap());
+        let r = s.recovery_report();
+        assert!(r.lost.is_empty(), "{ctx}: {:?}", r.lost);
+        let t = r.torn_tail.clone().expect("a torn tail");
+        assert!(t.reason.contains("written behind it"), "{ctx}: {t:?}");
+        assert_eq!(
+            t.lsn_range.1,
+            lsns[3] + 1,
+            "{ctx}: up to the later commit's LSN"
+        );
+        assert_eq!(s.stats().read_only, None, "{ctx}");
+        all_there(&s, 3);
+        assert_eq!(s.get("l0").unwrap(), None, "{ctx}: the batch behind is cut");
+        let kept = (0..4)
+            .take_while(|&i| s.get(&format!("b{i}")).unwrap() == Some(big(i)))
+            .count();
+        assert!(kept < 4, "{ctx}");
+        // Healthy: writable, the checks pass, a reopen is clean.
+        s.put("after", doc(50)).unwrap();
+        let subject = StoreSubject::new(s.clone());
+        subject.drain_issues();
+        assert!(run_check(&subject, Tier::Comprehensive).passed, "{ctx}");
+        drop(subject);
+        Arc::into_inner(s).unwrap().close().unwrap();
+        let s = Store::open(dir.path(), roomy()).unwrap();
+        let r = s.recovery_report();
+        assert!(r.lost.is_empty() && r.torn_tail.is_none(), "{ctx}: {r:?}");
+        assert_eq!(s.get("after").unwrap(), Some(doc(50)));
+    }
+}
+
+#[test]
+fn a_hole_followed_by_a_batch_written_after_it_was_durable_stays_a_loss_with_a_pipelined_pair() {
+    let seed = degraded_seed(0xBA7F);
+    for round in 0..3 {
+        // The big batch, l0 written behind it, l1 written behind l0 — so only once the big batch was durable: a
+        // hole in the big batch lost acknowledged records.
+        let (dir, id, lsns) = batch_then_crash(2);
+        as_written_behind(dir.path(), id, 2);
+        let f = store::fault::Injector::new(seed + round)
+            .hole_in_batch(dir.path(), 2)
+            .unwrap();
+        let ctx = format!("seed={} {f:?}", seed + round);
+        let s = Store::open(dir.path(), roomy()).unwrap();
+        let r = s.recovery_report();
+        assert_eq!(r.lost.len(), 1, "{ctx}: {r:?}");
+        assert!(lsns.contains(&r.lost[0].lsn_range.0), "{ctx}: {:?}", r.lost);
+        assert!(r.torn_tail.is_none(), "{ctx}: {r:?}");
+        assert_eq!(s.get("l1").unwrap(), Some(doc(101)), "{ctx}");
+    }
+}
+
 /// Rewrites the open segment `id` and its mirror as a medic before batch marks wrote them (header version 1, every
 /// record unmarked, zero-filled space after), and both manifest copies as version 2.
 fn as_written_before_batch_marks(dir: &Path, id: u64) {
