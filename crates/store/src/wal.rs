@@ -443,9 +443,14 @@ pub struct OpenSegment {
     pub one_flush: bool,
     /// Whether its records carry batch marks (segment version 2 or 3; see the module doc).
     pub batch_marks: bool,
-    /// With batch marks: the LSN of the last record written to it (its first LSN − 1 while it holds none), which
-    /// the next batch's marks name as the one it follows.
+    /// With batch marks: the LSN of the last durable record (its first LSN − 1 while it holds none), which the
+    /// next batch's marks name as the one it follows when nothing is in flight.
     pub last_lsn: u64,
+    /// Whether a batch may be written while the one before it is in flight (segment version 3).
+    pub pipelines: bool,
+    /// Batches written past `len` whose flush has not been resolved yet, in log order: at most two (a batch is
+    /// written only once the batch two before it is durable; see [`OpenSegment::write_behind`]).
+    pub flights: std::collections::VecDeque<Flight>,
     /// The segment's identity journal (`<seg>.ids`, see [`crate::identity`]), appended without a flush of its own;
     /// `None` when not kept (opened read-only or degraded, or a write to it failed).
     pub ids: Option<IdsJournal>,
@@ -500,6 +505,8 @@ impl OpenSegment {
             one_flush,
             batch_marks: true,
             last_lsn: first_lsn.saturating_sub(1),
+            pipelines: true,
+            flights: Default::default(),
             mirror,
             len: HEADER_BYTES,
             ahead: Ahead::new(HEADER_BYTES),
@@ -572,6 +579,8 @@ impl OpenSegment {
             one_flush,
             batch_marks: header_has_marks(good),
             last_lsn: last,
+            pipelines: header_pipelines(good),
+            flights: Default::default(),
             mirror,
             len: good.len() as u64,
             ahead: Ahead::new(good.len() as u64),
@@ -627,6 +636,7 @@ impl OpenSegment {
         buf: &[u8],
         zero_ahead: impl Fn() -> u64,
     ) -> Result<Appended, AppendError> {
+        debug_assert!(self.flights.is_empty(), "an append under a batch in flight");
         let marked = match self.batch_marks {
             true => Some(codec::mark_batch(buf, self.last_lsn, None).ok_or_else(|| {
                 AppendError::Write(std::io::Error::other(
@@ -660,9 +670,85 @@ impl OpenSegment {
             self.last_lsn = last;
         }
         if zeroing {
-            self.fill_ahead(faults, room.max(end), &zero_ahead);
+            self.fill_ahead(faults, room.max(end), end, &zero_ahead);
         }
         Ok(Appended { filled_inline })
+    }
+
+    /// Where the next batch goes: past every batch written, durable or in flight.
+    pub fn written_end(&self) -> u64 {
+        self.flights.back().map_or(self.len, |f| f.end)
+    }
+
+    /// Whether a batch of `n_records` records, `bytes` bytes queued (unmarked), can be written now behind the batch
+    /// in flight without anything but the write: a segment of version 3 whose copies take one flush, and room
+    /// for the batch (marks included) in the zero-filled space past what is written.
+    pub fn fits_behind(&self, bytes: usize, n_records: usize) -> bool {
+        let marked = bytes + n_records * (codec::BATCH_MARK_BYTES + codec::PIPELINED_MARK_BYTES);
+        self.pipelines
+            && self.one_flush
+            && self.mirror.is_some()
+            && self.written_end() + marked as u64 <= self.ahead.zeroed_end()
+    }
+
+    /// Writes a batch (`buf`, unmarked records) into the zero-filled space past every batch written, marked as
+    /// written behind the batch in flight if there is one, and returns its flush to run without the WAL lock; the
+    /// batch counts as in flight until [`OpenSegment::land`]. `None` (nothing written) when it does not
+    /// [`OpenSegment::fits_behind`] or its descriptors cannot be duplicated: the caller waits for the flights to
+    /// land and [`OpenSegment::append`]s. Needs at most one batch in flight (the caller waits for that too).
+    pub fn write_behind(
+        &mut self,
+        faults: &Arc<IoFaults>,
+        buf: &[u8],
+        n_records: usize,
+        zero_ahead: impl Fn() -> u64,
+    ) -> Result<Option<FlightFlush>, AppendError> {
+        assert!(self.flights.len() < 2, "a third batch written in flight");
+        if !self.fits_behind(buf.len(), n_records) {
+            return Ok(None);
+        }
+        let Some(m) = &self.mirror else {
+            return Ok(None);
+        };
+        let (Ok(main), Ok(mirror)) = (self.file.try_clone(), m.try_clone()) else {
+            return Ok(None);
+        };
+        let follows = self.flights.back().map_or(self.last_lsn, |f| f.last_lsn);
+        let behind = self.flights.back().map(|f| f.follows);
+        let marked = codec::mark_batch(buf, follows, behind).ok_or_else(|| {
+            AppendError::Write(std::io::Error::other(
+                "the batch is not a sequence of unmarked records",
+            ))
+        })?;
+        let start = self.written_end();
+        let end = start + marked.bytes.len() as u64;
+        io::write_all_at(faults, &self.file, &marked.bytes, start).map_err(AppendError::Write)?;
+        io::write_all_at(faults, m, &marked.bytes, start).map_err(AppendError::Write)?;
+        let flight = Flight {
+            start,
+            end,
+            follows,
+            last_lsn: marked.last_lsn.unwrap_or(follows),
+        };
+        self.flights.push_back(flight);
+        self.fill_ahead(faults, self.ahead.zeroed_end(), end, &zero_ahead);
+        Ok(Some(FlightFlush {
+            flight,
+            main,
+            mirror,
+        }))
+    }
+
+    /// The flush of the oldest batch in flight, `flight`, returned: durable (`ok`), its end becomes the segment's
+    /// durable end; failed, nothing more is durable (the store is poisoned; the batch behind it, if any, lands
+    /// failed too). Batches land in log order.
+    pub fn land(&mut self, flight: Flight, ok: bool) {
+        let front = self.flights.pop_front();
+        assert_eq!(front, Some(flight), "batches land in log order");
+        if ok && self.len == flight.start {
+            self.len = flight.end;
+            self.last_lsn = flight.last_lsn;
+        }
     }
 
     /// Writes `buf` at the end of both copies and makes it durable: with one flush when it lies in zero-filled
@@ -687,9 +773,16 @@ impl OpenSegment {
         .map_err(AppendError::Sync)
     }
 
-    /// Asks the zero-fill helper for more room once less than half of `zero_ahead` is left past the end.
-    fn fill_ahead(&self, faults: &Arc<IoFaults>, room: u64, zero_ahead: &impl Fn() -> u64) {
-        let left = room - self.len;
+    /// Asks the zero-fill helper for more room once less than half of `zero_ahead` is left past `end` (what is
+    /// written).
+    fn fill_ahead(
+        &self,
+        faults: &Arc<IoFaults>,
+        room: u64,
+        end: u64,
+        zero_ahead: &impl Fn() -> u64,
+    ) {
+        let left = room.saturating_sub(end);
         if left >= 2 << 20 {
             return; // at least half of the largest zero-ahead distance (4 MiB) left: no need to ask the disk
         }
@@ -698,7 +791,7 @@ impl OpenSegment {
             return;
         }
         let Some(m) = &self.mirror else { return };
-        self.ahead.request(self.len + want, || {
+        self.ahead.request(end + want, || {
             Some(Copies {
                 main: reopen(&self.file)?,
                 mirror: reopen(m)?,
@@ -754,6 +847,7 @@ impl OpenSegment {
     /// Sets both copies' length to `len` (`always`, else only a longer copy) and flushes them, the zero-fill helper
     /// held meanwhile; whatever happened, nothing past `len` is taken for zero-filled space any more.
     fn cut(&mut self, faults: &IoFaults, always: bool) -> std::io::Result<()> {
+        debug_assert!(self.flights.is_empty(), "a cut under a batch in flight");
         self.ahead.hold();
         let cut = || -> std::io::Result<()> {
             for f in std::iter::once(&self.file).chain(self.mirror.as_ref()) {
@@ -777,6 +871,37 @@ fn reopen(f: &File) -> Option<File> {
     use std::os::fd::AsRawFd;
     let path = format!("/proc/self/fd/{}", f.as_raw_fd());
     std::fs::OpenOptions::new().write(true).open(path).ok()
+}
+
+/// A batch written into zero-filled space whose flush runs without the WAL lock ([`OpenSegment::write_behind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flight {
+    /// Where it starts in both copies.
+    pub start: u64,
+    /// Where it ends.
+    pub end: u64,
+    /// The LSN its marks name as the one it follows.
+    pub follows: u64,
+    /// The LSN of its last record.
+    pub last_lsn: u64,
+}
+
+/// The flush of a [`Flight`]: descriptors of its own for both copies (duplicates, so a write-back error is reported
+/// to them as to the segment's), run without any lock.
+#[derive(Debug)]
+pub struct FlightFlush {
+    /// The batch.
+    pub flight: Flight,
+    main: File,
+    mirror: File,
+}
+
+impl FlightFlush {
+    /// Makes the batch durable in both copies with one device flush ([`io::sync_data_one_flush`]).
+    pub fn run(&self, faults: &IoFaults) -> std::io::Result<()> {
+        let f = self.flight;
+        io::sync_data_one_flush(faults, &self.main, &self.mirror, f.start, f.end - f.start)
+    }
 }
 
 /// What an append did besides writing the batch.
