@@ -42,15 +42,10 @@ pub const KIND_DELETE: u8 = 2;
 pub const KIND_MARKED: u8 = 0x80;
 /// Kind flag (with [`KIND_MARKED`] only): the last record of its commit batch.
 pub const KIND_LAST_OF_BATCH: u8 = 0x40;
-/// Kind flag (with [`KIND_MARKED`] only): the batch was written while the batch it follows was not yet durable; its
-/// body ends with `behind: u64` after `follows` (see [`BatchMark::behind`]).
-pub const KIND_PIPELINED: u8 = 0x20;
 /// The kind bits that are not flags.
-const KIND_BASE_MASK: u8 = 0x1F;
+const KIND_BASE_MASK: u8 = 0x3F;
 /// Bytes a batch mark adds to a record's body.
 pub const BATCH_MARK_BYTES: usize = 8;
-/// Bytes a pipelined batch's mark adds on top ([`BatchMark::behind`]).
-pub const PIPELINED_MARK_BYTES: usize = 8;
 
 /// Bytes before a record's body: `len: u32`, `crc: u32`.
 pub const RECORD_HEADER_BYTES: usize = 8;
@@ -267,10 +262,9 @@ pub struct Record {
     pub batch: Option<BatchMark>,
 }
 
-/// A record's commit batch, as the leader marked it ([`mark_batch`]). A batch is written only once the batch two
-/// before it is durable, and one written before the batch just before it was durable says so (`behind`), so recovery
-/// can tell a torn last batch (a hole followed only by records of the batch the hole is in, or of the one batch
-/// written behind it) from damage (a hole followed by records of a batch written after it was durable).
+/// A record's commit batch, as the leader marked it ([`mark_batch`]). Batch B+1 is written only after batch B is
+/// durable, so recovery can tell a torn last batch (a hole followed only by records of the batch the hole is in) from
+/// damage (a hole followed by records of a later batch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchMark {
     /// The LSN of the record just before the batch in its segment, or the segment's first LSN − 1 for the
@@ -278,10 +272,6 @@ pub struct BatchMark {
     pub follows: u64,
     /// The batch's last record.
     pub last: bool,
-    /// Pipelined: the batch was written while the batch it follows was still in flight (written, not yet durable),
-    /// and this is that batch's own `follows` — which names it, as no two batches of a segment share one. `None`:
-    /// everything before the batch was durable when it was written.
-    pub behind: Option<u64>,
 }
 
 /// A batch as the leader writes it: the queued records with their batch marks.
@@ -295,11 +285,9 @@ pub struct MarkedBatch {
 
 /// Marks every record of one commit batch (`buf`, records framed by [`encode_record`] without marks) as following
 /// LSN `follows`, the last one as the batch's last: each body gains `follows: u64` at its end, its kind the flags
-/// [`KIND_MARKED`] (and [`KIND_LAST_OF_BATCH`]), its length and checksum are recomputed. A batch written `behind`
-/// one still in flight (that batch's own `follows`) also gets [`KIND_PIPELINED`] and `behind: u64` after `follows`.
-/// Returns `None` if `buf` is not a sequence of unmarked records (a bug in the caller, never written).
-pub fn mark_batch(buf: &[u8], follows: u64, behind: Option<u64>) -> Option<MarkedBatch> {
-    let extra = BATCH_MARK_BYTES + behind.map_or(0, |_| PIPELINED_MARK_BYTES);
+/// [`KIND_MARKED`] (and [`KIND_LAST_OF_BATCH`]), its length and checksum are recomputed. Returns `None` if `buf` is
+/// not a sequence of unmarked records (a bug in the caller, never written).
+pub fn mark_batch(buf: &[u8], follows: u64) -> Option<MarkedBatch> {
     let mut out = MarkedBatch {
         bytes: Vec::with_capacity(buf.len() + buf.len() / 8),
         last_lsn: None,
@@ -315,16 +303,12 @@ pub fn mark_batch(buf: &[u8], follows: u64, behind: Option<u64>) -> Option<Marke
         let last = pos + RECORD_HEADER_BYTES + len == buf.len();
         let start = out.bytes.len();
         out.bytes
-            .extend_from_slice(&((len + extra) as u32).to_le_bytes());
+            .extend_from_slice(&((len + BATCH_MARK_BYTES) as u32).to_le_bytes());
         out.bytes.extend_from_slice(&[0; 4]);
         out.bytes.extend_from_slice(body);
-        out.bytes[start + RECORD_HEADER_BYTES + 8] |= KIND_MARKED
-            | if last { KIND_LAST_OF_BATCH } else { 0 }
-            | if behind.is_some() { KIND_PIPELINED } else { 0 };
+        out.bytes[start + RECORD_HEADER_BYTES + 8] |=
+            KIND_MARKED | if last { KIND_LAST_OF_BATCH } else { 0 };
         out.bytes.extend_from_slice(&follows.to_le_bytes());
-        if let Some(b) = behind {
-            out.bytes.extend_from_slice(&b.to_le_bytes());
-        }
         let crc = crc_of(&[&out.bytes[start..start + 4], &out.bytes[start + 8..]]);
         out.bytes[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
         out.last_lsn = Some(u64::from_le_bytes(body[..8].try_into().ok()?));
@@ -386,9 +370,7 @@ pub fn decode_record(buf: &[u8], record_bytes_max: u64) -> Decoded {
         let flags = r.u8()?;
         let kind = flags & KIND_BASE_MASK;
         let marked = flags & KIND_MARKED != 0;
-        let pipelined = flags & KIND_PIPELINED != 0;
-        if (kind != KIND_PUT && kind != KIND_DELETE)
-            || (!marked && flags & (KIND_LAST_OF_BATCH | KIND_PIPELINED) != 0)
+        if (kind != KIND_PUT && kind != KIND_DELETE) || (!marked && flags & KIND_LAST_OF_BATCH != 0)
         {
             return Err(format!("unknown record kind {flags}"));
         }
@@ -396,11 +378,7 @@ pub fn decode_record(buf: &[u8], record_bytes_max: u64) -> Decoded {
         let id = std::str::from_utf8(r.bytes(id_len)?)
             .map_err(|e| format!("id is not UTF-8: {e}"))?
             .to_owned();
-        let mark_bytes = match (marked, pipelined) {
-            (true, true) => BATCH_MARK_BYTES + PIPELINED_MARK_BYTES,
-            (true, false) => BATCH_MARK_BYTES,
-            (false, _) => 0,
-        };
+        let mark_bytes = if marked { BATCH_MARK_BYTES } else { 0 };
         let doc_len = r
             .remaining()
             .checked_sub(mark_bytes)
@@ -410,7 +388,6 @@ pub fn decode_record(buf: &[u8], record_bytes_max: u64) -> Decoded {
             true => Some(BatchMark {
                 follows: r.u64()?,
                 last: flags & KIND_LAST_OF_BATCH != 0,
-                behind: if pipelined { Some(r.u64()?) } else { None },
             }),
             false => None,
         };
@@ -480,50 +457,34 @@ mod tests {
         encode_record(7, KIND_PUT, "a", b"payload", &mut queued);
         encode_record(8, KIND_DELETE, "b", &[], &mut queued);
         encode_record(9, KIND_PUT, "c", b"more", &mut queued);
-        for behind in [None, Some(2)] {
-            let m = mark_batch(&queued, 4, behind).expect("framed records");
-            let per_record = BATCH_MARK_BYTES + behind.map_or(0, |_| PIPELINED_MARK_BYTES);
-            assert_eq!(m.bytes.len(), queued.len() + 3 * per_record);
-            assert_eq!(m.last_lsn, Some(9));
-            let (mut pos, mut plain) = (0, 0);
-            for (lsn, last) in [(7, false), (8, false), (9, true)] {
-                let Decoded::Ok(rec, n) = decode_record(&m.bytes[pos..], 1 << 20) else {
-                    panic!("marked record at {pos} must decode")
-                };
-                let Decoded::Ok(unmarked, k) = decode_record(&queued[plain..], 1 << 20) else {
-                    panic!("queued record at {plain} must decode")
-                };
-                let mark = BatchMark {
-                    follows: 4,
-                    last,
-                    behind,
-                };
-                assert_eq!(rec.batch, Some(mark));
-                assert_eq!((rec.lsn, unmarked.batch), (lsn, None));
-                assert_eq!(Record { batch: None, ..rec }, unmarked);
-                for bit in 0..n * 8 {
-                    let mut b = m.bytes[pos..pos + n].to_vec();
-                    b[bit / 8] ^= 1 << (bit % 8);
-                    assert!(
-                        !matches!(decode_record(&b, 1 << 20), Decoded::Ok(..)),
-                        "bit {bit}"
-                    );
-                }
-                (pos, plain) = (pos + n, plain + k);
+        let m = mark_batch(&queued, 4).expect("framed records");
+        assert_eq!(m.bytes.len(), queued.len() + 3 * BATCH_MARK_BYTES);
+        assert_eq!(m.last_lsn, Some(9));
+        let (mut pos, mut plain) = (0, 0);
+        for (lsn, last) in [(7, false), (8, false), (9, true)] {
+            let Decoded::Ok(rec, n) = decode_record(&m.bytes[pos..], 1 << 20) else {
+                panic!("marked record at {pos} must decode")
+            };
+            let Decoded::Ok(unmarked, k) = decode_record(&queued[plain..], 1 << 20) else {
+                panic!("queued record at {plain} must decode")
+            };
+            assert_eq!(rec.batch, Some(BatchMark { follows: 4, last }));
+            assert_eq!((rec.lsn, unmarked.batch), (lsn, None));
+            assert_eq!(Record { batch: None, ..rec }, unmarked);
+            for bit in 0..n * 8 {
+                let mut b = m.bytes[pos..pos + n].to_vec();
+                b[bit / 8] ^= 1 << (bit % 8);
+                assert!(
+                    !matches!(decode_record(&b, 1 << 20), Decoded::Ok(..)),
+                    "bit {bit}"
+                );
             }
-            // Marking twice, or bytes that are not whole records, is refused.
-            assert!(mark_batch(&m.bytes, 4, None).is_none());
-            assert!(mark_batch(&m.bytes, 4, Some(1)).is_none());
+            (pos, plain) = (pos + n, plain + k);
         }
-        assert!(mark_batch(&queued[..queued.len() - 1], 4, None).is_none());
-        assert_eq!(mark_batch(&[], 4, None).map(|m| m.last_lsn), Some(None));
-    }
-
-    #[test]
-    fn the_pipelined_flag_without_the_batch_mark_is_not_a_record() {
-        let mut buf = Vec::new();
-        encode_record(7, KIND_PUT | KIND_PIPELINED, "a", b"payload", &mut buf);
-        assert!(matches!(decode_record(&buf, 1 << 20), Decoded::Bad(ref e) if e.contains("kind")));
+        // Marking twice, or bytes that are not whole records, is refused.
+        assert!(mark_batch(&m.bytes, 4).is_none());
+        assert!(mark_batch(&queued[..queued.len() - 1], 4).is_none());
+        assert_eq!(mark_batch(&[], 4).map(|m| m.last_lsn), Some(None));
     }
 
     #[test]

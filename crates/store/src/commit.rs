@@ -67,22 +67,9 @@ pub(crate) struct Queue {
     /// Write calls whose records are in `pending` (one per call, however many records): what a new leader's
     /// [`Gather`] wait compares with the calls inside.
     calls: usize,
-    /// Someone holds the leader role (a commit is being gathered or written, or a rotation, compaction or repair
-    /// runs).
+    /// Someone holds the leader role (a commit, rotation, compaction or repair is in flight).
     pub(crate) leader: bool,
     results: HashMap<u64, Result<(), Fail>>,
-    /// Batches written whose flush has not landed yet (run by their leaders without the role; at most two).
-    flights: usize,
-    /// The write calls whose records those batches carry (still inside, waiting: not to be gathered for).
-    calls_in_flight: usize,
-    /// Batches written in flight so far (each one's turn to flush and land, in order), flushed so far (the flush
-    /// returned) and landed so far.
-    flights_written: u64,
-    flights_flushed: u64,
-    flights_landed: u64,
-    /// Callers waiting for the whole role ([`GroupCommit::wait_for_role`]): no commit takes the role meanwhile, so
-    /// the batches in flight land and the wait ends.
-    exclusive_waiters: usize,
 }
 
 impl Queue {
@@ -102,14 +89,9 @@ impl Queue {
         self.ops.iter().rev().find(|o| o.id == id)
     }
 
-    /// Nothing queued, no leader and no batch in flight: no commit in flight.
+    /// Nothing queued and no leader: no commit in flight.
     pub(crate) fn idle(&self) -> bool {
-        !self.leader && self.ops.is_empty() && self.flights == 0
-    }
-
-    /// The role is free and nothing is in flight: what a rotation, compaction or repair needs.
-    fn settled(&self) -> bool {
-        !self.leader && self.flights == 0
+        !self.leader && self.ops.is_empty()
     }
 
     /// Drops the results of `lsns` (the records of a multi-record call other than the one it waited for: they went
@@ -130,16 +112,12 @@ pub(crate) trait Host {
     fn fence(&self) -> Result<(), StoreError>;
     /// Makes sure the open segment and its mirror are still the files at their paths (compacting if not).
     fn relink(&self, w: &mut WalState) -> Result<(), StoreError>;
-    /// Whether the open segment and its mirror are still the files at their paths (changing nothing).
-    fn linked(&self, w: &WalState) -> bool;
     /// Seals the open segment before a batch starting at `first_lsn` that would overflow it.
     fn rotate_for_batch(&self, w: &mut WalState, first_lsn: u64) -> Result<(), Fail>;
     /// How far past a commit to zero-fill the open segment when it needs room.
     fn zero_ahead_bytes(&self) -> u64;
     /// After a durable batch, still in the leader role: compaction when the log has outgrown its bound.
     fn after_batch(&self);
-    /// Whether the log has outgrown its bound (what [`Host::after_batch`] compacts for).
-    fn needs_compaction(&self) -> bool;
     /// Hands a durable batch to the derived indexes.
     fn publish(&self, ops: &[Op]);
     /// Queues an issue for the engine.
@@ -149,10 +127,6 @@ pub(crate) trait Host {
 /// The leader role and the waits for it: one per store, beside its state mutex.
 pub(crate) struct GroupCommit {
     cond: Condvar,
-    /// With the WAL lock: a batch in flight landed ([`wal::OpenSegment::land`]).
-    landed: Condvar,
-    /// With the state lock: the flush of a batch in flight returned (the next one's may start).
-    flush_turn: Condvar,
     /// The write calls inside, and a new leader's wait for them.
     pub(crate) gather: Gather,
     /// A commit's write and fdatasync of the open segment and its mirror: the data directory's disk latency.
@@ -173,8 +147,6 @@ impl GroupCommit {
     pub(crate) fn new(wal_sync_op: Arc<heal::observe::OpStats>) -> GroupCommit {
         GroupCommit {
             cond: Condvar::new(),
-            landed: Condvar::new(),
-            flush_turn: Condvar::new(),
             gather: Gather::default(),
             wal_sync_op,
             commits: AtomicU64::new(0),
@@ -195,13 +167,10 @@ impl GroupCommit {
         st
     }
 
-    /// Waits for the leader role to be free and every batch in flight landed (returns the lock held; the caller
-    /// takes the role by setting `queue.leader`). No commit takes the role while someone waits here.
-    pub(crate) fn wait_for_role<'a>(&self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        st.queue.exclusive_waiters += 1;
-        let mut st = self.wait_until(st, |s| s.queue.settled());
-        st.queue.exclusive_waiters -= 1;
-        st
+    /// Waits for the leader role to be free (returns the lock held; the caller takes the role by setting
+    /// `queue.leader`).
+    pub(crate) fn wait_for_role<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.wait_until(st, |s| !s.queue.leader)
     }
 
     /// Hands the leader role back and wakes everyone waiting for it or for a result.
@@ -224,7 +193,7 @@ impl GroupCommit {
             if let Some(r) = st.queue.results.remove(&lsn) {
                 return r.map(|()| lsn).map_err(Fail::into_error);
             }
-            if !st.queue.leader && st.queue.exclusive_waiters == 0 && !st.queue.ops.is_empty() {
+            if !st.queue.leader && !st.queue.ops.is_empty() {
                 st = self.lead(host, st);
                 continue;
             }
@@ -232,46 +201,27 @@ impl GroupCommit {
         }
     }
 
-    /// Leads one group commit: gathers the writers already inside a call, writes everything pending without the
-    /// state lock, and either flushes it there too (one batch at a time: [`GroupCommit::settle_batch`]) or, written
-    /// into zero-filled space, hands the role on and flushes it while the next leader writes the next batch
-    /// ([`GroupCommit::fly`]).
+    /// Leads one group commit: gathers the writers already inside a call, writes and flushes everything pending
+    /// without the state lock, then applies the batch (or records why it failed) for every waiter, compacts when the
+    /// log has grown past its bound, and hands the role back.
     fn lead<'a>(
         &self,
         host: &'a impl Host,
         mut st: MutexGuard<'a, State>,
     ) -> MutexGuard<'a, State> {
         st.queue.leader = true;
-        // Writers already inside a call join this batch rather than wait a whole flush for the next; those whose
-        // records are in flight are not waited for.
-        st = self
-            .gather
-            .wait(st, |s| s.queue.calls + s.queue.calls_in_flight);
-        let calls = std::mem::take(&mut st.queue.calls);
+        // Writers already inside a call join this batch rather than wait a whole flush for the next.
+        st = self.gather.wait(st, |s| s.queue.calls);
+        st.queue.calls = 0;
         let buf = std::mem::take(&mut st.queue.pending);
         let ops = std::mem::take(&mut st.queue.ops);
         drop(st);
         let first = ops.first().map_or(0, |o| o.lsn);
-        let last = ops.last().map_or(0, |o| o.lsn);
-        match self.write_batch(host, &buf, ops.len(), first, last) {
-            Written::Durable(res) => self.settle_batch(host, ops, res),
-            Written::InFlight(f) => self.fly(host, f, &buf, ops, calls, (first, last)),
-        }
-    }
-
-    /// After a batch flushed under the WAL lock: applied (or refused) for every waiter, compaction when the log has
-    /// grown past its bound, the role handed back.
-    fn settle_batch<'a>(
-        &self,
-        host: &'a impl Host,
-        ops: Vec<Op>,
-        res: Result<(), Fail>,
-    ) -> MutexGuard<'a, State> {
+        let res = self.write_batch(host, &buf, first, ops.last().map_or(0, |o| o.lsn));
         // Before the state lock: the wal lock is never taken while holding it (wal → state is the order).
         let seg_id = lock(host.wal()).seg.id;
         let ok = res.is_ok();
-        // In log order: after the batches in flight before it (they landed before it was written) are applied.
-        let mut st = self.wait_until(lock(host.state()), |s| s.queue.flights == 0);
+        st = lock(host.state());
         match res {
             Ok(()) => self.applied(host, &mut st, ops),
             Err(f) => refused(host, &mut st, ops, f, seg_id),
@@ -282,93 +232,6 @@ impl GroupCommit {
             st = lock(host.state());
         }
         self.release_role(&mut st);
-        st
-    }
-
-    /// A batch written into zero-filled space: the role is handed on (the next leader may write the next batch
-    /// behind this one), the flush runs without any lock, and the batch lands in log order — only after the batch
-    /// before it landed, so its writers are answered after every earlier batch's, and never `Ok` when an earlier
-    /// flush failed. Then, in the whole role, compaction when the log has grown past its bound.
-    fn fly<'a>(
-        &self,
-        host: &'a impl Host,
-        f: wal::FlightFlush,
-        buf: &[u8],
-        ops: Vec<Op>,
-        calls: usize,
-        (first_lsn, last_lsn): (u64, u64),
-    ) -> MutexGuard<'a, State> {
-        let turn = {
-            let mut st = lock(host.state());
-            let q = &mut st.queue;
-            (q.flights, q.calls_in_flight) = (q.flights + 1, q.calls_in_flight + calls);
-            q.flights_written += 1;
-            let turn = q.flights_written;
-            self.release_role(&mut st);
-            turn
-        };
-        // One flush at a time, in order: this batch was written while the one before it flushed; its own flush
-        // starts when that one's returned, so the device always has a flush to do and no two overlap.
-        let mut st = lock(host.state());
-        while st.queue.flights_flushed + 1 != turn {
-            st = self.flush_turn.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-        drop(st);
-        let t0 = std::time::Instant::now();
-        let flushed = f.run(&host.config().io);
-        self.wal_sync_op.record(t0.elapsed(), flushed.is_ok());
-        self.gather.flushed(t0.elapsed());
-        let mut st = lock(host.state());
-        st.queue.flights_flushed = turn;
-        self.flush_turn.notify_all();
-        drop(self.wait_until(st, |s| s.queue.flights_landed + 1 == turn));
-        let (res, seg_id) = {
-            let mut w = lock(host.wal());
-            // An earlier batch's failed flush poisoned the store: this one, written behind it, fails with it.
-            let earlier = lock(host.state()).poisoned.clone();
-            let res = match (earlier, flushed) {
-                (Some(m), _) => Err(Fail::Poisoned(m)),
-                (None, Err(e)) => Err(Fail::Poisoned(format!(
-                    "fsync of {} failed: {e}",
-                    wal::seg_name(w.seg.id)
-                ))),
-                (None, Ok(())) => Ok(()),
-            };
-            w.seg.land(f.flight, res.is_ok());
-            if let Err(Fail::Poisoned(m)) = &res {
-                // Poisoned before the WAL lock is let go: no batch is written after a failed flush.
-                lock(host.state()).poisoned = Some(m.clone());
-            }
-            if res.is_ok() {
-                let from = (w.last_lsn + 1).max(w.seg.first_lsn).min(first_lsn);
-                w.seg.append_ids(&host.config().io, from, last_lsn, buf);
-                w.last_lsn = w.last_lsn.max(last_lsn);
-            }
-            self.landed.notify_all();
-            (res, w.seg.id)
-        };
-        let ok = res.is_ok();
-        let mut st = lock(host.state());
-        match res {
-            Ok(()) => self.applied(host, &mut st, ops),
-            Err(e) => refused(host, &mut st, ops, e, seg_id),
-        }
-        let q = &mut st.queue;
-        (q.flights, q.calls_in_flight) = (q.flights - 1, q.calls_in_flight - calls);
-        q.flights_landed = turn;
-        self.cond.notify_all();
-        if ok && st.poisoned.is_none() {
-            // Compaction needs the whole role (every batch in flight landed); `needs_compaction` takes the WAL lock.
-            drop(st);
-            if host.needs_compaction() {
-                let mut s = self.wait_for_role(lock(host.state()));
-                s.queue.leader = true;
-                drop(s);
-                host.after_batch();
-                self.release_role(&mut lock(host.state()));
-            }
-            st = lock(host.state());
-        }
         st
     }
 
@@ -389,81 +252,29 @@ impl GroupCommit {
         }
     }
 
-    /// Writes one batch of records to the log, as named steps under the WAL lock: wait until at most one batch is in
-    /// flight (a batch is written only once the one two before it is durable), or none when this one cannot simply
-    /// be written behind it; refuse if an earlier flush poisoned the store; prove this process is still the only
-    /// writer; make sure the open segment is still the file at its path; rotate when the batch would overflow it;
-    /// then write it into zero-filled space to be flushed in flight, or append and flush it here.
+    /// Writes one batch of records to the log, as named steps under the WAL lock: prove this process is still the
+    /// only writer, make sure the open segment is still the file at its path, rotate when the batch would overflow
+    /// it, then append and flush.
     fn write_batch(
         &self,
         host: &impl Host,
         buf: &[u8],
-        n_records: usize,
         first_lsn: u64,
         last_lsn: u64,
-    ) -> Written {
-        let mut w = self.wait_landed(lock(host.wal()), 1);
-        let max = host.config().segment_bytes_max;
-        let overflows = |w: &WalState| {
-            let end = w.seg.written_end();
-            end > wal::HEADER_BYTES && end + buf.len() as u64 > max
-        };
-        if !w.seg.flights.is_empty()
-            && (overflows(&w) || !host.linked(&w) || !w.seg.fits_behind(buf.len(), n_records))
+    ) -> Result<(), Fail> {
+        let mut w = lock(host.wal());
+        host.fence().map_err(|e| match e {
+            StoreError::NotSoleWriter(d) => Fail::NotSoleWriter(d),
+            other => Fail::Io(other.to_string()),
+        })?;
+        let floor = host.config().disk_critical_bytes_floor;
+        host.relink(&mut w).map_err(|e| layout_fail(e, floor))?;
+        if w.seg.len > wal::HEADER_BYTES
+            && w.seg.len + buf.len() as u64 > host.config().segment_bytes_max
         {
-            w = self.wait_landed(w, 0);
+            host.rotate_for_batch(&mut w, first_lsn)?;
         }
-        let r = (|| {
-            if let Some(m) = lock(host.state()).poisoned.clone() {
-                return Err(Fail::Poisoned(m));
-            }
-            host.fence().map_err(|e| match e {
-                StoreError::NotSoleWriter(d) => Fail::NotSoleWriter(d),
-                other => Fail::Io(other.to_string()),
-            })?;
-            let floor = host.config().disk_critical_bytes_floor;
-            host.relink(&mut w).map_err(|e| layout_fail(e, floor))?;
-            if overflows(&w) {
-                host.rotate_for_batch(&mut w, first_lsn)?;
-            }
-            Ok(())
-        })();
-        if let Err(f) = r {
-            return Written::Durable(Err(f));
-        }
-        let zero_ahead = || host.zero_ahead_bytes();
-        match w
-            .seg
-            .write_behind(&host.config().io, buf, n_records, zero_ahead)
-        {
-            Ok(Some(f)) => return Written::InFlight(f),
-            Ok(None) => w = self.wait_landed(w, 0),
-            Err(AppendError::Write(e)) | Err(AppendError::Sync(e)) => {
-                // Cut only once the batch in flight before it landed: its bytes lie below this one's.
-                w = self.wait_landed(w, 0);
-                if let Some(m) = lock(host.state()).poisoned.clone() {
-                    return Written::Durable(Err(Fail::Poisoned(m)));
-                }
-                return Written::Durable(Err(write_failed(host, &mut w, e)));
-            }
-        }
-        // The batch in flight before it may have failed meanwhile.
-        if let Some(m) = lock(host.state()).poisoned.clone() {
-            return Written::Durable(Err(Fail::Poisoned(m)));
-        }
-        Written::Durable(self.append_batch(host, &mut w, buf, first_lsn, last_lsn))
-    }
-
-    /// Waits (releasing the WAL lock) until at most `max` batches are in flight.
-    fn wait_landed<'a>(
-        &self,
-        mut w: MutexGuard<'a, WalState>,
-        max: usize,
-    ) -> MutexGuard<'a, WalState> {
-        while w.seg.flights.len() > max {
-            w = self.landed.wait(w).unwrap_or_else(|p| p.into_inner());
-        }
-        w
+        self.append_batch(host, &mut w, buf, first_lsn, last_lsn)
     }
 
     /// Appends the batch to the open segment (and its mirror) and flushes, timing it for `wal_sync` and the
@@ -496,38 +307,29 @@ impl GroupCommit {
                 w.last_lsn = w.last_lsn.max(last_lsn);
                 Ok(())
             }
-            Err(AppendError::Write(e)) => Err(write_failed(host, w, e)),
+            Err(AppendError::Write(e)) => {
+                if let Err(u) = w.seg.undo(faults) {
+                    return Err(Fail::Poisoned(format!(
+                        "write failed ({e}) and cutting the tail back failed ({u})"
+                    )));
+                }
+                if io::is_no_space(&e) {
+                    Err(Fail::NoSpace(DiskSpace::refused(
+                        format!("writing the WAL failed: {e}"),
+                        host.config().disk_critical_bytes_floor,
+                    )))
+                } else {
+                    Err(Fail::Io(format!(
+                        "writing {}: {e}",
+                        wal::seg_name(w.seg.id)
+                    )))
+                }
+            }
             Err(AppendError::Sync(e)) => Err(Fail::Poisoned(format!(
                 "fsync of {} failed: {e}",
                 wal::seg_name(w.seg.id)
             ))),
         }
-    }
-}
-
-/// What writing a batch did ([`GroupCommit::write_batch`]).
-enum Written {
-    /// Flushed under the WAL lock, or failed.
-    Durable(Result<(), Fail>),
-    /// Written into zero-filled space; its flush is to run ([`GroupCommit::fly`]).
-    InFlight(wal::FlightFlush),
-}
-
-/// A failed write of a batch (nothing in flight before it): both copies are cut back to the durable end (if that
-/// fails too, the store is poisoned); out of space turns read-only.
-fn write_failed(host: &impl Host, w: &mut WalState, e: std::io::Error) -> Fail {
-    if let Err(u) = w.seg.undo(&host.config().io) {
-        return Fail::Poisoned(format!(
-            "write failed ({e}) and cutting the tail back failed ({u})"
-        ));
-    }
-    if io::is_no_space(&e) {
-        Fail::NoSpace(DiskSpace::refused(
-            format!("writing the WAL failed: {e}"),
-            host.config().disk_critical_bytes_floor,
-        ))
-    } else {
-        Fail::Io(format!("writing {}: {e}", wal::seg_name(w.seg.id)))
     }
 }
 

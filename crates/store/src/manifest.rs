@@ -11,9 +11,8 @@
 //!
 //! Versions: 1 (one collection), 2 (named collections: namespaced keys and settings documents, see
 //! `collection`; the frame is the same), 3 (segments may carry batch-marked records, see `wal`; the frame is the
-//! same), 4 (segments may carry batches written behind one in flight, `codec::KIND_PIPELINED`; the frame is the
-//! same). All are read; every write is version 4. A version above 4 is refused ([`Loaded::newer`]): open fails
-//! instead of taking the copy for damage, so an older medic never reads marked or pipelined records as damage.
+//! same). All are read; every write is version 3. A version above 3 is refused ([`Loaded::newer`]): open fails
+//! instead of taking the copy for damage, so an older medic never reads batch-marked records as damage.
 
 use std::path::Path;
 
@@ -22,7 +21,7 @@ use crate::io::{self, IoFaults};
 
 const MAGIC: &[u8; 8] = b"MEDMAN\0\x01";
 /// The version every write has.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 3;
 /// The oldest version read.
 pub const VERSION_MIN: u32 = 1;
 /// The two copies' file names.
@@ -277,14 +276,14 @@ mod tests {
         let crc = crc_of(&[&b[..n]]);
         b[n..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(Manifest::decode(&b).unwrap(), one);
-        b[8..12].copy_from_slice(&5u32.to_le_bytes());
+        b[8..12].copy_from_slice(&4u32.to_le_bytes());
         let crc = crc_of(&[&b[..n]]);
         b[n..].copy_from_slice(&crc.to_le_bytes());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(COPIES[0]), &b).unwrap();
         let l = load(&IoFaults::new(), dir.path());
         assert!(
-            l.newer().unwrap().contains("manifest version 5"),
+            l.newer().unwrap().contains("manifest version 4"),
             "{:?}",
             l.newer()
         );

@@ -2628,12 +2628,6 @@ impl crate::commit::Host for Store {
     fn relink(&self, w: &mut WalState) -> Result<(), StoreError> {
         self.ensure_open_segment_linked(w)
     }
-    fn linked(&self, w: &WalState) -> bool {
-        self.open_segment_linked(w)
-    }
-    fn needs_compaction(&self) -> bool {
-        Store::needs_compaction(self)
-    }
     fn rotate_for_batch(&self, w: &mut WalState, first_lsn: u64) -> Result<(), Fail> {
         Store::rotate_for_batch(self, w, first_lsn)
     }
@@ -2726,8 +2720,7 @@ fn copy_tails(seg: &wal::OpenSegment, record_bytes_max: u64) -> Vec<CopyTail> {
     use std::os::unix::fs::FileExt;
     const WINDOW: u64 = 64 << 10;
     // The zero-fill helper held while the tails are read: no chunk is half written meanwhile.
-    // Past the batches in flight: their bytes are written, their flush not yet returned.
-    let (len, room) = (seg.written_end(), seg.ahead.hold());
+    let (len, room) = (seg.len, seg.ahead.hold());
     let read = |f: &std::fs::File, n: u64| {
         let mut b = vec![0u8; n as usize];
         let got = f.read_at(&mut b, len).unwrap_or(0);

@@ -6,12 +6,10 @@
 //! header  magic "MEDWAL\0\x01" | version u32 | segment_id u64 | first_lsn u64 | crc u32             = 32 bytes
 //! ```
 //!
-//! Segment version 3 (every segment this code creates): each record carries its commit batch's mark
+//! Segment version 2 (every segment this code creates): each record carries its commit batch's mark
 //! ([`codec::BatchMark`], added by [`OpenSegment::append`]), which lets recovery cut a torn last batch that a power
-//! loss left with a hole ([`scan_after_crash`]); a batch written while the one before it was still in flight says so
-//! ([`codec::BatchMark::behind`]), so such a pair, both torn, is cut too. Version 2: marks, never a batch written
-//! behind another. Version 1 (written before marks): a hole before valid records is always damage. An open segment
-//! of version 1 or 2 keeps its format (and writes one batch at a time) until it is sealed.
+//! loss left with a hole ([`scan_after_crash`]). Version 1 (written before): no marks, a hole before valid records is
+//! always damage. A version-1 open segment keeps its format until it is sealed.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -23,11 +21,8 @@ use crate::ahead::{self, Ahead, Copies};
 use crate::io::{self, IoFaults};
 
 const MAGIC: &[u8; 8] = b"MEDWAL\0\x01";
-/// The version of every segment created: records carry batch marks, pipelined batches say so.
-const VERSION: u32 = 3;
-/// The version of segments with batch marks written before pipelining (read, and appended to one batch at a time
-/// while open).
-const VERSION_MARKED: u32 = 2;
+/// The version of every segment created: records carry batch marks.
+const VERSION: u32 = 2;
 /// The version of segments written before batch marks (read, and appended to while open).
 const VERSION_UNMARKED: u32 = 1;
 /// Segment header size.
@@ -82,9 +77,9 @@ pub fn check_header(bytes: &[u8], id: u64) -> Result<(), String> {
         return Err(format!("segment header names segment {got}, expected {id}"));
     }
     let version = header_version(h);
-    if !(VERSION_UNMARKED..=VERSION).contains(&version) {
+    if version != VERSION && version != VERSION_UNMARKED {
         return Err(format!(
-            "segment version {version} unknown (this medic reads {VERSION_UNMARKED} to {VERSION})"
+            "segment version {version} unknown (this medic reads {VERSION_UNMARKED} and {VERSION})"
         ));
     }
     Ok(())
@@ -100,12 +95,6 @@ fn header_version(bytes: &[u8]) -> u32 {
 
 /// Whether the segment whose (checked) header starts `bytes` carries batch marks.
 pub fn header_has_marks(bytes: &[u8]) -> bool {
-    header_version(bytes) >= VERSION_MARKED
-}
-
-/// Whether the segment whose (checked) header starts `bytes` may hold a batch written behind one in flight
-/// ([`codec::BatchMark::behind`]; segment version 3).
-pub fn header_pipelines(bytes: &[u8]) -> bool {
     header_version(bytes) >= VERSION
 }
 
@@ -242,60 +231,41 @@ pub fn scan(main: &[u8], mirror: Option<&[u8]>, record_bytes_max: u64) -> Scan {
 
 /// Scans the open segment on open, after a crash: [`scan`], then the batch rule. A power loss while a batch written
 /// into zero-filled space is flushed can leave a later page of it durable and an earlier one still zero, in both
-/// copies (a device completes writes in any order). Batch B+2 is written only after batch B is durable, and batch
-/// B+1 written before B was durable is marked as written behind B, so when every valid record past the hole (in
-/// either copy) belongs to the batch the hole is in or to the one batch marked as written behind it, nothing was
-/// written after that batch was durable, and neither it nor the batch behind it (acknowledged only after it) was
-/// acknowledged: a torn tail, cut from the hole on like any other. A hole followed by a record of any other batch,
-/// or in a segment without batch marks, stays damage.
+/// copies (a device completes writes in any order). Batch B+1 is written only after batch B is durable, so when
+/// every valid record past the hole (in either copy) belongs to the batch the hole is in, nothing later was written
+/// and that batch, incomplete, was never acknowledged: a torn tail, cut from the hole on like any other. A hole
+/// followed by a record of any other batch, or in a segment without batch marks, stays damage.
 pub fn scan_after_crash(main: &[u8], mirror: Option<&[u8]>, record_bytes_max: u64) -> Scan {
     let mut s = scan(main, mirror, record_bytes_max);
     let Some((pos, why)) = &s.damaged else {
         return s;
     };
     let pos = *pos;
-    if let Some(t) = torn_batch(&s, main, mirror, pos as usize, record_bytes_max) {
+    if let Some((follows, hi)) = torn_batch(&s, main, mirror, pos as usize, record_bytes_max) {
         let longest = nonzero_end(main).max(mirror.map_or(0, nonzero_end)) as u64;
-        let behind = match t.behind {
-            true => " or to the batch written behind it",
-            false => "",
-        };
         let reason = format!(
-            "{why}; every valid record past it belongs to the batch in flight (following LSN {}){behind}, \
-             which never completed",
-            t.follows
+            "{why}; every valid record past it belongs to the batch in flight (following LSN {follows}), \
+             which never completed"
         );
         s.torn = Some((pos, longest - pos, reason));
-        s.torn_lsn_max = Some(t.lsn_max);
+        s.torn_lsn_max = Some(hi);
         s.damaged = None;
     }
     s
 }
 
-/// A torn batch found past a hole ([`torn_batch`]).
-struct TornBatch {
-    /// The LSN the batch the hole is in follows.
-    follows: u64,
-    /// The highest LSN found past the hole.
-    lsn_max: u64,
-    /// Records of the batch written behind it were found past the hole.
-    behind: bool,
-}
-
-/// The batch a hole at `pos` is in (the LSN it follows) and the highest LSN found past it, if every valid record past
-/// the hole continuing the LSN order, in either copy, belongs to it or to the one batch written behind it (marked
-/// [`codec::BatchMark::behind`] that batch, in a segment of version 3).
+/// The batch a hole at `pos` is in (the LSN it follows) and the highest LSN found of it, if every valid record past
+/// the hole continuing the LSN order, in either copy, belongs to it.
 fn torn_batch(
     s: &Scan,
     main: &[u8],
     mirror: Option<&[u8]>,
     pos: usize,
     record_bytes_max: u64,
-) -> Option<TornBatch> {
+) -> Option<(u64, u64)> {
     if !header_has_marks(&s.good) {
         return None;
     }
-    let pipelines = header_pipelines(&s.good);
     let last = s.records.last();
     // The record before the hole ended its batch: the hole starts the next one. Otherwise it is inside that batch.
     let in_flight = match last {
@@ -307,8 +277,6 @@ fn torn_batch(
     };
     let last_lsn = last.map(|q| q.lsn);
     let mut hi = None;
-    // The `follows` of the batch written behind the one in flight: one batch at most.
-    let mut behind_follows = None;
     for copy in std::iter::once(main).chain(mirror) {
         let past = records_past(copy, pos, last_lsn, record_bytes_max);
         // A power loss leaves the batch's unwritten sectors as they were: zeros. Damage (flipped or garbage bytes)
@@ -318,22 +286,13 @@ fn torn_batch(
             return None;
         }
         for (_, r) in past {
-            let m = r.batch?;
-            if m.follows != in_flight {
-                let behind_it = pipelines && m.behind == Some(in_flight) && m.follows > in_flight;
-                if !behind_it || behind_follows.is_some_and(|f| f != m.follows) {
-                    return None;
-                }
-                behind_follows = Some(m.follows);
+            if r.batch.is_none_or(|m| m.follows != in_flight) {
+                return None;
             }
             hi = hi.max(Some(r.lsn));
         }
     }
-    hi.map(|lsn_max| TornBatch {
-        follows: in_flight,
-        lsn_max,
-        behind: behind_follows.is_some(),
-    })
+    hi.map(|hi| (in_flight, hi))
 }
 
 /// The device's unit of a write that reaches the disk whole or not at all (the smallest sector size).
@@ -441,16 +400,11 @@ pub struct OpenSegment {
     pub ahead: Ahead,
     /// Whether one flush of the main copy covers the mirror ([`io::one_flush_covers_both`], decided on open).
     pub one_flush: bool,
-    /// Whether its records carry batch marks (segment version 2 or 3; see the module doc).
+    /// Whether its records carry batch marks (segment version 2; see the module doc).
     pub batch_marks: bool,
-    /// With batch marks: the LSN of the last durable record (its first LSN − 1 while it holds none), which the
-    /// next batch's marks name as the one it follows when nothing is in flight.
+    /// With batch marks: the LSN of the last record written to it (its first LSN − 1 while it holds none), which
+    /// the next batch's marks name as the one it follows.
     pub last_lsn: u64,
-    /// Whether a batch may be written while the one before it is in flight (segment version 3).
-    pub pipelines: bool,
-    /// Batches written past `len` whose flush has not been resolved yet, in log order: at most two (a batch is
-    /// written only once the batch two before it is durable; see [`OpenSegment::write_behind`]).
-    pub flights: std::collections::VecDeque<Flight>,
     /// The segment's identity journal (`<seg>.ids`, see [`crate::identity`]), appended without a flush of its own;
     /// `None` when not kept (opened read-only or degraded, or a write to it failed).
     pub ids: Option<IdsJournal>,
@@ -505,8 +459,6 @@ impl OpenSegment {
             one_flush,
             batch_marks: true,
             last_lsn: first_lsn.saturating_sub(1),
-            pipelines: true,
-            flights: Default::default(),
             mirror,
             len: HEADER_BYTES,
             ahead: Ahead::new(HEADER_BYTES),
@@ -579,8 +531,6 @@ impl OpenSegment {
             one_flush,
             batch_marks: header_has_marks(good),
             last_lsn: last,
-            pipelines: header_pipelines(good),
-            flights: Default::default(),
             mirror,
             len: good.len() as u64,
             ahead: Ahead::new(good.len() as u64),
@@ -636,9 +586,8 @@ impl OpenSegment {
         buf: &[u8],
         zero_ahead: impl Fn() -> u64,
     ) -> Result<Appended, AppendError> {
-        debug_assert!(self.flights.is_empty(), "an append under a batch in flight");
         let marked = match self.batch_marks {
-            true => Some(codec::mark_batch(buf, self.last_lsn, None).ok_or_else(|| {
+            true => Some(codec::mark_batch(buf, self.last_lsn).ok_or_else(|| {
                 AppendError::Write(std::io::Error::other(
                     "the batch is not a sequence of unmarked records",
                 ))
@@ -670,85 +619,9 @@ impl OpenSegment {
             self.last_lsn = last;
         }
         if zeroing {
-            self.fill_ahead(faults, room.max(end), end, &zero_ahead);
+            self.fill_ahead(faults, room.max(end), &zero_ahead);
         }
         Ok(Appended { filled_inline })
-    }
-
-    /// Where the next batch goes: past every batch written, durable or in flight.
-    pub fn written_end(&self) -> u64 {
-        self.flights.back().map_or(self.len, |f| f.end)
-    }
-
-    /// Whether a batch of `n_records` records, `bytes` bytes queued (unmarked), can be written now behind the batch
-    /// in flight without anything but the write: a segment of version 3 whose copies take one flush, and room
-    /// for the batch (marks included) in the zero-filled space past what is written.
-    pub fn fits_behind(&self, bytes: usize, n_records: usize) -> bool {
-        let marked = bytes + n_records * (codec::BATCH_MARK_BYTES + codec::PIPELINED_MARK_BYTES);
-        self.pipelines
-            && self.one_flush
-            && self.mirror.is_some()
-            && self.written_end() + marked as u64 <= self.ahead.zeroed_end()
-    }
-
-    /// Writes a batch (`buf`, unmarked records) into the zero-filled space past every batch written, marked as
-    /// written behind the batch in flight if there is one, and returns its flush to run without the WAL lock; the
-    /// batch counts as in flight until [`OpenSegment::land`]. `None` (nothing written) when it does not
-    /// [`OpenSegment::fits_behind`] or its descriptors cannot be duplicated: the caller waits for the flights to
-    /// land and [`OpenSegment::append`]s. Needs at most one batch in flight (the caller waits for that too).
-    pub fn write_behind(
-        &mut self,
-        faults: &Arc<IoFaults>,
-        buf: &[u8],
-        n_records: usize,
-        zero_ahead: impl Fn() -> u64,
-    ) -> Result<Option<FlightFlush>, AppendError> {
-        assert!(self.flights.len() < 2, "a third batch written in flight");
-        if !self.fits_behind(buf.len(), n_records) {
-            return Ok(None);
-        }
-        let Some(m) = &self.mirror else {
-            return Ok(None);
-        };
-        let (Ok(main), Ok(mirror)) = (self.file.try_clone(), m.try_clone()) else {
-            return Ok(None);
-        };
-        let follows = self.flights.back().map_or(self.last_lsn, |f| f.last_lsn);
-        let behind = self.flights.back().map(|f| f.follows);
-        let marked = codec::mark_batch(buf, follows, behind).ok_or_else(|| {
-            AppendError::Write(std::io::Error::other(
-                "the batch is not a sequence of unmarked records",
-            ))
-        })?;
-        let start = self.written_end();
-        let end = start + marked.bytes.len() as u64;
-        io::write_all_at(faults, &self.file, &marked.bytes, start).map_err(AppendError::Write)?;
-        io::write_all_at(faults, m, &marked.bytes, start).map_err(AppendError::Write)?;
-        let flight = Flight {
-            start,
-            end,
-            follows,
-            last_lsn: marked.last_lsn.unwrap_or(follows),
-        };
-        self.flights.push_back(flight);
-        self.fill_ahead(faults, self.ahead.zeroed_end(), end, &zero_ahead);
-        Ok(Some(FlightFlush {
-            flight,
-            main,
-            mirror,
-        }))
-    }
-
-    /// The flush of the oldest batch in flight, `flight`, returned: durable (`ok`), its end becomes the segment's
-    /// durable end; failed, nothing more is durable (the store is poisoned; the batch behind it, if any, lands
-    /// failed too). Batches land in log order.
-    pub fn land(&mut self, flight: Flight, ok: bool) {
-        let front = self.flights.pop_front();
-        assert_eq!(front, Some(flight), "batches land in log order");
-        if ok && self.len == flight.start {
-            self.len = flight.end;
-            self.last_lsn = flight.last_lsn;
-        }
     }
 
     /// Writes `buf` at the end of both copies and makes it durable: with one flush when it lies in zero-filled
@@ -773,16 +646,9 @@ impl OpenSegment {
         .map_err(AppendError::Sync)
     }
 
-    /// Asks the zero-fill helper for more room once less than half of `zero_ahead` is left past `end` (what is
-    /// written).
-    fn fill_ahead(
-        &self,
-        faults: &Arc<IoFaults>,
-        room: u64,
-        end: u64,
-        zero_ahead: &impl Fn() -> u64,
-    ) {
-        let left = room.saturating_sub(end);
+    /// Asks the zero-fill helper for more room once less than half of `zero_ahead` is left past the end.
+    fn fill_ahead(&self, faults: &Arc<IoFaults>, room: u64, zero_ahead: &impl Fn() -> u64) {
+        let left = room - self.len;
         if left >= 2 << 20 {
             return; // at least half of the largest zero-ahead distance (4 MiB) left: no need to ask the disk
         }
@@ -791,7 +657,7 @@ impl OpenSegment {
             return;
         }
         let Some(m) = &self.mirror else { return };
-        self.ahead.request(end + want, || {
+        self.ahead.request(self.len + want, || {
             Some(Copies {
                 main: reopen(&self.file)?,
                 mirror: reopen(m)?,
@@ -847,7 +713,6 @@ impl OpenSegment {
     /// Sets both copies' length to `len` (`always`, else only a longer copy) and flushes them, the zero-fill helper
     /// held meanwhile; whatever happened, nothing past `len` is taken for zero-filled space any more.
     fn cut(&mut self, faults: &IoFaults, always: bool) -> std::io::Result<()> {
-        debug_assert!(self.flights.is_empty(), "a cut under a batch in flight");
         self.ahead.hold();
         let cut = || -> std::io::Result<()> {
             for f in std::iter::once(&self.file).chain(self.mirror.as_ref()) {
@@ -871,37 +736,6 @@ fn reopen(f: &File) -> Option<File> {
     use std::os::fd::AsRawFd;
     let path = format!("/proc/self/fd/{}", f.as_raw_fd());
     std::fs::OpenOptions::new().write(true).open(path).ok()
-}
-
-/// A batch written into zero-filled space whose flush runs without the WAL lock ([`OpenSegment::write_behind`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Flight {
-    /// Where it starts in both copies.
-    pub start: u64,
-    /// Where it ends.
-    pub end: u64,
-    /// The LSN its marks name as the one it follows.
-    pub follows: u64,
-    /// The LSN of its last record.
-    pub last_lsn: u64,
-}
-
-/// The flush of a [`Flight`]: descriptors of its own for both copies (duplicates, so a write-back error is reported
-/// to them as to the segment's), run without any lock.
-#[derive(Debug)]
-pub struct FlightFlush {
-    /// The batch.
-    pub flight: Flight,
-    main: File,
-    mirror: File,
-}
-
-impl FlightFlush {
-    /// Makes the batch durable in both copies with one device flush ([`io::sync_data_one_flush`]).
-    pub fn run(&self, faults: &IoFaults) -> std::io::Result<()> {
-        let f = self.flight;
-        io::sync_data_one_flush(faults, &self.main, &self.mirror, f.start, f.end - f.start)
-    }
 }
 
 /// What an append did besides writing the batch.
@@ -1016,16 +850,10 @@ mod tests {
     /// A version-2 segment (first LSN 1) of the given batches, each a list of (LSN, document bytes), marked as
     /// the leader marks them, zero-filled to 16 KiB past the records; and the offset each batch starts at.
     fn marked_seg(batches: &[Vec<(u64, usize)>]) -> (Vec<u8>, Vec<usize>) {
-        marked_seg_behind(batches, &[])
-    }
-
-    /// [`marked_seg`], each batch whose index is in `behind` written behind the batch before it (marked as written
-    /// while that one was in flight, as the pipelined commit marks it).
-    fn marked_seg_behind(batches: &[Vec<(u64, usize)>], behind: &[usize]) -> (Vec<u8>, Vec<usize>) {
         let mut b = header(1, 1).to_vec();
         let mut starts = Vec::new();
-        let (mut follows, mut before) = (0, 0);
-        for (i, batch) in batches.iter().enumerate() {
+        let mut follows = 0;
+        for batch in batches {
             let mut queued = Vec::new();
             for &(lsn, n) in batch {
                 encode_record(
@@ -1036,11 +864,10 @@ mod tests {
                     &mut queued,
                 );
             }
-            let behind_it = behind.contains(&i).then_some(before);
-            let m = codec::mark_batch(&queued, follows, behind_it).expect("framed records");
+            let m = codec::mark_batch(&queued, follows).expect("framed records");
             starts.push(b.len());
             b.extend_from_slice(&m.bytes);
-            (before, follows) = (follows, m.last_lsn.unwrap());
+            follows = m.last_lsn.unwrap();
         }
         let end = b.len();
         b.resize(end + (16 << 10), 0);
@@ -1152,114 +979,10 @@ mod tests {
             encode_record(lsn, KIND_PUT, "x", &[b'x'; 3000], &mut queued);
         }
         let mut other = header(1, 1).to_vec();
-        other.extend_from_slice(&codec::mark_batch(&queued, 5, None).unwrap().bytes);
+        other.extend_from_slice(&codec::mark_batch(&queued, 5).unwrap().bytes);
         other.resize(other.len() + 4096, 0);
         other[HEADER_BYTES as usize..4096].fill(0);
         assert!(scan_after_crash(&other, None, 1 << 20).damaged.is_some());
-    }
-
-    /// Three one-record batches, a batch A of four 3 KiB records (LSNs 4..=7), a batch B of three (8..=10) written
-    /// behind A, then batch C (11..=12) written behind B when `c`.
-    fn pipelined_pair(c: bool) -> (Vec<u8>, Vec<usize>) {
-        let mut batches: Vec<Vec<(u64, usize)>> = (1..=3).map(|l| vec![(l, 100)]).collect();
-        batches.push((4..=7).map(|l| (l, 3000)).collect());
-        batches.push((8..=10).map(|l| (l, 3000)).collect());
-        let mut behind = vec![4];
-        if c {
-            batches.push((11..=12).map(|l| (l, 3000)).collect());
-            behind.push(5);
-        }
-        marked_seg_behind(&batches, &behind)
-    }
-
-    #[test]
-    fn a_hole_in_a_batch_followed_by_the_batch_written_behind_it_is_a_torn_tail() {
-        let (img, starts) = pipelined_pair(false);
-        let at = offsets(&img);
-        // A power loss with A and B in flight: a page of A still zero, B's records (or some) durable after it.
-        for hole in [starts[3]..4096, 4096..8192, at[5] + 10..at[6] + 5] {
-            let mut holed = img.clone();
-            holed[hole.clone()].fill(0);
-            let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
-            assert!(s.damaged.is_none(), "{hole:?} {s:?}");
-            let (off, len, why) = s.torn.clone().expect("a torn tail");
-            let first_bad = at.iter().rposition(|&o| o <= hole.start).unwrap();
-            assert_eq!(
-                (off, off + len),
-                (at[first_bad] as u64, nonzero_end(&img) as u64)
-            );
-            assert!(
-                why.contains("following LSN 3) or to the batch written behind it"),
-                "{why}"
-            );
-            assert_eq!(s.torn_lsn_max, Some(10));
-            assert_eq!(s.good, img[..at[first_bad]]);
-            // While running every record up to the durable end is acknowledged: damage.
-            assert!(scan(&holed, Some(&holed), 1 << 20).damaged.is_some());
-        }
-        // A hole in B, A whole: B and nothing else past it.
-        let mut holed = img.clone();
-        holed[at[7] + 100..at[7] + 1300].fill(0);
-        let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
-        assert!(s.damaged.is_none(), "{s:?}");
-        assert_eq!(
-            s.records.len(),
-            7,
-            "A kept whole, as any complete batch before a torn one"
-        );
-        // C was written behind B, so only once A was durable: a hole in A with C's records after it is a loss.
-        let (img, starts) = pipelined_pair(true);
-        let mut holed = img.clone();
-        holed[starts[3]..4096].fill(0);
-        let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
-        assert!(s.torn.is_none() && s.damaged.is_some(), "{s:?}");
-        // With C's records zero too, A and B alone past the hole: torn again.
-        holed[starts[5]..].fill(0);
-        assert!(
-            scan_after_crash(&holed, Some(&holed), 1 << 20)
-                .torn
-                .is_some()
-        );
-        // A hole in B with C (written behind B) after it: B and C were both in flight.
-        let mut holed = img.clone();
-        holed[starts[4] + 40..starts[4] + 1200].fill(0);
-        let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
-        assert!(s.damaged.is_none(), "{s:?}");
-        assert_eq!((s.records.len(), s.torn_lsn_max), (7, Some(12)));
-    }
-
-    #[test]
-    fn a_batch_not_marked_as_written_behind_or_in_an_older_segment_keeps_the_hole_a_loss() {
-        // B written after A was durable (no `behind`): a hole in A is acknowledged data lost.
-        let mut batches: Vec<Vec<(u64, usize)>> = (1..=3).map(|l| vec![(l, 100)]).collect();
-        batches.push((4..=7).map(|l| (l, 3000)).collect());
-        batches.push((8..=10).map(|l| (l, 3000)).collect());
-        let (img, starts) = marked_seg(&batches);
-        let mut holed = img.clone();
-        holed[starts[3]..4096].fill(0);
-        assert!(
-            scan_after_crash(&holed, Some(&holed), 1 << 20)
-                .damaged
-                .is_some()
-        );
-        // The one-record batch 3 lost, A written behind it, B behind A (so only once batch 3 was durable): damage.
-        let (img, starts) = marked_seg_behind(&batches, &[4, 3]);
-        let mut holed = img.clone();
-        holed[starts[2]..starts[3]].fill(0);
-        let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
-        assert!(s.damaged.is_some(), "{s:?}");
-        // The pipelined pair in a segment of version 2 (no batch there is written behind another): damage.
-        let (mut img, starts) = pipelined_pair(false);
-        img[8..12].copy_from_slice(&VERSION_MARKED.to_le_bytes());
-        let crc = crc_of(&[&img[..28]]);
-        img[28..32].copy_from_slice(&crc.to_le_bytes());
-        assert!(check_header(&img, 1).is_ok() && !header_pipelines(&img));
-        img[starts[3]..4096].fill(0);
-        assert!(
-            scan_after_crash(&img, Some(&img), 1 << 20)
-                .damaged
-                .is_some()
-        );
     }
 
     /// Offsets of each record of `seg(n)`.

@@ -222,8 +222,6 @@ impl Opening<'_> {
             one_flush: false,
             batch_marks: wal::header_has_marks(&s.good),
             last_lsn: s.records.last().map_or(before, |r| r.lsn),
-            pipelines: false,
-            flights: Default::default(),
             ids: None,
         };
         Ok(seg)
@@ -343,8 +341,6 @@ impl Opening<'_> {
                 ahead: crate::ahead::Ahead::new(s.good.len() as u64),
                 one_flush: false,
                 batch_marks: wal::header_has_marks(&s.good),
-                pipelines: false,
-                flights: Default::default(),
                 last_lsn: s
                     .records
                     .last()
