@@ -628,7 +628,8 @@ impl Injector {
     /// A torn write by truncation: cuts the newest segment (the open one) and its mirror, if any, at one random
     /// byte strictly inside their last complete record, as a crash part-way through writing that record leaves them.
     /// Only for a store that is closed (crashed) and whose last record was never acknowledged: recovery drops it as
-    /// a torn tail. The chaos harness uses it after a crash mid-commit, with that write counted as unacknowledged.
+    /// a torn tail (the identity journal is cut before the frame listing it, which a crash before it was durable
+    /// never wrote). The chaos harness uses it after a crash mid-commit, with that write counted as unacknowledged.
     pub fn cut_last_record(&mut self, dir: &Path) -> Result<InjectedFault, FaultError> {
         let no_target = |why: &str| FaultError::NoTarget {
             kind: FaultKind::TornWrite,
@@ -665,6 +666,8 @@ impl Injector {
                 .and_then(|f| f.set_len(cut as u64))
                 .map_err(io_err(format!("truncate {} to {cut}", p.display())))?;
         }
+        // A record never acknowledged was never durable, so no identity frame lists it.
+        unjournal_from(dir, &tail.rel, lsn)?;
         Ok(InjectedFault {
             kind: FaultKind::TornWrite,
             file: Some(tail.rel),
@@ -683,8 +686,9 @@ impl Injector {
     /// completed a later page of the batch but not that one leaves zero-filled space after a power loss. The batch
     /// is the one `batches_after` batches before the last: with 0, the last batch, which a store that lost power
     /// while flushing it never acknowledged (recovery cuts it as a torn tail); with more, acknowledged records
-    /// damaged in both copies (recovery reports them lost). Needs a segment with batch marks and a batch spanning
-    /// two pages or more.
+    /// damaged in both copies (recovery reports them lost). With 0, the open segment's identity journal is also cut
+    /// before the batch's frame (a frame is written only once its batch is durable). Needs a segment with batch
+    /// marks and a batch spanning two pages or more.
     pub fn hole_in_batch(
         &mut self,
         dir: &Path,
@@ -736,6 +740,10 @@ impl Injector {
         }
         for rel in &files {
             write_at(&dir.join(rel), from as u64, &vec![0u8; to - from])?;
+        }
+        if batches_after == 0 {
+            // A batch in flight at a power loss was never durable, so its identity frame was never written.
+            unjournal_from(dir, &tail.rel, follows + 1)?;
         }
         Ok(InjectedFault {
             kind: FaultKind::ZeroRange,
@@ -827,6 +835,21 @@ fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, FaultError> {
         path.display()
     )))?;
     Ok(buf)
+}
+
+/// Cuts the identity journal of segment `seg_rel` (if any) before its first frame listing LSN `lsn` or later: a
+/// frame is appended only once its batch is durable, so a crash that tore the batch left none.
+fn unjournal_from(dir: &Path, seg_rel: &str, lsn: u64) -> Result<(), FaultError> {
+    let journal = dir.join(crate::identity::name_for(seg_rel));
+    let Ok(b) = fs::read(&journal) else {
+        return Ok(());
+    };
+    let keep = crate::identity::prefix_below(&b, lsn);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .and_then(|f| f.set_len(keep as u64))
+        .map_err(io_err(format!("truncate {}", journal.display())))
 }
 
 fn write_at(path: &Path, offset: u64, bytes: &[u8]) -> Result<(), FaultError> {

@@ -777,3 +777,132 @@ fn a_segment_written_before_batch_marks_keeps_the_old_rule_and_the_next_segment_
     assert_eq!(s.get("old-format").unwrap(), Some(doc(60)));
     assert_eq!(s.get("new-format").unwrap(), Some(doc(61)));
 }
+
+/// The open segment's identity journal as it is, to put back after a fault that cut it.
+fn journal_of(dir: &Path, id: u64) -> (std::path::PathBuf, Vec<u8>) {
+    let p = dir.join(format!("wal/{id:016}.seg.ids"));
+    let b = std::fs::read(&p).unwrap();
+    (p, b)
+}
+
+/// Opened with the acknowledged big batch's records gone from both copies and its identity frame intact: a loss
+/// naming the batch's documents (writes refused), never a torn tail cut silently; the earlier commits all there.
+fn assert_batch_lost(dir: &Path, id: u64, lsns: &[u64], ctx: &str) {
+    let s = Store::open(dir, roomy()).unwrap();
+    let r = s.recovery_report();
+    assert!(r.torn_tail.is_none(), "{ctx}: {r:?}");
+    assert_eq!(r.lost.len(), 1, "{ctx}: {r:?}");
+    let l = &r.lost[0];
+    assert_eq!(l.file, format!("wal/{id:016}.seg"), "{ctx}");
+    assert!(lsns.contains(&l.lsn_range.0), "{ctx}: {l:?}");
+    assert!(lsns.contains(&l.lsn_range.1), "{ctx}: {l:?}");
+    let ids = l.ids.clone().expect("the journal names the lost documents");
+    assert!(
+        ids.iter().all(|k| k.starts_with('b')) && !ids.is_empty(),
+        "{ctx}: {ids:?}"
+    );
+    assert!(
+        matches!(
+            s.put("x", doc(1)),
+            Err(StoreError::ReadOnly(ReadOnly::Lost(_)))
+        ),
+        "{ctx}"
+    );
+    all_there(&s, 3);
+}
+
+#[test]
+fn an_acknowledged_last_batch_zeroed_in_both_copies_is_a_loss_its_identity_frame_names() {
+    let seed = degraded_seed(0xBA7E);
+    for round in 0..4 {
+        let (dir, id, lsns) = batch_then_crash(0);
+        // The batch was acknowledged (put_batch returned), so its identity frame is in the journal; damage zeroes a
+        // page of it in both copies afterwards, which looks like a power loss mid-batch to the batch rule alone.
+        let (journal, frames) = journal_of(dir.path(), id);
+        let f = store::fault::Injector::new(seed + round)
+            .hole_in_batch(dir.path(), 0)
+            .unwrap();
+        std::fs::write(&journal, &frames).unwrap();
+        assert_batch_lost(
+            dir.path(),
+            id,
+            &lsns,
+            &format!("seed={} {f:?}", seed + round),
+        );
+    }
+}
+
+#[test]
+fn an_acknowledged_last_record_zeroed_in_both_copies_is_a_loss_and_without_its_frame_a_torn_end() {
+    let (dir, id, lsns) = batch_then_crash(0);
+    let seg = dir.path().join(format!("wal/{id:016}.seg"));
+    let offsets = record_offsets(&std::fs::read(&seg).unwrap());
+    let (at, lsn) = *offsets.last().unwrap();
+    assert_eq!(lsn, lsns[3]);
+    let end = {
+        let b = std::fs::read(&seg).unwrap();
+        let store::codec::Decoded::Ok(_, n) = store::codec::decode_record(&b[at..], 1 << 24) else {
+            unreachable!()
+        };
+        at + n
+    };
+    let zero = |dir: &Path| {
+        for e in ["seg", "mir"] {
+            let p = dir.join(format!("wal/{id:016}.{e}"));
+            let mut b = std::fs::read(&p).unwrap();
+            b[at..end].fill(0);
+            std::fs::write(&p, b).unwrap();
+        }
+    };
+    // Nothing in either copy past the last good record: zeros, as if never written. The journal says it was durable.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    zero(dir.path());
+    let s = Store::open(dir.path(), roomy()).unwrap();
+    let r = s.recovery_report();
+    assert_eq!(r.lost.len(), 1, "{r:?}");
+    assert_eq!(r.lost[0].lsn_range, (lsns[3], lsns[3]), "{r:?}");
+    assert_eq!(r.lost[0].ids, Some(vec!["b3".to_string()]), "{r:?}");
+    assert_eq!(s.get("b2").unwrap(), Some(big(2)));
+    drop(s);
+    // The same bytes with the journal cut before the record's frame (a power loss before the batch was durable
+    // writes no frame): nothing was acknowledged past the good records, so the store opens healthy without it.
+    zero(copy.path());
+    let (journal, frames) = journal_of(copy.path(), id);
+    std::fs::write(&journal, &frames[..frames_below(&frames, lsns[0])]).unwrap();
+    let s = Store::open(copy.path(), roomy()).unwrap();
+    let r = s.recovery_report();
+    assert!(r.lost.is_empty(), "{r:?}");
+    assert_eq!(s.stats().read_only, None);
+    assert_eq!(s.get("b3").unwrap(), None);
+    assert_eq!(s.get("b2").unwrap(), Some(big(2)));
+    all_there(&s, 3);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// The length of a journal's leading frames (`MIDF` | len u32 | crc u32 | first u64 | last u64 | ...) whose interval
+/// ends below `lsn`.
+fn frames_below(b: &[u8], lsn: u64) -> usize {
+    let mut pos = 0;
+    while pos + 28 <= b.len() && &b[pos..pos + 4] == b"MIDF" {
+        let len = u32::from_le_bytes(b[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        let last = u64::from_le_bytes(b[pos + 20..pos + 28].try_into().unwrap());
+        if last >= lsn {
+            break;
+        }
+        pos += 12 + len;
+    }
+    pos
+}

@@ -9,6 +9,7 @@ use super::Opening;
 use super::salvage::{SalvagedOpen, mirror_differences, salvage_open, torn_tail_lsns};
 use crate::codec::{self, Record};
 use crate::error::{StoreError, loc};
+use crate::identity;
 use crate::io;
 use crate::issues::Code;
 use crate::manifest::SegmentEntry;
@@ -38,9 +39,17 @@ impl Opening<'_> {
         let mut s = wal::scan_after_crash(&c.main, c.mirror.as_deref(), self.record_bytes_max);
         // Before the segment: the last LSN of an earlier file, or (an empty segment) the one below its first.
         let before_seg = last_lsn.max(se.first_lsn.saturating_sub(1));
+        let listed = self.listed_past_records(se, &s, before_seg);
+        if let Some(listed) = listed {
+            s = durable_tail_as_damage(s, &c, listed, self.record_bytes_max);
+        }
         match s.damaged.take() {
             Some(damaged) => {
+                let from = lost.len();
                 let seg = self.open_degraded(se, &c, &mut s, damaged, before_seg, lost)?;
+                if let Some(listed) = listed {
+                    extend_trailing_loss(&mut lost[from..], &s.records, listed);
+                }
                 Ok((seg, s.records))
             }
             None => {
@@ -49,6 +58,23 @@ impl Opening<'_> {
                 Ok((seg, s.records))
             }
         }
+    }
+
+    /// The highest LSN the open segment's identity journal lists, when it lies past every record that verified: a
+    /// frame is appended only after its batch is durable, so those records were acknowledged (or about to be), and a
+    /// tail the crash rules would cut, or zeros where they were, is damage. `None` when the journal is missing,
+    /// damaged where it would list them, or lists nothing past the verified records (a real torn tail, or none).
+    fn listed_past_records(
+        &self,
+        se: &SegmentEntry,
+        s: &wal::Scan,
+        before_seg: u64,
+    ) -> Option<u64> {
+        let rel = identity::name_for(&wal::seg_name(se.id));
+        let buf = io::read_file(&self.config.io, &self.dir.join(rel)).ok()?;
+        let listed = identity::Identities::parse(&buf).highest_listed()?;
+        let last = s.records.last().map_or(before_seg, |r| r.lsn);
+        (listed > last).then_some(listed)
     }
 
     /// Reads both copies (a missing main copy, or a missing mirror, reported), the header from the mirror where the
@@ -361,5 +387,47 @@ impl Opening<'_> {
             .map_err(ioe(format!("reopening {rel}")))?
         };
         Ok(seg)
+    }
+}
+
+/// Records the identity journal shows were durable up to LSN `listed`, missing from the log, as damage: the batch
+/// rule's cut undone (the plain scan finds the records past the hole) or, with nothing valid past it, the torn tail
+/// (or the zeros where the records were) itself the damage.
+fn durable_tail_as_damage(
+    mut s: wal::Scan,
+    c: &Copies,
+    listed: u64,
+    record_bytes_max: u64,
+) -> wal::Scan {
+    let journal = format!(
+        "the identity journal lists LSN {listed}, so it was durable: damage, not a torn tail"
+    );
+    if s.torn_lsn_max.is_some() {
+        let mut plain = wal::scan(&c.main, c.mirror.as_deref(), record_bytes_max);
+        if let Some((_, why)) = &mut plain.damaged {
+            *why = format!("{why}; {journal}");
+            return plain;
+        }
+    }
+    let (off, why) = match s.torn.take() {
+        Some((off, _, why)) => (off, why),
+        None => (
+            s.valid_end,
+            "no record past here in either copy".to_string(),
+        ),
+    };
+    s.damaged = Some((off, format!("{why}; {journal}")));
+    s.torn_lsn_max = None;
+    s
+}
+
+/// The last loss found in the open segment, when no verified record follows it, reaches at least LSN `listed` (the
+/// identity journal's): every LSN up to it was durable and none past the verified records was read back.
+fn extend_trailing_loss(lost: &mut [LostRange], records: &[Record], listed: u64) {
+    let after = records.last().map_or(0, |r| r.lsn);
+    if let Some(l) = lost.last_mut()
+        && l.lsn_range.0 > after
+    {
+        l.lsn_range.1 = l.lsn_range.1.max(listed);
     }
 }
