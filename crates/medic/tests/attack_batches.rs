@@ -25,9 +25,10 @@
 //! Each case then compares every document byte for byte over HTTP (an acknowledged state exactly; an unanswered
 //! write either state), requires a clean `/v1/status` (no loss, unless both copies were destroyed), a write to be
 //! accepted, and `medic check --tier full` to pass on the stopped directory. Seeds are printed;
-//! `MEDIC_ATTACK_SEED=N` replays one. Three cases that break the promise are kept `#[ignore = "bug: ..."]`; run them
-//! with `cargo test -p medic --test attack_batches -- --ignored a_batch_in_flight_with an_acknowledged_last
-//! a_power_loss_in_an_upgraded`. The soak variant (many seeds of each case) runs with
+//! `MEDIC_ATTACK_SEED=N` replays one. Three cases broke the promise when this file was written and are regression
+//! tests now: a never-acknowledged batch torn within a sector (was reported as a loss), an acknowledged last batch
+//! zeroed in both copies (was cut silently), a power loss in an upgraded version-1 open segment (was reported as a
+//! loss). The soak variant (many seeds of each case) runs with
 //! `MEDIC_ATTACK_ROUNDS=20 cargo test --release -p medic --test attack_batches -- --ignored soak`.
 
 mod support;
@@ -1909,27 +1910,25 @@ fn a_batch_in_flight_torn_by_sectors_or_pages_is_cut_and_nothing_acknowledged_is
     }
 }
 
-/// A sector written in part (its first bytes new, the rest still zero) before a later sector of the same batch:
-/// FORMAT.md's rule wants whole unwritten sectors, so this never-acknowledged batch is taken for acknowledged
-/// data lost (anonymous: every document older than it answers 503, writes refused until `accept-loss`).
+/// A sector written in part (its first bytes new, the rest still zero) before a later sector of the same batch: no
+/// whole unwritten sector, but the identity journal ends where the batch begins, so the never-acknowledged batch
+/// must be cut (it was once taken for acknowledged data lost: every older document 503, writes refused).
 #[test]
-#[ignore = "bug: a never-acknowledged batch torn within a sector is reported as acknowledged_data_lost (anonymous), reads 503 and writes refused until a human accepts the loss"]
 fn a_batch_in_flight_with_a_sector_torn_within_itself_is_cut_not_reported_as_a_loss() {
     in_flight_round(seed(0x00F1_16E7_5EED), Tear::TornSector);
 }
 
 /// The acknowledged last batch (a bulk body answered 200, the daemon SIGKILLed after) with one sector zeroed in both
 /// copies and a later record of it intact is cut as a torn tail, "never acknowledged": the acknowledged documents
-/// from the hole on are gone (404) with no loss reported. FORMAT.md names this case; the open segment's identity
-/// sidecar (a frame appended only after the batch was durable, intact after a process crash) could tell it apart.
+/// from the hole on were once gone (404) with no loss reported. The open segment's identity journal (a frame
+/// appended only after the batch was durable, intact after a process crash) tells it apart: a loss must be reported.
 #[test]
-#[ignore = "bug: an acknowledged last batch zeroed in both copies past a sector is cut as a never-acknowledged torn tail: acknowledged documents silently 404"]
 fn an_acknowledged_last_batch_zeroed_in_both_copies_is_reported_as_a_loss() {
     in_flight_round(seed(0x00F1_16E7_5EED), Tear::AckedHole);
 }
 
-/// A version-1 directory upgraded by a start, written to (its open segment stays version 1, unmarked, until it is
-/// sealed, and gets zero-filled space like any open segment), SIGKILLed, then a batch in flight torn by a power loss
+/// A version-1 directory upgraded by a start, written to (its unmarked version-1 open segment is sealed before the first
+/// batch, so the load lands in a marked one), SIGKILLed, then a batch in flight torn by a power loss
 /// with a sector hole: nothing acknowledged was lost, so the start must not report a loss.
 fn upgraded_power_loss_round(seed: u64) {
     eprintln!(
@@ -1984,10 +1983,9 @@ fn upgraded_power_loss_round(seed: u64) {
     d.stop();
 }
 
-/// FORMAT.md keeps the old rule for a version-1 open segment (no marks: a hole followed by records is damage), but
-/// after the upgrade that segment gets zero-filled space, which is what makes the power-loss hole possible.
+/// A version-1 open segment (no marks: a hole followed by records is damage) once got zero-filled space after the
+/// upgrade, which made a power-loss hole there look like damage; it is now sealed before the first new batch.
 #[test]
-#[ignore = "bug: an upgraded version-1 open segment gets zero-filled space but no batch marks, so a power loss mid-batch there is reported as acknowledged_data_lost"]
 fn a_power_loss_in_an_upgraded_version_1_open_segment_is_a_torn_tail() {
     upgraded_power_loss_round(seed(0x0001_0B6E_5EED));
 }

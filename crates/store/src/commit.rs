@@ -254,7 +254,7 @@ impl GroupCommit {
 
     /// Writes one batch of records to the log, as named steps under the WAL lock: prove this process is still the
     /// only writer, make sure the open segment is still the file at its path, rotate when the batch would overflow
-    /// it, then append and flush.
+    /// it or the segment has no batch marks, then append and flush.
     fn write_batch(
         &self,
         host: &impl Host,
@@ -269,8 +269,11 @@ impl GroupCommit {
         })?;
         let floor = host.config().disk_critical_bytes_floor;
         host.relink(&mut w).map_err(|e| layout_fail(e, floor))?;
-        if w.seg.len > wal::HEADER_BYTES
-            && w.seg.len + buf.len() as u64 > host.config().segment_bytes_max
+        // A segment written before batch marks is sealed before its next batch: a power loss can tear a batch into
+        // zero-filled space with a later page durable, which only marks tell from damage (FORMAT.md).
+        if !w.seg.batch_marks
+            || (w.seg.len > wal::HEADER_BYTES
+                && w.seg.len + buf.len() as u64 > host.config().segment_bytes_max)
         {
             host.rotate_for_batch(&mut w, first_lsn)?;
         }

@@ -235,13 +235,28 @@ pub fn scan(main: &[u8], mirror: Option<&[u8]>, record_bytes_max: u64) -> Scan {
 /// every valid record past the hole (in either copy) belongs to the batch the hole is in, nothing later was written
 /// and that batch, incomplete, was never acknowledged: a torn tail, cut from the hole on like any other. A hole
 /// followed by a record of any other batch, or in a segment without batch marks, stays damage.
+#[cfg(test)]
 pub fn scan_after_crash(main: &[u8], mirror: Option<&[u8]>, record_bytes_max: u64) -> Scan {
+    scan_after_crash_journaled(main, mirror, record_bytes_max, None)
+}
+
+/// [`scan_after_crash`] with the highest LSN the segment's identity journal lists (`journaled`): a journal whose
+/// frames end exactly where the holed batch begins says every batch before it was durable and that one was not (a
+/// frame is appended only once its batch is durable, and a process crash keeps it), which stands in for the zeros
+/// of an unwritten sector: a write torn at any byte of a sector (FORMAT.md) is cut too.
+pub fn scan_after_crash_journaled(
+    main: &[u8],
+    mirror: Option<&[u8]>,
+    record_bytes_max: u64,
+    journaled: Option<u64>,
+) -> Scan {
     let mut s = scan(main, mirror, record_bytes_max);
     let Some((pos, why)) = &s.damaged else {
         return s;
     };
     let pos = *pos;
-    if let Some((follows, hi)) = torn_batch(&s, main, mirror, pos as usize, record_bytes_max) {
+    let at = pos as usize;
+    if let Some((follows, hi)) = torn_batch(&s, main, mirror, at, record_bytes_max, journaled) {
         let longest = nonzero_end(main).max(mirror.map_or(0, nonzero_end)) as u64;
         let reason = format!(
             "{why}; every valid record past it belongs to the batch in flight (following LSN {follows}), \
@@ -262,6 +277,7 @@ fn torn_batch(
     mirror: Option<&[u8]>,
     pos: usize,
     record_bytes_max: u64,
+    journaled: Option<u64>,
 ) -> Option<(u64, u64)> {
     if !header_has_marks(&s.good) {
         return None;
@@ -282,7 +298,7 @@ fn torn_batch(
         // A power loss leaves the batch's unwritten sectors as they were: zeros. Damage (flipped or garbage bytes)
         // leaves none, and stays damage.
         let next = past.first().map_or(nonzero_end(copy), |(at, _)| *at);
-        if !looks_unwritten(copy, pos, next) {
+        if journaled != Some(in_flight) && !looks_unwritten(copy, pos, next) {
             return None;
         }
         for (_, r) in past {
@@ -927,6 +943,37 @@ mod tests {
         holed[at[4]..sector_end.min(at[5])].fill(0);
         let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
         assert!(s.damaged.is_none() && s.torn.is_some(), "{s:?}");
+    }
+
+    #[test]
+    fn a_sector_torn_within_itself_is_cut_when_the_journal_ends_where_the_batch_begins() {
+        // The big batch (LSNs 4..=7, following LSN 3) in flight: one record's first 8 bytes written, the rest of its
+        // sector not (zeros), the later sectors durable. No zeros from the record's start, no whole zero sector.
+        let (img, _) = with_big_batch(0);
+        let at = offsets(&img);
+        let mut torn = img.clone();
+        let sector_end = (at[5] / SECTOR_BYTES + 1) * SECTOR_BYTES;
+        torn[at[5] + 8..sector_end].fill(0);
+        let journaled = |j| scan_after_crash_journaled(&torn, Some(&torn), 1 << 20, j);
+        // Without the journal, or with one listing the batch (it was durable), it stays damage.
+        for j in [None, Some(2), Some(5), Some(7)] {
+            let s = journaled(j);
+            assert!(s.torn.is_none() && s.damaged.is_some(), "{j:?} {s:?}");
+        }
+        // The journal's frames end at LSN 3: every batch before was durable and this one was not.
+        let s = journaled(Some(3));
+        assert!(s.damaged.is_none(), "{s:?}");
+        assert_eq!(s.torn.expect("a torn tail").0, at[5] as u64);
+        assert_eq!(s.records.len(), 5);
+        // Flipped bytes with a later batch after them stay damage whatever the journal says.
+        let (img, _) = with_big_batch(1);
+        let at = offsets(&img);
+        let mut flipped = img.clone();
+        flipped[at[4] + 10..at[4] + 50]
+            .iter_mut()
+            .for_each(|b| *b ^= 0xff);
+        let s = scan_after_crash_journaled(&flipped, Some(&flipped), 1 << 20, Some(3));
+        assert!(s.damaged.is_some(), "{s:?}");
     }
 
     #[test]

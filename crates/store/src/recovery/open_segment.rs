@@ -36,10 +36,19 @@ impl Opening<'_> {
         lost: &mut Vec<LostRange>,
     ) -> Result<(OpenSegment, Vec<Record>), StoreError> {
         let c = self.read_copies(se)?;
-        let mut s = wal::scan_after_crash(&c.main, c.mirror.as_deref(), self.record_bytes_max);
+        let journaled = self.journaled(se);
+        let mut s = wal::scan_after_crash_journaled(
+            &c.main,
+            c.mirror.as_deref(),
+            self.record_bytes_max,
+            journaled,
+        );
         // Before the segment: the last LSN of an earlier file, or (an empty segment) the one below its first.
         let before_seg = last_lsn.max(se.first_lsn.saturating_sub(1));
-        let listed = self.listed_past_records(se, &s, before_seg);
+        let last = s.records.last().map_or(before_seg, |r| r.lsn);
+        // The journal lists records past every one that verified: they were durable, so what the crash rules would
+        // cut (or the zeros where they were) is damage.
+        let listed = journaled.filter(|&l| l > last);
         if let Some(listed) = listed {
             s = durable_tail_as_damage(s, &c, listed, self.record_bytes_max);
         }
@@ -60,21 +69,12 @@ impl Opening<'_> {
         }
     }
 
-    /// The highest LSN the open segment's identity journal lists, when it lies past every record that verified: a
-    /// frame is appended only after its batch is durable, so those records were acknowledged (or about to be), and a
-    /// tail the crash rules would cut, or zeros where they were, is damage. `None` when the journal is missing,
-    /// damaged where it would list them, or lists nothing past the verified records (a real torn tail, or none).
-    fn listed_past_records(
-        &self,
-        se: &SegmentEntry,
-        s: &wal::Scan,
-        before_seg: u64,
-    ) -> Option<u64> {
+    /// The highest LSN the open segment's identity journal lists (`None` when it is missing or lists nothing). A
+    /// frame is appended only after its batch is durable, so every LSN it lists was acknowledged (or about to be).
+    fn journaled(&self, se: &SegmentEntry) -> Option<u64> {
         let rel = identity::name_for(&wal::seg_name(se.id));
         let buf = io::read_file(&self.config.io, &self.dir.join(rel)).ok()?;
-        let listed = identity::Identities::parse(&buf).highest_listed()?;
-        let last = s.records.last().map_or(before_seg, |r| r.lsn);
-        (listed > last).then_some(listed)
+        identity::Identities::parse(&buf).highest_listed()
     }
 
     /// Reads both copies (a missing main copy, or a missing mirror, reported), the header from the mirror where the
