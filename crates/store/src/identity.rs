@@ -187,6 +187,23 @@ fn decode_frame(buf: &[u8]) -> Option<(Frame, usize)> {
     Some((frame, FRAME_HEADER_BYTES + len))
 }
 
+/// The highest LSN listed by `buf`'s leading run of intact frames (each entry inside its frame's interval), or
+/// `None`. The open segment's journal gets a batch's frame only after the batch is durable, so every LSN it lists was
+/// durable once: a record it names that the log no longer holds was damaged after it was written, never torn by a
+/// crash. Frames after a damaged one are not trusted for this (a resynchronised read could land in a key's bytes).
+pub fn highest_listed_leading(buf: &[u8]) -> Option<u64> {
+    let mut pos = 0usize;
+    let mut hi = None;
+    while let Some((f, n)) = decode_frame(&buf[pos..]) {
+        if f.entries.iter().any(|e| e.0 < f.first || e.0 > f.last) {
+            break;
+        }
+        hi = hi.max(f.entries.iter().map(|e| e.0).max());
+        pos += n;
+    }
+    hi
+}
+
 /// The length of `buf`'s leading run of intact frames that list only LSNs below `lsn` (what the journal held before
 /// the batch starting at `lsn` was durable: the frames are appended in LSN order).
 pub fn prefix_below(buf: &[u8], lsn: u64) -> usize {
@@ -221,16 +238,6 @@ impl Identities {
             }
         }
         Identities { frames }
-    }
-
-    /// The highest LSN an intact frame lists. The open segment's journal gets a batch's frame only after the batch
-    /// is durable, so every LSN it lists was durable once: a record it names that the log no longer holds was
-    /// damaged after it was written, never torn by a crash.
-    pub fn highest_listed(&self) -> Option<u64> {
-        self.frames
-            .iter()
-            .flat_map(|f| f.entries.iter().map(|e| e.0))
-            .max()
     }
 
     /// The keys of every record with an LSN in `a..=b`, sorted and without repeats, when intact frames cover the

@@ -283,32 +283,86 @@ fn torn_batch(
         return None;
     }
     let last = s.records.last();
-    // The record before the hole ended its batch: the hole starts the next one. Otherwise it is inside that batch.
-    let in_flight = match last {
+    // The record before the hole ended its batch: the hole starts the next one. Otherwise the hole is inside that
+    // batch — or, when an earlier open cut that batch after this record (a torn batch keeps its prefix), it starts
+    // the batch written after that open, which follows this record.
+    let candidates = match last {
         Some(q) => match q.batch? {
-            m if m.last => q.lsn,
-            m => m.follows,
+            m if m.last => [Some(q.lsn), None],
+            m => [Some(m.follows), Some(q.lsn)],
         },
-        None => header_first_lsn_unchecked(&s.good).checked_sub(1)?,
+        None => [header_first_lsn_unchecked(&s.good).checked_sub(1), None],
     };
-    let last_lsn = last.map(|q| q.lsn);
-    let mut hi = None;
-    for copy in std::iter::once(main).chain(mirror) {
-        let past = records_past(copy, pos, last_lsn, record_bytes_max);
-        // A power loss leaves the batch's unwritten sectors as they were: zeros. Damage (flipped or garbage bytes)
-        // leaves none, and stays damage.
-        let next = past.first().map_or(nonzero_end(copy), |(at, _)| *at);
-        if journaled != Some(in_flight) && !looks_unwritten(copy, pos, next) {
-            return None;
-        }
-        for (_, r) in past {
-            if r.batch.is_none_or(|m| m.follows != in_flight) {
+    let past = Past {
+        main,
+        mirror,
+        pos,
+        last_lsn: last.map(|q| q.lsn),
+        record_bytes_max,
+    };
+    candidates
+        .into_iter()
+        .flatten()
+        .find_map(|f| past.all_of_batch(f, journaled).map(|hi| (f, hi)))
+}
+
+/// The valid records past a hole at `pos`, in both copies.
+struct Past<'a> {
+    main: &'a [u8],
+    mirror: Option<&'a [u8]>,
+    pos: usize,
+    last_lsn: Option<u64>,
+    record_bytes_max: u64,
+}
+
+impl Past<'_> {
+    /// The highest LSN past the hole, if there is one, every valid record past the hole in either copy belongs to the
+    /// batch following `in_flight`, and each copy's invalid bytes look like an interrupted write: zeros of an
+    /// unwritten sector ([`looks_unwritten`]) — or, when the identity journal's frames end exactly at `in_flight`
+    /// (every earlier batch durable, this one not), a sector torn within itself ([`looks_torn`]). Damage (flipped or
+    /// garbage bytes) leaves neither, and stays damage.
+    fn all_of_batch(&self, in_flight: u64, journaled: Option<u64>) -> Option<u64> {
+        let mut hi = None;
+        for copy in std::iter::once(self.main).chain(self.mirror) {
+            let past = records_past(copy, self.pos, self.last_lsn, self.record_bytes_max);
+            let next = past.first().map_or(nonzero_end(copy), |(at, _)| *at);
+            let interrupted = match journaled == Some(in_flight) {
+                true => looks_torn(copy, self.pos, next),
+                false => looks_unwritten(copy, self.pos, next),
+            };
+            if !interrupted {
                 return None;
             }
-            hi = hi.max(Some(r.lsn));
+            for (_, r) in past {
+                if r.batch.is_none_or(|m| m.follows != in_flight) {
+                    return None;
+                }
+                hi = hi.max(Some(r.lsn));
+            }
         }
+        hi
     }
-    hi.map(|hi| (in_flight, hi))
+}
+
+/// The least run of zeros, ending at a sector's end, taken for the unwritten rest of a sector torn within itself.
+const TORN_ZEROS_MIN: usize = 8;
+
+/// Whether the invalid bytes `copy[pos..next]` hold what a write torn at any byte leaves: an unwritten sector
+/// ([`looks_unwritten`]), or a sector whose first bytes were written and whose rest (at least [`TORN_ZEROS_MIN`]
+/// bytes, up to the sector's end, within the span) is still zero.
+fn looks_torn(copy: &[u8], pos: usize, next: usize) -> bool {
+    let next = next.min(copy.len());
+    if looks_unwritten(copy, pos, next) {
+        return true;
+    }
+    let mut end = (pos / SECTOR_BYTES + 1) * SECTOR_BYTES;
+    while end <= next {
+        if end >= pos + TORN_ZEROS_MIN && copy[end - TORN_ZEROS_MIN..end].iter().all(|&x| x == 0) {
+            return true;
+        }
+        end += SECTOR_BYTES;
+    }
+    false
 }
 
 /// The device's unit of a write that reaches the disk whole or not at all (the smallest sector size).
@@ -965,6 +1019,13 @@ mod tests {
         assert!(s.damaged.is_none(), "{s:?}");
         assert_eq!(s.torn.expect("a torn tail").0, at[5] as u64);
         assert_eq!(s.records.len(), 5);
+        // Garbage where the sector was, the journal ending at LSN 3 all the same: damage (no zeros of a tear).
+        let mut garbled = img.clone();
+        garbled[at[5] + 8..sector_end]
+            .iter_mut()
+            .for_each(|b| *b ^= 0xa5);
+        let s = scan_after_crash_journaled(&garbled, Some(&garbled), 1 << 20, Some(3));
+        assert!(s.torn.is_none() && s.damaged.is_some(), "{s:?}");
         // Flipped bytes with a later batch after them stay damage whatever the journal says.
         let (img, _) = with_big_batch(1);
         let at = offsets(&img);
@@ -974,6 +1035,48 @@ mod tests {
             .for_each(|b| *b ^= 0xff);
         let s = scan_after_crash_journaled(&flipped, Some(&flipped), 1 << 20, Some(3));
         assert!(s.damaged.is_some(), "{s:?}");
+    }
+
+    #[test]
+    fn a_hole_in_the_batch_after_a_kept_prefix_of_a_torn_batch_is_a_torn_tail() {
+        // An earlier open cut the big batch (following LSN 3) after LSN 5, keeping 4 and 5 (5 not marked last); the
+        // batch written next follows LSN 5, and a power loss leaves its first sector zero and a later page durable.
+        let (img, _) = with_big_batch(0);
+        let at = offsets(&img);
+        let mut b = img[..at[5]].to_vec();
+        let mut queued = Vec::new();
+        for lsn in 6..=9 {
+            encode_record(
+                lsn,
+                KIND_PUT,
+                &format!("id{lsn}"),
+                &[b'y'; 3000],
+                &mut queued,
+            );
+        }
+        let y = codec::mark_batch(&queued, 5).expect("framed records");
+        let y_at = b.len();
+        b.extend_from_slice(&y.bytes);
+        b.resize(b.len() + (16 << 10), 0);
+        let mut holed = b.clone();
+        holed[y_at..(y_at / SECTOR_BYTES + 1) * SECTOR_BYTES].fill(0);
+        let s = scan_after_crash(&holed, Some(&holed), 1 << 20);
+        assert!(s.damaged.is_none(), "{:?}", s.damaged);
+        assert_eq!(s.torn.as_ref().map(|t| t.0), Some(y_at as u64));
+        assert_eq!(s.torn_lsn_max, Some(9));
+        assert_eq!(s.records.len(), 5);
+        // A record of another batch past the hole (following LSN 3 but after LSN 5's record) stays damage.
+        let mut other = img[..at[5]].to_vec();
+        let mut queued = Vec::new();
+        encode_record(6, KIND_PUT, "id6", &[b'y'; 3000], &mut queued);
+        encode_record(7, KIND_PUT, "id7", &[b'y'; 3000], &mut queued);
+        let z = codec::mark_batch(&queued, 2).expect("framed records");
+        let z_at = other.len();
+        other.extend_from_slice(&z.bytes);
+        other.resize(other.len() + (16 << 10), 0);
+        other[z_at..(z_at / SECTOR_BYTES + 1) * SECTOR_BYTES].fill(0);
+        let s = scan_after_crash(&other, Some(&other), 1 << 20);
+        assert!(s.torn.is_none() && s.damaged.is_some(), "{:?}", s.torn);
     }
 
     #[test]

@@ -911,3 +911,29 @@ fn frames_below(b: &[u8], lsn: u64) -> usize {
     }
     pos
 }
+
+#[test]
+fn an_acknowledged_last_record_zeroed_after_earlier_damage_is_a_loss_of_its_own() {
+    let (dir, id, lsns) = batch_then_crash(0);
+    let seg = std::fs::read(dir.path().join(format!("wal/{id:016}.seg"))).unwrap();
+    let offsets = record_offsets(&seg);
+    let (a2, l2) = offsets[1];
+    let (last_at, last_lsn) = *offsets.last().unwrap();
+    assert_eq!(last_lsn, lsns[3]);
+    for e in ["seg", "mir"] {
+        let p = dir.path().join(format!("wal/{id:016}.{e}"));
+        let mut b = std::fs::read(&p).unwrap();
+        b[a2 + 20..a2 + 30].iter_mut().for_each(|x| *x ^= 0xff);
+        let end = b[last_at..].iter().rposition(|&x| x != 0).unwrap() + last_at + 1;
+        b[last_at..end].fill(0);
+        std::fs::write(&p, b).unwrap();
+    }
+    let s = Store::open(dir.path(), roomy()).unwrap();
+    let r = s.recovery_report();
+    assert!(r.torn_tail.is_none(), "{:?}", r.torn_tail);
+    assert_eq!(r.lost.len(), 2, "{:?}", r.lost);
+    assert_eq!(r.lost[0].lsn_range, (l2, l2), "{:?}", r.lost);
+    assert_eq!(r.lost[1].lsn_range, (lsns[3], lsns[3]), "{:?}", r.lost);
+    assert_eq!(r.lost[1].ids, Some(vec!["b3".to_string()]), "{:?}", r.lost);
+    assert_eq!(s.get("b2").unwrap(), Some(big(2)));
+}

@@ -36,7 +36,7 @@ impl Opening<'_> {
         lost: &mut Vec<LostRange>,
     ) -> Result<(OpenSegment, Vec<Record>), StoreError> {
         let c = self.read_copies(se)?;
-        let journaled = self.journaled(se);
+        let journaled = self.journaled(se)?;
         let mut s = wal::scan_after_crash_journaled(
             &c.main,
             c.mirror.as_deref(),
@@ -57,7 +57,12 @@ impl Opening<'_> {
                 let from = lost.len();
                 let seg = self.open_degraded(se, &c, &mut s, damaged, before_seg, lost)?;
                 if let Some(listed) = listed {
-                    extend_trailing_loss(&mut lost[from..], &s.records, listed);
+                    let after = s.records.last().map_or(before_seg, |r| r.lsn);
+                    if listed > after {
+                        // Durable up to `listed`: what follows the last record is lost, not a torn tail.
+                        let torn = self.report.torn_tail.take();
+                        lose_trailing(lost, from, &wal::seg_name(se.id), torn, after, listed);
+                    }
                 }
                 Ok((seg, s.records))
             }
@@ -69,12 +74,17 @@ impl Opening<'_> {
         }
     }
 
-    /// The highest LSN the open segment's identity journal lists (`None` when it is missing or lists nothing). A
-    /// frame is appended only after its batch is durable, so every LSN it lists was acknowledged (or about to be).
-    fn journaled(&self, se: &SegmentEntry) -> Option<u64> {
+    /// The highest LSN the open segment's identity journal lists in its leading run of intact frames (`None` when
+    /// it is missing or lists nothing; a resource error, such as too many open files, fails the open as for the
+    /// copies). A frame is appended only after its batch is durable, so every LSN it lists was acknowledged (or about
+    /// to be).
+    fn journaled(&self, se: &SegmentEntry) -> Result<Option<u64>, StoreError> {
         let rel = identity::name_for(&wal::seg_name(se.id));
-        let buf = io::read_file(&self.config.io, &self.dir.join(rel)).ok()?;
-        identity::Identities::parse(&buf).highest_listed()
+        match io::read_file(&self.config.io, &self.dir.join(&rel)) {
+            Ok(buf) => Ok(identity::highest_listed_leading(&buf)),
+            Err(e) if io::is_resource(&e) => Err(StoreError::io(format!("reading {rel}"), e)),
+            Err(_) => Ok(None),
+        }
     }
 
     /// Reads both copies (a missing main copy, or a missing mirror, reported), the header from the mirror where the
@@ -402,6 +412,10 @@ fn durable_tail_as_damage(
     let journal = format!(
         "the identity journal lists LSN {listed}, so it was durable: damage, not a torn tail"
     );
+    if let Some((_, why)) = &mut s.damaged {
+        *why = format!("{why}; {journal}");
+        return s;
+    }
     if s.torn_lsn_max.is_some() {
         let mut plain = wal::scan(&c.main, c.mirror.as_deref(), record_bytes_max);
         if let Some((_, why)) = &mut plain.damaged {
@@ -421,13 +435,31 @@ fn durable_tail_as_damage(
     s
 }
 
-/// The last loss found in the open segment, when no verified record follows it, reaches at least LSN `listed` (the
-/// identity journal's): every LSN up to it was durable and none past the verified records was read back.
-fn extend_trailing_loss(lost: &mut [LostRange], records: &[Record], listed: u64) {
-    let after = records.last().map_or(0, |r| r.lsn);
-    if let Some(l) = lost.last_mut()
+/// Records the identity journal lists up to `listed`, past the last one kept (`after`), as lost: the last loss found
+/// in the open segment (those from `from` on in `lost`) extended when it lies past every kept record, else a loss of
+/// its own at the torn tail salvage found (`torn`), if any.
+fn lose_trailing(
+    lost: &mut Vec<LostRange>,
+    from: usize,
+    file: &str,
+    torn: Option<TornTail>,
+    after: u64,
+    listed: u64,
+) {
+    if let Some(l) = lost[from..].last_mut()
         && l.lsn_range.0 > after
     {
         l.lsn_range.1 = l.lsn_range.1.max(listed);
+        return;
     }
+    lost.push(LostRange {
+        file: file.to_string(),
+        offset: torn.as_ref().map(|t| t.offset),
+        lsn_range: (after + 1, listed),
+        reason: format!(
+            "the identity journal lists LSNs up to {listed}, durable once, that no copy of {file} holds any more{}",
+            torn.map_or(String::new(), |t| format!(" ({})", t.reason))
+        ),
+        ids: None,
+    });
 }
