@@ -115,8 +115,8 @@ pub(crate) fn switch_manifest(f: &Files, m: &Manifest) -> Result<CopyB, StoreErr
 }
 
 /// Seals the open segment and starts a new one at `next_lsn`: verifies every record (taking a record damaged in
-/// the main copy from the mirror and writing it back), writes the parity sidecar and — best effort — the identity
-/// sidecar, creates the next segment, switches the manifest (recording `vector_dim`), then drops the old mirror.
+/// the main copy from the mirror and writing it back), writes the parity sidecar, creates the next segment, switches
+/// the manifest (recording `vector_dim`), writes — best effort — the identity sidecar, then drops the old mirror.
 pub(crate) fn seal_open_segment(
     f: &Files,
     w: &mut WalState,
@@ -162,9 +162,6 @@ pub(crate) fn seal_open_segment(
         .map_err(|e| StoreError::io("building parity", std::io::Error::other(e)))?;
     io::write_file_atomic(faults, &f.dir.join(wal::par_name(id)), &sidecar)
         .map_err(ioe(format!("writing {}", wal::par_name(id))))?;
-    // The journal stays if the identity sidecar cannot be written.
-    let ids = identity::of_segment(&bytes, w.seg.first_lsn, next_lsn.saturating_sub(1));
-    let _ = io::write_file_atomic(faults, &f.dir.join(wal::ids_name(id)), &ids);
     let new = OpenSegment::create(faults, f.dir, id + 1, next_lsn, f.cfg.mirror_open_segment)
         .map_err(ioe(format!("creating {}", wal::seg_name(id + 1))))?;
     let mut m = w.manifest.clone();
@@ -181,6 +178,11 @@ pub(crate) fn seal_open_segment(
         sealed_len: 0,
     });
     let copy_b = switch_manifest(f, &m)?;
+    // Only once sealed: until the switch the segment may take more batches, whose frames the open journal's
+    // descriptor must reach (a sidecar renamed over it earlier would leave that descriptor on a removed file). The
+    // journal stays if the identity sidecar cannot be written.
+    let ids = identity::of_segment(&bytes, w.seg.first_lsn, next_lsn.saturating_sub(1));
+    let _ = io::write_file_atomic(faults, &f.dir.join(wal::ids_name(id)), &ids);
     let _ = io::remove_file(faults, &f.dir.join(wal::mirror_name(id)));
     let _ = io::sync_dir(faults, &wal::wal_dir(f.dir));
     w.sealed_bytes += w.seg.len;
