@@ -187,34 +187,36 @@ fn decode_frame(buf: &[u8]) -> Option<(Frame, usize)> {
     Some((frame, FRAME_HEADER_BYTES + len))
 }
 
+/// `buf`'s leading run of intact frames, each with the offset where it ends (the journal is appended frame by frame,
+/// so this is what it held in order, up to the first damage).
+fn leading(buf: &[u8]) -> impl Iterator<Item = (Frame, usize)> + '_ {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        let (f, n) = decode_frame(&buf[pos..])?;
+        pos += n;
+        Some((f, pos))
+    })
+}
+
 /// The highest LSN listed by `buf`'s leading run of intact frames (each entry inside its frame's interval), or
 /// `None`. The open segment's journal gets a batch's frame only after the batch is durable, so every LSN it lists was
 /// durable once: a record it names that the log no longer holds was damaged after it was written, never torn by a
 /// crash. Frames after a damaged one are not trusted for this (a resynchronised read could land in a key's bytes).
 pub fn highest_listed_leading(buf: &[u8]) -> Option<u64> {
-    let mut pos = 0usize;
-    let mut hi = None;
-    while let Some((f, n)) = decode_frame(&buf[pos..]) {
-        if f.entries.iter().any(|e| e.0 < f.first || e.0 > f.last) {
-            break;
-        }
-        hi = hi.max(f.entries.iter().map(|e| e.0).max());
-        pos += n;
-    }
-    hi
+    leading(buf)
+        .map(|(f, _)| f)
+        .take_while(|f| f.entries.iter().all(|e| (f.first..=f.last).contains(&e.0)))
+        .filter_map(|f| f.entries.iter().map(|e| e.0).max())
+        .max()
 }
 
 /// The length of `buf`'s leading run of intact frames that list only LSNs below `lsn` (what the journal held before
 /// the batch starting at `lsn` was durable: the frames are appended in LSN order).
 pub fn prefix_below(buf: &[u8], lsn: u64) -> usize {
-    let mut pos = 0usize;
-    while let Some((f, n)) = decode_frame(&buf[pos..]) {
-        if f.entries.iter().any(|e| e.0 >= lsn) {
-            break;
-        }
-        pos += n;
-    }
-    pos
+    leading(buf)
+        .take_while(|(f, _)| f.entries.iter().all(|e| e.0 < lsn))
+        .last()
+        .map_or(0, |(_, end)| end)
 }
 
 impl Identities {

@@ -409,29 +409,27 @@ fn durable_tail_as_damage(
     listed: u64,
     record_bytes_max: u64,
 ) -> wal::Scan {
-    let journal = format!(
-        "the identity journal lists LSN {listed}, so it was durable: damage, not a torn tail"
-    );
-    if let Some((_, why)) = &mut s.damaged {
-        *why = format!("{why}; {journal}");
-        return s;
-    }
-    if s.torn_lsn_max.is_some() {
-        let mut plain = wal::scan(&c.main, c.mirror.as_deref(), record_bytes_max);
-        if let Some((_, why)) = &mut plain.damaged {
-            *why = format!("{why}; {journal}");
-            return plain;
+    if s.damaged.is_none() && s.torn_lsn_max.is_some() {
+        let plain = wal::scan(&c.main, c.mirror.as_deref(), record_bytes_max);
+        if plain.damaged.is_some() {
+            s = plain;
         }
     }
-    let (off, why) = match s.torn.take() {
-        Some((off, _, why)) => (off, why),
-        None => (
-            s.valid_end,
-            "no record past here in either copy".to_string(),
-        ),
-    };
-    s.damaged = Some((off, format!("{why}; {journal}")));
-    s.torn_lsn_max = None;
+    if s.damaged.is_none() {
+        s.damaged = Some(match s.torn.take() {
+            Some((off, _, why)) => (off, why),
+            None => (
+                s.valid_end,
+                "no record past here in either copy".to_string(),
+            ),
+        });
+        s.torn_lsn_max = None;
+    }
+    if let Some((_, why)) = &mut s.damaged {
+        *why = format!(
+            "{why}; the identity journal lists LSN {listed}, so it was durable: damage, not a torn tail"
+        );
+    }
     s
 }
 
