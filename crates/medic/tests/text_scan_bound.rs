@@ -44,9 +44,15 @@ fn a_scan_fallback_reads_at_most_scan_docs_max_and_says_partial_or_refuses() {
         let e = v["error"].as_str().unwrap();
         assert!(e.contains(&format!("scan_docs_max = {BOUND}")), "{e}");
     }
-    wait_for("the index answering", Duration::from_secs(60), || {
-        (search(json!({})).1["index"] == "text").then_some(())
-    });
+    // An eventual search sees what the index made visible (its commit comes at most 250 ms after the changes).
+    wait_for(
+        "the index answering with the load",
+        Duration::from_secs(60),
+        || {
+            let v = search(json!({})).1;
+            (v["index"] == "text" && v["total"] == N_DOCS / 2).then_some(())
+        },
+    );
     // From the index: every match, whatever the bound (it bounds scans only).
     let (s, v) = search(json!({"scan_docs_max": BOUND, "allow_partial": false}));
     assert_eq!(s, 200, "{v}");
