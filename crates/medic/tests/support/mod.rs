@@ -419,10 +419,27 @@ impl WriteLog {
     }
 
     /// Reads every acknowledged document back through `d` and returns what differs (empty when every one is
-    /// there, byte for byte as put).
+    /// there, byte for byte as put). Four readers share the list, in the order of the document numbers.
     pub fn missing_or_different(&self, d: &Daemon) -> Vec<String> {
+        const READERS: usize = 4;
+        let acked = self.acked();
+        let chunk = acked.len().div_ceil(READERS).max(1);
+        std::thread::scope(|s| {
+            let readers: Vec<_> = acked
+                .chunks(chunk)
+                .map(|part| s.spawn(move || self.check_docs(d, part)))
+                .collect();
+            readers
+                .into_iter()
+                .flat_map(|r| r.join().expect("a reader panicked"))
+                .collect()
+        })
+    }
+
+    /// What differs among documents `numbers` read back through `d`.
+    fn check_docs(&self, d: &Daemon, numbers: &[usize]) -> Vec<String> {
         let mut bad = Vec::new();
-        for i in self.acked() {
+        for &i in numbers {
             let id = format!("{}-{i}", self.prefix);
             let (s, _, text) = d.request("GET", &format!("/v1/docs/{id}"), None);
             if s != 200 {
