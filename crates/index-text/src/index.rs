@@ -610,36 +610,6 @@ impl TextIndex {
     }
 }
 
-/// Whether the index's version `vi` of a document (index at LSN `applied`, rebuilt at `rebuilt`) agrees with the
-/// table's `vt` at LSN `t`, as far as the two LSNs let one tell. (The same rule as the vector index's.)
-pub(crate) fn versions_agree(
-    vi: Option<u64>,
-    applied: u64,
-    rebuilt: u64,
-    vt: Option<u64>,
-    t: u64,
-) -> bool {
-    // A version recorded as the rebuild's LSN is "at most that LSN".
-    let same = |b: u64, a: u64| a == b || (rebuilt != 0 && b == rebuilt && a <= b);
-    if applied == t {
-        return match (vi, vt) {
-            (None, None) => true,
-            (Some(b), Some(a)) => same(b, a),
-            _ => false,
-        };
-    }
-    if applied < t {
-        return match vt {
-            Some(a) if a <= applied => vi.is_some_and(|b| same(b, a)),
-            _ => true,
-        };
-    }
-    match vi {
-        Some(b) if b <= t => vt.is_some_and(|a| same(b, a)),
-        _ => true,
-    }
-}
-
 impl DerivedIndex for TextIndex {
     fn name(&self) -> &str {
         NAME
@@ -740,8 +710,8 @@ impl DerivedIndex for TextIndex {
                 .versions_of(&searcher, id)
                 .map_err(|e| self.derived_error("check", e))?;
             let ok = match versions.as_slice() {
-                [] => versions_agree(None, visible, rebuilt, *vt, truth.lsn),
-                [vi] => versions_agree(Some(*vi), visible, rebuilt, *vt, truth.lsn),
+                [] => Truth::versions_agree(None, visible, rebuilt, *vt, truth.lsn),
+                [vi] => Truth::versions_agree(Some(*vi), visible, rebuilt, *vt, truth.lsn),
                 _ => false,
             };
             if !ok {
@@ -905,20 +875,4 @@ fn same_io_error(e: &std::io::Error) -> std::io::Error {
         || std::io::Error::new(e.kind(), e.to_string()),
         std::io::Error::from_raw_os_error,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::versions_agree;
-
-    #[test]
-    fn versions_agree_only_where_the_lsns_tell() {
-        assert!(versions_agree(Some(5), 10, 0, Some(5), 10));
-        assert!(!versions_agree(Some(5), 10, 0, Some(7), 10));
-        assert!(!versions_agree(None, 10, 0, Some(7), 10));
-        assert!(!versions_agree(Some(5), 10, 0, None, 10));
-        assert!(versions_agree(Some(5), 10, 0, Some(12), 20));
-        assert!(!versions_agree(None, 10, 0, Some(7), 20));
-        assert!(versions_agree(Some(9), 9, 9, Some(3), 9));
-    }
 }

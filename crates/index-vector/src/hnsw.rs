@@ -572,40 +572,8 @@ fn validate_replacement(old: &Graph, new: &Graph) -> Option<String> {
     None
 }
 
-/// Whether the index's version `vi` of a document (at applied LSN `applied`, rebuilt at `rebuilt`) agrees with the
-/// table's `vt` at LSN `t`, as far as the two LSNs let one tell.
-pub(crate) fn versions_agree(
-    vi: Option<u64>,
-    applied: u64,
-    rebuilt: u64,
-    vt: Option<u64>,
-    t: u64,
-) -> bool {
-    // A version recorded as the rebuild's LSN is "at most that LSN".
-    let same = |b: u64, a: u64| a == b || (rebuilt != 0 && b == rebuilt && a <= b);
-    if applied == t {
-        return match (vi, vt) {
-            (None, None) => true,
-            (Some(b), Some(a)) => same(b, a),
-            _ => false,
-        };
-    }
-    if applied < t {
-        // Changes in (applied, t] are unknown to the index: only a table version at or below `applied` tells.
-        return match vt {
-            Some(a) if a <= applied => vi.is_some_and(|b| same(b, a)),
-            _ => true,
-        };
-    }
-    // applied > t: only an index version at or below `t` tells.
-    match vi {
-        Some(b) if b <= t => vt.is_some_and(|a| same(b, a)),
-        _ => true,
-    }
-}
-
 /// An index's documents against `truth`: its `count` when both are at the same LSN, and each sampled id's version
-/// (`version`: the index's version LSN of an id, `None` when it holds none) through [`versions_agree`]; at most
+/// (`version`: the index's version LSN of an id, `None` when it holds none) through [`Truth::versions_agree`]; at most
 /// [`DISAGREEMENTS_MAX`] named, the rest counted. Shared by every vector index's `check`.
 pub(crate) fn agreement(
     truth: &Truth,
@@ -625,7 +593,7 @@ pub(crate) fn agreement(
     let mut wrong = 0usize;
     for (id, vt) in &truth.sample {
         let vi = version(id.as_str());
-        if !versions_agree(vi, applied, rebuilt, *vt, truth.lsn) {
+        if !Truth::versions_agree(vi, applied, rebuilt, *vt, truth.lsn) {
             wrong += 1;
             if disagreements.len() < DISAGREEMENTS_MAX {
                 disagreements.push(format!(
@@ -899,27 +867,4 @@ fn structure_of(h: &HnswHealth, params: &HnswParams, settled: bool) -> Structure
         });
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::versions_agree;
-
-    #[test]
-    fn versions_agree_only_where_the_lsns_tell() {
-        // Same LSN: exact.
-        assert!(versions_agree(Some(5), 10, 0, Some(5), 10));
-        assert!(!versions_agree(Some(5), 10, 0, Some(7), 10));
-        assert!(!versions_agree(None, 10, 0, Some(7), 10));
-        assert!(!versions_agree(Some(5), 10, 0, None, 10));
-        // Index behind: a table version at or below the index's LSN must be there.
-        assert!(versions_agree(Some(5), 10, 0, Some(12), 20));
-        assert!(!versions_agree(Some(3), 10, 0, Some(5), 20));
-        // Index ahead: an index version at or below the table's LSN must be the table's.
-        assert!(versions_agree(Some(25), 30, 0, Some(5), 20));
-        assert!(!versions_agree(Some(5), 30, 0, None, 20));
-        // Rebuilt at 10: version 10 means "at most 10".
-        assert!(versions_agree(Some(10), 10, 10, Some(4), 10));
-        assert!(!versions_agree(Some(10), 12, 10, Some(11), 12));
-    }
 }

@@ -621,7 +621,7 @@ impl HealthCheck for QuickCheck {
     fn run(&self, _ctx: &CheckContext<'_>) -> CheckOutcome {
         let s = &self.store;
         let mut out = Vec::new();
-        manifest_copy_issues(s, &mut out);
+        manifest_copy_issues(s, &mut out, "store.quick");
         out.extend(link_issues(s, "store.quick"));
         open_segment_header_issues(s, &mut out);
         if let Some(i) = torn_tail_issue(s, "store.quick") {
@@ -645,24 +645,24 @@ impl HealthCheck for QuickCheck {
 
 /// The manifest copies: one the store could not finish writing for lack of a resource is written now; each copy
 /// is current, damaged (an integrity issue) or unreadable for lack of a resource (an environment issue).
-fn manifest_copy_issues(s: &Store, out: &mut Vec<Issue>) {
+fn manifest_copy_issues(s: &Store, out: &mut Vec<Issue>, check: &str) {
     if let Some(Err(e)) = s.finish_manifest_copy() {
         out.push(environment(
             format!("cannot write a manifest copy: {}", resource_reason(&e)),
             None,
-            "store.quick",
+            check,
         ));
     }
     for (name, r) in s.manifest_copy_states() {
         match r {
             CopyState::Current => {}
-            CopyState::Unavailable(e) => out.push(environment(e, Some(&name), "store.quick")),
+            CopyState::Unavailable(e) => out.push(environment(e, Some(&name), check)),
             CopyState::Damaged(e) => out.push(
                 integrity(
                     Code::ManifestCopyDamaged,
                     &name,
                     format!("{name}: {e}"),
-                    "store.quick",
+                    check,
                 )
                 .at(Location {
                     file: Some(name.clone()),
@@ -845,31 +845,7 @@ impl HealthCheck for ScrubCheck {
         if s.checks_interrupted() {
             return interrupted(files.len());
         }
-        if let Some(Err(e)) = s.finish_manifest_copy() {
-            out.push(environment(
-                format!("cannot write a manifest copy: {}", resource_reason(&e)),
-                None,
-                "store.scrub",
-            ));
-        }
-        for (name, r) in s.manifest_copy_states() {
-            match r {
-                CopyState::Current => {}
-                CopyState::Unavailable(e) => out.push(environment(e, Some(&name), "store.scrub")),
-                CopyState::Damaged(e) => out.push(
-                    integrity(
-                        Code::ManifestCopyDamaged,
-                        &name,
-                        format!("{name}: {e}"),
-                        "store.scrub",
-                    )
-                    .at(Location {
-                        file: Some(name.clone()),
-                        ..Location::default()
-                    }),
-                ),
-            }
-        }
+        manifest_copy_issues(s, &mut out, "store.scrub");
         out.extend(link_issues(s, "store.scrub"));
         out.extend(identity_issues(s, "store.scrub"));
         out.extend(open_segment_issues(s, 0, "store.scrub"));

@@ -66,6 +66,41 @@ pub struct Truth {
     pub sample: Vec<(String, Option<u64>)>,
 }
 
+impl Truth {
+    /// Whether an index's version `vi` of a document (the index at applied LSN `applied`, rebuilt at `rebuilt`;
+    /// `None`: it holds none) agrees with the table's `vt` at this truth's LSN `t`, as far as the two LSNs let one
+    /// tell. Every index's [`DerivedIndex::check`] judges its sampled ids by this one rule.
+    pub fn versions_agree(
+        vi: Option<u64>,
+        applied: u64,
+        rebuilt: u64,
+        vt: Option<u64>,
+        t: u64,
+    ) -> bool {
+        // A version recorded as the rebuild's LSN is "at most that LSN".
+        let same = |b: u64, a: u64| a == b || (rebuilt != 0 && b == rebuilt && a <= b);
+        if applied == t {
+            return match (vi, vt) {
+                (None, None) => true,
+                (Some(b), Some(a)) => same(b, a),
+                _ => false,
+            };
+        }
+        if applied < t {
+            // Changes in (applied, t] are unknown to the index: only a table version at or below `applied` tells.
+            return match vt {
+                Some(a) if a <= applied => vi.is_some_and(|b| same(b, a)),
+                _ => true,
+            };
+        }
+        // applied > t: only an index version at or below `t` tells.
+        match vi {
+            Some(b) if b <= t => vt.is_some_and(|a| same(b, a)),
+            _ => true,
+        }
+    }
+}
+
 /// The outcome of [`DerivedIndex::check`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Agreement {
@@ -179,5 +214,31 @@ pub trait DerivedIndex: Send + Sync {
             index: self.name().to_string(),
             reason: format!("no structural repair for {code:?}"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Truth;
+
+    #[test]
+    fn versions_agree_only_where_the_lsns_tell() {
+        let agree = Truth::versions_agree;
+        // Same LSN: exact.
+        assert!(agree(Some(5), 10, 0, Some(5), 10));
+        assert!(!agree(Some(5), 10, 0, Some(7), 10));
+        assert!(!agree(None, 10, 0, Some(7), 10));
+        assert!(!agree(Some(5), 10, 0, None, 10));
+        // Index behind: a table version at or below the index's LSN must be there.
+        assert!(agree(Some(5), 10, 0, Some(12), 20));
+        assert!(!agree(Some(3), 10, 0, Some(5), 20));
+        assert!(!agree(None, 10, 0, Some(7), 20));
+        // Index ahead: an index version at or below the table's LSN must be the table's.
+        assert!(agree(Some(25), 30, 0, Some(5), 20));
+        assert!(!agree(Some(5), 30, 0, None, 20));
+        // Rebuilt at 10: version 10 means "at most 10".
+        assert!(agree(Some(10), 10, 10, Some(4), 10));
+        assert!(agree(Some(9), 9, 9, Some(3), 9));
+        assert!(!agree(Some(10), 12, 10, Some(11), 12));
     }
 }
