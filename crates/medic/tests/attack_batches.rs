@@ -42,17 +42,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Daemon, agent, medic, wait_for};
+use support::{Daemon, agent, files_in, medic, tail, wait_for};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Seeds, configuration, the daemon.
 // ---------------------------------------------------------------------------------------------------------------
 
 fn seed(default: u64) -> u64 {
-    std::env::var("MEDIC_ATTACK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    support::attack_seed(default)
 }
 
 /// The generator's state for `seed` (splitmix64, so that neighbouring seeds start far apart).
@@ -63,12 +60,8 @@ fn rng_from(seed: u64) -> u64 {
     (z ^ (z >> 31)) | 1
 }
 
-/// xorshift64*: small, seeded, reproducible.
 fn next(rng: &mut u64) -> u64 {
-    *rng ^= *rng >> 12;
-    *rng ^= *rng << 25;
-    *rng ^= *rng >> 27;
-    rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    support::xorshift(rng)
 }
 
 fn below(rng: &mut u64, n: u64) -> u64 {
@@ -93,11 +86,7 @@ fn config(dir: &Path, checks: &str, segment_bytes: u64, wal_bytes: u64) -> PathB
 }
 
 fn start(data: &Path, logs: &Path, cfg: &Path) -> Daemon {
-    Daemon::start_with(
-        data,
-        logs,
-        &["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()],
-    )
+    support::start_with_config_file(data, logs, cfg)
 }
 
 /// Starts the daemon and SIGKILLs it after a seeded 0..`max_ms` ms, `rounds` times: opens (recovery, repairs,
@@ -118,23 +107,6 @@ fn interrupted_opens(data: &Path, cfg: &Path, rng: &mut u64, rounds: usize, max_
         let _ = child.wait();
         eprintln!("  open {round}: SIGKILL after {delay} ms");
     }
-}
-
-fn tail(s: &str, lines: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
-}
-
-fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.to_string_lossy().ends_with(suffix))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{Daemon, WriteLog, Writers, assert_all_acked_readable, start_with_config, wait_for};
+use support::{
+    Daemon, WriteLog, Writers, assert_all_acked_readable, files_in, start_with_config, tail,
+    wait_for,
+};
 
 /// Checks every 100 ms; 64 KiB segments and a 2 MiB log, so segments are sealed within a second of writing and
 /// a snapshot written every few seconds, and a sealed segment lives long enough to be damaged and found.
@@ -20,18 +23,6 @@ const FAST_CHECKS: &str = "[checks]\nshallow_interval_ms = 100\ndeep_interval_ms
 const NO_CHECKS: &str = "[checks]\nshallow_interval_ms = 3600000\ndeep_interval_ms = 3600000\n\
                          comprehensive_interval_ms = 3600000\n\n[constraints]\nwal_bytes_max = 2097152\n\
                          segment_bytes_max = 65536\n";
-
-fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.to_string_lossy().ends_with(suffix))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
 
 /// Flips every byte of one 4 KiB range in the middle of `path` (several blocks past what parity rebuilds alone
 /// when its sidecar is gone). False if the file is gone (compaction replaces files all the time under writers).
@@ -112,11 +103,6 @@ fn wait_healed(d: &Daemon, w: &Writers, since: usize, more: usize, what: &str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn tail(s: &str, lines: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Runs `damage` against a daemon with writers at work (retried until it finds its files: the writers make

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Daemon, WriteLog, Writers, assert_all_acked_readable, doc, wait_for};
+use support::{
+    Daemon, WriteLog, Writers, assert_all_acked_readable, doc, files_in, tail, wait_for,
+};
 
 /// Checks every 100 ms; 64 KiB segments and a 2 MiB log, so segments are sealed within a second of writing, a
 /// snapshot is written every few seconds, and the healing loop acts within seconds.
@@ -31,18 +33,11 @@ const CONSTRAINTS: &str = "[constraints]\nwal_bytes_max = 2097152\nsegment_bytes
 const ENGINE: &str = "[engine]\nescalated_recheck_us = 1000000\nstrategy_cooldown_us = 2000000\n";
 
 fn seed() -> u64 {
-    std::env::var("MEDIC_ATTACK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x0075_7453_1DE5)
+    support::attack_seed(0x0075_7453_1DE5)
 }
 
-/// xorshift64*: small, seeded, reproducible.
 fn next(rng: &mut u64) -> u64 {
-    *rng ^= *rng >> 12;
-    *rng ^= *rng << 25;
-    *rng ^= *rng >> 27;
-    rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    support::xorshift(rng)
 }
 
 /// Writes the configuration (fast checks, small segments, plus `constraints_extra` lines under `[constraints]` and
@@ -56,11 +51,7 @@ fn config(dir: &Path, constraints_extra: &str, http_extra: &str) -> PathBuf {
 }
 
 fn start(data: &Path, logs: &Path, cfg: &Path) -> Daemon {
-    Daemon::start_with(
-        data,
-        logs,
-        &["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()],
-    )
+    support::start_with_config_file(data, logs, cfg)
 }
 
 fn sh(cmd: &str) -> (bool, String) {
@@ -73,23 +64,6 @@ fn sh(cmd: &str) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
-}
-
-fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.to_string_lossy().ends_with(suffix))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-fn tail(s: &str, lines: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
 }
 
 /// The lines of the daemon's stderr that are not INFO.

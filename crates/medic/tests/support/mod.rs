@@ -606,16 +606,51 @@ pub fn index_rebuilds(d: &Daemon, c: &str, name: &str) -> u64 {
 pub fn start_with_config(data: &Path, logs: &Path, config: &str) -> Daemon {
     let path = logs.join("medic.toml");
     std::fs::write(&path, config).unwrap();
+    start_with_config_file(data, logs, &path)
+}
+
+/// A daemon on a free port with the configuration file `cfg`.
+pub fn start_with_config_file(data: &Path, logs: &Path, cfg: &Path) -> Daemon {
     Daemon::start_with(
         data,
         logs,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            path.to_str().unwrap(),
-        ],
+        &["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()],
     )
+}
+
+/// An attack's seed: `MEDIC_ATTACK_SEED` when set (a failing run prints the seed it used), else `default`.
+pub fn attack_seed(default: u64) -> u64 {
+    std::env::var("MEDIC_ATTACK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// xorshift64*: small, seeded, reproducible. `rng` must not be 0.
+pub fn xorshift(rng: &mut u64) -> u64 {
+    *rng ^= *rng >> 12;
+    *rng ^= *rng << 25;
+    *rng ^= *rng >> 27;
+    rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+/// The files in `dir` whose names end with `suffix`, sorted (none when `dir` is gone).
+pub fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The last `lines` lines of `s`.
+pub fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
 }
 
 /// The same bytes (300..340) flipped in every WAL file of at least 600 bytes — the open segment and its mirror —
