@@ -14,10 +14,12 @@ use support::{
 };
 
 /// Checks every 100 ms; 64 KiB segments and a 2 MiB log, so segments are sealed within a second of writing and
-/// a snapshot written every few seconds, and a sealed segment lives long enough to be damaged and found.
+/// a snapshot written every few seconds, and a sealed segment lives long enough to be damaged and found. A strategy
+/// that failed is retried after 2 s instead of a minute, so a retry falls inside the test's time.
 const FAST_CHECKS: &str = "[checks]\nshallow_interval_ms = 100\ndeep_interval_ms = 200\n\
                            comprehensive_interval_ms = 400\n\n[constraints]\nwal_bytes_max = 2097152\n\
-                           segment_bytes_max = 65536\n\n[engine]\nescalated_recheck_us = 1000000\n";
+                           segment_bytes_max = 65536\n\n[engine]\nescalated_recheck_us = 1000000\n\
+                           strategy_cooldown_us = 2000000\n";
 
 /// Checks so rare they never run during a test: nothing repairs the damage before the stop.
 const NO_CHECKS: &str = "[checks]\nshallow_interval_ms = 3600000\ndeep_interval_ms = 3600000\n\
@@ -78,8 +80,11 @@ fn wait_healed(d: &Daemon, w: &Writers, since: usize, more: usize, what: &str) {
             })
             .map(|i| {
                 format!(
-                    "{} [{}]: {}",
-                    i["record"]["id"], i["status"], i["record"]["root_cause"]
+                    "{} [{}]: {} (decision: {})",
+                    i["record"]["id"],
+                    i["status"],
+                    i["record"]["root_cause"],
+                    i["record"]["decision"]
                 )
             })
             .collect();

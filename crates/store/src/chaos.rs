@@ -53,8 +53,11 @@ pub const CYCLES_PER_ROUND_MAX: u32 = 8;
 /// How far the harness clock moves before each cycle: past every check interval (so every tier runs each cycle),
 /// every cooldown and rate-limit window, and the quiet period (so finished incidents close).
 pub const CYCLE_ADVANCE_US: u64 = 3_601 * US_PER_S;
-/// Latency a slow-I/O fault adds to every write and fsync, µs.
+/// Latency a slow-I/O fault adds to every write and fsync at least, µs.
 pub const SLOW_IO_LATENCY_US: u64 = 20_000;
+/// A slow-I/O fault adds at least this many times the median put time measured before it (so a disk already slow
+/// and jittery, e.g. shared with other work, still turns clearly slower than its own normal).
+pub const SLOW_IO_TIMES_NORMAL: u64 = 4;
 /// Puts the harness makes in each engine cycle while the disk is slow.
 const SLOW_IO_PUTS_PER_CYCLE: usize = 4;
 /// Cycles (each with one put) that give the latency detector its baseline before a slow-I/O fault.
@@ -521,6 +524,8 @@ pub struct Harness {
     /// Torn writes injected so far: they alternate between a partial record appended under the live store and a
     /// crash mid-commit that leaves the last record cut in both copies ([`Injector::cut_last_record`]).
     torn_writes: u64,
+    /// The latency a slow-I/O fault adds, µs: [`SLOW_IO_LATENCY_US`], or more on a disk already slow.
+    slow_io_us: u64,
 }
 
 impl std::fmt::Debug for Harness {
@@ -574,6 +579,7 @@ impl Harness {
             round: 0,
             engine_cycles: 0,
             tiers_ran: TiersRan::default(),
+            slow_io_us: SLOW_IO_LATENCY_US,
             torn_writes: 0,
         };
         for _ in 0..h.config.docs {
@@ -756,13 +762,13 @@ impl Harness {
                 })
             }
             FaultKind::SlowIo => {
-                self.io.set_latency_us(SLOW_IO_LATENCY_US);
+                self.io.set_latency_us(self.slow_io_us);
                 Ok(InjectedFault {
                     kind,
                     file: None,
                     offset: None,
                     len: None,
-                    detail: format!("{SLOW_IO_LATENCY_US} µs added to every write and fsync"),
+                    detail: format!("{} µs added to every write and fsync", self.slow_io_us),
                 })
             }
             _ => Ok(self.injector.inject(&self.dir, kind)?),
@@ -840,13 +846,19 @@ impl Harness {
         }
         let mut engine = self.engine()?;
         if kind == FaultKind::SlowIo {
-            // The latency detector needs a baseline of normal puts first.
+            // The latency detector needs a baseline of normal puts first; the fault is then sized against it.
+            let mut took_us = Vec::with_capacity(SLOW_IO_WARMUP_CYCLES as usize);
             for _ in 0..SLOW_IO_WARMUP_CYCLES {
+                let t = Instant::now();
                 self.put_new()?;
+                took_us.push(t.elapsed().as_micros() as u64);
                 self.clock.advance(1);
                 engine.run_cycle();
                 self.engine_cycles += 1;
             }
+            took_us.sort_unstable();
+            let median = took_us.get(took_us.len() / 2).copied().unwrap_or(0);
+            self.slow_io_us = SLOW_IO_LATENCY_US.max(SLOW_IO_TIMES_NORMAL * median);
         }
         if let Some(schedule) = self.config.schedule {
             // A running daemon: it started (every tier at its first cycle), and has run for a while since.
