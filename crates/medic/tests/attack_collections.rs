@@ -16,7 +16,16 @@
 //! - **filters, offsets and `k` at their edges** against a collection whose indexes are being rebuilt.
 //!
 //! Expected answers are computed here from the acknowledged documents: exact-term matches and totals for text,
-//! nearest neighbours by brute force for vectors. Seeds are printed; `MEDIC_ATTACK_SEED=N` replays one. The soak
+//! nearest neighbours by brute force for vectors (a vector reads back in its shortest f32 form, so vectors are
+//! compared as f32). Seeds are printed; `MEDIC_ATTACK_SEED=N` replays one.
+//!
+//! Seven tests broke the promise or a contract when this file was written and are ignored with the break named
+//! (`cargo test -p medic --test attack_collections -- --ignored --skip soak` runs them): two bulks of different
+//! dimensions both acknowledged into a new collection; a recreated collection refusing vector searches of its new
+//! dimension; unflagged wrong text answers after text index files were truncated or overwritten under the running
+//! daemon; a file in place of a text index directory never rebuilt; a text index directory symlinked to another
+//! collection's stopping the daemon from starting; a strong search answered 200 unflagged without an acknowledged
+//! document while the text index directory was immutable. The soak
 //! (more seeds, every damage kind) runs with
 //! `MEDIC_ATTACK_ROUNDS=5 cargo test -p medic --test attack_collections -- --ignored soak`.
 
