@@ -64,6 +64,10 @@ pub(crate) struct Queue {
     /// The encoded records of `ops`, in order.
     pending: Vec<u8>,
     ops: Vec<Op>,
+    /// The batch being written and flushed (taken from `ops` by the leader, applied or refused when its flush
+    /// returns). Still visible to [`Queue::latest`]: a write queued meanwhile is validated against it (a collection's
+    /// settings, the dimension its first vector fixed), so when it fails the records queued behind it are refused too.
+    in_flight: Vec<Op>,
     /// Write calls whose records are in `pending` (one per call, however many records): what a new leader's
     /// [`Gather`] wait compares with the calls inside.
     calls: usize,
@@ -84,9 +88,11 @@ impl Queue {
         self.ops.push(Op { lsn, id, entry });
     }
 
-    /// The last queued record for `id`, if any.
+    /// The last queued or in-flight record for `id`, if any.
     pub(crate) fn latest(&self, id: &str) -> Option<&Op> {
-        self.ops.iter().rev().find(|o| o.id == id)
+        (self.ops.iter().rev())
+            .chain(self.in_flight.iter().rev())
+            .find(|o| o.id == id)
     }
 
     /// Nothing queued and no leader: no commit in flight.
@@ -215,16 +221,22 @@ impl GroupCommit {
         st.queue.calls = 0;
         let buf = std::mem::take(&mut st.queue.pending);
         let ops = std::mem::take(&mut st.queue.ops);
-        drop(st);
         let first = ops.first().map_or(0, |o| o.lsn);
-        let res = self.write_batch(host, &buf, first, ops.last().map_or(0, |o| o.lsn));
+        let last = ops.last().map_or(0, |o| o.lsn);
+        st.queue.in_flight = ops;
+        drop(st);
+        let res = self.write_batch(host, &buf, first, last);
         // Before the state lock: the wal lock is never taken while holding it (wal → state is the order).
         let seg_id = lock(host.wal()).seg.id;
         let ok = res.is_ok();
         st = lock(host.state());
+        let ops = std::mem::take(&mut st.queue.in_flight);
         match res {
             Ok(()) => self.applied(host, &mut st, ops),
-            Err(f) => refused(host, &mut st, ops, f, seg_id),
+            Err(f) => {
+                refused(host, &mut st, ops, f.clone(), seg_id);
+                refuse_queued(&mut st, &f);
+            }
         }
         if ok && st.poisoned.is_none() {
             drop(st);
@@ -394,6 +406,16 @@ fn refused(host: &impl Host, st: &mut State, ops: Vec<Op>, f: Fail, seg_id: u64)
     };
     host.report(i);
     for op in ops {
+        st.queue.results.insert(op.lsn, Err(f.clone()));
+    }
+}
+
+/// Refuses, with a failed batch's reason, every record queued while it was in flight: each may have been validated
+/// against it (a collection it created, the dimension it fixed), so none may become durable without it.
+fn refuse_queued(st: &mut State, f: &Fail) {
+    st.queue.pending.clear();
+    st.queue.calls = 0;
+    for op in std::mem::take(&mut st.queue.ops) {
         st.queue.results.insert(op.lsn, Err(f.clone()));
     }
 }

@@ -153,6 +153,53 @@ fn each_collection_has_its_dimension() {
     s.close().unwrap();
 }
 
+/// Two batches of different dimensions put at once into a collection whose dimension is open: one fixes it and the
+/// other is refused, however their commits overlap (the second is validated against the first while that one is
+/// still being flushed). Many rounds, each a new collection.
+#[test]
+fn batches_of_two_dimensions_racing_into_an_open_collection_never_both_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), cfg()).unwrap());
+    for round in 0..40 {
+        let c = format!("race{round}");
+        s.create_collection(&c, Settings::default()).unwrap();
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let results: Vec<(usize, Result<Vec<u64>, StoreError>)> = [3usize, 5]
+            .into_iter()
+            .map(|dim| {
+                let (s, c, barrier) = (s.clone(), c.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let docs = (0..8)
+                        .map(|i| (format!("d{dim}-{i}"), vdoc("x", dim, i as f32)))
+                        .collect();
+                    barrier.wait();
+                    (dim, s.put_batch_in(&c, docs))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let landed: Vec<usize> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(d, _)| *d)
+            .collect();
+        let fixed = s.collection(&c).unwrap().unwrap().settings.dimension;
+        assert_eq!(
+            landed.len(),
+            1,
+            "round {round}: {results:?}, dimension {fixed:?}"
+        );
+        assert_eq!(fixed, Some(landed[0] as u32), "round {round}");
+        let other = if landed[0] == 3 { 5 } else { 3 };
+        assert!(
+            s.get_in(&c, &format!("d{other}-0")).unwrap().is_none(),
+            "round {round}: the refused batch is not stored"
+        );
+    }
+}
+
 /// Every document of every collection, as `(collection, id) -> document JSON`.
 fn everything(s: &Store) -> BTreeMap<(String, String), String> {
     let mut out = BTreeMap::new();
