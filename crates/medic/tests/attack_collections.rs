@@ -872,7 +872,6 @@ fn first_dimension_race(cl: &Client, rng: &mut Rng, round: u64) {
 }
 
 #[test]
-#[ignore = "promise break: two bulk bodies of different dimensions sent at once into a collection without a dimension are both acknowledged: it holds vectors of two dimensions"]
 fn bulks_of_two_dimensions_racing_into_a_new_collection_never_mix_dimensions() {
     let seed = seed(0xD13E_4510);
     eprintln!("first-dimension race: seed={seed} (replay: MEDIC_ATTACK_SEED={seed})");
@@ -1817,7 +1816,6 @@ fn vector_index_symlinked_to_another_collections_index() {
 /// A collection dropped and created again with another dimension: a vector search of the new dimension is
 /// answered (no hits), not refused with the dropped incarnation's dimension.
 #[test]
-#[ignore = "promise break: a collection dropped and created again with another dimension refuses vector searches of the new dimension, naming the dropped one"]
 fn a_collection_recreated_with_another_dimension_searches_in_its_new_dimension() {
     let mut rng = Rng::new(seed(0x4ED));
     let tmp = tempfile::tempdir().unwrap();

@@ -833,7 +833,8 @@ fn sync(store: &Store, slot: &Slot, rebuild: bool) -> Result<u64, StoreError> {
     r
 }
 
-/// `Ok(None)` when the log does not cover the index's applied LSN (or the index is ahead of it).
+/// `Ok(None)` when the log does not cover the index's applied LSN (or the index is ahead of it), or when it holds a
+/// drop of the collection after that LSN (the index then holds what an earlier incarnation left).
 fn catch_up_from_log(store: &Store, slot: &Slot) -> Result<Option<u64>, StoreError> {
     let from = slot.seen();
     let mine: Arc<str> = Arc::from(slot.index.collection());
@@ -854,7 +855,13 @@ fn catch_up_from_log(store: &Store, slot: &Slot) -> Result<Option<u64>, StoreErr
         }
         buf.clear();
     };
+    let settings = collection::settings_key(&mine);
+    let mut dropped_at = None;
     let cover = store.derived_replay_after(from, &mut |rec: codec::Record| {
+        if rec.id == settings && rec.kind != KIND_PUT {
+            // An earlier incarnation of the collection ended here (a drop); see below.
+            dropped_at = Some(rec.lsn);
+        }
         if rec.id.starts_with(RESERVED_ID_PREFIX) {
             return;
         }
@@ -890,6 +897,11 @@ fn catch_up_from_log(store: &Store, slot: &Slot) -> Result<Option<u64>, StoreErr
                 std::io::Error::other(other.to_string()),
             )),
         };
+    }
+    if dropped_at.is_some() {
+        // The log took the index through a drop of its collection: what the dropped incarnation left in it (the
+        // dimension its vectors fixed) is not the new one's. Built again from the table instead.
+        return Ok(None);
     }
     match cover {
         LogCover::Replayed { last } => {
