@@ -200,7 +200,7 @@ impl Reply {
 /// Sends `raw` on a new connection (the write from another thread, so an early answer — a 413 before the body —
 /// is read while the body is still going out) and reads every answer until the server closes.
 fn exchange(addr: &str, raw: Vec<u8>, half_close: bool) -> std::io::Result<Vec<Reply>> {
-    let stream = TcpStream::connect(addr)?;
+    let stream = connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(45)))?;
     stream.set_write_timeout(Some(Duration::from_secs(45)))?;
     let mut writer = stream.try_clone()?;
@@ -217,6 +217,7 @@ fn exchange(addr: &str, raw: Vec<u8>, half_close: bool) -> std::io::Result<Vec<R
         match reader.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) if buf.is_empty() && e.kind() != std::io::ErrorKind::ConnectionReset => {
                 return Err(e);
             }
@@ -225,6 +226,17 @@ fn exchange(addr: &str, raw: Vec<u8>, half_close: bool) -> std::io::Result<Vec<R
     }
     let _ = sender.join();
     Ok(parse_replies(&buf))
+}
+
+/// A connection, the attempt repeated when a signal interrupts it (the test spawns processes).
+fn connect(addr: &str) -> std::io::Result<TcpStream> {
+    let mut tries = 0;
+    loop {
+        match TcpStream::connect(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted && tries < 10 => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -278,6 +290,16 @@ fn parse_replies(mut buf: &[u8]) -> Vec<Reply> {
         out.push(reply);
     }
     out
+}
+
+/// The body the server reads: its first `Content-Length` bytes when a header sets a shorter one.
+fn effective_body(req: &Req) -> &[u8] {
+    let declared = req
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    &req.body[..declared.unwrap_or(usize::MAX).min(req.body.len())]
 }
 
 /// Percent-encodes every byte outside the unreserved set.
@@ -490,6 +512,16 @@ impl Fuzz {
             return None;
         };
         *self.statuses.entry(reply.status).or_default() += 1;
+        if std::env::var_os("MEDIC_ATTACK_TRACE").is_some() || reply.status >= 500 {
+            let body = reply.text().chars().take(300).collect::<String>();
+            let sent = String::from_utf8_lossy(&case.req.body[..case.req.body.len().min(20_000)])
+                .into_owned();
+            let (method, path) = (&case.req.method, &case.req.path);
+            eprintln!(
+                "#{} {} {} | {method} {path} | {sent:?} | {body}",
+                self.sent, reply.status, case.label
+            );
+        }
         self.check_reply(case, &reply);
         if reply.status == 200 {
             self.apply(case, &reply);
@@ -555,7 +587,7 @@ impl Fuzz {
         match &case.expect.effect {
             Effect::None => {}
             Effect::Put(coll) => {
-                let sent: Option<Value> = serde_json::from_slice(&case.req.body).ok();
+                let sent: Option<Value> = serde_json::from_slice(effective_body(&case.req)).ok();
                 let id = r.json().and_then(|v| v["id"].as_str().map(String::from));
                 match (sent, id) {
                     (Some(sent), Some(id)) if sent.is_object() => {
@@ -582,7 +614,7 @@ impl Fuzz {
     }
 
     fn apply_bulk(&mut self, case: &Case, coll: &str) {
-        let text = String::from_utf8_lossy(&case.req.body).into_owned();
+        let text = String::from_utf8_lossy(effective_body(&case.req)).into_owned();
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -1196,7 +1228,12 @@ fn mutate_deep(rng: &mut Rng, c: &mut Case) -> String {
             _ => break,
         }
     }
-    let (token, _) = weird_token(rng);
+    let (mut token, _) = weird_token(rng);
+    let beyond_i64 = token.parse::<f64>().is_ok_and(|v| v.abs() >= 9.2e18);
+    if path.first().is_some_and(|p| p == "filter") && beyond_i64 {
+        // Kept apart in `integer_filter_bounds_outside_i64` (it breaks the rules), so this run stays on.
+        token = "\"str\"".into();
+    }
     *at = json!(RAW);
     c.req.body = with_token(&v, &token);
     c.expect.ok = false;
@@ -1305,10 +1342,13 @@ fn mutate_path(rng: &mut Rng, c: &mut Case) -> String {
         return format!("id {}", &id[..id.len().min(20)]);
     }
     if segs.len() >= 4 && segs[1] == "v1" && segs[2] == "collections" {
-        let name = match rng.below(3) {
+        let mut name = match rng.below(3) {
             0 => "a".repeat(65),
             _ => rng.pick(COLLS).to_string(),
         };
+        if name == "nope" && is_settings(c) {
+            name = "UP".into(); // a valid name to create; elsewhere an unknown collection
+        }
         if name.contains(' ') {
             c.expect.protocol = true;
         } else {
@@ -1447,10 +1487,14 @@ fn mutate_headers(rng: &mut Rng, c: &mut Case) -> String {
 fn mutate_line(rng: &mut Rng, c: &mut Case) -> String {
     let text = String::from_utf8_lossy(&c.req.body).into_owned();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    if lines.is_empty() {
+        return "no lines".into();
+    }
     let n = rng.below(lines.len());
     let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(&lines[n]) else {
         return "no json line".into();
     };
+    let was_ok = c.expect.ok;
     c.expect.ok = false;
     let bad = match rng.below(3) {
         0 => {
@@ -1461,7 +1505,7 @@ fn mutate_line(rng: &mut Rng, c: &mut Case) -> String {
         1 => {
             obj.insert("zz_extra".into(), json!([1]));
             lines[n] = Value::Object(obj).to_string();
-            c.expect.ok = true; // other fields are ignored, named in `warnings`
+            c.expect.ok = was_ok; // other fields are ignored, named in `warnings`
             String::new()
         }
         _ => {
@@ -2096,16 +2140,18 @@ impl Fuzz {
                 );
             }
         }
-        let panics = self
-            .d
-            .stderr()
+        let log = self.d.stderr();
+        let panics: Vec<String> = log
             .lines()
             .filter(|l| l.contains("panicked at"))
-            .count();
-        if panics > 0 {
+            .map(|l| l.chars().take(600).collect())
+            .collect();
+        if !panics.is_empty() {
             self.violations.push(format!(
-                "seed={} {panics} panics in the daemon's log",
-                self.seed
+                "seed={} {} panics in the daemon's log, the first: {}",
+                self.seed,
+                panics.len(),
+                panics[0]
             ));
         }
         eprintln!(
@@ -2967,4 +3013,65 @@ fn unparseable_server_url_is_a_usage_error() {
     let (code, _, err) = cli(&["--server", "http://[::1", "status"], b"");
     assert!(!err.contains("panicked at"), "{err}");
     assert_eq!(code, Some(2), "stderr: {err}");
+}
+
+/// A range filter on a declared integer field with a bound outside `i64` (or huge as a float): a 400 naming the
+/// bound, or an answer; never a panic in the text index, nor a 503 blaming damaged index files.
+#[test]
+#[ignore = "input rule broken: a range filter on an integer field with a bound outside i64 (e.g. gte -9223372036854775809) panics in tantivy; 503 'damaged files?'"]
+fn integer_filter_bounds_outside_i64() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&tmp.path().join("data"), tmp.path());
+    let settings = json!({"dimension": 3, "fields": {"year": "integer"}});
+    let (s, v) = d.json("PUT", "/v1/collections/years", Some(&settings));
+    assert_eq!(s, 201, "{v}");
+    for i in 0..20 {
+        let doc = json!({"text": "medic night", "meta": {"year": 1990 + i}});
+        let (s, v) = d.json(
+            "PUT",
+            &format!("/v1/collections/years/docs/d{i}"),
+            Some(&doc),
+        );
+        assert_eq!(s, 200, "{v}");
+    }
+    let mut broken = Vec::new();
+    for bound in [
+        "-9223372036854775809",
+        "9223372036854775808",
+        "18446744073709551616",
+        "-1e300",
+        "1e300",
+    ] {
+        for (op, other) in [
+            ("gte", ",\"lt\":2020"),
+            ("gte", ""),
+            ("lte", ",\"gt\":2000"),
+            ("lt", ""),
+        ] {
+            let body = format!(
+                "{{\"text\":\"medic OR night\",\"k\":5,\"consistency\":\"strong\",\"filter\":{{\"year\":{{\"{op}\":{bound}{other}}}}}}}"
+            );
+            let req = Req {
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: body.into_bytes(),
+                ..Req::new("POST", "/v1/collections/years/search")
+            };
+            let addr = d.url.trim_start_matches("http://").to_string();
+            let r = exchange(&addr, req.bytes(), false).unwrap().remove(0);
+            if r.status >= 500 {
+                broken.push(format!("year.{op} = {bound}: {} {}", r.status, r.text()));
+            }
+        }
+    }
+    let panics = d
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("panicked at"))
+        .count();
+    d.stop();
+    assert!(
+        broken.is_empty() && panics == 0,
+        "{panics} panics; {}",
+        broken.join("\n")
+    );
 }
