@@ -299,6 +299,11 @@ fn effective_body(req: &Req) -> &[u8] {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse::<usize>().ok());
+    let chunked = req.headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    // With chunked encoding the length header is ignored (RFC 9112, 6.3).
+    let declared = declared.filter(|_| !chunked);
     &req.body[..declared.unwrap_or(usize::MAX).min(req.body.len())]
 }
 
