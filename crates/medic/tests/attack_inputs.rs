@@ -3184,10 +3184,17 @@ fn integer_filter_bounds_outside_i64() {
         .lines()
         .filter(|l| l.contains("panicked at"))
         .count();
+    let (_, coll) = d.json("GET", "/v1/collections/years", None);
+    let indexes = coll["indexes"].as_array().cloned().unwrap_or_default();
+    let text_index = indexes.into_iter().find(|x| x["name"] == "text");
+    let after = format!(
+        "afterwards the text index: {}",
+        text_index.unwrap_or_default()
+    );
     d.stop();
     assert!(
         broken.is_empty() && panics == 0,
-        "{panics} panics; {}",
+        "{panics} panics; {}\n{after}",
         broken.join("\n")
     );
 }
