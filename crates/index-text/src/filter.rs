@@ -167,6 +167,91 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// A range on `field` (declared `kind`) whose bounds the index can compare: on an integer field each bound
+    /// becomes a whole number in `i64` (a fraction rounded inward; beyond `i64` the side is open, or the range is
+    /// empty); elsewhere bounds of mixed kinds both become floats. (The index compares terms of one type only.)
+    pub(crate) fn range(
+        field: &str,
+        kind: Option<FieldKind>,
+        lower: Bound<Number>,
+        upper: Bound<Number>,
+    ) -> Filter {
+        let (lower, upper) = if kind == Some(FieldKind::Integer) {
+            (int_bound(lower, true), int_bound(upper, false))
+        } else {
+            let mixed = matches!(
+                (&lower, &upper),
+                (
+                    Bound::Included(Number::Int(_)) | Bound::Excluded(Number::Int(_)),
+                    Bound::Included(Number::Float(_)) | Bound::Excluded(Number::Float(_))
+                ) | (
+                    Bound::Included(Number::Float(_)) | Bound::Excluded(Number::Float(_)),
+                    Bound::Included(Number::Int(_)) | Bound::Excluded(Number::Int(_))
+                )
+            );
+            let float = |b: Bound<Number>| map_bound(&b, |n| Number::Float(n.as_f64()));
+            if mixed {
+                (float(lower), float(upper))
+            } else {
+                (lower, upper)
+            }
+        };
+        // Open on both sides (a bound beyond `i64` opened the other): every number of the field's type, closed.
+        let (lower, upper) = match (lower, upper) {
+            (Bound::Unbounded, Bound::Unbounded) if kind == Some(FieldKind::Integer) => (
+                Bound::Included(Number::Int(i64::MIN)),
+                Bound::Included(Number::Int(i64::MAX)),
+            ),
+            (Bound::Unbounded, Bound::Unbounded) => (
+                Bound::Included(Number::Float(f64::MIN)),
+                Bound::Included(Number::Float(f64::MAX)),
+            ),
+            other => other,
+        };
+        Filter::Range {
+            field: field.to_string(),
+            lower,
+            upper,
+        }
+    }
+}
+
+/// A bound on an integer field as a whole number in `i64`: a fraction rounded inward (`gte 2.5` is `gte 3`); a
+/// bound beyond `i64` opens that side when every integer passes it, or excludes everything (`gt i64::MAX`, `lt
+/// i64::MIN`) when none does.
+fn int_bound(b: Bound<Number>, lower: bool) -> Bound<Number> {
+    let f = match b {
+        Bound::Included(Number::Float(f)) | Bound::Excluded(Number::Float(f)) => f,
+        other => return other,
+    };
+    let included = matches!(b, Bound::Included(_));
+    // The nearest whole number on the inside of the bound, and whether it is itself inside.
+    let (whole, inside) = match (lower, f.fract() == 0.0) {
+        (true, true) => (f, included),
+        (true, false) => (f.ceil(), true),
+        (false, true) => (f, included),
+        (false, false) => (f.floor(), true),
+    };
+    // i64::MAX as f64 rounds up to 2^63, outside i64.
+    let (min, max) = (i64::MIN as f64, i64::MAX as f64);
+    if (lower && whole < min) || (!lower && whole >= max) {
+        return Bound::Unbounded;
+    }
+    if lower && whole >= max {
+        return Bound::Excluded(Number::Int(i64::MAX));
+    }
+    if !lower && whole < min {
+        return Bound::Excluded(Number::Int(i64::MIN));
+    }
+    let n = Number::Int(whole as i64);
+    if inside {
+        Bound::Included(n)
+    } else {
+        Bound::Excluded(n)
+    }
+}
+
 fn map_bound<T, U>(b: &Bound<T>, f: impl Fn(&T) -> U) -> Bound<U> {
     match b {
         Bound::Included(v) => Bound::Included(f(v)),
@@ -391,11 +476,7 @@ impl Parser<'_> {
                     }
                 }
                 if !matches!((&lower, &upper), (Bound::Unbounded, Bound::Unbounded)) {
-                    parts.push(Filter::Range {
-                        field: field.to_string(),
-                        lower,
-                        upper,
-                    });
+                    parts.push(Filter::range(field, kind, lower, upper));
                 }
                 Ok(if parts.len() == 1 {
                     parts.pop().unwrap_or(Filter::And(Vec::new()))
@@ -493,6 +574,61 @@ mod tests {
 
     fn parse(v: Value) -> Result<Filter, QueryError> {
         Filter::parse(&v, &TextSettings::default())
+    }
+
+    #[test]
+    fn an_integer_fields_range_bounds_are_whole_numbers_in_i64() {
+        use Bound::*;
+        use Number::{Float, Int};
+        let int = |lo, hi| match Filter::range("y", Some(FieldKind::Integer), lo, hi) {
+            Filter::Range { lower, upper, .. } => (lower, upper),
+            other => panic!("{other:?}"),
+        };
+        // Fractions rounded inward; whole floats exact.
+        assert_eq!(
+            int(Included(Float(2.5)), Included(Float(7.5))),
+            (Included(Int(3)), Included(Int(7)))
+        );
+        assert_eq!(
+            int(Excluded(Float(2.0)), Excluded(Float(7.0))),
+            (Excluded(Int(2)), Excluded(Int(7)))
+        );
+        assert_eq!(
+            int(Excluded(Float(2.5)), Unbounded),
+            (Included(Int(3)), Unbounded)
+        );
+        // Beyond i64: that side open when every integer passes, nothing when none does.
+        assert_eq!(
+            int(Included(Float(-1e300)), Excluded(Int(2020))),
+            (Unbounded, Excluded(Int(2020)))
+        );
+        assert_eq!(
+            int(Included(Float(9.3e18)), Excluded(Int(2020))),
+            (Excluded(Int(i64::MAX)), Excluded(Int(2020)))
+        );
+        assert_eq!(
+            int(Included(Int(0)), Included(Float(1e300))),
+            (Included(Int(0)), Unbounded)
+        );
+        assert_eq!(
+            int(Unbounded, Excluded(Float(-1e300))),
+            (Unbounded, Excluded(Int(i64::MIN)))
+        );
+        // Elsewhere, mixed kinds become floats; one kind stays.
+        match Filter::range("s", None, Included(Int(1)), Excluded(Float(2.5))) {
+            Filter::Range { lower, upper, .. } => {
+                assert_eq!((lower, upper), (Included(Float(1.0)), Excluded(Float(2.5))))
+            }
+            other => panic!("{other:?}"),
+        }
+        // The matcher agrees with the bounds: nothing is an integer above i64::MAX.
+        let f = Filter::range(
+            "y",
+            Some(FieldKind::Integer),
+            Included(Float(9.3e18)),
+            Unbounded,
+        );
+        assert!(!f.matches(json!({"y": i64::MAX}).as_object()));
     }
 
     #[test]

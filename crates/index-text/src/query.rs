@@ -454,11 +454,7 @@ impl Builder<'_> {
                 UserInputBound::Unbounded => std::ops::Bound::Unbounded,
             })
         };
-        let f = Filter::Range {
-            field: field.to_string(),
-            lower: bound(lower)?,
-            upper: bound(upper)?,
-        };
+        let f = Filter::range(field, kind, bound(lower)?, bound(upper)?);
         Ok(Box::new(ConstScoreQuery::new(f.to_query(self.meta), 1.0)))
     }
 }

@@ -3123,7 +3123,6 @@ fn unparseable_server_url_is_a_usage_error() {
 /// language: a 400 naming the bound, or an answer; never a panic in the text index, nor a 503 blaming damaged
 /// index files.
 #[test]
-#[ignore = "input rule broken: a two-sided range on an integer field with a bound outside i64 (filter or query) panics in tantivy; 503 'damaged files?'"]
 fn integer_filter_bounds_outside_i64() {
     let tmp = tempfile::tempdir().unwrap();
     let d = Daemon::start(&tmp.path().join("data"), tmp.path());
