@@ -116,6 +116,9 @@ impl Client {
         if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid("contains whitespace"));
         }
+        if let Err(e) = trimmed.parse::<ureq::http::Uri>() {
+            return Err(invalid(&format!("not a URL ({e})")));
+        }
         if let Some(t) = &token
             && (t.is_empty() || t.chars().any(|c| c.is_control() || c == ' '))
         {

@@ -160,11 +160,12 @@ fn kb_error(e: heal::learn::KbError) -> OpError {
     OpError::Internal(e.to_string())
 }
 
-/// Checks a note's size; `required` names what needs one.
-pub fn check_note(note: &str, required: Option<&str>) -> Result<(), OpError> {
+/// Checks a note's size; `required` names what needs one. `field` is the request's name for it (`note`, or a
+/// silence's `comment`), also the command line's flag.
+pub fn check_note(note: &str, required: Option<&str>, field: &str) -> Result<(), OpError> {
     if note.len() > NOTE_BYTES_MAX {
         return Err(OpError::BadRequest(format!(
-            "note of {} bytes is over note_bytes_max = {NOTE_BYTES_MAX}",
+            "{field} of {} bytes is over note_bytes_max = {NOTE_BYTES_MAX}",
             note.len()
         )));
     }
@@ -172,7 +173,7 @@ pub fn check_note(note: &str, required: Option<&str>) -> Result<(), OpError> {
         && note.trim().is_empty()
     {
         return Err(OpError::BadRequest(format!(
-            "{what} needs a note: {{\"note\": \"...\"}} (medic: --note \"...\")"
+            "{what} needs a {field}: {{\"{field}\": \"...\"}} (medic: --{field} \"...\")"
         )));
     }
     Ok(())
@@ -537,7 +538,7 @@ impl App {
             IncidentAction::Annotate => Some("annotating an incident"),
             _ => None,
         };
-        check_note(note, required)?;
+        check_note(note, required, "note")?;
         let mut extra = Value::Null;
         {
             let mut engine = self.engine();
@@ -620,7 +621,7 @@ impl App {
 
     /// Closes a strategy's circuit breaker (the cause was fixed), recorded for `who`.
     pub fn reset_breaker(&self, strategy: &str, who: &str, note: &str) -> Result<Value, OpError> {
-        check_note(note, None)?;
+        check_note(note, None, "note")?;
         let known = self.strategy_names();
         if !known.iter().any(|n| n == strategy) {
             return Err(OpError::NotFound(format!(
@@ -684,7 +685,7 @@ impl App {
                 req.matchers.len()
             )));
         }
-        check_note(&req.comment, Some("a silence"))?;
+        check_note(&req.comment, Some("a silence"), "comment")?;
         let duration_us = match &req.duration {
             Some(d) => parse_duration(d).map_err(OpError::BadRequest)?,
             None => 3_600 * US_PER_S,

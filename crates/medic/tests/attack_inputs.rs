@@ -3086,7 +3086,6 @@ fn http_layer_limits_are_named() {
 /// A silence without its required `comment`: the error must name `comment` (the field the contract and the answer
 /// to an unknown field both name), not another.
 #[test]
-#[ignore = "input rule broken: a silence without comment is told to give {\"note\"}, a field POST /v1/silences refuses"]
 fn silence_without_comment_names_comment() {
     let tmp = tempfile::tempdir().unwrap();
     let d = Daemon::start(&tmp.path().join("data"), tmp.path());
@@ -3112,7 +3111,6 @@ fn silence_without_comment_names_comment() {
 /// `--server` with a URL that does not parse is a bad argument: a usage error (exit 2), as the README says of
 /// every bad argument.
 #[test]
-#[ignore = "input rule broken: medic --server 'http://[::1' status exits 1 (a failure), not 2 (a usage error)"]
 fn unparseable_server_url_is_a_usage_error() {
     let (code, _, err) = cli(&["--server", "http://[::1", "status"], b"");
     assert!(!err.contains("panicked at"), "{err}");
