@@ -46,6 +46,9 @@ pub const ORPHAN_FILES: &str = "orphan_files";
 pub const MISSING_FILES: &str = "missing_files";
 /// A file nothing names is an orphan once it is this old (younger, it may be a temporary file of an atomic write).
 pub const ORPHAN_AGE_MIN: std::time::Duration = std::time::Duration::from_secs(60);
+/// The structural problem of the index directory replaced under the index (a file, a link, another directory, or
+/// nothing at its path); only a rebuild repairs it, in a directory of its own (`claim`).
+pub const DIRECTORY_REPLACED: &str = "directory_replaced";
 /// Files named one by one in a problem's summary before the rest are only counted.
 const FILES_NAMED_MAX: usize = 8;
 /// tantivy refuses a writer buffer below 15 MB.
@@ -94,8 +97,9 @@ pub struct TextIndex {
     pub(crate) settings: TextSettings,
     pub(crate) fields: Fields,
     faults: Arc<IoFaults>,
-    /// Held for the index's life: the kernel lock on `LOCK`.
-    _lock: File,
+    /// The kernel lock on `LOCK` and the identity of the directory it is in (taken again when a rebuild has to
+    /// claim a new directory).
+    claim: Mutex<(File, crate::claim::Identity)>,
     /// Serializes apply, persist, check and rebuild.
     write: Mutex<()>,
     pub(crate) generation: RwLock<Arc<Generation>>,
@@ -261,20 +265,15 @@ impl TextIndex {
         }
         settings.writer_memory_bytes = settings.writer_memory_bytes.max(WRITER_MEMORY_MIN_BYTES);
         let dir = data_dir.join(index_dir_rel(collection, NAME));
-        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, "create", e))?;
-        let lock_path = dir.join("LOCK");
-        let lock_file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| io_err(&lock_path, "open", e))?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(OpenError::Locked { path: dir }),
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path, "lock", e)),
+        let (lock_file, identity, moved) = crate::claim::claim_and_lock(&dir)?;
+        let (generation, payload, mut report) = Self::load(&dir, &settings, &faults)?;
+        if let Some(aside) = moved {
+            report.reason = Some(format!(
+                "{} was not a directory: moved aside to {}",
+                dir.display(),
+                aside.display()
+            ));
         }
-        let (generation, payload, report) = Self::load(&dir, &settings, &faults)?;
         Self::remove_others(&dir, generation.number);
         let fields =
             schema::fields_of(&generation.index.schema()).map_err(|reason| OpenError::Tantivy {
@@ -287,7 +286,7 @@ impl TextIndex {
             settings,
             fields,
             faults,
-            _lock: lock_file,
+            claim: Mutex::new((lock_file, identity)),
             write: Mutex::new(()),
             generation: RwLock::new(Arc::new(generation)),
             applied: AtomicU64::new(payload.lsn),
@@ -453,6 +452,23 @@ impl TextIndex {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// What is at the index directory's path instead of the directory opened, if anything.
+    fn dir_replaced(&self) -> Option<String> {
+        crate::claim::replaced(&self.dir, lock(&self.claim).1)
+    }
+
+    /// Makes the index directory the index's own again when something replaced it (before a rebuild writes there).
+    fn reclaim(&self) -> Result<(), DerivedError> {
+        let mut claim = lock(&self.claim);
+        if crate::claim::identity(&self.dir) == Some(claim.1) {
+            return Ok(());
+        }
+        let (file, identity, _moved) = crate::claim::claim_and_lock(&self.dir)
+            .map_err(|e| self.damaged(format!("rebuild: {e}")))?;
+        *claim = (file, identity);
+        Ok(())
     }
 
     fn damaged(&self, reason: impl Into<String>) -> DerivedError {
@@ -663,6 +679,10 @@ impl DerivedIndex for TextIndex {
         if applied == persisted {
             return Ok(persisted);
         }
+        if let Some(why) = self.dir_replaced() {
+            // Committing would write through whatever is there now (a link: another index's files).
+            return Err(self.damaged(why));
+        }
         let g = self.current();
         if lock(&g.writer).is_none() {
             // Retired after a failed rollback: only a rebuild gives the index a writer again.
@@ -740,6 +760,7 @@ impl DerivedIndex for TextIndex {
         lsn: u64,
     ) -> Result<(), DerivedError> {
         let _w = lock(&self.write);
+        self.reclaim()?;
         let old = self.current();
         let number = old.number.max(Self::highest_generation(&self.dir)) + 1;
         let g = match self.build_generation(number, docs, lsn) {
@@ -777,6 +798,15 @@ impl DerivedIndex for TextIndex {
         let g = self.current();
         let searcher = g.reader.searcher();
         let mut s = Structure::default();
+        if let Some(why) = self.dir_replaced() {
+            s.problems.push(StructureProblem {
+                code: DIRECTORY_REPLACED.into(),
+                summary: format!(
+                    "{why}: the index is rebuilt from the table in a directory of its own"
+                ),
+            });
+            return Some(s);
+        }
         let deleted: u64 = searcher
             .segment_readers()
             .iter()

@@ -18,6 +18,7 @@
 //! single-term prefix, meta fields and error columns) and the filter.
 
 pub mod chaos;
+mod claim;
 pub mod filter;
 mod index;
 pub mod query;
@@ -33,7 +34,9 @@ mod error;
 
 pub use error::{OpenError, QueryError};
 pub use filter::Filter;
-pub use index::{MISSING_FILES, NAME, ORPHAN_AGE_MIN, ORPHAN_FILES, OpenReport, TextIndex};
+pub use index::{
+    DIRECTORY_REPLACED, MISSING_FILES, NAME, ORPHAN_AGE_MIN, ORPHAN_FILES, OpenReport, TextIndex,
+};
 pub use scan::{Scanned, scan, scan_bounded};
 pub use search::{HighlightOptions, Hit, Include, SearchAnswer, SearchRequest};
 pub use settings::{FieldKind, K_MAX, OFFSET_MAX, TextSettings};

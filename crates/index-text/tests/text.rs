@@ -1232,3 +1232,105 @@ fn an_index_of_an_older_schema_is_quarantined_and_starts_empty() {
     assert_eq!(ids(&idx, "\"quick brown\""), vec!["a", "b"]);
     assert_eq!(ids(&idx, "\"brown fox\""), vec!["a"]);
 }
+
+/// Every file under `dir` with its bytes.
+fn contents(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(contents(&p));
+        } else {
+            out.insert(p.clone(), std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+fn rebuild_docs(texts: &[&str]) -> Vec<(Arc<str>, Arc<Document>)> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let doc = Document {
+                text: t.to_string(),
+                vector: None,
+                meta: None,
+            };
+            (Arc::from(format!("r{i}")), Arc::new(doc))
+        })
+        .collect()
+}
+
+/// The index directory replaced under a running index — by a link to another collection's index, by a file — is
+/// never written through: persist reports the index damaged, the structure check names what is there, and a
+/// rebuild moves it aside (kept, never deleted) and builds in a directory of its own. A link found at open is moved
+/// aside too, never followed to the other index's lock.
+#[test]
+fn an_index_directory_replaced_by_a_link_or_a_file_is_moved_aside_and_rebuilt() {
+    use index_text::DIRECTORY_REPLACED;
+    let tmp = tempfile::tempdir().unwrap();
+    let other = TextIndex::open(tmp.path(), "other", settings()).unwrap();
+    let mut c = put(1, "o1", "other collection words", json!({}));
+    c.collection = Arc::from("other");
+    other.apply(&[c]).unwrap();
+    other.persist().unwrap();
+    let theirs = contents(other.dir());
+    let idx = open(tmp.path());
+    fixture(&idx);
+    let dir = idx.dir().to_path_buf();
+    let aside = |what: &str| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.to_string_lossy()
+                    .contains(&format!("text.not-a-directory-{what}"))
+            })
+            .collect()
+    };
+    let codes = |idx: &TextIndex| -> Vec<String> {
+        let s = idx.structure().unwrap();
+        s.problems.into_iter().map(|p| p.code).collect()
+    };
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(other.dir(), &dir).unwrap();
+    idx.apply(&[put(7, "g", "late words", json!({}))]).unwrap();
+    let e = idx.persist().unwrap_err();
+    assert!(matches!(e, DerivedError::Damaged { .. }), "{e}");
+    assert!(e.to_string().contains("a symbolic link to"), "{e}");
+    assert_eq!(codes(&idx), [DIRECTORY_REPLACED]);
+    assert_eq!(contents(other.dir()), theirs, "written through the link");
+    idx.rebuild(&mut rebuild_docs(&["quick brown fox"]).into_iter(), 50)
+        .unwrap();
+    assert!(std::fs::symlink_metadata(&dir).unwrap().is_dir());
+    assert_eq!(aside("").len(), 1, "the link kept aside");
+    assert_eq!(contents(other.dir()), theirs);
+    assert!(codes(&idx).is_empty());
+    assert_eq!(ids(&idx, "brown"), ["r0"]);
+    idx.apply(&[put(51, "h", "brown hat", json!({}))]).unwrap();
+    assert_eq!(idx.persist().unwrap(), 51);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, vec![9u8; 4096]).unwrap();
+    assert_eq!(codes(&idx), [DIRECTORY_REPLACED]);
+    idx.rebuild(&mut rebuild_docs(&["brown bear"]).into_iter(), 60)
+        .unwrap();
+    assert_eq!(ids(&idx, "brown"), ["r0"]);
+    let kept: Vec<_> = aside("").into_iter().filter(|p| p.is_file()).collect();
+    assert_eq!(kept.len(), 1, "the file kept aside");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), vec![9u8; 4096]);
+    drop(idx);
+
+    // At open: a link to the other (open, locked) index is moved aside, not locked through.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(other.dir(), &dir).unwrap();
+    let idx = open(tmp.path());
+    let why = idx.open_report().reason.clone().unwrap_or_default();
+    assert!(why.contains("moved aside"), "{why}");
+    assert_eq!(idx.applied_lsn(), 0);
+    assert!(std::fs::symlink_metadata(&dir).unwrap().is_dir());
+    assert_eq!(contents(other.dir()), theirs);
+}

@@ -1791,7 +1791,6 @@ fn index_directory_made_immutable_while_serving() {
 }
 
 #[test]
-#[ignore = "promise break: a file in place of idx/<c>/text/: the index stays damaged (degraded scans) and is never rebuilt"]
 fn index_directory_replaced_by_a_file_while_serving() {
     damage_attack(
         seed(0xF1),
@@ -1803,7 +1802,6 @@ fn index_directory_replaced_by_a_file_while_serving() {
 }
 
 #[test]
-#[ignore = "promise break: idx/<c>/text/ a symlink to another collection's text index: the daemon no longer starts after a restart"]
 fn index_directory_replaced_by_a_symlink_to_another_collections_index() {
     damage_attack(seed(0x5_1A4C), &[(Damage::Symlink, ("ta", "text"))]);
 }

@@ -37,6 +37,53 @@ impl Daemon {
         Self::start_with(data, logs, &["--listen", "127.0.0.1:0"])
     }
 
+    /// The URL the daemon prints first; panics with its stderr as soon as it exits without one (or after
+    /// [`START_TIMEOUT`]).
+    fn await_url(
+        child: &mut std::process::Child,
+        rx: &mpsc::Receiver<String>,
+        stderr_path: &Path,
+    ) -> String {
+        let stderr = || std::fs::read_to_string(stderr_path).unwrap_or_default();
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => return line.trim().to_string(),
+                Err(mpsc::RecvTimeoutError::Timeout) if std::time::Instant::now() < deadline => {}
+                // Its stdout closed: it is exiting; its status is waited for a little.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    for _ in 0..50 {
+                        if let Ok(Some(status)) = child.try_wait() {
+                            panic!(
+                                "medic serve exited ({status}) before printing its URL; stderr:\n{}",
+                                stderr()
+                            );
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    let _ = child.kill();
+                    panic!(
+                        "medic serve closed its stdout without a URL; stderr:\n{}",
+                        stderr()
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    panic!(
+                        "medic serve printed no URL within {START_TIMEOUT:?}; stderr:\n{}",
+                        stderr()
+                    );
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "medic serve exited ({status}) before printing its URL; stderr:\n{}",
+                    stderr()
+                );
+            }
+        }
+    }
+
     /// Starts `medic serve --data DATA EXTRA...`; a URL printed for `0.0.0.0` is reached through 127.0.0.1, so
     /// the test's traffic stays on loopback.
     pub fn start_with(data: &Path, logs: &Path, extra: &[&str]) -> Daemon {
@@ -76,16 +123,7 @@ impl Daemon {
             }
             for _ in lines {} // keep draining so the daemon never blocks on stdout
         });
-        let url = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => line.trim().to_string(),
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "medic serve printed no URL within {START_TIMEOUT:?}; stderr:\n{}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                );
-            }
-        };
+        let url = Self::await_url(&mut child, &rx, &stderr_path);
         let url = url.replacen("http://0.0.0.0:", "http://127.0.0.1:", 1);
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
         assert!(
