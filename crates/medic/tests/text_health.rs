@@ -1,6 +1,7 @@
 //! The text index's files checked by the engine under the real `medic serve`: a file in the index directory that
 //! tantivy's `meta.json` does not name (an orphan) is reported by `derived.structure` and removed in place; a file
-//! it names that is missing is found by the derived driver's quick check and the index rebuilt from the table. Searches answer the same throughout.
+//! it names that is missing is found by the derived driver's quick check and the index rebuilt from the table.
+//! Searches answer the same throughout.
 
 mod support;
 
