@@ -84,8 +84,6 @@ pub(crate) struct Generation {
     pub(crate) reader: IndexReader,
     /// The id columns of the segments searched.
     pub(crate) ids: crate::search::IdColumns,
-    /// The stamps of its committed files (`watch`).
-    pub(crate) watch: crate::watch::Watch,
     /// `None` once the generation is retired.
     writer: Mutex<Option<IndexWriter>>,
 }
@@ -106,8 +104,6 @@ pub struct TextIndex {
     write: Mutex<()>,
     pub(crate) generation: RwLock<Arc<Generation>>,
     applied: AtomicU64,
-    /// The highest `applied` ever was ([`TextIndex::applied_high`]).
-    applied_high: AtomicU64,
     persisted: AtomicU64,
     rebuilt: AtomicU64,
     opened: OpenReport,
@@ -167,9 +163,6 @@ fn open_generation(path: &Path, writer_memory: usize) -> Result<(Generation, Pay
         Ok(g) => g.map_err(|e| e.to_string())?,
         Err(_) => return Err("opening the segments failed (damaged files?)".to_string()),
     };
-    generation
-        .watch
-        .check(path, &generation.reader.searcher())?;
     Ok((generation, payload))
 }
 
@@ -191,7 +184,6 @@ fn generation_of(index: Index, path: &Path, writer_memory: usize) -> tantivy::Re
         index,
         reader,
         ids: crate::search::IdColumns::default(),
-        watch: crate::watch::Watch::default(),
         writer: Mutex::new(Some(writer)),
     })
 }
@@ -222,10 +214,7 @@ fn commit(g: &Generation, payload: Payload) -> tantivy::Result<()> {
     prepared.set_payload(&serde_json::to_string(&payload).unwrap_or_default());
     prepared.commit()?;
     drop(w);
-    g.reader.reload()?;
-    // Stamps the files the commit made visible; a difference found here is latched and reported by the next look.
-    let _latched = g.watch.check(&g.path, &g.reader.searcher());
-    Ok(())
+    g.reader.reload()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -301,7 +290,6 @@ impl TextIndex {
             write: Mutex::new(()),
             generation: RwLock::new(Arc::new(generation)),
             applied: AtomicU64::new(payload.lsn),
-            applied_high: AtomicU64::new(payload.lsn),
             persisted: AtomicU64::new(payload.lsn),
             rebuilt: AtomicU64::new(payload.rebuilt_lsn),
             opened: report,
@@ -547,21 +535,6 @@ impl TextIndex {
         Ok(verify::damage(&g.path, &segs))
     }
 
-    /// Whether the live generation's committed files are as they were committed (`watch`: a `stat` of each, no
-    /// read); `Err` names the first that changed under the open index — the generation is then never served again.
-    pub fn files_intact(&self) -> Result<(), DerivedError> {
-        let g = self.current();
-        g.watch
-            .check(&g.path, &g.reader.searcher())
-            .map_err(|why| self.damaged(format!("{}: {why}", g.path.display())))
-    }
-
-    /// The highest LSN ever applied: a failed persist rolls [`DerivedIndex::applied_lsn`] back to the persisted
-    /// one, never this, so a strong search waiting for it to be visible waits for the changes to be applied again.
-    pub fn applied_high(&self) -> u64 {
-        self.applied_high.load(Ordering::Acquire)
-    }
-
     fn rollback_to_persisted(&self, g: &Generation) {
         let mut guard = lock(&g.writer);
         if let Some(w) = guard.as_mut() {
@@ -672,7 +645,6 @@ impl DerivedIndex for TextIndex {
 
     fn apply(&self, changes: &[Change]) -> Result<(), DerivedError> {
         let _w = lock(&self.write);
-        self.files_intact()?;
         let g = self.current();
         let mut guard = lock(&g.writer);
         let writer = guard
@@ -696,13 +668,8 @@ impl DerivedIndex for TextIndex {
                 }
             }
             self.applied.store(c.lsn, Ordering::Release);
-            self.applied_high.fetch_max(c.lsn, Ordering::AcqRel);
         }
         Ok(())
-    }
-
-    fn quick_check(&self) -> Result<(), DerivedError> {
-        self.files_intact()
     }
 
     fn persist(&self) -> Result<u64, DerivedError> {
@@ -716,7 +683,6 @@ impl DerivedIndex for TextIndex {
             // Committing would write through whatever is there now (a link: another index's files).
             return Err(self.damaged(why));
         }
-        self.files_intact()?;
         let g = self.current();
         if lock(&g.writer).is_none() {
             // Retired after a failed rollback: only a rebuild gives the index a writer again.
@@ -815,7 +781,6 @@ impl DerivedIndex for TextIndex {
         }
         *self.generation.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(g);
         self.applied.store(lsn, Ordering::Release);
-        self.applied_high.fetch_max(lsn, Ordering::AcqRel);
         self.persisted.store(lsn, Ordering::Release);
         self.rebuilt.store(lsn, Ordering::Release);
         old.retire();

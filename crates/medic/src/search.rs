@@ -929,9 +929,7 @@ fn wait_for(
             ))
         })?;
     if let Some(t) = text {
-        // The highest LSN it ever applied: a persist that failed drops the unpersisted changes (the applied LSN
-        // goes back to the visible one) until they are applied again from the log.
-        let want = t.applied_high();
+        let want = t.applied_lsn();
         while t.visible_lsn() < want {
             if t0.elapsed() >= wait.timeout {
                 let visible = t.visible_lsn();

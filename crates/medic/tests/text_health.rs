@@ -1,7 +1,6 @@
 //! The text index's files checked by the engine under the real `medic serve`: a file in the index directory that
 //! tantivy's `meta.json` does not name (an orphan) is reported by `derived.structure` and removed in place; a file
-//! it names that is missing is found by the derived driver's quick check and the index rebuilt from the table.
-//! Searches answer the same throughout.
+//! it names that is missing is reported and the index rebuilt from the table. Searches answer the same throughout.
 
 mod support;
 
@@ -86,7 +85,7 @@ fn orphan_files_are_removed_and_missing_files_rebuilt_by_the_engine() {
     );
     assert_eq!(search(&d, "brown"), want);
 
-    // A missing file meta.json names: the index rebuilt from the table.
+    // A missing file meta.json names: reported, and the index rebuilt from the table.
     let rebuilds = {
         let (_, st) = d.json("GET", "/v1/status", None);
         st["derived"]["indexes"]
@@ -116,8 +115,23 @@ fn orphan_files_are_removed_and_missing_files_rebuilt_by_the_engine() {
             .unwrap();
         (t["rebuilds"].as_u64() > Some(rebuilds) && t["state"] == "current").then_some(())
     });
-    // The driver's quick check (a `stat` of every committed file every 200 ms) finds the file gone and rebuilds the
-    // index before the engine's deep tier would list it as `missing_files`: no incident is needed for it.
+    let name = victim.file_name().unwrap().to_string_lossy().to_string();
+    let found = wait_for(
+        "the missing file's incident",
+        Duration::from_secs(30),
+        || {
+            let v = incidents_about(&d, &name);
+            (!v.is_empty()).then_some(v)
+        },
+    );
+    let text = found[0].to_string();
+    assert!(text.contains("missing_files"), "{text}");
+    assert!(text.contains("derived.structure"), "{text}");
+    assert!(text.contains("derived_rebuild"), "{text}");
+    assert_eq!(
+        found[0]["incident"]["resolution"], "auto_repaired",
+        "{text}"
+    );
     assert_eq!(search(&d, "brown"), want);
     d.stop();
 }

@@ -5,9 +5,7 @@
 //! document); catches an index up through the store's one replay of the log when it is behind (just attached, the
 //! feed overflowed, an apply failed for want of a resource) and rebuilds it from the table when the log no longer
 //! covers its applied LSN, when the index holds an LSN the log does not, or when it says it is damaged. Nothing is
-//! rebuilt while the store is degraded (acknowledged records lost). A current index is asked for its cheap
-//! [`DerivedIndex::quick_check`] every [`QUICK_CHECK_MS`] (damaged: rebuilt); a persist that failed and made the
-//! index drop its unpersisted changes has it caught up from the log again (`seen` lowered to what it kept).
+//! rebuilt while the store is degraded (acknowledged records lost).
 //!
 //! Invariants:
 //! - An index only ever receives durable changes, in strictly increasing LSN order, each at most once.
@@ -44,8 +42,6 @@ const APPLY_CHUNK: usize = 1_024;
 const RETRY_MS: u64 = 1_000;
 /// How long the driver waits on an empty feed before it looks at its indexes again.
 const IDLE_WAIT_MS: u64 = 50;
-/// A current index's [`DerivedIndex::quick_check`] is asked at most this often.
-const QUICK_CHECK_MS: u64 = 200;
 
 /// Where an index stands, as [`DerivedSet::status`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,8 +135,6 @@ struct SlotState {
     last_error: Option<String>,
     retry_at: Option<Instant>,
     persisted_at: Instant,
-    /// When the last [`DerivedIndex::quick_check`] was asked.
-    checked_at: Instant,
     changes_since_persist: u64,
     catch_ups: u64,
     rebuilds: u64,
@@ -324,7 +318,6 @@ impl DerivedSet {
                     last_error: Some("attached: catching up from the log".into()),
                     retry_at: None,
                     persisted_at: Instant::now(),
-                    checked_at: Instant::now(),
                     changes_since_persist: 0,
                     catch_ups: 0,
                     rebuilds: 0,
@@ -709,7 +702,6 @@ fn drive(slot: &Slot, store: &Weak<Store>, changes: &[(u64, Option<Change>)], st
     if slot.detached.load(Ordering::Acquire) {
         return;
     }
-    quick_check_if_due(slot);
     let (state, due) = {
         let st = lock(&slot.st);
         (
@@ -795,7 +787,6 @@ fn persist_if_due(slot: &Slot, force: bool) {
     if !due {
         return;
     }
-    let applied = slot.index.applied_lsn();
     let r = slot.index.persist();
     let mut st = lock(&slot.st);
     st.persisted_at = Instant::now();
@@ -808,38 +799,7 @@ fn persist_if_due(slot: &Slot, force: bool) {
             st.state = IndexState::Damaged;
             st.last_error = Some(e.to_string());
         }
-        Err(e) if slot.index.applied_lsn() < applied => {
-            // The index dropped the changes it could not persist: they are applied again from the log, and
-            // until then it is behind (a strong search waits for it or is answered from the table).
-            slot.seen.store(slot.index.applied_lsn(), Ordering::Release);
-            st.changes_since_persist = 0;
-            if st.state != IndexState::Damaged {
-                st.state = IndexState::Behind;
-            }
-            st.last_error = Some(format!("persist failed (caught up from the log): {e}"));
-            st.retry_at = Some(Instant::now() + Duration::from_millis(RETRY_MS));
-        }
         Err(e) => st.last_error = Some(format!("persist failed (retried): {e}")),
-    }
-}
-
-/// Asks a current index for its [`DerivedIndex::quick_check`] (at most every [`QUICK_CHECK_MS`]); a damaged one
-/// is marked for a rebuild.
-fn quick_check_if_due(slot: &Slot) {
-    {
-        let mut st = lock(&slot.st);
-        if st.state != IndexState::Current
-            || st.checked_at.elapsed() < Duration::from_millis(QUICK_CHECK_MS)
-        {
-            return;
-        }
-        st.checked_at = Instant::now();
-    }
-    if let Err(e @ DerivedError::Damaged { .. }) = slot.index.quick_check() {
-        let mut st = lock(&slot.st);
-        st.state = IndexState::Damaged;
-        st.last_error = Some(e.to_string());
-        st.retry_at = None;
     }
 }
 

@@ -200,13 +200,6 @@ pub trait DerivedIndex: Send + Sync {
         lsn: u64,
     ) -> Result<(), DerivedError>;
 
-    /// A cheap look (no read of the data, a few `stat` calls at most) at whether the files the index serves from
-    /// are still the ones it wrote; the driver asks every round while the index is current. `Err(Damaged)` has it
-    /// rebuilt.
-    fn quick_check(&self) -> Result<(), DerivedError> {
-        Ok(())
-    }
-
     /// Measures the index's own structure (`None`: it has none worth measuring). Runs on the engine's deep tier,
     /// with applying held still; it must not take much longer than a scan of the index's links.
     fn structure(&self) -> Option<Structure> {
