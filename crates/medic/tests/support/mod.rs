@@ -664,6 +664,14 @@ pub fn attack_seed(default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// A generator's first state for `seed` (splitmix64, so that neighbouring seeds start far apart; never 0).
+pub fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) | 1
+}
+
 /// xorshift64*: small, seeded, reproducible. `rng` must not be 0.
 pub fn xorshift(rng: &mut u64) -> u64 {
     *rng ^= *rng >> 12;
