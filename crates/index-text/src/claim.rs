@@ -45,19 +45,7 @@ pub(crate) fn replaced(dir: &Path, opened: Identity) -> Option<String> {
 /// Makes `dir` a directory: whatever else is at its path is moved aside first (see the module doc). Returns where
 /// it went.
 pub(crate) fn claim(dir: &Path) -> std::io::Result<Option<PathBuf>> {
-    let moved = match fs::symlink_metadata(dir) {
-        Ok(m) if !m.is_dir() => {
-            let us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros());
-            let mut aside = dir.as_os_str().to_os_string();
-            aside.push(format!(".not-a-directory-{us}"));
-            let aside = PathBuf::from(aside);
-            fs::rename(dir, &aside)?;
-            Some(aside)
-        }
-        _ => None,
-    };
+    let moved = store::io::move_aside_non_directory(dir)?;
     fs::create_dir_all(dir)?;
     Ok(moved)
 }

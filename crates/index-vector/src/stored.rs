@@ -124,12 +124,14 @@ impl IndexFile {
             context: format!("{context} {}", self.path.display()),
             source,
         };
-        move_aside_non_directory(&self.dir).map_err(|e| {
-            io_err(
-                "moving aside what is not a directory at the directory of",
-                e,
-            )
-        })?;
+        store::io::move_aside_non_directory(&self.dir)
+            .map(drop)
+            .map_err(|e| {
+                io_err(
+                    "moving aside what is not a directory at the directory of",
+                    e,
+                )
+            })?;
         std::fs::create_dir_all(&self.dir).map_err(|e| io_err("creating the directory of", e))?;
         io::write_file_atomic(&self.faults, &self.path, &bytes)
             .map_err(|e| io_err("writing", e))?;
@@ -163,22 +165,5 @@ impl IndexFile {
                 Ok(_) => Vec::new(),
             },
         }
-    }
-}
-
-/// Anything but a directory at an index directory's path (a file, a link) is moved aside to
-/// `<name>.not-a-directory-<µs>` beside it, never followed nor deleted, so the index can write in a directory of its
-/// own there.
-fn move_aside_non_directory(dir: &std::path::Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(dir) {
-        Ok(m) if !m.is_dir() => {
-            let us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros());
-            let mut aside = dir.as_os_str().to_os_string();
-            aside.push(format!(".not-a-directory-{us}"));
-            std::fs::rename(dir, aside)
-        }
-        _ => Ok(()),
     }
 }

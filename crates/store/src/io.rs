@@ -486,6 +486,25 @@ pub fn sync_dir(faults: &IoFaults, dir: &Path) -> io::Result<()> {
     sync(faults, &f)
 }
 
+/// Moves anything but a directory at `dir`'s path (a file, a link: never followed nor deleted) aside to
+/// `<name>.not-a-directory-<µs>` beside it, so an index can write in a directory of its own there. Returns where it
+/// went, `None` when `dir` is a directory or nothing.
+pub fn move_aside_non_directory(dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            let us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
+            let mut aside = dir.as_os_str().to_os_string();
+            aside.push(format!(".not-a-directory-{us}"));
+            let aside = PathBuf::from(aside);
+            std::fs::rename(dir, &aside)?;
+            Ok(Some(aside))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Writes a whole file atomically: a temp file (created anew, never through a link), fsync, rename over `path`
 /// (which replaces a link at `path` itself, never its target), fsync the directory.
 pub fn write_file_atomic(faults: &IoFaults, path: &Path, bytes: &[u8]) -> io::Result<()> {
