@@ -180,16 +180,11 @@ impl Filter {
         let (lower, upper) = if kind == Some(FieldKind::Integer) {
             (int_bound(lower, true), int_bound(upper, false))
         } else {
-            let mixed = matches!(
-                (&lower, &upper),
-                (
-                    Bound::Included(Number::Int(_)) | Bound::Excluded(Number::Int(_)),
-                    Bound::Included(Number::Float(_)) | Bound::Excluded(Number::Float(_))
-                ) | (
-                    Bound::Included(Number::Float(_)) | Bound::Excluded(Number::Float(_)),
-                    Bound::Included(Number::Int(_)) | Bound::Excluded(Number::Int(_))
-                )
-            );
+            let int = |b: &Bound<Number>| match b {
+                Bound::Included(n) | Bound::Excluded(n) => Some(matches!(n, Number::Int(_))),
+                Bound::Unbounded => None,
+            };
+            let mixed = matches!((int(&lower), int(&upper)), (Some(a), Some(b)) if a != b);
             let float = |b: Bound<Number>| map_bound(&b, |n| Number::Float(n.as_f64()));
             if mixed {
                 (float(lower), float(upper))

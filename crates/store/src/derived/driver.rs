@@ -856,11 +856,11 @@ fn catch_up_from_log(store: &Store, slot: &Slot) -> Result<Option<u64>, StoreErr
         buf.clear();
     };
     let settings = collection::settings_key(&mine);
-    let mut dropped_at = None;
+    let mut dropped = false;
     let cover = store.derived_replay_after(from, &mut |rec: codec::Record| {
         if rec.id == settings && rec.kind != KIND_PUT {
             // An earlier incarnation of the collection ended here (a drop); see below.
-            dropped_at = Some(rec.lsn);
+            dropped = true;
         }
         if rec.id.starts_with(RESERVED_ID_PREFIX) {
             return;
@@ -898,7 +898,7 @@ fn catch_up_from_log(store: &Store, slot: &Slot) -> Result<Option<u64>, StoreErr
             )),
         };
     }
-    if dropped_at.is_some() {
+    if dropped {
         // The log took the index through a drop of its collection: what the dropped incarnation left in it (the
         // dimension its vectors fixed) is not the new one's. Built again from the table instead.
         return Ok(None);
