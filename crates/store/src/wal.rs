@@ -14,7 +14,9 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::codec::{self, Decoded, Record, crc_of, decode_record};
+use crate::codec::{
+    self, Decoded, RECORD_FIXED_BYTES, RECORD_HEADER_BYTES, Record, crc_of, decode_record,
+};
 use std::sync::Arc;
 
 use crate::ahead::{self, Ahead, Copies};
@@ -323,9 +325,21 @@ impl Past<'_> {
     /// garbage bytes) leaves neither, and stays damage.
     fn all_of_batch(&self, in_flight: u64, journaled: Option<u64>) -> Option<u64> {
         let mut hi = None;
-        for copy in std::iter::once(self.main).chain(self.mirror) {
-            let past = records_past(copy, self.pos, self.last_lsn, self.record_bytes_max);
-            let next = past.first().map_or(nonzero_end(copy), |(at, _)| *at);
+        let copies: Vec<_> = std::iter::once(self.main).chain(self.mirror).collect();
+        let pasts: Vec<_> = copies
+            .iter()
+            .map(|c| records_past(c, self.pos, self.last_lsn, self.record_bytes_max))
+            .collect();
+        // Where valid records resume in any copy: the record at the hole ends there at the latest.
+        let resume = pasts
+            .iter()
+            .filter_map(|p| p.first().map(|(at, _)| *at))
+            .min();
+        for (copy, past) in copies.into_iter().zip(pasts) {
+            let next = match past.first() {
+                Some((at, _)) => *at,
+                None => self.invalid_reach(copy, resume),
+            };
             let interrupted = match journaled == Some(in_flight) {
                 true => looks_torn(copy, self.pos, next),
                 false => looks_unwritten(copy, self.pos, next),
@@ -341,6 +355,30 @@ impl Past<'_> {
             }
         }
         hi
+    }
+
+    /// How far the invalid bytes at the hole reach in a copy with no valid record past it: to the copy's last
+    /// non-zero byte, or — when the hole starts with the header of the record expected there (a length within
+    /// bounds, the next LSN, and an end no later than `resume`, where valid records resume in another copy) — to
+    /// that record's claimed end, if further. A record whose first sector was written and whose later sectors were
+    /// not ends its non-zero bytes inside its first sector; the zeros of the unwritten sectors it claims are what
+    /// [`looks_unwritten`] looks for. A header with a flipped length or LSN claims nothing (or claims past `resume`).
+    fn invalid_reach(&self, copy: &[u8], resume: Option<usize>) -> usize {
+        let end = nonzero_end(copy);
+        let Some(head) = copy.get(self.pos..self.pos + RECORD_HEADER_BYTES + 8) else {
+            return end;
+        };
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as u64;
+        let lsn = u64::from_le_bytes(head[RECORD_HEADER_BYTES..].try_into().unwrap_or([0; 8]));
+        let expected = self.last_lsn.is_none_or(|l| lsn == l + 1);
+        if len < RECORD_FIXED_BYTES as u64 || len > self.record_bytes_max || !expected {
+            return end;
+        }
+        let claimed = self.pos + RECORD_HEADER_BYTES + len as usize;
+        match resume {
+            Some(r) if claimed <= r => end.max(claimed.min(copy.len())),
+            _ => end,
+        }
     }
 }
 
@@ -433,7 +471,6 @@ pub fn nonzero_end(copy: &[u8]) -> usize {
 /// `last`, the last durable LSN; the upper end is the highest LSN named by the record headers readable in the torn
 /// bytes while they continue the order (unverified: the records are incomplete), else `last + 1`.
 pub fn torn_lsns(tail: &[u8], last: u64, record_bytes_max: u64) -> (u64, u64) {
-    use crate::codec::{RECORD_FIXED_BYTES, RECORD_HEADER_BYTES};
     let (mut pos, mut prev, mut hi) = (0usize, last, last + 1);
     while pos + RECORD_HEADER_BYTES + 8 <= tail.len() {
         let len = u32::from_le_bytes(tail[pos..pos + 4].try_into().unwrap_or([0; 4])) as usize;
@@ -1035,6 +1072,44 @@ mod tests {
             .for_each(|b| *b ^= 0xff);
         let s = scan_after_crash_journaled(&flipped, Some(&flipped), 1 << 20, Some(3));
         assert!(s.damaged.is_some(), "{s:?}");
+    }
+
+    #[test]
+    fn a_record_torn_across_two_sectors_in_different_copies_is_a_torn_tail() {
+        // The big batch (LSNs 4..=7, following LSN 3) in flight when the power failed, the journal lost: LSN 5's
+        // record spans a sector boundary. The main copy's write of its first sector did not reach the disk (zeros
+        // from the record on), its later sectors did (LSNs 6 and 7 valid); the mirror's first sector did, nothing
+        // after it (the record's header, then zeros). Every valid record past the hole is the batch's own: torn.
+        let (img, _) = with_big_batch(0);
+        let at = offsets(&img);
+        let sector_end = (at[5] / SECTOR_BYTES + 1) * SECTOR_BYTES;
+        assert!(sector_end < at[5] + 3000, "the record spans sectors");
+        let mut main = img.clone();
+        main[at[5]..sector_end].fill(0);
+        let mut mirror = img.clone();
+        mirror[sector_end..].fill(0);
+        for (a, b) in [(&main, &mirror), (&mirror, &main)] {
+            let s = scan_after_crash(a, Some(b), 1 << 20);
+            assert!(s.damaged.is_none(), "{:?}", s.damaged);
+            assert_eq!(s.torn.as_ref().map(|t| t.0), Some(at[5] as u64));
+            assert_eq!((s.records.len(), s.torn_lsn_max), (5, Some(7)));
+        }
+        // The same with the mirror's header flipped in its LSN or length: it claims nothing, so damage.
+        for field in [9, 1] {
+            let mut flipped = mirror.clone();
+            flipped[at[5] + field] ^= 0x40;
+            let s = scan_after_crash(&main, Some(&flipped), 1 << 20);
+            assert!(
+                s.torn.is_none() && s.damaged.is_some(),
+                "{field} {:?}",
+                s.torn
+            );
+        }
+        // The mirror's record with garbage (not zeros) in the rest it claims: damage.
+        let mut garbled = mirror.clone();
+        garbled[sector_end..at[6]].fill(0x5a);
+        let s = scan_after_crash(&main, Some(&garbled), 1 << 20);
+        assert!(s.torn.is_none() && s.damaged.is_some(), "{:?}", s.torn);
     }
 
     #[test]
