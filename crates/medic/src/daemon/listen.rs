@@ -48,6 +48,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::Metrics;
+use super::head_errors::{self, Rewrite};
 use crate::config::{Config, DESCRIPTORS_RESERVED, HttpConfig, REFUSALS_MAX};
 
 /// How long a refused connection is kept to deliver its 503 and drain what the client sent.
@@ -367,10 +368,40 @@ impl Drop for InFlight {
     }
 }
 
-/// A client socket that tells its [`Activity`] about every read.
+/// A client socket that tells its [`Activity`] about every read, and gives the HTTP parser's automatic answers a
+/// body naming the limit ([`head_errors`]).
 struct Watched {
     stream: TcpStream,
     activity: Arc<Activity>,
+    /// An automatic answer being sent in place of the parser's (the parser's write is reported written once it is).
+    rewrite: Option<Rewrite>,
+}
+
+impl Watched {
+    /// Writes `written` — or, when it is one of the parser's automatic answers, its replacement — reporting
+    /// `written`'s length once the replacement is all sent.
+    fn poll_answer(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: &[u8],
+    ) -> Option<Poll<io::Result<usize>>> {
+        if self.rewrite.is_none() {
+            self.rewrite = Some(Rewrite::answer_for(written)?);
+        }
+        let r = self.rewrite.as_mut()?;
+        loop {
+            match Pin::new(&mut self.stream).poll_write(cx, r.unsent()) {
+                Poll::Ready(Ok(0)) => {
+                    return Some(Poll::Ready(Err(io::ErrorKind::WriteZero.into())));
+                }
+                Poll::Ready(Ok(n)) if r.advance(n) => break,
+                Poll::Ready(Ok(_)) => continue,
+                other => return Some(other),
+            }
+        }
+        self.rewrite = None;
+        Some(Poll::Ready(Ok(written.len())))
+    }
 }
 
 impl AsyncRead for Watched {
@@ -394,6 +425,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(answer) = self.poll_answer(cx, buf) {
+            return answer;
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -402,6 +436,12 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let mut whole = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (whole.next(), whole.next())
+            && let Some(answer) = self.poll_answer(cx, only)
+        {
+            return answer;
+        }
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
@@ -430,6 +470,7 @@ async fn serve_connection(
     let io = TokioIo::new(Watched {
         stream,
         activity: activity.clone(),
+        rewrite: None,
     });
     let act = activity.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -443,6 +484,7 @@ async fn serve_connection(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
+    head_errors::configure(&mut builder);
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout + limits.idle_timeout);

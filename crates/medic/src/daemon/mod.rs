@@ -19,6 +19,7 @@ mod bulk;
 mod collections;
 pub mod dashboard;
 pub mod error;
+mod head_errors;
 pub mod listen;
 pub mod metrics;
 pub mod openapi;
