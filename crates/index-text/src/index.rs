@@ -720,6 +720,9 @@ impl DerivedIndex for TextIndex {
             // Committing would write through whatever is there now (a link: another index's files).
             return Err(self.damaged(why));
         }
+        // A commit applies the buffered deletes through the segments' maps, and may start a merge that reads them:
+        // never on files changed under the index (a truncated mapped file is a SIGBUS).
+        self.files_intact()?;
         let g = self.current();
         if lock(&g.writer).is_none() {
             // Retired after a failed rollback: only a rebuild gives the index a writer again.

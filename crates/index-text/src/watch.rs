@@ -10,6 +10,8 @@
 //!   either way medic answers it from a scan of the table);
 //! - by the derived driver's [`store::derived::DerivedIndex::quick_check`] every 200 ms, so an index nobody
 //!   searches is found damaged too and rebuilt.
+//! - before each persist: a commit applies the buffered deletes through the segments' maps and may start a merge
+//!   that reads them, so nothing is committed on files changed under the index.
 //!
 //! A file that differs latches the generation damaged: never searched again; the driver rebuilds the index into a
 //! new generation (whose watch starts clean).
@@ -27,9 +29,11 @@
 //! - a change that keeps the length, the modification time and the inode (bytes changed below the file system,
 //!   a write whose time is set back) — only the deep check's checksums ([`crate::TextIndex::verify_files`]) find it;
 //! - `meta.json` and tantivy's `.managed.json` (read at open and reload, not mapped by a searcher);
-//! - a file damaged while a search reads it: that one search may read damaged bytes, and is discarded by the look
-//!   after it; a truncated page it touches is a SIGBUS (a mapped file's pages beyond its end), which no look can
-//!   prevent. A search that began after the damage is never answered from the index;
+//! - a file damaged while something reads it through the map (a search, a commit, a merge tantivy runs): a
+//!   search may read damaged bytes once, and its answer is discarded by the look after it; a truncated page any
+//!   of them touches is a SIGBUS (a mapped file's pages beyond its end) that takes the process down, which no look
+//!   can prevent — the window is the length of that one read. A search that began after the damage is never
+//!   answered from the index, and nothing is committed on it;
 //! - a file damaged between its commit and the look right after it is stamped damaged (the same call, a few `stat`
 //!   calls apart).
 
