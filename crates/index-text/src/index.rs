@@ -84,6 +84,8 @@ pub(crate) struct Generation {
     pub(crate) reader: IndexReader,
     /// The id columns of the segments searched.
     pub(crate) ids: crate::search::IdColumns,
+    /// The stamps of the files its reader maps (`watch`).
+    pub(crate) watch: crate::watch::Watch,
     /// `None` once the generation is retired.
     writer: Mutex<Option<IndexWriter>>,
 }
@@ -104,6 +106,8 @@ pub struct TextIndex {
     write: Mutex<()>,
     pub(crate) generation: RwLock<Arc<Generation>>,
     applied: AtomicU64,
+    /// The highest `applied` ever was ([`TextIndex::applied_high`]).
+    applied_high: AtomicU64,
     persisted: AtomicU64,
     rebuilt: AtomicU64,
     opened: OpenReport,
@@ -163,6 +167,10 @@ fn open_generation(path: &Path, writer_memory: usize) -> Result<(Generation, Pay
         Ok(g) => g.map_err(|e| e.to_string())?,
         Err(_) => return Err("opening the segments failed (damaged files?)".to_string()),
     };
+    // The first look stamps the files the reader maps.
+    generation
+        .watch
+        .check(path, &generation.reader.searcher())?;
     Ok((generation, payload))
 }
 
@@ -184,6 +192,7 @@ fn generation_of(index: Index, path: &Path, writer_memory: usize) -> tantivy::Re
         index,
         reader,
         ids: crate::search::IdColumns::default(),
+        watch: crate::watch::Watch::default(),
         writer: Mutex::new(Some(writer)),
     })
 }
@@ -214,7 +223,11 @@ fn commit(g: &Generation, payload: Payload) -> tantivy::Result<()> {
     prepared.set_payload(&serde_json::to_string(&payload).unwrap_or_default());
     prepared.commit()?;
     drop(w);
-    g.reader.reload()
+    g.reader.reload()?;
+    // Stamps the files the commit made visible. A difference found here is latched: the next search or quick
+    // check reports it.
+    let _latched = g.watch.check(&g.path, &g.reader.searcher());
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -290,6 +303,7 @@ impl TextIndex {
             write: Mutex::new(()),
             generation: RwLock::new(Arc::new(generation)),
             applied: AtomicU64::new(payload.lsn),
+            applied_high: AtomicU64::new(payload.lsn),
             persisted: AtomicU64::new(payload.lsn),
             rebuilt: AtomicU64::new(payload.rebuilt_lsn),
             opened: report,
@@ -535,6 +549,24 @@ impl TextIndex {
         Ok(verify::damage(&g.path, &segs))
     }
 
+    /// Whether the files the live generation's reader maps are as they were committed (`watch`: a `stat` of
+    /// each, no read); `Err(Damaged)` names the first that changed under the open index — the generation is then
+    /// never searched again, and the driver rebuilds the index.
+    pub fn files_intact(&self) -> Result<(), DerivedError> {
+        let g = self.current();
+        g.watch
+            .check(&g.path, &g.reader.searcher())
+            .map_err(|why| self.damaged(format!("{}: {why}", g.path.display())))
+    }
+
+    /// The highest LSN the index ever applied. A failed persist drops the changes it could not commit
+    /// ([`DerivedIndex::applied_lsn`] goes back to the persisted LSN until the driver applies them again from the
+    /// log); this never goes back, so a strong search waits until it is visible
+    /// ([`TextIndex::visible_lsn`]) and never takes the persisted state for what was applied.
+    pub fn applied_high(&self) -> u64 {
+        self.applied_high.load(Ordering::Acquire)
+    }
+
     fn rollback_to_persisted(&self, g: &Generation) {
         let mut guard = lock(&g.writer);
         if let Some(w) = guard.as_mut() {
@@ -546,10 +578,10 @@ impl TextIndex {
                     .unwrap_or(false);
             if !ok {
                 *guard = None;
-                return;
             }
         }
         drop(guard);
+        // What was buffered is gone either way (rolled back, or with the retired writer).
         self.applied
             .store(self.persisted.load(Ordering::Acquire), Ordering::Release);
     }
@@ -668,8 +700,13 @@ impl DerivedIndex for TextIndex {
                 }
             }
             self.applied.store(c.lsn, Ordering::Release);
+            self.applied_high.fetch_max(c.lsn, Ordering::AcqRel);
         }
         Ok(())
+    }
+
+    fn quick_check(&self) -> Result<(), DerivedError> {
+        self.files_intact()
     }
 
     fn persist(&self) -> Result<u64, DerivedError> {
@@ -683,6 +720,9 @@ impl DerivedIndex for TextIndex {
             // Committing would write through whatever is there now (a link: another index's files).
             return Err(self.damaged(why));
         }
+        // A commit applies the buffered deletes through the segments' maps, and may start a merge that reads them:
+        // never on files changed under the index (a truncated mapped file is a SIGBUS).
+        self.files_intact()?;
         let g = self.current();
         if lock(&g.writer).is_none() {
             // Retired after a failed rollback: only a rebuild gives the index a writer again.
@@ -781,6 +821,7 @@ impl DerivedIndex for TextIndex {
         }
         *self.generation.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(g);
         self.applied.store(lsn, Ordering::Release);
+        self.applied_high.fetch_max(lsn, Ordering::AcqRel);
         self.persisted.store(lsn, Ordering::Release);
         self.rebuilt.store(lsn, Ordering::Release);
         old.retire();

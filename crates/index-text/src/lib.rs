@@ -7,7 +7,8 @@
 //! - `search`: [`SearchRequest`] → [`SearchAnswer`] (BM25, `k`/`offset`, filter, include, highlight, total);
 //! - [`query`]: the query language, built on tantivy's grammar;
 //! - [`filter`]: the meta filter's JSON shape, as a tantivy query and as a predicate on a meta object;
-//! - `verify`: checksums of every file with plain reads; `schema`: fields and documents;
+//! - `verify`: checksums of every file with plain reads; `watch`: a stamp (length, time, inode) of each file the
+//!   reader maps, looked at around every search and by the driver's quick check; `schema`: fields and documents;
 //! - [`scan()`]: a search answered from the collection's documents without the index (the fallback while no
 //!   usable index exists);
 //! - [`synth`]: a seeded Zipf corpus for tests and the benchmark.
@@ -29,6 +30,7 @@ pub mod settings;
 pub mod synth;
 mod tokens;
 mod verify;
+mod watch;
 
 mod error;
 

@@ -155,7 +155,18 @@ impl TextIndex {
             ids: &g.ids,
         };
         let prepared = view.prepare(req)?;
-        view.answer(&g.reader.searcher(), &prepared, req, lsn, start)
+        let searcher = g.reader.searcher();
+        // The files the searcher maps are looked at before the search (never read a file changed under the
+        // index) and after it (a change meanwhile discards the answer): see `watch`.
+        let intact = || {
+            g.watch
+                .check(&g.path, &searcher)
+                .map_err(|why| QueryError::Index(format!("{}: {why}", g.path.display())))
+        };
+        intact()?;
+        let answer = view.answer(&searcher, &prepared, req, lsn, start)?;
+        intact()?;
+        Ok(answer)
     }
 }
 

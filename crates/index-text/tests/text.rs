@@ -1359,3 +1359,203 @@ fn an_index_directory_replaced_by_a_link_or_a_file_is_moved_aside_and_rebuilt() 
     assert!(std::fs::symlink_metadata(&dir).unwrap().is_dir());
     written_through(&contents(other.dir()), &theirs);
 }
+
+/// A freshly opened index holding the fixture, and the files its searcher maps.
+fn watched_fixture(dir: &Path) -> (TextIndex, Vec<std::path::PathBuf>) {
+    let idx = open(dir);
+    fixture(&idx);
+    assert_eq!(ids(&idx, "brown"), vec!["a", "b", "e"]);
+    idx.quick_check().unwrap();
+    let files = segment_files(&idx.generation_dir());
+    assert!(!files.is_empty());
+    (idx, files)
+}
+
+/// After `damage` changed files under the open index: searches refuse (never read the damaged files), the quick
+/// check says damaged naming the file, and a rebuild serves again.
+fn damage_is_noticed(idx: &TextIndex, what: &str) {
+    match idx.search(&SearchRequest::new("brown", 10)) {
+        Err(QueryError::Index(why)) => {
+            assert!(why.contains("changed under the open index"), "{why}")
+        }
+        other => panic!("{what}: a search answered from damaged files: {other:?}"),
+    }
+    match idx.quick_check() {
+        Err(DerivedError::Damaged { reason, .. }) => {
+            assert!(
+                reason.contains("changed under the open index"),
+                "{what}: {reason}"
+            )
+        }
+        other => panic!("{what}: {other:?}"),
+    }
+    let mut docs = rebuild_docs(&["brown bear"]).into_iter();
+    idx.rebuild(&mut docs, 40).unwrap();
+    idx.quick_check().unwrap();
+    assert_eq!(ids(idx, "brown").len(), 1, "{what}");
+}
+
+#[test]
+fn a_file_truncated_under_the_open_index_is_noticed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (idx, files) = watched_fixture(tmp.path());
+    let f = &files[0];
+    let len = std::fs::metadata(f).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(f)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    damage_is_noticed(&idx, "truncated");
+}
+
+#[test]
+fn a_file_overwritten_with_garbage_under_the_open_index_is_noticed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (idx, files) = watched_fixture(tmp.path());
+    // The same length: only the modification time tells (the inode stays).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    for f in &files {
+        let len = std::fs::metadata(f).unwrap().len() as usize;
+        let garbage: Vec<u8> = (0..len).map(|i| (i * 131 % 251) as u8).collect();
+        std::fs::write(f, garbage).unwrap();
+        assert_eq!(std::fs::metadata(f).unwrap().len() as usize, len);
+    }
+    damage_is_noticed(&idx, "garbage");
+}
+
+#[test]
+fn a_file_replaced_under_the_open_index_is_noticed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (idx, files) = watched_fixture(tmp.path());
+    let f = &files[0];
+    let bytes = std::fs::read(f).unwrap();
+    let other = f.with_extension("copy");
+    std::fs::write(&other, &bytes).unwrap();
+    std::fs::rename(&other, f).unwrap();
+    damage_is_noticed(&idx, "replaced");
+}
+
+/// Many small commits with updates and deletes: tantivy merges segments and removes the merged ones' files while
+/// searches run on other threads. None of it is damage: every search answers, every quick check passes.
+#[test]
+fn merges_and_tantivy_s_own_file_removals_are_never_taken_for_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = Arc::new(open(tmp.path()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let searchers: Vec<_> = (0..2)
+        .map(|_| {
+            let (idx, stop) = (idx.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Err(e) = idx.search(&SearchRequest::new("word", 10)) {
+                        panic!("a search during merges: {e}");
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let gen_dir = idx.generation_dir();
+    let mut seen_segments = std::collections::BTreeSet::new();
+    let mut lsn = 0;
+    for round in 0..120u64 {
+        let mut batch = Vec::new();
+        for j in 0..3u64 {
+            lsn += 1;
+            let id = format!("d{}", (round * 3 + j) % 50);
+            batch.push(put(lsn, &id, &format!("word w{round} w{j}"), json!({})));
+        }
+        if round % 5 == 4 {
+            lsn += 1;
+            batch.push(del(lsn, &format!("d{}", round % 50)));
+        }
+        idx.apply(&batch).unwrap();
+        idx.persist().unwrap();
+        for f in segment_files(&gen_dir) {
+            seen_segments.insert(f.file_stem().unwrap().to_string_lossy().to_string());
+        }
+        idx.quick_check()
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let searches: u64 = searchers.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(searches > 0);
+    idx.quick_check().unwrap();
+    // tantivy merged segments and removed the merged ones' files meanwhile.
+    let live: std::collections::BTreeSet<String> = segment_files(&gen_dir)
+        .iter()
+        .map(|f| f.file_stem().unwrap().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        seen_segments.len() > live.len() + 10,
+        "{} segments seen, {} live: no merge happened",
+        seen_segments.len(),
+        live.len()
+    );
+    assert!(idx.search(&SearchRequest::new("word", 10)).is_ok());
+    let truth = truth_of(&idx, vec![], idx.len() as u64);
+    assert!(idx.check(&truth).unwrap().damage.is_empty());
+}
+
+/// `chattr` on `path` (`+i`: nothing in it can be written, created or removed, even by root).
+fn chattr(flag: &str, path: &Path) {
+    let out = std::process::Command::new("chattr")
+        .args(["-R", flag])
+        .arg(path)
+        .output()
+        .expect("chattr");
+    assert!(
+        out.status.success(),
+        "chattr {flag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A persist that fails (the directory immutable) drops what it could not commit: the applied LSN goes back to
+/// the visible one, while `applied_high` keeps what was applied, so a strong search (which waits until
+/// `applied_high` is visible) never takes the persisted state for the applied one.
+#[test]
+fn a_failed_persist_leaves_the_index_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = open(tmp.path());
+    fixture(&idx);
+    let visible = idx.visible_lsn();
+    idx.apply(&[put(visible + 1, "late", "brown late", json!({}))])
+        .unwrap();
+    assert_eq!(idx.applied_high(), visible + 1);
+    let dir = idx.dir().to_path_buf();
+    chattr("+i", &dir);
+    let persisted = idx.persist();
+    chattr("-i", &dir);
+    assert!(
+        persisted.is_err(),
+        "a persist into an immutable directory: {persisted:?}"
+    );
+    assert_eq!(idx.visible_lsn(), visible);
+    assert_eq!(
+        idx.applied_lsn(),
+        visible,
+        "the unpersisted change is dropped"
+    );
+    assert_eq!(
+        idx.applied_high(),
+        visible + 1,
+        "what was applied is remembered"
+    );
+    assert!(!ids(&idx, "late").contains(&"late".to_string()));
+    // Applied again (the driver catches up from the log), or rebuilt when the writer was retired: visible again.
+    let again = match idx.apply(&[put(visible + 1, "late", "brown late", json!({}))]) {
+        Ok(()) => idx.persist().map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = again {
+        assert!(matches!(e, DerivedError::Damaged { .. }), "{e}");
+        let mut docs = rebuild_docs(&["brown late"]).into_iter();
+        idx.rebuild(&mut docs, visible + 1).unwrap();
+    }
+    assert!(idx.visible_lsn() >= idx.applied_high());
+}

@@ -929,8 +929,15 @@ fn wait_for(
             ))
         })?;
     if let Some(t) = text {
-        let want = t.applied_lsn();
+        // The highest LSN it ever applied: a failed persist drops the unpersisted changes (its applied LSN goes
+        // back to the visible one) until the driver applies them again from the log.
+        let want = t.applied_high();
         while t.visible_lsn() < want {
+            let state = store.derived().state(t.collection(), index_text::NAME);
+            if state != Some(store::derived::IndexState::Current) {
+                // Behind (a persist failed) or damaged: the caller answers from the table.
+                return Ok(());
+            }
             if t0.elapsed() >= wait.timeout {
                 let visible = t.visible_lsn();
                 return Err(ApiError::unavailable(format!(

@@ -19,15 +19,15 @@
 //! nearest neighbours by brute force for vectors (a vector reads back in its shortest f32 form, so vectors are
 //! compared as f32). Seeds are printed; `MEDIC_ATTACK_SEED=N` replays one.
 //!
-//! Seven tests broke the promise or a contract when this file was written. Four are fixed and now regression
+//! Seven tests broke the promise or a contract when this file was written; all are fixed and now regression
 //! tests: two bulks of different dimensions both acknowledged into a new collection (the batch in flight was
 //! invisible to the next write's validation); a recreated collection refusing vector searches of its new dimension
 //! (its index caught up through the dropped incarnation); a file in place of a text index directory never rebuilt,
 //! and a text index directory symlinked to another collection's stopping the daemon from starting (both now moved
-//! aside and rebuilt). Three are still ignored with the break named (`cargo test -p medic --test
-//! attack_collections -- --ignored --skip soak` runs them): unflagged wrong text answers after text index files
-//! were truncated or overwritten under the running daemon, and a strong search answered 200 unflagged without an
-//! acknowledged document while the text index directory was immutable. The soak
+//! aside and rebuilt); unflagged wrong text answers after text index files were truncated or overwritten under the
+//! running daemon (each file the searcher maps is now stamped and looked at around every search and every 200 ms),
+//! and a strong search answered 200 unflagged without an acknowledged document while the text index directory was
+//! immutable (a failed persist now leaves the index behind). The soak
 //! (more seeds, every damage kind) runs with
 //! `MEDIC_ATTACK_ROUNDS=5 cargo test -p medic --test attack_collections -- --ignored soak`.
 
@@ -1727,8 +1727,8 @@ fn seeded_kinds(
 #[test]
 fn index_directories_damaged_while_serving_never_answer_wrong_and_are_rebuilt() {
     let seed = seed(0x1DA_4A6E);
-    // The damage the daemon survives: a deleted directory anywhere, garbage in a vector index's file. The
-    // others have their own tests below (ignored: promise breaks).
+    // A deleted directory anywhere, garbage in a vector index's file. The other kinds have their own tests
+    // below.
     let mut candidates: Vec<_> = targets()
         .into_iter()
         .map(|t| (Damage::Deleted, t))
@@ -1751,7 +1751,6 @@ fn index_directory_deleted_while_serving() {
 }
 
 #[test]
-#[ignore = "promise break: text index files truncated under the running daemon: unflagged text answers with wrong and repeated hits"]
 fn index_files_truncated_while_serving() {
     damage_attack(
         seed(0x7C),
@@ -1763,7 +1762,6 @@ fn index_files_truncated_while_serving() {
 }
 
 #[test]
-#[ignore = "promise break: text index files overwritten with garbage under the running daemon: unflagged answers with no hits (total 0)"]
 fn index_files_overwritten_with_garbage_while_serving() {
     damage_attack(
         seed(0x6A),
@@ -1775,7 +1773,6 @@ fn index_files_overwritten_with_garbage_while_serving() {
 }
 
 #[test]
-#[ignore = "promise break: text index directory immutable: a strong search answers 200 unflagged without a document acknowledged before it"]
 fn index_directory_made_immutable_while_serving() {
     damage_attack(
         seed(31083118),

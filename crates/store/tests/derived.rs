@@ -27,6 +27,9 @@ struct MapIndex {
     rebuilt: AtomicU64,
     /// While closed, `apply` waits (a stuck index).
     gate: Arc<(Mutex<bool>, Condvar)>,
+    /// While set, `persist` fails and drops the unpersisted changes (back to what `state.json` holds), as the
+    /// text index does when its directory cannot be written.
+    persist_fails: AtomicBool,
 }
 
 impl MapIndex {
@@ -44,6 +47,7 @@ impl MapIndex {
             persisted: AtomicU64::new(applied),
             rebuilt: AtomicU64::new(0),
             gate: Arc::new((Mutex::new(true), Condvar::new())),
+            persist_fails: AtomicBool::new(false),
         }
     }
 
@@ -101,6 +105,20 @@ impl DerivedIndex for MapIndex {
             return Err(DerivedError::Damaged {
                 index: "map".into(),
                 reason: format!("{} was removed", self.file().display()),
+            });
+        }
+        if self.persist_fails.load(Ordering::Acquire) {
+            let kept = std::fs::read(self.file())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<(BTreeMap<String, u64>, u64)>(&b).ok())
+                .map(|(docs, _)| docs)
+                .unwrap_or_default();
+            *self.docs.lock().unwrap() = kept;
+            self.applied.store(persisted, Ordering::Release);
+            return Err(DerivedError::Io {
+                index: "map".into(),
+                context: "persist".into(),
+                source: std::io::Error::from_raw_os_error(1),
             });
         }
         let applied = self.applied_lsn();
@@ -467,6 +485,47 @@ fn a_full_feed_never_blocks_or_fails_a_write_and_the_index_catches_up() {
         cv.notify_all();
     }
     wait_all(&s);
+    let ids: Vec<String> = idx.snapshot().into_keys().collect();
+    assert_eq!(ids, table_ids(&s));
+    assert!(status(&s).catch_ups >= 1);
+    close(s);
+}
+
+/// A persist that fails and drops the unpersisted changes leaves the index behind: the driver's applied LSN goes
+/// down to what the index kept, so a wait for the log (a strong search) waits instead of passing on what was lost;
+/// once persists succeed again the index is caught up from the log and holds every document.
+#[test]
+fn a_failed_persist_that_drops_changes_leaves_the_index_behind_until_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(Store::open(dir.path(), small()).unwrap());
+    let idx = Arc::new(MapIndex::open(dir.path()));
+    s.attach_derived(idx.clone()).unwrap();
+    for i in 0..20 {
+        s.put(&format!("d{i:03}"), doc(i)).unwrap();
+    }
+    wait_all(&s);
+    eventually("the first documents persisted", || {
+        idx.persisted_lsn() == s.stats().last_lsn
+    });
+    idx.persist_fails.store(true, Ordering::Release);
+    for i in 20..40 {
+        s.put(&format!("d{i:03}"), doc(i)).unwrap();
+    }
+    let last = s.stats().last_lsn;
+    eventually("behind after the failed persist", || {
+        status(&s).state == IndexState::Behind
+    });
+    let st = status(&s);
+    assert!(st.applied_lsn < last, "{st:?}");
+    assert!(
+        s.derived()
+            .wait_applied(last, Duration::from_millis(300))
+            .is_err(),
+        "a wait for the log passed on changes the index dropped"
+    );
+    idx.persist_fails.store(false, Ordering::Release);
+    wait_all(&s);
+    eventually("current again", || status(&s).state == IndexState::Current);
     let ids: Vec<String> = idx.snapshot().into_keys().collect();
     assert_eq!(ids, table_ids(&s));
     assert!(status(&s).catch_ups >= 1);

@@ -5,13 +5,19 @@
 //! document); catches an index up through the store's one replay of the log when it is behind (just attached, the
 //! feed overflowed, an apply failed for want of a resource) and rebuilds it from the table when the log no longer
 //! covers its applied LSN, when the index holds an LSN the log does not, or when it says it is damaged. Nothing is
-//! rebuilt while the store is degraded (acknowledged records lost).
+//! rebuilt while the store is degraded (acknowledged records lost). A current index is asked for its cheap
+//! [`DerivedIndex::quick_check`] every [`QUICK_CHECK_MS`] (damaged: rebuilt). A persist that failed and made the
+//! index drop its unpersisted changes (its applied LSN went down) leaves it `behind`: `seen` goes down to what it
+//! kept, so a strong search waits for it (or is answered from the table), and it is caught up from the log again
+//! once a persist succeeds.
 //!
 //! Invariants:
-//! - An index only ever receives durable changes, in strictly increasing LSN order, each at most once.
+//! - An index only ever receives durable changes, in strictly increasing LSN order, each at most once (a change
+//!   it dropped in a failed persist is given again, above its lowered applied LSN).
 //! - `seen` (per index) is the highest LSN the driver handled for it: applied, or deliberately skipped (ids under
 //!   [`RESERVED_ID_PREFIX`](crate::store::RESERVED_ID_PREFIX) belong to medic itself and are never indexed). What a
-//!   reader of the index sees is "the collection as of `seen`".
+//!   reader of the index sees is "the collection as of `seen`". It goes down only when the index dropped changes
+//!   in a failed persist (to the applied LSN the index kept).
 //! - The driver holds the store only through a `Weak`, upgraded for one catch-up or rebuild at a time, so dropping
 //!   the last handle of the store ends the thread.
 //! - Lock order: a slot's `work` lock, then the store's locks; the set's `slots` lock is held only to clone the list.
@@ -42,6 +48,8 @@ const APPLY_CHUNK: usize = 1_024;
 const RETRY_MS: u64 = 1_000;
 /// How long the driver waits on an empty feed before it looks at its indexes again.
 const IDLE_WAIT_MS: u64 = 50;
+/// A current index's [`DerivedIndex::quick_check`] is asked at most this often.
+pub const QUICK_CHECK_MS: u64 = 200;
 
 /// Where an index stands, as [`DerivedSet::status`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +143,8 @@ struct SlotState {
     last_error: Option<String>,
     retry_at: Option<Instant>,
     persisted_at: Instant,
+    /// When the last [`DerivedIndex::quick_check`] was asked.
+    checked_at: Instant,
     changes_since_persist: u64,
     catch_ups: u64,
     rebuilds: u64,
@@ -318,6 +328,7 @@ impl DerivedSet {
                     last_error: Some("attached: catching up from the log".into()),
                     retry_at: None,
                     persisted_at: Instant::now(),
+                    checked_at: Instant::now(),
                     changes_since_persist: 0,
                     catch_ups: 0,
                     rebuilds: 0,
@@ -374,6 +385,13 @@ impl DerivedSet {
     /// Waits until every attached index has applied `lsn` (read-your-writes), at most `timeout`.
     pub fn wait_applied(&self, lsn: u64, timeout: Duration) -> Result<(), LagError> {
         self.wait_applied_by(lsn, timeout, |_, _| true)
+    }
+
+    /// Where the index `collection`/`name` stands (`None`: not attached); [`DerivedSet::status`] for one index,
+    /// without its figures.
+    pub fn state(&self, collection: &str, name: &str) -> Option<IndexState> {
+        self.slot(collection, name)
+            .map(|s| lock(&s.st).state.clone())
     }
 
     /// [`DerivedSet::wait_applied`] for the indexes `wanted(collection, name)` picks only: a search waits for the
@@ -702,6 +720,7 @@ fn drive(slot: &Slot, store: &Weak<Store>, changes: &[(u64, Option<Change>)], st
     if slot.detached.load(Ordering::Acquire) {
         return;
     }
+    quick_check_if_due(slot);
     let (state, due) = {
         let st = lock(&slot.st);
         (
@@ -787,6 +806,7 @@ fn persist_if_due(slot: &Slot, force: bool) {
     if !due {
         return;
     }
+    let applied = slot.index.applied_lsn();
     let r = slot.index.persist();
     let mut st = lock(&slot.st);
     st.persisted_at = Instant::now();
@@ -799,7 +819,40 @@ fn persist_if_due(slot: &Slot, force: bool) {
             st.state = IndexState::Damaged;
             st.last_error = Some(e.to_string());
         }
+        Err(e) if slot.index.applied_lsn() < applied => {
+            // The index dropped the changes it could not persist: behind until they are applied again from the
+            // log (a strong search waits for it, or is answered from the table).
+            slot.seen.store(slot.index.applied_lsn(), Ordering::Release);
+            st.changes_since_persist = 0;
+            if st.state != IndexState::Damaged {
+                st.state = IndexState::Behind;
+            }
+            st.last_error = Some(format!(
+                "persist failed, unpersisted changes dropped (caught up from the log): {e}"
+            ));
+            st.retry_at = Some(Instant::now() + Duration::from_millis(RETRY_MS));
+        }
         Err(e) => st.last_error = Some(format!("persist failed (retried): {e}")),
+    }
+}
+
+/// Asks a current index for its [`DerivedIndex::quick_check`], at most every [`QUICK_CHECK_MS`]; a damaged one is
+/// marked for a rebuild (at once: no retry delay).
+fn quick_check_if_due(slot: &Slot) {
+    {
+        let mut st = lock(&slot.st);
+        if st.state != IndexState::Current
+            || st.checked_at.elapsed() < Duration::from_millis(QUICK_CHECK_MS)
+        {
+            return;
+        }
+        st.checked_at = Instant::now();
+    }
+    if let Err(e @ DerivedError::Damaged { .. }) = slot.index.quick_check() {
+        let mut st = lock(&slot.st);
+        st.state = IndexState::Damaged;
+        st.last_error = Some(e.to_string());
+        st.retry_at = None;
     }
 }
 
@@ -820,6 +873,8 @@ fn sync(store: &Store, slot: &Slot, rebuild: bool) -> Result<u64, StoreError> {
     };
     let mut st = lock(&slot.st);
     match &r {
+        // The catch-up's persist failed and the index dropped what it applied: still behind, retried.
+        Ok(lsn) if slot.seen() < *lsn => {}
         Ok(_) => {
             st.state = IndexState::Current;
             st.last_error = None;

@@ -187,7 +187,16 @@ pub trait DerivedIndex: Send + Sync {
     fn apply(&self, changes: &[Change]) -> Result<(), DerivedError>;
 
     /// Makes every applied change durable in the index's files (with the applied LSN); returns the persisted LSN.
+    /// An index that drops the changes it failed to persist lowers [`DerivedIndex::applied_lsn`] to what it kept;
+    /// the driver then applies them again from the log.
     fn persist(&self) -> Result<u64, DerivedError>;
+
+    /// A cheap look (no read of the data: a few `stat` calls at most) at whether the files the index answers from
+    /// are still the ones it wrote. The driver asks every [`driver::QUICK_CHECK_MS`] while the index is current;
+    /// `Err(Damaged)` has it rebuilt.
+    fn quick_check(&self) -> Result<(), DerivedError> {
+        Ok(())
+    }
 
     /// Compares the index with the table ([`Truth`]) and verifies its own files' checksums.
     fn check(&self, truth: &Truth) -> Result<Agreement, DerivedError>;

@@ -1,0 +1,202 @@
+//! Watching the files a generation's reader maps while it serves them.
+//!
+//! tantivy writes a segment's files once, under names never used again (`<segment uuid>.<ext>`, deletes as
+//! `<uuid>.<opstamp>.del`), and the reader maps them. A file changed under the open index (truncated, overwritten,
+//! replaced by another file) makes searches silently wrong: nothing reads the checksums again. So each file the
+//! reader's *current* searcher uses is stamped — length, modification time, inode — the first time a searcher
+//! listing it is looked at (right after the commit that made it visible: [`crate::index`]'s `commit` looks at once,
+//! and at open), and looked at again with a `stat` of each:
+//! - before and after every search (a difference before: the search is refused; after: the answer is discarded;
+//!   either way medic answers it from a scan of the table);
+//! - by the derived driver's [`store::derived::DerivedIndex::quick_check`] every 200 ms, so an index nobody
+//!   searches is found damaged too and rebuilt.
+//! - before each persist: a commit applies the buffered deletes through the segments' maps and may start a merge
+//!   that reads them, so nothing is committed on files changed under the index.
+//!
+//! A file that differs latches the generation damaged: never searched again; the driver rebuilds the index into a
+//! new generation (whose watch starts clean).
+//!
+//! What follows the segment list: the files looked at are those of the searcher in hand, listed again whenever its
+//! reader generation changes (each commit's reload). A file tantivy removes itself — the segments a merge replaced,
+//! an older `.del` file — is no longer listed by the next searcher; a searcher still holding it reads its map (the
+//! inode lives until the map goes). So a file that is *gone* is never damage here: the map keeps it readable, and
+//! a file gone while `meta.json` still names it is the deep check's `missing_files` (rebuilt). A file gone and
+//! back under the same name with another stamp is damage (tantivy never reuses a name). No stamp is read from a
+//! file that is not there, so a reload racing a `stat` cannot stamp a file wrong: either it is there, as tantivy
+//! wrote it, or it is skipped.
+//!
+//! Not watched, and the bound:
+//! - a change that keeps the length, the modification time and the inode (bytes changed below the file system,
+//!   a write whose time is set back) — only the deep check's checksums ([`crate::TextIndex::verify_files`]) find it;
+//! - `meta.json` and tantivy's `.managed.json` (read at open and reload, not mapped by a searcher);
+//! - a file damaged while something reads it through the map (a search, a commit, a merge tantivy runs): a
+//!   search may read damaged bytes once, and its answer is discarded by the look after it; a truncated page any
+//!   of them touches is a SIGBUS (a mapped file's pages beyond its end) that takes the process down, which no look
+//!   can prevent — the window is the length of that one read. A search that began after the damage is never
+//!   answered from the index, and nothing is committed on it;
+//! - a file damaged between its commit and the look right after it is stamped damaged (the same call, a few `stat`
+//!   calls apart).
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use tantivy::Searcher;
+
+use crate::verify::SEGMENT_EXTENSIONS;
+
+/// Stamps kept beyond those of the current listing (files of earlier listings, some since removed by tantivy)
+/// before the others are forgotten.
+const EXTRA_STAMPS_MAX: usize = 256;
+
+/// What identifies one version of a file without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+/// A file now: its stamp, or `None` when it is not there.
+fn stamp_of(path: &Path) -> std::io::Result<Option<Stamp>> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(Stamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            inode: m.ino(),
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// The reader generation `listed` is for.
+    listed_for: Option<u64>,
+    /// The files that searcher maps (names in the generation directory).
+    listed: Vec<String>,
+    /// The stamp of each file when first looked at.
+    stamps: HashMap<String, Stamp>,
+    /// Latched once a file differs: the generation is never served again.
+    damaged: Option<String>,
+}
+
+/// The stamps of one generation's committed files. See the module doc.
+#[derive(Default)]
+pub(crate) struct Watch {
+    state: Mutex<State>,
+}
+
+/// The files `searcher` maps, as names in the generation directory.
+fn files_of(searcher: &Searcher) -> Vec<String> {
+    let mut out = Vec::new();
+    for reader in searcher.segment_readers() {
+        let uuid = reader.segment_id().uuid_string();
+        for ext in SEGMENT_EXTENSIONS {
+            out.push(format!("{uuid}.{ext}"));
+        }
+        if let Some(opstamp) = reader.delete_opstamp() {
+            out.push(format!("{uuid}.{opstamp}.del"));
+        }
+    }
+    out
+}
+
+impl Watch {
+    /// Looks at every file `searcher` maps in `dir` (its generation directory): stamps the ones not seen before,
+    /// compares the others. `Err` says which file differs and how; it is latched.
+    pub(crate) fn check(&self, dir: &Path, searcher: &Searcher) -> Result<(), String> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(why) = &st.damaged {
+            return Err(why.clone());
+        }
+        let generation = searcher.generation().generation_id();
+        if st.listed_for != Some(generation) {
+            st.listed = files_of(searcher);
+            st.listed_for = Some(generation);
+            st.forget_unlisted();
+        }
+        let State {
+            listed,
+            stamps,
+            damaged,
+            ..
+        } = &mut *st;
+        for name in listed.iter() {
+            let now = match stamp_of(&dir.join(name)) {
+                Ok(Some(now)) => now,
+                // Gone: tantivy removed it after a merge, or someone did; the map still reads it (module doc).
+                Ok(None) => continue,
+                Err(e) => return Err(latch(damaged, format!("{name}: {e}"))),
+            };
+            match stamps.get(name) {
+                None => {
+                    stamps.insert(name.clone(), now);
+                }
+                Some(was) if *was == now => {}
+                Some(was) => return Err(latch(damaged, differs(name, was, &now))),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// Bounds the stamps kept: beyond [`EXTRA_STAMPS_MAX`] more than the listing, only the listing's are kept.
+    fn forget_unlisted(&mut self) {
+        if self.stamps.len() > self.listed.len() + EXTRA_STAMPS_MAX {
+            let keep: std::collections::HashSet<&String> = self.listed.iter().collect();
+            self.stamps.retain(|name, _| keep.contains(name));
+        }
+    }
+}
+
+fn differs(name: &str, was: &Stamp, now: &Stamp) -> String {
+    let what = if now.inode != was.inode {
+        "replaced by another file"
+    } else if now.len != was.len {
+        "its length changed"
+    } else {
+        "rewritten"
+    };
+    format!(
+        "{name} changed under the open index: {what} ({} bytes, was {})",
+        now.len, was.len
+    )
+}
+
+fn latch(damaged: &mut Option<String>, why: String) -> String {
+    *damaged = Some(why.clone());
+    why
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_differs_after_a_truncation_or_an_overwrite_of_the_same_length() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("f");
+        std::fs::write(&p, vec![1u8; 4096]).unwrap();
+        let before = stamp_of(&p).unwrap().unwrap();
+        assert_eq!(stamp_of(&p).unwrap(), Some(before));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&p, vec![2u8; 4096]).unwrap();
+        let rewritten = stamp_of(&p).unwrap().unwrap();
+        assert_eq!(rewritten.len, before.len);
+        assert_ne!(rewritten, before);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(2048)
+            .unwrap();
+        assert_ne!(stamp_of(&p).unwrap(), Some(rewritten));
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(stamp_of(&p).unwrap(), None);
+    }
+}
