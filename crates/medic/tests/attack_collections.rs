@@ -41,46 +41,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Daemon, agent, wait_for};
+use support::{Daemon, Rng, agent, wait_for};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Seeds, randomness, configuration, HTTP.
 // ---------------------------------------------------------------------------------------------------------------
 
 fn seed(default: u64) -> u64 {
-    std::env::var("MEDIC_ATTACK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    support::attack_seed(default)
 }
 
 fn rounds(default: u64) -> u64 {
-    std::env::var("MEDIC_ATTACK_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    support::attack_rounds(default)
 }
 
-/// splitmix64 then xorshift64*: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(support::splitmix(seed))
-    }
-
-    fn next(&mut self) -> u64 {
-        support::xorshift(&mut self.0)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    /// A component exactly representable as f32 (a multiple of 1/256 in (0, 8]): it reads back bit for bit.
-    fn component(&mut self) -> f64 {
-        (1 + self.below(2048)) as f64 / 256.0
-    }
+/// A component exactly representable as f32 (a multiple of 1/256 in (0, 8]): it reads back bit for bit.
+fn component(rng: &mut Rng) -> f64 {
+    (1 + rng.below(2048)) as f64 / 256.0
 }
 
 /// Checks fast enough for a test: shallow every 100 ms, deep every 300 ms, repairs retried after a second.
@@ -239,7 +216,7 @@ fn make_doc(rng: &mut Rng, id: &str, dim: usize, n: u64, extra: &str) -> Value {
     let tag = ["red", "green", "blue"][(n % 3) as usize];
     let mut doc = json!({"text": words.join(" "), "meta": {"n": n, "tag": tag}});
     if dim > 0 {
-        let v: Vec<f64> = (0..dim).map(|_| rng.component()).collect();
+        let v: Vec<f64> = (0..dim).map(|_| component(rng)).collect();
         doc["vector"] = json!(v);
     }
     doc
@@ -1104,7 +1081,7 @@ fn check_searches(
         return;
     }
     for _ in 0..3 {
-        let query: Vec<f64> = (0..dim).map(|_| rng.component()).collect();
+        let query: Vec<f64> = (0..dim).map(|_| component(rng)).collect();
         for exact in [true, false] {
             let a = cl
                 .search(
@@ -1484,7 +1461,7 @@ fn probe(
     let ids: Vec<&String> = docs.keys().collect();
     let id = ids[rng.below(ids.len() as u64) as usize].clone();
     let word = VOCAB[rng.below(5) as usize];
-    let query: Vec<f64> = (0..DIM).map(|_| rng.component()).collect();
+    let query: Vec<f64> = (0..DIM).map(|_| component(rng)).collect();
     let probes = [
         ("token", json!({"text": unique_token(&id), "k": 3})),
         ("word", json!({"text": word, "k": 10})),
@@ -1537,7 +1514,7 @@ fn probe(
 /// A document the writers put during the damage: no vocabulary word, a vector opposite to every query (negative
 /// components), so it never changes what the probes expect.
 fn writer_doc(rng: &mut Rng, id: &str) -> Value {
-    let v: Vec<f64> = (0..DIM).map(|_| -rng.component()).collect();
+    let v: Vec<f64> = (0..DIM).map(|_| -component(rng)).collect();
     json!({"text": format!("{} zulu", unique_token(id)), "vector": v, "meta": {"writer": true}})
 }
 
@@ -1976,7 +1953,7 @@ fn filtered_vectors(
     rng: &mut Rng,
     bad: &mut Vec<String>,
 ) -> bool {
-    let query: Vec<f64> = (0..4).map(|_| rng.component()).collect();
+    let query: Vec<f64> = (0..4).map(|_| component(rng)).collect();
     let mut clean = true;
     for (filter, exact) in [
         (json!({"tag": "blue"}), true),

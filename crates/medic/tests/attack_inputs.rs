@@ -37,7 +37,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::Daemon;
+use support::{Daemon, Rng};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Seeds.
@@ -46,38 +46,11 @@ use support::Daemon;
 const DEFAULT_SEED: u64 = 0x5eed_1a55;
 
 fn seed() -> u64 {
-    std::env::var("MEDIC_ATTACK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SEED)
+    support::attack_seed(DEFAULT_SEED)
 }
 
 fn rounds(default: usize) -> usize {
-    std::env::var("MEDIC_ATTACK_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-/// xorshift64* seeded through splitmix64: small, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(support::splitmix(seed))
-    }
-    fn next(&mut self) -> u64 {
-        support::xorshift(&mut self.0)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
+    support::attack_rounds(default as u64) as usize
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -702,7 +675,7 @@ fn words(rng: &mut Rng, n: usize) -> String {
 
 /// Three `f32`-exact components, not all zero.
 fn vector(rng: &mut Rng) -> Value {
-    let mut v: Vec<f64> = (0..3).map(|_| (rng.below(17) as f64 - 8.0) / 4.0).collect();
+    let mut v: Vec<f64> = (0..3).map(|_| (rng.index(17) as f64 - 8.0) / 4.0).collect();
     if v.iter().all(|x| *x == 0.0) {
         v[0] = 0.5;
     }
@@ -710,7 +683,7 @@ fn vector(rng: &mut Rng) -> Value {
 }
 
 fn meta(rng: &mut Rng) -> Value {
-    let mut m = json!({"lang": rng.pick(&["en", "fr", "de"]), "year": 1990 + rng.below(40),
+    let mut m = json!({"lang": rng.pick(&["en", "fr", "de"]), "year": 1990 + rng.index(40),
                        "draft": rng.chance(50)});
     if rng.chance(30) {
         m["tags"] = json!([words(rng, 1), words(rng, 1)]);
@@ -722,7 +695,7 @@ fn meta(rng: &mut Rng) -> Value {
 }
 
 fn doc_body(rng: &mut Rng) -> Value {
-    let n = 1 + rng.below(12);
+    let n = 1 + rng.index(12);
     let mut d = json!({"text": words(rng, n)});
     if rng.chance(70) {
         d["vector"] = vector(rng);
@@ -734,7 +707,7 @@ fn doc_body(rng: &mut Rng) -> Value {
 }
 
 fn doc_id(rng: &mut Rng) -> String {
-    format!("fz-{}", rng.below(40))
+    format!("fz-{}", rng.index(40))
 }
 
 fn coll_of(rng: &mut Rng) -> String {
@@ -756,7 +729,7 @@ fn case(label: &str, req: Req, expect: Expect) -> Case {
 fn gen_docs(rng: &mut Rng) -> Case {
     let coll = coll_of(rng);
     let id = doc_id(rng);
-    match rng.below(4) {
+    match rng.index(4) {
         0 | 1 => {
             let mut e = Expect::ok();
             e.effect = Effect::Put(coll.clone());
@@ -786,7 +759,7 @@ fn gen_docs(rng: &mut Rng) -> Case {
 
 fn gen_bulk(rng: &mut Rng) -> Case {
     let coll = coll_of(rng);
-    let lines: String = (0..1 + rng.below(15))
+    let lines: String = (0..1 + rng.index(15))
         .map(|_| {
             let mut d = doc_body(rng);
             d["id"] = json!(doc_id(rng));
@@ -806,16 +779,16 @@ fn gen_bulk(rng: &mut Rng) -> Case {
 }
 
 fn search_body(rng: &mut Rng, ivf: bool) -> Value {
-    let kind = rng.below(3); // 0 text, 1 vector, 2 hybrid
-    let mut b = json!({"k": 1 + rng.below(20)});
+    let kind = rng.index(3); // 0 text, 1 vector, 2 hybrid
+    let mut b = json!({"k": 1 + rng.index(20)});
     if kind != 1 {
-        let q = match rng.below(5) {
+        let q = match rng.index(5) {
             0 => format!("{} OR {}", words(rng, 1), words(rng, 1)),
             1 => format!("\"{}\"", words(rng, 2)),
             2 => format!("{}*", &words(rng, 1)[..3]),
             3 => format!("+{} -{}", words(rng, 1), words(rng, 1)),
             _ => {
-                let n = 1 + rng.below(3);
+                let n = 1 + rng.index(3);
                 words(rng, n)
             }
         };
@@ -828,30 +801,30 @@ fn search_body(rng: &mut Rng, ivf: bool) -> Value {
             };
         }
         if kind == 0 && rng.chance(30) {
-            b["scan_docs_max"] = json!(1 + rng.below(1000));
+            b["scan_docs_max"] = json!(1 + rng.index(1000));
             b["allow_partial"] = json!(rng.chance(50));
         }
     }
     if kind != 0 {
         b["vector"] = vector(rng);
         if rng.chance(30) {
-            b["ef"] = json!(1 + rng.below(200));
+            b["ef"] = json!(1 + rng.index(200));
         }
         if rng.chance(20) {
             b["exact"] = json!(true);
         }
         if ivf && rng.chance(30) {
-            b["probes"] = json!(1 + rng.below(8));
+            b["probes"] = json!(1 + rng.index(8));
         }
     }
     if kind == 2 && rng.chance(50) {
-        b["hybrid"] = json!({"text_weight": rng.below(3) + 1, "vector_weight": rng.below(3)});
+        b["hybrid"] = json!({"text_weight": rng.index(3) + 1, "vector_weight": rng.index(3)});
     }
     if rng.chance(30) {
-        b["offset"] = json!(rng.below(30));
+        b["offset"] = json!(rng.index(30));
     }
     if rng.chance(40) {
-        b["filter"] = match rng.below(4) {
+        b["filter"] = match rng.index(4) {
             0 => json!({"lang": "en"}),
             1 => json!({"year": {"gte": 2000, "lt": 2020}}),
             2 => json!({"or": [{"lang": "fr"}, {"not": {"draft": true}}]}),
@@ -882,10 +855,10 @@ fn gen_search(rng: &mut Rng) -> Case {
 }
 
 fn gen_collections(rng: &mut Rng) -> Case {
-    let name = format!("s{}", rng.below(4));
-    match rng.below(5) {
+    let name = format!("s{}", rng.index(4));
+    match rng.index(5) {
         0 => {
-            let mut s = json!({"dimension": 2 + rng.below(6), "metric": rng.pick(&["cosine", "dot", "l2"])});
+            let mut s = json!({"dimension": 2 + rng.index(6), "metric": rng.pick(&["cosine", "dot", "l2"])});
             if rng.chance(50) {
                 s["index"] = json!(rng.pick(&["hnsw", "ivf", "flat"]));
             }
@@ -935,7 +908,7 @@ fn gen_collections(rng: &mut Rng) -> Case {
 }
 
 fn gen_operators(rng: &mut Rng) -> Case {
-    let id = 1 + rng.below(5);
+    let id = 1 + rng.index(5);
     let action = *rng.pick(&[
         "approve",
         "deny",
@@ -945,7 +918,7 @@ fn gen_operators(rng: &mut Rng) -> Case {
         "annotate",
         "false-positive",
     ]);
-    match rng.below(7) {
+    match rng.index(7) {
         0 => {
             let q = *rng.pick(&[
                 "",
@@ -1006,7 +979,7 @@ fn gen_operators(rng: &mut Rng) -> Case {
 }
 
 fn gen_reads(rng: &mut Rng) -> Case {
-    let path = match rng.below(14) {
+    let path = match rng.index(14) {
         0 => "/v1/history".to_string(),
         1 => format!(
             "/v1/history?metric=store.documents&since={}&step={}",
@@ -1021,7 +994,7 @@ fn gen_reads(rng: &mut Rng) -> Case {
         3 => "/v1/reports/daily?date=2026-12-01".into(),
         4 => format!(
             "/v1/kpis/history?days={}&step={}",
-            1 + rng.below(14),
+            1 + rng.index(14),
             rng.pick(&["day", "hour"])
         ),
         5 => "/v1/escalations/latest".into(),
@@ -1031,7 +1004,7 @@ fn gen_reads(rng: &mut Rng) -> Case {
         9 => "/metrics".into(),
         10 => "/openapi.json".into(),
         11 => "/".into(),
-        12 => format!("/v1/incidents/{}/bundle", 1 + rng.below(3)),
+        12 => format!("/v1/incidents/{}/bundle", 1 + rng.index(3)),
         _ => "/v1/breakers".into(),
     };
     let missing_ok = path.ends_with("/bundle");
@@ -1070,7 +1043,7 @@ fn gen_misc(rng: &mut Rng) -> Case {
 
 /// A valid request of a seeded endpoint, weighted towards the ones that carry input.
 fn generate(rng: &mut Rng) -> Case {
-    match rng.below(20) {
+    match rng.index(20) {
         0..=4 => gen_docs(rng),
         5..=7 => gen_bulk(rng),
         8..=11 => gen_search(rng),
@@ -1119,10 +1092,10 @@ fn weird_token(rng: &mut Rng) -> (String, bool) {
         "'s'",
         "undefined",
     ];
-    match rng.below(10) {
+    match rng.index(10) {
         0..=5 => (rng.pick(VALID).to_string(), true),
         6 | 7 => (rng.pick(INVALID).to_string(), false),
-        8 => match rng.below(3) {
+        8 => match rng.index(3) {
             // Nested 10,000 deep: valid JSON, deeper than any parser should recurse.
             0 => ("[".repeat(10_000) + &"]".repeat(10_000), true),
             1 => ("{\"a\":".repeat(10_000) + "1" + &"}".repeat(10_000), true),
@@ -1200,7 +1173,7 @@ const QUERY_BITS: &[&str] = &[
 ];
 
 fn garbage_query(rng: &mut Rng) -> String {
-    let n = 1 + rng.below(6);
+    let n = 1 + rng.index(6);
     (0..n)
         .map(|_| *rng.pick(QUERY_BITS))
         .collect::<Vec<_>>()
@@ -1214,7 +1187,7 @@ fn mutate_field(rng: &mut Rng, c: &mut Case) -> String {
     };
     let keys: Vec<String> = obj.keys().cloned().collect();
     c.expect.ok = false;
-    match rng.below(5) {
+    match rng.index(5) {
         4 if is_search(c) && obj.contains_key("text") => {
             let q = garbage_query(rng);
             obj.insert("text".into(), json!(q));
@@ -1275,7 +1248,7 @@ fn mutate_deep(rng: &mut Rng, c: &mut Case) -> String {
                 let keys: Vec<String> = m.keys().cloned().collect();
                 Some(rng.pick(&keys).clone())
             }
-            Value::Array(a) if !a.is_empty() => Some(rng.below(a.len()).to_string()),
+            Value::Array(a) if !a.is_empty() => Some(rng.index(a.len()).to_string()),
             _ => None,
         };
         match next_key {
@@ -1310,7 +1283,7 @@ fn mutate_bytes(rng: &mut Rng, c: &mut Case) -> String {
     let ndjson = c.req.headers.iter().any(|(_, v)| v.contains("ndjson"));
     let was_ok = c.expect.ok;
     c.expect.ok = false;
-    match rng.below(5) {
+    match rng.index(5) {
         4 if ndjson => {
             // CRLF line ends: JSON whitespace, so the body stays valid.
             c.req.body = String::from_utf8_lossy(&c.req.body)
@@ -1326,7 +1299,7 @@ fn mutate_bytes(rng: &mut Rng, c: &mut Case) -> String {
             "byte order mark".into()
         }
         0 => {
-            let cut = 1 + rng.below(c.req.body.len() - 2);
+            let cut = 1 + rng.index(c.req.body.len() - 2);
             c.req.body.truncate(cut);
             let text = String::from_utf8_lossy(&c.req.body).into_owned();
             let bad_line = text
@@ -1403,7 +1376,7 @@ fn mutate_path(rng: &mut Rng, c: &mut Case) -> String {
     let segs: Vec<&str> = c.req.path.split('?').next().unwrap().split('/').collect();
     c.expect.ok = false;
     if segs.len() >= 4 && segs[segs.len() - 2] == "docs" {
-        let id = match rng.below(4) {
+        let id = match rng.index(4) {
             0 => "x".repeat(257),
             1 => "x".repeat(256),
             _ => rng.pick(IDS).to_string(),
@@ -1419,7 +1392,7 @@ fn mutate_path(rng: &mut Rng, c: &mut Case) -> String {
         return format!("id {}", &id[..id.len().min(20)]);
     }
     if segs.len() >= 4 && segs[1] == "v1" && segs[2] == "collections" {
-        let mut name = match rng.below(3) {
+        let mut name = match rng.index(3) {
             0 => "a".repeat(65),
             _ => rng.pick(COLLS).to_string(),
         };
@@ -1492,7 +1465,7 @@ fn mutate_query(rng: &mut Rng, c: &mut Case) -> String {
 
 /// Headers: wrong or odd `Content-Type`, chunked encoding, `Expect`, absurd sizes and counts, a short length.
 fn mutate_headers(rng: &mut Rng, c: &mut Case) -> String {
-    match rng.below(8) {
+    match rng.index(8) {
         0 => {
             let ct = *rng.pick(&[
                 "text/plain",
@@ -1525,13 +1498,13 @@ fn mutate_headers(rng: &mut Rng, c: &mut Case) -> String {
         }
         4 => {
             c.req
-                .set_header("X-Fuzz", &"h".repeat(60_000 + rng.below(60_000)));
+                .set_header("X-Fuzz", &"h".repeat(60_000 + rng.index(60_000)));
             c.expect.ok = false;
             c.expect.protocol = true;
             "huge header".into()
         }
         5 => {
-            for i in 0..150 + rng.below(300) {
+            for i in 0..150 + rng.index(300) {
                 c.req.headers.push((format!("X-F{i}"), "v".into()));
             }
             c.expect.ok = false;
@@ -1567,13 +1540,13 @@ fn mutate_line(rng: &mut Rng, c: &mut Case) -> String {
     if lines.is_empty() {
         return "no lines".into();
     }
-    let n = rng.below(lines.len());
+    let n = rng.index(lines.len());
     let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(&lines[n]) else {
         return "no json line".into();
     };
     let was_ok = c.expect.ok;
     c.expect.ok = false;
-    let bad = match rng.below(3) {
+    let bad = match rng.index(3) {
         0 => {
             obj.remove("id");
             lines[n] = Value::Object(obj).to_string();
@@ -1623,10 +1596,10 @@ fn mutate(rng: &mut Rng, c: &mut Case) {
     if rng.chance(25) {
         return;
     }
-    let count = 1 + rng.below(2);
+    let count = 1 + rng.index(2);
     for _ in 0..count {
         let ndjson = c.req.headers.iter().any(|(_, v)| v.contains("ndjson"));
-        let what = match rng.below(9) {
+        let what = match rng.index(9) {
             0 | 1 if ndjson => mutate_line(rng, c),
             0 | 1 => mutate_field(rng, c),
             2 => mutate_deep(rng, c),

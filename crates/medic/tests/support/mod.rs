@@ -664,6 +664,47 @@ pub fn attack_seed(default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// An attack's number of rounds: `MEDIC_ATTACK_ROUNDS` when set (a soak), else `default`.
+pub fn attack_rounds(default: u64) -> u64 {
+    std::env::var("MEDIC_ATTACK_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// An attack's generator: xorshift64* seeded through splitmix64; small, reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(splitmix(seed))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        xorshift(&mut self.0)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// [`Rng::below`] for an index or a count: a number in `0..n` (0 when `n` is 0).
+    pub fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.index(100) < percent
+    }
+
+    /// One of `items` (which must not be empty).
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.index(items.len())]
+    }
+}
+
 /// A generator's first state for `seed` (splitmix64, so that neighbouring seeds start far apart; never 0).
 pub fn splitmix(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
