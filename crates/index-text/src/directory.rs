@@ -12,22 +12,24 @@
 //! - names are flat file names (tantivy uses no subdirectories); a name with a separator, `.` or `..` is refused;
 //! - a symbolic link at a file's name is refused on read, write and delete with an error naming the file, never
 //!   followed (an atomic write renames over the name, which replaces a link itself, never its target);
-//! - reads map the opened file (an empty file is empty bytes: it cannot be mapped); writes go through a buffered
-//!   writer whose termination flushes and `fdatasync`s; `atomic_write` is a temporary `.tmp…` file (what open
-//!   removes when a killed process left one), `fdatasync`, `renameat` over the name and an `fsync` of the held
-//!   directory;
+//! - reads map the opened file (an empty file is empty bytes: it cannot be mapped), one map per file shared while it
+//!   is in use, as tantivy's own directory does (a reader reload opens every segment's files again); writes go
+//!   through a buffered writer whose termination flushes and `fdatasync`s; `atomic_write` is a temporary `.tmp…`
+//!   file (what open removes when a killed process left one), `fdatasync`, `renameat` over the name and an `fsync`
+//!   of the held directory;
 //! - tantivy's lock files are taken with kernel locks on files opened relative to the descriptor (released with the
 //!   process, so a crash leaves no stale lock);
 //! - `watch` never fires: medic's reader reloads by hand ([`tantivy::ReloadPolicy::Manual`]) after each commit.
 
-use std::ffi::OsStr;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -50,7 +52,25 @@ struct Inner {
     fd: OwnedFd,
     /// The path it was opened at, for messages only: nothing is opened through it again.
     path: PathBuf,
+    /// The maps in use by name, shared by every reader of a file (a reader reload opens every segment's files
+    /// again); a file's entry goes when it is deleted or replaced through this directory.
+    maps: Mutex<HashMap<OsString, Weak<memmap2::Mmap>>>,
 }
+
+/// A shared map as the owner of tantivy's `OwnedBytes`.
+struct SharedMap(Arc<memmap2::Mmap>);
+
+impl std::ops::Deref for SharedMap {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+// SAFETY: the bytes live in the mapping the `Arc` keeps alive; moving the `SharedMap` moves neither.
+#[allow(unsafe_code)]
+unsafe impl stable_deref_trait::StableDeref for SharedMap {}
 
 impl fmt::Debug for HeldDirectory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -92,6 +112,7 @@ impl HeldDirectory {
             inner: Arc::new(Inner {
                 fd,
                 path: path.to_path_buf(),
+                maps: Mutex::default(),
             }),
         })
     }
@@ -133,8 +154,15 @@ impl HeldDirectory {
         self.open_at(name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL)
     }
 
+    fn maps(&self) -> MutexGuard<'_, HashMap<OsString, Weak<memmap2::Mmap>>> {
+        self.inner.maps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn read_handle(&self, path: &Path) -> io::Result<OwnedBytes> {
         let name = file_name(path)?;
+        if let Some(map) = self.maps().get(name).and_then(Weak::upgrade) {
+            return Ok(OwnedBytes::new(SharedMap(map)));
+        }
         let file = self.open_at(name, OFlags::RDONLY)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
@@ -146,7 +174,11 @@ impl HeldDirectory {
         if meta.len() == 0 {
             return Ok(OwnedBytes::empty());
         }
-        map(&file).map(OwnedBytes::new)
+        let map = Arc::new(map(&file)?);
+        let mut maps = self.maps();
+        maps.retain(|_, m| m.strong_count() > 0);
+        maps.insert(name.to_os_string(), Arc::downgrade(&map));
+        Ok(OwnedBytes::new(SharedMap(map)))
     }
 
     fn write_atomically(&self, path: &Path, data: &[u8]) -> io::Result<()> {
@@ -171,6 +203,7 @@ impl HeldDirectory {
             let _gone = rustix::fs::unlinkat(&self.inner.fd, temp.as_str(), AtFlags::empty());
             return Err(e);
         }
+        self.maps().remove(name);
         self.sync_held()
     }
 
@@ -184,6 +217,7 @@ impl HeldDirectory {
         if self.is_link(name) {
             return Err(self.link_refused(name));
         }
+        self.maps().remove(name);
         rustix::fs::unlinkat(&self.inner.fd, name, AtFlags::empty()).map_err(io::Error::from)
     }
 }
@@ -381,6 +415,45 @@ mod tests {
             listing(&outside),
             [("theirs".to_string(), b"their bytes".to_vec())].into()
         );
+    }
+
+    #[test]
+    fn a_map_in_use_is_shared_and_a_deleted_or_replaced_file_is_read_anew() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = held(&tmp.path().join("gen"));
+        let write = |name: &str, bytes: &[u8]| {
+            let mut w = d.open_write(Path::new(name)).unwrap();
+            w.write_all(bytes).unwrap();
+            w.terminate().unwrap();
+        };
+        write("seg", b"first");
+        let first = d.open_read(Path::new("seg")).unwrap().read_bytes().unwrap();
+        let again = d.open_read(Path::new("seg")).unwrap().read_bytes().unwrap();
+        assert_eq!(
+            first.as_slice().as_ptr(),
+            again.as_slice().as_ptr(),
+            "one map"
+        );
+        d.delete(Path::new("seg")).unwrap();
+        assert!(matches!(
+            d.delete(Path::new("seg")),
+            Err(DeleteError::FileDoesNotExist(_))
+        ));
+        assert!(matches!(
+            d.open_read(Path::new("seg")),
+            Err(OpenReadError::FileDoesNotExist(_))
+        ));
+        write("seg", b"second");
+        let now = d.open_read(Path::new("seg")).unwrap().read_bytes().unwrap();
+        assert_eq!(now.as_slice(), b"second");
+        assert_eq!(
+            first.as_slice(),
+            b"first",
+            "a reader keeps the bytes it opened"
+        );
+        d.atomic_write(Path::new("seg"), b"third").unwrap();
+        let now = d.open_read(Path::new("seg")).unwrap().read_bytes().unwrap();
+        assert_eq!(now.as_slice(), b"third");
     }
 
     #[test]
