@@ -4,6 +4,8 @@
 //! followed: it is moved aside to `text.not-a-directory-<µs>` beside it, never deleted (it may hold someone's files),
 //! and a directory is created in its place. The index notices its directory replaced under it by its identity
 //! (device and inode, taken without following a link) and is then rebuilt there from the table.
+//! Meanwhile tantivy's own writes still go to the generation directory held open (`directory`), never through
+//! whatever is at the path now.
 
 use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;

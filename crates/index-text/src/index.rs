@@ -149,7 +149,10 @@ fn remove_interrupted_writes(path: &Path) {
 /// Reads a generation's persisted state; `Err` says what is damaged.
 fn open_generation(path: &Path, writer_memory: usize) -> Result<(Generation, Payload), String> {
     remove_interrupted_writes(path);
-    let (index, segs) = verify::read_metas(path)?;
+    let (_, segs) = verify::read_metas(path)?;
+    let index = crate::directory::HeldDirectory::open(path)
+        .map_err(|e| e.to_string())
+        .and_then(|d| Index::open(d).map_err(|e| format!("meta.json: {e}")))?;
     schema::fields_of(&index.schema())?;
     verify::files_present(path, &segs)?;
     let metas = index.load_metas().map_err(|e| format!("meta.json: {e}"))?;
@@ -207,7 +210,8 @@ fn create_generation(
         fs::remove_dir_all(path)?;
     }
     fs::create_dir_all(path)?;
-    let index = Index::create_in_dir(path, schema::schema())?;
+    let dir = crate::directory::HeldDirectory::open(path)?;
+    let index = Index::create(dir, schema::schema(), tantivy::IndexSettings::default())?;
     let g = generation_of(index, path, writer_memory)?;
     commit(&g, payload)?;
     Ok(g)

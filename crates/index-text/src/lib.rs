@@ -7,6 +7,7 @@
 //! - `search`: [`SearchRequest`] → [`SearchAnswer`] (BM25, `k`/`offset`, filter, include, highlight, total);
 //! - [`query`]: the query language, built on tantivy's grammar;
 //! - [`filter`]: the meta filter's JSON shape, as a tantivy query and as a predicate on a meta object;
+//! - `directory`: the tantivy directory of a generation, held by its descriptor (nothing written through a path);
 //! - `verify`: checksums of every file with plain reads; `watch`: a stamp (length, time, inode) of each file the
 //!   reader maps, looked at around every search and by the driver's quick check; `schema`: fields and documents;
 //! - [`scan()`]: a search answered from the collection's documents without the index (the fallback while no
@@ -15,11 +16,13 @@
 //!
 //! What tantivy does is not redone here: tokenizing, BM25, postings, phrase and prefix matching, snippets,
 //! checksummed files, the commit payload. What is written by hand: the generations and their atomic swap, the
-//! version/LSN bookkeeping the store's contract needs, checks with plain reads, the query builder (for a
-//! single-term prefix, meta fields and error columns) and the filter.
+//! directory tantivy writes through (held by its descriptor, never a path), the version/LSN bookkeeping the store's
+//! contract needs, checks with plain reads, the query builder (for a single-term prefix, meta fields and error
+//! columns) and the filter.
 
 pub mod chaos;
 mod claim;
+mod directory;
 pub mod filter;
 mod index;
 pub mod query;
