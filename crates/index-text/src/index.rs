@@ -82,6 +82,8 @@ pub(crate) struct Generation {
     pub(crate) path: PathBuf,
     pub(crate) index: Index,
     pub(crate) reader: IndexReader,
+    /// Its directory, held by its descriptor: tantivy's files are written and looked at through it.
+    pub(crate) held: crate::directory::HeldDirectory,
     /// The id columns of the segments searched.
     pub(crate) ids: crate::search::IdColumns,
     /// The stamps of the files its reader maps (`watch`).
@@ -150,9 +152,8 @@ fn remove_interrupted_writes(path: &Path) {
 fn open_generation(path: &Path, writer_memory: usize) -> Result<(Generation, Payload), String> {
     remove_interrupted_writes(path);
     let (_, segs) = verify::read_metas(path)?;
-    let index = crate::directory::HeldDirectory::open(path)
-        .map_err(|e| e.to_string())
-        .and_then(|d| Index::open(d).map_err(|e| format!("meta.json: {e}")))?;
+    let held = crate::directory::HeldDirectory::open(path).map_err(|e| e.to_string())?;
+    let index = Index::open(held.clone()).map_err(|e| format!("meta.json: {e}"))?;
     schema::fields_of(&index.schema())?;
     verify::files_present(path, &segs)?;
     let metas = index.load_metas().map_err(|e| format!("meta.json: {e}"))?;
@@ -164,7 +165,7 @@ fn open_generation(path: &Path, writer_memory: usize) -> Result<(Generation, Pay
     // Damaged segment files can make tantivy panic while opening them (a bad length in a file's header): damage,
     // not a failed open.
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        generation_of(index, path, writer_memory)
+        generation_of(index, held, path, writer_memory)
     }));
     let generation = match opened {
         Ok(g) => g.map_err(|e| e.to_string())?,
@@ -173,11 +174,16 @@ fn open_generation(path: &Path, writer_memory: usize) -> Result<(Generation, Pay
     // The first look stamps the files the reader maps.
     generation
         .watch
-        .check(path, &generation.reader.searcher())?;
+        .check(&generation.held, &generation.reader.searcher())?;
     Ok((generation, payload))
 }
 
-fn generation_of(index: Index, path: &Path, writer_memory: usize) -> tantivy::Result<Generation> {
+fn generation_of(
+    index: Index,
+    held: crate::directory::HeldDirectory,
+    path: &Path,
+    writer_memory: usize,
+) -> tantivy::Result<Generation> {
     tokens::register(&index);
     let number = path
         .file_name()
@@ -194,6 +200,7 @@ fn generation_of(index: Index, path: &Path, writer_memory: usize) -> tantivy::Re
         path: path.to_path_buf(),
         index,
         reader,
+        held,
         ids: crate::search::IdColumns::default(),
         watch: crate::watch::Watch::default(),
         writer: Mutex::new(Some(writer)),
@@ -211,8 +218,12 @@ fn create_generation(
     }
     fs::create_dir_all(path)?;
     let dir = crate::directory::HeldDirectory::open(path)?;
-    let index = Index::create(dir, schema::schema(), tantivy::IndexSettings::default())?;
-    let g = generation_of(index, path, writer_memory)?;
+    let index = Index::create(
+        dir.clone(),
+        schema::schema(),
+        tantivy::IndexSettings::default(),
+    )?;
+    let g = generation_of(index, dir, path, writer_memory)?;
     commit(&g, payload)?;
     Ok(g)
 }
@@ -230,7 +241,7 @@ fn commit(g: &Generation, payload: Payload) -> tantivy::Result<()> {
     g.reader.reload()?;
     // Stamps the files the commit made visible. A difference found here is latched: the next search or quick
     // check reports it.
-    let _latched = g.watch.check(&g.path, &g.reader.searcher());
+    let _latched = g.watch.check(&g.held, &g.reader.searcher());
     Ok(())
 }
 
@@ -559,7 +570,7 @@ impl TextIndex {
     pub fn files_intact(&self) -> Result<(), DerivedError> {
         let g = self.current();
         g.watch
-            .check(&g.path, &g.reader.searcher())
+            .check(&g.held, &g.reader.searcher())
             .map_err(|why| self.damaged(format!("{}: {why}", g.path.display())))
     }
 

@@ -160,7 +160,7 @@ impl TextIndex {
         // index) and after it (a change meanwhile discards the answer): see `watch`.
         let intact = || {
             g.watch
-                .check(&g.path, &searcher)
+                .check(&g.held, &searcher)
                 .map_err(|why| QueryError::Index(format!("{}: {why}", g.path.display())))
         };
         intact()?;

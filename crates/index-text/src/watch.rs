@@ -38,13 +38,11 @@
 //!   calls apart).
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use tantivy::Searcher;
 
+use crate::directory::HeldDirectory;
 use crate::verify::SEGMENT_EXTENSIONS;
 
 /// Stamps kept beyond those of the current listing (files of earlier listings, some since removed by tantivy)
@@ -55,20 +53,27 @@ const EXTRA_STAMPS_MAX: usize = 256;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stamp {
     len: u64,
-    modified: Option<SystemTime>,
+    /// Seconds and nanoseconds.
+    modified: (i64, u32),
     inode: u64,
 }
 
-/// A file now: its stamp, or `None` when it is not there.
-fn stamp_of(path: &Path) -> std::io::Result<Option<Stamp>> {
-    match std::fs::metadata(path) {
-        Ok(m) => Ok(Some(Stamp {
-            len: m.len(),
-            modified: m.modified().ok(),
-            inode: m.ino(),
+/// File `name` relative to the directory `dir` now (one `statx` asking for length, time and inode; a link is
+/// looked at itself, never followed): its stamp, or `None` when it is not there.
+fn stamp_at(
+    dir: impl std::os::fd::AsFd,
+    name: impl rustix::path::Arg,
+) -> std::io::Result<Option<Stamp>> {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let want = StatxFlags::SIZE | StatxFlags::MTIME | StatxFlags::INO;
+    match rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, want) {
+        Ok(x) => Ok(Some(Stamp {
+            len: x.stx_size,
+            modified: (x.stx_mtime.tv_sec, x.stx_mtime.tv_nsec),
+            inode: x.stx_ino,
         })),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -106,9 +111,9 @@ fn files_of(searcher: &Searcher) -> Vec<String> {
 }
 
 impl Watch {
-    /// Looks at every file `searcher` maps in `dir` (its generation directory): stamps the ones not seen before,
+    /// Looks at every file `searcher` maps in `dir` (its generation directory, by the held descriptor): stamps the ones not seen before,
     /// compares the others. `Err` says which file differs and how; it is latched.
-    pub(crate) fn check(&self, dir: &Path, searcher: &Searcher) -> Result<(), String> {
+    pub(crate) fn check(&self, dir: &HeldDirectory, searcher: &Searcher) -> Result<(), String> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(why) = &st.damaged {
             return Err(why.clone());
@@ -126,7 +131,7 @@ impl Watch {
             ..
         } = &mut *st;
         for name in listed.iter() {
-            let now = match stamp_of(&dir.join(name)) {
+            let now = match stamp_at(dir.fd(), name.as_str()) {
                 Ok(Some(now)) => now,
                 // Gone: tantivy removed it after a merge, or someone did; the map still reads it (module doc).
                 Ok(None) => continue,
@@ -182,11 +187,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("f");
         std::fs::write(&p, vec![1u8; 4096]).unwrap();
-        let before = stamp_of(&p).unwrap().unwrap();
-        assert_eq!(stamp_of(&p).unwrap(), Some(before));
+        let before = stamp_at(rustix::fs::CWD, &p).unwrap().unwrap();
+        assert_eq!(stamp_at(rustix::fs::CWD, &p).unwrap(), Some(before));
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&p, vec![2u8; 4096]).unwrap();
-        let rewritten = stamp_of(&p).unwrap().unwrap();
+        let rewritten = stamp_at(rustix::fs::CWD, &p).unwrap().unwrap();
         assert_eq!(rewritten.len, before.len);
         assert_ne!(rewritten, before);
         std::fs::OpenOptions::new()
@@ -195,8 +200,8 @@ mod tests {
             .unwrap()
             .set_len(2048)
             .unwrap();
-        assert_ne!(stamp_of(&p).unwrap(), Some(rewritten));
+        assert_ne!(stamp_at(rustix::fs::CWD, &p).unwrap(), Some(rewritten));
         std::fs::remove_file(&p).unwrap();
-        assert_eq!(stamp_of(&p).unwrap(), None);
+        assert_eq!(stamp_at(rustix::fs::CWD, &p).unwrap(), None);
     }
 }
