@@ -5,7 +5,8 @@
 //! replaced by another file) makes searches silently wrong: nothing reads the checksums again. So each file the
 //! reader's *current* searcher uses is stamped — length, modification time, inode — the first time a searcher
 //! listing it is looked at (right after the commit that made it visible: [`crate::index`]'s `commit` looks at once,
-//! and at open), and looked at again with a `stat` of each:
+//! and at open), and looked at again with a `statx` of each, relative to the held generation directory (length,
+//! time and inode only):
 //! - before and after every search (a difference before: the search is refused; after: the answer is discarded;
 //!   either way medic answers it from a scan of the table);
 //! - by the derived driver's [`store::derived::DerivedIndex::quick_check`] every 200 ms, so an index nobody
@@ -22,7 +23,7 @@
 //! inode lives until the map goes). So a file that is *gone* is never damage here: the map keeps it readable, and
 //! a file gone while `meta.json` still names it is the deep check's `missing_files` (rebuilt). A file gone and
 //! back under the same name with another stamp is damage (tantivy never reuses a name). No stamp is read from a
-//! file that is not there, so a reload racing a `stat` cannot stamp a file wrong: either it is there, as tantivy
+//! file that is not there, so a reload racing a look cannot stamp a file wrong: either it is there, as tantivy
 //! wrote it, or it is skipped.
 //!
 //! Not watched, and the bound:
@@ -34,7 +35,7 @@
 //!   of them touches is a SIGBUS (a mapped file's pages beyond its end) that takes the process down, which no look
 //!   can prevent — the window is the length of that one read. A search that began after the damage is never
 //!   answered from the index, and nothing is committed on it;
-//! - a file damaged between its commit and the look right after it is stamped damaged (the same call, a few `stat`
+//! - a file damaged between its commit and the look right after it is stamped damaged (the same call, a few `statx`
 //!   calls apart).
 
 use std::collections::HashMap;
