@@ -564,7 +564,7 @@ fn flip_segment_file(rng: &mut StdRng, gen_dir: &Path, data: &Path) -> Result<St
 /// The files of the live segments of the generation in `gen_dir` (those its `meta.json` names: damage to a file
 /// no commit names — a crashed commit's leftovers — is not damage to the index), sorted.
 fn segment_files(gen_dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let (_, segs) = crate::verify::read_metas(gen_dir)?;
+    let segs = crate::verify::read_metas(gen_dir)?;
     let mut files: Vec<PathBuf> = segs
         .iter()
         .flat_map(crate::verify::segment_files)

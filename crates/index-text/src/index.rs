@@ -151,9 +151,10 @@ fn remove_interrupted_writes(path: &Path) {
 /// Reads a generation's persisted state; `Err` says what is damaged.
 fn open_generation(path: &Path, writer_memory: usize) -> Result<(Generation, Payload), String> {
     remove_interrupted_writes(path);
-    let (_, segs) = verify::read_metas(path)?;
+    verify::meta_json_parses(path)?;
     let held = crate::directory::HeldDirectory::open(path).map_err(|e| e.to_string())?;
     let index = Index::open(held.clone()).map_err(|e| format!("meta.json: {e}"))?;
+    let segs = verify::segments_of(&index)?;
     schema::fields_of(&index.schema())?;
     verify::files_present(path, &segs)?;
     let metas = index.load_metas().map_err(|e| format!("meta.json: {e}"))?;
@@ -559,12 +560,12 @@ impl TextIndex {
     /// `meta.json` itself is unreadable.
     pub fn verify_files(&self) -> Result<Vec<String>, DerivedError> {
         let g = self.current();
-        let (_index, segs) = verify::read_metas(&g.path)
+        let segs = verify::read_metas(&g.path)
             .map_err(|why| self.damaged(format!("{}: {why}", g.path.display())))?;
         Ok(verify::damage(&g.path, &segs))
     }
 
-    /// Whether the files the live generation's reader maps are as they were committed (`watch`: a `stat` of
+    /// Whether the files the live generation's reader maps are as they were committed (`watch`: a `statx` of
     /// each, no read); `Err(Damaged)` names the first that changed under the open index — the generation is then
     /// never searched again, and the driver rebuilds the index.
     pub fn files_intact(&self) -> Result<(), DerivedError> {

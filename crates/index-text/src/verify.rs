@@ -72,18 +72,29 @@ pub(crate) fn file_checksum_ok(path: &Path) -> Result<bool, String> {
     Ok(hasher.finalize() == footer.crc)
 }
 
-/// Reads `meta.json` through a fresh directory handle (no cached maps); `Err`: unreadable or not tantivy's.
-pub(crate) fn read_metas(gen_dir: &Path) -> Result<(Index, Vec<SegmentMeta>), String> {
+/// Reads `meta.json` through a fresh directory handle (no cached maps): the segments it names; `Err`: unreadable or
+/// not tantivy's.
+pub(crate) fn read_metas(gen_dir: &Path) -> Result<Vec<SegmentMeta>, String> {
+    meta_json_parses(gen_dir)?;
+    let index = Index::open_in_dir(gen_dir).map_err(|e| format!("meta.json: {e}"))?;
+    segments_of(&index)
+}
+
+/// Whether the generation's `meta.json` is readable JSON (tantivy's own open says less about garbage).
+pub(crate) fn meta_json_parses(gen_dir: &Path) -> Result<(), String> {
     let mut meta = Vec::new();
     File::open(gen_dir.join("meta.json"))
         .and_then(|mut f| f.read_to_end(&mut meta))
         .map_err(|e| format!("meta.json: {e}"))?;
     serde_json::from_slice::<serde_json::Value>(&meta).map_err(|e| format!("meta.json: {e}"))?;
-    let index = Index::open_in_dir(gen_dir).map_err(|e| format!("meta.json: {e}"))?;
-    let segs = index
+    Ok(())
+}
+
+/// The segments an opened index's `meta.json` names.
+pub(crate) fn segments_of(index: &Index) -> Result<Vec<SegmentMeta>, String> {
+    index
         .searchable_segment_metas()
-        .map_err(|e| format!("meta.json: {e}"))?;
-    Ok((index, segs))
+        .map_err(|e| format!("meta.json: {e}"))
 }
 
 /// Every damaged or missing file of the generation in `gen_dir`, described with its name. `Err`: `meta.json`
@@ -164,7 +175,7 @@ pub(crate) fn inventory(gen_dir: &Path, age_min: std::time::Duration) -> Result<
             .map(|p| p.to_string_lossy().to_string())
             .collect()
     };
-    let (_index, segs) = read_metas(gen_dir)?;
+    let segs = read_metas(gen_dir)?;
     let mut named = referenced(&segs);
     let mut missing: Vec<String> = named
         .iter()
@@ -173,7 +184,7 @@ pub(crate) fn inventory(gen_dir: &Path, age_min: std::time::Duration) -> Result<
         .collect();
     if !missing.is_empty() {
         // A merge may have ended and its old segments been collected since `meta.json` was read: read it again.
-        let (_index, segs) = read_metas(gen_dir)?;
+        let segs = read_metas(gen_dir)?;
         named = referenced(&segs);
         missing = named
             .iter()

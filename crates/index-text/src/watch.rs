@@ -112,8 +112,8 @@ fn files_of(searcher: &Searcher) -> Vec<String> {
 }
 
 impl Watch {
-    /// Looks at every file `searcher` maps in `dir` (its generation directory, by the held descriptor): stamps the ones not seen before,
-    /// compares the others. `Err` says which file differs and how; it is latched.
+    /// Looks at every file `searcher` maps in `dir` (its generation directory, by the held descriptor): stamps the
+    /// ones not seen before, compares the others. `Err` says which file differs and how; it is latched.
     pub(crate) fn check(&self, dir: &HeldDirectory, searcher: &Searcher) -> Result<(), String> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(why) = &st.damaged {

@@ -441,28 +441,33 @@ fn an_index_of_a_collection_created_again_is_built_from_the_table() {
     s.create_collection("re", settings(json!({"dimension": 7})))
         .unwrap();
     let lsn = s.put_in("re", "new", vdoc("new", 7, 0.0)).unwrap();
-    let re = SetIndex::new("re");
-    s.attach_derived(re.clone()).unwrap();
-    s.derived()
-        .wait_applied(lsn, Duration::from_secs(10))
-        .unwrap();
-    assert_eq!(re.ids(), vec!["new"]);
-    let st = s.derived().status();
-    let slot = st.indexes.iter().find(|i| i.collection == "re").unwrap();
-    assert_eq!((slot.rebuilds, slot.catch_ups), (1, 0), "{slot:?}");
+    let (ids, counts) = attach_and_count(&s, "re", lsn);
+    assert_eq!(ids, vec!["new"]);
+    assert_eq!(counts, (1, 0), "rebuilds, catch-ups");
     // A collection never dropped is caught up from the log as before.
     s.create_collection("fresh", Settings::default()).unwrap();
     let lsn = s.put_in("fresh", "f", vdoc("f", 3, 0.0)).unwrap();
-    let fresh = SetIndex::new("fresh");
-    s.attach_derived(fresh.clone()).unwrap();
+    let (ids, counts) = attach_and_count(&s, "fresh", lsn);
+    assert_eq!(ids, vec!["f"]);
+    assert_eq!(counts, (0, 1), "rebuilds, catch-ups");
+    s.derived().stop();
+}
+
+/// Attaches a model index to `collection` and waits for it to reach `lsn`: the ids it holds, and its (rebuilds,
+/// catch-ups).
+fn attach_and_count(s: &Arc<Store>, collection: &str, lsn: u64) -> (Vec<String>, (u64, u64)) {
+    let index = SetIndex::new(collection);
+    s.attach_derived(index.clone()).unwrap();
     s.derived()
         .wait_applied(lsn, Duration::from_secs(10))
         .unwrap();
-    assert_eq!(fresh.ids(), vec!["f"]);
     let st = s.derived().status();
-    let slot = st.indexes.iter().find(|i| i.collection == "fresh").unwrap();
-    assert_eq!((slot.rebuilds, slot.catch_ups), (0, 1), "{slot:?}");
-    s.derived().stop();
+    let slot = st
+        .indexes
+        .iter()
+        .find(|i| i.collection == collection)
+        .unwrap();
+    (index.ids(), (slot.rebuilds, slot.catch_ups))
 }
 
 /// The manifest version this medic writes.
