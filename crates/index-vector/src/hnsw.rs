@@ -173,7 +173,15 @@ impl HnswIndex {
         }
         let dir = data_dir.join(index_dir_rel(collection, NAME));
         let path = dir.join(file::FILE_NAME);
-        let (graph, reason) = match io::read_file(&faults, &path) {
+        let read = match io::not_a_directory(&dir) {
+            // Never read through a link: the file there is another index's (or nobody's).
+            Some(what) => Err(what),
+            None => io::read_file(&faults, &path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => format!("{}: no index file", path.display()),
+                _ => format!("{}: cannot read: {}", path.display(), io::reason(&e)),
+            }),
+        };
+        let (graph, reason) = match read {
             Ok(bytes) => match file::decode(&bytes, &params) {
                 Ok(g) => (g, None),
                 Err(e) => (
@@ -181,18 +189,7 @@ impl HnswIndex {
                     Some(format!("{}: damaged: {e}", path.display())),
                 ),
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
-                Graph::new(params.clone()),
-                Some(format!("{}: no index file", path.display())),
-            ),
-            Err(e) => (
-                Graph::new(params.clone()),
-                Some(format!(
-                    "{}: cannot read: {}",
-                    path.display(),
-                    io::reason(&e)
-                )),
-            ),
+            Err(reason) => (Graph::new(params.clone()), Some(reason)),
         };
         let applied = graph.applied_lsn;
         Ok(HnswIndex {
@@ -453,7 +450,11 @@ impl HnswIndex {
     fn persist_locked(&self) -> Result<u64, DerivedError> {
         let path = self.file_path();
         let applied = self.applied.load(Ordering::Acquire);
-        if applied == self.persisted.load(Ordering::Acquire) && applied > 0 && path.is_file() {
+        if applied == self.persisted.load(Ordering::Acquire)
+            && applied > 0
+            && path.is_file()
+            && io::not_a_directory(&self.dir).is_none()
+        {
             return Ok(applied);
         }
         let (bytes, lsn) = {
@@ -465,6 +466,13 @@ impl HnswIndex {
             context: format!("{context} {}", path.display()),
             source,
         };
+        // A link or a file at the directory is moved aside, never written through (the other index stays as it was).
+        io::move_aside_non_directory(&self.dir).map_err(|e| {
+            io_err(
+                "moving aside what is not a directory at the directory of",
+                e,
+            )
+        })?;
         std::fs::create_dir_all(&self.dir).map_err(|e| io_err("creating the directory of", e))?;
         io::write_file_atomic(&self.faults, &path, &bytes).map_err(|e| io_err("writing", e))?;
         self.persisted.store(lsn, Ordering::Release);
@@ -507,6 +515,9 @@ impl HnswIndex {
     fn file_damage(&self) -> Vec<String> {
         let path = self.file_path();
         let persisted = self.persisted.load(Ordering::Acquire);
+        if let Some(what) = io::not_a_directory(&self.dir) {
+            return vec![what];
+        }
         match io::read_file(&self.faults, &path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if persisted > 0 {

@@ -66,6 +66,10 @@ impl IndexFile {
         decode: impl FnOnce(&[u8]) -> Result<T, FileError>,
     ) -> Result<T, String> {
         let path = self.path.display();
+        if let Some(what) = io::not_a_directory(&self.dir) {
+            // Never read through a link: the file there is another index's (or nobody's).
+            return Err(what);
+        }
         match io::read_file(&self.faults, &self.path) {
             Ok(bytes) => decode(&bytes).map_err(|e| format!("{path}: damaged: {e}")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -105,14 +109,17 @@ impl IndexFile {
         encode: impl FnOnce() -> (Vec<u8>, u64),
     ) -> Result<u64, DerivedError> {
         let persisted = self.persisted();
-        let exists = self.path.is_file();
+        // Through a link the file seen is another index's: as good as missing (written anew, the link moved aside).
+        let exists = self.path.is_file() && io::not_a_directory(&self.dir).is_none();
         if persisted > 0 && !exists {
             return Err(DerivedError::Damaged {
                 index: self.name.into(),
-                reason: format!(
-                    "{} was removed (persisted LSN {persisted})",
-                    self.path.display()
-                ),
+                reason: io::not_a_directory(&self.dir).unwrap_or_else(|| {
+                    format!(
+                        "{} was removed (persisted LSN {persisted})",
+                        self.path.display()
+                    )
+                }),
             });
         }
         if applied == persisted && exists {
@@ -147,6 +154,9 @@ impl IndexFile {
     ) -> Vec<String> {
         let path = self.path.display();
         let persisted = self.persisted();
+        if let Some(what) = io::not_a_directory(&self.dir) {
+            return vec![what];
+        }
         match io::read_file(&self.faults, &self.path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if persisted > 0 {

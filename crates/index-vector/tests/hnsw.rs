@@ -285,6 +285,71 @@ fn a_damaged_file_opens_empty_and_check_reports_it() {
     assert!(idx.check(&truth).unwrap().agrees());
 }
 
+/// An index directory replaced by a link to another collection's: never read through (open empty, the check names
+/// the link), never written through (a persist moves the link aside and writes a directory of its own; the other
+/// collection's file is byte for byte as it was).
+#[test]
+fn a_directory_linked_to_another_collections_index_is_never_read_or_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = || Arc::new(IoFaults::new());
+    let (data, _) = Clustered::new(300, 8, 4).generate(1);
+    let other = HnswIndex::open(dir.path(), "other", HnswParams::default(), faults()).unwrap();
+    let changes: Vec<Change> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Change {
+            collection: Arc::from("other"),
+            ..put(i as u64 + 1, &id(i), v.clone())
+        })
+        .collect();
+    other.apply(&changes).unwrap();
+    other.persist().unwrap();
+    let others_file = std::fs::read(other.file_path()).unwrap();
+
+    let idx = open(dir.path(), HnswParams::default());
+    let lsn = load(&idx, &data[..100]);
+    idx.persist().unwrap();
+    let own_dir = idx.file_path().parent().unwrap().to_path_buf();
+    std::fs::remove_dir_all(&own_dir).unwrap();
+    std::os::unix::fs::symlink(other.file_path().parent().unwrap(), &own_dir).unwrap();
+
+    let truth = Truth {
+        lsn,
+        count: 100,
+        sample: vec![(id(3), Some(4))],
+    };
+    let a = idx.check(&truth).unwrap();
+    assert!(
+        a.damage.iter().any(|d| d.contains("is a link")),
+        "the link is damage: {a:?}"
+    );
+    let reopened = open(dir.path(), HnswParams::default());
+    assert!(
+        !reopened.open_report().loaded,
+        "{:?}",
+        reopened.open_report()
+    );
+    assert_eq!(reopened.applied_lsn(), 0, "nothing read through the link");
+
+    // Applied and persisted again (the in-memory graph is unchanged): written into a directory of its own.
+    idx.apply(&[put(lsn + 1, &id(100), data[100].clone())])
+        .unwrap();
+    idx.persist().unwrap();
+    assert!(
+        std::fs::symlink_metadata(&own_dir).unwrap().is_dir(),
+        "the link was moved aside"
+    );
+    assert_eq!(
+        std::fs::read(other.file_path()).unwrap(),
+        others_file,
+        "the other collection's file is untouched"
+    );
+    let reopened = open(dir.path(), HnswParams::default());
+    assert!(reopened.open_report().loaded);
+    assert_eq!(reopened.applied_lsn(), lsn + 1);
+    assert!(idx.check(&truth).unwrap().damage.is_empty());
+}
+
 #[test]
 fn health_finds_dropped_links_and_the_repair_reconnects_every_node() {
     let dir = tempfile::tempdir().unwrap();

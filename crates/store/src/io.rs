@@ -486,6 +486,24 @@ pub fn sync_dir(faults: &IoFaults, dir: &Path) -> io::Result<()> {
     sync(faults, &f)
 }
 
+/// What stands at `dir` when it is not a directory of its own (a link — to a directory or not — or another kind of
+/// file), in words; `None` for a real directory or nothing there. A derived index never reads or writes through such
+/// a path: what it would find there belongs to something else.
+pub fn not_a_directory(dir: &Path) -> Option<String> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => {
+            let to =
+                std::fs::read_link(dir).map_or_else(|_| "?".into(), |t| t.display().to_string());
+            Some(format!(
+                "{} is a link (to {to}), not a directory",
+                dir.display()
+            ))
+        }
+        Ok(m) if !m.is_dir() => Some(format!("{} is a file, not a directory", dir.display())),
+        _ => None,
+    }
+}
+
 /// Moves anything but a directory at `dir`'s path (a file, a link: never followed nor deleted) aside to
 /// `<name>.not-a-directory-<µs>` beside it, so an index can write in a directory of its own there. Returns where it
 /// went, `None` when `dir` is a directory or nothing.
