@@ -319,38 +319,9 @@ fn scalar_eq(want: &Scalar, v: &Value) -> bool {
 
 /// The scalar values at a dotted path (array elements flattened, as tantivy indexes them).
 fn leaves<'a>(meta: Option<&'a Map<String, Value>>, path: &str) -> impl Iterator<Item = &'a Value> {
-    let mut out = Vec::new();
-    if let Some(m) = meta {
-        collect(m, path, &mut out);
-    }
-    out.into_iter()
-}
-
-fn collect<'a>(m: &'a Map<String, Value>, path: &str, out: &mut Vec<&'a Value>) {
-    // A key may itself contain dots only when nothing shorter matches; try the longest first segment that exists.
-    if let Some(v) = m.get(path) {
-        flatten(v, "", out);
-        return;
-    }
-    let mut start = 0;
-    while let Some(i) = path[start..].find('.') {
-        let (head, rest) = (&path[..start + i], &path[start + i + 1..]);
-        if let Some(v) = m.get(head) {
-            flatten(v, rest, out);
-            return;
-        }
-        start += i + 1;
-    }
-}
-
-fn flatten<'a>(v: &'a Value, rest: &str, out: &mut Vec<&'a Value>) {
-    match v {
-        Value::Array(items) => items.iter().for_each(|i| flatten(i, rest, out)),
-        Value::Object(m) if !rest.is_empty() => collect(m, rest, out),
-        Value::Object(_) => {}
-        other if rest.is_empty() => out.push(other),
-        _ => {}
-    }
+    meta.map(|m| store::collection::field_leaves(m, path))
+        .unwrap_or_default()
+        .into_iter()
 }
 
 impl Parser<'_> {

@@ -587,3 +587,73 @@ fn a_daemon_killed_during_a_drop_finishes_it_at_restart() {
     assert_acked_readable(&d, &acked, "after a kill during a drop");
     d.stop();
 }
+
+/// A collection's declared fields are checked on every write: a value of another type is a 400 naming the field and
+/// the value, and nothing is written (a single put, or a bulk body whose one line is bad); undeclared keys are free.
+#[test]
+fn declared_fields_refuse_a_value_of_another_type_and_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = Daemon::start(&data, tmp.path());
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/collections/books",
+        Some(&json!({"fields": {"year": "integer", "tags": "keyword"}})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/collections/books/docs/b1",
+        Some(&json!({"text": "a", "meta": {"year": "abc"}})),
+    );
+    assert_eq!(s, 400, "{v}");
+    let e = v["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("meta.year") && e.contains("integer") && e.contains("\"abc\""),
+        "names the field, its type and the value: {e}"
+    );
+    let (s, _) = d.json("GET", "/v1/collections/books/docs/b1", None);
+    assert_eq!(s, 404, "nothing written");
+
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/collections/books/docs/b1",
+        Some(&json!({"text": "a", "meta": {"year": 1999, "tags": ["x", "y"], "free": {"any": [1, "z"]}}})),
+    );
+    assert_eq!(s, 200, "{v}");
+
+    let body = [
+        json!({"id": "b2", "text": "b", "meta": {"year": 2001}}),
+        json!({"id": "b3", "text": "c", "meta": {"tags": ["x", 7]}}),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect::<Vec<_>>()
+    .join("\n");
+    let (s, v) = d.post_ndjson("/v1/collections/books/docs", &body);
+    assert_eq!(s, 400, "{v}");
+    let e = v["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("line 2") && e.contains("meta.tags") && e.contains("keyword"),
+        "names the line and the field: {e}"
+    );
+    let (s, _) = d.json("GET", "/v1/collections/books/docs/b2", None);
+    assert_eq!(
+        s, 404,
+        "a bad line writes nothing, not even the lines before it"
+    );
+    let (s, v) = d.json(
+        "POST",
+        "/v1/collections/books/search",
+        Some(&json!({"text": "a", "k": 5, "filter": {"year": 1999}})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let hits: Vec<&str> = v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["id"].as_str())
+        .collect();
+    assert_eq!(hits, ["b1"], "{v}");
+    d.stop();
+}

@@ -176,6 +176,93 @@ pub enum FieldKind {
     Bool,
 }
 
+impl FieldKind {
+    /// Its name in settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldKind::Keyword => "keyword",
+            FieldKind::Integer => "integer",
+            FieldKind::Float => "float",
+            FieldKind::Bool => "bool",
+        }
+    }
+
+    /// Whether `v` is a value of this kind (`null` is no value: it fits every kind, as an absent field does).
+    fn fits(self, v: &Value) -> bool {
+        match (self, v) {
+            (_, Value::Null) => true,
+            (FieldKind::Keyword, Value::String(_)) | (FieldKind::Bool, Value::Bool(_)) => true,
+            (FieldKind::Integer, Value::Number(n)) => n.is_i64() || n.is_u64(),
+            (FieldKind::Float, Value::Number(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The scalar values at a dotted path of a document's meta, as the text index indexes them: array elements
+/// flattened, objects entered by the path's next segment; a key may itself contain dots only when nothing shorter
+/// matches (the longest first segment that exists is tried first).
+pub fn field_leaves<'a>(meta: &'a Map<String, Value>, path: &str) -> Vec<&'a Value> {
+    let mut out = Vec::new();
+    collect(meta, path, &mut out);
+    out
+}
+
+fn collect<'a>(m: &'a Map<String, Value>, path: &str, out: &mut Vec<&'a Value>) {
+    if let Some(v) = m.get(path) {
+        flatten(v, "", out);
+        return;
+    }
+    let mut start = 0;
+    while let Some(i) = path[start..].find('.') {
+        let (head, rest) = (&path[..start + i], &path[start + i + 1..]);
+        if let Some(v) = m.get(head) {
+            flatten(v, rest, out);
+            return;
+        }
+        start += i + 1;
+    }
+}
+
+fn flatten<'a>(v: &'a Value, rest: &str, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| flatten(i, rest, out)),
+        Value::Object(m) if !rest.is_empty() => collect(m, rest, out),
+        Value::Object(_) => {}
+        other if rest.is_empty() => out.push(other),
+        _ => {}
+    }
+}
+
+/// Checks a document's meta against the collection's declared fields: every value at a declared field's path is of
+/// its kind (a keyword a string, an integer a whole number, a float any number, a bool `true` or `false`; arrays of
+/// them and `null` fit). Undeclared keys are not checked. The error names the field, its kind and the value.
+pub fn check_fields(
+    collection: &str,
+    fields: &BTreeMap<String, FieldKind>,
+    meta: Option<&Map<String, Value>>,
+) -> Result<(), String> {
+    let Some(meta) = meta else { return Ok(()) };
+    for (name, kind) in fields {
+        if let Some(bad) = field_leaves(meta, name).into_iter().find(|v| !kind.fits(v)) {
+            let mut shown = bad.to_string();
+            if shown.len() > 64 {
+                let cut = (0..=64)
+                    .rev()
+                    .find(|&i| shown.is_char_boundary(i))
+                    .unwrap_or(0);
+                shown.truncate(cut);
+                shown.push('…');
+            }
+            return Err(format!(
+                "meta.{name}: the collection {collection:?} declares the field {}; got {shown}",
+                kind.as_str()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A collection's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
@@ -497,6 +584,44 @@ mod tests {
         assert!(!range("wide").contains(&key("w", "a")));
         assert!(!range("default").contains(&key("w", "a")));
         assert!(range("default").contains(&" ".to_string()));
+    }
+
+    #[test]
+    fn declared_fields_are_checked_at_their_paths_and_undeclared_keys_are_not() {
+        let fields: BTreeMap<String, FieldKind> = [
+            ("year", FieldKind::Integer),
+            ("price", FieldKind::Float),
+            ("tags", FieldKind::Keyword),
+            ("a.ok", FieldKind::Bool),
+        ]
+        .into_iter()
+        .map(|(n, k)| (n.to_owned(), k))
+        .collect();
+        let check = |meta: serde_json::Value| check_fields("c", &fields, meta.as_object());
+        check(serde_json::json!({"year": 2024, "price": 3, "tags": ["x", "y"], "a": {"ok": true}, "other": [1, "z"]}))
+            .unwrap();
+        check(serde_json::json!({"year": null, "price": 2.5, "a": [{"ok": false}, {"ok": null}]}))
+            .unwrap();
+        check(serde_json::json!({})).unwrap();
+        assert!(check_fields("c", &fields, None).is_ok());
+        for (meta, field, got) in [
+            (serde_json::json!({"year": "abc"}), "year", "\"abc\""),
+            (serde_json::json!({"year": 2.5}), "year", "2.5"),
+            (serde_json::json!({"price": "3"}), "price", "\"3\""),
+            (serde_json::json!({"tags": ["x", 1]}), "tags", "1"),
+            (serde_json::json!({"a": {"ok": "yes"}}), "a.ok", "\"yes\""),
+            (serde_json::json!({"a.ok": 1}), "a.ok", "1"),
+        ] {
+            let e = check(meta.clone()).unwrap_err();
+            assert!(
+                e.starts_with(&format!(
+                    "meta.{field}: the collection \"c\" declares the field "
+                )) && e.ends_with(got),
+                "{meta}: {e}"
+            );
+        }
+        let long = check(serde_json::json!({"year": "y".repeat(500)})).unwrap_err();
+        assert!(long.len() < 140 && long.ends_with('…'), "{long}");
     }
 
     #[test]

@@ -1011,6 +1011,8 @@ impl Store {
                 )));
             }
             let meta = codec::validate_doc(doc, &self.cfg.limits, stored.settings.dimension)?;
+            collection::check_fields(c, &stored.settings.fields, doc.meta.as_ref())
+                .map_err(|e| StoreError::InvalidInput(format!("document {id:?}: {e}")))?;
             if let Some(v) = &doc.vector {
                 stored.settings.dimension.get_or_insert(v.len() as u32);
             }

@@ -208,6 +208,14 @@ pub(super) async fn bulk_in(
             .ok_or_else(|| ApiError::not_found(format!("no collection {c:?}")))?;
         let mut parsed = super::bulk::parse(&body, &limits, info.settings.dimension, docs_max)
             .map_err(|e| ApiError::bad_request(format!("{e}; nothing was written")))?;
+        // The collection's declared fields, checked whole first like the rest: a bad line writes nothing.
+        if let Some(l) = parsed.docs.iter().find_map(|l| {
+            store::collection::check_fields(&c, &info.settings.fields, l.doc.meta.as_ref())
+                .err()
+                .map(|e| format!("line {}: document {:?}: {e}; nothing was written", l.line, l.id))
+        }) {
+            return Err(ApiError::bad_request(l));
+        }
         // A collection's keys are longer than its ids by the prefix: batches are sized by the records written.
         let key_extra = store::collection::key(&c, "").len() as u64;
         for l in &mut parsed.docs {
