@@ -325,6 +325,26 @@ fn refuses_a_non_loopback_listener_without_a_token_and_a_second_daemon_on_one_di
     d.stop();
 }
 
+/// A port already in use is refused before the data directory is touched: nothing is created there.
+#[test]
+fn a_port_in_use_is_refused_before_the_data_directory_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args(["--listen", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a port in use must not be served");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&addr), "names the address: {stderr}");
+    assert!(out.stdout.is_empty(), "never listened");
+    assert!(!data.exists(), "nothing created at {}", data.display());
+}
+
 /// Sum of every sample of a metric family in an OpenMetrics text.
 fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()

@@ -312,6 +312,11 @@ async fn serve_async(
     addr: std::net::SocketAddr,
 ) -> anyhow::Result<()> {
     ignore_sigpipe();
+    // Bound before the data directory is opened: a port in use is refused before anything is created or repaired
+    // there. A client connecting during recovery waits in the listen queue until the first accept.
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
     let open_config = config.clone();
     let data = config.server.data_dir.display().to_string();
     // Recovery verifies every block and replays the log: on a terminal a spinner shows it is working.
@@ -354,9 +359,6 @@ async fn serve_async(
         tracing::warn!("configuration: {w}");
     }
     let app = Arc::new(app);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
     let metrics = Arc::new(Metrics::new(app.started_at_us()));
     let router = router_with_metrics(app.clone(), metrics.clone());
