@@ -296,8 +296,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff) on stdout (`medic man > ~/.local/share/man/man1/medic.1`).
-    Man,
+    /// Print the manual page (roff) on stdout (`medic man > ~/.local/share/man/man1/medic.1`), or write it and one
+    /// page per subcommand (`medic-serve.1`, ...) into a directory (`medic man --dir ~/.local/share/man/man1`).
+    Man {
+        /// Write medic.1 and every medic-<subcommand>.1 into this directory (made if missing) instead of printing.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Playbooks (YAML repairs of the [[targets]]): `check DIR` validates a directory against the targets of
     /// --config without running anything (each error as `file:line: reason`; exit 2 when any is invalid);
     /// `--print-default` prints the store's built-in repairs as playbooks, for reading, and the default playbooks
@@ -674,7 +679,25 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             let answer = sql::run(&dir.join(crate::app::KB_FILE), statement, *limit)?;
             Ok(sql::print(out, &answer, *limit))
         }
-        Command::Man => {
+        Command::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("writing the manual pages into {}", dir.display()))?;
+            let pages = std::fs::read_dir(dir)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|e| e.file_name().to_string_lossy().starts_with("medic"))
+                        .count()
+                })
+                .unwrap_or(0);
+            if out.json {
+                out.json_line(&serde_json::json!({"dir": dir, "pages": pages}));
+            } else {
+                println!("wrote {pages} manual pages into {}", dir.display());
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Man { dir: None } => {
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())
                 .render(&mut page)
@@ -1679,6 +1702,7 @@ fn chaos(
     faults: Option<&str>,
     docs: Option<u32>,
 ) -> anyhow::Result<u8> {
+    refuse_a_store_as_scratch(&config.server.data_dir)?;
     if let Some(list) = faults.filter(|l| l.split(',').any(|f| f.trim().starts_with("text_"))) {
         return chaos_text(out, config, seed, rounds, list, docs);
     }
@@ -1752,6 +1776,25 @@ fn chaos(
     } else {
         EXIT_OK
     })
+}
+
+/// `medic chaos` builds its scratch stores under `--data`; a directory that holds a store of its own (a manifest at
+/// its top) is refused, so faults are never staged beside documents someone keeps there.
+fn refuse_a_store_as_scratch(dir: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(m) = ["MANIFEST-A", "MANIFEST-B"]
+        .iter()
+        .map(|m| dir.join(m))
+        .find(|m| m.exists())
+    {
+        return Err(UsageError(format!(
+            "--data {}: it holds a medic store ({} exists); chaos injects faults into scratch stores it creates under \
+             --data, so give it a directory of its own (new or empty), e.g. --data /tmp/medic-chaos",
+            dir.display(),
+            m.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// `medic chaos --faults text_...`: the text index's faults (every listed kind must be one), see

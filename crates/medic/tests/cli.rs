@@ -844,6 +844,34 @@ fn no_subcommand_serves() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
+/// `medic chaos` never stages its scratch stores inside a data directory that holds a store: a usage error naming
+/// it, and nothing is created there.
+#[test]
+fn chaos_refuses_a_data_directory_that_holds_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = medic(
+        &data_args(&data, &["put", "d1", "--text", "kept"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let o = medic(
+        &data_args(&data, &["chaos", "--seed", "1", "--rounds", "1"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("holds a medic store"), "{}", stderr(&o));
+    let after: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after, "nothing created in the store's directory");
+}
+
 #[test]
 fn chaos_refuses_unknown_fault_kinds() {
     let dir = tempfile::tempdir().unwrap();

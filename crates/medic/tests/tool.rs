@@ -146,6 +146,44 @@ fn man_page_is_roff_naming_the_commands() {
     assert!(page.contains("serve"), "{page}");
 }
 
+/// `medic man --dir` writes medic.1 and a page for every subcommand the pages name (`medic-serve(1)`, ...): no page
+/// points to one that was not written.
+#[test]
+fn man_pages_written_to_a_directory_include_every_page_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man1");
+    let o = medic(&["man", "--dir", pages.to_str().unwrap()], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let written: std::collections::BTreeSet<String> = std::fs::read_dir(&pages)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "medic.1",
+        "medic-serve.1",
+        "medic-collections.1",
+        "medic-collections-create.1",
+    ] {
+        assert!(written.contains(want), "{want} missing from {written:?}");
+    }
+    for name in &written {
+        let page = std::fs::read_to_string(pages.join(name)).unwrap();
+        // clap_mangen names a subcommand's page as `medic\-serve(1)` in roff.
+        for (i, _) in page.match_indices("(1)") {
+            let start = page[..i]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '\\' || c == '_'))
+                .map_or(0, |p| p + 1);
+            let named = page[start..i].replace("\\-", "-");
+            if named.starts_with("medic") {
+                assert!(
+                    written.contains(&format!("{named}.1")),
+                    "{name} names {named}(1), not written"
+                );
+            }
+        }
+    }
+}
+
 fn repo_root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
