@@ -446,6 +446,21 @@ fn postgres_playbook_actions_are_checked_against_their_target() {
         "name: i\ntarget: db\ntrigger:\n  code: pg_idle_in_transaction\nsteps:\n  - pg_terminate_backend: db\n    idle_in_transaction_over: 10m\n    timeout: 10s\n",
     );
     assert_eq!(code, Some(0), "{text}");
+    // A document cut from `--print-default` with its `---` lines around it is one playbook; a second is named.
+    let (code, text) = check(
+        "idle-db.yaml",
+        "---\n# file: idle-db.yaml\nname: i\ntarget: db\ntrigger:\n  code: pg_idle_in_transaction\nsteps:\n  - pg_terminate_backend: db\n---\n",
+    );
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = check(
+        "two.yaml",
+        "name: i\ntarget: db\ntrigger:\n  code: pg_idle_in_transaction\nsteps:\n  - pg_terminate_backend: db\n---\n# next\nname: j\n",
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("two.yaml:9: a second YAML document"),
+        "{text}"
+    );
 
     // Without a restart_command, the defaults shown have no pg_down playbook; the password is never printed.
     let out = medic(&["--config", cfg, "playbooks", "--print-default"]);

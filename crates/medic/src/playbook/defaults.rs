@@ -177,7 +177,14 @@ fn render_postgres(targets: &[TargetConfig]) -> String {
     );
     let shown: Vec<(String, bool)> = if configured.is_empty() {
         out.push_str(
-            "# No postgres target is configured (--config): shown for a target named db with a restart_command.\n",
+            "# No postgres target is configured (--config): shown for a target named db with a restart_command.\n\
+             # `medic playbooks check` accepts them against a configuration naming that target, e.g. a medic.toml with\n\
+             #   [[targets]]\n\
+             #   name = \"db\"\n\
+             #   kind = \"postgres\"\n\
+             #   url = \"postgres://medic@127.0.0.1:5432/app\"\n\
+             #   restart_command = [\"systemctl\", \"restart\", \"postgresql\"]\n\
+             # and `medic --config medic.toml playbooks check DIR` (one file each, named by its `# file:` line).\n",
         );
         vec![("db".to_string(), true)]
     } else {

@@ -62,12 +62,48 @@ pub fn read(path: &Path) -> Result<String, PlaybookError> {
     })
 }
 
-/// Parses one playbook's YAML; the error names the line (1 when the parser knew none).
+/// Parses one playbook's YAML; the error names the line (1 when the parser knew none). Document markers (`---`)
+/// around the one document are allowed (a document cut from `medic playbooks --print-default` keeps them); a second
+/// document is refused at its first line.
 pub fn parse(text: &str, file: &Path) -> Result<RawPlaybook, PlaybookError> {
-    serde_saphyr::from_str::<RawPlaybook>(text).map_err(|e| {
+    let text = one_document(text, file)?;
+    serde_saphyr::from_str::<RawPlaybook>(&text).map_err(|e| {
         let line = e.location().map(|l| l.line()).unwrap_or(0).max(1);
         PlaybookError::new(file, line, reason(&e))
     })
+}
+
+/// `text` with its `---` document-start lines blanked (line numbers kept), when it holds one document with content;
+/// an error at the first content line of a second document.
+fn one_document(text: &str, file: &Path) -> Result<String, PlaybookError> {
+    let mut documents = 0usize;
+    let mut in_content = false;
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.lines().enumerate() {
+        let marker = line.starts_with("---") && line[3..].trim().is_empty();
+        let content = !marker && !line.trim().is_empty() && !line.trim_start().starts_with('#');
+        if marker {
+            in_content = false;
+            out.push('\n');
+            continue;
+        }
+        if content && !in_content {
+            in_content = true;
+            documents += 1;
+            if documents > 1 {
+                return Err(PlaybookError::new(
+                    file,
+                    i as u64 + 1,
+                    "a second YAML document (after a `---` line): a playbook file holds one playbook; put each in a \
+                     file of its own"
+                        .to_string(),
+                ));
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// The parser's message without its own location and snippet (the error prints `file:line:` itself), unknown
