@@ -28,12 +28,12 @@ pub const DETECTOR_NAME_BYTES_MAX: usize = 64;
 #[non_exhaustive]
 pub enum NabError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (shown in the message, not chained as a source, so it is printed once).
+        error: std::io::Error,
     },
     /// The file is larger than the named limit.
     #[error("{path}: {size} bytes is over the limit {limit} = {max} bytes")]
@@ -71,9 +71,9 @@ pub enum NabError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NabError + '_ {
-    move |source| NabError::Io {
+    move |error| NabError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
