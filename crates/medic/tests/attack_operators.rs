@@ -1169,6 +1169,91 @@ fn a_silence_hides_no_loss_and_accept_loss_at_once_under_writers_keeps_every_oth
     d.stop();
 }
 
+/// A hurried operator closes the incident of a loss beyond every copy instead of accepting the loss: silenced
+/// (`incident=ID`), acknowledged, marked a false positive, resolved by hand, reopened, marked again. None of it is
+/// `accept-loss`: after each, and after a SIGKILL, the loss stays in `/v1/status` (`store.lost`), writes stay
+/// refused, `medic status` exits 3, and every document not named lost reads back byte for byte.
+#[test]
+fn closing_a_loss_incident_by_hand_never_hides_or_accepts_the_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = start_with_config(&data, tmp.path(), FAST);
+    put_docs(&d, 60);
+    d.stop();
+    destroy_in_every_copy(&data);
+    let d = start_with_config(&data, tmp.path(), FAST);
+    let (s, _) = d.json("POST", "/v1/heal?dry_run=false", None);
+    assert_eq!(s, 200);
+    let inc = wait_for("the loss's incident", Duration::from_secs(20), || {
+        support::incident_with(&d, "acknowledged_data_lost")
+    });
+    let id = inc["id"].as_u64().unwrap();
+    let (_, st) = d.json("GET", "/v1/status", None);
+    let named: Vec<String> = st["store"]["lost"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["ids"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    eprintln!("incident {id}: {}; named lost {named:?}", inc["resolution"]);
+    let still_lost = |d: &Daemon, after: &str| {
+        let (_, st) = d.json("GET", "/v1/status", None);
+        assert!(
+            st["store"]["lost"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty()),
+            "after {after}: the loss left /v1/status: {}",
+            st["store"]
+        );
+        let a = req(d, "PUT", "/v1/docs/probe", Some(doc(3)));
+        assert_eq!(
+            a.status, 503,
+            "after {after}: a write during a loss: {}",
+            a.text
+        );
+        let (code, out, _) = medic(&data, &["status", "--json"]);
+        assert_eq!(code, 3, "after {after}: medic status: {out}");
+    };
+    let a = silence(
+        &d,
+        json!({"matchers": [format!("incident={id}")], "for": "1h", "comment": "known", "repair": false}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    still_lost(&d, "a silence on the incident");
+    let steps: [(&str, Option<Value>); 6] = [
+        ("ack", None),
+        ("false-positive", Some(json!({"note": "looks fine to me"}))),
+        ("reopen", None),
+        (
+            "resolve",
+            Some(json!({"note": "restored by hand (not really)"})),
+        ),
+        ("reopen", None),
+        ("false-positive", None),
+    ];
+    for (act, body) in steps {
+        // Reopened incidents are decided again in the next cycle.
+        let (s, _) = d.json("POST", "/v1/heal?dry_run=false", None);
+        assert_eq!(s, 200);
+        let a = req(&d, "POST", &format!("/v1/incidents/{id}/{act}"), body);
+        eprintln!("{act}: {} {}", a.status, a.error());
+        assert_not_5xx(act, &a);
+        if a.status != 200 {
+            assert_eq!(a.status, 409, "{act}: {}", a.text);
+        }
+        still_lost(&d, act);
+    }
+    let bad = docs_not_intact(&d, 60, &named);
+    assert!(bad.is_empty(), "{bad:?}");
+    d.kill9();
+    let d = start_with_config(&data, tmp.path(), FAST);
+    still_lost(&d, "the incident closed by hand and a SIGKILL");
+    let bad = docs_not_intact(&d, 60, &named);
+    assert!(bad.is_empty(), "{bad:?}");
+    d.stop();
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // 5. Breaker resets racing a repair.
 // ---------------------------------------------------------------------------------------------------------------
