@@ -1254,6 +1254,81 @@ fn closing_a_loss_incident_by_hand_never_hides_or_accepts_the_loss() {
     d.stop();
 }
 
+/// SIGHUP reads the operators' silences again (README "Running it"): silences added over HTTP while SIGHUPs arrive
+/// are all kept, an expired one is not brought back, a configuration file broken before a SIGHUP changes nothing
+/// (the daemon serves on, the silences stay), and nothing acknowledged is lost.
+#[test]
+fn silences_added_and_expired_across_sighups_stay_as_answered() {
+    let seed = seed(0x5167_4855);
+    let mut rng = Rng::new(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = tmp.path().join("medic.toml");
+    std::fs::write(&cfg, FAST).unwrap();
+    let d = support::start_with_config_file(&data, tmp.path(), &cfg);
+    put_docs(&d, 5);
+    let pid = d.child.id();
+    let mut active = Vec::new();
+    let mut expired = Vec::new();
+    // SIGHUPs every few milliseconds while silences are added and expired.
+    let hups = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hupper = {
+        let hups = hups.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while hups.load(std::sync::atomic::Ordering::Relaxed) {
+                signal(pid, "-HUP");
+                n += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            n
+        })
+    };
+    for i in 0..200 {
+        if i == 150 {
+            std::fs::write(&cfg, "[checks\nshallow_interval_ms = ").unwrap();
+        }
+        let a = silence(
+            &d,
+            json!({"matchers": [format!("resource=r{i}")], "for": "1h", "comment": "hup"}),
+        );
+        assert_eq!(a.status, 200, "silence {i}: {}", a.text);
+        let sid = a.json()["silence"]["id"].as_u64().unwrap();
+        if rng.chance(30) {
+            let e = req(&d, "DELETE", &format!("/v1/silences/{sid}"), None);
+            assert_eq!(e.status, 200, "{}", e.text);
+            expired.push(sid);
+        } else {
+            active.push(sid);
+        }
+    }
+    hups.store(false, std::sync::atomic::Ordering::Relaxed);
+    let sent = hupper.join().unwrap();
+    signal(pid, "-HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    let reloads = d.stderr().matches("SIGHUP").count();
+    eprintln!("{sent} SIGHUPs sent, {reloads} log lines name SIGHUP");
+    let (s, _) = d.json("GET", "/health", None);
+    assert_eq!(s, 200, "after SIGHUPs and a broken file");
+    let (_, v) = d.json("GET", "/v1/silences", None);
+    let mut listed: Vec<u64> = v["silences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["active"] == true)
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    listed.sort();
+    eprintln!("{} active, {} expired", active.len(), expired.len());
+    assert_eq!(
+        listed, active,
+        "active silences after SIGHUPs (expired: {expired:?})"
+    );
+    let bad = docs_not_intact(&d, 5, &[]);
+    assert!(bad.is_empty(), "{bad:?}");
+    d.stop();
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // 5. Breaker resets racing a repair.
 // ---------------------------------------------------------------------------------------------------------------
