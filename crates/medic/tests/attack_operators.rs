@@ -1244,6 +1244,68 @@ fn closing_a_loss_incident_by_hand_never_hides_or_accepts_the_loss() {
         }
         still_lost(&d, act);
     }
+    // The same actions from 6 clients at once: a reopen or a resolve is made once (one 200, the others 409), and
+    // the record holds exactly one action per 200.
+    let before = incident(&d, id)["operators"]["actions"]
+        .as_array()
+        .unwrap()
+        .len();
+    let mut oks = 0;
+    for act in [
+        "reopen",
+        "resolve",
+        "reopen",
+        "false-positive",
+        "reopen",
+        "ack",
+        "annotate",
+    ] {
+        let (s, _) = d.json("POST", "/v1/heal?dry_run=false", None);
+        assert_eq!(s, 200);
+        let barrier = Arc::new(Barrier::new(6));
+        let answers: Vec<Answer> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..6)
+                .map(|c| {
+                    let barrier = barrier.clone();
+                    let url = format!("{}/v1/incidents/{id}/{act}", d.url);
+                    s.spawn(move || {
+                        let ag = agent();
+                        let body = json!({"note": format!("client {c}")}).to_string();
+                        barrier.wait();
+                        send_raw(&ag, "POST", &url, "application/json", Some(body.as_bytes()))
+                            .expect("an answer")
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+        eprintln!("{act} x6 at once: {statuses:?}");
+
+        for a in &answers {
+            assert!(
+                a.status == 200 || a.status == 409,
+                "{act}: {} {}",
+                a.status,
+                a.text
+            );
+        }
+        let ok = statuses.iter().filter(|s| **s == 200).count();
+        // (`false-positive` is answered 200 on an incident already closed as one, and recorded each time.)
+        if ["reopen", "resolve"].contains(&act) {
+            assert_eq!(
+                ok, 1,
+                "{act} at once changed the state {ok} times: {statuses:?}"
+            );
+        }
+        oks += ok;
+        still_lost(&d, &format!("{act} x6 at once"));
+    }
+    let after = incident(&d, id)["operators"]["actions"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after - before, oks, "one recorded action per 200");
     let bad = docs_not_intact(&d, 60, &named);
     assert!(bad.is_empty(), "{bad:?}");
     d.kill9();
