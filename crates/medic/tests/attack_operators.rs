@@ -927,6 +927,82 @@ fn silences_refuse_bad_input_overlap_expire_once_and_survive_sigkill() {
     d.stop();
 }
 
+/// A `--no-repair` silence that ends by itself (`for` 3 s) holds the repair it matches only while it lasts: the
+/// repair runs in a cycle after its end without anyone expiring it; a `rule=*` silence with `repair: false` holds
+/// nothing ("a `rule` matcher never matches a repair"); every document reads back.
+#[test]
+fn a_no_repair_silence_holds_only_until_it_ends_by_itself_and_a_rule_matcher_holds_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = start_with_config(&data, tmp.path(), FAST);
+    let a = silence(
+        &d,
+        json!({"matchers": ["rule=*"], "for": "90d", "comment": "rules only", "repair": false}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    let rule_sid = a.json()["silence"]["id"].as_u64().unwrap();
+    d.stop();
+    damaged_store(&data, tmp.path(), FAST);
+    // The silence that holds is added as the daemon starts: it lasts 3 s from then.
+    let d = start_with_config(&data, tmp.path(), FAST);
+    let a = silence(
+        &d,
+        json!({"matchers": ["resource=wal/*"], "for": "3s", "comment": "short hold", "repair": false}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    let sid = a.json()["silence"]["id"].as_u64().unwrap();
+    let t0 = Instant::now();
+    // Repaired before the hold began, or held by the short silence (never by the rule one), then repaired by itself.
+    let mut held_by = Vec::new();
+    let id = wait_for(
+        "the repair after the silence ended",
+        Duration::from_secs(30),
+        || {
+            let (_, v) = d.json("GET", "/v1/incidents", None);
+            let list = v["incidents"].as_array().unwrap().clone();
+            for i in &list {
+                let dec = i["decision"].as_str().unwrap_or("");
+                for s in [rule_sid, sid] {
+                    if dec.contains(&format!("held by silence {s} ")) && !held_by.contains(&s) {
+                        held_by.push(s);
+                    }
+                }
+            }
+            list.iter()
+                .find(|i| {
+                    i["resolution"] == "auto_repaired"
+                        && i["issues"].as_array().is_some_and(|is| {
+                            is.iter()
+                                .any(|x| x["resource"].as_str().unwrap_or("").starts_with("wal/"))
+                        })
+                })
+                .and_then(|i| i["id"].as_u64())
+        },
+    );
+    let took = t0.elapsed();
+    eprintln!("incident {id} repaired {took:?} after the 3 s silence began; held by {held_by:?}");
+    assert!(!held_by.contains(&rule_sid), "a rule matcher held a repair");
+    if held_by.contains(&sid) {
+        assert!(
+            took >= Duration::from_millis(2_500),
+            "repaired while held: {took:?}"
+        );
+    }
+    let (_, v) = d.json("GET", "/v1/silences?all=true", None);
+    let short = v["silences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == sid)
+        .cloned()
+        .unwrap();
+    assert_eq!(short["active"], false, "{short}");
+    assert_eq!(short["expired_by"], Value::Null, "ended by itself: {short}");
+    let bad = docs_not_intact(&d, 40, &[]);
+    assert!(bad.is_empty(), "{bad:?}");
+    d.stop();
+}
+
 /// At most 1000 silences are active: the next is a clear 4xx naming the bound, and expiring one makes room.
 #[test]
 fn the_thousand_and_first_silence_is_refused_naming_the_bound() {
