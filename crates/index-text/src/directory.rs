@@ -12,10 +12,17 @@
 //! - names are flat file names (tantivy uses no subdirectories); a name with a separator, `.` or `..` is refused;
 //! - a symbolic link at a file's name is refused on read, write and delete with an error naming the file, never
 //!   followed (an atomic write renames over the name, which replaces a link itself, never its target);
-//! - reads map the opened file (an empty file is empty bytes: it cannot be mapped), one map per file shared while it
-//!   is in use, as tantivy's own directory does (a reader reload opens every segment's files again); writes go
-//!   through a buffered writer whose termination flushes and `fdatasync`s; `atomic_write` is a temporary `.tmp…`
-//!   file (what open removes when a killed process left one), `fdatasync` and `renameat` over the name (no
+//! - reads ([`Directory::get_file_handle`]) read the whole file into memory — one read through the descriptor
+//!   opened with `O_NOFOLLOW` — and check it before handing it out: the body's CRC32 against tantivy's footer
+//!   (`loaded`); a file whose footer is missing, cut or does not match is an `io::Error` of kind `InvalidData`
+//!   naming the file, so opening or reloading the reader fails as damage. The bytes of a file are shared by every
+//!   reader of it while one is in use (a reader reload opens every segment's files again; tantivy's segment files
+//!   are written once under names never used again). Nothing a searcher, a commit or a merge reads can change or
+//!   vanish under it afterwards: a file truncated or overwritten on disk is no SIGBUS and no wrong answer (the
+//!   `watch` finds it so the index is rebuilt). The cost is memory: the segments in use live in the heap, about
+//!   the size of their files (BENCHMARKS);
+//! - writes go through a buffered writer whose termination flushes and `fdatasync`s; `atomic_write` is a temporary
+//!   `.tmp…` file (what open removes when a killed process left one), `fdatasync` and `renameat` over the name (no
 //!   directory `fsync` after it, as in tantivy's own directory: see `write_atomically`);
 //! - tantivy's lock files are taken with kernel locks on files opened relative to the descriptor (released with the
 //!   process, so a crash leaves no stale lock);
@@ -34,9 +41,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
+use tantivy::directory::footer::Footer;
 use tantivy::directory::{
-    AntiCallToken, Directory, DirectoryLock, FileHandle, Lock, OwnedBytes, TerminatingWrite,
-    WatchCallback, WatchHandle, WritePtr,
+    AntiCallToken, Directory, DirectoryLock, FileHandle, FileSlice, Lock, OwnedBytes,
+    TerminatingWrite, WatchCallback, WatchHandle, WritePtr,
 };
 
 /// Distinguishes the temporary files of concurrent atomic writes in one process.
@@ -52,15 +60,15 @@ struct Inner {
     fd: OwnedFd,
     /// The path it was opened at, for messages only: nothing is opened through it again.
     path: PathBuf,
-    /// The maps in use by name, shared by every reader of a file (a reader reload opens every segment's files
-    /// again); a file's entry goes when it is deleted or replaced through this directory.
-    maps: Mutex<HashMap<OsString, Weak<memmap2::Mmap>>>,
+    /// The checked bytes of the files in use, by name, shared by every reader of a file (a reader reload opens
+    /// every segment's files again); a file's entry goes when it is deleted or replaced through this directory.
+    loaded: Mutex<HashMap<OsString, Weak<Vec<u8>>>>,
 }
 
-/// A shared map as the owner of tantivy's `OwnedBytes`.
-struct SharedMap(Arc<memmap2::Mmap>);
+/// A file's shared bytes as the owner of tantivy's `OwnedBytes`.
+struct Shared(Arc<Vec<u8>>);
 
-impl std::ops::Deref for SharedMap {
+impl std::ops::Deref for Shared {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
@@ -68,9 +76,10 @@ impl std::ops::Deref for SharedMap {
     }
 }
 
-// SAFETY: the bytes live in the mapping the `Arc` keeps alive; moving the `SharedMap` moves neither.
+// SAFETY: the bytes live in the vector's heap buffer, which the `Arc` keeps alive and nothing mutates once it is
+// shared; moving the `Shared` (or the `Arc`) moves neither the buffer nor its address.
 #[allow(unsafe_code)]
-unsafe impl stable_deref_trait::StableDeref for SharedMap {}
+unsafe impl stable_deref_trait::StableDeref for Shared {}
 
 impl fmt::Debug for HeldDirectory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -118,7 +127,7 @@ impl HeldDirectory {
             inner: Arc::new(Inner {
                 fd,
                 path: path.to_path_buf(),
-                maps: Mutex::default(),
+                loaded: Mutex::default(),
             }),
         })
     }
@@ -160,16 +169,18 @@ impl HeldDirectory {
         self.open_at(name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL)
     }
 
-    fn maps(&self) -> MutexGuard<'_, HashMap<OsString, Weak<memmap2::Mmap>>> {
-        self.inner.maps.lock().unwrap_or_else(|p| p.into_inner())
+    fn loaded(&self) -> MutexGuard<'_, HashMap<OsString, Weak<Vec<u8>>>> {
+        self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The whole file `path`, read into memory and checked against its tantivy footer (module doc); shared while
+    /// in use.
     fn read_handle(&self, path: &Path) -> io::Result<OwnedBytes> {
         let name = file_name(path)?;
-        if let Some(map) = self.maps().get(name).and_then(Weak::upgrade) {
-            return Ok(OwnedBytes::new(SharedMap(map)));
+        if let Some(bytes) = self.loaded().get(name).and_then(Weak::upgrade) {
+            return Ok(OwnedBytes::new(Shared(bytes)));
         }
-        let file = self.open_at(name, OFlags::RDONLY)?;
+        let mut file = self.open_at(name, OFlags::RDONLY)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(io::Error::other(format!(
@@ -177,14 +188,29 @@ impl HeldDirectory {
                 path.display()
             )));
         }
-        if meta.len() == 0 {
-            return Ok(OwnedBytes::empty());
-        }
-        let map = Arc::new(map(&file)?);
-        let mut maps = self.maps();
-        maps.retain(|_, m| m.strong_count() > 0);
-        maps.insert(name.to_os_string(), Arc::downgrade(&map));
-        Ok(OwnedBytes::new(SharedMap(map)))
+        let named = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("{}: read: {e}", self.inner.path.join(name).display()),
+            )
+        };
+        let bytes = read_whole(&mut file, meta.len()).map_err(named)?;
+        let bytes = Arc::new(bytes);
+        let owned = OwnedBytes::new(Shared(bytes.clone()));
+        footer_checked(&owned).map_err(|why| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: {why} ({} bytes read): damaged or truncated",
+                    self.inner.path.join(name).display(),
+                    owned.len()
+                ),
+            )
+        })?;
+        let mut loaded = self.loaded();
+        loaded.retain(|_, m| m.strong_count() > 0);
+        loaded.insert(name.to_os_string(), Arc::downgrade(&bytes));
+        Ok(owned)
     }
 
     fn write_atomically(&self, path: &Path, data: &[u8]) -> io::Result<()> {
@@ -209,7 +235,7 @@ impl HeldDirectory {
             let _gone = rustix::fs::unlinkat(&self.inner.fd, temp.as_str(), AtFlags::empty());
             return Err(e);
         }
-        self.maps().remove(name);
+        self.loaded().remove(name);
         // No directory fsync after the rename (tantivy's own directory does none either): tantivy syncs the
         // directory before it writes `meta.json`, so the files a commit names are durable first; a rename lost to a
         // power cut leaves the previous `meta.json`, an older commit whose LSN the driver catches up from the log.
@@ -227,17 +253,44 @@ impl HeldDirectory {
         if self.is_link(name) {
             return Err(self.link_refused(name));
         }
-        self.maps().remove(name);
+        self.loaded().remove(name);
         rustix::fs::unlinkat(&self.inner.fd, name, AtFlags::empty()).map_err(io::Error::from)
     }
 }
 
-/// Maps `file` read-only.
-#[allow(unsafe_code)] // mapping a file is unsafe in memmap2: the map must not change under the reader.
-fn map(file: &File) -> io::Result<memmap2::Mmap> {
-    // SAFETY: tantivy's files are written once and never modified in place (a file is replaced only by renaming a
-    // new one over its name, which leaves this map on the old inode); the same contract as tantivy's MmapDirectory.
-    unsafe { memmap2::Mmap::map(file) }
+/// The whole of `file`, `len` bytes by its metadata, in one buffer (memory refused is `OutOfMemory`, not an abort).
+/// A file that is shorter or longer now than `len` is read as it is: the footer check judges the bytes.
+fn read_whole(file: &mut File, len: u64) -> io::Result<Vec<u8>> {
+    let len = usize::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "larger than the address space"))?;
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(len)
+        .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, format!("{len} bytes: {e}")))?;
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Whether `bytes` end with a tantivy footer whose CRC32 is the body's — what `ManagedDirectory::validate_checksum`
+/// computes (tantivy 0.27). tantivy's public API has the footer parser ([`Footer::extract_footer`]) but not that
+/// check on bytes in hand (`validate_checksum` opens the file again through the directory, which is this one),
+/// so the body is hashed here with `crc32fast`, the hasher tantivy's `FooterProxy` uses as it writes. Every file
+/// tantivy reads through [`Directory::get_file_handle`] carries a footer: they are all written through its
+/// `ManagedDirectory`, which appends one, and read through it, which refuses a file without one (`meta.json` and
+/// `.managed.json` are read with [`Directory::atomic_read`], lock files taken with [`Directory::acquire_lock`]:
+/// neither comes here). So a file without a footer — an empty one, one cut anywhere — is damage.
+fn footer_checked(bytes: &OwnedBytes) -> Result<(), String> {
+    let slice = FileSlice::new(Arc::new(bytes.clone()));
+    let (footer, body) = Footer::extract_footer(slice).map_err(|e| format!("footer: {e}"))?;
+    let body = body.read_bytes().map_err(|e| format!("body: {e}"))?;
+    let crc = crc32fast::hash(body.as_slice());
+    if crc != footer.crc {
+        return Err(format!(
+            "checksum mismatch: the footer says CRC32 {:08x}, the body's is {crc:08x}",
+            footer.crc
+        ));
+    }
+    Ok(())
 }
 
 /// A file being written: bytes go to the file, termination makes them durable.
@@ -427,22 +480,41 @@ mod tests {
         );
     }
 
+    /// `body` with the footer tantivy's `ManagedDirectory` appends: the JSON footer (version, CRC32 of the body),
+    /// its length and the magic number, little-endian.
+    fn with_footer(body: &[u8]) -> Vec<u8> {
+        let footer = Footer {
+            version: tantivy::version().clone(),
+            crc: crc32fast::hash(body),
+        };
+        let json = serde_json::to_vec(&footer).unwrap();
+        let mut out = body.to_vec();
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(&1337u32.to_le_bytes());
+        out
+    }
+
+    fn read(d: &HeldDirectory, name: &str) -> Result<OwnedBytes, OpenReadError> {
+        Ok(d.open_read(Path::new(name))?.read_bytes().unwrap())
+    }
+
     #[test]
-    fn a_map_in_use_is_shared_and_a_deleted_or_replaced_file_is_read_anew() {
+    fn a_file_in_use_is_shared_and_a_deleted_or_replaced_file_is_read_anew() {
         let tmp = tempfile::tempdir().unwrap();
         let d = held(&tmp.path().join("gen"));
         let write = |name: &str, bytes: &[u8]| {
             let mut w = d.open_write(Path::new(name)).unwrap();
-            w.write_all(bytes).unwrap();
+            w.write_all(&with_footer(bytes)).unwrap();
             w.terminate().unwrap();
         };
         write("seg", b"first");
-        let first = d.open_read(Path::new("seg")).unwrap().read_bytes().unwrap();
-        let again = d.open_read(Path::new("seg")).unwrap().read_bytes().unwrap();
+        let first = read(&d, "seg").unwrap();
+        let again = read(&d, "seg").unwrap();
         assert_eq!(
             first.as_slice().as_ptr(),
             again.as_slice().as_ptr(),
-            "one map"
+            "one copy in memory"
         );
         d.delete(Path::new("seg")).unwrap();
         assert!(matches!(
@@ -454,16 +526,111 @@ mod tests {
             Err(OpenReadError::FileDoesNotExist(_))
         ));
         write("seg", b"second");
-        let now = d.open_read(Path::new("seg")).unwrap().read_bytes().unwrap();
-        assert_eq!(now.as_slice(), b"second");
+        let now = read(&d, "seg").unwrap();
+        assert_eq!(now.as_slice(), with_footer(b"second"));
         assert_eq!(
             first.as_slice(),
-            b"first",
+            with_footer(b"first"),
             "a reader keeps the bytes it opened"
         );
-        d.atomic_write(Path::new("seg"), b"third").unwrap();
-        let now = d.open_read(Path::new("seg")).unwrap().read_bytes().unwrap();
-        assert_eq!(now.as_slice(), b"third");
+        d.atomic_write(Path::new("seg"), &with_footer(b"third"))
+            .unwrap();
+        let now = read(&d, "seg").unwrap();
+        assert_eq!(now.as_slice(), with_footer(b"third"));
+    }
+
+    /// The bytes handed out are the ones checked: what happens to the file afterwards changes none of them, and a
+    /// file that does not match its footer is never handed out.
+    #[test]
+    fn a_file_is_read_whole_and_checked_and_later_damage_changes_nothing_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let gen_dir = tmp.path().join("gen");
+        let d = held(&gen_dir);
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let whole = with_footer(&body);
+        fs::write(gen_dir.join("a.idx"), &whole).unwrap();
+        let bytes = read(&d, "a.idx").unwrap();
+        assert_eq!(bytes.as_slice(), whole);
+        // Truncated, then overwritten, under the reader: the bytes in hand stay as checked (a map would SIGBUS).
+        fs::OpenOptions::new()
+            .write(true)
+            .open(gen_dir.join("a.idx"))
+            .unwrap()
+            .set_len(10)
+            .unwrap();
+        assert_eq!(bytes.as_slice(), whole);
+        fs::write(gen_dir.join("a.idx"), vec![0u8; whole.len()]).unwrap();
+        assert_eq!(bytes.as_slice(), whole);
+        drop(bytes);
+
+        let invalid = |name: &str, what: &str| {
+            let e = match read(&d, name) {
+                Err(OpenReadError::IoError { io_error, .. }) => io_error,
+                other => panic!("{what}: {other:?}"),
+            };
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{what}: {e}");
+            assert!(e.to_string().contains(name), "{what}: names the file: {e}");
+            e.to_string()
+        };
+        // The file zeroed in place: no footer.
+        invalid("a.idx", "zeroed");
+        // Cut: anywhere in the body, in the footer, to nothing.
+        for cut in [whole.len() / 2, whole.len() - 3, whole.len() - 20, 0] {
+            fs::write(gen_dir.join("b.idx"), &whole[..cut]).unwrap();
+            invalid("b.idx", &format!("cut at {cut}"));
+        }
+        // One bit flipped in the body: the checksum tells.
+        let mut flipped = whole.clone();
+        flipped[1234] ^= 0x10;
+        fs::write(gen_dir.join("c.idx"), &flipped).unwrap();
+        let why = invalid("c.idx", "a bit flipped");
+        assert!(why.contains("checksum mismatch"), "{why}");
+        // Put right, it reads again (a refused file is not remembered).
+        fs::write(gen_dir.join("c.idx"), &whole).unwrap();
+        assert_eq!(read(&d, "c.idx").unwrap().as_slice(), whole);
+    }
+
+    /// tantivy opening a segment whose file was cut on disk: the reader does not open (an `OpenReadError` naming
+    /// the file, which the index counts as damage), where a map would have opened it and faulted on first read.
+    #[test]
+    fn a_reader_over_a_cut_segment_file_does_not_open_and_says_which_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let gen_dir = tmp.path().join("gen");
+        let d = held(&gen_dir);
+        let mut schema = Schema::builder();
+        let text = schema.add_text_field("text", TEXT | STORED);
+        let index = Index::create(d.clone(), schema.build(), IndexSettings::default()).unwrap();
+        let mut writer: tantivy::IndexWriter =
+            index.writer_with_num_threads(1, 15_000_000).unwrap();
+        for i in 0..100 {
+            let mut doc = TantivyDocument::default();
+            doc.add_text(text, format!("document {i} of the segment"));
+            writer.add_document(doc).unwrap();
+        }
+        writer.commit().unwrap();
+        let reader = index.reader().unwrap();
+        assert_eq!(reader.searcher().num_docs(), 100);
+        drop(reader);
+        let store = fs::read_dir(&gen_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "store"))
+            .unwrap();
+        let len = fs::metadata(&store).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&store)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        let e = index.reader().err().expect("a reader over a cut file");
+        let name = store.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            matches!(e, tantivy::TantivyError::OpenReadError(_)),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains(&name), "names the file: {e}");
     }
 
     #[test]

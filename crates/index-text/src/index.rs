@@ -239,9 +239,14 @@ fn commit(g: &Generation, payload: Payload) -> tantivy::Result<()> {
     prepared.set_payload(&serde_json::to_string(&payload).unwrap_or_default());
     prepared.commit()?;
     drop(w);
-    g.reader.reload()?;
-    // Stamps the files the commit made visible. A difference found here is latched: the next search or quick
-    // check reports it.
+    if let Err(e) = g.reader.reload() {
+        // A file the commit made visible does not read back as written (its checksum, a cut): the searcher keeps
+        // the last good state, and the latch makes the quick check report the generation damaged (rebuilt).
+        g.watch.latch(format!("reload after a commit: {e}"));
+        return Err(e);
+    }
+    // Stamps the files the commit made visible. A difference found here is latched: the next quick check reports
+    // it.
     let _latched = g.watch.check(&g.held, &g.reader.searcher());
     Ok(())
 }
@@ -565,9 +570,10 @@ impl TextIndex {
         Ok(verify::damage(&g.path, &segs))
     }
 
-    /// Whether the files the live generation's reader maps are as they were committed (`watch`: a `statx` of
-    /// each, no read); `Err(Damaged)` names the first that changed under the open index — the generation is then
-    /// never searched again, and the driver rebuilds the index.
+    /// Whether the files the live generation's reader opened are still on disk as they were committed (`watch`: a
+    /// `statx` of each, no read); `Err(Damaged)` names the first that changed under the open index (or a reload
+    /// that found a file not as written), latched: the driver rebuilds the index. Searches meanwhile go on
+    /// answering from the bytes read and checked when the segments were opened.
     pub fn files_intact(&self) -> Result<(), DerivedError> {
         let g = self.current();
         g.watch
@@ -736,8 +742,8 @@ impl DerivedIndex for TextIndex {
             // Committing would write through whatever is there now (a link: another index's files).
             return Err(self.damaged(why));
         }
-        // A commit applies the buffered deletes through the segments' maps, and may start a merge that reads them:
-        // never on files changed under the index (a truncated mapped file is a SIGBUS).
+        // What a commit and its merges read of the segments is checked bytes in memory (`directory`), but its
+        // reload and a restart open files again: a change on disk found now is rebuilt before either meets it.
         self.files_intact()?;
         let g = self.current();
         if lock(&g.writer).is_none() {
@@ -841,7 +847,7 @@ impl DerivedIndex for TextIndex {
         self.persisted.store(lsn, Ordering::Release);
         self.rebuilt.store(lsn, Ordering::Release);
         old.retire();
-        // Searches still holding the old generation read from their maps; the files go with the last of them.
+        // Searches still holding the old generation read its bytes in memory; they go with the last of them.
         let _gone = fs::remove_dir_all(&old.path);
         Ok(())
     }

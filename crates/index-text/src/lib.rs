@@ -7,9 +7,10 @@
 //! - `search`: [`SearchRequest`] → [`SearchAnswer`] (BM25, `k`/`offset`, filter, include, highlight, total);
 //! - [`query`]: the query language, built on tantivy's grammar;
 //! - [`filter`]: the meta filter's JSON shape, as a tantivy query and as a predicate on a meta object;
-//! - `directory`: the tantivy directory of a generation, held by its descriptor (nothing written through a path);
+//! - `directory`: the tantivy directory of a generation, held by its descriptor (nothing written through a path),
+//!   reading each file whole into memory, checked against its footer's CRC32;
 //! - `verify`: checksums of every file with plain reads; `watch`: a stamp (length, time, inode) of each file the
-//!   reader maps, looked at around every search and by the driver's quick check; `schema`: fields and documents;
+//!   reader uses, looked at by the driver's quick check and before each persist; `schema`: fields and documents;
 //! - [`scan()`]: a search answered from the collection's documents without the index (the fallback while no
 //!   usable index exists);
 //! - [`synth`]: a seeded Zipf corpus for tests and the benchmark.

@@ -1,42 +1,43 @@
-//! Watching the files a generation's reader maps while it serves them.
+//! Watching, on disk, the files a generation's reader opened while it serves them.
 //!
 //! tantivy writes a segment's files once, under names never used again (`<segment uuid>.<ext>`, deletes as
-//! `<uuid>.<opstamp>.del`), and the reader maps them. A file changed under the open index (truncated, overwritten,
-//! replaced by another file) makes searches silently wrong: nothing reads the checksums again. So each file the
-//! reader's *current* searcher uses is stamped — length, modification time, inode — the first time a searcher
-//! listing it is looked at (right after the commit that made it visible: [`crate::index`]'s `commit` looks at once,
-//! and at open), and looked at again with a `statx` of each, relative to the held generation directory (length,
-//! time and inode only):
-//! - before and after every search (a difference before: the search is refused; after: the answer is discarded;
-//!   either way medic answers it from a scan of the table);
-//! - by the derived driver's [`store::derived::DerivedIndex::quick_check`] every 200 ms, so an index nobody
-//!   searches is found damaged too and rebuilt.
-//! - before each persist: a commit applies the buffered deletes through the segments' maps and may start a merge
-//!   that reads them, so nothing is committed on files changed under the index.
+//! `<uuid>.<opstamp>.del`). The reader does not read them from disk while it searches: [`crate::directory`] read
+//! each whole into memory and checked it against its footer's CRC32 when the segment was opened. So a file changed
+//! on disk afterwards (truncated, overwritten, replaced by another file) changes no answer and is no SIGBUS — but it
+//! is damage all the same: a reload that reads it again (once no searcher holds its bytes) or a restart would meet
+//! it. So each file the reader's
+//! *current* searcher uses is stamped — length, modification time, inode — the first time a searcher listing it is
+//! looked at (right after the commit that made it visible: [`crate::index`]'s `commit` looks at once, and at open),
+//! and looked at again with a `statx` of each, relative to the held generation directory (length, time and inode
+//! only):
+//! - by the derived driver's [`store::derived::DerivedIndex::quick_check`] every 200 ms;
+//! - before each persist, so nothing is committed on a generation whose files changed under it.
 //!
-//! A file that differs latches the generation damaged: never searched again; the driver rebuilds the index into a
-//! new generation (whose watch starts clean).
+//! A file that differs latches the generation damaged (as does a reload after a commit that found a file not as
+//! written: [`Watch::latch`]); the driver rebuilds the index into a new generation (whose watch starts clean).
+//! Searches are not looked at around: until the rebuild replaces the generation they answer from its checked
+//! bytes in memory, which are right.
 //!
 //! What follows the segment list: the files looked at are those of the searcher in hand, listed again whenever its
 //! reader generation changes (each commit's reload). A file tantivy removes itself — the segments a merge replaced,
-//! an older `.del` file — is no longer listed by the next searcher; a searcher still holding it reads its map (the
-//! inode lives until the map goes). So a file that is *gone* is never damage here: the map keeps it readable, and
-//! a file gone while `meta.json` still names it is the deep check's `missing_files` (rebuilt). A file gone and
-//! back under the same name with another stamp is damage (tantivy never reuses a name). No stamp is read from a
-//! file that is not there, so a reload racing a look cannot stamp a file wrong: either it is there, as tantivy
-//! wrote it, or it is skipped.
+//! an older `.del` file — is no longer listed by the next searcher; a searcher still holding it reads its bytes in
+//! memory. So a file that is *gone* is never damage here, and a file gone while `meta.json` still names it is the
+//! deep check's `missing_files` (rebuilt). A file gone and back under the same name with another stamp is damage
+//! (tantivy never reuses a name). No stamp is read from a file that is not there, so a reload racing a look cannot
+//! stamp a file wrong: either it is there, as tantivy wrote it, or it is skipped.
 //!
-//! Not watched, and the bound:
+//! Not watched, and the bounds:
 //! - a change that keeps the length, the modification time and the inode (bytes changed below the file system,
-//!   a write whose time is set back) — only the deep check's checksums ([`crate::TextIndex::verify_files`]) find it;
-//! - `meta.json` and tantivy's `.managed.json` (read at open and reload, not mapped by a searcher);
-//! - a file damaged while something reads it through the map (a search, a commit, a merge tantivy runs): a
-//!   search may read damaged bytes once, and its answer is discarded by the look after it; a truncated page any
-//!   of them touches is a SIGBUS (a mapped file's pages beyond its end) that takes the process down, which no look
-//!   can prevent — the window is the length of that one read. A search that began after the damage is never
-//!   answered from the index, and nothing is committed on it;
-//! - a file damaged between its commit and the look right after it is stamped damaged (the same call, a few `statx`
-//!   calls apart).
+//!   a write whose time is set back) — only the deep check's checksums ([`crate::TextIndex::verify_files`]) find
+//!   it; the searcher is not wrong meanwhile (its bytes are in memory), a reload opening that file refuses it by
+//!   its checksum;
+//! - `meta.json` and tantivy's `.managed.json` (read at open and reload through `atomic_read`, not held by a
+//!   searcher);
+//! - the time to notice: up to one quick-check interval (200 ms) and the driver's rebuild after it, during which
+//!   searches are answered from memory;
+//! - memory: the segment files the searcher uses live in the heap, about their size on disk (a merge holds its
+//!   sources and its result at once until the sources' searchers go), where a map would let the kernel page them
+//!   out — the price of answers no file change can alter (BENCHMARKS).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -82,7 +83,7 @@ fn stamp_at(
 struct State {
     /// The reader generation `listed` is for.
     listed_for: Option<u64>,
-    /// The files that searcher maps (names in the generation directory).
+    /// The files that searcher uses (names in the generation directory).
     listed: Vec<String>,
     /// The stamp of each file when first looked at.
     stamps: HashMap<String, Stamp>,
@@ -96,7 +97,7 @@ pub(crate) struct Watch {
     state: Mutex<State>,
 }
 
-/// The files `searcher` maps, as names in the generation directory.
+/// The files `searcher` uses, as names in the generation directory.
 fn files_of(searcher: &Searcher) -> Vec<String> {
     let mut out = Vec::new();
     for reader in searcher.segment_readers() {
@@ -112,7 +113,7 @@ fn files_of(searcher: &Searcher) -> Vec<String> {
 }
 
 impl Watch {
-    /// Looks at every file `searcher` maps in `dir` (its generation directory, by the held descriptor): stamps the
+    /// Looks at every file `searcher` uses in `dir` (its generation directory, by the held descriptor): stamps the
     /// ones not seen before, compares the others. `Err` says which file differs and how; it is latched.
     pub(crate) fn check(&self, dir: &HeldDirectory, searcher: &Searcher) -> Result<(), String> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,6 +148,16 @@ impl Watch {
             }
         }
         Ok(())
+    }
+}
+
+impl Watch {
+    /// Latches the generation damaged for `why` (unless it already is): every later [`Watch::check`] says so.
+    pub(crate) fn latch(&self, why: String) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.damaged.is_none() {
+            st.damaged = Some(why);
+        }
     }
 }
 

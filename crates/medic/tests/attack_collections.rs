@@ -25,7 +25,8 @@
 //! (its index caught up through the dropped incarnation); a file in place of a text index directory never rebuilt,
 //! and a text index directory symlinked to another collection's stopping the daemon from starting (both now moved
 //! aside and rebuilt); unflagged wrong text answers after text index files were truncated or overwritten under the
-//! running daemon (each file the searcher maps is now stamped and looked at around every search and every 200 ms),
+//! running daemon (the index now reads its segment files into memory, checked against their CRC32, and looks at
+//! them on disk every 200 ms),
 //! and a strong search answered 200 unflagged without an acknowledged document while the text index directory was
 //! immutable (a failed persist now leaves the index behind). The soak
 //! (more seeds, every damage kind) runs with
