@@ -1895,10 +1895,10 @@ mod tests {
 #[derive(Debug, Clone, Default, Args)]
 pub struct IncidentsFilterArgs {
     /// Detected at or after: RFC 3339, a date, `-6h` (back from now) or µs.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
     /// Detected at or before (as --since).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Severities: sev0, sev1, sev2, sev3 (comma-separated).
     #[arg(long, value_name = "SEV")]

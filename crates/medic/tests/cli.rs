@@ -564,6 +564,43 @@ fn heal_dry_run_and_incidents_on_a_healthy_store() {
     assert!(stderr(&o).contains("999"), "{}", stderr(&o));
 }
 
+#[test]
+fn time_arguments_take_a_leading_minus() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    empty_store(&data, dir.path());
+    for args in [
+        &[
+            "incidents",
+            "--since",
+            "-1d",
+            "--severity",
+            "sev0,sev1",
+            "--json",
+        ][..],
+        &["incidents", "--since", "-2h", "--until", "-1h", "--json"],
+        &[
+            "incidents",
+            "--until",
+            "-30m",
+            "--status",
+            "active",
+            "--json",
+        ],
+    ] {
+        let o = medic(&data_args(&data, args), dir.path());
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(last_json(&o)["incidents"].is_array(), "{args:?}");
+    }
+    // A value that is not a time is still refused, naming the option.
+    let o = medic(
+        &data_args(&data, &["incidents", "--since", "-bogus"]),
+        dir.path(),
+    );
+    assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stderr(&o).contains("since"), "{}", stderr(&o));
+}
+
 /// A daemon on a free port, stopped with SIGTERM when dropped.
 struct Daemon {
     child: std::process::Child,
