@@ -1112,11 +1112,11 @@ impl App {
                 .last_comprehensive_us = Some(self.clock.now());
             let state = heal::check::health_from_results(&results);
             self.remember_health(state);
-            return Ok(
-                json!({ "accepted": acceptance, "state": state_name(state), "checks": results }),
-            );
+            return Ok(json!({ "accepted": acceptance, "nothing_lost": false,
+                "state": state_name(state), "checks": results }));
         }
-        Ok(json!({ "accepted": acceptance }))
+        Ok(json!({ "accepted": acceptance, "nothing_lost": true,
+            "message": "nothing to accept: no acknowledged data is lost" }))
     }
 
     /// The newest `limit` incidents, newest first (open ones from the engine, the rest from the knowledge base).

@@ -694,6 +694,14 @@ async fn accept_loss_needs_confirmation_and_with_nothing_lost_accepts_nothing() 
     .await;
     assert_eq!(got.0, StatusCode::OK, "{}", got.2);
     assert_eq!(got.1["accepted"]["ranges"], json!([]), "{}", got.2);
+    assert_eq!(got.1["nothing_lost"], true, "{}", got.2);
+    assert!(
+        got.1["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no acknowledged data is lost")),
+        "{}",
+        got.2
+    );
 }
 
 #[tokio::test]
@@ -988,3 +996,36 @@ fn body_and_query_errors_are_400s_naming_the_field_what_was_expected_and_where()
     d.stop();
 }
 
+#[test]
+fn accept_loss_with_nothing_lost_says_so_as_the_command_line_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = support::Daemon::start(&data, dir.path());
+    let (s, v) = d.json("PUT", "/v1/docs/a", Some(&json!({"text": "t"})));
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = d.json("POST", "/v1/accept-loss", Some(&json!({"confirm": true})));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["nothing_lost"], true, "{v}");
+    assert_eq!(v["accepted"]["ranges"], json!([]), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nothing to accept")),
+        "{v}"
+    );
+    // The command line through the daemon says the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["accept-loss", "--yes", "--server", &d.url])
+        .env_remove("MEDIC_TOKEN")
+        .env_remove("MEDIC_SERVER")
+        .env_remove("MEDIC_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to accept"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.stop();
+}
