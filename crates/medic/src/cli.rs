@@ -285,6 +285,7 @@ pub enum Command {
         suite: BenchCommand,
     },
     /// Show the effective configuration (file, defaults and flags together); tokens are shown as "<redacted>".
+    /// Local only: --server is refused (a daemon's configuration is the file it was started with).
     Config {
         /// Print the documented default configuration.
         #[arg(long)]
@@ -634,6 +635,16 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             .into()),
         },
         Command::Config { print_default } => {
+            // No daemon tells its configuration over HTTP: showing this machine's defaults under --server would
+            // pass them off as the daemon's.
+            if let Some(url) = &cli.server {
+                return Err(UsageError(format!(
+                    "medic config shows the configuration read here (--config, the defaults and the flags), not a \
+                     daemon's: --server {url} (or MEDIC_SERVER) does not apply. The daemon at {url} runs with the \
+                     file it was started with (its --config); run `medic config --config FILE` with that file"
+                ))
+                .into());
+            }
             if *print_default {
                 print!("{}", crate::config::default_toml());
             } else {
