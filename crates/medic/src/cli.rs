@@ -445,7 +445,7 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = error_code(&e);
-            let msg = format!("{e:#}");
+            let msg = for_the_command_line(&format!("{e:#}"));
             eprintln!("error: {msg}");
             if code == EXIT_ESCALATION {
                 eprintln!(
@@ -458,6 +458,26 @@ pub fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// An error the store or the daemon words for an HTTP client, reworded for a person at the command line: the
+/// command that creates a missing collection instead of the request that would.
+fn for_the_command_line(msg: &str) -> String {
+    const HTTP: &str = "create it with PUT /v1/collections/";
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(at) = rest.find(HTTP) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + HTTP.len()..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'))
+            .unwrap_or(after.len());
+        let name = &after[..end];
+        out.push_str(&format!("create it with `medic collections create {name}`"));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Writes `bytes` to stdout and flushes.
@@ -1860,6 +1880,24 @@ fn chaos_run(config: &store::chaos::ChaosConfig) -> anyhow::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_collection_is_created_with_the_command_not_the_request() {
+        assert_eq!(
+            for_the_command_line(
+                "no collection \"nosuch\": create it with PUT /v1/collections/nosuch"
+            ),
+            "no collection \"nosuch\": create it with `medic collections create nosuch`"
+        );
+        assert_eq!(
+            for_the_command_line("x: create it with PUT /v1/collections/a-b_1; then retry"),
+            "x: create it with `medic collections create a-b_1`; then retry"
+        );
+        assert_eq!(
+            for_the_command_line("nothing to change"),
+            "nothing to change"
+        );
+    }
 
     #[test]
     fn json_is_seen_among_refused_arguments_only_before_a_double_dash() {

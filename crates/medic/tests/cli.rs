@@ -751,6 +751,9 @@ fn talks_to_a_running_daemon_and_explains_when_it_cannot() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("locked by"), "{err}");
+    // The holder's times for people: RFC 3339 with an age, not µs since the epoch.
+    assert!(err.contains(" ago)"), "{err}");
+    assert!(!err.contains(" µs"), "{err}");
     assert_eq!(err.matches("did not answer").count(), 2, "{err}");
     assert!(err.contains("medic.url"), "{err}");
     assert!(err.contains("server.listen"), "{err}");
@@ -770,6 +773,10 @@ fn bearer_token_is_sent_from_the_flag_or_the_environment() {
     let o = medic(&put, dir.path());
     assert_eq!(o.status.code(), Some(1), "refused without a token");
     assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    // Said for the command line: the flag and the variable, not the HTTP header.
+    assert!(stderr(&o).contains("--token"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("MEDIC_TOKEN"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("Authorization"), "{}", stderr(&o));
 
     let mut with_flag = put.to_vec();
     with_flag.extend(["--token", "s3cret-token"]);
