@@ -187,7 +187,7 @@ pub enum Command {
         /// Metadata, as a JSON object.
         #[arg(long, value_name = "JSON")]
         meta: Option<String>,
-        /// The collection [default: default].
+        /// The collection.
         #[arg(long, value_name = "NAME", default_value = "default")]
         collection: String,
     },
@@ -197,7 +197,7 @@ pub enum Command {
         data: DataArg,
         /// The document id.
         id: String,
-        /// The collection [default: default].
+        /// The collection.
         #[arg(long, value_name = "NAME", default_value = "default")]
         collection: String,
     },
@@ -207,7 +207,7 @@ pub enum Command {
         data: DataArg,
         /// The document id.
         id: String,
-        /// The collection [default: default].
+        /// The collection.
         #[arg(long, value_name = "NAME", default_value = "default")]
         collection: String,
     },
@@ -240,7 +240,7 @@ pub enum Command {
         /// The exact nearest vectors (the flat index) instead of HNSW's (with --vector).
         #[arg(long)]
         exact: bool,
-        /// The collection [default: default].
+        /// The collection.
         #[arg(long, value_name = "NAME", default_value = "default")]
         collection: String,
     },
@@ -250,7 +250,7 @@ pub enum Command {
         data: DataArg,
         /// The file; `-` reads standard input.
         file: PathBuf,
-        /// The collection [default: default].
+        /// The collection.
         #[arg(long, value_name = "NAME", default_value = "default")]
         collection: String,
     },
@@ -347,7 +347,7 @@ pub enum CollectionsCommand {
         /// The vector metric: cosine, dot or l2 [default: cosine].
         #[arg(long)]
         metric: Option<String>,
-        /// The indexes it keeps, comma-separated, of flat, hnsw, text [default: all three].
+        /// The indexes it keeps, comma-separated, of flat, hnsw, ivf, text [default: flat,hnsw,text].
         #[arg(long, value_name = "INDEX,INDEX")]
         indexes: Option<String>,
     },
@@ -381,7 +381,8 @@ pub enum BenchCommand {
         /// Where NAB's results layout is written.
         #[arg(long, value_name = "RESULTS_DIR")]
         out: PathBuf,
-        /// Which detector (default: the composite, with `[engine.composite]` of `--config` when given).
+        /// Which detector [default: the engine's, the composite — its default kind `surprise` —, with
+        /// `[engine.composite]` of `--config` when given]; another name scores that detector alone.
         #[arg(long)]
         detector: Option<String>,
     },
