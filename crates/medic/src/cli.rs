@@ -1022,7 +1022,11 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 if out.json {
                     out.json_line(&serde_json::to_value(summary)?);
                 } else {
-                    println!("loaded {} documents from {}", summary.written, input.name());
+                    println!(
+                        "loaded {} from {}",
+                        render::count(summary.written, "document", "documents"),
+                        input.name()
+                    );
                 }
                 Ok(EXIT_OK)
             })
@@ -1043,13 +1047,28 @@ fn collections(
             return;
         }
         let one = |c: &Value| {
+            // A dimension not fixed yet (no vector stored) is said so, not `null`.
+            let dimension = match c["settings"]["dimension"].as_u64() {
+                Some(d) => format!("dimension {d}"),
+                None => "dimension not fixed yet".to_string(),
+            };
+            let indexes = match c["settings"]["indexes"].as_array() {
+                Some(list) => list
+                    .iter()
+                    .map(render::scalar)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                None => render::scalar(&c["settings"]["indexes"]),
+            };
             println!(
-                "{}  {} documents  dimension {}  metric {}  indexes {}{}",
+                "{}  {}  {dimension}  metric {}  indexes {indexes}{}",
                 c["collection"].as_str().unwrap_or("?"),
-                c["documents"],
-                c["settings"]["dimension"],
+                render::count(
+                    c["documents"].as_u64().unwrap_or(0),
+                    "document",
+                    "documents"
+                ),
                 c["settings"]["metric"].as_str().unwrap_or("?"),
-                c["settings"]["indexes"],
                 if c["state"] == "dropping" {
                     "  (dropping)"
                 } else {
@@ -1111,8 +1130,12 @@ fn collections(
                 out.json_line(&v);
             } else {
                 println!(
-                    "dropped {name} ({} documents deleted)",
-                    v["documents_deleted"]
+                    "dropped {name} ({} deleted)",
+                    render::count(
+                        v["documents_deleted"].as_u64().unwrap_or(0),
+                        "document",
+                        "documents"
+                    )
                 );
             }
             Ok(EXIT_OK)
@@ -1470,10 +1493,14 @@ fn accept_loss(out: &Out, b: &dyn Backend) -> anyhow::Result<u8> {
         );
     }
     println!(
-        "kept {} documents in a new snapshot; writes resume",
-        v.pointer("/accepted/docs")
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
+        "kept {} in a new snapshot; writes resume",
+        render::count(
+            v.pointer("/accepted/docs")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            "document",
+            "documents"
+        )
     );
     Ok(EXIT_OK)
 }
