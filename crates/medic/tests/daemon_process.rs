@@ -180,7 +180,7 @@ fn damage_while_stopped_is_healed_after_restart_and_reported() {
     );
     let md = detail["report"]["markdown"].as_str().unwrap();
     assert!(
-        md.starts_with(&format!("# Incident {id}")) && md.contains("AutoRepaired"),
+        md.starts_with(&format!("# Incident {id}")) && md.contains("- resolution: auto-repaired"),
         "{md}"
     );
 
