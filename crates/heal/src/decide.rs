@@ -473,7 +473,11 @@ fn gate(
         .state(input.now, cfg.breaker_cooldown_us)
     {
         BreakerState::Open { since } => {
-            reasons.push(format!("{}: circuit breaker open since {since} µs", c.name));
+            reasons.push(format!(
+                "{}: circuit breaker open since {}",
+                c.name,
+                crate::clock::rfc3339_with_age(since, input.now)
+            ));
             return Err(HeldBack::Refused);
         }
         BreakerState::HalfOpen => {
@@ -496,8 +500,13 @@ fn gate(
     );
     if recent >= cfg.strategy_rate_max as usize {
         reasons.push(format!(
-            "{}: rate limit, {recent} attempts on {} in the last {} µs (strategy_rate_max = {})",
-            c.name, input.resource, cfg.strategy_rate_window_us, cfg.strategy_rate_max
+            "{}: rate limit, {recent} attempts on {} in the last {} (strategy_rate_window_us = {}, \
+             strategy_rate_max = {})",
+            c.name,
+            input.resource,
+            crate::clock::human_duration_us(cfg.strategy_rate_window_us),
+            cfg.strategy_rate_window_us,
+            cfg.strategy_rate_max
         ));
         return Err(HeldBack::ForNow);
     }
@@ -505,8 +514,11 @@ fn gate(
         && input.now.saturating_sub(t) < cfg.strategy_cooldown_us
     {
         reasons.push(format!(
-            "{}: cooling down after a failure at {t} µs (strategy_cooldown_us = {})",
-            c.name, cfg.strategy_cooldown_us
+            "{}: cooling down after a failure at {} (strategy_cooldown_us = {}, {})",
+            c.name,
+            crate::clock::rfc3339_with_age(t, input.now),
+            cfg.strategy_cooldown_us,
+            crate::clock::human_duration_us(cfg.strategy_cooldown_us)
         ));
         return Err(HeldBack::ForNow);
     }

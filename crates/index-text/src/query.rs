@@ -103,6 +103,127 @@ fn check_shape(q: &str) -> Result<(), QueryError> {
     Ok(())
 }
 
+/// One piece of a query as [`diagnose`] sees it, with its byte offset.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Piece<'a> {
+    Open,
+    Close,
+    /// A word, a phrase, a range or a `field:` (with its text).
+    Term(&'a str),
+    /// `AND` or `OR`.
+    Operator(&'a str),
+}
+
+/// What is wrong with a query the strict grammar refused, and at which column: an unbalanced parenthesis, quote or
+/// range bracket, an operator (`AND`, `OR`, `+`, `-`) without its term, a `field:` without its value. `None` when
+/// none of these is found.
+fn diagnose(q: &str) -> Option<(usize, String)> {
+    let col = |i: usize| column_of(q, i);
+    let bytes = q.as_bytes();
+    let mut pieces: Vec<(usize, Piece<'_>)> = Vec::new();
+    let mut open: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            b'(' => {
+                open.push(i);
+                pieces.push((i, Piece::Open));
+                i += 1;
+            }
+            b')' => {
+                if open.pop().is_none() {
+                    return Some((
+                        col(i),
+                        "')' closes a group that was never opened".to_string(),
+                    ));
+                }
+                if let Some(&(at, Piece::Open)) = pieces.last() {
+                    return Some((
+                        col(at),
+                        "'()' is an empty group: put a term inside".to_string(),
+                    ));
+                }
+                pieces.push((i, Piece::Close));
+                i += 1;
+            }
+            b'"' => {
+                let Some(end) = q[i + 1..].find('"') else {
+                    return Some((
+                        col(i),
+                        "'\"' opens a phrase that is never closed".to_string(),
+                    ));
+                };
+                pieces.push((i, Piece::Term(&q[i..i + end + 2])));
+                i += end + 2;
+            }
+            b'[' | b'{' => {
+                let Some(end) = q[i + 1..].find([']', '}']) else {
+                    return Some((
+                        col(i),
+                        format!("'{}' opens a range that is never closed", c as char),
+                    ));
+                };
+                pieces.push((i, Piece::Term(&q[i..i + end + 2])));
+                i += end + 2;
+            }
+            _ => {
+                let start = i;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'\\' => i += 2,
+                        b' ' | b'\t' | b'\n' | b'\r' | b'(' | b')' | b'"' | b'[' | b'{' => break,
+                        _ => i += 1,
+                    }
+                }
+                let i_end = i.min(bytes.len());
+                i = i_end;
+                let word = &q[start..i_end];
+                match word {
+                    "AND" | "OR" => pieces.push((start, Piece::Operator(word))),
+                    "+" | "-" => {
+                        return Some((
+                            col(start),
+                            format!("'{word}' needs a term right after it, with no space"),
+                        ));
+                    }
+                    _ => pieces.push((start, Piece::Term(word))),
+                }
+            }
+        }
+    }
+    if let Some(&at) = open.last() {
+        return Some((
+            col(at),
+            "'(' opens a group that is never closed".to_string(),
+        ));
+    }
+    for (k, &(at, piece)) in pieces.iter().enumerate() {
+        let before = k.checked_sub(1).map(|j| pieces[j].1);
+        let after = pieces.get(k + 1).map(|p| p.1);
+        match piece {
+            Piece::Operator(op) => {
+                if !matches!(after, Some(Piece::Term(_) | Piece::Open)) {
+                    return Some((col(at), format!("{op} needs a term after it")));
+                }
+                if !matches!(before, Some(Piece::Term(_) | Piece::Close)) {
+                    return Some((col(at), format!("{op} needs a term before it")));
+                }
+            }
+            Piece::Term(t)
+                if t.ends_with(':')
+                    && !t.ends_with("\\:")
+                    && !matches!(after, Some(Piece::Term(_) | Piece::Open)) =>
+            {
+                return Some((col(at), format!("'{t}' needs a value after it")));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Parses `q` into a tantivy query over the fields `text` and `meta`.
 pub(crate) fn build(
     q: &str,
@@ -119,9 +240,15 @@ pub(crate) fn build(
         });
     }
     // The lenient parser recovers silently from a few shapes the strict one refuses: trust only what both accept.
-    let ast = parse_query(q).map_err(|_| QueryError::Syntax {
-        column: 1,
-        message: "the query does not parse".to_string(),
+    // The strict one says no more than that it failed: what is wrong and where is worked out here.
+    let ast = parse_query(q).map_err(|_| {
+        let (column, message) = diagnose(q).unwrap_or_else(|| {
+            (
+                1,
+                "the query does not parse (check its parentheses, quotes and AND/OR)".to_string(),
+            )
+        });
+        QueryError::Syntax { column, message }
     })?;
     let mut b = Builder {
         source: q,
@@ -477,6 +604,49 @@ mod tests {
     use super::*;
     use crate::schema;
     use crate::synth::{Corpus, word};
+
+    /// A query the strict grammar refuses is explained: what is wrong, at which column.
+    #[test]
+    fn a_query_that_does_not_parse_says_what_and_where() {
+        for (q, column, says) in [
+            ("hello(", 6, "'(' opens a group that is never closed"),
+            ("(brown fox", 1, "'(' opens a group that is never closed"),
+            ("brown)", 6, "')' closes a group that was never opened"),
+            ("fox AND", 5, "AND needs a term after it"),
+            ("(fox OR )", 6, "OR needs a term after it"),
+            ("AND fox", 1, "AND needs a term before it"),
+            (
+                "\"unclosed phrase",
+                1,
+                "'\"' opens a phrase that is never closed",
+            ),
+            ("year:[1 TO", 6, "'[' opens a range that is never closed"),
+            ("fox - dog", 5, "'-' needs a term right after it"),
+            ("a () b", 3, "'()' is an empty group"),
+        ] {
+            let (c, m) = diagnose(q).unwrap_or_else(|| panic!("{q:?} not diagnosed"));
+            assert_eq!(c, column, "{q:?}: {m}");
+            assert!(m.starts_with(says), "{q:?}: {m}");
+        }
+        // The two a user met: refused by the grammar, and through `build` the message says what and where.
+        for (q, says) in [
+            ("hello(", "column 6: '(' opens a group that is never closed"),
+            ("fox AND", "column 5: AND needs a term after it"),
+        ] {
+            assert!(parse_query(q).is_err(), "{q:?} is refused by the grammar");
+            let index = Index::create_in_ram(schema::schema());
+            tokens::register(&index);
+            let fields = schema::fields_of(&index.schema()).unwrap();
+            let settings = TextSettings::default();
+            let analyzer = index.tokenizer_for_field(fields.text).unwrap();
+            let e = build(q, &fields, analyzer, &settings)
+                .err()
+                .unwrap_or_else(|| panic!("{q:?} was accepted"));
+            assert_eq!(e.to_string(), format!("query: {says}"), "{q:?}");
+        }
+        // Columns count characters, not bytes.
+        assert_eq!(diagnose("été AND").map(|d| d.0), Some(5));
+    }
 
     /// A phrase required with its pair buckets answers exactly what the phrase alone answers: the same hits in the
     /// same order with the same scores, and the same total.

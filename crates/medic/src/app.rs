@@ -1112,11 +1112,11 @@ impl App {
                 .last_comprehensive_us = Some(self.clock.now());
             let state = heal::check::health_from_results(&results);
             self.remember_health(state);
-            return Ok(
-                json!({ "accepted": acceptance, "state": state_name(state), "checks": results }),
-            );
+            return Ok(json!({ "accepted": acceptance, "nothing_lost": false,
+                "state": state_name(state), "checks": results }));
         }
-        Ok(json!({ "accepted": acceptance }))
+        Ok(json!({ "accepted": acceptance, "nothing_lost": true,
+            "message": "nothing to accept: no acknowledged data is lost" }))
     }
 
     /// The newest `limit` incidents, newest first (open ones from the engine, the rest from the knowledge base).
@@ -1352,6 +1352,28 @@ fn copy_kb(path: &std::path::Path) -> anyhow::Result<tempfile::TempDir> {
     Ok(tmp)
 }
 
+/// A serde name (`auto_repaired`, `dry_run`, `OBSTACLE`) as a word for people: `auto-repaired`, `dry run`,
+/// `obstacle`.
+fn word<T: serde::Serialize>(v: &T, sep: &str) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s.to_lowercase().replace('_', sep),
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// What a repair attempt may have lost, in words.
+fn data_loss_words(l: &heal::repair::DataLoss) -> String {
+    use heal::repair::DataLoss;
+    match l {
+        DataLoss::None => "no data lost".to_string(),
+        DataLoss::UnacknowledgedOnly => "only unacknowledged bytes lost".to_string(),
+        DataLoss::Records(1) => "1 acknowledged record may be lost".to_string(),
+        DataLoss::Records(n) => format!("{n} acknowledged records may be lost"),
+        DataLoss::Unknown => "data loss unknown".to_string(),
+    }
+}
+
 /// A Markdown summary of an incident that was not escalated (an escalated one carries the engine's own report).
 fn incident_markdown(r: &IncidentRecord) -> String {
     use std::fmt::Write as _;
@@ -1364,12 +1386,20 @@ fn incident_markdown(r: &IncidentRecord) -> String {
     let _ = writeln!(s, "# Incident {}: {title}\n", r.id);
     let _ = writeln!(
         s,
-        "- severity: {:?}, crisis level: {:?}\n- resolution: {:?}\n- root cause: {}\n- decision: {}",
-        r.severity, r.crisis, r.resolution, r.root_cause, r.decision
+        "- severity: {}, crisis level: {}\n- resolution: {}\n- root cause: {}\n- decision: {}",
+        word(&r.severity, "-"),
+        word(&r.crisis, "-"),
+        word(&r.resolution, "-"),
+        r.root_cause,
+        r.decision
     );
     let _ = writeln!(s, "\n## Issues\n");
+    // One line per problem: an issue found again in a later cycle is listed once.
+    let mut listed = std::collections::HashSet::new();
     for i in &r.issues {
-        let _ = writeln!(s, "- `{}` on `{}`: {}", i.code, i.resource, i.summary);
+        if listed.insert((&i.code, &i.resource, &i.summary)) {
+            let _ = writeln!(s, "- `{}` on `{}`: {}", i.code, i.resource, i.summary);
+        }
     }
     if !r.blast_radius.is_empty() {
         let _ = writeln!(s, "\n## Blast radius\n");
@@ -1384,11 +1414,11 @@ fn incident_markdown(r: &IncidentRecord) -> String {
     for a in &r.attempts {
         let _ = writeln!(
             s,
-            "- `{}`: {:?} in {}, data loss {:?}{}",
+            "- `{}`: {} in {}, {}{}",
             a.strategy,
-            a.outcome,
+            word(&a.outcome, " "),
             heal::clock::human_duration_us(a.duration_us),
-            a.data_loss,
+            data_loss_words(&a.data_loss),
             if a.notes.is_empty() {
                 String::new()
             } else {

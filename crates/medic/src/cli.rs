@@ -187,7 +187,7 @@ pub enum Command {
         /// Metadata, as a JSON object.
         #[arg(long, value_name = "JSON")]
         meta: Option<String>,
-        /// The collection [default: default].
+        /// The collection.
         #[arg(long, value_name = "NAME", default_value = "default")]
         collection: String,
     },
@@ -197,7 +197,7 @@ pub enum Command {
         data: DataArg,
         /// The document id.
         id: String,
-        /// The collection [default: default].
+        /// The collection.
         #[arg(long, value_name = "NAME", default_value = "default")]
         collection: String,
     },
@@ -207,7 +207,7 @@ pub enum Command {
         data: DataArg,
         /// The document id.
         id: String,
-        /// The collection [default: default].
+        /// The collection.
         #[arg(long, value_name = "NAME", default_value = "default")]
         collection: String,
     },
@@ -240,7 +240,7 @@ pub enum Command {
         /// The exact nearest vectors (the flat index) instead of HNSW's (with --vector).
         #[arg(long)]
         exact: bool,
-        /// The collection [default: default].
+        /// The collection.
         #[arg(long, value_name = "NAME", default_value = "default")]
         collection: String,
     },
@@ -250,7 +250,7 @@ pub enum Command {
         data: DataArg,
         /// The file; `-` reads standard input.
         file: PathBuf,
-        /// The collection [default: default].
+        /// The collection.
         #[arg(long, value_name = "NAME", default_value = "default")]
         collection: String,
     },
@@ -285,6 +285,7 @@ pub enum Command {
         suite: BenchCommand,
     },
     /// Show the effective configuration (file, defaults and flags together); tokens are shown as "<redacted>".
+    /// Local only: --server is refused (a daemon's configuration is the file it was started with).
     Config {
         /// Print the documented default configuration.
         #[arg(long)]
@@ -351,7 +352,7 @@ pub enum CollectionsCommand {
         /// The vector metric: cosine, dot or l2 [default: cosine].
         #[arg(long)]
         metric: Option<String>,
-        /// The indexes it keeps, comma-separated, of flat, hnsw, text [default: all three].
+        /// The indexes it keeps, comma-separated, of flat, hnsw, ivf, text [default: flat,hnsw,text].
         #[arg(long, value_name = "INDEX,INDEX")]
         indexes: Option<String>,
     },
@@ -385,7 +386,8 @@ pub enum BenchCommand {
         /// Where NAB's results layout is written.
         #[arg(long, value_name = "RESULTS_DIR")]
         out: PathBuf,
-        /// Which detector (default: the composite, with `[engine.composite]` of `--config` when given).
+        /// Which detector [default: the engine's, the composite — its default kind `surprise` —, with
+        /// `[engine.composite]` of `--config` when given]; another name scores that detector alone.
         #[arg(long)]
         detector: Option<String>,
     },
@@ -449,7 +451,7 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = error_code(&e);
-            let msg = format!("{e:#}");
+            let msg = for_the_command_line(&format!("{e:#}"));
             eprintln!("error: {msg}");
             if code == EXIT_ESCALATION {
                 eprintln!(
@@ -462,6 +464,26 @@ pub fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// An error the store or the daemon words for an HTTP client, reworded for a person at the command line: the
+/// command that creates a missing collection instead of the request that would.
+fn for_the_command_line(msg: &str) -> String {
+    const HTTP: &str = "create it with PUT /v1/collections/";
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(at) = rest.find(HTTP) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + HTTP.len()..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'))
+            .unwrap_or(after.len());
+        let name = &after[..end];
+        out.push_str(&format!("create it with `medic collections create {name}`"));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Writes `bytes` to stdout and flushes.
@@ -639,6 +661,16 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             .into()),
         },
         Command::Config { print_default } => {
+            // No daemon tells its configuration over HTTP: showing this machine's defaults under --server would
+            // pass them off as the daemon's.
+            if let Some(url) = &cli.server {
+                return Err(UsageError(format!(
+                    "medic config shows the configuration read here (--config, the defaults and the flags), not a \
+                     daemon's: --server {url} (or MEDIC_SERVER) does not apply. The daemon at {url} runs with the \
+                     file it was started with (its --config); run `medic config --config FILE` with that file"
+                ))
+                .into());
+            }
             if *print_default {
                 print!("{}", crate::config::default_toml());
             } else {
@@ -1013,7 +1045,11 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 if out.json {
                     out.json_line(&serde_json::to_value(summary)?);
                 } else {
-                    println!("loaded {} documents from {}", summary.written, input.name());
+                    println!(
+                        "loaded {} from {}",
+                        render::count(summary.written, "document", "documents"),
+                        input.name()
+                    );
                 }
                 Ok(EXIT_OK)
             })
@@ -1034,13 +1070,28 @@ fn collections(
             return;
         }
         let one = |c: &Value| {
+            // A dimension not fixed yet (no vector stored) is said so, not `null`.
+            let dimension = match c["settings"]["dimension"].as_u64() {
+                Some(d) => format!("dimension {d}"),
+                None => "dimension not fixed yet".to_string(),
+            };
+            let indexes = match c["settings"]["indexes"].as_array() {
+                Some(list) => list
+                    .iter()
+                    .map(render::scalar)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                None => render::scalar(&c["settings"]["indexes"]),
+            };
             println!(
-                "{}  {} documents  dimension {}  metric {}  indexes {}{}",
+                "{}  {}  {dimension}  metric {}  indexes {indexes}{}",
                 c["collection"].as_str().unwrap_or("?"),
-                c["documents"],
-                c["settings"]["dimension"],
+                render::count(
+                    c["documents"].as_u64().unwrap_or(0),
+                    "document",
+                    "documents"
+                ),
                 c["settings"]["metric"].as_str().unwrap_or("?"),
-                c["settings"]["indexes"],
                 if c["state"] == "dropping" {
                     "  (dropping)"
                 } else {
@@ -1102,8 +1153,12 @@ fn collections(
                 out.json_line(&v);
             } else {
                 println!(
-                    "dropped {name} ({} documents deleted)",
-                    v["documents_deleted"]
+                    "dropped {name} ({} deleted)",
+                    render::count(
+                        v["documents_deleted"].as_u64().unwrap_or(0),
+                        "document",
+                        "documents"
+                    )
                 );
             }
             Ok(EXIT_OK)
@@ -1461,10 +1516,14 @@ fn accept_loss(out: &Out, b: &dyn Backend) -> anyhow::Result<u8> {
         );
     }
     println!(
-        "kept {} documents in a new snapshot; writes resume",
-        v.pointer("/accepted/docs")
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
+        "kept {} in a new snapshot; writes resume",
+        render::count(
+            v.pointer("/accepted/docs")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            "document",
+            "documents"
+        )
     );
     Ok(EXIT_OK)
 }
@@ -1894,6 +1953,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_missing_collection_is_created_with_the_command_not_the_request() {
+        assert_eq!(
+            for_the_command_line(
+                "no collection \"nosuch\": create it with PUT /v1/collections/nosuch"
+            ),
+            "no collection \"nosuch\": create it with `medic collections create nosuch`"
+        );
+        assert_eq!(
+            for_the_command_line("x: create it with PUT /v1/collections/a-b_1; then retry"),
+            "x: create it with `medic collections create a-b_1`; then retry"
+        );
+        assert_eq!(
+            for_the_command_line("nothing to change"),
+            "nothing to change"
+        );
+    }
+
+    #[test]
     fn json_is_seen_among_refused_arguments_only_before_a_double_dash() {
         let args = |l: &[&str]| {
             l.iter()
@@ -1938,10 +2015,10 @@ mod tests {
 #[derive(Debug, Clone, Default, Args)]
 pub struct IncidentsFilterArgs {
     /// Detected at or after: RFC 3339, a date, `-6h` (back from now) or µs.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
     /// Detected at or before (as --since).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Severities: sev0, sev1, sev2, sev3 (comma-separated).
     #[arg(long, value_name = "SEV")]

@@ -391,6 +391,16 @@ pub enum ConfigError {
     /// An `[escalation]` receiver or policy is invalid (the message names the key, the value and what is accepted).
     #[error("config: {0}")]
     Escalation(String),
+    /// A command-line flag's value is invalid (the flag, the value and why).
+    #[error("{flag} {value:?} is invalid: {reason}")]
+    Flag {
+        /// The flag, e.g. `--listen`.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is refused and what is accepted.
+        reason: String,
+    },
     /// A value is outside its accepted range.
     #[error("config: {key} = {value} is invalid: accepted {accepted}")]
     Invalid {
@@ -500,6 +510,30 @@ impl Config {
                 value: format!("{:?}", self.server.listen),
                 accepted: "an IP:PORT address such as \"127.0.0.1:7878\" or \"[::1]:7878\"".into(),
             })
+    }
+
+    /// Why `listen` is not an IP:PORT address, in words (`None` when it is one).
+    pub fn listen_problem(listen: &str) -> Option<String> {
+        if listen.parse::<SocketAddr>().is_ok() {
+            return None;
+        }
+        let accepted = "give IP:PORT, such as 127.0.0.1:7878 (this machine only), [::1]:7878 or 0.0.0.0:7878 \
+                        (every interface); port 0 picks a free one";
+        let (host, port) = match listen.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() => {
+                (h.trim_start_matches('[').trim_end_matches(']'), Some(p))
+            }
+            _ => (listen, None),
+        };
+        let why = match port {
+            None => "it has no port".to_string(),
+            Some(p) if p.parse::<u16>().is_err() => format!("{p:?} is not a port (0 to 65535)"),
+            Some(_) if host.parse::<std::net::IpAddr>().is_err() => format!(
+                "{host:?} is not an IP address (host names are not looked up: for this machine use 127.0.0.1)"
+            ),
+            Some(_) => "it is not an IP:PORT address".to_string(),
+        };
+        Some(format!("{why}; {accepted}"))
     }
 
     /// Refuses values outside their range; returns warnings for unusual but valid ones.
@@ -1823,6 +1857,23 @@ mod tests {
         c.server.listen = "[::1]:0".into();
         c.server.token = None;
         assert!(c.validate().is_ok(), "IPv6 loopback needs no token");
+    }
+
+    #[test]
+    fn a_bad_listen_address_says_why() {
+        assert_eq!(Config::listen_problem("127.0.0.1:0"), None);
+        let p = Config::listen_problem("localhost:0").unwrap();
+        assert!(p.starts_with("\"localhost\" is not an IP address"), "{p}");
+        assert!(
+            Config::listen_problem("127.0.0.1")
+                .unwrap()
+                .starts_with("it has no port")
+        );
+        assert!(
+            Config::listen_problem("127.0.0.1:http")
+                .unwrap()
+                .contains("not a port")
+        );
     }
 
     #[test]

@@ -663,7 +663,7 @@ impl App {
                     "strategy": name,
                     "consecutive_failures": b.consecutive_failures,
                     "opened_at": b.opened_at,
-                    "state": format!("{:?}", b.state(now, cooldown)),
+                    "state": breaker_state_name(&b.state(now, cooldown)),
                     "reset": format!("medic breaker reset {name}"),
                 })
             })
@@ -774,9 +774,27 @@ impl App {
     }
 }
 
+/// A circuit breaker's state as `GET /v1/breakers` names it: `closed`, `open` or `half_open`.
+pub fn breaker_state_name(state: &heal::decide::BreakerState) -> &'static str {
+    use heal::decide::BreakerState;
+    match state {
+        BreakerState::Closed => "closed",
+        BreakerState::Open { .. } => "open",
+        BreakerState::HalfOpen => "half_open",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn breaker_states_are_named_in_words_not_rust_debug() {
+        use heal::decide::BreakerState;
+        assert_eq!(breaker_state_name(&BreakerState::Closed), "closed");
+        assert_eq!(breaker_state_name(&BreakerState::Open { since: 7 }), "open");
+        assert_eq!(breaker_state_name(&BreakerState::HalfOpen), "half_open");
+    }
 
     #[test]
     fn durations_parse_and_bad_ones_are_named() {

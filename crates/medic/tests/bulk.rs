@@ -150,6 +150,36 @@ fn the_bulk_body_limit_is_named() {
     d.stop();
 }
 
+#[test]
+fn a_wrong_dimension_in_a_collection_is_named_as_a_single_put_names_it_with_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&tmp.path().join("data"), tmp.path());
+    let (s, v) = d.json("PUT", "/v1/collections/c4", Some(&json!({"dimension": 3})));
+    assert_eq!(s, 201, "{v}");
+    let (s, put) = d.json(
+        "PUT",
+        "/v1/collections/c4/docs/one",
+        Some(&json!({"text": "x", "vector": [1.0, 2.0]})),
+    );
+    assert_eq!(s, 400, "{put}");
+    let put = put["error"].as_str().unwrap().to_string();
+    assert!(
+        put.contains("the collection \"c4\" holds vectors of 3"),
+        "{put}"
+    );
+    let body = "{\"id\":\"a\",\"text\":\"x\",\"vector\":[1,2,3]}\n{\"id\":\"b\",\"text\":\"y\",\"vector\":[1,2]}\n";
+    let (s, v) = d.post_ndjson("/v1/collections/c4/docs", body);
+    assert_eq!(s, 400, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.starts_with("line 2: vector has 2 dimensions, the collection \"c4\" holds vectors of 3"),
+        "{e}"
+    );
+    assert!(!e.contains("the store's"), "{e}");
+    assert!(e.contains("nothing was written"), "{e}");
+    d.stop();
+}
+
 /// A bulk body answered 200: its loader's id prefix and its document numbers.
 type AckedBody = (String, Vec<usize>);
 

@@ -564,6 +564,141 @@ fn heal_dry_run_and_incidents_on_a_healthy_store() {
     assert!(stderr(&o).contains("999"), "{}", stderr(&o));
 }
 
+#[test]
+fn time_arguments_take_a_leading_minus() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    empty_store(&data, dir.path());
+    for args in [
+        &[
+            "incidents",
+            "--since",
+            "-1d",
+            "--severity",
+            "sev0,sev1",
+            "--json",
+        ][..],
+        &["incidents", "--since", "-2h", "--until", "-1h", "--json"],
+        &[
+            "incidents",
+            "--until",
+            "-30m",
+            "--status",
+            "active",
+            "--json",
+        ],
+    ] {
+        let o = medic(&data_args(&data, args), dir.path());
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(last_json(&o)["incidents"].is_array(), "{args:?}");
+    }
+    // A value that is not a time is still refused, naming the option.
+    let o = medic(
+        &data_args(&data, &["incidents", "--since", "-bogus"]),
+        dir.path(),
+    );
+    assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stderr(&o).contains("since"), "{}", stderr(&o));
+}
+
+#[test]
+fn messages_speak_to_the_person_at_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    empty_store(&data, dir.path());
+
+    // A flag's bad value is named as the flag, with why.
+    let o = medic(
+        &data_args(&data, &["serve", "--listen", "localhost:0"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("--listen \"localhost:0\" is invalid"), "{err}");
+    assert!(err.contains("not an IP address"), "{err}");
+    assert!(!err.contains("server.listen"), "{err}");
+
+    // `config` never passes the local configuration off as a daemon's.
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let o = medic(&["config", "--server", &url], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("does not apply"), "{}", stderr(&o));
+
+    // An unknown collection: the command that creates it, not the HTTP request.
+    let o = medic(
+        &data_args(
+            &data,
+            &["put", "x", "--text", "t", "--collection", "nosuch"],
+        ),
+        dir.path(),
+    );
+    assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(err.contains("medic collections create nosuch"), "{err}");
+    assert!(!err.contains("PUT /v1/collections"), "{err}");
+
+    // A metric the history never held is named unknown (exit 2), not "0 points".
+    let o = medic(&data_args(&data, &["history", "nosuchmetric"]), dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("no metric named \"nosuchmetric\""),
+        "{}",
+        stderr(&o)
+    );
+
+    // Counts in words: one document, no vector yet.
+    let o = medic(
+        &data_args(&data, &["collections", "create", "c1"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = medic(
+        &data_args(&data, &["put", "one", "--text", "t", "--collection", "c1"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = medic(&data_args(&data, &["collections"]), dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let listing = stdout(&o);
+    let c1 = listing
+        .lines()
+        .find(|l| l.starts_with("c1 "))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(c1.contains(" 1 document "), "{c1}");
+    assert!(c1.contains("dimension not fixed yet"), "{c1}");
+    assert!(!listing.contains("null"), "{listing}");
+}
+
+#[test]
+fn help_says_each_default_once_and_lists_what_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["put", "get", "delete", "search", "load"] {
+        let o = medic(&[cmd, "--help"], dir.path());
+        assert_eq!(o.status.code(), Some(0), "{cmd}");
+        let help = stdout(&o);
+        let line = help
+            .lines()
+            .skip_while(|l| !l.contains("--collection"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            line.matches("[default: default]").count(),
+            1,
+            "{cmd}: {line}"
+        );
+    }
+    let o = medic(&["collections", "create", "--help"], dir.path());
+    assert!(
+        stdout(&o).contains("flat, hnsw, ivf, text"),
+        "{}",
+        stdout(&o)
+    );
+    let o = medic(&["bench", "nab", "--help"], dir.path());
+    assert!(stdout(&o).contains("surprise"), "{}", stdout(&o));
+}
+
 /// A daemon on a free port, stopped with SIGTERM when dropped.
 struct Daemon {
     child: std::process::Child,
@@ -714,6 +849,9 @@ fn talks_to_a_running_daemon_and_explains_when_it_cannot() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("locked by"), "{err}");
+    // The holder's times for people: RFC 3339 with an age, not µs since the epoch.
+    assert!(err.contains(" ago)"), "{err}");
+    assert!(!err.contains(" µs"), "{err}");
     assert_eq!(err.matches("did not answer").count(), 2, "{err}");
     assert!(err.contains("medic.url"), "{err}");
     assert!(err.contains("server.listen"), "{err}");
@@ -733,6 +871,10 @@ fn bearer_token_is_sent_from_the_flag_or_the_environment() {
     let o = medic(&put, dir.path());
     assert_eq!(o.status.code(), Some(1), "refused without a token");
     assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    // Said for the command line: the flag and the variable, not the HTTP header.
+    assert!(stderr(&o).contains("--token"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("MEDIC_TOKEN"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("Authorization"), "{}", stderr(&o));
 
     let mut with_flag = put.to_vec();
     with_flag.extend(["--token", "s3cret-token"]);

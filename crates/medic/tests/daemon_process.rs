@@ -49,7 +49,7 @@ fn serves_documents_health_status_incidents_and_metrics_and_stops_cleanly() {
     assert_eq!(s, 200, "{v}");
     assert!(v["hits"].as_array().is_some_and(|h| h.len() <= 2), "{v}");
     let (s, v) = d.json("PUT", "/v1/docs/bad", Some(&json!({"text": 1})));
-    assert_eq!(s, 422, "{v}");
+    assert_eq!(s, 400, "{v}");
     assert!(v["error"].is_string());
 
     let (s, v) = d.json("GET", "/health", None);
@@ -180,7 +180,7 @@ fn damage_while_stopped_is_healed_after_restart_and_reported() {
     );
     let md = detail["report"]["markdown"].as_str().unwrap();
     assert!(
-        md.starts_with(&format!("# Incident {id}")) && md.contains("AutoRepaired"),
+        md.starts_with(&format!("# Incident {id}")) && md.contains("- resolution: auto-repaired"),
         "{md}"
     );
 

@@ -11,6 +11,8 @@ use medic::config::Config;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+mod support;
+
 struct Fixture {
     router: Router,
     _dir: tempfile::TempDir,
@@ -140,25 +142,25 @@ async fn malformed_and_wrong_typed_json_get_4xx_json_errors() {
         json_req("PUT", "/v1/docs/x", &json!({"text": 5})),
     )
     .await;
-    assert_client_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "text");
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "text");
     let got = send(
         &f.router,
         json_req("PUT", "/v1/docs/x", &json!({"vector": [1.0]})),
     )
     .await;
-    assert_client_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "text");
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "text");
     let got = send(
         &f.router,
         json_req("PUT", "/v1/docs/x", &json!({"text": "t", "meta": [1]})),
     )
     .await;
-    assert_client_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "meta");
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "meta");
     let got = send(
         &f.router,
         json_req("PUT", "/v1/docs/x", &json!({"text": "t", "extra": 1})),
     )
     .await;
-    assert_client_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "extra");
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "extra");
     let got = send(
         &f.router,
         raw_req("PUT", "/v1/docs/x", None, "{\"text\":\"t\"}"),
@@ -684,7 +686,7 @@ async fn accept_loss_needs_confirmation_and_with_nothing_lost_accepts_nothing() 
     .await;
     assert_client_error(&got, StatusCode::BAD_REQUEST, "confirm must be true");
     let got = send(&f.router, json_req("POST", "/v1/accept-loss", &json!({}))).await;
-    assert_client_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "confirm");
+    assert_client_error(&got, StatusCode::BAD_REQUEST, "confirm");
     let got = send(
         &f.router,
         json_req("POST", "/v1/accept-loss", &json!({"confirm": true})),
@@ -692,6 +694,14 @@ async fn accept_loss_needs_confirmation_and_with_nothing_lost_accepts_nothing() 
     .await;
     assert_eq!(got.0, StatusCode::OK, "{}", got.2);
     assert_eq!(got.1["accepted"]["ranges"], json!([]), "{}", got.2);
+    assert_eq!(got.1["nothing_lost"], true, "{}", got.2);
+    assert!(
+        got.1["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no acknowledged data is lost")),
+        "{}",
+        got.2
+    );
 }
 
 #[tokio::test]
@@ -883,4 +893,139 @@ async fn metrics_are_openmetrics_for_prometheus_and_pass_promtool_as_plain_text(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A raw body POSTed or PUT to the real daemon: status and the JSON answer.
+fn send_raw(d: &support::Daemon, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let url = format!("{}{path}", d.url);
+    let req = match method {
+        "PUT" => d.agent.put(&url),
+        _ => d.agent.post(&url),
+    };
+    let mut resp = req
+        .header("Content-Type", "application/json")
+        .send(body.as_bytes())
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| json!({"raw": text})),
+    )
+}
+
+#[test]
+fn body_and_query_errors_are_400s_naming_the_field_what_was_expected_and_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = support::Daemon::start(&dir.path().join("data"), dir.path());
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/docs/a",
+        Some(&json!({"text": "t", "vector": [1.0, 0.0]})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let error = |v: &Value| -> String {
+        let e = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error: {v}"))
+            .to_string();
+        assert!(!e.contains("Failed to deserialize"), "{e}");
+        assert!(!e.contains("u64"), "Rust type names: {e}");
+        e
+    };
+
+    // A string where a number belongs: the field, what it should be, what came, and where.
+    let (s, v) = send_raw(&d, "POST", "/v1/search", r#"{"vector":[1,0],"k":"5"}"#);
+    assert_eq!(s, 400, "{v}");
+    let e = error(&v);
+    assert!(e.starts_with("k: expected a whole number"), "{e}");
+    assert!(e.contains(r#"got the string "5""#), "{e}");
+    assert!(e.contains("(line 1, column 23)"), "{e}");
+
+    // A whole number beyond what JSON numbers carry exactly is out of range, as the contract words it.
+    let (s, v) = send_raw(
+        &d,
+        "POST",
+        "/v1/search",
+        r#"{"vector":[1,0],"k":99999999999999999999}"#,
+    );
+    assert_eq!(s, 400, "{v}");
+    let e = error(&v);
+    assert!(e.starts_with("k: "), "{e}");
+    assert!(e.contains("out of range"), "{e}");
+
+    // Malformed JSON and a type error answer the same status.
+    let (s, v) = send_raw(&d, "PUT", "/v1/docs/b", "{not json");
+    assert_eq!(s, 400, "{v}");
+    let e = error(&v);
+    assert!(e.starts_with("invalid JSON (line 1, column 2)"), "{e}");
+    let (s, v) = send_raw(&d, "PUT", "/v1/docs/b", r#"{"text": 5}"#);
+    assert_eq!(s, 400, "{v}");
+    let e = error(&v);
+    assert!(
+        e.starts_with("text: expected a string, got the number 5"),
+        "{e}"
+    );
+    let (s, v) = send_raw(
+        &d,
+        "PUT",
+        "/v1/docs/b",
+        r#"{"text": "t", "vector": [1, "x"]}"#,
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(error(&v).starts_with("vector[1]: expected a number"), "{v}");
+
+    // A query parameter of the wrong kind.
+    let (s, v) = d.json("GET", "/v1/incidents?limit=abc", None);
+    assert_eq!(s, 400, "{v}");
+    let e = error(&v);
+    assert!(e.starts_with("limit: expected a whole number"), "{e}");
+    assert!(e.contains("query string"), "{e}");
+
+    // A silence given both names of its duration.
+    let (s, v) = send_raw(
+        &d,
+        "POST",
+        "/v1/silences",
+        r#"{"matchers":["code=slow_io"],"duration":"1h","for":"2h","comment":"x"}"#,
+    );
+    assert_eq!(s, 400, "{v}");
+    let e = error(&v);
+    assert!(e.contains(r#""duration" is given twice"#), "{e}");
+    assert!(!e.contains("duplicate field"), "{e}");
+    d.stop();
+}
+
+#[test]
+fn accept_loss_with_nothing_lost_says_so_as_the_command_line_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = support::Daemon::start(&data, dir.path());
+    let (s, v) = d.json("PUT", "/v1/docs/a", Some(&json!({"text": "t"})));
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = d.json("POST", "/v1/accept-loss", Some(&json!({"confirm": true})));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["nothing_lost"], true, "{v}");
+    assert_eq!(v["accepted"]["ranges"], json!([]), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nothing to accept")),
+        "{v}"
+    );
+    // The command line through the daemon says the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["accept-loss", "--yes", "--server", &d.url])
+        .env_remove("MEDIC_TOKEN")
+        .env_remove("MEDIC_SERVER")
+        .env_remove("MEDIC_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to accept"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.stop();
 }

@@ -204,5 +204,24 @@ fn a_repair_lists_the_backup_it_kept_and_how_to_put_it_back() {
         "{md}"
     );
     assert_times_with_age(md);
+    // Words for people, not Rust's names of the values.
+    assert!(md.contains("- resolution: auto-repaired"), "{md}");
+    assert!(md.contains("crisis level: obstacle"), "{md}");
+    for debug in [
+        "AutoRepaired",
+        "Obstacle",
+        "Sev",
+        "Succeeded",
+        "DryRun",
+        "data loss None",
+    ] {
+        assert!(!md.contains(debug), "{debug:?} in {md}");
+    }
+    assert!(md.contains("no data lost"), "{md}");
+    // Each issue once, however many cycles found it.
+    let issue_lines: Vec<&str> = md.lines().filter(|l| l.starts_with("- `")).collect();
+    let distinct: std::collections::BTreeSet<&&str> = issue_lines.iter().collect();
+    assert_eq!(issue_lines.len(), distinct.len(), "{md}");
+    assert!(!md.contains("none needed ("), "{md}");
     d.stop();
 }

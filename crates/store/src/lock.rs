@@ -246,11 +246,18 @@ impl Holder {
         Err(format!("process {} is alive on this host", self.pid))
     }
 
-    /// One line for errors and reports.
+    /// One line for errors and reports, times in RFC 3339 with their age: `pid 7 on host h since
+    /// 2026-12-08T00:01:02Z (3 min 0 s ago), last heartbeat 2026-12-08T00:04:00Z (2 s ago)`.
     pub fn describe(&self) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         format!(
-            "pid {} on host {} since {} µs (last heartbeat {} µs)",
-            self.pid, self.host, self.started_us, self.heartbeat_us
+            "pid {} on host {} since {}, last heartbeat {}",
+            self.pid,
+            self.host,
+            heal::clock::rfc3339_with_age(self.started_us, now),
+            heal::clock::rfc3339_with_age(self.heartbeat_us, now)
         )
     }
 }

@@ -170,7 +170,13 @@ pub fn holder_mismatch(
         return None;
     }
     let since = |s: Option<u64>| match s {
-        Some(s) => format!(" since {s} µs"),
+        Some(s) => format!(
+            " since {}",
+            heal::clock::rfc3339_with_age(
+                s,
+                heal::clock::Clock::now(&heal::clock::SystemClock::new())
+            )
+        ),
         None => " (whose own LOCK does not name it)".to_string(),
     };
     let same_process = u64::from(lock.pid) == pid && lock.host == host;
@@ -197,6 +203,25 @@ pub fn holder_mismatch(
 /// asked (full-text search before the text index lands), which no retry or repair changes — the same exit 2 the
 /// offline command gives. The rest is the daemon's trouble.
 fn lift(e: ClientError) -> anyhow::Error {
+    // The daemon tells an HTTP client which header to send; a person at the command line passes a flag.
+    if let ClientError::Status {
+        method,
+        url,
+        status: 401,
+        message,
+    } = &e
+    {
+        let message = message
+            .replace(
+                "send `Authorization: Bearer <token>` (server.token in the config)",
+                "it needs a token",
+            )
+            .replace(" (server.token in the config)", "");
+        return anyhow::anyhow!(
+            "{method} {url}: the daemon answered 401: {message}; pass the daemon's token with --token TOKEN \
+             or MEDIC_TOKEN=TOKEN (the token in its configuration's server.token, or an operator's own)"
+        );
+    }
     match e.status() {
         Some(s) if (400..500).contains(&s) && s != 404 && s != 401 && s != 403 => {
             UsageError(e.to_string()).into()
@@ -394,10 +419,13 @@ mod tests {
         assert!(why.contains("held by pid 7 on host r"), "{why}");
         // Same pid and host, another lock (a restarted process reusing the pid, or a replaced LOCK).
         let why = holder_mismatch(url, &me, dir, Some(&holder(7, "h", 200))).unwrap();
-        assert!(
-            why.contains("since 100 µs") && why.contains("since 200 µs"),
+        // Times as RFC 3339 with their age, never raw µs.
+        assert_eq!(
+            why.matches("since 1970-01-01T00:00:00Z (").count(),
+            2,
             "{why}"
         );
+        assert!(!why.contains("µs"), "{why}");
         let unnamed = json!({"pid": 7, "host": "h", "started_us": null});
         let why = holder_mismatch(url, &unnamed, dir, Some(&holder(7, "h", 100))).unwrap();
         assert!(why.contains("does not name it"), "{why}");

@@ -235,7 +235,8 @@ pub fn run(cli: &Cli, out: &Out, command: &OperatorCommand) -> anyhow::Result<u8
                 .map(|r| {
                     vec![
                         render::scalar(&r["strategy"]),
-                        render::scalar(&r["state"]),
+                        // For people: "half-open", not the API's "half_open".
+                        render::scalar(&r["state"]).replace('_', "-"),
                         render::scalar(&r["consecutive_failures"]),
                         render::scalar(&r["reset"]),
                     ]

@@ -62,6 +62,11 @@ impl Out {
     }
 }
 
+/// `n` with its noun, singular for one: `1 document`, `3 documents`, `0 documents`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A scalar as short text; objects and arrays as compact JSON.
 pub fn scalar(v: &Value) -> String {
     match v {

@@ -68,6 +68,31 @@ pub fn lift_history(e: crate::history::HistoryError) -> anyhow::Error {
 /// `medic history`.
 pub fn history(out: &Out, b: &dyn Backend, args: &HistoryArgs) -> anyhow::Result<u8> {
     let v = b.history(&args.query())?;
+    // No point of a metric the history has never held: a mistyped name, said so (exit 2), not "0 points".
+    if let Some(metric) = &args.metric
+        && v["points"].as_array().is_some_and(Vec::is_empty)
+    {
+        let all = b.history(&HistoryQuery::default())?;
+        let known: Vec<&str> = all["metrics"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|m| m["name"].as_str()).collect())
+            .unwrap_or_default();
+        if !known.contains(&metric.as_str()) {
+            const SHOWN: usize = 8;
+            let some = if known.is_empty() {
+                "the history holds no metric yet".to_string()
+            } else {
+                format!(
+                    "known: {}{} (`medic history` lists them all)",
+                    known[..known.len().min(SHOWN)].join(", "),
+                    if known.len() > SHOWN { ", ..." } else { "" }
+                )
+            };
+            return Err(
+                UsageError(format!("no metric named {metric:?} in the history; {some}")).into(),
+            );
+        }
+    }
     if out.json {
         out.json_line(&v);
         return Ok(EXIT_OK);
@@ -103,11 +128,11 @@ pub fn history(out: &Out, b: &dyn Backend, args: &HistoryArgs) -> anyhow::Result
     let values: Vec<f64> = points.iter().filter_map(|p| p["value"].as_f64()).collect();
     let metric = v["metric"].as_str().unwrap_or_default();
     println!(
-        "{} from {} to {} UTC: {} points",
+        "{} from {} to {} UTC: {}",
         out.bold(metric),
         v["since"].as_u64().map(render::utc).unwrap_or_default(),
         v["until"].as_u64().map(render::utc).unwrap_or_default(),
-        values.len()
+        render::count(values.len() as u64, "point", "points")
     );
     if values.is_empty() {
         return Ok(EXIT_OK);
@@ -122,7 +147,7 @@ pub fn history(out: &Out, b: &dyn Backend, args: &HistoryArgs) -> anyhow::Result
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty())
     {
-        println!("{} anomalies:", a.len());
+        println!("{}:", render::count(a.len() as u64, "anomaly", "anomalies"));
         for x in a {
             println!(
                 "  {} incident {}: {}",

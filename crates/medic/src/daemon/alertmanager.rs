@@ -14,9 +14,10 @@ use crate::alertmanager::Payload;
 
 /// Takes one Alertmanager notification.
 pub async fn receive(State(s): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let payload: Payload = serde_json::from_slice(&body).map_err(|e| {
+    let payload: Payload = super::error::parse_json_body(&body, None).map_err(|e| {
         ApiError::bad_request(format!(
-            "not an Alertmanager webhook payload: {e}; expected {{\"alerts\": [{{\"status\", \"labels\", ...}}]}}"
+            "not an Alertmanager webhook payload: {}; expected {{\"alerts\": [{{\"status\", \"labels\", ...}}]}}",
+            e.message
         ))
     })?;
     let received = s

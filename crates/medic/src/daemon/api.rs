@@ -206,7 +206,7 @@ pub(super) async fn bulk_in(
             .collection(&c)?
             .filter(|i| i.state == store::CollectionState::Ready)
             .ok_or_else(|| ApiError::not_found(format!("no collection {c:?}")))?;
-        let mut parsed = super::bulk::parse(&body, &limits, info.settings.dimension, docs_max)
+        let mut parsed = super::bulk::parse(&body, &limits, &c, info.settings.dimension, docs_max)
             .map_err(|e| ApiError::bad_request(format!("{e}; nothing was written")))?;
         // The collection's declared fields, checked whole first like the rest: a bad line writes nothing.
         if let Some(l) = parsed.docs.iter().find_map(|l| {

@@ -50,11 +50,13 @@ const FIELDS: [&str; 4] = ["id", "text", "vector", "meta"];
 /// Fields outside the four named in `warnings` at most (the rest counted).
 const IGNORED_NAMED_MAX: usize = 16;
 
-/// Validates `body` against the store's `limits` and vector dimension `store_dim`; at most `docs_max` documents.
-/// `Err` names the line and what is wrong with it.
+/// Validates `body` against the store's `limits` and the vector dimension `store_dim` of the collection
+/// `collection`; at most `docs_max` documents. `Err` names the line and what is wrong with it (a dimension in the
+/// collection's words, as a single put says it).
 pub fn parse(
     body: &[u8],
     limits: &Limits,
+    collection: &str,
     store_dim: Option<u32>,
     docs_max: u64,
 ) -> Result<Parsed, String> {
@@ -102,15 +104,15 @@ pub fn parse(
             match dim {
                 None => dim = Some((n, Some(line_no))),
                 Some((d, first)) if d != n => {
-                    let whose = match first {
-                        Some(l) => format!("line {l}'s has {d}"),
+                    return Err(match first {
+                        Some(l) => {
+                            format!("line {line_no}: vector has {n} dimensions, line {l}'s has {d}")
+                        }
                         None => format!(
-                            "the store's vectors have {d} (the first vector stored fixes the dimension)"
+                            "line {line_no}: {}",
+                            store::collection::wrong_dimension(collection, n as usize, d)
                         ),
-                    };
-                    return Err(format!(
-                        "line {line_no}: vector has {n} dimensions, {whose}"
-                    ));
+                    });
                 }
                 _ => {}
             }
@@ -315,12 +317,13 @@ mod tests {
     #[test]
     fn a_bad_line_is_named_and_nothing_is_parsed() {
         let body = b"{\"id\":\"a\",\"text\":\"x\"}\n\n{\"id\":\"b\",\"text\":7}\n";
-        let e = parse(body, &limits(), None, 100).err().unwrap();
+        let e = parse(body, &limits(), "default", None, 100).err().unwrap();
         assert!(e.starts_with("line 3: "), "{e}");
         assert!(e.contains("\"text\" must be a string"), "{e}");
         let e = parse(
             b"{\"id\":\"a\",\"text\":\"x\"}\nnot json\n",
             &limits(),
+            "default",
             None,
             100,
         )
@@ -332,17 +335,28 @@ mod tests {
     #[test]
     fn dimensions_must_agree_with_each_other_and_the_store() {
         let body = b"{\"id\":\"a\",\"text\":\"x\",\"vector\":[1,2]}\n{\"id\":\"b\",\"text\":\"y\",\"vector\":[1,2,3]}";
-        let e = parse(body, &limits(), None, 100).err().unwrap();
+        let e = parse(body, &limits(), "default", None, 100).err().unwrap();
         assert!(
             e.contains("line 2: vector has 3 dimensions, line 1's has 2"),
             "{e}"
         );
         let first = body.split(|b| *b == b'\n').next().unwrap();
-        let e = parse(first, &limits(), Some(4), 100).err().unwrap();
-        assert!(e.contains("the store's vectors have 4"), "{e}");
+        let e = parse(first, &limits(), "default", Some(4), 100)
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("line 1: vector has 2 dimensions, the store's vectors have 4"),
+            "{e}"
+        );
+        let e = parse(first, &limits(), "c4", Some(4), 100).err().unwrap();
+        assert!(
+            e.contains("line 1: vector has 2 dimensions, the collection \"c4\" holds vectors of 4"),
+            "{e}"
+        );
         let e = parse(
             b"{\"id\":\"a\",\"text\":\"x\",\"vector\":[1e300]}",
             &limits(),
+            "default",
             None,
             100,
         )
@@ -354,7 +368,7 @@ mod tests {
     #[test]
     fn duplicates_keep_the_last_line_and_unknown_fields_are_named_once() {
         let body = b"{\"id\":\"a\",\"text\":\"1\",\"x\":1}\n{\"id\":\"b\",\"text\":\"2\",\"x\":2}\n{\"id\":\"a\",\"text\":\"3\"}\n";
-        let p = parse(body, &limits(), None, 100).unwrap();
+        let p = parse(body, &limits(), "default", None, 100).unwrap();
         assert_eq!(p.lines, 3);
         assert_eq!(p.duplicates, 1);
         let got: Vec<(&str, &str)> = p
@@ -372,6 +386,7 @@ mod tests {
         let e = parse(
             b"{\"id\":\"a\",\"text\":\"1\"}\n{\"id\":\"b\",\"text\":\"2\"}",
             &limits(),
+            "default",
             None,
             1,
         )
@@ -379,11 +394,14 @@ mod tests {
         .unwrap();
         assert!(e.contains("http.bulk_docs_max = 1"), "{e}");
         let long = format!("{{\"id\":\"{}\",\"text\":\"1\"}}", "i".repeat(1000));
-        let e = parse(long.as_bytes(), &limits(), None, 10).err().unwrap();
+        let e = parse(long.as_bytes(), &limits(), "default", None, 10)
+            .err()
+            .unwrap();
         assert!(e.contains("line 1") && e.contains("id"), "{e}");
         let e = parse(
             b"{\"id\":\".medic/probe\",\"text\":\"1\"}",
             &limits(),
+            "default",
             None,
             10,
         )
@@ -397,7 +415,7 @@ mod tests {
         let body: String = (0..10)
             .map(|i| format!("{{\"id\":\"d{i}\",\"text\":\"{}\"}}\n", "t".repeat(100)))
             .collect();
-        let p = parse(body.as_bytes(), &limits(), None, 100).unwrap();
+        let p = parse(body.as_bytes(), &limits(), "default", None, 100).unwrap();
         let one = p.docs[0].record_bytes;
         let b = batches(p.docs, one * 3);
         assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);

@@ -39,8 +39,7 @@ pub async fn create(
     let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+        super::error::parse_json_body(&body, None)?
     };
     let dim_max = s.app.store().config().limits.vector_dim_max;
     let settings = store::CollectionSettings::from_json(&v, dim_max)?;

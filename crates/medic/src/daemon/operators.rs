@@ -53,11 +53,12 @@ fn note(body: &Bytes) -> Result<String, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(String::new());
     }
-    serde_json::from_slice::<NoteBody>(body)
+    super::error::parse_json_body::<NoteBody>(body, None)
         .map(|b| b.note)
         .map_err(|e| {
             ApiError::bad_request(format!(
-                "invalid JSON body: {e}; expected nothing or {{\"note\": \"...\"}}"
+                "{}; expected nothing or {{\"note\": \"...\"}}",
+                e.message
             ))
         })
 }
@@ -131,10 +132,11 @@ async fn add_silence(
     op: Option<Extension<Operator>>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let req: SilenceRequest = serde_json::from_slice(&body).map_err(|e| {
+    let req: SilenceRequest = super::error::parse_json_body(&body, None).map_err(|e| {
         ApiError::bad_request(format!(
-            "invalid silence: {e}; expected {{\"matchers\": [\"code=slow_io\"], \"duration\": \"1h\", \
-             \"comment\": \"why\"}}"
+            "invalid silence: {}; expected {{\"matchers\": [\"code=slow_io\"], \"duration\": \"1h\", \
+             \"comment\": \"why\"}}",
+            e.message
         ))
     })?;
     let who = who(op);

@@ -64,6 +64,16 @@ impl ConfigSource {
             None => Config::default(),
         };
         self.overrides.apply(&mut config);
+        // A flag's value is named as the flag the user typed, not the configuration key it overrides.
+        if let Some(listen) = &self.overrides.listen
+            && let Some(reason) = Config::listen_problem(listen)
+        {
+            return Err(ConfigError::Flag {
+                flag: "--listen",
+                value: listen.clone(),
+                reason,
+            });
+        }
         let warnings = config.validate()?;
         Ok((config, warnings))
     }

@@ -227,6 +227,16 @@ impl Actionable {
             s.push_str("- none (no repair of this incident took one)\n");
         }
         for b in &self.backups {
+            // A repair that needs no backup says so in its note's location ("none needed (why)", 0 bytes).
+            if let Some(why) = b.location.strip_prefix("none needed") {
+                let why = why.trim().trim_start_matches('(').trim_end_matches(')');
+                let _ = writeln!(
+                    s,
+                    "- {} ({}): no backup needed ({why})",
+                    b.strategy, b.taken
+                );
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "- `{}` ({} bytes): the files as they were before {} changed them, taken {}{}",

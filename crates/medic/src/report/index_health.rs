@@ -257,10 +257,14 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
-/// How the series moved, in words: `+3` for a counter, else `worse`, `better` or `steady`.
+/// How the series moved, in words: `+3` (`0` when it did not move, `-2` when it went down) for a counter, else
+/// `worse`, `better` or `steady`.
 pub fn movement(t: &IndexTrend) -> String {
     match t.increase {
-        Some(inc) => format!("+{}", fmt_value(inc)),
+        // -0.0 too: no sign on nothing.
+        Some(0.0) => "0".to_string(),
+        Some(inc) if inc > 0.0 => format!("+{}", fmt_value(inc)),
+        Some(inc) => fmt_value(inc),
         None if t.worsened => "worse".to_string(),
         None if t.first == t.last => "steady".to_string(),
         None => "better".to_string(),
@@ -480,6 +484,14 @@ mod tests {
         assert_eq!((lag.first, lag.last, lag.max), (0.0, 0.0, 40.0));
         assert!(!lag.worsened);
         assert_eq!(movement(lag), "steady");
+        assert_eq!(movement(rebuilds), "+3");
+        for (inc, said) in [(0.0, "0"), (-0.0, "0"), (-2.0, "-2")] {
+            let t = IndexTrend {
+                increase: Some(inc),
+                ..rebuilds.clone()
+            };
+            assert_eq!(movement(&t), said, "{inc}");
+        }
         assert_eq!(
             r.index_trends.series.first().unwrap().collection,
             "default",
