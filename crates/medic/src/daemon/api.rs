@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::error::ApiError;
+use super::error::{ApiError, Object};
 use super::metrics::{Metrics, Operation};
 use crate::app::App;
 use crate::incident_filter::{IncidentFilter, IncidentQuery};
@@ -36,9 +36,9 @@ impl ApiState {
     }
 
     /// Maps a JSON body rejection, naming the body limit on 413.
-    fn json<T>(&self, body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    fn json<T>(&self, body: Result<Json<Object<T>>, JsonRejection>) -> Result<T, ApiError> {
         match body {
-            Ok(Json(v)) => Ok(v),
+            Ok(Json(Object(v))) => Ok(v),
             Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::body_too_large(self.body_limit()))
             }
@@ -119,7 +119,7 @@ fn f32_json(x: f32) -> Value {
 pub async fn put_doc(
     State(s): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Json<PutBody>, JsonRejection>,
+    body: Result<Json<Object<PutBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = doc_id(path)?;
     let body = s.json(body)?;
@@ -327,7 +327,7 @@ pub(super) async fn delete_in(s: ApiState, c: String, id: String) -> Result<Json
 /// the store's metrics (the engine's samples) and the daemon's (`medic_search_duration_seconds{kind}`).
 pub async fn search(
     State(s): State<ApiState>,
-    body: Result<Json<crate::search::SearchBody>, JsonRejection>,
+    body: Result<Json<Object<crate::search::SearchBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     search_in(s, store::collection::DEFAULT.to_owned(), body).await
 }
@@ -336,7 +336,7 @@ pub async fn search(
 async fn search_in(
     s: ApiState,
     c: String,
-    body: Result<Json<crate::search::SearchBody>, JsonRejection>,
+    body: Result<Json<Object<crate::search::SearchBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = s.json(body)?;
     let wait = crate::search::wait_of(&body, Duration::from_millis(crate::search::STRONG_WAIT_MS))?;
@@ -398,7 +398,7 @@ pub(super) fn ready_collection(s: &ApiState, c: String) -> Result<String, ApiErr
 pub async fn collection_search(
     State(s): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Json<crate::search::SearchBody>, JsonRejection>,
+    body: Result<Json<Object<crate::search::SearchBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let c = existing_collection(&s, path)?;
     search_in(s, c, body).await
@@ -579,7 +579,7 @@ pub struct AcceptLossBody {
 /// (listed in `GET /v1/status` under `store.lost`); the store keeps what survived and takes writes again.
 pub async fn accept_loss(
     State(s): State<ApiState>,
-    body: Result<Json<AcceptLossBody>, JsonRejection>,
+    body: Result<Json<Object<AcceptLossBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = s.json(body)?;
     if !body.confirm {

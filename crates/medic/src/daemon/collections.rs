@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::api::{self, ApiState, DocOut, PutBody};
-use super::error::ApiError;
+use super::error::{ApiError, Object};
 
 /// `GET /v1/collections`: every collection (`default` first) with its settings, state, documents and indexes.
 pub async fn list(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
@@ -86,11 +86,11 @@ fn coll_doc(
 pub async fn put_doc(
     State(s): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
-    body: Result<Json<PutBody>, JsonRejection>,
+    body: Result<Json<Object<PutBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let (c, id) = coll_doc(&s, path)?;
     let body = match body {
-        Ok(Json(b)) => b,
+        Ok(Json(Object(b))) => b,
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return Err(ApiError::body_too_large(
                 s.app.config().http.request_body_bytes_max,

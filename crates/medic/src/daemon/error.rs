@@ -144,6 +144,28 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// A request body that must be a JSON object. serde reads a struct from a JSON array too (its elements taken as the
+/// fields in order: `["ok"]` as `{"note": "ok"}`); every body medic takes is an object, so `Object<T>` reads `T` only
+/// from one, and anything else is the error "expected a JSON object".
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Only<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Only(std::marker::PhantomData)).map(Object)
+    }
+}
+
 /// `body` read as JSON into `T`; an error in the words of a rejected body (400 naming the field, what was expected
 /// and where), `context` put first when given (`invalid silence: ...`).
 pub fn parse_json_body<T: serde::de::DeserializeOwned>(
@@ -151,7 +173,7 @@ pub fn parse_json_body<T: serde::de::DeserializeOwned>(
     context: Option<&str>,
 ) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed = match serde_path_to_error::deserialize(&mut de) {
+    let parsed = match serde_path_to_error::deserialize(&mut de).map(|Object(v)| v) {
         Ok(v) => de
             .end()
             .map(|()| v)
