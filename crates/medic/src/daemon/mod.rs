@@ -354,6 +354,7 @@ async fn serve_async(
         tracing::warn!("configuration: {w}");
     }
     let app = Arc::new(app);
+    app.watch_attachments();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
