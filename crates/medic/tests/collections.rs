@@ -707,3 +707,51 @@ fn an_index_that_failed_to_attach_is_an_issue_the_daemon_heals() {
     assert!(attached_indexes(&d).contains(&("held".into(), "text".into())));
     d.stop();
 }
+
+#[test]
+fn every_total_document_count_leaves_collection_settings_out() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), logs.path());
+    let mut acked = Acked::new();
+    for (i, c) in ["one", "two", "three"].iter().enumerate() {
+        let (s, v) = d.json(
+            "PUT",
+            &format!("/v1/collections/{c}"),
+            Some(&json!({"indexes": ["text"]})),
+        );
+        assert_eq!(s, 201, "{v}");
+        for j in 0..=i {
+            put(&d, &mut acked, c, &format!("d{j}"), json!({"text": "x"}));
+        }
+    }
+    put(&d, &mut acked, "default", "a", json!({"text": "y"}));
+    let want = acked.len() as u64; // 1 + 2 + 3 + 1 = 7 documents, 3 settings documents beside them
+    let (s, v) = d.json("GET", "/v1/collections", None);
+    assert_eq!(s, 200, "{v}");
+    let listed: u64 = v["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["documents"].as_u64().unwrap())
+        .sum();
+    assert_eq!(listed, want, "{v}");
+    let (s, health) = d.json("GET", "/health", None);
+    assert_eq!(s, 200, "{health}");
+    assert_eq!(health["documents"], want, "/health: {health}");
+    let (s, st) = d.json("GET", "/v1/status", None);
+    assert_eq!(s, 200, "{st}");
+    assert_eq!(st["store"]["docs"], want, "/v1/status: {st}");
+    let (s, _, text) = d.request("GET", "/metrics", None);
+    assert_eq!(s, 200);
+    assert!(
+        text.contains(&format!("\nmedic_documents {want}\n")),
+        "/metrics: {text}"
+    );
+    let (code, out, err) = support::medic(data.path(), &["status", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let last = out.lines().last().unwrap_or_default();
+    let cli: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(cli["store"]["docs"], want, "medic status: {out}");
+    d.stop();
+}
