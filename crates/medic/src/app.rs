@@ -1005,6 +1005,35 @@ impl App {
         let mut engine = self.engine();
         let results = engine.run_tier(tier);
         let state = engine.health_state();
+        // The state is judged from every check's latest result, the other tiers' too: name what makes it so when
+        // the checks just run do not (a deep check that failed minutes ago), and the incidents still open.
+        let ran: std::collections::BTreeSet<&str> =
+            results.iter().map(|r| r.name.as_str()).collect();
+        let failing: Vec<Value> = engine
+            .last_check_results()
+            .into_iter()
+            .filter(|r| !r.passed && !ran.contains(r.name.as_str()))
+            .map(|r| {
+                json!({
+                    "check": r.name,
+                    "tier": r.tier,
+                    "message": r.message,
+                    "at": heal::clock::rfc3339(r.started_at),
+                })
+            })
+            .collect();
+        let open: Vec<Value> = engine
+            .active_incidents()
+            .iter()
+            .map(|i| {
+                json!({
+                    "id": i.record.id,
+                    "severity": i.record.severity,
+                    "status": i.status,
+                    "summary": i.record.issues.get(i.root_issue).map(|x| x.summary.clone()),
+                })
+            })
+            .collect();
         drop(engine);
         self.remember_health(state);
         let passed = results.iter().all(|r| r.passed);
@@ -1013,6 +1042,8 @@ impl App {
             "state": state_name(state),
             "passed": passed,
             "checks": results,
+            "failing_from_earlier_runs": failing,
+            "open_incidents": open,
         }))
     }
 

@@ -694,6 +694,12 @@ fn an_index_that_failed_to_attach_is_an_issue_the_daemon_heals() {
         || support::incident_with(&d, "derived_detached"),
     );
     assert!(incident.to_string().contains("idx/held/text"), "{incident}");
+    // `check` names what keeps the state from HEALTHY: the open incident.
+    let (_, out, err) = support::medic(data.path(), &["check", "--tier", "quick"]);
+    assert!(
+        out.contains("open incident") && out.contains("not attached"),
+        "{out}{err}"
+    );
     // ... and, once the other holder is gone, attaches it again without anyone asking.
     drop(lock);
     wait_for(
