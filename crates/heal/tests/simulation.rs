@@ -1182,6 +1182,16 @@ fn a_repair_the_checks_do_not_confirm_is_not_closed_and_is_tried_again() {
         s.errors
     );
     assert_eq!(sim.engine.metrics().repairs_unverified, 1);
+    // The attempt is recorded as failed, with the re-check's finding, never as a success.
+    let a = &s.attempts[0].attempt;
+    assert_eq!(a.outcome, heal::learn::AttemptOutcome::Failed, "{a:?}");
+    assert!(
+        a.notes
+            .iter()
+            .any(|n| n.contains("re-check") && n.contains("still finds block_checksum")),
+        "{a:?}"
+    );
+    assert_eq!(sim.engine.metrics().repairs_succeeded, 0);
     assert_eq!(
         sim.engine.health_state(),
         HealthState::Unhealthy,

@@ -53,6 +53,11 @@ pub struct LevelCount {
     pub expected: f64,
 }
 
+/// Fewest tombstones that make a graph's compaction due, whatever their fraction: a store of a few documents
+/// overwritten in place has half its nodes tombstones after one round of overwrites, which costs nothing worth a
+/// repair (a search skips them; the next compaction past this floor drops them).
+pub const COMPACT_TOMBSTONES_MIN: u64 = 256;
+
 /// Every health figure of one HNSW index.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct HnswHealth {
@@ -64,7 +69,8 @@ pub struct HnswHealth {
     pub tombstones: u64,
     /// `tombstones / nodes` (0 for an empty graph).
     pub tombstone_fraction: f64,
-    /// Whether the tombstone fraction is past the compaction threshold.
+    /// Whether the tombstone fraction is past the compaction threshold and the tombstones are at least
+    /// [`COMPACT_TOMBSTONES_MIN`] (a few in a tiny graph cost nothing worth an incident).
     pub compaction_due: bool,
     /// Documents known without a vector (none, or one refused).
     pub unindexed: u64,
@@ -199,7 +205,8 @@ pub(crate) fn structure(g: &Graph) -> HnswHealth {
         live,
         tombstones: g.n_dead as u64,
         tombstone_fraction,
-        compaction_due: tombstone_fraction > g.params.compact_tombstone_fraction,
+        compaction_due: tombstone_fraction > g.params.compact_tombstone_fraction
+            && g.n_dead as u64 >= COMPACT_TOMBSTONES_MIN,
         unindexed: g.unindexed.len() as u64,
         entry: g.entry,
         entry_live,

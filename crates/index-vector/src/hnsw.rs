@@ -31,7 +31,7 @@ use crate::distance::VectorError;
 use crate::file;
 use crate::file_fault::{self, FileFault, FileFaultError};
 use crate::graph::{Graph, Near, Visited};
-use crate::health::{self, HealthOptions, HnswHealth, RECALL_BELOW_FLOOR};
+use crate::health::{self, COMPACT_TOMBSTONES_MIN, HealthOptions, HnswHealth, RECALL_BELOW_FLOOR};
 use crate::params::{EF_MAX, HnswParams, K_MAX, ParamsError};
 use crate::repair::{self, FaultReport, GraphFault, Relinked};
 
@@ -871,8 +871,8 @@ fn structure_of(h: &HnswHealth, params: &HnswParams, settled: bool) -> Structure
         s.problems.push(StructureProblem {
             code: TOMBSTONES.into(),
             summary: format!(
-                "{} of {} HNSW nodes are tombstones ({:.3}, past {compact_fraction:.3}): memory and search time \
-                 spent on deleted vectors",
+                "{} of {} HNSW nodes are tombstones ({:.3}, past {compact_fraction:.3}, and at least \
+                 {COMPACT_TOMBSTONES_MIN}): memory and search time spent on deleted vectors",
                 h.tombstones, h.nodes, h.tombstone_fraction
             ),
         });

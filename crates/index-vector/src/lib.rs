@@ -29,7 +29,9 @@ pub use flat::{COMPACT_DEAD_MIN, FlatIndex};
 pub mod flat_names {
     pub use crate::flat::{FILE_NAME, NAME};
 }
-pub use health::{HealthOptions, HnswHealth, LevelCount, RECALL_BELOW_FLOOR};
+pub use health::{
+    COMPACT_TOMBSTONES_MIN, HealthOptions, HnswHealth, LevelCount, RECALL_BELOW_FLOOR,
+};
 pub use hnsw::{
     APPLY_CHUNK, ENTRY_POINT, Hit, HnswIndex, NAME, OpenError, OpenReport, RELINK_BUDGET,
     RepairReport, SearchError, TOMBSTONES, UNREACHABLE_FRACTION_MAX, UNREACHABLE_NODES,

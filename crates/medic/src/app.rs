@@ -522,8 +522,13 @@ impl App {
 
     /// Opens and attaches the indexes `c` keeps (`idx/<c>/{flat,hnsw,ivf,text}`), unless attached already.
     fn attach_collection(&self, c: &store::CollectionInfo) -> anyhow::Result<()> {
-        use store::collection::IndexKind;
         let _g = self.attaching.lock().unwrap_or_else(|p| p.into_inner());
+        self.attach_collection_locked(c)
+    }
+
+    /// [`App::attach_collection`] with `attaching` held by the caller.
+    fn attach_collection_locked(&self, c: &store::CollectionInfo) -> anyhow::Result<()> {
+        use store::collection::IndexKind;
         if self.collection_indexes(&c.name).is_some() {
             return Ok(());
         }
@@ -640,40 +645,158 @@ impl App {
 
     /// Drops the collection `name`: its indexes detached first (nothing indexes what is being deleted), its
     /// documents and settings deleted through the log ([`Store::drop_collection`]), then `idx/<name>/` removed.
-    /// Returns the documents deleted.
+    /// Returns the documents deleted. A drop refused before it begins (`default`, a bad or unknown name) touches no
+    /// index; one the store refuses after the detach (read-only, say) attaches the same indexes again.
     pub fn drop_collection(&self, name: &str) -> Result<u64, store::StoreError> {
-        if name != store::collection::DEFAULT && self.store.collection(name)?.is_none() {
+        if name == store::collection::DEFAULT {
+            return Err(store::StoreError::InvalidInput(
+                "the collection \"default\" cannot be dropped".into(),
+            ));
+        }
+        store::collection::validate_name(name)?;
+        if self.store.collection(name)?.is_none() {
             return Err(store::StoreError::UnknownCollection(format!(
                 "no collection {name:?}"
             )));
         }
+        // Held through the drop: the `derived.attached` check's repair never attaches what is being dropped.
+        let _g = self.attaching.lock().unwrap_or_else(|p| p.into_inner());
         let removed = self
             .collections
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
-        drop(removed);
+        let mut detached = Vec::new();
         for index in ["flat", "hnsw", "ivf", "text"] {
-            self.store.derived().detach(name, index);
+            detached.extend(self.store.derived().detach(name, index));
         }
         let n = match self.store.drop_collection(name) {
             Ok(n) => n,
             Err(e) => {
-                // Refused before it began (read-only, say): the collection still serves, with its indexes.
-                if let Ok(Some(info)) = self.store.collection(name)
-                    && info.state == store::CollectionState::Ready
-                    && let Err(a) = self.attach_collection(&info)
-                {
-                    tracing::warn!(
-                        collection = name,
-                        "attaching its indexes again failed: {a:#}"
-                    );
+                // Refused before it began (read-only, say): the collection still serves, with the same indexes
+                // (opening them anew would find their directories locked by these).
+                for index in detached {
+                    if let Err(a) = self.store.attach_derived(index.clone()) {
+                        tracing::warn!(
+                            collection = name,
+                            index = index.name(),
+                            "attaching the index again failed (the derived.attached check retries): {a}"
+                        );
+                    }
+                }
+                if let Some(ix) = removed {
+                    self.collections
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(name.to_string(), ix);
                 }
                 return Err(e);
             }
         };
+        drop(removed);
+        drop(detached);
         self.store.remove_index_dir(name)?;
         Ok(n)
+    }
+
+    /// Makes the engine watch that every index this daemon keeps stays attached (the `derived.attached` check and
+    /// its `derived_attach` repair, [`crate::attached`]). The daemon calls it once, after [`App::attach_indexes`].
+    pub fn watch_attachments(self: &Arc<Self>) {
+        self.subject
+            .watch_attachments(Arc::new(crate::attached::AttachWatch(Arc::downgrade(self))));
+    }
+
+    /// The indexes this process keeps that are not attached to the store (`(collection, index)`): `default`'s
+    /// `flat`, `hnsw` and `text` and every ready named collection's declared ones, once [`App::attach_indexes`]
+    /// ran (a daemon); none in an offline command. What the `derived.attached` check reports.
+    pub fn unattached_indexes(&self) -> Vec<(String, String)> {
+        use store::collection::IndexKind;
+        let mut out = Vec::new();
+        if self.flat.get().is_none() {
+            return out;
+        }
+        let derived = self.store.derived();
+        let default = store::collection::DEFAULT;
+        for name in ["flat", "hnsw", "text"] {
+            if derived.state(default, name).is_none() {
+                out.push((default.to_string(), name.to_string()));
+            }
+        }
+        let Ok(collections) = self.store.collections() else {
+            return out;
+        };
+        for c in collections {
+            if c.name == default || c.state != store::CollectionState::Ready {
+                continue;
+            }
+            for (kind, name) in [
+                (IndexKind::Flat, "flat"),
+                (IndexKind::Hnsw, "hnsw"),
+                (IndexKind::Ivf, "ivf"),
+                (IndexKind::Text, "text"),
+            ] {
+                if c.settings.keeps(kind) && derived.state(&c.name, name).is_none() {
+                    out.push((c.name.clone(), name.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Attaches the index `name` of `collection` again when it is not attached: the instance this process holds
+    /// (its directory stays locked by it), or, when it holds none, the index opened anew. Nothing to do when it is
+    /// attached, or its collection is no longer ready (dropped meanwhile).
+    pub fn reattach_index(&self, collection: &str, name: &str) -> anyhow::Result<String> {
+        let _g = self.attaching.lock().unwrap_or_else(|p| p.into_inner());
+        if self.store.derived().state(collection, name).is_some() {
+            return Ok(format!("index {collection}/{name} is attached already"));
+        }
+        let held: Option<Arc<dyn store::derived::DerivedIndex>> =
+            if collection == store::collection::DEFAULT {
+                match name {
+                    "flat" => self.flat.get().map(|i| i.clone() as _),
+                    "hnsw" => self.hnsw.get().map(|i| i.clone() as _),
+                    "text" => match self.text.get() {
+                        Some(t) => Some(t.clone() as _),
+                        None => {
+                            self.attach_text_locked()?;
+                            return Ok(format!("opened and attached index {collection}/{name}"));
+                        }
+                    },
+                    _ => anyhow::bail!("collection {collection} keeps no index {name}"),
+                }
+            } else {
+                let Some(info) = self
+                    .store
+                    .collection(collection)?
+                    .filter(|c| c.state == store::CollectionState::Ready)
+                else {
+                    return Ok(format!(
+                        "collection {collection} is no longer ready: nothing to attach"
+                    ));
+                };
+                match self.collection_indexes(collection) {
+                    None => {
+                        self.attach_collection_locked(&info)?;
+                        return Ok(format!("opened and attached the indexes of {collection}"));
+                    }
+                    Some(ix) => match name {
+                        "flat" => ix.flat.map(|i| i as _),
+                        "hnsw" => ix.hnsw.map(|i| i as _),
+                        "ivf" => ix.ivf.map(|i| i as _),
+                        "text" => ix.text.map(|i| i as _),
+                        _ => None,
+                    },
+                }
+            };
+        let index =
+            held.ok_or_else(|| anyhow::anyhow!("collection {collection} keeps no index {name}"))?;
+        self.store
+            .attach_derived(index)
+            .with_context(|| format!("attaching index {collection}/{name} again"))?;
+        Ok(format!(
+            "attached index {collection}/{name} again (caught up from the log or rebuilt)"
+        ))
     }
 
     fn attach_text_locked(&self) -> anyhow::Result<Arc<index_text::TextIndex>> {
@@ -882,6 +1005,35 @@ impl App {
         let mut engine = self.engine();
         let results = engine.run_tier(tier);
         let state = engine.health_state();
+        // The state is judged from every check's latest result, the other tiers' too: name what makes it so when
+        // the checks just run do not (a deep check that failed minutes ago), and the incidents still open.
+        let ran: std::collections::BTreeSet<&str> =
+            results.iter().map(|r| r.name.as_str()).collect();
+        let failing: Vec<Value> = engine
+            .last_check_results()
+            .into_iter()
+            .filter(|r| !r.passed && !ran.contains(r.name.as_str()))
+            .map(|r| {
+                json!({
+                    "check": r.name,
+                    "tier": r.tier,
+                    "message": r.message,
+                    "at": heal::clock::rfc3339(r.started_at),
+                })
+            })
+            .collect();
+        let open: Vec<Value> = engine
+            .active_incidents()
+            .iter()
+            .map(|i| {
+                json!({
+                    "id": i.record.id,
+                    "severity": i.record.severity,
+                    "status": i.status,
+                    "summary": i.record.issues.get(i.root_issue).map(|x| x.summary.clone()),
+                })
+            })
+            .collect();
         drop(engine);
         self.remember_health(state);
         let passed = results.iter().all(|r| r.passed);
@@ -890,6 +1042,8 @@ impl App {
             "state": state_name(state),
             "passed": passed,
             "checks": results,
+            "failing_from_earlier_runs": failing,
+            "open_incidents": open,
         }))
     }
 

@@ -17,6 +17,7 @@ pub const LONG_VERSION: &str = concat!(
 
 pub mod alertmanager;
 pub mod app;
+pub mod attached;
 pub mod bench;
 pub mod chaos_graph;
 pub mod cli;

@@ -194,6 +194,8 @@ pub struct MedicSubject {
     targets: std::sync::OnceLock<Arc<crate::target::Targets>>,
     /// The alerts a fleet's Alertmanager reports firing (`POST /v1/alertmanager`), checked every shallow cycle.
     alerts: Arc<crate::alertmanager::AlertInbox>,
+    /// The `derived.attached` check and its repair, once the daemon attached its indexes.
+    attach_watch: std::sync::OnceLock<Arc<crate::attached::AttachWatch>>,
 }
 
 impl MedicSubject {
@@ -216,6 +218,7 @@ impl MedicSubject {
             watchdog: None,
             targets: std::sync::OnceLock::new(),
             alerts: Arc::default(),
+            attach_watch: std::sync::OnceLock::new(),
         }
     }
 
@@ -229,6 +232,12 @@ impl MedicSubject {
         self.targets
             .set(targets)
             .map_err(|_| "targets are already attached".to_string())
+    }
+
+    /// Adds the `derived.attached` check and its `derived_attach` repair (the daemon, once its indexes are
+    /// attached); once.
+    pub fn watch_attachments(&self, watch: Arc<crate::attached::AttachWatch>) {
+        let _once = self.attach_watch.set(watch);
     }
 
     /// The attached targets, if any.
@@ -249,6 +258,9 @@ impl Subject for MedicSubject {
         if let Some(t) = self.targets.get() {
             checks.extend(t.checks());
         }
+        if let Some(w) = self.attach_watch.get() {
+            checks.push(w.clone());
+        }
         checks.push(Arc::new(crate::alertmanager::FiringCheck(
             self.alerts.clone(),
         )));
@@ -258,6 +270,9 @@ impl Subject for MedicSubject {
         let mut strategies = self.inner.strategies();
         if let Some(t) = self.targets.get() {
             strategies.extend(t.strategies());
+        }
+        if let Some(w) = self.attach_watch.get() {
+            strategies.push(w.clone());
         }
         let Some((timeout, abandoned)) = &self.watchdog else {
             return strategies;

@@ -294,12 +294,25 @@ impl Scope<'_> {
                 .app
                 .text_index()
                 .map_err(|e| format!("the text index cannot be opened: {e:#}"))),
-            Some(n) => n.text.clone().map(Ok).ok_or_else(|| {
-                ApiError::bad_request(format!(
+            Some(n) => match n.text.clone() {
+                Some(t) => Ok(Ok(t)),
+                // Kept but not attached (its attach failed; the `derived.attached` check re-attaches it): a scan.
+                None if self
+                    .app
+                    .store()
+                    .collection(self.collection)?
+                    .is_some_and(|c| c.settings.keeps(store::collection::IndexKind::Text)) =>
+                {
+                    Ok(Err(format!(
+                        "the text index of {:?} is not attached",
+                        self.collection
+                    )))
+                }
+                None => Err(ApiError::bad_request(format!(
                     "text: the collection {:?} keeps no text index (its settings' \"indexes\")",
                     self.collection
-                ))
-            }),
+                ))),
+            },
         }
     }
 

@@ -588,6 +588,180 @@ fn a_daemon_killed_during_a_drop_finishes_it_at_restart() {
     d.stop();
 }
 
+/// A text search of collection `c` for `q`: whether it was answered degraded (from a scan), and its hits.
+fn text_search(d: &Daemon, c: &str, q: &str) -> (bool, Vec<String>, Value) {
+    let (s, v) = d.json(
+        "POST",
+        &format!("/v1/collections/{c}/search"),
+        Some(&json!({"text": q, "k": 10, "consistency": "strong"})),
+    );
+    assert_eq!(s, 200, "search {c} {q}: {v}");
+    let hits = support::hit_ids(&v);
+    (v["degraded"] == json!(true), hits, v)
+}
+
+/// The `(collection, name)` of every index `/v1/status` lists as attached.
+fn attached_indexes(d: &Daemon) -> Vec<(String, String)> {
+    let (s, st) = d.json("GET", "/v1/status", None);
+    assert_eq!(s, 200, "{st}");
+    st["derived"]["indexes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no derived.indexes in {st}"))
+        .iter()
+        .map(|i| {
+            (
+                i["collection"].as_str().unwrap().to_string(),
+                i["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_refused_drop_of_default_leaves_its_indexes_attached() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let cfg = support::checks_config(logs.path(), 60_000);
+    let d = support::start_with_config_file(data.path(), logs.path(), &cfg);
+    let (s, v) = d.json("PUT", "/v1/docs/a", Some(&json!({"text": "apple pie"})));
+    assert_eq!(s, 200, "{v}");
+    wait_for("the text index answers", Duration::from_secs(30), || {
+        let (degraded, hits, _) = text_search(&d, "default", "apple");
+        (!degraded && hits == ["a"]).then_some(())
+    });
+    let (s, v) = d.json("DELETE", "/v1/collections/default", None);
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("cannot be dropped"), "{v}");
+    let (code, _, err) = support::medic(data.path(), &["collections", "drop", "default"]);
+    assert_ne!(code, 0, "{err}");
+    let attached = attached_indexes(&d);
+    for name in ["flat", "hnsw", "text"] {
+        assert!(
+            attached.contains(&("default".into(), name.into())),
+            "default/{name} attached after the refused drop: {attached:?}"
+        );
+    }
+    // The index still follows writes: a new document is found from the index, not a scan.
+    let (s, v) = d.json("PUT", "/v1/docs/b", Some(&json!({"text": "apple tart"})));
+    assert_eq!(s, 200, "{v}");
+    let (degraded, mut hits, v) = text_search(&d, "default", "apple");
+    hits.sort();
+    assert!(
+        !degraded,
+        "answered from a scan after the refused drop: {v}"
+    );
+    assert_eq!(hits, ["a", "b"], "{v}");
+    let log = d.stderr();
+    assert!(!log.contains("is locked by another writer"), "{log}");
+    d.stop();
+}
+
+#[test]
+fn an_index_that_failed_to_attach_is_an_issue_the_daemon_heals() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    // A repair blocked by the environment (the directory held) is tried again after the strategy's cooldown.
+    let d = support::start_with_config(
+        data.path(),
+        logs.path(),
+        "[checks]\nshallow_interval_ms = 200\ndeep_interval_ms = 60000\n\
+         [engine]\nstrategy_cooldown_us = 1000000\n",
+    );
+    // Another holder of the collection's text index directory: its attach at create fails.
+    let dir = data.path().join("idx/held/text");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::File::create(dir.join("LOCK")).unwrap();
+    lock.try_lock().unwrap();
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/collections/held",
+        Some(&json!({"indexes": ["text"]})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = d.json(
+        "PUT",
+        "/v1/collections/held/docs/x",
+        Some(&json!({"text": "quince jam"})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (degraded, hits, v) = text_search(&d, "held", "quince");
+    assert!(degraded, "no text index attached, so a scan: {v}");
+    assert_eq!(hits, ["x"], "{v}");
+    // The engine sees the index missing ...
+    let incident = wait_for(
+        "an incident about the unattached index",
+        Duration::from_secs(30),
+        || support::incident_with(&d, "derived_detached"),
+    );
+    assert!(incident.to_string().contains("idx/held/text"), "{incident}");
+    // `check` names what keeps the state from HEALTHY: the open incident.
+    let (_, out, err) = support::medic(data.path(), &["check", "--tier", "quick"]);
+    assert!(
+        out.contains("open incident") && out.contains("not attached"),
+        "{out}{err}"
+    );
+    // ... and, once the other holder is gone, attaches it again without anyone asking.
+    drop(lock);
+    wait_for(
+        "the text index of held attached and answering",
+        Duration::from_secs(90),
+        || {
+            let (degraded, hits, _) = text_search(&d, "held", "quince");
+            (!degraded && hits == ["x"]).then_some(())
+        },
+    );
+    assert!(attached_indexes(&d).contains(&("held".into(), "text".into())));
+    d.stop();
+}
+
+#[test]
+fn every_total_document_count_leaves_collection_settings_out() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), logs.path());
+    let mut acked = Acked::new();
+    for (i, c) in ["one", "two", "three"].iter().enumerate() {
+        let (s, v) = d.json(
+            "PUT",
+            &format!("/v1/collections/{c}"),
+            Some(&json!({"indexes": ["text"]})),
+        );
+        assert_eq!(s, 201, "{v}");
+        for j in 0..=i {
+            put(&d, &mut acked, c, &format!("d{j}"), json!({"text": "x"}));
+        }
+    }
+    put(&d, &mut acked, "default", "a", json!({"text": "y"}));
+    let want = acked.len() as u64; // 1 + 2 + 3 + 1 = 7 documents, 3 settings documents beside them
+    let (s, v) = d.json("GET", "/v1/collections", None);
+    assert_eq!(s, 200, "{v}");
+    let listed: u64 = v["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["documents"].as_u64().unwrap())
+        .sum();
+    assert_eq!(listed, want, "{v}");
+    let (s, health) = d.json("GET", "/health", None);
+    assert_eq!(s, 200, "{health}");
+    assert_eq!(health["documents"], want, "/health: {health}");
+    let (s, st) = d.json("GET", "/v1/status", None);
+    assert_eq!(s, 200, "{st}");
+    assert_eq!(st["store"]["docs"], want, "/v1/status: {st}");
+    let (s, _, text) = d.request("GET", "/metrics", None);
+    assert_eq!(s, 200);
+    assert!(
+        text.contains(&format!("\nmedic_documents {want}\n")),
+        "/metrics: {text}"
+    );
+    let (code, out, err) = support::medic(data.path(), &["status", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let last = out.lines().last().unwrap_or_default();
+    let cli: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(cli["store"]["docs"], want, "medic status: {out}");
+    d.stop();
+}
+
 /// A collection's declared fields are checked on every write: a value of another type is a 400 naming the field and
 /// the value, and nothing is written (a single put, or a bulk body whose one line is bad); undeclared keys are free.
 #[test]

@@ -306,3 +306,48 @@ fn a_collection_shows_its_indexes_structure_as_the_deep_tier_measured_it() {
     assert!(v.to_string().contains("nope"), "{v}");
     d.stop();
 }
+
+/// A tiny store whose few documents are overwritten in place has half its HNSW nodes tombstones after one round:
+/// no incident, and `medic check` stays HEALTHY.
+#[test]
+fn overwriting_a_tiny_store_raises_no_tombstone_incident() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = support::checks_config(tmp.path(), 300);
+    let args = ["--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()];
+    let d = Daemon::start_with(&data, tmp.path(), &args);
+    let mut docs = BTreeMap::new();
+    for round in 0..3 {
+        for i in 0..3 {
+            put(&d, &mut docs, i, round);
+        }
+    }
+    // The deep tier measures the graph with its tombstones (3 live nodes, at least as many tombstones).
+    wait_for(
+        "the hnsw structure measured after the overwrites",
+        Duration::from_secs(60),
+        || {
+            let (s, v) = d.json("GET", "/v1/collections/default", None);
+            assert_eq!(s, 200, "{v}");
+            let h = v["indexes"]
+                .as_array()?
+                .iter()
+                .find(|i| i["name"] == "hnsw")?
+                .clone();
+            let f = &h["structure"]["figures"];
+            (f["live"].as_f64() == Some(3.0) && f["tombstones"].as_f64() >= Some(3.0)).then_some(h)
+        },
+    );
+    // A few more deep runs.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        support::incident_with(&d, "derived_structure").is_none(),
+        "{}",
+        d.json("GET", "/v1/incidents", None).1
+    );
+    let (code, out, err) = support::medic(&data, &["check", "--tier", "quick"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("HEALTHY"), "{out}");
+    assert_exact(&d, &docs, "after the overwrites");
+    d.stop();
+}

@@ -140,3 +140,30 @@ fn strong_sees_every_acknowledged_write_default_within_the_commit_interval_and_a
     }
     d.stop();
 }
+
+/// README: an offline text search "builds or catches up the text index ... first": right after an offline `medic
+/// load` into a store no daemon holds, the first offline search is answered from the index, not a scan.
+#[test]
+fn an_offline_search_right_after_an_offline_load_is_answered_from_the_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let file = tmp.path().join("big.jsonl");
+    let mut lines = String::new();
+    for i in 0..20_000 {
+        lines.push_str(
+            &json!({"id": format!("d{i}"), "text": format!("document number{i} about lemons")})
+                .to_string(),
+        );
+        lines.push('\n');
+    }
+    std::fs::write(&file, lines).unwrap();
+    let (code, out, err) = support::medic(&data, &["load", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = support::medic(&data, &["--json", "search", "--text", "number777"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let last = out.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_ne!(v["degraded"], json!(true), "answered from a scan: {v}");
+    assert_eq!(support::hit_ids(&v), ["d777"], "{v}");
+    assert!(!out.contains("behind at"), "{out}");
+}

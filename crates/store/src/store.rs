@@ -137,7 +137,7 @@ pub const DROP_BATCH_DOCS: usize = 1_000;
 /// What a store looks like now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoreStats {
-    /// Documents stored.
+    /// Documents stored, in every collection (medic's own — collection settings, the probe's — not counted).
     pub docs: usize,
     /// The latest durable LSN.
     pub last_lsn: u64,
@@ -1151,10 +1151,11 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Documents stored. While the store is degraded this counts what survived, which may differ from what was
+    /// Documents stored, in every collection (medic's own — collection settings, the probe's — not counted). While
+    /// the store is degraded this counts what survived, which may differ from what was
     /// acknowledged ([`StoreStats::lost`] says so).
     pub fn count(&self) -> usize {
-        lock(&self.state).docs.len()
+        lock(&self.state).docs.documents()
     }
 
     /// Holds writes for a CRISIS (`Some(reason)`: every put, delete and batch is refused as read-only naming the
@@ -1183,7 +1184,7 @@ impl Store {
                 st.low_space.as_ref().map(|d| (d.to_string(), "disk_space"))
             };
             (
-                st.docs.len(),
+                st.docs.documents(),
                 st.durable_lsn,
                 read_only,
                 st.poisoned.clone(),
@@ -1599,7 +1600,7 @@ impl Store {
                 return Ok(LossAcceptance {
                     ranges: Vec::new(),
                     snapshot_lsn: None,
-                    docs: st.docs.len(),
+                    docs: st.docs.documents(),
                     accepted_at_us: now_us(),
                 });
             }
@@ -1620,7 +1621,7 @@ impl Store {
             Err(StoreError::Poisoned(m)) => st.poisoned = Some(m.clone()),
             Err(_) => {}
         }
-        let docs = st.docs.len();
+        let docs = st.docs.documents();
         self.group.release_role(&mut st);
         drop(st);
         r?;

@@ -87,6 +87,11 @@ impl<E> Table<E> {
         self.map.get_mut(key)
     }
 
+    /// Documents of every collection: medic's own (collection settings, the probe's document) left out.
+    pub(crate) fn documents(&self) -> usize {
+        self.map.len() - self.reserved
+    }
+
     /// Documents of `collection` (medic's own left out).
     pub(crate) fn count_in(&self, c: &str) -> usize {
         if c == collection::DEFAULT {

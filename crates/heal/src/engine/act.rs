@@ -241,7 +241,20 @@ impl Engine {
                 out.repaired_by.is_some() && still_failing.is_none(),
             );
         }
-        for a in &out.attempts {
+        // A success the re-check does not confirm is recorded as what it was: a failed attempt, saying why.
+        let mut attempts = out.attempts.clone();
+        if let (Some(by), Some(why)) = (&out.repaired_by, &still_failing)
+            && let Some(a) = attempts
+                .iter_mut()
+                .rev()
+                .find(|a| &a.strategy == by && a.outcome == AttemptOutcome::Succeeded)
+        {
+            a.outcome = AttemptOutcome::Failed;
+            a.notes.push(format!(
+                "reported success, but the engine's re-check: {why}"
+            ));
+        }
+        for a in &attempts {
             self.metrics.repair_time_us_total += a.duration_us;
             match a.outcome {
                 AttemptOutcome::Succeeded => self.metrics.repairs_succeeded += 1,
@@ -254,7 +267,7 @@ impl Engine {
                 attempt: a.clone(),
             });
         }
-        inc.record.attempts.extend(out.attempts.iter().cloned());
+        inc.record.attempts.extend(attempts);
         still_failing
     }
 

@@ -342,6 +342,33 @@ pub fn print_check(out: &Out, v: &Value) {
     if let Some(checks) = v.get("checks").and_then(Value::as_array) {
         print_checks(out, checks);
     }
+    // What else holds the state where it is: checks of other tiers still failing, incidents still open.
+    for c in at(v, "/failing_from_earlier_runs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "still failing since {} ({} tier, not run now): {}: {}",
+            show(c, "/at"),
+            show(c, "/tier"),
+            show(c, "/check"),
+            show(c, "/message")
+        );
+    }
+    for i in at(v, "/open_incidents")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "open incident {} ({}, {}): {}",
+            show(i, "/id"),
+            show(i, "/severity"),
+            show(i, "/status"),
+            show(i, "/summary")
+        );
+    }
 }
 
 /// `heal`: the state after the cycle, what was opened and closed, each attempt, escalations and errors.

@@ -359,6 +359,7 @@ async fn serve_async(
         tracing::warn!("configuration: {w}");
     }
     let app = Arc::new(app);
+    app.watch_attachments();
     let local = listener.local_addr().context("reading the bound address")?;
     let metrics = Arc::new(Metrics::new(app.started_at_us()));
     let router = router_with_metrics(app.clone(), metrics.clone());

@@ -405,10 +405,16 @@ impl DerivedSet {
         let t0 = Instant::now();
         let mut g = lock(&self.shared.applied_lock);
         loop {
-            let lagging = self
-                .slots()
-                .into_iter()
-                .find(|s| s.seen() < lsn && wanted(s.index.collection(), s.index.name()));
+            let lagging = self.slots().into_iter().find(|s| {
+                // An index `behind` and about to be caught up (just attached, the feed overflowed) has not
+                // shown it holds `lsn`, whatever LSN it reopened at: waited for too. One whose catch-up failed
+                // (a retry pending) is not: the caller answers from the table.
+                let catching_up = || {
+                    let st = lock(&s.st);
+                    st.state == IndexState::Behind && st.retry_at.is_none()
+                };
+                (s.seen() < lsn || catching_up()) && wanted(s.index.collection(), s.index.name())
+            });
             let Some(slot) = lagging else {
                 return Ok(());
             };
@@ -433,7 +439,7 @@ impl DerivedSet {
                     name,
                     applied,
                     wanted: lsn,
-                    lag: lsn - applied,
+                    lag: lsn.saturating_sub(applied),
                     waited_ms: waited.as_millis() as u64,
                     state,
                 });
@@ -860,37 +866,58 @@ fn quick_check_if_due(slot: &Slot) {
 /// `rebuild` is asked, the log no longer covers the index, or the index is ahead of the log. Returns the LSN
 /// reached. The caller holds the slot's `work` lock.
 fn sync(store: &Store, slot: &Slot, rebuild: bool) -> Result<u64, StoreError> {
+    let rebuilt = |lsn| (lsn, Reached::Rebuilt);
     let r = if rebuild {
-        rebuild_from_table(store, slot)
+        rebuild_from_table(store, slot).map(rebuilt)
     } else {
         match catch_up_from_log(store, slot) {
-            Ok(Some(lsn)) => Ok(lsn),
-            Ok(None) => rebuild_from_table(store, slot),
+            Ok(Some(reached)) => Ok(reached),
+            Ok(None) => rebuild_from_table(store, slot).map(rebuilt),
             Err(e) if store.degraded() => Err(e),
             // The table holds every acknowledged record while the store is not degraded.
-            Err(_) => rebuild_from_table(store, slot),
+            Err(_) => rebuild_from_table(store, slot).map(rebuilt),
         }
     };
     let mut st = lock(&slot.st);
     match &r {
         // The catch-up's persist failed and the index dropped what it applied: still behind, retried.
-        Ok(lsn) if slot.seen() < *lsn => {}
-        Ok(_) => {
+        Ok((_, Reached::Dropped)) => {}
+        Ok((lsn, reached)) => {
+            // Current first, the LSN published after: whoever waited for the LSN finds the index current, never
+            // "behind at N of N" while a catch-up's persist runs.
             st.state = IndexState::Current;
             st.last_error = None;
             st.retry_at = None;
+            if *reached == Reached::Rebuilt {
+                slot.seen.store(*lsn, Ordering::Release);
+            } else {
+                slot.set_seen(*lsn);
+            }
         }
         Err(e) => {
             st.last_error = Some(e.to_string());
             st.retry_at = Some(Instant::now() + Duration::from_millis(RETRY_MS));
         }
     }
-    r
+    drop(st);
+    r.map(|(lsn, _)| lsn)
 }
 
-/// `Ok(None)` when the log does not cover the index's applied LSN (or the index is ahead of it), or when it holds a
-/// drop of the collection after that LSN (the index then holds what an earlier incarnation left).
-fn catch_up_from_log(store: &Store, slot: &Slot) -> Result<Option<u64>, StoreError> {
+/// How [`sync`] reached its LSN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reached {
+    /// Caught up from the log and persisted.
+    CaughtUp,
+    /// Caught up from the log, but the persist failed and the index dropped what it applied: still behind.
+    Dropped,
+    /// Rebuilt from the table at exactly that LSN.
+    Rebuilt,
+}
+
+/// `Some((last, how))`: replayed up to `last` and persisted ([`Reached::CaughtUp`]) or the persist failed and the
+/// index dropped what it applied ([`Reached::Dropped`]). The LSN is not published (`seen`) here: [`sync`] does, once
+/// the index is current.
+fn catch_up_from_log(store: &Store, slot: &Slot) -> Result<Option<(u64, Reached)>, StoreError> {
     let from = slot.seen();
     let mine: Arc<str> = Arc::from(slot.index.collection());
     let mut buf: Vec<Change> = Vec::new();
@@ -960,10 +987,15 @@ fn catch_up_from_log(store: &Store, slot: &Slot) -> Result<Option<u64>, StoreErr
     }
     match cover {
         LogCover::Replayed { last } => {
-            slot.set_seen(last);
             lock(&slot.st).catch_ups += 1;
+            let applied = slot.index.applied_lsn();
             persist_if_due(slot, true);
-            Ok(Some(last))
+            let how = if slot.index.applied_lsn() < applied {
+                Reached::Dropped
+            } else {
+                Reached::CaughtUp
+            };
+            Ok(Some((last, how)))
         }
         LogCover::NotCovered { .. } | LogCover::Ahead { .. } => Ok(None),
     }
@@ -973,7 +1005,7 @@ fn rebuild_from_table(store: &Store, slot: &Slot) -> Result<u64, StoreError> {
     let (lsn, docs) = store.derived_table(slot.index.collection())?;
     let mut it = docs.into_iter();
     slot.index.rebuild(&mut it, lsn).map_err(derived_err)?;
-    slot.seen.store(lsn, Ordering::Release);
+    // `seen` is published by [`sync`], once the index is current.
     let mut st = lock(&slot.st);
     st.rebuilds += 1;
     st.changes_since_persist = 0;
