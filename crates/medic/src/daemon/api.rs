@@ -581,7 +581,12 @@ pub async fn accept_loss(
     State(s): State<ApiState>,
     body: Result<Json<Object<AcceptLossBody>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = s.json(body)?;
+    let body = s.json(body).map_err(|mut e| {
+        if e.status == StatusCode::BAD_REQUEST {
+            e.message = format!("{}; the body is {{\"confirm\": true}}", e.message);
+        }
+        e
+    })?;
     if !body.confirm {
         return Err(ApiError::bad_request(
             "confirm must be true: accepting drops the lost records (store.lost in /v1/status) for good",

@@ -162,7 +162,8 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
                 T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
             }
         }
-        d.deserialize_map(Only(std::marker::PhantomData)).map(Object)
+        d.deserialize_map(Only(std::marker::PhantomData))
+            .map(Object)
     }
 }
 
@@ -218,7 +219,8 @@ fn json_body_message(
     let text = inner.to_string();
     let suffix = format!(" at line {line} column {column}");
     let bare = text.strip_suffix(&suffix).unwrap_or(&text);
-    let at = if line == 0 {
+    // serde_json places an error about the body as a whole (a list where an object belongs) at column 0.
+    let at = if line == 0 || column == 0 {
         String::new()
     } else {
         format!(" (line {line}, column {column})")
@@ -388,6 +390,20 @@ mod tests {
         parse_json_body::<Body>(body.as_bytes(), None)
             .unwrap_err()
             .message
+    }
+
+    #[test]
+    fn a_body_is_an_object_never_a_list_standing_for_one() {
+        for body in ["[5]", "[5, null, null]", "5", "\"k\"", "null"] {
+            let m = message(body);
+            assert!(m.contains("expected a JSON object"), "{body}: {m}");
+        }
+        let b = parse_json_body::<Body>(br#"{"k": 5, "vector": [1.0]}"#, None).unwrap();
+        assert_eq!((b.k, b.vector), (5, Some(vec![1.0])));
+        assert!(
+            message(r#"{"k": 5, "x": 1}"#).contains('x'),
+            "unknown fields still named"
+        );
     }
 
     #[test]
