@@ -237,7 +237,8 @@ fn low_disk_space_is_healed_by_compaction_which_frees_the_covered_segments() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StoreConfig {
         wal_bytes_max: 4 << 20, // no compaction of its own accord
-        disk_low_bytes_floor: 2 << 20,
+        // Just above the 1 MiB quota set below: low before the compaction, above the floor once it freed the log.
+        disk_low_bytes_floor: (1 << 20) + (32 << 10),
         disk_critical_bytes_floor: 256 << 10,
         ..small()
     };
