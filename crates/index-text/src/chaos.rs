@@ -124,6 +124,9 @@ pub struct TextRound {
     pub fault: TextFault,
     /// What was done, e.g. `flipped bit 3 of byte 812 of idx/default/text/gen-000001/….idx`.
     pub detail: String,
+    /// The damaged segment file stopped being part of the index before any check read it (a merge replaced its
+    /// segment from the bytes already loaded): nothing left to detect or repair, and every search right.
+    pub absorbed: bool,
     pub detected: bool,
     /// Injection to the first issue naming the index (or, for `text_lsn_ahead`, to the rebuild that replaced it).
     pub detect_ms: Option<f64>,
@@ -150,6 +153,8 @@ pub struct TextChaosReport {
     pub injected: u32,
     pub detected: u32,
     pub repaired: u32,
+    /// Rounds whose damaged file stopped being part of the index before any check read it (see [`TextRound`]).
+    pub absorbed: u32,
     /// Searches answered wrongly after a repair, over every round (the bar: 0).
     pub wrong_searches: u32,
     /// Per fault: detection and repair times (p50, max), ms.
@@ -213,20 +218,24 @@ pub fn run(config: &TextChaosConfig) -> Result<TextChaosReport, String> {
         let mut wrong = disagreements(&before, "before the fault");
         let t0 = Instant::now();
         let gen_dir = index.generation_dir();
+        // The segment file damaged in place, if the fault damaged one.
+        let mut damaged_file: Option<PathBuf> = None;
         let (detail, outcome) = match fault {
             TextFault::TextSegmentFlip
             | TextFault::TextMetaDeleted
             | TextFault::TextZeroedRange
             | TextFault::TextSegmentDeleted => {
                 let (kind, detail) = match fault {
-                    TextFault::TextSegmentFlip => (
-                        FaultKind::BitFlip,
-                        flip_segment_file(&mut rng, &gen_dir, h.dir())?,
-                    ),
-                    TextFault::TextZeroedRange => (
-                        FaultKind::ZeroRange,
-                        zero_segment_range(&mut rng, &gen_dir, h.dir())?,
-                    ),
+                    TextFault::TextSegmentFlip => {
+                        let (detail, path) = flip_segment_file(&mut rng, &gen_dir, h.dir())?;
+                        damaged_file = Some(path);
+                        (FaultKind::BitFlip, detail)
+                    }
+                    TextFault::TextZeroedRange => {
+                        let (detail, path) = zero_segment_range(&mut rng, &gen_dir, h.dir())?;
+                        damaged_file = Some(path);
+                        (FaultKind::ZeroRange, detail)
+                    }
                     TextFault::TextSegmentDeleted => {
                         let path = pick_segment_file(&mut rng, &gen_dir)?;
                         std::fs::remove_file(&path)
@@ -356,9 +365,18 @@ pub fn run(config: &TextChaosConfig) -> Result<TextChaosReport, String> {
             }
         }
         let repaired = outcome.engine_ok && wrong.is_empty() && after.len() == before.len();
+        // Not found because it no longer mattered: the damaged file is no segment of the index now (a merge in
+        // flight replaced its segment, reading the bytes already loaded and checked, before any check ran).
+        let absorbed = outcome.detect_ms.is_none()
+            && wrong.is_empty()
+            && after.len() == before.len()
+            && damaged_file.as_ref().is_some_and(|p| {
+                segment_files(&index.generation_dir()).is_ok_and(|live| !live.contains(p))
+            });
         rounds.push(TextRound {
             round,
             fault,
+            absorbed,
             detail,
             detected: outcome.detect_ms.is_some(),
             detect_ms: outcome.detect_ms,
@@ -397,6 +415,7 @@ fn report(config: &TextChaosConfig, rounds: Vec<TextRound>) -> TextChaosReport {
         injected: rounds.len() as u32,
         detected: rounds.iter().filter(|r| r.detected).count() as u32,
         repaired: rounds.iter().filter(|r| r.repaired).count() as u32,
+        absorbed: rounds.iter().filter(|r| r.absorbed).count() as u32,
         wrong_searches: rounds.iter().map(|r| r.wrong_searches.len() as u32).sum(),
         by_fault: by_fault
             .into_iter()
@@ -537,7 +556,11 @@ fn disagreements(answers: &[Answer], when: &str) -> Vec<String> {
 }
 
 /// Flips one seeded bit of one seeded segment file of the generation in `gen_dir`.
-fn flip_segment_file(rng: &mut StdRng, gen_dir: &Path, data: &Path) -> Result<String, String> {
+fn flip_segment_file(
+    rng: &mut StdRng,
+    gen_dir: &Path,
+    data: &Path,
+) -> Result<(String, PathBuf), String> {
     let path = &pick_segment_file(rng, gen_dir)?;
     let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if bytes.is_empty() {
@@ -555,9 +578,9 @@ fn flip_segment_file(rng: &mut StdRng, gen_dir: &Path, data: &Path) -> Result<St
     f.write_all_at(&bytes[at..=at], at as u64)
         .and_then(|()| f.sync_all())
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(format!(
-        "flipped bit {bit} of byte {at} of {}",
-        rel(data, path)
+    Ok((
+        format!("flipped bit {bit} of byte {at} of {}", rel(data, path)),
+        path.clone(),
     ))
 }
 
@@ -584,7 +607,11 @@ fn pick_segment_file(rng: &mut StdRng, gen_dir: &Path) -> Result<PathBuf, String
 }
 
 /// Zeroes 64..=4096 seeded bytes (fewer in a smaller file) of one seeded segment file, in place.
-fn zero_segment_range(rng: &mut StdRng, gen_dir: &Path, data: &Path) -> Result<String, String> {
+fn zero_segment_range(
+    rng: &mut StdRng,
+    gen_dir: &Path,
+    data: &Path,
+) -> Result<(String, PathBuf), String> {
     let path = pick_segment_file(rng, gen_dir)?;
     let len_file = std::fs::metadata(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?
@@ -613,7 +640,10 @@ fn zero_segment_range(rng: &mut StdRng, gen_dir: &Path, data: &Path) -> Result<S
     f.write_all_at(&vec![0u8; len as usize], at)
         .and_then(|()| f.sync_all())
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(format!("zeroed bytes {at}..+{len} of {}", rel(data, &path)))
+    Ok((
+        format!("zeroed bytes {at}..+{len} of {}", rel(data, &path)),
+        path,
+    ))
 }
 
 /// The lock files a killed process leaves: `LOCK` naming a pid that is not running, tantivy's writer lock file.

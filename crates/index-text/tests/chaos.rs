@@ -25,13 +25,13 @@ fn every_text_fault_is_detected_and_repaired_with_the_same_hits() {
     }
     for r in &report.rounds {
         assert!(
-            r.detected,
+            r.detected || r.absorbed,
             "round {} ({}) not detected: {json}",
             r.round,
             r.fault.name()
         );
         assert!(
-            r.repaired,
+            r.repaired || r.absorbed,
             "round {} ({}) not repaired: {json}",
             r.round,
             r.fault.name()
