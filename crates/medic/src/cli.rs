@@ -234,7 +234,8 @@ pub enum Command {
         /// Stored fields to show with each hit: `text`, `meta` or `text,meta`.
         #[arg(long, value_name = "FIELDS")]
         include: Option<String>,
-        /// Snippets of the text with the matched terms marked (with --text).
+        /// Snippets of the text with the matched terms marked: bold in colour, [between brackets] without; `<mark>`
+        /// tags with --json (with --text).
         #[arg(long)]
         highlight: bool,
         /// The exact nearest vectors (the flat index) instead of HNSW's (with --vector).
@@ -1717,7 +1718,7 @@ fn search(out: &Out, b: &dyn Backend, collection: &str, query: &Value) -> anyhow
                 snips
                     .iter()
                     .filter_map(Value::as_str)
-                    .map(|s| format!("  … {s} …")),
+                    .map(|s| format!("  {}", out.snippet(s))),
             );
         }
         if let Some(t) = h.get("text").and_then(Value::as_str) {

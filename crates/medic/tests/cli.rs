@@ -1788,3 +1788,32 @@ fn commands_given_only_data_never_use_a_daemon_holding_another_directory() {
     let o = medic(&data_args(&other, &["get", "o"]), dir.path());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// `medic search --highlight` in a terminal without colour shows the matched terms [between brackets], never the
+/// server's `<mark>` tags (which `--json` keeps).
+#[test]
+fn highlighted_snippets_are_marked_for_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = medic(
+        &data_args(&data, &["put", "d1", "--text", "hello brave world"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = medic(
+        &data_args(&data, &["search", "--text", "brave", "--highlight"]),
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("hello [brave] world"), "{text}");
+    assert!(!text.contains("<mark>"), "{text}");
+    let o = medic(
+        &data_args(
+            &data,
+            &["search", "--text", "brave", "--highlight", "--json"],
+        ),
+        dir.path(),
+    );
+    assert!(stdout(&o).contains("<mark>brave</mark>"), "{}", stdout(&o));
+}

@@ -48,6 +48,17 @@ impl Out {
         self.paint("1", text)
     }
 
+    /// A search snippet for the terminal: the matched terms the server marks with `<mark>…</mark>` shown bold and
+    /// underlined in colour, `[between brackets]` without.
+    pub fn snippet(&self, text: &str) -> String {
+        let (pre, post) = if self.color {
+            ("\x1b[1;4m", "\x1b[0m")
+        } else {
+            ("[", "]")
+        };
+        text.replace("<mark>", pre).replace("</mark>", post)
+    }
+
     /// Dim text.
     pub fn dim(&self, text: &str) -> String {
         self.paint("2", text)
