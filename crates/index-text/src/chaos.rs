@@ -218,6 +218,7 @@ pub fn run(config: &TextChaosConfig) -> Result<TextChaosReport, String> {
         let mut wrong = disagreements(&before, "before the fault");
         let t0 = Instant::now();
         let gen_dir = index.generation_dir();
+        settle(&gen_dir);
         // The segment file damaged in place, if the fault damaged one.
         let mut damaged_file: Option<PathBuf> = None;
         let (detail, outcome) = match fault {
@@ -599,6 +600,21 @@ fn segment_files(gen_dir: &Path) -> Result<Vec<PathBuf>, String> {
         return Err(format!("{}: no segment file to damage", gen_dir.display()));
     }
     Ok(files)
+}
+
+/// Waits (at most 5 s) until the generation's live segment files stay the same for 300 ms: merges a rebuild left in
+/// flight have landed, so the file a fault picks is not merged away before a check can find it.
+fn settle(gen_dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = segment_files(gen_dir).ok();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = segment_files(gen_dir).ok();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
 }
 
 fn pick_segment_file(rng: &mut StdRng, gen_dir: &Path) -> Result<PathBuf, String> {
