@@ -27,18 +27,6 @@ pub const STRATEGY_NAME: &str = "derived_attach";
 /// The check and the strategy, over the daemon's [`App`] (weak: the app owns the engine that holds this).
 pub struct AttachWatch(pub Weak<App>);
 
-fn evidence(issue: &Issue, key: &str) -> Option<String> {
-    issue
-        .evidence
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.clone())
-}
-
-fn target(issue: &Issue) -> Option<(String, String)> {
-    Some((evidence(issue, "collection")?, evidence(issue, "index")?))
-}
-
 impl AttachWatch {
     fn app(&self) -> Result<Arc<App>, RepairError> {
         self.0
@@ -99,7 +87,7 @@ impl RepairStrategy for AttachWatch {
         RepairCost::InPlace
     }
     fn can_repair(&self, issue: &Issue) -> bool {
-        issue.code == DERIVED_DETACHED && target(issue).is_some()
+        issue.code == DERIVED_DETACHED && store::derived::health::target(issue).is_some()
     }
     fn estimate(&self, _issue: &Issue) -> Estimate {
         Estimate {
@@ -115,8 +103,8 @@ impl RepairStrategy for AttachWatch {
         })
     }
     fn repair(&self, issue: &Issue) -> Result<RepairReport, RepairError> {
-        let (c, n) =
-            target(issue).ok_or_else(|| RepairError::NotApplicable("no index named".into()))?;
+        let (c, n) = store::derived::health::target(issue)
+            .ok_or_else(|| RepairError::NotApplicable("no index named".into()))?;
         let done = self.app()?.reattach_index(&c, &n).map_err(|e| {
             // Another holder of the index directory is the environment, not a failure of this strategy: the
             // attempt counts as blocked and is tried again once the cooldown passed.
@@ -138,8 +126,8 @@ impl RepairStrategy for AttachWatch {
         })
     }
     fn validate(&self, issue: &Issue) -> Result<(), RepairError> {
-        let (c, n) =
-            target(issue).ok_or_else(|| RepairError::NotApplicable("no index named".into()))?;
+        let (c, n) = store::derived::health::target(issue)
+            .ok_or_else(|| RepairError::NotApplicable("no index named".into()))?;
         if self
             .app()?
             .unattached_indexes()

@@ -69,7 +69,8 @@ fn evidence(issue: &Issue, key: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
-fn target(issue: &Issue) -> Option<(String, String)> {
+/// The `(collection, index)` an index's issue names in its evidence (`collection`, `index`).
+pub fn target(issue: &Issue) -> Option<(String, String)> {
     Some((evidence(issue, "collection")?, evidence(issue, "index")?))
 }
 
