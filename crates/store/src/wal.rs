@@ -340,9 +340,12 @@ impl Past<'_> {
                 Some((at, _)) => *at,
                 None => self.invalid_reach(copy, resume),
             };
+            // A copy with no valid record past the hole holds nothing of the log after it: a sector that starts in
+            // the hole's span may be judged whole, to its end past the span.
+            let clear_to = if past.is_empty() { copy.len() } else { next };
             let interrupted = match journaled == Some(in_flight) {
-                true => looks_torn(copy, self.pos, next),
-                false => looks_unwritten(copy, self.pos, next),
+                true => looks_torn(copy, self.pos, next, clear_to),
+                false => looks_unwritten(copy, self.pos, next, clear_to),
             };
             if !interrupted {
                 return None;
@@ -362,9 +365,21 @@ impl Past<'_> {
     /// bounds, the next LSN, and an end no later than `resume`, where valid records resume in another copy) — to
     /// that record's claimed end, if further. A record whose first sector was written and whose later sectors were
     /// not ends its non-zero bytes inside its first sector; the zeros of the unwritten sectors it claims are what
-    /// [`looks_unwritten`] looks for. A header with a flipped length or LSN claims nothing (or claims past `resume`).
+    /// [`looks_unwritten`] looks for. A header with a flipped length or LSN claims nothing (or claims past `resume`);
+    /// a header whose later bytes fall in a sector still zero claims up to `resume`.
     fn invalid_reach(&self, copy: &[u8], resume: Option<usize>) -> usize {
         let end = nonzero_end(copy);
+        // A header cut by the end of its sector, with zeros from there to where records resume: the sector holding
+        // the rest of the header was never written, so the header claims up to `resume` (nothing of it is flipped).
+        let sector_end = (self.pos / SECTOR_BYTES + 1) * SECTOR_BYTES;
+        if let Some(r) = resume
+            && sector_end < self.pos + RECORD_HEADER_BYTES + 8
+            && sector_end < r
+            && copy.len() >= r
+            && copy[sector_end..r].iter().all(|&x| x == 0)
+        {
+            return end.max(r);
+        }
         let Some(head) = copy.get(self.pos..self.pos + RECORD_HEADER_BYTES + 8) else {
             return end;
         };
@@ -388,9 +403,9 @@ const TORN_ZEROS_MIN: usize = 8;
 /// Whether the invalid bytes `copy[pos..next]` hold what a write torn at any byte leaves: an unwritten sector
 /// ([`looks_unwritten`]), or a sector whose first bytes were written and whose rest (at least [`TORN_ZEROS_MIN`]
 /// bytes, up to the sector's end, within the span) is still zero.
-fn looks_torn(copy: &[u8], pos: usize, next: usize) -> bool {
+fn looks_torn(copy: &[u8], pos: usize, next: usize, clear_to: usize) -> bool {
     let next = next.min(copy.len());
-    if looks_unwritten(copy, pos, next) {
+    if looks_unwritten(copy, pos, next, clear_to) {
         return true;
     }
     let mut end = (pos / SECTOR_BYTES + 1) * SECTOR_BYTES;
@@ -409,9 +424,12 @@ const SECTOR_BYTES: usize = 512;
 /// Whether the invalid bytes `copy[pos..next]` (a record invalid in both copies, up to the next valid record) hold
 /// what an interrupted write leaves: a sector never written, so still zero — either the part of `pos`'s sector from
 /// `pos` on (a record starts with its non-zero length, so a written one is never zero there), or a whole aligned
-/// sector inside the span.
-fn looks_unwritten(copy: &[u8], pos: usize, next: usize) -> bool {
+/// sector starting inside the span. `clear_to` (at least `next`) is where the copy may next hold a valid record: a
+/// sector starting inside the span and reaching past `next` counts when it is zero up to its end or `clear_to`,
+/// whichever comes first — a short record torn where its second sector begins, with nothing of the log after it.
+fn looks_unwritten(copy: &[u8], pos: usize, next: usize, clear_to: usize) -> bool {
     let next = next.min(copy.len());
+    let clear_to = clear_to.clamp(next, copy.len());
     if pos >= next {
         return true; // nothing but zeros past the hole in this copy
     }
@@ -421,11 +439,13 @@ fn looks_unwritten(copy: &[u8], pos: usize, next: usize) -> bool {
         return true;
     }
     let mut s = first_end;
-    while s + SECTOR_BYTES <= next {
-        if zero(s, s + SECTOR_BYTES) {
+    while s < next {
+        let end = s + SECTOR_BYTES;
+        let whole = end <= next || clear_to > next;
+        if whole && zero(s, end.min(clear_to)) {
             return true;
         }
-        s += SECTOR_BYTES;
+        s = end;
     }
     false
 }
@@ -1014,6 +1034,60 @@ mod tests {
             assert_eq!(s.records.len(), 7);
             assert!(s.torn.is_none() && s.damaged.is_none());
         }
+    }
+
+    #[test]
+    fn a_short_record_torn_at_its_second_sector_differently_in_each_copy_is_a_torn_tail() {
+        // One-record batches, then a batch of short records: one of them straddles a sector boundary. A power loss
+        // leaves the main copy's part before the boundary unwritten and the mirror's part after it (with the rest of
+        // the batch): neither copy holds the record, only the main copy holds the batch's later records, and no
+        // whole sector lies inside the record. Each copy's zeros are a sector never written: a torn tail.
+        let mut batches: Vec<Vec<(u64, usize)>> = (1..=3).map(|l| vec![(l, 100)]).collect();
+        batches.push((4..=12).map(|l| (l, 90)).collect());
+        let (img, starts) = marked_seg(&batches);
+        let at = offsets(&img);
+        let end = nonzero_end(&img);
+        let straddling: Vec<usize> = (3..at.len() - 1)
+            .filter(|&i| at[i] / SECTOR_BYTES != (at[i + 1] - 1) / SECTOR_BYTES)
+            .collect();
+        // Records whose header fits in their first sector, and one whose header the boundary cuts.
+        let header_cut = |i: usize| (at[i] / SECTOR_BYTES + 1) * SECTOR_BYTES < at[i] + 16;
+        assert!(straddling.iter().any(|&i| header_cut(i)), "{straddling:?}");
+        assert!(straddling.iter().any(|&i| !header_cut(i)), "{straddling:?}");
+        for &r in &straddling {
+            assert!(at[r] >= starts[3]);
+            let boundary = (at[r] / SECTOR_BYTES + 1) * SECTOR_BYTES;
+            let mut main = img.clone();
+            main[at[r]..boundary].fill(0);
+            let mut mirror = img.clone();
+            mirror[boundary..end].fill(0);
+            let s = scan_after_crash(&main, Some(&mirror), 1 << 20);
+            assert!(s.damaged.is_none(), "record {r}: {s:?}");
+            assert_eq!(s.torn.clone().expect("a torn tail").0, at[r] as u64);
+            assert_eq!(s.torn_lsn_max, Some(12));
+            assert_eq!(s.records.len(), r);
+        }
+        let r = straddling[0];
+        let boundary = (at[r] / SECTOR_BYTES + 1) * SECTOR_BYTES;
+        // The same zeros with a record of a later batch after them: damage.
+        batches.push(vec![(13, 100)]);
+        let (img, _) = marked_seg(&batches);
+        let end = nonzero_end(&img);
+        let mut main = img.clone();
+        main[at[r]..boundary].fill(0);
+        let mut mirror = img.clone();
+        mirror[boundary..end].fill(0);
+        let s = scan_after_crash(&main, Some(&mirror), 1 << 20);
+        assert!(s.torn.is_none() && s.damaged.is_some(), "{s:?}");
+        // Flipped (not zeroed) where the mirror's record continues past the boundary: damage.
+        let (img, _) = marked_seg(&batches[..4]);
+        let mut main = img.clone();
+        main[at[r]..boundary].fill(0);
+        let mut mirror = img.clone();
+        mirror[boundary..at[r + 1]].iter_mut().for_each(|b| *b ^= 0x5a);
+        mirror[at[r + 1]..end].fill(0);
+        let s = scan_after_crash(&main, Some(&mirror), 1 << 20);
+        assert!(s.torn.is_none() && s.damaged.is_some(), "{s:?}");
     }
 
     #[test]
