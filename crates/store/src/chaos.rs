@@ -58,6 +58,12 @@ pub const SLOW_IO_LATENCY_US: u64 = 20_000;
 /// A slow-I/O fault adds at least this many times the median put time measured before it (so a disk already slow
 /// and jittery, e.g. shared with other work, still turns clearly slower than its own normal).
 pub const SLOW_IO_TIMES_NORMAL: u64 = 4;
+/// A slow-I/O fault adds at least this many times the slowest put measured before it: on a loaded machine single
+/// puts spike, and the detector's baseline holds those spikes, so a disk slower than the median only may still look
+/// like the baseline's tail.
+pub const SLOW_IO_TIMES_SLOWEST: u64 = 2;
+/// The most a slow-I/O fault adds, µs, however slow the baseline was.
+pub const SLOW_IO_LATENCY_MAX_US: u64 = 250_000;
 /// Puts the harness makes in each engine cycle while the disk is slow.
 const SLOW_IO_PUTS_PER_CYCLE: usize = 4;
 /// Cycles (each with one put) that give the latency detector its baseline before a slow-I/O fault.
@@ -524,7 +530,7 @@ pub struct Harness {
     /// Torn writes injected so far: they alternate between a partial record appended under the live store and a
     /// crash mid-commit that leaves the last record cut in both copies ([`Injector::cut_last_record`]).
     torn_writes: u64,
-    /// The latency a slow-I/O fault adds, µs: [`SLOW_IO_LATENCY_US`], or more on a disk already slow.
+    /// The latency a slow-I/O fault adds, µs: [`SLOW_IO_LATENCY_US`], or more on a disk already slow or jittery.
     slow_io_us: u64,
 }
 
@@ -858,7 +864,11 @@ impl Harness {
             }
             took_us.sort_unstable();
             let median = took_us.get(took_us.len() / 2).copied().unwrap_or(0);
-            self.slow_io_us = SLOW_IO_LATENCY_US.max(SLOW_IO_TIMES_NORMAL * median);
+            let slowest = took_us.last().copied().unwrap_or(0);
+            self.slow_io_us = SLOW_IO_LATENCY_US
+                .max(SLOW_IO_TIMES_NORMAL * median)
+                .max(SLOW_IO_TIMES_SLOWEST * slowest)
+                .min(SLOW_IO_LATENCY_MAX_US);
         }
         if let Some(schedule) = self.config.schedule {
             // A running daemon: it started (every tier at its first cycle), and has run for a while since.

@@ -1084,7 +1084,9 @@ mod tests {
         let mut main = img.clone();
         main[at[r]..boundary].fill(0);
         let mut mirror = img.clone();
-        mirror[boundary..at[r + 1]].iter_mut().for_each(|b| *b ^= 0x5a);
+        mirror[boundary..at[r + 1]]
+            .iter_mut()
+            .for_each(|b| *b ^= 0x5a);
         mirror[at[r + 1]..end].fill(0);
         let s = scan_after_crash(&main, Some(&mirror), 1 << 20);
         assert!(s.torn.is_none() && s.damaged.is_some(), "{s:?}");
