@@ -467,3 +467,45 @@ fn postgres_out_of_connections_is_not_restarted() {
     drop(held);
     d.stop();
 }
+
+/// README.md "Engine": "the engine re-runs the checks that reported the incident before it calls it repaired".
+/// 1100 documents whose 3-dimensional vectors take only 15 distinct values leave 15 HNSW nodes unreachable;
+/// `derived_restructure` sees they remain and rolls back, but `derived_rebuild` is "validated" and the incident
+/// closed `auto_repaired` — and the next deep check, a second later with no write in between, finds the same 15
+/// nodes again, until the rate limit stops the rebuilds and the incident waits, the nodes still unsearchable.
+#[test]
+#[ignore = "BREAK: derived_rebuild is called a successful repair of unreachable HNSW nodes it does not fix (1100 \
+            vectors of 15 distinct values): the same problem is found again every deep check, six rebuilds in a \
+            row, each incident closed auto_repaired"]
+fn a_repair_called_successful_holds_at_the_next_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = start_with_config(&tmp.path().join("data"), tmp.path(), FAST);
+    d.bulk((0..1100).map(|i| {
+        json!({
+            "id": format!("d{i}"),
+            "text": format!("document {i}"),
+            "vector": [(i % 5) as f64 / 5.0, (i % 3) as f64 / 3.0 + 0.1, 0.5],
+        })
+    }));
+    std::thread::sleep(Duration::from_secs(12));
+    let repaired: Vec<Value> = incidents(&d)
+        .into_iter()
+        .filter(|i| {
+            i["resolution"] == "auto_repaired"
+                && i["issues"]
+                    .as_array()
+                    .is_some_and(|is| is.iter().any(|x| x["code"] == "derived_structure"))
+        })
+        .collect();
+    assert!(
+        repaired.len() <= 1,
+        "{} incidents of derived_structure closed auto_repaired in 12 s, each found again at the next deep check; \
+         the first's attempts: {}",
+        repaired.len(),
+        repaired
+            .last()
+            .map(|i| i["attempts"].clone())
+            .unwrap_or(Value::Null)
+    );
+    d.stop();
+}
