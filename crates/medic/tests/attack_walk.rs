@@ -509,3 +509,51 @@ fn a_repair_called_successful_holds_at_the_next_check() {
     );
     d.stop();
 }
+
+/// README.md "Notifications and escalation policies": "after a restart an incident at level 2 stays at level 2,
+/// its reminders go on ... to every receiver notified before"; docs/contracts/operators.md "Across a restart":
+/// "escalated ones stay escalated until their checks no longer find the problem". A target still down closes its
+/// escalated incident at the first check after the start (its failures in a row counted from zero again), a
+/// `resolved` goes out, and a new incident starts over without the policy's level.
+#[test]
+#[ignore = "BREAK: after a restart, an escalated incident of a target still down closes self_resolved at once (its \
+            probe's failures in a row start again from zero) and its escalation level is lost to a new incident"]
+fn an_escalated_target_incident_keeps_its_level_across_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = format!(
+        "{FAST}[[targets]]\nname = \"web\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{}/health\"\n\
+         interval_ms = 200\ntimeout_ms = 500\nfailures_before_down = 3\n\n\
+         [[escalation.receivers]]\nname = \"first\"\nkind = \"file\"\npath = \"{}\"\n\n\
+         [[escalation.receivers]]\nname = \"second\"\nkind = \"file\"\npath = \"{}\"\n\n\
+         [[escalation.policies]]\nname = \"all\"\n\n\
+         [[escalation.policies.levels]]\ndelay_ms = \"1s\"\nreceivers = [\"first\"]\n\n\
+         [[escalation.policies.levels]]\ndelay_ms = \"1s\"\nreceivers = [\"second\"]\n",
+        closed_port(),
+        tmp.path().join("first.jsonl").display(),
+        tmp.path().join("second.jsonl").display(),
+    );
+    let d = start_with_config(&data, tmp.path(), &cfg);
+    let inc = wait_for("endpoint_down escalated", Duration::from_secs(10), || {
+        with_code(&d, "endpoint_down").filter(|i| i["resolution"] == "escalated")
+    });
+    let id = inc["id"].as_u64().unwrap();
+    wait_for("level 2 of the policy", Duration::from_secs(10), || {
+        let (_, v) = d.json("GET", "/v1/escalations/latest", None);
+        (v["escalation"]["incident"] == id && v["escalation"]["policy"]["level"] == 2).then_some(())
+    });
+    d.stop();
+
+    let d = start_with_config(&data, tmp.path(), &cfg);
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, v) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    assert_eq!(
+        v["incident"]["resolution"], "escalated",
+        "incident {id} of a target still down, after the restart: {}",
+        v["incident"]["decision"]
+    );
+    let (_, latest) = d.json("GET", "/v1/escalations/latest", None);
+    assert_eq!(latest["escalation"]["incident"], id, "{latest}");
+    assert_eq!(latest["escalation"]["policy"]["level"], 2, "{latest}");
+    d.stop();
+}
