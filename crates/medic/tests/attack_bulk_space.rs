@@ -6,6 +6,8 @@
 //!   acknowledged bulk is whole, every refused one wrote exactly what its answer says (nothing), reads go on while
 //!   full, writes come back without a human, and after healing and a SIGKILL and restart every acknowledged document
 //!   reads back byte for byte and the text and vector searches agree with the documents;
+//!   The same with a SIGKILL while the device is full and a start on it; collections created and dropped (two
+//!   clients at once) and `medic load` run while it is full: each done or refused naming why, never half;
 //! - **SIGKILL amid concurrent bulk loads into several collections** of other dimensions and indexes;
 //! - **a collection dropped under a bulk load into it and recreated with another dimension**, and **the same
 //!   collection created at once by two clients with different settings**;
@@ -1722,5 +1724,210 @@ fn a_bulk_into_a_collection_name_past_its_limit_names_the_limit() {
         (400..500).contains(&s) && e.contains("64"),
         "{s} {v}; the PUT it advises: {ps} {pv}"
     );
+    d.stop();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 6. Collections created and dropped, and `medic load` run, while the disk is full.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Bulk loads into `fa` fill the tmpfs. While it is full: a new collection is created, `fa` is dropped (two clients
+/// at once) and `medic load` sends a file into `fb` through the daemon. Each is either done or refused naming why —
+/// never half: a refused creation leaves no collection, a refused drop leaves `fa` with every acknowledged document
+/// (or, once space returns, finishes and `fa` is gone), `medic load` stores exactly the lines it says were written.
+/// Space freed: the creation and the drop succeed when asked again, and after a SIGKILL and restart nothing is
+/// reported lost and every acknowledged document of `fb` reads back.
+#[test]
+fn collections_created_and_dropped_and_files_loaded_on_a_full_disk_are_whole_or_refused() {
+    let seed = seed(0xC011_F011);
+    let mut rng = Rng::new(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let (mnt, _umount) = mount_tmpfs(tmp.path(), "24m");
+    let data = mnt.join("data");
+    let cfg = config(
+        tmp.path(),
+        "disk_free_bytes_min = 0\ndisk_free_critical_bytes_min = 0\n",
+        "",
+        "",
+    );
+    let d = start(&data, tmp.path(), &cfg);
+    create(&d, "fa", json!({"dimension": 3}));
+    create(&d, "fb", json!({"dimension": 3}));
+    let fb_docs: Vec<(String, Value)> = (0..40)
+        .map(|i| {
+            let id = format!("pre{i}");
+            let doc = make_doc(&mut rng, "fb", &id, 3, 50);
+            (id, doc)
+        })
+        .collect();
+    let (s, v) = d.post_ndjson("/v1/collections/fb/docs", &ndjson(&fb_docs));
+    assert_eq!(s, 200, "{v}");
+    let ballast = mnt.join("ballast");
+    let _ = sh(&format!(
+        "dd if=/dev/zero of={} bs=1M count=19 2>&1",
+        ballast.display()
+    ));
+    let loaders = Loaders::start(&d.url, &[("fa", 3)], seed, 40, 300, false);
+    let full = wait_full(&loaders);
+    let bulks = loaders.finish();
+    eprintln!("full after {full}: {}", summary(&bulks));
+    // Create while full.
+    let (cs, cv) = d.json(
+        "PUT",
+        "/v1/collections/fnew",
+        Some(&json!({"dimension": 4})),
+    );
+    eprintln!("create while full: {cs} {cv}");
+    let (gs, gv) = d.json("GET", "/v1/collections/fnew", None);
+    match cs {
+        201 => assert_eq!(gs, 200, "created, yet {gs} {gv}"),
+        503 => assert_eq!(gs, 404, "a refused creation left {gv}"),
+        _ => panic!("create on a full disk: {cs} {cv}"),
+    }
+    // Two clients drop fa at once.
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let barrier = Arc::new(Barrier::new(2));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let (url, b) = (d.url.clone(), barrier.clone());
+                s.spawn(move || {
+                    b.wait();
+                    match send(
+                        &agent(),
+                        "DELETE",
+                        &format!("{url}/v1/collections/fa"),
+                        "",
+                        None,
+                    ) {
+                        Outcome::Acked(v) => (200, v.to_string()),
+                        Outcome::Refused(s, t) => (s, t),
+                        Outcome::NoAnswer(e) => (0, e),
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    eprintln!("two drops of fa while full: {answers:?}");
+    for (s, body) in &answers {
+        assert!(
+            [200, 404, 409, 503].contains(s) && body.contains("error") != (*s == 200),
+            "a drop on a full disk: {s} {body}"
+        );
+    }
+    assert!(
+        answers.iter().filter(|a| a.0 == 200).count() <= 1,
+        "dropped twice: {answers:?}"
+    );
+    let (gs, gv) = d.json("GET", "/v1/collections/fa", None);
+    eprintln!(
+        "fa after the drops: {gs} state {} documents {}",
+        gv["state"], gv["documents"]
+    );
+    if answers.iter().any(|a| a.0 == 200) {
+        assert_eq!(gs, 404, "dropped, yet {gv}");
+    } else if gs == 200 && gv["state"] == "ready" {
+        let bad = check_acked(&d, &bulks);
+        assert!(
+            bad.is_empty(),
+            "a refused drop lost documents of fa: {bad:?}"
+        );
+    }
+    // medic load into fb while full.
+    let file = tmp.path().join("load.jsonl");
+    let load_docs: Vec<(String, Value)> = (0..300)
+        .map(|i| {
+            let id = format!("load{i}");
+            let doc = make_doc(&mut rng, "fb", &id, 3, 400);
+            (id, doc)
+        })
+        .collect();
+    std::fs::write(&file, ndjson(&load_docs)).unwrap();
+    let (code, out, err) = support::medic_cli(&[
+        "load",
+        file.to_str().unwrap(),
+        "--collection",
+        "fb",
+        "--server",
+        &d.url,
+    ]);
+    eprintln!(
+        "medic load while full: exit {code}; {}{}",
+        tail(&out, 2),
+        tail(&err, 2)
+    );
+    let stored: Vec<bool> = load_docs
+        .iter()
+        .map(|(id, doc)| read_doc(&d, "fb", id).unwrap().as_ref() == Some(doc))
+        .collect();
+    let n_stored = stored.iter().filter(|&&b| b).count();
+    if code == 0 {
+        assert_eq!(n_stored, load_docs.len(), "medic load said done");
+    } else {
+        assert!(
+            !err.is_empty() && (err.contains("space") || err.contains("read-only")),
+            "medic load failed without saying why: {err}"
+        );
+        // What it says was written is what is stored: a prefix of the lines.
+        let prefix = stored.iter().take_while(|&&b| b).count();
+        assert_eq!(
+            prefix, n_stored,
+            "stored lines are not a prefix: {stored:?}"
+        );
+        let said = err
+            .split("the ")
+            .filter_map(|p| p.split(' ').next()?.parse::<usize>().ok())
+            .last();
+        if let Some(said) = said {
+            assert_eq!(said, n_stored, "medic load said {said} were written: {err}");
+        }
+    }
+    let mut fb_acked = fb_docs.clone();
+    fb_acked.extend(
+        load_docs
+            .iter()
+            .zip(&stored)
+            .filter(|(_, s)| **s)
+            .map(|(d, _)| d.clone()),
+    );
+    // Space returns: creation and drop work when asked again; fa gone either way.
+    std::fs::remove_file(&ballast).unwrap();
+    wait_for(
+        "fnew created after space returned",
+        Duration::from_secs(40),
+        || {
+            let (s, _) = d.json(
+                "PUT",
+                "/v1/collections/fnew",
+                Some(&json!({"dimension": 4})),
+            );
+            (s == 200 || s == 201).then_some(())
+        },
+    );
+    wait_for(
+        "fa dropped after space returned",
+        Duration::from_secs(40),
+        || {
+            let (s, _) = d.json("DELETE", "/v1/collections/fa", None);
+            let (g, _) = d.json("GET", "/v1/collections/fa", None);
+            ((s == 200 || s == 404) && g == 404).then_some(())
+        },
+    );
+    d.kill9();
+    let d = start(&data, tmp.path(), &cfg);
+    assert_nothing_lost(&d, "after SIGKILL");
+    let (s, v) = d.json("GET", "/v1/collections/fa", None);
+    assert_eq!(s, 404, "a dropped collection came back: {v}");
+    let (s, v) = d.json("GET", "/v1/collections/fnew", None);
+    assert_eq!(s, 200, "{v}");
+    for (id, doc) in &fb_acked {
+        assert_eq!(
+            read_doc(&d, "fb", id).unwrap().as_ref(),
+            Some(doc),
+            "fb/{id}"
+        );
+    }
+    let (_, v) = d.json("GET", "/v1/collections/fb", None);
+    assert_eq!(v["documents"].as_u64(), Some(fb_acked.len() as u64), "{v}");
     d.stop();
 }
