@@ -565,10 +565,12 @@ fn bulk_loads_into_indexed_collections_on_a_filling_disk_are_whole_or_absent_and
     let (s, v) = search(&d, "tb", json!({"vector": [1, 2, 3, 4, 5], "k": 3}));
     assert_eq!(s, 200, "vector search while full: {v}");
     let st = status(&d);
+    let (hs, health) = d.json("GET", "/health", None);
     eprintln!(
-        "while full: state {} read_only {} active incidents {}",
+        "while full: state {}; store.read_only {}; store.disk_free_bytes {}; active incidents {}; /health {hs} {health}",
         st["state"],
         st["store"]["read_only"],
+        st["store"]["disk_free_bytes"],
         st["active_incidents"].as_array().map_or(0, Vec::len)
     );
     // Space returns: bulks are acknowledged again without a human.
