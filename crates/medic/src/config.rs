@@ -452,6 +452,58 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
+/// Why [`read_regular_file`] failed.
+enum Bounded {
+    /// The file holds more than the limit: its size (or the bytes read before stopping).
+    TooLarge(u64),
+    Io(std::io::Error),
+}
+
+/// Reads a regular file of at most `limit` bytes. Opened without blocking (a FIFO no one writes would otherwise hold
+/// the reader, and with it a reload, forever), then refused unless it is a regular file (a FIFO, a device such as
+/// `/dev/zero` that never ends, a socket); read through a bound, so a file growing while read stops at the limit.
+fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, Bounded> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(Bounded::Io)?;
+    let meta = file.metadata().map_err(Bounded::Io)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        return Err(Bounded::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("not a regular file: {what}"),
+        )));
+    }
+    if meta.len() > limit {
+        return Err(Bounded::TooLarge(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Bounded::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(Bounded::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 impl Config {
     /// Reads, parses and validates a configuration file. Returns the configuration and its warnings.
     pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
@@ -467,15 +519,14 @@ impl Config {
             path: path.to_path_buf(),
             source,
         };
-        let len = std::fs::metadata(path).map_err(read_err)?.len();
-        if len > CONFIG_FILE_BYTES_MAX {
-            return Err(ConfigError::TooLarge {
+        let bytes = read_regular_file(path, CONFIG_FILE_BYTES_MAX).map_err(|e| match e {
+            Bounded::TooLarge(actual) => ConfigError::TooLarge {
                 path: path.to_path_buf(),
                 limit: CONFIG_FILE_BYTES_MAX,
-                actual: len,
-            });
-        }
-        let bytes = std::fs::read(path).map_err(read_err)?;
+                actual,
+            },
+            Bounded::Io(e) => read_err(e),
+        })?;
         let text = String::from_utf8(bytes).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: format!("not UTF-8 (at byte {})", e.utf8_error().valid_up_to()),

@@ -505,7 +505,7 @@ fn check_full_is_healthy_then_escalates_after_damage_to_every_copy() {
 }
 
 #[test]
-fn load_writes_every_line_and_stops_at_a_refused_one() {
+fn load_of_one_batch_with_a_refused_line_writes_nothing_and_names_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let o = medic(
@@ -533,14 +533,15 @@ fn load_writes_every_line_and_stops_at_a_refused_one() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("more.jsonl:2"), "{err}");
-    assert!(err.contains("nothing from line 2 on"), "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
     let get = |id: &str| {
         medic(&data_args(&data, &["get", id]), dir.path())
             .status
             .code()
     };
-    assert_eq!(get("a"), Some(0), "line 1 was written");
-    assert_eq!(get("b"), Some(1), "line 2 was not");
+    // One batch, refused whole: the file is written whole or not at all.
+    assert_eq!(get("a"), Some(1), "line 1 is of the refused batch");
+    assert_eq!(get("b"), Some(1), "line 2 was refused");
     assert_eq!(get("c"), Some(1), "nothing after it");
 }
 
@@ -894,7 +895,7 @@ fn bearer_token_is_sent_from_the_flag_or_the_environment() {
 }
 
 #[test]
-fn load_in_batches_keeps_every_line_before_a_refused_one() {
+fn load_in_batches_keeps_the_batches_before_a_refused_one_and_nothing_of_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let file = dir.path().join("big.jsonl");
@@ -940,20 +941,22 @@ fn load_in_batches_keeps_every_line_before_a_refused_one() {
     let err = stderr(&o);
     assert!(err.contains("big.jsonl:550"), "{err}");
     assert!(err.contains("meta"), "{err}");
+    // The third batch (lines 513..=768) is refused whole; the two before it were written.
     assert!(
-        err.contains("the 549 documents before it were written"),
+        err.contains("the 512 documents before line 513 were written"),
         "{err}"
     );
     let o = medic(&data_args(&data, &["status", "--json"]), dir.path());
-    assert_eq!(last_json(&o)["store"]["docs"], 549, "lines 1..=549");
+    assert_eq!(last_json(&o)["store"]["docs"], 512, "lines 1..=512");
     let get = |id: &str| {
         medic(&data_args(&data, &["get", id]), dir.path())
             .status
             .code()
     };
-    assert_eq!(get("d549"), Some(0));
+    assert_eq!(get("d512"), Some(0));
+    assert_eq!(get("d513"), Some(1));
+    assert_eq!(get("d549"), Some(1));
     assert_eq!(get("d550"), Some(1));
-    assert_eq!(get("d551"), Some(1));
 }
 
 #[test]

@@ -105,9 +105,11 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if name.is_empty() || name.len() > NAME_CHARS_MAX || !ok_chars || name.starts_with('-') {
+        let len = name.chars().count();
         return Err(StoreError::InvalidInput(format!(
-            "collection name {name:?}: 1 to {NAME_CHARS_MAX} characters of a-z, 0-9, '_' and '-', not starting \
-             with '-'"
+            "collection name {name:?} ({len} character{}): 1 to {NAME_CHARS_MAX} characters of a-z, 0-9, '_' and \
+             '-', not starting with '-'",
+            if len == 1 { "" } else { "s" }
         )));
     }
     Ok(())

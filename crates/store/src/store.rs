@@ -554,8 +554,9 @@ impl Store {
         let mut st = lock(&self.state);
         let mut dim = st.vector_dim;
         for (id, doc) in &docs {
-            codec::validate_id(id, &self.cfg.limits)?;
-            let meta = codec::validate_doc(doc, &self.cfg.limits, dim)?;
+            codec::validate_id(id, &self.cfg.limits).map_err(|e| refused_in_batch(id, e))?;
+            let meta = codec::validate_doc(doc, &self.cfg.limits, dim)
+                .map_err(|e| refused_in_batch(id, e))?;
             if let Some(v) = &doc.vector {
                 dim.get_or_insert(v.len() as u32);
             }
@@ -1000,17 +1001,17 @@ impl Store {
         let open_dim = stored.settings.dimension.is_none();
         let mut ops = Vec::with_capacity(docs.len() + 1);
         for (id, doc) in &docs {
-            codec::validate_id(id, &self.cfg.limits)?;
+            codec::validate_id(id, &self.cfg.limits).map_err(|e| refused_in_batch(id, e))?;
             if let (Some(v), Some(d)) = (&doc.vector, stored.settings.dimension)
                 && v.len() as u32 != d
             {
-                return Err(StoreError::InvalidInput(collection::wrong_dimension(
-                    c,
-                    v.len(),
-                    d,
+                return Err(StoreError::InvalidInput(format!(
+                    "document {id:?}: {}",
+                    collection::wrong_dimension(c, v.len(), d)
                 )));
             }
-            let meta = codec::validate_doc(doc, &self.cfg.limits, stored.settings.dimension)?;
+            let meta = codec::validate_doc(doc, &self.cfg.limits, stored.settings.dimension)
+                .map_err(|e| refused_in_batch(id, e))?;
             collection::check_fields(c, &stored.settings.fields, doc.meta.as_ref())
                 .map_err(|e| StoreError::InvalidInput(format!("document {id:?}: {e}")))?;
             if let Some(v) = &doc.vector {
@@ -2756,4 +2757,16 @@ fn copy_tails(seg: &wal::OpenSegment, record_bytes_max: u64) -> Vec<CopyTail> {
         .collect();
     seg.ahead.release(None);
     tails
+}
+
+/// A document of a batch refused as bad input, the refusal naming it (so a caller can name its line); other errors
+/// as they are.
+fn refused_in_batch(id: &str, e: StoreError) -> StoreError {
+    match e {
+        StoreError::InvalidInput(m) => StoreError::InvalidInput(format!("document {id:?}: {m}")),
+        e @ StoreError::TooLarge { .. } => {
+            StoreError::InvalidInput(format!("document {id:?}: {e}"))
+        }
+        e => e,
+    }
 }

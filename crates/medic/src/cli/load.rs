@@ -2,9 +2,10 @@
 //!
 //! Two passes. The first reads every line and checks it (JSON, fields, types, finite vectors of one dimension, sizes)
 //! without writing anything, so a malformed line anywhere stops the load before the first write and names its line
-//! number. The second writes line by line, each document durable before the next; if the store refuses one (e.g. a
-//! dimension that disagrees with documents already stored), the load stops there, names the line, and says how many
-//! lines before it were written: nothing from that line on is written, nothing is half-written.
+//! number. The second writes in batches of up to [`LOAD_BATCH_DOCS_MAX`] documents, each all or nothing; if the
+//! store refuses one (a limit such as `text_bytes_max`, a dimension that disagrees with documents already stored),
+//! the load stops there, names the line, and says how many documents before its batch were written: nothing of that
+//! batch or after it is written, nothing is half-written. A file of one batch is written whole or not at all.
 //!
 //! Through a daemon each batch is one `POST /v1/docs` (NDJSON), which the daemon validates whole and writes in group
 //! commits. `medic load -` reads standard input, spooled to a temporary file so it can be checked before anything is
@@ -236,8 +237,9 @@ pub const LOAD_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
 type Pending = Vec<(u64, String, Value)>;
 
 /// Writes the file, already checked by [`validate`] (`total` documents), into `backend`, in batches of up to
-/// [`LOAD_BATCH_DOCS_MAX`] documents. A batch the backend refuses as bad input wrote nothing, so it is retried one
-/// document at a time to name the exact line and keep every line before it.
+/// [`LOAD_BATCH_DOCS_MAX`] documents. A batch the backend refuses as bad input wrote nothing: the load stops there,
+/// naming the line the refusal points at (a file of one batch is then written whole or not at all). A backend
+/// without batches writes one document at a time.
 pub fn write(
     backend: &dyn Backend,
     collection: &str,
@@ -307,7 +309,23 @@ fn flush(
                 batch[batch.len() - 1].0
             ));
         }
-        Some(Err(_)) => {} // Bad input somewhere in the batch, nothing of it written: find the line.
+        Some(Err(e)) => {
+            // Bad input somewhere in the batch, nothing of it written: name the line, write nothing more.
+            let last_line = batch[batch.len() - 1].0;
+            let (line_no, why) = refused_line(&batch, &format!("{e:#}"));
+            let kept = if *written == 0 {
+                "nothing was written".to_string()
+            } else {
+                format!(
+                    "the {written} documents before line {first_line} were written (earlier batches), nothing \
+                     from line {first_line} on"
+                )
+            };
+            return Err(UsageError(format!(
+                "{shown}:{line_no}: {why}; lines {first_line}..={last_line} were one batch; {kept}"
+            ))
+            .into());
+        }
     }
     for (line_no, id, body) in batch {
         backend.put(collection, &id, &body).map_err(|e| {
@@ -332,4 +350,27 @@ fn flush(
         bar.inc(1);
     }
     Ok(())
+}
+
+/// The file line a refused batch's error points at, and the error: a daemon names the body's line (`line K: ...`,
+/// the batch's K-th document), a store the document (`document "id"` or the id quoted); otherwise the batch's first
+/// line.
+fn refused_line(batch: &Pending, error: &str) -> (u64, String) {
+    let in_body = error
+        .find("line ")
+        .map(|at| &error[at + 5..])
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .filter(|&k| (1..=batch.len()).contains(&k));
+    if let Some(k) = in_body {
+        let (line_no, id, _) = &batch[k - 1];
+        return (*line_no, format!("document {id:?} refused: {error}"));
+    }
+    match batch
+        .iter()
+        .find(|(_, id, _)| error.contains(&format!("{id:?}")))
+    {
+        Some((line_no, id, _)) => (*line_no, format!("document {id:?} refused: {error}")),
+        None => (batch[0].0, format!("the batch was refused: {error}")),
+    }
 }

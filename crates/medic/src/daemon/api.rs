@@ -380,8 +380,10 @@ pub(super) fn existing_collection(
     ready_collection(s, c)
 }
 
-/// `c` if it is a ready collection, else a 404 naming it.
+/// `c` if it is a ready collection, else a 404 naming it (a 400 for a name no collection can have).
 pub(super) fn ready_collection(s: &ApiState, c: String) -> Result<String, ApiError> {
+    // A name no collection can have is a 400 naming the rule, never advice to create it.
+    store::collection::validate_name(&c)?;
     match s.app.store().collection(&c)? {
         Some(info) if info.state == store::CollectionState::Ready => Ok(c),
         Some(_) => Err(ApiError::not_found(format!(

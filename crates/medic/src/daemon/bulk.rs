@@ -84,7 +84,8 @@ pub fn parse(
         }
         let value: Value = serde_json::from_str(text).map_err(|e| {
             format!(
-                "line {line_no}: not JSON ({e}); expected {{\"id\", \"text\", \"vector\"?, \"meta\"?}}"
+                "line {line_no}: not JSON ({}); expected {{\"id\", \"text\", \"vector\"?, \"meta\"?}}",
+                super::error::plain_words(&e.to_string())
             )
         })?;
         let Value::Object(mut obj) = value else {

@@ -243,9 +243,20 @@ fn json_body_message(
     }
 }
 
-/// Rust's type names and serde's phrasing replaced by plain words; backquotes by double quotes.
-fn plain_words(s: &str) -> String {
-    s.replace('`', "\"")
+/// How deeply JSON may nest: objects and arrays inside one another, the body's own outermost one counted (the
+/// parser's recursion limit, 128, refuses the 128th level).
+pub const JSON_DEPTH_MAX: usize = 127;
+
+/// Rust's type names and serde's phrasing replaced by plain words; backquotes by double quotes; the parser's
+/// recursion limit named as the nesting limit it is.
+pub(crate) fn plain_words(s: &str) -> String {
+    let s = s.replace('`', "\"");
+    match s.strip_prefix("recursion limit exceeded") {
+        Some(rest) => format!(
+            "nested too deeply: objects and arrays nest at most {JSON_DEPTH_MAX} levels{rest}"
+        ),
+        None => s,
+    }
 }
 
 /// What a number of this Rust type may be.
