@@ -41,9 +41,13 @@ pub const RULE_NAME_BYTES_MAX: usize = 63;
 /// The issue codes of a PostgreSQL target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
-    /// No connection, or `SELECT 1` failed, `failures_before_down` probes in a row.
+    /// Nothing answered (refused, reset, timed out), `failures_before_down` probes in a row.
     Down,
-    /// Client connections at or over `connections_used_max` of `max_connections`.
+    /// The server answered each probe with an error of its own (a refused login, starting up, a failed
+    /// statement), `failures_before_down` probes in a row: it is up, but could not be probed.
+    Refused,
+    /// Client connections at or over `connections_used_max` of `max_connections`, or the server refusing a
+    /// connection with SQLSTATE 53300 (too many clients: every connection taken).
     ConnectionsExhausted,
     /// A session idle in a transaction for `idle_in_transaction_s_max` or longer.
     IdleInTransaction,
@@ -59,8 +63,9 @@ pub enum Code {
 
 impl Code {
     /// Every code.
-    pub const ALL: [Code; 7] = [
+    pub const ALL: [Code; 8] = [
         Code::Down,
+        Code::Refused,
         Code::ConnectionsExhausted,
         Code::IdleInTransaction,
         Code::LongQuery,
@@ -73,6 +78,7 @@ impl Code {
     pub const fn as_str(self) -> &'static str {
         match self {
             Code::Down => "pg_down",
+            Code::Refused => "pg_refused",
             Code::ConnectionsExhausted => "pg_connections_exhausted",
             Code::IdleInTransaction => "pg_idle_in_transaction",
             Code::LongQuery => "pg_long_query",
@@ -84,8 +90,9 @@ impl Code {
 }
 
 /// The codes as strings, for the target catalog.
-pub const CODES: [&str; 7] = [
+pub const CODES: [&str; 8] = [
     Code::Down.as_str(),
+    Code::Refused.as_str(),
     Code::ConnectionsExhausted.as_str(),
     Code::IdleInTransaction.as_str(),
     Code::LongQuery.as_str(),
