@@ -870,3 +870,86 @@ fn the_readme_postgres_example_loads_and_probes_a_real_server() {
     );
     d.stop();
 }
+
+/// Stopping the server while an incident of an idle transaction is escalated: the probe cannot connect, so it has
+/// not seen the problem go — the incident stays escalated (no `cause gone`) while the server is down, past many
+/// re-checks and quiet periods; once the server is back and a probe reads it (the stop ended the session), it
+/// closes as self-resolved.
+#[test]
+fn an_unreachable_server_keeps_its_open_incident_until_a_probe_reads_it() {
+    let Some(bin) = postgres_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Cluster::init(tmp.path(), bin);
+    pg.start();
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    // A playbook that cannot end the session: the incident escalates and stays open.
+    std::fs::write(
+        playbooks.join("db-idle.yaml"),
+        "name: db-idle\ntarget: db\ntrigger:\n  code: pg_idle_in_transaction\nsteps:\n  - run: [\"false\"]\n\
+         safety:\n  max_attempts: 1\n",
+    )
+    .unwrap();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[checks]\nshallow_interval_ms = 200\n\n[engine]\nescalated_recheck_us = 300000\n\
+             quiet_period_us = 1000000\n\n[playbooks]\ndir = \"{}\"\n\n[[targets]]\nname = \"db\"\n\
+             kind = \"postgres\"\nurl = \"{}\"\ninterval_ms = 300\ntimeout_ms = 1000\nfailures_before_down = 2\n\
+             idle_in_transaction_s_max = 1\n",
+            playbooks.display(),
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    playbooks_check_ok(cfg, &playbooks);
+    let d = Daemon::start_with(
+        &tmp.path().join("data"),
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+    let idle = Session::connect(&pg.url()).unwrap();
+    idle.execute("BEGIN; SELECT txid_current();").unwrap();
+    let incident = wait_for(
+        "the pg_idle_in_transaction incident escalated",
+        Duration::from_secs(60),
+        || incident_with(&d, "pg_idle_in_transaction").filter(|i| i["resolution"] == "escalated"),
+    );
+    let id = incident["id"].as_u64().unwrap();
+    pg.stop("fast");
+    // Down for 5 s: over ten re-checks and five quiet periods.
+    std::thread::sleep(Duration::from_secs(5));
+    let (_, v) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let inc = &v["incident"];
+    assert_eq!(inc["resolution"], "escalated", "{v}");
+    assert!(
+        !inc["decision"].to_string().contains("cause gone"),
+        "closed while the server was unreachable: {v}"
+    );
+    let (_, status) = d.json("GET", "/v1/status", None);
+    assert_eq!(
+        status["targets"]["postgres"]["db"]["readings"]["up"], 0.0,
+        "{status}"
+    );
+    // Back up: the stop ended the session, and a probe that reads the server no longer finds it.
+    pg.start();
+    let closed = wait_for(
+        "the incident closed once a probe reads the server",
+        Duration::from_secs(30),
+        || {
+            let (_, v) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+            (v["incident"]["resolution"] == "self_resolved").then_some(v)
+        },
+    );
+    assert!(
+        closed["incident"]["decision"]
+            .to_string()
+            .contains("cause gone: target.db.probe"),
+        "{closed}"
+    );
+    d.stop();
+}

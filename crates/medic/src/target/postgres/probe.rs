@@ -502,7 +502,7 @@ impl HealthCheck for PgProbe {
         for t in &self.triggers {
             issues.extend(t.judge(name, &readings, &self.check_name, now));
         }
-        match (&result, issues.is_empty()) {
+        let outcome = match (&result, issues.is_empty()) {
             (_, false) => CheckOutcome::fail(issues[0].summary.clone(), issues),
             (Err(e), true) if e.answered() => CheckOutcome::pass(format!(
                 "up, not probed: {e} ({refusals} of {} refusals before pg_refused)",
@@ -518,6 +518,12 @@ impl HealthCheck for PgProbe {
                 s.max_connections,
                 s.idle_in_transaction.len()
             )),
+        };
+        // A probe that read nothing has not seen the server's other problems go: they are kept as they were.
+        if result.is_ok() {
+            outcome
+        } else {
+            outcome.inconclusive()
         }
     }
 }
@@ -614,8 +620,9 @@ impl HealthCheck for PgAmcheck {
         let timeout = Duration::from_millis(self.config.amcheck_timeout_ms);
         let run = match session::with_client(url, timeout, |c| amcheck(c, max)) {
             Ok(run) => run,
-            // The probe reports an unreachable server (pg_down); this check has nothing to add.
-            Err(e) => return CheckOutcome::pass(format!("skipped: {e}")),
+            // The probe reports an unreachable server (pg_down); this check has nothing to add, and has not seen
+            // a corrupted index mended.
+            Err(e) => return CheckOutcome::pass(format!("skipped: {e}")).inconclusive(),
         };
         if !run.installed {
             let why = "skipped: the amcheck extension is not installed in the target's database (CREATE EXTENSION amcheck)";
