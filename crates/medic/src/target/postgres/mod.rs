@@ -278,13 +278,19 @@ impl PostgresTarget {
             BackendSelect::QueryOver { ms } => over("state = 'active'", "query_start", ms),
             BackendSelect::IdleOver { ms } => over("state = 'idle'", "state_change", ms),
         };
+        // A cancel reaches only a running statement: a backend running none (idle, idle in a transaction) is not
+        // signalled (the server would accept the signal and do nothing) and the record says so.
+        let call = match signal {
+            Signal::Cancel => format!("CASE WHEN state = 'active' THEN {f}(pid) END"),
+            Signal::Terminate => format!("{f}(pid)"),
+        };
         // Every parameter is always bound (an unused one is typed by the cast in a comparison that holds).
         let sql = format!(
             "WITH chosen AS (SELECT pid, state {ACT_ON}{filter_sql} \
              AND ($1::int4[] IS NOT NULL OR $2::float8 IS NOT NULL) \
              AND ($3::text IS NULL OR usename = $3::text) AND ($4::text IS NULL OR application_name = $4::text) \
              ORDER BY coalesce(state_change, now()) LIMIT $5::int8) \
-             SELECT pid, state, {f}(pid) FROM chosen ORDER BY pid"
+             SELECT pid, state, {call} FROM chosen ORDER BY pid"
         );
         let (role, app, limit) = (
             filter.role.clone(),
@@ -301,14 +307,15 @@ impl PostgresTarget {
         .map_err(|e| format!("{f} on {}: {e}", self.config.name))?;
         let mut done = Vec::new();
         let mut failed = Vec::new();
+        let mut idle = Vec::new();
         for row in &rows {
-            let (pid, state, ok): (i32, Option<String>, bool) =
+            let (pid, state, ok): (i32, Option<String>, Option<bool>) =
                 (row.get(0), row.get(1), row.get(2));
             let line = format!("pid {pid} ({})", state.unwrap_or_default());
-            if ok {
-                done.push(line)
-            } else {
-                failed.push(line)
+            match ok {
+                Some(true) => done.push(line),
+                Some(false) => failed.push(line),
+                None => idle.push(line),
             }
         }
         let gone: Vec<String> = wanted
@@ -322,6 +329,12 @@ impl PostgresTarget {
             done.len(),
             done.join(", ")
         );
+        if !idle.is_empty() {
+            text.push_str(&format!(
+                "; not signalled, running no statement to cancel (pg_terminate_backend ends such a session): {}",
+                idle.join(", ")
+            ));
+        }
         if !gone.is_empty() {
             text.push_str(&format!(
                 "; pid(s) {} no longer in that state",
