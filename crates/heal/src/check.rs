@@ -72,6 +72,11 @@ pub struct CheckOutcome {
     pub message: String,
     /// The problems found, precisely located. A failed check with no issue gets a generic `check_failed` issue.
     pub issues: Vec<Issue>,
+    /// The check could not look at what it watches (a server that did not answer, or refused it): the issues it
+    /// reports stand, but a problem it does not report is not shown gone. An incident of such a problem is kept as
+    /// it was until a run that could look says otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inconclusive: bool,
 }
 
 impl CheckOutcome {
@@ -81,6 +86,7 @@ impl CheckOutcome {
             passed: true,
             message: message.into(),
             issues: Vec::new(),
+            inconclusive: false,
         }
     }
 
@@ -90,7 +96,14 @@ impl CheckOutcome {
             passed: false,
             message: message.into(),
             issues,
+            inconclusive: false,
         }
+    }
+
+    /// This outcome, marked as from a run that could not look ([`CheckOutcome::inconclusive`]).
+    pub fn inconclusive(mut self) -> Self {
+        self.inconclusive = true;
+        self
     }
 }
 
@@ -132,6 +145,10 @@ pub struct CheckResult {
     /// The issues it reported (a failed check with none gets a generic `check_failed` one; an overrun gets
     /// `check_timeout`).
     pub issues: Vec<Issue>,
+    /// The run could not look at what the check watches ([`CheckOutcome::inconclusive`]): a problem it does not
+    /// report is unknown, not gone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inconclusive: bool,
 }
 
 /// The health state from the latest result of each check: all pass = HEALTHY; 1–2 shallow failures = DEGRADED;
@@ -170,6 +187,7 @@ mod tests {
             started_at: 0,
             duration_us: 0,
             issues: Vec::new(),
+            inconclusive: false,
         }
     }
 

@@ -864,7 +864,8 @@ impl Engine {
     /// reports `root`'s problem (same code on the same resource), if anything. The results update health.
     /// Re-runs (at most every `escalated_recheck_us`) the checks that reported each escalated incident; one whose
     /// checks no longer find any of its problems closes as self-resolved — a compaction replaced the damaged file,
-    /// an operator restored it — so its hold on writes ends with its cause. One still found, escalated after its
+    /// an operator restored it — so its hold on writes ends with its cause; a check whose run could not look
+    /// (`inconclusive`: its server unreachable) has not seen it go, and it is kept as it was. One still found, escalated after its
     /// repairs failed and below `same_problem_failures_max` failed repairs, is decided again (what failed may have
     /// been the environment's, since recovered). An incident none of whose issues came from a check (found on
     /// open, say) stays for a human. Not in dry run.
@@ -897,6 +898,7 @@ impl Engine {
                 continue;
             }
             let mut gone = true;
+            let mut unseen = false;
             for check in &checks {
                 let result = self.scheduler.run_one(check.as_ref(), self.clock.as_ref());
                 if result
@@ -907,6 +909,11 @@ impl Engine {
                     gone = false;
                     break;
                 }
+                unseen |= result.inconclusive;
+            }
+            // A check that could not look (its server unreachable) has not seen the problem go: kept as it was.
+            if gone && unseen {
+                continue;
             }
             if !gone {
                 // Still there. If it was escalated because its repairs failed (a resource of the environment
@@ -954,9 +961,12 @@ impl Engine {
             .collect()
     }
 
+    /// Re-runs the checks that reported `issues`: what still finds `root`'s problem, or a run that could not look
+    /// for it (inconclusive confirms nothing); `None` when the checks looked and no longer find it.
     fn recheck(&mut self, issues: &[Issue], root: &Issue) -> Option<String> {
         let checks = self.checks_that_reported(issues);
         let mut still = None;
+        let mut unseen = None;
         for check in &checks {
             let result = self.scheduler.run_one(check.as_ref(), self.clock.as_ref());
             if still.is_none()
@@ -971,9 +981,18 @@ impl Engine {
                     root.code,
                     root.resource
                 ));
+            } else if unseen.is_none() && result.inconclusive {
+                // A run that could not look confirms nothing.
+                unseen = Some(format!(
+                    "check {} could not look for {} on {}: {}",
+                    check.name(),
+                    root.code,
+                    root.resource,
+                    result.message
+                ));
             }
         }
-        still
+        still.or(unseen)
     }
 
     /// The constraint issues of one sample (a counter's rate is a sample of its own).

@@ -72,6 +72,7 @@ impl Scheduler {
         let name = check.name().to_string();
         let tier = check.tier();
         let timed_out = duration_us > timeout_us;
+        let inconclusive = outcome.inconclusive;
         let mut issues = outcome.issues;
         let (passed, message) = if timed_out {
             let message = format!(
@@ -117,10 +118,16 @@ impl Scheduler {
             started_at,
             duration_us,
             issues,
+            inconclusive,
         };
         self.last_run.insert(name.clone(), started_at);
         self.latest.insert(name, result.clone());
         result
+    }
+
+    /// Whether the latest run of check `name` could not look ([`CheckResult::inconclusive`]).
+    pub fn latest_inconclusive(&self, name: &str) -> bool {
+        self.latest.get(name).is_some_and(|r| r.inconclusive)
     }
 
     /// The latest result of every check that has run, by name.

@@ -402,12 +402,9 @@ impl Drop for Pg {
 
 /// README.md "Healing PostgreSQL": connections running out is `pg_connections_exhausted`, which "has no default:
 /// it escalates to an operator"; `pg-restart.NAME` runs the `restart_command` for `pg_down`. When every
-/// connection is taken, medic's own probe is refused (`sorry, too many clients already`, SQLSTATE 53300), calls it
-/// `pg_down`, and runs the restart command against a server that is up.
+/// connection is taken, medic's own probe is refused (`sorry, too many clients already`, SQLSTATE 53300): the server
+/// answered, so it is up — `pg_connections_exhausted`, never `pg_down`, and the restart command never runs.
 #[test]
-#[ignore = "BREAK: a PostgreSQL server whose connections are all taken is reported pg_down (\"too many clients \
-            already\") and the default pg-restart playbook runs its restart_command against the running server, \
-            instead of pg_connections_exhausted escalated to an operator"]
 fn postgres_out_of_connections_is_not_restarted() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(pg) = Pg::start(tmp.path()) else {

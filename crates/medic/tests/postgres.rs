@@ -798,23 +798,23 @@ fn readme_blocks(heading: &str, lang: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_readme_postgres_example_loads_and_probes_a_real_server() {
-    let Some(bin) = postgres_or_skip() else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let pg = Cluster::init(tmp.path(), bin);
-    pg.start();
-    let playbooks = tmp.path().join("playbooks");
+/// The README's PostgreSQL example (its medic.toml, with this server's URL, restart command and the test's playbook
+/// directory, `interval_ms` and the keys of `overrides` changed; its playbooks copied as written) in `tmp`, checked by
+/// `medic playbooks check`: the configuration's path.
+fn readme_example(tmp: &Path, pg: &Cluster, overrides: &[(&str, &str)]) -> PathBuf {
+    let playbooks = tmp.join("playbooks");
     std::fs::create_dir(&playbooks).unwrap();
-    // The example as written, with this server's URL, restart command and a playbook directory of the test's.
     let toml = readme_blocks("### Healing PostgreSQL", "toml");
     assert_eq!(toml.len(), 1, "one medic.toml in the section");
     let config: String = toml[0]
         .lines()
         .map(|l| {
-            if l.starts_with("url = ") {
+            if let Some((key, value)) = overrides
+                .iter()
+                .find(|(k, _)| l.starts_with(&format!("{k} = ")))
+            {
+                format!("{key} = {value}")
+            } else if l.starts_with("url = ") {
                 format!("url = \"{}\"", pg.url())
             } else if l.starts_with("dir = ") {
                 format!("dir = \"{}\"", playbooks.display())
@@ -831,7 +831,7 @@ fn the_readme_postgres_example_loads_and_probes_a_real_server() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let config_path = tmp.path().join("medic.toml");
+    let config_path = tmp.join("medic.toml");
     std::fs::write(
         &config_path,
         format!("[checks]\nshallow_interval_ms = 200\n\n{config}\n"),
@@ -848,12 +848,24 @@ fn the_readme_postgres_example_loads_and_probes_a_real_server() {
             .expect("each playbook names its file");
         std::fs::write(playbooks.join(name), doc).unwrap();
     }
-    let cfg = config_path.to_str().unwrap();
-    let text = playbooks_check_ok(cfg, &playbooks);
+    let text = playbooks_check_ok(config_path.to_str().unwrap(), &playbooks);
     assert!(
         text.contains("db-idle") && text.contains("db-pool"),
         "{text}"
     );
+    config_path
+}
+
+#[test]
+fn the_readme_postgres_example_loads_and_probes_a_real_server() {
+    let Some(bin) = postgres_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Cluster::init(tmp.path(), bin);
+    pg.start();
+    let config_path = readme_example(tmp.path(), &pg, &[]);
+    let cfg = config_path.to_str().unwrap();
     let d = Daemon::start_with(
         &tmp.path().join("data"),
         tmp.path(),
@@ -867,6 +879,124 @@ fn the_readme_postgres_example_loads_and_probes_a_real_server() {
     assert!(
         readings["max_connections"].as_f64().unwrap() > 0.0,
         "{readings}"
+    );
+    d.stop();
+}
+
+/// README.md's `db-idle.yaml`, copied as written, ends a session idle in a transaction (with the example's
+/// `idle_in_transaction_s_max` lowered to 1 s so the test takes seconds): the incident closes repaired by db-idle,
+/// the session is gone and the record names the pid it terminated.
+#[test]
+fn the_readme_idle_playbook_ends_an_idle_transaction() {
+    let Some(bin) = postgres_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Cluster::init(tmp.path(), bin);
+    pg.start();
+    let config_path = readme_example(tmp.path(), &pg, &[("idle_in_transaction_s_max", "1")]);
+    let cfg = config_path.to_str().unwrap();
+    let d = Daemon::start_with(
+        &tmp.path().join("data"),
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+    let idle = Session::connect(&pg.url()).unwrap();
+    let pid = idle.pid();
+    idle.execute("BEGIN; SELECT txid_current();").unwrap();
+    let incident = wait_for(
+        "the pg_idle_in_transaction incident closed as repaired",
+        Duration::from_secs(60),
+        || repaired(&d, "pg_idle_in_transaction"),
+    );
+    let text = incident["attempts"].to_string();
+    assert!(
+        text.contains("db-idle") && text.contains(&format!("pid {pid} (idle in transaction)")),
+        "{incident}"
+    );
+    assert!(idle.client.is_closed(), "the idle session was ended");
+    d.stop();
+}
+
+/// Stopping the server while an incident of an idle transaction is escalated: the probe cannot connect, so it has
+/// not seen the problem go — the incident stays escalated (no `cause gone`) while the server is down, past many
+/// re-checks and quiet periods; once the server is back and a probe reads it (the stop ended the session), it
+/// closes as self-resolved.
+#[test]
+fn an_unreachable_server_keeps_its_open_incident_until_a_probe_reads_it() {
+    let Some(bin) = postgres_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Cluster::init(tmp.path(), bin);
+    pg.start();
+    let playbooks = tmp.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    // A playbook that cannot end the session: the incident escalates and stays open.
+    std::fs::write(
+        playbooks.join("db-idle.yaml"),
+        "name: db-idle\ntarget: db\ntrigger:\n  code: pg_idle_in_transaction\nsteps:\n  - run: [\"false\"]\n\
+         safety:\n  max_attempts: 1\n",
+    )
+    .unwrap();
+    let config = tmp.path().join("medic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[checks]\nshallow_interval_ms = 200\n\n[engine]\nescalated_recheck_us = 300000\n\
+             quiet_period_us = 1000000\n\n[playbooks]\ndir = \"{}\"\n\n[[targets]]\nname = \"db\"\n\
+             kind = \"postgres\"\nurl = \"{}\"\ninterval_ms = 300\ntimeout_ms = 1000\nfailures_before_down = 2\n\
+             idle_in_transaction_s_max = 1\n",
+            playbooks.display(),
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    playbooks_check_ok(cfg, &playbooks);
+    let d = Daemon::start_with(
+        &tmp.path().join("data"),
+        tmp.path(),
+        &["--listen", "127.0.0.1:0", "--config", cfg],
+    );
+    let idle = Session::connect(&pg.url()).unwrap();
+    idle.execute("BEGIN; SELECT txid_current();").unwrap();
+    let incident = wait_for(
+        "the pg_idle_in_transaction incident escalated",
+        Duration::from_secs(60),
+        || incident_with(&d, "pg_idle_in_transaction").filter(|i| i["resolution"] == "escalated"),
+    );
+    let id = incident["id"].as_u64().unwrap();
+    pg.stop("fast");
+    // Down for 5 s: over ten re-checks and five quiet periods.
+    std::thread::sleep(Duration::from_secs(5));
+    let (_, v) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+    let inc = &v["incident"];
+    assert_eq!(inc["resolution"], "escalated", "{v}");
+    assert!(
+        !inc["decision"].to_string().contains("cause gone"),
+        "closed while the server was unreachable: {v}"
+    );
+    let (_, status) = d.json("GET", "/v1/status", None);
+    assert_eq!(
+        status["targets"]["postgres"]["db"]["readings"]["up"], 0.0,
+        "{status}"
+    );
+    // Back up: the stop ended the session, and a probe that reads the server no longer finds it.
+    pg.start();
+    let closed = wait_for(
+        "the incident closed once a probe reads the server",
+        Duration::from_secs(30),
+        || {
+            let (_, v) = d.json("GET", &format!("/v1/incidents/{id}"), None);
+            (v["incident"]["resolution"] == "self_resolved").then_some(v)
+        },
+    );
+    assert!(
+        closed["incident"]["decision"]
+            .to_string()
+            .contains("cause gone: target.db.probe"),
+        "{closed}"
     );
     d.stop();
 }

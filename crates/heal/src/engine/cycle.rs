@@ -180,7 +180,8 @@ impl Engine {
     }
 
     /// Closes watched, escalated and dry-run incidents quiet for `quiet_period_us` (an escalated one keeps its
-    /// resolution, a human's; the others self-resolved), and marks every incident seen.
+    /// resolution, a human's; the others self-resolved) — not while the latest run of a check that reported one
+    /// was inconclusive —, and marks every incident seen.
     pub(super) fn close_quiet(&mut self, now_end: Timestamp, s: &mut CycleSummary) {
         let quiet: Vec<u64> = self
             .active
@@ -191,6 +192,13 @@ impl Engine {
                     i.status,
                     IncidentStatus::Watching | IncidentStatus::Escalated | IncidentStatus::DryRun
                 )
+            })
+            // Not quiet while a check that reported it could not look at its last run (its server unreachable).
+            .filter(|i| {
+                !i.record
+                    .issues
+                    .iter()
+                    .any(|x| self.scheduler.latest_inconclusive(&x.source))
             })
             .map(|i| i.record.id)
             .collect();

@@ -38,7 +38,8 @@ impl Tools {
             .ok_or_else(|| format!("no postgres target {name:?}"))
     }
 
-    /// Runs target `name`'s check now: `Ok(message)` when it passes.
+    /// Runs target `name`'s check now: `Ok(message)` when it passes having looked (a run that could not look —
+    /// its server unreachable — confirms nothing and is an `Err`).
     pub fn check(&self, name: &str) -> Result<String, String> {
         let check = self
             .checks
@@ -49,8 +50,10 @@ impl Tools {
             clock: &clock,
             deadline: clock.now() + check.timeout_us(),
         });
-        if out.passed {
+        if out.passed && !out.inconclusive {
             Ok(out.message)
+        } else if out.passed {
+            Err(format!("could not look: {}", out.message))
         } else {
             Err(out.message)
         }

@@ -389,6 +389,22 @@ pub fn compile(
         .iter()
         .filter_map(|s| action(&mut e, s, catalog))
         .collect();
+    // A cancel of the evidence's pids of a session idle in a transaction reaches nothing: it runs no statement.
+    if code == "pg_idle_in_transaction" {
+        for step in raw.steps.iter().chain(&raw.rollback) {
+            let s = &step.value;
+            if s.pg_cancel_backend.is_some()
+                && s.idle_in_transaction_over.is_none()
+                && s.query_over.is_none()
+                && s.idle_over.is_none()
+            {
+                e.at(
+                    line(step),
+                    "pg_cancel_backend on pg_idle_in_transaction: a cancel ends a running statement, and a session idle in a transaction runs none; use pg_terminate_backend (its transaction rolls back)",
+                );
+            }
+        }
+    }
     limit_steps(&mut e, &raw.rollback, "rollback");
     let rollback: Vec<Action> = raw
         .rollback
@@ -856,6 +872,18 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
         .into_iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
         .collect();
+        if signal == Signal::Cancel
+            && let Some((key, _)) = rules
+                .iter()
+                .find(|(k, _)| matches!(*k, "idle_over" | "idle_in_transaction_over"))
+        {
+            e.at(
+                at,
+                format!(
+                    "pg_cancel_backend with {key}: a cancel ends a running statement, and an idle session (in a transaction or not) runs none; use pg_terminate_backend to end such sessions"
+                ),
+            );
+        }
         let select = match rules.as_slice() {
             [] => BackendSelect::Evidence,
             [(key, d)] => {
@@ -1094,6 +1122,18 @@ mod tests {
             (
                 "  - pg_cancel_backend: nope\n",
                 "p.yaml:6: unknown target \"nope\"",
+            ),
+            (
+                "  - pg_cancel_backend: pg\n    idle_in_transaction_over: 1m\n",
+                "p.yaml:6: pg_cancel_backend with idle_in_transaction_over: a cancel ends a running statement",
+            ),
+            (
+                "  - pg_cancel_backend: pg\n    idle_over: 1m\n",
+                "p.yaml:6: pg_cancel_backend with idle_over: a cancel ends a running statement",
+            ),
+            (
+                "  - pg_cancel_backend: pg\n",
+                "p.yaml:6: pg_cancel_backend on pg_idle_in_transaction: a cancel ends a running statement",
             ),
         ];
         for (step, expected) in cases {

@@ -41,9 +41,13 @@ pub const RULE_NAME_BYTES_MAX: usize = 63;
 /// The issue codes of a PostgreSQL target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
-    /// No connection, or `SELECT 1` failed, `failures_before_down` probes in a row.
+    /// Nothing answered (refused, reset, timed out), `failures_before_down` probes in a row.
     Down,
-    /// Client connections at or over `connections_used_max` of `max_connections`.
+    /// The server answered each probe with an error of its own (a refused login, starting up, a failed
+    /// statement), `failures_before_down` probes in a row: it is up, but could not be probed.
+    Refused,
+    /// Client connections at or over `connections_used_max` of `max_connections`, or the server refusing a
+    /// connection with SQLSTATE 53300 (too many clients: every connection taken).
     ConnectionsExhausted,
     /// A session idle in a transaction for `idle_in_transaction_s_max` or longer.
     IdleInTransaction,
@@ -59,8 +63,9 @@ pub enum Code {
 
 impl Code {
     /// Every code.
-    pub const ALL: [Code; 7] = [
+    pub const ALL: [Code; 8] = [
         Code::Down,
+        Code::Refused,
         Code::ConnectionsExhausted,
         Code::IdleInTransaction,
         Code::LongQuery,
@@ -73,6 +78,7 @@ impl Code {
     pub const fn as_str(self) -> &'static str {
         match self {
             Code::Down => "pg_down",
+            Code::Refused => "pg_refused",
             Code::ConnectionsExhausted => "pg_connections_exhausted",
             Code::IdleInTransaction => "pg_idle_in_transaction",
             Code::LongQuery => "pg_long_query",
@@ -84,8 +90,9 @@ impl Code {
 }
 
 /// The codes as strings, for the target catalog.
-pub const CODES: [&str; 7] = [
+pub const CODES: [&str; 8] = [
     Code::Down.as_str(),
+    Code::Refused.as_str(),
     Code::ConnectionsExhausted.as_str(),
     Code::IdleInTransaction.as_str(),
     Code::LongQuery.as_str(),
@@ -271,13 +278,19 @@ impl PostgresTarget {
             BackendSelect::QueryOver { ms } => over("state = 'active'", "query_start", ms),
             BackendSelect::IdleOver { ms } => over("state = 'idle'", "state_change", ms),
         };
+        // A cancel reaches only a running statement: a backend running none (idle, idle in a transaction) is not
+        // signalled (the server would accept the signal and do nothing) and the record says so.
+        let call = match signal {
+            Signal::Cancel => format!("CASE WHEN state = 'active' THEN {f}(pid) END"),
+            Signal::Terminate => format!("{f}(pid)"),
+        };
         // Every parameter is always bound (an unused one is typed by the cast in a comparison that holds).
         let sql = format!(
             "WITH chosen AS (SELECT pid, state {ACT_ON}{filter_sql} \
              AND ($1::int4[] IS NOT NULL OR $2::float8 IS NOT NULL) \
              AND ($3::text IS NULL OR usename = $3::text) AND ($4::text IS NULL OR application_name = $4::text) \
              ORDER BY coalesce(state_change, now()) LIMIT $5::int8) \
-             SELECT pid, state, {f}(pid) FROM chosen ORDER BY pid"
+             SELECT pid, state, {call} FROM chosen ORDER BY pid"
         );
         let (role, app, limit) = (
             filter.role.clone(),
@@ -294,14 +307,15 @@ impl PostgresTarget {
         .map_err(|e| format!("{f} on {}: {e}", self.config.name))?;
         let mut done = Vec::new();
         let mut failed = Vec::new();
+        let mut idle = Vec::new();
         for row in &rows {
-            let (pid, state, ok): (i32, Option<String>, bool) =
+            let (pid, state, ok): (i32, Option<String>, Option<bool>) =
                 (row.get(0), row.get(1), row.get(2));
             let line = format!("pid {pid} ({})", state.unwrap_or_default());
-            if ok {
-                done.push(line)
-            } else {
-                failed.push(line)
+            match ok {
+                Some(true) => done.push(line),
+                Some(false) => failed.push(line),
+                None => idle.push(line),
             }
         }
         let gone: Vec<String> = wanted
@@ -315,6 +329,12 @@ impl PostgresTarget {
             done.len(),
             done.join(", ")
         );
+        if !idle.is_empty() {
+            text.push_str(&format!(
+                "; not signalled, running no statement to cancel (pg_terminate_backend ends such a session): {}",
+                idle.join(", ")
+            ));
+        }
         if !gone.is_empty() {
             text.push_str(&format!(
                 "; pid(s) {} no longer in that state",

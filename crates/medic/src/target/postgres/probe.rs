@@ -22,7 +22,7 @@ use heal::issue::{Issue, IssueKind};
 use heal::{HealthCheck, Sample};
 use tokio_postgres::Client;
 
-use super::session::{self, SessionError, query_error, redact_url};
+use super::session::{self, SessionError, TOO_MANY_CONNECTIONS, query_error, redact_url};
 use super::{Code, PIDS_MAX, QUERY_TEXT_BYTES_MAX};
 use crate::target::{ConditionTrigger, TargetConfig, resource};
 
@@ -207,7 +207,11 @@ fn truncate(mut text: String, bytes: usize) -> String {
 
 #[derive(Default)]
 struct ProbeState {
+    /// Probes in a row that no server answered (refused, reset, timed out): `pg_down` at `failures_before_down`.
     consecutive_failures: u32,
+    /// Probes in a row the server answered with an error (other than too many clients): `pg_refused` at
+    /// `failures_before_down`.
+    consecutive_refusals: u32,
     readings: BTreeMap<&'static str, f64>,
     /// Readings not yet handed to the engine as samples.
     fresh: bool,
@@ -418,37 +422,76 @@ impl HealthCheck for PgProbe {
         let timeout = Duration::from_millis(self.config.timeout_ms);
         let rows_min = i64::try_from(self.config.bloat_rows_min).unwrap_or(i64::MAX);
         let result = session::with_client(self.url(), timeout, |client| snapshot(client, rows_min));
+        // A server that answers, even with an error of its own (too many clients, starting up, a refused login), is
+        // up: only probes nothing answered count towards pg_down.
+        let answered = result.as_ref().err().is_none_or(SessionError::answered);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut readings = match &result {
             Ok(s) => {
                 state.consecutive_failures = 0;
+                state.consecutive_refusals = 0;
                 s.readings()
             }
-            Err(_) => {
-                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+            Err(e) => {
+                if e.answered() {
+                    state.consecutive_failures = 0;
+                    state.consecutive_refusals = state.consecutive_refusals.saturating_add(1);
+                } else {
+                    state.consecutive_refusals = 0;
+                    state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                }
                 BTreeMap::new()
             }
         };
-        let failures = state.consecutive_failures;
-        readings.insert("up", f64::from(u8::from(result.is_ok())));
+        let (failures, refusals) = (state.consecutive_failures, state.consecutive_refusals);
+        readings.insert("up", f64::from(u8::from(answered)));
         readings.insert("consecutive_failures", f64::from(failures));
         state.readings = readings.clone();
         state.fresh = true;
         drop(state);
         let name = &self.config.name;
+        let shown = redact_url(self.url());
         let mut issues = match &result {
             Ok(s) => self.judge(s, now),
-            Err(e) if failures >= self.config.failures_before_down => {
+            Err(e) if e.sqlstate() == Some(TOO_MANY_CONNECTIONS) => {
                 let mut i = self.issue(
-                    Code::Down,
+                    Code::ConnectionsExhausted,
                     format!(
-                        "{}: {e} ({failures} failed probes in a row)",
-                        redact_url(self.url())
+                        "{shown}: {e}: every connection the server allows is taken (the server is up)"
                     ),
                     now,
                 );
                 i.evidence = vec![
-                    ("url".into(), redact_url(self.url())),
+                    ("url".into(), shown.clone()),
+                    ("sqlstate".into(), TOO_MANY_CONNECTIONS.into()),
+                    ("failure".into(), e.to_string()),
+                ];
+                vec![i]
+            }
+            Err(e) if e.answered() && refusals >= self.config.failures_before_down => {
+                let mut i = self.issue(
+                    Code::Refused,
+                    format!(
+                        "{shown}: {e} ({refusals} probes in a row answered with an error; the server is up)"
+                    ),
+                    now,
+                );
+                i.evidence = vec![
+                    ("url".into(), shown.clone()),
+                    ("sqlstate".into(), e.sqlstate().unwrap_or_default().into()),
+                    ("failure".into(), e.to_string()),
+                    ("consecutive_refusals".into(), refusals.to_string()),
+                ];
+                vec![i]
+            }
+            Err(e) if !e.answered() && failures >= self.config.failures_before_down => {
+                let mut i = self.issue(
+                    Code::Down,
+                    format!("{shown}: {e} ({failures} failed probes in a row)"),
+                    now,
+                );
+                i.evidence = vec![
+                    ("url".into(), shown.clone()),
                     ("failure".into(), e.to_string()),
                     ("consecutive_failures".into(), failures.to_string()),
                 ];
@@ -459,8 +502,12 @@ impl HealthCheck for PgProbe {
         for t in &self.triggers {
             issues.extend(t.judge(name, &readings, &self.check_name, now));
         }
-        match (&result, issues.is_empty()) {
+        let outcome = match (&result, issues.is_empty()) {
             (_, false) => CheckOutcome::fail(issues[0].summary.clone(), issues),
+            (Err(e), true) if e.answered() => CheckOutcome::pass(format!(
+                "up, not probed: {e} ({refusals} of {} refusals before pg_refused)",
+                self.config.failures_before_down
+            )),
             (Err(e), true) => CheckOutcome::pass(format!(
                 "{e} ({failures} of {} failures before pg_down)",
                 self.config.failures_before_down
@@ -471,6 +518,12 @@ impl HealthCheck for PgProbe {
                 s.max_connections,
                 s.idle_in_transaction.len()
             )),
+        };
+        // A probe that read nothing has not seen the server's other problems go: they are kept as they were.
+        if result.is_ok() {
+            outcome
+        } else {
+            outcome.inconclusive()
         }
     }
 }
@@ -567,8 +620,9 @@ impl HealthCheck for PgAmcheck {
         let timeout = Duration::from_millis(self.config.amcheck_timeout_ms);
         let run = match session::with_client(url, timeout, |c| amcheck(c, max)) {
             Ok(run) => run,
-            // The probe reports an unreachable server (pg_down); this check has nothing to add.
-            Err(e) => return CheckOutcome::pass(format!("skipped: {e}")),
+            // The probe reports an unreachable server (pg_down); this check has nothing to add, and has not seen
+            // a corrupted index mended.
+            Err(e) => return CheckOutcome::pass(format!("skipped: {e}")).inconclusive(),
         };
         if !run.installed {
             let why = "skipped: the amcheck extension is not installed in the target's database (CREATE EXTENSION amcheck)";

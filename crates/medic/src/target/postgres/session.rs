@@ -24,12 +24,23 @@ pub enum SessionError {
     /// The runtime could not be built (out of threads or descriptors).
     #[error("cannot start the client runtime: {0}")]
     Runtime(String),
-    /// No connection.
+    /// No connection: refused, reset, unreachable (nothing answered as a PostgreSQL server).
     #[error("cannot connect: {0}")]
     Connect(String),
-    /// A statement failed.
+    /// A statement failed without an answer of the server's (the connection broke).
     #[error("{0}")]
     Query(String),
+    /// The server answered with an error (SQLSTATE `sqlstate`): it is up, whatever it refused — a connection
+    /// (`53300` too many clients, `57P03` starting up, a login) or a statement.
+    #[error("{what}: {message} ({sqlstate})")]
+    Server {
+        /// What was refused: `the server refused the connection`, or the statement's purpose.
+        what: String,
+        /// The server's message.
+        message: String,
+        /// Its SQLSTATE.
+        sqlstate: String,
+    },
     /// The limit passed.
     #[error("no answer within {0} ms")]
     Timeout(u64),
@@ -58,10 +69,7 @@ where
     let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
     rt.block_on(async move {
         let conversation = async move {
-            let (client, connection) = cfg
-                .connect(NoTls)
-                .await
-                .map_err(|e| SessionError::Connect(error_text(&e)))?;
+            let (client, connection) = cfg.connect(NoTls).await.map_err(connect_error)?;
             // The connection is driven while the work runs. Once the work (and with it the client) is done, it says
             // goodbye to the server (no "unexpected EOF" in the server's log) and ends, within the same limit.
             let driver = tokio::spawn(connection);
@@ -92,9 +100,46 @@ pub fn error_text(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Maps a statement's error.
+impl SessionError {
+    /// Whether the server itself answered (with an error): it is up.
+    pub fn answered(&self) -> bool {
+        matches!(self, SessionError::Server { .. })
+    }
+
+    /// The SQLSTATE of the server's answer, if it answered.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            SessionError::Server { sqlstate, .. } => Some(sqlstate),
+            _ => None,
+        }
+    }
+}
+
+/// The SQLSTATE of "sorry, too many clients already": every connection the server allows is taken.
+pub const TOO_MANY_CONNECTIONS: &str = "53300";
+
+/// Maps an error of connecting: the server's own answer ([`SessionError::Server`]) or no connection.
+fn connect_error(e: tokio_postgres::Error) -> SessionError {
+    match e.as_db_error() {
+        Some(db) => SessionError::Server {
+            what: "the server refused the connection".into(),
+            message: db.message().to_string(),
+            sqlstate: db.code().code().to_string(),
+        },
+        None => SessionError::Connect(error_text(&e)),
+    }
+}
+
+/// Maps a statement's error: the server's answer ([`SessionError::Server`]) or a broken connection.
 pub fn query_error(what: &str) -> impl Fn(tokio_postgres::Error) -> SessionError + '_ {
-    move |e| SessionError::Query(format!("{what}: {}", error_text(&e)))
+    move |e| match e.as_db_error() {
+        Some(db) => SessionError::Server {
+            what: what.to_string(),
+            message: db.message().to_string(),
+            sqlstate: db.code().code().to_string(),
+        },
+        None => SessionError::Query(format!("{what}: {}", error_text(&e))),
+    }
 }
 
 /// `url` with its password replaced by `<redacted>`: the `user:password@` of a URL, a `password=` pair of a
