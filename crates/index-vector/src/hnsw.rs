@@ -731,6 +731,9 @@ impl DerivedIndex for HnswIndex {
         g.rebuilt_lsn = lsn;
         *self.write() = g;
         self.applied.store(lsn, Ordering::Release);
+        // A graph built whole and re-linked is settled: the next structure measurement judges its reachability
+        // (a rebuild that leaves nodes unreachable must not pass its validation as "not settled yet").
+        self.measured_lsn.store(lsn, Ordering::Release);
         // Whatever was persisted before describes the old graph.
         self.persisted.store(0, Ordering::Release);
         self.persist_locked().map(|_| ())

@@ -329,3 +329,74 @@ fn scrambled_links_are_found_by_the_sampled_recall_and_the_graph_rebuilt() {
     assert!(after.connected(), "{after:?}");
     every_vector_finds_itself(&f);
 }
+
+/// A rebuild validated only by the agreement with the table would be called a repair of a structural problem it
+/// leaves in place (the engine then closed six incidents in a row as repaired, each found again at the next deep
+/// check). A graph too sparse for the recall floor (m 2, ef_construction 4, floor 1.0) stays below it after any
+/// rebuild: `derived_rebuild` of that `derived_structure` issue must fail its validation, naming the problem.
+#[test]
+fn a_rebuild_that_leaves_the_structural_problem_fails_its_validation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = Arc::new(Store::open(dir, StoreConfig::default()).unwrap());
+    let params = HnswParams {
+        m: 2,
+        m0: 2,
+        ef_construction: 4,
+        ef_search: 4,
+        recall_floor: 1.0,
+        ..HnswParams::default()
+    };
+    let hnsw = Arc::new(
+        HnswIndex::open(
+            dir,
+            store::derived::DEFAULT_COLLECTION,
+            params,
+            store.config().io.clone(),
+        )
+        .unwrap(),
+    );
+    store.attach_derived(hnsw.clone()).unwrap();
+    let mut rng = StdRng::seed_from_u64(31);
+    for i in 0..DOCS {
+        store
+            .put(
+                &format!("v{i:04}"),
+                Document {
+                    text: String::new(),
+                    vector: Some(vector(&mut rng)),
+                    meta: None,
+                },
+            )
+            .unwrap();
+    }
+    store
+        .derived()
+        .wait_applied(store.stats().last_lsn, Duration::from_secs(30))
+        .unwrap();
+    let issue = heal::Issue::new(
+        heal::IssueKind::StaleDerived,
+        "derived_structure",
+        "idx/default/hnsw",
+        "sampled recall below the floor",
+        "derived.structure",
+        0,
+    )
+    .evidence("collection", store::derived::DEFAULT_COLLECTION)
+    .evidence("index", "hnsw")
+    .evidence("problem", "recall_below_floor");
+    let strategies = store::derived::health::strategies(&store);
+    let rebuild = strategies
+        .iter()
+        .find(|s| s.name() == "derived_rebuild")
+        .unwrap();
+    assert!(rebuild.can_repair(&issue));
+    rebuild.repair(&issue).unwrap();
+    let recall = hnsw.health(&HealthOptions::default()).recall_at_10;
+    match rebuild.validate(&issue) {
+        Err(heal::RepairError::Validation(why)) => {
+            assert!(why.contains("recall_below_floor"), "{why}")
+        }
+        other => panic!("validation after the rebuild (recall@10 {recall:?}): {other:?}"),
+    }
+}

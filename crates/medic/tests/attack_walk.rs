@@ -471,9 +471,6 @@ fn postgres_out_of_connections_is_not_restarted() {
 /// closed `auto_repaired` — and the next deep check, a second later with no write in between, finds the same 15
 /// nodes again, until the rate limit stops the rebuilds and the incident waits, the nodes still unsearchable.
 #[test]
-#[ignore = "BREAK: derived_rebuild is called a successful repair of unreachable HNSW nodes it does not fix (1100 \
-            vectors of 15 distinct values): the same problem is found again every deep check, six rebuilds in a \
-            row, each incident closed auto_repaired"]
 fn a_repair_called_successful_holds_at_the_next_check() {
     let tmp = tempfile::tempdir().unwrap();
     let d = start_with_config(&tmp.path().join("data"), tmp.path(), FAST);

@@ -65,6 +65,17 @@ impl RecurringRepairs {
     }
 }
 
+/// Where to look for the cause of a recurring problem of `kind`: only damaged bytes point at the hardware.
+pub(crate) fn recurring_hint(kind: IssueKind) -> &'static str {
+    match kind {
+        IssueKind::Integrity => "check the hardware or what keeps damaging the files",
+        _ => {
+            "nothing says the files were damaged: look at what brings it back between the repairs (the writes, \
+              the load, the configuration)"
+        }
+    }
+}
+
 impl Engine {
     /// Seeds the recurring-repair history from the knowledge base's auto-repaired incidents (oldest first).
     pub(super) fn seed_recurring(&mut self, records: &[IncidentRecord]) {
@@ -113,11 +124,12 @@ impl Engine {
         let first = history.first().map_or(now, |(t, _)| *t);
         let title = format!(
             "{} on {} was repaired automatically {} times in {} (last by {by}): each repair holds, the cause does \
-             not go away — check the hardware or what keeps damaging it",
+             not go away — {}",
             root.code,
             root.resource,
             history.len(),
             human_duration(now.saturating_sub(first).max(US_PER_S)),
+            recurring_hint(root.kind),
         );
         let repairs: Vec<String> = history
             .iter()
@@ -149,6 +161,28 @@ impl Engine {
         };
         if let Some(a) = self.alerts.fire(alert, self.config.recurring_window_us) {
             alerts.push(a);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_damaged_bytes_blame_the_hardware() {
+        assert!(recurring_hint(IssueKind::Integrity).contains("hardware"));
+        for kind in [
+            IssueKind::StaleDerived,
+            IssueKind::Resource,
+            IssueKind::Anomaly,
+            IssueKind::CheckFailed,
+            IssueKind::ConstraintBreach,
+            IssueKind::OperationError,
+        ] {
+            let hint = recurring_hint(kind);
+            assert!(!hint.contains("hardware"), "{kind:?}: {hint}");
+            assert!(!hint.contains("damaging"), "{kind:?}: {hint}");
         }
     }
 }

@@ -6,7 +6,8 @@
 //! table, refused while the store is degraded). `derived.structure` (deep) measures each index's own structure
 //! ([`super::DerivedIndex::structure`]: an HNSW graph's reachability, orphans, entry point, tombstones) and reports
 //! each problem as `derived_structure` (evidence `problem`: the index's code), repaired in place by
-//! `derived_restructure` (validated by measuring again) and, when that fails, by `derived_rebuild`. The issue's resource is the index directory
+//! `derived_restructure` (validated by measuring again) and, when that fails, by `derived_rebuild` (validated by the
+//! agreement and, for a structural problem, by measuring again too). The issue's resource is the index directory
 //! (`idx/<collection>/<name>`), its evidence names `collection` and `index`.
 
 use std::sync::Arc;
@@ -348,6 +349,23 @@ impl RepairStrategy for CatchUp {
     }
 }
 
+/// Measures index `c`/`n`'s structure again (what `derived.structure` reports): an error naming the problem `p`
+/// when it is still there.
+fn structure_holds(store: &Store, c: &str, n: &str, p: &str) -> Result<(), RepairError> {
+    let structure = store.derived().structure(c, n).map_err(repair_err)?;
+    match structure
+        .into_iter()
+        .flat_map(|s| s.problems)
+        .find(|q| q.code == p)
+    {
+        None => Ok(()),
+        Some(q) => Err(RepairError::Validation(format!(
+            "index {c}/{n} still has {p}: {}",
+            q.summary
+        ))),
+    }
+}
+
 /// `derived_restructure`: repairs an index's structural problem in place (an HNSW graph re-linked, its tombstones
 /// compacted); validated by measuring the structure again.
 pub struct Restructure {
@@ -398,18 +416,7 @@ impl RepairStrategy for Restructure {
     }
     fn validate(&self, issue: &Issue) -> Result<(), RepairError> {
         let (c, n, p) = Self::what(issue)?;
-        let structure = self.store.derived().structure(&c, &n).map_err(repair_err)?;
-        match structure
-            .into_iter()
-            .flat_map(|s| s.problems)
-            .find(|q| q.code == p)
-        {
-            None => Ok(()),
-            Some(q) => Err(RepairError::Validation(format!(
-                "index {c}/{n} still has {p}: {}",
-                q.summary
-            ))),
-        }
+        structure_holds(&self.store, &c, &n, &p)
     }
     fn rollback(&self, _issue: &Issue, _backup: &Backup) -> Result<(), RepairError> {
         Ok(())
@@ -471,7 +478,12 @@ impl RepairStrategy for Rebuild {
             .check(&self.store, &c, &n, AGREEMENT_SAMPLE, now_us())
             .map_err(repair_err)?;
         if a.agrees() {
-            Ok(())
+            // A structural problem is repaired only if the structure check no longer finds it: a rebuild that
+            // reproduces the same graph agrees with the table and still leaves the problem there.
+            match (issue.code == DERIVED_STRUCTURE, evidence(issue, "problem")) {
+                (true, Some(p)) => structure_holds(&self.store, &c, &n, &p),
+                _ => Ok(()),
+            }
         } else {
             Err(RepairError::Validation(format!(
                 "index {c}/{n} still disagrees with the table at LSN {}: {}",
