@@ -835,6 +835,11 @@ impl Engine {
         }
     }
 
+    /// Sets the checks' time limits by tier and the overruns in a row that make a `check_timeout` issue.
+    pub fn set_check_timeouts(&mut self, timeouts: crate::schedule::CheckTimeouts) {
+        self.scheduler.set_timeouts(timeouts);
+    }
+
     /// Runs one cycle of the loop, as its phases: observe (due checks with their hiccup retry, judged samples, the
     /// subject's own issues), diagnose (alert rules, correlation into incidents, each changed incident diagnosed),
     /// decide and act (highest priority first, behind the gates), expire approvals, close what is over (escalated

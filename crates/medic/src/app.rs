@@ -302,6 +302,7 @@ impl App {
         )
         .context("building the healing engine")?;
         let mut engine = engine;
+        engine.set_check_timeouts(config.checks.timeouts());
         // Every notifier is muted by the operators' silences (kept in the knowledge base).
         let silences = crate::operators::SilenceSet::default();
         let followed = engine.followups().keys().copied().collect();
