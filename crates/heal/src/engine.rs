@@ -902,6 +902,7 @@ impl Engine {
                 continue;
             }
             let mut gone = true;
+            let mut undecided = false;
             for check in &checks {
                 let result = self.scheduler.run_one(check.as_ref(), self.clock.as_ref());
                 if result
@@ -912,6 +913,16 @@ impl Engine {
                     gone = false;
                     break;
                 }
+                // A check part-way to its verdict (a probe after a start, counting failures in a row again)
+                // does not show the problem gone: asked again at the next re-check.
+                undecided |= !check.decided();
+            }
+            if gone && undecided {
+                if let Some(inc) = self.active.get_mut(&id) {
+                    // Sooner than `escalated_recheck_us`: the check decides within a few of its runs.
+                    inc.rechecked_at = now.saturating_sub(self.config.escalated_recheck_us);
+                }
+                continue;
             }
             if !gone {
                 // Still there. If it was escalated because its repairs failed (a resource of the environment
