@@ -1233,6 +1233,12 @@ fn a_repair_the_checks_do_not_confirm_is_not_closed_and_is_tried_again() {
 #[test]
 fn a_hiccup_is_retried_at_once_and_raises_nothing_when_the_retry_passes() {
     let mut sim = Sim::new(EngineConfig::default());
+    // Every overrun fails its check here (by default only the second in a row does), so the retry is exercised.
+    sim.engine
+        .set_check_timeouts(heal::schedule::CheckTimeouts {
+            overruns_before_issue: 1,
+            ..heal::schedule::CheckTimeouts::default()
+        });
     warm_up(&mut sim);
     // One overrun: the retry passes, nothing is opened, health stays green.
     sim.world.lock().unwrap().slow_once = true;
