@@ -1664,3 +1664,66 @@ mod properties {
         }
     }
 }
+
+/// A second problem on a resource whose incident is escalated (no strategy for its first problem): the second
+/// problem has a strategy of its own, so it opens its own incident and is repaired instead of joining one that
+/// would never run that repair; a third issue of the first problem still joins the first incident.
+#[test]
+fn a_second_problem_with_a_repair_of_its_own_is_not_held_by_an_escalated_incident() {
+    let mut sim = Sim::new(EngineConfig::default());
+    sim.cycle();
+    let unknown = |at| {
+        Issue::new(
+            IssueKind::Integrity,
+            "mystery_damage",
+            "text_index",
+            "no strategy claims this",
+            "read_path",
+            at,
+        )
+    };
+    sim.world.lock().unwrap().pending.push(unknown(sim.now()));
+    let s = sim.cycle();
+    let first = s.incidents_opened[0];
+    let rec = sim.engine.incident(first).unwrap().unwrap();
+    assert_eq!(rec.resolution, Resolution::Escalated, "{}", rec.decision);
+    sim.engine.acknowledge(first, "alice").unwrap();
+
+    let frag = Issue::new(
+        IssueKind::StaleDerived,
+        "index_fragmentation",
+        "text_index",
+        "text index 62% fragmented",
+        "index_stats",
+        sim.now(),
+    );
+    sim.world.lock().unwrap().pending.push(frag);
+    sim.world.lock().unwrap().pending.push(unknown(sim.now()));
+    let s = sim.cycle();
+    assert_eq!(s.incidents_opened.len(), 1, "{s:#?}");
+    let second = s.incidents_opened[0];
+    assert_ne!(second, first);
+    let calls = sim.world.lock().unwrap().calls.clone();
+    assert!(
+        calls.contains(&"compact_index:repair:text_index".to_string()),
+        "the second problem's strategy ran: {calls:?}"
+    );
+    let active = sim.engine.active_incidents();
+    let held = active
+        .iter()
+        .find(|i| i.record.id == first)
+        .expect("the first incident is still open");
+    assert!(
+        held.record
+            .issues
+            .iter()
+            .all(|i| i.code == "mystery_damage"),
+        "the first incident holds its own problem only: {:?}",
+        held.record.issues
+    );
+    assert_eq!(
+        held.record.issues.len(),
+        2,
+        "the first problem found again joined it"
+    );
+}
