@@ -123,6 +123,13 @@ pub trait HealthCheck: Send + Sync {
     }
     /// Runs the check once.
     fn run(&self, ctx: &CheckContext<'_>) -> CheckOutcome;
+    /// Whether its latest run reached a verdict. A check that needs several runs before it reports a problem (a
+    /// probe counting failed probes in a row before it calls a target down) has not while it is part-way there:
+    /// its passing run then says nothing about whether the problem is gone, so an incident it reported is not
+    /// closed on it. Default: every run is a verdict.
+    fn decided(&self) -> bool {
+        true
+    }
 }
 
 /// One run of one check, as the scheduler saw it.

@@ -835,6 +835,11 @@ impl Engine {
         }
     }
 
+    /// Sets the checks' time limits by tier and the overruns in a row that make a `check_timeout` issue.
+    pub fn set_check_timeouts(&mut self, timeouts: crate::schedule::CheckTimeouts) {
+        self.scheduler.set_timeouts(timeouts);
+    }
+
     /// Runs one cycle of the loop, as its phases: observe (due checks with their hiccup retry, judged samples, the
     /// subject's own issues), diagnose (alert rules, correlation into incidents, each changed incident diagnosed),
     /// decide and act (highest priority first, behind the gates), expire approvals, close what is over (escalated
@@ -899,6 +904,7 @@ impl Engine {
             }
             let mut gone = true;
             let mut unseen = false;
+            let mut undecided = false;
             for check in &checks {
                 let result = self.scheduler.run_one(check.as_ref(), self.clock.as_ref());
                 if result
@@ -910,9 +916,19 @@ impl Engine {
                     break;
                 }
                 unseen |= result.inconclusive;
+                // A check part-way to its verdict (a probe after a start, counting failures in a row again)
+                // does not show the problem gone: asked again at the next re-check.
+                undecided |= !check.decided();
             }
             // A check that could not look (its server unreachable) has not seen the problem go: kept as it was.
             if gone && unseen {
+                continue;
+            }
+            if gone && undecided {
+                if let Some(inc) = self.active.get_mut(&id) {
+                    // Sooner than `escalated_recheck_us`: the check decides within a few of its runs.
+                    inc.rechecked_at = now.saturating_sub(self.config.escalated_recheck_us);
+                }
                 continue;
             }
             if !gone {
@@ -1205,11 +1221,33 @@ impl Engine {
     fn correlate(&mut self, issue: Issue, now: Timestamp, s: &mut CycleSummary) {
         let window = self.config.correlation_window_us;
         let known = &self.config.known_causes;
-        let found = self
+        let candidates: Vec<u64> = self
             .active
             .values()
-            .find(|i| correlates(&i.record.issues, i.last_issue_at, &issue, window, known))
-            .map(|i| i.record.id);
+            .filter(|i| correlates(&i.record.issues, i.last_issue_at, &issue, window, known))
+            .map(|i| i.record.id)
+            .collect();
+        // The incident whose root is this very problem takes it first; otherwise the first that does not leave it
+        // unrepaired (`keeps_apart`). When every one would, it opens an incident of its own.
+        let found = candidates
+            .iter()
+            .copied()
+            .find(|id| {
+                self.active.get(id).is_some_and(|i| {
+                    i.record
+                        .issues
+                        .get(i.root_issue)
+                        .is_some_and(|r| r.code == issue.code && r.resource == issue.resource)
+                })
+            })
+            .or_else(|| {
+                let strategies = self.subject.strategies();
+                candidates.iter().copied().find(|id| {
+                    self.active
+                        .get(id)
+                        .is_some_and(|i| !keeps_apart(i, &issue, &strategies))
+                })
+            });
         if let Some(id) = found
             && let Some(inc) = self.active.get_mut(&id)
         {
@@ -1267,6 +1305,34 @@ impl Engine {
         inc.record.issues.push(issue);
         self.active.insert(id, inc);
     }
+}
+
+/// Whether `issue` must not join `inc`, though it correlates with it: a problem with a repair of its own (a strategy
+/// claims it, none of which claims the incident's root) whose incident would not run that repair — escalated,
+/// deferred, awaiting approval or acknowledged (its root's repair in a cooldown, or a person's). Joined, its repair
+/// would never be tried and, in an acknowledged incident, nobody would be told; apart, it is decided, repaired and
+/// notified as an incident of its own. Anomalies of metrics always join (one cause seen through several metrics).
+fn keeps_apart(inc: &Incident, issue: &Issue, strategies: &[Arc<dyn RepairStrategy>]) -> bool {
+    if issue.kind == IssueKind::Anomaly {
+        return false;
+    }
+    let held = inc.acknowledged.is_some()
+        || matches!(
+            inc.status,
+            IncidentStatus::Escalated | IncidentStatus::Deferred | IncidentStatus::AwaitingApproval
+        );
+    if !held {
+        return false;
+    }
+    let Some(root) = inc.record.issues.get(inc.root_issue) else {
+        return false;
+    };
+    if root.code == issue.code && root.resource == issue.resource {
+        return false;
+    }
+    let own: Vec<&Arc<dyn RepairStrategy>> =
+        strategies.iter().filter(|s| s.can_repair(issue)).collect();
+    !own.is_empty() && !own.iter().any(|s| s.can_repair(root))
 }
 
 fn describe_location(issue: &Issue) -> String {

@@ -7,7 +7,8 @@
 //! `alertmanager.firing` (shallow tier), fails with one issue per firing alert — kind `check_failed`, code
 //! `alert_<alertname>` (lowercase, `[a-z0-9_]`), resource `alert.<instance | job | alertname>` — so an incident
 //! opens while the alert fires and, escalated, closes once the check no longer finds it. A playbook may match the
-//! code; otherwise no strategy applies and the engine hands the incident to a person.
+//! code; otherwise no strategy applies and the engine hands the incident to a person. The inbox is kept in the
+//! knowledge base after every notification and taken back at start, so a restart forgets no alert still firing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -61,7 +62,7 @@ pub struct AmAlert {
 }
 
 /// One alert firing now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Firing {
     /// `alertname`.
     pub name: String,
@@ -216,6 +217,37 @@ impl AlertInbox {
         Ok(r)
     }
 
+    /// Every alert held, by key, each as JSON: what the knowledge base keeps across a restart
+    /// ([`crate::kb::SqliteKb::replace_alerts_firing`]).
+    pub fn saved(&self) -> Vec<(String, String)> {
+        let map = self.firing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, String)> = map
+            .iter()
+            .filter_map(|(k, f)| serde_json::to_string(f).ok().map(|j| (k.clone(), j)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Takes back the alerts [`AlertInbox::saved`] gave (at start, before any notification): an alert firing
+    /// before a restart fires on until it is resolved or its `endsAt` passes. A row that does not decode is skipped
+    /// with a warning; returns how many were taken.
+    pub fn restore(&self, saved: Vec<(String, String)>) -> usize {
+        let mut map = self.firing.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, json) in saved.into_iter().take(FIRING_MAX) {
+            match serde_json::from_str::<Firing>(&json) {
+                Ok(f) => {
+                    map.insert(key, f);
+                }
+                Err(e) => tracing::warn!(
+                    key,
+                    "a saved Alertmanager alert does not decode, skipped: {e}"
+                ),
+            }
+        }
+        map.len()
+    }
+
     /// The alerts firing at `now` (those whose `endsAt` passed are dropped), by code then resource.
     pub fn firing(&self, now: Timestamp) -> Vec<Firing> {
         let mut map = self.firing.lock().unwrap_or_else(|p| p.into_inner());
@@ -325,5 +357,31 @@ mod tests {
             .unwrap();
         assert_eq!(inbox.firing(before_end).len(), 1);
         assert!(inbox.firing(before_end + 2 * 3_600_000_000).is_empty());
+    }
+
+    #[test]
+    fn saved_alerts_come_back_whole_and_a_bad_row_is_skipped() {
+        let inbox = AlertInbox::default();
+        inbox
+            .receive(payload(serde_json::json!({"alerts": [
+                {"status": "firing", "fingerprint": "f1",
+                 "labels": {"alertname": "DiskFull", "instance": "web1:9100", "severity": "critical"},
+                 "annotations": {"summary": "disk full"}, "endsAt": "2099-01-01T00:00:00Z"}
+            ]})))
+            .unwrap();
+        let saved = inbox.saved();
+        assert_eq!(saved.len(), 1);
+        let back = AlertInbox::default();
+        let mut rows = saved.clone();
+        rows.push(("bad".into(), "{not json".into()));
+        assert_eq!(back.restore(rows), 1);
+        assert_eq!(back.firing(1), inbox.firing(1));
+        assert_eq!(back.firing(1)[0].resource, "alert.web1:9100");
+        // Resolving the restored alert by its fingerprint ends it.
+        back.receive(payload(serde_json::json!({"alerts": [
+            {"status": "resolved", "fingerprint": "f1", "labels": {"alertname": "DiskFull"}}
+        ]})))
+        .unwrap();
+        assert!(back.firing(1).is_empty());
     }
 }

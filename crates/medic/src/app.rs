@@ -294,6 +294,17 @@ impl App {
                 config.engine.repair_timeout_us,
             )),
         );
+        // The Alertmanager alerts firing when the program stopped fire on (before the engine's first check).
+        match kb.saved_alerts_firing() {
+            Ok(rows) if !rows.is_empty() => {
+                let n = subject.alert_inbox().restore(rows);
+                tracing::info!(firing = n, "Alertmanager alerts still firing taken back");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("the Alertmanager alerts firing before the stop are lost: {e}")
+            }
+        }
         let engine = Engine::new(
             subject.clone() as Arc<dyn Subject>,
             kb.clone() as Arc<dyn KnowledgeBase>,
@@ -302,6 +313,7 @@ impl App {
         )
         .context("building the healing engine")?;
         let mut engine = engine;
+        engine.set_check_timeouts(config.checks.timeouts());
         // Every notifier is muted by the operators' silences (kept in the knowledge base).
         let silences = crate::operators::SilenceSet::default();
         let followed = engine.followups().keys().copied().collect();
@@ -377,6 +389,20 @@ impl App {
     /// The alerts a fleet's Alertmanager reports firing.
     pub fn alert_inbox(&self) -> &Arc<crate::alertmanager::AlertInbox> {
         self.subject.alert_inbox()
+    }
+
+    /// Takes one Alertmanager notification into the inbox and keeps the inbox in the knowledge base, so a restart
+    /// forgets no alert still firing (a failure to keep it is logged: the alert is taken all the same).
+    pub fn receive_alerts(
+        &self,
+        payload: crate::alertmanager::Payload,
+    ) -> Result<crate::alertmanager::Received, String> {
+        let inbox = self.alert_inbox();
+        let received = inbox.receive(payload)?;
+        if let Err(e) = self.kb.replace_alerts_firing(&inbox.saved()) {
+            tracing::warn!("the Alertmanager alerts firing are not kept across a restart: {e}");
+        }
+        Ok(received)
     }
 
     /// The operators' silences in force.

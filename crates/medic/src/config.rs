@@ -160,6 +160,16 @@ pub struct ChecksConfig {
     pub probe_interval_ms: u64,
     /// Each step of the synthetic probe must take at most this long.
     pub probe_step_ms_max: u64,
+    /// The time limit of a shallow check (the store's quick check, the derived indexes' lag) that sets none of its
+    /// own.
+    pub shallow_timeout_ms: u64,
+    /// The time limit of a deep check that sets none of its own.
+    pub deep_timeout_ms: u64,
+    /// The time limit of a comprehensive check (the scrub) that sets none of its own.
+    pub comprehensive_timeout_ms: u64,
+    /// Runs in a row of one check past its time limit before the overrun is a `check_timeout` issue; a single
+    /// overrun of a check that completes is only noted.
+    pub overruns_before_issue: u32,
 }
 
 /// `[constraints]`: bounds the store is kept within.
@@ -326,6 +336,22 @@ impl Default for ChecksConfig {
             probe: true,
             probe_interval_ms: 60_000,
             probe_step_ms_max: 1_000,
+            shallow_timeout_ms: 100,
+            deep_timeout_ms: 5_000,
+            comprehensive_timeout_ms: 30_000,
+            overruns_before_issue: 2,
+        }
+    }
+}
+
+impl ChecksConfig {
+    /// The checks' time limits for the engine's scheduler.
+    pub fn timeouts(&self) -> heal::schedule::CheckTimeouts {
+        heal::schedule::CheckTimeouts {
+            shallow_us: self.shallow_timeout_ms.saturating_mul(1_000),
+            deep_us: self.deep_timeout_ms.saturating_mul(1_000),
+            comprehensive_us: self.comprehensive_timeout_ms.saturating_mul(1_000),
+            overruns_before_issue: self.overruns_before_issue,
         }
     }
 }
@@ -721,6 +747,23 @@ impl Config {
             1,
             3_600_000,
             " ms",
+        )?;
+        for (key, v) in [
+            ("checks.shallow_timeout_ms", c.shallow_timeout_ms),
+            ("checks.deep_timeout_ms", c.deep_timeout_ms),
+            (
+                "checks.comprehensive_timeout_ms",
+                c.comprehensive_timeout_ms,
+            ),
+        ] {
+            check_range(key, v, 1, 3_600_000, " ms")?;
+        }
+        check_range(
+            "checks.overruns_before_issue",
+            u64::from(c.overruns_before_issue),
+            1,
+            100,
+            "",
         )?;
         check_range(
             "server.large_write_bytes_min",
@@ -1563,6 +1606,15 @@ probe = true
 probe_interval_ms = 60000
 # Each probe step must take at most this long (1..=3600000 ms).
 probe_step_ms_max = 1000
+# The time limit of a check of each tier that sets none of its own (the store's quick check and the indexes' lag are
+# shallow, the incremental check and index agreement deep, the scrub comprehensive; a target's probe takes its
+# timeout_ms plus 1 s) (1..=3600000 ms). A run past it is measured on the clock, whatever the check returned.
+shallow_timeout_ms = 100
+deep_timeout_ms = 5000
+comprehensive_timeout_ms = 30000
+# Runs in a row of one check past its time limit before the overrun is a `check_timeout` issue (1..=100): a single
+# slow run of a check that then completes (a busy machine) is only noted in the check's result.
+overruns_before_issue = 2
 
 [constraints]
 # Free space (disk or quota) below this many bytes: the store reports `disk_space_low` and compaction is due.

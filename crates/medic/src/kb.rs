@@ -20,6 +20,7 @@ use heal::learn::{IncidentRecord, KbError, KnowledgeBase, StrategyStats};
 use heal::subject::Sample;
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod alerts;
 mod escalation;
 mod history;
 mod operators;
@@ -122,6 +123,12 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE alert_times (
          key      TEXT PRIMARY KEY,
          fired_at INTEGER NOT NULL
+     );",
+    // 7: the Alertmanager alerts firing (by fingerprint, each as JSON), so a restart does not forget one that has
+    // neither been resolved nor reached its `endsAt`.
+    "CREATE TABLE alertmanager_firing (
+         key   TEXT PRIMARY KEY,
+         state TEXT NOT NULL
      );",
 ];
 

@@ -22,8 +22,7 @@ pub async fn receive(State(s): State<ApiState>, body: Bytes) -> Result<Json<Valu
     })?;
     let received = s
         .app
-        .alert_inbox()
-        .receive(payload)
+        .receive_alerts(payload)
         .map_err(ApiError::bad_request)?;
     tracing::info!(
         firing = received.firing,
