@@ -40,7 +40,9 @@ fn causal_a_score_never_depends_on_later_points_or_on_the_length() {
 }
 
 #[test]
-fn memory_is_bounded_and_an_update_costs_a_few_microseconds() {
+/// The cost per point is measured by `medic bench nab` (BENCHMARKS.md, `ns/point`), not asserted here: a timed test
+/// fails on a loaded machine without anything being slower.
+fn memory_is_bounded_however_long_the_stream_runs() {
     let mut d = Likelihood::default();
     let before = std::mem::size_of_val(&d) + d.config().short_window * 8;
     let n = 2_000_000u64;
@@ -58,7 +60,6 @@ fn memory_is_bounded_and_an_update_costs_a_few_microseconds() {
         before
     );
     assert_eq!(d.ring_len(), d.config().short_window);
-    assert!(ns < 5_000.0, "{ns} ns per point");
 }
 
 /// Healthy operational series: at most 0.5 alarms per 10,000 points after the warm-up, per series (see
