@@ -95,10 +95,8 @@ fn playbooks_check_names_file_and_line_of_a_missing_restart_command() {
 }
 
 /// README.md "Command line": "A usage error is exit 2 wherever the command runs: ... a daemon's 4xx";
-/// docs/contracts/operators.md "CLI": "404/409 from the daemon are exit 2". A 401 (no operator's token) is exit 1.
+/// docs/contracts/operators.md "CLI": "404/409 from the daemon are exit 2". A 401 (no operator's token) is too.
 #[test]
-#[ignore = "BREAK: an operator's action the daemon refuses 401 (no token, or a wrong one) exits 1, not 2 as a \
-            daemon's 4xx is documented to"]
 fn operator_action_refused_for_its_token_is_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
