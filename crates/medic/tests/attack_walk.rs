@@ -258,11 +258,9 @@ fn number_after(text: &str, label: &str) -> f64 {
 }
 
 /// README.md "History and reports": "`medic history METRIC --since -6h` prints a sparkline with min, max, last
-/// and the anomalies; `--step 5m` averages buckets". With `--step` the summary's min and max are those of the
-/// bucket means: it states a max the metric never reached and hides the real one, which the same answer carries.
+/// and the anomalies; `--step 5m` averages buckets". With `--step` the summary's min and max are the metric's own,
+/// the extremes the buckets carry, not the extremes of the bucket means (a max the metric never reached).
 #[test]
-#[ignore = "BREAK: `medic history METRIC --step D` prints min/max/last of the bucket means, not the metric's: a \
-            max it never reached, while the answer's buckets carry the real min and max"]
 fn history_step_summary_states_the_real_extremes() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
