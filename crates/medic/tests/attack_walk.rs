@@ -41,11 +41,9 @@ fn print_default_documents_maintenance_windows() {
 }
 
 /// README.md "Supervising other services": "A malformed playbook stops the start with `file:line: reason`", and
-/// `playbooks check` reports each error that way. A `run_restart_command` step naming a target without a
-/// `restart_command` is reported as `DIR:0: FILE: ...` instead: the directory where the file should be, line 0.
+/// `playbooks check` reports each error that way, a `run_restart_command` step naming a target without a
+/// `restart_command` too (it was `DIR:0: FILE: ...`: the directory where the file should be, line 0).
 #[test]
-#[ignore = "BREAK: `playbooks check` reports run_restart_command without a restart_command as `DIR:0: FILE: ...` \
-            (the directory and line 0), not `file:line: reason`"]
 fn playbooks_check_names_file_and_line_of_a_missing_restart_command() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("medic.toml");
