@@ -560,6 +560,31 @@ fn effective_config(cli: &Cli, data: Option<&DataArg>) -> anyhow::Result<Config>
     Ok(config)
 }
 
+/// `[playbooks] dir` checked before the daemon opens anything: a missing directory or an invalid playbook is a
+/// configuration error (exit 2), found before a data directory is created or recovered. The daemon loads them again
+/// when it attaches the targets.
+fn playbooks_before_start(config: &Config) -> anyhow::Result<()> {
+    let Some(dir) = &config.playbooks.dir else {
+        return Ok(());
+    };
+    let catalog = crate::target::catalog(&config.targets);
+    let errors = match crate::playbook::load_dir(dir, &catalog) {
+        Ok(p) => match crate::target::check_restart_commands(&config.targets, &p) {
+            Ok(()) => return Ok(()),
+            Err(reason) => vec![reason],
+        },
+        Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
+    };
+    Err(UsageError(format!(
+        "refusing to start: {} invalid playbook{} in {} ([playbooks] dir):\n{}",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" },
+        dir.display(),
+        errors.join("\n")
+    ))
+    .into())
+}
+
 /// `medic playbooks check DIR`: every error on its own line as `file:line: reason` (stdout, or one JSON object with
 /// `--json`), exit 2 when any playbook is invalid, 0 when all are valid.
 fn playbooks_check(out: &Out, config: &Config, dir: &std::path::Path) -> anyhow::Result<u8> {
@@ -639,6 +664,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 },
             };
             let (config, _warnings) = source.load().map_err(|e| UsageError(e.to_string()))?;
+            playbooks_before_start(&config)?;
             crate::daemon::serve(config, source)?;
             Ok(EXIT_OK)
         }

@@ -1,0 +1,43 @@
+//! The operator's command line, black-box: configuration errors found before anything is created and naming the
+//! file, the wording of what `medic` prints to people. Each test states what README.md promises.
+
+mod support;
+
+use support::{free_port, medic_cli};
+
+/// A configuration error is exit 2 before anything is created (README.md "Command line": a usage error is exit 2;
+/// "Supervising other services": a malformed playbook stops the start). A `[playbooks] dir` that does not exist
+/// was found only after the store had been created, and exited 1.
+#[test]
+fn a_missing_playbooks_dir_refuses_the_start_before_the_store_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("np.toml");
+    let missing = tmp.path().join("nonexistent");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{}\"\n[playbooks]\ndir = {:?}\n",
+            free_port(),
+            missing.display().to_string()
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("s3");
+    let (code, out, err) = medic_cli(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "a configuration error is exit 2: {out}{err}");
+    assert!(
+        err.contains(&missing.display().to_string()) && err.contains("[playbooks] dir"),
+        "the error names the directory and the key: {err}"
+    );
+    assert!(
+        !data.exists(),
+        "nothing is created for a daemon that does not start: {}",
+        data.display()
+    );
+}
