@@ -411,6 +411,63 @@ pub enum ConfigError {
         /// The accepted range or form.
         accepted: String,
     },
+    /// A value of the file at `path` is invalid: the error above with the file, and the line of its key when found.
+    #[error("config {path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line of the key, when the file holds it.
+        line: Option<u64>,
+        /// What is wrong (the key, the value and what is accepted).
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// A validation error located in the file at `path` whose text is `text`: the file named, and the line of the
+    /// key the message starts with (`engine.approval_risk_max = 1.5 ...` → the line `approval_risk_max = ...`),
+    /// when one line sets it. Errors that already name their file stay as they are.
+    pub fn in_file(self, path: &Path, text: &str) -> ConfigError {
+        let message = match &self {
+            ConfigError::Engine(m)
+            | ConfigError::Targets(m)
+            | ConfigError::Maintenance(m)
+            | ConfigError::Escalation(m) => m.clone(),
+            ConfigError::Invalid { .. } => {
+                self.to_string().trim_start_matches("config: ").to_string()
+            }
+            _ => return self,
+        };
+        let line = key_line(text, &message);
+        ConfigError::InFile {
+            path: path.to_path_buf(),
+            line,
+            message,
+        }
+    }
+}
+
+/// The 1-based line of `text` that sets the key `message` starts with (its last dotted part, an index dropped):
+/// none when no line or several lines set such a key.
+fn key_line(text: &str, message: &str) -> Option<u64> {
+    let key = message
+        .split([' ', '=', ':', ','])
+        .next()
+        .unwrap_or_default();
+    let last = key.rsplit('.').next().unwrap_or_default();
+    let last = last.split('[').next().unwrap_or_default();
+    if last.is_empty() || !last.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    let mut found = text.lines().enumerate().filter(|(_, l)| {
+        l.trim_start()
+            .strip_prefix(last)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    });
+    match (found.next(), found.next()) {
+        (Some((n, _)), None) => Some(n as u64 + 1),
+        _ => None,
+    }
 }
 
 /// A valid-but-unusual value, reported at start.
@@ -456,8 +513,19 @@ impl Config {
     /// Reads, parses and validates a configuration file. Returns the configuration and its warnings.
     pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         let config = Self::read(path)?;
-        let warnings = config.validate()?;
+        let warnings = config.validate_file(path)?;
         Ok((config, warnings))
+    }
+
+    /// [`Config::validate`] of the configuration read from `path`: an error names the file, and the line when
+    /// the key is found there.
+    pub fn validate_file(&self, path: &Path) -> Result<Vec<ConfigWarning>, ConfigError> {
+        self.validate().map_err(|e| {
+            let text = std::fs::read(path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            e.in_file(path, &text)
+        })
     }
 
     /// Reads and parses a configuration file without validating it (for command-line overrides before

@@ -41,3 +41,26 @@ fn a_missing_playbooks_dir_refuses_the_start_before_the_store_is_created() {
         data.display()
     );
 }
+
+/// A value out of range names the file and the line it is on, as a parse error does (it named only the key).
+#[test]
+fn a_value_out_of_range_names_the_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("range.toml");
+    std::fs::write(&cfg, "# checks\n\n[checks]\nshallow_interval_ms = 5\n").unwrap();
+    let (code, out, err) = medic_cli(&["--config", cfg.to_str().unwrap(), "config"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let want = format!("{}:4:", cfg.display());
+    assert!(
+        err.contains(&want) && err.contains("checks.shallow_interval_ms = 5"),
+        "the error names `{want}` and the key: {err}"
+    );
+    // An [engine] value the same way.
+    std::fs::write(&cfg, "[engine]\napproval_risk_max = 1.5\n").unwrap();
+    let (code, _, err) = medic_cli(&["--config", cfg.to_str().unwrap(), "config"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("{}:2:", cfg.display())),
+        "the error names the file and line: {err}"
+    );
+}
