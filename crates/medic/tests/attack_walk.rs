@@ -15,10 +15,8 @@ const FAST: &str = "[checks]\nshallow_interval_ms = 200\ndeep_interval_ms = 1000
 
 /// README.md "Notifications and escalation policies": "`medic config --print-default` documents every key"; its
 /// own header says "Every option is shown with its default value". `[[maintenance]]` (docs/contracts/operators.md
-/// "Maintenance windows") is accepted by `medic config` but absent from the printed defaults.
+/// "Maintenance windows") is accepted by `medic config`, and shown in the printed defaults.
 #[test]
-#[ignore = "BREAK: `medic config --print-default` omits [[maintenance]] (name, cron, duration, risk_max), a key \
-            `medic config` accepts and docs/contracts/operators.md documents"]
 fn print_default_documents_maintenance_windows() {
     let (code, out, err) = medic_cli(&["config", "--print-default"]);
     assert_eq!(code, 0, "{err}");
