@@ -64,3 +64,22 @@ fn a_value_out_of_range_names_the_file_and_line() {
         "the error names the file and line: {err}"
     );
 }
+
+/// An escalation level naming a receiver when none is configured says so, not `(the receivers are: )`.
+#[test]
+fn an_unknown_receiver_with_none_configured_says_none_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("esc.toml");
+    std::fs::write(
+        &cfg,
+        "[[escalation.policies]]\nname = \"all\"\n\n[[escalation.policies.levels]]\ndelay_ms = \"15m\"\nreceivers = [\"x\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = medic_cli(&["--config", cfg.to_str().unwrap(), "config"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("unknown receiver \"x\"") && err.contains("no receiver is configured"),
+        "{err}"
+    );
+    assert!(!err.contains("the receivers are: )"), "{err}");
+}
