@@ -83,3 +83,20 @@ fn an_unknown_receiver_with_none_configured_says_none_are() {
     );
     assert!(!err.contains("the receivers are: )"), "{err}");
 }
+
+/// Offline `medic status` opens the store for reading only and says so once (it printed `read-only:    read-only:
+/// DIR was opened ...`).
+#[test]
+fn offline_status_says_read_only_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (code, _, err) = support::medic(&data, &["put", "a", "--text", "x"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, err) = support::medic(&data, &["status"]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("read-only:"))
+        .unwrap_or_else(|| panic!("no read-only line: {out}{err}"));
+    assert_eq!(line.matches("read-only").count(), 1, "said once: {line}");
+    assert!(line.contains("was opened for reading only"), "{line}");
+}
