@@ -21,6 +21,19 @@ pub enum AttemptOutcome {
     DryRun,
 }
 
+impl AttemptOutcome {
+    /// Its name as the API, the webhooks and `repair_history` write it: `succeeded`, `failed`, `rolled_back`,
+    /// `dry_run`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::RolledBack => "rolled_back",
+            AttemptOutcome::DryRun => "dry_run",
+        }
+    }
+}
+
 /// One repair attempt within an incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
