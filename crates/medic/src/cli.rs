@@ -60,14 +60,10 @@ pub struct Cli {
     /// Print one JSON object as the last line of stdout.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Bearer token for the daemon [default: server.token from --config].
-    #[arg(
-        long,
-        global = true,
-        value_name = "TOKEN",
-        env = "MEDIC_TOKEN",
-        hide_env_values = true
-    )]
+    /// Bearer token for the daemon [env: MEDIC_TOKEN] [default: server.token from --config].
+    // MEDIC_TOKEN is read after parsing (`token_from_env`), not by clap: clap lists an argument taken from the
+    // environment in every usage line it prints, as if the command needed it.
+    #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
     /// Seconds one request to the daemon may take.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -430,9 +426,19 @@ pub enum BenchCommand {
 }
 
 /// Parses the process arguments, runs the command and returns its exit code. Errors go to stderr.
+/// `--token`, or else `MEDIC_TOKEN` when set and not empty.
+fn token_from_env(cli: &mut Cli) {
+    if cli.token.is_none() {
+        cli.token = std::env::var("MEDIC_TOKEN").ok().filter(|t| !t.is_empty());
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+        Ok(mut cli) => {
+            token_from_env(&mut cli);
+            cli
+        }
         Err(e) => {
             // Help and version go to stdout with 0; usage errors to stderr with 2 — and, under `--json`, also as the
             // one JSON line on stdout every `--json` command ends with.

@@ -100,3 +100,57 @@ fn offline_status_says_read_only_once() {
     assert_eq!(line.matches("read-only").count(), 1, "said once: {line}");
     assert!(line.contains("was opened for reading only"), "{line}");
 }
+
+/// A usage error's usage line lists what the command needs: `--token` is not required, and MEDIC_TOKEN being set
+/// does not make it look so. The token from MEDIC_TOKEN is still sent (a 401 otherwise).
+#[test]
+fn medic_token_in_the_environment_is_not_listed_as_a_required_flag() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["silence", "add", "--match", "code=x"])
+        .env("MEDIC_TOKEN", "some-token-0123456789")
+        .env_remove("MEDIC_SERVER")
+        .env_remove("MEDIC_CONFIG")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let usage = err
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .unwrap_or_else(|| panic!("no usage line: {err}"));
+    assert!(usage.contains("--comment"), "{usage}");
+    assert!(!usage.contains("--token"), "{usage}");
+}
+
+/// MEDIC_TOKEN is the token sent when `--token` is not given (README.md "Command line").
+#[test]
+fn medic_token_from_the_environment_is_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = support::start_with_config(
+        &tmp.path().join("data"),
+        tmp.path(),
+        "[server]\ntoken = \"env-token-0123456789\"\n",
+    );
+    let put = |token: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_medic"));
+        c.args(["--server", d.url.as_str(), "put", "a", "--text", "x"])
+            .env_remove("MEDIC_SERVER")
+            .env_remove("MEDIC_CONFIG")
+            .env_remove("MEDIC_TOKEN");
+        if let Some(t) = token {
+            c.env("MEDIC_TOKEN", t);
+        }
+        let o = c.output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = put(Some("env-token-0123456789"));
+    assert_eq!(code, 0, "MEDIC_TOKEN sent: {err}");
+    let (code, err) = put(None);
+    assert_eq!(code, 2, "no token: a 401, exit 2: {err}");
+    assert!(err.contains("401"), "{err}");
+    d.stop();
+}
