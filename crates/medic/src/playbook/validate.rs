@@ -948,7 +948,7 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
             e.at(
                 at,
                 format!(
-                    "run_restart_command {t:?}: target {t:?} has no restart_command in its [[targets]] entry"
+                    "run_restart_command: target {t:?} has no restart_command in its [[targets]] entry"
                 ),
             );
         }
