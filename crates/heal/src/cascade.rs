@@ -169,8 +169,10 @@ fn attempt(
         }
         Err(e) => (AttemptOutcome::Failed, e),
     };
-    notes.push(match failed_outcome {
-        AttemptOutcome::RolledBack => format!("validation failed: {error}"),
+    notes.push(match (failed_outcome, &error) {
+        // The error says "validation failed: ..." itself.
+        (AttemptOutcome::RolledBack, RepairError::Validation(_)) => error.to_string(),
+        (AttemptOutcome::RolledBack, _) => format!("validation failed: {error}"),
         _ => format!("repair failed: {error}"),
     });
     if let RepairError::Unrecoverable(why) = &error {
@@ -336,6 +338,15 @@ mod tests {
         assert_eq!(out.repaired_by.as_deref(), Some("b"));
         assert_eq!(out.attempts[0].outcome, AttemptOutcome::RolledBack);
         assert_eq!(out.attempts[0].duration_us, 5);
+        // Said once: the validation error already starts with its words.
+        assert!(
+            out.attempts[0]
+                .notes
+                .iter()
+                .any(|n| n == "validation failed: still bad"),
+            "{:?}",
+            out.attempts[0].notes
+        );
         assert!(
             out.attempts[0]
                 .notes

@@ -432,6 +432,9 @@ struct Watched {
     streak: u32,
     /// The excursion being watched: the value before it and its first value.
     excursion: Option<(f64, f64)>,
+    /// The highest score within the excursion: the one that raised it, when later samples only kept it (a
+    /// detector used to the new level scores them low).
+    peak: f64,
 }
 
 /// Whether `value` keeps the excursion from `before` to `first`: on the same side, at least half as far.
@@ -1140,6 +1143,7 @@ impl Engine {
                     previous: None,
                     streak: 0,
                     excursion: None,
+                    peak: 0.0,
                 },
             );
         }
@@ -1167,11 +1171,18 @@ impl Engine {
             }
             watched.streak = 0;
             watched.excursion = None;
+            watched.peak = 0.0;
             return None;
         }
         if watched.excursion.is_none() {
             watched.excursion = Some((previous.unwrap_or(value), value));
+            watched.peak = 0.0;
         }
+        if !score.is_nan() {
+            watched.peak = watched.peak.max(score);
+        }
+        // The score stated is the one that raised the anomaly; the current sample's may be lower.
+        let raised = watched.peak;
         watched.streak = watched.streak.saturating_add(1);
         if watched.streak < self.config.anomaly_for_samples {
             self.metrics.anomalies_pending += 1;
@@ -1183,8 +1194,9 @@ impl Engine {
         }
         self.metrics.anomalies += 1;
         let why = detector.explain();
-        let line =
-            format!("{metric} = {value} at {at} µs scored {score:.3} (cut-off {cutoff:.3}): {why}");
+        let line = format!(
+            "{metric} = {value} at {at} µs scored {raised:.3} (cut-off {cutoff:.3}, this sample {score:.3}): {why}"
+        );
         if self.recent_anomalies.len() >= self.config.recent_anomalies_max {
             self.recent_anomalies.pop_front();
         }
@@ -1194,13 +1206,16 @@ impl Engine {
                 IssueKind::Anomaly,
                 anomaly_code(metric),
                 metric,
-                format!("{metric} = {value} is anomalous (score {score:.3} ≥ cut-off {cutoff:.3})"),
+                format!(
+                    "{metric} = {value} is anomalous (score {raised:.3} ≥ cut-off {cutoff:.3})"
+                ),
                 format!("detector:{}", detector.name()),
                 at,
             )
-            .with_score(score)
+            .with_score(raised)
             .evidence("value", value.to_string())
-            .evidence("score", format!("{score:.3}"))
+            .evidence("score", format!("{raised:.3}"))
+            .evidence("sample_score", format!("{score:.3}"))
             .evidence("cutoff", format!("{cutoff:.3}"))
             .evidence(
                 "previous",
@@ -2077,6 +2092,23 @@ mod tests {
             clock.advance(5 * US_PER_S);
         }
         assert_eq!(raised, [0, 0, 0, 0, 0, 0, 1]);
+        // The anomaly states the score that raised it (the first slow cycle's), not the second sample's, which
+        // the detector used to the new level scores below the cut-off.
+        let issue = e
+            .active_incidents()
+            .into_iter()
+            .flat_map(|i| i.record.issues)
+            .find(|i| i.resource == "put_latency_p99_us")
+            .expect("the anomaly is in an incident");
+        let cutoff = EngineConfig::default().anomaly_cutoff;
+        assert!(issue.score >= cutoff, "score {} < {cutoff}", issue.score);
+        assert!(
+            issue
+                .summary
+                .contains(&format!("(score {:.3} ≥ cut-off", issue.score)),
+            "{}",
+            issue.summary
+        );
         // Back to normal ends it.
         set_typed(&subject, &[(MetricKind::Gauge, "put_latency_p99_us", 2e3)]);
         assert_eq!(e.run_cycle().anomalies, 0);

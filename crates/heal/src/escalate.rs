@@ -360,9 +360,9 @@ impl EscalationReport {
             for a in &self.attempts {
                 let _ = writeln!(
                     s,
-                    "| {} | {:?} | {} | {} |",
+                    "| {} | {} | {} | {} |",
                     a.strategy,
-                    a.outcome,
+                    a.outcome.as_str(),
                     crate::clock::human_duration_us(a.duration_us),
                     a.notes.join("; ").replace('|', "/")
                 );
@@ -526,7 +526,7 @@ mod tests {
         for needle in [
             "# Incident 9",
             "`block_checksum` on `wal/3.seg`",
-            "| rebuild_from_parity | RolledBack | 3 µs |",
+            "| rebuild_from_parity | rolled_back | 3 µs |",
             "restore from a backup",
             "LSN 1..=4",
             "at 1970-01-01T00:00:00Z.",

@@ -13,11 +13,12 @@ pub struct Kpis {
     pub incidents: u64,
     /// Still open.
     pub open: u64,
-    /// Repaired without a human.
+    /// Repaired without a human: auto-repaired, never escalated, no approval asked for.
     pub auto_repaired: u64,
-    /// Handed to a human.
+    /// Handed to a human: escalated or awaiting an approval at some point, or closed by an operator, whatever they
+    /// closed as later (a false positive excepted).
     pub escalated: u64,
-    /// Went away by themselves.
+    /// Went away by themselves, never escalated.
     pub self_resolved: u64,
     /// Marked false positives.
     pub false_positives: u64,
@@ -29,7 +30,7 @@ pub struct Kpis {
     pub attempts_rolled_back: u64,
     /// Mean time to detect over records that are not false positives, µs.
     pub mttd_us: Option<f64>,
-    /// Mean time to repair over auto-repaired records, µs (detection to resolution).
+    /// Mean time to repair over the records repaired without a human, µs (detection to resolution).
     pub mttr_us: Option<f64>,
     /// auto-repaired / (auto-repaired + escalated): the share of incidents needing action that needed no human.
     pub auto_remediation_rate: Option<f64>,
@@ -52,13 +53,18 @@ impl Kpis {
         let (mut ttd_sum, mut ttd_n, mut ttr_sum, mut ttr_n) = (0f64, 0u64, 0f64, 0u64);
         for r in records {
             k.incidents += 1;
-            match r.resolution {
-                Resolution::Open => k.open += 1,
-                Resolution::AutoRepaired => k.auto_repaired += 1,
-                // Closed by an operator: it needed a human, like an escalation.
-                Resolution::Escalated | Resolution::Resolved => k.escalated += 1,
-                Resolution::SelfResolved => k.self_resolved += 1,
-                Resolution::FalsePositive => k.false_positives += 1,
+            // Whatever it closed as, an incident a human was asked for (an escalation, an approval) or that an
+            // operator closed counts as escalated: the auto-remediation rate is the share repaired without one.
+            if r.needed_a_human() {
+                k.escalated += 1;
+            } else {
+                match r.resolution {
+                    Resolution::Open => k.open += 1,
+                    Resolution::AutoRepaired => k.auto_repaired += 1,
+                    Resolution::SelfResolved => k.self_resolved += 1,
+                    Resolution::FalsePositive => k.false_positives += 1,
+                    Resolution::Escalated | Resolution::Resolved => k.escalated += 1,
+                }
             }
             if r.resolution != Resolution::FalsePositive {
                 ttd_sum += r.time_to_detect_us() as f64;
@@ -127,6 +133,52 @@ mod tests {
             resolution,
             report_markdown: None,
         }
+    }
+
+    /// An incident escalated to a human that later closed by itself, and a repair an operator approved, are not
+    /// remediated automatically: both count as escalated, and the rate and MTTR leave them out.
+    #[test]
+    fn an_incident_that_needed_a_human_is_not_auto_remediated() {
+        use AttemptOutcome::*;
+        let report = Some("escalated".to_string());
+        let mut escalated_then_gone = rec(Resolution::SelfResolved, 0, 10, Some(1_000), &[]);
+        escalated_then_gone.report_markdown = report.clone();
+        let mut approved = rec(Resolution::AutoRepaired, 0, 10, Some(5_010), &[Succeeded]);
+        approved.report_markdown = report.clone();
+        let mut awaiting = rec(Resolution::Open, 0, 10, None, &[]);
+        awaiting.report_markdown = report.clone();
+        let mut judged_false = rec(Resolution::FalsePositive, 0, 10, Some(20), &[]);
+        judged_false.report_markdown = report;
+        let records = vec![
+            rec(Resolution::AutoRepaired, 0, 10, Some(110), &[Succeeded]),
+            rec(Resolution::SelfResolved, 0, 10, Some(50), &[]),
+            escalated_then_gone,
+            approved,
+            awaiting,
+            judged_false,
+        ];
+        let k = Kpis::from_records(&records);
+        assert_eq!(
+            (
+                k.auto_repaired,
+                k.escalated,
+                k.self_resolved,
+                k.open,
+                k.false_positives
+            ),
+            (1, 3, 1, 0, 1)
+        );
+        assert_eq!(
+            k.open + k.auto_repaired + k.escalated + k.self_resolved + k.false_positives,
+            k.incidents,
+            "every incident counted once"
+        );
+        assert_eq!(k.auto_remediation_rate, Some(0.25));
+        assert_eq!(
+            k.mttr_us,
+            Some(100.0),
+            "the approved repair's wait is not MTTR"
+        );
     }
 
     #[test]

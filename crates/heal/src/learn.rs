@@ -21,6 +21,19 @@ pub enum AttemptOutcome {
     DryRun,
 }
 
+impl AttemptOutcome {
+    /// Its name as the API, the webhooks and `repair_history` write it: `succeeded`, `failed`, `rolled_back`,
+    /// `dry_run`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::RolledBack => "rolled_back",
+            AttemptOutcome::DryRun => "dry_run",
+        }
+    }
+}
+
 /// One repair attempt within an incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
@@ -93,14 +106,31 @@ impl IncidentRecord {
         self.detected_at.saturating_sub(self.started_at)
     }
 
-    /// Time to repair, µs, when auto-repaired: resolution minus detection.
+    /// Time to repair, µs, when repaired without a human: resolution minus detection.
     pub fn time_to_repair_us(&self) -> Option<u64> {
-        match self.resolution {
-            Resolution::AutoRepaired => {
-                self.resolved_at.map(|r| r.saturating_sub(self.detected_at))
-            }
-            _ => None,
+        if self.repaired_without_a_human() {
+            self.resolved_at.map(|r| r.saturating_sub(self.detected_at))
+        } else {
+            None
         }
+    }
+
+    /// True when a human was asked for or acted: the incident was escalated or awaited an approval at some point
+    /// (its escalation report is kept, whatever it closed as later), or an operator closed it. A false positive
+    /// is not counted: an operator judged it no problem.
+    pub fn needed_a_human(&self) -> bool {
+        match self.resolution {
+            Resolution::FalsePositive => false,
+            Resolution::Escalated | Resolution::Resolved => true,
+            Resolution::Open | Resolution::AutoRepaired | Resolution::SelfResolved => {
+                self.report_markdown.is_some()
+            }
+        }
+    }
+
+    /// True when the engine repaired it and no human was asked for on the way (no escalation, no approval).
+    pub fn repaired_without_a_human(&self) -> bool {
+        self.resolution == Resolution::AutoRepaired && !self.needed_a_human()
     }
 }
 

@@ -646,7 +646,7 @@ fn whole_path_over_simulated_hours() {
     let md = rec.report_markdown.expect("report saved in the record");
     for needle in [
         "`block_checksum` on `wal/00000009.seg`",
-        "| rebuild_from_parity | Failed |",
+        "| rebuild_from_parity | failed |",
         "unrecoverable: rebuild_from_parity: parity shards damaged too",
         "LSN 100..=131",
         "circuit breaker of retry_block is open",

@@ -60,14 +60,10 @@ pub struct Cli {
     /// Print one JSON object as the last line of stdout.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Bearer token for the daemon [default: server.token from --config].
-    #[arg(
-        long,
-        global = true,
-        value_name = "TOKEN",
-        env = "MEDIC_TOKEN",
-        hide_env_values = true
-    )]
+    /// Bearer token for the daemon [env: MEDIC_TOKEN] [default: server.token from --config].
+    // MEDIC_TOKEN is read after parsing (`token_from_env`), not by clap: clap lists an argument taken from the
+    // environment in every usage line it prints, as if the command needed it.
+    #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
     /// Seconds one request to the daemon may take.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -430,9 +426,19 @@ pub enum BenchCommand {
 }
 
 /// Parses the process arguments, runs the command and returns its exit code. Errors go to stderr.
+/// `--token`, or else `MEDIC_TOKEN` when set and not empty.
+fn token_from_env(cli: &mut Cli) {
+    if cli.token.is_none() {
+        cli.token = std::env::var("MEDIC_TOKEN").ok().filter(|t| !t.is_empty());
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+        Ok(mut cli) => {
+            token_from_env(&mut cli);
+            cli
+        }
         Err(e) => {
             // Help and version go to stdout with 0; usage errors to stderr with 2 — and, under `--json`, also as the
             // one JSON line on stdout every `--json` command ends with.
@@ -560,6 +566,31 @@ fn effective_config(cli: &Cli, data: Option<&DataArg>) -> anyhow::Result<Config>
     Ok(config)
 }
 
+/// `[playbooks] dir` checked before the daemon opens anything: a missing directory or an invalid playbook is a
+/// configuration error (exit 2), found before a data directory is created or recovered. The daemon loads them again
+/// when it attaches the targets.
+fn playbooks_before_start(config: &Config) -> anyhow::Result<()> {
+    let Some(dir) = &config.playbooks.dir else {
+        return Ok(());
+    };
+    let catalog = crate::target::catalog(&config.targets);
+    let errors = match crate::playbook::load_dir(dir, &catalog) {
+        Ok(p) => match crate::target::check_restart_commands(&config.targets, &p) {
+            Ok(()) => return Ok(()),
+            Err(reason) => vec![reason],
+        },
+        Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
+    };
+    Err(UsageError(format!(
+        "refusing to start: {} invalid playbook{} in {} ([playbooks] dir):\n{}",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" },
+        dir.display(),
+        errors.join("\n")
+    ))
+    .into())
+}
+
 /// `medic playbooks check DIR`: every error on its own line as `file:line: reason` (stdout, or one JSON object with
 /// `--json`), exit 2 when any playbook is invalid, 0 when all are valid.
 fn playbooks_check(out: &Out, config: &Config, dir: &std::path::Path) -> anyhow::Result<u8> {
@@ -639,6 +670,7 @@ pub fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                 },
             };
             let (config, _warnings) = source.load().map_err(|e| UsageError(e.to_string()))?;
+            playbooks_before_start(&config)?;
             crate::daemon::serve(config, source)?;
             Ok(EXIT_OK)
         }

@@ -437,6 +437,63 @@ pub enum ConfigError {
         /// The accepted range or form.
         accepted: String,
     },
+    /// A value of the file at `path` is invalid: the error above with the file, and the line of its key when found.
+    #[error("config {path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line of the key, when the file holds it.
+        line: Option<u64>,
+        /// What is wrong (the key, the value and what is accepted).
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// A validation error located in the file at `path` whose text is `text`: the file named, and the line of the
+    /// key the message starts with (`engine.approval_risk_max = 1.5 ...` → the line `approval_risk_max = ...`),
+    /// when one line sets it. Errors that already name their file stay as they are.
+    pub fn in_file(self, path: &Path, text: &str) -> ConfigError {
+        let message = match &self {
+            ConfigError::Engine(m)
+            | ConfigError::Targets(m)
+            | ConfigError::Maintenance(m)
+            | ConfigError::Escalation(m) => m.clone(),
+            ConfigError::Invalid { .. } => {
+                self.to_string().trim_start_matches("config: ").to_string()
+            }
+            _ => return self,
+        };
+        let line = key_line(text, &message);
+        ConfigError::InFile {
+            path: path.to_path_buf(),
+            line,
+            message,
+        }
+    }
+}
+
+/// The 1-based line of `text` that sets the key `message` starts with (its last dotted part, an index dropped):
+/// none when no line or several lines set such a key.
+fn key_line(text: &str, message: &str) -> Option<u64> {
+    let key = message
+        .split([' ', '=', ':', ','])
+        .next()
+        .unwrap_or_default();
+    let last = key.rsplit('.').next().unwrap_or_default();
+    let last = last.split('[').next().unwrap_or_default();
+    if last.is_empty() || !last.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    let mut found = text.lines().enumerate().filter(|(_, l)| {
+        l.trim_start()
+            .strip_prefix(last)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    });
+    match (found.next(), found.next()) {
+        (Some((n, _)), None) => Some(n as u64 + 1),
+        _ => None,
+    }
 }
 
 /// A valid-but-unusual value, reported at start.
@@ -534,8 +591,19 @@ impl Config {
     /// Reads, parses and validates a configuration file. Returns the configuration and its warnings.
     pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         let config = Self::read(path)?;
-        let warnings = config.validate()?;
+        let warnings = config.validate_file(path)?;
         Ok((config, warnings))
+    }
+
+    /// [`Config::validate`] of the configuration read from `path`: an error names the file, and the line when
+    /// the key is found there.
+    pub fn validate_file(&self, path: &Path) -> Result<Vec<ConfigWarning>, ConfigError> {
+        self.validate().map_err(|e| {
+            let text = std::fs::read(path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            e.in_file(path, &text)
+        })
     }
 
     /// Reads and parses a configuration file without validating it (for command-line overrides before
@@ -1092,7 +1160,7 @@ const ENGINE_DOCS: &[(&str, &str)] = &[
     ("dry_run", "Decide and record repairs, but change nothing."),
     (
         "detector",
-        "The anomaly detector per metric: zscore, mad, ewma, iqr, roc, seasonal, variance, range or composite.",
+        "The anomaly detector per metric: zscore, mad, ewma, iqr, roc, seasonal, variance, range, likelihood, surprise or composite (the detectors combined as [engine.composite] says).",
     ),
     (
         "anomaly_cutoff",
@@ -1108,7 +1176,7 @@ const ENGINE_DOCS: &[(&str, &str)] = &[
     ),
     (
         "constraints",
-        "Bounds on metrics that raise constraint-breach issues.",
+        "Bounds on metrics that raise constraint-breach issues, none by default. Each entry: name, metric, lower and/or upper (the value must stay at or above / at or below), warning_fraction (0.8) and critical_fraction (0.95) of the utilisation, headroom (the distance from a one-sided bound where utilisation is 0; |bound| by default), auto_fix_available (false: a breach is escalated, no strategy tried). E.g. constraints = [{ name = \"wal_big\", metric = \"wal_bytes\", upper = 1e9 }].",
     ),
     (
         "correlation_window_us",
@@ -1453,7 +1521,74 @@ const COMPOSITE_KEY_DOCS: &[(&str, &str)] = &[
 ];
 
 /// The documentation line of `key` in the table `section`, if it has one.
+/// What each array of tables of `[engine]` holds (shown once, above its first entry), and its keys.
+const ENGINE_TABLE_DOCS: &[(&str, &str)] = &[
+    (
+        "engine.trends",
+        "Trend rules, one [[engine.trends]] table each: a metric growing faster than a rate for a sustained span (a leak, not a step) raises a trend issue. Writing any replaces the defaults below; the list may be emptied with trends = [] in [engine].",
+    ),
+    (
+        "engine.trends.metric",
+        "The metric, as its samples name it (see `medic history`).",
+    ),
+    (
+        "engine.trends.growth_per_hour_max",
+        "The largest relative growth per hour that is not a leak, e.g. 0.05 for 5 %/hour, (0, 100].",
+    ),
+    (
+        "engine.trends.sustained_us",
+        "How long the growth must last (µs), each half of the span growing too, [1 min, 7 days].",
+    ),
+    (
+        "engine.known_causes",
+        "Known causes, one [[engine.known_causes]] table each: an issue of code `effect` close in time to one of code `cause` is diagnosed as caused by it, with the hypothesis as its root cause. Writing any replaces the defaults below.",
+    ),
+    (
+        "engine.known_causes.effect",
+        "The code of the symptom, e.g. latency_anomaly.",
+    ),
+    (
+        "engine.known_causes.cause",
+        "The code of the cause, e.g. index_fragmentation.",
+    ),
+    (
+        "engine.known_causes.hypothesis",
+        "The root cause stated in one line, e.g. \"a fragmented index slows queries\".",
+    ),
+    (
+        "engine.alert_rules",
+        "Alert rules, one [[engine.alert_rules]] table each: `count` issues of `code` at `severity_max` or worse within `window_us` send one alert to the notifiers, then none for `cooldown_us`. Writing any replaces the defaults below.",
+    ),
+    (
+        "engine.alert_rules.name",
+        "A name, part of the alert's dedup key.",
+    ),
+    (
+        "engine.alert_rules.code",
+        "The issue code it matches, or \"*\" for any.",
+    ),
+    (
+        "engine.alert_rules.severity_max",
+        "It matches issues of this severity or worse: Sev0 (data at risk) to Sev3.",
+    ),
+    (
+        "engine.alert_rules.count",
+        "Matching issues needed within the window.",
+    ),
+    ("engine.alert_rules.window_us", "The window, µs."),
+    (
+        "engine.alert_rules.cooldown_us",
+        "Quiet time after the rule fired, µs.",
+    ),
+];
+
 fn key_doc(section: &str, key: &str) -> Option<&'static str> {
+    if let Some((_, d)) = ENGINE_TABLE_DOCS
+        .iter()
+        .find(|(k, _)| k.strip_prefix(section).and_then(|r| r.strip_prefix('.')) == Some(key))
+    {
+        return Some(d);
+    }
     if section == "engine" {
         return ENGINE_DOCS.iter().find(|(k, _)| *k == key).map(|(_, d)| *d);
     }
@@ -1494,7 +1629,16 @@ fn engine_toml() -> String {
         if line.trim().is_empty() {
             continue;
         }
-        if let Some(name) = line
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            // An array of tables: what it holds, above its first entry.
+            if name != section {
+                out.push('\n');
+                if let Some((_, doc)) = ENGINE_TABLE_DOCS.iter().find(|(k, _)| *k == name) {
+                    out.push_str(&comment(doc));
+                }
+            }
+            section = name.to_string();
+        } else if let Some(name) = line
             .strip_prefix('[')
             .and_then(|l| l.strip_suffix(']'))
             .filter(|l| !l.starts_with('['))
@@ -1507,9 +1651,9 @@ fn engine_toml() -> String {
                 out.push_str(&comment(doc));
             }
         } else if let Some((key, _)) = line.split_once(" = ") {
-            out.push_str(&comment(
-                key_doc(&section, key.trim()).unwrap_or("See heal::config::EngineConfig."),
-            ));
+            out.push_str(&comment(key_doc(&section, key.trim()).unwrap_or(
+                "An [engine] setting; see README.md \"Engine\" (this key has no description yet).",
+            )));
         }
         out.push_str(line);
         out.push('\n');
@@ -1742,6 +1886,16 @@ file_bytes_max = 67108864
 # without running. None by default.
 # dir = "/etc/medic/playbooks"
 
+# Maintenance windows, one [[maintenance]] table each (none by default, at most 64). While a window is open, an
+# automatic repair whose first strategy's risk is above the window's risk_max waits (status `deferred`, naming the
+# window) while it is open. A bad entry stops the start (exit 2). See docs/contracts/operators.md "Maintenance
+# windows".
+# [[maintenance]]
+# name = "weekly"                  # named in the decisions and the log
+# cron = "0 2 * * SUN"             # when it opens: five fields, minute first, UTC
+# duration = "2h"                  # how long it stays open from each start, at most 7 days
+# risk_max = 0.2                   # [0, 1]; 0 holds every automatic repair while it is open
+
 # Services medic watches beside its store, one [[targets]] table each (none by default). Issues are on the
 # resource `target.NAME`, readings are samples `target.NAME.READING`. See README "Supervising other services".
 # [[targets]]
@@ -1851,6 +2005,57 @@ mod tests {
             }
         }
         assert!(default_toml().contains("# Range novelty: a value beyond everything"));
+        // Each array of tables of [engine] is described in words, never by a Rust path.
+        let text = default_toml();
+        assert!(!text.contains("heal::"), "a Rust path in default_toml");
+        assert!(
+            !text.contains("has no description yet"),
+            "an undocumented key"
+        );
+        for (key, v) in engine {
+            if v.is_array() && key != "constraints" {
+                let section = format!("engine.{key}");
+                assert!(
+                    ENGINE_TABLE_DOCS.iter().any(|(k, _)| *k == section),
+                    "[[{section}]] has no comment"
+                );
+            }
+        }
+        // Every detector `detector` accepts is named in its documentation.
+        let detector = ENGINE_DOCS
+            .iter()
+            .find(|(k, _)| *k == "detector")
+            .unwrap()
+            .1;
+        for name in [
+            "zscore",
+            "mad",
+            "ewma",
+            "iqr",
+            "roc",
+            "seasonal",
+            "variance",
+            "range",
+            "likelihood",
+            "surprise",
+            "composite",
+        ] {
+            assert!(
+                heal::detect::by_name(name).is_some(),
+                "{name} is a detector"
+            );
+            assert!(detector.contains(name), "detector {name} undocumented");
+        }
+        // Maintenance windows (empty by default) are shown with their keys.
+        for key in [
+            "[[maintenance]]",
+            "# name = ",
+            "# cron = ",
+            "# duration = ",
+            "# risk_max = ",
+        ] {
+            assert!(text.contains(key), "{key} missing from default_toml");
+        }
     }
 
     #[test]

@@ -382,9 +382,11 @@ pub fn from_records(
                 .entry((first.code.clone(), first.resource.clone()))
                 .or_insert((0, 0));
             e.0 += 1;
-            e.1 += u64::from(r.resolution == Resolution::AutoRepaired);
+            e.1 += u64::from(r.repaired_without_a_human());
         }
-        if r.resolution == Resolution::AutoRepaired {
+        // The same rules as the KPIs': an approved repair or one of an incident escalated before is not
+        // "repaired automatically", an escalated incident stays escalated whatever it closed as.
+        if r.repaired_without_a_human() {
             repaired.count += 1;
             if let Some(us) = r.time_to_repair_us() {
                 ttr.push(us as f64 / 1_000.0);
@@ -393,10 +395,7 @@ pub fn from_records(
                 repaired.incidents.push(item(r));
             }
         }
-        let was_escalated = r.resolution == Resolution::Escalated
-            || r.report_markdown.is_some()
-            || r.resolution == Resolution::Resolved;
-        if was_escalated && escalated.len() < REPORT_ITEMS_MAX {
+        if r.needed_a_human() && escalated.len() < REPORT_ITEMS_MAX {
             escalated.push(item(r));
         }
     }
@@ -560,6 +559,15 @@ impl Report {
         }
     }
 
+    /// "still open at the end of the period", or "still open" while the period is not over (a report of today).
+    fn still_open_words(&self) -> &'static str {
+        if self.generated_at < self.until {
+            "still open"
+        } else {
+            "still open at the end of the period"
+        }
+    }
+
     /// The report as Markdown.
     pub fn markdown(&self) -> String {
         let mut o = String::new();
@@ -573,11 +581,12 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "**{} incidents**, {} repaired automatically, {} escalated, {} still open at the end of the period.{}\n",
+            "**{} incidents**, {} repaired automatically, {} escalated, {} {}.{}\n",
             self.incidents,
             self.repaired_automatically.count,
-            self.escalated.len(),
+            self.kpis.escalated,
             self.still_open.len(),
+            self.still_open_words(),
             if self.truncated {
                 format!(" (only the first {REPORT_INCIDENTS_MAX} counted)")
             } else {
@@ -853,14 +862,15 @@ impl Report {
         let _ = writeln!(
             o,
             "<p>From {} to {} (UTC), generated {}.</p>\n<p><b>{} incidents</b>, {} repaired automatically, {} \
-             escalated, {} still open at the end of the period.</p>",
+             escalated, {} {}.</p>",
             rfc3339(self.from),
             rfc3339(self.until),
             rfc3339(self.generated_at),
             self.incidents,
             self.repaired_automatically.count,
-            self.escalated.len(),
-            self.still_open.len()
+            self.kpis.escalated,
+            self.still_open.len(),
+            self.still_open_words()
         );
         o.push_str(&bar_chart("Incidents by severity", &self.by_severity));
         o.push_str(&bar_chart("Incidents by resolution", &self.by_resolution));
@@ -1294,6 +1304,93 @@ mod tests {
         // JSON round trip: what the daemon answers is what the CLI renders.
         let back: Report = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
         assert_eq!(back, r);
+    }
+
+    /// An incident escalated to a human that later closed by itself, and a repair an operator approved, are
+    /// escalated in the lists, the counts and the KPIs alike; only the repair nobody was asked about is automatic.
+    #[test]
+    fn an_incident_that_needed_a_human_is_escalated_in_every_count() {
+        use IssueKind::*;
+        use Resolution::*;
+        let d = midnight(2026, 12, 4);
+        let h = 3_600 * 1_000 * MS;
+        let alone = record(
+            1,
+            d + h,
+            Severity::Sev2,
+            Integrity,
+            "x",
+            "a",
+            AutoRepaired,
+            Some(20),
+        );
+        let mut approved = record(
+            2,
+            d + 2 * h,
+            Severity::Sev2,
+            Integrity,
+            "y",
+            "b",
+            AutoRepaired,
+            Some(40),
+        );
+        approved.report_markdown = Some("approval asked".into());
+        let mut gone = record(
+            3,
+            d + 3 * h,
+            Severity::Sev1,
+            Resource,
+            "z",
+            "c",
+            SelfResolved,
+            None,
+        );
+        gone.report_markdown = Some("escalated".into());
+        let records = vec![alone, approved, gone];
+        let r = from_records(
+            Period::Daily,
+            d,
+            d + 24 * h,
+            d + 24 * h,
+            &records,
+            &[],
+            &ReportConfig::default(),
+        );
+        assert_eq!(
+            r.repaired_automatically
+                .incidents
+                .iter()
+                .map(|i| i.id)
+                .collect::<Vec<_>>(),
+            [1]
+        );
+        assert_eq!(r.repaired_automatically.count, 1);
+        assert_eq!(r.escalated.iter().map(|i| i.id).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!((r.kpis.auto_repaired, r.kpis.escalated), (1, 2));
+        assert_eq!(r.kpis.auto_remediation_rate, Some(1.0 / 3.0));
+        let md = r.markdown();
+        assert!(
+            md.contains("**3 incidents**, 1 repaired automatically, 2 escalated"),
+            "{md}"
+        );
+        assert!(
+            md.contains("0 still open at the end of the period."),
+            "{md}"
+        );
+        // A report of a day not over yet does not speak of its end.
+        let today = from_records(
+            Period::Daily,
+            d,
+            d + 24 * h,
+            d + 12 * h,
+            &records,
+            &[],
+            &ReportConfig::default(),
+        );
+        for text in [today.markdown(), today.html()] {
+            assert!(text.contains("0 still open."), "{text}");
+            assert!(!text.contains("end of the period"), "{text}");
+        }
     }
 
     #[test]

@@ -15,10 +15,8 @@ const FAST: &str = "[checks]\nshallow_interval_ms = 200\ndeep_interval_ms = 1000
 
 /// README.md "Notifications and escalation policies": "`medic config --print-default` documents every key"; its
 /// own header says "Every option is shown with its default value". `[[maintenance]]` (docs/contracts/operators.md
-/// "Maintenance windows") is accepted by `medic config` but absent from the printed defaults.
+/// "Maintenance windows") is accepted by `medic config`, and shown in the printed defaults.
 #[test]
-#[ignore = "BREAK: `medic config --print-default` omits [[maintenance]] (name, cron, duration, risk_max), a key \
-            `medic config` accepts and docs/contracts/operators.md documents"]
 fn print_default_documents_maintenance_windows() {
     let (code, out, err) = medic_cli(&["config", "--print-default"]);
     assert_eq!(code, 0, "{err}");
@@ -41,11 +39,9 @@ fn print_default_documents_maintenance_windows() {
 }
 
 /// README.md "Supervising other services": "A malformed playbook stops the start with `file:line: reason`", and
-/// `playbooks check` reports each error that way. A `run_restart_command` step naming a target without a
-/// `restart_command` is reported as `DIR:0: FILE: ...` instead: the directory where the file should be, line 0.
+/// `playbooks check` reports each error that way, a `run_restart_command` step naming a target without a
+/// `restart_command` too (it was `DIR:0: FILE: ...`: the directory where the file should be, line 0).
 #[test]
-#[ignore = "BREAK: `playbooks check` reports run_restart_command without a restart_command as `DIR:0: FILE: ...` \
-            (the directory and line 0), not `file:line: reason`"]
 fn playbooks_check_names_file_and_line_of_a_missing_restart_command() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("medic.toml");
@@ -95,10 +91,8 @@ fn playbooks_check_names_file_and_line_of_a_missing_restart_command() {
 }
 
 /// README.md "Command line": "A usage error is exit 2 wherever the command runs: ... a daemon's 4xx";
-/// docs/contracts/operators.md "CLI": "404/409 from the daemon are exit 2". A 401 (no operator's token) is exit 1.
+/// docs/contracts/operators.md "CLI": "404/409 from the daemon are exit 2". A 401 (no operator's token) is too.
 #[test]
-#[ignore = "BREAK: an operator's action the daemon refuses 401 (no token, or a wrong one) exits 1, not 2 as a \
-            daemon's 4xx is documented to"]
 fn operator_action_refused_for_its_token_is_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -256,11 +250,9 @@ fn number_after(text: &str, label: &str) -> f64 {
 }
 
 /// README.md "History and reports": "`medic history METRIC --since -6h` prints a sparkline with min, max, last
-/// and the anomalies; `--step 5m` averages buckets". With `--step` the summary's min and max are those of the
-/// bucket means: it states a max the metric never reached and hides the real one, which the same answer carries.
+/// and the anomalies; `--step 5m` averages buckets". With `--step` the summary's min and max are the metric's own,
+/// the extremes the buckets carry, not the extremes of the bucket means (a max the metric never reached).
 #[test]
-#[ignore = "BREAK: `medic history METRIC --step D` prints min/max/last of the bucket means, not the metric's: a \
-            max it never reached, while the answer's buckets carry the real min and max"]
 fn history_step_summary_states_the_real_extremes() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

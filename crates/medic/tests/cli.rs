@@ -870,7 +870,8 @@ fn bearer_token_is_sent_from_the_flag_or_the_environment() {
     let put = ["put", "a", "--text", "t", "--server", url];
 
     let o = medic(&put, dir.path());
-    assert_eq!(o.status.code(), Some(1), "refused without a token");
+    // README.md "Command line": a daemon's 4xx is a usage error, exit 2; a 401 too.
+    assert_eq!(o.status.code(), Some(2), "refused without a token");
     assert!(stderr(&o).contains("401"), "{}", stderr(&o));
     // Said for the command line: the flag and the variable, not the HTTP header.
     assert!(stderr(&o).contains("--token"), "{}", stderr(&o));

@@ -406,6 +406,13 @@ fn the_dashboard_shows_a_repaired_incident_in_a_real_browser() {
         dom.contains("Read only: paste an operator token"),
         "no token: read only"
     );
+    // A store taking writes says so in its table, not with a blank cell (`read_only` is null).
+    assert!(
+        dom.contains("<th>read only</th><td>no</td>"),
+        "the store table's read only: {}",
+        dom.find("<th>read only</th>")
+            .map_or("absent", |at| &dom[at..(at + 80).min(dom.len())])
+    );
 
     let shot_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let shot = shot_dir.join("dashboard.png");

@@ -199,7 +199,8 @@ pub fn holder_mismatch(
     ))
 }
 
-/// A daemon's 4xx is the user's input: exit 2 like any usage error. So is a 501: the daemon does not do what was
+/// A daemon's 4xx is the user's input: exit 2 like any usage error (README.md "Command line"), a 401 or 403 for a
+/// missing or wrong token too: the command is right, what it was sent with is not. So is a 501: the daemon does not do what was
 /// asked (full-text search before the text index lands), which no retry or repair changes — the same exit 2 the
 /// offline command gives. The rest is the daemon's trouble.
 fn lift(e: ClientError) -> anyhow::Error {
@@ -217,15 +218,14 @@ fn lift(e: ClientError) -> anyhow::Error {
                 "it needs a token",
             )
             .replace(" (server.token in the config)", "");
-        return anyhow::anyhow!(
+        return UsageError(format!(
             "{method} {url}: the daemon answered 401: {message}; pass the daemon's token with --token TOKEN \
              or MEDIC_TOKEN=TOKEN (the token in its configuration's server.token, or an operator's own)"
-        );
+        ))
+        .into();
     }
     match e.status() {
-        Some(s) if (400..500).contains(&s) && s != 404 && s != 401 && s != 403 => {
-            UsageError(e.to_string()).into()
-        }
+        Some(s) if (400..500).contains(&s) && s != 404 => UsageError(e.to_string()).into(),
         Some(501) => UsageError(e.to_string()).into(),
         // An unknown collection is bad input, as offline (a missing document stays a plain 404).
         Some(404) if e.to_string().contains("no collection") => UsageError(e.to_string()).into(),

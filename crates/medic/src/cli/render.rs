@@ -272,7 +272,10 @@ pub fn print_status(out: &Out, v: &Value) {
     println!("last lsn:     {}", show(v, "/store/last_lsn"));
     println!("wal bytes:    {}", show(v, "/store/wal_bytes"));
     if let Some(r) = at(v, "/store/read_only") {
-        println!("read-only:    {}", out.state(&scalar(r)));
+        // The store's reason starts with `read-only: ` itself; the label says it once.
+        let reason = scalar(r);
+        let reason = reason.strip_prefix("read-only: ").unwrap_or(&reason);
+        println!("read-only:    {}", out.state(reason));
     }
     if let Some(p) = at(v, "/store/poisoned") {
         println!("poisoned:     {}", out.state(&scalar(p)));

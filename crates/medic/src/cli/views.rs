@@ -127,21 +127,44 @@ pub fn history(out: &Out, b: &dyn Backend, args: &HistoryArgs) -> anyhow::Result
         .unwrap_or_default();
     let values: Vec<f64> = points.iter().filter_map(|p| p["value"].as_f64()).collect();
     let metric = v["metric"].as_str().unwrap_or_default();
+    // With --step each point is a bucket: its mean, and the min, max and count of the points it holds.
+    let bucketed = v["step_us"].as_u64().is_some();
+    let counted = if bucketed {
+        let n: u64 = points.iter().filter_map(|p| p["count"].as_u64()).sum();
+        format!(
+            "{} of {}",
+            render::count(values.len() as u64, "bucket", "buckets"),
+            render::count(n, "point", "points")
+        )
+    } else {
+        render::count(values.len() as u64, "point", "points")
+    };
     println!(
-        "{} from {} to {} UTC: {}",
+        "{} from {} to {} UTC: {counted}",
         out.bold(metric),
         v["since"].as_u64().map(render::utc).unwrap_or_default(),
         v["until"].as_u64().map(render::utc).unwrap_or_default(),
-        render::count(values.len() as u64, "point", "points")
     );
     if values.is_empty() {
         return Ok(EXIT_OK);
     }
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let field = |p: &Value, name: &str| p[name].as_f64().or_else(|| p["value"].as_f64());
+    let min = points
+        .iter()
+        .filter_map(|p| field(p, "min"))
+        .fold(f64::INFINITY, f64::min);
+    let max = points
+        .iter()
+        .filter_map(|p| field(p, "max"))
+        .fold(f64::NEG_INFINITY, f64::max);
     let last = values.last().copied().unwrap_or_default();
     println!("{}", crate::history::sparkline(&values, SPARKLINE_WIDTH));
-    println!("min {min}  max {max}  last {last}");
+    if bucketed {
+        // The extremes are the metric's own; a bucket's mean is no value it took, so the last is named as one.
+        println!("min {min}  max {max}  last bucket mean {last}");
+    } else {
+        println!("min {min}  max {max}  last {last}");
+    }
     if let Some(a) = v
         .get("anomalies")
         .and_then(Value::as_array)

@@ -74,7 +74,10 @@ impl ConfigSource {
                 reason,
             });
         }
-        let warnings = config.validate()?;
+        let warnings = match &self.path {
+            Some(path) => config.validate_file(path)?,
+            None => config.validate()?,
+        };
         Ok((config, warnings))
     }
 }

@@ -341,10 +341,18 @@ impl EscalationConfig {
                 }
                 if let Some(unknown) = level.receivers.iter().find(|n| !names.contains(n.as_str()))
                 {
+                    let known = if names.is_empty() {
+                        "no receiver is configured: declare it under [[escalation.receivers]]"
+                            .to_string()
+                    } else {
+                        format!(
+                            "the receivers are: {}",
+                            names.iter().copied().collect::<Vec<_>>().join(", ")
+                        )
+                    };
                     return Err(format!(
-                        "{}: unknown receiver {unknown:?} (the receivers are: {})",
-                        key("receivers"),
-                        names.iter().copied().collect::<Vec<_>>().join(", ")
+                        "{}: unknown receiver {unknown:?} ({known})",
+                        key("receivers")
                     ));
                 }
             }

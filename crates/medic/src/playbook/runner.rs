@@ -159,7 +159,7 @@ impl RepairStrategy for PlaybookStrategy {
         }
         Ok(Backup {
             location: format!(
-                "playbook {}: nothing saved (rollback runs its rollback steps)",
+                "none kept by playbook {} (its rollback steps undo the repair)",
                 p.name
             ),
             bytes: 0,

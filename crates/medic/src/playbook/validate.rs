@@ -22,6 +22,8 @@ use crate::target::postgres::{
 pub struct TargetCatalog {
     kinds: BTreeMap<String, TargetKind>,
     readings: BTreeMap<String, Vec<String>>,
+    /// Targets configured without a `restart_command`: a `run_restart_command` step naming one is refused.
+    no_restart_command: std::collections::BTreeSet<String>,
 }
 
 impl<const N: usize> From<[(String, TargetKind); N]> for TargetCatalog {
@@ -29,6 +31,7 @@ impl<const N: usize> From<[(String, TargetKind); N]> for TargetCatalog {
         Self {
             kinds: BTreeMap::from(kinds),
             readings: BTreeMap::new(),
+            no_restart_command: Default::default(),
         }
     }
 }
@@ -40,6 +43,11 @@ impl TargetCatalog {
         if !readings.is_empty() {
             self.readings.insert(name.to_string(), readings);
         }
+    }
+
+    /// Records that target `name` has no `restart_command` in its `[[targets]]` entry.
+    pub fn without_restart_command(&mut self, name: &str) {
+        self.no_restart_command.insert(name.to_string());
     }
 
     /// The kind of target `name`.
@@ -962,6 +970,13 @@ fn action(e: &mut Errors<'_>, step: &Spanned<RawStep>, catalog: &TargetCatalog) 
                 format!(
                     "run_restart_command {t:?}: acts on a postgres target or a watched process (with a restart_command); {t:?} is {}",
                     kind.as_str()
+                ),
+            );
+        } else if catalog.no_restart_command.contains(t) {
+            e.at(
+                at,
+                format!(
+                    "run_restart_command: target {t:?} has no restart_command in its [[targets]] entry"
                 ),
             );
         }

@@ -510,6 +510,9 @@ pub fn catalog(targets: &[TargetConfig]) -> TargetCatalog {
     let mut c = TargetCatalog::default();
     for t in targets {
         c.insert(&t.name, t.kind, t.queries.keys().cloned().collect());
+        if t.restart_command.is_empty() {
+            c.without_restart_command(&t.name);
+        }
     }
     c
 }
