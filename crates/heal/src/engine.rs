@@ -1130,22 +1130,32 @@ impl Engine {
         Some((rate, judged))
     }
 
+    /// Starts watching `metric` with a new detector unless it is watched already; `false` when `metrics_max`
+    /// metrics are watched and it is not one of them.
+    fn watch(&mut self, metric: &str) -> bool {
+        if self.detectors.contains_key(metric) {
+            return true;
+        }
+        if self.detectors.len() >= self.config.metrics_max {
+            return false;
+        }
+        let detector = (self.factory)(metric);
+        self.detectors.insert(
+            metric.to_string(),
+            Watched {
+                detector,
+                previous: None,
+                streak: 0,
+                excursion: None,
+                peak: 0.0,
+            },
+        );
+        true
+    }
+
     fn detect(&mut self, metric: &str, at: Timestamp, value: f64, judged: bool) -> Option<Issue> {
-        if !self.detectors.contains_key(metric) {
-            if self.detectors.len() >= self.config.metrics_max {
-                return None;
-            }
-            let detector = (self.factory)(metric);
-            self.detectors.insert(
-                metric.to_string(),
-                Watched {
-                    detector,
-                    previous: None,
-                    streak: 0,
-                    excursion: None,
-                    peak: 0.0,
-                },
-            );
+        if !self.watch(metric) {
+            return None;
         }
         let watched = self.detectors.get_mut(metric)?;
         let previous = watched.previous;
