@@ -599,7 +599,8 @@ impl Config {
     /// the key is found there.
     pub fn validate_file(&self, path: &Path) -> Result<Vec<ConfigWarning>, ConfigError> {
         self.validate().map_err(|e| {
-            let text = std::fs::read(path)
+            // Read as `read` reads it (never blocking on a FIFO swapped in since, never past the limit).
+            let text = read_regular_file(path, CONFIG_FILE_BYTES_MAX)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
             e.in_file(path, &text)

@@ -158,6 +158,14 @@ pub struct TargetConfig {
     pub queries: BTreeMap<String, String>,
 }
 
+impl TargetConfig {
+    /// Whether a probe with `failures` failed probes in a row has reached its verdict: none failed (up), or
+    /// `failures_before_down` did (down). Part-way (after a start, say) it has not decided whether the target is down.
+    pub fn probe_decided(&self, failures: u32) -> bool {
+        failures == 0 || failures >= self.failures_before_down
+    }
+}
+
 impl Default for TargetConfig {
     fn default() -> Self {
         Self {

@@ -139,15 +139,14 @@ impl HealthCheck for PromProbe {
     fn name(&self) -> &str {
         &self.check_name
     }
-    /// Part-way through `failures_before_down` failed probes in a row (after a start, say) it has not decided
-    /// whether the target is down.
+    /// [`TargetConfig::probe_decided`] on the failed probes in a row.
     fn decided(&self) -> bool {
         let failures = self
             .state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .consecutive_failures;
-        failures == 0 || failures >= self.config.failures_before_down
+        self.config.probe_decided(failures)
     }
     fn tier(&self) -> Tier {
         Tier::Shallow
