@@ -522,26 +522,28 @@ fn create(d: &Daemon, c: &str, settings: Value) {
 // 1. Bulk loads into indexed collections while a small tmpfs fills, then space returns.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// A tmpfs of 24 MiB holds the data directory and a ballast that leaves a few MiB; the free-space guards are off, so
-/// bulk loads into `ta` (HNSW and text) and `tb` (IVF and text, 5 dimensions) run the device into ENOSPC themselves.
-/// While full: every bulk is refused with a 503 naming why and leaves nothing (or what its answer says), reads and
-/// searches go on. The ballast removed: bulks are acknowledged again without a human. Then the indexes catch up and
-/// agree with the documents; SIGKILL and a restart: every acknowledged document reads back byte for byte, nothing
-/// is reported lost, the searches still agree.
-#[test]
-fn bulk_loads_into_indexed_collections_on_a_filling_disk_are_whole_or_absent_and_heal() {
-    let seed = seed(0xB01C_5BA7);
-    let mut rng = Rng::new(seed);
-    let tmp = tempfile::tempdir().unwrap();
-    let (mnt, _umount) = mount_tmpfs(tmp.path(), "24m");
+/// A 24 MiB tmpfs holding the data directory, the free-space guards off, a daemon on it with `ta` (3 dimensions,
+/// HNSW and text) and `tb` (5 dimensions, IVF and text), and a 19 MiB ballast written beside them, so bulk loads run
+/// the device into ENOSPC themselves.
+struct FillingDisk {
+    mnt: PathBuf,
+    _umount: Undo,
+    data: PathBuf,
+    cfg: PathBuf,
+    d: Daemon,
+    ballast: PathBuf,
+}
+
+fn filling_disk(dir: &Path) -> FillingDisk {
+    let (mnt, umount) = mount_tmpfs(dir, "24m");
     let data = mnt.join("data");
     let cfg = config(
-        tmp.path(),
+        dir,
         "disk_free_bytes_min = 0\ndisk_free_critical_bytes_min = 0\n",
         "",
         "",
     );
-    let d = start(&data, tmp.path(), &cfg);
+    let d = start(&data, dir, &cfg);
     create(&d, "ta", json!({"dimension": 3}));
     create(
         &d,
@@ -555,6 +557,35 @@ fn bulk_loads_into_indexed_collections_on_a_filling_disk_are_whole_or_absent_and
         mnt.display()
     ));
     eprintln!("ballast: {}", tail(&out, 2));
+    FillingDisk {
+        mnt,
+        _umount: umount,
+        data,
+        cfg,
+        d,
+        ballast,
+    }
+}
+
+/// A tmpfs of 24 MiB holds the data directory and a ballast that leaves a few MiB; the free-space guards are off, so
+/// bulk loads into `ta` (HNSW and text) and `tb` (IVF and text, 5 dimensions) run the device into ENOSPC themselves.
+/// While full: every bulk is refused with a 503 naming why and leaves nothing (or what its answer says), reads and
+/// searches go on. The ballast removed: bulks are acknowledged again without a human. Then the indexes catch up and
+/// agree with the documents; SIGKILL and a restart: every acknowledged document reads back byte for byte, nothing
+/// is reported lost, the searches still agree.
+#[test]
+fn bulk_loads_into_indexed_collections_on_a_filling_disk_are_whole_or_absent_and_heal() {
+    let seed = seed(0xB01C_5BA7);
+    let mut rng = Rng::new(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let FillingDisk {
+        mnt,
+        _umount,
+        data,
+        cfg,
+        d,
+        ballast,
+    } = filling_disk(tmp.path());
     let loaders = Loaders::start(&d.url, &[("ta", 3), ("tb", 5)], seed, 40, 300, false);
     let last = wait_full(&loaders);
     let (_, df) = sh(&format!("df -k {}", mnt.display()));
@@ -655,27 +686,14 @@ fn sigkill_while_bulk_loads_fill_the_disk_then_a_start_on_the_full_disk_loses_no
     let seed = seed(0xF011_D15C);
     let mut rng = Rng::new(seed);
     let tmp = tempfile::tempdir().unwrap();
-    let (mnt, _umount) = mount_tmpfs(tmp.path(), "24m");
-    let data = mnt.join("data");
-    let cfg = config(
-        tmp.path(),
-        "disk_free_bytes_min = 0\ndisk_free_critical_bytes_min = 0\n",
-        "",
-        "",
-    );
-    let d = start(&data, tmp.path(), &cfg);
-    create(&d, "ta", json!({"dimension": 3}));
-    create(
-        &d,
-        "tb",
-        json!({"dimension": 5, "index": "ivf", "ivf": {"lists": 2, "probes": 2}}),
-    );
-    let ballast = mnt.join("ballast");
-    let (_, out) = sh(&format!(
-        "dd if=/dev/zero of={} bs=1M count=19 2>&1",
-        ballast.display()
-    ));
-    eprintln!("ballast: {}", tail(&out, 1));
+    let FillingDisk {
+        mnt: _,
+        _umount,
+        data,
+        cfg,
+        d,
+        ballast,
+    } = filling_disk(tmp.path());
     let loaders = Loaders::start(&d.url, &[("ta", 3), ("tb", 5)], seed, 40, 300, false);
     let full = wait_full(&loaders);
     std::thread::sleep(Duration::from_millis(rng.below(300)));
